@@ -1,0 +1,42 @@
+"""The DynamoDB API: one module per operation family.
+
+Every operation is a function ``op(ctx: Context, request: dict) -> dict | bytes``:
+it validates the request (after ``shoal.api.shapes`` checked JSON types and the
+API model's constraints), executes it against storage and shapes the response.
+A ``bytes`` result is already-serialized JSON (used to splice stored items into a
+response without re-encoding).  Errors are raised as ``shoal.errors.ShoalError``.
+
+Each module exposes ``OPERATIONS = {"OperationName": function}``; ``operations()``
+merges them for the server's router.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from typing import Any, Callable
+
+DEFAULT_ACCOUNT = "000000000000"
+DEFAULT_REGION = "us-east-1"
+
+
+@dataclass(slots=True)
+class Context:
+    """What an operation knows of the request beyond its body."""
+
+    region: str
+    account: str
+    engine: Any  # shoal.storage.engine.Engine
+    catalog: Any  # shoal.api.catalog.Catalog
+    access_key: str | None = None
+    now: Callable[[], float] = field(default=time.time)
+
+
+def operations() -> dict[str, Callable[[Context, dict], Any]]:
+    """All operations Shoal offers, by DynamoDB operation name."""
+    from shoal.api import batch, items, query, tables
+
+    ops: dict[str, Callable[[Context, dict], Any]] = {}
+    for module in (tables, items, query, batch):
+        ops.update(module.OPERATIONS)
+    return ops

@@ -1,0 +1,116 @@
+"""One exception hierarchy for every error Shoal reports to a client.
+
+Each error carries the AWS error type, the HTTP status and the message exactly as
+DynamoDB words it.  Errors are raised where the rule lives and rendered to the wire
+in one place (``shoal.server.dispatch``).
+"""
+
+from __future__ import annotations
+
+DYNAMODB_NS = "com.amazonaws.dynamodb.v20120810"
+CORAL_NS = "com.amazon.coral.service"
+CORAL_VALIDATE_NS = "com.amazon.coral.validate"
+
+
+class ShoalError(Exception):
+    """Base of all client-visible errors."""
+
+    type_name = "InternalServerError"
+    namespace = DYNAMODB_NS
+    status = 500
+
+    def __init__(self, message: str = "") -> None:
+        super().__init__(message)
+        self.message = message
+
+    @property
+    def wire_type(self) -> str:
+        return f"{self.namespace}#{self.type_name}"
+
+    def to_body(self) -> dict:
+        """The JSON object sent to the client."""
+        return {"__type": self.wire_type, "message": self.message}
+
+
+class InternalServerError(ShoalError):
+    type_name = "InternalServerError"
+    status = 500
+
+
+class ValidationException(ShoalError):
+    type_name = "ValidationException"
+    namespace = CORAL_VALIDATE_NS
+    status = 400
+
+
+class SerializationException(ShoalError):
+    type_name = "SerializationException"
+    namespace = CORAL_NS
+    status = 400
+
+
+class UnknownOperationException(ShoalError):
+    type_name = "UnknownOperationException"
+    namespace = CORAL_NS
+    status = 400
+
+
+class MissingAuthenticationTokenException(ShoalError):
+    type_name = "MissingAuthenticationTokenException"
+    namespace = CORAL_NS
+    status = 400
+
+
+class ResourceNotFoundException(ShoalError):
+    type_name = "ResourceNotFoundException"
+    status = 400
+
+
+class ResourceInUseException(ShoalError):
+    type_name = "ResourceInUseException"
+    status = 400
+
+
+class LimitExceededException(ShoalError):
+    type_name = "LimitExceededException"
+    status = 400
+
+
+class ConditionalCheckFailedException(ShoalError):
+    type_name = "ConditionalCheckFailedException"
+    status = 400
+
+    def __init__(self, message: str = "The conditional request failed", item: dict | None = None) -> None:
+        super().__init__(message)
+        self.item = item
+
+    def to_body(self) -> dict:
+        body = super().to_body()
+        if self.item is not None:
+            body["Item"] = self.item
+        return body
+
+
+class ItemCollectionSizeLimitExceededException(ShoalError):
+    type_name = "ItemCollectionSizeLimitExceededException"
+    status = 400
+
+
+class TransactionConflictException(ShoalError):
+    type_name = "TransactionConflictException"
+    status = 400
+
+
+class NotImplementedOperation(ShoalError):
+    """An operation of the API model that Shoal does not offer yet.
+
+    DynamoDB itself never sends this; Shoal answers it (HTTP 400, so SDKs do not
+    retry) rather than crash or pretend success.
+    """
+
+    type_name = "UnknownOperationException"
+    namespace = CORAL_NS
+    status = 400
+
+    def __init__(self, operation: str) -> None:
+        super().__init__(f"Shoal does not implement the operation {operation} yet")
