@@ -1,0 +1,130 @@
+"""The storage engine interface: ordered byte keys in a few named key spaces.
+
+Everything above ``shoal.storage`` sees storage only through the three small
+classes here, so that the LMDB engine (``lmdb_engine``) and a later PostgreSQL
+engine are interchangeable.  The interface is deliberately SQL-mappable: a key
+space is a table ``(key bytea primary key, value bytea)``, ``get`` is a point
+select, ``scan`` is a range select ordered by key, and ``write`` is one
+transaction.
+
+Rules every engine honours (the conformance suite in
+``tests/unit/test_storage_engine.py`` checks them):
+
+* Keys and values are ``bytes``.  Keys are non-empty and of any length (DynamoDB
+  keys reach about 3 KB); they compare as unsigned bytes (``memcmp`` order, a
+  prefix before its extensions).  ``put`` of an empty key raises ``ValueError``;
+  a space name not in ``SPACES`` raises ``KeyError``.
+* While a scan of a write transaction is being consumed, deleting keys it has
+  already yielded is allowed (log pruning does this); other changes to the
+  scanned range during iteration may or may not be seen by it.
+* ``read()`` gives a consistent snapshot: writes committed after it began are
+  invisible to it.
+* ``write()`` is one atomic transaction that sees its own writes.  It commits
+  when the ``with`` block ends normally and aborts when it raises.  Once the
+  block has exited, the commit is durable (survives a process kill and a power
+  loss) unless the engine was opened with ``sync=False``.  A single WriteTxn may
+  carry many logical operations, which is how a group-commit layer will batch
+  several requests into one durable commit.
+* Transactions are synchronous and belong to the thread that opened them; do
+  not hold one across an ``await``.  Never open a ``write()`` inside another
+  ``write()`` of the same engine in the same thread (single-writer engines would
+  deadlock).
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from typing import ContextManager, Iterator
+
+#: The named key spaces.  ``meta``: table catalog and counters; ``items``:
+#: table items; ``changes``: the change log streams read; ``indexes``:
+#: secondary index entries.
+SPACES = ("meta", "items", "changes", "indexes")
+
+
+class ReadTxn(ABC):
+    """A consistent, read-only view of every key space."""
+
+    __slots__ = ()
+
+    @abstractmethod
+    def get(self, space: str, key: bytes) -> bytes | None:
+        """The value stored under ``key`` in ``space``, or None.
+
+        This is the whole GetItem storage path, so engines keep it to one lookup.
+        """
+
+    @abstractmethod
+    def scan(
+        self,
+        space: str,
+        start: bytes | None = None,
+        stop: bytes | None = None,
+        *,
+        reverse: bool = False,
+    ) -> Iterator[tuple[bytes, bytes]]:
+        """Lazily yield ``(key, value)`` for keys ``start <= key < stop``.
+
+        ``None`` leaves that side unbounded.  Keys come in ascending order, or
+        descending when ``reverse`` is true (still ``start`` inclusive, ``stop``
+        exclusive).  The iterator is lazy: a Query that stops after 20 items
+        touches about 20 entries however large the space is.  It is valid only
+        while its transaction is open.
+        """
+
+
+class WriteTxn(ReadTxn):
+    """A read-write transaction; reads see the transaction's own writes."""
+
+    __slots__ = ()
+
+    @abstractmethod
+    def put(self, space: str, key: bytes, value: bytes) -> None:
+        """Store ``value`` under ``key`` in ``space``, replacing any old value."""
+
+    @abstractmethod
+    def delete(self, space: str, key: bytes) -> bool:
+        """Remove ``key`` from ``space``; True if it was there.
+
+        Returning whether it existed saves callers (DeleteItem, change-log
+        pruning) a separate ``get``.
+        """
+
+
+class Engine(ABC):
+    """An open database: hands out read snapshots and write transactions."""
+
+    @abstractmethod
+    def read(self) -> ContextManager[ReadTxn]:
+        """A consistent snapshot for the duration of the ``with`` block.
+
+        Cheap enough to open once per request.
+        """
+
+    @abstractmethod
+    def write(self) -> ContextManager[WriteTxn]:
+        """One atomic transaction: commits on normal exit, aborts on exception.
+
+        When the ``with`` block has exited normally the commit is durable
+        (fsync'd) unless the engine was opened with ``sync=False``.
+        """
+
+    @abstractmethod
+    def close(self) -> None:
+        """Release the engine's resources; idempotent.
+
+        Transactions must be finished first.
+        """
+
+    def stats(self) -> dict:
+        """Cheap engine facts for diagnostics (entries per space and so on).
+
+        Optional: the default knows nothing.
+        """
+        return {}
+
+    def __enter__(self) -> "Engine":
+        return self
+
+    def __exit__(self, *exc_info) -> None:
+        self.close()

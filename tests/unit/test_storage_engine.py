@@ -1,0 +1,554 @@
+"""Engine conformance suite: every storage engine must pass all of it.
+
+The tests talk to engines only through ``shoal.storage.engine``'s interface; the
+``ENGINES`` table below is the one place that knows the concrete classes (add
+PostgreSQL there when it exists).  Engines are opened through a module-level
+factory so that child processes (forked) can open their own.
+"""
+
+from __future__ import annotations
+
+import itertools
+import multiprocessing
+import os
+import signal
+import threading
+import time
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from shoal.storage.engine import SPACES, Engine
+from shoal.storage.lmdb_engine import LmdbEngine
+
+
+def open_lmdb(path, *, sync: bool = True) -> Engine:
+    return LmdbEngine(os.path.join(path, "lmdb"), sync=sync)
+
+
+ENGINES = {"lmdb": open_lmdb}
+
+# Long keys cross LMDB's 511-byte key limit once (600) and twice (1200, 3100).
+LONG = b"L" * 600
+LONGER = b"L" * 1200
+LONGEST = b"k" * 3100
+
+_fork = multiprocessing.get_context("fork")
+
+
+@pytest.fixture(params=sorted(ENGINES))
+def opener(request):
+    return ENGINES[request.param]
+
+
+@pytest.fixture
+def engine(opener, tmp_path):
+    eng = opener(str(tmp_path))
+    yield eng
+    eng.close()
+
+
+def fill(engine, space, keys, value=None):
+    with engine.write() as txn:
+        for key in keys:
+            txn.put(space, key, value if value is not None else b"v:" + key)
+
+
+def keys_of(engine, space, start=None, stop=None, reverse=False):
+    with engine.read() as txn:
+        return [key for key, _ in txn.scan(space, start, stop, reverse=reverse)]
+
+
+# ------------------------------------------------------------ get / put / delete
+
+
+def test_spaces_are_the_documented_names():
+    assert SPACES == ("meta", "items", "changes", "indexes")
+
+
+def test_get_of_missing_key_is_none(engine):
+    with engine.read() as txn:
+        assert txn.get("items", b"nope") is None
+
+
+def test_put_then_get_returns_bytes(engine):
+    with engine.write() as txn:
+        txn.put("items", b"k1", b"value-1")
+    with engine.read() as txn:
+        value = txn.get("items", b"k1")
+    assert value == b"value-1"
+    assert type(value) is bytes
+
+
+def test_put_replaces_the_old_value(engine):
+    fill(engine, "items", [b"k"], b"old")
+    fill(engine, "items", [b"k"], b"new")
+    with engine.read() as txn:
+        assert txn.get("items", b"k") == b"new"
+        assert list(txn.scan("items")) == [(b"k", b"new")]
+
+
+def test_empty_and_large_values(engine):
+    big = os.urandom(400 * 1024)  # DynamoDB's item size limit
+    with engine.write() as txn:
+        txn.put("items", b"empty", b"")
+        txn.put("items", b"big", big)
+    with engine.read() as txn:
+        assert txn.get("items", b"empty") == b""
+        assert txn.get("items", b"big") == big
+
+
+def test_delete_reports_whether_the_key_existed(engine):
+    fill(engine, "items", [b"a", b"b"])
+    with engine.write() as txn:
+        assert txn.delete("items", b"a") is True
+        assert txn.delete("items", b"a") is False
+        assert txn.delete("items", b"never") is False
+    assert keys_of(engine, "items") == [b"b"]
+
+
+def test_spaces_are_independent(engine):
+    with engine.write() as txn:
+        for number, space in enumerate(SPACES):
+            txn.put(space, b"same-key", str(number).encode())
+    with engine.read() as txn:
+        for number, space in enumerate(SPACES):
+            assert txn.get(space, b"same-key") == str(number).encode()
+            assert [k for k, _ in txn.scan(space)] == [b"same-key"]
+    with engine.write() as txn:
+        assert txn.delete("items", b"same-key")
+    with engine.read() as txn:
+        assert txn.get("items", b"same-key") is None
+        assert txn.get("indexes", b"same-key") == b"3"
+
+
+def test_unknown_space_is_a_key_error(engine):
+    with engine.read() as txn:
+        with pytest.raises(KeyError):
+            txn.get("tables", b"k")
+        with pytest.raises(KeyError):
+            txn.scan("tables")
+
+
+def test_empty_key_is_rejected_on_put_and_absent_on_read(engine):
+    with engine.write() as txn:
+        with pytest.raises(ValueError, match="storage keys must not be empty"):
+            txn.put("items", b"", b"v")
+        assert txn.delete("items", b"") is False
+    with engine.read() as txn:
+        assert txn.get("items", b"") is None
+
+
+def test_keys_order_as_unsigned_bytes(engine):
+    keys = [b"\xff", b"\x00", b"a", b"a\x00", b"a\xff", b"ab", b"\x7f", b"\x80", b"b"]
+    fill(engine, "items", keys)
+    assert keys_of(engine, "items") == sorted(keys)
+    assert keys_of(engine, "items", reverse=True) == sorted(keys, reverse=True)
+
+
+# ------------------------------------------------------------ long keys
+
+
+def test_long_keys_round_trip(engine):
+    keys = [LONG, LONG + b"\x00", LONGER, LONGEST, LONGEST + b"z", b"k" * 501, b"k" * 500]
+    fill(engine, "items", keys)
+    with engine.read() as txn:
+        for key in keys:
+            assert txn.get("items", key) == b"v:" + key
+        assert txn.get("items", b"L" * 599) is None
+        assert txn.get("items", LONG + b"a") is None
+        assert txn.get("items", LONGEST[:-1]) is None
+    assert keys_of(engine, "items") == sorted(keys)
+    assert keys_of(engine, "items", reverse=True) == sorted(keys, reverse=True)
+
+
+def test_long_keys_sort_among_short_keys_sharing_their_prefix(engine):
+    prefix = b"p" * 500
+    keys = [
+        prefix[:-1],                 # shorter, below the group
+        prefix,                      # the prefix itself, just below the group
+        prefix + b"\x00",            # the smallest group member
+        prefix + b"\x00\x00",
+        prefix + b"a" * 700,
+        prefix[:-1] + b"q",          # a short key above the group
+        prefix[:-1] + b"q" + b"x" * 200,
+    ]
+    fill(engine, "items", keys)
+    assert keys_of(engine, "items") == sorted(keys)
+    assert keys_of(engine, "items", prefix, prefix + b"\x00\x01") == [prefix, prefix + b"\x00", prefix + b"\x00\x00"]
+    assert keys_of(engine, "items", prefix + b"\x00", prefix[:-1] + b"q", reverse=True) == [
+        prefix + b"a" * 700, prefix + b"\x00\x00", prefix + b"\x00"]
+
+
+def test_long_key_delete_and_overwrite(engine):
+    fill(engine, "items", [LONG, LONG + b"x", LONGEST])
+    fill(engine, "items", [LONGEST], b"new")
+    with engine.write() as txn:
+        assert txn.delete("items", LONG) is True
+        assert txn.delete("items", LONG) is False
+        assert txn.delete("items", LONG + b"y") is False
+        assert txn.delete("items", b"Z" * 900) is False
+    with engine.read() as txn:
+        assert txn.get("items", LONGEST) == b"new"
+        assert txn.get("items", LONG) is None
+    assert keys_of(engine, "items") == [LONG + b"x", LONGEST]
+    with engine.write() as txn:
+        assert txn.delete("items", LONG + b"x")
+        assert txn.delete("items", LONGEST)
+    assert keys_of(engine, "items") == []
+    assert keys_of(engine, "items", reverse=True) == []
+
+
+def test_long_keys_leave_no_residue_after_delete(tmp_path):
+    engine = LmdbEngine(str(tmp_path / "lmdb"))
+    try:
+        fill(engine, "items", [LONGEST, LONGER, LONG])
+        with engine.write() as txn:
+            for key in (LONGEST, LONGER, LONG):
+                txn.delete("items", key)
+        stats = engine.stats()
+        assert stats["entries"]["items"] == 0
+        assert stats["overflow_entries"] == 1  # only the group-id counter remains
+    finally:
+        engine.close()
+
+
+# ------------------------------------------------------------ scan ranges
+
+KEYS = [b"b", b"d", b"d\x00", b"f", b"h"]
+
+
+@pytest.mark.parametrize(
+    "start, stop, expected",
+    [
+        (None, None, KEYS),
+        (b"d", b"f", [b"d", b"d\x00"]),                  # start inclusive, stop exclusive
+        (b"c", b"g", [b"d", b"d\x00", b"f"]),            # neither bound stored
+        (b"d\x00", None, [b"d\x00", b"f", b"h"]),
+        (None, b"d", [b"b"]),
+        (None, b"d\x00", [b"b", b"d"]),
+        (b"a", b"b", []),                                # stop before the first key
+        (None, b"a", []),
+        (b"i", None, []),                                # start beyond the last key
+        (b"h\x00", b"z", []),
+        (b"h", None, [b"h"]),
+        (b"d", b"d", []),                                # empty range
+        (b"f", b"d", []),                                # inverted range
+        (b"", None, KEYS),                               # empty start = unbounded
+        (None, b"", []),                                 # nothing is below b""
+        (b"\x00", b"\xff" * 3, KEYS),
+    ],
+)
+def test_scan_ranges_both_directions(engine, start, stop, expected):
+    fill(engine, "items", KEYS)
+    assert keys_of(engine, "items", start, stop) == expected
+    assert keys_of(engine, "items", start, stop, reverse=True) == expected[::-1]
+
+
+def test_scan_of_empty_space(engine):
+    fill(engine, "meta", [b"x"])  # other spaces hold data, this one does not
+    for reverse in (False, True):
+        assert keys_of(engine, "items", reverse=reverse) == []
+        assert keys_of(engine, "items", b"a", b"z", reverse=reverse) == []
+        assert keys_of(engine, "items", b"a", reverse=reverse) == []
+        assert keys_of(engine, "items", None, b"z", reverse=reverse) == []
+
+
+def test_scan_yields_values(engine):
+    fill(engine, "items", KEYS)
+    with engine.read() as txn:
+        assert list(txn.scan("items", b"d", b"f", reverse=True)) == [(b"d\x00", b"v:d\x00"), (b"d", b"v:d")]
+
+
+def test_scan_is_lazy(engine):
+    many = [b"item%07d" % n for n in range(100_000)]
+    for chunk in range(0, len(many), 20_000):
+        fill(engine, "items", many[chunk:chunk + 20_000], b"x" * 100)
+    with engine.read() as txn:
+        began = time.perf_counter()
+        everything = sum(1 for _ in txn.scan("items"))
+        full = time.perf_counter() - began
+        began = time.perf_counter()
+        for _ in range(10):
+            first = list(itertools.islice(txn.scan("items", reverse=True), 20))
+        partial = (time.perf_counter() - began) / 10
+    assert everything == len(many)
+    assert [k for k, _ in first] == many[:-21:-1]
+    assert partial * 100 < full  # 20 of 100,000 entries: nowhere near a full walk
+
+
+def test_prefix_query_pattern(engine):
+    """A Query's shape: one item collection out of many, newest first, Limit N."""
+    fill(engine, "items", [b"user%03d#%05d" % (u, t) for u in range(30) for t in range(50)])
+    with engine.read() as txn:
+        latest = [k for k, _ in itertools.islice(txn.scan("items", b"user007#", b"user007$", reverse=True), 5)]
+    assert latest == [b"user007#%05d" % t for t in range(49, 44, -1)]
+
+
+# A key alphabet that makes collisions, shared prefixes and long-key groups likely.
+_BASES = [b"", b"a", b"b" * 499, b"b" * 500, b"b" * 501, b"c" * 1000, b"c" * 993]
+_keys = st.builds(
+    lambda base, tail: base + tail,
+    st.sampled_from(_BASES),
+    st.binary(max_size=4).map(lambda raw: bytes(b % 4 * 85 for b in raw)),  # bytes 0, 85, 170, 255
+)
+_bounds = st.none() | _keys
+_ops = st.lists(st.tuples(st.booleans(), _keys.filter(bool)), max_size=40)
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(ops=_ops, ranges=st.lists(st.tuples(_bounds, _bounds, st.booleans()), min_size=1, max_size=6))
+def test_scan_matches_a_sorted_dict_model(opener, tmp_path_factory, ops, ranges):
+    engine = opener(str(tmp_path_factory.mktemp("model")), sync=False)
+    model: dict[bytes, bytes] = {}
+    try:
+        with engine.write() as txn:
+            for number, (is_put, key) in enumerate(ops):
+                if is_put:
+                    value = b"%d" % number
+                    txn.put("items", key, value)
+                    model[key] = value
+                else:
+                    assert txn.delete("items", key) == (model.pop(key, None) is not None)
+        with engine.read() as txn:
+            for key in model:
+                assert txn.get("items", key) == model[key]
+            for start, stop, reverse in ranges:
+                expected = sorted(
+                    (k, v) for k, v in model.items()
+                    if (start is None or k >= start) and (stop is None or k < stop)
+                )
+                if reverse:
+                    expected.reverse()
+                assert list(txn.scan("items", start, stop, reverse=reverse)) == expected
+    finally:
+        engine.close()
+
+
+# ------------------------------------------------------------ transactions
+
+
+def test_write_sees_its_own_writes(engine):
+    fill(engine, "items", [b"a", b"c"])
+    with engine.write() as txn:
+        txn.put("items", b"b", b"new")
+        txn.delete("items", b"c")
+        assert txn.get("items", b"b") == b"new"
+        assert txn.get("items", b"c") is None
+        assert [k for k, _ in txn.scan("items")] == [b"a", b"b"]
+        assert [k for k, _ in txn.scan("items", reverse=True)] == [b"b", b"a"]
+
+
+def test_exception_in_write_leaves_nothing(engine):
+    fill(engine, "items", [b"kept"], b"original")
+
+    class Boom(Exception):
+        pass
+
+    with pytest.raises(Boom):
+        with engine.write() as txn:
+            txn.put("items", b"new", b"1")
+            txn.put("items", b"kept", b"changed")
+            txn.put("items", LONGEST, b"long")
+            txn.put("changes", b"c1", b"x")
+            assert txn.delete("items", b"kept")
+            raise Boom()
+    with engine.read() as txn:
+        assert list(txn.scan("items")) == [(b"kept", b"original")]
+        assert list(txn.scan("changes")) == []
+
+
+def test_many_logical_operations_commit_together(engine):
+    """A WriteTxn carries several requests' writes (what group commit relies on)."""
+    with engine.write() as txn:
+        for request in range(25):
+            txn.put("items", b"item%02d" % request, b"x")
+            txn.put("changes", b"change%02d" % request, b"y")
+    with engine.read() as txn:
+        assert len(list(txn.scan("items"))) == 25
+        assert len(list(txn.scan("changes"))) == 25
+
+
+def test_delete_while_scanning_in_a_write(engine):
+    """Pruning a log: delete each entry as the scan yields it."""
+    tail = b"x" * 600  # long keys, all above b"c..."
+    fill(engine, "changes", [b"c%03d" % n for n in range(300)] + [tail + b"%03d" % n for n in range(20)])
+    with engine.write() as txn:
+        removed = 0
+        for key, _ in txn.scan("changes", None, b"c150"):
+            assert txn.delete("changes", key)
+            removed += 1
+    assert removed == 150
+    assert keys_of(engine, "changes")[0] == b"c150"
+    with engine.write() as txn:
+        for key, _ in txn.scan("changes", tail, reverse=True):
+            assert txn.delete("changes", key)
+    assert len(keys_of(engine, "changes")) == 150
+
+
+def test_read_is_a_snapshot(engine):
+    fill(engine, "items", [b"a", b"b"], b"1")
+    with engine.read() as snapshot:
+        iterator = snapshot.scan("items")
+        assert next(iterator) == (b"a", b"1")
+        with engine.write() as txn:
+            txn.put("items", b"a", b"2")
+            txn.delete("items", b"b")
+            txn.put("items", b"c", b"2")
+        assert snapshot.get("items", b"a") == b"1"
+        assert snapshot.get("items", b"c") is None
+        assert list(iterator) == [(b"b", b"1")]
+        assert list(snapshot.scan("items")) == [(b"a", b"1"), (b"b", b"1")]
+        with engine.read() as fresh:
+            assert list(fresh.scan("items")) == [(b"a", b"2"), (b"c", b"2")]
+
+
+def test_uncommitted_writes_are_invisible_to_readers(engine):
+    fill(engine, "items", [b"a"], b"1")
+    with engine.write() as txn:
+        txn.put("items", b"a", b"2")
+        with engine.read() as other:
+            assert other.get("items", b"a") == b"1"
+
+
+def test_writers_in_threads_serialise(engine):
+    def work():
+        for _ in range(50):
+            increment(engine)
+
+    threads = [threading.Thread(target=work) for _ in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    with engine.read() as txn:
+        assert int(txn.get("meta", b"counter")) == 200
+
+
+def test_closed_engine_refuses_work(opener, tmp_path):
+    engine = opener(str(tmp_path))
+    engine.close()
+    engine.close()  # idempotent
+    with pytest.raises(RuntimeError, match="closed"):
+        engine.read()
+    with pytest.raises(RuntimeError, match="closed"):
+        engine.write()
+
+
+def test_stats_are_a_dict(engine):
+    fill(engine, "items", [b"a", b"b"])
+    assert isinstance(engine.stats(), dict)
+
+
+# ------------------------------------------------------------ durability and processes
+
+
+def increment(engine) -> None:
+    with engine.write() as txn:
+        current = txn.get("meta", b"counter")
+        txn.put("meta", b"counter", b"%d" % (int(current or b"0") + 1))
+
+
+def _increment_in_child(opener, path, times, barrier) -> None:
+    engine = opener(path)
+    barrier.wait()
+    for _ in range(times):
+        increment(engine)
+    engine.close()
+
+
+def test_four_processes_increment_a_counter_exactly(opener, tmp_path):
+    opener(str(tmp_path)).close()  # create once, as the server does before forking
+    barrier = _fork.Barrier(4)
+    children = [
+        _fork.Process(target=_increment_in_child, args=(opener, str(tmp_path), 250, barrier))
+        for _ in range(4)
+    ]
+    for child in children:
+        child.start()
+    for child in children:
+        child.join(120)
+        assert child.exitcode == 0
+    with opener(str(tmp_path)) as engine, engine.read() as txn:
+        assert txn.get("meta", b"counter") == b"1000"
+
+
+def test_data_survives_close_and_reopen(opener, tmp_path):
+    with opener(str(tmp_path)) as engine:
+        fill(engine, "items", [b"a", LONGEST])
+        fill(engine, "changes", [b"c"])
+        with engine.write() as txn:
+            txn.delete("items", b"a")
+    with opener(str(tmp_path)) as engine, engine.read() as txn:
+        assert list(txn.scan("items")) == [(LONGEST, b"v:" + LONGEST)]
+        assert txn.get("changes", b"c") == b"v:c"
+
+
+def _use_inherited_engine(engine, queue) -> None:
+    try:
+        engine.read()
+    except RuntimeError as exc:
+        queue.put(str(exc))
+    else:
+        queue.put("no error")
+
+
+def test_engine_inherited_through_fork_is_disabled(opener, tmp_path):
+    engine = opener(str(tmp_path))
+    try:
+        queue = _fork.Queue()
+        child = _fork.Process(target=_use_inherited_engine, args=(engine, queue))
+        child.start()
+        message = queue.get(timeout=30)
+        child.join(30)
+        assert "fork" in message
+        fill(engine, "items", [b"parent-still-works"])
+    finally:
+        engine.close()
+
+
+def _commit_and_acknowledge(opener, path, connection) -> None:
+    engine = opener(path, sync=True)
+    for number in itertools.count():
+        key = b"ack%08d" % number
+        with engine.write() as txn:
+            txn.put("items", key, b"x" * 200)
+            txn.put("items", LONG + key, b"long")  # keys in the overflow path too
+        connection.send_bytes(key)  # sent only after write() returned: acknowledged
+
+
+def test_acknowledged_writes_survive_kill_9(opener, tmp_path):
+    opener(str(tmp_path)).close()
+    receiver, sender = _fork.Pipe(duplex=False)
+    child = _fork.Process(target=_commit_and_acknowledge, args=(opener, str(tmp_path), sender))
+    child.start()
+    sender.close()
+    acknowledged = []
+    deadline = time.monotonic() + 1.0
+    while len(acknowledged) < 50 or time.monotonic() < deadline:
+        if receiver.poll(10):
+            acknowledged.append(receiver.recv_bytes())
+        if time.monotonic() > deadline + 30:
+            break
+    os.kill(child.pid, signal.SIGKILL)  # mid-stream: most likely inside a commit
+    child.join(30)
+    assert child.exitcode == -signal.SIGKILL
+    while receiver.poll(0):
+        try:
+            acknowledged.append(receiver.recv_bytes())
+        except EOFError:
+            break
+    assert len(acknowledged) >= 50, len(acknowledged)
+    with opener(str(tmp_path)) as engine, engine.read() as txn:
+        for key in acknowledged:
+            assert txn.get("items", key) == b"x" * 200
+            assert txn.get("items", LONG + key) == b"long"
+        stored = [k for k, _ in txn.scan("items", b"ack", b"acl")]
+    # Commits are in order: what is stored is a prefix of the sequence that
+    # includes every acknowledged write (at most one more, committed but not yet
+    # acknowledged when the signal came).
+    assert stored[: len(acknowledged)] == acknowledged
+    assert len(stored) <= len(acknowledged) + 1
+    with opener(str(tmp_path)) as engine:
+        fill(engine, "items", [b"after-crash"])  # the writer lock was released
