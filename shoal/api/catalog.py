@@ -1,0 +1,182 @@
+"""The table catalog: which tables exist, their key schema and their description.
+
+Every table is one entry in the ``meta`` key space under ``table_key(region,
+name)``: ``b"table/" + region + b"\\0" + name``.  The ``\\0`` separator makes
+the tables of one region a contiguous key range ordered by name, so ListTables
+is a range scan.  The value is the JSON of a small record::
+
+    {"account": ..., "id": <uuid4 text>, "desc": <TableDescription>}
+
+The stored TableDescription is the single source of truth: the key schema,
+the attribute types and the storage prefix of the table's items are derived
+from it.  ItemCount and TableSizeBytes are not in it; the write path keeps
+them under ``STATS_KEY(prefix)``, so that item writes never rewrite the
+catalog entry (and never invalidate the catalog caches of other processes).
+Tags live under ``TAGS_KEY(prefix)`` for the same reason.
+
+Every item key of a table starts with the table's 16-byte prefix (the bytes of
+its uuid4 table id).  A re-created table gets a new prefix, so the items of a
+deleted table can be purged lazily without ever being seen by its successor.
+
+``Catalog.get`` is on the path of every item operation.  It caches the parsed
+``Table`` per (region, name) together with the raw stored bytes and
+revalidates by one point read plus a byte comparison: another worker process
+may have updated, deleted or re-created the table since.
+"""
+
+from __future__ import annotations
+
+import struct
+import uuid
+from dataclasses import dataclass
+
+import orjson
+
+from shoal.errors import ResourceNotFoundException
+
+_TABLE_PREFIX = b"table/"
+_STATS = struct.Struct(">qq")
+
+# How many parsed tables one Catalog keeps; beyond it the cache is dropped and
+# refilled (a process serving more tables than this pays one parse per miss).
+MAX_CACHED = 4096
+
+
+def STATS_KEY(prefix: bytes) -> bytes:  # noqa: N802 (the agreed interface name)
+    """The ``meta`` key of a table's (ItemCount, TableSizeBytes) counter."""
+    return b"stats/" + prefix
+
+
+def TAGS_KEY(prefix: bytes) -> bytes:  # noqa: N802
+    """The ``meta`` key of a table's tags (JSON list of {"Key", "Value"})."""
+    return b"tags/" + prefix
+
+
+def table_key(region: str, name: str) -> bytes:
+    """The ``meta`` key of a table's catalog entry."""
+    return _TABLE_PREFIX + region.encode() + b"\0" + name.encode()
+
+
+def region_range(region: str) -> tuple[bytes, bytes]:
+    """The [start, stop) ``meta`` key range holding every table of ``region``."""
+    base = _TABLE_PREFIX + region.encode()
+    return base + b"\0", base + b"\x01"
+
+
+def read_stats(txn, prefix: bytes) -> tuple[int, int]:
+    """(ItemCount, TableSizeBytes) of the table with this prefix; absent = (0, 0)."""
+    raw = txn.get("meta", STATS_KEY(prefix))
+    return _STATS.unpack(raw) if raw else (0, 0)
+
+
+@dataclass(slots=True)
+class Table:
+    """A table as the data plane needs it, parsed once from its catalog entry."""
+
+    name: str
+    region: str
+    account: str
+    table_id: str
+    prefix: bytes
+    hash_key: str
+    range_key: str | None
+    attribute_types: dict[str, str]
+    arn: str
+    description: dict  # the stored TableDescription; treat as read-only
+    key_schema: list[tuple[str, str]]
+
+
+def table_arn(region: str, account: str, name: str) -> str:
+    return f"arn:aws:dynamodb:{region}:{account}:table/{name}"
+
+
+def encode_entry(account: str, table_id: str, description: dict) -> bytes:
+    """The stored form of a catalog entry."""
+    return orjson.dumps({"account": account, "id": table_id, "desc": description})
+
+
+def decode_entry(region: str, raw: bytes) -> Table:
+    """Parse a stored catalog entry into a ``Table``."""
+    record = orjson.loads(raw)
+    desc = record["desc"]
+    key_schema = [(k["AttributeName"], k["KeyType"]) for k in desc["KeySchema"]]
+    table_id = record["id"]
+    return Table(
+        name=desc["TableName"],
+        region=region,
+        account=record["account"],
+        table_id=table_id,
+        prefix=uuid.UUID(table_id).bytes,
+        hash_key=key_schema[0][0],
+        range_key=key_schema[1][0] if len(key_schema) > 1 else None,
+        attribute_types={a["AttributeName"]: a["AttributeType"] for a in desc["AttributeDefinitions"]},
+        arn=desc["TableArn"],
+        description=desc,
+        key_schema=key_schema,
+    )
+
+
+class Catalog:
+    """Looks tables up by (region, name), with a per-process parse cache."""
+
+    __slots__ = ("engine", "_cache")
+
+    def __init__(self, engine) -> None:
+        self.engine = engine
+        self._cache: dict[tuple[str, str], tuple[bytes, bytes, Table]] = {}  # key, raw, parsed
+
+    def get(self, txn, region: str, name: str) -> Table | None:
+        """The table, or None; fresh as of ``txn``'s snapshot.
+
+        One point read per call; the JSON is parsed only when the stored bytes
+        differ from the cached ones (first use, or a change by any process).
+        """
+        cache_key = (region, name)
+        cached = self._cache.get(cache_key)
+        key = cached[0] if cached is not None else table_key(region, name)
+        raw = txn.get("meta", key)
+        if raw is None:
+            if cached is not None:
+                del self._cache[cache_key]
+            if name.startswith("arn:"):
+                return self._get_by_arn(txn, region, name)
+            return None
+        if cached is not None and cached[1] == raw:
+            return cached[2]
+        table = decode_entry(region, raw)
+        if len(self._cache) >= MAX_CACHED:
+            self._cache.clear()
+        self._cache[cache_key] = (key, bytes(raw), table)
+        return table
+
+    def _get_by_arn(self, txn, region: str, arn: str) -> Table | None:
+        """TableName may be the table's ARN (of the caller's region)."""
+        parts = arn.split(":", 5)
+        if len(parts) != 6 or parts[2] != "dynamodb" or parts[3] != region:
+            return None
+        kind, _, name = parts[5].partition("/")
+        if kind != "table" or not name or name.startswith("arn:"):
+            return None
+        table = self.get(txn, region, name)
+        if table is None or table.account != parts[4]:
+            return None
+        return table
+
+    def require(self, txn, region: str, name: str) -> Table:
+        """The table, or DynamoDB's data-plane ResourceNotFoundException."""
+        table = self.get(txn, region, name)
+        if table is None:
+            raise ResourceNotFoundException("Requested resource not found")
+        return table
+
+    def list_names(self, txn, region: str) -> list[str]:
+        """Every table name of ``region``, sorted (by UTF-8 bytes, as stored)."""
+        return list(self.iter_names(txn, region))
+
+    def iter_names(self, txn, region: str, after: str | None = None):
+        """Table names of ``region`` in order, starting after ``after`` if given."""
+        first, stop = region_range(region)
+        start = first if after is None else table_key(region, after) + b"\0"
+        skip = len(first)
+        for key, _ in txn.scan("meta", start, stop):
+            yield key[skip:].decode()
