@@ -1,0 +1,160 @@
+"""KeyConditionExpression: the key range of a Query.
+
+It is parsed with the condition grammar and checked like a condition, then
+reduced to at most two simple conditions on key attributes: equality on the
+partition key and one of = < <= > >= BETWEEN begins_with on the sort key.
+Checks against the table's key schema happen in ``validate`` because the parse
+does not know which table or index the Query reads.
+"""
+
+from __future__ import annotations
+
+from shoal.errors import ValidationException
+
+from . import ast
+from .evaluator import Binder
+
+KIND = "KeyConditionExpression"
+
+_OPERATORS = {"=": "EQ", "<": "LT", "<=": "LE", ">": "GT", ">=": "GE"}
+_NOT_ALLOWED_FUNCTIONS = frozenset({"attribute_exists", "attribute_not_exists", "attribute_type", "contains"})
+
+
+def _invalid_operator(name: str) -> ValidationException:
+    return ValidationException(f"Invalid operator used in KeyConditionExpression: {name}")
+
+
+class KeyCondition:
+    """The bound key condition: a list of (attribute name, operator, values).
+
+    After ``validate`` the attributes ``partition_name``, ``partition_value``,
+    ``sort_name``, ``sort_op`` and ``sort_values`` describe the key range.
+    """
+
+    __slots__ = ("conditions", "partition_name", "partition_value", "sort_name", "sort_op", "sort_values")
+
+    def __init__(self, conditions: list[tuple[str, str, list]]):
+        self.conditions = conditions
+        self.partition_name = None
+        self.partition_value = None
+        self.sort_name = None
+        self.sort_op = None
+        self.sort_values = []
+        # Until validate() knows the schema: the first equality is the partition.
+        for name, op, values in conditions:
+            if op == "EQ" and self.partition_name is None:
+                self.partition_name, self.partition_value = name, values[0]
+            else:
+                self.sort_name, self.sort_op, self.sort_values = name, op, values
+
+    def validate(self, hash_key: str, range_key: str | None, attribute_types: dict[str, str]) -> None:
+        """Check the condition against a key schema and fix which condition is
+        the partition and which the sort condition."""
+        by_name = {name: (op, values) for name, op, values in self.conditions}
+        if hash_key not in by_name:
+            raise ValidationException(f"Query condition missed key schema element: {hash_key}")
+        for name in by_name:
+            if name != hash_key and name != range_key:
+                raise ValidationException(
+                    f"Query condition missed key schema element: {range_key}"
+                    if range_key is not None
+                    else "Query key condition not supported"
+                )
+        op, values = by_name[hash_key]
+        if op != "EQ":
+            raise ValidationException("Query key condition not supported")
+        for name, (op, values) in by_name.items():
+            wanted = attribute_types.get(name)
+            for value in values:
+                if wanted is not None and wanted not in value:
+                    raise ValidationException(
+                        "One or more parameter values were invalid: Condition parameter type does not match schema type"
+                    )
+        self.partition_name, self.partition_value = hash_key, by_name[hash_key][1][0]
+        if range_key is not None and range_key in by_name:
+            self.sort_name = range_key
+            self.sort_op, self.sort_values = by_name[range_key]
+        else:
+            self.sort_name, self.sort_op, self.sort_values = None, None, []
+
+
+def bind_key_condition(node, ctx) -> KeyCondition:
+    binder = Binder(ctx, KIND)
+    binder.condition(node)  # the checks every condition gets (types, placeholders...)
+    conditions = [_simple_condition(binder, part) for part in _conjuncts(node)]
+    names = [c[0] for c in conditions]
+    if len(set(names)) != len(names):
+        raise ValidationException("KeyConditionExpressions must only contain one condition per key")
+    if len(conditions) > 2:
+        raise ValidationException("Conditions can be of length 1 or 2 only")
+    return KeyCondition(conditions)
+
+
+def _conjuncts(node) -> list:
+    node = ast.unparen(node)
+    if type(node) is ast.And:
+        parts = []
+        for operand in node.operands:
+            parts.extend(_conjuncts(operand))
+        return parts
+    return [node]
+
+
+def _simple_condition(binder: Binder, node) -> tuple[str, str, list]:
+    node_type = type(node)
+    if node_type is ast.Or:
+        raise _invalid_operator("OR")
+    if node_type is ast.Not:
+        raise _invalid_operator("NOT")
+    if node_type is ast.In:
+        raise _invalid_operator("IN")
+    if node_type is ast.Compare:
+        if node.op == "<>":
+            raise _invalid_operator("<>")
+        left, right = ast.unparen(node.left), ast.unparen(node.right)
+        op = _OPERATORS[node.op]
+        if type(left) is ast.Value:
+            if type(right) is ast.Value:
+                raise ValidationException("Invalid condition in KeyConditionExpression: No key attribute specified")
+            left, right = right, left
+            op = _MIRRORED[op]
+        return _key_name(binder, left), op, [_key_value(binder, right)]
+    if node_type is ast.Between:
+        name = _key_name(binder, ast.unparen(node.operand))
+        return name, "BETWEEN", [_key_value(binder, node.low), _key_value(binder, node.high)]
+    if node.name in _NOT_ALLOWED_FUNCTIONS:
+        raise _invalid_operator(node.name)
+    # begins_with (size is rejected as a condition before binding)
+    if type(ast.unparen(node.args[0])) is ast.Value:
+        raise ValidationException(
+            "Invalid condition in KeyConditionExpression: begins_with operator must have the key attribute "
+            "as its first operand"
+        )
+    name = _key_name(binder, ast.unparen(node.args[0]))
+    return name, "BEGINS_WITH", [_key_value(binder, node.args[1])]
+
+
+_MIRRORED = {"EQ": "EQ", "LT": "GT", "LE": "GE", "GT": "LT", "GE": "LE"}
+
+
+def _key_name(binder: Binder, node) -> str:
+    if type(node) is ast.Function:
+        raise ValidationException("KeyConditionExpressions cannot contain nested operations")
+    if type(node) is not ast.Path:
+        raise ValidationException("Query key condition not supported")
+    path = binder.resolve_path(node)
+    if len(path) > 1:
+        raise ValidationException(
+            "Key attributes must be scalars; list random access '[]' and map lookup '.' are not allowed: "
+            f"Key: {path[0]}"
+        )
+    return path[0]
+
+
+def _key_value(binder: Binder, node) -> dict:
+    node = ast.unparen(node)
+    if type(node) is ast.Function:
+        raise ValidationException("KeyConditionExpressions cannot contain nested operations")
+    if type(node) is not ast.Value:
+        raise ValidationException("Query key condition not supported")
+    return binder.value(node)

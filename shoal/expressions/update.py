@@ -1,0 +1,322 @@
+"""Binding and applying an UpdateExpression.
+
+DynamoDB evaluates every SET operand against the item as it was before the
+update, then applies SET, REMOVE, ADD and DELETE.  List elements removed by one
+expression are addressed by their original positions.  The input item is never
+mutated: the new item shares every untouched attribute with it and copies only
+the containers on the paths it writes (copy-on-write), so an update of one
+counter in a large item costs little.
+"""
+
+from __future__ import annotations
+
+from decimal import Decimal
+
+from shoal.errors import ValidationException
+from shoal.model.numbers import add, format_number, subtract
+
+from . import ast
+from .evaluator import FUNCTION_ARITY, Binder, path_getter
+from .paths import check_paths
+from .values import JAVA_TYPE_NAMES, SET_TYPES, type_of
+
+KIND = "UpdateExpression"
+
+
+def _bad_type() -> ValidationException:
+    return ValidationException("An operand in the update expression has an incorrect data type")
+
+
+def _missing_attribute() -> ValidationException:
+    return ValidationException(
+        "The provided expression refers to an attribute that does not exist in the item"
+    )
+
+
+def _invalid_path() -> ValidationException:
+    return ValidationException("The document path provided in the update expression is invalid for update")
+
+
+class Update:
+    """A bound update: ``apply`` it to items; ``paths`` and ``top_level_names``
+    say what it touches (for ReturnValues UPDATED_* and key-attribute checks)."""
+
+    __slots__ = ("sets", "removes", "adds", "deletes", "paths", "top_level_names")
+
+    def __init__(self, sets, removes, adds, deletes, paths):
+        self.sets = sets          # [(path, value_fn)]
+        self.removes = removes    # [path]
+        self.adds = adds          # [(path, value)]
+        self.deletes = deletes    # [(path, value)]
+        self.paths = paths
+        self.top_level_names = {p[0] for p in paths}
+
+    def apply(self, item: dict) -> tuple[dict, bool]:
+        """Return (new item, whether anything changed); ``item`` is untouched.
+
+        Raises ValidationException for operands of the wrong type or paths that
+        cannot be written, with DynamoDB's messages.
+        """
+        new_values = [(path, compute(item)) for path, compute in self.sets]
+        new = dict(item)
+        copied: set[int] = set()
+        changed = False
+        for path, value in new_values:
+            _put(_parent(new, path, copied), path[-1], value)
+            changed = True
+        if self.removes:
+            changed = _remove_all(new, self.removes, copied) or changed
+        for path, value in self.adds:
+            changed = _add(_parent(new, path, copied), path[-1], value) or changed
+        for path, value in self.deletes:
+            changed = _delete(_parent(new, path, copied), path[-1], value) or changed
+        return new, changed
+
+
+# ---------------------------------------------------------------- binding
+
+
+def bind_update(node: ast.UpdateExpr, ctx) -> Update:
+    """Resolve placeholders, check operand types, check path overlaps."""
+    binder = Binder(ctx, KIND)
+    sets, removes, adds, deletes, paths = [], [], [], [], []
+    for action in node.actions:
+        path = binder.resolve_path(action.path)
+        action_type = type(action)
+        if action_type is ast.SetAction:
+            sets.append((path, _bind_value(binder, action.value)))
+        elif action_type is ast.RemoveAction:
+            removes.append(path)
+        elif action_type is ast.AddAction:
+            adds.append((path, _check_add_operand(binder.value(action.value))))
+        else:
+            deletes.append((path, _check_delete_operand(binder.value(action.value))))
+        paths.append(path)
+    check_paths(paths, KIND)
+    return Update(sets, removes, adds, deletes, paths)
+
+
+def _typeset_error(operator: str, value: dict) -> ValidationException:
+    return ValidationException(
+        f"Invalid {KIND}: Incorrect operand type for operator or function; operator: {operator}, "
+        f"operand type: {JAVA_TYPE_NAMES[type_of(value)]}, typeSet: ALLOWED_FOR_{operator}_OPERAND"
+    )
+
+
+def _check_add_operand(value: dict) -> dict:
+    kind = type_of(value)
+    if kind != "N" and kind not in SET_TYPES:
+        raise _typeset_error("ADD", value)
+    return value
+
+
+def _check_delete_operand(value: dict) -> dict:
+    if type_of(value) not in SET_TYPES:
+        raise _typeset_error("DELETE", value)
+    return value
+
+
+def _bind_value(binder: Binder, node):
+    """Compile a SET operand to a function item -> attribute value."""
+    node = ast.unparen(node)
+    node_type = type(node)
+    if node_type is ast.Value:
+        const = binder.value(node)
+        return lambda item: const
+    if node_type is ast.Path:
+        get = path_getter(binder.resolve_path(node))
+
+        def read(item):
+            value = get(item)
+            if value is None:
+                raise _missing_attribute()
+            return value
+
+        return read
+    if node_type is ast.Arithmetic:
+        return _bind_arithmetic(binder, node)
+    return _bind_function(binder, node)
+
+
+def _constant_type(node, binder: Binder):
+    node = ast.unparen(node)
+    if type(node) is ast.Value:
+        return type_of(binder.ctx.values.get(node.name, {"?": None}))
+    return None
+
+
+def _bind_arithmetic(binder: Binder, node: ast.Arithmetic):
+    left = _bind_value(binder, node.left)
+    right = _bind_value(binder, node.right)
+    for side in (node.left, node.right):
+        kind = _constant_type(side, binder)
+        if kind is not None and kind != "N":
+            raise binder.type_error(node.op, kind)
+    operation = add if node.op == "+" else subtract
+
+    def compute(item):
+        a, b = left(item), right(item)
+        if "N" not in a or "N" not in b:
+            raise _bad_type()
+        return {"N": format_number(operation(Decimal(a["N"]), Decimal(b["N"])))}
+
+    return compute
+
+
+def _bind_function(binder: Binder, node: ast.Function):
+    args = [_bind_value(binder, a) for a in node.args]
+    if len(args) != FUNCTION_ARITY[node.name]:
+        raise binder.error(
+            "Incorrect number of operands for operator or function; "
+            f"operator or function: {node.name}, number of operands: {len(args)}"
+        )
+    if node.name == "if_not_exists":
+        return _bind_if_not_exists(binder, node, args[1])
+    for arg in node.args:
+        kind = _constant_type(arg, binder)
+        if kind is not None and kind != "L":
+            raise binder.type_error("list_append", kind)
+    first, second = args
+
+    def list_append(item):
+        a, b = first(item), second(item)
+        if "L" not in a or "L" not in b:
+            raise _bad_type()
+        return {"L": a["L"] + b["L"]}
+
+    return list_append
+
+
+def _bind_if_not_exists(binder: Binder, node: ast.Function, fallback):
+    target = ast.unparen(node.args[0])
+    if type(target) is not ast.Path:
+        raise binder.error(
+            "Operator or function requires a document path; operator or function: if_not_exists"
+        )
+    get = path_getter(binder.resolve_path(target))
+
+    def if_not_exists(item):
+        value = get(item)
+        return value if value is not None else fallback(item)
+
+    return if_not_exists
+
+
+# ---------------------------------------------------------------- applying
+
+
+def _parent(root: dict, path: tuple, copied: set):
+    """The container that holds the last element of ``path``, made writable
+    (copied once per update) along the way."""
+    container = root
+    for position in range(len(path) - 1):
+        element = path[position]
+        if type(container) is dict:
+            child = container.get(element)
+        else:
+            child = container[element] if element < len(container) else None
+        if child is None:
+            raise _invalid_path()
+        want = "L" if type(path[position + 1]) is int else "M"
+        payload = child.get(want)
+        if payload is None:
+            raise _invalid_path()
+        if id(payload) not in copied:
+            payload = dict(payload) if want == "M" else list(payload)
+            copied.add(id(payload))
+            container[element] = {want: payload}
+        container = payload
+    return container
+
+
+def _get(container, element):
+    if type(container) is dict:
+        return container.get(element)
+    return container[element] if element < len(container) else None
+
+
+def _put(container, element, value) -> None:
+    if type(container) is dict:
+        container[element] = value
+    elif element < len(container):
+        container[element] = value
+    else:
+        container.append(value)
+
+
+def _discard(container, element) -> None:
+    if type(container) is dict:
+        del container[element]
+    else:
+        del container[element]
+
+
+def _remove_all(root: dict, paths: list, copied: set) -> bool:
+    """REMOVE: resolve every target first, then delete list elements from the
+    highest index down so that positions refer to the list before the update."""
+    list_removals: dict[int, tuple[list, set]] = {}
+    changed = False
+    for path in paths:
+        container = _parent(root, path, copied)
+        element = path[-1]
+        if type(container) is dict:
+            if element in container:
+                del container[element]
+                changed = True
+        elif element < len(container):
+            list_removals.setdefault(id(container), (container, set()))[1].add(element)
+    for container, indexes in list_removals.values():
+        for index in sorted(indexes, reverse=True):
+            del container[index]
+        changed = True
+    return changed
+
+
+def _set_key(kind: str, text: str):
+    return Decimal(text) if kind == "NS" else text
+
+
+def _add(container, element, value: dict) -> bool:
+    current = _get(container, element)
+    kind = type_of(value)
+    if current is None:
+        _put(container, element, {kind: list(value[kind])} if kind in SET_TYPES else value)
+        return True
+    if kind == "N":
+        if "N" not in current:
+            raise _bad_type()
+        total = add(Decimal(current["N"]), Decimal(value["N"]))
+        _put(container, element, {"N": format_number(total)})
+        return True
+    members = current.get(kind)
+    if members is None:
+        raise _bad_type()
+    present = {_set_key(kind, m) for m in members}
+    extra = []
+    for member in value[kind]:
+        key = _set_key(kind, member)
+        if key not in present:
+            present.add(key)
+            extra.append(member)
+    if extra:
+        _put(container, element, {kind: members + extra})
+    return bool(extra)
+
+
+def _delete(container, element, value: dict) -> bool:
+    current = _get(container, element)
+    if current is None:
+        return False
+    kind = type_of(value)
+    members = current.get(kind)
+    if members is None:
+        raise _bad_type()
+    gone = {_set_key(kind, m) for m in value[kind]}
+    kept = [m for m in members if _set_key(kind, m) not in gone]
+    if len(kept) == len(members):
+        return False
+    if kept:
+        _put(container, element, {kind: kept})
+    else:
+        _discard(container, element)
+    return True
