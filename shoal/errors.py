@@ -28,7 +28,10 @@ class ShoalError(Exception):
         return f"{self.namespace}#{self.type_name}"
 
     def to_body(self) -> dict:
-        """The JSON object sent to the client."""
+        """The JSON object sent to the client (DynamoDB sends some errors,
+        e.g. UnknownOperationException, without a message)."""
+        if not self.message:
+            return {"__type": self.wire_type}
         return {"__type": self.wire_type, "message": self.message}
 
 

@@ -78,7 +78,8 @@ def parse_condition(text: str, ctx: ExpressionContext | None, kind: str = "Condi
     """A ConditionExpression or FilterExpression bound to the request's names
     and values; ``kind`` appears in error messages."""
     tree = parse_condition_ast(text, kind)
-    return Condition(Binder(_context(ctx), kind).condition(tree))
+    binder = Binder(_context(ctx), kind)
+    return Condition(binder.condition(tree), frozenset(binder.top_level_names))
 
 
 def parse_update(text: str, ctx: ExpressionContext | None) -> Update:

@@ -84,20 +84,23 @@ def path_getter(path: tuple):
 class Binder:
     """Resolves placeholders of one expression against a context."""
 
-    __slots__ = ("ctx", "kind")
+    __slots__ = ("ctx", "kind", "top_level_names")
 
     def __init__(self, ctx, kind: str):
         self.ctx = ctx
         self.kind = kind
+        self.top_level_names: set[str] = set()  # attributes the expression refers to
 
     def error(self, text: str) -> ValidationException:
         return ValidationException(f"Invalid {self.kind}: {text}")
 
     def resolve_path(self, node: ast.Path) -> tuple:
         ctx, kind = self.ctx, self.kind
-        return tuple(
+        path = tuple(
             ctx.name(e, kind) if type(e) is str and e[0] == "#" else e for e in node.elements
         )
+        self.top_level_names.add(path[0])
+        return path
 
     def value(self, node: ast.Value) -> dict:
         return self.ctx.value(node.name, self.kind)
@@ -358,10 +361,13 @@ class Condition:
     """A bound ConditionExpression / FilterExpression (or a legacy Expected,
     QueryFilter or ScanFilter converted to the same form)."""
 
-    __slots__ = ("_predicate",)
+    __slots__ = ("_predicate", "top_level_names")
 
-    def __init__(self, predicate):
+    def __init__(self, predicate, top_level_names=frozenset()):
         self._predicate = predicate
+        # The top-level attributes the condition reads (a Query filter may not
+        # name key attributes).
+        self.top_level_names = top_level_names
 
     def evaluate(self, item: dict | None) -> bool:
         """True if the condition holds for ``item``; None means no item, for

@@ -148,7 +148,9 @@ def condition_from_filter(filter: dict, conditional_operator: str | None = None,
         values = spec.get("AttributeValueList") or []
         _check_arguments(op, values)
         predicates.append(_predicate(name, op, values))
-    return _combine(predicates, conditional_operator, len(filter))
+    condition = _combine(predicates, conditional_operator, len(filter))
+    condition.top_level_names = frozenset(filter)
+    return condition
 
 
 def key_condition_from_key_conditions(key_conditions: dict) -> KeyCondition:

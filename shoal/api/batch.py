@@ -1,0 +1,162 @@
+"""BatchGetItem and BatchWriteItem.
+
+Shoal processes every request of a batch (it never throttles), so
+UnprocessedKeys and UnprocessedItems are empty unless a BatchGetItem response
+would pass DynamoDB's 16 MB limit, in which case the rest is returned as
+UnprocessedKeys for the client to retry, as DynamoDB does.
+"""
+
+from __future__ import annotations
+
+from shoal.api.common import (
+    checked_key,
+    expression_context,
+    item_read_units,
+    item_write_units,
+    storage_key,
+)
+from shoal.api.items import MAX_ITEM_SIZE, checked_key_in_item
+from shoal.api.writepath import stored_item, stored_json, stored_size, write_item
+from shoal.errors import ValidationException
+from shoal.expressions import parse_projection
+from shoal.expressions.legacy import projection_from_attributes_to_get
+from shoal.model.size import item_size
+from shoal.model.values import validate_item
+
+import orjson
+
+MAX_GET_KEYS = 100
+MAX_WRITES = 25
+MAX_RESPONSE_BYTES = 16 * 1024 * 1024
+
+
+def _capacity_list(request: dict, units_by_table: dict[str, float]) -> list | None:
+    mode = request.get("ReturnConsumedCapacity")
+    if mode is None or mode == "NONE":
+        return None
+    out = []
+    for name, units in units_by_table.items():
+        entry = {"TableName": name, "CapacityUnits": units}
+        if mode == "INDEXES":
+            entry["Table"] = {"CapacityUnits": units}
+        out.append(entry)
+    return out
+
+
+# ---------------------------------------------------------------- BatchGetItem
+
+
+def batch_get_item(ctx, request: dict):
+    request_items = request["RequestItems"]
+    total = sum(len(spec.get("Keys") or ()) for spec in request_items.values())
+    if total > MAX_GET_KEYS:
+        raise ValidationException("Too many items requested for the BatchGetItem call")
+    plans = {}
+    for name, spec in request_items.items():
+        exprs = expression_context(spec, ("ProjectionExpression",), ("AttributesToGet",))
+        projection = None
+        if spec.get("ProjectionExpression") is not None:
+            projection = parse_projection(spec["ProjectionExpression"], exprs)
+        elif spec.get("AttributesToGet") is not None:
+            projection = projection_from_attributes_to_get(spec["AttributesToGet"])
+        if exprs is not None:
+            exprs.check_unused()
+        plans[name] = (spec, projection)
+
+    responses: dict[str, list] = {}
+    unprocessed: dict[str, dict] = {}
+    units: dict[str, float] = {}
+    budget = MAX_RESPONSE_BYTES
+    with ctx.engine.read() as txn:
+        tables = {name: ctx.catalog.require(txn, ctx.region, name) for name in plans}
+        for name, (spec, projection) in plans.items():
+            table = tables[name]
+            consistent = bool(spec.get("ConsistentRead"))
+            keys = [checked_key(table, key) for key in spec["Keys"]]
+            storage_keys = [storage_key(table, key) for key in keys]
+            if len(set(storage_keys)) != len(storage_keys):
+                raise ValidationException("Provided list of item keys contains duplicates")
+            found = responses.setdefault(name, [])
+            units[name] = 0.0
+            for key, skey in zip(keys, storage_keys):
+                raw = txn.get("items", skey)
+                if raw is None:
+                    units[name] += item_read_units(0, consistent)
+                    continue
+                if stored_size(raw) > budget:
+                    left = unprocessed.setdefault(name, {k: v for k, v in spec.items() if k != "Keys"})
+                    left.setdefault("Keys", []).append(key)
+                    continue
+                budget -= stored_size(raw)
+                units[name] += item_read_units(stored_size(raw), consistent)
+                if projection is None:
+                    found.append(orjson.Fragment(bytes(stored_json(raw))))
+                else:
+                    projected = projection.apply(stored_item(raw))
+                    if projected:
+                        found.append(projected)
+    out = {"Responses": responses, "UnprocessedKeys": unprocessed}
+    capacity = _capacity_list(request, units)
+    if capacity is not None:
+        out["ConsumedCapacity"] = capacity
+    return out
+
+
+# ---------------------------------------------------------------- BatchWriteItem
+
+
+def batch_write_item(ctx, request: dict):
+    request_items = request["RequestItems"]
+    total = sum(len(writes) for writes in request_items.values())
+    if total > MAX_WRITES:
+        raise ValidationException("Too many items requested for the BatchWriteItem call")
+    prepared = {}
+    for name, writes in request_items.items():
+        ops = []
+        for write in writes:
+            put = write.get("PutRequest")
+            delete = write.get("DeleteRequest")
+            if (put is None) == (delete is None):
+                raise ValidationException(
+                    "Supplied AttributeValue has more than one datatypes set, must contain exactly one of the supported datatypes"
+                    if put is not None
+                    else "1 validation error detected: Value null at 'requestItems' failed to satisfy constraint: Member must not be null"
+                )
+            if put is not None:
+                item = validate_item(put["Item"])
+                size = item_size(item)
+                if size > MAX_ITEM_SIZE:
+                    raise ValidationException("Item size has exceeded the maximum allowed size")
+                ops.append(("put", item, size))
+            else:
+                ops.append(("delete", delete["Key"], 0))
+        prepared[name] = ops
+
+    units: dict[str, float] = {}
+    with ctx.engine.write() as txn:
+        tables = {name: ctx.catalog.require(txn, ctx.region, name) for name in prepared}
+        planned = []
+        for name, ops in prepared.items():
+            table = tables[name]
+            seen = set()
+            for kind, payload, size in ops:
+                key = checked_key_in_item(table, payload) if kind == "put" else checked_key(table, payload)
+                skey = storage_key(table, key)
+                if skey in seen:
+                    raise ValidationException("Provided list of item keys contains duplicates")
+                seen.add(skey)
+                planned.append((table, skey, key, payload if kind == "put" else None, size))
+        now = ctx.now()
+        for table, skey, key, item, size in planned:
+            old_raw = txn.get("items", skey)
+            write_item(txn, table, skey, key, old_raw, item, size, now=now)
+            old_size = stored_size(old_raw) if old_raw is not None else 0
+            units[table.name] = units.get(table.name, 0.0) + item_write_units(old_size, size)
+    out = {"UnprocessedItems": {}}
+    capacity = _capacity_list(request, units)
+    if capacity is not None:
+        out["ConsumedCapacity"] = capacity
+    return out
+
+
+OPERATIONS = {"BatchGetItem": batch_get_item, "BatchWriteItem": batch_write_item}

@@ -1,0 +1,152 @@
+"""What the item operations share: key encoding, expression parameters,
+consumed capacity and ReturnValues shaping."""
+
+from __future__ import annotations
+
+import zlib
+
+from shoal.errors import ValidationException
+from shoal.expressions import ExpressionContext
+from shoal.model.capacity import read_units, write_units
+from shoal.model.keys import encode_key_value
+from shoal.model.values import validate_key, validate_value
+
+_HASH_SPACE = 1 << 32
+
+
+# ---------------------------------------------------------------- keys
+
+
+def partition_prefix(table, partition_value: dict) -> bytes:
+    """The storage-key prefix of one item collection (partition).
+
+    A 4-byte hash of the encoded partition key comes first, as in DynamoDB,
+    where items are spread by the hash of their partition key: Scan walks
+    partitions in hash order and parallel Scan segments are ranges of it.
+    """
+    (type_, value), = partition_value.items()
+    encoded = encode_key_value(type_, value)
+    return table.prefix + zlib.crc32(encoded).to_bytes(4, "big") + encoded
+
+
+def storage_key(table, key: dict) -> bytes:
+    """The storage key of the item whose (validated) key attributes are ``key``."""
+    prefix = partition_prefix(table, key[table.hash_key])
+    if table.range_key is None:
+        return prefix
+    (type_, value), = key[table.range_key].items()
+    return prefix + encode_key_value(type_, value)
+
+
+def key_of(table, item: dict) -> dict:
+    """The key attributes of a stored item."""
+    if table.range_key is None:
+        return {table.hash_key: item[table.hash_key]}
+    return {table.hash_key: item[table.hash_key], table.range_key: item[table.range_key]}
+
+
+def checked_key(table, key: dict) -> dict:
+    """A request's Key, validated against the table's key schema."""
+    return validate_key(key, table.key_schema, table.attribute_types)
+
+
+def successor(prefix: bytes) -> bytes | None:
+    """The smallest byte string greater than every string starting with ``prefix``."""
+    stripped = prefix.rstrip(b"\xff")
+    if not stripped:
+        return None
+    return stripped[:-1] + bytes([stripped[-1] + 1])
+
+
+def segment_range(table, segment: int, total: int) -> tuple[bytes, bytes | None]:
+    """The storage-key range of one parallel Scan segment."""
+    lo = segment * _HASH_SPACE // total
+    hi = (segment + 1) * _HASH_SPACE // total
+    start = table.prefix + lo.to_bytes(4, "big")
+    stop = table.prefix + hi.to_bytes(4, "big") if hi < _HASH_SPACE else successor(table.prefix)
+    return start, stop
+
+
+# ---------------------------------------------------------------- expressions
+
+_LEGACY_OF = {
+    "ConditionExpression": "Expected",
+    "UpdateExpression": "AttributeUpdates",
+    "ProjectionExpression": "AttributesToGet",
+    "FilterExpression": ("QueryFilter", "ScanFilter"),
+    "KeyConditionExpression": "KeyConditions",
+}
+
+
+def expression_context(request: dict, expression_members: tuple[str, ...], legacy_members: tuple[str, ...]) -> ExpressionContext | None:
+    """Check the ExpressionAttributeNames/Values rules of a request and make the
+    context its expressions are parsed in.
+
+    Returns None when the request uses no expression at all.
+    """
+    used_expr = [m for m in expression_members if request.get(m) is not None]
+    used_legacy = [m for m in legacy_members if request.get(m) is not None]
+    if used_expr and used_legacy:
+        raise ValidationException(
+            "Can not use both expression and non-expression parameters in the same request: "
+            f"Non-expression parameters: {{{', '.join(used_legacy)}}} "
+            f"Expression parameters: {{{', '.join(used_expr)}}}"
+        )
+    names = request.get("ExpressionAttributeNames")
+    values = request.get("ExpressionAttributeValues")
+    if not used_expr:
+        if names is not None:
+            raise ValidationException("ExpressionAttributeNames can only be specified when using expressions")
+        if values is not None:
+            takers = sorted(m for m in expression_members if m != "ProjectionExpression")
+            verb = "is" if len(takers) == 1 else "are"
+            raise ValidationException(
+                "ExpressionAttributeValues can only be specified when using expressions: "
+                f"{' and '.join(takers)} {verb} null"
+            )
+        return None
+    if names is not None and not names:
+        raise ValidationException("ExpressionAttributeNames must not be empty")
+    if values is not None:
+        if not values:
+            raise ValidationException("ExpressionAttributeValues must not be empty")
+        checked = {}
+        for name, value in values.items():
+            try:
+                checked[name] = validate_value(value, name)
+            except ValidationException as exc:
+                raise ValidationException(
+                    f"ExpressionAttributeValues contains invalid value: {exc.message} for key {name}"
+                ) from None
+        values = checked
+    return ExpressionContext(names, values)
+
+
+# ---------------------------------------------------------------- capacity
+
+
+def consumed_capacity(request: dict, table_name: str, units: float, *, index_units: dict | None = None) -> dict | None:
+    """The ConsumedCapacity member for ReturnConsumedCapacity TOTAL / INDEXES."""
+    mode = request.get("ReturnConsumedCapacity")
+    if mode is None or mode == "NONE":
+        return None
+    result = {"TableName": table_name, "CapacityUnits": units}
+    if mode == "INDEXES":
+        result["Table"] = {"CapacityUnits": units}
+    return result
+
+
+def item_read_units(size: int, consistent: bool) -> float:
+    return read_units(size, consistent)
+
+
+def item_write_units(old_size: int, new_size: int) -> float:
+    """A write is charged for the larger of the item before and after it."""
+    return write_units(max(old_size, new_size))
+
+
+def check_return_values(request: dict, allowed: tuple[str, ...]) -> str:
+    value = request.get("ReturnValues") or "NONE"
+    if value not in allowed:
+        raise ValidationException("Return values set to invalid value")
+    return value

@@ -1,0 +1,233 @@
+"""Single-item operations: PutItem, GetItem, UpdateItem, DeleteItem."""
+
+from __future__ import annotations
+
+import orjson
+
+from shoal.api.common import (
+    check_return_values,
+    checked_key,
+    consumed_capacity,
+    expression_context,
+    item_read_units,
+    item_write_units,
+    key_of,
+    storage_key,
+)
+from shoal.api.writepath import stored_item, stored_json, stored_size, write_item
+from shoal.errors import ConditionalCheckFailedException, ValidationException
+from shoal.expressions import parse_condition, parse_projection, parse_update, project
+from shoal.expressions.legacy import (
+    condition_from_expected,
+    projection_from_attributes_to_get,
+    update_from_attribute_updates,
+)
+from shoal.model.size import item_size
+from shoal.model.values import validate_item, validate_key
+
+MAX_ITEM_SIZE = 400 * 1024
+
+
+# ---------------------------------------------------------------- shared pieces
+
+
+def parse_write_condition(request: dict, ctx_expr):
+    """The condition of a write: ConditionExpression or legacy Expected."""
+    text = request.get("ConditionExpression")
+    if text is not None:
+        return parse_condition(text, ctx_expr, kind="ConditionExpression")
+    expected = request.get("Expected")
+    if expected is not None:
+        return condition_from_expected(expected, request.get("ConditionalOperator"))
+    if request.get("ConditionalOperator") is not None:
+        raise ValidationException("ConditionalOperator cannot be used without Filter or Expected")
+    return None
+
+
+def check_condition(condition, old: dict | None, request: dict) -> None:
+    if condition is not None and not condition.evaluate(old):
+        item = old if request.get("ReturnValuesOnConditionCheckFailure") == "ALL_OLD" else None
+        raise ConditionalCheckFailedException(item=item)
+
+
+def _response(attributes=None, capacity=None) -> dict:
+    out = {}
+    if attributes:
+        out["Attributes"] = attributes
+    if capacity is not None:
+        out["ConsumedCapacity"] = capacity
+    return out
+
+
+def _raw_fragment(raw: bytes) -> orjson.Fragment:
+    return orjson.Fragment(bytes(stored_json(raw)))
+
+
+# ---------------------------------------------------------------- PutItem
+
+
+def put_item(ctx, request: dict):
+    item = validate_item(request["Item"])
+    exprs = expression_context(request, ("ConditionExpression",), ("Expected",))
+    condition = parse_write_condition(request, exprs)
+    if exprs is not None:
+        exprs.check_unused()
+    return_values = check_return_values(request, ("NONE", "ALL_OLD"))
+    size = item_size(item)
+    if size > MAX_ITEM_SIZE:
+        raise ValidationException("Item size has exceeded the maximum allowed size")
+
+    with ctx.engine.write() as txn:
+        table = ctx.catalog.require(txn, ctx.region, request["TableName"])
+        key = checked_key_in_item(table, item)
+        skey = storage_key(table, key)
+        old_raw = txn.get("items", skey)
+        if condition is not None:
+            check_condition(condition, stored_item(old_raw) if old_raw is not None else None, request)
+        write_item(txn, table, skey, key, old_raw, item, size, now=ctx.now())
+
+    old_size = stored_size(old_raw) if old_raw is not None else 0
+    capacity = consumed_capacity(request, table.name, item_write_units(old_size, size))
+    attributes = _raw_fragment(old_raw) if return_values == "ALL_OLD" and old_raw is not None else None
+    return _response(attributes, capacity)
+
+
+def checked_key_in_item(table, item: dict) -> dict:
+    return validate_key(item, table.key_schema, table.attribute_types, what="item")
+
+
+# ---------------------------------------------------------------- GetItem
+
+
+def get_item(ctx, request: dict):
+    exprs = expression_context(request, ("ProjectionExpression",), ("AttributesToGet",))
+    projection = None
+    if request.get("ProjectionExpression") is not None:
+        projection = parse_projection(request["ProjectionExpression"], exprs)
+    elif request.get("AttributesToGet") is not None:
+        projection = projection_from_attributes_to_get(request["AttributesToGet"])
+    if exprs is not None:
+        exprs.check_unused()
+    consistent = bool(request.get("ConsistentRead"))
+
+    with ctx.engine.read() as txn:
+        table = ctx.catalog.require(txn, ctx.region, request["TableName"])
+        key = checked_key(table, request["Key"])
+        raw = txn.get("items", storage_key(table, key))
+
+    want_capacity = request.get("ReturnConsumedCapacity") not in (None, "NONE")
+    if raw is None:
+        if not want_capacity:
+            return b"{}"
+        return {"ConsumedCapacity": consumed_capacity(request, table.name, item_read_units(0, consistent))}
+    if projection is None and not want_capacity:
+        # The common case: splice the stored JSON into the response unchanged.
+        return b"".join((b'{"Item":', stored_json(raw), b"}"))
+    out = {}
+    if projection is None:
+        out["Item"] = _raw_fragment(raw)
+    else:
+        projected = projection.apply(stored_item(raw))
+        if projected:
+            out["Item"] = projected
+    if want_capacity:
+        out["ConsumedCapacity"] = consumed_capacity(
+            request, table.name, item_read_units(stored_size(raw), consistent)
+        )
+    return out
+
+
+# ---------------------------------------------------------------- UpdateItem
+
+
+def update_item(ctx, request: dict):
+    exprs = expression_context(
+        request, ("UpdateExpression", "ConditionExpression"), ("AttributeUpdates", "Expected")
+    )
+    update = None
+    if request.get("UpdateExpression") is not None:
+        update = parse_update(request["UpdateExpression"], exprs)
+    elif request.get("AttributeUpdates") is not None:
+        update = update_from_attribute_updates(request["AttributeUpdates"])
+    condition = parse_write_condition(request, exprs)
+    if exprs is not None:
+        exprs.check_unused()
+    return_values = check_return_values(
+        request, ("NONE", "ALL_OLD", "UPDATED_OLD", "ALL_NEW", "UPDATED_NEW")
+    )
+
+    with ctx.engine.write() as txn:
+        table = ctx.catalog.require(txn, ctx.region, request["TableName"])
+        key = checked_key(table, request["Key"])
+        if update is not None:
+            for name in update.top_level_names:
+                if name == table.hash_key or name == table.range_key:
+                    raise ValidationException(
+                        "One or more parameter values were invalid: Cannot update attribute "
+                        f"{name}. This attribute is part of the key"
+                    )
+        skey = storage_key(table, key)
+        old_raw = txn.get("items", skey)
+        old = stored_item(old_raw) if old_raw is not None else None
+        check_condition(condition, old, request)
+        base = old if old is not None else dict(key)
+        if update is not None:
+            new_item, _changed = update.apply(base)
+        else:
+            new_item = base
+        size = item_size(new_item)
+        if size > MAX_ITEM_SIZE:
+            raise ValidationException("Item size to update has exceeded the maximum allowed size")
+        write_item(txn, table, skey, key, old_raw, new_item, size, now=ctx.now())
+
+    old_size = stored_size(old_raw) if old_raw is not None else 0
+    capacity = consumed_capacity(request, table.name, item_write_units(old_size, size))
+    return _response(_update_return_values(return_values, update, old, new_item), capacity)
+
+
+def _update_return_values(mode: str, update, old: dict | None, new: dict):
+    if mode == "NONE":
+        return None
+    if mode == "ALL_OLD":
+        return old
+    if mode == "ALL_NEW":
+        return new
+    if update is None:
+        return None
+    source = old if mode == "UPDATED_OLD" else new
+    if source is None:
+        return None
+    return project(source, update.paths)
+
+
+# ---------------------------------------------------------------- DeleteItem
+
+
+def delete_item(ctx, request: dict):
+    exprs = expression_context(request, ("ConditionExpression",), ("Expected",))
+    condition = parse_write_condition(request, exprs)
+    if exprs is not None:
+        exprs.check_unused()
+    return_values = check_return_values(request, ("NONE", "ALL_OLD"))
+
+    with ctx.engine.write() as txn:
+        table = ctx.catalog.require(txn, ctx.region, request["TableName"])
+        key = checked_key(table, request["Key"])
+        skey = storage_key(table, key)
+        old_raw = txn.get("items", skey)
+        if condition is not None:
+            check_condition(condition, stored_item(old_raw) if old_raw is not None else None, request)
+        write_item(txn, table, skey, key, old_raw, None, now=ctx.now())
+
+    old_size = stored_size(old_raw) if old_raw is not None else 0
+    capacity = consumed_capacity(request, table.name, item_write_units(old_size, 0))
+    attributes = _raw_fragment(old_raw) if return_values == "ALL_OLD" and old_raw is not None else None
+    return _response(attributes, capacity)
+
+
+OPERATIONS = {
+    "PutItem": put_item,
+    "GetItem": get_item,
+    "UpdateItem": update_item,
+    "DeleteItem": delete_item,
+}

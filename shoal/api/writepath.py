@@ -1,0 +1,122 @@
+"""The one write path every item mutation goes through.
+
+``write_item`` stores or deletes an item, keeps the table's ItemCount and
+TableSizeBytes, and appends a change record (keys, old image, new image, time)
+to the ``changes`` space, all inside the caller's storage transaction: a change
+is in the log exactly when it is in the table.  Streams, point-in-time recovery
+and replication read that log.
+
+Stored item values are ``SIZE (4 bytes, big-endian) + JSON of the wire-form item``,
+so reads can splice the JSON into a response and know the item's DynamoDB size
+without parsing it.
+"""
+
+from __future__ import annotations
+
+import struct
+import time
+
+import orjson
+
+from shoal.api.catalog import STATS_KEY, read_stats
+
+_SIZE = struct.Struct(">I")
+_STATS = struct.Struct(">qq")  # the layout catalog.read_stats reads
+_SEQ = struct.Struct(">Q")
+_TIME = struct.Struct(">Q")
+
+SEQ_KEY = b"changes/seq"
+DEFAULT_RETENTION_S = 24 * 3600
+
+
+def encode_stored(item: dict, size: int) -> bytes:
+    """The stored form of an item whose DynamoDB size is ``size``."""
+    return _SIZE.pack(size) + orjson.dumps(item)
+
+
+def stored_size(raw: bytes) -> int:
+    return _SIZE.unpack_from(raw)[0]
+
+
+def stored_json(raw: bytes) -> memoryview:
+    """The JSON of a stored item, without copying."""
+    return memoryview(raw)[4:]
+
+
+def stored_item(raw: bytes) -> dict:
+    return orjson.loads(memoryview(raw)[4:])
+
+
+def write_item(
+    txn,
+    table,
+    storage_key: bytes,
+    keys: dict,
+    old_raw: bytes | None,
+    new_item: dict | None,
+    new_size: int = 0,
+    *,
+    now: float | None = None,
+    user_identity: dict | None = None,
+) -> bytes | None:
+    """Put (``new_item``) or delete (``new_item is None``) one item.
+
+    ``old_raw`` is the stored value read in this same transaction (None if the
+    item did not exist).  Returns the new stored value.  A write that changes
+    nothing (deleting a missing item) records nothing.
+    """
+    if new_item is None and old_raw is None:
+        return None
+    new_raw = None
+    if new_item is not None:
+        new_raw = encode_stored(new_item, new_size)
+        txn.put("items", storage_key, new_raw)
+    else:
+        txn.delete("items", storage_key)
+
+    count, size = read_stats(txn, table.prefix)
+    if old_raw is not None:
+        count -= 1
+        size -= stored_size(old_raw)
+    if new_raw is not None:
+        count += 1
+        size += new_size
+    txn.put("meta", STATS_KEY(table.prefix), _STATS.pack(count, size))
+
+    _append_change(txn, table, keys, old_raw, new_raw, now, user_identity)
+    return new_raw
+
+
+def _append_change(txn, table, keys, old_raw, new_raw, now, user_identity) -> None:
+    raw_seq = txn.get("meta", SEQ_KEY)
+    seq = _SEQ.unpack(raw_seq)[0] + 1 if raw_seq else 1
+    txn.put("meta", SEQ_KEY, _SEQ.pack(seq))
+    record = {
+        "table": table.table_id,
+        "keys": keys,
+        "old": orjson.Fragment(bytes(stored_json(old_raw))) if old_raw is not None else None,
+        "new": orjson.Fragment(bytes(stored_json(new_raw))) if new_raw is not None else None,
+    }
+    if user_identity is not None:
+        record["userIdentity"] = user_identity
+    stamp = int((now if now is not None else time.time()) * 1000)
+    txn.put("changes", _SEQ.pack(seq), _TIME.pack(stamp) + orjson.dumps(record))
+
+
+def read_changes(txn, after_seq: int = 0):
+    """Yield (seq, time_ms, record) for change records after ``after_seq``."""
+    for key, value in txn.scan("changes", _SEQ.pack(after_seq + 1)):
+        yield _SEQ.unpack(key)[0], _TIME.unpack_from(value)[0], orjson.loads(memoryview(value)[8:])
+
+
+def prune_changes(txn, retention_s: float, now: float, limit: int = 1000) -> int:
+    """Delete up to ``limit`` change records older than the retention."""
+    cutoff = int((now - retention_s) * 1000)
+    doomed = []
+    for key, value in txn.scan("changes"):
+        if _TIME.unpack_from(value)[0] >= cutoff or len(doomed) >= limit:
+            break
+        doomed.append(key)
+    for key in doomed:
+        txn.delete("changes", key)
+    return len(doomed)

@@ -1,0 +1,101 @@
+"""The ``shoal`` command."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import sys
+
+from shoal import __version__
+
+
+def _env(name: str, default):
+    return os.environ.get(name, default)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="shoal",
+        description="Shoal: a DynamoDB-compatible database server with durable embedded storage.",
+    )
+    parser.add_argument("--version", action="version", version=f"shoal {__version__}")
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND")
+
+    serve = commands.add_parser(
+        "serve",
+        help="serve the DynamoDB API",
+        description="Serve the DynamoDB API over HTTP, storing data in --data-dir.",
+    )
+    serve.add_argument("--host", default=_env("SHOAL_HOST", "127.0.0.1"),
+                       help="address to listen on (env SHOAL_HOST; default 127.0.0.1)")
+    serve.add_argument("--port", type=int, default=int(_env("SHOAL_PORT", "8000")),
+                       help="port to listen on, 0 for a free one (env SHOAL_PORT; default 8000)")
+    serve.add_argument("--data-dir", default=_env("SHOAL_DATA_DIR", "./shoal-data"),
+                       help="where data is stored (env SHOAL_DATA_DIR; default ./shoal-data)")
+    serve.add_argument("--workers", type=int, default=int(_env("SHOAL_WORKERS", "1")),
+                       help="server processes sharing the port and data directory (default 1)")
+    serve.add_argument("--region", default=_env("SHOAL_REGION", "us-east-1"),
+                       help="region for requests that carry no credential scope (default us-east-1)")
+    serve.add_argument("--change-retention", type=float, default=float(_env("SHOAL_CHANGE_RETENTION", "86400")),
+                       help="seconds to keep the change log that streams read (default 86400)")
+    serve.add_argument("--log-level", default=_env("SHOAL_LOG_LEVEL", "warning"),
+                       choices=["debug", "info", "warning", "error"])
+    return parser
+
+
+def serve_command(args) -> int:
+    from shoal.server.dispatch import Dispatcher
+    from shoal.server.runner import serve
+    from shoal.storage.datadir import DataDirError, open_data_dir
+
+    logging.basicConfig(level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    if args.workers < 1:
+        print("shoal: --workers must be at least 1", file=sys.stderr)
+        return 2
+    data_dir = args.data_dir
+    # Check (and on first use, create) the data directory before binding the
+    # port, so a bad directory stops start-up with a clear message.
+    try:
+        open_data_dir(data_dir).close()
+    except DataDirError as exc:
+        print(f"shoal: {exc}", file=sys.stderr)
+        return 1
+
+    engines = []
+
+    def handler_factory():
+        engine = open_data_dir(data_dir)
+        engines.append(engine)
+        return Dispatcher(engine, default_region=args.region, change_retention_s=args.change_retention)
+
+    def on_ready(url: str) -> None:
+        print(
+            f"Shoal {__version__} serving the DynamoDB API at {url} "
+            f"(data directory: {os.path.abspath(data_dir)}, workers: {args.workers})",
+            flush=True,
+        )
+
+    def on_worker_exit() -> None:
+        while engines:
+            engines.pop().close()
+
+    try:
+        return serve(handler_factory, args.host, args.port, workers=args.workers,
+                     on_ready=on_ready, on_worker_exit=on_worker_exit)
+    except OSError as exc:
+        print(f"shoal: cannot listen on {args.host}:{args.port}: {exc.strerror or exc}", file=sys.stderr)
+        return 1
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if args.command == "serve":
+        return serve_command(args)
+    parser.print_help()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

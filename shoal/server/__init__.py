@@ -1,0 +1,1 @@
+"""The server layer: HTTP, routing by X-Amz-Target, and (later) authentication."""

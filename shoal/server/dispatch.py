@@ -1,0 +1,165 @@
+"""Routing of DynamoDB JSON-protocol requests, and the one place errors are
+rendered to the wire.
+
+A request flows: HTTP envelope checks -> X-Amz-Target -> JSON body ->
+credential scope (region) -> model-driven shape validation -> the operation
+in ``shoal.api`` -> a JSON response with x-amzn-RequestId and x-amz-crc32.
+"""
+
+from __future__ import annotations
+
+import itertools
+import logging
+import os
+import string
+import time
+import traceback
+import zlib
+
+import orjson
+
+from shoal.api import DEFAULT_ACCOUNT, DEFAULT_REGION, Context, operations
+from shoal.api.catalog import Catalog
+from shoal.api.shapes import ShapeValidator
+from shoal.api.writepath import DEFAULT_RETENTION_S, prune_changes
+from shoal.errors import (
+    InternalServerError,
+    NotImplementedOperation,
+    SerializationException,
+    ShoalError,
+    UnknownOperationException,
+)
+from shoal.server.http import Request, Response
+
+log = logging.getLogger("shoal")
+
+DYNAMODB_PREFIX = "DynamoDB_20120810."
+JSON_TYPES = ("application/x-amz-json-1.0", "application/json")
+
+_ALPHABET = string.ascii_uppercase + string.digits
+
+
+def _request_ids():
+    """52-character request ids in DynamoDB's style: a random per-process
+    prefix and a counter, unique without a random draw per request."""
+    rnd = os.urandom(40)
+    prefix = "".join(_ALPHABET[b % 36] for b in rnd)
+    for n in itertools.count():
+        digits = []
+        for _ in range(12):
+            n, r = divmod(n, 36)
+            digits.append(_ALPHABET[r])
+        yield prefix + "".join(reversed(digits))
+
+
+def region_of(authorization: str | None, default: str) -> tuple[str, str | None]:
+    """(region, access key) from a SigV4 Authorization header's credential scope.
+
+    Signatures are not verified here (that is the auth layer's job); a
+    missing or unparsable header falls back to the default region.
+    """
+    if not authorization:
+        return default, None
+    at = authorization.find("Credential=")
+    if at < 0:
+        return default, None
+    end = authorization.find(",", at)
+    scope = authorization[at + 11 : end if end >= 0 else None].strip().split("/")
+    if len(scope) >= 3 and scope[2]:
+        return scope[2], scope[0] or None
+    return default, scope[0] or None
+
+
+class Dispatcher:
+    """The request handler of one worker process."""
+
+    PRUNE_EVERY = 4096  # requests between change-log retention sweeps
+
+    def __init__(
+        self,
+        engine,
+        *,
+        default_region: str = DEFAULT_REGION,
+        change_retention_s: float = DEFAULT_RETENTION_S,
+    ) -> None:
+        self.engine = engine
+        self.catalog = Catalog(engine)
+        self.operations = operations()
+        self.validator = ShapeValidator.for_service("dynamodb")
+        self.default_region = default_region
+        self.change_retention_s = change_retention_s
+        self._ids = _request_ids()
+        self._countdown = self.PRUNE_EVERY
+        self._health = f"healthy: dynamodb.{default_region}.amazonaws.com ".encode()
+
+    def __call__(self, request: Request) -> Response:
+        request_id = next(self._ids)
+        if request.method != "POST":
+            if request.method == "GET" and request.path.split("?", 1)[0] == "/":
+                return Response(200, [("Content-Type", "text/plain"), ("x-amzn-RequestId", request_id)], self._health)
+            return _unknown_operation_404(request_id)
+        content_type = request.headers.get("content-type", "").split(";", 1)[0].strip().lower()
+        if request.body and content_type not in JSON_TYPES:
+            return _unknown_operation_404(request_id)
+        response_type = "application/json" if content_type == "application/json" else JSON_TYPES[0]
+        try:
+            body = self._execute(request)
+            status = 200
+        except ShoalError as exc:
+            status, body = exc.status, orjson.dumps(exc.to_body())
+        except Exception:  # a bug: report it, keep serving
+            log.error("internal error in request %s:\n%s", request_id, traceback.format_exc())
+            exc = InternalServerError("Internal server error")
+            status, body = exc.status, orjson.dumps(exc.to_body())
+        self._countdown -= 1
+        if self._countdown <= 0:
+            self._prune()
+        return Response(
+            status,
+            [
+                ("Content-Type", response_type),
+                ("x-amzn-RequestId", request_id),
+                ("x-amz-crc32", str(zlib.crc32(body))),
+            ],
+            body,
+        )
+
+    def _execute(self, request: Request) -> bytes:
+        target = request.headers.get("x-amz-target", "")
+        if not target.startswith(DYNAMODB_PREFIX):
+            raise UnknownOperationException()
+        operation = target[len(DYNAMODB_PREFIX) :]
+        if operation not in self.validator.operations:
+            raise UnknownOperationException()
+        if not request.body:
+            raise SerializationException()
+        try:
+            data = orjson.loads(request.body)
+        except orjson.JSONDecodeError:
+            raise SerializationException() from None
+        self.validator.validate(operation, data)
+        handler = self.operations.get(operation)
+        if handler is None:
+            raise NotImplementedOperation(operation)
+        region, access_key = region_of(request.headers.get("authorization"), self.default_region)
+        ctx = Context(region, DEFAULT_ACCOUNT, self.engine, self.catalog, access_key)
+        result = handler(ctx, data)
+        return result if isinstance(result, bytes) else orjson.dumps(result)
+
+    def _prune(self) -> None:
+        """Drop change records past their retention, a bounded amount at a time."""
+        self._countdown = self.PRUNE_EVERY
+        try:
+            with self.engine.write() as txn:
+                prune_changes(txn, self.change_retention_s, time.time())
+        except Exception:
+            log.error("change-log pruning failed:\n%s", traceback.format_exc())
+
+
+def _unknown_operation_404(request_id: str) -> Response:
+    body = b"<UnknownOperationException/>\n"
+    return Response(
+        404,
+        [("x-amzn-RequestId", request_id), ("x-amz-crc32", str(zlib.crc32(body)))],
+        body,
+    )

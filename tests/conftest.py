@@ -1,0 +1,76 @@
+from __future__ import annotations
+
+import itertools
+import os
+
+import boto3
+import pytest
+from botocore.config import Config
+
+from tests.shoal_process import ShoalProcess
+
+_names = itertools.count()
+
+
+def make_client(url: str, service: str = "dynamodb", region: str = "us-east-1"):
+    return boto3.client(
+        service,
+        endpoint_url=url,
+        region_name=region,
+        aws_access_key_id="AKIDSHOALTEST",
+        aws_secret_access_key="secret",
+        config=Config(retries={"max_attempts": 1}, connect_timeout=5, read_timeout=30),
+    )
+
+
+@pytest.fixture(scope="session")
+def shoal(tmp_path_factory):
+    """One Shoal server shared by the server tests of a session."""
+    server = ShoalProcess(tmp_path_factory.mktemp("shoal-data")).start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture(scope="session")
+def ddb(shoal):
+    return make_client(shoal.url)
+
+
+@pytest.fixture(scope="session")
+def ddb_resource(shoal):
+    return boto3.resource(
+        "dynamodb", endpoint_url=shoal.url, region_name="us-east-1",
+        aws_access_key_id="AKIDSHOALTEST", aws_secret_access_key="secret",
+    )
+
+
+def unique_name(prefix: str = "t") -> str:
+    return f"{prefix}_{os.getpid()}_{next(_names)}"
+
+
+def create_table(ddb, *, hash_key=("pk", "S"), range_key=("sk", "N"), name=None) -> str:
+    name = name or unique_name()
+    schema = [{"AttributeName": hash_key[0], "KeyType": "HASH"}]
+    attrs = [{"AttributeName": hash_key[0], "AttributeType": hash_key[1]}]
+    if range_key:
+        schema.append({"AttributeName": range_key[0], "KeyType": "RANGE"})
+        attrs.append({"AttributeName": range_key[0], "AttributeType": range_key[1]})
+    ddb.create_table(TableName=name, KeySchema=schema, AttributeDefinitions=attrs,
+                     BillingMode="PAY_PER_REQUEST")
+    return name
+
+
+@pytest.fixture
+def table(ddb):
+    """A fresh table with a string partition key 'pk' and a number sort key 'sk'."""
+    name = create_table(ddb)
+    yield name
+    ddb.delete_table(TableName=name)
+
+
+@pytest.fixture
+def hash_table(ddb):
+    """A fresh table with only a string partition key 'pk'."""
+    name = create_table(ddb, range_key=None)
+    yield name
+    ddb.delete_table(TableName=name)

@@ -1,0 +1,57 @@
+"""BatchGetItem and BatchWriteItem through boto3."""
+
+from __future__ import annotations
+
+import pytest
+from botocore.exceptions import ClientError
+
+
+def put(pk, sk, **attrs):
+    return {"PutRequest": {"Item": {"pk": {"S": pk}, "sk": {"N": str(sk)}, **attrs}}}
+
+
+def test_batch_write_then_batch_get(ddb, table):
+    out = ddb.batch_write_item(RequestItems={table: [put("u1", i, n={"N": str(i)}) for i in range(25)]})
+    assert out["UnprocessedItems"] == {}
+    keys = [{"pk": {"S": "u1"}, "sk": {"N": str(i)}} for i in range(0, 25, 2)]
+    got = ddb.batch_get_item(RequestItems={table: {"Keys": keys, "ProjectionExpression": "n"}})
+    assert sorted(int(i["n"]["N"]) for i in got["Responses"][table]) == list(range(0, 25, 2))
+    assert got["UnprocessedKeys"] == {}
+
+
+def test_batch_write_deletes(ddb, table):
+    ddb.batch_write_item(RequestItems={table: [put("u2", 1), put("u2", 2)]})
+    ddb.batch_write_item(RequestItems={table: [{"DeleteRequest": {"Key": {"pk": {"S": "u2"}, "sk": {"N": "1"}}}}]})
+    got = ddb.batch_get_item(RequestItems={table: {"Keys": [
+        {"pk": {"S": "u2"}, "sk": {"N": "1"}}, {"pk": {"S": "u2"}, "sk": {"N": "2"}}]}})
+    assert [i["sk"]["N"] for i in got["Responses"][table]] == ["2"]
+
+
+def test_batch_write_rejects_duplicates_and_writes_nothing(ddb, table):
+    with pytest.raises(ClientError) as info:
+        ddb.batch_write_item(RequestItems={table: [put("u3", 1), put("u3", 1)]})
+    assert info.value.response["Error"]["Message"] == "Provided list of item keys contains duplicates"
+    assert "Item" not in ddb.get_item(TableName=table, Key={"pk": {"S": "u3"}, "sk": {"N": "1"}})
+
+
+def test_batch_write_too_many(ddb, table):
+    with pytest.raises(ClientError) as info:
+        ddb.batch_write_item(RequestItems={table: [put("u4", i) for i in range(26)]})
+    assert info.value.response["Error"]["Code"] == "ValidationException"
+
+
+def test_batch_get_duplicates_and_too_many(ddb, table):
+    key = {"pk": {"S": "x"}, "sk": {"N": "1"}}
+    with pytest.raises(ClientError) as info:
+        ddb.batch_get_item(RequestItems={table: {"Keys": [key, key]}})
+    assert info.value.response["Error"]["Message"] == "Provided list of item keys contains duplicates"
+    keys = [{"pk": {"S": "x"}, "sk": {"N": str(i)}} for i in range(101)]
+    with pytest.raises(ClientError) as info:
+        ddb.batch_get_item(RequestItems={table: {"Keys": keys}})
+    assert info.value.response["Error"]["Code"] == "ValidationException"
+
+
+def test_batch_on_missing_table(ddb):
+    with pytest.raises(ClientError) as info:
+        ddb.batch_write_item(RequestItems={"missing_table": [put("a", 1)]})
+    assert info.value.response["Error"]["Code"] == "ResourceNotFoundException"

@@ -1,0 +1,121 @@
+"""The shoal command line, and the AWS CLI against a running server."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+
+from shoal import __version__
+from tests.shoal_process import ShoalProcess
+
+
+def run_shoal(*args, env=None, timeout=30):
+    return subprocess.run([sys.executable, "-m", "shoal", *args], capture_output=True, text=True,
+                          timeout=timeout, env=env)
+
+
+def test_version_and_help():
+    out = run_shoal("--version")
+    assert out.returncode == 0 and out.stdout.strip() == f"shoal {__version__}"
+    out = run_shoal("serve", "--help")
+    assert out.returncode == 0
+    for flag in ("--host", "--port", "--data-dir", "--workers"):
+        assert flag in out.stdout
+
+
+def test_startup_line_names_url_and_data_dir(tmp_path):
+    server = ShoalProcess(tmp_path / "d").start()
+    try:
+        assert server.url.startswith("http://127.0.0.1:")
+        assert str(tmp_path / "d") in server.banner
+    finally:
+        assert server.stop() == 0
+
+
+def test_environment_variables_configure_serve(tmp_path):
+    env = dict(os.environ, SHOAL_DATA_DIR=str(tmp_path / "envdir"), SHOAL_PORT="0")
+    proc = subprocess.Popen([sys.executable, "-m", "shoal", "serve"], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True, env=env)
+    try:
+        line = proc.stdout.readline()
+        assert str(tmp_path / "envdir") in line
+    finally:
+        proc.terminate()
+        assert proc.wait(20) == 0
+
+
+def test_data_dir_that_is_a_file_stops_startup(tmp_path):
+    target = tmp_path / "file"
+    target.write_text("not a directory")
+    out = run_shoal("serve", "--port", "0", "--data-dir", str(target))
+    assert out.returncode != 0
+    assert "shoal:" in out.stderr
+    assert target.read_text() == "not a directory"
+
+
+def test_data_dir_of_an_incompatible_format_is_left_alone(tmp_path):
+    server = ShoalProcess(tmp_path / "d").start()
+    server.stop()
+    marker = tmp_path / "d" / "FORMAT"
+    marker.write_text(marker.read_text().replace("format 1", "format 99"))
+    before = marker.read_bytes()
+    out = run_shoal("serve", "--port", "0", "--data-dir", str(tmp_path / "d"))
+    assert out.returncode != 0
+    assert "format 99" in out.stderr
+    assert marker.read_bytes() == before
+
+
+def test_workers_share_one_data_directory(tmp_path):
+    from tests.conftest import make_client
+
+    server = ShoalProcess(tmp_path / "d", "--workers", "2").start()
+    try:
+        clients = [make_client(server.url) for _ in range(4)]
+        clients[0].create_table(TableName="workers_t", KeySchema=[{"AttributeName": "pk", "KeyType": "HASH"}],
+                                AttributeDefinitions=[{"AttributeName": "pk", "AttributeType": "S"}],
+                                BillingMode="PAY_PER_REQUEST")
+        for i in range(40):
+            clients[i % 4].put_item(TableName="workers_t", Item={"pk": {"S": str(i)}})
+        count = sum(c.scan(TableName="workers_t", Select="COUNT")["Count"] for c in clients[:1])
+        assert count == 40
+    finally:
+        assert server.stop() == 0
+
+
+@pytest.fixture
+def aws(shoal):
+    env = dict(os.environ, AWS_ACCESS_KEY_ID="AKIDCLI", AWS_SECRET_ACCESS_KEY="secret",
+               AWS_DEFAULT_REGION="us-east-1")
+
+    def run(*args):
+        out = subprocess.run(["aws", "--endpoint-url", shoal.url, "--output", "json", *args],
+                             capture_output=True, text=True, env=env, timeout=60)
+        return out.returncode, out.stdout, out.stderr
+
+    return run
+
+
+def test_aws_cli_round_trip(aws):
+    code, _, err = aws("dynamodb", "create-table", "--table-name", "cli_events",
+                       "--attribute-definitions", "AttributeName=user_id,AttributeType=S",
+                       "AttributeName=ts,AttributeType=N",
+                       "--key-schema", "AttributeName=user_id,KeyType=HASH", "AttributeName=ts,KeyType=RANGE",
+                       "--billing-mode", "PAY_PER_REQUEST")
+    assert code == 0, err
+    code, _, err = aws("dynamodb", "put-item", "--table-name", "cli_events", "--item",
+                       '{"user_id": {"S": "u00000001"}, "ts": {"N": "1700000000000"}, "event_type": {"S": "play"}}')
+    assert code == 0, err
+    code, out, err = aws("dynamodb", "query", "--table-name", "cli_events",
+                         "--key-condition-expression", "user_id = :u",
+                         "--expression-attribute-values", '{":u": {"S": "u00000001"}}')
+    assert code == 0, err
+    assert json.loads(out)["Items"][0]["event_type"] == {"S": "play"}
+    code, out, err = aws("dynamodb", "get-item", "--table-name", "cli_events",
+                         "--key", '{"user_id": {"S": "nobody"}, "ts": {"N": "1"}}')
+    assert code == 0 and out.strip() == ""
+    code, _, err = aws("dynamodb", "describe-table", "--table-name", "missing_cli")
+    assert code != 0 and "ResourceNotFoundException" in err

@@ -1,0 +1,90 @@
+"""Thousands of mutated requests: never a 5xx, never a hang, always serving."""
+
+from __future__ import annotations
+
+import copy
+import http.client
+import json
+import random
+
+import pytest
+
+SEEDS = [
+    ("PutItem", {"TableName": "{table}", "Item": {"pk": {"S": "a"}, "sk": {"N": "1"}, "m": {"M": {"x": {"L": [{"N": "1"}, {"SS": ["a", "b"]}]}}}},
+                 "ConditionExpression": "attribute_not_exists(pk) OR #m.x[0] < :v",
+                 "ExpressionAttributeNames": {"#m": "m"}, "ExpressionAttributeValues": {":v": {"N": "5"}},
+                 "ReturnValues": "ALL_OLD"}),
+    ("GetItem", {"TableName": "{table}", "Key": {"pk": {"S": "a"}, "sk": {"N": "1"}},
+                 "ProjectionExpression": "m.x[1], pk", "ConsistentRead": True}),
+    ("UpdateItem", {"TableName": "{table}", "Key": {"pk": {"S": "a"}, "sk": {"N": "1"}},
+                    "UpdateExpression": "SET n = if_not_exists(n, :z) + :one, l = list_append(:l, :l) REMOVE q ADD s :s DELETE t :s",
+                    "ExpressionAttributeValues": {":z": {"N": "0"}, ":one": {"N": "1"}, ":l": {"L": [{"S": "x"}]}, ":s": {"SS": ["k"]}},
+                    "ReturnValues": "UPDATED_NEW"}),
+    ("Query", {"TableName": "{table}", "KeyConditionExpression": "pk = :p AND sk BETWEEN :a AND :b",
+               "FilterExpression": "size(m) > :a AND contains(s, :k)", "ExpressionAttributeValues":
+               {":p": {"S": "a"}, ":a": {"N": "0"}, ":b": {"N": "10"}, ":k": {"S": "k"}}, "Limit": 5,
+               "ScanIndexForward": False}),
+    ("Scan", {"TableName": "{table}", "Segment": 0, "TotalSegments": 2, "Limit": 3, "Select": "COUNT"}),
+    ("BatchWriteItem", {"RequestItems": {"{table}": [{"PutRequest": {"Item": {"pk": {"S": "b"}, "sk": {"N": "2"}}}},
+                                                     {"DeleteRequest": {"Key": {"pk": {"S": "c"}, "sk": {"N": "3"}}}}]}}),
+    ("BatchGetItem", {"RequestItems": {"{table}": {"Keys": [{"pk": {"S": "a"}, "sk": {"N": "1"}}]}}}),
+    ("DeleteItem", {"TableName": "{table}", "Key": {"pk": {"S": "zz"}, "sk": {"N": "9"}}, "Expected": {"pk": {"Exists": False}}}),
+    ("CreateTable", {"TableName": "fuzz_new", "KeySchema": [{"AttributeName": "a", "KeyType": "HASH"}],
+                     "AttributeDefinitions": [{"AttributeName": "a", "AttributeType": "S"}],
+                     "ProvisionedThroughput": {"ReadCapacityUnits": 1, "WriteCapacityUnits": 1}}),
+    ("DescribeTable", {"TableName": "{table}"}),
+    ("ListTables", {"Limit": 3}),
+]
+
+ODD_VALUES = [None, True, False, 0, -1, 2**63, 1.5e308, "", "x" * 70000, [], {}, [None], {"S": None},
+              {"N": "1e999"}, {"B": "!!notbase64"}, {"SS": []}, {"S": "a", "N": "1"}, "\ud800", "(((", ":v",
+              "#m", {"L": [{"M": {}}] * 3}, [{"S": "a"}] * 200]
+
+
+def mutate(value, rng: random.Random, depth=0):
+    """A random mutation somewhere inside a JSON value."""
+    if isinstance(value, dict) and value and rng.random() < 0.7 and depth < 8:
+        key = rng.choice(list(value))
+        choice = rng.random()
+        if choice < 0.15:
+            del value[key]
+        elif choice < 0.25:
+            value[key + rng.choice(["x", "", "_"])] = rng.choice(ODD_VALUES)
+        else:
+            value[key] = mutate(value[key], rng, depth + 1)
+        return value
+    if isinstance(value, list) and value and rng.random() < 0.7 and depth < 8:
+        i = rng.randrange(len(value))
+        value[i] = mutate(value[i], rng, depth + 1)
+        return value
+    if isinstance(value, str) and value and rng.random() < 0.5:
+        i = rng.randrange(len(value))
+        return value[:i] + rng.choice(["(", ")", " AND ", "[", "]", ".", ":", "#", "\x00", "é", "9" * 40]) + value[i + 1:]
+    return copy.deepcopy(rng.choice(ODD_VALUES))
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_mutated_requests_never_fail_the_server(shoal, ddb, table, seed):
+    rng = random.Random(seed)
+    conn = http.client.HTTPConnection("127.0.0.1", shoal.port, timeout=10)
+    statuses = {}
+    for i in range(800):
+        op, template = rng.choice(SEEDS)
+        body = json.loads(json.dumps(template).replace("{table}", table))
+        for _ in range(rng.randint(1, 3)):
+            body = mutate(body, rng)
+        raw = json.dumps(body).encode("utf-8", "surrogatepass")
+        if rng.random() < 0.1:
+            cut = rng.randrange(len(raw) + 1)
+            raw = raw[:cut] + bytes([rng.randrange(256)]) + raw[cut + 1:]
+        conn.request("POST", "/", body=raw, headers={
+            "Content-Type": "application/x-amz-json-1.0", "X-Amz-Target": f"DynamoDB_20120810.{op}"})
+        response = conn.getresponse()
+        data = response.read()
+        assert response.status < 500, (op, raw[:300], data[:300])
+        statuses[response.status] = statuses.get(response.status, 0) + 1
+        if response.status == 400:
+            assert "__type" in json.loads(data)
+    conn.close()
+    assert statuses.get(200, 0) > 0 and statuses.get(400, 0) > 0
+    assert "TableNames" in ddb.list_tables()

@@ -1,0 +1,246 @@
+"""PutItem, GetItem, UpdateItem and DeleteItem through boto3 against a real server."""
+
+from __future__ import annotations
+
+from decimal import Decimal
+
+import pytest
+from botocore.exceptions import ClientError
+
+
+def error_of(call, **kwargs):
+    with pytest.raises(ClientError) as info:
+        call(**kwargs)
+    err = info.value.response["Error"]
+    return err["Code"], err["Message"], info.value.response["ResponseMetadata"]["HTTPStatusCode"]
+
+
+def event(user="u00000001", ts=1700000000000, **extra):
+    item = {
+        "pk": {"S": user},
+        "sk": {"N": str(ts)},
+        "event_type": {"S": "play"},
+        "content_id": {"S": "c000042"},
+        "device": {"M": {"type": {"S": "tv"}, "os": {"S": "tizen"}, "app_version": {"S": "5.1.0"}}},
+        "position_s": {"N": "12.500"},
+        "tags": {"SS": ["drama", "crime"]},
+    }
+    item.update(extra)
+    return item
+
+
+def test_put_then_get_returns_the_item_with_normalized_numbers(ddb, table):
+    ddb.put_item(TableName=table, Item=event())
+    got = ddb.get_item(TableName=table, Key={"pk": {"S": "u00000001"}, "sk": {"N": "1700000000000"}})
+    assert got["Item"]["position_s"] == {"N": "12.5"}
+    assert got["Item"]["device"]["M"]["type"] == {"S": "tv"}
+    assert sorted(got["Item"]["tags"]["SS"]) == ["crime", "drama"]
+
+
+def test_get_missing_item_returns_no_item(ddb, table):
+    got = ddb.get_item(TableName=table, Key={"pk": {"S": "nobody"}, "sk": {"N": "1"}})
+    assert "Item" not in got
+
+
+def test_number_key_is_found_by_any_spelling(ddb, table):
+    ddb.put_item(TableName=table, Item=event(ts=100))
+    got = ddb.get_item(TableName=table, Key={"pk": {"S": "u00000001"}, "sk": {"N": "1E+2"}})
+    assert got["Item"]["sk"] == {"N": "100"}
+
+
+def test_put_return_values_all_old(ddb, table):
+    ddb.put_item(TableName=table, Item=event(event_type={"S": "play"}))
+    out = ddb.put_item(TableName=table, Item=event(event_type={"S": "pause"}), ReturnValues="ALL_OLD")
+    assert out["Attributes"]["event_type"] == {"S": "play"}
+
+
+def test_put_rejects_invalid_return_values(ddb, table):
+    code, message, status = error_of(ddb.put_item, TableName=table, Item=event(), ReturnValues="ALL_NEW")
+    assert (code, message, status) == ("ValidationException", "Return values set to invalid value", 400)
+
+
+def test_conditional_put_fails_with_old_item_when_asked(ddb, table):
+    ddb.put_item(TableName=table, Item=event())
+    with pytest.raises(ClientError) as info:
+        ddb.put_item(
+            TableName=table,
+            Item=event(),
+            ConditionExpression="attribute_not_exists(pk)",
+            ReturnValuesOnConditionCheckFailure="ALL_OLD",
+        )
+    response = info.value.response
+    assert response["Error"]["Code"] == "ConditionalCheckFailedException"
+    assert response["Error"]["Message"] == "The conditional request failed"
+    assert response["Item"]["event_type"] == {"S": "play"}
+
+
+def test_missing_table(ddb):
+    code, message, status = error_of(ddb.put_item, TableName="no_such_table", Item=event())
+    assert (code, status) == ("ResourceNotFoundException", 400)
+    assert message == "Requested resource not found"
+
+
+def test_key_type_mismatch(ddb, table):
+    code, message, _ = error_of(ddb.put_item, TableName=table, Item=event(sk={"S": "x"}))
+    assert code == "ValidationException"
+    assert message == "One or more parameter values were invalid: Type mismatch for key sk expected: N actual: S"
+
+
+def test_missing_key_in_item(ddb, table):
+    item = event()
+    del item["sk"]
+    code, message, _ = error_of(ddb.put_item, TableName=table, Item=item)
+    assert message == "One or more parameter values were invalid: Missing the key sk in the item"
+
+
+def test_get_with_wrong_key_schema(ddb, table):
+    code, message, _ = error_of(ddb.get_item, TableName=table, Key={"pk": {"S": "a"}})
+    assert (code, message) == ("ValidationException", "The provided key element does not match the schema")
+
+
+def test_expression_attribute_names_without_expression(ddb, table):
+    code, message, _ = error_of(
+        ddb.put_item, TableName=table, Item=event(), ExpressionAttributeNames={"#a": "a"}
+    )
+    assert message == "ExpressionAttributeNames can only be specified when using expressions"
+
+
+def test_unused_expression_attribute_value(ddb, table):
+    code, message, _ = error_of(
+        ddb.put_item, TableName=table, Item=event(),
+        ConditionExpression="attribute_not_exists(pk)",
+        ExpressionAttributeValues={":unused": {"S": "x"}},
+    )
+    assert message == "Value provided in ExpressionAttributeValues unused in expressions: keys: {:unused}"
+
+
+def test_mixing_legacy_and_expression_parameters(ddb, table):
+    code, message, _ = error_of(
+        ddb.put_item, TableName=table, Item=event(),
+        ConditionExpression="attribute_exists(pk)", Expected={"pk": {"Exists": False}},
+    )
+    assert message == (
+        "Can not use both expression and non-expression parameters in the same request: "
+        "Non-expression parameters: {Expected} Expression parameters: {ConditionExpression}"
+    )
+
+
+def test_update_set_add_remove_and_return_values(ddb, table):
+    key = {"pk": {"S": "u1"}, "sk": {"N": "1"}}
+    out = ddb.update_item(
+        TableName=table, Key=key,
+        UpdateExpression="SET plays = :zero, title = :t ADD genres :g",
+        ExpressionAttributeValues={":zero": {"N": "0"}, ":t": {"S": "Heat"}, ":g": {"SS": ["crime"]}},
+        ReturnValues="ALL_NEW",
+    )
+    assert out["Attributes"]["plays"] == {"N": "0"}
+    out = ddb.update_item(
+        TableName=table, Key=key,
+        UpdateExpression="SET plays = plays + :one REMOVE title",
+        ExpressionAttributeValues={":one": {"N": "1"}},
+        ReturnValues="UPDATED_NEW",
+    )
+    assert out["Attributes"] == {"plays": {"N": "1"}}
+    out = ddb.update_item(
+        TableName=table, Key=key, UpdateExpression="ADD plays :n",
+        ExpressionAttributeValues={":n": {"N": "2.5"}}, ReturnValues="UPDATED_OLD",
+    )
+    assert out["Attributes"] == {"plays": {"N": "1"}}
+    item = ddb.get_item(TableName=table, Key=key, ConsistentRead=True)["Item"]
+    assert item["plays"] == {"N": "3.5"}
+    assert "title" not in item
+
+
+def test_update_creates_item_with_key_only(ddb, table):
+    key = {"pk": {"S": "fresh"}, "sk": {"N": "7"}}
+    out = ddb.update_item(TableName=table, Key=key, ReturnValues="ALL_NEW")
+    assert out["Attributes"] == key
+    assert ddb.get_item(TableName=table, Key=key)["Item"] == key
+
+
+def test_update_of_key_attribute_is_rejected(ddb, table):
+    code, message, _ = error_of(
+        ddb.update_item, TableName=table, Key={"pk": {"S": "a"}, "sk": {"N": "1"}},
+        UpdateExpression="SET pk = :v", ExpressionAttributeValues={":v": {"S": "b"}},
+    )
+    assert message == "One or more parameter values were invalid: Cannot update attribute pk. This attribute is part of the key"
+
+
+def test_continue_watching_only_moves_forward(ddb, table):
+    key = {"pk": {"S": "u2"}, "sk": {"N": "0"}}
+    update = dict(
+        TableName=table, Key=key,
+        UpdateExpression="SET pos = :p, updated = :t",
+        ConditionExpression="attribute_not_exists(updated) OR updated < :t",
+    )
+    ddb.update_item(**update, ExpressionAttributeValues={":p": {"N": "10"}, ":t": {"N": "100"}})
+    code, _, _ = error_of(ddb.update_item, **update, ExpressionAttributeValues={":p": {"N": "5"}, ":t": {"N": "50"}})
+    assert code == "ConditionalCheckFailedException"
+    assert ddb.get_item(TableName=table, Key=key)["Item"]["pos"] == {"N": "10"}
+
+
+def test_delete_with_return_values_and_condition(ddb, table):
+    ddb.put_item(TableName=table, Item=event())
+    key = {"pk": {"S": "u00000001"}, "sk": {"N": "1700000000000"}}
+    code, _, _ = error_of(
+        ddb.delete_item, TableName=table, Key=key, ConditionExpression="event_type = :e",
+        ExpressionAttributeValues={":e": {"S": "stop"}},
+    )
+    assert code == "ConditionalCheckFailedException"
+    out = ddb.delete_item(TableName=table, Key=key, ReturnValues="ALL_OLD")
+    assert out["Attributes"]["pk"] == {"S": "u00000001"}
+    assert "Item" not in ddb.get_item(TableName=table, Key=key)
+    assert "Attributes" not in ddb.delete_item(TableName=table, Key=key, ReturnValues="ALL_OLD")
+
+
+def test_projection_expression_with_nested_paths(ddb, table):
+    ddb.put_item(TableName=table, Item=event(history={"L": [{"N": "1"}, {"M": {"c": {"S": "x"}, "d": {"S": "y"}}}]}))
+    got = ddb.get_item(
+        TableName=table, Key={"pk": {"S": "u00000001"}, "sk": {"N": "1700000000000"}},
+        ProjectionExpression="device.#t, history[1].c",
+        ExpressionAttributeNames={"#t": "type"},
+    )
+    assert got["Item"] == {
+        "device": {"M": {"type": {"S": "tv"}}},
+        "history": {"L": [{"M": {"c": {"S": "x"}}}]},
+    }
+
+
+def test_legacy_parameters(ddb, table):
+    key = {"pk": {"S": "legacy"}, "sk": {"N": "1"}}
+    ddb.put_item(TableName=table, Item={**key, "n": {"N": "1"}}, Expected={"pk": {"Exists": False}})
+    ddb.update_item(TableName=table, Key=key, AttributeUpdates={"n": {"Action": "ADD", "Value": {"N": "4"}}})
+    got = ddb.get_item(TableName=table, Key=key, AttributesToGet=["n"])
+    assert got["Item"] == {"n": {"N": "5"}}
+    code, _, _ = error_of(ddb.put_item, TableName=table, Item=key, Expected={"n": {"Value": {"N": "9"}}})
+    assert code == "ConditionalCheckFailedException"
+
+
+def test_consumed_capacity(ddb, table):
+    big = event(blob={"S": "x" * 5200})  # 5,319 bytes: 6 write units, 2 read units
+    out = ddb.put_item(TableName=table, Item=big, ReturnConsumedCapacity="TOTAL")
+    assert out["ConsumedCapacity"] == {"TableName": table, "CapacityUnits": 6.0}
+    key = {"pk": big["pk"], "sk": big["sk"]}
+    out = ddb.get_item(TableName=table, Key=key, ReturnConsumedCapacity="TOTAL")
+    assert out["ConsumedCapacity"]["CapacityUnits"] == 1.0
+    out = ddb.get_item(TableName=table, Key=key, ConsistentRead=True, ReturnConsumedCapacity="INDEXES")
+    assert out["ConsumedCapacity"] == {"TableName": table, "CapacityUnits": 2.0, "Table": {"CapacityUnits": 2.0}}
+
+
+def test_item_too_large(ddb, table):
+    code, message, _ = error_of(ddb.put_item, TableName=table, Item=event(blob={"S": "x" * (400 * 1024)}))
+    assert (code, message) == ("ValidationException", "Item size has exceeded the maximum allowed size")
+
+
+def test_empty_string_allowed_outside_keys(ddb, table):
+    ddb.put_item(TableName=table, Item=event(note={"S": ""}, raw={"B": b""}))
+    item = ddb.get_item(TableName=table, Key={"pk": {"S": "u00000001"}, "sk": {"N": "1700000000000"}})["Item"]
+    assert item["note"] == {"S": ""}
+
+
+def test_resource_api_round_trip(ddb_resource, table):
+    t = ddb_resource.Table(table)
+    t.put_item(Item={"pk": "r", "sk": 1, "score": Decimal("1.50"), "flags": {"a", "b"}})
+    got = t.get_item(Key={"pk": "r", "sk": 1})["Item"]
+    assert got["score"] == Decimal("1.5")
+    assert got["flags"] == {"a", "b"}

@@ -1,0 +1,78 @@
+"""Start and stop real ``shoal serve`` processes for tests."""
+
+from __future__ import annotations
+
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+import urllib.request
+
+_URL = re.compile(r"at (https?://\S+) ")
+
+
+class ShoalProcess:
+    """A ``shoal serve`` child process on a free port."""
+
+    def __init__(self, data_dir, *extra_args: str, port: int = 0) -> None:
+        self.data_dir = str(data_dir)
+        self.extra_args = extra_args
+        self.port = port
+        self.proc: subprocess.Popen | None = None
+        self.url: str | None = None
+        self.banner = ""
+
+    def start(self, timeout: float = 20.0) -> "ShoalProcess":
+        env = dict(os.environ, PYTHONUNBUFFERED="1")
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "shoal", "serve", "--port", str(self.port),
+             "--data-dir", self.data_dir, *self.extra_args],
+            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env,
+        )
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            line = self.proc.stdout.readline()
+            if not line:
+                err = self.proc.stderr.read()
+                raise RuntimeError(f"shoal exited during start-up: {err}")
+            self.banner += line
+            match = _URL.search(line)
+            if match:
+                self.url = match.group(1)
+                self.port = int(self.url.rsplit(":", 1)[1])
+                break
+        else:
+            raise RuntimeError("shoal did not print its URL in time")
+        self._wait_healthy(deadline)
+        return self
+
+    def _wait_healthy(self, deadline: float) -> None:
+        while time.monotonic() < deadline:
+            try:
+                with urllib.request.urlopen(self.url + "/", timeout=2) as response:
+                    if response.status == 200:
+                        return
+            except OSError:
+                time.sleep(0.05)
+        raise RuntimeError("shoal did not answer its health check")
+
+    def stop(self, sig: int = signal.SIGTERM, timeout: float = 20.0) -> int:
+        if self.proc is None:
+            return 0
+        if self.proc.poll() is None:
+            self.proc.send_signal(sig)
+        try:
+            code = self.proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            code = self.proc.wait()
+        for stream in (self.proc.stdout, self.proc.stderr):
+            if stream:
+                stream.close()
+        self.proc = None
+        return code
+
+    def kill(self) -> None:
+        self.stop(signal.SIGKILL)
