@@ -1,0 +1,82 @@
+"""The control plane through boto3: tables per region, describe, list, tags."""
+
+from __future__ import annotations
+
+import pytest
+from botocore.exceptions import ClientError
+
+from tests.conftest import create_table, make_client, unique_name
+
+
+def test_create_describe_and_waiter(ddb):
+    name = unique_name("events")
+    out = ddb.create_table(
+        TableName=name,
+        KeySchema=[{"AttributeName": "user_id", "KeyType": "HASH"}, {"AttributeName": "ts", "KeyType": "RANGE"}],
+        AttributeDefinitions=[{"AttributeName": "user_id", "AttributeType": "S"},
+                              {"AttributeName": "ts", "AttributeType": "N"}],
+        ProvisionedThroughput={"ReadCapacityUnits": 5, "WriteCapacityUnits": 7},
+        Tags=[{"Key": "team", "Value": "analytics"}],
+    )["TableDescription"]
+    assert out["TableArn"] == f"arn:aws:dynamodb:us-east-1:000000000000:table/{name}"
+    assert out["ProvisionedThroughput"]["WriteCapacityUnits"] == 7
+    ddb.get_waiter("table_exists").wait(TableName=name, WaiterConfig={"Delay": 1, "MaxAttempts": 5})
+    ddb.put_item(TableName=name, Item={"user_id": {"S": "u1"}, "ts": {"N": "1"}, "x": {"S": "abc"}})
+    described = ddb.describe_table(TableName=name)["Table"]
+    assert described["TableStatus"] == "ACTIVE"
+    assert described["ItemCount"] == 1 and described["TableSizeBytes"] > 0
+    assert described["TableId"] == out["TableId"]
+    tags = ddb.list_tags_of_resource(ResourceArn=out["TableArn"])["Tags"]
+    assert tags == [{"Key": "team", "Value": "analytics"}]
+    ddb.delete_table(TableName=name)
+    with pytest.raises(ClientError) as info:
+        ddb.describe_table(TableName=name)
+    assert info.value.response["Error"]["Code"] == "ResourceNotFoundException"
+
+
+def test_tables_live_per_region(shoal, ddb):
+    name = create_table(ddb)
+    other = make_client(shoal.url, region="eu-west-1")
+    assert name not in other.list_tables()["TableNames"]
+    other_name = create_table(other, name=name)  # the same name in another region is another table
+    assert other.describe_table(TableName=other_name)["Table"]["TableArn"].startswith("arn:aws:dynamodb:eu-west-1:")
+    other.delete_table(TableName=name)
+    assert ddb.describe_table(TableName=name)["Table"]["TableStatus"] == "ACTIVE"
+    ddb.delete_table(TableName=name)
+
+
+def test_create_existing_table(ddb, table):
+    with pytest.raises(ClientError) as info:
+        create_table(ddb, name=table)
+    assert info.value.response["Error"]["Code"] == "ResourceInUseException"
+
+
+def test_list_tables_pages(shoal):
+    client = make_client(shoal.url, region="ap-south-1")
+    names = sorted(create_table(client, name=f"page_{i:02d}") for i in range(5))
+    first = client.list_tables(Limit=2)
+    assert first["TableNames"] == names[:2] and first["LastEvaluatedTableName"] == names[1]
+    rest = client.list_tables(ExclusiveStartTableName=names[1])
+    assert rest["TableNames"] == names[2:] and "LastEvaluatedTableName" not in rest
+    for name in names:
+        client.delete_table(TableName=name)
+
+
+def test_invalid_key_schema(ddb):
+    with pytest.raises(ClientError) as info:
+        ddb.create_table(TableName="bad_schema", KeySchema=[{"AttributeName": "a", "KeyType": "RANGE"}],
+                         AttributeDefinitions=[{"AttributeName": "a", "AttributeType": "S"}],
+                         BillingMode="PAY_PER_REQUEST")
+    assert info.value.response["Error"]["Message"] == "Invalid KeySchema: The first KeySchemaElement is not a HASH key type"
+
+
+def test_update_billing_mode(ddb, table):
+    out = ddb.update_table(TableName=table, BillingMode="PROVISIONED",
+                           ProvisionedThroughput={"ReadCapacityUnits": 3, "WriteCapacityUnits": 4})
+    assert out["TableDescription"]["BillingModeSummary"]["BillingMode"] == "PROVISIONED"
+    assert ddb.describe_table(TableName=table)["Table"]["ProvisionedThroughput"]["ReadCapacityUnits"] == 3
+
+
+def test_describe_limits_and_endpoints(ddb):
+    assert ddb.describe_limits()["TableMaxWriteCapacityUnits"] > 0
+    assert ddb.describe_endpoints()["Endpoints"][0]["CachePeriodInMinutes"] == 1440
