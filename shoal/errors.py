@@ -51,6 +51,12 @@ class SerializationException(ShoalError):
     namespace = CORAL_NS
     status = 400
 
+    def to_body(self) -> dict:
+        # DynamoDB spells this error's member "Message", with a capital M.
+        if not self.message:
+            return {"__type": self.wire_type}
+        return {"__type": self.wire_type, "Message": self.message}
+
 
 class UnknownOperationException(ShoalError):
     type_name = "UnknownOperationException"
