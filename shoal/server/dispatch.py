@@ -29,6 +29,7 @@ from shoal.errors import (
     ShoalError,
     UnknownOperationException,
 )
+from shoal.server.committer import GroupCommitter
 from shoal.server.http import Request, Response
 
 log = logging.getLogger("shoal")
@@ -37,6 +38,12 @@ DYNAMODB_PREFIX = "DynamoDB_20120810."
 JSON_TYPES = ("application/x-amz-json-1.0", "application/json")
 
 _ALPHABET = string.ascii_uppercase + string.digits
+
+# Operations that write: run through group commit, acknowledged once durable.
+WRITE_OPERATIONS = frozenset({
+    "PutItem", "UpdateItem", "DeleteItem", "BatchWriteItem",
+    "CreateTable", "UpdateTable", "DeleteTable", "TagResource", "UntagResource",
+})
 
 
 def _request_ids():
@@ -81,8 +88,11 @@ class Dispatcher:
         *,
         default_region: str = DEFAULT_REGION,
         change_retention_s: float = DEFAULT_RETENTION_S,
+        group_commit: bool = True,
     ) -> None:
         self.engine = engine
+        self.group_commit = group_commit
+        self.committer = GroupCommitter(engine)
         self.catalog = Catalog(engine)
         self.operations = operations()
         self.validator = ShapeValidator.for_service("dynamodb")
@@ -92,7 +102,9 @@ class Dispatcher:
         self._countdown = self.PRUNE_EVERY
         self._health = f"healthy: dynamodb.{default_region}.amazonaws.com ".encode()
 
-    def __call__(self, request: Request) -> Response:
+    def __call__(self, request: Request):
+        """Answer one request: a Response, or an awaitable of one for writes,
+        which are acknowledged only once their group commit is durable."""
         request_id = next(self._ids)
         if request.method != "POST":
             if request.method == "GET" and request.path.split("?", 1)[0] == "/":
@@ -102,29 +114,27 @@ class Dispatcher:
         if request.body and content_type not in JSON_TYPES:
             return _unknown_operation_404(request_id)
         response_type = "application/json" if content_type == "application/json" else JSON_TYPES[0]
-        try:
-            body = self._execute(request)
-            status = 200
-        except ShoalError as exc:
-            status, body = exc.status, orjson.dumps(exc.to_body())
-        except Exception:  # a bug: report it, keep serving
-            log.error("internal error in request %s:\n%s", request_id, traceback.format_exc())
-            exc = InternalServerError("Internal server error")
-            status, body = exc.status, orjson.dumps(exc.to_body())
         self._countdown -= 1
         if self._countdown <= 0:
             self._prune()
-        return Response(
-            status,
-            [
-                ("Content-Type", response_type),
-                ("x-amzn-RequestId", request_id),
-                ("x-amz-crc32", str(zlib.crc32(body))),
-            ],
-            body,
-        )
+        try:
+            operation, job = self._prepare(request)
+            if operation in WRITE_OPERATIONS and self.group_commit:
+                return self._respond_later(request_id, response_type, self.committer.submit(job))
+            return _response(request_id, response_type, 200, job())
+        except Exception as exc:
+            return _response(request_id, response_type, *_error(exc, request_id))
 
-    def _execute(self, request: Request) -> bytes:
+    async def _respond_later(self, request_id: str, response_type: str, future) -> Response:
+        try:
+            body = await future
+        except Exception as exc:
+            return _response(request_id, response_type, *_error(exc, request_id))
+        return _response(request_id, response_type, 200, body)
+
+    def _prepare(self, request: Request):
+        """Route and validate a request; return (operation, a job that runs it
+        and returns the response body)."""
         target = request.headers.get("x-amz-target", "")
         if not target.startswith(DYNAMODB_PREFIX):
             raise UnknownOperationException()
@@ -143,8 +153,16 @@ class Dispatcher:
             raise NotImplementedOperation(operation)
         region, access_key = region_of(request.headers.get("authorization"), self.default_region)
         ctx = Context(region, DEFAULT_ACCOUNT, self.engine, self.catalog, access_key)
-        result = handler(ctx, data)
-        return result if isinstance(result, bytes) else orjson.dumps(result)
+
+        def job() -> bytes:
+            result = handler(ctx, data)
+            return result if isinstance(result, bytes) else orjson.dumps(result)
+
+        return operation, job
+
+    def close(self) -> None:
+        """Nothing is pending once connections have drained; kept for symmetry
+        with the engine's lifecycle."""
 
     def _prune(self) -> None:
         """Drop change records past their retention, a bounded amount at a time."""
@@ -154,6 +172,27 @@ class Dispatcher:
                 prune_changes(txn, self.change_retention_s, time.time())
         except Exception:
             log.error("change-log pruning failed:\n%s", traceback.format_exc())
+
+
+def _response(request_id: str, response_type: str, status: int, body: bytes) -> Response:
+    return Response(
+        status,
+        [
+            ("Content-Type", response_type),
+            ("x-amzn-RequestId", request_id),
+            ("x-amz-crc32", str(zlib.crc32(body))),
+        ],
+        body,
+    )
+
+
+def _error(exc: Exception, request_id: str) -> tuple[int, bytes]:
+    """The one place an error becomes a status and a JSON body."""
+    if not isinstance(exc, ShoalError):  # a bug: report it, keep serving
+        log.error("internal error in request %s:\n%s", request_id,
+                  "".join(traceback.format_exception(exc)))
+        exc = InternalServerError("Internal server error")
+    return exc.status, orjson.dumps(exc.to_body())
 
 
 def _unknown_operation_404(request_id: str) -> Response:

@@ -33,6 +33,8 @@ Rules every engine honours (the conformance suite in
 
 from __future__ import annotations
 
+import contextlib
+
 from abc import ABC, abstractmethod
 from typing import ContextManager, Iterator
 
@@ -108,6 +110,19 @@ class Engine(ABC):
         When the ``with`` block has exited normally the commit is durable
         (fsync'd) unless the engine was opened with ``sync=False``.
         """
+
+    def group(self) -> ContextManager[None]:
+        """Group commit: one durable commit for many ``write()`` transactions.
+
+        Inside the block, each ``write()`` of the calling thread is nested in
+        one outer transaction: it still commits or aborts on its own (an aborted
+        one leaves no trace), but nothing becomes visible to other readers, nor
+        durable, until the block exits and the outer transaction commits once,
+        with one fsync.  Callers acknowledge the grouped writes only after the
+        block has exited.  An exception escaping the block aborts them all.
+        The default does no grouping: each ``write()`` commits on its own.
+        """
+        return contextlib.nullcontext()
 
     @abstractmethod
     def close(self) -> None:

@@ -45,8 +45,10 @@ Keys longer than LMDB's limit
 
 from __future__ import annotations
 
+import contextlib
 import os
 import sys
+import threading
 import weakref
 
 import lmdb
@@ -105,6 +107,7 @@ class LmdbEngine(Engine):
         self.path = os.fspath(path)
         self.sync = sync
         self._forked = False
+        self._local = threading.local()  # .group: the outer txn of a group commit
         self._env = lmdb.Environment(
             self.path,
             map_size=map_size,
@@ -155,7 +158,32 @@ class LmdbEngine(Engine):
         env = self._env
         if env is None:
             self._live_env()
+        parent = getattr(self._local, "group", None)
+        if parent is not None:
+            return LmdbWriteTxn(env.begin(write=True, parent=parent), self._dbs, self._overflow)
         return LmdbWriteTxn(env.begin(write=True), self._dbs, self._overflow)
+
+    @contextlib.contextmanager
+    def group(self):
+        """Nest this thread's write() transactions in one outer transaction
+        (LMDB nested transactions) and commit it once at the end: see
+        ``Engine.group``."""
+        env = self._env
+        if env is None:
+            self._live_env()
+        if getattr(self._local, "group", None) is not None:
+            yield  # already grouping: the outer group commits
+            return
+        outer = env.begin(write=True)
+        self._local.group = outer
+        try:
+            yield
+        except BaseException:
+            self._local.group = None
+            outer.abort()
+            raise
+        self._local.group = None
+        outer.commit()
 
     def close(self) -> None:
         """Close the environment; idempotent."""
