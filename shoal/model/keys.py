@@ -21,6 +21,8 @@ byte range of its partition-key prefix.
 
 from __future__ import annotations
 
+from functools import lru_cache
+
 import base64
 
 from shoal.model.numbers import MIN_EXPONENT, number_parts, text_from_parts
@@ -108,7 +110,10 @@ def _unescape(data: bytes, offset: int) -> tuple[bytes, int]:
 # ---------------------------------------------------------------- numbers
 
 
+@lru_cache(maxsize=1 << 16)
 def _encode_number(text: str) -> bytes:
+    """Cached: keys repeat (hot users, sort-key bounds), and a hit costs a
+    tenth of an encoding."""
     negative, adjusted, digits = number_parts(text)
     if not digits:
         return _ZERO_ENCODING

@@ -47,16 +47,12 @@ WRITE_OPERATIONS = frozenset({
 
 
 def _request_ids():
-    """52-character request ids in DynamoDB's style: a random per-process
-    prefix and a counter, unique without a random draw per request."""
-    rnd = os.urandom(40)
-    prefix = "".join(_ALPHABET[b % 36] for b in rnd)
+    """52-character request ids in DynamoDB's style (upper-case letters and
+    digits): a random per-process prefix and a hexadecimal counter, unique
+    without a random draw per request."""
+    prefix = "".join(_ALPHABET[b % 36] for b in os.urandom(40))
     for n in itertools.count():
-        digits = []
-        for _ in range(12):
-            n, r = divmod(n, 36)
-            digits.append(_ALPHABET[r])
-        yield prefix + "".join(reversed(digits))
+        yield f"{prefix}{n:012X}"
 
 
 def region_of(authorization: str | None, default: str) -> tuple[str, str | None]:
