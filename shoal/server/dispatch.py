@@ -8,6 +8,7 @@ in ``shoal.api`` -> a JSON response with x-amzn-RequestId and x-amz-crc32.
 
 from __future__ import annotations
 
+import asyncio
 import itertools
 import logging
 import os
@@ -76,7 +77,7 @@ def region_of(authorization: str | None, default: str) -> tuple[str, str | None]
 class Dispatcher:
     """The request handler of one worker process."""
 
-    PRUNE_EVERY = 4096  # requests between change-log retention sweeps
+    BACKGROUND_INTERVAL_S = 1.0  # between rounds of background work
 
     def __init__(
         self,
@@ -95,7 +96,10 @@ class Dispatcher:
         self.default_region = default_region
         self.change_retention_s = change_retention_s
         self._ids = _request_ids()
-        self._countdown = self.PRUNE_EVERY
+        self._background = None
+        # Periodic work, each a callable run in its own write transaction on
+        # the event loop between requests; returns True while it has more to do.
+        self.background_jobs: list = [self._prune]
         self._health = f"healthy: dynamodb.{default_region}.amazonaws.com ".encode()
 
     def __call__(self, request: Request):
@@ -110,9 +114,6 @@ class Dispatcher:
         if request.body and content_type not in JSON_TYPES:
             return _unknown_operation_404(request_id)
         response_type = "application/json" if content_type == "application/json" else JSON_TYPES[0]
-        self._countdown -= 1
-        if self._countdown <= 0:
-            self._prune()
         try:
             operation, job = self._prepare(request)
             if operation in WRITE_OPERATIONS and self.group_commit:
@@ -160,14 +161,33 @@ class Dispatcher:
         """Nothing is pending once connections have drained; kept for symmetry
         with the engine's lifecycle."""
 
-    def _prune(self) -> None:
+    def start_background(self, loop) -> None:
+        """Run background jobs on ``loop`` (called by the worker once serving)."""
+        self._background = loop.create_task(self._run_background())
+
+    def stop_background(self) -> None:
+        if self._background is not None:
+            self._background.cancel()
+            self._background = None
+
+    async def _run_background(self) -> None:
+
+        while True:
+            busy = False
+            for job in self.background_jobs:
+                try:
+                    busy = bool(job()) or busy
+                except Exception:
+                    log.error("background job %s failed:\n%s", getattr(job, "__name__", job),
+                              traceback.format_exc())
+            # Short pauses while a job has a backlog, so it catches up without
+            # holding the loop (each round is one bounded transaction).
+            await asyncio.sleep(0.01 if busy else self.BACKGROUND_INTERVAL_S)
+
+    def _prune(self) -> bool:
         """Drop change records past their retention, a bounded amount at a time."""
-        self._countdown = self.PRUNE_EVERY
-        try:
-            with self.engine.write() as txn:
-                prune_changes(txn, self.change_retention_s, time.time())
-        except Exception:
-            log.error("change-log pruning failed:\n%s", traceback.format_exc())
+        with self.engine.write() as txn:
+            return prune_changes(txn, self.change_retention_s, time.time()) > 0
 
 
 def _response(request_id: str, response_type: str, status: int, body: bytes) -> Response:

@@ -148,12 +148,20 @@ async def _worker_main(sock: socket.socket, settings: _WorkerSettings, on_starte
     try:
         server = HttpServer(handler, ssl_context=settings.ssl_context, **settings.limits)
         await server.start(sock, backlog=settings.backlog)
+        # Handlers with work of their own (change-log pruning, index backfill,
+        # time to live) run it on this loop between requests.
+        start_background = getattr(handler, "start_background", None)
+        if start_background is not None:
+            start_background(loop)
         stop = asyncio.Event()
         if threading.current_thread() is threading.main_thread():
             for sig in (signal.SIGTERM, signal.SIGINT):
                 loop.add_signal_handler(sig, stop.set)
         on_started()
         await stop.wait()
+        stop_background = getattr(handler, "stop_background", None)
+        if stop_background is not None:
+            stop_background()
         await server.shutdown(settings.shutdown_timeout)
     finally:
         if settings.on_worker_exit is not None:
