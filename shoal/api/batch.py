@@ -80,8 +80,7 @@ def batch_get_item(ctx, request: dict):
             units[name] = 0.0
             for key, skey in zip(keys, storage_keys):
                 raw = txn.get("items", skey)
-                if raw is None:
-                    units[name] += item_read_units(0, consistent)
+                if raw is None:  # a key with no item costs nothing in a batch
                     continue
                 if stored_size(raw) > budget:
                     left = unprocessed.setdefault(name, {k: v for k, v in spec.items() if k != "Keys"})
@@ -117,10 +116,9 @@ def batch_write_item(ctx, request: dict):
             put = write.get("PutRequest")
             delete = write.get("DeleteRequest")
             if (put is None) == (delete is None):
+                # DynamoDB's own wording for a write request with neither or both members.
                 raise ValidationException(
                     "Supplied AttributeValue has more than one datatypes set, must contain exactly one of the supported datatypes"
-                    if put is not None
-                    else "1 validation error detected: Value null at 'requestItems' failed to satisfy constraint: Member must not be null"
                 )
             if put is not None:
                 item = validate_item(put["Item"])

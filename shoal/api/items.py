@@ -127,9 +127,7 @@ def get_item(ctx, request: dict):
     if projection is None:
         out["Item"] = _raw_fragment(raw)
     else:
-        projected = projection.apply(stored_item(raw))
-        if projected:
-            out["Item"] = projected
+        out["Item"] = projection.apply(stored_item(raw))
     if want_capacity:
         out["ConsumedCapacity"] = consumed_capacity(
             request, table.name, item_read_units(stored_size(raw), consistent)
@@ -197,7 +195,7 @@ def _update_return_values(mode: str, update, old: dict | None, new: dict):
     source = old if mode == "UPDATED_OLD" else new
     if source is None:
         return None
-    return project(source, update.paths)
+    return project(source, update.returned_paths)
 
 
 # ---------------------------------------------------------------- DeleteItem

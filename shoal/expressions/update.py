@@ -41,7 +41,7 @@ class Update:
     """A bound update: ``apply`` it to items; ``paths`` and ``top_level_names``
     say what it touches (for ReturnValues UPDATED_* and key-attribute checks)."""
 
-    __slots__ = ("sets", "removes", "adds", "deletes", "paths", "top_level_names")
+    __slots__ = ("sets", "removes", "adds", "deletes", "paths", "top_level_names", "returned_paths")
 
     def __init__(self, sets, removes, adds, deletes, paths):
         self.sets = sets          # [(path, value_fn)]
@@ -50,6 +50,7 @@ class Update:
         self.deletes = deletes    # [(path, value)]
         self.paths = paths
         self.top_level_names = {p[0] for p in paths}
+        self.returned_paths = _returned_paths(paths, removes)
 
     def apply(self, item: dict) -> tuple[dict, bool]:
         """Return (new item, whether anything changed); ``item`` is untouched.
@@ -71,6 +72,21 @@ class Update:
         for path, value in self.deletes:
             changed = _delete(_parent(new, path, copied), path[-1], value) or changed
         return new, changed
+
+
+def _returned_paths(paths: list, removes: list) -> list:
+    """The paths ReturnValues UPDATED_OLD / UPDATED_NEW report.
+
+    Removing a list element shifts every later element, so DynamoDB reports
+    the whole list rather than the removed position.
+    """
+    widened = []
+    for path in paths:
+        if len(path) > 1 and type(path[-1]) is int and path in removes:
+            path = path[:-1]
+        if path not in widened:
+            widened.append(path)
+    return [p for p in widened if not any(q != p and p[: len(q)] == q for q in widened)]
 
 
 # ---------------------------------------------------------------- binding
