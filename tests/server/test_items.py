@@ -244,3 +244,25 @@ def test_resource_api_round_trip(ddb_resource, table):
     got = t.get_item(Key={"pk": "r", "sk": 1})["Item"]
     assert got["score"] == Decimal("1.5")
     assert got["flags"] == {"a", "b"}
+
+
+def test_projection_of_missing_attributes_gives_an_empty_item(ddb, table):
+    ddb.put_item(TableName=table, Item=event())
+    got = ddb.get_item(TableName=table, Key={"pk": {"S": "u00000001"}, "sk": {"N": "1700000000000"}},
+                       ProjectionExpression="no_such_attribute")
+    assert got["Item"] == {}
+
+
+def test_updated_old_reports_the_whole_list_after_an_element_is_removed(ddb, table):
+    key = {"pk": {"S": "lists"}, "sk": {"N": "1"}}
+    ddb.put_item(TableName=table, Item={**key, "l": {"L": [{"N": "1"}, {"N": "2"}, {"N": "3"}]}})
+    out = ddb.update_item(TableName=table, Key=key, UpdateExpression="REMOVE l[0]", ReturnValues="UPDATED_OLD")
+    assert out["Attributes"] == {"l": {"L": [{"N": "1"}, {"N": "2"}, {"N": "3"}]}}
+    out = ddb.update_item(TableName=table, Key=key, UpdateExpression="REMOVE l[0]", ReturnValues="UPDATED_NEW")
+    assert out["Attributes"] == {"l": {"L": [{"N": "3"}]}}
+
+
+def test_empty_write_request_in_a_batch(ddb, table):
+    code, message, _ = error_of(ddb.batch_write_item, RequestItems={table: [{}]})
+    assert message == ("Supplied AttributeValue has more than one datatypes set, "
+                       "must contain exactly one of the supported datatypes")
