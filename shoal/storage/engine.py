@@ -41,7 +41,7 @@ from typing import ContextManager, Iterator
 #: The named key spaces.  ``meta``: table catalog and counters; ``items``:
 #: table items; ``changes``: the change log streams read; ``indexes``:
 #: secondary index entries.
-SPACES = ("meta", "items", "changes", "indexes")
+SPACES = ("meta", "items", "changes", "indexes", "streams")
 
 
 class ReadTxn(ABC):

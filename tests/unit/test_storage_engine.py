@@ -64,7 +64,7 @@ def keys_of(engine, space, start=None, stop=None, reverse=False):
 
 
 def test_spaces_are_the_documented_names():
-    assert SPACES == ("meta", "items", "changes", "indexes")
+    assert SPACES == ("meta", "items", "changes", "indexes", "streams")
 
 
 def test_get_of_missing_key_is_none(engine):
