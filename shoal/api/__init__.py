@@ -34,9 +34,9 @@ class Context:
 
 def operations() -> dict[str, Callable[[Context, dict], Any]]:
     """All operations Shoal offers, by DynamoDB operation name."""
-    from shoal.api import batch, items, query, tables
+    from shoal.api import batch, items, query, tables, transactions
 
     ops: dict[str, Callable[[Context, dict], Any]] = {}
-    for module in (tables, items, query, batch):
+    for module in (tables, items, query, batch, transactions):
         ops.update(module.OPERATIONS)
     return ops

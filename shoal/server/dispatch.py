@@ -42,7 +42,7 @@ _ALPHABET = string.ascii_uppercase + string.digits
 
 # Operations that write: run through group commit, acknowledged once durable.
 WRITE_OPERATIONS = frozenset({
-    "PutItem", "UpdateItem", "DeleteItem", "BatchWriteItem",
+    "PutItem", "UpdateItem", "DeleteItem", "BatchWriteItem", "TransactWriteItems",
     "CreateTable", "UpdateTable", "DeleteTable", "TagResource", "UntagResource",
 })
 

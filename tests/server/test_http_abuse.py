@@ -1,0 +1,126 @@
+"""HTTP-level abuse against a real `shoal serve`: each gets a 4xx or a closed
+connection, never a crash, a hang or a stalled server."""
+
+from __future__ import annotations
+
+import socket
+import time
+
+import pytest
+
+GOOD = (b"POST / HTTP/1.1\r\nHost: x\r\nContent-Type: application/x-amz-json-1.0\r\n"
+        b"X-Amz-Target: DynamoDB_20120810.ListTables\r\nContent-Length: 2\r\n\r\n{}")
+
+
+class Conn(socket.socket):
+    """A socket that can carry a buffered reader for pipelined replies."""
+
+    _reader = None
+
+
+def connect(shoal) -> socket.socket:
+    plain = socket.create_connection(("127.0.0.1", shoal.port), timeout=10)
+    sock = Conn(fileno=plain.detach())
+    sock.settimeout(10)
+    return sock
+
+
+def read_reply(sock) -> bytes:
+    """One HTTP response (head and body) from a socket, leaving later ones."""
+    reader = getattr(sock, "_reader", None)
+    if reader is None:
+        reader = sock._reader = sock.makefile("rb")
+    head = b""
+    while not head.endswith(b"\r\n\r\n"):
+        line = reader.readline()
+        if not line:
+            return head
+        head += line
+    length = 0
+    for line in head.split(b"\r\n"):
+        if line.lower().startswith(b"content-length:"):
+            length = int(line.split(b":")[1])
+    return head + reader.read(length)
+
+
+def still_serving(shoal) -> None:
+    with connect(shoal) as sock:
+        sock.sendall(GOOD)
+        assert read_reply(sock).startswith(b"HTTP/1.1 200")
+
+
+def status_or_closed(sock) -> bytes:
+    try:
+        reply = read_reply(sock)
+    except (ConnectionResetError, socket.timeout):
+        return b""
+    return reply[:12]
+
+
+def test_client_closing_mid_body(shoal):
+    with connect(shoal) as sock:
+        sock.sendall(GOOD.replace(b"Content-Length: 2", b"Content-Length: 1000")[:-1])
+    still_serving(shoal)
+
+
+def test_malformed_chunked_encoding(shoal):
+    with connect(shoal) as sock:
+        sock.sendall(GOOD.replace(b"Content-Length: 2\r\n", b"Transfer-Encoding: chunked\r\n").replace(
+            b"\r\n\r\n{}", b"\r\n\r\nZZ\r\n{}\r\n0\r\n\r\n"))
+        assert status_or_closed(sock) in (b"", b"HTTP/1.1 400")
+    still_serving(shoal)
+
+
+def test_content_length_shorter_than_body(shoal):
+    with connect(shoal) as sock:
+        sock.sendall(GOOD.replace(b"Content-Length: 2", b"Content-Length: 1"))
+        reply = status_or_closed(sock)
+        assert reply == b"" or reply.startswith(b"HTTP/1.1 4")
+    still_serving(shoal)
+
+
+def test_huge_header_line(shoal):
+    with connect(shoal) as sock:
+        try:
+            sock.sendall(b"POST / HTTP/1.1\r\nHost: x\r\nX-Big: " + b"a" * 65536 + b"\r\n\r\n")
+        except (BrokenPipeError, ConnectionResetError):
+            pass
+        reply = status_or_closed(sock)
+        assert reply == b"" or reply.startswith(b"HTTP/1.1 4")
+    still_serving(shoal)
+
+
+def test_slow_client_does_not_stall_others(shoal):
+    slow = connect(shoal)
+    try:
+        slow.sendall(GOOD[:20])  # a request head trickling in
+        started = time.monotonic()
+        for _ in range(5):
+            still_serving(shoal)
+        assert time.monotonic() - started < 5
+    finally:
+        slow.close()
+
+
+@pytest.mark.parametrize("garbage", [b"\x00\x01\x02\r\n\r\n", b"GET\r\n\r\n", b"POST / HTTP/9.9\r\n\r\n"])
+def test_garbage_request_lines(shoal, garbage):
+    with connect(shoal) as sock:
+        sock.sendall(garbage)
+        reply = status_or_closed(sock)
+        assert reply == b"" or reply.startswith(b"HTTP/1.1 4") or reply.startswith(b"HTTP/1.1 505")
+    still_serving(shoal)
+
+
+def test_pipelined_requests_answer_in_order(shoal):
+    with connect(shoal) as sock:
+        sock.sendall(GOOD * 3)
+        replies = [read_reply(sock) for _ in range(3)]
+    assert all(r.startswith(b"HTTP/1.1 200") for r in replies)
+
+
+def test_expect_100_continue(shoal):
+    with connect(shoal) as sock:
+        sock.sendall(GOOD.replace(b"Content-Length: 2\r\n", b"Content-Length: 2\r\nExpect: 100-continue\r\n")[:-2])
+        assert sock.recv(1024).startswith(b"HTTP/1.1 100 Continue")
+        sock.sendall(b"{}")
+        assert read_reply(sock).startswith(b"HTTP/1.1 200")
