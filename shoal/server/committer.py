@@ -16,6 +16,8 @@ import logging
 import traceback
 from typing import Callable
 
+from shoal.errors import ShoalError
+
 log = logging.getLogger("shoal")
 
 
@@ -47,17 +49,14 @@ class GroupCommitter:
             self._commit(group)
 
     def _commit(self, group) -> None:
-        outcomes = []
         try:
             with self.engine.group():
-                for job, future in group:
-                    try:
-                        outcomes.append((future, True, job()))
-                    except Exception as exc:  # the job's own failure: its writes are rolled back
-                        outcomes.append((future, False, exc))
-        except Exception as exc:  # the commit itself failed: nothing in the group is durable
-            log.error("group commit failed:\n%s", traceback.format_exc())
-            outcomes = [(future, False, exc) for _job, future in group]
+                outcomes = [self._run(job, future) for job, future in group]
+        except Exception:
+            # A job failed after writing (the group was aborted whole), or the
+            # commit itself failed: redo each job in its own transaction, so
+            # that one request's failure never touches another's.
+            outcomes = [self._run_alone(job, future) for job, future in group]
         for future, ok, value in outcomes:
             if future.cancelled():
                 continue
@@ -65,3 +64,18 @@ class GroupCommitter:
                 future.set_result(value)
             else:
                 future.set_exception(value)
+
+    @staticmethod
+    def _run(job, future):
+        try:
+            return future, True, job()
+        except Exception as exc:  # the job's own failure (it wrote nothing, or the group is poisoned)
+            return future, False, exc
+
+    def _run_alone(self, job, future):
+        try:
+            return future, True, job()
+        except Exception as exc:
+            if not isinstance(exc, ShoalError):
+                log.error("write failed:\n%s", traceback.format_exc())
+            return future, False, exc

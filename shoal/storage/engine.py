@@ -114,13 +114,16 @@ class Engine(ABC):
     def group(self) -> ContextManager[None]:
         """Group commit: one durable commit for many ``write()`` transactions.
 
-        Inside the block, each ``write()`` of the calling thread is nested in
-        one outer transaction: it still commits or aborts on its own (an aborted
-        one leaves no trace), but nothing becomes visible to other readers, nor
+        Inside the block, each ``write()`` of the calling thread joins one
+        outer transaction; nothing becomes visible to other readers, nor
         durable, until the block exits and the outer transaction commits once,
         with one fsync.  Callers acknowledge the grouped writes only after the
         block has exited.  An exception escaping the block aborts them all.
-        The default does no grouping: each ``write()`` commits on its own.
+        A grouped ``write()`` that raises before writing anything leaves no
+        trace; one that raises after writing makes the block's exit raise
+        ``GroupPoisoned`` (everything aborted), and the caller redoes the
+        work ungrouped.  The default does no grouping: each ``write()``
+        commits on its own.
         """
         return contextlib.nullcontext()
 

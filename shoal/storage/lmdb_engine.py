@@ -158,32 +158,42 @@ class LmdbEngine(Engine):
         env = self._env
         if env is None:
             self._live_env()
-        parent = getattr(self._local, "group", None)
-        if parent is not None:
-            return LmdbWriteTxn(env.begin(write=True, parent=parent), self._dbs, self._overflow)
+        group = getattr(self._local, "group", None)
+        if group is not None:
+            return LmdbGroupedWriteTxn(group, self._dbs, self._overflow)
         return LmdbWriteTxn(env.begin(write=True), self._dbs, self._overflow)
 
     @contextlib.contextmanager
     def group(self):
-        """Nest this thread's write() transactions in one outer transaction
-        (LMDB nested transactions) and commit it once at the end: see
-        ``Engine.group``."""
+        """Run this thread's write() transactions in one outer transaction and
+        commit it once at the end: see ``Engine.group``.
+
+        The grouped transactions share the outer LMDB transaction directly
+        (LMDB's nested transactions copy every page they touch, which costs
+        more than the fsync they save).  A grouped transaction that fails
+        before writing anything leaves no trace; one that fails after writing
+        marks the group ``poisoned``, and the caller must then let the group
+        abort (by raising) and redo its work without grouping.
+        """
         env = self._env
         if env is None:
             self._live_env()
         if getattr(self._local, "group", None) is not None:
-            yield  # already grouping: the outer group commits
+            yield self._local.group  # already grouping: the outer group commits
             return
-        outer = env.begin(write=True)
-        self._local.group = outer
+        group = _Group(env.begin(write=True))
+        self._local.group = group
         try:
-            yield
+            yield group
         except BaseException:
             self._local.group = None
-            outer.abort()
+            group.txn.abort()
             raise
         self._local.group = None
-        outer.commit()
+        if group.poisoned:
+            group.txn.abort()
+            raise GroupPoisoned("a grouped write failed after writing; redo the group ungrouped")
+        group.txn.commit()
 
     def close(self) -> None:
         """Close the environment; idempotent."""
@@ -251,6 +261,18 @@ class LmdbReadTxn(ReadTxn):
         return _scan(self._txn, db, self._overflow, start, stop, reverse)
 
 
+class GroupPoisoned(Exception):
+    """A grouped write failed half-way: the group was aborted as a whole."""
+
+
+class _Group:
+    __slots__ = ("txn", "poisoned")
+
+    def __init__(self, txn) -> None:
+        self.txn = txn
+        self.poisoned = False
+
+
 class LmdbWriteTxn(LmdbReadTxn, WriteTxn):
     """A read-write LMDB transaction; commits on normal exit, aborts on exception."""
 
@@ -278,6 +300,31 @@ class LmdbWriteTxn(LmdbReadTxn, WriteTxn):
         if not key:
             return False
         return _delete_long(self._txn, self._dbs[space], self._overflow, key)
+
+
+class LmdbGroupedWriteTxn(LmdbWriteTxn):
+    """A write() inside a group: works on the group's outer transaction and
+    leaves commit to the group; remembers whether it wrote, so that a failure
+    after writing can poison the group instead of leaving half a change."""
+
+    __slots__ = ("_group", "_wrote")
+
+    def __init__(self, group, dbs, overflow) -> None:
+        super().__init__(group.txn, dbs, overflow)
+        self._group = group
+        self._wrote = False
+
+    def __exit__(self, exc_type, exc, tb) -> None:
+        if exc_type is not None and self._wrote:
+            self._group.poisoned = True
+
+    def put(self, space: str, key: bytes, value: bytes) -> None:
+        self._wrote = True
+        super().put(space, key, value)
+
+    def delete(self, space: str, key: bytes) -> bool:
+        self._wrote = True
+        return super().delete(space, key)
 
 
 # ------------------------------------------------------------ long keys

@@ -552,3 +552,45 @@ def test_acknowledged_writes_survive_kill_9(opener, tmp_path):
     assert len(stored) <= len(acknowledged) + 1
     with opener(str(tmp_path)) as engine:
         fill(engine, "items", [b"after-crash"])  # the writer lock was released
+
+
+# ------------------------------------------------------------ group commit
+
+
+def test_group_commits_its_writes_once_and_hides_them_until_then(engine):
+    with engine.group():
+        with engine.write() as txn:
+            txn.put("items", b"a", b"1")
+        with engine.write() as txn:
+            txn.put("items", b"b", txn.get("items", b"a") + b"2")  # sees the group's earlier write
+        with engine.read() as snapshot:
+            assert snapshot.get("items", b"a") is None  # not visible before the group commits
+    with engine.read() as snapshot:
+        assert list(snapshot.scan("items")) == [(b"a", b"1"), (b"b", b"12")]
+
+
+def test_grouped_write_failing_before_writing_leaves_no_trace(engine):
+    with engine.group():
+        with engine.write() as txn:
+            txn.put("items", b"a", b"1")
+        with pytest.raises(ValueError):
+            with engine.write() as txn:
+                txn.get("items", b"a")
+                raise ValueError("condition failed")
+    with engine.read() as snapshot:
+        assert list(snapshot.scan("items")) == [(b"a", b"1")]
+
+
+def test_grouped_write_failing_after_writing_poisons_the_group(engine):
+    from shoal.storage.lmdb_engine import GroupPoisoned
+
+    with pytest.raises(GroupPoisoned):
+        with engine.group():
+            with engine.write() as txn:
+                txn.put("items", b"a", b"1")
+            with pytest.raises(ValueError):
+                with engine.write() as txn:
+                    txn.put("items", b"b", b"2")
+                    raise ValueError("half done")
+    with engine.read() as snapshot:
+        assert list(snapshot.scan("items")) == []
