@@ -62,12 +62,13 @@ def serve_command(args) -> int:
         print(f"shoal: {exc}", file=sys.stderr)
         return 1
 
-    engines = []
+    opened = []
 
     def handler_factory():
         engine = open_data_dir(data_dir)
-        engines.append(engine)
-        return Dispatcher(engine, default_region=args.region, change_retention_s=args.change_retention)
+        dispatcher = Dispatcher(engine, default_region=args.region, change_retention_s=args.change_retention)
+        opened.append((dispatcher, engine))
+        return dispatcher
 
     def on_ready(url: str) -> None:
         print(
@@ -77,8 +78,10 @@ def serve_command(args) -> int:
         )
 
     def on_worker_exit() -> None:
-        while engines:
-            engines.pop().close()
+        while opened:
+            dispatcher, engine = opened.pop()
+            dispatcher.close()
+            engine.close()
 
     try:
         return serve(handler_factory, args.host, args.port, workers=args.workers,

@@ -30,6 +30,10 @@ class GroupCommitter:
         self._pending: list[tuple[Callable[[], object], asyncio.Future]] = []
         self._scheduled = False
 
+    def close(self) -> None:
+        """Nothing to stop: groups run on the event loop, and none is pending
+        once the connections have drained."""
+
     def submit(self, job: Callable[[], object]) -> asyncio.Future:
         """Schedule ``job`` (a storage write) for the next group; the future
         resolves to its result, or its exception, once the group is durable."""

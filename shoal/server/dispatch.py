@@ -21,7 +21,10 @@ import orjson
 
 from shoal.api import DEFAULT_ACCOUNT, DEFAULT_REGION, Context, operations
 from shoal.api.catalog import Catalog
+from shoal.api.indexes import IndexJobs
 from shoal.api.shapes import ShapeValidator
+from shoal.api.streams import Materializer, Trimmer
+from shoal.api.ttl import Sweeper
 from shoal.api.writepath import DEFAULT_RETENTION_S, prune_changes
 from shoal.errors import (
     InternalServerError,
@@ -36,6 +39,7 @@ from shoal.server.http import Request, Response
 log = logging.getLogger("shoal")
 
 DYNAMODB_PREFIX = "DynamoDB_20120810."
+STREAMS_PREFIX = "DynamoDBStreams_20120810."
 JSON_TYPES = ("application/x-amz-json-1.0", "application/json")
 
 _ALPHABET = string.ascii_uppercase + string.digits
@@ -43,7 +47,7 @@ _ALPHABET = string.ascii_uppercase + string.digits
 # Operations that write: run through group commit, acknowledged once durable.
 WRITE_OPERATIONS = frozenset({
     "PutItem", "UpdateItem", "DeleteItem", "BatchWriteItem", "TransactWriteItems",
-    "CreateTable", "UpdateTable", "DeleteTable", "TagResource", "UntagResource",
+    "CreateTable", "UpdateTable", "DeleteTable", "TagResource", "UntagResource", "UpdateTimeToLive",
 })
 
 
@@ -93,13 +97,15 @@ class Dispatcher:
         self.catalog = Catalog(engine)
         self.operations = operations()
         self.validator = ShapeValidator.for_service("dynamodb")
+        self.streams_validator = ShapeValidator.for_service("dynamodbstreams")
         self.default_region = default_region
         self.change_retention_s = change_retention_s
         self._ids = _request_ids()
         self._background = None
         # Periodic work, each a callable run in its own write transaction on
         # the event loop between requests; returns True while it has more to do.
-        self.background_jobs: list = [self._prune]
+        self.background_jobs: list = [self._prune, IndexJobs(engine), Sweeper(engine, self.catalog),
+                                      Materializer(engine), Trimmer(engine)]
         self._health = f"healthy: dynamodb.{default_region}.amazonaws.com ".encode()
 
     def __call__(self, request: Request):
@@ -133,10 +139,13 @@ class Dispatcher:
         """Route and validate a request; return (operation, a job that runs it
         and returns the response body)."""
         target = request.headers.get("x-amz-target", "")
-        if not target.startswith(DYNAMODB_PREFIX):
+        if target.startswith(DYNAMODB_PREFIX):
+            operation, validator = target[len(DYNAMODB_PREFIX) :], self.validator
+        elif target.startswith(STREAMS_PREFIX):
+            operation, validator = target[len(STREAMS_PREFIX) :], self.streams_validator
+        else:
             raise UnknownOperationException()
-        operation = target[len(DYNAMODB_PREFIX) :]
-        if operation not in self.validator.operations:
+        if operation not in validator.operations:
             raise UnknownOperationException()
         if not request.body:
             raise SerializationException()
@@ -144,7 +153,7 @@ class Dispatcher:
             data = orjson.loads(request.body)
         except orjson.JSONDecodeError:
             raise SerializationException() from None
-        self.validator.validate(operation, data)
+        validator.validate(operation, data)
         handler = self.operations.get(operation)
         if handler is None:
             raise NotImplementedOperation(operation)
@@ -158,8 +167,8 @@ class Dispatcher:
         return operation, job
 
     def close(self) -> None:
-        """Nothing is pending once connections have drained; kept for symmetry
-        with the engine's lifecycle."""
+        """Stop the group committer's sync thread (connections have drained)."""
+        self.committer.close()
 
     def start_background(self, loop) -> None:
         """Run background jobs on ``loop`` (called by the worker once serving)."""

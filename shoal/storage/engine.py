@@ -111,7 +111,11 @@ class Engine(ABC):
         (fsync'd) unless the engine was opened with ``sync=False``.
         """
 
-    def group(self) -> ContextManager[None]:
+    def flush(self) -> None:
+        """Make every commit so far durable, for engines whose group commits
+        are not durable on exit (``group(flush=False)``)."""
+
+    def group(self, *, flush: bool = True) -> ContextManager[None]:
         """Group commit: one durable commit for many ``write()`` transactions.
 
         Inside the block, each ``write()`` of the calling thread joins one
@@ -122,7 +126,9 @@ class Engine(ABC):
         A grouped ``write()`` that raises before writing anything leaves no
         trace; one that raises after writing makes the block's exit raise
         ``GroupPoisoned`` (everything aborted), and the caller redoes the
-        work ungrouped.  The default does no grouping: each ``write()``
+        work ungrouped.  With ``flush=False`` the commit at the end of the
+        block is not yet durable: call ``flush()`` (from any thread) before
+        acknowledging.  The default does no grouping: each ``write()``
         commits on its own.
         """
         return contextlib.nullcontext()

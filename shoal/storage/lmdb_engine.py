@@ -15,17 +15,22 @@ Processes
     mutex; ``write()`` blocks (with the GIL released) until it is their turn.
 
 Durability
-    With ``sync=True`` (the default) LMDB commits by writing the transaction's
-    new pages, ``fdatasync``-ing the data file, then writing the alternate meta
-    page (the root pointer) and syncing again (``sync`` + ``metasync``).  A
-    commit becomes visible only through the meta page, and the meta page is
-    flushed only after the pages it points to, so after ``write()`` returns the
-    transaction survives ``kill -9`` and power loss, and a crash mid-commit
-    leaves the previous meta page, i.e. the previous commit, intact (no
-    recovery step and no write-ahead log are needed).  With ``sync=False``
-    nothing is fsync'd: a killed process loses nothing (its writes are already
-    in the OS page cache), but an OS crash or power loss may drop recent
-    commits, though never leaves a torn database.  A reader slot left by a
+    With ``sync=True`` (the default) a commit writes the transaction's new
+    pages and ``fdatasync``-s the data file while it holds LMDB's writer lock,
+    then writes the alternate meta page (the root pointer) without syncing it
+    (``metasync=False``); ``flush()`` then syncs the meta page, outside the
+    lock.  ``write()`` calls ``flush()`` before it returns, and group commit
+    acknowledges a group only after its ``flush()``, so an acknowledged
+    transaction survives ``kill -9`` and power loss.  A commit becomes visible
+    only through the meta page, and the meta page is written only after the
+    pages it points to are on disk, so a crash at any moment leaves either the
+    previous or the new commit intact (no recovery step and no write-ahead log
+    are needed; at worst an unacknowledged last commit is undone).  Moving the
+    second sync out of the lock lets another process (worker) commit while
+    this one waits for its meta page.  With ``sync=False`` nothing is
+    fsync'd: a killed process loses nothing (its writes are already in the OS
+    page cache), but an OS crash or power loss may drop recent commits.
+    A reader slot left by a
     killed process is reclaimed when the next engine opens (``reader_check``).
 
 Keys longer than LMDB's limit
@@ -113,7 +118,10 @@ class LmdbEngine(Engine):
             map_size=map_size,
             subdir=True,
             readonly=False,
-            metasync=sync,
+            # The data pages are fsync'd inside the commit (under the writer
+            # lock); the meta page is flushed by flush(), outside the lock:
+            # see "Durability" above.
+            metasync=False,
             sync=sync,
             readahead=False,  # random reads over data larger than RAM
             max_readers=max_readers,
@@ -161,10 +169,18 @@ class LmdbEngine(Engine):
         group = getattr(self._local, "group", None)
         if group is not None:
             return LmdbGroupedWriteTxn(group, self._dbs, self._overflow)
-        return LmdbWriteTxn(env.begin(write=True), self._dbs, self._overflow)
+        return LmdbWriteTxn(env.begin(write=True), self._dbs, self._overflow, self.flush)
+
+    def flush(self) -> None:
+        """Make every commit so far durable (fsync the meta page).  Releases
+        the GIL and holds no lock, so it may run in another thread while
+        this one goes on committing."""
+        env = self._env
+        if env is not None and self.sync:
+            env.sync(True)
 
     @contextlib.contextmanager
-    def group(self):
+    def group(self, *, flush: bool = True):
         """Run this thread's write() transactions in one outer transaction and
         commit it once at the end: see ``Engine.group``.
 
@@ -194,6 +210,8 @@ class LmdbEngine(Engine):
             group.txn.abort()
             raise GroupPoisoned("a grouped write failed after writing; redo the group ungrouped")
         group.txn.commit()
+        if flush:
+            self.flush()
 
     def close(self) -> None:
         """Close the environment; idempotent."""
@@ -276,11 +294,16 @@ class _Group:
 class LmdbWriteTxn(LmdbReadTxn, WriteTxn):
     """A read-write LMDB transaction; commits on normal exit, aborts on exception."""
 
-    __slots__ = ()
+    __slots__ = ("_flush",)
+
+    def __init__(self, txn, dbs, overflow, flush=None) -> None:
+        super().__init__(txn, dbs, overflow)
+        self._flush = flush
 
     def __exit__(self, exc_type, exc, tb) -> None:
         if exc_type is None:
-            self._txn.commit()  # fsync'd unless sync=False; LMDB aborts it on failure
+            self._txn.commit()  # data pages fsync'd unless sync=False; LMDB aborts it on failure
+            self._flush()  # then the meta page: durable on return
         else:
             self._txn.abort()
 
@@ -310,7 +333,7 @@ class LmdbGroupedWriteTxn(LmdbWriteTxn):
     __slots__ = ("_group", "_wrote")
 
     def __init__(self, group, dbs, overflow) -> None:
-        super().__init__(group.txn, dbs, overflow)
+        super().__init__(group.txn, dbs, overflow, None)
         self._group = group
         self._wrote = False
 
