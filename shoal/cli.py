@@ -41,7 +41,40 @@ def build_parser() -> argparse.ArgumentParser:
                        help="seconds to keep the change log that streams read (default 86400)")
     serve.add_argument("--log-level", default=_env("SHOAL_LOG_LEVEL", "warning"),
                        choices=["debug", "info", "warning", "error"])
+    serve.add_argument("--auth", choices=["off", "sigv4"], default=_env("SHOAL_AUTH", None),
+                       help="request authentication (env SHOAL_AUTH): 'off' accepts any credentials; "
+                            "'sigv4' verifies signatures and IAM policies. Default: off on a loopback "
+                            "address, sigv4 on any other")
+    serve.add_argument("--allow-unauthenticated", action="store_true",
+                       help="allow --auth off on an address other than loopback")
+
+    from shoal.auth.cli import add_iam_commands
+
+    add_iam_commands(commands)
     return parser
+
+
+def _is_loopback(host: str) -> bool:
+    import ipaddress
+
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def _auth_mode(args) -> str | None:
+    """The auth mode to serve with, or None (with a message) if refused."""
+    loopback = _is_loopback(args.host)
+    mode = args.auth or ("off" if loopback else "sigv4")
+    if mode == "off" and not loopback and not args.allow_unauthenticated:
+        print(f"shoal: refusing --auth off on {args.host}, which is not a loopback address: anyone who "
+              "can reach it could read and change all data. Use --auth sigv4, or add "
+              "--allow-unauthenticated if that is really intended.", file=sys.stderr)
+        return None
+    return mode
 
 
 def serve_command(args) -> int:
@@ -53,6 +86,9 @@ def serve_command(args) -> int:
     if args.workers < 1:
         print("shoal: --workers must be at least 1", file=sys.stderr)
         return 2
+    auth = _auth_mode(args)
+    if auth is None:
+        return 2
     data_dir = args.data_dir
     # Check (and on first use, create) the data directory before binding the
     # port, so a bad directory stops start-up with a clear message.
@@ -61,19 +97,31 @@ def serve_command(args) -> int:
     except DataDirError as exc:
         print(f"shoal: {exc}", file=sys.stderr)
         return 1
+    credentials_note = ""
+    if auth == "sigv4":
+        from shoal.auth.iam import bootstrap_root
+
+        engine = open_data_dir(data_dir)
+        try:
+            _key, _secret, path = bootstrap_root(engine, data_dir)
+        finally:
+            engine.close()
+        credentials_note = f", root credentials in {os.path.abspath(path)}"
 
     opened = []
 
     def handler_factory():
         engine = open_data_dir(data_dir)
-        dispatcher = Dispatcher(engine, default_region=args.region, change_retention_s=args.change_retention)
+        dispatcher = Dispatcher(engine, default_region=args.region, change_retention_s=args.change_retention,
+                                auth=auth, data_dir=data_dir)
         opened.append((dispatcher, engine))
         return dispatcher
 
     def on_ready(url: str) -> None:
         print(
             f"Shoal {__version__} serving the DynamoDB API at {url} "
-            f"(data directory: {os.path.abspath(data_dir)}, workers: {args.workers})",
+            f"(data directory: {os.path.abspath(data_dir)}, workers: {args.workers}, "
+            f"auth: {auth}{credentials_note})",
             flush=True,
         )
 
@@ -96,6 +144,8 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.command == "serve":
         return serve_command(args)
+    if args.command == "iam":
+        return args.handler(args)
     parser.print_help()
     return 0
 

@@ -33,6 +33,8 @@ from shoal.errors import (
     ShoalError,
     UnknownOperationException,
 )
+from shoal.auth.gate import Gate
+from shoal.auth.sts import error_xml, parse_form, sts_handle
 from shoal.server.committer import GroupCommitter
 from shoal.server.http import Request, Response
 
@@ -41,6 +43,7 @@ log = logging.getLogger("shoal")
 DYNAMODB_PREFIX = "DynamoDB_20120810."
 STREAMS_PREFIX = "DynamoDBStreams_20120810."
 JSON_TYPES = ("application/x-amz-json-1.0", "application/json")
+FORM_TYPE = "application/x-www-form-urlencoded"
 
 _ALPHABET = string.ascii_uppercase + string.digits
 
@@ -90,6 +93,8 @@ class Dispatcher:
         default_region: str = DEFAULT_REGION,
         change_retention_s: float = DEFAULT_RETENTION_S,
         group_commit: bool = True,
+        auth: str = "off",
+        data_dir: str | None = None,
     ) -> None:
         self.engine = engine
         self.group_commit = group_commit
@@ -107,6 +112,11 @@ class Dispatcher:
         self.background_jobs: list = [self._prune, IndexJobs(engine), Sweeper(engine, self.catalog),
                                       Materializer(engine), Trimmer(engine)]
         self._health = f"healthy: dynamodb.{default_region}.amazonaws.com ".encode()
+        # With auth on, every request must carry a valid SigV4 signature and
+        # be allowed by the caller's policies (shoal.auth).
+        self.gate = Gate(engine, data_dir, self.catalog) if auth == "sigv4" else None
+        if self.gate is not None:
+            self.background_jobs.append(self.gate.store.prune_expired)
 
     def __call__(self, request: Request):
         """Answer one request: a Response, or an awaitable of one for writes,
@@ -117,6 +127,8 @@ class Dispatcher:
                 return Response(200, [("Content-Type", "text/plain"), ("x-amzn-RequestId", request_id)], self._health)
             return _unknown_operation_404(request_id)
         content_type = request.headers.get("content-type", "").split(";", 1)[0].strip().lower()
+        if content_type == FORM_TYPE and self.gate is not None:
+            return self._sts(request, request_id)
         if request.body and content_type not in JSON_TYPES:
             return _unknown_operation_404(request_id)
         response_type = "application/json" if content_type == "application/json" else JSON_TYPES[0]
@@ -147,6 +159,13 @@ class Dispatcher:
             raise UnknownOperationException()
         if operation not in validator.operations:
             raise UnknownOperationException()
+        if self.gate is not None:
+            # As DynamoDB does: the signature is checked once the operation is
+            # known, before the body is parsed; policies after validation.
+            credentials = self.gate.authenticate(request)
+            region, access_key = credentials.region, credentials.access_key
+        else:
+            region, access_key = region_of(request.headers.get("authorization"), self.default_region)
         if not request.body:
             raise SerializationException()
         try:
@@ -154,10 +173,11 @@ class Dispatcher:
         except orjson.JSONDecodeError:
             raise SerializationException() from None
         validator.validate(operation, data)
+        if self.gate is not None:
+            self.gate.authorize(credentials, operation, data, request)
         handler = self.operations.get(operation)
         if handler is None:
             raise NotImplementedOperation(operation)
-        region, access_key = region_of(request.headers.get("authorization"), self.default_region)
         ctx = Context(region, DEFAULT_ACCOUNT, self.engine, self.catalog, access_key)
 
         def job() -> bytes:
@@ -165,6 +185,17 @@ class Dispatcher:
             return result if isinstance(result, bytes) else orjson.dumps(result)
 
         return operation, job
+
+    def _sts(self, request: Request, request_id: str) -> Response:
+        """The STS query-protocol endpoint (AssumeRole, GetCallerIdentity)."""
+        try:
+            credentials = self.gate.authenticate(request, "sts")
+            status, content_type, body = sts_handle(parse_form(request.body), credentials,
+                                                    store=self.gate.store, request_id=request_id)
+        except ShoalError as exc:
+            status, content_type = exc.status, "text/xml"
+            body = error_xml(exc.type_name, exc.message, request_id)
+        return Response(status, [("Content-Type", content_type), ("x-amzn-RequestId", request_id)], body)
 
     def close(self) -> None:
         """Stop the group committer's sync thread (connections have drained)."""

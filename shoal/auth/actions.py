@@ -1,0 +1,338 @@
+"""What a DynamoDB request asks IAM for: actions, resources, condition keys.
+
+DynamoDB authorizes each operation as the IAM action of the same name
+(``dynamodb:GetItem``) on the resource it touches: the table ARN, the index
+ARN when ``IndexName`` is given, every table of a batch, each item of a
+transaction as the action of its kind (``TransactWriteItems`` needs
+``dynamodb:PutItem`` for a Put, ``dynamodb:ConditionCheckItem`` for a
+ConditionCheck...), ``dynamodb:PartiQL*`` for PartiQL statements, and ``*``
+for account-level operations such as ListTables.
+
+Fine-grained access control reads these condition keys from the request:
+
+* ``dynamodb:LeadingKeys``: the partition key values the request names;
+* ``dynamodb:Attributes``: the top-level attribute names it reads or writes
+  (projections, written items, update targets and the key attributes);
+* ``dynamodb:Select``, ``dynamodb:ReturnValues``,
+  ``dynamodb:ReturnConsumedCapacity``: the parameters of the same name.
+
+``lookup_table_keys(table_name, index_name)`` gives the partition key
+attribute of the table (or of the index), or None when unknown; it is the
+catalog's job, so this module never touches storage.
+"""
+
+from __future__ import annotations
+
+import re
+import time
+from dataclasses import dataclass
+from typing import Callable, Iterable
+
+from shoal.auth.errors import AccessDeniedException
+from shoal.auth.policy import Principal, denied_message, evaluate
+
+KeyLookup = Callable[[str, "str | None"], "str | None"]
+
+# Operations on one table named by TableName.
+_TABLE_OPERATIONS = frozenset({
+    "GetItem", "PutItem", "UpdateItem", "DeleteItem", "Query", "Scan", "DescribeTable", "CreateTable",
+    "UpdateTable", "DeleteTable", "DescribeTimeToLive", "UpdateTimeToLive", "DescribeContinuousBackups",
+    "UpdateContinuousBackups", "CreateBackup", "DescribeKinesisStreamingDestination",
+    "EnableKinesisStreamingDestination", "DisableKinesisStreamingDestination",
+    "UpdateKinesisStreamingDestination", "DescribeContributorInsights", "UpdateContributorInsights",
+    "DescribeTableReplicaAutoScaling", "UpdateTableReplicaAutoScaling",
+})
+# Operations on a resource named by an ARN member.
+_ARN_OPERATIONS = {
+    "TagResource": "ResourceArn", "UntagResource": "ResourceArn", "ListTagsOfResource": "ResourceArn",
+    "GetResourcePolicy": "ResourceArn", "PutResourcePolicy": "ResourceArn", "DeleteResourcePolicy": "ResourceArn",
+    "ExportTableToPointInTime": "TableArn", "DescribeBackup": "BackupArn", "DeleteBackup": "BackupArn",
+    "RestoreTableFromBackup": "BackupArn", "DescribeExport": "ExportArn", "DescribeImport": "ImportArn",
+    "DescribeStream": "StreamArn", "GetShardIterator": "StreamArn",
+}
+_GLOBAL_TABLE_OPERATIONS = frozenset({
+    "CreateGlobalTable", "UpdateGlobalTable", "DescribeGlobalTable", "DescribeGlobalTableSettings",
+    "UpdateGlobalTableSettings",
+})
+_TRANSACT_WRITE_ACTIONS = {
+    "Put": "dynamodb:PutItem", "Update": "dynamodb:UpdateItem", "Delete": "dynamodb:DeleteItem",
+    "ConditionCheck": "dynamodb:ConditionCheckItem",
+}
+_PARTIQL_ACTIONS = {
+    "SELECT": "dynamodb:PartiQLSelect", "INSERT": "dynamodb:PartiQLInsert",
+    "UPDATE": "dynamodb:PartiQLUpdate", "DELETE": "dynamodb:PartiQLDelete",
+}
+_PARTIQL_TABLE = re.compile(
+    r'^\s*(?:SELECT\b.*?\bFROM|INSERT\s+INTO|UPDATE|DELETE\s+FROM)\s+("(?:[^"]|"")+"|[\w.-]+)(?:\s*\.\s*("[^"]+"|[\w.-]+))?',
+    re.IGNORECASE | re.DOTALL)
+_UPDATE_CLAUSE = re.compile(r"\b(SET|REMOVE|ADD|DELETE)\b", re.IGNORECASE)
+_KEY_EQUALITY = re.compile(r"(#?[\w]+)\s*=\s*(:[\w]+)|(:[\w]+)\s*=\s*(#?[\w]+)")
+
+
+@dataclass(slots=True, frozen=True)
+class Check:
+    """One permission a request needs: an action on a resource, with the
+    condition keys of that part of the request."""
+
+    action: str
+    resource: str
+    context: dict
+
+
+def table_arn(region: str, account: str, table: str) -> str:
+    """The ARN of a table; DynamoDB also accepts a table ARN as TableName."""
+    if table.startswith("arn:"):
+        return table
+    return f"arn:aws:dynamodb:{region}:{account}:table/{table}"
+
+
+def required(operation: str, body: dict, region: str, account: str, lookup_table_keys: KeyLookup) -> list[Check]:
+    """The permissions ``operation`` with request ``body`` needs, in order."""
+    action = "dynamodb:" + operation
+    if operation in _TABLE_OPERATIONS:
+        return [_table_check(operation, action, body, region, account, lookup_table_keys)]
+    if operation in _ARN_OPERATIONS:
+        return [Check(action, str(body.get(_ARN_OPERATIONS[operation], "*")), _common(body))]
+    if operation == "BatchGetItem":
+        return [Check(action, table_arn(region, account, table), _batch_get_context(table, request, lookup_table_keys))
+                for table, request in (body.get("RequestItems") or {}).items()]
+    if operation == "BatchWriteItem":
+        return [Check(action, table_arn(region, account, table), _batch_write_context(table, writes, lookup_table_keys))
+                for table, writes in (body.get("RequestItems") or {}).items()]
+    if operation == "TransactGetItems":
+        return [_transact_check("dynamodb:GetItem", "GetItem", entry["Get"], region, account, lookup_table_keys)
+                for entry in body.get("TransactItems") or [] if "Get" in entry]
+    if operation == "TransactWriteItems":
+        return [_transact_check(_TRANSACT_WRITE_ACTIONS[kind], kind, part, region, account, lookup_table_keys)
+                for entry in body.get("TransactItems") or [] for kind, part in entry.items()
+                if kind in _TRANSACT_WRITE_ACTIONS]
+    if operation == "ExecuteStatement":
+        return [_partiql_check(body.get("Statement", ""), region, account)]
+    if operation in ("BatchExecuteStatement", "ExecuteTransaction"):
+        member = "Statements" if operation == "BatchExecuteStatement" else "TransactStatements"
+        return [_partiql_check(s.get("Statement", ""), region, account) for s in body.get(member) or []]
+    if operation in ("RestoreTableToPointInTime",):
+        source = body.get("SourceTableArn") or table_arn(region, account, body.get("SourceTableName", ""))
+        return [Check(action, source, {})]
+    if operation == "ImportTable":
+        name = (body.get("TableCreationParameters") or {}).get("TableName", "")
+        return [Check(action, table_arn(region, account, name), {})]
+    if operation in _GLOBAL_TABLE_OPERATIONS:
+        return [Check(action, f"arn:aws:dynamodb::{account}:global-table/{body.get('GlobalTableName', '')}", {})]
+    if operation == "GetRecords":
+        # The iterator names its stream only in Shoal's own encoding; any stream of the account.
+        return [Check(action, f"arn:aws:dynamodb:{region}:{account}:table/*/stream/*", {})]
+    return [Check(action, "*", {})]  # ListTables, DescribeLimits, ListStreams, ...
+
+
+def authorize(
+    principal: Principal,
+    operation: str,
+    body: dict,
+    region: str,
+    account: str,
+    lookup_table_keys: KeyLookup,
+    *,
+    request_context: dict | None = None,
+    lookup_resource_policy: Callable[[str], object] | None = None,
+) -> None:
+    """Raise AccessDeniedException unless ``principal`` holds every permission
+    the request needs.  ``request_context`` carries the global keys of the
+    request (``aws:SourceIp``, ``aws:SecureTransport``, ``aws:CurrentTime``...)."""
+    if principal.is_root and lookup_resource_policy is None:
+        return  # the account's root user needs no policy
+    for check in required(operation, body, region, account, lookup_table_keys):
+        context = dict(request_context) if request_context else {}
+        context.update(check.context)
+        resource_policy = lookup_resource_policy(check.resource) if lookup_resource_policy else None
+        decision = evaluate(principal, check.action, check.resource, context, None, resource_policy)
+        if not decision.allowed:
+            raise AccessDeniedException(denied_message(principal, check.action, check.resource, decision))
+
+
+def request_context(source_ip: str | None, secure: bool, now: float) -> dict:
+    """The global condition keys every request carries."""
+    ctx = {
+        "aws:SecureTransport": secure,
+        "aws:CurrentTime": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(now)),
+        "aws:EpochTime": int(now),
+    }
+    if source_ip:
+        ctx["aws:SourceIp"] = source_ip
+    return ctx
+
+
+# -- per-operation condition keys ---------------------------------------------------------
+
+
+def _common(body: dict) -> dict:
+    ctx = {}
+    for member, key in (("Select", "dynamodb:Select"), ("ReturnValues", "dynamodb:ReturnValues"),
+                        ("ReturnConsumedCapacity", "dynamodb:ReturnConsumedCapacity")):
+        value = body.get(member)
+        if value is not None:
+            ctx[key] = value
+    return ctx
+
+
+def _table_check(operation: str, action: str, body: dict, region: str, account: str, keys: KeyLookup) -> Check:
+    table = body.get("TableName", "")
+    index = body.get("IndexName")
+    resource = table_arn(region, account, table)
+    if index and operation in ("Query", "Scan"):
+        resource = f"{resource}/index/{index}"
+    ctx = _common(body)
+    names = body.get("ExpressionAttributeNames") or {}
+    if operation in ("GetItem", "PutItem", "UpdateItem", "DeleteItem", "Query"):
+        hash_key = keys(table, index if operation == "Query" else None)
+        leading = _leading_keys(operation, body, hash_key, names)
+        if leading is not None:
+            ctx["dynamodb:LeadingKeys"] = leading
+    attributes = _attributes(operation, body, names)
+    if attributes is not None:
+        ctx["dynamodb:Attributes"] = attributes
+    return Check(action, resource, ctx)
+
+
+def _transact_check(action: str, kind: str, part: dict, region: str, account: str, keys: KeyLookup) -> Check:
+    operation = {"Get": "GetItem", "Put": "PutItem", "Update": "UpdateItem", "Delete": "DeleteItem",
+                 "ConditionCheck": "GetItem", "GetItem": "GetItem"}[kind]
+    return _table_check(operation, action, part, region, account, keys)
+
+
+def _partiql_check(statement: str, region: str, account: str) -> Check:
+    verb = statement.lstrip().split(None, 1)[0].upper() if statement.strip() else ""
+    match = _PARTIQL_TABLE.match(statement)
+    if not match:
+        return Check(_PARTIQL_ACTIONS.get(verb, "dynamodb:PartiQLSelect"), "*", {})
+    table = match.group(1).strip('"').replace('""', '"')
+    resource = table_arn(region, account, table)
+    if match.group(2) and verb == "SELECT":
+        resource += "/index/" + match.group(2).strip('"')
+    return Check(_PARTIQL_ACTIONS.get(verb, "dynamodb:PartiQLSelect"), resource, {})
+
+
+def _value_text(value) -> str | None:
+    """The condition-key form of a key attribute value: its S, N or B text."""
+    if isinstance(value, dict) and len(value) == 1:
+        inner = next(iter(value.values()))
+        if isinstance(inner, str):
+            return inner
+    return None
+
+
+def _leading_keys(operation: str, body: dict, hash_key: str | None, names: dict) -> list | None:
+    if hash_key is None:
+        return None
+    if operation == "Query":
+        value = _query_hash_value(body, hash_key, names)
+        return None if value is None else [value]
+    source = body.get("Item") if operation == "PutItem" else body.get("Key")
+    value = _value_text((source or {}).get(hash_key))
+    return None if value is None else [value]
+
+
+def _query_hash_value(body: dict, hash_key: str, names: dict) -> str | None:
+    expression = body.get("KeyConditionExpression")
+    if expression:
+        values = body.get("ExpressionAttributeValues") or {}
+        for match in _KEY_EQUALITY.finditer(expression):
+            path, placeholder = (match.group(1), match.group(2)) if match.group(1) else (match.group(4), match.group(3))
+            if names.get(path, path) == hash_key:
+                return _value_text(values.get(placeholder))
+        return None
+    condition = (body.get("KeyConditions") or {}).get(hash_key) or {}
+    values = condition.get("AttributeValueList") or []
+    return _value_text(values[0]) if values else None
+
+
+def _attributes(operation: str, body: dict, names: dict) -> list | None:
+    """Top-level attribute names the request reads or writes; None when it
+    names none (a GetItem without projection reads every attribute)."""
+    if operation == "PutItem":
+        return list(body.get("Item") or {})
+    if operation == "UpdateItem":
+        found = list(body.get("Key") or {})
+        if body.get("UpdateExpression"):
+            found += _update_targets(body["UpdateExpression"], names)
+        found += list(body.get("AttributeUpdates") or {})
+        return _unique(found)
+    if operation == "DeleteItem":
+        return list(body.get("Key") or {})
+    if operation in ("GetItem", "Query", "Scan"):
+        if body.get("ProjectionExpression"):
+            return _unique(_top_level(p, names) for p in _split_top(body["ProjectionExpression"]))
+        if body.get("AttributesToGet"):
+            return list(body["AttributesToGet"])
+    return None
+
+
+def _batch_get_context(table: str, request: dict, keys: KeyLookup) -> dict:
+    ctx = {}
+    hash_key = keys(table, None)
+    if hash_key is not None:
+        ctx["dynamodb:LeadingKeys"] = _unique(
+            v for v in (_value_text(k.get(hash_key)) for k in request.get("Keys") or []) if v is not None)
+    attributes = _attributes("GetItem", request, request.get("ExpressionAttributeNames") or {})
+    if attributes is not None:
+        ctx["dynamodb:Attributes"] = attributes
+    return ctx
+
+
+def _batch_write_context(table: str, writes: list, keys: KeyLookup) -> dict:
+    hash_key = keys(table, None)
+    leading, attributes = [], []
+    for write in writes or []:
+        if "PutRequest" in write:
+            item = write["PutRequest"].get("Item") or {}
+            attributes.extend(item)
+        else:
+            item = (write.get("DeleteRequest") or {}).get("Key") or {}
+            attributes.extend(item)
+        value = _value_text(item.get(hash_key)) if hash_key else None
+        if value is not None:
+            leading.append(value)
+    ctx = {"dynamodb:Attributes": _unique(attributes)}
+    if hash_key is not None:
+        ctx["dynamodb:LeadingKeys"] = _unique(leading)
+    return ctx
+
+
+# -- expression scraping: only the top-level names matter here ----------------------------
+
+
+def _split_top(text: str) -> list[str]:
+    """Split on commas outside parentheses and brackets."""
+    parts, depth, start = [], 0, 0
+    for i, char in enumerate(text):
+        if char in "([":
+            depth += 1
+        elif char in ")]":
+            depth -= 1
+        elif char == "," and depth == 0:
+            parts.append(text[start:i])
+            start = i + 1
+    parts.append(text[start:])
+    return [p.strip() for p in parts if p.strip()]
+
+
+def _top_level(path: str, names: dict) -> str:
+    head = re.split(r"[.\[\s]", path.strip(), maxsplit=1)[0]
+    return names.get(head, head)
+
+
+def _update_targets(expression: str, names: dict) -> list[str]:
+    """The top-level attributes an UpdateExpression assigns, removes, adds to
+    or deletes from (clause keywords are reserved words, so they cannot be
+    attribute names)."""
+    pieces = _UPDATE_CLAUSE.split(expression)
+    targets = []
+    for keyword, clause in zip(pieces[1::2], pieces[2::2]):
+        for action in _split_top(clause):
+            target = action.split("=", 1)[0] if keyword.upper() == "SET" else action
+            targets.append(_top_level(target, names))
+    return targets
+
+
+def _unique(values: Iterable[str]) -> list[str]:
+    return list(dict.fromkeys(values))

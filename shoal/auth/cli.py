@@ -1,0 +1,123 @@
+"""The ``shoal iam ...`` commands: manage IAM data of a data directory.
+
+They open the data directory directly (LMDB lets them run beside a serving
+Shoal; servers notice changes within their cache ttl) and print JSON, like
+``aws iam`` does.  ``add_iam_commands(subparsers)`` installs them under the
+``shoal`` parser; ``args.handler(args)`` runs the chosen one.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+
+from shoal.auth.iam import IamError, IamStore
+
+_ENTITIES = ("user", "group", "role")
+
+
+def add_iam_commands(subparsers) -> None:
+    """Add ``iam`` and its subcommands to the ``shoal`` command's subparsers."""
+    iam = subparsers.add_parser("iam", help="manage users, keys, roles and policies",
+                                description="Manage the IAM data of a Shoal data directory.")
+    iam.set_defaults(handler=lambda args: (iam.print_help(), 0)[1])
+    commands = iam.add_subparsers(dest="iam_command", metavar="IAM_COMMAND")
+
+    def command(name: str, run, help_text: str, *arguments):
+        parser = commands.add_parser(name, help=help_text)
+        parser.add_argument("--data-dir", default=os.environ.get("SHOAL_DATA_DIR", "./shoal-data"),
+                            help="the data directory (env SHOAL_DATA_DIR; default ./shoal-data)")
+        for flags, options in arguments:
+            parser.add_argument(*flags, **options)
+        parser.set_defaults(handler=lambda args: _run(args, run))
+
+    req = {"required": True}
+    user = (("--user-name",), req)
+    group = (("--group-name",), req)
+    role = (("--role-name",), req)
+    doc = (("--policy-document",), {"required": True, "help": "JSON text, or file://path"})
+    command("create-user", lambda s, a: {"User": s.create_user(a.user_name)}, "create a user", user)
+    command("delete-user", lambda s, a: s.delete_user(a.user_name), "delete a user and its keys", user)
+    command("list-users", lambda s, a: {"Users": s.list_users()}, "list users")
+    command("create-access-key", lambda s, a: {"AccessKey": s.create_access_key(a.user_name)},
+            "create an access key for a user", user)
+    command("delete-access-key", lambda s, a: s.delete_access_key(a.access_key_id), "delete an access key",
+            (("--access-key-id",), req))
+    command("list-access-keys", lambda s, a: {"AccessKeyMetadata": s.list_access_keys(a.user_name)},
+            "list a user's access keys", user)
+    command("create-group", lambda s, a: {"Group": s.create_group(a.group_name)}, "create a group", group)
+    command("add-user-to-group", lambda s, a: s.add_user_to_group(a.user_name, a.group_name),
+            "add a user to a group", user, group)
+    command("remove-user-from-group", lambda s, a: s.remove_user_from_group(a.user_name, a.group_name),
+            "remove a user from a group", user, group)
+    command("create-role", lambda s, a: {"Role": s.create_role(a.role_name, _document(a.trust_policy),
+                                                               a.max_session_duration)},
+            "create a role", role, (("--trust-policy", "--assume-role-policy-document"),
+                                    {"required": True, "dest": "trust_policy", "help": "JSON text, or file://path"}),
+            (("--max-session-duration",), {"type": int, "default": 3600}))
+    for kind in _ENTITIES:
+        name_arg = {"user": user, "group": group, "role": role}[kind]
+        command(f"put-{kind}-policy", _put_inline(kind), f"put an inline policy on a {kind}",
+                name_arg, (("--policy-name",), req), doc)
+        command(f"delete-{kind}-policy", _delete_inline(kind), f"delete an inline policy of a {kind}",
+                name_arg, (("--policy-name",), req))
+        command(f"attach-{kind}-policy", _attach(kind, True), f"attach a managed policy to a {kind}",
+                name_arg, (("--policy-arn",), req))
+        command(f"detach-{kind}-policy", _attach(kind, False), f"detach a managed policy from a {kind}",
+                name_arg, (("--policy-arn",), req))
+    command("create-policy", lambda s, a: {"Policy": s.create_policy(a.policy_name, _document(a.policy_document))},
+            "create a managed policy", (("--policy-name",), req), doc)
+    command("delete-policy", lambda s, a: s.delete_policy(a.policy_arn), "delete a managed policy",
+            (("--policy-arn",), req))
+    command("list-policies", lambda s, a: {"Policies": s.list_policies()}, "list managed policies")
+
+
+def _put_inline(kind: str):
+    return lambda s, a: s.put_inline_policy(kind, getattr(a, f"{kind}_name"), a.policy_name,
+                                            _document(a.policy_document))
+
+
+def _delete_inline(kind: str):
+    return lambda s, a: s.delete_inline_policy(kind, getattr(a, f"{kind}_name"), a.policy_name)
+
+
+def _attach(kind: str, attach: bool):
+    def run(store, args):
+        name = getattr(args, f"{kind}_name")
+        if attach:
+            store.attach_policy(kind, name, args.policy_arn)
+        else:
+            store.detach_policy(kind, name, args.policy_arn)
+    return run
+
+
+def _document(value: str) -> str:
+    """A policy argument: JSON text, or ``file://path`` as the AWS CLI takes it."""
+    if value.startswith("file://"):
+        with open(value[7:]) as f:
+            return f.read()
+    return value
+
+
+def _run(args, run) -> int:
+    from shoal.storage.datadir import DataDirError, open_data_dir
+
+    try:
+        engine = open_data_dir(args.data_dir)
+    except DataDirError as exc:
+        print(f"shoal: {exc}", file=sys.stderr)
+        return 1
+    try:
+        result = run(IamStore(engine, args.data_dir), args)
+    except IamError as exc:
+        print(f"shoal: An error occurred ({exc.code}): {exc.message}", file=sys.stderr)
+        return 254  # as the AWS CLI exits on a service error
+    except OSError as exc:
+        print(f"shoal: {exc}", file=sys.stderr)
+        return 1
+    finally:
+        engine.close()
+    if result is not None:
+        print(json.dumps(result, indent=4))
+    return 0
