@@ -46,6 +46,7 @@ def secured(tmp_path_factory):
     root.create_table(TableName="events", KeySchema=[{"AttributeName": "user_id", "KeyType": "HASH"}],
                       AttributeDefinitions=[{"AttributeName": "user_id", "AttributeType": "S"}],
                       BillingMode="PAY_PER_REQUEST")
+    root.put_item(TableName="events", Item={"user_id": {"S": "alice"}, "n": {"N": "1"}})
     yield server, data_dir, root
     server.stop()
 
@@ -58,8 +59,8 @@ def test_startup_line_states_auth_and_credentials_file(secured):
 
 def test_root_can_work(secured):
     _, _, root = secured
-    root.put_item(TableName="events", Item={"user_id": {"S": "alice"}, "n": {"N": "1"}})
-    assert root.get_item(TableName="events", Key={"user_id": {"S": "alice"}})["Item"]["n"] == {"N": "1"}
+    root.put_item(TableName="events", Item={"user_id": {"S": "root"}, "n": {"N": "1"}})
+    assert root.get_item(TableName="events", Key={"user_id": {"S": "root"}})["Item"]["n"] == {"N": "1"}
 
 
 def test_unknown_key_and_wrong_secret(secured):
