@@ -12,7 +12,6 @@ import json
 import os
 import sys
 
-from shoal.auth.iam import IamError, IamStore
 
 _ENTITIES = ("user", "group", "role")
 
@@ -101,6 +100,8 @@ def _document(value: str) -> str:
 
 
 def _run(args, run) -> int:
+    # Imported here: `shoal serve` builds this parser too and should not pay for it.
+    from shoal.auth.iam import IamError, IamStore
     from shoal.storage.datadir import DataDirError, open_data_dir
 
     try:

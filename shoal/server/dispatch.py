@@ -33,8 +33,6 @@ from shoal.errors import (
     ShoalError,
     UnknownOperationException,
 )
-from shoal.auth.gate import Gate
-from shoal.auth.sts import error_xml, parse_form, sts_handle
 from shoal.server.committer import GroupCommitter
 from shoal.server.http import Request, Response
 
@@ -114,7 +112,11 @@ class Dispatcher:
         self._health = f"healthy: dynamodb.{default_region}.amazonaws.com ".encode()
         # With auth on, every request must carry a valid SigV4 signature and
         # be allowed by the caller's policies (shoal.auth).
-        self.gate = Gate(engine, data_dir, self.catalog) if auth == "sigv4" else None
+        self.gate = None
+        if auth == "sigv4":
+            from shoal.auth.gate import Gate  # only paid for when auth is on
+
+            self.gate = Gate(engine, data_dir, self.catalog)
         if self.gate is not None:
             self.background_jobs.append(self.gate.store.prune_expired)
 
@@ -188,6 +190,8 @@ class Dispatcher:
 
     def _sts(self, request: Request, request_id: str) -> Response:
         """The STS query-protocol endpoint (AssumeRole, GetCallerIdentity)."""
+        from shoal.auth.sts import error_xml, parse_form, sts_handle
+
         try:
             credentials = self.gate.authenticate(request, "sts")
             status, content_type, body = sts_handle(parse_form(request.body), credentials,
