@@ -16,6 +16,7 @@ from shoal.api.common import (
     storage_key,
 )
 from shoal.api.items import MAX_ITEM_SIZE, checked_key_in_item
+from shoal.api.indexes import item_collection_metrics
 from shoal.api.writepath import stored_item, stored_json, stored_size, write_item
 from shoal.errors import ValidationException
 from shoal.expressions import parse_projection
@@ -145,15 +146,24 @@ def batch_write_item(ctx, request: dict):
                 seen.add(skey)
                 planned.append((table, skey, key, payload if kind == "put" else None, size))
         now = ctx.now()
+        want_metrics = request.get("ReturnItemCollectionMetrics") == "SIZE"
+        metrics: dict[str, list] = {}
         for table, skey, key, item, size in planned:
             old_raw = txn.get("items", skey)
-            write_item(txn, table, skey, key, old_raw, item, size, now=now)
+            index_units = {} if table.indexes else None
+            write_item(txn, table, skey, key, old_raw, item, size, now=now, index_units=index_units)
             old_size = stored_size(old_raw) if old_raw is not None else 0
             units[table.name] = units.get(table.name, 0.0) + item_write_units(old_size, size)
+            if index_units:  # index writes count in the table's total
+                units[table.name] += sum(u for by_name in index_units.values() for u in by_name.values())
+            if want_metrics and table.has_local_indexes:
+                metrics.setdefault(table.name, []).append(item_collection_metrics(txn, table, key))
     out = {"UnprocessedItems": {}}
     capacity = _capacity_list(request, units)
     if capacity is not None:
         out["ConsumedCapacity"] = capacity
+    if metrics:
+        out["ItemCollectionMetrics"] = metrics
     return out
 
 

@@ -14,6 +14,14 @@ them under ``STATS_KEY(prefix)``, so that item writes never rewrite the
 catalog entry (and never invalidate the catalog caches of other processes).
 Tags live under ``TAGS_KEY(prefix)`` for the same reason.
 
+Secondary indexes are described in the stored TableDescription as DynamoDB
+describes them (``LocalSecondaryIndexes`` / ``GlobalSecondaryIndexes``, without
+the live IndexSizeBytes and ItemCount).  Each index also has a number, assigned
+at creation and never reused within the table, kept in the record beside the
+description (``"ix": {name: number}``, ``"nix"``: the next number); an index's
+entries live in the ``indexes`` space under ``table prefix + number`` (see
+``shoal.api.indexes``).
+
 Every item key of a table starts with the table's 16-byte prefix (the bytes of
 its uuid4 table id).  A re-created table gets a new prefix, so the items of a
 deleted table can be purged lazily without ever being seen by its successor.
@@ -52,6 +60,11 @@ def TAGS_KEY(prefix: bytes) -> bytes:  # noqa: N802
     return b"tags/" + prefix
 
 
+def INDEX_STATS_KEY(prefix: bytes, number: int) -> bytes:  # noqa: N802
+    """The ``meta`` key of an index's (ItemCount, IndexSizeBytes) counter."""
+    return b"istats/" + prefix + number.to_bytes(2, "big")
+
+
 def table_key(region: str, name: str) -> bytes:
     """The ``meta`` key of a table's catalog entry."""
     return _TABLE_PREFIX + region.encode() + b"\0" + name.encode()
@@ -69,6 +82,30 @@ def read_stats(txn, prefix: bytes) -> tuple[int, int]:
     return _STATS.unpack(raw) if raw else (0, 0)
 
 
+def read_index_stats(txn, prefix: bytes, number: int) -> tuple[int, int]:
+    """(ItemCount, IndexSizeBytes) of one index; absent = (0, 0)."""
+    raw = txn.get("meta", INDEX_STATS_KEY(prefix, number))
+    return _STATS.unpack(raw) if raw else (0, 0)
+
+
+@dataclass(slots=True)
+class Index:
+    """A secondary index as the write path and Query/Scan need it."""
+
+    name: str
+    local: bool
+    number: int
+    prefix: bytes  # table prefix + 2-byte index number: the index's key range
+    hash_key: str
+    range_key: str | None
+    hash_type: str
+    range_type: str | None
+    key_schema: list[tuple[str, str]]
+    projection_type: str  # ALL, KEYS_ONLY or INCLUDE
+    projected: frozenset | None  # top-level names an entry keeps; None = all
+    status: str  # ACTIVE, CREATING (backfilling) or DELETING
+
+
 @dataclass(slots=True)
 class Table:
     """A table as the data plane needs it, parsed once from its catalog entry."""
@@ -84,15 +121,28 @@ class Table:
     arn: str
     description: dict  # the stored TableDescription; treat as read-only
     key_schema: list[tuple[str, str]]
+    # Indexes the write path maintains (ACTIVE and CREATING), in description order.
+    indexes: tuple = ()
+    # Every index by name, DELETING ones included.
+    index_map: dict = None  # type: ignore[assignment]
+    index_numbers: dict = None  # type: ignore[assignment]  # name -> number
+    next_index: int = 0
+    has_local_indexes: bool = False
 
 
 def table_arn(region: str, account: str, name: str) -> str:
     return f"arn:aws:dynamodb:{region}:{account}:table/{name}"
 
 
-def encode_entry(account: str, table_id: str, description: dict) -> bytes:
+def encode_entry(account: str, table_id: str, description: dict,
+                 index_numbers: dict | None = None, next_index: int = 0) -> bytes:
     """The stored form of a catalog entry."""
-    return orjson.dumps({"account": account, "id": table_id, "desc": description})
+    record = {"account": account, "id": table_id, "desc": description}
+    if index_numbers:
+        record["ix"] = index_numbers
+    if next_index:
+        record["nix"] = next_index
+    return orjson.dumps(record)
 
 
 def decode_entry(region: str, raw: bytes) -> Table:
@@ -101,18 +151,66 @@ def decode_entry(region: str, raw: bytes) -> Table:
     desc = record["desc"]
     key_schema = [(k["AttributeName"], k["KeyType"]) for k in desc["KeySchema"]]
     table_id = record["id"]
+    prefix = uuid.UUID(table_id).bytes
+    types = {a["AttributeName"]: a["AttributeType"] for a in desc["AttributeDefinitions"]}
+    numbers = record.get("ix") or {}
+    index_map = _parse_indexes(desc, key_schema, types, numbers, prefix)
     return Table(
         name=desc["TableName"],
         region=region,
         account=record["account"],
         table_id=table_id,
-        prefix=uuid.UUID(table_id).bytes,
+        prefix=prefix,
         hash_key=key_schema[0][0],
         range_key=key_schema[1][0] if len(key_schema) > 1 else None,
-        attribute_types={a["AttributeName"]: a["AttributeType"] for a in desc["AttributeDefinitions"]},
+        attribute_types=types,
         arn=desc["TableArn"],
         description=desc,
         key_schema=key_schema,
+        indexes=tuple(i for i in index_map.values() if i.status != "DELETING"),
+        index_map=index_map,
+        index_numbers=numbers,
+        next_index=record.get("nix", 0),
+        has_local_indexes=bool(desc.get("LocalSecondaryIndexes")),
+    )
+
+
+def _parse_indexes(desc: dict, table_schema, types: dict, numbers: dict, prefix: bytes) -> dict:
+    """Every index of a stored description, by name."""
+    table_keys = [name for name, _ in table_schema]
+    out = {}
+    for member, local in (("LocalSecondaryIndexes", True), ("GlobalSecondaryIndexes", False)):
+        for spec in desc.get(member) or ():
+            out[spec["IndexName"]] = _parse_index(spec, local, table_keys, types, numbers, prefix)
+    return out
+
+
+def _parse_index(spec: dict, local: bool, table_keys: list, types: dict, numbers: dict, prefix: bytes) -> Index:
+    schema = [(k["AttributeName"], k["KeyType"]) for k in spec["KeySchema"]]
+    hash_key = schema[0][0]
+    range_key = schema[1][0] if len(schema) > 1 else None
+    projection = spec["Projection"]
+    kind = projection.get("ProjectionType", "ALL")
+    projected = None
+    if kind != "ALL":
+        keep = set(table_keys)
+        keep.update(name for name, _ in schema)
+        keep.update(projection.get("NonKeyAttributes") or ())
+        projected = frozenset(keep)
+    number = numbers[spec["IndexName"]]
+    return Index(
+        name=spec["IndexName"],
+        local=local,
+        number=number,
+        prefix=prefix + number.to_bytes(2, "big"),
+        hash_key=hash_key,
+        range_key=range_key,
+        hash_type=types[hash_key],
+        range_type=types[range_key] if range_key else None,
+        key_schema=schema,
+        projection_type=kind,
+        projected=projected,
+        status=spec.get("IndexStatus", "ACTIVE"),
     )
 
 

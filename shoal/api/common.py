@@ -130,9 +130,15 @@ def consumed_capacity(request: dict, table_name: str, units: float, *, index_uni
     mode = request.get("ReturnConsumedCapacity")
     if mode is None or mode == "NONE":
         return None
-    result = {"TableName": table_name, "CapacityUnits": units}
+    total = units
+    if index_units:
+        total += sum(u for by_name in index_units.values() for u in by_name.values())
+    result = {"TableName": table_name, "CapacityUnits": total}
     if mode == "INDEXES":
         result["Table"] = {"CapacityUnits": units}
+        if index_units:  # {"GlobalSecondaryIndexes": {name: units}, ...}
+            for member, by_name in index_units.items():
+                result[member] = {name: {"CapacityUnits": u} for name, u in by_name.items()}
     return result
 
 

@@ -14,6 +14,7 @@ from shoal.api.common import (
     key_of,
     storage_key,
 )
+from shoal.api.indexes import item_collection_metrics
 from shoal.api.writepath import stored_item, stored_json, stored_size, write_item
 from shoal.errors import ConditionalCheckFailedException, ValidationException
 from shoal.expressions import parse_condition, parse_projection, parse_update, project
@@ -50,13 +51,22 @@ def check_condition(condition, old: dict | None, request: dict) -> None:
         raise ConditionalCheckFailedException(item=item)
 
 
-def _response(attributes=None, capacity=None) -> dict:
+def _response(attributes=None, capacity=None, metrics=None) -> dict:
     out = {}
     if attributes:
         out["Attributes"] = attributes
     if capacity is not None:
         out["ConsumedCapacity"] = capacity
+    if metrics is not None:
+        out["ItemCollectionMetrics"] = metrics
     return out
+
+
+def _collection_metrics(txn, table, request: dict, key: dict):
+    """ItemCollectionMetrics when asked for (tables with LSIs only)."""
+    if request.get("ReturnItemCollectionMetrics") != "SIZE":
+        return None
+    return item_collection_metrics(txn, table, key)
 
 
 def _raw_fragment(raw: bytes) -> orjson.Fragment:
@@ -84,12 +94,14 @@ def put_item(ctx, request: dict):
         old_raw = txn.get("items", skey)
         if condition is not None:
             check_condition(condition, stored_item(old_raw) if old_raw is not None else None, request)
-        write_item(txn, table, skey, key, old_raw, item, size, now=ctx.now())
+        index_units = {} if table.indexes else None
+        write_item(txn, table, skey, key, old_raw, item, size, now=ctx.now(), index_units=index_units)
+        metrics = _collection_metrics(txn, table, request, key)
 
     old_size = stored_size(old_raw) if old_raw is not None else 0
-    capacity = consumed_capacity(request, table.name, item_write_units(old_size, size))
+    capacity = consumed_capacity(request, table.name, item_write_units(old_size, size), index_units=index_units)
     attributes = _raw_fragment(old_raw) if return_values == "ALL_OLD" and old_raw is not None else None
-    return _response(attributes, capacity)
+    return _response(attributes, capacity, metrics)
 
 
 def checked_key_in_item(table, item: dict) -> dict:
@@ -176,11 +188,13 @@ def update_item(ctx, request: dict):
         size = item_size(new_item)
         if size > MAX_ITEM_SIZE:
             raise ValidationException("Item size to update has exceeded the maximum allowed size")
-        write_item(txn, table, skey, key, old_raw, new_item, size, now=ctx.now())
+        index_units = {} if table.indexes else None
+        write_item(txn, table, skey, key, old_raw, new_item, size, now=ctx.now(), index_units=index_units)
+        metrics = _collection_metrics(txn, table, request, key)
 
     old_size = stored_size(old_raw) if old_raw is not None else 0
-    capacity = consumed_capacity(request, table.name, item_write_units(old_size, size))
-    return _response(_update_return_values(return_values, update, old, new_item), capacity)
+    capacity = consumed_capacity(request, table.name, item_write_units(old_size, size), index_units=index_units)
+    return _response(_update_return_values(return_values, update, old, new_item), capacity, metrics)
 
 
 def _update_return_values(mode: str, update, old: dict | None, new: dict):
@@ -215,12 +229,14 @@ def delete_item(ctx, request: dict):
         old_raw = txn.get("items", skey)
         if condition is not None:
             check_condition(condition, stored_item(old_raw) if old_raw is not None else None, request)
-        write_item(txn, table, skey, key, old_raw, None, now=ctx.now())
+        index_units = {} if table.indexes else None
+        write_item(txn, table, skey, key, old_raw, None, now=ctx.now(), index_units=index_units)
+        metrics = _collection_metrics(txn, table, request, key)
 
     old_size = stored_size(old_raw) if old_raw is not None else 0
-    capacity = consumed_capacity(request, table.name, item_write_units(old_size, 0))
+    capacity = consumed_capacity(request, table.name, item_write_units(old_size, 0), index_units=index_units)
     attributes = _raw_fragment(old_raw) if return_values == "ALL_OLD" and old_raw is not None else None
-    return _response(attributes, capacity)
+    return _response(attributes, capacity, metrics)
 
 
 OPERATIONS = {

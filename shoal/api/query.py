@@ -4,6 +4,12 @@ A Query reads one item collection (one partition key) as one storage range;
 a Scan walks the table's key space in hash order, and each parallel Scan
 segment is a contiguous range of it.  Both stop at Limit items evaluated or
 1 MB of item data read, as DynamoDB does, and return LastEvaluatedKey.
+
+With IndexName they read the index's entries instead (``shoal.api.indexes``
+lays them out like table items), and LastEvaluatedKey carries the index keys
+and the table keys.  A local secondary index that does not project what the
+request asks for fetches each item from the table, as DynamoDB does; a global
+one refuses such requests.
 """
 
 from __future__ import annotations
@@ -20,6 +26,7 @@ from shoal.api.common import (
     storage_key,
     successor,
 )
+from shoal.api.indexes import entry_key, index_partition_prefix, table_suffix_of
 from shoal.api.writepath import stored_item, stored_json, stored_size
 from shoal.errors import ValidationException
 from shoal.expressions import parse_condition, parse_key_condition, parse_projection
@@ -30,14 +37,16 @@ from shoal.expressions.legacy import (
 )
 from shoal.model.capacity import read_units
 from shoal.model.keys import encode_key_prefix, encode_key_value
+from shoal.model.values import validate_value
 
 PAGE_BYTES = 1024 * 1024
+INVALID = "One or more parameter values were invalid: "
 
 
 class _Plan:
     """What a Query or Scan reads and how it shapes each item."""
 
-    __slots__ = ("filter", "projection", "select", "limit", "consistent")
+    __slots__ = ("filter", "projection", "select", "limit", "consistent", "fetch")
 
     def __init__(self, request: dict, exprs, filter_member: str, legacy_filter: str):
         text = request.get("FilterExpression")
@@ -62,12 +71,15 @@ class _Plan:
         self.select = _check_select(request, projection_member)
         self.limit = request.get("Limit")
         self.consistent = bool(request.get("ConsistentRead"))
+        self.fetch = False  # an LSI read that fetches each item from the table
 
 
 def _check_select(request: dict, projection_member: str | None) -> str:
     select = request.get("Select")
     if select is None:
-        return "SPECIFIC_ATTRIBUTES" if projection_member else "ALL_ATTRIBUTES"
+        if projection_member:
+            return "SPECIFIC_ATTRIBUTES"
+        return "ALL_PROJECTED_ATTRIBUTES" if request.get("IndexName") is not None else "ALL_ATTRIBUTES"
     if select == "ALL_PROJECTED_ATTRIBUTES" and request.get("IndexName") is None:
         raise ValidationException(
             "ALL_PROJECTED_ATTRIBUTES can be used only when Querying using an IndexName"
@@ -76,9 +88,9 @@ def _check_select(request: dict, projection_member: str | None) -> str:
         raise ValidationException(
             "Must specify the AttributesToGet or ProjectionExpression when choosing to get SPECIFIC_ATTRIBUTES"
         )
-    if select == "ALL_ATTRIBUTES" and projection_member:
+    if select in ("ALL_ATTRIBUTES", "ALL_PROJECTED_ATTRIBUTES") and projection_member:
         raise ValidationException(
-            f"Cannot specify the {projection_member} when choosing to get ALL_ATTRIBUTES"
+            f"Cannot specify the {projection_member} when choosing to get {select}"
         )
     if select == "COUNT" and projection_member:
         raise ValidationException(
@@ -87,18 +99,78 @@ def _check_select(request: dict, projection_member: str | None) -> str:
     return select
 
 
-def _check_no_index(table, request: dict) -> None:
-    index = request.get("IndexName")
-    if index is not None:
-        raise ValidationException(f"The table does not have the specified index: {index}")
+def _index_of(table, request: dict, plan: _Plan, operation: str):
+    """The index a request reads (None for the table), after DynamoDB's rules
+    on reading it; decides whether an LSI read fetches from the table.
+
+    A Query's filter may only name attributes the index projects (even on an
+    LSI, which fetches only what the response returns); a Scan's filter sees
+    the index entry as it is.
+    """
+    name = request.get("IndexName")
+    if name is None:
+        return None
+    index = table.index_map.get(name)
+    if index is None or index.status == "DELETING":
+        raise ValidationException(f"The table does not have the specified index: {name}")
+    if not index.local:
+        if plan.consistent:
+            raise ValidationException("Consistent reads are not supported on global secondary indexes")
+        if index.status == "CREATING":
+            raise ValidationException(f"Cannot read from backfilling global secondary index: {name}")
+    if index.projected is None:
+        return index
+    if operation == "Query" and plan.filter is not None:
+        unprojected = sorted(n for n in plan.filter.top_level_names if n not in index.projected)
+        if unprojected:
+            raise ValidationException(
+                f"{INVALID}Secondary index {name} does not project one or more filter attributes: "
+                f"[{', '.join(unprojected)}]"
+            )
+    if plan.select == "COUNT":
+        return index
+    wanted = _wanted_names(plan)
+    missing = None if wanted is None else [n for n in wanted if n not in index.projected]
+    if wanted is None or missing:
+        if index.local:
+            plan.fetch = True
+        elif wanted is None:
+            raise ValidationException(
+                f"{INVALID}Select type ALL_ATTRIBUTES is not supported for global secondary index "
+                f"{name} because its projection type is not ALL"
+            )
+        else:
+            raise ValidationException(
+                f"{INVALID}Global secondary index {name} does not project [{', '.join(missing)}]"
+            )
+    return index
 
 
-def _check_filter_keys(table, plan: _Plan, request: dict) -> None:
+def _wanted_names(plan: _Plan) -> list | None:
+    """The top-level attributes a read returns, in order of appearance; None
+    for every attribute (Select ALL_ATTRIBUTES)."""
+    if plan.select == "ALL_ATTRIBUTES":
+        return None
+    names: list = []
+    if plan.projection is not None:
+        for path in plan.projection.paths:
+            if path[0] not in names:
+                names.append(path[0])
+    return names
+
+
+def _read_keys(table, index) -> tuple[str, str | None]:
+    if index is None:
+        return table.hash_key, table.range_key
+    return index.hash_key, index.range_key
+
+
+def _check_filter_keys(hash_key: str, range_key: str | None, plan: _Plan, request: dict) -> None:
     """A Query filter may not refer to key attributes (they belong in the key condition)."""
     if plan.filter is None:
         return
     names = plan.filter.top_level_names
-    for key_name in (table.hash_key, table.range_key):
+    for key_name in (hash_key, range_key):
         if key_name is not None and key_name in names:
             if request.get("QueryFilter") is not None:
                 raise ValidationException(
@@ -110,17 +182,49 @@ def _check_filter_keys(table, plan: _Plan, request: dict) -> None:
             )
 
 
-def _start_key(table, request: dict) -> dict | None:
+def _start_key(table, index, request: dict) -> dict | None:
+    """The request's ExclusiveStartKey, checked: the table's key, plus the
+    index's key attributes when reading an index."""
     esk = request.get("ExclusiveStartKey")
     if esk is None:
         return None
-    expected = 1 if table.range_key is None else 2
-    if len(esk) != expected:
+    names = _position_names(table, index)
+    if len(esk) != len(names):
         raise ValidationException("Exclusive Start Key must have same size as table's key schema")
     try:
-        return checked_key(table, esk)
+        if index is None:
+            return checked_key(table, esk)
+        return _checked_index_position(table, index, esk, names)
     except ValidationException as exc:
         raise ValidationException(f"The provided starting key is invalid: {exc.message}") from None
+
+
+def _position_names(table, index) -> list[str]:
+    """The attributes of a LastEvaluatedKey: table keys, then index keys."""
+    names = [table.hash_key] if table.range_key is None else [table.hash_key, table.range_key]
+    if index is not None:
+        names += [n for n, _ in index.key_schema if n not in names]
+    return names
+
+
+def _checked_index_position(table, index, esk: dict, names: list[str]) -> dict:
+    if any(name not in esk for name in names):
+        raise ValidationException("The provided key element does not match the schema")
+    out = checked_key(table, {n: esk[n] for n, _ in table.key_schema})
+    for name, _ in index.key_schema:
+        value = validate_value(esk[name], name)
+        if table.attribute_types[name] not in value:
+            raise ValidationException("The provided key element does not match the schema")
+        out[name] = value
+    return out
+
+
+def _position(table, index, start_key: dict) -> bytes:
+    """The storage key (table or index entry) an ExclusiveStartKey names."""
+    skey = storage_key(table, start_key)
+    if index is None:
+        return skey
+    return entry_key(table, index, start_key, table_suffix_of(table, skey), True)
 
 
 # ---------------------------------------------------------------- Query
@@ -147,26 +251,35 @@ def query(ctx, request: dict):
 
     with ctx.engine.read() as txn:
         table = ctx.catalog.require(txn, ctx.region, request["TableName"])
-        _check_no_index(table, request)
-        key_condition.validate(table.hash_key, table.range_key, table.attribute_types)
-        _check_filter_keys(table, plan, request)
-        start, stop = _sort_range(table, key_condition)
-        start_key = _start_key(table, request)
+        index = _index_of(table, request, plan, "Query")
+        hash_key, range_key = _read_keys(table, index)
+        key_condition.validate(hash_key, range_key, table.attribute_types)
+        _check_filter_keys(hash_key, range_key, plan, request)
+        if index is None:
+            prefix = partition_prefix(table, key_condition.partition_value)
+        else:
+            prefix = index_partition_prefix(index, key_condition.partition_value)
+        start, stop = _sort_range(prefix, key_condition)
+        start_key = _start_key(table, index, request)
         if start_key is not None:
-            if start_key[table.hash_key] != key_condition.partition_value:
+            if start_key[hash_key] != key_condition.partition_value:
                 raise ValidationException("The provided starting key does not match the range key predicate")
-            esk = storage_key(table, start_key)
+            esk = _position(table, index, start_key)
             if forward:
                 start = max(start, esk + b"\x00")
             else:
                 stop = esk if stop is None else min(stop, esk)
-        entries = txn.scan("items", start, stop, reverse=not forward)
-        return _page(table, request, plan, entries)
+        entries = txn.scan("items" if index is None else "indexes", start, stop, reverse=not forward)
+        return _page(txn, table, index, request, plan, entries)
 
 
-def _sort_range(table, kc) -> tuple[bytes, bytes | None]:
-    """The storage range of the items a key condition selects."""
-    prefix = partition_prefix(table, kc.partition_value)
+def _sort_range(prefix: bytes, kc) -> tuple[bytes, bytes | None]:
+    """The storage range of the items (or index entries) a key condition
+    selects within the partition starting with ``prefix``.
+
+    Index entry keys continue after the index sort key (with the table key),
+    so "equal to v" is "starts with enc(v)": the bounds use ``successor``.
+    """
     end = successor(prefix)
     op = kc.sort_op
     if op is None:
@@ -174,17 +287,17 @@ def _sort_range(table, kc) -> tuple[bytes, bytes | None]:
     values = [next(iter(v.items())) for v in kc.sort_values]
     enc = [prefix + encode_key_value(t, v) for t, v in values]
     if op == "EQ":
-        return enc[0], enc[0] + b"\x00"
+        return enc[0], successor(enc[0])
     if op == "LT":
         return prefix, enc[0]
     if op == "LE":
-        return prefix, enc[0] + b"\x00"
+        return prefix, successor(enc[0])
     if op == "GT":
-        return enc[0] + b"\x00", end
+        return successor(enc[0]), end
     if op == "GE":
         return enc[0], end
     if op == "BETWEEN":
-        return enc[0], enc[1] + b"\x00"
+        return enc[0], successor(enc[1])
     if op == "BEGINS_WITH":
         type_, value = values[0]
         low = prefix + encode_key_prefix(type_, value)
@@ -218,28 +331,31 @@ def scan(ctx, request: dict):
 
     with ctx.engine.read() as txn:
         table = ctx.catalog.require(txn, ctx.region, request["TableName"])
-        _check_no_index(table, request)
+        index = _index_of(table, request, plan, "Scan")
+        base = table if index is None else index  # both have the .prefix segment_range needs
         if segment is None:
-            start, stop = table.prefix, successor(table.prefix)
+            start, stop = base.prefix, successor(base.prefix)
         else:
-            start, stop = segment_range(table, segment, total)
-        start_key = _start_key(table, request)
+            start, stop = segment_range(base, segment, total)
+        start_key = _start_key(table, index, request)
         if start_key is not None:
-            start = max(start, storage_key(table, start_key) + b"\x00")
-        entries = txn.scan("items", start, stop)
-        return _page(table, request, plan, entries)
+            start = max(start, _position(table, index, start_key) + b"\x00")
+        entries = txn.scan("items" if index is None else "indexes", start, stop)
+        return _page(txn, table, index, request, plan, entries)
 
 
 # ---------------------------------------------------------------- paging
 
 
-def _page(table, request: dict, plan: _Plan, entries) -> bytes:
+def _page(txn, table, index, request: dict, plan: _Plan, entries) -> bytes:
     """Read one page of a Query or Scan and serialize the response.
 
     Items read but filtered out count in ScannedCount and in consumed
     capacity, as in DynamoDB.  Without a filter or projection the stored JSON
     of each item is spliced into the response unchanged.
     """
+    fetched = [0.0] if plan.fetch else None
+    entries = _pairs(entries) if fetched is None else _fetching(txn, table, entries, plan.consistent, fetched)
     limit = plan.limit
     flt = plan.filter
     projection = plan.projection
@@ -249,14 +365,14 @@ def _page(table, request: dict, plan: _Plan, entries) -> bytes:
     read_bytes = 0
     last_raw = None
     truncated = False
-    for _key, raw in entries:
-        size = stored_size(raw)
+    for raw, entry in entries:
+        size = stored_size(entry)
         if read_bytes + size > PAGE_BYTES and scanned:
             truncated = True
             break
         scanned += 1
         read_bytes += size
-        last_raw = raw
+        last_raw = entry
         if flt is None and projection is None:
             if not count_only:
                 chunks.append(stored_json(raw))
@@ -284,13 +400,55 @@ def _page(table, request: dict, plan: _Plan, entries) -> bytes:
     out.append(b"%d,\"ScannedCount\":%d" % (len(chunks), scanned))
     if truncated and last_raw is not None:
         out.append(b',"LastEvaluatedKey":')
-        out.append(orjson.dumps(key_of(table, stored_item(last_raw))))
-    capacity = consumed_capacity(request, table.name, read_units(read_bytes, plan.consistent))
+        out.append(orjson.dumps(_last_key(table, index, stored_item(last_raw))))
+    units = read_units(read_bytes, plan.consistent)
+    if index is None:
+        capacity = consumed_capacity(request, table.name, units)
+    else:
+        capacity = _index_capacity(request, table.name, index, units, fetched[0] if fetched else 0.0)
     if capacity is not None:
         out.append(b',"ConsumedCapacity":')
         out.append(orjson.dumps(capacity))
     out.append(b"}")
     return b"".join(out)
+
+
+def _fetching(txn, table, entries, consistent: bool, fetched: list):
+    """Pairs (table item, index entry) for an LSI read that needs attributes
+    the index does not project; adds each fetch's read units to ``fetched[0]``."""
+    for _key, entry in entries:
+        item = stored_item(entry)
+        raw = txn.get("items", storage_key(table, key_of(table, item)))
+        if raw is None:  # cannot happen in one snapshot; skip rather than fail
+            continue
+        fetched[0] += read_units(stored_size(raw), consistent)
+        yield raw, entry
+
+
+def _pairs(entries):
+    """(value, entry) pairs when the entry itself is what is returned."""
+    for _key, raw in entries:
+        yield raw, raw
+
+
+def _last_key(table, index, item: dict) -> dict:
+    if index is None:
+        return key_of(table, item)
+    return {name: item[name] for name in _position_names(table, index)}
+
+
+def _index_capacity(request: dict, table_name: str, index, index_units: float, table_units: float) -> dict | None:
+    """ConsumedCapacity of an index read: the index's units, plus the table's
+    for items an LSI read fetched; INDEXES details them."""
+    mode = request.get("ReturnConsumedCapacity")
+    if mode is None or mode == "NONE":
+        return None
+    out = {"TableName": table_name, "CapacityUnits": index_units + table_units}
+    if mode == "INDEXES":
+        member = "LocalSecondaryIndexes" if index.local else "GlobalSecondaryIndexes"
+        out["Table"] = {"CapacityUnits": table_units}
+        out[member] = {index.name: {"CapacityUnits": index_units}}
+    return out
 
 
 OPERATIONS = {"Query": query, "Scan": scan}

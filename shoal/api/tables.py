@@ -7,7 +7,10 @@ cross-field rules, in DynamoDB's order and with its messages.
 
 Shoal applies every table change at once, so tables are always ``ACTIVE``:
 clients that wait for ``ACTIVE`` (boto3 waiters, Terraform) see it on their
-first DescribeTable.
+first DescribeTable.  The one exception is a global secondary index added by
+UpdateTable: it is ``CREATING`` (Backfilling) until a background job has
+indexed the table's items, and a deleted one is ``DELETING`` until its entries
+are purged (``shoal.api.indexes``).
 """
 
 from __future__ import annotations
@@ -17,23 +20,32 @@ import uuid
 
 import orjson
 
+from shoal.api import indexes as index_store
+from shoal.api import streams
 from shoal.api.catalog import (
     STATS_KEY,
     TAGS_KEY,
     Table,
     decode_entry,
     encode_entry,
+    read_index_stats,
     read_stats,
     table_arn,
     table_key,
 )
-from shoal.errors import ResourceInUseException, ResourceNotFoundException, ValidationException
+from shoal.errors import (
+    LimitExceededException,
+    ResourceInUseException,
+    ResourceNotFoundException,
+    ValidationException,
+)
 
 INVALID = "One or more parameter values were invalid: "
 MAX_CAPACITY_UNITS = 1_000_000_000_000  # beyond this DynamoDB says "out of bounds"
 MAX_TAGS = 50
 MAX_LSI = 5
 MAX_GSI = 20
+MAX_PROJECTED = 100  # NonKeyAttributes over all the indexes of a table
 PURGE_CHUNK = 1000  # item keys deleted per transaction when a table is dropped
 
 # DynamoDB's default quotas (us-east-1), as DescribeLimits reports them.
@@ -126,12 +138,27 @@ def describe(txn, table: Table, status: str | None = None) -> dict:
     count, size = read_stats(txn, table.prefix)
     out = {}
     for key, value in table.description.items():
+        if key in ("LocalSecondaryIndexes", "GlobalSecondaryIndexes"):
+            value = [_describe_index(txn, table, spec) for spec in value]
         out[key] = value
         if key == "ProvisionedThroughput":
             out["TableSizeBytes"] = size
             out["ItemCount"] = count
+    out.update(streams.stream_description(txn, table))
     if status is not None:
         out["TableStatus"] = status
+    return out
+
+
+def _describe_index(txn, table: Table, spec: dict) -> dict:
+    """An index description with its live IndexSizeBytes and ItemCount."""
+    count, size = read_index_stats(txn, table.prefix, table.index_numbers[spec["IndexName"]])
+    out = {}
+    for key, value in spec.items():
+        if key == "IndexArn":
+            out["IndexSizeBytes"] = size
+            out["ItemCount"] = count
+        out[key] = value
     return out
 
 
@@ -155,13 +182,16 @@ def create_table(ctx, request: dict) -> dict:
     now = _now(ctx)
     table_id = str(uuid.uuid4())
     desc = _new_description(ctx, request, name, table_id, now, billing, throughput, definitions)
+    numbers = {spec["IndexName"]: n for n, spec in enumerate(
+        (*desc.get("LocalSecondaryIndexes", ()), *desc.get("GlobalSecondaryIndexes", ())))}
     key = table_key(ctx.region, name)
-    raw = encode_entry(ctx.account, table_id, desc)
+    raw = encode_entry(ctx.account, table_id, desc, numbers, len(numbers))
     with ctx.engine.write() as txn:
         if txn.get("meta", key) is not None:
             raise ResourceInUseException(f"Table already exists: {name}")
         txn.put("meta", key, raw)
         table = decode_entry(ctx.region, raw)
+        streams.apply_stream_specification(txn, table, request.get("StreamSpecification"), now, creating=True)
         if tags:
             txn.put("meta", TAGS_KEY(table.prefix), orjson.dumps(tags))
         return {"TableDescription": describe(txn, table)}
@@ -252,6 +282,7 @@ def _check_definitions(request: dict) -> dict[str, str]:
             f"{INVALID}Some AttributeDefinitions are not used. AttributeDefinitions: "
             f"[{', '.join(def_names)}], keys used: [{', '.join(sorted(used))}]"
         )
+    _check_projected_count([*(lsis or ()), *(gsis or ())])
     return types
 
 
@@ -278,6 +309,21 @@ def _check_projection(index: dict) -> None:
         raise ValidationException(INVALID + "Unknown ProjectionType: null")
     if projection.get("NonKeyAttributes") is not None and kind != "INCLUDE":
         raise ValidationException(f"{INVALID}ProjectionType is {kind}, but NonKeyAttributes is specified")
+    if kind == "INCLUDE" and not projection.get("NonKeyAttributes"):
+        raise ValidationException(
+            "If Projection type INCLUDE is specified, some non-key attributes to include in the projection "
+            "must be specified as well"
+        )
+
+
+def _check_projected_count(specs) -> None:
+    """At most 100 NonKeyAttributes over all the indexes of a table (an
+    attribute named by two indexes counts twice)."""
+    total = sum(len(spec["Projection"].get("NonKeyAttributes") or ()) for spec in specs)
+    if total > MAX_PROJECTED:
+        raise ValidationException(
+            f"{INVALID}Number of projected attributes in all indexes exceeds limit of {MAX_PROJECTED}"
+        )
 
 
 def _check_local_indexes(lsis: list, table_schema: list, def_names: list[str]) -> set[str]:
@@ -325,11 +371,7 @@ def _check_global_indexes(gsis: list, def_names: list[str], billing: str | None,
         _check_key_schema(schema, def_names)
         _check_projection(index)
         name = index["IndexName"]
-        if billing == "PAY_PER_REQUEST" and index.get("ProvisionedThroughput") is not None:
-            raise ValidationException(
-                f"{INVALID}ProvisionedThroughput should not be specified for index: {name} "
-                "when BillingMode is PAY_PER_REQUEST"
-            )
+        _check_index_throughput(index, billing)
         _check_index_name(name, seen)
         if name in names:
             raise ValidationException(f"{INVALID}Duplicate index name: {name}")
@@ -341,6 +383,22 @@ def _check_global_indexes(gsis: list, def_names: list[str], billing: str | None,
     return used
 
 
+def _check_index_throughput(index: dict, billing: str | None) -> None:
+    """A GSI has its own throughput on a PROVISIONED table, none on an on-demand one."""
+    name = index["IndexName"]
+    throughput = index.get("ProvisionedThroughput")
+    if billing == "PAY_PER_REQUEST":
+        if throughput is not None:
+            raise ValidationException(
+                f"{INVALID}ProvisionedThroughput should not be specified for index: {name} "
+                "when BillingMode is PAY_PER_REQUEST"
+            )
+        return
+    if throughput is None:
+        raise ValidationException("No provisioned throughput specified for the global secondary index")
+    _check_capacity_bounds(throughput)
+
+
 def _check_index_name(name: str, seen: set[str]) -> None:
     if name in seen:
         raise ValidationException(f"{INVALID}Duplicate index name: {name}")
@@ -349,9 +407,6 @@ def _check_index_name(name: str, seen: set[str]) -> None:
 
 def _check_unsupported_create(request: dict, billing: str) -> None:
     """Refuse, after validating them, the features Shoal does not offer yet."""
-    for member in ("LocalSecondaryIndexes", "GlobalSecondaryIndexes"):
-        if request.get(member) is not None:
-            raise ValidationException(f"Shoal does not support {member} yet")
     _check_stream_specification(request.get("StreamSpecification"), creating=True)
     if request.get("ResourcePolicy") is not None:
         raise ValidationException("Shoal does not support ResourcePolicy yet")
@@ -361,7 +416,7 @@ def _check_unsupported_create(request: dict, billing: str) -> None:
 
 
 def _check_stream_specification(spec: dict | None, creating: bool, table_name: str = "") -> None:
-    """StreamSpecification rules; Shoal has no streams yet, so enabling one is refused."""
+    """StreamSpecification's shape rules (``streams.apply_stream_specification`` applies it)."""
     if spec is None:
         return
     enabled = spec.get("StreamEnabled")
@@ -374,10 +429,6 @@ def _check_stream_specification(spec: dict | None, creating: bool, table_name: s
         raise ValidationException(INVALID + (
             "Table is being created with a stream disabled, UpdateViewType should not be specified" if creating
             else "If stream is being disabled, then UpdateViewType must not be specified"))
-    if enabled:
-        raise ValidationException("Shoal does not support StreamSpecification yet")
-    if not creating:
-        raise ValidationException(f"Table has no stream to disable: TableName: {table_name}")
 
 
 def _new_description(ctx, request, name, table_id, now, billing, throughput, types) -> dict:
@@ -401,6 +452,13 @@ def _new_description(ctx, request, name, table_id, now, billing, throughput, typ
         desc["BillingModeSummary"] = {"BillingMode": billing, "LastUpdateToPayPerRequestDateTime": now}
     elif request.get("BillingMode") is not None:
         desc["BillingModeSummary"] = {"BillingMode": billing}
+    arn = desc["TableArn"]
+    if request.get("LocalSecondaryIndexes"):
+        desc["LocalSecondaryIndexes"] = [_local_index_description(spec, arn)
+                                         for spec in request["LocalSecondaryIndexes"]]
+    if request.get("GlobalSecondaryIndexes"):
+        desc["GlobalSecondaryIndexes"] = [_global_index_description(spec, arn, billing, "ACTIVE")
+                                          for spec in request["GlobalSecondaryIndexes"]]
     sse = _sse_description(ctx, request.get("SSESpecification"))
     if sse is not None:
         desc["SSEDescription"] = sse
@@ -412,6 +470,43 @@ def _new_description(ctx, request, name, table_id, now, billing, throughput, typ
     if request.get("WarmThroughput") is not None:
         desc["WarmThroughput"] = _warm(request["WarmThroughput"], None)
     return desc
+
+
+def _index_head(spec: dict) -> dict:
+    projection = {"ProjectionType": spec["Projection"]["ProjectionType"]}
+    if spec["Projection"].get("NonKeyAttributes") is not None:
+        projection["NonKeyAttributes"] = list(spec["Projection"]["NonKeyAttributes"])
+    return {
+        "IndexName": spec["IndexName"],
+        "KeySchema": [{"AttributeName": k["AttributeName"], "KeyType": k["KeyType"]} for k in spec["KeySchema"]],
+        "Projection": projection,
+    }
+
+
+def _local_index_description(spec: dict, table_arn_: str) -> dict:
+    """The stored LocalSecondaryIndexDescription (IndexSizeBytes and ItemCount
+    are added live by ``describe``)."""
+    out = _index_head(spec)
+    out["IndexArn"] = f"{table_arn_}/index/{spec['IndexName']}"
+    return out
+
+
+def _global_index_description(spec: dict, table_arn_: str, billing: str, status: str) -> dict:
+    """The stored GlobalSecondaryIndexDescription."""
+    out = _index_head(spec)
+    out["IndexStatus"] = status
+    if status == "CREATING":
+        out["Backfilling"] = True
+    throughput = spec.get("ProvisionedThroughput") if billing != "PAY_PER_REQUEST" else None
+    out["ProvisionedThroughput"] = {
+        "NumberOfDecreasesToday": 0,
+        "ReadCapacityUnits": throughput["ReadCapacityUnits"] if throughput else 0,
+        "WriteCapacityUnits": throughput["WriteCapacityUnits"] if throughput else 0,
+    }
+    if spec.get("OnDemandThroughput") is not None:
+        out["OnDemandThroughput"] = _on_demand(spec["OnDemandThroughput"], None, billing, False)
+    out["IndexArn"] = f"{table_arn_}/index/{spec['IndexName']}"
+    return out
 
 
 def _sse_description(ctx, spec: dict | None) -> dict | None:
@@ -510,8 +605,12 @@ def delete_table(ctx, request: dict) -> dict:
         txn.delete("meta", table_key(ctx.region, name))
         txn.delete("meta", STATS_KEY(table.prefix))
         txn.delete("meta", TAGS_KEY(table.prefix))
+        streams.on_table_deleted(txn, table, _now(ctx))
     for space in ("items", "indexes"):
         purge_prefix(ctx.engine, space, table.prefix)
+    for meta_prefix in (b"istats/" + table.prefix, index_store.collection_range(table),
+                        index_store.job_key(table.prefix, 0)[:-2]):
+        purge_prefix(ctx.engine, "meta", meta_prefix)
     return response
 
 
@@ -567,23 +666,158 @@ _ALONE = (
     ("WarmThroughput", "WarmThroughput must be the only operation in the request"),
 )
 _NOT_YET = (
-    "GlobalSecondaryIndexUpdates", "SSESpecification", "ReplicaUpdates", "MultiRegionConsistency",
-    "GlobalTableWitnessUpdates", "GlobalTableSettingsReplicationMode", "AttributeDefinitions",
+    "SSESpecification", "ReplicaUpdates", "MultiRegionConsistency",
+    "GlobalTableWitnessUpdates", "GlobalTableSettingsReplicationMode",
 )
+_ONE_ONLINE_INDEX = "Subscriber limit exceeded: Only 1 online index can be created or deleted simultaneously per table"
 
 
 def update_table(ctx, request: dict) -> dict:
     """Change billing mode, throughput, table class, deletion protection,
-    on-demand or warm throughput; applied at once (the table stays ACTIVE)."""
+    on-demand or warm throughput (applied at once), or create, update or
+    delete a global secondary index (creation and deletion finish in the
+    background: the index is CREATING, then ACTIVE; DELETING, then gone)."""
     name = table_name_of(ctx, request["TableName"])
     _check_update_shape(request)
+    gsi_updates = request.get("GlobalSecondaryIndexUpdates")
+    if gsi_updates is not None:
+        _check_gsi_update_shape(gsi_updates)
     with ctx.engine.write() as txn:
         table = _require(ctx, txn, name)
         _check_stream_specification(request.get("StreamSpecification"), False, name)
+        streams.apply_stream_specification(txn, table, request.get("StreamSpecification"), _now(ctx))
         desc = _updated_description(ctx, table.description, request)
-        raw = encode_entry(table.account, table.table_id, desc)
+        numbers, next_index, jobs = table.index_numbers, table.next_index, []
+        if gsi_updates:
+            numbers = dict(numbers)
+            next_index, jobs = _apply_gsi_updates(ctx, table, desc, request, numbers, next_index)
+        raw = encode_entry(table.account, table.table_id, desc, numbers, next_index)
         txn.put("meta", table_key(ctx.region, name), raw)
-        return {"TableDescription": describe(txn, decode_entry(ctx.region, raw))}
+        updated = decode_entry(ctx.region, raw)
+        for index_name, kind in jobs:
+            index_store.schedule(txn, updated, index_name, numbers[index_name], kind)
+        return {"TableDescription": describe(txn, updated)}
+
+
+def _check_gsi_update_shape(updates: list) -> None:
+    """DynamoDB's rules on a GlobalSecondaryIndexUpdates list, checked before
+    the table is looked up: one action per element, one per index, and at
+    most one Create or Delete."""
+    seen: set[str] = set()
+    online = 0
+    for update in updates:
+        actions = [update.get(a) for a in ("Update", "Create", "Delete") if update.get(a) is not None]
+        if not actions:
+            raise ValidationException(
+                INVALID + "One of GlobalSecondaryIndexUpdate.Update, GlobalSecondaryIndexUpdate.Create, "
+                "GlobalSecondaryIndexUpdate.Delete must not be null"
+            )
+        name = actions[0]["IndexName"]
+        if name in seen:
+            raise ValidationException(
+                f"{INVALID}Only one global secondary index update per index is allowed simultaneously. "
+                f"Index: {name}"
+            )
+        seen.add(name)
+        online += update.get("Update") is None
+    if online > 1:
+        raise LimitExceededException(_ONE_ONLINE_INDEX)
+    for update in updates:
+        create = update.get("Create")
+        if create is not None:
+            errors = _key_schema_length_errors(create.get("KeySchema"), "globalSecondaryIndexUpdates.1.member.create.keySchema")
+            if errors:
+                raise ValidationException(coral(errors))
+            _check_projection(create)
+
+
+def _apply_gsi_updates(ctx, table: Table, desc: dict, request: dict, numbers: dict,
+                       next_index: int) -> tuple[int, list]:
+    """Apply GlobalSecondaryIndexUpdates to ``desc`` (a fresh copy) and
+    ``numbers``; return the next index number and the background jobs to queue."""
+    gsis = [dict(spec) for spec in desc.get("GlobalSecondaryIndexes") or ()]
+    billing = _billing_mode(desc)
+    jobs = []
+    for update in request["GlobalSecondaryIndexUpdates"]:
+        if update.get("Create") is not None:
+            spec = update["Create"]
+            _check_gsi_create(table, desc, gsis, spec, request.get("AttributeDefinitions"), billing)
+            gsis.append(_global_index_description(spec, desc["TableArn"], billing, "CREATING"))
+            numbers[spec["IndexName"]] = next_index
+            next_index += 1
+            jobs.append((spec["IndexName"], "backfill"))
+        elif update.get("Delete") is not None:
+            current = _find_gsi(gsis, update["Delete"]["IndexName"])
+            current.pop("Backfilling", None)
+            current["IndexStatus"] = "DELETING"
+            jobs.append((current["IndexName"], "purge"))
+        else:
+            _update_gsi_throughput(ctx, gsis, update["Update"], billing)
+    desc["GlobalSecondaryIndexes"] = gsis
+    return next_index, jobs
+
+
+def _find_gsi(gsis: list, name: str) -> dict:
+    for spec in gsis:
+        if spec["IndexName"] == name:
+            if spec["IndexStatus"] == "DELETING":
+                raise ResourceInUseException(
+                    "Attempt to change a resource which is still in use: Index is being deleted."
+                )
+            return spec
+    raise ResourceNotFoundException("Requested resource not found")
+
+
+def _check_gsi_create(table: Table, desc: dict, gsis: list, spec: dict, definitions, billing: str) -> None:
+    """The rules a new GSI obeys; adds its key attributes' definitions to ``desc``."""
+    if not definitions:
+        raise ValidationException("No Attribute Schema Defined")
+    types = dict(table.attribute_types)
+    for d in definitions:
+        known = types.get(d["AttributeName"])
+        if known is not None and known != d["AttributeType"]:
+            raise ValidationException(
+                f"{INVALID}Cannot change the type of attribute {d['AttributeName']} from {known} "
+                f"to {d['AttributeType']}"
+            )
+        types[d["AttributeName"]] = d["AttributeType"]
+    _check_key_schema(spec["KeySchema"], list(types))
+    name = spec["IndexName"]
+    if name in table.index_map:
+        raise ValidationException("Attempting to create an index which already exists")
+    if any(g["IndexStatus"] in ("CREATING", "DELETING") for g in gsis):
+        raise LimitExceededException(_ONE_ONLINE_INDEX)
+    if len(gsis) >= MAX_GSI:
+        raise LimitExceededException(
+            f"{INVALID}GlobalSecondaryIndex count exceeds the per-table limit of {MAX_GSI}"
+        )
+    _check_index_throughput(spec, billing)
+    _check_projected_count([*(desc.get("LocalSecondaryIndexes") or ()), *gsis, spec])
+    defined = {d["AttributeName"] for d in desc["AttributeDefinitions"]}
+    added = [{"AttributeName": k["AttributeName"], "AttributeType": types[k["AttributeName"]]}
+             for k in spec["KeySchema"] if k["AttributeName"] not in defined]
+    if added:
+        desc["AttributeDefinitions"] = [*desc["AttributeDefinitions"], *added]
+
+
+def _update_gsi_throughput(ctx, gsis: list, spec: dict, billing: str) -> None:
+    current = _find_gsi(gsis, spec["IndexName"])
+    throughput = spec.get("ProvisionedThroughput")
+    if throughput is not None:
+        if billing == "PAY_PER_REQUEST":
+            raise ValidationException(
+                f"{INVALID}ProvisionedThroughput should not be specified for index: {spec['IndexName']} "
+                "when BillingMode is PAY_PER_REQUEST"
+            )
+        _check_capacity_bounds(throughput)
+        _check_throughput_changes(current["ProvisionedThroughput"], throughput)
+        current["ProvisionedThroughput"] = _changed_throughput(current["ProvisionedThroughput"], throughput,
+                                                               _now(ctx))
+    if spec.get("OnDemandThroughput") is not None:
+        current["OnDemandThroughput"] = _on_demand(spec["OnDemandThroughput"], current.get("OnDemandThroughput"),
+                                                   billing, True)
+    # Keep DynamoDB's member order: IndexArn last.
+    current["IndexArn"] = current.pop("IndexArn")
 
 
 def _check_update_shape(request: dict) -> None:
@@ -648,6 +882,11 @@ def _apply_billing(desc: dict, request: dict, now: float) -> None:
             desc["BillingModeSummary"] = {"BillingMode": mode, "LastUpdateToPayPerRequestDateTime": now}
             desc["ProvisionedThroughput"] = {**desc["ProvisionedThroughput"], "ReadCapacityUnits": 0,
                                              "WriteCapacityUnits": 0}
+            if desc.get("GlobalSecondaryIndexes"):  # on-demand indexes have no throughput either
+                desc["GlobalSecondaryIndexes"] = [
+                    {**g, "ProvisionedThroughput": {**g["ProvisionedThroughput"], "ReadCapacityUnits": 0,
+                                                    "WriteCapacityUnits": 0}}
+                    for g in desc["GlobalSecondaryIndexes"]]
         return
     if current_mode == "PAY_PER_REQUEST":
         if throughput is None:

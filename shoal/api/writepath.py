@@ -1,7 +1,9 @@
 """The one write path every item mutation goes through.
 
 ``write_item`` stores or deletes an item, keeps the table's ItemCount and
-TableSizeBytes, and appends a change record (keys, old image, new image, time)
+TableSizeBytes, maintains the table's secondary indexes and, for tables with
+local secondary indexes, the size of the item's collection (see
+``shoal.api.indexes``), and appends a change record (keys, old image, new image, time)
 to the ``changes`` space, all inside the caller's storage transaction: a change
 is in the log exactly when it is in the table.  Streams, point-in-time recovery
 and replication read that log.
@@ -19,6 +21,7 @@ import time
 import orjson
 
 from shoal.api.catalog import STATS_KEY, read_stats
+from shoal.api.indexes import add_collection_size, maintain
 
 _SIZE = struct.Struct(">I")
 _STATS = struct.Struct(">qq")  # the layout catalog.read_stats reads
@@ -58,18 +61,28 @@ def write_item(
     *,
     now: float | None = None,
     user_identity: dict | None = None,
+    index_units: dict | None = None,
 ) -> bytes | None:
     """Put (``new_item``) or delete (``new_item is None``) one item.
 
     ``old_raw`` is the stored value read in this same transaction (None if the
     item did not exist).  Returns the new stored value.  A write that changes
-    nothing (deleting a missing item) records nothing.
+    nothing (deleting a missing item) records nothing.  A new item whose index
+    key attribute has the wrong type raises ValidationException (the caller's
+    transaction then aborts).  ``index_units``, if given, receives the write
+    units each secondary index consumed, as ``{"GlobalSecondaryIndexes":
+    {name: units}, "LocalSecondaryIndexes": {...}}``.
     """
     if new_item is None and old_raw is None:
         return None
-    new_raw = None
-    if new_item is not None:
-        new_raw = encode_stored(new_item, new_size)
+    new_raw = encode_stored(new_item, new_size) if new_item is not None else None
+    if table.indexes:
+        old_item = stored_item(old_raw) if old_raw is not None else None
+        local_delta = maintain(txn, table, storage_key, old_item, old_raw, new_item, new_raw, index_units)
+        if table.has_local_indexes:
+            old_size = stored_size(old_raw) if old_raw is not None else 0
+            add_collection_size(txn, table, keys, local_delta + (new_size if new_raw else 0) - old_size)
+    if new_raw is not None:
         txn.put("items", storage_key, new_raw)
     else:
         txn.delete("items", storage_key)

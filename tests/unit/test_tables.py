@@ -209,8 +209,15 @@ WITH_X = attrs(("user_id", "S"), ("ts", "N"), ("x", "S"))
 
 
 @pytest.mark.parametrize("extra, message", [
-    ({"LocalSecondaryIndexes": [lsi()]}, "Shoal does not support LocalSecondaryIndexes yet"),
-    ({"GlobalSecondaryIndexes": [gsi()]}, "Shoal does not support GlobalSecondaryIndexes yet"),
+    ({"BillingMode": "PROVISIONED", "ProvisionedThroughput": {"ReadCapacityUnits": 1, "WriteCapacityUnits": 1},
+      "GlobalSecondaryIndexes": [gsi()]},
+     "No provisioned throughput specified for the global secondary index"),
+    ({"LocalSecondaryIndexes": [lsi(projection={"ProjectionType": "INCLUDE"})]},
+     "If Projection type INCLUDE is specified, some non-key attributes to include in the projection must be "
+     "specified as well"),
+    ({"GlobalSecondaryIndexes": [gsi(projection={"ProjectionType": "INCLUDE",
+                                                 "NonKeyAttributes": [f"a{i}" for i in range(101)]})]},
+     "One or more parameter values were invalid: Number of projected attributes in all indexes exceeds limit of 100"),
     ({"LocalSecondaryIndexes": []}, "One or more parameter values were invalid: List of LocalSecondaryIndexes is empty"),
     ({"GlobalSecondaryIndexes": []}, "One or more parameter values were invalid: List of GlobalSecondaryIndexes is empty"),
     ({"LocalSecondaryIndexes": [lsi(schema=keys(("x", "HASH"), ("ts", "RANGE")))]},
@@ -232,13 +239,12 @@ WITH_X = attrs(("user_id", "S"), ("ts", "N"), ("x", "S"))
      "One or more parameter values were invalid: Some AttributeDefinitions are not used. "
      "AttributeDefinitions: [user_id, ts, x], keys used: [ts, user_id]"),
 ])
-def test_create_index_rules_then_unsupported(ctx, extra, message):
+def test_create_index_rules(ctx, extra, message):
     assert error(t.create_table, ctx, request(AttributeDefinitions=WITH_X, **extra)) == message
     assert error(t.describe_table, ctx, {"TableName": "events"}, ResourceNotFoundException)
 
 
 @pytest.mark.parametrize("spec, message", [
-    ({"StreamEnabled": True, "StreamViewType": "NEW_IMAGE"}, "Shoal does not support StreamSpecification yet"),
     ({"StreamEnabled": True},
      "One or more parameter values were invalid: Table is being created with a stream enabled, "
      "UpdateViewType is required"),
@@ -496,13 +502,10 @@ def test_update_streams(ctx):
         "One or more parameter values were invalid: If stream is being enabled then UpdateViewType is required")
 
 
-def test_update_unsupported_and_missing(ctx):
+def test_update_missing_index_and_table(ctx):
     t.create_table(ctx, request())
-    assert error(t.update_table, ctx, {"TableName": "events", "GlobalSecondaryIndexUpdates": [{"Delete": {"IndexName": "abc"}}]}) == (
-        "Shoal does not support GlobalSecondaryIndexUpdates in UpdateTable yet")
-    assert error(t.update_table, ctx, {"TableName": "events",
-                                       "StreamSpecification": {"StreamEnabled": True, "StreamViewType": "KEYS_ONLY"}}) == (
-        "Shoal does not support StreamSpecification yet")
+    assert error(t.update_table, ctx, {"TableName": "events", "GlobalSecondaryIndexUpdates": [
+        {"Delete": {"IndexName": "abc"}}]}, ResourceNotFoundException) == "Requested resource not found"
     assert error(t.update_table, ctx, {"TableName": "nope", "DeletionProtectionEnabled": True},
                  ResourceNotFoundException) == "Requested resource not found: Table: nope not found"
 

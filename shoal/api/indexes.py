@@ -1,0 +1,395 @@
+"""Secondary index entries: their keys, their maintenance on every write,
+item-collection sizes, and the background work that builds and drops GSIs.
+
+An index entry lives in the ``indexes`` space under::
+
+    table prefix + index number (2 bytes)
+      + crc32(enc(index pk)) + enc(index pk) + [enc(index sk)]
+      + enc(table pk) + [enc(table sk)]
+
+so one index partition is one contiguous range, ordered by the index sort key
+and then by the table key (entries with equal index keys stay distinct and
+come in table-key order, as in DynamoDB), and a parallel Scan segment of an
+index is a range of the hash, as for tables.  The value has the stored-item
+form (4-byte size + JSON) of the projected item, so Query and Scan on an index
+splice it like a table item.  For ``ALL`` projections it is the very bytes
+stored in the table.
+
+``maintain`` keeps every ACTIVE or CREATING index in step with the table inside
+the writing transaction; ``IndexJobs`` backfills a GSI created on a table with
+data, and purges a deleted one, in bounded chunks whose cursor is stored in
+``meta`` in the same transaction, so several worker processes may run the job.
+"""
+
+from __future__ import annotations
+
+import struct
+import zlib
+
+import orjson
+
+from shoal.api.catalog import (
+    INDEX_STATS_KEY,
+    Index,
+    decode_entry,
+    encode_entry,
+    read_index_stats,
+    table_key,
+)
+from shoal.api.common import partition_prefix
+from shoal.errors import ItemCollectionSizeLimitExceededException, ValidationException
+from shoal.model.capacity import write_units
+from shoal.model.keys import encode_key_value
+from shoal.model.size import item_size
+
+_SIZE = struct.Struct(">I")
+_STATS = struct.Struct(">qq")
+_COLLECTION = struct.Struct(">q")
+
+INVALID = "One or more parameter values were invalid: "
+ITEM_COLLECTION_LIMIT = 10 * 1024 ** 3  # bytes per partition key on tables with LSIs
+GB = 1024 ** 3
+JOB_CHUNK = 500  # items (backfill) or entries (purge) per background transaction
+_JOB_PREFIX = b"ixjob/"
+_COLLECTION_PREFIX = b"coll/"
+
+
+# ---------------------------------------------------------------- entry keys
+
+
+def entry_key(table, index: Index, item: dict, table_suffix: bytes, strict: bool) -> bytes | None:
+    """The storage key of ``item``'s entry in ``index``, or None when the item
+    lacks an index key attribute (a sparse index leaves it out).
+
+    ``table_suffix`` is enc(table pk) + [enc(table sk)].  With ``strict`` (a
+    write) a key attribute of the wrong type or an empty S/B value raises
+    DynamoDB's ValidationException; without it (backfill, old images) such an
+    item is simply not indexed.
+    """
+    hash_value = item.get(index.hash_key)
+    if hash_value is None:
+        return None
+    range_value = None
+    if index.range_key is not None:
+        range_value = item.get(index.range_key)
+        if range_value is None:
+            return None
+    head = _key_bytes(index, index.hash_key, index.hash_type, hash_value, strict)
+    if head is None:
+        return None
+    parts = [index.prefix, zlib.crc32(head).to_bytes(4, "big"), head]
+    if range_value is not None:
+        tail = _key_bytes(index, index.range_key, index.range_type, range_value, strict)
+        if tail is None:
+            return None
+        parts.append(tail)
+    parts.append(table_suffix)
+    return b"".join(parts)
+
+
+def _key_bytes(index: Index, name: str, expected: str, value: dict, strict: bool) -> bytes | None:
+    (type_, text), = value.items()
+    if type_ != expected:
+        if not strict:
+            return None
+        raise ValidationException(
+            f"{INVALID}Type mismatch for Index Key {name} Expected: {expected} Actual: {type_} "
+            f"IndexName: {index.name}"
+        )
+    if type_ != "N" and not text:
+        if not strict:
+            return None
+        kind = "string" if type_ == "S" else "binary"
+        raise ValidationException(
+            "One or more parameter values are not valid. A value specified for a secondary index key "
+            f"is not supported. The AttributeValue for a key attribute cannot contain an empty {kind} "
+            f"value. IndexName: {index.name}, IndexKey: {name}"
+        )
+    return encode_key_value(type_, text)
+
+
+def index_partition_prefix(index: Index, value: dict) -> bytes:
+    """The key range prefix of one index partition (Query's range)."""
+    (type_, text), = value.items()
+    head = encode_key_value(type_, text)
+    return index.prefix + zlib.crc32(head).to_bytes(4, "big") + head
+
+
+def table_suffix_of(table, storage_key: bytes) -> bytes:
+    """enc(table pk) + [enc(table sk)]: the table storage key without the
+    table prefix and the 4-byte hash."""
+    return storage_key[len(table.prefix) + 4:]
+
+
+def projected_entry(index: Index, item: dict, stored: bytes | None) -> bytes:
+    """The stored value of an entry: the projected item with its size.
+
+    For ALL projections the table's stored bytes are reused as they are.
+    """
+    if index.projected is None and stored is not None:
+        return stored
+    if index.projected is None:
+        projected = item
+    else:
+        keep = index.projected
+        projected = {name: value for name, value in item.items() if name in keep}
+    return _SIZE.pack(item_size(projected)) + orjson.dumps(projected)
+
+
+def entry_size(value: bytes) -> int:
+    return _SIZE.unpack_from(value)[0]
+
+
+# ---------------------------------------------------------------- maintenance
+
+
+def maintain(txn, table, storage_key: bytes, old_item: dict | None, old_raw: bytes | None,
+             new_item: dict | None, new_raw: bytes | None, index_units: dict | None = None) -> int:
+    """Bring every maintained index in step with one item write.
+
+    Runs inside the write's transaction.  Validates the new item's index keys
+    first (so a bad one aborts before anything is touched by this function),
+    then for each index removes the old entry and adds the new one, only where
+    the entry's key or projected content changed.  Adds the write units each
+    index consumed to ``index_units`` ({"LocalSecondaryIndexes" or
+    "GlobalSecondaryIndexes": {index name: units}}, the shape of
+    ConsumedCapacity) and returns the change of the item collection's LSI
+    entry bytes.
+    """
+    suffix = table_suffix_of(table, storage_key)
+    new_keys = []
+    for index in table.indexes:
+        new_key = entry_key(table, index, new_item, suffix, True) if new_item is not None else None
+        new_keys.append(new_key)
+    local_delta = 0
+    for index, new_key in zip(table.indexes, new_keys):
+        old_key = entry_key(table, index, old_item, suffix, False) if old_item is not None else None
+        if old_key is None and new_key is None:
+            continue
+        delta = _apply_entry(txn, table, index, old_key, old_item, new_key, new_item, new_raw, index_units)
+        if index.local:
+            local_delta += delta
+    return local_delta
+
+
+def _apply_entry(txn, table, index, old_key, old_item, new_key, new_item, new_raw, index_units) -> int:
+    """Replace one index's entry; returns the change of the index's bytes."""
+    old_value = txn.get("indexes", old_key) if old_key is not None else None
+    new_value = projected_entry(index, new_item, new_raw) if new_key is not None else None
+    if old_key == new_key and old_value == new_value:
+        return 0  # only attributes the index does not project changed
+    count = 0
+    size = 0
+    units = 0.0
+    if old_value is not None and old_key != new_key:
+        txn.delete("indexes", old_key)
+        count -= 1
+        size -= entry_size(old_value)
+        units += write_units(entry_size(old_value))
+    if new_value is not None:
+        txn.put("indexes", new_key, new_value)
+        if old_value is not None and old_key == new_key:
+            size -= entry_size(old_value)
+        else:
+            count += 1
+        size += entry_size(new_value)
+        units += write_units(entry_size(new_value))
+    _add_index_stats(txn, table.prefix, index.number, count, size)
+    if index_units is not None and units:
+        by_name = index_units.setdefault("LocalSecondaryIndexes" if index.local else "GlobalSecondaryIndexes", {})
+        by_name[index.name] = by_name.get(index.name, 0.0) + units
+    return size
+
+
+def _add_index_stats(txn, prefix: bytes, number: int, count: int, size: int) -> None:
+    if not count and not size:
+        return
+    old_count, old_size = read_index_stats(txn, prefix, number)
+    txn.put("meta", INDEX_STATS_KEY(prefix, number), _STATS.pack(old_count + count, old_size + size))
+
+
+# ---------------------------------------------------------------- item collections
+
+
+def collection_key(table, keys: dict) -> bytes:
+    """The ``meta`` key of the size counter of an item collection (the items
+    sharing a partition key value), kept for tables with local secondary indexes."""
+    return _COLLECTION_PREFIX + partition_prefix(table, keys[table.hash_key])
+
+
+def collection_range(table) -> bytes:
+    """The ``meta`` key prefix of every item-collection counter of a table."""
+    return _COLLECTION_PREFIX + table.prefix
+
+
+def add_collection_size(txn, table, keys: dict, delta: int) -> None:
+    """Keep the item collection's size; refuse growth past 10 GB as DynamoDB does."""
+    if not delta:
+        return
+    key = collection_key(table, keys)
+    raw = txn.get("meta", key)
+    size = (_COLLECTION.unpack(raw)[0] if raw else 0) + delta
+    if delta > 0 and size > ITEM_COLLECTION_LIMIT:
+        raise ItemCollectionSizeLimitExceededException("Item collection size limit exceeded")
+    if size <= 0:
+        if raw is not None:
+            txn.delete("meta", key)
+        return
+    txn.put("meta", key, _COLLECTION.pack(size))
+
+
+def item_collection_metrics(txn, table, keys: dict) -> dict | None:
+    """ItemCollectionMetrics for ReturnItemCollectionMetrics SIZE: None for a
+    table without local secondary indexes, as in DynamoDB."""
+    if not table.has_local_indexes:
+        return None
+    raw = txn.get("meta", collection_key(table, keys))
+    size = _COLLECTION.unpack(raw)[0] if raw else 0
+    low = float(size // GB)
+    return {
+        "ItemCollectionKey": {table.hash_key: keys[table.hash_key]},
+        "SizeEstimateRangeGB": [low, low + 1.0],
+    }
+
+
+# ---------------------------------------------------------------- background jobs
+
+
+def job_key(prefix: bytes, number: int) -> bytes:
+    return _JOB_PREFIX + prefix + number.to_bytes(2, "big")
+
+
+def schedule(txn, table, index_name: str, number: int, kind: str) -> None:
+    """Queue a backfill ("backfill") or purge ("purge") of one index."""
+    record = {"region": table.region, "table": table.name, "index": index_name, "kind": kind}
+    txn.put("meta", job_key(table.prefix, number), orjson.dumps(record))
+
+
+class IndexJobs:
+    """The background job that builds and drops GSIs, ``JOB_CHUNK`` items or
+    entries per call, each call one write transaction holding its cursor.
+
+    Returns True while work remains, as ``Dispatcher.background_jobs`` expects.
+    """
+
+    __name__ = "index_jobs"
+
+    def __init__(self, engine, chunk: int = JOB_CHUNK) -> None:
+        self.engine = engine
+        self.chunk = chunk
+
+    def __call__(self) -> bool:
+        with self.engine.read() as txn:
+            if next(iter(txn.scan("meta", _JOB_PREFIX, b"ixjob0")), None) is None:
+                return False  # the common case: nothing to do, no writer lock taken
+        with self.engine.write() as txn:
+            found = next(iter(txn.scan("meta", _JOB_PREFIX, b"ixjob0")), None)
+            if found is None:
+                return False
+            key, raw = found
+            run_job(txn, bytes(key), orjson.loads(raw), self.chunk)
+            return True
+
+
+def run_job(txn, key: bytes, job: dict, chunk: int) -> None:
+    """Advance one job by one chunk, inside ``txn``."""
+    prefix = key[len(_JOB_PREFIX):-2]
+    number = int.from_bytes(key[-2:], "big")
+    raw = txn.get("meta", table_key(job["region"], job["table"]))
+    table = decode_entry(job["region"], raw) if raw is not None else None
+    index = table.index_map.get(job["index"]) if table is not None and table.prefix == prefix else None
+    if index is None or index.number != number:
+        txn.delete("meta", key)  # the table or index is gone: nothing left to do
+        return
+    if job["kind"] == "backfill":
+        _backfill(txn, key, job, table, index, chunk)
+    else:
+        _purge(txn, key, table, index, chunk)
+
+
+def _backfill(txn, key: bytes, job: dict, table, index: Index, chunk: int) -> None:
+    cursor = bytes.fromhex(job["cursor"]) + b"\x00" if job.get("cursor") else table.prefix
+    stop = _successor(table.prefix)
+    done = 0
+    last = None
+    for storage_key, raw in txn.scan("items", cursor, stop):
+        last = bytes(storage_key)
+        _backfill_item(txn, table, index, last, raw)
+        done += 1
+        if done >= chunk:
+            break
+    if done >= chunk:
+        job["cursor"] = last.hex()
+        txn.put("meta", key, orjson.dumps(job))
+        return
+    _set_status(txn, table, index.name, "ACTIVE")
+    txn.delete("meta", key)
+
+
+def _backfill_item(txn, table, index: Index, storage_key: bytes, raw: bytes) -> None:
+    """Index one table item unless it already is (writes during the backfill
+    maintain the index themselves, and always with the current image)."""
+    item = orjson.loads(memoryview(raw)[4:])
+    ekey = entry_key(table, index, item, table_suffix_of(table, storage_key), False)
+    if ekey is None or txn.get("indexes", ekey) is not None:
+        return
+    value = projected_entry(index, item, bytes(raw))
+    txn.put("indexes", ekey, value)
+    _add_index_stats(txn, table.prefix, index.number, 1, entry_size(value))
+
+
+def _purge(txn, key: bytes, table, index: Index, chunk: int) -> None:
+    doomed = []
+    for entry, _ in txn.scan("indexes", index.prefix, _successor(index.prefix)):
+        doomed.append(bytes(entry))
+        if len(doomed) >= chunk:
+            break
+    for entry in doomed:
+        txn.delete("indexes", entry)
+    if len(doomed) >= chunk:
+        return
+    _remove_index(txn, table, index)
+    txn.delete("meta", INDEX_STATS_KEY(table.prefix, index.number))
+    txn.delete("meta", key)
+
+
+def _set_status(txn, table, name: str, status: str) -> None:
+    desc = dict(table.description)
+    gsis = []
+    for spec in desc.get("GlobalSecondaryIndexes") or ():
+        if spec["IndexName"] == name:
+            spec = {k: v for k, v in spec.items() if k != "Backfilling"}
+            spec["IndexStatus"] = status
+        gsis.append(spec)
+    desc["GlobalSecondaryIndexes"] = gsis
+    _store(txn, table, desc, table.index_numbers)
+
+
+def _remove_index(txn, table, index: Index) -> None:
+    desc = dict(table.description)
+    gsis = [s for s in desc.get("GlobalSecondaryIndexes") or () if s["IndexName"] != index.name]
+    if gsis:
+        desc["GlobalSecondaryIndexes"] = gsis
+    else:
+        desc.pop("GlobalSecondaryIndexes", None)
+    numbers = {n: i for n, i in table.index_numbers.items() if n != index.name}
+    # A dropped index's key attributes leave AttributeDefinitions unless
+    # another key still uses them, as in DynamoDB.
+    used = {k["AttributeName"] for k in desc["KeySchema"]}
+    for member in ("LocalSecondaryIndexes", "GlobalSecondaryIndexes"):
+        for spec in desc.get(member) or ():
+            used.update(k["AttributeName"] for k in spec["KeySchema"])
+    desc["AttributeDefinitions"] = [d for d in desc["AttributeDefinitions"] if d["AttributeName"] in used]
+    _store(txn, table, desc, numbers)
+
+
+def _store(txn, table, desc: dict, numbers: dict) -> None:
+    raw = encode_entry(table.account, table.table_id, desc, numbers, table.next_index)
+    txn.put("meta", table_key(table.region, table.name), raw)
+
+
+def _successor(prefix: bytes) -> bytes | None:
+    stripped = prefix.rstrip(b"\xff")
+    if not stripped:
+        return None
+    return stripped[:-1] + bytes([stripped[-1] + 1])
