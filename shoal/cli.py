@@ -47,11 +47,29 @@ def build_parser() -> argparse.ArgumentParser:
                             "address, sigv4 on any other")
     serve.add_argument("--allow-unauthenticated", action="store_true",
                        help="allow --auth off on an address other than loopback")
+    serve.add_argument("--tls-cert", default=_env("SHOAL_TLS_CERT", None),
+                       help="PEM certificate (chain) file: serve HTTPS, TLS 1.2 and newer (env SHOAL_TLS_CERT)")
+    serve.add_argument("--tls-key", default=_env("SHOAL_TLS_KEY", None),
+                       help="PEM private key file for --tls-cert (env SHOAL_TLS_KEY)")
 
     from shoal.auth.cli import add_iam_commands
 
     add_iam_commands(commands)
     return parser
+
+
+def _tls_context(args):
+    """An SSL context for --tls-cert/--tls-key (TLS 1.2 and newer), or None."""
+    if not args.tls_cert and not args.tls_key:
+        return None
+    if not (args.tls_cert and args.tls_key):
+        raise ValueError("--tls-cert and --tls-key must be given together")
+    import ssl
+
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    context.minimum_version = ssl.TLSVersion.TLSv1_2
+    context.load_cert_chain(args.tls_cert, args.tls_key)
+    return context
 
 
 def _is_loopback(host: str) -> bool:
@@ -88,6 +106,11 @@ def serve_command(args) -> int:
         return 2
     auth = _auth_mode(args)
     if auth is None:
+        return 2
+    try:
+        ssl_context = _tls_context(args)
+    except (OSError, ValueError) as exc:
+        print(f"shoal: cannot use the TLS certificate and key: {exc}", file=sys.stderr)
         return 2
     data_dir = args.data_dir
     # Check (and on first use, create) the data directory before binding the
@@ -132,7 +155,7 @@ def serve_command(args) -> int:
             engine.close()
 
     try:
-        return serve(handler_factory, args.host, args.port, workers=args.workers,
+        return serve(handler_factory, args.host, args.port, workers=args.workers, ssl_context=ssl_context,
                      on_ready=on_ready, on_worker_exit=on_worker_exit)
     except OSError as exc:
         print(f"shoal: cannot listen on {args.host}:{args.port}: {exc.strerror or exc}", file=sys.stderr)
