@@ -232,15 +232,15 @@ def transact_write_items(ctx, request: dict):
             digest = request_digest(request)
             if check_token(txn, ctx.region, token, digest, now):
                 return _response(request, _replay_units(txn, writes))
-            units = _execute(txn, writes, now)
+            units, index_units = _execute(txn, writes, now)
             remember_token(txn, ctx.region, token, digest, now)
             prune_tokens(txn, now)
         else:
-            units = _execute(txn, writes, ctx.now())
-    return _response(request, units)
+            units, index_units = _execute(txn, writes, ctx.now())
+    return _response(request, units, index_units)
 
 
-def _execute(txn, writes: list[_Write], now: float) -> dict[str, float]:
+def _execute(txn, writes: list[_Write], now: float) -> tuple[dict[str, float], dict[str, dict]]:
     """Evaluate every action, then either cancel (raising, so the storage
     transaction aborts) or apply them all; returns write units per table."""
     olds = [txn.get("items", write.skey) for write in writes]
@@ -256,14 +256,26 @@ def _execute(txn, writes: list[_Write], now: float) -> dict[str, float]:
     if failed:
         raise TransactionCanceledException(reasons)
     units: dict[str, float] = {}
+    index_units: dict[str, dict] = {}
     for write, old_raw, new_item in zip(writes, olds, new_items):
         old_size = stored_size(old_raw) if old_raw is not None else 0
-        if write.kind != "ConditionCheck":
-            write_item(txn, write.table, write.skey, write.key, old_raw, new_item, write.size, now=now)
-        new_size = write.size if new_item is not None else 0
         name = write.table.name
+        if write.kind != "ConditionCheck":
+            written = {} if write.table.indexes else None
+            write_item(txn, write.table, write.skey, write.key, old_raw, new_item, write.size, now=now,
+                       index_units=written)
+            _add_index_units(index_units.setdefault(name, {}), written)
+        new_size = write.size if new_item is not None else 0
         units[name] = units.get(name, 0.0) + write_units(max(old_size, new_size), transactional=True)
-    return units
+    return units, index_units
+
+
+def _add_index_units(total: dict, written: dict | None) -> None:
+    """Add one write's index units, doubled as every transactional write is."""
+    for member, by_name in (written or {}).items():
+        into = total.setdefault(member, {})
+        for name, units in by_name.items():
+            into[name] = into.get(name, 0.0) + 2 * units
 
 
 def _replay_units(txn, writes: list[_Write]) -> dict[str, float]:
@@ -277,18 +289,20 @@ def _replay_units(txn, writes: list[_Write]) -> dict[str, float]:
     return units
 
 
-def _response(request: dict, units: dict[str, float]) -> dict:
-    capacity = capacity_list(request, units)
+def _response(request: dict, units: dict[str, float], index_units: dict | None = None) -> dict:
+    capacity = capacity_list(request, units, index_units)
     return {} if capacity is None else {"ConsumedCapacity": capacity}
 
 
-def capacity_list(request: dict, units: dict[str, float]) -> list | None:
+def capacity_list(request: dict, units: dict[str, float], index_units: dict | None = None) -> list | None:
     """ConsumedCapacity of a multi-table operation: one entry per table, in
     the order the request first names them."""
     mode = request.get("ReturnConsumedCapacity")
     if mode is None or mode == "NONE":
         return None
-    return [consumed_capacity(request, name, total) for name, total in units.items()]
+    index_units = index_units or {}
+    return [consumed_capacity(request, name, total, index_units=index_units.get(name))
+            for name, total in units.items()]
 
 
 # ---------------------------------------------------------------- idempotency tokens

@@ -406,3 +406,24 @@ def test_concurrent_transfers_keep_the_total(shoal, accounts):
     final = ddb.transact_get_items(TransactItems=[
         {"Get": {"TableName": accounts, "Key": acct(name)}} for name in names])
     assert sum(int(r["Item"]["balance"]["N"]) for r in final["Responses"]) == total
+
+
+def test_index_write_units_are_reported_and_doubled(ddb):
+    from tests.conftest import unique_name
+
+    name = unique_name("txgsi")
+    ddb.create_table(
+        TableName=name, BillingMode="PAY_PER_REQUEST",
+        KeySchema=[{"AttributeName": "pk", "KeyType": "HASH"}],
+        AttributeDefinitions=[{"AttributeName": "pk", "AttributeType": "S"},
+                              {"AttributeName": "content_id", "AttributeType": "S"}],
+        GlobalSecondaryIndexes=[{"IndexName": "by_content", "KeySchema": [{"AttributeName": "content_id", "KeyType": "HASH"}],
+                                 "Projection": {"ProjectionType": "ALL"}}])
+    out = ddb.transact_write_items(
+        TransactItems=[{"Put": {"TableName": name, "Item": {"pk": {"S": "a"}, "content_id": {"S": "c1"}}}}],
+        ReturnConsumedCapacity="INDEXES")
+    capacity = out["ConsumedCapacity"][0]
+    assert capacity["Table"] == {"CapacityUnits": 2.0}
+    assert capacity["GlobalSecondaryIndexes"] == {"by_content": {"CapacityUnits": 2.0}}
+    assert capacity["CapacityUnits"] == 4.0
+    ddb.delete_table(TableName=name)
