@@ -16,7 +16,7 @@ from shoal.model.numbers import add, format_number
 from .evaluator import Condition
 from .keycondition import KeyCondition
 from .projection import Projection
-from .update import Update
+from .update import Update, set_difference, set_union
 from .values import JAVA_TYPE_NAMES, SCALAR_ORDERED, SET_TYPES, begins_with, contains, equals, ordering_key, type_of
 
 _INVALID = "One or more parameter values were invalid: "
@@ -236,23 +236,14 @@ def _legacy_delete(item: dict, name: str, value: dict | None) -> bool:
     if value is None:
         del item[name]
         return True
-    kind = type_of(value)
-    members = current.get(kind)
-    if members is None:
-        raise _type_mismatch()
-    gone = {_key(kind, m) for m in value[kind]}
-    kept = [m for m in members if _key(kind, m) not in gone]
-    if len(kept) == len(members):
+    changed, remaining = set_difference(current, value, _type_mismatch)
+    if not changed:
         return False
-    if kept:
-        item[name] = {kind: kept}
+    if remaining is not None:
+        item[name] = remaining
     else:
         del item[name]
     return True
-
-
-def _key(kind: str, text: str):
-    return Decimal(text) if kind == "NS" else text
 
 
 def _legacy_add(item: dict, name: str, value: dict) -> bool:
@@ -269,13 +260,7 @@ def _legacy_add(item: dict, name: str, value: dict) -> bool:
     if kind == "L":
         item[name] = {"L": current["L"] + value["L"]}
         return True
-    present = {_key(kind, m) for m in current[kind]}
-    extra = []
-    for member in value[kind]:
-        key = _key(kind, member)
-        if key not in present:
-            present.add(key)
-            extra.append(member)
+    extra = set_union(current[kind], value, kind)
     if extra:
         item[name] = {kind: current[kind] + extra}
     return bool(extra)

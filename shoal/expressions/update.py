@@ -292,6 +292,34 @@ def _set_key(kind: str, text: str):
     return Decimal(text) if kind == "NS" else text
 
 
+def set_union(members: list, value: dict, kind: str) -> list:
+    """The members of ``value`` (a set of type ``kind``) not yet in
+    ``members``: what ADD appends (numbers compare numerically)."""
+    present = {_set_key(kind, m) for m in members}
+    extra = []
+    for member in value[kind]:
+        key = _set_key(kind, member)
+        if key not in present:
+            present.add(key)
+            extra.append(member)
+    return extra
+
+
+def set_difference(current: dict, value: dict, type_error) -> tuple[bool, dict | None]:
+    """DELETE of ``value``'s members from the set ``current``: (whether it
+    changed, the remaining set or None when nothing is left).  A ``current``
+    that is not a set of ``value``'s type raises ``type_error()``."""
+    kind = type_of(value)
+    members = current.get(kind)
+    if members is None:
+        raise type_error()
+    gone = {_set_key(kind, m) for m in value[kind]}
+    kept = [m for m in members if _set_key(kind, m) not in gone]
+    if len(kept) == len(members):
+        return False, current
+    return True, ({kind: kept} if kept else None)
+
+
 def _add(container, element, value: dict) -> bool:
     current = _get(container, element)
     kind = type_of(value)
@@ -307,13 +335,7 @@ def _add(container, element, value: dict) -> bool:
     members = current.get(kind)
     if members is None:
         raise _bad_type()
-    present = {_set_key(kind, m) for m in members}
-    extra = []
-    for member in value[kind]:
-        key = _set_key(kind, member)
-        if key not in present:
-            present.add(key)
-            extra.append(member)
+    extra = set_union(members, value, kind)
     if extra:
         _put(container, element, {kind: members + extra})
     return bool(extra)
@@ -323,16 +345,11 @@ def _delete(container, element, value: dict) -> bool:
     current = _get(container, element)
     if current is None:
         return False
-    kind = type_of(value)
-    members = current.get(kind)
-    if members is None:
-        raise _bad_type()
-    gone = {_set_key(kind, m) for m in value[kind]}
-    kept = [m for m in members if _set_key(kind, m) not in gone]
-    if len(kept) == len(members):
+    changed, remaining = set_difference(current, value, _bad_type)
+    if not changed:
         return False
-    if kept:
-        _put(container, element, {kind: kept})
+    if remaining is not None:
+        _put(container, element, remaining)
     else:
         _discard(container, element)
     return True
