@@ -11,7 +11,6 @@ from shoal.api.common import (
     expression_context,
     item_read_units,
     item_write_units,
-    key_of,
     storage_key,
 )
 from shoal.api.indexes import item_collection_metrics
