@@ -51,10 +51,19 @@ def build_parser() -> argparse.ArgumentParser:
                        help="PEM certificate (chain) file: serve HTTPS, TLS 1.2 and newer (env SHOAL_TLS_CERT)")
     serve.add_argument("--tls-key", default=_env("SHOAL_TLS_KEY", None),
                        help="PEM private key file for --tls-cert (env SHOAL_TLS_KEY)")
+    serve.add_argument("--audit-log", default=_env("SHOAL_AUDIT_LOG", None),
+                       help="with --auth sigv4: JSON-lines audit log of authentication failures, denials "
+                            "and IAM changes, rotated at 10 MB, 5 kept (env SHOAL_AUDIT_LOG; "
+                            "default <data dir>/audit.log)")
+    serve.add_argument("--master-key-file", default=_env("SHOAL_MASTER_KEY_FILE", None),
+                       help="encrypt the data directory at rest under this 32-byte master key (hex or base64; "
+                            "env SHOAL_MASTER_KEY_FILE, or the key itself in SHOAL_MASTER_KEY)")
 
     from shoal.auth.cli import add_iam_commands
+    from shoal.keys_cli import add_keys_commands
 
     add_iam_commands(commands)
+    add_keys_commands(commands)
     return parser
 
 
@@ -113,10 +122,18 @@ def serve_command(args) -> int:
         print(f"shoal: cannot use the TLS certificate and key: {exc}", file=sys.stderr)
         return 2
     data_dir = args.data_dir
+    from shoal.keys_cli import master_key_from
+    from shoal.storage.keyring import KeyringError
+
+    try:
+        master_key = master_key_from(args.master_key_file)
+    except KeyringError as exc:
+        print(f"shoal: {exc}", file=sys.stderr)
+        return 1
     # Check (and on first use, create) the data directory before binding the
     # port, so a bad directory stops start-up with a clear message.
     try:
-        open_data_dir(data_dir).close()
+        open_data_dir(data_dir, master_key=master_key).close()
     except DataDirError as exc:
         print(f"shoal: {exc}", file=sys.stderr)
         return 1
@@ -124,19 +141,21 @@ def serve_command(args) -> int:
     if auth == "sigv4":
         from shoal.auth.iam import bootstrap_root
 
-        engine = open_data_dir(data_dir)
+        engine = open_data_dir(data_dir, master_key=master_key)
         try:
             _key, _secret, path = bootstrap_root(engine, data_dir)
         finally:
             engine.close()
         credentials_note = f", root credentials in {os.path.abspath(path)}"
+        audit_path = args.audit_log or os.path.join(data_dir, "audit.log")
+        credentials_note += f", audit log {os.path.abspath(audit_path)}"
 
     opened = []
 
     def handler_factory():
-        engine = open_data_dir(data_dir)
+        engine = open_data_dir(data_dir, master_key=master_key)
         dispatcher = Dispatcher(engine, default_region=args.region, change_retention_s=args.change_retention,
-                                auth=auth, data_dir=data_dir)
+                                auth=auth, data_dir=data_dir, audit_log=args.audit_log)
         opened.append((dispatcher, engine))
         return dispatcher
 
@@ -144,7 +163,7 @@ def serve_command(args) -> int:
         print(
             f"Shoal {__version__} serving the DynamoDB API at {url} "
             f"(data directory: {os.path.abspath(data_dir)}, workers: {args.workers}, "
-            f"auth: {auth}{credentials_note})",
+            f"auth: {auth}{credentials_note}{', encrypted at rest' if master_key else ''})",
             flush=True,
         )
 
@@ -167,7 +186,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.command == "serve":
         return serve_command(args)
-    if args.command == "iam":
+    if args.command in ("iam", "keys"):
         return args.handler(args)
     parser.print_help()
     return 0

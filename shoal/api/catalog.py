@@ -128,6 +128,9 @@ class Table:
     index_numbers: dict = None  # type: ignore[assignment]  # name -> number
     next_index: int = 0
     has_local_indexes: bool = False
+    # The data directory's key codec (``shoal.storage.encrypted.KeyCodec``)
+    # when it is encrypted at rest: storage keys then hash partition keys.
+    keys: object = None
 
 
 def table_arn(region: str, account: str, name: str) -> str:
@@ -145,8 +148,12 @@ def encode_entry(account: str, table_id: str, description: dict,
     return orjson.dumps(record)
 
 
-def decode_entry(region: str, raw: bytes) -> Table:
-    """Parse a stored catalog entry into a ``Table``."""
+def decode_entry(region: str, raw: bytes, keys=None) -> Table:
+    """Parse a stored catalog entry into a ``Table``.
+
+    ``keys`` is the engine's key codec (``engine.keys`` / ``txn.keys``, None
+    for an unencrypted data directory); storage keys built for the table use it.
+    """
     record = orjson.loads(raw)
     desc = record["desc"]
     key_schema = [(k["AttributeName"], k["KeyType"]) for k in desc["KeySchema"]]
@@ -172,6 +179,7 @@ def decode_entry(region: str, raw: bytes) -> Table:
         index_numbers=numbers,
         next_index=record.get("nix", 0),
         has_local_indexes=bool(desc.get("LocalSecondaryIndexes")),
+        keys=keys,
     )
 
 
@@ -217,10 +225,11 @@ def _parse_index(spec: dict, local: bool, table_keys: list, types: dict, numbers
 class Catalog:
     """Looks tables up by (region, name), with a per-process parse cache."""
 
-    __slots__ = ("engine", "_cache")
+    __slots__ = ("engine", "keys", "_cache")
 
     def __init__(self, engine) -> None:
         self.engine = engine
+        self.keys = getattr(engine, "keys", None)  # set for an encrypted data directory
         self._cache: dict[tuple[str, str], tuple[bytes, bytes, Table]] = {}  # key, raw, parsed
 
     def get(self, txn, region: str, name: str) -> Table | None:
@@ -241,7 +250,7 @@ class Catalog:
             return None
         if cached is not None and cached[1] == raw:
             return cached[2]
-        table = decode_entry(region, raw)
+        table = decode_entry(region, raw, self.keys)
         if len(self._cache) >= MAX_CACHED:
             self._cache.clear()
         self._cache[cache_key] = (key, bytes(raw), table)

@@ -26,6 +26,8 @@ def partition_prefix(table, partition_value: dict) -> bytes:
     """
     (type_, value), = partition_value.items()
     encoded = encode_key_value(type_, value)
+    if table.keys is not None:  # encrypted at rest: a keyed hash stands for the value
+        encoded = table.keys.partition(encoded)
     return table.prefix + zlib.crc32(encoded).to_bytes(4, "big") + encoded
 
 

@@ -77,6 +77,8 @@ def entry_key(table, index: Index, item: dict, table_suffix: bytes, strict: bool
     head = _key_bytes(index, index.hash_key, index.hash_type, hash_value, strict)
     if head is None:
         return None
+    if table.keys is not None:  # encrypted at rest: see common.partition_prefix
+        head = table.keys.partition(head)
     parts = [index.prefix, zlib.crc32(head).to_bytes(4, "big"), head]
     if range_value is not None:
         tail = _key_bytes(index, index.range_key, index.range_type, range_value, strict)
@@ -108,10 +110,13 @@ def _key_bytes(index: Index, name: str, expected: str, value: dict, strict: bool
     return encode_key_value(type_, text)
 
 
-def index_partition_prefix(index: Index, value: dict) -> bytes:
-    """The key range prefix of one index partition (Query's range)."""
+def index_partition_prefix(index: Index, value: dict, keys=None) -> bytes:
+    """The key range prefix of one index partition (Query's range); ``keys``
+    is the table's key codec (``Table.keys``)."""
     (type_, text), = value.items()
     head = encode_key_value(type_, text)
+    if keys is not None:
+        head = keys.partition(head)
     return index.prefix + zlib.crc32(head).to_bytes(4, "big") + head
 
 
@@ -296,7 +301,7 @@ def run_job(txn, key: bytes, job: dict, chunk: int) -> None:
     prefix = key[len(_JOB_PREFIX):-2]
     number = int.from_bytes(key[-2:], "big")
     raw = txn.get("meta", table_key(job["region"], job["table"]))
-    table = decode_entry(job["region"], raw) if raw is not None else None
+    table = decode_entry(job["region"], raw, getattr(txn, "keys", None)) if raw is not None else None
     index = table.index_map.get(job["index"]) if table is not None and table.prefix == prefix else None
     if index is None or index.number != number:
         txn.delete("meta", key)  # the table or index is gone: nothing left to do

@@ -258,7 +258,7 @@ def query(ctx, request: dict):
         if index is None:
             prefix = partition_prefix(table, key_condition.partition_value)
         else:
-            prefix = index_partition_prefix(index, key_condition.partition_value)
+            prefix = index_partition_prefix(index, key_condition.partition_value, table.keys)
         start, stop = _sort_range(prefix, key_condition)
         start_key = _start_key(table, index, request)
         if start_key is not None:

@@ -21,7 +21,7 @@ import uuid
 import orjson
 
 from shoal.api import indexes as index_store
-from shoal.api import streams
+from shoal.api import resource_policies, streams
 from shoal.api.catalog import (
     STATS_KEY,
     TAGS_KEY,
@@ -145,9 +145,17 @@ def describe(txn, table: Table, status: str | None = None) -> dict:
             out["TableSizeBytes"] = size
             out["ItemCount"] = count
     out.update(streams.stream_description(txn, table))
+    if table.keys is not None and "SSEDescription" not in out:
+        out["SSEDescription"] = ENCRYPTED_AT_REST  # the data directory is encrypted at rest
     if status is not None:
         out["TableStatus"] = status
     return out
+
+
+#: SSEDescription of a table in a data directory encrypted at rest with
+#: Shoal-managed keys (docs/encryption.md); a table created with a KMS
+#: SSESpecification keeps its KMS description.
+ENCRYPTED_AT_REST = {"Status": "ENABLED", "SSEType": "AES256"}
 
 
 def _describe_index(txn, table: Table, spec: dict) -> dict:
@@ -190,8 +198,9 @@ def create_table(ctx, request: dict) -> dict:
         if txn.get("meta", key) is not None:
             raise ResourceInUseException(f"Table already exists: {name}")
         txn.put("meta", key, raw)
-        table = decode_entry(ctx.region, raw)
+        table = decode_entry(ctx.region, raw, ctx.catalog.keys)
         streams.apply_stream_specification(txn, table, request.get("StreamSpecification"), now, creating=True)
+        resource_policies.attach_on_create(ctx, txn, table, request)
         if tags:
             txn.put("meta", TAGS_KEY(table.prefix), orjson.dumps(tags))
         return {"TableDescription": describe(txn, table)}
@@ -408,8 +417,6 @@ def _check_index_name(name: str, seen: set[str]) -> None:
 def _check_unsupported_create(request: dict, billing: str) -> None:
     """Refuse, after validating them, the features Shoal does not offer yet."""
     _check_stream_specification(request.get("StreamSpecification"), creating=True)
-    if request.get("ResourcePolicy") is not None:
-        raise ValidationException("Shoal does not support ResourcePolicy yet")
     for member in ("GlobalTableSourceArn", "GlobalTableSettingsReplicationMode"):
         if request.get(member) is not None:
             raise ValidationException(f"Shoal does not support {member} yet")
@@ -609,7 +616,7 @@ def delete_table(ctx, request: dict) -> dict:
     for space in ("items", "indexes"):
         purge_prefix(ctx.engine, space, table.prefix)
     for meta_prefix in (b"istats/" + table.prefix, index_store.collection_range(table),
-                        index_store.job_key(table.prefix, 0)[:-2]):
+                        index_store.job_key(table.prefix, 0)[:-2], b"rbp/" + table.prefix):
         purge_prefix(ctx.engine, "meta", meta_prefix)
     return response
 
@@ -693,7 +700,7 @@ def update_table(ctx, request: dict) -> dict:
             next_index, jobs = _apply_gsi_updates(ctx, table, desc, request, numbers, next_index)
         raw = encode_entry(table.account, table.table_id, desc, numbers, next_index)
         txn.put("meta", table_key(ctx.region, name), raw)
-        updated = decode_entry(ctx.region, raw)
+        updated = decode_entry(ctx.region, raw, ctx.catalog.keys)
         for index_name, kind in jobs:
             index_store.schedule(txn, updated, index_name, numbers[index_name], kind)
         return {"TableDescription": describe(txn, updated)}

@@ -29,7 +29,7 @@ from dataclasses import dataclass
 from typing import Callable, Iterable
 
 from shoal.auth.errors import AccessDeniedException
-from shoal.auth.policy import Principal, denied_message, evaluate
+from shoal.auth.policy import Decision, Principal, denied_message, evaluate
 
 KeyLookup = Callable[[str, "str | None"], "str | None"]
 
@@ -90,7 +90,11 @@ def required(operation: str, body: dict, region: str, account: str, lookup_table
     """The permissions ``operation`` with request ``body`` needs, in order."""
     action = "dynamodb:" + operation
     if operation in _TABLE_OPERATIONS:
-        return [_table_check(operation, action, body, region, account, lookup_table_keys)]
+        checks = [_table_check(operation, action, body, region, account, lookup_table_keys)]
+        if operation == "CreateTable" and body.get("ResourcePolicy") is not None:
+            # As DynamoDB documents: creating a table with a policy needs both actions.
+            checks.append(Check("dynamodb:PutResourcePolicy", checks[0].resource, {}))
+        return checks
     if operation in _ARN_OPERATIONS:
         return [Check(action, str(body.get(_ARN_OPERATIONS[operation], "*")), _common(body))]
     if operation == "BatchGetItem":
@@ -139,15 +143,44 @@ def authorize(
     """Raise AccessDeniedException unless ``principal`` holds every permission
     the request needs.  ``request_context`` carries the global keys of the
     request (``aws:SourceIp``, ``aws:SecureTransport``, ``aws:CurrentTime``...)."""
-    if principal.is_root and lookup_resource_policy is None:
-        return  # the account's root user needs no policy
+    denial = find_denial(principal, operation, body, region, account, lookup_table_keys,
+                         request_context=request_context, lookup_resource_policy=lookup_resource_policy)
+    if denial is not None:
+        check, decision = denial
+        raise AccessDeniedException(denied_message(principal, check.action, check.resource, decision))
+
+
+def find_denial(
+    principal: Principal,
+    operation: str,
+    body: dict,
+    region: str,
+    account: str,
+    lookup_table_keys: KeyLookup,
+    *,
+    request_context: dict | None = None,
+    lookup_resource_policy: Callable[[str], object] | None = None,
+) -> tuple[Check, Decision] | None:
+    """The first permission the request lacks, with IAM's decision, or None.
+
+    ``lookup_resource_policy(resource_arn)`` gives the resource-based policy
+    that governs a resource (a table's also governs its indexes) or None.
+    The root user needs no identity policy, but an explicit deny in a
+    resource-based policy still applies to it, except for
+    DeleteResourcePolicy (so an account can never lock itself out).
+    """
+    if principal.is_root and (lookup_resource_policy is None or operation == "DeleteResourcePolicy"):
+        return None
     for check in required(operation, body, region, account, lookup_table_keys):
         context = dict(request_context) if request_context else {}
         context.update(check.context)
         resource_policy = lookup_resource_policy(check.resource) if lookup_resource_policy else None
+        if principal.is_root and resource_policy is None:
+            continue
         decision = evaluate(principal, check.action, check.resource, context, None, resource_policy)
         if not decision.allowed:
-            raise AccessDeniedException(denied_message(principal, check.action, check.resource, decision))
+            return check, decision
+    return None
 
 
 def request_context(source_ip: str | None, secure: bool, now: float) -> dict:

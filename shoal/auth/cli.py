@@ -27,6 +27,8 @@ def add_iam_commands(subparsers) -> None:
         parser = commands.add_parser(name, help=help_text)
         parser.add_argument("--data-dir", default=os.environ.get("SHOAL_DATA_DIR", "./shoal-data"),
                             help="the data directory (env SHOAL_DATA_DIR; default ./shoal-data)")
+        parser.add_argument("--audit-log", default=os.environ.get("SHOAL_AUDIT_LOG"),
+                            help="where IAM changes are audited (env SHOAL_AUDIT_LOG; default <data dir>/audit.log)")
         for flags, options in arguments:
             parser.add_argument(*flags, **options)
         parser.set_defaults(handler=lambda args: _run(args, run))
@@ -109,9 +111,11 @@ def _run(args, run) -> int:
     except DataDirError as exc:
         print(f"shoal: {exc}", file=sys.stderr)
         return 1
+    store = IamStore(engine, args.data_dir)
     try:
-        result = run(IamStore(engine, args.data_dir), args)
+        result = run(store, args)
     except IamError as exc:
+        _audit(args, store, "error", f"{exc.code}: {exc.message}")
         print(f"shoal: An error occurred ({exc.code}): {exc.message}", file=sys.stderr)
         return 254  # as the AWS CLI exits on a service error
     except OSError as exc:
@@ -119,6 +123,49 @@ def _run(args, run) -> int:
         return 1
     finally:
         engine.close()
+    _audit(args, store, "allow", "changed with the shoal iam command")
     if result is not None:
         print(json.dumps(result, indent=4))
     return 0
+
+
+def _audit(args, store, decision: str, reason: str) -> None:
+    """Write an IAM change (not a listing) to the audit log."""
+    command = args.iam_command or ""
+    if command.startswith("list-"):
+        return
+    from shoal.auth.audit import DEFAULT_FILE, AuditLog
+
+    path = args.audit_log or os.path.join(args.data_dir, DEFAULT_FILE)
+    action = "iam:" + "".join(part.capitalize() for part in command.split("-"))
+    audit = AuditLog(path)
+    try:
+        audit.record(principal=_local_principal(), source="local", action=action,
+                     resource=_resource_of(args, store), decision=decision, reason=reason)
+    except OSError as exc:
+        print(f"shoal: cannot write the audit log {path}: {exc}", file=sys.stderr)
+    finally:
+        audit.close()
+
+
+def _local_principal() -> str:
+    """Who ran the command: the operating-system user of this process."""
+    import getpass
+
+    try:
+        return f"local:{getpass.getuser()}(uid={os.getuid()})"
+    except (KeyError, OSError):
+        return f"local:uid={os.getuid()}"
+
+
+def _resource_of(args, store) -> str | None:
+    """The ARN (or access key id) the command changed."""
+    if getattr(args, "policy_arn", None) and not any(getattr(args, f"{k}_name", None) for k in _ENTITIES):
+        return args.policy_arn
+    for kind in _ENTITIES:
+        name = getattr(args, f"{kind}_name", None)
+        if name:
+            return getattr(store, f"{kind}_arn")(name)
+    if getattr(args, "policy_name", None):
+        return store.policy_arn(args.policy_name)
+    return getattr(args, "access_key_id", None)

@@ -3,46 +3,97 @@
 ``Gate.authenticate(request)`` verifies the SigV4 signature against the IAM
 store and returns the ``Credentials`` (region from the credential scope);
 ``Gate.authorize(credentials, operation, data, request)`` raises
-AccessDeniedException unless the caller's policies allow the operation.
-The catalog supplies partition key names for ``dynamodb:LeadingKeys``.
+AccessDeniedException unless the caller's identity policies and the
+resource-based policy of the resource allow the operation;
+``Gate.sts(request, request_id)`` answers the STS endpoint.  Failures,
+denials and AssumeRole are written to the audit log; allowed requests write
+nothing.
+
+The catalog supplies partition key names for ``dynamodb:LeadingKeys`` and the
+storage prefix under which a table's resource-based policy is kept; both are
+read in one read transaction per authorization.
+
+``SHOAL_AUTH_CLOCK_OFFSET`` (seconds, read at start-up) shifts the clock the
+auth layer uses (signature time, token expiry, ``aws:CurrentTime``).  It
+exists for tests of expiry; leave it unset otherwise.
 """
 
 from __future__ import annotations
 
+import logging
+import os
 import time
 
-from shoal.auth.actions import authorize, request_context
+from shoal.auth.actions import find_denial, request_context
+from shoal.auth.audit import DEFAULT_FILE, AuditLog
 from shoal.auth.iam import DEFAULT_ACCOUNT, IamStore
+from shoal.auth.policy import denied_message
 from shoal.auth.sigv4 import Credentials, verify
+from shoal.errors import ShoalError
+
+log = logging.getLogger("shoal")
+CLOCK_OFFSET_ENV = "SHOAL_AUTH_CLOCK_OFFSET"
+
+
+def _clock_offset() -> float:
+    try:
+        return float(os.environ.get(CLOCK_OFFSET_ENV, "0") or 0)
+    except ValueError:
+        return 0.0
 
 
 class Gate:
     """Authentication and authorization of one worker process."""
 
-    def __init__(self, engine, data_dir, catalog, *, account: str = DEFAULT_ACCOUNT) -> None:
+    def __init__(self, engine, data_dir, catalog, *, account: str = DEFAULT_ACCOUNT,
+                 audit_path=None) -> None:
         self.engine = engine
         self.catalog = catalog
         self.account = account
-        self.store = IamStore(engine, data_dir, account=account)
+        offset = _clock_offset()
+        self.clock = (lambda: time.time() + offset) if offset else time.time
+        self.store = IamStore(engine, data_dir, account=account, clock=self.clock)
+        if audit_path is None and data_dir is not None:
+            audit_path = os.path.join(os.fspath(data_dir), DEFAULT_FILE)
+        self.audit = AuditLog(audit_path) if audit_path else None
 
-    def authenticate(self, request, service: str = "dynamodb") -> Credentials:
-        """Who signed ``request``; raises the AWS authentication errors."""
-        return verify(request, lookup_secret=self.store.lookup, service=service)
+    # -- authentication -------------------------------------------------------------------
 
-    def authorize(self, credentials: Credentials, operation: str, data: dict, request) -> None:
+    def authenticate(self, request, service: str = "dynamodb", *, operation: str | None = None,
+                     request_id: str | None = None) -> Credentials:
+        """Who signed ``request``; raises (and audits) the AWS authentication errors."""
+        try:
+            return verify(request, lookup_secret=self.store.lookup, service=service, now=self.clock())
+        except ShoalError as exc:
+            self._audit(_claimed_key(request), request, f"{service}:{operation or '*'}", None, "deny",
+                        f"{exc.type_name}: {exc.message}", request_id)
+            raise
+
+    # -- authorization --------------------------------------------------------------------
+
+    def authorize(self, credentials: Credentials, operation: str, data: dict, request,
+                  request_id: str | None = None) -> None:
         """Raise AccessDeniedException unless the signer may run ``operation``."""
+        from shoal.auth.errors import AccessDeniedException
+
         principal = credentials.identity.principal
-        if principal.is_root:
-            return
         region = credentials.region
         peer = request.peer[0] if request.peer else None
-        authorize(principal, operation, data, region, self.account, self._key_lookup(region),
-                  request_context=request_context(peer, request.secure, time.time()))
+        context = request_context(peer, request.secure, self.clock())
+        with self.engine.read() as txn:
+            denial = find_denial(principal, operation, data, region, self.account,
+                                 self._key_lookup(txn, region), request_context=context,
+                                 lookup_resource_policy=self._policy_lookup(txn))
+        if denial is None:
+            return
+        check, decision = denial
+        message = denied_message(principal, check.action, check.resource, decision)
+        self._audit(principal.arn, request, check.action, check.resource, "deny", decision.reason, request_id)
+        raise AccessDeniedException(message)
 
-    def _key_lookup(self, region: str):
+    def _key_lookup(self, txn, region: str):
         def lookup(table_name: str, index_name: str | None):
-            with self.engine.read() as txn:
-                table = self.catalog.get(txn, region, table_name)
+            table = self.catalog.get(txn, region, table_name)
             if table is None:
                 return None
             if index_name is None:
@@ -50,3 +101,53 @@ class Gate:
             index = table.index_map.get(index_name)
             return index.hash_key if index is not None else None
         return lookup
+
+    def _policy_lookup(self, txn):
+        from shoal.api.resource_policies import lookup_policy
+
+        return lambda arn: lookup_policy(txn, self.catalog, arn)
+
+    # -- STS ------------------------------------------------------------------------------
+
+    def sts(self, request, request_id: str) -> tuple[int, str, bytes]:
+        """Answer an STS query-protocol request; AssumeRole, granted or
+        refused, is an IAM change and is audited."""
+        from shoal.auth.sts import parse_form, sts_handle
+
+        form = parse_form(request.body)
+        credentials = self.authenticate(request, "sts", operation=form.get("Action"), request_id=request_id)
+
+        def audit(action: str, resource: str, decision: str, reason: str) -> None:
+            self._audit(credentials.identity.principal.arn, request, action, resource, decision, reason, request_id)
+
+        return sts_handle(form, credentials, store=self.store, request_id=request_id, audit=audit)
+
+    # -- audit ----------------------------------------------------------------------------
+
+    def _audit(self, principal, request, action, resource, decision, reason, request_id) -> None:
+        if self.audit is None:
+            return
+        try:
+            self.audit.record(principal=principal, source=request.peer[0] if request.peer else None,
+                              action=action, resource=resource, decision=decision, reason=reason,
+                              request_id=request_id, now=self.clock())
+        except OSError as exc:  # never turn a denial into a server error
+            log.error("cannot write the audit log %s: %s", self.audit.path, exc)
+
+    def close(self) -> None:
+        if self.audit is not None:
+            self.audit.close()
+
+
+def _claimed_key(request) -> str | None:
+    """The access key a request claims (from the header or the presigned
+    query), for the audit line of a failed authentication."""
+    auth = request.headers.get("authorization", "")
+    at = auth.find("Credential=")
+    if at >= 0:
+        return auth[at + 11:].split("/", 1)[0].strip() or None
+    path = request.path
+    at = path.find("X-Amz-Credential=")
+    if at >= 0:
+        return path[at + 17:].split("%2F", 1)[0].split("/", 1)[0].split("&", 1)[0] or None
+    return None

@@ -48,6 +48,9 @@ DEFAULT_SESSION_S = 3600
 MIN_SESSION_S = 900
 MAX_SESSION_S = 43200
 MAX_CACHED = 10000
+#: Expired temporary credentials are kept this long, so that a client still
+#: using them gets ExpiredTokenException (as from AWS), not an unknown key.
+EXPIRED_GRACE_S = 86400
 
 
 class IamError(ShoalError):
@@ -390,11 +393,15 @@ class IamStore:
                 "Arn": f"arn:aws:sts::{self.account}:assumed-role/{role_name}/{session_name}"}
 
     def prune_expired(self, now: float | None = None) -> int:
-        """Delete temporary credentials past their expiry; returns how many."""
+        """Delete temporary credentials expired for longer than
+        ``EXPIRED_GRACE_S``; returns how many."""
         now = self.clock() if now is None else now
-        with self._write() as txn:
+        with self.engine.read() as txn:
             doomed = [k for k, v in txn.scan("meta", b"iam/key/", b"iam/key0")
-                      if (orjson.loads(v).get("expires") or float("inf")) <= now]
+                      if (orjson.loads(v).get("expires") or float("inf")) + EXPIRED_GRACE_S <= now]
+        if not doomed:
+            return 0  # nothing to change: no write, no cache invalidation
+        with self._write() as txn:
             for key in doomed:
                 txn.delete("meta", key)
         return len(doomed)

@@ -29,19 +29,25 @@ def parse_form(body: bytes) -> dict:
     return form
 
 
-def sts_handle(form: dict, credentials, *, store: IamStore, request_id: str | None = None) -> tuple[int, str, bytes]:
+def sts_handle(form: dict, credentials, *, store: IamStore, request_id: str | None = None,
+               audit=None) -> tuple[int, str, bytes]:
     """Answer one STS request; ``credentials`` is what ``sigv4.verify``
     returned (its ``identity`` the caller's ``KeyIdentity``).  Returns
-    (HTTP status, content type, XML body)."""
+    (HTTP status, content type, XML body).  ``audit(action, resource,
+    decision, reason)``, when given, is told of every AssumeRole: it creates
+    credentials, an IAM change."""
     request_id = request_id or str(uuid.uuid4())
     action = form.get("Action", "")
     try:
         if action == "GetCallerIdentity":
             return 200, CONTENT_TYPE, _caller_identity(credentials, store, request_id)
         if action == "AssumeRole":
-            return 200, CONTENT_TYPE, _assume_role(form, credentials, store, request_id)
+            return 200, CONTENT_TYPE, _assume_role(form, credentials, store, request_id, audit)
         raise IamError("InvalidAction", f"Could not find operation {action} for version {form.get('Version', VERSION)}")
     except IamError as exc:
+        if action == "AssumeRole" and audit is not None:
+            audit("sts:AssumeRole", form.get("RoleArn"), "deny" if exc.code == "AccessDenied" else "error",
+                  f"{exc.code}: {exc.message}")
         return exc.status, CONTENT_TYPE, error_xml(exc.code, exc.message, request_id)
 
 
@@ -72,7 +78,7 @@ def _required(form: dict, name: str, member: str) -> str:
     return value
 
 
-def _assume_role(form: dict, credentials, store: IamStore, request_id: str) -> bytes:
+def _assume_role(form: dict, credentials, store: IamStore, request_id: str, audit=None) -> bytes:
     role_arn = _required(form, "RoleArn", "roleArn")
     session = _required(form, "RoleSessionName", "roleSessionName")
     duration = form.get("DurationSeconds")
@@ -83,6 +89,10 @@ def _assume_role(form: dict, credentials, store: IamStore, request_id: str) -> b
                                           "Member must be a number") from None
     creds = store.assume_role(credentials.identity.principal, role_arn, session, seconds)
     expiration = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(creds["Expiration"]))
+    if audit is not None:
+        audit("sts:AssumeRole", role_arn, "allow",
+              f"temporary credentials {creds['AccessKeyId']} issued for session {creds['Arn']}, "
+              f"expiring {expiration}")
     result = (f"<Credentials><AccessKeyId>{creds['AccessKeyId']}</AccessKeyId>"
               f"<SecretAccessKey>{escape(creds['SecretAccessKey'])}</SecretAccessKey>"
               f"<SessionToken>{escape(creds['SessionToken'])}</SessionToken>"

@@ -49,6 +49,8 @@ _ALPHABET = string.ascii_uppercase + string.digits
 WRITE_OPERATIONS = frozenset({
     "PutItem", "UpdateItem", "DeleteItem", "BatchWriteItem", "TransactWriteItems",
     "CreateTable", "UpdateTable", "DeleteTable", "TagResource", "UntagResource", "UpdateTimeToLive",
+    "PutResourcePolicy", "DeleteResourcePolicy",
+    "ExecuteStatement", "BatchExecuteStatement", "ExecuteTransaction",
 })
 
 
@@ -93,6 +95,7 @@ class Dispatcher:
         group_commit: bool = True,
         auth: str = "off",
         data_dir: str | None = None,
+        audit_log: str | None = None,
     ) -> None:
         self.engine = engine
         self.group_commit = group_commit
@@ -116,7 +119,7 @@ class Dispatcher:
         if auth == "sigv4":
             from shoal.auth.gate import Gate  # only paid for when auth is on
 
-            self.gate = Gate(engine, data_dir, self.catalog)
+            self.gate = Gate(engine, data_dir, self.catalog, audit_path=audit_log)
         if self.gate is not None:
             self.background_jobs.append(self.gate.store.prune_expired)
 
@@ -135,7 +138,7 @@ class Dispatcher:
             return _unknown_operation_404(request_id)
         response_type = "application/json" if content_type == "application/json" else JSON_TYPES[0]
         try:
-            operation, job = self._prepare(request)
+            operation, job = self._prepare(request, request_id)
             if operation in WRITE_OPERATIONS and self.group_commit:
                 return self._respond_later(request_id, response_type, self.committer.submit(job))
             return _response(request_id, response_type, 200, job())
@@ -149,7 +152,7 @@ class Dispatcher:
             return _response(request_id, response_type, *_error(exc, request_id))
         return _response(request_id, response_type, 200, body)
 
-    def _prepare(self, request: Request):
+    def _prepare(self, request: Request, request_id: str | None = None):
         """Route and validate a request; return (operation, a job that runs it
         and returns the response body)."""
         target = request.headers.get("x-amz-target", "")
@@ -164,7 +167,7 @@ class Dispatcher:
         if self.gate is not None:
             # As DynamoDB does: the signature is checked once the operation is
             # known, before the body is parsed; policies after validation.
-            credentials = self.gate.authenticate(request)
+            credentials = self.gate.authenticate(request, operation=operation, request_id=request_id)
             region, access_key = credentials.region, credentials.access_key
         else:
             region, access_key = region_of(request.headers.get("authorization"), self.default_region)
@@ -176,7 +179,7 @@ class Dispatcher:
             raise SerializationException() from None
         validator.validate(operation, data)
         if self.gate is not None:
-            self.gate.authorize(credentials, operation, data, request)
+            self.gate.authorize(credentials, operation, data, request, request_id)
         handler = self.operations.get(operation)
         if handler is None:
             raise NotImplementedOperation(operation)
@@ -190,12 +193,10 @@ class Dispatcher:
 
     def _sts(self, request: Request, request_id: str) -> Response:
         """The STS query-protocol endpoint (AssumeRole, GetCallerIdentity)."""
-        from shoal.auth.sts import error_xml, parse_form, sts_handle
+        from shoal.auth.sts import error_xml
 
         try:
-            credentials = self.gate.authenticate(request, "sts")
-            status, content_type, body = sts_handle(parse_form(request.body), credentials,
-                                                    store=self.gate.store, request_id=request_id)
+            status, content_type, body = self.gate.sts(request, request_id)
         except ShoalError as exc:
             status, content_type = exc.status, "text/xml"
             body = error_xml(exc.type_name, exc.message, request_id)
@@ -204,6 +205,8 @@ class Dispatcher:
     def close(self) -> None:
         """Stop the group committer's sync thread (connections have drained)."""
         self.committer.close()
+        if self.gate is not None:
+            self.gate.close()
 
     def start_background(self, loop) -> None:
         """Run background jobs on ``loop`` (called by the worker once serving)."""

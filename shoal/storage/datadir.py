@@ -36,6 +36,7 @@ import struct
 import lmdb
 
 from shoal.storage.engine import SPACES, Engine
+from shoal.storage.keyring import DataKeys, KeyringError, keyring_path, load_keyring, write_keyring
 from shoal.storage.lmdb_engine import LmdbEngine
 
 FORMAT_VERSION = 1
@@ -43,6 +44,8 @@ MARKER_NAME = "FORMAT"
 LMDB_DIR = "lmdb"
 _MARKER_TITLE = "Shoal data directory"
 _MARKER_TEXT = f"{_MARKER_TITLE}\nformat {FORMAT_VERSION}\nengine lmdb\n"
+#: The marker line of a directory encrypted at rest (see docs/encryption.md).
+ENCRYPTION_LINE = "encryption aes-256-gcm"
 _MARKER_MAX_BYTES = 4096
 _LMDB_FILES = ("data.mdb", "lock.mdb")
 _TEMPORARY_MARKER = re.compile(re.escape(MARKER_NAME) + r"\.\d+\.tmp")
@@ -61,12 +64,15 @@ class DataDirError(Exception):
     """The data directory cannot be used; the message is what the CLI prints."""
 
 
-def open_data_dir(path, *, create: bool = True, sync: bool = True) -> Engine:
+def open_data_dir(path, *, create: bool = True, sync: bool = True, master_key: bytes | None = None) -> Engine:
     """Validate (or, on first use, initialise) the data directory and open its engine.
 
     Raises ``DataDirError`` without creating or modifying anything when the
     directory is unwritable, was written by an incompatible format version, is
-    damaged, or holds files that are not Shoal's.
+    damaged, or holds files that are not Shoal's.  With ``master_key`` a fresh
+    directory is encrypted at rest and an encrypted one is opened through
+    ``EncryptedEngine``; an encrypted directory without its key (or with
+    another key), or a plain one given a key, is refused the same way.
     """
     shown = os.fspath(path)
     if not os.path.lexists(shown):
@@ -81,12 +87,51 @@ def open_data_dir(path, *, create: bool = True, sync: bool = True) -> Engine:
     with _directory_lock(shown):
         marker = os.path.join(shown, MARKER_NAME)
         if os.path.lexists(marker):
-            _check_marker(shown, marker)
+            encrypted = _check_marker(shown, marker)
             _check_lmdb_files(shown)
+            data_keys = _check_encryption(shown, encrypted, master_key)
         else:
             leftovers = _check_empty(shown)
-            _write_marker(shown, marker, leftovers)
-        return _open_engine(shown, sync)
+            _write_marker(shown, marker, leftovers, encrypted=master_key is not None)
+            data_keys = _new_keyring(shown, master_key) if master_key is not None else None
+        engine = _open_engine(shown, sync)
+        if data_keys is None:
+            return engine
+        from shoal.storage.encrypted import EncryptedEngine
+
+        return EncryptedEngine(engine, data_keys)
+
+
+def _check_encryption(shown: str, encrypted: bool, master_key: bytes | None) -> DataKeys | None:
+    """The data keys of an encrypted directory, checked against the master key
+    (reading only), or None for a plain one."""
+    if not encrypted:
+        if master_key is not None:
+            raise DataDirError(
+                f"data directory {shown} is not encrypted, but a master key was given: start it "
+                "without --master-key-file / SHOAL_MASTER_KEY (a directory is encrypted when it is created)"
+            )
+        return None
+    if master_key is None:
+        raise DataDirError(
+            f"data directory {shown} is encrypted: give its master key with --master-key-file "
+            "or SHOAL_MASTER_KEY"
+        )
+    if not os.path.lexists(keyring_path(shown)) and not os.path.lexists(os.path.join(shown, LMDB_DIR, "data.mdb")):
+        return _new_keyring(shown, master_key)  # an initialisation interrupted after the marker
+    try:
+        return load_keyring(shown, master_key)
+    except KeyringError as exc:
+        raise DataDirError(str(exc)) from None
+
+
+def _new_keyring(shown: str, master_key: bytes) -> DataKeys:
+    keys = DataKeys.generate()
+    try:
+        write_keyring(shown, keys, master_key)
+    except OSError as exc:
+        raise DataDirError(f"data directory {shown} is not writable ({exc.strerror})") from None
+    return keys
 
 
 @contextlib.contextmanager
@@ -130,7 +175,8 @@ def _check_empty(shown: str) -> list[str]:
     return leftovers
 
 
-def _check_marker(shown: str, marker: str) -> None:
+def _check_marker(shown: str, marker: str) -> bool:
+    """Check the marker; True if it says the directory is encrypted."""
     try:
         with open(marker, "rb") as handle:
             raw = handle.read(_MARKER_MAX_BYTES + 1)
@@ -144,6 +190,7 @@ def _check_marker(shown: str, marker: str) -> None:
             f"data directory {shown} was written by Shoal format {version}; "
             f"this Shoal reads format {FORMAT_VERSION}"
         )
+    return ENCRYPTION_LINE in raw.decode("utf-8").splitlines()
 
 
 def _parse_marker(raw: bytes) -> int | None:
@@ -211,7 +258,7 @@ def _lmdb_file_problem(data_file: str) -> str | None:
     return None
 
 
-def _write_marker(shown: str, marker: str, leftovers: list[str]) -> None:
+def _write_marker(shown: str, marker: str, leftovers: list[str], *, encrypted: bool = False) -> None:
     """Write the marker atomically and durably, so a crash never leaves half of one."""
     temporary = f"{marker}.{os.getpid()}.tmp"
     for name in leftovers:
@@ -222,7 +269,7 @@ def _write_marker(shown: str, marker: str, leftovers: list[str]) -> None:
         raise DataDirError(f"data directory {shown} is not writable ({exc.strerror})") from None
     try:
         try:
-            os.write(fd, _MARKER_TEXT.encode())
+            os.write(fd, (_MARKER_TEXT + (ENCRYPTION_LINE + "\n" if encrypted else "")).encode())
             os.fsync(fd)
         finally:
             os.close(fd)

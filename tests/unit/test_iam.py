@@ -7,7 +7,7 @@ import stat
 
 import pytest
 
-from shoal.auth.iam import IamError, IamStore, bootstrap_root
+from shoal.auth.iam import EXPIRED_GRACE_S, IamError, IamStore, bootstrap_root
 from shoal.auth.policy import evaluate
 from shoal.storage import open_data_dir
 
@@ -168,6 +168,8 @@ def test_assume_role(store, clock):
         store.assume_role(alice, role["Arn"], "s3", 7200)
     assert err.value.code == "ValidationError"
     clock.now += 1000
+    assert store.prune_expired() == 0  # expired, but kept for ExpiredTokenException
+    clock.now += EXPIRED_GRACE_S
     assert store.prune_expired() == 1
 
 

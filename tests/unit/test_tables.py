@@ -260,8 +260,10 @@ def test_create_with_disabled_stream_is_fine(ctx):
     t.create_table(ctx, request(StreamSpecification={"StreamEnabled": False}))
 
 
-def test_create_resource_policy_unsupported(ctx):
-    assert error(t.create_table, ctx, request(ResourcePolicy="{}")) == "Shoal does not support ResourcePolicy yet"
+def test_create_with_an_invalid_resource_policy(ctx):
+    assert error(t.create_table, ctx, request(ResourcePolicy="{}")) == (
+        "One or more parameter values were invalid: Invalid policy document: Syntax errors in policy."
+    )
 
 
 # ---------------------------------------------------------------- DescribeTable / ListTables

@@ -1,0 +1,624 @@
+"""PartiQL operations: ExecuteStatement, BatchExecuteStatement, ExecuteTransaction.
+
+Each statement is parsed (``shoal.partiql``, cached by text), its ``?``s bound
+to the request's Parameters, and then run as the item operation it stands for:
+
+    SELECT ... WHERE <partition key> = v ...   Query (the sort key's range too)
+    SELECT ... (any other WHERE)               Scan
+    INSERT INTO t VALUE {...}                  PutItem, attribute_not_exists(key)
+    UPDATE t SET/REMOVE ... WHERE <key> ...    UpdateItem, attribute_exists(key)
+    DELETE FROM t WHERE <key> ...              DeleteItem
+    [NOT] EXISTS(SELECT ... WHERE <key> ...)   a transaction's ConditionCheck
+
+Conjuncts of a write's WHERE beyond the key equalities are its condition.  A
+SELECT's WHERE is evaluated by the expression evaluator over the items the
+Query or Scan returns (only the conjuncts the key condition does not already
+guarantee), so a filter may name key attributes, which a Query's
+FilterExpression may not; Limit still counts items evaluated, as DynamoDB's.
+NextToken is the page's LastEvaluatedKey, encoded.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+
+import orjson
+
+from shoal.api.common import expression_context
+from shoal.api.items import delete_item, get_item, put_item, update_item
+from shoal.api.query import query, scan
+from shoal.api.transactions import TransactionCanceledException, transact_get_items, transact_write_items
+from shoal.errors import (
+    ConditionalCheckFailedException,
+    ResourceNotFoundException,
+    ShoalError,
+    ValidationException,
+)
+from shoal.expressions import parse_condition, parse_projection
+from shoal.model.values import validate_value
+from shoal.partiql import ast, parse_statement
+from shoal.partiql.translate import (
+    ExpressionBuilder,
+    bind_value,
+    check_parameters,
+    conjuncts,
+    key_equality,
+    sort_condition,
+    split_key,
+)
+
+DUPLICATE_ITEM = "Duplicate primary key exists in table"
+KEY_EQUALITY = "Where clause does not contain a mandatory equality on all key attributes"
+INVALID_NEXT_TOKEN = "Invalid NextToken"
+EXISTS_OUTSIDE_TRANSACTION = "EXISTS can only be used in ExecuteTransaction write requests."
+MIXED_BATCH = "Read and write requests together in the same batch is not supported."
+MIXED_TRANSACTION = "ExecuteTransaction API does not support both read and write operations in the same request."
+DUPLICATE_KEYS = "Provided list of item keys contains duplicates"
+SINGLE_ITEM_SELECT = "Only single item select is supported"
+TRANSACTION_SELECT = "Select statements within ExecuteTransaction must specify the primary key in the where clause."
+EXISTS_CONDITION = "EXISTS() must contain a single item read with additional condition"
+ORDER_BY_WHERE = "Must have WHERE clause in the statement when using ORDER BY clause."
+ORDER_BY_HASH = "Must have at least one non-optional hash key condition in WHERE clause when using ORDER BY clause."
+
+
+class DuplicateItemException(ShoalError):
+    """An INSERT of an item whose primary key is already in the table."""
+
+    type_name = "DuplicateItemException"
+    status = 400
+
+
+# ---------------------------------------------------------------- shared pieces
+
+
+def _parse(text: str, parameters: list | None):
+    """(statement AST, validated Parameters)."""
+    statement = parse_statement(text)
+    params = check_parameters(statement, parameters)
+    if params:
+        params = [validate_value(value, "Parameters") for value in params]
+    return statement, params
+
+
+def _table(ctx, name: str):
+    with ctx.engine.read() as txn:
+        return ctx.catalog.require(txn, ctx.region, name)
+
+
+def _key_names(table) -> tuple:
+    return tuple(name for name, _ in table.key_schema)
+
+
+def _check_key_types(key: dict, attribute_types: dict) -> None:
+    for name, value in key.items():
+        if attribute_types.get(name) not in value:
+            raise ValidationException(
+                f"Key attribute's data type should match its data type in table's schema: Key {name}"
+            )
+
+
+def _statement_key(table, where, params: list) -> tuple[dict, list]:
+    """(the item's key, the other conjuncts) of a WHERE that must name one item."""
+    key, rest = split_key(where, _key_names(table), params)
+    if len(key) != len(table.key_schema):
+        raise ValidationException(KEY_EQUALITY)
+    _check_key_types(key, table.attribute_types)
+    return key, rest
+
+
+def _with_capacity(out: dict, response: dict) -> dict:
+    capacity = response.get("ConsumedCapacity")
+    if capacity is not None:
+        out["ConsumedCapacity"] = capacity
+    return out
+
+
+def _loads(response) -> dict:
+    return orjson.loads(response) if isinstance(response, (bytes, bytearray, memoryview)) else response
+
+
+# ---------------------------------------------------------------- writes
+
+
+class WritePlan:
+    """One write statement as a TransactWriteItems action: ``kind`` is Put,
+    Update, Delete or ConditionCheck and ``spec`` its request members."""
+
+    __slots__ = ("kind", "spec", "table", "key", "returning", "insert")
+
+    def __init__(self, kind: str, spec: dict, table, key: dict, returning: str | None = None) -> None:
+        self.kind = kind
+        self.spec = spec
+        self.table = table
+        self.key = key
+        self.returning = returning
+        self.insert = kind == "Put"
+
+    def identity(self) -> tuple:
+        """What two statements on one item share."""
+        return self.table.name, orjson.dumps(self.key, option=orjson.OPT_SORT_KEYS)
+
+
+def plan_write(ctx, statement, params: list) -> WritePlan:
+    """The item action of an INSERT, UPDATE, DELETE or EXISTS statement."""
+    if isinstance(statement, ast.Insert):
+        return _plan_insert(ctx, statement, params)
+    if isinstance(statement, ast.Update):
+        return _plan_update(ctx, statement, params)
+    if isinstance(statement, ast.Delete):
+        return _plan_delete(ctx, statement, params)
+    return _plan_exists(ctx, statement, params)
+
+
+def _plan_insert(ctx, statement: ast.Insert, params: list) -> WritePlan:
+    table = _table(ctx, statement.table)
+    item = bind_value(statement.item, params)["M"]
+    for name in _key_names(table):
+        if name not in item:
+            raise ValidationException(f"Key attribute should be present in the item: Key {name}")
+    key = {name: item[name] for name in _key_names(table)}
+    _check_key_types(key, table.attribute_types)
+    spec = {
+        "TableName": table.name,
+        "Item": item,
+        "ConditionExpression": "attribute_not_exists(#n0)",
+        "ExpressionAttributeNames": {"#n0": table.hash_key},
+    }
+    return WritePlan("Put", spec, table, key)
+
+
+def _plan_update(ctx, statement: ast.Update, params: list) -> WritePlan:
+    table = _table(ctx, statement.table)
+    key, rest = _statement_key(table, statement.where, params)
+    builder = ExpressionBuilder(params)
+    spec = {"TableName": table.name, "Key": key, "UpdateExpression": builder.update(statement.clauses)}
+    exists = f"attribute_exists({builder.name(table.hash_key)})"
+    condition = builder.conjunction(rest)
+    spec["ConditionExpression"] = exists if condition is None else f"{exists} AND ({condition})"
+    spec.update(builder.members())
+    return WritePlan("Update", spec, table, key, statement.returning)
+
+
+def _plan_delete(ctx, statement: ast.Delete, params: list) -> WritePlan:
+    table = _table(ctx, statement.table)
+    key, rest = _statement_key(table, statement.where, params)
+    builder = ExpressionBuilder(params)
+    spec = {"TableName": table.name, "Key": key}
+    condition = builder.conjunction(rest)
+    if condition is not None:
+        spec["ConditionExpression"] = condition
+    spec.update(builder.members())
+    return WritePlan("Delete", spec, table, key, statement.returning)
+
+
+def _plan_exists(ctx, statement: ast.Exists, params: list) -> WritePlan:
+    select = statement.select
+    table = _table(ctx, select.table)
+    key, rest = split_key(select.where, _key_names(table), params)
+    if select.index is not None or len(key) != len(table.key_schema) or not rest:
+        raise ValidationException(EXISTS_CONDITION)
+    _check_key_types(key, table.attribute_types)
+    builder = ExpressionBuilder(params)
+    hash_name = builder.name(table.hash_key)
+    condition = builder.conjunction(rest)
+    if statement.negated:
+        text = f"attribute_not_exists({hash_name}) OR NOT ({condition})"
+    else:
+        text = f"attribute_exists({hash_name}) AND ({condition})"
+    spec = {"TableName": table.name, "Key": key, "ConditionExpression": text}
+    spec.update(builder.members())
+    return WritePlan("ConditionCheck", spec, table, key)
+
+
+_WRITERS = {"Put": put_item, "Update": update_item, "Delete": delete_item}
+
+
+def run_write(ctx, plan: WritePlan, request: dict) -> dict:
+    """Run one planned write as its item operation; the ExecuteStatement response."""
+    sub = dict(plan.spec)
+    for member in ("ReturnConsumedCapacity", "ReturnValuesOnConditionCheckFailure"):
+        if request.get(member) is not None:
+            sub[member] = request[member]
+    if plan.returning is not None:
+        sub["ReturnValues"] = plan.returning
+    try:
+        response = _WRITERS[plan.kind](ctx, sub)
+    except ConditionalCheckFailedException as exc:
+        if plan.insert and exc.item is None:
+            raise DuplicateItemException(DUPLICATE_ITEM) from None
+        raise
+    attributes = response.get("Attributes")
+    return _with_capacity({"Items": [attributes] if attributes else []}, response)
+
+
+# ---------------------------------------------------------------- SELECT
+
+
+class _Reader:
+    """What a SELECT evaluates over the items it reads: the WHERE conjuncts
+    the key condition does not guarantee, and the projection."""
+
+    __slots__ = ("condition", "projection")
+
+    def __init__(self, builder: ExpressionBuilder, residual: list, paths: tuple | None) -> None:
+        request = {}
+        filter_text = builder.conjunction(residual)
+        if filter_text is not None:
+            request["FilterExpression"] = filter_text
+        projection_text = builder.projection(paths)
+        if projection_text is not None:
+            request["ProjectionExpression"] = projection_text
+        request.update(builder.members())
+        exprs = expression_context(request, ("FilterExpression", "ProjectionExpression"), ())
+        self.condition = None if filter_text is None else parse_condition(filter_text, exprs, "FilterExpression")
+        self.projection = None if projection_text is None else parse_projection(projection_text, exprs)
+
+    def shape(self, items: list) -> list:
+        """The items that pass the condition, projected."""
+        condition, projection = self.condition, self.projection
+        if condition is None and projection is None:
+            return items
+        out = []
+        for item in items:
+            if condition is None or condition.evaluate(item):
+                out.append(item if projection is None else projection.apply(item))
+        return out
+
+
+def _read_keys(table, statement: ast.Select):
+    """(index or None, hash key, range key) a SELECT reads by."""
+    if statement.index is None:
+        return None, table.hash_key, table.range_key
+    index = table.index_map.get(statement.index)
+    if index is None or index.status == "DELETING":
+        raise ValidationException(f"The table does not have the specified index: {statement.index}")
+    return index, index.hash_key, index.range_key
+
+
+def _check_order_by(statement: ast.Select, keys: tuple, partition) -> bool:
+    """True if the ORDER BY asks for descending sort key order."""
+    if statement.order_by is None:
+        return False
+    if statement.where is None:
+        raise ValidationException(ORDER_BY_WHERE)
+    if partition is None:
+        raise ValidationException(ORDER_BY_HASH)
+    descending = False
+    for path, desc in statement.order_by:
+        if len(path.elements) != 1 or path.elements[0] not in keys:
+            raise ValidationException(
+                f"Variable reference {path.elements[0]} in ORDER BY clause must be part of the primary key"
+            )
+        if path.elements[0] == keys[-1]:
+            descending = desc
+    return descending
+
+
+def _key_condition(builder: ExpressionBuilder, table, hash_key, range_key, statement, params, partition):
+    """(KeyConditionExpression, the conjuncts it covers)."""
+    value_node = partition[1]
+    hash_value = bind_value(value_node, params)
+    _check_key_types({hash_key: hash_value}, table.attribute_types)
+    text = f"{builder.name(hash_key)} = {builder.value(hash_value)}"
+    covered = [partition[2]]
+    sort = sort_condition(statement.where, range_key) if range_key is not None else None
+    if sort is not None:
+        op, nodes, node = sort
+        values = [bind_value(n, params) for n in nodes]
+        for value in values:
+            _check_key_types({range_key: value}, table.attribute_types)
+        name = builder.name(range_key)
+        holders = [builder.value(v) for v in values]
+        if op == "BETWEEN":
+            text += f" AND {name} BETWEEN {holders[0]} AND {holders[1]}"
+        elif op == "begins_with":
+            text += f" AND begins_with({name}, {holders[0]})"
+        else:
+            text += f" AND {name} {op} {holders[0]}"
+        covered.append(node)
+    return text, covered
+
+
+def _partition(where, hash_key: str):
+    """(name, value node, conjunct) of the partition key equality, or None."""
+    for node in conjuncts(where):
+        found = key_equality(node, (hash_key,))
+        if found is not None:
+            return found[0], found[1], node
+    return None
+
+
+def encode_next_token(last_key: dict) -> str:
+    return base64.b64encode(orjson.dumps(last_key)).decode()
+
+
+def decode_next_token(token: str) -> dict:
+    """The ExclusiveStartKey a NextToken stands for."""
+    try:
+        key = orjson.loads(base64.b64decode(token, validate=True))
+    except (binascii.Error, ValueError, orjson.JSONDecodeError):
+        raise ValidationException(INVALID_NEXT_TOKEN) from None
+    if not isinstance(key, dict) or not key:
+        raise ValidationException(INVALID_NEXT_TOKEN)
+    return key
+
+
+def select(ctx, statement: ast.Select, params: list, request: dict) -> dict:
+    """Run a SELECT as a Query (partition key equality) or a Scan."""
+    table = _table(ctx, statement.table)
+    index, hash_key, range_key = _read_keys(table, statement)
+    partition = _partition(statement.where, hash_key)
+    keys = (hash_key,) if range_key is None else (hash_key, range_key)
+    descending = _check_order_by(statement, keys, partition)
+    read = {"TableName": table.name}
+    if index is not None:
+        read["IndexName"] = index.name
+    residual = conjuncts(statement.where)
+    if partition is not None:
+        key_builder = ExpressionBuilder(params)
+        text, covered = _key_condition(key_builder, table, hash_key, range_key, statement, params, partition)
+        read["KeyConditionExpression"] = text
+        read.update(key_builder.members())
+        if descending:
+            read["ScanIndexForward"] = False
+        residual = [node for node in residual if not any(node is c for c in covered)]
+    reader = _Reader(ExpressionBuilder(params), residual, statement.projection)
+    for member in ("Limit", "ConsistentRead", "ReturnConsumedCapacity"):
+        if request.get(member) is not None:
+            read[member] = request[member]
+    if request.get("NextToken") is not None:
+        read["ExclusiveStartKey"] = decode_next_token(request["NextToken"])
+    page = _loads((query if partition is not None else scan)(ctx, read))
+    out = {"Items": reader.shape(page.get("Items", []))}
+    last = page.get("LastEvaluatedKey")
+    if last is not None:
+        out["NextToken"] = encode_next_token(last)
+        out["LastEvaluatedKey"] = last
+    return _with_capacity(out, page)
+
+
+# ---------------------------------------------------------------- ExecuteStatement
+
+
+def execute_statement(ctx, request: dict):
+    """ExecuteStatement: one statement, read or write."""
+    statement, params = _parse(request["Statement"], request.get("Parameters"))
+    if isinstance(statement, ast.Select):
+        return select(ctx, statement, params, request)
+    if isinstance(statement, ast.Exists):
+        raise ValidationException(EXISTS_OUTSIDE_TRANSACTION)
+    return run_write(ctx, plan_write(ctx, statement, params), request)
+
+
+# ---------------------------------------------------------------- BatchExecuteStatement
+
+_BATCH_CODES = (
+    (ConditionalCheckFailedException, "ConditionalCheckFailed"),
+    (DuplicateItemException, "DuplicateItem"),
+    (ResourceNotFoundException, "ResourceNotFound"),
+    (ValidationException, "ValidationError"),
+)
+
+
+def batch_error(exc: ShoalError, table_name: str | None = None) -> dict:
+    """A BatchStatementResponse for a statement that failed."""
+    code = next((c for cls, c in _BATCH_CODES if isinstance(exc, cls)), None)
+    if code is None:
+        code = "TransactionConflict" if exc.type_name == "TransactionConflictException" else "InternalServerError"
+    error = {"Code": code, "Message": exc.message}
+    item = getattr(exc, "item", None)
+    if item is not None:
+        error["Item"] = item
+    out = {"Error": error}
+    if table_name is not None:
+        out["TableName"] = table_name
+    return out
+
+
+class _Capacity:
+    """ConsumedCapacity summed per table, in the order tables first appear."""
+
+    __slots__ = ("by_table",)
+
+    def __init__(self) -> None:
+        self.by_table: dict[str, dict] = {}
+
+    def add(self, capacity: dict | None) -> None:
+        if capacity is None:
+            return
+        total = self.by_table.setdefault(capacity["TableName"], {"TableName": capacity["TableName"]})
+        _add_units(total, capacity)
+
+    def members(self) -> dict:
+        return {"ConsumedCapacity": list(self.by_table.values())} if self.by_table else {}
+
+
+def _add_units(total: dict, capacity: dict) -> None:
+    for member, value in capacity.items():
+        if member == "TableName":
+            continue
+        if member == "CapacityUnits":
+            total[member] = total.get(member, 0.0) + value
+        elif member == "Table":
+            _add_units(total.setdefault("Table", {}), value)
+        else:  # LocalSecondaryIndexes / GlobalSecondaryIndexes: {name: {CapacityUnits}}
+            into = total.setdefault(member, {})
+            for name, units in value.items():
+                _add_units(into.setdefault(name, {}), units)
+
+
+def batch_execute_statement(ctx, request: dict):
+    """BatchExecuteStatement: up to 25 statements, all reads or all writes,
+    each run on its own; a statement's failure is its response's Error."""
+    parsed = []
+    for entry in request["Statements"]:
+        try:
+            parsed.append(_parse(entry["Statement"], entry.get("Parameters")))
+        except ValidationException as exc:
+            parsed.append(exc)
+    kinds = {isinstance(p[0], ast.Select) for p in parsed if not isinstance(p, ShoalError)}
+    if len(kinds) > 1:
+        raise ValidationException(MIXED_BATCH)
+    capacity = _Capacity()
+    if kinds == {True}:
+        responses = [_batch_read(ctx, p, entry, request, capacity) for p, entry in zip(parsed, request["Statements"])]
+    else:
+        responses = _batch_writes(ctx, parsed, request, capacity)
+    out = {"Responses": responses}
+    if request.get("ReturnConsumedCapacity") not in (None, "NONE"):
+        out.update(capacity.members())
+    return out
+
+
+def _batch_read(ctx, parsed, entry: dict, request: dict, capacity: _Capacity) -> dict:
+    if isinstance(parsed, ShoalError):
+        return batch_error(parsed)
+    statement, params = parsed
+    table_name = None
+    try:
+        table = _table(ctx, statement.table)
+        table_name = table.name
+        key, rest = split_key(statement.where, _key_names(table), params)
+        if statement.index is not None or len(key) != len(table.key_schema):
+            raise ValidationException(SINGLE_ITEM_SELECT)
+        _check_key_types(key, table.attribute_types)
+        reader = _Reader(ExpressionBuilder(params), rest, statement.projection)
+        get = {"TableName": table.name, "Key": key}
+        if entry.get("ConsistentRead") is not None:
+            get["ConsistentRead"] = entry["ConsistentRead"]
+        if request.get("ReturnConsumedCapacity") is not None:
+            get["ReturnConsumedCapacity"] = request["ReturnConsumedCapacity"]
+        response = _loads(get_item(ctx, get))
+    except ShoalError as exc:
+        return batch_error(exc, table_name)
+    capacity.add(response.get("ConsumedCapacity"))
+    out = {"TableName": table.name}
+    item = response.get("Item")
+    if item is not None:
+        shaped = reader.shape([item])
+        if shaped:
+            out["Item"] = shaped[0]
+    return out
+
+
+def _batch_writes(ctx, parsed: list, request: dict, capacity: _Capacity) -> list:
+    plans: list = []
+    seen = set()
+    for p in parsed:
+        if isinstance(p, ShoalError):
+            plans.append(p)
+            continue
+        statement, params = p
+        try:
+            if isinstance(statement, ast.Exists):
+                raise ValidationException(EXISTS_OUTSIDE_TRANSACTION)
+            plan = plan_write(ctx, statement, params)
+        except ShoalError as exc:
+            plans.append(exc)
+            continue
+        identity = plan.identity()
+        if identity in seen:
+            raise ValidationException(DUPLICATE_KEYS)
+        seen.add(identity)
+        plans.append(plan)
+    return [_batch_write(ctx, plan, entry, request, capacity) for plan, entry in zip(plans, request["Statements"])]
+
+
+def _batch_write(ctx, plan, entry: dict, request: dict, capacity: _Capacity) -> dict:
+    if isinstance(plan, ShoalError):
+        return batch_error(plan)
+    options = {"ReturnValuesOnConditionCheckFailure": entry.get("ReturnValuesOnConditionCheckFailure"),
+               "ReturnConsumedCapacity": request.get("ReturnConsumedCapacity")}
+    plan.returning = None  # a batch response has no place for returned attributes
+    try:
+        response = run_write(ctx, plan, options)
+    except ShoalError as exc:
+        return batch_error(exc, plan.table.name)
+    capacity.add(response.get("ConsumedCapacity"))
+    return {"TableName": plan.table.name}
+
+
+# ---------------------------------------------------------------- ExecuteTransaction
+
+
+def execute_transaction(ctx, request: dict):
+    """ExecuteTransaction: up to 100 statements, all reads (TransactGetItems)
+    or all writes and EXISTS checks (TransactWriteItems), all or nothing."""
+    entries = request["TransactStatements"]
+    parsed = [_parse(entry["Statement"], entry.get("Parameters")) for entry in entries]
+    reads = [isinstance(statement, ast.Select) for statement, _ in parsed]
+    if any(reads):
+        if not all(reads):
+            raise ValidationException(MIXED_TRANSACTION)
+        return _read_transaction(ctx, parsed, request)
+    return _write_transaction(ctx, parsed, request)
+
+
+def _in_statement(position: int, exc: ValidationException) -> ValidationException:
+    return ValidationException(f"Validation failed in TransactStatements[{position}]: {exc.message}")
+
+
+def _read_transaction(ctx, parsed: list, request: dict) -> dict:
+    gets, readers = [], []
+    for position, (statement, params) in enumerate(parsed):
+        table = _table(ctx, statement.table)
+        key, rest = split_key(statement.where, _key_names(table), params)
+        if statement.index is not None or len(key) != len(table.key_schema):
+            raise _in_statement(position, ValidationException(TRANSACTION_SELECT))
+        _check_key_types(key, table.attribute_types)
+        readers.append(_Reader(ExpressionBuilder(params), rest, statement.projection))
+        gets.append({"Get": {"TableName": table.name, "Key": key}})
+    sub = {"TransactItems": gets}
+    if request.get("ReturnConsumedCapacity") is not None:
+        sub["ReturnConsumedCapacity"] = request["ReturnConsumedCapacity"]
+    response = _loads(orjson.dumps(transact_get_items(ctx, sub)))
+    responses = []
+    for reader, got in zip(readers, response["Responses"]):
+        shaped = reader.shape([got["Item"]]) if "Item" in got else []
+        responses.append({"Item": shaped[0]} if shaped else {})
+    return _with_capacity({"Responses": responses}, response)
+
+
+def _write_transaction(ctx, parsed: list, request: dict) -> dict:
+    plans = []
+    for position, (statement, params) in enumerate(parsed):
+        try:
+            plans.append(plan_write(ctx, statement, params))
+        except ValidationException as exc:
+            if exc.message == EXISTS_CONDITION:
+                raise _in_statement(position, exc) from None
+            raise
+    items = []
+    for plan, entry in zip(plans, request["TransactStatements"]):
+        spec = dict(plan.spec)
+        if entry.get("ReturnValuesOnConditionCheckFailure") is not None:
+            spec["ReturnValuesOnConditionCheckFailure"] = entry["ReturnValuesOnConditionCheckFailure"]
+        items.append({plan.kind: spec})
+    sub = {"TransactItems": items}
+    for member in ("ClientRequestToken", "ReturnConsumedCapacity"):
+        if request.get(member) is not None:
+            sub[member] = request[member]
+    try:
+        response = transact_write_items(ctx, sub)
+    except TransactionCanceledException as exc:
+        raise TransactionCanceledException(_insert_reasons(plans, exc.reasons)) from None
+    return _with_capacity({"Responses": []}, response)
+
+
+def _insert_reasons(plans: list, reasons: list) -> list:
+    """An INSERT cancelled by its own attribute_not_exists condition is a
+    duplicate item, reported as DynamoDB does (ValidationError)."""
+    out = []
+    for plan, reason in zip(plans, reasons):
+        if plan.insert and reason.get("Code") == "ConditionalCheckFailed" and "Item" not in reason:
+            reason = {"Code": "ValidationError", "Message": DUPLICATE_ITEM}
+        out.append(reason)
+    return out
+
+
+OPERATIONS = {
+    "ExecuteStatement": execute_statement,
+    "BatchExecuteStatement": batch_execute_statement,
+    "ExecuteTransaction": execute_transaction,
+}

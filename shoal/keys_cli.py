@@ -1,0 +1,90 @@
+"""``shoal keys``: master keys of data directories encrypted at rest.
+
+``shoal keys generate`` prints a new master key (64 hex digits) to store in a
+file given to ``--master-key-file``.  ``shoal keys rotate`` re-wraps a data
+directory's data keys under a new master key: only the small KEYRING file is
+rewritten (atomically), the data is untouched, and the old key must open the
+keyring first, so a wrong old key changes nothing.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+
+from shoal.storage.keyring import (
+    KeyringError,
+    generate_master_key_text,
+    parse_master_key,
+    read_master_key_file,
+    rotate_master_key,
+)
+
+MASTER_KEY_ENV = "SHOAL_MASTER_KEY"
+MASTER_KEY_FILE_ENV = "SHOAL_MASTER_KEY_FILE"
+
+
+def master_key_from(path: str | None) -> bytes | None:
+    """The master key ``serve`` (and other commands) should use: from the file
+    ``path`` (``--master-key-file`` / SHOAL_MASTER_KEY_FILE) or else from the
+    key itself in SHOAL_MASTER_KEY; None when neither is set (no encryption)."""
+    if path:
+        return read_master_key_file(path)
+    text = os.environ.get(MASTER_KEY_ENV)
+    if text:
+        return parse_master_key(text.encode(), f"${MASTER_KEY_ENV}")
+    return None
+
+
+def add_keys_commands(commands) -> None:
+    """Register ``shoal keys ...`` on the CLI's subcommand parser."""
+    keys = commands.add_parser("keys", help="manage the master key of an encrypted data directory",
+                               description="Manage the master key of a data directory encrypted at rest.")
+    sub = keys.add_subparsers(dest="keys_command", metavar="KEYS_COMMAND")
+    generate = sub.add_parser("generate", help="print a new random master key (64 hex digits)")
+    generate.set_defaults(handler=_generate)
+    rotate = sub.add_parser("rotate", help="re-wrap the data keys under a new master key")
+    rotate.add_argument("--data-dir", default=os.environ.get("SHOAL_DATA_DIR", "./shoal-data"),
+                        help="the data directory (env SHOAL_DATA_DIR; default ./shoal-data)")
+    rotate.add_argument("--master-key-file", default=os.environ.get(MASTER_KEY_FILE_ENV),
+                        help=f"the current master key file (env {MASTER_KEY_FILE_ENV}, or the key in ${MASTER_KEY_ENV})")
+    rotate.add_argument("--new-master-key-file", required=True, help="the new master key file")
+    rotate.set_defaults(handler=_rotate)
+    keys.set_defaults(handler=lambda args: _usage(keys))
+
+
+def _usage(parser) -> int:
+    parser.print_help()
+    return 2
+
+
+def _generate(args) -> int:
+    print(generate_master_key_text())
+    return 0
+
+
+def _rotate(args) -> int:
+    from shoal.storage.datadir import ENCRYPTION_LINE, MARKER_NAME
+
+    marker = os.path.join(args.data_dir, MARKER_NAME)
+    try:
+        with open(marker, encoding="utf-8", errors="replace") as handle:
+            encrypted = ENCRYPTION_LINE in handle.read(4096).splitlines()
+    except OSError:
+        print(f"shoal: {args.data_dir} is not a Shoal data directory (no {MARKER_NAME} file)", file=sys.stderr)
+        return 1
+    if not encrypted:
+        print(f"shoal: data directory {args.data_dir} is not encrypted: it has no keys to rotate", file=sys.stderr)
+        return 1
+    try:
+        old = master_key_from(args.master_key_file)
+        if old is None:
+            print("shoal: give the current master key with --master-key-file or SHOAL_MASTER_KEY", file=sys.stderr)
+            return 2
+        new = read_master_key_file(args.new_master_key_file)
+        rotate_master_key(args.data_dir, old, new)
+    except KeyringError as exc:
+        print(f"shoal: {exc}", file=sys.stderr)
+        return 1
+    print(f"re-wrapped the data keys of {os.path.abspath(args.data_dir)} under the new master key")
+    return 0

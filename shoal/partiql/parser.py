@@ -1,0 +1,367 @@
+"""A recursive-descent parser for DynamoDB's PartiQL statements.
+
+Grammar (keywords in any case)::
+
+    statement := select | insert | update | delete | [NOT] EXISTS '(' select ')'
+    select    := SELECT ('*' | path {',' path}) FROM source [WHERE cond]
+                 [ORDER BY path [ASC|DESC] {',' path [ASC|DESC]}]
+    source    := name ['.' name]                 -- table, or table.index
+    insert    := INSERT INTO name VALUE map
+    update    := UPDATE name (SET assign {',' assign} | REMOVE path {',' path})+
+                 WHERE cond [returning]
+    delete    := DELETE FROM name WHERE cond [returning]
+    returning := RETURNING (ALL | MODIFIED) (OLD | NEW) '*'
+    cond      := and {OR and};  and := not {AND not};  not := NOT not | predicate
+    predicate := '(' cond ')' | operand (cmp operand | [NOT] BETWEEN operand AND operand
+                 | [NOT] IN list | IS [NOT] (MISSING | NULL)) | function call
+    operand   := path | value | function call
+    value     := 'string' | number | TRUE | FALSE | NULL | '?' | '[' values ']'
+                 | '{' 'name' ':' value {, ...} '}' | '<<' values '>>'
+
+Every syntax error is DynamoDB's "Statement wasn't well formed" with the
+statement text.  Parsed statements are cached by text.
+"""
+
+from __future__ import annotations
+
+from functools import lru_cache
+
+from shoal.errors import ValidationException
+from shoal.model.numbers import normalize_number
+
+from . import ast
+from .lexer import malformed, tokenize
+
+_COMPARE = ("=", "<>", "!=", "<", "<=", ">", ">=")
+_RETURNING = {
+    ("ALL", "OLD"): "ALL_OLD",
+    ("MODIFIED", "OLD"): "UPDATED_OLD",
+    ("ALL", "NEW"): "ALL_NEW",
+    ("MODIFIED", "NEW"): "UPDATED_NEW",
+}
+_RETURNING_TEXT = {value: " ".join(key) for key, value in _RETURNING.items()}
+
+
+@lru_cache(maxsize=4096)
+def parse_statement(text: str):
+    """The AST of one statement (cached by text; raises ValidationException)."""
+    return _Parser(text).statement()
+
+
+class _Parser:
+    __slots__ = ("text", "tokens", "pos", "params")
+
+    def __init__(self, text: str) -> None:
+        self.text = text
+        self.tokens = tokenize(text)
+        self.pos = 0
+        self.params = 0
+
+    # ------------------------------------------------------------ token helpers
+
+    def error(self):
+        return malformed(self.text)
+
+    def peek(self, ahead: int = 0) -> tuple[str, str]:
+        return self.tokens[min(self.pos + ahead, len(self.tokens) - 1)]
+
+    def next(self) -> tuple[str, str]:
+        token = self.tokens[self.pos]
+        if token[0] != "eof":
+            self.pos += 1
+        return token
+
+    def at_keyword(self, *words: str, ahead: int = 0) -> bool:
+        kind, text = self.peek(ahead)
+        return kind == "id" and text.upper() in words
+
+    def keyword(self, *words: str) -> str:
+        kind, text = self.next()
+        if kind != "id" or text.upper() not in words:
+            raise self.error()
+        return text.upper()
+
+    def accept_keyword(self, word: str) -> bool:
+        if self.at_keyword(word):
+            self.pos += 1
+            return True
+        return False
+
+    def expect(self, kind: str) -> str:
+        token = self.next()
+        if token[0] != kind:
+            raise self.error()
+        return token[1]
+
+    def accept(self, kind: str) -> bool:
+        if self.peek()[0] == kind:
+            self.pos += 1
+            return True
+        return False
+
+    def name(self) -> str:
+        kind, text = self.next()
+        if kind not in ("id", "qid"):
+            raise self.error()
+        return text
+
+    def done(self, node):
+        if self.peek()[0] != "eof":
+            raise self.error()
+        return node
+
+    # ------------------------------------------------------------ statements
+
+    def statement(self):
+        if self.at_keyword("SELECT"):
+            return self.done(self.select())
+        if self.at_keyword("INSERT"):
+            return self.done(self.insert())
+        if self.at_keyword("UPDATE"):
+            return self.done(self.update())
+        if self.at_keyword("DELETE"):
+            return self.done(self.delete())
+        if self.at_keyword("EXISTS") or (self.at_keyword("NOT") and self.at_keyword("EXISTS", ahead=1)):
+            negated = self.accept_keyword("NOT")
+            self.keyword("EXISTS")
+            self.expect("(")
+            select = self.select()
+            self.expect(")")
+            return self.done(ast.Exists(select, negated, self.params))
+        raise self.error()
+
+    def select(self) -> ast.Select:
+        self.keyword("SELECT")
+        projection = None
+        if not self.accept("*"):
+            paths = [self.path()]
+            while self.accept(","):
+                paths.append(self.path())
+            projection = tuple(paths)
+        self.keyword("FROM")
+        table = self.name()
+        index = self.name() if self.accept(".") else None
+        where = self.condition() if self.accept_keyword("WHERE") else None
+        order_by = None
+        if self.accept_keyword("ORDER"):
+            self.keyword("BY")
+            order_by = [self.order_term()]
+            while self.accept(","):
+                order_by.append(self.order_term())
+            order_by = tuple(order_by)
+        return ast.Select(table, index, projection, where, order_by, self.params)
+
+    def order_term(self) -> tuple:
+        path = self.path()
+        descending = False
+        if self.at_keyword("ASC", "DESC"):
+            descending = self.keyword("ASC", "DESC") == "DESC"
+        return path, descending
+
+    def insert(self) -> ast.Insert:
+        self.keyword("INSERT")
+        self.keyword("INTO")
+        table = self.name()
+        self.keyword("VALUE")
+        if self.peek()[0] != "{":
+            raise self.error()
+        return ast.Insert(table, self.value(), self.params)
+
+    def update(self) -> ast.Update:
+        self.keyword("UPDATE")
+        table = self.name()
+        clauses = []
+        while self.at_keyword("SET", "REMOVE"):
+            if self.keyword("SET", "REMOVE") == "SET":
+                clauses.append(self.assignment())
+                while self.accept(","):
+                    clauses.append(self.assignment())
+            else:
+                clauses.append(ast.RemoveClause(self.path()))
+                while self.accept(","):
+                    clauses.append(ast.RemoveClause(self.path()))
+        if not clauses:
+            raise self.error()
+        self.keyword("WHERE")
+        where = self.condition()
+        returning = self.returning()
+        return ast.Update(table, tuple(clauses), where, returning, self.params)
+
+    def assignment(self) -> ast.SetClause:
+        path = self.path()
+        self.expect("=")
+        return ast.SetClause(path, self.update_value())
+
+    def delete(self) -> ast.Delete:
+        self.keyword("DELETE")
+        self.keyword("FROM")
+        table = self.name()
+        self.keyword("WHERE")
+        where = self.condition()
+        returning = self.returning()
+        if returning not in (None, "ALL_OLD"):
+            raise ValidationException(
+                f"Invalid returning clause: RETURNING {_RETURNING_TEXT[returning]} *. "
+                "Only RETURNING ALL OLD * is allowed in DELETE statements."
+            )
+        return ast.Delete(table, where, returning, self.params)
+
+    def returning(self) -> str | None:
+        if not self.accept_keyword("RETURNING"):
+            return None
+        which = self.keyword("ALL", "MODIFIED")
+        when = self.keyword("OLD", "NEW")
+        self.expect("*")
+        return _RETURNING[(which, when)]
+
+    # ------------------------------------------------------------ conditions
+
+    def condition(self):
+        operands = [self.conjunction()]
+        while self.accept_keyword("OR"):
+            operands.append(self.conjunction())
+        return operands[0] if len(operands) == 1 else ast.Or(tuple(operands))
+
+    def conjunction(self):
+        operands = [self.negation()]
+        while self.accept_keyword("AND"):
+            operands.append(self.negation())
+        return operands[0] if len(operands) == 1 else ast.And(tuple(operands))
+
+    def negation(self):
+        if self.accept_keyword("NOT"):
+            return ast.Not(self.negation())
+        return self.predicate()
+
+    def predicate(self):
+        if self.accept("("):
+            inner = self.condition()
+            self.expect(")")
+            return inner
+        left = self.operand()
+        kind = self.peek()[0]
+        if kind in _COMPARE:
+            self.pos += 1
+            op = "<>" if kind == "!=" else kind
+            return ast.Compare(op, left, self.operand())
+        negated = self.at_keyword("NOT") and self.at_keyword("BETWEEN", "IN", ahead=1)
+        if negated:
+            self.pos += 1
+        if self.accept_keyword("BETWEEN"):
+            low = self.operand()
+            self.keyword("AND")
+            node = ast.Between(left, low, self.operand())
+            return ast.Not(node) if negated else node
+        if self.accept_keyword("IN"):
+            node = ast.In(left, self.in_options())
+            return ast.Not(node) if negated else node
+        if self.accept_keyword("IS"):
+            if not isinstance(left, ast.Path):
+                raise self.error()
+            is_not = self.accept_keyword("NOT")
+            what = self.keyword("MISSING", "NULL")
+            return ast.IsMissing(left, is_not, what == "NULL")
+        if isinstance(left, ast.Call):
+            return left
+        raise self.error()
+
+    def in_options(self) -> tuple:
+        closing = {"[": "]", "(": ")"}.get(self.peek()[0])
+        if closing is None:
+            raise self.error()
+        self.pos += 1
+        options = [self.operand()]
+        while self.accept(","):
+            options.append(self.operand())
+        self.expect(closing)
+        return tuple(options)
+
+    def operand(self):
+        kind, text = self.peek()
+        if kind == "id" and self.peek(1)[0] == "(":
+            return self.call()
+        if kind in ("id", "qid") and not (kind == "id" and text.upper() in ("TRUE", "FALSE", "NULL", "MISSING")):
+            return self.path()
+        return self.value()
+
+    def call(self) -> ast.Call:
+        name = self.next()[1].lower()
+        self.expect("(")
+        args = []
+        if not self.accept(")"):
+            args.append(self.operand())
+            while self.accept(","):
+                args.append(self.operand())
+            self.expect(")")
+        return ast.Call(name, tuple(args))
+
+    def update_value(self):
+        node = self.operand()
+        while self.peek()[0] in ("+", "-"):
+            op = self.next()[0]
+            node = ast.Arithmetic(op, node, self.operand())
+        return node
+
+    # ------------------------------------------------------------ paths and values
+
+    def path(self) -> ast.Path:
+        elements = [self.name()]
+        while True:
+            if self.accept("."):
+                elements.append(self.name())
+            elif self.accept("["):
+                kind, text = self.next()
+                if kind != "num" or not text.isdigit():
+                    raise self.error()
+                elements.append(int(text))
+                self.expect("]")
+            else:
+                return ast.Path(tuple(elements))
+
+    def value(self):
+        kind, text = self.next()
+        if kind == "str":
+            return ast.Literal(("S", text))
+        if kind == "num":
+            return ast.Literal(("N", normalize_number(text)))
+        if kind == "-" and self.peek()[0] == "num":
+            return ast.Literal(("N", normalize_number("-" + self.next()[1])))
+        if kind == "?":
+            self.params += 1
+            return ast.Param(self.params - 1)
+        if kind == "id":
+            upper = text.upper()
+            if upper in ("TRUE", "FALSE"):
+                return ast.Literal(("BOOL", upper == "TRUE"))
+            if upper == "NULL":
+                return ast.Literal(("NULL", True))
+        if kind == "[":
+            return ast.ListValue(self.values("]"))
+        if kind == "<<":
+            return ast.SetValue(self.values(">>"))
+        if kind == "{":
+            return self.map_value()
+        raise self.error()
+
+    def values(self, closing: str) -> tuple:
+        items = []
+        if not self.accept(closing):
+            items.append(self.value())
+            while self.accept(","):
+                items.append(self.value())
+            self.expect(closing)
+        return tuple(items)
+
+    def map_value(self) -> ast.MapValue:
+        pairs = []
+        if not self.accept("}"):
+            pairs.append(self.pair())
+            while self.accept(","):
+                pairs.append(self.pair())
+            self.expect("}")
+        return ast.MapValue(tuple(pairs))
+
+    def pair(self) -> tuple:
+        name = self.expect("str")
+        self.expect(":")
+        return name, self.value()

@@ -1,0 +1,290 @@
+"""From a PartiQL AST (with its Parameters) to DynamoDB's own expressions.
+
+Conditions, update actions and projections become DynamoDB expression text with
+``#nN`` name and ``:vN`` value placeholders, so that ``shoal.expressions`` (and
+the operations that use it) parse, check and evaluate them: PartiQL adds no
+evaluator of its own.  The text depends only on the statement's shape, so the
+expression parser's cache serves every execution of a statement.
+
+``split_key`` finds the key equalities of a WHERE clause: the item a write
+targets, and the partition (and sort range) a SELECT reads.
+"""
+
+from __future__ import annotations
+
+from shoal.errors import ValidationException
+
+from . import ast
+
+PARAMETER_COUNT = "Number of parameters in request and statement don't match."
+_SCALAR_SET = {"S": "SS", "N": "NS"}
+_CONDITION_FUNCTIONS = {"begins_with", "contains", "size", "attribute_type",
+                        "attribute_exists", "attribute_not_exists"}
+_UPDATE_FUNCTIONS = {"list_append", "if_not_exists"}
+_FLIPPED = {"=": "=", "<>": "<>", "<": ">", "<=": ">=", ">": "<", ">=": "<="}
+
+
+def unrecognized_function(name: str) -> ValidationException:
+    return ValidationException(f"Unrecognized function: {name}")
+
+
+def check_parameters(statement, parameters: list | None) -> list:
+    """The statement's Parameters; their number must match its ``?``s."""
+    parameters = parameters or []
+    if len(parameters) != statement.params:
+        raise ValidationException(PARAMETER_COUNT)
+    return parameters
+
+
+# ---------------------------------------------------------------- values
+
+
+def bind_value(node, params: list) -> dict:
+    """The attribute value of a value node, with ``?``s replaced by Parameters."""
+    if isinstance(node, ast.Literal):
+        return node.av()
+    if isinstance(node, ast.Param):
+        return params[node.index]
+    if isinstance(node, ast.ListValue):
+        return {"L": [bind_value(item, params) for item in node.items]}
+    if isinstance(node, ast.MapValue):
+        return {"M": {name: bind_value(value, params) for name, value in node.pairs}}
+    if isinstance(node, ast.SetValue):
+        return _bind_set(node, params)
+    raise ValidationException("Unsupported operand in PartiQL value")
+
+
+def _bind_set(node: ast.SetValue, params: list) -> dict:
+    """A bag literal <<...>>: a string or number set (DynamoDB's only bag types)."""
+    members = [bind_value(item, params) for item in node.items]
+    if not members:
+        raise ValidationException("Empty bags are not supported")
+    types = {next(iter(m)) for m in members}
+    if len(types) != 1 or next(iter(types)) not in _SCALAR_SET:
+        raise ValidationException(
+            "Unsupported data type in Bag. DynamoDB only supports either numbers or strings in bags"
+        )
+    type_ = types.pop()
+    return {_SCALAR_SET[type_]: [m[type_] for m in members]}
+
+
+# ---------------------------------------------------------------- keys
+
+
+def conjuncts(where) -> list:
+    """The top-level AND operands of a WHERE clause (one when it is no AND)."""
+    if where is None:
+        return []
+    if isinstance(where, ast.And):
+        out = []
+        for operand in where.operands:
+            out.extend(conjuncts(operand))
+        return out
+    return [where]
+
+
+def key_equality(node, names) -> tuple[str, object] | None:
+    """(key name, value node) if ``node`` is ``key = value`` for one of ``names``."""
+    if not isinstance(node, ast.Compare) or node.op != "=":
+        return None
+    for path, other in ((node.left, node.right), (node.right, node.left)):
+        if (isinstance(path, ast.Path) and len(path.elements) == 1 and path.elements[0] in names
+                and isinstance(other, (ast.Literal, ast.Param))):
+            return path.elements[0], other
+    return None
+
+
+def split_key(where, names: tuple, params: list) -> tuple[dict, list]:
+    """(key attribute values found as ``name = value``, the other conjuncts).
+
+    The first equality on each key attribute identifies the item; any further
+    conjunct, even on a key attribute, is left as a condition.
+    """
+    key: dict = {}
+    rest = []
+    for node in conjuncts(where):
+        found = key_equality(node, names)
+        if found is not None and found[0] not in key:
+            key[found[0]] = bind_value(found[1], params)
+        else:
+            rest.append(node)
+    return key, rest
+
+
+def sort_condition(where, range_key: str) -> tuple | None:
+    """(operator, value nodes, the conjunct) of the first conjunct a Query can
+    use as its sort key condition: =, <, <=, >, >=, BETWEEN or begins_with on
+    ``range_key``."""
+    for node in conjuncts(where):
+        found = _sort_conjunct(node, range_key)
+        if found is not None:
+            return (*found, node)
+    return None
+
+
+def _is_key(node, name: str) -> bool:
+    return isinstance(node, ast.Path) and node.elements == (name,)
+
+
+def _is_value(node) -> bool:
+    return isinstance(node, (ast.Literal, ast.Param))
+
+
+def _sort_conjunct(node, name: str):
+    if isinstance(node, ast.Compare) and node.op != "<>":
+        if _is_key(node.left, name) and _is_value(node.right):
+            return node.op, (node.right,)
+        if _is_key(node.right, name) and _is_value(node.left):
+            return _FLIPPED[node.op], (node.left,)
+    elif isinstance(node, ast.Between):
+        if _is_key(node.operand, name) and _is_value(node.low) and _is_value(node.high):
+            return "BETWEEN", (node.low, node.high)
+    elif isinstance(node, ast.Call) and node.name == "begins_with" and len(node.args) == 2:
+        if _is_key(node.args[0], name) and _is_value(node.args[1]):
+            return "begins_with", (node.args[1],)
+    return None
+
+
+# ---------------------------------------------------------------- expression text
+
+
+class ExpressionBuilder:
+    """Collects placeholders while writing DynamoDB expression text.
+
+    ``names`` and ``values`` become the request's ExpressionAttributeNames and
+    ExpressionAttributeValues (None when empty, as the operations expect).
+    """
+
+    __slots__ = ("params", "names", "values", "_by_name")
+
+    def __init__(self, params: list) -> None:
+        self.params = params
+        self.names: dict[str, str] = {}
+        self.values: dict[str, dict] = {}
+        self._by_name: dict[str, str] = {}
+
+    def members(self) -> dict:
+        """The ExpressionAttributeNames/Values members of a request."""
+        out = {}
+        if self.names:
+            out["ExpressionAttributeNames"] = self.names
+        if self.values:
+            out["ExpressionAttributeValues"] = self.values
+        return out
+
+    def name(self, name: str) -> str:
+        placeholder = self._by_name.get(name)
+        if placeholder is None:
+            placeholder = f"#n{len(self.names)}"
+            self._by_name[name] = placeholder
+            self.names[placeholder] = name
+        return placeholder
+
+    def value(self, av: dict) -> str:
+        placeholder = f":v{len(self.values)}"
+        self.values[placeholder] = av
+        return placeholder
+
+    def path(self, path: ast.Path) -> str:
+        parts = []
+        for element in path.elements:
+            if isinstance(element, int):
+                parts.append(f"[{element}]")
+            else:
+                parts.append(("." if parts else "") + self.name(element))
+        return "".join(parts)
+
+    def operand(self, node) -> str:
+        if isinstance(node, ast.Path):
+            return self.path(node)
+        if isinstance(node, ast.Call):
+            return self.call(node, _CONDITION_FUNCTIONS)
+        return self.value(bind_value(node, self.params))
+
+    def call(self, node: ast.Call, allowed) -> str:
+        if node.name not in allowed:
+            raise unrecognized_function(node.name)
+        return f"{node.name}({', '.join(self.operand(arg) for arg in node.args)})"
+
+    # ------------------------------------------------------------ conditions
+
+    def condition(self, node) -> str:
+        """The condition expression text of a WHERE clause (or part of one)."""
+        if isinstance(node, ast.And):
+            return " AND ".join(f"({self.condition(op)})" for op in node.operands)
+        if isinstance(node, ast.Or):
+            return " OR ".join(f"({self.condition(op)})" for op in node.operands)
+        if isinstance(node, ast.Not):
+            return f"NOT ({self.condition(node.operand)})"
+        if isinstance(node, ast.Compare):
+            return f"{self.operand(node.left)} {node.op} {self.operand(node.right)}"
+        if isinstance(node, ast.Between):
+            return (f"{self.operand(node.operand)} BETWEEN {self.operand(node.low)} "
+                    f"AND {self.operand(node.high)}")
+        if isinstance(node, ast.In):
+            options = ", ".join(self.operand(option) for option in node.options)
+            return f"{self.operand(node.operand)} IN ({options})"
+        if isinstance(node, ast.IsMissing):
+            return self._is_missing(node)
+        if isinstance(node, ast.Call):
+            return self.call(node, _CONDITION_FUNCTIONS)
+        raise ValidationException("Unsupported condition in PartiQL statement")
+
+    def _is_missing(self, node: ast.IsMissing) -> str:
+        path = self.path(node.path)
+        if node.null:
+            test = f"attribute_type({path}, {self.value({'S': 'NULL'})})"
+            return f"NOT ({test})" if node.negated else test
+        return f"attribute_exists({path})" if node.negated else f"attribute_not_exists({path})"
+
+    def conjunction(self, nodes: list) -> str | None:
+        """The AND of several conditions' text; None for none."""
+        if not nodes:
+            return None
+        if len(nodes) == 1:
+            return self.condition(nodes[0])
+        return " AND ".join(f"({self.condition(node)})" for node in nodes)
+
+    # ------------------------------------------------------------ updates
+
+    def update(self, clauses: tuple) -> str:
+        """The UpdateExpression of an UPDATE's SET and REMOVE clauses."""
+        sections: dict[str, list[str]] = {}
+        for clause in clauses:
+            target = self.path(clause.path)
+            if isinstance(clause, ast.RemoveClause):
+                sections.setdefault("REMOVE", []).append(target)
+                continue
+            value = clause.value
+            if isinstance(value, ast.Call) and value.name in ("set_add", "set_delete"):
+                section = "ADD" if value.name == "set_add" else "DELETE"
+                sections.setdefault(section, []).append(f"{target} {self._set_operand(value)}")
+            else:
+                sections.setdefault("SET", []).append(f"{target} = {self._update_value(value)}")
+        return " ".join(f"{kind} {', '.join(parts)}" for kind, parts in sections.items())
+
+    def _set_operand(self, node: ast.Call) -> str:
+        value = bind_value(node.args[1], self.params) if len(node.args) == 2 else None
+        if value is None or next(iter(value)) not in ("SS", "NS", "BS"):
+            raise ValidationException(
+                f"The second argument to {node.name.upper()} must be a value with type SET"
+            )
+        return self.value(value)
+
+    def _update_value(self, node) -> str:
+        if isinstance(node, ast.Arithmetic):
+            return f"{self._update_value(node.left)} {node.op} {self._update_value(node.right)}"
+        if isinstance(node, ast.Call):
+            if node.name not in _UPDATE_FUNCTIONS:
+                raise unrecognized_function(node.name)
+            return f"{node.name}({', '.join(self._update_value(arg) for arg in node.args)})"
+        if isinstance(node, ast.Path):
+            return self.path(node)
+        return self.value(bind_value(node, self.params))
+
+    # ------------------------------------------------------------ projections
+
+    def projection(self, paths: tuple | None) -> str | None:
+        if paths is None:
+            return None
+        return ", ".join(self.path(path) for path in paths)

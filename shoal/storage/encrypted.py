@@ -1,0 +1,227 @@
+"""Encryption at rest: an ``Engine`` wrapper that seals values and disguises keys.
+
+``EncryptedEngine(inner, data_keys)`` wraps any engine.  Above it nothing
+changes: keys and values are the same bytes as with a plain engine.  Below it
+(in the inner engine's files) every byte is either ciphertext or a keyed
+transform:
+
+* **Values** are sealed with AES-256-GCM under the ``value`` data key, as
+  ``0x01 + nonce (12 random bytes) + ciphertext + tag (16)``.  The associated
+  data is the space name and the stored key, so a value moved to another key
+  or space fails authentication (``IntegrityError``) instead of being read.
+* **Keys** go through ``KeyTransform``: each byte ``b`` at position ``i``
+  becomes the two bytes of ``T[i % 16][b]``, where ``T[r]`` is a keyed, strictly
+  increasing map from 0..255 into 0..65535.  The map is a bijection onto its
+  image that keeps bytewise order and prefixes, so range scans, ``successor``
+  bounds and prefix ranges built above the wrapper work unchanged, and scanned
+  keys are mapped back.  It hides byte values but not their order: what it
+  leaks is written down exactly in docs/encryption.md.
+* **Partition keys** would leak most through that transform (they are the
+  high-entropy identifiers: user ids), and their order is never needed.  So the
+  API layer replaces the encoded partition-key value with a keyed 16-byte hash
+  before building a storage key: ``KeyCodec.partition`` (found as
+  ``engine.keys`` and ``txn.keys``; a plain engine has no ``keys``, and the
+  API layer then uses the encoded value itself).  Equality, and so grouping
+  into item collections, is kept; nothing else is revealed.
+
+The unencrypted path does not go through this module at all.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import sys
+from typing import Iterator
+
+from cryptography.exceptions import InvalidTag
+from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+
+from shoal.storage.engine import Engine, ReadTxn, WriteTxn
+from shoal.storage.keyring import DataKeys
+
+_VERSION = b"\x01"
+_NONCE = 12
+_HEADER = 1 + _NONCE
+_RESIDUES = 16  # positions cycle through this many independent byte maps
+_PARTITION_BYTES = 16
+
+
+class IntegrityError(Exception):
+    """A stored value failed authentication: the files were altered or damaged."""
+
+
+class KeyCodec:
+    """What the API layer needs to build storage keys of an encrypted directory."""
+
+    __slots__ = ("_key",)
+
+    def __init__(self, partition_key: bytes) -> None:
+        self._key = partition_key
+
+    def partition(self, encoded: bytes) -> bytes:
+        """The 16-byte keyed hash (BLAKE2b-MAC) standing for an encoded
+        partition-key value.  Fixed length, so keys stay self-delimiting."""
+        return hashlib.blake2b(encoded, key=self._key, digest_size=_PARTITION_BYTES).digest()
+
+
+def _byte_maps(seed: bytes) -> tuple[list[list[int]], list[dict[int, int]]]:
+    """``_RESIDUES`` keyed strictly increasing maps 0..255 -> 0..65535 (each a
+    uniformly random 256-subset of 0..65535, sorted), and their inverses keyed
+    by the native-endian 16-bit reading of the two output bytes."""
+    forward = []
+    inverse = []
+    for residue in range(_RESIDUES):
+        chosen: set[int] = set()
+        counter = 0
+        while len(chosen) < 256:
+            block = hashlib.blake2b(
+                counter.to_bytes(8, "big"), key=seed, person=residue.to_bytes(16, "big")
+            ).digest()
+            counter += 1
+            for i in range(0, len(block), 2):
+                if len(chosen) < 256:
+                    chosen.add(int.from_bytes(block[i:i + 2], "big"))
+        values = sorted(chosen)
+        forward.append(values)
+        inverse.append({int.from_bytes(v.to_bytes(2, "big"), sys.byteorder): b for b, v in enumerate(values)})
+    return forward, inverse
+
+
+class KeyTransform:
+    """The keyed, order-preserving, invertible key map (see the module doc)."""
+
+    __slots__ = ("_pairs", "_inverse")
+
+    def __init__(self, seed: bytes) -> None:
+        forward, self._inverse = _byte_maps(seed)
+        self._pairs = [[v.to_bytes(2, "big") for v in values] for values in forward]
+
+    def encode(self, key: bytes) -> bytes:
+        """The stored form of ``key``."""
+        pairs = self._pairs
+        return b"".join([pairs[i % _RESIDUES][b] for i, b in enumerate(key)])
+
+    def decode(self, stored) -> bytes:
+        """The key whose stored form is ``stored``; KeyError if it is none."""
+        inverse = self._inverse
+        return bytes([inverse[i % _RESIDUES][v] for i, v in enumerate(memoryview(stored).cast("H"))])
+
+
+class _Crypt:
+    """The keys and transforms one engine uses, shared by its transactions."""
+
+    __slots__ = ("aead", "keys", "transform", "space_tags")
+
+    def __init__(self, data_keys: DataKeys) -> None:
+        self.aead = AESGCM(data_keys.value)
+        self.keys = KeyCodec(data_keys.partition)
+        self.transform = KeyTransform(data_keys.order)
+        self.space_tags: dict[str, bytes] = {}
+
+    def aad(self, space: str, stored_key: bytes) -> bytes:
+        tag = self.space_tags.get(space)
+        if tag is None:
+            tag = self.space_tags[space] = space.encode() + b"\0"
+        return tag + stored_key
+
+    def seal(self, space: str, stored_key: bytes, value: bytes) -> bytes:
+        nonce = os.urandom(_NONCE)
+        return _VERSION + nonce + self.aead.encrypt(nonce, bytes(value), self.aad(space, stored_key))
+
+    def open(self, space: str, stored_key: bytes, sealed) -> bytes:
+        sealed = bytes(sealed)
+        if sealed[:1] != _VERSION:
+            raise IntegrityError(f"a stored value in {space} has an unknown format")
+        try:
+            return self.aead.decrypt(sealed[1:_HEADER], sealed[_HEADER:], self.aad(space, stored_key))
+        except InvalidTag:
+            raise IntegrityError(
+                f"a stored value in {space} failed authentication: the data directory was altered or damaged"
+            ) from None
+
+
+class EncryptedReadTxn(ReadTxn):
+    """A read transaction of the inner engine, seen through the crypt."""
+
+    __slots__ = ("_cm", "_txn", "_crypt", "keys")
+
+    def __init__(self, cm, crypt: _Crypt) -> None:
+        self._cm = cm
+        self._txn = None
+        self._crypt = crypt
+        self.keys = crypt.keys
+
+    def __enter__(self):
+        self._txn = self._cm.__enter__()
+        return self
+
+    def __exit__(self, exc_type, exc, tb):
+        return self._cm.__exit__(exc_type, exc, tb)
+
+    def get(self, space: str, key: bytes) -> bytes | None:
+        stored_key = self._crypt.transform.encode(key)
+        sealed = self._txn.get(space, stored_key)
+        return None if sealed is None else self._crypt.open(space, stored_key, sealed)
+
+    def scan(self, space, start=None, stop=None, *, reverse=False) -> Iterator[tuple[bytes, bytes]]:
+        crypt = self._crypt
+        encode = crypt.transform.encode
+        low = encode(start) if start is not None else None
+        high = encode(stop) if stop is not None else None
+        # The inner scan is made now, so an unknown space fails here, as it
+        # does on a plain engine, not at the first iteration.
+        return self._opened(space, self._txn.scan(space, low, high, reverse=reverse))
+
+    def _opened(self, space, entries):
+        crypt = self._crypt
+        decode = crypt.transform.decode
+        for stored_key, sealed in entries:
+            stored_key = bytes(stored_key)
+            yield decode(stored_key), crypt.open(space, stored_key, sealed)
+
+
+class EncryptedWriteTxn(EncryptedReadTxn, WriteTxn):
+    """A write transaction of the inner engine, sealing what it stores."""
+
+    __slots__ = ()
+
+    def put(self, space: str, key: bytes, value: bytes) -> None:
+        if not key:
+            raise ValueError("storage keys must not be empty")
+        stored_key = self._crypt.transform.encode(key)
+        self._txn.put(space, stored_key, self._crypt.seal(space, stored_key, value))
+
+    def delete(self, space: str, key: bytes) -> bool:
+        return self._txn.delete(space, self._crypt.transform.encode(key))
+
+
+class EncryptedEngine(Engine):
+    """Any engine, with every value sealed and every key transformed."""
+
+    def __init__(self, inner: Engine, data_keys: DataKeys) -> None:
+        self.inner = inner
+        self._crypt = _Crypt(data_keys)
+        #: The key codec the API layer uses for partition keys.
+        self.keys = self._crypt.keys
+
+    def read(self) -> EncryptedReadTxn:
+        return EncryptedReadTxn(self.inner.read(), self._crypt)
+
+    def write(self) -> EncryptedWriteTxn:
+        return EncryptedWriteTxn(self.inner.write(), self._crypt)
+
+    def flush(self) -> None:
+        self.inner.flush()
+
+    def group(self, *, flush: bool = True):
+        return self.inner.group(flush=flush)
+
+    def close(self) -> None:
+        self.inner.close()
+
+    def stats(self) -> dict:
+        return {**self.inner.stats(), "encrypted": True}
+
+    def __repr__(self) -> str:
+        return f"EncryptedEngine({self.inner!r})"

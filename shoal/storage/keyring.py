@@ -1,0 +1,193 @@
+"""The master key and the keyring of an encrypted data directory.
+
+Two levels of keys, as in envelope encryption:
+
+* The **master key** (32 bytes) never touches the data directory.  The
+  operator keeps it in a file (``--master-key-file``) or passes it in the
+  environment (``SHOAL_MASTER_KEY``), as 64 hex digits, base64, or 32 raw bytes.
+* The **data keys** are generated at the first start of an encrypted data
+  directory and stored in ``<data dir>/KEYRING``, sealed (wrapped) with
+  AES-256-GCM under the master key.  They encrypt everything else.  Rotating
+  the master key re-wraps this one small file; the data never has to be
+  rewritten.
+
+The keyring file is JSON::
+
+    {"format": 1, "cipher": "AES-256-GCM", "nonce": <base64>, "sealed": <base64>}
+
+where ``sealed`` decrypts (with the associated data ``_AAD``) to the JSON of the
+three data keys (base64): ``value`` seals stored values, ``partition`` keys the
+hash that replaces partition-key bytes, ``order`` seeds the order-preserving
+key transform.  A wrong master key fails GCM authentication, so it is detected
+before anything is read or written with it.  The file is replaced atomically
+(temporary file, fsync, rename, directory fsync).
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+import os
+from dataclasses import dataclass
+
+from cryptography.exceptions import InvalidTag
+from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+
+KEYRING_NAME = "KEYRING"
+KEY_BYTES = 32
+_FORMAT = 1
+_CIPHER = "AES-256-GCM"
+_AAD = b"shoal keyring 1"
+_DATA_KEYS = ("value", "partition", "order")
+
+
+class KeyringError(Exception):
+    """The master key or the keyring cannot be used; the message is for the CLI."""
+
+
+@dataclass(frozen=True, slots=True)
+class DataKeys:
+    """The unwrapped data keys of one data directory."""
+
+    value: bytes
+    partition: bytes
+    order: bytes
+
+    @classmethod
+    def generate(cls) -> "DataKeys":
+        """Fresh random data keys, for a new encrypted data directory."""
+        return cls(*(os.urandom(KEY_BYTES) for _ in _DATA_KEYS))
+
+
+def parse_master_key(text: bytes, source: str) -> bytes:
+    """The 32-byte master key written in ``text`` (hex, base64, or raw bytes).
+
+    ``source`` names where it came from, for the error message.
+    """
+    stripped = text.strip()
+    if len(stripped) == 2 * KEY_BYTES:
+        try:
+            return bytes.fromhex(stripped.decode("ascii"))
+        except (UnicodeDecodeError, ValueError):
+            pass
+    try:
+        decoded = base64.b64decode(stripped, validate=True)
+    except (binascii.Error, ValueError):
+        decoded = b""
+    if len(decoded) == KEY_BYTES:
+        return decoded
+    if len(text) == KEY_BYTES:
+        return bytes(text)
+    raise KeyringError(
+        f"the master key in {source} is not a 32-byte key: give 64 hex digits, "
+        "base64 of 32 bytes, or 32 raw bytes"
+    )
+
+
+def read_master_key_file(path) -> bytes:
+    """Read and parse a master key file."""
+    shown = os.fspath(path)
+    try:
+        with open(shown, "rb") as handle:
+            text = handle.read(4096)
+    except OSError as exc:
+        raise KeyringError(f"cannot read the master key file {shown} ({exc.strerror})") from None
+    return parse_master_key(text, f"file {shown}")
+
+
+def generate_master_key_text() -> str:
+    """A new master key as 64 hex digits (what ``shoal keys generate`` prints)."""
+    return os.urandom(KEY_BYTES).hex()
+
+
+def keyring_path(data_dir) -> str:
+    return os.path.join(os.fspath(data_dir), KEYRING_NAME)
+
+
+def load_keyring(data_dir, master_key: bytes) -> DataKeys:
+    """Unwrap the data keys of ``data_dir`` with ``master_key``; reads only."""
+    path = keyring_path(data_dir)
+    try:
+        with open(path, "rb") as handle:
+            raw = handle.read(65536)
+    except FileNotFoundError:
+        raise KeyringError(
+            f"data directory {os.fspath(data_dir)} is damaged: its {KEYRING_NAME} file is missing"
+        ) from None
+    except OSError as exc:
+        raise KeyringError(f"cannot read {path} ({exc.strerror})") from None
+    nonce, sealed = _parse_keyring(raw, path)
+    try:
+        plain = AESGCM(master_key).decrypt(nonce, sealed, _AAD)
+    except InvalidTag:
+        raise KeyringError(
+            f"the master key does not open data directory {os.fspath(data_dir)}: "
+            "it is not the key this directory was encrypted with"
+        ) from None
+    keys = json.loads(plain)
+    return DataKeys(*(base64.b64decode(keys[name]) for name in _DATA_KEYS))
+
+
+def _parse_keyring(raw: bytes, path: str) -> tuple[bytes, bytes]:
+    try:
+        record = json.loads(raw)
+        if record.get("format") != _FORMAT or record.get("cipher") != _CIPHER:
+            raise ValueError("unknown keyring format")
+        return base64.b64decode(record["nonce"]), base64.b64decode(record["sealed"])
+    except (ValueError, KeyError, TypeError, AttributeError, binascii.Error):
+        raise KeyringError(f"{path} is damaged: not a Shoal keyring") from None
+
+
+def seal_keyring(keys: DataKeys, master_key: bytes) -> bytes:
+    """The keyring file's bytes: ``keys`` wrapped under ``master_key``."""
+    plain = json.dumps({name: base64.b64encode(getattr(keys, name)).decode() for name in _DATA_KEYS})
+    nonce = os.urandom(12)
+    sealed = AESGCM(master_key).encrypt(nonce, plain.encode(), _AAD)
+    record = {
+        "format": _FORMAT,
+        "cipher": _CIPHER,
+        "nonce": base64.b64encode(nonce).decode(),
+        "sealed": base64.b64encode(sealed).decode(),
+    }
+    return (json.dumps(record) + "\n").encode()
+
+
+def write_keyring(data_dir, keys: DataKeys, master_key: bytes) -> None:
+    """Atomically and durably (re)place the keyring of ``data_dir``."""
+    path = keyring_path(data_dir)
+    temporary = f"{path}.{os.getpid()}.tmp"
+    data = seal_keyring(keys, master_key)
+    fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    try:
+        try:
+            os.write(fd, data)
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+        os.replace(temporary, path)
+    except OSError:
+        try:
+            os.remove(temporary)
+        except OSError:
+            pass
+        raise
+    dir_fd = os.open(os.fspath(data_dir), os.O_RDONLY)
+    try:
+        os.fsync(dir_fd)
+    finally:
+        os.close(dir_fd)
+
+
+def rotate_master_key(data_dir, old_master: bytes, new_master: bytes) -> None:
+    """Re-wrap the data keys of ``data_dir`` under ``new_master``.
+
+    The old key must open the keyring first (so a mistyped old key changes
+    nothing); the data itself is untouched, as it is encrypted with the data
+    keys, which stay the same.
+    """
+    keys = load_keyring(data_dir, old_master)
+    try:
+        write_keyring(data_dir, keys, new_master)
+    except OSError as exc:
+        raise KeyringError(f"cannot replace {keyring_path(data_dir)} ({exc.strerror})") from None

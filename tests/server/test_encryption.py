@@ -1,0 +1,184 @@
+"""Encryption at rest, end to end: ``shoal serve --master-key-file`` on a fresh
+directory, viewer-events writes with distinctive strings (in attribute names,
+keys, values, index keys, table names and stream records), then every byte of
+every file in the data directory is searched for them; restarts with the
+right key, a wrong key and no key; ``shoal keys rotate``."""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import os
+import subprocess
+import sys
+import time
+
+import pytest
+
+from tests.conftest import make_client
+from tests.shoal_process import ShoalProcess
+
+SECRETS = [
+    "zebra-crossing-4711",      # an attribute value
+    "uzebrauser4711",           # a partition key
+    "czebracontent4711",        # a GSI partition key
+    "zebraquery4711",           # a sort key of a second table
+    "zebra_attribute_4711",     # an attribute name
+    "zebratable4711",           # a table name
+    "zebra-map-key-4711",       # a map member name
+]
+
+
+def _forms(secret: str) -> list[bytes]:
+    """The byte patterns a leak of ``secret`` could take."""
+    raw = secret.encode()
+    forms = [raw, secret.encode("utf-16-le"), secret.encode("utf-16-be")]
+    for pad in range(3):  # base64 at each alignment, without the edge characters
+        encoded = base64.b64encode(b"x" * pad + raw)
+        forms.append(encoded[4:-4])
+    return forms
+
+
+def _all_files(path) -> dict[str, bytes]:
+    out = {}
+    for root, _dirs, files in os.walk(path):
+        for name in files:
+            full = os.path.join(root, name)
+            with open(full, "rb") as handle:
+                out[full] = handle.read()
+    return out
+
+
+def _snapshot(path) -> dict:
+    return {name: (hashlib.sha256(data).hexdigest(), os.stat(name).st_mtime_ns)
+            for name, data in _all_files(path).items()}
+
+
+def _start_fails(data_dir, *args) -> str:
+    """Start ``shoal serve`` expecting it to refuse; its stderr."""
+    done = subprocess.run([sys.executable, "-m", "shoal", "serve", "--port", "0", "--data-dir", str(data_dir),
+                           *args], capture_output=True, text=True, timeout=60,
+                          env={k: v for k, v in os.environ.items() if not k.startswith("SHOAL_MASTER")})
+    assert done.returncode != 0
+    return done.stderr
+
+
+@pytest.fixture
+def keys(tmp_path):
+    first = tmp_path / "master.key"
+    first.write_text(os.urandom(32).hex() + "\n")
+    second = tmp_path / "new-master.key"
+    second.write_text(base64.b64encode(os.urandom(32)).decode() + "\n")
+    return first, second
+
+
+def _write_workload(ddb) -> None:
+    ddb.create_table(
+        TableName="events", BillingMode="PAY_PER_REQUEST",
+        KeySchema=[{"AttributeName": "user_id", "KeyType": "HASH"}, {"AttributeName": "ts", "KeyType": "RANGE"}],
+        AttributeDefinitions=[{"AttributeName": "user_id", "AttributeType": "S"},
+                              {"AttributeName": "ts", "AttributeType": "N"},
+                              {"AttributeName": "content_id", "AttributeType": "S"}],
+        GlobalSecondaryIndexes=[{"IndexName": "by_content", "Projection": {"ProjectionType": "ALL"},
+                                 "KeySchema": [{"AttributeName": "content_id", "KeyType": "HASH"},
+                                               {"AttributeName": "ts", "KeyType": "RANGE"}]}],
+        StreamSpecification={"StreamEnabled": True, "StreamViewType": "NEW_AND_OLD_IMAGES"},
+    )
+    ddb.create_table(
+        TableName="zebratable4711", BillingMode="PAY_PER_REQUEST",
+        KeySchema=[{"AttributeName": "user_id", "KeyType": "HASH"}, {"AttributeName": "query", "KeyType": "RANGE"}],
+        AttributeDefinitions=[{"AttributeName": "user_id", "AttributeType": "S"},
+                              {"AttributeName": "query", "AttributeType": "S"}],
+    )
+    for ts in range(1700000000000, 1700000000010):
+        ddb.put_item(TableName="events", Item={
+            "user_id": {"S": "uzebrauser4711"}, "ts": {"N": str(ts)}, "event_type": {"S": "play"},
+            "content_id": {"S": "czebracontent4711"}, "session_id": {"S": "zebra-crossing-4711"},
+            "device": {"M": {"type": {"S": "tv"}, "zebra-map-key-4711": {"S": "x"}}},
+            "zebra_attribute_4711": {"N": "1"}, "tags": {"SS": ["drama", "zebra-crossing-4711"]},
+        })
+    ddb.update_item(TableName="events", Key={"user_id": {"S": "uzebrauser4711"}, "ts": {"N": "1700000000000"}},
+                    UpdateExpression="SET position_s = :p", ExpressionAttributeValues={":p": {"N": "12.5"}})
+    ddb.put_item(TableName="zebratable4711", Item={"user_id": {"S": "uzebrauser4711"},
+                                                   "query": {"S": "zebraquery4711"}})
+
+
+def _read_stream(url) -> int:
+    streams = make_client(url, "dynamodbstreams")
+    arn = streams.list_streams(TableName="events")["Streams"][0]["StreamArn"]
+    shard = streams.describe_stream(StreamArn=arn)["StreamDescription"]["Shards"][0]["ShardId"]
+    iterator = streams.get_shard_iterator(StreamArn=arn, ShardId=shard,
+                                          ShardIteratorType="TRIM_HORIZON")["ShardIterator"]
+    deadline = time.monotonic() + 10
+    records = []
+    while len(records) < 11 and time.monotonic() < deadline:
+        out = streams.get_records(ShardIterator=iterator)
+        records += out["Records"]
+        iterator = out.get("NextShardIterator") or iterator
+        if len(records) < 11:
+            time.sleep(0.2)
+    return len(records)
+
+
+def _check_readable(ddb) -> None:
+    out = ddb.query(TableName="events", KeyConditionExpression="user_id = :u AND ts BETWEEN :a AND :b",
+                    ExpressionAttributeValues={":u": {"S": "uzebrauser4711"}, ":a": {"N": "1700000000002"},
+                                               ":b": {"N": "1700000000004"}})
+    assert [i["ts"]["N"] for i in out["Items"]] == ["1700000000002", "1700000000003", "1700000000004"]
+    assert out["Items"][0]["session_id"] == {"S": "zebra-crossing-4711"}
+    out = ddb.query(TableName="events", IndexName="by_content", KeyConditionExpression="content_id = :c",
+                    ExpressionAttributeValues={":c": {"S": "czebracontent4711"}})
+    assert out["Count"] == 10
+    got = ddb.get_item(TableName="events", Key={"user_id": {"S": "uzebrauser4711"}, "ts": {"N": "1700000000000"}})
+    assert got["Item"]["position_s"] == {"N": "12.5"}
+    assert sorted(ddb.list_tables()["TableNames"]) == ["events", "zebratable4711"]
+    desc = ddb.describe_table(TableName="events")["Table"]
+    assert desc["SSEDescription"] == {"Status": "ENABLED", "SSEType": "AES256"}
+    assert desc["ItemCount"] == 10
+
+
+def test_no_plaintext_on_disk_and_key_handling(tmp_path, keys):
+    first, second = keys
+    data = tmp_path / "data"
+    server = ShoalProcess(data, "--master-key-file", str(first)).start()
+    try:
+        assert "encrypted at rest" in server.banner
+        ddb = make_client(server.url)
+        _write_workload(ddb)
+        assert _read_stream(server.url) == 11
+        _check_readable(ddb)
+    finally:
+        assert server.stop() == 0
+
+    files = _all_files(data)
+    assert any(name.endswith("data.mdb") for name in files)
+    for name, content in files.items():
+        for secret in SECRETS:
+            for form in _forms(secret):
+                assert form not in content, f"{secret!r} found in {name} as {form!r}"
+
+    before = _snapshot(data)
+    assert f"data directory {data} is encrypted: give its master key" in _start_fails(data)
+    assert "the master key does not open data directory" in _start_fails(data, "--master-key-file", str(second))
+    assert _snapshot(data) == before
+
+    rotate = subprocess.run([sys.executable, "-m", "shoal", "keys", "rotate", "--data-dir", str(data),
+                             "--master-key-file", str(first), "--new-master-key-file", str(second)],
+                            capture_output=True, text=True, timeout=60)
+    assert rotate.returncode == 0, rotate.stderr
+    assert "the master key does not open data directory" in _start_fails(data, "--master-key-file", str(first))
+
+    server = ShoalProcess(data, "--master-key-file", str(second)).start()
+    try:
+        _check_readable(make_client(server.url))
+    finally:
+        assert server.stop() == 0
+
+
+def test_plain_directory_refuses_a_key(tmp_path, keys):
+    data = tmp_path / "data"
+    server = ShoalProcess(data).start()
+    server.stop()
+    before = _snapshot(data)
+    assert "is not encrypted, but a master key was given" in _start_fails(data, "--master-key-file", str(keys[0]))
+    assert _snapshot(data) == before

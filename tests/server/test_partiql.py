@@ -1,0 +1,429 @@
+"""ExecuteStatement, BatchExecuteStatement and ExecuteTransaction through boto3
+against a real server."""
+
+from __future__ import annotations
+
+import pytest
+from botocore.exceptions import ClientError
+
+from tests.conftest import unique_name
+
+MALFORMED = "Statement wasn't well formed, can't be processed: "
+
+
+def error_of(call, **kwargs):
+    with pytest.raises(ClientError) as info:
+        call(**kwargs)
+    return info.value.response
+
+
+def code_message(call, **kwargs):
+    err = error_of(call, **kwargs)["Error"]
+    return err["Code"], err["Message"]
+
+
+def put(ddb, table, pk, sk, **extra):
+    item = {"pk": {"S": pk}, "sk": {"N": str(sk)}}
+    item.update(extra)
+    ddb.put_item(TableName=table, Item=item)
+
+
+def run(ddb, statement, **kwargs):
+    return ddb.execute_statement(Statement=statement, **kwargs)
+
+
+# ---------------------------------------------------------------- INSERT
+
+
+def test_insert_then_select_returns_the_item(ddb, table):
+    out = run(ddb, f"INSERT INTO \"{table}\" VALUE {{'pk': 'u1', 'sk': 10, 'kind': 'play', "
+                   f"'ok': true, 'none': null, 'l': [1, 'x'], 'm': {{'a': 1.50}}, 'tags': <<'a', 'b'>>}}")
+    assert out["Items"] == []
+    got = ddb.get_item(TableName=table, Key={"pk": {"S": "u1"}, "sk": {"N": "10"}})["Item"]
+    assert got["kind"] == {"S": "play"}
+    assert got["ok"] == {"BOOL": True}
+    assert got["none"] == {"NULL": True}
+    assert got["l"] == {"L": [{"N": "1"}, {"S": "x"}]}
+    assert got["m"] == {"M": {"a": {"N": "1.5"}}}
+    assert sorted(got["tags"]["SS"]) == ["a", "b"]
+
+
+def test_insert_duplicate_is_duplicate_item_exception(ddb, table):
+    run(ddb, f"INSERT INTO {table} VALUE {{'pk': 'u1', 'sk': 1}}")
+    err = error_of(run, ddb=ddb, statement=f"INSERT INTO {table} VALUE {{'pk': 'u1', 'sk': 1, 'x': 2}}")
+    assert err["Error"]["Code"] == "DuplicateItemException"
+    assert err["Error"]["Message"] == "Duplicate primary key exists in table"
+    assert err["ResponseMetadata"]["HTTPStatusCode"] == 400
+
+
+def test_insert_duplicate_with_all_old_returns_the_item(ddb, table):
+    put(ddb, table, "u1", 1, x={"N": "5"})
+    err = error_of(run, ddb=ddb, statement=f"INSERT INTO {table} VALUE {{'pk': 'u1', 'sk': 1}}",
+                   ReturnValuesOnConditionCheckFailure="ALL_OLD")
+    assert err["Error"]["Code"] == "ConditionalCheckFailedException"
+    assert err["Item"]["x"] == {"N": "5"}
+
+
+def test_insert_without_the_sort_key(ddb, table):
+    assert code_message(run, ddb=ddb, statement=f"INSERT INTO {table} VALUE {{'pk': 'a'}}") == (
+        "ValidationException", "Key attribute should be present in the item: Key sk")
+
+
+def test_insert_with_parameters(ddb, table):
+    run(ddb, f"INSERT INTO {table} VALUE {{'pk': ?, 'sk': ?, 'b': ?}}",
+        Parameters=[{"S": "u2"}, {"N": "7"}, {"B": b"\x01\x02"}])
+    got = ddb.get_item(TableName=table, Key={"pk": {"S": "u2"}, "sk": {"N": "7"}})["Item"]
+    assert got["b"] == {"B": b"\x01\x02"}
+
+
+# ---------------------------------------------------------------- SELECT
+
+
+def test_select_with_partition_key_is_a_query_in_sort_order(ddb, table):
+    for sk in (3, 1, 2):
+        put(ddb, table, "u1", sk)
+    put(ddb, table, "u2", 1)
+    items = run(ddb, f"SELECT * FROM {table} WHERE pk = 'u1'")["Items"]
+    assert [i["sk"]["N"] for i in items] == ["1", "2", "3"]
+    items = run(ddb, f"SELECT sk FROM {table} WHERE pk = 'u1' ORDER BY sk DESC")["Items"]
+    assert items == [{"sk": {"N": "3"}}, {"sk": {"N": "2"}}, {"sk": {"N": "1"}}]
+
+
+def test_select_sort_key_conditions_and_filters(ddb, table):
+    for sk in range(1, 11):
+        put(ddb, table, "u1", sk, kind={"S": "play" if sk % 2 else "pause"})
+    stmt = f"SELECT sk FROM {table} WHERE pk = ? AND sk BETWEEN 2 AND 8 AND kind = 'play'"
+    items = run(ddb, stmt, Parameters=[{"S": "u1"}])["Items"]
+    assert [i["sk"]["N"] for i in items] == ["3", "5", "7"]
+    items = run(ddb, f"SELECT sk FROM {table} WHERE pk = 'u1' AND 8 < sk")["Items"]
+    assert [i["sk"]["N"] for i in items] == ["9", "10"]
+    # A second condition on the sort key is a filter, which Query alone would refuse.
+    items = run(ddb, f"SELECT sk FROM {table} WHERE pk = 'u1' AND sk > 2 AND sk IN [3, 4, 9]")["Items"]
+    assert [i["sk"]["N"] for i in items] == ["3", "4", "9"]
+
+
+def test_select_functions_and_missing(ddb, table):
+    put(ddb, table, "u1", 1, title={"S": "Heat"}, tags={"SS": ["crime"]})
+    put(ddb, table, "u1", 2, title={"S": "Alien"})
+    base = f"SELECT sk FROM {table} WHERE pk = 'u1' AND "
+    cases = {
+        "begins_with(title, 'He')": ["1"],
+        "contains(tags, 'crime')": ["1"],
+        "size(title) = 5": ["2"],
+        "attribute_type(tags, 'SS')": ["1"],
+        "tags IS MISSING": ["2"],
+        "tags IS NOT MISSING": ["1"],
+        "NOT title = 'Heat'": ["2"],
+        "(title = 'Heat' OR title = 'Alien')": ["1", "2"],
+        "title <> 'Heat'": ["2"],
+    }
+    for condition, expected in cases.items():
+        items = run(ddb, base + condition)["Items"]
+        assert [i["sk"]["N"] for i in items] == expected, condition
+
+
+def test_select_without_partition_key_is_a_scan(ddb, table):
+    for pk in ("a", "b", "c"):
+        put(ddb, table, pk, 1, n={"N": "1" if pk != "b" else "2"})
+    items = run(ddb, f"SELECT pk FROM {table} WHERE n = 1")["Items"]
+    assert sorted(i["pk"]["S"] for i in items) == ["a", "c"]
+    assert len(run(ddb, f'SELECT * FROM "{table}"')["Items"]) == 3
+
+
+def test_select_document_paths(ddb, table):
+    put(ddb, table, "u1", 1, device={"M": {"type": {"S": "tv"}, "os": {"S": "tizen"}}},
+        l={"L": [{"N": "1"}, {"N": "2"}]})
+    items = run(ddb, f"SELECT device.\"type\", l[1] FROM {table} WHERE pk = 'u1' AND device.os = 'tizen'")["Items"]
+    assert items == [{"device": {"M": {"type": {"S": "tv"}}}, "l": {"L": [{"N": "2"}]}}]
+
+
+def test_select_pages_with_next_token(ddb, table):
+    for sk in range(1, 8):
+        put(ddb, table, "u1", sk)
+    seen, token, pages = [], None, 0
+    while True:
+        kwargs = {"Limit": 3}
+        if token:
+            kwargs["NextToken"] = token
+        out = run(ddb, f"SELECT sk FROM {table} WHERE pk = 'u1'", **kwargs)
+        pages += 1
+        seen += [i["sk"]["N"] for i in out["Items"]]
+        token = out.get("NextToken")
+        if not token:
+            break
+    assert seen == [str(n) for n in range(1, 8)]
+    assert pages == 3
+
+
+def test_select_scan_pages_with_next_token(ddb, hash_table):
+    for n in range(5):
+        ddb.put_item(TableName=hash_table, Item={"pk": {"S": f"k{n}"}})
+    seen, token = [], None
+    while True:
+        out = run(ddb, f"SELECT * FROM {hash_table}", Limit=2, **({"NextToken": token} if token else {}))
+        seen += [i["pk"]["S"] for i in out["Items"]]
+        token = out.get("NextToken")
+        if not token:
+            break
+    assert sorted(seen) == [f"k{n}" for n in range(5)]
+
+
+def test_select_invalid_next_token(ddb, table):
+    assert code_message(run, ddb=ddb, statement=f"SELECT * FROM {table}", NextToken="garbage") == (
+        "ValidationException", "Invalid NextToken")
+
+
+def test_select_consumed_capacity(ddb, table):
+    put(ddb, table, "u1", 1)
+    out = run(ddb, f"SELECT * FROM {table} WHERE pk = 'u1'", ReturnConsumedCapacity="TOTAL",
+              ConsistentRead=True)
+    assert out["ConsumedCapacity"] == {"TableName": table, "CapacityUnits": 1.0}
+
+
+def test_select_from_a_global_secondary_index(ddb):
+    name = unique_name()
+    ddb.create_table(
+        TableName=name, BillingMode="PAY_PER_REQUEST",
+        KeySchema=[{"AttributeName": "pk", "KeyType": "HASH"}, {"AttributeName": "sk", "KeyType": "RANGE"}],
+        AttributeDefinitions=[{"AttributeName": "pk", "AttributeType": "S"},
+                              {"AttributeName": "sk", "AttributeType": "N"},
+                              {"AttributeName": "content_id", "AttributeType": "S"}],
+        GlobalSecondaryIndexes=[{
+            "IndexName": "by_content",
+            "KeySchema": [{"AttributeName": "content_id", "KeyType": "HASH"},
+                          {"AttributeName": "sk", "KeyType": "RANGE"}],
+            "Projection": {"ProjectionType": "ALL"}}],
+    )
+    try:
+        for user, sk in (("u1", 5), ("u2", 3), ("u3", 9)):
+            put(ddb, name, user, sk, content_id={"S": "c42"})
+        put(ddb, name, "u4", 1, content_id={"S": "c7"})
+        items = run(ddb, f'SELECT pk FROM "{name}"."by_content" WHERE content_id = \'c42\' ORDER BY sk DESC')
+        assert [i["pk"]["S"] for i in items["Items"]] == ["u3", "u1", "u2"]
+        assert code_message(run, ddb=ddb, statement=f'SELECT * FROM "{name}"."nope"') == (
+            "ValidationException", "The table does not have the specified index: nope")
+    finally:
+        ddb.delete_table(TableName=name)
+
+
+# ---------------------------------------------------------------- UPDATE and DELETE
+
+
+def test_update_set_remove_and_functions(ddb, table):
+    put(ddb, table, "u1", 1, n={"N": "1"}, gone={"S": "x"}, l={"L": [{"N": "1"}]}, s={"SS": ["a"]})
+    out = run(ddb, f"UPDATE {table} SET n = n + 2, l = list_append(l, [2]) "
+                   f"REMOVE gone SET s = set_add(s, <<'b'>>), t = 'new' "
+                   f"WHERE pk = 'u1' AND sk = 1 RETURNING ALL NEW *")
+    item = out["Items"][0]
+    assert item["n"] == {"N": "3"}
+    assert item["l"] == {"L": [{"N": "1"}, {"N": "2"}]}
+    assert sorted(item["s"]["SS"]) == ["a", "b"]
+    assert item["t"] == {"S": "new"}
+    assert "gone" not in item
+    out = run(ddb, f"UPDATE {table} SET s = set_delete(s, <<'a'>>) WHERE pk = 'u1' AND sk = 1 "
+                   f"RETURNING MODIFIED OLD *")
+    assert sorted(out["Items"][0]["s"]["SS"]) == ["a", "b"]
+
+
+def test_update_of_a_missing_item_fails_its_condition(ddb, table):
+    assert code_message(run, ddb=ddb, statement=f"UPDATE {table} SET x = 1 WHERE pk = 'no' AND sk = 1") == (
+        "ConditionalCheckFailedException", "The conditional request failed")
+
+
+def test_update_with_extra_condition(ddb, table):
+    put(ddb, table, "u1", 1, pos={"N": "10"})
+    stmt = f"UPDATE {table} SET pos = ? WHERE pk = 'u1' AND sk = 1 AND pos < ?"
+    run(ddb, stmt, Parameters=[{"N": "20"}, {"N": "20"}])
+    err = error_of(run, ddb=ddb, statement=stmt, Parameters=[{"N": "15"}, {"N": "15"}],
+                   ReturnValuesOnConditionCheckFailure="ALL_OLD")
+    assert err["Error"]["Code"] == "ConditionalCheckFailedException"
+    assert err["Item"]["pos"] == {"N": "20"}
+
+
+def test_update_needs_the_whole_key(ddb, table):
+    assert code_message(run, ddb=ddb, statement=f"UPDATE {table} SET x = 1 WHERE pk = 'a'") == (
+        "ValidationException", "Where clause does not contain a mandatory equality on all key attributes")
+
+
+def test_update_of_a_key_attribute(ddb, table):
+    put(ddb, table, "a", 1)
+    assert code_message(run, ddb=ddb, statement=f"UPDATE {table} SET pk = 'q' WHERE pk = 'a' AND sk = 1") == (
+        "ValidationException",
+        "One or more parameter values were invalid: Cannot update attribute pk. This attribute is part of the key")
+
+
+def test_delete_returns_old_item_and_checks_conditions(ddb, table):
+    put(ddb, table, "u1", 1, x={"N": "1"})
+    assert code_message(run, ddb=ddb, statement=f"DELETE FROM {table} WHERE pk = 'u1' AND sk = 1 AND x = 2") == (
+        "ConditionalCheckFailedException", "The conditional request failed")
+    out = run(ddb, f"DELETE FROM {table} WHERE pk = 'u1' AND sk = 1 RETURNING ALL OLD *")
+    assert out["Items"][0]["x"] == {"N": "1"}
+    assert run(ddb, f"DELETE FROM {table} WHERE pk = 'u1' AND sk = 1")["Items"] == []
+    assert "Item" not in ddb.get_item(TableName=table, Key={"pk": {"S": "u1"}, "sk": {"N": "1"}})
+
+
+# ---------------------------------------------------------------- errors
+
+
+@pytest.mark.parametrize("statement", ["SELEC * FROM t", "SELECT * FROM t WHERE", "SELECT * FROM t WHERE x = '",
+                                       "INSERT INTO t VALUE 5", "UPDATE t WHERE pk = 1"])
+def test_malformed_statements(ddb, statement):
+    assert code_message(run, ddb=ddb, statement=statement) == ("ValidationException", MALFORMED + statement)
+
+
+def test_statement_errors(ddb, table):
+    cases = [
+        (dict(statement="SELECT * FROM nope_nope"), ("ResourceNotFoundException", "Requested resource not found")),
+        (dict(statement=f"SELECT * FROM {table} WHERE pk = ?"),
+         ("ValidationException", "Number of parameters in request and statement don't match.")),
+        (dict(statement=f"SELECT * FROM {table} WHERE pk = 'a'", Parameters=[{"S": "a"}]),
+         ("ValidationException", "Number of parameters in request and statement don't match.")),
+        (dict(statement=f"SELECT * FROM {table} ORDER BY sk"),
+         ("ValidationException", "Must have WHERE clause in the statement when using ORDER BY clause.")),
+        (dict(statement=f"SELECT * FROM {table} WHERE x = 1 ORDER BY sk"),
+         ("ValidationException",
+          "Must have at least one non-optional hash key condition in WHERE clause when using ORDER BY clause.")),
+        (dict(statement=f"SELECT * FROM {table} WHERE pk = 'a' ORDER BY x"),
+         ("ValidationException", "Variable reference x in ORDER BY clause must be part of the primary key")),
+        (dict(statement=f"SELECT * FROM {table} WHERE pk = 1"),
+         ("ValidationException", "Key attribute's data type should match its data type in table's schema: Key pk")),
+        (dict(statement=f"EXISTS(SELECT * FROM {table} WHERE pk = 'a' AND sk = 1 AND x = 1)"),
+         ("ValidationException", "EXISTS can only be used in ExecuteTransaction write requests.")),
+    ]
+    for kwargs, expected in cases:
+        assert code_message(run, ddb=ddb, **kwargs) == expected, kwargs
+
+
+# ---------------------------------------------------------------- BatchExecuteStatement
+
+
+def test_batch_writes_with_per_statement_errors(ddb, table):
+    put(ddb, table, "dup", 1)
+    put(ddb, table, "kept", 1)
+    out = ddb.batch_execute_statement(Statements=[
+        {"Statement": f"INSERT INTO {table} VALUE {{'pk': 'dup', 'sk': 1}}"},
+        {"Statement": f"INSERT INTO {table} VALUE {{'pk': ?, 'sk': 2}}", "Parameters": [{"S": "new"}]},
+        {"Statement": f"UPDATE {table} SET x = 1 WHERE pk = 'zz' AND sk = 1"},
+        {"Statement": "INSERT INTO nope_nope VALUE {'pk': 'b', 'sk': 1}"},
+        {"Statement": "SELEC"},
+        {"Statement": f"DELETE FROM {table} WHERE pk = 'kept' AND sk = 1 AND x = 9",
+         "ReturnValuesOnConditionCheckFailure": "ALL_OLD"},
+    ], ReturnConsumedCapacity="TOTAL")
+    r = out["Responses"]
+    assert r[0] == {"TableName": table, "Error": {"Code": "DuplicateItem",
+                                                  "Message": "Duplicate primary key exists in table"}}
+    assert r[1] == {"TableName": table}
+    assert r[2]["Error"] == {"Code": "ConditionalCheckFailed", "Message": "The conditional request failed"}
+    assert r[3] == {"Error": {"Code": "ResourceNotFound", "Message": "Requested resource not found"}}
+    assert r[4] == {"Error": {"Code": "ValidationError", "Message": MALFORMED + "SELEC"}}
+    assert r[5]["Error"]["Code"] == "ConditionalCheckFailed"
+    assert r[5]["Error"]["Item"] == {"pk": {"S": "kept"}, "sk": {"N": "1"}}
+    assert out["ConsumedCapacity"][0]["TableName"] == table
+    got = ddb.get_item(TableName=table, Key={"pk": {"S": "new"}, "sk": {"N": "2"}})
+    assert "Item" in got
+
+
+def test_batch_reads(ddb, table):
+    put(ddb, table, "a", 1, x={"N": "1"})
+    out = ddb.batch_execute_statement(Statements=[
+        {"Statement": f"SELECT x FROM {table} WHERE pk = 'a' AND sk = 1"},
+        {"Statement": f"SELECT * FROM {table} WHERE pk = 'a'"},
+        {"Statement": f"SELECT * FROM {table} WHERE pk = 'nobody' AND sk = 1"},
+        {"Statement": f"SELECT * FROM {table} WHERE pk = ? AND sk = ?", "Parameters": [{"S": "a"}, {"N": "1"}],
+         "ConsistentRead": True},
+    ])["Responses"]
+    assert out[0] == {"TableName": table, "Item": {"x": {"N": "1"}}}
+    assert out[1] == {"Error": {"Code": "ValidationError", "Message": "Only single item select is supported"},
+                      "TableName": table}
+    assert out[2] == {"TableName": table}
+    assert out[3]["Item"]["pk"] == {"S": "a"}
+
+
+def test_batch_refuses_mixed_reads_and_writes_and_duplicate_keys(ddb, table):
+    mixed = [{"Statement": f"SELECT * FROM {table} WHERE pk = 'a' AND sk = 1"},
+             {"Statement": f"DELETE FROM {table} WHERE pk = 'b' AND sk = 1"}]
+    assert code_message(ddb.batch_execute_statement, Statements=mixed) == (
+        "ValidationException", "Read and write requests together in the same batch is not supported.")
+    dup = [{"Statement": f"INSERT INTO {table} VALUE {{'pk': 'a', 'sk': 1}}"},
+           {"Statement": f"DELETE FROM {table} WHERE pk = 'a' AND sk = 1.0"}]
+    assert code_message(ddb.batch_execute_statement, Statements=dup) == (
+        "ValidationException", "Provided list of item keys contains duplicates")
+
+
+# ---------------------------------------------------------------- ExecuteTransaction
+
+
+def test_transaction_commits_all(ddb, table):
+    put(ddb, table, "acct", 1, balance={"N": "100"})
+    out = ddb.execute_transaction(TransactStatements=[
+        {"Statement": f"UPDATE {table} SET balance = balance - ? WHERE pk = 'acct' AND sk = 1 AND balance >= ?",
+         "Parameters": [{"N": "30"}, {"N": "30"}]},
+        {"Statement": f"INSERT INTO {table} VALUE {{'pk': 'log', 'sk': 1, 'amount': 30}}"},
+        {"Statement": f"DELETE FROM {table} WHERE pk = 'gone' AND sk = 1"},
+        {"Statement": f"NOT EXISTS(SELECT * FROM {table} WHERE pk = 'lock' AND sk = 1 AND held = true)"},
+    ], ClientRequestToken="tok-commit-1", ReturnConsumedCapacity="TOTAL")
+    assert out["Responses"] == []
+    assert out["ConsumedCapacity"][0]["TableName"] == table
+    got = ddb.get_item(TableName=table, Key={"pk": {"S": "acct"}, "sk": {"N": "1"}})["Item"]
+    assert got["balance"] == {"N": "70"}
+
+
+def test_transaction_cancels_with_reasons(ddb, table):
+    put(ddb, table, "a", 1, x={"N": "1"})
+    err = error_of(ddb.execute_transaction, TransactStatements=[
+        {"Statement": f"INSERT INTO {table} VALUE {{'pk': 'a', 'sk': 1}}"},
+        {"Statement": f"UPDATE {table} SET x = 2 WHERE pk = 'b' AND sk = 1"},
+        {"Statement": f"DELETE FROM {table} WHERE pk = 'c' AND sk = 1"},
+        {"Statement": f"INSERT INTO {table} VALUE {{'pk': 'new', 'sk': 1}}"},
+    ])
+    assert err["Error"]["Code"] == "TransactionCanceledException"
+    assert err["CancellationReasons"] == [
+        {"Code": "ValidationError", "Message": "Duplicate primary key exists in table"},
+        {"Code": "ConditionalCheckFailed", "Message": "The conditional request failed"},
+        {"Code": "None"},
+        {"Code": "None"},
+    ]
+    assert err["Error"]["Message"] == ("Transaction cancelled, please refer cancellation reasons for specific "
+                                       "reasons [ValidationError, ConditionalCheckFailed, None, None]")
+    assert "Item" not in ddb.get_item(TableName=table, Key={"pk": {"S": "new"}, "sk": {"N": "1"}})
+
+
+def test_transaction_exists_condition(ddb, table):
+    put(ddb, table, "a", 1, x={"N": "1"})
+    ok = [{"Statement": f"EXISTS(SELECT * FROM {table} WHERE pk = 'a' AND sk = 1 AND x = 1)"},
+          {"Statement": f"INSERT INTO {table} VALUE {{'pk': 'b', 'sk': 1}}"}]
+    ddb.execute_transaction(TransactStatements=ok)
+    failing = [{"Statement": f"NOT EXISTS(SELECT * FROM {table} WHERE pk = 'a' AND sk = 1 AND x = 1)"},
+               {"Statement": f"INSERT INTO {table} VALUE {{'pk': 'c', 'sk': 1}}"}]
+    err = error_of(ddb.execute_transaction, TransactStatements=failing)
+    assert [r["Code"] for r in err["CancellationReasons"]] == ["ConditionalCheckFailed", "None"]
+    bare = [{"Statement": f"EXISTS(SELECT * FROM {table} WHERE pk = 'a' AND sk = 1)"}]
+    assert code_message(ddb.execute_transaction, TransactStatements=bare) == (
+        "ValidationException",
+        "Validation failed in TransactStatements[0]: EXISTS() must contain a single item read with additional condition")
+
+
+def test_read_transaction(ddb, table):
+    put(ddb, table, "a", 1, x={"N": "1"}, y={"N": "2"})
+    out = ddb.execute_transaction(TransactStatements=[
+        {"Statement": f"SELECT x FROM {table} WHERE pk = 'a' AND sk = 1"},
+        {"Statement": f"SELECT * FROM {table} WHERE pk = 'nope' AND sk = 1"},
+    ])
+    assert out["Responses"] == [{"Item": {"x": {"N": "1"}}}, {}]
+
+
+def test_transaction_errors(ddb, table):
+    mixed = [{"Statement": f"SELECT * FROM {table} WHERE pk = 'a' AND sk = 1"},
+             {"Statement": f"DELETE FROM {table} WHERE pk = 'c' AND sk = 1"}]
+    assert code_message(ddb.execute_transaction, TransactStatements=mixed) == (
+        "ValidationException",
+        "ExecuteTransaction API does not support both read and write operations in the same request.")
+    partial = [{"Statement": f"SELECT * FROM {table} WHERE pk = 'a'"}]
+    assert code_message(ddb.execute_transaction, TransactStatements=partial) == (
+        "ValidationException",
+        "Validation failed in TransactStatements[0]: Select statements within ExecuteTransaction must "
+        "specify the primary key in the where clause.")
+    same = [{"Statement": f"DELETE FROM {table} WHERE pk = 'c' AND sk = 1"},
+            {"Statement": f"DELETE FROM {table} WHERE pk = 'c' AND sk = 1"}]
+    assert code_message(ddb.execute_transaction, TransactStatements=same) == (
+        "ValidationException", "Transaction request cannot include multiple operations on one item")

@@ -1,0 +1,231 @@
+"""The PartiQL parser and its translation to DynamoDB expressions, without a server."""
+
+from __future__ import annotations
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from shoal.errors import ValidationException
+from shoal.expressions import ExpressionContext, parse_condition, parse_update
+from shoal.partiql import ast, parse_statement
+from shoal.partiql.translate import (
+    ExpressionBuilder,
+    bind_value,
+    check_parameters,
+    sort_condition,
+    split_key,
+)
+
+MALFORMED = "Statement wasn't well formed, can't be processed: "
+
+
+def message_of(call, *args):
+    with pytest.raises(ValidationException) as info:
+        call(*args)
+    return info.value.message
+
+
+# ---------------------------------------------------------------- parser
+
+
+def test_select_shape():
+    stmt = parse_statement('SELECT a, b.c[2] FROM "T"."idx" WHERE pk = ? AND sk > 3 ORDER BY sk DESC')
+    assert stmt.table == "T" and stmt.index == "idx"
+    assert stmt.projection == (ast.Path(("a",)), ast.Path(("b", "c", 2)))
+    assert stmt.where == ast.And((ast.Compare("=", ast.Path(("pk",)), ast.Param(0)),
+                                  ast.Compare(">", ast.Path(("sk",)), ast.Literal(("N", "3")))))
+    assert stmt.order_by == ((ast.Path(("sk",)), True),)
+    assert stmt.params == 1
+
+
+def test_keywords_are_case_insensitive_and_quoted_names_keep_case():
+    stmt = parse_statement("""select * from "My""Table" where "Select" = 'it''s'""")
+    assert stmt.table == 'My"Table'
+    assert stmt.where == ast.Compare("=", ast.Path(("Select",)), ast.Literal(("S", "it's")))
+
+
+def test_insert_value_literals():
+    stmt = parse_statement("INSERT INTO t VALUE {'n': -1.50, 'b': TRUE, 'z': NULL, 'l': [1, 'x'], "
+                           "'m': {'k': false}, 's': <<'a', 'b'>>, 'p': ?}")
+    item = bind_value(stmt.item, [{"S": "param"}])["M"]
+    assert item == {
+        "n": {"N": "-1.5"}, "b": {"BOOL": True}, "z": {"NULL": True},
+        "l": {"L": [{"N": "1"}, {"S": "x"}]}, "m": {"M": {"k": {"BOOL": False}}},
+        "s": {"SS": ["a", "b"]}, "p": {"S": "param"},
+    }
+
+
+def test_update_and_delete_shapes():
+    stmt = parse_statement("UPDATE t SET a = a + 1, b = list_append(b, [1]) REMOVE c "
+                           "WHERE pk = 'x' RETURNING MODIFIED NEW *")
+    assert [type(c).__name__ for c in stmt.clauses] == ["SetClause", "SetClause", "RemoveClause"]
+    assert stmt.returning == "UPDATED_NEW"
+    stmt = parse_statement("DELETE FROM t WHERE pk = 'x' RETURNING ALL OLD *")
+    assert stmt.returning == "ALL_OLD"
+
+
+def test_exists_statement():
+    stmt = parse_statement("NOT EXISTS (SELECT * FROM t WHERE pk = 'a' AND x IS NOT MISSING)")
+    assert isinstance(stmt, ast.Exists) and stmt.negated
+    assert stmt.select.where.operands[1] == ast.IsMissing(ast.Path(("x",)), True)
+
+
+@pytest.mark.parametrize("text", [
+    "SELEC * FROM t", "SELECT * FROM", "SELECT * FROM t WHERE", "SELECT * FROM t WHERE x = '",
+    "SELECT * FROM t extra", "INSERT INTO t VALUE [1]", "UPDATE t WHERE a = 1", "DELETE t WHERE a = 1",
+    "SELECT * FROM t WHERE a = 1 AND", "SELECT * FROM t WHERE a[x] = 1", "SELECT * FROM t WHERE a # 1",
+])
+def test_malformed(text):
+    assert message_of(parse_statement, text) == MALFORMED + text
+
+
+def test_delete_returning_only_all_old():
+    assert message_of(parse_statement, "DELETE FROM t WHERE pk = 1 RETURNING ALL NEW *") == (
+        "Invalid returning clause: RETURNING ALL NEW *. Only RETURNING ALL OLD * is allowed in DELETE statements.")
+
+
+def test_parameter_count():
+    stmt = parse_statement("SELECT * FROM t WHERE a = ? AND b = ?")
+    assert check_parameters(stmt, [{"N": "1"}, {"N": "2"}]) == [{"N": "1"}, {"N": "2"}]
+    for params in (None, [{"N": "1"}], [{"N": "1"}] * 3):
+        assert message_of(check_parameters, stmt, params) == (
+            "Number of parameters in request and statement don't match.")
+
+
+def test_bag_errors():
+    empty = parse_statement("INSERT INTO t VALUE {'s': <<>>}")
+    assert message_of(bind_value, empty.item, []) == "Empty bags are not supported"
+    mixed = parse_statement("INSERT INTO t VALUE {'s': <<1, 'a'>>}")
+    assert message_of(bind_value, mixed.item, []) == (
+        "Unsupported data type in Bag. DynamoDB only supports either numbers or strings in bags")
+
+
+# ---------------------------------------------------------------- translation
+
+
+def test_split_key_takes_first_equality_of_each_key():
+    stmt = parse_statement("UPDATE t SET x = 1 WHERE pk = 'a' AND 5 = sk AND sk = 6 AND y < 2")
+    key, rest = split_key(stmt.where, ("pk", "sk"), [])
+    assert key == {"pk": {"S": "a"}, "sk": {"N": "5"}}
+    assert len(rest) == 2
+
+
+def test_sort_condition_flips_reversed_comparisons():
+    stmt = parse_statement("SELECT * FROM t WHERE pk = 'a' AND 10 > sk")
+    op, values, _node = sort_condition(stmt.where, "sk")
+    assert op == "<" and values == (ast.Literal(("N", "10")),)
+    stmt = parse_statement("SELECT * FROM t WHERE pk = 'a' AND begins_with(sk, 'x')")
+    assert sort_condition(stmt.where, "sk")[0] == "begins_with"
+    stmt = parse_statement("SELECT * FROM t WHERE pk = 'a' OR sk = 1")
+    assert sort_condition(stmt.where, "sk") is None
+
+
+def _condition(text: str, params=()):
+    builder = ExpressionBuilder(list(params))
+    expression = builder.condition(parse_statement(text).where)
+    ctx = ExpressionContext(builder.names, builder.values)
+    return expression, builder, parse_condition(expression, ctx, "FilterExpression")
+
+
+def test_condition_text_uses_placeholders_and_evaluates():
+    text, builder, condition = _condition(
+        "SELECT * FROM t WHERE a.b[1] = ? AND (c IN [1, 2] OR NOT d BETWEEN 1 AND 3) AND e IS MISSING",
+        [{"S": "x"}])
+    assert text == ("(#n0.#n1[1] = :v0) AND ((#n2 IN (:v1, :v2)) OR (NOT (#n3 BETWEEN :v3 AND :v4))) "
+                    "AND (attribute_not_exists(#n4))")
+    assert builder.names == {"#n0": "a", "#n1": "b", "#n2": "c", "#n3": "d", "#n4": "e"}
+    item = {"a": {"M": {"b": {"L": [{"S": "no"}, {"S": "x"}]}}}, "c": {"N": "2"}}
+    assert condition.evaluate(item)
+    assert not condition.evaluate({**item, "e": {"S": "here"}})
+
+
+def test_functions_translate_to_expression_functions():
+    _, _, condition = _condition(
+        "SELECT * FROM t WHERE begins_with(s, 'ab') AND contains(tags, 'x') AND size(s) > 2 "
+        "AND attribute_type(s, 'S') AND n IS NOT NULL")
+    assert condition.evaluate({"s": {"S": "abc"}, "tags": {"SS": ["x"]}, "n": {"N": "1"}})
+    assert not condition.evaluate({"s": {"S": "abc"}, "tags": {"SS": ["x"]}, "n": {"NULL": True}})
+
+
+def test_unknown_function():
+    stmt = parse_statement("SELECT * FROM t WHERE foo(x)")
+    assert message_of(ExpressionBuilder([]).condition, stmt.where) == "Unrecognized function: foo"
+
+
+def test_update_text_groups_sections():
+    stmt = parse_statement("UPDATE t SET a = a + ?, s = set_add(s, <<1>>) REMOVE r "
+                           "SET l = list_append(l, [1]), d = set_delete(d, <<'x'>>) WHERE pk = 1")
+    builder = ExpressionBuilder([{"N": "2"}])
+    text = builder.update(stmt.clauses)
+    assert text == ("SET #n0 = #n0 + :v0, #n3 = list_append(#n3, :v2) ADD #n1 :v1 "
+                    "REMOVE #n2 DELETE #n4 :v3")
+    update = parse_update(text, ExpressionContext(builder.names, builder.values))
+    new, _ = update.apply({"a": {"N": "1"}, "r": {"S": "x"}, "l": {"L": []}, "d": {"SS": ["x", "y"]}})
+    assert new == {"a": {"N": "3"}, "s": {"NS": ["1"]}, "l": {"L": [{"N": "1"}]}, "d": {"SS": ["y"]}}
+
+
+def test_set_add_needs_a_set():
+    stmt = parse_statement("UPDATE t SET a = set_add(a, 5) WHERE pk = 1")
+    assert message_of(ExpressionBuilder([]).update, stmt.clauses) == (
+        "The second argument to SET_ADD must be a value with type SET")
+
+
+# ---------------------------------------------------------------- properties
+
+
+def _render(av: dict) -> str:
+    """PartiQL literal text for an attribute value."""
+    (type_, value), = av.items()
+    if type_ == "S":
+        return "'" + value.replace("'", "''") + "'"
+    if type_ == "N":
+        return value
+    if type_ == "BOOL":
+        return "true" if value else "false"
+    if type_ == "NULL":
+        return "null"
+    if type_ == "L":
+        return "[" + ", ".join(_render(v) for v in value) + "]"
+    if type_ == "SS":
+        return "<<" + ", ".join(_render({"S": v}) for v in value) + ">>"
+    return "{" + ", ".join(f"{_render({'S': k})}: {_render(v)}" for k, v in value.items()) + "}"
+
+
+_scalars = st.one_of(
+    st.text(max_size=8).map(lambda s: {"S": s}),
+    st.integers(-10**12, 10**12).map(lambda n: {"N": str(n)}),
+    st.booleans().map(lambda b: {"BOOL": b}),
+    st.just({"NULL": True}),
+    st.lists(st.text(max_size=4), min_size=1, max_size=3, unique=True).map(lambda v: {"SS": v}),
+)
+_values = st.recursive(
+    _scalars,
+    lambda inner: st.one_of(
+        st.lists(inner, max_size=3).map(lambda v: {"L": v}),
+        st.dictionaries(st.text(max_size=4), inner, max_size=3).map(lambda v: {"M": v}),
+    ),
+    max_leaves=10,
+)
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.dictionaries(st.text(min_size=1, max_size=6), _values, max_size=5))
+def test_insert_literal_round_trips(item):
+    stmt = parse_statement(f"INSERT INTO t VALUE {_render({'M': item})}")
+    assert bind_value(stmt.item, []) == {"M": item}
+
+
+@settings(max_examples=100, deadline=None)
+@given(st.lists(st.sampled_from(["a", "b", "c"]), min_size=1, max_size=4),
+       st.sampled_from(["=", "<>", "<", "<=", ">", ">="]), st.integers(-5, 5), st.integers(-5, 5))
+def test_comparisons_agree_with_python(names, op, stored, constant):
+    """A translated comparison evaluates as the same comparison of numbers does."""
+    path = ".".join(f'"{n}"' for n in names)
+    _, _, condition = _condition(f"SELECT * FROM t WHERE {path} {op} {constant}")
+    item: dict = {"N": str(stored)}
+    for name in reversed(names):
+        item = {"M": {name: item}}
+    expected = {"=": stored == constant, "<>": stored != constant, "<": stored < constant,
+                "<=": stored <= constant, ">": stored > constant, ">=": stored >= constant}[op]
+    assert condition.evaluate(item["M"]) is expected
