@@ -4,6 +4,9 @@ Layout (format 1)::
 
     <data dir>/FORMAT        "Shoal data directory\\nformat 1\\nengine lmdb\\n"
     <data dir>/lmdb/         the LMDB environment (data.mdb, lock.mdb)
+    <data dir>/KEYRING       only when encrypted at rest: the data keys, wrapped by the
+                             master key (the marker then has the line ``encryption aes-256-gcm``;
+                             see docs/encryption.md and ``shoal.storage.keyring``)
 
 ``open_data_dir`` validates before it changes anything, so that pointing Shoal
 at the wrong directory (another program's files, a newer Shoal's data, a
