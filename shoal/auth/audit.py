@@ -27,6 +27,8 @@ rotation, which is rare.
 
 from __future__ import annotations
 
+import base64
+
 import fcntl
 import os
 import threading
@@ -45,11 +47,21 @@ def iso_now(now: float | None = None) -> str:
     return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(now)) + f".{int(now * 1000) % 1000:03d}Z"
 
 
+# A sealed line: this mark, then base64 of nonce + AES-GCM ciphertext.
+SEALED_MARK = b"sealed:"
+SEAL_CONTEXT = b"shoal audit log"
+
+
 class AuditLog:
     """An append-only JSON-lines file, rotated by size, shared by processes."""
 
-    def __init__(self, path, *, max_bytes: int = DEFAULT_MAX_BYTES, backups: int = DEFAULT_BACKUPS) -> None:
+    def __init__(self, path, *, max_bytes: int = DEFAULT_MAX_BYTES, backups: int = DEFAULT_BACKUPS,
+                 engine=None) -> None:
+        """``engine``: the data directory's engine; when it is encrypted at rest
+        (it has ``seal_record``), every line is sealed too, so the log leaks
+        nothing a data file would not."""
         self.path = os.fspath(path)
+        self._seal = getattr(engine, "seal_record", None)
         self.max_bytes = max_bytes
         self.backups = backups
         self._lock = threading.Lock()
@@ -64,7 +76,10 @@ class AuditLog:
         line = orjson.dumps({
             "time": iso_now(now), "principal": principal, "source": source, "action": action,
             "resource": resource, "decision": decision, "reason": reason, "request_id": request_id,
-        }) + b"\n"
+        })
+        if self._seal is not None:
+            line = SEALED_MARK + base64.b64encode(self._seal(line, SEAL_CONTEXT))
+        line += b"\n"
         with self._lock:
             fd = self._current_fd()
             os.write(fd, line)
@@ -122,10 +137,19 @@ class AuditLog:
             self._open()
 
 
-def read_lines(path) -> list[dict]:
-    """The records of an audit file (for tests and tools)."""
+def read_lines(path, engine=None) -> list[dict]:
+    """The records of an audit file (for tests and tools); sealed lines are
+    opened with ``engine`` (the encrypted data directory's engine)."""
     try:
         with open(path, "rb") as f:
-            return [orjson.loads(line) for line in f if line.strip()]
+            lines = [line.strip() for line in f if line.strip()]
     except FileNotFoundError:
         return []
+    records = []
+    for line in lines:
+        if line.startswith(SEALED_MARK):
+            if engine is None or not hasattr(engine, "open_record"):
+                raise ValueError(f"{path} is sealed: give the data directory's master key")
+            line = engine.open_record(base64.b64decode(line[len(SEALED_MARK):]), SEAL_CONTEXT)
+        records.append(orjson.loads(line))
+    return records

@@ -27,6 +27,9 @@ def add_iam_commands(subparsers) -> None:
         parser = commands.add_parser(name, help=help_text)
         parser.add_argument("--data-dir", default=os.environ.get("SHOAL_DATA_DIR", "./shoal-data"),
                             help="the data directory (env SHOAL_DATA_DIR; default ./shoal-data)")
+        parser.add_argument("--master-key-file", default=os.environ.get("SHOAL_MASTER_KEY_FILE"),
+                            help="the master key of an encrypted data directory (env SHOAL_MASTER_KEY_FILE, "
+                                 "or the key itself in SHOAL_MASTER_KEY)")
         parser.add_argument("--audit-log", default=os.environ.get("SHOAL_AUDIT_LOG"),
                             help="where IAM changes are audited (env SHOAL_AUDIT_LOG; default <data dir>/audit.log)")
         for flags, options in arguments:
@@ -72,6 +75,8 @@ def add_iam_commands(subparsers) -> None:
     command("delete-policy", lambda s, a: s.delete_policy(a.policy_arn), "delete a managed policy",
             (("--policy-arn",), req))
     command("list-policies", lambda s, a: {"Policies": s.list_policies()}, "list managed policies")
+    command("list-audit-events", _audit_events, "print the audit log (opening sealed lines of an encrypted "
+            "data directory with its master key)")
 
 
 def _put_inline(kind: str):
@@ -104,11 +109,13 @@ def _document(value: str) -> str:
 def _run(args, run) -> int:
     # Imported here: `shoal serve` builds this parser too and should not pay for it.
     from shoal.auth.iam import IamError, IamStore
+    from shoal.keys_cli import master_key_from
     from shoal.storage.datadir import DataDirError, open_data_dir
+    from shoal.storage.keyring import KeyringError
 
     try:
-        engine = open_data_dir(args.data_dir)
-    except DataDirError as exc:
+        engine = open_data_dir(args.data_dir, master_key=master_key_from(args.master_key_file))
+    except (DataDirError, KeyringError) as exc:
         print(f"shoal: {exc}", file=sys.stderr)
         return 1
     store = IamStore(engine, args.data_dir)
@@ -129,6 +136,13 @@ def _run(args, run) -> int:
     return 0
 
 
+def _audit_events(store, args) -> dict:
+    from shoal.auth.audit import DEFAULT_FILE, read_lines
+
+    path = args.audit_log or os.path.join(args.data_dir, DEFAULT_FILE)
+    return {"Events": read_lines(path, store.engine)}
+
+
 def _audit(args, store, decision: str, reason: str) -> None:
     """Write an IAM change (not a listing) to the audit log."""
     command = args.iam_command or ""
@@ -138,7 +152,7 @@ def _audit(args, store, decision: str, reason: str) -> None:
 
     path = args.audit_log or os.path.join(args.data_dir, DEFAULT_FILE)
     action = "iam:" + "".join(part.capitalize() for part in command.split("-"))
-    audit = AuditLog(path)
+    audit = AuditLog(path, engine=store.engine)
     try:
         audit.record(principal=_local_principal(), source="local", action=action,
                      resource=_resource_of(args, store), decision=decision, reason=reason)

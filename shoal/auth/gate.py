@@ -55,7 +55,7 @@ class Gate:
         self.store = IamStore(engine, data_dir, account=account, clock=self.clock)
         if audit_path is None and data_dir is not None:
             audit_path = os.path.join(os.fspath(data_dir), DEFAULT_FILE)
-        self.audit = AuditLog(audit_path) if audit_path else None
+        self.audit = AuditLog(audit_path, engine=engine) if audit_path else None
 
     # -- authentication -------------------------------------------------------------------
 

@@ -223,5 +223,18 @@ class EncryptedEngine(Engine):
     def stats(self) -> dict:
         return {**self.inner.stats(), "encrypted": True}
 
+    def seal_record(self, data: bytes, context: bytes) -> bytes:
+        """Seal a record kept outside the engine (an audit-log line) with the
+        value key: nonce + AES-GCM ciphertext, bound to ``context``."""
+        nonce = os.urandom(12)
+        return nonce + self._crypt.aead.encrypt(nonce, data, context)
+
+    def open_record(self, sealed: bytes, context: bytes) -> bytes:
+        """The data of ``seal_record``'s output; IntegrityError if altered."""
+        try:
+            return self._crypt.aead.decrypt(sealed[:12], sealed[12:], context)
+        except InvalidTag:
+            raise IntegrityError("a sealed record failed its integrity check") from None
+
     def __repr__(self) -> str:
         return f"EncryptedEngine({self.inner!r})"

@@ -182,3 +182,28 @@ def test_plain_directory_refuses_a_key(tmp_path, keys):
     before = _snapshot(data)
     assert "is not encrypted, but a master key was given" in _start_fails(data, "--master-key-file", str(keys[0]))
     assert _snapshot(data) == before
+
+
+def test_iam_commands_open_an_encrypted_directory_with_its_key(tmp_path, keys):
+    import json
+
+    first, _second = keys
+    data = tmp_path / "iamdata"
+    server = ShoalProcess(data, "--master-key-file", str(first), "--auth", "sigv4").start()
+    server.stop()
+
+    def iam(*extra):
+        return subprocess.run([sys.executable, "-m", "shoal", "iam", *extra, "--data-dir", str(data)],
+                              capture_output=True, text=True, timeout=60)
+
+    refused = iam("create-user", "--user-name", "zebra-crossing-4711")
+    assert refused.returncode != 0 and "is encrypted" in refused.stderr
+    made = iam("create-user", "--user-name", "zebra-crossing-4711", "--master-key-file", str(first))
+    assert made.returncode == 0, made.stderr
+    assert json.loads(made.stdout)["User"]["UserName"] == "zebra-crossing-4711"
+    for path in data.rglob("*"):
+        if path.is_file():
+            assert b"zebra-crossing-4711" not in path.read_bytes(), path
+    events = iam("list-audit-events", "--master-key-file", str(first))
+    assert events.returncode == 0, events.stderr
+    assert any(e["resource"].endswith("user/zebra-crossing-4711") for e in json.loads(events.stdout)["Events"])
