@@ -3,6 +3,7 @@ consumed capacity and ReturnValues shaping."""
 
 from __future__ import annotations
 
+import re
 import zlib
 
 from shoal.errors import ValidationException
@@ -107,13 +108,20 @@ def expression_context(request: dict, expression_members: tuple[str, ...], legac
                 f"{' and '.join(takers)} {verb} null"
             )
         return None
-    if names is not None and not names:
-        raise ValidationException("ExpressionAttributeNames must not be empty")
+    if names is not None:
+        if not names:
+            raise ValidationException("ExpressionAttributeNames must not be empty")
+        for key, name in names.items():
+            _check_placeholder("ExpressionAttributeNames", key, _NAME_KEY)
+            if not name:
+                raise ValidationException(
+                    f"ExpressionAttributeNames contains invalid value: Empty attribute name for key {key}")
     if values is not None:
         if not values:
             raise ValidationException("ExpressionAttributeValues must not be empty")
         checked = {}
         for name, value in values.items():
+            _check_placeholder("ExpressionAttributeValues", name, _VALUE_KEY)
             try:
                 checked[name] = validate_value(value, name)
             except ValidationException as exc:
@@ -122,6 +130,21 @@ def expression_context(request: dict, expression_members: tuple[str, ...], legac
                 ) from None
         values = checked
     return ExpressionContext(names, values)
+
+
+_NAME_KEY = re.compile(r"#[A-Za-z0-9_]+\Z")
+_VALUE_KEY = re.compile(r":[A-Za-z0-9_]+\Z")
+MAX_PLACEHOLDER_BYTES = 255
+
+
+def _check_placeholder(member: str, key: str, pattern) -> None:
+    """Placeholder keys: '#' or ':' then letters, digits or '_', at most 255 bytes."""
+    if len(key) > MAX_PLACEHOLDER_BYTES:
+        detail = f" size of key: {len(key.encode())}" if member == "ExpressionAttributeNames" else ""
+        raise ValidationException(
+            f"{member} contains invalid key: The expression attribute map contains a key that is too long;{detail}")
+    if not pattern.match(key):
+        raise ValidationException(f'{member} contains invalid key: Syntax error; key: "{key}"')
 
 
 # ---------------------------------------------------------------- capacity

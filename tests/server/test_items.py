@@ -266,3 +266,22 @@ def test_empty_write_request_in_a_batch(ddb, table):
     code, message, _ = error_of(ddb.batch_write_item, RequestItems={table: [{}]})
     assert message == ("Supplied AttributeValue has more than one datatypes set, "
                        "must contain exactly one of the supported datatypes")
+
+
+@pytest.mark.parametrize("names,values,message", [
+    ({"#a": "x", "b": "y"}, None, 'ExpressionAttributeNames contains invalid key: Syntax error; key: "b"'),
+    ({"#a": "x", "#a-b": "y"}, None, 'ExpressionAttributeNames contains invalid key: Syntax error; key: "#a-b"'),
+    ({"#a": "x", "#" + "a" * 300: "y"}, None,
+     "ExpressionAttributeNames contains invalid key: The expression attribute map contains a key that is too long; "
+     "size of key: 301"),
+    ({"#a": ""}, None, "ExpressionAttributeNames contains invalid value: Empty attribute name for key #a"),
+    (None, {":v": {"S": "x"}, "w": {"S": "y"}}, 'ExpressionAttributeValues contains invalid key: Syntax error; key: "w"'),
+])
+def test_placeholder_rules(ddb, table, names, values, message):
+    kwargs = {"ConditionExpression": "attribute_not_exists(#a)" if names else "attribute_not_exists(q) OR q = :v"}
+    if names:
+        kwargs["ExpressionAttributeNames"] = names
+    if values:
+        kwargs["ExpressionAttributeValues"] = values
+    code, got, _ = error_of(ddb.put_item, TableName=table, Item=event(), **kwargs)
+    assert (code, got) == ("ValidationException", message)
