@@ -1,0 +1,285 @@
+"""Turn a results file of bench/run.py into docs/benchmarks.md and a latency plot.
+
+    python3 bench/report.py bench/results/RUN.json [--output docs/benchmarks.md]
+
+The markdown is generated whole from the results (tables of absolute figures,
+ratios of Shoal over each other system, memory, disk, start-up), so rerunning
+the benchmark rewrites it; commentary belongs in the run's commit or issue.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+
+BENCH_DIR = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, BENCH_DIR)
+
+LABELS = {"shoal": "Shoal", "dynamodb-local": "DynamoDB Local", "dynalite": "dynalite", "moto": "moto",
+          "ceiling": "HTTP ceiling"}
+WORKLOAD_TITLES = {
+    "put": "PutItem of a new event",
+    "get": "GetItem of an existing event (users by Zipf popularity)",
+    "query": "Query: a user's latest 20 events (ScanIndexForward false, Limit 20)",
+    "ingest": "BatchWriteItem of 25 new events (also the ingest mix)",
+    "counter": "UpdateItem ADD on a per-title hourly play counter (Zipf titles, 10 shards)",
+    "app": "app mix: 70% latest-20 Query, 20% PutItem, 10% conditional continue-watching UpdateItem",
+    "point": "point mix: 90% GetItem, 10% PutItem (Zipf users)",
+}
+
+HOW_TO_RUN = """\
+## How to run
+
+```sh
+python3 bench/run.py                                   # everything, defaults below (about 12 minutes)
+python3 bench/run.py --duration 30 --warmup 5          # longer runs
+python3 bench/run.py --systems shoal,dynamodb-local --workloads point,app --connections 16,64
+python3 bench/run.py --scale 100000                    # scale mode: Shoal, point and app mixes at 100k items
+python3 bench/run.py --scale 100000,10000000           # ... and 10 million (bulk loaded in-process; hours)
+python3 bench/report.py bench/results/<run>.json       # regenerate this page from a saved run
+```
+
+The first run installs what is missing into `bench/.cache/` (gitignored): `wrk` and Java 17 with
+apt-get, DynamoDB Local (inside npm `amplify-dynamodb-simulator`) and `dynalite` with npm, and moto's
+server and matplotlib with pip into a venv that also sees the system's packages. Raw results go
+to `bench/results/` (gitignored).
+"""
+
+METHOD = """\
+## Method
+
+* **Systems**, all started by the harness on their own ports with fresh data directories in a temporary
+  folder, all kept running and measured **interleaved**: each (workload, connections) cell visits every
+  system in turn, the order rotating from cell to cell, so the machine's noise spreads over all of them.
+  Shoal (`shoal serve`, {workers} worker), DynamoDB Local (`java -jar DynamoDBLocal.jar -dbPath`, on disk,
+  SQLite), dynalite (`--path`, on disk, LevelDB), moto's server (in memory) and the constant-reply
+  ceiling app (`bench/http_ceiling.py`: Shoal's HTTP layer answering every request with a fixed body,
+  the most any operation could reach).
+* **Cores**: the machine has 2 cores. Every server is pinned with `taskset` to core 0 and wrk to core 1
+  (one wrk thread), so a server gets exactly one core whether it is one process (Shoal, moto, dynalite) or a
+  multi-threaded JVM, and the load generator never competes with it.
+* **Load**: `wrk` with `bench/lua/workload.lua`, which builds every request in Lua: existing keys drawn
+  uniformly over the preloaded events (so users by their Zipf activity), new events with fresh sort keys,
+  titles by Zipf s=1.1 over 50,000. wrk is closed-loop: each connection sends its next request when the
+  answer arrives. Each run is a warm-up ({warmup:g} s, discarded) then {duration:g} s measured, at each of
+  {connections} connections.
+* **Data**: {items:,} events per system preloaded through the API (BatchWriteItem of 25 from
+  {procs} client processes), {users:,} users whose activity is Zipf with the top 1% producing 20% of events.
+  **moto is reduced** ({moto_items:,} events, {moto_duration:g} s runs): it is too slow for the full size
+  (its Query scans the table), and is run at most at {moto_conns} connections: beyond that it queues
+  requests it cannot serve and goes on working through them after wrk has stopped. Before every run the
+  harness waits (up to 60 s per system) until every system is idle, so no backlog spills into the next run.
+* **Server CPU per request**: utime + stime of the server's process tree from `/proc/<pid>/stat`, read
+  just before and after the measured window, divided by the requests answered in it.
+* **Errors** are never hidden: `non-2xx` counts every answer that was not 2xx (by DynamoDB error type
+  in the last column), `socket` counts wrk's connect/read/write errors and time-outs (10 s); throttles
+  (ProvisionedThroughputExceeded, Throttling, RequestLimitExceeded) are counted apart. In the app mix a
+  ConditionalCheckFailedException is the condition doing its job (an update that would move a position
+  back in time), and is counted as a non-2xx answer all the same.
+* **Memory** is VmRSS summed over the process tree: just after start-up (idle), after the preload,
+  and after all runs. **Disk** is the bytes allocated under the data directory after the preload
+  (st_blocks), divided by the events preloaded. **Start-up** is from the command to the first answered
+  ListTables, polled every 10 ms.
+* **Noise**: `other CPU` is the machine's busy time during the measured window (from `/proc/stat`) less
+  the server's and wrk's, in cores: other programs on this shared machine. Where it is high, that row's
+  figures are depressed; compare systems within a cell, where the interleaving gave each the same odds.
+"""
+
+SCALE_NOTE = """\
+**Scale mode**: Shoal's data directory is filled in-process by `bench/bulkload.py` (Shoal's own
+CreateTable and BatchWriteItem functions, 10,000 items per durable commit) before the server is started
+on it, so "preload (items/s)" is that bulk load's rate; other systems, if named, are preloaded through
+their API as usual.
+"""
+
+
+def fmt_int(value) -> str:
+    return "-" if value is None else f"{value:,.0f}"
+
+
+def fmt_rps(value) -> str:
+    return f"{value:,.0f}" if value >= 100 else f"{value:.1f}"
+
+
+def fmt_ms(value) -> str:
+    if value is None:
+        return "-"
+    return f"{value:.2f}" if value < 10 else f"{value:.1f}" if value < 100 else f"{value:,.0f}"
+
+
+def mib(value) -> str:
+    return "-" if value is None else f"{value / 2**20:,.0f}"
+
+
+def _table(header: list[str], rows: list[list[str]]) -> str:
+    lines = ["| " + " | ".join(header) + " |", "|" + "|".join("---" for _ in header) + "|"]
+    lines += ["| " + " | ".join(row) + " |" for row in rows]
+    return "\n".join(lines) + "\n"
+
+
+def systems_table(round_: dict) -> str:
+    rows = []
+    for info in round_["systems"]:
+        preload = info.get("preload")
+        per_item = info.get("disk_bytes_per_item")
+        rows.append([
+            info["label"], f"{info['startup_s']:.2f}", fmt_int(info.get("items")),
+            fmt_int(preload["items_per_s"]) if preload else "-",
+            mib(info.get("rss_idle")), mib(info.get("rss_after_preload")), mib(info.get("rss_after_load")),
+            fmt_int(per_item) if per_item is not None else ("in memory" if info["name"] == "moto" else "-"),
+        ])
+    return _table(["system", "start-up (s)", "items preloaded", "preload (items/s)", "RSS idle (MiB)",
+                   "RSS after preload (MiB)", "RSS after load (MiB)", "disk bytes/item"], rows)
+
+
+def _by_cell(runs: list[dict]) -> dict:
+    return {(r["workload"], r["connections"], r["system"]): r for r in runs}
+
+
+def ratio_table(round_: dict, systems: list[str], workloads: list[str], connections: list[int]) -> str:
+    cells = _by_cell(round_["runs"])
+    others = [s for s in systems if s != "shoal"]
+    rows = []
+    for workload in workloads:
+        for conns in connections:
+            shoal = cells.get((workload, conns, "shoal"))
+            if shoal is None:
+                continue
+            row = [workload, str(conns), fmt_rps(shoal["rps"])]
+            for other in others:
+                run = cells.get((workload, conns, other))
+                row.append(f"{shoal['rps'] / run['rps']:.2f}x" if run and run["rps"] else "-")
+            rows.append(row)
+    header = ["workload", "conns", "Shoal req/s"] + [f"Shoal / {LABELS[o]}" for o in others]
+    return _table(header, rows)
+
+
+def detail_table(round_: dict, workload: str, systems: list[str], connections: list[int]) -> str:
+    cells = _by_cell(round_["runs"])
+    rows = []
+    for system in systems:
+        for conns in connections:
+            run = cells.get((workload, conns, system))
+            if run is None:
+                continue
+            lat = run["latency_ms"] if run["requests"] else dict.fromkeys(("p50", "p99", "p99.9"))
+            types = ", ".join(f"{k} {v:,}" for k, v in sorted(run["error_types"].items())) or "-"
+            if run.get("empty_answers") and workload in ("get", "point"):
+                types += f" (GetItem found nothing {run['empty_answers']:,} times)"
+            rows.append([
+                LABELS[system], str(conns), fmt_rps(run["rps"]), fmt_ms(lat["p50"]), fmt_ms(lat["p99"]),
+                fmt_ms(lat["p99.9"]), fmt_int(run["server_cpu_us_per_req"]), f"{run['client_cpu_share']:.0%}",
+                f"{run['other_cpu_share']:.2f}" if "other_cpu_share" in run else "-",
+                fmt_int(run["non2xx"]), fmt_int(run["socket_errors"]), fmt_int(run["throttles"]), types,
+            ])
+    return _table(["system", "conns", "req/s", "p50 ms", "p99 ms", "p99.9 ms", "server CPU µs/req", "wrk CPU",
+                   "other CPU (cores)", "non-2xx", "socket", "throttles", "error types"], rows)
+
+
+def wrk_capacity(round_: dict) -> str:
+    """How much one wrk process can drive: requests per second of wrk CPU, from the ceiling runs."""
+    rows = []
+    for run in round_["runs"]:
+        if run["system"] != "ceiling" or not run["client_cpu_s"]:
+            continue
+        capacity = run["requests"] / run["client_cpu_s"]
+        rows.append([run["workload"], str(run["connections"]), fmt_int(run["rps"]), f"{run['client_cpu_share']:.0%}",
+                     f"{run['client_cpu_s'] / run['requests'] * 1e6:.1f}", fmt_int(capacity)])
+    if not rows:
+        return "(no ceiling runs in this round)\n"
+    return _table(["workload", "conns", "ceiling req/s", "wrk CPU (of its core)", "wrk µs/request",
+                   "one wrk core could drive (req/s)"], rows)
+
+
+def write(results: dict, output: str, plot_path: str) -> None:
+    """Write the markdown report and (via the bench venv's matplotlib) the latency plot."""
+    for path in (output, plot_path):
+        os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+    plotted = make_plot(results, plot_path)
+    with open(output, "w") as handle:
+        handle.write(render(results, os.path.relpath(plot_path, os.path.dirname(os.path.abspath(output)))
+                            if plotted else None))
+
+
+def render(results: dict, plot_link: str | None) -> str:
+    settings, m = results["settings"], results["machine"]
+    from workload import DataSet  # the user count of the preload, for the method text
+
+    first = results["rounds"][0]
+    out = ["# Benchmarks\n" if not results["scale"] else "# Benchmarks: scale mode\n",
+           "Generated by `bench/run.py` (do not edit by hand: rerun it, or `bench/report.py` on a saved run).\n",
+           HOW_TO_RUN,
+           "## This run\n",
+           f"* Date: {results['date']}; wall time {results['wall_s'] / 60:.1f} minutes",
+           f"* Command: `{results['command']}`",
+           f"* Machine: {m['nproc']} cores ({m['cpu']}), {m['memory_gib']} GiB memory, Linux {m['kernel']}, "
+           f"Python {m['python']}\n",
+           METHOD.format(workers=settings["shoal_workers"], warmup=settings["warmup"],
+                         duration=settings["duration"],
+                         connections=", ".join(map(str, settings["connections"])), items=first["items"],
+                         procs=settings["preload_processes"], users=DataSet.build(first["items"]).users,
+                         moto_items=settings["moto_items"], moto_duration=settings["moto_duration"],
+                         moto_conns=settings.get("moto_max_connections", "all"))]
+    if results["scale"]:
+        out.append(SCALE_NOTE)
+    if plot_link:
+        out.append(f"![Latency percentiles per system]({plot_link})\n")
+    for round_ in results["rounds"]:
+        out.append(render_round(round_, settings))
+    return "\n".join(out)
+
+
+def render_round(round_: dict, settings: dict) -> str:
+    systems = [info["name"] for info in round_["systems"]]
+    workloads = [w for w in settings["workloads"] if any(r["workload"] == w for r in round_["runs"])]
+    connections = settings["connections"]
+    parts = [f"## Results at {round_['items']:,} items\n", "### Systems\n", systems_table(round_)]
+    if "shoal" in systems and len(systems) > 1:
+        parts += ["### Throughput of Shoal relative to each system (higher is better for Shoal)\n",
+                  ratio_table(round_, systems, workloads, connections)]
+    if "ceiling" in systems:
+        parts += ["### How much load one wrk process can drive\n",
+                  "Measured against the ceiling app, where the server does the least work per request; "
+                  "wrk's CPU time per request bounds what one wrk core can generate with these Lua scripts.\n",
+                  wrk_capacity(round_)]
+    parts.append("### Per workload\n\nLatencies show `-` where no request completed within the run.\n")
+    for workload in workloads:
+        parts += [f"#### {workload}: {WORKLOAD_TITLES[workload]}\n",
+                  detail_table(round_, workload, systems, connections)]
+    return "\n".join(parts)
+
+
+def make_plot(results: dict, plot_path: str) -> bool:
+    """Draw with bench/plot.py in the bench venv (where matplotlib is installed)."""
+    from install import venv_python
+
+    python = venv_python() if os.path.exists(venv_python()) else sys.executable
+    data = json.dumps(results)
+    done = subprocess.run([python, os.path.join(BENCH_DIR, "plot.py"), plot_path], input=data, text=True,
+                          capture_output=True)
+    if done.returncode != 0:
+        print(f"plot failed:\n{done.stderr}", file=sys.stderr)
+        return False
+    return True
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("results")
+    parser.add_argument("--output", default=None)
+    parser.add_argument("--plot", default=None)
+    args = parser.parse_args()
+    with open(args.results) as handle:
+        results = json.load(handle)
+    repo = os.path.dirname(BENCH_DIR)
+    output = args.output or os.path.join(repo, "docs", "benchmarks-scale.md" if results["scale"] else "benchmarks.md")
+    write(results, output, args.plot or os.path.splitext(output)[0] + "-latency.png")
+    print(output)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

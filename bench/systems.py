@@ -1,0 +1,256 @@
+"""Start, measure and stop each system under test.
+
+Every system runs as a child process that the harness starts (in its own
+session, so it never receives the terminal's signals), pinned with ``taskset``
+to ``SERVER_CPUS`` while wrk runs on the other core.  Each is given its own
+port and a fresh data directory in a temporary folder, so nothing here touches
+a server the harness did not start.
+
+Measurements read ``/proc`` of the process tree (the server and any children
+it forks, e.g. Shoal's workers): CPU time (utime + stime), resident memory
+(VmRSS) and the bytes its data directory occupies on disk.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+
+from client import wait_until_answering
+
+BENCH_DIR = os.path.dirname(os.path.abspath(__file__))
+CACHE_DIR = os.path.join(BENCH_DIR, ".cache")
+NPM_DIR = os.path.join(CACHE_DIR, "npm")
+VENV_DIR = os.path.join(CACHE_DIR, "venv")
+DDB_LOCAL_DIR = os.path.join(NPM_DIR, "node_modules", "amplify-dynamodb-simulator", "emulator")
+DYNALITE_CLI = os.path.join(NPM_DIR, "node_modules", "dynalite", "cli.js")
+SERVER_CPUS = "0"
+CLIENT_CPUS = "1"
+CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+# ---------------------------------------------------------------- /proc readings
+
+
+def process_tree(pid: int) -> list[int]:
+    """``pid`` and all its live descendants."""
+    children: dict[int, list[int]] = {}
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/stat") as handle:
+                fields = handle.read().rpartition(")")[2].split()
+        except OSError:
+            continue
+        children.setdefault(int(fields[1]), []).append(int(entry))
+    tree, todo = [], [pid]
+    while todo:
+        current = todo.pop()
+        tree.append(current)
+        todo.extend(children.get(current, ()))
+    return tree
+
+
+def cpu_seconds(pid: int) -> float:
+    """utime + stime of the whole tree, in seconds."""
+    ticks = 0
+    for member in process_tree(pid):
+        try:
+            with open(f"/proc/{member}/stat") as handle:
+                fields = handle.read().rpartition(")")[2].split()
+        except OSError:
+            continue
+        ticks += int(fields[11]) + int(fields[12])  # utime, stime (fields 14 and 15 of stat)
+    return ticks / CLOCK_TICKS
+
+
+def rss_bytes(pid: int) -> int:
+    """Resident memory of the whole tree."""
+    total = 0
+    for member in process_tree(pid):
+        try:
+            with open(f"/proc/{member}/status") as handle:
+                for line in handle:
+                    if line.startswith("VmRSS:"):
+                        total += int(line.split()[1]) * 1024
+                        break
+        except OSError:
+            continue
+    return total
+
+
+def disk_bytes(path: str) -> int:
+    """Bytes allocated on disk under ``path`` (st_blocks, so sparse files count what they use)."""
+    total = 0
+    for root, _, files in os.walk(path):
+        for name in files:
+            try:
+                total += os.lstat(os.path.join(root, name)).st_blocks * 512
+            except OSError:
+                pass
+    return total
+
+
+# ---------------------------------------------------------------- systems
+
+
+@dataclass
+class System:
+    """One server under test: how to start it and what it stores on disk."""
+
+    name: str
+    label: str
+    has_data: bool = True  # False for the constant-reply ceiling: no tables, no preload
+    on_disk: bool = True
+    start_timeout: float = 90.0
+    port: int = 0
+    data_dir: str = ""
+    proc: subprocess.Popen | None = None
+    startup_s: float = 0.0
+    log_path: str = ""
+
+    def command(self) -> list[str]:
+        raise NotImplementedError
+
+    def cwd(self) -> str | None:
+        return None
+
+    def prepare_data_dir(self, workdir: str) -> str:
+        """A fresh, empty data directory for this system under ``workdir``."""
+        path = os.path.join(workdir, self.name)
+        os.makedirs(path, exist_ok=True)
+        return path
+
+    def start(self, workdir: str) -> float:
+        """Start the server; returns the seconds from the command to its first answered request."""
+        self.port = free_port()
+        self.data_dir = self.prepare_data_dir(workdir)
+        self.log_path = os.path.join(workdir, f"{self.name}.log")
+        log = open(self.log_path, "wb")
+        started = time.monotonic()
+        self.proc = subprocess.Popen(["taskset", "-c", SERVER_CPUS, *self.command()], cwd=self.cwd(),
+                                     stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                                     start_new_session=True)
+        log.close()
+        try:
+            answered = wait_until_answering(self.port, self.start_timeout,
+                                            alive=lambda: self.proc.poll() is None)
+        except Exception:
+            self.stop()
+            raise RuntimeError(f"{self.label} did not start; see {self.log_path}:\n{self.log_tail()}")
+        self.startup_s = answered - started
+        return self.startup_s
+
+    def log_tail(self, lines: int = 15) -> str:
+        try:
+            with open(self.log_path, errors="replace") as handle:
+                return "".join(handle.readlines()[-lines:])
+        except OSError:
+            return ""
+
+    @property
+    def pid(self) -> int:
+        return self.proc.pid
+
+    def cpu_seconds(self) -> float:
+        return cpu_seconds(self.pid)
+
+    def rss_bytes(self) -> int:
+        return rss_bytes(self.pid)
+
+    def disk_bytes(self) -> int | None:
+        return disk_bytes(self.data_dir) if self.on_disk else None
+
+    def stop(self) -> None:
+        """SIGTERM the server (by its pid), then SIGKILL if it lingers."""
+        proc = self.proc
+        if proc is None or proc.poll() is not None:
+            return
+        proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(15)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(5)
+
+
+class Shoal(System):
+    def __init__(self, workers: int = 1, data_dir: str | None = None) -> None:
+        super().__init__("shoal", "Shoal")
+        self.workers = workers
+        self.fixed_data_dir = data_dir
+
+    def prepare_data_dir(self, workdir: str) -> str:
+        # scale mode serves a data directory that the bulk loader filled
+        return self.fixed_data_dir or super().prepare_data_dir(workdir)
+
+    def command(self) -> list[str]:
+        shoal = shutil.which("shoal")
+        base = [shoal] if shoal else [sys.executable, "-m", "shoal"]
+        return [*base, "serve", "--port", str(self.port), "--data-dir", self.data_dir,
+                "--workers", str(self.workers)]
+
+
+class DynamoDBLocal(System):
+    def __init__(self) -> None:
+        super().__init__("dynamodb-local", "DynamoDB Local")
+
+    def command(self) -> list[str]:
+        return ["java", "-Djava.library.path=./DynamoDBLocal_lib", "-jar", "DynamoDBLocal.jar",
+                "-port", str(self.port), "-dbPath", self.data_dir]
+
+    def cwd(self) -> str:
+        return DDB_LOCAL_DIR
+
+
+class Dynalite(System):
+    def __init__(self) -> None:
+        super().__init__("dynalite", "dynalite")
+
+    def command(self) -> list[str]:
+        # --createTableMs 0 etc. would make it faster to set up, but we keep its defaults
+        return ["node", DYNALITE_CLI, "--port", str(self.port), "--path", self.data_dir]
+
+
+class Moto(System):
+    def __init__(self) -> None:
+        super().__init__("moto", "moto", on_disk=False)
+
+    def command(self) -> list[str]:
+        return [os.path.join(VENV_DIR, "bin", "python"), "-m", "moto.server", "-H", "127.0.0.1", "-p", str(self.port)]
+
+
+class Ceiling(System):
+    """bench/http_ceiling.py's constant-reply app: Shoal's HTTP layer with no work behind it."""
+
+    def __init__(self) -> None:
+        super().__init__("ceiling", "HTTP ceiling", has_data=False, on_disk=False)
+
+    def command(self) -> list[str]:
+        return [sys.executable, os.path.join(BENCH_DIR, "ceiling_server.py"), str(self.port)]
+
+
+def make_systems(names: list[str], shoal_workers: int = 1) -> list[System]:
+    """The systems named, in the order given."""
+    factories = {"shoal": lambda: Shoal(shoal_workers), "dynamodb-local": DynamoDBLocal,
+                 "dynalite": Dynalite, "moto": Moto, "ceiling": Ceiling}
+    unknown = [n for n in names if n not in factories]
+    if unknown:
+        raise ValueError(f"unknown systems {unknown}; choose from {sorted(factories)}")
+    return [factories[name]() for name in names]
+
+
+ALL_SYSTEMS = ["shoal", "dynamodb-local", "dynalite", "moto", "ceiling"]
