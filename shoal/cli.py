@@ -64,6 +64,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     add_iam_commands(commands)
     add_keys_commands(commands)
+    from shoal.triggers.cli import add_trigger_commands
+
+    add_trigger_commands(commands)
     return parser
 
 
@@ -186,7 +189,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.command == "serve":
         return serve_command(args)
-    if args.command in ("iam", "keys"):
+    if args.command in ("iam", "keys", "triggers"):
         return args.handler(args)
     parser.print_help()
     return 0

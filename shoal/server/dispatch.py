@@ -35,6 +35,7 @@ from shoal.errors import (
 )
 from shoal.server.committer import GroupCommitter
 from shoal.server.http import Request, Response
+from shoal.triggers.runner import TriggerRunner
 
 log = logging.getLogger("shoal")
 
@@ -112,6 +113,9 @@ class Dispatcher:
         # the event loop between requests; returns True while it has more to do.
         self.background_jobs: list = [self._prune, IndexJobs(engine), Sweeper(engine, self.catalog),
                                       Materializer(engine), Trimmer(engine)]
+        # Stream triggers (shoal.triggers): deliver on a thread, decide here.
+        self.triggers = TriggerRunner(engine)
+        self.background_jobs.append(self.triggers)
         self._health = f"healthy: dynamodb.{default_region}.amazonaws.com ".encode()
         # With auth on, every request must carry a valid SigV4 signature and
         # be allowed by the caller's policies (shoal.auth).
@@ -205,6 +209,7 @@ class Dispatcher:
     def close(self) -> None:
         """Stop the group committer's sync thread (connections have drained)."""
         self.committer.close()
+        self.triggers.close()
         if self.gate is not None:
             self.gate.close()
 
