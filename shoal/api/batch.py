@@ -9,7 +9,9 @@ UnprocessedKeys for the client to retry, as DynamoDB does.
 from __future__ import annotations
 
 from shoal.api.common import (
+    add_index_units,
     checked_key,
+    consumed_capacity,
     expression_context,
     item_read_units,
     item_write_units,
@@ -31,17 +33,15 @@ MAX_WRITES = 25
 MAX_RESPONSE_BYTES = 16 * 1024 * 1024
 
 
-def _capacity_list(request: dict, units_by_table: dict[str, float]) -> list | None:
+def _capacity_list(request: dict, units_by_table: dict[str, float], index_units: dict | None = None) -> list | None:
+    """One ConsumedCapacity entry per table; index units (writes) are added to
+    the total and, for INDEXES, reported per index."""
     mode = request.get("ReturnConsumedCapacity")
     if mode is None or mode == "NONE":
         return None
-    out = []
-    for name, units in units_by_table.items():
-        entry = {"TableName": name, "CapacityUnits": units}
-        if mode == "INDEXES":
-            entry["Table"] = {"CapacityUnits": units}
-        out.append(entry)
-    return out
+    index_units = index_units or {}
+    return [consumed_capacity(request, name, units, index_units=index_units.get(name))
+            for name, units in units_by_table.items()]
 
 
 # ---------------------------------------------------------------- BatchGetItem
@@ -148,18 +148,18 @@ def batch_write_item(ctx, request: dict):
         now = ctx.now()
         want_metrics = request.get("ReturnItemCollectionMetrics") == "SIZE"
         metrics: dict[str, list] = {}
+        index_capacity: dict[str, dict] = {}
         for table, skey, key, item, size in planned:
             old_raw = txn.get("items", skey)
             index_units = {} if table.indexes else None
             write_item(txn, table, skey, key, old_raw, item, size, now=now, index_units=index_units)
             old_size = stored_size(old_raw) if old_raw is not None else 0
             units[table.name] = units.get(table.name, 0.0) + item_write_units(old_size, size)
-            if index_units:  # index writes count in the table's total
-                units[table.name] += sum(u for by_name in index_units.values() for u in by_name.values())
+            add_index_units(index_capacity.setdefault(table.name, {}), index_units)
             if want_metrics and table.has_local_indexes:
                 metrics.setdefault(table.name, []).append(item_collection_metrics(txn, table, key))
     out = {"UnprocessedItems": {}}
-    capacity = _capacity_list(request, units)
+    capacity = _capacity_list(request, units, index_capacity)
     if capacity is not None:
         out["ConsumedCapacity"] = capacity
     if metrics:

@@ -167,6 +167,15 @@ def consumed_capacity(request: dict, table_name: str, units: float, *, index_uni
     return result
 
 
+def add_index_units(total: dict, written: dict | None, factor: float = 1.0) -> None:
+    """Add one write's per-index units ({"GlobalSecondaryIndexes": {name: units}, ...},
+    as ``write_item`` reports them) into ``total``; transactions pass factor 2."""
+    for member, by_name in (written or {}).items():
+        into = total.setdefault(member, {})
+        for name, units in by_name.items():
+            into[name] = into.get(name, 0.0) + factor * units
+
+
 def item_read_units(size: int, consistent: bool) -> float:
     return read_units(size, consistent)
 

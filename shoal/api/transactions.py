@@ -35,7 +35,7 @@ import struct
 
 import orjson
 
-from shoal.api.common import checked_key, consumed_capacity, expression_context, storage_key
+from shoal.api.common import add_index_units, checked_key, consumed_capacity, expression_context, storage_key
 from shoal.api.items import MAX_ITEM_SIZE, checked_key_in_item
 from shoal.api.writepath import stored_item, stored_json, stored_size, write_item
 from shoal.errors import ShoalError, ValidationException
@@ -264,18 +264,13 @@ def _execute(txn, writes: list[_Write], now: float) -> tuple[dict[str, float], d
             written = {} if write.table.indexes else None
             write_item(txn, write.table, write.skey, write.key, old_raw, new_item, write.size, now=now,
                        index_units=written)
-            _add_index_units(index_units.setdefault(name, {}), written)
+            add_index_units(index_units.setdefault(name, {}), written, factor=2)  # transactional: doubled
         new_size = write.size if new_item is not None else 0
         units[name] = units.get(name, 0.0) + write_units(max(old_size, new_size), transactional=True)
     return units, index_units
 
 
-def _add_index_units(total: dict, written: dict | None) -> None:
-    """Add one write's index units, doubled as every transactional write is."""
-    for member, by_name in (written or {}).items():
-        into = total.setdefault(member, {})
-        for name, units in by_name.items():
-            into[name] = into.get(name, 0.0) + 2 * units
+
 
 
 def _replay_units(txn, writes: list[_Write]) -> dict[str, float]:

@@ -429,3 +429,25 @@ def test_all_projected_attributes_select(ddb, events):
     assert error_of(q, ddb=ddb, table=events, index_name="by_country", cond="country = :c",
                     values={":c": {"S": "FR"}}, Select="ALL_PROJECTED_ATTRIBUTES", ProjectionExpression="ts") == (
         "ValidationException", "Cannot specify the ProjectionExpression when choosing to get ALL_PROJECTED_ATTRIBUTES")
+
+
+def test_batch_write_reports_units_per_index(ddb):
+    from tests.conftest import unique_name
+
+    name = unique_name("bwgsi")
+    ddb.create_table(
+        TableName=name, BillingMode="PAY_PER_REQUEST",
+        KeySchema=[{"AttributeName": "pk", "KeyType": "HASH"}],
+        AttributeDefinitions=[{"AttributeName": "pk", "AttributeType": "S"},
+                              {"AttributeName": "content_id", "AttributeType": "S"}],
+        GlobalSecondaryIndexes=[{"IndexName": "by_content", "KeySchema": [{"AttributeName": "content_id", "KeyType": "HASH"}],
+                                 "Projection": {"ProjectionType": "KEYS_ONLY"}}])
+    out = ddb.batch_write_item(RequestItems={name: [
+        {"PutRequest": {"Item": {"pk": {"S": "a"}, "content_id": {"S": "c1"}}}},
+        {"PutRequest": {"Item": {"pk": {"S": "b"}}}},  # no content_id: not in the index
+    ]}, ReturnConsumedCapacity="INDEXES")
+    capacity = out["ConsumedCapacity"][0]
+    assert capacity["Table"] == {"CapacityUnits": 2.0}
+    assert capacity["GlobalSecondaryIndexes"] == {"by_content": {"CapacityUnits": 1.0}}
+    assert capacity["CapacityUnits"] == 3.0
+    ddb.delete_table(TableName=name)
