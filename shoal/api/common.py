@@ -10,6 +10,7 @@ from shoal.errors import ValidationException
 from shoal.expressions import ExpressionContext
 from shoal.model.capacity import read_units, write_units
 from shoal.model.keys import encode_key_value
+from shoal.model.numbers import MAX_DIGITS, is_normalized_short
 from shoal.model.values import validate_key, validate_value
 
 _HASH_SPACE = 1 << 32
@@ -49,7 +50,31 @@ def key_of(table, item: dict) -> dict:
 
 
 def checked_key(table, key: dict) -> dict:
-    """A request's Key, validated against the table's key schema."""
+    """A request's Key, validated against the table's key schema.
+
+    The common case (each key attribute a non-empty string of at most 256
+    characters, hence at most 1,024 UTF-8 bytes, or a number already in short
+    normalized form) is recognised inline and the key returned as it is;
+    anything else goes through the full validation and its messages.
+    """
+    if len(key) == len(table.key_schema):
+        types = table.attribute_types
+        for name, _role in table.key_schema:
+            av = key.get(name)
+            if av is None or len(av) != 1:
+                break
+            type_ = types[name]
+            value = av.get(type_)
+            if type_ == "S":
+                if type(value) is not str or not 0 < len(value) <= 256:
+                    break
+            elif type_ == "N":
+                if type(value) is not str or len(value) > MAX_DIGITS or not is_normalized_short(value):
+                    break
+            else:
+                break
+        else:
+            return key
     return validate_key(key, table.key_schema, table.attribute_types)
 
 
