@@ -12,7 +12,7 @@ from shoal.api.common import (
     add_index_units,
     checked_key,
     consumed_capacity,
-    expression_context,
+    read_projection,
     item_read_units,
     item_write_units,
     storage_key,
@@ -21,8 +21,6 @@ from shoal.api.items import MAX_ITEM_SIZE, checked_key_in_item
 from shoal.api.indexes import item_collection_metrics
 from shoal.api.writepath import stored_item, stored_json, stored_size, write_item
 from shoal.errors import ValidationException
-from shoal.expressions import parse_projection
-from shoal.expressions.legacy import projection_from_attributes_to_get
 from shoal.model.size import item_size
 from shoal.model.values import validate_item
 
@@ -54,15 +52,7 @@ def batch_get_item(ctx, request: dict):
         raise ValidationException("Too many items requested for the BatchGetItem call")
     plans = {}
     for name, spec in request_items.items():
-        exprs = expression_context(spec, ("ProjectionExpression",), ("AttributesToGet",))
-        projection = None
-        if spec.get("ProjectionExpression") is not None:
-            projection = parse_projection(spec["ProjectionExpression"], exprs)
-        elif spec.get("AttributesToGet") is not None:
-            projection = projection_from_attributes_to_get(spec["AttributesToGet"])
-        if exprs is not None:
-            exprs.check_unused()
-        plans[name] = (spec, projection)
+        plans[name] = (spec, read_projection(spec))
 
     responses: dict[str, list] = {}
     unprocessed: dict[str, dict] = {}

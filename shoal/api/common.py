@@ -172,6 +172,24 @@ def _check_placeholder(member: str, key: str, pattern) -> None:
         raise ValidationException(f'{member} contains invalid key: Syntax error; key: "{key}"')
 
 
+def read_projection(request: dict, legacy: tuple[str, ...] = ("AttributesToGet",)):
+    """The projection of a read whose only expression is a ProjectionExpression
+    (GetItem, a BatchGetItem table, a TransactGetItems Get), or its legacy
+    AttributesToGet; None when the whole item is wanted."""
+    from shoal.expressions import parse_projection
+    from shoal.expressions.legacy import projection_from_attributes_to_get
+
+    exprs = expression_context(request, ("ProjectionExpression",), legacy)
+    projection = None
+    if request.get("ProjectionExpression") is not None:
+        projection = parse_projection(request["ProjectionExpression"], exprs)
+    elif legacy and request.get("AttributesToGet") is not None:
+        projection = projection_from_attributes_to_get(request["AttributesToGet"])
+    if exprs is not None:
+        exprs.check_unused()
+    return projection
+
+
 # ---------------------------------------------------------------- capacity
 
 

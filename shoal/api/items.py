@@ -11,15 +11,15 @@ from shoal.api.common import (
     expression_context,
     item_read_units,
     item_write_units,
+    read_projection,
     storage_key,
 )
 from shoal.api.indexes import item_collection_metrics
 from shoal.api.writepath import stored_item, stored_json, stored_size, write_item
 from shoal.errors import ConditionalCheckFailedException, ValidationException
-from shoal.expressions import parse_condition, parse_projection, parse_update, project
+from shoal.expressions import parse_condition, parse_update, project
 from shoal.expressions.legacy import (
     condition_from_expected,
-    projection_from_attributes_to_get,
     update_from_attribute_updates,
 )
 from shoal.model.size import item_size
@@ -111,14 +111,7 @@ def checked_key_in_item(table, item: dict) -> dict:
 
 
 def get_item(ctx, request: dict):
-    exprs = expression_context(request, ("ProjectionExpression",), ("AttributesToGet",))
-    projection = None
-    if request.get("ProjectionExpression") is not None:
-        projection = parse_projection(request["ProjectionExpression"], exprs)
-    elif request.get("AttributesToGet") is not None:
-        projection = projection_from_attributes_to_get(request["AttributesToGet"])
-    if exprs is not None:
-        exprs.check_unused()
+    projection = read_projection(request)
     consistent = bool(request.get("ConsistentRead"))
 
     with ctx.engine.read() as txn:

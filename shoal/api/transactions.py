@@ -35,11 +35,18 @@ import struct
 
 import orjson
 
-from shoal.api.common import add_index_units, checked_key, consumed_capacity, expression_context, storage_key
+from shoal.api.common import (
+    add_index_units,
+    checked_key,
+    consumed_capacity,
+    expression_context,
+    read_projection,
+    storage_key,
+)
 from shoal.api.items import MAX_ITEM_SIZE, checked_key_in_item
 from shoal.api.writepath import stored_item, stored_json, stored_size, write_item
 from shoal.errors import ShoalError, ValidationException
-from shoal.expressions import parse_condition, parse_projection, parse_update
+from shoal.expressions import parse_condition, parse_update
 from shoal.model.capacity import read_units, write_units
 from shoal.model.size import item_size
 from shoal.model.values import validate_item
@@ -362,13 +369,7 @@ def prune_tokens(txn, now: float, limit: int = _PRUNE_BATCH) -> int:
 def plan_get(action: dict):
     """(Get spec, projection or None), checked without storage."""
     spec = action["Get"]
-    exprs = expression_context(spec, ("ProjectionExpression",), ())
-    projection = None
-    if spec.get("ProjectionExpression") is not None:
-        projection = parse_projection(spec["ProjectionExpression"], exprs)
-    if exprs is not None:
-        exprs.check_unused()
-    return spec, projection
+    return spec, read_projection(spec, legacy=())
 
 
 def transact_get_items(ctx, request: dict):
