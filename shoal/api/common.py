@@ -7,7 +7,8 @@ import re
 import zlib
 
 from shoal.errors import ValidationException
-from shoal.expressions import ExpressionContext
+from shoal.expressions import ExpressionContext, parse_projection
+from shoal.expressions.legacy import projection_from_attributes_to_get
 from shoal.model.capacity import read_units, write_units
 from shoal.model.keys import encode_key_value
 from shoal.model.numbers import MAX_DIGITS, is_normalized_short
@@ -176,9 +177,6 @@ def read_projection(request: dict, legacy: tuple[str, ...] = ("AttributesToGet",
     """The projection of a read whose only expression is a ProjectionExpression
     (GetItem, a BatchGetItem table, a TransactGetItems Get), or its legacy
     AttributesToGet; None when the whole item is wanted."""
-    from shoal.expressions import parse_projection
-    from shoal.expressions.legacy import projection_from_attributes_to_get
-
     exprs = expression_context(request, ("ProjectionExpression",), legacy)
     projection = None
     if request.get("ProjectionExpression") is not None:
