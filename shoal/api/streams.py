@@ -42,6 +42,8 @@ import time
 import uuid
 import weakref
 from dataclasses import dataclass
+
+from shoal.settings import from_env
 from datetime import datetime, timezone
 
 import orjson
@@ -82,13 +84,12 @@ class StreamConfig:
 
     @classmethod
     def from_env(cls) -> "StreamConfig":
-        env = os.environ
-        return cls(
-            retention_s=float(env.get("SHOAL_STREAM_RETENTION_S", cls.retention_s)),
-            rollover_s=float(env.get("SHOAL_SHARD_ROLLOVER_S", cls.rollover_s)),
-            rollover_records=int(env.get("SHOAL_SHARD_ROLLOVER_RECORDS", cls.rollover_records)),
-            iterator_ttl_s=float(env.get("SHOAL_ITERATOR_TTL_S", cls.iterator_ttl_s)),
-        )
+        return from_env(cls, {
+            "retention_s": "SHOAL_STREAM_RETENTION_S",
+            "rollover_s": "SHOAL_SHARD_ROLLOVER_S",
+            "rollover_records": "SHOAL_SHARD_ROLLOVER_RECORDS",
+            "iterator_ttl_s": "SHOAL_ITERATOR_TTL_S",
+        })
 
 
 CONFIG = StreamConfig.from_env()

@@ -26,10 +26,11 @@ stream shows a REMOVE record carrying that ``userIdentity``).
 
 from __future__ import annotations
 
-import os
 import struct
 import time
 from dataclasses import dataclass
+
+from shoal.settings import from_env
 from decimal import Decimal, InvalidOperation
 
 import orjson
@@ -56,11 +57,10 @@ class TtlConfig:
 
     @classmethod
     def from_env(cls) -> "TtlConfig":
-        env = os.environ
-        return cls(
-            sweep_interval_s=float(env.get("SHOAL_TTL_SWEEP_INTERVAL_S", cls.sweep_interval_s)),
-            modify_interval_s=float(env.get("SHOAL_TTL_MODIFY_INTERVAL_S", cls.modify_interval_s)),
-        )
+        return from_env(cls, {
+            "sweep_interval_s": "SHOAL_TTL_SWEEP_INTERVAL_S",
+            "modify_interval_s": "SHOAL_TTL_MODIFY_INTERVAL_S",
+        })
 
 
 CONFIG = TtlConfig.from_env()

@@ -35,6 +35,8 @@ import os
 import time
 import uuid
 from dataclasses import dataclass
+
+from shoal.settings import from_env
 from urllib.parse import urlsplit
 
 import orjson
@@ -75,13 +77,12 @@ class TriggerSettings:
 
     @classmethod
     def from_env(cls) -> "TriggerSettings":
-        env = os.environ
-        return cls(
-            lease_s=float(env.get("SHOAL_TRIGGER_LEASE_S", cls.lease_s)),
-            backoff_s=float(env.get("SHOAL_TRIGGER_BACKOFF_S", cls.backoff_s)),
-            backoff_max_s=float(env.get("SHOAL_TRIGGER_BACKOFF_MAX_S", cls.backoff_max_s)),
-            timeout_s=float(env.get("SHOAL_TRIGGER_TIMEOUT_S", cls.timeout_s)),
-        )
+        return from_env(cls, {
+            "lease_s": "SHOAL_TRIGGER_LEASE_S",
+            "backoff_s": "SHOAL_TRIGGER_BACKOFF_S",
+            "backoff_max_s": "SHOAL_TRIGGER_BACKOFF_MAX_S",
+            "timeout_s": "SHOAL_TRIGGER_TIMEOUT_S",
+        })
 
     def backoff(self, attempts: int) -> float:
         """Seconds to wait after the ``attempts``-th consecutive failure."""
