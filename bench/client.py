@@ -2,16 +2,21 @@
 
 Set-up (readiness probes, CreateTable, preload) talks to every system the same
 way the measured load does: plain HTTP/1.1 keep-alive POSTs with a fixed,
-syntactically valid but unsigned SigV4 ``Authorization`` header.  None of the
-systems under test verify signatures, but DynamoDB Local and dynalite insist
-that the header (and ``X-Amz-Date``) is present.  boto3 would sign every
-request, which costs more client CPU than the preload is worth.
+syntactically valid but unsigned SigV4 ``Authorization`` header.  Most
+systems under test do not verify signatures, but DynamoDB Local and dynalite
+insist that the header (and ``X-Amz-Date``) is present.  boto3 would sign every
+request, which costs more client CPU than the preload is worth.  The exceptions
+are Shoal's security variants: an ``Endpoint`` with credentials (``shoal serve
+--auth sigv4``) has every request really signed, and one with ``tls`` talks
+HTTPS (to a self-signed certificate, so without verification).
 """
 
 from __future__ import annotations
 
 import http.client
+import ssl
 import time
+from dataclasses import dataclass
 
 import orjson
 
@@ -27,6 +32,32 @@ HEADERS = {
 }
 
 
+@dataclass(frozen=True)
+class Endpoint:
+    """Where a system listens and how to talk to it (picklable, for the preload processes)."""
+
+    port: int
+    host: str = "127.0.0.1"
+    tls: bool = False
+    credentials: tuple[str, str] | None = None  # (access key id, secret): sign every request
+
+    @property
+    def url(self) -> str:
+        return f"{'https' if self.tls else 'http'}://{self.host}:{self.port}/"
+
+
+def _as_endpoint(target) -> Endpoint:
+    return target if isinstance(target, Endpoint) else Endpoint(int(target))
+
+
+def unverified_tls() -> ssl.SSLContext:
+    """A client context for the harness's self-signed certificates."""
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    context.check_hostname = False
+    context.verify_mode = ssl.CERT_NONE
+    return context
+
+
 class DynamoError(Exception):
     """A non-2xx answer: the AWS error type and message."""
 
@@ -38,16 +69,29 @@ class DynamoError(Exception):
 
 
 class Client:
-    """One keep-alive connection to one system; reconnects once on a dropped socket."""
+    """One keep-alive connection to one system; reconnects once on a dropped socket.
 
-    def __init__(self, port: int, host: str = "127.0.0.1", timeout: float = 60.0) -> None:
-        self.host, self.port, self.timeout = host, port, timeout
+    ``target`` is a port (plain HTTP, unsigned) or an ``Endpoint``.
+    """
+
+    def __init__(self, target, timeout: float = 60.0) -> None:
+        self.endpoint = _as_endpoint(target)
+        self.timeout = timeout
         self._conn: http.client.HTTPConnection | None = None
+        self._signer = None
+        if self.endpoint.credentials:
+            from presign import Signer
+
+            self._signer = Signer(self.endpoint)
 
     def call(self, operation: str, request: dict) -> dict:
         """Send one operation; returns the decoded answer or raises ``DynamoError``."""
         body = orjson.dumps(request)
-        headers = dict(HEADERS, **{"X-Amz-Target": f"DynamoDB_20120810.{operation}"})
+        target = f"DynamoDB_20120810.{operation}"
+        if self._signer is not None:
+            headers = self._signer.headers(target, body)
+        else:
+            headers = dict(HEADERS, **{"X-Amz-Target": target})
         for attempt in (1, 2):
             conn = self._connection()
             try:
@@ -66,7 +110,12 @@ class Client:
 
     def _connection(self) -> http.client.HTTPConnection:
         if self._conn is None:
-            self._conn = http.client.HTTPConnection(self.host, self.port, timeout=self.timeout)
+            endpoint = self.endpoint
+            if endpoint.tls:
+                self._conn = http.client.HTTPSConnection(endpoint.host, endpoint.port, timeout=self.timeout,
+                                                         context=unverified_tls())
+            else:
+                self._conn = http.client.HTTPConnection(endpoint.host, endpoint.port, timeout=self.timeout)
         return self._conn
 
     def close(self) -> None:
@@ -75,9 +124,9 @@ class Client:
             self._conn = None
 
 
-def answers(port: int) -> bool:
-    """Whether the system at ``port`` answers a ListTables with 2xx right now."""
-    client = Client(port, timeout=2.0)
+def answers(target) -> bool:
+    """Whether the system at ``target`` (a port or an ``Endpoint``) answers a ListTables with 2xx right now."""
+    client = Client(target, timeout=2.0)
     try:
         client.call("ListTables", {})
         return True
@@ -87,16 +136,20 @@ def answers(port: int) -> bool:
         client.close()
 
 
-def wait_until_answering(port: int, timeout: float, poll: float = 0.01, alive=lambda: True) -> float:
+def wait_until_answering(target, timeout: float, poll: float = 0.01, alive=lambda: True) -> float:
     """Poll until the first answered request; returns the monotonic time it came.
 
-    ``alive`` lets the caller stop waiting when the server process died.
+    ``target`` is a port, an ``Endpoint``, or a callable returning one (asked
+    again at every poll: a SigV4 server's credentials appear only once it has
+    written them).  ``alive`` lets the caller stop waiting when the server
+    process died.
     """
+    current = target if callable(target) else (lambda: target)
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        if answers(port):
+        if answers(current()):
             return time.monotonic()
         if not alive():
-            raise RuntimeError(f"server on port {port} exited before answering")
+            raise RuntimeError(f"server at {_as_endpoint(current()).url} exited before answering")
         time.sleep(poll)
-    raise TimeoutError(f"server on port {port} did not answer within {timeout:.0f}s")
+    raise TimeoutError(f"server at {_as_endpoint(current()).url} did not answer within {timeout:.0f}s")

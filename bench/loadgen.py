@@ -6,6 +6,10 @@ by the measured window; the server tree's CPU time is read just before and just
 after the measured window, and wrk's own CPU time comes from the kernel's
 accounting of reaped children, so every run also says how busy the load
 generator was (near 100% of its core would mean wrk, not the server, limits).
+
+A system that verifies SigV4 (``system.signs``) is driven with
+``lua/presigned.lua`` over a pool of requests Python signs right before the
+run (``presign.write_pool``); one served over TLS is driven at https://.
 """
 
 from __future__ import annotations
@@ -16,10 +20,13 @@ import resource
 import subprocess
 import time
 
+import presign
 from systems import BENCH_DIR, CLIENT_CPUS, CLOCK_TICKS
 
 LUA_DIR = os.path.join(BENCH_DIR, "lua")
 SCRIPT = os.path.join(LUA_DIR, "workload.lua")
+PRESIGNED_SCRIPT = os.path.join(LUA_DIR, "presigned.lua")
+PRESIGNED_POOL = 50_000  # distinct signed requests per run; wrk cycles through them
 WORKLOADS = ("put", "get", "query", "ingest", "counter", "app", "point")
 OPERATIONS_PER_REQUEST = {"ingest": 25}
 
@@ -36,14 +43,18 @@ def machine_busy_seconds() -> float:
     return (sum(fields) - fields[3] - fields[4]) / CLOCK_TICKS
 
 
-def run_wrk(port: int, mode: str, connections: int, seconds: float, counts_path: str,
-            seed: int = 1, timeout_s: int = 10) -> dict:
-    """One wrk run; returns its BENCH_JSON report plus wrk's CPU seconds."""
+def workload_args(mode: str, counts_path: str, seed: int) -> list[str]:
+    """wrk script arguments of lua/workload.lua, which builds each request in Lua."""
+    return [f"mode={mode}", f"counts={counts_path}", f"base_ms={int(time.time() * 1000)}",
+            f"hour={time.strftime('%Y%m%d%H', time.gmtime())}", f"seed={seed}", "threads=1"]
+
+
+def run_wrk(url: str, connections: int, seconds: float, script: str, script_args: list[str],
+            timeout_s: int = 10) -> dict:
+    """One wrk run of ``script`` against ``url``; returns its BENCH_JSON report plus wrk's CPU seconds."""
     duration = max(1, round(seconds))
     command = ["taskset", "-c", CLIENT_CPUS, "wrk", "-t1", f"-c{connections}", f"-d{duration}s",
-               f"--timeout={timeout_s}s", "-s", SCRIPT, f"http://127.0.0.1:{port}/", "--",
-               f"mode={mode}", f"counts={counts_path}", f"base_ms={int(time.time() * 1000)}",
-               f"hour={time.strftime('%Y%m%d%H', time.gmtime())}", f"seed={seed}", "threads=1"]
+               f"--timeout={timeout_s}s", "-s", script, url, "--", *script_args]
     env = dict(os.environ, BENCH_LUA_DIR=LUA_DIR)
     cpu_before = _children_cpu()
     done = subprocess.run(command, capture_output=True, text=True, env=env, timeout=duration + timeout_s + 60)
@@ -72,15 +83,31 @@ def wait_until_idle(system, limit_s: float = 60.0, window_s: float = 0.2, busy_s
     return time.monotonic() - started
 
 
+def load_scripts(system, mode: str, counts_path: str, seed: int, pool_size: int) -> tuple[str, list, list]:
+    """(script, warm-up arguments, measured-run arguments) for one run of ``system``.
+
+    For a SigV4 system the pool is signed here, just before the run (so the
+    signatures are seconds old); the warm-up starts half-way through it, so
+    the measured run does not begin by repeating what the warm-up sent.
+    """
+    if not system.signs:
+        return SCRIPT, workload_args(mode, counts_path, seed + 1000), workload_args(mode, counts_path, seed)
+    pool = os.path.join(os.path.dirname(counts_path), f"presigned-{system.name}-{mode}.txt")
+    presign.write_pool(pool, system.endpoint(), mode, counts_path, pool_size, seed)
+    return PRESIGNED_SCRIPT, [f"pool={pool}", f"start={pool_size // 2}"], [f"pool={pool}", "start=0"]
+
+
 def measure(system, mode: str, connections: int, seconds: float, warmup: float, counts_path: str,
-            seed: int = 1, others=()) -> dict:
+            seed: int = 1, others=(), pool_size: int = PRESIGNED_POOL) -> dict:
     """Wait until this server and the ``others`` (which share its core) are idle, warm up,
     then one measured run; the figures the report needs."""
+    script, warmup_args, run_args = load_scripts(system, mode, counts_path, seed, pool_size)
     waited = sum(wait_until_idle(s) for s in (system, *others))
+    url = system.endpoint().url
     if warmup > 0:
-        run_wrk(system.port, mode, connections, warmup, counts_path, seed + 1000)
+        run_wrk(url, connections, warmup, script, warmup_args)
     busy_before, cpu_before = machine_busy_seconds(), system.cpu_seconds()
-    report = run_wrk(system.port, mode, connections, seconds, counts_path, seed)
+    report = run_wrk(url, connections, seconds, script, run_args)
     server_cpu = system.cpu_seconds() - cpu_before
     result = summarize(report, server_cpu, mode, connections)
     # what else kept the machine busy meanwhile (other programs on this shared machine)

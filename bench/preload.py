@@ -20,9 +20,11 @@ RETRYABLE = {"ProvisionedThroughputExceededException", "ThrottlingException", "R
              "InternalServerError", "ServiceUnavailable"}
 
 
-def create_tables(port: int, timeout: float = 60.0) -> None:
-    """Create the workload's tables and wait until all are ACTIVE (dynalite delays it)."""
-    client = Client(port)
+def create_tables(target, timeout: float = 60.0) -> None:
+    """Create the workload's tables and wait until all are ACTIVE (dynalite delays it).
+
+    ``target`` is a port or a ``client.Endpoint``."""
+    client = Client(target)
     try:
         for definition in table_definitions():
             client.call("CreateTable", definition)
@@ -57,8 +59,8 @@ def _write_batch(client: Client, puts: list[dict], stats: dict) -> None:
             delay = min(1.0, delay * 2)
 
 
-def _worker(port: int, dataset: DataSet, part: int, parts: int, done, failures) -> None:
-    client = Client(port)
+def _worker(target, dataset: DataSet, part: int, parts: int, done, failures) -> None:
+    client = Client(target)
     generator = EventGenerator(seed=part)
     stats = {"retries": 0, "unprocessed": 0}
     batch: list[dict] = []
@@ -89,12 +91,12 @@ def _bar(label: str, done: int, total: int, started: float) -> str:
     return f"\r  {label:<14} [{'#' * filled}{'.' * (width - filled)}] {done:>10,}/{total:,} {rate:>9,.0f} items/s"
 
 
-def preload(port: int, dataset: DataSet, label: str, processes: int = 4) -> dict:
+def preload(target, dataset: DataSet, label: str, processes: int = 4) -> dict:
     """Write the data set; returns {"items", "seconds", "items_per_s"}. Raises on any lost item."""
     done = multiprocessing.Value("q", 0)
     failures = multiprocessing.Queue()
     started = time.monotonic()
-    procs = [multiprocessing.Process(target=_worker, args=(port, dataset, part, processes, done, failures))
+    procs = [multiprocessing.Process(target=_worker, args=(target, dataset, part, processes, done, failures))
              for part in range(processes)]
     for proc in procs:
         proc.start()

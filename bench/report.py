@@ -19,7 +19,7 @@ BENCH_DIR = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, BENCH_DIR)
 
 LABELS = {"shoal": "Shoal", "dynamodb-local": "DynamoDB Local", "dynalite": "dynalite", "moto": "moto",
-          "ceiling": "HTTP ceiling"}
+          "ceiling": "HTTP ceiling", "shoal-sigv4": "Shoal SigV4", "shoal-tls": "Shoal TLS"}
 WORKLOAD_TITLES = {
     "put": "PutItem of a new event",
     "get": "GetItem of an existing event (users by Zipf popularity)",
@@ -39,8 +39,13 @@ python3 bench/run.py --duration 30 --warmup 5          # longer runs
 python3 bench/run.py --systems shoal,dynamodb-local --workloads point,app --connections 16,64
 python3 bench/run.py --scale 100000                    # scale mode: Shoal, point and app mixes at 100k items
 python3 bench/run.py --scale 100000,10000000           # ... and 10 million (bulk loaded in-process; hours)
+python3 bench/run.py --security                        # cost of SigV4 auth and TLS (about 3 minutes)
 python3 bench/report.py bench/results/<run>.json       # regenerate this page from a saved run
 ```
+
+`--security` runs Shoal three ways, interleaved: auth off over HTTP, `--auth sigv4` with every request
+signed, and HTTPS (`--tls-cert/--tls-key`, self-signed); it rewrites only the section
+"Cost of authentication and TLS" at the end of this page, and a full run keeps that section.
 
 The first run installs what is missing into `bench/.cache/` (gitignored): `wrk` and Java 17 with
 apt-get, DynamoDB Local (inside npm `amplify-dynamodb-simulator`) and `dynalite` with npm, and moto's
@@ -167,7 +172,7 @@ def detail_table(round_: dict, workload: str, systems: list[str], connections: l
                 continue
             lat = run["latency_ms"] if run["requests"] else dict.fromkeys(("p50", "p99", "p99.9"))
             types = ", ".join(f"{k} {v:,}" for k, v in sorted(run["error_types"].items())) or "-"
-            if run.get("empty_answers") and workload in ("get", "point"):
+            if run.get("empty_answers") and workload == "get":
                 types += f" (GetItem found nothing {run['empty_answers']:,} times)"
             rows.append([
                 LABELS[system], str(conns), fmt_rps(run["rps"]), fmt_ms(lat["p50"]), fmt_ms(lat["p99"]),
@@ -194,14 +199,63 @@ def wrk_capacity(round_: dict) -> str:
                    "one wrk core could drive (req/s)"], rows)
 
 
+def wrk_headroom(round_: dict) -> str:
+    """Whether wrk limited any real system: its busiest run outside the ceiling."""
+    real = [r for r in round_["runs"] if r["system"] != "ceiling" and r["requests"]]
+    if not real:
+        return ""
+    busiest = max(real, key=lambda r: r["client_cpu_share"])
+    return (f"\nAgainst the ceiling at 16 and 64 connections wrk itself uses nearly all of its core, so those "
+            f"ceiling figures are as much wrk's limit as the server's (a lower bound on the ceiling). Against "
+            f"every real system wrk had room to spare: its busiest run was {LABELS[busiest['system']]} "
+            f"{busiest['workload']} at {busiest['connections']} connections, using "
+            f"{busiest['client_cpu_share']:.0%} of its core.\n")
+
+
 def write(results: dict, output: str, plot_path: str) -> None:
-    """Write the markdown report and (via the bench venv's matplotlib) the latency plot."""
-    for path in (output, plot_path):
-        os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-    plotted = make_plot(results, plot_path)
+    """Write the markdown report and (via the bench venv's matplotlib) the latency plot.
+
+    A security-mode run replaces only its own section of ``output``; a full
+    run rewrites the page but keeps the security section of the last such run.
+    """
+    os.makedirs(os.path.dirname(os.path.abspath(output)), exist_ok=True)
+    kept = _security_section(output)
+    if results.get("security"):
+        page = _read(output) or "# Benchmarks\n\n" + HOW_TO_RUN
+        if kept:
+            page = page.replace(kept, "")
+        text = page.rstrip("\n") + "\n\n" + render_security(results)
+    else:
+        os.makedirs(os.path.dirname(os.path.abspath(plot_path)), exist_ok=True)
+        plotted = make_plot(results, plot_path)
+        text = render(results, os.path.relpath(plot_path, os.path.dirname(os.path.abspath(output)))
+                      if plotted else None)
+        if kept:
+            text = text.rstrip("\n") + "\n\n" + kept
     with open(output, "w") as handle:
-        handle.write(render(results, os.path.relpath(plot_path, os.path.dirname(os.path.abspath(output)))
-                            if plotted else None))
+        handle.write(text)
+
+
+SECURITY_BEGIN = "<!-- security section: written by bench/run.py --security -->"
+SECURITY_END = "<!-- end of security section -->"
+
+
+def _read(path: str) -> str:
+    try:
+        with open(path) as handle:
+            return handle.read()
+    except OSError:
+        return ""
+
+
+def _security_section(path: str) -> str:
+    """The security section of the page at ``path`` (markers included), or ''."""
+    page = _read(path)
+    start = page.find(SECURITY_BEGIN)
+    end = page.find(SECURITY_END, start)
+    if start < 0 or end < 0:
+        return ""
+    return page[start:end + len(SECURITY_END)] + "\n"
 
 
 def render(results: dict, plot_link: str | None) -> str:
@@ -244,12 +298,100 @@ def render_round(round_: dict, settings: dict) -> str:
         parts += ["### How much load one wrk process can drive\n",
                   "Measured against the ceiling app, where the server does the least work per request; "
                   "wrk's CPU time per request bounds what one wrk core can generate with these Lua scripts.\n",
-                  wrk_capacity(round_)]
+                  wrk_capacity(round_), wrk_headroom(round_)]
     parts.append("### Per workload\n\nLatencies show `-` where no request completed within the run.\n")
     for workload in workloads:
         parts += [f"#### {workload}: {WORKLOAD_TITLES[workload]}\n",
                   detail_table(round_, workload, systems, connections)]
     return "\n".join(parts)
+
+
+SECURITY_METHOD = """\
+Shoal three ways, each its own `shoal serve` process ({workers} worker) with a fresh data directory of
+{items:,} events, preloaded through the API, kept running and measured **interleaved** (each workload
+visits the three in turn, the order rotating), with the method of the main benchmark above (server on
+core 0, one wrk thread on core 1, {warmup:g} s warm-up then {duration:g} s measured, {connections}
+connections):
+
+* **auth off**: `shoal serve` on loopback, plain HTTP; requests carry a well-formed but unchecked
+  `Authorization` header (the main benchmark's set-up).
+* **SigV4**: `shoal serve --auth sigv4`; every request is signed with the root credentials the server
+  writes to `<data dir>/root-credentials`. wrk's Lua cannot compute HMAC-SHA256, so just before each
+  run Python signs a pool of {pool:,} distinct requests of the workload (botocore's `SigV4Auth`, as boto3
+  signs) and `bench/lua/presigned.lua` sends them in turn, wrapping round when the pool is used up (the
+  warm-up starts half-way through it). Each request is verified in full by the server: canonical request,
+  SHA-256 of the body, HMAC of the string to sign with the (cached) derived key, and the policy check.
+  Any signature the server refused would appear as a non-2xx answer below.
+* **TLS**: `shoal serve --tls-cert --tls-key` with a self-signed P-256 certificate made by the harness,
+  auth off; wrk drives `https://`. wrk keeps its connections open, so the figures are the steady cost
+  of encrypting and decrypting, not of handshakes.
+
+Ratios are variant / auth off: above 1 means more of it (throughput, latency, CPU per request).
+Server CPU per request is the server's utime + stime over the requests answered, which isolates the
+server's work from wrk's.
+"""
+
+
+def _security_cells(runs: list[dict]) -> dict:
+    return {(r["workload"], r["system"]): r for r in runs}
+
+
+def _ratio(a, b) -> str:
+    return f"{a / b:.2f}" if a is not None and b else "-"
+
+
+def security_ratio_table(runs: list[dict], workloads: list[str], connections: int) -> str:
+    """auth-on / auth-off and TLS / plain for throughput, p50, p99 and server CPU per request."""
+    cells = _security_cells([r for r in runs if r["connections"] == connections])
+    rows = []
+    for workload in workloads:
+        base = cells.get((workload, "shoal"))
+        if base is None:
+            continue
+        for variant in ("shoal-sigv4", "shoal-tls"):
+            run = cells.get((workload, variant))
+            if run is None:
+                continue
+            rows.append([workload, LABELS[variant], fmt_rps(base["rps"]), fmt_rps(run["rps"]),
+                         _ratio(run["rps"], base["rps"]),
+                         _ratio(run["latency_ms"]["p50"], base["latency_ms"]["p50"]),
+                         _ratio(run["latency_ms"]["p99"], base["latency_ms"]["p99"]),
+                         fmt_int(base["server_cpu_us_per_req"]), fmt_int(run["server_cpu_us_per_req"]),
+                         _ratio(run["server_cpu_us_per_req"], base["server_cpu_us_per_req"]),
+                         _cpu_delta(run, base)])
+    return _table(["workload", "variant", "auth off req/s", "variant req/s", "throughput ratio", "p50 ratio",
+                   "p99 ratio", "auth off CPU µs/req", "variant CPU µs/req", "CPU ratio", "added CPU µs/req"],
+                  rows)
+
+
+def _cpu_delta(run: dict, base: dict) -> str:
+    a, b = run["server_cpu_us_per_req"], base["server_cpu_us_per_req"]
+    return f"{a - b:+.0f}" if a is not None and b is not None else "-"
+
+
+def render_security(results: dict) -> str:
+    """The 'Cost of authentication and TLS' section, between markers so later runs can replace it."""
+    settings, m = results["settings"], results["machine"]
+    round_ = results["rounds"][0]
+    workloads = [w for w in settings["workloads"] if any(r["workload"] == w for r in round_["runs"])]
+    systems = [info["name"] for info in round_["systems"]]
+    out = [SECURITY_BEGIN, "## Cost of authentication and TLS\n",
+           f"* Date: {results['date']}; wall time {results['wall_s'] / 60:.1f} minutes",
+           f"* Command: `{results['command']}`",
+           f"* Machine: {m['nproc']} cores ({m['cpu']}), {m['memory_gib']} GiB memory, Linux {m['kernel']}, "
+           f"Python {m['python']}\n",
+           SECURITY_METHOD.format(workers=settings["shoal_workers"], items=round_["items"],
+                                  warmup=settings["warmup"], duration=settings["duration"],
+                                  connections=", ".join(map(str, settings["connections"])),
+                                  pool=settings.get("presigned", 0))]
+    for conns in settings["connections"]:
+        out += [f"### Ratios at {conns} connections\n", security_ratio_table(round_["runs"], workloads, conns)]
+    out += ["### Absolute figures\n", "#### Systems\n", systems_table(round_)]
+    for workload in workloads:
+        out += [f"#### {workload}: {WORKLOAD_TITLES[workload]}\n",
+                detail_table(round_, workload, systems, settings["connections"])]
+    out.append(SECURITY_END)
+    return "\n".join(out) + "\n"
 
 
 def make_plot(results: dict, plot_path: str) -> bool:

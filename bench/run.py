@@ -5,6 +5,7 @@
     python3 bench/run.py --systems shoal,ceiling --workloads get,point
     python3 bench/run.py --scale 100000        # Shoal at 100k items (bulk loaded), point and app mixes
     python3 bench/run.py --scale 100000,10000000 --output docs/benchmarks-scale.md
+    python3 bench/run.py --security            # cost of SigV4 auth and TLS: Shoal plain vs signed vs HTTPS
 
 Every system is started by this script on its own port with a fresh data
 directory in a temporary folder, preloaded through its API, and measured with
@@ -31,9 +32,10 @@ sys.path.insert(0, BENCH_DIR)
 
 import install  # noqa: E402
 import loadgen  # noqa: E402
+import presign  # noqa: E402
 import report  # noqa: E402
 from preload import create_tables, preload  # noqa: E402
-from systems import ALL_SYSTEMS, Shoal, make_systems  # noqa: E402
+from systems import ALL_SYSTEMS, SECURITY_SYSTEMS, Shoal, make_systems  # noqa: E402
 from workload import DataSet  # noqa: E402
 
 
@@ -42,12 +44,16 @@ def parse_args(argv=None):
     csv = lambda text: [part for part in text.split(",") if part]  # noqa: E731
     ints = lambda text: [int(part) for part in csv(text)]  # noqa: E731
     parser.add_argument("--systems", type=csv, default=None,
-                        help=f"comma-separated, from {','.join(ALL_SYSTEMS)} (default: all; scale mode: shoal)")
+                        help=f"comma-separated, from {','.join(ALL_SYSTEMS + SECURITY_SYSTEMS[1:])} "
+                             f"(default: {','.join(ALL_SYSTEMS)}; scale mode: shoal; security mode: "
+                             f"{','.join(SECURITY_SYSTEMS)})")
     parser.add_argument("--workloads", type=csv, default=None,
                         help=f"from {','.join(loadgen.WORKLOADS)} (default: all; scale mode: point,app)")
-    parser.add_argument("--connections", type=ints, default=[1, 16, 64])
+    parser.add_argument("--connections", type=ints, default=None,
+                        help="default 1,16,64; security mode 16")
     parser.add_argument("--items", type=int, default=30_000, help="events preloaded per system (default 30000)")
-    parser.add_argument("--duration", type=float, default=4, help="measured seconds per run (default 4)")
+    parser.add_argument("--duration", type=float, default=None,
+                        help="measured seconds per run (default 4; security mode 8)")
     parser.add_argument("--warmup", type=float, default=1, help="warm-up seconds before each run (default 1)")
     parser.add_argument("--moto-items", type=int, default=1_000, help="moto's reduced preload (default 1000)")
     parser.add_argument("--moto-duration", type=float, default=4,
@@ -59,17 +65,36 @@ def parse_args(argv=None):
     parser.add_argument("--preload-processes", type=int, default=4)
     parser.add_argument("--scale", type=ints, default=None,
                         help="scale mode: item counts (e.g. 100000,10000000); Shoal is bulk loaded in-process")
+    parser.add_argument("--security", action="store_true",
+                        help="security mode: Shoal with auth off, with --auth sigv4 (every request signed) and "
+                             "over TLS, interleaved, for get,query,put,point at 16 connections; writes the "
+                             "'Cost of authentication and TLS' section of docs/benchmarks.md, leaving the rest")
+    parser.add_argument("--presigned", type=int, default=loadgen.PRESIGNED_POOL,
+                        help=f"signed requests per run for shoal-sigv4, cycled by wrk "
+                             f"(default {loadgen.PRESIGNED_POOL})")
     parser.add_argument("--output", default=None,
                         help="markdown report (default docs/benchmarks.md; scale mode docs/benchmarks-scale.md)")
     parser.add_argument("--plot", default=None, help="latency plot PNG (default: beside the report)")
     parser.add_argument("--keep", action="store_true", help="keep the temporary data directories")
     args = parser.parse_args(argv)
     scale = args.scale is not None
+    if scale and args.security:
+        parser.error("--scale and --security are separate modes")
+    if args.security:
+        args.systems = args.systems or list(SECURITY_SYSTEMS)
+        args.workloads = args.workloads or ["get", "query", "put", "point"]
     args.systems = args.systems or (["shoal"] if scale else list(ALL_SYSTEMS))
     args.workloads = args.workloads or (["point", "app"] if scale else list(loadgen.WORKLOADS))
+    args.connections = args.connections or ([16] if args.security else [1, 16, 64])
+    args.duration = args.duration or (8 if args.security else 4)
     unknown = set(args.workloads) - set(loadgen.WORKLOADS)
     if unknown:
         parser.error(f"unknown workloads {sorted(unknown)}")
+    if "shoal-sigv4" in args.systems:
+        unsigned = set(args.workloads) - set(presign.SIGNED_MODES)
+        if unsigned:
+            parser.error(f"shoal-sigv4 runs only the workloads {','.join(presign.SIGNED_MODES)} "
+                         f"(pre-signed in Python), not {','.join(sorted(unsigned))}")
     default_output = "docs/benchmarks-scale.md" if scale else "docs/benchmarks.md"
     args.output = args.output or os.path.join(REPO_DIR, default_output)
     args.plot = args.plot or os.path.splitext(args.output)[0] + "-latency.png"
@@ -105,8 +130,8 @@ def set_up(system, workdir: str, dataset: DataSet, args) -> dict:
     info["rss_idle"] = system.rss_bytes()
     info["items"] = dataset.items if system.has_data else 0
     if system.has_data:
-        create_tables(system.port)
-        info["preload"] = preload(system.port, dataset, system.label, args.preload_processes)
+        create_tables(system.endpoint())
+        info["preload"] = preload(system.endpoint(), dataset, system.label, args.preload_processes)
         time.sleep(1)  # let background flushes settle before reading memory and disk
         info["rss_after_preload"] = system.rss_bytes()
         disk = system.disk_bytes()
@@ -154,7 +179,7 @@ def run_matrix(systems, counts: dict, args) -> list[dict]:
                 warmup = min(args.warmup, 1) if moto else args.warmup
                 others = [s for s in systems if s is not system]
                 result = loadgen.measure(system, workload, connections, duration, warmup, counts[system.name],
-                                         others=others)
+                                         others=others, pool_size=args.presigned)
                 result["system"] = system.name
                 runs.append(result)
                 errors = result["non2xx"] + result["socket_errors"]
@@ -174,6 +199,7 @@ def main(argv=None) -> int:
     sizes = args.scale or [args.items]
     results = {"command": "python3 bench/run.py " + shlex.join(sys.argv[1:] if argv is None else argv),
                "date": time.strftime("%Y-%m-%d %H:%M %Z"), "machine": machine(), "scale": bool(args.scale),
+               "security": args.security,
                "settings": {k: v for k, v in vars(args).items() if k not in ("output", "plot")},
                "rounds": []}
     try:

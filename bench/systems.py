@@ -22,7 +22,7 @@ import sys
 import time
 from dataclasses import dataclass
 
-from client import wait_until_answering
+from client import Endpoint, wait_until_answering
 
 BENCH_DIR = os.path.dirname(os.path.abspath(__file__))
 CACHE_DIR = os.path.join(BENCH_DIR, ".cache")
@@ -121,12 +121,22 @@ class System:
     proc: subprocess.Popen | None = None
     startup_s: float = 0.0
     log_path: str = ""
+    tls: bool = False  # served over HTTPS (wrk and the set-up client use https://)
+    signs: bool = False  # verifies SigV4: the load is pre-signed (bench/presign.py)
 
     def command(self) -> list[str]:
         raise NotImplementedError
 
     def cwd(self) -> str | None:
         return None
+
+    def credentials(self) -> tuple[str, str] | None:
+        """The (access key, secret) requests must be signed with, or None if signatures are not checked."""
+        return None
+
+    def endpoint(self) -> Endpoint:
+        """How the harness's clients reach this system."""
+        return Endpoint(self.port, tls=self.tls, credentials=self.credentials())
 
     def prepare_data_dir(self, workdir: str) -> str:
         """A fresh, empty data directory for this system under ``workdir``."""
@@ -146,7 +156,7 @@ class System:
                                      start_new_session=True)
         log.close()
         try:
-            answered = wait_until_answering(self.port, self.start_timeout,
+            answered = wait_until_answering(self.endpoint, self.start_timeout,
                                             alive=lambda: self.proc.poll() is None)
         except Exception:
             self.stop()
@@ -188,8 +198,9 @@ class System:
 
 
 class Shoal(System):
-    def __init__(self, workers: int = 1, data_dir: str | None = None) -> None:
-        super().__init__("shoal", "Shoal")
+    def __init__(self, workers: int = 1, data_dir: str | None = None, name: str = "shoal",
+                 label: str = "Shoal") -> None:
+        super().__init__(name, label)
         self.workers = workers
         self.fixed_data_dir = data_dir
 
@@ -201,7 +212,81 @@ class Shoal(System):
         shoal = shutil.which("shoal")
         base = [shoal] if shoal else [sys.executable, "-m", "shoal"]
         return [*base, "serve", "--port", str(self.port), "--data-dir", self.data_dir,
-                "--workers", str(self.workers)]
+                "--workers", str(self.workers), *self.security_options()]
+
+    def security_options(self) -> list[str]:
+        return []
+
+
+class ShoalSigV4(Shoal):
+    """``shoal serve --auth sigv4``: every request signed with the root credentials it writes at start-up."""
+
+    def __init__(self, workers: int = 1) -> None:
+        super().__init__(workers, name="shoal-sigv4", label="Shoal SigV4")
+        self.signs = True
+
+    def security_options(self) -> list[str]:
+        return ["--auth", "sigv4"]
+
+    def credentials(self) -> tuple[str, str] | None:
+        """From ``<data dir>/root-credentials`` (None until the server has written it)."""
+        values = {}
+        try:
+            with open(os.path.join(self.data_dir, "root-credentials")) as handle:
+                for line in handle:
+                    name, sep, value = line.partition("=")
+                    if sep:
+                        values[name.strip()] = value.strip()
+        except OSError:
+            return None
+        if "aws_access_key_id" not in values or "aws_secret_access_key" not in values:
+            return None
+        return values["aws_access_key_id"], values["aws_secret_access_key"]
+
+
+class ShoalTLS(Shoal):
+    """``shoal serve --tls-cert --tls-key`` with a self-signed certificate the harness makes."""
+
+    def __init__(self, workers: int = 1) -> None:
+        super().__init__(workers, name="shoal-tls", label="Shoal TLS")
+        self.tls = True
+        self.cert_paths: tuple[str, str] | None = None
+
+    def prepare_data_dir(self, workdir: str) -> str:
+        self.cert_paths = self_signed_certificate(workdir, "shoal-tls")
+        return super().prepare_data_dir(workdir)
+
+    def security_options(self) -> list[str]:
+        cert, key = self.cert_paths
+        return ["--tls-cert", cert, "--tls-key", key]
+
+
+def self_signed_certificate(folder: str, stem: str) -> tuple[str, str]:
+    """A P-256 certificate for 127.0.0.1/localhost valid for two days; returns (cert, key) PEM paths."""
+    import datetime
+    import ipaddress
+
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "localhost")])
+    now = datetime.datetime.now(datetime.timezone.utc)
+    names = [x509.DNSName("localhost"), x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]
+    cert = (x509.CertificateBuilder().subject_name(name).issuer_name(name).public_key(key.public_key())
+            .serial_number(x509.random_serial_number()).not_valid_before(now - datetime.timedelta(days=1))
+            .not_valid_after(now + datetime.timedelta(days=1))
+            .add_extension(x509.SubjectAlternativeName(names), critical=False)
+            .sign(key, hashes.SHA256()))
+    cert_path, key_path = os.path.join(folder, f"{stem}-cert.pem"), os.path.join(folder, f"{stem}-key.pem")
+    with open(cert_path, "wb") as handle:
+        handle.write(cert.public_bytes(serialization.Encoding.PEM))
+    with open(key_path, "wb") as handle:
+        handle.write(key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                                       serialization.NoEncryption()))
+    return cert_path, key_path
 
 
 class DynamoDBLocal(System):
@@ -245,7 +330,8 @@ class Ceiling(System):
 
 def make_systems(names: list[str], shoal_workers: int = 1) -> list[System]:
     """The systems named, in the order given."""
-    factories = {"shoal": lambda: Shoal(shoal_workers), "dynamodb-local": DynamoDBLocal,
+    factories = {"shoal": lambda: Shoal(shoal_workers), "shoal-sigv4": lambda: ShoalSigV4(shoal_workers),
+                 "shoal-tls": lambda: ShoalTLS(shoal_workers), "dynamodb-local": DynamoDBLocal,
                  "dynalite": Dynalite, "moto": Moto, "ceiling": Ceiling}
     unknown = [n for n in names if n not in factories]
     if unknown:
@@ -253,4 +339,5 @@ def make_systems(names: list[str], shoal_workers: int = 1) -> list[System]:
     return [factories[name]() for name in names]
 
 
-ALL_SYSTEMS = ["shoal", "dynamodb-local", "dynalite", "moto", "ceiling"]
+ALL_SYSTEMS = ["shoal", "dynamodb-local", "dynalite", "moto", "ceiling"]  # the default full run
+SECURITY_SYSTEMS = ["shoal", "shoal-sigv4", "shoal-tls"]  # run.py --security: auth and TLS against plain

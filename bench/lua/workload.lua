@@ -26,7 +26,8 @@ local heads = {}
 local make
 
 -- `errs` and `misses` are read by done() through thread:get, so they must be globals;
--- a GetItem answered "{}" (no Item) is a miss: the harness's keys disagree with the preload
+-- an answer "{}" is counted: in the get mode that is a GetItem that found no item (the keys
+-- disagree with the preload); writes answer "{}" normally
 errs = {}
 misses = 0
 
