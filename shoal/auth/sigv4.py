@@ -28,6 +28,7 @@ import re
 import time
 from dataclasses import dataclass
 from datetime import datetime, timezone
+from functools import lru_cache
 from email.utils import parsedate_to_datetime
 from typing import Any, Callable
 from urllib.parse import quote, unquote
@@ -221,9 +222,18 @@ def _amz_date(value: str, http_date: bool) -> str:
 # -- checks -------------------------------------------------------------------------------
 
 
+_BASIC_DATE = re.compile(r"([0-9]{4})([0-9]{2})([0-9]{2})T([0-9]{2})([0-9]{2})([0-9]{2})Z\Z")
+
+
+@lru_cache(maxsize=1024)
 def _epoch(amz_date: str) -> float:
+    """Seconds since the epoch of an X-Amz-Date.  Cached: concurrent requests
+    share their second, and strptime alone cost more than the signature."""
+    match = _BASIC_DATE.match(amz_date)
     try:
-        return datetime.strptime(amz_date, "%Y%m%dT%H%M%SZ").replace(tzinfo=timezone.utc).timestamp()
+        if match is None:
+            raise ValueError(amz_date)
+        return datetime(*map(int, match.groups()), tzinfo=timezone.utc).timestamp()
     except ValueError:
         raise IncompleteSignatureException(
             f"Date must be in ISO-8601 'basic format'. Got '{amz_date}'. "
