@@ -37,10 +37,19 @@ class PolicyNotFoundException(ShoalError):
     status = 400
 
 
+POLICY_PREFIX = b"rbp/"
+
+
 def policy_key(table_prefix: bytes, stream_label: str | None = None) -> bytes:
     """The ``meta`` key of a table's (or one of its streams') policy."""
-    key = b"rbp/" + table_prefix
+    key = POLICY_PREFIX + table_prefix
     return key if stream_label is None else key + b"/" + stream_label.encode()
+
+
+def any_policy(txn) -> bool:
+    """Whether any table or stream has a resource-based policy (one cursor step):
+    without one, nothing can deny the root user."""
+    return next(iter(txn.scan("meta", POLICY_PREFIX, POLICY_PREFIX[:-1] + b"0")), None) is not None
 
 
 # ---------------------------------------------------------------- ARNs

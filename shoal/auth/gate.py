@@ -24,6 +24,7 @@ import logging
 import os
 import time
 
+from shoal.api import resource_policies
 from shoal.auth.actions import find_denial, request_context
 from shoal.auth.audit import DEFAULT_FILE, AuditLog
 from shoal.auth.iam import DEFAULT_ACCOUNT, IamStore
@@ -81,6 +82,8 @@ class Gate:
         peer = request.peer[0] if request.peer else None
         context = request_context(peer, request.secure, self.clock())
         with self.engine.read() as txn:
+            if principal.is_root and not resource_policies.any_policy(txn):
+                return  # root needs no identity policy; only a resource policy could deny it
             denial = find_denial(principal, operation, data, region, self.account,
                                  self._key_lookup(txn, region), request_context=context,
                                  lookup_resource_policy=self._policy_lookup(txn))
@@ -103,9 +106,7 @@ class Gate:
         return lookup
 
     def _policy_lookup(self, txn):
-        from shoal.api.resource_policies import lookup_policy
-
-        return lambda arn: lookup_policy(txn, self.catalog, arn)
+        return lambda arn: resource_policies.lookup_policy(txn, self.catalog, arn)
 
     # -- STS ------------------------------------------------------------------------------
 
@@ -151,3 +152,4 @@ def _claimed_key(request) -> str | None:
     if at >= 0:
         return path[at + 17:].split("%2F", 1)[0].split("/", 1)[0].split("&", 1)[0] or None
     return None
+
