@@ -84,7 +84,9 @@ METHOD = """\
   (ProvisionedThroughputExceeded, Throttling, RequestLimitExceeded) are counted apart. In the app mix a
   ConditionalCheckFailedException is the condition doing its job (an update that would move a position
   back in time), and is counted as a non-2xx answer all the same.
-* **Memory** is VmRSS summed over the process tree: just after start-up (idle), after the preload,
+* **Memory** is VmRSS summed over the process tree (and, after the load, its anonymous part, RssAnon:
+  what is left when mapped files, e.g. LMDB's memory-mapped data file, are not counted): just after
+  start-up (idle), after the preload,
   and after all runs. **Disk** is the bytes allocated under the data directory after the preload
   (st_blocks), divided by the events preloaded. **Start-up** is from the command to the first answered
   ListTables, polled every 10 ms.
@@ -134,10 +136,12 @@ def systems_table(round_: dict) -> str:
             info["label"], f"{info['startup_s']:.2f}", fmt_int(info.get("items")),
             fmt_int(preload["items_per_s"]) if preload else "-",
             mib(info.get("rss_idle")), mib(info.get("rss_after_preload")), mib(info.get("rss_after_load")),
+            mib(info.get("anon_rss_after_load")),
             fmt_int(per_item) if per_item is not None else ("in memory" if info["name"] == "moto" else "-"),
         ])
     return _table(["system", "start-up (s)", "items preloaded", "preload (items/s)", "RSS idle (MiB)",
-                   "RSS after preload (MiB)", "RSS after load (MiB)", "disk bytes/item"], rows)
+                   "RSS after preload (MiB)", "RSS after load (MiB)", "of which anonymous (MiB)",
+                   "disk bytes/item"], rows)
 
 
 def _by_cell(runs: list[dict]) -> dict:

@@ -236,6 +236,7 @@ def run_round(systems, size: int, workdir: str, args) -> dict:
     runs = run_matrix(systems, counts, args)
     for system in systems:
         infos[system.name]["rss_after_load"] = system.rss_bytes()
+        infos[system.name]["anon_rss_after_load"] = system.anon_rss_bytes()
         system.stop()
     return {"items": size, "systems": [infos[s.name] for s in systems], "runs": runs}
 

@@ -77,14 +77,18 @@ def cpu_seconds(pid: int) -> float:
     return ticks / CLOCK_TICKS
 
 
-def rss_bytes(pid: int) -> int:
-    """Resident memory of the whole tree."""
+def rss_bytes(pid: int, field: str = "VmRSS") -> int:
+    """Resident memory of the whole tree: all of it (VmRSS), or only the
+    anonymous part (RssAnon: heaps and stacks, without mapped files, which
+    for a memory-mapped database such as LMDB is page cache the kernel can
+    reclaim)."""
+    prefix = field + ":"
     total = 0
     for member in process_tree(pid):
         try:
             with open(f"/proc/{member}/status") as handle:
                 for line in handle:
-                    if line.startswith("VmRSS:"):
+                    if line.startswith(prefix):
                         total += int(line.split()[1]) * 1024
                         break
         except OSError:
@@ -180,6 +184,9 @@ class System:
 
     def rss_bytes(self) -> int:
         return rss_bytes(self.pid)
+
+    def anon_rss_bytes(self) -> int:
+        return rss_bytes(self.pid, "RssAnon")
 
     def disk_bytes(self) -> int | None:
         return disk_bytes(self.data_dir) if self.on_disk else None
