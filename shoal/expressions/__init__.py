@@ -43,31 +43,28 @@ __all__ = [
 _CACHE_SIZE = 4096
 
 
+def _parse(text: str, kind: str, rule: str):
+    """Parse ``text`` with the parser rule ``rule`` and check it semantically."""
+    check_text(text, kind)
+    tree = getattr(Parser(text, kind), rule)()
+    semantics.check(tree, kind, rule)
+    return tree
+
+
 @lru_cache(maxsize=_CACHE_SIZE)
 def parse_condition_ast(text: str, kind: str):
     """Parse and check condition text (cached; raises ValidationException)."""
-    check_text(text, kind)
-    tree = Parser(text, kind).condition()
-    semantics.check(tree, kind, "condition")
-    return tree
+    return _parse(text, kind, "condition")
 
 
 @lru_cache(maxsize=_CACHE_SIZE)
 def parse_update_ast(text: str):
-    kind = "UpdateExpression"
-    check_text(text, kind)
-    tree = Parser(text, kind).update()
-    semantics.check(tree, kind, "update")
-    return tree
+    return _parse(text, "UpdateExpression", "update")
 
 
 @lru_cache(maxsize=_CACHE_SIZE)
 def parse_projection_ast(text: str):
-    kind = "ProjectionExpression"
-    check_text(text, kind)
-    tree = Parser(text, kind).projection()
-    semantics.check(tree, kind, "projection")
-    return tree
+    return _parse(text, "ProjectionExpression", "projection")
 
 
 def _context(ctx):
