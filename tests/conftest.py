@@ -60,6 +60,20 @@ def create_table(ddb, *, hash_key=("pk", "S"), range_key=("sk", "N"), name=None)
     return name
 
 
+def create_content_index_table(ddb, prefix: str, projection: str = "ALL") -> str:
+    """A table keyed by 'pk' with a GSI 'by_content' on 'content_id'."""
+    name = unique_name(prefix)
+    ddb.create_table(
+        TableName=name, BillingMode="PAY_PER_REQUEST",
+        KeySchema=[{"AttributeName": "pk", "KeyType": "HASH"}],
+        AttributeDefinitions=[{"AttributeName": "pk", "AttributeType": "S"},
+                              {"AttributeName": "content_id", "AttributeType": "S"}],
+        GlobalSecondaryIndexes=[{"IndexName": "by_content",
+                                 "KeySchema": [{"AttributeName": "content_id", "KeyType": "HASH"}],
+                                 "Projection": {"ProjectionType": projection}}])
+    return name
+
+
 @pytest.fixture
 def table(ddb):
     """A fresh table with a string partition key 'pk' and a number sort key 'sk'."""

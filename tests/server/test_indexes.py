@@ -432,16 +432,9 @@ def test_all_projected_attributes_select(ddb, events):
 
 
 def test_batch_write_reports_units_per_index(ddb):
-    from tests.conftest import unique_name
+    from tests.conftest import create_content_index_table
 
-    name = unique_name("bwgsi")
-    ddb.create_table(
-        TableName=name, BillingMode="PAY_PER_REQUEST",
-        KeySchema=[{"AttributeName": "pk", "KeyType": "HASH"}],
-        AttributeDefinitions=[{"AttributeName": "pk", "AttributeType": "S"},
-                              {"AttributeName": "content_id", "AttributeType": "S"}],
-        GlobalSecondaryIndexes=[{"IndexName": "by_content", "KeySchema": [{"AttributeName": "content_id", "KeyType": "HASH"}],
-                                 "Projection": {"ProjectionType": "KEYS_ONLY"}}])
+    name = create_content_index_table(ddb, "bwgsi", "KEYS_ONLY")
     out = ddb.batch_write_item(RequestItems={name: [
         {"PutRequest": {"Item": {"pk": {"S": "a"}, "content_id": {"S": "c1"}}}},
         {"PutRequest": {"Item": {"pk": {"S": "b"}}}},  # no content_id: not in the index

@@ -409,16 +409,9 @@ def test_concurrent_transfers_keep_the_total(shoal, accounts):
 
 
 def test_index_write_units_are_reported_and_doubled(ddb):
-    from tests.conftest import unique_name
+    from tests.conftest import create_content_index_table
 
-    name = unique_name("txgsi")
-    ddb.create_table(
-        TableName=name, BillingMode="PAY_PER_REQUEST",
-        KeySchema=[{"AttributeName": "pk", "KeyType": "HASH"}],
-        AttributeDefinitions=[{"AttributeName": "pk", "AttributeType": "S"},
-                              {"AttributeName": "content_id", "AttributeType": "S"}],
-        GlobalSecondaryIndexes=[{"IndexName": "by_content", "KeySchema": [{"AttributeName": "content_id", "KeyType": "HASH"}],
-                                 "Projection": {"ProjectionType": "ALL"}}])
+    name = create_content_index_table(ddb, "txgsi", "ALL")
     out = ddb.transact_write_items(
         TransactItems=[{"Put": {"TableName": name, "Item": {"pk": {"S": "a"}, "content_id": {"S": "c1"}}}}],
         ReturnConsumedCapacity="INDEXES")
