@@ -48,7 +48,7 @@ from datetime import datetime, timezone
 
 import orjson
 
-from shoal.api.writepath import SEQ_KEY, read_changes
+from shoal.api.writepath import SEQ_KEY, decode_change, read_raw_changes
 from shoal.errors import DYNAMODB_NS, ResourceNotFoundException, ShoalError, ValidationException
 from shoal.model.size import item_size
 
@@ -58,6 +58,8 @@ VIEW_TYPES = ("KEYS_ONLY", "NEW_IMAGE", "OLD_IMAGE", "NEW_AND_OLD_IMAGES")
 MAX_RECORDS = 1000
 MAX_RESPONSE_BYTES = 1024 * 1024
 MATERIALIZE_CHUNK = 500
+#: Changes of tables without streams passed over per round, in chunks.
+SKIP_FACTOR = 20
 TRIM_CHUNK = 1000
 
 _U64 = struct.Struct(">Q")
@@ -313,21 +315,32 @@ class Materializer:
         return next(iter(txn.scan("meta", b"streams/closing/", b"streams/closing0")), None) is not None
 
     def _copy(self, txn, cursor: int) -> tuple[int, bool]:
+        """Copy up to ``chunk`` covered changes after ``cursor`` into shards.
+
+        Changes of tables without a stream over them are passed over without
+        being decoded (up to ``SKIP_FACTOR`` times the chunk per round), and
+        when no stream covers anything after the cursor, the cursor jumps to
+        the head at once: a table without streams costs this job nothing."""
+        if not _streams_after(txn, cursor):
+            return _head_seq(txn), False
         histories: dict[str, list | None] = {}
         shards = _ShardWriter(txn, self.config)
-        done = 0
+        done = seen = 0
         more = False
-        for seq, ms, change in read_changes(txn, cursor):
-            if done >= self.chunk:
+        for seq, table_id, value in read_raw_changes(txn, cursor):
+            if done >= self.chunk or seen >= self.chunk * SKIP_FACTOR:
                 more = True
                 break
             cursor = seq
-            done += 1
-            table_id = change["table"]
+            seen += 1
             if table_id not in histories:
                 histories[table_id] = _load_json(txn, _table_streams_key(uuid.UUID(table_id).bytes))
             entry = _covering(histories[table_id], seq)
-            if entry is not None and not _same_image(change["old"], change["new"]):
+            if entry is None:
+                continue
+            done += 1
+            ms, change = decode_change(value)
+            if not _same_image(change["old"], change["new"]):
                 shards.append(bytes.fromhex(entry["id"]), seq, ms, change)
         shards.flush()
         return cursor, more
@@ -342,6 +355,16 @@ class Materializer:
             stream_id = key[len(b"streams/closing/"):]
             _close_open_shard(txn, stream_id, int(time.time() * 1000), reopen=False)
             txn.delete("meta", key)
+
+
+def _streams_after(txn, cursor: int) -> bool:
+    """Whether any table's stream covers changes after ``cursor`` (an open
+    stream, or one that ended after it)."""
+    for _, raw in txn.scan("meta", b"streams/table/", b"streams/table0"):
+        history = orjson.loads(raw)
+        if history and (history[-1]["until"] is None or history[-1]["until"] > cursor):
+            return True
+    return False
 
 
 def _covering(history: list | None, seq: int) -> dict | None:

@@ -122,6 +122,29 @@ def read_changes(txn, after_seq: int = 0):
         yield _SEQ.unpack(key)[0], _TIME.unpack_from(value)[0], orjson.loads(memoryview(value)[8:])
 
 
+_TABLE_FIELD = b'{"table":"'
+_TABLE_ID_END = len(_TIME.pack(0)) + len(_TABLE_FIELD) + 36  # a table id is a 36-character UUID
+
+
+def read_raw_changes(txn, after_seq: int = 0):
+    """Yield (seq, table_id, stored value) for change records after
+    ``after_seq``, without decoding them: the table id is read from the
+    record's first field (``_append_change`` writes it first), so a reader
+    interested in a few tables decodes only their records (``decode_change``)."""
+    start = _TIME.size + len(_TABLE_FIELD)
+    for key, value in txn.scan("changes", _SEQ.pack(after_seq + 1)):
+        if value[_TIME.size:start] == _TABLE_FIELD:
+            table_id = bytes(value[start:_TABLE_ID_END]).decode()
+        else:  # not written by this module's format: decode to find out
+            table_id = orjson.loads(memoryview(value)[_TIME.size:])["table"]
+        yield _SEQ.unpack(key)[0], table_id, value
+
+
+def decode_change(value) -> tuple[int, dict]:
+    """(time_ms, record) of a stored change value from ``read_raw_changes``."""
+    return _TIME.unpack_from(value)[0], orjson.loads(memoryview(value)[_TIME.size:])
+
+
 def prune_changes(txn, retention_s: float, now: float, limit: int = 1000) -> int:
     """Delete up to ``limit`` change records older than the retention."""
     cutoff = int((now - retention_s) * 1000)
