@@ -25,11 +25,12 @@ from __future__ import annotations
 
 import re
 import time
+from functools import lru_cache
 from dataclasses import dataclass
 from typing import Callable, Iterable
 
 from shoal.auth.errors import AccessDeniedException
-from shoal.auth.policy import Decision, Principal, denied_message, evaluate
+from shoal.auth.policy import Decision, Principal, decide, denied_message
 
 KeyLookup = Callable[[str, "str | None"], "str | None"]
 
@@ -177,7 +178,7 @@ def find_denial(
         resource_policy = lookup_resource_policy(check.resource) if lookup_resource_policy else None
         if principal.is_root and resource_policy is None:
             continue
-        decision = evaluate(principal, check.action, check.resource, context, None, resource_policy)
+        decision = decide(principal, check.action, check.resource, context, resource_policy)
         if not decision.allowed:
             return check, decision
     return None
@@ -185,14 +186,17 @@ def find_denial(
 
 def request_context(source_ip: str | None, secure: bool, now: float) -> dict:
     """The global condition keys every request carries."""
-    ctx = {
-        "aws:SecureTransport": secure,
-        "aws:CurrentTime": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(now)),
-        "aws:EpochTime": int(now),
-    }
+    second = int(now)
+    ctx = {"aws:SecureTransport": secure, "aws:CurrentTime": _iso_time(second), "aws:EpochTime": second}
     if source_ip:
         ctx["aws:SourceIp"] = source_ip
     return ctx
+
+
+@lru_cache(maxsize=4)
+def _iso_time(second: int) -> str:
+    """aws:CurrentTime's text; concurrent requests share their second."""
+    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(second))
 
 
 # -- per-operation condition keys ---------------------------------------------------------

@@ -53,6 +53,9 @@ class Principal:
     role_arn: str | None = None  # the role an assumed-role session came from
     policies: tuple = ()  # the identity-based Policy objects in force
     tags: dict = field(default_factory=dict)
+    # Decisions already taken for this principal (see ``decide``); a principal
+    # is rebuilt whenever IAM data changes, and its memory with it.
+    decisions: dict = field(default_factory=dict, compare=False, hash=False, repr=False)
 
     @property
     def is_root(self) -> bool:
@@ -106,6 +109,7 @@ class Statement:
 class Policy:
     statements: tuple
     text: str = ""
+    keys: tuple = ()  # every condition key and policy variable the document reads
 
     @staticmethod
     def parse(document) -> "Policy":
@@ -130,7 +134,24 @@ def _parse_text(text: str) -> Policy:
     statements = doc["Statement"]
     if isinstance(statements, dict):
         statements = [statements]
-    return Policy(tuple(_statement(s) for s in statements), text)
+    compiled = tuple(_statement(s) for s in statements)
+    return Policy(compiled, text, _referenced_keys(compiled))
+
+
+def _referenced_keys(statements: tuple) -> tuple:
+    """The context keys a decision under these statements can depend on: the
+    condition keys and the ``${...}`` variables of resources and values."""
+    keys = set()
+    for statement in statements:
+        texts = list(statement.resources)
+        for condition in statement.conditions:
+            keys.add(condition[5])
+            texts.extend(condition[6])
+        for text in texts:
+            for inner in _VARIABLE.findall(text):
+                if inner not in ("*", "?", "$"):
+                    keys.add(inner.partition(",")[0].strip())
+    return tuple(sorted(keys))
 
 
 def _as_list(value) -> list:
@@ -485,6 +506,44 @@ def evaluate(
     if principal.is_root or identity_allows or resource_allows:
         return Decision(True, "allowed")
     return Decision(False, f"because no {IDENTITY} policy allows the {action} action")
+
+
+#: Decisions remembered per principal before its memory is emptied.
+MAX_DECISIONS = 4096
+_KEYS = object()  # a principal's memory holds its policies' keys under this
+
+
+def decide(principal: Principal, action: str, resource_arn: str, context: dict, resource_policy=None) -> Decision:
+    """``evaluate`` with the principal's own policies, remembered.
+
+    A decision is a function of the principal (whose policies are fixed for
+    the life of the object), the action, the resource, the resource-based
+    policy and the values of the context keys the policies read; so it is
+    remembered under exactly those, and a request whose keys take values
+    already seen costs one dictionary lookup.  A policy that reads
+    ``aws:CurrentTime`` makes the time part of the key, as it must.
+    """
+    if not isinstance(resource_policy, (str, type(None))):
+        return evaluate(principal, action, resource_arn, context, None, resource_policy)
+    memory = principal.decisions
+    keys = memory.get(_KEYS)
+    if keys is None:
+        keys = memory[_KEYS] = tuple(sorted({k for p in principal.policies for k in Policy.parse(p).keys}))
+    if resource_policy is not None:
+        keys = keys + Policy.parse(resource_policy).keys
+    values = tuple(_frozen(_context_get(context, key)) for key in keys)
+    memo = (action, resource_arn, resource_policy, values)
+    decision = memory.get(memo)
+    if decision is None:
+        decision = evaluate(principal, action, resource_arn, context, None, resource_policy)
+        if len(memory) > MAX_DECISIONS:
+            memory.clear()  # the policies' keys are gathered again on the next call
+        memory[memo] = decision
+    return decision
+
+
+def _frozen(value):
+    return tuple(value) if isinstance(value, list) else value
 
 
 def denied_message(principal: Principal, action: str, resource_arn: str, decision: Decision) -> str:

@@ -2,11 +2,21 @@
 
 from __future__ import annotations
 
+import orjson
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from shoal.auth.policy import Policy, PolicyError, Principal, arn_like, denied_message, evaluate, substitute
+from shoal.auth.policy import (
+    Policy,
+    PolicyError,
+    Principal,
+    arn_like,
+    decide,
+    denied_message,
+    evaluate,
+    substitute,
+)
 
 ACCOUNT = "000000000000"
 TABLE = f"arn:aws:dynamodb:us-east-1:{ACCOUNT}:table/events"
@@ -201,6 +211,55 @@ def test_substitute():
     assert substitute("a${*}b${?}${$}", ctx) == "a*b?$"
     assert substitute("${aws:nothing}", ctx) is None
     assert substitute("${aws:nothing, 'x'}", ctx) == "x"
+
+
+# Policies whose decisions hang on context keys, for the remembered decisions below.
+_REMEMBERED_POLICIES = [
+    LEADING_KEYS_SELF,
+    allow("dynamodb:*", f"arn:aws:dynamodb:*:*:table/${{aws:username}}-*"),
+    allow("dynamodb:GetItem", TABLE, {"DateLessThan": {"aws:CurrentTime": "2026-11-25T12:00:00Z"}}),
+    deny("dynamodb:PutItem", TABLE, {"NotIpAddress": {"aws:SourceIp": "10.0.0.0/8"}}),
+    allow("dynamodb:Query", INDEX, {"ForAllValues:StringEquals": {"dynamodb:Attributes": ["a", "b"]},
+                                    "StringEqualsIfExists": {"dynamodb:Select": "SPECIFIC_ATTRIBUTES"}}),
+]
+_RESOURCE_POLICY = orjson.dumps(allow("dynamodb:GetItem", TABLE, {"Bool": {"aws:SecureTransport": "true"}},
+                                      Principal={"AWS": f"arn:aws:iam::{ACCOUNT}:user/alice"})).decode()
+_requests = st.tuples(
+    st.sampled_from(["dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:Query"]),
+    st.sampled_from([TABLE, INDEX, f"arn:aws:dynamodb:us-east-1:{ACCOUNT}:table/alice-events"]),
+    st.fixed_dictionaries({}, optional={
+        "dynamodb:LeadingKeys": st.lists(st.sampled_from(["alice", "bob"]), max_size=2),
+        "dynamodb:Attributes": st.lists(st.sampled_from(["a", "b", "c"]), max_size=3),
+        "dynamodb:Select": st.sampled_from(["SPECIFIC_ATTRIBUTES", "ALL_ATTRIBUTES"]),
+        "aws:CurrentTime": st.sampled_from(["2026-11-25T11:59:59Z", "2026-11-25T12:00:01Z"]),
+        "aws:SourceIp": st.sampled_from(["10.1.2.3", "192.168.0.1"]),
+        "aws:SecureTransport": st.booleans(),
+    }),
+    st.sampled_from([None, _RESOURCE_POLICY]),
+)
+
+
+@given(st.lists(_requests, min_size=1, max_size=40))
+def test_remembered_decisions_match_evaluation(requests):
+    """decide() remembers decisions per principal: whatever sequence of
+    requests it sees, each answer is the one a fresh evaluation gives."""
+    principal = Principal(ALICE.arn, ACCOUNT, "user", "alice", "AIDAALICE",
+                          policies=tuple(Policy.parse(p) for p in _REMEMBERED_POLICIES))
+    for action, resource, context, resource_policy in requests:
+        expected = evaluate(principal, action, resource, context, None, resource_policy)
+        assert decide(principal, action, resource, context, resource_policy) == expected
+        assert decide(principal, action, resource, context, resource_policy) == expected
+
+
+def test_remembered_decisions_change_with_a_leading_key():
+    principal = Principal(ALICE.arn, ACCOUNT, "user", "alice", "AIDAALICE",
+                          policies=(Policy.parse(LEADING_KEYS_SELF),))
+    own = {"dynamodb:LeadingKeys": ["alice"]}
+    other = {"dynamodb:LeadingKeys": ["bob"]}
+    assert decide(principal, "dynamodb:GetItem", TABLE, own).allowed
+    assert not decide(principal, "dynamodb:GetItem", TABLE, other).allowed
+    assert decide(principal, "dynamodb:GetItem", TABLE, own).allowed
+    assert len(principal.decisions) == 3  # two decisions and the policies' keys
 
 
 @given(st.text(alphabet="abc/-:", max_size=12))
