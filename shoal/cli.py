@@ -55,6 +55,10 @@ def build_parser() -> argparse.ArgumentParser:
                        help="with --auth sigv4: JSON-lines audit log of authentication failures, denials "
                             "and IAM changes, rotated at 10 MB, 5 kept (env SHOAL_AUDIT_LOG; "
                             "default <data dir>/audit.log)")
+    serve.add_argument("--prewarm", action="store_true", default=_env("SHOAL_PREWARM", "") not in ("", "0"),
+                       help="at start, read the stored data into memory and map it (in the background), so "
+                            "the first reads of a large table do not wait for disk or page faults; the pages "
+                            "are the OS page cache, shared by the workers ($SHOAL_PREWARM=1)")
     serve.add_argument("--master-key-file", default=_env("SHOAL_MASTER_KEY_FILE", None),
                        help="encrypt the data directory at rest under this 32-byte master key (hex or base64; "
                             "env SHOAL_MASTER_KEY_FILE, or the key itself in SHOAL_MASTER_KEY)")
@@ -154,12 +158,15 @@ def serve_command(args) -> int:
         credentials_note += f", audit log {os.path.abspath(audit_path)}"
 
     opened = []
+    prewarming = []  # (stop event, thread) of this worker's --prewarm
 
     def handler_factory():
         engine = open_data_dir(data_dir, master_key=master_key)
         dispatcher = Dispatcher(engine, default_region=args.region, change_retention_s=args.change_retention,
                                 auth=auth, data_dir=data_dir, audit_log=args.audit_log)
         opened.append((dispatcher, engine))
+        if args.prewarm:
+            prewarming.append(_start_prewarm(engine))
         return dispatcher
 
     def on_ready(url: str) -> None:
@@ -171,6 +178,10 @@ def serve_command(args) -> int:
         )
 
     def on_worker_exit() -> None:
+        while prewarming:
+            stop, thread = prewarming.pop()
+            stop.set()
+            thread.join()
         while opened:
             dispatcher, engine = opened.pop()
             dispatcher.close()
@@ -182,6 +193,24 @@ def serve_command(args) -> int:
     except OSError as exc:
         print(f"shoal: cannot listen on {args.host}:{args.port}: {exc.strerror or exc}", file=sys.stderr)
         return 1
+
+
+def _start_prewarm(engine):
+    """Warm the engine's data on a thread while the worker serves (--prewarm)."""
+    import threading
+    import time
+
+    stop = threading.Event()
+
+    def run() -> None:
+        started = time.monotonic()
+        warmed = engine.prewarm(stop.is_set)
+        logging.getLogger("shoal").info("prewarm: %d MiB of data mapped in %.1f s", warmed >> 20,
+                                        time.monotonic() - started)
+
+    thread = threading.Thread(target=run, name="shoal-prewarm", daemon=True)
+    thread.start()
+    return stop, thread
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -214,6 +214,9 @@ class EncryptedEngine(Engine):
     def flush(self) -> None:
         self.inner.flush()
 
+    def prewarm(self, should_stop=lambda: False) -> int:
+        return self.inner.prewarm(should_stop)
+
     def group(self, *, flush: bool = True):
         return self.inner.group(flush=flush)
 

@@ -133,6 +133,12 @@ class Engine(ABC):
         """
         return contextlib.nullcontext()
 
+    def prewarm(self, should_stop=lambda: False) -> int:
+        """Bring the stored data into memory ahead of requests (``shoal serve
+        --prewarm``), stopping early when ``should_stop()`` says so; returns
+        the bytes warmed.  The default does nothing."""
+        return 0
+
     @abstractmethod
     def close(self) -> None:
         """Release the engine's resources; idempotent.

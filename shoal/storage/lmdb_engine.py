@@ -241,8 +241,61 @@ class LmdbEngine(Engine):
             "readers_in_use": info["num_readers"],
         }
 
+    def prewarm(self, should_stop=lambda: False) -> int:
+        """Map every page of the data file into this process ahead of use.
+
+        LMDB reads through a memory map, so the first touch of each page by a
+        process costs a page fault (a disk read, too, when the page is not in
+        the OS page cache), and on a table much larger than what recent
+        requests touched these faults dominate a read.  This walks the used
+        part of the file with ``madvise(MADV_POPULATE_READ)`` (Linux 5.14 and
+        later) in 64 MiB steps: the pages are read into the page cache and
+        mapped, so later reads fault no more.  The memory is the OS page
+        cache (file pages, shared by the workers and reclaimable), which is
+        why it counts in RSS but not in the anonymous part.  Returns the
+        bytes mapped; 0 where the system cannot do it.
+        """
+        if self._closed_or_forked():
+            return 0
+        data_file = os.path.realpath(os.path.join(self.path, "data.mdb"))
+        try:
+            used = min(os.path.getsize(data_file), self.stats()["data_bytes"])
+        except (OSError, RuntimeError):  # no file, or closed meanwhile
+            return 0
+        start = _mapping_start(data_file)
+        if start is None:
+            return 0
+        import ctypes
+
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.madvise.argtypes = (ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int)
+        step = 64 << 20
+        done = 0
+        while done < used and not should_stop() and not self._closed_or_forked():
+            length = min(step, used - done)
+            if libc.madvise(start + done, length, _MADV_POPULATE_READ) != 0:
+                break  # an older kernel (EINVAL), or the map is gone
+            done += length
+        return done
+
+    def _closed_or_forked(self) -> bool:
+        return self._env is None or self._forked
+
     def __repr__(self) -> str:
         return f"LmdbEngine({self.path!r}, sync={self.sync})"
+
+
+_MADV_POPULATE_READ = 22  # <linux/mman.h>, Linux 5.14
+
+
+def _mapping_start(path: str) -> int | None:
+    """Where this process maps ``path`` (the lowest address), from /proc/self/maps."""
+    try:
+        with open("/proc/self/maps") as maps:
+            starts = [int(line.split("-", 1)[0], 16) for line in maps if line.rstrip().endswith(" " + path)]
+    except OSError:
+        return None
+    return min(starts) if starts else None
 
 
 class LmdbReadTxn(ReadTxn):

@@ -6,6 +6,7 @@ import json
 import os
 import subprocess
 import sys
+import time
 
 import pytest
 
@@ -84,6 +85,37 @@ def test_workers_share_one_data_directory(tmp_path):
         assert count == 40
     finally:
         assert server.stop() == 0
+
+
+def test_prewarm_maps_the_data_in_every_worker_and_serves(tmp_path):
+    from tests.conftest import make_client
+
+    data = tmp_path / "d"
+    server = ShoalProcess(data).start()
+    try:
+        client = make_client(server.url)
+        client.create_table(TableName="warm_t", KeySchema=[{"AttributeName": "pk", "KeyType": "HASH"}],
+                            AttributeDefinitions=[{"AttributeName": "pk", "AttributeType": "S"}],
+                            BillingMode="PAY_PER_REQUEST")
+        for i in range(50):
+            client.put_item(TableName="warm_t", Item={"pk": {"S": str(i)}, "v": {"S": "x" * 500}})
+    finally:
+        assert server.stop() == 0
+    proc = subprocess.Popen([sys.executable, "-m", "shoal", "serve", "--port", "0", "--data-dir", str(data),
+                             "--workers", "2", "--prewarm", "--log-level", "info"],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        banner = proc.stdout.readline()
+        url = banner.split(" at ", 1)[1].split(" ", 1)[0]
+        assert make_client(url).get_item(TableName="warm_t", Key={"pk": {"S": "7"}})["Item"]["v"]["S"] == "x" * 500
+        time.sleep(1.0)
+    finally:
+        proc.terminate()
+        _, err = proc.communicate(timeout=20)
+    assert proc.returncode == 0
+    lines = [line for line in err.splitlines() if "prewarm:" in line]
+    assert len(lines) == 2, err  # one per worker
+    assert all(" MiB of data mapped in " in line for line in lines)
 
 
 @pytest.fixture

@@ -594,3 +594,20 @@ def test_grouped_write_failing_after_writing_poisons_the_group(engine):
                     raise ValueError("half done")
     with engine.read() as snapshot:
         assert list(snapshot.scan("items")) == []
+
+
+def test_prewarm_maps_the_used_data_and_stops_when_asked(tmp_path):
+    engine = LmdbEngine(tmp_path / "warm", sync=False)
+    try:
+        with engine.write() as txn:
+            for i in range(2000):
+                txn.put("items", b"k%06d" % i, os.urandom(300))
+        used = engine.stats()["data_bytes"]
+        assert engine.prewarm(lambda: True) == 0  # asked to stop before the first step
+        warmed = engine.prewarm()
+        if warmed == 0:
+            pytest.skip("this kernel has no madvise(MADV_POPULATE_READ) (Linux 5.14+)")
+        assert warmed == min(used, os.path.getsize(tmp_path / "warm" / "data.mdb"))
+    finally:
+        engine.close()
+    assert engine.prewarm() == 0  # closed: nothing mapped, nothing done
