@@ -106,10 +106,15 @@ def measure(system, mode: str, connections: int, seconds: float, warmup: float, 
     url = system.endpoint().url
     if warmup > 0:
         run_wrk(url, connections, warmup, script, warmup_args)
+    faults = getattr(system, "major_faults", None)
+    faults_before = faults() if faults else None
     busy_before, cpu_before = machine_busy_seconds(), system.cpu_seconds()
     report = run_wrk(url, connections, seconds, script, run_args)
     server_cpu = system.cpu_seconds() - cpu_before
     result = summarize(report, server_cpu, mode, connections)
+    if faults_before is not None and result["requests"]:
+        # pages the server had to read from disk, per request (0 when its data is in memory)
+        result["major_faults_per_req"] = (faults() - faults_before) / result["requests"]
     # what else kept the machine busy meanwhile (other programs on this shared machine)
     other = machine_busy_seconds() - busy_before - server_cpu - report["client_cpu_s"]
     result["other_cpu_share"] = max(0.0, other) / result["seconds"] if result["seconds"] else 0.0

@@ -80,6 +80,8 @@ def parse_args(argv=None):
     scale = args.scale is not None
     if scale and args.security:
         parser.error("--scale and --security are separate modes")
+    if scale and args.systems not in (None, ["shoal"]):
+        parser.error("scale mode measures Shoal alone (one server per table size)")
     if args.security:
         args.systems = args.systems or list(SECURITY_SYSTEMS)
         args.workloads = args.workloads or ["get", "query", "put", "point"]
@@ -151,10 +153,15 @@ def set_up_scaled(system: Shoal, workdir: str, dataset: DataSet) -> dict:
         f"\r  bulk load {done:>12,}/{dataset.items:,}"))
     sys.stderr.write("\n")
     system.fixed_data_dir = data_dir
+    system.prewarm = True
     info = {"name": system.name, "label": system.label, "items": dataset.items, "preload": loaded,
             "preload_kind": "in-process bulk load"}
     info["startup_s"] = system.start(workdir)
-    info["rss_idle"] = info["rss_after_preload"] = system.rss_bytes()
+    info["rss_idle"] = system.rss_bytes()
+    waited = system.wait_prewarmed()
+    info["prewarm_s"] = waited
+    log(f"{system.label}: prewarm " + (f"done {waited:.1f}s after start-up" if waited is not None else "timed out"))
+    info["rss_after_preload"] = system.rss_bytes()  # after the prewarm: the data file mapped
     info["disk_bytes"] = system.disk_bytes()
     info["disk_bytes_per_item"] = info["disk_bytes"] / dataset.items
     return info
@@ -203,8 +210,12 @@ def main(argv=None) -> int:
                "settings": {k: v for k, v in vars(args).items() if k not in ("output", "plot")},
                "rounds": []}
     try:
-        for size in sizes:
-            results["rounds"].append(run_round(systems, size, workdir, args))
+        if args.scale:
+            systems = [Shoal(args.shoal_workers, name=f"shoal-{n}", label=f"Shoal {n:,}") for n in sizes]
+            results["rounds"].append(run_scaled(systems, sizes, workdir, args))
+        else:
+            for size in sizes:
+                results["rounds"].append(run_round(systems, size, workdir, args))
     finally:
         for system in systems:
             system.stop()
@@ -239,6 +250,26 @@ def run_round(systems, size: int, workdir: str, args) -> dict:
         infos[system.name]["anon_rss_after_load"] = system.anon_rss_bytes()
         system.stop()
     return {"items": size, "systems": [infos[s.name] for s in systems], "runs": runs}
+
+
+def run_scaled(systems, sizes: list[int], workdir: str, args) -> dict:
+    """Scale mode: one Shoal per table size, each bulk loaded and prewarmed, all
+    kept running and measured interleaved like the main benchmark's systems, so
+    the machine's noise falls on every size alike."""
+    counts, infos = {}, {}
+    for system, size in zip(systems, sizes):
+        round_dir = os.path.join(workdir, str(size))
+        os.makedirs(round_dir, exist_ok=True)
+        dataset = DataSet.build(size)
+        counts[system.name] = os.path.join(round_dir, f"counts-{size}.txt")
+        dataset.write_counts(counts[system.name])
+        infos[system.name] = set_up_scaled(system, round_dir, dataset)
+    runs = run_matrix(systems, counts, args)
+    for system in systems:
+        infos[system.name]["rss_after_load"] = system.rss_bytes()
+        infos[system.name]["anon_rss_after_load"] = system.anon_rss_bytes()
+        system.stop()
+    return {"items": max(sizes), "sizes": sizes, "systems": [infos[s.name] for s in systems], "runs": runs}
 
 
 def save(results: dict) -> str:

@@ -77,6 +77,19 @@ def cpu_seconds(pid: int) -> float:
     return ticks / CLOCK_TICKS
 
 
+def major_faults(pid: int) -> int:
+    """Major page faults (a page read from disk) of the whole tree so far."""
+    faults = 0
+    for member in process_tree(pid):
+        try:
+            with open(f"/proc/{member}/stat") as handle:
+                fields = handle.read().rpartition(")")[2].split()
+        except OSError:
+            continue
+        faults += int(fields[9])  # majflt (field 12 of stat)
+    return faults
+
+
 def rss_bytes(pid: int, field: str = "VmRSS") -> int:
     """Resident memory of the whole tree: all of it (VmRSS), or only the
     anonymous part (RssAnon: heaps and stacks, without mapped files, which
@@ -182,6 +195,9 @@ class System:
     def cpu_seconds(self) -> float:
         return cpu_seconds(self.pid)
 
+    def major_faults(self) -> int:
+        return major_faults(self.pid)
+
     def rss_bytes(self) -> int:
         return rss_bytes(self.pid)
 
@@ -210,6 +226,7 @@ class Shoal(System):
         super().__init__(name, label)
         self.workers = workers
         self.fixed_data_dir = data_dir
+        self.prewarm = False  # scale mode: `--prewarm`, and wait_prewarmed() before measuring
 
     def prepare_data_dir(self, workdir: str) -> str:
         # scale mode serves a data directory that the bulk loader filled
@@ -218,8 +235,23 @@ class Shoal(System):
     def command(self) -> list[str]:
         shoal = shutil.which("shoal")
         base = [shoal] if shoal else [sys.executable, "-m", "shoal"]
+        prewarm = ["--prewarm", "--log-level", "info"] if self.prewarm else []
         return [*base, "serve", "--port", str(self.port), "--data-dir", self.data_dir,
-                "--workers", str(self.workers), *self.security_options()]
+                "--workers", str(self.workers), *prewarm, *self.security_options()]
+
+    def wait_prewarmed(self, timeout_s: float = 600.0) -> float | None:
+        """Wait for every worker's "prewarm: ..." log line; the seconds waited, or None on time-out."""
+        started = time.monotonic()
+        while time.monotonic() - started < timeout_s:
+            try:
+                with open(self.log_path, errors="replace") as handle:
+                    done = sum(1 for line in handle if "prewarm:" in line)
+            except OSError:
+                done = 0
+            if done >= self.workers:
+                return time.monotonic() - started
+            time.sleep(0.2)
+        return None
 
     def security_options(self) -> list[str]:
         return []
