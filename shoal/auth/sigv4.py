@@ -30,7 +30,7 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 from functools import lru_cache
 from email.utils import parsedate_to_datetime
-from typing import Any, Callable
+from typing import Any, Callable, NamedTuple
 from urllib.parse import quote, unquote
 
 from shoal.auth.errors import (
@@ -60,11 +60,12 @@ _QUERY_PARAMS = ("X-Amz-Algorithm", "X-Amz-Credential", "X-Amz-Signature", "X-Am
                  "X-Amz-SignedHeaders", "X-Amz-Expires")
 _KEY_CACHE_MAX = 4096
 _key_cache: dict[tuple[str, str, str, str], bytes] = {}
+_pads_cache: dict[bytes, tuple] = {}
 
 
-@dataclass(slots=True, frozen=True)
-class Credentials:
-    """Who signed a verified request, and for which scope."""
+class Credentials(NamedTuple):
+    """Who signed a verified request, and for which scope (a tuple: made on
+    every request, and a frozen dataclass costs a microsecond to build)."""
 
     access_key: str
     region: str
@@ -104,6 +105,30 @@ def signing_key(secret: str, date: str, region: str, service: str) -> bytes:
     return key
 
 
+def _hmac_pads(key: bytes) -> tuple:
+    """SHA-256 states with HMAC's inner and outer padded key absorbed, so an
+    HMAC under a cached key costs two hash copies instead of OpenSSL's HMAC
+    set-up (which fetches its algorithms anew on every call)."""
+    pads = _pads_cache.get(key)
+    if pads is None:
+        block = key.ljust(64, b"\0")  # a SHA-256 key is 32 bytes, shorter than the 64-byte block
+        pads = (hashlib.sha256(bytes(b ^ 0x36 for b in block)), hashlib.sha256(bytes(b ^ 0x5C for b in block)))
+        if len(_pads_cache) >= _KEY_CACHE_MAX:
+            _pads_cache.clear()
+        _pads_cache[key] = pads
+    return pads
+
+
+def hmac_sha256_hex(key: bytes, message: bytes) -> str:
+    """HMAC-SHA256 of ``message`` under ``key`` (at most 64 bytes), in hex."""
+    inner_pad, outer_pad = _hmac_pads(key)
+    inner = inner_pad.copy()
+    inner.update(message)
+    outer = outer_pad.copy()
+    outer.update(inner.digest())
+    return outer.hexdigest()
+
+
 def verify(
     request,
     *,
@@ -139,7 +164,7 @@ def verify(
     canonical = _canonical_request(request.method, path, signed, request.headers, payload_hash)
     scope = f"{date}/{region}/{scope_service}/{TERMINATOR}"
     to_sign = f"{ALGORITHM}\n{signed.amz_date}\n{scope}\n{hashlib.sha256(canonical.encode()).hexdigest()}"
-    expected = hmac.digest(signing_key(secret, date, region, scope_service), to_sign.encode(), "sha256").hex()
+    expected = hmac_sha256_hex(signing_key(secret, date, region, scope_service), to_sign.encode())
     if not hmac.compare_digest(expected, signed.signature):
         raise InvalidSignatureException(SIGNATURE_MISMATCH)
     _check_session(identity, signed.session_token, now)
@@ -155,21 +180,38 @@ def _from_header(headers: dict, query: str) -> _Signed:
     auth = headers.get("authorization")
     if not auth or auth.strip()[:5] != "AWS4-":
         raise MissingAuthenticationTokenException(MISSING_TOKEN)
+    head, sep, tail = auth.partition("Signature=")
+    if sep and "Signature=" not in tail:
+        # The header differs from request to request only in its signature:
+        # the rest is parsed once (cached) and the signature cut out here.
+        end = tail.find(",")
+        signature = (tail if end < 0 else tail[:end]).replace(" ", "")
+        algorithm, credential, signed_headers, _ = _auth_params(head + sep + ("" if end < 0 else tail[end:]))
+    else:
+        algorithm, credential, signed_headers, signature = _auth_params.__wrapped__(auth)
+    date = headers.get("x-amz-date") or headers.get("date")
+    missing = "".join(f"Authorization header requires '{name}' parameter. "
+                      for name, value in (("Credential", credential), ("Signature", signature),
+                                          ("SignedHeaders", signed_headers)) if not value)
+    if not date:
+        missing += "Authorization header requires existence of either a 'X-Amz-Date' or a 'Date' header. "
+    if missing:
+        raise IncompleteSignatureException(missing + "Authorization=" + auth)
+    return _Signed(algorithm, credential, signed_headers, signature,
+                   _amz_date(date, "x-amz-date" not in headers), None,
+                   headers.get("x-amz-security-token"), _split_query(query))
+
+
+@lru_cache(maxsize=1024)
+def _auth_params(auth: str) -> tuple[str, str, str, str]:
+    """(algorithm, Credential, SignedHeaders, Signature) of an Authorization
+    header value ('' for a parameter that is absent)."""
     algorithm, _, rest = auth.strip().partition(" ")
     params = {}
     for part in rest.replace(" ", "").split(","):
         name, _, value = part.partition("=")
         params[name] = value
-    date = headers.get("x-amz-date") or headers.get("date")
-    missing = "".join(f"Authorization header requires '{name}' parameter. "
-                      for name in ("Credential", "Signature", "SignedHeaders") if not params.get(name))
-    if not date:
-        missing += "Authorization header requires existence of either a 'X-Amz-Date' or a 'Date' header. "
-    if missing:
-        raise IncompleteSignatureException(missing + "Authorization=" + auth)
-    return _Signed(algorithm, params["Credential"], params["SignedHeaders"], params["Signature"],
-                   _amz_date(date, "x-amz-date" not in headers), None,
-                   headers.get("x-amz-security-token"), _split_query(query))
+    return algorithm, params.get("Credential", ""), params.get("SignedHeaders", ""), params.get("Signature", "")
 
 
 def _from_query(query: str) -> _Signed:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime
+import hmac
 import time
 from dataclasses import dataclass
 from unittest import mock
@@ -12,6 +13,8 @@ import pytest
 from botocore.auth import SigV4Auth, SigV4QueryAuth
 from botocore.awsrequest import AWSRequest
 from botocore.credentials import Credentials as BotoCredentials
+from hypothesis import given
+from hypothesis import strategies as st
 
 from shoal.auth import sigv4
 from shoal.auth.errors import (
@@ -343,3 +346,27 @@ def test_signing_key_is_cached_and_verification_is_fast():
         check(request)
     per_request = (time.perf_counter() - started) / 2000
     assert per_request < 200e-6, per_request
+
+
+@given(st.binary(max_size=64), st.binary(max_size=2048))
+def test_hmac_from_cached_pads_is_hmac_sha256(key, message):
+    assert sigv4.hmac_sha256_hex(key, message) == hmac.new(key, message, "sha256").hexdigest()
+
+
+_AUTH_PART = st.sampled_from([
+    "Credential=AK/20261126/us-east-1/dynamodb/aws4_request", "SignedHeaders=host;x-amz-date",
+    "Signature=abc123", "Signature=", " Signature = d e f ", "Credential=", "Other=x", "", "Signature=1,Signature=2",
+])
+
+
+@given(st.lists(_AUTH_PART, max_size=5), st.sampled_from([", ", ",", " , "]))
+def test_authorization_header_parse_with_the_cached_head_matches_a_full_parse(parts, comma):
+    auth = "AWS4-HMAC-SHA256 " + comma.join(parts)
+    expected = sigv4._auth_params.__wrapped__(auth)
+    headers = {"authorization": auth, "x-amz-date": "20261126T000000Z"}
+    try:
+        signed = sigv4._from_header(headers, "")
+    except IncompleteSignatureException:
+        assert not all(expected[1:])  # refused only for a missing parameter
+        return
+    assert (signed.algorithm, signed.credential, signed.signed_headers, signed.signature) == expected
