@@ -64,30 +64,28 @@ def process_tree(pid: int) -> list[int]:
     return tree
 
 
-def cpu_seconds(pid: int) -> float:
-    """utime + stime of the whole tree, in seconds."""
-    ticks = 0
+def _tree_stat(pid: int, *fields: int) -> int:
+    """The sum over the process tree of the given /proc/<pid>/stat fields
+    (0-based, counted after the command name)."""
+    total = 0
     for member in process_tree(pid):
         try:
             with open(f"/proc/{member}/stat") as handle:
-                fields = handle.read().rpartition(")")[2].split()
+                values = handle.read().rpartition(")")[2].split()
         except OSError:
             continue
-        ticks += int(fields[11]) + int(fields[12])  # utime, stime (fields 14 and 15 of stat)
-    return ticks / CLOCK_TICKS
+        total += sum(int(values[i]) for i in fields)
+    return total
+
+
+def cpu_seconds(pid: int) -> float:
+    """utime + stime of the whole tree, in seconds (fields 14 and 15 of stat)."""
+    return _tree_stat(pid, 11, 12) / CLOCK_TICKS
 
 
 def major_faults(pid: int) -> int:
-    """Major page faults (a page read from disk) of the whole tree so far."""
-    faults = 0
-    for member in process_tree(pid):
-        try:
-            with open(f"/proc/{member}/stat") as handle:
-                fields = handle.read().rpartition(")")[2].split()
-        except OSError:
-            continue
-        faults += int(fields[9])  # majflt (field 12 of stat)
-    return faults
+    """Major page faults (a page read from disk) of the whole tree so far (field 12 of stat)."""
+    return _tree_stat(pid, 9)
 
 
 def rss_bytes(pid: int, field: str = "VmRSS") -> int:
