@@ -27,7 +27,8 @@ class _Labels(dict):
 
 
 LABELS = _Labels({"shoal": "Shoal", "dynamodb-local": "DynamoDB Local", "dynalite": "dynalite", "moto": "moto",
-                  "ceiling": "HTTP ceiling", "shoal-sigv4": "Shoal SigV4", "shoal-tls": "Shoal TLS"})
+                  "ceiling": "HTTP ceiling", "shoal-sigv4": "Shoal SigV4", "shoal-sigv4-user": "Shoal SigV4 IAM user",
+                  "shoal-tls": "Shoal TLS"})
 WORKLOAD_TITLES = {
     "put": "PutItem of a new event",
     "get": "GetItem of an existing event (users by Zipf popularity)",
@@ -51,8 +52,9 @@ python3 bench/run.py --security                        # cost of SigV4 auth and 
 python3 bench/report.py bench/results/<run>.json       # regenerate this page from a saved run
 ```
 
-`--security` runs Shoal three ways, interleaved: auth off over HTTP, `--auth sigv4` with every request
-signed, and HTTPS (`--tls-cert/--tls-key`, self-signed); it rewrites only the section
+`--security` runs Shoal four ways, interleaved: auth off over HTTP, `--auth sigv4` with every request
+signed by root and by an IAM user with a policy, and HTTPS (`--tls-cert/--tls-key`, self-signed); it
+rewrites only the section
 "Cost of authentication and TLS" at the end of this page, and a full run keeps that section.
 
 The first run installs what is missing into `bench/.cache/` (gitignored): `wrk` and Java 17 with
@@ -354,9 +356,9 @@ def render_round(round_: dict, settings: dict) -> str:
 
 
 SECURITY_METHOD = """\
-Shoal three ways, each its own `shoal serve` process ({workers} worker) with a fresh data directory of
+Shoal four ways, each its own `shoal serve` process ({workers} worker) with a fresh data directory of
 {items:,} events, preloaded through the API, kept running and measured **interleaved** (each workload
-visits the three in turn, the order rotating), with the method of the main benchmark above (server on
+visits the four in turn, the order rotating), with the method of the main benchmark above (server on
 core 0, one wrk thread on core 1, {warmup:g} s warm-up then {duration:g} s measured, {connections}
 connections):
 
@@ -368,7 +370,12 @@ connections):
   signs) and `bench/lua/presigned.lua` sends them in turn, wrapping round when the pool is used up (the
   warm-up starts half-way through it). Each request is verified in full by the server: canonical request,
   SHA-256 of the body, HMAC of the string to sign with the (cached) derived key, and the policy check.
-  Any signature the server refused would appear as a non-2xx answer below.
+  Any signature the server refused would appear as a non-2xx answer below. Root needs no policy check
+  unless a resource-based policy exists.
+* **SigV4 IAM user**: the same, but the runs are signed by an IAM user made with `shoal iam` after the
+  preload, whose inline policy allows GetItem, PutItem, Query and UpdateItem on the events table with a
+  condition (`StringNotEqualsIfExists` on `dynamodb:Select`): every request is authorized by policy
+  evaluation (decisions are remembered per principal, keyed by the condition keys the policy reads).
 * **TLS**: `shoal serve --tls-cert --tls-key` with a self-signed P-256 certificate made by the harness,
   auth off; wrk drives `https://`. wrk keeps its connections open, so the figures are the steady cost
   of encrypting and decrypting, not of handshakes.
@@ -395,7 +402,7 @@ def security_ratio_table(runs: list[dict], workloads: list[str], connections: in
         base = cells.get((workload, "shoal"))
         if base is None:
             continue
-        for variant in ("shoal-sigv4", "shoal-tls"):
+        for variant in ("shoal-sigv4", "shoal-sigv4-user", "shoal-tls"):
             run = cells.get((workload, variant))
             if run is None:
                 continue

@@ -92,7 +92,7 @@ def parse_args(argv=None):
     unknown = set(args.workloads) - set(loadgen.WORKLOADS)
     if unknown:
         parser.error(f"unknown workloads {sorted(unknown)}")
-    if "shoal-sigv4" in args.systems:
+    if any(name.startswith("shoal-sigv4") for name in args.systems):
         unsigned = set(args.workloads) - set(presign.SIGNED_MODES)
         if unsigned:
             parser.error(f"shoal-sigv4 runs only the workloads {','.join(presign.SIGNED_MODES)} "
@@ -134,6 +134,9 @@ def set_up(system, workdir: str, dataset: DataSet, args) -> dict:
     if system.has_data:
         create_tables(system.endpoint())
         info["preload"] = preload(system.endpoint(), dataset, system.label, args.preload_processes)
+        after_preload = getattr(system, "after_preload", None)
+        if after_preload is not None:
+            after_preload()
         time.sleep(1)  # let background flushes settle before reading memory and disk
         info["rss_after_preload"] = system.rss_bytes()
         disk = system.disk_bytes()

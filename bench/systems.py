@@ -13,6 +13,7 @@ it forks, e.g. Shoal's workers): CPU time (utime + stime), resident memory
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import signal
@@ -281,6 +282,42 @@ class ShoalSigV4(Shoal):
         return values["aws_access_key_id"], values["aws_secret_access_key"]
 
 
+class ShoalSigV4User(ShoalSigV4):
+    """``--auth sigv4`` with the runs signed by an IAM user (not root), whose
+    identity policy allows the workload's item operations on the events table
+    only, with a condition: so every request goes through policy evaluation."""
+
+    POLICY = {"Version": "2012-10-17", "Statement": [{
+        "Effect": "Allow",
+        "Action": ["dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:Query", "dynamodb:UpdateItem"],
+        "Resource": "arn:aws:dynamodb:*:*:table/viewer_events",
+        "Condition": {"StringNotEqualsIfExists": {"dynamodb:Select": "ALL_PROJECTED_ATTRIBUTES"}}}]}
+
+    def __init__(self, workers: int = 1) -> None:
+        Shoal.__init__(self, workers, name="shoal-sigv4-user", label="Shoal SigV4 IAM user")
+        self.signs = True
+        self.user_keys: tuple[str, str] | None = None
+
+    def credentials(self) -> tuple[str, str] | None:
+        return self.user_keys or super().credentials()  # root's for the preload
+
+    def after_preload(self) -> None:
+        """Create the user, its key and policy with ``shoal iam`` (the server is running)."""
+        shoal = shutil.which("shoal")
+        base = [shoal] if shoal else [sys.executable, "-m", "shoal"]
+
+        def iam(*args) -> dict:
+            out = subprocess.run([*base, "iam", *args, "--data-dir", self.data_dir],
+                                 capture_output=True, text=True, check=True).stdout
+            return json.loads(out) if out.strip() else {}
+
+        iam("create-user", "--user-name", "bench")
+        key = iam("create-access-key", "--user-name", "bench")["AccessKey"]
+        iam("put-user-policy", "--user-name", "bench", "--policy-name", "events",
+            "--policy-document", json.dumps(self.POLICY))
+        self.user_keys = (key["AccessKeyId"], key["SecretAccessKey"])
+
+
 class ShoalTLS(Shoal):
     """``shoal serve --tls-cert --tls-key`` with a self-signed certificate the harness makes."""
 
@@ -368,6 +405,7 @@ class Ceiling(System):
 def make_systems(names: list[str], shoal_workers: int = 1) -> list[System]:
     """The systems named, in the order given."""
     factories = {"shoal": lambda: Shoal(shoal_workers), "shoal-sigv4": lambda: ShoalSigV4(shoal_workers),
+                 "shoal-sigv4-user": lambda: ShoalSigV4User(shoal_workers),
                  "shoal-tls": lambda: ShoalTLS(shoal_workers), "dynamodb-local": DynamoDBLocal,
                  "dynalite": Dynalite, "moto": Moto, "ceiling": Ceiling}
     unknown = [n for n in names if n not in factories]
@@ -377,4 +415,4 @@ def make_systems(names: list[str], shoal_workers: int = 1) -> list[System]:
 
 
 ALL_SYSTEMS = ["shoal", "dynamodb-local", "dynalite", "moto", "ceiling"]  # the default full run
-SECURITY_SYSTEMS = ["shoal", "shoal-sigv4", "shoal-tls"]  # run.py --security: auth and TLS against plain
+SECURITY_SYSTEMS = ["shoal", "shoal-sigv4", "shoal-sigv4-user", "shoal-tls"]  # run.py --security: auth and TLS against plain

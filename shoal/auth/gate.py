@@ -27,6 +27,7 @@ import time
 from shoal.api import resource_policies
 from shoal.auth.actions import find_denial, request_context
 from shoal.auth.audit import DEFAULT_FILE, AuditLog
+from shoal.auth.errors import AccessDeniedException
 from shoal.auth.iam import DEFAULT_ACCOUNT, IamStore
 from shoal.auth.policy import denied_message
 from shoal.auth.sigv4 import Credentials, verify
@@ -75,8 +76,6 @@ class Gate:
     def authorize(self, credentials: Credentials, operation: str, data: dict, request,
                   request_id: str | None = None) -> None:
         """Raise AccessDeniedException unless the signer may run ``operation``."""
-        from shoal.auth.errors import AccessDeniedException
-
         principal = credentials.identity.principal
         region = credentials.region
         peer = request.peer[0] if request.peer else None
