@@ -250,6 +250,8 @@ def write(results: dict, output: str, plot_path: str) -> None:
         handle.write(text)
 
 
+OPTIMISATIONS = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "docs",
+                             "optimisations.md")
 SECURITY_BEGIN = "<!-- security section: written by bench/run.py --security -->"
 SECURITY_END = "<!-- end of security section -->"
 
@@ -299,6 +301,11 @@ def render(results: dict, plot_link: str | None) -> str:
         out.append(f"![Latency percentiles per system]({plot_link})\n")
     for round_ in results["rounds"]:
         out.append(render_round(round_, settings))
+    if not results["scale"]:
+        log_text = _read(OPTIMISATIONS)
+        if log_text:
+            out.append("## Optimisations: before and after\n\n(from `docs/optimisations.md`, kept by hand)\n\n"
+                       + log_text)
     return "\n".join(out)
 
 
