@@ -47,7 +47,7 @@ python3 bench/run.py                                   # everything, defaults be
 python3 bench/run.py --duration 30 --warmup 5          # longer runs
 python3 bench/run.py --systems shoal,dynamodb-local --workloads point,app --connections 16,64
 python3 bench/run.py --scale 100000                    # scale mode: Shoal, point and app mixes at 100k items
-python3 bench/run.py --scale 100000,10000000           # ... and 10 million (bulk loaded in-process; hours)
+python3 bench/run.py --scale 100000,10000000           # ... and 10 million (bulk loaded in-process; ~10 min, 14 GB)
 python3 bench/run.py --security                        # cost of SigV4 auth and TLS (about 3 minutes)
 python3 bench/report.py bench/results/<run>.json       # regenerate this page from a saved run
 ```
