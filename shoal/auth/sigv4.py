@@ -180,15 +180,18 @@ def _from_header(headers: dict, query: str) -> _Signed:
     auth = headers.get("authorization")
     if not auth or auth.strip()[:5] != "AWS4-":
         raise MissingAuthenticationTokenException(MISSING_TOKEN)
-    head, sep, tail = auth.partition("Signature=")
-    if sep and "Signature=" not in tail:
+    algorithm, _, rest = auth.strip().partition(" ")
+    compact = rest.replace(" ", "")
+    head, sep, tail = compact.partition("Signature=")
+    cut = tail.find(",")
+    after = "" if cut < 0 else tail[cut:]
+    if sep and (not head or head[-1] == ",") and "Signature" not in head and "Signature" not in after:
         # The header differs from request to request only in its signature:
-        # the rest is parsed once (cached) and the signature cut out here.
-        end = tail.find(",")
-        signature = (tail if end < 0 else tail[:end]).replace(" ", "")
-        algorithm, credential, signed_headers, _ = _auth_params(head + sep + ("" if end < 0 else tail[end:]))
+        # the other parameters are parsed once per signing scope (cached).
+        signature = tail if cut < 0 else tail[:cut]
+        credential, signed_headers, _ = _auth_params(head + after)
     else:
-        algorithm, credential, signed_headers, signature = _auth_params.__wrapped__(auth)
+        credential, signed_headers, signature = _auth_params.__wrapped__(compact)
     date = headers.get("x-amz-date") or headers.get("date")
     missing = "".join(f"Authorization header requires '{name}' parameter. "
                       for name, value in (("Credential", credential), ("Signature", signature),
@@ -203,15 +206,15 @@ def _from_header(headers: dict, query: str) -> _Signed:
 
 
 @lru_cache(maxsize=1024)
-def _auth_params(auth: str) -> tuple[str, str, str, str]:
-    """(algorithm, Credential, SignedHeaders, Signature) of an Authorization
-    header value ('' for a parameter that is absent)."""
-    algorithm, _, rest = auth.strip().partition(" ")
+def _auth_params(compact: str) -> tuple[str, str, str]:
+    """(Credential, SignedHeaders, Signature) of the parameters of an
+    Authorization header, spaces removed ('' for one that is absent; the
+    last of a repeated one wins)."""
     params = {}
-    for part in rest.replace(" ", "").split(","):
+    for part in compact.split(","):
         name, _, value = part.partition("=")
         params[name] = value
-    return algorithm, params.get("Credential", ""), params.get("SignedHeaders", ""), params.get("Signature", "")
+    return params.get("Credential", ""), params.get("SignedHeaders", ""), params.get("Signature", "")
 
 
 def _from_query(query: str) -> _Signed:
