@@ -36,6 +36,28 @@ def master_key_from(path: str | None) -> bytes | None:
     return None
 
 
+def add_data_dir_options(parser, master_key_help: str | None = None) -> None:
+    """``--data-dir`` and ``--master-key-file``, as every command that works on
+    a data directory takes them."""
+    parser.add_argument("--data-dir", default=os.environ.get("SHOAL_DATA_DIR", "./shoal-data"),
+                        help="the data directory (env SHOAL_DATA_DIR; default ./shoal-data)")
+    parser.add_argument("--master-key-file", default=os.environ.get(MASTER_KEY_FILE_ENV),
+                        help=master_key_help or "the master key of an encrypted data directory "
+                        f"(env {MASTER_KEY_FILE_ENV}, or the key itself in {MASTER_KEY_ENV})")
+
+
+def open_data_dir_of(args, *, create: bool = True):
+    """The engine of ``args.data_dir`` opened with its master key, or None
+    after printing why it cannot be opened (the caller exits with 1)."""
+    from shoal.storage.datadir import DataDirError, open_data_dir
+
+    try:
+        return open_data_dir(args.data_dir, create=create, master_key=master_key_from(args.master_key_file))
+    except (DataDirError, KeyringError) as exc:
+        print(f"shoal: {exc}", file=sys.stderr)
+        return None
+
+
 def add_keys_commands(commands) -> None:
     """Register ``shoal keys ...`` on the CLI's subcommand parser."""
     keys = commands.add_parser("keys", help="manage the master key of an encrypted data directory",
@@ -44,10 +66,8 @@ def add_keys_commands(commands) -> None:
     generate = sub.add_parser("generate", help="print a new random master key (64 hex digits)")
     generate.set_defaults(handler=_generate)
     rotate = sub.add_parser("rotate", help="re-wrap the data keys under a new master key")
-    rotate.add_argument("--data-dir", default=os.environ.get("SHOAL_DATA_DIR", "./shoal-data"),
-                        help="the data directory (env SHOAL_DATA_DIR; default ./shoal-data)")
-    rotate.add_argument("--master-key-file", default=os.environ.get(MASTER_KEY_FILE_ENV),
-                        help=f"the current master key file (env {MASTER_KEY_FILE_ENV}, or the key in ${MASTER_KEY_ENV})")
+    add_data_dir_options(rotate, f"the current master key file (env {MASTER_KEY_FILE_ENV}, "
+                                 f"or the key in ${MASTER_KEY_ENV})")
     rotate.add_argument("--new-master-key-file", required=True, help="the new master key file")
     rotate.set_defaults(handler=_rotate)
     keys.set_defaults(handler=lambda args: _usage(keys))

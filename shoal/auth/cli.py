@@ -12,6 +12,7 @@ import json
 import os
 import sys
 
+from shoal.keys_cli import add_data_dir_options, open_data_dir_of
 
 _ENTITIES = ("user", "group", "role")
 
@@ -25,11 +26,7 @@ def add_iam_commands(subparsers) -> None:
 
     def command(name: str, run, help_text: str, *arguments):
         parser = commands.add_parser(name, help=help_text)
-        parser.add_argument("--data-dir", default=os.environ.get("SHOAL_DATA_DIR", "./shoal-data"),
-                            help="the data directory (env SHOAL_DATA_DIR; default ./shoal-data)")
-        parser.add_argument("--master-key-file", default=os.environ.get("SHOAL_MASTER_KEY_FILE"),
-                            help="the master key of an encrypted data directory (env SHOAL_MASTER_KEY_FILE, "
-                                 "or the key itself in SHOAL_MASTER_KEY)")
+        add_data_dir_options(parser)
         parser.add_argument("--audit-log", default=os.environ.get("SHOAL_AUDIT_LOG"),
                             help="where IAM changes are audited (env SHOAL_AUDIT_LOG; default <data dir>/audit.log)")
         for flags, options in arguments:
@@ -109,14 +106,9 @@ def _document(value: str) -> str:
 def _run(args, run) -> int:
     # Imported here: `shoal serve` builds this parser too and should not pay for it.
     from shoal.auth.iam import IamError, IamStore
-    from shoal.keys_cli import master_key_from
-    from shoal.storage.datadir import DataDirError, open_data_dir
-    from shoal.storage.keyring import KeyringError
 
-    try:
-        engine = open_data_dir(args.data_dir, master_key=master_key_from(args.master_key_file))
-    except (DataDirError, KeyringError) as exc:
-        print(f"shoal: {exc}", file=sys.stderr)
+    engine = open_data_dir_of(args)
+    if engine is None:
         return 1
     store = IamStore(engine, args.data_dir)
     try:

@@ -12,6 +12,8 @@ import json
 import os
 import sys
 
+from shoal.keys_cli import add_data_dir_options, open_data_dir_of
+
 
 def add_trigger_commands(subparsers) -> None:
     """Add ``triggers`` and its subcommands to the ``shoal`` command's subparsers."""
@@ -46,11 +48,7 @@ def add_trigger_commands(subparsers) -> None:
 
 def _command(commands, name: str, run, help_text: str, *arguments):
     parser = commands.add_parser(name, help=help_text)
-    parser.add_argument("--data-dir", default=os.environ.get("SHOAL_DATA_DIR", "./shoal-data"),
-                        help="the data directory (env SHOAL_DATA_DIR; default ./shoal-data)")
-    parser.add_argument("--master-key-file", default=os.environ.get("SHOAL_MASTER_KEY_FILE"),
-                        help="the master key of an encrypted data directory (env SHOAL_MASTER_KEY_FILE, "
-                             "or the key itself in SHOAL_MASTER_KEY)")
+    add_data_dir_options(parser)
     for flags, options in arguments:
         parser.add_argument(*flags, **options)
     parser.set_defaults(handler=lambda args: _run(args, run))
@@ -97,15 +95,10 @@ def _enable(enabled: bool):
 
 def _run(args, run) -> int:
     # Imported here: `shoal serve` builds this parser too and should not pay for it.
-    from shoal.keys_cli import master_key_from
-    from shoal.storage.datadir import DataDirError, open_data_dir
-    from shoal.storage.keyring import KeyringError
     from shoal.triggers.store import TriggerError
 
-    try:
-        engine = open_data_dir(args.data_dir, create=False, master_key=master_key_from(args.master_key_file))
-    except (DataDirError, KeyringError) as exc:
-        print(f"shoal: {exc}", file=sys.stderr)
+    engine = open_data_dir_of(args, create=False)
+    if engine is None:
         return 1
     try:
         result = run(engine, args)
