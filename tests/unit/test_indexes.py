@@ -16,16 +16,8 @@ from shoal.errors import (
     ShoalError,
     ValidationException,
 )
-from shoal.storage.lmdb_engine import LmdbEngine
 
 INVALID = "One or more parameter values were invalid: "
-
-
-@pytest.fixture
-def engine(tmp_path):
-    eng = LmdbEngine(tmp_path / "db", sync=False)
-    yield eng
-    eng.close()
 
 
 @pytest.fixture

@@ -216,7 +216,7 @@ def test_substitute():
 # Policies whose decisions hang on context keys, for the remembered decisions below.
 _REMEMBERED_POLICIES = [
     LEADING_KEYS_SELF,
-    allow("dynamodb:*", f"arn:aws:dynamodb:*:*:table/${{aws:username}}-*"),
+    allow("dynamodb:*", "arn:aws:dynamodb:*:*:table/${aws:username}-*"),
     allow("dynamodb:GetItem", TABLE, {"DateLessThan": {"aws:CurrentTime": "2026-11-25T12:00:00Z"}}),
     deny("dynamodb:PutItem", TABLE, {"NotIpAddress": {"aws:SourceIp": "10.0.0.0/8"}}),
     allow("dynamodb:Query", INDEX, {"ForAllValues:StringEquals": {"dynamodb:Attributes": ["a", "b"]},

@@ -596,8 +596,8 @@ def test_grouped_write_failing_after_writing_poisons_the_group(engine):
         assert list(snapshot.scan("items")) == []
 
 
-def test_prewarm_maps_the_used_data_and_stops_when_asked(tmp_path):
-    engine = LmdbEngine(tmp_path / "warm", sync=False)
+def test_prewarm_maps_the_used_data_and_stops_when_asked(opener, tmp_path):
+    engine = opener(str(tmp_path), sync=False)
     try:
         with engine.write() as txn:
             for i in range(2000):
@@ -607,7 +607,7 @@ def test_prewarm_maps_the_used_data_and_stops_when_asked(tmp_path):
         warmed = engine.prewarm()
         if warmed == 0:
             pytest.skip("this kernel has no madvise(MADV_POPULATE_READ) (Linux 5.14+)")
-        assert warmed == min(used, os.path.getsize(tmp_path / "warm" / "data.mdb"))
+        assert warmed == min(used, os.path.getsize(tmp_path / "lmdb" / "data.mdb"))
     finally:
         engine.close()
     assert engine.prewarm() == 0  # closed: nothing mapped, nothing done

@@ -11,29 +11,8 @@ import pytest
 from shoal.api import DEFAULT_ACCOUNT, Context, items, streams, tables, ttl
 from shoal.api.catalog import Catalog
 from shoal.errors import ResourceNotFoundException, ShoalError, ValidationException
-from shoal.storage.lmdb_engine import LmdbEngine
 
 REGION = "us-east-1"
-
-
-@pytest.fixture
-def engine(tmp_path):
-    eng = LmdbEngine(tmp_path / "db", sync=False)
-    yield eng
-    eng.close()
-
-
-class Clock:
-    def __init__(self) -> None:
-        self.offset = 0.0
-
-    def __call__(self) -> float:
-        return time.time() + self.offset
-
-
-@pytest.fixture
-def clock():
-    return Clock()
 
 
 @pytest.fixture

@@ -19,13 +19,6 @@ ARN_BASE = f"arn:aws:dynamodb:{REGION}:{DEFAULT_ACCOUNT}:table/"
 
 
 @pytest.fixture
-def engine(tmp_path):
-    eng = LmdbEngine(tmp_path / "db", sync=False)
-    yield eng
-    eng.close()
-
-
-@pytest.fixture
 def ctx(engine):
     return make_ctx(engine)
 

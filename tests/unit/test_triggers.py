@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import http.server
 import threading
-import time
 
 import orjson
 import pytest
@@ -19,6 +18,7 @@ from shoal.api.catalog import Catalog
 from shoal.storage.lmdb_engine import LmdbEngine
 from shoal.triggers import TriggerError, TriggerRunner, TriggerSettings, add_trigger, list_triggers, remove_trigger
 from shoal.triggers.store import lambda_record, lease_decision, set_enabled
+from tests.unit.conftest import Clock
 
 REGION = "us-east-1"
 FAST = TriggerSettings(lease_s=5.0, backoff_s=1.0, backoff_max_s=8.0, timeout_s=5.0)
@@ -71,31 +71,11 @@ class Receiver:
         self.server.server_close()
 
 
-class Clock:
-    def __init__(self) -> None:
-        self.offset = 0.0
-
-    def __call__(self) -> float:
-        return time.time() + self.offset
-
-
-@pytest.fixture
-def engine(tmp_path):
-    eng = LmdbEngine(tmp_path / "db", sync=False)
-    yield eng
-    eng.close()
-
-
 @pytest.fixture
 def receiver():
     r = Receiver()
     yield r
     r.close()
-
-
-@pytest.fixture
-def clock():
-    return Clock()
 
 
 @pytest.fixture
