@@ -116,12 +116,6 @@ def _append_change(txn, table, keys, old_raw, new_raw, now, user_identity) -> No
     txn.put("changes", _SEQ.pack(seq), _TIME.pack(stamp) + orjson.dumps(record))
 
 
-def read_changes(txn, after_seq: int = 0):
-    """Yield (seq, time_ms, record) for change records after ``after_seq``."""
-    for key, value in txn.scan("changes", _SEQ.pack(after_seq + 1)):
-        yield _SEQ.unpack(key)[0], _TIME.unpack_from(value)[0], orjson.loads(memoryview(value)[8:])
-
-
 _TABLE_FIELD = b'{"table":"'
 _TABLE_ID_END = len(_TIME.pack(0)) + len(_TABLE_FIELD) + 36  # a table id is a 36-character UUID
 

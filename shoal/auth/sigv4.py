@@ -10,8 +10,9 @@ credential scope shape, scope contents, access key known, signature, and
 finally the session token of temporary credentials.
 
 Speed matters because this runs on every request: the derived signing key is
-cached per (secret, date, region, service), so a request costs one SHA-256 of
-the body, one of the canonical request and two HMACs.
+cached per (secret, date, region, service), as the HMAC states it starts from,
+so a request costs one SHA-256 of the body, one of the canonical request and
+one HMAC (two copies of cached hash states).
 
 ``lookup_secret(access_key)`` returns None for an unknown key, or an object
 with ``secret`` (str), ``session_token`` (str or None: the token temporary
@@ -59,8 +60,7 @@ _REGION = re.compile(r"[a-z][a-z0-9-]{0,49}\Z")
 _QUERY_PARAMS = ("X-Amz-Algorithm", "X-Amz-Credential", "X-Amz-Signature", "X-Amz-Date",
                  "X-Amz-SignedHeaders", "X-Amz-Expires")
 _KEY_CACHE_MAX = 4096
-_key_cache: dict[tuple[str, str, str, str], bytes] = {}
-_pads_cache: dict[bytes, tuple] = {}
+_key_cache: dict[tuple[str, str, str, str], tuple] = {}
 
 
 class Credentials(NamedTuple):
@@ -90,38 +90,35 @@ class _Signed:
     query_pairs: list[tuple[str, str]]  # raw (still percent-encoded) pairs, signature excluded
 
 
-def signing_key(secret: str, date: str, region: str, service: str) -> bytes:
-    """The SigV4 key for one day, region and service, cached: deriving it costs
-    four HMACs, and a key is reused by every request of that day."""
+def signing_pads(secret: str, date: str, region: str, service: str) -> tuple:
+    """The HMAC states (``hmac_pads``) of the SigV4 key for one day, region and
+    service, cached: deriving the key costs four HMACs, and it is reused by
+    every request of that day."""
     cache_key = (secret, date, region, service)
-    key = _key_cache.get(cache_key)
-    if key is None:
+    pads = _key_cache.get(cache_key)
+    if pads is None:
         key = hmac.digest(("AWS4" + secret).encode(), date.encode(), "sha256")
         for part in (region, service, TERMINATOR):
             key = hmac.digest(key, part.encode(), "sha256")
+        pads = hmac_pads(key)
         if len(_key_cache) >= _KEY_CACHE_MAX:
             _key_cache.clear()
-        _key_cache[cache_key] = key
-    return key
-
-
-def _hmac_pads(key: bytes) -> tuple:
-    """SHA-256 states with HMAC's inner and outer padded key absorbed, so an
-    HMAC under a cached key costs two hash copies instead of OpenSSL's HMAC
-    set-up (which fetches its algorithms anew on every call)."""
-    pads = _pads_cache.get(key)
-    if pads is None:
-        block = key.ljust(64, b"\0")  # a SHA-256 key is 32 bytes, shorter than the 64-byte block
-        pads = (hashlib.sha256(bytes(b ^ 0x36 for b in block)), hashlib.sha256(bytes(b ^ 0x5C for b in block)))
-        if len(_pads_cache) >= _KEY_CACHE_MAX:
-            _pads_cache.clear()
-        _pads_cache[key] = pads
+        _key_cache[cache_key] = pads
     return pads
 
 
-def hmac_sha256_hex(key: bytes, message: bytes) -> str:
-    """HMAC-SHA256 of ``message`` under ``key`` (at most 64 bytes), in hex."""
-    inner_pad, outer_pad = _hmac_pads(key)
+def hmac_pads(key: bytes) -> tuple:
+    """SHA-256 states with HMAC's inner and outer padded ``key`` (at most 64
+    bytes) absorbed, so an HMAC under a cached key costs two hash copies
+    instead of OpenSSL's HMAC set-up (which fetches its algorithms anew on
+    every call)."""
+    block = key.ljust(64, b"\0")
+    return hashlib.sha256(bytes(b ^ 0x36 for b in block)), hashlib.sha256(bytes(b ^ 0x5C for b in block))
+
+
+def hmac_sha256_hex(pads: tuple, message: bytes) -> str:
+    """HMAC-SHA256 of ``message`` under the key of ``pads``, in hex."""
+    inner_pad, outer_pad = pads
     inner = inner_pad.copy()
     inner.update(message)
     outer = outer_pad.copy()
@@ -164,7 +161,7 @@ def verify(
     canonical = _canonical_request(request.method, path, signed, request.headers, payload_hash)
     scope = f"{date}/{region}/{scope_service}/{TERMINATOR}"
     to_sign = f"{ALGORITHM}\n{signed.amz_date}\n{scope}\n{hashlib.sha256(canonical.encode()).hexdigest()}"
-    expected = hmac_sha256_hex(signing_key(secret, date, region, scope_service), to_sign.encode())
+    expected = hmac_sha256_hex(signing_pads(secret, date, region, scope_service), to_sign.encode())
     if not hmac.compare_digest(expected, signed.signature):
         raise InvalidSignatureException(SIGNATURE_MISMATCH)
     _check_session(identity, signed.session_token, now)
