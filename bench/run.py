@@ -205,8 +205,11 @@ def main(argv=None) -> int:
     log("checking tools (wrk, java, npm packages, moto, matplotlib)")
     install.ensure(args.systems)
     workdir = tempfile.mkdtemp(prefix="shoal-bench-")
-    systems = make_systems(args.systems, args.shoal_workers)
     sizes = args.scale or [args.items]
+    if args.scale:  # one Shoal per table size
+        systems = [Shoal(args.shoal_workers, name=f"shoal-{n}", label=f"Shoal {n:,}") for n in sizes]
+    else:
+        systems = make_systems(args.systems, args.shoal_workers)
     results = {"command": "python3 bench/run.py " + shlex.join(sys.argv[1:] if argv is None else argv),
                "date": time.strftime("%Y-%m-%d %H:%M %Z"), "machine": machine(), "scale": bool(args.scale),
                "security": args.security,
@@ -214,7 +217,6 @@ def main(argv=None) -> int:
                "rounds": []}
     try:
         if args.scale:
-            systems = [Shoal(args.shoal_workers, name=f"shoal-{n}", label=f"Shoal {n:,}") for n in sizes]
             results["rounds"].append(run_scaled(systems, sizes, workdir, args))
         else:
             for size in sizes:
@@ -243,10 +245,7 @@ def run_round(systems, size: int, workdir: str, args) -> dict:
         if not os.path.exists(counts_path):
             dataset.write_counts(counts_path)
         counts[system.name] = counts_path
-        if args.scale and isinstance(system, Shoal):
-            infos[system.name] = set_up_scaled(system, round_dir, dataset)
-        else:
-            infos[system.name] = set_up(system, round_dir, dataset, args)
+        infos[system.name] = set_up(system, round_dir, dataset, args)
     runs = run_matrix(systems, counts, args)
     for system in systems:
         infos[system.name]["rss_after_load"] = system.rss_bytes()

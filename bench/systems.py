@@ -219,6 +219,12 @@ class System:
             proc.wait(5)
 
 
+def shoal_command() -> list[str]:
+    """How to run the ``shoal`` command: the installed script, or the module."""
+    shoal = shutil.which("shoal")
+    return [shoal] if shoal else [sys.executable, "-m", "shoal"]
+
+
 class Shoal(System):
     def __init__(self, workers: int = 1, data_dir: str | None = None, name: str = "shoal",
                  label: str = "Shoal") -> None:
@@ -232,8 +238,7 @@ class Shoal(System):
         return self.fixed_data_dir or super().prepare_data_dir(workdir)
 
     def command(self) -> list[str]:
-        shoal = shutil.which("shoal")
-        base = [shoal] if shoal else [sys.executable, "-m", "shoal"]
+        base = shoal_command()
         prewarm = ["--prewarm", "--log-level", "info"] if self.prewarm else []
         return [*base, "serve", "--port", str(self.port), "--data-dir", self.data_dir,
                 "--workers", str(self.workers), *prewarm, *self.security_options()]
@@ -303,8 +308,7 @@ class ShoalSigV4User(ShoalSigV4):
 
     def after_preload(self) -> None:
         """Create the user, its key and policy with ``shoal iam`` (the server is running)."""
-        shoal = shutil.which("shoal")
-        base = [shoal] if shoal else [sys.executable, "-m", "shoal"]
+        base = shoal_command()
 
         def iam(*args) -> dict:
             out = subprocess.run([*base, "iam", *args, "--data-dir", self.data_dir],
