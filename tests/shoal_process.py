@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import configparser
 import os
 import re
 import signal
@@ -12,6 +13,13 @@ import time
 import urllib.request
 
 _URL = re.compile(r"at (https?://\S+) ")
+
+
+def root_credentials(data_dir) -> tuple[str, str]:
+    """(access key, secret) of the root user that ``--auth sigv4`` wrote to ``data_dir``."""
+    creds = configparser.ConfigParser()
+    creds.read(os.path.join(data_dir, "root-credentials"))
+    return creds["default"]["aws_access_key_id"], creds["default"]["aws_secret_access_key"]
 
 
 class ShoalProcess:

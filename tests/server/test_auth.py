@@ -3,7 +3,6 @@ the root credentials file, `shoal iam` commands, fine-grained policies, STS."""
 
 from __future__ import annotations
 
-import configparser
 import json
 import subprocess
 import sys
@@ -13,7 +12,7 @@ import pytest
 from botocore.config import Config
 from botocore.exceptions import ClientError
 
-from tests.shoal_process import ShoalProcess
+from tests.shoal_process import ShoalProcess, root_credentials
 
 NO_RETRY = Config(retries={"max_attempts": 1})
 
@@ -40,9 +39,7 @@ def error_code(call, **kwargs):
 def secured(tmp_path_factory):
     data_dir = tmp_path_factory.mktemp("secured")
     server = ShoalProcess(data_dir, "--auth", "sigv4").start()
-    creds = configparser.ConfigParser()
-    creds.read(data_dir / "root-credentials")
-    root = client(server.url, creds["default"]["aws_access_key_id"], creds["default"]["aws_secret_access_key"])
+    root = client(server.url, *root_credentials(data_dir))
     root.create_table(TableName="events", KeySchema=[{"AttributeName": "user_id", "KeyType": "HASH"}],
                       AttributeDefinitions=[{"AttributeName": "user_id", "AttributeType": "S"}],
                       BillingMode="PAY_PER_REQUEST")

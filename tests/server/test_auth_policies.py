@@ -5,7 +5,6 @@ AssumeRole trust policies, aws:SecureTransport over TLS, and the audit log."""
 
 from __future__ import annotations
 
-import configparser
 import json
 
 import pytest
@@ -13,16 +12,14 @@ import pytest
 from shoal.auth.audit import AuditLog, read_lines
 from tests.server.test_auth import client, error_code, iam
 from tests.server.test_tls import self_signed
-from tests.shoal_process import ShoalProcess
+from tests.shoal_process import ShoalProcess, root_credentials
 
 ACCOUNT = "000000000000"
 TABLE_ARN = f"arn:aws:dynamodb:us-east-1:{ACCOUNT}:table/events"
 
 
 def _root(server, data_dir):
-    creds = configparser.ConfigParser()
-    creds.read(data_dir / "root-credentials")
-    return client(server.url, creds["default"]["aws_access_key_id"], creds["default"]["aws_secret_access_key"])
+    return client(server.url, *root_credentials(data_dir))
 
 
 @pytest.fixture(scope="module")

@@ -5,7 +5,6 @@ one thing after signing."""
 
 from __future__ import annotations
 
-import configparser
 import datetime
 import http.client
 import json
@@ -18,7 +17,7 @@ from botocore.awsrequest import AWSRequest
 from botocore.credentials import Credentials
 
 from tests.server.test_auth import client, error_code, iam
-from tests.shoal_process import ShoalProcess
+from tests.shoal_process import ShoalProcess, root_credentials
 
 MISMATCH = ("The request signature we calculated does not match the signature you provided. "
             "Check your AWS Secret Access Key and signing method. Consult the service documentation for details.")
@@ -29,10 +28,7 @@ TARGET = "DynamoDB_20120810.ListTables"
 def server(tmp_path_factory):
     data_dir = tmp_path_factory.mktemp("sigv4")
     proc = ShoalProcess(data_dir, "--auth", "sigv4").start()
-    creds = configparser.ConfigParser()
-    creds.read(data_dir / "root-credentials")
-    proc.key = creds["default"]["aws_access_key_id"]
-    proc.secret = creds["default"]["aws_secret_access_key"]
+    proc.key, proc.secret = root_credentials(data_dir)
     yield proc
     proc.stop()
 
