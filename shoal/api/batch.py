@@ -19,10 +19,9 @@ from shoal.api.common import (
 )
 from shoal.api.items import MAX_ITEM_SIZE, checked_key_in_item
 from shoal.api.indexes import item_collection_metrics
-from shoal.api.writepath import stored_item, stored_json, stored_size, write_item
+from shoal.api.writepath import WriteLog, stored_item, stored_json, stored_size
 from shoal.errors import ValidationException
-from shoal.model.size import item_size
-from shoal.model.values import validate_item
+from shoal.model.values import validate_sized_item
 
 import orjson
 
@@ -112,8 +111,7 @@ def batch_write_item(ctx, request: dict):
                     "Supplied AttributeValue has more than one datatypes set, must contain exactly one of the supported datatypes"
                 )
             if put is not None:
-                item = validate_item(put["Item"])
-                size = item_size(item)
+                item, size = validate_sized_item(put["Item"])
                 if size > MAX_ITEM_SIZE:
                     raise ValidationException("Item size has exceeded the maximum allowed size")
                 ops.append(("put", item, size))
@@ -139,15 +137,17 @@ def batch_write_item(ctx, request: dict):
         want_metrics = request.get("ReturnItemCollectionMetrics") == "SIZE"
         metrics: dict[str, list] = {}
         index_capacity: dict[str, dict] = {}
+        log = WriteLog(txn)
         for table, skey, key, item, size in planned:
             old_raw = txn.get("items", skey)
             index_units = {} if table.indexes else None
-            write_item(txn, table, skey, key, old_raw, item, size, now=now, index_units=index_units)
+            log.write_item(table, skey, key, old_raw, item, size, now=now, index_units=index_units)
             old_size = stored_size(old_raw) if old_raw is not None else 0
             units[table.name] = units.get(table.name, 0.0) + item_write_units(old_size, size)
             add_index_units(index_capacity.setdefault(table.name, {}), index_units)
             if want_metrics and table.has_local_indexes:
                 metrics.setdefault(table.name, []).append(item_collection_metrics(txn, table, key))
+        log.finish()
     out = {"UnprocessedItems": {}}
     capacity = _capacity_list(request, units, index_capacity)
     if capacity is not None:

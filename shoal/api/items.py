@@ -23,7 +23,7 @@ from shoal.expressions.legacy import (
     update_from_attribute_updates,
 )
 from shoal.model.size import item_size
-from shoal.model.values import validate_item, validate_key
+from shoal.model.values import validate_key, validate_sized_item
 
 MAX_ITEM_SIZE = 400 * 1024
 
@@ -76,13 +76,12 @@ def _raw_fragment(raw: bytes) -> orjson.Fragment:
 
 
 def put_item(ctx, request: dict):
-    item = validate_item(request["Item"])
+    item, size = validate_sized_item(request["Item"])
     exprs = expression_context(request, ("ConditionExpression",), ("Expected",))
     condition = parse_write_condition(request, exprs)
     if exprs is not None:
         exprs.check_unused()
     return_values = check_return_values(request, ("NONE", "ALL_OLD"))
-    size = item_size(item)
     if size > MAX_ITEM_SIZE:
         raise ValidationException("Item size has exceeded the maximum allowed size")
 

@@ -11,7 +11,7 @@ condition, or an error that depends on the stored item (an update operand of
 the wrong type, an item grown past 400 KB, ...), becomes that action's
 cancellation reason; if any action has one, nothing is written and the request
 fails with TransactionCanceledException listing a reason per action, in order.
-Otherwise every write goes through ``writepath.write_item`` in that same
+Otherwise every write goes through ``writepath.WriteLog.write_item`` in that same
 storage transaction, so the change log and the table statistics move together
 with the items.
 
@@ -44,12 +44,12 @@ from shoal.api.common import (
     storage_key,
 )
 from shoal.api.items import MAX_ITEM_SIZE, checked_key_in_item
-from shoal.api.writepath import stored_item, stored_json, stored_size, write_item
+from shoal.api.writepath import WriteLog, stored_item, stored_json, stored_size
 from shoal.errors import ShoalError, ValidationException
 from shoal.expressions import parse_condition, parse_update
 from shoal.model.capacity import read_units, write_units
 from shoal.model.size import item_size
-from shoal.model.values import validate_item
+from shoal.model.values import validate_sized_item
 
 MAX_PAYLOAD_BYTES = 4 * 1024 * 1024
 TOKEN_TTL_S = 10 * 60
@@ -143,8 +143,7 @@ def plan_write(action: dict) -> _Write:
         exprs.check_unused()
     item, size = None, 0
     if kind == "Put":
-        item = validate_item(spec["Item"])
-        size = item_size(item)
+        item, size = validate_sized_item(spec["Item"])
         if size > MAX_ITEM_SIZE:
             raise ValidationException("Item size has exceeded the maximum allowed size")
     return _Write(kind, spec, condition, update, item, size)
@@ -264,16 +263,18 @@ def _execute(txn, writes: list[_Write], now: float) -> tuple[dict[str, float], d
         raise TransactionCanceledException(reasons)
     units: dict[str, float] = {}
     index_units: dict[str, dict] = {}
+    log = WriteLog(txn)
     for write, old_raw, new_item in zip(writes, olds, new_items):
         old_size = stored_size(old_raw) if old_raw is not None else 0
         name = write.table.name
         if write.kind != "ConditionCheck":
             written = {} if write.table.indexes else None
-            write_item(txn, write.table, write.skey, write.key, old_raw, new_item, write.size, now=now,
-                       index_units=written)
+            log.write_item(write.table, write.skey, write.key, old_raw, new_item, write.size, now=now,
+                           index_units=written)
             add_index_units(index_units.setdefault(name, {}), written, factor=2)  # transactional: doubled
         new_size = write.size if new_item is not None else 0
         units[name] = units.get(name, 0.0) + write_units(max(old_size, new_size), transactional=True)
+    log.finish()
     return units, index_units
 
 

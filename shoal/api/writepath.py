@@ -73,47 +73,96 @@ def write_item(
     units each secondary index consumed, as ``{"GlobalSecondaryIndexes":
     {name: units}, "LocalSecondaryIndexes": {...}}``.
     """
-    if new_item is None and old_raw is None:
-        return None
-    new_raw = encode_stored(new_item, new_size) if new_item is not None else None
-    if table.indexes:
-        old_item = stored_item(old_raw) if old_raw is not None else None
-        local_delta = maintain(txn, table, storage_key, old_item, old_raw, new_item, new_raw, index_units)
-        if table.has_local_indexes:
-            old_size = stored_size(old_raw) if old_raw is not None else 0
-            add_collection_size(txn, table, keys, local_delta + (new_size if new_raw else 0) - old_size)
-    if new_raw is not None:
-        txn.put("items", storage_key, new_raw)
-    else:
-        txn.delete("items", storage_key)
-
-    count, size = read_stats(txn, table.prefix)
-    if old_raw is not None:
-        count -= 1
-        size -= stored_size(old_raw)
-    if new_raw is not None:
-        count += 1
-        size += new_size
-    txn.put("meta", STATS_KEY(table.prefix), _STATS.pack(count, size))
-
-    _append_change(txn, table, keys, old_raw, new_raw, now, user_identity)
+    log = WriteLog(txn)
+    new_raw = log.write_item(
+        table, storage_key, keys, old_raw, new_item, new_size,
+        now=now, user_identity=user_identity, index_units=index_units,
+    )
+    log.finish()
     return new_raw
 
 
-def _append_change(txn, table, keys, old_raw, new_raw, now, user_identity) -> None:
-    raw_seq = txn.get("meta", SEQ_KEY)
-    seq = _SEQ.unpack(raw_seq)[0] + 1 if raw_seq else 1
-    txn.put("meta", SEQ_KEY, _SEQ.pack(seq))
-    record = {
-        "table": table.table_id,
-        "keys": keys,
-        "old": orjson.Fragment(bytes(stored_json(old_raw))) if old_raw is not None else None,
-        "new": orjson.Fragment(bytes(stored_json(new_raw))) if new_raw is not None else None,
-    }
-    if user_identity is not None:
-        record["userIdentity"] = user_identity
-    stamp = int((now if now is not None else time.time()) * 1000)
-    txn.put("changes", _SEQ.pack(seq), _TIME.pack(stamp) + orjson.dumps(record))
+class WriteLog:
+    """Many item writes in one transaction (a BatchWriteItem): each is
+    ``write_item``, but the tables' counters and the change sequence are
+    kept here and stored once, by ``finish()``, which must run before the
+    transaction commits (if the transaction aborts, nothing of it stays)."""
+
+    __slots__ = ("txn", "_stats", "_seq")
+
+    def __init__(self, txn) -> None:
+        self.txn = txn
+        self._stats: dict[bytes, list[int]] = {}  # table prefix -> [count, size]
+        self._seq: int | None = None
+
+    def write_item(
+        self,
+        table,
+        storage_key: bytes,
+        keys: dict,
+        old_raw: bytes | None,
+        new_item: dict | None,
+        new_size: int = 0,
+        *,
+        now: float | None = None,
+        user_identity: dict | None = None,
+        index_units: dict | None = None,
+    ) -> bytes | None:
+        """``write_item`` within this log's transaction."""
+        if new_item is None and old_raw is None:
+            return None
+        txn = self.txn
+        new_raw = encode_stored(new_item, new_size) if new_item is not None else None
+        if table.indexes:
+            old_item = stored_item(old_raw) if old_raw is not None else None
+            local_delta = maintain(txn, table, storage_key, old_item, old_raw, new_item, new_raw, index_units)
+            if table.has_local_indexes:
+                old_size = stored_size(old_raw) if old_raw is not None else 0
+                add_collection_size(txn, table, keys, local_delta + (new_size if new_raw else 0) - old_size)
+        if new_raw is not None:
+            txn.put("items", storage_key, new_raw)
+        else:
+            txn.delete("items", storage_key)
+
+        stats = self._stats.get(table.prefix)
+        if stats is None:
+            stats = self._stats[table.prefix] = list(read_stats(txn, table.prefix))
+        if old_raw is not None:
+            stats[0] -= 1
+            stats[1] -= stored_size(old_raw)
+        if new_raw is not None:
+            stats[0] += 1
+            stats[1] += new_size
+
+        self._append_change(table, keys, old_raw, new_raw, now, user_identity)
+        return new_raw
+
+    def _append_change(self, table, keys, old_raw, new_raw, now, user_identity) -> None:
+        seq = self._seq
+        if seq is None:
+            raw_seq = self.txn.get("meta", SEQ_KEY)
+            seq = _SEQ.unpack(raw_seq)[0] if raw_seq else 0
+        seq = self._seq = seq + 1
+        record = {
+            "table": table.table_id,
+            "keys": keys,
+            "old": orjson.Fragment(bytes(stored_json(old_raw))) if old_raw is not None else None,
+            "new": orjson.Fragment(bytes(stored_json(new_raw))) if new_raw is not None else None,
+        }
+        if user_identity is not None:
+            record["userIdentity"] = user_identity
+        stamp = int((now if now is not None else time.time()) * 1000)
+        self.txn.put("changes", _SEQ.pack(seq), _TIME.pack(stamp) + orjson.dumps(record))
+
+    def finish(self) -> None:
+        """Store the counters and the sequence the writes moved."""
+        txn = self.txn
+        for prefix, (count, size) in self._stats.items():
+            txn.put("meta", STATS_KEY(prefix), _STATS.pack(count, size))
+        self._stats.clear()
+        if self._seq is not None:
+            txn.put("meta", SEQ_KEY, _SEQ.pack(self._seq))
+            self._seq = None
 
 
 _TABLE_FIELD = b'{"table":"'

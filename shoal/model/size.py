@@ -23,8 +23,8 @@ from shoal.model.numbers import number_parts
 MAX_ITEM_SIZE = 400 * 1024
 ITEM_TOO_LARGE = "Item size has exceeded the maximum allowed size"
 
-_CONTAINER_OVERHEAD = 3
-_ELEMENT_OVERHEAD = 1
+CONTAINER_OVERHEAD = 3
+ELEMENT_OVERHEAD = 1
 
 
 def item_size(item: dict) -> int:
@@ -91,14 +91,14 @@ def _binary_set_size(values: list) -> int:
 
 
 def _list_size(values: list) -> int:
-    total = _CONTAINER_OVERHEAD + _ELEMENT_OVERHEAD * len(values)
+    total = CONTAINER_OVERHEAD + ELEMENT_OVERHEAD * len(values)
     for value in values:
         total += attribute_value_size(value)
     return total
 
 
 def _map_size(values: dict) -> int:
-    return _CONTAINER_OVERHEAD + _ELEMENT_OVERHEAD * len(values) + _attributes_size(values)
+    return CONTAINER_OVERHEAD + ELEMENT_OVERHEAD * len(values) + _attributes_size(values)
 
 
 def _attributes_size(values: dict) -> int:

@@ -23,6 +23,7 @@ import re
 
 from shoal.errors import SerializationException, ValidationException
 from shoal.model.numbers import MAX_DIGITS, is_normalized_short, normalize_number
+from shoal.model.size import CONTAINER_OVERHEAD, ELEMENT_OVERHEAD, attribute_value_size, number_size
 
 INVALID = "One or more parameter values were invalid: "
 EMPTY_VALUE = "Supplied AttributeValue is empty, must contain exactly one of the supported datatypes"
@@ -58,10 +59,16 @@ def validate_item(item: dict, *, what: str = "Item") -> dict:
     The item itself is returned when nothing needed normalizing.
     ``what`` names the item in messages about null values.
     """
-    changed = _attributes(item, 1, what)
+    return validate_sized_item(item, what=what)[0]
+
+
+def validate_sized_item(item: dict, *, what: str = "Item") -> tuple[dict, int]:
+    """``validate_item`` and the checked item's size (``item_size``) in one
+    pass over its attributes: every write of a whole item needs both."""
+    changed, size = _attributes(item, 1, what)
     if changed is None:
-        return item
-    return {name: changed.get(name, av) for name, av in item.items()}
+        return item, size
+    return {name: changed.get(name, av) for name, av in item.items()}, size
 
 
 def validate_value(av, path_for_errors=None, _depth: int = 1) -> dict:
@@ -181,38 +188,53 @@ def _decoded_length(text: str) -> int:
 # ---------------------------------------------------------------- attributes
 
 
-def _attributes(values: dict, depth: int, what: str) -> dict | None:
+def _attributes(values: dict, depth: int, what: str) -> tuple[dict | None, int]:
     """Check the named attributes of an item or a map; return the ones that
-    changed (by name), or None when none did.
+    changed (by name), or None when none did, and the attributes' size (names
+    plus checked values, as ``shoal.model.size`` meters them).
 
     The common case, one known member with a value of the right JSON type, is
-    dispatched inline: this loop runs for every attribute of every write.
+    dispatched inline, and S values are sized inline: this loop runs for every
+    attribute of every write.
     """
     checks = _CHECKS
     changed = None
+    size = 0
     for name, av in values.items():
         if not name:
             raise ValidationException(EMPTY_NAME)
+        size += len(name) if name.isascii() else len(name.encode("utf-8"))
         new = None
         if type(av) is dict and len(av) == 1:
             for type_, value in av.items():
                 if type_ == "S" and type(value) is str:
+                    size += len(value) if value.isascii() else len(value.encode("utf-8"))
                     new = av
-                else:
-                    check = checks.get(type_)
-                    if check is not None and value is not None:
-                        new = check(av, value, depth)
+                    break
+                if type_ == "N" and type(value) is str:
+                    new = _check_n(av, value, depth)
+                    size += number_size(new["N"])
+                    break
+                if type_ == "M" and type(value) is dict:
+                    new, inner = _check_sized_m(av, value, depth)
+                    size += CONTAINER_OVERHEAD + ELEMENT_OVERHEAD * len(value) + inner
+                    break
+                check = checks.get(type_)
+                if check is not None and value is not None:
+                    new = check(av, value, depth)
+                    size += attribute_value_size(new)
         if new is None:
             if av is None:
                 raise ValidationException(
                     f"The supplied {what} contains a null AttributeValue: {name} is null"
                 )
             new = validate_value(av, name, depth)
+            size += attribute_value_size(new)
         if new is not av:
             if changed is None:
                 changed = {}
             changed[name] = new
-    return changed
+    return changed, size
 
 
 def _irregular(av: dict, depth: int) -> dict:
@@ -349,14 +371,19 @@ def _check_l(av: dict, values, depth: int) -> dict:
 
 
 def _check_m(av: dict, values, depth: int) -> dict:
+    return _check_sized_m(av, values, depth)[0]
+
+
+def _check_sized_m(av: dict, values, depth: int) -> tuple[dict, int]:
+    """A checked M value and the size of its attributes."""
     if type(values) is not dict:
         raise SerializationException(_map_error(values))
     if depth > MAX_CONTAINER_DEPTH:
         raise ValidationException(NESTING_TOO_DEEP)
-    changed = _attributes(values, depth + 1, "Item")
+    changed, size = _attributes(values, depth + 1, "Item")
     if changed is None:
-        return av
-    return {"M": {name: changed.get(name, value) for name, value in values.items()}}
+        return av, size
+    return {"M": {name: changed.get(name, value) for name, value in values.items()}}, size
 
 
 _CHECKS = {

@@ -55,3 +55,26 @@ def test_batch_on_missing_table(ddb):
     with pytest.raises(ClientError) as info:
         ddb.batch_write_item(RequestItems={"missing_table": [put("a", 1)]})
     assert info.value.response["Error"]["Code"] == "ResourceNotFoundException"
+
+
+def test_batch_write_keeps_each_tables_count_and_size(ddb, table, hash_table):
+    """One BatchWriteItem over two tables that creates, overwrites and deletes:
+    DescribeTable's ItemCount and TableSizeBytes follow every write, and the
+    next single write still adds to them."""
+    ddb.batch_write_item(RequestItems={table: [put("c", i, v={"S": "x" * 10}) for i in range(3)]})
+    ddb.batch_write_item(RequestItems={
+        table: [
+            put("c", 0, v={"S": "y" * 30}),  # overwritten: the size grows by 20
+            {"DeleteRequest": {"Key": {"pk": {"S": "c"}, "sk": {"N": "1"}}}},
+            put("c", 7, v={"S": "z"}),
+        ],
+        hash_table: [{"PutRequest": {"Item": {"pk": {"S": f"h{i}"}}}} for i in range(4)],
+    })
+    ddb.put_item(TableName=hash_table, Item={"pk": {"S": "h9"}})
+    # Left: (c, 0, y*30), (c, 2, x*10), (c, 7, z).  An item is "pk" + "c", "sk" +
+    # its number (0 is 1 byte, another digit 2) and "v" + its string.
+    sizes = [(2 + 1) + (2 + 1) + (1 + 30), (2 + 1) + (2 + 2) + (1 + 10), (2 + 1) + (2 + 2) + (1 + 1)]
+    described = ddb.describe_table(TableName=table)["Table"]
+    assert (described["ItemCount"], described["TableSizeBytes"]) == (3, sum(sizes))
+    described = ddb.describe_table(TableName=hash_table)["Table"]
+    assert (described["ItemCount"], described["TableSizeBytes"]) == (5, 5 * (2 + 2))

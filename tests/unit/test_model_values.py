@@ -2,10 +2,15 @@
 
 from __future__ import annotations
 
+import base64
+
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from shoal.errors import SerializationException, ValidationException
-from shoal.model.values import validate_item, validate_key, validate_value
+from shoal.model.size import item_size
+from shoal.model.values import validate_item, validate_key, validate_sized_item, validate_value
 
 INVALID = "One or more parameter values were invalid: "
 
@@ -283,3 +288,57 @@ def test_key_size_limits(what):
     too_long = {"h": {"S": "a"}, "r": {"B": "YWFh" * 342}}  # 1026 bytes
     assert key_error(too_long, what, schema, types) == range_message
     assert key_error({"h": {"S": "a"}, "r": {"S": "b" * 1025}}, what, schema, {"h": "S", "r": "S"}) == range_message
+
+
+# ---------------------------------------------------------------- one pass: checked item and its size
+
+_numbers = st.one_of(
+    st.integers(-10**20, 10**20).map(str),
+    st.decimals(allow_nan=False, allow_infinity=False, places=4).map(lambda d: str(d)),
+    st.sampled_from(["007", "1.500", "-0.0", "1E+3", "0.00012e2", "12.50"]),
+)
+_scalars = st.one_of(
+    st.builds(lambda s: {"S": s}, st.text(max_size=12)),
+    st.builds(lambda n: {"N": n}, _numbers),
+    st.builds(lambda b: {"B": base64.b64encode(b).decode()}, st.binary(max_size=12)),
+    st.builds(lambda b: {"BOOL": b}, st.booleans()),
+    st.just({"NULL": True}),
+    st.builds(lambda t, v: {t: v}, st.sampled_from(["S", "N", "M", "L", "SS", "NULL"]), st.sampled_from([None, 5, "x", [], {}])),
+    st.builds(lambda v: {"SS": sorted(v)}, st.sets(st.text(max_size=6), min_size=1, max_size=4)),
+    st.builds(lambda v: {"NS": [str(n) for n in sorted(v)]}, st.sets(st.integers(-999, 999), min_size=1, max_size=4)),
+)
+_names = st.text(min_size=1, max_size=8)
+_values = st.recursive(
+    _scalars,
+    lambda inner: st.one_of(
+        st.builds(lambda v: {"L": v}, st.lists(inner, max_size=3)),
+        st.builds(lambda v: {"M": v}, st.dictionaries(_names, inner, max_size=3)),
+    ),
+    max_leaves=10,
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.dictionaries(_names, _values, min_size=1, max_size=6))
+def test_sized_item_is_the_checked_item_and_its_size(item):
+    """validate_sized_item checks and sizes in one pass what validate_value
+    (attribute by attribute) and item_size compute separately, errors and
+    unnormalized numbers included."""
+    try:
+        expected = {name: validate_value(av) for name, av in item.items()}
+    except (ValidationException, SerializationException) as exc:
+        with pytest.raises(type(exc)) as info:
+            validate_sized_item(item)
+        assert str(info.value) == str(exc)
+        return
+    checked, size = validate_sized_item(item)
+    assert checked == expected
+    assert size == item_size(expected)
+
+
+def test_sized_item_counts_normalized_numbers():
+    # "001.500" is stored as "1.5": 1 byte plus the base-100 digits "01 50";
+    # a map is 3 bytes plus 1 per element; "10" is 1 byte plus "10".
+    checked, size = validate_sized_item({"n": {"N": "001.500"}, "m": {"M": {"x": {"N": "10"}}}})
+    assert checked == {"n": {"N": "1.5"}, "m": {"M": {"x": {"N": "10"}}}}
+    assert size == (len("n") + 3) + (len("m") + 3 + 1 + len("x") + 2)
