@@ -14,6 +14,23 @@ def _env(name: str, default):
     return os.environ.get(name, default)
 
 
+MAX_AUTO_WORKERS = 8
+
+
+def _workers(text: str) -> int:
+    """--workers: a count, or 'auto' (the CPUs this process may use, capped)."""
+    if text == "auto":
+        try:
+            cpus = len(os.sched_getaffinity(0))
+        except AttributeError:  # no affinity on this system
+            cpus = os.cpu_count() or 1
+        return max(1, min(cpus, MAX_AUTO_WORKERS))
+    try:
+        return int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number or 'auto', not {text!r}") from None
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="shoal",
@@ -33,8 +50,9 @@ def build_parser() -> argparse.ArgumentParser:
                        help="port to listen on, 0 for a free one (env SHOAL_PORT; default 8000)")
     serve.add_argument("--data-dir", default=_env("SHOAL_DATA_DIR", "./shoal-data"),
                        help="where data is stored (env SHOAL_DATA_DIR; default ./shoal-data)")
-    serve.add_argument("--workers", type=int, default=int(_env("SHOAL_WORKERS", "1")),
-                       help="server processes sharing the port and data directory (default 1)")
+    serve.add_argument("--workers", type=_workers, default=_env("SHOAL_WORKERS", "auto"),
+                       help="server processes sharing the port and data directory, or 'auto': one per "
+                            f"CPU this process may run on, at most {MAX_AUTO_WORKERS} (env SHOAL_WORKERS; default auto)")
     serve.add_argument("--region", default=_env("SHOAL_REGION", "us-east-1"),
                        help="region for requests that carry no credential scope (default us-east-1)")
     serve.add_argument("--change-retention", type=float, default=float(_env("SHOAL_CHANGE_RETENTION", "86400")),
