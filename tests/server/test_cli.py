@@ -151,3 +151,29 @@ def test_aws_cli_round_trip(aws):
     assert code == 0 and out.strip() == ""
     code, _, err = aws("dynamodb", "describe-table", "--table-name", "missing_cli")
     assert code != 0 and "ResourceNotFoundException" in err
+
+
+def _banner(tmp_path, *prefix, env_extra=None):
+    env = dict(os.environ, SHOAL_DATA_DIR=str(tmp_path / "wd"), SHOAL_PORT="0", **(env_extra or {}))
+    proc = subprocess.Popen([*prefix, sys.executable, "-m", "shoal", "serve"], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True, env=env)
+    try:
+        return proc.stdout.readline()
+    finally:
+        proc.terminate()
+        assert proc.wait(20) == 0
+
+
+def test_workers_default_to_the_usable_cpus(tmp_path):
+    expected = min(len(os.sched_getaffinity(0)), 8)
+    assert f"workers: {expected}," in _banner(tmp_path)
+    # Restricted to one CPU (as a benchmark pins a server), auto means one worker.
+    if subprocess.run(["which", "taskset"], capture_output=True).returncode == 0:
+        assert "workers: 1," in _banner(tmp_path, "taskset", "-c", "0", env_extra={"SHOAL_WORKERS": "auto"})
+    assert "workers: 3," in _banner(tmp_path, env_extra={"SHOAL_WORKERS": "3"})
+
+
+def test_workers_must_be_a_number_or_auto():
+    out = run_shoal("serve", "--port", "0", "--workers", "many")
+    assert out.returncode == 2
+    assert "expected a number or 'auto', not 'many'" in out.stderr
