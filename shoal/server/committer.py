@@ -5,8 +5,17 @@ after another inside one outer storage transaction (``Engine.group``); each
 still succeeds or fails on its own, but they share a single fsync, and none is
 acknowledged before that commit has returned.  Under load, the requests that
 arrive while one group commits form the next group, so the cost of the flush
-is spread over all of them; a lone request is committed at once, with no added
-wait.
+is spread over all of them.
+
+A commit costs two syncs whether it carries one write or hundreds, and it
+holds the event loop while it runs.  So while the server is busy (other
+requests keep arriving) a group of fewer than ``gather`` writes waits a turn
+of the loop, then another, for at most ``max_wait_s`` in all, for more writes
+to join it.  A write on an otherwise quiet server is committed on the next
+turn, with no added wait.  Measured on one core with 16 connections (see
+docs/optimisations.md): PutItem alone 6,400-6,700 -> 7,200-7,800 req/s with
+p99 4.0-4.2 -> 2.8-3.9 ms; the point mix (10% writes) 12,700-13,100 ->
+15,500-16,100 req/s, its p99 (set by the writes) 2.6 -> 3.8 ms.
 """
 
 from __future__ import annotations
@@ -24,9 +33,16 @@ log = logging.getLogger("shoal")
 class GroupCommitter:
     """Batches write jobs of one event loop into group commits."""
 
-    def __init__(self, engine, max_group: int = 512) -> None:
+    def __init__(self, engine, max_group: int = 512, *, gather: int = 16, max_wait_s: float = 0.001) -> None:
         self.engine = engine
         self.max_group = max_group
+        self.gather = gather
+        self.max_wait_s = max_wait_s
+        # Requests of any kind read so far: the dispatcher counts them, so
+        # that the committer can tell a busy server from a quiet one.
+        self.arrivals = 0
+        self._seen = 0
+        self._first = 0.0
         self._pending: list[tuple[Callable[[], object], asyncio.Future]] = []
         self._scheduled = False
 
@@ -42,10 +58,20 @@ class GroupCommitter:
         self._pending.append((job, future))
         if not self._scheduled:
             self._scheduled = True
+            self._seen = self.arrivals
+            self._first = loop.time()
             loop.call_soon(self._flush)
         return future
 
     def _flush(self) -> None:
+        if len(self._pending) < self.gather and self.arrivals != self._seen:
+            # Busy: requests came in since the last look, and the writes
+            # among the next ones can share this commit.  Wait a turn.
+            loop = asyncio.get_running_loop()
+            if loop.time() - self._first < self.max_wait_s:
+                self._seen = self.arrivals
+                loop.call_soon(self._flush)
+                return
         self._scheduled = False
         pending, self._pending = self._pending, []
         while pending:

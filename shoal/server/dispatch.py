@@ -131,6 +131,7 @@ class Dispatcher:
         """Answer one request: a Response, or an awaitable of one for writes,
         which are acknowledged only once their group commit is durable."""
         request_id = next(self._ids)
+        self.committer.arrivals += 1
         if request.method != "POST":
             if request.method == "GET" and request.path.split("?", 1)[0] == "/":
                 return Response(200, [("Content-Type", "text/plain"), ("x-amzn-RequestId", request_id)], self._health)

@@ -61,3 +61,68 @@ def test_a_job_failing_half_way_is_redone_alone_and_leaves_no_trace(engine):
     assert results[0] == b"a" and results[2] == b"c"
     assert isinstance(results[1], ValidationException)
     assert stored(engine) == [b"a", b"c"]
+
+
+def commits(engine) -> int:
+    return engine.stats()["last_txnid"]
+
+
+async def _busy(committer, turns: int) -> None:
+    """Another request arrives on each of the next ``turns`` turns of the loop."""
+    for _ in range(turns):
+        committer.arrivals += 1
+        await asyncio.sleep(0)
+
+
+def test_a_write_on_a_quiet_server_is_not_held_back(engine):
+    async def main():
+        committer = GroupCommitter(engine, gather=16, max_wait_s=30.0)
+        before = commits(engine)
+        await asyncio.wait_for(committer.submit(put(engine, b"a")), 5)  # not the 30 s of max_wait_s
+        return commits(engine) - before
+    assert asyncio.run(main()) == 1
+
+
+def test_while_requests_keep_arriving_writes_gather_into_one_commit(engine):
+    async def main():
+        committer = GroupCommitter(engine, gather=4, max_wait_s=30.0)
+        before = commits(engine)
+        futures = [committer.submit(put(engine, b"a"))]
+        for key in (b"b", b"c", b"d"):  # each a few busy turns after the last
+            await _busy(committer, 3)
+            futures.append(committer.submit(put(engine, key)))
+        results = await asyncio.wait_for(asyncio.gather(*futures), 5)
+        return results, commits(engine) - before
+    results, count = asyncio.run(main())
+    assert results == [b"a", b"b", b"c", b"d"]
+    assert count == 1
+    assert stored(engine) == [b"a", b"b", b"c", b"d"]
+
+
+def test_gathering_stops_when_the_server_goes_quiet(engine):
+    async def main():
+        committer = GroupCommitter(engine, gather=16, max_wait_s=30.0)
+        before = commits(engine)
+        first = committer.submit(put(engine, b"a"))
+        await _busy(committer, 3)  # then nothing more arrives
+        await asyncio.wait_for(first, 5)
+        second = committer.submit(put(engine, b"b"))
+        await asyncio.wait_for(second, 5)
+        return commits(engine) - before
+    assert asyncio.run(main()) == 2
+
+
+def test_the_wait_for_more_writes_is_bounded(engine):
+    async def main():
+        committer = GroupCommitter(engine, gather=16, max_wait_s=0.05)
+        loop = asyncio.get_running_loop()
+        started = loop.time()
+        future = committer.submit(put(engine, b"a"))
+        busy = loop.create_task(_busy(committer, 10**9))  # never quiet
+        try:
+            await asyncio.wait_for(future, 5)
+        finally:
+            busy.cancel()
+        return loop.time() - started
+    assert asyncio.run(main()) < 5
+    assert stored(engine) == [b"a"]
