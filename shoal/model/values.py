@@ -212,8 +212,14 @@ def _attributes(values: dict, depth: int, what: str) -> tuple[dict | None, int]:
                     new = av
                     break
                 if type_ == "N" and type(value) is str:
-                    new = _check_n(av, value, depth)
-                    size += number_size(new["N"])
+                    if value.isascii() and value.isdigit() and value[0] != "0" and len(value) <= MAX_DIGITS:
+                        # A positive integer in normalized form (timestamps,
+                        # counters): sized as number_size sizes it.
+                        new = av
+                        size += 1 + (len(value.rstrip("0")) + (len(value) & 1) + 1) // 2
+                    else:
+                        new = _check_n(av, value, depth)
+                        size += number_size(new["N"])
                     break
                 if type_ == "M" and type(value) is dict:
                     new, inner = _check_sized_m(av, value, depth)

@@ -295,7 +295,7 @@ def test_key_size_limits(what):
 _numbers = st.one_of(
     st.integers(-10**20, 10**20).map(str),
     st.decimals(allow_nan=False, allow_infinity=False, places=4).map(lambda d: str(d)),
-    st.sampled_from(["007", "1.500", "-0.0", "1E+3", "0.00012e2", "12.50"]),
+    st.sampled_from(["007", "1.500", "-0.0", "1E+3", "0.00012e2", "12.50", "\u0661\u0662", "\u00b2", "1" * 39, "1" + "0" * 38]),
 )
 _scalars = st.one_of(
     st.builds(lambda s: {"S": s}, st.text(max_size=12)),
