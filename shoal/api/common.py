@@ -177,6 +177,13 @@ def read_projection(request: dict, legacy: tuple[str, ...] = ("AttributesToGet",
     """The projection of a read whose only expression is a ProjectionExpression
     (GetItem, a BatchGetItem table, a TransactGetItems Get), or its legacy
     AttributesToGet; None when the whole item is wanted."""
+    if (
+        "ProjectionExpression" not in request
+        and "AttributesToGet" not in request
+        and "ExpressionAttributeNames" not in request
+        and "ExpressionAttributeValues" not in request
+    ):
+        return None  # the common case: nothing to check
     exprs = expression_context(request, ("ProjectionExpression",), legacy)
     projection = None
     if request.get("ProjectionExpression") is not None:

@@ -136,7 +136,9 @@ class Dispatcher:
             if request.method == "GET" and request.path.split("?", 1)[0] == "/":
                 return Response(200, [("Content-Type", "text/plain"), ("x-amzn-RequestId", request_id)], self._health)
             return _unknown_operation_404(request_id)
-        content_type = request.headers.get("content-type", "").split(";", 1)[0].strip().lower()
+        content_type = request.headers.get("content-type", "")
+        if content_type not in JSON_TYPES:  # parameters, other cases, spaces: normalize
+            content_type = content_type.split(";", 1)[0].strip().lower()
         if content_type == FORM_TYPE and self.gate is not None:
             return self._sts(request, request_id)
         if request.body and content_type not in JSON_TYPES:
