@@ -45,11 +45,7 @@ def attribute_value_size(av: dict) -> int:
 def number_size(text: str) -> int:
     """The size of an N value given as (normalized) text."""
     if text.isdigit():  # the common case: a non-negative integer
-        if text == "0":
-            return 1
-        significant = len(text.rstrip("0"))
-        pairs = (significant + (len(text) % 2 == 1) + 1) // 2
-        return 1 + pairs
+        return 1 if text == "0" else positive_integer_size(text)
     negative, adjusted, digits = number_parts(text)
     if not digits:
         return 1
@@ -57,6 +53,13 @@ def number_size(text: str) -> int:
     # even weight (10**0, 10**2, 10**-2, ...) is the low half of its pair.
     pairs = (len(digits) + (adjusted % 2 == 0) + 1) // 2
     return 1 + pairs + (negative and pairs < 20)
+
+
+def positive_integer_size(text: str) -> int:
+    """The size of a positive integer in normalized form (ASCII digits, no
+    leading zero): 1 byte plus its base-100 digits, trailing zero pairs
+    dropped."""
+    return 1 + (len(text.rstrip("0")) + (len(text) & 1) + 1) // 2
 
 
 def binary_size(text: str) -> int:

@@ -23,7 +23,13 @@ import re
 
 from shoal.errors import SerializationException, ValidationException
 from shoal.model.numbers import MAX_DIGITS, is_normalized_short, normalize_number
-from shoal.model.size import CONTAINER_OVERHEAD, ELEMENT_OVERHEAD, attribute_value_size, number_size
+from shoal.model.size import (
+    CONTAINER_OVERHEAD,
+    ELEMENT_OVERHEAD,
+    attribute_value_size,
+    number_size,
+    positive_integer_size,
+)
 
 INVALID = "One or more parameter values were invalid: "
 EMPTY_VALUE = "Supplied AttributeValue is empty, must contain exactly one of the supported datatypes"
@@ -213,10 +219,9 @@ def _attributes(values: dict, depth: int, what: str) -> tuple[dict | None, int]:
                     break
                 if type_ == "N" and type(value) is str:
                     if value.isascii() and value.isdigit() and value[0] != "0" and len(value) <= MAX_DIGITS:
-                        # A positive integer in normalized form (timestamps,
-                        # counters): sized as number_size sizes it.
+                        # A positive integer in normalized form (timestamps, counters).
                         new = av
-                        size += 1 + (len(value.rstrip("0")) + (len(value) & 1) + 1) // 2
+                        size += positive_integer_size(value)
                     else:
                         new = _check_n(av, value, depth)
                         size += number_size(new["N"])
