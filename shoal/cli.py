@@ -8,6 +8,7 @@ import os
 import sys
 
 from shoal import __version__
+from shoal.server.committer import DEFAULT_GROUP_COMMIT_WAIT_S
 
 
 def _env(name: str, default):
@@ -57,6 +58,12 @@ def build_parser() -> argparse.ArgumentParser:
                        help="region for requests that carry no credential scope (default us-east-1)")
     serve.add_argument("--change-retention", type=float, default=float(_env("SHOAL_CHANGE_RETENTION", "86400")),
                        help="seconds to keep the change log that streams read (default 86400)")
+    serve.add_argument("--group-commit-wait-ms", type=float,
+                       default=float(_env("SHOAL_GROUP_COMMIT_WAIT_MS", str(DEFAULT_GROUP_COMMIT_WAIT_S * 1000))),
+                       help="while the server is busy, how long at most a small group of writes waits for more "
+                            "to share its durable commit: more throughput, longer write latency under load; "
+                            "0 commits on every turn of the event loop (env SHOAL_GROUP_COMMIT_WAIT_MS; "
+                            f"default {DEFAULT_GROUP_COMMIT_WAIT_S * 1000:g})")
     serve.add_argument("--log-level", default=_env("SHOAL_LOG_LEVEL", "warning"),
                        choices=["debug", "info", "warning", "error"])
     serve.add_argument("--auth", choices=["off", "sigv4"], default=_env("SHOAL_AUTH", None),
@@ -138,6 +145,9 @@ def serve_command(args) -> int:
     if args.workers < 1:
         print("shoal: --workers must be at least 1", file=sys.stderr)
         return 2
+    if not args.group_commit_wait_ms >= 0:
+        print("shoal: --group-commit-wait-ms must be 0 or more", file=sys.stderr)
+        return 2
     auth = _auth_mode(args)
     if auth is None:
         return 2
@@ -181,6 +191,7 @@ def serve_command(args) -> int:
     def handler_factory():
         engine = open_data_dir(data_dir, master_key=master_key)
         dispatcher = Dispatcher(engine, default_region=args.region, change_retention_s=args.change_retention,
+                                group_commit_wait_s=args.group_commit_wait_ms / 1000,
                                 auth=auth, data_dir=data_dir, audit_log=args.audit_log)
         opened.append((dispatcher, engine))
         if args.prewarm:

@@ -33,7 +33,7 @@ from shoal.errors import (
     ShoalError,
     UnknownOperationException,
 )
-from shoal.server.committer import GroupCommitter
+from shoal.server.committer import DEFAULT_GROUP_COMMIT_WAIT_S, GroupCommitter
 from shoal.server.http import Request, Response
 from shoal.triggers.runner import TriggerRunner
 
@@ -94,13 +94,14 @@ class Dispatcher:
         default_region: str = DEFAULT_REGION,
         change_retention_s: float = DEFAULT_RETENTION_S,
         group_commit: bool = True,
+        group_commit_wait_s: float = DEFAULT_GROUP_COMMIT_WAIT_S,
         auth: str = "off",
         data_dir: str | None = None,
         audit_log: str | None = None,
     ) -> None:
         self.engine = engine
         self.group_commit = group_commit
-        self.committer = GroupCommitter(engine)
+        self.committer = GroupCommitter(engine, max_wait_s=group_commit_wait_s)
         self.catalog = Catalog(engine)
         self.operations = operations()
         self.validator = ShapeValidator.for_service("dynamodb")

@@ -177,3 +177,24 @@ def test_workers_must_be_a_number_or_auto():
     out = run_shoal("serve", "--port", "0", "--workers", "many")
     assert out.returncode == 2
     assert "expected a number or 'auto', not 'many'" in out.stderr
+
+
+def test_group_commit_wait_must_not_be_negative():
+    out = run_shoal("serve", "--port", "0", "--group-commit-wait-ms", "-1")
+    assert out.returncode == 2
+    assert "--group-commit-wait-ms must be 0 or more" in out.stderr
+
+
+def test_group_commit_wait_zero_still_acknowledges_writes(tmp_path):
+    from tests.conftest import make_client
+
+    server = ShoalProcess(tmp_path / "d", "--group-commit-wait-ms", "0").start()
+    try:
+        ddb = make_client(server.url)
+        ddb.create_table(TableName="wait0", KeySchema=[{"AttributeName": "pk", "KeyType": "HASH"}],
+                         AttributeDefinitions=[{"AttributeName": "pk", "AttributeType": "S"}],
+                         BillingMode="PAY_PER_REQUEST")
+        ddb.put_item(TableName="wait0", Item={"pk": {"S": "a"}})
+        assert ddb.get_item(TableName="wait0", Key={"pk": {"S": "a"}})["Item"] == {"pk": {"S": "a"}}
+    finally:
+        assert server.stop() == 0

@@ -126,3 +126,15 @@ def test_the_wait_for_more_writes_is_bounded(engine):
         return loop.time() - started
     assert asyncio.run(main()) < 5
     assert stored(engine) == [b"a"]
+
+
+def test_no_wait_commits_on_every_turn(engine):
+    async def main():
+        committer = GroupCommitter(engine, gather=16, max_wait_s=0)
+        before = commits(engine)
+        first = committer.submit(put(engine, b"a"))
+        await _busy(committer, 3)
+        second = committer.submit(put(engine, b"b"))
+        await asyncio.wait_for(asyncio.gather(first, second), 5)
+        return commits(engine) - before
+    assert asyncio.run(main()) == 2
