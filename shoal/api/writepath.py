@@ -50,43 +50,20 @@ def stored_item(raw: bytes) -> dict:
     return orjson.loads(memoryview(raw)[4:])
 
 
-def write_item(
-    txn,
-    table,
-    storage_key: bytes,
-    keys: dict,
-    old_raw: bytes | None,
-    new_item: dict | None,
-    new_size: int = 0,
-    *,
-    now: float | None = None,
-    user_identity: dict | None = None,
-    index_units: dict | None = None,
-) -> bytes | None:
-    """Put (``new_item``) or delete (``new_item is None``) one item.
-
-    ``old_raw`` is the stored value read in this same transaction (None if the
-    item did not exist).  Returns the new stored value.  A write that changes
-    nothing (deleting a missing item) records nothing.  A new item whose index
-    key attribute has the wrong type raises ValidationException (the caller's
-    transaction then aborts).  ``index_units``, if given, receives the write
-    units each secondary index consumed, as ``{"GlobalSecondaryIndexes":
-    {name: units}, "LocalSecondaryIndexes": {...}}``.
-    """
+def write_item(txn, *args, **kwargs) -> bytes | None:
+    """Put or delete one item in ``txn``, counters and change sequence
+    included: ``WriteLog.write_item`` for a single write."""
     log = WriteLog(txn)
-    new_raw = log.write_item(
-        table, storage_key, keys, old_raw, new_item, new_size,
-        now=now, user_identity=user_identity, index_units=index_units,
-    )
+    new_raw = log.write_item(*args, **kwargs)
     log.finish()
     return new_raw
 
 
 class WriteLog:
-    """Many item writes in one transaction (a BatchWriteItem): each is
-    ``write_item``, but the tables' counters and the change sequence are
-    kept here and stored once, by ``finish()``, which must run before the
-    transaction commits (if the transaction aborts, nothing of it stays)."""
+    """Item writes in one transaction (all of a BatchWriteItem, say): the
+    tables' counters and the change sequence they move are kept here and
+    stored once, by ``finish()``, which must run before the transaction
+    commits (if the transaction aborts, nothing of it stays)."""
 
     __slots__ = ("txn", "_stats", "_seq")
 
@@ -108,7 +85,17 @@ class WriteLog:
         user_identity: dict | None = None,
         index_units: dict | None = None,
     ) -> bytes | None:
-        """``write_item`` within this log's transaction."""
+        """Put (``new_item``) or delete (``new_item is None``) one item.
+
+        ``old_raw`` is the stored value read in this same transaction (None if
+        the item did not exist).  Returns the new stored value.  A write that
+        changes nothing (deleting a missing item) records nothing.  A new item
+        whose index key attribute has the wrong type raises
+        ValidationException (the caller's transaction then aborts).
+        ``index_units``, if given, receives the write units each secondary
+        index consumed, as ``{"GlobalSecondaryIndexes": {name: units},
+        "LocalSecondaryIndexes": {...}}``.
+        """
         if new_item is None and old_raw is None:
             return None
         txn = self.txn
