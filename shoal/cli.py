@@ -16,6 +16,7 @@ def _env(name: str, default):
 
 
 MAX_AUTO_WORKERS = 8
+MAX_GROUP_COMMIT_WAIT_MS = 1000
 
 
 def _workers(text: str) -> int:
@@ -59,7 +60,7 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--change-retention", type=float, default=float(_env("SHOAL_CHANGE_RETENTION", "86400")),
                        help="seconds to keep the change log that streams read (default 86400)")
     serve.add_argument("--group-commit-wait-ms", type=float,
-                       default=float(_env("SHOAL_GROUP_COMMIT_WAIT_MS", str(DEFAULT_GROUP_COMMIT_WAIT_S * 1000))),
+                       default=_env("SHOAL_GROUP_COMMIT_WAIT_MS", f"{DEFAULT_GROUP_COMMIT_WAIT_S * 1000:g}"),
                        help="while the server is busy, how long at most a small group of writes waits for more "
                             "to share its durable commit: more throughput, longer write latency under load; "
                             "0 commits on every turn of the event loop (env SHOAL_GROUP_COMMIT_WAIT_MS; "
@@ -145,8 +146,8 @@ def serve_command(args) -> int:
     if args.workers < 1:
         print("shoal: --workers must be at least 1", file=sys.stderr)
         return 2
-    if not args.group_commit_wait_ms >= 0:
-        print("shoal: --group-commit-wait-ms must be 0 or more", file=sys.stderr)
+    if not 0 <= args.group_commit_wait_ms <= MAX_GROUP_COMMIT_WAIT_MS:
+        print(f"shoal: --group-commit-wait-ms must be between 0 and {MAX_GROUP_COMMIT_WAIT_MS}", file=sys.stderr)
         return 2
     auth = _auth_mode(args)
     if auth is None:

@@ -179,10 +179,17 @@ def test_workers_must_be_a_number_or_auto():
     assert "expected a number or 'auto', not 'many'" in out.stderr
 
 
-def test_group_commit_wait_must_not_be_negative():
-    out = run_shoal("serve", "--port", "0", "--group-commit-wait-ms", "-1")
+@pytest.mark.parametrize("value", ["-1", "nan", "inf", "1001"])
+def test_group_commit_wait_must_be_between_0_and_1000_ms(value):
+    out = run_shoal("serve", "--port", "0", "--group-commit-wait-ms", value)
     assert out.returncode == 2
-    assert "--group-commit-wait-ms must be 0 or more" in out.stderr
+    assert "--group-commit-wait-ms must be between 0 and 1000" in out.stderr
+
+
+def test_group_commit_wait_from_the_environment_must_be_a_number():
+    out = run_shoal("serve", "--port", "0", env=dict(os.environ, SHOAL_GROUP_COMMIT_WAIT_MS="soon"))
+    assert out.returncode == 2
+    assert "invalid float value: 'soon'" in out.stderr
 
 
 def test_group_commit_wait_zero_still_acknowledges_writes(tmp_path):
