@@ -2,7 +2,18 @@
 
 DynamoDB evaluates every SET operand against the item as it was before the
 update, then applies SET, REMOVE, ADD and DELETE.  List elements removed by one
-expression are addressed by their original positions.  The input item is never
+expression are addressed by their original positions.
+
+When an update has several faults, the one reported is, in this order: a
+target path that cannot be written ("document path ... invalid for update"),
+an ADD or DELETE operand that does not suit the attribute it meets
+("incorrect data type"), a SET operand that reads a missing attribute, and
+only then a SET operand of the wrong type for its arithmetic or list_append.
+That is how DynamoDB Local (AWS's own emulator) answered the cases tried;
+its choice also depends on the attribute names (an internal map order), so
+no fixed order matches it always: against it, random updates with several
+faults disagreed 12-15 times in 400 with this order, 27-38 times with the
+previous one (SET operands in the order written, then the targets).  The input item is never
 mutated: the new item shares every untouched attribute with it and copies only
 the containers on the paths it writes (copy-on-write), so an update of one
 counter in a large item costs little.
@@ -23,8 +34,13 @@ from .values import JAVA_TYPE_NAMES, SET_TYPES, type_of
 KIND = "UpdateExpression"
 
 
+class _OperandTypeError(ValidationException):
+    """An operand of the wrong type met while applying the update: reported
+    only if no SET operand reads a missing attribute (see the module doc)."""
+
+
 def _bad_type() -> ValidationException:
-    return ValidationException("An operand in the update expression has an incorrect data type")
+    return _OperandTypeError("An operand in the update expression has an incorrect data type")
 
 
 def _missing_attribute() -> ValidationException:
@@ -58,7 +74,21 @@ class Update:
         Raises ValidationException for operands of the wrong type or paths that
         cannot be written, with DynamoDB's messages.
         """
-        new_values = [(path, compute(item)) for path, compute in self.sets]
+        for path in self.paths:
+            _check_target(item, path)
+        for path, value in self.adds:
+            _check_add(item, path, value)
+        for path, value in self.deletes:
+            _check_delete(item, path, value)
+        new_values = []
+        type_error = None
+        for path, compute in self.sets:
+            try:
+                new_values.append((path, compute(item)))
+            except _OperandTypeError as exc:  # a missing attribute in a later operand comes first
+                type_error = type_error or exc
+        if type_error is not None:
+            raise type_error
         new = dict(item)
         copied: set[int] = set()
         changed = False
@@ -243,6 +273,41 @@ def _parent(root: dict, path: tuple, copied: set):
             container[element] = {want: payload}
         container = payload
     return container
+
+
+def _check_target(item: dict, path: tuple) -> None:
+    """Raise unless every container above the last element of ``path`` is in
+    ``item``, of the kind the next element needs (a map for a name, a list
+    for an index): what ``_parent`` needs, checked before anything changes."""
+    container = item
+    for position in range(len(path) - 1):
+        child = _get(container, path[position])
+        if child is None:
+            raise _invalid_path()
+        container = child.get("L" if type(path[position + 1]) is int else "M")
+        if container is None:
+            raise _invalid_path()
+
+
+def _current(item: dict, path: tuple):
+    """The value at ``path`` in ``item`` (its parents checked), or None."""
+    container = item
+    for position in range(len(path) - 1):
+        container = _get(container, path[position])
+        container = container.get("L" if type(path[position + 1]) is int else "M")
+    return _get(container, path[-1])
+
+
+def _check_add(item: dict, path: tuple, value: dict) -> None:
+    current = _current(item, path)
+    if current is not None and type_of(value) not in current:
+        raise _bad_type()
+
+
+def _check_delete(item: dict, path: tuple, value: dict) -> None:
+    current = _current(item, path)
+    if current is not None and type_of(value) not in current:
+        raise _bad_type()
 
 
 def _get(container, element):

@@ -318,6 +318,38 @@ def test_update_runtime_errors(text, values, message):
     assert error_of(lambda: update.apply(BASE)) == message
 
 
+_INVALID_PATH = "The document path provided in the update expression is invalid for update"
+_BAD_TYPE = "An operand in the update expression has an incorrect data type"
+_MISSING = "The provided expression refers to an attribute that does not exist in the item"
+
+
+@pytest.mark.parametrize("text, message", [
+    # A target that cannot be written comes first, whatever the order of the actions.
+    ("SET a = q, s[0] = :n", _INVALID_PATH),
+    ("SET s[0] = :n, a = q", _INVALID_PATH),
+    ("SET a = q REMOVE s[0]", _INVALID_PATH),
+    ("SET a = list_append(s, :l), s.x = :n", _INVALID_PATH),
+    # Then an ADD or DELETE operand that does not suit the attribute it meets ...
+    ("SET a = q DELETE ns :ss", _BAD_TYPE),
+    ("SET a = zz.q DELETE ns :ss", _BAD_TYPE),
+    ("SET a = q ADD s :n", _BAD_TYPE),
+    # ... then a SET operand reading a missing attribute, before a SET operand of the wrong type.
+    ("SET a = s + :n, b = q", _MISSING),
+    ("SET b = q, a = s + :n", _MISSING),
+])
+def test_update_with_several_faults_reports_one_in_a_fixed_order(text, message):
+    """Target paths, then ADD/DELETE operand types, then missing SET operands,
+    then SET operand types.  DynamoDB Local (AWS's emulator) answered each of
+    these cases, with the same item, the same way; its choice among several
+    faults also depends on the attribute names (``SET a = q, zz.x = :n`` on
+    an item without ``zz`` reports the missing ``q``, ``SET a = q, c.x = :n``
+    the path), which no fixed order can follow."""
+    values = {":n": {"N": "1"}, ":ss": {"SS": ["p"]}, ":l": {"L": []}}
+    values = {name: value for name, value in values.items() if name in text}
+    update = parse_update(text, ExpressionContext(None, values))
+    assert error_of(lambda: update.apply(BASE)) == message
+
+
 def test_update_paths():
     update = parse_update("SET #a.b = :v REMOVE c[1] ADD d :n", ExpressionContext({"#a": "a"}, {":v": {"S": "x"}, ":n": {"N": "1"}}))
     assert update.paths == [("a", "b"), ("c", 1), ("d",)]
