@@ -270,23 +270,29 @@ class Parser:
             return ast.Arithmetic(token[1], left, self._set_operand())
         return left
 
-    def _set_operand(self):
+    def _set_operand(self, arithmetic: bool = True):
+        """A SET operand; inside a function's arguments (``arithmetic``
+        false) no ``+``/``-`` may appear, even in parentheses: DynamoDB's
+        grammar stops there with a syntax error at the operator."""
         kind = self.tokens[self.pos][0]
         if kind == "VALUEREF":
             self.pos += 1
             return ast.Value(self.tokens[self.pos - 1][1])
         if kind == "NAME" and self.tokens[self.pos + 1][1] == "(":
-            return self._function(self._set_value)
+            return self._function(self._set_argument)
         if kind in ("NAME", "NAMEREF"):
             return self.path()
         if self._is_op("("):
             self._enter()
             self.pos += 1
-            inner = self._set_value()
+            inner = self._set_value() if arithmetic else self._set_argument()
             self._expect_op(")")
             self.depth -= 1
             return ast.Paren(inner)
         raise self._error()
+
+    def _set_argument(self):
+        return self._set_operand(arithmetic=False)
 
     def _remove_action(self) -> ast.RemoveAction:
         return ast.RemoveAction(self.path())

@@ -33,9 +33,18 @@ class _Node:
 
 def check_paths(paths, kind: str) -> None:
     """Raise DynamoDB's overlap/conflict error for the reported bad pair."""
+    found = path_error(paths, kind)
+    if found is not None:
+        raise found[1]
+
+
+def path_error(paths, kind: str) -> tuple[int, ValidationException] | None:
+    """The overlap/conflict error DynamoDB reports, with the position of the
+    path it is found at (``len(paths)`` when it is found only after all of
+    them), or None."""
     root = _Node()
     passed_ends = []
-    for path in paths:
+    for position, path in enumerate(paths):
         node = root
         for element in path:
             if node.end is not None:
@@ -43,7 +52,7 @@ def check_paths(paths, kind: str) -> None:
             is_index = type(element) is int
             other = node.name_child if is_index else node.index_child
             if other is not None:
-                raise ValidationException(
+                return position, ValidationException(
                     f"Invalid {kind}: Two document paths conflict with each other; must remove or rewrite "
                     f"one of these paths; path one: {format_path(other)}, path two: {format_path(path)}"
                 )
@@ -57,10 +66,11 @@ def check_paths(paths, kind: str) -> None:
             previous, child.latest = child.latest, path
             node = child
         if node.end is not None or node.children:
-            raise _overlap(kind, previous if node.children else node.end, path)
+            return position, _overlap(kind, previous if node.children else node.end, path)
         node.end = path
     if passed_ends:
-        raise _overlap(kind, *passed_ends[0])
+        return len(paths), _overlap(kind, *passed_ends[0])
+    return None
 
 
 def _overlap(kind: str, one, two) -> ValidationException:

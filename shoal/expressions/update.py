@@ -28,7 +28,7 @@ from shoal.model.numbers import add, format_number, subtract
 
 from . import ast
 from .evaluator import FUNCTION_ARITY, Binder, path_getter
-from .paths import check_paths
+from .paths import path_error
 from .values import JAVA_TYPE_NAMES, SET_TYPES, type_of
 
 KIND = "UpdateExpression"
@@ -123,22 +123,43 @@ def _returned_paths(paths: list, removes: list) -> list:
 
 
 def bind_update(node: ast.UpdateExpr, ctx) -> Update:
-    """Resolve placeholders, check operand types, check path overlaps."""
+    """Resolve placeholders, check operand types, check path overlaps.
+
+    Errors are reported as DynamoDB Local (AWS's emulator) reports them: in
+    two passes over the actions, each from the last action to the first --
+    first the target paths (an undefined name, or a path that overlaps or
+    conflicts with one of a later action), then the operands (undefined
+    names and values, operand types) -- and within one action left to right.
+    """
     binder = Binder(ctx, KIND)
-    sets, removes, adds, deletes, paths = [], [], [], [], []
-    for action in node.actions:
-        path = binder.resolve_path(action.path)
+    actions = node.actions
+    paths = [None] * len(actions)
+    for position in range(len(actions) - 1, -1, -1):
+        paths[position] = binder.resolve_path(actions[position].path)
+        found = path_error(paths[position:], KIND)
+        if found is not None:
+            raise found[1]
+    operands = [None] * len(actions)
+    for position in range(len(actions) - 1, -1, -1):
+        action = actions[position]
         action_type = type(action)
         if action_type is ast.SetAction:
-            sets.append((path, _bind_value(binder, action.value)))
+            operands[position] = _bind_value(binder, action.value)
+        elif action_type is ast.AddAction:
+            operands[position] = _check_add_operand(binder.value(action.value))
+        elif action_type is ast.DeleteAction:
+            operands[position] = _check_delete_operand(binder.value(action.value))
+    sets, removes, adds, deletes = [], [], [], []
+    for action, path, operand in zip(actions, paths, operands):
+        action_type = type(action)
+        if action_type is ast.SetAction:
+            sets.append((path, operand))
         elif action_type is ast.RemoveAction:
             removes.append(path)
         elif action_type is ast.AddAction:
-            adds.append((path, _check_add_operand(binder.value(action.value))))
+            adds.append((path, operand))
         else:
-            deletes.append((path, _check_delete_operand(binder.value(action.value))))
-        paths.append(path)
-    check_paths(paths, KIND)
+            deletes.append((path, operand))
     return Update(sets, removes, adds, deletes, paths)
 
 

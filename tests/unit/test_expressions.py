@@ -245,6 +245,35 @@ def test_update_errors(text, message):
     assert error_of(lambda: parse_update(text, ctx_for(text))) == f"Invalid UpdateExpression: {message}"
 
 
+_UNDEFINED_NAME = "An expression attribute name used in the document path is not defined; attribute name: #q"
+_UNDEFINED_VALUE = "An expression attribute value used in expression is not defined; attribute value: :x"
+
+
+@pytest.mark.parametrize("text, message", [
+    # Function arguments take no arithmetic, not even in parentheses.
+    ("SET a = if_not_exists(b, :n + :n)", 'Syntax error; token: "+", near: ":n + :n"'),
+    ("SET a = if_not_exists(b, (:n + :n))", 'Syntax error; token: "+", near: ":n + :n"'),
+    # Target paths before operands; within each pass the last action's fault.
+    ("SET #q = :n, b = :x", _UNDEFINED_NAME),
+    ("SET b = :x, #q = :n", _UNDEFINED_NAME),
+    ("SET a = :x, b = #q", "An expression attribute name used in the document path is not defined; attribute name: #q"),
+    ("SET b = #q, a = :x", _UNDEFINED_VALUE),
+    ("SET a = :x + #q", _UNDEFINED_VALUE),
+    ("SET #q = :n, a = :n, a = :n",
+     "Two document paths overlap with each other; must remove or rewrite one of these paths; path one: [a], path two: [a]"),
+    ("SET a = :n, #q = :n, a = :n", _UNDEFINED_NAME),
+    ("SET a = :n, a = :n, #q = :n", _UNDEFINED_NAME),
+    ("SET a = :x REMOVE a",
+     "Two document paths overlap with each other; must remove or rewrite one of these paths; path one: [a], path two: [a]"),
+    ("ADD a :v SET b = :x", _UNDEFINED_VALUE),
+    ("SET b = :x ADD a :v",
+     "Incorrect operand type for operator or function; operator: ADD, operand type: STRING, typeSet: ALLOWED_FOR_ADD_OPERAND"),
+])
+def test_update_errors_are_reported_in_dynamodb_local_s_order(text, message):
+    """Each case was sent to DynamoDB Local and answered with this message."""
+    assert error_of(lambda: parse_update(text, ctx_for(text))) == f"Invalid UpdateExpression: {message}"
+
+
 # ---------------------------------------------------------------- update application
 
 BASE = {
