@@ -31,11 +31,28 @@ class _Node:
         self.index_child = None  # the latest path that continued with a list index
 
 
-def check_paths(paths, kind: str) -> None:
-    """Raise DynamoDB's overlap/conflict error for the reported bad pair."""
-    found = path_error(paths, kind)
-    if found is not None:
-        raise found[1]
+def resolve_paths(nodes, resolve, kind: str) -> list:
+    """Resolve the document paths of one expression (``resolve`` raises for
+    an undefined name) and check them together (``path_error``).
+
+    When something is wrong, the error reported is the one DynamoDB Local
+    reports: the paths are taken from the last to the first, and the first
+    that has an undefined name, or that overlaps or conflicts with a path
+    after it, gives the error.  The common case costs one pass.
+    """
+    try:
+        paths = [resolve(node) for node in nodes]
+    except ValidationException:
+        paths = None
+    if paths is not None and path_error(paths, kind) is None:
+        return paths
+    resolved = [None] * len(nodes)
+    for position in range(len(nodes) - 1, -1, -1):
+        resolved[position] = resolve(nodes[position])
+        found = path_error(resolved[position:], kind)
+        if found is not None:
+            raise found[1]
+    raise AssertionError("a path error that no suffix of the paths has")
 
 
 def path_error(paths, kind: str) -> tuple[int, ValidationException] | None:

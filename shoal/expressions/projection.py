@@ -9,7 +9,7 @@ and so are maps and lists that end up empty.
 from __future__ import annotations
 
 from . import ast
-from .paths import check_paths
+from .paths import resolve_paths
 
 KIND = "ProjectionExpression"
 
@@ -34,9 +34,7 @@ class Projection:
 
 
 def bind_projection(node: ast.ProjectionExpr, binder) -> Projection:
-    paths = [binder.resolve_path(p) for p in node.paths]
-    check_paths(paths, KIND)
-    return Projection(paths)
+    return Projection(resolve_paths(node.paths, binder.resolve_path, KIND))
 
 
 def build_trie(paths) -> dict:

@@ -28,7 +28,7 @@ from shoal.model.numbers import add, format_number, subtract
 
 from . import ast
 from .evaluator import FUNCTION_ARITY, Binder, path_getter
-from .paths import path_error
+from .paths import resolve_paths
 from .values import JAVA_TYPE_NAMES, SET_TYPES, type_of
 
 KIND = "UpdateExpression"
@@ -127,18 +127,12 @@ def bind_update(node: ast.UpdateExpr, ctx) -> Update:
 
     Errors are reported as DynamoDB Local (AWS's emulator) reports them: in
     two passes over the actions, each from the last action to the first --
-    first the target paths (an undefined name, or a path that overlaps or
-    conflicts with one of a later action), then the operands (undefined
+    first the target paths (``resolve_paths``), then the operands (undefined
     names and values, operand types) -- and within one action left to right.
     """
     binder = Binder(ctx, KIND)
     actions = node.actions
-    paths = [None] * len(actions)
-    for position in range(len(actions) - 1, -1, -1):
-        paths[position] = binder.resolve_path(actions[position].path)
-        found = path_error(paths[position:], KIND)
-        if found is not None:
-            raise found[1]
+    paths = resolve_paths([action.path for action in actions], binder.resolve_path, KIND)
     operands = [None] * len(actions)
     for position in range(len(actions) - 1, -1, -1):
         action = actions[position]

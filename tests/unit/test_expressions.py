@@ -475,3 +475,16 @@ def test_key_condition_parse_errors(text, message):
 def test_key_condition_schema_errors(text, message):
     kc = parse_key_condition(text, ctx_for(text))
     assert error_of(lambda: kc.validate(*SCHEMA)) == message
+
+
+@pytest.mark.parametrize("text, message", [
+    ("#q, a, a", "Two document paths overlap with each other; must remove or rewrite one of these paths; path one: [a], path two: [a]"),
+    ("a, a, #q", "An expression attribute name used in the document path is not defined; attribute name: #q"),
+    ("#q, #z", "An expression attribute name used in the document path is not defined; attribute name: #z"),
+    ("a, a, b, b", "Two document paths overlap with each other; must remove or rewrite one of these paths; path one: [b], path two: [b]"),
+    ("#q, a.b, a[0]", "Two document paths conflict with each other; must remove or rewrite one of these paths; path one: [a, b], path two: [a, [0]]"),
+    ("a.b, a.c, a", "Two document paths overlap with each other; must remove or rewrite one of these paths; path one: [a, c], path two: [a]"),
+])
+def test_projection_errors_are_reported_from_the_last_path_back(text, message):
+    """Each case was sent to DynamoDB Local and answered with this message."""
+    assert error_of(lambda: parse_projection(text, ctx_for(text))) == f"Invalid ProjectionExpression: {message}"
