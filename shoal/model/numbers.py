@@ -8,7 +8,7 @@ returns them normalized: no exponent, no leading or trailing zeros, no "-0".
 from __future__ import annotations
 
 import re
-from decimal import Context, Decimal, Inexact, Rounded, localcontext
+from decimal import Context, Decimal, Inexact, localcontext
 
 from shoal.errors import ValidationException
 
@@ -20,7 +20,9 @@ MIN_EXPONENT = -130  # adjusted exponent of the smallest magnitude
 
 # Arithmetic in expressions (SET a = b + c) is exact within 38 digits; a result
 # that needs rounding is an error in DynamoDB, so the context traps Inexact.
-ARITHMETIC = Context(prec=MAX_DIGITS, traps=[Inexact, Rounded])
+# Only a result that loses digits is refused: rounding away zeros (1E+125 + 0
+# aligns to 126 digits, all but one of them zeros) is exact.
+ARITHMETIC = Context(prec=MAX_DIGITS, traps=[Inexact])
 
 
 def parse_number(text: str) -> Decimal:
@@ -108,7 +110,7 @@ def subtract(a: Decimal, b: Decimal) -> Decimal:
 def _arith(a: Decimal, b: Decimal, op: str) -> Decimal:
     try:
         result = getattr(ARITHMETIC, op)(a, b)
-    except (Inexact, Rounded):
+    except Inexact:
         raise ValidationException(
             "Number overflow. Attempting to store a number with magnitude larger than supported range"
             if max(a.adjusted(), b.adjusted()) > 0
