@@ -208,6 +208,10 @@ def test_binary_ordering_is_unsigned():
 
 # ---------------------------------------------------------------- update errors
 
+_UNDEFINED_NAME = "An expression attribute name used in the document path is not defined; attribute name: #q"
+_UNDEFINED_VALUE = "An expression attribute value used in expression is not defined; attribute value: :x"
+_OVERLAP_A = "Two document paths overlap with each other; must remove or rewrite one of these paths; path one: [a], path two: [a]"
+
 UPDATE_ERRORS = [
     ("SET a = :v SET b = :v", 'The "SET" section can only be used once in an update expression;'),
     ("REMOVE a REMOVE b", 'The "REMOVE" section can only be used once in an update expression;'),
@@ -237,40 +241,29 @@ UPDATE_ERRORS = [
     ("SET l[99999999999999] = :v", "List index is not within the allowable range; index: [99999999999999]"),
     ("SET " + ".".join(f"a{i}" for i in range(33)) + " = :v", "The document path has too many nesting levels; nesting levels: 33"),
     ("", "The expression can not be empty;"),
+    # DynamoDB Local answered each case below with this message.  Function
+    # arguments take no arithmetic, not even in parentheses:
+    ("SET a = if_not_exists(b, :n + :n)", 'Syntax error; token: "+", near: ":n + :n"'),
+    ("SET a = if_not_exists(b, (:n + :n))", 'Syntax error; token: "+", near: ":n + :n"'),
+    # several faults: target paths before operands, and within each pass the
+    # fault of the last action (within one action, the first):
+    ("SET #q = :n, b = :x", _UNDEFINED_NAME),
+    ("SET b = :x, #q = :n", _UNDEFINED_NAME),
+    ("SET a = :x, b = #q", _UNDEFINED_NAME),
+    ("SET b = #q, a = :x", _UNDEFINED_VALUE),
+    ("SET a = :x + #q", _UNDEFINED_VALUE),
+    ("SET #q = :n, a = :n, a = :n", _OVERLAP_A),
+    ("SET a = :n, #q = :n, a = :n", _UNDEFINED_NAME),
+    ("SET a = :n, a = :n, #q = :n", _UNDEFINED_NAME),
+    ("SET a = :x REMOVE a", _OVERLAP_A),
+    ("ADD a :v SET b = :x", _UNDEFINED_VALUE),
+    ("SET b = :x ADD a :v",
+     "Incorrect operand type for operator or function; operator: ADD, operand type: STRING, typeSet: ALLOWED_FOR_ADD_OPERAND"),
 ]
 
 
 @pytest.mark.parametrize("text, message", UPDATE_ERRORS)
 def test_update_errors(text, message):
-    assert error_of(lambda: parse_update(text, ctx_for(text))) == f"Invalid UpdateExpression: {message}"
-
-
-_UNDEFINED_NAME = "An expression attribute name used in the document path is not defined; attribute name: #q"
-_UNDEFINED_VALUE = "An expression attribute value used in expression is not defined; attribute value: :x"
-
-
-@pytest.mark.parametrize("text, message", [
-    # Function arguments take no arithmetic, not even in parentheses.
-    ("SET a = if_not_exists(b, :n + :n)", 'Syntax error; token: "+", near: ":n + :n"'),
-    ("SET a = if_not_exists(b, (:n + :n))", 'Syntax error; token: "+", near: ":n + :n"'),
-    # Target paths before operands; within each pass the last action's fault.
-    ("SET #q = :n, b = :x", _UNDEFINED_NAME),
-    ("SET b = :x, #q = :n", _UNDEFINED_NAME),
-    ("SET a = :x, b = #q", "An expression attribute name used in the document path is not defined; attribute name: #q"),
-    ("SET b = #q, a = :x", _UNDEFINED_VALUE),
-    ("SET a = :x + #q", _UNDEFINED_VALUE),
-    ("SET #q = :n, a = :n, a = :n",
-     "Two document paths overlap with each other; must remove or rewrite one of these paths; path one: [a], path two: [a]"),
-    ("SET a = :n, #q = :n, a = :n", _UNDEFINED_NAME),
-    ("SET a = :n, a = :n, #q = :n", _UNDEFINED_NAME),
-    ("SET a = :x REMOVE a",
-     "Two document paths overlap with each other; must remove or rewrite one of these paths; path one: [a], path two: [a]"),
-    ("ADD a :v SET b = :x", _UNDEFINED_VALUE),
-    ("SET b = :x ADD a :v",
-     "Incorrect operand type for operator or function; operator: ADD, operand type: STRING, typeSet: ALLOWED_FOR_ADD_OPERAND"),
-])
-def test_update_errors_are_reported_in_dynamodb_local_s_order(text, message):
-    """Each case was sent to DynamoDB Local and answered with this message."""
     assert error_of(lambda: parse_update(text, ctx_for(text))) == f"Invalid UpdateExpression: {message}"
 
 
@@ -341,40 +334,23 @@ def test_add_and_delete():
     ("SET m.q.r = :n", {":n": {"N": "1"}}, "The document path provided in the update expression is invalid for update"),
     ("SET s[0] = :n", {":n": {"N": "1"}}, "The document path provided in the update expression is invalid for update"),
     ("REMOVE q.r", None, "The document path provided in the update expression is invalid for update"),
+    # Several faults: target paths, then ADD/DELETE operand types, then missing
+    # SET operands, then SET operand types.  DynamoDB Local answered each case
+    # so on this item; its choice also depends on the attribute names (on an
+    # item without zz, "SET a = q, zz.x = :n" reports the missing q, "SET a =
+    # q, c.x = :n" the path), which no fixed order can follow.
+    ("SET a = q, s[0] = :n", {":n": {"N": "1"}}, "The document path provided in the update expression is invalid for update"),
+    ("SET s[0] = :n, a = q", {":n": {"N": "1"}}, "The document path provided in the update expression is invalid for update"),
+    ("SET a = q REMOVE s[0]", None, "The document path provided in the update expression is invalid for update"),
+    ("SET a = list_append(s, :l), s.x = :n", {":l": {"L": []}, ":n": {"N": "1"}},
+     "The document path provided in the update expression is invalid for update"),
+    ("SET a = q DELETE ns :ss", {":ss": {"SS": ["p"]}}, "An operand in the update expression has an incorrect data type"),
+    ("SET a = zz.q DELETE ns :ss", {":ss": {"SS": ["p"]}}, "An operand in the update expression has an incorrect data type"),
+    ("SET a = q ADD s :n", {":n": {"N": "1"}}, "An operand in the update expression has an incorrect data type"),
+    ("SET a = s + :n, b = q", {":n": {"N": "1"}}, "The provided expression refers to an attribute that does not exist in the item"),
+    ("SET b = q, a = s + :n", {":n": {"N": "1"}}, "The provided expression refers to an attribute that does not exist in the item"),
 ])
 def test_update_runtime_errors(text, values, message):
-    update = parse_update(text, ExpressionContext(None, values))
-    assert error_of(lambda: update.apply(BASE)) == message
-
-
-_INVALID_PATH = "The document path provided in the update expression is invalid for update"
-_BAD_TYPE = "An operand in the update expression has an incorrect data type"
-_MISSING = "The provided expression refers to an attribute that does not exist in the item"
-
-
-@pytest.mark.parametrize("text, message", [
-    # A target that cannot be written comes first, whatever the order of the actions.
-    ("SET a = q, s[0] = :n", _INVALID_PATH),
-    ("SET s[0] = :n, a = q", _INVALID_PATH),
-    ("SET a = q REMOVE s[0]", _INVALID_PATH),
-    ("SET a = list_append(s, :l), s.x = :n", _INVALID_PATH),
-    # Then an ADD or DELETE operand that does not suit the attribute it meets ...
-    ("SET a = q DELETE ns :ss", _BAD_TYPE),
-    ("SET a = zz.q DELETE ns :ss", _BAD_TYPE),
-    ("SET a = q ADD s :n", _BAD_TYPE),
-    # ... then a SET operand reading a missing attribute, before a SET operand of the wrong type.
-    ("SET a = s + :n, b = q", _MISSING),
-    ("SET b = q, a = s + :n", _MISSING),
-])
-def test_update_with_several_faults_reports_one_in_a_fixed_order(text, message):
-    """Target paths, then ADD/DELETE operand types, then missing SET operands,
-    then SET operand types.  DynamoDB Local (AWS's emulator) answered each of
-    these cases, with the same item, the same way; its choice among several
-    faults also depends on the attribute names (``SET a = q, zz.x = :n`` on
-    an item without ``zz`` reports the missing ``q``, ``SET a = q, c.x = :n``
-    the path), which no fixed order can follow."""
-    values = {":n": {"N": "1"}, ":ss": {"SS": ["p"]}, ":l": {"L": []}}
-    values = {name: value for name, value in values.items() if name in text}
     update = parse_update(text, ExpressionContext(None, values))
     assert error_of(lambda: update.apply(BASE)) == message
 
@@ -414,9 +390,17 @@ def test_projection(text, expected):
     ("size(a)", 'Syntax error; token: "(", near: "size(a"'),
     ("a,", 'Syntax error; token: "<EOF>", near: ","'),
     ("", "The expression can not be empty;"),
+    # Several faults: the paths are taken from the last back (DynamoDB Local
+    # answered each case with this message).
+    ("#q, a, a", "Two document paths overlap with each other; must remove or rewrite one of these paths; path one: [a], path two: [a]"),
+    ("a, a, #q", "An expression attribute name used in the document path is not defined; attribute name: #q"),
+    ("#q, #z", "An expression attribute name used in the document path is not defined; attribute name: #z"),
+    ("a, a, b, b", "Two document paths overlap with each other; must remove or rewrite one of these paths; path one: [b], path two: [b]"),
+    ("#q, a.b, a[0]", "Two document paths conflict with each other; must remove or rewrite one of these paths; path one: [a, b], path two: [a, [0]]"),
+    ("a.b, a.c, a", "Two document paths overlap with each other; must remove or rewrite one of these paths; path one: [a, c], path two: [a]"),
 ])
 def test_projection_errors(text, message):
-    assert error_of(lambda: parse_projection(text, None)) == f"Invalid ProjectionExpression: {message}"
+    assert error_of(lambda: parse_projection(text, ctx_for(text))) == f"Invalid ProjectionExpression: {message}"
 
 
 def test_project_function():
@@ -475,16 +459,3 @@ def test_key_condition_parse_errors(text, message):
 def test_key_condition_schema_errors(text, message):
     kc = parse_key_condition(text, ctx_for(text))
     assert error_of(lambda: kc.validate(*SCHEMA)) == message
-
-
-@pytest.mark.parametrize("text, message", [
-    ("#q, a, a", "Two document paths overlap with each other; must remove or rewrite one of these paths; path one: [a], path two: [a]"),
-    ("a, a, #q", "An expression attribute name used in the document path is not defined; attribute name: #q"),
-    ("#q, #z", "An expression attribute name used in the document path is not defined; attribute name: #z"),
-    ("a, a, b, b", "Two document paths overlap with each other; must remove or rewrite one of these paths; path one: [b], path two: [b]"),
-    ("#q, a.b, a[0]", "Two document paths conflict with each other; must remove or rewrite one of these paths; path one: [a, b], path two: [a, [0]]"),
-    ("a.b, a.c, a", "Two document paths overlap with each other; must remove or rewrite one of these paths; path one: [a, c], path two: [a]"),
-])
-def test_projection_errors_are_reported_from_the_last_path_back(text, message):
-    """Each case was sent to DynamoDB Local and answered with this message."""
-    assert error_of(lambda: parse_projection(text, ctx_for(text))) == f"Invalid ProjectionExpression: {message}"
