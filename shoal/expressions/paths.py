@@ -49,19 +49,17 @@ def resolve_paths(nodes, resolve, kind: str) -> list:
     resolved = [None] * len(nodes)
     for position in range(len(nodes) - 1, -1, -1):
         resolved[position] = resolve(nodes[position])
-        found = path_error(resolved[position:], kind)
-        if found is not None:
-            raise found[1]
+        error = path_error(resolved[position:], kind)
+        if error is not None:
+            raise error
     raise AssertionError("a path error that no suffix of the paths has")
 
 
-def path_error(paths, kind: str) -> tuple[int, ValidationException] | None:
-    """The overlap/conflict error DynamoDB reports, with the position of the
-    path it is found at (``len(paths)`` when it is found only after all of
-    them), or None."""
+def path_error(paths, kind: str) -> ValidationException | None:
+    """The overlap/conflict error DynamoDB reports for these paths, or None."""
     root = _Node()
     passed_ends = []
-    for position, path in enumerate(paths):
+    for path in paths:
         node = root
         for element in path:
             if node.end is not None:
@@ -69,7 +67,7 @@ def path_error(paths, kind: str) -> tuple[int, ValidationException] | None:
             is_index = type(element) is int
             other = node.name_child if is_index else node.index_child
             if other is not None:
-                return position, ValidationException(
+                return ValidationException(
                     f"Invalid {kind}: Two document paths conflict with each other; must remove or rewrite "
                     f"one of these paths; path one: {format_path(other)}, path two: {format_path(path)}"
                 )
@@ -83,10 +81,10 @@ def path_error(paths, kind: str) -> tuple[int, ValidationException] | None:
             previous, child.latest = child.latest, path
             node = child
         if node.end is not None or node.children:
-            return position, _overlap(kind, previous if node.children else node.end, path)
+            return _overlap(kind, previous if node.children else node.end, path)
         node.end = path
     if passed_ends:
-        return len(paths), _overlap(kind, *passed_ends[0])
+        return _overlap(kind, *passed_ends[0])
     return None
 
 
