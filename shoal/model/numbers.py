@@ -19,9 +19,9 @@ MAX_EXPONENT = 125  # adjusted exponent of the largest magnitude
 MIN_EXPONENT = -130  # adjusted exponent of the smallest magnitude
 
 # Arithmetic in expressions (SET a = b + c) is exact within 38 digits; a result
-# that needs rounding is an error in DynamoDB, so the context traps Inexact.
-# Only a result that loses digits is refused: rounding away zeros (1E+125 + 0
-# aligns to 126 digits, all but one of them zeros) is exact.
+# that would lose digits is an error in DynamoDB, so the context traps Inexact
+# (not Rounded: 1E+125 + 0 aligns to 126 digits, all but one of them zeros
+# dropped exactly).
 ARITHMETIC = Context(prec=MAX_DIGITS, traps=[Inexact])
 
 

@@ -20,7 +20,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from shoal.storage.engine import SPACES, Engine
-from shoal.storage.lmdb_engine import LmdbEngine
+from shoal.storage.lmdb_engine import _MADV_POPULATE_READ, LmdbEngine
 
 
 def open_lmdb(path, *, sync: bool = True) -> Engine:
@@ -608,7 +608,7 @@ def _kernel_populates_reads() -> bool:
     page = mmap.mmap(-1, mmap.PAGESIZE)
     first = ctypes.c_char.from_buffer(page)
     try:
-        return libc.madvise(ctypes.addressof(first), mmap.PAGESIZE, 22) == 0  # MADV_POPULATE_READ
+        return libc.madvise(ctypes.addressof(first), mmap.PAGESIZE, _MADV_POPULATE_READ) == 0
     finally:
         del first
         page.close()
