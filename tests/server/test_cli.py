@@ -37,16 +37,21 @@ def test_startup_line_names_url_and_data_dir(tmp_path):
         assert server.stop() == 0
 
 
-def test_environment_variables_configure_serve(tmp_path):
-    env = dict(os.environ, SHOAL_DATA_DIR=str(tmp_path / "envdir"), SHOAL_PORT="0")
-    proc = subprocess.Popen([sys.executable, "-m", "shoal", "serve"], stdout=subprocess.PIPE,
+def _banner(tmp_path, *prefix, env_extra=None):
+    """The start-up line of ``shoal serve`` configured only by environment
+    variables (data directory ``tmp_path/wd``, a free port); it must stop cleanly."""
+    env = dict(os.environ, SHOAL_DATA_DIR=str(tmp_path / "wd"), SHOAL_PORT="0", **(env_extra or {}))
+    proc = subprocess.Popen([*prefix, sys.executable, "-m", "shoal", "serve"], stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE, text=True, env=env)
     try:
-        line = proc.stdout.readline()
-        assert str(tmp_path / "envdir") in line
+        return proc.stdout.readline()
     finally:
         proc.terminate()
         assert proc.wait(20) == 0
+
+
+def test_environment_variables_configure_serve(tmp_path):
+    assert str(tmp_path / "wd") in _banner(tmp_path)
 
 
 def test_data_dir_that_is_a_file_stops_startup(tmp_path):
@@ -151,17 +156,6 @@ def test_aws_cli_round_trip(aws):
     assert code == 0 and out.strip() == ""
     code, _, err = aws("dynamodb", "describe-table", "--table-name", "missing_cli")
     assert code != 0 and "ResourceNotFoundException" in err
-
-
-def _banner(tmp_path, *prefix, env_extra=None):
-    env = dict(os.environ, SHOAL_DATA_DIR=str(tmp_path / "wd"), SHOAL_PORT="0", **(env_extra or {}))
-    proc = subprocess.Popen([*prefix, sys.executable, "-m", "shoal", "serve"], stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True, env=env)
-    try:
-        return proc.stdout.readline()
-    finally:
-        proc.terminate()
-        assert proc.wait(20) == 0
 
 
 def test_workers_default_to_the_usable_cpus(tmp_path):
