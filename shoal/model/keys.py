@@ -21,14 +21,13 @@ byte range of its partition-key prefix.
 
 from __future__ import annotations
 
-from functools import lru_cache
-
 import base64
+from functools import lru_cache
 
 from shoal.model.numbers import MIN_EXPONENT, number_parts, text_from_parts
 
-_ESCAPED_ZERO = b"\x00\xff"
-_TERMINATOR = b"\x00\x00"
+ESCAPED_ZERO = b"\x00\xff"  # a zero byte inside an S or B value
+TERMINATOR = b"\x00\x00"  # the end of an S or B value
 
 _NEGATIVE, _ZERO, _POSITIVE = 0x01, 0x02, 0x03
 _ZERO_ENCODING = bytes([_ZERO])
@@ -50,11 +49,11 @@ def encode_key_value(type_: str, value: str) -> bytes:
     Raises ValueError for a type other than S, N or B (keys can have no other).
     """
     if type_ == "S":
-        return _escape(value.encode("utf-8")) + _TERMINATOR
+        return _escape(value.encode("utf-8")) + TERMINATOR
     if type_ == "N":
         return _encode_number(value)
     if type_ == "B":
-        return _escape(base64.b64decode(value)) + _TERMINATOR
+        return _escape(base64.b64decode(value)) + TERMINATOR
     raise ValueError(f"not a key type: {type_}")
 
 
@@ -89,7 +88,7 @@ def decode_key_value(type_: str, data: bytes, offset: int = 0) -> tuple[str, int
 
 
 def _escape(raw: bytes) -> bytes:
-    return raw.replace(b"\x00", _ESCAPED_ZERO) if b"\x00" in raw else raw
+    return raw.replace(b"\x00", ESCAPED_ZERO) if b"\x00" in raw else raw
 
 
 def _unescape(data: bytes, offset: int) -> tuple[bytes, int]:
@@ -103,34 +102,38 @@ def _unescape(data: bytes, offset: int) -> tuple[bytes, int]:
         pos = zero + 2
     raw = bytes(data[offset:zero])
     if escaped:
-        raw = raw.replace(_ESCAPED_ZERO, b"\x00")
+        raw = raw.replace(ESCAPED_ZERO, b"\x00")
     return raw, zero + 2
 
 
 # ---------------------------------------------------------------- numbers
 
 
+# The same pairs read as hexadecimal (bytes.fromhex("42") == b"\x42"), then
+# translated to the encoding's bytes: both steps run in C, several times
+# faster than looking each pair up.
+_POSITIVE_FROM_HEX = bytes(_POSITIVE_BYTE.get(f"{b:02x}", 0) for b in range(256))
+_NEGATIVE_FROM_HEX = bytes(_NEGATIVE_BYTE.get(f"{b:02x}", 0) for b in range(256))
+_POSITIVE_TAIL, _NEGATIVE_TAIL = bytes([_POSITIVE_END]), bytes([_NEGATIVE_END])
+
+
 @lru_cache(maxsize=1 << 16)
 def _encode_number(text: str) -> bytes:
-    """Cached: keys repeat (hot users, sort-key bounds), and a hit costs a
-    tenth of an encoding."""
-    negative, adjusted, digits = number_parts(text)
-    if not digits:
-        return _ZERO_ENCODING
+    """Cached: keys repeat (hot users, shared timestamps, sort-key bounds),
+    and a hit costs a fifth of an encoding."""
+    if text.isdigit() and text.isascii() and text[0] != "0":
+        # A positive integer (timestamps, counters, ids): the parts by hand.
+        negative, adjusted, digits = False, len(text) - 1, text.rstrip("0")
+    else:
+        negative, adjusted, digits = number_parts(text)
+        if not digits:
+            return _ZERO_ENCODING
     if len(digits) % 2:
         digits += "0"
     exponent = adjusted - MIN_EXPONENT  # 0..255 within DynamoDB's range
     if negative:
-        table = _NEGATIVE_BYTE
-        head = [_NEGATIVE, 255 - exponent]
-        tail = _NEGATIVE_END
-    else:
-        table = _POSITIVE_BYTE
-        head = [_POSITIVE, exponent]
-        tail = _POSITIVE_END
-    head.extend(table[digits[i : i + 2]] for i in range(0, len(digits), 2))
-    head.append(tail)
-    return bytes(head)
+        return bytes((_NEGATIVE, 255 - exponent)) + bytes.fromhex(digits).translate(_NEGATIVE_FROM_HEX) + _NEGATIVE_TAIL
+    return bytes((_POSITIVE, exponent)) + bytes.fromhex(digits).translate(_POSITIVE_FROM_HEX) + _POSITIVE_TAIL
 
 
 def _decode_number(data: bytes, offset: int) -> tuple[str, int]:

@@ -48,6 +48,22 @@ def test_number_examples_in_order():
     assert len(set(encoded)) == len(encoded)
 
 
+@pytest.mark.parametrize("text, stored", [
+    # The bytes on disk: a change here makes existing data directories unreadable.
+    ("0", b"\x02"),
+    ("1", b"\x03\x82\x0b\x00"),
+    ("12.5", b"\x03\x83\x0d\x33\x00"),
+    ("1700000001234", b"\x03\x8e\x12\x01\x01\x01\x02\x18\x29\x00"),
+    ("1E+125", b"\x03\xff\x0b\x00"),
+    ("-1", b"\x01\x7d\x5a\xff"),
+    ("-0.5", b"\x01\x7e\x32\xff"),
+    ("-1E-130", b"\x01\xff\x5a\xff"),
+])
+def test_number_encoding_is_stable(text, stored):
+    assert encode_key_value("N", text) == stored
+    assert decode_key_value("N", stored) == (normalize_number(text), len(stored))
+
+
 def test_string_examples_in_order():
     ordered = ["", "\x00", "\x00\x00", "\x00a", "a", "a\x00", "a\x00b", "a\x01", "ab", "b", "\u00e9", "\uffff", "\U0001f600"]
     encoded = [encode_key_value("S", s) for s in ordered]
