@@ -15,6 +15,17 @@ What a connection does, and why:
   parser callback; while an asynchronous answer is outstanding, later
   requests wait in a queue and reading is paused.  Responses produced while
   one network read is parsed are written together, in one system call.
+* **Writes once per turn.**  Answers made while network reads are parsed
+  are not written at the end of each read but together, when the event
+  loop's turn ends (``call_soon`` runs before the loop polls again): one
+  turn reads requests from many connections, and a client woken by the
+  first answer is then still awake for the others, which saves the kernel
+  a wake-up per answer.  Measured on one core with 16 connections
+  (docs/optimisations.md): GetItem 30,500 -> 36,000-38,700 req/s, server
+  CPU 33 -> 26-28 us per request, p99 1.06 -> 0.63-0.73 ms; the point mix
+  18,000-18,800 -> 20,500-21,100 req/s, p99 4.5 -> 3.75 ms.  Answers that
+  waited for a group commit are already made together, in one turn, and go
+  out at once (deferring them as well cost PutItem 20%).
 * **Limits.**  A body above ``max_body`` is answered 413, a request head
   (target and header lines) above ``max_header`` 431, anything httptools
   rejects (bad chunked framing, bad header syntax) 400; each closes the
@@ -132,7 +143,7 @@ class ServerState:
 
     __slots__ = (
         "handler", "loop", "max_body", "max_header", "read_timeout", "keepalive_timeout",
-        "connections", "tasks", "closing", "now", "date_line", "_date_second", "_tick",
+        "connections", "tasks", "closing", "now", "date_line", "_date_second", "_tick", "_unflushed",
     )
 
     def __init__(self, handler: Handler, loop: asyncio.AbstractEventLoop, *, max_body: int,
@@ -150,6 +161,22 @@ class ServerState:
         self.date_line = ""
         self._date_second = -1
         self._tick: asyncio.TimerHandle | None = None
+        self._unflushed: list[HttpProtocol] | None = None  # connections with output this turn
+
+    def flush_later(self, conn: "HttpProtocol") -> None:
+        """Write ``conn``'s queued output when this turn of the loop ends,
+        with every other connection's (see "Writes once per turn")."""
+        unflushed = self._unflushed
+        if unflushed is None:
+            self._unflushed = [conn]
+            self.loop.call_soon(self._flush_all)
+        else:
+            unflushed.append(conn)
+
+    def _flush_all(self) -> None:
+        unflushed, self._unflushed = self._unflushed, None
+        for conn in unflushed:
+            conn._flush()
 
     @property
     def tick_interval(self) -> float:
@@ -290,8 +317,10 @@ class HttpProtocol(asyncio.Protocol):
             self.feeding = False
         if self.in_head and begun == self.begun:
             self._check_partial_head(len(data))
-        if self.out or self.closed:
+        if self.closed:
             self._flush()
+        elif self.out:
+            self.state.flush_later(self)
 
     def _check_partial_head(self, size: int) -> None:
         """Bound the bytes httptools buffers for a header line that has not

@@ -18,7 +18,7 @@ import time
 
 import pytest
 
-from shoal.server.http import HttpServer, Request, Response
+from shoal.server.http import HttpProtocol, HttpServer, Request, Response, ServerState
 
 try:
     import uvloop
@@ -292,6 +292,48 @@ def test_pipelining_keeps_order_behind_an_asynchronous_answer(server):
     bodies = [client.read_response().body for _ in range(5)]
     assert bodies == [b"echo:1", b"slow:2", b"echo:3", b"slow:4", b"echo:5"]
     assert_serving(server)
+
+
+class _RecordingTransport(asyncio.Transport):
+    """Records writes, so a test can see when a connection's answers leave."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.writes: list[bytes] = []
+
+    def write(self, data) -> None:
+        self.writes.append(bytes(data))
+
+    def writelines(self, chunks) -> None:
+        self.writes.append(b"".join(chunks))
+
+    def is_closing(self) -> bool:
+        return False
+
+    def get_extra_info(self, name, default=None):
+        return ("127.0.0.1", 1) if name == "peername" else default
+
+
+def test_answers_made_in_one_turn_are_written_together_when_it_ends():
+    async def main():
+        loop = asyncio.get_running_loop()
+        state = ServerState(app, loop, max_body=1000, max_header=1000, read_timeout=5, keepalive_timeout=5)
+        conns = []
+        for _ in range(3):
+            protocol, transport = HttpProtocol(state), _RecordingTransport()
+            protocol.connection_made(transport)
+            conns.append((protocol, transport))
+        for n, (protocol, _) in enumerate(conns):  # three reads in one turn of the loop
+            protocol.data_received(post(body=b"%d" % n) + post(body=b"again"))
+        written_during_the_turn = [list(t.writes) for _, t in conns]
+        await asyncio.sleep(0)
+        return written_during_the_turn, [t.writes for _, t in conns]
+
+    during, after = asyncio.run(main())
+    assert during == [[], [], []]
+    for n, writes in enumerate(after):
+        assert len(writes) == 1  # both pipelined answers in one write
+        assert writes[0].count(b"HTTP/1.1 200") == 2 and b"echo:%d" % n in writes[0]
 
 
 def test_expect_100_continue(server):
