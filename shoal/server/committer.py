@@ -53,9 +53,6 @@ class GroupCommitter:
         self._first = 0.0
         self._pending: list[tuple[Callable[[], object], asyncio.Future]] = []
         self._scheduled = False
-        # The loop of the scheduled group, kept: asking asyncio for the running
-        # loop costs a getpid() system call, once per turn while gathering.
-        self._loop: asyncio.AbstractEventLoop | None = None
 
     def close(self) -> None:
         """Nothing to stop: groups run on the event loop, and none is pending
@@ -64,23 +61,21 @@ class GroupCommitter:
     def submit(self, job: Callable[[], object]) -> asyncio.Future:
         """Schedule ``job`` (a storage write) for the next group; the future
         resolves to its result, or its exception, once the group is durable."""
-        if self._scheduled:
-            future = self._loop.create_future()
-        else:
+        loop = asyncio.get_running_loop()
+        future = loop.create_future()
+        self._pending.append((job, future))
+        if not self._scheduled:
             self._scheduled = True
-            self._loop = loop = asyncio.get_running_loop()
-            future = loop.create_future()
             self._seen = self.arrivals
             self._first = loop.time()
             loop.call_soon(self._flush)
-        self._pending.append((job, future))
         return future
 
     def _flush(self) -> None:
         if len(self._pending) < self.gather and self.arrivals != self._seen:
             # Busy: requests came in since the last look, and the writes
             # among the next ones can share this commit.  Wait a turn.
-            loop = self._loop
+            loop = asyncio.get_running_loop()
             if loop.time() - self._first < self.max_wait_s:
                 self._seen = self.arrivals
                 loop.call_soon(self._flush)
