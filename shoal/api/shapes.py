@@ -68,6 +68,9 @@ NESTING_TOO_DEEP = (
 )
 
 ATTRIBUTE_VALUE_SHAPE = "AttributeValue"
+# The items of PutItem, BatchWriteItem's PutRequest and TransactWriteItems' Put:
+# see ShapeValidator.validate(defer_items=True).
+DEFERRED_ITEM_MAPS = frozenset({"PutItemInputAttributeMap"})
 _JAVA_ATTRIBUTE_VALUE = "com.amazonaws.dynamodb.v20120810.AttributeValue"
 
 # Checkers take (value, errors) and return the value (possibly coerced).  An
@@ -451,9 +454,10 @@ class _Compiled:
 class _Compiler:
     """Compiles model shapes into checkers, once per shape."""
 
-    def __init__(self, shapes: dict, check_attribute_values: bool) -> None:
+    def __init__(self, shapes: dict, check_attribute_values: bool, shallow_maps: frozenset = frozenset()) -> None:
         self.shapes = shapes
         self.check_attribute_values = check_attribute_values
+        self.shallow_maps = shallow_maps  # attribute-value maps whose values are left unchecked
         self.done: dict[str, _Compiled] = {}
 
     def shape(self, name: str) -> _Compiled:
@@ -500,7 +504,8 @@ class _Compiler:
         keys = compile_constraints(key_shape, shape["key"]["shape"])
         value = self.shape(shape["value"]["shape"])
         if value.own is None and value.name == ATTRIBUTE_VALUE_SHAPE:
-            check = _attribute_value_map if self.check_attribute_values else _shallow_attribute_value_map
+            deep = self.check_attribute_values and name not in self.shallow_maps
+            check = _attribute_value_map if deep else _shallow_attribute_value_map
             return check if keys is None else _keyed_map_checker(check, keys, name)
         return _map_checker(keys, value, name)
 
@@ -760,7 +765,8 @@ class ShapeValidator:
         }
         self.operations: set[str] = set(self._inputs)
         self._compiler = _Compiler(self._shapes, check_attribute_values)
-        self._checkers: dict[str, Checker] = {}
+        self._deferring = _Compiler(self._shapes, check_attribute_values, DEFERRED_ITEM_MAPS)
+        self._checkers: dict[tuple[str, bool], Checker] = {}
 
     @classmethod
     def for_service(cls, service: str = "dynamodb") -> "ShapeValidator":
@@ -771,15 +777,24 @@ class ShapeValidator:
             cls._by_service[service] = validator
         return validator
 
-    def validate(self, operation: str, body: Any) -> None:
+    def validate(self, operation: str, body: Any, *, defer_items: bool = False) -> None:
         """Raise SerializationException or ValidationException as DynamoDB would.
 
         ``body`` is the parsed JSON request; it may be normalized in place (see
         the module docstring).  Returns None when the request fits the model.
+
+        With ``defer_items``, the values of whole items to write
+        (``DEFERRED_ITEM_MAPS``) are not checked here: the caller checks them
+        anyway (``shoal.model.values.validate_sized_item``), and that check
+        passes only for values this one passes, so a valid request is looked
+        at once instead of twice.  If the caller then fails the request, it
+        must validate it again without deferring before it reports the
+        failure, so that a serialization or model error anywhere in the
+        request still comes first, as in DynamoDB.
         """
-        checker = self._checkers.get(operation)
+        checker = self._checkers.get((operation, defer_items))
         if checker is None:
-            checker = self._compile(operation)
+            checker = self._compile(operation, defer_items)
         if body.__class__ is not dict:
             raise _body_type_error(body)
         errors: list = []
@@ -790,15 +805,16 @@ class ShapeValidator:
         if errors:
             raise ValidationException(self._message(errors))
 
-    def _compile(self, operation: str) -> Checker:
+    def _compile(self, operation: str, defer_items: bool) -> Checker:
         if operation not in self._inputs:
             raise UnknownOperationException()
         input_shape = self._inputs[operation]
         if input_shape is None:
             checker = _structure_checker({}, ())
         else:
-            checker = self._compiler.shape(input_shape).check
-        self._checkers[operation] = checker
+            compiler = self._deferring if defer_items else self._compiler
+            checker = compiler.shape(input_shape).check
+        self._checkers[(operation, defer_items)] = checker
         return checker
 
     def _message(self, errors: list) -> str:

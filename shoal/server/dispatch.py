@@ -46,6 +46,10 @@ FORM_TYPE = "application/x-www-form-urlencoded"
 
 _ALPHABET = string.ascii_uppercase + string.digits
 
+# Operations whose items' attribute values are checked once, by the item
+# checks, instead of also by the model's (ShapeValidator.validate(defer_items=True)).
+DEFERRED_ITEM_CHECKS = frozenset({"PutItem", "BatchWriteItem"})
+
 # Operations that write: run through group commit, acknowledged once durable.
 WRITE_OPERATIONS = frozenset({
     "PutItem", "UpdateItem", "DeleteItem", "BatchWriteItem", "TransactWriteItems",
@@ -185,16 +189,27 @@ class Dispatcher:
             data = orjson.loads(request.body)
         except orjson.JSONDecodeError:
             raise SerializationException() from None
-        validator.validate(operation, data)
+        deferred = validator is self.validator and operation in DEFERRED_ITEM_CHECKS
+        validator.validate(operation, data, defer_items=deferred)
         if self.gate is not None:
-            self.gate.authorize(credentials, operation, data, request, request_id)
+            try:
+                self.gate.authorize(credentials, operation, data, request, request_id)
+            except ShoalError:
+                if deferred:  # a request DynamoDB finds malformed is refused as such first
+                    validator.validate(operation, data)
+                raise
         handler = self.operations.get(operation)
         if handler is None:
             raise NotImplementedOperation(operation)
         ctx = Context(region, DEFAULT_ACCOUNT, self.engine, self.catalog, access_key)
 
         def job() -> bytes:
-            result = handler(ctx, data)
+            try:
+                result = handler(ctx, data)
+            except ShoalError:
+                if deferred:  # the model's errors anywhere in the request come first
+                    validator.validate(operation, data)
+                raise
             return result if isinstance(result, bytes) else orjson.dumps(result)
 
         return operation, job

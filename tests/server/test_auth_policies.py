@@ -7,7 +7,9 @@ from __future__ import annotations
 
 import json
 
+import boto3
 import pytest
+from botocore.config import Config
 
 from shoal.auth.audit import AuditLog, read_lines
 from tests.server.test_auth import client, error_code, iam
@@ -159,6 +161,23 @@ def test_attributes_on_transact_write(env):
 def test_a_user_without_policies_may_do_nothing(env, operation, kwargs):
     nobody = user_with(env, f"nobody-{operation.replace('_', '-')}")
     denied(getattr(nobody, operation), **kwargs)
+
+
+def test_a_malformed_item_is_refused_as_such_before_authorization(env):
+    """PutItem's item values are checked once, after authorization; a request
+    the API model refuses must still get the model's error, not AccessDenied."""
+    server, data_dir, _ = env
+    iam(data_dir, "create-user", "--user-name", "nobody-malformed")
+    key = iam(data_dir, "create-access-key", "--user-name", "nobody-malformed")["AccessKey"]
+    unchecked = boto3.client("dynamodb", endpoint_url=server.url, region_name="us-east-1",
+                             aws_access_key_id=key["AccessKeyId"], aws_secret_access_key=key["SecretAccessKey"],
+                             config=Config(parameter_validation=False, retries={"max_attempts": 0}))
+    code, message = error_code(unchecked.put_item, TableName="events",
+                               Item={"user_id": {"S": "x"}, "ts": {"N": "1"}, "bad": {"S": 5}})
+    assert (code, message) == (
+        "SerializationException",
+        "class com.amazon.coral.value.json.numbers.TruncatingBigNumber can not be converted to an String")
+    denied(unchecked.put_item, TableName="events", Item={"user_id": {"S": "x"}, "ts": {"N": "1"}})
 
 
 def test_explicit_deny_beats_allow(env):

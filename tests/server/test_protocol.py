@@ -96,6 +96,30 @@ def test_wrong_json_type(shoal, ddb):
     assert_still_serving(ddb)
 
 
+@pytest.mark.parametrize("target, request_body, error", [
+    # The first item is wrong for DynamoDB, the second for the API model:
+    # the model's error wins wherever it is, as the model is checked first.
+    ("BatchWriteItem", lambda t: {"RequestItems": {t: [
+        {"PutRequest": {"Item": {"pk": {"S": "a"}, "sk": {"N": "abc"}}}},
+        {"PutRequest": {"Item": {"pk": {"S": "b"}, "sk": {"N": "1"}, "x": {"S": 5}}}}]}},
+     {"__type": "com.amazon.coral.service#SerializationException",
+      "Message": "class com.amazon.coral.value.json.numbers.TruncatingBigNumber can not be converted to an String"}),
+    ("PutItem", lambda t: {"TableName": t, "ConditionExpression": "attribute_exists(",
+                           "Item": {"pk": {"S": "a"}, "sk": {"N": "1"}, "x": {"B": "QR=="}}},
+     {"__type": "com.amazon.coral.service#SerializationException",
+      "Message": "'QR==' can not be converted to a Blob: Invalid last non-pad Base64 character dectected"}),
+    ("PutItem", lambda t: {"TableName": t, "Item": {"pk": {"S": "a"}, "sk": {"N": "1"}, "x": {"SS": ["a", None]}}},
+     {"__type": "com.amazon.coral.validate#ValidationException",
+      "message": "One or more parameter values were invalid: An string set may not have a empty string as a member"}),
+])
+def test_the_models_errors_come_before_the_items(shoal, ddb, table, target, request_body, error):
+    status, _, data = raw_post(shoal, json.dumps(request_body(table)).encode(), target=f"DynamoDB_20120810.{target}")
+    assert status == 400
+    assert json.loads(data) == error
+    assert ddb.scan(TableName=table)["Count"] == 0
+    assert_still_serving(ddb)
+
+
 def test_deeply_nested_item(shoal, ddb, table):
     deep = '{"L":[' * 5000 + '{"S":"x"}' + "]}" * 5000
     body = '{"TableName": "%s", "Item": {"pk": {"S": "a"}, "sk": {"N": "1"}, "deep": %s}}' % (table, deep)

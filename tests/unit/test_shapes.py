@@ -8,6 +8,7 @@ API model differs from older recordings (table names now accept ARNs, so
 
 from __future__ import annotations
 
+import copy
 import time
 
 import pytest
@@ -16,6 +17,7 @@ from hypothesis import strategies as st
 
 from shoal.api.shapes import MAX_LISTED_ERRORS, ShapeValidator
 from shoal.errors import SerializationException, UnknownOperationException, ValidationException
+from shoal.model.values import validate_sized_item
 
 V = ShapeValidator.for_service("dynamodb")
 
@@ -464,3 +466,61 @@ def test_shallow_mode_skips_attribute_value_contents_only():
         shallow.validate("PutItem", {"TableName": "t", "Item": "x"})
     with pytest.raises(ValidationException):
         shallow.validate("PutItem", {"TableName": "t"})
+
+
+# ---------------------------------------------------------------- deferred item checks
+
+_irregular_but_valid = st.sampled_from([
+    {"S": "x", "Unknown": 1}, {"N": "1", "S": None}, {"BOOL": True, "Other": [1]}, {"SS": ["a"], "NULL": None},
+    {"M": {"k": {"S": "v", "Extra": {}}}}, {"L": [{"N": "2", "B": None}]},
+])
+_loose_scalars = st.one_of(
+    _irregular_but_valid,
+    st.builds(lambda s: {"S": s}, st.text(max_size=8)),
+    st.builds(lambda n: {"N": n}, st.sampled_from(["1", "-1.5", "007", "1E+3", "abc", "", " 1", "1" * 39])),
+    st.builds(lambda b: {"B": b}, st.sampled_from(["", "QQ==", "QR==", "QUI=", "QUJ=", "Q", "Q$==", "QUJD"])),
+    st.builds(lambda b: {"BOOL": b}, st.sampled_from([True, False, 1, "true", None])),
+    st.builds(lambda b: {"NULL": b}, st.sampled_from([True, False, 0, None])),
+    st.builds(lambda t, v: {t: v}, st.sampled_from(["S", "N", "B", "M", "L", "SS", "NS", "BS", "NULL", "BOOL"]),
+              st.sampled_from([None, 5, 1.5, "x", [], {}, True, ["a"], ["a", None], ["a", 5], ["QQ==", "QR=="]])),
+    st.builds(lambda t, v: {t: sorted(v)}, st.sampled_from(["SS", "NS", "BS"]),
+              st.sets(st.sampled_from(["1", "2", "a", "QQ==", "QUI=", ""]), min_size=1, max_size=3)),
+    st.sampled_from([None, 5, "x", [], {}, {"S": "x", "Unknown": 1}, {"N": "1", "S": None}, {"S": "a", "N": "1"},
+                     {"Unknown": {"S": 5}}]),
+)
+_loose_values = st.recursive(
+    _loose_scalars,
+    lambda inner: st.one_of(
+        st.builds(lambda v: {"L": v}, st.lists(inner, max_size=3)),
+        st.builds(lambda v: {"M": v}, st.dictionaries(st.text(max_size=4), inner, max_size=3)),
+    ),
+    max_leaves=8,
+)
+
+
+@settings(max_examples=600, deadline=None)
+@given(st.dictionaries(st.text(max_size=6), _loose_values, min_size=1, max_size=5))
+def test_item_checks_pass_only_items_the_model_passes(item):
+    """validate(defer_items=True) leaves PutItem's item values to
+    validate_sized_item: an item that check passes must be one the model's
+    check passes too, and normalizing it as the model does (dropping null
+    and unknown members) must not change what the item check makes of it."""
+    try:
+        checked = validate_sized_item(copy.deepcopy(item))
+    except (ValidationException, SerializationException):
+        return  # the dispatcher then validates the request again, without deferring
+    body = {"TableName": "t", "Item": copy.deepcopy(item)}
+    V.validate("PutItem", body)
+    assert validate_sized_item(body["Item"]) == checked
+
+
+def test_deferred_items_still_get_their_names_and_type_checked():
+    long_name = {"TableName": "t", "Item": {"a" * 65536: {"S": "x"}}}
+    with pytest.raises(ValidationException) as deferred:
+        V.validate("PutItem", copy.deepcopy(long_name), defer_items=True)
+    assert str(deferred.value) == validation("PutItem", long_name)
+    with pytest.raises(SerializationException):
+        V.validate("BatchWriteItem", {"RequestItems": {"t": [{"PutRequest": {"Item": []}}]}},
+                           defer_items=True)
+    # The values themselves are left to the item checks.
+    V.validate("PutItem", {"TableName": "t", "Item": {"a": {"S": 5}}}, defer_items=True)
