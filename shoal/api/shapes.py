@@ -68,8 +68,9 @@ NESTING_TOO_DEEP = (
 )
 
 ATTRIBUTE_VALUE_SHAPE = "AttributeValue"
-# The items of PutItem, BatchWriteItem's PutRequest and TransactWriteItems' Put:
-# see ShapeValidator.validate(defer_items=True).
+# The item map of PutItem, BatchWriteItem's PutRequest and TransactWriteItems'
+# Put: see ShapeValidator.validate(defer_items=True), which the dispatcher
+# uses for PutItem and BatchWriteItem only (shoal.server.dispatch).
 DEFERRED_ITEM_MAPS = frozenset({"PutItemInputAttributeMap"})
 _JAVA_ATTRIBUTE_VALUE = "com.amazonaws.dynamodb.v20120810.AttributeValue"
 
