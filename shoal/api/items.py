@@ -103,30 +103,7 @@ def put_item(ctx, request: dict):
 
 
 def checked_key_in_item(table, item: dict) -> dict:
-    """The key attributes of an item already through ``validate_sized_item``.
-
-    The common case (each key attribute present with the schema's type, a
-    non-empty string of at most 256 characters, hence within both key size
-    limits, or a number, which the item checks normalized) is recognised
-    inline; anything else goes through ``validate_key`` and its messages.
-    """
-    types = table.attribute_types
-    key = {}
-    for name, _role in table.key_schema:
-        av = item.get(name)
-        if av is None or len(av) != 1:
-            break
-        type_ = types[name]
-        value = av.get(type_)
-        if type_ == "S":
-            if type(value) is not str or not 0 < len(value) <= 256:
-                break
-        elif type_ != "N" or type(value) is not str:
-            break
-        key[name] = av
-    else:
-        return key
-    return validate_key(item, table.key_schema, types, what="item")
+    return validate_key(item, table.key_schema, table.attribute_types, what="item")
 
 
 # ---------------------------------------------------------------- GetItem

@@ -1,18 +1,15 @@
-"""checked_key's and checked_key_in_item's inline fast paths agree with the
-full key validation."""
+"""checked_key's inline fast path agrees with the full key validation."""
 
 from __future__ import annotations
 
 from types import SimpleNamespace
 
-import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from shoal.api.common import checked_key
-from shoal.api.items import checked_key_in_item
 from shoal.errors import ShoalError
-from shoal.model.values import validate_key, validate_sized_item
+from shoal.model.values import validate_key
 
 TABLE = SimpleNamespace(key_schema=[("pk", "HASH"), ("sk", "RANGE")], attribute_types={"pk": "S", "sk": "N"})
 
@@ -39,23 +36,4 @@ def outcome(call, key):
 def test_fast_path_matches_full_validation(key):
     fast = outcome(lambda k: checked_key(TABLE, k), key)
     full = outcome(lambda k: validate_key(k, TABLE.key_schema, TABLE.attribute_types), key)
-    assert fast == full
-
-
-items = st.dictionaries(st.sampled_from(["pk", "sk", "other"]), values, min_size=0, max_size=3)
-
-
-STRING_RANGE = SimpleNamespace(key_schema=[("pk", "HASH"), ("sk", "RANGE")], attribute_types={"pk": "S", "sk": "S"})
-
-
-@pytest.mark.parametrize("table", [TABLE, STRING_RANGE])
-@settings(max_examples=500, deadline=None)
-@given(item=items)
-def test_item_fast_path_matches_full_validation(table, item):
-    try:
-        item, _size = validate_sized_item(item)  # as every caller has done first
-    except ShoalError:
-        return
-    fast = outcome(lambda i: checked_key_in_item(table, i), item)
-    full = outcome(lambda i: validate_key(i, table.key_schema, table.attribute_types, what="item"), item)
     assert fast == full
