@@ -10,7 +10,7 @@ from shoal.errors import ValidationException
 from shoal.expressions import ExpressionContext, parse_projection
 from shoal.expressions.legacy import projection_from_attributes_to_get
 from shoal.model.capacity import read_units, write_units
-from shoal.model.keys import ESCAPED_ZERO, TERMINATOR, encode_key_value
+from shoal.model.keys import encode_key_value
 from shoal.model.numbers import MAX_DIGITS, is_normalized_short
 from shoal.model.values import validate_key, validate_value
 
@@ -28,11 +28,7 @@ def partition_prefix(table, partition_value: dict) -> bytes:
     partitions in hash order and parallel Scan segments are ranges of it.
     """
     (type_, value), = partition_value.items()
-    if type_ == "S":  # encode_key_value's S case, inline: every key read and write passes here
-        raw = value.encode()
-        encoded = (raw.replace(b"\0", ESCAPED_ZERO) if b"\0" in raw else raw) + TERMINATOR
-    else:
-        encoded = encode_key_value(type_, value)
+    encoded = encode_key_value(type_, value)
     if table.keys is not None:  # encrypted at rest: a keyed hash stands for the value
         encoded = table.keys.partition(encoded)
     return table.prefix + zlib.crc32(encoded).to_bytes(4, "big") + encoded

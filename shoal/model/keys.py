@@ -26,8 +26,8 @@ from functools import lru_cache
 
 from shoal.model.numbers import MIN_EXPONENT, number_parts, text_from_parts
 
-ESCAPED_ZERO = b"\x00\xff"  # a zero byte inside an S or B value
-TERMINATOR = b"\x00\x00"  # the end of an S or B value
+_ESCAPED_ZERO = b"\x00\xff"
+_TERMINATOR = b"\x00\x00"
 
 _NEGATIVE, _ZERO, _POSITIVE = 0x01, 0x02, 0x03
 _ZERO_ENCODING = bytes([_ZERO])
@@ -49,11 +49,11 @@ def encode_key_value(type_: str, value: str) -> bytes:
     Raises ValueError for a type other than S, N or B (keys can have no other).
     """
     if type_ == "S":
-        return _escape(value.encode("utf-8")) + TERMINATOR
+        return _escape(value.encode("utf-8")) + _TERMINATOR
     if type_ == "N":
         return _encode_number(value)
     if type_ == "B":
-        return _escape(base64.b64decode(value)) + TERMINATOR
+        return _escape(base64.b64decode(value)) + _TERMINATOR
     raise ValueError(f"not a key type: {type_}")
 
 
@@ -88,7 +88,7 @@ def decode_key_value(type_: str, data: bytes, offset: int = 0) -> tuple[str, int
 
 
 def _escape(raw: bytes) -> bytes:
-    return raw.replace(b"\x00", ESCAPED_ZERO) if b"\x00" in raw else raw
+    return raw.replace(b"\x00", _ESCAPED_ZERO) if b"\x00" in raw else raw
 
 
 def _unescape(data: bytes, offset: int) -> tuple[bytes, int]:
@@ -102,7 +102,7 @@ def _unescape(data: bytes, offset: int) -> tuple[bytes, int]:
         pos = zero + 2
     raw = bytes(data[offset:zero])
     if escaped:
-        raw = raw.replace(ESCAPED_ZERO, b"\x00")
+        raw = raw.replace(_ESCAPED_ZERO, b"\x00")
     return raw, zero + 2
 
 
