@@ -767,7 +767,8 @@ class ShapeValidator:
         self.operations: set[str] = set(self._inputs)
         self._compiler = _Compiler(self._shapes, check_attribute_values)
         self._deferring = _Compiler(self._shapes, check_attribute_values, DEFERRED_ITEM_MAPS)
-        self._checkers: dict[tuple[str, bool], Checker] = {}
+        self._checkers: dict[str, Checker] = {}
+        self._deferring_checkers: dict[str, Checker] = {}
 
     @classmethod
     def for_service(cls, service: str = "dynamodb") -> "ShapeValidator":
@@ -793,7 +794,7 @@ class ShapeValidator:
         failure, so that a serialization or model error anywhere in the
         request still comes first, as in DynamoDB.
         """
-        checker = self._checkers.get((operation, defer_items))
+        checker = (self._deferring_checkers if defer_items else self._checkers).get(operation)
         if checker is None:
             checker = self._compile(operation, defer_items)
         if body.__class__ is not dict:
@@ -815,7 +816,7 @@ class ShapeValidator:
         else:
             compiler = self._deferring if defer_items else self._compiler
             checker = compiler.shape(input_shape).check
-        self._checkers[(operation, defer_items)] = checker
+        (self._deferring_checkers if defer_items else self._checkers)[operation] = checker
         return checker
 
     def _message(self, errors: list) -> str:
