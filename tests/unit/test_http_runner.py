@@ -25,7 +25,7 @@ from shoal.server.runner import serve
 REPO = pathlib.Path(__file__).resolve().parents[2]
 
 SERVER_SCRIPT = textwrap.dedent("""
-    import asyncio, os, sys, time
+    import asyncio, gc, os, sys, time
     from shoal.server.http import Response
     from shoal.server.runner import serve
 
@@ -42,6 +42,8 @@ SERVER_SCRIPT = textwrap.dedent("""
         def handler(request):
             if request.path == "/slow":
                 return slow(1.0)
+            if request.path == "/frozen":
+                return Response(200, [], b"%d" % gc.get_freeze_count())
             if request.path == "/sync-slow":
                 time.sleep(1.0)
                 return Response(200, [], b"sync-slow:%d" % os.getpid())
@@ -150,6 +152,12 @@ def test_one_worker_serves_in_process_and_exits_cleanly(spawn):
     served.signal(signal.SIGTERM)
     assert served.wait() == 0
     assert served.exited_workers() == {served.proc.pid}  # on_worker_exit ran
+
+
+@pytest.mark.parametrize("workers", [1, 2])
+def test_workers_take_start_up_objects_out_of_garbage_collection(spawn, workers):
+    served = spawn(workers).wait_ready()
+    assert int(served.get("/frozen")) > 1000
 
 
 def test_one_worker_finishes_in_flight_request_on_sigint(spawn):
