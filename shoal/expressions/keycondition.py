@@ -63,6 +63,15 @@ class KeyCondition:
         op, values = by_name[hash_key]
         if op != "EQ":
             raise ValidationException("Query key condition not supported")
+        for name in (hash_key, range_key):
+            for value in by_name.get(name, (None, ()))[1]:
+                for type_, text in value.items():
+                    if type_ in ("S", "B") and not text:
+                        kind = "string" if type_ == "S" else "binary"
+                        raise ValidationException(
+                            "One or more parameter values are not valid. The AttributeValue for a key "
+                            f"attribute cannot contain an empty {kind} value. Key: {name}"
+                        )
         for name, (op, values) in by_name.items():
             wanted = attribute_types.get(name)
             for value in values:

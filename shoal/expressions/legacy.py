@@ -12,6 +12,7 @@ from decimal import Decimal
 
 from shoal.errors import ValidationException
 from shoal.model.numbers import add, format_number
+from shoal.model.values import validate_value
 
 from .evaluator import Condition
 from .keycondition import KeyCondition
@@ -111,11 +112,19 @@ def condition_from_expected(expected: dict, conditional_operator: str | None = N
     return _combine(predicates, conditional_operator, len(expected))
 
 
+def _checked_values(values: list | None) -> list | None:
+    """A legacy parameter's AttributeValueList, each value checked and
+    normalized as any attribute value is (empty sets, numbers...)."""
+    return None if values is None else [validate_value(value) for value in values]
+
+
 def _expected_predicate(name: str, spec: dict):
     exists = spec.get("Exists")
     value = spec.get("Value")
+    if value is not None:
+        value = validate_value(value)
     op = spec.get("ComparisonOperator")
-    values = spec.get("AttributeValueList")
+    values = _checked_values(spec.get("AttributeValueList"))
     if op is not None:
         if exists is not None:
             raise ValidationException(f"{_INVALID}Exists and ComparisonOperator cannot be used together for Attribute: {name}")
@@ -145,7 +154,7 @@ def condition_from_filter(filter: dict, conditional_operator: str | None = None,
     predicates = []
     for name, spec in filter.items():
         op = spec.get("ComparisonOperator")
-        values = spec.get("AttributeValueList") or []
+        values = _checked_values(spec.get("AttributeValueList")) or []
         _check_arguments(op, values)
         predicates.append(_predicate(name, op, values))
     condition = _combine(predicates, conditional_operator, len(filter))
@@ -159,7 +168,7 @@ def key_condition_from_key_conditions(key_conditions: dict) -> KeyCondition:
     conditions = []
     for name, spec in key_conditions.items():
         op = spec.get("ComparisonOperator")
-        values = spec.get("AttributeValueList") or []
+        values = _checked_values(spec.get("AttributeValueList")) or []
         _check_arguments(op, values)
         if op not in ("EQ", "LT", "LE", "GT", "GE", "BETWEEN", "BEGINS_WITH"):
             raise ValidationException("Attempted conditional constraint is not an indexable operation")
@@ -210,6 +219,8 @@ def update_from_attribute_updates(attribute_updates: dict) -> Update:
     for name, spec in attribute_updates.items():
         action = spec.get("Action") or "PUT"
         value = spec.get("Value")
+        if value is not None:
+            value = validate_value(value)
         if action not in ("PUT", "DELETE", "ADD"):
             raise ValidationException("Member must satisfy enum value set: [ADD, DELETE, PUT]")
         if value is None and action != "DELETE":

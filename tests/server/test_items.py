@@ -285,3 +285,36 @@ def test_placeholder_rules(ddb, table, names, values, message):
         kwargs["ExpressionAttributeValues"] = values
     code, got, _ = error_of(ddb.put_item, TableName=table, Item=event(), **kwargs)
     assert (code, got) == ("ValidationException", message)
+
+
+# Values inside the legacy parameters (AttributeUpdates, Expected) are attribute
+# values like any other: checked and normalized as PutItem's are, never stored
+# or compared unchecked.
+@pytest.mark.parametrize("value, message", [
+    ({"SS": []}, "One or more parameter values were invalid: An string set  may not be empty"),
+    ({"N": "dog"}, "The parameter cannot be converted to a numeric value: dog"),
+    ({"NULL": False}, "One or more parameter values were invalid: Null attribute value types must have the value of true"),
+    ({}, "Supplied AttributeValue is empty, must contain exactly one of the supported datatypes"),
+])
+def test_legacy_parameter_values_are_validated(ddb, table, value, message):
+    key = {"pk": {"S": "legacy-values"}, "sk": {"N": "1"}}
+    assert error_of(ddb.update_item, TableName=table, Key=key,
+                    AttributeUpdates={"a": {"Action": "PUT", "Value": value}}) == ("ValidationException", message, 400)
+    assert "Item" not in ddb.get_item(TableName=table, Key=key)
+    assert error_of(ddb.put_item, TableName=table, Item=key,
+                    Expected={"a": {"Value": value}}) == ("ValidationException", message, 400)
+    assert error_of(ddb.put_item, TableName=table, Item=key,
+                    Expected={"a": {"ComparisonOperator": "EQ", "AttributeValueList": [value]}}) == (
+        "ValidationException", message, 400)
+    assert "Item" not in ddb.get_item(TableName=table, Key=key)
+
+
+def test_legacy_parameter_values_are_normalized(ddb, table):
+    key = {"pk": {"S": "legacy-normalized"}, "sk": {"N": "1"}}
+    ddb.update_item(TableName=table, Key=key, AttributeUpdates={"a": {"Action": "PUT", "Value": {"N": "1.50"}}})
+    assert ddb.get_item(TableName=table, Key=key)["Item"]["a"] == {"N": "1.5"}
+    ddb.update_item(TableName=table, Key=key, AttributeUpdates={"a": {"Action": "ADD", "Value": {"N": "0.50"}}},
+                    Expected={"a": {"Value": {"N": "01.5"}}})
+    assert ddb.get_item(TableName=table, Key=key)["Item"]["a"] == {"N": "2"}
+    assert error_of(ddb.update_item, TableName=table, Key=key,
+                    AttributeUpdates={"a": {"Action": "ADD", "Value": {"N": "1e200"}}})[0] == "ValidationException"

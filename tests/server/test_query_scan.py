@@ -156,3 +156,24 @@ def test_scan_filter_with_consumed_capacity(ddb, events):
                    ReturnConsumedCapacity="TOTAL")
     assert out["Count"] == 6 and out["ScannedCount"] == 90
     assert out["ConsumedCapacity"]["CapacityUnits"] > 0
+
+
+@pytest.mark.parametrize("legacy", [False, True])
+def test_empty_key_values_in_key_conditions_are_refused(ddb, events, legacy):
+    def query(p, s=None):
+        if legacy:
+            conditions = {"pk": {"ComparisonOperator": "EQ", "AttributeValueList": [{"S": p}]}}
+            if s is not None:
+                conditions["sk"] = {"ComparisonOperator": "GT", "AttributeValueList": [s]}
+            return error_message(ddb.query, TableName=events, KeyConditions=conditions)
+        values = {":p": {"S": p}}
+        if s is not None:
+            values[":s"] = s
+        cond = "pk = :p" + (" AND sk > :s" if s is not None else "")
+        return error_message(ddb.query, TableName=events, KeyConditionExpression=cond,
+                             ExpressionAttributeValues=values)
+
+    empty = ("One or more parameter values are not valid. The AttributeValue for a key attribute "
+             "cannot contain an empty string value. Key: pk")
+    assert query("") == ("ValidationException", empty)
+    assert query("", {"S": "x"}) == ("ValidationException", empty)  # before the sort value's type mismatch
