@@ -231,10 +231,13 @@ def _position(table, index, start_key: dict) -> bytes:
 
 
 def query(ctx, request: dict):
+    # KeyConditions clashes only with KeyConditionExpression: DynamoDB takes
+    # it beside a FilterExpression or a ProjectionExpression.
+    legacy = ("QueryFilter", "AttributesToGet")
+    if request.get("KeyConditionExpression") is not None:
+        legacy += ("KeyConditions",)
     exprs = expression_context(
-        request,
-        ("KeyConditionExpression", "FilterExpression", "ProjectionExpression"),
-        ("KeyConditions", "QueryFilter", "AttributesToGet"),
+        request, ("KeyConditionExpression", "FilterExpression", "ProjectionExpression"), legacy
     )
     if request.get("KeyConditionExpression") is not None:
         key_condition = parse_key_condition(request["KeyConditionExpression"], exprs)

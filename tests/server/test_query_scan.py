@@ -109,6 +109,21 @@ def test_legacy_key_conditions_and_query_filter(ddb, events):
     assert sks(out["Items"]) == [1250, 1260, 1280, 1290]
 
 
+def test_key_conditions_beside_filter_and_projection_expressions(ddb, events):
+    # KeyConditions clashes only with KeyConditionExpression.
+    key_conditions = {"pk": {"ComparisonOperator": "EQ", "AttributeValueList": [{"S": "u00000000"}]},
+                      "sk": {"ComparisonOperator": "GE", "AttributeValueList": [{"N": "1250"}]}}
+    out = ddb.query(TableName=events, KeyConditions=key_conditions, FilterExpression="event_type = :e",
+                    ProjectionExpression="sk", ExpressionAttributeValues={":e": {"S": "play"}})
+    assert [item["sk"]["N"] for item in out["Items"]] == ["1250", "1260", "1280", "1290"]
+    assert error_message(ddb.query, TableName=events, KeyConditions=key_conditions,
+                         KeyConditionExpression="pk = :p", ExpressionAttributeValues={":p": {"S": "u00000000"}},
+                         QueryFilter={"sk": {"ComparisonOperator": "NOT_NULL"}}) == (
+        "ValidationException",
+        "Can not use both expression and non-expression parameters in the same request: "
+        "Non-expression parameters: {QueryFilter, KeyConditions} Expression parameters: {KeyConditionExpression}")
+
+
 def test_scan_pages_cover_the_table_once(ddb, events):
     seen, start, pages = [], None, 0
     while True:
