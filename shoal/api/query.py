@@ -328,8 +328,8 @@ def scan(ctx, request: dict):
         )
     if segment is not None and segment >= total:
         raise ValidationException(
-            f"1 validation error detected: Value '{segment}' at 'segment' failed to satisfy constraint: "
-            f"Member must have value less than or equal to {total - 1}"
+            "The Segment parameter is zero-based and must be less than parameter TotalSegments: "
+            f"Segment: {segment} is not less than TotalSegments: {total}"
         )
 
     with ctx.engine.read() as txn:
@@ -342,7 +342,10 @@ def scan(ctx, request: dict):
             start, stop = segment_range(base, segment, total)
         start_key = _start_key(table, index, request)
         if start_key is not None:
-            start = max(start, _position(table, index, start_key) + b"\x00")
+            position = _position(table, index, start_key)
+            if segment is not None and not (start <= position and (stop is None or position < stop)):
+                raise ValidationException("Exclusive start key must lie within the segment")
+            start = max(start, position + b"\x00")
         entries = txn.scan("items" if index is None else "indexes", start, stop)
         return _page(txn, table, index, request, plan, entries)
 

@@ -150,8 +150,23 @@ def test_parallel_scan_segments_partition_the_table(ddb, events):
 def test_scan_segment_validation(ddb, events):
     assert error_message(ddb.scan, TableName=events, Segment=1)[1] == \
         "If segment is specified, total segment must also be specified"
-    assert error_message(ddb.scan, TableName=events, Segment=3, TotalSegments=2)[1] == \
-        "1 validation error detected: Value '3' at 'segment' failed to satisfy constraint: Member must have value less than or equal to 1"
+    assert error_message(ddb.scan, TableName=events, Segment=3, TotalSegments=2)[1] == (
+        "The Segment parameter is zero-based and must be less than parameter TotalSegments: "
+        "Segment: 3 is not less than TotalSegments: 2")
+
+
+def test_scan_segment_exclusive_start_key_must_lie_within_the_segment(ddb, events):
+    # The table's three users fall into some of 64 segments: page within one, start another there.
+    counts = [ddb.scan(TableName=events, Segment=i, TotalSegments=64, Select="COUNT")["Count"] for i in range(64)]
+    used = next(i for i, count in enumerate(counts) if count)
+    first = ddb.scan(TableName=events, Segment=used, TotalSegments=64, Limit=1)
+    inside = first["LastEvaluatedKey"]
+    rest = ddb.scan(TableName=events, Segment=used, TotalSegments=64, ExclusiveStartKey=inside)
+    assert first["Count"] + rest["Count"] == counts[used]
+    for segment in (used - 1, used + 1):
+        assert error_message(ddb.scan, TableName=events, Segment=segment % 64, TotalSegments=64,
+                             ExclusiveStartKey=inside) == (
+            "ValidationException", "Exclusive start key must lie within the segment")
 
 
 def test_one_megabyte_page_limit(ddb):
