@@ -93,6 +93,9 @@ class Update:
         new = dict(item)
         copied: set[int] = set()
         changed = False
+        # Elements set past a list's end are appended in the order of their
+        # indexes, not of the actions (``SET l[9] = :a, l[5] = :b`` appends b, a).
+        new_values.sort(key=_list_index)
         for path, value in new_values:
             _put(_parent(new, path, copied), path[-1], value)
             changed = True
@@ -103,6 +106,12 @@ class Update:
         for path, value in self.deletes:
             changed = _delete(_parent(new, path, copied), path[-1], value) or changed
         return new, changed
+
+
+def _list_index(action) -> int:
+    """Sort key of a SET action: its list index, or -1 for a map member."""
+    last = action[0][-1]
+    return last if type(last) is int else -1
 
 
 def _returned_paths(paths: list, removes: list) -> list:

@@ -304,6 +304,15 @@ def test_set_list_index_beyond_end_appends_and_remove_uses_old_positions():
     assert new["l"] == {"L": [{"N": "1"}]}
 
 
+def test_elements_set_past_the_end_are_appended_in_index_order():
+    values = {":a": {"S": "a"}, ":b": {"S": "b"}, ":c": {"S": "c"}, ":d": {"S": "d"}}
+    new = apply("SET l[84] = :a, l[37] = :b, l[17] = :c, l[50] = :d", values)
+    assert new["l"]["L"][3:] == [{"S": "c"}, {"S": "b"}, {"S": "d"}, {"S": "a"}]
+    # The first index past the end is the next position: set in order, l[4] then l[3] would differ.
+    new = apply("SET l[4] = :a, l[3] = :b", values)
+    assert new["l"]["L"][3:] == [{"S": "b"}, {"S": "a"}]
+
+
 def test_nested_set_copies_only_the_path():
     item = {"m": {"M": {"x": {"N": "1"}, "y": {"M": {"z": {"N": "1"}}}}}, "other": {"L": []}}
     new = apply("SET m.x = :n", {":n": {"N": "2"}}, item)
