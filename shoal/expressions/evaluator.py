@@ -254,8 +254,7 @@ class Binder:
             )
 
     def _attribute_type(self, node: ast.Function):
-        target, type_arg = self.args(node)
-        self._require_path(node.name, target)
+        target, type_arg = self.args(node)  # the target may be a value too (DynamoDB allows it)
         const = type_arg.const
         if const is None:
             raise self.type_error("attribute_type", _ATTRIBUTE_TYPE_OPERAND_TYPES)

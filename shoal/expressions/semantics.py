@@ -31,7 +31,10 @@ OPERAND_FUNCTIONS = frozenset({"size"})
 UPDATE_FUNCTIONS = frozenset({"if_not_exists", "list_append"})
 
 # Positions a node can appear in (decides which functions are allowed).
-COND, OPERAND, UPDATE_VALUE, NO_FUNCTION, LIST_APPEND_ARG = range(5)
+# NO_LIST_APPEND: an argument of list_append or if_not_exists, where
+# if_not_exists may nest (as a first argument, binding then asks for a path)
+# and list_append may not.
+COND, OPERAND, UPDATE_VALUE, NO_LIST_APPEND = range(4)
 
 
 def check(node, kind: str, mode: str) -> None:
@@ -130,10 +133,8 @@ def _walk(root, kind: str, mode: str) -> None:
             )
         if node_type is ast.Function:
             _check_function(node, kind, mode, position)
-            if node.name == "if_not_exists":
-                child_position = NO_FUNCTION
-            elif node.name == "list_append":
-                child_position = LIST_APPEND_ARG
+            if node.name in UPDATE_FUNCTIONS:
+                child_position = NO_LIST_APPEND
             else:
                 child_position = OPERAND
             children = [(c, child_position) for c in node.args]
@@ -176,7 +177,7 @@ def _check_function(node: ast.Function, kind: str, mode: str, position: int) -> 
     name = node.name
     if mode == "update":
         if name in UPDATE_FUNCTIONS:
-            if position == NO_FUNCTION or (position == LIST_APPEND_ARG and name == "list_append"):
+            if position == NO_LIST_APPEND and name == "list_append":
                 raise _misused(kind, name)
             return
         if name in CONDITION_FUNCTIONS or name in OPERAND_FUNCTIONS:

@@ -230,6 +230,8 @@ UPDATE_ERRORS = [
     ("SET a = size(s)", "The function is not allowed in an update expression; function: size"),
     ("SET a = foo(s)", "Invalid function name; function: foo"),
     ("SET a = if_not_exists(n, list_append(l, :l))", "The function is not allowed to be used this way in an expression; function: list_append"),
+    ("SET a = if_not_exists(list_append(a, :l), :l)", "The function is not allowed to be used this way in an expression; function: list_append"),
+    ("SET a = if_not_exists(if_not_exists(a, :n), :n)", "Operator or function requires a document path; operator or function: if_not_exists"),
     ("SET a = list_append(a, list_append(b, :l))", "The function is not allowed to be used this way in an expression; function: list_append"),
     ("SET a = list_append(:l)", "Incorrect number of operands for operator or function; operator or function: list_append, number of operands: 1"),
     ("SET a = :n + :n + :n", 'Syntax error; token: "+", near: ":n + :n"'),
@@ -290,6 +292,23 @@ def test_set_arithmetic_and_functions():
     assert new["n"] == {"N": "6.5"}
     assert new["a"] == {"N": "-0.5"}
     assert new["l2"] == {"L": [{"N": "0"}, {"N": "1"}, {"N": "2"}, {"S": "z"}]}
+
+
+def test_if_not_exists_nests_as_the_fallback():
+    new = apply("SET a = if_not_exists(zz, if_not_exists(yy, :n)), b = if_not_exists(zz, if_not_exists(n, :n))",
+                {":n": {"N": "1"}})
+    assert new["a"] == {"N": "1"} and new["b"] == {"N": "5"}
+
+
+def test_attribute_type_of_a_value():
+    def check(value, type_name):
+        ctx = ExpressionContext(None, {":v": value, ":t": {"S": type_name}})
+        return parse_condition("attribute_type(:v, :t)", ctx).evaluate({})
+
+    assert check({"N": "0"}, "N") and not check({"N": "0"}, "S") and check({"SS": ["a"]}, "SS")
+    assert error_of(lambda: cond("attribute_exists(:v)")) == (
+        "Invalid ConditionExpression: Operator or function requires a document path; "
+        "operator or function: attribute_exists")
 
 
 def test_set_operands_see_the_old_item():
