@@ -171,12 +171,8 @@ def update_item(ctx, request: dict):
         old_raw = txn.get("items", skey)
         old = stored_item(old_raw) if old_raw is not None else None
         check_condition(condition, old, request)
-        base = old if old is not None else dict(key)
-        if update is not None:
-            new_item, _changed = update.apply(base)
-        else:
-            new_item = base
-        size = item_size(new_item)
+        new_item = created_by(update, old, key)
+        size = item_size(new_item) if new_item is not None else 0
         if size > MAX_ITEM_SIZE:
             raise ValidationException("Item size to update has exceeded the maximum allowed size")
         index_units = {} if table.indexes else None
@@ -188,14 +184,30 @@ def update_item(ctx, request: dict):
     return _response(_update_return_values(return_values, update, old, new_item), capacity, metrics)
 
 
-def _update_return_values(mode: str, update, old: dict | None, new: dict):
+def created_by(update, old: dict | None, key: dict) -> dict | None:
+    """The item an UpdateItem leaves: ``update`` applied to ``old``, or to the
+    key alone when there is no item.  None when there is no item and the
+    update's actions change nothing (REMOVE, DELETE from a set): DynamoDB then
+    creates no item.  An update without actions (no UpdateExpression, empty
+    AttributeUpdates) creates the item with its key alone."""
+    if update is None:
+        return old if old is not None else dict(key)
+    if old is not None:
+        return update.apply(old)[0]
+    new_item, changed = update.apply(dict(key), missing=True)
+    if not changed and update.paths:
+        return None
+    return new_item
+
+
+def _update_return_values(mode: str, update, old: dict | None, new: dict | None):
     if mode == "NONE":
         return None
     if mode == "ALL_OLD":
         return old
     if mode == "ALL_NEW":
         return new
-    if update is None:
+    if update is None or new is None:
         return None
     source = old if mode == "UPDATED_OLD" else new
     if source is None:

@@ -43,7 +43,7 @@ from shoal.api.common import (
     read_projection,
     storage_key,
 )
-from shoal.api.items import MAX_ITEM_SIZE, checked_key_in_item
+from shoal.api.items import MAX_ITEM_SIZE, checked_key_in_item, created_by
 from shoal.api.writepath import WriteLog, stored_item, stored_json, stored_size
 from shoal.errors import ShoalError, ValidationException
 from shoal.expressions import parse_condition, parse_update
@@ -208,8 +208,11 @@ def _check_key_not_updated(write: _Write) -> None:
             )
 
 
-def _updated(write: _Write, old: dict | None) -> dict:
-    new_item, _changed = write.update.apply(old if old is not None else dict(write.key))
+def _updated(write: _Write, old: dict | None) -> dict | None:
+    new_item = created_by(write.update, old, write.key)
+    if new_item is None:  # nothing to create: recorded as no write at all
+        write.size = 0
+        return None
     write.size = item_size(new_item)
     if write.size > MAX_ITEM_SIZE:
         raise ValidationException("Item size to update has exceeded the maximum allowed size")

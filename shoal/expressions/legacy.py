@@ -199,7 +199,7 @@ class LegacyUpdate(Update):
         super().__init__([], [], [], [], [(name,) for name, _, _ in actions])
         self.actions = actions
 
-    def apply(self, item: dict) -> tuple[dict, bool]:
+    def apply(self, item: dict, missing: bool = False) -> tuple[dict, bool]:
         new = dict(item)
         changed = False
         for name, action, value in self.actions:

@@ -69,14 +69,19 @@ class Update:
         self.top_level_names = {p[0] for p in paths}
         self.returned_paths = _returned_paths(paths, removes)
 
-    def apply(self, item: dict) -> tuple[dict, bool]:
+    def apply(self, item: dict, missing: bool = False) -> tuple[dict, bool]:
         """Return (new item, whether anything changed); ``item`` is untouched.
 
         Raises ValidationException for operands of the wrong type or paths that
-        cannot be written, with DynamoDB's messages.
+        cannot be written, with DynamoDB's messages.  ``missing`` says that
+        ``item`` stands for an item that does not exist (its key alone): there,
+        DynamoDB lets REMOVE name any path, even ``a.b`` whose ``a`` is absent,
+        and removes nothing.
         """
+        removes = self.removes if not missing else ()
         for path in self.paths:
-            _existing_parent(item, path)
+            if not missing or path not in self.removes:
+                _existing_parent(item, path)
         for path, value in self.adds + self.deletes:
             current = _get(_existing_parent(item, path), path[-1])
             if current is not None and type_of(value) not in current:
@@ -99,8 +104,8 @@ class Update:
         for path, value in new_values:
             _put(_parent(new, path, copied), path[-1], value)
             changed = True
-        if self.removes:
-            changed = _remove_all(new, self.removes, copied) or changed
+        if removes:
+            changed = _remove_all(new, removes, copied) or changed
         for path, value in self.adds:
             changed = _add(_parent(new, path, copied), path[-1], value) or changed
         for path, value in self.deletes:

@@ -318,3 +318,41 @@ def test_legacy_parameter_values_are_normalized(ddb, table):
     assert ddb.get_item(TableName=table, Key=key)["Item"]["a"] == {"N": "2"}
     assert error_of(ddb.update_item, TableName=table, Key=key,
                     AttributeUpdates={"a": {"Action": "ADD", "Value": {"N": "1e200"}}})[0] == "ValidationException"
+
+
+@pytest.mark.parametrize("update", [
+    {"UpdateExpression": "REMOVE a"},
+    {"UpdateExpression": "REMOVE x.y, z[0]"},  # any path: there is nothing to remove it from
+    {"UpdateExpression": "DELETE tags :t", "ExpressionAttributeValues": {":t": {"SS": ["a"]}}},
+    {"AttributeUpdates": {"a": {"Action": "DELETE"}}},
+    {"AttributeUpdates": {"tags": {"Action": "DELETE", "Value": {"SS": ["a"]}}}},
+])
+def test_update_that_changes_nothing_creates_no_item(ddb, table, update):
+    key = {"pk": {"S": "never-created"}, "sk": {"N": "1"}}
+    out = ddb.update_item(TableName=table, Key=key, ReturnValues="ALL_NEW", **update)
+    assert "Attributes" not in out
+    assert "Item" not in ddb.get_item(TableName=table, Key=key)
+    if "UpdateExpression" in update:
+        ddb.transact_write_items(TransactItems=[{"Update": {"TableName": table, "Key": key, **update}}])
+        assert "Item" not in ddb.get_item(TableName=table, Key=key)
+
+
+@pytest.mark.parametrize("update", [{}, {"AttributeUpdates": {}}])
+def test_update_without_actions_creates_the_item_with_its_key(ddb, table, update):
+    key = {"pk": {"S": "key-only"}, "sk": {"N": "1"}}
+    assert ddb.update_item(TableName=table, Key=key, ReturnValues="ALL_NEW", **update)["Attributes"] == key
+    assert ddb.get_item(TableName=table, Key=key)["Item"] == key
+
+
+def test_nested_paths_of_a_missing_item(ddb, table):
+    key = {"pk": {"S": "missing-nested"}, "sk": {"N": "1"}}
+    # SET still needs the parent to exist, item or not.
+    assert error_of(ddb.update_item, TableName=table, Key=key, UpdateExpression="SET c.c = :v",
+                    ExpressionAttributeValues={":v": {"N": "7"}}) == (
+        "ValidationException", "The document path provided in the update expression is invalid for update", 400)
+    ddb.update_item(TableName=table, Key=key, UpdateExpression="SET a = :v REMOVE x.y",
+                    ExpressionAttributeValues={":v": {"N": "7"}})
+    assert ddb.get_item(TableName=table, Key=key)["Item"] == {**key, "a": {"N": "7"}}
+    # Once the item exists, REMOVE of a path under a missing attribute is an error again.
+    assert error_of(ddb.update_item, TableName=table, Key=key, UpdateExpression="REMOVE x.y") == (
+        "ValidationException", "The document path provided in the update expression is invalid for update", 400)
