@@ -37,6 +37,7 @@ import base64
 import hashlib
 import hmac
 import os
+import re
 import struct
 import time
 import uuid
@@ -186,8 +187,11 @@ def stream_label(now: float) -> str:
 
 
 def _shard_id(stream_id: bytes, number: int, opened_ms: int) -> str:
-    tag = hashlib.blake2b(stream_id + _U32.pack(number), digest_size=4).hexdigest()
-    return f"shardId-{opened_ms:020d}-{tag}"
+    """DynamoDB's shape (opening time, 8 hex digits).  The shard's number
+    leads the hex part, so that shards opened in the same millisecond still
+    sort in the order they were opened (consumers read them lexically)."""
+    tag = hashlib.blake2b(stream_id + _U32.pack(number), digest_size=2).hexdigest()
+    return f"shardId-{opened_ms:020d}-{number % 0x10000:04x}{tag}"
 
 
 # ---------------------------------------------------------------- table hooks
@@ -462,6 +466,7 @@ def _close_open_shard(txn, stream_id: bytes, ms: int, reopen: bool, upto: int | 
         _save_stream(txn, stream)
         return number
     start = (upto if upto is not None else last) + 1
+    ms = max(ms, shard["opened"])  # a child never opens before its parent, whatever the clocks said
     stream["shards"].append(_new_shard(stream_id, number + 1, shard["sid"], start, ms))
     _save_stream(txn, stream)
     txn.put("meta", _open_key(stream_id), _OPEN.pack(number + 1, 0, ms, start - 1))
@@ -619,8 +624,32 @@ def decode_iterator(secret: bytes, text: str) -> tuple[bytes, int, int, int]:
 # ---------------------------------------------------------------- the Streams API
 
 
+_STREAM_ARN = re.compile(r"arn:aws[a-z-]*:dynamodb:[a-z0-9-]+:\d{12}:table/[^/]+/stream/[^/]+")
+
+
+def _checked_stream_arn(arn: str) -> str:
+    """A StreamArn that cannot name any stream is malformed, not missing."""
+    if _STREAM_ARN.fullmatch(arn) is None:
+        raise ValidationException("Invalid StreamArn")
+    return arn
+
+
+def _checked_limit(request: dict) -> int:
+    """ListStreams' and DescribeStream's Limit: at most 100 (the API model
+    sets no upper bound, DynamoDB does)."""
+    limit = request.get("Limit")
+    if limit is None:
+        return 100
+    if limit > 100:
+        raise ValidationException(
+            f"1 validation error detected: Value '{limit}' at 'limit' failed to satisfy constraint: "
+            "Member must have value less than or equal to 100"
+        )
+    return limit
+
+
 def _stream_by_arn(txn, region: str, arn: str) -> dict | None:
-    stream_id = txn.get("meta", _arn_index_key(region, arn))
+    stream_id = txn.get("meta", _arn_index_key(region, _checked_stream_arn(arn)))
     return _load_stream(txn, bytes(stream_id)) if stream_id is not None else None
 
 
@@ -636,7 +665,7 @@ def _cutoff_ms(ctx) -> int:
 def list_streams(ctx, request: dict) -> dict:
     """Streams of the caller's region (optionally of one table), ordered by
     table name then label, a page of up to Limit (100)."""
-    limit = min(request.get("Limit") or 100, 100)
+    limit = _checked_limit(request)
     base = b"streams/arn/" + ctx.region.encode() + b"\0"
     start, stop = base, base[:-1] + b"\x01"
     name = request.get("TableName")
@@ -645,7 +674,7 @@ def list_streams(ctx, request: dict) -> dict:
         stop = start[:-1] + b"0"
     after = request.get("ExclusiveStartStreamArn")
     if after is not None:
-        start = max(start, base + after.encode() + b"\0")
+        start = max(start, base + _checked_stream_arn(after).encode() + b"\0")
     out = []
     with ctx.engine.read() as txn:
         for _key, stream_id in txn.scan("meta", start, stop):
@@ -679,7 +708,7 @@ def describe_stream(ctx, request: dict) -> dict:
     if after is not None:
         index = next((i for i, s in enumerate(shards) if s["sid"] == after), None)
         shards = shards[index + 1:] if index is not None else []
-    limit = min(request.get("Limit") or 100, 100)
+    limit = _checked_limit(request)
     page = shards[:limit]
     desc = {
         "StreamArn": stream["arn"],
@@ -708,6 +737,7 @@ def _shard_description(stream: dict, shard: dict) -> dict:
 
 def get_shard_iterator(ctx, request: dict) -> dict:
     """An iterator positioned per ShardIteratorType; it expires after 15 minutes."""
+    _checked_stream_arn(request["StreamArn"])
     kind = request["ShardIteratorType"]
     seq_text = request.get("SequenceNumber")
     at_seq = kind in ("AT_SEQUENCE_NUMBER", "AFTER_SEQUENCE_NUMBER")
@@ -736,7 +766,9 @@ def _position(txn, stream: dict, shard: dict, kind: str, seq: int | None, cutoff
         return _trim_horizon(txn, stream, shard, cutoff)
     if kind == "LATEST":
         return shard["end"] if shard["end"] is not None else max(_head_seq(txn), shard["start"] - 1)
-    upper = shard["end"] if shard["end"] is not None else _head_seq(txn)
+    # An open shard reaches the log's head, and at least its own start: the
+    # StartingSequenceNumber of a shard with no records yet is a valid position.
+    upper = shard["end"] if shard["end"] is not None else max(_head_seq(txn), shard["start"])
     if seq < shard["start"] or seq > upper:
         raise ValidationException(INVALID + "Invalid SequenceNumber")
     position = seq - 1 if kind == "AT_SEQUENCE_NUMBER" else seq

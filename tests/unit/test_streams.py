@@ -222,6 +222,29 @@ def test_get_shard_iterator_errors(ctx, engine):
     it = streams.get_shard_iterator(ctx, {**base, "ShardIteratorType": "LATEST"})["ShardIterator"]
     err = error_of(streams.get_records, ctx, {"ShardIterator": it, "Limit": 1001})
     assert err.message == "One or more parameter values were invalid: Limit should be less than or equal to 1000"
+    # A StreamArn that cannot be one is malformed, not missing.
+    for call, body in ((streams.describe_stream, {"StreamArn": "fake-stream"}),
+                       (streams.get_shard_iterator, {**base, "StreamArn": "fake-stream", "ShardIteratorType": "LATEST"}),
+                       (streams.list_streams, {"ExclusiveStartStreamArn": "fake-stream"})):
+        err = error_of(call, ctx, body)
+        assert (type(err), err.message) == (ValidationException, "Invalid StreamArn")
+    for call, body in ((streams.list_streams, {"Limit": 101}), (streams.describe_stream, {"StreamArn": arn, "Limit": 101})):
+        err = error_of(call, ctx, body)
+        assert err.message == ("1 validation error detected: Value '101' at 'limit' failed to satisfy constraint: "
+                               "Member must have value less than or equal to 100")
+
+
+def test_the_starting_sequence_number_of_an_empty_shard_is_a_valid_position(ctx, engine):
+    arn = make_table(ctx)["LatestStreamArn"]
+    shard = streams.describe_stream(ctx, {"StreamArn": arn})["StreamDescription"]["Shards"][0]
+    start = shard["SequenceNumberRange"]["StartingSequenceNumber"]
+    iterators = {kind: streams.get_shard_iterator(ctx, {"StreamArn": arn, "ShardId": shard["ShardId"],
+                                                       "ShardIteratorType": kind, "SequenceNumber": start})
+                 for kind in ("AT_SEQUENCE_NUMBER", "AFTER_SEQUENCE_NUMBER")}
+    put(ctx, "events", pk={"S": "a"}, sk={"N": "1"})
+    materialize(engine)
+    page = orjson.loads(streams.get_records(ctx, {"ShardIterator": iterators["AT_SEQUENCE_NUMBER"]["ShardIterator"]}))
+    assert [r["dynamodb"]["Keys"]["sk"]["N"] for r in page["Records"]] == ["1"]
 
 
 def test_get_records_limit_pages(ctx, engine):
@@ -270,6 +293,8 @@ def test_describe_stream_pages_shards(ctx, engine):
     materialize(engine, config)
     first = streams.describe_stream(ctx, {"StreamArn": arn, "Limit": 3})["StreamDescription"]
     assert len(first["Shards"]) == 3
+    ids = [shard["ShardId"] for shard in first["Shards"]]
+    assert ids == sorted(ids) and len(set(ids)) == 3  # opened in the same millisecond, still in order
     rest = streams.describe_stream(ctx, {"StreamArn": arn, "ExclusiveStartShardId": first["LastEvaluatedShardId"]})
     assert len(rest["StreamDescription"]["Shards"]) == 1
     assert "LastEvaluatedShardId" not in rest["StreamDescription"]
