@@ -318,11 +318,14 @@ def _check_projection(index: dict) -> None:
         raise ValidationException(INVALID + "Unknown ProjectionType: null")
     if projection.get("NonKeyAttributes") is not None and kind != "INCLUDE":
         raise ValidationException(f"{INVALID}ProjectionType is {kind}, but NonKeyAttributes is specified")
-    if kind == "INCLUDE" and not projection.get("NonKeyAttributes"):
-        raise ValidationException(
-            "If Projection type INCLUDE is specified, some non-key attributes to include in the projection "
-            "must be specified as well"
-        )
+    non_key = projection.get("NonKeyAttributes")
+    if kind == "INCLUDE" and not non_key:
+        raise ValidationException(f"{INVALID}ProjectionType is INCLUDE, but NonKeyAttributes is not specified")
+    seen: set[str] = set()
+    for name in non_key or ():
+        if name in seen:
+            raise ValidationException(f"{INVALID}Duplicate element in NonKeyAttributes: {name}")
+        seen.add(name)
 
 
 def _check_projected_count(specs) -> None:
@@ -592,6 +595,11 @@ def list_tables(ctx, request: dict) -> dict:
 # ---------------------------------------------------------------- DeleteTable
 
 
+# What DynamoDB's DeleteTable leaves out of the description DescribeTable gives.
+_NOT_IN_DELETE_TABLE = ("CreationDateTime", "KeySchema", "AttributeDefinitions",
+                        "GlobalSecondaryIndexes", "LocalSecondaryIndexes")
+
+
 def delete_table(ctx, request: dict) -> dict:
     """Drop a table: its catalog entry, counters and tags at once, then its items.
 
@@ -608,7 +616,10 @@ def delete_table(ctx, request: dict) -> dict:
                 "Resource cannot be deleted as it is currently protected against deletion. "
                 "Disable deletion protection first."
             )
-        response = {"TableDescription": describe(txn, table, "DELETING")}
+        description = describe(txn, table, "DELETING")
+        for member in _NOT_IN_DELETE_TABLE:
+            description.pop(member, None)
+        response = {"TableDescription": description}
         txn.delete("meta", table_key(ctx.region, name))
         txn.delete("meta", STATS_KEY(table.prefix))
         txn.delete("meta", TAGS_KEY(table.prefix))
@@ -719,6 +730,10 @@ def _check_gsi_update_shape(updates: list) -> None:
                 INVALID + "One of GlobalSecondaryIndexUpdate.Update, GlobalSecondaryIndexUpdate.Create, "
                 "GlobalSecondaryIndexUpdate.Delete must not be null"
             )
+        if len(actions) > 1:
+            raise ValidationException(
+                INVALID + "Only one global secondary index action is allowed per GlobalSecondaryIndexUpdate object"
+            )
         name = actions[0]["IndexName"]
         if name in seen:
             raise ValidationException(
@@ -775,17 +790,35 @@ def _find_gsi(gsis: list, name: str) -> dict:
     raise ResourceNotFoundException("Requested resource not found")
 
 
+def _schema_using(table: Table, name: str) -> list[tuple[str, str]]:
+    """The key schema (the table's, or an index's) that defines ``name``."""
+    for schema in (table.key_schema, *(index.key_schema for index in table.index_map.values())):
+        if any(attr == name for attr, _ in schema):
+            return schema
+    return [(name, "HASH")]
+
+
+def _schema_text(schema, types: dict) -> str:
+    """A key schema as DynamoDB prints it in messages:
+    ``Schema:[SchemaElement: key{xyz:S:HASH}]``."""
+    elements = ", ".join(f"SchemaElement: key{{{name}:{types.get(name)}:{kind}}}" for name, kind in schema)
+    return f"Schema:[{elements}]"
+
+
 def _check_gsi_create(table: Table, desc: dict, gsis: list, spec: dict, definitions, billing: str) -> None:
     """The rules a new GSI obeys; adds its key attributes' definitions to ``desc``."""
     if not definitions:
-        raise ValidationException("No Attribute Schema Defined")
+        raise ValidationException(f"{INVALID}AttributeDefinitions is not specified for index: {spec['IndexName']}")
     types = dict(table.attribute_types)
     for d in definitions:
         known = types.get(d["AttributeName"])
         if known is not None and known != d["AttributeType"]:
+            new_types = {**types, **{x["AttributeName"]: x["AttributeType"] for x in definitions}}
             raise ValidationException(
-                f"{INVALID}Cannot change the type of attribute {d['AttributeName']} from {known} "
-                f"to {d['AttributeType']}"
+                f"{INVALID}Attributes cannot be redefined. Please check that your attribute has the same type as "
+                "previously defined. Existing schema: "
+                f"{_schema_text(_schema_using(table, d['AttributeName']), table.attribute_types)} New schema: "
+                f"{_schema_text([(k['AttributeName'], k['KeyType']) for k in spec['KeySchema']], new_types)}"
             )
         types[d["AttributeName"]] = d["AttributeType"]
     _check_key_schema(spec["KeySchema"], list(types))
@@ -830,10 +863,19 @@ def _update_gsi_throughput(ctx, gsis: list, spec: dict, billing: str) -> None:
 def _check_update_shape(request: dict) -> None:
     """The rules on which members an UpdateTable combines, then what Shoal
     cannot do yet; all before the table is looked up, as in DynamoDB."""
-    present = [m for m in _UPDATES if request.get(m) is not None]
+    # An empty GlobalSecondaryIndexUpdates counts as absent for "at least
+    # one"; beside another change it is refused itself (DynamoDB, verified).
+    empty_gsi_updates = request.get("GlobalSecondaryIndexUpdates") == []
+
+    def absent(member: str) -> bool:
+        return request.get(member) is None or (member == "GlobalSecondaryIndexUpdates" and empty_gsi_updates)
+
+    present = [m for m in _UPDATES if not absent(m)]
     if not present:
-        listed = [m for m in _NOTHING_TO_UPDATE if request.get(m) is None]
+        listed = [m for m in _NOTHING_TO_UPDATE if absent(m)]
         raise ValidationException(f"At least one of {', '.join(listed[:-1])} or {listed[-1]} is required")
+    if empty_gsi_updates:
+        raise ValidationException(INVALID + "List of GlobalSecondaryIndexUpdates is empty")
     if len(present) > 1:
         for member, message in _ALONE:
             if member in present:
@@ -999,7 +1041,7 @@ def _stored_tags(txn, table: Table) -> list[dict]:
     return orjson.loads(raw) if raw else []
 
 
-def tag_resource(ctx, request: dict) -> dict:
+def tag_resource(ctx, request: dict) -> bytes:
     """Add or overwrite tags of a table (at most 50 per table)."""
     arn = request["ResourceArn"]
     parse_table_arn(arn)
@@ -1013,10 +1055,10 @@ def tag_resource(ctx, request: dict) -> dict:
         _check_tag_count(len(merged))
         tags = [{"Key": k, "Value": v} for k, v in merged.items()]
         txn.put("meta", TAGS_KEY(table.prefix), orjson.dumps(tags))
-    return {}
+    return b""  # DynamoDB answers these with an empty body, not {}
 
 
-def untag_resource(ctx, request: dict) -> dict:
+def untag_resource(ctx, request: dict) -> bytes:
     """Remove tags by key; keys the table does not have are ignored."""
     arn = request["ResourceArn"]
     parse_table_arn(arn)
@@ -1033,7 +1075,7 @@ def untag_resource(ctx, request: dict) -> dict:
             txn.put("meta", TAGS_KEY(table.prefix), orjson.dumps(tags))
         else:
             txn.delete("meta", TAGS_KEY(table.prefix))
-    return {}
+    return b""  # DynamoDB answers these with an empty body, not {}
 
 
 def list_tags_of_resource(ctx, request: dict) -> dict:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import pytest
 from botocore.exceptions import ClientError
 
@@ -80,3 +82,37 @@ def test_update_billing_mode(ddb, table):
 def test_describe_limits_and_endpoints(ddb):
     assert ddb.describe_limits()["TableMaxWriteCapacityUnits"] > 0
     assert ddb.describe_endpoints()["Endpoints"][0]["CachePeriodInMinutes"] == 1440
+
+
+def test_delete_table_describes_less_than_describe_table(ddb):
+    name = unique_name("deleted")
+    ddb.create_table(
+        TableName=name, BillingMode="PAY_PER_REQUEST",
+        KeySchema=[{"AttributeName": "pk", "KeyType": "HASH"}, {"AttributeName": "sk", "KeyType": "RANGE"}],
+        AttributeDefinitions=[{"AttributeName": "pk", "AttributeType": "S"}, {"AttributeName": "sk", "AttributeType": "N"},
+                              {"AttributeName": "x", "AttributeType": "S"}],
+        GlobalSecondaryIndexes=[{"IndexName": "by_x", "KeySchema": [{"AttributeName": "x", "KeyType": "HASH"}],
+                                 "Projection": {"ProjectionType": "ALL"}}],
+        LocalSecondaryIndexes=[{"IndexName": "by_x_local", "KeySchema": [
+            {"AttributeName": "pk", "KeyType": "HASH"}, {"AttributeName": "x", "KeyType": "RANGE"}],
+            "Projection": {"ProjectionType": "KEYS_ONLY"}}])
+    described = ddb.describe_table(TableName=name)["Table"]
+    deleted = ddb.delete_table(TableName=name)["TableDescription"]
+    for member in ("CreationDateTime", "KeySchema", "AttributeDefinitions", "GlobalSecondaryIndexes",
+                   "LocalSecondaryIndexes"):
+        assert member in described and member not in deleted
+    assert deleted["TableStatus"] == "DELETING"
+    assert {k: deleted[k] for k in ("TableName", "TableId", "TableArn", "ItemCount", "TableSizeBytes")} == {
+        k: described[k] for k in ("TableName", "TableId", "TableArn", "ItemCount", "TableSizeBytes")}
+    assert deleted["BillingModeSummary"]["BillingMode"] == "PAY_PER_REQUEST"
+
+
+def test_tag_resource_and_untag_resource_answer_an_empty_body(shoal, ddb, table):
+    from tests.server.test_protocol import raw_post
+
+    arn = ddb.describe_table(TableName=table)["Table"]["TableArn"]
+    for target, body in (("TagResource", {"ResourceArn": arn, "Tags": [{"Key": "k", "Value": "v"}]}),
+                         ("UntagResource", {"ResourceArn": arn, "TagKeys": ["k"]})):
+        status, headers, data = raw_post(shoal, json.dumps(body).encode(), target="DynamoDB_20120810." + target)
+        assert (status, data) == (200, b"")
+        assert headers["x-amz-crc32"] == "0"

@@ -206,8 +206,9 @@ WITH_X = attrs(("user_id", "S"), ("ts", "N"), ("x", "S"))
       "GlobalSecondaryIndexes": [gsi()]},
      "No provisioned throughput specified for the global secondary index"),
     ({"LocalSecondaryIndexes": [lsi(projection={"ProjectionType": "INCLUDE"})]},
-     "If Projection type INCLUDE is specified, some non-key attributes to include in the projection must be "
-     "specified as well"),
+     "One or more parameter values were invalid: ProjectionType is INCLUDE, but NonKeyAttributes is not specified"),
+    ({"GlobalSecondaryIndexes": [gsi(projection={"ProjectionType": "INCLUDE", "NonKeyAttributes": ["a", "b", "a"]})]},
+     "One or more parameter values were invalid: Duplicate element in NonKeyAttributes: a"),
     ({"GlobalSecondaryIndexes": [gsi(projection={"ProjectionType": "INCLUDE",
                                                  "NonKeyAttributes": [f"a{i}" for i in range(101)]})]},
      "One or more parameter values were invalid: Number of projected attributes in all indexes exceeds limit of 100"),
@@ -388,6 +389,36 @@ def test_update_nothing(ctx):
         "At least one of ProvisionedThroughput, BillingMode, UpdateStreamEnabled, GlobalSecondaryIndexUpdates, "
         "SSESpecification, ReplicaUpdates, MultiAccountReplicaReady, ReplicaTransitRoleArn, "
         "DeletionProtectionEnabled, OnDemandThroughput, WarmThroughput or TableClass is required")
+
+
+def test_update_with_an_empty_gsi_update_list(ctx):
+    provisioned(ctx)
+    # Alone it counts as absent; beside another change it is refused itself.
+    assert error(t.update_table, ctx, {"TableName": "events", "GlobalSecondaryIndexUpdates": []}).startswith(
+        "At least one of ProvisionedThroughput, BillingMode, UpdateStreamEnabled, GlobalSecondaryIndexUpdates, ")
+    assert error(t.update_table, ctx, {"TableName": "events", "GlobalSecondaryIndexUpdates": [],
+                                       "DeletionProtectionEnabled": True}) == (
+        "One or more parameter values were invalid: List of GlobalSecondaryIndexUpdates is empty")
+    assert t.describe_table(ctx, {"TableName": "events"})["Table"]["DeletionProtectionEnabled"] is False
+
+
+def test_gsi_update_errors(ctx):
+    t.create_table(ctx, request(AttributeDefinitions=WITH_X, GlobalSecondaryIndexes=[gsi()]))
+    assert error(t.update_table, ctx, {"TableName": "events", "AttributeDefinitions": attrs(("y", "N")),
+                                       "GlobalSecondaryIndexUpdates": [{
+                                           "Create": gsi(name="by_y", schema=keys(("y", "HASH"))),
+                                           "Delete": {"IndexName": "by_x"}}]}) == (
+        "One or more parameter values were invalid: Only one global secondary index action is allowed per "
+        "GlobalSecondaryIndexUpdate object")
+    assert error(t.update_table, ctx, {"TableName": "events", "GlobalSecondaryIndexUpdates": [
+        {"Create": gsi(name="by_y", schema=keys(("y", "HASH")))}]}) == (
+        "One or more parameter values were invalid: AttributeDefinitions is not specified for index: by_y")
+    assert error(t.update_table, ctx, {"TableName": "events", "AttributeDefinitions": attrs(("x", "N")),
+                                       "GlobalSecondaryIndexUpdates": [
+                                           {"Create": gsi(name="by_x2", schema=keys(("x", "HASH")))}]}) == (
+        "One or more parameter values were invalid: Attributes cannot be redefined. Please check that your "
+        "attribute has the same type as previously defined. Existing schema: Schema:[SchemaElement: key{x:S:HASH}] "
+        "New schema: Schema:[SchemaElement: key{x:N:HASH}]")
 
 
 def test_update_same_throughput(ctx):
