@@ -5,9 +5,10 @@ A table's TTL setting is one small JSON record in ``meta`` under
 
     {"region", "name", "attr", "status": ENABLING|ENABLED|DISABLING|DISABLED, "at": epoch s}
 
-UpdateTimeToLive writes it in the ENABLING or DISABLING state; the sweeper's
-next round (about a second later) settles it to ENABLED or DISABLED, as
-DynamoDB does over a longer interval.
+UpdateTimeToLive writes it ENABLED or DISABLED at once: DynamoDB's
+DescribeTimeToLive reports the new state right after the change.  (Earlier
+versions wrote ENABLING or DISABLING for the sweeper to settle; the sweeper
+still settles such records.)
 
 The sweeper is a background job (``Sweeper``) run by every worker process.  It
 walks each TTL-enabled table in key order, a bounded number of items per
@@ -99,7 +100,7 @@ def update_time_to_live(ctx, request: dict) -> dict:
         current = read_setting(txn, table.prefix)
         _check_change(current, enabled, attr, now)
         setting = {"region": table.region, "name": table.name, "attr": attr,
-                   "status": "ENABLING" if enabled else "DISABLING", "at": now}
+                   "status": "ENABLED" if enabled else "DISABLED", "at": now}
         txn.put("meta", ttl_key(table.prefix), orjson.dumps(setting))
         if enabled:
             txn.delete("meta", _PASS_PREFIX + table.prefix)
@@ -111,13 +112,17 @@ def _check_change(current: dict | None, enabled: bool, attr: str, now: float) ->
     if enabled and active:
         if current["attr"] == attr:
             raise ValidationException("TimeToLive is already enabled")
-        raise ValidationException("TimeToLive is active on a different AttributeName")
+        raise _other_attribute(current["attr"])
     if not enabled and not active:
         raise ValidationException("TimeToLive is already disabled")
     if not enabled and current["attr"] != attr:
-        raise ValidationException("TimeToLive is active on a different AttributeName")
+        raise _other_attribute(current["attr"])
     if current is not None and now - current["at"] < CONFIG.modify_interval_s:
         raise ValidationException("Time to live has been modified multiple times within a fixed interval")
+
+
+def _other_attribute(current: str) -> ValidationException:
+    return ValidationException(f"TimeToLive is active on a different AttributeName: current AttributeName is {current}")
 
 
 def describe_time_to_live(ctx, request: dict) -> dict:
