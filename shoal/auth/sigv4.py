@@ -178,7 +178,9 @@ def _from_header(headers: dict, query: str) -> _Signed:
     if not auth or auth.strip()[:5] != "AWS4-":
         raise MissingAuthenticationTokenException(MISSING_TOKEN)
     algorithm, _, rest = auth.strip().partition(" ")
-    compact = rest.replace(" ", "")
+    # Parameters are separated by commas, spaces or both (DynamoDB takes
+    # "Credential=... SignedHeaders=... Signature=..." as well).
+    compact = ",".join(rest.replace(",", " ").split())
     head, sep, tail = compact.partition("Signature=")
     cut = tail.find(",")
     after = "" if cut < 0 else tail[cut:]

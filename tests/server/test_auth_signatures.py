@@ -79,6 +79,13 @@ def test_a_correct_signature_is_accepted(server):
     assert status == 200 and "TableNames" in body
 
 
+def test_authorization_parameters_separated_by_spaces_alone(server):
+    request = signed(server)
+    request.headers.replace_header("Authorization", request.headers["Authorization"].replace(",", ""))
+    status, body = send(server, request)
+    assert status == 200 and "TableNames" in body
+
+
 def test_changed_body(server):
     request = signed(server)
     request.data = b'{"Limit": 5}'
