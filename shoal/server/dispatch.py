@@ -9,6 +9,7 @@ in ``shoal.api`` -> a JSON response with x-amzn-RequestId and x-amz-crc32.
 from __future__ import annotations
 
 import asyncio
+import gzip
 import itertools
 import logging
 import os
@@ -121,7 +122,7 @@ class Dispatcher:
         # Stream triggers (shoal.triggers): deliver on a thread, decide here.
         self.triggers = TriggerRunner(engine)
         self.background_jobs.append(self.triggers)
-        self._health = f"healthy: dynamodb.{default_region}.amazonaws.com ".encode()
+        self._health = f"healthy: dynamodb.{default_region}.amazonaws.com".encode()
         # With auth on, every request must carry a valid SigV4 signature and
         # be allowed by the caller's policies (shoal.auth).
         self.gate = None
@@ -135,11 +136,49 @@ class Dispatcher:
     def __call__(self, request: Request):
         """Answer one request: a Response, or an awaitable of one for writes,
         which are acknowledged only once their group commit is durable."""
+        if "origin" in request.headers:  # a browser's request: answered with CORS headers
+            return self._cross_origin(request)
+        return self._answer(request)
+
+    def _cross_origin(self, request: Request):
+        """CORS as DynamoDB does it: any origin is allowed; a preflight
+        (OPTIONS) is told the method and headers it asked for are allowed."""
+        extra = [("Access-Control-Allow-Origin", "*"), ("Access-Control-Expose-Headers", CORS_EXPOSED)]
+        if request.method == "OPTIONS":
+            for asked, allowed in (("access-control-request-method", "Access-Control-Allow-Methods"),
+                                   ("access-control-request-headers", "Access-Control-Allow-Headers")):
+                value = request.headers.get(asked)
+                if value is not None:
+                    extra.append((allowed, value))
+            extra.append(("Access-Control-Max-Age", CORS_MAX_AGE))
+        answer = self._answer(request)
+        if isinstance(answer, Response):
+            answer.headers.extend(extra)
+            return answer
+        return self._cross_origin_later(answer, extra)
+
+    @staticmethod
+    async def _cross_origin_later(pending, extra: list) -> Response:
+        response = await pending
+        response.headers.extend(extra)
+        return response
+
+    def _health_of(self, request: Request) -> bytes:
+        """``GET /``: DynamoDB answers ``healthy: `` and the endpoint's host."""
+        host = request.headers.get("host")
+        if not host or not host.isprintable():
+            return self._health
+        return b"healthy: " + host.encode("utf-8", "replace")
+
+    def _answer(self, request: Request):
         request_id = next(self._ids)
         self.committer.arrivals += 1
         if request.method != "POST":
             if request.method == "GET" and request.path.split("?", 1)[0] == "/":
-                return Response(200, [("Content-Type", "text/plain"), ("x-amzn-RequestId", request_id)], self._health)
+                return Response(200, [("Content-Type", "text/plain"), ("x-amzn-RequestId", request_id)],
+                                self._health_of(request))
+            if request.method == "OPTIONS":
+                return Response(200, [("x-amzn-RequestId", request_id)], b"")
             return _unknown_operation_404(request_id)
         content_type = request.headers.get("content-type", "")
         if content_type not in JSON_TYPES:  # parameters, other cases, spaces: normalize
@@ -149,19 +188,25 @@ class Dispatcher:
         if request.body and content_type not in JSON_TYPES:
             return _unknown_operation_404(request_id)
         response_type = "application/json" if content_type == "application/json" else JSON_TYPES[0]
+        accept = request.headers.get("accept-encoding")
         try:
             operation, job = self._prepare(request, request_id)
             if operation in WRITE_OPERATIONS and self.group_commit:
-                return self._respond_later(request_id, response_type, self.committer.submit(job))
-            return _response(request_id, response_type, 200, job())
+                return self._respond_later(request_id, response_type, self.committer.submit(job), accept)
+            body = job()
         except Exception as exc:
             return _response(request_id, response_type, *_error(exc, request_id))
+        if accept is not None and len(body) >= COMPRESS_MIN_BYTES:
+            return _encoded_response(request_id, response_type, body, accept)
+        return _response(request_id, response_type, 200, body)
 
-    async def _respond_later(self, request_id: str, response_type: str, future) -> Response:
+    async def _respond_later(self, request_id: str, response_type: str, future, accept: str | None) -> Response:
         try:
             body = await future
         except Exception as exc:
             return _response(request_id, response_type, *_error(exc, request_id))
+        if accept is not None and len(body) >= COMPRESS_MIN_BYTES:
+            return _encoded_response(request_id, response_type, body, accept)
         return _response(request_id, response_type, 200, body)
 
     def _prepare(self, request: Request, request_id: str | None = None):
@@ -183,10 +228,14 @@ class Dispatcher:
             region, access_key = credentials.region, credentials.access_key
         else:
             region, access_key = region_of(request.headers.get("authorization"), self.default_region)
-        if not request.body:
+        body = request.body
+        encoding = request.headers.get("content-encoding")
+        if encoding is not None:  # after the signature check: it covers the encoded bytes
+            body = decoded_body(body, encoding)
+        if not body:
             raise SerializationException()
         try:
-            data = orjson.loads(request.body)
+            data = orjson.loads(body)
         except orjson.JSONDecodeError:
             raise SerializationException() from None
         deferred = validator is self.validator and operation in DEFERRED_ITEM_CHECKS
@@ -261,6 +310,107 @@ class Dispatcher:
             return prune_changes(txn, self.change_retention_s, time.time()) > 0
 
 
+# A compressed request may expand to at most this much (DynamoDB sets no
+# limit of its own; this bounds what a small request can make Shoal allocate).
+MAX_DECODED_BODY = 64 * 1024 * 1024
+
+
+def decoded_body(body: bytes, encoding: str) -> bytes:
+    """A request body sent with ``Content-Encoding``: gzip (one or more
+    members) or deflate (zlib).  DynamoDB answers an unknown encoding or a
+    body that does not decode with a 500 InternalServerError, and so does
+    Shoal."""
+    encoding = encoding.strip().lower()
+    if encoding in ("", "identity"):
+        return body
+    if encoding not in ("gzip", "x-gzip", "deflate"):
+        raise InternalServerError("Internal server error")
+    wbits = 31 if encoding != "deflate" else 15
+    out = []
+    size = 0
+    rest = body
+    try:
+        while True:
+            decoder = zlib.decompressobj(wbits)
+            part = decoder.decompress(rest, MAX_DECODED_BODY - size + 1)
+            size += len(part)
+            if size > MAX_DECODED_BODY or decoder.unconsumed_tail or not decoder.eof:
+                raise InternalServerError("Internal server error")
+            out.append(part)
+            rest = decoder.unused_data
+            if not rest or wbits != 31:
+                break
+    except zlib.error:
+        raise InternalServerError("Internal server error") from None
+    if rest:  # bytes after the last complete stream
+        raise InternalServerError("Internal server error")
+    return b"".join(out)
+
+
+# DynamoDB compresses an answer of about 4 KB or more for a client whose
+# Accept-Encoding takes gzip or deflate; x-amz-crc32 is then the checksum of
+# the compressed bytes, which is what the SDKs verify.
+COMPRESS_MIN_BYTES = 4096
+_ENCODERS = {
+    "gzip": lambda body: gzip.compress(body, compresslevel=1, mtime=0),
+    "deflate": lambda body: zlib.compress(body, 1),
+}
+
+
+def chosen_encoding(accept: str) -> str | None:
+    """The encoding (gzip or deflate) an Accept-Encoding header prefers, or
+    None: the highest q wins (a q that does not parse counts as 1, one
+    outside [0, 1] is clamped, the first q of an entry counts), ties go to
+    the earlier entry, ``*`` stands for gzip then deflate where they are not
+    named, and q=0 refuses.  Only the exact tokens ``gzip`` and ``deflate``
+    count (not ``x-gzip``)."""
+    named: dict[str, tuple[float, int]] = {}
+    star: tuple[float, int] | None = None
+    for position, entry in enumerate(accept.split(",")):
+        name, _, params = entry.partition(";")
+        name = name.strip().lower()
+        if not name:
+            continue
+        q = 1.0
+        for param in params.split(";"):
+            key, _, value = param.partition("=")
+            if key.strip().lower() == "q":
+                try:
+                    q = min(max(float(value), 0.0), 1.0)
+                except ValueError:
+                    q = 1.0
+                if q != q:  # NaN
+                    q = 1.0
+                break
+        if name == "*":
+            star = star or (q, position)
+        elif name in _ENCODERS:
+            named.setdefault(name, (q, position))
+    candidates = []
+    for rank, name in enumerate(("gzip", "deflate")):
+        q, position = named.get(name) or star or (0.0, 0)
+        if q > 0:
+            candidates.append((-q, position, rank, name))
+    return min(candidates)[3] if candidates else None
+
+
+def _encoded_response(request_id: str, response_type: str, body: bytes, accept: str) -> Response:
+    encoding = chosen_encoding(accept)
+    if encoding is None:
+        return _response(request_id, response_type, 200, body)
+    body = _ENCODERS[encoding](body)
+    return Response(
+        200,
+        [
+            ("Content-Type", response_type),
+            ("x-amzn-RequestId", request_id),
+            ("Content-Encoding", encoding),
+            ("x-amz-crc32", str(zlib.crc32(body))),
+        ],
+        body,
+    )
+
+
 def _response(request_id: str, response_type: str, status: int, body: bytes) -> Response:
     return Response(
         status,
@@ -280,6 +430,10 @@ def _error(exc: Exception, request_id: str) -> tuple[int, bytes]:
                   "".join(traceback.format_exception(exc)))
         exc = InternalServerError("Internal server error")
     return exc.status, orjson.dumps(exc.to_body())
+
+
+CORS_EXPOSED = "x-amzn-RequestId,x-amzn-ErrorType,x-amzn-ErrorMessage,Date"
+CORS_MAX_AGE = "172800"
 
 
 def _unknown_operation_404(request_id: str) -> Response:

@@ -197,7 +197,8 @@ class ServerState:
         second = int(time.time())
         if second != self._date_second:
             self._date_second = second
-            self.date_line = f"Date: {formatdate(second, usegmt=True)}\r\n"
+            # DynamoDB's front end names itself "Server" in every answer.
+            self.date_line = f"Date: {formatdate(second, usegmt=True)}\r\nServer: Server\r\n"
         for conn in [c for c in self.connections if c.deadline <= now]:
             conn.on_deadline()
         self._tick = self.loop.call_later(self.tick_interval, self._on_tick)

@@ -3,6 +3,7 @@ server still serving afterwards."""
 
 from __future__ import annotations
 
+import gzip
 import http.client
 import json
 import zlib
@@ -28,12 +29,15 @@ def assert_still_serving(ddb):
     assert "TableNames" in ddb.list_tables()
 
 
-def test_health_check(shoal):
+def test_health_check_names_the_endpoint(shoal):
     conn = http.client.HTTPConnection("127.0.0.1", shoal.port, timeout=5)
     conn.request("GET", "/")
     response = conn.getresponse()
     assert response.status == 200
-    assert response.read().startswith(b"healthy: dynamodb.")
+    assert response.read() == f"healthy: 127.0.0.1:{shoal.port}".encode()
+    conn.request("GET", "/", headers={"Host": "dynamodb.eu-west-1.amazonaws.com"})
+    assert conn.getresponse().read() == b"healthy: dynamodb.eu-west-1.amazonaws.com"
+    conn.close()
 
 
 def test_response_headers_and_crc(shoal):
@@ -42,6 +46,85 @@ def test_response_headers_and_crc(shoal):
     assert headers["x-amz-crc32"] == str(zlib.crc32(body))
     assert len(headers["x-amzn-RequestId"]) == 52
     assert headers["Content-Type"] == "application/x-amz-json-1.0"
+    assert headers["Server"] == "Server" and "Date" in headers
+    status, headers, _ = raw_post(shoal, b"{}", target="DynamoDB_20120810.NoSuchThing")
+    assert status == 400 and headers["Server"] == "Server"
+
+
+_CORS = ("Access-Control-Allow-Origin", "Access-Control-Expose-Headers", "Access-Control-Max-Age",
+         "Access-Control-Allow-Methods", "Access-Control-Allow-Headers")
+
+
+def _request(shoal, method, headers, body=None):
+    conn = http.client.HTTPConnection("127.0.0.1", shoal.port, timeout=10)
+    conn.request(method, "/", body=body, headers=headers)
+    response = conn.getresponse()
+    data = response.read()
+    conn.close()
+    return response.status, dict(response.getheaders()), data
+
+
+def test_cors(shoal, table):
+    preflight = {"Origin": "http://example.com", "Access-Control-Request-Method": "POST",
+                 "Access-Control-Request-Headers": "content-type, x-amz-target, authorization"}
+    status, headers, body = _request(shoal, "OPTIONS", preflight)
+    assert (status, body) == (200, b"")
+    assert {h: headers.get(h) for h in _CORS} == {
+        "Access-Control-Allow-Origin": "*",
+        "Access-Control-Expose-Headers": "x-amzn-RequestId,x-amzn-ErrorType,x-amzn-ErrorMessage,Date",
+        "Access-Control-Max-Age": "172800", "Access-Control-Allow-Methods": "POST",
+        "Access-Control-Allow-Headers": "content-type, x-amz-target, authorization"}
+    origin = {"Origin": "http://example.com", "Content-Type": "application/x-amz-json-1.0"}
+    put = json.dumps({"TableName": table, "Item": {"pk": {"S": "cors"}, "sk": {"N": "1"}}}).encode()
+    for method, extra, body in (("GET", {}, None), ("POST", {"X-Amz-Target": "DynamoDB_20120810.ListTables"}, b"{}"),
+                                ("POST", {"X-Amz-Target": "DynamoDB_20120810.PutItem"}, put),  # a grouped write
+                                ("POST", {"X-Amz-Target": "DynamoDB_20120810.NoSuchThing"}, b"{}")):
+        status, headers, _ = _request(shoal, method, {**origin, **extra}, body)
+        assert headers["Access-Control-Allow-Origin"] == "*", (method, extra)
+        assert "Access-Control-Expose-Headers" in headers
+        assert not any(h in headers for h in _CORS[2:])
+    # Without an Origin header, no CORS headers at all.
+    for method in ("OPTIONS", "GET", "POST"):
+        _, headers, _ = _request(shoal, method, {"Content-Type": "application/x-amz-json-1.0"}, b"{}")
+        assert not any(h in headers for h in _CORS)
+
+
+def test_compressed_requests(shoal, ddb, table):
+    def put(body: bytes, encoding: str):
+        return raw_post(shoal, body, target="DynamoDB_20120810.PutItem", headers={"Content-Encoding": encoding})
+
+    def item(n):
+        return json.dumps({"TableName": table, "Item": {"pk": {"S": "gz"}, "sk": {"N": str(n)}}}).encode()
+
+    assert put(gzip.compress(item(1)), "gzip")[0] == 200
+    assert put(gzip.compress(item(2)[:10]) + gzip.compress(item(2)[10:]), "gzip")[0] == 200  # two members
+    assert put(zlib.compress(item(3)), "deflate")[0] == 200
+    got = ddb.query(TableName=table, KeyConditionExpression="pk = :p", ExpressionAttributeValues={":p": {"S": "gz"}})
+    assert [i["sk"]["N"] for i in got["Items"]] == ["1", "2", "3"]
+    # An unknown encoding or a body that does not decode: DynamoDB's 500, and nothing written.
+    for body, encoding in ((item(4), "garbage"), (item(5), "gzip"), (gzip.compress(item(6))[:-1], "gzip"), (b"", "gzip")):
+        status, _, data = put(body, encoding)
+        assert status == 500 and json.loads(data)["__type"].endswith("#InternalServerError")
+    got = ddb.query(TableName=table, KeyConditionExpression="pk = :p", ExpressionAttributeValues={":p": {"S": "gz"}})
+    assert got["Count"] == 3
+    assert_still_serving(ddb)
+
+
+def test_compressed_responses(shoal, ddb, table):
+    key = {"pk": {"S": "big"}, "sk": {"N": "1"}}
+    ddb.put_item(TableName=table, Item={**key, "x": {"S": "x" * 5000}})
+    get = json.dumps({"TableName": table, "Key": key}).encode()
+    for accept, encoding in (("gzip", "gzip"), ("deflate", "deflate"), ("br, identity, deflate, gzip", "deflate"),
+                             ("*, gzip;q=0.5", "deflate"), ("gzip;q=0", None), ("x-gzip", None), ("identity", None)):
+        status, headers, data = raw_post(shoal, get, target="DynamoDB_20120810.GetItem",
+                                         headers={"Accept-Encoding": accept})
+        assert status == 200 and headers.get("Content-Encoding") == encoding, accept
+        assert headers["x-amz-crc32"] == str(zlib.crc32(data))  # of the bytes sent, as the SDKs check
+        plain = {"gzip": gzip.decompress, "deflate": zlib.decompress, None: bytes}[encoding](data)
+        assert json.loads(plain)["Item"]["x"]["S"] == "x" * 5000
+    # Small answers are sent as they are.
+    status, headers, _ = raw_post(shoal, b"{}", headers={"Accept-Encoding": "gzip"})
+    assert status == 200 and "Content-Encoding" not in headers
 
 
 @pytest.mark.parametrize("body", [b"{", b"not json", b"\xff\xfe{}", b'{"a": }', b"", b"[1,2"])
