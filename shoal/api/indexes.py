@@ -41,6 +41,14 @@ from shoal.errors import ItemCollectionSizeLimitExceededException, ValidationExc
 from shoal.model.capacity import write_units
 from shoal.model.keys import encode_key_value
 from shoal.model.size import item_size
+from shoal.model.values import (
+    HASH_KEY_LIMIT,
+    HASH_KEY_TOO_LONG,
+    RANGE_KEY_LIMIT,
+    RANGE_KEY_TOO_LONG,
+    decoded_length,
+    utf8_length,
+)
 
 _SIZE = struct.Struct(">I")
 _STATS = struct.Struct(">qq")
@@ -98,15 +106,24 @@ def _key_bytes(index: Index, name: str, expected: str, value: dict, strict: bool
             f"{INVALID}Type mismatch for Index Key {name} Expected: {expected} Actual: {type_} "
             f"IndexName: {index.name}"
         )
-    if type_ != "N" and not text:
-        if not strict:
-            return None
-        kind = "string" if type_ == "S" else "binary"
-        raise ValidationException(
-            "One or more parameter values are not valid. A value specified for a secondary index key "
-            f"is not supported. The AttributeValue for a key attribute cannot contain an empty {kind} "
-            f"value. IndexName: {index.name}, IndexKey: {name}"
-        )
+    if type_ != "N":
+        if not text:
+            if not strict:
+                return None
+            kind = "string" if type_ == "S" else "binary"
+            raise ValidationException(
+                "One or more parameter values are not valid. A value specified for a secondary index key "
+                f"is not supported. The AttributeValue for a key attribute cannot contain an empty {kind} "
+                f"value. IndexName: {index.name}, IndexKey: {name}"
+            )
+        # An index key obeys the table's key size limits: a write that would
+        # exceed them is refused; an existing item (backfill) is left out.
+        is_hash = name == index.hash_key
+        size = utf8_length(text) if type_ == "S" else decoded_length(text)
+        if size > (HASH_KEY_LIMIT if is_hash else RANGE_KEY_LIMIT):
+            if not strict:
+                return None
+            raise ValidationException(HASH_KEY_TOO_LONG if is_hash else RANGE_KEY_TOO_LONG)
     return encode_key_value(type_, text)
 
 

@@ -127,10 +127,10 @@ def validate_key(
 # ---------------------------------------------------------------- keys
 
 _KEY_MISMATCH = "The provided key element does not match the schema"
-_HASH_KEY_LIMIT = 2048
-_RANGE_KEY_LIMIT = 1024
-_HASH_KEY_TOO_LONG = INVALID + "Size of hashkey has exceeded the maximum size limit of2048 bytes"
-_RANGE_KEY_TOO_LONG = (
+HASH_KEY_LIMIT = 2048
+RANGE_KEY_LIMIT = 1024
+HASH_KEY_TOO_LONG = INVALID + "Size of hashkey has exceeded the maximum size limit of2048 bytes"
+RANGE_KEY_TOO_LONG = (
     INVALID + "Aggregated size of all range keys has exceeded the size limit of 1024 bytes"
 )
 
@@ -175,18 +175,18 @@ def _check_key_values(key: dict, key_schema) -> None:
         for type_, value in key[name].items():
             if type_ == "N":
                 continue
-            size = _utf8_length(value) if type_ == "S" else _decoded_length(value)
-            if index == 0 and size > _HASH_KEY_LIMIT:
-                raise ValidationException(_HASH_KEY_TOO_LONG)
-            if index > 0 and size > _RANGE_KEY_LIMIT:
-                raise ValidationException(_RANGE_KEY_TOO_LONG)
+            size = utf8_length(value) if type_ == "S" else decoded_length(value)
+            if index == 0 and size > HASH_KEY_LIMIT:
+                raise ValidationException(HASH_KEY_TOO_LONG)
+            if index > 0 and size > RANGE_KEY_LIMIT:
+                raise ValidationException(RANGE_KEY_TOO_LONG)
 
 
-def _utf8_length(text: str) -> int:
+def utf8_length(text: str) -> int:
     return len(text) if text.isascii() else len(text.encode("utf-8"))
 
 
-def _decoded_length(text: str) -> int:
+def decoded_length(text: str) -> int:
     padding = text[-2:].count("=")
     return len(text) // 4 * 3 - padding
 

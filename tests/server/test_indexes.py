@@ -201,6 +201,30 @@ def test_empty_string_index_key_is_refused(ddb, events):
         "IndexName: by_type, IndexKey: event_type")
 
 
+def test_index_keys_obey_the_key_size_limits(ddb):
+    name = unique_name("keysize")
+    ddb.create_table(TableName=name, BillingMode="PAY_PER_REQUEST", KeySchema=schema("pk"),
+                     AttributeDefinitions=attrs(("pk", "S"), ("g", "S"), ("r", "S")),
+                     GlobalSecondaryIndexes=[index("by_g", "g", "r")])
+    ddb.put_item(TableName=name, Item={"pk": {"S": "fits"}, "g": {"S": "g" * 2048}, "r": {"S": "r" * 1024}})
+    for attr, size, message in (("g", 2049, "Size of hashkey has exceeded the maximum size limit of2048 bytes"),
+                                ("r", 1025, "Aggregated size of all range keys has exceeded the size limit of 1024 bytes")):
+        item = {"pk": {"S": f"too-long-{attr}"}, "g": {"S": "g"}, "r": {"S": "r"}, attr: {"S": attr * size}}
+        assert error_of(ddb.put_item, TableName=name, Item=item) == ("ValidationException", INVALID + message)
+        assert error_of(ddb.batch_write_item, RequestItems={name: [{"PutRequest": {"Item": item}}]}) == (
+            "ValidationException", INVALID + message)
+        assert "Item" not in ddb.get_item(TableName=name, Key={"pk": item["pk"]})
+    # Items already in the table when an index is added are left out of it if their key is too long.
+    for n, size in enumerate((2048, 2049)):
+        ddb.put_item(TableName=name, Item={"pk": {"S": f"old{n}"}, "h": {"S": "h" * size}})
+    ddb.update_table(TableName=name, AttributeDefinitions=attrs(("h", "S")),
+                     GlobalSecondaryIndexUpdates=[{"Create": index("by_h", "h", projection="KEYS_ONLY")}])
+    wait_for_index(ddb, name, "by_h")
+    indexed = ddb.scan(TableName=name, IndexName="by_h")["Items"]
+    assert [item["pk"]["S"] for item in indexed] == ["old0"]
+    ddb.delete_table(TableName=name)
+
+
 def test_write_capacity_and_item_collection_metrics(ddb, events):
     item = {"user_id": {"S": "u00000008"}, "ts": {"N": "1"}, "content_id": {"S": "c1"}, "note": {"S": "x"}}
     out = ddb.put_item(TableName=events, Item=item, ReturnConsumedCapacity="INDEXES",
