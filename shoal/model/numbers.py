@@ -8,7 +8,7 @@ returns them normalized: no exponent, no leading or trailing zeros, no "-0".
 from __future__ import annotations
 
 import re
-from decimal import Context, Decimal, Inexact, localcontext
+from decimal import Context, Decimal, Inexact, InvalidOperation, localcontext
 
 from shoal.errors import ValidationException
 
@@ -37,14 +37,38 @@ def parse_number(text: str) -> Decimal:
         raise ValidationException(
             f"The parameter cannot be converted to a numeric value: {text}"
         )
-    value = Decimal(text)
+    try:
+        value = Decimal(text)
+    except InvalidOperation:  # an exponent beyond what Decimal holds (about 10**18)
+        _huge_exponent(text)
     check_number(value)
     return value
+
+
+def _huge_exponent(text: str):
+    """The error for a number whose exponent Decimal cannot hold: DynamoDB
+    cannot convert one past a 64-bit integer, and finds any other out of
+    range."""
+    exponent = int(text.lower().partition("e")[2])
+    if not -(2**63) <= exponent < 2**63:
+        raise ValidationException(f"The parameter cannot be converted to a numeric value: {text}")
+    raise ValidationException(_OVERFLOW if exponent > 0 else _UNDERFLOW)
+
+
+_OVERFLOW = "Number overflow. Attempting to store a number with magnitude larger than supported range"
+_UNDERFLOW = "Number underflow. Attempting to store a number with magnitude smaller than supported range"
 
 
 def check_number(value: Decimal) -> None:
     """Raise the DynamoDB error if ``value`` cannot be stored as a Number."""
     if not value:
+        # Zero is in range, but not written with an exponent beyond the
+        # limits: DynamoDB refuses 0E+126 and 0E-131 as it would 1E+126.
+        adjusted = value.adjusted()
+        if adjusted > MAX_EXPONENT:
+            raise ValidationException(_OVERFLOW)
+        if adjusted < MIN_EXPONENT:
+            raise ValidationException(_UNDERFLOW)
         return
     digits = value.as_tuple().digits
     significant = len(digits)
@@ -60,13 +84,9 @@ def check_number(value: Decimal) -> None:
         )
     adjusted = value.adjusted()
     if adjusted > MAX_EXPONENT:
-        raise ValidationException(
-            "Number overflow. Attempting to store a number with magnitude larger than supported range"
-        )
+        raise ValidationException(_OVERFLOW)
     if adjusted < MIN_EXPONENT:
-        raise ValidationException(
-            "Number underflow. Attempting to store a number with magnitude smaller than supported range"
-        )
+        raise ValidationException(_UNDERFLOW)
 
 
 def format_number(value: Decimal) -> str:

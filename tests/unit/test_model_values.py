@@ -122,6 +122,16 @@ def test_numbers_are_normalized_and_checked():
     rejects({"N": "1e126"}, "Number overflow. Attempting to store a number with magnitude larger than supported range")
     rejects({"N": "-1e-131"}, "Number underflow. Attempting to store a number with magnitude smaller than supported range")
     rejects({"N": "1." + "0" * 37 + "1"}, "Attempting to store more than 38 significant digits in a Number")
+    # Zero with an exponent out of range is refused as any number would be.
+    assert validate_value({"N": "0e125"}) == {"N": "0"}
+    rejects({"N": "0e126"}, "Number overflow. Attempting to store a number with magnitude larger than supported range")
+    rejects({"N": "-0e-131"}, "Number underflow. Attempting to store a number with magnitude smaller than supported range")
+    # Exponents too large for Decimal: out of range within 64 bits, not a number beyond.
+    rejects({"N": "1e1000000000000000000"},
+            "Number overflow. Attempting to store a number with magnitude larger than supported range")
+    rejects({"N": "1e-9223372036854775808"},
+            "Number underflow. Attempting to store a number with magnitude smaller than supported range")
+    rejects({"N": "1e9223372036854775808"}, "The parameter cannot be converted to a numeric value: 1e9223372036854775808")
 
 
 def test_unchanged_values_are_returned_as_is():
