@@ -111,7 +111,7 @@ def batch_write_item(ctx, request: dict):
                     "Supplied AttributeValue has more than one datatypes set, must contain exactly one of the supported datatypes"
                 )
             if put is not None:
-                item, size = validate_sized_item(put["Item"])
+                item, size = validate_sized_item(put["Item"], in_place=True)
                 if size > MAX_ITEM_SIZE:
                     raise ValidationException("Item size has exceeded the maximum allowed size")
                 ops.append(("put", item, size))

@@ -76,7 +76,7 @@ def _raw_fragment(raw: bytes) -> orjson.Fragment:
 
 
 def put_item(ctx, request: dict):
-    item, size = validate_sized_item(request["Item"])
+    item, size = validate_sized_item(request["Item"], in_place=True)
     exprs = expression_context(request, ("ConditionExpression",), ("Expected",))
     condition = parse_write_condition(request, exprs)
     if exprs is not None:

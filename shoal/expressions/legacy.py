@@ -12,7 +12,7 @@ from decimal import Decimal
 
 from shoal.errors import ValidationException
 from shoal.model.numbers import add, format_number
-from shoal.model.values import validate_value
+from shoal.model.values import sorted_set, validate_value
 
 from .evaluator import Condition
 from .keycondition import KeyCondition
@@ -273,5 +273,5 @@ def _legacy_add(item: dict, name: str, value: dict) -> bool:
         return True
     extra = set_union(current[kind], value, kind)
     if extra:
-        item[name] = {kind: current[kind] + extra}
+        item[name] = {kind: sorted_set(kind, current[kind] + extra)}
     return bool(extra)

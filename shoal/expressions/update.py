@@ -26,6 +26,7 @@ from decimal import Decimal
 
 from shoal.errors import ValidationException
 from shoal.model.numbers import add, format_number, subtract
+from shoal.model.values import sorted_set
 
 from . import ast
 from .evaluator import FUNCTION_ARITY, Binder, path_getter
@@ -413,7 +414,7 @@ def _add(container, element, value: dict) -> bool:
         raise _bad_type()
     extra = set_union(members, value, kind)
     if extra:
-        _put(container, element, {kind: members + extra})
+        _put(container, element, {kind: sorted_set(kind, members + extra)})
     return bool(extra)
 
 

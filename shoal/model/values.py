@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import binascii
 import re
+from decimal import Decimal
 
 from shoal.errors import SerializationException, ValidationException
 from shoal.model.numbers import MAX_DIGITS, is_normalized_short, normalize_number
@@ -68,11 +69,18 @@ def validate_item(item: dict, *, what: str = "Item") -> dict:
     return validate_sized_item(item, what=what)[0]
 
 
-def validate_sized_item(item: dict, *, what: str = "Item") -> tuple[dict, int]:
+def validate_sized_item(item: dict, *, what: str = "Item", in_place: bool = False) -> tuple[dict, int]:
     """``validate_item`` and the checked item's size (``item_size``) in one
-    pass over its attributes: every write of a whole item needs both."""
+    pass over its attributes: every write of a whole item needs both.
+
+    With ``in_place`` (the item is the caller's own, e.g. just parsed from
+    the request) changed attributes are stored into ``item`` itself instead
+    of a copy, which saves rebuilding it (sets arrive unsorted often)."""
     changed, size = _attributes(item, 1, what)
     if changed is None:
+        return item, size
+    if in_place:
+        item.update(changed)
         return item, size
     return {name: changed.get(name, av) for name, av in item.items()}, size
 
@@ -316,6 +324,22 @@ def _check_null(av: dict, value, depth: int) -> dict:
     return av
 
 
+def sorted_set(kind: str, members: list) -> list:
+    """The members of a set in the order DynamoDB keeps and returns them:
+    strings and binaries by their bytes, numbers by value."""
+    if kind == "SS":
+        return sorted(members)  # code point order is UTF-8 byte order
+    if kind == "NS":
+        return sorted(members, key=Decimal)
+    return sorted(members, key=binascii.a2b_base64)
+
+
+def _in_order(av: dict, kind: str, members: list) -> dict:
+    """``av``, or a copy with its members sorted if they are not."""
+    ordered = sorted_set(kind, members)
+    return av if ordered == members else {kind: ordered}
+
+
 def _check_ss(av: dict, values, depth: int) -> dict:
     if type(values) is not list:
         raise SerializationException(_list_error(values))
@@ -328,7 +352,7 @@ def _check_ss(av: dict, values, depth: int) -> dict:
             raise SerializationException(_string_error(value))
     if len(set(values)) != len(values):
         raise ValidationException(f"{INVALID}Input collection [{', '.join(values)}] contains duplicates.")
-    return av
+    return _in_order(av, "SS", values)
 
 
 def _check_ns(av: dict, values, depth: int) -> dict:
@@ -343,7 +367,8 @@ def _check_ns(av: dict, values, depth: int) -> dict:
         normalized.append(normalize_number(value))
     if len(set(normalized)) != len(normalized):
         raise ValidationException("Input collection contains duplicates")
-    return av if normalized == values else {"NS": normalized}
+    ordered = sorted_set("NS", normalized)
+    return av if ordered == values else {"NS": ordered}
 
 
 def _check_bs(av: dict, values, depth: int) -> dict:
@@ -360,7 +385,7 @@ def _check_bs(av: dict, values, depth: int) -> dict:
         raise ValidationException(
             f"{INVALID}Input collection [{', '.join(values)}]of type BS contains duplicates."
         )
-    return av
+    return _in_order(av, "BS", values)
 
 
 def _check_l(av: dict, values, depth: int) -> dict:

@@ -332,6 +332,12 @@ def test_elements_set_past_the_end_are_appended_in_index_order():
     assert new["l"]["L"][3:] == [{"S": "b"}, {"S": "a"}]
 
 
+def test_add_keeps_sets_in_order():
+    new = apply("ADD ss :s, ns :n", {":s": {"SS": ["", "c"]}, ":n": {"NS": ["-5", "10"]}},
+                {"ss": {"SS": ["a", "b"]}, "ns": {"NS": ["1", "2"]}})
+    assert new["ss"] == {"SS": ["", "a", "b", "c"]} and new["ns"] == {"NS": ["-5", "1", "2", "10"]}
+
+
 def test_nested_set_copies_only_the_path():
     item = {"m": {"M": {"x": {"N": "1"}, "y": {"M": {"z": {"N": "1"}}}}}, "other": {"L": []}}
     new = apply("SET m.x = :n", {":n": {"N": "2"}}, item)

@@ -136,9 +136,16 @@ def test_numbers_are_normalized_and_checked():
 
 def test_unchanged_values_are_returned_as_is():
     for av in ({"S": "x"}, {"N": "12.5"}, {"B": "YWFh"}, {"BOOL": False}, {"NULL": True},
-               {"SS": ["a", ""]}, {"NS": ["1", "-2"]}, {"BS": ["YQ==", ""]},
+               {"SS": ["", "a"]}, {"NS": ["-2", "1"]}, {"BS": ["", "YQ=="]},
                {"L": [{"S": "a"}]}, {"M": {"a": {"N": "1"}}}):
         assert validate_value(av) is av
+
+
+def test_sets_are_kept_in_dynamodbs_order():
+    # Strings and binaries by their bytes, numbers by value.
+    assert validate_value({"SS": ["b", "a", "", "\u00e9", "Z"]}) == {"SS": ["", "Z", "a", "b", "\u00e9"]}
+    assert validate_value({"NS": ["10", "9", "-1", "1.50"]}) == {"NS": ["-1", "1.5", "9", "10"]}
+    assert validate_value({"BS": ["/w==", "AA==", "gA=="]}) == {"BS": ["AA==", "gA==", "/w=="]}  # 0x00 < 0x80 < 0xff
 
 
 def test_nested_numbers_are_normalized_without_touching_the_input():
