@@ -358,8 +358,36 @@ def _bound(value: Any, shape_type: str) -> str:
     return str(value)
 
 
+# The model types the data plane's TableName (and RequestItems' keys) as
+# TableArn (1 to 1024 characters, nothing more), since an ARN may stand for
+# the name; DynamoDB still holds a name that is not an ARN to the rules of
+# TableName (3 to 255 characters of [a-zA-Z0-9_.-]) and words its errors so.
+_TABLE_NAME_SHAPE = {"type": "string", "min": 3, "max": 255, "pattern": "[a-zA-Z0-9_.-]+"}
+_TABLE_NAME_RE = re.compile(r"[a-zA-Z0-9_.-]{3,255}")
+
+
+def _table_arn_constraints(shape: dict) -> Constraints:
+    def name_rule(test):
+        return lambda v: not v or v.startswith("arn:") or test(v)
+
+    own = compile_constraints({k: v for k, v in shape.items() if k != "pattern"}, "TableArn.own")
+    names = compile_constraints(_TABLE_NAME_SHAPE, "TableName")
+    tests = own.tests + [(name_rule(test), message) for test, message in names.tests]
+    low, high = shape.get("min", 1), shape.get("max", 1024)
+    match = _TABLE_NAME_RE.fullmatch
+
+    def ok(v: Any) -> bool:
+        return match(v) is not None or (low <= len(v) <= high and v.startswith("arn:"))
+
+    constraints = Constraints(tests, ok)
+    constraints.aggregate = names.aggregate  # as DynamoDB lists them for RequestItems' keys
+    return constraints
+
+
 def compile_constraints(shape: dict, shape_name: str) -> Constraints | None:
     """The constraint checker of a shape, or None if it has none."""
+    if shape_name == "TableArn" and shape.get("type") == "string":
+        return _table_arn_constraints(shape)
     shape_type = shape["type"]
     tests: list[tuple[Callable[[Any], bool], str]] = []
     if "enum" in shape:

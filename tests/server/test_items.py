@@ -356,3 +356,21 @@ def test_nested_paths_of_a_missing_item(ddb, table):
     # Once the item exists, REMOVE of a path under a missing attribute is an error again.
     assert error_of(ddb.update_item, TableName=table, Key=key, UpdateExpression="REMOVE x.y") == (
         "ValidationException", "The document path provided in the update expression is invalid for update", 400)
+
+
+@pytest.mark.parametrize("name, constraint", [
+    ("bad table!@#", "Member must satisfy regular expression pattern: [a-zA-Z0-9_.-]+"),
+    ("a" * 256, "Member must have length less than or equal to 255"),
+    ("ab", "Member must have length greater than or equal to 3"),
+])
+def test_malformed_table_names_on_item_operations(ddb, name, constraint):
+    # The model types TableName as an ARN or a name; a name still follows TableName's rules.
+    message = f"1 validation error detected: Value '{name}' at 'tableName' failed to satisfy constraint: {constraint}"
+    key = {"pk": {"S": "x"}, "sk": {"N": "1"}}
+    assert error_of(ddb.get_item, TableName=name, Key=key) == ("ValidationException", message, 400)
+    assert error_of(ddb.put_item, TableName=name, Item=key) == ("ValidationException", message, 400)
+    assert error_of(ddb.query, TableName=name, KeyConditionExpression="pk = :p",
+                    ExpressionAttributeValues={":p": {"S": "x"}}) == ("ValidationException", message, 400)
+    # A well-formed name or ARN of a table that does not exist is not found, as before.
+    for missing in ("no_such_table", "arn:aws:dynamodb:us-east-1:000000000000:table/no_such_table"):
+        assert error_of(ddb.get_item, TableName=missing, Key=key)[0] == "ResourceNotFoundException"

@@ -103,7 +103,7 @@ def test_body_not_an_object(body, message):
 )
 def test_string_member_types(value, message):
     assert serialization("CreateTable", {"TableName": value}) == message
-    assert serialization("Query", {"TableName": "t", "KeyConditionExpression": value}) == message
+    assert serialization("Query", {"TableName": "tbl", "KeyConditionExpression": value}) == message
 
 
 @pytest.mark.parametrize(
@@ -121,10 +121,10 @@ def test_long_member_types(value, message):
 
 
 def test_integer_member_types_and_truncation():
-    assert serialization("Query", {"TableName": "t", "Limit": "5"}) == (
+    assert serialization("Query", {"TableName": "tbl", "Limit": "5"}) == (
         "class java.lang.String can not be converted to an Integer"
     )
-    body = {"TableName": "t", "Limit": 2.9}
+    body = {"TableName": "tbl", "Limit": 2.9}
     V.validate("Query", body)
     assert body["Limit"] == 2 and type(body["Limit"]) is int
 
@@ -141,11 +141,11 @@ def test_integer_member_types_and_truncation():
     ],
 )
 def test_boolean_member_types(value, message):
-    assert serialization("Query", {"TableName": "t", "ConsistentRead": value}) == message
+    assert serialization("Query", {"TableName": "tbl", "ConsistentRead": value}) == message
 
 
 def test_boolean_strings_are_coerced():
-    body = {"TableName": "t", "ConsistentRead": "TRUE", "ScanIndexForward": "false"}
+    body = {"TableName": "tbl", "ConsistentRead": "TRUE", "ScanIndexForward": "false"}
     V.validate("Query", body)
     assert body["ConsistentRead"] is True and body["ScanIndexForward"] is False
 
@@ -164,7 +164,7 @@ def test_list_member_types(value, message):
     [("23", "Expected map or null"), (34.56, "Expected map or null"), ([], "Start of list found where not expected")],
 )
 def test_map_member_types(value, message):
-    assert serialization("PutItem", {"TableName": "t", "Item": value}) == message
+    assert serialization("PutItem", {"TableName": "tbl", "Item": value}) == message
     assert serialization("BatchWriteItem", {"RequestItems": value}) == message
 
 
@@ -191,14 +191,14 @@ def test_structure_member_types(value, message):
     ],
 )
 def test_blob_types_inside_attribute_values(value, message):
-    assert serialization("PutItem", {"TableName": "t", "Item": {"a": {"B": value}}}) == message
-    assert serialization("PutItem", {"TableName": "t", "Item": {"a": {"BS": [value]}}}) == message
-    nested = {"TableName": "t", "Item": {"a": {"L": [{"M": {"b": {"B": value}}}]}}}
+    assert serialization("PutItem", {"TableName": "tbl", "Item": {"a": {"B": value}}}) == message
+    assert serialization("PutItem", {"TableName": "tbl", "Item": {"a": {"BS": [value]}}}) == message
+    nested = {"TableName": "tbl", "Item": {"a": {"L": [{"M": {"b": {"B": value}}}]}}}
     assert serialization("PutItem", nested) == message
 
 
 def test_valid_base64_passes():
-    V.validate("PutItem", {"TableName": "t", "Item": {"a": {"B": "AQI="}, "b": {"BS": ["Ag==", "AQID", ""]}}})
+    V.validate("PutItem", {"TableName": "tbl", "Item": {"a": {"B": "AQI="}, "b": {"BS": ["Ag==", "AQID", ""]}}})
 
 
 @pytest.mark.parametrize(
@@ -218,18 +218,18 @@ def test_valid_base64_passes():
 )
 def test_attribute_value_types(value, message):
     for operation, body in (
-        ("PutItem", {"TableName": "t", "Item": {"a": value}}),
-        ("Query", {"TableName": "t", "ExpressionAttributeValues": {":v": value}}),
-        ("BatchWriteItem", {"RequestItems": {"t": [{"DeleteRequest": {"Key": {"a": value}}}]}}),
+        ("PutItem", {"TableName": "tbl", "Item": {"a": value}}),
+        ("Query", {"TableName": "tbl", "ExpressionAttributeValues": {":v": value}}),
+        ("BatchWriteItem", {"RequestItems": {"tbl": [{"DeleteRequest": {"Key": {"a": value}}}]}}),
     ):
         assert serialization(operation, body) == message
 
 
 def test_unknown_and_null_members_are_ignored_and_removed():
     item = {"a": {"S": "x", "Q": 1, "N": None}, "b": {"M": {"c": {"BOOL": "true", "junk": []}}}}
-    body = {"TableName": "t", "Item": item, "Unknown": {"x": [1]}, "ReturnValues": None}
+    body = {"TableName": "tbl", "Item": item, "Unknown": {"x": [1]}, "ReturnValues": None}
     V.validate("PutItem", body)
-    assert body == {"TableName": "t", "Item": {"a": {"S": "x"}, "b": {"M": {"c": {"BOOL": True}}}}, "Unknown": {"x": [1]}}
+    assert body == {"TableName": "tbl", "Item": {"a": {"S": "x"}, "b": {"M": {"c": {"BOOL": True}}}}, "Unknown": {"x": [1]}}
 
 
 def test_type_errors_win_over_constraint_errors():
@@ -299,7 +299,7 @@ def test_create_table_enums_and_lengths():
 
 
 def test_put_item_enums():
-    body = {"TableName": "t", "Item": {}, "ReturnConsumedCapacity": "hi", "ReturnItemCollectionMetrics": "hi",
+    body = {"TableName": "tbl", "Item": {}, "ReturnConsumedCapacity": "hi", "ReturnItemCollectionMetrics": "hi",
             "ReturnValues": "hi"}
     assert validation("PutItem", body) == errors(
         "Value 'hi' at 'returnConsumedCapacity' failed to satisfy constraint: "
@@ -312,9 +312,9 @@ def test_put_item_enums():
 
 
 def test_put_item_null_attribute_value_and_long_attribute_name():
-    assert validation("PutItem", {"TableName": "t", "Item": {"a": None}}) == errors(null_at("item.a.member"))
+    assert validation("PutItem", {"TableName": "tbl", "Item": {"a": None}}) == errors(null_at("item.a.member"))
     name = "n" * 65536
-    message = validation("PutItem", {"TableName": "t", "Item": {name: {"S": "x"}}})
+    message = validation("PutItem", {"TableName": "tbl", "Item": {name: {"S": "x"}}})
     assert message.startswith("1 validation error detected: Value '{" + name + "=com.amazonaws.dynamodb.v20120810.AttributeValue@")
     assert message.endswith(
         "}' at 'item' failed to satisfy constraint: "
@@ -323,7 +323,7 @@ def test_put_item_null_attribute_value_and_long_attribute_name():
 
 
 def test_query_errors_and_map_paths():
-    body = {"TableName": "t", "Limit": 0, "Select": "X", "AttributesToGet": [], "KeyConditions": {"a": {}}}
+    body = {"TableName": "tbl", "Limit": 0, "Select": "X", "AttributesToGet": [], "KeyConditions": {"a": {}}}
     assert validation("Query", body) == errors(
         "Value '0' at 'limit' failed to satisfy constraint: Member must have value greater than or equal to 1",
         "Value 'X' at 'select' failed to satisfy constraint: "
@@ -334,7 +334,7 @@ def test_query_errors_and_map_paths():
 
 
 def test_query_comparison_operator_enum_order():
-    body = {"TableName": "t", "KeyConditions": {"a": {"ComparisonOperator": ""}}}
+    body = {"TableName": "tbl", "KeyConditions": {"a": {"ComparisonOperator": ""}}}
     assert validation("Query", body) == errors(
         "Value '' at 'keyConditions.a.member.comparisonOperator' failed to satisfy constraint: "
         "Member must satisfy enum value set: "
@@ -344,7 +344,7 @@ def test_query_comparison_operator_enum_order():
 
 def test_list_element_constraints_are_reported_once_for_the_list():
     long_name = "x" * 65536
-    body = {"TableName": "t", "AttributesToGet": [long_name, "b", long_name]}
+    body = {"TableName": "tbl", "AttributesToGet": [long_name, "b", long_name]}
     assert validation("Query", body) == errors(
         f"Value '[{long_name}, b, {long_name}]' at 'attributesToGet' failed to satisfy constraint: "
         "Member must satisfy constraint: [Member must have length less than or equal to 65535]"
@@ -352,8 +352,8 @@ def test_list_element_constraints_are_reported_once_for_the_list():
 
 
 def test_batch_write_item_map_values():
-    assert validation("BatchWriteItem", {"RequestItems": {"t": []}}) == errors(
-        "Value '{t=[]}' at 'requestItems' failed to satisfy constraint: Map value must satisfy constraint: "
+    assert validation("BatchWriteItem", {"RequestItems": {"tbl": []}}) == errors(
+        "Value '{tbl=[]}' at 'requestItems' failed to satisfy constraint: Map value must satisfy constraint: "
         "[Member must have length less than or equal to 25, Member must have length greater than or equal to 1]"
     )
     assert validation("BatchWriteItem", {"RequestItems": {}}) == errors(
@@ -363,9 +363,9 @@ def test_batch_write_item_map_values():
 
 def test_batch_write_item_renders_structures_like_java():
     writes = [{"DeleteRequest": {"Key": {"a": {"S": "b"}}}}] * 26
-    message = validation("BatchWriteItem", {"RequestItems": {"t": writes}})
+    message = validation("BatchWriteItem", {"RequestItems": {"tbl": writes}})
     element = "WriteRequest(putRequest=null, deleteRequest=DeleteRequest(key={a=com.amazonaws.dynamodb.v20120810.AttributeValue@"
-    assert message.startswith("1 validation error detected: Value '{t=[" + element)
+    assert message.startswith("1 validation error detected: Value '{tbl=[" + element)
     assert message.count(element) == 26
     assert message.endswith("Map value must satisfy constraint: "
                             "[Member must have length less than or equal to 25, "
@@ -373,17 +373,17 @@ def test_batch_write_item_renders_structures_like_java():
 
 
 def test_batch_write_item_nested_paths():
-    body = {"RequestItems": {"t": [{"PutRequest": {}}, {"DeleteRequest": {"Key": None}}, None]}}
+    body = {"RequestItems": {"tbl": [{"PutRequest": {}}, {"DeleteRequest": {"Key": None}}, None]}}
     assert validation("BatchWriteItem", body) == errors(
-        null_at("requestItems.t.member.1.member.putRequest.item"),
-        null_at("requestItems.t.member.2.member.deleteRequest.key"),
-        null_at("requestItems.t.member.3.member"),
+        null_at("requestItems.tbl.member.1.member.putRequest.item"),
+        null_at("requestItems.tbl.member.2.member.deleteRequest.key"),
+        null_at("requestItems.tbl.member.3.member"),
     )
 
 
 def test_at_most_ten_errors_are_listed():
     body = {
-        "TableName": "t", "Limit": 0, "Segment": -1, "TotalSegments": 0, "Select": "x",
+        "TableName": "tbl", "Limit": 0, "Segment": -1, "TotalSegments": 0, "Select": "x",
         "ReturnConsumedCapacity": "x", "AttributesToGet": [], "ConditionalOperator": "x",
         "ScanFilter": {"a": {}, "b": {}, "c": {}, "d": {}, "e": {}},
     }
@@ -424,7 +424,7 @@ def test_any_json_is_accepted_or_rejected_cleanly(operation, body):
 @given(item=st.dictionaries(st.text(min_size=1, max_size=5), request_like, max_size=5))
 def test_any_item_is_accepted_or_rejected_cleanly(item):
     try:
-        V.validate("PutItem", {"TableName": "t", "Item": item})
+        V.validate("PutItem", {"TableName": "tbl", "Item": item})
     except (SerializationException, ValidationException):
         pass
 
@@ -451,7 +451,7 @@ def test_absurd_nesting_is_a_validation_error_not_a_crash():
     value = {"S": "leaf"}
     for _ in range(900):
         value = {"L": [value]}
-    assert validation("PutItem", {"TableName": "t", "Item": {"a": value}}) == (
+    assert validation("PutItem", {"TableName": "tbl", "Item": {"a": value}}) == (
         "Nesting Levels have exceeded supported limits: "
         "Attributes in the item have nested levels beyond supported limit"
     )
@@ -461,11 +461,11 @@ def test_shallow_mode_skips_attribute_value_contents_only():
     from shoal.api.shapes import load_model, model_path
 
     shallow = ShapeValidator(load_model(model_path("dynamodb")), check_attribute_values=False)
-    shallow.validate("PutItem", {"TableName": "t", "Item": {"a": {"S": 5}}})  # left to shoal.model
+    shallow.validate("PutItem", {"TableName": "tbl", "Item": {"a": {"S": 5}}})  # left to shoal.model
     with pytest.raises(SerializationException):
-        shallow.validate("PutItem", {"TableName": "t", "Item": "x"})
+        shallow.validate("PutItem", {"TableName": "tbl", "Item": "x"})
     with pytest.raises(ValidationException):
-        shallow.validate("PutItem", {"TableName": "t"})
+        shallow.validate("PutItem", {"TableName": "tbl"})
 
 
 # ---------------------------------------------------------------- deferred item checks
@@ -509,18 +509,18 @@ def test_item_checks_pass_only_items_the_model_passes(item):
         checked = validate_sized_item(copy.deepcopy(item))
     except (ValidationException, SerializationException):
         return  # the dispatcher then validates the request again, without deferring
-    body = {"TableName": "t", "Item": copy.deepcopy(item)}
+    body = {"TableName": "tbl", "Item": copy.deepcopy(item)}
     V.validate("PutItem", body)
     assert validate_sized_item(body["Item"]) == checked
 
 
 def test_deferred_items_still_get_their_names_and_type_checked():
-    long_name = {"TableName": "t", "Item": {"a" * 65536: {"S": "x"}}}
+    long_name = {"TableName": "tbl", "Item": {"a" * 65536: {"S": "x"}}}
     with pytest.raises(ValidationException) as deferred:
         V.validate("PutItem", copy.deepcopy(long_name), defer_items=True)
     assert str(deferred.value) == validation("PutItem", long_name)
     with pytest.raises(SerializationException):
-        V.validate("BatchWriteItem", {"RequestItems": {"t": [{"PutRequest": {"Item": []}}]}},
+        V.validate("BatchWriteItem", {"RequestItems": {"tbl": [{"PutRequest": {"Item": []}}]}},
                            defer_items=True)
     # The values themselves are left to the item checks.
-    V.validate("PutItem", {"TableName": "t", "Item": {"a": {"S": 5}}}, defer_items=True)
+    V.validate("PutItem", {"TableName": "tbl", "Item": {"a": {"S": 5}}}, defer_items=True)
