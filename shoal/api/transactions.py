@@ -155,23 +155,47 @@ def resolve_writes(ctx, txn, writes: list[_Write]) -> None:
     over 4 MB, all as errors of the whole request."""
     seen = set()
     payload = 0
-    for write in writes:
+    reasons: list[dict] | None = None
+    for index, write in enumerate(writes):
         table = ctx.catalog.require(txn, ctx.region, write.spec["TableName"])
-        if write.kind == "Put":
-            key = checked_key_in_item(table, write.item)
-            payload += write.size
-        else:
-            key = checked_key(table, write.spec["Key"])
-            payload += item_size(key)
+        try:
+            if write.kind == "Put":
+                key = checked_key_in_item(table, write.item)
+            else:
+                key = checked_key(table, write.spec["Key"])
+        except ValidationException as exc:
+            if not _is_key_schema_error(exc):
+                raise
+            # A key that does not fit the table's schema cancels the
+            # transaction: this action's reason says why, the others None.
+            if reasons is None:
+                reasons = [_NONE_REASON] * len(writes)
+                reasons[index] = {"Code": "ValidationError", "Message": exc.message}
+            continue
+        payload += write.size if write.kind == "Put" else item_size(key)
         skey = storage_key(table, key)
         if skey in seen:
             raise ValidationException(SAME_ITEM)
         seen.add(skey)
         write.table, write.key, write.skey = table, key, skey
+    if reasons is not None:
+        raise TransactionCanceledException(reasons)
     if payload > MAX_PAYLOAD_BYTES:
         raise ValidationException(
             f"Transaction payload size cannot exceed 4MB. Payload Size: {payload}"
         )
+
+
+_KEY_SCHEMA_ERRORS = ("The provided key element does not match the schema",
+                      "One or more parameter values were invalid: Type mismatch for key ",
+                      "One or more parameter values were invalid: Missing the key ")
+
+
+def _is_key_schema_error(exc: ValidationException) -> bool:
+    """A key of the wrong shape or type for the table (a cancellation reason
+    in a transaction), as opposed to an empty or oversized key value (an
+    error of the whole request)."""
+    return exc.message.startswith(_KEY_SCHEMA_ERRORS)
 
 
 # ---------------------------------------------------------------- evaluation
@@ -385,9 +409,19 @@ def transact_get_items(ctx, request: dict):
     seen = set()
     payload = 0
     with ctx.engine.read() as txn:
-        for spec, projection in plans:
+        keys = []
+        for index, (spec, _) in enumerate(plans):
             table = ctx.catalog.require(txn, ctx.region, spec["TableName"])
-            skey = storage_key(table, checked_key(table, spec["Key"]))
+            try:
+                keys.append((table, checked_key(table, spec["Key"])))
+            except ValidationException as exc:
+                if not _is_key_schema_error(exc):
+                    raise
+                reasons = [_NONE_REASON] * len(plans)
+                reasons[index] = {"Code": "ValidationError", "Message": exc.message}
+                raise TransactionCanceledException(reasons) from None
+        for (spec, projection), (table, key) in zip(plans, keys):
+            skey = storage_key(table, key)
             if skey in seen:
                 raise ValidationException(SAME_ITEM)
             seen.add(skey)

@@ -215,8 +215,6 @@ def test_missing_table(ddb, table):
 
 
 @pytest.mark.parametrize("action, message", [
-    ({"Delete": {"Key": {"pk": {"S": "a"}}}}, "The provided key element does not match the schema"),
-    ({"Put": {"Item": {"pk": {"S": "a"}}}}, "One or more parameter values were invalid: Missing the key sk in the item"),
     ({"ConditionCheck": {"Key": key(), "ConditionExpression": "v >"}},
      'Invalid ConditionExpression: Syntax error; token: "<EOF>", near: ">"'),
     ({"ConditionCheck": {"Key": key(), "ConditionExpression": "attribute_exists(v)",
@@ -235,6 +233,27 @@ def test_invalid_actions_fail_the_whole_request(ddb, table, action, message):
     items = [put(table, ev(ts=99)), {kind: dict(spec, TableName=table)}]
     assert error_of(ddb.transact_write_items, TransactItems=items) == ("ValidationException", message, 400)
     assert "Item" not in ddb.get_item(TableName=table, Key=key(ts=99))
+
+
+@pytest.mark.parametrize("action, message", [
+    ({"Delete": {"Key": {"pk": {"S": "a"}}}}, "The provided key element does not match the schema"),
+    ({"Update": {"Key": {"pk": {"N": "1"}, "sk": {"N": "1"}}, "UpdateExpression": "SET v = :x",
+                 "ExpressionAttributeValues": {":x": {"N": "1"}}}}, "The provided key element does not match the schema"),
+    ({"Put": {"Item": {"pk": {"S": "a"}}}}, "One or more parameter values were invalid: Missing the key sk in the item"),
+    ({"Put": {"Item": {"pk": {"N": "5"}, "sk": {"N": "1"}}}},
+     "One or more parameter values were invalid: Type mismatch for key pk expected: S actual: N"),
+])
+def test_a_key_that_does_not_fit_the_schema_cancels_the_transaction(ddb, table, action, message):
+    # The action's reason says why; the others (even one whose condition would fail) are None.
+    (kind, spec), = action.items()
+    items = [{kind: dict(spec, TableName=table)}, put(table, ev(ts=98)),
+             {"ConditionCheck": {"TableName": table, "Key": key(ts=97), "ConditionExpression": "attribute_exists(pk)"}}]
+    with pytest.raises(ClientError) as info:
+        ddb.transact_write_items(TransactItems=items)
+    assert info.value.response["Error"]["Code"] == "TransactionCanceledException"
+    assert info.value.response["CancellationReasons"] == [
+        {"Code": "ValidationError", "Message": message}, {"Code": "None"}, {"Code": "None"}]
+    assert "Item" not in ddb.get_item(TableName=table, Key=key(ts=98))
 
 
 def test_payload_over_4_mb(ddb, accounts):
@@ -343,8 +362,12 @@ def test_get_errors(ddb, accounts):
         "ValidationException", "Transaction request cannot include multiple operations on one item", 400)
     assert error_of(ddb.transact_get_items, TransactItems=[{"Get": {"TableName": "no_such_table", "Key": acct("a")}}]) == (
         "ResourceNotFoundException", "Requested resource not found", 400)
-    assert error_of(ddb.transact_get_items, TransactItems=[{"Get": {"TableName": accounts, "Key": {"id": {"N": "1"}}}}]) == (
-        "ValidationException", "The provided key element does not match the schema", 400)
+    with pytest.raises(ClientError) as info:
+        ddb.transact_get_items(TransactItems=[{"Get": {"TableName": accounts, "Key": acct("a1")}},
+                                              {"Get": {"TableName": accounts, "Key": {"id": {"N": "1"}}}}])
+    assert info.value.response["Error"]["Code"] == "TransactionCanceledException"
+    assert info.value.response["CancellationReasons"] == [
+        {"Code": "None"}, {"Code": "ValidationError", "Message": "The provided key element does not match the schema"}]
     assert error_of(ddb.transact_get_items, TransactItems=[
         {"Get": {"TableName": accounts, "Key": acct("a"), "ProjectionExpression": "v",
                  "ExpressionAttributeNames": {"#n": "x"}}}]) == (
