@@ -127,7 +127,7 @@ def batch_write_item(ctx, request: dict):
             table = tables[name]
             seen = set()
             for kind, payload, size in ops:
-                key = checked_key_in_item(table, payload) if kind == "put" else checked_key(table, payload)
+                key = _put_key(table, payload) if kind == "put" else checked_key(table, payload)
                 skey = storage_key(table, key)
                 if skey in seen:
                     raise ValidationException("Provided list of item keys contains duplicates")
@@ -155,6 +155,21 @@ def batch_write_item(ctx, request: dict):
     if metrics:
         out["ItemCollectionMetrics"] = metrics
     return out
+
+
+def _put_key(table, item: dict) -> dict:
+    """The key of a PutRequest's item.  Unlike PutItem, BatchWriteItem words
+    a missing or mistyped key attribute as a lookup key's mismatch."""
+    try:
+        return checked_key_in_item(table, item)
+    except ValidationException as exc:
+        if exc.message.startswith(_NAMED_KEY_ERRORS):
+            raise ValidationException("The provided key element does not match the schema") from None
+        raise
+
+
+_NAMED_KEY_ERRORS = ("One or more parameter values were invalid: Type mismatch for key ",
+                     "One or more parameter values were invalid: Missing the key ")
 
 
 OPERATIONS = {"BatchGetItem": batch_get_item, "BatchWriteItem": batch_write_item}

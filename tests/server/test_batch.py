@@ -78,3 +78,17 @@ def test_batch_write_keeps_each_tables_count_and_size(ddb, table, hash_table):
     assert (described["ItemCount"], described["TableSizeBytes"]) == (3, sum(sizes))
     described = ddb.describe_table(TableName=hash_table)["Table"]
     assert (described["ItemCount"], described["TableSizeBytes"]) == (5, 5 * (2 + 2))
+
+
+@pytest.mark.parametrize("item", [
+    {"pk": {"N": "5"}, "sk": {"N": "1"}},           # mistyped
+    {"pk": {"L": [{"S": "x"}]}, "sk": {"N": "1"}},  # not a scalar
+    {"sk": {"N": "1"}},                             # missing
+])
+def test_batch_write_put_with_a_key_that_does_not_fit(ddb, table, item):
+    # BatchWriteItem words it as a lookup key's mismatch (PutItem names the attribute).
+    with pytest.raises(ClientError) as info:
+        ddb.batch_write_item(RequestItems={table: [put("fine", 1), {"PutRequest": {"Item": item}}]})
+    assert info.value.response["Error"] == {
+        "Code": "ValidationException", "Message": "The provided key element does not match the schema"}
+    assert "Item" not in ddb.get_item(TableName=table, Key={"pk": {"S": "fine"}, "sk": {"N": "1"}})
