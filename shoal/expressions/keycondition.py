@@ -51,6 +51,12 @@ class KeyCondition:
         """Check the condition against a key schema and fix which condition is
         the partition and which the sort condition."""
         by_name = {name: (op, values) for name, op, values in self.conditions}
+        key_count = 1 if range_key is None else 2
+        if len(self.conditions) > key_count:
+            raise ValidationException(
+                f"The number of query conditions ({len(self.conditions)}) exceeds the number of key "
+                f"attributes defined in the schema ({key_count})"
+            )
         if hash_key not in by_name:
             raise ValidationException(f"Query condition missed key schema element: {hash_key}")
         for name in by_name:
@@ -93,10 +99,9 @@ def bind_key_condition(node, ctx) -> KeyCondition:
     conditions = [_simple_condition(binder, part) for part in _conjuncts(node)]
     names = [c[0] for c in conditions]
     if len(set(names)) != len(names):
-        raise ValidationException("KeyConditionExpressions must only contain one condition per key")
-    if len(conditions) > 2:
-        raise ValidationException("Conditions can be of length 1 or 2 only")
-    return KeyCondition(conditions)
+        raise ValidationException(
+            "Invalid KeyConditionExpression: KeyConditionExpressions must only contain one condition per key")
+    return KeyCondition(conditions)  # their number is checked against the key schema by validate()
 
 
 def _conjuncts(node) -> list:

@@ -469,8 +469,7 @@ def test_key_condition_shapes():
     ("pk = :v AND NOT sk = :n", "Invalid operator used in KeyConditionExpression: NOT"),
     ("pk = :v AND sk IN (:n)", "Invalid operator used in KeyConditionExpression: IN"),
     ("pk = :v AND size(sk) = :n", "KeyConditionExpressions cannot contain nested operations"),
-    ("pk = :v AND sk = :n AND sk = :n", "KeyConditionExpressions must only contain one condition per key"),
-    ("pk = :v AND sk = :n AND other2 = :n", "Conditions can be of length 1 or 2 only"),
+    ("pk = :v AND sk = :n AND sk = :n", "Invalid KeyConditionExpression: KeyConditionExpressions must only contain one condition per key"),
     ("pk.x = :v", "Key attributes must be scalars; list random access '[]' and map lookup '.' are not allowed: Key: pk"),
     ("pk = :v AND begins_with(sk, :n)", "Invalid KeyConditionExpression: Incorrect operand type for operator or function; operator or function: begins_with, operand type: N"),
     ("pk = :v AND sk BETWEEN :n2 AND :n", "Invalid KeyConditionExpression: The BETWEEN operator requires upper bound to be greater than or equal to lower bound; lower bound operand: AttributeValue: {N:2}, upper bound operand: AttributeValue: {N:1}"),
@@ -489,7 +488,16 @@ def test_key_condition_parse_errors(text, message):
     ("pk > :v", "Query key condition not supported"),
     ("pk = :n", "One or more parameter values were invalid: Condition parameter type does not match schema type"),
     ("pk = :v AND begins_with(sk, :v)", "One or more parameter values were invalid: Condition parameter type does not match schema type"),
+    ("pk = :v AND sk = :n AND other2 = :n",
+     "The number of query conditions (3) exceeds the number of key attributes defined in the schema (2)"),
 ])
 def test_key_condition_schema_errors(text, message):
     kc = parse_key_condition(text, ctx_for(text))
     assert error_of(lambda: kc.validate(*SCHEMA)) == message
+
+
+def test_key_conditions_beyond_a_hash_only_schema():
+    text = "pk = :v AND sk = :n"
+    kc = parse_key_condition(text, ctx_for(text))
+    assert error_of(lambda: kc.validate("pk", None, {"pk": "S"})) == (
+        "The number of query conditions (2) exceeds the number of key attributes defined in the schema (1)")
