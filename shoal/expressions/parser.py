@@ -352,9 +352,9 @@ def check_text(text, kind: str) -> None:
         raise ValidationException(f"Invalid {kind}: The expression can not be empty;")
     size = len(text) if text.isascii() else len(text.encode("utf-8"))
     if size > MAX_EXPRESSION_BYTES:
-        raise ValidationException(
-            f"Invalid {kind}: Expression size has exceeded the maximum allowed size; expression size: {size}"
-        )
+        # DynamoDB gives the size for every kind of expression but updates.
+        suffix = "" if kind == "UpdateExpression" else f" expression size: {size}"
+        raise ValidationException(f"Invalid {kind}: Expression size has exceeded the maximum allowed size;{suffix}")
 
 
 def nesting_error(kind: str, text: str, tokens: list) -> ValidationException:

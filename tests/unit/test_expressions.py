@@ -112,6 +112,9 @@ def test_expression_size_limit():
     text = "a = :v AND " + "a < :v AND " * 400 + "a = :v"
     message = error_of(lambda: parse_condition(text, ctx_for(text)))
     assert message == f"Invalid ConditionExpression: Expression size has exceeded the maximum allowed size; expression size: {len(text)}"
+    text = "SET " + ", ".join(f"a{i} = :v" for i in range(500))
+    message = error_of(lambda: parse_update(text, ctx_for(text)))
+    assert message == "Invalid UpdateExpression: Expression size has exceeded the maximum allowed size;"  # no size
 
 
 @pytest.mark.parametrize("depth", [301, 1000, 2000])
