@@ -107,11 +107,16 @@ _LEGACY_OF = {
 }
 
 
-def expression_context(request: dict, expression_members: tuple[str, ...], legacy_members: tuple[str, ...]) -> ExpressionContext | None:
+def expression_context(request: dict, expression_members: tuple[str, ...], legacy_members: tuple[str, ...],
+                       *, current: bool = False) -> ExpressionContext | None:
     """Check the ExpressionAttributeNames/Values rules of a request and make the
     context its expressions are parsed in.
 
-    Returns None when the request uses no expression at all.
+    Returns None when the request uses no expression at all.  ``current``
+    selects the wording of DynamoDB's newer request validation (PutItem,
+    UpdateItem, DeleteItem): no list of null expressions after "can only be
+    specified when using expressions", and a bad value's own message without
+    "ExpressionAttributeValues contains invalid value: ... for key :v".
     """
     used_expr = [m for m in expression_members if request.get(m) is not None]
     used_legacy = [m for m in legacy_members if request.get(m) is not None]
@@ -127,6 +132,8 @@ def expression_context(request: dict, expression_members: tuple[str, ...], legac
         if names is not None:
             raise ValidationException("ExpressionAttributeNames can only be specified when using expressions")
         if values is not None:
+            if current:
+                raise ValidationException("ExpressionAttributeValues can only be specified when using expressions")
             takers = sorted(m for m in expression_members if m != "ProjectionExpression")
             verb = "is" if len(takers) == 1 else "are"
             raise ValidationException(
@@ -151,6 +158,8 @@ def expression_context(request: dict, expression_members: tuple[str, ...], legac
             try:
                 checked[name] = validate_value(value, name)
             except ValidationException as exc:
+                if current:
+                    raise
                 raise ValidationException(
                     f"ExpressionAttributeValues contains invalid value: {exc.message} for key {name}"
                 ) from None
@@ -236,5 +245,17 @@ def item_write_units(old_size: int, new_size: int) -> float:
 def check_return_values(request: dict, allowed: tuple[str, ...]) -> str:
     value = request.get("ReturnValues") or "NONE"
     if value not in allowed:
-        raise ValidationException("Return values set to invalid value")
+        raise ValidationException("ReturnValues can only be " + " or ".join(allowed[::-1]))
     return value
+
+
+_ENVELOPE = re.compile(r"\d+ validation errors? detected: ")
+
+
+def in_envelope(exc: ValidationException) -> ValidationException:
+    """The error as DynamoDB's newer request validation reports it (PutItem,
+    UpdateItem and DeleteItem, in us-east-1 since 2026): inside the
+    "1 validation error detected: " envelope, unless it is in one already."""
+    if _ENVELOPE.match(exc.message):
+        return exc
+    return ValidationException("1 validation error detected: " + exc.message)

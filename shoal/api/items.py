@@ -9,6 +9,7 @@ from shoal.api.common import (
     checked_key,
     consumed_capacity,
     expression_context,
+    in_envelope,
     item_read_units,
     item_write_units,
     read_projection,
@@ -23,7 +24,7 @@ from shoal.expressions.legacy import (
     update_from_attribute_updates,
 )
 from shoal.model.size import item_size
-from shoal.model.values import validate_key, validate_sized_item
+from shoal.model.values import validate_key, validate_sized_item, validate_value
 
 MAX_ITEM_SIZE = 400 * 1024
 
@@ -76,14 +77,17 @@ def _raw_fragment(raw: bytes) -> orjson.Fragment:
 
 
 def put_item(ctx, request: dict):
-    item, size = validate_sized_item(request["Item"], in_place=True)
-    exprs = expression_context(request, ("ConditionExpression",), ("Expected",))
-    condition = parse_write_condition(request, exprs)
-    if exprs is not None:
-        exprs.check_unused()
-    return_values = check_return_values(request, ("NONE", "ALL_OLD"))
-    if size > MAX_ITEM_SIZE:
-        raise ValidationException("Item size has exceeded the maximum allowed size")
+    try:  # the request's own checks, before any table: DynamoDB's newer wording
+        item, size = validate_sized_item(request["Item"], in_place=True)
+        exprs = expression_context(request, ("ConditionExpression",), ("Expected",), current=True)
+        condition = parse_write_condition(request, exprs)
+        if exprs is not None:
+            exprs.check_unused()
+        return_values = check_return_values(request, ("NONE", "ALL_OLD"))
+        if size > MAX_ITEM_SIZE:
+            raise ValidationException("Item size has exceeded the maximum allowed size")
+    except ValidationException as exc:
+        raise in_envelope(exc) from None
 
     with ctx.engine.write() as txn:
         table = ctx.catalog.require(txn, ctx.region, request["TableName"])
@@ -100,6 +104,13 @@ def put_item(ctx, request: dict):
     capacity = consumed_capacity(request, table.name, item_write_units(old_size, size), index_units=index_units)
     attributes = _raw_fragment(old_raw) if return_values == "ALL_OLD" and old_raw is not None else None
     return _response(attributes, capacity, metrics)
+
+
+def check_key_values(key: dict) -> None:
+    """Check a Key's values as values (numbers, sets, emptiness of the value
+    itself), before the table's schema is known."""
+    for name, value in key.items():
+        validate_value(value, name)
 
 
 def checked_key_in_item(table, item: dict) -> dict:
@@ -142,20 +153,24 @@ def get_item(ctx, request: dict):
 
 
 def update_item(ctx, request: dict):
-    exprs = expression_context(
-        request, ("UpdateExpression", "ConditionExpression"), ("AttributeUpdates", "Expected")
-    )
-    update = None
-    if request.get("UpdateExpression") is not None:
-        update = parse_update(request["UpdateExpression"], exprs)
-    elif request.get("AttributeUpdates") is not None:
-        update = update_from_attribute_updates(request["AttributeUpdates"])
-    condition = parse_write_condition(request, exprs)
-    if exprs is not None:
-        exprs.check_unused()
-    return_values = check_return_values(
-        request, ("NONE", "ALL_OLD", "UPDATED_OLD", "ALL_NEW", "UPDATED_NEW")
-    )
+    try:  # the request's own checks, before any table: DynamoDB's newer wording
+        check_key_values(request["Key"])
+        exprs = expression_context(
+            request, ("UpdateExpression", "ConditionExpression"), ("AttributeUpdates", "Expected"), current=True
+        )
+        update = None
+        if request.get("UpdateExpression") is not None:
+            update = parse_update(request["UpdateExpression"], exprs)
+        elif request.get("AttributeUpdates") is not None:
+            update = update_from_attribute_updates(request["AttributeUpdates"])
+        condition = parse_write_condition(request, exprs)
+        if exprs is not None:
+            exprs.check_unused()
+        return_values = check_return_values(
+            request, ("NONE", "ALL_OLD", "UPDATED_OLD", "ALL_NEW", "UPDATED_NEW")
+        )
+    except ValidationException as exc:
+        raise in_envelope(exc) from None
 
     with ctx.engine.write() as txn:
         table = ctx.catalog.require(txn, ctx.region, request["TableName"])
@@ -219,11 +234,15 @@ def _update_return_values(mode: str, update, old: dict | None, new: dict | None)
 
 
 def delete_item(ctx, request: dict):
-    exprs = expression_context(request, ("ConditionExpression",), ("Expected",))
-    condition = parse_write_condition(request, exprs)
-    if exprs is not None:
-        exprs.check_unused()
-    return_values = check_return_values(request, ("NONE", "ALL_OLD"))
+    try:  # the request's own checks, before any table: DynamoDB's newer wording
+        check_key_values(request["Key"])
+        exprs = expression_context(request, ("ConditionExpression",), ("Expected",), current=True)
+        condition = parse_write_condition(request, exprs)
+        if exprs is not None:
+            exprs.check_unused()
+        return_values = check_return_values(request, ("NONE", "ALL_OLD"))
+    except ValidationException as exc:
+        raise in_envelope(exc) from None
 
     with ctx.engine.write() as txn:
         table = ctx.catalog.require(txn, ctx.region, request["TableName"])

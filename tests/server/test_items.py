@@ -8,6 +8,11 @@ import pytest
 from botocore.exceptions import ClientError
 
 
+# PutItem, UpdateItem and DeleteItem report the request's own faults inside
+# DynamoDB's newer validation envelope (us-east-1, 2026).
+ENVELOPE = "1 validation error detected: "
+
+
 def error_of(call, **kwargs):
     with pytest.raises(ClientError) as info:
         call(**kwargs)
@@ -56,7 +61,7 @@ def test_put_return_values_all_old(ddb, table):
 
 def test_put_rejects_invalid_return_values(ddb, table):
     code, message, status = error_of(ddb.put_item, TableName=table, Item=event(), ReturnValues="ALL_NEW")
-    assert (code, message, status) == ("ValidationException", "Return values set to invalid value", 400)
+    assert (code, message, status) == ("ValidationException", ENVELOPE + "ReturnValues can only be ALL_OLD or NONE", 400)
 
 
 def test_conditional_put_fails_with_old_item_when_asked(ddb, table):
@@ -102,7 +107,7 @@ def test_expression_attribute_names_without_expression(ddb, table):
     code, message, _ = error_of(
         ddb.put_item, TableName=table, Item=event(), ExpressionAttributeNames={"#a": "a"}
     )
-    assert message == "ExpressionAttributeNames can only be specified when using expressions"
+    assert message == ENVELOPE + "ExpressionAttributeNames can only be specified when using expressions"
 
 
 def test_unused_expression_attribute_value(ddb, table):
@@ -111,7 +116,7 @@ def test_unused_expression_attribute_value(ddb, table):
         ConditionExpression="attribute_not_exists(pk)",
         ExpressionAttributeValues={":unused": {"S": "x"}},
     )
-    assert message == "Value provided in ExpressionAttributeValues unused in expressions: keys: {:unused}"
+    assert message == ENVELOPE + "Value provided in ExpressionAttributeValues unused in expressions: keys: {:unused}"
 
 
 def test_mixing_legacy_and_expression_parameters(ddb, table):
@@ -119,7 +124,7 @@ def test_mixing_legacy_and_expression_parameters(ddb, table):
         ddb.put_item, TableName=table, Item=event(),
         ConditionExpression="attribute_exists(pk)", Expected={"pk": {"Exists": False}},
     )
-    assert message == (
+    assert message == ENVELOPE + (
         "Can not use both expression and non-expression parameters in the same request: "
         "Non-expression parameters: {Expected} Expression parameters: {ConditionExpression}"
     )
@@ -229,7 +234,7 @@ def test_consumed_capacity(ddb, table):
 
 def test_item_too_large(ddb, table):
     code, message, _ = error_of(ddb.put_item, TableName=table, Item=event(blob={"S": "x" * (400 * 1024)}))
-    assert (code, message) == ("ValidationException", "Item size has exceeded the maximum allowed size")
+    assert (code, message) == ("ValidationException", ENVELOPE + "Item size has exceeded the maximum allowed size")
 
 
 def test_empty_string_allowed_outside_keys(ddb, table):
@@ -284,7 +289,7 @@ def test_placeholder_rules(ddb, table, names, values, message):
     if values:
         kwargs["ExpressionAttributeValues"] = values
     code, got, _ = error_of(ddb.put_item, TableName=table, Item=event(), **kwargs)
-    assert (code, got) == ("ValidationException", message)
+    assert (code, got) == ("ValidationException", ENVELOPE + message)
 
 
 # Values inside the legacy parameters (AttributeUpdates, Expected) are attribute
@@ -297,6 +302,7 @@ def test_placeholder_rules(ddb, table, names, values, message):
     ({}, "Supplied AttributeValue is empty, must contain exactly one of the supported datatypes"),
 ])
 def test_legacy_parameter_values_are_validated(ddb, table, value, message):
+    message = ENVELOPE + message
     key = {"pk": {"S": "legacy-values"}, "sk": {"N": "1"}}
     assert error_of(ddb.update_item, TableName=table, Key=key,
                     AttributeUpdates={"a": {"Action": "PUT", "Value": value}}) == ("ValidationException", message, 400)
@@ -374,3 +380,26 @@ def test_malformed_table_names_on_item_operations(ddb, name, constraint):
     # A well-formed name or ARN of a table that does not exist is not found, as before.
     for missing in ("no_such_table", "arn:aws:dynamodb:us-east-1:000000000000:table/no_such_table"):
         assert error_of(ddb.get_item, TableName=missing, Key=key)[0] == "ResourceNotFoundException"
+
+
+def test_request_faults_of_writes_are_reported_in_the_validation_envelope(ddb, table, hash_table):
+    key = {"pk": {"S": "envelope"}, "sk": {"N": "1"}}
+    for call, extra in ((ddb.put_item, {"Item": key}), (ddb.delete_item, {"Key": key}),
+                        (ddb.update_item, {"Key": key})):
+        assert error_of(call, TableName=table, ExpressionAttributeValues={":v": {"S": "x"}}, **extra)[1] == (
+            ENVELOPE + "ExpressionAttributeValues can only be specified when using expressions")  # no list of nulls
+        assert error_of(call, TableName=table, ConditionExpression="", **extra)[1] == (
+            ENVELOPE + "Invalid ConditionExpression: The expression can not be empty;")
+        assert error_of(call, TableName=table, ConditionExpression="a = :v",  # the value's own message
+                        ExpressionAttributeValues={":v": {"N": "1e126"}}, **extra)[1] == (
+            ENVELOPE + "Number overflow. Attempting to store a number with magnitude larger than supported range")
+    assert error_of(ddb.delete_item, TableName=table, Key=key, ReturnValues="ALL_NEW")[1] == (
+        ENVELOPE + "ReturnValues can only be ALL_OLD or NONE")
+    assert error_of(ddb.delete_item, TableName=table, Key={"pk": {"S": "x"}, "sk": {"N": "abc"}})[1] == (
+        ENVELOPE + "The parameter cannot be converted to a numeric value: abc")
+    # What needs the table's schema is not in the envelope.
+    assert error_of(ddb.delete_item, TableName=table, Key={"pk": {"S": "x"}})[1] == (
+        "The provided key element does not match the schema")
+    assert error_of(ddb.put_item, TableName=hash_table, Item={"pk": {"S": ""}})[1] == (
+        "One or more parameter values are not valid. The AttributeValue for a key attribute cannot contain an "
+        "empty string value. Key: pk")
