@@ -121,18 +121,15 @@ def _list_index(action) -> int:
 
 
 def _returned_paths(paths: list, removes: list) -> list:
-    """The paths ReturnValues UPDATED_OLD / UPDATED_NEW report.
-
-    Removing a list element shifts every later element, so DynamoDB reports
-    the whole list rather than the removed position.
-    """
-    widened = []
+    """The paths ReturnValues UPDATED_OLD / UPDATED_NEW report: the paths the
+    actions name, as they are.  A removed list element is reported by its
+    position, in the old item (the element removed) or in the new one (the
+    element that moved into its place), as DynamoDB reports it."""
+    unique = []
     for path in paths:
-        if len(path) > 1 and type(path[-1]) is int and path in removes:
-            path = path[:-1]
-        if path not in widened:
-            widened.append(path)
-    return [p for p in widened if not any(q != p and p[: len(q)] == q for q in widened)]
+        if path not in unique:
+            unique.append(path)
+    return [p for p in unique if not any(q != p and p[: len(q)] == q for q in unique)]
 
 
 # ---------------------------------------------------------------- binding

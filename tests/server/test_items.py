@@ -258,13 +258,18 @@ def test_projection_of_missing_attributes_gives_an_empty_item(ddb, table):
     assert got["Item"] == {}
 
 
-def test_updated_old_reports_the_whole_list_after_an_element_is_removed(ddb, table):
+def test_updated_values_of_list_elements_are_reported_by_position(ddb, table):
+    # As DynamoDB does: the removed element (old), or the one that moved into its place (new).
     key = {"pk": {"S": "lists"}, "sk": {"N": "1"}}
     ddb.put_item(TableName=table, Item={**key, "l": {"L": [{"N": "1"}, {"N": "2"}, {"N": "3"}]}})
-    out = ddb.update_item(TableName=table, Key=key, UpdateExpression="REMOVE l[0]", ReturnValues="UPDATED_OLD")
-    assert out["Attributes"] == {"l": {"L": [{"N": "1"}, {"N": "2"}, {"N": "3"}]}}
+    out = ddb.update_item(TableName=table, Key=key, UpdateExpression="REMOVE l[0], l[7]", ReturnValues="UPDATED_OLD")
+    assert out["Attributes"] == {"l": {"L": [{"N": "1"}]}}  # l[7] did not exist
     out = ddb.update_item(TableName=table, Key=key, UpdateExpression="REMOVE l[0]", ReturnValues="UPDATED_NEW")
     assert out["Attributes"] == {"l": {"L": [{"N": "3"}]}}
+    # An element set past the end lands elsewhere: UPDATED_NEW finds nothing at the index named.
+    out = ddb.update_item(TableName=table, Key=key, UpdateExpression="SET l[100] = :v",
+                          ExpressionAttributeValues={":v": {"N": "70"}}, ReturnValues="UPDATED_NEW")
+    assert "Attributes" not in out
 
 
 def test_empty_write_request_in_a_batch(ddb, table):
