@@ -38,7 +38,7 @@ def parse_write_condition(request: dict, ctx_expr):
     if text is not None:
         return parse_condition(text, ctx_expr, kind="ConditionExpression")
     expected = request.get("Expected")
-    if expected is not None:
+    if expected:  # an empty Expected is no condition at all
         return condition_from_expected(expected, request.get("ConditionalOperator"))
     if request.get("ConditionalOperator") is not None:
         raise ValidationException("ConditionalOperator cannot be used without Filter or Expected")

@@ -408,3 +408,11 @@ def test_request_faults_of_writes_are_reported_in_the_validation_envelope(ddb, t
     assert error_of(ddb.put_item, TableName=hash_table, Item={"pk": {"S": ""}})[1] == (
         "One or more parameter values are not valid. The AttributeValue for a key attribute cannot contain an "
         "empty string value. Key: pk")
+
+
+def test_an_empty_expected_is_no_condition(ddb, table):
+    key = {"pk": {"S": "empty-expected"}, "sk": {"N": "1"}}
+    ddb.put_item(TableName=table, Item=key, Expected={})
+    assert ddb.get_item(TableName=table, Key=key)["Item"] == key
+    assert error_of(ddb.update_item, TableName=table, Key=key, Expected={}, ConditionalOperator="OR")[1] == (
+        ENVELOPE + "ConditionalOperator cannot be used without Filter or Expected")
