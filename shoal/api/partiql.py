@@ -22,6 +22,8 @@ from __future__ import annotations
 
 import base64
 import binascii
+import re
+from contextlib import contextmanager
 
 import orjson
 
@@ -38,6 +40,7 @@ from shoal.errors import (
 from shoal.expressions import parse_condition, parse_projection
 from shoal.model.values import validate_value
 from shoal.partiql import ast, parse_statement
+from shoal.partiql.lexer import MALFORMED
 from shoal.partiql.translate import (
     ExpressionBuilder,
     bind_value,
@@ -55,8 +58,8 @@ EXISTS_OUTSIDE_TRANSACTION = "EXISTS can only be used in ExecuteTransaction writ
 MIXED_BATCH = "Read and write requests together in the same batch is not supported."
 MIXED_TRANSACTION = "ExecuteTransaction API does not support both read and write operations in the same request."
 DUPLICATE_KEYS = "Provided list of item keys contains duplicates"
-SINGLE_ITEM_SELECT = "Only single item select is supported"
 TRANSACTION_SELECT = "Select statements within ExecuteTransaction must specify the primary key in the where clause."
+BATCH_SELECT = "Select statements within BatchExecuteStatement must specify the primary key in the where clause."
 EXISTS_CONDITION = "EXISTS() must contain a single item read with additional condition"
 ORDER_BY_WHERE = "Must have WHERE clause in the statement when using ORDER BY clause."
 ORDER_BY_HASH = "Must have at least one non-optional hash key condition in WHERE clause when using ORDER BY clause."
@@ -79,6 +82,24 @@ def _parse(text: str, parameters: list | None):
     if params:
         params = [validate_value(value, "Parameters") for value in params]
     return statement, params
+
+
+# What the expression layer (and an item write's request envelope) puts before
+# an expression's errors; a statement's errors are DynamoDB's without it.
+_EXPRESSION_ERROR = re.compile(r"(?:1 validation error detected: )?Invalid (?:Filter|Condition)Expression: ")
+
+
+@contextmanager
+def statement_errors():
+    """Re-raise an expression error as the statement's own: the message without
+    the kind of expression the statement was translated to."""
+    try:
+        yield
+    except ValidationException as exc:
+        prefix = _EXPRESSION_ERROR.match(exc.message)
+        if prefix is None:
+            raise
+        raise ValidationException(exc.message[prefix.end():]) from None
 
 
 def _table(ctx, name: str):
@@ -223,7 +244,8 @@ def run_write(ctx, plan: WritePlan, request: dict) -> dict:
     if plan.returning is not None:
         sub["ReturnValues"] = plan.returning
     try:
-        response = _WRITERS[plan.kind](ctx, sub)
+        with statement_errors():
+            response = _WRITERS[plan.kind](ctx, sub)
     except ConditionalCheckFailedException as exc:
         if plan.insert and exc.item is None:
             raise DuplicateItemException(DUPLICATE_ITEM) from None
@@ -251,8 +273,13 @@ class _Reader:
             request["ProjectionExpression"] = projection_text
         request.update(builder.members())
         exprs = expression_context(request, ("FilterExpression", "ProjectionExpression"), ())
-        self.condition = None if filter_text is None else parse_condition(filter_text, exprs, "FilterExpression")
+        with statement_errors():
+            self.condition = None if filter_text is None else parse_condition(filter_text, exprs, "FilterExpression")
         self.projection = None if projection_text is None else parse_projection(projection_text, exprs)
+
+    def names(self) -> list:
+        """The top-level attributes the condition reads, sorted."""
+        return [] if self.condition is None else sorted(self.condition.top_level_names)
 
     def shape(self, items: list) -> list:
         """The items that pass the condition, projected."""
@@ -344,6 +371,22 @@ def decode_next_token(token: str) -> dict:
     return key
 
 
+def _index_projection(builder: ExpressionBuilder, index, paths: tuple, reader: _Reader) -> str:
+    """The ProjectionExpression of an index read: the top-level attributes the
+    SELECT returns (in statement order) and those its condition reads, so that
+    the Query or Scan applies DynamoDB's index rules: a local index fetches
+    what it does not project from the table, a global one refuses to return
+    what it does not project (its condition sees only what it projects)."""
+    names: list = []
+    for path in paths:
+        if path.elements[0] not in names:
+            names.append(path.elements[0])
+    for name in reader.names():
+        if name not in names and (index.local or index.projected is None or name in index.projected):
+            names.append(name)
+    return ", ".join(builder.name(name) for name in names)
+
+
 def select(ctx, statement: ast.Select, params: list, request: dict) -> dict:
     """Run a SELECT as a Query (partition key equality) or a Scan."""
     table = _table(ctx, statement.table)
@@ -355,15 +398,17 @@ def select(ctx, statement: ast.Select, params: list, request: dict) -> dict:
     if index is not None:
         read["IndexName"] = index.name
     residual = conjuncts(statement.where)
+    read_builder = ExpressionBuilder(params)
     if partition is not None:
-        key_builder = ExpressionBuilder(params)
-        text, covered = _key_condition(key_builder, table, hash_key, range_key, statement, params, partition)
+        text, covered = _key_condition(read_builder, table, hash_key, range_key, statement, params, partition)
         read["KeyConditionExpression"] = text
-        read.update(key_builder.members())
         if descending:
             read["ScanIndexForward"] = False
         residual = [node for node in residual if not any(node is c for c in covered)]
     reader = _Reader(ExpressionBuilder(params), residual, statement.projection)
+    if index is not None and statement.projection is not None:
+        read["ProjectionExpression"] = _index_projection(read_builder, index, statement.projection, reader)
+    read.update(read_builder.members())
     for member in ("Limit", "ConsistentRead", "ReturnConsumedCapacity"):
         if request.get(member) is not None:
             read[member] = request[member]
@@ -471,6 +516,16 @@ def batch_execute_statement(ctx, request: dict):
     return out
 
 
+def _single_item_key(table, statement: ast.Select, params: list, message: str) -> dict:
+    """The key of a SELECT in a batch or transaction, whose WHERE must be the
+    table's full primary key and nothing more."""
+    key, rest = split_key(statement.where, _key_names(table), params)
+    if statement.index is not None or len(key) != len(table.key_schema) or rest:
+        raise ValidationException(message)
+    _check_key_types(key, table.attribute_types)
+    return key
+
+
 def _batch_read(ctx, parsed, entry: dict, request: dict, capacity: _Capacity) -> dict:
     if isinstance(parsed, ShoalError):
         return batch_error(parsed)
@@ -479,11 +534,8 @@ def _batch_read(ctx, parsed, entry: dict, request: dict, capacity: _Capacity) ->
     try:
         table = _table(ctx, statement.table)
         table_name = table.name
-        key, rest = split_key(statement.where, _key_names(table), params)
-        if statement.index is not None or len(key) != len(table.key_schema):
-            raise ValidationException(SINGLE_ITEM_SELECT)
-        _check_key_types(key, table.attribute_types)
-        reader = _Reader(ExpressionBuilder(params), rest, statement.projection)
+        key = _single_item_key(table, statement, params, BATCH_SELECT)
+        reader = _Reader(ExpressionBuilder(params), [], statement.projection)
         get = {"TableName": table.name, "Key": key}
         if entry.get("ConsistentRead") is not None:
             get["ConsistentRead"] = entry["ConsistentRead"]
@@ -546,7 +598,7 @@ def execute_transaction(ctx, request: dict):
     """ExecuteTransaction: up to 100 statements, all reads (TransactGetItems)
     or all writes and EXISTS checks (TransactWriteItems), all or nothing."""
     entries = request["TransactStatements"]
-    parsed = [_parse(entry["Statement"], entry.get("Parameters")) for entry in entries]
+    parsed = [_parse_in_transaction(position, entry) for position, entry in enumerate(entries)]
     reads = [isinstance(statement, ast.Select) for statement, _ in parsed]
     if any(reads):
         if not all(reads):
@@ -559,15 +611,27 @@ def _in_statement(position: int, exc: ValidationException) -> ValidationExceptio
     return ValidationException(f"Validation failed in TransactStatements[{position}]: {exc.message}")
 
 
+def _parse_in_transaction(position: int, entry: dict):
+    """_parse, a syntax error naming the statement's place in the request."""
+    try:
+        return _parse(entry["Statement"], entry.get("Parameters"))
+    except ValidationException as exc:
+        if exc.message.startswith(MALFORMED):
+            raise _in_statement(position, exc) from None
+        raise
+
+
 def _read_transaction(ctx, parsed: list, request: dict) -> dict:
     gets, readers = [], []
     for position, (statement, params) in enumerate(parsed):
         table = _table(ctx, statement.table)
-        key, rest = split_key(statement.where, _key_names(table), params)
-        if statement.index is not None or len(key) != len(table.key_schema):
-            raise _in_statement(position, ValidationException(TRANSACTION_SELECT))
-        _check_key_types(key, table.attribute_types)
-        readers.append(_Reader(ExpressionBuilder(params), rest, statement.projection))
+        try:
+            key = _single_item_key(table, statement, params, TRANSACTION_SELECT)
+        except ValidationException as exc:
+            if exc.message != TRANSACTION_SELECT:
+                raise
+            raise _in_statement(position, exc) from None
+        readers.append(_Reader(ExpressionBuilder(params), [], statement.projection))
         gets.append({"Get": {"TableName": table.name, "Key": key}})
     sub = {"TransactItems": gets}
     if request.get("ReturnConsumedCapacity") is not None:
@@ -600,7 +664,8 @@ def _write_transaction(ctx, parsed: list, request: dict) -> dict:
         if request.get(member) is not None:
             sub[member] = request[member]
     try:
-        response = transact_write_items(ctx, sub)
+        with statement_errors():
+            response = transact_write_items(ctx, sub)
     except TransactionCanceledException as exc:
         raise TransactionCanceledException(_insert_reasons(plans, exc.reasons)) from None
     return _with_capacity({"Responses": []}, response)

@@ -18,8 +18,11 @@ Grammar (keywords in any case)::
     value     := 'string' | number | TRUE | FALSE | NULL | '?' | '[' values ']'
                  | '{' 'name' ':' value {, ...} '}' | '<<' values '>>'
 
-Every syntax error is DynamoDB's "Statement wasn't well formed" with the
-statement text.  Parsed statements are cached by text.
+Every syntax error is DynamoDB's "Statement wasn't well formed", followed by
+the reason DynamoDB gives where it is known (a token left over, a term, keyword
+or operator where a term should start, ...) and by the statement text
+otherwise.  A table alias is refused on its own.  Parsed statements are cached
+by text.
 """
 
 from __future__ import annotations
@@ -30,7 +33,7 @@ from shoal.errors import ValidationException
 from shoal.model.numbers import normalize_number
 
 from . import ast
-from .lexer import malformed, tokenize
+from .lexer import MALFORMED, malformed, tokenize
 
 _COMPARE = ("=", "<>", "!=", "<", "<=", ">", ">=")
 _RETURNING = {
@@ -40,6 +43,32 @@ _RETURNING = {
     ("MODIFIED", "NEW"): "UPDATED_NEW",
 }
 _RETURNING_TEXT = {value: " ".join(key) for key, value in _RETURNING.items()}
+
+# Words DynamoDB's PartiQL reserves: never a bare name or a path's dot
+# component (quote them: "value").  The operator words among them, where a
+# term should start, are an unexpected operator rather than keyword.
+RESERVED = frozenset({
+    "AND", "BETWEEN", "BY", "DELETE", "EXISTS", "FALSE", "FROM", "IN", "INNER", "INSERT", "INTO",
+    "IS", "LIKE", "MISSING", "NOT", "NULL", "OR", "ORDER", "SELECT", "SET", "SIZE", "TRUE",
+    "UPDATE", "VALUE", "WHERE",
+})
+_OPERATOR_WORDS = frozenset({"AND", "BETWEEN", "IN", "IS", "LIKE", "NOT", "OR"})
+_ATOM_WORDS = frozenset({"TRUE", "FALSE", "NULL", "MISSING"})
+_TERM_STARTS = frozenset({"id", "qid", "str", "num", "?", "-", "[", "<<", "{", "("})
+
+LEFTOVER = "Unexpected token after expression"
+UNEXPECTED_TERM = "Unexpected term"
+UNEXPECTED_KEYWORD = "Unexpected keyword"
+UNEXPECTED_OPERATOR = "Unexpected operator"
+MISSING_RIGHT = "Missing right-hand side expression of infix operator"
+SIMPLE_PATH = "Expected identifier for simple path"
+DOT_COMPONENT = "Invalid path dot component"
+ALIASING = "Aliasing is not supported"
+
+
+def syntax_error(reason: str) -> ValidationException:
+    """"Statement wasn't well formed" with DynamoDB's reason."""
+    return ValidationException(MALFORMED + reason)
 
 
 @lru_cache(maxsize=4096)
@@ -107,8 +136,54 @@ class _Parser:
 
     def done(self, node):
         if self.peek()[0] != "eof":
-            raise self.error()
+            raise syntax_error(LEFTOVER)
         return node
+
+    def is_reserved(self, ahead: int = 0) -> bool:
+        kind, text = self.peek(ahead)
+        return kind == "id" and text.upper() in RESERVED
+
+    def term_error(self) -> ValidationException:
+        """Why the current token cannot start a term (an operand)."""
+        kind, text = self.peek()
+        if kind == "id" and text.upper() in _OPERATOR_WORDS or kind in _COMPARE:
+            return syntax_error(UNEXPECTED_OPERATOR)
+        if kind == "id" and text.upper() in RESERVED:
+            return syntax_error(UNEXPECTED_KEYWORD)
+        if kind not in _TERM_STARTS:
+            return syntax_error(UNEXPECTED_TERM)
+        return self.error()
+
+    def check_term(self) -> None:
+        """Refuse, with DynamoDB's reason, a token no operand starts with: an
+        end of statement, punctuation, an operator, a reserved word (unless it
+        names a function or is TRUE, FALSE, NULL or MISSING)."""
+        kind, text = self.peek()
+        if kind not in _TERM_STARTS or kind in _COMPARE:
+            raise self.term_error()
+        if kind == "id" and text.upper() in RESERVED and text.upper() not in _ATOM_WORDS:
+            if self.peek(1)[0] != "(":
+                raise self.term_error()
+
+    def right_operand(self) -> None:
+        """After an infix operator: the statement may not end there."""
+        if self.peek()[0] == "eof":
+            raise syntax_error(MISSING_RIGHT)
+
+    def dml_target(self) -> str:
+        """The table of an INSERT, UPDATE or DELETE: a plain name."""
+        kind, text = self.peek()
+        if kind == "qid" or (kind == "id" and not self.is_reserved()):
+            self.pos += 1
+            return text
+        raise syntax_error(SIMPLE_PATH)
+
+    def refuse_alias(self, *following: str) -> None:
+        """A name after the table (other than the clause words that may follow
+        it) is an alias, which DynamoDB does not support."""
+        kind, text = self.peek()
+        if kind == "qid" or (kind == "id" and not self.is_reserved() and text.upper() not in following):
+            raise ValidationException(ALIASING)
 
     # ------------------------------------------------------------ statements
 
@@ -139,8 +214,11 @@ class _Parser:
                 paths.append(self.path())
             projection = tuple(paths)
         self.keyword("FROM")
+        if self.peek()[0] != "qid":
+            self.check_term()
         table = self.name()
-        index = self.name() if self.accept(".") else None
+        index = self.dot_component() if self.accept(".") else None
+        self.refuse_alias("ORDER")
         where = self.condition() if self.accept_keyword("WHERE") else None
         order_by = None
         if self.accept_keyword("ORDER"):
@@ -161,7 +239,9 @@ class _Parser:
     def insert(self) -> ast.Insert:
         self.keyword("INSERT")
         self.keyword("INTO")
-        table = self.name()
+        table = self.dml_target()
+        if not self.at_keyword("VALUE") and self.peek()[0] != "eof":
+            raise syntax_error(LEFTOVER)
         self.keyword("VALUE")
         if self.peek()[0] != "{":
             raise self.error()
@@ -169,7 +249,8 @@ class _Parser:
 
     def update(self) -> ast.Update:
         self.keyword("UPDATE")
-        table = self.name()
+        table = self.dml_target()
+        self.refuse_alias("REMOVE")
         clauses = []
         while self.at_keyword("SET", "REMOVE"):
             if self.keyword("SET", "REMOVE") == "SET":
@@ -195,7 +276,8 @@ class _Parser:
     def delete(self) -> ast.Delete:
         self.keyword("DELETE")
         self.keyword("FROM")
-        table = self.name()
+        table = self.dml_target()
+        self.refuse_alias()
         self.keyword("WHERE")
         where = self.condition()
         returning = self.returning()
@@ -219,12 +301,14 @@ class _Parser:
     def condition(self):
         operands = [self.conjunction()]
         while self.accept_keyword("OR"):
+            self.right_operand()
             operands.append(self.conjunction())
         return operands[0] if len(operands) == 1 else ast.Or(tuple(operands))
 
     def conjunction(self):
         operands = [self.negation()]
         while self.accept_keyword("AND"):
+            self.right_operand()
             operands.append(self.negation())
         return operands[0] if len(operands) == 1 else ast.And(tuple(operands))
 
@@ -242,17 +326,20 @@ class _Parser:
         kind = self.peek()[0]
         if kind in _COMPARE:
             self.pos += 1
+            self.right_operand()
             op = "<>" if kind == "!=" else kind
             return ast.Compare(op, left, self.operand())
         negated = self.at_keyword("NOT") and self.at_keyword("BETWEEN", "IN", ahead=1)
         if negated:
             self.pos += 1
         if self.accept_keyword("BETWEEN"):
+            self.right_operand()
             low = self.operand()
             self.keyword("AND")
             node = ast.Between(left, low, self.operand())
             return ast.Not(node) if negated else node
         if self.accept_keyword("IN"):
+            self.right_operand()
             node = ast.In(left, self.in_options())
             return ast.Not(node) if negated else node
         if self.accept_keyword("IS"):
@@ -277,6 +364,7 @@ class _Parser:
         return tuple(options)
 
     def operand(self):
+        self.check_term()
         kind, text = self.peek()
         if kind == "id" and self.peek(1)[0] == "(":
             return self.call()
@@ -308,7 +396,7 @@ class _Parser:
         elements = [self.name()]
         while True:
             if self.accept("."):
-                elements.append(self.name())
+                elements.append(self.dot_component())
             elif self.accept("["):
                 kind, text = self.next()
                 if kind != "num" or not text.isdigit():
@@ -317,6 +405,13 @@ class _Parser:
                 self.expect("]")
             else:
                 return ast.Path(tuple(elements))
+
+    def dot_component(self) -> str:
+        """A name after a dot: quoted, or a bare name that is not reserved."""
+        kind, text = self.next()
+        if kind == "qid" or (kind == "id" and text.upper() not in RESERVED):
+            return text
+        raise syntax_error(DOT_COMPONENT)
 
     def value(self):
         kind, text = self.next()

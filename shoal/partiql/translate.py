@@ -20,12 +20,20 @@ PARAMETER_COUNT = "Number of parameters in request and statement don't match."
 _SCALAR_SET = {"S": "SS", "N": "NS"}
 _CONDITION_FUNCTIONS = {"begins_with", "contains", "size", "attribute_type",
                         "attribute_exists", "attribute_not_exists"}
+_BOOLEAN_FUNCTIONS = {"begins_with", "contains", "attribute_type", "attribute_exists", "attribute_not_exists"}
 _UPDATE_FUNCTIONS = {"list_append", "if_not_exists"}
 _FLIPPED = {"=": "=", "<>": "<>", "<": ">", "<=": ">=", ">": "<", ">=": "<="}
 
 
 def unrecognized_function(name: str) -> ValidationException:
     return ValidationException(f"Unrecognized function: {name}")
+
+
+def operand_count(name: str, count: int) -> ValidationException:
+    return ValidationException(
+        "Incorrect number of operands for operator or function; "
+        f"operator or function: {name}, number of operands: {count}"
+    )
 
 
 def check_parameters(statement, parameters: list | None) -> list:
@@ -204,6 +212,8 @@ class ExpressionBuilder:
     def call(self, node: ast.Call, allowed) -> str:
         if node.name not in allowed:
             raise unrecognized_function(node.name)
+        if not node.args:  # the expression grammar has no empty call to check
+            raise operand_count(node.name, 0)
         return f"{node.name}({', '.join(self.operand(arg) for arg in node.args)})"
 
     # ------------------------------------------------------------ conditions
@@ -217,6 +227,9 @@ class ExpressionBuilder:
         if isinstance(node, ast.Not):
             return f"NOT ({self.condition(node.operand)})"
         if isinstance(node, ast.Compare):
+            truth = self._boolean_test(node)
+            if truth is not None:
+                return truth
             return f"{self.operand(node.left)} {node.op} {self.operand(node.right)}"
         if isinstance(node, ast.Between):
             return (f"{self.operand(node.operand)} BETWEEN {self.operand(node.low)} "
@@ -229,6 +242,21 @@ class ExpressionBuilder:
         if isinstance(node, ast.Call):
             return self.call(node, _CONDITION_FUNCTIONS)
         raise ValidationException("Unsupported condition in PartiQL statement")
+
+    def _boolean_test(self, node: ast.Compare) -> str | None:
+        """``f(...) = TRUE`` (or <> FALSE, either way round) as the function
+        itself, ``= FALSE`` as its negation; None for any other comparison."""
+        if node.op not in ("=", "<>"):
+            return None
+        for call, other in ((node.left, node.right), (node.right, node.left)):
+            if (isinstance(call, ast.Call) and call.name in _BOOLEAN_FUNCTIONS
+                    and isinstance(other, (ast.Literal, ast.Param))):
+                value = bind_value(other, self.params)
+                if "BOOL" not in value:
+                    return None
+                text = self.call(call, _CONDITION_FUNCTIONS)
+                return text if value["BOOL"] == (node.op == "=") else f"NOT ({text})"
+        return None
 
     def _is_missing(self, node: ast.IsMissing) -> str:
         path = self.path(node.path)

@@ -9,6 +9,9 @@ from botocore.exceptions import ClientError
 from tests.conftest import unique_name
 
 MALFORMED = "Statement wasn't well formed, can't be processed: "
+BATCH_SELECT = "Select statements within BatchExecuteStatement must specify the primary key in the where clause."
+TRANSACTION_SELECT = ("Validation failed in TransactStatements[0]: Select statements within ExecuteTransaction "
+                      "must specify the primary key in the where clause.")
 
 
 def error_of(call, **kwargs):
@@ -265,7 +268,7 @@ def test_delete_returns_old_item_and_checks_conditions(ddb, table):
 # ---------------------------------------------------------------- errors
 
 
-@pytest.mark.parametrize("statement", ["SELEC * FROM t", "SELECT * FROM t WHERE", "SELECT * FROM t WHERE x = '",
+@pytest.mark.parametrize("statement", ["SELEC * FROM t", "SELECT * FROM t WHERE x = '",
                                        "INSERT INTO t VALUE 5", "UPDATE t WHERE pk = 1"])
 def test_malformed_statements(ddb, statement):
     assert code_message(run, ddb=ddb, statement=statement) == ("ValidationException", MALFORMED + statement)
@@ -333,8 +336,7 @@ def test_batch_reads(ddb, table):
          "ConsistentRead": True},
     ])["Responses"]
     assert out[0] == {"TableName": table, "Item": {"x": {"N": "1"}}}
-    assert out[1] == {"Error": {"Code": "ValidationError", "Message": "Only single item select is supported"},
-                      "TableName": table}
+    assert out[1] == {"Error": {"Code": "ValidationError", "Message": BATCH_SELECT}, "TableName": table}
     assert out[2] == {"TableName": table}
     assert out[3]["Item"]["pk"] == {"S": "a"}
 
@@ -427,3 +429,132 @@ def test_transaction_errors(ddb, table):
             {"Statement": f"DELETE FROM {table} WHERE pk = 'c' AND sk = 1"}]
     assert code_message(ddb.execute_transaction, TransactStatements=same) == (
         "ValidationException", "Transaction request cannot include multiple operations on one item")
+
+
+# ---------------------------------------------------------------- DynamoDB's answers (conformance)
+
+
+@pytest.fixture
+def indexed(ddb):
+    """pk/sk with an LSI (lsi2 on lsi2sk, projecting only 'other') and a GSI
+    (gsi2 on gsi2pk, projecting only 'other')."""
+    name = unique_name()
+    ddb.create_table(
+        TableName=name, BillingMode="PAY_PER_REQUEST",
+        KeySchema=[{"AttributeName": "pk", "KeyType": "HASH"}, {"AttributeName": "sk", "KeyType": "RANGE"}],
+        AttributeDefinitions=[{"AttributeName": n, "AttributeType": "S"} for n in ("pk", "sk", "lsi2sk", "gsi2pk")],
+        LocalSecondaryIndexes=[{
+            "IndexName": "lsi2",
+            "KeySchema": [{"AttributeName": "pk", "KeyType": "HASH"}, {"AttributeName": "lsi2sk", "KeyType": "RANGE"}],
+            "Projection": {"ProjectionType": "INCLUDE", "NonKeyAttributes": ["other"]}}],
+        GlobalSecondaryIndexes=[{
+            "IndexName": "gsi2",
+            "KeySchema": [{"AttributeName": "gsi2pk", "KeyType": "HASH"}],
+            "Projection": {"ProjectionType": "INCLUDE", "NonKeyAttributes": ["other"]}}],
+    )
+    ddb.put_item(TableName=name, Item={
+        "pk": {"S": "p"}, "sk": {"S": "s"}, "lsi2sk": {"S": "l"}, "gsi2pk": {"S": "g"}, "other": {"S": "o"},
+        "data": {"S": "d"}, "alternate": {"S": "a"}, "mymap": {"M": {"k": {"S": "v"}}}})
+    yield name
+    ddb.delete_table(TableName=name)
+
+
+def test_select_from_a_local_index_fetches_unprojected_attributes(ddb, indexed):
+    items = run(ddb, f'SELECT data FROM "{indexed}"."lsi2" WHERE pk = \'p\' AND lsi2sk = \'l\'')["Items"]
+    assert items == [{"data": {"S": "d"}}]
+    items = run(ddb, f'SELECT other, mymap.k FROM "{indexed}"."lsi2" WHERE pk = \'p\' AND data = \'d\'')["Items"]
+    assert items == [{"other": {"S": "o"}, "mymap": {"M": {"k": {"S": "v"}}}}]
+
+
+def test_select_from_a_global_index_refuses_unprojected_attributes(ddb, indexed):
+    refused = ("ValidationException",
+               "One or more parameter values were invalid: Global secondary index gsi2 does not project "
+               "[alternate, mymap]")
+    for where in (" WHERE gsi2pk = 'g'", ""):
+        statement = f'SELECT alternate, other, mymap FROM "{indexed}"."gsi2"{where}'
+        assert code_message(run, ddb=ddb, statement=statement) == refused
+    items = run(ddb, f'SELECT other FROM "{indexed}"."gsi2" WHERE gsi2pk = \'g\' AND other = \'o\'')["Items"]
+    assert items == [{"other": {"S": "o"}}]
+
+
+def test_expression_errors_do_not_name_the_expression(ddb, table):
+    put(ddb, table, "a", 1, val={"N": "1"})
+    bool_param = [{"S": "a"}, {"BOOL": True}]
+    cases = [
+        (dict(statement=f"SELECT pk FROM {table} WHERE pk = ? AND val < ?", Parameters=bool_param),
+         "Incorrect operand type for operator or function; operator or function: <, operand type: BOOL"),
+        (dict(statement=f"SELECT pk FROM {table} WHERE attribute_exists('ss')"),
+         "Operator or function requires a document path; operator or function: attribute_exists"),
+        (dict(statement=f"SELECT pk FROM {table} WHERE attribute_exists(?)", Parameters=[{"S": "x"}]),
+         "Operator or function requires a document path; operator or function: attribute_exists"),
+        (dict(statement=f"SELECT pk FROM {table} WHERE attribute_exists()"),
+         "Incorrect number of operands for operator or function; operator or function: attribute_exists, "
+         "number of operands: 0"),
+        (dict(statement=f"UPDATE {table} SET x = 1 WHERE pk = 'a' AND sk = 1 AND val < ?",
+              Parameters=[{"BOOL": True}]),
+         "Incorrect operand type for operator or function; operator or function: <, operand type: BOOL"),
+        (dict(statement=f"DELETE FROM {table} WHERE pk = 'a' AND sk = 1 AND attribute_exists('v')"),
+         "Operator or function requires a document path; operator or function: attribute_exists"),
+    ]
+    for kwargs, message in cases:
+        assert code_message(run, ddb=ddb, **kwargs) == ("ValidationException", message), kwargs
+    err = code_message(ddb.execute_transaction, TransactStatements=[
+        {"Statement": f"UPDATE {table} SET x = 1 WHERE pk = 'a' AND sk = 1 AND val < ?",
+         "Parameters": [{"BOOL": True}]}])
+    assert err == ("ValidationException",
+                   "Incorrect operand type for operator or function; operator or function: <, operand type: BOOL")
+
+
+def test_comments_and_boolean_function_comparisons(ddb, table):
+    put(ddb, table, "a", 1, ss={"SS": ["x"]})
+    put(ddb, table, "a", 2)
+    items = run(ddb, f"SELECT sk FROM {table} -- a note\nWHERE pk = 'a' /* block\n comment */")["Items"]
+    assert [i["sk"]["N"] for i in items] == ["1", "2"]
+    base = f"SELECT sk FROM {table} WHERE pk = 'a' AND "
+    for condition, expected in [("attribute_exists(ss) = true", ["1"]), ("attribute_exists(ss) = FALSE", ["2"]),
+                                ("true = attribute_exists(ss)", ["1"]), ("attribute_exists(ss) <> true", ["2"]),
+                                ("begins_with(ss, 'q') = false", ["1", "2"])]:
+        assert [i["sk"]["N"] for i in run(ddb, base + condition)["Items"]] == expected, condition
+    for statement in (f"SELECT * FROM {table} WHERE pk = 'a' # note", f"SELECT * FROM {table} /* note"):
+        assert code_message(run, ddb=ddb, statement=statement) == ("ValidationException", MALFORMED)
+
+
+def test_syntax_error_reasons_and_aliases(ddb, table):
+    cases = [
+        (f"SELECT * FROM {table} WHERE pk = 'a' foo", MALFORMED + "Unexpected token after expression"),
+        (f"SELECT * FROM {table} WHERE", MALFORMED + "Unexpected term"),
+        (f"SELECT * FROM {table} WHERE pk = 'a' AND", MALFORMED + "Missing right-hand side expression of infix operator"),
+        (f"SELECT * FROM {table} WHERE ORDER BY pk", MALFORMED + "Unexpected keyword"),
+        (f"SELECT * FROM {table} WHERE pk = LIKE", MALFORMED + "Unexpected operator"),
+        ("DELETE FROM", MALFORMED + "Expected identifier for simple path"),
+        (f"SELECT * FROM {table} WHERE pk = 'a' AND attribute_exists(m.inner)", MALFORMED + "Invalid path dot component"),
+        (f"UPDATE {table} SET m.inner = 1 WHERE pk = 'a' AND sk = 1", MALFORMED + "Invalid path dot component"),
+        (f'SELECT * FROM "{table}" t WHERE pk = \'x\'', "Aliasing is not supported"),
+        (f'SELECT * FROM "{table}" AS t WHERE pk = \'x\'', "Aliasing is not supported"),
+        (f'UPDATE "{table}" t SET a = 3 WHERE pk = \'x\'', "Aliasing is not supported"),
+        (f'DELETE FROM "{table}" t WHERE pk = \'x\'', "Aliasing is not supported"),
+    ]
+    for statement, message in cases:
+        assert code_message(run, ddb=ddb, statement=statement) == ("ValidationException", message), statement
+    put(ddb, table, "a", 1, m={"M": {"inner": {"N": "1"}}})
+    items = run(ddb, f'SELECT m."inner" FROM {table} WHERE pk = \'a\' AND m."inner" = 1')["Items"]
+    assert items == [{"m": {"M": {"inner": {"N": "1"}}}}]
+    tx = [{"Statement": f"SELECT * FROM {table} WHERE pk = 'a' AND sk = 1"},
+          {"Statement": f"SELECT * FROM {table} WHERE"}]
+    assert code_message(ddb.execute_transaction, TransactStatements=tx) == (
+        "ValidationException", f"Validation failed in TransactStatements[1]: {MALFORMED}Unexpected term")
+    out = ddb.batch_execute_statement(Statements=[{"Statement": f"SELECT * FROM {table} WHERE"}])["Responses"]
+    assert out == [{"Error": {"Code": "ValidationError", "Message": MALFORMED + "Unexpected term"}}]
+
+
+def test_batch_and_transaction_selects_need_exactly_the_key(ddb, table, indexed):
+    put(ddb, table, "a", 1, ss={"SS": ["x"]})
+    extra = f"SELECT * FROM {table} WHERE pk = 'a' AND sk = 1 AND attribute_exists(ss)"
+    assert code_message(ddb.execute_transaction, TransactStatements=[{"Statement": extra}]) == (
+        "ValidationException", TRANSACTION_SELECT)
+    out = ddb.batch_execute_statement(Statements=[
+        {"Statement": extra},
+        {"Statement": f"SELECT * FROM {table} WHERE pk = 'a'"},
+        {"Statement": f'SELECT * FROM "{indexed}"."gsi2" WHERE gsi2pk = \'g\''},
+    ])["Responses"]
+    assert [r["Error"] for r in out] == [{"Code": "ValidationError", "Message": BATCH_SELECT}] * 3

@@ -72,12 +72,79 @@ def test_exists_statement():
 
 
 @pytest.mark.parametrize("text", [
-    "SELEC * FROM t", "SELECT * FROM", "SELECT * FROM t WHERE", "SELECT * FROM t WHERE x = '",
-    "SELECT * FROM t extra", "INSERT INTO t VALUE [1]", "UPDATE t WHERE a = 1", "DELETE t WHERE a = 1",
-    "SELECT * FROM t WHERE a = 1 AND", "SELECT * FROM t WHERE a[x] = 1", "SELECT * FROM t WHERE a # 1",
+    "SELEC * FROM t", "SELECT * FROM t WHERE x = '", "INSERT INTO t VALUE [1]", "UPDATE t WHERE a = 1",
+    "DELETE t WHERE a = 1", "SELECT * FROM t WHERE a[x] = 1",
 ])
 def test_malformed(text):
     assert message_of(parse_statement, text) == MALFORMED + text
+
+
+@pytest.mark.parametrize("text, reason", [
+    # a token left over after a complete statement
+    ("SELECT * FROM t WHERE pk = 1 foo", "Unexpected token after expression"),
+    ("SELECT * FROM t WHERE pk = 1 e5", "Unexpected token after expression"),
+    ("SELECT * FROM t WHERE pk = 1)", "Unexpected token after expression"),
+    ("SELECT * FROM t ORDER BY pk WHERE pk = 1", "Unexpected token after expression"),
+    ("INSERT INTO t VALUE {'pk': 1} foo", "Unexpected token after expression"),
+    ("INSERT INTO t x VALUE {'pk': 1}", "Unexpected token after expression"),
+    ("UPDATE t SET a = 9 WHERE pk = 2 foo", "Unexpected token after expression"),
+    ("DELETE FROM t WHERE pk = 3 ORDER BY pk", "Unexpected token after expression"),
+    # nothing, or punctuation, where a term should start
+    ("SELECT * FROM t WHERE", "Unexpected term"),
+    ("SELECT * FROM t WHERE   ", "Unexpected term"),
+    ("SELECT * FROM t WHERE;", "Unexpected term"),
+    ("SELECT * FROM t WHERE (", "Unexpected term"),
+    ("SELECT * FROM t WHERE NOT", "Unexpected term"),
+    ("UPDATE t SET a = 1 WHERE", "Unexpected term"),
+    ("DELETE FROM t WHERE", "Unexpected term"),
+    ("SELECT * FROM", "Unexpected term"),
+    # an infix operator with nothing after it
+    ("SELECT * FROM t WHERE a = 1 AND", "Missing right-hand side expression of infix operator"),
+    ("SELECT * FROM t WHERE a = 1 OR", "Missing right-hand side expression of infix operator"),
+    ("SELECT * FROM t WHERE a =", "Missing right-hand side expression of infix operator"),
+    # a keyword or an operator where a term should start
+    ("SELECT * FROM t WHERE ORDER BY pk", "Unexpected keyword"),
+    ("SELECT * FROM t WHERE value = 1", "Unexpected keyword"),
+    ("SELECT * FROM t WHERE pk = LIKE", "Unexpected operator"),
+    ("SELECT * FROM t WHERE IS NULL", "Unexpected operator"),
+    # a DML statement without its table
+    ("DELETE FROM", "Expected identifier for simple path"),
+    ("DELETE FROM;", "Expected identifier for simple path"),
+    ("DELETE FROM WHERE pk = 'a'", "Expected identifier for simple path"),
+    ("UPDATE SET a = 1 WHERE pk = 'a'", "Expected identifier for simple path"),
+    # a reserved word as a path's dot component
+    ("SELECT * FROM t WHERE attribute_exists(m.inner)", "Invalid path dot component"),
+    ("SELECT * FROM t WHERE m.value = 1", "Invalid path dot component"),
+    ("UPDATE t SET m.inner = 1 WHERE pk = 'a'", "Invalid path dot component"),
+    ("UPDATE t SET a = 1 WHERE pk = 'a' AND m.size = 1", "Invalid path dot component"),
+    # comments DynamoDB does not know: nothing after the colon
+    ("SELECT * FROM t WHERE a # 1", ""),
+    ("SELECT * FROM t WHERE pk = 1 /* note", ""),
+])
+def test_syntax_error_reasons(text, reason):
+    assert message_of(parse_statement, text) == MALFORMED + reason
+
+
+def test_comments_are_whitespace():
+    stmt = parse_statement("SELECT * FROM \"T\" -- a note\nWHERE /* here\n */ pk = 'x' -- end")
+    assert stmt.where == ast.Compare("=", ast.Path(("pk",)), ast.Literal(("S", "x")))
+    assert parse_statement("SELECT * FROM t WHERE s = '-- not /* a comment'").where.right == (
+        ast.Literal(("S", "-- not /* a comment")))
+
+
+def test_quoted_reserved_words_and_functions_stay_allowed():
+    stmt = parse_statement('SELECT * FROM t WHERE m."inner" = 1 AND size(s) > 1 AND "value" = TRUE')
+    assert stmt.where.operands[0].left == ast.Path(("m", "inner"))
+    stmt = parse_statement('UPDATE t SET m."inner" = 1 WHERE pk = \'a\'')
+    assert stmt.clauses[0].path == ast.Path(("m", "inner"))
+
+
+@pytest.mark.parametrize("text", [
+    'SELECT * FROM "T" t WHERE pk = 1', 'SELECT * FROM "T" AS t WHERE pk = 1', "SELECT * FROM t extra",
+    'SELECT * FROM "T"."i" t', 'UPDATE "T" t SET a = 3 WHERE pk = 1', "DELETE FROM \"T\" t WHERE pk = 'x'",
+])
+def test_aliases_are_refused(text):
+    assert message_of(parse_statement, text) == "Aliasing is not supported"
 
 
 def test_delete_returning_only_all_old():
