@@ -60,6 +60,7 @@ ENUM_MESSAGE_ORDER = {
     "Select": "SPECIFIC_ATTRIBUTES, COUNT, ALL_ATTRIBUTES, ALL_PROJECTED_ATTRIBUTES",
     "ScalarAttributeType": "B, N, S",
     "ReturnValue": "ALL_NEW, UPDATED_OLD, ALL_OLD, NONE, UPDATED_NEW",
+    "ConditionalOperator": "OR, AND",
 }
 
 NESTING_TOO_DEEP = (

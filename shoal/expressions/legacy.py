@@ -94,7 +94,7 @@ def _combine(predicates: list, conditional_operator: str | None, count: int) -> 
         if conditional_operator not in ("AND", "OR"):
             raise ValidationException(
                 f"1 validation error detected: Value '{conditional_operator}' at 'conditionalOperator' failed to "
-                "satisfy constraint: Member must satisfy enum value set: [AND, OR]"
+                "satisfy constraint: Member must satisfy enum value set: [OR, AND]"
             )
         if count < 2:
             raise ValidationException(
