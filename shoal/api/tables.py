@@ -383,7 +383,7 @@ def _check_global_indexes(gsis: list, def_names: list[str], billing: str | None,
         _check_key_schema(schema, def_names)
         _check_projection(index)
         name = index["IndexName"]
-        _check_index_throughput(index, billing)
+        _check_index_throughput(index, billing, updating=False)
         _check_index_name(name, seen)
         if name in names:
             raise ValidationException(f"{INVALID}Duplicate index name: {name}")
@@ -395,19 +395,24 @@ def _check_global_indexes(gsis: list, def_names: list[str], billing: str | None,
     return used
 
 
-def _check_index_throughput(index: dict, billing: str | None) -> None:
-    """A GSI has its own throughput on a PROVISIONED table, none on an on-demand one."""
+def _check_index_throughput(index: dict, billing: str | None, updating: bool) -> None:
+    """A new GSI has its own throughput on a PROVISIONED table, none on an
+    on-demand one; CreateTable and UpdateTable word the rule differently."""
     name = index["IndexName"]
     throughput = index.get("ProvisionedThroughput")
     if billing == "PAY_PER_REQUEST":
         if throughput is not None:
-            raise ValidationException(
-                f"{INVALID}ProvisionedThroughput should not be specified for index: {name} "
-                "when BillingMode is PAY_PER_REQUEST"
-            )
+            raise ValidationException(INVALID + (
+                f"Neither ReadCapacityUnits nor WriteCapacityUnits can be specified for index: {name} "
+                "when BillingMode is PAY_PER_REQUEST" if updating else
+                f"ProvisionedThroughput should not be specified for index: {name} when BillingMode is PAY_PER_REQUEST"
+            ))
         return
     if throughput is None:
-        raise ValidationException("No provisioned throughput specified for the global secondary index")
+        raise ValidationException(INVALID + (
+            f"Both ReadCapacityUnits and WriteCapacityUnits must be specified for index: {name}" if updating
+            else f"ProvisionedThroughput is not specified for index: {name}"
+        ))
     _check_capacity_bounds(throughput)
 
 
@@ -616,6 +621,12 @@ def delete_table(ctx, request: dict) -> dict:
                 "Resource cannot be deleted as it is currently protected against deletion. "
                 "Disable deletion protection first."
             )
+        gsis = table.description.get("GlobalSecondaryIndexes") or ()
+        if any(g["IndexStatus"] in ("CREATING", "DELETING") for g in gsis):
+            raise ResourceInUseException(
+                "Attempt to change a resource which is still in use: "
+                "Cannot delete table while indexes are being created, updated, or deleted."
+            )
         description = describe(txn, table, "DELETING")
         for member in _NOT_IN_DELETE_TABLE:
             description.pop(member, None)
@@ -684,7 +695,7 @@ _ALONE = (
     ("WarmThroughput", "WarmThroughput must be the only operation in the request"),
 )
 _NOT_YET = (
-    "SSESpecification", "ReplicaUpdates", "MultiRegionConsistency",
+    "ReplicaUpdates", "MultiRegionConsistency",
     "GlobalTableWitnessUpdates", "GlobalTableSettingsReplicationMode",
 )
 _ONE_ONLINE_INDEX = "Subscriber limit exceeded: Only 1 online index can be created or deleted simultaneously per table"
@@ -692,7 +703,7 @@ _ONE_ONLINE_INDEX = "Subscriber limit exceeded: Only 1 online index can be creat
 
 def update_table(ctx, request: dict) -> dict:
     """Change billing mode, throughput, table class, deletion protection,
-    on-demand or warm throughput (applied at once), or create, update or
+    encryption, on-demand or warm throughput (applied at once), or create, update or
     delete a global secondary index (creation and deletion finish in the
     background: the index is CREATING, then ACTIVE; DELETING, then gone)."""
     name = table_name_of(ctx, request["TableName"])
@@ -769,17 +780,18 @@ def _apply_gsi_updates(ctx, table: Table, desc: dict, request: dict, numbers: di
             next_index += 1
             jobs.append((spec["IndexName"], "backfill"))
         elif update.get("Delete") is not None:
-            current = _find_gsi(gsis, update["Delete"]["IndexName"])
+            current = _find_gsi(desc, gsis, update["Delete"]["IndexName"], "delete")
             current.pop("Backfilling", None)
             current["IndexStatus"] = "DELETING"
             jobs.append((current["IndexName"], "purge"))
         else:
-            _update_gsi_throughput(ctx, gsis, update["Update"], billing)
+            _update_gsi_throughput(ctx, desc, gsis, update["Update"], billing)
     desc["GlobalSecondaryIndexes"] = gsis
     return next_index, jobs
 
 
-def _find_gsi(gsis: list, name: str) -> dict:
+def _find_gsi(desc: dict, gsis: list, name: str, action: str) -> dict:
+    """The GSI an Update or Delete (``action``) names, or DynamoDB's error."""
     for spec in gsis:
         if spec["IndexName"] == name:
             if spec["IndexStatus"] == "DELETING":
@@ -787,7 +799,9 @@ def _find_gsi(gsis: list, name: str) -> dict:
                     "Attempt to change a resource which is still in use: Index is being deleted."
                 )
             return spec
-    raise ResourceNotFoundException("Requested resource not found")
+    if any(spec["IndexName"] == name for spec in desc.get("LocalSecondaryIndexes") or ()):
+        raise ValidationException(f"Cannot {action} an index that is not a GlobalSecondaryIndex: {name}")
+    raise ResourceNotFoundException(f"Requested resource not found: Index {name} for table {desc['TableName']}")
 
 
 def _schema_using(table: Table, name: str) -> list[tuple[str, str]]:
@@ -829,9 +843,9 @@ def _check_gsi_create(table: Table, desc: dict, gsis: list, spec: dict, definiti
         raise LimitExceededException(_ONE_ONLINE_INDEX)
     if len(gsis) >= MAX_GSI:
         raise LimitExceededException(
-            f"{INVALID}GlobalSecondaryIndex count exceeds the per-table limit of {MAX_GSI}"
+            f"Subscriber limit exceeded: Number of global secondary indexes exceeds per-table limit of {MAX_GSI}"
         )
-    _check_index_throughput(spec, billing)
+    _check_index_throughput(spec, billing, updating=True)
     _check_projected_count([*(desc.get("LocalSecondaryIndexes") or ()), *gsis, spec])
     defined = {d["AttributeName"] for d in desc["AttributeDefinitions"]}
     added = [{"AttributeName": k["AttributeName"], "AttributeType": types[k["AttributeName"]]}
@@ -840,17 +854,18 @@ def _check_gsi_create(table: Table, desc: dict, gsis: list, spec: dict, definiti
         desc["AttributeDefinitions"] = [*desc["AttributeDefinitions"], *added]
 
 
-def _update_gsi_throughput(ctx, gsis: list, spec: dict, billing: str) -> None:
-    current = _find_gsi(gsis, spec["IndexName"])
+def _update_gsi_throughput(ctx, desc: dict, gsis: list, spec: dict, billing: str) -> None:
+    name = spec["IndexName"]
+    current = _find_gsi(desc, gsis, name, "update")
     throughput = spec.get("ProvisionedThroughput")
     if throughput is not None:
         if billing == "PAY_PER_REQUEST":
             raise ValidationException(
-                f"{INVALID}ProvisionedThroughput should not be specified for index: {spec['IndexName']} "
-                "when BillingMode is PAY_PER_REQUEST"
+                f"{INVALID}The only Updates for index: {name} when TableThroughputMode is PAY_PER_REQUEST "
+                "can be to OnDemandThroughput, WarmThroughput"
             )
         _check_capacity_bounds(throughput)
-        _check_throughput_changes(current["ProvisionedThroughput"], throughput)
+        _check_throughput_changes(current["ProvisionedThroughput"], throughput, f"index {name}")
         current["ProvisionedThroughput"] = _changed_throughput(current["ProvisionedThroughput"], throughput,
                                                                _now(ctx))
     if spec.get("OnDemandThroughput") is not None:
@@ -884,6 +899,8 @@ def _check_update_shape(request: dict) -> None:
             raise ValidationException(
                 INVALID + "OnDemandThroughput can only be combined with BillingMode in an UpdateTable request"
             )
+        _check_forbidden_pairs(request)
+    _check_billing_update(request)
     throughput = request.get("ProvisionedThroughput")
     if throughput is not None:
         _check_capacity_bounds(throughput)
@@ -892,14 +909,46 @@ def _check_update_shape(request: dict) -> None:
             raise ValidationException(f"Shoal does not support {member} in UpdateTable yet")
 
 
+def _check_forbidden_pairs(request: dict) -> None:
+    """Changes DynamoDB will not make in one UpdateTable: an index created or
+    deleted beside a throughput or stream change, a stream beside throughput."""
+    online = any(u.get("Create") is not None or u.get("Delete") is not None
+                 for u in request.get("GlobalSecondaryIndexUpdates") or ())
+    throughput = request.get("ProvisionedThroughput") is not None
+    stream = request.get("StreamSpecification") is not None
+    if online and throughput:
+        raise ValidationException(INVALID + "You cannot create or delete index while updating table IOPS")
+    if online and stream:
+        raise ValidationException(INVALID + "You cannot create or delete index while changing stream status")
+    if stream and throughput:
+        raise ValidationException(INVALID + "You cannot modify stream status while updating table IOPS")
+
+
+def _check_billing_update(request: dict) -> None:
+    """An explicit BillingMode decides whether ProvisionedThroughput belongs in
+    the request, whatever the table's mode is now."""
+    mode = request.get("BillingMode")
+    throughput = request.get("ProvisionedThroughput")
+    if mode == "PROVISIONED" and throughput is None:
+        raise ValidationException(INVALID + "ProvisionedThroughput must be specified when BillingMode is PROVISIONED")
+    if mode == "PAY_PER_REQUEST" and throughput is not None:
+        raise ValidationException(
+            INVALID + "ProvisionedThroughput cannot be specified when BillingMode is PAY_PER_REQUEST"
+        )
+
+
 def _updated_description(ctx, current: dict, request: dict) -> dict:
     """A new TableDescription with the request's changes (``current`` is shared
     with the catalog cache and stays untouched)."""
     desc = dict(current)
     now = _now(ctx)
     _apply_billing(desc, request, now)
-    if request.get("TableClass") is not None:
-        desc["TableClassSummary"] = {"TableClass": request["TableClass"], "LastUpdateDateTime": now}
+    table_class = request.get("TableClass")
+    # STANDARD on a table that never chose a class is no change (DynamoDB, verified).
+    if table_class is not None and not (table_class == "STANDARD" and "TableClassSummary" not in desc):
+        desc["TableClassSummary"] = {"TableClass": table_class, "LastUpdateDateTime": now}
+    if request.get("SSESpecification") is not None:
+        _apply_sse(ctx, desc, request["SSESpecification"])
     if request.get("DeletionProtectionEnabled") is not None:
         desc["DeletionProtectionEnabled"] = request["DeletionProtectionEnabled"]
     if request.get("OnDemandThroughput") is not None:
@@ -909,6 +958,24 @@ def _updated_description(ctx, current: dict, request: dict) -> dict:
     if request.get("WarmThroughput") is not None:
         desc["WarmThroughput"] = _warm(request["WarmThroughput"], desc.get("WarmThroughput"))
     return desc
+
+
+def _apply_sse(ctx, desc: dict, spec: dict) -> None:
+    """Switch between the default encryption (AWS owned key, no
+    SSEDescription) and a KMS key, or from one KMS key to another."""
+    current = desc.get("SSEDescription")
+    wanted = _sse_description(ctx, spec)
+    if wanted is None:
+        if current is None:
+            raise ValidationException(INVALID + "Table is already encrypted by default")
+        del desc["SSEDescription"]
+        return
+    if current is not None and current.get("KMSMasterKeyArn") == wanted["KMSMasterKeyArn"]:
+        raise ValidationException(
+            INVALID + "Table is already encrypted with given KMSMasterKeyId. "
+            "Use KMSMasterKeyId parameter if you want to change Master Key"
+        )
+    desc["SSEDescription"] = wanted
 
 
 def _billing_mode(desc: dict) -> str:
@@ -922,7 +989,7 @@ def _apply_billing(desc: dict, request: dict, now: float) -> None:
     mode = request.get("BillingMode") or current_mode
     throughput = request.get("ProvisionedThroughput")
     if mode == "PAY_PER_REQUEST":
-        if throughput is not None:
+        if throughput is not None:  # sent without BillingMode (_check_billing_update has the other case)
             raise ValidationException(
                 INVALID + "Neither ReadCapacityUnits nor WriteCapacityUnits can be specified "
                 "when BillingMode is PAY_PER_REQUEST"
@@ -937,11 +1004,8 @@ def _apply_billing(desc: dict, request: dict, now: float) -> None:
                                                     "WriteCapacityUnits": 0}}
                     for g in desc["GlobalSecondaryIndexes"]]
         return
-    if current_mode == "PAY_PER_REQUEST":
-        if throughput is None:
-            raise ValidationException(
-                INVALID + "ProvisionedThroughput must be specified when BillingMode is PROVISIONED"
-            )
+    if current_mode == "PAY_PER_REQUEST":  # throughput is given: _check_billing_update
+        _check_index_throughputs_given(desc, request)
         summary = {"BillingMode": "PROVISIONED"}
         last = desc["BillingModeSummary"].get("LastUpdateToPayPerRequestDateTime")
         if last is not None:
@@ -955,15 +1019,30 @@ def _apply_billing(desc: dict, request: dict, now: float) -> None:
         desc["ProvisionedThroughput"] = _changed_throughput(desc["ProvisionedThroughput"], throughput, now)
 
 
-def _check_throughput_changes(current: dict, requested: dict) -> None:
+def _check_index_throughputs_given(desc: dict, request: dict) -> None:
+    """A switch to PROVISIONED gives every index its throughput in the same
+    call (the GSI Updates apply it in ``_apply_gsi_updates``)."""
+    given = {u["Update"]["IndexName"] for u in request.get("GlobalSecondaryIndexUpdates") or ()
+             if u.get("Update") is not None and u["Update"].get("ProvisionedThroughput") is not None}
+    for spec in desc.get("GlobalSecondaryIndexes") or ():
+        if spec["IndexStatus"] != "DELETING" and spec["IndexName"] not in given:
+            raise ValidationException(
+                f"{INVALID}ProvisionedThroughput must be specified for index: {spec['IndexName']}"
+            )
+
+
+def _check_throughput_changes(current: dict, requested: dict, subject: str = "the table") -> None:
+    """Refuse a throughput change that changes nothing; ``subject`` is "the
+    table" or "index <name>" (DynamoDB says "for the index <name>" first)."""
     old_r, old_w = current["ReadCapacityUnits"], current["WriteCapacityUnits"]
     new_r, new_w = requested["ReadCapacityUnits"], requested["WriteCapacityUnits"]
     if (old_r, old_w) == (new_r, new_w):
+        whose = "the table" if subject == "the table" else f"the {subject}"
         raise ValidationException(
-            "The provisioned throughput for the table will not change. The requested value equals "
-            f"the current value. Current ReadCapacityUnits provisioned for the table: {old_r}. "
-            f"Requested ReadCapacityUnits: {new_r}. Current WriteCapacityUnits provisioned for the "
-            f"table: {old_w}. Requested WriteCapacityUnits: {new_w}. Refer to the Amazon DynamoDB "
+            f"The provisioned throughput for {whose} will not change. The requested value equals "
+            f"the current value. Current ReadCapacityUnits provisioned for {subject}: {old_r}. "
+            f"Requested ReadCapacityUnits: {new_r}. Current WriteCapacityUnits provisioned for "
+            f"{subject}: {old_w}. Requested WriteCapacityUnits: {new_w}. Refer to the Amazon DynamoDB "
             "Developer Guide for current limits and how to request higher limits."
         )
 

@@ -397,7 +397,7 @@ def test_update_table_gsi_rules(ddb):
         "ValidationException",
         INVALID + "Only one global secondary index update per index is allowed simultaneously. Index: gi1")
     assert error_of(ddb.update_table, TableName=name, GlobalSecondaryIndexUpdates=[
-        {"Delete": {"IndexName": "gi1"}}]) == ("ResourceNotFoundException", "Requested resource not found")
+        {"Delete": {"IndexName": "gi1"}}]) == ("ResourceNotFoundException", f"Requested resource not found: Index gi1 for table {name}")
     ddb.update_table(TableName=name, AttributeDefinitions=defs,
                      GlobalSecondaryIndexUpdates=[{"Create": index("gi1", "g")}])
     wait_for_index(ddb, name, "gi1")

@@ -116,3 +116,38 @@ def test_tag_resource_and_untag_resource_answer_an_empty_body(shoal, ddb, table)
         status, headers, data = raw_post(shoal, json.dumps(body).encode(), target="DynamoDB_20120810." + target)
         assert (status, data) == (200, b"")
         assert headers["x-amz-crc32"] == "0"
+
+
+def error_of(call, **kwargs) -> tuple[str, str]:
+    with pytest.raises(ClientError) as info:
+        call(**kwargs)
+    return info.value.response["Error"]["Code"], info.value.response["Error"]["Message"]
+
+
+INVALID = "One or more parameter values were invalid: "
+
+
+def test_update_table_sse_specification(ddb, table):
+    assert error_of(ddb.update_table, TableName=table, SSESpecification={"Enabled": False}) == (
+        "ValidationException", INVALID + "Table is already encrypted by default")
+    out = ddb.update_table(TableName=table, SSESpecification={"Enabled": True, "SSEType": "KMS"})
+    assert out["TableDescription"]["SSEDescription"]["SSEType"] == "KMS"
+    assert ddb.describe_table(TableName=table)["Table"]["SSEDescription"]["KMSMasterKeyArn"].endswith(
+        ":alias/aws/dynamodb")
+    assert error_of(ddb.update_table, TableName=table, SSESpecification={"Enabled": True},
+                    DeletionProtectionEnabled=True) == (
+        "ValidationException", INVALID + "Server-Side Encryption modification must be the only operation in the request")
+    out = ddb.update_table(TableName=table, SSESpecification={"Enabled": False})
+    assert out["TableDescription"].get("SSEDescription", {}).get("SSEType") != "KMS"
+
+
+def test_update_table_forbidden_pairs_and_missing_index(ddb, table):
+    pt = {"ReadCapacityUnits": 2, "WriteCapacityUnits": 2}
+    assert error_of(ddb.update_table, TableName=table, ProvisionedThroughput=pt,
+                    StreamSpecification={"StreamEnabled": True, "StreamViewType": "KEYS_ONLY"}) == (
+        "ValidationException", INVALID + "You cannot modify stream status while updating table IOPS")
+    assert error_of(ddb.update_table, TableName=table, BillingMode="PAY_PER_REQUEST", ProvisionedThroughput=pt) == (
+        "ValidationException", INVALID + "ProvisionedThroughput cannot be specified when BillingMode is PAY_PER_REQUEST")
+    assert error_of(ddb.update_table, TableName=table, GlobalSecondaryIndexUpdates=[
+        {"Update": {"IndexName": "nope", "ProvisionedThroughput": pt}}]) == (
+        "ResourceNotFoundException", f"Requested resource not found: Index nope for table {table}")

@@ -254,7 +254,8 @@ def test_delete_table_purges_index_meta(ctx, engine):
      "AttributeDefinitions: [u, ts, g]"),
     ([{"Create": gsi("abc", "g", ProvisionedThroughput={"ReadCapacityUnits": 1, "WriteCapacityUnits": 1})}],
      ValidationException,
-     INVALID + "ProvisionedThroughput should not be specified for index: abc when BillingMode is PAY_PER_REQUEST"),
+     INVALID + "Neither ReadCapacityUnits nor WriteCapacityUnits can be specified for index: abc when BillingMode is "
+     "PAY_PER_REQUEST"),
 ])
 def test_gsi_update_rules(ctx, updates, kind, message):
     make_table(ctx)

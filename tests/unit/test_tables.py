@@ -10,7 +10,13 @@ import pytest
 from shoal.api import DEFAULT_ACCOUNT, Context
 from shoal.api import tables as t
 from shoal.api.catalog import STATS_KEY, Catalog, table_key
-from shoal.errors import ResourceInUseException, ResourceNotFoundException, ShoalError, ValidationException
+from shoal.errors import (
+    LimitExceededException,
+    ResourceInUseException,
+    ResourceNotFoundException,
+    ShoalError,
+    ValidationException,
+)
 from shoal.storage.lmdb_engine import LmdbEngine
 
 NOW = 1_700_000_000.123
@@ -204,7 +210,7 @@ WITH_X = attrs(("user_id", "S"), ("ts", "N"), ("x", "S"))
 @pytest.mark.parametrize("extra, message", [
     ({"BillingMode": "PROVISIONED", "ProvisionedThroughput": {"ReadCapacityUnits": 1, "WriteCapacityUnits": 1},
       "GlobalSecondaryIndexes": [gsi()]},
-     "No provisioned throughput specified for the global secondary index"),
+     "One or more parameter values were invalid: ProvisionedThroughput is not specified for index: by_x"),
     ({"LocalSecondaryIndexes": [lsi(projection={"ProjectionType": "INCLUDE"})]},
      "One or more parameter values were invalid: ProjectionType is INCLUDE, but NonKeyAttributes is not specified"),
     ({"GlobalSecondaryIndexes": [gsi(projection={"ProjectionType": "INCLUDE", "NonKeyAttributes": ["a", "b", "a"]})]},
@@ -529,11 +535,174 @@ def test_update_streams(ctx):
 
 
 def test_update_missing_index_and_table(ctx):
-    t.create_table(ctx, request())
-    assert error(t.update_table, ctx, {"TableName": "events", "GlobalSecondaryIndexUpdates": [
-        {"Delete": {"IndexName": "abc"}}]}, ResourceNotFoundException) == "Requested resource not found"
+    t.create_table(ctx, request(AttributeDefinitions=WITH_X, LocalSecondaryIndexes=[lsi()]))
+    for action in ("Delete", "Update"):
+        assert error(t.update_table, ctx, {"TableName": "events", "GlobalSecondaryIndexUpdates": [
+            {action: {"IndexName": "abc"}}]}, ResourceNotFoundException) == (
+            "Requested resource not found: Index abc for table events")
+        assert error(t.update_table, ctx, {"TableName": "events", "GlobalSecondaryIndexUpdates": [
+            {action: {"IndexName": "by_x"}}]}) == (
+            f"Cannot {action.lower()} an index that is not a GlobalSecondaryIndex: by_x")
     assert error(t.update_table, ctx, {"TableName": "nope", "DeletionProtectionEnabled": True},
                  ResourceNotFoundException) == "Requested resource not found: Table: nope not found"
+
+
+PT = {"ReadCapacityUnits": 2, "WriteCapacityUnits": 2}
+STREAM = {"StreamEnabled": True, "StreamViewType": "NEW_IMAGE"}
+INVALID = "One or more parameter values were invalid: "
+
+
+def provisioned_with_gsi(ctx, name="events", throughput=PT):
+    return t.create_table(ctx, request(name, BillingMode="PROVISIONED", ProvisionedThroughput=throughput,
+                                       AttributeDefinitions=WITH_X,
+                                       GlobalSecondaryIndexes=[gsi(ProvisionedThroughput=throughput)]))
+
+
+@pytest.mark.parametrize("extra, message", [
+    ({"ProvisionedThroughput": {"ReadCapacityUnits": 3, "WriteCapacityUnits": 3},
+      "GlobalSecondaryIndexUpdates": [{"Delete": {"IndexName": "by_x"}}]},
+     "You cannot create or delete index while updating table IOPS"),
+    ({"ProvisionedThroughput": {"ReadCapacityUnits": 3, "WriteCapacityUnits": 3}, "AttributeDefinitions": WITH_X,
+      "GlobalSecondaryIndexUpdates": [{"Create": gsi("by_x2", ProvisionedThroughput=PT)}]},
+     "You cannot create or delete index while updating table IOPS"),
+    ({"StreamSpecification": STREAM, "GlobalSecondaryIndexUpdates": [{"Delete": {"IndexName": "by_x"}}]},
+     "You cannot create or delete index while changing stream status"),
+    ({"StreamSpecification": STREAM, "ProvisionedThroughput": {"ReadCapacityUnits": 3, "WriteCapacityUnits": 3}},
+     "You cannot modify stream status while updating table IOPS"),
+])
+def test_update_forbidden_pairs(ctx, extra, message):
+    provisioned_with_gsi(ctx)
+    assert error(t.update_table, ctx, {"TableName": "events", **extra}) == INVALID + message
+    # Checked before the table is looked up.
+    assert error(t.update_table, ctx, {"TableName": "nope", **extra}) == INVALID + message
+    desc = t.describe_table(ctx, {"TableName": "events"})["Table"]
+    assert "StreamSpecification" not in desc and desc["GlobalSecondaryIndexes"][0]["IndexStatus"] == "ACTIVE"
+
+
+def test_update_stream_with_on_demand_switch_is_allowed(ctx):
+    provisioned_with_gsi(ctx)
+    desc = update(ctx, BillingMode="PAY_PER_REQUEST", StreamSpecification=STREAM)
+    assert desc["BillingModeSummary"]["BillingMode"] == "PAY_PER_REQUEST"
+    assert desc["StreamSpecification"]["StreamEnabled"] is True
+
+
+def test_update_billing_mode_and_throughput_must_agree(ctx):
+    provisioned(ctx)
+    for name in ("events", "nope"):  # before the table is looked up
+        assert error(t.update_table, ctx, {"TableName": name, "BillingMode": "PROVISIONED"}) == (
+            INVALID + "ProvisionedThroughput must be specified when BillingMode is PROVISIONED")
+        assert error(t.update_table, ctx, {"TableName": name, "BillingMode": "PAY_PER_REQUEST",
+                                           "ProvisionedThroughput": PT}) == (
+            INVALID + "ProvisionedThroughput cannot be specified when BillingMode is PAY_PER_REQUEST")
+    desc = update(ctx, BillingMode="PROVISIONED", ProvisionedThroughput={"ReadCapacityUnits": 6, "WriteCapacityUnits": 5})
+    assert desc["ProvisionedThroughput"]["ReadCapacityUnits"] == 6
+
+
+def test_switch_to_provisioned_needs_every_index_throughput(ctx):
+    t.create_table(ctx, request(AttributeDefinitions=[*WITH_X, *attrs(("y", "S"))],
+                                GlobalSecondaryIndexes=[gsi(), gsi("by_y", keys(("y", "HASH")))]))
+    body = {"TableName": "events", "BillingMode": "PROVISIONED", "ProvisionedThroughput": PT}
+    assert error(t.update_table, ctx, body) == INVALID + "ProvisionedThroughput must be specified for index: by_x"
+    body["GlobalSecondaryIndexUpdates"] = [
+        {"Update": {"IndexName": "by_x", "ProvisionedThroughput": {"ReadCapacityUnits": 3, "WriteCapacityUnits": 4}}}]
+    assert error(t.update_table, ctx, body) == INVALID + "ProvisionedThroughput must be specified for index: by_y"
+    body["GlobalSecondaryIndexUpdates"].append(
+        {"Update": {"IndexName": "by_y", "ProvisionedThroughput": {"ReadCapacityUnits": 5, "WriteCapacityUnits": 6}}})
+    desc = t.update_table(ctx, body)["TableDescription"]
+    assert desc["BillingModeSummary"]["BillingMode"] == "PROVISIONED"
+    assert [(g["IndexName"], g["ProvisionedThroughput"]["ReadCapacityUnits"],
+             g["ProvisionedThroughput"]["WriteCapacityUnits"]) for g in desc["GlobalSecondaryIndexes"]] == [
+        ("by_x", 3, 4), ("by_y", 5, 6)]
+
+
+def test_gsi_throughput_texts(ctx):
+    t.create_table(ctx, request(AttributeDefinitions=WITH_X, GlobalSecondaryIndexes=[gsi()]))
+    assert error(t.update_table, ctx, {"TableName": "events", "GlobalSecondaryIndexUpdates": [
+        {"Update": {"IndexName": "by_x", "ProvisionedThroughput": PT}}]}) == (
+        INVALID + "The only Updates for index: by_x when TableThroughputMode is PAY_PER_REQUEST can be to "
+        "OnDemandThroughput, WarmThroughput")
+    assert error(t.update_table, ctx, {"TableName": "events", "AttributeDefinitions": WITH_X,
+                                       "GlobalSecondaryIndexUpdates": [
+                                           {"Create": gsi("by_x2", ProvisionedThroughput=PT)}]}) == (
+        INVALID + "Neither ReadCapacityUnits nor WriteCapacityUnits can be specified for index: by_x2 "
+        "when BillingMode is PAY_PER_REQUEST")
+    provisioned_with_gsi(ctx, "other")
+    assert error(t.update_table, ctx, {"TableName": "other", "AttributeDefinitions": WITH_X,
+                                       "GlobalSecondaryIndexUpdates": [{"Create": gsi("by_x2")}]}) == (
+        INVALID + "Both ReadCapacityUnits and WriteCapacityUnits must be specified for index: by_x2")
+
+
+def test_update_same_index_throughput(ctx):
+    provisioned_with_gsi(ctx, throughput={"ReadCapacityUnits": 5, "WriteCapacityUnits": 4})
+    assert error(t.update_table, ctx, {"TableName": "events", "GlobalSecondaryIndexUpdates": [
+        {"Update": {"IndexName": "by_x", "ProvisionedThroughput": {"ReadCapacityUnits": 5,
+                                                                    "WriteCapacityUnits": 4}}}]}) == (
+        "The provisioned throughput for the index by_x will not change. The requested value equals the current "
+        "value. Current ReadCapacityUnits provisioned for index by_x: 5. Requested ReadCapacityUnits: 5. "
+        "Current WriteCapacityUnits provisioned for index by_x: 4. Requested WriteCapacityUnits: 4. "
+        "Refer to the Amazon DynamoDB Developer Guide for current limits and how to request higher limits.")
+
+
+def test_delete_table_while_an_index_is_created_or_deleted(ctx, engine):
+    from shoal.api import indexes as ix
+
+    in_use = ("Attempt to change a resource which is still in use: "
+              "Cannot delete table while indexes are being created, updated, or deleted.")
+    t.create_table(ctx, request(AttributeDefinitions=WITH_X, GlobalSecondaryIndexes=[gsi()]))
+    t.update_table(ctx, {"TableName": "events", "AttributeDefinitions": WITH_X,
+                         "GlobalSecondaryIndexUpdates": [{"Create": gsi("by_x2")}]})
+    assert error(t.delete_table, ctx, {"TableName": "events"}, ResourceInUseException) == in_use
+    jobs = ix.IndexJobs(engine)
+    while jobs():
+        pass
+    t.update_table(ctx, {"TableName": "events", "GlobalSecondaryIndexUpdates": [{"Delete": {"IndexName": "by_x"}}]})
+    assert error(t.delete_table, ctx, {"TableName": "events"}, ResourceInUseException) == in_use
+    while jobs():
+        pass
+    t.delete_table(ctx, {"TableName": "events"})
+
+
+def test_twenty_first_gsi_by_update_table(ctx):
+    indexes = [gsi(f"by_x{i}") for i in range(20)]
+    t.create_table(ctx, request(AttributeDefinitions=WITH_X, GlobalSecondaryIndexes=indexes))
+    assert error(t.update_table, ctx, {"TableName": "events", "AttributeDefinitions": WITH_X,
+                                       "GlobalSecondaryIndexUpdates": [{"Create": gsi("by_x20")}]},
+                 LimitExceededException) == (
+        "Subscriber limit exceeded: Number of global secondary indexes exceeds per-table limit of 20")
+    assert error(t.create_table, ctx, request("other", AttributeDefinitions=WITH_X,
+                                              GlobalSecondaryIndexes=[*indexes, gsi("by_x20")])) == (
+        INVALID + "GlobalSecondaryIndex count exceeds the per-table limit of 20")
+
+
+def test_update_to_standard_class_without_a_class_changes_nothing(ctx):
+    t.create_table(ctx, request())
+    assert "TableClassSummary" not in update(ctx, TableClass="STANDARD")
+    update(ctx, TableClass="STANDARD_INFREQUENT_ACCESS")
+    assert update(ctx, TableClass="STANDARD")["TableClassSummary"] == {"TableClass": "STANDARD",
+                                                                       "LastUpdateDateTime": NOW}
+
+
+KMS = f"arn:aws:kms:{REGION}:{DEFAULT_ACCOUNT}:"
+
+
+def test_update_sse_specification(ctx):
+    t.create_table(ctx, request())
+
+    def sse_error(spec):
+        return error(t.update_table, ctx, {"TableName": "events", "SSESpecification": spec})
+
+    for spec in ({}, {"Enabled": False}):
+        assert sse_error(spec) == INVALID + "Table is already encrypted by default"
+    assert sse_error({"Enabled": False, "SSEType": "KMS"}) == INVALID + "SSEType can not be specified if Enabled is false"
+    desc = update(ctx, SSESpecification={"Enabled": True})
+    assert desc["SSEDescription"] == {"Status": "ENABLED", "SSEType": "KMS", "KMSMasterKeyArn": KMS + "alias/aws/dynamodb"}
+    desc = update(ctx, SSESpecification={"Enabled": True, "SSEType": "KMS", "KMSMasterKeyId": "1234abcd"})
+    assert desc["SSEDescription"] == {"Status": "ENABLED", "SSEType": "KMS", "KMSMasterKeyArn": KMS + "key/1234abcd"}
+    assert sse_error({"Enabled": True, "KMSMasterKeyId": "1234abcd"}) == (
+        INVALID + "Table is already encrypted with given KMSMasterKeyId. "
+        "Use KMSMasterKeyId parameter if you want to change Master Key")
+    assert "SSEDescription" not in update(ctx, SSESpecification={"Enabled": False})
+    assert "SSEDescription" not in t.describe_table(ctx, {"TableName": "events"})["Table"]
 
 
 # ---------------------------------------------------------------- tags
