@@ -108,7 +108,7 @@ _LEGACY_OF = {
 
 
 def expression_context(request: dict, expression_members: tuple[str, ...], legacy_members: tuple[str, ...],
-                       *, current: bool = False) -> ExpressionContext | None:
+                       *, current: bool = False, bare_values: bool = False) -> ExpressionContext | None:
     """Check the ExpressionAttributeNames/Values rules of a request and make the
     context its expressions are parsed in.
 
@@ -117,6 +117,7 @@ def expression_context(request: dict, expression_members: tuple[str, ...], legac
     UpdateItem, DeleteItem): no list of null expressions after "can only be
     specified when using expressions", and a bad value's own message without
     "ExpressionAttributeValues contains invalid value: ... for key :v".
+    ``bare_values`` keeps only the latter (Query).
     """
     used_expr = [m for m in expression_members if request.get(m) is not None]
     used_legacy = [m for m in legacy_members if request.get(m) is not None]
@@ -158,7 +159,7 @@ def expression_context(request: dict, expression_members: tuple[str, ...], legac
             try:
                 checked[name] = validate_value(value, name)
             except ValidationException as exc:
-                if current:
+                if current or bare_values:
                     raise
                 raise ValidationException(
                     f"ExpressionAttributeValues contains invalid value: {exc.message} for key {name}"

@@ -237,7 +237,7 @@ def query(ctx, request: dict):
     if request.get("KeyConditionExpression") is not None:
         legacy += ("KeyConditions",)
     exprs = expression_context(
-        request, ("KeyConditionExpression", "FilterExpression", "ProjectionExpression"), legacy
+        request, ("KeyConditionExpression", "FilterExpression", "ProjectionExpression"), legacy, bare_values=True
     )
     if request.get("KeyConditionExpression") is not None:
         key_condition = parse_key_condition(request["KeyConditionExpression"], exprs)

@@ -207,3 +207,16 @@ def test_empty_key_values_in_key_conditions_are_refused(ddb, events, legacy):
              "cannot contain an empty string value. Key: pk")
     assert query("") == ("ValidationException", empty)
     assert query("", {"S": "x"}) == ("ValidationException", empty)  # before the sort value's type mismatch
+
+
+def test_a_bad_expression_value_in_a_query_is_reported_by_itself(ddb, events):
+    # Query reports the value's own message; Scan keeps the older wrapper.
+    values = {":p": {"S": "u00000000"}, ":v": {"N": "abc"}}
+    assert error_message(ddb.query, TableName=events, KeyConditionExpression="pk = :p", FilterExpression="n = :v",
+                         ExpressionAttributeValues=values) == (
+        "ValidationException", "The parameter cannot be converted to a numeric value: abc")
+    assert error_message(ddb.scan, TableName=events, FilterExpression="n = :v",
+                         ExpressionAttributeValues={":v": {"N": "abc"}}) == (
+        "ValidationException",
+        "ExpressionAttributeValues contains invalid value: The parameter cannot be converted to a numeric value: abc "
+        "for key :v")
