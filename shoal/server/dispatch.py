@@ -133,12 +133,6 @@ class Dispatcher:
         if self.gate is not None:
             self.background_jobs.append(self.gate.store.prune_expired)
 
-    def __call__(self, request: Request):
-        """Answer one request: a Response, or an awaitable of one for writes,
-        which are acknowledged only once their group commit is durable."""
-        if "origin" in request.headers:  # a browser's request: answered with CORS headers
-            return self._cross_origin(request)
-        return self._answer(request)
 
     def _cross_origin(self, request: Request):
         """CORS as DynamoDB does it: any origin is allowed; a preflight
@@ -151,7 +145,7 @@ class Dispatcher:
                 if value is not None:
                     extra.append((allowed, value))
             extra.append(("Access-Control-Max-Age", CORS_MAX_AGE))
-        answer = self._answer(request)
+        answer = self(request, cross_origin=False)
         if isinstance(answer, Response):
             answer.headers.extend(extra)
             return answer
@@ -170,7 +164,11 @@ class Dispatcher:
             return self._health
         return b"healthy: " + host.encode("utf-8", "replace")
 
-    def _answer(self, request: Request):
+    def __call__(self, request: Request, cross_origin: bool = True):
+        """Answer one request: a Response, or an awaitable of one for writes,
+        which are acknowledged only once their group commit is durable."""
+        if cross_origin and "origin" in request.headers:  # a browser's: answered with CORS headers
+            return self._cross_origin(request)
         request_id = next(self._ids)
         self.committer.arrivals += 1
         if request.method != "POST":
@@ -188,25 +186,24 @@ class Dispatcher:
         if request.body and content_type not in JSON_TYPES:
             return _unknown_operation_404(request_id)
         response_type = "application/json" if content_type == "application/json" else JSON_TYPES[0]
-        accept = request.headers.get("accept-encoding")
         try:
             operation, job = self._prepare(request, request_id)
             if operation in WRITE_OPERATIONS and self.group_commit:
-                return self._respond_later(request_id, response_type, self.committer.submit(job), accept)
+                return self._respond_later(request_id, response_type, self.committer.submit(job), request.headers)
             body = job()
         except Exception as exc:
             return _response(request_id, response_type, *_error(exc, request_id))
-        if accept is not None and len(body) >= COMPRESS_MIN_BYTES:
-            return _encoded_response(request_id, response_type, body, accept)
+        if len(body) >= COMPRESS_MIN_BYTES and "accept-encoding" in request.headers:
+            return _encoded_response(request_id, response_type, body, request.headers["accept-encoding"])
         return _response(request_id, response_type, 200, body)
 
-    async def _respond_later(self, request_id: str, response_type: str, future, accept: str | None) -> Response:
+    async def _respond_later(self, request_id: str, response_type: str, future, headers: dict) -> Response:
         try:
             body = await future
         except Exception as exc:
             return _response(request_id, response_type, *_error(exc, request_id))
-        if accept is not None and len(body) >= COMPRESS_MIN_BYTES:
-            return _encoded_response(request_id, response_type, body, accept)
+        if len(body) >= COMPRESS_MIN_BYTES and "accept-encoding" in headers:
+            return _encoded_response(request_id, response_type, body, headers["accept-encoding"])
         return _response(request_id, response_type, 200, body)
 
     def _prepare(self, request: Request, request_id: str | None = None):
