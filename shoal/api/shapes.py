@@ -63,6 +63,10 @@ ENUM_MESSAGE_ORDER = {
     "ConditionalOperator": "OR, AND",
 }
 
+# Enums DynamoDB checks after the model, with its own message: an invalid
+# TableClass is answered by shoal.api.tables, not as a constraint violation.
+SERVICE_CHECKED_ENUMS = frozenset({"TableClass"})
+
 NESTING_TOO_DEEP = (
     "Nesting Levels have exceeded supported limits: "
     "Attributes in the item have nested levels beyond supported limit"
@@ -391,7 +395,7 @@ def compile_constraints(shape: dict, shape_name: str) -> Constraints | None:
         return _table_arn_constraints(shape)
     shape_type = shape["type"]
     tests: list[tuple[Callable[[Any], bool], str]] = []
-    if "enum" in shape:
+    if "enum" in shape and shape_name not in SERVICE_CHECKED_ENUMS:
         allowed = frozenset(shape["enum"])
         listed = ENUM_MESSAGE_ORDER.get(shape_name) or ", ".join(shape["enum"])
         tests.append((allowed.__contains__, f"Member must satisfy enum value set: [{listed}]"))

@@ -56,6 +56,8 @@ LIMITS = {
     "TableMaxWriteCapacityUnits": 40000,
 }
 
+TABLE_CLASSES = ("STANDARD", "STANDARD_INFREQUENT_ACCESS")
+
 _NAME_RE = re.compile(r"[a-zA-Z0-9_.-]+\Z")
 _TAG_SPECIALS = frozenset("_.:/=+-@")
 
@@ -82,6 +84,15 @@ def parse_table_arn(arn: str) -> tuple[str, str, str]:
     return parts[3], parts[4], name
 
 
+def parse_resource_arn(arn: str) -> tuple[str, str, str]:
+    """``parse_table_arn`` for the tagging operations, which refuse another
+    service's ARN (``arn:aws:s3:::bucket``) before looking at its region and account."""
+    parts = arn.split(":", 5)
+    if parts[0] == "arn" and len(parts) == 6 and parts[2] != "dynamodb":
+        raise ValidationException(f"{INVALID}Provided Arn is not a DynamoDB resource arn: {arn}")
+    return parse_table_arn(arn)
+
+
 def check_table_name(name: str, member: str = "tableName") -> None:
     """The Coral errors for a malformed table name (pattern first, then length).
 
@@ -100,6 +111,15 @@ def check_table_name(name: str, member: str = "tableName") -> None:
                       "Member must have length less than or equal to 255")
     if errors:
         raise ValidationException(coral(errors))
+
+
+def check_table_class(table_class: str | None) -> None:
+    """DynamoDB checks TableClass itself, not as a model enum (``shoal.api.shapes``)."""
+    if table_class is not None and table_class not in TABLE_CLASSES:
+        raise ValidationException(
+            "Invalid table-class parameter provided. Please try again with a valid table-class value: "
+            f"[{', '.join(TABLE_CLASSES)}]."
+        )
 
 
 def coral(errors: list[str]) -> str:
@@ -180,12 +200,14 @@ def _now(ctx) -> float:
 def create_table(ctx, request: dict) -> dict:
     """Create a table, ACTIVE at once; its TableDescription is the response."""
     name = table_name_of(ctx, request["TableName"])
+    check_table_class(request.get("TableClass"))
     _check_required_schema(request)
     billing = request.get("BillingMode") or "PROVISIONED"
     throughput = _check_billing(billing, request.get("ProvisionedThroughput"))
     definitions = _check_definitions(request)
     _check_unsupported_create(request, billing)
     tags = _check_tags(request.get("Tags") or [])
+    _check_create_limits(ctx, throughput, request.get("GlobalSecondaryIndexes") or ())
 
     now = _now(ctx)
     table_id = str(uuid.uuid4())
@@ -203,7 +225,17 @@ def create_table(ctx, request: dict) -> dict:
         resource_policies.attach_on_create(ctx, txn, table, request)
         if tags:
             txn.put("meta", TAGS_KEY(table.prefix), orjson.dumps(tags))
-        return {"TableDescription": describe(txn, table)}
+        return {"TableDescription": _without_switch_time(describe(txn, table))}
+
+
+def _without_switch_time(desc: dict) -> dict:
+    """The BillingModeSummary of CreateTable's response, and of UpdateTable's
+    when it switches to on-demand: the mode only, without the
+    LastUpdateToPayPerRequestDateTime that DescribeTable shows."""
+    summary = desc.get("BillingModeSummary")
+    if summary is not None:
+        desc["BillingModeSummary"] = {"BillingMode": summary["BillingMode"]}
+    return desc
 
 
 def _check_required_schema(request: dict) -> None:
@@ -257,6 +289,27 @@ def _check_capacity_bounds(throughput: dict) -> None:
         value = throughput[member]
         if value > MAX_CAPACITY_UNITS:
             raise ValidationException(f"Given value {value} for {member} is out of bounds")
+
+
+def _check_capacity_limits(ctx, throughput: dict, index: str | None = None) -> None:
+    """The per-table quotas DescribeLimits reports, which bind each index too."""
+    for member in ("ReadCapacityUnits", "WriteCapacityUnits"):
+        value, maximum = throughput[member], LIMITS[f"TableMax{member}"]
+        if value > maximum:
+            requested, scope = (f"{member} for index {index}", "index") if index else (member, "table")
+            raise LimitExceededException(
+                f"The requested {requested}, {value}, is above the per {scope} maximum for the account in "
+                f"{ctx.region}. Per table maximum: {maximum}. Refer to the Amazon DynamoDB Developer Guide "
+                "for current limits and how to request higher limits."
+            )
+
+
+def _check_create_limits(ctx, throughput: dict | None, gsis) -> None:
+    if throughput is not None:
+        _check_capacity_limits(ctx, throughput)
+    for index in gsis:
+        if index.get("ProvisionedThroughput") is not None:
+            _check_capacity_limits(ctx, index["ProvisionedThroughput"], index["IndexName"])
 
 
 def _check_definitions(request: dict) -> dict[str, str]:
@@ -465,8 +518,6 @@ def _new_description(ctx, request, name, table_id, now, billing, throughput, typ
     }
     if billing == "PAY_PER_REQUEST":
         desc["BillingModeSummary"] = {"BillingMode": billing, "LastUpdateToPayPerRequestDateTime": now}
-    elif request.get("BillingMode") is not None:
-        desc["BillingModeSummary"] = {"BillingMode": billing}
     arn = desc["TableArn"]
     if request.get("LocalSecondaryIndexes"):
         desc["LocalSecondaryIndexes"] = [_local_index_description(spec, arn)
@@ -474,7 +525,7 @@ def _new_description(ctx, request, name, table_id, now, billing, throughput, typ
     if request.get("GlobalSecondaryIndexes"):
         desc["GlobalSecondaryIndexes"] = [_global_index_description(spec, arn, billing, "ACTIVE")
                                           for spec in request["GlobalSecondaryIndexes"]]
-    sse = _sse_description(ctx, request.get("SSESpecification"))
+    sse = _sse_description(ctx, request.get("SSESpecification"), creating=True)
     if sse is not None:
         desc["SSEDescription"] = sse
     if request.get("TableClass") is not None:
@@ -490,7 +541,7 @@ def _new_description(ctx, request, name, table_id, now, billing, throughput, typ
 def _index_head(spec: dict) -> dict:
     projection = {"ProjectionType": spec["Projection"]["ProjectionType"]}
     if spec["Projection"].get("NonKeyAttributes") is not None:
-        projection["NonKeyAttributes"] = list(spec["Projection"]["NonKeyAttributes"])
+        projection["NonKeyAttributes"] = sorted(spec["Projection"]["NonKeyAttributes"])
     return {
         "IndexName": spec["IndexName"],
         "KeySchema": [{"AttributeName": k["AttributeName"], "KeyType": k["KeyType"]} for k in spec["KeySchema"]],
@@ -524,18 +575,25 @@ def _global_index_description(spec: dict, table_arn_: str, billing: str, status:
     return out
 
 
-def _sse_description(ctx, spec: dict | None) -> dict | None:
+def _sse_description(ctx, spec: dict | None, creating: bool = False) -> dict | None:
     """What DynamoDB reports for SSESpecification: nothing for the default
-    (AWS owned key), a KMS description when a KMS key is asked for."""
+    (AWS owned key), a KMS description when a KMS key is asked for.  At
+    creation, SSEType KMS without Enabled asks for one, and a KMSMasterKeyId
+    needs SSEType KMS."""
     if not spec:
         return None
-    if not spec.get("Enabled"):
+    enabled = spec.get("Enabled")
+    if creating and enabled is None and spec.get("SSEType") == "KMS":
+        enabled = True
+    if not enabled:
         for member in ("SSEType", "KMSMasterKeyId"):
             if spec.get(member) is not None:
                 raise ValidationException(f"{INVALID}{member} can not be specified if Enabled is false")
         return None
     if spec.get("SSEType") == "AES256":
         raise ValidationException(INVALID + "SSEType AES256 is not supported")
+    if creating and spec.get("KMSMasterKeyId") is not None and spec.get("SSEType") is None:
+        raise ValidationException(INVALID + "SSEType KMS is required if KMSMasterKeyId is specified")
     key = spec.get("KMSMasterKeyId") or "alias/aws/dynamodb"
     if not key.startswith("arn:"):
         key = f"arn:aws:kms:{ctx.region}:{ctx.account}:{key if key.startswith('alias/') else 'key/' + key}"
@@ -707,6 +765,7 @@ def update_table(ctx, request: dict) -> dict:
     delete a global secondary index (creation and deletion finish in the
     background: the index is CREATING, then ACTIVE; DELETING, then gone)."""
     name = table_name_of(ctx, request["TableName"])
+    check_table_class(request.get("TableClass"))
     _check_update_shape(request)
     gsi_updates = request.get("GlobalSecondaryIndexUpdates")
     if gsi_updates is not None:
@@ -725,7 +784,10 @@ def update_table(ctx, request: dict) -> dict:
         updated = decode_entry(ctx.region, raw, ctx.catalog.keys)
         for index_name, kind in jobs:
             index_store.schedule(txn, updated, index_name, numbers[index_name], kind)
-        return {"TableDescription": describe(txn, updated)}
+        out = describe(txn, updated)
+        if _billing_mode(table.description) != "PAY_PER_REQUEST" and _billing_mode(desc) == "PAY_PER_REQUEST":
+            _without_switch_time(out)
+        return {"TableDescription": out}
 
 
 def _check_gsi_update_shape(updates: list) -> None:
@@ -774,7 +836,7 @@ def _apply_gsi_updates(ctx, table: Table, desc: dict, request: dict, numbers: di
     for update in request["GlobalSecondaryIndexUpdates"]:
         if update.get("Create") is not None:
             spec = update["Create"]
-            _check_gsi_create(table, desc, gsis, spec, request.get("AttributeDefinitions"), billing)
+            _check_gsi_create(ctx, table, desc, gsis, spec, request.get("AttributeDefinitions"), billing)
             gsis.append(_global_index_description(spec, desc["TableArn"], billing, "CREATING"))
             numbers[spec["IndexName"]] = next_index
             next_index += 1
@@ -819,7 +881,7 @@ def _schema_text(schema, types: dict) -> str:
     return f"Schema:[{elements}]"
 
 
-def _check_gsi_create(table: Table, desc: dict, gsis: list, spec: dict, definitions, billing: str) -> None:
+def _check_gsi_create(ctx, table: Table, desc: dict, gsis: list, spec: dict, definitions, billing: str) -> None:
     """The rules a new GSI obeys; adds its key attributes' definitions to ``desc``."""
     if not definitions:
         raise ValidationException(f"{INVALID}AttributeDefinitions is not specified for index: {spec['IndexName']}")
@@ -846,6 +908,8 @@ def _check_gsi_create(table: Table, desc: dict, gsis: list, spec: dict, definiti
             f"Subscriber limit exceeded: Number of global secondary indexes exceeds per-table limit of {MAX_GSI}"
         )
     _check_index_throughput(spec, billing, updating=True)
+    if billing != "PAY_PER_REQUEST":
+        _check_capacity_limits(ctx, spec["ProvisionedThroughput"], name)
     _check_projected_count([*(desc.get("LocalSecondaryIndexes") or ()), *gsis, spec])
     defined = {d["AttributeName"] for d in desc["AttributeDefinitions"]}
     added = [{"AttributeName": k["AttributeName"], "AttributeType": types[k["AttributeName"]]}
@@ -865,6 +929,7 @@ def _update_gsi_throughput(ctx, desc: dict, gsis: list, spec: dict, billing: str
                 "can be to OnDemandThroughput, WarmThroughput"
             )
         _check_capacity_bounds(throughput)
+        _check_capacity_limits(ctx, throughput, name)
         _check_throughput_changes(current["ProvisionedThroughput"], throughput, f"index {name}")
         current["ProvisionedThroughput"] = _changed_throughput(current["ProvisionedThroughput"], throughput,
                                                                _now(ctx))
@@ -894,7 +959,7 @@ def _check_update_shape(request: dict) -> None:
     if len(present) > 1:
         for member, message in _ALONE:
             if member in present:
-                raise ValidationException(INVALID + message)
+                raise ValidationException(INVALID + _alone_message(request, member, message))
         if "OnDemandThroughput" in present and set(present) - {"OnDemandThroughput", "BillingMode"}:
             raise ValidationException(
                 INVALID + "OnDemandThroughput can only be combined with BillingMode in an UpdateTable request"
@@ -907,6 +972,14 @@ def _check_update_shape(request: dict) -> None:
     for member in _NOT_YET:
         if request.get(member) is not None:
             raise ValidationException(f"Shoal does not support {member} in UpdateTable yet")
+
+
+def _alone_message(request: dict, member: str, message: str) -> str:
+    """WarmThroughput beside an index creation gets a message of its own."""
+    creates = any(u.get("Create") is not None for u in request.get("GlobalSecondaryIndexUpdates") or ())
+    if member == "WarmThroughput" and creates:
+        return "Create global secondary index cannot be specified when updating WarmThroughput"
+    return message
 
 
 def _check_forbidden_pairs(request: dict) -> None:
@@ -942,7 +1015,7 @@ def _updated_description(ctx, current: dict, request: dict) -> dict:
     with the catalog cache and stays untouched)."""
     desc = dict(current)
     now = _now(ctx)
-    _apply_billing(desc, request, now)
+    _apply_billing(ctx, desc, request, now)
     table_class = request.get("TableClass")
     # STANDARD on a table that never chose a class is no change (DynamoDB, verified).
     if table_class is not None and not (table_class == "STANDARD" and "TableClassSummary" not in desc):
@@ -983,11 +1056,13 @@ def _billing_mode(desc: dict) -> str:
     return summary["BillingMode"] if summary else "PROVISIONED"
 
 
-def _apply_billing(desc: dict, request: dict, now: float) -> None:
+def _apply_billing(ctx, desc: dict, request: dict, now: float) -> None:
     """BillingMode and ProvisionedThroughput changes, with DynamoDB's rules."""
     current_mode = _billing_mode(desc)
     mode = request.get("BillingMode") or current_mode
     throughput = request.get("ProvisionedThroughput")
+    if throughput is not None and mode != "PAY_PER_REQUEST":
+        _check_capacity_limits(ctx, throughput)
     if mode == "PAY_PER_REQUEST":
         if throughput is not None:  # sent without BillingMode (_check_billing_update has the other case)
             raise ValidationException(
@@ -1106,7 +1181,7 @@ def _valid_tag_text(text: str) -> bool:
 
 def _tagged_table(ctx, txn, arn: str) -> Table:
     """The table an ARN names, or DynamoDB's errors for ARNs."""
-    region, account, name = parse_table_arn(arn)
+    region, account, name = parse_resource_arn(arn)
     if region != ctx.region:
         raise ValidationException(f"Invalid TableArn: Invalid ResourceArn provided as input {arn}")
     table = ctx.catalog.get(txn, region, name) if account == ctx.account else None
@@ -1123,7 +1198,7 @@ def _stored_tags(txn, table: Table) -> list[dict]:
 def tag_resource(ctx, request: dict) -> bytes:
     """Add or overwrite tags of a table (at most 50 per table)."""
     arn = request["ResourceArn"]
-    parse_table_arn(arn)
+    parse_resource_arn(arn)
     if not request.get("Tags"):
         raise ValidationException("Atleast one Tag needs to be provided as Input.")
     new = _check_tags(request["Tags"])
@@ -1140,7 +1215,7 @@ def tag_resource(ctx, request: dict) -> bytes:
 def untag_resource(ctx, request: dict) -> bytes:
     """Remove tags by key; keys the table does not have are ignored."""
     arn = request["ResourceArn"]
-    parse_table_arn(arn)
+    parse_resource_arn(arn)
     if not request.get("TagKeys"):
         raise ValidationException("Atleast one Tag Key needs to be provided as Input.")
     for key in request["TagKeys"]:
@@ -1161,7 +1236,7 @@ def list_tags_of_resource(ctx, request: dict) -> dict:
     """A table's tags.  A table has at most 50, so one page holds them all and
     no NextToken is ever returned; a NextToken given is accepted and ignored."""
     arn = request["ResourceArn"]
-    parse_table_arn(arn)
+    parse_resource_arn(arn)
     with ctx.engine.read() as txn:
         table = _tagged_table(ctx, txn, arn)
         return {"Tags": _stored_tags(txn, table)}

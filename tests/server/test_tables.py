@@ -151,3 +151,36 @@ def test_update_table_forbidden_pairs_and_missing_index(ddb, table):
     assert error_of(ddb.update_table, TableName=table, GlobalSecondaryIndexUpdates=[
         {"Update": {"IndexName": "nope", "ProvisionedThroughput": pt}}]) == (
         "ResourceNotFoundException", f"Requested resource not found: Index nope for table {table}")
+
+
+def test_invalid_table_class_and_non_dynamodb_arn(ddb, table):
+    message = ("Invalid table-class parameter provided. Please try again with a valid table-class value: "
+               "[STANDARD, STANDARD_INFREQUENT_ACCESS].")
+    assert error_of(ddb.update_table, TableName=table, TableClass="FOO") == ("ValidationException", message)
+    assert error_of(ddb.create_table, TableName=unique_name("classy"), TableClass="FOO", BillingMode="A",
+                    KeySchema=[{"AttributeName": "a", "KeyType": "HASH"}],
+                    AttributeDefinitions=[{"AttributeName": "a", "AttributeType": "S"}]) == (
+        "ValidationException", "1 validation error detected: Value 'A' at 'billingMode' failed to satisfy "
+        "constraint: Member must satisfy enum value set: [PROVISIONED, PAY_PER_REQUEST]")
+    assert error_of(ddb.list_tags_of_resource, ResourceArn="arn:aws:s3:::bucket") == (
+        "ValidationException", INVALID + "Provided Arn is not a DynamoDB resource arn: arn:aws:s3:::bucket")
+
+
+def test_billing_summary_and_capacity_limit(ddb):
+    name = unique_name("billing")
+    schema = {"KeySchema": [{"AttributeName": "pk", "KeyType": "HASH"}],
+              "AttributeDefinitions": [{"AttributeName": "pk", "AttributeType": "S"}]}
+    assert error_of(ddb.create_table, TableName=name, BillingMode="PROVISIONED",
+                    ProvisionedThroughput={"ReadCapacityUnits": 40001, "WriteCapacityUnits": 1}, **schema) == (
+        "LimitExceededException", "The requested ReadCapacityUnits, 40001, is above the per table maximum for the "
+        "account in us-east-1. Per table maximum: 40000. Refer to the Amazon DynamoDB Developer Guide for current "
+        "limits and how to request higher limits.")
+    out = ddb.create_table(TableName=name, BillingMode="PROVISIONED",
+                           ProvisionedThroughput={"ReadCapacityUnits": 1, "WriteCapacityUnits": 1}, **schema)
+    assert "BillingModeSummary" not in out["TableDescription"]
+    assert "BillingModeSummary" not in ddb.describe_table(TableName=name)["Table"]
+    out = ddb.update_table(TableName=name, BillingMode="PAY_PER_REQUEST")
+    assert out["TableDescription"]["BillingModeSummary"] == {"BillingMode": "PAY_PER_REQUEST"}
+    summary = ddb.describe_table(TableName=name)["Table"]["BillingModeSummary"]
+    assert summary["BillingMode"] == "PAY_PER_REQUEST" and "LastUpdateToPayPerRequestDateTime" in summary
+    ddb.delete_table(TableName=name)

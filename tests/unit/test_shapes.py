@@ -289,6 +289,27 @@ def test_create_table_many_errors():
     )
 
 
+def test_table_class_is_left_to_the_operation():
+    # DynamoDB answers an invalid TableClass with its own text (shoal.api.tables).
+    body = {"TableName": "abc", "KeySchema": [{"AttributeName": "a", "KeyType": "HASH"}],
+            "AttributeDefinitions": [{"AttributeName": "a", "AttributeType": "S"}], "TableClass": "FOO"}
+    V.validate("CreateTable", copy.deepcopy(body))
+    V.validate("UpdateTable", {"TableName": "abc", "TableClass": "FOO"})
+    # The other members' violations are reported as before, without TableClass.
+    assert validation("CreateTable", {**body, "BillingMode": "A", "KeySchema": [{"AttributeName": "a", "KeyType": "X"}]}) == errors(
+        "Value 'X' at 'keySchema.1.member.keyType' failed to satisfy constraint: "
+        "Member must satisfy enum value set: [HASH, RANGE]",
+        "Value 'A' at 'billingMode' failed to satisfy constraint: "
+        "Member must satisfy enum value set: [PROVISIONED, PAY_PER_REQUEST]",
+    )
+    assert validation("UpdateTable", {"TableName": "abc", "TableClass": "FOO", "BillingMode": "A"}) == errors(
+        "Value 'A' at 'billingMode' failed to satisfy constraint: "
+        "Member must satisfy enum value set: [PROVISIONED, PAY_PER_REQUEST]",
+    )
+    assert serialization("UpdateTable", {"TableName": "abc", "TableClass": 5}) == (
+        "class com.amazon.coral.value.json.numbers.TruncatingBigNumber can not be converted to an String")
+
+
 def test_create_table_enums_and_lengths():
     body = {"TableName": "abc", "KeySchema": [], "AttributeDefinitions": [{"AttributeName": "b", "AttributeType": "SS"}]}
     assert validation("CreateTable", body) == errors(

@@ -75,10 +75,13 @@ def test_create_on_demand_table_description(ctx):
         "ItemCount": 0,
         "TableArn": ARN_BASE + "events",
         "TableId": desc["TableId"],
-        "BillingModeSummary": {"BillingMode": "PAY_PER_REQUEST", "LastUpdateToPayPerRequestDateTime": NOW},
+        "BillingModeSummary": {"BillingMode": "PAY_PER_REQUEST"},
         "DeletionProtectionEnabled": False,
     }
     assert len(desc["TableId"]) == 36
+    # DescribeTable, unlike CreateTable's response, has the switch time.
+    assert t.describe_table(ctx, {"TableName": "events"})["Table"]["BillingModeSummary"] == {
+        "BillingMode": "PAY_PER_REQUEST", "LastUpdateToPayPerRequestDateTime": NOW}
 
 
 def test_create_provisioned_table_records_throughput(ctx):
@@ -87,6 +90,41 @@ def test_create_provisioned_table_records_throughput(ctx):
     desc = t.create_table(ctx, body)["TableDescription"]
     assert desc["ProvisionedThroughput"] == {"NumberOfDecreasesToday": 0, "ReadCapacityUnits": 5, "WriteCapacityUnits": 7}
     assert "BillingModeSummary" not in desc
+
+
+def test_create_explicitly_provisioned_has_no_billing_summary(ctx):
+    desc = provisioned(ctx)
+    assert "BillingModeSummary" not in desc
+    assert "BillingModeSummary" not in t.describe_table(ctx, {"TableName": "events"})["Table"]
+
+
+def test_non_key_attributes_are_sorted(ctx):
+    body = request(AttributeDefinitions=attrs(("z", "S"), ("user_id", "S"), ("ts", "N"), ("a", "S")),
+                   LocalSecondaryIndexes=[lsi(schema=keys(("user_id", "HASH"), ("z", "RANGE")),
+                                              projection={"ProjectionType": "INCLUDE",
+                                                          "NonKeyAttributes": ["zz", "aa", "mm"]})],
+                   GlobalSecondaryIndexes=[gsi(name="by_a", schema=keys(("a", "HASH")),
+                                               projection={"ProjectionType": "INCLUDE",
+                                                           "NonKeyAttributes": ["b", "a"]})])
+    created = t.create_table(ctx, body)["TableDescription"]
+    described = t.describe_table(ctx, {"TableName": "events"})["Table"]
+    for desc in (created, described):
+        assert desc["LocalSecondaryIndexes"][0]["Projection"]["NonKeyAttributes"] == ["aa", "mm", "zz"]
+        assert desc["GlobalSecondaryIndexes"][0]["Projection"]["NonKeyAttributes"] == ["a", "b"]
+    desc = update(ctx, AttributeDefinitions=attrs(("b", "S")), GlobalSecondaryIndexUpdates=[{"Create": gsi(
+        name="by_b", schema=keys(("b", "HASH")),
+        projection={"ProjectionType": "INCLUDE", "NonKeyAttributes": ["q", "c"]})}])
+    assert desc["GlobalSecondaryIndexes"][1]["Projection"]["NonKeyAttributes"] == ["c", "q"]
+
+
+INVALID_CLASS = ("Invalid table-class parameter provided. Please try again with a valid table-class value: "
+                 "[STANDARD, STANDARD_INFREQUENT_ACCESS].")
+
+
+def test_invalid_table_class(ctx):
+    assert error(t.create_table, ctx, request(TableClass="FOO")) == INVALID_CLASS
+    t.create_table(ctx, request())
+    assert error(t.update_table, ctx, {"TableName": "events", "TableClass": "standard"}) == INVALID_CLASS
 
 
 def test_create_records_class_protection_sse_and_on_demand(ctx):
@@ -277,8 +315,8 @@ def test_describe_reports_live_counters(ctx, engine):
         txn.put("meta", STATS_KEY(table.prefix), struct.pack(">qq", 3, 1234))
     desc = t.describe_table(ctx, {"TableName": "events"})["Table"]
     assert (desc["ItemCount"], desc["TableSizeBytes"]) == (3, 1234)
-    assert {k: v for k, v in desc.items() if k not in ("ItemCount", "TableSizeBytes")} == {
-        k: v for k, v in created.items() if k not in ("ItemCount", "TableSizeBytes")}
+    live = ("ItemCount", "TableSizeBytes", "BillingModeSummary")  # CreateTable's summary has no time
+    assert {k: v for k, v in desc.items() if k not in live} == {k: v for k, v in created.items() if k not in live}
     assert list(desc)[5:8] == ["ProvisionedThroughput", "TableSizeBytes", "ItemCount"]
 
 
@@ -460,7 +498,12 @@ def test_update_switch_billing_modes(engine):
     provisioned(ctx)
     later = make_ctx(engine, now=NOW + 10)
     desc = update(later, BillingMode="PAY_PER_REQUEST")
-    assert desc["BillingModeSummary"] == {"BillingMode": "PAY_PER_REQUEST", "LastUpdateToPayPerRequestDateTime": NOW + 10}
+    assert desc["BillingModeSummary"] == {"BillingMode": "PAY_PER_REQUEST"}  # DescribeTable has the time
+    assert t.describe_table(ctx, {"TableName": "events"})["Table"]["BillingModeSummary"] == {
+        "BillingMode": "PAY_PER_REQUEST", "LastUpdateToPayPerRequestDateTime": NOW + 10}
+    assert update(ctx, DeletionProtectionEnabled=True)["BillingModeSummary"] == {
+        "BillingMode": "PAY_PER_REQUEST", "LastUpdateToPayPerRequestDateTime": NOW + 10}
+    update(ctx, DeletionProtectionEnabled=False)
     assert desc["ProvisionedThroughput"]["ReadCapacityUnits"] == 0
     assert error(t.update_table, ctx, {"TableName": "events", "BillingMode": "PROVISIONED"}) == (
         "One or more parameter values were invalid: ProvisionedThroughput must be specified when BillingMode is PROVISIONED")
@@ -494,6 +537,12 @@ def test_update_class_protection_and_on_demand(ctx):
      "Server-Side Encryption modification must be the only operation in the request"),
     ({"WarmThroughput": {"ReadUnitsPerSecond": 20000}, "BillingMode": "PAY_PER_REQUEST"},
      "WarmThroughput must be the only operation in the request"),
+    ({"WarmThroughput": {"ReadUnitsPerSecond": 20000}, "AttributeDefinitions": [{"AttributeName": "x", "AttributeType": "S"}],
+      "GlobalSecondaryIndexUpdates": [{"Create": {"IndexName": "by_x", "KeySchema": [{"AttributeName": "x", "KeyType": "HASH"}],
+                                                  "Projection": {"ProjectionType": "ALL"}}}]},
+     "Create global secondary index cannot be specified when updating WarmThroughput"),
+    ({"WarmThroughput": {"ReadUnitsPerSecond": 20000}, "GlobalSecondaryIndexUpdates": [{"Delete": {"IndexName": "by_x"}}]},
+     "WarmThroughput must be the only operation in the request"),
     ({"OnDemandThroughput": {"MaxReadRequestUnits": 5}, "ProvisionedThroughput": {"ReadCapacityUnits": 1, "WriteCapacityUnits": 1}},
      "OnDemandThroughput can only be combined with BillingMode in an UpdateTable request"),
     ({"OnDemandThroughput": {"MaxReadRequestUnits": 0}},
@@ -520,10 +569,21 @@ def test_on_demand_throughput_needs_on_demand_table(ctx):
     ({"Enabled": False, "SSEType": "KMS"}, "SSEType can not be specified if Enabled is false"),
     ({"Enabled": False, "KMSMasterKeyId": "k"}, "KMSMasterKeyId can not be specified if Enabled is false"),
     ({"Enabled": True, "SSEType": "AES256"}, "SSEType AES256 is not supported"),
+    ({"Enabled": True, "KMSMasterKeyId": "alias/foo"}, "SSEType KMS is required if KMSMasterKeyId is specified"),
 ])
 def test_create_sse_rules(ctx, spec, message):
     assert error(t.create_table, ctx, request(SSESpecification=spec)) == (
         "One or more parameter values were invalid: " + message)
+
+
+def test_create_with_sse_type_kms_alone_uses_the_aws_managed_key(ctx):
+    desc = t.create_table(ctx, request(SSESpecification={"SSEType": "KMS"}))["TableDescription"]
+    assert desc["SSEDescription"] == {
+        "Status": "ENABLED", "SSEType": "KMS",
+        "KMSMasterKeyArn": f"arn:aws:kms:{REGION}:{DEFAULT_ACCOUNT}:alias/aws/dynamodb"}
+    desc = t.create_table(ctx, request("other", SSESpecification={"Enabled": True, "SSEType": "KMS",
+                                                                  "KMSMasterKeyId": "alias/foo"}))["TableDescription"]
+    assert desc["SSEDescription"]["KMSMasterKeyArn"] == f"arn:aws:kms:{REGION}:{DEFAULT_ACCOUNT}:alias/foo"
 
 
 def test_update_streams(ctx):
@@ -556,6 +616,52 @@ def provisioned_with_gsi(ctx, name="events", throughput=PT):
     return t.create_table(ctx, request(name, BillingMode="PROVISIONED", ProvisionedThroughput=throughput,
                                        AttributeDefinitions=WITH_X,
                                        GlobalSecondaryIndexes=[gsi(ProvisionedThroughput=throughput)]))
+
+
+def above_limit(member, value, region=REGION, index=None):
+    requested, scope = (f"{member} for index {index}", "index") if index else (member, "table")
+    return (f"The requested {requested}, {value}, is above the per {scope} maximum for the account in {region}. "
+            "Per table maximum: 40000. Refer to the Amazon DynamoDB Developer Guide for current limits and how "
+            "to request higher limits.")
+
+
+def test_create_capacity_above_the_table_limits(engine):
+    ctx = make_ctx(engine, region="eu-west-1")
+    both = {"ReadCapacityUnits": 40001, "WriteCapacityUnits": 40002}
+    assert error(t.create_table, ctx, request(BillingMode="PROVISIONED", ProvisionedThroughput=both),
+                 LimitExceededException) == above_limit("ReadCapacityUnits", 40001, "eu-west-1")
+    assert error(t.create_table, ctx, request(BillingMode="PROVISIONED", ProvisionedThroughput={
+        "ReadCapacityUnits": 40000, "WriteCapacityUnits": 40002}), LimitExceededException) == (
+        above_limit("WriteCapacityUnits", 40002, "eu-west-1"))
+    assert error(t.create_table, ctx, request(BillingMode="PROVISIONED", ProvisionedThroughput=PT,
+                                              AttributeDefinitions=WITH_X,
+                                              GlobalSecondaryIndexes=[gsi("gsi1", ProvisionedThroughput=both)]),
+                 LimitExceededException) == above_limit("ReadCapacityUnits", 40001, "eu-west-1", "gsi1")
+    assert error(t.describe_table, ctx, {"TableName": "events"}, ResourceNotFoundException)
+    provisioned_with_gsi(ctx, throughput={"ReadCapacityUnits": 40000, "WriteCapacityUnits": 40000})
+
+
+def test_update_capacity_above_the_table_limits(ctx):
+    provisioned_with_gsi(ctx)
+    assert error(t.update_table, ctx, {"TableName": "events", "ProvisionedThroughput": {
+        "ReadCapacityUnits": 2, "WriteCapacityUnits": 40001}}, LimitExceededException) == (
+        above_limit("WriteCapacityUnits", 40001))
+    assert error(t.update_table, ctx, {"TableName": "events", "GlobalSecondaryIndexUpdates": [{"Update": {
+        "IndexName": "by_x", "ProvisionedThroughput": {"ReadCapacityUnits": 40001, "WriteCapacityUnits": 2}}}]},
+        LimitExceededException) == above_limit("ReadCapacityUnits", 40001, index="by_x")
+    assert error(t.update_table, ctx, {"TableName": "events", "AttributeDefinitions": attrs(("y", "S")),
+                                       "GlobalSecondaryIndexUpdates": [{"Create": gsi(
+                                           "gsi1", schema=keys(("y", "HASH")),
+                                           ProvisionedThroughput={"ReadCapacityUnits": 1, "WriteCapacityUnits": 50000})}]},
+                 LimitExceededException) == above_limit("WriteCapacityUnits", 50000, index="gsi1")
+    t.update_table(ctx, {"TableName": "events", "BillingMode": "PAY_PER_REQUEST"})
+    assert error(t.update_table, ctx, {"TableName": "events", "BillingMode": "PROVISIONED",
+                                       "ProvisionedThroughput": {"ReadCapacityUnits": 40001, "WriteCapacityUnits": 1},
+                                       "GlobalSecondaryIndexUpdates": [{"Update": {
+                                           "IndexName": "by_x", "ProvisionedThroughput": PT}}]},
+                 LimitExceededException) == above_limit("ReadCapacityUnits", 40001)
+    desc = t.describe_table(ctx, {"TableName": "events"})["Table"]
+    assert desc["BillingModeSummary"]["BillingMode"] == "PAY_PER_REQUEST"
 
 
 @pytest.mark.parametrize("extra, message", [
@@ -758,6 +864,8 @@ def test_tag_content_rules(ctx, tags, message):
     (ARN_BASE + "events/index/by_x", ValidationException,
      "One or more parameter values were invalid: Invalid resource arn provided, only table or stream is "
      f"accepted. Provided resource arn: {ARN_BASE}events/index/by_x"),
+    ("arn:aws:s3:::bucket", ValidationException,
+     "One or more parameter values were invalid: Provided Arn is not a DynamoDB resource arn: arn:aws:s3:::bucket"),
     ("arn:b:c:d:e", ValidationException, "Invalid TableArn: Invalid ResourceArn provided as input arn:b:c:d:e"),
     (ARN_BASE + "ab", ValidationException, f"Invalid TableArn: Invalid ResourceArn provided as input {ARN_BASE}ab"),
     (f"arn:aws:dynamodb:eu-west-1:{DEFAULT_ACCOUNT}:table/events", ValidationException,
