@@ -133,7 +133,6 @@ class Dispatcher:
         if self.gate is not None:
             self.background_jobs.append(self.gate.store.prune_expired)
 
-
     def _cross_origin(self, request: Request):
         """CORS as DynamoDB does it: any origin is allowed; a preflight
         (OPTIONS) is told the method and headers it asked for are allowed."""
