@@ -52,6 +52,7 @@ def batch_get_item(ctx, request: dict):
     plans = {}
     for name, spec in request_items.items():
         plans[name] = (spec, read_projection(spec))
+    _check_one_projection_style(request_items)
 
     responses: dict[str, list] = {}
     unprocessed: dict[str, dict] = {}
@@ -89,6 +90,19 @@ def batch_get_item(ctx, request: dict):
     if capacity is not None:
         out["ConsumedCapacity"] = capacity
     return out
+
+
+def _check_one_projection_style(request_items: dict) -> None:
+    """One request, one style: DynamoDB refuses a BatchGetItem whose tables
+    mix ProjectionExpression and AttributesToGet, as it refuses the mix
+    within one table."""
+    expressions = any(spec.get("ProjectionExpression") is not None for spec in request_items.values())
+    legacy = any(spec.get("AttributesToGet") is not None for spec in request_items.values())
+    if expressions and legacy:
+        raise ValidationException(
+            "Can not use both expression and non-expression parameters in the same request: "
+            "Non-expression parameters: {AttributesToGet} Expression parameters: {ProjectionExpression}"
+        )
 
 
 # ---------------------------------------------------------------- BatchWriteItem

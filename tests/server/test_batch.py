@@ -92,3 +92,14 @@ def test_batch_write_put_with_a_key_that_does_not_fit(ddb, table, item):
     assert info.value.response["Error"] == {
         "Code": "ValidationException", "Message": "The provided key element does not match the schema"}
     assert "Item" not in ddb.get_item(TableName=table, Key={"pk": {"S": "fine"}, "sk": {"N": "1"}})
+
+
+def test_batch_get_cannot_mix_projection_styles_across_tables(ddb, table, hash_table):
+    with pytest.raises(ClientError) as info:
+        ddb.batch_get_item(RequestItems={
+            table: {"Keys": [{"pk": {"S": "a"}, "sk": {"N": "1"}}], "ProjectionExpression": "pk"},
+            hash_table: {"Keys": [{"pk": {"S": "b"}}], "AttributesToGet": ["pk"]}})
+    assert info.value.response["Error"]["Code"] == "ValidationException"
+    assert info.value.response["Error"]["Message"] == (
+        "Can not use both expression and non-expression parameters in the same request: "
+        "Non-expression parameters: {AttributesToGet} Expression parameters: {ProjectionExpression}")
