@@ -50,6 +50,14 @@ class KeyCondition:
     def validate(self, hash_key: str, range_key: str | None, attribute_types: dict[str, str]) -> None:
         """Check the condition against a key schema and fix which condition is
         the partition and which the sort condition."""
+        for name, _, _ in self.conditions:
+            if type(name) is _Nested:
+                if name == hash_key or name == range_key:
+                    raise ValidationException(
+                        "Key attributes must be scalars; list random access '[]' and map lookup '.' are not "
+                        f"allowed: Key: {name}"
+                    )
+                raise ValidationException("KeyConditionExpressions cannot have conditions on nested attributes")
         by_name = {name: (op, values) for name, op, values in self.conditions}
         key_count = 1 if range_key is None else 2
         if len(self.conditions) > key_count:
@@ -158,11 +166,12 @@ def _key_name(binder: Binder, node) -> str:
         raise ValidationException("Query key condition not supported")
     path = binder.resolve_path(node)
     if len(path) > 1:
-        raise ValidationException(
-            "Key attributes must be scalars; list random access '[]' and map lookup '.' are not allowed: "
-            f"Key: {path[0]}"
-        )
+        return _Nested(path[0])  # refused by validate(), in words that depend on the key schema
     return path[0]
+
+
+class _Nested(str):
+    """The top attribute of a nested path (``a.b``, ``a[0]``) in a key condition."""
 
 
 def _key_value(binder: Binder, node) -> dict:

@@ -473,7 +473,6 @@ def test_key_condition_shapes():
     ("pk = :v AND sk IN (:n)", "Invalid operator used in KeyConditionExpression: IN"),
     ("pk = :v AND size(sk) = :n", "KeyConditionExpressions cannot contain nested operations"),
     ("pk = :v AND sk = :n AND sk = :n", "Invalid KeyConditionExpression: KeyConditionExpressions must only contain one condition per key"),
-    ("pk.x = :v", "Key attributes must be scalars; list random access '[]' and map lookup '.' are not allowed: Key: pk"),
     ("pk = :v AND begins_with(sk, :n)", "Invalid KeyConditionExpression: Incorrect operand type for operator or function; operator or function: begins_with, operand type: N"),
     ("pk = :v AND sk BETWEEN :n2 AND :n", "Invalid KeyConditionExpression: The BETWEEN operator requires upper bound to be greater than or equal to lower bound; lower bound operand: AttributeValue: {N:2}, upper bound operand: AttributeValue: {N:1}"),
     ("pk = pk", "Invalid KeyConditionExpression: The first operand must be distinct from the remaining operands for this operator or function; operator: =, first operand: [pk]"),
@@ -493,6 +492,9 @@ def test_key_condition_parse_errors(text, message):
     ("pk = :v AND begins_with(sk, :v)", "One or more parameter values were invalid: Condition parameter type does not match schema type"),
     ("pk = :v AND sk = :n AND other2 = :n",
      "The number of query conditions (3) exceeds the number of key attributes defined in the schema (2)"),
+    ("pk.x = :v", "Key attributes must be scalars; list random access '[]' and map lookup '.' are not allowed: Key: pk"),
+    ("pk = :v AND a.b < :n", "KeyConditionExpressions cannot have conditions on nested attributes"),
+    ("pk = :v AND a[0] < :n", "KeyConditionExpressions cannot have conditions on nested attributes"),
 ])
 def test_key_condition_schema_errors(text, message):
     kc = parse_key_condition(text, ctx_for(text))
