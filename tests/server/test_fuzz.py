@@ -5,6 +5,7 @@ from __future__ import annotations
 import copy
 import http.client
 import json
+import os
 import random
 
 import pytest
@@ -34,7 +35,25 @@ SEEDS = [
                      "ProvisionedThroughput": {"ReadCapacityUnits": 1, "WriteCapacityUnits": 1}}),
     ("DescribeTable", {"TableName": "{table}"}),
     ("ListTables", {"Limit": 3}),
+    ("UpdateItem", {"TableName": "{table}", "Key": {"pk": {"S": "a"}, "sk": {"N": "1"}},
+                    "AttributeUpdates": {"n": {"Action": "ADD", "Value": {"N": "2"}}, "s": {"Action": "PUT", "Value": {"NS": ["1", "2"]}}},
+                    "Expected": {"n": {"ComparisonOperator": "BETWEEN", "AttributeValueList": [{"N": "0"}, {"N": "9"}]}},
+                    "ConditionalOperator": "AND", "ReturnValues": "ALL_NEW"}),
+    ("Query", {"TableName": "{table}", "KeyConditions": {"pk": {"ComparisonOperator": "EQ", "AttributeValueList": [{"S": "a"}]}},
+               "QueryFilter": {"s": {"ComparisonOperator": "CONTAINS", "AttributeValueList": [{"S": "k"}]}},
+               "AttributesToGet": ["pk", "s"]}),
+    ("TransactWriteItems", {"TransactItems": [
+        {"Put": {"TableName": "{table}", "Item": {"pk": {"S": "t"}, "sk": {"N": "1"}, "b": {"BS": ["AA==", "/w=="]}}}},
+        {"Update": {"TableName": "{table}", "Key": {"pk": {"S": "a"}, "sk": {"N": "1"}}, "UpdateExpression": "SET v = :v",
+                    "ConditionExpression": "attribute_exists(pk)", "ExpressionAttributeValues": {":v": {"N": "1"}}}}]}),
+    ("ExecuteStatement", {"Statement": "SELECT pk, m.x FROM \"{table}\" WHERE pk = ? AND sk > ?",
+                          "Parameters": [{"S": "a"}, {"N": "0"}]}),
+    ("UpdateTable", {"TableName": "{table}", "BillingMode": "PAY_PER_REQUEST", "StreamSpecification":
+                     {"StreamEnabled": True, "StreamViewType": "NEW_IMAGE"}}),
 ]
+
+# More rounds for a longer hunt: SHOAL_FUZZ_SEEDS=40 python3 -m pytest tests/server/test_fuzz.py
+FUZZ_SEEDS = int(os.environ.get("SHOAL_FUZZ_SEEDS", "4"))
 
 ODD_VALUES = [None, True, False, 0, -1, 2**63, 1.5e308, "", "x" * 70000, [], {}, [None], {"S": None},
               {"N": "1e999"}, {"B": "!!notbase64"}, {"SS": []}, {"S": "a", "N": "1"}, "\ud800", "(((", ":v",
@@ -63,7 +82,7 @@ def mutate(value, rng: random.Random, depth=0):
     return copy.deepcopy(rng.choice(ODD_VALUES))
 
 
-@pytest.mark.parametrize("seed", range(4))
+@pytest.mark.parametrize("seed", range(FUZZ_SEEDS))
 def test_mutated_requests_never_fail_the_server(shoal, ddb, table, seed):
     rng = random.Random(seed)
     conn = http.client.HTTPConnection("127.0.0.1", shoal.port, timeout=10)
