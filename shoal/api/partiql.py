@@ -7,6 +7,7 @@ to the request's Parameters, and then run as the item operation it stands for:
     SELECT ... (any other WHERE)               Scan
     INSERT INTO t VALUE {...}                  PutItem, attribute_not_exists(key)
     UPDATE t SET/REMOVE ... WHERE <key> ...    UpdateItem, attribute_exists(key)
+    FROM t WHERE <key> ... SET/REMOVE ...      the same, WHERE first
     DELETE FROM t WHERE <key> ...              DeleteItem
     [NOT] EXISTS(SELECT ... WHERE <key> ...)   a transaction's ConditionCheck
 

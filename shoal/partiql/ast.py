@@ -102,6 +102,15 @@ class IsMissing:
 
 
 @dataclass(frozen=True, slots=True)
+class IsType:
+    """``path IS [NOT] <type>``, the type as DynamoDB's (BOOL, S, L, M, B, NULL)."""
+
+    path: Path
+    negated: bool
+    type: str
+
+
+@dataclass(frozen=True, slots=True)
 class And:
     operands: tuple
 

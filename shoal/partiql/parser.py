@@ -7,13 +7,15 @@ Grammar (keywords in any case)::
                  [ORDER BY path [ASC|DESC] {',' path [ASC|DESC]}]
     source    := name ['.' name]                 -- table, or table.index
     insert    := INSERT INTO name VALUE map
-    update    := UPDATE name (SET assign {',' assign} | REMOVE path {',' path})+
-                 WHERE cond [returning]
+    update    := UPDATE name clauses WHERE cond [returning]
+               | FROM name [WHERE cond] clauses [returning]
+    clauses   := (SET assign {',' assign} | REMOVE path {',' path})+
     delete    := DELETE FROM name WHERE cond [returning]
     returning := RETURNING (ALL | MODIFIED) (OLD | NEW) '*'
     cond      := and {OR and};  and := not {AND not};  not := NOT not | predicate
     predicate := '(' cond ')' | operand (cmp operand | [NOT] BETWEEN operand AND operand
-                 | [NOT] IN list | IS [NOT] (MISSING | NULL)) | function call
+                 | [NOT] IN list | IS [NOT] (MISSING | type)) | function call
+    type      := NULL | BOOL | BOOLEAN | STRING | LIST | STRUCT | TUPLE | BLOB
     operand   := path | value | function call
     value     := 'string' | number | TRUE | FALSE | NULL | '?' | '[' values ']'
                  | '{' 'name' ':' value {, ...} '}' | '<<' values '>>'
@@ -21,8 +23,9 @@ Grammar (keywords in any case)::
 Every syntax error is DynamoDB's "Statement wasn't well formed", followed by
 the reason DynamoDB gives where it is known (a token left over, a term, keyword
 or operator where a term should start, ...) and by the statement text
-otherwise.  A table alias is refused on its own.  Parsed statements are cached
-by text.
+otherwise.  A table alias is refused on its own.  A number literal out of
+DynamoDB's range is refused with where it sits in its value (``root``,
+``root.name``, ``root[1]``).  Parsed statements are cached by text.
 """
 
 from __future__ import annotations
@@ -64,6 +67,21 @@ MISSING_RIGHT = "Missing right-hand side expression of infix operator"
 SIMPLE_PATH = "Expected identifier for simple path"
 DOT_COMPONENT = "Invalid path dot component"
 ALIASING = "Aliasing is not supported"
+TYPE_NAME = "Expected type name"
+
+# ``path IS <type>``: the PartiQL type names with a DynamoDB attribute type
+# (tested with attribute_type), and those without one, refused as before.
+# (IS NULL is IsMissing's, the same test.)
+IS_TYPES = {
+    "BOOL": "BOOL", "BOOLEAN": "BOOL", "STRING": "S", "LIST": "L",
+    "STRUCT": "M", "TUPLE": "M", "BLOB": "B",
+}
+_UNMAPPED_TYPES = frozenset({
+    "SMALLINT", "INT", "INT2", "INT4", "INT8", "INTEGER", "INTEGER2", "INTEGER4", "INTEGER8", "BIGINT",
+    "REAL", "FLOAT", "DOUBLE", "DECIMAL", "NUMERIC", "TIMESTAMP", "CHAR", "CHARACTER", "VARCHAR",
+    "SYMBOL", "CLOB", "SEXP", "BAG", "ANY", "DATE", "TIME",
+})
+_RANGE_ERRORS = ("Number overflow", "Number underflow", "Attempting to store more than 38")
 
 
 def syntax_error(reason: str) -> ValidationException:
@@ -196,6 +214,8 @@ class _Parser:
             return self.done(self.update())
         if self.at_keyword("DELETE"):
             return self.done(self.delete())
+        if self.at_keyword("FROM"):
+            return self.done(self.from_update())
         if self.at_keyword("EXISTS") or (self.at_keyword("NOT") and self.at_keyword("EXISTS", ahead=1)):
             negated = self.accept_keyword("NOT")
             self.keyword("EXISTS")
@@ -251,6 +271,26 @@ class _Parser:
         self.keyword("UPDATE")
         table = self.dml_target()
         self.refuse_alias("REMOVE")
+        clauses = self.update_clauses()
+        self.keyword("WHERE")
+        where = self.condition()
+        returning = self.returning()
+        return ast.Update(table, clauses, where, returning, self.params)
+
+    def from_update(self) -> ast.Update:
+        """FROM-first UPDATE: ``FROM t WHERE ... SET ...``, the same update as
+        ``UPDATE t SET ... WHERE ...`` (a WHERE after the clauses is a token
+        left over; no WHERE at all is left to the key check)."""
+        self.keyword("FROM")
+        table = self.dml_target()
+        self.refuse_alias("REMOVE")
+        where = self.condition() if self.accept_keyword("WHERE") else None
+        clauses = self.update_clauses()
+        returning = self.returning()
+        return ast.Update(table, clauses, where, returning, self.params)
+
+    def update_clauses(self) -> tuple:
+        """One or more SET and REMOVE clauses, in statement order."""
         clauses = []
         while self.at_keyword("SET", "REMOVE"):
             if self.keyword("SET", "REMOVE") == "SET":
@@ -263,10 +303,7 @@ class _Parser:
                     clauses.append(ast.RemoveClause(self.path()))
         if not clauses:
             raise self.error()
-        self.keyword("WHERE")
-        where = self.condition()
-        returning = self.returning()
-        return ast.Update(table, tuple(clauses), where, returning, self.params)
+        return tuple(clauses)
 
     def assignment(self) -> ast.SetClause:
         path = self.path()
@@ -346,10 +383,24 @@ class _Parser:
             if not isinstance(left, ast.Path):
                 raise self.error()
             is_not = self.accept_keyword("NOT")
-            what = self.keyword("MISSING", "NULL")
-            return ast.IsMissing(left, is_not, what == "NULL")
+            if self.accept_keyword("MISSING"):
+                return ast.IsMissing(left, is_not)
+            if self.accept_keyword("NULL"):
+                return ast.IsMissing(left, is_not, True)
+            return ast.IsType(left, is_not, self.type_name())
         if isinstance(left, ast.Call):
             return left
+        raise self.error()
+
+    def type_name(self) -> str:
+        """The DynamoDB type of the PartiQL type name after IS [NOT]."""
+        kind, text = self.peek()
+        upper = text.upper() if kind == "id" else None
+        if upper in IS_TYPES:
+            self.pos += 1
+            return IS_TYPES[upper]
+        if kind == "id" and upper not in _UNMAPPED_TYPES:
+            raise syntax_error(TYPE_NAME)
         raise self.error()
 
     def in_options(self) -> tuple:
@@ -413,14 +464,16 @@ class _Parser:
             return text
         raise syntax_error(DOT_COMPONENT)
 
-    def value(self):
+    def value(self, where: str = "root"):
+        """A literal, ``?``, list, bag or map; ``where`` is its place in the
+        outermost value, which a number out of range is refused with."""
         kind, text = self.next()
         if kind == "str":
             return ast.Literal(("S", text))
         if kind == "num":
-            return ast.Literal(("N", normalize_number(text)))
+            return ast.Literal(("N", _number(text, where)))
         if kind == "-" and self.peek()[0] == "num":
-            return ast.Literal(("N", normalize_number("-" + self.next()[1])))
+            return ast.Literal(("N", _number("-" + self.next()[1], where)))
         if kind == "?":
             self.params += 1
             return ast.Param(self.params - 1)
@@ -431,32 +484,43 @@ class _Parser:
             if upper == "NULL":
                 return ast.Literal(("NULL", True))
         if kind == "[":
-            return ast.ListValue(self.values("]"))
+            return ast.ListValue(self.values("]", where))
         if kind == "<<":
-            return ast.SetValue(self.values(">>"))
+            return ast.SetValue(self.values(">>", where))
         if kind == "{":
-            return self.map_value()
+            return self.map_value(where)
         raise self.error()
 
-    def values(self, closing: str) -> tuple:
+    def values(self, closing: str, where: str) -> tuple:
         items = []
         if not self.accept(closing):
-            items.append(self.value())
+            items.append(self.value(f"{where}[0]"))
             while self.accept(","):
-                items.append(self.value())
+                items.append(self.value(f"{where}[{len(items)}]"))
             self.expect(closing)
         return tuple(items)
 
-    def map_value(self) -> ast.MapValue:
+    def map_value(self, where: str) -> ast.MapValue:
         pairs = []
         if not self.accept("}"):
-            pairs.append(self.pair())
+            pairs.append(self.pair(where))
             while self.accept(","):
-                pairs.append(self.pair())
+                pairs.append(self.pair(where))
             self.expect("}")
         return ast.MapValue(tuple(pairs))
 
-    def pair(self) -> tuple:
+    def pair(self, where: str) -> tuple:
         name = self.expect("str")
         self.expect(":")
-        return name, self.value()
+        return name, self.value(f"{where}.{name}")
+
+
+def _number(text: str, where: str) -> str:
+    """The normalized text of a number literal; out of DynamoDB's range, its
+    error names where the number sits (``under root.a[1]``)."""
+    try:
+        return normalize_number(text)
+    except ValidationException as exc:
+        if not exc.message.startswith(_RANGE_ERRORS):
+            raise
+        raise ValidationException(f"{exc.message} under {where}") from None

@@ -239,6 +239,9 @@ class ExpressionBuilder:
             return f"{self.operand(node.operand)} IN ({options})"
         if isinstance(node, ast.IsMissing):
             return self._is_missing(node)
+        if isinstance(node, ast.IsType):
+            test = f"attribute_type({self.path(node.path)}, {self.value({'S': node.type})})"
+            return f"NOT ({test})" if node.negated else test
         if isinstance(node, ast.Call):
             return self.call(node, _CONDITION_FUNCTIONS)
         raise ValidationException("Unsupported condition in PartiQL statement")

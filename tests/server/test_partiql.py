@@ -125,6 +125,34 @@ def test_select_functions_and_missing(ddb, table):
         assert [i["sk"]["N"] for i in items] == expected, condition
 
 
+def test_select_is_type(ddb, table):
+    put(ddb, table, "u1", 1, flag={"BOOL": True}, s={"S": "x"})
+    put(ddb, table, "u1", 2, flag={"S": "true"}, s={"N": "1"})
+    base = f"SELECT sk FROM {table} WHERE pk = 'u1' AND "
+    cases = {"flag IS BOOL": ["1"], "s IS STRING": ["1"], "s IS BOOL": [], "flag IS NOT BOOL": ["2"],
+             "flag IS BOOLEAN AND s IS NOT string": []}
+    for condition, expected in cases.items():
+        items = run(ddb, base + condition)["Items"]
+        assert [i["sk"]["N"] for i in items] == expected, condition
+    assert code_message(run, ddb=ddb, statement=base + "flag IS FOO") == (
+        "ValidationException", MALFORMED + "Expected type name")
+
+
+def test_number_literals_out_of_range_name_their_place(ddb, table):
+    overflow = "Number overflow. Attempting to store a number with magnitude larger than supported range under "
+    cases = [
+        (f"SELECT * FROM {table} WHERE pk = 1e126", overflow + "root"),
+        (f"SELECT * FROM {table} WHERE pk = 1e-131",
+         "Number underflow. Attempting to store a number with magnitude smaller than supported range under root"),
+        (f"SELECT * FROM {table} WHERE pk = {'9' * 39}",
+         "Attempting to store more than 38 significant digits in a Number under root"),
+        (f"SELECT * FROM {table} WHERE pk = {{'x': 1e126}}", overflow + "root.x"),
+        (f"SELECT * FROM {table} WHERE pk = [1, 1e126]", overflow + "root[1]"),
+    ]
+    for statement, message in cases:
+        assert code_message(run, ddb=ddb, statement=statement) == ("ValidationException", message), statement
+
+
 def test_select_without_partition_key_is_a_scan(ddb, table):
     for pk in ("a", "b", "c"):
         put(ddb, table, pk, 1, n={"N": "1" if pk != "b" else "2"})
@@ -253,6 +281,55 @@ def test_update_of_a_key_attribute(ddb, table):
     assert code_message(run, ddb=ddb, statement=f"UPDATE {table} SET pk = 'q' WHERE pk = 'a' AND sk = 1") == (
         "ValidationException",
         "One or more parameter values were invalid: Cannot update attribute pk. This attribute is part of the key")
+
+
+def test_from_first_update(ddb, table):
+    put(ddb, table, "u1", 1, n={"N": "1"}, gone={"S": "x"})
+    out = run(ddb, f'from "{table}" where pk = ? and sk = 1 and n = ? set n = n + 1, t = ? remove gone '
+                   f"returning all new *", Parameters=[{"S": "u1"}, {"N": "1"}, {"S": "new"}])
+    assert out["Items"] == [{"pk": {"S": "u1"}, "sk": {"N": "1"}, "n": {"N": "2"}, "t": {"S": "new"}}]
+    out = run(ddb, f"FROM {table} WHERE pk = 'u1' AND sk = 1 SET n = 5 RETURNING MODIFIED OLD *")
+    assert out["Items"] == [{"n": {"N": "2"}}]
+    assert run(ddb, f"FROM {table} WHERE pk = 'u1' AND sk = 1 REMOVE t")["Items"] == []
+    got = ddb.get_item(TableName=table, Key={"pk": {"S": "u1"}, "sk": {"N": "1"}})["Item"]
+    assert got == {"pk": {"S": "u1"}, "sk": {"N": "1"}, "n": {"N": "5"}}
+    failed = ("ConditionalCheckFailedException", "The conditional request failed")
+    key_equality = ("ValidationException", "Where clause does not contain a mandatory equality on all key attributes")
+    cases = [
+        (f"FROM {table} WHERE pk = 'no' AND sk = 1 SET x = 1", failed),
+        (f"FROM {table} WHERE pk = 'u1' AND sk = 1 AND n = 9 SET x = 1", failed),
+        (f"FROM {table} SET x = 1", key_equality),
+        (f"FROM {table} WHERE pk = 'u1' SET x = 1", key_equality),
+        (f"FROM {table} SET x = 1 WHERE pk = 'u1' AND sk = 1", ("ValidationException",
+                                                               MALFORMED + "Unexpected token after expression")),
+        ("FROM nope_nope WHERE pk = 'u1' AND sk = 1 SET x = 1", ("ResourceNotFoundException",
+                                                                "Requested resource not found")),
+    ]
+    for statement, expected in cases:
+        assert code_message(run, ddb=ddb, statement=statement) == expected, statement
+
+
+def test_from_first_update_in_transactions_and_batches(ddb, table):
+    put(ddb, table, "a", 1, n={"N": "1"})
+    put(ddb, table, "b", 1, n={"N": "1"})
+    ddb.execute_transaction(TransactStatements=[
+        {"Statement": f"FROM {table} WHERE pk = ? AND sk = 1 AND n = 1 SET n = 2", "Parameters": [{"S": "a"}]},
+        {"Statement": f"from {table} where pk = 'b' and sk = 1 set n = 3"},
+    ])
+    err = error_of(ddb.execute_transaction, TransactStatements=[
+        {"Statement": f"FROM {table} WHERE pk = 'a' AND sk = 1 SET n = 4"},
+        {"Statement": f"FROM {table} WHERE pk = 'b' AND sk = 1 AND n = 1 SET n = 4"},
+    ])
+    assert [r["Code"] for r in err["CancellationReasons"]] == ["None", "ConditionalCheckFailed"]
+    out = ddb.batch_execute_statement(Statements=[
+        {"Statement": f"FROM {table} WHERE pk = 'a' AND sk = 1 SET n = n + 10"},
+        {"Statement": f"FROM {table} WHERE pk = 'zz' AND sk = 1 SET n = 1"},
+    ])["Responses"]
+    assert out[0] == {"TableName": table}
+    assert out[1]["Error"]["Code"] == "ConditionalCheckFailed"
+    got = {pk: ddb.get_item(TableName=table, Key={"pk": {"S": pk}, "sk": {"N": "1"}})["Item"]["n"]["N"]
+           for pk in ("a", "b")}
+    assert got == {"a": "12", "b": "3"}
 
 
 def test_delete_returns_old_item_and_checks_conditions(ddb, table):

@@ -65,6 +65,47 @@ def test_update_and_delete_shapes():
     assert stmt.returning == "ALL_OLD"
 
 
+def test_from_first_update_is_an_update():
+    stmt = parse_statement("from t where pk = 'k' and x = 1 set a = 2, b = b + 1 remove c returning all new *")
+    expected = parse_statement("UPDATE t SET a = 2, b = b + 1 REMOVE c WHERE pk = 'k' AND x = 1 RETURNING ALL NEW *")
+    assert isinstance(stmt, ast.Update) and stmt == expected
+    stmt = parse_statement("FROM t WHERE pk = ? SET a = ?")  # parameters in statement order
+    assert stmt.where.right == ast.Param(0) and stmt.clauses[0].value == ast.Param(1) and stmt.params == 2
+    stmt = parse_statement('FROM "T" SET a = 1')
+    assert stmt.where is None and stmt.clauses == (ast.SetClause(ast.Path(("a",)), ast.Literal(("N", "1"))),)
+
+
+def test_is_type():
+    stmt = parse_statement("SELECT * FROM t WHERE a IS bool AND b IS NOT STRING AND c IS Tuple")
+    assert stmt.where.operands == (ast.IsType(ast.Path(("a",)), False, "BOOL"),
+                                   ast.IsType(ast.Path(("b",)), True, "S"),
+                                   ast.IsType(ast.Path(("c",)), False, "M"))
+    assert message_of(parse_statement, "SELECT * FROM t WHERE x IS FOO") == MALFORMED + "Expected type name"
+    assert message_of(parse_statement, "SELECT * FROM t WHERE x IS NOT foo") == MALFORMED + "Expected type name"
+
+
+@pytest.mark.parametrize("text, where", [
+    ("SELECT * FROM t WHERE pk = 1e126", "root"),
+    ("SELECT * FROM t WHERE pk = -1e126", "root"),
+    ("UPDATE t SET a = 1e126 WHERE pk = 1", "root"),
+    ("SELECT * FROM t WHERE pk = [1, 1e126]", "root[1]"),
+    ("SELECT * FROM t WHERE pk = {'x': 1e126}", "root.x"),
+    ("INSERT INTO t VALUE {'pk': 1, 'm': {'l': [0, {'y': 1e126}]}}", "root.m.l[1].y"),
+])
+def test_number_overflow_names_its_place(text, where):
+    assert message_of(parse_statement, text) == (
+        "Number overflow. Attempting to store a number with magnitude larger than supported range under " + where)
+
+
+def test_number_underflow_and_digits_name_their_place():
+    assert message_of(parse_statement, "SELECT * FROM t WHERE pk = 1e-131") == (
+        "Number underflow. Attempting to store a number with magnitude smaller than supported range under root")
+    assert message_of(parse_statement, "SELECT * FROM t WHERE pk = " + "1" * 39) == (
+        "Attempting to store more than 38 significant digits in a Number under root")
+    assert message_of(parse_statement, "INSERT INTO t VALUE {'x': " + "1" * 39 + "}") == (
+        "Attempting to store more than 38 significant digits in a Number under root.x")
+
+
 def test_exists_statement():
     stmt = parse_statement("NOT EXISTS (SELECT * FROM t WHERE pk = 'a' AND x IS NOT MISSING)")
     assert isinstance(stmt, ast.Exists) and stmt.negated
@@ -88,6 +129,8 @@ def test_malformed(text):
     ("INSERT INTO t VALUE {'pk': 1} foo", "Unexpected token after expression"),
     ("INSERT INTO t x VALUE {'pk': 1}", "Unexpected token after expression"),
     ("UPDATE t SET a = 9 WHERE pk = 2 foo", "Unexpected token after expression"),
+    ("FROM t SET a = 9 WHERE pk = 2", "Unexpected token after expression"),
+    ("FROM t WHERE pk = 2 SET a = 9 WHERE pk = 2", "Unexpected token after expression"),
     ("DELETE FROM t WHERE pk = 3 ORDER BY pk", "Unexpected token after expression"),
     # nothing, or punctuation, where a term should start
     ("SELECT * FROM t WHERE", "Unexpected term"),
@@ -213,6 +256,20 @@ def test_functions_translate_to_expression_functions():
         "AND attribute_type(s, 'S') AND n IS NOT NULL")
     assert condition.evaluate({"s": {"S": "abc"}, "tags": {"SS": ["x"]}, "n": {"N": "1"}})
     assert not condition.evaluate({"s": {"S": "abc"}, "tags": {"SS": ["x"]}, "n": {"NULL": True}})
+
+
+def test_is_type_translates_to_attribute_type():
+    text, _, condition = _condition("SELECT * FROM t WHERE f IS BOOL AND s IS NOT STRING")
+    assert text == "(attribute_type(#n0, :v0)) AND (NOT (attribute_type(#n1, :v1)))"
+    assert condition.evaluate({"f": {"BOOL": False}, "s": {"N": "1"}})
+    assert condition.evaluate({"f": {"BOOL": True}})
+    assert not condition.evaluate({"f": {"BOOL": True}, "s": {"S": "x"}})
+    assert not condition.evaluate({"f": {"S": "true"}})
+    for name, item in [("NULL", {"NULL": True}), ("LIST", {"L": []}), ("STRUCT", {"M": {}}),
+                       ("BLOB", {"B": b"x"}), ("BOOLEAN", {"BOOL": True})]:
+        _, _, condition = _condition(f"SELECT * FROM t WHERE a IS {name}")
+        assert condition.evaluate({"a": item}), name
+        assert not condition.evaluate({"a": {"S": "x"}}), name
 
 
 def test_unknown_function():
