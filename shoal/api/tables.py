@@ -503,7 +503,7 @@ def _new_description(ctx, request, name, table_id, now, billing, throughput, typ
     """The stored TableDescription of a new table, in DynamoDB's member order."""
     key_schema = [{"AttributeName": k["AttributeName"], "KeyType": k["KeyType"]} for k in request["KeySchema"]]
     desc = {
-        "AttributeDefinitions": [{"AttributeName": n, "AttributeType": t} for n, t in types.items()],
+        "AttributeDefinitions": [{"AttributeName": n, "AttributeType": t} for n, t in sorted(types.items())],
         "TableName": name,
         "KeySchema": key_schema,
         "TableStatus": "ACTIVE",
@@ -915,7 +915,8 @@ def _check_gsi_create(ctx, table: Table, desc: dict, gsis: list, spec: dict, def
     added = [{"AttributeName": k["AttributeName"], "AttributeType": types[k["AttributeName"]]}
              for k in spec["KeySchema"] if k["AttributeName"] not in defined]
     if added:
-        desc["AttributeDefinitions"] = [*desc["AttributeDefinitions"], *added]
+        desc["AttributeDefinitions"] = sorted([*desc["AttributeDefinitions"], *added],
+                                              key=lambda d: d["AttributeName"])
 
 
 def _update_gsi_throughput(ctx, desc: dict, gsis: list, spec: dict, billing: str) -> None:

@@ -65,7 +65,7 @@ def error(fn, ctx, body, kind=ValidationException) -> str:
 def test_create_on_demand_table_description(ctx):
     desc = t.create_table(ctx, request())["TableDescription"]
     assert desc == {
-        "AttributeDefinitions": attrs(("user_id", "S"), ("ts", "N")),
+        "AttributeDefinitions": attrs(("ts", "N"), ("user_id", "S")),  # sorted by name
         "TableName": "events",
         "KeySchema": keys(("user_id", "HASH"), ("ts", "RANGE")),
         "TableStatus": "ACTIVE",
@@ -98,7 +98,7 @@ def test_create_explicitly_provisioned_has_no_billing_summary(ctx):
     assert "BillingModeSummary" not in t.describe_table(ctx, {"TableName": "events"})["Table"]
 
 
-def test_non_key_attributes_are_sorted(ctx):
+def test_definitions_and_non_key_attributes_are_sorted(ctx):
     body = request(AttributeDefinitions=attrs(("z", "S"), ("user_id", "S"), ("ts", "N"), ("a", "S")),
                    LocalSecondaryIndexes=[lsi(schema=keys(("user_id", "HASH"), ("z", "RANGE")),
                                               projection={"ProjectionType": "INCLUDE",
@@ -109,11 +109,13 @@ def test_non_key_attributes_are_sorted(ctx):
     created = t.create_table(ctx, body)["TableDescription"]
     described = t.describe_table(ctx, {"TableName": "events"})["Table"]
     for desc in (created, described):
+        assert [d["AttributeName"] for d in desc["AttributeDefinitions"]] == ["a", "ts", "user_id", "z"]
         assert desc["LocalSecondaryIndexes"][0]["Projection"]["NonKeyAttributes"] == ["aa", "mm", "zz"]
         assert desc["GlobalSecondaryIndexes"][0]["Projection"]["NonKeyAttributes"] == ["a", "b"]
     desc = update(ctx, AttributeDefinitions=attrs(("b", "S")), GlobalSecondaryIndexUpdates=[{"Create": gsi(
         name="by_b", schema=keys(("b", "HASH")),
         projection={"ProjectionType": "INCLUDE", "NonKeyAttributes": ["q", "c"]})}])
+    assert [d["AttributeName"] for d in desc["AttributeDefinitions"]] == ["a", "b", "ts", "user_id", "z"]
     assert desc["GlobalSecondaryIndexes"][1]["Projection"]["NonKeyAttributes"] == ["c", "q"]
 
 
