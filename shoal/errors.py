@@ -46,6 +46,25 @@ class ValidationException(ShoalError):
     status = 400
 
 
+class ValueWordingException(ValidationException):
+    """A fault of one attribute value that DynamoDB words two ways: the older
+    wording (``message``: BatchWriteItem, transactions, Scan...) and that of
+    its newer request validation (``newer``: GetItem, Query, BatchGetItem,
+    PutItem, UpdateItem, DeleteItem), which those operations report through
+    ``newer_wording``."""
+
+    def __init__(self, message: str, newer: str) -> None:
+        super().__init__(message)
+        self.newer = newer
+
+
+def newer_wording(exc: ShoalError) -> ShoalError:
+    """``exc`` as an operation with DynamoDB's newer request validation words it."""
+    if isinstance(exc, ValueWordingException):
+        return ValidationException(exc.newer)
+    return exc
+
+
 class SerializationException(ShoalError):
     type_name = "SerializationException"
     namespace = CORAL_NS

@@ -20,7 +20,7 @@ from shoal.api.common import (
 from shoal.api.items import MAX_ITEM_SIZE, checked_key_in_item
 from shoal.api.indexes import item_collection_metrics
 from shoal.api.writepath import WriteLog, stored_item, stored_json, stored_size
-from shoal.errors import ValidationException
+from shoal.errors import ValidationException, ValueWordingException, newer_wording
 from shoal.model.values import validate_sized_item
 
 import orjson
@@ -45,6 +45,13 @@ def _capacity_list(request: dict, units_by_table: dict[str, float], index_units:
 
 
 def batch_get_item(ctx, request: dict):
+    try:
+        return _batch_get_item(ctx, request)
+    except ValueWordingException as exc:  # DynamoDB's newer validation words some value faults anew
+        raise newer_wording(exc) from None
+
+
+def _batch_get_item(ctx, request: dict):
     request_items = request["RequestItems"]
     total = sum(len(spec.get("Keys") or ()) for spec in request_items.values())
     if total > MAX_GET_KEYS:

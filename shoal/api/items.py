@@ -17,7 +17,7 @@ from shoal.api.common import (
 )
 from shoal.api.indexes import item_collection_metrics
 from shoal.api.writepath import stored_item, stored_json, stored_size, write_item
-from shoal.errors import ConditionalCheckFailedException, ValidationException
+from shoal.errors import ConditionalCheckFailedException, ValidationException, ValueWordingException, newer_wording
 from shoal.expressions import parse_condition, parse_update, project
 from shoal.expressions.legacy import (
     condition_from_expected,
@@ -87,7 +87,7 @@ def put_item(ctx, request: dict):
         if size > MAX_ITEM_SIZE:
             raise ValidationException("Item size has exceeded the maximum allowed size")
     except ValidationException as exc:
-        raise in_envelope(exc) from None
+        raise in_envelope(newer_wording(exc)) from None
 
     with ctx.engine.write() as txn:
         table = ctx.catalog.require(txn, ctx.region, request["TableName"])
@@ -121,6 +121,13 @@ def checked_key_in_item(table, item: dict) -> dict:
 
 
 def get_item(ctx, request: dict):
+    try:
+        return _get_item(ctx, request)
+    except ValueWordingException as exc:  # DynamoDB's newer validation words some value faults anew
+        raise newer_wording(exc) from None
+
+
+def _get_item(ctx, request: dict):
     projection = read_projection(request)
     consistent = bool(request.get("ConsistentRead"))
 
@@ -170,7 +177,7 @@ def update_item(ctx, request: dict):
             request, ("NONE", "ALL_OLD", "UPDATED_OLD", "ALL_NEW", "UPDATED_NEW")
         )
     except ValidationException as exc:
-        raise in_envelope(exc) from None
+        raise in_envelope(newer_wording(exc)) from None
 
     with ctx.engine.write() as txn:
         table = ctx.catalog.require(txn, ctx.region, request["TableName"])
@@ -242,7 +249,7 @@ def delete_item(ctx, request: dict):
             exprs.check_unused()
         return_values = check_return_values(request, ("NONE", "ALL_OLD"))
     except ValidationException as exc:
-        raise in_envelope(exc) from None
+        raise in_envelope(newer_wording(exc)) from None
 
     with ctx.engine.write() as txn:
         table = ctx.catalog.require(txn, ctx.region, request["TableName"])

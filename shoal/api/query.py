@@ -28,7 +28,7 @@ from shoal.api.common import (
 )
 from shoal.api.indexes import entry_key, index_partition_prefix, table_suffix_of
 from shoal.api.writepath import _SIZE, stored_item, stored_json, stored_size
-from shoal.errors import ValidationException
+from shoal.errors import ValidationException, ValueWordingException, newer_wording
 from shoal.expressions import parse_condition, parse_key_condition, parse_projection
 from shoal.expressions.legacy import (
     condition_from_filter,
@@ -231,6 +231,13 @@ def _position(table, index, start_key: dict) -> bytes:
 
 
 def query(ctx, request: dict):
+    try:
+        return _query(ctx, request)
+    except ValueWordingException as exc:  # DynamoDB's newer validation words some value faults anew
+        raise newer_wording(exc) from None
+
+
+def _query(ctx, request: dict):
     # KeyConditions clashes only with KeyConditionExpression: DynamoDB takes
     # it beside a FilterExpression or a ProjectionExpression.
     legacy = ("QueryFilter", "AttributesToGet")

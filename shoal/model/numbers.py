@@ -10,7 +10,7 @@ from __future__ import annotations
 import re
 from decimal import Context, Decimal, Inexact, InvalidOperation, localcontext
 
-from shoal.errors import ValidationException
+from shoal.errors import ValidationException, ValueWordingException
 
 _NUMBER_RE = re.compile(r"[+-]?(?:\d+\.?\d*|\.\d+)(?:[eE][+-]?\d+)?\Z")
 
@@ -33,7 +33,8 @@ def parse_number(text: str) -> Decimal:
     """
     if not isinstance(text, str) or not _NUMBER_RE.match(text):
         if not text:  # DynamoDB names no value when there is none
-            raise ValidationException("The parameter cannot be converted to a numeric value")
+            raise ValueWordingException("The parameter cannot be converted to a numeric value",
+                                        "The parameter cannot be converted to a numeric value: ")
         raise ValidationException(
             f"The parameter cannot be converted to a numeric value: {text}"
         )

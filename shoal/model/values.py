@@ -22,7 +22,7 @@ import binascii
 import re
 from decimal import Decimal
 
-from shoal.errors import SerializationException, ValidationException
+from shoal.errors import SerializationException, ValidationException, ValueWordingException
 from shoal.model.numbers import MAX_DIGITS, is_normalized_short, normalize_number
 from shoal.model.size import (
     CONTAINER_OVERHEAD,
@@ -324,6 +324,22 @@ def _check_null(av: dict, value, depth: int) -> dict:
     return av
 
 
+def _as_met(values: list, key=None) -> list:
+    """A set's members as DynamoDB's newer validation lists them when it
+    meets a duplicate: those before it in order, the duplicate, then the
+    rest as sent."""
+    seen: list = []
+    for index, value in enumerate(values):
+        if value in seen:
+            return sorted(seen, key=key) + [value] + values[index + 1:]
+        seen.append(value)
+    return values
+
+
+def _quoted(value: str) -> str:
+    return f'"{value}"'
+
+
 def sorted_set(kind: str, members: list) -> list:
     """The members of a set in the order DynamoDB keeps and returns them:
     strings and binaries by their bytes, numbers by value."""
@@ -351,7 +367,10 @@ def _check_ss(av: dict, values, depth: int) -> dict:
                 raise ValidationException(INVALID + "An string set may not have a null string as a member")
             raise SerializationException(_string_error(value))
     if len(set(values)) != len(values):
-        raise ValidationException(f"{INVALID}Input collection [{', '.join(values)}] contains duplicates.")
+        raise ValueWordingException(
+            f"{INVALID}Input collection [{', '.join(values)}] contains duplicates.",
+            f"{INVALID}Input collection [{', '.join(map(_quoted, _as_met(values)))}] contains duplicates.",
+        )
     return _in_order(av, "SS", values)
 
 
@@ -366,7 +385,8 @@ def _check_ns(av: dict, values, depth: int) -> dict:
             raise SerializationException(_string_error(value))
         normalized.append(normalize_number(value))
     if len(set(normalized)) != len(normalized):
-        raise ValidationException("Input collection contains duplicates")
+        raise ValueWordingException("Input collection contains duplicates",
+                                    f"{INVALID}Input collection contains duplicates.")
     ordered = sorted_set("NS", normalized)
     return av if ordered == values else {"NS": ordered}
 
@@ -382,8 +402,10 @@ def _check_bs(av: dict, values, depth: int) -> dict:
         check_base64(value)
     # Base64 checked as canonical is one text per byte string: compare the text.
     if len(set(values)) != len(values):
-        raise ValidationException(
-            f"{INVALID}Input collection [{', '.join(values)}]of type BS contains duplicates."
+        raise ValueWordingException(
+            f"{INVALID}Input collection [{', '.join(values)}]of type BS contains duplicates.",
+            f"{INVALID}Input collection [{','.join(map(_quoted, _as_met(values, binascii.a2b_base64)))}]"
+            "of type BS contains duplicates.",
         )
     return _in_order(av, "BS", values)
 

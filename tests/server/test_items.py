@@ -416,3 +416,26 @@ def test_an_empty_expected_is_no_condition(ddb, table):
     assert ddb.get_item(TableName=table, Key=key)["Item"] == key
     assert error_of(ddb.update_item, TableName=table, Key=key, Expected={}, ConditionalOperator="OR")[1] == (
         ENVELOPE + "ConditionalOperator cannot be used without Filter or Expected")
+
+
+def test_value_faults_in_the_newer_and_the_older_wording(ddb, table):
+    # GetItem, Query and the single-item writes word some value faults anew;
+    # BatchWriteItem (and transactions, Scan) keep the older wording.
+    item = {"pk": {"S": "dups"}, "sk": {"N": "1"}, "s": {"SS": ["b", "a", "b"]}}
+    newer = 'One or more parameter values were invalid: Input collection ["a", "b", "b"] contains duplicates.'
+    older = "One or more parameter values were invalid: Input collection [b, a, b] contains duplicates."
+    assert error_of(ddb.put_item, TableName=table, Item=item)[1] == ENVELOPE + newer
+    assert error_of(ddb.batch_write_item, RequestItems={table: [{"PutRequest": {"Item": item}}]})[1] == older
+    binary = {**item, "s": {"BS": [b"\xff", b"\x00", b"\x00"]}}
+    assert error_of(ddb.put_item, TableName=table, Item=binary)[1] == ENVELOPE + (
+        'One or more parameter values were invalid: Input collection ["AA==","/w==","AA=="]of type BS contains duplicates.')
+    numbers = {**item, "s": {"NS": ["2", "1", "2"]}}
+    assert error_of(ddb.put_item, TableName=table, Item=numbers)[1] == ENVELOPE + (
+        "One or more parameter values were invalid: Input collection contains duplicates.")
+    assert error_of(ddb.get_item, TableName=table, Key={"pk": {"S": "x"}, "sk": {"N": ""}})[1] == (
+        "The parameter cannot be converted to a numeric value: ")
+    assert error_of(ddb.query, TableName=table, KeyConditionExpression="pk = :p AND sk = :s",
+                    ExpressionAttributeValues={":p": {"S": "x"}, ":s": {"N": ""}})[1] == (
+        "The parameter cannot be converted to a numeric value: ")
+    assert error_of(ddb.batch_write_item, RequestItems={table: [{"DeleteRequest": {"Key": {
+        "pk": {"S": "x"}, "sk": {"N": ""}}}}]})[1] == "The parameter cannot be converted to a numeric value"
