@@ -121,19 +121,15 @@ def checked_key_in_item(table, item: dict) -> dict:
 
 
 def get_item(ctx, request: dict):
-    try:
-        return _get_item(ctx, request)
-    except ValueWordingException as exc:  # DynamoDB's newer validation words some value faults anew
-        raise newer_wording(exc) from None
-
-
-def _get_item(ctx, request: dict):
     projection = read_projection(request)
     consistent = bool(request.get("ConsistentRead"))
 
     with ctx.engine.read() as txn:
         table = ctx.catalog.require(txn, ctx.region, request["TableName"])
-        key = checked_key(table, request["Key"])
+        try:
+            key = checked_key(table, request["Key"])
+        except ValueWordingException as exc:  # DynamoDB's newer validation words some value faults anew
+            raise newer_wording(exc) from None
         raw = txn.get("items", storage_key(table, key))
 
     want_capacity = request.get("ReturnConsumedCapacity") not in (None, "NONE")
