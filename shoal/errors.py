@@ -46,6 +46,12 @@ class ValidationException(ShoalError):
     status = 400
 
 
+class KeySchemaMismatch(ValidationException):
+    """A key that does not fit the table's key schema: an attribute missing,
+    extra or of another type (unlike an empty or oversized key value).
+    Transactions make it a cancellation reason; BatchWriteItem rewords it."""
+
+
 class ValueWordingException(ValidationException):
     """A fault of one attribute value that DynamoDB words two ways: the older
     wording (``message``: BatchWriteItem, transactions, Scan...) and that of

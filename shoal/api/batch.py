@@ -20,8 +20,8 @@ from shoal.api.common import (
 from shoal.api.items import MAX_ITEM_SIZE, checked_key_in_item
 from shoal.api.indexes import item_collection_metrics
 from shoal.api.writepath import WriteLog, stored_item, stored_json, stored_size
-from shoal.errors import ValidationException, ValueWordingException, newer_wording
-from shoal.model.values import validate_sized_item
+from shoal.errors import KeySchemaMismatch, ValidationException, ValueWordingException, newer_wording
+from shoal.model.values import KEY_MISMATCH, validate_sized_item
 
 import orjson
 
@@ -183,14 +183,8 @@ def _put_key(table, item: dict) -> dict:
     a missing or mistyped key attribute as a lookup key's mismatch."""
     try:
         return checked_key_in_item(table, item)
-    except ValidationException as exc:
-        if exc.message.startswith(_NAMED_KEY_ERRORS):
-            raise ValidationException("The provided key element does not match the schema") from None
-        raise
-
-
-_NAMED_KEY_ERRORS = ("One or more parameter values were invalid: Type mismatch for key ",
-                     "One or more parameter values were invalid: Missing the key ")
+    except KeySchemaMismatch:
+        raise KeySchemaMismatch(KEY_MISMATCH) from None
 
 
 OPERATIONS = {"BatchGetItem": batch_get_item, "BatchWriteItem": batch_write_item}

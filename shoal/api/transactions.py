@@ -45,7 +45,7 @@ from shoal.api.common import (
 )
 from shoal.api.items import MAX_ITEM_SIZE, checked_key_in_item, created_by
 from shoal.api.writepath import WriteLog, stored_item, stored_json, stored_size
-from shoal.errors import ShoalError, ValidationException
+from shoal.errors import KeySchemaMismatch, ShoalError, ValidationException
 from shoal.expressions import parse_condition, parse_update
 from shoal.model.capacity import read_units, write_units
 from shoal.model.size import item_size
@@ -155,7 +155,7 @@ def resolve_writes(ctx, txn, writes: list[_Write]) -> None:
     over 4 MB, all as errors of the whole request."""
     seen = set()
     payload = 0
-    reasons: list[dict] | None = None
+    cancelled: TransactionCanceledException | None = None
     for index, write in enumerate(writes):
         table = ctx.catalog.require(txn, ctx.region, write.spec["TableName"])
         try:
@@ -163,14 +163,8 @@ def resolve_writes(ctx, txn, writes: list[_Write]) -> None:
                 key = checked_key_in_item(table, write.item)
             else:
                 key = checked_key(table, write.spec["Key"])
-        except ValidationException as exc:
-            if not _is_key_schema_error(exc):
-                raise
-            # A key that does not fit the table's schema cancels the
-            # transaction: this action's reason says why, the others None.
-            if reasons is None:
-                reasons = [_NONE_REASON] * len(writes)
-                reasons[index] = {"Code": "ValidationError", "Message": exc.message}
+        except KeySchemaMismatch as exc:
+            cancelled = cancelled or _cancelled_by_key(exc, index, len(writes))
             continue
         payload += write.size if write.kind == "Put" else item_size(key)
         skey = storage_key(table, key)
@@ -178,24 +172,21 @@ def resolve_writes(ctx, txn, writes: list[_Write]) -> None:
             raise ValidationException(SAME_ITEM)
         seen.add(skey)
         write.table, write.key, write.skey = table, key, skey
-    if reasons is not None:
-        raise TransactionCanceledException(reasons)
+    if cancelled is not None:
+        raise cancelled
     if payload > MAX_PAYLOAD_BYTES:
         raise ValidationException(
             f"Transaction payload size cannot exceed 4MB. Payload Size: {payload}"
         )
 
 
-_KEY_SCHEMA_ERRORS = ("The provided key element does not match the schema",
-                      "One or more parameter values were invalid: Type mismatch for key ",
-                      "One or more parameter values were invalid: Missing the key ")
-
-
-def _is_key_schema_error(exc: ValidationException) -> bool:
-    """A key of the wrong shape or type for the table (a cancellation reason
-    in a transaction), as opposed to an empty or oversized key value (an
-    error of the whole request)."""
-    return exc.message.startswith(_KEY_SCHEMA_ERRORS)
+def _cancelled_by_key(exc: KeySchemaMismatch, index: int, count: int) -> TransactionCanceledException:
+    """A key that does not fit the table's schema cancels the transaction:
+    that action's reason says why, every other action's is None.  (An empty
+    or oversized key value is an error of the whole request instead.)"""
+    reasons = [_NONE_REASON] * count
+    reasons[index] = {"Code": "ValidationError", "Message": exc.message}
+    return TransactionCanceledException(reasons)
 
 
 # ---------------------------------------------------------------- evaluation
@@ -414,12 +405,8 @@ def transact_get_items(ctx, request: dict):
             table = ctx.catalog.require(txn, ctx.region, spec["TableName"])
             try:
                 keys.append((table, checked_key(table, spec["Key"])))
-            except ValidationException as exc:
-                if not _is_key_schema_error(exc):
-                    raise
-                reasons = [_NONE_REASON] * len(plans)
-                reasons[index] = {"Code": "ValidationError", "Message": exc.message}
-                raise TransactionCanceledException(reasons) from None
+            except KeySchemaMismatch as exc:
+                raise _cancelled_by_key(exc, index, len(plans)) from None
         for (spec, projection), (table, key) in zip(plans, keys):
             skey = storage_key(table, key)
             if skey in seen:

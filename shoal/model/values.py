@@ -22,7 +22,7 @@ import binascii
 import re
 from decimal import Decimal
 
-from shoal.errors import SerializationException, ValidationException, ValueWordingException
+from shoal.errors import KeySchemaMismatch, SerializationException, ValidationException, ValueWordingException
 from shoal.model.numbers import MAX_DIGITS, is_normalized_short, normalize_number
 from shoal.model.size import (
     CONTAINER_OVERHEAD,
@@ -134,7 +134,7 @@ def validate_key(
 
 # ---------------------------------------------------------------- keys
 
-_KEY_MISMATCH = "The provided key element does not match the schema"
+KEY_MISMATCH = "The provided key element does not match the schema"
 HASH_KEY_LIMIT = 2048
 RANGE_KEY_LIMIT = 1024
 HASH_KEY_TOO_LONG = INVALID + "Size of hashkey has exceeded the maximum size limit of2048 bytes"
@@ -146,11 +146,11 @@ RANGE_KEY_TOO_LONG = (
 def _key_from_key(key: dict, key_schema, attribute_types) -> dict:
     checked = {name: validate_value(av, name) for name, av in key.items()}
     if len(checked) != len(key_schema):
-        raise ValidationException(_KEY_MISMATCH)
+        raise KeySchemaMismatch(KEY_MISMATCH)
     for name, _ in key_schema:
         av = checked.get(name)
         if av is None or attribute_types[name] not in av:
-            raise ValidationException(_KEY_MISMATCH)
+            raise KeySchemaMismatch(KEY_MISMATCH)
     return checked
 
 
@@ -159,13 +159,11 @@ def _key_from_item(item: dict, key_schema, attribute_types) -> dict:
     for name, _ in key_schema:
         av = item.get(name)
         if av is None:
-            raise ValidationException(f"{INVALID}Missing the key {name} in the item")
+            raise KeySchemaMismatch(f"{INVALID}Missing the key {name} in the item")
         expected = attribute_types[name]
         if expected not in av:
             actual = next(iter(av))
-            raise ValidationException(
-                f"{INVALID}Type mismatch for key {name} expected: {expected} actual: {actual}"
-            )
+            raise KeySchemaMismatch(f"{INVALID}Type mismatch for key {name} expected: {expected} actual: {actual}")
         result[name] = av
     return result
 
