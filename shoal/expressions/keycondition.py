@@ -10,6 +10,7 @@ does not know which table or index the Query reads.
 from __future__ import annotations
 
 from shoal.errors import ValidationException
+from shoal.model.values import check_key_value_not_empty
 
 from . import ast
 from .evaluator import Binder
@@ -79,13 +80,7 @@ class KeyCondition:
             raise ValidationException("Query key condition not supported")
         for name in (hash_key, range_key):
             for value in by_name.get(name, (None, ()))[1]:
-                for type_, text in value.items():
-                    if type_ in ("S", "B") and not text:
-                        kind = "string" if type_ == "S" else "binary"
-                        raise ValidationException(
-                            "One or more parameter values are not valid. The AttributeValue for a key "
-                            f"attribute cannot contain an empty {kind} value. Key: {name}"
-                        )
+                check_key_value_not_empty(name, value)
         for name, (op, values) in by_name.items():
             wanted = attribute_types.get(name)
             for value in values:

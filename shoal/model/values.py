@@ -168,15 +168,20 @@ def _key_from_item(item: dict, key_schema, attribute_types) -> dict:
     return result
 
 
+def check_key_value_not_empty(name: str, value: dict) -> None:
+    """A key attribute's value (also in a key condition) may not be an empty string or binary."""
+    for type_, text in value.items():
+        if type_ in ("S", "B") and not text:
+            kind = "string" if type_ == "S" else "binary"
+            raise ValidationException(
+                "One or more parameter values are not valid. The AttributeValue for a key "
+                f"attribute cannot contain an empty {kind} value. Key: {name}"
+            )
+
+
 def _check_key_values(key: dict, key_schema) -> None:
     for name, _ in key_schema:
-        for type_, value in key[name].items():
-            if type_ != "N" and not value:
-                kind = "string" if type_ == "S" else "binary"
-                raise ValidationException(
-                    "One or more parameter values are not valid. The AttributeValue for a key "
-                    f"attribute cannot contain an empty {kind} value. Key: {name}"
-                )
+        check_key_value_not_empty(name, key[name])
     for index, (name, _) in enumerate(key_schema):
         for type_, value in key[name].items():
             if type_ == "N":
