@@ -363,29 +363,23 @@ def _bound(value: Any, shape_type: str) -> str:
     return str(value)
 
 
-# The model types the data plane's TableName (and RequestItems' keys) as
-# TableArn (1 to 1024 characters, nothing more), since an ARN may stand for
-# the name; DynamoDB still holds a name that is not an ARN to the rules of
-# TableName (3 to 255 characters of [a-zA-Z0-9_.-]) and words its errors so.
-_TABLE_NAME_SHAPE = {"type": "string", "min": 3, "max": 255, "pattern": "[a-zA-Z0-9_.-]+"}
-_TABLE_NAME_RE = re.compile(r"[a-zA-Z0-9_.-]{3,255}")
-
-
-def _table_arn_constraints(shape: dict) -> Constraints:
+def _table_arn_constraints(shape: dict, name_shape: dict) -> Constraints:
+    """The model types the data plane's TableName (and RequestItems' keys)
+    as TableArn (1 to 1024 characters, nothing more), since an ARN may stand
+    for the name; DynamoDB still holds a name that is not an ARN to the
+    model's TableName rules (``name_shape``) and words its errors so."""
     def name_rule(test):
         return lambda v: not v or v.startswith("arn:") or test(v)
 
-    own = compile_constraints({k: v for k, v in shape.items() if k != "pattern"}, "TableArn.own")
-    names = compile_constraints(_TABLE_NAME_SHAPE, "TableName")
+    own = compile_constraints({k: v for k, v in shape.items() if k != "pattern"}, "TableArn")
+    names = compile_constraints(name_shape, "TableName")
     tests = own.tests + [(name_rule(test), message) for test, message in names.tests]
-    low, high = shape.get("min", 1), shape.get("max", 1024)
-    match = _TABLE_NAME_RE.fullmatch
     seen: set[str] = set()  # names found valid: most requests name one of a few tables
 
     def ok(v: Any) -> bool:
         if v in seen:
             return True
-        valid = match(v) is not None or (low <= len(v) <= high and v.startswith("arn:"))
+        valid = names.ok(v) or (own.ok(v) and v.startswith("arn:"))
         if valid and len(seen) < 4096:
             seen.add(v)
         return valid
@@ -397,8 +391,6 @@ def _table_arn_constraints(shape: dict) -> Constraints:
 
 def compile_constraints(shape: dict, shape_name: str) -> Constraints | None:
     """The constraint checker of a shape, or None if it has none."""
-    if shape_name == "TableArn" and shape.get("type") == "string":
-        return _table_arn_constraints(shape)
     shape_type = shape["type"]
     tests: list[tuple[Callable[[Any], bool], str]] = []
     if "enum" in shape and shape_name not in SERVICE_CHECKED_ENUMS:
@@ -500,6 +492,11 @@ class _Compiler:
         self.shallow_maps = shallow_maps  # attribute-value maps whose values are left unchecked
         self.done: dict[str, _Compiled] = {}
 
+    def _constraints(self, shape: dict, name: str) -> Constraints | None:
+        if name == "TableArn":
+            return _table_arn_constraints(shape, self.shapes["TableName"])
+        return compile_constraints(shape, name)
+
     def shape(self, name: str) -> _Compiled:
         compiled = self.done.get(name)
         if compiled is not None:
@@ -512,7 +509,7 @@ class _Compiler:
         check = self._checker(name, shape)
         slot.append(check)
         leaf = shape["type"] not in ("structure", "list", "map") or name == ATTRIBUTE_VALUE_SHAPE
-        compiled = _Compiled(check, compile_constraints(shape, name), name, leaf)
+        compiled = _Compiled(check, self._constraints(shape, name), name, leaf)
         placeholder.own = compiled.own  # recursive references see the constraints too
         self.done[name] = compiled
         return compiled
@@ -541,7 +538,7 @@ class _Compiler:
 
     def _map(self, name: str, shape: dict) -> Checker:
         key_shape = self.shapes[shape["key"]["shape"]]
-        keys = compile_constraints(key_shape, shape["key"]["shape"])
+        keys = self._constraints(key_shape, shape["key"]["shape"])
         value = self.shape(shape["value"]["shape"])
         if value.own is None and value.name == ATTRIBUTE_VALUE_SHAPE:
             deep = self.check_attribute_values and name not in self.shallow_maps
