@@ -18,9 +18,8 @@ from . import ast
 
 PARAMETER_COUNT = "Number of parameters in request and statement don't match."
 _SCALAR_SET = {"S": "SS", "N": "NS"}
-_CONDITION_FUNCTIONS = {"begins_with", "contains", "size", "attribute_type",
-                        "attribute_exists", "attribute_not_exists"}
 _BOOLEAN_FUNCTIONS = {"begins_with", "contains", "attribute_type", "attribute_exists", "attribute_not_exists"}
+_CONDITION_FUNCTIONS = _BOOLEAN_FUNCTIONS | {"size"}
 _UPDATE_FUNCTIONS = {"list_append", "if_not_exists"}
 _FLIPPED = {"=": "=", "<>": "<>", "<": ">", "<=": ">=", ">": "<", ">=": "<="}
 
