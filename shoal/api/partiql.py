@@ -85,6 +85,31 @@ def _parse(text: str, parameters: list | None):
     return statement, params
 
 
+def request_statements(operation: str, request: dict) -> list:
+    """The statements of a PartiQL request exactly as its operation runs them:
+    (statement AST, Parameters) each, in request order.
+
+    A statement that does not parse fails an ExecuteStatement or
+    ExecuteTransaction request (the exception is raised); in a
+    BatchExecuteStatement it is that statement's ValidationException, which
+    becomes its response's Error, and it runs nothing.  Authorization
+    (``shoal.auth.actions``) reads the statements from here too, so the action
+    and table it checks are those that run.
+    """
+    if operation == "ExecuteStatement":
+        return [_parse(request["Statement"], request.get("Parameters"))]
+    if operation == "ExecuteTransaction":
+        return [_parse_in_transaction(position, entry)
+                for position, entry in enumerate(request["TransactStatements"])]
+    parsed: list = []
+    for entry in request["Statements"]:
+        try:
+            parsed.append(_parse(entry["Statement"], entry.get("Parameters")))
+        except ValidationException as exc:
+            parsed.append(exc)
+    return parsed
+
+
 # What the expression layer (and an item write's request envelope) puts before
 # an expression's errors; a statement's errors are DynamoDB's without it.
 _EXPRESSION_ERROR = re.compile(r"(?:1 validation error detected: )?Invalid (?:Filter|Condition)Expression: ")
@@ -348,8 +373,9 @@ def _key_condition(builder: ExpressionBuilder, table, hash_key, range_key, state
     return text, covered
 
 
-def _partition(where, hash_key: str):
-    """(name, value node, conjunct) of the partition key equality, or None."""
+def partition_equality(where, hash_key: str):
+    """(name, value node, conjunct) of the partition key equality, or None: a
+    SELECT with one runs as a Query, one without as a Scan of the whole table."""
     for node in conjuncts(where):
         found = key_equality(node, (hash_key,))
         if found is not None:
@@ -392,7 +418,7 @@ def select(ctx, statement: ast.Select, params: list, request: dict) -> dict:
     """Run a SELECT as a Query (partition key equality) or a Scan."""
     table = _table(ctx, statement.table)
     index, hash_key, range_key = _read_keys(table, statement)
-    partition = _partition(statement.where, hash_key)
+    partition = partition_equality(statement.where, hash_key)
     keys = (hash_key,) if range_key is None else (hash_key, range_key)
     descending = _check_order_by(statement, keys, partition)
     read = {"TableName": table.name}
@@ -429,7 +455,7 @@ def select(ctx, statement: ast.Select, params: list, request: dict) -> dict:
 
 def execute_statement(ctx, request: dict):
     """ExecuteStatement: one statement, read or write."""
-    statement, params = _parse(request["Statement"], request.get("Parameters"))
+    [(statement, params)] = request_statements("ExecuteStatement", request)
     if isinstance(statement, ast.Select):
         return select(ctx, statement, params, request)
     if isinstance(statement, ast.Exists):
@@ -497,12 +523,7 @@ def _add_units(total: dict, capacity: dict) -> None:
 def batch_execute_statement(ctx, request: dict):
     """BatchExecuteStatement: up to 25 statements, all reads or all writes,
     each run on its own; a statement's failure is its response's Error."""
-    parsed = []
-    for entry in request["Statements"]:
-        try:
-            parsed.append(_parse(entry["Statement"], entry.get("Parameters")))
-        except ValidationException as exc:
-            parsed.append(exc)
+    parsed = request_statements("BatchExecuteStatement", request)
     kinds = {isinstance(p[0], ast.Select) for p in parsed if not isinstance(p, ShoalError)}
     if len(kinds) > 1:
         raise ValidationException(MIXED_BATCH)
@@ -598,8 +619,7 @@ def _batch_write(ctx, plan, entry: dict, request: dict, capacity: _Capacity) -> 
 def execute_transaction(ctx, request: dict):
     """ExecuteTransaction: up to 100 statements, all reads (TransactGetItems)
     or all writes and EXISTS checks (TransactWriteItems), all or nothing."""
-    entries = request["TransactStatements"]
-    parsed = [_parse_in_transaction(position, entry) for position, entry in enumerate(entries)]
+    parsed = request_statements("ExecuteTransaction", request)
     reads = [isinstance(statement, ast.Select) for statement, _ in parsed]
     if any(reads):
         if not all(reads):

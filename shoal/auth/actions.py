@@ -16,9 +16,17 @@ Fine-grained access control reads these condition keys from the request:
 * ``dynamodb:Select``, ``dynamodb:ReturnValues``,
   ``dynamodb:ReturnConsumedCapacity``: the parameters of the same name.
 
-``lookup_table_keys(table_name, index_name)`` gives the partition key
-attribute of the table (or of the index), or None when unknown; it is the
-catalog's job, so this module never touches storage.
+A PartiQL statement is authorized as what it runs: the statements come from
+``shoal.api.partiql.request_statements``, the parser and binding the operation
+itself uses, never from scanning the text, so no statement form can be
+authorized as one action and run as another.  Its condition keys are those of
+the item operation it stands for, read from the parsed statement, plus
+``dynamodb:FullTableScan`` (a SELECT without an equality on the partition key
+reads the whole table or index) and ``dynamodb:EnclosingOperation``.
+
+``lookup_table_keys(table_name, index_name)`` gives the key attribute names
+of the table (or of the index), partition key first, or None when unknown; it
+is the catalog's job, so this module never touches storage.
 """
 
 from __future__ import annotations
@@ -29,10 +37,14 @@ from functools import lru_cache
 from dataclasses import dataclass
 from typing import Callable, Iterable
 
+from shoal.api.partiql import partition_equality, request_statements
 from shoal.auth.errors import AccessDeniedException
 from shoal.auth.policy import Decision, Principal, decide, denied_message
+from shoal.errors import ShoalError
+from shoal.partiql import ast as partiql_ast
+from shoal.partiql.translate import bind_value, split_key
 
-KeyLookup = Callable[[str, "str | None"], "str | None"]
+KeyLookup = Callable[[str, "str | None"], "tuple[str, ...] | None"]
 
 # Operations on one table named by TableName.
 _TABLE_OPERATIONS = frozenset({
@@ -60,12 +72,12 @@ _TRANSACT_WRITE_ACTIONS = {
     "ConditionCheck": "dynamodb:ConditionCheckItem",
 }
 _PARTIQL_ACTIONS = {
-    "SELECT": "dynamodb:PartiQLSelect", "INSERT": "dynamodb:PartiQLInsert",
-    "UPDATE": "dynamodb:PartiQLUpdate", "DELETE": "dynamodb:PartiQLDelete",
+    partiql_ast.Select: "dynamodb:PartiQLSelect", partiql_ast.Insert: "dynamodb:PartiQLInsert",
+    partiql_ast.Update: "dynamodb:PartiQLUpdate", partiql_ast.Delete: "dynamodb:PartiQLDelete",
+    # EXISTS(SELECT ...) reads the item it checks
+    partiql_ast.Exists: "dynamodb:PartiQLSelect",
 }
-_PARTIQL_TABLE = re.compile(
-    r'^\s*(?:SELECT\b.*?\bFROM|INSERT\s+INTO|UPDATE|DELETE\s+FROM)\s+("(?:[^"]|"")+"|[\w.-]+)(?:\s*\.\s*("[^"]+"|[\w.-]+))?',
-    re.IGNORECASE | re.DOTALL)
+_PARTIQL_OPERATIONS = frozenset({"ExecuteStatement", "BatchExecuteStatement", "ExecuteTransaction"})
 _UPDATE_CLAUSE = re.compile(r"\b(SET|REMOVE|ADD|DELETE)\b", re.IGNORECASE)
 _KEY_EQUALITY = re.compile(r"(#?[\w]+)\s*=\s*(:[\w]+)|(:[\w]+)\s*=\s*(#?[\w]+)")
 
@@ -111,11 +123,8 @@ def required(operation: str, body: dict, region: str, account: str, lookup_table
         return [_transact_check(_TRANSACT_WRITE_ACTIONS[kind], kind, part, region, account, lookup_table_keys)
                 for entry in body.get("TransactItems") or [] for kind, part in entry.items()
                 if kind in _TRANSACT_WRITE_ACTIONS]
-    if operation == "ExecuteStatement":
-        return [_partiql_check(body.get("Statement", ""), region, account)]
-    if operation in ("BatchExecuteStatement", "ExecuteTransaction"):
-        member = "Statements" if operation == "BatchExecuteStatement" else "TransactStatements"
-        return [_partiql_check(s.get("Statement", ""), region, account) for s in body.get(member) or []]
+    if operation in _PARTIQL_OPERATIONS:
+        return _partiql_checks(operation, body, region, account, lookup_table_keys)
     if operation in ("RestoreTableToPointInTime",):
         source = body.get("SourceTableArn") or table_arn(region, account, body.get("SourceTableName", ""))
         return [Check(action, source, {})]
@@ -221,7 +230,7 @@ def _table_check(operation: str, action: str, body: dict, region: str, account: 
     ctx = _common(body)
     names = body.get("ExpressionAttributeNames") or {}
     if operation in ("GetItem", "PutItem", "UpdateItem", "DeleteItem", "Query"):
-        hash_key = keys(table, index if operation == "Query" else None)
+        hash_key = _hash_key(keys, table, index if operation == "Query" else None)
         leading = _leading_keys(operation, body, hash_key, names)
         if leading is not None:
             ctx["dynamodb:LeadingKeys"] = leading
@@ -237,16 +246,68 @@ def _transact_check(action: str, kind: str, part: dict, region: str, account: st
     return _table_check(operation, action, part, region, account, keys)
 
 
-def _partiql_check(statement: str, region: str, account: str) -> Check:
-    verb = statement.lstrip().split(None, 1)[0].upper() if statement.strip() else ""
-    match = _PARTIQL_TABLE.match(statement)
-    if not match:
-        return Check(_PARTIQL_ACTIONS.get(verb, "dynamodb:PartiQLSelect"), "*", {})
-    table = match.group(1).strip('"').replace('""', '"')
-    resource = table_arn(region, account, table)
-    if match.group(2) and verb == "SELECT":
-        resource += "/index/" + match.group(2).strip('"')
-    return Check(_PARTIQL_ACTIONS.get(verb, "dynamodb:PartiQLSelect"), resource, {})
+def _partiql_checks(operation: str, body: dict, region: str, account: str, keys: KeyLookup) -> list[Check]:
+    """One check per statement that will run, from the statements as the
+    operation parses and binds them.  A statement that does not parse fails
+    here as it would in the operation (ExecuteStatement, ExecuteTransaction);
+    in a batch it runs nothing (its response is an error) and needs nothing."""
+    checks = []
+    common = _common(body)
+    for parsed in request_statements(operation, body):
+        if isinstance(parsed, ShoalError):
+            continue
+        statement, params = parsed
+        try:
+            checks.append(_statement_check(statement, params, operation, common, region, account, keys))
+        except ShoalError:
+            # A value the statement binds is malformed: the operation binds the
+            # same nodes with the same Parameters first, so it fails and runs
+            # nothing; its error is the operation's to report.
+            continue
+    return checks
+
+
+def _statement_check(statement, params: list, operation: str, common: dict, region: str, account: str,
+                     keys: KeyLookup) -> Check:
+    action = _PARTIQL_ACTIONS[type(statement)]
+    target = statement.select if isinstance(statement, partiql_ast.Exists) else statement
+    index = target.index if isinstance(target, partiql_ast.Select) else None
+    resource = table_arn(region, account, target.table)
+    if index is not None:
+        resource += "/index/" + index
+    ctx = dict(common)
+    ctx["dynamodb:EnclosingOperation"] = operation
+    key_names = keys(target.table, index) or ()
+    hash_key = key_names[0] if key_names else None
+    attributes = None
+    if isinstance(target, partiql_ast.Insert):
+        item = bind_value(target.item, params)["M"]
+        leading = _value_text(item.get(hash_key)) if hash_key else None
+        attributes = list(item)
+    else:
+        partition = partition_equality(target.where, hash_key) if hash_key else None
+        leading = _value_text(bind_value(partition[1], params)) if partition else None
+        if isinstance(target, partiql_ast.Select):
+            ctx["dynamodb:FullTableScan"] = partition is None
+            ctx["dynamodb:Select"] = "ALL_ATTRIBUTES" if target.projection is None else "SPECIFIC_ATTRIBUTES"
+            if target.projection is not None:
+                attributes = _unique(path.elements[0] for path in target.projection)
+        else:  # UPDATE, DELETE: the key attributes, and what an UPDATE writes
+            attributes = list(split_key(target.where, key_names, params)[0]) if key_names else []
+            if isinstance(target, partiql_ast.Update):
+                attributes = _unique([*attributes, *(clause.path.elements[0] for clause in target.clauses)])
+            if target.returning is not None:
+                ctx["dynamodb:ReturnValues"] = target.returning
+    if leading is not None:
+        ctx["dynamodb:LeadingKeys"] = [leading]
+    if attributes is not None:
+        ctx["dynamodb:Attributes"] = attributes
+    return Check(action, resource, ctx)
+
+
+def _hash_key(keys: KeyLookup, table: str, index: str | None) -> str | None:
+    names = keys(table, index)
+    return names[0] if names else None
 
 
 def _value_text(value) -> str | None:
@@ -306,7 +367,7 @@ def _attributes(operation: str, body: dict, names: dict) -> list | None:
 
 def _batch_get_context(table: str, request: dict, keys: KeyLookup) -> dict:
     ctx = {}
-    hash_key = keys(table, None)
+    hash_key = _hash_key(keys, table, None)
     if hash_key is not None:
         ctx["dynamodb:LeadingKeys"] = _unique(
             v for v in (_value_text(k.get(hash_key)) for k in request.get("Keys") or []) if v is not None)
@@ -317,7 +378,7 @@ def _batch_get_context(table: str, request: dict, keys: KeyLookup) -> dict:
 
 
 def _batch_write_context(table: str, writes: list, keys: KeyLookup) -> dict:
-    hash_key = keys(table, None)
+    hash_key = _hash_key(keys, table, None)
     leading, attributes = [], []
     for write in writes or []:
         if "PutRequest" in write:

@@ -9,7 +9,7 @@ resource-based policy of the resource allow the operation;
 denials and AssumeRole are written to the audit log; allowed requests write
 nothing.
 
-The catalog supplies partition key names for ``dynamodb:LeadingKeys`` and the
+The catalog supplies key attribute names (``dynamodb:LeadingKeys``, PartiQL) and the
 storage prefix under which a table's resource-based policy is kept; both are
 read in one read transaction per authorization.
 
@@ -98,10 +98,11 @@ class Gate:
             table = self.catalog.get(txn, region, table_name)
             if table is None:
                 return None
-            if index_name is None:
-                return table.hash_key
-            index = table.index_map.get(index_name)
-            return index.hash_key if index is not None else None
+            if index_name is not None:
+                table = table.index_map.get(index_name)
+                if table is None:
+                    return None
+            return tuple(name for name, _ in table.key_schema)
         return lookup
 
     def _policy_lookup(self, txn):

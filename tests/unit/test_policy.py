@@ -275,7 +275,7 @@ def test_star_matches_everything_and_literal_matches_itself(name):
 from shoal.auth.actions import authorize, required  # noqa: E402
 from shoal.auth.errors import AccessDeniedException  # noqa: E402
 
-KEYS = {("events", None): "user_id", ("events", "by_kind"): "kind", ("other", None): "pk"}
+KEYS = {("events", None): ("user_id", "ts"), ("events", "by_kind"): ("kind", "ts"), ("other", None): ("pk",)}
 
 
 def keys(table, index):
@@ -335,7 +335,8 @@ def test_batches_transactions_and_account_operations():
         {"ConditionCheck": {"TableName": "other", "Key": {"pk": {"S": "x"}}, "ConditionExpression": "attribute_exists(pk)"}}]})
     assert [(a, r) for a, r, _ in transact] == [("dynamodb:PutItem", TABLE), ("dynamodb:ConditionCheckItem", other)]
     assert checks("ListTables", {}) == [("dynamodb:ListTables", "*", {})]
-    assert checks("ExecuteStatement", {"Statement": 'SELECT * FROM "events"."by_kind" WHERE kind = ?'})[0][:2] == (
+    assert checks("ExecuteStatement", {"Statement": 'SELECT * FROM "events"."by_kind" WHERE kind = ?',
+                                       "Parameters": [{"S": "click"}]})[0][:2] == (
         "dynamodb:PartiQLSelect", INDEX)
     assert checks("ExecuteStatement", {"Statement": "INSERT INTO events VALUE {'user_id': 'a'}"})[0][:2] == (
         "dynamodb:PartiQLInsert", TABLE)
