@@ -31,7 +31,6 @@ is the catalog's job, so this module never touches storage.
 
 from __future__ import annotations
 
-import re
 import time
 from functools import lru_cache
 from dataclasses import dataclass
@@ -41,6 +40,8 @@ from shoal.api.partiql import partition_equality, request_statements
 from shoal.auth.errors import AccessDeniedException
 from shoal.auth.policy import Decision, Principal, decide, denied_message
 from shoal.errors import ShoalError
+from shoal.expressions import ExpressionContext, parse_key_condition, parse_projection, parse_update_ast
+from shoal.expressions.evaluator import Binder
 from shoal.partiql import ast as partiql_ast
 from shoal.partiql.translate import bind_value, split_key
 
@@ -78,8 +79,6 @@ _PARTIQL_ACTIONS = {
     partiql_ast.Exists: "dynamodb:PartiQLSelect",
 }
 _PARTIQL_OPERATIONS = frozenset({"ExecuteStatement", "BatchExecuteStatement", "ExecuteTransaction"})
-_UPDATE_CLAUSE = re.compile(r"\b(SET|REMOVE|ADD|DELETE)\b", re.IGNORECASE)
-_KEY_EQUALITY = re.compile(r"(#?[\w]+)\s*=\s*(:[\w]+)|(:[\w]+)\s*=\s*(#?[\w]+)")
 
 
 @dataclass(slots=True, frozen=True)
@@ -333,11 +332,11 @@ def _leading_keys(operation: str, body: dict, hash_key: str | None, names: dict)
 def _query_hash_value(body: dict, hash_key: str, names: dict) -> str | None:
     expression = body.get("KeyConditionExpression")
     if expression:
-        values = body.get("ExpressionAttributeValues") or {}
-        for match in _KEY_EQUALITY.finditer(expression):
-            path, placeholder = (match.group(1), match.group(2)) if match.group(1) else (match.group(4), match.group(3))
-            if names.get(path, path) == hash_key:
-                return _value_text(values.get(placeholder))
+        # The operation's own parser: what it reads by is what is authorized.
+        condition = parse_key_condition(expression, ExpressionContext(names, body.get("ExpressionAttributeValues")))
+        for name, operator, values in condition.conditions:
+            if name == hash_key and operator == "EQ":
+                return _value_text(values[0])
         return None
     condition = (body.get("KeyConditions") or {}).get(hash_key) or {}
     values = condition.get("AttributeValueList") or []
@@ -359,7 +358,8 @@ def _attributes(operation: str, body: dict, names: dict) -> list | None:
         return list(body.get("Key") or {})
     if operation in ("GetItem", "Query", "Scan"):
         if body.get("ProjectionExpression"):
-            return _unique(_top_level(p, names) for p in _split_top(body["ProjectionExpression"]))
+            return _unique(path[0] for path in parse_projection(body["ProjectionExpression"],
+                                                                ExpressionContext(names)).paths)
         if body.get("AttributesToGet"):
             return list(body["AttributesToGet"])
     return None
@@ -396,40 +396,11 @@ def _batch_write_context(table: str, writes: list, keys: KeyLookup) -> dict:
     return ctx
 
 
-# -- expression scraping: only the top-level names matter here ----------------------------
-
-
-def _split_top(text: str) -> list[str]:
-    """Split on commas outside parentheses and brackets."""
-    parts, depth, start = [], 0, 0
-    for i, char in enumerate(text):
-        if char in "([":
-            depth += 1
-        elif char in ")]":
-            depth -= 1
-        elif char == "," and depth == 0:
-            parts.append(text[start:i])
-            start = i + 1
-    parts.append(text[start:])
-    return [p.strip() for p in parts if p.strip()]
-
-
-def _top_level(path: str, names: dict) -> str:
-    head = re.split(r"[.\[\s]", path.strip(), maxsplit=1)[0]
-    return names.get(head, head)
-
-
 def _update_targets(expression: str, names: dict) -> list[str]:
     """The top-level attributes an UpdateExpression assigns, removes, adds to
-    or deletes from (clause keywords are reserved words, so they cannot be
-    attribute names)."""
-    pieces = _UPDATE_CLAUSE.split(expression)
-    targets = []
-    for keyword, clause in zip(pieces[1::2], pieces[2::2]):
-        for action in _split_top(clause):
-            target = action.split("=", 1)[0] if keyword.upper() == "SET" else action
-            targets.append(_top_level(target, names))
-    return targets
+    or deletes from, as the operation's parser reads them."""
+    binder = Binder(ExpressionContext(names), "UpdateExpression")
+    return [binder.resolve_path(action.path)[0] for action in parse_update_ast(expression).actions]
 
 
 def _unique(values: Iterable[str]) -> list[str]:

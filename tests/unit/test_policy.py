@@ -274,6 +274,7 @@ def test_star_matches_everything_and_literal_matches_itself(name):
 
 from shoal.auth.actions import authorize, required  # noqa: E402
 from shoal.auth.errors import AccessDeniedException  # noqa: E402
+from shoal.errors import ValidationException  # noqa: E402
 
 KEYS = {("events", None): ("user_id", "ts"), ("events", "by_kind"): ("kind", "ts"), ("other", None): ("pk",)}
 
@@ -356,3 +357,27 @@ def test_authorize_denies_with_aws_message():
                    "policy allows the dynamodb:GetItem action"}
     assert err.value.status == 400
     authorize(ROOT, "DeleteTable", {"TableName": "events"}, "us-east-1", ACCOUNT, keys)
+
+
+def test_attributes_and_leading_keys_come_from_the_operations_parsers():
+    """Placeholder names spelled like clause keywords (#set, #remove) once hid
+    the attribute they name from dynamodb:Attributes (the update expression
+    was split on keywords as text)."""
+    update = checks("UpdateItem", {
+        "TableName": "events", "Key": {"user_id": {"S": "u"}, "ts": {"N": "1"}},
+        "UpdateExpression": "SET #set = :v, a = :v REMOVE #remove ADD #add :n",
+        "ExpressionAttributeNames": {"#set": "secret", "#remove": "other", "#add": "count"},
+        "ExpressionAttributeValues": {":v": {"S": "x"}, ":n": {"N": "1"}}})
+    assert update[0][2]["dynamodb:Attributes"] == ["user_id", "ts", "secret", "a", "other", "count"]
+    projected = checks("GetItem", {"TableName": "events", "Key": {"user_id": {"S": "u"}},
+                                   "ProjectionExpression": "#set.x[1], b , #p",
+                                   "ExpressionAttributeNames": {"#set": "secret", "#p": "c"}})
+    assert projected[0][2]["dynamodb:Attributes"] == ["secret", "b", "c"]
+    query = checks("Query", {"TableName": "events", "KeyConditionExpression": "ts BETWEEN :a AND :b AND (#u = :u)",
+                             "ExpressionAttributeNames": {"#u": "user_id"},
+                             "ExpressionAttributeValues": {":u": {"S": "me"}, ":a": {"N": "1"}, ":b": {"N": "2"}}})
+    assert query[0][2]["dynamodb:LeadingKeys"] == ["me"]
+    # an expression the operation cannot parse is refused as it would refuse it
+    with pytest.raises(ValidationException):
+        checks("UpdateItem", {"TableName": "events", "Key": {"user_id": {"S": "u"}},
+                              "UpdateExpression": "SET #undefined = :v", "ExpressionAttributeValues": {":v": {"S": "x"}}})
