@@ -257,9 +257,12 @@ class Catalog:
         return table
 
     def _get_by_arn(self, txn, region: str, arn: str) -> Table | None:
-        """TableName may be the table's ARN (of the caller's region)."""
+        """TableName may be the table's ARN (of the caller's region), exactly as
+        DynamoDB gives it: authorization checks the ARN as sent, so any other
+        spelling that resolved here (another partition) would be checked as a
+        resource no policy names."""
         parts = arn.split(":", 5)
-        if len(parts) != 6 or parts[2] != "dynamodb" or parts[3] != region:
+        if len(parts) != 6 or parts[1] != "aws" or parts[2] != "dynamodb" or parts[3] != region:
             return None
         kind, _, name = parts[5].partition("/")
         if kind != "table" or not name or name.startswith("arn:"):

@@ -132,7 +132,8 @@ def table_name_of(ctx, text: str) -> str:
     """The table named by a TableName member, which may also be the table's ARN."""
     if text.startswith("arn:"):
         region, account, name = parse_table_arn(text)
-        if region != ctx.region or account != ctx.account:
+        # Only the table's own ARN names it: authorization checked the ARN as sent.
+        if text != table_arn(ctx.region, ctx.account, name):
             raise ResourceNotFoundException(f"Requested resource not found: Table: {text} not found")
         return name
     check_table_name(text)
@@ -1185,7 +1186,8 @@ def _tagged_table(ctx, txn, arn: str) -> Table:
     region, account, name = parse_resource_arn(arn)
     if region != ctx.region:
         raise ValidationException(f"Invalid TableArn: Invalid ResourceArn provided as input {arn}")
-    table = ctx.catalog.get(txn, region, name) if account == ctx.account else None
+    # Only the table's own ARN names it (not another partition's): authorization checked the ARN as sent.
+    table = ctx.catalog.get(txn, region, name) if arn == table_arn(region, ctx.account, name) else None
     if table is None:
         raise ResourceNotFoundException(f"Requested resource not found: ResourcArn: {arn} not found")
     return table

@@ -10,6 +10,7 @@ import json
 import boto3
 import pytest
 from botocore.config import Config
+from botocore.exceptions import ClientError
 
 from shoal.auth.audit import AuditLog, read_lines
 from tests.server.test_auth import client, error_code, iam
@@ -411,3 +412,56 @@ def test_secure_transport_condition_over_tls(tmp_path):
     finally:
         for server in servers:
             server.stop()
+
+
+def test_deny_on_an_attribute_holds_whatever_its_placeholder_is_called(env):
+    """A Deny on writing one attribute (ForAnyValue on dynamodb:Attributes) once
+    missed an UpdateItem that named it through a placeholder spelled like an
+    update clause keyword (#set)."""
+    user = user_with(env, "no-country", allow("dynamodb:*"), {
+        "Effect": "Deny", "Action": "dynamodb:UpdateItem", "Resource": TABLE_ARN,
+        "Condition": {"ForAnyValue:StringEquals": {"dynamodb:Attributes": ["country"]}}})
+    key = {"user_id": {"S": "u1"}, "ts": {"N": "1"}}
+    for expression in ("SET #set = :v", "SET #remove = :v", "SET event_type = :v, #add = :v"):
+        denied(user.update_item, TableName="events", Key=key, UpdateExpression=expression,
+               ExpressionAttributeNames={"#set" if "#set" in expression else
+                                         "#remove" if "#remove" in expression else "#add": "country"},
+               ExpressionAttributeValues={":v": {"S": "XX"}})
+    root = env[2]
+    assert root.get_item(TableName="events", Key=key)["Item"]["country"] == {"S": "FR"}
+    user.update_item(TableName="events", Key=key, UpdateExpression="SET #set = :v",
+                     ExpressionAttributeNames={"#set": "event_type"}, ExpressionAttributeValues={":v": {"S": "stop"}})
+
+
+@pytest.mark.parametrize("name", [
+    "arn:aws-cn:dynamodb:us-east-1:000000000000:table/events",
+    "arn:other:dynamodb:us-east-1:000000000000:table/events",
+    "arn:aws:dynamodb:us-east-1:000000000000:table/events",
+])
+def test_a_table_arn_is_authorized_as_the_table_it_reads(env, name):
+    """A TableName given as an ARN names the table only in the form DynamoDB
+    gives it (arn:aws:...); an ARN of another partition once read the table
+    while the policy was checked against a resource no Deny named."""
+    user = user_with(env, "no-get-" + name.split(":")[1], allow("dynamodb:*", resource="*"),
+                     {"Effect": "Deny", "Action": "dynamodb:GetItem", "Resource": "arn:aws:dynamodb:*:*:table/events"})
+    with pytest.raises(ClientError) as err:
+        user.get_item(TableName=name, Key={"user_id": {"S": "u1"}, "ts": {"N": "1"}})
+    assert err.value.response["Error"]["Code"] in ("AccessDeniedException", "ResourceNotFoundException")
+    assert "Item" not in err.value.response
+
+
+def test_control_plane_and_tags_refuse_another_partitions_arn(env):
+    """DescribeTable, TagResource and ListTagsOfResource resolve a table ARN
+    only in DynamoDB's own form, the form authorization checks."""
+    user = user_with(env, "no-describe", allow("dynamodb:*", resource="*"),
+                     {"Effect": "Deny", "Action": ["dynamodb:DescribeTable", "dynamodb:TagResource",
+                                                   "dynamodb:ListTagsOfResource"],
+                      "Resource": "arn:aws:dynamodb:*:*:table/events"})
+    foreign = "arn:aws-cn:dynamodb:us-east-1:000000000000:table/events"
+    for call, kwargs in ((user.describe_table, {"TableName": foreign}),
+                         (user.tag_resource, {"ResourceArn": foreign, "Tags": [{"Key": "k", "Value": "v"}]}),
+                         (user.list_tags_of_resource, {"ResourceArn": foreign})):
+        with pytest.raises(ClientError) as err:
+            call(**kwargs)
+        assert err.value.response["Error"]["Code"] in ("AccessDeniedException", "ResourceNotFoundException")
+    assert env[2].list_tags_of_resource(ResourceArn=TABLE_ARN)["Tags"] == []
