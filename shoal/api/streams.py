@@ -621,6 +621,21 @@ def decode_iterator(secret: bytes, text: str) -> tuple[bytes, int, int, int]:
     return _ITERATOR.unpack(payload)
 
 
+def iterator_stream_arn(engine, txn, text: str) -> str | None:
+    """The ARN of the stream a shard iterator reads, or None when the text is
+    no iterator of this data directory (GetRecords then refuses it).
+    Authorization checks GetRecords against this ARN: the one GetRecords reads."""
+    secret = _secret_cache.get(engine) or txn.get("meta", _SECRET_KEY)  # no secret yet: no iterator yet
+    if secret is None:
+        return None
+    try:
+        stream_id = decode_iterator(bytes(secret), text)[0]
+    except ValidationException:
+        return None
+    stream = _load_stream(txn, stream_id)
+    return None if stream is None else stream["arn"]
+
+
 # ---------------------------------------------------------------- the Streams API
 
 

@@ -98,8 +98,11 @@ def table_arn(region: str, account: str, table: str) -> str:
     return f"arn:aws:dynamodb:{region}:{account}:table/{table}"
 
 
-def required(operation: str, body: dict, region: str, account: str, lookup_table_keys: KeyLookup) -> list[Check]:
-    """The permissions ``operation`` with request ``body`` needs, in order."""
+def required(operation: str, body: dict, region: str, account: str, lookup_table_keys: KeyLookup, *,
+             lookup_iterator_stream: Callable[[str], "str | None"] | None = None) -> list[Check]:
+    """The permissions ``operation`` with request ``body`` needs, in order.
+    ``lookup_iterator_stream(shard_iterator)`` gives the ARN of the stream a
+    GetRecords iterator reads, or None."""
     action = "dynamodb:" + operation
     if operation in _TABLE_OPERATIONS:
         checks = [_table_check(operation, action, body, region, account, lookup_table_keys)]
@@ -133,8 +136,9 @@ def required(operation: str, body: dict, region: str, account: str, lookup_table
     if operation in _GLOBAL_TABLE_OPERATIONS:
         return [Check(action, f"arn:aws:dynamodb::{account}:global-table/{body.get('GlobalTableName', '')}", {})]
     if operation == "GetRecords":
-        # The iterator names its stream only in Shoal's own encoding; any stream of the account.
-        return [Check(action, f"arn:aws:dynamodb:{region}:{account}:table/*/stream/*", {})]
+        # The stream the iterator reads; an iterator that reads none is refused by GetRecords.
+        stream = lookup_iterator_stream(body.get("ShardIterator", "")) if lookup_iterator_stream else None
+        return [Check(action, stream or f"arn:aws:dynamodb:{region}:{account}:table/*/stream/*", {})]
     return [Check(action, "*", {})]  # ListTables, DescribeLimits, ListStreams, ...
 
 
@@ -169,6 +173,7 @@ def find_denial(
     *,
     request_context: dict | None = None,
     lookup_resource_policy: Callable[[str], object] | None = None,
+    lookup_iterator_stream: Callable[[str], "str | None"] | None = None,
 ) -> tuple[Check, Decision] | None:
     """The first permission the request lacks, with IAM's decision, or None.
 
@@ -180,7 +185,8 @@ def find_denial(
     """
     if principal.is_root and (lookup_resource_policy is None or operation == "DeleteResourcePolicy"):
         return None
-    for check in required(operation, body, region, account, lookup_table_keys):
+    for check in required(operation, body, region, account, lookup_table_keys,
+                          lookup_iterator_stream=lookup_iterator_stream):
         context = dict(request_context) if request_context else {}
         context.update(check.context)
         resource_policy = lookup_resource_policy(check.resource) if lookup_resource_policy else None

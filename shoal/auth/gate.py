@@ -25,6 +25,7 @@ import os
 import time
 
 from shoal.api import resource_policies
+from shoal.api.streams import iterator_stream_arn
 from shoal.auth.actions import find_denial, request_context
 from shoal.auth.audit import DEFAULT_FILE, AuditLog
 from shoal.auth.errors import AccessDeniedException
@@ -85,7 +86,8 @@ class Gate:
                 return  # root needs no identity policy; only a resource policy could deny it
             denial = find_denial(principal, operation, data, region, self.account,
                                  self._key_lookup(txn, region), request_context=context,
-                                 lookup_resource_policy=self._policy_lookup(txn))
+                                 lookup_resource_policy=self._policy_lookup(txn),
+                                 lookup_iterator_stream=lambda text: iterator_stream_arn(self.engine, txn, text))
         if denial is None:
             return
         check, decision = denial

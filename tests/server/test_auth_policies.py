@@ -465,3 +465,41 @@ def test_control_plane_and_tags_refuse_another_partitions_arn(env):
             call(**kwargs)
         assert err.value.response["Error"]["Code"] in ("AccessDeniedException", "ResourceNotFoundException")
     assert env[2].list_tags_of_resource(ResourceArn=TABLE_ARN)["Tags"] == []
+
+
+def test_get_records_is_authorized_on_the_stream_its_iterator_reads(env):
+    """GetRecords was checked against any stream of the account (the iterator
+    was not read), so a Deny on one table's stream did not hold and an Allow
+    on it did not allow."""
+    root = env[2]
+    root.update_table(TableName="events", StreamSpecification={"StreamEnabled": True,
+                                                               "StreamViewType": "NEW_IMAGE"})
+    root.put_item(TableName="events", Item={"user_id": {"S": "s1"}, "ts": {"N": "1"}})
+    stream_arn = root.describe_table(TableName="events")["Table"]["LatestStreamArn"]
+    streams = lambda name, *statements: _streams_client(env, name, *statements)  # noqa: E731
+    allowed = streams("streams-allowed", allow(["dynamodb:DescribeStream", "dynamodb:GetShardIterator",
+                                                "dynamodb:GetRecords"], resource=TABLE_ARN + "/stream/*"))
+    denied_user = streams("streams-denied", allow("dynamodb:*", resource="*"),
+                          {"Effect": "Deny", "Action": "dynamodb:GetRecords", "Resource": TABLE_ARN + "/stream/*"})
+    shard = root_streams(env).describe_stream(StreamArn=stream_arn)["StreamDescription"]["Shards"][0]["ShardId"]
+    for client_ in (allowed, denied_user):
+        iterator = client_.get_shard_iterator(StreamArn=stream_arn, ShardId=shard,
+                                              ShardIteratorType="TRIM_HORIZON")["ShardIterator"]
+        if client_ is allowed:
+            assert client_.get_records(ShardIterator=iterator)["Records"]
+        else:
+            with pytest.raises(ClientError) as err:
+                client_.get_records(ShardIterator=iterator)
+            assert err.value.response["Error"]["Code"] == "AccessDeniedException"
+            assert stream_arn in err.value.response["Error"]["Message"]
+    root.update_table(TableName="events", StreamSpecification={"StreamEnabled": False})
+
+
+def _streams_client(env, name, *statements):
+    dynamodb = user_with(env, name, *statements)
+    credentials = dynamodb._request_signer._credentials
+    return client(env[0].url, credentials.access_key, credentials.secret_key, service="dynamodbstreams")
+
+
+def root_streams(env):
+    return client(env[0].url, *root_credentials(env[1]), service="dynamodbstreams")
