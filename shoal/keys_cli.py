@@ -62,7 +62,7 @@ def add_keys_commands(commands) -> None:
     """Register ``shoal keys ...`` on the CLI's subcommand parser."""
     keys = commands.add_parser("keys", help="manage the master key of an encrypted data directory",
                                description="Manage the master key of a data directory encrypted at rest.")
-    sub = keys.add_subparsers(dest="keys_command", metavar="KEYS_COMMAND")
+    sub = keys.add_subparsers(dest="keys_command", metavar="KEYS_COMMAND", help="one of:")
     generate = sub.add_parser("generate", help="print a new random master key (64 hex digits)")
     generate.set_defaults(handler=_generate)
     rotate = sub.add_parser("rotate", help="re-wrap the data keys under a new master key")

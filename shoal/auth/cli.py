@@ -22,7 +22,7 @@ def add_iam_commands(subparsers) -> None:
     iam = subparsers.add_parser("iam", help="manage users, keys, roles and policies",
                                 description="Manage the IAM data of a Shoal data directory.")
     iam.set_defaults(handler=lambda args: (iam.print_help(), 0)[1])
-    commands = iam.add_subparsers(dest="iam_command", metavar="IAM_COMMAND")
+    commands = iam.add_subparsers(dest="iam_command", metavar="IAM_COMMAND", help="one of:")
 
     def command(name: str, run, help_text: str, *arguments):
         parser = commands.add_parser(name, help=help_text)
@@ -33,18 +33,22 @@ def add_iam_commands(subparsers) -> None:
             parser.add_argument(*flags, **options)
         parser.set_defaults(handler=lambda args: _run(args, run))
 
-    req = {"required": True}
-    user = (("--user-name",), req)
-    group = (("--group-name",), req)
-    role = (("--role-name",), req)
-    doc = (("--policy-document",), {"required": True, "help": "JSON text, or file://path"})
+    def required(flag: str, help_text: str):
+        return (flag,), {"required": True, "help": help_text}
+
+    user = required("--user-name", "the user's name")
+    group = required("--group-name", "the group's name")
+    role = required("--role-name", "the role's name")
+    doc = required("--policy-document", "the policy: JSON text, or file://path")
+    inline_name = required("--policy-name", "the inline policy's name")
+    managed_arn = required("--policy-arn", "the managed policy's ARN")
     command("create-user", lambda s, a: {"User": s.create_user(a.user_name)}, "create a user", user)
     command("delete-user", lambda s, a: s.delete_user(a.user_name), "delete a user and its keys", user)
     command("list-users", lambda s, a: {"Users": s.list_users()}, "list users")
     command("create-access-key", lambda s, a: {"AccessKey": s.create_access_key(a.user_name)},
             "create an access key for a user", user)
     command("delete-access-key", lambda s, a: s.delete_access_key(a.access_key_id), "delete an access key",
-            (("--access-key-id",), req))
+            required("--access-key-id", "the access key's id"))
     command("list-access-keys", lambda s, a: {"AccessKeyMetadata": s.list_access_keys(a.user_name)},
             "list a user's access keys", user)
     command("create-group", lambda s, a: {"Group": s.create_group(a.group_name)}, "create a group", group)
@@ -55,22 +59,24 @@ def add_iam_commands(subparsers) -> None:
     command("create-role", lambda s, a: {"Role": s.create_role(a.role_name, _document(a.trust_policy),
                                                                a.max_session_duration)},
             "create a role", role, (("--trust-policy", "--assume-role-policy-document"),
-                                    {"required": True, "dest": "trust_policy", "help": "JSON text, or file://path"}),
-            (("--max-session-duration",), {"type": int, "default": 3600}))
+                                    {"required": True, "dest": "trust_policy",
+                                     "help": "who may assume the role: a policy as JSON text, or file://path"}),
+            (("--max-session-duration",), {"type": int, "default": 3600, "metavar": "SECONDS",
+                                           "help": "the longest session AssumeRole grants, in seconds "
+                                                   "(default 3600)"}))
     for kind in _ENTITIES:
         name_arg = {"user": user, "group": group, "role": role}[kind]
         command(f"put-{kind}-policy", _put_inline(kind), f"put an inline policy on a {kind}",
-                name_arg, (("--policy-name",), req), doc)
+                name_arg, inline_name, doc)
         command(f"delete-{kind}-policy", _delete_inline(kind), f"delete an inline policy of a {kind}",
-                name_arg, (("--policy-name",), req))
+                name_arg, inline_name)
         command(f"attach-{kind}-policy", _attach(kind, True), f"attach a managed policy to a {kind}",
-                name_arg, (("--policy-arn",), req))
+                name_arg, managed_arn)
         command(f"detach-{kind}-policy", _attach(kind, False), f"detach a managed policy from a {kind}",
-                name_arg, (("--policy-arn",), req))
+                name_arg, managed_arn)
     command("create-policy", lambda s, a: {"Policy": s.create_policy(a.policy_name, _document(a.policy_document))},
-            "create a managed policy", (("--policy-name",), req), doc)
-    command("delete-policy", lambda s, a: s.delete_policy(a.policy_arn), "delete a managed policy",
-            (("--policy-arn",), req))
+            "create a managed policy", required("--policy-name", "the managed policy's name"), doc)
+    command("delete-policy", lambda s, a: s.delete_policy(a.policy_arn), "delete a managed policy", managed_arn)
     command("list-policies", lambda s, a: {"Policies": s.list_policies()}, "list managed policies")
     command("list-audit-events", _audit_events, "print the audit log (opening sealed lines of an encrypted "
             "data directory with its master key)")

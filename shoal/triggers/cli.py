@@ -22,7 +22,8 @@ def add_trigger_commands(subparsers) -> None:
         description="Deliver a table's stream, in order per key and at least once, to an HTTP endpoint "
                     "as Lambda-style event JSON ({\"Records\": [...]}).")
     triggers.set_defaults(handler=lambda args: (triggers.print_help(), 2)[1])
-    commands = triggers.add_subparsers(dest="triggers_command", metavar="TRIGGERS_COMMAND")
+    commands = triggers.add_subparsers(dest="triggers_command", metavar="TRIGGERS_COMMAND",
+                                       help="one of:")
     trigger_id = (("--id",), {"required": True, "help": "the trigger's id (from add or list)"})
 
     add = _command(commands, "add", _add, "add a trigger on a table's enabled stream")
