@@ -1,4 +1,22 @@
-"""The ``shoal`` command."""
+"""The ``shoal`` command.
+
+``build_parser()`` builds the whole command line: ``serve`` here, the other
+commands (``iam``, ``keys``, ``triggers``, ``tls``) in their own modules.
+Every command sets a ``handler`` default, which ``main`` calls with the
+parsed arguments.
+
+Every ``serve`` option can also be set by an environment variable, named in
+its help as ``(env SHOAL_...; default ...)``: ``SERVE_OPTIONS`` is the one
+table of them.  The command line wins over the variable.  A flag's variable
+turns it on with 1, true, yes or on and leaves it off with 0, false, no, off
+or nothing (in any case); any other value, like a wrong value of any
+variable, stops the command with a message naming the variable.
+
+Mistakes in the command line and failures at start-up are one line on
+stderr, beginning ``shoal:`` (or the command's name, for a usage mistake),
+that says what to change; the exit code is 2 for a usage mistake and 1 for
+anything else.
+"""
 
 from __future__ import annotations
 
@@ -6,17 +24,62 @@ import argparse
 import logging
 import os
 import sys
+from dataclasses import dataclass
+from typing import Callable
 
 from shoal import __version__
 from shoal.server.committer import DEFAULT_GROUP_COMMIT_WAIT_S
 
-
-def _env(name: str, default):
-    return os.environ.get(name, default)
-
-
 MAX_AUTO_WORKERS = 8
+MAX_WORKERS = 256
 MAX_GROUP_COMMIT_WAIT_MS = 1000
+TRUE_WORDS = ("1", "true", "yes", "on")
+FALSE_WORDS = ("", "0", "false", "no", "off")
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse, but a mistake is one line that points to ``--help``
+    instead of the whole usage (``serve``'s alone is a dozen lines)."""
+
+    def error(self, message: str):
+        self.exit(2, f"{self.prog}: {message}; see {self.prog} --help\n")
+
+
+class _FromEnvironment(str):
+    """An option's value read from its environment variable.
+
+    argparse converts a string default with the option's ``type`` as if it had
+    been given on the command line (and only when it was not); the variable's
+    text is handed over as this ``str`` so that the converter can name the
+    variable when the text is wrong.
+    """
+
+    variable: str
+
+    def __new__(cls, text: str, variable: str) -> "_FromEnvironment":
+        value = super().__new__(cls, text)
+        value.variable = variable
+        return value
+
+
+def _converter(convert: Callable[[str], object], what: str) -> Callable[[str], object]:
+    """An argparse ``type``: ``convert``, with a ``ValueError`` worded as
+    ``invalid <what> value`` and, for a value from the environment, the
+    variable it came from."""
+
+    def parse(text: str):
+        try:
+            return convert(text)
+        except argparse.ArgumentTypeError as exc:
+            reason = str(exc)
+        except ValueError:
+            reason = f"invalid {what} value: {text!r}"
+        if isinstance(text, _FromEnvironment):
+            reason += f" (from ${text.variable})"
+        raise argparse.ArgumentTypeError(reason)
+
+    parse.__name__ = what
+    return parse
 
 
 def _workers(text: str) -> int:
@@ -28,90 +91,190 @@ def _workers(text: str) -> int:
             cpus = os.cpu_count() or 1
         return max(1, min(cpus, MAX_AUTO_WORKERS))
     try:
-        return int(text)
+        count = int(text)
     except ValueError:
         raise argparse.ArgumentTypeError(f"expected a number or 'auto', not {text!r}") from None
+    if not 1 <= count <= MAX_WORKERS:
+        raise argparse.ArgumentTypeError(f"expected a number from 1 to {MAX_WORKERS} or 'auto', not {text!r}")
+    return count
+
+
+def _port(text: str) -> int:
+    try:
+        port = int(text)
+    except ValueError:
+        port = -1
+    if not 0 <= port <= 65535:
+        raise argparse.ArgumentTypeError(f"expected a port number from 0 to 65535, not {text!r}")
+    return port
+
+
+def _seconds(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        value = -1.0
+    if not 0 < value < float("inf"):
+        raise argparse.ArgumentTypeError(f"expected a positive number of seconds, not {text!r}")
+    return value
+
+
+def switch(text: str) -> bool:
+    """A flag's environment variable: on or off, as the module docstring says."""
+    word = text.strip().lower()
+    if word in TRUE_WORDS:
+        return True
+    if word in FALSE_WORDS:
+        return False
+    raise argparse.ArgumentTypeError(f"expected {_words(TRUE_WORDS)} to turn it on, or "
+                                     f"{_words([w for w in FALSE_WORDS if w])} to leave it off, not {text!r}")
+
+
+def _words(words) -> str:
+    return f"{', '.join(words[:-1])} or {words[-1]}"
+
+
+def _one_of(choices: tuple[str, ...]) -> Callable[[str], str]:
+    """A ``type`` that checks choices itself: argparse checks ``choices``
+    on the command line only, not in a converted default."""
+
+    def choose(text: str) -> str:
+        if text not in choices:
+            raise argparse.ArgumentTypeError(
+                f"invalid choice: {text!r} (choose from {', '.join(map(repr, choices))})")
+        return text
+
+    return choose
+
+
+class _Flag(argparse.Action):
+    """A ``store_true`` flag whose default may come from its variable (through ``switch``)."""
+
+    def __init__(self, option_strings, dest, default=None, type=None, help=None) -> None:
+        super().__init__(option_strings, dest, nargs=0, default=default, type=type, help=help)
+
+    def __call__(self, parser, namespace, values, option_string=None) -> None:
+        setattr(namespace, self.dest, True)
+
+
+@dataclass(frozen=True)
+class ServeOption:
+    """One option of ``shoal serve`` and its environment variable."""
+
+    flag: str
+    env: str
+    help: str
+    #: The default, as text parsed like the command line's; None for no value.
+    default: str | None = None
+    #: How the default reads in the help, when not the text itself.
+    shown_default: str | None = None
+    #: Converts the text (wrapped by ``_converter``; a ``ValueError`` reads
+    #: ``invalid <its __name__> value``); None keeps it a string.
+    type: Callable[[str], object] | None = None
+    choices: tuple[str, ...] | None = None
+    #: A flag that takes no value (on when given, or by its variable).
+    is_flag: bool = False
+    metavar: str | None = None
+
+    def help_text(self) -> str:
+        shown = self.shown_default or self.default
+        if self.is_flag:
+            shown = "off"
+        return f"{self.help} (env {self.env}{f'; default {shown}' if shown else ''})"
+
+
+_GROUP_COMMIT_DEFAULT = f"{DEFAULT_GROUP_COMMIT_WAIT_S * 1000:g}"
+
+SERVE_OPTIONS: tuple[ServeOption, ...] = (
+    ServeOption("--host", "SHOAL_HOST", "address to listen on; 0.0.0.0 for every address of this machine",
+                "127.0.0.1"),
+    ServeOption("--port", "SHOAL_PORT", "port to listen on, 0 for a free one", "8000", type=_port),
+    ServeOption("--data-dir", "SHOAL_DATA_DIR", "where data is stored", "./shoal-data", metavar="DIR"),
+    ServeOption("--workers", "SHOAL_WORKERS", "server processes sharing the port and the data directory, or "
+                f"'auto': one per CPU this process may run on, at most {MAX_AUTO_WORKERS}", "auto",
+                type=_workers, metavar="N"),
+    ServeOption("--region", "SHOAL_REGION", "region of the requests that carry no credential scope",
+                "us-east-1"),
+    ServeOption("--change-retention", "SHOAL_CHANGE_RETENTION", "seconds to keep the change log that "
+                "streams read", "86400", type=_seconds, metavar="SECONDS"),
+    ServeOption("--group-commit-wait-ms", "SHOAL_GROUP_COMMIT_WAIT_MS", "while the server is busy, how long "
+                "at most a small group of writes waits for more to share its durable commit: more "
+                "throughput, longer write latency under load; 0 commits on every turn of the event loop",
+                _GROUP_COMMIT_DEFAULT, type=float, metavar="MS"),
+    ServeOption("--log-level", "SHOAL_LOG_LEVEL", "what is logged on stderr", "warning",
+                choices=("debug", "info", "warning", "error")),
+    ServeOption("--auth", "SHOAL_AUTH", "request authentication: 'off' accepts any credentials; 'sigv4' "
+                "verifies signatures and IAM policies", shown_default="off on a loopback address, sigv4 on "
+                "any other", choices=("off", "sigv4")),
+    ServeOption("--allow-unauthenticated", "SHOAL_ALLOW_UNAUTHENTICATED", "allow --auth off on an address "
+                "other than loopback", is_flag=True),
+    ServeOption("--tls-cert", "SHOAL_TLS_CERT", "PEM certificate (chain) file: serve HTTPS, TLS 1.2 and "
+                "newer", metavar="FILE"),
+    ServeOption("--tls-key", "SHOAL_TLS_KEY", "PEM private key file of --tls-cert", metavar="FILE"),
+    ServeOption("--tls-self-signed", "SHOAL_TLS_SELF_SIGNED", "serve HTTPS with a self-signed certificate "
+                "for localhost, 127.0.0.1 and ::1 (and --host), made on first use and kept in <data "
+                "dir>/tls/; the start-up output says where it is, for clients to trust it with "
+                "AWS_CA_BUNDLE", is_flag=True),
+    ServeOption("--audit-log", "SHOAL_AUDIT_LOG", "with --auth sigv4: JSON-lines audit log of "
+                "authentication failures, denials and IAM changes, rotated at 10 MB, 5 kept",
+                shown_default="<data dir>/audit.log", metavar="FILE"),
+    ServeOption("--prewarm", "SHOAL_PREWARM", "at start, read the stored data into memory and map it (in "
+                "the background), so the first reads of a large table do not wait for disk or page faults; "
+                "the pages are the OS page cache, shared by the workers", is_flag=True),
+    ServeOption("--master-key-file", "SHOAL_MASTER_KEY_FILE", "encrypt the data directory at rest under "
+                "this 32-byte master key (hex or base64), or give the key itself in SHOAL_MASTER_KEY",
+                metavar="FILE"),
+)
+
+
+def _add_serve_option(parser: argparse.ArgumentParser, option: ServeOption) -> None:
+    text = os.environ.get(option.env)
+    default = _FromEnvironment(text, option.env) if text is not None else option.default
+    if option.is_flag:
+        parser.add_argument(option.flag, action=_Flag, default=default if default is not None else "off",
+                            type=_converter(switch, "flag"), help=option.help_text())
+        return
+    kwargs = {"default": default, "help": option.help_text(), "metavar": option.metavar}
+    if option.choices:
+        kwargs["choices"] = option.choices
+        kwargs["type"] = _converter(_one_of(option.choices), "choice")
+    else:  # str for text, so that a value from the environment is a plain str too
+        convert = option.type or str
+        kwargs["type"] = _converter(convert, convert.__name__)
+    parser.add_argument(option.flag, **kwargs)
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="shoal",
         description="Shoal: a DynamoDB-compatible database server with durable embedded storage.",
     )
-    parser.add_argument("--version", action="version", version=f"shoal {__version__}")
-    commands = parser.add_subparsers(dest="command", metavar="COMMAND")
+    parser.add_argument("--version", action="version", version=f"shoal {__version__}",
+                        help="print the version and exit")
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND", help="one of:")
 
     serve = commands.add_parser(
         "serve",
         help="serve the DynamoDB API",
-        description="Serve the DynamoDB API over HTTP, storing data in --data-dir.",
+        description="Serve the DynamoDB API over HTTP (or HTTPS), storing data in --data-dir.",
+        epilog="Each option can also be set by the environment variable named in its help; the command "
+               f"line wins. A flag's variable turns it on with {_words(TRUE_WORDS)} and leaves it off with "
+               f"{', '.join(w for w in FALSE_WORDS if w)} or nothing (in any case).",
     )
-    serve.add_argument("--host", default=_env("SHOAL_HOST", "127.0.0.1"),
-                       help="address to listen on (env SHOAL_HOST; default 127.0.0.1)")
-    serve.add_argument("--port", type=int, default=int(_env("SHOAL_PORT", "8000")),
-                       help="port to listen on, 0 for a free one (env SHOAL_PORT; default 8000)")
-    serve.add_argument("--data-dir", default=_env("SHOAL_DATA_DIR", "./shoal-data"),
-                       help="where data is stored (env SHOAL_DATA_DIR; default ./shoal-data)")
-    serve.add_argument("--workers", type=_workers, default=_env("SHOAL_WORKERS", "auto"),
-                       help="server processes sharing the port and data directory, or 'auto': one per "
-                            f"CPU this process may run on, at most {MAX_AUTO_WORKERS} (env SHOAL_WORKERS; default auto)")
-    serve.add_argument("--region", default=_env("SHOAL_REGION", "us-east-1"),
-                       help="region for requests that carry no credential scope (default us-east-1)")
-    serve.add_argument("--change-retention", type=float, default=float(_env("SHOAL_CHANGE_RETENTION", "86400")),
-                       help="seconds to keep the change log that streams read (default 86400)")
-    serve.add_argument("--group-commit-wait-ms", type=float,
-                       default=_env("SHOAL_GROUP_COMMIT_WAIT_MS", f"{DEFAULT_GROUP_COMMIT_WAIT_S * 1000:g}"),
-                       help="while the server is busy, how long at most a small group of writes waits for more "
-                            "to share its durable commit: more throughput, longer write latency under load; "
-                            "0 commits on every turn of the event loop (env SHOAL_GROUP_COMMIT_WAIT_MS; "
-                            f"default {DEFAULT_GROUP_COMMIT_WAIT_S * 1000:g})")
-    serve.add_argument("--log-level", default=_env("SHOAL_LOG_LEVEL", "warning"),
-                       choices=["debug", "info", "warning", "error"])
-    serve.add_argument("--auth", choices=["off", "sigv4"], default=_env("SHOAL_AUTH", None),
-                       help="request authentication (env SHOAL_AUTH): 'off' accepts any credentials; "
-                            "'sigv4' verifies signatures and IAM policies. Default: off on a loopback "
-                            "address, sigv4 on any other")
-    serve.add_argument("--allow-unauthenticated", action="store_true",
-                       help="allow --auth off on an address other than loopback")
-    serve.add_argument("--tls-cert", default=_env("SHOAL_TLS_CERT", None),
-                       help="PEM certificate (chain) file: serve HTTPS, TLS 1.2 and newer (env SHOAL_TLS_CERT)")
-    serve.add_argument("--tls-key", default=_env("SHOAL_TLS_KEY", None),
-                       help="PEM private key file for --tls-cert (env SHOAL_TLS_KEY)")
-    serve.add_argument("--audit-log", default=_env("SHOAL_AUDIT_LOG", None),
-                       help="with --auth sigv4: JSON-lines audit log of authentication failures, denials "
-                            "and IAM changes, rotated at 10 MB, 5 kept (env SHOAL_AUDIT_LOG; "
-                            "default <data dir>/audit.log)")
-    serve.add_argument("--prewarm", action="store_true", default=_env("SHOAL_PREWARM", "") not in ("", "0"),
-                       help="at start, read the stored data into memory and map it (in the background), so "
-                            "the first reads of a large table do not wait for disk or page faults; the pages "
-                            "are the OS page cache, shared by the workers ($SHOAL_PREWARM=1)")
-    serve.add_argument("--master-key-file", default=_env("SHOAL_MASTER_KEY_FILE", None),
-                       help="encrypt the data directory at rest under this 32-byte master key (hex or base64; "
-                            "env SHOAL_MASTER_KEY_FILE, or the key itself in SHOAL_MASTER_KEY)")
+    for option in SERVE_OPTIONS:
+        _add_serve_option(serve, option)
+    serve.set_defaults(handler=serve_command)
 
     from shoal.auth.cli import add_iam_commands
     from shoal.keys_cli import add_keys_commands
+    from shoal.tls import add_tls_commands
+    from shoal.triggers.cli import add_trigger_commands
 
     add_iam_commands(commands)
     add_keys_commands(commands)
-    from shoal.triggers.cli import add_trigger_commands
-
     add_trigger_commands(commands)
+    add_tls_commands(commands)
     return parser
-
-
-def _tls_context(args):
-    """An SSL context for --tls-cert/--tls-key (TLS 1.2 and newer), or None."""
-    if not args.tls_cert and not args.tls_key:
-        return None
-    if not (args.tls_cert and args.tls_key):
-        raise ValueError("--tls-cert and --tls-key must be given together")
-    import ssl
-
-    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-    context.minimum_version = ssl.TLSVersion.TLSv1_2
-    context.load_cert_chain(args.tls_cert, args.tls_key)
-    return context
 
 
 def _is_loopback(host: str) -> bool:
@@ -137,26 +300,51 @@ def _auth_mode(args) -> str | None:
     return mode
 
 
+def _tls_options_problem(args) -> str | None:
+    """What is wrong with the combination of TLS options, or None."""
+    if args.tls_self_signed and (args.tls_cert or args.tls_key):
+        return ("--tls-self-signed makes its own certificate: give either it or --tls-cert and --tls-key, "
+                "not both (check SHOAL_TLS_SELF_SIGNED, SHOAL_TLS_CERT and SHOAL_TLS_KEY too)")
+    if bool(args.tls_cert) != bool(args.tls_key):
+        return "--tls-cert and --tls-key must be given together"
+    return None
+
+
+def _self_signed_hosts(host: str) -> list[str]:
+    """The names a self-signed certificate is for: the local ones, and the
+    listening address when it is a particular one (not 0.0.0.0 or ::)."""
+    from shoal.tls import LOCAL_HOSTS
+
+    hosts = list(LOCAL_HOSTS)
+    if host and host not in ("0.0.0.0", "::") and host not in hosts:
+        hosts.append(host)
+    return hosts
+
+
 def serve_command(args) -> int:
     from shoal.server.dispatch import Dispatcher
     from shoal.server.runner import serve
     from shoal.storage.datadir import DataDirError, open_data_dir
+    from shoal.tls import TlsError, self_signed_in, server_context
 
     logging.basicConfig(level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    if args.workers < 1:
-        print("shoal: --workers must be at least 1", file=sys.stderr)
-        return 2
     if not 0 <= args.group_commit_wait_ms <= MAX_GROUP_COMMIT_WAIT_MS:
         print(f"shoal: --group-commit-wait-ms must be between 0 and {MAX_GROUP_COMMIT_WAIT_MS}", file=sys.stderr)
         return 2
     auth = _auth_mode(args)
     if auth is None:
         return 2
-    try:
-        ssl_context = _tls_context(args)
-    except (OSError, ValueError) as exc:
-        print(f"shoal: cannot use the TLS certificate and key: {exc}", file=sys.stderr)
+    problem = _tls_options_problem(args)
+    if problem:
+        print(f"shoal: {problem}", file=sys.stderr)
         return 2
+    ssl_context = None
+    if args.tls_cert:
+        try:
+            ssl_context = server_context(args.tls_cert, args.tls_key)
+        except TlsError as exc:
+            print(f"shoal: {exc}", file=sys.stderr)
+            return 1
     data_dir = args.data_dir
     from shoal.keys_cli import master_key_from
     from shoal.storage.keyring import KeyringError
@@ -173,6 +361,19 @@ def serve_command(args) -> int:
     except DataDirError as exc:
         print(f"shoal: {exc}", file=sys.stderr)
         return 1
+    tls_note = ""
+    if args.tls_self_signed:
+        # After the data directory is initialised: a fresh one must be empty.
+        hosts = _self_signed_hosts(args.host)
+        try:
+            cert, key, _made = self_signed_in(data_dir, hosts)
+            ssl_context = server_context(cert, key)
+        except TlsError as exc:
+            print(f"shoal: {exc}", file=sys.stderr)
+            return 1
+        cert = os.path.abspath(cert)
+        tls_note = (f"Self-signed TLS certificate for {', '.join(hosts)}: {cert} "
+                    f"(clients trust it with AWS_CA_BUNDLE={cert})\n")
     credentials_note = ""
     if auth == "sigv4":
         from shoal.auth.iam import bootstrap_root
@@ -201,7 +402,7 @@ def serve_command(args) -> int:
 
     def on_ready(url: str) -> None:
         print(
-            f"Shoal {__version__} serving the DynamoDB API at {url} "
+            f"{tls_note}Shoal {__version__} serving the DynamoDB API at {url} "
             f"(data directory: {os.path.abspath(data_dir)}, workers: {args.workers}, "
             f"auth: {auth}{credentials_note}{', encrypted at rest' if master_key else ''})",
             flush=True,
@@ -221,8 +422,77 @@ def serve_command(args) -> int:
         return serve(handler_factory, args.host, args.port, workers=args.workers, ssl_context=ssl_context,
                      on_ready=on_ready, on_worker_exit=on_worker_exit)
     except OSError as exc:
-        print(f"shoal: cannot listen on {args.host}:{args.port}: {exc.strerror or exc}", file=sys.stderr)
+        print(f"shoal: {_listen_error(exc, args.host, args.port)}", file=sys.stderr)
         return 1
+
+
+def _listen_error(exc: OSError, host: str, port: int) -> str:
+    """Why the server could not listen on host:port, and what to change."""
+    import errno
+    import socket
+
+    where = f"{host}:{port}"
+    if isinstance(exc, socket.gaierror):
+        return (f"cannot listen on {where}: {host} is not a known host name ({exc.strerror}); "
+                "give an address of this machine with --host or SHOAL_HOST")
+    if exc.errno == errno.EADDRINUSE:
+        holder = _port_holder(port)
+        by = f" by {holder}" if holder else ""
+        return (f"cannot listen on {where}: the port is already in use{by}; choose another with --port "
+                "or SHOAL_PORT (0 picks a free one), or stop that process")
+    if exc.errno == errno.EADDRNOTAVAIL:
+        return (f"cannot listen on {where}: {host} is not an address of this machine; give one with "
+                "--host or SHOAL_HOST (127.0.0.1 for this machine only, 0.0.0.0 for all its addresses)")
+    if exc.errno == errno.EACCES and 0 < port < 1024:
+        return (f"cannot listen on {where}: ports below 1024 need privileges; choose a port from 1024 up "
+                "with --port or SHOAL_PORT")
+    return f"cannot listen on {where}: {exc.strerror or exc}"
+
+
+def _port_holder(port: int) -> str | None:
+    """Which process listens on TCP ``port``, as ``process <pid> (<command>)``,
+    when this system says (Linux's /proc, for this user's processes); else None."""
+    inodes = set()
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        try:
+            with open(table) as handle:
+                rows = handle.read().splitlines()[1:]
+        except OSError:
+            continue
+        for row in rows:
+            fields = row.split()
+            # local address "hex ip:hex port", state 0A is LISTEN, inode in column 10
+            if len(fields) > 9 and fields[3] == "0A" and int(fields[1].rsplit(":", 1)[1], 16) == port:
+                inodes.add(f"socket:[{fields[9]}]")
+    if not inodes:
+        return None
+    try:
+        pids = [name for name in os.listdir("/proc") if name.isdigit()]
+    except OSError:
+        return None
+    for pid in pids:
+        try:
+            fds = os.listdir(f"/proc/{pid}/fd")
+        except OSError:
+            continue
+        for fd in fds:
+            try:
+                target = os.readlink(f"/proc/{pid}/fd/{fd}")
+            except OSError:
+                continue
+            if target in inodes:
+                return f"process {pid} ({_command_line(pid)})"
+    return None
+
+
+def _command_line(pid: str) -> str:
+    try:
+        with open(f"/proc/{pid}/cmdline", "rb") as handle:
+            words = handle.read().rstrip(b"\0").split(b"\0")
+    except OSError:
+        return "?"
+    text = " ".join(word.decode(errors="replace") for word in words)
+    return text if len(text) <= 80 else text[:77] + "..."
 
 
 def _start_prewarm(engine):
@@ -246,12 +516,11 @@ def _start_prewarm(engine):
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
-    if args.command == "serve":
-        return serve_command(args)
-    if args.command in ("iam", "keys", "triggers"):
-        return args.handler(args)
-    parser.print_help()
-    return 0
+    handler = getattr(args, "handler", None)
+    if handler is None:
+        parser.print_help()
+        return 0
+    return handler(args)
 
 
 if __name__ == "__main__":
