@@ -19,16 +19,19 @@ restarts.
 
 from __future__ import annotations
 
+from __future__ import annotations
+
 import datetime
 import ipaddress
 import os
 import ssl
+from typing import TYPE_CHECKING
 
-from cryptography import x509
-from cryptography.exceptions import UnsupportedAlgorithm
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
+# cryptography is imported where a certificate is made or examined: every
+# ``shoal`` command builds the ``tls`` parser, and a plain ``serve`` has no
+# certificate at all.
+if TYPE_CHECKING:
+    from cryptography import x509
 
 #: The names a local client reaches the default ``--host`` by.
 LOCAL_HOSTS = ("localhost", "127.0.0.1", "::1")
@@ -71,6 +74,10 @@ def _read(path: str, what: str) -> bytes:
 
 def _why_unusable(cert_file: str, cert_pem: bytes, key_file: str, key_pem: bytes) -> str | None:
     """Why OpenSSL refused a certificate and key, in words (it only says "PEM lib")."""
+    from cryptography import x509
+    from cryptography.exceptions import UnsupportedAlgorithm
+    from cryptography.hazmat.primitives import serialization
+
     try:
         certificate = x509.load_pem_x509_certificates(cert_pem)[0]
     except ValueError:
@@ -91,6 +98,11 @@ def _why_unusable(cert_file: str, cert_pem: bytes, key_file: str, key_pem: bytes
 def make_certificate(hosts, *, validity: datetime.timedelta = VALIDITY) -> tuple[bytes, bytes]:
     """A new self-signed server certificate naming ``hosts`` (DNS names or IP
     addresses), and its private key (ECDSA P-256), both PEM."""
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
+
     hosts = list(dict.fromkeys(hosts))
     if not hosts:
         raise TlsError("a certificate needs at least one host name")
@@ -118,6 +130,8 @@ def make_certificate(hosts, *, validity: datetime.timedelta = VALIDITY) -> tuple
 
 
 def _general_name(host: str) -> x509.GeneralName:
+    from cryptography import x509
+
     try:
         return x509.IPAddress(ipaddress.ip_address(host))
     except ValueError:
@@ -187,6 +201,8 @@ def _reusable(cert_path: str, key_path: str, hosts) -> bool:
         return False
     if _why_unusable(cert_path, cert_pem, key_path, key_pem) is not None:
         return False
+    from cryptography import x509
+
     certificate = x509.load_pem_x509_certificate(cert_pem)
     if certificate.not_valid_after_utc - datetime.datetime.now(datetime.timezone.utc) < RENEW_BEFORE:
         return False
@@ -195,6 +211,8 @@ def _reusable(cert_path: str, key_path: str, hosts) -> bool:
 
 def certificate_hosts(certificate: x509.Certificate) -> list[str]:
     """The DNS names and IP addresses a certificate names (its subject alternative names)."""
+    from cryptography import x509
+
     try:
         names = certificate.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
     except x509.ExtensionNotFound:
