@@ -184,11 +184,24 @@ def self_signed_in(data_dir, hosts=LOCAL_HOSTS) -> tuple[str, str, bool]:
     reused when it names every one of ``hosts`` and is valid for more than
     ``RENEW_BEFORE``, otherwise made anew.  Returns (cert path, key path,
     whether it was made now)."""
+    import fcntl
+
     directory = os.path.join(os.fspath(data_dir), DATA_DIR_SUBDIR)
     cert_path, key_path = os.path.join(directory, CERT_NAME), os.path.join(directory, KEY_NAME)
-    if _reusable(cert_path, key_path, hosts):
-        return cert_path, key_path, False
-    return (*write_certificate(directory, hosts), True)
+    try:
+        os.makedirs(directory, exist_ok=True)
+        fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY)
+    except OSError as exc:
+        raise TlsError(f"cannot make the directory {directory} for the certificate ({exc.strerror})") from None
+    try:
+        # Two servers starting on one data directory must not each write half
+        # of a pair (one's key beside the other's certificate).
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        if _reusable(cert_path, key_path, hosts):
+            return cert_path, key_path, False
+        return (*write_certificate(directory, hosts), True)
+    finally:
+        os.close(fd)  # releases the lock
 
 
 def _reusable(cert_path: str, key_path: str, hosts) -> bool:
