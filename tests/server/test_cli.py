@@ -338,7 +338,8 @@ def test_a_port_in_use_names_the_process_and_the_options(tmp_path):
         for workers in ("1", "2"):
             err = _refused("--data-dir", str(tmp_path / "d"), "--port", str(port), "--workers", workers, code=1)
             assert f"cannot listen on 127.0.0.1:{port}: the port is already in use" in err
-            assert f"process {os.getpid()} (" in err
+            if os.path.exists("/proc/net/tcp"):  # where the holder can be found
+                assert f"by process {os.getpid()} (" in err
             assert "--port or SHOAL_PORT (0 picks a free one)" in err
 
 
