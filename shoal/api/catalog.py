@@ -290,3 +290,54 @@ class Catalog:
         skip = len(first)
         for key, _ in txn.scan("meta", start, stop):
             yield key[skip:].decode()
+
+
+class PinnedCatalog:
+    """The catalog as one authorized request sees it: a table that
+    authorization resolved is answered only while it is still that table.
+
+    Authorization reads key attribute names (``dynamodb:LeadingKeys`` and the
+    like) in its own read transaction; the operation looks the table up again
+    in its own.  If in between the table was deleted and re-created (or an
+    index re-created) with other keys, the permission was decided on keys the
+    request no longer touches, so here the table is gone:
+    ``ResourceNotFoundException``, as if the request had come a moment later
+    than the deletion and sooner than the creation.
+
+    ``pins`` maps (region, TableName as sent) to (table_id or None, {index
+    name: key attribute names or None}) as authorization saw them.
+    """
+
+    __slots__ = ("catalog", "pins")
+
+    def __init__(self, catalog: Catalog, pins: dict) -> None:
+        self.catalog = catalog
+        self.pins = pins
+
+    def __getattr__(self, name: str):
+        return getattr(self.catalog, name)
+
+    def get(self, txn, region: str, name: str) -> Table | None:
+        table = self.catalog.get(txn, region, name)
+        pin = self.pins.get((region, name))
+        if pin is None or table is None and pin[0] is None:
+            return table
+        table_id, indexes = pin
+        if table is None or table.table_id != table_id:
+            return None
+        for index_name, keys in indexes.items():
+            index = table.index_map.get(index_name)
+            if (None if index is None else key_names(index)) != keys:
+                return None
+        return table
+
+    def require(self, txn, region: str, name: str) -> Table:
+        table = self.get(txn, region, name)
+        if table is None:
+            raise ResourceNotFoundException("Requested resource not found")
+        return table
+
+
+def key_names(table_or_index) -> tuple:
+    """The key attribute names of a table or index, partition key first."""
+    return tuple(name for name, _ in table_or_index.key_schema)

@@ -25,6 +25,7 @@ import os
 import time
 
 from shoal.api import resource_policies
+from shoal.api.catalog import key_names
 from shoal.api.streams import iterator_stream_arn
 from shoal.auth.actions import find_denial, request_context
 from shoal.auth.audit import DEFAULT_FILE, AuditLog
@@ -75,36 +76,43 @@ class Gate:
     # -- authorization --------------------------------------------------------------------
 
     def authorize(self, credentials: Credentials, operation: str, data: dict, request,
-                  request_id: str | None = None) -> None:
-        """Raise AccessDeniedException unless the signer may run ``operation``."""
+                  request_id: str | None = None) -> dict | None:
+        """Raise AccessDeniedException unless the signer may run ``operation``.
+
+        Returns the tables whose keys the decision read, for ``PinnedCatalog``
+        (the operation then runs on those tables only if they are unchanged),
+        or None when it read none."""
         principal = credentials.identity.principal
         region = credentials.region
         peer = request.peer[0] if request.peer else None
         context = request_context(peer, request.secure, self.clock())
+        pins: dict = {}
         with self.engine.read() as txn:
             if principal.is_root and not resource_policies.any_policy(txn):
-                return  # root needs no identity policy; only a resource policy could deny it
+                return None  # root needs no identity policy; only a resource policy could deny it
             denial = find_denial(principal, operation, data, region, self.account,
-                                 self._key_lookup(txn, region), request_context=context,
+                                 self._key_lookup(txn, region, pins), request_context=context,
                                  lookup_resource_policy=self._policy_lookup(txn),
                                  lookup_iterator_stream=lambda text: iterator_stream_arn(self.engine, txn, text))
         if denial is None:
-            return
+            return pins or None
         check, decision = denial
         message = denied_message(principal, check.action, check.resource, decision)
         self._audit(principal.arn, request, check.action, check.resource, "deny", decision.reason, request_id)
         raise AccessDeniedException(message)
 
-    def _key_lookup(self, txn, region: str):
+    def _key_lookup(self, txn, region: str, pins: dict):
+        """Key names for the decision, each table's identity recorded in ``pins``."""
         def lookup(table_name: str, index_name: str | None):
             table = self.catalog.get(txn, region, table_name)
+            pin = pins.setdefault((region, table_name), (table.table_id if table else None, {}))
             if table is None:
                 return None
+            found = table if index_name is None else table.index_map.get(index_name)
+            names = None if found is None else key_names(found)
             if index_name is not None:
-                table = table.index_map.get(index_name)
-                if table is None:
-                    return None
-            return tuple(name for name, _ in table.key_schema)
+                pin[1][index_name] = names
+            return names
         return lookup
 
     def _policy_lookup(self, txn):

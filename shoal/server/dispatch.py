@@ -21,7 +21,7 @@ import zlib
 import orjson
 
 from shoal.api import DEFAULT_ACCOUNT, DEFAULT_REGION, Context, operations
-from shoal.api.catalog import Catalog
+from shoal.api.catalog import Catalog, PinnedCatalog
 from shoal.api.indexes import IndexJobs
 from shoal.api.shapes import ShapeValidator
 from shoal.api.streams import Materializer, Trimmer
@@ -236,17 +236,20 @@ class Dispatcher:
             raise SerializationException() from None
         deferred = validator is self.validator and operation in DEFERRED_ITEM_CHECKS
         validator.validate(operation, data, defer_items=deferred)
+        catalog = self.catalog
         if self.gate is not None:
             try:
-                self.gate.authorize(credentials, operation, data, request, request_id)
+                pins = self.gate.authorize(credentials, operation, data, request, request_id)
             except ShoalError:
                 if deferred:  # a request DynamoDB finds malformed is refused as such first
                     validator.validate(operation, data)
                 raise
+            if pins:  # the operation runs on the tables the decision saw, or finds them gone
+                catalog = PinnedCatalog(catalog, pins)
         handler = self.operations.get(operation)
         if handler is None:
             raise NotImplementedOperation(operation)
-        ctx = Context(region, DEFAULT_ACCOUNT, self.engine, self.catalog, access_key)
+        ctx = Context(region, DEFAULT_ACCOUNT, self.engine, catalog, access_key)
 
         def job() -> bytes:
             try:

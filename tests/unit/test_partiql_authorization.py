@@ -314,3 +314,48 @@ def test_authorized_action_and_table_are_what_the_executor_runs(world, generated
                 assert ("dynamodb:PartiQLSelect", item["tbl"]["S"]) in allowed, (body, checked)
     # nothing is ever checked on another resource than a table or index of the statements
     assert all(c.resource.startswith(PREFIX) for c in checked)
+
+
+# ---------------------------------------------------------------- the operation runs on the table authorized
+
+
+def test_a_table_recreated_after_authorization_is_not_the_one_authorized(tmp_path):
+    """The gate reads key names in its own transaction; if the table is
+    deleted and re-created with other keys before the operation runs, the
+    operation finds no table rather than running on keys nobody authorized."""
+    from shoal.api.catalog import PinnedCatalog
+    from shoal.auth.gate import Gate
+
+    engine = LmdbEngine(tmp_path / "db", sync=False)
+    try:
+        catalog = Catalog(engine)
+        ctx = Context(REGION, DEFAULT_ACCOUNT, engine, catalog)
+        _create(ctx)
+        gate = Gate(engine, tmp_path, catalog)
+        pins: dict = {}
+        with engine.read() as txn:
+            lookup = gate._key_lookup(txn, REGION, pins)
+            assert lookup("events", "by_kind") == ("kind", "ts") and lookup("odd.name-1", None) == ("pk",)
+            assert lookup("missing", None) is None
+        pinned = PinnedCatalog(catalog, pins)
+        with engine.read() as txn:
+            assert pinned.require(txn, REGION, "events").name == "events"
+            assert pinned.get(txn, REGION, "missing") is None
+        tables.delete_table(ctx, {"TableName": "odd.name-1"})
+        tables.create_table(ctx, {"TableName": "odd.name-1", "BillingMode": "PAY_PER_REQUEST",
+                                  "KeySchema": [{"AttributeName": "other", "KeyType": "HASH"}],
+                                  "AttributeDefinitions": [{"AttributeName": "other", "AttributeType": "S"}]})
+        tables.create_table(ctx, {"TableName": "missing", "BillingMode": "PAY_PER_REQUEST",
+                                  "KeySchema": [{"AttributeName": "k", "KeyType": "HASH"}],
+                                  "AttributeDefinitions": [{"AttributeName": "k", "AttributeType": "S"}]})
+        with engine.read() as txn:
+            assert catalog.get(txn, REGION, "odd.name-1") is not None
+            assert pinned.get(txn, REGION, "odd.name-1") is None
+            assert pinned.get(txn, REGION, "missing") is None  # created after the decision
+            with pytest.raises(ShoalError) as err:
+                pinned.require(txn, REGION, "odd.name-1")
+            assert err.value.type_name == "ResourceNotFoundException"
+            assert pinned.get(txn, REGION, "events").name == "events"  # unchanged: still answered
+            assert pinned.iter_names is not None  # the rest of the catalog's surface passes through
+    finally:
+        engine.close()
