@@ -1,7 +1,7 @@
 """The ``shoal`` command.
 
 ``build_parser()`` builds the whole command line: ``serve`` here, the other
-commands (``iam``, ``keys``, ``triggers``, ``tls``) in their own modules.
+commands (``iam``, ``keys``, ``triggers``, ``tls``, ``demo``) in their own modules.
 Every command sets a ``handler`` default, which ``main`` calls with the
 parsed arguments.
 
@@ -266,6 +266,7 @@ def build_parser() -> argparse.ArgumentParser:
     serve.set_defaults(handler=serve_command)
 
     from shoal.auth.cli import add_iam_commands
+    from shoal.demo import add_demo_command
     from shoal.keys_cli import add_keys_commands
     from shoal.tls import add_tls_commands
     from shoal.triggers.cli import add_trigger_commands
@@ -274,6 +275,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_keys_commands(commands)
     add_trigger_commands(commands)
     add_tls_commands(commands)
+    add_demo_command(commands)
     return parser
 
 
