@@ -431,3 +431,21 @@ def test_main_runs_the_handler_of_any_command(capsys):
                     isinstance(a, argparse._SubParsersAction) for a in sub._actions), (*path, name)
     assert cli.main(["keys", "generate"]) == 0
     assert len(capsys.readouterr().out.strip()) == 64
+
+
+def test_output_cut_short_by_its_reader_is_no_traceback(tmp_path):
+    """`shoal iam list-users | head -c 10`: the reader closes the pipe while
+    the command still writes (the listing is larger than a pipe's buffer)."""
+    from shoal.auth.iam import IamStore
+    from shoal.storage.datadir import open_data_dir
+
+    data_dir = tmp_path / "d"
+    engine = open_data_dir(data_dir)
+    store = IamStore(engine, data_dir)
+    for n in range(600):
+        store.create_user(f"user{n:04d}")
+    engine.close()
+    done = subprocess.run(f"{sys.executable} -m shoal iam list-users --data-dir {data_dir} | head -c 10",
+                          shell=True, capture_output=True, text=True, timeout=60)
+    assert done.stdout == '{\n    "Use'
+    assert "Traceback" not in done.stderr and "BrokenPipe" not in done.stderr, done.stderr
