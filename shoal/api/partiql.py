@@ -110,6 +110,16 @@ def request_statements(operation: str, request: dict) -> list:
     return parsed
 
 
+def reads_only(operation: str, request: dict) -> bool:
+    """True when the request's statements are all SELECTs, or it fails
+    before running any: it writes nothing, so it need not wait for a commit."""
+    try:
+        parsed = request_statements(operation, request)
+    except ShoalError:
+        return True
+    return all(isinstance(p, ShoalError) or isinstance(p[0], ast.Select) for p in parsed)
+
+
 # What the expression layer (and an item write's request envelope) puts before
 # an expression's errors; a statement's errors are DynamoDB's without it.
 _EXPRESSION_ERROR = re.compile(r"(?:1 validation error detected: )?Invalid (?:Filter|Condition)Expression: ")

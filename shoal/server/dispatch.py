@@ -23,6 +23,7 @@ import orjson
 from shoal.api import DEFAULT_ACCOUNT, DEFAULT_REGION, Context, operations
 from shoal.api.catalog import Catalog, PinnedCatalog
 from shoal.api.indexes import IndexJobs
+from shoal.api.partiql import OPERATIONS as PARTIQL_OPERATIONS, reads_only
 from shoal.api.shapes import ShapeValidator
 from shoal.api.streams import Materializer, Trimmer
 from shoal.api.ttl import Sweeper
@@ -186,8 +187,8 @@ class Dispatcher:
             return _unknown_operation_404(request_id)
         response_type = "application/json" if content_type == "application/json" else JSON_TYPES[0]
         try:
-            operation, job = self._prepare(request, request_id)
-            if operation in WRITE_OPERATIONS and self.group_commit:
+            writes, job = self._prepare(request, request_id)
+            if writes and self.group_commit:
                 return self._respond_later(request_id, response_type, self.committer.submit(job), request.headers)
             body = job()
         except Exception as exc:
@@ -206,8 +207,10 @@ class Dispatcher:
         return _response(request_id, response_type, 200, body)
 
     def _prepare(self, request: Request, request_id: str | None = None):
-        """Route and validate a request; return (operation, a job that runs it
-        and returns the response body)."""
+        """Route and validate a request; return (whether it writes, a job that
+        runs it and returns the response body).  Whether it writes is decided
+        by what it does: a PartiQL request whose statements are all SELECTs is a
+        read, and does not wait for a group commit."""
         target = request.headers.get("x-amz-target", "")
         if target.startswith(DYNAMODB_PREFIX):
             operation, validator = target[len(DYNAMODB_PREFIX) :], self.validator
@@ -260,7 +263,8 @@ class Dispatcher:
                 raise
             return result if isinstance(result, bytes) else orjson.dumps(result)
 
-        return operation, job
+        writes = operation in WRITE_OPERATIONS and not (operation in PARTIQL_OPERATIONS and reads_only(operation, data))
+        return writes, job
 
     def _sts(self, request: Request, request_id: str) -> Response:
         """The STS query-protocol endpoint (AssumeRole, GetCallerIdentity)."""
