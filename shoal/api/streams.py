@@ -205,23 +205,36 @@ def apply_stream_specification(txn, table, spec: dict | None, now: float, creati
     request's shape (StreamViewType present iff enabling) is checked by the
     caller.
     """
-    if spec is None:
+    if not check_stream_specification(txn, table, spec, creating):
         return
     history = _load_json(txn, _table_streams_key(table.prefix)) or []
     current = history[-1] if history and history[-1]["until"] is None else None
     head = _head_seq(txn)
     if spec.get("StreamEnabled"):
-        if current is not None:
-            raise ValidationException(f"Table already has an enabled stream: TableName: {table.name}")
         history.append({"id": _create_stream(txn, table, spec["StreamViewType"], now, head), "from": head,
                         "until": None})
     else:
-        if current is None:
-            if creating:
-                return
-            raise ValidationException(f"Table has no stream to disable: TableName: {table.name}")
         _end_stream(txn, current, head, now)
     txn.put("meta", _table_streams_key(table.prefix), orjson.dumps(history))
+
+
+def check_stream_specification(txn, table, spec: dict | None, creating: bool = False) -> bool:
+    """Whether ``spec`` changes the table's stream; raises DynamoDB's error if
+    it cannot (enabling an enabled stream, disabling none).  Reads only, so an
+    operation can check every part of a request before it writes any."""
+    if spec is None:
+        return False
+    history = _load_json(txn, _table_streams_key(table.prefix)) or []
+    enabled = bool(history) and history[-1]["until"] is None
+    if spec.get("StreamEnabled"):
+        if enabled:
+            raise ValidationException(f"Table already has an enabled stream: TableName: {table.name}")
+        return True
+    if not enabled:
+        if creating:
+            return False
+        raise ValidationException(f"Table has no stream to disable: TableName: {table.name}")
+    return True
 
 
 def on_table_deleted(txn, table, now: float) -> None:

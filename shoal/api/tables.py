@@ -773,13 +773,16 @@ def update_table(ctx, request: dict) -> dict:
         _check_gsi_update_shape(gsi_updates)
     with ctx.engine.write() as txn:
         table = _require(ctx, txn, name)
+        # Everything is checked before anything is written: a failure after a
+        # write would poison the group commit it shares with other requests.
         _check_stream_specification(request.get("StreamSpecification"), False, name)
-        streams.apply_stream_specification(txn, table, request.get("StreamSpecification"), _now(ctx))
+        streams.check_stream_specification(txn, table, request.get("StreamSpecification"))
         desc = _updated_description(ctx, table.description, request)
         numbers, next_index, jobs = table.index_numbers, table.next_index, []
         if gsi_updates:
             numbers = dict(numbers)
             next_index, jobs = _apply_gsi_updates(ctx, table, desc, request, numbers, next_index)
+        streams.apply_stream_specification(txn, table, request.get("StreamSpecification"), _now(ctx))
         raw = encode_entry(table.account, table.table_id, desc, numbers, next_index)
         txn.put("meta", table_key(ctx.region, name), raw)
         updated = decode_entry(ctx.region, raw, ctx.catalog.keys)
