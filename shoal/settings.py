@@ -9,6 +9,10 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import time
+from typing import Callable
+
+CLOCK_FILE_ENV = "SHOAL_TEST_CLOCK_FILE"
 
 
 def from_env(cls, variables: dict[str, str]):
@@ -21,3 +25,24 @@ def from_env(cls, variables: dict[str, str]):
         if name is not None and name in os.environ:
             values[field.name] = type(field.default)(os.environ[name])
     return cls(**values)
+
+
+def request_clock() -> Callable[[], float]:
+    """The clock operations read (``Context.now``): ``time.time``, unless
+    ``SHOAL_TEST_CLOCK_FILE`` names a file, whose content (seconds, a float;
+    empty or missing means 0) is then added to it on every call.  It exists so
+    that tests of a running server can move its time forward (stream
+    retention, iterator expiry) instead of sleeping; leave it unset otherwise."""
+    path = os.environ.get(CLOCK_FILE_ENV)
+    if not path:
+        return time.time
+
+    def now() -> float:
+        try:
+            with open(path) as file:
+                offset = float(file.read().strip() or 0)
+        except (OSError, ValueError):
+            offset = 0.0
+        return time.time() + offset
+
+    return now

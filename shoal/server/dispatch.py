@@ -36,6 +36,7 @@ from shoal.errors import (
     UnknownOperationException,
 )
 from shoal.server.committer import DEFAULT_GROUP_COMMIT_WAIT_S, GroupCommitter
+from shoal.settings import request_clock
 from shoal.server.http import Request, Response
 from shoal.triggers.runner import TriggerRunner
 
@@ -106,6 +107,7 @@ class Dispatcher:
         audit_log: str | None = None,
     ) -> None:
         self.engine = engine
+        self.clock = request_clock()
         self.group_commit = group_commit
         self.committer = GroupCommitter(engine, max_wait_s=group_commit_wait_s)
         self.catalog = Catalog(engine)
@@ -252,7 +254,7 @@ class Dispatcher:
         handler = self.operations.get(operation)
         if handler is None:
             raise NotImplementedOperation(operation)
-        ctx = Context(region, DEFAULT_ACCOUNT, self.engine, catalog, access_key)
+        ctx = Context(region, DEFAULT_ACCOUNT, self.engine, catalog, access_key, self.clock)
 
         def job() -> bytes:
             try:

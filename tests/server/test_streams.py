@@ -271,21 +271,25 @@ def test_streams_operations_only_under_their_own_target(server):
 
 @pytest.fixture(scope="module")
 def short_lived(tmp_path_factory):
-    proc = start_server(tmp_path_factory, SHOAL_STREAM_RETENTION_S=2, SHOAL_ITERATOR_TTL_S=4)
-    yield proc
+    """A server whose clock the test moves (SHOAL_TEST_CLOCK_FILE): no sleeping."""
+    clock = tmp_path_factory.mktemp("clock") / "offset"
+    clock.write_text("0")
+    proc = start_server(tmp_path_factory, SHOAL_STREAM_RETENTION_S=2, SHOAL_ITERATOR_TTL_S=4,
+                        SHOAL_TEST_CLOCK_FILE=clock)
+    yield proc, clock
     proc.stop()
 
 
 def test_retention_and_iterator_expiry(short_lived):
-    ddb, ds = make_client(short_lived.url), make_client(short_lived.url, "dynamodbstreams")
+    server, clock = short_lived
+    ddb, ds = make_client(server.url), make_client(server.url, "dynamodbstreams")
     name, arn = streamed_table(ddb, range_key=None)
     ddb.put_item(TableName=name, Item={"pk": {"S": "old"}})
     seq = drain(ds, arn, 1)[0]["dynamodb"]["SequenceNumber"]
     shard = shards_of(ds, arn)[0]["ShardId"]
     at_seq = ds.get_shard_iterator(StreamArn=arn, ShardId=shard, ShardIteratorType="AT_SEQUENCE_NUMBER",
                                    SequenceNumber=seq)["ShardIterator"]
-    issued = time.monotonic()
-    time.sleep(2.5)  # the record is now past the 2 s retention; the iterator is still valid
+    clock.write_text("2.5")  # the record is now past the 2 s retention; the iterator is still valid
     with pytest.raises(ClientError) as info:
         ds.get_records(ShardIterator=at_seq)
     assert info.value.response["Error"]["Code"] == "TrimmedDataAccessException"
@@ -295,7 +299,7 @@ def test_retention_and_iterator_expiry(short_lived):
     assert info.value.response["Error"]["Code"] == "TrimmedDataAccessException"
     horizon = ds.get_shard_iterator(StreamArn=arn, ShardId=shard, ShardIteratorType="TRIM_HORIZON")
     assert ds.get_records(ShardIterator=horizon["ShardIterator"])["Records"] == []
-    time.sleep(max(0.0, 4.5 - (time.monotonic() - issued)))
+    clock.write_text("4.5")  # past the 4 s lifetime of the first iterator
     with pytest.raises(ClientError) as info:
         ds.get_records(ShardIterator=at_seq)
     assert info.value.response["Error"]["Code"] == "ExpiredIteratorException"

@@ -40,6 +40,8 @@ SERVER_SCRIPT = textwrap.dedent("""
         if fail:
             raise RuntimeError("storage cannot open")
         def handler(request):
+            if request.path in ("/slow", "/sync-slow"):  # the test waits for this before it signals
+                open(os.path.join(exit_dir, "arrived-%d" % os.getpid()), "w").close()
             if request.path == "/slow":
                 return slow(1.0)
             if request.path == "/frozen":
@@ -122,7 +124,7 @@ class Served:
             self.wait()
 
     def exited_workers(self) -> set[int]:
-        return {int(p.name.split("-")[1]) for p in self.exit_dir.iterdir()}
+        return {int(p.name.split("-")[1]) for p in self.exit_dir.iterdir() if p.name.startswith("exit-")}
 
 
 @pytest.fixture
@@ -160,10 +162,18 @@ def test_workers_take_start_up_objects_out_of_garbage_collection(spawn, workers)
     assert int(served.get("/frozen")) > 1000
 
 
+def _wait_arrived(served, timeout: float = 30.0) -> None:
+    """Poll until the server has begun the slow request (no fixed sleep)."""
+    deadline = time.monotonic() + timeout
+    while not any(name.startswith("arrived-") for name in os.listdir(served.exit_dir)):
+        assert time.monotonic() < deadline, "the request never reached the server"
+        time.sleep(0.005)
+
+
 def test_one_worker_finishes_in_flight_request_on_sigint(spawn):
     served = spawn(1).wait_ready()
     thread, result = _in_background(lambda: served.get("/slow"))
-    time.sleep(0.3)
+    _wait_arrived(served)
     served.signal(signal.SIGINT)
     thread.join(10)
     assert result == [b"slow:%d" % served.proc.pid]
@@ -173,7 +183,7 @@ def test_one_worker_finishes_in_flight_request_on_sigint(spawn):
 def test_one_worker_finishes_synchronous_slow_request(spawn):
     served = spawn(1).wait_ready()
     thread, result = _in_background(lambda: served.get("/sync-slow"))
-    time.sleep(0.3)
+    _wait_arrived(served)
     served.signal(signal.SIGTERM)
     thread.join(10)
     assert result == [b"sync-slow:%d" % served.proc.pid]
