@@ -19,13 +19,13 @@ restarts.
 
 from __future__ import annotations
 
-from __future__ import annotations
-
 import datetime
 import ipaddress
 import os
 import ssl
 from typing import TYPE_CHECKING
+
+from shoal.storage.files import write_atomically
 
 # cryptography is imported where a certificate is made or examined: every
 # ``shoal`` command builds the ``tls`` parser, and a plain ``serve`` has no
@@ -153,30 +153,11 @@ def write_certificate(out_dir, hosts) -> tuple[str, str]:
         os.makedirs(out_dir, exist_ok=True)
         # The key first: a certificate is never left beside a key it does not match
         # for longer than the two renames.
-        _write_atomically(key_path, key_pem, 0o600)
-        _write_atomically(cert_path, cert_pem, 0o644)
+        write_atomically(key_path, key_pem, 0o600)
+        write_atomically(cert_path, cert_pem, 0o644)
     except OSError as exc:
         raise TlsError(f"cannot write the certificate to {out_dir} ({exc.strerror})") from None
     return cert_path, key_path
-
-
-def _write_atomically(path: str, data: bytes, mode: int) -> None:
-    temporary = f"{path}.{os.getpid()}.tmp"
-    fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, mode)
-    try:
-        try:
-            os.fchmod(fd, mode)  # O_CREAT's mode is narrowed by the umask, and ignored for an old file
-            os.write(fd, data)
-            os.fsync(fd)
-        finally:
-            os.close(fd)
-        os.replace(temporary, path)
-    except OSError:
-        try:
-            os.remove(temporary)
-        except OSError:
-            pass
-        raise
 
 
 def self_signed_in(data_dir, hosts=LOCAL_HOSTS) -> tuple[str, str, bool]:

@@ -331,11 +331,7 @@ class PinnedCatalog:
                 return None
         return table
 
-    def require(self, txn, region: str, name: str) -> Table:
-        table = self.get(txn, region, name)
-        if table is None:
-            raise ResourceNotFoundException("Requested resource not found")
-        return table
+    require = Catalog.require  # through this view's get
 
 
 def key_names(table_or_index) -> tuple:

@@ -34,6 +34,8 @@ from dataclasses import dataclass
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
+from shoal.storage.files import write_atomically
+
 KEYRING_NAME = "KEYRING"
 KEY_BYTES = 32
 _FORMAT = 1
@@ -155,23 +157,7 @@ def seal_keyring(keys: DataKeys, master_key: bytes) -> bytes:
 
 def write_keyring(data_dir, keys: DataKeys, master_key: bytes) -> None:
     """Atomically and durably (re)place the keyring of ``data_dir``."""
-    path = keyring_path(data_dir)
-    temporary = f"{path}.{os.getpid()}.tmp"
-    data = seal_keyring(keys, master_key)
-    fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    try:
-        try:
-            os.write(fd, data)
-            os.fsync(fd)
-        finally:
-            os.close(fd)
-        os.replace(temporary, path)
-    except OSError:
-        try:
-            os.remove(temporary)
-        except OSError:
-            pass
-        raise
+    write_atomically(keyring_path(data_dir), seal_keyring(keys, master_key), 0o600)
     dir_fd = os.open(os.fspath(data_dir), os.O_RDONLY)
     try:
         os.fsync(dir_fd)
