@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import orjson
 
+from shoal.api.writepath import record_table_change
 from shoal.errors import ResourceNotFoundException, ShoalError, ValidationException
 
 INVALID = "One or more parameter values were invalid: "
@@ -166,6 +167,8 @@ def put_resource_policy(ctx, request: dict) -> dict:
             return {"RevisionId": current["revision"]}
         revision = _next_revision(ctx, current)
         txn.put("meta", key, orjson.dumps({"policy": text, "revision": revision}))
+        record_table_change(txn, table, "PutResourcePolicy",
+                            {"StreamLabel": label, "Policy": text, "RevisionId": revision}, ctx.now())
     return {"RevisionId": revision}
 
 
@@ -194,6 +197,7 @@ def delete_resource_policy(ctx, request: dict) -> dict:
         if current is None:
             return {}
         txn.delete("meta", key)
+        record_table_change(txn, table, "DeleteResourcePolicy", {"StreamLabel": label}, ctx.now())
     return {"RevisionId": current["revision"]}
 
 

@@ -49,7 +49,14 @@ from datetime import datetime, timezone
 
 import orjson
 
-from shoal.api.writepath import SEQ_KEY, decode_change, read_raw_changes
+from shoal.api.writepath import (
+    advance_consumer,
+    consumer_cursor,
+    decode_change,
+    head_position,
+    is_table_change,
+    read_raw_changes,
+)
 from shoal.errors import DYNAMODB_NS, ResourceNotFoundException, ShoalError, ValidationException
 from shoal.model.size import item_size
 
@@ -69,7 +76,10 @@ _OPEN = struct.Struct(">IQQQ")  # open shard: number, record count, opened ms, l
 _ITERATOR = struct.Struct(">16sIQQ")  # stream id, shard number, position, issued ms
 _MAC_BYTES = 16
 
-_CURSOR_KEY = b"streams/cursor"
+# The materializer is the change log's consumer of this name; its cursor
+# was kept under _OLD_CURSOR_KEY by data directories written before consumers.
+CONSUMER = "streams"
+_OLD_CURSOR_KEY = b"streams/cursor"
 _SECRET_KEY = b"streams/secret"
 
 
@@ -163,8 +173,16 @@ def _save_stream(txn, stream: dict) -> None:
 
 
 def _head_seq(txn) -> int:
-    raw = txn.get("meta", SEQ_KEY)
-    return _U64.unpack(raw)[0] if raw else 0
+    return head_position(txn)
+
+
+def _cursor(txn) -> int:
+    """The last change position the materializer copied."""
+    cursor = consumer_cursor(txn, CONSUMER)
+    if cursor is None:
+        raw = txn.get("meta", _OLD_CURSOR_KEY)
+        cursor = _U64.unpack(raw)[0] if raw else 0
+    return cursor
 
 
 def format_seq(seq: int) -> str:
@@ -333,18 +351,15 @@ class Materializer:
             if not self._pending(txn):
                 return False
         with self.engine.write() as txn:
-            raw = txn.get("meta", _CURSOR_KEY)
-            cursor = _U64.unpack(raw)[0] if raw else 0
-            cursor, more = self._copy(txn, cursor)
-            txn.put("meta", _CURSOR_KEY, _U64.pack(cursor))
+            cursor, more = self._copy(txn, _cursor(txn))
+            advance_consumer(txn, CONSUMER, cursor)
+            txn.delete("meta", _OLD_CURSOR_KEY)
             self._close_ended(txn, cursor)
             return more
 
     def _pending(self, txn) -> bool:
         """Cheap check (a read snapshot, no writer lock) for work to do."""
-        raw = txn.get("meta", _CURSOR_KEY)
-        cursor = _U64.unpack(raw)[0] if raw else 0
-        if cursor < _head_seq(txn):
+        if _cursor(txn) < _head_seq(txn):
             return True
         return next(iter(txn.scan("meta", b"streams/closing/", b"streams/closing0")), None) is not None
 
@@ -374,6 +389,8 @@ class Materializer:
                 continue
             done += 1
             ms, change = decode_change(value)
+            if is_table_change(change):  # the table's own changes are not stream records
+                continue
             if not _same_image(change["old"], change["new"]):
                 shards.append(bytes.fromhex(entry["id"]), seq, ms, change)
         shards.flush()

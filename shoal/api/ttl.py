@@ -37,7 +37,7 @@ from decimal import Decimal, InvalidOperation
 import orjson
 
 from shoal.api.tables import table_name_of
-from shoal.api.writepath import write_item
+from shoal.api.writepath import record_table_change, write_item
 from shoal.errors import ResourceNotFoundException, ValidationException
 
 SERVICE_IDENTITY = {"type": "Service", "principalId": "dynamodb.amazonaws.com"}
@@ -104,6 +104,8 @@ def update_time_to_live(ctx, request: dict) -> dict:
         txn.put("meta", ttl_key(table.prefix), orjson.dumps(setting))
         if enabled:
             txn.delete("meta", _PASS_PREFIX + table.prefix)
+        record_table_change(txn, table, "UpdateTimeToLive",
+                            {"TimeToLiveSpecification": {"Enabled": enabled, "AttributeName": attr}}, now)
     return {"TimeToLiveSpecification": {"Enabled": enabled, "AttributeName": attr}}
 
 

@@ -165,7 +165,7 @@ def test_changes_of_tables_without_streams_are_passed_over(ctx, engine):
     job = streams.Materializer(engine, streams.StreamConfig(), chunk=2)
     assert job() is False  # no stream anywhere: one round reaches the head
     with engine.read() as txn:
-        assert streams._U64.unpack(txn.get("meta", streams._CURSOR_KEY))[0] == streams._head_seq(txn)
+        assert streams._cursor(txn) == streams._head_seq(txn)
 
     desc = make_table(ctx, "loud")
     for i in range(30):

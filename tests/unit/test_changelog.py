@@ -1,0 +1,216 @@
+"""The change log (shoal.api.writepath) over a real engine: what a record
+carries, table-level records, consumers with cursors, pruning and status
+(issue 15, points 1 and 2)."""
+
+from __future__ import annotations
+
+import orjson
+import pytest
+
+from shoal.api import DEFAULT_ACCOUNT, Context
+from shoal.api import items, resource_policies, streams, tables, ttl
+from shoal.api.catalog import Catalog
+from shoal.api.writepath import (
+    SEQ_KEY,
+    advance_consumer,
+    consumer_cursor,
+    consumers,
+    decode_change,
+    head_position,
+    is_table_change,
+    log_status,
+    prune_changes,
+    read_raw_changes,
+    record_table_change,
+    register_consumer,
+    unregister_consumer,
+)
+from shoal.storage.lmdb_engine import LmdbEngine
+
+REGION = "us-east-1"
+DAY = 24 * 3600.0
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 1_700_000_000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+@pytest.fixture
+def clock():
+    return Clock()
+
+
+@pytest.fixture
+def ctx(engine, clock):
+    return Context(REGION, DEFAULT_ACCOUNT, engine, Catalog(engine), now=clock)
+
+
+def make_table(ctx, name="events"):
+    return tables.create_table(ctx, {
+        "TableName": name, "BillingMode": "PAY_PER_REQUEST",
+        "KeySchema": [{"AttributeName": "pk", "KeyType": "HASH"}],
+        "AttributeDefinitions": [{"AttributeName": "pk", "AttributeType": "S"}]})["TableDescription"]
+
+
+def records(engine, after=0) -> list[tuple[int, int, dict]]:
+    with engine.read() as txn:
+        return [(seq, *decode_change(value)) for seq, _, value in read_raw_changes(txn, after)]
+
+
+def put(ctx, pk, **attrs):
+    items.put_item(ctx, {"TableName": "events", "Item": {"pk": {"S": pk}, **attrs}})
+
+
+def test_item_records_carry_identity_origin_and_time(ctx, engine, clock):
+    table_id = make_table(ctx)["TableId"]
+    start = records(engine)[-1][0] if records(engine) else 0
+    put(ctx, "a")
+    clock.now += 1.5
+    put(ctx, "a", v={"N": "1"})
+    got = records(engine, start)
+    assert [r["keys"] for _, _, r in got] == [{"pk": {"S": "a"}}] * 2
+    assert all(r["table"] == table_id for _, _, r in got)
+    origins = {r["origin"] for _, _, r in got}
+    assert len(origins) == 1
+    region, node = origins.pop().split(":")
+    assert region == REGION and len(node) == 16 and int(node, 16) >= 0
+    assert got[1][1] - got[0][1] == 1500  # write time in ms, from the operation's clock
+    assert got[1][0] == got[0][0] + 1  # positions: the log's total order
+
+
+def test_the_node_id_is_kept_with_the_head_and_survives_reopening(tmp_path):
+    path = tmp_path / "db"
+    engine = LmdbEngine(path, sync=False)
+    ctx = Context(REGION, DEFAULT_ACCOUNT, engine, Catalog(engine))
+    make_table(ctx)
+    put(ctx, "a")
+    first = records(engine)[-1][2]["origin"]
+    engine.close()
+    engine = LmdbEngine(path, sync=False)
+    try:
+        ctx = Context(REGION, DEFAULT_ACCOUNT, engine, Catalog(engine))
+        put(ctx, "b")
+        assert records(engine)[-1][2]["origin"] == first
+        with engine.read() as txn:
+            assert txn.get("meta", SEQ_KEY)[8:].hex() == first.split(":")[1]
+    finally:
+        engine.close()
+
+
+def test_table_changes_are_recorded_with_the_change(ctx, engine):
+    desc = make_table(ctx)
+    arn = desc["TableArn"]
+    ttl.update_time_to_live(ctx, {"TableName": "events",
+                                  "TimeToLiveSpecification": {"Enabled": True, "AttributeName": "exp"}})
+    policy = orjson.dumps({"Version": "2012-10-17", "Statement": [
+        {"Effect": "Deny", "Principal": "*", "Action": "dynamodb:DeleteTable", "Resource": arn}]}).decode()
+    resource_policies.put_resource_policy(ctx, {"ResourceArn": arn, "Policy": policy})
+    resource_policies.delete_resource_policy(ctx, {"ResourceArn": arn})
+    table_records = [r for _, _, r in records(engine) if is_table_change(r)]
+    ops = [r["op"] for r in table_records]
+    assert ops[-3:] == ["UpdateTimeToLive", "PutResourcePolicy", "DeleteResourcePolicy"]
+    assert all(r["table"] == desc["TableId"] for r in table_records[-3:])
+    assert table_records[-3]["TimeToLiveSpecification"] == {"Enabled": True, "AttributeName": "exp"}
+    assert table_records[-2]["Policy"] == policy
+
+
+def test_a_table_change_aborted_with_its_transaction_leaves_no_record(ctx, engine):
+    make_table(ctx)
+    with engine.read() as txn:
+        head = head_position(txn)
+        table = ctx.catalog.get(txn, REGION, "events")
+    with pytest.raises(RuntimeError):
+        with engine.write() as txn:
+            assert record_table_change(txn, table, "UpdateTable", {}) == head + 1
+            raise RuntimeError("the operation failed after recording")
+    with engine.read() as txn:
+        assert head_position(txn) == head
+    assert records(engine, head) == []
+
+
+def test_stream_records_are_only_item_changes(ctx, engine):
+    """A table change inside the range a stream covers is no stream record."""
+    make_table(ctx)
+    tables.update_table(ctx, {"TableName": "events",
+                              "StreamSpecification": {"StreamEnabled": True, "StreamViewType": "KEYS_ONLY"}})
+    put(ctx, "a")
+    ttl.update_time_to_live(ctx, {"TableName": "events",
+                                  "TimeToLiveSpecification": {"Enabled": True, "AttributeName": "exp"}})
+    put(ctx, "b")
+    streams.catch_up(engine)
+    arn = tables.describe_table(ctx, {"TableName": "events"})["Table"]["LatestStreamArn"]
+    shard = streams.describe_stream(ctx, {"StreamArn": arn})["StreamDescription"]["Shards"][0]["ShardId"]
+    iterator = streams.get_shard_iterator(ctx, {"StreamArn": arn, "ShardId": shard,
+                                                "ShardIteratorType": "TRIM_HORIZON"})["ShardIterator"]
+    got = orjson.loads(streams.get_records(ctx, {"ShardIterator": iterator}))["Records"]
+    assert [r["dynamodb"]["Keys"]["pk"]["S"] for r in got] == ["a", "b"]
+
+
+# ---------------------------------------------------------------- consumers and pruning
+
+
+def test_records_are_kept_for_a_consumer_until_it_has_passed_them(ctx, engine, clock):
+    make_table(ctx)
+    with engine.write() as txn:
+        start = register_consumer(txn, "replica-eu")
+        assert register_consumer(txn, "replica-eu") == start  # idempotent
+    for n in range(5):
+        put(ctx, f"k{n}")
+    head = records(engine)[-1][0]
+    clock.now += 2 * DAY  # every record is past the 24 h retention
+    with engine.write() as txn:
+        prune_changes(txn, DAY, clock.now)  # may prune what came before the consumer, nothing after
+    assert [seq for seq, _, _ in records(engine, start)] == list(range(start + 1, head + 1))
+    with engine.write() as txn:
+        advance_consumer(txn, "replica-eu", start + 3)
+        prune_changes(txn, DAY, clock.now)
+    assert [seq for seq, _, _ in records(engine)] == list(range(start + 4, head + 1))
+    with engine.write() as txn:
+        assert unregister_consumer(txn, "replica-eu")
+        prune_changes(txn, DAY, clock.now)
+    assert records(engine) == []
+
+
+def test_the_longest_retention_applies(ctx, engine, clock):
+    make_table(ctx)
+    with engine.write() as txn:
+        register_consumer(txn, "pitr", retention_s=35 * DAY, at=0)
+        advance_consumer(txn, "pitr", 10**9)  # it has read everything, but keeps 35 days
+    put(ctx, "a")
+    clock.now += 2 * DAY
+    with engine.write() as txn:
+        assert prune_changes(txn, DAY, clock.now) == 0
+    clock.now += 34 * DAY
+    with engine.write() as txn:
+        assert prune_changes(txn, DAY, clock.now) > 0
+    assert records(engine) == []
+
+
+def test_status_shows_head_and_each_consumers_lag(ctx, engine, clock):
+    make_table(ctx)
+    with engine.write() as txn:
+        register_consumer(txn, "metrics", retention_s=60)
+    put(ctx, "a")
+    clock.now += 10
+    put(ctx, "b")
+    with engine.read() as txn:
+        status = log_status(txn, clock.now + 5)
+        assert consumers(txn)["metrics"][1] == 60
+    assert status["head"] == records(engine)[-1][0]
+    metrics = status["consumers"]["metrics"]
+    assert metrics["behind"] == 2 and metrics["behind_s"] == 15.0 and metrics["retention_s"] == 60
+    assert status["records"] >= 2 and status["oldest_age_s"] >= 15.0
+
+
+def test_the_stream_materializer_is_a_consumer(ctx, engine):
+    make_table(ctx)
+    tables.update_table(ctx, {"TableName": "events",
+                              "StreamSpecification": {"StreamEnabled": True, "StreamViewType": "KEYS_ONLY"}})
+    put(ctx, "a")
+    streams.catch_up(engine)
+    with engine.read() as txn:
+        assert consumer_cursor(txn, streams.CONSUMER) == head_position(txn)
