@@ -276,7 +276,45 @@ def build_parser() -> argparse.ArgumentParser:
     add_trigger_commands(commands)
     add_tls_commands(commands)
     add_demo_command(commands)
+    _add_status_command(commands)
     return parser
+
+
+def _add_status_command(commands) -> None:
+    from shoal.keys_cli import add_data_dir_options
+
+    status = commands.add_parser(
+        "status", help="show the change log: its head, retention and each consumer's lag",
+        description="Print, as JSON, the data directory's change log: the newest and oldest record, how many "
+                    "are kept, and for each consumer (streams, and later recovery, replicas, metrics) its "
+                    "cursor, how far behind the head it is (records and seconds) and the retention it asks "
+                    "for. It may run while the server is serving.")
+    add_data_dir_options(status)
+    status.add_argument("--retention", type=float, default=float(os.environ.get("SHOAL_CHANGE_RETENTION", 86400)),
+                        help="the server's --change-retention, reported beside the consumers' "
+                             "(env SHOAL_CHANGE_RETENTION; default 86400)")
+    status.set_defaults(handler=_status)
+
+
+def _status(args) -> int:
+    import json
+    import time
+
+    from shoal.api.writepath import log_status
+    from shoal.keys_cli import open_data_dir_of
+
+    engine = open_data_dir_of(args, create=False)
+    if engine is None:
+        return 1
+    try:
+        with engine.read() as txn:
+            status = log_status(txn, time.time())
+    finally:
+        engine.close()
+    retentions = [args.retention, *(c["retention_s"] for c in status["consumers"].values())]
+    status["retention_s"] = max(retentions)
+    print(json.dumps(status, indent=2))
+    return 0
 
 
 def _is_loopback(host: str) -> bool:

@@ -449,3 +449,34 @@ def test_output_cut_short_by_its_reader_is_no_traceback(tmp_path):
                           shell=True, capture_output=True, text=True, timeout=60)
     assert done.stdout == '{\n    "Use'
     assert "Traceback" not in done.stderr and "BrokenPipe" not in done.stderr, done.stderr
+
+
+def test_status_shows_the_change_log_and_its_consumers(tmp_path):
+    """`shoal status` beside a running server: the log's head and the stream
+    materializer's lag (none: records are materialized before GetRecords)."""
+    from tests.conftest import make_client
+
+    data_dir = tmp_path / "d"
+    server = ShoalProcess(data_dir).start()
+    try:
+        ddb, ds = make_client(server.url), make_client(server.url, "dynamodbstreams")
+        ddb.create_table(TableName="events", BillingMode="PAY_PER_REQUEST",
+                         KeySchema=[{"AttributeName": "pk", "KeyType": "HASH"}],
+                         AttributeDefinitions=[{"AttributeName": "pk", "AttributeType": "S"}],
+                         StreamSpecification={"StreamEnabled": True, "StreamViewType": "KEYS_ONLY"})
+        for n in range(3):
+            ddb.put_item(TableName="events", Item={"pk": {"S": str(n)}})
+        arn = ddb.describe_table(TableName="events")["Table"]["LatestStreamArn"]
+        ds.describe_stream(StreamArn=arn)  # the streams consumer catches up
+        done = subprocess.run([sys.executable, "-m", "shoal", "status", "--data-dir", str(data_dir)],
+                              capture_output=True, text=True, timeout=60)
+        assert done.returncode == 0, done.stderr
+        status = json.loads(done.stdout)
+        assert status["head"] >= 3 and status["records"] >= 3 and status["retention_s"] == 86400
+        assert status["consumers"]["streams"]["behind"] == 0
+        assert status["consumers"]["streams"]["cursor"] == status["head"]
+    finally:
+        server.stop()
+    missing = subprocess.run([sys.executable, "-m", "shoal", "status", "--data-dir", str(tmp_path / "none")],
+                             capture_output=True, text=True, timeout=60)
+    assert missing.returncode == 1 and "does not exist" in missing.stderr and "Traceback" not in missing.stderr
