@@ -172,6 +172,35 @@ def _save_stream(txn, stream: dict) -> None:
     txn.put("meta", _stream_key(bytes.fromhex(stream["id"])), orjson.dumps(stream))
 
 
+# ---------------------------------------------------------------- the reader API
+# What consumers of stream shards (triggers; later metrics) use, instead of
+# this module's storage layout.
+
+
+def stream_id_of(txn, region: str, arn: str) -> bytes | None:
+    """The id of the stream ``arn`` names (of ``region``), or None."""
+    raw = txn.get("meta", _arn_index_key(region, arn))
+    return None if raw is None else bytes(raw)
+
+
+def load_stream(txn, stream_id: bytes) -> dict | None:
+    """A stream's stored state: ``arn``, ``shards`` (each with ``n``, ``sid``,
+    ``start``, ``trim``, ``end``, ``parent``, ``closed``) and its view type."""
+    return _load_stream(txn, stream_id)
+
+
+def shard_records(txn, stream_id: bytes, shard: int, after: int):
+    """Yield (key, record JSON) of shard ``shard``'s records with positions
+    after ``after``, in order; a record's position is ``record_position(key)``."""
+    _, stop = _shard_range(stream_id, shard)
+    return txn.scan("streams", _record_key(stream_id, shard, after + 1), stop)
+
+
+def record_position(key: bytes) -> int:
+    """The change-log position of a record yielded by ``shard_records``."""
+    return _U64.unpack_from(key, len(key) - _U64.size)[0]
+
+
 def _head_seq(txn) -> int:
     return head_position(txn)
 

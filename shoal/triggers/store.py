@@ -43,14 +43,14 @@ import orjson
 
 from shoal.api.catalog import Catalog
 from shoal.api.streams import (
-    _arn_index_key,
-    _head_seq,
-    _load_stream,
-    _record_key,
-    _shard_range,
     format_seq,
+    load_stream,
+    record_position,
+    shard_records,
     stream_description,
+    stream_id_of,
 )
+from shoal.api.writepath import head_position
 
 CONFIG_PREFIX = b"triggers/config/"
 STATE_PREFIX = b"triggers/state/"
@@ -164,12 +164,12 @@ def add_trigger(engine, *, region: str, table: str, url: str, batch_size: int = 
     with engine.write() as txn:
         described = _table_stream(txn, Catalog(engine), region, table)
         arn = described["LatestStreamArn"]
-        stream_id = bytes(txn.get("meta", _arn_index_key(region, arn)))
+        stream_id = stream_id_of(txn, region, arn)
         config = {
             "id": str(uuid.uuid4()), "region": region, "table": table, "stream_arn": arn,
             "stream_id": stream_id.hex(), "url": url, "batch_size": batch_size,
             "batching_window": float(batching_window), "starting_position": starting_position,
-            "start_after": _head_seq(txn) if starting_position == "LATEST" else 0,
+            "start_after": head_position(txn) if starting_position == "LATEST" else 0,
             "maximum_retry_attempts": maximum_retry_attempts, "enabled": enabled, "created": round(now, 3),
         }
         save_config(txn, config)
@@ -235,7 +235,7 @@ def list_triggers(engine, trigger_id: str | None = None, now: float | None = Non
 def _describe(txn, config: dict, now: float) -> dict:
     state = load_state(txn, config["id"])
     lease = load_lease(txn, config["id"])
-    stream = _load_stream(txn, bytes.fromhex(config["stream_id"]))
+    stream = load_stream(txn, bytes.fromhex(config["stream_id"]))
     return {
         "Id": config["id"], "Region": config["region"], "TableName": config["table"],
         "EventSourceArn": config["stream_arn"], "Url": config["url"], "BatchSize": config["batch_size"],
@@ -272,8 +272,7 @@ def _position(config: dict, state: dict, shard: dict) -> int:
 
 
 def _records_after(txn, stream_id: bytes, shard: dict, position: int):
-    _, stop = _shard_range(stream_id, shard["n"])
-    return txn.scan("streams", _record_key(stream_id, shard["n"], position + 1), stop)
+    return shard_records(txn, stream_id, shard["n"], position)
 
 
 def _readable_shards(txn, config: dict, state: dict, stream: dict):
@@ -329,7 +328,7 @@ def plan_batch(txn, config: dict, state: dict, now: float) -> Batch | None:
     checkpoint.  With a batching window, a short batch of an open shard waits
     until its oldest record is ``batching_window`` seconds old.
     """
-    stream = _load_stream(txn, bytes.fromhex(config["stream_id"]))
+    stream = load_stream(txn, bytes.fromhex(config["stream_id"]))
     if stream is None:
         return None
     stream_id = bytes.fromhex(config["stream_id"])
@@ -346,7 +345,7 @@ def plan_batch(txn, config: dict, state: dict, now: float) -> Batch | None:
                 first_ms = int.from_bytes(value[:8], "big")
             records.append(record)
             size += len(record) + 1
-            last = int.from_bytes(key[-8:], "big")
+            last = record_position(key)
         if not records:
             return None  # an open shard with nothing new; its children cannot exist yet
         window_open = now * 1000 - first_ms < config["batching_window"] * 1000
@@ -440,7 +439,7 @@ def record_outcome(txn, batch: Batch, owner: str, error: str | None, now: float,
 def _delivered(txn, state: dict, batch: Batch, now: float) -> None:
     checkpoint = state["checkpoint"]
     checkpoint[batch.shard] = max(checkpoint.get(batch.shard, 0), batch.last_seq)
-    stream = _load_stream(txn, bytes.fromhex(batch.stream_id))
+    stream = load_stream(txn, bytes.fromhex(batch.stream_id))
     if stream is not None:  # forget shards trimmed away
         present = {s["sid"] for s in stream["shards"]}
         state["checkpoint"] = {sid: seq for sid, seq in checkpoint.items() if sid in present}
