@@ -8,13 +8,11 @@ in ``shoal.api`` -> a JSON response with x-amzn-RequestId and x-amz-crc32.
 
 from __future__ import annotations
 
-import asyncio
 import gzip
 import itertools
 import logging
 import os
 import string
-import time
 import traceback
 import zlib
 
@@ -22,12 +20,9 @@ import orjson
 
 from shoal.api import DEFAULT_ACCOUNT, DEFAULT_REGION, Context, operations
 from shoal.api.catalog import Catalog, PinnedCatalog
-from shoal.api.indexes import IndexJobs
 from shoal.api.partiql import OPERATIONS as PARTIQL_OPERATIONS, reads_only
 from shoal.api.shapes import ShapeValidator
-from shoal.api.streams import Materializer, Trimmer
-from shoal.api.ttl import Sweeper
-from shoal.api.writepath import DEFAULT_RETENTION_S, prune_changes
+from shoal.api.writepath import DEFAULT_RETENTION_S
 from shoal.errors import (
     InternalServerError,
     NotImplementedOperation,
@@ -35,10 +30,10 @@ from shoal.errors import (
     ShoalError,
     UnknownOperationException,
 )
+from shoal.server.background import BackgroundJobs
 from shoal.server.committer import DEFAULT_GROUP_COMMIT_WAIT_S, GroupCommitter
 from shoal.settings import request_clock
 from shoal.server.http import Request, Response
-from shoal.triggers.runner import TriggerRunner
 
 log = logging.getLogger("shoal")
 
@@ -92,7 +87,6 @@ def region_of(authorization: str | None, default: str) -> tuple[str, str | None]
 class Dispatcher:
     """The request handler of one worker process."""
 
-    BACKGROUND_INTERVAL_S = 1.0  # between rounds of background work
 
     def __init__(
         self,
@@ -117,14 +111,6 @@ class Dispatcher:
         self.default_region = default_region
         self.change_retention_s = change_retention_s
         self._ids = _request_ids()
-        self._background = None
-        # Periodic work, each a callable run in its own write transaction on
-        # the event loop between requests; returns True while it has more to do.
-        self.background_jobs: list = [self._prune, IndexJobs(engine), Sweeper(engine, self.catalog),
-                                      Materializer(engine), Trimmer(engine)]
-        # Stream triggers (shoal.triggers): deliver on a thread, decide here.
-        self.triggers = TriggerRunner(engine)
-        self.background_jobs.append(self.triggers)
         self._health = f"healthy: dynamodb.{default_region}.amazonaws.com".encode()
         # With auth on, every request must carry a valid SigV4 signature and
         # be allowed by the caller's policies (shoal.auth).
@@ -133,8 +119,9 @@ class Dispatcher:
             from shoal.auth.gate import Gate  # only paid for when auth is on
 
             self.gate = Gate(engine, data_dir, self.catalog, audit_path=audit_log)
-        if self.gate is not None:
-            self.background_jobs.append(self.gate.store.prune_expired)
+        self.background = BackgroundJobs.for_worker(
+            engine, self.catalog, change_retention_s=change_retention_s,
+            iam_store=self.gate.store if self.gate is not None else None)
 
     def _cross_origin(self, request: Request):
         """CORS as DynamoDB does it: any origin is allowed; a preflight
@@ -282,37 +269,16 @@ class Dispatcher:
     def close(self) -> None:
         """Stop the group committer's sync thread (connections have drained)."""
         self.committer.close()
-        self.triggers.close()
+        self.background.close()
         if self.gate is not None:
             self.gate.close()
 
     def start_background(self, loop) -> None:
         """Run background jobs on ``loop`` (called by the worker once serving)."""
-        self._background = loop.create_task(self._run_background())
+        self.background.start(loop)
 
     def stop_background(self) -> None:
-        if self._background is not None:
-            self._background.cancel()
-            self._background = None
-
-    async def _run_background(self) -> None:
-
-        while True:
-            busy = False
-            for job in self.background_jobs:
-                try:
-                    busy = bool(job()) or busy
-                except Exception:
-                    log.error("background job %s failed:\n%s", getattr(job, "__name__", job),
-                              traceback.format_exc())
-            # Short pauses while a job has a backlog, so it catches up without
-            # holding the loop (each round is one bounded transaction).
-            await asyncio.sleep(0.01 if busy else self.BACKGROUND_INTERVAL_S)
-
-    def _prune(self) -> bool:
-        """Drop change records past their retention, a bounded amount at a time."""
-        with self.engine.write() as txn:
-            return prune_changes(txn, self.change_retention_s, time.time()) > 0
+        self.background.stop()
 
 
 # A compressed request may expand to at most this much (DynamoDB sets no

@@ -1,0 +1,99 @@
+"""The background work of one worker process, assembled and scheduled here.
+
+Each job is a callable that does one bounded round of work in its own short
+write transaction and returns True while it has more to do.  They run on the
+worker's event loop between requests (a round must not hold the loop long):
+every second when idle, every 10 ms while any has a backlog.
+
+    ChangeLogPruner   drops change records every consumer has passed (shoal.api.writepath)
+    IndexJobs         backfills new global secondary indexes, purges deleted ones
+    Sweeper           deletes items whose time to live has passed
+    Materializer      copies change records into stream shards (the 'streams' consumer)
+    Trimmer           drops stream records past their retention
+    TriggerRunner     decides trigger deliveries (delivery itself runs on a thread)
+    IAM pruning       forgets expired temporary credentials (with auth on)
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+import traceback
+from typing import Callable
+
+from shoal.api.indexes import IndexJobs
+from shoal.api.streams import Materializer, Trimmer
+from shoal.api.ttl import Sweeper
+from shoal.api.writepath import prune_changes
+from shoal.triggers.runner import TriggerRunner
+
+log = logging.getLogger("shoal")
+
+
+class ChangeLogPruner:
+    """Drops change records past the retention that every consumer has read,
+    a bounded amount per round."""
+
+    __name__ = "change_log_pruner"
+
+    def __init__(self, engine, retention_s: float) -> None:
+        self.engine = engine
+        self.retention_s = retention_s
+
+    def __call__(self) -> bool:
+        with self.engine.write() as txn:
+            return prune_changes(txn, self.retention_s, time.time()) > 0
+
+
+class BackgroundJobs:
+    """The jobs of one worker, and the task that runs them."""
+
+    INTERVAL_S = 1.0  # between rounds while nothing has a backlog
+    BUSY_INTERVAL_S = 0.01  # while something has
+
+    def __init__(self, jobs: list[Callable[[], object]], closers: list[Callable[[], object]] = ()) -> None:
+        self.jobs = list(jobs)
+        self._closers = list(closers)
+        self._task: asyncio.Task | None = None
+
+    @classmethod
+    def for_worker(cls, engine, catalog, *, change_retention_s: float, iam_store=None) -> "BackgroundJobs":
+        """Every job a serving worker runs."""
+        triggers = TriggerRunner(engine)
+        jobs = [ChangeLogPruner(engine, change_retention_s), IndexJobs(engine), Sweeper(engine, catalog),
+                Materializer(engine), Trimmer(engine), triggers]
+        if iam_store is not None:
+            jobs.append(iam_store.prune_expired)
+        return cls(jobs, [triggers.close])
+
+    def start(self, loop) -> None:
+        """Run the jobs on ``loop`` (the worker calls this once serving)."""
+        self._task = loop.create_task(self._run())
+
+    def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            self._task = None
+
+    def close(self) -> None:
+        """Release what the jobs hold (the trigger delivery thread)."""
+        self.stop()
+        for close in self._closers:
+            close()
+
+    def run_once(self) -> bool:
+        """One round of every job; True if any has more to do."""
+        busy = False
+        for job in self.jobs:
+            try:
+                busy = bool(job()) or busy
+            except Exception:
+                log.error("background job %s failed:\n%s", getattr(job, "__name__", job), traceback.format_exc())
+        return busy
+
+    async def _run(self) -> None:
+        while True:
+            # Short pauses while a job has a backlog, so it catches up without
+            # holding the loop (each round is one bounded transaction).
+            await asyncio.sleep(self.BUSY_INTERVAL_S if self.run_once() else self.INTERVAL_S)
