@@ -24,6 +24,7 @@ from __future__ import annotations
 import orjson
 
 from shoal.api.writepath import record_table_change
+from shoal.model.policy import Policy, PolicyError
 from shoal.errors import ResourceNotFoundException, ShoalError, ValidationException
 
 INVALID = "One or more parameter values were invalid: "
@@ -103,8 +104,6 @@ def _stream_label(txn, table) -> str | None:
 def check_document(text) -> str:
     """A resource-based policy document DynamoDB would accept, as text:
     JSON, at most 20 KB, every statement naming a Principal."""
-    from shoal.auth.policy import Policy, PolicyError  # auth is a leaf: no cycle
-
     if not isinstance(text, str):
         raise ValidationException(f"{INVALID}Invalid policy document: policy must be a JSON string")
     if len(text.encode()) > MAX_POLICY_BYTES:

@@ -38,7 +38,7 @@ from typing import Callable, Iterable
 
 from shoal.api.partiql import partition_equality, request_statements
 from shoal.auth.errors import AccessDeniedException
-from shoal.auth.policy import Decision, Principal, decide, denied_message
+from shoal.model.policy import Decision, Principal, decide, denied_message
 from shoal.errors import ShoalError
 from shoal.expressions import ExpressionContext, parse_key_condition, parse_projection, parse_update_ast
 from shoal.expressions.evaluator import Binder

@@ -31,7 +31,7 @@ from shoal.auth.actions import find_denial, request_context
 from shoal.auth.audit import DEFAULT_FILE, AuditLog
 from shoal.auth.errors import AccessDeniedException
 from shoal.auth.iam import DEFAULT_ACCOUNT, IamStore
-from shoal.auth.policy import denied_message
+from shoal.model.policy import denied_message
 from shoal.auth.sigv4 import Credentials, verify
 from shoal.errors import ShoalError
 

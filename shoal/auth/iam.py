@@ -34,7 +34,7 @@ from dataclasses import dataclass
 import orjson
 from cryptography.fernet import Fernet
 
-from shoal.auth.policy import Policy, PolicyError, Principal, evaluate
+from shoal.model.policy import Policy, PolicyError, Principal, evaluate
 from shoal.errors import ShoalError
 
 DEFAULT_ACCOUNT = "000000000000"

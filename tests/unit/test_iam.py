@@ -8,7 +8,7 @@ import stat
 import pytest
 
 from shoal.auth.iam import EXPIRED_GRACE_S, IamError, IamStore, bootstrap_root
-from shoal.auth.policy import evaluate
+from shoal.model.policy import evaluate
 from shoal.storage import open_data_dir
 
 TABLE = "arn:aws:dynamodb:us-east-1:000000000000:table/events"

@@ -7,7 +7,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from shoal.auth.policy import (
+from shoal.model.policy import (
     Policy,
     PolicyError,
     Principal,
