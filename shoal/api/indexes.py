@@ -19,6 +19,10 @@ stored in the table.
 the writing transaction; ``IndexJobs`` backfills a GSI created on a table with
 data, and purges a deleted one, in bounded chunks whose cursor is stored in
 ``meta`` in the same transaction, so several worker processes may run the job.
+
+The same job runner purges the storage of a deleted table (``schedule_drop``,
+queued by DeleteTable): a "drop" job lists the key ranges the table owned and
+deletes at most ``DROP_CHUNK`` keys per transaction, range after range.
 """
 
 from __future__ import annotations
@@ -58,7 +62,9 @@ INVALID = "One or more parameter values were invalid: "
 ITEM_COLLECTION_LIMIT = 10 * 1024 ** 3  # bytes per partition key on tables with LSIs
 GB = 1024 ** 3
 JOB_CHUNK = 500  # items (backfill) or entries (purge) per background transaction
+DROP_CHUNK = 1000  # keys a deleted table's purge removes per transaction
 _JOB_PREFIX = b"ixjob/"
+_JOBS_END = b"ixjob0"
 _COLLECTION_PREFIX = b"coll/"
 
 
@@ -281,40 +287,82 @@ def job_key(prefix: bytes, number: int) -> bytes:
     return _JOB_PREFIX + prefix + number.to_bytes(2, "big")
 
 
+def drop_job_key(prefix: bytes) -> bytes:
+    """The ``meta`` key of the purge of the deleted table with this prefix.
+
+    It is the prefix of the table's index job keys, so it sorts just before
+    them and ``index_jobs_range`` can name those without it.
+    """
+    return _JOB_PREFIX + prefix
+
+
+def index_jobs_range(prefix: bytes) -> tuple[bytes, bytes | None]:
+    """The [start, stop) ``meta`` range of the index jobs of a table (not its drop job)."""
+    return _JOB_PREFIX + prefix + b"\x00", _successor(_JOB_PREFIX + prefix)
+
+
 def schedule(txn, table, index_name: str, number: int, kind: str) -> None:
     """Queue a backfill ("backfill") or purge ("purge") of one index."""
     record = {"region": table.region, "table": table.name, "index": index_name, "kind": kind}
     txn.put("meta", job_key(table.prefix, number), orjson.dumps(record))
 
 
-class IndexJobs:
-    """The background job that builds and drops GSIs, ``JOB_CHUNK`` items or
-    entries per call, each call one write transaction holding its cursor.
+def schedule_drop(txn, table, ranges) -> tuple[bytes, dict]:
+    """Queue the purge of a deleted table's storage; returns (job key, job).
 
+    ``ranges`` lists (space, start, stop) key ranges, stop None for "to the
+    end"; they are emptied in order.  The job deletes keys from the start of
+    its current range each time, so it keeps no key cursor: a step that is
+    repeated (two workers, or a crash before the commit) deletes nothing twice.
+    """
+    job = {
+        "kind": "drop", "region": table.region, "table": table.name, "at": 0,
+        "ranges": [[space, start.hex(), None if stop is None else stop.hex()] for space, start, stop in ranges],
+    }
+    key = drop_job_key(table.prefix)
+    txn.put("meta", key, orjson.dumps(job))
+    return key, job
+
+
+class IndexJobs:
+    """The background job that builds and drops GSIs and purges deleted
+    tables, ``JOB_CHUNK`` items or entries (``DROP_CHUNK`` keys for a table)
+    per call, each call one write transaction holding its cursor.
+
+    Queued jobs take turns (each call advances the one after the last this
+    runner advanced), so a long purge does not hold back an index build.
     Returns True while work remains, as ``Dispatcher.background_jobs`` expects.
     """
 
     __name__ = "index_jobs"
 
-    def __init__(self, engine, chunk: int = JOB_CHUNK) -> None:
+    def __init__(self, engine, chunk: int = JOB_CHUNK, drop_chunk: int | None = None) -> None:
         self.engine = engine
         self.chunk = chunk
+        self.drop_chunk = drop_chunk
+        self._after = _JOB_PREFIX  # where the next turn starts looking
 
     def __call__(self) -> bool:
         with self.engine.read() as txn:
-            if next(iter(txn.scan("meta", _JOB_PREFIX, b"ixjob0")), None) is None:
+            if next(iter(txn.scan("meta", _JOB_PREFIX, _JOBS_END)), None) is None:
                 return False  # the common case: nothing to do, no writer lock taken
         with self.engine.write() as txn:
-            found = next(iter(txn.scan("meta", _JOB_PREFIX, b"ixjob0")), None)
+            found = next(iter(txn.scan("meta", self._after, _JOBS_END)), None)
+            if found is None:
+                found = next(iter(txn.scan("meta", _JOB_PREFIX, _JOBS_END)), None)
             if found is None:
                 return False
-            key, raw = found
-            run_job(txn, bytes(key), orjson.loads(raw), self.chunk)
+            key, raw = bytes(found[0]), found[1]
+            self._after = key + b"\x00"
+            run_job(txn, key, orjson.loads(raw), self.chunk, self.drop_chunk)
             return True
 
 
-def run_job(txn, key: bytes, job: dict, chunk: int) -> None:
+def run_job(txn, key: bytes, job: dict, chunk: int, drop_chunk: int | None = None) -> None:
     """Advance one job by one chunk, inside ``txn``."""
+    if job["kind"] == "drop":
+        purge_step(txn, key, job, DROP_CHUNK if drop_chunk is None else drop_chunk)
+        return
     prefix = key[len(_JOB_PREFIX):-2]
     number = int.from_bytes(key[-2:], "big")
     raw = txn.get("meta", table_key(job["region"], job["table"]))
@@ -327,6 +375,36 @@ def run_job(txn, key: bytes, job: dict, chunk: int) -> None:
         _backfill(txn, key, job, table, index, chunk)
     else:
         _purge(txn, key, table, index, chunk)
+
+
+def purge_step(txn, key: bytes, job: dict, budget: int) -> bool:
+    """Delete up to ``budget`` keys of a drop job's ranges, inside ``txn``, and
+    store where it stands (or remove it once every range is empty).
+
+    Returns True while keys may remain.
+    """
+    ranges = job["ranges"]
+    at = job["at"]
+    while at < len(ranges):
+        space, start, stop = ranges[at]
+        doomed = []
+        for found, _ in txn.scan(space, bytes.fromhex(start), None if stop is None else bytes.fromhex(stop)):
+            doomed.append(bytes(found))
+            if len(doomed) >= budget:
+                break
+        for found in doomed:
+            txn.delete(space, found)
+        budget -= len(doomed)
+        if budget <= 0:
+            break  # this range may hold more: the next step looks again
+        at += 1
+    if at >= len(ranges):
+        txn.delete("meta", key)
+        return False
+    if at != job["at"]:
+        job["at"] = at
+        txn.put("meta", key, orjson.dumps(job))
+    return True
 
 
 def _backfill(txn, key: bytes, job: dict, table, index: Index, chunk: int) -> None:

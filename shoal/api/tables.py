@@ -10,7 +10,8 @@ clients that wait for ``ACTIVE`` (boto3 waiters, Terraform) see it on their
 first DescribeTable.  The one exception is a global secondary index added by
 UpdateTable: it is ``CREATING`` (Backfilling) until a background job has
 indexed the table's items, and a deleted one is ``DELETING`` until its entries
-are purged (``shoal.api.indexes``).
+are purged (``shoal.api.indexes``).  A deleted table leaves the catalog at
+once; its storage is purged by the same background job runner.
 """
 
 from __future__ import annotations
@@ -46,7 +47,7 @@ MAX_TAGS = 50
 MAX_LSI = 5
 MAX_GSI = 20
 MAX_PROJECTED = 100  # NonKeyAttributes over all the indexes of a table
-PURGE_CHUNK = 1000  # item keys deleted per transaction when a table is dropped
+PURGE_CHUNK = 1000  # keys deleted per transaction by purge_prefix
 
 # DynamoDB's default quotas (us-east-1), as DescribeLimits reports them.
 LIMITS = {
@@ -665,12 +666,19 @@ _NOT_IN_DELETE_TABLE = ("CreationDateTime", "KeySchema", "AttributeDefinitions",
 
 
 def delete_table(ctx, request: dict) -> dict:
-    """Drop a table: its catalog entry, counters and tags at once, then its items.
+    """Drop a table: gone from the catalog at once, purged from storage in bounded steps.
 
-    The items are purged in chunks of separate transactions after the catalog
-    entry is gone; nothing can reach them meanwhile (a re-created table gets a
-    new prefix), so a crash mid-purge leaves only unreachable keys behind.
-    Change-log records are kept: streams may still read them.
+    One transaction removes the catalog entry, the counters and the tags, ends
+    the table's stream, and queues a job (``indexes.schedule_drop``) that
+    deletes every other key the table owned: items, index entries and the
+    ``meta`` records kept under its prefix (``_owned_ranges``).  The same
+    transaction runs the job's first step (``DROP_CHUNK`` keys), so a small
+    table is purged entirely before DeleteTable answers; what remains of a
+    larger one is deleted by the background job runner (``IndexJobs``), one
+    short write transaction per step, resumed after a restart.  Nothing can
+    reach the old keys meanwhile: a re-created table gets a new prefix (its
+    own uuid4 table id).  Change-log records and the stream history are
+    kept: streams may still read them.
     """
     name = table_name_of(ctx, request["TableName"])
     with ctx.engine.write() as txn:
@@ -694,17 +702,37 @@ def delete_table(ctx, request: dict) -> dict:
         txn.delete("meta", STATS_KEY(table.prefix))
         txn.delete("meta", TAGS_KEY(table.prefix))
         streams.on_table_deleted(txn, table, _now(ctx))
-    for space in ("items", "indexes"):
-        purge_prefix(ctx.engine, space, table.prefix)
-    for meta_prefix in (b"istats/" + table.prefix, index_store.collection_range(table),
-                        index_store.job_key(table.prefix, 0)[:-2], b"rbp/" + table.prefix):
-        purge_prefix(ctx.engine, "meta", meta_prefix)
+        job_key, job = index_store.schedule_drop(txn, table, _owned_ranges(table))
+        index_store.purge_step(txn, job_key, job, index_store.DROP_CHUNK)
     return response
+
+
+def _owned_ranges(table: Table) -> list[tuple[str, bytes, bytes | None]]:
+    """The (space, start, stop) key ranges a deleted table's purge empties, the
+    small ``meta`` ones first.  The stream history (``streams/table/`` +
+    prefix) is not among them: the streams trimmer forgets it after retention."""
+    prefix = table.prefix
+
+    def under(space: str, head: bytes) -> tuple[str, bytes, bytes | None]:
+        return space, head, _successor(head)
+
+    return [
+        under("meta", resource_policies.policy_key(prefix)),  # the table's and its streams' policies
+        under("meta", b"ttl/" + prefix),  # shoal.api.ttl: the TTL setting
+        under("meta", b"ttlpass/" + prefix),  # and the sweeper's position
+        under("meta", b"istats/" + prefix),  # index counters (catalog.INDEX_STATS_KEY)
+        ("meta", *index_store.index_jobs_range(prefix)),
+        under("items", prefix),
+        under("indexes", prefix),
+        under("meta", index_store.collection_range(table)),  # LSI item-collection sizes
+    ]
 
 
 def purge_prefix(engine, space: str, prefix: bytes, chunk: int = PURGE_CHUNK) -> int:
     """Delete every key of ``space`` starting with ``prefix``, ``chunk`` keys per
-    transaction so that one huge table never holds the writer lock for long."""
+    ``engine.write()`` transaction.  Inside ``Engine.group`` (a request under
+    group commit) those transactions are one, so this is for small ranges
+    and tests; a deleted table is purged by a background job instead."""
     stop = _successor(prefix)
     removed = 0
     while True:

@@ -184,3 +184,69 @@ def test_billing_summary_and_capacity_limit(ddb):
     summary = ddb.describe_table(TableName=name)["Table"]["BillingModeSummary"]
     assert summary["BillingMode"] == "PAY_PER_REQUEST" and "LastUpdateToPayPerRequestDateTime" in summary
     ddb.delete_table(TableName=name)
+
+
+def _old_keys(data_dir: str, prefix: bytes) -> int:
+    """Keys holding a table's prefix in the server's data directory, read in
+    this process (LMDB lets several processes read while one writes).  The
+    change log and the stream history are kept on purpose."""
+    import os
+
+    import lmdb
+
+    from shoal.storage.engine import SPACES
+
+    kept = b"streams/table/" + prefix
+    env = lmdb.open(os.path.join(data_dir, "lmdb"), readonly=True, max_dbs=len(SPACES) + 1, subdir=True)
+    try:
+        count = 0
+        with env.begin() as txn:
+            for space in SPACES:
+                if space == "changes":
+                    continue
+                db = env.open_db(space.encode(), txn=txn, create=False)
+                count += sum(1 for key in txn.cursor(db).iternext(values=False)
+                             if prefix in key and key != kept)
+        return count
+    finally:
+        env.close()
+
+
+def test_delete_table_answers_at_once_and_the_storage_follows(shoal, ddb):
+    import time
+    import uuid
+
+    name = unique_name("purged")
+    spec = dict(
+        TableName=name, BillingMode="PAY_PER_REQUEST",
+        KeySchema=[{"AttributeName": "pk", "KeyType": "HASH"}, {"AttributeName": "sk", "KeyType": "RANGE"}],
+        AttributeDefinitions=[{"AttributeName": "pk", "AttributeType": "S"}, {"AttributeName": "sk", "AttributeType": "N"},
+                              {"AttributeName": "g", "AttributeType": "S"}],
+        GlobalSecondaryIndexes=[{"IndexName": "by_g", "KeySchema": [{"AttributeName": "g", "KeyType": "HASH"}],
+                                 "Projection": {"ProjectionType": "ALL"}}])
+    old_id = ddb.create_table(**spec)["TableDescription"]["TableId"]
+    for start in range(0, 3000, 25):
+        ddb.batch_write_item(RequestItems={name: [
+            {"PutRequest": {"Item": {"pk": {"S": f"u{i % 50}"}, "sk": {"N": str(i)}, "g": {"S": f"g{i % 5}"}}}}
+            for i in range(start, start + 25)]})
+    prefix = uuid.UUID(old_id).bytes
+    assert _old_keys(shoal.data_dir, prefix) >= 6000
+
+    deleted = ddb.delete_table(TableName=name)["TableDescription"]
+    assert deleted["TableStatus"] == "DELETING" and deleted["ItemCount"] == 3000
+    assert error_of(ddb.describe_table, TableName=name)[0] == "ResourceNotFoundException"
+    assert ddb.create_table(**spec)["TableDescription"]["TableId"] != old_id
+    key = {"pk": {"S": "u7"}, "sk": {"N": "7"}}
+    assert "Item" not in ddb.get_item(TableName=name, Key=key)  # the old item is not the new table's
+    ddb.put_item(TableName=name, Item={**key, "g": {"S": "new"}})
+    assert ddb.get_item(TableName=name, Key=key)["Item"]["g"] == {"S": "new"}
+
+    deadline = time.monotonic() + 60
+    while _old_keys(shoal.data_dir, prefix) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert _old_keys(shoal.data_dir, prefix) == 0
+    assert ddb.get_item(TableName=name, Key=key)["Item"]["g"] == {"S": "new"}
+    assert ddb.scan(TableName=name, Select="COUNT")["Count"] == 1
+    assert ddb.query(TableName=name, IndexName="by_g", KeyConditionExpression="g = :g",
+                     ExpressionAttributeValues={":g": {"S": "new"}})["Count"] == 1
+    ddb.delete_table(TableName=name)

@@ -9,7 +9,8 @@ import pytest
 
 from shoal.api import DEFAULT_ACCOUNT, Context
 from shoal.api import tables as t
-from shoal.api.catalog import STATS_KEY, Catalog, table_key
+from shoal.api.catalog import STATS_KEY, TAGS_KEY, Catalog, table_key
+from shoal.api.indexes import IndexJobs
 from shoal.errors import (
     LimitExceededException,
     ResourceInUseException,
@@ -371,10 +372,26 @@ def test_delete_table_removes_entry_items_stats_and_tags(ctx, engine):
     desc = t.delete_table(ctx, {"TableName": "events"})["TableDescription"]
     assert desc["TableStatus"] == "DELETING" and desc["ItemCount"] == 2500
     with engine.read() as txn:
-        assert list(txn.scan("items", table.prefix, table.prefix + b"\xff" * 8)) == []
         assert txn.get("meta", STATS_KEY(table.prefix)) is None
+        assert txn.get("meta", TAGS_KEY(table.prefix)) is None
         assert ctx.catalog.get(txn, REGION, "events") is None
     assert error(t.describe_table, ctx, {"TableName": "events"}, ResourceNotFoundException)
+    jobs = IndexJobs(engine)
+    while jobs():  # the items go in the background (tests/unit/test_table_purge.py)
+        pass
+    with engine.read() as txn:
+        assert list(txn.scan("items", table.prefix, table.prefix + b"\xff" * 8)) == []
+
+
+def test_delete_small_table_purges_before_answering(ctx, engine):
+    t.create_table(ctx, request())
+    with engine.read() as txn:
+        table = ctx.catalog.require(txn, REGION, "events")
+    put_items(engine, table, 10)
+    t.delete_table(ctx, {"TableName": "events"})
+    with engine.read() as txn:
+        assert list(txn.scan("items")) == []
+        assert [bytes(k) for k, _ in txn.scan("meta") if table.prefix in bytes(k)] == []
 
 
 def test_delete_keeps_other_tables_items(ctx, engine):
