@@ -290,7 +290,7 @@ def _add_status_command(commands) -> None:
                     "cursor, how far behind the head it is (records and seconds) and the retention it asks "
                     "for. It may run while the server is serving.")
     add_data_dir_options(status)
-    status.add_argument("--retention", type=float, default=float(os.environ.get("SHOAL_CHANGE_RETENTION", 86400)),
+    status.add_argument("--retention", type=float, default=os.environ.get("SHOAL_CHANGE_RETENTION", "86400"),
                         help="the server's --change-retention, reported beside the consumers' "
                              "(env SHOAL_CHANGE_RETENTION; default 86400)")
     status.set_defaults(handler=_status)
