@@ -46,6 +46,20 @@ class ValidationException(ShoalError):
     status = 400
 
 
+#: The head of DynamoDB's ValidationException for a parameter value it refuses.
+INVALID_PARAMETERS = "One or more parameter values were invalid: "
+
+
+#: What the head of such a summary matches (to recognise one already made).
+VALIDATION_ERRORS_PATTERN = r"\d+ validation errors? detected: "
+
+
+def validation_errors(errors: list[str]) -> str:
+    """Coral's summary of constraint violations: "N validation error(s)
+    detected: " and the violations joined by "; "."""
+    return f"{len(errors)} validation error{'s' if len(errors) > 1 else ''} detected: " + "; ".join(errors)
+
+
 class KeySchemaMismatch(ValidationException):
     """A key that does not fit the table's key schema: an attribute missing,
     extra or of another type (unlike an empty or oversized key value).

@@ -6,7 +6,7 @@ from __future__ import annotations
 import re
 import zlib
 
-from shoal.errors import ValidationException
+from shoal.errors import VALIDATION_ERRORS_PATTERN, ValidationException, validation_errors
 from shoal.expressions import ExpressionContext, parse_projection
 from shoal.expressions.legacy import projection_from_attributes_to_get
 from shoal.model.capacity import read_units, write_units
@@ -250,7 +250,7 @@ def check_return_values(request: dict, allowed: tuple[str, ...]) -> str:
     return value
 
 
-_ENVELOPE = re.compile(r"\d+ validation errors? detected: ")
+_ENVELOPE = re.compile(VALIDATION_ERRORS_PATTERN)
 
 
 def in_envelope(exc: ValidationException) -> ValidationException:
@@ -259,4 +259,4 @@ def in_envelope(exc: ValidationException) -> ValidationException:
     "1 validation error detected: " envelope, unless it is in one already."""
     if _ENVELOPE.match(exc.message):
         return exc
-    return ValidationException("1 validation error detected: " + exc.message)
+    return ValidationException(validation_errors([exc.message]))

@@ -42,6 +42,7 @@ from shoal.api.catalog import (
 )
 from shoal.api.common import partition_prefix
 from shoal.errors import ItemCollectionSizeLimitExceededException, ValidationException
+from shoal.errors import INVALID_PARAMETERS as INVALID
 from shoal.model.capacity import write_units
 from shoal.model.keys import encode_key_value
 from shoal.model.size import item_size
@@ -58,7 +59,6 @@ _SIZE = struct.Struct(">I")
 _STATS = struct.Struct(">qq")
 _COLLECTION = struct.Struct(">q")
 
-INVALID = "One or more parameter values were invalid: "
 ITEM_COLLECTION_LIMIT = 10 * 1024 ** 3  # bytes per partition key on tables with LSIs
 GB = 1024 ** 3
 JOB_CHUNK = 500  # items (backfill) or entries (purge) per background transaction

@@ -17,7 +17,13 @@ from shoal.api.common import (
 )
 from shoal.api.indexes import item_collection_metrics
 from shoal.api.writepath import stored_item, stored_json, stored_size, write_item
-from shoal.errors import ConditionalCheckFailedException, ValidationException, ValueWordingException, newer_wording
+from shoal.errors import (
+    INVALID_PARAMETERS,
+    ConditionalCheckFailedException,
+    ValidationException,
+    ValueWordingException,
+    newer_wording,
+)
 from shoal.expressions import parse_condition, parse_update, project
 from shoal.expressions.legacy import (
     condition_from_expected,
@@ -182,7 +188,7 @@ def update_item(ctx, request: dict):
             for name in update.top_level_names:
                 if name == table.hash_key or name == table.range_key:
                     raise ValidationException(
-                        "One or more parameter values were invalid: Cannot update attribute "
+                        INVALID_PARAMETERS + "Cannot update attribute "
                         f"{name}. This attribute is part of the key"
                     )
         skey = storage_key(table, key)

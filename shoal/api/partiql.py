@@ -33,6 +33,7 @@ from shoal.api.items import delete_item, get_item, put_item, update_item
 from shoal.api.query import query, scan
 from shoal.api.transactions import TransactionCanceledException, transact_get_items, transact_write_items
 from shoal.errors import (
+    VALIDATION_ERRORS_PATTERN,
     ConditionalCheckFailedException,
     ResourceNotFoundException,
     ShoalError,
@@ -122,7 +123,7 @@ def reads_only(operation: str, request: dict) -> bool:
 
 # What the expression layer (and an item write's request envelope) puts before
 # an expression's errors; a statement's errors are DynamoDB's without it.
-_EXPRESSION_ERROR = re.compile(r"(?:1 validation error detected: )?Invalid (?:Filter|Condition)Expression: ")
+_EXPRESSION_ERROR = re.compile(f"(?:{VALIDATION_ERRORS_PATTERN})?Invalid (?:Filter|Condition)Expression: ")
 
 
 @contextmanager

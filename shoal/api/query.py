@@ -29,6 +29,7 @@ from shoal.api.common import (
 from shoal.api.indexes import entry_key, index_partition_prefix, table_suffix_of
 from shoal.api.writepath import _SIZE, stored_item, stored_json, stored_size
 from shoal.errors import ValidationException, ValueWordingException, newer_wording
+from shoal.errors import INVALID_PARAMETERS as INVALID
 from shoal.expressions import parse_condition, parse_key_condition, parse_projection
 from shoal.expressions.legacy import (
     condition_from_filter,
@@ -40,7 +41,6 @@ from shoal.model.keys import encode_key_prefix, encode_key_value
 from shoal.model.values import validate_value
 
 PAGE_BYTES = 1024 * 1024
-INVALID = "One or more parameter values were invalid: "
 
 
 class _Plan:

@@ -26,8 +26,8 @@ import orjson
 from shoal.api.writepath import record_table_change
 from shoal.model.policy import Policy, PolicyError
 from shoal.errors import ResourceNotFoundException, ShoalError, ValidationException
+from shoal.errors import INVALID_PARAMETERS as INVALID
 
-INVALID = "One or more parameter values were invalid: "
 NO_POLICY = "NO_POLICY"
 #: DynamoDB's limit on a policy document, whitespace included.
 MAX_POLICY_BYTES = 20 * 1024

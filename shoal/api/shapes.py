@@ -47,7 +47,13 @@ from typing import Any, Callable
 
 import orjson
 
-from shoal.errors import SerializationException, UnknownOperationException, ValidationException
+from shoal.errors import (
+    INVALID_PARAMETERS,
+    SerializationException,
+    UnknownOperationException,
+    ValidationException,
+    validation_errors,
+)
 
 MAX_LISTED_ERRORS = 10  # Coral lists at most ten constraint violations
 
@@ -227,10 +233,10 @@ def _null_in_set(kind: str) -> ValidationException:
         return ValidationException("The parameter cannot be converted to a numeric value")
     if kind == "BS":
         return ValidationException(
-            "One or more parameter values were invalid: Binary sets may not contain null or empty values"
+            INVALID_PARAMETERS + "Binary sets may not contain null or empty values"
         )
     return ValidationException(
-        "One or more parameter values were invalid: An string set may not have a empty string as a member"
+        INVALID_PARAMETERS + "An string set may not have a empty string as a member"
     )
 
 
@@ -861,9 +867,7 @@ class ShapeValidator:
         for path, value, message, shape_name in listed:
             shown = "null" if value is None else f"'{render_value(value, shape_name, self._shapes)}'"
             parts.append(f"Value {shown} at '{path}' failed to satisfy constraint: {message}")
-        count = len(listed)
-        plural = "s" if count > 1 else ""
-        return f"{count} validation error{plural} detected: " + "; ".join(parts)
+        return validation_errors(parts)
 
 
 def _body_type_error(body: Any) -> SerializationException:

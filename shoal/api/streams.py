@@ -57,10 +57,16 @@ from shoal.api.writepath import (
     is_table_change,
     read_raw_changes,
 )
-from shoal.errors import DYNAMODB_NS, ResourceNotFoundException, ShoalError, ValidationException
+from shoal.errors import (
+    DYNAMODB_NS,
+    ResourceNotFoundException,
+    ShoalError,
+    ValidationException,
+    validation_errors,
+)
+from shoal.errors import INVALID_PARAMETERS as INVALID
 from shoal.model.size import item_size
 
-INVALID = "One or more parameter values were invalid: "
 SEQ_BASE = 10**20
 VIEW_TYPES = ("KEYS_ONLY", "NEW_IMAGE", "OLD_IMAGE", "NEW_AND_OLD_IMAGES")
 MAX_RECORDS = 1000
@@ -732,10 +738,8 @@ def _checked_limit(request: dict) -> int:
     if limit is None:
         return 100
     if limit > 100:
-        raise ValidationException(
-            f"1 validation error detected: Value '{limit}' at 'limit' failed to satisfy constraint: "
-            "Member must have value less than or equal to 100"
-        )
+        raise ValidationException(validation_errors(
+            [f"Value '{limit}' at 'limit' failed to satisfy constraint: Member must have value less than or equal to 100"]))
     return limit
 
 

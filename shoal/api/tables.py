@@ -34,14 +34,15 @@ from shoal.api.catalog import (
     table_arn,
     table_key,
 )
+from shoal.errors import INVALID_PARAMETERS as INVALID
 from shoal.errors import (
     LimitExceededException,
     ResourceInUseException,
     ResourceNotFoundException,
     ValidationException,
+    validation_errors,
 )
 
-INVALID = "One or more parameter values were invalid: "
 MAX_CAPACITY_UNITS = 1_000_000_000_000  # beyond this DynamoDB says "out of bounds"
 MAX_TAGS = 50
 MAX_LSI = 5
@@ -111,7 +112,7 @@ def check_table_name(name: str, member: str = "tableName") -> None:
         errors.append(f"Value '{name}' at '{member}' failed to satisfy constraint: "
                       "Member must have length less than or equal to 255")
     if errors:
-        raise ValidationException(coral(errors))
+        raise ValidationException(validation_errors(errors))
 
 
 def check_table_class(table_class: str | None) -> None:
@@ -121,12 +122,6 @@ def check_table_class(table_class: str | None) -> None:
             "Invalid table-class parameter provided. Please try again with a valid table-class value: "
             f"[{', '.join(TABLE_CLASSES)}]."
         )
-
-
-def coral(errors: list[str]) -> str:
-    """Coral's summary of several constraint violations."""
-    plural = "s" if len(errors) > 1 else ""
-    return f"{len(errors)} validation error{plural} detected: " + "; ".join(errors)
 
 
 def table_name_of(ctx, text: str) -> str:
@@ -255,7 +250,7 @@ def _check_required_schema(request: dict) -> None:
         for i, index in enumerate(request.get(kind) or (), 1):
             errors += _key_schema_length_errors(index.get("KeySchema"), f"{member}.{i}.member.keySchema")
     if errors:
-        raise ValidationException(coral(errors))
+        raise ValidationException(validation_errors(errors))
 
 
 def _key_schema_length_errors(schema: list | None, where: str) -> list[str]:
@@ -854,7 +849,7 @@ def _check_gsi_update_shape(updates: list) -> None:
         if create is not None:
             errors = _key_schema_length_errors(create.get("KeySchema"), "globalSecondaryIndexUpdates.1.member.create.keySchema")
             if errors:
-                raise ValidationException(coral(errors))
+                raise ValidationException(validation_errors(errors))
             _check_projection(create)
 
 

@@ -45,7 +45,7 @@ from shoal.api.common import (
 )
 from shoal.api.items import MAX_ITEM_SIZE, checked_key_in_item, created_by
 from shoal.api.writepath import WriteLog, stored_item, stored_json, stored_size
-from shoal.errors import KeySchemaMismatch, ShoalError, ValidationException
+from shoal.errors import INVALID_PARAMETERS, KeySchemaMismatch, ShoalError, ValidationException
 from shoal.expressions import parse_condition, parse_update
 from shoal.model.capacity import read_units, write_units
 from shoal.model.size import item_size
@@ -218,7 +218,7 @@ def _check_key_not_updated(write: _Write) -> None:
     for name in write.update.top_level_names:
         if name == table.hash_key or name == table.range_key:
             raise ValidationException(
-                "One or more parameter values were invalid: Cannot update attribute "
+                INVALID_PARAMETERS + "Cannot update attribute "
                 f"{name}. This attribute is part of the key"
             )
 

@@ -35,7 +35,7 @@ import orjson
 from cryptography.fernet import Fernet
 
 from shoal.model.policy import Policy, PolicyError, Principal, evaluate
-from shoal.errors import ShoalError
+from shoal.errors import ShoalError, validation_errors
 
 DEFAULT_ACCOUNT = "000000000000"
 KEY_FILE = "iam.key"
@@ -378,8 +378,8 @@ class IamStore:
             raise IamError("ValidationError",
                            "The requested DurationSeconds exceeds the MaxSessionDuration set for this role."
                            if duration > MIN_SESSION_S else
-                           f"1 validation error detected: Value '{duration}' at 'durationSeconds' failed to "
-                           "satisfy constraint: Member must have value greater than or equal to 900")
+                           validation_errors([f"Value '{duration}' at 'durationSeconds' failed to satisfy "
+                                              "constraint: Member must have value greater than or equal to 900"]))
         access_key = _random_id("ASIA")
         secret = base64.b64encode(secrets.token_bytes(30)).decode()
         token = base64.b64encode(secrets.token_bytes(96)).decode()

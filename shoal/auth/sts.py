@@ -14,6 +14,7 @@ import uuid
 from urllib.parse import parse_qsl
 from xml.sax.saxutils import escape
 
+from shoal.errors import validation_errors
 from shoal.auth.iam import IamError, IamStore
 
 XMLNS = "https://sts.amazonaws.com/doc/2011-06-15/"
@@ -72,9 +73,8 @@ def _caller_identity(credentials, store: IamStore, request_id: str) -> bytes:
 def _required(form: dict, name: str, member: str) -> str:
     value = form.get(name)
     if not value:
-        raise IamError("ValidationError",
-                       f"1 validation error detected: Value null at '{member}' failed to satisfy constraint: "
-                       "Member must not be null")
+        raise IamError("ValidationError", validation_errors(
+            [f"Value null at '{member}' failed to satisfy constraint: Member must not be null"]))
     return value
 
 

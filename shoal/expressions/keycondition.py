@@ -9,7 +9,7 @@ does not know which table or index the Query reads.
 
 from __future__ import annotations
 
-from shoal.errors import ValidationException
+from shoal.errors import INVALID_PARAMETERS, ValidationException
 from shoal.model.values import check_key_value_not_empty
 
 from . import ast
@@ -86,7 +86,7 @@ class KeyCondition:
             for value in values:
                 if wanted is not None and wanted not in value:
                     raise ValidationException(
-                        "One or more parameter values were invalid: Condition parameter type does not match schema type"
+                        INVALID_PARAMETERS + "Condition parameter type does not match schema type"
                     )
         self.partition_name, self.partition_value = hash_key, by_name[hash_key][1][0]
         if range_key is not None and range_key in by_name:

@@ -10,7 +10,8 @@ from __future__ import annotations
 
 from decimal import Decimal
 
-from shoal.errors import ValidationException
+from shoal.errors import ValidationException, validation_errors
+from shoal.errors import INVALID_PARAMETERS as _INVALID
 from shoal.model.numbers import add, format_number
 from shoal.model.values import sorted_set, validate_value
 
@@ -20,7 +21,6 @@ from .projection import Projection
 from .update import Update, set_difference, set_union
 from .values import JAVA_TYPE_NAMES, SCALAR_ORDERED, SET_TYPES, begins_with, contains, equals, ordering_key, type_of
 
-_INVALID = "One or more parameter values were invalid: "
 
 # operator -> (number of arguments or None for "one or more", allowed types or None for any)
 _OPERATORS = {
@@ -92,10 +92,9 @@ _ORDER = {
 def _combine(predicates: list, conditional_operator: str | None, count: int) -> Condition:
     if conditional_operator is not None:
         if conditional_operator not in ("AND", "OR"):
-            raise ValidationException(
-                f"1 validation error detected: Value '{conditional_operator}' at 'conditionalOperator' failed to "
-                "satisfy constraint: Member must satisfy enum value set: [OR, AND]"
-            )
+            raise ValidationException(validation_errors(
+                [f"Value '{conditional_operator}' at 'conditionalOperator' failed to satisfy constraint: "
+                 "Member must satisfy enum value set: [OR, AND]"]))
         if count < 2:
             raise ValidationException(
                 "ConditionalOperator can only be used when Filter or Expected has two or more elements"

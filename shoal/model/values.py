@@ -23,6 +23,7 @@ import re
 from decimal import Decimal
 
 from shoal.errors import KeySchemaMismatch, SerializationException, ValidationException, ValueWordingException
+from shoal.errors import INVALID_PARAMETERS as INVALID
 from shoal.model.numbers import MAX_DIGITS, is_normalized_short, normalize_number
 from shoal.model.size import (
     CONTAINER_OVERHEAD,
@@ -32,7 +33,6 @@ from shoal.model.size import (
     positive_integer_size,
 )
 
-INVALID = "One or more parameter values were invalid: "
 EMPTY_VALUE = "Supplied AttributeValue is empty, must contain exactly one of the supported datatypes"
 SEVERAL_TYPES = (
     "Supplied AttributeValue has more than one datatypes set, "

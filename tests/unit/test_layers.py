@@ -44,3 +44,26 @@ def test_no_layer_imports_one_above_it(package):
             if module.startswith(FORBIDDEN[package]):
                 wrong.append(f"{path.relative_to(ROOT.parent)}:{line} imports {module}")
     assert not wrong, "\n".join(wrong)
+
+
+# DynamoDB's two most common error heads, written once (shoal.errors): a
+# second copy could drift from the first in one character, which SDK users'
+# error matching would notice.
+_ONCE = ("One or more parameter values were invalid", "validation error detected", "validation errors detected",
+         "validation errors? detected")
+
+
+def test_error_texts_are_built_in_one_place():
+    wrong = []
+    for path in sorted(ROOT.rglob("*.py")):
+        if path == ROOT / "errors.py":
+            continue
+        tree = ast.parse(path.read_text(), str(path))
+        docstrings = {id(node.body[0].value) for node in ast.walk(tree)
+                      if isinstance(node, (ast.Module, ast.ClassDef, ast.FunctionDef, ast.AsyncFunctionDef))
+                      and node.body and isinstance(node.body[0], ast.Expr)}
+        for node in ast.walk(tree):
+            if (isinstance(node, ast.Constant) and isinstance(node.value, str) and id(node) not in docstrings
+                    and any(text in node.value for text in _ONCE)):
+                wrong.append(f"{path.relative_to(ROOT.parent)}:{node.lineno}: {node.value[:60]!r}")
+    assert not wrong, "use shoal.errors.INVALID_PARAMETERS / validation_errors:\n" + "\n".join(wrong)
