@@ -300,7 +300,7 @@ def _status(args) -> int:
     import json
     import time
 
-    from shoal.api.writepath import log_status
+    from shoal.api.changelog import log_status
     from shoal.keys_cli import open_data_dir_of
 
     engine = open_data_dir_of(args, create=False)

@@ -40,6 +40,7 @@ from shoal.api.catalog import (
     read_index_stats,
     table_key,
 )
+from shoal.api.changelog import record_table_change
 from shoal.api.common import partition_prefix
 from shoal.errors import ItemCollectionSizeLimitExceededException, ValidationException
 from shoal.errors import INVALID_PARAMETERS as INVALID
@@ -462,7 +463,7 @@ def _set_status(txn, table, name: str, status: str) -> None:
             spec["IndexStatus"] = status
         gsis.append(spec)
     desc["GlobalSecondaryIndexes"] = gsis
-    _store(txn, table, desc, table.index_numbers)
+    _store(txn, table, desc, table.index_numbers, {"IndexName": name, "IndexStatus": status})
 
 
 def _remove_index(txn, table, index: Index) -> None:
@@ -480,12 +481,15 @@ def _remove_index(txn, table, index: Index) -> None:
         for spec in desc.get(member) or ():
             used.update(k["AttributeName"] for k in spec["KeySchema"])
     desc["AttributeDefinitions"] = [d for d in desc["AttributeDefinitions"] if d["AttributeName"] in used]
-    _store(txn, table, desc, numbers)
+    _store(txn, table, desc, numbers, {"IndexName": index.name, "IndexStatus": "DELETED"})
 
 
-def _store(txn, table, desc: dict, numbers: dict) -> None:
+def _store(txn, table, desc: dict, numbers: dict, change: dict) -> None:
+    """The table's new description, and its record in the change log (an
+    index built or dropped by a background job is a change of the table)."""
     raw = encode_entry(table.account, table.table_id, desc, numbers, table.next_index)
     txn.put("meta", table_key(table.region, table.name), raw)
+    record_table_change(txn, table, "IndexJob", {**change, "TableDescription": desc})
 
 
 def _successor(prefix: bytes) -> bytes | None:

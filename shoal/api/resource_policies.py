@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import orjson
 
-from shoal.api.writepath import record_table_change
+from shoal.api.changelog import record_table_change
 from shoal.model.policy import Policy, PolicyError
 from shoal.errors import ResourceNotFoundException, ShoalError, ValidationException
 from shoal.errors import INVALID_PARAMETERS as INVALID

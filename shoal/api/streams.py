@@ -49,7 +49,7 @@ from datetime import datetime, timezone
 
 import orjson
 
-from shoal.api.writepath import (
+from shoal.api.changelog import (
     advance_consumer,
     consumer_cursor,
     decode_change,

@@ -34,6 +34,7 @@ from shoal.api.catalog import (
     table_arn,
     table_key,
 )
+from shoal.api.changelog import record_table_change
 from shoal.errors import INVALID_PARAMETERS as INVALID
 from shoal.errors import (
     LimitExceededException,
@@ -222,6 +223,7 @@ def create_table(ctx, request: dict) -> dict:
         resource_policies.attach_on_create(ctx, txn, table, request)
         if tags:
             txn.put("meta", TAGS_KEY(table.prefix), orjson.dumps(tags))
+        record_table_change(txn, table, "CreateTable", {"Request": request, "TableDescription": desc}, now)
         return {"TableDescription": _without_switch_time(describe(txn, table))}
 
 
@@ -697,6 +699,7 @@ def delete_table(ctx, request: dict) -> dict:
         txn.delete("meta", STATS_KEY(table.prefix))
         txn.delete("meta", TAGS_KEY(table.prefix))
         streams.on_table_deleted(txn, table, _now(ctx))
+        record_table_change(txn, table, "DeleteTable", {"TableName": table.name}, _now(ctx))
         job_key, job = index_store.schedule_drop(txn, table, _owned_ranges(table))
         index_store.purge_step(txn, job_key, job, index_store.DROP_CHUNK)
     return response
@@ -811,6 +814,7 @@ def update_table(ctx, request: dict) -> dict:
         updated = decode_entry(ctx.region, raw, ctx.catalog.keys)
         for index_name, kind in jobs:
             index_store.schedule(txn, updated, index_name, numbers[index_name], kind)
+        record_table_change(txn, updated, "UpdateTable", {"Request": request, "TableDescription": desc}, _now(ctx))
         out = describe(txn, updated)
         if _billing_mode(table.description) != "PAY_PER_REQUEST" and _billing_mode(desc) == "PAY_PER_REQUEST":
             _without_switch_time(out)
@@ -1238,6 +1242,7 @@ def tag_resource(ctx, request: dict) -> bytes:
         _check_tag_count(len(merged))
         tags = [{"Key": k, "Value": v} for k, v in merged.items()]
         txn.put("meta", TAGS_KEY(table.prefix), orjson.dumps(tags))
+        record_table_change(txn, table, "TagResource", {"Tags": new}, _now(ctx))
     return b""  # DynamoDB answers these with an empty body, not {}
 
 
@@ -1258,6 +1263,7 @@ def untag_resource(ctx, request: dict) -> bytes:
             txn.put("meta", TAGS_KEY(table.prefix), orjson.dumps(tags))
         else:
             txn.delete("meta", TAGS_KEY(table.prefix))
+        record_table_change(txn, table, "UntagResource", {"TagKeys": request["TagKeys"]}, _now(ctx))
     return b""  # DynamoDB answers these with an empty body, not {}
 
 

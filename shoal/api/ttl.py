@@ -37,7 +37,8 @@ from decimal import Decimal, InvalidOperation
 import orjson
 
 from shoal.api.tables import table_name_of
-from shoal.api.writepath import record_table_change, write_item
+from shoal.api.changelog import record_table_change
+from shoal.api.writepath import write_item
 from shoal.errors import ResourceNotFoundException, ValidationException
 
 SERVICE_IDENTITY = {"type": "Service", "principalId": "dynamodb.amazonaws.com"}

@@ -8,29 +8,8 @@ to the ``changes`` space, all inside the caller's storage transaction: a change
 is in the log exactly when it is in the table.  Streams, point-in-time recovery
 and replication read that log.
 
-The change log (the ``changes`` space)
---------------------------------------
-One record per mutation, keyed by its position ``seq`` (a big-endian u64,
-the log's total order on this data directory), its value the write time in
-milliseconds (u64) and then JSON whose first field is the table's identity::
-
-    {"table": TABLE_ID, "origin": "REGION:NODE", "keys": ..., "old": ..., "new": ...}    an item
-    {"table": TABLE_ID, "origin": "REGION:NODE", "op": "UpdateTable", ...}              the table itself
-
-``TABLE_ID`` is the UUID a table gets at creation: it names the same table
-whatever its name becomes, and never a later table of the same name.
-``origin`` names the region and the node (a random id kept with the log's
-head, one per data directory) that made the change, so a replica applying
-records elsewhere can tell its own writes from others'.  A record is the same
-record wherever it is copied as long as it keeps its ``origin`` and origin
-position (for a record written here, its ``seq``); two changes of one item are
-ordered by (time, origin, position), a total, deterministic tie-break.
-
-Consumers (streams, and later point-in-time recovery, replicas and metrics)
-register under a name with a cursor (``register_consumer``) and move it as
-they read (``advance_consumer``); ``prune_changes`` deletes a record only once
-every consumer has passed it and it is older than the longest retention any
-of them, or the server, asks for.
+The change log itself (its records, positions, consumers and pruning) is
+``shoal.api.changelog``; ``WriteLog`` appends to it.
 
 Stored item values are ``SIZE (4 bytes, big-endian) + JSON of the wire-form item``,
 so reads can splice the JSON into a response and know the item's DynamoDB size
@@ -39,26 +18,16 @@ without parsing it.
 
 from __future__ import annotations
 
-import os
 import struct
-import time
 
 import orjson
 
 from shoal.api.catalog import STATS_KEY, read_stats
+from shoal.api.changelog import ChangeAppender
 from shoal.api.indexes import add_collection_size, maintain
 
 _SIZE = struct.Struct(">I")
 _STATS = struct.Struct(">qq")  # the layout catalog.read_stats reads
-_SEQ = struct.Struct(">Q")
-_TIME = struct.Struct(">Q")
-NODE_BYTES = 8
-
-# The log's head: the last position (u64) and then this data directory's node id (8 bytes).
-SEQ_KEY = b"changes/seq"
-CONSUMER_PREFIX = b"changes/consumer/"
-_CONSUMER = struct.Struct(">Qd")  # cursor, retention in seconds
-DEFAULT_RETENTION_S = 24 * 3600
 
 
 def encode_stored(item: dict, size: int) -> bytes:
@@ -88,19 +57,17 @@ def write_item(txn, *args, **kwargs) -> bytes | None:
     return new_raw
 
 
-class WriteLog:
+class WriteLog(ChangeAppender):
     """Item writes in one transaction (all of a BatchWriteItem, say): the
     tables' counters and the change sequence they move are kept here and
     stored once, by ``finish()``, which must run before the transaction
     commits (if the transaction aborts, nothing of it stays)."""
 
-    __slots__ = ("txn", "_stats", "_seq", "_node")
+    __slots__ = ("_stats",)
 
     def __init__(self, txn) -> None:
-        self.txn = txn
+        super().__init__(txn)
         self._stats: dict[bytes, list[int]] = {}  # table prefix -> [count, size]
-        self._seq: int | None = None
-        self._node = b""
 
     def write_item(
         self,
@@ -151,46 +118,9 @@ class WriteLog:
             stats[0] += 1
             stats[1] += new_size
 
-        self._append_change(table, keys, old_raw, new_raw, now, user_identity)
+        self.item_change(table, keys, stored_json(old_raw) if old_raw is not None else None,
+                         stored_json(new_raw) if new_raw is not None else None, now, user_identity)
         return new_raw
-
-    def _next_seq(self) -> int:
-        seq = self._seq
-        if seq is None:
-            raw_seq = self.txn.get("meta", SEQ_KEY)
-            seq = _SEQ.unpack_from(raw_seq)[0] if raw_seq else 0
-            node = bytes(raw_seq[_SEQ.size:]) if raw_seq else b""
-            self._node = node if len(node) == NODE_BYTES else os.urandom(NODE_BYTES)  # first write: a new node
-        seq = self._seq = seq + 1
-        return seq
-
-    def _origin(self, table) -> str:
-        return f"{table.region}:{self._node.hex()}"
-
-    def _append_change(self, table, keys, old_raw, new_raw, now, user_identity) -> None:
-        seq = self._next_seq()
-        record = {
-            "table": table.table_id,
-            "origin": self._origin(table),
-            "keys": keys,
-            "old": orjson.Fragment(bytes(stored_json(old_raw))) if old_raw is not None else None,
-            "new": orjson.Fragment(bytes(stored_json(new_raw))) if new_raw is not None else None,
-        }
-        if user_identity is not None:
-            record["userIdentity"] = user_identity
-        stamp = int((now if now is not None else time.time()) * 1000)
-        self.txn.put("changes", _SEQ.pack(seq), _TIME.pack(stamp) + orjson.dumps(record))
-
-    def table_change(self, table, op: str, detail: dict, now: float | None = None) -> int:
-        """Record a change of the table itself (``op`` is the operation that
-        made it: CreateTable, UpdateTable, DeleteTable, UpdateTimeToLive,
-        TagResource, ...; ``detail`` what a replica or a restore needs to redo
-        it, e.g. the new TableDescription).  Returns its position."""
-        seq = self._next_seq()
-        record = {"table": table.table_id, "origin": self._origin(table), "op": op, **detail}
-        stamp = int((now if now is not None else time.time()) * 1000)
-        self.txn.put("changes", _SEQ.pack(seq), _TIME.pack(stamp) + orjson.dumps(record))
-        return seq
 
     def finish(self) -> None:
         """Store the counters and the sequence the writes moved."""
@@ -198,130 +128,4 @@ class WriteLog:
         for prefix, (count, size) in self._stats.items():
             txn.put("meta", STATS_KEY(prefix), _STATS.pack(count, size))
         self._stats.clear()
-        if self._seq is not None:
-            txn.put("meta", SEQ_KEY, _SEQ.pack(self._seq) + self._node)
-            self._seq = None
-
-
-def record_table_change(txn, table, op: str, detail: dict, now: float | None = None) -> int:
-    """``WriteLog.table_change`` for one change of a table in ``txn``."""
-    log = WriteLog(txn)
-    seq = log.table_change(table, op, detail, now)
-    log.finish()
-    return seq
-
-
-def head_position(txn) -> int:
-    """The position of the newest change record (0 for an empty log)."""
-    raw = txn.get("meta", SEQ_KEY)
-    return _SEQ.unpack_from(raw)[0] if raw else 0
-
-
-def is_table_change(record: dict) -> bool:
-    """Whether a decoded record is a change of the table itself, not of an item."""
-    return "op" in record
-
-
-# ---------------------------------------------------------------- consumers
-
-
-def register_consumer(txn, name: str, *, retention_s: float = 0.0, at: int | None = None) -> int:
-    """Make ``name`` a consumer of the log (idempotent: an existing cursor is
-    kept; its retention is updated).  A new consumer starts after ``at``
-    (default: the head, i.e. it reads what is written from now on).  Records
-    it has not passed are kept for it.  Returns its cursor."""
-    key = CONSUMER_PREFIX + name.encode()
-    raw = txn.get("meta", key)
-    cursor = _CONSUMER.unpack(raw)[0] if raw else (head_position(txn) if at is None else at)
-    txn.put("meta", key, _CONSUMER.pack(cursor, retention_s))
-    return cursor
-
-
-def consumer_cursor(txn, name: str) -> int | None:
-    """The last position ``name`` has read, or None if it is not registered."""
-    raw = txn.get("meta", CONSUMER_PREFIX + name.encode())
-    return _CONSUMER.unpack(raw)[0] if raw else None
-
-
-def advance_consumer(txn, name: str, position: int) -> None:
-    """Move ``name``'s cursor to ``position`` (registering it if needed)."""
-    key = CONSUMER_PREFIX + name.encode()
-    raw = txn.get("meta", key)
-    retention = _CONSUMER.unpack(raw)[1] if raw else 0.0
-    txn.put("meta", key, _CONSUMER.pack(position, retention))
-
-
-def unregister_consumer(txn, name: str) -> bool:
-    """Stop keeping records for ``name``."""
-    return txn.delete("meta", CONSUMER_PREFIX + name.encode())
-
-
-def consumers(txn) -> dict[str, tuple[int, float]]:
-    """Every consumer's (cursor, retention in seconds), by name."""
-    out = {}
-    for key, value in txn.scan("meta", CONSUMER_PREFIX, CONSUMER_PREFIX[:-1] + b"0"):
-        out[bytes(key[len(CONSUMER_PREFIX):]).decode()] = _CONSUMER.unpack(value)
-    return out
-
-
-def log_status(txn, now: float) -> dict:
-    """The log's head, its oldest record and each consumer's lag (records and
-    seconds behind the head), for ``shoal status``."""
-    head = head_position(txn)
-    oldest = next(iter(txn.scan("changes")), None)
-    status = {"head": head, "oldest": None, "oldest_age_s": None, "records": None, "consumers": {}}
-    if oldest is not None:
-        first = _SEQ.unpack(oldest[0])[0]
-        status.update(oldest=first, records=head - first + 1,
-                      oldest_age_s=round(now - _TIME.unpack_from(oldest[1])[0] / 1000, 3))
-    for name, (cursor, retention) in consumers(txn).items():
-        lag_s = 0.0
-        following = next(iter(txn.scan("changes", _SEQ.pack(cursor + 1))), None)
-        if following is not None:
-            lag_s = round(max(0.0, now - _TIME.unpack_from(following[1])[0] / 1000), 3)
-        status["consumers"][name] = {"cursor": cursor, "behind": head - cursor, "behind_s": lag_s,
-                                     "retention_s": retention}
-    return status
-
-
-_TABLE_FIELD = b'{"table":"'
-_TABLE_ID_END = len(_TIME.pack(0)) + len(_TABLE_FIELD) + 36  # a table id is a 36-character UUID
-
-
-def read_raw_changes(txn, after_seq: int = 0):
-    """Yield (seq, table_id, stored value) for change records after
-    ``after_seq``, without decoding them: the table id is read from the
-    record's first field (``_append_change`` writes it first), so a reader
-    interested in a few tables decodes only their records (``decode_change``)."""
-    start = _TIME.size + len(_TABLE_FIELD)
-    for key, value in txn.scan("changes", _SEQ.pack(after_seq + 1)):
-        if value[_TIME.size:start] == _TABLE_FIELD:
-            table_id = bytes(value[start:_TABLE_ID_END]).decode()
-        else:  # not written by this module's format: decode to find out
-            table_id = orjson.loads(memoryview(value)[_TIME.size:])["table"]
-        yield _SEQ.unpack(key)[0], table_id, value
-
-
-def decode_change(value) -> tuple[int, dict]:
-    """(time_ms, record) of a stored change value from ``read_raw_changes``."""
-    return _TIME.unpack_from(value)[0], orjson.loads(memoryview(value)[_TIME.size:])
-
-
-def prune_changes(txn, retention_s: float, now: float, limit: int = 1000) -> int:
-    """Delete up to ``limit`` change records that every consumer has passed
-    and that are older than the longest retention: ``retention_s`` (the
-    server's) or any consumer's."""
-    registered = consumers(txn)
-    longest = max([retention_s, *(retention for _, retention in registered.values())])
-    cutoff = int((now - longest) * 1000)
-    last = min((cursor for cursor, _ in registered.values()), default=None)
-    doomed = []
-    for key, value in txn.scan("changes"):
-        if _TIME.unpack_from(value)[0] >= cutoff or len(doomed) >= limit:
-            break
-        if last is not None and _SEQ.unpack(key)[0] > last:
-            break
-        doomed.append(key)
-    for key in doomed:
-        txn.delete("changes", key)
-    return len(doomed)
+        super().finish()

@@ -25,7 +25,7 @@ from typing import Callable
 from shoal.api.indexes import IndexJobs
 from shoal.api.streams import Materializer, Trimmer
 from shoal.api.ttl import Sweeper
-from shoal.api.writepath import prune_changes
+from shoal.api.changelog import prune_changes
 from shoal.triggers.runner import TriggerRunner
 
 log = logging.getLogger("shoal")

@@ -22,7 +22,7 @@ from shoal.api import DEFAULT_ACCOUNT, DEFAULT_REGION, Context, operations
 from shoal.api.catalog import Catalog, PinnedCatalog
 from shoal.api.partiql import OPERATIONS as PARTIQL_OPERATIONS, reads_only
 from shoal.api.shapes import ShapeValidator
-from shoal.api.writepath import DEFAULT_RETENTION_S
+from shoal.api.changelog import DEFAULT_RETENTION_S
 from shoal.errors import (
     InternalServerError,
     NotImplementedOperation,

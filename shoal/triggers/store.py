@@ -50,7 +50,7 @@ from shoal.api.streams import (
     stream_description,
     stream_id_of,
 )
-from shoal.api.writepath import head_position
+from shoal.api.changelog import head_position
 
 CONFIG_PREFIX = b"triggers/config/"
 STATE_PREFIX = b"triggers/state/"

@@ -1,4 +1,4 @@
-"""The change log (shoal.api.writepath) over a real engine: what a record
+"""The change log (shoal.api.changelog) over a real engine: what a record
 carries, table-level records, consumers with cursors, pruning and status
 (issue 15, points 1 and 2)."""
 
@@ -10,7 +10,7 @@ import pytest
 from shoal.api import DEFAULT_ACCOUNT, Context
 from shoal.api import items, resource_policies, streams, tables, ttl
 from shoal.api.catalog import Catalog
-from shoal.api.writepath import (
+from shoal.api.changelog import (
     SEQ_KEY,
     advance_consumer,
     consumer_cursor,
@@ -214,3 +214,38 @@ def test_the_stream_materializer_is_a_consumer(ctx, engine):
     streams.catch_up(engine)
     with engine.read() as txn:
         assert consumer_cursor(txn, streams.CONSUMER) == head_position(txn)
+
+
+def test_every_table_operation_and_index_job_is_recorded(ctx, engine):
+    """CreateTable, UpdateTable (a GSI, its backfill and its removal by the
+    background job), tagging and DeleteTable each leave a record of the table."""
+    from shoal.api.indexes import IndexJobs
+
+    desc = make_table(ctx)
+    put(ctx, "a", kind={"S": "x"})
+    tables.update_table(ctx, {"TableName": "events",
+                              "AttributeDefinitions": [{"AttributeName": "kind", "AttributeType": "S"}],
+                              "GlobalSecondaryIndexUpdates": [{"Create": {
+                                  "IndexName": "by_kind", "Projection": {"ProjectionType": "ALL"},
+                                  "KeySchema": [{"AttributeName": "kind", "KeyType": "HASH"}]}}]})
+    jobs = IndexJobs(engine)
+    while jobs():
+        pass
+    tables.tag_resource(ctx, {"ResourceArn": desc["TableArn"], "Tags": [{"Key": "team", "Value": "video"}]})
+    tables.untag_resource(ctx, {"ResourceArn": desc["TableArn"], "TagKeys": ["team"]})
+    tables.update_table(ctx, {"TableName": "events",
+                              "GlobalSecondaryIndexUpdates": [{"Delete": {"IndexName": "by_kind"}}]})
+    while jobs():
+        pass
+    tables.delete_table(ctx, {"TableName": "events"})
+    mine = [r for _, _, r in records(engine) if is_table_change(r) and r["table"] == desc["TableId"]]
+    assert [(r["op"], r.get("IndexStatus")) for r in mine] == [
+        ("CreateTable", None), ("UpdateTable", None), ("IndexJob", "ACTIVE"), ("TagResource", None),
+        ("UntagResource", None), ("UpdateTable", None), ("IndexJob", "DELETED"), ("DeleteTable", None)]
+    assert mine[0]["TableDescription"]["KeySchema"] == [{"AttributeName": "pk", "KeyType": "HASH"}]
+    assert mine[2]["TableDescription"]["GlobalSecondaryIndexes"][0]["IndexStatus"] == "ACTIVE"
+    assert mine[3]["Tags"] == [{"Key": "team", "Value": "video"}] and mine[4]["TagKeys"] == ["team"]
+    # the item change sits between the table's creation and its update, in log order
+    ops = [("item" if not is_table_change(r) else r["op"]) for _, _, r in records(engine)
+           if r["table"] == desc["TableId"]]
+    assert ops[:3] == ["CreateTable", "item", "UpdateTable"]
