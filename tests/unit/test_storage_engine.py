@@ -4,10 +4,15 @@ The tests talk to engines only through ``shoal.storage.engine``'s interface; the
 ``ENGINES`` table below is the one place that knows the concrete classes (add
 PostgreSQL there when it exists).  Engines are opened through a module-level
 factory so that child processes (forked) can open their own.
+
+Tests of what only an on-disk engine shared by processes can do (reopening,
+several processes, fork, kill -9, prewarm) or of LMDB's internals are marked
+``lmdb_only``: they run on LMDB, not on the in-memory engine.
 """
 
 from __future__ import annotations
 
+import inspect
 import itertools
 import multiprocessing
 import os
@@ -20,14 +25,31 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from shoal.storage.engine import SPACES, Engine
-from shoal.storage.lmdb_engine import _MADV_POPULATE_READ, LmdbEngine
+from shoal.storage.lmdb_engine import _MADV_POPULATE_READ, GroupPoisoned, LmdbEngine
+from shoal.storage.memory_engine import MemoryEngine
 
 
 def open_lmdb(path, *, sync: bool = True) -> Engine:
     return LmdbEngine(os.path.join(path, "lmdb"), sync=sync)
 
 
-ENGINES = {"lmdb": open_lmdb}
+def open_memory(path, *, sync: bool = True) -> Engine:
+    """A fresh in-memory engine: it has no files and nothing to sync."""
+    return MemoryEngine()
+
+
+ENGINES = {"lmdb": open_lmdb, "memory": open_memory}
+
+
+def lmdb_only(test):
+    """Mark ``test`` as meaningful for LMDB only and, when it takes an engine
+    from ``opener``, run it on LMDB alone.  (The parametrization is indirect,
+    so a module that reruns this suite with its own ``opener`` fixture, such
+    as the encrypted engine's, still runs the test on its own engine.)"""
+    parameters = inspect.signature(test).parameters
+    if "opener" in parameters or "engine" in parameters:
+        test = pytest.mark.parametrize("opener", ["lmdb"], indirect=True)(test)
+    return pytest.mark.lmdb_only(test)
 
 # Long keys cross LMDB's 511-byte key limit once (600) and twice (1200, 3100).
 LONG = b"L" * 600
@@ -200,6 +222,7 @@ def test_long_key_delete_and_overwrite(engine):
     assert keys_of(engine, "items", reverse=True) == []
 
 
+@lmdb_only
 def test_long_keys_leave_no_residue_after_delete(tmp_path):
     engine = LmdbEngine(str(tmp_path / "lmdb"))
     try:
@@ -302,6 +325,19 @@ _ops = st.lists(st.tuples(st.booleans(), _keys.filter(bool)), max_size=40)
 def test_scan_matches_a_sorted_dict_model(opener, tmp_path_factory, ops, ranges):
     engine = opener(str(tmp_path_factory.mktemp("model")), sync=False)
     model: dict[bytes, bytes] = {}
+
+    def matches_the_model(txn):
+        for key in model:
+            assert txn.get("items", key) == model[key]
+        for start, stop, reverse in ranges:
+            expected = sorted(
+                (k, v) for k, v in model.items()
+                if (start is None or k >= start) and (stop is None or k < stop)
+            )
+            if reverse:
+                expected.reverse()
+            assert list(txn.scan("items", start, stop, reverse=reverse)) == expected
+
     try:
         with engine.write() as txn:
             for number, (is_put, key) in enumerate(ops):
@@ -311,17 +347,9 @@ def test_scan_matches_a_sorted_dict_model(opener, tmp_path_factory, ops, ranges)
                     model[key] = value
                 else:
                     assert txn.delete("items", key) == (model.pop(key, None) is not None)
+            matches_the_model(txn)  # the transaction sees its own writes
         with engine.read() as txn:
-            for key in model:
-                assert txn.get("items", key) == model[key]
-            for start, stop, reverse in ranges:
-                expected = sorted(
-                    (k, v) for k, v in model.items()
-                    if (start is None or k >= start) and (stop is None or k < stop)
-                )
-                if reverse:
-                    expected.reverse()
-                assert list(txn.scan("items", start, stop, reverse=reverse)) == expected
+            matches_the_model(txn)
     finally:
         engine.close()
 
@@ -404,6 +432,21 @@ def test_read_is_a_snapshot(engine):
             assert list(fresh.scan("items")) == [(b"a", b"2"), (b"c", b"2")]
 
 
+def test_snapshot_holds_every_space_as_of_one_commit(engine):
+    fill(engine, "items", [b"i"], b"1")
+    fill(engine, "changes", [b"c"], b"1")
+    with engine.read() as snapshot:
+        with engine.write() as txn:
+            txn.put("items", b"i", b"2")
+            txn.put("changes", b"c", b"2")
+            txn.put("meta", b"m", b"2")
+        assert [snapshot.get(space, key) for space, key in (("items", b"i"), ("changes", b"c"), ("meta", b"m"))] \
+            == [b"1", b"1", None]
+    with engine.read() as fresh:
+        assert [fresh.get(space, key) for space, key in (("items", b"i"), ("changes", b"c"), ("meta", b"m"))] \
+            == [b"2", b"2", b"2"]
+
+
 def test_uncommitted_writes_are_invisible_to_readers(engine):
     fill(engine, "items", [b"a"], b"1")
     with engine.write() as txn:
@@ -424,6 +467,38 @@ def test_writers_in_threads_serialise(engine):
         thread.join()
     with engine.read() as txn:
         assert int(txn.get("meta", b"counter")) == 200
+
+
+def test_write_waits_for_another_threads_open_write(engine):
+    entered, committed, seen = threading.Event(), threading.Event(), []
+
+    def second_writer():
+        entered.set()
+        with engine.write() as txn:  # waits for the main thread's transaction
+            seen.append(txn.get("items", b"first"))
+            txn.put("items", b"second", b"2")
+        committed.set()
+
+    with engine.write() as txn:
+        txn.put("items", b"first", b"1")
+        thread = threading.Thread(target=second_writer)
+        thread.start()
+        assert entered.wait(10)
+        assert not committed.wait(0.2)
+    thread.join(10)
+    assert seen == [b"1"]
+    assert keys_of(engine, "items") == [b"first", b"second"]
+
+
+def test_a_second_write_in_the_writing_thread_of_the_memory_engine_is_refused():
+    """LMDB would deadlock; the in-memory engine says so instead."""
+    engine = MemoryEngine()
+    with engine.write() as txn:
+        txn.put("items", b"a", b"1")
+        with pytest.raises(RuntimeError, match="already has a write"):
+            engine.write()
+    fill(engine, "items", [b"b"])  # the writer lock was not lost
+    assert keys_of(engine, "items") == [b"a", b"b"]
 
 
 def test_closed_engine_refuses_work(opener, tmp_path):
@@ -458,6 +533,7 @@ def _increment_in_child(opener, path, times, barrier) -> None:
     engine.close()
 
 
+@lmdb_only
 def test_four_processes_increment_a_counter_exactly(opener, tmp_path):
     opener(str(tmp_path)).close()  # create once, as the server does before forking
     barrier = _fork.Barrier(4)
@@ -474,6 +550,7 @@ def test_four_processes_increment_a_counter_exactly(opener, tmp_path):
         assert txn.get("meta", b"counter") == b"1000"
 
 
+@lmdb_only
 def test_data_survives_close_and_reopen(opener, tmp_path):
     with opener(str(tmp_path)) as engine:
         fill(engine, "items", [b"a", LONGEST])
@@ -494,6 +571,7 @@ def _use_inherited_engine(engine, queue) -> None:
         queue.put("no error")
 
 
+@lmdb_only
 def test_engine_inherited_through_fork_is_disabled(opener, tmp_path):
     engine = opener(str(tmp_path))
     try:
@@ -518,6 +596,7 @@ def _commit_and_acknowledge(opener, path, connection) -> None:
         connection.send_bytes(key)  # sent only after write() returned: acknowledged
 
 
+@lmdb_only
 def test_acknowledged_writes_survive_kill_9(opener, tmp_path):
     opener(str(tmp_path)).close()
     receiver, sender = _fork.Pipe(duplex=False)
@@ -582,8 +661,6 @@ def test_grouped_write_failing_before_writing_leaves_no_trace(engine):
 
 
 def test_grouped_write_failing_after_writing_poisons_the_group(engine):
-    from shoal.storage.lmdb_engine import GroupPoisoned
-
     with pytest.raises(GroupPoisoned):
         with engine.group():
             with engine.write() as txn:
@@ -594,6 +671,39 @@ def test_grouped_write_failing_after_writing_poisons_the_group(engine):
                     raise ValueError("half done")
     with engine.read() as snapshot:
         assert list(snapshot.scan("items")) == []
+
+
+def test_exception_escaping_a_group_aborts_all_its_writes(engine):
+    with pytest.raises(LookupError):
+        with engine.group():
+            with engine.write() as txn:
+                txn.put("items", b"a", b"1")
+            with engine.write() as txn:
+                txn.put("changes", b"c", b"1")
+            raise LookupError("the caller gave up")
+    assert keys_of(engine, "items") == keys_of(engine, "changes") == []
+    fill(engine, "items", [b"after"])  # the group released the writer
+    assert keys_of(engine, "items") == [b"after"]
+
+
+def test_group_keeps_other_threads_writes_out_until_it_commits(engine):
+    committed, seen = threading.Event(), []
+
+    def other_writer():
+        with engine.write() as txn:
+            seen.append(txn.get("items", b"grouped"))
+            txn.put("items", b"other", b"2")
+        committed.set()
+
+    with engine.group():
+        with engine.write() as txn:
+            txn.put("items", b"grouped", b"1")
+        thread = threading.Thread(target=other_writer)
+        thread.start()
+        assert not committed.wait(0.2)
+    thread.join(10)
+    assert seen == [b"1"]
+    assert keys_of(engine, "items") == [b"grouped", b"other"]
 
 
 def _kernel_populates_reads() -> bool:
@@ -614,6 +724,7 @@ def _kernel_populates_reads() -> bool:
         page.close()
 
 
+@lmdb_only
 def test_prewarm_maps_the_used_data_and_stops_when_asked(opener, tmp_path):
     engine = opener(str(tmp_path), sync=False)
     try:
