@@ -217,6 +217,11 @@ class EncryptedEngine(Engine):
     def prewarm(self, should_stop=lambda: False) -> int:
         return self.inner.prewarm(should_stop)
 
+    def snapshot(self, path) -> None:
+        """The inner engine's copy: still sealed, so it opens only with this
+        data directory's keyring (and master key) beside it."""
+        self.inner.snapshot(path)
+
     def group(self, *, flush: bool = True):
         return self.inner.group(flush=flush)
 

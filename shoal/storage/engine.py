@@ -139,6 +139,13 @@ class Engine(ABC):
         the bytes warmed.  The default does nothing."""
         return 0
 
+    def snapshot(self, path) -> None:
+        """Write a consistent copy of the whole store, as of one moment, to
+        the new directory ``path`` (which an engine of the same kind opens),
+        without blocking writers: the base a backup is taken from.  Engines
+        that cannot copy themselves raise NotImplementedError."""
+        raise NotImplementedError(f"{type(self).__name__} cannot make snapshots")
+
     @abstractmethod
     def close(self) -> None:
         """Release the engine's resources; idempotent.

@@ -154,6 +154,13 @@ class LmdbEngine(Engine):
             raise RuntimeError("the storage engine is closed")
         return env
 
+    def snapshot(self, path) -> None:
+        """LMDB's own copy (``mdb_env_copy2`` with compaction): it reads
+        through one read transaction, so writers go on meanwhile, and leaves
+        out free pages.  ``path`` must not exist yet."""
+        os.makedirs(path)
+        self._live_env().copy(os.fspath(path), compact=True)
+
     def read(self) -> "LmdbReadTxn":
         """A snapshot; py-lmdb recycles the underlying read transaction, so this is cheap."""
         env = self._env
