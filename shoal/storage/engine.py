@@ -44,6 +44,11 @@ from typing import ContextManager, Iterator
 SPACES = ("meta", "items", "changes", "indexes", "streams")
 
 
+class GroupPoisoned(Exception):
+    """A grouped write failed half-way: the group was aborted as a whole
+    (see ``Engine.group``); redo its work ungrouped."""
+
+
 class ReadTxn(ABC):
     """A consistent, read-only view of every key space."""
 

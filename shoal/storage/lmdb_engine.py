@@ -58,7 +58,7 @@ import weakref
 
 import lmdb
 
-from shoal.storage.engine import SPACES, Engine, ReadTxn, WriteTxn
+from shoal.storage.engine import SPACES, Engine, GroupPoisoned, ReadTxn, WriteTxn
 
 #: Address space reserved for the memory map: sparse, so it costs nothing until
 #: used; the data file grows only as pages are written.
@@ -337,10 +337,6 @@ class LmdbReadTxn(ReadTxn):
         if stop is not None and not stop:
             return iter(())
         return _scan(self._txn, db, self._overflow, start, stop, reverse)
-
-
-class GroupPoisoned(Exception):
-    """A grouped write failed half-way: the group was aborted as a whole."""
 
 
 class _Group:

@@ -46,8 +46,7 @@ import threading
 
 from bisect import bisect_left, bisect_right, insort
 
-from shoal.storage.engine import SPACES, Engine, ReadTxn, WriteTxn
-from shoal.storage.lmdb_engine import GroupPoisoned
+from shoal.storage.engine import SPACES, Engine, GroupPoisoned, ReadTxn, WriteTxn
 
 __all__ = ["MemoryEngine", "GroupPoisoned"]
 
