@@ -119,6 +119,37 @@ class ResourceInUseException(ShoalError):
     status = 400
 
 
+class TableNotFoundException(ShoalError):
+    """The source table of a backup does not exist (CreateBackup)."""
+
+    type_name = "TableNotFoundException"
+    status = 400
+
+
+class TableAlreadyExistsException(ShoalError):
+    """The target table of a restore exists already."""
+
+    type_name = "TableAlreadyExistsException"
+    status = 400
+
+
+class TableInUseException(ShoalError):
+    type_name = "TableInUseException"
+    status = 400
+
+
+class BackupNotFoundException(ShoalError):
+    type_name = "BackupNotFoundException"
+    status = 400
+
+
+class BackupInUseException(ShoalError):
+    """Another backup operation (its creation, a deletion) holds the backup."""
+
+    type_name = "BackupInUseException"
+    status = 400
+
+
 class LimitExceededException(ShoalError):
     type_name = "LimitExceededException"
     status = 400

@@ -21,7 +21,7 @@ refuses a replay that would need them rather than build a table with a gap.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Iterator
 
 from shoal.api import tables
@@ -43,6 +43,9 @@ class TableSnapshot:
     description: dict
     position: int  # every change up to here is in the items, none after
     items: Iterator[dict]  # wire-form items, lazily, while the snapshot's transaction is open
+    # The same items in their stored form (``writepath.encode_stored``), in
+    # the same order, for a copy that need not decode them (a backup).
+    raw_items: Iterator[bytes] = field(default_factory=lambda: iter(()))
 
 
 def snapshot_table(engine, catalog, region: str, name: str):
@@ -63,8 +66,10 @@ class _Snapshot:
         if table is None:
             self._context.__exit__(None, None, None)
             raise ResourceNotFoundException(f"Requested resource not found: Table: {self.name} not found")
-        items = (stored_item(raw) for _, raw in txn.scan("items", table.prefix, successor(table.prefix)))
-        return TableSnapshot(table.table_id, dict(table.description), head_position(txn), items)
+        stop = successor(table.prefix)
+        items = (stored_item(raw) for _, raw in txn.scan("items", table.prefix, stop))
+        raw_items = (bytes(raw) for _, raw in txn.scan("items", table.prefix, stop))
+        return TableSnapshot(table.table_id, dict(table.description), head_position(txn), items, raw_items)
 
     def __exit__(self, *exc_info) -> None:
         self._context.__exit__(*exc_info)
@@ -89,6 +94,12 @@ def create_request(description: dict, name: str) -> dict:
             specs.append(spec)
         if specs:
             request[member] = specs
+    return keep_needed_definitions(request)
+
+
+def keep_needed_definitions(request: dict) -> dict:
+    """Drop from a CreateTable request's AttributeDefinitions those no key of
+    the table or of its indexes uses (CreateTable refuses them); returns it."""
     needed = {k["AttributeName"] for k in request["KeySchema"]}
     for member in ("LocalSecondaryIndexes", "GlobalSecondaryIndexes"):
         for spec in request.get(member, ()):
@@ -97,22 +108,38 @@ def create_request(description: dict, name: str) -> dict:
     return request
 
 
-def build_table(ctx, snapshot: TableSnapshot, name: str, until: int | None = None) -> dict:
+def build_table(ctx, snapshot: TableSnapshot, name: str, until: int | None = None, *,
+                request: dict | None = None) -> dict:
     """Create table ``name`` from ``snapshot`` and replay the source's item
     changes after the snapshot's position up to ``until`` (default: the
-    head, as of the start of the replay).  Returns the new table's description."""
-    description = tables.create_table(ctx, create_request(snapshot.description, name))["TableDescription"]
+    head, as of the start of the replay).  Returns the new table's description.
+
+    ``request`` is the CreateTable request to make it with, when not
+    ``create_request(snapshot.description, name)`` (a restore with overrides).
+    ``until=snapshot.position`` builds the snapshot alone, with no replay."""
+    if request is None:
+        request = create_request(snapshot.description, name)
+    description = tables.create_table(ctx, request)["TableDescription"]
     with ctx.engine.read() as txn:
         table = ctx.catalog.require(txn, ctx.region, name)
-    chunk: list[dict] = []
-    for item in snapshot.items:
-        chunk.append(item)
-        if len(chunk) >= BUILD_CHUNK:
-            _write(ctx, table, [(item, False) for item in chunk])
-            chunk.clear()
-    _write(ctx, table, [(item, False) for item in chunk])
+    write_items(ctx, table, snapshot.items)
     _replay(ctx, table, snapshot, until)
     return description
+
+
+def write_items(ctx, table, items: Iterator[dict]) -> int:
+    """Put ``items`` into ``table`` through the write path (indexes, counters,
+    change records), ``BUILD_CHUNK`` per transaction; returns how many."""
+    chunk: list[tuple[dict, bool]] = []
+    written = 0
+    for item in items:
+        chunk.append((item, False))
+        if len(chunk) >= BUILD_CHUNK:
+            _write(ctx, table, chunk)
+            written += len(chunk)
+            chunk = []
+    _write(ctx, table, chunk)
+    return written + len(chunk)
 
 
 def _replay(ctx, table, snapshot: TableSnapshot, until: int | None) -> None:

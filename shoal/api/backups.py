@@ -1,0 +1,457 @@
+"""On-demand backups: CreateBackup, DescribeBackup, ListBackups, DeleteBackup
+and RestoreTableFromBackup.
+
+A backup is a copy of one table at one position of the change log, kept in
+the store itself, so it outlives DeleteTable and restarts and is encrypted
+when the data directory is (the engine encrypts every value)::
+
+    meta   backup/<region>\\0<backup arn>   the backup's record (JSON, below)
+    items  backup prefix (16 random bytes) + 8-byte ordinal -> the item as the
+           table stored it (``writepath.encode_stored``), in the table's order
+
+The record holds the status (CREATING, then AVAILABLE), the name, the
+creation time, the source table's stored description (what a restore makes
+the new table from) and log position, the item count and size, and a SHA-256
+over the items in order (each item's length then its stored bytes).  ARNs are
+DynamoDB's: ``<table arn>/backup/<14-digit ms timestamp>-<8 hex digits>``, so
+the records of one table are one key range, ordered by time.
+
+CreateBackup reads the table through ``snapshots.snapshot_table`` (one read
+transaction: every item as of one position, writers never blocked) and
+writes the copy in ``COPY_CHUNK``-item write transactions while the backup is
+CREATING; the last one makes it AVAILABLE.  The copy is done inside the
+request (the answer comes once the backup is AVAILABLE).
+
+RestoreTableFromBackup reads the backup in one read transaction (so a
+DeleteBackup meanwhile cannot take items from under it), checks the count
+and checksum before it creates anything, creates the table from the source's
+description with the overrides applied, writes the items through the write
+path (indexes, counters, change records) in ``snapshots.BUILD_CHUNK``-item
+transactions, and keeps a RestoreSummary in the table's description
+(RestoreInProgress while the items are written).  A restore that fails after
+creating the table deletes it again.
+
+DeleteBackup removes the record and queues the purge of its items as a drop
+job (``indexes.schedule_drop``, the job a deleted table's storage goes
+through): the first ``indexes.DROP_CHUNK`` keys go in the same transaction,
+the rest in the background job runner's bounded steps, resumed after a restart.
+
+These operations run their own transactions rather than the group
+committer's single one (``shoal.server.dispatch.WRITE_OPERATIONS`` leaves them
+out): grouped, a copy would be one unbounded transaction, and a restore
+could not read the table it has just created.  Each of their write
+transactions is durable when it returns.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import secrets
+import struct
+import types
+import uuid
+
+import orjson
+
+from shoal.api import indexes as index_store
+from shoal.api import streams, tables
+from shoal.api.catalog import decode_entry, encode_entry, table_arn, table_key
+from shoal.api.changelog import record_table_change
+from shoal.api.common import successor
+from shoal.api.snapshots import create_request, keep_needed_definitions, snapshot_table, write_items
+from shoal.api.writepath import stored_item, stored_size
+from shoal.errors import (
+    BackupInUseException,
+    BackupNotFoundException,
+    InternalServerError,
+    ResourceInUseException,
+    ResourceNotFoundException,
+    TableAlreadyExistsException,
+    TableNotFoundException,
+)
+
+#: Items copied per write transaction while a backup is made.
+COPY_CHUNK = 1000
+
+_RECORD_PREFIX = b"backup/"
+_LENGTH = struct.Struct(">I")
+
+
+def backup_key(region: str, arn: str) -> bytes:
+    """The ``meta`` key of a backup's record."""
+    return _RECORD_PREFIX + region.encode() + b"\0" + arn.encode()
+
+
+def _new_arn(source_arn: str, now: float) -> str:
+    return f"{source_arn}/backup/{int(now * 1000):014d}-{secrets.token_hex(4)}"
+
+
+def _digest_add(digest, raw: bytes) -> None:
+    digest.update(_LENGTH.pack(len(raw)))
+    digest.update(raw)
+
+
+# ---------------------------------------------------------------- descriptions
+
+
+def _details(record: dict, status: str | None = None) -> dict:
+    """BackupDetails."""
+    return {
+        "BackupArn": record["arn"],
+        "BackupName": record["name"],
+        "BackupSizeBytes": record["size"],
+        "BackupStatus": status or record["status"],
+        "BackupType": record["type"],
+        "BackupCreationDateTime": record["created"],
+    }
+
+
+def _source_details(record: dict) -> dict:
+    """SourceTableDetails: the source table as it was when backed up."""
+    desc = record["source"]
+    throughput = desc.get("ProvisionedThroughput") or {}
+    out = {
+        "TableName": desc["TableName"],
+        "TableId": desc["TableId"],
+        "TableArn": desc["TableArn"],
+        "TableSizeBytes": record["size"],
+        "KeySchema": desc["KeySchema"],
+        "TableCreationDateTime": desc["CreationDateTime"],
+        "ProvisionedThroughput": {"ReadCapacityUnits": throughput.get("ReadCapacityUnits", 0),
+                                  "WriteCapacityUnits": throughput.get("WriteCapacityUnits", 0)},
+    }
+    if desc.get("OnDemandThroughput") is not None:
+        out["OnDemandThroughput"] = desc["OnDemandThroughput"]
+    out["ItemCount"] = record["items"]
+    out["BillingMode"] = (desc.get("BillingModeSummary") or {}).get("BillingMode", "PROVISIONED")
+    return out
+
+
+def _feature_details(desc: dict, stream: dict | None, encrypted: bool) -> dict:
+    """SourceTableFeatureDetails: the indexes, stream and encryption of the source."""
+    out: dict = {}
+    lsis = [{"IndexName": i["IndexName"], "KeySchema": i["KeySchema"], "Projection": i["Projection"]}
+            for i in desc.get("LocalSecondaryIndexes") or ()]
+    if lsis:
+        out["LocalSecondaryIndexes"] = lsis
+    gsis = []
+    for index in desc.get("GlobalSecondaryIndexes") or ():
+        if index.get("IndexStatus") in ("CREATING", "DELETING"):
+            continue  # not in the backup's items' indexes (see snapshots.create_request)
+        throughput = index.get("ProvisionedThroughput") or {}
+        gsis.append({"IndexName": index["IndexName"], "KeySchema": index["KeySchema"],
+                     "Projection": index["Projection"],
+                     "ProvisionedThroughput": {"ReadCapacityUnits": throughput.get("ReadCapacityUnits", 0),
+                                               "WriteCapacityUnits": throughput.get("WriteCapacityUnits", 0)}})
+    if gsis:
+        out["GlobalSecondaryIndexes"] = gsis
+    if stream is not None:
+        out["StreamDescription"] = stream
+    if desc.get("SSEDescription") is not None:
+        out["SSEDescription"] = desc["SSEDescription"]
+    elif encrypted:
+        out["SSEDescription"] = tables.ENCRYPTED_AT_REST
+    return out
+
+
+def _description(record: dict, status: str | None = None) -> dict:
+    """BackupDescription."""
+    return {"BackupDetails": _details(record, status), "SourceTableDetails": _source_details(record),
+            "SourceTableFeatureDetails": record["features"]}
+
+
+def _summary(record: dict) -> dict:
+    """BackupSummary, as ListBackups gives it."""
+    desc = record["source"]
+    return {
+        "TableName": desc["TableName"], "TableId": desc["TableId"], "TableArn": desc["TableArn"],
+        "BackupArn": record["arn"], "BackupName": record["name"],
+        "BackupCreationDateTime": record["created"], "BackupStatus": record["status"],
+        "BackupType": record["type"], "BackupSizeBytes": record["size"],
+    }
+
+
+def _read(txn, region: str, arn: str) -> dict | None:
+    raw = txn.get("meta", backup_key(region, arn))
+    return None if raw is None else orjson.loads(raw)
+
+
+def _require(txn, region: str, arn: str) -> dict:
+    record = _read(txn, region, arn)
+    if record is None:
+        raise BackupNotFoundException(f"Backup not found: {arn}")
+    return record
+
+
+# ---------------------------------------------------------------- CreateBackup
+
+
+def create_backup(ctx, request: dict) -> dict:
+    """Copy the table, as of one position of the change log, into a new backup."""
+    try:
+        name = tables.table_name_of(ctx, request["TableName"])
+    except ResourceNotFoundException:
+        raise TableNotFoundException(f"Table not found: {request['TableName']}") from None
+    try:
+        snapshot = snapshot_table(ctx.engine, ctx.catalog, ctx.region, name)
+        taken = snapshot.__enter__()
+    except ResourceNotFoundException:
+        raise TableNotFoundException(f"Table not found: {name}") from None
+    try:
+        return {"BackupDetails": _details(_copy(ctx, request["BackupName"], name, taken))}
+    finally:
+        snapshot.__exit__(None, None, None)
+
+
+def _copy(ctx, backup_name: str, table_name: str, taken) -> dict:
+    """Write the backup of snapshot ``taken``: its record, CREATING, then its
+    items in chunks, then the record AVAILABLE with the count and checksum."""
+    now = round(ctx.now(), 3)
+    desc = taken.description
+    with ctx.engine.read() as txn:  # the stream setting, for SourceTableFeatureDetails
+        table = ctx.catalog.get(txn, ctx.region, table_name)
+        stream = None
+        if table is not None and table.table_id == taken.table_id:
+            stream = streams.stream_description(txn, table).get("StreamSpecification")
+    prefix = uuid.uuid4().bytes  # as a table's: never another's, so a purge can go by prefix
+    record = {
+        "account": ctx.account, "arn": _new_arn(desc["TableArn"], now), "name": backup_name, "type": "USER",
+        "status": "CREATING", "created": now, "prefix": prefix.hex(), "position": taken.position,
+        "source": desc, "features": _feature_details(desc, stream, ctx.catalog.keys is not None),
+        "items": 0, "size": 0, "sha256": None,
+    }
+    key = backup_key(ctx.region, record["arn"])
+    with ctx.engine.write() as txn:
+        txn.put("meta", key, orjson.dumps(record))
+    digest = hashlib.sha256()
+    count = size = 0
+    chunk: list[bytes] = []
+    try:
+        for raw in taken.raw_items:
+            _digest_add(digest, raw)
+            size += stored_size(raw)
+            chunk.append(raw)
+            if len(chunk) >= COPY_CHUNK:
+                with ctx.engine.write() as txn:
+                    _put_items(txn, prefix, count, chunk)
+                count += len(chunk)
+                chunk = []
+        record.update(status="AVAILABLE", items=count + len(chunk), size=size, sha256=digest.hexdigest())
+        with ctx.engine.write() as txn:
+            _put_items(txn, prefix, count, chunk)
+            txn.put("meta", key, orjson.dumps(record))
+    except BaseException:
+        _drop(ctx, record)  # no half-made backup left behind
+        raise
+    return record
+
+
+def _put_items(txn, prefix: bytes, first: int, chunk: list[bytes]) -> None:
+    """Store ``chunk`` under ``prefix`` from ordinal ``first``."""
+    for n, raw in enumerate(chunk, first):
+        txn.put("items", prefix + n.to_bytes(8, "big"), raw)
+
+
+def _drop(ctx, record: dict, txn=None) -> None:
+    """Remove a backup's record and queue the purge of its items (the first
+    ``DROP_CHUNK`` keys at once)."""
+    if txn is None:
+        with ctx.engine.write() as txn:
+            _drop(ctx, record, txn)
+        return
+    prefix = bytes.fromhex(record["prefix"])
+    txn.delete("meta", backup_key(ctx.region, record["arn"]))
+    owner = types.SimpleNamespace(region=ctx.region, name=record["arn"], prefix=prefix)
+    job_key, job = index_store.schedule_drop(txn, owner, [("items", prefix, successor(prefix))])
+    index_store.purge_step(txn, job_key, job, index_store.DROP_CHUNK)
+
+
+# ---------------------------------------------------------------- DescribeBackup, ListBackups
+
+
+def describe_backup(ctx, request: dict) -> dict:
+    with ctx.engine.read() as txn:
+        return {"BackupDescription": _description(_require(txn, ctx.region, request["BackupArn"]))}
+
+
+def list_backups(ctx, request: dict) -> dict:
+    """The backups of the region (or of one table), in ARN order (table name,
+    then creation time), a page of up to Limit."""
+    first = _RECORD_PREFIX + ctx.region.encode() + b"\0"
+    start, stop = first, successor(first)
+    if request.get("TableName") is not None:
+        source = _listed_table_arn(ctx, request["TableName"])
+        if source is None:
+            return {"BackupSummaries": []}
+        start = backup_key(ctx.region, source + "/backup/")
+        stop = successor(start)
+    after = request.get("ExclusiveStartBackupArn")
+    if after is not None:
+        start = max(start, backup_key(ctx.region, after) + b"\0")
+    lower, upper = request.get("TimeRangeLowerBound"), request.get("TimeRangeUpperBound")
+    wanted = request.get("BackupType") or "USER"
+    limit = request.get("Limit")
+    summaries: list[dict] = []
+    with ctx.engine.read() as txn:
+        if stop is not None and start >= stop:
+            return {"BackupSummaries": []}
+        for _, raw in txn.scan("meta", start, stop):
+            record = orjson.loads(raw)
+            if wanted != "ALL" and record["type"] != wanted:
+                continue
+            if lower is not None and record["created"] < _seconds(lower):
+                continue  # the lower bound is inclusive
+            if upper is not None and record["created"] >= _seconds(upper):
+                continue  # the upper bound exclusive
+            if limit is not None and len(summaries) == limit:
+                return {"BackupSummaries": summaries, "LastEvaluatedBackupArn": summaries[-1]["BackupArn"]}
+            summaries.append(_summary(record))
+    return {"BackupSummaries": summaries}
+
+
+def _listed_table_arn(ctx, text: str) -> str | None:
+    """The ARN of the table ListBackups' TableName names (a name or an ARN of
+    this region and account; another ARN names a table with no backups here)."""
+    if text.startswith("arn:"):
+        region, account, name = tables.parse_table_arn(text)
+        if region != ctx.region or account != ctx.account:
+            return None
+        return table_arn(region, account, name)
+    tables.check_table_name(text)
+    return table_arn(ctx.region, ctx.account, text)
+
+
+def _seconds(value) -> float:
+    """A timestamp member as epoch seconds (the JSON protocol sends numbers)."""
+    if isinstance(value, (int, float)):
+        return float(value)
+    from datetime import datetime
+
+    return datetime.fromisoformat(str(value).replace("Z", "+00:00")).timestamp()
+
+
+# ---------------------------------------------------------------- DeleteBackup
+
+
+def delete_backup(ctx, request: dict) -> dict:
+    arn = request["BackupArn"]
+    with ctx.engine.write() as txn:
+        record = _require(txn, ctx.region, arn)
+        if record["status"] == "CREATING":
+            raise BackupInUseException(f"Backup is being created: {arn}")
+        _drop(ctx, record, txn)
+    return {"BackupDescription": _description(record, "DELETED")}
+
+
+# ---------------------------------------------------------------- RestoreTableFromBackup
+
+
+def restore_table_from_backup(ctx, request: dict) -> dict:
+    """Make a new table of the backup's items, with the overrides applied."""
+    arn, target = request["BackupArn"], request["TargetTableName"]
+    tables.check_table_name(target)
+    # One read transaction for the whole restore: the items checked are the
+    # items restored, whatever happens to the backup meanwhile.
+    with ctx.engine.read() as txn:
+        record = _require(txn, ctx.region, arn)
+        if record["status"] != "AVAILABLE":
+            raise BackupInUseException(f"Backup is being created: {arn}")
+        if ctx.catalog.get(txn, ctx.region, target) is not None:
+            raise TableAlreadyExistsException(f"Table already exists: {target}")
+        prefix = bytes.fromhex(record["prefix"])
+        stop = successor(prefix)
+        _verify(txn, record, prefix, stop)
+        create = restore_request(record["source"], target, request)
+        started = round(ctx.now(), 3)
+        try:
+            created = tables.create_table(ctx, create)["TableDescription"]
+        except ResourceInUseException:
+            raise TableAlreadyExistsException(f"Table already exists: {target}") from None
+        summary = {"SourceBackupArn": arn, "SourceTableArn": record["source"]["TableArn"],
+                   "RestoreDateTime": started, "RestoreInProgress": True}
+        try:
+            _set_restore_summary(ctx, target, created["TableId"], summary)
+            with ctx.engine.read() as now_txn:
+                table = ctx.catalog.require(now_txn, ctx.region, target)
+            write_items(ctx, table, (stored_item(raw) for _, raw in txn.scan("items", prefix, stop)))
+            _set_restore_summary(ctx, target, created["TableId"], dict(summary, RestoreInProgress=False))
+        except BaseException:
+            _discard(ctx, target, created["TableId"])
+            raise
+    with ctx.engine.read() as txn:
+        return {"TableDescription": tables.describe(txn, ctx.catalog.require(txn, ctx.region, target))}
+
+
+def _verify(txn, record: dict, prefix: bytes, stop: bytes | None) -> None:
+    """Refuse a backup whose stored items are not those it was made with."""
+    digest = hashlib.sha256()
+    count = 0
+    for _, raw in txn.scan("items", prefix, stop):
+        _digest_add(digest, raw)
+        count += 1
+    if count != record["items"] or digest.hexdigest() != record["sha256"]:
+        raise InternalServerError(
+            f"Backup {record['arn']} is damaged: its stored items do not match the checksum taken "
+            "when it was made. Nothing was restored.")
+
+
+def restore_request(source: dict, name: str, request: dict) -> dict:
+    """The CreateTable request of a restore: the source table's schema,
+    billing and indexes, with RestoreTableFromBackup's overrides applied."""
+    create = create_request(source, name)
+    create["AttributeDefinitions"] = list(source["AttributeDefinitions"])  # refiltered below
+    if request.get("BillingModeOverride") is not None:
+        create["BillingMode"] = request["BillingModeOverride"]
+    if request.get("ProvisionedThroughputOverride") is not None:
+        create["ProvisionedThroughput"] = request["ProvisionedThroughputOverride"]
+    for member in ("GlobalSecondaryIndexes", "LocalSecondaryIndexes"):
+        override = request.get(member[:-2] + "Override")  # GlobalSecondaryIndexOverride, ...
+        if override is not None:
+            create[member] = [dict(spec) for spec in override]
+        if not create.get(member):
+            create.pop(member, None)
+    if create["BillingMode"] == "PAY_PER_REQUEST":
+        create.pop("ProvisionedThroughput", None)
+        for spec in create.get("GlobalSecondaryIndexes", ()):
+            spec.pop("ProvisionedThroughput", None)
+    elif create.get("ProvisionedThroughput") is not None:
+        for spec in create.get("GlobalSecondaryIndexes", ()):
+            spec.setdefault("ProvisionedThroughput", dict(create["ProvisionedThroughput"]))
+    if request.get("SSESpecificationOverride") is not None:
+        create["SSESpecification"] = request["SSESpecificationOverride"]
+    if request.get("OnDemandThroughputOverride") is not None:
+        create["OnDemandThroughput"] = request["OnDemandThroughputOverride"]
+    return keep_needed_definitions(create)
+
+
+def _set_restore_summary(ctx, name: str, table_id: str, summary: dict) -> None:
+    """Keep ``summary`` as the RestoreSummary of the table's description."""
+    key = table_key(ctx.region, name)
+    with ctx.engine.write() as txn:
+        raw = txn.get("meta", key)
+        entry = orjson.loads(raw) if raw is not None else None
+        if entry is None or entry["id"] != table_id:
+            raise ResourceNotFoundException(f"Requested resource not found: Table: {name} not found")
+        desc = entry["desc"]
+        desc["RestoreSummary"] = summary
+        txn.put("meta", key, encode_entry(entry["account"], table_id, desc, entry.get("ix"), entry.get("nix", 0)))
+        table = decode_entry(ctx.region, txn.get("meta", key), ctx.catalog.keys)
+        record_table_change(txn, table, "RestoreTableFromBackup",
+                            {"RestoreSummary": summary, "TableDescription": desc}, round(ctx.now(), 3))
+
+
+def _discard(ctx, name: str, table_id: str) -> None:
+    """Delete the table a failed restore made (if it is still that table)."""
+    with ctx.engine.read() as txn:
+        table = ctx.catalog.get(txn, ctx.region, name)
+    if table is not None and table.table_id == table_id:
+        tables.delete_table(ctx, {"TableName": name})
+
+
+OPERATIONS = {
+    "CreateBackup": create_backup,
+    "DescribeBackup": describe_backup,
+    "ListBackups": list_backups,
+    "DeleteBackup": delete_backup,
+    "RestoreTableFromBackup": restore_table_from_backup,
+}
