@@ -1,0 +1,59 @@
+"""On-demand backups through boto3 against a real ``shoal serve``."""
+
+from __future__ import annotations
+
+import botocore.exceptions
+import pytest
+
+from tests.conftest import make_client
+from tests.shoal_process import ShoalProcess
+
+
+def _items(ddb, table):
+    out = ddb.scan(TableName=table, ConsistentRead=True)["Items"]
+    return sorted(out, key=lambda i: int(i["n"]["N"]))
+
+
+def test_backup_delete_restore_and_restart(tmp_path):
+    server = ShoalProcess(tmp_path / "data").start()
+    try:
+        ddb = make_client(server.url)
+        ddb.create_table(TableName="events", KeySchema=[{"AttributeName": "pk", "KeyType": "HASH"}],
+                         AttributeDefinitions=[{"AttributeName": "pk", "AttributeType": "S"}],
+                         BillingMode="PAY_PER_REQUEST")
+        for n in range(30):
+            ddb.put_item(TableName="events", Item={"pk": {"S": f"k{n}"}, "n": {"N": str(n)}})
+        before = _items(ddb, "events")
+        details = ddb.create_backup(TableName="events", BackupName="before-delete")["BackupDetails"]
+        arn = details["BackupArn"]
+        assert details["BackupStatus"] == "AVAILABLE" and arn.startswith(
+            "arn:aws:dynamodb:us-east-1:000000000000:table/events/backup/")
+        ddb.delete_table(TableName="events")
+        restored = ddb.restore_table_from_backup(TargetTableName="events", BackupArn=arn)["TableDescription"]
+        assert restored["RestoreSummary"]["SourceBackupArn"] == arn
+        assert restored["RestoreSummary"]["RestoreInProgress"] is False
+        assert _items(ddb, "events") == before
+        with pytest.raises(botocore.exceptions.ClientError) as err:
+            ddb.restore_table_from_backup(TargetTableName="events", BackupArn=arn)
+        assert err.value.response["Error"]["Code"] == "TableAlreadyExistsException"
+    finally:
+        assert server.stop() == 0
+
+    server = ShoalProcess(tmp_path / "data").start()  # the backup survives a restart
+    try:
+        ddb = make_client(server.url)
+        summaries = ddb.list_backups(TableName="events")["BackupSummaries"]
+        assert [s["BackupArn"] for s in summaries] == [arn]
+        described = ddb.describe_backup(BackupArn=arn)["BackupDescription"]
+        assert described["BackupDetails"]["BackupStatus"] == "AVAILABLE"
+        assert described["SourceTableDetails"]["ItemCount"] == 30
+        ddb.restore_table_from_backup(TargetTableName="events_again", BackupArn=arn)
+        assert _items(ddb, "events_again") == before
+        assert ddb.describe_table(TableName="events_again")["Table"]["RestoreSummary"]["SourceBackupArn"] == arn
+        assert ddb.delete_backup(BackupArn=arn)["BackupDescription"]["BackupDetails"]["BackupStatus"] == "DELETED"
+        with pytest.raises(botocore.exceptions.ClientError) as err:
+            ddb.describe_backup(BackupArn=arn)
+        assert err.value.response["Error"]["Code"] == "BackupNotFoundException"
+        assert err.value.response["Error"]["Message"] == f"Backup not found: {arn}"
+    finally:
+        server.stop()
