@@ -79,6 +79,9 @@ _PARTIQL_ACTIONS = {
     partiql_ast.Exists: "dynamodb:PartiQLSelect",
 }
 _PARTIQL_OPERATIONS = frozenset({"ExecuteStatement", "BatchExecuteStatement", "ExecuteTransaction"})
+# What a restore does to its target table (the Developer Guide's "Using IAM with backup and restore").
+_RESTORE_TARGET_ACTIONS = tuple("dynamodb:" + name for name in (
+    "PutItem", "UpdateItem", "DeleteItem", "GetItem", "Query", "Scan", "BatchWriteItem"))
 
 
 @dataclass(slots=True, frozen=True)
@@ -110,6 +113,12 @@ def required(operation: str, body: dict, region: str, account: str, lookup_table
             # As DynamoDB documents: creating a table with a policy needs both actions.
             checks.append(Check("dynamodb:PutResourcePolicy", checks[0].resource, {}))
         return checks
+    if operation == "RestoreTableFromBackup":
+        # As DynamoDB documents: the action on the backup, and read and write
+        # permissions on the table the restore creates and fills.
+        target = table_arn(region, account, str(body.get("TargetTableName", "")))
+        return [Check(action, str(body.get("BackupArn", "*")), {}),
+                *(Check(needed, target, {}) for needed in _RESTORE_TARGET_ACTIONS)]
     if operation in _ARN_OPERATIONS:
         return [Check(action, str(body.get(_ARN_OPERATIONS[operation], "*")), _common(body))]
     if operation == "BatchGetItem":

@@ -381,3 +381,15 @@ def test_attributes_and_leading_keys_come_from_the_operations_parsers():
     with pytest.raises(ValidationException):
         checks("UpdateItem", {"TableName": "events", "Key": {"user_id": {"S": "u"}},
                               "UpdateExpression": "SET #undefined = :v", "ExpressionAttributeValues": {":v": {"S": "x"}}})
+
+
+def test_restore_from_backup_needs_the_backup_and_read_write_on_its_target():
+    """As DynamoDB documents: RestoreTableFromBackup on the source backup, and
+    read and write permissions on the target table."""
+    backup = f"arn:aws:dynamodb:us-east-1:{ACCOUNT}:table/events/backup/01733500000000-abcdef12"
+    got = checks("RestoreTableFromBackup", {"TargetTableName": "events_restored", "BackupArn": backup})
+    target = f"arn:aws:dynamodb:us-east-1:{ACCOUNT}:table/events_restored"
+    assert got[0][:2] == ("dynamodb:RestoreTableFromBackup", backup)
+    assert {(a, r) for a, r, _ in got[1:]} == {
+        (f"dynamodb:{name}", target)
+        for name in ("PutItem", "UpdateItem", "DeleteItem", "GetItem", "Query", "Scan", "BatchWriteItem")}
