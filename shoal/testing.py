@@ -212,8 +212,9 @@ class ShoalServer:
     # -- helpers for tests ---------------------------------------------------
 
     def reset(self) -> None:
-        """Delete every table, in every region, as DeleteTable does (which
-        purges the items before it answers, so nothing is left behind).
+        """Delete every table, in every region, as DeleteTable does, and run
+        the purge DeleteTable leaves to the background to its end, so that
+        nothing of the old tables is left behind.
 
         Tables protected against deletion are unprotected first, and index
         builds still running are finished, since DeleteTable refuses both.
@@ -242,6 +243,8 @@ class ShoalServer:
             if table.get("DeletionProtectionEnabled"):
                 dispatcher.operations["UpdateTable"](ctx, {"TableName": name, "DeletionProtectionEnabled": False})
             dispatcher.operations["DeleteTable"](ctx, {"TableName": name})
+        while index_jobs():  # the purges of the deleted tables (the background job's steps)
+            pass
         purge_prefix(engine, "meta", TOKEN_PREFIX)
 
     def client(self, service: str = "dynamodb", **kwargs: Any):
