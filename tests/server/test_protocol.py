@@ -152,10 +152,11 @@ def test_unknown_operation(shoal):
 
 
 def test_model_operation_not_yet_offered_names_itself(shoal):
-    status, _, data = raw_post(shoal, b'{"BackupName": "nightly", "TableName": "events"}',
-                               target="DynamoDB_20120810.CreateBackup")
+    status, _, data = raw_post(shoal, b'{"TableName": "events", "PointInTimeRecoverySpecification": '
+                               b'{"PointInTimeRecoveryEnabled": true}}',
+                               target="DynamoDB_20120810.UpdateContinuousBackups")
     assert status == 400
-    assert "CreateBackup" in json.loads(data)["message"]
+    assert "UpdateContinuousBackups" in json.loads(data)["message"]
 
 
 def test_wrong_content_type(shoal):
