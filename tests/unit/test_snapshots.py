@@ -16,10 +16,8 @@ REGION = "us-east-1"
 
 
 @pytest.fixture
-def ctx(tmp_path):
-    engine = LmdbEngine(tmp_path / "db", sync=False)
-    yield Context(REGION, DEFAULT_ACCOUNT, engine, Catalog(engine))
-    engine.close()
+def ctx(lmdb_engine):
+    return Context(REGION, DEFAULT_ACCOUNT, lmdb_engine, Catalog(lmdb_engine))
 
 
 def make_events(ctx):
