@@ -482,7 +482,7 @@ def check_base64(value) -> None:
         return
     try:
         binascii.a2b_base64(value, strict_mode=True)
-    except binascii.Error:
+    except ValueError:  # binascii.Error, and ValueError for text that is not ASCII
         raise SerializationException(_base64_error(value)) from None
     padding = value[-2:].count("=")
     if padding:

@@ -88,6 +88,8 @@ def test_empty_attribute_name():
         ({"B": "+/+="}, "Invalid last non-pad Base64 character dectected"),
         ({"B": "YR=="}, "Invalid last non-pad Base64 character dectected"),
         ({"B": "ab@d"}, "Invalid Base64 character: '@'"),
+        ({"B": "\u00fc\u00fc\u00fc\u00fc"}, "Invalid Base64 character: '\u00fc'"),
+        ({"BS": ["AAAA", "\u00e9t\u00e9!"]}, "Invalid Base64 character: '\u00e9'"),
         ({"L": {}}, "Start of structure or map found where not expected"),
         ({"L": "x"}, "Unexpected field type"),
         ({"SS": "a"}, "Unexpected field type"),
