@@ -479,8 +479,8 @@ def _canonical(item: dict) -> dict:
             out[name] = (type_, frozenset(value))
         elif type_ == "M":
             out[name] = (type_, _canonical(value))
-        elif type_ == "L":
-            out[name] = (type_, tuple(orjson.dumps(_canonical({"": v})) for v in value))
+        elif type_ == "L":  # in order; only compared, so sets inside may stay frozensets
+            out[name] = (type_, [_canonical({"": v})[""] for v in value])
         else:
             out[name] = (type_, value)
     return out

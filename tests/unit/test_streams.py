@@ -99,6 +99,16 @@ def test_unchanged_writes_are_recognized_even_with_reordered_sets():
     assert not streams._same_image(None, a)
 
 
+def test_images_with_sets_inside_lists_compare():
+    # A set inside a list (directly or in a map) once made the materializer
+    # fail on every round: the stream stopped and its readers answered 500s.
+    a = {"pk": {"S": "a"}, "l": {"L": [{"SS": ["x", "y"]}, {"M": {"b": {"BS": ["AQ==", "Ag=="]}}}, {"L": []}]}}
+    b = {"pk": {"S": "a"}, "l": {"L": [{"SS": ["y", "x"]}, {"M": {"b": {"BS": ["Ag==", "AQ=="]}}}, {"L": []}]}}
+    assert streams._same_image(a, b)
+    assert not streams._same_image(a, {**b, "l": {"L": [{"SS": ["x"]}, b["l"]["L"][1], {"L": []}]}})
+    assert not streams._same_image(a, {**b, "l": {"L": list(reversed(b["l"]["L"]))}})
+
+
 # ---------------------------------------------------------------- records per view type
 
 
