@@ -150,6 +150,25 @@ class BackupInUseException(ShoalError):
     status = 400
 
 
+class PointInTimeRecoveryUnavailableException(ShoalError):
+    """A point-in-time restore of a table whose point-in-time recovery is off."""
+
+    type_name = "PointInTimeRecoveryUnavailableException"
+    status = 400
+
+
+class InvalidRestoreTimeException(ShoalError):
+    """A point-in-time restore to a time outside the recovery window."""
+
+    type_name = "InvalidRestoreTimeException"
+    status = 400
+
+
+class ContinuousBackupsUnavailableException(ShoalError):
+    type_name = "ContinuousBackupsUnavailableException"
+    status = 400
+
+
 class LimitExceededException(ShoalError):
     type_name = "LimitExceededException"
     status = 400

@@ -34,10 +34,10 @@ class Context:
 
 def operations() -> dict[str, Callable[[Context, dict], Any]]:
     """All operations Shoal offers, by DynamoDB operation name."""
-    from shoal.api import (backups, batch, items, partiql, query, resource_policies, streams, tables,
+    from shoal.api import (backups, batch, items, partiql, pitr, query, resource_policies, streams, tables,
                            transactions, ttl)
 
     ops: dict[str, Callable[[Context, dict], Any]] = {}
-    for module in (tables, items, query, batch, transactions, ttl, streams, resource_policies, partiql, backups):
+    for module in (tables, items, query, batch, transactions, ttl, streams, resource_policies, partiql, backups, pitr):
         ops.update(module.OPERATIONS)
     return ops

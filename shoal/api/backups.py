@@ -50,13 +50,14 @@ import secrets
 import struct
 import types
 import uuid
+from datetime import datetime, timezone
 
 import orjson
 
 from shoal.api import indexes as index_store
 from shoal.api import streams, tables
-from shoal.api.catalog import decode_entry, encode_entry, table_arn, table_key
-from shoal.api.changelog import record_table_change
+from shoal.api.catalog import decode_entry, encode_entry, read_stats, table_arn, table_key
+from shoal.api.changelog import head_position, record_table_change
 from shoal.api.common import successor
 from shoal.api.snapshots import create_request, keep_needed_definitions, snapshot_table, write_items
 from shoal.api.writepath import stored_item, stored_size
@@ -68,6 +69,7 @@ from shoal.errors import (
     ResourceNotFoundException,
     TableAlreadyExistsException,
     TableNotFoundException,
+    ValidationException,
 )
 
 #: Items copied per write transaction while a backup is made.
@@ -82,8 +84,17 @@ def backup_key(region: str, arn: str) -> bytes:
     return _RECORD_PREFIX + region.encode() + b"\0" + arn.encode()
 
 
-def _new_arn(source_arn: str, now: float) -> str:
-    return f"{source_arn}/backup/{int(now * 1000):014d}-{secrets.token_hex(4)}"
+#: How long a SYSTEM backup (of a table deleted with point-in-time recovery on) is kept.
+SYSTEM_BACKUP_DAYS = 35
+
+
+def _new_arn(source_arn: str, now: float, suffix: str | None = None) -> str:
+    return f"{source_arn}/backup/{int(now * 1000):014d}-{suffix or secrets.token_hex(4)}"
+
+
+def _expiry(record: dict) -> float | None:
+    """When a SYSTEM backup expires (USER backups do not)."""
+    return round(record["created"] + SYSTEM_BACKUP_DAYS * 86400, 3) if record["type"] == "SYSTEM" else None
 
 
 def _digest_add(digest, raw: bytes) -> None:
@@ -96,7 +107,7 @@ def _digest_add(digest, raw: bytes) -> None:
 
 def _details(record: dict, status: str | None = None) -> dict:
     """BackupDetails."""
-    return {
+    out = {
         "BackupArn": record["arn"],
         "BackupName": record["name"],
         "BackupSizeBytes": record["size"],
@@ -104,6 +115,9 @@ def _details(record: dict, status: str | None = None) -> dict:
         "BackupType": record["type"],
         "BackupCreationDateTime": record["created"],
     }
+    if _expiry(record) is not None:
+        out["BackupExpiryDateTime"] = _expiry(record)
+    return out
 
 
 def _source_details(record: dict) -> dict:
@@ -163,21 +177,30 @@ def _description(record: dict, status: str | None = None) -> dict:
 def _summary(record: dict) -> dict:
     """BackupSummary, as ListBackups gives it."""
     desc = record["source"]
-    return {
+    out = {
         "TableName": desc["TableName"], "TableId": desc["TableId"], "TableArn": desc["TableArn"],
         "BackupArn": record["arn"], "BackupName": record["name"],
         "BackupCreationDateTime": record["created"], "BackupStatus": record["status"],
         "BackupType": record["type"], "BackupSizeBytes": record["size"],
     }
+    if _expiry(record) is not None:
+        out["BackupExpiryDateTime"] = _expiry(record)
+    return out
 
 
-def _read(txn, region: str, arn: str) -> dict | None:
+def _read(txn, region: str, arn: str, now: float) -> dict | None:
     raw = txn.get("meta", backup_key(region, arn))
-    return None if raw is None else orjson.loads(raw)
+    record = None if raw is None else orjson.loads(raw)
+    return None if record is None or _expired(record, now) else record
 
 
-def _require(txn, region: str, arn: str) -> dict:
-    record = _read(txn, region, arn)
+def _expired(record: dict, now: float) -> bool:
+    expiry = _expiry(record)
+    return expiry is not None and expiry <= now
+
+
+def _require(txn, region: str, arn: str, now: float) -> dict:
+    record = _read(txn, region, arn, now)
     if record is None:
         raise BackupNotFoundException(f"Backup not found: {arn}")
     return record
@@ -266,12 +289,36 @@ def _drop(ctx, record: dict, txn=None) -> None:
     index_store.purge_step(txn, job_key, job, index_store.DROP_CHUNK)
 
 
+def keep_deleted_table(ctx, txn, table) -> dict:
+    """Make the items of ``table``, being deleted in ``txn`` while its
+    point-in-time recovery is on, a SYSTEM backup named
+    ``<table>$DeletedTableBackup`` (as DynamoDB keeps one).  The items are
+    not copied: the backup adopts the table's own key range (DeleteTable
+    leaves it out of the purge), which nothing writes to again.  No checksum
+    is taken (that would read the whole table inside DeleteTable); a restore
+    checks the item count instead.  Returns the backup's record."""
+    now = round(ctx.now(), 3)
+    desc = dict(table.description)
+    count, size = read_stats(txn, table.prefix)
+    stream = streams.stream_description(txn, table).get("StreamSpecification")
+    record = {
+        "account": ctx.account, "arn": _new_arn(desc["TableArn"], now, "00000000"),
+        "name": f"{table.name}$DeletedTableBackup",
+        "type": "SYSTEM", "status": "AVAILABLE", "created": now, "prefix": table.prefix.hex(),
+        "position": head_position(txn), "source": desc,
+        "features": _feature_details(desc, stream, ctx.catalog.keys is not None),
+        "items": count, "size": size, "sha256": None,
+    }
+    txn.put("meta", backup_key(ctx.region, record["arn"]), orjson.dumps(record))
+    return record
+
+
 # ---------------------------------------------------------------- DescribeBackup, ListBackups
 
 
 def describe_backup(ctx, request: dict) -> dict:
     with ctx.engine.read() as txn:
-        return {"BackupDescription": _description(_require(txn, ctx.region, request["BackupArn"]))}
+        return {"BackupDescription": _description(_require(txn, ctx.region, request["BackupArn"], ctx.now()))}
 
 
 def list_backups(ctx, request: dict) -> dict:
@@ -291,17 +338,18 @@ def list_backups(ctx, request: dict) -> dict:
     lower, upper = request.get("TimeRangeLowerBound"), request.get("TimeRangeUpperBound")
     wanted = request.get("BackupType") or "USER"
     limit = request.get("Limit")
+    now = ctx.now()
     summaries: list[dict] = []
     with ctx.engine.read() as txn:
         if stop is not None and start >= stop:
             return {"BackupSummaries": []}
         for _, raw in txn.scan("meta", start, stop):
             record = orjson.loads(raw)
-            if wanted != "ALL" and record["type"] != wanted:
+            if (wanted != "ALL" and record["type"] != wanted) or _expired(record, now):
                 continue
-            if lower is not None and record["created"] < _seconds(lower):
+            if lower is not None and record["created"] < epoch_seconds(lower):
                 continue  # the lower bound is inclusive
-            if upper is not None and record["created"] >= _seconds(upper):
+            if upper is not None and record["created"] >= epoch_seconds(upper):
                 continue  # the upper bound exclusive
             if limit is not None and len(summaries) == limit:
                 return {"BackupSummaries": summaries, "LastEvaluatedBackupArn": summaries[-1]["BackupArn"]}
@@ -321,12 +369,15 @@ def _listed_table_arn(ctx, text: str) -> str | None:
     return table_arn(ctx.region, ctx.account, text)
 
 
-def _seconds(value) -> float:
+def iso_time(seconds: float) -> str:
+    """Epoch seconds as DynamoDB writes a time in a message (ISO 8601, UTC, ms)."""
+    return datetime.fromtimestamp(seconds, timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+def epoch_seconds(value) -> float:
     """A timestamp member as epoch seconds (the JSON protocol sends numbers)."""
     if isinstance(value, (int, float)):
         return float(value)
-    from datetime import datetime
-
     return datetime.fromisoformat(str(value).replace("Z", "+00:00")).timestamp()
 
 
@@ -336,9 +387,13 @@ def _seconds(value) -> float:
 def delete_backup(ctx, request: dict) -> dict:
     arn = request["BackupArn"]
     with ctx.engine.write() as txn:
-        record = _require(txn, ctx.region, arn)
+        record = _require(txn, ctx.region, arn, ctx.now())
         if record["status"] == "CREATING":
             raise BackupInUseException(f"Backup is being created: {arn}")
+        if record["type"] == "SYSTEM":
+            raise ValidationException(
+                f"Invalid Request: User is not allowed to delete the system backup with arn {arn}. "
+                f"It will automatically expire on {iso_time(_expiry(record))}")
         _drop(ctx, record, txn)
     return {"BackupDescription": _description(record, "DELETED")}
 
@@ -353,7 +408,7 @@ def restore_table_from_backup(ctx, request: dict) -> dict:
     # One read transaction for the whole restore: the items checked are the
     # items restored, whatever happens to the backup meanwhile.
     with ctx.engine.read() as txn:
-        record = _require(txn, ctx.region, arn)
+        record = _require(txn, ctx.region, arn, ctx.now())
         if record["status"] != "AVAILABLE":
             raise BackupInUseException(f"Backup is being created: {arn}")
         if ctx.catalog.get(txn, ctx.region, target) is not None:
@@ -361,35 +416,45 @@ def restore_table_from_backup(ctx, request: dict) -> dict:
         prefix = bytes.fromhex(record["prefix"])
         stop = successor(prefix)
         _verify(txn, record, prefix, stop)
-        create = restore_request(record["source"], target, request)
-        started = round(ctx.now(), 3)
-        try:
-            created = tables.create_table(ctx, create)["TableDescription"]
-        except ResourceInUseException:
-            raise TableAlreadyExistsException(f"Table already exists: {target}") from None
         summary = {"SourceBackupArn": arn, "SourceTableArn": record["source"]["TableArn"],
-                   "RestoreDateTime": started, "RestoreInProgress": True}
-        try:
-            _set_restore_summary(ctx, target, created["TableId"], summary)
-            with ctx.engine.read() as now_txn:
-                table = ctx.catalog.require(now_txn, ctx.region, target)
-            write_items(ctx, table, (stored_item(raw) for _, raw in txn.scan("items", prefix, stop)))
-            _set_restore_summary(ctx, target, created["TableId"], dict(summary, RestoreInProgress=False))
-        except BaseException:
-            _discard(ctx, target, created["TableId"])
-            raise
+                   "RestoreDateTime": round(ctx.now(), 3)}
+        items = (stored_item(raw) for _, raw in txn.scan("items", prefix, stop))
+        return load_restored_table(ctx, restore_request(record["source"], target, request), summary, items)
+
+
+def load_restored_table(ctx, create: dict, summary: dict, items) -> dict:
+    """Create the table of CreateTable request ``create``, keep ``summary`` as
+    its RestoreSummary (RestoreInProgress while loading), write ``items``
+    into it through the write path and answer its TableDescription.  A
+    restore that fails after creating the table deletes it again."""
+    target = create["TableName"]
+    try:
+        created = tables.create_table(ctx, create)["TableDescription"]
+    except ResourceInUseException:
+        raise TableAlreadyExistsException(f"Table already exists: {target}") from None
+    summary = dict(summary, RestoreInProgress=True)
+    try:
+        _set_restore_summary(ctx, target, created["TableId"], summary)
+        with ctx.engine.read() as txn:
+            table = ctx.catalog.require(txn, ctx.region, target)
+        write_items(ctx, table, items)
+        _set_restore_summary(ctx, target, created["TableId"], dict(summary, RestoreInProgress=False))
+    except BaseException:
+        _discard(ctx, target, created["TableId"])
+        raise
     with ctx.engine.read() as txn:
         return {"TableDescription": tables.describe(txn, ctx.catalog.require(txn, ctx.region, target))}
 
 
 def _verify(txn, record: dict, prefix: bytes, stop: bytes | None) -> None:
-    """Refuse a backup whose stored items are not those it was made with."""
+    """Refuse a backup whose stored items are not those it was made with (a
+    system backup, which has no checksum: not as many)."""
     digest = hashlib.sha256()
     count = 0
     for _, raw in txn.scan("items", prefix, stop):
         _digest_add(digest, raw)
         count += 1
-    if count != record["items"] or digest.hexdigest() != record["sha256"]:
+    if count != record["items"] or (record["sha256"] is not None and digest.hexdigest() != record["sha256"]):
         raise InternalServerError(
             f"Backup {record['arn']} is damaged: its stored items do not match the checksum taken "
             "when it was made. Nothing was restored.")
@@ -436,7 +501,7 @@ def _set_restore_summary(ctx, name: str, table_id: str, summary: dict) -> None:
         desc["RestoreSummary"] = summary
         txn.put("meta", key, encode_entry(entry["account"], table_id, desc, entry.get("ix"), entry.get("nix", 0)))
         table = decode_entry(ctx.region, txn.get("meta", key), ctx.catalog.keys)
-        record_table_change(txn, table, "RestoreTableFromBackup",
+        record_table_change(txn, table, "RestoreTable",
                             {"RestoreSummary": summary, "TableDescription": desc}, round(ctx.now(), 3))
 
 

@@ -40,6 +40,8 @@ NODE_BYTES = 8
 SEQ_KEY = b"changes/seq"
 CONSUMER_PREFIX = b"changes/consumer/"
 _CONSUMER = struct.Struct(">Qd")  # cursor, retention in seconds
+#: The cursor of a consumer that holds records by age only (``retain_changes``).
+FOLLOWS_HEAD = 2**64 - 1
 DEFAULT_RETENTION_S = 24 * 3600
 
 
@@ -138,6 +140,14 @@ def register_consumer(txn, name: str, *, retention_s: float = 0.0, at: int | Non
     return cursor
 
 
+def retain_changes(txn, name: str, retention_s: float) -> None:
+    """Keep every record younger than ``retention_s`` for ``name``, a consumer
+    that reads the log only now and then (point-in-time recovery reads it at
+    a restore): its cursor is always at the head (``FOLLOWS_HEAD``), so it
+    holds records by their age alone."""
+    txn.put("meta", CONSUMER_PREFIX + name.encode(), _CONSUMER.pack(FOLLOWS_HEAD, retention_s))
+
+
 def consumer_cursor(txn, name: str) -> int | None:
     """The last position ``name`` has read, or None if it is not registered."""
     raw = txn.get("meta", CONSUMER_PREFIX + name.encode())
@@ -176,6 +186,9 @@ def log_status(txn, now: float) -> dict:
         status.update(oldest=first, records=head - first + 1,
                       oldest_age_s=round(now - _TIME.unpack_from(oldest[1])[0] / 1000, 3))
     for name, (cursor, retention) in consumers(txn).items():
+        if cursor == FOLLOWS_HEAD:
+            status["consumers"][name] = {"cursor": head, "behind": 0, "behind_s": 0.0, "retention_s": retention}
+            continue
         lag_s = 0.0
         following = next(iter(txn.scan("changes", _SEQ.pack(cursor + 1))), None)
         if following is not None:
@@ -226,3 +239,33 @@ def prune_changes(txn, retention_s: float, now: float, limit: int = 1000) -> int
     for key in doomed:
         txn.delete("changes", key)
     return len(doomed)
+
+
+def oldest_change(txn) -> tuple[int, int] | None:
+    """(position, time in ms) of the oldest record the log still holds."""
+    first = next(iter(txn.scan("changes")), None)
+    if first is None:
+        return None
+    return _SEQ.unpack(first[0])[0], _TIME.unpack_from(first[1])[0]
+
+
+def position_at(txn, time_ms: int) -> int:
+    """The position of the last record written at or before ``time_ms`` (the
+    log as it stood then), by binary search over the positions the log holds;
+    one before the oldest record if every record held is later."""
+    oldest = oldest_change(txn)
+    if oldest is None:
+        return head_position(txn)
+    low, high = oldest[0] - 1, head_position(txn)  # the answer is in [low, high]
+    while low < high:
+        mid = (low + high + 1) // 2
+        found = next(iter(txn.scan("changes", _SEQ.pack(mid))), None)
+        if found is None:  # nothing from mid on (cannot happen below the head)
+            high = mid - 1
+            continue
+        seq, stamp = _SEQ.unpack(found[0])[0], _TIME.unpack_from(found[1])[0]
+        if stamp <= time_ms:
+            low = seq if seq <= high else high
+        else:
+            high = mid - 1
+    return low

@@ -22,7 +22,7 @@ import uuid
 import orjson
 
 from shoal.api import indexes as index_store
-from shoal.api import resource_policies, streams
+from shoal.api import backups, pitr, resource_policies, streams
 from shoal.api.catalog import (
     STATS_KEY,
     TAGS_KEY,
@@ -695,12 +695,17 @@ def delete_table(ctx, request: dict) -> dict:
         for member in _NOT_IN_DELETE_TABLE:
             description.pop(member, None)
         response = {"TableDescription": description}
+        ranges = _owned_ranges(table)
+        if pitr.setting(txn, table) is not None:  # the items stay, as a system backup
+            backups.keep_deleted_table(ctx, txn, table)
+            ranges = [r for r in ranges if r[0] != "items"]
+            pitr.forget(txn, table)
         txn.delete("meta", table_key(ctx.region, name))
         txn.delete("meta", STATS_KEY(table.prefix))
         txn.delete("meta", TAGS_KEY(table.prefix))
         streams.on_table_deleted(txn, table, _now(ctx))
         record_table_change(txn, table, "DeleteTable", {"TableName": table.name}, _now(ctx))
-        job_key, job = index_store.schedule_drop(txn, table, _owned_ranges(table))
+        job_key, job = index_store.schedule_drop(txn, table, ranges)
         index_store.purge_step(txn, job_key, job, index_store.DROP_CHUNK)
     return response
 
@@ -718,6 +723,7 @@ def _owned_ranges(table: Table) -> list[tuple[str, bytes, bytes | None]]:
         under("meta", resource_policies.policy_key(prefix)),  # the table's and its streams' policies
         under("meta", b"ttl/" + prefix),  # shoal.api.ttl: the TTL setting
         under("meta", b"ttlpass/" + prefix),  # and the sweeper's position
+        under("meta", pitr.setting_key(prefix)),  # shoal.api.pitr: the point-in-time recovery setting
         under("meta", b"istats/" + prefix),  # index counters (catalog.INDEX_STATS_KEY)
         ("meta", *index_store.index_jobs_range(prefix)),
         under("items", prefix),

@@ -136,9 +136,12 @@ def required(operation: str, body: dict, region: str, account: str, lookup_table
                 if kind in _TRANSACT_WRITE_ACTIONS]
     if operation in _PARTIQL_OPERATIONS:
         return _partiql_checks(operation, body, region, account, lookup_table_keys)
-    if operation in ("RestoreTableToPointInTime",):
-        source = body.get("SourceTableArn") or table_arn(region, account, body.get("SourceTableName", ""))
-        return [Check(action, source, {})]
+    if operation == "RestoreTableToPointInTime":
+        # As for RestoreTableFromBackup: the action on the source table, and
+        # read and write permissions on the table the restore creates and fills.
+        source = body.get("SourceTableArn") or table_arn(region, account, str(body.get("SourceTableName", "")))
+        target = table_arn(region, account, str(body.get("TargetTableName", "")))
+        return [Check(action, str(source), {}), *(Check(needed, target, {}) for needed in _RESTORE_TARGET_ACTIONS)]
     if operation == "ImportTable":
         name = (body.get("TableCreationParameters") or {}).get("TableName", "")
         return [Check(action, table_arn(region, account, name), {})]

@@ -52,7 +52,7 @@ DEFERRED_ITEM_CHECKS = frozenset({"PutItem", "BatchWriteItem"})
 WRITE_OPERATIONS = frozenset({
     "PutItem", "UpdateItem", "DeleteItem", "BatchWriteItem", "TransactWriteItems",
     "CreateTable", "UpdateTable", "DeleteTable", "TagResource", "UntagResource", "UpdateTimeToLive",
-    "PutResourcePolicy", "DeleteResourcePolicy",
+    "PutResourcePolicy", "DeleteResourcePolicy", "UpdateContinuousBackups",
     "ExecuteStatement", "BatchExecuteStatement", "ExecuteTransaction",
 })
 
