@@ -406,6 +406,11 @@ def decode_next_token(token: str) -> dict:
         raise ValidationException(INVALID_NEXT_TOKEN) from None
     if not isinstance(key, dict) or not key:
         raise ValidationException(INVALID_NEXT_TOKEN)
+    for value in key.values():  # what Shoal encodes are valid key values: anything else is no token of ours
+        try:
+            validate_value(value)
+        except ShoalError:
+            raise ValidationException(INVALID_NEXT_TOKEN) from None
     return key
 
 
@@ -574,7 +579,10 @@ def _batch_read(ctx, parsed, entry: dict, request: dict, capacity: _Capacity) ->
             get["ConsistentRead"] = entry["ConsistentRead"]
         if request.get("ReturnConsumedCapacity") is not None:
             get["ReturnConsumedCapacity"] = request["ReturnConsumedCapacity"]
-        response = _loads(get_item(ctx, get))
+        response = get_item(ctx, get)
+        if isinstance(response, dict):  # its Item may be stored JSON spliced in unparsed
+            response = orjson.dumps(response)
+        response = _loads(response)
     except ShoalError as exc:
         return batch_error(exc, table_name)
     capacity.add(response.get("ConsumedCapacity"))

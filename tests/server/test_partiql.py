@@ -3,6 +3,9 @@ against a real server."""
 
 from __future__ import annotations
 
+import base64
+import json
+
 import pytest
 from botocore.exceptions import ClientError
 
@@ -202,6 +205,19 @@ def test_select_scan_pages_with_next_token(ddb, hash_table):
 def test_select_invalid_next_token(ddb, table):
     assert code_message(run, ddb=ddb, statement=f"SELECT * FROM {table}", NextToken="garbage") == (
         "ValidationException", "Invalid NextToken")
+
+
+@pytest.mark.parametrize("key", [
+    {"pk": 5, "sk": {"N": "1"}}, {"pk": {"B": "\u00fc\u00fc\u00fc\u00fc"}, "sk": {"N": "1"}},
+    {"pk": {"S": "a"}, "sk": {"N": "1e999"}}, {"pk": None, "sk": []}, {"pk": {}, "sk": {"N": "1"}},
+])
+def test_select_next_token_of_no_valid_key(ddb, table, key):
+    # A token is a key Shoal encoded; one that holds no valid key is no token
+    # of Shoal's (it once answered a 500 when a value was not an object).
+    token = base64.b64encode(json.dumps(key).encode()).decode()
+    for statement in (f"SELECT * FROM {table}", f"SELECT * FROM {table} WHERE pk = 'a'"):
+        assert code_message(run, ddb=ddb, statement=statement, NextToken=token) == (
+            "ValidationException", "Invalid NextToken")
 
 
 def test_select_consumed_capacity(ddb, table):
@@ -416,6 +432,19 @@ def test_batch_reads(ddb, table):
     assert out[1] == {"Error": {"Code": "ValidationError", "Message": BATCH_SELECT}, "TableName": table}
     assert out[2] == {"TableName": table}
     assert out[3]["Item"]["pk"] == {"S": "a"}
+
+
+def test_batch_reads_with_consumed_capacity_and_projections(ddb, table):
+    # GetItem answers such a read with the stored item spliced in unparsed;
+    # projecting it once answered a 500.
+    put(ddb, table, "a", 1, x={"N": "1"}, y={"S": "z"})
+    out = ddb.batch_execute_statement(Statements=[
+        {"Statement": f"SELECT x FROM {table} WHERE pk = 'a' AND sk = 1"},
+        {"Statement": f"SELECT * FROM {table} WHERE pk = 'a' AND sk = 1", "ConsistentRead": True},
+    ], ReturnConsumedCapacity="TOTAL")
+    assert out["Responses"][0] == {"TableName": table, "Item": {"x": {"N": "1"}}}
+    assert out["Responses"][1]["Item"]["y"] == {"S": "z"}
+    assert out["ConsumedCapacity"] == [{"TableName": table, "CapacityUnits": 1.5}]
 
 
 def test_batch_refuses_mixed_reads_and_writes_and_duplicate_keys(ddb, table):
