@@ -26,6 +26,7 @@ from shoal.api.indexes import IndexJobs
 from shoal.api.streams import Materializer, Trimmer
 from shoal.api.ttl import Sweeper
 from shoal.api.changelog import prune_changes
+from shoal.settings import request_clock
 from shoal.triggers.runner import TriggerRunner
 
 log = logging.getLogger("shoal")
@@ -37,13 +38,14 @@ class ChangeLogPruner:
 
     __name__ = "change_log_pruner"
 
-    def __init__(self, engine, retention_s: float) -> None:
+    def __init__(self, engine, retention_s: float, clock: Callable[[], float] = time.time) -> None:
         self.engine = engine
         self.retention_s = retention_s
+        self.clock = clock  # the operations' clock: records are stamped with it
 
     def __call__(self) -> bool:
         with self.engine.write() as txn:
-            return prune_changes(txn, self.retention_s, time.time()) > 0
+            return prune_changes(txn, self.retention_s, self.clock()) > 0
 
 
 class BackgroundJobs:
@@ -61,7 +63,7 @@ class BackgroundJobs:
     def for_worker(cls, engine, catalog, *, change_retention_s: float, iam_store=None) -> "BackgroundJobs":
         """Every job a serving worker runs."""
         triggers = TriggerRunner(engine)
-        jobs = [ChangeLogPruner(engine, change_retention_s), IndexJobs(engine), Sweeper(engine, catalog),
+        jobs = [ChangeLogPruner(engine, change_retention_s, request_clock()), IndexJobs(engine), Sweeper(engine, catalog),
                 Materializer(engine), Trimmer(engine), triggers]
         if iam_store is not None:
             jobs.append(iam_store.prune_expired)

@@ -13,8 +13,10 @@ import itertools
 import logging
 import os
 import string
+import asyncio
 import traceback
 import zlib
+from concurrent.futures import ThreadPoolExecutor
 
 import orjson
 
@@ -55,6 +57,11 @@ WRITE_OPERATIONS = frozenset({
     "PutResourcePolicy", "DeleteResourcePolicy", "UpdateContinuousBackups",
     "ExecuteStatement", "BatchExecuteStatement", "ExecuteTransaction",
 })
+
+# Operations whose work grows with a table's size (a copy, a restore): each
+# runs on a thread of its own, in its own bounded transactions, so the event
+# loop goes on serving meanwhile.  One at a time per worker process.
+LONG_OPERATIONS = frozenset({"CreateBackup", "RestoreTableFromBackup", "RestoreTableToPointInTime"})
 
 
 def _request_ids():
@@ -111,6 +118,7 @@ class Dispatcher:
         self.default_region = default_region
         self.change_retention_s = change_retention_s
         self._ids = _request_ids()
+        self._long_work = ThreadPoolExecutor(max_workers=1, thread_name_prefix="shoal-long")
         self._health = f"healthy: dynamodb.{default_region}.amazonaws.com".encode()
         # With auth on, every request must carry a valid SigV4 signature and
         # be allowed by the caller's policies (shoal.auth).
@@ -179,12 +187,24 @@ class Dispatcher:
             writes, job = self._prepare(request, request_id)
             if writes and self.group_commit:
                 return self._respond_later(request_id, response_type, self.committer.submit(job), request.headers)
+            if job.long and self._serving():
+                future = asyncio.get_running_loop().run_in_executor(self._long_work, job)
+                return self._respond_later(request_id, response_type, future, request.headers)
             body = job()
         except Exception as exc:
             return _response(request_id, response_type, *_error(exc, request_id))
         if len(body) >= COMPRESS_MIN_BYTES and "accept-encoding" in request.headers:
             return _encoded_response(request_id, response_type, body, request.headers["accept-encoding"])
         return _response(request_id, response_type, 200, body)
+
+    @staticmethod
+    def _serving() -> bool:
+        """Whether an event loop runs this (it does, unless called directly, in-process)."""
+        try:
+            asyncio.get_running_loop()
+        except RuntimeError:
+            return False
+        return True
 
     async def _respond_later(self, request_id: str, response_type: str, future, headers: dict) -> Response:
         try:
@@ -253,6 +273,7 @@ class Dispatcher:
             return result if isinstance(result, bytes) else orjson.dumps(result)
 
         writes = operation in WRITE_OPERATIONS and not (operation in PARTIQL_OPERATIONS and reads_only(operation, data))
+        job.long = operation in LONG_OPERATIONS
         return writes, job
 
     def _sts(self, request: Request, request_id: str) -> Response:
@@ -269,6 +290,7 @@ class Dispatcher:
     def close(self) -> None:
         """Stop the group committer's sync thread (connections have drained)."""
         self.committer.close()
+        self._long_work.shutdown(wait=True)
         self.background.close()
         if self.gate is not None:
             self.gate.close()
