@@ -28,7 +28,7 @@ class _Labels(dict):
 
 LABELS = _Labels({"shoal": "Shoal", "dynamodb-local": "DynamoDB Local", "dynalite": "dynalite", "moto": "moto",
                   "ceiling": "HTTP ceiling", "shoal-sigv4": "Shoal SigV4", "shoal-sigv4-user": "Shoal SigV4 IAM user",
-                  "shoal-tls": "Shoal TLS"})
+                  "shoal-tls": "Shoal TLS", "shoal-pitr": "Shoal PITR"})
 WORKLOAD_TITLES = {
     "put": "PutItem of a new event",
     "get": "GetItem of an existing event (users by Zipf popularity)",

@@ -23,7 +23,8 @@ import sys
 import time
 from dataclasses import dataclass
 
-from client import Endpoint, wait_until_answering
+from client import Client, Endpoint, wait_until_answering
+from workload import table_definitions
 
 BENCH_DIR = os.path.dirname(os.path.abspath(__file__))
 CACHE_DIR = os.path.join(BENCH_DIR, ".cache")
@@ -322,6 +323,25 @@ class ShoalSigV4User(ShoalSigV4):
         self.user_keys = (key["AccessKeyId"], key["SecretAccessKey"])
 
 
+class ShoalPITR(Shoal):
+    """``shoal serve`` with point-in-time recovery switched on for every table
+    (UpdateContinuousBackups once the preload is done): the cost of keeping
+    the change log for the recovery window, against plain Shoal."""
+
+    def __init__(self, workers: int = 1) -> None:
+        super().__init__(workers, name="shoal-pitr", label="Shoal PITR")
+
+    def after_preload(self) -> None:
+        client = Client(self.endpoint())
+        try:
+            for definition in table_definitions():
+                client.call("UpdateContinuousBackups", {
+                    "TableName": definition["TableName"],
+                    "PointInTimeRecoverySpecification": {"PointInTimeRecoveryEnabled": True}})
+        finally:
+            client.close()
+
+
 class ShoalTLS(Shoal):
     """``shoal serve --tls-cert --tls-key`` with a self-signed certificate the harness makes."""
 
@@ -410,7 +430,8 @@ def make_systems(names: list[str], shoal_workers: int = 1) -> list[System]:
     """The systems named, in the order given."""
     factories = {"shoal": lambda: Shoal(shoal_workers), "shoal-sigv4": lambda: ShoalSigV4(shoal_workers),
                  "shoal-sigv4-user": lambda: ShoalSigV4User(shoal_workers),
-                 "shoal-tls": lambda: ShoalTLS(shoal_workers), "dynamodb-local": DynamoDBLocal,
+                 "shoal-tls": lambda: ShoalTLS(shoal_workers), "shoal-pitr": lambda: ShoalPITR(shoal_workers),
+                 "dynamodb-local": DynamoDBLocal,
                  "dynalite": Dynalite, "moto": Moto, "ceiling": Ceiling}
     unknown = [n for n in names if n not in factories]
     if unknown:

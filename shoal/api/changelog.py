@@ -216,6 +216,19 @@ def read_raw_changes(txn, after_seq: int = 0):
         yield _SEQ.unpack(key)[0], table_id, value
 
 
+def read_table_changes(txn, table_id: str, after_seq: int = 0):
+    """Yield the stored values of ``table_id``'s change records after
+    ``after_seq``, in order: ``read_raw_changes`` for one table, skipping
+    the others' records by comparing their first field's bytes."""
+    start = _TIME.size + len(_TABLE_FIELD)
+    needle = _TABLE_FIELD + table_id.encode()
+    for _, value in txn.scan("changes", _SEQ.pack(after_seq + 1)):
+        if value[_TIME.size:_TABLE_ID_END] == needle:
+            yield value
+        elif value[_TIME.size:start] != _TABLE_FIELD and orjson.loads(memoryview(value)[_TIME.size:])["table"] == table_id:
+            yield value  # not written by this module's format
+
+
 def decode_change(value) -> tuple[int, dict]:
     """(time_ms, record) of a stored change value from ``read_raw_changes``."""
     return _TIME.unpack_from(value)[0], orjson.loads(memoryview(value)[_TIME.size:])

@@ -40,7 +40,7 @@ from shoal.api.changelog import (
     is_table_change,
     oldest_change,
     position_at,
-    read_raw_changes,
+    read_table_changes,
     record_table_change,
     retain_changes,
     unregister_consumer,
@@ -227,30 +227,31 @@ def items_at(txn, table, position: int):
     (at the head, in ``txn``), with every item changed after ``position``
     put back as it was before its first change since.  Yields wire-form items
     in the table's key order, then the items that no longer exist."""
-    before: dict[bytes, dict | None] = {}
+    # The images are kept as JSON text, not as decoded dicts: a million live
+    # dicts would make every pass of the garbage collector walk them all.
+    before: dict[bytes, bytes | None] = {}
     if position < head_position(txn):
-        for _, table_id, value in read_raw_changes(txn, position):
-            if table_id != table.table_id:
-                continue
+        for value in read_table_changes(txn, table.table_id, position):
             _, record = decode_change(value)
             if is_table_change(record):
                 continue
             skey = storage_key(table, record["keys"])
             if skey not in before:
-                before[skey] = record["old"]
+                old = record["old"]
+                before[skey] = None if old is None else orjson.dumps(old)
     for skey, raw in txn.scan("items", table.prefix, successor(table.prefix)):
         if before:
             skey = bytes(skey)
             if skey in before:
                 old = before.pop(skey)
                 if old is not None:
-                    yield old
+                    yield orjson.loads(old)
                 continue
         yield stored_item(raw)
     for skey in sorted(before):  # deleted since: as they were
         old = before[skey]
         if old is not None:
-            yield old
+            yield orjson.loads(old)
 
 
 OPERATIONS = {

@@ -1,0 +1,162 @@
+"""Backups and point-in-time recovery: how long they take on the viewer-events table.
+
+    python bench/recovery.py [--items 1000000] [--changes 200000]
+
+1. Bulk-loads ``--items`` events in-process (``bulkload.bulk_load``: Shoal's
+   own operations, so the stored bytes are the server's).
+2. Switches point-in-time recovery on, notes the time T0, then writes
+   ``--changes`` changes of existing events in-process (BatchWriteItem: one
+   in five a delete, the rest a new version of the event), as a delete storm
+   and a bad script would.  The data directory's growth over these writes,
+   per million, is what a day of recovery window costs per million writes.
+3. Starts ``shoal serve`` on the directory and times, through boto3:
+   CreateBackup of the table, RestoreTableFromBackup of that backup,
+   RestoreTableToPointInTime to the latest restorable time (a copy of the
+   table with almost nothing to undo) and to T0 (the same copy plus undoing
+   every change): their difference is the time spent reading and undoing
+   the changes, hence the replay rate.
+
+Prints a JSON summary and a markdown table (for docs/benchmarks.md).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import random
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+
+from bulkload import BATCH, _context, bulk_load
+from systems import disk_bytes, free_port, shoal_command
+from workload import EVENTS_TABLE, DataSet, EventGenerator, preload_keys
+
+
+def _changes(ctx, engine, dataset: DataSet, count: int, seed: int = 7) -> None:
+    """``count`` changes of existing events: 1 in 5 deleted, the rest rewritten."""
+    from shoal.api import batch as batch_ops
+
+    rng = random.Random(seed)
+    generator = EventGenerator(seed)
+    keys = list(preload_keys(dataset, 0, 1))
+    done = 0
+    while done < count:
+        with engine.group():
+            for _ in range(400):
+                chunk, seen = [], set()
+                while len(chunk) < BATCH and done + len(chunk) < count:
+                    uid, ts = keys[rng.randrange(len(keys))]
+                    if (uid, ts) in seen:
+                        continue  # one request may not touch an item twice
+                    seen.add((uid, ts))
+                    if rng.random() < 0.2:
+                        chunk.append({"DeleteRequest": {"Key": {"user_id": {"S": uid}, "ts": {"N": str(ts)}}}})
+                    else:
+                        chunk.append({"PutRequest": {"Item": generator.event(uid, ts)}})
+                if not chunk:
+                    break
+                batch_ops.batch_write_item(ctx, {"RequestItems": {EVENTS_TABLE: chunk}})
+                done += len(chunk)
+
+
+def _timed(call, **kwargs) -> float:
+    started = time.monotonic()
+    call(**kwargs)
+    return time.monotonic() - started
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--items", type=int, default=1_000_000)
+    parser.add_argument("--changes", type=int, default=200_000)
+    parser.add_argument("--keep", action="store_true", help="keep the data directory")
+    args = parser.parse_args(argv)
+
+    import boto3
+    from botocore.config import Config
+
+    from shoal.api import pitr
+    from shoal.storage.datadir import open_data_dir
+
+    workdir = tempfile.mkdtemp(prefix="shoal-recovery-")
+    data_dir = os.path.join(workdir, "data")
+    result: dict = {"items": args.items, "changes": args.changes}
+    server = None
+    try:
+        dataset = DataSet.build(args.items)
+        result["bulk_load_s"] = bulk_load(data_dir, dataset)["seconds"]
+        engine = open_data_dir(data_dir)
+        try:
+            ctx = _context(engine)
+            pitr.update_continuous_backups(ctx, {"TableName": EVENTS_TABLE, "PointInTimeRecoverySpecification": {
+                "PointInTimeRecoveryEnabled": True}})
+            before = disk_bytes(data_dir)
+            time.sleep(0.01)
+            t0 = time.time()
+            time.sleep(0.01)
+            started = time.monotonic()
+            _changes(ctx, engine, dataset, args.changes)
+            result["changes_s"] = time.monotonic() - started
+        finally:
+            engine.close()
+        result["growth_bytes_per_million_writes"] = (disk_bytes(data_dir) - before) / args.changes * 1e6
+
+        port = free_port()
+        log = open(os.path.join(workdir, "serve.log"), "w")
+        server = subprocess.Popen([*shoal_command(), "serve", "--port", str(port), "--data-dir", data_dir,
+                                   "--workers", "1"], stdout=log, stderr=subprocess.STDOUT)
+        ddb = boto3.client("dynamodb", endpoint_url=f"http://127.0.0.1:{port}", region_name="us-east-1",
+                           aws_access_key_id="bench", aws_secret_access_key="bench",
+                           config=Config(read_timeout=3600, retries={"max_attempts": 1}))
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                ddb.list_tables()
+                break
+            except Exception:
+                if time.monotonic() > deadline:
+                    raise
+                time.sleep(0.2)
+        time.sleep(1.5)  # past the latest restorable time's lag
+        started = time.monotonic()
+        arn = ddb.create_backup(TableName=EVENTS_TABLE, BackupName="bench")["BackupDetails"]["BackupArn"]
+        result["create_backup_s"] = time.monotonic() - started
+        result["restore_from_backup_s"] = _timed(ddb.restore_table_from_backup, BackupArn=arn,
+                                                 TargetTableName="from_backup")
+        result["restore_latest_s"] = _timed(ddb.restore_table_to_point_in_time, SourceTableName=EVENTS_TABLE,
+                                            TargetTableName="at_latest", UseLatestRestorableTime=True)
+        result["restore_t0_s"] = _timed(ddb.restore_table_to_point_in_time, SourceTableName=EVENTS_TABLE,
+                                        TargetTableName="at_t0", RestoreDateTime=t0)
+        count = ddb.describe_table(TableName="at_t0")["Table"]["ItemCount"]
+        if count != args.items:
+            raise SystemExit(f"the restore to T0 holds {count} items, not {args.items}")
+        undo_s = result["restore_t0_s"] - result["restore_latest_s"]
+        result["replay_changes_per_s"] = args.changes / undo_s if undo_s > 0 else None
+        result["date"] = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())
+        result["machine"] = f"{os.cpu_count()} cores, Linux {platform.release()}, Python {platform.python_version()}"
+    finally:
+        if server is not None:
+            server.terminate()
+            server.wait(30)
+        if not args.keep:
+            shutil.rmtree(workdir, ignore_errors=True)
+    print(json.dumps(result, indent=2))
+    print(f"\n| items | CreateBackup | RestoreTableFromBackup | RestoreTableToPointInTime (latest) | "
+          f"RestoreTableToPointInTime (T0, {args.changes:,} changes to undo) | undo rate | growth per 1M writes |")
+    print("|---|---|---|---|---|---|---|")
+    rate = result["replay_changes_per_s"]
+    print(f"| {args.items:,} | {result['create_backup_s']:.1f} s | {result['restore_from_backup_s']:.1f} s | "
+          f"{result['restore_latest_s']:.1f} s | {result['restore_t0_s']:.1f} s | "
+          f"{rate:,.0f} changes/s | {result['growth_bytes_per_million_writes'] / 2**20:,.0f} MiB |"
+          if rate else "| (undo time not measurable) |")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+    sys.exit(main())
