@@ -221,6 +221,9 @@ SERVE_OPTIONS: tuple[ServeOption, ...] = (
     ServeOption("--prewarm", "SHOAL_PREWARM", "at start, read the stored data into memory and map it (in "
                 "the background), so the first reads of a large table do not wait for disk or page faults; "
                 "the pages are the OS page cache, shared by the workers", is_flag=True),
+    ServeOption("--s3-dir", "SHOAL_S3_DIR", "the folder that stands for S3 in ExportTableToPointInTime and "
+                "ImportTable: bucket B, key K is the file DIR/B/K, and a bucket is a directory there",
+                shown_default="<data dir>/s3", metavar="DIR"),
     ServeOption("--master-key-file", "SHOAL_MASTER_KEY_FILE", "encrypt the data directory at rest under "
                 "this 32-byte master key (hex or base64), or give the key itself in SHOAL_MASTER_KEY",
                 metavar="FILE"),
@@ -434,7 +437,7 @@ def serve_command(args) -> int:
         engine = open_data_dir(data_dir, master_key=master_key)
         dispatcher = Dispatcher(engine, default_region=args.region, change_retention_s=args.change_retention,
                                 group_commit_wait_s=args.group_commit_wait_ms / 1000,
-                                auth=auth, data_dir=data_dir, audit_log=args.audit_log)
+                                auth=auth, data_dir=data_dir, audit_log=args.audit_log, s3_dir=args.s3_dir)
         opened.append((dispatcher, engine))
         if args.prewarm:
             prewarming.append(_start_prewarm(engine))

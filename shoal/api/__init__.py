@@ -30,14 +30,18 @@ class Context:
     catalog: Any  # shoal.api.catalog.Catalog
     access_key: str | None = None
     now: Callable[[], float] = field(default=time.time)
+    #: The folder that stands for S3 (bucket B, key K: the file s3_dir/B/K)
+    #: for ExportTableToPointInTime and ImportTable; None: no bucket exists.
+    s3_dir: str | None = None
 
 
 def operations() -> dict[str, Callable[[Context, dict], Any]]:
     """All operations Shoal offers, by DynamoDB operation name."""
-    from shoal.api import (backups, batch, items, partiql, pitr, query, resource_policies, streams, tables,
-                           transactions, ttl)
+    from shoal.api import (backups, batch, exports, imports, items, partiql, pitr, query, resource_policies,
+                           streams, tables, transactions, ttl)
 
     ops: dict[str, Callable[[Context, dict], Any]] = {}
-    for module in (tables, items, query, batch, transactions, ttl, streams, resource_policies, partiql, backups, pitr):
+    for module in (tables, items, query, batch, transactions, ttl, streams, resource_policies, partiql, backups, pitr,
+                   exports, imports):
         ops.update(module.OPERATIONS)
     return ops

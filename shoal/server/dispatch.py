@@ -20,7 +20,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 import orjson
 
-from shoal.api import DEFAULT_ACCOUNT, DEFAULT_REGION, Context, operations
+from shoal.api import DEFAULT_ACCOUNT, DEFAULT_REGION, Context, exports, operations
 from shoal.api.catalog import Catalog, PinnedCatalog
 from shoal.api.partiql import OPERATIONS as PARTIQL_OPERATIONS, reads_only
 from shoal.api.shapes import ShapeValidator
@@ -106,8 +106,11 @@ class Dispatcher:
         auth: str = "off",
         data_dir: str | None = None,
         audit_log: str | None = None,
+        s3_dir: str | None = None,
     ) -> None:
         self.engine = engine
+        # Buckets for exports and imports: --s3-dir, by default <data dir>/s3.
+        self.s3_dir = s3_dir or (os.path.join(data_dir, "s3") if data_dir else None)
         self.clock = request_clock()
         self.group_commit = group_commit
         self.committer = GroupCommitter(engine, max_wait_s=group_commit_wait_s)
@@ -127,6 +130,7 @@ class Dispatcher:
             from shoal.auth.gate import Gate  # only paid for when auth is on
 
             self.gate = Gate(engine, data_dir, self.catalog, audit_path=audit_log)
+        exports.recover_interrupted(engine)  # exports and imports a stopped process left IN_PROGRESS
         self.background = BackgroundJobs.for_worker(
             engine, self.catalog, change_retention_s=change_retention_s,
             iam_store=self.gate.store if self.gate is not None else None)
@@ -261,7 +265,7 @@ class Dispatcher:
         handler = self.operations.get(operation)
         if handler is None:
             raise NotImplementedOperation(operation)
-        ctx = Context(region, DEFAULT_ACCOUNT, self.engine, catalog, access_key, self.clock)
+        ctx = Context(region, DEFAULT_ACCOUNT, self.engine, catalog, access_key, self.clock, self.s3_dir)
 
         def job() -> bytes:
             try:
@@ -291,6 +295,7 @@ class Dispatcher:
         """Stop the group committer's sync thread (connections have drained)."""
         self.committer.close()
         self._long_work.shutdown(wait=True)
+        exports.stop_jobs(self.engine)
         self.background.close()
         if self.gate is not None:
             self.gate.close()

@@ -152,11 +152,11 @@ def test_unknown_operation(shoal):
 
 
 def test_model_operation_not_yet_offered_names_itself(shoal):
-    status, _, data = raw_post(shoal, b'{"TableArn": "arn:aws:dynamodb:us-east-1:000000000000:table/events", '
-                               b'"S3Bucket": "exports"}',
-                               target="DynamoDB_20120810.ExportTableToPointInTime")
+    status, _, data = raw_post(shoal, b'{"TableName": "events", "StreamArn": '
+                               b'"arn:aws:kinesis:us-east-1:000000000000:stream/events"}',
+                               target="DynamoDB_20120810.EnableKinesisStreamingDestination")
     assert status == 400
-    assert "ExportTableToPointInTime" in json.loads(data)["message"]
+    assert "EnableKinesisStreamingDestination" in json.loads(data)["message"]
 
 
 def test_wrong_content_type(shoal):

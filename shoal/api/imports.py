@@ -1,0 +1,579 @@
+"""Import from S3: ImportTable, DescribeImport and ListImports.
+
+ImportTable creates a new table from TableCreationParameters (CreateTable's
+checks and errors; ResourceInUseException "Table already exists: <name>"
+when the name is taken, as DynamoDB's Developer Guide shows it) and answers
+IN_PROGRESS; a thread of its own (``exports.start_job``) then reads every
+object of the bucket whose key starts with S3KeyPrefix (the files under
+``--s3-dir``, see ``shoal.api.exports``), in key order, decompressed as
+InputCompressionType says (GZIP, ZSTD or NONE), as InputFormat says:
+
+* DYNAMODB_JSON: one ``{"Item": {...}}`` per line, as exports write them;
+* ION: one ``$ion_1_0 {Item:{...}}`` per line (read with ``amazon.ion``):
+  strings, decimals (and integers), blobs, booleans, nulls, lists, structs,
+  and lists annotated ``$dynamodb_SS``, ``$dynamodb_NS``, ``$dynamodb_BS``;
+* CSV: a header line (or InputFormatOptions.Csv.HeaderList, and then the
+  first line is data), columns split by Delimiter (default ``,``).  As
+  DynamoDB documents, every column is a string except the key attributes of
+  the table and of its global secondary indexes, typed by
+  AttributeDefinitions; an empty cell of an index key is left out (the item
+  is not in that index), an empty cell elsewhere is an empty string.
+
+Each item is checked as PutItem checks one (attribute values, the key, index
+key types, 400 KB); one that fails is counted in ErrorCount and logged, and
+the import goes on; an object that cannot be read (it does not decompress)
+counts one error and the rest of it is skipped, as DynamoDB skips "the
+remaining portion of the object".  Valid items are written through the write
+path (``writepath.WriteLog``: indexes, counters, change records),
+``WRITE_CHUNK`` per transaction; a key seen twice keeps the last item, as
+DynamoDB overwrites duplicates.  While the import runs the table is CREATING;
+at the end it is ACTIVE and the import COMPLETED, or, with any item errors,
+FAILED with FailureCode ItemValidationError and the table holding the good
+items (the Developer Guide's "Import format quotas and validation").  A
+bucket that does not exist fails the import with S3NoSuchBucket and the
+table is dropped, as DynamoDB does not create it then.
+
+Records are ``meta``: ``import/<region>\\0<arn>`` (ARN ``<table arn>/import/
+<ms>-<8 hex>``) and ``import-token/<region>\\0<ClientToken>``, as exports'.
+"""
+
+from __future__ import annotations
+
+import base64
+import csv
+import gzip
+import io
+import logging
+import os
+import threading
+import time
+import uuid
+import zlib
+
+import orjson
+
+from shoal.api import tables
+from shoal.api.catalog import encode_entry, read_stats, table_key
+from shoal.api.changelog import record_table_change
+from shoal.api.common import key_of, storage_key
+from shoal.api.exports import (
+    HEARTBEAT_S,
+    S3Error,
+    Stopped,
+    bucket_path,
+    job_context,
+    keep_token,
+    list_records,
+    new_arn,
+    page_after,
+    page_token,
+    read_record,
+    record_key,
+    runner,
+    shown_status,
+    start_job,
+    token_owner,
+    update_record,
+)
+from shoal.api.indexes import entry_key
+from shoal.api.writepath import WriteLog
+from shoal.errors import ShoalError, ValidationException
+from shoal.model.numbers import normalize_number
+from shoal.model.values import validate_key, validate_sized_item
+
+log = logging.getLogger("shoal")
+
+RECORD = b"import/"
+_TOKEN = b"import-token/"
+#: Items written per transaction.
+WRITE_CHUNK = 1000
+MAX_ITEM_SIZE = 400 * 1024
+#: Item errors logged per import (all are counted).
+MAX_LOGGED_ERRORS = 100
+_LIST_LIMIT = 25
+_CREATE_MEMBERS = ("TableName", "AttributeDefinitions", "KeySchema", "BillingMode", "ProvisionedThroughput",
+                   "OnDemandThroughput", "SSESpecification", "GlobalSecondaryIndexes")
+ITEM_VALIDATION = ("ItemValidationError", "Some of the items failed validation checks and were not imported. "
+                                          "Please check CloudWatch error logs for more details.")
+
+
+class ImportNotFoundException(ShoalError):
+    type_name = "ImportNotFoundException"
+    status = 400
+
+
+class ImportConflictException(ShoalError):
+    type_name = "ImportConflictException"
+    status = 400
+
+
+class ItemError(Exception):
+    """One item (line, row) of a source object that cannot be imported."""
+
+
+# ---------------------------------------------------------------- ImportTable
+
+
+def import_table(ctx, request: dict) -> dict:
+    now = ctx.now()
+    params = request["TableCreationParameters"]
+    given = {name: value for name, value in request.items() if name != "ClientToken"}
+    token = request.get("ClientToken")
+    if token is not None:
+        with ctx.engine.read() as txn:
+            existing = _idempotent(ctx, txn, token, given, now)
+        if existing is not None:
+            return {"ImportTableDescription": _description(existing)}
+    options = (request.get("InputFormatOptions") or {}).get("Csv") or {}
+    if options and request["InputFormat"] != "CSV":
+        raise ValidationException("InputFormatOptions are only valid for InputFormat CSV")
+    create = {name: params[name] for name in _CREATE_MEMBERS if name in params}
+    created = tables.create_table(ctx, create)["TableDescription"]
+    arn = new_arn(created["TableArn"], "import", now)
+    source = dict(request["S3BucketSource"])
+    source.setdefault("S3BucketOwner", ctx.account)
+    record = {
+        "kind": "import", "arn": arn, "region": ctx.region, "table_arn": created["TableArn"],
+        "table_id": created["TableId"], "table_name": created["TableName"], "given": given,
+        "token": token or str(uuid.uuid4()), "status": "IN_PROGRESS", "start": round(now, 3), "end": None,
+        "source": source, "format": request["InputFormat"], "options": request.get("InputFormatOptions"),
+        "compression": request.get("InputCompressionType") or "NONE", "parameters": params,
+        "errors": 0, "processed": 0, "processed_bytes": 0, "imported": 0,
+        "log_group": f"arn:aws:logs:{ctx.region}:{ctx.account}:log-group:/aws-dynamodb/imports:*",
+        "runner": runner(), "beat": round(time.time(), 3),
+    }
+    with ctx.engine.write() as txn:
+        _set_table_status(txn, ctx.region, record, "CREATING")
+        if token is not None:
+            keep_token(txn, _TOKEN, ctx.region, token, arn, now)
+        txn.put("meta", record_key(RECORD, ctx.region, arn), orjson.dumps(record))
+    start_job(job_context(ctx), arn, _run_import)
+    return {"ImportTableDescription": _description(record)}
+
+
+def _idempotent(ctx, txn, token: str, given: dict, now: float) -> dict | None:
+    arn = token_owner(txn, _TOKEN, ctx.region, token, now)
+    record = read_record(txn, RECORD, ctx.region, arn) if arn is not None else None
+    if record is None:
+        return None
+    if record["given"] != given:
+        raise ImportConflictException("Import conflict: Duplicate request detected with conflicting parameters")
+    return record
+
+
+def _set_table_status(txn, region: str, record: dict, status: str) -> bool:
+    """Store ``status`` as the TableStatus of the import's table (if it is
+    still that table)."""
+    key = table_key(region, record["table_name"])
+    raw = txn.get("meta", key)
+    entry = orjson.loads(raw) if raw is not None else None
+    if entry is None or entry["id"] != record["table_id"]:
+        return False
+    desc = entry["desc"]
+    desc["TableStatus"] = status
+    txn.put("meta", key, encode_entry(entry["account"], entry["id"], desc, entry.get("ix"), entry.get("nix", 0)))
+    return True
+
+
+def settle_table(engine, record: dict) -> None:
+    """Make an import's table ACTIVE (its import has ended)."""
+    with engine.write() as txn:
+        _set_table_status(txn, record["region"], record, "ACTIVE")
+
+
+def _description(record: dict) -> dict:
+    """ImportTableDescription."""
+    status, code, message = shown_status(record)
+    out = {
+        "ImportArn": record["arn"], "ImportStatus": status, "TableArn": record["table_arn"],
+        "TableId": record["table_id"], "ClientToken": record["token"], "S3BucketSource": record["source"],
+        "ErrorCount": record["errors"], "CloudWatchLogGroupArn": record["log_group"],
+        "InputFormat": record["format"],
+    }
+    if record.get("options") is not None:
+        out["InputFormatOptions"] = record["options"]
+    out["InputCompressionType"] = record["compression"]
+    out["TableCreationParameters"] = record["parameters"]
+    out["StartTime"] = record["start"]
+    if status != "IN_PROGRESS" and record.get("end") is not None:
+        out["EndTime"] = record["end"]
+    out.update(ProcessedSizeBytes=record["processed_bytes"], ProcessedItemCount=record["processed"],
+               ImportedItemCount=record["imported"])
+    if status == "FAILED":
+        out["FailureCode"] = code
+        out["FailureMessage"] = message
+    return out
+
+
+# ---------------------------------------------------------------- DescribeImport, ListImports
+
+
+def describe_import(ctx, request: dict) -> dict:
+    arn = request["ImportArn"]
+    if "/import/" not in arn or not arn.startswith("arn:"):
+        raise ValidationException(f"Invalid Import ARN: {arn}")
+    with ctx.engine.read() as txn:
+        record = read_record(txn, RECORD, ctx.region, arn)
+    if record is None:
+        raise ImportNotFoundException(f"Import not found: {arn}")
+    return {"ImportTableDescription": _description(record)}
+
+
+def list_imports(ctx, request: dict) -> dict:
+    """The imports of the region, or of one table, newest first per table."""
+    under = request.get("TableArn")
+    if under is not None:
+        tables.parse_table_arn(under)
+    after = page_after(request["NextToken"], "ListImports") if request.get("NextToken") else None
+    limit = request.get("PageSize") or _LIST_LIMIT
+    with ctx.engine.read() as txn:
+        records, last = list_records(txn, RECORD, ctx.region, under, after, limit)
+    summaries = []
+    for record in records:
+        status, _, _ = shown_status(record)
+        summary = {"ImportArn": record["arn"], "ImportStatus": status, "TableArn": record["table_arn"],
+                   "S3BucketSource": record["source"], "CloudWatchLogGroupArn": record["log_group"],
+                   "InputFormat": record["format"], "StartTime": record["start"]}
+        if status != "IN_PROGRESS" and record.get("end") is not None:
+            summary["EndTime"] = record["end"]
+        summaries.append(summary)
+    out: dict = {"ImportSummaryList": summaries}
+    if last is not None:
+        out["NextToken"] = page_token(last)
+    return out
+
+
+# ---------------------------------------------------------------- the import job
+
+
+class _TableGone(Exception):
+    """The import's table was deleted while the import ran."""
+
+
+class _Progress:
+    """What an import has done so far, and its pending items."""
+
+    def __init__(self, ctx, record: dict, stop: threading.Event) -> None:
+        self.ctx, self.record, self.stop = ctx, record, stop
+        self.processed = self.processed_bytes = self.errors = 0
+        self.chunk: list[tuple[dict, int]] = []
+        self.logged = 0
+        self.beat = time.monotonic()
+
+    def error(self, key: str, index: int, message: str) -> None:
+        self.errors += 1
+        if self.logged < MAX_LOGGED_ERRORS:
+            self.logged += 1
+            log.warning("import %s: s3://%s/%s item %d: %s", self.record["arn"], self.record["source"]["S3Bucket"],
+                        key, index, message)
+
+    def add(self, item: dict, size: int) -> None:
+        self.chunk.append((item, size))
+        if len(self.chunk) >= WRITE_CHUNK:
+            self.flush()
+
+    def flush(self) -> None:
+        if self.stop.is_set():
+            raise Stopped()
+        if self.chunk:
+            _write_chunk(self.ctx, self.record, self.chunk)
+            self.chunk = []
+        if time.monotonic() - self.beat > HEARTBEAT_S:
+            self.beat = time.monotonic()
+            update_record(self.ctx.engine, RECORD, self.record["region"], self.record["arn"], **self.counts())
+
+    def counts(self) -> dict:
+        return {"processed": self.processed, "processed_bytes": self.processed_bytes, "errors": self.errors}
+
+
+def _write_chunk(ctx, record: dict, chunk: list[tuple[dict, int]]) -> None:
+    """Put ``chunk``'s items into the import's table in one transaction."""
+    with ctx.engine.write() as txn:
+        table = ctx.catalog.get(txn, record["region"], record["table_name"])
+        if table is None or table.table_id != record["table_id"]:
+            raise _TableGone()
+        writes = WriteLog(txn)
+        now = ctx.now()
+        for item, size in chunk:
+            keys = key_of(table, item)
+            skey = storage_key(table, keys)
+            writes.write_item(table, skey, keys, txn.get("items", skey), item, size, now=now)
+        writes.finish()
+
+
+def _run_import(ctx, arn: str, stop: threading.Event) -> None:
+    with ctx.engine.read() as txn:
+        record = read_record(txn, RECORD, ctx.region, arn)
+        table = ctx.catalog.get(txn, ctx.region, record["table_name"]) if record is not None else None
+    if record is None:
+        return
+    progress = _Progress(ctx, record, stop)
+    outcome: dict = {}
+    try:
+        if table is None or table.table_id != record["table_id"]:
+            raise _TableGone()
+        try:
+            bucket_dir = bucket_path(ctx, record["source"]["S3Bucket"])
+        except S3Error:  # nothing imported: DynamoDB does not create the table
+            _drop_table(ctx, record)
+            raise
+        for key, path in _objects(bucket_dir, record["source"].get("S3KeyPrefix") or ""):
+            _import_object(table, record, key, path, progress)
+        progress.flush()
+        if progress.errors:
+            outcome = {"status": "FAILED", "failure_code": ITEM_VALIDATION[0], "failure_message": ITEM_VALIDATION[1]}
+        else:
+            outcome = {"status": "COMPLETED"}
+    except Stopped:
+        return
+    except S3Error as exc:
+        outcome = {"status": "FAILED", "failure_code": exc.code, "failure_message": exc.message}
+    except _TableGone:
+        outcome = {"status": "FAILED", "failure_code": "ResourceNotFoundException",
+                   "failure_message": f"Table {record['table_name']} was deleted during the import"}
+    except Exception as exc:  # a bug: reported, and the import fails rather than hangs
+        log.error("import %s failed", arn, exc_info=True)
+        outcome = {"status": "FAILED", "failure_code": "InternalServerError", "failure_message": str(exc)}
+    with ctx.engine.write() as txn:
+        imported = read_stats(txn, table.prefix)[0] if table is not None else 0
+        if _set_table_status(txn, record["region"], record, "ACTIVE"):
+            current = ctx.catalog.get(txn, record["region"], record["table_name"])
+            record_table_change(txn, current, "ImportTable", {"TableDescription": current.description},
+                                round(ctx.now(), 3))
+    update_record(ctx.engine, RECORD, record["region"], arn, end=round(ctx.now(), 3), imported=imported,
+                  **progress.counts(), **outcome)
+
+
+def _drop_table(ctx, record: dict) -> None:
+    with ctx.engine.read() as txn:
+        table = ctx.catalog.get(txn, record["region"], record["table_name"])
+    if table is not None and table.table_id == record["table_id"]:
+        tables.delete_table(ctx, {"TableName": record["table_name"]})
+
+
+def _objects(bucket_dir: str, prefix: str) -> list[tuple[str, str]]:
+    """(key, file) of every object of the bucket whose key starts with ``prefix``, by key."""
+    found = []
+    for folder, _, names in os.walk(bucket_dir):
+        for name in names:
+            path = os.path.join(folder, name)
+            key = os.path.relpath(path, bucket_dir).replace(os.sep, "/")
+            if key.startswith(prefix):
+                found.append((key, path))
+    found.sort()
+    return found
+
+
+class _Counted(io.RawIOBase):
+    """A readable stream that counts the bytes read through it."""
+
+    def __init__(self, inner) -> None:
+        self.inner = inner
+        self.count = 0
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer) -> int:
+        n = self.inner.readinto(buffer) or 0
+        self.count += n
+        return n
+
+
+def _open(path: str, compression: str):
+    """(the object's decompressed bytes as a buffered stream, the byte counter)."""
+    raw = open(path, "rb")
+    if compression == "GZIP":
+        inner = gzip.GzipFile(fileobj=raw)
+    elif compression == "ZSTD":
+        import zstandard
+
+        inner = zstandard.ZstdDecompressor().stream_reader(raw, read_across_frames=True)
+    else:
+        inner = raw
+    counted = _Counted(inner)
+    return io.BufferedReader(counted, 1 << 20), counted, raw
+
+
+def _import_object(table, record: dict, key: str, path: str, progress: _Progress) -> None:
+    stream, counted, raw = _open(path, record["compression"])
+    index = -1
+    try:
+        if record["format"] == "CSV":
+            rows = _csv_items(table, record, io.TextIOWrapper(stream, encoding="utf-8", newline=""))
+        else:
+            rows = _line_items(stream, _ion_item if record["format"] == "ION" else _json_item)
+        for index, item in enumerate(rows):
+            progress.processed += 1
+            if isinstance(item, ItemError):
+                progress.error(key, index, str(item))
+                continue
+            try:
+                checked, size = _checked(table, item)
+            except Exception as exc:  # noqa: BLE001 - whatever the item's fault, it is one error
+                progress.error(key, index, getattr(exc, "message", None) or str(exc))
+                continue
+            progress.add(checked, size)
+    except _read_errors(record["compression"]) as exc:
+        # The object itself is malformed: the rest of it is skipped.
+        progress.error(key, index + 1, f"the object cannot be read: {exc}")
+    finally:
+        progress.processed_bytes += counted.count
+        raw.close()
+
+
+def _read_errors(compression: str) -> tuple:
+    """What reading a malformed object raises."""
+    errors = (OSError, EOFError, ValueError, csv.Error, zlib.error)
+    if compression == "ZSTD":
+        import zstandard
+
+        errors += (zstandard.ZstdError,)
+    return errors
+
+
+def _line_items(stream, parse):
+    """Each non-blank line of ``stream`` parsed (or the ItemError it raised)."""
+    for line in stream:
+        if not line.strip():
+            continue
+        try:
+            yield parse(line)
+        except ItemError as exc:
+            yield exc
+
+
+def _json_item(line: bytes) -> dict:
+    try:
+        document = orjson.loads(line)
+    except orjson.JSONDecodeError as exc:
+        raise ItemError(f"Unexpected JSON: {exc}") from None
+    item = document.get("Item") if type(document) is dict else None
+    if type(item) is not dict:
+        raise ItemError('A DynamoDB JSON line must be an object with a member "Item" holding the item')
+    return item
+
+
+def _ion_item(line: bytes) -> dict:
+    from amazon.ion import simpleion
+
+    try:
+        document = simpleion.loads(line.decode("utf-8"))
+    except Exception as exc:  # amazon.ion raises several types for text that does not parse
+        raise ItemError(f"Unexpected Ion: {exc}") from None
+    item = document.get("Item") if _is_struct(document) else None
+    if not _is_struct(item):
+        raise ItemError("An Ion line must be a struct with a field Item holding the item")
+    return {str(name): _from_ion(value) for name, value in item.items()}
+
+
+def _is_struct(value) -> bool:
+    from amazon.ion.core import IonType
+    from amazon.ion.simple_types import IonPyNull
+
+    return getattr(value, "ion_type", None) is IonType.STRUCT and not isinstance(value, IonPyNull)
+
+
+_ION_SETS = {"$dynamodb_SS": "SS", "$dynamodb_NS": "NS", "$dynamodb_BS": "BS"}
+
+
+def _from_ion(value) -> dict:
+    """An Ion value as a DynamoDB attribute value (DynamoDB's mapping)."""
+    from amazon.ion.core import IonType
+    from amazon.ion.simple_types import IonPyNull
+
+    if value is None or isinstance(value, IonPyNull):
+        return {"NULL": True}
+    kind = value.ion_type
+    if kind is IonType.STRING:
+        return {"S": str(value)}
+    if kind in (IonType.DECIMAL, IonType.INT, IonType.FLOAT):
+        return {"N": _ion_number(value)}
+    if kind is IonType.STRUCT:
+        return {"M": {str(name): _from_ion(member) for name, member in value.items()}}
+    if kind is IonType.BOOL:
+        return {"BOOL": bool(value)}
+    if kind in (IonType.BLOB, IonType.CLOB):
+        return {"B": base64.b64encode(bytes(value)).decode()}
+    if kind is IonType.LIST:
+        annotations = [getattr(a, "text", a) for a in getattr(value, "ion_annotations", ())]
+        set_kind = _ION_SETS.get(annotations[0]) if annotations else None
+        if set_kind == "SS":
+            return {"SS": [_ion_scalar(member, IonType.STRING, str) for member in value]}
+        if set_kind == "NS":
+            return {"NS": [_ion_number(member) for member in value]}
+        if set_kind == "BS":
+            return {"BS": [base64.b64encode(bytes(_ion_scalar(member, IonType.BLOB, bytes))).decode()
+                           for member in value]}
+        return {"L": [_from_ion(member) for member in value]}
+    raise ItemError(f"Ion type {kind.name} has no DynamoDB type")
+
+
+def _ion_scalar(value, kind, convert):
+    if getattr(value, "ion_type", None) is not kind:
+        raise ItemError(f"A set member must be an Ion {kind.name}")
+    return convert(value)
+
+
+def _ion_number(value) -> str:
+    from amazon.ion.core import IonType
+
+    kind = getattr(value, "ion_type", None)
+    if kind is IonType.FLOAT:
+        number = float(value)
+        if number != number or number in (float("inf"), float("-inf")):
+            raise ItemError("An Ion float that is not a number cannot be a DynamoDB number")
+        text = repr(number)
+    elif kind in (IonType.DECIMAL, IonType.INT):
+        text = str(value)
+    else:
+        raise ItemError("A number set member must be an Ion decimal")
+    try:
+        return normalize_number(text)
+    except ShoalError as exc:
+        raise ItemError(exc.message) from None
+
+
+def _csv_items(table, record: dict, text):
+    """Each data row of a CSV object as an item (or the ItemError it makes)."""
+    options = (record.get("options") or {}).get("Csv") or {}
+    reader = csv.reader(text, delimiter=options.get("Delimiter") or ",")
+    header = options.get("HeaderList")
+    if header is None:
+        header = next(reader, None)
+        if header is None:
+            return
+    types = {d["AttributeName"]: d["AttributeType"] for d in record["parameters"]["AttributeDefinitions"]}
+    table_keys = {name for name, _ in table.key_schema}
+    for row in reader:
+        if not row:
+            continue  # a blank line
+        if len(row) != len(header):
+            yield ItemError(f"The row has {len(row)} columns; the header has {len(header)}")
+            continue
+        item = {}
+        for name, cell in zip(header, row):
+            kind = types.get(name)
+            if kind is None:
+                item[name] = {"S": cell}
+            elif cell or name in table_keys:
+                item[name] = {kind: cell}
+        yield item
+
+
+def _checked(table, item: dict) -> tuple[dict, int]:
+    """The item as PutItem would store it, and its size; or the error it makes."""
+    item, size = validate_sized_item(item, in_place=True)
+    if size > MAX_ITEM_SIZE:
+        raise ValidationException("Item size has exceeded the maximum allowed size")
+    validate_key(item, table.key_schema, table.attribute_types, what="item")
+    for index in table.indexes:
+        entry_key(table, index, item, b"", True)  # raises on an index key of the wrong type
+    return item, size
+
+
+OPERATIONS = {
+    "ImportTable": import_table,
+    "DescribeImport": describe_import,
+    "ListImports": list_imports,
+}
