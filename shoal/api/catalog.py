@@ -148,6 +148,21 @@ def encode_entry(account: str, table_id: str, description: dict,
     return orjson.dumps(record)
 
 
+def update_description(txn, region: str, name: str, table_id: str, change, keys=None) -> Table | None:
+    """Apply ``change(description)`` (it edits the dict in place) to the stored
+    description of table ``name`` if it is still the table ``table_id``, and
+    store it; returns the updated ``Table``, or None if the table is gone."""
+    key = table_key(region, name)
+    raw = txn.get("meta", key)
+    entry = orjson.loads(raw) if raw is not None else None
+    if entry is None or entry["id"] != table_id:
+        return None
+    change(entry["desc"])
+    raw = encode_entry(entry["account"], table_id, entry["desc"], entry.get("ix"), entry.get("nix", 0))
+    txn.put("meta", key, raw)
+    return decode_entry(region, raw, keys)
+
+
 def decode_entry(region: str, raw: bytes, keys=None) -> Table:
     """Parse a stored catalog entry into a ``Table``.
 
@@ -273,9 +288,10 @@ class Catalog:
         return table
 
     def require(self, txn, region: str, name: str) -> Table:
-        """The table, or DynamoDB's data-plane ResourceNotFoundException."""
+        """The table, or DynamoDB's data-plane ResourceNotFoundException (also
+        while the table is CREATING: a restore or an import is filling it)."""
         table = self.get(txn, region, name)
-        if table is None:
+        if table is None or table.description.get("TableStatus") == "CREATING":
             raise ResourceNotFoundException("Requested resource not found")
         return table
 

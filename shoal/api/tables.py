@@ -195,8 +195,12 @@ def _now(ctx) -> float:
 # ---------------------------------------------------------------- CreateTable
 
 
-def create_table(ctx, request: dict) -> dict:
-    """Create a table, ACTIVE at once; its TableDescription is the response."""
+def create_table(ctx, request: dict, *, status: str = "ACTIVE", extra: dict | None = None) -> dict:
+    """Create a table, ACTIVE at once; its TableDescription is the response.
+
+    A restore or an import creates its table CREATING (``status``), with
+    ``extra`` members in its description (RestoreSummary), and makes it
+    ACTIVE once it is filled; data-plane operations cannot reach it before."""
     name = table_name_of(ctx, request["TableName"])
     check_table_class(request.get("TableClass"))
     _check_required_schema(request)
@@ -210,6 +214,9 @@ def create_table(ctx, request: dict) -> dict:
     now = _now(ctx)
     table_id = str(uuid.uuid4())
     desc = _new_description(ctx, request, name, table_id, now, billing, throughput, definitions)
+    desc["TableStatus"] = status
+    if extra:
+        desc.update(extra)
     numbers = {spec["IndexName"]: n for n, spec in enumerate(
         (*desc.get("LocalSecondaryIndexes", ()), *desc.get("GlobalSecondaryIndexes", ())))}
     key = table_key(ctx.region, name)
