@@ -156,14 +156,22 @@ def _check_boolean_type(value: Any) -> bool:
 
 
 def _number_type_checker(java_type: str, integral: bool) -> Callable[[Any], Any]:
-    """Integer/Long/Double members: JSON numbers only; integers truncate fractions."""
+    """Integer/Long/Double members: JSON numbers only; integers truncate
+    fractions, and keep only the low 32 (Integer) or 64 (Long) bits of a
+    number too wide for them, as Java's intValue()/longValue() do with
+    Coral's TruncatingBigNumber."""
+    bits = 32 if java_type == "Integer" else 64
+    low, high = -(1 << (bits - 1)), 1 << (bits - 1)
 
     def check(value: Any) -> Any:
         cls = value.__class__
         if cls is int:
-            return value
+            return value if low <= value < high else _low_bits(value, bits)
         if cls is float:
-            return math.floor(value) if integral else value
+            if not integral:
+                return value
+            value = math.floor(value)
+            return value if low <= value < high else _low_bits(value, bits)
         if cls is bool:
             raise SerializationException(f"class java.lang.Boolean can not be converted to an {java_type}")
         if cls is str:
@@ -171,6 +179,12 @@ def _number_type_checker(java_type: str, integral: bool) -> Callable[[Any], Any]
         raise _container_error(value)
 
     return check
+
+
+def _low_bits(value: int, bits: int) -> int:
+    """The two's-complement integer of ``value``'s low ``bits`` bits."""
+    value &= (1 << bits) - 1
+    return value - (1 << bits) if value >> (bits - 1) else value
 
 
 def _check_timestamp_type(value: Any) -> Any:

@@ -6,6 +6,7 @@ from __future__ import annotations
 import gzip
 import http.client
 import json
+import os
 import zlib
 
 import pytest
@@ -201,6 +202,20 @@ def test_the_models_errors_come_before_the_items(shoal, ddb, table, target, requ
     assert status == 400
     assert json.loads(data) == error
     assert ddb.scan(TableName=table)["Count"] == 0
+    assert_still_serving(ddb)
+
+
+def test_a_long_beyond_64_bits(shoal, ddb):
+    # Stored whole, it once made CreateTable answer a 500 (orjson writes at most 64 bits).
+    name = f"wide_{os.getpid()}"
+    body = json.dumps({"TableName": name, "BillingMode": "PAY_PER_REQUEST",
+                       "AttributeDefinitions": [{"AttributeName": "pk", "AttributeType": "S"}],
+                       "KeySchema": [{"AttributeName": "pk", "KeyType": "HASH"}],
+                       "WarmThroughput": {"ReadUnitsPerSecond": 2**64 + 12288}}).encode()
+    status, _, data = raw_post(shoal, body, target="DynamoDB_20120810.CreateTable")
+    assert status == 200, data
+    assert json.loads(data)["TableDescription"]["WarmThroughput"]["ReadUnitsPerSecond"] == 12288
+    ddb.delete_table(TableName=name)
     assert_still_serving(ddb)
 
 

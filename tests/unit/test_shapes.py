@@ -129,6 +129,33 @@ def test_integer_member_types_and_truncation():
     assert body["Limit"] == 2 and type(body["Limit"]) is int
 
 
+@pytest.mark.parametrize("sent, kept", [
+    (2**31 - 1, 2**31 - 1), (2**32 + 5, 5), (2**33 + 5.0, 5), (-(2**32) - 2, -2),
+])
+def test_integers_beyond_32_bits_are_truncated_to_their_low_bits(sent, kept):
+    # Coral reads numbers as TruncatingBigNumber: an Integer member keeps the
+    # low 32 bits (Java's intValue), then its constraints apply.
+    body = {"TableName": "tbl", "Limit": sent}
+    try:
+        V.validate("Query", body)
+    except ValidationException:
+        assert kept < 1
+    assert body["Limit"] == kept
+
+
+@pytest.mark.parametrize("sent, kept", [
+    (2**63 - 1, 2**63 - 1), (2**63, -(2**63)), (2**64 + 7, 7), (19572460424099528704.0, 1125716350389977088),
+])
+def test_longs_beyond_64_bits_are_truncated_to_their_low_bits(sent, kept):
+    # A Long kept whole could not even be stored (orjson writes at most 64 bits).
+    body = {"TableName": "abc", "WarmThroughput": {"ReadUnitsPerSecond": sent}}
+    try:
+        V.validate("CreateTable", body)
+    except ValidationException:
+        pass
+    assert body["WarmThroughput"]["ReadUnitsPerSecond"] == kept
+
+
 @pytest.mark.parametrize(
     "value, message",
     [
