@@ -501,15 +501,15 @@ def export_table_to_point_in_time(ctx, request: dict) -> dict:
         to_time = epoch_seconds(spec["ExportToTime"]) if spec.get("ExportToTime") is not None else _ms_floor(
             now - LATEST_LAG_S)
         view = spec.get("ExportViewType") or "NEW_AND_OLD_IMAGES"
-        if not earliest <= from_time < to_time <= now:
-            raise InvalidExportTimeException("Export Time is invalid")
-        if to_time - from_time < MIN_INCREMENTAL_S:
+        if to_time - from_time < MIN_INCREMENTAL_S:  # the request's own fault first
             raise InvalidExportTimeException(
                 "Difference between export period from time and export period to time should be at least "
                 "15 minutes")
         if to_time - from_time > MAX_INCREMENTAL_S:
             raise InvalidExportTimeException(
                 "Difference between export period from time and export period to time should not exceed 24 hours")
+        if not earliest <= from_time < to_time <= now:
+            raise InvalidExportTimeException("Export Time is invalid")
     else:
         given_time = request.get("ExportTime")
         export_time = _ms_floor(now) if given_time is None else epoch_seconds(given_time)
