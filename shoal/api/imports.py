@@ -86,7 +86,7 @@ log = logging.getLogger("shoal")
 RECORD = b"import/"
 _TOKEN = b"import-token/"
 #: Items written per transaction.
-WRITE_CHUNK = 1000
+WRITE_CHUNK = 2000
 MAX_ITEM_SIZE = 400 * 1024
 #: Item errors logged per import (all are counted).
 MAX_LOGGED_ERRORS = 100
@@ -455,8 +455,7 @@ def _json_item(line: bytes) -> dict:
 
 
 def _ion_item(line: bytes) -> dict:
-    from amazon.ion import simpleion
-
+    simpleion, converters = _ion()
     try:
         document = simpleion.loads(line.decode("utf-8"))
     except Exception as exc:  # amazon.ion raises several types for text that does not parse
@@ -467,6 +466,30 @@ def _ion_item(line: bytes) -> dict:
     return {str(name): _from_ion(value) for name, value in item.items()}
 
 
+_ION_STATE: list = []
+
+
+def _ion():
+    """(amazon.ion's simpleion, the converter of each of its value classes),
+    loaded on first use (only ION imports need the library)."""
+    if not _ION_STATE:
+        from amazon.ion import simple_types, simpleion
+
+        converters = {
+            simple_types.IonPyText: lambda value: {"S": str(value)},
+            simple_types.IonPyDecimal: lambda value: {"N": _number(str(value))},
+            simple_types.IonPyInt: lambda value: {"N": _number(str(int(value)))},
+            simple_types.IonPyBool: lambda value: {"BOOL": bool(value)},
+            simple_types.IonPyDict: _ion_map,
+            simple_types.IonPyList: _ion_list,
+            simple_types.IonPyBytes: lambda value: {"B": base64.b64encode(bytes(value)).decode()},
+            simple_types.IonPyNull: lambda value: {"NULL": True},
+            simple_types.IonPyFloat: lambda value: {"N": _ion_float(value)},
+        }
+        _ION_STATE.extend((simpleion, converters))
+    return _ION_STATE
+
+
 def _is_struct(value) -> bool:
     from amazon.ion.core import IonType
     from amazon.ion.simple_types import IonPyNull
@@ -474,60 +497,46 @@ def _is_struct(value) -> bool:
     return getattr(value, "ion_type", None) is IonType.STRUCT and not isinstance(value, IonPyNull)
 
 
-_ION_SETS = {"$dynamodb_SS": "SS", "$dynamodb_NS": "NS", "$dynamodb_BS": "BS"}
-
-
 def _from_ion(value) -> dict:
     """An Ion value as a DynamoDB attribute value (DynamoDB's mapping)."""
-    from amazon.ion.core import IonType
-    from amazon.ion.simple_types import IonPyNull
-
-    if value is None or isinstance(value, IonPyNull):
-        return {"NULL": True}
-    kind = value.ion_type
-    if kind is IonType.STRING:
-        return {"S": str(value)}
-    if kind in (IonType.DECIMAL, IonType.INT, IonType.FLOAT):
-        return {"N": _ion_number(value)}
-    if kind is IonType.STRUCT:
-        return {"M": {str(name): _from_ion(member) for name, member in value.items()}}
-    if kind is IonType.BOOL:
-        return {"BOOL": bool(value)}
-    if kind in (IonType.BLOB, IonType.CLOB):
-        return {"B": base64.b64encode(bytes(value)).decode()}
-    if kind is IonType.LIST:
-        annotations = [getattr(a, "text", a) for a in getattr(value, "ion_annotations", ())]
-        set_kind = _ION_SETS.get(annotations[0]) if annotations else None
-        if set_kind == "SS":
-            return {"SS": [_ion_scalar(member, IonType.STRING, str) for member in value]}
-        if set_kind == "NS":
-            return {"NS": [_ion_number(member) for member in value]}
-        if set_kind == "BS":
-            return {"BS": [base64.b64encode(bytes(_ion_scalar(member, IonType.BLOB, bytes))).decode()
-                           for member in value]}
-        return {"L": [_from_ion(member) for member in value]}
-    raise ItemError(f"Ion type {kind.name} has no DynamoDB type")
-
-
-def _ion_scalar(value, kind, convert):
-    if getattr(value, "ion_type", None) is not kind:
-        raise ItemError(f"A set member must be an Ion {kind.name}")
+    convert = _ion()[1].get(type(value))
+    if convert is None:
+        kind = getattr(value, "ion_type", None)
+        raise ItemError(f"Ion type {getattr(kind, 'name', type(value).__name__)} has no DynamoDB type")
     return convert(value)
 
 
-def _ion_number(value) -> str:
+def _ion_map(value) -> dict:
+    return {"M": {str(name): _from_ion(member) for name, member in value.items()}}
+
+
+_ION_SETS = {"$dynamodb_SS": "SS", "$dynamodb_NS": "NS", "$dynamodb_BS": "BS"}
+
+
+def _ion_list(value) -> dict:
     from amazon.ion.core import IonType
 
-    kind = getattr(value, "ion_type", None)
-    if kind is IonType.FLOAT:
-        number = float(value)
-        if number != number or number in (float("inf"), float("-inf")):
-            raise ItemError("An Ion float that is not a number cannot be a DynamoDB number")
-        text = repr(number)
-    elif kind in (IonType.DECIMAL, IonType.INT):
-        text = str(value)
-    else:
-        raise ItemError("A number set member must be an Ion decimal")
+    if value.ion_type is not IonType.LIST:
+        raise ItemError(f"Ion type {value.ion_type.name} has no DynamoDB type")
+    annotations = value.ion_annotations
+    set_kind = _ION_SETS.get(getattr(annotations[0], "text", annotations[0])) if annotations else None
+    if set_kind is None:
+        return {"L": [_from_ion(member) for member in value]}
+    members = [_from_ion(member) for member in value]
+    wanted = {"SS": "S", "NS": "N", "BS": "B"}[set_kind]
+    if any(wanted not in member for member in members):
+        raise ItemError(f"A {set_kind} set member must be an Ion {'string' if wanted == 'S' else 'decimal' if wanted == 'N' else 'blob'}")
+    return {set_kind: [member[wanted] for member in members]}
+
+
+def _ion_float(value) -> str:
+    number = float(value)
+    if number != number or number in (float("inf"), float("-inf")):
+        raise ItemError("An Ion float that is not a number cannot be a DynamoDB number")
+    return _number(repr(number))
+
+
+def _number(text: str) -> str:
     try:
         return normalize_number(text)
     except ShoalError as exc:

@@ -260,6 +260,26 @@ def test_ion_lines_use_dynamodbs_ion_types(server, typed_exports):
     assert bytes(value["b"]) == b"\0\xff bin"
 
 
+def test_full_export_is_the_table_at_its_export_time(server):
+    ddb = server.ddb
+    arn = make_table(ddb, "moving")
+    for n in range(6):
+        ddb.put_item(TableName="moving", Item={"pk": {"S": f"k{n}"}, "sk": {"N": "0"}, "v": {"N": "1"}})
+    time.sleep(0.05)
+    at = server.now()
+    time.sleep(0.05)
+    seen = scan(ddb, "moving")
+    ddb.delete_item(TableName="moving", Key={"pk": {"S": "k1"}, "sk": {"N": "0"}})
+    ddb.put_item(TableName="moving", Item={"pk": {"S": "k2"}, "sk": {"N": "0"}, "v": {"N": "2"}})
+    ddb.put_item(TableName="moving", Item={"pk": {"S": "new"}, "sk": {"N": "0"}})
+    for fmt in ("DYNAMODB_JSON", "ION"):
+        done = export(ddb, arn, ExportTime=at, ExportFormat=fmt, S3Prefix=f"moving-{fmt}")
+        assert done["ItemCount"] == 6 and done["ExportTime"].timestamp() == pytest.approx(at, abs=0.002)
+        prefix = os.path.dirname(done["ExportManifest"]) + "/data/"
+        assert import_table(ddb, f"moving-{fmt.lower()}", prefix, fmt)["ImportedItemCount"] == 6
+        assert scan(ddb, f"moving-{fmt.lower()}") == seen
+
+
 def test_incremental_export_holds_exactly_its_window(server):
     ddb = server.ddb
     arn = make_table(ddb, "changing")
