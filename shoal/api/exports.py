@@ -32,7 +32,7 @@ ETag of a one-part upload of them.
 
 The table as of the export time is point-in-time recovery's
 (``pitr.items_at`` at ``changelog.position_at``, here in stored form:
-``_stored_items_at``), read in one read transaction; the changes of an incremental export are the change log's
+``pitr.stored_items_at``), read in one read transaction; the changes of an incremental export are the change log's
 records between the positions of ExportFromTime (inclusive) and ExportToTime
 (exclusive).  Point-in-time recovery must be on, as in DynamoDB.
 
@@ -66,17 +66,15 @@ import orjson
 from shoal.api import tables
 from shoal.api.backups import epoch_seconds, iso_time
 from shoal.api.catalog import table_arn
-from shoal.api.changelog import decode_change, head_position, is_table_change, position_at, read_raw_changes
+from shoal.api.changelog import decode_change, is_table_change, position_at, read_raw_changes
 from shoal.api.common import storage_key, successor
-from shoal.api.pitr import LATEST_LAG_S, setting, window
-from shoal.api.writepath import stored_json, stored_size
+from shoal.api.pitr import LATEST_LAG_S, setting, stored_items_at, window
 from shoal.errors import (
     PointInTimeRecoveryUnavailableException,
     ShoalError,
     TableNotFoundException,
     ValidationException,
 )
-from shoal.model.size import item_size
 
 log = logging.getLogger("shoal")
 
@@ -679,7 +677,7 @@ def _write_export(ctx, record: dict, stop: threading.Event) -> dict:
             count = billed = 0
             ion = record["format"] == "ION"
             position = position_at(txn, int(record["export_time"] * 1000))
-            for item_json, size in _stored_items_at(txn, table, position):
+            for item_json, size in stored_items_at(txn, table, position):
                 if ion:
                     emit(b"$ion_1_0 {Item:" + ion_struct(orjson.loads(item_json)).encode() + b"}\n")
                 else:
@@ -712,38 +710,6 @@ def _write_export(ctx, record: dict, stop: threading.Event) -> dict:
     put_object(bucket_dir, f"{root}/manifest-summary.json", summary_bytes)
     put_object(bucket_dir, f"{root}/manifest-summary.md5", md5_base64(summary_bytes).encode())
     return {"status": "COMPLETED", "items": count, "billed": billed, "manifest": f"{root}/manifest-summary.json"}
-
-
-def _stored_items_at(txn, table, position: int):
-    """``pitr.items_at`` in stored form: (item JSON, item size) of every item
-    of ``table`` as it was at log ``position``, in the same order.  The items
-    not changed since (nearly all of them) are their stored bytes as they
-    are, neither decoded nor measured again; the others are their images
-    before their first change after ``position``."""
-    before: dict[bytes, dict | None] = {}
-    if position < head_position(txn):
-        for _, table_id, value in read_raw_changes(txn, position):
-            if table_id != table.table_id:
-                continue
-            _, change = decode_change(value)
-            if is_table_change(change):
-                continue
-            skey = storage_key(table, change["keys"])
-            if skey not in before:
-                before[skey] = change["old"]
-    for skey, raw in txn.scan("items", table.prefix, successor(table.prefix)):
-        if before:
-            skey = bytes(skey)
-            if skey in before:
-                old = before.pop(skey)
-                if old is not None:
-                    yield orjson.dumps(old), item_size(old)
-                continue
-        yield stored_json(raw), stored_size(raw)
-    for skey in sorted(before):  # deleted since: as they were
-        old = before[skey]
-        if old is not None:
-            yield orjson.dumps(old), item_size(old)
 
 
 def _write_changes(txn, table, record: dict, emit) -> tuple[int, int]:

@@ -47,7 +47,7 @@ from shoal.api.changelog import (
 )
 from shoal.api.catalog import table_arn
 from shoal.api.common import storage_key, successor
-from shoal.api.writepath import stored_item
+from shoal.api.writepath import stored_json, stored_size
 from shoal.errors import (
     InvalidRestoreTimeException,
     PointInTimeRecoveryUnavailableException,
@@ -56,6 +56,7 @@ from shoal.errors import (
     TableNotFoundException,
     ValidationException,
 )
+from shoal.model.size import item_size
 
 CONSUMER = "pitr"
 SETTING_PREFIX = b"pitr/"
@@ -223,13 +224,22 @@ def _source_for_restore(ctx, txn, by_name, by_arn):
 
 
 def items_at(txn, table, position: int):
-    """The items of ``table`` as they were at log ``position``: the items now
-    (at the head, in ``txn``), with every item changed after ``position``
-    put back as it was before its first change since.  Yields wire-form items
-    in the table's key order, then the items that no longer exist."""
+    """The items of ``table`` as they were at log ``position``, wire-form
+    dicts (``stored_items_at``, decoded)."""
+    for item_json, _ in stored_items_at(txn, table, position):
+        yield orjson.loads(item_json)
+
+
+def stored_items_at(txn, table, position: int):
+    """(item JSON, item size) of every item of ``table`` as it was at log
+    ``position``: the items now (at the head, in ``txn``), with every item
+    changed after ``position`` put back as it was before its first change
+    since.  In the table's key order, then the items that no longer exist.
+    An unchanged item (nearly all of them) is its stored bytes as they are,
+    neither decoded nor measured again."""
     # The images are kept as JSON text, not as decoded dicts: a million live
     # dicts would make every pass of the garbage collector walk them all.
-    before: dict[bytes, bytes | None] = {}
+    before: dict[bytes, tuple[bytes, int] | None] = {}
     if position < head_position(txn):
         for value in read_table_changes(txn, table.table_id, position):
             _, record = decode_change(value)
@@ -238,20 +248,20 @@ def items_at(txn, table, position: int):
             skey = storage_key(table, record["keys"])
             if skey not in before:
                 old = record["old"]
-                before[skey] = None if old is None else orjson.dumps(old)
+                before[skey] = None if old is None else (orjson.dumps(old), item_size(old))
     for skey, raw in txn.scan("items", table.prefix, successor(table.prefix)):
         if before:
             skey = bytes(skey)
             if skey in before:
                 old = before.pop(skey)
                 if old is not None:
-                    yield orjson.loads(old)
+                    yield old
                 continue
-        yield stored_item(raw)
+        yield stored_json(raw), stored_size(raw)
     for skey in sorted(before):  # deleted since: as they were
         old = before[skey]
         if old is not None:
-            yield orjson.loads(old)
+            yield old
 
 
 OPERATIONS = {
