@@ -49,7 +49,6 @@ hours (``export-token/<region>\\0<token>`` names the export).
 from __future__ import annotations
 
 import base64
-import dataclasses
 import hashlib
 import logging
 import os
@@ -59,13 +58,23 @@ import threading
 import time
 import uuid
 import zlib
-from typing import Callable
 
 import orjson
 
 from shoal.api import tables
 from shoal.api.backups import epoch_seconds, iso_time
 from shoal.api.catalog import table_arn
+from shoal.api.jobs import (
+    HEARTBEAT_S,
+    Stopped,
+    job_context,
+    read_record,
+    record_key,
+    runner,
+    runner_alive,
+    start_job,
+    update_record,
+)
 from shoal.api.changelog import decode_change, is_table_change, position_at, read_raw_changes
 from shoal.api.common import storage_key, successor
 from shoal.api.pitr import LATEST_LAG_S, setting, stored_items_at, window
@@ -102,10 +111,6 @@ MAX_INCREMENTAL_S = 24 * 3600
 #: Items per data file (DynamoDB writes at least one file per partition).
 FILE_ITEMS = 100_000
 GZIP_LEVEL = 6
-#: A running job rewrites its record at least this often; a record of another
-#: live process not rewritten for STALE_S is taken for an interrupted one.
-HEARTBEAT_S = 5.0
-STALE_S = 120.0
 _LIST_LIMIT = 25
 
 _RECORD = b"export/"
@@ -279,112 +284,6 @@ def change_line(keys: dict, old: dict | None, new: dict | None, micros: int, vie
     if export_format == "ION":
         return ("$ion_1_0 {" + ",".join(f"{name}:{ion_struct(value)}" for name, value in parts) + "}\n").encode()
     return orjson.dumps(dict(parts)) + b"\n"
-
-
-# ---------------------------------------------------------------- jobs and their records
-
-
-_process = {"pid": None, "token": None}
-_jobs_lock = threading.Lock()
-_running: dict[str, tuple[int, threading.Thread]] = {}  # record ARN -> (engine id, thread)
-_stops: dict[int, threading.Event] = {}  # engine id -> set when its server stops
-
-
-def runner() -> dict:
-    """This process, as a record names the process running its job."""
-    pid = os.getpid()
-    if _process["pid"] != pid:  # a new process (or a fork): a new token
-        _process.update(pid=pid, token=secrets.token_hex(8))
-    return {"pid": pid, "token": _process["token"]}
-
-
-def runner_alive(record: dict) -> bool:
-    """Whether the process a record names is still running its job."""
-    named, me = record.get("runner") or {}, runner()
-    if named.get("pid") == me["pid"]:
-        if named.get("token") != me["token"]:
-            return False  # a process before this one had the same pid
-        with _jobs_lock:
-            return record["arn"] in _running
-    pid = named.get("pid")
-    if not pid:
-        return False
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except OSError:  # someone else's process: the pid may have been reused; the heartbeat tells
-        pass
-    return time.time() - record.get("beat", 0) < STALE_S
-
-
-def start_job(ctx, arn: str, work: Callable) -> None:
-    """Run ``work(ctx, arn, stop)`` on a thread of its own; ``stop`` is set
-    when the server stops (the job then returns, leaving its record as it is)."""
-    engine_id = id(ctx.engine)
-    with _jobs_lock:
-        stop = _stops.setdefault(engine_id, threading.Event())
-
-    def run() -> None:
-        try:
-            work(ctx, arn, stop)
-        except Exception:
-            log.error("background job %s failed", arn, exc_info=True)
-        finally:
-            with _jobs_lock:
-                _running.pop(arn, None)
-
-    thread = threading.Thread(target=run, name="shoal-" + arn.rsplit("/", 2)[-2], daemon=True)
-    with _jobs_lock:
-        _running[arn] = (engine_id, thread)
-    thread.start()
-
-
-def stop_jobs(engine, timeout: float = 30.0) -> None:
-    """Stop the export and import jobs running on ``engine`` (the server is
-    stopping) and wait for them; their records stay IN_PROGRESS and are shown
-    FAILED from then on."""
-    engine_id = id(engine)
-    with _jobs_lock:
-        _stops.setdefault(engine_id, threading.Event()).set()
-        threads = [thread for owner, thread in _running.values() if owner == engine_id]
-    deadline = time.monotonic() + timeout
-    for thread in threads:
-        thread.join(max(0.0, deadline - time.monotonic()))
-    with _jobs_lock:
-        _stops.pop(engine_id, None)
-
-
-class Stopped(Exception):
-    """The server is stopping: the job ends where it is."""
-
-
-def job_context(ctx):
-    """``ctx`` for a background job: the catalog itself, not the view one
-    authorized request had of it (``catalog.PinnedCatalog``)."""
-    return dataclasses.replace(ctx, catalog=getattr(ctx.catalog, "catalog", ctx.catalog))
-
-
-def record_key(prefix: bytes, region: str, arn: str) -> bytes:
-    return prefix + region.encode() + b"\0" + arn.encode()
-
-
-def read_record(txn, prefix: bytes, region: str, arn: str) -> dict | None:
-    raw = txn.get("meta", record_key(prefix, region, arn))
-    return None if raw is None else orjson.loads(raw)
-
-
-def update_record(engine, prefix: bytes, region: str, arn: str, **changes) -> dict | None:
-    """Store ``changes`` into a record (and the job's heartbeat); the record."""
-    key = record_key(prefix, region, arn)
-    with engine.write() as txn:
-        raw = txn.get("meta", key)
-        if raw is None:
-            return None
-        record = orjson.loads(raw)
-        record.update(changes, beat=round(time.time(), 3))
-        txn.put("meta", key, orjson.dumps(record))
-        return record
 
 
 def shown_status(record: dict) -> tuple[str, str | None, str | None]:

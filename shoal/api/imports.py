@@ -3,7 +3,7 @@
 ImportTable creates a new table from TableCreationParameters (CreateTable's
 checks and errors; ResourceInUseException "Table already exists: <name>"
 when the name is taken, as DynamoDB's Developer Guide shows it) and answers
-IN_PROGRESS; a thread of its own (``exports.start_job``) then reads every
+IN_PROGRESS; a thread of its own (``jobs.start_job``) then reads every
 object of the bucket whose key starts with S3KeyPrefix (the files under
 ``--s3-dir``, see ``shoal.api.exports``), in key order, decompressed as
 InputCompressionType says (GZIP, ZSTD or NONE), as InputFormat says:
@@ -53,29 +53,31 @@ import zlib
 import orjson
 
 from shoal.api import tables
-from shoal.api.catalog import encode_entry, read_stats, table_key
+from shoal.api.catalog import read_stats, update_description
 from shoal.api.changelog import record_table_change
 from shoal.api.common import key_of, storage_key
 from shoal.api.exports import (
-    HEARTBEAT_S,
     S3Error,
-    Stopped,
     bucket_path,
-    job_context,
     keep_token,
     list_records,
     new_arn,
     page_after,
     page_token,
+    shown_status,
+    token_owner,
+)
+from shoal.api.indexes import entry_key
+from shoal.api.jobs import (
+    HEARTBEAT_S,
+    Stopped,
+    job_context,
     read_record,
     record_key,
     runner,
-    shown_status,
     start_job,
-    token_owner,
     update_record,
 )
-from shoal.api.indexes import entry_key
 from shoal.api.writepath import WriteLog
 from shoal.errors import ShoalError, ValidationException
 from shoal.model.numbers import normalize_number
@@ -128,7 +130,7 @@ def import_table(ctx, request: dict) -> dict:
     if options and request["InputFormat"] != "CSV":
         raise ValidationException("InputFormatOptions are only valid for InputFormat CSV")
     create = {name: params[name] for name in _CREATE_MEMBERS if name in params}
-    created = tables.create_table(ctx, create)["TableDescription"]
+    created = tables.create_table(ctx, create, status="CREATING")["TableDescription"]
     arn = new_arn(created["TableArn"], "import", now)
     source = dict(request["S3BucketSource"])
     source.setdefault("S3BucketOwner", ctx.account)
@@ -143,7 +145,6 @@ def import_table(ctx, request: dict) -> dict:
         "runner": runner(), "beat": round(time.time(), 3),
     }
     with ctx.engine.write() as txn:
-        _set_table_status(txn, ctx.region, record, "CREATING")
         if token is not None:
             keep_token(txn, _TOKEN, ctx.region, token, arn, now)
         txn.put("meta", record_key(RECORD, ctx.region, arn), orjson.dumps(record))
@@ -164,15 +165,8 @@ def _idempotent(ctx, txn, token: str, given: dict, now: float) -> dict | None:
 def _set_table_status(txn, region: str, record: dict, status: str) -> bool:
     """Store ``status`` as the TableStatus of the import's table (if it is
     still that table)."""
-    key = table_key(region, record["table_name"])
-    raw = txn.get("meta", key)
-    entry = orjson.loads(raw) if raw is not None else None
-    if entry is None or entry["id"] != record["table_id"]:
-        return False
-    desc = entry["desc"]
-    desc["TableStatus"] = status
-    txn.put("meta", key, encode_entry(entry["account"], entry["id"], desc, entry.get("ix"), entry.get("nix", 0)))
-    return True
+    return update_description(txn, region, record["table_name"], record["table_id"],
+                              lambda desc: desc.__setitem__("TableStatus", status)) is not None
 
 
 def settle_table(engine, record: dict) -> None:

@@ -20,7 +20,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 import orjson
 
-from shoal.api import DEFAULT_ACCOUNT, DEFAULT_REGION, Context, exports, operations
+from shoal.api import DEFAULT_ACCOUNT, DEFAULT_REGION, Context, exports, jobs, operations
 from shoal.api.catalog import Catalog, PinnedCatalog
 from shoal.api.partiql import OPERATIONS as PARTIQL_OPERATIONS, reads_only
 from shoal.api.shapes import ShapeValidator
@@ -295,7 +295,7 @@ class Dispatcher:
         """Stop the group committer's sync thread (connections have drained)."""
         self.committer.close()
         self._long_work.shutdown(wait=True)
-        exports.stop_jobs(self.engine)
+        jobs.stop_jobs(self.engine)
         self.background.close()
         if self.gate is not None:
             self.gate.close()

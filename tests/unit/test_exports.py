@@ -13,7 +13,7 @@ from amazon.ion import simpleion
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from shoal.api import exports, imports
+from shoal.api import exports, imports, jobs
 from shoal.model.values import validate_item
 
 ITEM = {
@@ -144,15 +144,15 @@ def test_csv_rows_type_only_keys():
 
 
 def test_whose_job_is_alive():
-    me = exports.runner()
+    me = jobs.runner()
     record = {"arn": "arn:x/export/1", "runner": dict(me), "beat": 0}
-    assert not exports.runner_alive(record)  # this process, but no such job runs here
-    assert not exports.runner_alive(dict(record, runner={"pid": me["pid"], "token": "an earlier process"}))
-    assert not exports.runner_alive(dict(record, runner={"pid": 2 ** 22 + 12345, "token": "gone"}))
+    assert not jobs.runner_alive(record)  # this process, but no such job runs here
+    assert not jobs.runner_alive(dict(record, runner={"pid": me["pid"], "token": "an earlier process"}))
+    assert not jobs.runner_alive(dict(record, runner={"pid": 2 ** 22 + 12345, "token": "gone"}))
     parent = {"pid": os.getppid(), "token": "another process"}
     import time
 
-    assert exports.runner_alive(dict(record, runner=parent, beat=time.time()))
-    assert not exports.runner_alive(dict(record, runner=parent, beat=time.time() - exports.STALE_S - 1))
+    assert jobs.runner_alive(dict(record, runner=parent, beat=time.time()))
+    assert not jobs.runner_alive(dict(record, runner=parent, beat=time.time() - jobs.STALE_S - 1))
     status, code, _ = exports.shown_status(dict(record, status="IN_PROGRESS"))
     assert (status, code) == ("FAILED", "InternalServerError")
