@@ -46,17 +46,19 @@ transactions is durable when it returns.
 from __future__ import annotations
 
 import hashlib
+import logging
 import secrets
 import struct
 import types
+import time
 import uuid
 from datetime import datetime, timezone
 
 import orjson
 
 from shoal.api import indexes as index_store
-from shoal.api import streams, tables
-from shoal.api.catalog import decode_entry, encode_entry, read_stats, table_arn, table_key
+from shoal.api import jobs, streams, tables
+from shoal.api.catalog import read_stats, table_arn, update_description
 from shoal.api.changelog import head_position, record_table_change
 from shoal.api.common import successor
 from shoal.api.snapshots import create_request, keep_needed_definitions, snapshot_table, write_items
@@ -75,7 +77,10 @@ from shoal.errors import (
 #: Items copied per write transaction while a backup is made.
 COPY_CHUNK = 1000
 
+log = logging.getLogger("shoal")
+
 _RECORD_PREFIX = b"backup/"
+_RESTORE_JOB = b"restore-job/"  # meta: restore-job/<region>\0<job id> -> the running restore's record
 _LENGTH = struct.Struct(">I")
 
 
@@ -407,7 +412,8 @@ def restore_table_from_backup(ctx, request: dict) -> dict:
     tables.check_table_name(target)
     # One read transaction for the whole restore: the items checked are the
     # items restored, whatever happens to the backup meanwhile.
-    with ctx.engine.read() as txn:
+    with RestoreReader(ctx.engine) as reader:
+        txn = reader.txn
         record = _require(txn, ctx.region, arn, ctx.now())
         if record["status"] != "AVAILABLE":
             raise BackupInUseException(f"Backup is being created: {arn}")
@@ -419,31 +425,106 @@ def restore_table_from_backup(ctx, request: dict) -> dict:
         summary = {"SourceBackupArn": arn, "SourceTableArn": record["source"]["TableArn"],
                    "RestoreDateTime": round(ctx.now(), 3)}
         items = (stored_item(raw) for _, raw in txn.scan("items", prefix, stop))
-        return load_restored_table(ctx, restore_request(record["source"], target, request), summary, items)
+        return load_restored_table(ctx, restore_request(record["source"], target, request), summary, items, reader)
 
 
-def load_restored_table(ctx, create: dict, summary: dict, items) -> dict:
-    """Create the table of CreateTable request ``create``, keep ``summary`` as
-    its RestoreSummary (RestoreInProgress while loading), write ``items``
-    into it through the write path and answer its TableDescription.  A
-    restore that fails after creating the table deletes it again."""
+class RestoreReader:
+    """The read transaction a restore checks its source in and reads its
+    items from: closed when the ``with`` block ends, unless the restore's
+    load job has taken it over (``hand_off``), which then closes it."""
+
+    def __init__(self, engine) -> None:
+        self._context = engine.read()
+        self.txn = self._context.__enter__()
+        self._owned = True
+
+    def __enter__(self) -> "RestoreReader":
+        return self
+
+    def __exit__(self, *exc_info) -> None:
+        if self._owned:
+            self.close()
+
+    def hand_off(self) -> None:
+        self._owned = False
+
+    def close(self) -> None:
+        if self._context is not None:
+            context, self._context = self._context, None
+            context.__exit__(None, None, None)
+
+
+def load_restored_table(ctx, create: dict, summary: dict, items, reader: RestoreReader) -> dict:
+    """Create the table of CreateTable request ``create``, CREATING, with
+    ``summary`` as its RestoreSummary (RestoreInProgress), and answer its
+    TableDescription at once; a job (``jobs.start_job``) then writes ``items``
+    (read through ``reader``, which it takes over) into it through the write
+    path and makes it ACTIVE.  A load that fails deletes the table again; one
+    a stopped server left half-done is deleted at the next start
+    (``recover_interrupted_restores``)."""
     target = create["TableName"]
-    try:
-        created = tables.create_table(ctx, create)["TableDescription"]
-    except ResourceInUseException:
-        raise TableAlreadyExistsException(f"Table already exists: {target}") from None
     summary = dict(summary, RestoreInProgress=True)
     try:
-        _set_restore_summary(ctx, target, created["TableId"], summary)
-        with ctx.engine.read() as txn:
-            table = ctx.catalog.require(txn, ctx.region, target)
-        write_items(ctx, table, items)
-        _set_restore_summary(ctx, target, created["TableId"], dict(summary, RestoreInProgress=False))
-    except BaseException:
-        _discard(ctx, target, created["TableId"])
-        raise
-    with ctx.engine.read() as txn:
-        return {"TableDescription": tables.describe(txn, ctx.catalog.require(txn, ctx.region, target))}
+        created = tables.create_table(ctx, create, status="CREATING",
+                                      extra={"RestoreSummary": summary})["TableDescription"]
+    except ResourceInUseException:
+        raise TableAlreadyExistsException(f"Table already exists: {target}") from None
+    job = {"arn": f"{created['TableArn']}/restore/{created['TableId']}", "region": ctx.region,
+           "account": ctx.account, "name": target,
+           "table_id": created["TableId"], "runner": jobs.runner(), "beat": round(time.time(), 3)}
+    with ctx.engine.write() as txn:
+        txn.put("meta", jobs.record_key(_RESTORE_JOB, ctx.region, job["arn"]), orjson.dumps(job))
+
+    def load(job_ctx, arn: str, stop) -> None:
+        try:
+            with job_ctx.engine.read() as txn:
+                table = job_ctx.catalog.get(txn, job_ctx.region, target)
+            if table is None or table.table_id != job["table_id"]:
+                return  # deleted meanwhile
+            write_items(job_ctx, table, _beating(job_ctx.engine, job, items, stop))
+            _finish_restore(job_ctx, target, job["table_id"], dict(summary, RestoreInProgress=False))
+        except jobs.Stopped:
+            return  # the server stops: the next start deletes the half-made table
+        except BaseException:
+            log.error("restore of table %s failed", target, exc_info=True)
+            _discard(job_ctx, target, job["table_id"])
+        finally:
+            reader.close()
+        with job_ctx.engine.write() as txn:
+            txn.delete("meta", jobs.record_key(_RESTORE_JOB, job_ctx.region, arn))
+
+    jobs.start_job(jobs.job_context(ctx), job["arn"], load)
+    reader.hand_off()
+    return {"TableDescription": created}
+
+
+def _beating(engine, job: dict, items, stop):
+    """``items``, while keeping the restore job's record alive (its heartbeat)
+    and ending it (``jobs.Stopped``) when the server stops."""
+    last = time.monotonic()
+    for n, item in enumerate(items):
+        if n % 1000 == 0:
+            if stop.is_set():
+                raise jobs.Stopped()
+            if time.monotonic() - last >= jobs.HEARTBEAT_S:
+                jobs.update_record(engine, _RESTORE_JOB, job["region"], job["arn"])
+                last = time.monotonic()
+        yield item
+
+
+def recover_interrupted_restores(engine, catalog) -> None:
+    """Delete the tables of restores a stopped process left half-made (run at
+    a worker's start): a restore that cannot finish fails, as in DynamoDB."""
+    with engine.read() as txn:
+        stale = [orjson.loads(raw) for _, raw in txn.scan("meta", _RESTORE_JOB, successor(_RESTORE_JOB))]
+    for job in stale:
+        if jobs.runner_alive(job):
+            continue
+        ctx = types.SimpleNamespace(engine=engine, catalog=catalog, region=job["region"], account=job["account"],
+                                    now=time.time)
+        _discard(ctx, job["name"], job["table_id"])
+        with engine.write() as txn:
+            txn.delete("meta", jobs.record_key(_RESTORE_JOB, job["region"], job["arn"]))
 
 
 def _verify(txn, record: dict, prefix: bytes, stop: bytes | None) -> None:
@@ -489,20 +570,19 @@ def restore_request(source: dict, name: str, request: dict) -> dict:
     return keep_needed_definitions(create)
 
 
-def _set_restore_summary(ctx, name: str, table_id: str, summary: dict) -> None:
-    """Keep ``summary`` as the RestoreSummary of the table's description."""
-    key = table_key(ctx.region, name)
-    with ctx.engine.write() as txn:
-        raw = txn.get("meta", key)
-        entry = orjson.loads(raw) if raw is not None else None
-        if entry is None or entry["id"] != table_id:
-            raise ResourceNotFoundException(f"Requested resource not found: Table: {name} not found")
-        desc = entry["desc"]
+def _finish_restore(ctx, name: str, table_id: str, summary: dict) -> None:
+    """Make the restored table ACTIVE, with its final RestoreSummary."""
+
+    def finish(desc: dict) -> None:
+        desc["TableStatus"] = "ACTIVE"
         desc["RestoreSummary"] = summary
-        txn.put("meta", key, encode_entry(entry["account"], table_id, desc, entry.get("ix"), entry.get("nix", 0)))
-        table = decode_entry(ctx.region, txn.get("meta", key), ctx.catalog.keys)
+
+    with ctx.engine.write() as txn:
+        table = update_description(txn, ctx.region, name, table_id, finish, ctx.catalog.keys)
+        if table is None:
+            raise ResourceNotFoundException(f"Requested resource not found: Table: {name} not found")
         record_table_change(txn, table, "RestoreTable",
-                            {"RestoreSummary": summary, "TableDescription": desc}, round(ctx.now(), 3))
+                            {"RestoreSummary": summary, "TableDescription": table.description}, round(ctx.now(), 3))
 
 
 def _discard(ctx, name: str, table_id: str) -> None:

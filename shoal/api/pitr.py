@@ -189,7 +189,8 @@ def restore_table_to_point_in_time(ctx, request: dict) -> dict:
     now = ctx.now()
     # One read transaction: the items read now and the records undone are one
     # state of the log, whatever is written meanwhile.
-    with ctx.engine.read() as txn:
+    with backups.RestoreReader(ctx.engine) as reader:
+        txn = reader.txn
         source = _source_for_restore(ctx, txn, by_name, by_arn)
         current = setting(txn, source)
         if current is None:
@@ -206,7 +207,7 @@ def restore_table_to_point_in_time(ctx, request: dict) -> dict:
         items = items_at(txn, source, position_at(txn, int(at * 1000)))
         summary = {"SourceTableArn": table_arn(ctx.region, ctx.account, source.name), "RestoreDateTime": at}
         return backups.load_restored_table(ctx, backups.restore_request(source.description, target, request),
-                                           summary, items)
+                                           summary, items, reader)
 
 
 def _source_for_restore(ctx, txn, by_name, by_arn):

@@ -20,7 +20,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 import orjson
 
-from shoal.api import DEFAULT_ACCOUNT, DEFAULT_REGION, Context, exports, jobs, operations
+from shoal.api import DEFAULT_ACCOUNT, DEFAULT_REGION, Context, backups, exports, jobs, operations
 from shoal.api.catalog import Catalog, PinnedCatalog
 from shoal.api.partiql import OPERATIONS as PARTIQL_OPERATIONS, reads_only
 from shoal.api.shapes import ShapeValidator
@@ -131,6 +131,7 @@ class Dispatcher:
 
             self.gate = Gate(engine, data_dir, self.catalog, audit_path=audit_log)
         exports.recover_interrupted(engine)  # exports and imports a stopped process left IN_PROGRESS
+        backups.recover_interrupted_restores(engine, self.catalog)  # and half-made restored tables
         self.background = BackgroundJobs.for_worker(
             engine, self.catalog, change_retention_s=change_retention_s,
             iam_store=self.gate.store if self.gate is not None else None)

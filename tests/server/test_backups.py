@@ -2,11 +2,24 @@
 
 from __future__ import annotations
 
+import time
+
 import botocore.exceptions
 import pytest
 
 from tests.conftest import make_client
 from tests.shoal_process import ShoalProcess
+
+
+def wait_active(ddb, table: str, timeout: float = 60.0) -> dict:
+    """The table's description once it is ACTIVE (a restore's load done)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        described = ddb.describe_table(TableName=table)["Table"]
+        if described["TableStatus"] == "ACTIVE":
+            return described
+        assert time.monotonic() < deadline, f"{table} still {described['TableStatus']}"
+        time.sleep(0.05)
 
 
 def _items(ddb, table):
@@ -30,7 +43,10 @@ def test_backup_delete_restore_and_restart(tmp_path):
             "arn:aws:dynamodb:us-east-1:000000000000:table/events/backup/")
         ddb.delete_table(TableName="events")
         restored = ddb.restore_table_from_backup(TargetTableName="events", BackupArn=arn)["TableDescription"]
+        assert restored["TableStatus"] == "CREATING"  # loaded by a job; ACTIVE when done
         assert restored["RestoreSummary"]["SourceBackupArn"] == arn
+        assert restored["RestoreSummary"]["RestoreInProgress"] is True
+        restored = wait_active(ddb, "events")
         assert restored["RestoreSummary"]["RestoreInProgress"] is False
         assert _items(ddb, "events") == before
         with pytest.raises(botocore.exceptions.ClientError) as err:
@@ -48,6 +64,7 @@ def test_backup_delete_restore_and_restart(tmp_path):
         assert described["BackupDetails"]["BackupStatus"] == "AVAILABLE"
         assert described["SourceTableDetails"]["ItemCount"] == 30
         ddb.restore_table_from_backup(TargetTableName="events_again", BackupArn=arn)
+        wait_active(ddb, "events_again")
         assert _items(ddb, "events_again") == before
         assert ddb.describe_table(TableName="events_again")["Table"]["RestoreSummary"]["SourceBackupArn"] == arn
         assert ddb.delete_backup(BackupArn=arn)["BackupDescription"]["BackupDetails"]["BackupStatus"] == "DELETED"

@@ -10,6 +10,7 @@ import botocore.exceptions
 import pytest
 
 from tests.conftest import make_client
+from tests.server.test_backups import wait_active
 from tests.shoal_process import ShoalProcess
 
 LAG_S = 1.2  # LatestRestorableDateTime is a second behind now
@@ -57,7 +58,8 @@ def mark() -> float:
     return at
 
 
-def test_restore_reproduces_the_table_at_a_second(tmp_path):
+def test_restore_reproduces_the_table_at_a_second(tmp_path, monkeypatch):
+    monkeypatch.setenv("SHOAL_TTL_SWEEP_INTERVAL_S", "0.2")  # a TTL pass at most every 60 s by default
     server = ShoalProcess(tmp_path / "data").start()
     try:
         ddb = make_client(server.url)
@@ -88,7 +90,9 @@ def test_restore_reproduces_the_table_at_a_second(tmp_path):
 
         restored = ddb.restore_table_to_point_in_time(
             SourceTableName="events", TargetTableName="events_at", RestoreDateTime=at)["TableDescription"]
-        summary = restored["RestoreSummary"]
+        assert restored["TableStatus"] == "CREATING" and restored["RestoreSummary"]["RestoreInProgress"] is True
+        summary = wait_active(ddb, "events_at")["RestoreSummary"]
+        assert summary["RestoreInProgress"] is False
         assert summary["SourceTableArn"] == "arn:aws:dynamodb:us-east-1:000000000000:table/events"
         assert abs(summary["RestoreDateTime"].timestamp() - at) < 0.002
         assert "SourceBackupArn" not in summary
@@ -96,6 +100,7 @@ def test_restore_reproduces_the_table_at_a_second(tmp_path):
 
         ddb.restore_table_to_point_in_time(SourceTableArn="arn:aws:dynamodb:us-east-1:000000000000:table/events",
                                            TargetTableName="events_latest", UseLatestRestorableTime=True)
+        wait_active(ddb, "events_latest")
         assert views(ddb, "events_latest") == now_seen
         # The restored table is a table like any other, with the source's indexes.
         table = ddb.describe_table(TableName="events_at")["Table"]
@@ -130,6 +135,7 @@ def test_recovery_survives_restart_and_kill(tmp_path):
         time.sleep(LAG_S)
         ddb.restore_table_to_point_in_time(SourceTableName="events", TargetTableName="events_at",
                                            RestoreDateTime=at)
+        wait_active(ddb, "events_at")
         assert views(ddb, "events_at") == seen
         assert views(ddb, "events")[0] == []
     finally:
@@ -164,6 +170,7 @@ def test_restore_while_writers_write(tmp_path):
             time.sleep(LAG_S)
             ddb.restore_table_to_point_in_time(SourceTableName="events", TargetTableName="events_at",
                                                RestoreDateTime=at)
+            wait_active(ddb, "events_at")
         finally:
             stop.set()
             for thread in threads:
@@ -249,6 +256,7 @@ def test_deleted_table_is_restorable_from_its_system_backup(tmp_path):
         assert summary["BackupName"] == "events$DeletedTableBackup" and summary["BackupStatus"] == "AVAILABLE"
         time.sleep(1.5)  # background purge steps of the deleted table's other keys run meanwhile
         ddb.restore_table_from_backup(BackupArn=summary["BackupArn"], TargetTableName="events")
+        wait_active(ddb, "events")
         assert views(ddb, "events") == seen
         code, message, _ = _error(ddb.delete_backup, BackupArn=summary["BackupArn"])
         assert code == "ValidationException"

@@ -6,7 +6,7 @@ from __future__ import annotations
 import orjson
 import pytest
 
-from shoal.api import DEFAULT_ACCOUNT, Context, backups, items, query, tables
+from shoal.api import DEFAULT_ACCOUNT, Context, backups, items, jobs, query, tables
 from shoal.api.catalog import Catalog
 from shoal.api.indexes import IndexJobs
 from shoal.errors import ShoalError
@@ -69,7 +69,12 @@ def backup(ctx, table="events", name="b1") -> str:
 
 
 def restore(ctx, arn, target, **overrides):
-    return backups.restore_table_from_backup(ctx, {"BackupArn": arn, "TargetTableName": target, **overrides})
+    """RestoreTableFromBackup, and the wait for its load job: the table ACTIVE."""
+    out = backups.restore_table_from_backup(ctx, {"BackupArn": arn, "TargetTableName": target, **overrides})
+    assert out["TableDescription"]["TableStatus"] == "CREATING"
+    assert out["TableDescription"]["RestoreSummary"]["RestoreInProgress"] is True
+    assert jobs.wait_for_jobs(ctx.engine)
+    return {"TableDescription": tables.describe_table(ctx, {"TableName": target})["Table"]}
 
 
 def error_of(call) -> ShoalError:
@@ -194,10 +199,11 @@ def test_a_restore_that_fails_while_writing_leaves_no_table(ctx, monkeypatch):
     def broken(*args):
         raise RuntimeError("disk full")
     monkeypatch.setattr(backups, "write_items", broken)
-    with pytest.raises(RuntimeError):
-        restore(ctx, arn, "copy")
+    backups.restore_table_from_backup(ctx, {"BackupArn": arn, "TargetTableName": "copy"})  # answered: CREATING
+    assert jobs.wait_for_jobs(ctx.engine)
     with ctx.engine.read() as txn:
         assert ctx.catalog.get(txn, REGION, "copy") is None
+        assert list(txn.scan("meta", b"restore-job/", b"restore-job0")) == []  # and no job record
 
 
 def test_restore_overrides(ctx):
@@ -315,3 +321,26 @@ def test_a_backup_in_an_encrypted_data_directory_is_encrypted_and_restores(tmp_p
         assert all_items(ctx, "copy") == before and prefix
     finally:
         engine.close()
+
+
+def test_a_restore_left_half_made_is_deleted_at_the_next_start(ctx, monkeypatch):
+    make_events(ctx)
+    put(ctx, "u", 1)
+    arn = backup(ctx)
+    monkeypatch.setattr(jobs, "start_job", lambda *args: None)  # the process stops before the load runs
+    backups.restore_table_from_backup(ctx, {"BackupArn": arn, "TargetTableName": "copy"})
+    described = tables.describe_table(ctx, {"TableName": "copy"})["Table"]
+    assert described["TableStatus"] == "CREATING" and described["RestoreSummary"]["RestoreInProgress"] is True
+    with pytest.raises(ShoalError) as err:  # not reachable by the data plane while CREATING
+        put(ctx, "v", 2, table="copy")
+    assert (err.value.type_name, err.value.message) == ("ResourceNotFoundException", "Requested resource not found")
+
+    with ctx.engine.write() as txn:  # as if written by a process that has stopped
+        (key, raw), = txn.scan("meta", b"restore-job/", b"restore-job0")
+        job = orjson.loads(raw)
+        job["runner"] = {"pid": 2 ** 22 + 12345, "token": "gone"}
+        txn.put("meta", bytes(key), orjson.dumps(job))
+    backups.recover_interrupted_restores(ctx.engine, ctx.catalog)  # a worker's start
+    with ctx.engine.read() as txn:
+        assert ctx.catalog.get(txn, REGION, "copy") is None
+        assert list(txn.scan("meta", b"restore-job/", b"restore-job0")) == []

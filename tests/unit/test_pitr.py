@@ -7,7 +7,7 @@ import orjson
 import pytest
 from hypothesis import given, settings, strategies as st
 
-from shoal.api import DEFAULT_ACCOUNT, Context, items, pitr, query, tables
+from shoal.api import DEFAULT_ACCOUNT, Context, items, jobs, pitr, query, tables
 from shoal.api.catalog import Catalog
 from shoal.api.changelog import consumers, position_at, prune_changes
 from shoal.errors import (
@@ -94,7 +94,10 @@ def restore(ctx, target, when=None, **extra):
         request["UseLatestRestorableTime"] = True
     else:
         request["RestoreDateTime"] = when
-    return pitr.restore_table_to_point_in_time(ctx, request)["TableDescription"]
+    out = pitr.restore_table_to_point_in_time(ctx, request)["TableDescription"]
+    assert out["TableStatus"] == "CREATING" and out["RestoreSummary"]["RestoreInProgress"] is True
+    assert jobs.wait_for_jobs(ctx.engine)  # the load job: then the table is ACTIVE
+    return out
 
 
 # One step: a put (with a value and content id), an update of one attribute, or a delete.
@@ -252,6 +255,7 @@ def test_deleted_table_leaves_a_system_backup():
     assert summary["BackupArn"].endswith("-00000000")
     assert summary["BackupExpiryDateTime"] == START + 35 * 86400
     backups.restore_table_from_backup(ctx, {"BackupArn": summary["BackupArn"], "TargetTableName": "events"})
+    assert jobs.wait_for_jobs(ctx.engine)
     assert views(ctx, "events") == before
     with pytest.raises(ShoalError) as err:
         backups.delete_backup(ctx, {"BackupArn": summary["BackupArn"]})
