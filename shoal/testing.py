@@ -85,6 +85,8 @@ class ShoalServer:
         self.host = host
         self.port: int | None = None
         self.data_dir: str | None = None
+        # Buckets of ExportTableToPointInTime and ImportTable: bucket B is the folder s3_dir/B.
+        self.s3_dir: str | None = None
         self.startup_s: float | None = None  # how long start() took
         self._engine = None
         self._dispatcher = None
@@ -117,7 +119,9 @@ class ShoalServer:
         self.data_dir = tempfile.mkdtemp(prefix="shoal-test-")
         try:
             self._engine = open_data_dir(self.data_dir, sync=False)
-            self._dispatcher = Dispatcher(self._engine, default_region=self.region)
+            self.s3_dir = os.path.join(self.data_dir, "s3")
+            os.makedirs(self.s3_dir)
+            self._dispatcher = Dispatcher(self._engine, default_region=self.region, s3_dir=self.s3_dir)
             self._loop = _new_loop()
             bound: concurrent.futures.Future = concurrent.futures.Future()
             self._thread = threading.Thread(target=self._serve, args=(bound,), name="shoal-server", daemon=True)
@@ -151,7 +155,7 @@ class ShoalServer:
             self._engine = None
         if self.data_dir is not None:
             shutil.rmtree(self.data_dir, ignore_errors=True)
-            self.data_dir = None
+            self.data_dir = self.s3_dir = None
         self.port = None
 
     def __enter__(self) -> ShoalServer:

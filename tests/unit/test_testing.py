@@ -14,6 +14,7 @@ import subprocess
 import sys
 import textwrap
 import threading
+import time
 import unittest
 
 import boto3
@@ -346,3 +347,24 @@ def test_importing_the_plugin_starts_nothing():
             "assert not heavy, heavy\n"
             "assert threading.active_count() == 1\n")
     subprocess.run([sys.executable, "-c", code], check=True, timeout=60)
+
+
+def test_exports_reach_buckets_under_s3_dir(clean_environment):
+    with shoal_server() as shoal:
+        ddb = shoal.client()
+        ddb.create_table(TableName="events", BillingMode="PAY_PER_REQUEST",
+                         KeySchema=[{"AttributeName": "pk", "KeyType": "HASH"}],
+                         AttributeDefinitions=[{"AttributeName": "pk", "AttributeType": "S"}])
+        ddb.put_item(TableName="events", Item={"pk": {"S": "a"}})
+        ddb.update_continuous_backups(TableName="events", PointInTimeRecoverySpecification={
+            "PointInTimeRecoveryEnabled": True})
+        os.makedirs(os.path.join(shoal.s3_dir, "bucket"))
+        arn = ddb.export_table_to_point_in_time(
+            TableArn="arn:aws:dynamodb:us-east-1:000000000000:table/events", S3Bucket="bucket",
+        )["ExportDescription"]["ExportArn"]
+        deadline = time.monotonic() + 30
+        while (export := ddb.describe_export(ExportArn=arn)["ExportDescription"])["ExportStatus"] == "IN_PROGRESS":
+            assert time.monotonic() < deadline
+            time.sleep(0.05)
+        assert (export["ExportStatus"], export["ItemCount"]) == ("COMPLETED", 1)
+        assert os.path.isfile(os.path.join(shoal.s3_dir, "bucket", export["ExportManifest"]))
