@@ -10,11 +10,11 @@
    and a bad script would.  The data directory's growth over these writes,
    per million, is what a day of recovery window costs per million writes.
 3. Starts ``shoal serve`` on the directory and times, through boto3:
-   CreateBackup of the table, RestoreTableFromBackup of that backup,
-   RestoreTableToPointInTime to the latest restorable time (a copy of the
-   table with almost nothing to undo) and to T0 (the same copy plus undoing
-   every change): their difference is the time spent reading and undoing
-   the changes, hence the replay rate.
+   CreateBackup of the table, RestoreTableToPointInTime to T0 (a copy of
+   the table plus undoing every change), to the latest restorable time (the
+   same copy with almost nothing to undo; their difference is the time spent
+   reading and undoing the changes, hence the replay rate), then
+   RestoreTableFromBackup of the backup.
 
 Prints a JSON summary and a markdown table (for docs/benchmarks.md).
 """
@@ -64,9 +64,33 @@ def _changes(ctx, engine, dataset: DataSet, count: int, seed: int = 7) -> None:
                 done += len(chunk)
 
 
-def _timed(call, **kwargs) -> float:
+def _undo_rate(ctx, engine, t0: float, changes: int) -> dict:
+    """The read side of a restore, in-process: the table at the head (a plain
+    read) and at T0 (the same read plus reading and undoing every change
+    since): their difference is the undo's own time."""
+    from shoal.api.changelog import head_position, position_at
+    from shoal.api.pitr import stored_items_at
+
+    out = {}
+    with engine.read() as txn:
+        table = ctx.catalog.get(txn, ctx.region, EVENTS_TABLE)
+        for name, position in (("read_at_head_s", head_position(txn)),
+                               ("read_at_t0_s", position_at(txn, int(t0 * 1000)))):
+            started = time.monotonic()
+            for _ in stored_items_at(txn, table, position):
+                pass
+            out[name] = time.monotonic() - started
+    undo = out["read_at_t0_s"] - out["read_at_head_s"]
+    out["undo_changes_per_s"] = changes / undo if undo > 0 else None
+    return out
+
+
+def _timed(ddb, call, **kwargs) -> float:
+    """Seconds from the restore request to its table ACTIVE."""
     started = time.monotonic()
     call(**kwargs)
+    while ddb.describe_table(TableName=kwargs["TargetTableName"])["Table"]["TableStatus"] != "ACTIVE":
+        time.sleep(0.05)
     return time.monotonic() - started
 
 
@@ -102,6 +126,7 @@ def main(argv=None) -> int:
             started = time.monotonic()
             _changes(ctx, engine, dataset, args.changes)
             result["changes_s"] = time.monotonic() - started
+            result.update(_undo_rate(ctx, engine, t0, args.changes))
         finally:
             engine.close()
         result["growth_bytes_per_million_writes"] = (disk_bytes(data_dir) - before) / args.changes * 1e6
@@ -126,17 +151,17 @@ def main(argv=None) -> int:
         started = time.monotonic()
         arn = ddb.create_backup(TableName=EVENTS_TABLE, BackupName="bench")["BackupDetails"]["BackupArn"]
         result["create_backup_s"] = time.monotonic() - started
-        result["restore_from_backup_s"] = _timed(ddb.restore_table_from_backup, BackupArn=arn,
-                                                 TargetTableName="from_backup")
-        result["restore_latest_s"] = _timed(ddb.restore_table_to_point_in_time, SourceTableName=EVENTS_TABLE,
-                                            TargetTableName="at_latest", UseLatestRestorableTime=True)
-        result["restore_t0_s"] = _timed(ddb.restore_table_to_point_in_time, SourceTableName=EVENTS_TABLE,
+        # T0 first: the log after T0 then holds the changes and the backup's
+        # restore (another table's records, skipped), not also a second restore.
+        result["restore_t0_s"] = _timed(ddb, ddb.restore_table_to_point_in_time, SourceTableName=EVENTS_TABLE,
                                         TargetTableName="at_t0", RestoreDateTime=t0)
+        result["restore_latest_s"] = _timed(ddb, ddb.restore_table_to_point_in_time, SourceTableName=EVENTS_TABLE,
+                                            TargetTableName="at_latest", UseLatestRestorableTime=True)
+        result["restore_from_backup_s"] = _timed(ddb, ddb.restore_table_from_backup, BackupArn=arn,
+                                                 TargetTableName="from_backup")
         count = ddb.describe_table(TableName="at_t0")["Table"]["ItemCount"]
         if count != args.items:
             raise SystemExit(f"the restore to T0 holds {count} items, not {args.items}")
-        undo_s = result["restore_t0_s"] - result["restore_latest_s"]
-        result["replay_changes_per_s"] = args.changes / undo_s if undo_s > 0 else None
         result["date"] = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())
         result["machine"] = f"{os.cpu_count()} cores, Linux {platform.release()}, Python {platform.python_version()}"
     finally:
@@ -146,14 +171,15 @@ def main(argv=None) -> int:
         if not args.keep:
             shutil.rmtree(workdir, ignore_errors=True)
     print(json.dumps(result, indent=2))
-    print(f"\n| items | CreateBackup | RestoreTableFromBackup | RestoreTableToPointInTime (latest) | "
-          f"RestoreTableToPointInTime (T0, {args.changes:,} changes to undo) | undo rate | growth per 1M writes |")
+    print(f"\n| items | CreateBackup | RestoreTableFromBackup | RestoreTableToPointInTime, latest | "
+          f"RestoreTableToPointInTime, T0 ({args.changes:,} changes to undo) | undo (in-process read) | "
+          f"data directory growth per 1M writes |")
     print("|---|---|---|---|---|---|---|")
-    rate = result["replay_changes_per_s"]
+    rate = result["undo_changes_per_s"]
     print(f"| {args.items:,} | {result['create_backup_s']:.1f} s | {result['restore_from_backup_s']:.1f} s | "
           f"{result['restore_latest_s']:.1f} s | {result['restore_t0_s']:.1f} s | "
-          f"{rate:,.0f} changes/s | {result['growth_bytes_per_million_writes'] / 2**20:,.0f} MiB |"
-          if rate else "| (undo time not measurable) |")
+          f"{f'{rate:,.0f} changes/s' if rate else 'not measurable'} | "
+          f"{result['growth_bytes_per_million_writes'] / 2**20:,.0f} MiB |")
     return 0
 
 

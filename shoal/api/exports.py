@@ -84,6 +84,7 @@ from shoal.errors import (
     TableNotFoundException,
     ValidationException,
 )
+from shoal.model.size import item_size
 
 log = logging.getLogger("shoal")
 
@@ -582,7 +583,7 @@ def _write_export(ctx, record: dict, stop: threading.Event) -> dict:
                 else:
                     emit(b'{"Item":' + item_json + b"}\n")
                 count += 1
-                billed += size
+                billed += size if size is not None else item_size(orjson.loads(item_json))
     if current[0] is None:  # an empty table: one empty file, as DynamoDB writes for an empty partition
         current[0] = DataFile(bucket_dir, f"{data_dir}/{_random_name()}{suffix}")
     files.append(current[0].close())

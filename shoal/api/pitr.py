@@ -56,7 +56,6 @@ from shoal.errors import (
     TableNotFoundException,
     ValidationException,
 )
-from shoal.model.size import item_size
 
 CONSUMER = "pitr"
 SETTING_PREFIX = b"pitr/"
@@ -236,11 +235,12 @@ def stored_items_at(txn, table, position: int):
     ``position``: the items now (at the head, in ``txn``), with every item
     changed after ``position`` put back as it was before its first change
     since.  In the table's key order, then the items that no longer exist.
-    An unchanged item (nearly all of them) is its stored bytes as they are,
-    neither decoded nor measured again."""
+    An unchanged item (nearly all of them) is its stored bytes and stored
+    size as they are, neither decoded nor measured again; a changed one's
+    size is None (a restore measures what it writes anyway; ``item_size``)."""
     # The images are kept as JSON text, not as decoded dicts: a million live
     # dicts would make every pass of the garbage collector walk them all.
-    before: dict[bytes, tuple[bytes, int] | None] = {}
+    before: dict[bytes, bytes | None] = {}
     if position < head_position(txn):
         for value in read_table_changes(txn, table.table_id, position):
             _, record = decode_change(value)
@@ -249,20 +249,20 @@ def stored_items_at(txn, table, position: int):
             skey = storage_key(table, record["keys"])
             if skey not in before:
                 old = record["old"]
-                before[skey] = None if old is None else (orjson.dumps(old), item_size(old))
+                before[skey] = None if old is None else orjson.dumps(old)
     for skey, raw in txn.scan("items", table.prefix, successor(table.prefix)):
         if before:
             skey = bytes(skey)
             if skey in before:
                 old = before.pop(skey)
                 if old is not None:
-                    yield old
+                    yield old, None
                 continue
         yield stored_json(raw), stored_size(raw)
     for skey in sorted(before):  # deleted since: as they were
         old = before[skey]
         if old is not None:
-            yield old
+            yield old, None
 
 
 OPERATIONS = {
