@@ -367,7 +367,7 @@ def _self_signed_hosts(host: str) -> list[str]:
 def serve_command(args) -> int:
     from shoal.server.dispatch import Dispatcher
     from shoal.server.runner import serve
-    from shoal.storage.datadir import DataDirError, open_data_dir
+    from shoal.storage.datadir import DataDirError, hold_for_serving, open_data_dir
     from shoal.tls import TlsError, self_signed_in, server_context
 
     logging.basicConfig(level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
@@ -401,6 +401,9 @@ def serve_command(args) -> int:
     # port, so a bad directory stops start-up with a clear message.
     try:
         open_data_dir(data_dir, master_key=master_key).close()
+        # Held (shared, by the workers too) until they all exit: the offline
+        # tools refuse to work on the directory meanwhile, and it refuses them.
+        hold_for_serving(data_dir)
     except DataDirError as exc:
         print(f"shoal: {exc}", file=sys.stderr)
         return 1

@@ -25,6 +25,14 @@ interrupted between the two leaves a marker with no environment yet, which the
 next start completes, and a temporary marker left by a crash before the rename
 is replaced.  Workers that start together serialise this on an advisory
 ``flock`` of the directory itself.
+
+``<data dir>/serving.lock`` tells a serving directory from an idle one:
+``shoal serve`` holds a shared ``flock`` on it while it serves
+(``hold_for_serving``; the workers it forks inherit it), and the offline
+tools (``shoal backup``, ``restore``, ``export``, ``import``) take it
+exclusively without waiting (``hold_exclusively``), so that neither starts
+while the other works on the directory.  Commands that may run beside a
+server (``shoal status``, ``shoal iam``) take no lock.
 """
 
 from __future__ import annotations
@@ -65,6 +73,62 @@ _UNWRITABLE = (errno.EACCES, errno.EPERM, errno.EROFS)
 
 class DataDirError(Exception):
     """The data directory cannot be used; the message is what the CLI prints."""
+
+
+class DataDirBusy(DataDirError):
+    """Another process holds the data directory (``serving.lock``)."""
+
+
+SERVING_LOCK = "serving.lock"
+
+
+def hold_for_serving(path) -> int:
+    """Take the shared serving lock of the data directory ``path`` (opened
+    already), held until the returned descriptor is closed (by every process
+    forked meanwhile).  Raises ``DataDirBusy`` while an offline tool has it."""
+    fd = _open_lock(path)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+    except BlockingIOError:
+        holder = _lock_holder(fd)
+        os.close(fd)
+        raise DataDirBusy(f"data directory {os.fspath(path)} is in use by {holder or 'an offline shoal tool'}; "
+                          "start the server once it has finished") from None
+    return fd
+
+
+def hold_exclusively(path, what: str) -> int:
+    """Take the serving lock of the data directory ``path`` exclusively for
+    the offline tool ``what`` (say ``shoal backup``), without waiting; held
+    until the returned descriptor is closed.  Raises ``DataDirBusy`` while a
+    server (or another tool) holds it."""
+    fd = _open_lock(path)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        holder = _lock_holder(fd)
+        os.close(fd)
+        raise DataDirBusy(f"data directory {os.fspath(path)} is in use by "
+                          f"{holder or 'a running shoal serve'}") from None
+    os.ftruncate(fd, 0)  # who holds it, for the message of whoever is refused
+    os.pwrite(fd, f"{what} (process {os.getpid()})".encode(), 0)
+    return fd
+
+
+def _open_lock(path) -> int:
+    try:
+        return os.open(os.path.join(os.fspath(path), SERVING_LOCK), os.O_RDWR | os.O_CREAT, 0o644)
+    except OSError as exc:
+        raise DataDirError(f"data directory {os.fspath(path)} is not writable: {SERVING_LOCK} "
+                           f"({exc.strerror})") from None
+
+
+def _lock_holder(fd: int) -> str:
+    """What the exclusive holder wrote into the lock file ('' for a server)."""
+    try:
+        return os.pread(fd, 200, 0).decode("utf-8", "replace").strip()
+    except OSError:
+        return ""
 
 
 def open_data_dir(path, *, create: bool = True, sync: bool = True, master_key: bytes | None = None) -> Engine:
