@@ -648,34 +648,45 @@ def _write_changes(txn, table, record: dict, emit) -> tuple[int, int]:
 # ---------------------------------------------------------------- DescribeExport, ListExports
 
 
-def describe_export(ctx, request: dict) -> dict:
-    arn = request["ExportArn"]
-    if "/export/" not in arn or not arn.startswith("arn:"):
-        raise ValidationException(f"Invalid Export ARN: {arn}")
+def job_record(ctx, prefix: bytes, arn: str, kind: str, not_found) -> dict:
+    """The record of export or import ``arn`` (``kind`` "export" or "import"),
+    or DynamoDB's errors for a malformed ARN and one that names nothing."""
+    if f"/{kind}/" not in arn or not arn.startswith("arn:"):
+        raise ValidationException(f"Invalid {kind.capitalize()} ARN: {arn}")
     with ctx.engine.read() as txn:
-        record = read_record(txn, _RECORD, ctx.region, arn)
+        record = read_record(txn, prefix, ctx.region, arn)
     if record is None:
-        raise ExportNotFoundException(f"Export not found: {arn}")
-    return {"ExportDescription": _description(record)}
+        raise not_found(f"{kind.capitalize()} not found: {arn}")
+    return record
+
+
+def listed_records(ctx, prefix: bytes, request: dict, operation: str, limit: int, summary) -> dict:
+    """ListExports' and ListImports' common part: the records of the region
+    or of the request's TableArn, a page of ``limit`` after the request's
+    NextToken, each with its shown status; {"summaries", "NextToken"}."""
+    under = request.get("TableArn")
+    if under is not None:
+        tables.parse_table_arn(under)
+    after = page_after(request["NextToken"], operation) if request.get("NextToken") else None
+    with ctx.engine.read() as txn:
+        records, last = list_records(txn, prefix, ctx.region, under, after, limit)
+    out: dict = {"summaries": [summary(record, shown_status(record)[0]) for record in records]}
+    if last is not None:
+        out["NextToken"] = page_token(last)
+    return out
+
+
+def describe_export(ctx, request: dict) -> dict:
+    return {"ExportDescription": _description(job_record(ctx, _RECORD, request["ExportArn"], "export",
+                                                          ExportNotFoundException))}
 
 
 def list_exports(ctx, request: dict) -> dict:
     """The exports of the region, or of one table, newest first per table."""
-    under = request.get("TableArn")
-    if under is not None:
-        tables.parse_table_arn(under)
-    after = page_after(request["NextToken"], "ListExports") if request.get("NextToken") else None
-    limit = request.get("MaxResults") or _LIST_LIMIT
-    with ctx.engine.read() as txn:
-        records, last = list_records(txn, _RECORD, ctx.region, under, after, limit)
-    summaries = []
-    for record in records:
-        status, _, _ = shown_status(record)
-        summaries.append({"ExportArn": record["arn"], "ExportStatus": status,
-                          "ExportType": record["type"] or "FULL_EXPORT"})
-    out: dict = {"ExportSummaries": summaries}
-    if last is not None:
-        out["NextToken"] = page_token(last)
+    out = listed_records(ctx, _RECORD, request, "ListExports", request.get("MaxResults") or _LIST_LIMIT,
+                         lambda record, status: {"ExportArn": record["arn"], "ExportStatus": status,
+                                                 "ExportType": record["type"] or "FULL_EXPORT"})
+    out["ExportSummaries"] = out.pop("summaries")
     return out
 
 

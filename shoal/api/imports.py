@@ -58,12 +58,11 @@ from shoal.api.changelog import record_table_change
 from shoal.api.common import key_of, storage_key
 from shoal.api.exports import (
     S3Error,
+    job_record,
+    listed_records,
     bucket_path,
     keep_token,
-    list_records,
     new_arn,
-    page_after,
-    page_token,
     shown_status,
     token_owner,
 )
@@ -203,38 +202,24 @@ def _description(record: dict) -> dict:
 
 
 def describe_import(ctx, request: dict) -> dict:
-    arn = request["ImportArn"]
-    if "/import/" not in arn or not arn.startswith("arn:"):
-        raise ValidationException(f"Invalid Import ARN: {arn}")
-    with ctx.engine.read() as txn:
-        record = read_record(txn, RECORD, ctx.region, arn)
-    if record is None:
-        raise ImportNotFoundException(f"Import not found: {arn}")
-    return {"ImportTableDescription": _description(record)}
+    return {"ImportTableDescription": _description(job_record(ctx, RECORD, request["ImportArn"], "import",
+                                                               ImportNotFoundException))}
 
 
 def list_imports(ctx, request: dict) -> dict:
     """The imports of the region, or of one table, newest first per table."""
-    under = request.get("TableArn")
-    if under is not None:
-        tables.parse_table_arn(under)
-    after = page_after(request["NextToken"], "ListImports") if request.get("NextToken") else None
-    limit = request.get("PageSize") or _LIST_LIMIT
-    with ctx.engine.read() as txn:
-        records, last = list_records(txn, RECORD, ctx.region, under, after, limit)
-    summaries = []
-    for record in records:
-        status, _, _ = shown_status(record)
-        summary = {"ImportArn": record["arn"], "ImportStatus": status, "TableArn": record["table_arn"],
-                   "S3BucketSource": record["source"], "CloudWatchLogGroupArn": record["log_group"],
-                   "InputFormat": record["format"], "StartTime": record["start"]}
-        if status != "IN_PROGRESS" and record.get("end") is not None:
-            summary["EndTime"] = record["end"]
-        summaries.append(summary)
-    out: dict = {"ImportSummaryList": summaries}
-    if last is not None:
-        out["NextToken"] = page_token(last)
+    out = listed_records(ctx, RECORD, request, "ListImports", request.get("PageSize") or _LIST_LIMIT, _summary)
+    out["ImportSummaryList"] = out.pop("summaries")
     return out
+
+
+def _summary(record: dict, status: str) -> dict:
+    summary = {"ImportArn": record["arn"], "ImportStatus": status, "TableArn": record["table_arn"],
+               "S3BucketSource": record["source"], "CloudWatchLogGroupArn": record["log_group"],
+               "InputFormat": record["format"], "StartTime": record["start"]}
+    if status != "IN_PROGRESS" and record.get("end") is not None:
+        summary["EndTime"] = record["end"]
+    return summary
 
 
 # ---------------------------------------------------------------- the import job

@@ -17,6 +17,7 @@ from shoal.errors import (
     TableAlreadyExistsException,
 )
 from shoal.storage.memory_engine import MemoryEngine
+from tests.unit.test_backups import make_events
 
 REGION = "us-east-1"
 START = 1_800_000_000.0
@@ -33,22 +34,6 @@ class Clock:
 def make_ctx():
     engine = MemoryEngine()
     return Context(REGION, DEFAULT_ACCOUNT, engine, Catalog(engine), now=Clock())
-
-
-def make_events(ctx, name="events"):
-    tables.create_table(ctx, {
-        "TableName": name, "BillingMode": "PAY_PER_REQUEST",
-        "KeySchema": [{"AttributeName": "user_id", "KeyType": "HASH"}, {"AttributeName": "ts", "KeyType": "RANGE"}],
-        "AttributeDefinitions": [{"AttributeName": "user_id", "AttributeType": "S"},
-                                 {"AttributeName": "ts", "AttributeType": "N"},
-                                 {"AttributeName": "content_id", "AttributeType": "S"},
-                                 {"AttributeName": "kind", "AttributeType": "S"}],
-        "GlobalSecondaryIndexes": [{"IndexName": "by_content", "Projection": {"ProjectionType": "ALL"},
-                                    "KeySchema": [{"AttributeName": "content_id", "KeyType": "HASH"},
-                                                  {"AttributeName": "ts", "KeyType": "RANGE"}]}],
-        "LocalSecondaryIndexes": [{"IndexName": "by_kind", "Projection": {"ProjectionType": "KEYS_ONLY"},
-                                   "KeySchema": [{"AttributeName": "user_id", "KeyType": "HASH"},
-                                                 {"AttributeName": "kind", "KeyType": "RANGE"}]}]})
 
 
 def _loaded(out):
