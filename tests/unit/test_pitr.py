@@ -17,7 +17,7 @@ from shoal.errors import (
     TableAlreadyExistsException,
 )
 from shoal.storage.memory_engine import MemoryEngine
-from tests.unit.test_backups import make_events
+from tests.unit.test_backups import _loaded, all_items, by_kind, make_events
 
 REGION = "us-east-1"
 START = 1_800_000_000.0
@@ -36,27 +36,12 @@ def make_ctx():
     return Context(REGION, DEFAULT_ACCOUNT, engine, Catalog(engine), now=Clock())
 
 
-def _loaded(out):
-    return out if isinstance(out, dict) else orjson.loads(out)
-
-
-def all_items(ctx, table) -> list:
-    out = _loaded(query.scan(ctx, {"TableName": table}))
-    return sorted(out["Items"], key=lambda i: (i["user_id"]["S"], int(i["ts"]["N"])))
-
-
 def by_content(ctx, table, content) -> list:
+    """The GSI's items, with the value each holds (an update changes it)."""
     out = _loaded(query.query(ctx, {
         "TableName": table, "IndexName": "by_content", "KeyConditionExpression": "content_id = :c",
         "ExpressionAttributeValues": {":c": {"S": content}}}))
     return [(i["user_id"]["S"], i["ts"]["N"], i.get("v", {}).get("N")) for i in out["Items"]]
-
-
-def by_kind(ctx, table, user) -> list:
-    out = _loaded(query.query(ctx, {
-        "TableName": table, "IndexName": "by_kind", "KeyConditionExpression": "user_id = :u",
-        "ExpressionAttributeValues": {":u": {"S": user}}}))
-    return [(i["kind"]["S"], i["ts"]["N"]) for i in out["Items"]]
 
 
 def views(ctx, table) -> tuple:
