@@ -3,7 +3,6 @@ any time reproduces the table as it was then, indexes included."""
 
 from __future__ import annotations
 
-import orjson
 import pytest
 from hypothesis import given, settings, strategies as st
 
