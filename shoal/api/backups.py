@@ -205,6 +205,8 @@ def _expired(record: dict, now: float) -> bool:
 
 
 def _require(txn, region: str, arn: str, now: float) -> dict:
+    if not arn.startswith("arn:") or "/backup/" not in arn:
+        raise ValidationException("Invalid Backup ARN")
     record = _read(txn, region, arn, now)
     if record is None:
         raise BackupNotFoundException(f"Backup not found: {arn}")
@@ -246,7 +248,7 @@ def _copy(ctx, backup_name: str, table_name: str, taken) -> dict:
         "account": ctx.account, "arn": _new_arn(desc["TableArn"], now), "name": backup_name, "type": "USER",
         "status": "CREATING", "created": now, "prefix": prefix.hex(), "position": taken.position,
         "source": desc, "features": _feature_details(desc, stream, ctx.catalog.keys is not None),
-        "items": 0, "size": 0, "sha256": None,
+        "items": 0, "size": 0, "sha256": None, "runner": jobs.runner(), "beat": round(time.time(), 3),
     }
     key = backup_key(ctx.region, record["arn"])
     with ctx.engine.write() as txn:
@@ -262,6 +264,9 @@ def _copy(ctx, backup_name: str, table_name: str, taken) -> dict:
             if len(chunk) >= COPY_CHUNK:
                 with ctx.engine.write() as txn:
                     _put_items(txn, prefix, count, chunk)
+                    if time.time() - record["beat"] >= jobs.HEARTBEAT_S:  # alive, for other workers
+                        record["beat"] = round(time.time(), 3)
+                        txn.put("meta", key, orjson.dumps(record))
                 count += len(chunk)
                 chunk = []
         record.update(status="AVAILABLE", items=count + len(chunk), size=size, sha256=digest.hexdigest())
@@ -395,6 +400,8 @@ def delete_backup(ctx, request: dict) -> dict:
         record = _require(txn, ctx.region, arn, ctx.now())
         if record["status"] == "CREATING":
             raise BackupInUseException(f"Backup is being created: {arn}")
+        if _restoring_from(txn, arn):
+            raise BackupInUseException(f"Backup is being used to restore table: {arn}")
         if record["type"] == "SYSTEM":
             raise ValidationException(
                 f"Invalid Request: User is not allowed to delete the system backup with arn {arn}. "
@@ -417,6 +424,8 @@ def restore_table_from_backup(ctx, request: dict) -> dict:
         record = _require(txn, ctx.region, arn, ctx.now())
         if record["status"] != "AVAILABLE":
             raise BackupInUseException(f"Backup is being created: {arn}")
+        if _restoring_from(txn, arn):
+            raise BackupInUseException(f"Backup is being used to restore another table: {arn}")
         if ctx.catalog.get(txn, ctx.region, target) is not None:
             raise TableAlreadyExistsException(f"Table already exists: {target}")
         prefix = bytes.fromhex(record["prefix"])
@@ -426,6 +435,15 @@ def restore_table_from_backup(ctx, request: dict) -> dict:
                    "RestoreDateTime": round(ctx.now(), 3)}
         items = (stored_item(raw) for _, raw in txn.scan("items", prefix, stop))
         return load_restored_table(ctx, restore_request(record["source"], target, request), summary, items, reader)
+
+
+def _restoring_from(txn, backup_arn: str) -> bool:
+    """Whether a restore job still loads a table from this backup."""
+    for _, raw in txn.scan("meta", _RESTORE_JOB, successor(_RESTORE_JOB)):
+        job = orjson.loads(raw)
+        if job.get("backup") == backup_arn and jobs.runner_alive(job):
+            return True
+    return False
 
 
 class RestoreReader:
@@ -470,7 +488,7 @@ def load_restored_table(ctx, create: dict, summary: dict, items, reader: Restore
     except ResourceInUseException:
         raise TableAlreadyExistsException(f"Table already exists: {target}") from None
     job = {"arn": f"{created['TableArn']}/restore/{created['TableId']}", "region": ctx.region,
-           "account": ctx.account, "name": target,
+           "account": ctx.account, "name": target, "backup": summary.get("SourceBackupArn"),
            "table_id": created["TableId"], "runner": jobs.runner(), "beat": round(time.time(), 3)}
     with ctx.engine.write() as txn:
         txn.put("meta", jobs.record_key(_RESTORE_JOB, ctx.region, job["arn"]), orjson.dumps(job))
@@ -512,9 +530,20 @@ def _beating(engine, job: dict, items, stop):
         yield item
 
 
-def recover_interrupted_restores(engine, catalog) -> None:
-    """Delete the tables of restores a stopped process left half-made (run at
-    a worker's start): a restore that cannot finish fails, as in DynamoDB."""
+def recover_interrupted(engine, catalog) -> None:
+    """Run at a worker's start: drop the backups a stopped process left
+    CREATING, and delete the tables of restores it left half-made (a backup
+    or a restore that cannot finish fails, as in DynamoDB)."""
+    with engine.read() as txn:
+        creating = [orjson.loads(raw) for _, raw in txn.scan("meta", _RECORD_PREFIX, successor(_RECORD_PREFIX))]
+    for record in creating:
+        if record["status"] == "CREATING" and not jobs.runner_alive(record):
+            region = record["arn"].split(":")[3]
+            _drop(types.SimpleNamespace(engine=engine, region=region), record)
+    _recover_restores(engine, catalog)
+
+
+def _recover_restores(engine, catalog) -> None:
     with engine.read() as txn:
         stale = [orjson.loads(raw) for _, raw in txn.scan("meta", _RESTORE_JOB, successor(_RESTORE_JOB))]
     for job in stale:

@@ -131,7 +131,7 @@ class Dispatcher:
 
             self.gate = Gate(engine, data_dir, self.catalog, audit_path=audit_log)
         exports.recover_interrupted(engine)  # exports and imports a stopped process left IN_PROGRESS
-        backups.recover_interrupted_restores(engine, self.catalog)  # and half-made restored tables
+        backups.recover_interrupted(engine, self.catalog)  # and half-made backups and restored tables
         self.background = BackgroundJobs.for_worker(
             engine, self.catalog, change_retention_s=change_retention_s,
             iam_store=self.gate.store if self.gate is not None else None)

@@ -8,6 +8,7 @@ import pytest
 
 from shoal.api import DEFAULT_ACCOUNT, Context, backups, items, jobs, query, tables
 from shoal.api.catalog import Catalog
+from shoal.api.common import successor
 from shoal.api.indexes import IndexJobs
 from shoal.errors import ShoalError
 from shoal.storage.lmdb_engine import LmdbEngine
@@ -340,7 +341,47 @@ def test_a_restore_left_half_made_is_deleted_at_the_next_start(ctx, monkeypatch)
         job = orjson.loads(raw)
         job["runner"] = {"pid": 2 ** 22 + 12345, "token": "gone"}
         txn.put("meta", bytes(key), orjson.dumps(job))
-    backups.recover_interrupted_restores(ctx.engine, ctx.catalog)  # a worker's start
+    backups.recover_interrupted(ctx.engine, ctx.catalog)  # a worker's start
     with ctx.engine.read() as txn:
         assert ctx.catalog.get(txn, REGION, "copy") is None
         assert list(txn.scan("meta", b"restore-job/", b"restore-job0")) == []
+
+
+def test_backup_in_use_and_invalid_arns(ctx, monkeypatch):
+    make_events(ctx)
+    put(ctx, "u", 1)
+    arn = backup(ctx)
+    with pytest.raises(ShoalError) as err:
+        backups.describe_backup(ctx, {"BackupArn": "arn:aws:dynamodb:us-east-1:000000000000:table/events"})
+    assert (err.value.type_name, err.value.message) == ("ValidationException", "Invalid Backup ARN")
+    started = []
+    monkeypatch.setattr(jobs, "start_job", lambda ctx, job_arn, work: started.append(job_arn))
+    monkeypatch.setattr(jobs, "runner_alive", lambda record: True)  # the first restore is still loading
+    backups.restore_table_from_backup(ctx, {"BackupArn": arn, "TargetTableName": "copy1"})
+    assert started
+    with pytest.raises(ShoalError) as err:
+        backups.restore_table_from_backup(ctx, {"BackupArn": arn, "TargetTableName": "copy2"})
+    assert (err.value.type_name, err.value.message) == (
+        "BackupInUseException", f"Backup is being used to restore another table: {arn}")
+    with pytest.raises(ShoalError) as err:
+        backups.delete_backup(ctx, {"BackupArn": arn})
+    assert (err.value.type_name, err.value.message) == (
+        "BackupInUseException", f"Backup is being used to restore table: {arn}")
+
+
+def test_a_backup_left_creating_is_dropped_at_the_next_start(ctx):
+    make_events(ctx)
+    put(ctx, "u", 1)
+    arn = backup(ctx)
+    key = backups.backup_key(REGION, arn)
+    with ctx.engine.write() as txn:  # as a process that stopped half-way through the copy leaves it
+        record = orjson.loads(txn.get("meta", key))
+        record.update(status="CREATING", runner={"pid": 2 ** 22 + 12345, "token": "gone"})
+        txn.put("meta", key, orjson.dumps(record))
+    backups.recover_interrupted(ctx.engine, ctx.catalog)
+    with pytest.raises(ShoalError) as err:
+        backups.describe_backup(ctx, {"BackupArn": arn})
+    assert err.value.type_name == "BackupNotFoundException"
+    prefix = bytes.fromhex(record["prefix"])
+    with ctx.engine.read() as txn:  # its items are purged (one purge step holds them all)
+        assert list(txn.scan("items", prefix, successor(prefix))) == []
