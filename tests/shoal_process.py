@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import collections
 import configparser
 import os
 import re
@@ -9,6 +10,7 @@ import signal
 import ssl
 import subprocess
 import sys
+import threading
 import time
 import urllib.request
 
@@ -32,6 +34,7 @@ class ShoalProcess:
         self.proc: subprocess.Popen | None = None
         self.url: str | None = None
         self.banner = ""
+        self._log: collections.deque[str] = collections.deque(maxlen=400)
 
     def start(self, timeout: float = 20.0) -> "ShoalProcess":
         env = dict(os.environ, PYTHONUNBUFFERED="1")
@@ -54,8 +57,22 @@ class ShoalProcess:
                 break
         else:
             raise RuntimeError("shoal did not print its URL in time")
+        # Read the log as it comes: a server whose stderr pipe fills (a few
+        # tracebacks of deep recursion do) would block, and tests would hang.
+        threading.Thread(target=self._read_log, args=(self.proc.stderr,), daemon=True).start()
         self._wait_healthy(deadline)
         return self
+
+    def _read_log(self, stream) -> None:
+        try:
+            for line in stream:
+                self._log.append(line)
+        except (OSError, ValueError):  # closed by stop()
+            pass
+
+    def log_tail(self) -> str:
+        """The last lines the server logged (its stderr): tracebacks of 500s."""
+        return "".join(self._log)
 
     def _wait_healthy(self, deadline: float) -> None:
         # The health check only asks whether the server answers; over HTTPS it

@@ -18,11 +18,9 @@ the number of examples and ``SHOAL_ARBITRARY_SEED=S`` draws other ones.
 
 from __future__ import annotations
 
-import collections
 import http.client
 import json
 import os
-import threading
 from dataclasses import dataclass
 
 import botocore.session
@@ -496,7 +494,6 @@ class Client:
 def world(tmp_path_factory):
     """A server with the templates' tables, items, stream, backup and paging token."""
     server = ShoalProcess(tmp_path_factory.mktemp("arbitrary"), "--workers", "1").start()
-    log = ServerLog(server.proc.stderr)
     client = Client(server.port)
     client.ok("CreateTable", {
         "TableName": "arb", "BillingMode": "PAY_PER_REQUEST",
@@ -534,25 +531,9 @@ def world(tmp_path_factory):
     templates = json.loads(text)
     first_answers = [(operation, *client.post(prefix, operation, body))
                      for prefix, operation, _ in OPERATIONS for body in templates.get(operation, [])]
-    yield World(client, templates, first_answers, log)
+    yield World(client, templates, first_answers, server)
     client.conn.close()
     server.stop()
-
-
-class ServerLog:
-    """The tail of the server's log (tracebacks of 500s), read as it comes so
-    that the server never blocks on a full pipe."""
-
-    def __init__(self, stream) -> None:
-        self.lines: collections.deque[str] = collections.deque(maxlen=60)
-        threading.Thread(target=self._read, args=(stream,), daemon=True).start()
-
-    def _read(self, stream) -> None:
-        for line in stream:
-            self.lines.append(line)
-
-    def tail(self) -> str:
-        return "".join(self.lines)
 
 
 @dataclass
@@ -560,14 +541,14 @@ class World:
     client: Client
     templates: dict[str, list[dict]]
     first_answers: list[tuple[str, int, bytes]]  # each template's answer on the fresh server
-    log: ServerLog
+    server: ShoalProcess
 
 
 def check_answer(world: World, operation: str, body, status: int, data: bytes) -> None:
     name = json.loads(data).get("__type", "").rpartition("#")[2] if 400 <= status < 500 else None
     if not (200 <= status < 300 or name in ERROR_TYPES):
         pytest.fail(f"{operation} answered {status} {data[:600]!r} to\n{json.dumps(body)[:2000]}\n"
-                    f"server log:\n{world.log.tail()}")
+                    f"server log:\n{world.server.log_tail()[-6000:]}")
 
 
 def still_serving(client: Client) -> None:
