@@ -50,7 +50,12 @@ def _huge_exponent(text: str):
     """The error for a number whose exponent Decimal cannot hold: DynamoDB
     cannot convert one past a 64-bit integer, and finds any other out of
     range."""
-    exponent = int(text.lower().partition("e")[2])
+    written = text.lower().partition("e")[2]
+    digits = written.lstrip("+-").lstrip("0") or "0"
+    # A 64-bit integer has at most 19 digits (and Python converts at most 4,300 to an int).
+    exponent = int(digits) if len(digits) <= 19 else 2**63
+    if written.startswith("-"):
+        exponent = -exponent
     if not -(2**63) <= exponent < 2**63:
         raise ValidationException(f"The parameter cannot be converted to a numeric value: {text}")
     raise ValidationException(_OVERFLOW if exponent > 0 else _UNDERFLOW)

@@ -59,6 +59,18 @@ def test_put_return_values_all_old(ddb, table):
     assert out["Attributes"]["event_type"] == {"S": "play"}
 
 
+@pytest.mark.parametrize("number, message", [
+    ("1e" + "9" * 5000, "The parameter cannot be converted to a numeric value: 1e" + "9" * 5000),
+    ("1E-" + "0" * 5000 + "9" * 19, "The parameter cannot be converted to a numeric value: 1E-" + "0" * 5000 + "9" * 19),
+    ("1e" + "0" * 5000 + "9" * 18, "Number overflow. Attempting to store a number with magnitude larger than supported range"),
+])
+def test_put_refuses_exponents_of_thousands_of_digits(ddb, table, number, message):
+    # Python converts at most 4,300 digits to an int: these once answered a 500.
+    code, text, status = error_of(ddb.put_item, TableName=table, Item=event(x={"N": number}))
+    assert (code, text, status) == ("ValidationException", ENVELOPE + message, 400)
+    assert "Item" not in ddb.get_item(TableName=table, Key={"pk": {"S": "u00000001"}, "sk": {"N": "1700000000000"}})
+
+
 def test_put_rejects_invalid_return_values(ddb, table):
     code, message, status = error_of(ddb.put_item, TableName=table, Item=event(), ReturnValues="ALL_NEW")
     assert (code, message, status) == ("ValidationException", ENVELOPE + "ReturnValues can only be ALL_OLD or NONE", 400)
