@@ -83,6 +83,13 @@ _UNMAPPED_TYPES = frozenset({
 })
 _RANGE_ERRORS = ("Number overflow", "Number underflow", "Attempting to store more than 38")
 
+# Parentheses, NOT, calls, list/map/set values and arithmetic nested deeper
+# than this are refused as not well formed: each level costs a few Python
+# frames here and in the translation, and a statement (8,192 characters)
+# could otherwise nest past Python's recursion limit.  (As the expressions'
+# MAX_NESTING; DynamoDB's own limit is not known.)
+MAX_NESTING = 200
+
 
 def syntax_error(reason: str) -> ValidationException:
     """"Statement wasn't well formed" with DynamoDB's reason."""
@@ -96,18 +103,25 @@ def parse_statement(text: str):
 
 
 class _Parser:
-    __slots__ = ("text", "tokens", "pos", "params")
+    __slots__ = ("text", "tokens", "pos", "params", "depth")
 
     def __init__(self, text: str) -> None:
         self.text = text
         self.tokens = tokenize(text)
         self.pos = 0
         self.params = 0
+        self.depth = 0
 
     # ------------------------------------------------------------ token helpers
 
     def error(self):
         return malformed(self.text)
+
+    def deeper(self, levels: int = 1) -> None:
+        """Enter ``levels`` more levels of nesting (leave with ``self.depth -= levels``)."""
+        self.depth += levels
+        if self.depth > MAX_NESTING:
+            raise self.error()
 
     def peek(self, ahead: int = 0) -> tuple[str, str]:
         return self.tokens[min(self.pos + ahead, len(self.tokens) - 1)]
@@ -351,13 +365,18 @@ class _Parser:
 
     def negation(self):
         if self.accept_keyword("NOT"):
-            return ast.Not(self.negation())
+            self.deeper()
+            node = ast.Not(self.negation())
+            self.depth -= 1
+            return node
         return self.predicate()
 
     def predicate(self):
         if self.accept("("):
+            self.deeper()
             inner = self.condition()
             self.expect(")")
+            self.depth -= 1
             return inner
         left = self.operand()
         kind = self.peek()[0]
@@ -426,19 +445,25 @@ class _Parser:
     def call(self) -> ast.Call:
         name = self.next()[1].lower()
         self.expect("(")
+        self.deeper()
         args = []
         if not self.accept(")"):
             args.append(self.operand())
             while self.accept(","):
                 args.append(self.operand())
             self.expect(")")
+        self.depth -= 1
         return ast.Call(name, tuple(args))
 
     def update_value(self):
         node = self.operand()
+        operators = 0
         while self.peek()[0] in ("+", "-"):
             op = self.next()[0]
+            self.deeper()  # the tree nests one level per operator
+            operators += 1
             node = ast.Arithmetic(op, node, self.operand())
+        self.depth -= operators
         return node
 
     # ------------------------------------------------------------ paths and values
@@ -450,7 +475,7 @@ class _Parser:
                 elements.append(self.dot_component())
             elif self.accept("["):
                 kind, text = self.next()
-                if kind != "num" or not text.isdigit():
+                if kind != "num" or not text.isdigit() or len(text) > 4000:  # (int() takes 4,300 digits)
                     raise self.error()
                 elements.append(int(text))
                 self.expect("]")
@@ -483,12 +508,16 @@ class _Parser:
                 return ast.Literal(("BOOL", upper == "TRUE"))
             if upper == "NULL":
                 return ast.Literal(("NULL", True))
-        if kind == "[":
-            return ast.ListValue(self.values("]", where))
-        if kind == "<<":
-            return ast.SetValue(self.values(">>", where))
-        if kind == "{":
-            return self.map_value(where)
+        if kind in ("[", "<<", "{"):
+            self.deeper()
+            if kind == "[":
+                node = ast.ListValue(self.values("]", where))
+            elif kind == "<<":
+                node = ast.SetValue(self.values(">>", where))
+            else:
+                node = self.map_value(where)
+            self.depth -= 1
+            return node
         raise self.error()
 
     def values(self, closing: str, where: str) -> tuple:

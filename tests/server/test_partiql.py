@@ -220,6 +220,45 @@ def test_select_next_token_of_no_valid_key(ddb, table, key):
             "ValidationException", "Invalid NextToken")
 
 
+def deep(open_: str, middle: str, close: str, depth: int) -> str:
+    return open_ * depth + middle + close * depth
+
+
+@pytest.mark.parametrize("depth", [150, 200, 201, 1300, 1900])
+@pytest.mark.parametrize("statement", [
+    lambda t, n: f"SELECT * FROM {t} WHERE " + deep("(", "pk = 'a'", ")", n),
+    lambda t, n: f"SELECT * FROM {t} WHERE " + "NOT " * n + "pk = 'a'",
+    lambda t, n: f"SELECT * FROM {t} WHERE pk = " + deep("size(", "a", ")", n),
+    lambda t, n: f"SELECT * FROM {t} WHERE pk = " + deep("[", "1", "]", n),
+    lambda t, n: f"INSERT INTO {t} VALUE {{'pk': 'deep', 'sk': 1, 'x': " + deep("{'a': ", "1", "}", n) + "}",
+    lambda t, n: f"INSERT INTO {t} VALUE {{'pk': 'deep', 'sk': 2, 'x': " + deep("<<", "1", ">>", n) + "}",
+    lambda t, n: f"UPDATE {t} SET x = x" + " + 1" * n + " WHERE pk = 'deep' AND sk = 3",
+], ids=["parentheses", "not", "calls", "lists", "maps", "sets", "arithmetic"])
+def test_deeply_nested_statements(ddb, table, statement, depth):
+    # Each once answered a 500 (RecursionError) from a few hundred levels on.
+    text = statement(table, depth)
+    if len(text) > 8192:
+        return  # the API model's limit on a statement
+    try:
+        run(ddb, text)
+    except ClientError as exc:
+        assert exc.response["Error"]["Code"] == "ValidationException"
+        assert exc.response["ResponseMetadata"]["HTTPStatusCode"] == 400
+    assert "TableNames" in ddb.list_tables()
+
+
+@pytest.mark.parametrize("statement", [
+    "SELECT a[{digits}] FROM {table}",
+    "SELECT * FROM {table} WHERE a[{digits}] = 1",
+    "SELECT * FROM {table} WHERE sk = 1e{digits}",
+    "SELECT * FROM {table} WHERE sk = 1e-{digits}",
+])
+def test_numbers_of_thousands_of_digits(ddb, table, statement):
+    # Python converts at most 4,300 digits to an int: these once answered a 500.
+    text = statement.format(table=table, digits="9" * 5000)
+    assert code_message(run, ddb=ddb, statement=text)[0] == "ValidationException"
+
+
 def test_select_consumed_capacity(ddb, table):
     put(ddb, table, "u1", 1)
     out = run(ddb, f"SELECT * FROM {table} WHERE pk = 'u1'", ReturnConsumedCapacity="TOTAL",
