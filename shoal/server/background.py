@@ -11,6 +11,7 @@ every second when idle, every 10 ms while any has a backlog.
     Materializer      copies change records into stream shards (the 'streams' consumer)
     Trimmer           drops stream records past their retention
     TriggerRunner     decides trigger deliveries (delivery itself runs on a thread)
+    BackupScheduler   claims scheduled backups that are due (each runs on a thread), prunes expired ones
     IAM pruning       forgets expired temporary credentials (with auth on)
 """
 
@@ -23,6 +24,7 @@ import traceback
 from typing import Callable
 
 from shoal.api.indexes import IndexJobs
+from shoal.api.schedules import BackupScheduler
 from shoal.api.streams import Materializer, Trimmer
 from shoal.api.ttl import Sweeper
 from shoal.api.changelog import prune_changes
@@ -64,7 +66,8 @@ class BackgroundJobs:
         """Every job a serving worker runs."""
         triggers = TriggerRunner(engine)
         jobs = [ChangeLogPruner(engine, change_retention_s, request_clock()), IndexJobs(engine), Sweeper(engine, catalog),
-                Materializer(engine), Trimmer(engine), triggers]
+                Materializer(engine), Trimmer(engine), triggers,
+                BackupScheduler(engine, catalog, request_clock())]
         if iam_store is not None:
             jobs.append(iam_store.prune_expired)
         return cls(jobs, [triggers.close])
