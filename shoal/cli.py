@@ -1,7 +1,8 @@
 """The ``shoal`` command.
 
 ``build_parser()`` builds the whole command line: ``serve`` here, the other
-commands (``iam``, ``keys``, ``triggers``, ``tls``, ``demo``) in their own modules.
+commands (``iam``, ``keys``, ``triggers``, ``tls``, ``demo``, and ``backup``,
+``restore``, ``export``, ``import``) in their own modules.
 Every command sets a ``handler`` default, which ``main`` calls with the
 parsed arguments.
 
@@ -269,6 +270,7 @@ def build_parser() -> argparse.ArgumentParser:
     serve.set_defaults(handler=serve_command)
 
     from shoal.auth.cli import add_iam_commands
+    from shoal.backup_cli import add_backup_commands
     from shoal.demo import add_demo_command
     from shoal.keys_cli import add_keys_commands
     from shoal.tls import add_tls_commands
@@ -280,6 +282,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_tls_commands(commands)
     add_demo_command(commands)
     _add_status_command(commands)
+    add_backup_commands(commands)
     return parser
 
 
