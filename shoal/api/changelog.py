@@ -50,34 +50,35 @@ class ChangeAppender:
     position and the node id) is read once and stored once, by ``finish()``,
     which must run before the transaction commits."""
 
-    __slots__ = ("txn", "_seq", "_node")
+    __slots__ = ("txn", "_seq", "_node", "_node_hex")
 
     def __init__(self, txn) -> None:
         self.txn = txn
-        self._seq: int | None = None
-        self._node = b""
+        self._seq: int | None = None  # the last position given, once the head has been read
+
+    def _head(self) -> int:
+        """The log's last position, read once per appender, with the node id."""
+        raw_seq = self.txn.get("meta", SEQ_KEY)
+        node = bytes(raw_seq[_SEQ.size:]) if raw_seq else b""
+        self._node = node if len(node) == NODE_BYTES else os.urandom(NODE_BYTES)  # first write: a new node
+        self._node_hex = self._node.hex()
+        return _SEQ.unpack_from(raw_seq)[0] if raw_seq else 0
 
     def _next_seq(self) -> int:
         seq = self._seq
-        if seq is None:
-            raw_seq = self.txn.get("meta", SEQ_KEY)
-            seq = _SEQ.unpack_from(raw_seq)[0] if raw_seq else 0
-            node = bytes(raw_seq[_SEQ.size:]) if raw_seq else b""
-            self._node = node if len(node) == NODE_BYTES else os.urandom(NODE_BYTES)  # first write: a new node
-        seq = self._seq = seq + 1
+        seq = self._seq = (self._head() if seq is None else seq) + 1
         return seq
-
-    def _origin(self, table) -> str:
-        return f"{table.region}:{self._node.hex()}"
 
     def item_change(self, table, keys: dict, old_json, new_json, now: float | None = None,
                     user_identity: dict | None = None) -> int:
         """Record a change of one item: its key attributes and its stored
         JSON before and after (None for absent).  Returns its position."""
-        seq = self._next_seq()
+        # Every item write comes here: _next_seq is inlined.
+        seq = self._seq
+        seq = self._seq = (self._head() if seq is None else seq) + 1
         record = {
             "table": table.table_id,
-            "origin": self._origin(table),
+            "origin": f"{table.region}:{self._node_hex}",
             "keys": keys,
             "old": orjson.Fragment(bytes(old_json)) if old_json is not None else None,
             "new": orjson.Fragment(bytes(new_json)) if new_json is not None else None,
@@ -94,7 +95,7 @@ class ChangeAppender:
         TagResource, ...; ``detail`` what a replica or a restore needs to redo
         it, e.g. the new TableDescription).  Returns its position."""
         seq = self._next_seq()
-        record = {"table": table.table_id, "origin": self._origin(table), "op": op, **detail}
+        record = {"table": table.table_id, "origin": f"{table.region}:{self._node_hex}", "op": op, **detail}
         stamp = int((now if now is not None else time.time()) * 1000)
         self.txn.put("changes", _SEQ.pack(seq), _TIME.pack(stamp) + orjson.dumps(record))
         return seq

@@ -66,7 +66,8 @@ class WriteLog(ChangeAppender):
     __slots__ = ("_stats",)
 
     def __init__(self, txn) -> None:
-        super().__init__(txn)
+        self.txn = txn  # ChangeAppender.__init__'s, without the call: one WriteLog per write
+        self._seq = None
         self._stats: dict[bytes, list[int]] = {}  # table prefix -> [count, size]
 
     def write_item(
