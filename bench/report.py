@@ -234,6 +234,7 @@ def write(results: dict, output: str, plot_path: str) -> None:
     """
     os.makedirs(os.path.dirname(os.path.abspath(output)), exist_ok=True)
     kept = _security_section(output)
+    others = _kept_sections(output)  # written by other scripts (bench/recovery.py, bench/instructions.py)
     if results.get("security"):
         page = _read(output) or "# Benchmarks\n\n" + HOW_TO_RUN
         if kept:
@@ -244,8 +245,9 @@ def write(results: dict, output: str, plot_path: str) -> None:
         plotted = make_plot(results, plot_path)
         text = render(results, os.path.relpath(plot_path, os.path.dirname(os.path.abspath(output)))
                       if plotted else None)
-        if kept:
-            text = text.rstrip("\n") + "\n\n" + kept
+        for section in [kept, *others]:
+            if section:
+                text = text.rstrip("\n") + "\n\n" + section
     with open(output, "w") as handle:
         handle.write(text)
 
@@ -254,6 +256,22 @@ OPTIMISATIONS = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__f
                              "optimisations.md")
 SECURITY_BEGIN = "<!-- security section: written by bench/run.py --security -->"
 SECURITY_END = "<!-- end of security section -->"
+
+
+KEPT_BEGIN = "<!-- kept section: "  # + a name + " -->", up to KEPT_END: a full run keeps it as it is
+KEPT_END = "<!-- end of kept section -->"
+
+
+def _kept_sections(path: str) -> list[str]:
+    """The kept sections of the page at ``path`` (markers included), in order."""
+    page, out, at = _read(path), [], 0
+    while (start := page.find(KEPT_BEGIN, at)) >= 0:
+        end = page.find(KEPT_END, start)
+        if end < 0:
+            break
+        out.append(page[start:end + len(KEPT_END)] + "\n")
+        at = end + len(KEPT_END)
+    return out
 
 
 def _read(path: str) -> str:
