@@ -85,6 +85,34 @@ def _undo_rate(ctx, engine, t0: float, changes: int) -> dict:
     return out
 
 
+def _export_import(ddb, items: int) -> dict:
+    """A full DYNAMODB_JSON export of the table, then ImportTable of its files
+    into a new table: seconds from each request to COMPLETED."""
+    started = time.monotonic()
+    arn = ddb.export_table_to_point_in_time(
+        TableArn=ddb.describe_table(TableName=EVENTS_TABLE)["Table"]["TableArn"], S3Bucket="bench",
+        S3Prefix="export")["ExportDescription"]["ExportArn"]
+    while (export := ddb.describe_export(ExportArn=arn)["ExportDescription"])["ExportStatus"] == "IN_PROGRESS":
+        time.sleep(0.2)
+    out = {"export_s": time.monotonic() - started, "export_status": export["ExportStatus"],
+           "exported_items": export.get("ItemCount")}
+    started = time.monotonic()
+    imported = ddb.import_table(
+        S3BucketSource={"S3Bucket": "bench", "S3KeyPrefix": os.path.dirname(export["ExportManifest"]) + "/data/"},
+        InputFormat="DYNAMODB_JSON", InputCompressionType="GZIP",
+        TableCreationParameters={
+            "TableName": "imported", "BillingMode": "PAY_PER_REQUEST",
+            "KeySchema": [{"AttributeName": "user_id", "KeyType": "HASH"}, {"AttributeName": "ts", "KeyType": "RANGE"}],
+            "AttributeDefinitions": [{"AttributeName": "user_id", "AttributeType": "S"},
+                                     {"AttributeName": "ts", "AttributeType": "N"}]})["ImportTableDescription"]
+    while (job := ddb.describe_import(ImportArn=imported["ImportArn"])["ImportTableDescription"])[
+            "ImportStatus"] == "IN_PROGRESS":
+        time.sleep(0.2)
+    out.update(import_s=time.monotonic() - started, import_status=job["ImportStatus"],
+               imported_items=job.get("ImportedItemCount"))
+    return out
+
+
 def _timed(ddb, call, **kwargs) -> float:
     """Seconds from the restore request to its table ACTIVE."""
     started = time.monotonic()
@@ -131,6 +159,7 @@ def main(argv=None) -> int:
             engine.close()
         result["growth_bytes_per_million_writes"] = (disk_bytes(data_dir) - before) / args.changes * 1e6
 
+        os.makedirs(os.path.join(data_dir, "s3", "bench"))  # the bucket "bench" of exports and imports
         port = free_port()
         log = open(os.path.join(workdir, "serve.log"), "w")
         server = subprocess.Popen([*shoal_command(), "serve", "--port", str(port), "--data-dir", data_dir,
@@ -159,6 +188,7 @@ def main(argv=None) -> int:
                                             TargetTableName="at_latest", UseLatestRestorableTime=True)
         result["restore_from_backup_s"] = _timed(ddb, ddb.restore_table_from_backup, BackupArn=arn,
                                                  TargetTableName="from_backup")
+        result.update(_export_import(ddb, args.items))
         count = ddb.describe_table(TableName="at_t0")["Table"]["ItemCount"]
         if count != args.items:
             raise SystemExit(f"the restore to T0 holds {count} items, not {args.items}")
@@ -180,6 +210,9 @@ def main(argv=None) -> int:
           f"{result['restore_latest_s']:.1f} s | {result['restore_t0_s']:.1f} s | "
           f"{f'{rate:,.0f} changes/s' if rate else 'not measurable'} | "
           f"{result['growth_bytes_per_million_writes'] / 2**20:,.0f} MiB |")
+    print(f"\nExport (DYNAMODB_JSON, gzip) of {result['exported_items']:,} items: {result['export_s']:.1f} s "
+          f"({result['export_status']}); ImportTable of them: {result['import_s']:.1f} s ({result['import_status']}, "
+          f"{result['imported_items']:,} items).")
     return 0
 
 
