@@ -90,7 +90,8 @@ def add_backup_commands(commands) -> None:
                     "shoal backup schedule TABLE --every 1h --keep 7d: have the server back up TABLE every hour "
                     "and keep each backup 7 days (SYSTEM backups); --list and --remove. See shoal backup TABLE "
                     "--help and shoal backup schedule --help.")
-    words = backup.add_subparsers(dest="backup_command", metavar="TABLE | schedule", action=_TableOrCommand)
+    words = backup.add_subparsers(dest="backup_command", metavar="TABLE | schedule", action=_TableOrCommand,
+                                  help="the table to back up, or schedule")
     take = words.add_parser(_TAKE, prog="shoal backup", description=f"Make an on-demand backup of TABLE. {offline}")
     take.add_argument("table", metavar="TABLE", help="the table to back up (its name or ARN)")
     take.add_argument("--name", help="the backup's name (default: the table's name and the time)")
@@ -380,8 +381,8 @@ def _backup(args) -> int:
             raise answer["error"]
         details = answer["details"]
         made = backups.describe_backup(work.ctx, {"BackupArn": details["BackupArn"]})["BackupDescription"]
-        print(f"Backed up {table.name}: {made['SourceTableDetails']['ItemCount']:,} items, {_size(details['BackupSizeBytes'])}, "
-              f"in {progress.elapsed():.1f} s, as backup {name!r}")
+        print(f"Backed up {table.name}: {made['SourceTableDetails']['ItemCount']:,} items, "
+              f"{_size(details['BackupSizeBytes'])}, in {progress.elapsed():.1f} s, as backup {name!r}")
         print(f"BackupArn: {details['BackupArn']}")
         return 0
     finally:
