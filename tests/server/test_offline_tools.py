@@ -135,7 +135,6 @@ def test_tools_refuse_while_a_server_serves_and_the_server_while_a_tool_works(tm
             f"shoal: data directory {data} is in use by shoal export (process {os.getpid()})")
     finally:
         os.close(lock)
-    assert shoal("backup", "events", "--data-dir", data).returncode == 0
 
 
 def wait_for(predicate, timeout: float = 15.0):
