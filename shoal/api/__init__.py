@@ -33,6 +33,10 @@ class Context:
     #: The folder that stands for S3 (bucket B, key K: the file s3_dir/B/K)
     #: for ExportTableToPointInTime and ImportTable; None: no bucket exists.
     s3_dir: str | None = None
+    #: Where operations report what the request consumed, for the server's
+    #: metrics (``shoal.api.common.meter``), whether or not the request asked
+    #: for ReturnConsumedCapacity; None when metrics are off.
+    meter: list | None = None
 
 
 def operations() -> dict[str, Callable[[Context, dict], Any]]:

@@ -9,12 +9,15 @@ UnprocessedKeys for the client to retry, as DynamoDB does.
 from __future__ import annotations
 
 from shoal.api.common import (
+    READ,
+    WRITE,
     add_index_units,
     checked_key,
     consumed_capacity,
     read_projection,
     item_read_units,
     item_write_units,
+    meter,
     storage_key,
 )
 from shoal.api.items import MAX_ITEM_SIZE, checked_key_in_item
@@ -92,6 +95,8 @@ def _batch_get_item(ctx, request: dict):
                     projected = projection.apply(stored_item(raw))
                     if projected:
                         found.append(projected)
+    for name, table_units in units.items():
+        meter(ctx, tables[name].name, READ, table_units)
     out = {"Responses": responses, "UnprocessedKeys": unprocessed}
     capacity = _capacity_list(request, units)
     if capacity is not None:
@@ -169,6 +174,8 @@ def batch_write_item(ctx, request: dict):
             if want_metrics and table.has_local_indexes:
                 metrics.setdefault(table.name, []).append(item_collection_metrics(txn, table, key))
         log.finish()
+    for name, table_units in units.items():
+        meter(ctx, name, WRITE, table_units, index_capacity.get(name))
     out = {"UnprocessedItems": {}}
     capacity = _capacity_list(request, units, index_capacity)
     if capacity is not None:

@@ -207,6 +207,23 @@ def read_projection(request: dict, legacy: tuple[str, ...] = ("AttributesToGet",
 
 # ---------------------------------------------------------------- capacity
 
+#: The kinds of entry ``meter`` records.
+READ, WRITE, RETURNED = "read", "write", "returned"
+
+
+def meter(ctx, table_name: str, kind: str, amount: float, index_units: dict | None = None) -> None:
+    """Report to the server's metrics what a request did on one table:
+    ``ctx.meter`` (a list, or None when metrics are off) receives
+    ``(table_name, kind, amount, index_units)``.  For ``READ`` and ``WRITE``,
+    ``amount`` is the table's own capacity units and ``index_units`` the
+    indexes' (``{"GlobalSecondaryIndexes": {name: units}, ...}``, as
+    ConsumedCapacity's INDEXES detail has them), metered whether or not the
+    request asked for ReturnConsumedCapacity; for ``RETURNED``, the items a
+    Query or Scan page returned."""
+    sink = ctx.meter
+    if sink is not None:
+        sink.append((table_name, kind, amount, index_units))
+
 
 def consumed_capacity(request: dict, table_name: str, units: float, *, index_units: dict | None = None) -> dict | None:
     """The ConsumedCapacity member for ReturnConsumedCapacity TOTAL / INDEXES."""

@@ -7,11 +7,14 @@ import orjson
 from shoal.api.common import (
     check_return_values,
     checked_key,
+    WRITE,
+    READ,
     consumed_capacity,
     expression_context,
     in_envelope,
     item_read_units,
     item_write_units,
+    meter,
     read_projection,
     storage_key,
 )
@@ -107,7 +110,9 @@ def put_item(ctx, request: dict):
         metrics = _collection_metrics(txn, table, request, key)
 
     old_size = stored_size(old_raw) if old_raw is not None else 0
-    capacity = consumed_capacity(request, table.name, item_write_units(old_size, size), index_units=index_units)
+    units = item_write_units(old_size, size)
+    meter(ctx, table.name, WRITE, units, index_units)
+    capacity = consumed_capacity(request, table.name, units, index_units=index_units)
     attributes = _raw_fragment(old_raw) if return_values == "ALL_OLD" and old_raw is not None else None
     return _response(attributes, capacity, metrics)
 
@@ -139,6 +144,8 @@ def get_item(ctx, request: dict):
         raw = txn.get("items", storage_key(table, key))
 
     want_capacity = request.get("ReturnConsumedCapacity") not in (None, "NONE")
+    if ctx.meter is not None:
+        meter(ctx, table.name, READ, item_read_units(stored_size(raw) if raw is not None else 0, consistent))
     if raw is None:
         if not want_capacity:
             return b"{}"
@@ -204,7 +211,9 @@ def update_item(ctx, request: dict):
         metrics = _collection_metrics(txn, table, request, key)
 
     old_size = stored_size(old_raw) if old_raw is not None else 0
-    capacity = consumed_capacity(request, table.name, item_write_units(old_size, size), index_units=index_units)
+    units = item_write_units(old_size, size)
+    meter(ctx, table.name, WRITE, units, index_units)
+    capacity = consumed_capacity(request, table.name, units, index_units=index_units)
     return _response(_update_return_values(return_values, update, old, new_item), capacity, metrics)
 
 
@@ -265,7 +274,9 @@ def delete_item(ctx, request: dict):
         metrics = _collection_metrics(txn, table, request, key)
 
     old_size = stored_size(old_raw) if old_raw is not None else 0
-    capacity = consumed_capacity(request, table.name, item_write_units(old_size, 0), index_units=index_units)
+    units = item_write_units(old_size, 0)
+    meter(ctx, table.name, WRITE, units, index_units)
+    capacity = consumed_capacity(request, table.name, units, index_units=index_units)
     attributes = _raw_fragment(old_raw) if return_values == "ALL_OLD" and old_raw is not None else None
     return _response(attributes, capacity, metrics)
 

@@ -17,10 +17,13 @@ from __future__ import annotations
 import orjson
 
 from shoal.api.common import (
+    READ,
+    RETURNED,
     checked_key,
     consumed_capacity,
     expression_context,
     key_of,
+    meter,
     partition_prefix,
     segment_range,
     storage_key,
@@ -280,7 +283,7 @@ def _query(ctx, request: dict):
             else:
                 stop = esk if stop is None else min(stop, esk)
         entries = txn.scan("items" if index is None else "indexes", start, stop, reverse=not forward)
-        return _page(txn, table, index, request, plan, entries)
+        return _page(ctx, txn, table, index, request, plan, entries)
 
 
 def _sort_range(prefix: bytes, kc) -> tuple[bytes, bytes | None]:
@@ -354,13 +357,13 @@ def scan(ctx, request: dict):
                 raise ValidationException("Exclusive start key must lie within the segment")
             start = max(start, position + b"\x00")
         entries = txn.scan("items" if index is None else "indexes", start, stop)
-        return _page(txn, table, index, request, plan, entries)
+        return _page(ctx, txn, table, index, request, plan, entries)
 
 
 # ---------------------------------------------------------------- paging
 
 
-def _page(txn, table, index, request: dict, plan: _Plan, entries) -> bytes:
+def _page(ctx, txn, table, index, request: dict, plan: _Plan, entries) -> bytes:
     """Read one page of a Query or Scan and serialize the response.
 
     Items read but filtered out count in ScannedCount and in consumed
@@ -374,7 +377,7 @@ def _page(txn, table, index, request: dict, plan: _Plan, entries) -> bytes:
     count_only = plan.select == "COUNT"
     if fetched is None and flt is None and projection is None and not count_only:
         chunks, scanned, read_bytes, last_raw, truncated = _splice_page(entries, limit)
-        return _page_response(table, index, request, plan, chunks, scanned, read_bytes, last_raw,
+        return _page_response(ctx, table, index, request, plan, chunks, scanned, read_bytes, last_raw,
                               truncated, fetched, count_only)
     entries = _pairs(entries) if fetched is None else _fetching(txn, table, entries, plan.consistent, fetched)
     chunks: list = []
@@ -407,7 +410,7 @@ def _page(txn, table, index, request: dict, plan: _Plan, entries) -> bytes:
         if limit is not None and scanned >= limit:
             truncated = True
             break
-    return _page_response(table, index, request, plan, chunks, scanned, read_bytes, last_raw,
+    return _page_response(ctx, table, index, request, plan, chunks, scanned, read_bytes, last_raw,
                           truncated, fetched, count_only)
 
 
@@ -435,7 +438,7 @@ def _splice_page(entries, limit):
     return chunks, len(chunks), read_bytes, last_raw, truncated
 
 
-def _page_response(table, index, request, plan, chunks, scanned, read_bytes, last_raw, truncated,
+def _page_response(ctx, table, index, request, plan, chunks, scanned, read_bytes, last_raw, truncated,
                    fetched, count_only) -> bytes:
     out = []
     if not count_only:
@@ -449,6 +452,8 @@ def _page_response(table, index, request, plan, chunks, scanned, read_bytes, las
         out.append(b',"LastEvaluatedKey":')
         out.append(orjson.dumps(_last_key(table, index, stored_item(last_raw))))
     units = read_units(read_bytes, plan.consistent)
+    if ctx.meter is not None:
+        _meter_page(ctx, table, index, units, fetched[0] if fetched else 0.0, len(chunks))
     if index is None:
         capacity = consumed_capacity(request, table.name, units)
     else:
@@ -482,6 +487,18 @@ def _last_key(table, index, item: dict) -> dict:
     if index is None:
         return key_of(table, item)
     return {name: item[name] for name in _position_names(table, index)}
+
+
+def _meter_page(ctx, table, index, units: float, fetched_units: float, returned: int) -> None:
+    """The page's units and returned items for the metrics: a global
+    secondary index's units are its own, a local one's the table's."""
+    if index is None:
+        meter(ctx, table.name, READ, units)
+    elif index.local:
+        meter(ctx, table.name, READ, units + fetched_units)
+    else:
+        meter(ctx, table.name, READ, 0.0, {"GlobalSecondaryIndexes": {index.name: units}})
+    meter(ctx, table.name, RETURNED, returned)
 
 
 def _index_capacity(request: dict, table_name: str, index, index_units: float, table_units: float) -> dict | None:

@@ -36,10 +36,13 @@ import struct
 import orjson
 
 from shoal.api.common import (
+    READ,
+    WRITE,
     add_index_units,
     checked_key,
     consumed_capacity,
     expression_context,
+    meter,
     read_projection,
     storage_key,
 )
@@ -255,13 +258,21 @@ def transact_write_items(ctx, request: dict):
             now = ctx.now()
             digest = request_digest(request)
             if check_token(txn, ctx.region, token, digest, now):
-                return _response(request, _replay_units(txn, writes))
+                replayed = _replay_units(txn, writes)
+                _meter(ctx, READ, replayed)
+                return _response(request, replayed)
             units, index_units = _execute(txn, writes, now)
             remember_token(txn, ctx.region, token, digest, now)
             prune_tokens(txn, now)
         else:
             units, index_units = _execute(txn, writes, ctx.now())
+    _meter(ctx, WRITE, units, index_units)
     return _response(request, units, index_units)
+
+
+def _meter(ctx, kind: str, units: dict[str, float], index_units: dict | None = None) -> None:
+    for name, table_units in units.items():
+        meter(ctx, name, kind, table_units, (index_units or {}).get(name))
 
 
 def _execute(txn, writes: list[_Write], now: float) -> tuple[dict[str, float], dict[str, dict]]:
@@ -420,6 +431,7 @@ def transact_get_items(ctx, request: dict):
             units[table.name] = units.get(table.name, 0.0) + read_units(size, True, transactional=True)
     if payload > MAX_PAYLOAD_BYTES:
         raise ValidationException(f"Payload in response is too large.{payload}")
+    _meter(ctx, READ, units)
     out = {"Responses": responses}
     capacity = capacity_list(request, units)
     if capacity is not None:
