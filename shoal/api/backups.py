@@ -97,8 +97,12 @@ def _new_arn(source_arn: str, now: float, suffix: str | None = None) -> str:
     return f"{source_arn}/backup/{int(now * 1000):014d}-{suffix or secrets.token_hex(4)}"
 
 
-def _expiry(record: dict) -> float | None:
-    """When a SYSTEM backup expires (USER backups do not)."""
+def expiry(record: dict) -> float | None:
+    """When a backup expires: at its ``expires`` if it has one (a scheduled
+    backup), a deleted table's SYSTEM backup after DynamoDB's 35 days, a USER
+    backup never."""
+    if record.get("expires") is not None:
+        return record["expires"]
     return round(record["created"] + SYSTEM_BACKUP_DAYS * 86400, 3) if record["type"] == "SYSTEM" else None
 
 
@@ -120,8 +124,8 @@ def _details(record: dict, status: str | None = None) -> dict:
         "BackupType": record["type"],
         "BackupCreationDateTime": record["created"],
     }
-    if _expiry(record) is not None:
-        out["BackupExpiryDateTime"] = _expiry(record)
+    if expiry(record) is not None:
+        out["BackupExpiryDateTime"] = expiry(record)
     return out
 
 
@@ -188,8 +192,8 @@ def _summary(record: dict) -> dict:
         "BackupCreationDateTime": record["created"], "BackupStatus": record["status"],
         "BackupType": record["type"], "BackupSizeBytes": record["size"],
     }
-    if _expiry(record) is not None:
-        out["BackupExpiryDateTime"] = _expiry(record)
+    if expiry(record) is not None:
+        out["BackupExpiryDateTime"] = expiry(record)
     return out
 
 
@@ -200,8 +204,8 @@ def _read(txn, region: str, arn: str, now: float) -> dict | None:
 
 
 def _expired(record: dict, now: float) -> bool:
-    expiry = _expiry(record)
-    return expiry is not None and expiry <= now
+    when = expiry(record)
+    return when is not None and when <= now
 
 
 def _require(txn, region: str, arn: str, now: float) -> dict:
@@ -216,8 +220,9 @@ def _require(txn, region: str, arn: str, now: float) -> dict:
 # ---------------------------------------------------------------- CreateBackup
 
 
-def create_backup(ctx, request: dict) -> dict:
-    """Copy the table, as of one position of the change log, into a new backup."""
+def create_backup(ctx, request: dict, *, backup_type: str = "USER", keep_s: float | None = None) -> dict:
+    """Copy the table, as of one position of the change log, into a new backup
+    (a scheduled one: ``backup_type`` SYSTEM, expiring after ``keep_s``)."""
     try:
         name = tables.table_name_of(ctx, request["TableName"])
     except ResourceNotFoundException:
@@ -228,12 +233,13 @@ def create_backup(ctx, request: dict) -> dict:
     except ResourceNotFoundException:
         raise TableNotFoundException(f"Table not found: {name}") from None
     try:
-        return {"BackupDetails": _details(_copy(ctx, request["BackupName"], name, taken))}
+        return {"BackupDetails": _details(_copy(ctx, request["BackupName"], name, taken, backup_type, keep_s))}
     finally:
         snapshot.__exit__(None, None, None)
 
 
-def _copy(ctx, backup_name: str, table_name: str, taken) -> dict:
+def _copy(ctx, backup_name: str, table_name: str, taken, backup_type: str = "USER",
+          keep_s: float | None = None) -> dict:
     """Write the backup of snapshot ``taken``: its record, CREATING, then its
     items in chunks, then the record AVAILABLE with the count and checksum."""
     now = round(ctx.now(), 3)
@@ -245,11 +251,13 @@ def _copy(ctx, backup_name: str, table_name: str, taken) -> dict:
             stream = streams.stream_description(txn, table).get("StreamSpecification")
     prefix = uuid.uuid4().bytes  # as a table's: never another's, so a purge can go by prefix
     record = {
-        "account": ctx.account, "arn": _new_arn(desc["TableArn"], now), "name": backup_name, "type": "USER",
+        "account": ctx.account, "arn": _new_arn(desc["TableArn"], now), "name": backup_name, "type": backup_type,
         "status": "CREATING", "created": now, "prefix": prefix.hex(), "position": taken.position,
         "source": desc, "features": _feature_details(desc, stream, ctx.catalog.keys is not None),
         "items": 0, "size": 0, "sha256": None, "runner": jobs.runner(), "beat": round(time.time(), 3),
     }
+    if keep_s is not None:
+        record["expires"] = round(now + keep_s, 3)
     key = backup_key(ctx.region, record["arn"])
     with ctx.engine.write() as txn:
         txn.put("meta", key, orjson.dumps(record))
@@ -274,7 +282,7 @@ def _copy(ctx, backup_name: str, table_name: str, taken) -> dict:
             _put_items(txn, prefix, count, chunk)
             txn.put("meta", key, orjson.dumps(record))
     except BaseException:
-        _drop(ctx, record)  # no half-made backup left behind
+        drop_backup(ctx, record)  # no half-made backup left behind
         raise
     return record
 
@@ -285,12 +293,12 @@ def _put_items(txn, prefix: bytes, first: int, chunk: list[bytes]) -> None:
         txn.put("items", prefix + n.to_bytes(8, "big"), raw)
 
 
-def _drop(ctx, record: dict, txn=None) -> None:
+def drop_backup(ctx, record: dict, txn=None) -> None:
     """Remove a backup's record and queue the purge of its items (the first
     ``DROP_CHUNK`` keys at once)."""
     if txn is None:
         with ctx.engine.write() as txn:
-            _drop(ctx, record, txn)
+            drop_backup(ctx, record, txn)
         return
     prefix = bytes.fromhex(record["prefix"])
     txn.delete("meta", backup_key(ctx.region, record["arn"]))
@@ -405,8 +413,8 @@ def delete_backup(ctx, request: dict) -> dict:
         if record["type"] == "SYSTEM":
             raise ValidationException(
                 f"Invalid Request: User is not allowed to delete the system backup with arn {arn}. "
-                f"It will automatically expire on {iso_time(_expiry(record))}")
-        _drop(ctx, record, txn)
+                f"It will automatically expire on {iso_time(expiry(record))}")
+        drop_backup(ctx, record, txn)
     return {"BackupDescription": _description(record, "DELETED")}
 
 
@@ -539,7 +547,7 @@ def recover_interrupted(engine, catalog) -> None:
     for record in creating:
         if record["status"] == "CREATING" and not jobs.runner_alive(record):
             region = record["arn"].split(":")[3]
-            _drop(types.SimpleNamespace(engine=engine, region=region), record)
+            drop_backup(types.SimpleNamespace(engine=engine, region=region), record)
     _recover_restores(engine, catalog)
 
 

@@ -183,21 +183,14 @@ def take_backup(ctx, job_arn: str, schedule: dict) -> None:
     name = schedule["table"]
     outcome: dict = {"job": None}
     try:
-        details = backups.create_backup(ctx, {"TableName": name, "BackupName": backup_name(name)})["BackupDetails"]
+        details = backups.create_backup(ctx, {"TableName": name, "BackupName": backup_name(name)},
+                                        backup_type="SYSTEM", keep_s=schedule["keep_s"])["BackupDetails"]
     except Exception as exc:  # the table is gone, or a failure of the copy: tried again next period
         message = getattr(exc, "message", None) or str(exc)
         log.warning("scheduled backup of table %s failed: %s", name, message)
         outcome["last_error"] = message
     else:
-        arn = details["BackupArn"]
-        with ctx.engine.write() as txn:
-            key = backups.backup_key(ctx.region, arn)
-            raw = txn.get("meta", key)
-            if raw is not None:
-                record = orjson.loads(raw)
-                record.update(type="SYSTEM", expires=round(record["created"] + schedule["keep_s"], 3))
-                txn.put("meta", key, orjson.dumps(record))
-        outcome.update(last_arn=arn, last_error=None)
+        outcome.update(last_arn=details["BackupArn"], last_error=None)
     with ctx.engine.write() as txn:
         key = schedule_key(ctx.region, name)
         raw = txn.get("meta", key)
@@ -211,16 +204,6 @@ def take_backup(ctx, job_arn: str, schedule: dict) -> None:
 # ---------------------------------------------------------------- retention
 
 
-def expiry(record: dict) -> float | None:
-    """When a backup expires: a scheduled one at its ``expires``, another
-    SYSTEM one (a deleted table's) after DynamoDB's 35 days, a USER one never."""
-    if record.get("expires") is not None:
-        return record["expires"]
-    if record["type"] == "SYSTEM":
-        return record["created"] + backups.SYSTEM_BACKUP_DAYS * 86400
-    return None
-
-
 def prune_expired(engine, now: float) -> bool:
     """Delete up to ``PRUNE_CHUNK`` expired backups (their records at once,
     their items by the purge job); True if more are left."""
@@ -228,12 +211,12 @@ def prune_expired(engine, now: float) -> bool:
         expired = []
         for key, raw in txn.scan("meta", _BACKUP_PREFIX, successor(_BACKUP_PREFIX)):
             record = orjson.loads(raw)
-            when = expiry(record)
+            when = backups.expiry(record)
             if when is not None and when <= now and record["status"] == "AVAILABLE":
                 region = bytes(key)[len(_BACKUP_PREFIX):].split(b"\0", 1)[0].decode()
                 expired.append((region, record))
                 if len(expired) > PRUNE_CHUNK:
                     break
         for region, record in expired[:PRUNE_CHUNK]:
-            backups._drop(types.SimpleNamespace(region=region, engine=engine), record, txn)
+            backups.drop_backup(types.SimpleNamespace(region=region, engine=engine), record, txn)
         return len(expired) > PRUNE_CHUNK
