@@ -1,6 +1,6 @@
 """Data flows one way through the layers (docs/architecture.md):
 
-    server (HTTP, routing, auth) -> api -> expressions, partiql, model -> storage
+    server (HTTP, routing, auth) -> metrics -> api -> expressions, partiql, model -> storage
 
 A module may import its own layer and those below it, never one above: the
 API does not import the server or its authorization, and the pure layers
@@ -18,11 +18,12 @@ ROOT = pathlib.Path(__file__).resolve().parents[2] / "shoal"
 
 # What each package may not import.
 FORBIDDEN = {
-    "api": ("shoal.server", "shoal.auth", "shoal.cli", "shoal.demo", "shoal.testing"),
-    "expressions": ("shoal.server", "shoal.auth", "shoal.api", "shoal.storage"),
-    "partiql": ("shoal.server", "shoal.auth", "shoal.api", "shoal.storage"),
-    "model": ("shoal.server", "shoal.auth", "shoal.api", "shoal.storage", "shoal.expressions"),
-    "storage": ("shoal.server", "shoal.auth", "shoal.api", "shoal.expressions", "shoal.partiql"),
+    "api": ("shoal.server", "shoal.auth", "shoal.cli", "shoal.demo", "shoal.testing", "shoal.metrics"),
+    "metrics": ("shoal.server", "shoal.auth", "shoal.cli", "shoal.demo", "shoal.testing"),
+    "expressions": ("shoal.server", "shoal.auth", "shoal.api", "shoal.storage", "shoal.metrics"),
+    "partiql": ("shoal.server", "shoal.auth", "shoal.api", "shoal.storage", "shoal.metrics"),
+    "model": ("shoal.server", "shoal.auth", "shoal.api", "shoal.storage", "shoal.expressions", "shoal.metrics"),
+    "storage": ("shoal.server", "shoal.auth", "shoal.api", "shoal.expressions", "shoal.partiql", "shoal.metrics"),
 }
 
 

@@ -1,0 +1,72 @@
+"""Metrics: DynamoDB's CloudWatch metrics, kept in the data directory, read
+through CloudWatch's API and Prometheus.
+
+```
+ dispatcher (per request: operation, table, latency, outcome; ctx.meter: consumed units, items returned)
+      |
+      v
+ recorder.Recorder   in memory, per worker: lists keyed by (region, table, operation, minute)
+      |  every second (background job Flusher, through the group committer) and before any read
+      v
+ store               meta space, metrics/...: series catalog, Stats per series and period, merged by addition
+      ^        ^                 ^
+      |        |                 +-- dynamodb.TtlDeletions (change-log consumer "metrics"), dynamodb.TableGauges
+      |        +-- retention.RollUp: 1 min -> 5 min after 15 days -> 1 h after 63 days -> gone after 455
+      |
+ cloudwatch.CloudWatch (GetMetricStatistics, GetMetricData, ListMetrics, PutMetricData)
+ prometheus.exposition (GET /metrics)
+```
+
+The package sits between the server and the API: it reads storage, the
+catalog and the change log (``shoal.api``), and the server calls it; the API
+never imports it (it reports consumption through ``Context.meter``, a list).
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Callable
+
+from shoal.metrics import dynamodb, prometheus
+from shoal.metrics.recorder import Flusher, Recorder
+from shoal.metrics.retention import RollUp
+
+ENV = "SHOAL_METRICS"
+
+
+def enabled_by_default() -> bool:
+    """Whether metrics are recorded when nothing says: yes, unless
+    ``SHOAL_METRICS`` is ``off`` (or ``0``, ``false``, ``no``)."""
+    return os.environ.get(ENV, "on").strip().lower() not in ("off", "0", "false", "no")
+
+
+class Metrics:
+    """The metrics of one worker process: its recorder, and the jobs that
+    record and keep what no request records."""
+
+    def __init__(self, engine, clock: Callable[[], float]) -> None:
+        self.engine = engine
+        self.clock = clock
+        self.recorder = Recorder(engine, clock)
+        dynamodb.ensure_consumer(engine, True)
+
+    def jobs(self, submit: Callable | None = None) -> list:
+        """The background jobs: flush (through ``submit``, the group
+        committer, when given), time to live deletions, per-minute table
+        figures, roll-up and pruning."""
+        return [Flusher(self.recorder, submit), dynamodb.TtlDeletions(self.engine),
+                dynamodb.TableGauges(self.engine, self.clock), RollUp(self.engine, self.clock)]
+
+    def exposition(self) -> bytes:
+        """Prometheus's text, with this worker's pending figures flushed first."""
+        self.recorder.flush()
+        return prometheus.exposition(self.engine)
+
+    def close(self) -> None:
+        """Write what is pending (at shutdown)."""
+        self.recorder.flush()
+
+
+def switch_off(engine) -> None:
+    """Metrics are off: the change log keeps nothing for their consumer."""
+    dynamodb.ensure_consumer(engine, False)

@@ -1,0 +1,508 @@
+"""CloudWatch's metric API, JSON protocol: GetMetricStatistics, GetMetricData,
+ListMetrics and PutMetricData.
+
+A request is checked in three steps: required parameters (MissingParameter,
+named as the query protocol names them: ``MetricData.member.1.MetricName``),
+then JSON types and the model's constraints (``shoal.api.shapes`` driven by
+botocore's CloudWatch model: SerializationException and ValidationError),
+then CloudWatch's own rules (InvalidParameterValue,
+InvalidParameterCombination...).  Reads add up the stored periods of a series
+(every level: see ``shoal.metrics.store``) into the requested periods, which
+start at StartTime rounded down as CloudWatch rounds it (to the minute, to
+five minutes past 15 days, to the hour past 63 days).  PutMetricData is a
+write: it runs through the group committer like a DynamoDB write and is
+answered once durable.
+
+Not yet: metric math and Metrics Insights expressions in GetMetricData
+(refused with ValidationError), periods under a minute (high-resolution data
+is kept per minute), the trimmed and interquartile statistics (``tm99``,
+``IQM``...), units other than the one a series was last given.
+"""
+
+from __future__ import annotations
+
+import base64
+import math
+import re
+from typing import Callable
+
+import orjson
+
+from shoal.api.shapes import ShapeValidator
+from shoal.errors import SerializationException, ValidationException
+from shoal.metrics.errors import (
+    InvalidAction,
+    InvalidNextToken,
+    InvalidParameterCombination,
+    InvalidParameterValue,
+    MissingParameter,
+    SerializationError,
+    ValidationError,
+)
+from shoal.metrics.stats import Stats
+from shoal.metrics.store import LEVELS, Writer, iter_series, lookup, namespace_range, read_periods, series_key
+
+TARGET_PREFIX = "GraniteServiceVersion20100801."
+STATISTICS = ("SampleCount", "Average", "Sum", "Minimum", "Maximum")
+MAX_DATAPOINTS = 1440
+HIGH_RESOLUTION_PERIODS = (1, 5, 10, 20, 30)
+LIST_PAGE = 500
+RECENT_S = 3 * 3600
+LISTED_FOR_S = 14 * 86400  # ListMetrics shows metrics with data in the last two weeks
+MAX_PAST_S = 14 * 86400  # how old a PutMetricData timestamp may be
+MAX_FUTURE_S = 2 * 3600
+MAX_VALUE = 2.0 ** 360
+DEFAULT_MAX_DATAPOINTS = 100_800
+_PERCENTILE = re.compile(r"p(\d{1,2}(\.\d{0,10})?|100(\.0{0,10})?)$")
+_METRIC_ID = re.compile(r"[a-z][a-zA-Z0-9_]*$")
+
+READS = frozenset({"GetMetricStatistics", "GetMetricData", "ListMetrics"})
+WRITES = frozenset({"PutMetricData"})
+OPERATIONS = READS | WRITES
+
+
+# ---------------------------------------------------------------- checks of the request
+
+
+class _Required:
+    """Finds the first required parameter a request lacks, from the model."""
+
+    def __init__(self, model: dict) -> None:
+        self.shapes = model["shapes"]
+        self.inputs = {name: op.get("input", {}).get("shape") for name, op in model["operations"].items()}
+
+    def check(self, operation: str, body: dict) -> None:
+        shape = self.inputs.get(operation)
+        if shape is not None:
+            self._structure(shape, body, "")
+
+    def _structure(self, name: str, value, path: str) -> None:
+        shape = self.shapes[name]
+        if not isinstance(value, dict):
+            return
+        for member in shape.get("required", ()):
+            if value.get(member) is None:
+                raise MissingParameter(f"The parameter {path}{member} is required.")
+        for member, spec in shape.get("members", {}).items():
+            if value.get(member) is not None:
+                self._value(spec["shape"], value[member], f"{path}{member}")
+
+    def _value(self, name: str, value, path: str) -> None:
+        shape = self.shapes[name]
+        if shape["type"] == "structure":
+            self._structure(name, value, path + ".")
+        elif shape["type"] == "list" and isinstance(value, list):
+            for i, element in enumerate(value, 1):
+                self._value(shape["member"]["shape"], element, f"{path}.member.{i}")
+
+
+def _model_checked(validator: ShapeValidator, required: _Required, operation: str, data) -> None:
+    if not isinstance(data, dict):
+        raise SerializationError("Start of structure or map found where not expected.")
+    required.check(operation, data)
+    try:
+        validator.validate(operation, data)
+    except SerializationException as exc:
+        raise SerializationError(exc.message) from None
+    except ValidationException as exc:
+        raise ValidationError(exc.message) from None
+
+
+def _epoch(value) -> float:
+    return float(value)
+
+
+def _dimensions(raw, path: str) -> tuple:
+    """A request's Dimensions as a series names them: sorted by name."""
+    out = {}
+    for i, dim in enumerate(raw or (), 1):
+        name = dim["Name"]
+        if name in out:
+            raise InvalidParameterValue(f"The parameter {path}.member.{i}.Name has a duplicate value {name}.")
+        out[name] = dim["Value"]
+    return tuple(sorted(out.items()))
+
+
+def _checked_percentile(text: str, path: str) -> str:
+    if not _PERCENTILE.match(text):
+        raise InvalidParameterValue(f"The value {text} for parameter {path} is not supported: "
+                                    "Shoal takes percentiles, p0 to p100.")
+    return text
+
+
+def _checked_period(period: int, path: str) -> int:
+    if period not in HIGH_RESOLUTION_PERIODS and period % 60:
+        raise InvalidParameterValue(f"The parameter {path} must be a multiple of 60.")
+    return period
+
+
+def rounded_start(start: float, now: float) -> int:
+    """StartTime as CloudWatch rounds it: down to the minute within 15 days,
+    to five minutes within 63 days, to the hour beyond."""
+    age = now - start
+    for period, keep in LEVELS:
+        if age <= keep:
+            return int(start // period * period)
+    return int(start // 3600 * 3600)
+
+
+def _period_fits(period: int, start: float, now: float) -> bool:
+    """Whether ``period`` can be answered from the resolution kept for data
+    as old as ``start`` (CloudWatch returns nothing otherwise)."""
+    age = now - start
+    if age > LEVELS[1][1]:
+        return period % 3600 == 0
+    if age > LEVELS[0][1]:
+        return period % 300 == 0
+    return True
+
+
+def aggregate(txn, series_id: int, start: int, end: float, period: int) -> dict[int, Stats]:
+    """The series' statistics per period of ``period`` seconds from ``start``
+    (inclusive) to ``end`` (exclusive): {period start: Stats}."""
+    out: dict[int, Stats] = {}
+    stop = math.ceil(end)
+    for at, _level, stats in read_periods(txn, series_id, start, stop):
+        if at >= end:
+            continue
+        bucket = start + (at - start) // period * period
+        have = out.get(bucket)
+        out[bucket] = stats if have is None else have.merge(stats)
+    return out
+
+
+# ---------------------------------------------------------------- the API
+
+
+class CloudWatch:
+    """CloudWatch's metric operations over one worker's storage."""
+
+    def __init__(self, engine, clock: Callable[[], float], flush: Callable[[], None] | None = None) -> None:
+        self.engine = engine
+        self.clock = clock
+        self.flush = flush or (lambda: None)  # writes what this worker has not flushed yet
+        self.validator = ShapeValidator.for_service("cloudwatch")
+        self.required = _Required({"shapes": self.validator._shapes,
+                                   "operations": {name: ({"input": {"shape": shape}} if shape else {})
+                                                  for name, shape in self.validator._inputs.items()}})
+        self._handlers = {"GetMetricStatistics": self.get_metric_statistics, "GetMetricData": self.get_metric_data,
+                          "ListMetrics": self.list_metrics, "PutMetricData": self.put_metric_data}
+
+    def known(self, operation: str) -> bool:
+        """Whether ``operation`` is one of CloudWatch's (Shoal offers ``OPERATIONS``)."""
+        return operation in self.validator.operations
+
+    def prepare(self, operation: str, data, region: str) -> tuple[bool, Callable[[], bytes]]:
+        """Check a request; return (whether it writes, a job that runs it and
+        returns the response body)."""
+        handler = self._handlers.get(operation)
+        if handler is None:
+            raise InvalidAction(f"Shoal does not implement the CloudWatch operation {operation} yet")
+        if operation == "PutMetricData" and isinstance(data, dict):
+            _refuse_special_values(data)
+        if operation == "GetMetricStatistics" and isinstance(data, dict):
+            _check_statistics(data.get("Statistics"))
+        _model_checked(self.validator, self.required, operation, data)
+        if operation in WRITES:
+            return True, handler(data, region)
+        return False, lambda: orjson.dumps(handler(data, region))
+
+    # -- GetMetricStatistics -----------------------------------------------------------------
+
+    def get_metric_statistics(self, data: dict, region: str) -> dict:
+        now = self.clock()
+        statistics = data.get("Statistics") or []
+        extended = data.get("ExtendedStatistics") or []
+        if statistics and extended:
+            raise InvalidParameterCombination("The parameters Statistics and ExtendedStatistics are mutually "
+                                              "exclusive and you have specified both.")
+        if not statistics and not extended:
+            raise InvalidParameterCombination("Must specify either Statistics or ExtendedStatistics.")
+        for i, name in enumerate(extended, 1):
+            _checked_percentile(name, f"ExtendedStatistics.member.{i}")
+        period = _checked_period(data["Period"], "Period")
+        start, end = _epoch(data["StartTime"]), _epoch(data["EndTime"])
+        if start == end:
+            raise InvalidParameterValue("The parameter StartTime must not equal parameter EndTime.")
+        if start > end:
+            raise InvalidParameterValue("The parameter StartTime must be less than the parameter EndTime.")
+        first = rounded_start(start, now)
+        wanted = math.ceil((end - first) / period)
+        if wanted > MAX_DATAPOINTS:
+            raise InvalidParameterCombination(
+                f"You have requested up to {wanted} datapoints, which exceeds the limit of {MAX_DATAPOINTS}. "
+                "You may reduce the datapoints requested by increasing Period, or decreasing the time range.")
+        series = (region, data["Namespace"], data["MetricName"], _dimensions(data.get("Dimensions"), "Dimensions"))
+        self.flush()
+        datapoints = []
+        with self.engine.read() as txn:
+            info = lookup(txn, series)
+            unit = data.get("Unit")
+            if info is not None and (unit is None or unit == info.unit) and _period_fits(period, first, now):
+                for at, stats in sorted(aggregate(txn, info.series_id, first, end, period).items()):
+                    point = {"Timestamp": at, "Unit": info.unit or "None"}
+                    for name in statistics:
+                        point[name] = stats.statistic(name)
+                    if extended:
+                        values = {name: stats.percentile(float(name[1:])) for name in extended}
+                        point["ExtendedStatistics"] = {k: v for k, v in values.items() if v is not None}
+                    datapoints.append(point)
+        return {"Label": data["MetricName"], "Datapoints": datapoints}
+
+    # -- GetMetricData -----------------------------------------------------------------------
+
+    def get_metric_data(self, data: dict, region: str) -> dict:
+        now = self.clock()
+        queries = data["MetricDataQueries"]
+        if not queries:
+            raise ValidationError("The parameter MetricDataQueries must contain at least one query.\n")
+        if len(queries) > 500:
+            raise ValidationError("The collection MetricDataQueries must not have a size greater than 500.\n")
+        start, end = _epoch(data["StartTime"]), _epoch(data["EndTime"])
+        if start == end:
+            raise ValidationError("The parameter StartTime must not equal parameter EndTime.\n")
+        if start > end:
+            raise ValidationError("The parameter StartTime must be less than the parameter EndTime.\n")
+        seen = set()
+        for i, query in enumerate(queries, 1):
+            path = f"MetricDataQueries.member.{i}"
+            if not _METRIC_ID.match(query["Id"]):
+                raise ValidationError(f"The value {query['Id']} for parameter {path}.Id is invalid: an Id must "
+                                      "start with a lowercase letter and hold only letters, digits and _.\n")
+            if query["Id"] in seen:
+                raise ValidationError(f"The value {query['Id']} for parameter {path}.Id is duplicated.\n")
+            seen.add(query["Id"])
+            if query.get("Expression") is not None:
+                if query.get("MetricStat") is not None:
+                    raise ValidationError(f"The parameters {path}.MetricStat and {path}.Expression are mutually "
+                                          "exclusive and you have specified both.\n")
+                raise ValidationError(f"Shoal does not evaluate metric math or Metrics Insights expressions yet "
+                                      f"({path}.Expression); ask for each metric with MetricStat.\n")
+            stat = query.get("MetricStat")
+            if stat is None:
+                raise ValidationError(f"The parameter {path}.MetricStat is required.\n")
+            if stat["Stat"] not in STATISTICS and not _PERCENTILE.match(stat["Stat"]):
+                raise ValidationError(f"The value for parameter {path}.MetricStat.Stat is not a valid statistic.\n")
+            _checked_period(stat["Period"], f"{path}.MetricStat.Period")
+        ascending = data.get("ScanBy") == "TimestampAscending"
+        limit = data.get("MaxDatapoints") or DEFAULT_MAX_DATAPOINTS
+        skip = _decode_token(data.get("NextToken"))
+        self.flush()
+        results = []
+        with self.engine.read() as txn:
+            for query in queries:
+                if query.get("ReturnData") is False:
+                    continue
+                stat = query["MetricStat"]
+                metric = stat["Metric"]
+                series = (region, metric["Namespace"], metric["MetricName"],
+                          _dimensions(metric.get("Dimensions"), "Dimensions"))
+                period = stat["Period"]
+                first = rounded_start(start, now)
+                points = []
+                info = lookup(txn, series)
+                unit = stat.get("Unit")
+                if info is not None and (unit is None or unit == info.unit) and _period_fits(period, first, now):
+                    for at, stats in aggregate(txn, info.series_id, first, end, period).items():
+                        value = stats.statistic(stat["Stat"])
+                        if value is not None:
+                            points.append((at, value))
+                points.sort(reverse=not ascending)
+                results.append((query, points))
+        out, sent, more = [], {}, False
+        budget = limit
+        for query, points in results:
+            offset = skip.get(query["Id"], 0)
+            page = points[offset:offset + budget]
+            budget -= len(page)
+            sent[query["Id"]] = offset + len(page)
+            partial = offset + len(page) < len(points)
+            more = more or partial
+            out.append({"Id": query["Id"], "Label": query.get("Label") or query["MetricStat"]["Metric"]["MetricName"],
+                        "Timestamps": [at for at, _ in page], "Values": [value for _, value in page],
+                        "StatusCode": "PartialData" if partial else "Complete"})
+        response = {"MetricDataResults": out, "Messages": []}
+        if more:  # the next page goes on from what each query has sent
+            response["NextToken"] = _encode_token(sent)
+        return response
+
+    # -- ListMetrics -------------------------------------------------------------------------
+
+    def list_metrics(self, data: dict, region: str) -> dict:
+        now = self.clock()
+        namespace, name = data.get("Namespace"), data.get("MetricName")
+        filters = [(f["Name"], f.get("Value")) for f in data.get("Dimensions") or ()]
+        since = now - (RECENT_S if data.get("RecentlyActive") == "PT3H" else LISTED_FOR_S)
+        start, stop = namespace_range(region, namespace)
+        token = data.get("NextToken")
+        if token is not None:
+            try:
+                after = base64.urlsafe_b64decode(token.encode())
+            except ValueError:
+                raise InvalidNextToken("The service couldn't process the NextToken.") from None
+            if not after.startswith(start):
+                raise InvalidNextToken("The service couldn't process the NextToken.")
+            start = after + b"\0"
+        self.flush()
+        metrics, next_token = [], None
+        with self.engine.read() as txn:
+            for info in iter_series(txn, start, stop):
+                _region, series_namespace, metric_name, dims = info.series
+                if name is not None and metric_name != name:
+                    continue
+                if info.last_minute * 60 + 60 <= since:
+                    continue
+                present = dict(dims)
+                if any(key not in present or (value is not None and present[key] != value) for key, value in filters):
+                    continue
+                if len(metrics) == LIST_PAGE:
+                    next_token = base64.urlsafe_b64encode(series_key(previous)).decode()
+                    break
+                metrics.append({"Namespace": series_namespace, "MetricName": metric_name,
+                                "Dimensions": [{"Name": k, "Value": v} for k, v in dims]})
+                previous = info.series
+        response = {"Metrics": metrics}
+        if next_token is not None:
+            response["NextToken"] = next_token
+        return response
+
+    # -- PutMetricData -----------------------------------------------------------------------
+
+    def put_metric_data(self, data: dict, region: str) -> Callable[[], bytes]:
+        """Check the data now; return the job that stores it."""
+        now = self.clock()
+        namespace = data["Namespace"]
+        if namespace.startswith("AWS/"):
+            raise InvalidParameterValue(f"The value {namespace} for parameter Namespace is invalid.")
+        data_lists = [("MetricData", data.get("MetricData") or [])]
+        for i, entity in enumerate(data.get("EntityMetricData") or (), 1):
+            data_lists.append((f"EntityMetricData.member.{i}.MetricData", entity.get("MetricData") or []))
+        if not any(datums for _, datums in data_lists):
+            raise MissingParameter("The parameter MetricData is required.")
+        points: dict[tuple, Stats] = {}
+        for base, datums in data_lists:
+            if len(datums) > 1000:
+                raise InvalidParameterValue(f"The collection {base} must not have a size greater than 1000.")
+            for i, datum in enumerate(datums, 1):
+                path = f"{base}.member.{i}"
+                stats = _datum_stats(datum, path)
+                at = _epoch(datum["Timestamp"]) if datum.get("Timestamp") is not None else now
+                if at < now - MAX_PAST_S or at > now + MAX_FUTURE_S:
+                    raise InvalidParameterValue(f"The parameter {path}.Timestamp must specify a time no more than "
+                                                "two weeks in the past and no more than two hours in the future.")
+                series = (region, namespace, datum["MetricName"], _dimensions(datum.get("Dimensions"),
+                                                                             f"{path}.Dimensions"))
+                key = (series, datum.get("Unit") or "None", int(at // 60 * 60))
+                have = points.get(key)
+                points[key] = stats if have is None else have.merge(stats)
+
+        def job() -> bytes:
+            with self.engine.write() as txn:
+                writer = Writer(txn)
+                for (series, unit, start), stats in points.items():
+                    writer.add(series, unit, start, stats)
+                writer.finish()
+            return b"{}"
+
+        return job
+
+
+def _check_statistics(statistics) -> None:
+    """Statistics outside the five, in CloudWatch's words (before the
+    model's enum check would word it otherwise)."""
+    if not isinstance(statistics, list):
+        return
+    for i, name in enumerate(statistics, 1):
+        if isinstance(name, str) and name not in STATISTICS:
+            raise InvalidParameterValue(f"The parameter Statistics.member.{i} must be a value in the set "
+                                        "[ Minimum, Maximum, Average, SampleCount, Sum ].")
+
+
+def _refuse_special_values(data: dict) -> None:
+    """NaN and the infinities, which botocore sends as strings, are not
+    metric values (CloudWatch refuses them)."""
+    lists = [("MetricData", data.get("MetricData"))]
+    for i, entity in enumerate(data.get("EntityMetricData") or (), 1):
+        if isinstance(entity, dict):
+            lists.append((f"EntityMetricData.member.{i}.MetricData", entity.get("MetricData")))
+    for base, datums in lists:
+        if not isinstance(datums, list):
+            continue
+        for i, datum in enumerate(datums, 1):
+            if not isinstance(datum, dict):
+                continue
+            values = [("Value", datum.get("Value"))]
+            if isinstance(datum.get("Values"), list):
+                values += [(f"Values.member.{j}", v) for j, v in enumerate(datum["Values"], 1)]
+            if isinstance(datum.get("StatisticValues"), dict):
+                values += [(f"StatisticValues.{k}", v) for k, v in datum["StatisticValues"].items()]
+            for name, value in values:
+                if isinstance(value, str) and value in ("NaN", "Infinity", "-Infinity"):
+                    raise InvalidParameterValue(f"The value {value} for parameter {base}.member.{i}.{name} "
+                                                "is invalid.")
+
+
+def _checked_value(value: float, path: str) -> float:
+    if abs(value) > MAX_VALUE:
+        raise InvalidParameterValue(f"The value {value!r} for parameter {path} is invalid.")
+    return float(value)
+
+
+def _datum_stats(datum: dict, path: str) -> Stats:
+    value, statistic, values = datum.get("Value"), datum.get("StatisticValues"), datum.get("Values")
+    given = [name for name, v in (("Value", value), ("StatisticValues", statistic), ("Values", values))
+             if v is not None]
+    if len(given) > 1:
+        raise InvalidParameterCombination(f"The parameters {path}.{given[0]} and {path}.{given[1]} are mutually "
+                                          "exclusive and you have specified both.")
+    if datum.get("StorageResolution") is not None and datum["StorageResolution"] not in (1, 60):
+        raise InvalidParameterValue(f"The value {datum['StorageResolution']} for parameter "
+                                    f"{path}.StorageResolution is invalid: it must be 1 or 60.")
+    stats = Stats()
+    if value is not None:
+        stats.add(_checked_value(value, f"{path}.Value"))
+    elif statistic is not None:
+        count = statistic["SampleCount"]
+        if count <= 0:
+            raise InvalidParameterValue(f"The value {count!r} for parameter {path}.StatisticValues.SampleCount "
+                                        "is invalid: it must be greater than 0.")
+        low, high = statistic["Minimum"], statistic["Maximum"]
+        if low > high:
+            raise InvalidParameterCombination(f"The parameters {path}.StatisticValues.Maximum and "
+                                              f"{path}.StatisticValues.Minimum are invalid: Maximum is less than "
+                                              "Minimum.")
+        stats.add_set(count, _checked_value(statistic["Sum"], f"{path}.StatisticValues.Sum"),
+                      _checked_value(low, f"{path}.StatisticValues.Minimum"),
+                      _checked_value(high, f"{path}.StatisticValues.Maximum"))
+    elif values is not None:
+        counts = datum.get("Counts")
+        if counts is not None and len(counts) != len(values):
+            raise InvalidParameterValue(f"The parameters {path}.Values and {path}.Counts must be of the same size.")
+        if len(values) > 150:
+            raise InvalidParameterValue(f"The collection {path}.Values must not have a size greater than 150.")
+        for j, v in enumerate(values, 1):
+            n = counts[j - 1] if counts is not None else 1
+            v = _checked_value(v, f"{path}.Values.member.{j}")
+            if n == int(n) and n > 0:
+                stats.add(v, int(n))
+            elif n > 0:
+                stats.add_set(n, v * n, v, v)
+    else:
+        raise MissingParameter(f"The parameter {path}.Value is required.")
+    return stats
+
+
+def _encode_token(skip: dict) -> str:
+    return base64.urlsafe_b64encode(orjson.dumps(skip)).decode()
+
+
+def _decode_token(token: str | None) -> dict:
+    if token is None:
+        return {}
+    try:
+        skip = orjson.loads(base64.urlsafe_b64decode(token.encode()))
+    except (ValueError, orjson.JSONDecodeError):
+        raise InvalidNextToken("The service couldn't process the NextToken.") from None
+    if not isinstance(skip, dict) or not all(isinstance(v, int) for v in skip.values()):
+        raise InvalidNextToken("The service couldn't process the NextToken.")
+    return skip

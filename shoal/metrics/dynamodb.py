@@ -1,0 +1,262 @@
+"""DynamoDB's CloudWatch metrics: which, with which dimensions and units, and
+the background jobs that record those no request does.
+
+As the DynamoDB developer guide lists them (namespace ``AWS/DynamoDB``; a
+metric is sent only for a period in which it is not zero):
+
+    SuccessfulRequestLatency        TableName, Operation           Milliseconds  per request answered 200
+    ConsumedReadCapacityUnits       TableName [, GlobalSecondaryIndexName]  Count  per request that read
+    ConsumedWriteCapacityUnits      TableName [, GlobalSecondaryIndexName]  Count  per request that wrote
+    ReturnedItemCount               TableName, Operation           Count   per Query or Scan
+    UserErrors                      (none: account and region)     Count   per HTTP 400, but
+                                    ConditionalCheckFailedException (its own metric) and throttling
+    ConditionalCheckFailedRequests  TableName                      Count
+    TransactionConflict             TableName                      Count   per item of a transaction in conflict
+    SystemErrors                    TableName, Operation           Count   per HTTP 500
+    TimeToLiveDeletedItemCount      TableName                      Count   per item time to live deleted
+    ProvisionedReadCapacityUnits,   TableName [, GlobalSecondaryIndexName]  Count  each minute, provisioned tables
+    ProvisionedWriteCapacityUnits
+    ItemCount, TableSizeBytes       TableName                      Count, Bytes  each minute
+
+Consumed units are the ones the API computes for ConsumedCapacity
+(``shoal.api.common.meter``), recorded whether or not a request asks for
+them: a table's metric counts the table and its local secondary indexes, a
+global secondary index has its own.  Shoal does not throttle, so
+ThrottledRequests, ReadThrottleEvents and WriteThrottleEvents never have a
+value, as in DynamoDB for requests within capacity.
+
+Time to live deletions are counted from the change log, where the sweeper's
+deletions are the records with DynamoDB's service identity: ``TtlDeletions``
+is the log's consumer ``metrics``.  ``TableGauges`` records the per-minute
+figures of every table, once a minute whatever the number of workers (the
+first to claim the minute in a write transaction).
+"""
+
+from __future__ import annotations
+
+import struct
+import time
+import uuid
+from typing import Callable
+
+import orjson
+
+from shoal.api.catalog import decode_entry, read_stats
+from shoal.api.changelog import (
+    advance_consumer,
+    consumer_cursor,
+    decode_change,
+    head_position,
+    read_raw_changes,
+    register_consumer,
+    unregister_consumer,
+)
+from shoal.api.ttl import SERVICE_IDENTITY, ttl_key
+from shoal.metrics.stats import Stats
+from shoal.metrics.store import Writer
+
+NAMESPACE = "AWS/DynamoDB"
+
+#: Operations whose requests DynamoDB reports by Operation (SuccessfulRequestLatency, SystemErrors).
+OPERATIONS = frozenset({
+    "GetItem", "PutItem", "UpdateItem", "DeleteItem", "BatchGetItem", "BatchWriteItem", "Query", "Scan",
+    "TransactGetItems", "TransactWriteItems", "ExecuteStatement", "BatchExecuteStatement", "ExecuteTransaction",
+})
+
+#: Units of DynamoDB's metrics.
+UNITS = {
+    "SuccessfulRequestLatency": "Milliseconds", "TableSizeBytes": "Bytes",
+}
+
+CONSUMER = "metrics"
+_TTL_CHUNK = 5000  # change records a round of TtlDeletions looks at
+_SERVICE = orjson.dumps(SERVICE_IDENTITY["principalId"])
+_GAUGES_KEY = b"metrics/gauges"
+_MINUTE = struct.Struct(">Q")
+
+
+def unit_of(metric: str) -> str:
+    return UNITS.get(metric, "Count")
+
+
+def table_name(name) -> str | None:
+    """A request's TableName as metrics name it: an ARN stands for its table."""
+    if not isinstance(name, str):
+        return None
+    if name.startswith("arn:"):
+        return name.rpartition("table/")[2].split("/", 1)[0] or None
+    return name
+
+
+def error_metrics(operation: str | None, table: str | None, error: str, status: int, reasons: list | None):
+    """(metric, dimensions) to count once for a request that failed with
+    ``error`` (an error type name) and HTTP ``status``."""
+    if status >= 500:
+        if operation in OPERATIONS and table is not None:
+            return [("SystemErrors", (("Operation", operation), ("TableName", table)))]
+        return [("SystemErrors", (("Operation", operation),))] if operation else []
+    if error == "ConditionalCheckFailedException":
+        return [("ConditionalCheckFailedRequests", (("TableName", table),))] if table else []
+    if error in ("ProvisionedThroughputExceededException", "ThrottlingException", "RequestLimitExceeded"):
+        return []  # ThrottledRequests, which Shoal never has
+    out = [("UserErrors", ())]
+    for reason_table in reasons or ():  # TransactionCanceledException: its items in conflict
+        out.append(("TransactionConflict", (("TableName", reason_table),)))
+    return out
+
+
+# ---------------------------------------------------------------- time to live deletions
+
+
+def ensure_consumer(engine, enabled: bool) -> None:
+    """Register the change log's consumer ``metrics`` (from the head: it
+    counts what is deleted from now on), or unregister it when metrics are
+    off, so the log is not kept for a reader that never comes."""
+    with engine.write() as txn:
+        if enabled:
+            if consumer_cursor(txn, CONSUMER) is None:
+                register_consumer(txn, CONSUMER)
+        else:
+            unregister_consumer(txn, CONSUMER)
+
+
+def _ttl_tables(txn) -> dict[str, tuple[str, str]]:
+    """table id -> (region, name) of the tables with a time to live setting."""
+    start = ttl_key(b"")
+    out = {}
+    for key, raw in txn.scan("meta", start, start[:-1] + b"0"):
+        prefix = bytes(key[len(start):])
+        if len(prefix) != 16:
+            continue
+        setting = orjson.loads(raw)
+        out[str(uuid.UUID(bytes=prefix))] = (setting["region"], setting["name"])
+    return out
+
+
+class TtlDeletions:
+    """The change log's consumer ``metrics``: counts the items time to live
+    deleted, per table and minute of the deletion (TimeToLiveDeletedItemCount).
+
+    Only the records of tables with a time to live setting are looked at,
+    and only those naming DynamoDB's service are decoded; with no such table
+    the cursor jumps to the head."""
+
+    __name__ = "metrics_ttl_deletions"
+
+    def __init__(self, engine, chunk: int = _TTL_CHUNK) -> None:
+        self.engine = engine
+        self.chunk = chunk
+
+    def __call__(self) -> bool:
+        with self.engine.read() as txn:
+            cursor = consumer_cursor(txn, CONSUMER)
+            if cursor is None or cursor >= head_position(txn):
+                return False
+        with self.engine.write() as txn:
+            cursor = consumer_cursor(txn, CONSUMER)
+            if cursor is None:
+                return False
+            tables = _ttl_tables(txn)
+            if not tables:
+                advance_consumer(txn, CONSUMER, head_position(txn))
+                return False
+            counts: dict[tuple, int] = {}
+            seen = 0
+            more = False
+            for seq, table_id, value in read_raw_changes(txn, cursor):
+                if seen >= self.chunk:
+                    more = True
+                    break
+                seen += 1
+                cursor = seq
+                table = tables.get(table_id)
+                if table is None or _SERVICE not in value:
+                    continue
+                ms, record = decode_change(value)
+                if record.get("userIdentity") == SERVICE_IDENTITY and record.get("new") is None:
+                    key = (table, ms // 60000)
+                    counts[key] = counts.get(key, 0) + 1
+            if counts:
+                writer = Writer(txn)
+                for ((region, name), minute), n in counts.items():
+                    stats = Stats()
+                    stats.add(1.0, n)
+                    writer.add((region, NAMESPACE, "TimeToLiveDeletedItemCount", (("TableName", name),)),
+                               "Count", minute * 60, stats)
+                writer.finish()
+            advance_consumer(txn, CONSUMER, cursor)
+            return more
+
+
+# ---------------------------------------------------------------- per-minute figures of tables
+
+
+def _tables(txn):
+    """Every table of every region, parsed."""
+    start = b"table/"
+    for key, raw in txn.scan("meta", start, b"table0"):
+        region = bytes(key[len(start):]).split(b"\0", 1)[0].decode()
+        yield decode_entry(region, raw)
+
+
+def gauges(txn) -> list[tuple[tuple, str, float]]:
+    """(series, unit, value) of the per-minute figures of every table."""
+    out = []
+    for table in _tables(txn):
+        desc = table.description
+        if desc.get("TableStatus") not in (None, "ACTIVE", "UPDATING"):
+            continue
+        region, name = table.region, table.name
+        dims = (("TableName", name),)
+        count, size = read_stats(txn, table.prefix)
+        out.append(((region, NAMESPACE, "ItemCount", dims), "Count", float(count)))
+        out.append(((region, NAMESPACE, "TableSizeBytes", dims), "Bytes", float(size)))
+        if (desc.get("BillingModeSummary") or {}).get("BillingMode") == "PAY_PER_REQUEST":
+            continue
+        _provisioned(out, region, dims, desc.get("ProvisionedThroughput"))
+        for index in desc.get("GlobalSecondaryIndexes") or ():
+            _provisioned(out, region, (("GlobalSecondaryIndexName", index["IndexName"]), ("TableName", name)),
+                         index.get("ProvisionedThroughput"))
+    return out
+
+
+def _provisioned(out: list, region: str, dims: tuple, throughput: dict | None) -> None:
+    if not throughput:
+        return
+    for member, metric in (("ReadCapacityUnits", "ProvisionedReadCapacityUnits"),
+                           ("WriteCapacityUnits", "ProvisionedWriteCapacityUnits")):
+        value = throughput.get(member)
+        if value:
+            out.append(((region, NAMESPACE, metric, dims), "Count", float(value)))
+
+
+class TableGauges:
+    """Records ItemCount, TableSizeBytes and the provisioned capacity of
+    every table once a minute: the worker that claims the minute (in the
+    write transaction that records them) does it."""
+
+    __name__ = "metrics_table_gauges"
+
+    def __init__(self, engine, clock: Callable[[], float] = time.time) -> None:
+        self.engine = engine
+        self.clock = clock
+        self._done = -1
+
+    def __call__(self) -> bool:
+        minute = int(self.clock() // 60)
+        if minute == self._done:
+            return False
+        with self.engine.write() as txn:
+            raw = txn.get("meta", _GAUGES_KEY)
+            if raw is not None and _MINUTE.unpack(raw)[0] >= minute:
+                self._done = minute
+                return False
+            writer = Writer(txn)
+            for series, unit, value in gauges(txn):
+                stats = Stats()
+                stats.add(value)
+                writer.add(series, unit, minute * 60, stats, total=False)
+            writer.finish()
+            txn.put("meta", _GAUGES_KEY, _MINUTE.pack(minute))
+        self._done = minute
+        return False

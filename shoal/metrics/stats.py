@@ -1,0 +1,250 @@
+"""A statistic set with a histogram: what one metric keeps for one period.
+
+CloudWatch answers SampleCount, Sum, Minimum, Maximum, Average and
+percentiles (``p99``, ``p99.9``) of the values a metric received in a
+period.  The first five come from four numbers; percentiles need the
+distribution, which is kept as a histogram over logarithmic buckets:
+bucket ``i`` holds the values in (GAMMA**(i-1), GAMMA**i], so a percentile
+read from it is within ``RELATIVE_ACCURACY`` (2%) of a value the metric
+received (and it is clamped to [Minimum, Maximum], which are exact).  The
+histogram of a period merges by adding bucket counts, so the statistics of
+several worker processes, of the minutes of an hour, or of a whole lifetime
+combine exactly; its size grows with the spread of the values (a factor of
+two spans 18 buckets), not with their number.
+
+As CloudWatch does, a negative value, or a statistic set of several values
+whose minimum and maximum differ (PutMetricData's StatisticValues), makes
+percentiles unavailable for the period (``buckets`` is None).
+
+Stored form (``encode``): four big-endian doubles (count, sum, min, max), a
+flags byte (1: percentiles available), then varints: the zero count, the
+number of buckets, and per bucket in index order the zigzag-encoded
+difference from the previous index and the count.
+"""
+
+from __future__ import annotations
+
+import math
+import struct
+
+RELATIVE_ACCURACY = 0.02
+GAMMA = (1 + RELATIVE_ACCURACY) / (1 - RELATIVE_ACCURACY)
+_INV_LOG_GAMMA = 1 / math.log(GAMMA)
+_HEADER = struct.Struct(">ddddB")
+_PERCENTILES = 1
+
+
+def bucket_of(value: float) -> int:
+    """The histogram bucket of a positive value."""
+    return math.ceil(math.log(value) * _INV_LOG_GAMMA)
+
+
+def bucket_value(index: int) -> float:
+    """The value a bucket stands for: the point whose relative distance to
+    either bound of the bucket is the same."""
+    return 2 * GAMMA ** index / (GAMMA + 1)
+
+
+def bucket_upper(index: int) -> float:
+    """The upper bound of a bucket (the values it holds are <= it)."""
+    return GAMMA ** index
+
+
+class Stats:
+    """SampleCount, Sum, Minimum, Maximum and a histogram of some values."""
+
+    __slots__ = ("count", "sum", "min", "max", "zeros", "buckets")
+
+    def __init__(self) -> None:
+        self.count = 0.0
+        self.sum = 0.0
+        self.min = math.inf
+        self.max = -math.inf
+        self.zeros = 0
+        self.buckets: dict[int, int] | None = {}
+
+    @classmethod
+    def of(cls, values) -> "Stats":
+        stats = cls()
+        for value in values:
+            stats.add(value)
+        return stats
+
+    def __repr__(self) -> str:
+        return f"Stats(count={self.count}, sum={self.sum}, min={self.min}, max={self.max})"
+
+    def __eq__(self, other) -> bool:
+        return (isinstance(other, Stats) and self.count == other.count and self.sum == other.sum
+                and self.min == other.min and self.max == other.max and self.zeros == other.zeros
+                and self.buckets == other.buckets)
+
+    def add(self, value: float, times: int = 1) -> None:
+        """Count ``value`` ``times`` times."""
+        self.count += times
+        self.sum += value * times
+        if value < self.min:
+            self.min = value
+        if value > self.max:
+            self.max = value
+        buckets = self.buckets
+        if buckets is None:
+            return
+        if value > 0:
+            index = math.ceil(math.log(value) * _INV_LOG_GAMMA)
+            buckets[index] = buckets.get(index, 0) + times
+        elif value == 0:
+            self.zeros += times
+        else:  # CloudWatch: no percentiles for a metric with negative values
+            self.buckets = None
+
+    def add_values(self, values) -> None:
+        for value in values:
+            self.add(value)
+
+    def add_set(self, count: float, total: float, minimum: float, maximum: float) -> None:
+        """A statistic set (PutMetricData's StatisticValues): percentiles stay
+        available only if it stands for one value, or for values all equal."""
+        if count <= 0:
+            return
+        if minimum == maximum and count == int(count):
+            self.add(minimum, int(count))
+            self.sum += total - minimum * count  # the set's own sum, exactly
+            return
+        self.count += count
+        self.sum += total
+        self.min = min(self.min, minimum)
+        self.max = max(self.max, maximum)
+        self.buckets = None
+
+    def merge(self, other: "Stats") -> "Stats":
+        """Add ``other``'s values to these; returns self."""
+        self.count += other.count
+        self.sum += other.sum
+        if other.min < self.min:
+            self.min = other.min
+        if other.max > self.max:
+            self.max = other.max
+        if self.buckets is None or other.buckets is None:
+            self.buckets = None
+        else:
+            self.zeros += other.zeros
+            buckets = self.buckets
+            for index, n in other.buckets.items():
+                buckets[index] = buckets.get(index, 0) + n
+        return self
+
+    def copy(self) -> "Stats":
+        return Stats().merge(self)
+
+    @property
+    def average(self) -> float:
+        return self.sum / self.count if self.count else 0.0
+
+    def statistic(self, name: str) -> float | None:
+        """SampleCount, Sum, Minimum, Maximum, Average, or a percentile
+        ``pNN``; None when not available (no values, or percentiles
+        unavailable)."""
+        if not self.count:
+            return None
+        if name == "SampleCount":
+            return self.count
+        if name == "Sum":
+            return self.sum
+        if name == "Minimum":
+            return self.min
+        if name == "Maximum":
+            return self.max
+        if name == "Average":
+            return self.sum / self.count
+        return self.percentile(float(name[1:]))
+
+    def percentile(self, p: float) -> float | None:
+        """The value below which ``p`` percent of the values fall (nearest
+        rank over the histogram), or None when percentiles are unavailable."""
+        if self.buckets is None or not self.count:
+            return None
+        total = self.zeros + sum(self.buckets.values())
+        if total <= 0:
+            return None
+        if p >= 100:
+            return self.max
+        if p <= 0:
+            return self.min
+        rank = max(1, math.ceil(p / 100 * total))
+        seen = self.zeros
+        if seen >= rank:
+            return max(0.0, self.min)
+        for index in sorted(self.buckets):
+            seen += self.buckets[index]
+            if seen >= rank:
+                return min(max(bucket_value(index), self.min), self.max)
+        return self.max
+
+    def cumulative(self, bounds) -> list[int]:
+        """How many values are <= each of ``bounds`` (sorted), as far as the
+        buckets tell (a bucket counts under a bound its upper edge does not
+        pass): a Prometheus histogram's buckets.  Empty when percentiles are
+        unavailable."""
+        if self.buckets is None:
+            return []
+        ordered = sorted(self.buckets.items())
+        out, seen, at = [], self.zeros, 0
+        for bound in bounds:
+            while at < len(ordered) and bucket_upper(ordered[at][0]) <= bound * (1 + 1e-12):
+                seen += ordered[at][1]
+                at += 1
+            out.append(seen)
+        return out
+
+    # -- stored form -------------------------------------------------------------------------
+
+    def encode(self) -> bytes:
+        out = bytearray(_HEADER.pack(self.count, self.sum, self.min, self.max,
+                                     _PERCENTILES if self.buckets is not None else 0))
+        if self.buckets is not None:
+            _varint(out, self.zeros)
+            _varint(out, len(self.buckets))
+            previous = 0
+            for index in sorted(self.buckets):
+                delta = index - previous
+                _varint(out, (delta << 1) ^ (delta >> 63))  # zigzag
+                _varint(out, self.buckets[index])
+                previous = index
+        return bytes(out)
+
+    @classmethod
+    def decode(cls, raw) -> "Stats":
+        raw = bytes(raw)
+        stats = cls()
+        stats.count, stats.sum, stats.min, stats.max, flags = _HEADER.unpack_from(raw)
+        if not flags & _PERCENTILES:
+            stats.buckets = None
+            return stats
+        at = _HEADER.size
+        stats.zeros, at = _read_varint(raw, at)
+        n, at = _read_varint(raw, at)
+        buckets = stats.buckets
+        index = 0
+        for _ in range(n):
+            zigzag, at = _read_varint(raw, at)
+            index += (zigzag >> 1) ^ -(zigzag & 1)
+            buckets[index], at = _read_varint(raw, at)
+        return stats
+
+
+def _varint(out: bytearray, value: int) -> None:
+    while value >= 0x80:
+        out.append((value & 0x7F) | 0x80)
+        value >>= 7
+    out.append(value)
+
+
+def _read_varint(raw: bytes, at: int) -> tuple[int, int]:
+    value = shift = 0
+    while True:
+        byte = raw[at]
+        at += 1
+        value |= (byte & 0x7F) << shift
+        if byte < 0x80:
+            return value, at
+        shift += 7

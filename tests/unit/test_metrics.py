@@ -1,0 +1,251 @@
+"""shoal.metrics without a server: statistics, storage, roll-up, the recorder,
+the classification of errors and CloudWatch's checks."""
+
+from __future__ import annotations
+
+import math
+import random
+
+import pytest
+
+from shoal.metrics import dynamodb
+from shoal.metrics.cloudwatch import CloudWatch, aggregate, rounded_start
+from shoal.metrics.errors import (
+    InvalidParameterCombination,
+    InvalidParameterValue,
+    MissingParameter,
+    SerializationError,
+    ValidationError,
+)
+from shoal.metrics.recorder import Recorder
+from shoal.metrics.retention import RollUp, roll_up_series
+from shoal.metrics.stats import RELATIVE_ACCURACY, Stats
+from shoal.metrics.store import (
+    LEVELS,
+    Writer,
+    decode_series_key,
+    iter_series,
+    lookup,
+    namespace_range,
+    read_periods,
+    series_key,
+    write_points,
+)
+from shoal.storage.memory_engine import MemoryEngine
+
+DAY = 86400
+T0 = 1_800_000_000  # a minute boundary
+LATENCY = ("us-east-1", "AWS/DynamoDB", "SuccessfulRequestLatency", (("Operation", "GetItem"), ("TableName", "t1")))
+
+
+# ---------------------------------------------------------------- Stats
+
+
+def exact_percentile(values, p):
+    ordered = sorted(values)
+    return ordered[max(1, math.ceil(p / 100 * len(ordered))) - 1]
+
+
+def test_stats_answer_the_five_statistics_and_percentiles_within_their_accuracy():
+    rng = random.Random(7)
+    values = [rng.lognormvariate(0, 1) for _ in range(5000)] + [0.0] * 10
+    stats = Stats.of(values)
+    assert stats.count == len(values)
+    assert stats.sum == pytest.approx(sum(values))
+    assert stats.min == 0.0 and stats.max == max(values)
+    assert stats.statistic("Average") == pytest.approx(sum(values) / len(values))
+    for p in (1, 50, 90, 99, 99.9):
+        assert stats.percentile(p) == pytest.approx(exact_percentile(values, p), rel=RELATIVE_ACCURACY)
+    assert stats.percentile(100) == max(values)
+
+
+def test_stats_merge_as_if_recorded_together_and_survive_encoding():
+    a, b = [1.0, 2.0, 2.5, 1000.0], [0.0, 0.001, 3.0]
+    merged = Stats.of(a).merge(Stats.of(b))
+    assert merged == Stats.of(a + b)
+    assert Stats.decode(merged.encode()) == merged
+    assert Stats.decode(Stats.of([5.0]).encode()).percentile(99) == 5.0  # clamped to [min, max]: exact
+
+
+def test_negative_values_and_spread_statistic_sets_have_no_percentiles():
+    stats = Stats.of([1.0, -2.0])
+    assert stats.percentile(50) is None and stats.statistic("Minimum") == -2.0
+    assert Stats.decode(stats.encode()).buckets is None
+    spread = Stats()
+    spread.add_set(10, 55, 1, 10)
+    assert spread.statistic("Sum") == 55 and spread.statistic("p90") is None
+    same = Stats()
+    same.add_set(4, 12, 3, 3)  # four values of 3: percentiles stay available, as in CloudWatch
+    assert same.statistic("p50") == 3 and same.count == 4 and same.sum == 12
+
+
+def test_cumulative_counts_are_a_prometheus_histogram():
+    stats = Stats.of([0.1, 0.3, 0.7, 3.0, 30.0])
+    assert stats.cumulative([0.25, 0.5, 1, 5, 50]) == [1, 2, 3, 4, 5]
+
+
+# ---------------------------------------------------------------- storage
+
+
+def test_series_keys_round_trip_and_keep_a_namespace_together():
+    odd = ("eu-west-1", "App/Ns", "m\0x", (("A", "v\0\xff"), ("B", "ü")))
+    assert decode_series_key(series_key(odd)) == odd
+    low, high = namespace_range("eu-west-1", "App/Ns")
+    assert low <= series_key(odd) < high
+    assert not low <= series_key(("eu-west-1", "App/Ns2", "m", ())) < high
+
+
+def test_writers_of_several_workers_add_up():
+    engine = MemoryEngine()
+    for values in ([1.0, 2.0], [3.0]):  # two workers' flushes of the same minute
+        with engine.write() as txn:
+            write_points(txn, {(LATENCY, "Milliseconds", T0): Stats.of(values)})
+    with engine.write() as txn:
+        write_points(txn, {(LATENCY, "Milliseconds", T0 + 60): Stats.of([4.0])})
+    with engine.read() as txn:
+        info = lookup(txn, LATENCY)
+        assert info.unit == "Milliseconds" and info.last_minute == T0 // 60 + 1
+        periods = list(read_periods(txn, info.series_id, T0, T0 + 120))
+        assert [(at, s.count, s.sum) for at, _, s in periods] == [(T0, 3, 6.0), (T0 + 60, 1, 4.0)]
+        assert [(at, s.sum) for at, s in sorted(aggregate(txn, info.series_id, T0, T0 + 120, 120).items())] == [
+            (T0, 10.0)]
+        assert [i.series for i in iter_series(txn)] == [LATENCY]
+
+
+def test_roll_up_moves_old_minutes_to_coarser_periods_and_prunes_the_oldest():
+    engine = MemoryEngine()
+    with engine.write() as txn:
+        writer = Writer(txn)
+        for minute in range(12):  # twelve minutes: three five-minute periods, one hour
+            writer.add(LATENCY, "Milliseconds", T0 + 60 * minute, Stats.of([float(minute)]))
+        writer.finish()
+
+    def levels():
+        with engine.read() as txn:
+            info = lookup(txn, LATENCY)
+            found = [(level, at) for at, level, _ in read_periods(txn, info.series_id, 0, 2**32 - 1)]
+            total = sum(s.sum for _, _, s in read_periods(txn, info.series_id, 0, 2**32 - 1))
+        return found, total
+
+    with engine.write() as txn:
+        assert roll_up_series(txn, lookup(txn, LATENCY).series_id, T0 + 14 * DAY, 1000) == 0
+    with engine.write() as txn:
+        assert roll_up_series(txn, lookup(txn, LATENCY).series_id, T0 + 16 * DAY, 1000) == 12
+    found, total = levels()
+    assert {level for level, _ in found} == {1} and len(found) == 3 and total == sum(range(12))
+    with engine.write() as txn:
+        roll_up_series(txn, lookup(txn, LATENCY).series_id, T0 + 64 * DAY, 1000)
+    found, total = levels()
+    assert found == [(2, T0)] and total == sum(range(12))  # T0 is on the hour
+    # the job, past the last level's retention: the data is deleted, and the
+    # series, with nothing left, forgotten
+    job = RollUp(engine, clock=lambda: T0 + 456 * DAY, budget=5)
+    while job():
+        pass
+    with engine.read() as txn:
+        assert lookup(txn, LATENCY) is None
+        assert not any(True for _ in txn.scan("meta", b"metrics/d/", b"metrics/d0"))
+
+
+def test_levels_are_cloudwatchs_retention():
+    assert LEVELS == ((60, 15 * DAY), (300, 63 * DAY), (3600, 455 * DAY))
+    now = T0 + 10 * DAY
+    assert rounded_start(now - 3 * DAY + 59, now) == now - 3 * DAY
+    assert rounded_start(now - 20 * DAY + 299, now) % 300 == 0
+    assert rounded_start(now - 70 * DAY + 3599, now) % 3600 == 0
+
+
+# ---------------------------------------------------------------- the recorder
+
+
+def test_the_recorder_folds_local_indexes_into_their_table_and_keeps_global_ones_apart():
+    recorder = Recorder(MemoryEngine(), clock=lambda: T0)
+    minute = T0 // 60
+    meter = [("t1", "write", 2.0, {"GlobalSecondaryIndexes": {"by_content": 1.0},
+                                   "LocalSecondaryIndexes": {"by_kind": 1.0}})]
+    recorder.succeeded("us-east-1", "PutItem", "t1", 3.5, meter, minute)
+    recorder.succeeded("us-east-1", "Query", "t1", 1.5, [("t1", "read", 0.0, {"GlobalSecondaryIndexes": {"by_content": 0.5}}),
+                                                         ("t1", "returned", 7, None)], minute)
+    recorder.failed("us-east-1", "PutItem", "t1", "ConditionalCheckFailedException", 400, minute)
+    recorder.failed("us-east-1", "GetItem", "t1", "ValidationException", 400, minute)
+    points = {(series[2], series[3]): stats for (series, unit, start), stats in recorder.drain().items()}
+    table, gsi = (("TableName", "t1"),), (("GlobalSecondaryIndexName", "by_content"), ("TableName", "t1"))
+    assert points[("ConsumedWriteCapacityUnits", table)].sum == 3.0  # table and local index
+    assert points[("ConsumedWriteCapacityUnits", gsi)].sum == 1.0
+    assert points[("ConsumedReadCapacityUnits", gsi)].sum == 0.5
+    assert ("ConsumedReadCapacityUnits", table) not in points  # nothing read from the table itself
+    assert points[("ReturnedItemCount", (("Operation", "Query"), ("TableName", "t1")))].sum == 7
+    assert points[("SuccessfulRequestLatency", (("Operation", "PutItem"), ("TableName", "t1")))].count == 1
+    assert points[("ConditionalCheckFailedRequests", table)].sum == 1
+    assert points[("UserErrors", ())].sum == 1  # the conditional failure is not a user error
+    assert not recorder.pending()
+
+
+def test_errors_count_as_dynamodb_counts_them():
+    assert dynamodb.error_metrics("PutItem", "t", "InternalServerError", 500, None) == [
+        ("SystemErrors", (("Operation", "PutItem"), ("TableName", "t")))]
+    assert dynamodb.error_metrics("Query", "t", "ResourceNotFoundException", 400, None) == [("UserErrors", ())]
+    assert dynamodb.error_metrics("TransactWriteItems", None, "TransactionCanceledException", 400, ["a"]) == [
+        ("UserErrors", ()), ("TransactionConflict", (("TableName", "a"),))]
+    assert dynamodb.error_metrics("PutItem", "t", "ProvisionedThroughputExceededException", 400, None) == []
+    assert dynamodb.table_name("arn:aws:dynamodb:us-east-1:000000000000:table/events") == "events"
+
+
+# ---------------------------------------------------------------- CloudWatch's checks
+
+
+@pytest.fixture
+def cloudwatch():
+    return CloudWatch(MemoryEngine(), clock=lambda: T0)
+
+
+def run(api, operation, data):
+    writes, job = api.prepare(operation, data, "us-east-1")
+    return job()
+
+
+GMS = {"Namespace": "App", "MetricName": "m", "StartTime": T0 - 600, "EndTime": T0, "Period": 60,
+       "Statistics": ["Sum"]}
+
+
+@pytest.mark.parametrize("change, error, message", [
+    ({"Namespace": None}, MissingParameter, "The parameter Namespace is required."),
+    ({"Dimensions": [{"Name": "a"}]}, MissingParameter, "The parameter Dimensions.member.1.Value is required."),
+    ({"Period": "60"}, SerializationError, None),
+    ({"Period": 61}, InvalidParameterValue, "The parameter Period must be a multiple of 60."),
+    ({"Statistics": ["Median"]}, InvalidParameterValue,
+     "The parameter Statistics.member.1 must be a value in the set [ Minimum, Maximum, Average, SampleCount, Sum ]."),
+    ({"ExtendedStatistics": ["p99"]}, InvalidParameterCombination, None),
+    ({"Statistics": None}, InvalidParameterCombination, None),
+    ({"EndTime": T0 - 600}, InvalidParameterValue, "The parameter StartTime must not equal parameter EndTime."),
+    ({"StartTime": T0 - 86400 * 2}, InvalidParameterCombination,
+     "You have requested up to 2880 datapoints, which exceeds the limit of 1440. You may reduce the datapoints "
+     "requested by increasing Period, or decreasing the time range."),
+    ({"MetricName": "x" * 256}, ValidationError, None),
+])
+def test_get_metric_statistics_refuses_as_cloudwatch_does(cloudwatch, change, error, message):
+    data = {**GMS, **change}
+    data = {k: v for k, v in data.items() if v is not None}
+    with pytest.raises(error) as caught:
+        run(cloudwatch, "GetMetricStatistics", data)
+    if message is not None:
+        assert caught.value.message == message
+
+
+def test_put_metric_data_refuses_bad_data(cloudwatch):
+    with pytest.raises(InvalidParameterValue):
+        run(cloudwatch, "PutMetricData", {"Namespace": "AWS/DynamoDB", "MetricData": [{"MetricName": "m", "Value": 1}]})
+    with pytest.raises(InvalidParameterCombination) as caught:
+        run(cloudwatch, "PutMetricData", {"Namespace": "App", "MetricData": [
+            {"MetricName": "m", "Value": 1, "StatisticValues": {"SampleCount": 1, "Sum": 1, "Minimum": 1, "Maximum": 1}}]})
+    assert caught.value.message == ("The parameters MetricData.member.1.Value and MetricData.member.1.StatisticValues "
+                                    "are mutually exclusive and you have specified both.")
+    with pytest.raises(InvalidParameterValue):
+        run(cloudwatch, "PutMetricData", {"Namespace": "App", "MetricData": [{"MetricName": "m", "Value": "NaN"}]})
+    with pytest.raises(InvalidParameterValue):  # older than two weeks
+        run(cloudwatch, "PutMetricData", {"Namespace": "App", "MetricData": [
+            {"MetricName": "m", "Value": 1, "Timestamp": T0 - 15 * DAY}]})
+    with pytest.raises(ValidationError) as caught:
+        run(cloudwatch, "GetMetricData", {"StartTime": T0 - 60, "EndTime": T0, "MetricDataQueries": [
+            {"Id": "e1", "Expression": "SUM(METRICS())"}]})
+    assert "Expression" in caught.value.message
