@@ -225,6 +225,9 @@ SERVE_OPTIONS: tuple[ServeOption, ...] = (
     ServeOption("--s3-dir", "SHOAL_S3_DIR", "the folder that stands for S3 in ExportTableToPointInTime and "
                 "ImportTable: bucket B, key K is the file DIR/B/K, and a bucket is a directory there",
                 shown_default="<data dir>/s3", metavar="DIR"),
+    ServeOption("--metrics", "SHOAL_METRICS", "record DynamoDB's CloudWatch metrics (latency, consumed "
+                "capacity, errors...) in the data directory, for CloudWatch's API and GET /metrics; "
+                "--no-metrics is --metrics off", "on", choices=("on", "off")),
     ServeOption("--master-key-file", "SHOAL_MASTER_KEY_FILE", "encrypt the data directory at rest under "
                 "this 32-byte master key (hex or base64), or give the key itself in SHOAL_MASTER_KEY",
                 metavar="FILE"),
@@ -267,6 +270,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     for option in SERVE_OPTIONS:
         _add_serve_option(serve, option)
+    serve.add_argument("--no-metrics", dest="metrics", action="store_const", const="off", help="--metrics off")
     serve.set_defaults(handler=serve_command)
 
     from shoal.auth.cli import add_iam_commands
@@ -443,7 +447,8 @@ def serve_command(args) -> int:
         engine = open_data_dir(data_dir, master_key=master_key)
         dispatcher = Dispatcher(engine, default_region=args.region, change_retention_s=args.change_retention,
                                 group_commit_wait_s=args.group_commit_wait_ms / 1000,
-                                auth=auth, data_dir=data_dir, audit_log=args.audit_log, s3_dir=args.s3_dir)
+                                auth=auth, data_dir=data_dir, audit_log=args.audit_log, s3_dir=args.s3_dir,
+                                metrics=args.metrics == "on")
         opened.append((dispatcher, engine))
         if args.prewarm:
             prewarming.append(_start_prewarm(engine))

@@ -154,6 +154,17 @@ def required(operation: str, body: dict, region: str, account: str, lookup_table
     return [Check(action, "*", {})]  # ListTables, DescribeLimits, ListStreams, ...
 
 
+def monitoring_required(operation: str, body: dict) -> list[Check]:
+    """The permission a CloudWatch request needs: ``cloudwatch:<Operation>``
+    on ``*`` (CloudWatch's metric actions name no resource), with the
+    condition key ``cloudwatch:namespace`` for PutMetricData."""
+    context = {}
+    namespace = body.get("Namespace") if isinstance(body, dict) else None
+    if operation == "PutMetricData" and isinstance(namespace, str):
+        context["cloudwatch:namespace"] = namespace
+    return [Check("cloudwatch:" + operation, "*", context)]
+
+
 def authorize(
     principal: Principal,
     operation: str,

@@ -5,6 +5,8 @@ store and returns the ``Credentials`` (region from the credential scope);
 ``Gate.authorize(credentials, operation, data, request)`` raises
 AccessDeniedException unless the caller's identity policies and the
 resource-based policy of the resource allow the operation;
+``Gate.authorize_monitoring`` does the same for CloudWatch's operations
+(``cloudwatch:<Operation>``, signed for the service ``monitoring``);
 ``Gate.sts(request, request_id)`` answers the STS endpoint.  Failures,
 denials and AssumeRole are written to the audit log; allowed requests write
 nothing.
@@ -27,11 +29,11 @@ import time
 from shoal.api import resource_policies
 from shoal.api.catalog import key_names
 from shoal.api.streams import iterator_stream_arn
-from shoal.auth.actions import find_denial, request_context
+from shoal.auth.actions import find_denial, monitoring_required, request_context
 from shoal.auth.audit import DEFAULT_FILE, AuditLog
 from shoal.auth.errors import AccessDeniedException
 from shoal.auth.iam import DEFAULT_ACCOUNT, IamStore
-from shoal.model.policy import denied_message
+from shoal.model.policy import decide, denied_message
 from shoal.auth.sigv4 import Credentials, verify
 from shoal.errors import ShoalError
 
@@ -100,6 +102,23 @@ class Gate:
         message = denied_message(principal, check.action, check.resource, decision)
         self._audit(principal.arn, request, check.action, check.resource, "deny", decision.reason, request_id)
         raise AccessDeniedException(message)
+
+    def authorize_monitoring(self, credentials: Credentials, operation: str, data, request,
+                             request_id: str | None = None) -> None:
+        """Raise AccessDeniedException unless the signer may run the
+        CloudWatch ``operation`` (``cloudwatch:<Operation>``, identity
+        policies only: CloudWatch metrics have no resource-based policies)."""
+        principal = credentials.identity.principal
+        if principal.is_root:
+            return
+        peer = request.peer[0] if request.peer else None
+        context = request_context(peer, request.secure, self.clock())
+        for check in monitoring_required(operation, data):
+            decision = decide(principal, check.action, check.resource, {**context, **check.context})
+            if not decision.allowed:
+                self._audit(principal.arn, request, check.action, check.resource, "deny", decision.reason,
+                            request_id)
+                raise AccessDeniedException(denied_message(principal, check.action, check.resource, decision))
 
     def _key_lookup(self, txn, region: str, pins: dict):
         """Key names for the decision, each table's identity recorded in ``pins``."""

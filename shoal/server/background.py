@@ -13,6 +13,7 @@ every second when idle, every 10 ms while any has a backlog.
     TriggerRunner     decides trigger deliveries (delivery itself runs on a thread)
     BackupScheduler   claims scheduled backups that are due (each runs on a thread), prunes expired ones
     IAM pruning       forgets expired temporary credentials (with auth on)
+    metrics           flush, time to live deletions, table figures, roll-up (with metrics on: shoal.metrics)
 """
 
 from __future__ import annotations
@@ -62,14 +63,16 @@ class BackgroundJobs:
         self._task: asyncio.Task | None = None
 
     @classmethod
-    def for_worker(cls, engine, catalog, *, change_retention_s: float, iam_store=None) -> "BackgroundJobs":
-        """Every job a serving worker runs."""
+    def for_worker(cls, engine, catalog, *, change_retention_s: float, iam_store=None,
+                   extra_jobs=()) -> "BackgroundJobs":
+        """Every job a serving worker runs (``extra_jobs``: the metrics')."""
         triggers = TriggerRunner(engine)
         jobs = [ChangeLogPruner(engine, change_retention_s, request_clock()), IndexJobs(engine), Sweeper(engine, catalog),
                 Materializer(engine), Trimmer(engine), triggers,
                 BackupScheduler(engine, catalog, request_clock())]
         if iam_store is not None:
             jobs.append(iam_store.prune_expired)
+        jobs.extend(extra_jobs)
         return cls(jobs, [triggers.close])
 
     def start(self, loop) -> None:

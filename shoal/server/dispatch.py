@@ -4,11 +4,17 @@ rendered to the wire.
 A request flows: HTTP envelope checks -> X-Amz-Target -> JSON body ->
 credential scope (region) -> model-driven shape validation -> the operation
 in ``shoal.api`` -> a JSON response with x-amzn-RequestId and x-amz-crc32.
+With metrics on, each DynamoDB request's operation, table, latency and
+outcome, and what it consumed (``Context.meter``), go to the worker's
+recorder (``shoal.metrics``).  CloudWatch's metric API (JSON protocol,
+``X-Amz-Target: GraniteServiceVersion20100801.<Op>``, signed for the service
+``monitoring``) and ``GET /metrics`` (Prometheus) are answered here too.
 """
 
 from __future__ import annotations
 
 import gzip
+import ipaddress
 import itertools
 import logging
 import os
@@ -17,6 +23,7 @@ import asyncio
 import traceback
 import zlib
 from concurrent.futures import ThreadPoolExecutor
+from time import perf_counter
 
 import orjson
 
@@ -32,6 +39,10 @@ from shoal.errors import (
     ShoalError,
     UnknownOperationException,
 )
+from shoal.metrics import Metrics, enabled_by_default as metrics_by_default, switch_off as metrics_off
+from shoal.metrics import dynamodb as dynamodb_metrics
+from shoal.metrics.cloudwatch import TARGET_PREFIX as CLOUDWATCH_PREFIX
+from shoal.metrics.errors import InvalidAction, SerializationError, as_cloudwatch
 from shoal.server.background import BackgroundJobs
 from shoal.server.committer import DEFAULT_GROUP_COMMIT_WAIT_S, GroupCommitter
 from shoal.settings import request_clock
@@ -107,6 +118,7 @@ class Dispatcher:
         data_dir: str | None = None,
         audit_log: str | None = None,
         s3_dir: str | None = None,
+        metrics: bool | None = None,
     ) -> None:
         self.engine = engine
         # Buckets for exports and imports: --s3-dir, by default <data dir>/s3.
@@ -132,9 +144,18 @@ class Dispatcher:
             self.gate = Gate(engine, data_dir, self.catalog, audit_path=audit_log)
         exports.recover_interrupted(engine)  # exports and imports a stopped process left IN_PROGRESS
         backups.recover_interrupted(engine, self.catalog)  # and half-made backups and restored tables
+        # Metrics (shoal serve --metrics on|off, SHOAL_METRICS): recorded per
+        # request, flushed by a background job; CloudWatch's API answers either way.
+        self.metrics = None
+        if metrics if metrics is not None else metrics_by_default():
+            self.metrics = Metrics(engine, self.clock)
+        else:
+            metrics_off(engine)
+        self._cloudwatch_api = None  # built on the first CloudWatch request
         self.background = BackgroundJobs.for_worker(
             engine, self.catalog, change_retention_s=change_retention_s,
-            iam_store=self.gate.store if self.gate is not None else None)
+            iam_store=self.gate.store if self.gate is not None else None,
+            extra_jobs=self.metrics.jobs(self.committer.submit) if self.metrics is not None else ())
 
     def _cross_origin(self, request: Request):
         """CORS as DynamoDB does it: any origin is allowed; a preflight
@@ -174,9 +195,13 @@ class Dispatcher:
         request_id = next(self._ids)
         self.committer.arrivals += 1
         if request.method != "POST":
-            if request.method == "GET" and request.path.split("?", 1)[0] == "/":
-                return Response(200, [("Content-Type", "text/plain"), ("x-amzn-RequestId", request_id)],
-                                self._health_of(request))
+            if request.method == "GET":
+                path = request.path.split("?", 1)[0]
+                if path == "/":
+                    return Response(200, [("Content-Type", "text/plain"), ("x-amzn-RequestId", request_id)],
+                                    self._health_of(request))
+                if path == "/metrics":
+                    return self._prometheus(request, request_id)
             if request.method == "OPTIONS":
                 return Response(200, [("x-amzn-RequestId", request_id)], b"")
             return _unknown_operation_404(request_id)
@@ -188,16 +213,25 @@ class Dispatcher:
         if request.body and content_type not in JSON_TYPES:
             return _unknown_operation_404(request_id)
         response_type = "application/json" if content_type == "application/json" else JSON_TYPES[0]
+        if request.headers.get("x-amz-target", "").startswith(CLOUDWATCH_PREFIX):
+            return self._cloudwatch(request, request_id)
+        job = None
+        started = perf_counter() if self.metrics is not None else 0.0
         try:
             writes, job = self._prepare(request, request_id)
             if writes and self.group_commit:
-                return self._respond_later(request_id, response_type, self.committer.submit(job), request.headers)
+                return self._respond_later(request_id, response_type, self.committer.submit(job), request.headers,
+                                           job, started)
             if job.long and self._serving():
                 future = asyncio.get_running_loop().run_in_executor(self._long_work, job)
-                return self._respond_later(request_id, response_type, future, request.headers)
+                return self._respond_later(request_id, response_type, future, request.headers, job, started)
             body = job()
         except Exception as exc:
+            if self.metrics is not None:
+                self._record_failure(job, exc, request)
             return _response(request_id, response_type, *_error(exc, request_id))
+        if self.metrics is not None:
+            self._record_success(job, started)
         if len(body) >= COMPRESS_MIN_BYTES and "accept-encoding" in request.headers:
             return _encoded_response(request_id, response_type, body, request.headers["accept-encoding"])
         return _response(request_id, response_type, 200, body)
@@ -211,11 +245,16 @@ class Dispatcher:
             return False
         return True
 
-    async def _respond_later(self, request_id: str, response_type: str, future, headers: dict) -> Response:
+    async def _respond_later(self, request_id: str, response_type: str, future, headers: dict, job=None,
+                             started: float = 0.0) -> Response:
         try:
             body = await future
         except Exception as exc:
+            if self.metrics is not None:
+                self._record_failure(job, exc, None)
             return _response(request_id, response_type, *_error(exc, request_id))
+        if self.metrics is not None:
+            self._record_success(job, started)
         if len(body) >= COMPRESS_MIN_BYTES and "accept-encoding" in headers:
             return _encoded_response(request_id, response_type, body, headers["accept-encoding"])
         return _response(request_id, response_type, 200, body)
@@ -266,9 +305,12 @@ class Dispatcher:
         handler = self.operations.get(operation)
         if handler is None:
             raise NotImplementedOperation(operation)
-        ctx = Context(region, DEFAULT_ACCOUNT, self.engine, catalog, access_key, self.clock, self.s3_dir)
+        meter = [] if self.metrics is not None else None
+        ctx = Context(region, DEFAULT_ACCOUNT, self.engine, catalog, access_key, self.clock, self.s3_dir, meter)
 
         def job() -> bytes:
+            if meter:  # run again alone after its group failed: meter it once
+                meter.clear()
             try:
                 result = handler(ctx, data)
             except ShoalError:
@@ -279,7 +321,97 @@ class Dispatcher:
 
         writes = operation in WRITE_OPERATIONS and not (operation in PARTIQL_OPERATIONS and reads_only(operation, data))
         job.long = operation in LONG_OPERATIONS
+        if meter is not None:
+            job.operation, job.region, job.data, job.meter = operation, region, data, meter
         return writes, job
+
+    # -- metrics ----------------------------------------------------------------------------
+
+    def _record_success(self, job, started: float) -> None:
+        """A DynamoDB request answered 200: its latency and what it metered."""
+        operation = job.operation
+        if operation in dynamodb_metrics.OPERATIONS:
+            self.metrics.recorder.succeeded(
+                job.region, operation, dynamodb_metrics.table_name(job.data.get("TableName")),
+                (perf_counter() - started) * 1000, job.meter, int(self.clock() // 60))
+
+    def _record_failure(self, job, exc: Exception, request: Request | None) -> None:
+        """A DynamoDB request answered with an error."""
+        error = exc.type_name if isinstance(exc, ShoalError) else "InternalServerError"
+        status = exc.status if isinstance(exc, ShoalError) else 500
+        if job is None or not hasattr(job, "operation"):  # refused before the operation was known or ran
+            if request is None:
+                return
+            region = region_of(request.headers.get("authorization"), self.default_region)[0]
+            operation, table, reasons = None, None, None
+        else:
+            region, operation = job.region, job.operation
+            table = dynamodb_metrics.table_name(job.data.get("TableName"))
+            reasons = _conflicting_tables(job.data, exc) if error == "TransactionCanceledException" else None
+        self.metrics.recorder.failed(region, operation, table, error, status, int(self.clock() // 60), reasons)
+
+    def _prometheus(self, request: Request, request_id: str) -> Response:
+        """``GET /metrics``: open to loopback clients; with auth on, any other
+        client must sign the request (SigV4, service ``monitoring``) as an
+        identity allowed ``cloudwatch:GetMetricData``."""
+        from shoal.metrics.prometheus import CONTENT_TYPE, exposition
+
+        peer = request.peer[0] if request.peer else None
+        if self.gate is not None and not _is_loopback(peer):
+            try:
+                credentials = self.gate.authenticate(request, "monitoring", operation="GetMetricData",
+                                                     request_id=request_id)
+                self.gate.authorize_monitoring(credentials, "GetMetricData", {}, request, request_id)
+            except ShoalError as exc:
+                error = as_cloudwatch(exc)
+                return Response(error.status, [("Content-Type", "text/plain; charset=utf-8"),
+                                               ("x-amzn-RequestId", request_id)],
+                                f"{error.code}: {error.message}\n".encode())
+        body = self.metrics.exposition() if self.metrics is not None else exposition(self.engine)
+        return Response(200, [("Content-Type", CONTENT_TYPE), ("x-amzn-RequestId", request_id)], body)
+
+    def _cloudwatch(self, request: Request, request_id: str):
+        """A request of CloudWatch's JSON protocol: a Response, or an
+        awaitable of one for PutMetricData (acknowledged once durable)."""
+        operation = request.headers["x-amz-target"][len(CLOUDWATCH_PREFIX):]
+        try:
+            api = self._cloudwatch_api
+            if api is None:
+                from shoal.metrics.cloudwatch import CloudWatch
+
+                flush = self.metrics.recorder.flush if self.metrics is not None else None
+                api = self._cloudwatch_api = CloudWatch(self.engine, self.clock, flush)
+            if not api.known(operation):
+                raise InvalidAction(f"Could not find operation {operation}")
+            if self.gate is not None:
+                credentials = self.gate.authenticate(request, "monitoring", operation=operation,
+                                                     request_id=request_id)
+                region = credentials.region
+            else:
+                region = region_of(request.headers.get("authorization"), self.default_region)[0]
+            body = request.body
+            encoding = request.headers.get("content-encoding")
+            if encoding is not None:
+                body = decoded_body(body, encoding)
+            try:
+                data = orjson.loads(body) if body else {}
+            except orjson.JSONDecodeError:
+                raise SerializationError("The request body is not valid JSON.") from None
+            writes, job = api.prepare(operation, data, region)
+            if self.gate is not None:
+                self.gate.authorize_monitoring(credentials, operation, data, request, request_id)
+            if writes and self.group_commit:
+                return self._cloudwatch_later(request_id, self.committer.submit(job))
+            return _cloudwatch_response(request_id, job())
+        except Exception as exc:
+            return _cloudwatch_error(exc, request_id)
+
+    @staticmethod
+    async def _cloudwatch_later(request_id: str, future) -> Response:
+        try:
+            return _cloudwatch_response(request_id, await future)
+        except Exception as exc:
+            return _cloudwatch_error(exc, request_id)
 
     def _sts(self, request: Request, request_id: str) -> Response:
         """The STS query-protocol endpoint (AssumeRole, GetCallerIdentity)."""
@@ -294,6 +426,11 @@ class Dispatcher:
 
     def close(self) -> None:
         """Stop the group committer's sync thread (connections have drained)."""
+        if self.metrics is not None:
+            try:
+                self.metrics.close()
+            except Exception:  # never keep a worker from closing its storage
+                log.error("could not write the last metrics:\n%s", traceback.format_exc())
         self.committer.close()
         self._long_work.shutdown(wait=True)
         jobs.stop_jobs(self.engine)
@@ -429,6 +566,44 @@ def _error(exc: Exception, request_id: str) -> tuple[int, bytes]:
                   "".join(traceback.format_exception(exc)))
         exc = InternalServerError("Internal server error")
     return exc.status, orjson.dumps(exc.to_body())
+
+
+def _cloudwatch_response(request_id: str, body: bytes) -> Response:
+    return Response(200, [("Content-Type", JSON_TYPES[0]), ("x-amzn-RequestId", request_id)], body)
+
+
+def _cloudwatch_error(exc: Exception, request_id: str) -> Response:
+    """A CloudWatch error: its shape in ``__type``, its query code in ``x-amzn-query-error``."""
+    if not isinstance(exc, ShoalError):  # a bug: report it, keep serving
+        log.error("internal error in request %s:\n%s", request_id, "".join(traceback.format_exception(exc)))
+    error = as_cloudwatch(exc if isinstance(exc, ShoalError) else InternalServerError("Internal error"))
+    return Response(error.status, [("Content-Type", JSON_TYPES[0]), ("x-amzn-RequestId", request_id),
+                                   ("x-amzn-query-error", error.query_error)], orjson.dumps(error.to_body()))
+
+
+def _conflicting_tables(data: dict, exc: Exception) -> list:
+    """The tables of a cancelled transaction's items that were in conflict."""
+    reasons = getattr(exc, "reasons", None) or ()
+    items = data.get("TransactItems") or ()
+    out = []
+    for reason, item in zip(reasons, items):
+        if isinstance(reason, dict) and reason.get("Code") == "TransactionConflict" and isinstance(item, dict):
+            for part in item.values():
+                name = dynamodb_metrics.table_name(part.get("TableName")) if isinstance(part, dict) else None
+                if name:
+                    out.append(name)
+    return out
+
+
+def _is_loopback(host: str | None) -> bool:
+    if not host:
+        return False
+    try:
+        address = ipaddress.ip_address(host.split("%", 1)[0])
+    except ValueError:
+        return False
+    mapped = getattr(address, "ipv4_mapped", None)
+    return (mapped or address).is_loopback
 
 
 CORS_EXPOSED = "x-amzn-RequestId,x-amzn-ErrorType,x-amzn-ErrorMessage,Date"
