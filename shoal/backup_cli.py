@@ -593,7 +593,7 @@ def _export_dynamodb(work, table, out: str, export_format: str, at: float | None
 
 def _export_now(work, table, out: str, export_format: str, progress: Progress):
     """Export the table as it is with the export job of ``shoal.api.exports``
-    (``_write_export``), whose record is kept nowhere (no ListExports entry):
+    (``write_export``), whose record is kept nowhere (no ListExports entry):
     that operation refuses a table without point-in-time recovery."""
     import uuid
 
@@ -613,7 +613,7 @@ def _export_now(work, table, out: str, export_format: str, progress: Progress):
 
     def run() -> None:
         try:
-            outcome.update(exports._write_export(work.ctx, record, stop))
+            outcome.update(exports.write_export(work.ctx, record, stop))
         except BaseException as exc:
             outcome["error"] = exc
 

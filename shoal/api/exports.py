@@ -518,7 +518,7 @@ def _run_export(ctx, arn: str, stop: threading.Event) -> None:
     if record is None:
         return
     try:
-        outcome = _write_export(ctx, record, stop)
+        outcome = write_export(ctx, record, stop)
     except Stopped:
         return
     except S3Error as exc:
@@ -538,7 +538,7 @@ def _wait_until(ctx, at: float, stop: threading.Event) -> None:
             raise Stopped()
 
 
-def _write_export(ctx, record: dict, stop: threading.Event) -> dict:
+def write_export(ctx, record: dict, stop: threading.Event) -> dict:
     incremental = record["type"] == "INCREMENTAL_EXPORT"
     _wait_until(ctx, record["to"] if incremental else record["export_time"], stop)
     bucket_dir = bucket_path(ctx, record["bucket"])
