@@ -86,7 +86,7 @@ def exposition(engine) -> bytes:
                 lines.append(f"{name}_sum{_labels(labels)} {_number(stats.sum)}")
                 lines.append(f"{name}_count{_labels(labels)} {_number(stats.count)}")
                 continue
-            family(base, "counter", f"{metric}, Sum since the data directory began").append(
+            family(base + "_total", "counter", f"{metric}, Sum since the data directory began").append(
                 f"{base}_total{_labels(labels)} {_number(stats.sum)}")
     _storage(engine, family)
     _process(family)

@@ -1,0 +1,106 @@
+"""What the server records each minute and how long it keeps it, on a server
+whose clock the test moves (SHOAL_TEST_CLOCK_FILE) instead of waiting days."""
+
+from __future__ import annotations
+
+import datetime
+import os
+import time
+
+import boto3
+import pytest
+
+from tests.shoal_process import ShoalProcess
+
+DAY = 86400
+UTC = datetime.timezone.utc
+
+
+@pytest.fixture(scope="module")
+def moved(tmp_path_factory):
+    clock = tmp_path_factory.mktemp("clock") / "offset"
+    clock.write_text("0")
+    saved = os.environ.get("SHOAL_TEST_CLOCK_FILE")
+    os.environ["SHOAL_TEST_CLOCK_FILE"] = str(clock)
+    try:
+        proc = ShoalProcess(tmp_path_factory.mktemp("retention"), "--workers", "1").start()
+    finally:
+        if saved is None:
+            os.environ.pop("SHOAL_TEST_CLOCK_FILE")
+        else:
+            os.environ["SHOAL_TEST_CLOCK_FILE"] = saved
+    kw = dict(endpoint_url=proc.url, region_name="us-east-1", aws_access_key_id="any", aws_secret_access_key="any")
+    yield proc, clock, boto3.client("dynamodb", **kw), boto3.client("cloudwatch", **kw)
+    proc.stop()
+
+
+def server_now(clock) -> float:
+    return time.time() + float(clock.read_text() or 0)
+
+
+def at(seconds: float) -> datetime.datetime:
+    return datetime.datetime.fromtimestamp(seconds, UTC)
+
+
+def points(cw, clock, namespace, metric, dims, period, around, statistic="Sum"):
+    return cw.get_metric_statistics(
+        Namespace=namespace, MetricName=metric, Dimensions=[{"Name": k, "Value": v} for k, v in dims.items()],
+        StartTime=at(around - 3600), EndTime=at(around + 3600), Period=period, Statistics=[statistic])["Datapoints"]
+
+
+def eventually(read, check, timeout=5.0):
+    deadline = time.monotonic() + timeout
+    while True:
+        value = read()
+        if check(value):
+            return value
+        assert time.monotonic() < deadline, f"still {value!r}"
+        time.sleep(0.2)
+
+
+def test_table_figures_are_recorded_each_minute(moved):
+    server, clock, ddb, cw = moved
+    ddb.create_table(TableName="gauged", KeySchema=[{"AttributeName": "id", "KeyType": "HASH"}],
+                     AttributeDefinitions=[{"AttributeName": "id", "AttributeType": "S"},
+                                           {"AttributeName": "g", "AttributeType": "S"}],
+                     ProvisionedThroughput={"ReadCapacityUnits": 5, "WriteCapacityUnits": 3},
+                     GlobalSecondaryIndexes=[{"IndexName": "by_g", "KeySchema": [{"AttributeName": "g", "KeyType": "HASH"}],
+                                              "Projection": {"ProjectionType": "KEYS_ONLY"},
+                                              "ProvisionedThroughput": {"ReadCapacityUnits": 2,
+                                                                        "WriteCapacityUnits": 1}}])
+    for i in range(3):
+        ddb.put_item(TableName="gauged", Item={"id": {"S": f"k{i}"}, "g": {"S": "x"}})
+    clock.write_text(str(float(clock.read_text()) + 61))  # the next minute: its figures are recorded
+    moment = server_now(clock)
+
+    def latest(metric, dims):
+        found = points(cw, clock, "AWS/DynamoDB", metric, dims, 60, moment, "Maximum")
+        return max(found, key=lambda p: p["Timestamp"])["Maximum"] if found else None
+
+    assert eventually(lambda: latest("ItemCount", {"TableName": "gauged"}), lambda v: v == 3)
+    assert latest("TableSizeBytes", {"TableName": "gauged"}) > 0
+    assert latest("ProvisionedReadCapacityUnits", {"TableName": "gauged"}) == 5
+    assert latest("ProvisionedWriteCapacityUnits", {"TableName": "gauged"}) == 3
+    assert latest("ProvisionedReadCapacityUnits", {"TableName": "gauged", "GlobalSecondaryIndexName": "by_g"}) == 2
+    assert latest("ProvisionedWriteCapacityUnits", {"TableName": "gauged", "GlobalSecondaryIndexName": "by_g"}) == 1
+
+
+def test_one_minute_data_for_15_days_five_minutes_for_63_an_hour_for_455(moved):
+    server, clock, _, cw = moved
+    written = server_now(clock)
+    cw.put_metric_data(Namespace="Viewer/Kept", MetricData=[
+        {"MetricName": "Plays", "Value": float(v), "Timestamp": at(written - 60 * i)} for i, v in enumerate((1, 2, 3))])
+    assert sorted(p["Sum"] for p in points(cw, clock, "Viewer/Kept", "Plays", {}, 60, written)) == [1.0, 2.0, 3.0]
+    assert cw.list_metrics(Namespace="Viewer/Kept")["Metrics"]
+
+    def total(period):
+        return sum(p["Sum"] for p in points(cw, clock, "Viewer/Kept", "Plays", {}, period, written))
+
+    for days, period, coarser_only in ((16, 300, 60), (64, 3600, 300)):
+        clock.write_text(str(float(clock.read_text()) + (days - (server_now(clock) - written) / DAY) * DAY))
+        # Data this old is answered at the coarser resolution only, with nothing lost.
+        assert eventually(lambda: total(period), lambda v: v == 6.0)
+        assert points(cw, clock, "Viewer/Kept", "Plays", {}, coarser_only, written) == []
+    assert cw.list_metrics(Namespace="Viewer/Kept")["Metrics"] == []  # no data in the last two weeks
+    clock.write_text(str(float(clock.read_text()) + 400 * DAY))  # past 455 days: gone
+    eventually(lambda: total(3600), lambda v: v == 0)
