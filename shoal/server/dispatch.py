@@ -322,32 +322,31 @@ class Dispatcher:
         writes = operation in WRITE_OPERATIONS and not (operation in PARTIQL_OPERATIONS and reads_only(operation, data))
         job.long = operation in LONG_OPERATIONS
         if meter is not None:
-            job.operation, job.region, job.data, job.meter = operation, region, data, meter
+            job.metered = (operation, region, data, meter)
         return writes, job
 
     # -- metrics ----------------------------------------------------------------------------
 
     def _record_success(self, job, started: float) -> None:
         """A DynamoDB request answered 200: its latency and what it metered."""
-        operation = job.operation
+        operation, region, data, meter = job.metered
         if operation in dynamodb_metrics.OPERATIONS:
-            self.metrics.recorder.succeeded(
-                job.region, operation, dynamodb_metrics.table_name(job.data.get("TableName")),
-                (perf_counter() - started) * 1000, job.meter, int(self.clock() // 60))
+            self.metrics.recorder.succeeded(region, operation, dynamodb_metrics.table_name(data.get("TableName")),
+                                            (perf_counter() - started) * 1000, meter, int(self.clock() // 60))
 
     def _record_failure(self, job, exc: Exception, request: Request | None) -> None:
         """A DynamoDB request answered with an error."""
         error = exc.type_name if isinstance(exc, ShoalError) else "InternalServerError"
         status = exc.status if isinstance(exc, ShoalError) else 500
-        if job is None or not hasattr(job, "operation"):  # refused before the operation was known or ran
+        if job is None or not hasattr(job, "metered"):  # refused before the operation was known or ran
             if request is None:
                 return
             region = region_of(request.headers.get("authorization"), self.default_region)[0]
             operation, table, reasons = None, None, None
         else:
-            region, operation = job.region, job.operation
-            table = dynamodb_metrics.table_name(job.data.get("TableName"))
-            reasons = _conflicting_tables(job.data, exc) if error == "TransactionCanceledException" else None
+            operation, region, data, _ = job.metered
+            table = dynamodb_metrics.table_name(data.get("TableName"))
+            reasons = _conflicting_tables(data, exc) if error == "TransactionCanceledException" else None
         self.metrics.recorder.failed(region, operation, table, error, status, int(self.clock() // 60), reasons)
 
     def _prometheus(self, request: Request, request_id: str) -> Response:
