@@ -286,6 +286,8 @@ class CloudWatch:
             _checked_period(stat["Period"], f"{path}.MetricStat.Period")
         ascending = data.get("ScanBy") == "TimestampAscending"
         limit = data.get("MaxDatapoints") or DEFAULT_MAX_DATAPOINTS
+        if limit < 1:
+            raise ValidationError(f"The value {limit} for parameter MaxDatapoints is invalid: it must be at least 1.\n")
         skip = _decode_token(data.get("NextToken"))
         self.flush()
         results = []
@@ -422,7 +424,8 @@ def _refuse_special_values(data: dict) -> None:
     """NaN and the infinities, which botocore sends as strings, are not
     metric values (CloudWatch refuses them)."""
     lists = [("MetricData", data.get("MetricData"))]
-    for i, entity in enumerate(data.get("EntityMetricData") or (), 1):
+    entities = data.get("EntityMetricData")
+    for i, entity in enumerate(entities if isinstance(entities, list) else (), 1):
         if isinstance(entity, dict):
             lists.append((f"EntityMetricData.member.{i}.MetricData", entity.get("MetricData")))
     for base, datums in lists:

@@ -77,7 +77,9 @@ def data_key(series_id: int, level: int, start: int) -> bytes:
 
 
 def data_range(series_id: int, level: int, start: int = 0, stop: int = 2**32 - 1) -> tuple[bytes, bytes]:
-    return data_key(series_id, level, max(0, start)), data_key(series_id, level, min(stop, 2**32 - 1))
+    """The keys of the series' periods at ``level`` starting in [start, stop) (clamped to what a key holds)."""
+    low, high = min(max(0, int(start)), 2**32 - 1), min(max(0, int(stop)), 2**32 - 1)
+    return data_key(series_id, level, low), data_key(series_id, level, high)
 
 
 def decode_data_key(key) -> tuple[int, int, int]:
