@@ -212,17 +212,31 @@ READ, WRITE, RETURNED = "read", "write", "returned"
 
 
 def meter(ctx, table_name: str, kind: str, amount: float, index_units: dict | None = None) -> None:
-    """Report to the server's metrics what a request did on one table:
-    ``ctx.meter`` (a list, or None when metrics are off) receives
-    ``(table_name, kind, amount, index_units)``.  For ``READ`` and ``WRITE``,
-    ``amount`` is the table's own capacity units and ``index_units`` the
-    indexes' (``{"GlobalSecondaryIndexes": {name: units}, ...}``, as
-    ConsumedCapacity's INDEXES detail has them), metered whether or not the
-    request asked for ReturnConsumedCapacity; for ``RETURNED``, the items a
-    Query or Scan page returned."""
+    """Report to the server's metrics what a request consumed on one table,
+    whether or not it asked for ReturnConsumedCapacity: ``ctx.meter`` (a
+    list, or None when metrics are off) receives ``(region, table_name, kind,
+    units, index)`` tuples, ``kind`` READ or WRITE: one for the table (its
+    own ``amount`` plus its local secondary indexes', which share its
+    capacity; none when that is 0) and one per global secondary index in
+    ``index_units`` (``{"GlobalSecondaryIndexes": {name: units}, ...}``, as
+    ConsumedCapacity's INDEXES detail has them), named by ``index``."""
     sink = ctx.meter
-    if sink is not None:
-        sink.append((table_name, kind, amount, index_units))
+    if sink is None:
+        return
+    region = ctx.region
+    if index_units:
+        for name, units in (index_units.get("GlobalSecondaryIndexes") or {}).items():
+            sink.append((region, table_name, kind, units, name))
+        amount += sum((index_units.get("LocalSecondaryIndexes") or {}).values())
+    if amount > 0:
+        sink.append((region, table_name, kind, amount, None))
+
+
+def meter_returned(ctx, table_name: str, operation: str, items: int) -> None:
+    """Report the items a Query or Scan page returned: ``(region,
+    table_name, RETURNED, items, operation)`` in ``ctx.meter``."""
+    if ctx.meter is not None:
+        ctx.meter.append((ctx.region, table_name, RETURNED, items, operation))
 
 
 def consumed_capacity(request: dict, table_name: str, units: float, *, index_units: dict | None = None) -> dict | None:

@@ -32,6 +32,7 @@ from shoal.expressions.legacy import (
     condition_from_expected,
     update_from_attribute_updates,
 )
+from shoal.model.capacity import read_units
 from shoal.model.size import item_size
 from shoal.model.values import validate_key, validate_sized_item, validate_value
 
@@ -111,7 +112,8 @@ def put_item(ctx, request: dict):
 
     old_size = stored_size(old_raw) if old_raw is not None else 0
     units = item_write_units(old_size, size)
-    meter(ctx, table.name, WRITE, units, index_units)
+    if ctx.meter is not None:
+        meter(ctx, table.name, WRITE, units, index_units)
     capacity = consumed_capacity(request, table.name, units, index_units=index_units)
     attributes = _raw_fragment(old_raw) if return_values == "ALL_OLD" and old_raw is not None else None
     return _response(attributes, capacity, metrics)
@@ -144,8 +146,9 @@ def get_item(ctx, request: dict):
         raw = txn.get("items", storage_key(table, key))
 
     want_capacity = request.get("ReturnConsumedCapacity") not in (None, "NONE")
-    if ctx.meter is not None:
-        meter(ctx, table.name, READ, item_read_units(stored_size(raw) if raw is not None else 0, consistent))
+    if ctx.meter is not None:  # the read's units (whether asked for or not), for the metrics
+        ctx.meter.append((ctx.region, table.name, READ, read_units(stored_size(raw) if raw is not None else 0,
+                                                                   consistent), None))
     if raw is None:
         if not want_capacity:
             return b"{}"
@@ -212,7 +215,8 @@ def update_item(ctx, request: dict):
 
     old_size = stored_size(old_raw) if old_raw is not None else 0
     units = item_write_units(old_size, size)
-    meter(ctx, table.name, WRITE, units, index_units)
+    if ctx.meter is not None:
+        meter(ctx, table.name, WRITE, units, index_units)
     capacity = consumed_capacity(request, table.name, units, index_units=index_units)
     return _response(_update_return_values(return_values, update, old, new_item), capacity, metrics)
 
@@ -275,7 +279,8 @@ def delete_item(ctx, request: dict):
 
     old_size = stored_size(old_raw) if old_raw is not None else 0
     units = item_write_units(old_size, 0)
-    meter(ctx, table.name, WRITE, units, index_units)
+    if ctx.meter is not None:
+        meter(ctx, table.name, WRITE, units, index_units)
     capacity = consumed_capacity(request, table.name, units, index_units=index_units)
     attributes = _raw_fragment(old_raw) if return_values == "ALL_OLD" and old_raw is not None else None
     return _response(attributes, capacity, metrics)

@@ -18,12 +18,12 @@ import orjson
 
 from shoal.api.common import (
     READ,
-    RETURNED,
     checked_key,
     consumed_capacity,
     expression_context,
     key_of,
     meter,
+    meter_returned,
     partition_prefix,
     segment_range,
     storage_key,
@@ -453,7 +453,7 @@ def _page_response(ctx, table, index, request, plan, chunks, scanned, read_bytes
         out.append(orjson.dumps(_last_key(table, index, stored_item(last_raw))))
     units = read_units(read_bytes, plan.consistent)
     if ctx.meter is not None:
-        _meter_page(ctx, table, index, units, fetched[0] if fetched else 0.0, len(chunks))
+        _meter_page(ctx, table, index, request, units, fetched[0] if fetched else 0.0, len(chunks))
     if index is None:
         capacity = consumed_capacity(request, table.name, units)
     else:
@@ -489,8 +489,8 @@ def _last_key(table, index, item: dict) -> dict:
     return {name: item[name] for name in _position_names(table, index)}
 
 
-def _meter_page(ctx, table, index, units: float, fetched_units: float, returned: int) -> None:
-    """The page's units and returned items for the metrics: a global
+def _meter_page(ctx, table, index, request: dict, units: float, fetched_units: float, returned: int) -> None:
+    """The page's units and returned items, for the metrics: a global
     secondary index's units are its own, a local one's the table's."""
     if index is None:
         meter(ctx, table.name, READ, units)
@@ -498,7 +498,8 @@ def _meter_page(ctx, table, index, units: float, fetched_units: float, returned:
         meter(ctx, table.name, READ, units + fetched_units)
     else:
         meter(ctx, table.name, READ, 0.0, {"GlobalSecondaryIndexes": {index.name: units}})
-    meter(ctx, table.name, RETURNED, returned)
+    query = request.get("KeyConditionExpression") is not None or request.get("KeyConditions") is not None
+    meter_returned(ctx, table.name, "Query" if query else "Scan", returned)
 
 
 def _index_capacity(request: dict, table_name: str, index, index_units: float, table_units: float) -> dict | None:

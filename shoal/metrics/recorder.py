@@ -1,19 +1,28 @@
 """What one worker process records, in memory, until it flushes to storage.
 
-The request path pays a few dictionary updates (``succeeded``, ``failed``):
-values are appended to lists keyed by flat tuples and turned into series and
-statistics only when the worker flushes (``drain``), every second from a
-background job and before any read of the metrics.  A flush merges by
-addition into the data directory (``shoal.metrics.store``), so the workers'
-figures add up there.  The flush goes through the group committer when the
-server runs one, so it shares the durable commit of the writes in flight
-instead of paying its own.
+A request answered 200 costs a few list appends (``succeeded``): its latency
+goes to the list of its (region, table, operation), and what the API metered
+for it (``shoal.api.common.meter``: ``(region, table, kind, amount, index or
+operation)`` tuples, in a list of the request's own) to the worker's list of
+consumption.  Nothing the request path keeps holds a container, so the
+garbage collector has little to walk.  Series and statistics are worked out
+when the worker flushes (``drain``), every second from a background job and
+before any read of the metrics, with the sums, the histogram buckets and the
+counting of equal consumptions done by C built-ins over whole lists; the
+figures go to the minute of the flush (at most a second after the request).
+A flush merges by addition into the data directory (``shoal.metrics.store``),
+so the workers' figures add up there.  It goes through the group committer
+when the server runs one, so it shares the durable commit of the writes in
+flight instead of paying its own.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import operator
+from collections import Counter, defaultdict
+from itertools import repeat
 from typing import Callable
 
 from shoal.metrics import dynamodb
@@ -31,64 +40,24 @@ class Recorder:
     def __init__(self, engine, clock: Callable[[], float]) -> None:
         self.engine = engine
         self.clock = clock
-        self._latency: dict[tuple, list] = {}  # (region, table, operation, minute) -> [ms]
-        self._units: dict[tuple, list] = {}  # (region, table, index or None, kind, minute) -> [units]
-        self._returned: dict[tuple, list] = {}  # (region, table, operation, minute) -> [items]
+        self._latency: defaultdict = defaultdict(list)  # (region, TableName, operation) -> [seconds]
+        self._consumed: list = []  # what the API metered, entry by entry
         self._counts: dict[tuple, int] = {}  # (region, metric, dimensions, minute) -> how many
         self._retry: dict = {}  # points whose flush failed, merged into the next one
 
-    # -- the request path -------------------------------------------------------------------
-
-    def succeeded(self, region: str, operation: str, table: str | None, ms: float, meter: list,
-                  minute: int) -> None:
-        """A request answered 200: its latency, per table it touched (the
-        tables in its meter, else ``table``), and what it metered."""
+    def succeeded(self, metered: tuple, seconds: float) -> None:
+        """A request answered 200 after ``seconds``: ``metered`` is ``((region,
+        TableName, operation), meter)`` (TableName None for a request that
+        names its tables elsewhere: each table it metered counts it)."""
+        key, meter = metered
         if meter:
-            first = meter[0][0]
-            self._latency_of(region, first, operation, minute).append(ms)
-            if len(meter) > 1:
-                seen = {first}
-                for entry in meter:
-                    name = entry[0]
-                    if name not in seen:
-                        seen.add(name)
-                        self._latency_of(region, name, operation, minute).append(ms)
-            for entry in meter:
-                self._metered(region, operation, entry, minute)
-        elif table is not None:
-            self._latency_of(region, table, operation, minute).append(ms)
-
-    def _latency_of(self, region: str, table: str, operation: str, minute: int) -> list:
-        key = (region, table, operation, minute)
-        values = self._latency.get(key)
-        if values is None:
-            values = self._latency[key] = []
-        return values
-
-    def _metered(self, region: str, operation: str, entry: tuple, minute: int) -> None:
-        table, kind, amount, index_units = entry
-        if kind == _RETURNED:
-            key = (region, table, operation, minute)
-            values = self._returned.get(key)
-            if values is None:
-                self._returned[key] = [amount]
-            else:
-                values.append(amount)
+            self._consumed.extend(meter)
+        if key[1] is not None:
+            self._latency[key].append(seconds)
             return
-        if index_units:
-            for name, units in (index_units.get("GlobalSecondaryIndexes") or {}).items():
-                self._units_of(region, table, name, kind, minute).append(units)
-            # A local secondary index shares its table's capacity.
-            amount += sum((index_units.get("LocalSecondaryIndexes") or {}).values())
-        if amount > 0:
-            self._units_of(region, table, None, kind, minute).append(amount)
-
-    def _units_of(self, region: str, table: str, index: str | None, kind: str, minute: int) -> list:
-        key = (region, table, index, kind, minute)
-        values = self._units.get(key)
-        if values is None:
-            values = self._units[key] = []
-        return values
+        region, _, operation = key
+        for table in {entry[1] for entry in meter}:
+            self._latency[(region, table, operation)].append(seconds)
 
     def failed(self, region: str, operation: str | None, table: str | None, error: str, status: int,
                minute: int, reasons: list | None = None) -> None:
@@ -104,28 +73,35 @@ class Recorder:
     # -- flushing ---------------------------------------------------------------------------
 
     def pending(self) -> bool:
-        return bool(self._latency or self._units or self._returned or self._counts or self._retry)
+        return bool(self._latency or self._consumed or self._counts or self._retry)
 
     def drain(self) -> dict:
         """Everything recorded since the last drain, as ``{(series, unit,
         minute start): Stats}``, and forget it."""
-        latency, self._latency = self._latency, {}
-        units, self._units = self._units, {}
-        returned, self._returned = self._returned, {}
+        latency, self._latency = self._latency, defaultdict(list)
+        consumed, self._consumed = self._consumed, []
         counts, self._counts = self._counts, {}
         points, self._retry = self._retry, {}
-        ns = dynamodb.NAMESPACE
-        for (region, table, operation, minute), values in latency.items():
-            series = (region, ns, "SuccessfulRequestLatency", (("Operation", operation), ("TableName", table)))
-            merge_points(points, [((series, "Milliseconds", minute * 60), Stats.of(values))])
-        for (region, table, index, kind, minute), values in units.items():
-            name = "ConsumedReadCapacityUnits" if kind == _READ else "ConsumedWriteCapacityUnits"
-            dims = (("TableName", table),) if index is None else (("GlobalSecondaryIndexName", index),
-                                                                   ("TableName", table))
-            merge_points(points, [(((region, ns, name, dims), "Count", minute * 60), Stats.of(values))])
-        for (region, table, operation, minute), values in returned.items():
-            series = (region, ns, "ReturnedItemCount", (("Operation", operation), ("TableName", table)))
-            merge_points(points, [((series, "Count", minute * 60), Stats.of(values))])
+        start = int(self.clock() // 60) * 60
+        ns, operations, table_name = dynamodb.NAMESPACE, dynamodb.OPERATIONS, dynamodb.table_name
+        for (region, table, operation), values in latency.items():
+            if operation not in operations:
+                continue
+            series = (region, ns, "SuccessfulRequestLatency", (("Operation", operation),
+                                                               ("TableName", table_name(table))))
+            stats = Stats.of(list(map(operator.mul, values, repeat(1000.0))))
+            merge_points(points, [((series, "Milliseconds", start), stats)])
+        for (region, table, kind, amount, detail), n in Counter(consumed).items():
+            if kind == _RETURNED:
+                series = (region, ns, "ReturnedItemCount", (("Operation", detail), ("TableName", table)))
+            else:
+                name = "ConsumedReadCapacityUnits" if kind == _READ else "ConsumedWriteCapacityUnits"
+                dims = (("TableName", table),) if detail is None else (("GlobalSecondaryIndexName", detail),
+                                                                       ("TableName", table))
+                series = (region, ns, name, dims)
+            stats = Stats()
+            stats.add(float(amount), n)
+            merge_points(points, [((series, "Count", start), stats)])
         for (region, metric, dims, minute), n in counts.items():
             stats = Stats()
             stats.add(1.0, n)

@@ -25,7 +25,10 @@ difference from the previous index and the count.
 from __future__ import annotations
 
 import math
+import operator
 import struct
+from collections import Counter
+from itertools import repeat
 
 RELATIVE_ACCURACY = 0.02
 GAMMA = (1 + RELATIVE_ACCURACY) / (1 - RELATIVE_ACCURACY)
@@ -97,7 +100,8 @@ class Stats:
             self.buckets = None
 
     def add_values(self, values: list) -> None:
-        """Count each of ``values`` (a list): ``add`` with the sums done in C."""
+        """Count each of ``values`` (a list), as ``add`` does one by one, with
+        the sums and the buckets worked out by C built-ins over the list."""
         if not values:
             return
         self.count += len(values)
@@ -113,15 +117,12 @@ class Stats:
         if low < 0:
             self.buckets = None
             return
-        log, ceil, scale, get = math.log, math.ceil, _INV_LOG_GAMMA, buckets.get
-        zeros = 0
-        for value in values:
-            if value > 0:
-                index = ceil(log(value) * scale)
-                buckets[index] = get(index, 0) + 1
-            else:
-                zeros += 1
-        self.zeros += zeros
+        if low == 0:
+            self.zeros += values.count(0)
+            values = list(filter(None, values))
+        indexes = Counter(map(math.ceil, map(operator.mul, map(math.log, values), repeat(_INV_LOG_GAMMA))))
+        for index, n in indexes.items():
+            buckets[index] = buckets.get(index, 0) + n
 
     def add_set(self, count: float, total: float, minimum: float, maximum: float) -> None:
         """A statistic set (PutMetricData's StatisticValues): percentiles stay

@@ -69,6 +69,9 @@ WRITE_OPERATIONS = frozenset({
     "ExecuteStatement", "BatchExecuteStatement", "ExecuteTransaction",
 })
 
+# Operations whose cancellation names the tables of its items in conflict (TransactionConflict).
+TRANSACTIONS = frozenset({"TransactWriteItems", "TransactGetItems"})
+
 # Operations whose work grows with a table's size (a copy, a restore): each
 # runs on a thread of its own, in its own bounded transactions, so the event
 # loop goes on serving meanwhile.  One at a time per worker process.
@@ -149,6 +152,7 @@ class Dispatcher:
         self.metrics = None
         if metrics if metrics is not None else metrics_by_default():
             self.metrics = Metrics(engine, self.clock)
+            self._succeeded = self.metrics.recorder.succeeded
         else:
             metrics_off(engine)
         self._cloudwatch_api = None  # built on the first CloudWatch request
@@ -231,7 +235,7 @@ class Dispatcher:
                 self._record_failure(job, exc, request)
             return _response(request_id, response_type, *_error(exc, request_id))
         if self.metrics is not None:
-            self._record_success(job, started)
+            self._succeeded(job.metered, perf_counter() - started)
         if len(body) >= COMPRESS_MIN_BYTES and "accept-encoding" in request.headers:
             return _encoded_response(request_id, response_type, body, request.headers["accept-encoding"])
         return _response(request_id, response_type, 200, body)
@@ -254,7 +258,7 @@ class Dispatcher:
                 self._record_failure(job, exc, None)
             return _response(request_id, response_type, *_error(exc, request_id))
         if self.metrics is not None:
-            self._record_success(job, started)
+            self._succeeded(job.metered, perf_counter() - started)
         if len(body) >= COMPRESS_MIN_BYTES and "accept-encoding" in headers:
             return _encoded_response(request_id, response_type, body, headers["accept-encoding"])
         return _response(request_id, response_type, 200, body)
@@ -321,18 +325,13 @@ class Dispatcher:
 
         writes = operation in WRITE_OPERATIONS and not (operation in PARTIQL_OPERATIONS and reads_only(operation, data))
         job.long = operation in LONG_OPERATIONS
-        if meter is not None:
-            job.metered = (operation, region, data, meter)
+        if meter is not None:  # for the metrics: what the dispatcher knows of the request, and its meter
+            job.metered = ((region, data.get("TableName"), operation), meter)
+            if operation in TRANSACTIONS:
+                job.data = data  # a cancelled transaction's conflicts are counted per table
         return writes, job
 
     # -- metrics ----------------------------------------------------------------------------
-
-    def _record_success(self, job, started: float) -> None:
-        """A DynamoDB request answered 200: its latency and what it metered."""
-        operation, region, data, meter = job.metered
-        if operation in dynamodb_metrics.OPERATIONS:
-            self.metrics.recorder.succeeded(region, operation, dynamodb_metrics.table_name(data.get("TableName")),
-                                            (perf_counter() - started) * 1000, meter, int(self.clock() // 60))
 
     def _record_failure(self, job, exc: Exception, request: Request | None) -> None:
         """A DynamoDB request answered with an error."""
@@ -344,9 +343,11 @@ class Dispatcher:
             region = region_of(request.headers.get("authorization"), self.default_region)[0]
             operation, table, reasons = None, None, None
         else:
-            operation, region, data, _ = job.metered
-            table = dynamodb_metrics.table_name(data.get("TableName"))
-            reasons = _conflicting_tables(data, exc) if error == "TransactionCanceledException" else None
+            (region, table, operation), _ = job.metered
+            table = dynamodb_metrics.table_name(table)
+            reasons = None
+            if error == "TransactionCanceledException" and hasattr(job, "data"):
+                reasons = _conflicting_tables(job.data, exc)
         self.metrics.recorder.failed(region, operation, table, error, status, int(self.clock() // 60), reasons)
 
     def _prometheus(self, request: Request, request_id: str) -> Response:

@@ -5,9 +5,11 @@ from __future__ import annotations
 
 import math
 import random
+from types import SimpleNamespace
 
 import pytest
 
+from shoal.api.common import READ, WRITE, meter, meter_returned
 from shoal.metrics import dynamodb
 from shoal.metrics.cloudwatch import CloudWatch, aggregate, rounded_start
 from shoal.metrics.errors import (
@@ -161,11 +163,14 @@ def test_levels_are_cloudwatchs_retention():
 def test_the_recorder_folds_local_indexes_into_their_table_and_keeps_global_ones_apart():
     recorder = Recorder(MemoryEngine(), clock=lambda: T0)
     minute = T0 // 60
-    meter = [("t1", "write", 2.0, {"GlobalSecondaryIndexes": {"by_content": 1.0},
-                                   "LocalSecondaryIndexes": {"by_kind": 1.0}})]
-    recorder.succeeded("us-east-1", "PutItem", "t1", 3.5, meter, minute)
-    recorder.succeeded("us-east-1", "Query", "t1", 1.5, [("t1", "read", 0.0, {"GlobalSecondaryIndexes": {"by_content": 0.5}}),
-                                                         ("t1", "returned", 7, None)], minute)
+    ctx = SimpleNamespace(region="us-east-1", meter=[])  # what the API reports (shoal.api.common.meter)
+    meter(ctx, "t1", WRITE, 2.0, {"GlobalSecondaryIndexes": {"by_content": 1.0},
+                                  "LocalSecondaryIndexes": {"by_kind": 1.0}})
+    recorder.succeeded((("us-east-1", "t1", "PutItem"), ctx.meter), 0.0035)
+    ctx.meter = []
+    meter(ctx, "t1", READ, 0.0, {"GlobalSecondaryIndexes": {"by_content": 0.5}})
+    meter_returned(ctx, "t1", "Query", 7)
+    recorder.succeeded((("us-east-1", "t1", "Query"), ctx.meter), 0.0015)
     recorder.failed("us-east-1", "PutItem", "t1", "ConditionalCheckFailedException", 400, minute)
     recorder.failed("us-east-1", "GetItem", "t1", "ValidationException", 400, minute)
     points = {(series[2], series[3]): stats for (series, unit, start), stats in recorder.drain().items()}
@@ -175,10 +180,31 @@ def test_the_recorder_folds_local_indexes_into_their_table_and_keeps_global_ones
     assert points[("ConsumedReadCapacityUnits", gsi)].sum == 0.5
     assert ("ConsumedReadCapacityUnits", table) not in points  # nothing read from the table itself
     assert points[("ReturnedItemCount", (("Operation", "Query"), ("TableName", "t1")))].sum == 7
-    assert points[("SuccessfulRequestLatency", (("Operation", "PutItem"), ("TableName", "t1")))].count == 1
+    latency = points[("SuccessfulRequestLatency", (("Operation", "PutItem"), ("TableName", "t1")))]
+    assert latency.count == 1 and latency.sum == pytest.approx(3.5)
     assert points[("ConditionalCheckFailedRequests", table)].sum == 1
     assert points[("UserErrors", ())].sum == 1  # the conditional failure is not a user error
     assert not recorder.pending()
+
+
+def test_the_recorder_counts_each_table_of_a_batch_and_only_data_plane_operations():
+    recorder = Recorder(MemoryEngine(), clock=lambda: T0 + 30)
+    get = [("us-east-1", "t1", READ, 0.5, None)]
+    for _ in range(3):
+        recorder.succeeded((("us-east-1", "t1", "GetItem"), list(get)), 0.001)
+    batch = [("us-east-1", "a", WRITE, 1.0, None), ("us-east-1", "b", WRITE, 2.0, None),
+             ("us-east-1", "a", WRITE, 1.0, None)]
+    recorder.succeeded((("us-east-1", None, "BatchWriteItem"), batch), 0.004)
+    recorder.succeeded((("us-east-1", None, "ListTables"), []), 0.001)  # no metrics for it
+    recorder.succeeded((("us-east-1", "arn:aws:dynamodb:us-east-1:000000000000:table/t1", "GetItem"), []), 0.001)
+    points = {(series[2], series[3]): (start, stats) for (series, unit, start), stats in recorder.drain().items()}
+    latency = points[("SuccessfulRequestLatency", (("Operation", "GetItem"), ("TableName", "t1")))]
+    assert latency[0] == T0 and latency[1].count == 4 and latency[1].sum == pytest.approx(4.0)
+    assert points[("ConsumedReadCapacityUnits", (("TableName", "t1"),))][1].sum == 1.5
+    for name in "ab":
+        assert points[("SuccessfulRequestLatency", (("Operation", "BatchWriteItem"), ("TableName", name)))][1].count == 1
+    assert points[("ConsumedWriteCapacityUnits", (("TableName", "a"),))][1].sum == 2.0
+    assert len(points) == 6
 
 
 def test_errors_count_as_dynamodb_counts_them():
