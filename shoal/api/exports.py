@@ -219,9 +219,13 @@ _ION_KEYWORDS = frozenset(("null", "true", "false", "nan"))
 
 
 def _ion_name(name: str) -> str:
+    """A field name in Ion text: an identifier as it is, anything else as a
+    quoted symbol ('...', with JSON's escapes, which Ion's are a superset
+    of).  Not as a "string": amazon.ion reads a string field name like "$0"
+    as a symbol id (the name is lost), a quoted symbol as its text."""
     if _ION_IDENTIFIER.match(name) and name not in _ION_KEYWORDS:
         return name
-    return orjson.dumps(name).decode()  # a JSON string is an Ion string
+    return "'" + orjson.dumps(name).decode()[1:-1].replace("'", "\\'") + "'"
 
 
 def ion_decimal(text: str) -> str:

@@ -10,7 +10,7 @@ import types
 
 import pytest
 from amazon.ion import simpleion
-from hypothesis import given, settings
+from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 from shoal.api import exports, imports, jobs
@@ -67,6 +67,7 @@ values = st.recursive(scalars, lambda inner: st.one_of(
 
 @settings(max_examples=150, deadline=None)
 @given(st.dictionaries(names, values, min_size=1, max_size=5))
+@example({"$0": {"S": "a"}, "it's": {"M": {"$12": {"N": "1"}}}})  # read as symbol ids when written as strings
 def test_any_item_survives_ion(item):
     try:
         expected = validate_item(item)
