@@ -237,6 +237,15 @@ def test_every_command_and_argument_has_help():
 def test_every_serve_option_names_its_environment_variable_in_one_form():
     table = {option.flag: option for option in cli.SERVE_OPTIONS}
     options = [action for action in _serve_parser()._actions if action.option_strings != ["-h", "--help"]]
+    # A short form of a table option (--no-metrics for --metrics off) sets the same value and is
+    # named in that option's help; it has no variable of its own.
+    dests = {action.dest: action for action in options if action.option_strings[0] in table}
+    aliases = [action for action in options if action.option_strings[0] not in table]
+    for alias in aliases:
+        owner = dests.get(alias.dest)
+        assert owner is not None, f"{alias.option_strings[0]}: not in SERVE_OPTIONS and no option's short form"
+        assert alias.option_strings[0] in owner.help, f"{alias.option_strings[0]}: not named in {owner.help!r}"
+    options = [action for action in options if action not in aliases]
     assert sorted(action.option_strings[0] for action in options) == sorted(table)
     for action in options:
         match = _ENV_IN_HELP.search(action.help)
