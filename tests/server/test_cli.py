@@ -206,7 +206,7 @@ def test_group_commit_wait_zero_still_acknowledges_writes(tmp_path):
 
 # -- help, and the environment variables of `shoal serve` ---------------------
 
-_ENV_IN_HELP = re.compile(r"\(env (SHOAL_[A-Z_]+)(; default [^()]+(\([^()]*\))?[^()]*)?\)$")
+_ENV_IN_HELP = re.compile(r"\(env (SHOAL_[A-Z0-9_]+)(; default [^()]+(\([^()]*\))?[^()]*)?\)$")
 
 
 def _walk(parser, path=("shoal",)):
