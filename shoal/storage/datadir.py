@@ -86,15 +86,7 @@ def hold_for_serving(path) -> int:
     """Take the shared serving lock of the data directory ``path`` (opened
     already), held until the returned descriptor is closed (by every process
     forked meanwhile).  Raises ``DataDirBusy`` while an offline tool has it."""
-    fd = _open_lock(path)
-    try:
-        fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
-    except BlockingIOError:
-        holder = _lock_holder(fd)
-        os.close(fd)
-        raise DataDirBusy(f"data directory {os.fspath(path)} is in use by {holder or 'an offline shoal tool'}; "
-                          "start the server once it has finished") from None
-    return fd
+    return _take_lock(path, fcntl.LOCK_SH, "an offline shoal tool", "; start the server once it has finished")
 
 
 def hold_exclusively(path, what: str) -> int:
@@ -102,16 +94,22 @@ def hold_exclusively(path, what: str) -> int:
     the offline tool ``what`` (say ``shoal backup``), without waiting; held
     until the returned descriptor is closed.  Raises ``DataDirBusy`` while a
     server (or another tool) holds it."""
+    fd = _take_lock(path, fcntl.LOCK_EX, "a running shoal serve", "")
+    os.ftruncate(fd, 0)  # who holds it, for the message of whoever is refused
+    os.pwrite(fd, f"{what} (process {os.getpid()})".encode(), 0)
+    return fd
+
+
+def _take_lock(path, mode: int, unknown_holder: str, advice: str) -> int:
+    """The serving lock in ``mode`` without waiting, or ``DataDirBusy``
+    naming who holds it (as the holder wrote it, else ``unknown_holder``)."""
     fd = _open_lock(path)
     try:
-        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        fcntl.flock(fd, mode | fcntl.LOCK_NB)
     except BlockingIOError:
         holder = _lock_holder(fd)
         os.close(fd)
-        raise DataDirBusy(f"data directory {os.fspath(path)} is in use by "
-                          f"{holder or 'a running shoal serve'}") from None
-    os.ftruncate(fd, 0)  # who holds it, for the message of whoever is refused
-    os.pwrite(fd, f"{what} (process {os.getpid()})".encode(), 0)
+        raise DataDirBusy(f"data directory {os.fspath(path)} is in use by {holder or unknown_holder}{advice}") from None
     return fd
 
 
