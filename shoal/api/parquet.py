@@ -53,7 +53,6 @@ from __future__ import annotations
 import base64
 import os
 import secrets
-from decimal import Decimal
 from typing import Callable
 
 import orjson
@@ -64,7 +63,7 @@ from shoal.api.catalog import read_stats
 from shoal.api.changelog import head_position, position_at
 from shoal.api.exports import InvalidExportTimeException
 from shoal.api.pitr import setting, stored_items_at, window
-from shoal.errors import PointInTimeRecoveryUnavailableException, ResourceNotFoundException, TableNotFoundException
+from shoal.errors import PointInTimeRecoveryUnavailableException
 
 #: Rows per row group and per file; items converted to Arrow at a time.
 ROW_GROUP = 100_000
@@ -338,7 +337,7 @@ def export_table(ctx, table_name: str, out_dir: str, *, at: float | None = None,
     _check_out_dir(out_dir)
     now = ctx.now()
     with ctx.engine.read() as txn:
-        table = _table(ctx, txn, table_name)
+        table = tables.source_table(ctx, txn, table_name)
         if at is None:
             at, position = now, head_position(txn)
         else:
@@ -373,15 +372,6 @@ def export_table(ctx, table_name: str, out_dir: str, *, at: float | None = None,
             "columns": {column.name: f"{column.dynamodb_type} -> {column.arrow_type}" for column in columns}}
 
 
-def _table(ctx, txn, name: str):
-    try:
-        name = tables.table_name_of(ctx, name)
-    except ResourceNotFoundException:
-        raise TableNotFoundException(f"Table not found: {name}") from None
-    table = ctx.catalog.get(txn, ctx.region, name)
-    if table is None:
-        raise TableNotFoundException(f"Table not found: {name}")
-    return table
 
 
 def _check_out_dir(out_dir: str) -> None:

@@ -51,7 +51,6 @@ from shoal.api.writepath import stored_json, stored_size
 from shoal.errors import (
     InvalidRestoreTimeException,
     PointInTimeRecoveryUnavailableException,
-    ResourceNotFoundException,
     TableAlreadyExistsException,
     TableNotFoundException,
     ValidationException,
@@ -117,24 +116,12 @@ def _description(txn, table, now: float) -> dict:
     return {"ContinuousBackupsStatus": "ENABLED", "PointInTimeRecoveryDescription": pitr}
 
 
-def _source(ctx, txn, text: str):
-    """The table a TableName (name or ARN) names, or TableNotFoundException."""
-    try:
-        name = tables.table_name_of(ctx, text)
-    except ResourceNotFoundException:
-        name = None
-    table = ctx.catalog.get(txn, ctx.region, name) if name is not None else None
-    if table is None:
-        raise TableNotFoundException(f"Table not found: {text}")
-    return table
-
-
 # ---------------------------------------------------------------- UpdateContinuousBackups, DescribeContinuousBackups
 
 
 def describe_continuous_backups(ctx, request: dict) -> dict:
     with ctx.engine.read() as txn:
-        table = _source(ctx, txn, request["TableName"])
+        table = tables.source_table(ctx, txn, request["TableName"])
         return {"ContinuousBackupsDescription": _description(txn, table, ctx.now())}
 
 
@@ -147,7 +134,7 @@ def update_continuous_backups(ctx, request: dict) -> dict:
             "Invalid Request: Cannot specify RecoveryPeriodInDays when disabling point-in-time recovery.")
     now = ctx.now()
     with ctx.engine.write() as txn:
-        table = _source(ctx, txn, request["TableName"])
+        table = tables.source_table(ctx, txn, request["TableName"])
         current = setting(txn, table)
         key = setting_key(table.prefix)
         if enabled:

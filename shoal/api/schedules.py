@@ -88,10 +88,8 @@ def set_schedule(ctx, table_name: str, every_s: float, keep_s: float) -> dict:
     if not every_s <= keep_s <= MAX_KEEP_S:
         raise ValidationException(f"backups must be kept at least one period and at most "
                                   f"{backups.SYSTEM_BACKUP_DAYS} days (as DynamoDB keeps its SYSTEM backups)")
-    name = _table_name(ctx, table_name)
     with ctx.engine.write() as txn:
-        if ctx.catalog.get(txn, ctx.region, name) is None:
-            raise TableNotFoundException(f"Table not found: {name}")
+        name = tables.source_table(ctx, txn, table_name).name
         key = schedule_key(ctx.region, name)
         raw = txn.get("meta", key)
         record = orjson.loads(raw) if raw is not None else {

@@ -40,6 +40,7 @@ from shoal.errors import (
     LimitExceededException,
     ResourceInUseException,
     ResourceNotFoundException,
+    TableNotFoundException,
     ValidationException,
     validation_errors,
 )
@@ -135,6 +136,19 @@ def table_name_of(ctx, text: str) -> str:
         return name
     check_table_name(text)
     return text
+
+
+def source_table(ctx, txn, text: str) -> Table:
+    """The table a TableName member (a name or the table's ARN) names, or the
+    TableNotFoundException of the backup and recovery operations."""
+    try:
+        name = table_name_of(ctx, text)
+    except ResourceNotFoundException:
+        name = None
+    table = ctx.catalog.get(txn, ctx.region, name) if name is not None else None
+    if table is None:
+        raise TableNotFoundException(f"Table not found: {text}")
+    return table
 
 
 def _require(ctx, txn, name: str) -> Table:
