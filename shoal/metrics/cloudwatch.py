@@ -192,9 +192,10 @@ class CloudWatch:
         """Whether ``operation`` is one of CloudWatch's (Shoal offers ``OPERATIONS``)."""
         return operation in self.validator.operations
 
-    def prepare(self, operation: str, data, region: str) -> tuple[bool, Callable[[], bytes]]:
+    def prepare(self, operation: str, data, region: str) -> tuple[bool, Callable[[], dict]]:
         """Check a request; return (whether it writes, a job that runs it and
-        returns the response body)."""
+        returns the operation's output as a dict, which the protocol the
+        request came in renders)."""
         handler = self._handlers.get(operation)
         if handler is None:
             raise InvalidAction(f"Shoal does not implement the CloudWatch operation {operation} yet")
@@ -205,7 +206,7 @@ class CloudWatch:
         _model_checked(self.validator, self.required, operation, data)
         if operation in WRITES:
             return True, handler(data, region)
-        return False, lambda: orjson.dumps(handler(data, region))
+        return False, lambda: handler(data, region)
 
     # -- GetMetricStatistics -----------------------------------------------------------------
 
@@ -398,13 +399,13 @@ class CloudWatch:
                 have = points.get(key)
                 points[key] = stats if have is None else have.merge(stats)
 
-        def job() -> bytes:
+        def job() -> dict:
             with self.engine.write() as txn:
                 writer = Writer(txn)
                 for (series, unit, start), stats in points.items():
                     writer.add(series, unit, start, stats)
                 writer.finish()
-            return b"{}"
+            return {}
 
         return job
 

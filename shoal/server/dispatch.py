@@ -568,8 +568,9 @@ def _error(exc: Exception, request_id: str) -> tuple[int, bytes]:
     return exc.status, orjson.dumps(exc.to_body())
 
 
-def _cloudwatch_response(request_id: str, body: bytes) -> Response:
-    return Response(200, [("Content-Type", JSON_TYPES[0]), ("x-amzn-RequestId", request_id)], body)
+def _cloudwatch_response(request_id: str, result: dict) -> Response:
+    return Response(200, [("Content-Type", JSON_TYPES[0]), ("x-amzn-RequestId", request_id)],
+                    orjson.dumps(result))
 
 
 def _cloudwatch_error(exc: Exception, request_id: str) -> Response:
