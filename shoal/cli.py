@@ -228,6 +228,9 @@ SERVE_OPTIONS: tuple[ServeOption, ...] = (
     ServeOption("--metrics", "SHOAL_METRICS", "record DynamoDB's CloudWatch metrics (latency, consumed "
                 "capacity, errors...) in the data directory, for CloudWatch's API and GET /metrics; "
                 "--no-metrics is --metrics off", "on", choices=("on", "off")),
+    ServeOption("--console", "SHOAL_CONSOLE", "serve the web console at /console (tables, items, metric "
+                "charts, alarms; with auth on, it signs in with an access key); --no-console is --console off",
+                "on", choices=("on", "off")),
     ServeOption("--master-key-file", "SHOAL_MASTER_KEY_FILE", "encrypt the data directory at rest under "
                 "this 32-byte master key (hex or base64), or give the key itself in SHOAL_MASTER_KEY",
                 metavar="FILE"),
@@ -271,6 +274,7 @@ def build_parser() -> argparse.ArgumentParser:
     for option in SERVE_OPTIONS:
         _add_serve_option(serve, option)
     serve.add_argument("--no-metrics", dest="metrics", action="store_const", const="off", help="--metrics off")
+    serve.add_argument("--no-console", dest="console", action="store_const", const="off", help="--console off")
     serve.set_defaults(handler=serve_command)
 
     from shoal.auth.cli import add_iam_commands
@@ -448,7 +452,7 @@ def serve_command(args) -> int:
         dispatcher = Dispatcher(engine, default_region=args.region, change_retention_s=args.change_retention,
                                 group_commit_wait_s=args.group_commit_wait_ms / 1000,
                                 auth=auth, data_dir=data_dir, audit_log=args.audit_log, s3_dir=args.s3_dir,
-                                metrics=args.metrics == "on")
+                                metrics=args.metrics == "on", console=args.console == "on")
         opened.append((dispatcher, engine))
         if args.prewarm:
             prewarming.append(_start_prewarm(engine))

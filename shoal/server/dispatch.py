@@ -122,8 +122,10 @@ class Dispatcher:
         audit_log: str | None = None,
         s3_dir: str | None = None,
         metrics: bool | None = None,
+        console: bool = True,
     ) -> None:
         self.engine = engine
+        self.console = console  # the web console at /console (shoal.console), off with --no-console
         # Buckets for exports and imports: --s3-dir, by default <data dir>/s3.
         self.s3_dir = s3_dir or (os.path.join(data_dir, "s3") if data_dir else None)
         self.clock = request_clock()
@@ -206,6 +208,10 @@ class Dispatcher:
                                     self._health_of(request))
                 if path == "/metrics":
                     return self._prometheus(request, request_id)
+                if self.console and (path == "/console" or path.startswith("/console/")):
+                    from shoal.console import respond as console_page
+
+                    return console_page(path, request, request_id)
             if request.method == "OPTIONS":
                 return Response(200, [("x-amzn-RequestId", request_id)], b"")
             return _unknown_operation_404(request_id)
