@@ -154,15 +154,35 @@ def required(operation: str, body: dict, region: str, account: str, lookup_table
     return [Check(action, "*", {})]  # ListTables, DescribeLimits, ListStreams, ...
 
 
-def monitoring_required(operation: str, body: dict) -> list[Check]:
-    """The permission a CloudWatch request needs: ``cloudwatch:<Operation>``
-    on ``*`` (CloudWatch's metric actions name no resource), with the
-    condition key ``cloudwatch:namespace`` for PutMetricData."""
+# CloudWatch's alarm operations act on alarms, named by ARN in policies:
+# the members of the request that name them.
+_ALARM_NAMES = {"PutMetricAlarm": "AlarmName", "SetAlarmState": "AlarmName", "DescribeAlarmHistory": "AlarmName",
+                "DeleteAlarms": "AlarmNames", "EnableAlarmActions": "AlarmNames", "DisableAlarmActions": "AlarmNames",
+                "DescribeAlarms": "AlarmNames"}
+_ALARM_ARNS = ("TagResource", "UntagResource", "ListTagsForResource")
+
+
+def monitoring_required(operation: str, body: dict, region: str = "*", account: str = "*") -> list[Check]:
+    """The permissions a CloudWatch request needs: ``cloudwatch:<Operation>``
+    on ``*`` for the metric actions (they name no resource), with the
+    condition key ``cloudwatch:namespace`` for PutMetricData; on each alarm's
+    ARN (``arn:aws:cloudwatch:<region>:<account>:alarm:<name>``) for the
+    alarm actions that name alarms."""
     context = {}
-    namespace = body.get("Namespace") if isinstance(body, dict) else None
+    action = "cloudwatch:" + operation
+    body = body if isinstance(body, dict) else {}
+    namespace = body.get("Namespace")
     if operation == "PutMetricData" and isinstance(namespace, str):
         context["cloudwatch:namespace"] = namespace
-    return [Check("cloudwatch:" + operation, "*", context)]
+    member = _ALARM_NAMES.get(operation)
+    names = body.get(member) if member else None
+    if isinstance(names, str):
+        names = [names]
+    if isinstance(names, list) and names and all(isinstance(n, str) for n in names):
+        return [Check(action, f"arn:aws:cloudwatch:{region}:{account}:alarm:{name}", context) for name in names]
+    if operation in _ALARM_ARNS and isinstance(body.get("ResourceARN"), str):
+        return [Check(action, body["ResourceARN"], context)]
+    return [Check(action, "*", context)]
 
 
 def authorize(

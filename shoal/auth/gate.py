@@ -113,7 +113,7 @@ class Gate:
             return
         peer = request.peer[0] if request.peer else None
         context = request_context(peer, request.secure, self.clock())
-        for check in monitoring_required(operation, data):
+        for check in monitoring_required(operation, data, credentials.region, self.account):
             decision = decide(principal, check.action, check.resource, {**context, **check.context})
             if not decision.allowed:
                 self._audit(principal.arn, request, check.action, check.resource, "deny", decision.reason,

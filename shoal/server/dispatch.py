@@ -41,6 +41,7 @@ from shoal.errors import (
 )
 from shoal.metrics import Metrics, enabled_by_default as metrics_by_default, switch_off as metrics_off
 from shoal.metrics import dynamodb as dynamodb_metrics
+from shoal.metrics.alarms import OPERATIONS as ALARM_OPERATIONS, Alarms, Evaluator as AlarmEvaluator
 from shoal.metrics.cloudwatch import TARGET_PREFIX as CLOUDWATCH_PREFIX
 from shoal.metrics.errors import InvalidAction, SerializationError, as_cloudwatch
 from shoal.server.background import BackgroundJobs
@@ -157,11 +158,15 @@ class Dispatcher:
             self._succeeded = self.metrics.recorder.succeeded
         else:
             metrics_off(engine)
-        self._cloudwatch_api = None  # built on the first CloudWatch request
+        self._cloudwatch_api = None  # built on the first CloudWatch request, or for the alarms below
+        # Alarms are evaluated by every worker (metrics on or off: PutMetricData's
+        # custom metrics have alarms too); each change of state is made once.
+        self.alarms = Alarms(engine, self.clock, self._cloudwatch_operations())
+        extra_jobs = list(self.metrics.jobs(self.committer.submit)) if self.metrics is not None else []
+        extra_jobs.append(AlarmEvaluator(self.alarms))
         self.background = BackgroundJobs.for_worker(
             engine, self.catalog, change_retention_s=change_retention_s,
-            iam_store=self.gate.store if self.gate is not None else None,
-            extra_jobs=self.metrics.jobs(self.committer.submit) if self.metrics is not None else ())
+            iam_store=self.gate.store if self.gate is not None else None, extra_jobs=extra_jobs)
 
     def _cross_origin(self, request: Request):
         """CORS as DynamoDB does it: any origin is allowed; a preflight
@@ -381,13 +386,10 @@ class Dispatcher:
         awaitable of one for PutMetricData (acknowledged once durable)."""
         operation = request.headers["x-amz-target"][len(CLOUDWATCH_PREFIX):]
         try:
-            api = self._cloudwatch_api
-            if api is None:
-                from shoal.metrics.cloudwatch import CloudWatch
-
-                flush = self.metrics.recorder.flush if self.metrics is not None else None
-                api = self._cloudwatch_api = CloudWatch(self.engine, self.clock, flush)
-            if not api.known(operation):
+            api = self._cloudwatch_operations()
+            if operation in ALARM_OPERATIONS:
+                api = self.alarms
+            elif not api.known(operation):
                 raise InvalidAction(f"Could not find operation {operation}")
             if self.gate is not None:
                 credentials = self.gate.authenticate(request, "monitoring", operation=operation,
@@ -411,6 +413,15 @@ class Dispatcher:
             return _cloudwatch_response(request_id, job())
         except Exception as exc:
             return _cloudwatch_error(exc, request_id)
+
+    def _cloudwatch_operations(self):
+        """CloudWatch's metric operations (``shoal.metrics.cloudwatch``), built once."""
+        if self._cloudwatch_api is None:
+            from shoal.metrics.cloudwatch import CloudWatch
+
+            flush = self.metrics.recorder.flush if self.metrics is not None else None
+            self._cloudwatch_api = CloudWatch(self.engine, self.clock, flush)
+        return self._cloudwatch_api
 
     @staticmethod
     async def _cloudwatch_later(request_id: str, future) -> Response:
