@@ -3,6 +3,7 @@ of cost that the machine's load does not move.
 
     python bench/instructions.py BEFORE [AFTER] [--ops get,query,put,ingest] [--requests 2000]
     python bench/instructions.py REV --pitr     # one version, point-in-time recovery off and on
+    python bench/instructions.py REV --metrics  # one version, metrics off (--no-metrics) and on
 
 BEFORE and AFTER are git revisions (AFTER defaults to the working tree).
 For each version and operation, ``shoal serve --workers 1`` runs under
@@ -80,7 +81,7 @@ def _requests(ddb, op: str, n: int) -> None:
         raise SystemExit(f"unknown operation {op}")
 
 
-def count(tree: str, op: str, n: int, launcher: str, pitr: bool = False) -> int:
+def count(tree: str, op: str, n: int, launcher: str, pitr: bool = False, metrics: bool = True) -> int:
     """Instructions the server executed for the whole run."""
     import boto3
     from botocore.config import Config
@@ -94,7 +95,8 @@ def count(tree: str, op: str, n: int, launcher: str, pitr: bool = False) -> int:
     with open(log_path, "w") as log:
         proc = subprocess.Popen(
             ["valgrind", "--tool=cachegrind", "--cache-sim=no", "--cachegrind-out-file=/dev/null", sys.executable,
-             launcher, "serve", "--port", str(port), "--data-dir", os.path.join(work, "data"), "--workers", "1"],
+             launcher, "serve", "--port", str(port), "--data-dir", os.path.join(work, "data"), "--workers", "1",
+             *(() if metrics else ("--no-metrics",))],
             env=env, stdout=log, stderr=subprocess.STDOUT, cwd=work)
         try:
             ddb = boto3.client("dynamodb", endpoint_url=f"http://127.0.0.1:{port}", region_name="us-east-1",
@@ -139,6 +141,8 @@ def main(argv=None) -> int:
     parser.add_argument("--requests", type=int, default=2000)
     parser.add_argument("--pitr", action="store_true",
                         help="compare one version (BEFORE) with point-in-time recovery off and on")
+    parser.add_argument("--metrics", action="store_true",
+                        help="compare one version (BEFORE) with metrics off (--no-metrics) and on")
     args = parser.parse_args(argv)
     sys.path.insert(0, BENCH_DIR)
     trees, made = {}, []
@@ -153,19 +157,22 @@ def main(argv=None) -> int:
     launcher = os.path.join(tempfile.mkdtemp(prefix="shoal-launch-"), "launch.py")
     with open(launcher, "w") as handle:
         handle.write(LAUNCHER)
-    runs = {"before": (trees["before"], False), "after": (trees["after"], False)}
+    runs = {"before": (trees["before"], False, True), "after": (trees["after"], False, True)}
     heads = (args.before, args.after or "working tree")
     if args.pitr:  # one version, recovery off then on
-        runs = {"before": (trees["before"], False), "after": (trees["before"], True)}
+        runs = {"before": (trees["before"], False, True), "after": (trees["before"], True, True)}
         heads = (f"{args.before}, PITR off", "PITR on")
+    if args.metrics:  # one version, metrics off then on
+        runs = {"before": (trees["before"], False, False), "after": (trees["before"], False, True)}
+        heads = (f"{args.before}, metrics off", "metrics on")
     try:
         print(f"| operation | {heads[0]} | {heads[1]} | after / before |")
         print("|---|---|---|---|")
         for op in args.ops.split(","):
             per = {}
-            for label, (tree, pitr) in runs.items():
-                fixed = count(tree, op, 0, launcher, pitr)
-                per[label] = (count(tree, op, args.requests, launcher, pitr) - fixed) / args.requests
+            for label, (tree, pitr, metrics) in runs.items():
+                fixed = count(tree, op, 0, launcher, pitr, metrics)
+                per[label] = (count(tree, op, args.requests, launcher, pitr, metrics) - fixed) / args.requests
             print(f"| {op} | {per['before']:,.0f} | {per['after']:,.0f} | {per['after'] / per['before']:.3f} |",
                   flush=True)
     finally:
