@@ -13,10 +13,21 @@ five minutes past 15 days, to the hour past 63 days).  PutMetricData is a
 write: it runs through the group committer like a DynamoDB write and is
 answered once durable.
 
-Not yet: metric math and Metrics Insights expressions in GetMetricData
-(refused with ValidationError), periods under a minute (high-resolution data
-is kept per minute), the trimmed and interquartile statistics (``tm99``,
-``IQM``...), units other than the one a series was last given.
+GetMetricData evaluates metric math (``shoal.metrics.math``) over its
+MetricStat queries, returned or not; an invalid expression refuses the whole
+request (ValidationError naming the query's Expression), a dropped
+non-numeric point is reported in that result's Messages.  An expression
+returning an array gives one result per series, all with the query's Id.
+Pages: MaxDatapoints points in all, results in request order; the NextToken
+remembers how many points of each result were sent.  CloudWatch's reference
+says it returns no NextToken when a request holds math; Shoal pages
+expression results like the others, so that nothing is cut off.
+
+Not yet: Metrics Insights (``SELECT``) queries (refused with
+ValidationError), dynamic labels and LabelOptions (a Label is returned as
+given), periods under a minute (high-resolution data is kept per minute), the
+trimmed and interquartile statistics (``tm99``, ``IQM``...), units other than
+the one a series was last given.
 """
 
 from __future__ import annotations
@@ -39,6 +50,7 @@ from shoal.metrics.errors import (
     SerializationError,
     ValidationError,
 )
+from shoal.metrics.math import ARITHMETIC_ERROR, MathError, Series, evaluate_queries
 from shoal.metrics.stats import Stats
 from shoal.metrics.store import LEVELS, Writer, iter_series, lookup, namespace_range, read_periods, series_key
 
@@ -55,6 +67,7 @@ MAX_VALUE = 2.0 ** 360
 DEFAULT_MAX_DATAPOINTS = 100_800
 _PERCENTILE = re.compile(r"p(\d{1,2}(\.\d{0,10})?|100(\.0{0,10})?)$")
 _METRIC_ID = re.compile(r"[a-z][a-zA-Z0-9_]*$")
+_INSIGHTS_QUERY = re.compile(r"\s*SELECT\b", re.IGNORECASE)
 
 READS = frozenset({"GetMetricStatistics", "GetMetricData", "ListMetrics"})
 WRITES = frozenset({"PutMetricData"})
@@ -253,81 +266,70 @@ class CloudWatch:
     # -- GetMetricData -----------------------------------------------------------------------
 
     def get_metric_data(self, data: dict, region: str) -> dict:
+        """MetricStat queries read from storage, expressions evaluated over
+        them (``shoal.metrics.math``); the queries whose ReturnData is not
+        false answered, newest first unless ScanBy says otherwise, in pages
+        of MaxDatapoints across them."""
         now = self.clock()
         queries = data["MetricDataQueries"]
-        if not queries:
-            raise ValidationError("The parameter MetricDataQueries must contain at least one query.\n")
-        if len(queries) > 500:
-            raise ValidationError("The collection MetricDataQueries must not have a size greater than 500.\n")
-        start, end = _epoch(data["StartTime"]), _epoch(data["EndTime"])
-        if start == end:
-            raise ValidationError("The parameter StartTime must not equal parameter EndTime.\n")
-        if start > end:
-            raise ValidationError("The parameter StartTime must be less than the parameter EndTime.\n")
-        seen = set()
-        for i, query in enumerate(queries, 1):
-            path = f"MetricDataQueries.member.{i}"
-            if not _METRIC_ID.match(query["Id"]):
-                raise ValidationError(f"The value {query['Id']} for parameter {path}.Id is invalid: an Id must "
-                                      "start with a lowercase letter and hold only letters, digits and _.\n")
-            if query["Id"] in seen:
-                raise ValidationError(f"The value {query['Id']} for parameter {path}.Id is duplicated.\n")
-            seen.add(query["Id"])
-            if query.get("Expression") is not None:
-                if query.get("MetricStat") is not None:
-                    raise ValidationError(f"The parameters {path}.MetricStat and {path}.Expression are mutually "
-                                          "exclusive and you have specified both.\n")
-                raise ValidationError(f"Shoal does not evaluate metric math or Metrics Insights expressions yet "
-                                      f"({path}.Expression); ask for each metric with MetricStat.\n")
-            stat = query.get("MetricStat")
-            if stat is None:
-                raise ValidationError(f"The parameter {path}.MetricStat is required.\n")
-            if stat["Stat"] not in STATISTICS and not _PERCENTILE.match(stat["Stat"]):
-                raise ValidationError(f"The value for parameter {path}.MetricStat.Stat is not a valid statistic.\n")
-            _checked_period(stat["Period"], f"{path}.MetricStat.Period")
+        start, end = _checked_window(data)
+        expressions, paths = _checked_queries(queries)
         ascending = data.get("ScanBy") == "TimestampAscending"
         limit = data.get("MaxDatapoints") or DEFAULT_MAX_DATAPOINTS
         if limit < 1:
             raise ValidationError(f"The value {limit} for parameter MaxDatapoints is invalid: it must be at least 1.\n")
         skip = _decode_token(data.get("NextToken"))
+        first = rounded_start(start, now)
         self.flush()
-        results = []
+        metrics: dict[str, Series] = {}
         with self.engine.read() as txn:
             for query in queries:
-                if query.get("ReturnData") is False:
-                    continue
-                stat = query["MetricStat"]
-                metric = stat["Metric"]
-                series = (region, metric["Namespace"], metric["MetricName"],
-                          _dimensions(metric.get("Dimensions"), "Dimensions"))
-                period = stat["Period"]
-                first = rounded_start(start, now)
-                points = []
-                info = lookup(txn, series)
-                unit = stat.get("Unit")
-                if info is not None and (unit is None or unit == info.unit) and _period_fits(period, first, now):
-                    for at, stats in aggregate(txn, info.series_id, first, end, period).items():
-                        value = stats.statistic(stat["Stat"])
-                        if value is not None:
-                            points.append((at, value))
-                points.sort(reverse=not ascending)
-                results.append((query, points))
-        out, sent, more = [], {}, False
-        budget = limit
-        for query, points in results:
-            offset = skip.get(query["Id"], 0)
-            page = points[offset:offset + budget]
-            budget -= len(page)
-            sent[query["Id"]] = offset + len(page)
-            partial = offset + len(page) < len(points)
-            more = more or partial
-            out.append({"Id": query["Id"], "Label": query.get("Label") or query["MetricStat"]["Metric"]["MetricName"],
-                        "Timestamps": [at for at, _ in page], "Values": [value for _, value in page],
-                        "StatusCode": "PartialData" if partial else "Complete"})
-        response = {"MetricDataResults": out, "Messages": []}
-        if more:  # the next page goes on from what each query has sent
-            response["NextToken"] = _encode_token(sent)
-        return response
+                if query.get("MetricStat") is not None:
+                    metrics[query["Id"]] = self._metric_series(txn, query, region, first, end, now)
+        outcomes = {}
+        if expressions:
+            periods = {q["Id"]: q.get("Period") for q in queries if q["Id"] in expressions}
+            default_period = min((q["MetricStat"]["Period"] for q in queries if q.get("MetricStat")), default=60)
+            try:
+                outcomes = evaluate_queries(expressions, metrics, first, end, periods, default_period)
+            except MathError as exc:
+                raise ValidationError(f"The value {expressions[exc.id]} for parameter {paths[exc.id]}.Expression "
+                                      f"is invalid: {exc.message}.\n") from None
+        results = []  # (Id, Label, points, messages): an expression's array gives one result per series
+        for query in queries:
+            if query.get("ReturnData") is False:
+                continue
+            query_id, label = query["Id"], query.get("Label")
+            if query_id in metrics:
+                results.append((query_id, metrics[query_id].label, metrics[query_id].points, []))
+                continue
+            outcome = outcomes[query_id]
+            messages = [{"Code": code, "Value": text} for code, text in [ARITHMETIC_ERROR] if outcome.dropped]
+            if isinstance(outcome.value, Series):
+                results.append((query_id, label or query_id, outcome.value.points, messages))
+            else:  # an array: each series keeps its own label, after the expression's
+                for series in outcome.value:
+                    results.append((query_id, f"{label} {series.label}" if label else series.label,
+                                    series.points, messages))
+        return _paged(results, ascending, limit, skip)
+
+    def _metric_series(self, txn, query: dict, region: str, first: int, end: float, now: float) -> Series:
+        """A MetricStat query's values, one per period that has data."""
+        stat = query["MetricStat"]
+        metric = stat["Metric"]
+        series = (region, metric["Namespace"], metric["MetricName"],
+                  _dimensions(metric.get("Dimensions"), "Dimensions"))
+        period = stat["Period"]
+        points = []
+        info = lookup(txn, series)
+        unit = stat.get("Unit")
+        if info is not None and (unit is None or unit == info.unit) and _period_fits(period, first, now):
+            for at, stats in aggregate(txn, info.series_id, first, end, period).items():
+                value = stats.statistic(stat["Stat"])
+                if value is not None:
+                    points.append((at, value))
+        points.sort()
+        return Series(dict(points), query.get("Label") or metric["MetricName"], period, True)
 
     # -- ListMetrics -------------------------------------------------------------------------
 
@@ -408,6 +410,83 @@ class CloudWatch:
             return {}
 
         return job
+
+
+def _checked_window(data: dict) -> tuple[float, float]:
+    queries = data["MetricDataQueries"]
+    if not queries:
+        raise ValidationError("The parameter MetricDataQueries must contain at least one query.\n")
+    if len(queries) > 500:
+        raise ValidationError("The collection MetricDataQueries must not have a size greater than 500.\n")
+    start, end = _epoch(data["StartTime"]), _epoch(data["EndTime"])
+    if start == end:
+        raise ValidationError("The parameter StartTime must not equal parameter EndTime.\n")
+    if start > end:
+        raise ValidationError("The parameter StartTime must be less than the parameter EndTime.\n")
+    return start, end
+
+
+def _checked_queries(queries: list) -> tuple[dict, dict]:
+    """GetMetricData's rules for each query: a valid, unique Id; MetricStat
+    or Expression, not both; a known statistic and a valid period.  Returns
+    ({Id: expression}, {Id: the query's parameter path})."""
+    seen, expressions, paths = set(), {}, {}
+    for i, query in enumerate(queries, 1):
+        path = f"MetricDataQueries.member.{i}"
+        if not _METRIC_ID.match(query["Id"]):
+            raise ValidationError(f"The value {query['Id']} for parameter {path}.Id is invalid: an Id must "
+                                  "start with a lowercase letter and hold only letters, digits and _.\n")
+        if query["Id"] in seen:
+            raise ValidationError(f"The value {query['Id']} for parameter {path}.Id is duplicated.\n")
+        seen.add(query["Id"])
+        paths[query["Id"]] = path
+        expression = query.get("Expression")
+        if expression is not None:
+            if query.get("MetricStat") is not None:
+                raise ValidationError("The parameters MetricDataQuery Expression and MetricStat are mutually "
+                                      "exclusive and you have specified both.\n")
+            if _INSIGHTS_QUERY.match(expression):
+                raise ValidationError(f"Shoal does not run Metrics Insights queries yet ({path}.Expression); "
+                                      "use MetricStat and metric math.\n")
+            if query.get("Period") is not None:
+                _checked_period(query["Period"], f"{path}.Period")
+            expressions[query["Id"]] = expression
+            continue
+        stat = query.get("MetricStat")
+        if stat is None:
+            raise ValidationError(f"The parameter {path}.MetricStat is required.\n")
+        if stat["Stat"] not in STATISTICS and not _PERCENTILE.match(stat["Stat"]):
+            raise ValidationError(f"The value for parameter {path}.MetricStat.Stat is not a valid statistic.\n")
+        _checked_period(stat["Period"], f"{path}.MetricStat.Period")
+    return expressions, paths
+
+
+def _paged(results: list, ascending: bool, limit: int, skip: dict) -> dict:
+    """GetMetricData's answer: at most ``limit`` points in all, the results
+    taken in request order, each going on from where the last page left it
+    (``skip``: {result's position: points sent}); NextToken while any has
+    more."""
+    out, sent, more = [], {}, False
+    budget = limit
+    for position, (query_id, label, points, messages) in enumerate(results):
+        ordered = list(points.items())
+        if not ascending:
+            ordered.reverse()
+        offset = skip.get(str(position), 0)
+        page = ordered[offset:offset + budget]
+        budget -= len(page)
+        sent[str(position)] = offset + len(page)
+        partial = offset + len(page) < len(ordered)
+        more = more or partial
+        result = {"Id": query_id, "Label": label, "Timestamps": [at for at, _ in page],
+                  "Values": [value for _, value in page], "StatusCode": "PartialData" if partial else "Complete"}
+        if messages:
+            result["Messages"] = messages
+        out.append(result)
+    response = {"MetricDataResults": out, "Messages": []}
+    if more:
+        response["NextToken"] = _encode_token(sent)
+    return response
 
 
 def _check_statistics(statistics) -> None:
