@@ -192,6 +192,29 @@ def test_less_than_and_percentiles(env):
     assert "was less than or equal to the threshold (2.0)." in alarm["StateReason"]
 
 
+def test_alarm_on_metric_math(env):
+    _, clock, cloudwatch, alarms, topics = env
+    metrics = [
+        {"Id": "errors", "MetricStat": {"Metric": {"Namespace": "App", "MetricName": "Errors"}, "Period": 60,
+                                        "Stat": "Sum"}, "ReturnData": False},
+        {"Id": "requests", "MetricStat": {"Metric": {"Namespace": "App", "MetricName": "Requests"}, "Period": 60,
+                                          "Stat": "Sum"}, "ReturnData": False},
+        {"Id": "rate", "Expression": "100 * errors / requests", "Label": "error rate", "ReturnData": True},
+    ]
+    call(alarms, "PutMetricAlarm", {"AlarmName": "error-rate", "Metrics": metrics, "EvaluationPeriods": 1,
+                                    "Threshold": 5.0, "ComparisonOperator": "GreaterThanThreshold",
+                                    "AlarmActions": [TOPIC]})
+    put_value(cloudwatch, 10, T0 + 1)
+    put_value(cloudwatch, 100, T0 + 1, name="Requests")
+    clock.at = T0 + 61
+    alarms.evaluate_all()
+    alarm = describe(alarms, "error-rate")
+    assert alarm["StateValue"] == "ALARM", alarm["StateReason"]
+    assert "[10.0 (" in alarm["StateReason"]
+    assert topics.sent[0][2]["Trigger"]["Metrics"][2] == {"id": "rate", "expression": "100 * errors / requests",
+                                                          "label": "error rate", "returnData": True}
+
+
 def test_disabled_actions_change_state_without_notifying(env):
     _, clock, cloudwatch, alarms, topics = env
     call(alarms, "PutMetricAlarm", ALARM)
