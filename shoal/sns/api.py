@@ -21,6 +21,7 @@ import binascii
 import dataclasses
 import re
 import secrets
+import time
 import uuid
 from typing import Callable
 
@@ -534,7 +535,8 @@ class Sns:
         if raw:
             headers["x-amz-sns-rawdelivery"] = "true"
         policy_text = sub["attributes"].get("DeliveryPolicy") or topic["attributes"].get("DeliveryPolicy")
-        record = {"id": uuid.uuid4().hex, "kind": document["Type"], "sub": sub["arn"], "topic": topic["arn"],
+        # Ids begin with the time in nanoseconds, so messages due at once go in the order they were queued.
+        record = {"id": f"{time.time_ns():016x}{secrets.token_hex(8)}", "kind": document["Type"], "sub": sub["arn"], "topic": topic["arn"],
                   "url": sub["endpoint"], "headers": headers,
                   "body": document["Message"] if raw else messages.render(body_document),
                   "message_id": document["MessageId"], "attempts": 0, "owner": None, "created": round(now, 3),
