@@ -16,8 +16,10 @@ answered once durable.
 GetMetricData evaluates metric math (``shoal.metrics.math``) over its
 MetricStat queries, returned or not; an invalid expression refuses the whole
 request (ValidationError naming the query's Expression), a dropped
-non-numeric point is reported in that result's Messages.  An expression
-returning an array gives one result per series, all with the query's Id.
+non-numeric point is reported in that result's Messages.  An expression's
+Label defaults to its Id; one returning an array gives one result per series,
+all with the query's Id, labelled "<Label> <metric's label>" (the metric's
+label alone without a Label), as the User Guide labels them.
 Pages: MaxDatapoints points in all, results in request order; the NextToken
 remembers how many points of each result were sent.  CloudWatch's reference
 says it returns no NextToken when a request holds math; Shoal pages
@@ -67,7 +69,7 @@ MAX_VALUE = 2.0 ** 360
 DEFAULT_MAX_DATAPOINTS = 100_800
 _PERCENTILE = re.compile(r"p(\d{1,2}(\.\d{0,10})?|100(\.0{0,10})?)$")
 _METRIC_ID = re.compile(r"[a-z][a-zA-Z0-9_]*$")
-_INSIGHTS_QUERY = re.compile(r"\s*SELECT\b", re.IGNORECASE)
+_INSIGHTS_QUERY = re.compile(r"\s*SELECT\s+[A-Za-z]", re.IGNORECASE)  # not an Id named "select"
 
 READS = frozenset({"GetMetricStatistics", "GetMetricData", "ListMetrics"})
 WRITES = frozenset({"PutMetricData"})

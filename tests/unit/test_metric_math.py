@@ -369,3 +369,9 @@ def test_get_metric_data_refuses_bad_expressions(cloudwatch, queries, message):
     with pytest.raises(ValidationError) as caught:
         get(cloudwatch, queries)
     assert caught.value.message == message
+
+
+def test_an_id_named_select_is_not_taken_for_a_metrics_insights_query(cloudwatch):
+    out = get(cloudwatch, [metric("Errors", "select", ReturnData=False), {"Id": "e1", "Expression": "select * 2"}],
+              ScanBy="TimestampAscending")
+    assert out["MetricDataResults"][0]["Values"] == [2.0, 0.0, 6.0]
