@@ -502,9 +502,9 @@ class Evaluator:
                 self.env.dropped = True
         return base.with_points(kept)
 
-    def _map(self, value: Value, f: Callable[[float], float], what: str) -> Value:
+    def _map(self, value: Value, f: Callable[[float], float]) -> Value:
         if isinstance(value, tuple):
-            return tuple(self._map(s, f, what) for s in value)
+            return tuple(self._map(s, f) for s in value)
         if isinstance(value, Series):
             return self._series(value, ((at, f(v)) for at, v in value.points.items()))
         return f(value)
@@ -549,8 +549,8 @@ class Evaluator:
     def visit_Unary(self, node: Unary) -> Value:
         value = self.visit(node.operand)
         if node.op == "-":
-            return self._map(value, lambda x: -x, "-")
-        return self._map(value, lambda x: float(x == 0), "NOT")
+            return self._map(value, lambda x: -x)
+        return self._map(value, lambda x: float(x == 0))
 
     def visit_Binary(self, node: Binary) -> Value:
         return self._binary(node.op, self.visit(node.left), self.visit(node.right))
@@ -588,7 +588,7 @@ class Evaluator:
         args = [self.visit(a) for a in node.args]
         value = args[0]
         if name in ("ABS", "CEIL", "FLOOR", "LOG", "LOG10", "SQRT"):
-            return self._map(value, _unary_function(name), name)
+            return self._map(value, _unary_function(name))
         if name in _REDUCE:
             return self._reduce(name, value)
         if name == "DATAPOINT_COUNT":
