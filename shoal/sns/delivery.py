@@ -123,7 +123,8 @@ class RetryPolicy:
         def seconds(value: float):
             return int(value) if float(value).is_integer() else value
 
-        return {"minDelayTarget": seconds(self.min_delay), "maxDelayTarget": seconds(self.max_delay), "numRetries": self.num_retries,
+        return {"minDelayTarget": seconds(self.min_delay), "maxDelayTarget": seconds(self.max_delay),
+                "numRetries": self.num_retries,
                 "numMaxDelayRetries": self.num_max_delay_retries, "numNoDelayRetries": self.num_no_delay_retries,
                 "numMinDelayRetries": self.num_min_delay_retries, "backoffFunction": self.backoff}
 

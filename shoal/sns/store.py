@@ -93,6 +93,18 @@ def scan_json(txn, prefix: bytes, start_after: bytes | None = None) -> Iterator[
         yield bytes(key), orjson.loads(bytes(raw))
 
 
+def page(txn, prefix: bytes, after: bytes | None, limit: int) -> tuple[list[dict], bytes | None]:
+    """Up to ``limit`` records under ``prefix`` after the key ``after``, and
+    the last one's key when more follow (else None)."""
+    out, last = [], None
+    for key, value in scan_json(txn, prefix, after):
+        if len(out) == limit:
+            return out, last
+        out.append(value)
+        last = key
+    return out, None
+
+
 def topic_subs(txn, topic_arn: str) -> Iterator[dict]:
     for _, sub in scan_json(txn, SUB_PREFIX + topic_arn.encode() + b":"):
         yield sub

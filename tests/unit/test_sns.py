@@ -398,6 +398,18 @@ def test_message_structure_json_sends_the_protocol_entry_or_the_default(sns, del
     assert [d["Message"] for d in webhook.documents()[1:]] == ["for http", "for all"]
 
 
+def test_message_attributes_travel_in_the_notification_unsigned(sns, delivery, webhook):
+    subscribed(sns, delivery, webhook)
+    call(sns, "Publish", {"TopicArn": topic_arn(), "Message": "m", "MessageAttributes": {
+        "severity": {"DataType": "String", "StringValue": "high"},
+        "blob": {"DataType": "Binary", "BinaryValue": b"\x00\x01"}}})
+    run(delivery)
+    document = webhook.documents()[-1]
+    assert document["MessageAttributes"] == {"severity": {"Type": "String", "Value": "high"},
+                                             "blob": {"Type": "Binary", "Value": "AAE="}}
+    verify(sns, document)
+
+
 def test_the_signing_key_is_kept_in_the_data_directory(lmdb_engine, clock, tmp_path):
     pem = Sns(lmdb_engine, clock).certificate_pem()
     assert pem.startswith(b"-----BEGIN CERTIFICATE-----")
