@@ -185,6 +185,20 @@ def monitoring_required(operation: str, body: dict, region: str = "*", account: 
     return [Check(action, "*", context)]
 
 
+def sns_required(operation: str, body: dict, region: str = "*", account: str = "*") -> list[Check]:
+    """The permission an SNS request needs: ``sns:<Operation>`` on the topic
+    it names (TopicArn, the topic of a SubscriptionArn, or CreateTopic's
+    Name), on ``*`` for the listings."""
+    body = body if isinstance(body, dict) else {}
+    action = "sns:" + operation
+    arn = body.get("TopicArn") or body.get("ResourceArn")
+    if not isinstance(arn, str) and isinstance(body.get("SubscriptionArn"), str):
+        arn = body["SubscriptionArn"].rsplit(":", 1)[0]
+    if not isinstance(arn, str) and operation == "CreateTopic" and isinstance(body.get("Name"), str):
+        arn = f"arn:aws:sns:{region}:{account}:{body['Name']}"
+    return [Check(action, arn if isinstance(arn, str) and arn else "*", {})]
+
+
 def authorize(
     principal: Principal,
     operation: str,

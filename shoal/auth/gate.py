@@ -29,7 +29,7 @@ import time
 from shoal.api import resource_policies
 from shoal.api.catalog import key_names
 from shoal.api.streams import iterator_stream_arn
-from shoal.auth.actions import find_denial, monitoring_required, request_context
+from shoal.auth.actions import find_denial, monitoring_required, request_context, sns_required
 from shoal.auth.audit import DEFAULT_FILE, AuditLog
 from shoal.auth.errors import AccessDeniedException
 from shoal.auth.iam import DEFAULT_ACCOUNT, IamStore
@@ -108,12 +108,24 @@ class Gate:
         """Raise AccessDeniedException unless the signer may run the
         CloudWatch ``operation`` (``cloudwatch:<Operation>``, identity
         policies only: CloudWatch metrics have no resource-based policies)."""
+        self._authorize_checks(credentials, monitoring_required(operation, data, credentials.region, self.account),
+                               request, request_id)
+
+    def authorize_sns(self, credentials: Credentials, operation: str, data, request,
+                      request_id: str | None = None) -> None:
+        """Raise AccessDeniedException unless the signer may run the SNS
+        ``operation`` (``sns:<Operation>`` on the topic it names; identity
+        policies only)."""
+        self._authorize_checks(credentials, sns_required(operation, data, credentials.region, self.account),
+                               request, request_id)
+
+    def _authorize_checks(self, credentials: Credentials, checks, request, request_id: str | None) -> None:
         principal = credentials.identity.principal
         if principal.is_root:
             return
         peer = request.peer[0] if request.peer else None
         context = request_context(peer, request.secure, self.clock())
-        for check in monitoring_required(operation, data, credentials.region, self.account):
+        for check in checks:
             decision = decide(principal, check.action, check.resource, {**context, **check.context})
             if not decision.allowed:
                 self._audit(principal.arn, request, check.action, check.resource, "deny", decision.reason,

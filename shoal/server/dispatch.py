@@ -24,6 +24,7 @@ import traceback
 import zlib
 from concurrent.futures import ThreadPoolExecutor
 from time import perf_counter
+from urllib.parse import parse_qsl
 
 import orjson
 
@@ -41,9 +42,13 @@ from shoal.errors import (
 )
 from shoal.metrics import Metrics, enabled_by_default as metrics_by_default, switch_off as metrics_off
 from shoal.metrics import dynamodb as dynamodb_metrics
-from shoal.metrics.alarms import OPERATIONS as ALARM_OPERATIONS, Alarms, Evaluator as AlarmEvaluator
+from shoal.auth.audit import DEFAULT_FILE as DEFAULT_AUDIT_FILE, AuditLog
+from shoal.metrics.alarms import Alarms, Evaluator as AlarmEvaluator
+from shoal.server import cbor_protocol
+from shoal.server.services import CERTIFICATE_PATH, Services, signed_service
+from shoal.sns import Delivery as SnsDelivery, Sns
 from shoal.metrics.cloudwatch import TARGET_PREFIX as CLOUDWATCH_PREFIX
-from shoal.metrics.errors import InvalidAction, SerializationError, as_cloudwatch
+from shoal.metrics.errors import as_cloudwatch
 from shoal.server.background import BackgroundJobs
 from shoal.server.committer import DEFAULT_GROUP_COMMIT_WAIT_S, GroupCommitter
 from shoal.settings import request_clock
@@ -55,6 +60,10 @@ DYNAMODB_PREFIX = "DynamoDB_20120810."
 STREAMS_PREFIX = "DynamoDBStreams_20120810."
 JSON_TYPES = ("application/x-amz-json-1.0", "application/json")
 FORM_TYPE = "application/x-www-form-urlencoded"
+# STS's actions: an unsigned form request naming one goes to STS (which refuses it).
+STS_ACTIONS = frozenset({"AssumeRole", "GetCallerIdentity", "GetSessionToken", "GetFederationToken",
+                         "GetAccessKeyInfo", "AssumeRoleWithWebIdentity", "AssumeRoleWithSAML",
+                         "DecodeAuthorizationMessage"})
 
 _ALPHABET = string.ascii_uppercase + string.digits
 
@@ -159,11 +168,17 @@ class Dispatcher:
         else:
             metrics_off(engine)
         self._cloudwatch_api = None  # built on the first CloudWatch request, or for the alarms below
-        # Alarms are evaluated by every worker (metrics on or off: PutMetricData's
-        # custom metrics have alarms too); each change of state is made once.
-        self.alarms = Alarms(engine, self.clock, self._cloudwatch_operations())
+        # SNS (the topics alarm actions notify) and alarms, evaluated by every
+        # worker (metrics on or off: PutMetricData's custom metrics have alarms
+        # too); each change of state is made once, each notification POSTed once.
+        self.sns = Sns(engine, self.clock)
+        self.alarms = Alarms(engine, self.clock, self.cloudwatch_api(), self.sns.publish)
+        self._notifications_audit = self.gate.audit if self.gate is not None else (
+            AuditLog(audit_log or os.path.join(data_dir, DEFAULT_AUDIT_FILE), engine=engine) if data_dir else None)
+        self.sns_delivery = SnsDelivery(engine, self.clock, self._audit_delivery)
+        self.services = Services(self)
         extra_jobs = list(self.metrics.jobs(self.committer.submit)) if self.metrics is not None else []
-        extra_jobs.append(AlarmEvaluator(self.alarms))
+        extra_jobs += [AlarmEvaluator(self.alarms), self.sns_delivery]
         self.background = BackgroundJobs.for_worker(
             engine, self.catalog, change_retention_s=change_retention_s,
             iam_store=self.gate.store if self.gate is not None else None, extra_jobs=extra_jobs)
@@ -207,7 +222,11 @@ class Dispatcher:
         self.committer.arrivals += 1
         if request.method != "POST":
             if request.method == "GET":
-                path = request.path.split("?", 1)[0]
+                path, _, query = request.path.partition("?")
+                if path == "/" and "Action=" in query:  # SNS's SubscribeURL and UnsubscribeURL
+                    return self.services.query(request, request_id, query, "sns")
+                if path == CERTIFICATE_PATH:
+                    return self.services.certificate(request_id)
                 if path == "/":
                     return Response(200, [("Content-Type", "text/plain"), ("x-amzn-RequestId", request_id)],
                                     self._health_of(request))
@@ -223,13 +242,18 @@ class Dispatcher:
         content_type = request.headers.get("content-type", "")
         if content_type not in JSON_TYPES:  # parameters, other cases, spaces: normalize
             content_type = content_type.split(";", 1)[0].strip().lower()
-        if content_type == FORM_TYPE and self.gate is not None:
-            return self._sts(request, request_id)
+        if content_type == FORM_TYPE:
+            return self._form(request, request_id)
+        if content_type == cbor_protocol.CONTENT_TYPE and request.path.startswith("/service/"):
+            called = cbor_protocol.operation_of(request.path)
+            if called is not None and called[0] in cbor_protocol.SERVICES:
+                return self.services.cbor(request, request_id, called[1])
         if request.body and content_type not in JSON_TYPES:
             return _unknown_operation_404(request_id)
         response_type = "application/json" if content_type == "application/json" else JSON_TYPES[0]
         if request.headers.get("x-amz-target", "").startswith(CLOUDWATCH_PREFIX):
-            return self._cloudwatch(request, request_id)
+            return self.services.json(request, request_id,
+                                      request.headers["x-amz-target"][len(CLOUDWATCH_PREFIX):])
         job = None
         started = perf_counter() if self.metrics is not None else 0.0
         try:
@@ -381,40 +405,26 @@ class Dispatcher:
         body = self.metrics.exposition() if self.metrics is not None else exposition(self.engine)
         return Response(200, [("Content-Type", CONTENT_TYPE), ("x-amzn-RequestId", request_id)], body)
 
-    def _cloudwatch(self, request: Request, request_id: str):
-        """A request of CloudWatch's JSON protocol: a Response, or an
-        awaitable of one for PutMetricData (acknowledged once durable)."""
-        operation = request.headers["x-amz-target"][len(CLOUDWATCH_PREFIX):]
+    def _form(self, request: Request, request_id: str):
+        """A form-encoded request (the query protocol): STS with auth on,
+        CloudWatch or SNS (``shoal.server.services``), by the service its
+        signature names, or, unsigned, by its Action."""
+        service = signed_service(request.headers.get("authorization"))
+        if service is None:
+            action = dict(parse_qsl(request.body.decode("utf-8", "replace"))).get("Action")
+            service = "sts" if action in STS_ACTIONS else None
+        if service == "sts":
+            return self._sts(request, request_id) if self.gate is not None else _unknown_operation_404(request_id)
+        if service is not None and service not in ("monitoring", "sns"):
+            return _unknown_operation_404(request_id)
         try:
-            api = self._cloudwatch_operations()
-            if operation in ALARM_OPERATIONS:
-                api = self.alarms
-            elif not api.known(operation):
-                raise InvalidAction(f"Could not find operation {operation}")
-            if self.gate is not None:
-                credentials = self.gate.authenticate(request, "monitoring", operation=operation,
-                                                     request_id=request_id)
-                region = credentials.region
-            else:
-                region = region_of(request.headers.get("authorization"), self.default_region)[0]
-            body = request.body
-            encoding = request.headers.get("content-encoding")
-            if encoding is not None:
-                body = decoded_body(body, encoding)
-            try:
-                data = orjson.loads(body) if body else {}
-            except orjson.JSONDecodeError:
-                raise SerializationError("The request body is not valid JSON.") from None
-            writes, job = api.prepare(operation, data, region)
-            if self.gate is not None:
-                self.gate.authorize_monitoring(credentials, operation, data, request, request_id)
-            if writes and self.group_commit:
-                return self._cloudwatch_later(request_id, self.committer.submit(job))
-            return _cloudwatch_response(request_id, job())
-        except Exception as exc:
-            return _cloudwatch_error(exc, request_id)
+            body = decoded_body(request.body, request.headers["content-encoding"]) \
+                if "content-encoding" in request.headers else request.body
+        except ShoalError as exc:
+            return _response(request_id, JSON_TYPES[0], *_error(exc, request_id))
+        return self.services.query(request, request_id, body, {"monitoring": "cloudwatch", "sns": "sns"}.get(service))
 
-    def _cloudwatch_operations(self):
+    def cloudwatch_api(self):
         """CloudWatch's metric operations (``shoal.metrics.cloudwatch``), built once."""
         if self._cloudwatch_api is None:
             from shoal.metrics.cloudwatch import CloudWatch
@@ -423,12 +433,15 @@ class Dispatcher:
             self._cloudwatch_api = CloudWatch(self.engine, self.clock, flush)
         return self._cloudwatch_api
 
-    @staticmethod
-    async def _cloudwatch_later(request_id: str, future) -> Response:
+    def _audit_delivery(self, *, action: str, resource: str, decision: str, reason: str) -> None:
+        """An SNS delivery's outcome, in the audit log (with auth on, the gate's)."""
+        if self._notifications_audit is None:
+            return
         try:
-            return _cloudwatch_response(request_id, await future)
-        except Exception as exc:
-            return _cloudwatch_error(exc, request_id)
+            self._notifications_audit.record(principal=None, source=None, action=action, resource=resource,
+                                             decision=decision, reason=reason)
+        except OSError as exc:
+            log.error("cannot write the audit log: %s", exc)
 
     def _sts(self, request: Request, request_id: str) -> Response:
         """The STS query-protocol endpoint (AssumeRole, GetCallerIdentity)."""
@@ -449,6 +462,9 @@ class Dispatcher:
             except Exception:  # never keep a worker from closing its storage
                 log.error("could not write the last metrics:\n%s", traceback.format_exc())
         self.committer.close()
+        self.sns_delivery.close()
+        if self.gate is None and self._notifications_audit is not None:
+            self._notifications_audit.close()
         self._long_work.shutdown(wait=True)
         jobs.stop_jobs(self.engine)
         self.background.close()
@@ -583,20 +599,6 @@ def _error(exc: Exception, request_id: str) -> tuple[int, bytes]:
                   "".join(traceback.format_exception(exc)))
         exc = InternalServerError("Internal server error")
     return exc.status, orjson.dumps(exc.to_body())
-
-
-def _cloudwatch_response(request_id: str, result: dict) -> Response:
-    return Response(200, [("Content-Type", JSON_TYPES[0]), ("x-amzn-RequestId", request_id)],
-                    orjson.dumps(result))
-
-
-def _cloudwatch_error(exc: Exception, request_id: str) -> Response:
-    """A CloudWatch error: its shape in ``__type``, its query code in ``x-amzn-query-error``."""
-    if not isinstance(exc, ShoalError):  # a bug: report it, keep serving
-        log.error("internal error in request %s:\n%s", request_id, "".join(traceback.format_exception(exc)))
-    error = as_cloudwatch(exc if isinstance(exc, ShoalError) else InternalServerError("Internal error"))
-    return Response(error.status, [("Content-Type", JSON_TYPES[0]), ("x-amzn-RequestId", request_id),
-                                   ("x-amzn-query-error", error.query_error)], orjson.dumps(error.to_body()))
 
 
 def _conflicting_tables(data: dict, exc: Exception) -> list:

@@ -273,5 +273,5 @@ def test_put_metric_data_refuses_bad_data(cloudwatch):
             {"MetricName": "m", "Value": 1, "Timestamp": T0 - 15 * DAY}]})
     with pytest.raises(ValidationError) as caught:
         run(cloudwatch, "GetMetricData", {"StartTime": T0 - 60, "EndTime": T0, "MetricDataQueries": [
-            {"Id": "e1", "Expression": "SUM(METRICS())"}]})
+            {"Id": "e1", "Expression": "SUM(METRICS("}]})
     assert "Expression" in caught.value.message
