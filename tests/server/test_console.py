@@ -41,8 +41,11 @@ def client(url, service="dynamodb", key="console-test", secret="console-test", r
 
 
 def load_viewer_events(ddb) -> list[dict]:
-    """The viewer_events table with its index, stream, TTL, PITR and a backup; returns USER's events."""
-    definition = table_definitions()[0]
+    """The workload's tables: viewer_events with its index, stream, TTL, PITR and a backup, and the other
+    two, empty; returns USER's events."""
+    definition, *others = table_definitions()
+    for other in others:
+        ddb.create_table(**other)
     ddb.create_table(**definition, StreamSpecification={"StreamEnabled": True, "StreamViewType": "NEW_AND_OLD_IMAGES"})
     ddb.get_waiter("table_exists").wait(TableName=TABLE, WaiterConfig={"Delay": 0.2, "MaxAttempts": 100})
     ddb.update_time_to_live(TableName=TABLE, TimeToLiveSpecification={"Enabled": True, "AttributeName": "expires_at"})
@@ -93,8 +96,19 @@ def server(tmp_path_factory):
     proc.stop()
 
 
-def shot(driver, screenshots, name):
-    driver.save_screenshot(os.path.join(screenshots, name))
+def shot(driver, screenshots, name, full_page=False):
+    """Save a screenshot: of the window, or (``full_page``) of the whole page, the window grown to fit it."""
+    if not full_page:
+        driver.save_screenshot(os.path.join(screenshots, name))
+        return
+    size = driver.get_window_size()
+    chrome = driver.execute_script("return window.outerHeight - window.innerHeight")
+    height = driver.execute_script("return document.documentElement.scrollHeight")
+    driver.set_window_size(size["width"], max(size["height"], height + chrome))
+    try:
+        driver.save_screenshot(os.path.join(screenshots, name))
+    finally:
+        driver.set_window_size(size["width"], size["height"])
 
 
 def open_view(driver, url, view):
@@ -268,9 +282,10 @@ def test_tables_page_shows_schema_indexes_and_state(server, browser, screenshots
     assert pitr == {"Status": "ENABLED", "Earliest restorable": utc_text(recovery["EarliestRestorableDateTime"]),
                     "Recovery period": f"{recovery['RecoveryPeriodInDays']} days", "Backups": "ENABLED"}
     assert css(browser, f"{card} [data-backups]").get_attribute("data-backups") == "1"
-    summary = rows(browser, "#tables-summary")
-    assert summary[0][:5] == [TABLE, "ACTIVE", "user_id (partition, S) + ts (sort, N)", "1", f"{table['ItemCount']:,}"]
-    shot(browser, screenshots, "console-tables.png")
+    summary = {row[0]: row for row in rows(browser, "#tables-summary")}
+    assert sorted(summary) == ["continue_watching", "title_counters", TABLE]
+    assert summary[TABLE][:5] == [TABLE, "ACTIVE", "user_id (partition, S) + ts (sort, N)", "1", f"{table['ItemCount']:,}"]
+    shot(browser, screenshots, "console-tables.png", full_page=True)
 
 
 def run_query(driver, user, sort_op="", sort_value="", order="forward"):
@@ -444,7 +459,7 @@ def test_metrics_chart_draws_points(server, browser, screenshots):
 
     wait_for(same_as_api, timeout=15, interval=0.5, what="the chart to hold the API's figures")
     assert css(browser, "#live").is_selected()
-    shot(browser, screenshots, "console-chart.png")
+    shot(browser, screenshots, "console-chart.png", full_page=True)
 
 
 def test_alarms_view_shows_what_the_api_answers(server, browser, screenshots):
@@ -467,6 +482,16 @@ def test_alarms_view_shows_what_the_api_answers(server, browser, screenshots):
         wait_for(lambda: all_css(browser, "#alarms-table tbody tr"), what="the alarms")
         assert [tr.get_attribute("data-alarm") for tr in all_css(browser, "#alarms-table tbody tr")] == \
             [a["AlarmName"] for a in expected["MetricAlarms"]]
+        row = css(browser, '#alarms-table tr[data-alarm="viewer-events-writes"]')
+        alarm = next(a for a in expected["MetricAlarms"] if a["AlarmName"] == "viewer-events-writes")
+        cells = [td.text for td in row.find_elements("css selector", "td")]
+        assert cells[1:5] == [alarm["StateValue"], alarm["StateReason"],
+                              "AWS/DynamoDB/ConsumedWriteCapacityUnits (TableName=viewer_events) · Sum per 60 s",
+                              "> 1000 for 1 of 1"]
+        row.find_element("css selector", "button").click()
+        wait_for(lambda: all_css(browser, "#history-table tbody tr, #alarm-history .error"), what="the history")
+        history = cw.describe_alarm_history(AlarmName="viewer-events-writes")["AlarmHistoryItems"]
+        assert texts(browser, "#history-table tbody td:nth-child(3)") == [i["HistorySummary"] for i in history]
     shot(browser, screenshots, "console-alarms.png")
 
 

@@ -57,6 +57,7 @@ export function render(container, args) {
     const alarms = [...(answer.MetricAlarms || []).map((a) => ({ ...a, type: "Metric" })),
                     ...(answer.CompositeAlarms || []).map((a) => ({ ...a, type: "Composite" }))];
     clear(list, alarms.length ? alarmTable(alarms) : h("div", { class: "muted pad" }, "No alarms."));
+    pager.classList.toggle("single", page === 0 && !answer.NextToken);
     clear(pager,
       h("button", { disabled: page === 0, onclick: () => load(page - 1) }, "‹ Previous"),
       h("span", { class: "muted" }, `Page ${page + 1}`),

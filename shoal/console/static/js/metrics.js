@@ -170,7 +170,7 @@ export function render(container, args, { navigate, state }) {
       ...size(body),
       series: [{ label: "Time", value: "{YYYY}-{MM}-{DD} {HH}:{mm}" },
         ...series.map((s, i) => ({ label: s.label, stroke: COLORS[i % COLORS.length], width: 1.5,
-          points: { show: true, size: 4 }, spanGaps: false, value: (u, v) => v == null ? "—" : formatValue(v) }))],
+          points: { show: true, size: 6, fill: COLORS[i % COLORS.length] }, spanGaps: false, value: (u, v) => v == null ? "—" : formatValue(v) }))],
       axes: [{}, { size: 60, values: (u, ticks) => ticks.map(formatValue) }],
       scales: { x: { time: true } },
       cursor: { drag: { x: true, y: false } },

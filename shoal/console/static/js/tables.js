@@ -47,6 +47,7 @@ export function render(container, args, { navigate }) {
   }
 
   function renderPager(index, more) {
+    pager.classList.toggle("single", index === 0 && !more);
     clear(pager,
       h("button", { disabled: index === 0, onclick: () => load(index - 1) }, "‹ Previous"),
       h("span", { class: "muted" }, `Page ${index + 1}`),
