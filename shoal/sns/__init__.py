@@ -2,14 +2,15 @@
 subscriptions with SNS's confirmation handshake, and signed notifications.
 
 ```
- query protocol (shoal.server)      alarms (state change, in their write transaction)
-        |  Sns.prepare -> job              |  Sns.publish(txn, ...)
-        v                                  v
- api.Sns  -- topics, subscriptions, tokens, and the outbox of POSTs to make (store, meta space sns/...)
-        |                                         each message built and signed when queued (messages, signing)
+ query protocol (shoal.server)          alarms (a change of state, in its write transaction)
+        |  Sns.prepare -> job                  |  Sns.publish(txn, ...)
+        v                                      v
+ api.Sns -> topics | subscriptions | publishing     (checks: the model's required members, SNS's rules)
+        |     state in the meta space, sns/... (store): topics, subscriptions, tokens, the outbox
+        |     every POST built and signed when queued (messages, signing)
         v
- delivery.Delivery  background job: claims due POSTs under a lease, one thread POSTs them,
-                    outcomes retried per the HTTP delivery policy and audited
+ delivery.Delivery   background job: claims due POSTs under a lease, one thread POSTs them,
+                     failures retried per the HTTP delivery policy, every outcome audited
 ```
 """
 

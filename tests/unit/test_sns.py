@@ -3,11 +3,11 @@ handshake, signed notifications, retries, leases across processes, errors."""
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import http.server
 import json
 import multiprocessing
-import socket
 import threading
 from urllib.parse import parse_qsl, urlsplit
 
@@ -485,10 +485,25 @@ def test_a_failing_endpoint_is_retried_with_back_off_then_delivered(sns, deliver
     assert {r["resource"] for r in audit.records[1:]} == {arn}
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+def test_on_an_event_loop_the_threads_wake_up_records_the_outcome(sns, delivery, webhook, clock, lmdb_engine):
+    subscribed(sns, delivery, webhook)
+    call(sns, "Publish", {"TopicArn": topic_arn(), "Message": "from the loop"})
+    audit = Audit()
+    job = Delivery(lmdb_engine, clock, audit, lease_s=60.0, timeout_s=2.0)
+
+    async def serve() -> None:
+        assert job() is False  # claims and hands over; the POST happens on the thread
+        for _ in range(500):  # no further rounds: the thread's wake-up records the outcome
+            await asyncio.sleep(0.01)
+            if audit.records:
+                return
+
+    try:
+        asyncio.run(serve())
+    finally:
+        job.close()
+    assert audit.decisions == ["delivered"] and pending_outbox(lmdb_engine) == []
+    assert webhook.documents()[-1]["Message"] == "from the loop"
 
 
 def test_a_dead_endpoint_gives_up_after_the_policys_four_attempts(sns, delivery, webhook, audit, clock,
