@@ -99,8 +99,8 @@ function browser(body, table) {
   const skValue = h("input", { id: "sk-value", spellcheck: "false", placeholder: "value" });
   const skValue2 = h("input", { id: "sk-value2", spellcheck: "false", placeholder: "and value" });
   const filter = h("input", { id: "filter-expression", spellcheck: "false", placeholder: "e.g. #t = :t AND position_s > :p" });
-  const names = h("textarea", { id: "names-json", rows: 2, spellcheck: "false", placeholder: '{"#t": "event_type"}' });
-  const values = h("textarea", { id: "values-json", rows: 2, spellcheck: "false", placeholder: '{":t": {"S": "play"}}' });
+  const names = h("input", { id: "names-json", class: "mono", spellcheck: "false", placeholder: '{"#t": "event_type"}' });
+  const values = h("input", { id: "values-json", class: "mono", spellcheck: "false", placeholder: '{":t": {"S": "play"}}' });
   const limit = h("input", { id: "limit", type: "number", min: 1, value: 25 });
   const order = select([["forward", "Ascending (forward)"], ["backward", "Descending (backward)"]], "forward", { id: "order" });
   const consistent = h("input", { id: "consistent", type: "checkbox" });
@@ -112,13 +112,12 @@ function browser(body, table) {
   const form = h("form", { class: "card builder", id: "builder" },
     h("div", { class: "tabs" }, modeQuery, modeScan, h("span", { class: "spacer" }),
       h("button", { id: "new-item", type: "button", onclick: () => editItem(null) }, "+ Create item")),
-    h("div", { class: "form-row" }, field("Table or index", indexSelect), field("Limit", limit), orderField,
-      field("Consistent read", consistent)),
+    h("div", { class: "form-row" }, field("Table or index", indexSelect, null, "wide"), field("Limit", limit, null, "narrow"),
+      orderField, field("Consistent read", consistent, null, "narrow")),
     keyRow,
-    h("div", { class: "form-row" }, field("Filter expression", filter)),
-    h("div", { class: "form-row" }, field("Expression attribute names (JSON)", names),
-      field("Expression attribute values (DynamoDB JSON)", values)),
-    h("div", { class: "form-actions" }, run));
+    h("div", { class: "form-row" }, field("Filter expression", filter, null, "wide"),
+      field("Expression attribute names (JSON)", names), field("Expression attribute values (DynamoDB JSON)", values),
+      h("div", { class: "form-actions" }, run)));
   form.addEventListener("submit", (event) => { event.preventDefault(); pages.length = 1; page = 0; execute(); });
   indexSelect.addEventListener("change", updateKeys);
   skOp.addEventListener("change", updateKeys);

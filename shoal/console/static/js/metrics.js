@@ -172,7 +172,8 @@ export function render(container, args, { navigate, state }) {
         ...series.map((s, i) => ({ label: s.label, stroke: COLORS[i % COLORS.length], width: 1.5,
           points: { show: true, size: 6, fill: COLORS[i % COLORS.length] }, spanGaps: false, value: (u, v) => v == null ? "—" : formatValue(v) }))],
       axes: [{}, { size: 60, values: (u, ticks) => ticks.map(formatValue) }],
-      scales: { x: { time: true } },
+      // From zero, as CloudWatch's console draws counts; an empty chart still gets a y axis.
+      scales: { x: { time: true }, y: { range: (u, min, max) => [Math.min(0, min ?? 0), max > 0 ? max * 1.1 : 1] } },
       cursor: { drag: { x: true, y: false } },
     }, data, body);
     u.seriesKey = key;
@@ -206,7 +207,7 @@ function formatValue(v) {
   if (a >= 1e6) return (v / 1e6).toFixed(1) + "M";
   if (a >= 1e4) return (v / 1e3).toFixed(1) + "k";
   if (a >= 100 || Number.isInteger(v)) return String(Math.round(v * 100) / 100);
-  return v.toPrecision(3);
+  return String(Number(v.toPrecision(3)));
 }
 
 function localInput(date) {

@@ -89,8 +89,8 @@ export function typeOf(value) {
   return value && typeof value === "object" ? Object.keys(value)[0] : "";
 }
 
-export function field(label, control, hint) {
-  return h("label", { class: "field" }, h("span", { class: "field-label" }, label), control,
+export function field(label, control, hint, size) {
+  return h("label", { class: size ? `field field-${size}` : "field" }, h("span", { class: "field-label" }, label), control,
     hint ? h("span", { class: "field-hint" }, hint) : null);
 }
 
