@@ -280,7 +280,8 @@ def test_tables_page_shows_schema_indexes_and_state(server, browser, screenshots
     latest = pitr.pop("Latest restorable")  # moves with the clock: between the earliest and boto3's, read after
     assert utc_text(recovery["EarliestRestorableDateTime"]) <= latest <= utc_text(recovery["LatestRestorableDateTime"])
     assert pitr == {"Status": "ENABLED", "Earliest restorable": utc_text(recovery["EarliestRestorableDateTime"]),
-                    "Recovery period": f"{recovery['RecoveryPeriodInDays']} days", "Backups": "ENABLED"}
+                    "Recovery period": f"{recovery['RecoveryPeriodInDays']} days",
+                    "Continuous backups": described["ContinuousBackupsStatus"]}
     assert css(browser, f"{card} [data-backups]").get_attribute("data-backups") == "1"
     summary = {row[0]: row for row in rows(browser, "#tables-summary")}
     assert sorted(summary) == ["continue_watching", "title_counters", TABLE]

@@ -46,7 +46,7 @@ function renderSession() {
     route();
   });
   clear(session,
-    h("span", { class: "session-label" }, "Region"), regionInput,
+    state.auth === "signed-out" ? null : [h("span", { class: "session-label" }, "Region"), regionInput],
     state.auth === "signed-in" && credentials
       ? [h("span", { class: "session-user", title: "Access key id" }, credentials.accessKeyId),
          h("button", { class: "link-button", id: "sign-out", onclick: signOut }, "Sign out")]

@@ -42,7 +42,7 @@ export function render(container, args, { navigate }) {
     }
     const infos = await Promise.all(names.map(describeAll));
     if (!alive) return;
-    clear(summary, summaryTable(infos, navigate));
+    clear(summary, h("div", { class: "scroll" }, summaryTable(infos, navigate)));
     clear(details, infos.map((info) => tableCard(info, navigate)));
   }
 
@@ -216,7 +216,7 @@ function tableCard(info, navigate) {
       p.EarliestRestorableDateTime !== undefined && ["Earliest restorable", formatTime(p.EarliestRestorableDateTime)],
       p.LatestRestorableDateTime !== undefined && ["Latest restorable", formatTime(p.LatestRestorableDateTime)],
       p.RecoveryPeriodInDays !== undefined && ["Recovery period", `${p.RecoveryPeriodInDays} days`],
-      ["Backups", c.ContinuousBackupsStatus]]);
+      ["Continuous backups", c.ContinuousBackupsStatus]]);
   }
   let backups;
   if (info.list.error) backups = errorBox(info.list.error, "ListBackups");
