@@ -78,6 +78,7 @@ EVALUATE_EVERY_S = 5.0  # the issue asks for at least every 10 seconds
 HISTORY_KEPT_S = 14 * 86400  # CloudWatch keeps alarm history for two weeks
 MAX_ACTIONS = 5  # per state
 MAX_TAGS = 50
+MAX_SUBJECT = 100  # an SNS subject's length
 MAX_DAY_S = 86400
 MAX_WEEK_S = 7 * 86400
 
@@ -673,6 +674,8 @@ class Alarms:
         message_id = None
         if self.publish is not None:
             subject = f'{alarm["StateValue"]}: "{name}" in {REGION_NAMES.get(region, region)}'
+            if len(subject) > MAX_SUBJECT or not subject.isascii():  # SNS takes 100 ASCII characters
+                subject = subject.encode("ascii", "replace").decode()[:MAX_SUBJECT - 3] + "..."
             message_id = self.publish(txn, region, arn, orjson.dumps(notification(alarm, region, self.account,
                                                                                    old_state)).decode(), subject)
         if message_id is not None:

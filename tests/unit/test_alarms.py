@@ -234,6 +234,18 @@ def test_disabled_actions_change_state_without_notifying(env):
     assert describe(alarms)["StateValue"] == "ALARM"
 
 
+def test_a_long_alarm_name_gives_a_shortened_subject(env):
+    _, clock, cloudwatch, alarms, topics = env
+    name = "viewer-events-" + "x" * 200
+    call(alarms, "PutMetricAlarm", ALARM | {"AlarmName": name})
+    put_value(cloudwatch, 50, T0 + 1)
+    clock.at = T0 + 61
+    alarms.evaluate_all()
+    [(_, subject, message)] = topics.sent
+    assert len(subject) == 100 and subject.startswith('ALARM: "viewer-events-xxx') and subject.endswith("...")
+    assert message["AlarmName"] == name
+
+
 def test_an_action_on_a_missing_topic_is_recorded_as_failed(env):
     _, clock, cloudwatch, alarms, topics = env
     gone = "arn:aws:sns:us-east-1:000000000000:gone"
