@@ -510,6 +510,20 @@ def test_metrics_chart_draws_points(server, browser, screenshots):
     wait_for(same_as_api, timeout=15, interval=0.5, what="the chart to hold the API's figures")
     assert css(browser, "#live").is_selected()
     shot(browser, screenshots, "console-chart.png", full_page=True)
+    # A week: hourly periods (at most 500 points a chart), from the start of the range's first hour.
+    choose(browser, "#range", "604800")
+    wait_for(lambda: css(browser, "#metrics-updated").text.endswith("period 60 min"), what="a week's chart")
+    xs = browser.execute_script("return window.shoalConsole.charts.capacity.data[0]")
+    assert {b - a for a, b in zip(xs, xs[1:])} == {3600} and xs[0] % 3600 == 0 and len(xs) in (168, 169)
+    assert chart_points(browser, "capacity")[1][1] > 0
+    # A custom range of the last two hours: minutes again.
+    choose(browser, "#range", "custom")
+    now = datetime.datetime.now()  # datetime-local fields hold the browser's local time, the machine's
+    set_value(browser, css(browser, "#range-from"), (now - datetime.timedelta(hours=2)).strftime("%Y-%m-%dT%H:%M"))
+    set_value(browser, css(browser, "#range-to"), (now + datetime.timedelta(minutes=1)).strftime("%Y-%m-%dT%H:%M"))
+    wait_for(lambda: css(browser, "#metrics-updated").text.endswith("period 1 min"), what="the custom range")
+    assert chart_points(browser, "capacity")[1][1] > 0
+    choose(browser, "#range", "3600")
 
 
 def test_alarms_view_shows_what_the_api_answers(server, browser, screenshots):
@@ -621,3 +635,18 @@ def test_sign_in_with_sigv4_and_policies_apply(secured, browser, screenshots):
     assert "is not authorized to perform: dynamodb:DeleteItem" in shown[1]
     shot(browser, screenshots, "console-access-denied.png")
     assert root.get_item(TableName="accounts", Key={"id": {"S": "a1"}})["Item"]["plan"] == {"S": "pro"}
+
+    # A key deleted while signed in: the next call is refused, and the console asks to sign in again.
+    css(browser, ".modal .icon-button").click()
+    iam(data_dir, "delete-access-key", "--access-key-id", access["AccessKeyId"])
+
+    def asked_to_sign_in():  # the server notices IAM changes made by another process within 5 seconds
+        if all_css(browser, "#sign-in"):
+            return True
+        css(browser, "#run").click()
+        time.sleep(0.5)
+
+    wait_for(asked_to_sign_in, timeout=10, what="the sign-in form again")
+    assert error_shown(browser, ".sign-in-message") == api_error(support.list_tables)
+    assert error_shown(browser, ".sign-in-message")[0] == "UnrecognizedClientException"
+    assert browser.execute_script("return sessionStorage.getItem('shoal.console.credentials')") is None

@@ -105,7 +105,22 @@ export async function call(service, operation, params, { rawBody, credentials } 
   let type = queryError ? queryError.split(";")[0] : String(data.__type || data.code || `HTTP ${response.status}`);
   type = type.slice(type.lastIndexOf("#") + 1);
   const message = data.message ?? data.Message ?? "";
-  throw new ApiError(type, message, response.status, requestId, operation);
+  const error = new ApiError(type, message, response.status, requestId, operation);
+  // Stored credentials that stop working (an expired session token, a deleted key): the shell asks again.
+  if (error.isAuth && !credentials) window.dispatchEvent(new CustomEvent("shoal:auth-refused", { detail: error }));
+  throw error;
+}
+
+/** Every table name of the region (ListTables, all pages). */
+export async function listAllTables(limit = 5000) {
+  const names = [];
+  let start;
+  do {
+    const page = await call("dynamodb", "ListTables", start ? { ExclusiveStartTableName: start } : {});
+    names.push(...(page.TableNames || []));
+    start = page.LastEvaluatedTableName;
+  } while (start && names.length < limit);
+  return names;
 }
 
 export const dynamodb = (operation, params, options) => call("dynamodb", operation, params, options);

@@ -150,6 +150,12 @@ async function start() {
 }
 
 window.addEventListener("hashchange", route);
+window.addEventListener("shoal:auth-refused", (event) => {
+  if (state.auth !== "signed-in") return;
+  forgetCredentials();
+  state.auth = "signed-out";
+  showSignIn(event.detail);
+});
 window.addEventListener("unhandledrejection", (event) => {
   // Never a blank page: an error no view caught is shown where the view was.
   const error = event.reason;

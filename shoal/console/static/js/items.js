@@ -4,7 +4,7 @@
 // shown beside the results, and what the API answers (an error's type and
 // message included) is shown as it came.
 
-import { dynamodb } from "./api.js";
+import { dynamodb, listAllTables } from "./api.js";
 import { busyButton, clear, errorBox, field, formatNumber, h, modal, notice, select, shortValue } from "./ui.js";
 
 // Names and values of the console's own placeholders: unlikely to clash with the user's.
@@ -36,17 +36,6 @@ export function render(container, args, { navigate }) {
       (error) => alive && clear(body, errorBox(error, "DescribeTable")));
   }
   return () => { alive = false; };
-}
-
-async function listAllTables() {
-  const names = [];
-  let start;
-  do {
-    const page = await dynamodb("ListTables", start ? { ExclusiveStartTableName: start } : {});
-    names.push(...(page.TableNames || []));
-    start = page.LastEvaluatedTableName;
-  } while (start && names.length < 5000);
-  return names;
 }
 
 function attributeTypes(table) {

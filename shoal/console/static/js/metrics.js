@@ -3,7 +3,7 @@
 // series exist, GetMetricData reads them, uPlot draws them.  The view
 // refreshes every 10 s while "Live" is on.
 
-import { cloudwatch, dynamodb } from "./api.js";
+import { cloudwatch, listAllTables } from "./api.js";
 import { busyButton, clear, errorBox, field, h, notice, select } from "./ui.js";
 
 const NAMESPACE = "AWS/DynamoDB";
@@ -61,10 +61,10 @@ export function render(container, args, { navigate, state }) {
       busyButton("Refresh", () => refresh(), { id: "refresh" }), updated),
     status, grid);
 
-  dynamodb("ListTables", {}).then((answer) => {
+  listAllTables().then((names) => {
     if (!alive) return;
-    for (const name of answer.TableNames || []) picker.append(h("option", { value: name, selected: name === tableName }, name));
-    if (!tableName) clear(status, notice((answer.TableNames || []).length ? "Choose a table to see its metrics." : "No tables in this region."));
+    for (const name of names) picker.append(h("option", { value: name, selected: name === tableName }, name));
+    if (!tableName) clear(status, notice(names.length ? "Choose a table to see its metrics." : "No tables in this region."));
   }, (error) => alive && clear(status, errorBox(error, "ListTables")));
 
   const now = Date.now();
