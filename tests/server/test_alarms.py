@@ -200,3 +200,51 @@ def test_alarms_through_the_aws_cli(moved):
     assert aws("describe-alarms-for-metric", "--namespace", "App", "--metric-name", "Plays")["MetricAlarms"]
     aws("delete-alarms", "--alarm-names", "cli-alarm")
     assert aws("describe-alarms")["MetricAlarms"] == []
+
+
+def test_with_auth_on_alarms_and_topics_are_authorized_by_arn(tmp_path):
+    from tests.shoal_process import root_credentials
+
+    data_dir = tmp_path / "secured"
+    proc = ShoalProcess(data_dir, "--workers", "1", "--auth", "sigv4").start()
+    try:
+        key, secret = root_credentials(data_dir)
+
+        def iam(*args):
+            out = subprocess.run([sys.executable, "-m", "shoal", "iam", *args, "--data-dir", str(data_dir)],
+                                 capture_output=True, text=True, timeout=60)
+            assert out.returncode == 0, out.stderr
+            return json.loads(out.stdout) if out.stdout.strip() else None
+
+        iam("create-user", "--user-name", "oncall")
+        access = iam("create-access-key", "--user-name", "oncall")["AccessKey"]
+        iam("put-user-policy", "--user-name", "oncall", "--policy-name", "own-alarms", "--policy-document",
+            json.dumps({"Version": "2012-10-17", "Statement": [
+                {"Effect": "Allow", "Action": ["cloudwatch:PutMetricAlarm", "cloudwatch:DescribeAlarms"],
+                 "Resource": "arn:aws:cloudwatch:us-east-1:000000000000:alarm:oncall-*"},
+                {"Effect": "Allow", "Action": "sns:CreateTopic",
+                 "Resource": "arn:aws:sns:us-east-1:000000000000:oncall-*"}]}))
+        kw = dict(endpoint_url=proc.url, region_name="us-east-1", config=NO_RETRY)
+        user = dict(aws_access_key_id=access["AccessKeyId"], aws_secret_access_key=access["SecretAccessKey"])
+        cw, sns = boto3.client("cloudwatch", **user, **kw), boto3.client("sns", **user, **kw)
+        alarm = dict(Namespace="App", MetricName="m", Statistic="Sum", Period=60, EvaluationPeriods=1, Threshold=1,
+                     ComparisonOperator="GreaterThanThreshold")
+        cw.put_metric_alarm(AlarmName="oncall-errors", **alarm)
+        assert cw.describe_alarms(AlarmNames=["oncall-errors"])["MetricAlarms"][0]["AlarmName"] == "oncall-errors"
+        with pytest.raises(ClientError) as info:
+            cw.put_metric_alarm(AlarmName="billing-errors", **alarm)
+        assert info.value.response["Error"]["Code"] == "AccessDenied"
+        assert "arn:aws:cloudwatch:us-east-1:000000000000:alarm:billing-errors" in info.value.response["Error"]["Message"]
+        assert sns.create_topic(Name="oncall-pages")["TopicArn"].endswith(":oncall-pages")
+        with pytest.raises(ClientError) as info:
+            sns.create_topic(Name="billing")
+        assert info.value.response["Error"]["Code"] == "AuthorizationError"
+        assert info.value.response["ResponseMetadata"]["HTTPStatusCode"] == 403
+        forged = boto3.client("sns", aws_access_key_id=key, aws_secret_access_key="wrong", **kw)
+        with pytest.raises(ClientError) as info:
+            forged.list_topics()
+        assert info.value.response["Error"]["Code"] == "SignatureDoesNotMatch"
+        root = boto3.client("cloudwatch", aws_access_key_id=key, aws_secret_access_key=secret, **kw)
+        assert [a["AlarmName"] for a in root.describe_alarms()["MetricAlarms"]] == ["oncall-errors"]
+    finally:
+        proc.stop()
