@@ -230,6 +230,62 @@ def read_table_changes(txn, table_id: str, after_seq: int = 0):
             yield value  # not written by this module's format
 
 
+#: The ``op`` of the record a bulk load (``writepath.BulkLoad``) writes per
+#: transaction in place of one record per item.
+LOAD_OP = "LoadItems"
+_LOAD_FIELD = b',"op":"LoadItems"'
+_ORIGIN_FIELD = b'","origin":"'
+_KEYS_FIELD = b',"keys":'
+_KEYS_END = b'"}},"old":'  # a key value's closing quote and brace, the keys' brace, the next field
+_NEW_FIELD = b',"new":'
+
+
+class LoadedInBulk(Exception):
+    """The table's items were loaded in bulk after the position read from:
+    those items have no change records, so the log cannot undo them."""
+
+
+def read_item_befores(txn, table_id: str, after_seq: int = 0):
+    """Yield (keys JSON, image before JSON or None) of each change of an
+    item of ``table_id`` after ``after_seq``, in order, as bytes sliced out
+    of the record rather than decoded: what undoing the log needs (``pitr``).
+    Records of the table itself are skipped; a bulk load's raises
+    ``LoadedInBulk``.
+
+    The slicing relies on the layout ``ChangeAppender.item_change`` writes:
+    ``{"table":..,"origin":"..","keys":{..},"old":..,"new":..[,"userIdentity":..]}``.
+    Inside a JSON string a quote is always escaped, so the first ``"}},"old":``
+    after ``"keys":`` ends the keys (each key value is ``{"S"|"N"|"B":"..."}``)
+    and a ``,"new":`` occurring once only after them starts the image after;
+    a record where it occurs again (an attribute named ``new``) or that does
+    not have this layout is decoded instead."""
+    origin = _TABLE_ID_END + len(_ORIGIN_FIELD)
+    for value in read_table_changes(txn, table_id, after_seq):
+        if type(value) is not bytes:
+            value = bytes(value)
+        if value[_TABLE_ID_END:origin] == _ORIGIN_FIELD:
+            quote = value.find(b'"', origin)  # the origin's end: it holds no escaped quote
+            if quote > 0 and value[quote - 1] != 0x5C:  # 0x5C: a backslash
+                if value.startswith(_KEYS_FIELD, quote + 1):
+                    keys_start = quote + 1 + len(_KEYS_FIELD)
+                    keys_end = value.find(_KEYS_END, keys_start) + 3
+                    new = value.find(_NEW_FIELD, keys_end)
+                    if keys_end > 2 and new > 0 and value.find(_NEW_FIELD, new + len(_NEW_FIELD)) < 0:
+                        old = value[keys_end - 3 + len(_KEYS_END):new]
+                        yield value[keys_start:keys_end], None if old == b"null" else old
+                        continue
+                elif value.startswith(b',"op":', quote + 1):
+                    if value.startswith(_LOAD_FIELD, quote + 1):
+                        raise LoadedInBulk(table_id)
+                    continue  # a change of the table itself
+        record = orjson.loads(memoryview(value)[_TIME.size:])  # another layout: decoded
+        if "op" in record:
+            if record["op"] == LOAD_OP:
+                raise LoadedInBulk(table_id)
+            continue
+        yield orjson.dumps(record["keys"]), None if record["old"] is None else orjson.dumps(record["old"])
+
+
 def decode_change(value) -> tuple[int, dict]:
     """(time_ms, record) of a stored change value from ``read_raw_changes``."""
     return _TIME.unpack_from(value)[0], orjson.loads(memoryview(value)[_TIME.size:])

@@ -35,11 +35,11 @@ import orjson
 
 from shoal.api import backups, tables
 from shoal.api.changelog import (
-    decode_change,
+    LoadedInBulk,
     head_position,
-    is_table_change,
     oldest_change,
     position_at,
+    read_item_befores,
     read_table_changes,
     record_table_change,
     retain_changes,
@@ -49,6 +49,7 @@ from shoal.api.catalog import table_arn
 from shoal.api.common import storage_key, successor
 from shoal.api.writepath import stored_json, stored_size
 from shoal.errors import (
+    ContinuousBackupsUnavailableException,
     InvalidRestoreTimeException,
     PointInTimeRecoveryUnavailableException,
     TableAlreadyExistsException,
@@ -135,6 +136,13 @@ def update_continuous_backups(ctx, request: dict) -> dict:
     now = ctx.now()
     with ctx.engine.write() as txn:
         table = tables.source_table(ctx, txn, request["TableName"])
+        if enabled and table.description.get("TableStatus") == "CREATING":
+            # A restore or an import still loads it, in bulk, without a change
+            # record per item (``writepath.BulkLoad``): the window must begin
+            # after the load.  DynamoDB answers so while a new table's backups
+            # are being set up.
+            raise ContinuousBackupsUnavailableException(
+                f"Backups are being enabled for the table: {table.name}. Please retry later")
         current = setting(txn, table)
         key = setting_key(table.prefix)
         if enabled:
@@ -212,9 +220,8 @@ def _source_for_restore(ctx, txn, by_name, by_arn):
 
 def items_at(txn, table, position: int):
     """The items of ``table`` as they were at log ``position``, wire-form
-    dicts (``stored_items_at``, decoded)."""
-    for item_json, _ in stored_items_at(txn, table, position):
-        yield orjson.loads(item_json)
+    dicts (``stored_items_at``, decoded).  The log is read at the call."""
+    return (orjson.loads(item_json) for item_json, _ in stored_items_at(txn, table, position))
 
 
 def stored_items_at(txn, table, position: int):
@@ -225,18 +232,41 @@ def stored_items_at(txn, table, position: int):
     An unchanged item (nearly all of them) is its stored bytes and stored
     size as they are, neither decoded nor measured again; a changed one's
     size is None (a restore measures what it writes anyway; ``item_size``)."""
-    # The images are kept as JSON text, not as decoded dicts: a million live
-    # dicts would make every pass of the garbage collector walk them all.
+    return _items_with(txn, table, images_before(txn, table, position))
+
+
+def images_before(txn, table, position: int) -> dict[bytes, bytes | None]:
+    """The image (JSON, None if absent) of every item of ``table`` changed
+    after log ``position``, as it was at ``position``, by storage key.
+
+    Per change only the keys and the image before are sliced out of the
+    record (``read_item_befores``), not decoded; the images stay JSON bytes,
+    which the garbage collector does not walk.  A key changed again later is
+    recognised by its keys' bytes before any storage key is computed."""
     before: dict[bytes, bytes | None] = {}
-    if position < head_position(txn):
-        for value in read_table_changes(txn, table.table_id, position):
-            _, record = decode_change(value)
-            if is_table_change(record):
+    if position >= head_position(txn):
+        return before
+    seen: set[bytes] = set()
+    try:
+        for keys_json, old in read_item_befores(txn, table.table_id, position):
+            if keys_json in seen:
                 continue
-            skey = storage_key(table, record["keys"])
-            if skey not in before:
-                old = record["old"]
-                before[skey] = None if old is None else orjson.dumps(old)
+            seen.add(keys_json)
+            skey = storage_key(table, orjson.loads(keys_json))
+            if skey not in before:  # the same key may be spelled two ways ("1" and "1.0")
+                before[skey] = old
+    except LoadedInBulk:
+        # A restore's or an import's items have no records of their own.
+        # Recovery cannot be switched on while a table is CREATING, so its
+        # window never reaches back to its load; this guards a log that says
+        # otherwise.
+        raise InvalidRestoreTimeException(
+            f"Table '{table.name}' was loaded in bulk after the restore time; "
+            "it cannot be restored to before its load completed") from None
+    return before
+
+
+def _items_with(txn, table, before: dict[bytes, bytes | None]):
     for skey, raw in txn.scan("items", table.prefix, successor(table.prefix)):
         if before:
             skey = bytes(skey)

@@ -3,6 +3,9 @@ any time reproduces the table as it was then, indexes included."""
 
 from __future__ import annotations
 
+import threading
+
+import orjson
 import pytest
 from hypothesis import given, settings, strategies as st
 
@@ -234,3 +237,126 @@ def test_deleted_table_leaves_a_system_backup():
     # The new table of the same name has no recovery of its own.
     with pytest.raises(PointInTimeRecoveryUnavailableException):
         restore(ctx, "copy")
+
+
+# ---------------------------------------------------------------- the undo's reading of the log
+
+
+def _awkward_table(ctx):
+    """Key attributes named like the record's own fields, so that slicing
+    a record by its field names would go wrong if it were naive."""
+    tables.create_table(ctx, {
+        "TableName": "awkward", "BillingMode": "PAY_PER_REQUEST",
+        "KeySchema": [{"AttributeName": "new", "KeyType": "HASH"}, {"AttributeName": "old", "KeyType": "RANGE"}],
+        "AttributeDefinitions": [{"AttributeName": "new", "AttributeType": "S"},
+                                 {"AttributeName": "old", "AttributeType": "N"}]})
+
+
+_AWKWARD_VALUES = ['"}},"old":{"N":"1"}', "back\\slash\\", 'quote"}},"old":null', "é\u2028\n\x00", ',"new":{', "plain"]
+
+
+def test_the_undo_reads_keys_and_images_as_the_records_hold_them():
+    """``read_item_befores`` gives, for every item record, the same keys and
+    image before as decoding the record does, whatever the values hold
+    (quotes, backslashes, control characters, an attribute named "new"),
+    and skips the table's own records."""
+    from shoal.api.changelog import decode_change, read_item_befores, read_raw_changes
+
+    ctx = make_ctx()
+    _awkward_table(ctx)
+    for n, text in enumerate(_AWKWARD_VALUES):
+        key = {"new": {"S": text}, "old": {"N": str(n)}}
+        items.put_item(ctx, {"TableName": "awkward", "Item": {**key, "v": {"S": text}}})
+        items.put_item(ctx, {"TableName": "awkward", "Item": {
+            **key, "new_too": {"M": {"old": {"NULL": True}, "new": {"S": text}}}}})
+        items.update_item(ctx, {"TableName": "awkward", "Key": key, "UpdateExpression": "SET #n = :v",
+                                "ExpressionAttributeNames": {"#n": "w"},
+                                "ExpressionAttributeValues": {":v": {"L": [{"S": ',"new":'}]}}})
+        items.delete_item(ctx, {"TableName": "awkward", "Key": key})
+    tables.tag_resource(ctx, {"ResourceArn": tables.describe_table(ctx, {"TableName": "awkward"})["Table"]["TableArn"],
+                              "Tags": [{"Key": "k", "Value": "v"}]})
+    with ctx.engine.read() as txn:
+        table = ctx.catalog.get(txn, REGION, "awkward")
+        expected = []
+        decoded = 0  # records whose layout makes the reader decode them
+        for _, table_id, value in read_raw_changes(txn):
+            record = decode_change(value)[1]
+            if table_id == table.table_id and "op" not in record:
+                expected.append((record["keys"], record["old"]))
+                decoded += value.count(b',"new":') > 1
+        got = [(orjson.loads(keys), None if old is None else orjson.loads(old))
+               for keys, old in read_item_befores(txn, table.table_id)]
+        raw_olds = [old for _, old in read_item_befores(txn, table.table_id)]
+    assert len(expected) == 4 * len(_AWKWARD_VALUES)
+    assert 0 < decoded < len(expected)  # both ways of reading are exercised
+    assert got == expected
+    assert all(old is None or type(old) is bytes for old in raw_olds)
+
+
+def test_restore_of_awkward_items_is_exact():
+    ctx = make_ctx()
+    _awkward_table(ctx)
+    enable(ctx, "awkward")
+    for n, text in enumerate(_AWKWARD_VALUES):
+        items.put_item(ctx, {"TableName": "awkward", "Item": {
+            "new": {"S": text}, "old": {"N": str(n)}, "new_too": {"M": {"new": {"S": text}}}}})
+    ctx.now.now += 1
+    seen = _loaded(query.scan(ctx, {"TableName": "awkward"}))["Items"]
+    ctx.now.now += 1
+    for n, text in enumerate(_AWKWARD_VALUES):
+        key = {"new": {"S": text}, "old": {"N": str(n)}}
+        if n % 2:
+            items.delete_item(ctx, {"TableName": "awkward", "Key": key})
+        else:
+            items.put_item(ctx, {"TableName": "awkward", "Item": {**key, "v": {"S": ',"new":"x"'}}})
+    ctx.now.now += 5
+    restore(ctx, "then", START + 1.5, SourceTableName="awkward")
+    assert _loaded(query.scan(ctx, {"TableName": "then"}))["Items"] == seen
+
+
+def test_recovery_cannot_start_while_a_restore_loads_the_table():
+    """A restored table's items are loaded in bulk, without a record each:
+    recovery is refused until the table is ACTIVE, as DynamoDB refuses it
+    while a new table's backups are set up, so no window reaches back into
+    the load; a log that says otherwise is refused at the restore."""
+    from shoal.api import backups
+    from shoal.api.changelog import LOAD_OP, record_table_change
+
+    ctx = make_ctx()
+    make_events(ctx)
+    items.put_item(ctx, {"TableName": "events", "Item": {"user_id": {"S": "u"}, "ts": {"N": "1"}}})
+    arn = backups.create_backup(ctx, {"TableName": "events", "BackupName": "b"})["BackupDetails"]["BackupArn"]
+    started = threading.Event()
+    release = threading.Event()
+    real = jobs.start_job
+
+    def held(job_ctx, job_arn, work):  # the load waits until the refusal is seen
+        def waiting(*args):
+            started.set()
+            release.wait(10)
+            return work(*args)
+        return real(job_ctx, job_arn, waiting)
+
+    jobs.start_job = held
+    try:
+        backups.restore_table_from_backup(ctx, {"BackupArn": arn, "TargetTableName": "copy"})
+        assert started.wait(10)
+        with pytest.raises(ShoalError) as err:
+            enable(ctx, "copy")
+        assert _code(err.value) == ("ContinuousBackupsUnavailableException",
+                                    "Backups are being enabled for the table: copy. Please retry later")
+    finally:
+        jobs.start_job = real
+        release.set()
+    assert jobs.wait_for_jobs(ctx.engine)
+    ctx.now.now += 1
+    enable(ctx, "copy")  # ACTIVE: accepted
+
+    # A bulk load after the restore time cannot be undone.
+    with ctx.engine.write() as txn:
+        record_table_change(txn, ctx.catalog.get(txn, REGION, "copy"), LOAD_OP, {"ItemCount": 1}, ctx.now.now + 1)
+    ctx.now.now += 5
+    with pytest.raises(InvalidRestoreTimeException) as err:
+        restore(ctx, "again", START + 1.5, SourceTableName="copy")
+    assert err.value.message == ("Table 'copy' was loaded in bulk after the restore time; "
+                                 "it cannot be restored to before its load completed")
