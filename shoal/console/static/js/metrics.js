@@ -69,7 +69,7 @@ export function render(container, args, { navigate, state }) {
 
   const now = Date.now();
   from.value = localInput(new Date(now - 3 * 3600_000));
-  to.value = localInput(new Date(now));
+  to.value = localInput(new Date(now + 60_000)); // the fields hold minutes: include the current one
   custom.hidden = range.value !== "custom";
   range.addEventListener("change", () => {
     sessionStorage.setItem("shoal.console.range", range.value);
@@ -101,12 +101,20 @@ export function render(container, args, { navigate, state }) {
     return [start, end];
   }
 
-  let running = false;
+  // One draw at a time; a change made meanwhile (a new range) draws again once it is done.
+  let running = false, again = false;
   async function refresh() {
-    if (!tableName || running || !alive) return;
+    if (!tableName || !alive) return;
+    if (running) {
+      again = true;
+      return;
+    }
     running = true;
     try {
-      await draw();
+      do {
+        again = false;
+        await draw();
+      } while (again && alive);
     } finally {
       running = false;
     }
