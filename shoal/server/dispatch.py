@@ -251,6 +251,11 @@ class Dispatcher:
         if request.body and content_type not in JSON_TYPES:
             return _unknown_operation_404(request_id)
         response_type = "application/json" if content_type == "application/json" else JSON_TYPES[0]
+        replication = getattr(self, "replication", None)  # shoal serve --region (shoal.replication.attach)
+        if replication is not None:  # peers' requests, and the refusal of those signed for another region
+            answer = replication.screen(request, request_id)
+            if answer is not None:
+                return answer
         if request.headers.get("x-amz-target", "").startswith(CLOUDWATCH_PREFIX):
             return self.services.json(request, request_id,
                                       request.headers["x-amz-target"][len(CLOUDWATCH_PREFIX):])
