@@ -12,8 +12,9 @@ Files are answered with their content type, ``Cache-Control: no-cache`` and
 an ETag (a browser revalidates and gets 304 when nothing changed: the file
 names carry no version, so a long cache would keep an old console after an
 upgrade), and a Content-Security-Policy that allows only the console's own
-scripts and connections to its own origin.  A path that leaves ``static/``
-(``..``, encoded slashes, backslashes, NULs) or names no file is answered 404.
+scripts and connections to its own origin.  A path with a dot or empty
+segment (raw or percent-encoded), a backslash or a NUL, one that resolves
+outside ``static/``, or one that names no file is answered 404.
 """
 
 from __future__ import annotations
@@ -48,7 +49,7 @@ SECURITY_HEADERS = [
     ("Referrer-Policy", "no-referrer"),
 ]
 
-# (path, mtime_ns, size) -> (body, etag): files are read once, again only if changed.
+# file -> (mtime_ns, size, body, etag): a file is read once, and again only if it changed.
 _cache: dict[str, tuple[int, int, bytes, str]] = {}
 
 
