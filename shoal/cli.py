@@ -148,6 +148,17 @@ def _one_of(choices: tuple[str, ...]) -> Callable[[str], str]:
     return choose
 
 
+class _Joined(argparse.Action):
+    """A repeatable option: its values joined with commas (``ServeOption.repeatable``)."""
+
+    def __call__(self, parser, namespace, values, option_string=None) -> None:
+        given = getattr(namespace, "_joined", set())
+        current = getattr(namespace, self.dest) if self.dest in given else None
+        setattr(namespace, self.dest, f"{current},{values}" if current else values)
+        given.add(self.dest)
+        namespace._joined = given
+
+
 class _Flag(argparse.Action):
     """A ``store_true`` flag whose default may come from its variable (through ``switch``)."""
 
@@ -176,6 +187,9 @@ class ServeOption:
     #: A flag that takes no value (on when given, or by its variable).
     is_flag: bool = False
     metavar: str | None = None
+    #: May be given several times; the values are joined with commas, as
+    #: the variable lists them (the command line's replace the variable's).
+    repeatable: bool = False
 
     def help_text(self) -> str:
         shown = self.shown_default or self.default
@@ -194,8 +208,16 @@ SERVE_OPTIONS: tuple[ServeOption, ...] = (
     ServeOption("--workers", "SHOAL_WORKERS", "server processes sharing the port and the data directory, or "
                 f"'auto': one per CPU this process may run on, at most {MAX_AUTO_WORKERS}", "auto",
                 type=_workers, metavar="N"),
-    ServeOption("--region", "SHOAL_REGION", "region of the requests that carry no credential scope",
-                "us-east-1"),
+    ServeOption("--region", "SHOAL_REGION", "make this deployment the home of one region: DynamoDB requests "
+                "signed for another are refused, and global tables replicate to the --peer regions; without it, "
+                "every region is served, each its own namespace, and this is the region of requests that carry "
+                "no credential scope", shown_default="none (us-east-1 for unsigned requests)"),
+    ServeOption("--peer", "SHOAL_PEERS", "REGION=URL of another region's deployment, for global tables; give "
+                "it once per region (the variable lists them with commas: r1=url,r2=url)", metavar="REGION=URL",
+                repeatable=True),
+    ServeOption("--peer-credentials", "SHOAL_PEER_CREDENTIALS", "with --auth sigv4: an AWS credentials file "
+                "whose [default] access key signs this deployment's requests to its peers (an identity allowed "
+                "shoal:Replicate there, or their root)", metavar="FILE"),
     ServeOption("--change-retention", "SHOAL_CHANGE_RETENTION", "seconds to keep the change log that "
                 "streams read", "86400", type=_seconds, metavar="SECONDS"),
     ServeOption("--group-commit-wait-ms", "SHOAL_GROUP_COMMIT_WAIT_MS", "while the server is busy, how long "
@@ -245,6 +267,8 @@ def _add_serve_option(parser: argparse.ArgumentParser, option: ServeOption) -> N
                             type=_converter(switch, "flag"), help=option.help_text())
         return
     kwargs = {"default": default, "help": option.help_text(), "metavar": option.metavar}
+    if option.repeatable:
+        kwargs["action"] = _Joined
     if option.choices:
         kwargs["choices"] = option.choices
         kwargs["type"] = _converter(_one_of(option.choices), "choice")
@@ -431,6 +455,17 @@ def serve_command(args) -> int:
         cert = os.path.abspath(cert)
         tls_note = (f"Self-signed TLS certificate for {', '.join(hosts)}: {cert} "
                     f"(clients trust it with AWS_CA_BUNDLE={cert})\n")
+    from shoal.replication import parse_peers, read_credentials
+
+    try:
+        peers = parse_peers(args.peer or "")
+        peer_credentials = read_credentials(args.peer_credentials) if args.peer_credentials else None
+    except ValueError as exc:
+        print(f"shoal: --peer / --peer-credentials: {exc}", file=sys.stderr)
+        return 2
+    if peers and not args.region:
+        print("shoal: --peer needs --region: the region this deployment is the home of", file=sys.stderr)
+        return 2
     credentials_note = ""
     if auth == "sigv4":
         from shoal.auth.iam import bootstrap_root
@@ -449,11 +484,15 @@ def serve_command(args) -> int:
 
     def handler_factory():
         engine = open_data_dir(data_dir, master_key=master_key)
-        dispatcher = Dispatcher(engine, default_region=args.region, change_retention_s=args.change_retention,
+        dispatcher = Dispatcher(engine, default_region=args.region or "us-east-1",
+                                change_retention_s=args.change_retention,
                                 group_commit_wait_s=args.group_commit_wait_ms / 1000,
                                 auth=auth, data_dir=data_dir, audit_log=args.audit_log, s3_dir=args.s3_dir,
                                 metrics=args.metrics == "on", console=args.console == "on")
         opened.append((dispatcher, engine))
+        from shoal.replication import attach
+
+        attach(dispatcher, args.region, peers, peer_credentials)
         if args.prewarm:
             prewarming.append(_start_prewarm(engine))
         return dispatcher

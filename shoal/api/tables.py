@@ -807,7 +807,7 @@ _ALONE = (
     ("WarmThroughput", "WarmThroughput must be the only operation in the request"),
 )
 _NOT_YET = (
-    "ReplicaUpdates", "MultiRegionConsistency",
+    "MultiRegionConsistency",
     "GlobalTableWitnessUpdates", "GlobalTableSettingsReplicationMode",
 )
 _ONE_ONLINE_INDEX = "Subscriber limit exceeded: Only 1 online index can be created or deleted simultaneously per table"
@@ -830,12 +830,19 @@ def update_table(ctx, request: dict) -> dict:
         # write would poison the group commit it shares with other requests.
         _check_stream_specification(request.get("StreamSpecification"), False, name)
         streams.check_stream_specification(txn, table, request.get("StreamSpecification"))
+        stream_spec = request.get("StreamSpecification")
+        stream_spec = _check_replica_updates(ctx, txn, table, request, stream_spec)
         desc = _updated_description(ctx, table.description, request)
         numbers, next_index, jobs = table.index_numbers, table.next_index, []
         if gsi_updates:
             numbers = dict(numbers)
             next_index, jobs = _apply_gsi_updates(ctx, table, desc, request, numbers, next_index)
-        streams.apply_stream_specification(txn, table, request.get("StreamSpecification"), _now(ctx))
+        if request.get("ReplicaUpdates") is not None:
+            from shoal.api.ttl import read_setting
+            from shoal.replication.control import apply_replica_updates
+
+            apply_replica_updates(txn, ctx, table, desc, request, read_setting(txn, table.prefix))
+        streams.apply_stream_specification(txn, table, stream_spec, _now(ctx))
         raw = encode_entry(table.account, table.table_id, desc, numbers, next_index)
         txn.put("meta", table_key(ctx.region, name), raw)
         updated = decode_entry(ctx.region, raw, ctx.catalog.keys)
@@ -846,6 +853,28 @@ def update_table(ctx, request: dict) -> dict:
         if _billing_mode(table.description) != "PAY_PER_REQUEST" and _billing_mode(desc) == "PAY_PER_REQUEST":
             _without_switch_time(out)
         return {"TableDescription": out}
+
+
+def _check_replica_updates(ctx, txn, table: Table, request: dict, stream_spec: dict | None) -> dict | None:
+    """ReplicaUpdates' rules (``shoal.replication.control``) and the stream
+    a global table needs: the StreamSpecification UpdateTable applies (a
+    first replica enables NEW_AND_OLD_IMAGES if the table has no stream)."""
+    if request.get("ReplicaUpdates") is None:
+        if stream_spec is not None and not stream_spec.get("StreamEnabled") and table.description.get("Replicas"):
+            raise ValidationException(
+                f"{INVALID}Table {table.name} has replicas: its stream cannot be disabled while it is a global table")
+        return stream_spec
+    from shoal.replication import control
+
+    control.check_replica_updates(ctx, table, request)
+    if not any(u.get("Create") is not None for u in request["ReplicaUpdates"]):
+        return stream_spec
+
+    def view_of(txn, table):
+        spec = streams.stream_description(txn, table).get("StreamSpecification")
+        return spec["StreamViewType"] if spec else None
+
+    return control.stream_for_replicas(txn, table, view_of) or stream_spec
 
 
 def _check_gsi_update_shape(updates: list) -> None:

@@ -1,0 +1,250 @@
+"""Replicas of a table: UpdateTable's ReplicaUpdates and what a peer asks.
+
+The region that receives ``ReplicaUpdates`` coordinates the change.  Inside
+UpdateTable's own transaction it records the new replica set in the table's
+description, starts keeping the table's change records for the new peer
+(``apply.follow``, held back until the copy is made) and queues the work
+that talks to other regions (``tasks``); the replication thread
+(``shoal.replication.node``) does that work, retrying until each peer answers:
+
+* Create R: ``create`` (R makes the table, CREATING), ``sync`` to every other
+  replica (each starts keeping its own records for R from where its cursor
+  for the coordinator stands, so that nothing it wrote is in neither the
+  copy nor its own stream to R), ``copy`` (the items, from read snapshots
+  taken after the log position the new cursor starts at, with their
+  versions), ``activate`` (the hold is lifted: R receives every change since
+  that position; last writer wins makes the overlap harmless), then a
+  ``sync`` of the ACTIVE status to every replica.
+* Delete R: the peer is forgotten here at once, ``drop`` deletes R's table
+  and ``sync`` tells the others to stop sending to R.
+
+``sync`` always sends the whole replica set (every region and its status),
+so it is idempotent and a late one cannot undo a newer one's effect on
+membership... as long as one coordinator acts at a time (see
+docs/global-tables.md: concurrent ReplicaUpdates from two regions are not
+serialized).
+"""
+
+from __future__ import annotations
+
+import struct
+
+import orjson
+
+from shoal.api.changelog import head_position
+from shoal.errors import INVALID_PARAMETERS as INVALID
+from shoal.errors import ValidationException
+from shoal.replication import apply as replica_apply
+
+GLOBAL_TABLE_VERSION = "2019.11.21"
+TASK_PREFIX = b"repl/task/"
+_TASK_ID = struct.Struct(">Q")
+_NEXT_TASK = b"repl/nexttask"
+
+#: Members of a replica's entry that ReplicaUpdates' Create and Update may set and DescribeTable shows.
+_OVERRIDES = ("KMSMasterKeyId", "ProvisionedThroughputOverride", "OnDemandThroughputOverride",
+              "GlobalSecondaryIndexes")
+
+# The process's replication settings, by engine (one per ``shoal serve`` worker;
+# tests may hold several in one process).
+_SETTINGS: dict[int, "Settings"] = {}
+
+
+class Settings:
+    """This deployment's region and its peers (``shoal serve --region --peer``)."""
+
+    def __init__(self, region: str | None, peers: dict[str, str]) -> None:
+        self.region = region
+        self.peers = dict(peers)
+
+
+def configure(engine, settings: Settings) -> None:
+    _SETTINGS[id(engine)] = settings
+
+
+def unconfigure(engine) -> None:
+    _SETTINGS.pop(id(engine), None)
+
+
+def settings_of(engine) -> Settings | None:
+    return _SETTINGS.get(id(engine))
+
+
+# ---------------------------------------------------------------- tasks
+
+
+def queue_task(txn, task: dict) -> None:
+    raw = txn.get("meta", _NEXT_TASK)
+    number = _TASK_ID.unpack(raw)[0] if raw else 1
+    txn.put("meta", _NEXT_TASK, _TASK_ID.pack(number + 1))
+    txn.put("meta", TASK_PREFIX + _TASK_ID.pack(number), orjson.dumps(task))
+
+
+def pending_tasks(txn) -> list[tuple[bytes, dict]]:
+    return [(bytes(k), orjson.loads(v)) for k, v in txn.scan("meta", TASK_PREFIX, TASK_PREFIX[:-1] + b"0")]
+
+
+# ---------------------------------------------------------------- ReplicaUpdates
+
+
+def check_replica_updates(ctx, table, request: dict) -> None:
+    """DynamoDB's rules on ReplicaUpdates, before anything is written."""
+    settings = settings_of(ctx.engine)
+    updates = request["ReplicaUpdates"]
+    if settings is None or settings.region is None:
+        raise ValidationException(
+            f"{INVALID}ReplicaUpdates needs a deployment that is the home of one region: "
+            "start Shoal with --region and --peer REGION=URL")
+    current = {r["RegionName"] for r in table.description.get("Replicas") or ()}
+    seen = set()
+    for update in updates:
+        actions = [a for a in ("Create", "Update", "Delete", "Disassociate") if update.get(a) is not None]
+        if len(actions) != 1:
+            raise ValidationException(
+                f"{INVALID}One of ReplicationGroupUpdate.Create, ReplicationGroupUpdate.Update, "
+                "ReplicationGroupUpdate.Delete must be specified")
+        action = actions[0]
+        if action == "Disassociate":
+            raise ValidationException("Shoal does not support ReplicaUpdates Disassociate yet")
+        region = update[action]["RegionName"]
+        if region in seen:
+            raise ValidationException(f"{INVALID}Only one replica update per region is allowed: {region}")
+        seen.add(region)
+        if region == settings.region:
+            raise ValidationException(f"{INVALID}Replica region {region} is the region of the table itself")
+        if action == "Create":
+            if region in current:
+                raise ValidationException(f"{INVALID}Replica already exists in region {region}")
+            if region not in settings.peers:
+                raise ValidationException(
+                    f"{INVALID}Region {region} is not a peer of this deployment (shoal serve --peer {region}=URL)")
+            table_class = update["Create"].get("TableClassOverride")
+            if table_class is not None:
+                from shoal.api.tables import check_table_class
+
+                check_table_class(table_class)
+        elif region not in current:
+            raise ValidationException(f"{INVALID}Replica does not exist in region {region}")
+    statuses = [r["ReplicaStatus"] for r in table.description.get("Replicas") or ()]
+    if any(s not in ("ACTIVE",) for s in statuses):
+        from shoal.errors import ResourceInUseException
+
+        raise ResourceInUseException(
+            "Attempt to change a resource which is still in use: Table is being updated: " + table.name)
+
+
+def stream_for_replicas(txn, table, view_of) -> dict | None:
+    """The StreamSpecification to enable with a first replica (None if the
+    table already streams new and old images); refuses another view type."""
+    view = view_of(txn, table)
+    if view is None:
+        return {"StreamEnabled": True, "StreamViewType": "NEW_AND_OLD_IMAGES"}
+    if view != "NEW_AND_OLD_IMAGES":
+        raise ValidationException(
+            f"{INVALID}Table {table.name} has a stream of view type {view}: a global table's replicas need "
+            "NEW_AND_OLD_IMAGES (disable the stream, or enable it with NEW_AND_OLD_IMAGES)")
+    return None
+
+
+def apply_replica_updates(txn, ctx, table, desc: dict, request: dict, ttl_setting: dict | None) -> None:
+    """Record ReplicaUpdates in ``desc`` (a fresh copy) and queue the work;
+    ``table`` is the updated table (its description already ``desc``'s)."""
+    replicas = [dict(r) for r in desc.get("Replicas") or ()]
+    before = {r["RegionName"] for r in replicas}
+    created, deleted = [], []
+    for update in request["ReplicaUpdates"]:
+        if update.get("Create") is not None:
+            spec = update["Create"]
+            entry = {"RegionName": spec["RegionName"], "ReplicaStatus": "CREATING",
+                     "ReplicaStatusPercentProgress": "0"}
+            _copy_overrides(entry, spec)
+            if spec.get("TableClassOverride"):
+                entry["ReplicaTableClassSummary"] = {"TableClass": spec["TableClassOverride"]}
+            replicas.append(entry)
+            created.append(spec["RegionName"])
+        elif update.get("Update") is not None:
+            spec = update["Update"]
+            entry = next(r for r in replicas if r["RegionName"] == spec["RegionName"])
+            _copy_overrides(entry, spec)
+            if spec.get("TableClassOverride"):
+                entry["ReplicaTableClassSummary"] = {"TableClass": spec["TableClassOverride"]}
+        else:
+            region = update["Delete"]["RegionName"]
+            replicas = [r for r in replicas if r["RegionName"] != region]
+            deleted.append(region)
+    if replicas:
+        desc["GlobalTableVersion"] = GLOBAL_TABLE_VERSION
+        desc["Replicas"] = replicas
+    else:
+        desc.pop("GlobalTableVersion", None)
+        desc.pop("Replicas", None)
+    if created:
+        desc["TableStatus"] = "UPDATING"
+    name, table_id = table.name, table.table_id
+    if replicas:
+        replica_apply.mark_global(txn, table)
+    else:
+        replica_apply.unmark_global(txn, table_id)
+    for region in deleted:
+        replica_apply.unfollow(txn, region, table_id)
+        queue_task(txn, {"kind": "drop", "table_id": table_id, "name": name, "peer": region})
+    head = head_position(txn)
+    for region in created:
+        replica_apply.follow(txn, region, table_id, at=head, hold=True)
+        queue_task(txn, {"kind": "create", "table_id": table_id, "name": name, "peer": region,
+                         "request": replica_create_request(desc, region), "ttl": ttl_setting})
+    others = [r for r in before if r not in deleted]
+    for region in others:
+        queue_task(txn, {"kind": "sync", "table_id": table_id, "name": name, "peer": region})
+    for region in created:
+        queue_task(txn, {"kind": "copy", "table_id": table_id, "name": name, "peer": region, "after": None})
+        queue_task(txn, {"kind": "activate", "table_id": table_id, "name": name, "peer": region})
+
+
+def _copy_overrides(entry: dict, spec: dict) -> None:
+    for member in _OVERRIDES:
+        if spec.get(member) is not None:
+            entry[member] = spec[member]
+
+
+def replica_create_request(desc: dict, region: str) -> dict:
+    """The CreateTable request that makes ``desc``'s table in a replica region:
+    same key schema, attribute definitions, indexes, billing and class, with
+    the stream replication needs."""
+    request = {
+        "TableName": desc["TableName"],
+        "KeySchema": desc["KeySchema"],
+        "AttributeDefinitions": desc["AttributeDefinitions"],
+        "StreamSpecification": {"StreamEnabled": True, "StreamViewType": "NEW_AND_OLD_IMAGES"},
+    }
+    billing = (desc.get("BillingModeSummary") or {}).get("BillingMode", "PROVISIONED")
+    request["BillingMode"] = billing
+    entry = next((r for r in desc.get("Replicas") or () if r["RegionName"] == region), {})
+    if billing == "PROVISIONED":
+        throughput = desc["ProvisionedThroughput"]
+        override = entry.get("ProvisionedThroughputOverride") or {}
+        request["ProvisionedThroughput"] = {
+            "ReadCapacityUnits": override.get("ReadCapacityUnits", throughput["ReadCapacityUnits"]),
+            "WriteCapacityUnits": throughput["WriteCapacityUnits"]}
+    for member in ("LocalSecondaryIndexes", "GlobalSecondaryIndexes"):
+        specs = []
+        for spec in desc.get(member) or ():
+            index = {"IndexName": spec["IndexName"], "KeySchema": spec["KeySchema"], "Projection": spec["Projection"]}
+            if member == "GlobalSecondaryIndexes" and billing == "PROVISIONED":
+                pt = spec["ProvisionedThroughput"]
+                index["ProvisionedThroughput"] = {"ReadCapacityUnits": pt["ReadCapacityUnits"],
+                                                  "WriteCapacityUnits": pt["WriteCapacityUnits"]}
+            specs.append(index)
+        if specs:
+            request[member] = specs
+    table_class = (entry.get("ReplicaTableClassSummary") or desc.get("TableClassSummary") or {}).get("TableClass")
+    if table_class:
+        request["TableClass"] = table_class
+    return request
+
+
+def replica_set(desc: dict, own_region: str) -> list[dict]:
+    """Every region of a global table with its status, this one first."""
+    own = "CREATING" if desc.get("TableStatus") == "CREATING" else "ACTIVE"
+    return [{"RegionName": own_region, "ReplicaStatus": own},
+            *({"RegionName": r["RegionName"], "ReplicaStatus": r["ReplicaStatus"]} for r in desc.get("Replicas") or ())]

@@ -1,0 +1,451 @@
+"""The sending side: one replication thread per deployment.
+
+Transport: push.  Each region sends its own writes to every peer, a full
+mesh: a record that came from a peer is never sent on (its ``origin`` is
+not this region), so a write crosses one link once.  Pushing fits the change
+log: the source keeps one consumer cursor per (peer, table) in the log
+(``replica/<peer>/<table id>``), so its records are kept until the peer has
+them and a peer that was away is sent everything past its cursor when it
+answers again; the receiver applies a batch in one transaction, durably,
+before it answers, and only then does the cursor move.  Pulling would need
+the same cursors on the other side and a poll loop per peer.
+
+The thread (one per deployment: workers take a lease in ``meta``) does, in
+rounds, with short storage transactions of its own and never on the event
+loop, so that a region's own writes never wait for a peer:
+
+1. fold new local writes into the version store (``versions.index_local``);
+2. run the control tasks that ``shoal.replication.control`` queued (create,
+   sync, copy, activate, drop), the first of each table, in order;
+3. for every (peer, table) cursor not held by a copy, send the records
+   past it (up to ``BATCH`` and never splitting the records of one write
+   time, which is how a transaction's writes stay together), and move it.
+
+A peer that does not answer is left alone for ``BACKOFF_S`` (doubled to
+``MAX_BACKOFF_S``) while the others go on.
+"""
+
+from __future__ import annotations
+
+import configparser
+import http.client
+import logging
+import os
+import ssl
+import struct
+import threading
+import time
+import traceback
+from urllib.parse import urlsplit
+
+import orjson
+
+from shoal.api.changelog import (
+    advance_consumer,
+    consumer_cursor,
+    consumers,
+    decode_change,
+    head_position,
+    is_table_change,
+    read_raw_changes,
+)
+from shoal.replication import apply as replica_apply
+from shoal.replication import control, versions
+from shoal.replication.protocol import TARGET_PREFIX
+
+log = logging.getLogger("shoal")
+
+BATCH = 500  # records (or copied items) per request
+SCAN_FACTOR = 20  # records of other tables passed over per batch, at most
+BACKOFF_S = 0.5
+MAX_BACKOFF_S = 5.0
+IDLE_S = 0.1
+TIMEOUT_S = 10.0
+LEASE_KEY = b"repl/lease"
+LEASE_S = 5.0
+_LEASE = struct.Struct(">16sd")
+
+
+class PeerError(Exception):
+    """A peer did not take a request (unreachable, or it answered an error)."""
+
+
+def parse_peers(text: str) -> dict[str, str]:
+    """``r1=url,r2=url`` (SHOAL_PEERS) or one ``REGION=URL`` (--peer) as a dict."""
+    peers = {}
+    for part in text.split(","):
+        part = part.strip()
+        if not part:
+            continue
+        region, sep, url = part.partition("=")
+        region, url = region.strip(), url.strip()
+        parts = urlsplit(url)
+        if not sep or not region or parts.scheme not in ("http", "https") or not parts.hostname:
+            raise ValueError(f"expected REGION=http(s)://HOST:PORT, not {part!r}")
+        peers[region] = url.rstrip("/")
+    return peers
+
+
+def read_credentials(path: str) -> tuple[str, str]:
+    """(access key, secret) from an AWS credentials-style file (its
+    ``[default]`` section, or its only one): --peer-credentials."""
+    parser = configparser.ConfigParser()
+    if not parser.read(path):
+        raise ValueError(f"cannot read the peer credentials file {path}")
+    section = parser["default"] if parser.has_section("default") else (
+        parser[parser.sections()[0]] if parser.sections() else None)
+    if section is None or "aws_access_key_id" not in section or "aws_secret_access_key" not in section:
+        raise ValueError(f"{path} has no aws_access_key_id and aws_secret_access_key")
+    return section["aws_access_key_id"], section["aws_secret_access_key"]
+
+
+class PeerClient:
+    """POSTs replication requests to one peer, keeping its connection."""
+
+    def __init__(self, region: str, url: str, own_region: str, credentials: tuple[str, str] | None) -> None:
+        self.region = region
+        self.url = url
+        self.own_region = own_region
+        self.credentials = credentials
+        self._connection = None
+        self.failures = 0
+        self.retry_at = 0.0
+
+    def call(self, operation: str, payload: dict) -> dict:
+        body = orjson.dumps(payload)
+        headers = {"Content-Type": "application/x-amz-json-1.0", "X-Amz-Target": TARGET_PREFIX + operation}
+        if self.credentials is not None:
+            headers = self._signed(headers, body)
+        for attempt in (0, 1):  # a kept connection the peer closed: once more on a fresh one
+            connection = self._connect()
+            try:
+                connection.request("POST", "/", body, headers)
+                response = connection.getresponse()
+                data = response.read()
+            except (http.client.RemoteDisconnected, BrokenPipeError, ConnectionResetError) as exc:
+                self.close()
+                if attempt:
+                    raise PeerError(f"{self.region}: {exc}") from None
+                continue
+            except OSError as exc:
+                self.close()
+                raise PeerError(f"{self.region}: {exc}") from None
+            if response.status != 200:
+                raise PeerError(f"{self.region} answered {response.status}: {data[:300]!r}")
+            return orjson.loads(data) if data else {}
+        raise PeerError(f"{self.region}: no answer")
+
+    def _connect(self):
+        if self._connection is None:
+            parts = urlsplit(self.url)
+            if parts.scheme == "https":
+                context = ssl.create_default_context(cafile=os.environ.get("AWS_CA_BUNDLE") or None)
+                self._connection = http.client.HTTPSConnection(parts.hostname, parts.port, timeout=TIMEOUT_S,
+                                                               context=context)
+            else:
+                self._connection = http.client.HTTPConnection(parts.hostname, parts.port, timeout=TIMEOUT_S)
+        return self._connection
+
+    def _signed(self, headers: dict, body: bytes) -> dict:
+        from botocore.auth import SigV4Auth
+        from botocore.awsrequest import AWSRequest
+        from botocore.credentials import Credentials
+
+        request = AWSRequest(method="POST", url=self.url + "/", data=body, headers=headers)
+        SigV4Auth(Credentials(*self.credentials), "dynamodb", self.own_region).add_auth(request)
+        return dict(request.headers.items())
+
+    def close(self) -> None:
+        if self._connection is not None:
+            self._connection.close()
+            self._connection = None
+
+
+class Replicator:
+    """The replication thread of one worker (active while it holds the lease)."""
+
+    def __init__(self, engine, catalog, settings: control.Settings, credentials: tuple[str, str] | None = None,
+                 clock=time.time) -> None:
+        self.engine = engine
+        self.catalog = catalog
+        self.settings = settings
+        self.region = settings.region
+        self.clock = clock
+        self.peers = {region: PeerClient(region, url, settings.region, credentials)
+                      for region, url in settings.peers.items()}
+        self._owner = os.urandom(16)
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def start(self) -> "Replicator":
+        self._thread = threading.Thread(target=self._run, name="shoal-replication", daemon=True)
+        self._thread.start()
+        return self
+
+    def close(self) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout=TIMEOUT_S + 1)
+        for peer in self.peers.values():
+            peer.close()
+        try:
+            with self.engine.write() as txn:  # let another worker take over at once
+                raw = txn.get("meta", LEASE_KEY)
+                if raw is not None and _LEASE.unpack(raw)[0] == self._owner:
+                    txn.delete("meta", LEASE_KEY)
+        except Exception:  # the engine is closed already: the lease expires by itself
+            pass
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            busy = False
+            try:
+                if self._hold_lease():
+                    busy = self.run_once()
+            except Exception:
+                log.error("replication round failed:\n%s", traceback.format_exc())
+            self._stop.wait(0 if busy else IDLE_S)
+
+    def _hold_lease(self) -> bool:
+        now = time.time()
+        with self.engine.read() as txn:
+            raw = txn.get("meta", LEASE_KEY)
+        if raw is not None:
+            owner, until = _LEASE.unpack(raw)
+            if owner != self._owner and until > now:
+                return False
+            if owner == self._owner and until - now > LEASE_S / 2:
+                return True
+        with self.engine.write() as txn:
+            raw = txn.get("meta", LEASE_KEY)
+            if raw is not None:
+                owner, until = _LEASE.unpack(raw)
+                if owner != self._owner and until > now:
+                    return False
+            txn.put("meta", LEASE_KEY, _LEASE.pack(self._owner, now + LEASE_S))
+        return True
+
+    # -- one round ------------------------------------------------------------------------
+
+    def run_once(self) -> bool:
+        """One round of indexing, tasks and sending; True while work remains."""
+        busy = self._index()
+        busy = self._tasks() or busy
+        busy = self._send() or busy
+        return busy
+
+    def _index(self) -> bool:
+        with self.engine.read() as txn:
+            cursor = consumer_cursor(txn, versions.INDEXER)
+            if cursor is None or cursor >= head_position(txn):
+                return False
+        with self.engine.write() as txn:
+            versions.index_local(txn, replica_apply.global_tables(txn, self.catalog), limit=BATCH * SCAN_FACTOR)
+            return consumer_cursor(txn, versions.INDEXER) < head_position(txn)
+
+    def _available(self, region: str) -> PeerClient | None:
+        peer = self.peers.get(region)
+        if peer is None or peer.retry_at > time.monotonic():
+            return None
+        return peer
+
+    def _failed(self, peer: PeerClient, exc: Exception) -> None:
+        peer.failures += 1
+        delay = min(MAX_BACKOFF_S, BACKOFF_S * 2 ** min(peer.failures - 1, 6))
+        peer.retry_at = time.monotonic() + delay
+        if peer.failures in (1, 10) or peer.failures % 100 == 0:
+            log.warning("replication to %s failed (%d in a row): %s", peer.region, peer.failures, exc)
+
+    def _succeeded(self, peer: PeerClient) -> None:
+        peer.failures = 0
+        peer.retry_at = 0.0
+
+    def _tasks(self) -> bool:
+        with self.engine.read() as txn:
+            tasks = control.pending_tasks(txn)
+        busy = False
+        started = set()
+        for key, task in tasks:
+            if task["table_id"] in started:
+                continue
+            started.add(task["table_id"])
+            peer = self._available(task["peer"])
+            if peer is None:
+                continue
+            try:
+                done = getattr(self, "_task_" + task["kind"])(peer, task)
+            except control_errors() as exc:
+                self._failed(peer, exc)
+                continue
+            self._succeeded(peer)
+            with self.engine.write() as txn:
+                if done:
+                    txn.delete("meta", key)
+                else:
+                    txn.put("meta", key, orjson.dumps(task))
+            busy = True
+        return busy
+
+    def _description(self, name: str, table_id: str) -> dict | None:
+        with self.engine.read() as txn:
+            table = self.catalog.get(txn, self.region, name)
+            return table.description if table is not None and table.table_id == table_id else None
+
+    def _task_create(self, peer: PeerClient, task: dict) -> bool:
+        desc = self._description(task["name"], task["table_id"])
+        if desc is None:
+            return True  # the table is gone: nothing to make
+        peer.call("CreateReplica", {"TableName": task["name"], "SourceRegion": self.region,
+                                    "Request": task["request"], "Replicas": control.replica_set(desc, self.region),
+                                    "TimeToLive": _ttl_spec(task.get("ttl"))})
+        return True
+
+    def _task_sync(self, peer: PeerClient, task: dict) -> bool:
+        desc = self._description(task["name"], task["table_id"])
+        if desc is None:
+            return True
+        peer.call("SyncReplicas", {"TableName": task["name"], "SourceRegion": self.region,
+                                   "Replicas": control.replica_set(desc, self.region)})
+        return True
+
+    def _task_drop(self, peer: PeerClient, task: dict) -> bool:
+        peer.call("DeleteReplica", {"TableName": task["name"], "SourceRegion": self.region})
+        return True
+
+    def _task_copy(self, peer: PeerClient, task: dict) -> bool:
+        """Send the next chunk of the table's items with their versions."""
+        with self.engine.write() as txn:  # versions of every local write so far
+            versions.index_local(txn, replica_apply.global_tables(txn, self.catalog))
+        items = []
+        with self.engine.read() as txn:
+            table = self.catalog.get(txn, self.region, task["name"])
+            if table is None or table.table_id != task["table_id"]:
+                return True
+            start = bytes.fromhex(task["after"]) + b"\0" if task["after"] else table.prefix
+            stop = replica_apply_prefix_end(table.prefix)
+            last = None
+            for key, raw in txn.scan("items", start, stop):
+                key = bytes(key)
+                item = orjson.loads(memoryview(raw)[4:])
+                version = versions.read_version(txn, key)
+                time_ms, origin, seq = version[0] if version is not None else versions.ZERO
+                from shoal.api.common import key_of
+
+                items.append({"time": time_ms, "origin": origin, "seq": seq, "keys": key_of(table, item),
+                              "new": item})
+                last = key
+                if len(items) >= BATCH:
+                    break
+        if items:
+            peer.call("CopyItems", {"TableName": task["name"], "SourceRegion": self.region, "Records": items})
+            task["after"] = last.hex()
+        return len(items) < BATCH
+
+    def _task_activate(self, peer: PeerClient, task: dict) -> bool:
+        """The copy is made: send the held changes from now on, show ACTIVE
+        here, and tell every replica (the new one becomes ACTIVE)."""
+        from shoal.api.catalog import update_description
+
+        with self.engine.write() as txn:
+            txn.delete("meta", replica_apply.hold_key(task["peer"], task["table_id"]))
+
+            def change(desc: dict) -> None:
+                for entry in desc.get("Replicas") or ():
+                    if entry["RegionName"] == task["peer"]:
+                        entry["ReplicaStatus"] = "ACTIVE"
+                        entry.pop("ReplicaStatusPercentProgress", None)
+                if not any(r["ReplicaStatus"] == "CREATING" for r in desc.get("Replicas") or ()):
+                    desc["TableStatus"] = "ACTIVE"
+
+            updated = update_description(txn, self.region, task["name"], task["table_id"], change, self.catalog.keys)
+            if updated is not None:
+                for entry in updated.description.get("Replicas") or ():
+                    control.queue_task(txn, {"kind": "sync", "table_id": task["table_id"], "name": task["name"],
+                                             "peer": entry["RegionName"]})
+        return True
+
+    # -- streaming ------------------------------------------------------------------------
+
+    def _send(self) -> bool:
+        with self.engine.read() as txn:
+            cursors = [(name, cursor) for name, (cursor, _) in consumers(txn).items() if name.startswith("replica/")]
+            head = head_position(txn)
+        busy = False
+        for name, cursor in cursors:
+            if cursor >= head:
+                continue
+            peer_region, table_id = name[len("replica/"):].rsplit("/", 1)
+            peer = self._available(peer_region)
+            if peer is None:
+                continue
+            try:
+                busy = self._send_batch(peer, table_id, name) or busy
+            except control_errors() as exc:
+                self._failed(peer, exc)
+                continue
+            self._succeeded(peer)
+        return busy
+
+    def _send_batch(self, peer: PeerClient, table_id: str, consumer: str) -> bool:
+        with self.engine.read() as txn:
+            if txn.get("meta", replica_apply.hold_key(peer.region, table_id)) is not None:
+                return False
+            cursor = consumer_cursor(txn, consumer)
+            if cursor is None:
+                return False
+            versions_cursor = consumer_cursor(txn, versions.INDEXER)
+            tables = replica_apply.global_tables(txn, self.catalog)
+            table = tables.get(table_id)
+        if table is None:  # deleted here: stop keeping its records
+            with self.engine.write() as txn:
+                replica_apply.unfollow(txn, peer.region, table_id)
+                replica_apply.unmark_global(txn, table_id)
+            return False
+        with self.engine.read() as txn:
+            records, last, more = self._pending(txn, table_id, cursor, versions_cursor)
+        if records:
+            peer.call("ApplyChanges", {"TableName": table.name, "SourceRegion": self.region, "Records": records})
+        if last != cursor:
+            with self.engine.write() as txn:
+                if consumer_cursor(txn, consumer) is not None:  # not dropped meanwhile
+                    advance_consumer(txn, consumer, last)
+        return more
+
+    def _pending(self, txn, table_id: str, cursor: int, indexed: int | None) -> tuple[list, int, bool]:
+        """This region's own changes of the table after ``cursor``, up to the
+        indexer's cursor (their versions are known), whole write times at a time."""
+        own = self.region + ":"
+        records: list[dict] = []
+        last, seen, last_ms = cursor, 0, None
+        for seq, record_table, value in read_raw_changes(txn, cursor):
+            if indexed is not None and seq > indexed:
+                return records, last, False
+            if seen >= BATCH * SCAN_FACTOR:
+                return records, last, True
+            if record_table != table_id:
+                last, seen = seq, seen + 1
+                continue
+            ms, record = decode_change(value)
+            if len(records) >= BATCH and ms != last_ms:
+                return records, last, True
+            last, seen = seq, seen + 1
+            if is_table_change(record) or "originSeq" in record or not record["origin"].startswith(own):
+                continue
+            last_ms = ms
+            records.append({"time": versions.bumped_time(txn, seq) or ms, "origin": record["origin"], "seq": seq,
+                            "keys": record["keys"], "new": record["new"]})
+        return records, last, False
+
+
+def control_errors():
+    return (PeerError, OSError, ValueError)
+
+
+def replica_apply_prefix_end(prefix: bytes) -> bytes:
+    return (int.from_bytes(prefix, "big") + 1).to_bytes(len(prefix), "big")
+
+
+def _ttl_spec(setting: dict | None) -> dict | None:
+    if not setting or setting.get("status") != "ENABLED":
+        return None
+    return {"Enabled": True, "AttributeName": setting["attr"]}

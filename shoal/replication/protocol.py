@@ -1,0 +1,256 @@
+"""Requests between deployments, and the home region's screen.
+
+Peers talk DynamoDB's JSON protocol on the same port, with their own target
+prefix, ``X-Amz-Target: ShoalReplication_20261206.<Op>``:
+
+    ApplyChanges   {TableName, SourceRegion, Records: [{time, origin, seq, keys, new}]} -> {Applied}
+    CopyItems      the same, for the items of a replica being made
+    CreateReplica  {TableName, SourceRegion, Request: <CreateTable request>, Replicas, TimeToLive}
+    SyncReplicas   {TableName, SourceRegion, Replicas: [{RegionName, ReplicaStatus}]}
+    DeleteReplica  {TableName, SourceRegion}
+
+Each write runs as one job of the group committer, answered once durable, so
+a sender moves its cursor only past what the receiver has on disk.  With auth
+on, a peer signs its requests (SigV4, service ``dynamodb``, its own region)
+as an identity allowed ``shoal:Replicate`` on the table (the root user is);
+with auth off they are taken from anyone, like every other request.
+
+With ``--region``, a DynamoDB request signed for any other region is refused
+as AWS refuses a credential scope that does not match the endpoint's region:
+``InvalidSignatureException`` (400), "Credential should be scoped to a valid
+region, not '<region>'. ", the wording the IAM guide gives for a wrong-region
+scope and that AWS's JSON services send.
+"""
+
+from __future__ import annotations
+
+import logging
+
+import orjson
+
+from shoal.api import DEFAULT_ACCOUNT, Context
+from shoal.api.changelog import head_position
+from shoal.auth.errors import AccessDeniedException, InvalidSignatureException
+from shoal.errors import ResourceNotFoundException, SerializationException, ShoalError, UnknownOperationException
+from shoal.replication import apply as replica_apply
+from shoal.replication import control, versions
+
+log = logging.getLogger("shoal")
+
+TARGET_PREFIX = "ShoalReplication_20261206."
+ACTION = "shoal:Replicate"
+_SCREENED = ("DynamoDB_20120810.", "DynamoDBStreams_20120810.")
+
+
+def wrong_region(scope_region: str) -> InvalidSignatureException:
+    return InvalidSignatureException(f"Credential should be scoped to a valid region, not '{scope_region}'. ")
+
+
+class ReplicationService:
+    """The replication endpoint of one worker, and its region screen."""
+
+    def __init__(self, dispatcher, settings: control.Settings) -> None:
+        self.dispatcher = dispatcher
+        self.settings = settings
+        self.region = settings.region
+
+    # -- the dispatcher's hook -------------------------------------------------------------
+
+    def screen(self, request, request_id: str):
+        """None to let the dispatcher go on; else the answer: a peer's
+        request, or the refusal of a request signed for another region."""
+        target = request.headers.get("x-amz-target", "")
+        if target.startswith(TARGET_PREFIX):
+            return self.handle(request, request_id, target[len(TARGET_PREFIX):])
+        if self.region is not None and target.startswith(_SCREENED):
+            from shoal.server.dispatch import region_of
+
+            scope, _ = region_of(request.headers.get("authorization"), self.region)
+            if scope != self.region:
+                return self._error(request_id, wrong_region(scope))
+        return None
+
+    def handle(self, request, request_id: str, operation: str):
+        handler = _OPERATIONS.get(operation)
+        try:
+            if handler is None:
+                raise UnknownOperationException()
+            data = orjson.loads(request.body) if request.body else None
+            if not isinstance(data, dict) or not isinstance(data.get("TableName"), str):
+                raise SerializationException()
+            self._authorize(request, request_id, data["TableName"])
+        except orjson.JSONDecodeError:
+            return self._error(request_id, SerializationException())
+        except ShoalError as exc:
+            return self._error(request_id, exc)
+        dispatcher = self.dispatcher
+        ctx = Context(self.region, DEFAULT_ACCOUNT, dispatcher.engine, dispatcher.catalog, None, dispatcher.clock)
+
+        def job() -> bytes:
+            return orjson.dumps(handler(ctx, data))
+
+        if dispatcher._serving():
+            return self._later(request_id, dispatcher.committer.submit(job))
+        try:
+            return self._ok(request_id, job())
+        except Exception as exc:
+            return self._error(request_id, exc)
+
+    def _authorize(self, request, request_id: str, table_name: str) -> None:
+        gate = self.dispatcher.gate
+        if gate is None:
+            return
+        credentials = gate.authenticate(request, "dynamodb", operation="Replicate", request_id=request_id)
+        principal = credentials.identity.principal
+        if principal.is_root:
+            return
+        from shoal.auth.actions import request_context
+        from shoal.model.policy import decide, denied_message
+
+        resource = f"arn:aws:dynamodb:{self.region}:{DEFAULT_ACCOUNT}:table/{table_name}"
+        context = request_context(request.peer[0] if request.peer else None, request.secure, gate.clock())
+        decision = decide(principal, ACTION, resource, context)
+        if not decision.allowed:
+            raise AccessDeniedException(denied_message(principal, ACTION, resource, decision))
+
+    async def _later(self, request_id: str, future):
+        try:
+            body = await future
+        except Exception as exc:
+            return self._error(request_id, exc)
+        return self._ok(request_id, body)
+
+    @staticmethod
+    def _ok(request_id: str, body: bytes):
+        from shoal.server.dispatch import JSON_TYPES, _response
+
+        return _response(request_id, JSON_TYPES[0], 200, body)
+
+    @staticmethod
+    def _error(request_id: str, exc: Exception):
+        from shoal.server.dispatch import JSON_TYPES, _error, _response
+
+        return _response(request_id, JSON_TYPES[0], *_error(exc, request_id))
+
+
+# ---------------------------------------------------------------- operations
+
+
+def _table(ctx, txn, name: str):
+    table = ctx.catalog.get(txn, ctx.region, name)
+    if table is None:
+        raise ResourceNotFoundException(f"Requested resource not found: Table: {name} not found")
+    return table
+
+
+def apply_changes(ctx, data: dict) -> dict:
+    with ctx.engine.write() as txn:
+        table = _table(ctx, txn, data["TableName"])
+        applied = replica_apply.apply_changes(txn, ctx.catalog, table, data["Records"], ctx.now())
+    return {"Applied": applied}
+
+
+def create_replica(ctx, data: dict) -> dict:
+    """Make the table here, CREATING (refused to clients until ACTIVE), and
+    keep its records for every other region of the set."""
+    from shoal.api import tables, ttl
+
+    name = data["TableName"]
+    with ctx.engine.read() as txn:
+        existing = ctx.catalog.get(txn, ctx.region, name)
+    if existing is None:  # (each step its own transaction: under group commit, one)
+        replicas = [r for r in data["Replicas"] if r["RegionName"] != ctx.region]
+        tables.create_table(ctx, data["Request"], status="CREATING",
+                            extra={"GlobalTableVersion": control.GLOBAL_TABLE_VERSION, "Replicas": replicas})
+        spec = data.get("TimeToLive")
+        if spec:
+            ttl.update_time_to_live(ctx, {"TableName": name, "TimeToLiveSpecification": spec})
+    with ctx.engine.write() as txn:
+        existing = _table(ctx, txn, name)
+        replica_apply.mark_global(txn, existing)
+        head = head_position(txn)
+        for replica in data["Replicas"]:
+            region = replica["RegionName"]
+            if region != ctx.region and replica_apply.cursor_of(txn, region, existing.table_id) is None:
+                replica_apply.follow(txn, region, existing.table_id, at=head)
+    return {}
+
+
+def sync_replicas(ctx, data: dict) -> dict:
+    """Take the replica set the coordinator sends: follow new regions (from
+    where this region's cursor for the coordinator stands), forget removed
+    ones, show the statuses, and become ACTIVE once this replica is."""
+    from shoal.api.catalog import update_description
+
+    source = data["SourceRegion"]
+    everyone = data["Replicas"]
+    with ctx.engine.write() as txn:
+        table = _table(ctx, txn, data["TableName"])
+        table_id = table.table_id
+        start = replica_apply.cursor_of(txn, source, table_id)
+        regions = set()
+        for replica in everyone:
+            region = replica["RegionName"]
+            regions.add(region)
+            if region != ctx.region and replica_apply.cursor_of(txn, region, table_id) is None:
+                replica_apply.follow(txn, region, table_id, at=start)
+        for name in list(replica_apply_followed(txn, table_id)):
+            if name not in regions:
+                replica_apply.unfollow(txn, name, table_id)
+        own = next((r["ReplicaStatus"] for r in everyone if r["RegionName"] == ctx.region), None)
+        others = [{"RegionName": r["RegionName"], "ReplicaStatus": r["ReplicaStatus"]}
+                  for r in everyone if r["RegionName"] != ctx.region]
+
+        def change(desc: dict) -> None:
+            kept = {r["RegionName"]: r for r in desc.get("Replicas") or ()}
+            desc["Replicas"] = [{**kept.get(r["RegionName"], {}), **r} for r in others]
+            for entry in desc["Replicas"]:
+                if entry["ReplicaStatus"] != "CREATING":
+                    entry.pop("ReplicaStatusPercentProgress", None)
+            desc["GlobalTableVersion"] = control.GLOBAL_TABLE_VERSION
+            if desc.get("TableStatus") == "CREATING" and own != "ACTIVE":
+                return
+            desc["TableStatus"] = "UPDATING" if any(r["ReplicaStatus"] == "CREATING" for r in others) else "ACTIVE"
+
+        update_description(txn, ctx.region, table.name, table_id, change, ctx.catalog.keys)
+    return {}
+
+
+def replica_apply_followed(txn, table_id: str):
+    """The peers this region keeps ``table_id``'s records for."""
+    from shoal.api.changelog import consumers
+
+    suffix = "/" + table_id
+    for name in consumers(txn):
+        if name.startswith("replica/") and name.endswith(suffix):
+            yield name[len("replica/"):-len(suffix)]
+
+
+def delete_replica(ctx, data: dict) -> dict:
+    """Delete this region's replica: the table, its cursors and versions."""
+    from shoal.api import tables
+
+    with ctx.engine.write() as txn:
+        table = ctx.catalog.get(txn, ctx.region, data["TableName"])
+        if table is None:
+            return {}
+        for peer in list(replica_apply_followed(txn, table.table_id)):
+            replica_apply.unfollow(txn, peer, table.table_id)
+        replica_apply.unmark_global(txn, table.table_id)
+        versions.forget_table(txn, table.prefix)
+        if table.description.get("DeletionProtectionEnabled"):  # the coordinator's Delete decides
+            from shoal.api.catalog import update_description
+
+            update_description(txn, ctx.region, table.name, table.table_id,
+                               lambda desc: desc.update(DeletionProtectionEnabled=False), ctx.catalog.keys)
+    tables.delete_table(ctx, {"TableName": table.name})
+    return {}
+
+
+_OPERATIONS = {
+    "ApplyChanges": apply_changes,
+    "CopyItems": apply_changes,
+    "CreateReplica": create_replica,
+    "SyncReplicas": sync_replicas,
+    "DeleteReplica": delete_replica,
+}

@@ -1,0 +1,139 @@
+"""Item versions: what last-writer-wins compares.
+
+A version is ``(time_ms, origin, origin_seq)``: the write's time, the
+``REGION:NODE`` that made it and its position in that node's change log.
+Tuples compare in that order, so two regions that hold the same versions
+pick the same winner whatever order the writes reach them in.
+
+The version of every item of a global table is kept in ``meta`` under
+``repl/v/`` + the item's storage key (9 + 16 bytes + the key), with a flag
+for a delete: a deleted item leaves its version behind (a tombstone), so an
+older update that arrives later does not bring it back.  Tombstones are
+forgotten after ``TOMBSTONE_RETENTION_S`` (``prune_tombstones``).
+
+Local writes do not pay for this: the change log already holds their time,
+origin and position, and ``index_local`` folds them into the store later, in
+log order, before anything compares against it (a replicated batch is applied,
+or a local change is sent).  A local write whose version would not be newer
+than the item's current one (a peer's clock ahead of ours) is given the
+current time plus one millisecond, remembered under ``repl/b/`` + its
+position, and sent to peers with that time: the version every region ends
+with is the greatest one, and the local region holds it too.
+"""
+
+from __future__ import annotations
+
+import struct
+
+from shoal.api.changelog import (
+    advance_consumer,
+    consumer_cursor,
+    decode_change,
+    head_position,
+    is_table_change,
+    read_raw_changes,
+    register_consumer,
+)
+from shoal.api.common import storage_key
+
+VERSION_PREFIX = b"repl/v/"
+BUMP_PREFIX = b"repl/b/"
+_VERSION = struct.Struct(">QQB")  # time ms, origin position, deleted; then the origin's text
+_SEQ = struct.Struct(">Q")
+#: The change-log consumer that folds local writes into the version store.
+INDEXER = "replication-versions"
+#: How long a deleted item's version is kept (DynamoDB does not say; a day
+#: covers any peer that comes back within the change log's own retention).
+TOMBSTONE_RETENTION_S = 24 * 3600
+
+ZERO = (0, "", 0)  # older than any write: the version of an item copied without one
+
+
+def version_key(skey: bytes) -> bytes:
+    return VERSION_PREFIX + skey
+
+
+def read_version(txn, skey: bytes) -> tuple[tuple[int, str, int], bool] | None:
+    """((time, origin, seq), deleted) of an item, or None if never versioned."""
+    raw = txn.get("meta", VERSION_PREFIX + skey)
+    if raw is None:
+        return None
+    time_ms, seq, deleted = _VERSION.unpack_from(raw)
+    return (time_ms, bytes(raw[_VERSION.size:]).decode(), seq), bool(deleted)
+
+
+def write_version(txn, skey: bytes, version: tuple[int, str, int], deleted: bool) -> None:
+    time_ms, origin, seq = version
+    txn.put("meta", VERSION_PREFIX + skey, _VERSION.pack(time_ms, seq, deleted) + origin.encode())
+
+
+def bumped_time(txn, seq: int) -> int | None:
+    """The time a local write at ``seq`` was given by ``index_local``, if it was bumped."""
+    raw = txn.get("meta", BUMP_PREFIX + _SEQ.pack(seq))
+    return _SEQ.unpack(raw)[0] if raw is not None else None
+
+
+def start_indexing(txn) -> None:
+    """Register the indexer (idempotent) at the log's head: writes made
+    before a table became global have no version, which is older than any."""
+    register_consumer(txn, INDEXER)
+
+
+def index_local(txn, tables_by_id: dict, limit: int | None = None) -> int:
+    """Fold the change records after the indexer's cursor into the version
+    store, for the tables of ``tables_by_id`` (table id -> ``Table``), and
+    move the cursor; returns the last position read.  Replicated records
+    (``originSeq``) are skipped: applying them stored their version."""
+    cursor = consumer_cursor(txn, INDEXER)
+    if cursor is None:
+        return head_position(txn)
+    last = cursor
+    count = 0
+    for seq, table_id, value in read_raw_changes(txn, cursor):
+        if limit is not None and count >= limit:
+            break
+        last = seq
+        count += 1
+        table = tables_by_id.get(table_id)
+        if table is None:
+            continue
+        ms, record = decode_change(value)
+        if is_table_change(record) or "originSeq" in record:
+            continue
+        skey = storage_key(table, record["keys"])
+        version = (ms, record["origin"], seq)
+        current = read_version(txn, skey)
+        if current is not None and current[0] >= version:
+            version = (current[0][0] + 1, record["origin"], seq)
+            txn.put("meta", BUMP_PREFIX + _SEQ.pack(seq), _SEQ.pack(version[0]))
+        write_version(txn, skey, version, record["new"] is None)
+    if last != cursor:
+        advance_consumer(txn, INDEXER, last)
+    return last
+
+
+def prune_tombstones(txn, now_ms: int, limit: int = 1000) -> int:
+    """Forget up to ``limit`` delete versions older than the retention."""
+    cutoff = now_ms - int(TOMBSTONE_RETENTION_S * 1000)
+    doomed = []
+    for key, value in txn.scan("meta", VERSION_PREFIX, VERSION_PREFIX[:-1] + b"0"):
+        time_ms, _seq, deleted = _VERSION.unpack_from(value)
+        if deleted and time_ms < cutoff:
+            doomed.append(bytes(key))
+            if len(doomed) >= limit:
+                break
+    for key in doomed:
+        txn.delete("meta", key)
+    return len(doomed)
+
+
+def forget_table(txn, prefix: bytes) -> None:
+    """Drop the versions of a table's items (its replica was deleted here)."""
+    start = VERSION_PREFIX + prefix
+    keys = [bytes(k) for k, _ in txn.scan("meta", start, VERSION_PREFIX + _after(prefix))]
+    for key in keys:
+        txn.delete("meta", key)
+
+
+def _after(prefix: bytes) -> bytes:
+    return (int.from_bytes(prefix, "big") + 1).to_bytes(len(prefix), "big")
