@@ -1,0 +1,843 @@
+"""Metrics at scale (issue 17, point 6): disk, memory and read times of 100 tables' metrics.
+
+    python bench/metrics_scale.py [--tables 100] [--minute-days 7] [--five-minute-days 7] [--hour-days 30]
+
+The bounds measured: ``GET /metrics`` and GetMetricData answer in under 50 ms
+for 100 tables; the metrics of 100 tables kept for CloudWatch's full
+retention (``shoal.metrics.store.LEVELS``: 1-minute periods for 15 days,
+5-minute for the 48 days after, hourly for the 392 after that) take under
+200 MB of disk and under 30 MB of the server's memory.
+
+1. A data directory with ``--tables`` real tables (CreateTable through a
+   ``shoal serve``), then, in-process through ``shoal.metrics.store.Writer``
+   with ``shoal.metrics.stats.Stats`` built from sampled values, the metrics
+   DynamoDB would publish for them under steady traffic: per table
+   ConsumedReadCapacityUnits, ConsumedWriteCapacityUnits,
+   SuccessfulRequestLatency for GetItem, PutItem, Query and BatchWriteItem,
+   ReturnedItemCount for Query, ItemCount and TableSizeBytes every period,
+   ConditionalCheckFailedRequests in 5% of minutes; and the account's
+   UserErrors in 10% of minutes.  A table serves 100 to 600 requests a minute
+   (log-uniform), half GetItem, a quarter PutItem, 15% Query, 10%
+   BatchWriteItem, with log-normal latencies (medians 1.2, 2.8, 2.2 and
+   7 ms).  A minute's statistics are drawn from a pool of 256 per metric
+   built from such samples; a five-minute period merges five minutes of the
+   pool and an hour twelve five-minute periods, as the roll-up
+   (``shoal.metrics.retention``) merges them.  Each level is written oldest
+   period first, every series per period, at the ages it has in a steady
+   state (the newest ``--minute-days`` of minutes, 5-minute periods from 15
+   days ago backwards, hours from 63 days ago backwards), so the server's
+   roll-up has nothing to move; lifetime totals (``metrics/t/``) are the
+   merge of everything written.  The growth of the directory (``du``) and of
+   LMDB's used pages is measured after each level, and extrapolated
+   linearly to the full retention (bytes per point times the full number of
+   points of the level).
+2. A copy of the directory taken before the metrics were written is the
+   control: the same tables and no metrics history.  On each directory a
+   ``shoal serve --workers 1`` is started and measured: RSS (VmRSS, VmHWM,
+   RssAnon, RssFile from ``/proc/<pid>/status``, summed over the process
+   tree) after start, after the scrapes and after the queries; ``GET
+   /metrics`` 50 times; GetMetricData (JSON protocol, a raw HTTP request on
+   a kept-alive connection, auth off on loopback) for one table's dashboard
+   (6 queries) over 3 hours at 1 minute and over 7 days at 1 hour, and every
+   table's ConsumedWriteCapacityUnits over 3 hours at 1 minute (one query a
+   table), 50 calls each, the dashboard's table changing from call to call.
+   The first call of each kind is timed apart (cold) and not in the median
+   or p99 (with 50 calls, p99 is the slowest but one).
+3. Prints a markdown table and, unless ``--no-docs``, writes the section
+   "Metrics at scale (issue 17)" at the end of docs/benchmarks.md (between
+   ``<!-- kept section: metrics-scale -->`` and ``<!-- end of kept section
+   -->``, replaced in place when there is one already).
+
+``--minute-days 7`` is the default rather than fewer because the 7-day
+dashboard reads seven days of minutes at full retention: with fewer, its
+time would be understated.
+"""
+
+from __future__ import annotations
+
+import argparse
+import http.client
+import json
+import math
+import os
+import platform
+import random
+import shutil
+import statistics
+import struct
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+import zlib
+
+from systems import disk_bytes, free_port, process_tree, shoal_command
+
+from shoal.metrics.stats import Stats
+from shoal.metrics.store import LEVELS, TOTAL_PREFIX, Writer, data_key
+from shoal.storage.datadir import open_data_dir
+
+REGION = "us-east-1"
+NAMESPACE = "AWS/DynamoDB"
+DAY = 86400
+POOL = 256
+CHUNK = 100_000  # points per write transaction
+#: operation -> (share of a table's requests, median latency in ms, sigma of its logarithm)
+OPERATIONS = {"GetItem": (0.50, 1.2, 0.45), "PutItem": (0.25, 2.8, 0.5),
+              "Query": (0.15, 2.2, 0.6), "BatchWriteItem": (0.10, 7.0, 0.5)}
+RATE = (100, 600)  # a table's requests per minute, log-uniform
+#: full retention per level, in days (the time each level holds data: 15, 63 - 15, 455 - 63)
+FULL_DAYS = tuple((keep - (LEVELS[i - 1][1] if i else 0)) / DAY for i, (_, keep) in enumerate(LEVELS))
+BOUND_MS, BOUND_DISK_MB, BOUND_MEMORY_MB = 50.0, 200.0, 30.0
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+DOCS = os.path.join(ROOT, "docs", "benchmarks.md")
+KEPT_BEGIN = "<!-- kept section: metrics-scale -->"
+KEPT_END = "<!-- end of kept section -->"
+MB = 1e6
+MIB = 1 << 20
+
+
+# ---------------------------------------------------------------- the metrics of a table under steady traffic
+
+
+class Workload:
+    """Pools of statistics per metric and level, drawn from sampled requests."""
+
+    def __init__(self, seed: int = 17) -> None:
+        self.rng = random.Random(seed)
+        rng = self.rng
+        minutes: dict[str, list] = {}
+        for op, (share, median, sigma) in OPERATIONS.items():
+            minutes["latency:" + op] = [self._latency(share, median, sigma) for _ in range(POOL)]
+        minutes["read"] = [self._minute(self._reads) for _ in range(POOL)]
+        minutes["write"] = [self._minute(self._writes) for _ in range(POOL)]
+        minutes["returned"] = [self._minute(self._returned) for _ in range(POOL)]
+        minutes["conditional"] = [self._counts(1, 3) for _ in range(POOL)]
+        minutes["user_errors"] = [self._counts(1, 4) for _ in range(POOL)]
+        self.presence = {"conditional": 0.05, "user_errors": 0.10}  # of a minute
+        self.pools = [minutes]
+        for merged in (5, 12):  # five minutes, then an hour of five-minute periods
+            finer = self.pools[-1]
+            self.pools.append({kind: [self._merge(rng.sample(pool, merged)) for _ in range(POOL)]
+                               for kind, pool in finer.items()})
+        self.sizes = [{kind: [len(s.encode()) for s in pool] for kind, pool in level.items()}
+                      for level in self.pools]
+
+    def _rate(self) -> float:
+        low, high = RATE
+        return math.exp(self.rng.uniform(math.log(low), math.log(high)))
+
+    def _latency(self, share: float, median: float, sigma: float) -> Stats:
+        rng = self.rng
+        n = max(1, round(self._rate() * share))
+        values = [rng.lognormvariate(math.log(median), sigma) for _ in range(n)]
+        for i in range(max(1, n // 100)):  # a slow tail: one request in a hundred five times slower
+            values[i] *= 5
+        return Stats.of(values)
+
+    def _minute(self, per_request) -> Stats:
+        n = round(self._rate())
+        return Stats.of([v for v in (per_request() for _ in range(n)) if v is not None])
+
+    def _reads(self):
+        """RCUs of a request: GetItem 0.5 (1 strongly consistent), Query 0.5 per 4 KB read."""
+        rng = self.rng
+        x = rng.random()
+        if x < 0.5:
+            return 1.0 if rng.random() < 0.2 else 0.5
+        if x < 0.65:
+            return 0.5 * rng.randint(1, 8)
+        return None
+
+    def _writes(self):
+        """WCUs of a request: PutItem 1 (2 for items over 1 KB), BatchWriteItem 1 per item."""
+        rng = self.rng
+        x = rng.random()
+        if 0.5 <= x < 0.75:
+            return 2.0 if rng.random() < 0.1 else 1.0
+        if 0.75 <= x < 0.85:
+            return float(rng.randint(5, 25))
+        return None
+
+    def _returned(self):
+        rng = self.rng
+        return float(min(100, int(rng.expovariate(1 / 12)))) if rng.random() < 0.15 else None
+
+    def _counts(self, low: int, high: int) -> Stats:
+        stats = Stats()
+        stats.add(1.0, self.rng.randint(low, high))
+        return stats
+
+    @staticmethod
+    def _merge(parts) -> Stats:
+        out = Stats()
+        for part in parts:
+            out.merge(part)
+        return out
+
+    def pick(self, level: int, kind: str) -> tuple[Stats, int] | None:
+        """A period's statistics of ``kind`` at ``level`` and their encoded size, or None (no data)."""
+        rng = self.rng
+        chance = self.presence.get(kind)
+        if chance is not None:
+            minutes = (1, 5, 60)[level]
+            if rng.random() >= 1 - (1 - chance) ** minutes:
+                return None
+        i = rng.randrange(POOL)
+        return self.pools[level][kind][i], self.sizes[level][kind][i]
+
+
+def table_name(i: int) -> str:
+    return f"viewer-events-{i:03d}"
+
+
+def table_series(name: str) -> list[tuple[tuple, str, str]]:
+    """(series, unit, kind) of one table's metrics; kind ``gauge:...`` are per-period values."""
+    dims = (("TableName", name),)
+    out = [((REGION, NAMESPACE, "ConsumedReadCapacityUnits", dims), "Count", "read"),
+           ((REGION, NAMESPACE, "ConsumedWriteCapacityUnits", dims), "Count", "write")]
+    for op in OPERATIONS:
+        out.append(((REGION, NAMESPACE, "SuccessfulRequestLatency", (("Operation", op), ("TableName", name))),
+                    "Milliseconds", "latency:" + op))
+    out.append(((REGION, NAMESPACE, "ReturnedItemCount", (("Operation", "Query"), ("TableName", name))),
+                "Count", "returned"))
+    out.append(((REGION, NAMESPACE, "ConditionalCheckFailedRequests", dims), "Count", "conditional"))
+    out.append(((REGION, NAMESPACE, "ItemCount", dims), "Count", "gauge:items"))
+    out.append(((REGION, NAMESPACE, "TableSizeBytes", dims), "Bytes", "gauge:bytes"))
+    return out
+
+
+def all_series(tables: int) -> list[tuple[tuple, str, str]]:
+    out = [((REGION, NAMESPACE, "UserErrors", ()), "Count", "user_errors")]
+    for i in range(tables):
+        out.extend(table_series(table_name(i)))
+    return out
+
+
+def _gauge(kind: str, table: int, at: int, level: int) -> Stats:
+    """ItemCount / TableSizeBytes of a table growing by a few items a minute, sampled each minute."""
+    minutes = (1, 5, 60)[level]
+    base = 50_000 * (1 + table % 7) + (at // 60) % 10_000_000 // 3
+    values = [float(base + m // 3) for m in range(minutes)]
+    if kind == "gauge:bytes":
+        values = [v * 420 for v in values]
+    return Stats.of(values)
+
+
+# ---------------------------------------------------------------- building the data directory
+
+
+CHECKPOINT_DAYS = (1, 2, 7, 15, 30, 48, 100, 200, 392)
+
+
+def write_level(engine, workload: Workload, series: list, level: int, first: int, stop: int,
+                totals: dict) -> dict:
+    """Write every series' periods of ``level`` starting in [first, stop), oldest first; returns counts,
+    with the engine's used bytes after 1, 2, 7... days written (``checkpoints``: is growth linear?)."""
+    period = LEVELS[level][0]
+    points = key_bytes = value_bytes = 0
+    starts = list(range(first, stop, period))
+    per_txn = max(1, CHUNK // len(series))
+    key_size = len(data_key(1, level, first))
+    base = engine.stats()["data_bytes"]
+    checkpoints = []
+    marks = [d for d in CHECKPOINT_DAYS if d * DAY < stop - first]
+    for at in range(0, len(starts), per_txn):
+        if marks and starts[at] - first >= marks[0] * DAY:
+            checkpoints.append({"days": (starts[at] - first) / DAY, "points": points,
+                                "data_bytes": engine.stats()["data_bytes"] - base})
+            marks.pop(0)
+        with engine.write() as txn:
+            writer = Writer(txn)
+            for start in starts[at:at + per_txn]:
+                for index, (name, unit, kind) in enumerate(series):
+                    if kind.startswith("gauge:"):
+                        stats = _gauge(kind, (index - 1) // 10, start, level)
+                        size = None
+                    else:
+                        picked = workload.pick(level, kind)
+                        if picked is None:
+                            continue
+                        stats, size = picked
+                        have = totals.get(name)
+                        if have is None:
+                            totals[name] = stats.copy()
+                        else:
+                            have.merge(stats)
+                    writer.add(name, unit, start, stats, level=level, total=False)
+                    points += 1
+                    key_bytes += key_size
+                    value_bytes += size if size is not None else len(stats.encode())
+            writer.finish()
+    return {"points": points, "key_bytes": key_bytes, "value_bytes": value_bytes, "periods": len(starts),
+            "checkpoints": checkpoints}
+
+
+def write_totals(engine, totals: dict) -> int:
+    """The lifetime statistics the store keeps per series for Prometheus (``metrics/t/<id>``)."""
+    from shoal.metrics.store import lookup
+
+    written = 0
+    with engine.write() as txn:
+        for series, stats in totals.items():
+            info = lookup(txn, series)
+            txn.put("meta", TOTAL_PREFIX + struct.pack(">I", info.series_id), stats.encode())
+            written += 1
+    return written
+
+
+def lmdb_pages(data_dir: str) -> dict:
+    """Pages of the ``meta`` space (where metrics live) and of the whole file, read with the engine closed."""
+    import lmdb
+
+    env = lmdb.open(os.path.join(data_dir, "lmdb"), readonly=True, lock=False, max_dbs=32, subdir=True)
+    try:
+        db = env.open_db(b"meta", create=False)
+        with env.begin() as txn:
+            stat = txn.stat(db)
+        info = env.info()
+        return {"page_size": stat["psize"], "leaf_pages": stat["leaf_pages"],
+                "branch_pages": stat["branch_pages"], "overflow_pages": stat["overflow_pages"],
+                "entries": stat["entries"], "depth": stat["depth"],
+                "data_bytes": (info["last_pgno"] + 1) * stat["psize"]}
+    finally:
+        env.close()
+
+
+def snapshot_sizes(data_dir: str) -> dict:
+    out = lmdb_pages(data_dir)
+    out["du_bytes"] = disk_bytes(data_dir)
+    return out
+
+
+def build(data_dir: str, control_dir: str, tables: int, days: tuple, now: float, log) -> dict:
+    """Tables through a server, the control copy, then the metrics in-process, level by level."""
+    with Server(data_dir) as server:
+        for i in range(tables):
+            server.call("DynamoDB_20120810.CreateTable", {
+                "TableName": table_name(i), "BillingMode": "PAY_PER_REQUEST",
+                "AttributeDefinitions": [{"AttributeName": "user_id", "AttributeType": "S"},
+                                         {"AttributeName": "ts", "AttributeType": "N"}],
+                "KeySchema": [{"AttributeName": "user_id", "KeyType": "HASH"},
+                              {"AttributeName": "ts", "KeyType": "RANGE"}]})
+    shutil.copytree(data_dir, control_dir)
+    workload = Workload()
+    series = all_series(tables)
+    sizes = [snapshot_sizes(data_dir)]
+    levels = []
+    totals: dict = {}
+    minute_now = int(now // 60 * 60)
+    # oldest level first: each period written at the age it has in a steady state
+    for level in (2, 1, 0):
+        period, keep = LEVELS[level]
+        newest = minute_now + 60 if level == 0 else int((now - LEVELS[level - 1][1]) // period * period)
+        first = newest - int(days[level] * DAY)
+        if first >= newest:
+            continue
+        began = time.perf_counter()
+        engine = open_data_dir(data_dir, sync=False)
+        try:
+            counts = write_level(engine, workload, series, level, first, newest, totals)
+            if level == min(i for i in range(len(days)) if days[i] > 0):
+                write_totals(engine, totals)  # with the last level written
+        finally:
+            engine.close()
+        counts["seconds"] = time.perf_counter() - began
+        counts["level"] = level
+        counts["days"] = days[level]
+        sizes.append(snapshot_sizes(data_dir))
+        counts["du_bytes"] = sizes[-1]["du_bytes"] - sizes[-2]["du_bytes"]
+        counts["data_bytes"] = sizes[-1]["data_bytes"] - sizes[-2]["data_bytes"]
+        counts["leaf_bytes"] = (sizes[-1]["leaf_pages"] - sizes[-2]["leaf_pages"]) * sizes[-1]["page_size"]
+        counts["branch_bytes"] = (sizes[-1]["branch_pages"] - sizes[-2]["branch_pages"]) * sizes[-1]["page_size"]
+        levels.append(counts)
+        log(f"level {level}: {counts['points']:,} points in {counts['seconds']:.0f} s, "
+            f"du +{counts['du_bytes'] / MIB:.1f} MiB, LMDB +{counts['data_bytes'] / MIB:.1f} MiB")
+    return {"series": len(series), "levels": sorted(levels, key=lambda c: c["level"]),
+            "before": sizes[0], "after": sizes[-1], "workload": workload}
+
+
+# ---------------------------------------------------------------- estimate of a packed layout
+
+
+def _varint(out: bytearray, value: int) -> None:
+    while value >= 0x80:
+        out.append((value & 0x7F) | 0x80)
+        value >>= 7
+    out.append(value)
+
+
+def packed_size(periods: list) -> int:
+    """Bytes of a run of periods (Stats, or None for a period without data) packed as one value:
+    a presence bitmap, then columns (count as varints, sum, min and max as doubles, the histograms
+    as ``Stats.encode`` writes them), each compressed with zlib; what the report's proposed layout
+    would store for them."""
+    present = bytearray((len(periods) + 7) // 8)
+    count, sums, mins, maxs, hist = bytearray(), bytearray(), bytearray(), bytearray(), bytearray()
+    for i, stats in enumerate(periods):
+        if stats is None:
+            continue
+        present[i // 8] |= 1 << (i % 8)
+        _varint(count, int(stats.count))
+        sums += struct.pack(">d", stats.sum)
+        mins += struct.pack(">d", stats.min)
+        maxs += struct.pack(">d", stats.max)
+        hist += stats.encode()[33:]  # after the header's four doubles and flags
+    return sum(len(zlib.compress(bytes(column), 9)) for column in (present, count, sums, mins, maxs, hist))
+
+
+def packed_estimate(workload: Workload, tables: int) -> dict:
+    """Bytes per stored period, per level and kind, of the packed layout, and the total at full
+    retention for ``tables`` tables.  Minutes are fresh samples (the pools' repeats would compress
+    too well); a five-minute period merges five pooled minutes and an hour twelve pooled five-minute
+    periods, drawn anew for each period."""
+    rng = random.Random(5)
+    fresh = {"read": lambda: workload._minute(workload._reads), "write": lambda: workload._minute(workload._writes),
+             "returned": lambda: workload._minute(workload._returned),
+             "conditional": lambda: workload._counts(1, 3), "user_errors": lambda: workload._counts(1, 4)}
+    for op, params in OPERATIONS.items():
+        fresh["latency:" + op] = lambda params=params: workload._latency(*params)
+    packs = ((0, 60, "an hour"), (0, 1440, "a day"), (1, 288, "a day"), (2, 168, "a week"))
+    kinds = [kind for _, _, kind in table_series(table_name(0))]
+    out = {"per_period": {}, "full_mb": {}}
+    for level, length, label in packs:
+        sizes = {}
+        for kind in kinds + ["user_errors"]:
+            periods = []
+            for i in range(length):
+                if kind.startswith("gauge:"):
+                    periods.append(_gauge(kind, 0, i * LEVELS[level][0], level))
+                    continue
+                chance = workload.presence.get(kind)
+                if chance is not None and rng.random() >= 1 - (1 - chance) ** (1, 5, 60)[level]:
+                    periods.append(None)
+                elif level == 0:
+                    periods.append(fresh[kind]())
+                else:
+                    periods.append(Workload._merge(rng.sample(workload.pools[level - 1][kind], (5, 12)[level - 1])))
+            sizes[kind] = (packed_size(periods) + 17 + 10) / length  # + its key and LMDB's node header
+        out["per_period"][f"{level}:{label}"] = sizes
+    for level, length, label in packs:
+        sizes = out["per_period"][f"{level}:{label}"]
+        per_table = sum(sizes[kind] for kind in kinds)
+        periods_kept = FULL_DAYS[level] * DAY / LEVELS[level][0]
+        out["full_mb"][f"{level}:{label}"] = (per_table * tables + sizes["user_errors"]) * periods_kept / MB
+    return out
+
+
+# ---------------------------------------------------------------- the server
+
+
+class Server:
+    """A ``shoal serve --workers 1`` on a free port, with a kept-alive connection."""
+
+    def __init__(self, data_dir: str) -> None:
+        self.data_dir = data_dir
+        self.port = free_port()
+        self.proc = None
+        self.conn = None
+
+    def __enter__(self) -> "Server":
+        self.log = open(os.path.join(os.path.dirname(self.data_dir), os.path.basename(self.data_dir) + ".log"), "w")
+        self.proc = subprocess.Popen([*shoal_command(), "serve", "--workers", "1", "--port", str(self.port),
+                                      "--data-dir", self.data_dir], stdout=self.log, stderr=subprocess.STDOUT)
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"shoal exited during start-up; see {self.log.name}")
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{self.port}/", timeout=2) as response:
+                    if response.status == 200:
+                        break
+            except OSError:
+                time.sleep(0.05)
+        else:
+            raise RuntimeError("shoal did not answer in time")
+        self.conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=60)
+        return self
+
+    def __exit__(self, *exc) -> None:
+        if self.conn is not None:
+            self.conn.close()
+        self.proc.terminate()
+        try:
+            self.proc.wait(30)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait()
+        self.log.close()
+
+    def request(self, method: str, path: str, body: bytes | None = None, headers: dict | None = None) -> bytes:
+        self.conn.request(method, path, body=body, headers=headers or {})
+        response = self.conn.getresponse()
+        payload = response.read()
+        if response.status != 200:
+            raise RuntimeError(f"{method} {path}: {response.status} {payload[:300]!r}")
+        return payload
+
+    def call(self, target: str, data: dict) -> dict:
+        """A JSON-protocol request (auth is off on loopback: unsigned, so in the default region)."""
+        raw = self.request("POST", "/", json.dumps(data).encode(),
+                           {"Content-Type": "application/x-amz-json-1.0", "X-Amz-Target": target})
+        return json.loads(raw)
+
+    def cpu_seconds(self) -> float:
+        """utime + stime of the server's process tree."""
+        ticks = 0
+        for pid in process_tree(self.proc.pid):
+            try:
+                with open(f"/proc/{pid}/stat") as stat:
+                    fields = stat.read().rsplit(")", 1)[1].split()
+            except OSError:
+                continue
+            ticks += int(fields[11]) + int(fields[12])
+        return ticks / os.sysconf("SC_CLK_TCK")
+
+    def memory(self) -> dict:
+        """VmRSS, VmHWM, RssAnon and RssFile in bytes, summed over the server's process tree."""
+        out = {"VmRSS": 0, "VmHWM": 0, "RssAnon": 0, "RssFile": 0, "processes": 0}
+        for pid in process_tree(self.proc.pid):
+            try:
+                with open(f"/proc/{pid}/status") as status:
+                    for line in status:
+                        name, _, value = line.partition(":")
+                        if name in out:
+                            out[name] += int(value.split()[0]) * 1024
+            except OSError:
+                continue
+            out["processes"] += 1
+        return out
+
+
+def _timed(server: "Server", calls: int, run) -> dict:
+    """The first call apart (cold), then median and p99 (nearest rank) of ``calls`` more, in ms, and
+    the server's CPU time per call over those (what the machine's other load does not inflate)."""
+    began = time.perf_counter()
+    first_result = run(0)
+    first = (time.perf_counter() - began) * 1000
+    times = []
+    cpu = server.cpu_seconds()
+    for i in range(1, calls + 1):
+        began = time.perf_counter()
+        run(i)
+        times.append((time.perf_counter() - began) * 1000)
+    cpu = server.cpu_seconds() - cpu
+    times.sort()
+    return {"first_ms": first, "median_ms": statistics.median(times),
+            "p99_ms": times[max(1, math.ceil(0.99 * len(times))) - 1], "max_ms": times[-1],
+            "cpu_ms": cpu * 1000 / calls, "calls": calls, "sample": first_result}
+
+
+def _query(i: int, table: str, metric: str, stat: str, period: int, operation: str | None = None) -> dict:
+    dims = [{"Name": "TableName", "Value": table}]
+    if operation:
+        dims.insert(0, {"Name": "Operation", "Value": operation})
+    return {"Id": f"q{i}", "MetricStat": {"Metric": {"Namespace": NAMESPACE, "MetricName": metric,
+                                                       "Dimensions": dims}, "Period": period, "Stat": stat}}
+
+
+def dashboard(table: str, period: int) -> list[dict]:
+    """One table's dashboard: consumed capacity, latency of reads and writes, items a Query returns."""
+    return [_query(0, table, "ConsumedReadCapacityUnits", "Sum", period),
+            _query(1, table, "ConsumedWriteCapacityUnits", "Sum", period),
+            _query(2, table, "SuccessfulRequestLatency", "Average", period, "GetItem"),
+            _query(3, table, "SuccessfulRequestLatency", "p99", period, "PutItem"),
+            _query(4, table, "SuccessfulRequestLatency", "p99", period, "Query"),
+            _query(5, table, "ReturnedItemCount", "Sum", period, "Query")]
+
+
+def _points(answer: dict) -> list[int]:
+    return [len(result["Values"]) for result in answer["MetricDataResults"]]
+
+
+def measure(data_dir: str, tables: int, calls: int, scrapes: int, log) -> dict:
+    out: dict = {}
+    with Server(data_dir) as server:
+        time.sleep(3)  # the background jobs' first round (roll-up walk, table figures)
+        out["memory_start"] = server.memory()
+        scrape = _timed(server, scrapes, lambda i: server.request("GET", "/metrics"))
+        scrape["bytes"] = len(scrape.pop("sample"))
+        out["scrape"] = scrape
+        out["memory_scrapes"] = server.memory()
+        now = time.time()
+        windows = {"dashboard_3h": (3 * 3600, 60, False), "dashboard_7d": (7 * DAY, 3600, False),
+                   "all_tables_3h": (3 * 3600, 60, True)}
+        for name, (span, period, every_table) in windows.items():
+            def run(i: int, span=span, period=period, every_table=every_table) -> dict:
+                if every_table:
+                    queries = [_query(t, table_name(t), "ConsumedWriteCapacityUnits", "Sum", period)
+                               for t in range(tables)]
+                else:
+                    queries = dashboard(table_name(i % tables), period)
+                end = int(now // 60 * 60)
+                return server.call("GraniteServiceVersion20100801.GetMetricData", {
+                    "MetricDataQueries": queries, "StartTime": end - span, "EndTime": end})
+            result = _timed(server, calls, run)
+            points = _points(result.pop("sample"))
+            result["results"] = len(points)
+            result["points"] = sum(points)
+            result["points_min"] = min(points) if points else 0
+            out[name] = result
+            log(f"{name}: median {result['median_ms']:.1f} ms, p99 {result['p99_ms']:.1f} ms, "
+                f"{result['points']} points")
+        out["memory_queries"] = server.memory()
+    return out
+
+
+# ---------------------------------------------------------------- the report
+
+
+def extrapolate(levels: list[dict]) -> list[dict]:
+    out = []
+    for counts in levels:
+        level = counts["level"]
+        scale = FULL_DAYS[level] / counts["days"]
+        per_point = counts["data_bytes"] / counts["points"]
+        out.append({"level": level, "period": LEVELS[level][0], "days": counts["days"], "full_days": FULL_DAYS[level],
+                    "points": counts["points"], "full_points": counts["points"] * scale,
+                    "bytes_per_point": per_point, "du_per_point": counts["du_bytes"] / counts["points"],
+                    "raw_per_point": (counts["key_bytes"] + counts["value_bytes"]) / counts["points"],
+                    "value_per_point": counts["value_bytes"] / counts["points"],
+                    "fill": (counts["key_bytes"] + counts["value_bytes"]) / max(1, counts["leaf_bytes"]),
+                    "full_bytes": counts["data_bytes"] * scale, "full_du": counts["du_bytes"] * scale,
+                    "write_s": counts["seconds"]})
+    return out
+
+
+def _ms(x: float) -> str:
+    return f"{x:,.1f}"
+
+
+def _mb(x: float) -> str:
+    return f"{x / MB:,.1f}"
+
+
+def _verdict(value: float, bound: float) -> str:
+    if value < bound:
+        return f"met ({value / bound:.0%} of the bound)"
+    return f"**not met** ({value / bound:.1f}x the bound)"
+
+
+def render(run: dict) -> str:
+    lines = []
+    levels = extrapolate(run["levels"])
+    lines.append("| level | period | days written | points written | LMDB bytes/point | du bytes/point | "
+                 "key+value bytes/point | leaf fill | days kept | points kept | LMDB at full retention (MB) |")
+    lines.append("|---|---|---|---|---|---|---|---|---|---|---|")
+    for x in levels:
+        lines.append(f"| {x['level']} | {x['period'] // 60} min | {x['days']:g} | {x['points']:,} | "
+                     f"{x['bytes_per_point']:.0f} | {x['du_per_point']:.0f} | {x['raw_per_point']:.0f} | "
+                     f"{x['fill']:.0%} | {x['full_days']:g} | {x['full_points']:,.0f} | {_mb(x['full_bytes'])} |")
+    full = sum(x["full_bytes"] for x in levels)
+    full_du = sum(x["full_du"] for x in levels)
+    lines.append(f"| all | | | {sum(x['points'] for x in levels):,} | | | | | | "
+                 f"{sum(x['full_points'] for x in levels):,.0f} | **{_mb(full)}** (du {_mb(full_du)}) |")
+    lines.append("")
+    lines.append("Is growth linear? LMDB bytes per point after so many days of a level written:")
+    lines.append("")
+    lines.append("| level | " + " | ".join(f"{c['days']:.0f} d" for c in _longest_checkpoints(run)) + " | all |")
+    lines.append("|---|" + "---|" * (len(_longest_checkpoints(run)) + 1))
+    for counts in run["levels"]:
+        cells = {round(c["days"]): c for c in counts["checkpoints"] if c["points"]}
+        row = [f"{cells[round(c['days'])]['data_bytes'] / cells[round(c['days'])]['points']:.0f}"
+               if round(c["days"]) in cells else "" for c in _longest_checkpoints(run)]
+        lines.append(f"| {counts['level']} ({counts['days']:g} d) | " + " | ".join(row) +
+                     f" | {counts['data_bytes'] / counts['points']:.0f} |")
+    lines.append("")
+    lines.append("| request | cold first call (ms) | median (ms) | p99 (ms) | server CPU per call (ms) | "
+                 "points per answer | same on the control (median ms) |")
+    lines.append("|---|---|---|---|---|---|---|")
+    names = {"scrape": "GET /metrics", "dashboard_3h": "GetMetricData, one table's dashboard, 6 queries, 3 h at 1 min",
+             "dashboard_7d": "GetMetricData, one table's dashboard, 6 queries, 7 days at 1 h",
+             "all_tables_3h": f"GetMetricData, ConsumedWriteCapacityUnits of {run['tables']} tables, 3 h at 1 min"}
+    measured, control = run["measured"], run["control"]
+    for key, label in names.items():
+        x, c = measured[key], control[key]
+        points = f"{x['bytes']:,} bytes" if key == "scrape" else f"{x['points']:,}"
+        lines.append(f"| {label} | {_ms(x['first_ms'])} | {_ms(x['median_ms'])} | {_ms(x['p99_ms'])} | "
+                     f"{_ms(x['cpu_ms'])} | {points} | {_ms(c['median_ms'])} |")
+    lines.append("")
+    lines.append("| server memory (MiB, process tree) | VmRSS | VmHWM | RssAnon | RssFile |")
+    lines.append("|---|---|---|---|---|")
+    for label, key in (("after start", "memory_start"), ("after the scrapes", "memory_scrapes"),
+                       ("after the queries", "memory_queries")):
+        for who, source in (("with metrics", measured), ("control, no metrics history", control)):
+            m = source[key]
+            lines.append(f"| {label}, {who} | {m['VmRSS'] / MIB:.1f} | {m['VmHWM'] / MIB:.1f} | "
+                         f"{m['RssAnon'] / MIB:.1f} | {m['RssFile'] / MIB:.1f} |")
+    packed = run.get("packed")
+    if packed:
+        lines.append("")
+        lines.append("Estimate, not built: bytes per period (its key and LMDB's node header included) if each "
+                     "series kept a run of periods as one zlib-compressed value of columns "
+                     "(`packed_estimate`), and the total at full retention for these tables:")
+        lines.append("")
+        kinds = list(next(iter(packed["per_period"].values())))
+        lines.append("| level, one value per | " + " | ".join(KIND_LABELS[k] for k in kinds) +
+                     " | level at full retention (MB) |")
+        lines.append("|---|" + "---|" * (len(kinds) + 1))
+        for key, sizes in packed["per_period"].items():
+            level, label = key.split(":")
+            lines.append(f"| {level}, {label} | " + " | ".join(f"{sizes[k]:.1f}" for k in kinds) +
+                         f" | {packed['full_mb'][key]:,.0f} |")
+    return "\n".join(lines)
+
+
+KIND_LABELS = {"read": "ConsumedRead", "write": "ConsumedWrite", "returned": "ReturnedItemCount Query",
+               "conditional": "ConditionalCheckFailed", "gauge:items": "ItemCount", "gauge:bytes": "TableSizeBytes",
+               "user_errors": "UserErrors", **{"latency:" + op: f"Latency {op}" for op in OPERATIONS}}
+
+
+def packed_total(packed: dict, level0: str = "a day") -> float:
+    """MB at full retention of the packed layout: level 0 in runs of ``level0``, then days, then weeks."""
+    return sum(packed["full_mb"][key] for key in (f"0:{level0}", "1:a day", "2:a week"))
+
+
+def _longest_checkpoints(run: dict) -> list:
+    return max((counts["checkpoints"] for counts in run["levels"]), key=len)
+
+
+def verdicts(run: dict) -> list[str]:
+    levels = extrapolate(run["levels"])
+    full = sum(x["full_bytes"] for x in levels)
+    measured, control = run["measured"], run["control"]
+    out = [f"Disk, {run['tables']} tables at full retention (LMDB's used pages, extrapolated): {_mb(full)} MB "
+           f"against {BOUND_DISK_MB:.0f} MB: {_verdict(full / MB, BOUND_DISK_MB)}."]
+    if run.get("packed"):
+        out.append(f"The packed layout (estimate): {packed_total(run['packed']):,.0f} MB with a day of minutes per "
+                   f"value, {packed_total(run['packed'], 'an hour'):,.0f} MB with an hour: "
+                   f"{_verdict(packed_total(run['packed']), BOUND_DISK_MB)}.")
+    for key, label in (("scrape", "GET /metrics"), ("dashboard_3h", "dashboard over 3 h"),
+                       ("dashboard_7d", "dashboard over 7 days"), ("all_tables_3h", "every table's writes over 3 h")):
+        p99 = measured[key]["p99_ms"]
+        out.append(f"{label}: p99 {_ms(p99)} ms (median {_ms(measured[key]['median_ms'])} ms) against "
+                   f"{BOUND_MS:.0f} ms: {_verdict(p99, BOUND_MS)}.")
+    extra = measured["memory_queries"]["VmHWM"] - control["memory_queries"]["VmHWM"]
+    anon = measured["memory_queries"]["RssAnon"] - control["memory_queries"]["RssAnon"]
+    out.append(f"Memory the metrics add (peak VmHWM with metrics less the control's): {extra / MIB:.1f} MiB "
+               f"({anon / MIB:.1f} MiB of it anonymous) against {BOUND_MEMORY_MB:.0f} MB: "
+               f"{_verdict(extra / MB, BOUND_MEMORY_MB)}; the whole server peaks at "
+               f"{measured['memory_queries']['VmHWM'] / MIB:.1f} MiB.")
+    return out
+
+
+def section(run: dict) -> str:
+    levels = run["levels"]
+    days = " / ".join(f"{x['days']:g}" for x in levels)
+    return "\n".join([
+        KEPT_BEGIN,
+        "## Metrics at scale (issue 17)",
+        "",
+        f"* Date: {run['date']}; build {run['build_s'] / 60:.1f} min, measurement {run['measure_s'] / 60:.1f} min",
+        f"* Command: `{run['command']}`; Shoal: {run['code']}",
+        f"* Machine: {run['machine']}; load average {run['load_before']} before, {run['load_after']} after "
+        "(a shared machine: other work ran beside the bench)",
+        f"* Data: {run['tables']} tables, {run['series']} series (see the docstring of `bench/metrics_scale.py`: "
+        "what a table under steady traffic publishes); "
+        f"days written at 1 min / 5 min / 1 h: {days}, extrapolated linearly to 15 / 48 / 392",
+        "",
+        render(run),
+        "",
+        *[f"* {line}" for line in verdicts(run)],
+        "",
+        KEPT_END,
+    ])
+
+
+def write_docs(text: str) -> None:
+    """Replace the section if the page has it, else append it at the very end."""
+    with open(DOCS) as f:
+        page = f.read()
+    start = page.find(KEPT_BEGIN)
+    if start >= 0:
+        end = page.find(KEPT_END, start) + len(KEPT_END)
+        page = page[:start] + text + page[end:]
+    else:
+        page = page.rstrip("\n") + "\n\n" + text + "\n"
+    with open(DOCS, "w") as f:
+        f.write(page)
+
+
+def _machine() -> str:
+    cores = os.cpu_count()
+    memory = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / (1 << 30)
+    return (f"{cores} cores (shared), {memory:.1f} GiB memory, Linux {platform.release()}, "
+            f"Python {platform.python_version()}")
+
+
+def _code() -> str:
+    """Which Shoal ran: the working tree's, or another copy of the commit (``PYTHONPATH``), as the
+    tree may hold other people's unfinished edits."""
+    import shoal
+
+    commit = subprocess.run(["git", "-C", ROOT, "rev-parse", "--short", "HEAD"], capture_output=True,
+                            text=True).stdout.strip() or "unknown"
+    inside = os.path.realpath(shoal.__file__).startswith(os.path.realpath(ROOT) + os.sep)
+    return f"the working tree at commit {commit}" if inside else f"an export of commit {commit} (PYTHONPATH)"
+
+
+def _load() -> str:
+    return f"{os.getloadavg()[0]:.1f}"
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--tables", type=int, default=100)
+    parser.add_argument("--minute-days", type=float, default=7.0, help="days of 1-minute data written (15 kept)")
+    parser.add_argument("--five-minute-days", type=float, default=7.0, help="days of 5-minute data (48 kept)")
+    parser.add_argument("--hour-days", type=float, default=30.0, help="days of hourly data (392 kept)")
+    parser.add_argument("--calls", type=int, default=50, help="GetMetricData calls of each kind")
+    parser.add_argument("--scrapes", type=int, default=50)
+    parser.add_argument("--work-dir", help="where the data directories go (default: a temporary directory)")
+    parser.add_argument("--keep", action="store_true", help="keep the data directories")
+    parser.add_argument("--no-docs", action="store_true", help="do not write docs/benchmarks.md")
+    parser.add_argument("--json", help="also write the results here")
+    parser.add_argument("--from-json", help="render the results of an earlier run (its --json) instead of running")
+    args = parser.parse_args(argv)
+    if args.from_json:
+        with open(args.from_json) as f:
+            text = section(json.load(f))
+        print(text)
+        if not args.no_docs:
+            write_docs(text)
+        return 0
+
+    def log(text: str) -> None:
+        print(f"[{time.strftime('%H:%M:%S')}] {text}", file=sys.stderr, flush=True)
+
+    work = args.work_dir or tempfile.mkdtemp(prefix="shoal-metrics-scale-")
+    os.makedirs(work, exist_ok=True)
+    data_dir, control_dir = os.path.join(work, "data"), os.path.join(work, "control")
+    days = (args.minute_days, args.five_minute_days, args.hour_days)
+    run = {"date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()), "machine": _machine(),
+           "tables": args.tables, "load_before": _load(), "code": _code(),
+           "command": "python3 bench/metrics_scale.py " + " ".join(argv if argv is not None else sys.argv[1:])}
+    try:
+        began = time.perf_counter()
+        built = build(data_dir, control_dir, args.tables, days, time.time(), log)
+        run["build_s"] = time.perf_counter() - began
+        run["series"] = built["series"]
+        run["levels"] = [{k: v for k, v in x.items()} for x in built["levels"]]
+        run["sizes"] = {"before": built["before"], "after": built["after"]}
+        began = time.perf_counter()
+        run["measured"] = measure(data_dir, args.tables, args.calls, args.scrapes, log)
+        run["control"] = measure(control_dir, args.tables, args.calls, args.scrapes, log)
+        run["measure_s"] = time.perf_counter() - began
+        run["packed"] = packed_estimate(built["workload"], args.tables)
+        run["load_after"] = _load()
+    finally:
+        if not args.keep and not args.work_dir:
+            shutil.rmtree(work, ignore_errors=True)
+    text = section(run)
+    print(text)
+    if args.json:
+        with open(args.json, "w") as f:
+            json.dump(run, f, indent=1)
+    if not args.no_docs:
+        write_docs(text)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
