@@ -1,0 +1,407 @@
+"""Global tables across three real ``shoal serve`` processes, one region each.
+
+The third region's clock runs a minute behind (SHOAL_TEST_CLOCK_FILE), so
+that last writer wins is decided by the writes' times and not by the order
+they happen to arrive in.
+"""
+
+from __future__ import annotations
+
+import os
+import random
+import socket
+import threading
+import time
+
+import botocore.exceptions
+import orjson
+import pytest
+import urllib.request
+
+from tests.conftest import make_client
+from tests.shoal_process import ShoalProcess, root_credentials
+
+REGIONS = ("us-east-1", "eu-west-1", "ap-south-1")
+SKEW_S = -60.0  # the third region's clock
+CONVERGE_S = 30.0
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+class Regions:
+    """Three deployments that are each other's peers."""
+
+    def __init__(self, base) -> None:
+        self.base = base
+        self.ports = [_free_port() for _ in REGIONS]
+        self.clock_file = os.path.join(base, "clock-behind")
+        with open(self.clock_file, "w") as handle:
+            handle.write(str(SKEW_S))
+        self.procs: list[ShoalProcess | None] = [None, None, None]
+
+    def start(self, i: int) -> None:
+        peers = [f"--peer={region}=http://127.0.0.1:{port}"
+                 for region, port in zip(REGIONS, self.ports) if region != REGIONS[i]]
+        saved = os.environ.pop("SHOAL_TEST_CLOCK_FILE", None)
+        if i == 2:
+            os.environ["SHOAL_TEST_CLOCK_FILE"] = self.clock_file
+        try:
+            # Metrics off: they are not what is tested, and three servers share two cores.
+            self.procs[i] = ShoalProcess(os.path.join(self.base, f"region{i}"), "--region", REGIONS[i], *peers,
+                                         "--workers", "1", "--no-metrics", port=self.ports[i]).start()
+        finally:
+            os.environ.pop("SHOAL_TEST_CLOCK_FILE", None)
+            if saved is not None:
+                os.environ["SHOAL_TEST_CLOCK_FILE"] = saved
+
+    def client(self, i: int):
+        return make_client(self.procs[i].url, region=REGIONS[i])
+
+    def stop(self) -> None:
+        for proc in self.procs:
+            if proc is not None:
+                proc.stop()
+
+
+@pytest.fixture(scope="module")
+def regions(tmp_path_factory):
+    trio = Regions(str(tmp_path_factory.mktemp("global")))
+    for i in range(3):
+        trio.start(i)
+    yield trio
+    trio.stop()
+
+
+def _create(client, name: str) -> None:
+    client.create_table(
+        TableName=name, BillingMode="PAY_PER_REQUEST",
+        KeySchema=[{"AttributeName": "pk", "KeyType": "HASH"}],
+        AttributeDefinitions=[{"AttributeName": "pk", "AttributeType": "S"},
+                              {"AttributeName": "kind", "AttributeType": "S"}],
+        GlobalSecondaryIndexes=[{"IndexName": "by_kind", "KeySchema": [{"AttributeName": "kind", "KeyType": "HASH"}],
+                                 "Projection": {"ProjectionType": "ALL"}}])
+
+
+def _scan(client, name: str) -> list[dict]:
+    items, start = [], None
+    while True:
+        page = client.scan(TableName=name, ConsistentRead=True, **({"ExclusiveStartKey": start} if start else {}))
+        items += page["Items"]
+        start = page.get("LastEvaluatedKey")
+        if start is None:
+            return sorted(items, key=lambda item: item["pk"]["S"])
+
+
+def _wait_active(client, name: str, timeout: float = CONVERGE_S) -> dict:
+    deadline = time.monotonic() + timeout
+    while True:
+        table = client.describe_table(TableName=name)["Table"]
+        if table["TableStatus"] == "ACTIVE" and all(r["ReplicaStatus"] == "ACTIVE" for r in table.get("Replicas", ())):
+            return table
+        assert time.monotonic() < deadline, table
+        time.sleep(0.1)
+
+
+def _converged(regions, name: str, indexes=(0, 1, 2), timeout: float = CONVERGE_S) -> list[dict]:
+    """The table's items once every region holds the same ones."""
+    deadline = time.monotonic() + timeout
+    while True:
+        scans = [_scan(regions.client(i), name) for i in indexes]
+        if all(scan == scans[0] for scan in scans):
+            return scans[0]
+        assert time.monotonic() < deadline, [len(scan) for scan in scans]
+        time.sleep(0.2)
+
+
+def _add_replica(client, name: str, region: str) -> dict:
+    return client.update_table(TableName=name, ReplicaUpdates=[{"Create": {"RegionName": region}}])["TableDescription"]
+
+
+class Writer(threading.Thread):
+    """Puts, updates and deletes items of its own keys in one region and
+    remembers each key's last acknowledged state (None: deleted)."""
+
+    def __init__(self, regions, i: int, name: str, prefix: str, keys: int = 40) -> None:
+        super().__init__(daemon=True)
+        self.client = regions.client(i)
+        self.name, self.prefix, self.keys = name, prefix, keys
+        self.acked: dict[str, int | None] = {}
+        self.in_flight: tuple[str, int | None] | None = None
+        self.stop = threading.Event()
+        self.failed: Exception | None = None
+        self.random = random.Random(prefix)
+
+    def run(self) -> None:
+        n = 0
+        while not self.stop.is_set():
+            key = f"{self.prefix}{self.random.randrange(self.keys)}"
+            n += 1
+            value = None if n % 7 == 0 else n
+            self.in_flight = (key, value)
+            try:
+                if value is None:
+                    self.client.delete_item(TableName=self.name, Key={"pk": {"S": key}})
+                elif n % 2:
+                    self.client.put_item(TableName=self.name, Item={"pk": {"S": key}, "kind": {"S": self.prefix},
+                                                                    "n": {"N": str(n)}})
+                else:
+                    self.client.update_item(TableName=self.name, Key={"pk": {"S": key}},
+                                            UpdateExpression="SET n = :n, kind = :k",
+                                            ExpressionAttributeValues={":n": {"N": str(n)}, ":k": {"S": self.prefix}})
+            except Exception as exc:  # the region was killed: stop here
+                self.failed = exc
+                return
+            self.acked[key] = value
+            self.in_flight = None
+
+    def finish(self) -> None:
+        self.stop.set()
+        self.join(timeout=30)
+
+
+def _check_writer(items: list[dict], writer: Writer, may_have_lost_in_flight: bool = False) -> None:
+    """Every key holds what its writer last had acknowledged (or, for a
+    killed region, what it was writing when it died)."""
+    held = {item["pk"]["S"]: int(item["n"]["N"]) for item in items if item["pk"]["S"].startswith(writer.prefix)}
+    for key, value in writer.acked.items():
+        allowed = {value}
+        if may_have_lost_in_flight and writer.in_flight is not None and writer.in_flight[0] == key:
+            allowed.add(writer.in_flight[1])
+        assert held.get(key) in allowed, (key, held.get(key), value)
+    assert set(held) <= set(writer.acked) | ({writer.in_flight[0]} if writer.in_flight else set())
+
+
+def test_replicas_made_while_writing_converge_under_writers_in_every_region(regions):
+    name = "viewer_events"
+    home = regions.client(0)
+    _create(home, name)
+    for n in range(300):
+        home.put_item(TableName=name, Item={"pk": {"S": f"old{n}"}, "kind": {"S": "old"}, "n": {"N": str(n)}})
+    home.update_time_to_live(TableName=name, TimeToLiveSpecification={"Enabled": True, "AttributeName": "expires"})
+
+    during_copy = Writer(regions, 0, name, "copy", keys=400)
+    during_copy.start()
+    described = _add_replica(home, name, REGIONS[1])
+    assert described["TableStatus"] == "UPDATING"
+    assert described["GlobalTableVersion"] == "2019.11.21"
+    assert described["Replicas"] == [{"RegionName": REGIONS[1], "ReplicaStatus": "CREATING",
+                                      "ReplicaStatusPercentProgress": "0"}]
+    assert described["StreamSpecification"] == {"StreamEnabled": True, "StreamViewType": "NEW_AND_OLD_IMAGES"}
+    _wait_active(home, name)
+    _add_replica(home, name, REGIONS[2])
+    _wait_active(home, name)
+    during_copy.finish()
+    assert during_copy.failed is None
+
+    for i in range(3):
+        table = _wait_active(regions.client(i), name)
+        assert table["GlobalTableVersion"] == "2019.11.21"
+        assert sorted(r["RegionName"] for r in table["Replicas"]) == sorted(r for r in REGIONS if r != REGIONS[i])
+        assert table["KeySchema"] == [{"AttributeName": "pk", "KeyType": "HASH"}]
+        assert [g["IndexName"] for g in table["GlobalSecondaryIndexes"]] == ["by_kind"]
+        assert regions.client(i).describe_time_to_live(TableName=name)["TimeToLiveDescription"] == {
+            "TimeToLiveStatus": "ENABLED", "AttributeName": "expires"}
+
+    writers = [Writer(regions, i, name, f"r{i}-") for i in range(3)]
+    shared = [Writer(regions, i, name, "shared", keys=10) for i in range(3)]  # the same keys everywhere
+    for writer in writers + shared:
+        writer.start()
+    time.sleep(3)
+    for writer in writers + shared:
+        writer.finish()
+        assert writer.failed is None
+
+    items = _converged(regions, name)
+    assert sum(item["pk"]["S"].startswith("old") for item in items) == 300
+    _check_writer(items, during_copy)
+    for writer in writers:
+        _check_writer(items, writer)
+    for i in range(3):  # the replicated writes are in every region's index too
+        page = regions.client(i).query(TableName=name, IndexName="by_kind", KeyConditionExpression="kind = :k",
+                                       ExpressionAttributeValues={":k": {"S": "r1-"}})
+        assert sorted(item["pk"]["S"] for item in page["Items"]) == sorted(
+            item["pk"]["S"] for item in items if item["pk"]["S"].startswith("r1-"))
+    counts = [regions.client(i).describe_table(TableName=name)["Table"]["ItemCount"] for i in range(3)]
+    assert counts == [len(items)] * 3
+
+
+def _global_table(regions, name: str) -> None:
+    _create(regions.client(0), name)
+    for region in REGIONS[1:]:
+        _add_replica(regions.client(0), name, region)
+        _wait_active(regions.client(0), name)
+
+
+def _item(client, name: str, key: str) -> dict | None:
+    return client.get_item(TableName=name, Key={"pk": {"S": key}}, ConsistentRead=True).get("Item")
+
+
+def test_last_writer_wins_by_write_time_and_a_delete_is_not_undone_by_an_older_update(regions):
+    name = "conflicts"
+    _global_table(regions, name)
+    behind, ahead = regions.client(2), regions.client(1)
+    # The region behind writes first, the other a moment later: both before
+    # either has the other's write.  The later time wins in every region,
+    # although the region ahead receives the older write after its own.
+    for n in range(5):
+        behind.put_item(TableName=name, Item={"pk": {"S": f"c{n}"}, "kind": {"S": "x"}, "by": {"S": "behind"}})
+        ahead.put_item(TableName=name, Item={"pk": {"S": f"c{n}"}, "kind": {"S": "x"}, "by": {"S": "ahead"}})
+    # An update made in the region behind, then a delete made in the other:
+    # the update is older, and must not bring the item back where it arrives last.
+    ahead.put_item(TableName=name, Item={"pk": {"S": "gone"}, "kind": {"S": "x"}})
+    _converged(regions, name)
+    behind.update_item(TableName=name, Key={"pk": {"S": "gone"}}, UpdateExpression="SET late = :t",
+                       ExpressionAttributeValues={":t": {"BOOL": True}})
+    ahead.delete_item(TableName=name, Key={"pk": {"S": "gone"}})
+    items = _converged(regions, name)
+    assert [(item["pk"]["S"], item["by"]["S"]) for item in items] == [(f"c{n}", "ahead") for n in range(5)]
+    time.sleep(1)  # anything still on its way changes nothing
+    assert all(_item(regions.client(i), name, "gone") is None for i in range(3))
+    # A write made after the newer one was seen wins, even from the clock behind.
+    behind.put_item(TableName=name, Item={"pk": {"S": "c0"}, "kind": {"S": "x"}, "by": {"S": "behind-later"}})
+    items = _converged(regions, name)
+    assert items[0]["by"] == {"S": "behind-later"}
+
+
+def test_a_transaction_is_applied_whole_in_every_region(regions):
+    name = "transfers"
+    _global_table(regions, name)
+    home = regions.client(0)
+    seen = []
+    stop = threading.Event()
+
+    def watch(i: int) -> None:  # the pair's two items never differ in a region
+        client = regions.client(i)
+        while not stop.is_set():
+            page = client.batch_get_item(RequestItems={name: {"Keys": [{"pk": {"S": "a"}}, {"pk": {"S": "b"}}],
+                                                              "ConsistentRead": True}})
+            got = {item["pk"]["S"]: item["n"]["N"] for item in page["Responses"][name]}
+            seen.append((i, got.get("a"), got.get("b")))
+
+    watchers = [threading.Thread(target=watch, args=(i,)) for i in (1, 2)]
+    for watcher in watchers:
+        watcher.start()
+    for n in range(60):
+        home.transact_write_items(TransactItems=[
+            {"Put": {"TableName": name, "Item": {"pk": {"S": "a"}, "kind": {"S": "t"}, "n": {"N": str(n)}}}},
+            {"Put": {"TableName": name, "Item": {"pk": {"S": "b"}, "kind": {"S": "t"}, "n": {"N": str(n)}}}}])
+    _converged(regions, name)
+    stop.set()
+    for watcher in watchers:
+        watcher.join()
+    assert seen and all(a == b for _, a, b in seen), [s for s in seen if s[1] != s[2]][:5]
+    assert {(a, b) for i, a, b in seen if a is not None} >= {("59", "59")}
+
+
+def test_deleting_a_replica_deletes_its_table_and_stops_replicating_to_it(regions):
+    name = "shrinking"
+    _global_table(regions, name)
+    home = regions.client(0)
+    home.put_item(TableName=name, Item={"pk": {"S": "before"}, "kind": {"S": "x"}})
+    _converged(regions, name)
+    described = home.update_table(TableName=name, ReplicaUpdates=[{"Delete": {"RegionName": REGIONS[2]}}])
+    assert [r["RegionName"] for r in described["TableDescription"]["Replicas"]] == [REGIONS[1]]
+    deadline = time.monotonic() + CONVERGE_S
+    while True:
+        try:
+            regions.client(2).describe_table(TableName=name)
+        except botocore.exceptions.ClientError as exc:
+            assert exc.response["Error"]["Code"] == "ResourceNotFoundException"
+            break
+        assert time.monotonic() < deadline
+        time.sleep(0.1)
+    deadline = time.monotonic() + CONVERGE_S
+    while [r["RegionName"] for r in regions.client(1).describe_table(TableName=name)["Table"]["Replicas"]] != [REGIONS[0]]:
+        assert time.monotonic() < deadline
+        time.sleep(0.1)
+    home.put_item(TableName=name, Item={"pk": {"S": "after"}, "kind": {"S": "x"}})
+    items = _converged(regions, name, indexes=(0, 1))
+    assert [item["pk"]["S"] for item in items] == ["after", "before"]
+    # The last replica gone, the table is a regional table again.
+    described = home.update_table(TableName=name, ReplicaUpdates=[{"Delete": {"RegionName": REGIONS[1]}}])
+    assert "Replicas" not in described["TableDescription"]
+    assert "GlobalTableVersion" not in described["TableDescription"]
+
+
+def test_a_region_killed_mid_load_comes_back_and_converges(regions):
+    name = "survivor"
+    _global_table(regions, name)
+    writers = [Writer(regions, i, name, f"k{i}-") for i in range(3)]
+    for writer in writers:
+        writer.start()
+    time.sleep(1.0)
+    regions.procs[1].kill()
+    time.sleep(1.0)  # the others go on writing, and keep what region 1 has not had
+    for writer in writers:
+        writer.finish()
+    assert writers[0].failed is None and writers[2].failed is None
+    regions.start(1)
+    items = _converged(regions, name)
+    _check_writer(items, writers[0])
+    _check_writer(items, writers[2])
+    _check_writer(items, writers[1], may_have_lost_in_flight=True)
+
+
+def _error(call) -> tuple[str, str]:
+    with pytest.raises(botocore.exceptions.ClientError) as caught:
+        call()
+    return caught.value.response["Error"]["Code"], caught.value.response["Error"]["Message"]
+
+
+def test_refusals(regions):
+    home = regions.client(0)
+    _create(home, "refused")
+    update = lambda *updates: lambda: home.update_table(TableName="refused", ReplicaUpdates=list(updates))
+    assert _error(update({"Create": {"RegionName": "sa-east-1"}})) == (
+        "ValidationException", "One or more parameter values were invalid: Region sa-east-1 is not a peer of this "
+        "deployment (shoal serve --peer sa-east-1=URL)")
+    assert _error(update({"Create": {"RegionName": REGIONS[0]}})) == (
+        "ValidationException", f"One or more parameter values were invalid: Replica region {REGIONS[0]} is the "
+        "region of the table itself")
+    assert _error(update({"Delete": {"RegionName": REGIONS[1]}})) == (
+        "ValidationException", f"One or more parameter values were invalid: Replica does not exist in region "
+        f"{REGIONS[1]}")
+    home.update_table(TableName="refused", StreamSpecification={"StreamEnabled": True, "StreamViewType": "KEYS_ONLY"})
+    assert _error(update({"Create": {"RegionName": REGIONS[1]}})) == (
+        "ValidationException", "One or more parameter values were invalid: Table refused has a stream of view type "
+        "KEYS_ONLY: a global table's replicas need NEW_AND_OLD_IMAGES (disable the stream, or enable it with "
+        "NEW_AND_OLD_IMAGES)")
+    # A request signed for another region than the deployment's home.
+    elsewhere = make_client(regions.procs[0].url, region=REGIONS[1])
+    assert _error(elsewhere.list_tables) == (
+        "InvalidSignatureException", f"Credential should be scoped to a valid region, not '{REGIONS[1]}'. ")
+
+
+def test_with_auth_on_peer_requests_must_be_signed_by_an_allowed_identity(tmp_path):
+    server = ShoalProcess(tmp_path / "auth", "--region", REGIONS[0], "--auth", "sigv4", "--workers", "1",
+                          "--no-metrics").start()
+    try:
+        body = orjson.dumps({"TableName": "nothing", "SourceRegion": REGIONS[1], "Replicas": []})
+        headers = {"Content-Type": "application/x-amz-json-1.0",
+                   "X-Amz-Target": "ShoalReplication_20261206.SyncReplicas"}
+
+        def post(headers):
+            request = urllib.request.Request(server.url + "/", data=body, headers=headers, method="POST")
+            try:
+                with urllib.request.urlopen(request, timeout=10) as response:
+                    return response.status, orjson.loads(response.read())
+            except urllib.error.HTTPError as exc:
+                return exc.code, orjson.loads(exc.read())
+
+        status, answer = post(headers)
+        assert status == 400 and answer["__type"].endswith("#MissingAuthenticationTokenException")
+        from shoal.replication.node import PeerClient
+
+        signed = PeerClient(REGIONS[0], server.url, REGIONS[1], ("AKIDNOBODY", "secret"))._signed(headers, body)
+        status, answer = post(signed)
+        assert status == 400 and answer["__type"].endswith("#UnrecognizedClientException")
+        signed = PeerClient(REGIONS[0], server.url, REGIONS[1], root_credentials(tmp_path / "auth"))._signed(headers, body)
+        status, answer = post(signed)  # past authentication: the table is what is missing
+        assert (status, answer["__type"].rsplit("#", 1)[1], answer["message"]) == (
+            400, "ResourceNotFoundException", "Requested resource not found: Table: nothing not found")
+    finally:
+        server.stop()
