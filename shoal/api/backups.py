@@ -25,11 +25,12 @@ request (the answer comes once the backup is AVAILABLE).
 RestoreTableFromBackup reads the backup in one read transaction (so a
 DeleteBackup meanwhile cannot take items from under it), checks the count
 and checksum before it creates anything, creates the table from the source's
-description with the overrides applied, writes the items through the write
-path (indexes, counters, change records) in ``snapshots.BUILD_CHUNK``-item
-transactions, and keeps a RestoreSummary in the table's description
-(RestoreInProgress while the items are written).  A restore that fails after
-creating the table deletes it again.
+description with the overrides applied, writes the items in their stored
+form through the write path's bulk load (``writepath.BulkLoad``: items,
+index entries, counters, one change record per transaction) in
+``LOAD_CHUNK``-item transactions, and keeps a RestoreSummary in the table's
+description (RestoreInProgress while the items are written).  A restore
+that fails after creating the table deletes it again.
 
 DeleteBackup removes the record and queues the purge of its items as a drop
 job (``indexes.schedule_drop``, the job a deleted table's storage goes
@@ -60,9 +61,10 @@ from shoal.api import indexes as index_store
 from shoal.api import jobs, streams, tables
 from shoal.api.catalog import read_stats, table_arn, update_description
 from shoal.api.changelog import head_position, record_table_change
-from shoal.api.common import successor
-from shoal.api.snapshots import create_request, keep_needed_definitions, snapshot_table, write_items
-from shoal.api.writepath import stored_item, stored_size
+from shoal.api.common import key_of, storage_key, successor
+from shoal.api.snapshots import create_request, keep_needed_definitions, snapshot_table
+from shoal.api.writepath import BulkLoad, encode_stored_json, stored_json, stored_size
+from shoal.model.size import item_size
 from shoal.errors import (
     BackupInUseException,
     BackupNotFoundException,
@@ -76,6 +78,8 @@ from shoal.errors import (
 
 #: Items copied per write transaction while a backup is made.
 COPY_CHUNK = 1000
+#: Items written per write transaction while a restore loads its table.
+LOAD_CHUNK = 5000
 
 log = logging.getLogger("shoal")
 
@@ -441,7 +445,7 @@ def restore_table_from_backup(ctx, request: dict) -> dict:
         _verify(txn, record, prefix, stop)
         summary = {"SourceBackupArn": arn, "SourceTableArn": record["source"]["TableArn"],
                    "RestoreDateTime": round(ctx.now(), 3)}
-        items = (stored_item(raw) for _, raw in txn.scan("items", prefix, stop))
+        items = ((stored_json(raw), stored_size(raw)) for _, raw in txn.scan("items", prefix, stop))
         return load_restored_table(ctx, restore_request(record["source"], target, request), summary, items, reader)
 
 
@@ -483,9 +487,9 @@ class RestoreReader:
 def load_restored_table(ctx, create: dict, summary: dict, items, reader: RestoreReader) -> dict:
     """Create the table of CreateTable request ``create``, CREATING, with
     ``summary`` as its RestoreSummary (RestoreInProgress), and answer its
-    TableDescription at once; a job (``jobs.start_job``) then writes ``items``
-    (read through ``reader``, which it takes over) into it through the write
-    path and makes it ACTIVE.  A load that fails deletes the table again; one
+    TableDescription at once; a job (``jobs.start_job``) then loads ``items``
+    ((item JSON, its size or None if unknown), read through ``reader``,
+    which it takes over) into it (``load_items``) and makes it ACTIVE.  A load that fails deletes the table again; one
     a stopped server left half-done is deleted at the next start
     (``recover_interrupted_restores``)."""
     target = create["TableName"]
@@ -507,7 +511,7 @@ def load_restored_table(ctx, create: dict, summary: dict, items, reader: Restore
                 table = job_ctx.catalog.get(txn, job_ctx.region, target)
             if table is None or table.table_id != job["table_id"]:
                 return  # deleted meanwhile
-            write_items(job_ctx, table, _beating(job_ctx.engine, job, items, stop))
+            load_items(job_ctx, table, _beating(job_ctx.engine, job, items, stop))
             _finish_restore(job_ctx, target, job["table_id"], dict(summary, RestoreInProgress=False))
         except jobs.Stopped:
             return  # the server stops: the next start deletes the half-made table
@@ -522,6 +526,36 @@ def load_restored_table(ctx, create: dict, summary: dict, items, reader: Restore
     jobs.start_job(jobs.job_context(ctx), job["arn"], load)
     reader.hand_off()
     return {"TableDescription": created}
+
+
+def load_items(ctx, table, items) -> int:
+    """Put ``items`` ((item JSON, its DynamoDB size or None)) into ``table``,
+    which a restore is loading, ``LOAD_CHUNK`` per transaction through
+    ``writepath.BulkLoad``; returns how many.  Stored items keep their bytes
+    and size: they were checked and measured when first written."""
+    chunk: list[tuple[bytes, bytes, dict]] = []
+    written = 0
+    for item_json, size in items:
+        item = orjson.loads(item_json)
+        if size is None:
+            size = item_size(item)
+        chunk.append((storage_key(table, key_of(table, item)), encode_stored_json(item_json, size), item))
+        if len(chunk) >= LOAD_CHUNK:
+            written += _load_chunk(ctx, table, chunk)
+            chunk = []
+    return written + _load_chunk(ctx, table, chunk)
+
+
+def _load_chunk(ctx, table, chunk: list[tuple[bytes, bytes, dict]]) -> int:
+    """One transaction of ``load_items``: the keys were computed before it,
+    so writers wait only for the puts."""
+    if chunk:
+        with ctx.engine.write() as txn:
+            load = BulkLoad(txn, table)
+            for skey, raw, item in chunk:
+                load.put(skey, raw, item)
+            load.finish(round(ctx.now(), 3))
+    return len(chunk)
 
 
 def _beating(engine, job: dict, items, stop):

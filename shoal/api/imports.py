@@ -24,9 +24,10 @@ key types, 400 KB); one that fails is counted in ErrorCount and logged, and
 the import goes on; an object that cannot be read (it does not decompress)
 counts one error and the rest of it is skipped, as DynamoDB skips "the
 remaining portion of the object".  Valid items are written through the write
-path (``writepath.WriteLog``: indexes, counters, change records),
-``WRITE_CHUNK`` per transaction; a key seen twice keeps the last item, as
-DynamoDB overwrites duplicates.  While the import runs the table is CREATING;
+path's bulk load (``writepath.BulkLoad``: items, index entries, counters, one
+change record per transaction, no stream records, as DynamoDB writes none for
+imported items), ``WRITE_CHUNK`` per transaction; a key seen twice keeps the
+last item, as DynamoDB overwrites duplicates.  While the import runs the table is CREATING;
 at the end it is ACTIVE and the import COMPLETED, or, with any item errors,
 FAILED with FailureCode ItemValidationError and the table holding the good
 items (the Developer Guide's "Import format quotas and validation").  A
@@ -55,7 +56,7 @@ import orjson
 from shoal.api import tables
 from shoal.api.catalog import read_stats, update_description
 from shoal.api.changelog import record_table_change
-from shoal.api.common import key_of, storage_key
+from shoal.api.common import storage_key
 from shoal.api.exports import (
     S3Error,
     job_record,
@@ -77,7 +78,7 @@ from shoal.api.jobs import (
     start_job,
     update_record,
 )
-from shoal.api.writepath import WriteLog
+from shoal.api.writepath import BulkLoad, encode_stored
 from shoal.errors import ShoalError, ValidationException
 from shoal.model.numbers import normalize_number
 from shoal.model.values import validate_key, validate_sized_item
@@ -87,7 +88,7 @@ log = logging.getLogger("shoal")
 RECORD = b"import/"
 _TOKEN = b"import-token/"
 #: Items written per transaction.
-WRITE_CHUNK = 2000
+WRITE_CHUNK = 5000
 MAX_ITEM_SIZE = 400 * 1024
 #: Item errors logged per import (all are counted).
 MAX_LOGGED_ERRORS = 100
@@ -230,12 +231,13 @@ class _TableGone(Exception):
 
 
 class _Progress:
-    """What an import has done so far, and its pending items."""
+    """What an import has done so far, and its pending items (storage key,
+    stored value, item)."""
 
     def __init__(self, ctx, record: dict, stop: threading.Event) -> None:
         self.ctx, self.record, self.stop = ctx, record, stop
         self.processed = self.processed_bytes = self.errors = 0
-        self.chunk: list[tuple[dict, int]] = []
+        self.chunk: list[tuple[bytes, bytes, dict]] = []
         self.logged = 0
         self.beat = time.monotonic()
 
@@ -246,8 +248,8 @@ class _Progress:
             log.warning("import %s: s3://%s/%s item %d: %s", self.record["arn"], self.record["source"]["S3Bucket"],
                         key, index, message)
 
-    def add(self, item: dict, size: int) -> None:
-        self.chunk.append((item, size))
+    def add(self, table, item: dict, keys: dict, size: int) -> None:
+        self.chunk.append((storage_key(table, keys), encode_stored(item, size), item))
         if len(self.chunk) >= WRITE_CHUNK:
             self.flush()
 
@@ -265,19 +267,18 @@ class _Progress:
         return {"processed": self.processed, "processed_bytes": self.processed_bytes, "errors": self.errors}
 
 
-def _write_chunk(ctx, record: dict, chunk: list[tuple[dict, int]]) -> None:
-    """Put ``chunk``'s items into the import's table in one transaction."""
+def _write_chunk(ctx, record: dict, chunk: list[tuple[bytes, bytes, dict]]) -> None:
+    """Put ``chunk``'s items into the import's table in one transaction
+    (their keys and stored values were made before it, so writers wait
+    only for the puts)."""
     with ctx.engine.write() as txn:
         table = ctx.catalog.get(txn, record["region"], record["table_name"])
         if table is None or table.table_id != record["table_id"]:
             raise _TableGone()
-        writes = WriteLog(txn)
-        now = ctx.now()
-        for item, size in chunk:
-            keys = key_of(table, item)
-            skey = storage_key(table, keys)
-            writes.write_item(table, skey, keys, txn.get("items", skey), item, size, now=now)
-        writes.finish()
+        load = BulkLoad(txn, table)
+        for skey, raw, item in chunk:
+            load.put(skey, raw, item)
+        load.finish(round(ctx.now(), 3))
 
 
 def _run_import(ctx, arn: str, stop: threading.Event) -> None:
@@ -388,11 +389,11 @@ def _import_object(table, record: dict, key: str, path: str, progress: _Progress
                 progress.error(key, index, str(item))
                 continue
             try:
-                checked, size = _checked(table, item)
+                checked, keys, size = _checked(table, item)
             except Exception as exc:  # noqa: BLE001 - whatever the item's fault, it is one error
                 progress.error(key, index, getattr(exc, "message", None) or str(exc))
                 continue
-            progress.add(checked, size)
+            progress.add(table, checked, keys, size)
     except _read_errors(record["compression"]) as exc:
         # The object itself is malformed: the rest of it is skipped.
         progress.error(key, index + 1, f"the object cannot be read: {exc}")
@@ -549,15 +550,40 @@ def _csv_items(table, record: dict, text):
         yield item
 
 
-def _checked(table, item: dict) -> tuple[dict, int]:
-    """The item as PutItem would store it, and its size; or the error it makes."""
+def _checked(table, item: dict) -> tuple[dict, dict, int]:
+    """The item as PutItem would store it, its key attributes and its size;
+    or the error it makes."""
     item, size = validate_sized_item(item, in_place=True)
     if size > MAX_ITEM_SIZE:
         raise ValidationException("Item size has exceeded the maximum allowed size")
-    validate_key(item, table.key_schema, table.attribute_types, what="item")
+    keys = _plain_key(table, item)
+    if keys is None:  # anything unusual: the full check and its messages
+        keys = validate_key(item, table.key_schema, table.attribute_types, what="item")
     for index in table.indexes:
         entry_key(table, index, item, b"", True)  # raises on an index key of the wrong type
-    return item, size
+    return item, keys, size
+
+
+def _plain_key(table, item: dict) -> dict | None:
+    """The key attributes of a checked item when each is of its defined type
+    and plainly within the key limits (a number: any, as checked numbers are
+    normalized; a string: 1 to 256 characters, at most 1,024 UTF-8 bytes);
+    None otherwise, for ``validate_key`` to say what is wrong."""
+    keys = {}
+    types = table.attribute_types
+    for name, _role in table.key_schema:
+        av = item.get(name)
+        if av is None or len(av) != 1:
+            return None
+        type_ = types[name]
+        value = av.get(type_)
+        if type_ == "S":
+            if type(value) is not str or not 0 < len(value) <= 256:
+                return None
+        elif type_ != "N" or value is None:
+            return None
+        keys[name] = av
+    return keys
 
 
 OPERATIONS = {

@@ -40,7 +40,6 @@ from shoal.api.changelog import (
     oldest_change,
     position_at,
     read_item_befores,
-    read_table_changes,
     record_table_change,
     retain_changes,
     unregister_consumer,
@@ -198,7 +197,7 @@ def restore_table_to_point_in_time(ctx, request: dict) -> dict:
                 f"and LatestRestorableDateTime '{backups.iso_time(latest)}'")
         if ctx.catalog.get(txn, ctx.region, target) is not None:
             raise TableAlreadyExistsException(f"Table already exists: {target}")
-        items = items_at(txn, source, position_at(txn, int(at * 1000)))
+        items = stored_items_at(txn, source, position_at(txn, int(at * 1000)))
         summary = {"SourceTableArn": table_arn(ctx.region, ctx.account, source.name), "RestoreDateTime": at}
         return backups.load_restored_table(ctx, backups.restore_request(source.description, target, request),
                                            summary, items, reader)

@@ -11,6 +11,11 @@ and replication read that log.
 The change log itself (its records, positions, consumers and pruning) is
 ``shoal.api.changelog``; ``WriteLog`` appends to it.
 
+``BulkLoad`` is the other way in, for a table a restore or an import is
+filling while it is CREATING: the same items, index entries, counters and
+item-collection sizes, but one change record per transaction (``LOAD_OP``)
+instead of one per item, and no re-encoding of items already in stored form.
+
 Stored item values are ``SIZE (4 bytes, big-endian) + JSON of the wire-form item``,
 so reads can splice the JSON into a response and know the item's DynamoDB size
 without parsing it.
@@ -22,9 +27,17 @@ import struct
 
 import orjson
 
-from shoal.api.catalog import STATS_KEY, read_stats
-from shoal.api.changelog import ChangeAppender
-from shoal.api.indexes import add_collection_size, maintain
+from shoal.api.catalog import INDEX_STATS_KEY, STATS_KEY, read_index_stats, read_stats
+from shoal.api.changelog import LOAD_OP, ChangeAppender
+from shoal.api.indexes import (
+    add_collection_size,
+    collection_key,
+    entry_key,
+    entry_size,
+    maintain,
+    projected_entry,
+    table_suffix_of,
+)
 
 _SIZE = struct.Struct(">I")
 _STATS = struct.Struct(">qq")  # the layout catalog.read_stats reads
@@ -33,6 +46,11 @@ _STATS = struct.Struct(">qq")  # the layout catalog.read_stats reads
 def encode_stored(item: dict, size: int) -> bytes:
     """The stored form of an item whose DynamoDB size is ``size``."""
     return _SIZE.pack(size) + orjson.dumps(item)
+
+
+def encode_stored_json(item_json, size: int) -> bytes:
+    """The stored form of an item already in JSON (a backup's, the log's)."""
+    return _SIZE.pack(size) + item_json
 
 
 def stored_size(raw: bytes) -> int:
@@ -130,3 +148,95 @@ class WriteLog(ChangeAppender):
             txn.put("meta", STATS_KEY(prefix), _STATS.pack(count, size))
         self._stats.clear()
         super().finish()
+
+
+class BulkLoad:
+    """Items put, in one transaction, into a table that a restore or an
+    import is loading (CREATING): each item's stored value and its index
+    entries are written as ``WriteLog.write_item`` writes them, but the
+    table's and its indexes' counters and the item-collection sizes are
+    added up and stored once, by ``finish()``, with one change record for
+    the whole transaction (``changelog.LOAD_OP``, its item count).
+
+    Nothing consumes per-item records of such a table: it has no stream
+    (DynamoDB emits no stream records for the items a restore or an import
+    creates; a stream is set up on the table afterwards) and point-in-time
+    recovery cannot be switched on until it is ACTIVE (``pitr``), so its
+    window starts after the load.  An item whose key is already stored (a
+    key an import meets twice keeps the last item, as in DynamoDB) replaces
+    it, its old index entries removed."""
+
+    __slots__ = ("txn", "table", "count", "_size", "_indexes", "_index_stats", "_collections")
+
+    def __init__(self, txn, table) -> None:
+        self.txn = txn
+        self.table = table
+        self.count = 0  # items put
+        self._size = [0, 0]  # the change of the table's item count and size
+        self._indexes = [(index, [0, 0]) for index in table.indexes]  # and of each index's
+        self._collections: dict[bytes, list] = {}  # collection key -> [keys, size change]
+
+    def put(self, storage_key: bytes, raw: bytes, item: dict | None = None) -> None:
+        """Put the item stored as ``raw`` (``encode_stored``) under
+        ``storage_key``; ``item`` is its wire form, decoded from ``raw`` if
+        not given and the table's indexes need it.  A new item whose index
+        key attribute has the wrong type raises ValidationException (the
+        transaction then aborts)."""
+        txn, table = self.txn, self.table
+        size = _SIZE.unpack_from(raw)[0]
+        old_raw = txn.get("items", storage_key)
+        local = 0
+        if table.indexes:
+            if item is None:
+                item = orjson.loads(memoryview(raw)[4:])
+            if old_raw is not None:
+                local = maintain(txn, table, storage_key, stored_item(old_raw), old_raw, item, raw)
+            else:
+                suffix = table_suffix_of(table, storage_key)
+                entries = [(index, stats, entry_key(table, index, item, suffix, True))
+                           for index, stats in self._indexes]  # all checked before any is written
+                for index, stats, key in entries:
+                    if key is not None:
+                        value = projected_entry(index, item, raw)
+                        txn.put("indexes", key, value)
+                        stats[0] += 1
+                        stats[1] += entry_size(value)
+                        if index.local:
+                            local += entry_size(value)
+        txn.put("items", storage_key, raw)
+        totals = self._size
+        totals[0] += 1
+        totals[1] += size
+        if old_raw is not None:
+            totals[0] -= 1
+            totals[1] -= _SIZE.unpack_from(old_raw)[0]
+        if table.has_local_indexes:
+            if item is None:
+                item = orjson.loads(memoryview(raw)[4:])
+            keys = {table.hash_key: item[table.hash_key]}
+            collection = self._collections.setdefault(collection_key(table, keys), [keys, 0])
+            collection[1] += local + size - (_SIZE.unpack_from(old_raw)[0] if old_raw is not None else 0)
+        self.count += 1
+
+    def finish(self, now: float | None = None) -> None:
+        """Store the counters and sizes the items moved, and the change
+        record of the load; must run before the transaction commits."""
+        if not self.count:
+            return
+        txn, table = self.txn, self.table
+        count, size = read_stats(txn, table.prefix)
+        txn.put("meta", STATS_KEY(table.prefix), _STATS.pack(count + self._size[0], size + self._size[1]))
+        for index, (entries, entry_bytes) in self._indexes:
+            if entries or entry_bytes:
+                old_count, old_size = read_index_stats(txn, table.prefix, index.number)
+                txn.put("meta", INDEX_STATS_KEY(table.prefix, index.number),
+                        _STATS.pack(old_count + entries, old_size + entry_bytes))
+        for keys, delta in self._collections.values():
+            add_collection_size(txn, table, keys, delta)
+        log = ChangeAppender(txn)
+        log.table_change(table, LOAD_OP, {"ItemCount": self.count}, now)
+        log.finish()
+        self.count = 0
+        self._size = [0, 0]
+        self._indexes = [(index, [0, 0]) for index in table.indexes]
+        self._collections.clear()

@@ -199,7 +199,7 @@ def test_a_restore_that_fails_while_writing_leaves_no_table(ctx, monkeypatch):
 
     def broken(*args):
         raise RuntimeError("disk full")
-    monkeypatch.setattr(backups, "write_items", broken)
+    monkeypatch.setattr(backups, "load_items", broken)
     backups.restore_table_from_backup(ctx, {"BackupArn": arn, "TargetTableName": "copy"})  # answered: CREATING
     assert jobs.wait_for_jobs(ctx.engine)
     with ctx.engine.read() as txn:
@@ -385,3 +385,96 @@ def test_a_backup_left_creating_is_dropped_at_the_next_start(ctx):
     prefix = bytes.fromhex(record["prefix"])
     with ctx.engine.read() as txn:  # its items are purged (one purge step holds them all)
         assert list(txn.scan("items", prefix, successor(prefix))) == []
+
+
+# ---------------------------------------------------------------- the bulk load
+
+
+def _stats(ctx, name) -> dict:
+    """Everything a load keeps besides the items and entries themselves:
+    the table's and each index's counters, and the item-collection sizes
+    (by partition, without the table's own prefix)."""
+    from shoal.api.indexes import collection_range
+
+    described = tables.describe_table(ctx, {"TableName": name})["Table"]
+    out = {"table": (described["ItemCount"], described["TableSizeBytes"])}
+    for member in ("GlobalSecondaryIndexes", "LocalSecondaryIndexes"):
+        for index in described.get(member) or ():
+            out[index["IndexName"]] = (index["ItemCount"], index["IndexSizeBytes"])
+    with ctx.engine.read() as txn:
+        table = ctx.catalog.get(txn, REGION, name)
+        start = collection_range(table)
+        out["collections"] = {bytes(key[len(start):]): bytes(value)
+                              for key, value in txn.scan("meta", start, successor(start))}
+    return out
+
+
+def _item_records(ctx, name) -> tuple[int, list]:
+    """(the table's item change records, its bulk-load records' details)."""
+    from shoal.api.changelog import LOAD_OP, decode_change, read_raw_changes
+
+    with ctx.engine.read() as txn:
+        table_id = ctx.catalog.get(txn, REGION, name).table_id
+        decoded = [decode_change(value)[1] for _, owner, value in read_raw_changes(txn) if owner == table_id]
+    return (sum("op" not in record for record in decoded),
+            [record["ItemCount"] for record in decoded if record.get("op") == LOAD_OP])
+
+
+def test_a_restore_loads_in_bulk_and_keeps_what_the_write_path_keeps(ctx, monkeypatch):
+    """A restored table holds what the per-item write path would have made
+    of the same items (counters, index sizes, item-collection sizes), with
+    one change record per transaction instead of one per item: no stream
+    record or point-in-time undo ever needs the restored items' own."""
+    make_events(ctx)
+    for n in range(230):
+        put(ctx, f"u{n % 7}", n, f"c{n % 3}")
+    items.put_item(ctx, {"TableName": "events", "Item": {  # in no index: no content_id, no kind
+        "user_id": {"S": "bare"}, "ts": {"N": "1"}, "blob": {"B": "AAEC"}}})
+    arn = backup(ctx)
+    monkeypatch.setattr(backups, "LOAD_CHUNK", 100)
+    restore(ctx, arn, "copy")
+    assert _stats(ctx, "copy") == _stats(ctx, "events")
+    assert _stats(ctx, "copy")["table"][0] == 231 and len(_stats(ctx, "copy")["collections"]) == 8
+    assert _item_records(ctx, "copy") == (0, [100, 100, 31])
+    assert _item_records(ctx, "events")[0] == 231
+    # Written afterwards through the ordinary path, the counters go on from the load's.
+    put(ctx, "u0", 0, "c2")  # replaces an item: its GSI entry moves
+    put(ctx, "u0", 0, "c2", table="copy")
+    items.delete_item(ctx, {"TableName": "copy", "Key": {"user_id": {"S": "u1"}, "ts": {"N": "1"}}})
+    items.delete_item(ctx, {"TableName": "events", "Key": {"user_id": {"S": "u1"}, "ts": {"N": "1"}}})
+    assert _stats(ctx, "copy") == _stats(ctx, "events")
+    assert all_items(ctx, "copy") == all_items(ctx, "events")
+    assert by_content(ctx, "copy", "c2") == by_content(ctx, "events", "c2")
+
+
+def test_a_bulk_load_replaces_an_item_met_twice():
+    """``BulkLoad.put`` of a key already stored (an import's duplicate)
+    replaces the item: its old index entries go, the counters count it once."""
+    from shoal.api.common import key_of, storage_key
+    from shoal.api.writepath import BulkLoad, encode_stored
+    from shoal.model.size import item_size
+    from shoal.storage.memory_engine import MemoryEngine
+
+    engine = MemoryEngine()
+    ctx = Context(REGION, DEFAULT_ACCOUNT, engine, Catalog(engine))
+    make_events(ctx, "loaded")
+    make_events(ctx, "written")
+    versions = [{"user_id": {"S": "u"}, "ts": {"N": str(n % 3)}, "content_id": {"S": f"c{n}"},
+                 "kind": {"S": f"k{n}"}, "pad": {"S": "x" * n}} for n in range(6)]
+    versions.append({"user_id": {"S": "u"}, "ts": {"N": "0"}})  # the last of key 0: in no index
+    with engine.write() as txn:
+        table = ctx.catalog.get(txn, REGION, "loaded")
+        load = BulkLoad(txn, table)
+        for item in versions:
+            load.put(storage_key(table, key_of(table, item)), encode_stored(item, item_size(item)), dict(item))
+        load.finish()
+    for item in versions:
+        items.put_item(ctx, {"TableName": "written", "Item": item})
+    assert _stats(ctx, "loaded") == _stats(ctx, "written")
+    assert _stats(ctx, "loaded")["table"][0] == 3
+    assert all_items(ctx, "loaded") == all_items(ctx, "written")
+    for content in ("c0", "c3", "c4", "c5"):
+        assert by_content(ctx, "loaded", content) == by_content(ctx, "written", content)
+    assert by_content(ctx, "loaded", "c4") == [("u", "1")] and by_content(ctx, "loaded", "c3") == []
+    assert by_kind(ctx, "loaded", "u") == by_kind(ctx, "written", "u") == [("k4", "1"), ("k5", "2")]
+    assert _item_records(ctx, "loaded") == (0, [7])
