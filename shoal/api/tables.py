@@ -11,7 +11,9 @@ first DescribeTable.  The one exception is a global secondary index added by
 UpdateTable: it is ``CREATING`` (Backfilling) until a background job has
 indexed the table's items, and a deleted one is ``DELETING`` until its entries
 are purged (``shoal.api.indexes``).  A deleted table leaves the catalog at
-once; its storage is purged by the same background job runner.
+once; its storage is purged by the same background job runner.  A table
+gaining a replica in another region (UpdateTable's ReplicaUpdates,
+``shoal.replication``) is UPDATING until the replica is ACTIVE.
 """
 
 from __future__ import annotations
@@ -725,6 +727,10 @@ def delete_table(ctx, request: dict) -> dict:
         txn.delete("meta", STATS_KEY(table.prefix))
         txn.delete("meta", TAGS_KEY(table.prefix))
         streams.on_table_deleted(txn, table, _now(ctx))
+        if table.description.get("Replicas"):  # a global table's replica: the others are told it left
+            from shoal.replication.control import leave
+
+            leave(txn, table)
         record_table_change(txn, table, "DeleteTable", {"TableName": table.name}, _now(ctx))
         job_key, job = index_store.schedule_drop(txn, table, ranges)
         index_store.purge_step(txn, job_key, job, index_store.DROP_CHUNK)

@@ -243,6 +243,20 @@ def replica_create_request(desc: dict, region: str) -> dict:
     return request
 
 
+def leave(txn, table) -> None:
+    """DeleteTable of a replica (in its own region): the replica leaves the
+    global table.  This region stops keeping records for the others, and
+    each other region is sent the set without it (a ``sync`` whose set is
+    fixed now, the table being gone when it is sent)."""
+    others = [{"RegionName": r["RegionName"], "ReplicaStatus": r["ReplicaStatus"]}
+              for r in table.description.get("Replicas") or ()]
+    for replica in others:
+        replica_apply.unfollow(txn, replica["RegionName"], table.table_id)
+        queue_task(txn, {"kind": "sync", "table_id": table.table_id, "name": table.name,
+                         "peer": replica["RegionName"], "replicas": others})
+    replica_apply.unmark_global(txn, table.table_id)
+
+
 def replica_set(desc: dict, own_region: str) -> list[dict]:
     """Every region of a global table with its status, this one first."""
     own = "CREATING" if desc.get("TableStatus") == "CREATING" else "ACTIVE"

@@ -14,7 +14,8 @@ The thread (one per deployment: workers take a lease in ``meta``) does, in
 rounds, with short storage transactions of its own and never on the event
 loop, so that a region's own writes never wait for a peer:
 
-1. fold new local writes into the version store (``versions.index_local``);
+1. fold new local writes into the version store (``versions.index_local``),
+   and now and then forget old tombstones;
 2. run the control tasks that ``shoal.replication.control`` queued (create,
    sync, copy, activate, drop), the first of each table, in order;
 3. for every (peer, table) cursor not held by a copy, send the records
@@ -49,6 +50,7 @@ from shoal.api.changelog import (
     is_table_change,
     read_raw_changes,
 )
+from shoal.api.common import key_of
 from shoal.replication import apply as replica_apply
 from shoal.replication import control, versions
 from shoal.replication.protocol import TARGET_PREFIX
@@ -61,6 +63,7 @@ BACKOFF_S = 0.5
 MAX_BACKOFF_S = 5.0
 IDLE_S = 0.1
 TIMEOUT_S = 10.0
+PRUNE_EVERY_S = 60.0  # between rounds of tombstone pruning
 LEASE_KEY = b"repl/lease"
 LEASE_S = 5.0
 _LEASE = struct.Struct(">16sd")
@@ -174,6 +177,7 @@ class Replicator:
         self.peers = {region: PeerClient(region, url, settings.region, credentials)
                       for region, url in settings.peers.items()}
         self._owner = os.urandom(16)
+        self._next_prune = 0.0
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
 
@@ -232,6 +236,10 @@ class Replicator:
         busy = self._index()
         busy = self._tasks() or busy
         busy = self._send() or busy
+        if time.monotonic() >= self._next_prune:
+            self._next_prune = time.monotonic() + PRUNE_EVERY_S
+            with self.engine.write() as txn:
+                busy = versions.prune_tombstones(txn, int(self.clock() * 1000)) > 0 or busy
         return busy
 
     def _index(self) -> bool:
@@ -301,11 +309,13 @@ class Replicator:
         return True
 
     def _task_sync(self, peer: PeerClient, task: dict) -> bool:
-        desc = self._description(task["name"], task["table_id"])
-        if desc is None:
-            return True
-        peer.call("SyncReplicas", {"TableName": task["name"], "SourceRegion": self.region,
-                                   "Replicas": control.replica_set(desc, self.region)})
+        replicas = task.get("replicas")  # fixed when queued (the replica left: control.leave)
+        if replicas is None:
+            desc = self._description(task["name"], task["table_id"])
+            if desc is None:
+                return True
+            replicas = control.replica_set(desc, self.region)
+        peer.call("SyncReplicas", {"TableName": task["name"], "SourceRegion": self.region, "Replicas": replicas})
         return True
 
     def _task_drop(self, peer: PeerClient, task: dict) -> bool:
@@ -322,15 +332,13 @@ class Replicator:
             if table is None or table.table_id != task["table_id"]:
                 return True
             start = bytes.fromhex(task["after"]) + b"\0" if task["after"] else table.prefix
-            stop = replica_apply_prefix_end(table.prefix)
+            stop = _prefix_end(table.prefix)
             last = None
             for key, raw in txn.scan("items", start, stop):
                 key = bytes(key)
                 item = orjson.loads(memoryview(raw)[4:])
                 version = versions.read_version(txn, key)
                 time_ms, origin, seq = version[0] if version is not None else versions.ZERO
-                from shoal.api.common import key_of
-
                 items.append({"time": time_ms, "origin": origin, "seq": seq, "keys": key_of(table, item),
                               "new": item})
                 last = key
@@ -342,24 +350,32 @@ class Replicator:
         return len(items) < BATCH
 
     def _task_activate(self, peer: PeerClient, task: dict) -> bool:
-        """The copy is made: send the held changes from now on, show ACTIVE
-        here, and tell every replica (the new one becomes ACTIVE)."""
+        """The copy is made: send the held changes from now on, make the new
+        replica ACTIVE there first (so that a client seeing ACTIVE here can
+        use it), then here, and tell the other replicas."""
         from shoal.api.catalog import update_description
 
         with self.engine.write() as txn:
             txn.delete("meta", replica_apply.hold_key(task["peer"], task["table_id"]))
+        desc = self._description(task["name"], task["table_id"])
+        if desc is None:
+            return True
+        everyone = [{**r, "ReplicaStatus": "ACTIVE"} if r["RegionName"] == task["peer"] else r
+                    for r in control.replica_set(desc, self.region)]
+        peer.call("SyncReplicas", {"TableName": task["name"], "SourceRegion": self.region, "Replicas": everyone})
 
-            def change(desc: dict) -> None:
-                for entry in desc.get("Replicas") or ():
-                    if entry["RegionName"] == task["peer"]:
-                        entry["ReplicaStatus"] = "ACTIVE"
-                        entry.pop("ReplicaStatusPercentProgress", None)
-                if not any(r["ReplicaStatus"] == "CREATING" for r in desc.get("Replicas") or ()):
-                    desc["TableStatus"] = "ACTIVE"
+        def change(desc: dict) -> None:
+            for entry in desc.get("Replicas") or ():
+                if entry["RegionName"] == task["peer"]:
+                    entry["ReplicaStatus"] = "ACTIVE"
+                    entry.pop("ReplicaStatusPercentProgress", None)
+            if not any(r["ReplicaStatus"] == "CREATING" for r in desc.get("Replicas") or ()):
+                desc["TableStatus"] = "ACTIVE"
 
+        with self.engine.write() as txn:
             updated = update_description(txn, self.region, task["name"], task["table_id"], change, self.catalog.keys)
-            if updated is not None:
-                for entry in updated.description.get("Replicas") or ():
+            for entry in (updated.description.get("Replicas") or ()) if updated is not None else ():
+                if entry["RegionName"] != task["peer"]:
                     control.queue_task(txn, {"kind": "sync", "table_id": task["table_id"], "name": task["name"],
                                              "peer": entry["RegionName"]})
         return True
@@ -441,7 +457,7 @@ def control_errors():
     return (PeerError, OSError, ValueError)
 
 
-def replica_apply_prefix_end(prefix: bytes) -> bytes:
+def _prefix_end(prefix: bytes) -> bytes:
     return (int.from_bytes(prefix, "big") + 1).to_bytes(len(prefix), "big")
 
 

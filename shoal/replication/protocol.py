@@ -24,8 +24,6 @@ scope and that AWS's JSON services send.
 
 from __future__ import annotations
 
-import logging
-
 import orjson
 
 from shoal.api import DEFAULT_ACCOUNT, Context
@@ -34,8 +32,6 @@ from shoal.auth.errors import AccessDeniedException, InvalidSignatureException
 from shoal.errors import ResourceNotFoundException, SerializationException, ShoalError, UnknownOperationException
 from shoal.replication import apply as replica_apply
 from shoal.replication import control, versions
-
-log = logging.getLogger("shoal")
 
 TARGET_PREFIX = "ShoalReplication_20261206."
 ACTION = "shoal:Replicate"
@@ -194,7 +190,7 @@ def sync_replicas(ctx, data: dict) -> dict:
             regions.add(region)
             if region != ctx.region and replica_apply.cursor_of(txn, region, table_id) is None:
                 replica_apply.follow(txn, region, table_id, at=start)
-        for name in list(replica_apply_followed(txn, table_id)):
+        for name in list(followed_peers(txn, table_id)):
             if name not in regions:
                 replica_apply.unfollow(txn, name, table_id)
         own = next((r["ReplicaStatus"] for r in everyone if r["RegionName"] == ctx.region), None)
@@ -202,6 +198,12 @@ def sync_replicas(ctx, data: dict) -> dict:
                   for r in everyone if r["RegionName"] != ctx.region]
 
         def change(desc: dict) -> None:
+            if not others:  # the last other replica left: a regional table again
+                desc.pop("Replicas", None)
+                desc.pop("GlobalTableVersion", None)
+                if desc.get("TableStatus") != "CREATING":
+                    desc["TableStatus"] = "ACTIVE"
+                return
             kept = {r["RegionName"]: r for r in desc.get("Replicas") or ()}
             desc["Replicas"] = [{**kept.get(r["RegionName"], {}), **r} for r in others]
             for entry in desc["Replicas"]:
@@ -213,10 +215,12 @@ def sync_replicas(ctx, data: dict) -> dict:
             desc["TableStatus"] = "UPDATING" if any(r["ReplicaStatus"] == "CREATING" for r in others) else "ACTIVE"
 
         update_description(txn, ctx.region, table.name, table_id, change, ctx.catalog.keys)
+        if not others:
+            replica_apply.unmark_global(txn, table_id)
     return {}
 
 
-def replica_apply_followed(txn, table_id: str):
+def followed_peers(txn, table_id: str):
     """The peers this region keeps ``table_id``'s records for."""
     from shoal.api.changelog import consumers
 
@@ -234,15 +238,18 @@ def delete_replica(ctx, data: dict) -> dict:
         table = ctx.catalog.get(txn, ctx.region, data["TableName"])
         if table is None:
             return {}
-        for peer in list(replica_apply_followed(txn, table.table_id)):
+        for peer in list(followed_peers(txn, table.table_id)):
             replica_apply.unfollow(txn, peer, table.table_id)
         replica_apply.unmark_global(txn, table.table_id)
         versions.forget_table(txn, table.prefix)
-        if table.description.get("DeletionProtectionEnabled"):  # the coordinator's Delete decides
-            from shoal.api.catalog import update_description
+        from shoal.api.catalog import update_description
 
-            update_description(txn, ctx.region, table.name, table.table_id,
-                               lambda desc: desc.update(DeletionProtectionEnabled=False), ctx.catalog.keys)
+        def change(desc: dict) -> None:
+            desc.pop("DeletionProtectionEnabled", None)  # the coordinator's Delete decides
+            desc.pop("Replicas", None)  # the others know already (no control.leave)
+            desc.pop("GlobalTableVersion", None)
+
+        update_description(txn, ctx.region, table.name, table.table_id, change, ctx.catalog.keys)
     tables.delete_table(ctx, {"TableName": table.name})
     return {}
 

@@ -12,11 +12,12 @@ import random
 import socket
 import threading
 import time
+import urllib.error
+import urllib.request
 
 import botocore.exceptions
 import orjson
 import pytest
-import urllib.request
 
 from tests.conftest import make_client
 from tests.shoal_process import ShoalProcess, root_credentials
@@ -321,10 +322,16 @@ def test_deleting_a_replica_deletes_its_table_and_stops_replicating_to_it(region
     home.put_item(TableName=name, Item={"pk": {"S": "after"}, "kind": {"S": "x"}})
     items = _converged(regions, name, indexes=(0, 1))
     assert [item["pk"]["S"] for item in items] == ["after", "before"]
-    # The last replica gone, the table is a regional table again.
-    described = home.update_table(TableName=name, ReplicaUpdates=[{"Delete": {"RegionName": REGIONS[1]}}])
-    assert "Replicas" not in described["TableDescription"]
-    assert "GlobalTableVersion" not in described["TableDescription"]
+    # DeleteTable in a replica's region: that replica leaves, and the last
+    # one left is a regional table again.
+    regions.client(1).delete_table(TableName=name)
+    deadline = time.monotonic() + CONVERGE_S
+    while "Replicas" in (table := home.describe_table(TableName=name)["Table"]):
+        assert time.monotonic() < deadline, table["Replicas"]
+        time.sleep(0.1)
+    assert "GlobalTableVersion" not in table and table["TableStatus"] == "ACTIVE"
+    home.put_item(TableName=name, Item={"pk": {"S": "alone"}, "kind": {"S": "x"}})
+    assert [item["pk"]["S"] for item in _scan(home, name)] == ["after", "alone", "before"]
 
 
 def test_a_region_killed_mid_load_comes_back_and_converges(regions):

@@ -238,6 +238,44 @@ def test_a_global_tables_stream_cannot_be_disabled(ctx):
                                     "stream cannot be disabled while it is a global table")
 
 
+def _activate(ctx, name="events") -> None:
+    """What the replication thread does once a replica's copy is made."""
+    from shoal.api.catalog import update_description
+
+    def change(desc):
+        for entry in desc["Replicas"]:
+            entry["ReplicaStatus"] = "ACTIVE"
+        desc["TableStatus"] = "ACTIVE"
+
+    with ctx.engine.write() as txn:
+        table = ctx.catalog.get(txn, HOME, name)
+        update_description(txn, HOME, name, table.table_id, change)
+        for key, _ in control.pending_tasks(txn):
+            txn.delete("meta", key)
+
+
+def test_deleting_the_last_replica_makes_a_regional_table_again(ctx):
+    table = _global(ctx)
+    _activate(ctx)
+    out = tables.update_table(ctx, {"TableName": "events", "ReplicaUpdates": [{"Delete": {"RegionName": PEER}}]})
+    assert "Replicas" not in out["TableDescription"] and "GlobalTableVersion" not in out["TableDescription"]
+    with ctx.engine.read() as txn:
+        assert [(t["kind"], t["peer"]) for _, t in control.pending_tasks(txn)] == [("drop", PEER)]
+        assert replica_apply.cursor_of(txn, PEER, table.table_id) is None
+        assert replica_apply.global_tables(txn, ctx.catalog) == {}
+
+
+def test_delete_table_of_a_replica_tells_the_others_it_left(ctx):
+    table = _global(ctx)
+    _activate(ctx)
+    tables.delete_table(ctx, {"TableName": "events"})
+    with ctx.engine.read() as txn:
+        tasks = [task for _, task in control.pending_tasks(txn)]
+        assert replica_apply.cursor_of(txn, PEER, table.table_id) is None
+    assert tasks == [{"kind": "sync", "table_id": table.table_id, "name": "events", "peer": PEER,
+                      "replicas": [{"RegionName": PEER, "ReplicaStatus": "ACTIVE"}]}]
+
+
 def test_without_a_home_region_replica_updates_are_refused(engine):
     ctx = Context(HOME, DEFAULT_ACCOUNT, engine, Catalog(engine))
     _create(ctx)
