@@ -378,9 +378,11 @@ def _open(path: str, compression: str):
 def _import_object(table, record: dict, key: str, path: str, progress: _Progress) -> None:
     stream, counted, raw = _open(path, record["compression"])
     index = -1
+    strings = None  # the attributes known to be strings (``_checked``)
     try:
         if record["format"] == "CSV":
             rows = _csv_items(table, record, io.TextIOWrapper(stream, encoding="utf-8", newline=""))
+            strings = _csv_strings(record)
         else:
             rows = _line_items(stream, _ion_item if record["format"] == "ION" else _json_item)
         for index, item in enumerate(rows):
@@ -389,7 +391,7 @@ def _import_object(table, record: dict, key: str, path: str, progress: _Progress
                 progress.error(key, index, str(item))
                 continue
             try:
-                checked, keys, size = _checked(table, item)
+                checked, keys, size = _checked(table, item, strings)
             except Exception as exc:  # noqa: BLE001 - whatever the item's fault, it is one error
                 progress.error(key, index, getattr(exc, "message", None) or str(exc))
                 continue
@@ -550,10 +552,23 @@ def _csv_items(table, record: dict, text):
         yield item
 
 
-def _checked(table, item: dict) -> tuple[dict, dict, int]:
+def _csv_strings(record: dict):
+    """Whether an attribute of a CSV row is a string by construction: every
+    column not named in AttributeDefinitions (``_csv_items``)."""
+    typed = {d["AttributeName"] for d in record["parameters"]["AttributeDefinitions"]}
+    return lambda name: name not in typed
+
+
+def _checked(table, item: dict, strings=None) -> tuple[dict, dict, int]:
     """The item as PutItem would store it, its key attributes and its size;
-    or the error it makes."""
-    item, size = validate_sized_item(item, in_place=True)
+    or the error it makes.  Attributes for which ``strings(name)`` holds are
+    S values made by the reader itself (CSV cells): well-formed, they are
+    only measured (a name's and a value's UTF-8 bytes), and the others
+    checked as usual."""
+    if strings is None:
+        item, size = validate_sized_item(item, in_place=True)
+    else:
+        item, size = _sized_strings(item, strings)
     if size > MAX_ITEM_SIZE:
         raise ValidationException("Item size has exceeded the maximum allowed size")
     keys = _plain_key(table, item)
@@ -562,6 +577,28 @@ def _checked(table, item: dict) -> tuple[dict, dict, int]:
     for index in table.indexes:
         entry_key(table, index, item, b"", True)  # raises on an index key of the wrong type
     return item, keys, size
+
+
+def _sized_strings(item: dict, strings) -> tuple[dict, int]:
+    """``validate_sized_item`` of an item whose attributes named by
+    ``strings`` are well-formed S values: those are measured here and the
+    rest validated, and the first that fails says so, as it would have."""
+    size = 0
+    others = None
+    for name, av in item.items():
+        if name and strings(name):
+            value = av["S"]
+            size += len(name) if name.isascii() else len(name.encode("utf-8"))
+            size += len(value) if value.isascii() else len(value.encode("utf-8"))
+        else:
+            if others is None:
+                others = {}
+            others[name] = av
+    if others:
+        _, checked_size = validate_sized_item(others, in_place=True)
+        item.update(others)  # normalized (a number key's form)
+        size += checked_size
+    return item, size
 
 
 def _plain_key(table, item: dict) -> dict | None:

@@ -21,6 +21,7 @@ import zstandard
 from amazon.ion import simpleion
 from botocore.exceptions import ClientError
 
+from shoal.model.size import item_size
 from tests.conftest import make_client
 from tests.shoal_process import ShoalProcess
 
@@ -378,7 +379,12 @@ def test_csv_import_types_keys_and_counts_bad_lines(server):
                           "genre": {"S": "rock"}}
     assert items["b"]["sk"] == {"N": "2.5"} and items["b"]["title"] == {"S": "multi\nline"}
     assert items["b"]["year"] == {"S": ""} and "genre" not in items["b"]  # an empty index key: left out
-    assert ddb.describe_table(TableName="from-csv")["Table"]["TableStatus"] == "ACTIVE"
+    described = ddb.describe_table(TableName="from-csv")["Table"]
+    assert described["TableStatus"] == "ACTIVE"
+    # Cells are measured, not validated: the sizes are still DynamoDB's.
+    assert described["TableSizeBytes"] == sum(map(item_size, items.values())) == 39 + 27 + 29 + 24  # b: 2.5 takes 3 bytes
+    assert described["GlobalSecondaryIndexes"][0]["IndexSizeBytes"] == sum(
+        item_size(item) for item in items.values() if "genre" in item)
     jazz = ddb.query(TableName="from-csv", IndexName="by_genre", KeyConditionExpression="genre = :g",
                      ExpressionAttributeValues={":g": {"S": "jazz"}})["Items"]
     assert [item["pk"]["S"] for item in jazz] == ["e"]
