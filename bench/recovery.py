@@ -16,6 +16,11 @@
    reading and undoing the changes, hence the replay rate), then
    RestoreTableFromBackup of the backup.
 
+Every step is timed twice: from the request to its end (wall clock), and in
+CPU seconds of the process doing the work (this one for the in-process
+steps; the server's, from ``/proc``, for the requests), a figure that the
+load of a shared machine does not inflate.
+
 Prints a JSON summary and a markdown table (for docs/benchmarks.md).
 """
 
@@ -67,36 +72,47 @@ def _changes(ctx, engine, dataset: DataSet, count: int, seed: int = 7) -> None:
 def _undo_rate(ctx, engine, t0: float, changes: int) -> dict:
     """The read side of a restore, in-process: the table at the head (a plain
     read) and at T0 (the same read plus reading and undoing every change
-    since): their difference is the undo's own time."""
+    since): their difference is the undo's own time, on the clock and in
+    CPU seconds of this process."""
     from shoal.api.changelog import head_position, position_at
     from shoal.api.pitr import stored_items_at
 
     out = {}
     with engine.read() as txn:
         table = ctx.catalog.get(txn, ctx.region, EVENTS_TABLE)
-        for name, position in (("read_at_head_s", head_position(txn)),
-                               ("read_at_t0_s", position_at(txn, int(t0 * 1000)))):
-            started = time.monotonic()
+        for name, position in (("read_at_head", head_position(txn)), ("read_at_t0", position_at(txn, int(t0 * 1000)))):
+            started, cpu = time.monotonic(), time.process_time()
             for _ in stored_items_at(txn, table, position):
                 pass
-            out[name] = time.monotonic() - started
+            out[f"{name}_s"] = time.monotonic() - started
+            out[f"{name}_cpu_s"] = time.process_time() - cpu
     undo = out["read_at_t0_s"] - out["read_at_head_s"]
     out["undo_changes_per_s"] = changes / undo if undo > 0 else None
+    undo_cpu = out["read_at_t0_cpu_s"] - out["read_at_head_cpu_s"]
+    out["undo_changes_per_cpu_s"] = changes / undo_cpu if undo_cpu > 0 else None
     return out
 
 
-def _export_import(ddb, items: int) -> dict:
+def _cpu_seconds(pid: int) -> float:
+    """CPU seconds (user and system, every thread) process ``pid`` has used."""
+    with open(f"/proc/{pid}/stat") as handle:
+        fields = handle.read().rpartition(")")[2].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def _export_import(ddb, items: int, pid: int) -> dict:
     """A full DYNAMODB_JSON export of the table, then ImportTable of its files
-    into a new table: seconds from each request to COMPLETED."""
-    started = time.monotonic()
+    into a new table: seconds from each request to COMPLETED, and the
+    server's CPU seconds."""
+    started, cpu = time.monotonic(), _cpu_seconds(pid)
     arn = ddb.export_table_to_point_in_time(
         TableArn=ddb.describe_table(TableName=EVENTS_TABLE)["Table"]["TableArn"], S3Bucket="bench",
         S3Prefix="export")["ExportDescription"]["ExportArn"]
     while (export := ddb.describe_export(ExportArn=arn)["ExportDescription"])["ExportStatus"] == "IN_PROGRESS":
         time.sleep(0.2)
-    out = {"export_s": time.monotonic() - started, "export_status": export["ExportStatus"],
-           "exported_items": export.get("ItemCount")}
-    started = time.monotonic()
+    out = {"export_s": time.monotonic() - started, "export_cpu_s": _cpu_seconds(pid) - cpu,
+           "export_status": export["ExportStatus"], "exported_items": export.get("ItemCount")}
+    started, cpu = time.monotonic(), _cpu_seconds(pid)
     imported = ddb.import_table(
         S3BucketSource={"S3Bucket": "bench", "S3KeyPrefix": os.path.dirname(export["ExportManifest"]) + "/data/"},
         InputFormat="DYNAMODB_JSON", InputCompressionType="GZIP",
@@ -108,18 +124,18 @@ def _export_import(ddb, items: int) -> dict:
     while (job := ddb.describe_import(ImportArn=imported["ImportArn"])["ImportTableDescription"])[
             "ImportStatus"] == "IN_PROGRESS":
         time.sleep(0.2)
-    out.update(import_s=time.monotonic() - started, import_status=job["ImportStatus"],
-               imported_items=job.get("ImportedItemCount"))
+    out.update(import_s=time.monotonic() - started, import_cpu_s=_cpu_seconds(pid) - cpu,
+               import_status=job["ImportStatus"], imported_items=job.get("ImportedItemCount"))
     return out
 
 
-def _timed(ddb, call, **kwargs) -> float:
-    """Seconds from the restore request to its table ACTIVE."""
-    started = time.monotonic()
+def _timed(ddb, pid: int, call, **kwargs) -> tuple[float, float]:
+    """Seconds from the restore request to its table ACTIVE, and the server's CPU seconds."""
+    started, cpu = time.monotonic(), _cpu_seconds(pid)
     call(**kwargs)
     while ddb.describe_table(TableName=kwargs["TargetTableName"])["Table"]["TableStatus"] != "ACTIVE":
         time.sleep(0.05)
-    return time.monotonic() - started
+    return time.monotonic() - started, _cpu_seconds(pid) - cpu
 
 
 def main(argv=None) -> int:
@@ -177,18 +193,22 @@ def main(argv=None) -> int:
                     raise
                 time.sleep(0.2)
         time.sleep(1.5)  # past the latest restorable time's lag
-        started = time.monotonic()
+        pid = server.pid
+        started, cpu = time.monotonic(), _cpu_seconds(pid)
         arn = ddb.create_backup(TableName=EVENTS_TABLE, BackupName="bench")["BackupDetails"]["BackupArn"]
-        result["create_backup_s"] = time.monotonic() - started
+        result["create_backup_s"], result["create_backup_cpu_s"] = time.monotonic() - started, _cpu_seconds(pid) - cpu
         # T0 first: the log after T0 then holds the changes and the backup's
         # restore (another table's records, skipped), not also a second restore.
-        result["restore_t0_s"] = _timed(ddb, ddb.restore_table_to_point_in_time, SourceTableName=EVENTS_TABLE,
-                                        TargetTableName="at_t0", RestoreDateTime=t0)
-        result["restore_latest_s"] = _timed(ddb, ddb.restore_table_to_point_in_time, SourceTableName=EVENTS_TABLE,
-                                            TargetTableName="at_latest", UseLatestRestorableTime=True)
-        result["restore_from_backup_s"] = _timed(ddb, ddb.restore_table_from_backup, BackupArn=arn,
-                                                 TargetTableName="from_backup")
-        result.update(_export_import(ddb, args.items))
+        result["restore_t0_s"], result["restore_t0_cpu_s"] = _timed(
+            ddb, pid, ddb.restore_table_to_point_in_time, SourceTableName=EVENTS_TABLE, TargetTableName="at_t0",
+            RestoreDateTime=t0)
+        result["restore_latest_s"], result["restore_latest_cpu_s"] = _timed(
+            ddb, pid, ddb.restore_table_to_point_in_time, SourceTableName=EVENTS_TABLE, TargetTableName="at_latest",
+            UseLatestRestorableTime=True)
+        result["restore_from_backup_s"], result["restore_from_backup_cpu_s"] = _timed(
+            ddb, pid, ddb.restore_table_from_backup, BackupArn=arn, TargetTableName="from_backup")
+        result.update(_export_import(ddb, args.items, pid))
+        result["load_average"] = os.getloadavg()
         count = ddb.describe_table(TableName="at_t0")["Table"]["ItemCount"]
         if count != args.items:
             raise SystemExit(f"the restore to T0 holds {count} items, not {args.items}")
@@ -201,18 +221,25 @@ def main(argv=None) -> int:
         if not args.keep:
             shutil.rmtree(workdir, ignore_errors=True)
     print(json.dumps(result, indent=2))
-    print(f"\n| items | CreateBackup | RestoreTableFromBackup | RestoreTableToPointInTime, latest | "
+    print(f"\nSeconds on the clock (CPU seconds of the server, or of the bench for the undo):\n\n"
+          f"| items | CreateBackup | RestoreTableFromBackup | RestoreTableToPointInTime, latest | "
           f"RestoreTableToPointInTime, T0 ({args.changes:,} changes to undo) | undo (in-process read) | "
           f"data directory growth per 1M writes |")
     print("|---|---|---|---|---|---|---|")
-    rate = result["undo_changes_per_s"]
-    print(f"| {args.items:,} | {result['create_backup_s']:.1f} s | {result['restore_from_backup_s']:.1f} s | "
-          f"{result['restore_latest_s']:.1f} s | {result['restore_t0_s']:.1f} s | "
-          f"{f'{rate:,.0f} changes/s' if rate else 'not measurable'} | "
-          f"{result['growth_bytes_per_million_writes'] / 2**20:,.0f} MiB |")
-    print(f"\nExport (DYNAMODB_JSON, gzip) of {result['exported_items']:,} items: {result['export_s']:.1f} s "
-          f"({result['export_status']}); ImportTable of them: {result['import_s']:.1f} s ({result['import_status']}, "
-          f"{result['imported_items']:,} items).")
+
+    def both(name: str) -> str:
+        return f"{result[f'{name}_s']:.1f} s ({result[f'{name}_cpu_s']:.1f})"
+
+    def rate(value) -> str:
+        return f"{value:,.0f} changes/s" if value else "not measurable"
+
+    print(f"| {args.items:,} | {both('create_backup')} | {both('restore_from_backup')} | {both('restore_latest')} | "
+          f"{both('restore_t0')} | {rate(result['undo_changes_per_s'])} ({rate(result['undo_changes_per_cpu_s'])} "
+          f"of CPU) | {result['growth_bytes_per_million_writes'] / 2**20:,.0f} MiB |")
+    print(f"\nExport (DYNAMODB_JSON, gzip) of {result['exported_items']:,} items: {both('export')} "
+          f"({result['export_status']}); ImportTable of them: {both('import')} ({result['import_status']}, "
+          f"{result['imported_items']:,} items). Load average at the end: "
+          f"{', '.join(f'{x:.1f}' for x in result['load_average'])}.")
     return 0
 
 
