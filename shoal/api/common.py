@@ -208,35 +208,47 @@ def read_projection(request: dict, legacy: tuple[str, ...] = ("AttributesToGet",
 # ---------------------------------------------------------------- capacity
 
 #: The kinds of entry ``meter`` records.
-READ, WRITE, RETURNED = "read", "write", "returned"
+READ, WRITE, RETURNED, RECORDS, BYTES = "read", "write", "returned", "records", "bytes"
 
 
 def meter(ctx, table_name: str, kind: str, amount: float, index_units: dict | None = None) -> None:
     """Report to the server's metrics what a request consumed on one table,
     whether or not it asked for ReturnConsumedCapacity: ``ctx.meter`` (a
-    list, or None when metrics are off) receives ``(region, table_name, kind,
-    units, index)`` tuples, ``kind`` READ or WRITE: one for the table (its
-    own ``amount`` plus its local secondary indexes', which share its
-    capacity; none when that is 0) and one per global secondary index in
+    list, or None when metrics are off) receives ``(table_name, kind, units,
+    index)`` tuples, ``kind`` READ or WRITE: one for the table (its own
+    ``amount`` plus its local secondary indexes', which share its capacity;
+    none when that is 0) and one per global secondary index in
     ``index_units`` (``{"GlobalSecondaryIndexes": {name: units}, ...}``, as
-    ConsumedCapacity's INDEXES detail has them), named by ``index``."""
+    ConsumedCapacity's INDEXES detail has them), named by ``index``.
+
+    The hottest requests meter in a cheaper form (``shoal.metrics.recorder``
+    works out the rest when it flushes): GetItem appends ``(table_name, size
+    * 2 + consistent)`` (an int), a single-item write to a table without
+    indexes ``(table_name, units)`` (a float)."""
     sink = ctx.meter
     if sink is None:
         return
-    region = ctx.region
     if index_units:
         for name, units in (index_units.get("GlobalSecondaryIndexes") or {}).items():
-            sink.append((region, table_name, kind, units, name))
+            sink.append((table_name, kind, units, name))
         amount += sum((index_units.get("LocalSecondaryIndexes") or {}).values())
     if amount > 0:
-        sink.append((region, table_name, kind, amount, None))
+        sink.append((table_name, kind, amount, None))
 
 
 def meter_returned(ctx, table_name: str, operation: str, items: int) -> None:
-    """Report the items a Query or Scan page returned: ``(region,
-    table_name, RETURNED, items, operation)`` in ``ctx.meter``."""
+    """Report the items a Query or Scan page returned: ``(table_name,
+    RETURNED, items, operation)`` in ``ctx.meter``."""
     if ctx.meter is not None:
-        ctx.meter.append((ctx.region, table_name, RETURNED, items, operation))
+        ctx.meter.append((table_name, RETURNED, items, operation))
+
+
+def meter_records(ctx, table_name: str, stream_label: str, records: int, size: int) -> None:
+    """Report what a GetRecords returned (ReturnedRecordsCount and
+    ReturnedBytes, by the stream's table and label)."""
+    if ctx.meter is not None:
+        ctx.meter.append((table_name, RECORDS, records, stream_label))
+        ctx.meter.append((table_name, BYTES, size, stream_label))
 
 
 def consumed_capacity(request: dict, table_name: str, units: float, *, index_units: dict | None = None) -> dict | None:

@@ -27,6 +27,7 @@ deletes at most ``DROP_CHUNK`` keys per transaction, range after range.
 
 from __future__ import annotations
 
+import logging
 import struct
 import zlib
 
@@ -38,6 +39,7 @@ from shoal.api.catalog import (
     decode_entry,
     encode_entry,
     read_index_stats,
+    read_stats,
     table_key,
 )
 from shoal.api.changelog import record_table_change
@@ -56,6 +58,8 @@ from shoal.model.values import (
     utf8_length,
 )
 
+log = logging.getLogger("shoal")
+
 _SIZE = struct.Struct(">I")
 _STATS = struct.Struct(">qq")
 _COLLECTION = struct.Struct(">q")
@@ -67,6 +71,12 @@ DROP_CHUNK = 1000  # keys a deleted table's purge removes per transaction
 _JOB_PREFIX = b"ixjob/"
 _JOBS_END = b"ixjob0"
 _COLLECTION_PREFIX = b"coll/"
+
+#: Callables told of each backfill step once committed, as ``(engine, region,
+#: table name, index name, percent of the table's items looked at, write
+#: units of the entries written)``: the server's metrics (OnlineIndex*), which
+#: this layer does not import.
+progress_listeners: list = []
 
 
 # ---------------------------------------------------------------- entry keys
@@ -355,12 +365,19 @@ class IndexJobs:
                 return False
             key, raw = bytes(found[0]), found[1]
             self._after = key + b"\x00"
-            run_job(txn, key, orjson.loads(raw), self.chunk, self.drop_chunk)
-            return True
+            progress = run_job(txn, key, orjson.loads(raw), self.chunk, self.drop_chunk)
+        if progress is not None:
+            for listener in list(progress_listeners):
+                try:
+                    listener(self.engine, *progress)
+                except Exception:  # the metrics never stop an index build
+                    log.exception("a backfill progress listener failed")
+        return True
 
 
-def run_job(txn, key: bytes, job: dict, chunk: int, drop_chunk: int | None = None) -> None:
-    """Advance one job by one chunk, inside ``txn``."""
+def run_job(txn, key: bytes, job: dict, chunk: int, drop_chunk: int | None = None) -> tuple | None:
+    """Advance one job by one chunk, inside ``txn``; for a backfill, what
+    ``progress_listeners`` are told (region, table, index, percent, units)."""
     if job["kind"] == "drop":
         purge_step(txn, key, job, DROP_CHUNK if drop_chunk is None else drop_chunk)
         return
@@ -371,11 +388,11 @@ def run_job(txn, key: bytes, job: dict, chunk: int, drop_chunk: int | None = Non
     index = table.index_map.get(job["index"]) if table is not None and table.prefix == prefix else None
     if index is None or index.number != number:
         txn.delete("meta", key)  # the table or index is gone: nothing left to do
-        return
+        return None
     if job["kind"] == "backfill":
-        _backfill(txn, key, job, table, index, chunk)
-    else:
-        _purge(txn, key, table, index, chunk)
+        return _backfill(txn, key, job, table, index, chunk)
+    _purge(txn, key, table, index, chunk)
+    return None
 
 
 def purge_step(txn, key: bytes, job: dict, budget: int) -> bool:
@@ -408,35 +425,45 @@ def purge_step(txn, key: bytes, job: dict, budget: int) -> bool:
     return True
 
 
-def _backfill(txn, key: bytes, job: dict, table, index: Index, chunk: int) -> None:
+def _backfill(txn, key: bytes, job: dict, table, index: Index, chunk: int) -> tuple:
+    """One step of a backfill; (region, table, index, percent of the items
+    looked at so far, write units of the entries this step wrote)."""
     cursor = bytes.fromhex(job["cursor"]) + b"\x00" if job.get("cursor") else table.prefix
     stop = _successor(table.prefix)
     done = 0
+    units = 0.0
     last = None
     for storage_key, raw in txn.scan("items", cursor, stop):
         last = bytes(storage_key)
-        _backfill_item(txn, table, index, last, raw)
+        units += _backfill_item(txn, table, index, last, raw)
         done += 1
         if done >= chunk:
             break
     if done >= chunk:
         job["cursor"] = last.hex()
+        job["seen"] = job.get("seen", 0) + done
         txn.put("meta", key, orjson.dumps(job))
-        return
+        count = read_stats(txn, table.prefix)[0]
+        percent = min(100.0, 100.0 * job["seen"] / count) if count else 0.0
+        return job["region"], table.name, index.name, percent, units
     _set_status(txn, table, index.name, "ACTIVE")
     txn.delete("meta", key)
+    return job["region"], table.name, index.name, 100.0, units
 
 
-def _backfill_item(txn, table, index: Index, storage_key: bytes, raw: bytes) -> None:
+def _backfill_item(txn, table, index: Index, storage_key: bytes, raw: bytes) -> float:
     """Index one table item unless it already is (writes during the backfill
-    maintain the index themselves, and always with the current image)."""
+    maintain the index themselves, and always with the current image); the
+    write units of the entry written, as a write to the index is charged."""
     item = orjson.loads(memoryview(raw)[4:])
     ekey = entry_key(table, index, item, table_suffix_of(table, storage_key), False)
     if ekey is None or txn.get("indexes", ekey) is not None:
-        return
+        return 0.0
     value = projected_entry(index, item, bytes(raw))
     txn.put("indexes", ekey, value)
-    _add_index_stats(txn, table.prefix, index.number, 1, entry_size(value))
+    size = entry_size(value)
+    _add_index_stats(txn, table.prefix, index.number, 1, size)
+    return write_units(size)
 
 
 def _purge(txn, key: bytes, table, index: Index, chunk: int) -> None:

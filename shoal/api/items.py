@@ -8,7 +8,6 @@ from shoal.api.common import (
     check_return_values,
     checked_key,
     WRITE,
-    READ,
     consumed_capacity,
     expression_context,
     in_envelope,
@@ -32,7 +31,6 @@ from shoal.expressions.legacy import (
     condition_from_expected,
     update_from_attribute_updates,
 )
-from shoal.model.capacity import read_units
 from shoal.model.size import item_size
 from shoal.model.values import validate_key, validate_sized_item, validate_value
 
@@ -112,8 +110,11 @@ def put_item(ctx, request: dict):
 
     old_size = stored_size(old_raw) if old_raw is not None else 0
     units = item_write_units(old_size, size)
-    if ctx.meter is not None:
-        meter(ctx, table.name, WRITE, units, index_units)
+    if ctx.meter is not None:  # for the metrics (shoal.api.common.meter)
+        if index_units:
+            meter(ctx, table.name, WRITE, units, index_units)
+        else:
+            ctx.meter.append((table.name, units))
     capacity = consumed_capacity(request, table.name, units, index_units=index_units)
     attributes = _raw_fragment(old_raw) if return_values == "ALL_OLD" and old_raw is not None else None
     return _response(attributes, capacity, metrics)
@@ -146,9 +147,8 @@ def get_item(ctx, request: dict):
         raw = txn.get("items", storage_key(table, key))
 
     want_capacity = request.get("ReturnConsumedCapacity") not in (None, "NONE")
-    if ctx.meter is not None:  # the read's units (whether asked for or not), for the metrics
-        ctx.meter.append((ctx.region, table.name, READ, read_units(stored_size(raw) if raw is not None else 0,
-                                                                   consistent), None))
+    if ctx.meter is not None:  # for the metrics: the read's size and consistency (shoal.api.common.meter)
+        ctx.meter.append((table.name, (stored_size(raw) * 2 if raw is not None else 0) + consistent))
     if raw is None:
         if not want_capacity:
             return b"{}"
@@ -215,8 +215,11 @@ def update_item(ctx, request: dict):
 
     old_size = stored_size(old_raw) if old_raw is not None else 0
     units = item_write_units(old_size, size)
-    if ctx.meter is not None:
-        meter(ctx, table.name, WRITE, units, index_units)
+    if ctx.meter is not None:  # for the metrics (shoal.api.common.meter)
+        if index_units:
+            meter(ctx, table.name, WRITE, units, index_units)
+        else:
+            ctx.meter.append((table.name, units))
     capacity = consumed_capacity(request, table.name, units, index_units=index_units)
     return _response(_update_return_values(return_values, update, old, new_item), capacity, metrics)
 
@@ -279,8 +282,11 @@ def delete_item(ctx, request: dict):
 
     old_size = stored_size(old_raw) if old_raw is not None else 0
     units = item_write_units(old_size, 0)
-    if ctx.meter is not None:
-        meter(ctx, table.name, WRITE, units, index_units)
+    if ctx.meter is not None:  # for the metrics (shoal.api.common.meter)
+        if index_units:
+            meter(ctx, table.name, WRITE, units, index_units)
+        else:
+            ctx.meter.append((table.name, units))
     capacity = consumed_capacity(request, table.name, units, index_units=index_units)
     attributes = _raw_fragment(old_raw) if return_values == "ALL_OLD" and old_raw is not None else None
     return _response(attributes, capacity, metrics)

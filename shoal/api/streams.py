@@ -57,6 +57,7 @@ from shoal.api.changelog import (
     is_table_change,
     read_raw_changes,
 )
+from shoal.api.common import meter_records
 from shoal.errors import (
     DYNAMODB_NS,
     ResourceNotFoundException,
@@ -915,7 +916,9 @@ def get_records(ctx, request: dict) -> bytes:
     if not closed_and_done:
         token = encode_iterator(secret, stream, number, last, now_ms)
         body += b',"NextShardIterator":' + orjson.dumps(token)
-    return body + b"}"
+    body += b"}"
+    meter_records(ctx, stream["table"], stream["label"], len(records), len(body))  # for the metrics
+    return body
 
 
 def _read_shard(txn, stream_id, number, position, limit, cutoff) -> tuple[list, int, bool]:

@@ -3,9 +3,9 @@ through CloudWatch's API and Prometheus.
 
 ```
  dispatcher (per request: operation, table, latency, outcome; ctx.meter: consumed units, items returned)
-      |
-      v
- recorder.Recorder   in memory, per worker: lists keyed by (region, table, operation, minute)
+      |                                      shoal.api.indexes (a GSI's backfill: dynamodb.IndexProgress)
+      v                                        |
+ recorder.Recorder   in memory, per worker: a cell of lists per (region, table, operation)
       |  every second (background job Flusher, through the group committer) and before any read
       v
  store               meta space, metrics/...: series catalog, Stats per series and period, merged by addition
@@ -48,6 +48,7 @@ class Metrics:
         self.engine = engine
         self.clock = clock
         self.recorder = Recorder(engine, clock)
+        self.index_progress = dynamodb.IndexProgress(engine, self.recorder)
         dynamodb.ensure_consumer(engine, True)
 
     def jobs(self, submit: Callable | None = None) -> list:
@@ -64,6 +65,7 @@ class Metrics:
 
     def close(self) -> None:
         """Write what is pending (at shutdown)."""
+        self.index_progress.close()
         self.recorder.flush()
 
 

@@ -1,35 +1,65 @@
 """DynamoDB's CloudWatch metrics: which, with which dimensions and units, and
 the background jobs that record those no request does.
 
-As the DynamoDB developer guide lists them (namespace ``AWS/DynamoDB``; a
-metric is sent only for a period in which it is not zero):
+As the DynamoDB developer guide ("DynamoDB Metrics and dimensions") lists
+them, namespace ``AWS/DynamoDB``, a metric sent only for a period in which it
+is not zero:
 
     SuccessfulRequestLatency        TableName, Operation           Milliseconds  per request answered 200
     ConsumedReadCapacityUnits       TableName [, GlobalSecondaryIndexName]  Count  per request that read
     ConsumedWriteCapacityUnits      TableName [, GlobalSecondaryIndexName]  Count  per request that wrote
     ReturnedItemCount               TableName, Operation           Count   per Query or Scan
+    ReturnedRecordsCount            Operation, StreamLabel, TableName  Count  per GetRecords
+    ReturnedBytes                   Operation, StreamLabel, TableName  Bytes  per GetRecords
     UserErrors                      (none: account and region)     Count   per HTTP 400, but
                                     ConditionalCheckFailedException (its own metric) and throttling
     ConditionalCheckFailedRequests  TableName                      Count
     TransactionConflict             TableName                      Count   per item of a transaction in conflict
     SystemErrors                    TableName, Operation           Count   per HTTP 500
+    ThrottledRequests               TableName, Operation           Count   per request refused for throughput
+    ReadThrottleEvents,             TableName                      Count   per such request that reads / writes
+    WriteThrottleEvents
     TimeToLiveDeletedItemCount      TableName                      Count   per item time to live deleted
+    OnlineIndexPercentageProgress   TableName, GlobalSecondaryIndexName  Count  per backfill step (percent)
+    OnlineIndexConsumedWriteCapacity  TableName, GlobalSecondaryIndexName  Count  per backfill step
     ProvisionedReadCapacityUnits,   TableName [, GlobalSecondaryIndexName]  Count  each minute, provisioned tables
     ProvisionedWriteCapacityUnits
+    AccountMaxReads, AccountMaxWrites, AccountMaxTableLevelReads,   (none)  Count    each minute, per region
+    AccountMaxTableLevelWrites                                                       with tables
+    AccountProvisionedReadCapacityUtilization,                      (none)  Percent  each minute, per region
+    AccountProvisionedWriteCapacityUtilization,                                      with provisioned capacity
+    MaxProvisionedTableReadCapacityUtilization,
+    MaxProvisionedTableWriteCapacityUtilization
     ItemCount, TableSizeBytes       TableName                      Count, Bytes  each minute
 
 Consumed units are the ones the API computes for ConsumedCapacity
 (``shoal.api.common.meter``), recorded whether or not a request asks for
 them: a table's metric counts the table and its local secondary indexes, a
-global secondary index has its own.  Shoal does not throttle, so
-ThrottledRequests, ReadThrottleEvents and WriteThrottleEvents never have a
-value, as in DynamoDB for requests within capacity.
+global secondary index has its own.
+
+Where the guide leaves a choice, Shoal's: the account maxima are the quotas
+DescribeLimits reports (``shoal.api.tables.LIMITS``: 80,000 per account,
+40,000 per table); an account utilization is the provisioned units of the
+region's PROVISIONED tables and their GSIs over the account maximum, the
+"max table" one the largest table's or GSI's over the table maximum (as
+percentages).  ThrottledRequests and the throttle events are counted when a
+ThrottlingException, ProvisionedThroughputExceededException or
+RequestLimitExceeded is answered to a data-plane operation: the request's
+table counts one ThrottledRequests and one read or write throttle event (a
+request that names no table counts ThrottledRequests by Operation only,
+as SystemErrors does); Shoal does not
+throttle yet, so they appear the day it does.  OnlineIndexThrottleEvents is
+never sent: a backfill is never throttled.  ReturnedBytes counts the bytes of
+GetRecords' answer.  Shoal has no global tables: no ReplicationLatency,
+PendingReplicationCount or ReceivingRegion.
 
 Time to live deletions are counted from the change log, where the sweeper's
 deletions are the records with DynamoDB's service identity: ``TtlDeletions``
 is the log's consumer ``metrics``.  ``TableGauges`` records the per-minute
 figures of every table, once a minute whatever the number of workers (the
-first to claim the minute in a write transaction).
+first to claim the minute in a write transaction).  A GSI's backfill is
+reported by ``shoal.api.indexes`` to its listeners (``IndexProgress``), from
+the worker that ran the step.
 """
 
 from __future__ import annotations
@@ -41,6 +71,7 @@ from typing import Callable
 
 import orjson
 
+from shoal.api import indexes
 from shoal.api.catalog import decode_entry, read_stats
 from shoal.api.changelog import (
     advance_consumer,
@@ -51,21 +82,34 @@ from shoal.api.changelog import (
     register_consumer,
     unregister_consumer,
 )
+from shoal.api.tables import LIMITS
 from shoal.api.ttl import SERVICE_IDENTITY, ttl_key
+from shoal.model.capacity import read_units
 from shoal.metrics.stats import Stats
 from shoal.metrics.store import Writer
 
 NAMESPACE = "AWS/DynamoDB"
 
-#: Operations whose requests DynamoDB reports by Operation (SuccessfulRequestLatency, SystemErrors).
+#: The values of the Operation dimension, as the guide lists them: DynamoDB's
+#: data-plane operations and DynamoDB Streams' GetRecords
+#: (SuccessfulRequestLatency, SystemErrors, ThrottledRequests).
 OPERATIONS = frozenset({
     "GetItem", "PutItem", "UpdateItem", "DeleteItem", "BatchGetItem", "BatchWriteItem", "Query", "Scan",
     "TransactGetItems", "TransactWriteItems", "ExecuteStatement", "BatchExecuteStatement", "ExecuteTransaction",
+    "GetRecords",
 })
+
+#: The single-item writes (WriteThrottleEvents; they meter their table's units as a number).
+ITEM_WRITES = frozenset({"PutItem", "UpdateItem", "DeleteItem"})
+
+#: Errors DynamoDB answers for throughput (ThrottledRequests, not UserErrors).
+THROTTLING = frozenset({"ProvisionedThroughputExceededException", "ThrottlingException", "RequestLimitExceeded"})
 
 #: Units of DynamoDB's metrics.
 UNITS = {
-    "SuccessfulRequestLatency": "Milliseconds", "TableSizeBytes": "Bytes",
+    "SuccessfulRequestLatency": "Milliseconds", "TableSizeBytes": "Bytes", "ReturnedBytes": "Bytes",
+    "AccountProvisionedReadCapacityUtilization": "Percent", "AccountProvisionedWriteCapacityUtilization": "Percent",
+    "MaxProvisionedTableReadCapacityUtilization": "Percent", "MaxProvisionedTableWriteCapacityUtilization": "Percent",
 }
 
 CONSUMER = "metrics"
@@ -97,8 +141,14 @@ def error_metrics(operation: str | None, table: str | None, error: str, status: 
         return [("SystemErrors", (("Operation", operation),))] if operation else []
     if error == "ConditionalCheckFailedException":
         return [("ConditionalCheckFailedRequests", (("TableName", table),))] if table else []
-    if error in ("ProvisionedThroughputExceededException", "ThrottlingException", "RequestLimitExceeded"):
-        return []  # ThrottledRequests, which Shoal never has
+    if error in THROTTLING:  # not a user error; only the data plane's operations are counted
+        if operation not in OPERATIONS:
+            return []
+        if table is None:  # a batch, a transaction, PartiQL: which table was throttled is not known
+            return [("ThrottledRequests", (("Operation", operation),))]
+        events = "WriteThrottleEvents" if operation in ITEM_WRITES else "ReadThrottleEvents"
+        return [("ThrottledRequests", (("Operation", operation), ("TableName", table))),
+                (events, (("TableName", table),))]
     out = [("UserErrors", ())]
     for reason_table in reasons or ():  # TransactionCanceledException: its items in conflict
         out.append(("TransactionConflict", (("TableName", reason_table),)))
@@ -200,34 +250,56 @@ def _tables(txn):
 
 
 def gauges(txn) -> list[tuple[tuple, str, float]]:
-    """(series, unit, value) of the per-minute figures of every table."""
+    """(series, unit, value) of the per-minute figures of every table, and
+    of the account in each region that has a table."""
     out = []
+    account: dict[str, list] = {}  # region -> [read, write provisioned, largest read, largest write]
     for table in _tables(txn):
         desc = table.description
         if desc.get("TableStatus") not in (None, "ACTIVE", "UPDATING"):
             continue
         region, name = table.region, table.name
+        sums = account.setdefault(region, [0.0, 0.0, 0.0, 0.0])
         dims = (("TableName", name),)
         count, size = read_stats(txn, table.prefix)
         out.append(((region, NAMESPACE, "ItemCount", dims), "Count", float(count)))
         out.append(((region, NAMESPACE, "TableSizeBytes", dims), "Bytes", float(size)))
         if (desc.get("BillingModeSummary") or {}).get("BillingMode") == "PAY_PER_REQUEST":
             continue
-        _provisioned(out, region, dims, desc.get("ProvisionedThroughput"))
+        _provisioned(out, sums, region, dims, desc.get("ProvisionedThroughput"))
         for index in desc.get("GlobalSecondaryIndexes") or ():
-            _provisioned(out, region, (("GlobalSecondaryIndexName", index["IndexName"]), ("TableName", name)),
+            _provisioned(out, sums, region, (("GlobalSecondaryIndexName", index["IndexName"]), ("TableName", name)),
                          index.get("ProvisionedThroughput"))
+    for region, (reads, writes, top_read, top_write) in account.items():
+        for metric, value, unit in (
+                ("AccountMaxReads", LIMITS["AccountMaxReadCapacityUnits"], "Count"),
+                ("AccountMaxWrites", LIMITS["AccountMaxWriteCapacityUnits"], "Count"),
+                ("AccountMaxTableLevelReads", LIMITS["TableMaxReadCapacityUnits"], "Count"),
+                ("AccountMaxTableLevelWrites", LIMITS["TableMaxWriteCapacityUnits"], "Count"),
+                ("AccountProvisionedReadCapacityUtilization",
+                 100.0 * reads / LIMITS["AccountMaxReadCapacityUnits"], "Percent"),
+                ("AccountProvisionedWriteCapacityUtilization",
+                 100.0 * writes / LIMITS["AccountMaxWriteCapacityUnits"], "Percent"),
+                ("MaxProvisionedTableReadCapacityUtilization",
+                 100.0 * top_read / LIMITS["TableMaxReadCapacityUnits"], "Percent"),
+                ("MaxProvisionedTableWriteCapacityUtilization",
+                 100.0 * top_write / LIMITS["TableMaxWriteCapacityUnits"], "Percent")):
+            if value:  # DynamoDB sends a metric only when it is not zero
+                out.append(((region, NAMESPACE, metric, ()), unit, float(value)))
     return out
 
 
-def _provisioned(out: list, region: str, dims: tuple, throughput: dict | None) -> None:
+def _provisioned(out: list, sums: list, region: str, dims: tuple, throughput: dict | None) -> None:
+    """A provisioned table's or GSI's capacity, added to its region's ``sums``."""
     if not throughput:
         return
-    for member, metric in (("ReadCapacityUnits", "ProvisionedReadCapacityUnits"),
-                           ("WriteCapacityUnits", "ProvisionedWriteCapacityUnits")):
+    for at, member, metric in ((0, "ReadCapacityUnits", "ProvisionedReadCapacityUnits"),
+                               (1, "WriteCapacityUnits", "ProvisionedWriteCapacityUnits")):
         value = throughput.get(member)
         if value:
             out.append(((region, NAMESPACE, metric, dims), "Count", float(value)))
+            sums[at] += value
+            sums[at + 2] = max(sums[at + 2], value)
 
 
 class TableGauges:
@@ -260,3 +332,32 @@ class TableGauges:
             txn.put("meta", _GAUGES_KEY, _MINUTE.pack(minute))
         self._done = minute
         return False
+
+
+# ---------------------------------------------------------------- a GSI's backfill
+
+
+class IndexProgress:
+    """Records what ``shoal.api.indexes`` reports of each backfill step run
+    by this worker's engine: OnlineIndexPercentageProgress (the share of the
+    table's items looked at, in percent, 100 when done) and
+    OnlineIndexConsumedWriteCapacity (the write units of the index entries
+    the step wrote; DynamoDB does not count them in the index's
+    ConsumedWriteCapacityUnits).  ``close`` stops listening."""
+
+    def __init__(self, engine, recorder) -> None:
+        self.engine = engine
+        self.recorder = recorder
+        indexes.progress_listeners.append(self)
+
+    def __call__(self, engine, region: str, table: str, index: str, percent: float, units: float) -> None:
+        if engine is not self.engine:
+            return
+        dims = (("GlobalSecondaryIndexName", index), ("TableName", table))
+        self.recorder.value(region, "OnlineIndexPercentageProgress", dims, "Count", percent)
+        if units:
+            self.recorder.value(region, "OnlineIndexConsumedWriteCapacity", dims, "Count", units)
+
+    def close(self) -> None:
+        if self in indexes.progress_listeners:
+            indexes.progress_listeners.remove(self)

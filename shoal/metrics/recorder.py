@@ -1,28 +1,54 @@
 """What one worker process records, in memory, until it flushes to storage.
 
-A request answered 200 costs a few list appends (``succeeded``): its latency
-goes to the list of its (region, table, operation), and what the API metered
-for it (``shoal.api.common.meter``: ``(region, table, kind, amount, index or
-operation)`` tuples, in a list of the request's own) to the worker's list of
-consumption.  Nothing the request path keeps holds a container, so the
-garbage collector has little to walk.  Series and statistics are worked out
-when the worker flushes (``drain``), every second from a background job and
-before any read of the metrics, with the sums, the histogram buckets and the
-counting of equal consumptions done by C built-ins over whole lists; the
-figures go to the minute of the flush (at most a second after the request).
-A flush merges by addition into the data directory (``shoal.metrics.store``),
-so the workers' figures add up there.  It goes through the group committer
-when the server runs one, so it shares the durable commit of the writes in
-flight instead of paying its own.
+The request path is kept to a few C-level operations, because every DynamoDB
+request pays for it (issue 17: at most 3% of GetItem and PutItem).  Requests
+are recorded in *cells*, one per (region, TableName as the request names it,
+operation), made on a request's first sight:
+
+- the dispatcher finds the request's cell with one dict look-up (the strings
+  of its key were hashed already by the routing and the catalog), and takes
+  from it the list the operation meters into (``Context.meter``: the cell's
+  own ``sink``, shared by its requests) and its ``handle``: when the request
+  is answered 200, ``handle.done(seconds)`` is the ``append`` of the cell's
+  array of latencies, a C call; a failed request's error is counted by
+  ``failed``;
+- the operation puts tuples in the list, in the cheapest form that says what
+  it consumed (``shoal.api.common.meter``): GetItem ``(TableName, size * 2 +
+  consistent)``, an int whose units are worked out once per distinct value
+  at the flush; a single-item write to a table without indexes ``(TableName,
+  units)``; anything else ``(TableName, kind, amount, index or operation)``.
+  The dispatcher lets a request meter in its first run only (the group
+  committer runs a request again alone when its group failed), so its
+  entries count once; they count even if that rerun then fails.
+
+A request that names no table (BatchGetItem, BatchWriteItem, transactions,
+PartiQL, GetRecords) meters into a list of its own, which its handle adds to
+the cell's sink followed by its latency, so that the flush counts the
+latency once for each table the request metered.
+
+Everything else happens when the worker flushes (``drain``), every second from
+a background job and before any read of the metrics: a cell's lists are
+copied and emptied in place (requests in flight hold them), its latencies
+sorted and bucketed by bisection (``Stats.add_values``), equal entries
+counted by ``Counter`` (C); the figures go to the minute of the flush (at
+most a second after the request).  A flush merges by addition into the data
+directory (``shoal.metrics.store``), so the workers' figures add up there.
+It goes through the group committer when the server runs one, so it shares
+the durable commit of the writes in flight instead of paying its own.
+
+A cell idle through a flush leaves the table of cells (so that requests
+naming tables that do not exist leave nothing behind) but is drained once
+more at the next flush, for a request that held it while it ran; one that
+runs longer than that loses its figures.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-import operator
-from collections import Counter, defaultdict
-from itertools import repeat
+from array import array
+from collections import Counter
+from operator import itemgetter
 from typing import Callable
 
 from shoal.metrics import dynamodb
@@ -32,6 +58,50 @@ from shoal.metrics.store import merge_points, write_points
 log = logging.getLogger("shoal")
 
 _READ, _WRITE, _RETURNED = "read", "write", "returned"  # the kinds of shoal.api.common.meter
+_RECORDS, _BYTES = "records", "bytes"  # GetRecords' (shoal.api.common.meter_records)
+_CONSUMED = {_READ: "ConsumedReadCapacityUnits", _WRITE: "ConsumedWriteCapacityUnits"}
+_SECOND = itemgetter(1)
+
+
+class Cell:
+    """What the requests of one (region, TableName, operation) recorded
+    since the last flush."""
+
+    __slots__ = ("key", "sink", "latencies", "done", "pair")
+
+    def __init__(self, key: tuple) -> None:
+        self.key = key
+        self.sink: list = []  # meter entries (and, naming no table, each request's latency after them)
+        self.latencies = array("d")  # seconds: no object per value, nothing for the garbage collector
+        self.done = self.latencies.append  # a request answered 200 after so many seconds
+        #: (meter, handle) of a request, prebuilt; None for requests that name no table (``request``)
+        self.pair = (self.sink, self) if key[1] is not None else None
+
+    def request(self) -> tuple[list, "_Tableless"]:
+        """(meter, handle) of a request that names no table: a list of its own."""
+        meter: list = []
+        return meter, _Tableless(self, meter)
+
+    def take(self) -> tuple[list, list]:
+        """The entries and latencies recorded so far, emptied in place."""
+        sink, latencies = self.sink[:], self.latencies.tolist()
+        del self.sink[:]
+        del self.latencies[:]
+        return sink, latencies
+
+
+class _Tableless:
+    """The handle of a request that names no table."""
+
+    __slots__ = ("key", "cell", "meter")
+
+    def __init__(self, cell: Cell, meter: list) -> None:
+        self.key, self.cell, self.meter = cell.key, cell, meter
+
+    def done(self, seconds: float) -> None:
+        sink = self.cell.sink
+        sink += self.meter
+        sink.append(seconds)
 
 
 class Recorder:
@@ -40,24 +110,27 @@ class Recorder:
     def __init__(self, engine, clock: Callable[[], float]) -> None:
         self.engine = engine
         self.clock = clock
-        self._latency: defaultdict = defaultdict(list)  # (region, TableName, operation) -> [seconds]
-        self._consumed: list = []  # what the API metered, entry by entry
+        self.cells: dict[tuple, Cell] = {}  # (region, TableName, operation) -> Cell
+        self._retired: list[Cell] = []  # cells idle through the last flush, drained once more
         self._counts: dict[tuple, int] = {}  # (region, metric, dimensions, minute) -> how many
+        self._values: dict[tuple, list] = {}  # (region, metric, dimensions, unit) -> values (OnlineIndex*)
         self._retry: dict = {}  # points whose flush failed, merged into the next one
 
-    def succeeded(self, metered: tuple, seconds: float) -> None:
-        """A request answered 200 after ``seconds``: ``metered`` is ``((region,
-        TableName, operation), meter)`` (TableName None for a request that
-        names its tables elsewhere: each table it metered counts it)."""
-        key, meter = metered
-        if meter:
-            self._consumed.extend(meter)
-        if key[1] is not None:
-            self._latency[key].append(seconds)
-            return
-        region, _, operation = key
-        for table in {entry[1] for entry in meter}:
-            self._latency[(region, table, operation)].append(seconds)
+    def cell(self, region: str, table, operation: str) -> Cell:
+        """The cell of a request (made on first sight)."""
+        key = (region, table, operation)
+        cell = self.cells.get(key)
+        if cell is None:
+            cell = self.cells[key] = Cell(key)
+        return cell
+
+    def succeeded(self, cell: Cell, meter: list | None, seconds: float) -> None:
+        """A request of ``cell`` that metered ``meter`` answered 200 after
+        ``seconds`` (what the dispatcher and the API do, for callers without
+        them)."""
+        sink, handle = cell.pair or cell.request()
+        sink += meter or ()
+        handle.done(seconds)
 
     def failed(self, region: str, operation: str | None, table: str | None, error: str, status: int,
                minute: int, reasons: list | None = None) -> None:
@@ -70,42 +143,45 @@ class Recorder:
         key = (region, metric, dimensions, minute)
         self._counts[key] = self._counts.get(key, 0) + n
 
+    def value(self, region: str, metric: str, dimensions: tuple, unit: str, value: float) -> None:
+        """One value of a metric no request records (a GSI's backfill)."""
+        self._values.setdefault((region, metric, dimensions, unit), []).append(value)
+
     # -- flushing ---------------------------------------------------------------------------
 
     def pending(self) -> bool:
-        return bool(self._latency or self._consumed or self._counts or self._retry)
+        return bool(self._counts or self._values or self._retry or self._retired
+                    or any(cell.sink or len(cell.latencies) for cell in self.cells.values()))
 
     def drain(self) -> dict:
         """Everything recorded since the last drain, as ``{(series, unit,
         minute start): Stats}``, and forget it."""
-        latency, self._latency = self._latency, defaultdict(list)
-        consumed, self._consumed = self._consumed, []
         counts, self._counts = self._counts, {}
+        values, self._values = self._values, {}
         points, self._retry = self._retry, {}
         start = int(self.clock() // 60) * 60
-        ns, operations, table_name = dynamodb.NAMESPACE, dynamodb.OPERATIONS, dynamodb.table_name
-        for (region, table, operation), values in latency.items():
-            if operation not in operations:
+        acc: dict[tuple, Stats] = {}  # (series, unit) -> Stats of this flush
+        retired, self._retired = self._retired, []
+        for cell in list(self.cells.values()):
+            if not (cell.sink or len(cell.latencies)):
+                del self.cells[cell.key]
+                self._retired.append(cell)
                 continue
-            series = (region, ns, "SuccessfulRequestLatency", (("Operation", operation),
-                                                               ("TableName", table_name(table))))
-            stats = Stats.of(list(map(operator.mul, values, repeat(1000.0))))
-            merge_points(points, [((series, "Milliseconds", start), stats)])
-        for (region, table, kind, amount, detail), n in Counter(consumed).items():
-            if kind == _RETURNED:
-                series = (region, ns, "ReturnedItemCount", (("Operation", detail), ("TableName", table)))
-            else:
-                name = "ConsumedReadCapacityUnits" if kind == _READ else "ConsumedWriteCapacityUnits"
-                dims = (("TableName", table),) if detail is None else (("GlobalSecondaryIndexName", detail),
-                                                                       ("TableName", table))
-                series = (region, ns, name, dims)
-            stats = Stats()
-            stats.add(float(amount), n)
-            merge_points(points, [((series, "Count", start), stats)])
+            _drain_cell(acc, cell)
+        for cell in retired:
+            if cell.sink or len(cell.latencies):
+                _drain_cell(acc, cell)
+        ns = dynamodb.NAMESPACE
+        for (series, unit), stats in acc.items():
+            merge_points(points, [((series, unit, start), stats)])
         for (region, metric, dims, minute), n in counts.items():
             stats = Stats()
             stats.add(1.0, n)
             merge_points(points, [(((region, ns, metric, dims), "Count", minute * 60), stats)])
+        for (region, metric, dims, unit), found in values.items():
+            stats = Stats()
+            stats.add_values(found)
+            merge_points(points, [(((region, ns, metric, dims), unit, start), stats)])
         return points
 
     def flush(self) -> None:
@@ -139,6 +215,79 @@ class Recorder:
                 merge_points(self._retry, points.items())
 
         submit(job).add_done_callback(done)
+
+
+def _add(acc: dict, series: tuple, unit: str, value: float, n: int = 1) -> None:
+    stats = acc.get((series, unit))
+    if stats is None:
+        stats = acc[(series, unit)] = Stats()
+    stats.add(float(value), n)
+
+
+def _drain_cell(acc: dict, cell: Cell) -> None:
+    region, requested, operation = cell.key
+    sink, latencies = cell.take()
+    if requested is None:
+        _drain_tableless(acc, region, operation, sink)
+        return
+    table = dynamodb.table_name(requested)
+    if latencies and operation in dynamodb.OPERATIONS and table is not None:
+        series = (region, dynamodb.NAMESPACE, "SuccessfulRequestLatency", (("Operation", operation),
+                                                                           ("TableName", table)))
+        stats = acc.get((series, "Milliseconds"))
+        if stats is None:
+            stats = acc[(series, "Milliseconds")] = Stats()
+        stats.add_values(latencies, 1000.0)
+    if not sink:
+        return
+    if operation == "GetItem":  # all (TableName, size * 2 + consistent) of one table: count the ints
+        name = sink[0][0]
+        for code, n in Counter(map(_SECOND, sink)).items():
+            _entry(acc, region, (name, code), n)
+        return
+    for entry, n in Counter(sink).items():
+        _entry(acc, region, entry, n)
+
+
+def _drain_tableless(acc: dict, region: str, operation: str, sink: list) -> None:
+    """A cell of requests that name no table: each request's entries, then its latency."""
+    ns = dynamodb.NAMESPACE
+    record = operation in dynamodb.OPERATIONS
+    tables: set = set()
+    for entry in sink:
+        if type(entry) is tuple:
+            _entry(acc, region, entry, 1)
+            tables.add(entry[0])
+            continue
+        if record:  # the request's latency, for each table it metered
+            for table in tables:
+                series = (region, ns, "SuccessfulRequestLatency", (("Operation", operation), ("TableName", table)))
+                _add(acc, series, "Milliseconds", entry * 1000.0)
+        tables = set()
+
+
+def _entry(acc: dict, region: str, entry: tuple, n: int) -> None:
+    """An entry of ``shoal.api.common.meter``, ``n`` times."""
+    ns = dynamodb.NAMESPACE
+    if len(entry) == 2:
+        table, amount = entry
+        if type(amount) is int:  # GetItem: the item's size * 2 + whether the read was consistent
+            _add(acc, (region, ns, _CONSUMED[_READ], (("TableName", table),)), "Count",
+                 dynamodb.read_units(amount >> 1, amount & 1), n)
+        else:  # a single-item write's units
+            _add(acc, (region, ns, _CONSUMED[_WRITE], (("TableName", table),)), "Count", amount, n)
+        return
+    table, kind, amount, detail = entry
+    if kind == _RETURNED:
+        _add(acc, (region, ns, "ReturnedItemCount", (("Operation", detail), ("TableName", table))), "Count", amount, n)
+    elif kind == _RECORDS or kind == _BYTES:
+        metric, unit = ("ReturnedRecordsCount", "Count") if kind == _RECORDS else ("ReturnedBytes", "Bytes")
+        dims = (("Operation", "GetRecords"), ("StreamLabel", detail), ("TableName", table))
+        _add(acc, (region, ns, metric, dims), unit, amount, n)
+    else:
+        dims = (("TableName", table),) if detail is None else (("GlobalSecondaryIndexName", detail),
+                                                               ("TableName", table))
+        _add(acc, (region, ns, _CONSUMED[kind], dims), "Count", amount, n)
 
 
 class Flusher:

@@ -164,7 +164,7 @@ class Dispatcher:
         self.metrics = None
         if metrics if metrics is not None else metrics_by_default():
             self.metrics = Metrics(engine, self.clock)
-            self._succeeded = self.metrics.recorder.succeeded
+            self._cells, self._cell = self.metrics.recorder.cells, self.metrics.recorder.cell
         else:
             metrics_off(engine)
         self._cloudwatch_api = None  # built on the first CloudWatch request, or for the alarms below
@@ -274,8 +274,8 @@ class Dispatcher:
             if self.metrics is not None:
                 self._record_failure(job, exc, request)
             return _response(request_id, response_type, *_error(exc, request_id))
-        if self.metrics is not None:
-            self._succeeded(job.metered, perf_counter() - started)
+        if self.metrics is not None:  # the request's latency, to its cell (shoal.metrics.recorder)
+            job.metered.done(perf_counter() - started)
         if len(body) >= COMPRESS_MIN_BYTES and "accept-encoding" in request.headers:
             return _encoded_response(request_id, response_type, body, request.headers["accept-encoding"])
         return _response(request_id, response_type, 200, body)
@@ -297,8 +297,8 @@ class Dispatcher:
             if self.metrics is not None:
                 self._record_failure(job, exc, None)
             return _response(request_id, response_type, *_error(exc, request_id))
-        if self.metrics is not None:
-            self._succeeded(job.metered, perf_counter() - started)
+        if self.metrics is not None:  # the request's latency, to its cell (shoal.metrics.recorder)
+            job.metered.done(perf_counter() - started)
         if len(body) >= COMPRESS_MIN_BYTES and "accept-encoding" in headers:
             return _encoded_response(request_id, response_type, body, headers["accept-encoding"])
         return _response(request_id, response_type, 200, body)
@@ -349,12 +349,16 @@ class Dispatcher:
         handler = self.operations.get(operation)
         if handler is None:
             raise NotImplementedOperation(operation)
-        meter = [] if self.metrics is not None else None
-        ctx = Context(region, DEFAULT_ACCOUNT, self.engine, catalog, access_key, self.clock, self.s3_dir, meter)
+        meter = handle = None
+        if self.metrics is not None:  # the request's cell (shoal.metrics.recorder): where it meters, and its handle
+            table = data.get("TableName")
+            cell = self._cells.get((region, table, operation)) or self._cell(region, table, operation)
+            meter, handle = cell.pair or cell.request()
+        ctx = Context(region, DEFAULT_ACCOUNT, self.engine, catalog, access_key, self.clock, self.s3_dir)
 
         def job() -> bytes:
-            if meter:  # run again alone after its group failed: meter it once
-                meter.clear()
+            nonlocal meter
+            ctx.meter, meter = meter, None  # metered by its first run only, not again alone after its group failed
             try:
                 result = handler(ctx, data)
             except ShoalError:
@@ -365,8 +369,8 @@ class Dispatcher:
 
         writes = operation in WRITE_OPERATIONS and not (operation in PARTIQL_OPERATIONS and reads_only(operation, data))
         job.long = operation in LONG_OPERATIONS
-        if meter is not None:  # for the metrics: what the dispatcher knows of the request, and its meter
-            job.metered = ((region, data.get("TableName"), operation), meter)
+        if handle is not None:  # for the metrics: the request's cell (region, TableName, operation)
+            job.metered = handle
             if operation in TRANSACTIONS:
                 job.data = data  # a cancelled transaction's conflicts are counted per table
         return writes, job
@@ -383,7 +387,7 @@ class Dispatcher:
             region = region_of(request.headers.get("authorization"), self.default_region)[0]
             operation, table, reasons = None, None, None
         else:
-            (region, table, operation), _ = job.metered
+            region, table, operation = job.metered.key
             table = dynamodb_metrics.table_name(table)
             reasons = None
             if error == "TransactionCanceledException" and hasattr(job, "data"):

@@ -9,7 +9,7 @@ from types import SimpleNamespace
 
 import pytest
 
-from shoal.api.common import READ, WRITE, meter, meter_returned
+from shoal.api.common import READ, WRITE, meter, meter_records, meter_returned
 from shoal.metrics import dynamodb
 from shoal.metrics.cloudwatch import CloudWatch, aggregate, rounded_start
 from shoal.metrics.errors import (
@@ -160,20 +160,24 @@ def test_levels_are_cloudwatchs_retention():
 # ---------------------------------------------------------------- the recorder
 
 
+def drained(recorder):
+    return {(series[2], series[3]): stats for (series, unit, start), stats in recorder.drain().items()}
+
+
 def test_the_recorder_folds_local_indexes_into_their_table_and_keeps_global_ones_apart():
     recorder = Recorder(MemoryEngine(), clock=lambda: T0)
     minute = T0 // 60
     ctx = SimpleNamespace(region="us-east-1", meter=[])  # what the API reports (shoal.api.common.meter)
     meter(ctx, "t1", WRITE, 2.0, {"GlobalSecondaryIndexes": {"by_content": 1.0},
                                   "LocalSecondaryIndexes": {"by_kind": 1.0}})
-    recorder.succeeded((("us-east-1", "t1", "PutItem"), ctx.meter), 0.0035)
+    recorder.succeeded(recorder.cell("us-east-1", "t1", "PutItem"), ctx.meter, 0.0035)
     ctx.meter = []
     meter(ctx, "t1", READ, 0.0, {"GlobalSecondaryIndexes": {"by_content": 0.5}})
     meter_returned(ctx, "t1", "Query", 7)
-    recorder.succeeded((("us-east-1", "t1", "Query"), ctx.meter), 0.0015)
+    recorder.succeeded(recorder.cell("us-east-1", "t1", "Query"), ctx.meter, 0.0015)
     recorder.failed("us-east-1", "PutItem", "t1", "ConditionalCheckFailedException", 400, minute)
     recorder.failed("us-east-1", "GetItem", "t1", "ValidationException", 400, minute)
-    points = {(series[2], series[3]): stats for (series, unit, start), stats in recorder.drain().items()}
+    points = drained(recorder)
     table, gsi = (("TableName", "t1"),), (("GlobalSecondaryIndexName", "by_content"), ("TableName", "t1"))
     assert points[("ConsumedWriteCapacityUnits", table)].sum == 3.0  # table and local index
     assert points[("ConsumedWriteCapacityUnits", gsi)].sum == 1.0
@@ -189,22 +193,90 @@ def test_the_recorder_folds_local_indexes_into_their_table_and_keeps_global_ones
 
 def test_the_recorder_counts_each_table_of_a_batch_and_only_data_plane_operations():
     recorder = Recorder(MemoryEngine(), clock=lambda: T0 + 30)
-    get = [("us-east-1", "t1", READ, 0.5, None)]
     for _ in range(3):
-        recorder.succeeded((("us-east-1", "t1", "GetItem"), list(get)), 0.001)
-    batch = [("us-east-1", "a", WRITE, 1.0, None), ("us-east-1", "b", WRITE, 2.0, None),
-             ("us-east-1", "a", WRITE, 1.0, None)]
-    recorder.succeeded((("us-east-1", None, "BatchWriteItem"), batch), 0.004)
-    recorder.succeeded((("us-east-1", None, "ListTables"), []), 0.001)  # no metrics for it
-    recorder.succeeded((("us-east-1", "arn:aws:dynamodb:us-east-1:000000000000:table/t1", "GetItem"), []), 0.001)
+        recorder.succeeded(recorder.cell("us-east-1", "t1", "GetItem"), [("t1", 100 * 2 + False)], 0.001)
+    batch = [("a", WRITE, 1.0, None), ("b", WRITE, 2.0, None), ("a", WRITE, 1.0, None)]
+    recorder.succeeded(recorder.cell("us-east-1", None, "BatchWriteItem"), batch, 0.004)
+    recorder.succeeded(recorder.cell("us-east-1", None, "BatchWriteItem"), [("b", WRITE, 5.0, None)], 0.002)
+    recorder.succeeded(recorder.cell("us-east-1", None, "ListTables"), [], 0.001)  # no metrics for it
+    recorder.succeeded(recorder.cell("us-east-1", "arn:aws:dynamodb:us-east-1:000000000000:table/t1", "GetItem"),
+                       [], 0.001)
     points = {(series[2], series[3]): (start, stats) for (series, unit, start), stats in recorder.drain().items()}
     latency = points[("SuccessfulRequestLatency", (("Operation", "GetItem"), ("TableName", "t1")))]
     assert latency[0] == T0 and latency[1].count == 4 and latency[1].sum == pytest.approx(4.0)
     assert points[("ConsumedReadCapacityUnits", (("TableName", "t1"),))][1].sum == 1.5
-    for name in "ab":
-        assert points[("SuccessfulRequestLatency", (("Operation", "BatchWriteItem"), ("TableName", name)))][1].count == 1
+    batch_a = points[("SuccessfulRequestLatency", (("Operation", "BatchWriteItem"), ("TableName", "a")))][1]
+    batch_b = points[("SuccessfulRequestLatency", (("Operation", "BatchWriteItem"), ("TableName", "b")))][1]
+    assert (batch_a.count, batch_a.sum) == (1, pytest.approx(4.0))  # once per request, not per entry
+    assert (batch_b.count, batch_b.sum, batch_b.max) == (2, pytest.approx(6.0), pytest.approx(4.0))
     assert points[("ConsumedWriteCapacityUnits", (("TableName", "a"),))][1].sum == 2.0
+    assert points[("ConsumedWriteCapacityUnits", (("TableName", "b"),))][1].sum == 7.0
     assert len(points) == 6
+
+
+def test_the_compact_entries_of_getitem_and_single_item_writes_give_dynamodbs_units():
+    """GetItem meters (table, size * 2 + consistent), a write to a table
+    without indexes (table, units): the units are DynamoDB's (4 KB read
+    units, half for an eventually consistent read, at least one unit)."""
+    recorder = Recorder(MemoryEngine(), clock=lambda: T0)
+    get = recorder.cell("us-east-1", "t1", "GetItem")
+    for size, consistent in ((100, False), (100, False), (5000, True), (0, True), (8192, False), (8193, False)):
+        recorder.succeeded(get, [("t1", size * 2 + consistent)], 0.002)
+    put = recorder.cell("us-east-1", "t1", "PutItem")
+    for units in (1.0, 3.0, 3.0):
+        recorder.succeeded(put, [("t1", units)], 0.004)
+    points = drained(recorder)
+    reads = points[("ConsumedReadCapacityUnits", (("TableName", "t1"),))]
+    # 0.5 + 0.5 + 2 (5000 bytes, consistent) + 1 (nothing found, consistent) + 1 (8 KB) + 1.5 (8 KB + 1)
+    assert (reads.count, reads.sum, reads.min, reads.max) == (6, 6.5, 0.5, 2.0)
+    writes = points[("ConsumedWriteCapacityUnits", (("TableName", "t1"),))]
+    assert (writes.count, writes.sum, writes.min, writes.max) == (3, 7.0, 1.0, 3.0)
+    latency = points[("SuccessfulRequestLatency", (("Operation", "GetItem"), ("TableName", "t1")))]
+    assert latency.count == 6 and latency.sum == pytest.approx(12.0) and latency.percentile(50) == pytest.approx(2.0)
+
+
+def test_getrecords_reports_returned_records_and_bytes_by_stream_label():
+    recorder = Recorder(MemoryEngine(), clock=lambda: T0)
+    ctx = SimpleNamespace(region="us-east-1", meter=[])
+    meter_records(ctx, "t1", "2026-12-07T00:00:00.000", 3, 1200)
+    recorder.succeeded(recorder.cell("us-east-1", None, "GetRecords"), ctx.meter, 0.003)
+    ctx.meter = []
+    meter_records(ctx, "t1", "2026-12-07T00:00:00.000", 0, 60)
+    recorder.succeeded(recorder.cell("us-east-1", None, "GetRecords"), ctx.meter, 0.001)
+    points = drained(recorder)
+    dims = (("Operation", "GetRecords"), ("StreamLabel", "2026-12-07T00:00:00.000"), ("TableName", "t1"))
+    records, size = points[("ReturnedRecordsCount", dims)], points[("ReturnedBytes", dims)]
+    assert (records.count, records.sum, size.sum) == (2, 3, 1260)
+    latency = points[("SuccessfulRequestLatency", (("Operation", "GetRecords"), ("TableName", "t1")))]
+    assert latency.count == 2 and latency.sum == pytest.approx(4.0)
+
+
+def test_a_failed_request_leaves_nothing_and_idle_cells_are_retired_after_one_more_flush():
+    recorder = Recorder(MemoryEngine(), clock=lambda: T0)
+    held = recorder.cell("us-east-1", "nowhere", "GetItem")  # a request that failed: nothing added
+    assert drained(recorder) == {} and recorder.cells == {}
+    held.latencies.append(0.001)  # a request that held the cell while it ran, answered after the flush
+    assert recorder.pending()
+    latency = drained(recorder)[("SuccessfulRequestLatency", (("Operation", "GetItem"), ("TableName", "nowhere")))]
+    assert latency.count == 1
+    held.latencies.append(0.001)  # later than that: lost
+    assert drained(recorder) == {} and not recorder.pending()
+
+
+def test_latency_statistics_keep_the_milliseconds_and_the_buckets_of_one_by_one_adds():
+    rng = random.Random(11)
+    seconds = [rng.lognormvariate(-6, 1.5) for _ in range(3000)] + [0.0, 0.0]
+    one_by_one = Stats()
+    for value in seconds:
+        one_by_one.add(value * 1000.0)
+    stats = Stats()
+    stats.add_values(list(seconds), 1000.0)
+    assert stats.buckets == one_by_one.buckets and stats.zeros == 2 and stats.count == len(seconds)
+    assert (stats.min, stats.max) == (0.0, max(seconds) * 1000.0)
+    assert stats.sum == pytest.approx(sum(seconds) * 1000.0, rel=1e-12)
+    for p in (50, 90, 99):
+        assert stats.percentile(p) == pytest.approx(exact_percentile([v * 1000 for v in seconds], p),
+                                                    rel=RELATIVE_ACCURACY)
 
 
 def test_errors_count_as_dynamodb_counts_them():
@@ -213,7 +285,13 @@ def test_errors_count_as_dynamodb_counts_them():
     assert dynamodb.error_metrics("Query", "t", "ResourceNotFoundException", 400, None) == [("UserErrors", ())]
     assert dynamodb.error_metrics("TransactWriteItems", None, "TransactionCanceledException", 400, ["a"]) == [
         ("UserErrors", ()), ("TransactionConflict", (("TableName", "a"),))]
-    assert dynamodb.error_metrics("PutItem", "t", "ProvisionedThroughputExceededException", 400, None) == []
+    assert dynamodb.error_metrics("PutItem", "t", "ProvisionedThroughputExceededException", 400, None) == [
+        ("ThrottledRequests", (("Operation", "PutItem"), ("TableName", "t"))), ("WriteThrottleEvents", (("TableName", "t"),))]
+    assert dynamodb.error_metrics("Query", "t", "ThrottlingException", 400, None) == [
+        ("ThrottledRequests", (("Operation", "Query"), ("TableName", "t"))), ("ReadThrottleEvents", (("TableName", "t"),))]
+    assert dynamodb.error_metrics("BatchWriteItem", None, "RequestLimitExceeded", 400, None) == [
+        ("ThrottledRequests", (("Operation", "BatchWriteItem"),))]
+    assert dynamodb.error_metrics("DescribeTable", "t", "ThrottlingException", 400, None) == []  # not data plane
     assert dynamodb.table_name("arn:aws:dynamodb:us-east-1:000000000000:table/events") == "events"
 
 
