@@ -470,6 +470,9 @@ class Dispatcher:
                 self.metrics.close()
             except Exception:  # never keep a worker from closing its storage
                 log.error("could not write the last metrics:\n%s", traceback.format_exc())
+        replicator = getattr(getattr(self, "replication", None), "replicator", None)
+        if replicator is not None:  # before storage closes: it gives up its lease in a transaction
+            replicator.close()
         self.committer.close()
         self.sns_delivery.close()
         if self.gate is None and self._notifications_audit is not None:
