@@ -40,9 +40,16 @@ retention (``shoal.metrics.store.LEVELS``: 1-minute periods for 15 days,
    a kept-alive connection, auth off on loopback) for one table's dashboard
    (6 queries) over 3 hours at 1 minute and over 7 days at 1 hour, and every
    table's ConsumedWriteCapacityUnits over 3 hours at 1 minute (one query a
-   table), 50 calls each, the dashboard's table changing from call to call.
-   The first call of each kind is timed apart (cold) and not in the median
-   or p99 (with 50 calls, p99 is the slowest but one).
+   table), 50 calls each, the dashboard's table changing from call to call,
+   every window ending a minute after the newest minute written.  The first
+   call of each kind is timed apart (cold) and not in the median or p99
+   (with 50 calls, p99 is the slowest but one); the server's CPU time per
+   call (from ``/proc``) is given too, as other work on a shared machine
+   inflates the elapsed times but not it.  ``--reuse`` measures the
+   directories of an earlier run again.
+   An estimate closes the run: the bytes per period if a series kept a run
+   of periods (an hour, a day, a week) as one compressed value of columns
+   (``packed_estimate``), the layout the bounds would need first.
 3. Prints a markdown table and, unless ``--no-docs``, writes the section
    "Metrics at scale (issue 17)" at the end of docs/benchmarks.md (between
    ``<!-- kept section: metrics-scale -->`` and ``<!-- end of kept section
