@@ -360,3 +360,30 @@ def test_recovery_cannot_start_while_a_restore_loads_the_table():
         restore(ctx, "again", START + 1.5, SourceTableName="copy")
     assert err.value.message == ("Table 'copy' was loaded in bulk after the restore time; "
                                  "it cannot be restored to before its load completed")
+
+
+def test_the_undo_reads_records_a_replica_applied():
+    """A record applied from a peer (``originSeq`` and ``originTime`` after
+    its origin) has another layout: it is read by decoding, with the same
+    keys and image before."""
+    from shoal.api.changelog import read_item_befores
+    from shoal.api.common import key_of, storage_key
+    from shoal.replication.apply import ReplicatedWriteLog
+
+    ctx = make_ctx()
+    make_events(ctx)
+    first = {"user_id": {"S": "u"}, "ts": {"N": "1"}, "v": {"S": "local"}}
+    items.put_item(ctx, {"TableName": "events", "Item": first})
+    with ctx.engine.write() as txn:
+        table = ctx.catalog.get(txn, REGION, "events")
+        log = ReplicatedWriteLog(txn)
+        log.origin, log.origin_seq, log.origin_time = "eu-west-1:0011223344556677", 9, START
+        replaced = {"user_id": {"S": "u"}, "ts": {"N": "1"}, "v": {"S": "from a peer"}}
+        skey = storage_key(table, key_of(table, replaced))
+        log.write_item(table, skey, key_of(table, replaced), txn.get("items", skey), replaced, 40)
+        log.finish()
+    with ctx.engine.read() as txn:
+        got = [(orjson.loads(keys), None if old is None else orjson.loads(old))
+               for keys, old in read_item_befores(txn, table.table_id)]
+    key = {"user_id": {"S": "u"}, "ts": {"N": "1"}}
+    assert got == [(key, None), (key, first)]
