@@ -832,6 +832,9 @@ def update_table(ctx, request: dict) -> dict:
         _check_gsi_update_shape(gsi_updates)
     with ctx.engine.write() as txn:
         table = _require(ctx, txn, name)
+        if table.description.get("TableStatus") == "CREATING":  # a restore or an import is filling it
+            raise ResourceInUseException(f"Attempt to change a resource which is still in use: "
+                                         f"Table is being created: {name}")
         # Everything is checked before anything is written: a failure after a
         # write would poison the group commit it shares with other requests.
         _check_stream_specification(request.get("StreamSpecification"), False, name)

@@ -335,6 +335,11 @@ def test_a_restore_left_half_made_is_deleted_at_the_next_start(ctx, monkeypatch)
     with pytest.raises(ShoalError) as err:  # not reachable by the data plane while CREATING
         put(ctx, "v", 2, table="copy")
     assert (err.value.type_name, err.value.message) == ("ResourceNotFoundException", "Requested resource not found")
+    with pytest.raises(ShoalError) as err:  # nor changed: a stream or replicas would miss the items loaded later
+        tables.update_table(ctx, {"TableName": "copy", "StreamSpecification": {
+            "StreamEnabled": True, "StreamViewType": "NEW_AND_OLD_IMAGES"}})
+    assert (err.value.type_name, err.value.message) == (
+        "ResourceInUseException", "Attempt to change a resource which is still in use: Table is being created: copy")
 
     with ctx.engine.write() as txn:  # as if written by a process that has stopped
         (key, raw), = txn.scan("meta", b"restore-job/", b"restore-job0")
