@@ -222,9 +222,14 @@ def meter(ctx, table_name: str, kind: str, amount: float, index_units: dict | No
     ConsumedCapacity's INDEXES detail has them), named by ``index``.
 
     The hottest requests meter in a cheaper form (``shoal.metrics.recorder``
-    works out the rest when it flushes): GetItem appends ``(table_name, size
-    * 2 + consistent)`` (an int), a single-item write to a table without
-    indexes ``(table_name, units)`` (a float)."""
+    works out the rest when it flushes): a GetItem of one 4 KB block adds one
+    to ``ctx.meter[consistent]`` when the meter is a plain list (the shared
+    list of the request's cell, whose first two slots count such reads; a
+    stored record of at most 4,100 bytes is one block, as an item is never
+    larger than its JSON, so its size need not be read); any other GetItem
+    appends ``(table_name, blocks * 2 + consistent)``, an int (``blocks`` the
+    item's 4 KB blocks, at least one); a single-item write to a table without
+    indexes ``(table_name, units)``, a float."""
     sink = ctx.meter
     if sink is None:
         return

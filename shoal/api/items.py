@@ -147,8 +147,13 @@ def get_item(ctx, request: dict):
         raw = txn.get("items", storage_key(table, key))
 
     want_capacity = request.get("ReturnConsumedCapacity") not in (None, "NONE")
-    if ctx.meter is not None:  # for the metrics: the read's size and consistency (shoal.api.common.meter)
-        ctx.meter.append((table.name, (stored_size(raw) * 2 if raw is not None else 0) + consistent))
+    sink = ctx.meter
+    if sink is not None:  # for the metrics: the read's 4 KB blocks and consistency (shoal.api.common.meter)
+        if (raw is None or len(raw) <= 4100) and sink.__class__ is list:  # one block: its cell's count
+            sink[consistent] += 1
+        else:
+            sink.append((table.name, (2 if raw is None or len(raw) <= 4100 else
+                                      -(-stored_size(raw) // 4096) * 2) + consistent))
     if raw is None:
         if not want_capacity:
             return b"{}"

@@ -13,7 +13,7 @@ operation), made on a request's first sight:
   array of latencies, a C call; a failed request's error is counted by
   ``failed``;
 - the operation puts tuples in the list, in the cheapest form that says what
-  it consumed (``shoal.api.common.meter``): GetItem ``(TableName, size * 2 +
+  it consumed (``shoal.api.common.meter``): GetItem ``(TableName, blocks * 2 +
   consistent)``, an int whose units are worked out once per distinct value
   at the flush; a single-item write to a table without indexes ``(TableName,
   units)``; anything else ``(TableName, kind, amount, index or operation)``.
@@ -48,7 +48,6 @@ import asyncio
 import logging
 from array import array
 from collections import Counter
-from operator import itemgetter
 from typing import Callable
 
 from shoal.metrics import dynamodb
@@ -60,7 +59,6 @@ log = logging.getLogger("shoal")
 _READ, _WRITE, _RETURNED = "read", "write", "returned"  # the kinds of shoal.api.common.meter
 _RECORDS, _BYTES = "records", "bytes"  # GetRecords' (shoal.api.common.meter_records)
 _CONSUMED = {_READ: "ConsumedReadCapacityUnits", _WRITE: "ConsumedWriteCapacityUnits"}
-_SECOND = itemgetter(1)
 
 
 class Cell:
@@ -71,32 +69,54 @@ class Cell:
 
     def __init__(self, key: tuple) -> None:
         self.key = key
-        self.sink: list = []  # meter entries (and, naming no table, each request's latency after them)
+        # a request naming a table: [one-block eventually consistent reads, consistent ones, entries...];
+        # naming none: each request's entries, then its latency
+        self.sink: list = [0, 0] if key[1] is not None else []
         self.latencies = array("d")  # seconds: no object per value, nothing for the garbage collector
         self.done = self.latencies.append  # a request answered 200 after so many seconds
         #: (meter, handle) of a request, prebuilt; None for requests that name no table (``request``)
         self.pair = (self.sink, self) if key[1] is not None else None
 
-    def request(self) -> tuple[list, "_Tableless"]:
-        """(meter, handle) of a request that names no table: a list of its own."""
-        meter: list = []
-        return meter, _Tableless(self, meter)
+    def request(self, data: dict | None = None) -> tuple[list, "_Tableless"]:
+        """(meter, handle) of a request that names no table: a list of its
+        own (an ``Entries``: the API meters no read in a count slot of it),
+        and the request (a cancelled transaction's conflicts are counted per
+        table)."""
+        meter = Entries()
+        return meter, _Tableless(self, meter, data)
 
-    def take(self) -> tuple[list, list]:
-        """The entries and latencies recorded so far, emptied in place."""
-        sink, latencies = self.sink[:], self.latencies.tolist()
-        del self.sink[:]
+    def take(self) -> tuple[int, int, list, list]:
+        """The counts, entries and latencies recorded so far, emptied in place."""
+        sink = self.sink
+        if self.pair is None:
+            entries, eventual, consistent = sink[:], 0, 0
+            del sink[:]
+        else:
+            eventual, consistent, entries = sink[0], sink[1], sink[2:]
+            sink[0] = sink[1] = 0
+            del sink[2:]
+        latencies = self.latencies.tolist()
         del self.latencies[:]
-        return sink, latencies
+        return eventual, consistent, entries, latencies
+
+    def pending(self) -> bool:
+        return bool(len(self.latencies) or (self.sink != [0, 0] if self.pair is not None else self.sink))
+
+
+class Entries(list):
+    """The meter of a request that names no table: tuples only, each naming
+    its table (``shoal.api.common.meter``)."""
+
+    __slots__ = ()
 
 
 class _Tableless:
     """The handle of a request that names no table."""
 
-    __slots__ = ("key", "cell", "meter")
+    __slots__ = ("key", "cell", "meter", "data")
 
-    def __init__(self, cell: Cell, meter: list) -> None:
-        self.key, self.cell, self.meter = cell.key, cell, meter
+    def __init__(self, cell: Cell, meter: list, data: dict | None) -> None:
+        self.key, self.cell, self.meter, self.data = cell.key, cell, meter, data
 
     def done(self, seconds: float) -> None:
         sink = self.cell.sink
@@ -111,6 +131,8 @@ class Recorder:
         self.engine = engine
         self.clock = clock
         self.cells: dict[tuple, Cell] = {}  # (region, TableName, operation) -> Cell
+        #: (region, TableName, operation) -> (meter, handle) of a request naming a table: the dispatcher's look-up
+        self.pairs: dict[tuple, tuple] = {}
         self._retired: list[Cell] = []  # cells idle through the last flush, drained once more
         self._counts: dict[tuple, int] = {}  # (region, metric, dimensions, minute) -> how many
         self._values: dict[tuple, list] = {}  # (region, metric, dimensions, unit) -> values (OnlineIndex*)
@@ -122,7 +144,15 @@ class Recorder:
         cell = self.cells.get(key)
         if cell is None:
             cell = self.cells[key] = Cell(key)
+            if cell.pair is not None:
+                self.pairs[key] = cell.pair
         return cell
+
+    def request(self, region: str, table, operation: str, data: dict | None = None) -> tuple:
+        """(meter, handle) of a request not found in ``pairs``: its cell's
+        first request, or one that names no table (a list of its own)."""
+        cell = self.cell(region, table, operation)
+        return cell.pair or cell.request(data)
 
     def succeeded(self, cell: Cell, meter: list | None, seconds: float) -> None:
         """A request of ``cell`` that metered ``meter`` answered 200 after
@@ -151,7 +181,7 @@ class Recorder:
 
     def pending(self) -> bool:
         return bool(self._counts or self._values or self._retry or self._retired
-                    or any(cell.sink or len(cell.latencies) for cell in self.cells.values()))
+                    or any(cell.pending() for cell in self.cells.values()))
 
     def drain(self) -> dict:
         """Everything recorded since the last drain, as ``{(series, unit,
@@ -163,13 +193,14 @@ class Recorder:
         acc: dict[tuple, Stats] = {}  # (series, unit) -> Stats of this flush
         retired, self._retired = self._retired, []
         for cell in list(self.cells.values()):
-            if not (cell.sink or len(cell.latencies)):
+            if not cell.pending():
                 del self.cells[cell.key]
+                self.pairs.pop(cell.key, None)
                 self._retired.append(cell)
                 continue
             _drain_cell(acc, cell)
         for cell in retired:
-            if cell.sink or len(cell.latencies):
+            if cell.pending():
                 _drain_cell(acc, cell)
         ns = dynamodb.NAMESPACE
         for (series, unit), stats in acc.items():
@@ -226,26 +257,24 @@ def _add(acc: dict, series: tuple, unit: str, value: float, n: int = 1) -> None:
 
 def _drain_cell(acc: dict, cell: Cell) -> None:
     region, requested, operation = cell.key
-    sink, latencies = cell.take()
+    eventual, consistent, entries, latencies = cell.take()
     if requested is None:
-        _drain_tableless(acc, region, operation, sink)
+        _drain_tableless(acc, region, operation, entries)
         return
     table = dynamodb.table_name(requested)
-    if latencies and operation in dynamodb.OPERATIONS and table is not None:
+    if table is None:
+        return
+    if latencies and operation in dynamodb.OPERATIONS:
         series = (region, dynamodb.NAMESPACE, "SuccessfulRequestLatency", (("Operation", operation),
                                                                            ("TableName", table)))
         stats = acc.get((series, "Milliseconds"))
         if stats is None:
             stats = acc[(series, "Milliseconds")] = Stats()
         stats.add_values(latencies, 1000.0)
-    if not sink:
-        return
-    if operation == "GetItem":  # all (TableName, size * 2 + consistent) of one table: count the ints
-        name = sink[0][0]
-        for code, n in Counter(map(_SECOND, sink)).items():
-            _entry(acc, region, (name, code), n)
-        return
-    for entry, n in Counter(sink).items():
+    for count, code in ((eventual, 2), (consistent, 3)):  # one-block reads: (table, 1 block * 2 + consistent)
+        if count:
+            _entry(acc, region, (table, code), count)
+    for entry, n in Counter(entries).items():
         _entry(acc, region, entry, n)
 
 
@@ -271,9 +300,9 @@ def _entry(acc: dict, region: str, entry: tuple, n: int) -> None:
     ns = dynamodb.NAMESPACE
     if len(entry) == 2:
         table, amount = entry
-        if type(amount) is int:  # GetItem: the item's size * 2 + whether the read was consistent
+        if type(amount) is int:  # GetItem: the item's 4 KB blocks * 2 + whether the read was consistent
             _add(acc, (region, ns, _CONSUMED[_READ], (("TableName", table),)), "Count",
-                 dynamodb.read_units(amount >> 1, amount & 1), n)
+                 dynamodb.read_units((amount >> 1) * 4096, amount & 1), n)
         else:  # a single-item write's units
             _add(acc, (region, ns, _CONSUMED[_WRITE], (("TableName", table),)), "Count", amount, n)
         return

@@ -164,7 +164,7 @@ class Dispatcher:
         self.metrics = None
         if metrics if metrics is not None else metrics_by_default():
             self.metrics = Metrics(engine, self.clock)
-            self._cells, self._cell = self.metrics.recorder.cells, self.metrics.recorder.cell
+            self._metered, self._metered_request = self.metrics.recorder.pairs, self.metrics.recorder.request
         else:
             metrics_off(engine)
         self._cloudwatch_api = None  # built on the first CloudWatch request, or for the alarms below
@@ -349,11 +349,13 @@ class Dispatcher:
         handler = self.operations.get(operation)
         if handler is None:
             raise NotImplementedOperation(operation)
-        meter = handle = None
         if self.metrics is not None:  # the request's cell (shoal.metrics.recorder): where it meters, and its handle
-            table = data.get("TableName")
-            cell = self._cells.get((region, table, operation)) or self._cell(region, table, operation)
-            meter, handle = cell.pair or cell.request()
+            try:
+                meter, handle = self._metered[(region, data["TableName"], operation)]
+            except KeyError:  # the cell's first request, or one naming no table (its own meter, and its data)
+                meter, handle = self._metered_request(region, data.get("TableName"), operation, data)
+        else:
+            meter = handle = None
         ctx = Context(region, DEFAULT_ACCOUNT, self.engine, catalog, access_key, self.clock, self.s3_dir)
 
         def job() -> bytes:
@@ -370,9 +372,7 @@ class Dispatcher:
         writes = operation in WRITE_OPERATIONS and not (operation in PARTIQL_OPERATIONS and reads_only(operation, data))
         job.long = operation in LONG_OPERATIONS
         if handle is not None:  # for the metrics: the request's cell (region, TableName, operation)
-            job.metered = handle
-            if operation in TRANSACTIONS:
-                job.data = data  # a cancelled transaction's conflicts are counted per table
+            job.__dict__["metered"] = handle  # (the function's dict exists: cheaper than setting an attribute)
         return writes, job
 
     # -- metrics ----------------------------------------------------------------------------
@@ -387,11 +387,12 @@ class Dispatcher:
             region = region_of(request.headers.get("authorization"), self.default_region)[0]
             operation, table, reasons = None, None, None
         else:
-            region, table, operation = job.metered.key
+            handle = job.metered
+            region, table, operation = handle.key
             table = dynamodb_metrics.table_name(table)
             reasons = None
-            if error == "TransactionCanceledException" and hasattr(job, "data"):
-                reasons = _conflicting_tables(job.data, exc)
+            if error == "TransactionCanceledException" and getattr(handle, "data", None) is not None:
+                reasons = _conflicting_tables(handle.data, exc)  # its data: it names no table
         self.metrics.recorder.failed(region, operation, table, error, status, int(self.clock() // 60), reasons)
 
     def _prometheus(self, request: Request, request_id: str) -> Response:

@@ -19,7 +19,7 @@ from shoal.metrics.errors import (
     SerializationError,
     ValidationError,
 )
-from shoal.metrics.recorder import Recorder
+from shoal.metrics.recorder import Entries, Recorder
 from shoal.metrics.retention import RollUp, roll_up_series
 from shoal.metrics.stats import RELATIVE_ACCURACY, Stats
 from shoal.metrics.store import (
@@ -194,7 +194,7 @@ def test_the_recorder_folds_local_indexes_into_their_table_and_keeps_global_ones
 def test_the_recorder_counts_each_table_of_a_batch_and_only_data_plane_operations():
     recorder = Recorder(MemoryEngine(), clock=lambda: T0 + 30)
     for _ in range(3):
-        recorder.succeeded(recorder.cell("us-east-1", "t1", "GetItem"), [("t1", 100 * 2 + False)], 0.001)
+        recorder.succeeded(recorder.cell("us-east-1", "t1", "GetItem"), [("t1", 1 * 2 + False)], 0.001)
     batch = [("a", WRITE, 1.0, None), ("b", WRITE, 2.0, None), ("a", WRITE, 1.0, None)]
     recorder.succeeded(recorder.cell("us-east-1", None, "BatchWriteItem"), batch, 0.004)
     recorder.succeeded(recorder.cell("us-east-1", None, "BatchWriteItem"), [("b", WRITE, 5.0, None)], 0.002)
@@ -215,24 +215,69 @@ def test_the_recorder_counts_each_table_of_a_batch_and_only_data_plane_operation
 
 
 def test_the_compact_entries_of_getitem_and_single_item_writes_give_dynamodbs_units():
-    """GetItem meters (table, size * 2 + consistent), a write to a table
-    without indexes (table, units): the units are DynamoDB's (4 KB read
-    units, half for an eventually consistent read, at least one unit)."""
+    """GetItem meters (table, 4 KB blocks * 2 + consistent), a write to a
+    table without indexes (table, units): the units are DynamoDB's (half a
+    unit a block for an eventually consistent read)."""
     recorder = Recorder(MemoryEngine(), clock=lambda: T0)
     get = recorder.cell("us-east-1", "t1", "GetItem")
-    for size, consistent in ((100, False), (100, False), (5000, True), (0, True), (8192, False), (8193, False)):
-        recorder.succeeded(get, [("t1", size * 2 + consistent)], 0.002)
+    for blocks, consistent in ((1, False), (1, False), (2, True), (1, True), (2, False), (3, False)):
+        recorder.succeeded(get, [("t1", blocks * 2 + consistent)], 0.002)
     put = recorder.cell("us-east-1", "t1", "PutItem")
     for units in (1.0, 3.0, 3.0):
         recorder.succeeded(put, [("t1", units)], 0.004)
     points = drained(recorder)
     reads = points[("ConsumedReadCapacityUnits", (("TableName", "t1"),))]
-    # 0.5 + 0.5 + 2 (5000 bytes, consistent) + 1 (nothing found, consistent) + 1 (8 KB) + 1.5 (8 KB + 1)
-    assert (reads.count, reads.sum, reads.min, reads.max) == (6, 6.5, 0.5, 2.0)
+    assert (reads.count, reads.sum, reads.min, reads.max) == (6, 0.5 + 0.5 + 2 + 1 + 1 + 1.5, 0.5, 2.0)
     writes = points[("ConsumedWriteCapacityUnits", (("TableName", "t1"),))]
     assert (writes.count, writes.sum, writes.min, writes.max) == (3, 7.0, 1.0, 3.0)
     latency = points[("SuccessfulRequestLatency", (("Operation", "GetItem"), ("TableName", "t1")))]
     assert latency.count == 6 and latency.sum == pytest.approx(12.0) and latency.percentile(50) == pytest.approx(2.0)
+
+
+def test_getitem_meters_blocks_from_the_stored_records_length_and_its_size_beyond_4_kb():
+    """The stored record is the 4-byte size and the item's JSON, never
+    shorter than the item's DynamoDB size: a record of at most 4,100 bytes
+    is one 4 KB block without reading the size."""
+    from shoal.api.items import get_item, put_item
+    from shoal.api.tables import create_table
+    from shoal.api.writepath import encode_stored
+    from shoal.model.size import item_size
+
+    rng = random.Random(5)
+    for _ in range(300):  # every type, names and strings with characters JSON escapes or spells in UTF-8
+        name = rng.choice(["a", "é", "\n", "k" * rng.randint(1, 40)])
+        value = rng.choice([
+            {"S": "".join(rng.choice("aé\n\"€") for _ in range(rng.randint(0, 50)))},
+            {"N": rng.choice(["0", "1", "-1e-130", "9" * 38, "123.456", "1E+5"])},
+            {"B": bytes(rng.randrange(256) for _ in range(rng.randint(0, 50)))},
+            {"BOOL": True}, {"NULL": True}, {"SS": ["x", "é"]}, {"NS": ["1", "22"]}, {"BS": [b"\x00"]},
+            {"L": [{"N": "1"}, {"M": {}}]}, {"M": {"é": {"S": ""}}}])
+        item = {"id": {"S": "k"}, name: value}
+        if "B" in value:
+            import base64
+            value["B"] = base64.b64encode(value["B"]).decode()
+        elif "BS" in value:
+            import base64
+            value["BS"] = [base64.b64encode(b).decode() for b in value["BS"]]
+        assert len(encode_stored(item, 0)) - 4 >= item_size(item), item
+
+    engine = MemoryEngine()
+    ctx = _context(engine)
+    create_table(ctx, _table("reads"))
+    ctx.meter = []
+    for key, size in (("tiny", 100), ("small", 4080), ("edge", 4096), ("big", 9000)):
+        put_item(ctx, {"TableName": "reads", "Item": {"id": {"S": key}, "v": {"S": "x" * size}}})
+    reads = (("tiny", False), ("small", True), ("edge", True), ("big", False), ("none", True))
+    ctx.meter = Entries()  # a request naming no table (BatchExecuteStatement's reads): each read a tuple
+    for key, consistent in reads:
+        get_item(ctx, {"TableName": "reads", "Key": {"id": {"S": key}}, "ConsistentRead": consistent})
+    # blocks * 2 + consistent: 1 block; 1 (4,088 bytes, its record over 4,100: the size is read); 2 (4,104
+    # bytes); 3 (9,008 bytes); 1 (nothing found)
+    assert ctx.meter == [("reads", 2), ("reads", 3), ("reads", 5), ("reads", 6), ("reads", 3)]
+    ctx.meter = [0, 0]  # a GetItem's cell: one-block reads counted in the first two slots
+    for key, consistent in reads:
+        get_item(ctx, {"TableName": "reads", "Key": {"id": {"S": key}}, "ConsistentRead": consistent})
+    assert ctx.meter == [1, 1, ("reads", 3), ("reads", 5), ("reads", 6)]  # tiny; nothing found
 
 
 def test_getrecords_reports_returned_records_and_bytes_by_stream_label():
@@ -353,3 +398,95 @@ def test_put_metric_data_refuses_bad_data(cloudwatch):
         run(cloudwatch, "GetMetricData", {"StartTime": T0 - 60, "EndTime": T0, "MetricDataQueries": [
             {"Id": "e1", "Expression": "SUM(METRICS("}]})
     assert "Expression" in caught.value.message
+
+
+# ---------------------------------------------------------------- throttling, the account, a backfill
+
+
+def test_a_throttled_request_is_counted_as_throttled_not_as_a_user_error():
+    recorder = Recorder(MemoryEngine(), clock=lambda: T0)
+    minute = T0 // 60
+    recorder.failed("us-east-1", "PutItem", "t1", "ProvisionedThroughputExceededException", 400, minute)
+    recorder.failed("us-east-1", "GetItem", "t1", "ThrottlingException", 400, minute)
+    recorder.failed("us-east-1", "GetItem", "t1", "ThrottlingException", 400, minute)
+    points = drained(recorder)
+    assert points[("ThrottledRequests", (("Operation", "PutItem"), ("TableName", "t1")))].sum == 1
+    assert points[("ThrottledRequests", (("Operation", "GetItem"), ("TableName", "t1")))].sum == 2
+    assert points[("WriteThrottleEvents", (("TableName", "t1"),))].sum == 1
+    assert points[("ReadThrottleEvents", (("TableName", "t1"),))].sum == 2
+    assert ("UserErrors", ()) not in points and len(points) == 4
+
+
+def _context(engine, region="us-east-1"):
+    from shoal.api import Context
+    from shoal.api.catalog import Catalog
+
+    return Context(region, "000000000000", engine, Catalog(engine))
+
+
+def _table(name, billing=None, gsi_throughput=None):
+    request = {"TableName": name, "KeySchema": [{"AttributeName": "id", "KeyType": "HASH"}],
+               "AttributeDefinitions": [{"AttributeName": "id", "AttributeType": "S"}]}
+    if billing is None:
+        request["BillingMode"] = "PAY_PER_REQUEST"
+    else:
+        request["ProvisionedThroughput"] = {"ReadCapacityUnits": billing[0], "WriteCapacityUnits": billing[1]}
+    if gsi_throughput is not None:
+        request["AttributeDefinitions"].append({"AttributeName": "g", "AttributeType": "S"})
+        request["GlobalSecondaryIndexes"] = [{
+            "IndexName": "by_g", "KeySchema": [{"AttributeName": "g", "KeyType": "HASH"}],
+            "Projection": {"ProjectionType": "KEYS_ONLY"},
+            "ProvisionedThroughput": {"ReadCapacityUnits": gsi_throughput[0], "WriteCapacityUnits": gsi_throughput[1]}}]
+    return request
+
+
+def test_the_account_figures_are_the_describelimits_quotas_and_the_provisioned_share_of_them():
+    from shoal.api.tables import create_table
+
+    engine = MemoryEngine()
+    create_table(_context(engine), _table("big", (400, 100), gsi_throughput=(800, 50)))
+    create_table(_context(engine), _table("small", (20, 30)))
+    create_table(_context(engine), _table("ondemand"))
+    create_table(_context(engine, "eu-west-1"), _table("elsewhere"))
+    with engine.read() as txn:
+        found = {(series[0], series[2], series[3]): (unit, value) for series, unit, value in dynamodb.gauges(txn)}
+    account = {metric: found[("us-east-1", metric, ())] for region, metric, dims in found
+               if region == "us-east-1" and dims == ()}
+    assert account == {
+        "AccountMaxReads": ("Count", 80000.0), "AccountMaxWrites": ("Count", 80000.0),
+        "AccountMaxTableLevelReads": ("Count", 40000.0), "AccountMaxTableLevelWrites": ("Count", 40000.0),
+        "AccountProvisionedReadCapacityUtilization": ("Percent", 100 * 1220 / 80000),
+        "AccountProvisionedWriteCapacityUtilization": ("Percent", 100 * 180 / 80000),
+        "MaxProvisionedTableReadCapacityUtilization": ("Percent", 100 * 800 / 40000),  # the GSI is the largest
+        "MaxProvisionedTableWriteCapacityUtilization": ("Percent", 100 * 100 / 40000),
+    }
+    assert found[("us-east-1", "ProvisionedReadCapacityUnits", (("GlobalSecondaryIndexName", "by_g"),
+                                                                ("TableName", "big")))] == ("Count", 800.0)
+    assert found[("us-east-1", "ProvisionedWriteCapacityUnits", (("TableName", "small"),))] == ("Count", 30.0)
+    assert ("us-east-1", "ProvisionedReadCapacityUnits", (("TableName", "ondemand"),)) not in found
+    # a region with on-demand tables only: the maxima, no utilization (DynamoDB sends no zero)
+    assert sorted(metric for region, metric, dims in found if region == "eu-west-1" and dims == ()) == [
+        "AccountMaxReads", "AccountMaxTableLevelReads", "AccountMaxTableLevelWrites", "AccountMaxWrites"]
+
+
+def test_a_backfill_step_is_recorded_by_the_metrics_of_its_own_engine_only():
+    from shoal.api import indexes
+
+    engine, other = MemoryEngine(), MemoryEngine()
+    recorder, stranger = Recorder(engine, clock=lambda: T0), Recorder(other, clock=lambda: T0)
+    listening = [dynamodb.IndexProgress(engine, recorder), dynamodb.IndexProgress(other, stranger)]
+    try:
+        for listener in list(indexes.progress_listeners):
+            listener(engine, "us-east-1", "t1", "by_g", 50.0, 12.0)
+            listener(engine, "us-east-1", "t1", "by_g", 100.0, 0.0)
+    finally:
+        for listener in listening:
+            listener.close()
+    assert not any(isinstance(listener, dynamodb.IndexProgress) and listener in listening
+                   for listener in indexes.progress_listeners)
+    dims = (("GlobalSecondaryIndexName", "by_g"), ("TableName", "t1"))
+    points = drained(recorder)
+    progress = points[("OnlineIndexPercentageProgress", dims)]
+    assert (progress.count, progress.min, progress.max) == (2, 50.0, 100.0)
+    assert points[("OnlineIndexConsumedWriteCapacity", dims)].sum == 12.0
+    assert drained(stranger) == {}
