@@ -2,14 +2,15 @@
 
 The AWS/DynamoDB metrics of every region, snake-cased with a ``dynamodb_``
 prefix, dimensions as labels (``table_name``, ``operation``,
-``global_secondary_index_name``, and ``region``):
+``global_secondary_index_name``, ``stream_label``, and ``region``):
 
 * SuccessfulRequestLatency is a histogram (``_bucket``, ``_sum``, ``_count``)
   in milliseconds over the server's whole life, read from the lifetime
   statistics the store keeps per series (``metrics/t/``);
 * the per-request counts (consumed units, errors, returned items, time to
   live deletions) are counters (``_total``) of their Sum over the same life;
-* ItemCount, TableSizeBytes and the provisioned capacities are gauges: the
+* ItemCount, TableSizeBytes, the provisioned capacities, the account
+  figures and a backfill's progress are gauges: the highest value of the
   last minute recorded.
 
 Then a few figures of the worker that answered (``process_*``, labelled with
@@ -27,7 +28,13 @@ from shoal.metrics.store import iter_series, latest, total
 
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 LATENCY_BUCKETS_MS = (0.25, 0.5, 1, 2.5, 5, 10, 25, 50, 100, 250, 500, 1000, 2500, 5000, 10000)
-GAUGES = frozenset({"ItemCount", "TableSizeBytes", "ProvisionedReadCapacityUnits", "ProvisionedWriteCapacityUnits"})
+GAUGES = frozenset({
+    "ItemCount", "TableSizeBytes", "ProvisionedReadCapacityUnits", "ProvisionedWriteCapacityUnits",
+    "AccountMaxReads", "AccountMaxWrites", "AccountMaxTableLevelReads", "AccountMaxTableLevelWrites",
+    "AccountProvisionedReadCapacityUtilization", "AccountProvisionedWriteCapacityUtilization",
+    "MaxProvisionedTableReadCapacityUtilization", "MaxProvisionedTableWriteCapacityUtilization",
+    "OnlineIndexPercentageProgress",
+})
 HISTOGRAMS = frozenset({"SuccessfulRequestLatency"})
 _CAMEL = re.compile(r"(?<=[a-z0-9])(?=[A-Z])|(?<=[A-Z])(?=[A-Z][a-z])")
 

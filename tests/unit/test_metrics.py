@@ -490,3 +490,28 @@ def test_a_backfill_step_is_recorded_by_the_metrics_of_its_own_engine_only():
     assert (progress.count, progress.min, progress.max) == (2, 50.0, 100.0)
     assert points[("OnlineIndexConsumedWriteCapacity", dims)].sum == 12.0
     assert drained(stranger) == {}
+
+
+def test_prometheus_shows_the_account_figures_and_a_backfills_progress_as_gauges():
+    from prometheus_client.parser import text_string_to_metric_families
+
+    from shoal.metrics.prometheus import exposition
+
+    engine = MemoryEngine()
+    recorder = Recorder(engine, clock=lambda: T0)
+    dims = (("GlobalSecondaryIndexName", "by_g"), ("TableName", "t1"))
+    for percent in (40.0, 80.0):
+        recorder.value("us-east-1", "OnlineIndexPercentageProgress", dims, "Count", percent)
+    recorder.flush()
+    with engine.write() as txn:
+        writer = Writer(txn)
+        stats = Stats()
+        stats.add(80000.0)
+        writer.add(("us-east-1", "AWS/DynamoDB", "AccountMaxReads", ()), "Count", T0, stats, total=False)
+        writer.finish()
+    families = {f.name: f for f in text_string_to_metric_families(exposition(engine).decode())}
+    progress = families["dynamodb_online_index_percentage_progress"]
+    assert progress.type == "gauge" and [(s.labels, s.value) for s in progress.samples] == [
+        ({"region": "us-east-1", "global_secondary_index_name": "by_g", "table_name": "t1"}, 80.0)]
+    assert families["dynamodb_account_max_reads"].type == "gauge"
+    assert families["dynamodb_account_max_reads"].samples[0].value == 80000.0
