@@ -24,20 +24,29 @@ def root_credentials(data_dir) -> tuple[str, str]:
     return creds["default"]["aws_access_key_id"], creds["default"]["aws_secret_access_key"]
 
 
+def moved_clock(tmp_path_factory):
+    """A file for SHOAL_TEST_CLOCK_FILE (seconds added to a server's clock,
+    0 at first): tests move a server's time instead of waiting."""
+    clock = tmp_path_factory.mktemp("clock") / "offset"
+    clock.write_text("0")
+    return clock
+
+
 class ShoalProcess:
     """A ``shoal serve`` child process on a free port."""
 
-    def __init__(self, data_dir, *extra_args: str, port: int = 0) -> None:
+    def __init__(self, data_dir, *extra_args: str, port: int = 0, env: dict | None = None) -> None:
         self.data_dir = str(data_dir)
         self.extra_args = extra_args
         self.port = port
+        self.env = env or {}  # variables set for this server only
         self.proc: subprocess.Popen | None = None
         self.url: str | None = None
         self.banner = ""
         self._log: collections.deque[str] = collections.deque(maxlen=400)
 
     def start(self, timeout: float = 20.0) -> "ShoalProcess":
-        env = dict(os.environ, PYTHONUNBUFFERED="1")
+        env = dict(os.environ, PYTHONUNBUFFERED="1", **self.env)
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "shoal", "serve", "--port", str(self.port),
              "--data-dir", self.data_dir, *self.extra_args],

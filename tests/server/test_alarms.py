@@ -21,7 +21,7 @@ import botocore.config
 import pytest
 from botocore.exceptions import ClientError
 
-from tests.shoal_process import ShoalProcess
+from tests.shoal_process import ShoalProcess, moved_clock
 
 NO_RETRY = botocore.config.Config(retries={"max_attempts": 1})
 
@@ -57,17 +57,9 @@ class Webhook:
 
 @pytest.fixture(scope="module")
 def moved(tmp_path_factory):
-    clock = tmp_path_factory.mktemp("clock") / "offset"
-    clock.write_text("0")
-    saved = os.environ.get("SHOAL_TEST_CLOCK_FILE")
-    os.environ["SHOAL_TEST_CLOCK_FILE"] = str(clock)
-    try:
-        proc = ShoalProcess(tmp_path_factory.mktemp("alarms"), "--workers", "2").start()
-    finally:
-        if saved is None:
-            os.environ.pop("SHOAL_TEST_CLOCK_FILE")
-        else:
-            os.environ["SHOAL_TEST_CLOCK_FILE"] = saved
+    clock = moved_clock(tmp_path_factory)
+    proc = ShoalProcess(tmp_path_factory.mktemp("alarms"), "--workers", "2",
+                        env={"SHOAL_TEST_CLOCK_FILE": str(clock)}).start()
     hook = Webhook()
     yield proc, clock, hook
     hook.close()

@@ -4,13 +4,12 @@ whose clock the test moves (SHOAL_TEST_CLOCK_FILE) instead of waiting days."""
 from __future__ import annotations
 
 import datetime
-import os
 import time
 
 import boto3
 import pytest
 
-from tests.shoal_process import ShoalProcess
+from tests.shoal_process import ShoalProcess, moved_clock
 
 DAY = 86400
 UTC = datetime.timezone.utc
@@ -18,17 +17,9 @@ UTC = datetime.timezone.utc
 
 @pytest.fixture(scope="module")
 def moved(tmp_path_factory):
-    clock = tmp_path_factory.mktemp("clock") / "offset"
-    clock.write_text("0")
-    saved = os.environ.get("SHOAL_TEST_CLOCK_FILE")
-    os.environ["SHOAL_TEST_CLOCK_FILE"] = str(clock)
-    try:
-        proc = ShoalProcess(tmp_path_factory.mktemp("retention"), "--workers", "1").start()
-    finally:
-        if saved is None:
-            os.environ.pop("SHOAL_TEST_CLOCK_FILE")
-        else:
-            os.environ["SHOAL_TEST_CLOCK_FILE"] = saved
+    clock = moved_clock(tmp_path_factory)
+    proc = ShoalProcess(tmp_path_factory.mktemp("retention"), "--workers", "1",
+                        env={"SHOAL_TEST_CLOCK_FILE": str(clock)}).start()
     kw = dict(endpoint_url=proc.url, region_name="us-east-1", aws_access_key_id="any", aws_secret_access_key="any")
     yield proc, clock, boto3.client("dynamodb", **kw), boto3.client("cloudwatch", **kw)
     proc.stop()
