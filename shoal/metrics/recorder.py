@@ -5,21 +5,23 @@ request pays for it (issue 17: at most 3% of GetItem and PutItem).  Requests
 are recorded in *cells*, one per (region, TableName as the request names it,
 operation), made on a request's first sight:
 
-- the dispatcher finds the request's cell with one dict look-up (the strings
-  of its key were hashed already by the routing and the catalog), and takes
-  from it the list the operation meters into (``Context.meter``: the cell's
-  own ``sink``, shared by its requests) and its ``handle``: when the request
-  is answered 200, ``handle.done(seconds)`` is the ``append`` of the cell's
-  array of latencies, a C call; a failed request's error is counted by
-  ``failed``;
-- the operation puts tuples in the list, in the cheapest form that says what
-  it consumed (``shoal.api.common.meter``): GetItem ``(TableName, blocks * 2 +
-  consistent)``, an int whose units are worked out once per distinct value
-  at the flush; a single-item write to a table without indexes ``(TableName,
-  units)``; anything else ``(TableName, kind, amount, index or operation)``.
-  The dispatcher lets a request meter in its first run only (the group
-  committer runs a request again alone when its group failed), so its
-  entries count once; they count even if that rerun then fails.
+- the dispatcher finds the request's ``(meter, handle)`` with one dict
+  subscript (``pairs``; the strings of its key are hashed by the routing and
+  the catalog anyway): the meter is the list the operation meters into
+  (``Context.meter``: the cell's own ``sink``, shared by its requests), and
+  when the request is answered 200 ``handle.done(seconds)`` is the
+  ``append`` of the cell's array of latencies, a C call; a failed request's
+  error is counted by ``failed``;
+- the operation meters in the cheapest form that says what it consumed
+  (``shoal.api.common.meter``): a GetItem of one 4 KB block adds one to the
+  first or second slot of the list (eventually consistent, consistent); a
+  larger one appends ``(TableName, blocks * 2 + consistent)``; a single-item
+  write to a table without indexes ``(TableName, units)``; anything else
+  ``(TableName, kind, amount, index or operation)``.  Units are worked out
+  at the flush, once per distinct entry.  The dispatcher lets a request
+  meter in its first run only (the group committer runs a request again
+  alone when its group failed), so its entries count once; they count even
+  if that rerun then fails.
 
 A request that names no table (BatchGetItem, BatchWriteItem, transactions,
 PartiQL, GetRecords) meters into a list of its own, which its handle adds to
