@@ -35,7 +35,10 @@ class Context:
     s3_dir: str | None = None
     #: Where operations report what the request consumed, for the server's
     #: metrics (``shoal.api.common.meter``), whether or not the request asked
-    #: for ReturnConsumedCapacity; None when metrics are off.
+    #: for ReturnConsumedCapacity; None when metrics are off.  It may be the
+    #: list its (region, table, operation) cell shares with other requests,
+    #: whose first two slots count one-block GetItems: report only through
+    #: ``shoal.api.common``'s functions.
     meter: list | None = None
 
 

@@ -80,7 +80,6 @@ WRITE_OPERATIONS = frozenset({
 })
 
 # Operations whose cancellation names the tables of its items in conflict (TransactionConflict).
-TRANSACTIONS = frozenset({"TransactWriteItems", "TransactGetItems"})
 
 # Operations whose work grows with a table's size (a copy, a restore): each
 # runs on a thread of its own, in its own bounded transactions, so the event
