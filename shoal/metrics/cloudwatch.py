@@ -53,8 +53,8 @@ from shoal.metrics.errors import (
     ValidationError,
 )
 from shoal.metrics.math import ARITHMETIC_ERROR, MathError, Series, evaluate_queries
-from shoal.metrics.stats import Stats
-from shoal.metrics.store import LEVELS, Writer, iter_series, lookup, namespace_range, read_periods, series_key
+from shoal.metrics.stats import DeferredStats, Stats
+from shoal.metrics.store import LEVELS, Writer, iter_series, lookup, namespace_range, read_stored, series_key
 
 TARGET_PREFIX = "GraniteServiceVersion20100801."
 STATISTICS = ("SampleCount", "Average", "Sum", "Minimum", "Maximum")
@@ -174,15 +174,19 @@ def _period_fits(period: int, start: float, now: float) -> bool:
 
 def aggregate(txn, series_id: int, start: int, end: float, period: int) -> dict[int, Stats]:
     """The series' statistics per period of ``period`` seconds from ``start``
-    (inclusive) to ``end`` (exclusive): {period start: Stats}."""
-    out: dict[int, Stats] = {}
+    (inclusive) to ``end`` (exclusive): {period start: Stats}.  Histograms are
+    decoded only if a percentile is read (``DeferredStats``): most reads ask
+    Sum, Average or Maximum, and the histograms are most of the bytes."""
+    out: dict[int, DeferredStats] = {}
     stop = math.ceil(end)
-    for at, _level, stats in read_periods(txn, series_id, start, stop):
+    for at, _level, raw in read_stored(txn, series_id, start, stop):
         if at >= end:
             continue
         bucket = start + (at - start) // period * period
-        have = out.get(bucket)
-        out[bucket] = stats if have is None else have.merge(stats)
+        stats = out.get(bucket)
+        if stats is None:
+            stats = out[bucket] = DeferredStats()
+        stats.add_stored(raw)
     return out
 
 

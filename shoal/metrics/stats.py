@@ -26,7 +26,9 @@ percentiles unavailable for the period (``buckets`` is None).
 Stored form (``encode``): four big-endian doubles (count, sum, min, max), a
 flags byte (1: percentiles available), then varints: the zero count, the
 number of buckets, and per bucket in index order the zigzag-encoded
-difference from the previous index and the count.
+difference from the previous index and the count.  The header alone gives
+SampleCount, Sum, Minimum, Maximum and Average, so a read that asks none of
+the percentiles need not walk the varints (``DeferredStats``).
 """
 
 from __future__ import annotations
@@ -265,6 +267,85 @@ class Stats:
             index += (zigzag >> 1) ^ -(zigzag & 1)
             buckets[index], at = _read_varint(raw, at)
         return stats
+
+
+_BUCKETS_SLOT = Stats.__dict__["buckets"]
+_ZEROS_SLOT = Stats.__dict__["zeros"]
+
+
+class DeferredStats(Stats):
+    """Stats merged from stored forms whose histograms are decoded only when
+    read: ``add_stored`` merges a stored form's header at once and keeps its
+    bytes; the first read of ``buckets`` or ``zeros`` (a percentile, a merge,
+    a comparison) decodes and merges them all.  SampleCount, Sum, Minimum,
+    Maximum and Average of a period thus cost a header per stored period,
+    whatever the width of their histograms."""
+
+    __slots__ = ("_pending",)
+
+    def __init__(self) -> None:
+        self._pending: list = []
+        super().__init__()
+
+    @property
+    def buckets(self):
+        if self._pending:
+            self._resolve()
+        return _BUCKETS_SLOT.__get__(self)
+
+    @buckets.setter
+    def buckets(self, value) -> None:
+        if value is None:
+            self._pending = []
+        _BUCKETS_SLOT.__set__(self, value)
+
+    @property
+    def zeros(self):
+        if self._pending:
+            self._resolve()
+        return _ZEROS_SLOT.__get__(self)
+
+    @zeros.setter
+    def zeros(self, value) -> None:
+        _ZEROS_SLOT.__set__(self, value)
+
+    def add_stored(self, raw) -> None:
+        """Merge a stored form (``Stats.encode``): its header now, its
+        histogram when first read."""
+        count, total, low, high, flags = _HEADER.unpack_from(raw)
+        self.count += count
+        self.sum += total
+        if low < self.min:
+            self.min = low
+        if high > self.max:
+            self.max = high
+        if not flags & _PERCENTILES:
+            self.buckets = None  # percentiles unavailable for the merge: nothing to decode
+        elif _BUCKETS_SLOT.__get__(self) is not None:
+            self._pending.append(raw if type(raw) is bytes else bytes(raw))  # outlives the transaction
+
+    def _resolve(self) -> None:
+        pending, self._pending = self._pending, []
+        buckets = _BUCKETS_SLOT.__get__(self)
+        zeros = _ZEROS_SLOT.__get__(self)
+        for raw in pending:
+            zeros = _read_histogram(raw, _HEADER.size, buckets, zeros)
+        _ZEROS_SLOT.__set__(self, zeros)
+
+
+def _read_histogram(raw, at: int, buckets: dict, zeros: int) -> int:
+    """Add the histogram of a stored form (from ``at``, past the header) to
+    ``buckets``; returns ``zeros`` plus its zero count."""
+    count, at = _read_varint(raw, at)
+    zeros += count
+    n, at = _read_varint(raw, at)
+    index = 0
+    for _ in range(n):
+        zigzag, at = _read_varint(raw, at)
+        index += (zigzag >> 1) ^ -(zigzag & 1)
+        count, at = _read_varint(raw, at)
+        buckets[index] = buckets.get(index, 0) + count
+    return zeros
 
 
 def _sorted_buckets(buckets: dict, values: list, at: int, scale: float) -> None:

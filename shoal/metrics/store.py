@@ -179,11 +179,18 @@ def write_points(txn, points: dict) -> None:
 def read_periods(txn, series_id: int, start: int, end: int) -> Iterator[tuple[int, int, Stats]]:
     """(period start, level, Stats) of every stored period of a series that
     starts in [start, end), finest level first."""
+    for at, level, raw in read_stored(txn, series_id, start, end):
+        yield at, level, Stats.decode(raw)
+
+
+def read_stored(txn, series_id: int, start: int, end: int) -> Iterator[tuple[int, int, bytes]]:
+    """As ``read_periods``, with each period's stored form undecoded (for
+    ``shoal.metrics.stats.DeferredStats``)."""
+    offset = len(DATA_PREFIX) + 5  # the period start, after the series id and level
     for level in range(len(LEVELS)):
         low, high = data_range(series_id, level, start, end)
         for key, raw in txn.scan("meta", low, high):
-            _, _, at = decode_data_key(key)
-            yield at, level, Stats.decode(raw)
+            yield _U32.unpack_from(key, offset)[0], level, raw
 
 
 def latest(txn, series_id: int) -> tuple[int, Stats] | None:
@@ -194,9 +201,23 @@ def latest(txn, series_id: int) -> tuple[int, Stats] | None:
     return None
 
 
+def latest_stored(txn, series_id: int) -> tuple[int, bytes] | None:
+    """As ``latest``, the minute's stored form undecoded."""
+    low, high = data_range(series_id, 0)
+    for key, raw in txn.scan("meta", low, high, reverse=True):
+        return decode_data_key(key)[2], bytes(raw)
+    return None
+
+
 def total(txn, series_id: int) -> Stats | None:
     raw = txn.get("meta", TOTAL_PREFIX + _U32.pack(series_id))
     return Stats.decode(raw) if raw is not None else None
+
+
+def total_stored(txn, series_id: int) -> bytes | None:
+    """The stored form of the series' lifetime total (``total`` undecoded)."""
+    raw = txn.get("meta", TOTAL_PREFIX + _U32.pack(series_id))
+    return bytes(raw) if raw is not None else None
 
 
 def merge_points(into: dict, points: Iterable[tuple[tuple, Stats]]) -> dict:

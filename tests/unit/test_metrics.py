@@ -21,7 +21,7 @@ from shoal.metrics.errors import (
 )
 from shoal.metrics.recorder import Entries, Recorder
 from shoal.metrics.retention import RollUp, roll_up_series
-from shoal.metrics.stats import RELATIVE_ACCURACY, Stats
+from shoal.metrics.stats import RELATIVE_ACCURACY, DeferredStats, Stats
 from shoal.metrics.store import (
     LEVELS,
     Writer,
@@ -84,6 +84,35 @@ def test_negative_values_and_spread_statistic_sets_have_no_percentiles():
 def test_cumulative_counts_are_a_prometheus_histogram():
     stats = Stats.of([0.1, 0.3, 0.7, 3.0, 30.0])
     assert stats.cumulative([0.25, 0.5, 1, 5, 50]) == [1, 2, 3, 4, 5]
+
+
+def test_deferred_stats_read_the_header_and_decode_histograms_only_when_asked():
+    rng = random.Random(11)
+    parts = [Stats.of([rng.lognormvariate(1, 2) for _ in range(n)] + [0.0] * z) for n, z in ((300, 2), (40, 0), (1, 5))]
+    full = Stats()
+    deferred = DeferredStats()
+    for part in parts:
+        full.merge(Stats.decode(part.encode()))
+        deferred.add_stored(part.encode())
+    assert len(deferred._pending) == 3  # nothing decoded past the headers yet
+    for name in ("SampleCount", "Sum", "Minimum", "Maximum", "Average"):
+        assert deferred.statistic(name) == full.statistic(name)
+    assert len(deferred._pending) == 3
+    assert deferred.statistic("p99") == full.statistic("p99") and deferred.percentile(50) == full.percentile(50)
+    assert deferred._pending == [] and deferred == full and deferred.zeros == 7
+    deferred.add_stored(Stats.of([2.0]).encode())  # a period added after the first decode
+    assert deferred == full.merge(Stats.of([2.0]))
+
+
+def test_deferred_stats_without_percentiles_when_one_stored_period_has_none():
+    spread = Stats()
+    spread.add_set(10, 55, 1, 10)
+    for order in ((Stats.of([1.0, 3.0]), spread), (spread, Stats.of([1.0, 3.0]))):
+        deferred = DeferredStats()
+        for part in order:
+            deferred.add_stored(part.encode())
+        assert deferred.buckets is None and deferred.statistic("p50") is None
+        assert (deferred.count, deferred.sum, deferred.min, deferred.max) == (12, 59.0, 1.0, 10.0)
 
 
 # ---------------------------------------------------------------- storage
@@ -515,3 +544,35 @@ def test_prometheus_shows_the_account_figures_and_a_backfills_progress_as_gauges
         ({"region": "us-east-1", "global_secondary_index_name": "by_g", "table_name": "t1"}, 80.0)]
     assert families["dynamodb_account_max_reads"].type == "gauge"
     assert families["dynamodb_account_max_reads"].samples[0].value == 80000.0
+
+
+def test_prometheus_renders_again_only_the_series_whose_stored_value_changed():
+    from prometheus_client.parser import text_string_to_metric_families
+
+    from shoal.metrics import prometheus
+
+    engine = MemoryEngine()
+    writes = ("us-east-1", "AWS/DynamoDB", "ConsumedWriteCapacityUnits", (("TableName", "t1"),))
+    with engine.write() as txn:
+        write_points(txn, {(LATENCY, "Milliseconds", T0): Stats.of([1.0, 3.0]),
+                           (writes, "Count", T0): Stats.of([2.0])})
+
+    def dynamodb_lines(text: bytes) -> list[str]:
+        return [line for line in text.decode().splitlines() if "dynamodb_" in line]
+
+    first = prometheus.exposition(engine)
+    kept = dict(prometheus._rendered)
+    with engine.write() as txn:
+        write_points(txn, {(LATENCY, "Milliseconds", T0 + 60): Stats.of([30.0])})
+    second = prometheus.exposition(engine)
+    assert prometheus._rendered[writes] is kept[writes]  # unchanged: its lines reused
+    assert prometheus._rendered[LATENCY] is not kept[LATENCY]
+    families = {f.name: f for f in text_string_to_metric_families(second.decode())}
+    latency = families["dynamodb_successful_request_latency_milliseconds"].samples
+    assert [(s.labels["le"], s.value) for s in latency if s.labels.get("le") in ("2.5", "+Inf")] == [
+        ("2.5", 1.0), ("+Inf", 3.0)]
+    assert [s.value for s in latency if s.name.endswith("_sum")] == [34.0]
+    assert [s.value for s in families["dynamodb_consumed_write_capacity_units"].samples] == [2.0]
+    assert dynamodb_lines(first) != dynamodb_lines(second)
+    prometheus._rendered = {}  # what a worker with nothing cached renders
+    assert dynamodb_lines(prometheus.exposition(engine)) == dynamodb_lines(second)
