@@ -215,6 +215,9 @@ SERVE_OPTIONS: tuple[ServeOption, ...] = (
     ServeOption("--peer", "SHOAL_PEERS", "REGION=URL of another region's deployment, for global tables; give "
                 "it once per region (the variable lists them with commas: r1=url,r2=url)", metavar="REGION=URL",
                 repeatable=True),
+    ServeOption("--peer-pause", "SHOAL_PEER_PAUSE", "a test aid: neither send to nor accept from this peer "
+                "region, as if the network between them were cut (repeatable; the variable lists them with "
+                "commas); restart without it to heal", metavar="REGION", repeatable=True),
     ServeOption("--peer-credentials", "SHOAL_PEER_CREDENTIALS", "with --auth sigv4: an AWS credentials file "
                 "whose [default] access key signs this deployment's requests to its peers (an identity allowed "
                 "shoal:Replicate there, or their root)", metavar="FILE"),
@@ -455,10 +458,11 @@ def serve_command(args) -> int:
         cert = os.path.abspath(cert)
         tls_note = (f"Self-signed TLS certificate for {', '.join(hosts)}: {cert} "
                     f"(clients trust it with AWS_CA_BUNDLE={cert})\n")
-    from shoal.replication import parse_peers, read_credentials
+    from shoal.replication import parse_paused, parse_peers, read_credentials
 
     try:
         peers = parse_peers(args.peer or "")
+        paused = parse_paused(args.peer_pause or "")
         peer_credentials = read_credentials(args.peer_credentials) if args.peer_credentials else None
     except ValueError as exc:
         print(f"shoal: --peer / --peer-credentials: {exc}", file=sys.stderr)
@@ -492,7 +496,7 @@ def serve_command(args) -> int:
         opened.append((dispatcher, engine))
         from shoal.replication import attach
 
-        attach(dispatcher, args.region, peers, peer_credentials)
+        attach(dispatcher, args.region, peers, peer_credentials, paused=paused)
         if args.prewarm:
             prewarming.append(_start_prewarm(engine))
         return dispatcher

@@ -21,28 +21,32 @@ design and what is not done.
 from __future__ import annotations
 
 import atexit
+import time
 
 from shoal.replication.control import Settings, configure
-from shoal.replication.node import Replicator, parse_peers, read_credentials
+from shoal.replication.node import Replicator, parse_paused, parse_peers, read_credentials
 from shoal.replication.protocol import TARGET_PREFIX, ReplicationService
 
-__all__ = ["Settings", "attach", "parse_peers", "read_credentials", "TARGET_PREFIX"]
+__all__ = ["Settings", "attach", "parse_paused", "parse_peers", "read_credentials", "TARGET_PREFIX"]
 
 
 def attach(dispatcher, region: str | None, peers: dict[str, str], credentials: tuple[str, str] | None = None,
-           start: bool = True) -> ReplicationService | None:
+           start: bool = True, paused=()) -> ReplicationService | None:
     """Make ``dispatcher`` the home of ``region`` with these peers: it then
     screens requests signed for another region, answers peers, and (with
     peers, and ``start``) runs the replication thread.  Nothing happens
-    without a region: today's behaviour, any region its own namespace."""
+    without a region: today's behaviour, any region its own namespace.
+    ``paused`` regions are cut off both ways (``--peer-pause``, for tests)."""
     if region is None:
         return None
-    settings = Settings(region, peers)
+    settings = Settings(region, peers, paused)
     configure(dispatcher.engine, settings)
     service = ReplicationService(dispatcher, settings)
     dispatcher.replication = service
     if peers and start:
-        replicator = Replicator(dispatcher.engine, dispatcher.catalog, settings, credentials).start()
+        replicator = Replicator(dispatcher.engine, dispatcher.catalog, settings, credentials,
+                                clock=getattr(dispatcher, "clock", time.time),
+                                metrics=getattr(dispatcher, "metrics", None) is not None).start()
         service.replicator = replicator
         atexit.register(replicator.close)
     return service

@@ -37,6 +37,8 @@ from shoal.errors import ValidationException
 from shoal.replication import apply as replica_apply
 
 GLOBAL_TABLE_VERSION = "2019.11.21"
+#: A replica this region cannot reach (ReplicaDescription's status for an inaccessible region).
+UNREACHABLE = "REGION_DISABLED"
 TASK_PREFIX = b"repl/task/"
 _TASK_ID = struct.Struct(">Q")
 _NEXT_TASK = b"repl/nexttask"
@@ -51,11 +53,14 @@ _SETTINGS: dict[int, "Settings"] = {}
 
 
 class Settings:
-    """This deployment's region and its peers (``shoal serve --region --peer``)."""
+    """This deployment's region, its peers (``shoal serve --region --peer``)
+    and the peers it neither sends to nor accepts from (``--peer-pause``, a
+    test aid that stands for a network cut between two regions)."""
 
-    def __init__(self, region: str | None, peers: dict[str, str]) -> None:
+    def __init__(self, region: str | None, peers: dict[str, str], paused=()) -> None:
         self.region = region
         self.peers = dict(peers)
+        self.paused = frozenset(paused)
 
 
 def configure(engine, settings: Settings) -> None:
@@ -126,7 +131,8 @@ def check_replica_updates(ctx, table, request: dict) -> None:
         elif region not in current:
             raise ValidationException(f"{INVALID}Replica does not exist in region {region}")
     statuses = [r["ReplicaStatus"] for r in table.description.get("Replicas") or ()]
-    if any(s not in ("ACTIVE",) for s in statuses):
+    # An unreachable replica (REGION_DISABLED) is still a member: it can be deleted, and others added.
+    if any(s not in ("ACTIVE", UNREACHABLE) for s in statuses):
         from shoal.errors import ResourceInUseException
 
         raise ResourceInUseException(
@@ -260,5 +266,8 @@ def leave(txn, table) -> None:
 def replica_set(desc: dict, own_region: str) -> list[dict]:
     """Every region of a global table with its status, this one first."""
     own = "CREATING" if desc.get("TableStatus") == "CREATING" else "ACTIVE"
+    # Reachability is each region's own view, not membership: it is not sent.
     return [{"RegionName": own_region, "ReplicaStatus": own},
-            *({"RegionName": r["RegionName"], "ReplicaStatus": r["ReplicaStatus"]} for r in desc.get("Replicas") or ())]
+            *({"RegionName": r["RegionName"],
+               "ReplicaStatus": "ACTIVE" if r["ReplicaStatus"] == UNREACHABLE else r["ReplicaStatus"]}
+              for r in desc.get("Replicas") or ())]

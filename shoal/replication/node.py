@@ -23,7 +23,20 @@ loop, so that a region's own writes never wait for a peer:
    time, which is how a transaction's writes stay together), and move it.
 
 A peer that does not answer is left alone for ``BACKOFF_S`` (doubled to
-``MAX_BACKOFF_S``) while the others go on.
+``MAX_BACKOFF_S``) while the others go on.  One that has failed for
+``UNREACHABLE_S`` is shown ``REGION_DISABLED`` in this region's DescribeTable
+(with ReplicaInaccessibleDateTime, when it first failed), and ACTIVE again
+once it answers; a peer with nothing to receive is pinged every ``PROBE_S``
+so that both happen without writes.
+
+Metrics (with ``--metrics on``), in the sending region's CloudWatch, each
+with the dimensions TableName and ReceivingRegion as DynamoDB has them:
+``ReplicationLatency`` (milliseconds from a write's time to the peer's
+durable answer, one value per record sent) and ``PendingReplicationCount``
+(this region's writes of the table the peer does not have yet, sampled
+every ``PENDING_EVERY_S``).  They are written straight to the metric store
+in the thread's own transactions (``shoal.metrics.store.write_points``), not
+through the request recorder, which belongs to the event loop.
 """
 
 from __future__ import annotations
@@ -64,6 +77,10 @@ MAX_BACKOFF_S = 5.0
 IDLE_S = 0.1
 TIMEOUT_S = 10.0
 PRUNE_EVERY_S = 60.0  # between rounds of tombstone pruning
+UNREACHABLE_S = 1.0  # failing this long, a peer is shown REGION_DISABLED
+PROBE_S = 1.0  # a peer not heard from for this long is pinged
+PENDING_EVERY_S = 5.0  # between samples of PendingReplicationCount
+PENDING_SCAN = 100_000  # change records counted per sample and cursor, at most
 LEASE_KEY = b"repl/lease"
 LEASE_S = 5.0
 _LEASE = struct.Struct(">16sd")
@@ -87,6 +104,11 @@ def parse_peers(text: str) -> dict[str, str]:
             raise ValueError(f"expected REGION=http(s)://HOST:PORT, not {part!r}")
         peers[region] = url.rstrip("/")
     return peers
+
+
+def parse_paused(text: str) -> frozenset[str]:
+    """``r1,r2`` (SHOAL_PEER_PAUSE, or --peer-pause given several times)."""
+    return frozenset(part.strip() for part in text.split(",") if part.strip())
 
 
 def read_credentials(path: str) -> tuple[str, str]:
@@ -113,8 +135,14 @@ class PeerClient:
         self._connection = None
         self.failures = 0
         self.retry_at = 0.0
+        self.paused = False  # --peer-pause: every call fails, as if the network were cut
+        self.down_since: float | None = None  # wall time of the first failure in a row
+        self.marked: bool | None = None  # shown REGION_DISABLED here; None: not known since start
+        self.heard_at = 0.0  # monotonic time of the last answer
 
     def call(self, operation: str, payload: dict) -> dict:
+        if self.paused:
+            raise PeerError(f"{self.region}: paused (--peer-pause)")
         body = orjson.dumps(payload)
         headers = {"Content-Type": "application/x-amz-json-1.0", "X-Amz-Target": TARGET_PREFIX + operation}
         if self.credentials is not None:
@@ -135,6 +163,7 @@ class PeerClient:
                 raise PeerError(f"{self.region}: {exc}") from None
             if response.status != 200:
                 raise PeerError(f"{self.region} answered {response.status}: {data[:300]!r}")
+            self.heard_at = time.monotonic()
             return orjson.loads(data) if data else {}
         raise PeerError(f"{self.region}: no answer")
 
@@ -168,7 +197,7 @@ class Replicator:
     """The replication thread of one worker (active while it holds the lease)."""
 
     def __init__(self, engine, catalog, settings: control.Settings, credentials: tuple[str, str] | None = None,
-                 clock=time.time) -> None:
+                 clock=time.time, metrics: bool = False) -> None:
         self.engine = engine
         self.catalog = catalog
         self.settings = settings
@@ -176,6 +205,11 @@ class Replicator:
         self.clock = clock
         self.peers = {region: PeerClient(region, url, settings.region, credentials)
                       for region, url in settings.peers.items()}
+        for region in settings.paused & self.peers.keys():
+            self.peers[region].paused = True
+        self.metrics = metrics
+        self._next_pending = 0.0
+        self._pending_shown: set[str] = set()  # cursors whose last PendingReplicationCount was not 0
         self._owner = os.urandom(16)
         self._next_prune = 0.0
         self._stop = threading.Event()
@@ -236,6 +270,10 @@ class Replicator:
         busy = self._index()
         busy = self._tasks() or busy
         busy = self._send() or busy
+        self._probe()
+        if self.metrics and time.monotonic() >= self._next_pending:
+            self._next_pending = time.monotonic() + PENDING_EVERY_S
+            self._sample_pending()
         if time.monotonic() >= self._next_prune:
             self._next_prune = time.monotonic() + PRUNE_EVERY_S
             with self.engine.write() as txn:
@@ -263,10 +301,122 @@ class Replicator:
         peer.retry_at = time.monotonic() + delay
         if peer.failures in (1, 10) or peer.failures % 100 == 0:
             log.warning("replication to %s failed (%d in a row): %s", peer.region, peer.failures, exc)
+        now = time.time()
+        if peer.down_since is None:
+            peer.down_since = now
+        if peer.marked is not True and now - peer.down_since >= UNREACHABLE_S:
+            self._show_reachable(peer.region, peer.down_since)
+            peer.marked = True
 
     def _succeeded(self, peer: PeerClient) -> None:
         peer.failures = 0
         peer.retry_at = 0.0
+        peer.down_since = None
+        if peer.marked is not False:
+            self._show_reachable(peer.region, None)
+            peer.marked = False
+
+    def _show_reachable(self, region: str, down_since: float | None) -> None:
+        """Show ``region``'s replicas REGION_DISABLED (unreachable since
+        ``down_since``) or, with None, ACTIVE again, in every global table here."""
+        from shoal.api.catalog import update_description
+
+        def change(desc: dict) -> None:
+            for entry in desc.get("Replicas") or ():
+                if entry["RegionName"] != region:
+                    continue
+                if down_since is not None and entry["ReplicaStatus"] == "ACTIVE":
+                    entry["ReplicaStatus"] = control.UNREACHABLE
+                    entry["ReplicaStatusDescription"] = f"Region {region} has not answered since " + time.strftime(
+                        "%Y-%m-%dT%H:%M:%SZ", time.gmtime(down_since))
+                    entry["ReplicaInaccessibleDateTime"] = round(down_since, 3)
+                elif down_since is None and entry["ReplicaStatus"] == control.UNREACHABLE:
+                    entry["ReplicaStatus"] = "ACTIVE"
+                    entry.pop("ReplicaStatusDescription", None)
+                    entry.pop("ReplicaInaccessibleDateTime", None)
+
+        wanted = "ACTIVE" if down_since is not None else control.UNREACHABLE
+        with self.engine.write() as txn:
+            for table in replica_apply.global_tables(txn, self.catalog).values():
+                if any(r["RegionName"] == region and r["ReplicaStatus"] == wanted
+                       for r in table.description.get("Replicas") or ()):
+                    update_description(txn, self.region, table.name, table.table_id, change, self.catalog.keys)
+
+    def _probe(self) -> None:
+        """Ping each peer that replicates a table of ours and has not been
+        heard from for ``PROBE_S``, so that its reachability is known
+        without writes to send."""
+        now = time.monotonic()
+        waiting = [p for p in self.peers.values() if now - p.heard_at >= PROBE_S and p.retry_at <= now]
+        if not waiting:
+            return
+        with self.engine.read() as txn:
+            names = {}
+            for name in consumers(txn):
+                if name.startswith("replica/"):
+                    region, table_id = name[len("replica/"):].rsplit("/", 1)
+                    names.setdefault(region, table_id)
+            tables = replica_apply.global_tables(txn, self.catalog) if names else {}
+        for peer in waiting:
+            table = tables.get(names.get(peer.region))
+            if table is None:
+                continue
+            try:
+                peer.call("Ping", {"TableName": table.name, "SourceRegion": self.region})
+            except control_errors() as exc:
+                self._failed(peer, exc)
+                continue
+            self._succeeded(peer)
+
+    # -- metrics --------------------------------------------------------------------------
+
+    def _record(self, metric: str, table: str, peer: str, unit: str, values: list) -> None:
+        from shoal.metrics.dynamodb import NAMESPACE
+        from shoal.metrics.stats import Stats
+        from shoal.metrics.store import write_points
+
+        stats = Stats()
+        stats.add_values([float(v) for v in values])
+        series = (self.region, NAMESPACE, metric, (("ReceivingRegion", peer), ("TableName", table)))
+        start = int(self.clock() // 60) * 60
+        with self.engine.write() as txn:
+            write_points(txn, {(series, unit, start): stats})
+
+    def _sample_pending(self) -> None:
+        """PendingReplicationCount of every (peer, table) cursor: this
+        region's writes of the table past it (counted over at most
+        ``PENDING_SCAN`` records; beyond, every later record is counted)."""
+        own = self.region + ":"
+        samples = []
+        with self.engine.read() as txn:
+            head = head_position(txn)
+            tables = replica_apply.global_tables(txn, self.catalog)
+            for name, (cursor, _) in consumers(txn).items():
+                if not name.startswith("replica/"):
+                    continue
+                peer, table_id = name[len("replica/"):].rsplit("/", 1)
+                table = tables.get(table_id)
+                if table is None:
+                    continue
+                count, seen, last = 0, 0, cursor
+                for seq, record_table, value in read_raw_changes(txn, cursor):
+                    if seen >= PENDING_SCAN:
+                        count += head - last
+                        break
+                    seen, last = seen + 1, seq
+                    if record_table != table_id:
+                        continue
+                    record = decode_change(value)[1]
+                    if not is_table_change(record) and "originSeq" not in record and record["origin"].startswith(own):
+                        count += 1
+                if count or name in self._pending_shown:  # a zero once, after a backlog: it is gone
+                    samples.append((name, table.name, peer, count))
+        for name, table_name, peer, count in samples:
+            self._record("PendingReplicationCount", table_name, peer, "Count", [count])
+            if count:
+                self._pending_shown.add(name)
+            else:
+                self._pending_shown.discard(name)
 
     def _tasks(self) -> bool:
         with self.engine.read() as txn:
@@ -394,12 +544,14 @@ class Replicator:
             peer = self._available(peer_region)
             if peer is None:
                 continue
+            heard = peer.heard_at
             try:
                 busy = self._send_batch(peer, table_id, name) or busy
             except control_errors() as exc:
                 self._failed(peer, exc)
                 continue
-            self._succeeded(peer)
+            if peer.heard_at != heard:  # a batch went (a held cursor sends nothing)
+                self._succeeded(peer)
         return busy
 
     def _send_batch(self, peer: PeerClient, table_id: str, consumer: str) -> bool:
@@ -421,6 +573,10 @@ class Replicator:
             records, last, more = self._pending(txn, table_id, cursor, versions_cursor)
         if records:
             peer.call("ApplyChanges", {"TableName": table.name, "SourceRegion": self.region, "Records": records})
+            if self.metrics:  # the peer has them durably now
+                now_ms = self.clock() * 1000
+                self._record("ReplicationLatency", table.name, peer.region, "Milliseconds",
+                             [max(0.0, now_ms - r["time"]) for r in records])
         if last != cursor:
             with self.engine.write() as txn:
                 if consumer_cursor(txn, consumer) is not None:  # not dropped meanwhile

@@ -8,6 +8,12 @@ prefix, ``X-Amz-Target: ShoalReplication_20261206.<Op>``:
     CreateReplica  {TableName, SourceRegion, Request: <CreateTable request>, Replicas, TimeToLive}
     SyncReplicas   {TableName, SourceRegion, Replicas: [{RegionName, ReplicaStatus}]}
     DeleteReplica  {TableName, SourceRegion}
+    Ping           {TableName, SourceRegion}: answers {} (how a sender with
+                   nothing to send learns that a peer is reachable again)
+
+A request whose SourceRegion is paused here (``--peer-pause``) is refused
+with HTTP 503, ``PeerPausedException``, as a cut network would leave it
+unanswered.
 
 Each write runs as one job of the group committer, answered once durable, so
 a sender moves its cursor only past what the receiver has on disk.  With auth
@@ -36,6 +42,13 @@ from shoal.replication import control, versions
 TARGET_PREFIX = "ShoalReplication_20261206."
 ACTION = "shoal:Replicate"
 _SCREENED = ("DynamoDB_20120810.", "DynamoDBStreams_20120810.")
+
+
+class PeerPausedException(ShoalError):
+    """A peer's request refused because ``--peer-pause`` cuts that peer off."""
+
+    type_name = "PeerPausedException"
+    status = 503
 
 
 def wrong_region(scope_region: str) -> InvalidSignatureException:
@@ -69,12 +82,17 @@ class ReplicationService:
     def handle(self, request, request_id: str, operation: str):
         handler = _OPERATIONS.get(operation)
         try:
-            if handler is None:
+            if operation not in _OPERATIONS:
                 raise UnknownOperationException()
             data = orjson.loads(request.body) if request.body else None
             if not isinstance(data, dict) or not isinstance(data.get("TableName"), str):
                 raise SerializationException()
+            source = data.get("SourceRegion")
+            if source in self.settings.paused:
+                raise PeerPausedException(f"Replication with {source} is paused here (--peer-pause)")
             self._authorize(request, request_id, data["TableName"])
+            if operation == "Ping":  # nothing to write: no group commit to wait for
+                return self._ok(request_id, b"{}")
         except orjson.JSONDecodeError:
             return self._error(request_id, SerializationException())
         except ShoalError as exc:
@@ -205,7 +223,12 @@ def sync_replicas(ctx, data: dict) -> dict:
                     desc["TableStatus"] = "ACTIVE"
                 return
             kept = {r["RegionName"]: r for r in desc.get("Replicas") or ()}
-            desc["Replicas"] = [{**kept.get(r["RegionName"], {}), **r} for r in others]
+            # An ACTIVE replica this region cannot reach stays REGION_DISABLED: reachability is
+            # this region's own view (the replication thread sets it back once the peer answers).
+            desc["Replicas"] = [
+                {**kept[r["RegionName"]]} if r["ReplicaStatus"] == "ACTIVE"
+                and kept.get(r["RegionName"], {}).get("ReplicaStatus") == control.UNREACHABLE
+                else {**kept.get(r["RegionName"], {}), **r} for r in others]
             for entry in desc["Replicas"]:
                 if entry["ReplicaStatus"] != "CREATING":
                     entry.pop("ReplicaStatusPercentProgress", None)
@@ -260,4 +283,5 @@ _OPERATIONS = {
     "CreateReplica": create_replica,
     "SyncReplicas": sync_replicas,
     "DeleteReplica": delete_replica,
+    "Ping": None,  # answered in ``handle``
 }

@@ -3,6 +3,8 @@ wins, what a region sends, ReplicaUpdates' rules, the peer list."""
 
 from __future__ import annotations
 
+import time
+
 import orjson
 import pytest
 
@@ -320,3 +322,163 @@ def test_the_wrong_region_refusal_is_dynamodbs_signature_error():
     error = wrong_region("eu-west-1")
     assert (error.type_name, error.status, error.message) == (
         "InvalidSignatureException", 400, "Credential should be scoped to a valid region, not 'eu-west-1'. ")
+
+
+# ---------------------------------------------------------------- unreachable peers and metrics
+
+
+class _FixedClock:
+    def __init__(self, now: float) -> None:
+        self.now = now
+
+    def __call__(self) -> float:
+        return self.now
+
+
+class _Peer:
+    """A real HTTP server standing for a peer region: answers 200 {} and keeps the targets it got."""
+
+    def __init__(self) -> None:
+        import http.server
+        import threading
+
+        targets = self.targets = []
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def do_POST(self):
+                self.rfile.read(int(self.headers["Content-Length"]))
+                targets.append(self.headers["X-Amz-Target"])
+                self.send_response(200)
+                self.send_header("Content-Length", "2")
+                self.end_headers()
+                self.wfile.write(b"{}")
+
+            def log_message(self, *args):
+                pass
+
+        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+
+def _metric(engine, metric: str, table="events", receiving=PEER):
+    """(count, sum, min, max) of a metric recorded in HOME, or None."""
+    from shoal.metrics.store import lookup, total
+
+    series = (HOME, "AWS/DynamoDB", metric, (("ReceivingRegion", receiving), ("TableName", table)))
+    with engine.read() as txn:
+        info = lookup(txn, series)
+        stats = total(txn, info.series_id) if info is not None else None
+    return None if stats is None else (stats.count, stats.sum, stats.min, stats.max)
+
+
+def _replica(ctx, region=PEER) -> dict:
+    with ctx.engine.read() as txn:
+        desc = ctx.catalog.get(txn, HOME, "events").description
+    return next(r for r in desc["Replicas"] if r["RegionName"] == region)
+
+
+def test_a_paused_peer_is_shown_region_disabled_and_its_backlog_counted(engine, monkeypatch):
+    """--peer-pause: nothing is sent; after UNREACHABLE_S the replica is
+    REGION_DISABLED with the time it was first found unreachable, and
+    PendingReplicationCount counts this region's writes it lacks."""
+    clock = _FixedClock(1_800_000_000.0)
+    control.configure(engine, control.Settings(HOME, {PEER: "http://127.0.0.1:1"}))
+    ctx = Context(HOME, DEFAULT_ACCOUNT, engine, Catalog(engine), now=clock)
+    try:
+        _global(ctx)
+        _activate(ctx)
+        for pk in ("a", "b"):
+            items.put_item(ctx, {"TableName": "events", "Item": {"pk": {"S": pk}, "kind": {"S": "k"}}})
+        monkeypatch.setattr(node, "UNREACHABLE_S", 0.0)
+        sender = node.Replicator(engine, ctx.catalog, control.Settings(HOME, {PEER: "http://127.0.0.1:1"}, {PEER}),
+                                 clock=clock, metrics=True)
+        assert sender.peers[PEER].paused
+        with pytest.raises(node.PeerError) as caught:
+            sender.peers[PEER].call("Ping", {"TableName": "events", "SourceRegion": HOME})
+        assert str(caught.value) == f"{PEER}: paused (--peer-pause)"
+        before = time.time()
+        sender.run_once()
+        replica = _replica(ctx)
+        assert replica["ReplicaStatus"] == "REGION_DISABLED"
+        assert before - 1 <= replica["ReplicaInaccessibleDateTime"] <= time.time()
+        assert replica["ReplicaStatusDescription"].startswith(f"Region {PEER} has not answered since ")
+        assert _metric(engine, "PendingReplicationCount") == (1.0, 2.0, 2.0, 2.0)
+        assert _metric(engine, "ReplicationLatency") is None
+        # what a sync from the coordinator says (ACTIVE) does not hide what this region sees
+        from shoal.replication.protocol import sync_replicas
+
+        sync_replicas(ctx, {"TableName": "events", "SourceRegion": PEER,
+                            "Replicas": [{"RegionName": PEER, "ReplicaStatus": "ACTIVE"},
+                                         {"RegionName": HOME, "ReplicaStatus": "ACTIVE"}]})
+        assert _replica(ctx)["ReplicaStatus"] == "REGION_DISABLED"
+        # and the replica set it sends says ACTIVE: reachability is not membership
+        with engine.read() as txn:
+            desc = ctx.catalog.get(txn, HOME, "events").description
+        assert control.replica_set(desc, HOME) == [{"RegionName": HOME, "ReplicaStatus": "ACTIVE"},
+                                                   {"RegionName": PEER, "ReplicaStatus": "ACTIVE"}]
+    finally:
+        control.unconfigure(engine)
+
+
+def test_a_peer_back_is_active_again_and_the_latency_is_recorded(engine, monkeypatch):
+    """The peer answers again: its writes go, ReplicationLatency gets one
+    value per record (the time from the write to the peer's answer), the
+    replica is ACTIVE without the inaccessible fields, and the backlog falls to 0."""
+    clock = _FixedClock(1_800_000_000.0)
+    peer = _Peer()
+    control.configure(engine, control.Settings(HOME, {PEER: peer.url}))
+    ctx = Context(HOME, DEFAULT_ACCOUNT, engine, Catalog(engine), now=clock)
+    try:
+        table = _global(ctx)
+        _activate(ctx)
+        with engine.write() as txn:  # the copy is made: changes go
+            txn.delete("meta", replica_apply.hold_key(PEER, table.table_id))
+        items.put_item(ctx, {"TableName": "events", "Item": {"pk": {"S": "a"}, "kind": {"S": "k"}}})
+        monkeypatch.setattr(node, "UNREACHABLE_S", 0.0)
+        paused = node.Replicator(engine, ctx.catalog, control.Settings(HOME, {PEER: peer.url}, {PEER}),
+                                 clock=clock, metrics=True)
+        paused.run_once()
+        assert _replica(ctx)["ReplicaStatus"] == "REGION_DISABLED" and peer.targets == []
+        clock.now += 2.5
+        sender = node.Replicator(engine, ctx.catalog, control.Settings(HOME, {PEER: peer.url}), clock=clock,
+                                 metrics=True)
+        sender._pending_shown = set(paused._pending_shown)  # the same thread, healed
+        sender.run_once()
+        assert "ShoalReplication_20261206.ApplyChanges" in peer.targets
+        assert _metric(engine, "ReplicationLatency") == (1.0, 2500.0, 2500.0, 2500.0)
+        replica = _replica(ctx)
+        assert replica["ReplicaStatus"] == "ACTIVE"
+        assert "ReplicaInaccessibleDateTime" not in replica and "ReplicaStatusDescription" not in replica
+        assert _metric(engine, "PendingReplicationCount") == (2.0, 1.0, 0.0, 1.0)
+    finally:
+        control.unconfigure(engine)
+        peer.close()
+
+
+def test_an_idle_peer_is_pinged(engine):
+    peer = _Peer()
+    control.configure(engine, control.Settings(HOME, {PEER: peer.url}))
+    ctx = Context(HOME, DEFAULT_ACCOUNT, engine, Catalog(engine))
+    try:
+        _global(ctx)
+        _activate(ctx)
+        sender = node.Replicator(engine, ctx.catalog, control.Settings(HOME, {PEER: peer.url}))
+        sender._probe()
+        assert peer.targets == ["ShoalReplication_20261206.Ping"]
+        sender._probe()  # heard from just now
+        assert peer.targets == ["ShoalReplication_20261206.Ping"]
+    finally:
+        control.unconfigure(engine)
+        peer.close()
+
+
+def test_peer_pause_is_repeatable_and_comes_from_its_variable(monkeypatch):
+    monkeypatch.setenv("SHOAL_PEER_PAUSE", "a,b")
+    assert node.parse_paused(cli.build_parser().parse_args(["serve"]).peer_pause) == {"a", "b"}
+    args = cli.build_parser().parse_args(["serve", "--peer-pause", "c", "--peer-pause", "d"])
+    assert node.parse_paused(args.peer_pause) == {"c", "d"}
