@@ -54,7 +54,17 @@ from shoal.metrics.errors import (
 )
 from shoal.metrics.math import ARITHMETIC_ERROR, MathError, Series, evaluate_queries
 from shoal.metrics.stats import DeferredStats, Stats
-from shoal.metrics.store import LEVELS, Writer, iter_series, lookup, namespace_range, read_stored, series_key
+from shoal.metrics.store import (
+    HOUR,
+    LEVELS,
+    Writer,
+    iter_series,
+    lookup,
+    namespace_range,
+    read_hours,
+    read_level,
+    series_key,
+)
 
 TARGET_PREFIX = "GraniteServiceVersion20100801."
 STATISTICS = ("SampleCount", "Average", "Sum", "Minimum", "Maximum")
@@ -176,17 +186,43 @@ def aggregate(txn, series_id: int, start: int, end: float, period: int) -> dict[
     """The series' statistics per period of ``period`` seconds from ``start``
     (inclusive) to ``end`` (exclusive): {period start: Stats}.  Histograms are
     decoded only if a percentile is read (``DeferredStats``): most reads ask
-    Sum, Average or Maximum, and the histograms are most of the bytes."""
+    Sum, Average or Maximum, and the histograms are most of the bytes.  An
+    hour that lies whole in one period and in the window is read from its
+    total (``shoal.metrics.store``) rather than from its minutes when it has
+    one: a week of hourly periods aligned to the hour reads 168 values a
+    series, not 10,080."""
     out: dict[int, DeferredStats] = {}
     stop = math.ceil(end)
-    for at, _level, raw in read_stored(txn, series_id, start, stop):
-        if at >= end:
-            continue
+
+    def add(at: int, raw) -> None:
         bucket = start + (at - start) // period * period
         stats = out.get(bucket)
         if stats is None:
             stats = out[bucket] = DeferredStats()
         stats.add_stored(raw)
+
+    minutes = [(start, stop)]  # the ranges of minutes to read one by one
+    if period >= HOUR:
+        minutes = []
+        at = start
+        for hour, raw in read_hours(txn, series_id, start, stop):
+            bucket = start + (hour - start) // period * period
+            if hour + HOUR > min(bucket + period, end):
+                continue  # across two periods, or past the window's end: its minutes are read
+            if at < hour:
+                minutes.append((at, hour))
+            add(hour, raw)
+            at = hour + HOUR
+        if at < stop:
+            minutes.append((at, stop))
+    for low, high in minutes:
+        for at, raw in read_level(txn, series_id, 0, low, high):
+            if at < end:
+                add(at, raw)
+    for level in range(1, len(LEVELS)):
+        for at, raw in read_level(txn, series_id, level, start, stop):
+            if at < end:
+                add(at, raw)
     return out
 
 

@@ -2,7 +2,9 @@
 
 One-minute periods older than 15 days are merged into their five-minute
 period, five-minute periods older than 63 days into their hour, and hours
-older than 455 days are deleted (``shoal.metrics.store.LEVELS``).  A datum
+older than 455 days are deleted (``shoal.metrics.store.LEVELS``); an hour's
+total of minutes (``metrics/h/``) is deleted with the first minute moved out
+of it, as a total must hold all of its hour's minutes or not be.  A datum
 moves in the transaction that deletes it where it was, so reads never see it
 twice or miss it.  The background job ``RollUp`` walks the series in key
 order, a bounded number of periods per round, its position kept in ``meta``
@@ -19,12 +21,14 @@ from typing import Callable
 
 from shoal.metrics.stats import Stats
 from shoal.metrics.store import (
+    HOUR,
     LEVELS,
     SERIES_PREFIX,
     TOTAL_PREFIX,
     data_key,
     data_range,
     decode_data_key,
+    hour_key,
     iter_series,
     series_key,
 )
@@ -51,6 +55,9 @@ def roll_up_series(txn, series_id: int, now: float, budget: int) -> int:
             continue
         coarser = LEVELS[level + 1][0] if level + 1 < len(LEVELS) else None
         merged: dict[int, Stats] = {}
+        if level == 0:
+            for start in {decode_data_key(key)[2] // HOUR * HOUR for key, _ in doomed}:
+                txn.delete("meta", hour_key(series_id, start))
         for key, raw in doomed:
             txn.delete("meta", key)
             if coarser is not None:

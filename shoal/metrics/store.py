@@ -8,6 +8,7 @@ name.  Everything lives in the ``meta`` space under ``metrics/``::
     metrics/next                                                       -> the next series id (u32)
     metrics/d/<id u32><level u8><period start, epoch s u32>            -> Stats (shoal.metrics.stats)
     metrics/t/<id u32>                                                 -> Stats of the series' whole life (Prometheus)
+    metrics/h/<id u32><hour start, epoch s u32>                        -> Stats of the hour's 1-minute periods
 
 Each text part of a series key is UTF-8 with ``\\0`` escaped as ``\\0\\xff``
 and ends with ``\\0\\x01``, so the series of one region and namespace are one
@@ -19,6 +20,16 @@ a time: the roll-up (``shoal.metrics.retention``) moves minutes older than 15
 days into their five minutes, and those older than 63 days into their hour,
 deleting what it moved in the same transaction, so a read adds every level
 without counting anything twice.
+
+An hour's total (``metrics/h/``) is a summary of level 0, not a level: when
+it exists it is the merge of every 1-minute period of that hour, so a read
+of periods of an hour or more takes a whole hour from it rather than from
+sixty minutes (CloudWatch, too, answers faster when StartTime and EndTime
+are aligned to the period and the hour).  The writer adds a minute to its
+hour in the same transaction; it creates an hour's total only when none of
+the hour's minutes is stored yet, and the roll-up deletes the total of any
+hour it takes minutes from, so an hour cut by the roll-up, or written before
+hourly totals existed, has no total and is read by its minutes.
 """
 
 from __future__ import annotations
@@ -33,6 +44,8 @@ SERIES_PREFIX = b"metrics/series/"
 NEXT_KEY = b"metrics/next"
 DATA_PREFIX = b"metrics/d/"
 TOTAL_PREFIX = b"metrics/t/"
+HOUR_PREFIX = b"metrics/h/"
+HOUR = 3600
 
 #: (period in seconds, how long data stays at this resolution) per level:
 #: CloudWatch's retention (1 minute for 15 days, 5 minutes for 63, 1 hour for 455).
@@ -41,6 +54,7 @@ LEVELS = ((60, 15 * 86400), (300, 63 * 86400), (3600, 455 * 86400))
 _U32 = struct.Struct(">I")
 _SERIES_VALUE = struct.Struct(">II")
 _DATA_SUFFIX = struct.Struct(">IBI")
+_HOUR_SUFFIX = struct.Struct(">II")
 _END = b"\0\x01"
 
 Series = tuple  # (region, namespace, name, ((dimension name, value), ...))
@@ -80,6 +94,10 @@ def data_range(series_id: int, level: int, start: int = 0, stop: int = 2**32 - 1
     """The keys of the series' periods at ``level`` starting in [start, stop) (clamped to what a key holds)."""
     low, high = min(max(0, int(start)), 2**32 - 1), min(max(0, int(stop)), 2**32 - 1)
     return data_key(series_id, level, low), data_key(series_id, level, high)
+
+
+def hour_key(series_id: int, hour: int) -> bytes:
+    return HOUR_PREFIX + _HOUR_SUFFIX.pack(series_id, hour)
 
 
 def decode_data_key(key) -> tuple[int, int, int]:
@@ -149,6 +167,8 @@ class Writer:
         (epoch seconds, a multiple of the level's period), and into its
         lifetime total unless ``total`` is false."""
         info = self.info(series, unit, start // 60)
+        if level == 0:
+            self._add_to_hour(info.series_id, start, stats)
         key = data_key(info.series_id, level, start)
         old = self.txn.get("meta", key)
         merged = Stats.decode(old).merge(stats) if old is not None else stats
@@ -158,6 +178,21 @@ class Writer:
             old = self.txn.get("meta", total_key)
             merged = Stats.decode(old).merge(stats) if old is not None else stats.copy()
             self.txn.put("meta", total_key, merged.encode())
+
+    def _add_to_hour(self, series_id: int, start: int, stats: Stats) -> None:
+        """Merge a minute's ``stats`` into its hour's total (before the
+        minute itself is written: a new total only for an hour with no
+        minute stored yet)."""
+        hour = start - start % HOUR
+        key = hour_key(series_id, hour)
+        old = self.txn.get("meta", key)
+        if old is None:
+            low, high = data_range(series_id, 0, hour, hour + HOUR)
+            if next(iter(self.txn.scan("meta", low, high)), None) is not None:
+                return  # the hour's other minutes are in no total: it is read by its minutes
+            self.txn.put("meta", key, stats.encode())
+            return
+        self.txn.put("meta", key, Stats.decode(old).merge(stats).encode())
 
     def finish(self) -> None:
         """Store the catalog entries this writer changed."""
@@ -186,11 +221,25 @@ def read_periods(txn, series_id: int, start: int, end: int) -> Iterator[tuple[in
 def read_stored(txn, series_id: int, start: int, end: int) -> Iterator[tuple[int, int, bytes]]:
     """As ``read_periods``, with each period's stored form undecoded (for
     ``shoal.metrics.stats.DeferredStats``)."""
-    offset = len(DATA_PREFIX) + 5  # the period start, after the series id and level
     for level in range(len(LEVELS)):
-        low, high = data_range(series_id, level, start, end)
-        for key, raw in txn.scan("meta", low, high):
-            yield _U32.unpack_from(key, offset)[0], level, raw
+        for at, raw in read_level(txn, series_id, level, start, end):
+            yield at, level, raw
+
+
+def read_level(txn, series_id: int, level: int, start: int, end: int) -> Iterator[tuple[int, bytes]]:
+    """(period start, stored form) of the series' periods at ``level`` that start in [start, end)."""
+    offset = len(DATA_PREFIX) + 5  # the period start, after the series id and level
+    low, high = data_range(series_id, level, start, end)
+    for key, raw in txn.scan("meta", low, high):
+        yield _U32.unpack_from(key, offset)[0], raw
+
+
+def read_hours(txn, series_id: int, start: int, end: int) -> Iterator[tuple[int, bytes]]:
+    """(hour start, stored form) of the hour totals that exist for hours starting in [start, end)."""
+    clamp = lambda at: min(max(0, int(at)), 2**32 - 1)  # noqa: E731
+    offset = len(HOUR_PREFIX) + 4
+    for key, raw in txn.scan("meta", hour_key(series_id, clamp(start)), hour_key(series_id, clamp(end))):
+        yield _U32.unpack_from(key, offset)[0], raw
 
 
 def latest(txn, series_id: int) -> tuple[int, Stats] | None:

@@ -23,12 +23,15 @@ from shoal.metrics.recorder import Entries, Recorder
 from shoal.metrics.retention import RollUp, roll_up_series
 from shoal.metrics.stats import RELATIVE_ACCURACY, DeferredStats, Stats
 from shoal.metrics.store import (
+    HOUR,
     LEVELS,
     Writer,
     decode_series_key,
+    hour_key,
     iter_series,
     lookup,
     namespace_range,
+    read_hours,
     read_periods,
     series_key,
     write_points,
@@ -176,6 +179,83 @@ def test_roll_up_moves_old_minutes_to_coarser_periods_and_prunes_the_oldest():
     with engine.read() as txn:
         assert lookup(txn, LATENCY) is None
         assert not any(True for _ in txn.scan("meta", b"metrics/d/", b"metrics/d0"))
+
+
+def by_minutes(txn, series_id, start, end, period):
+    """What ``aggregate`` answers, from every stored period decoded in full."""
+    out = {}
+    for at, _level, stats in read_periods(txn, series_id, start, math.ceil(end)):
+        if at < end:
+            bucket = start + (at - start) // period * period
+            out[bucket] = out[bucket].merge(stats) if bucket in out else stats
+    return out
+
+
+def hour_totals(engine):
+    with engine.read() as txn:
+        series_id = lookup(txn, LATENCY).series_id
+        return {hour: Stats.decode(raw) for hour, raw in read_hours(txn, series_id, 0, 2**32 - 1)}
+
+
+def write_minutes(engine, minutes, rng):
+    with engine.write() as txn:
+        writer = Writer(txn)
+        for minute in minutes:
+            writer.add(LATENCY, "Milliseconds", T0 + 60 * minute,
+                       Stats.of([float(rng.randint(1, 400)) for _ in range(rng.randint(1, 20))]))
+        writer.finish()
+
+
+def assert_reads_agree(engine, windows):
+    with engine.read() as txn:
+        series_id = lookup(txn, LATENCY).series_id
+        for start, end, period in windows:
+            expected = by_minutes(txn, series_id, start, end, period)
+            got = aggregate(txn, series_id, start, end, period)
+            assert got == expected and expected, (start, end, period)
+            assert [s.percentile(99) for s in got.values()] == [s.percentile(99) for s in expected.values()]
+
+
+def test_an_hours_total_is_the_merge_of_its_minutes_and_reads_take_whole_hours_from_it():
+    rng = random.Random(5)
+    engine = MemoryEngine()
+    write_minutes(engine, range(0, 150), rng)  # two and a half hours, in one transaction
+    write_minutes(engine, [3, 61, 149, 150, 200], rng)  # a second worker's flush: minutes written again
+    with engine.read() as txn:
+        series_id = lookup(txn, LATENCY).series_id
+        minutes = {at: stats for at, _, stats in read_periods(txn, series_id, 0, 2**32 - 1)}
+    totals = hour_totals(engine)
+    assert sorted(totals) == [T0 - T0 % HOUR + HOUR * i for i in range(4)]
+    for hour, total in totals.items():
+        merged = Stats()
+        for at in range(hour, hour + HOUR, 60):
+            if at in minutes:
+                merged.merge(minutes[at])
+        assert total == merged
+    first = T0 - T0 % HOUR
+    assert_reads_agree(engine, [(first, first + 4 * HOUR, HOUR),  # whole hours
+                                (first, T0 + 200 * 60 + 30, HOUR),  # the last hour cut by the end
+                                (first + 600, first + 4 * HOUR, HOUR),  # periods across hours: by minutes
+                                (first, first + 4 * HOUR, 2 * HOUR), (T0, T0 + 201 * 60, 60)])
+
+
+def test_the_roll_up_deletes_the_total_of_an_hour_it_cuts_and_no_write_makes_it_again():
+    rng = random.Random(6)
+    engine = MemoryEngine()
+    first = T0 - T0 % HOUR
+    write_minutes(engine, range((first - T0) // 60, (first - T0) // 60 + 180), rng)  # three whole hours
+    assert len(hour_totals(engine)) == 3
+    with engine.write() as txn:  # the minutes of the first 90 minutes are past 15 days
+        moved = roll_up_series(txn, lookup(txn, LATENCY).series_id, first + 90 * 60 + LEVELS[0][1], 1000)
+    assert moved == 90 and sorted(hour_totals(engine)) == [first + 2 * HOUR]
+    write_minutes(engine, [(first - T0) // 60 + 100], rng)  # into the cut hour: still read by minutes
+    assert sorted(hour_totals(engine)) == [first + 2 * HOUR]
+    assert_reads_agree(engine, [(first, first + 3 * HOUR, HOUR), (first, first + 3 * HOUR, 3 * HOUR)])
+    with engine.write() as txn:  # an hour with minutes and no total, as before totals existed
+        txn.delete("meta", hour_key(lookup(txn, LATENCY).series_id, first + 2 * HOUR))
+    write_minutes(engine, [(first - T0) // 60 + 130], rng)
+    assert hour_totals(engine) == {}
+    assert_reads_agree(engine, [(first, first + 3 * HOUR, HOUR)])
 
 
 def test_levels_are_cloudwatchs_retention():
