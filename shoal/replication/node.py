@@ -209,7 +209,9 @@ class Replicator:
             self.peers[region].paused = True
         self.metrics = metrics
         self._next_pending = 0.0
-        self._pending_shown: set[str] = set()  # cursors whose last PendingReplicationCount was not 0
+        # cursors whose last PendingReplicationCount was not 0; None until the first sample, which
+        # records every cursor's (a backlog a previous run left shown falls to 0)
+        self._pending_shown: set[str] | None = None
         self._owner = os.urandom(16)
         self._next_prune = 0.0
         self._stop = threading.Event()
@@ -409,8 +411,9 @@ class Replicator:
                     record = decode_change(value)[1]
                     if not is_table_change(record) and "originSeq" not in record and record["origin"].startswith(own):
                         count += 1
-                if count or name in self._pending_shown:  # a zero once, after a backlog: it is gone
+                if count or self._pending_shown is None or name in self._pending_shown:  # 0 once: it is gone
                     samples.append((name, table.name, peer, count))
+        self._pending_shown = self._pending_shown or set()
         for name, table_name, peer, count in samples:
             self._record("PendingReplicationCount", table_name, peer, "Count", [count])
             if count:

@@ -412,3 +412,150 @@ def test_with_auth_on_peer_requests_must_be_signed_by_an_allowed_identity(tmp_pa
             400, "ResourceNotFoundException", "Requested resource not found: Table: nothing not found")
     finally:
         server.stop()
+
+
+# ---------------------------------------------------------------- a partition (--peer-pause), metrics
+
+
+class Pair:
+    """Two regions that are each other's peers, metrics on; the first can
+    be restarted with ``--peer-pause`` for the second (a network cut)."""
+
+    def __init__(self, base) -> None:
+        self.base = base
+        self.regions = REGIONS[:2]
+        self.ports = [_free_port() for _ in self.regions]
+        self.procs: list[ShoalProcess | None] = [None, None]
+
+    def start(self, i: int, *extra: str) -> None:
+        other = 1 - i
+        self.procs[i] = ShoalProcess(os.path.join(self.base, f"pair{i}"), "--region", self.regions[i],
+                                     f"--peer={self.regions[other]}=http://127.0.0.1:{self.ports[other]}",
+                                     "--workers", "1", *extra, port=self.ports[i]).start()
+
+    def restart(self, i: int, *extra: str) -> None:
+        self.procs[i].stop()
+        self.start(i, *extra)
+
+    def client(self, i: int, service: str = "dynamodb"):
+        return make_client(self.procs[i].url, service, region=self.regions[i])
+
+    def stop(self) -> None:
+        for proc in self.procs:
+            if proc is not None:
+                proc.stop()
+
+
+@pytest.fixture(scope="module")
+def pair(tmp_path_factory):
+    two = Pair(str(tmp_path_factory.mktemp("pair")))
+    for i in range(2):
+        two.start(i)
+    yield two
+    two.stop()
+
+
+def _replica_status(client, name: str, region: str) -> dict:
+    table = client.describe_table(TableName=name)["Table"]
+    return next(r for r in table["Replicas"] if r["RegionName"] == region)
+
+
+def _wait_replica(client, name: str, region: str, status: str, timeout: float = 15.0) -> dict:
+    deadline = time.monotonic() + timeout
+    while True:
+        replica = _replica_status(client, name, region)
+        if replica["ReplicaStatus"] == status:
+            return replica
+        assert time.monotonic() < deadline, replica
+        time.sleep(0.2)
+
+
+def _statistics(cloudwatch, metric: str, name: str, receiving: str, unit: str) -> dict:
+    """Every datapoint of the last ten minutes, summed up (SampleCount, Maximum, Minimum)."""
+    now = time.time()
+    points = cloudwatch.get_metric_statistics(
+        Namespace="AWS/DynamoDB", MetricName=metric, StartTime=now - 600, EndTime=now + 60, Period=60,
+        Dimensions=[{"Name": "TableName", "Value": name}, {"Name": "ReceivingRegion", "Value": receiving}],
+        Statistics=["SampleCount", "Maximum", "Minimum"], Unit=unit)["Datapoints"]
+    if not points:
+        return {}
+    assert all(p["Unit"] == unit for p in points)
+    return {"SampleCount": sum(p["SampleCount"] for p in points), "Maximum": max(p["Maximum"] for p in points),
+            "Minimum": min(p["Minimum"] for p in points)}
+
+
+def _wait_statistics(cloudwatch, metric, name, receiving, unit, done, timeout: float = 15.0) -> dict:
+    deadline = time.monotonic() + timeout
+    while True:
+        stats = _statistics(cloudwatch, metric, name, receiving, unit)
+        if stats and done(stats):
+            return stats
+        assert time.monotonic() < deadline, stats
+        time.sleep(0.3)
+
+
+def _put(client, name: str, key: str, by: str) -> None:
+    client.put_item(TableName=name, Item={"pk": {"S": key}, "kind": {"S": "k"}, "by": {"S": by}})
+
+
+def test_a_partition_heals_with_convergence_and_is_seen_in_describe_table_and_the_metrics(pair):
+    name = "partitioned"
+    east, west = pair.client(0), pair.client(1)
+    _create(east, name)
+    east.update_table(TableName=name, ReplicaUpdates=[{"Create": {"RegionName": pair.regions[1]}}])
+    _wait_active(east, name)
+    _wait_active(west, name)
+    for n in range(5):
+        _put(east, name, f"before{n}", "east")
+    _converged(pair, name, indexes=(0, 1))
+    # one ReplicationLatency value per write sent, in the sender's region, by receiving region
+    latency = _wait_statistics(pair.client(0, "cloudwatch"), "ReplicationLatency", name, pair.regions[1],
+                               "Milliseconds", lambda s: s["SampleCount"] >= 5)
+    assert latency["SampleCount"] == 5 and 0 <= latency["Minimum"] <= latency["Maximum"] < 30_000
+    assert _statistics(pair.client(1, "cloudwatch"), "ReplicationLatency", name, pair.regions[0],
+                       "Milliseconds") == {}  # the west wrote nothing
+
+    pair.restart(0, f"--peer-pause={pair.regions[1]}")
+    east = pair.client(0)
+    cut_at = time.time()
+    for n in range(20):
+        _put(east, name, f"east{n}", "east")
+        _put(west, name, f"west{n}", "west")
+    _put(east, name, "both", "east")
+    time.sleep(0.01)
+    _put(west, name, "both", "west")  # the later write: it wins everywhere once healed
+    writes_done = time.time()
+    east_sees = _wait_replica(east, name, pair.regions[1], "REGION_DISABLED")
+    west_sees = _wait_replica(west, name, pair.regions[0], "REGION_DISABLED")
+    for seen in (east_sees, west_sees):
+        assert cut_at - 5 <= seen["ReplicaInaccessibleDateTime"].timestamp() <= time.time()
+    assert east_sees["ReplicaStatusDescription"].startswith(f"Region {pair.regions[1]} has not answered since ")
+    assert east.describe_table(TableName=name)["Table"]["TableStatus"] == "ACTIVE"
+    # nothing crossed: each side has its own writes only
+    assert {i["pk"]["S"] for i in _scan(east, name)} == {f"before{n}" for n in range(5)} | {
+        f"east{n}" for n in range(20)} | {"both"}
+    assert {i["pk"]["S"] for i in _scan(west, name)} == {f"before{n}" for n in range(5)} | {
+        f"west{n}" for n in range(20)} | {"both"}
+    # the east's 21 writes the west lacks (its fall to 0 once sent: tests/unit/test_replication.py)
+    _wait_statistics(pair.client(0, "cloudwatch"), "PendingReplicationCount", name, pair.regions[1], "Count",
+                     lambda s: s["Maximum"] == 21)
+
+    heal_at = time.time()
+    pair.restart(0)
+    east = pair.client(0)
+    items = _converged(pair, name, indexes=(0, 1))
+    assert [i["pk"]["S"] for i in items] == sorted(
+        ["both", *(f"before{n}" for n in range(5)), *(f"east{n}" for n in range(20)),
+         *(f"west{n}" for n in range(20))])
+    assert next(i for i in items if i["pk"]["S"] == "both")["by"] == {"S": "west"}
+    assert all(i["by"] == {"S": "east" if i["pk"]["S"].startswith(("east", "before")) else "west"} for i in items)
+    for client, region in ((east, pair.regions[1]), (west, pair.regions[0])):
+        replica = _wait_replica(client, name, region, "ACTIVE")
+        assert "ReplicaInaccessibleDateTime" not in replica and "ReplicaStatusDescription" not in replica
+        assert client.query(TableName=name, IndexName="by_kind", KeyConditionExpression="kind = :k",
+                            ExpressionAttributeValues={":k": {"S": "k"}}, Select="COUNT")["Count"] == 46
+    # the writes held back by the partition were sent once it healed, and waited at least as long
+    latency = _wait_statistics(pair.client(0, "cloudwatch"), "ReplicationLatency", name, pair.regions[1],
+                               "Milliseconds", lambda s: s["SampleCount"] >= 26)
+    assert latency["SampleCount"] == 26
+    assert latency["Maximum"] >= (heal_at - writes_done) * 1000
