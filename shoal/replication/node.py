@@ -209,6 +209,7 @@ class Replicator:
             self.peers[region].paused = True
         self.metrics = metrics
         self._next_pending = 0.0
+        self._next_probe = 0.0
         # cursors whose last PendingReplicationCount was not 0; None until the first sample, which
         # records every cursor's (a backlog a previous run left shown falls to 0)
         self._pending_shown: set[str] | None = None
@@ -349,6 +350,9 @@ class Replicator:
         heard from for ``PROBE_S``, so that its reachability is known
         without writes to send."""
         now = time.monotonic()
+        if now < self._next_probe:
+            return
+        self._next_probe = now + PROBE_S / 2
         waiting = [p for p in self.peers.values() if now - p.heard_at >= PROBE_S and p.retry_at <= now]
         if not waiting:
             return

@@ -343,6 +343,7 @@ def test_a_region_killed_mid_load_comes_back_and_converges(regions):
     time.sleep(1.0)
     regions.procs[1].kill()
     time.sleep(1.0)  # the others go on writing, and keep what region 1 has not had
+    _wait_replica(regions.client(0), name, REGIONS[1], "REGION_DISABLED")
     for writer in writers:
         writer.finish()
     assert writers[0].failed is None and writers[2].failed is None
@@ -351,6 +352,8 @@ def test_a_region_killed_mid_load_comes_back_and_converges(regions):
     _check_writer(items, writers[0])
     _check_writer(items, writers[2])
     _check_writer(items, writers[1], may_have_lost_in_flight=True)
+    for i in (0, 2):
+        _wait_replica(regions.client(i), name, REGIONS[1], "ACTIVE")
 
 
 def _error(call) -> tuple[str, str]:
