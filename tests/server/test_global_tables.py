@@ -534,6 +534,17 @@ def test_a_partition_heals_with_convergence_and_is_seen_in_describe_table_and_th
         assert cut_at - 5 <= seen["ReplicaInaccessibleDateTime"].timestamp() <= time.time()
     assert east_sees["ReplicaStatusDescription"].startswith(f"Region {pair.regions[1]} has not answered since ")
     assert east.describe_table(TableName=name)["Table"]["TableStatus"] == "ACTIVE"
+    # the paused side refuses its peer's requests as a cut network leaves them unanswered
+    request = urllib.request.Request(
+        pair.procs[0].url + "/", method="POST",
+        data=orjson.dumps({"TableName": name, "SourceRegion": pair.regions[1]}),
+        headers={"Content-Type": "application/x-amz-json-1.0", "X-Amz-Target": "ShoalReplication_20261206.Ping"})
+    with pytest.raises(urllib.error.HTTPError) as refused:
+        urllib.request.urlopen(request, timeout=10)
+    assert refused.value.code == 503
+    assert orjson.loads(refused.value.read()) == {
+        "__type": "com.amazonaws.dynamodb.v20120810#PeerPausedException",
+        "message": f"Replication with {pair.regions[1]} is paused here (--peer-pause)"}
     # nothing crossed: each side has its own writes only
     assert {i["pk"]["S"] for i in _scan(east, name)} == {f"before{n}" for n in range(5)} | {
         f"east{n}" for n in range(20)} | {"both"}
