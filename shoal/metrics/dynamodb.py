@@ -50,8 +50,11 @@ request that names no table counts ThrottledRequests by Operation only,
 as SystemErrors does); Shoal does not
 throttle yet, so they appear the day it does.  OnlineIndexThrottleEvents is
 never sent: a backfill is never throttled.  ReturnedBytes counts the bytes of
-GetRecords' answer.  Shoal has no global tables: no ReplicationLatency,
-PendingReplicationCount or ReceivingRegion.
+GetRecords' answer.  Global tables' ReplicationLatency (TableName,
+ReceivingRegion; milliseconds, one value per write sent) and
+PendingReplicationCount (the same dimensions; sampled every 5 s) are
+recorded by the sending region's replication thread (``shoal.replication.node``),
+straight into the store.
 
 Time to live deletions are counted from the change log, where the sweeper's
 deletions are the records with DynamoDB's service identity: ``TtlDeletions``
