@@ -783,7 +783,8 @@ def analysis(run: dict) -> list[str]:
         "What the reads cost: GetMetricData reads a stored period's 33-byte header and decodes its histogram "
         "only for a percentile; an hour lying whole in one period and in the window is read from its hourly "
         "total (`metrics/h/`), others minute by minute: the 7-day dashboard ending a minute after the newest "
-        "minute crosses every hour with its periods and reads 6 x 10,080 headers "
+        "minute crosses every hour with its periods and reads 6 x 10,080 minutes, the histograms only for its "
+        "two p99 queries "
         f"({_ms(measured['dashboard_7d']['cpu_ms'])} ms of server CPU a call)"
         + (f", ending at an hour 6 x 168 hourly totals ({_ms(measured['dashboard_7d_hours']['cpu_ms'])} ms)"
            if "dashboard_7d_hours" in measured else "") +
