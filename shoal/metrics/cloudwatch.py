@@ -198,8 +198,9 @@ def aggregate(txn, series_id: int, start: int, end: float, period: int) -> dict[
         bucket = start + (at - start) // period * period
         stats = out.get(bucket)
         if stats is None:
-            stats = out[bucket] = DeferredStats()
-        stats.add_stored(raw)
+            out[bucket] = DeferredStats.from_stored(raw)
+        else:
+            stats.add_stored(raw)
 
     minutes = [(start, stop)]  # the ranges of minutes to read one by one
     if period >= HOUR:

@@ -287,6 +287,22 @@ class DeferredStats(Stats):
         self._pending: list = []
         super().__init__()
 
+    @classmethod
+    def from_stored(cls, raw) -> "DeferredStats":
+        """A stored form's statistics, its histogram undecoded (``add_stored``
+        into an empty one, without the merging: a read of 1-minute periods
+        makes one of these per stored minute)."""
+        stats = cls.__new__(cls)
+        stats.count, stats.sum, stats.min, stats.max, flags = _HEADER.unpack_from(raw)
+        _ZEROS_SLOT.__set__(stats, 0)
+        if flags & _PERCENTILES:
+            _BUCKETS_SLOT.__set__(stats, {})
+            stats._pending = [raw if type(raw) is bytes else bytes(raw)]
+        else:
+            _BUCKETS_SLOT.__set__(stats, None)
+            stats._pending = []
+        return stats
+
     @property
     def buckets(self):
         if self._pending:

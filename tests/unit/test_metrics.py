@@ -105,6 +105,16 @@ def test_deferred_stats_read_the_header_and_decode_histograms_only_when_asked():
     assert deferred._pending == [] and deferred == full and deferred.zeros == 7
     deferred.add_stored(Stats.of([2.0]).encode())  # a period added after the first decode
     assert deferred == full.merge(Stats.of([2.0]))
+    for part in parts:
+        alone = DeferredStats.from_stored(part.encode())
+        assert (alone.count, alone.sum, alone.min, alone.max) == (part.count, part.sum, part.min, part.max)
+        assert alone == part and alone.percentile(90) == part.percentile(90)
+    spread = Stats()
+    spread.add_set(10, 55, 1, 10)
+    assert DeferredStats.from_stored(spread.encode()) == spread
+    merged = DeferredStats.from_stored(parts[0].encode())
+    merged.add_stored(parts[1].encode())
+    assert merged == parts[0].copy().merge(parts[1])
 
 
 def test_deferred_stats_without_percentiles_when_one_stored_period_has_none():
