@@ -33,7 +33,7 @@ from datetime import datetime, timedelta, timezone
 
 import cbor2
 
-from shoal.api.shapes import load_model, model_path
+from shoal.server.query_protocol import service_model
 from shoal.metrics.errors import SerializationError
 from shoal.server.query_protocol import epoch_seconds
 
@@ -81,29 +81,12 @@ def error_headers(query_error: str | None = None) -> list[tuple[str, str]]:
 # ---------------------------------------------------------------- the model
 
 
-class _Service:
-    def __init__(self, name: str) -> None:
-        model = load_model(model_path(name))
-        self.shapes: dict = model["shapes"]
-        self.operations: dict = model["operations"]
-
-
-_services: dict[str, _Service] = {}
-
-
-def _service(name: str) -> _Service:
-    service = _services.get(name)
-    if service is None:
-        service = _services[name] = _Service(name)
-    return service
-
-
 # ---------------------------------------------------------------- requests
 
 
 def parse(body: bytes, service: str, operation: str) -> dict:
     """The input of ``operation`` in the JSON protocol's shape; an empty body is an empty input."""
-    model = _service(service)
+    model = service_model(service)
     if not body:
         return {}
     stream = io.BytesIO(body)
@@ -177,7 +160,7 @@ def _json_value(value):
 def response(service: str, operation: str, result: dict) -> bytes:
     """The CBOR answer of ``operation`` whose output (JSON-protocol shape) is
     ``result``; empty for an operation without output."""
-    model = _service(service)
+    model = service_model(service)
     output = model.operations[operation].get("output")
     if output is None:
         return b""

@@ -126,7 +126,8 @@ class _Service:
 _services: dict[str, _Service] = {}
 
 
-def _service(name: str) -> _Service:
+def service_model(name: str) -> _Service:
+    """A service's model (loaded once), for this codec and the CBOR one."""
     service = _services.get(name)
     if service is None:
         service = _services[name] = _Service(name)
@@ -139,7 +140,7 @@ def _service(name: str) -> _Service:
 def parse(body: bytes | str, service: str) -> tuple[str, dict]:
     """(operation, input in the JSON protocol's shape) from a form-encoded
     body or a GET query string."""
-    model = _service(service)
+    model = service_model(service)
     if isinstance(body, bytes):
         body = body.decode("utf-8", "replace")
     params: dict[str, str] = {}
@@ -286,7 +287,7 @@ def epoch_seconds(text: str) -> float | None:
 
 def response(service: str, operation: str, result: dict, request_id: str) -> bytes:
     """The XML answer of ``operation`` whose output (JSON-protocol shape) is ``result``."""
-    model = _service(service)
+    model = service_model(service)
     output = model.operations[operation].get("output")
     parts = [f'<{operation}Response xmlns="{model.namespace}">']
     if output is not None:
@@ -301,7 +302,7 @@ def response(service: str, operation: str, result: dict, request_id: str) -> byt
 
 def error(code: str, message: str, request_id: str, *, sender: bool = True, service: str = "cloudwatch") -> bytes:
     """The XML of an error answer (its status is the caller's)."""
-    namespace = AWS_FAULT_NS if code in FRONT_DOOR_CODES else _service(service).namespace
+    namespace = AWS_FAULT_NS if code in FRONT_DOOR_CODES else service_model(service).namespace
     text = f"<Message>{_text(message)}</Message>" if message else ""
     return (f'<ErrorResponse xmlns="{namespace}"><Error><Type>{"Sender" if sender else "Receiver"}</Type>'
             f"<Code>{_text(code)}</Code>{text}</Error><RequestId>{_text(request_id)}</RequestId>"

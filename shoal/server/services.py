@@ -29,7 +29,7 @@ import orjson
 
 from shoal.errors import ShoalError
 from shoal.metrics.alarms import OPERATIONS as ALARM_OPERATIONS
-from shoal.metrics.errors import InvalidAction, SerializationError, as_cloudwatch
+from shoal.metrics.errors import AUTH_ERRORS, InvalidAction, SerializationError, as_cloudwatch
 from shoal.server import cbor_protocol, query_protocol
 from shoal.server.http import Request, Response
 
@@ -39,15 +39,9 @@ JSON_TYPE = "application/x-amz-json-1.0"
 SIGNING_NAMES = {"cloudwatch": "monitoring", "sns": "sns"}
 CERTIFICATE_PATH = "/SimpleNotificationService-shoal.pem"
 
-# SNS's errors for a failed signature or permission check, as its query protocol names them.
-_SNS_AUTH_ERRORS = {
-    "IncompleteSignatureException": ("IncompleteSignature", 400),
-    "InvalidSignatureException": ("SignatureDoesNotMatch", 403),
-    "UnrecognizedClientException": ("InvalidClientTokenId", 403),
-    "MissingAuthenticationTokenException": ("MissingAuthenticationToken", 403),
-    "ExpiredTokenException": ("ExpiredToken", 403),
-    "AccessDeniedException": ("AuthorizationError", 403),
-}
+# SNS's errors for a failed signature or permission check: the query
+# services' codes, but a denial is SNS's AuthorizationError.
+_SNS_AUTH_ERRORS = {**AUTH_ERRORS, "AccessDeniedException": ("AuthorizationError", 403)}
 
 
 def signed_service(authorization: str | None) -> str | None:
