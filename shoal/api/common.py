@@ -241,6 +241,16 @@ def meter(ctx, table_name: str, kind: str, amount: float, index_units: dict | No
         sink.append((table_name, kind, amount, None))
 
 
+def meter_item_write(ctx, table_name: str, units: float, index_units: dict | None) -> None:
+    """Report one item's write (the caller checked ``ctx.meter`` is not
+    None): the compact ``(TableName, units)`` entry when no index was
+    written, ``meter``'s entries otherwise."""
+    if index_units:
+        meter(ctx, table_name, WRITE, units, index_units)
+    else:
+        ctx.meter.append((table_name, units))
+
+
 def meter_returned(ctx, table_name: str, operation: str, items: int) -> None:
     """Report the items a Query or Scan page returned: ``(table_name,
     RETURNED, items, operation)`` in ``ctx.meter``."""

@@ -7,13 +7,12 @@ import orjson
 from shoal.api.common import (
     check_return_values,
     checked_key,
-    WRITE,
     consumed_capacity,
     expression_context,
     in_envelope,
     item_read_units,
     item_write_units,
-    meter,
+    meter_item_write,
     read_projection,
     storage_key,
 )
@@ -111,10 +110,7 @@ def put_item(ctx, request: dict):
     old_size = stored_size(old_raw) if old_raw is not None else 0
     units = item_write_units(old_size, size)
     if ctx.meter is not None:  # for the metrics (shoal.api.common.meter)
-        if index_units:
-            meter(ctx, table.name, WRITE, units, index_units)
-        else:
-            ctx.meter.append((table.name, units))
+        meter_item_write(ctx, table.name, units, index_units)
     capacity = consumed_capacity(request, table.name, units, index_units=index_units)
     attributes = _raw_fragment(old_raw) if return_values == "ALL_OLD" and old_raw is not None else None
     return _response(attributes, capacity, metrics)
@@ -221,10 +217,7 @@ def update_item(ctx, request: dict):
     old_size = stored_size(old_raw) if old_raw is not None else 0
     units = item_write_units(old_size, size)
     if ctx.meter is not None:  # for the metrics (shoal.api.common.meter)
-        if index_units:
-            meter(ctx, table.name, WRITE, units, index_units)
-        else:
-            ctx.meter.append((table.name, units))
+        meter_item_write(ctx, table.name, units, index_units)
     capacity = consumed_capacity(request, table.name, units, index_units=index_units)
     return _response(_update_return_values(return_values, update, old, new_item), capacity, metrics)
 
@@ -288,10 +281,7 @@ def delete_item(ctx, request: dict):
     old_size = stored_size(old_raw) if old_raw is not None else 0
     units = item_write_units(old_size, 0)
     if ctx.meter is not None:  # for the metrics (shoal.api.common.meter)
-        if index_units:
-            meter(ctx, table.name, WRITE, units, index_units)
-        else:
-            ctx.meter.append((table.name, units))
+        meter_item_write(ctx, table.name, units, index_units)
     capacity = consumed_capacity(request, table.name, units, index_units=index_units)
     attributes = _raw_fragment(old_raw) if return_values == "ALL_OLD" and old_raw is not None else None
     return _response(attributes, capacity, metrics)
