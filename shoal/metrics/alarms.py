@@ -169,20 +169,28 @@ class _History:
         txn.put("meta", key, orjson.dumps(item))
 
     @staticmethod
-    def prune(txn, now: float, limit: int = 1000) -> int:
-        """Drop items older than two weeks (a bounded number per call)."""
+    def expired(txn, now: float, limit: int = 1000) -> list[bytes]:
+        """Keys of items older than two weeks (at most ``limit``).  A
+        region's items are in time order: its scan stops at the first one
+        still kept, so a round reads little more than what it drops."""
         cutoff = int((now - HISTORY_KEPT_S) * 1000)
-        dropped = []
-        for key, _ in txn.scan("meta", HISTORY_PREFIX, b"alarms/h0"):
-            key = bytes(key)
-            ms = _HISTORY_SUFFIX.unpack(key[-_HISTORY_SUFFIX.size:])[0]
-            if ms < cutoff:
-                dropped.append(key)
-                if len(dropped) >= limit:
+        out: list[bytes] = []
+        start = HISTORY_PREFIX
+        while len(out) < limit:
+            kept_from = None
+            for key, _ in txn.scan("meta", start, b"alarms/h0"):
+                key = bytes(key)
+                if _HISTORY_SUFFIX.unpack(key[-_HISTORY_SUFFIX.size:])[0] >= cutoff:
+                    kept_from = key
                     break
-        for key in dropped:
-            txn.delete("meta", key)
-        return len(dropped)
+                out.append(key)
+                if len(out) >= limit:
+                    break
+            if kept_from is None:
+                break
+            region_end = kept_from.index(b"\0", len(HISTORY_PREFIX))
+            start = kept_from[:region_end] + b"\x01"  # the next region's items
+        return out
 
 
 # ---------------------------------------------------------------- formatting
@@ -795,8 +803,12 @@ class Alarms:
                     continue  # deleted, or moved by another worker or SetAlarmState since it was read
                 if self._transition(txn, region, stored, state, reason, reason_data, now):
                     changed += 1
-        with self.engine.write() as txn:
-            _History.prune(txn, now)
+        with self.engine.read() as txn:
+            expired = _History.expired(txn, now)
+        if expired:  # a write transaction only when something is due to go
+            with self.engine.write() as txn:
+                for key in expired:
+                    txn.delete("meta", key)
         return changed
 
 

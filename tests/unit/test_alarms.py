@@ -414,3 +414,21 @@ def test_alarm_operations_are_authorized_on_the_alarms_they_name():
     assert check.resource == "arn:aws:cloudwatch:r:1:alarm:y"
     [check] = monitoring_required("DescribeAlarms", {})
     assert check.resource == "*"
+
+
+def test_history_older_than_two_weeks_is_dropped_in_every_region(env):
+    _, clock, _, alarms, _ = env
+    for region in ("eu-west-1", "us-east-1"):
+        call(alarms, "PutMetricAlarm", ALARM, region=region)
+    clock.at = T0 + 15 * 86400
+    # an item kept in eu-west-1, whose items come first: the scan must go past it to us-east-1's
+    call(alarms, "PutMetricAlarm", ALARM | {"Threshold": 20.0}, region="eu-west-1")
+    alarms.evaluate_all()
+
+    def summaries(region):
+        return [h["HistorySummary"] for h in
+                call(alarms, "DescribeAlarmHistory", {"HistoryItemType": "ConfigurationUpdate"}, region=region)
+                ["AlarmHistoryItems"]]
+
+    assert summaries("eu-west-1") == ['Alarm "errors-high" updated']
+    assert summaries("us-east-1") == []
