@@ -77,6 +77,7 @@ WRITE_OPERATIONS = frozenset({
     "CreateTable", "UpdateTable", "DeleteTable", "TagResource", "UntagResource", "UpdateTimeToLive",
     "PutResourcePolicy", "DeleteResourcePolicy", "UpdateContinuousBackups",
     "ExecuteStatement", "BatchExecuteStatement", "ExecuteTransaction",
+    "CreateGlobalTable", "UpdateGlobalTable", "UpdateGlobalTableSettings",
 })
 
 # Operations whose cancellation names the tables of its items in conflict (TransactionConflict).
