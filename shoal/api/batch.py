@@ -24,7 +24,7 @@ from shoal.api.items import MAX_ITEM_SIZE, checked_key_in_item
 from shoal.api.indexes import item_collection_metrics
 from shoal.api.writepath import WriteLog, stored_item, stored_json, stored_size
 from shoal.errors import KeySchemaMismatch, ValidationException, ValueWordingException, newer_wording
-from shoal.model.values import KEY_MISMATCH, validate_sized_item
+from shoal.model.values import KEY_MISMATCH, check_attribute_names, validate_sized_item
 
 import orjson
 
@@ -61,6 +61,8 @@ def _batch_get_item(ctx, request: dict):
         raise ValidationException("Too many items requested for the BatchGetItem call")
     plans = {}
     for name, spec in request_items.items():
+        for key in spec.get("Keys") or ():
+            check_attribute_names(key)
         plans[name] = (spec, read_projection(spec))
     _check_one_projection_style(request_items)
 
@@ -142,6 +144,7 @@ def batch_write_item(ctx, request: dict):
                     raise ValidationException("Item size has exceeded the maximum allowed size")
                 ops.append(("put", item, size))
             else:
+                check_attribute_names(delete["Key"])
                 ops.append(("delete", delete["Key"], 0))
         prepared[name] = ops
 

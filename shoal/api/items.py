@@ -31,7 +31,7 @@ from shoal.expressions.legacy import (
     update_from_attribute_updates,
 )
 from shoal.model.size import item_size
-from shoal.model.values import validate_key, validate_sized_item, validate_value
+from shoal.model.values import check_attribute_names, validate_key, validate_sized_item, validate_value
 
 MAX_ITEM_SIZE = 400 * 1024
 
@@ -119,6 +119,7 @@ def put_item(ctx, request: dict):
 def check_key_values(key: dict) -> None:
     """Check a Key's values as values (numbers, sets, emptiness of the value
     itself), before the table's schema is known."""
+    check_attribute_names(key)
     for name, value in key.items():
         validate_value(value, name)
 
@@ -131,6 +132,7 @@ def checked_key_in_item(table, item: dict) -> dict:
 
 
 def get_item(ctx, request: dict):
+    check_attribute_names(request["Key"])  # before the table, as DynamoDB does
     projection = read_projection(request)
     consistent = bool(request.get("ConsistentRead"))
 

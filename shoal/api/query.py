@@ -41,7 +41,7 @@ from shoal.expressions.legacy import (
 )
 from shoal.model.capacity import read_units
 from shoal.model.keys import encode_key_prefix, encode_key_value
-from shoal.model.values import validate_value
+from shoal.model.values import check_attribute_names, validate_value
 
 PAGE_BYTES = 1024 * 1024
 
@@ -241,6 +241,7 @@ def query(ctx, request: dict):
 
 
 def _query(ctx, request: dict):
+    check_attribute_names(request.get("ExclusiveStartKey") or ())
     # KeyConditions clashes only with KeyConditionExpression: DynamoDB takes
     # it beside a FilterExpression or a ProjectionExpression.
     legacy = ("QueryFilter", "AttributesToGet")
@@ -322,6 +323,10 @@ def _sort_range(prefix: bytes, kc) -> tuple[bytes, bytes | None]:
 
 
 def scan(ctx, request: dict):
+    try:  # Scan words a start key's empty name as a fault of the start key
+        check_attribute_names(request.get("ExclusiveStartKey") or ())
+    except ValidationException as exc:
+        raise ValidationException(f"The provided starting key is invalid: {exc.message}") from None
     exprs = expression_context(
         request, ("FilterExpression", "ProjectionExpression"), ("ScanFilter", "AttributesToGet")
     )

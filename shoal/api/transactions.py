@@ -52,7 +52,7 @@ from shoal.errors import INVALID_PARAMETERS, KeySchemaMismatch, ShoalError, Vali
 from shoal.expressions import parse_condition, parse_update
 from shoal.model.capacity import read_units, write_units
 from shoal.model.size import item_size
-from shoal.model.values import validate_sized_item
+from shoal.model.values import check_attribute_names, validate_sized_item
 
 MAX_PAYLOAD_BYTES = 4 * 1024 * 1024
 TOKEN_TTL_S = 10 * 60
@@ -137,6 +137,8 @@ def plan_write(action: dict) -> _Write:
     spec = action[kind]
     # Transactions take expressions only: legacy members (Expected, ...) are
     # not in these structures' model, and DynamoDB ignores unknown members.
+    if spec.get("Key") is not None:
+        check_attribute_names(spec["Key"])
     exprs = expression_context(spec, _EXPRESSIONS[kind], ())
     update = parse_update(spec["UpdateExpression"], exprs) if kind == "Update" else None
     condition = None
@@ -399,6 +401,7 @@ def prune_tokens(txn, now: float, limit: int = _PRUNE_BATCH) -> int:
 def plan_get(action: dict):
     """(Get spec, projection or None), checked without storage."""
     spec = action["Get"]
+    check_attribute_names(spec.get("Key") or ())
     return spec, read_projection(spec, legacy=())
 
 

@@ -104,6 +104,16 @@ def validate_value(av, path_for_errors=None, _depth: int = 1) -> dict:
     return _irregular(av, _depth)
 
 
+def check_attribute_names(names) -> None:
+    """Refuse an empty attribute name, as DynamoDB does wherever a request
+    names an attribute (a Key, the legacy parameters, AttributesToGet), and
+    before it looks the table up: the operations call this first.  Item maps
+    are checked as their values are (``validate_item``)."""
+    for name in names:
+        if not name:
+            raise ValidationException(EMPTY_NAME)
+
+
 def validate_key(
     key: dict,
     key_schema: list[tuple[str, str]],
@@ -144,6 +154,7 @@ RANGE_KEY_TOO_LONG = (
 
 
 def _key_from_key(key: dict, key_schema, attribute_types) -> dict:
+    check_attribute_names(key)
     checked = {name: validate_value(av, name) for name, av in key.items()}
     if len(checked) != len(key_schema):
         raise KeySchemaMismatch(KEY_MISMATCH)

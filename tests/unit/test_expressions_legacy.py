@@ -115,3 +115,14 @@ def test_key_conditions():
 def test_attributes_to_get():
     projection = projection_from_attributes_to_get(["a", "b"])
     assert projection.apply({"a": S, "c": N}) == {"a": S}
+
+
+@pytest.mark.parametrize("convert", [
+    lambda: condition_from_expected({"a": {"Exists": False}, "": {"Exists": False}}),
+    lambda: condition_from_filter({"": {"ComparisonOperator": "NULL"}}),
+    lambda: key_condition_from_key_conditions({"": {"ComparisonOperator": "EQ", "AttributeValueList": [S]}}),
+    lambda: projection_from_attributes_to_get(["a", ""]),
+    lambda: update_from_attribute_updates({"": {"Action": "PUT", "Value": S}}),
+])
+def test_an_empty_attribute_name_is_refused_by_every_legacy_parameter(convert):
+    assert error_of(convert) == "Empty attribute name"

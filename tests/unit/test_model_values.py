@@ -361,3 +361,20 @@ def test_sized_item_counts_normalized_numbers():
     checked, size = validate_sized_item({"n": {"N": "001.500"}, "m": {"M": {"x": {"N": "10"}}}})
     assert checked == {"n": {"N": "1.5"}, "m": {"M": {"x": {"N": "10"}}}}
     assert size == (len("n") + 3) + (len("m") + 3 + 1 + len("x") + 2)
+
+
+def test_an_empty_name_in_a_key_is_refused_before_the_schema_is_matched():
+    with pytest.raises(ValidationException) as info:
+        validate_key({"pk": {"S": "a"}, "": {"S": "x"}}, [("pk", "HASH")], {"pk": "S"})
+    assert info.value.message == "Empty attribute name"
+
+
+@pytest.mark.parametrize("item", [
+    {"": {"S": "x"}},
+    {"m": {"M": {"inner": {"M": {"": {"N": "1"}}}}}},
+    {"l": {"L": [{"M": {"": {"S": "x"}}}]}},
+])
+def test_an_empty_name_is_refused_at_any_depth_of_an_item(item):
+    with pytest.raises(ValidationException) as info:
+        validate_item(item)
+    assert info.value.message == "Empty attribute name"
