@@ -469,10 +469,10 @@ class _Parser:
     # ------------------------------------------------------------ paths and values
 
     def path(self) -> ast.Path:
-        elements = [self.name()]
+        elements = [_named(self.name())]
         while True:
             if self.accept("."):
-                elements.append(self.dot_component())
+                elements.append(_named(self.dot_component()))
             elif self.accept("["):
                 kind, text = self.next()
                 if kind != "num" or not text.isdigit() or len(text) > 4000:  # (int() takes 4,300 digits)
@@ -539,9 +539,21 @@ class _Parser:
         return ast.MapValue(tuple(pairs))
 
     def pair(self, where: str) -> tuple:
-        name = self.expect("str")
+        name = _named(self.expect("str"))
         self.expect(":")
         return name, self.value(f"{where}.{name}")
+
+
+EMPTY_COMPONENT = "Path component cannot be an empty string"
+
+
+def _named(name: str) -> str:
+    """An attribute name of the statement's text (a path's or a map's): an
+    empty one is refused, in DynamoDB Local's words (Parameters are checked
+    as any attribute value is: "Empty attribute name")."""
+    if not name:
+        raise ValidationException(EMPTY_COMPONENT)
+    return name
 
 
 def _number(text: str, where: str) -> str:

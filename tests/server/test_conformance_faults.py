@@ -117,3 +117,19 @@ def test_an_empty_name_is_refused_before_the_table_is_looked_up(ddb):
                     AttributeUpdates={"": {"Value": {"S": "x"}}}) == ("ValidationException", IN_ENVELOPE)
     assert error_of(ddb.get_item, TableName="no_such_table_21",
                     Key={"pk": {"S": "a"}, "": {"S": "x"}}) == ("ValidationException", EMPTY)
+
+
+@pytest.mark.parametrize("statement, parameters, message", [
+    ("INSERT INTO \"{t}\" VALUE {{'pk': 'b', '': 'x'}}", None, "Path component cannot be an empty string"),
+    ("INSERT INTO \"{t}\" VALUE {{'pk': 'b', 'm': {{'': 'x'}}}}", None, "Path component cannot be an empty string"),
+    ("UPDATE \"{t}\" SET \"\" = 'x' WHERE pk = 'a'", None, "Path component cannot be an empty string"),
+    ("SELECT \"\" FROM \"{t}\" WHERE pk = 'a'", None, "Path component cannot be an empty string"),
+    ("INSERT INTO \"{t}\" VALUE {{'pk': 'b', 'm': ?}}", [{"M": {"": {"S": "x"}}}], EMPTY),
+])
+def test_partiql_refuses_an_empty_attribute_name(ddb, hash_only, statement, parameters, message):
+    kwargs = {"Statement": statement.format(t=hash_only)}
+    if parameters is not None:
+        kwargs["Parameters"] = parameters
+    assert error_of(ddb.execute_statement, **kwargs) == ("ValidationException", message)
+    assert ddb.get_item(TableName=hash_only, Key=KEY)["Item"] == {"pk": {"S": "a"}, "x": {"S": "kept"}}
+    assert "Item" not in ddb.get_item(TableName=hash_only, Key={"pk": {"S": "b"}})

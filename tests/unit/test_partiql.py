@@ -327,7 +327,7 @@ _values = st.recursive(
     _scalars,
     lambda inner: st.one_of(
         st.lists(inner, max_size=3).map(lambda v: {"L": v}),
-        st.dictionaries(st.text(max_size=4), inner, max_size=3).map(lambda v: {"M": v}),
+        st.dictionaries(st.text(min_size=1, max_size=4), inner, max_size=3).map(lambda v: {"M": v}),
     ),
     max_leaves=10,
 )
@@ -353,3 +353,14 @@ def test_comparisons_agree_with_python(names, op, stored, constant):
     expected = {"=": stored == constant, "<>": stored != constant, "<": stored < constant,
                 "<=": stored <= constant, ">": stored > constant, ">=": stored >= constant}[op]
     assert condition.evaluate(item["M"]) is expected
+
+
+@pytest.mark.parametrize("text", [
+    'SELECT "" FROM "T" WHERE pk = 1',
+    'SELECT a."" FROM "T" WHERE pk = 1',
+    'UPDATE "T" SET "" = 1 WHERE pk = 1',
+    'INSERT INTO "T" VALUE {\'pk\': 1, \'\': 2}',
+    'INSERT INTO "T" VALUE {\'pk\': 1, \'m\': {\'\': 2}}',
+])
+def test_an_empty_attribute_name_in_the_statement_is_refused(text):
+    assert message_of(parse_statement, text) == "Path component cannot be an empty string"
