@@ -8,6 +8,7 @@ import pytest
 
 from shoal.storage.lmdb_engine import LmdbEngine
 from shoal.storage.memory_engine import MemoryEngine
+from tests.postgres_cluster import postgres_cluster  # noqa: F401 (a session fixture: a PostgreSQL server)
 
 
 def pytest_configure(config):

@@ -1,9 +1,13 @@
 """Engine conformance suite: every storage engine must pass all of it.
 
 The tests talk to engines only through ``shoal.storage.engine``'s interface; the
-``ENGINES`` table below is the one place that knows the concrete classes (add
-PostgreSQL there when it exists).  Engines are opened through a module-level
-factory so that child processes (forked) can open their own.
+``ENGINES`` table below is the one place that knows the concrete classes.
+Engines are opened through a module-level factory so that child processes
+(forked) can open their own.  The PostgreSQL engine runs on the session's
+throwaway server (``tests/postgres_cluster.py``), one database per test
+session and one schema per engine path, so that reopening a path reopens
+its store; the tests only it needs (several engines as nodes, races) are in
+``test_postgres_engine.py``.
 
 Tests of what only an on-disk engine shared by processes can do (reopening,
 several processes, fork, kill -9, prewarm) or of LMDB's internals are marked
@@ -12,6 +16,7 @@ several processes, fork, kill -9, prewarm) or of LMDB's internals are marked
 
 from __future__ import annotations
 
+import hashlib
 import inspect
 import itertools
 import multiprocessing
@@ -27,6 +32,7 @@ from hypothesis import strategies as st
 from shoal.storage.engine import SPACES, Engine
 from shoal.storage.lmdb_engine import _MADV_POPULATE_READ, GroupPoisoned, LmdbEngine
 from shoal.storage.memory_engine import MemoryEngine
+from shoal.storage.postgres_engine import PostgresEngine
 
 
 def open_lmdb(path, *, sync: bool = True) -> Engine:
@@ -38,7 +44,17 @@ def open_memory(path, *, sync: bool = True) -> Engine:
     return MemoryEngine()
 
 
-ENGINES = {"lmdb": open_lmdb, "memory": open_memory}
+# The database open_postgres uses: set by the opener fixture, before any call.
+_POSTGRES = {"dsn": None}
+
+
+def open_postgres(path, *, sync: bool = True) -> Engine:
+    """The store of ``path``: a schema named after it in the session's database."""
+    schema = "s" + hashlib.sha1(os.fsencode(path)).hexdigest()[:24]
+    return PostgresEngine(_POSTGRES["dsn"], schema=schema, sync=sync, max_connections=4)
+
+
+ENGINES = {"lmdb": open_lmdb, "memory": open_memory, "postgresql": open_postgres}
 
 
 def lmdb_only(test):
@@ -59,8 +75,16 @@ LONGEST = b"k" * 3100
 _fork = multiprocessing.get_context("fork")
 
 
+@pytest.fixture(scope="session")
+def postgres_database(postgres_cluster):
+    """One database of the session's PostgreSQL server for the engine suite."""
+    return postgres_cluster.create_database("suite")
+
+
 @pytest.fixture(params=sorted(ENGINES))
 def opener(request):
+    if request.param == "postgresql":
+        _POSTGRES["dsn"] = request.getfixturevalue("postgres_database")
     return ENGINES[request.param]
 
 
