@@ -276,8 +276,9 @@ def _query(ctx, request: dict):
         start, stop = _sort_range(prefix, key_condition)
         start_key = _start_key(table, index, request)
         if start_key is not None:
-            if start_key[hash_key] != key_condition.partition_value:
-                raise ValidationException("The provided starting key does not match the range key predicate")
+            fault = key_condition.start_key_fault(start_key)
+            if fault is not None:
+                raise ValidationException(fault)
             esk = _position(table, index, start_key)
             if forward:
                 start = max(start, esk + b"\x00")

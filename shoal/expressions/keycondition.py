@@ -14,6 +14,7 @@ from shoal.model.values import check_key_value_not_empty
 
 from . import ast
 from .evaluator import Binder
+from .values import begins_with, ordering_key
 
 KIND = "KeyConditionExpression"
 
@@ -94,6 +95,45 @@ class KeyCondition:
             self.sort_op, self.sort_values = by_name[range_key]
         else:
             self.sort_name, self.sort_op, self.sort_values = None, None, []
+
+    def start_key_fault(self, start_key: dict) -> str | None:
+        """Why DynamoDB refuses ``start_key`` (an ExclusiveStartKey, checked
+        against the key schema) as the start of this Query, or None.
+
+        Without a sort condition the start key must be in the partition
+        read.  With one its sort key value must satisfy it, and then a start
+        key of another partition gets DynamoDB's odd "at most one row"."""
+        in_partition = start_key.get(self.partition_name) == self.partition_value
+        if self.sort_op is None:
+            return None if in_partition else START_KEY_OUTSIDE
+        if not self._sort_matches(start_key.get(self.sort_name)):
+            return START_KEY_NOT_IN_RANGE
+        return None if in_partition else START_KEY_ONE_ROW
+
+    def _sort_matches(self, value: dict | None) -> bool:
+        if self.sort_op == "BEGINS_WITH":
+            return begins_with(value, self.sort_values[0])
+        key = ordering_key(value)
+        bounds = [ordering_key(v) for v in self.sort_values]
+        if key is None or any(b is None or b[0] != key[0] for b in bounds):
+            return False
+        at, low = key[1], bounds[0][1]
+        if self.sort_op == "EQ":
+            return at == low
+        if self.sort_op == "LT":
+            return at < low
+        if self.sort_op == "LE":
+            return at <= low
+        if self.sort_op == "GT":
+            return at > low
+        if self.sort_op == "GE":
+            return at >= low
+        return low <= at <= bounds[1][1]  # BETWEEN
+
+
+START_KEY_OUTSIDE = "The provided starting key is outside query boundaries based on provided conditions"
+START_KEY_NOT_IN_RANGE = "The provided starting key does not match the range key predicate"
+START_KEY_ONE_ROW = "The query can return at most one row and cannot be restarted"
 
 
 def bind_key_condition(node, ctx) -> KeyCondition:

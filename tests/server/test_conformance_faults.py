@@ -133,3 +133,93 @@ def test_partiql_refuses_an_empty_attribute_name(ddb, hash_only, statement, para
     assert error_of(ddb.execute_statement, **kwargs) == ("ValidationException", message)
     assert ddb.get_item(TableName=hash_only, Key=KEY)["Item"] == {"pk": {"S": "a"}, "x": {"S": "kept"}}
     assert "Item" not in ddb.get_item(TableName=hash_only, Key={"pk": {"S": "b"}})
+
+
+# ---------------------------------------------------------------- ExclusiveStartKey of a Query
+
+OUTSIDE = "The provided starting key is outside query boundaries based on provided conditions"
+NOT_IN_RANGE = "The provided starting key does not match the range key predicate"
+ONE_ROW = "The query can return at most one row and cannot be restarted"
+
+
+@pytest.fixture(scope="module")
+def indexed(ddb):
+    """pk/sk strings, a GSI on g (hash) and on g/gs, an LSI on pk/gs; three items in partition 'p'."""
+    from tests.conftest import unique_name
+    name = unique_name("esk")
+    ddb.create_table(
+        TableName=name, BillingMode="PAY_PER_REQUEST",
+        KeySchema=[{"AttributeName": "pk", "KeyType": "HASH"}, {"AttributeName": "sk", "KeyType": "RANGE"}],
+        AttributeDefinitions=[{"AttributeName": n, "AttributeType": t}
+                              for n, t in (("pk", "S"), ("sk", "S"), ("g", "S"), ("gs", "N"))],
+        GlobalSecondaryIndexes=[
+            {"IndexName": "by_g", "KeySchema": [{"AttributeName": "g", "KeyType": "HASH"}],
+             "Projection": {"ProjectionType": "ALL"}},
+            {"IndexName": "by_g_gs", "KeySchema": [{"AttributeName": "g", "KeyType": "HASH"},
+                                                   {"AttributeName": "gs", "KeyType": "RANGE"}],
+             "Projection": {"ProjectionType": "ALL"}}],
+        LocalSecondaryIndexes=[
+            {"IndexName": "by_gs", "KeySchema": [{"AttributeName": "pk", "KeyType": "HASH"},
+                                                 {"AttributeName": "gs", "KeyType": "RANGE"}],
+             "Projection": {"ProjectionType": "ALL"}}])
+    for i in range(3):
+        ddb.put_item(TableName=name, Item={"pk": {"S": "p"}, "sk": {"S": f"s{i}"}, "g": {"S": "g1"},
+                                           "gs": {"N": str(i)}})
+    yield name
+    ddb.delete_table(TableName=name)
+
+
+def S(text):
+    return {"S": text}
+
+
+def N(text):
+    return {"N": text}
+
+
+@pytest.mark.parametrize("index, condition, values, start, message", [
+    # No sort key condition: the start key must lie in the partition read.
+    (None, "pk = :p", {":p": S("p")}, {"pk": S("x"), "sk": S("s1")}, OUTSIDE),
+    ("by_g", "g = :g", {":g": S("g1")}, {"pk": S("p"), "sk": S("s1"), "g": S("g2")}, OUTSIDE),
+    ("by_g_gs", "g = :g", {":g": S("g1")}, {"pk": S("p"), "sk": S("s1"), "g": S("g2"), "gs": N("1")}, OUTSIDE),
+    ("by_gs", "pk = :p", {":p": S("p")}, {"pk": S("x"), "sk": S("s1"), "gs": N("1")}, OUTSIDE),
+    # A sort key condition the start key's sort key does not satisfy.
+    (None, "pk = :p AND sk > :s", {":p": S("p"), ":s": S("s1")}, {"pk": S("p"), "sk": S("s0")}, NOT_IN_RANGE),
+    (None, "pk = :p AND begins_with(sk, :s)", {":p": S("p"), ":s": S("s1")}, {"pk": S("p"), "sk": S("s0")},
+     NOT_IN_RANGE),
+    (None, "pk = :p AND sk BETWEEN :a AND :b", {":p": S("p"), ":a": S("s1"), ":b": S("s2")},
+     {"pk": S("p"), "sk": S("s3")}, NOT_IN_RANGE),
+    (None, "pk = :p AND sk = :s", {":p": S("p"), ":s": S("s1")}, {"pk": S("x"), "sk": S("s0")}, NOT_IN_RANGE),
+    ("by_g_gs", "g = :g AND gs > :n", {":g": S("g1"), ":n": N("1")},
+     {"pk": S("p"), "sk": S("s1"), "g": S("g1"), "gs": N("0")}, NOT_IN_RANGE),
+    ("by_gs", "pk = :p AND gs >= :n", {":p": S("p"), ":n": N("1")},
+     {"pk": S("p"), "sk": S("s1"), "gs": N("0")}, NOT_IN_RANGE),
+    # The sort key in range, the partition another: DynamoDB's own wording for it.
+    (None, "pk = :p AND sk < :s", {":p": S("p"), ":s": S("s2")}, {"pk": S("x"), "sk": S("s1")}, ONE_ROW),
+])
+def test_a_start_key_outside_the_query_is_refused(ddb, indexed, index, condition, values, start, message):
+    kwargs = dict(TableName=indexed, KeyConditionExpression=condition, ExpressionAttributeValues=values,
+                  ExclusiveStartKey=start)
+    if index is not None:
+        kwargs["IndexName"] = index
+    assert error_of(ddb.query, **kwargs) == ("ValidationException", message)
+
+
+def test_a_start_key_outside_a_hash_only_table_query_is_refused(ddb, hash_only):
+    for kwargs in (dict(KeyConditionExpression="pk = :p", ExpressionAttributeValues={":p": S("a")}),
+                   dict(KeyConditions={"pk": EQ_A})):
+        assert error_of(ddb.query, TableName=hash_only, ExclusiveStartKey={"pk": S("b")}, **kwargs) == (
+            "ValidationException", OUTSIDE)
+        # The start key of the partition itself is fine: the page after its only item is empty.
+        out = ddb.query(TableName=hash_only, ExclusiveStartKey={"pk": S("a")}, **kwargs)
+        assert (out["Items"], out["Count"]) == ([], 0)
+
+
+def test_a_start_key_inside_the_query_still_pages(ddb, indexed):
+    out = ddb.query(TableName=indexed, KeyConditionExpression="pk = :p AND sk >= :s",
+                    ExpressionAttributeValues={":p": S("p"), ":s": S("s1")}, ExclusiveStartKey={"pk": S("p"), "sk": S("s1")})
+    assert [item["sk"]["S"] for item in out["Items"]] == ["s2"]
+    out = ddb.query(TableName=indexed, IndexName="by_g", KeyConditionExpression="g = :g",
+                    ExpressionAttributeValues={":g": S("g1")},
+                    ExclusiveStartKey={"pk": S("p"), "sk": S("s0"), "g": S("g1")})
+    assert sorted(item["sk"]["S"] for item in out["Items"]) == ["s1", "s2"]

@@ -506,3 +506,21 @@ def test_key_conditions_beyond_a_hash_only_schema():
     kc = parse_key_condition(text, ctx_for(text))
     assert error_of(lambda: kc.validate("pk", None, {"pk": "S"})) == (
         "The number of query conditions (2) exceeds the number of key attributes defined in the schema (1)")
+
+
+@pytest.mark.parametrize("text, values, start, fault", [
+    ("pk = :p", {":p": {"S": "a"}}, {"pk": {"S": "a"}}, None),
+    ("pk = :p", {":p": {"S": "a"}}, {"pk": {"S": "b"}},
+     "The provided starting key is outside query boundaries based on provided conditions"),
+    ("pk = :p AND sk > :n", {":p": {"S": "a"}, ":n": {"N": "10"}}, {"pk": {"S": "a"}, "sk": {"N": "9.5"}},
+     "The provided starting key does not match the range key predicate"),
+    ("pk = :p AND sk > :n", {":p": {"S": "a"}, ":n": {"N": "10"}}, {"pk": {"S": "a"}, "sk": {"N": "11"}}, None),
+    ("pk = :p AND sk BETWEEN :n AND :m", {":p": {"S": "a"}, ":n": {"N": "1"}, ":m": {"N": "3"}},
+     {"pk": {"S": "a"}, "sk": {"N": "3"}}, None),
+    ("pk = :p AND sk <= :n", {":p": {"S": "a"}, ":n": {"N": "10"}}, {"pk": {"S": "b"}, "sk": {"N": "2"}},
+     "The query can return at most one row and cannot be restarted"),
+])
+def test_the_start_key_of_a_query_must_lie_in_its_key_range(text, values, start, fault):
+    condition = parse_key_condition(text, ExpressionContext(None, values))
+    condition.validate("pk", "sk", {"pk": "S", "sk": "N"})
+    assert condition.start_key_fault(start) == fault
