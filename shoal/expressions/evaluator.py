@@ -53,6 +53,14 @@ class Operand:
         self.path = path
         self.function = function
 
+    @property
+    def static_type(self) -> str | None:
+        """The operand's type when the text alone fixes it: a constant's, or
+        N for size() (DynamoDB checks functions' operands against it)."""
+        if self.const is not None:
+            return type_of(self.const)
+        return "N" if self.function == "size" else None
+
 
 def path_getter(path: tuple):
     """A function item -> attribute value (or None) for a resolved path."""
@@ -132,11 +140,11 @@ class Binder:
 
     def size(self, node: ast.Function) -> Operand:
         (arg,) = self.args(node)
+        kind = arg.static_type
+        if kind is not None and kind not in ("S", "B", "L", "M") and kind not in SET_TYPES:
+            raise self.type_error("size", kind)  # size(:n), and size(size(a)) whatever a is
         const = arg.const
         if const is not None:
-            kind = type_of(const)
-            if kind not in ("S", "B", "L", "M") and kind not in SET_TYPES:
-                raise self.type_error("size", kind)
             fixed = size_of(const)
             return Operand(lambda item: fixed, function="size")
         get = arg.get
@@ -277,8 +285,9 @@ class Binder:
         args = self.args(node)
         self.require_distinct("begins_with", args)
         for arg in args:
-            if arg.const is not None and type_of(arg.const) not in ("S", "B"):
-                raise self.type_error("begins_with", type_of(arg.const))
+            kind = arg.static_type
+            if kind is not None and kind not in ("S", "B"):
+                raise self.type_error("begins_with", kind)
         get, get_prefix = args[0].get, args[1].get
         return lambda item: begins_with(get(item), get_prefix(item))
 

@@ -223,3 +223,29 @@ def test_a_start_key_inside_the_query_still_pages(ddb, indexed):
                     ExpressionAttributeValues={":g": S("g1")},
                     ExclusiveStartKey={"pk": S("p"), "sk": S("s0"), "g": S("g1")})
     assert sorted(item["sk"]["S"] for item in out["Items"]) == ["s1", "s2"]
+
+
+# ---------------------------------------------------------------- size() of size()
+
+SIZE_OF_N = "Incorrect operand type for operator or function; operator or function: size, operand type: N"
+
+
+def test_size_of_size_is_a_validation_error_not_a_failed_condition(ddb, hash_only):
+    values = {":n": {"N": "0"}}
+    # On a new item and on an existing one alike: the expression is at fault, not the item.
+    assert error_of(ddb.put_item, TableName=hash_only, Item={"pk": S("b")},
+                    ConditionExpression="size(size(x)) > :n", ExpressionAttributeValues=values) == (
+        "ValidationException", "1 validation error detected: Invalid ConditionExpression: " + SIZE_OF_N)
+    assert error_of(ddb.update_item, TableName=hash_only, Key=KEY, UpdateExpression="SET y = :n",
+                    ConditionExpression="size(size(x)) > :n", ExpressionAttributeValues=values) == (
+        "ValidationException", "1 validation error detected: Invalid ConditionExpression: " + SIZE_OF_N)
+    assert error_of(ddb.scan, TableName=hash_only, FilterExpression="size(size(x)) > :n",
+                    ExpressionAttributeValues=values) == ("ValidationException", "Invalid FilterExpression: " + SIZE_OF_N)
+    assert error_of(ddb.transact_write_items, TransactItems=[{"ConditionCheck": {
+        "TableName": hash_only, "Key": KEY, "ConditionExpression": "size(size(x)) > :n",
+        "ExpressionAttributeValues": values}}]) == ("ValidationException", "Invalid ConditionExpression: " + SIZE_OF_N)
+    assert ddb.get_item(TableName=hash_only, Key=KEY)["Item"] == {"pk": {"S": "a"}, "x": {"S": "kept"}}
+    assert "Item" not in ddb.get_item(TableName=hash_only, Key={"pk": S("b")})
+    # A comparison of size() itself still works.
+    out = ddb.scan(TableName=hash_only, FilterExpression="size(x) = :four", ExpressionAttributeValues={":four": {"N": "4"}})
+    assert out["Items"] == [{"pk": {"S": "a"}, "x": {"S": "kept"}}]

@@ -524,3 +524,30 @@ def test_the_start_key_of_a_query_must_lie_in_its_key_range(text, values, start,
     condition = parse_key_condition(text, ExpressionContext(None, values))
     condition.validate("pk", "sk", {"pk": "S", "sk": "N"})
     assert condition.start_key_fault(start) == fault
+
+
+@pytest.mark.parametrize("kind", ["ConditionExpression", "FilterExpression"])
+@pytest.mark.parametrize("text, function", [
+    ("size(size(a)) > :n", "size"),
+    ("size(size(size(a))) > :n", "size"),
+    ("begins_with(size(a), :s)", "begins_with"),
+    ("begins_with(:s, size(a))", "begins_with"),
+])
+def test_a_size_result_is_a_number_to_the_functions_it_is_given_to(kind, text, function):
+    """size() is a number whatever its operand: a function that takes no
+    number refuses it when the expression is bound, before any item is read."""
+    ctx = ExpressionContext(None, {":n": {"N": "0"}, ":s": {"S": "x"}})
+    with pytest.raises(ValidationException) as info:
+        parse_condition(text, ctx, kind=kind)
+    assert info.value.message == (f"Invalid {kind}: Incorrect operand type for operator or function; "
+                                  f"operator or function: {function}, operand type: N")
+
+
+@pytest.mark.parametrize("text, expected", [
+    ("attribute_type(size(a), :t)", True),  # a number, and attribute_type says so
+    ("contains(size(a), :s)", False),
+    ("size(a) = :three", True),
+])
+def test_a_size_result_is_accepted_where_a_number_may_be(text, expected):
+    ctx = ExpressionContext(None, {":t": {"S": "N"}, ":s": {"S": "x"}, ":three": {"N": "3"}})
+    assert parse_condition(text, ctx, kind="FilterExpression").evaluate({"a": {"S": "abc"}}) is expected
