@@ -21,15 +21,20 @@ from dataclasses import dataclass
 import orjson
 
 REGION = "us-east-1"
-AUTHORIZATION = (
-    f"AWS4-HMAC-SHA256 Credential=bench/20240101/{REGION}/dynamodb/aws4_request, "
-    "SignedHeaders=content-type;host;x-amz-date;x-amz-target, Signature=" + "0" * 64
-)
-HEADERS = {
-    "Content-Type": "application/x-amz-json-1.0",
-    "Authorization": AUTHORIZATION,
-    "X-Amz-Date": "20240101T000000Z",
-}
+
+
+def unsigned_headers(region: str = REGION) -> dict:
+    """The fixed headers of an unsigned request whose credential scope names ``region``
+    (a deployment started with ``shoal serve --region`` refuses other regions)."""
+    return {
+        "Content-Type": "application/x-amz-json-1.0",
+        "Authorization": (f"AWS4-HMAC-SHA256 Credential=bench/20240101/{region}/dynamodb/aws4_request, "
+                          "SignedHeaders=content-type;host;x-amz-date;x-amz-target, Signature=" + "0" * 64),
+        "X-Amz-Date": "20240101T000000Z",
+    }
+
+
+HEADERS = unsigned_headers()
 
 
 @dataclass(frozen=True)
@@ -40,6 +45,7 @@ class Endpoint:
     host: str = "127.0.0.1"
     tls: bool = False
     credentials: tuple[str, str] | None = None  # (access key id, secret): sign every request
+    region: str = REGION  # the credential scope's region of unsigned requests
 
     @property
     def url(self) -> str:
@@ -79,6 +85,7 @@ class Client:
         self.timeout = timeout
         self._conn: http.client.HTTPConnection | None = None
         self._signer = None
+        self._headers = HEADERS if self.endpoint.region == REGION else unsigned_headers(self.endpoint.region)
         if self.endpoint.credentials:
             from presign import Signer
 
@@ -91,7 +98,7 @@ class Client:
         if self._signer is not None:
             headers = self._signer.headers(target, body)
         else:
-            headers = dict(HEADERS, **{"X-Amz-Target": target})
+            headers = dict(self._headers, **{"X-Amz-Target": target})
         for attempt in (1, 2):
             conn = self._connection()
             try:

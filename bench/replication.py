@@ -1,0 +1,499 @@
+"""Global tables (version 2019.11.21, MREC): replication lag, the cost of
+being a replica source, and a region's memory while it copies a table.
+
+    python bench/replication.py lag [--rates 1000,5000] [--seconds 60]
+    python bench/replication.py cost [--seconds 8] [--rounds 3] [--connections 16]
+    python bench/replication.py memory [--items 1000000]
+
+Three ``shoal serve`` processes on loopback ports stand for three regions
+(us-east-1, eu-west-1, ap-south-1), each the others' peer (``--region``,
+``--peer``), one worker each; all three share this machine's cores with the
+load generator, so every figure is for one machine, not three.
+
+* ``lag``: the viewer-events table, replicated to all three regions, takes a
+  steady write load of ``--rates`` events per second, spread evenly over the
+  three regions (BatchWriteItem of 25 events, paced to the rate by a schedule
+  of start times, so a slow answer does not lower the offered rate).  Beside
+  it a prober writes one probe item at a time in each region in turn and
+  polls the two other regions (GetItem, every 2 ms) until both have it: the
+  lag of a probe to a region is from the source's acknowledgement to the
+  first answer that holds the item, as a client sees it (polling adds up to
+  about 2 ms).  The regions' own ReplicationLatency metric (from a write's
+  time to the peer's durable answer) is read back through CloudWatch's
+  GetMetricStatistics for the same window as a second view.
+* ``cost``: one region (the source, pinned to the server core) holds two
+  tables of the viewer-events shape, one replicated to the other two regions
+  and one not; wrk (bench/lua/workload.lua, mode ``put``) writes to each in
+  turn for ``--rounds`` rounds.  The source's CPU time per PutItem, from the
+  start of a run until the source is idle again (so the replication thread's
+  work for that run, sending to both peers, is charged to it), is the cost:
+  when the server is CPU-bound, throughput is its inverse.
+* ``memory``: ``--items`` events are bulk-loaded into the source region's
+  data directory (``bulkload.bulk_load``), the three regions start, and
+  UpdateTable adds the two replicas: the source copies every item to both
+  peers.  Its resident memory (process tree VmRSS and RssAnon) is sampled
+  every 0.2 s until both replicas are ACTIVE; the peak is the figure.
+
+Prints a JSON summary and markdown rows for docs/benchmarks.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import json
+import os
+import platform
+import random
+import shutil
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+
+BENCH_DIR = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, BENCH_DIR)
+
+from client import Client, DynamoError, Endpoint, wait_until_answering  # noqa: E402
+from systems import SERVER_CPUS, CLIENT_CPUS, free_port, process_tree, rss_bytes, shoal_command  # noqa: E402
+from workload import EVENTS_TABLE, DataSet, EventGenerator, table_definitions  # noqa: E402
+
+REGIONS = ("us-east-1", "eu-west-1", "ap-south-1")
+BATCH = 25
+POLL_S = 0.002
+PROBE_TIMEOUT_S = 60.0
+
+
+class Region:
+    """One ``shoal serve --region NAME --peer ...`` process."""
+
+    def __init__(self, name: str, port: int, peers: dict[str, int], work: str, cpus: str | None = None,
+                 data_dir: str | None = None) -> None:
+        self.name, self.port, self.peers, self.cpus = name, port, peers, cpus
+        self.data_dir = data_dir or os.path.join(work, name)
+        self.log_path = os.path.join(work, f"{name}.log")
+        self.proc: subprocess.Popen | None = None
+
+    @property
+    def endpoint(self) -> Endpoint:
+        return Endpoint(self.port, region=self.name)
+
+    def start(self) -> None:
+        command = [*shoal_command(), "serve", "--port", str(self.port), "--data-dir", self.data_dir,
+                   "--workers", "1", "--region", self.name,
+                   *(f"--peer={region}=http://127.0.0.1:{port}" for region, port in self.peers.items())]
+        if self.cpus:
+            command = ["taskset", "-c", self.cpus, *command]
+        with open(self.log_path, "ab") as log:
+            self.proc = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                                         start_new_session=True)
+        wait_until_answering(self.endpoint, 120.0, alive=lambda: self.proc.poll() is None)
+
+    def cpu_seconds(self) -> float:
+        from systems import cpu_seconds
+        return cpu_seconds(self.proc.pid)
+
+    def memory(self) -> dict:
+        return {"rss": rss_bytes(self.proc.pid), "anon": rss_bytes(self.proc.pid, "RssAnon")}
+
+    def stop(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(30)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(5)
+
+
+def start_regions(work: str, cpus=(None, None, None), data_dirs=(None, None, None)) -> list[Region]:
+    ports = [free_port() for _ in REGIONS]
+    regions = [Region(name, port, {r: p for r, p in zip(REGIONS, ports) if r != name}, work, cpu, data_dir)
+               for name, port, cpu, data_dir in zip(REGIONS, ports, cpus, data_dirs)]
+    for region in regions:
+        region.start()
+    return regions
+
+
+def events_table(name: str = EVENTS_TABLE) -> dict:
+    definition = dict(table_definitions()[0])
+    definition["TableName"] = name
+    return definition
+
+
+def wait_status(client: Client, table: str, timeout_s: float = 3600.0, progress=None) -> float:
+    """Wait until ``table`` and all its replicas are ACTIVE, as the client's region sees it; seconds waited."""
+    started = time.monotonic()
+    while time.monotonic() - started < timeout_s:
+        desc = client.call("DescribeTable", {"TableName": table})["Table"]
+        statuses = [desc["TableStatus"], *(r["ReplicaStatus"] for r in desc.get("Replicas", ()))]
+        if progress:
+            progress(desc)
+        if all(s == "ACTIVE" for s in statuses):
+            return time.monotonic() - started
+        time.sleep(0.2)
+    raise RuntimeError(f"{table} not ACTIVE after {timeout_s} s")
+
+
+def add_replicas(client: Client, table: str, regions, progress=None) -> float:
+    """UpdateTable ReplicaUpdates Create for each region in ``regions`` (one request); seconds until all ACTIVE."""
+    started = time.monotonic()
+    client.call("UpdateTable", {"TableName": table, "ReplicaUpdates": [
+        {"Create": {"RegionName": region}} for region in regions]})
+    wait_status(client, table, progress=progress)
+    return time.monotonic() - started
+
+
+def percentile(values: list[float], q: float) -> float | None:
+    if not values:
+        return None
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, max(0, round(q / 100 * len(ordered) + 0.5) - 1))]
+
+
+# ---------------------------------------------------------------- lag
+
+
+class Writers:
+    """A process (the load generator must not share one interpreter lock with the prober) whose
+    threads offer ``rate`` events per second to ``region``, in BatchWriteItems of 25."""
+
+    def __init__(self, region: Region, rate: float, seconds: float, seed: int, threads: int = 2) -> None:
+        import multiprocessing
+
+        self.region, self.rate, self.seconds, self.seed, self.threads = region, rate, seconds, seed, threads
+        context = multiprocessing.get_context("fork")
+        self.counts = context.Array("q", 3)  # sent, failed, late batches
+        self.process = context.Process(target=self._main, daemon=True)
+
+    def start(self, at: float) -> None:
+        self.at = at
+        self.process.start()
+
+    def join(self) -> None:
+        self.process.join()
+
+    @property
+    def sent(self) -> int:
+        return self.counts[0]
+
+    @property
+    def failed(self) -> int:
+        return self.counts[1]
+
+    @property
+    def late(self) -> int:
+        return self.counts[2]
+
+    def _main(self) -> None:
+        threads = [threading.Thread(target=self._run, args=(i, self.threads)) for i in range(self.threads)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+
+    def _add(self, slot: int, n: int) -> None:
+        with self.counts.get_lock():
+            self.counts[slot] += n
+
+    def _run(self, index: int, count: int) -> None:
+        client = Client(self.region.endpoint)
+        interval = BATCH / self.rate * count  # each thread sends every count-th batch
+        generator = EventGenerator(self.seed * 100 + index)
+        rng = random.Random(self.seed * 100 + index)
+        n = 0
+        try:
+            while True:
+                due = self.at + (index + n * count) * BATCH / self.rate
+                if due - self.at >= self.seconds:
+                    return
+                delay = due - time.monotonic()
+                if delay > 0:
+                    time.sleep(delay)
+                elif delay < -interval:
+                    self._add(2, 1)
+                batch = [{"PutRequest": {"Item": generator.event(
+                    f"u{self.region.name[:2]}{rng.randrange(20_000):06d}",
+                    1_767_225_600_000 + rng.randrange(10**9))}} for _ in range(BATCH)]
+                try:
+                    answer = client.call("BatchWriteItem", {"RequestItems": {EVENTS_TABLE: batch}})
+                    unprocessed = len(answer.get("UnprocessedItems", {}).get(EVENTS_TABLE, ()))
+                    self._add(0, BATCH - unprocessed)
+                    self._add(1, unprocessed)
+                except (DynamoError, OSError):
+                    self._add(1, BATCH)
+                n += 1
+        finally:
+            client.close()
+
+
+def probe(regions: list[Region], stop: threading.Event, lags: dict) -> None:
+    """Write a probe in each region in turn; record each other region's lag (ms) until it sees it."""
+    clients = [Client(r.endpoint) for r in regions]
+    n = 0
+    try:
+        while not stop.is_set():
+            src = n % len(regions)
+            key = {"user_id": {"S": f"probe-{n:06d}"}, "ts": {"N": "0"}}
+            clients[src].call("PutItem", {"TableName": EVENTS_TABLE, "Item": {**key, "event_type": {"S": "probe"}}})
+            acked = time.monotonic()
+            waiting = {i for i in range(len(regions)) if i != src}
+            while waiting and time.monotonic() - acked < PROBE_TIMEOUT_S:
+                for i in sorted(waiting):
+                    if "Item" in clients[i].call("GetItem", {"TableName": EVENTS_TABLE, "Key": key}):
+                        lags.setdefault((regions[src].name, regions[i].name), []).append(
+                            (time.monotonic() - acked) * 1000)
+                        waiting.discard(i)
+                if waiting:
+                    time.sleep(POLL_S)
+            for i in waiting:
+                lags.setdefault((regions[src].name, regions[i].name), []).append(float("inf"))
+            n += 1
+    finally:
+        for client in clients:
+            client.close()
+
+
+def replication_latency(region: Region, start: float, end: float) -> dict:
+    """The region's ReplicationLatency (p50, p99, max, samples) per receiving region over [start, end] (epoch s)."""
+    import boto3
+
+    cloudwatch = boto3.client("cloudwatch", endpoint_url=f"http://127.0.0.1:{region.port}", region_name=region.name,
+                              aws_access_key_id="bench", aws_secret_access_key="bench")
+    out = {}
+    for peer in region.peers:
+        period = max(60, int((end - start) // 60 + 1) * 60)
+        window = dict(
+            Namespace="AWS/DynamoDB", MetricName="ReplicationLatency",
+            Dimensions=[{"Name": "TableName", "Value": EVENTS_TABLE}, {"Name": "ReceivingRegion", "Value": peer}],
+            StartTime=datetime.datetime.fromtimestamp(start // 60 * 60, datetime.timezone.utc),
+            EndTime=datetime.datetime.fromtimestamp(start // 60 * 60 + period, datetime.timezone.utc),
+            Period=period)
+        # Statistics and ExtendedStatistics are mutually exclusive in one call (as in CloudWatch)
+        plain = cloudwatch.get_metric_statistics(**window, Statistics=["SampleCount", "Maximum", "Average"])
+        extended = cloudwatch.get_metric_statistics(**window, ExtendedStatistics=["p50", "p99"])
+        if plain["Datapoints"] and extended["Datapoints"]:
+            point, percentiles = plain["Datapoints"][0], extended["Datapoints"][0]["ExtendedStatistics"]
+            out[peer] = {"samples": point["SampleCount"], "average_ms": point["Average"], "max_ms": point["Maximum"],
+                         "p50_ms": percentiles["p50"], "p99_ms": percentiles["p99"]}
+    return out
+
+
+def run_lag(args, work: str) -> dict:
+    regions = start_regions(work)
+    results = []
+    try:
+        home = Client(regions[0].endpoint)
+        home.call("CreateTable", events_table())
+        wait_status(home, EVENTS_TABLE)
+        add_replicas(home, EVENTS_TABLE, REGIONS[1:])
+        for rate in args.rates:
+            time.sleep(2)
+            writers = [Writers(region, rate / len(regions), args.seconds, seed=rate + i)
+                       for i, region in enumerate(regions)]
+            lags: dict = {}
+            stop = threading.Event()
+            cpu_before = [r.cpu_seconds() for r in regions]
+            wall_start = time.time()
+            at = time.monotonic() + 0.5
+            for w in writers:
+                w.start(at)
+            time.sleep(max(0.0, at - time.monotonic()) + min(5.0, args.seconds / 4))  # let the load settle
+            prober = threading.Thread(target=probe, args=(regions, stop, lags), daemon=True)
+            prober.start()
+            for w in writers:
+                w.join()
+            stop.set()
+            prober.join()
+            elapsed = time.monotonic() - at
+            wall_end = time.time()
+            time.sleep(6)  # the metrics' 5-second visibility
+            cpu = [r.cpu_seconds() - b for r, b in zip(regions, cpu_before)]
+            all_lags = [v for values in lags.values() for v in values]
+            row = {
+                "offered_per_s": rate,
+                "written_per_s": sum(w.sent for w in writers) / elapsed,
+                "failed": sum(w.failed for w in writers),
+                "late_batches": sum(w.late for w in writers),
+                "seconds": elapsed,
+                "probes": len(all_lags),
+                "lost_probes": sum(1 for v in all_lags if v == float("inf")),
+                "lag_ms": {"p50": percentile(all_lags, 50), "p90": percentile(all_lags, 90),
+                           "p99": percentile(all_lags, 99), "max": max(all_lags) if all_lags else None},
+                "lag_ms_by_link": {f"{s}->{d}": {"p50": percentile(v, 50), "p99": percentile(v, 99), "n": len(v)}
+                                   for (s, d), v in sorted(lags.items())},
+                "server_cpu_share": [c / elapsed for c in cpu],
+                "replication_latency_metric": {r.name: replication_latency(r, wall_start, wall_end) for r in regions},
+                "memory_after": {r.name: r.memory() for r in regions},
+            }
+            results.append(row)
+            print(json.dumps(row), flush=True)
+        home.close()
+    finally:
+        for region in regions:
+            region.stop()
+    return {"lag": results}
+
+
+# ---------------------------------------------------------------- cost
+
+
+def wait_idle(region: Region, window_s: float = 0.5, busy_share: float = 0.05, limit_s: float = 120.0) -> None:
+    started = time.monotonic()
+    while time.monotonic() - started < limit_s:
+        before = region.cpu_seconds()
+        time.sleep(window_s)
+        if region.cpu_seconds() - before < busy_share * window_s:
+            return
+
+
+def run_cost(args, work: str) -> dict:
+    import loadgen
+
+    # The source on the server core; the peers and wrk share the other.
+    regions = start_regions(work, cpus=(SERVER_CPUS, CLIENT_CPUS, CLIENT_CPUS))
+    source = regions[0]
+    dataset = DataSet.build(30_000)
+    counts_path = os.path.join(work, "counts.txt")
+    dataset.write_counts(counts_path)
+    runs = {"plain": [], "replicated": []}
+    try:
+        home = Client(source.endpoint)
+        # wrk's put mode writes to viewer_events: one table, its replicas added and removed between
+        # runs, so that the runs differ in nothing but replication.
+        home.call("CreateTable", events_table())
+        wait_status(home, EVENTS_TABLE)
+        for round_ in range(args.rounds):
+            for kind in ("plain", "replicated") if round_ % 2 == 0 else ("replicated", "plain"):
+                desc = home.call("DescribeTable", {"TableName": EVENTS_TABLE})["Table"]
+                replicated = bool(desc.get("Replicas"))
+                if (kind == "replicated") != replicated:
+                    if kind == "replicated":
+                        add_replicas(home, EVENTS_TABLE, REGIONS[1:])
+                    else:
+                        home.call("UpdateTable", {"TableName": EVENTS_TABLE, "ReplicaUpdates": [
+                            {"Delete": {"RegionName": region}} for region in REGIONS[1:]]})
+                        wait_status(home, EVENTS_TABLE)
+                        desc = home.call("DescribeTable", {"TableName": EVENTS_TABLE})["Table"]
+                        assert not desc.get("Replicas"), desc.get("Replicas")
+                for region in regions:
+                    wait_idle(region)
+                script, warmup_args, run_args = loadgen.load_scripts(_Unsigned(), "put", counts_path,
+                                                                     round_, 0)
+                loadgen.run_wrk(source.endpoint.url, args.connections, 1, script, warmup_args)
+                for region in regions:
+                    wait_idle(region)
+                cpu_before = source.cpu_seconds()
+                peers_before = [r.cpu_seconds() for r in regions[1:]]
+                report = loadgen.run_wrk(source.endpoint.url, args.connections, args.seconds, script, run_args)
+                run_cpu = source.cpu_seconds() - cpu_before
+                wait_idle(source)
+                drained_cpu = source.cpu_seconds() - cpu_before
+                summary = loadgen.summarize(report, run_cpu, "put", args.connections)
+                row = {"kind": kind, "round": round_, "rps": summary["rps"], "requests": summary["requests"],
+                       "non2xx": summary["non2xx"], "p99_ms": summary["latency_ms"].get("p99"),
+                       "source_cpu_us_per_put": drained_cpu / summary["requests"] * 1e6,
+                       "source_cpu_us_per_put_during_run": run_cpu / summary["requests"] * 1e6,
+                       "peers_cpu_s": sum(r.cpu_seconds() - b for r, b in zip(regions[1:], peers_before))}
+                runs[kind].append(row)
+                print(json.dumps(row), flush=True)
+        home.close()
+    finally:
+        for region in regions:
+            region.stop()
+    best = {kind: min(r["source_cpu_us_per_put"] for r in rows) for kind, rows in runs.items()}
+    median = {kind: sorted(r["source_cpu_us_per_put"] for r in rows)[len(rows) // 2] for kind, rows in runs.items()}
+    rps = {kind: sorted(r["rps"] for r in rows)[len(rows) // 2] for kind, rows in runs.items()}
+    return {"cost": {"runs": runs, "cpu_us_per_put_best": best, "cpu_us_per_put_median": median,
+                     "rps_median": rps,
+                     "throughput_cost_by_cpu": 1 - best["plain"] / best["replicated"]}}
+
+
+class _Unsigned:
+    """What loadgen.load_scripts needs to know of the source: it does not check signatures."""
+
+    signs = False
+    name = "source"
+
+
+# ---------------------------------------------------------------- memory
+
+
+def run_memory(args, work: str) -> dict:
+    from bulkload import bulk_load
+
+    source_dir = os.path.join(work, REGIONS[0])
+    loaded = bulk_load(source_dir, DataSet.build(args.items))
+    regions = start_regions(work, data_dirs=(source_dir, None, None))
+    samples = []
+    try:
+        home = Client(regions[0].endpoint)
+        before = {r.name: r.memory() for r in regions}
+        stop = threading.Event()
+
+        def sample() -> None:
+            while not stop.is_set():
+                samples.append((time.monotonic(), regions[0].memory()))
+                time.sleep(0.2)
+
+        sampler = threading.Thread(target=sample, daemon=True)
+        sampler.start()
+        seconds = add_replicas(home, EVENTS_TABLE, REGIONS[1:])
+        stop.set()
+        sampler.join()
+        counts = {}
+        for region in regions:
+            client = Client(region.endpoint)
+            counts[region.name] = client.call("Scan", {"TableName": EVENTS_TABLE, "Select": "COUNT"}).get("Count")
+            client.close()
+        home.close()
+        hwm = rss_bytes(regions[0].proc.pid, "VmHWM")
+        after = {r.name: r.memory() for r in regions}
+    finally:
+        for region in regions:
+            region.stop()
+    peak_rss = max(m["rss"] for _, m in samples)
+    peak_anon = max(m["anon"] for _, m in samples)
+    return {"memory": {"items": args.items, "bulk_load": loaded, "copy_seconds": seconds,
+                       "items_per_s_per_peer": args.items / seconds, "source_before": before[REGIONS[0]],
+                       "source_peak_rss": peak_rss, "source_peak_anon": peak_anon, "source_vmhwm": hwm,
+                       "after": after, "scan_counts_first_page": counts}}
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("what", choices=("lag", "cost", "memory"))
+    parser.add_argument("--rates", type=lambda t: [int(x) for x in t.split(",")], default=[1000, 5000])
+    parser.add_argument("--seconds", type=float, default=None, help="lag: 60 s per rate; cost: 8 s per run")
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--connections", type=int, default=16)
+    parser.add_argument("--items", type=int, default=1_000_000)
+    parser.add_argument("--work-dir", default=None)
+    parser.add_argument("--json", default=None, help="write the summary here too")
+    args = parser.parse_args(argv)
+    if args.seconds is None:
+        args.seconds = 60.0 if args.what == "lag" else 8.0
+    work = args.work_dir or tempfile.mkdtemp(prefix="shoal-replication-")
+    os.makedirs(work, exist_ok=True)
+    load_before = os.getloadavg()[0]
+    started = time.time()
+    try:
+        result = {"lag": run_lag, "cost": run_cost, "memory": run_memory}[args.what](args, work)
+    finally:
+        if args.work_dir is None:
+            shutil.rmtree(work, ignore_errors=True)
+    result["machine"] = {"date": datetime.datetime.fromtimestamp(started, datetime.timezone.utc).isoformat(),
+                         "cores": os.cpu_count(), "python": platform.python_version(),
+                         "kernel": platform.release(), "load_before": load_before,
+                         "load_after": os.getloadavg()[0], "minutes": (time.time() - started) / 60}
+    text = json.dumps(result, indent=1, default=str)
+    print(text)
+    if args.json:
+        with open(args.json, "w") as handle:
+            handle.write(text)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
