@@ -51,4 +51,7 @@ def operations() -> dict[str, Callable[[Context, dict], Any]]:
     for module in (tables, items, query, batch, transactions, ttl, streams, resource_policies, partiql, backups, pitr,
                    exports, imports):
         ops.update(module.OPERATIONS)
+    from shoal.replication import legacy_ops  # global tables version 2017.11.29
+
+    ops.update(legacy_ops.OPERATIONS)
     return ops

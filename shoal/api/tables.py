@@ -731,6 +731,10 @@ def delete_table(ctx, request: dict) -> dict:
             from shoal.replication.control import leave
 
             leave(txn, table)
+        elif table.description.get("GlobalTableVersion") == "2017.11.29":  # a member leaves its global table
+            from shoal.replication.legacy import leave_on_delete
+
+            leave_on_delete(txn, table)
         record_table_change(txn, table, "DeleteTable", {"TableName": table.name}, _now(ctx))
         job_key, job = index_store.schedule_drop(txn, table, ranges)
         index_store.purge_step(txn, job_key, job, index_store.DROP_CHUNK)
@@ -868,11 +872,17 @@ def _check_replica_updates(ctx, txn, table: Table, request: dict, stream_spec: d
     """ReplicaUpdates' rules (``shoal.replication.control``) and the stream
     a global table needs: the StreamSpecification UpdateTable applies (a
     first replica enables NEW_AND_OLD_IMAGES if the table has no stream)."""
+    legacy = table.description.get("GlobalTableVersion") == "2017.11.29"
     if request.get("ReplicaUpdates") is None:
-        if stream_spec is not None and not stream_spec.get("StreamEnabled") and table.description.get("Replicas"):
+        if stream_spec is not None and not stream_spec.get("StreamEnabled") and (
+                table.description.get("Replicas") or legacy):
             raise ValidationException(
                 f"{INVALID}Table {table.name} has replicas: its stream cannot be disabled while it is a global table")
         return stream_spec
+    if legacy:  # a table is a replica of one version of global tables only
+        raise ValidationException(
+            f"{INVALID}Table {table.name} is a replica of a global table of version 2017.11.29: "
+            "use UpdateGlobalTable to change its replicas")
     from shoal.replication import control
 
     control.check_replica_updates(ctx, table, request)

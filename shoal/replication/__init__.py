@@ -39,7 +39,7 @@ def attach(dispatcher, region: str | None, peers: dict[str, str], credentials: t
     ``paused`` regions are cut off both ways (``--peer-pause``, for tests)."""
     if region is None:
         return None
-    settings = Settings(region, peers, paused)
+    settings = Settings(region, peers, paused, credentials)
     configure(dispatcher.engine, settings)
     service = ReplicationService(dispatcher, settings)
     dispatcher.replication = service

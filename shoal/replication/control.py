@@ -57,10 +57,13 @@ class Settings:
     and the peers it neither sends to nor accepts from (``--peer-pause``, a
     test aid that stands for a network cut between two regions)."""
 
-    def __init__(self, region: str | None, peers: dict[str, str], paused=()) -> None:
+    def __init__(self, region: str | None, peers: dict[str, str], paused=(),
+                 credentials: tuple[str, str] | None = None) -> None:
         self.region = region
         self.peers = dict(peers)
         self.paused = frozenset(paused)
+        #: (access key, secret) signing requests to peers (--peer-credentials), or None
+        self.credentials = credentials
 
 
 def configure(engine, settings: Settings) -> None:

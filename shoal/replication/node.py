@@ -87,7 +87,14 @@ _LEASE = struct.Struct(">16sd")
 
 
 class PeerError(Exception):
-    """A peer did not take a request (unreachable, or it answered an error)."""
+    """A peer did not take a request (unreachable, or it answered an error:
+    then ``status`` and ``body`` are its answer, so that a caller can pass a
+    DynamoDB error on as the peer worded it)."""
+
+    def __init__(self, message: str, status: int | None = None, body: bytes = b"") -> None:
+        super().__init__(message)
+        self.status = status
+        self.body = body
 
 
 def parse_peers(text: str) -> dict[str, str]:
@@ -162,7 +169,7 @@ class PeerClient:
                 self.close()
                 raise PeerError(f"{self.region}: {exc}") from None
             if response.status != 200:
-                raise PeerError(f"{self.region} answered {response.status}: {data[:300]!r}")
+                raise PeerError(f"{self.region} answered {response.status}: {data[:300]!r}", response.status, data)
             self.heard_at = time.monotonic()
             return orjson.loads(data) if data else {}
         raise PeerError(f"{self.region}: no answer")
@@ -473,6 +480,11 @@ class Replicator:
                 return True
             replicas = control.replica_set(desc, self.region)
         peer.call("SyncReplicas", {"TableName": task["name"], "SourceRegion": self.region, "Replicas": replicas})
+        return True
+
+    def _task_legacy_join(self, peer: PeerClient, task: dict) -> bool:
+        """Send a 2017.11.29 global table's record (this region left it: DeleteTable)."""
+        peer.call("LegacyJoin", {"TableName": task["name"], "SourceRegion": self.region, "GlobalTable": task["record"]})
         return True
 
     def _task_drop(self, peer: PeerClient, task: dict) -> bool:

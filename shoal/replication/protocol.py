@@ -10,6 +10,12 @@ prefix, ``X-Amz-Target: ShoalReplication_20261206.<Op>``:
     DeleteReplica  {TableName, SourceRegion}
     Ping           {TableName, SourceRegion}: answers {} (how a sender with
                    nothing to send learns that a peer is reachable again)
+    LegacyDescribe {TableName, SourceRegion} -> {Table, Empty, GlobalTable}: a
+                   2017.11.29 coordinator looks at this region's table
+    LegacyJoin     {TableName, SourceRegion, GlobalTable}: take a 2017.11.29
+                   global table's record (join it, follow its regions, or leave)
+    LegacyUpdateTables {TableName, SourceRegion, Requests}: UpdateGlobalTableSettings'
+                   UpdateTable requests for this region's table
 
 A request whose SourceRegion is paused here (``--peer-pause``) is refused
 with HTTP 503, ``PeerPausedException``, as a cut network would leave it
@@ -37,11 +43,13 @@ from shoal.api.changelog import head_position
 from shoal.auth.errors import AccessDeniedException, InvalidSignatureException
 from shoal.errors import ResourceNotFoundException, SerializationException, ShoalError, UnknownOperationException
 from shoal.replication import apply as replica_apply
-from shoal.replication import control, versions
+from shoal.replication import control, legacy, versions
+from shoal.replication.legacy_ops import ASKING_PEERS
 
 TARGET_PREFIX = "ShoalReplication_20261206."
 ACTION = "shoal:Replicate"
-_SCREENED = ("DynamoDB_20120810.", "DynamoDBStreams_20120810.")
+_DYNAMODB = "DynamoDB_20120810."
+_SCREENED = (_DYNAMODB, "DynamoDBStreams_20120810.")
 
 
 class PeerPausedException(ShoalError):
@@ -62,12 +70,14 @@ class ReplicationService:
         self.dispatcher = dispatcher
         self.settings = settings
         self.region = settings.region
+        self._coordinator = None  # the threads of the operations that wait for peers, made when first needed
 
     # -- the dispatcher's hook -------------------------------------------------------------
 
     def screen(self, request, request_id: str):
         """None to let the dispatcher go on; else the answer: a peer's
-        request, or the refusal of a request signed for another region."""
+        request, the refusal of a request signed for another region, or a
+        2017.11.29 global tables operation that asks peers, run off the loop."""
         target = request.headers.get("x-amz-target", "")
         if target.startswith(TARGET_PREFIX):
             return self.handle(request, request_id, target[len(TARGET_PREFIX):])
@@ -77,7 +87,34 @@ class ReplicationService:
             scope, _ = region_of(request.headers.get("authorization"), self.region)
             if scope != self.region:
                 return self._error(request_id, wrong_region(scope))
+        if target.startswith(_DYNAMODB) and target[len(_DYNAMODB):] in ASKING_PEERS and self.dispatcher._serving():
+            return self._off_loop(request, request_id)
         return None
+
+    def _off_loop(self, request, request_id: str):
+        """Run an operation that waits for peers (CreateGlobalTable, ...) on
+        a thread of its own, so that the event loop goes on serving meanwhile;
+        the dispatcher still checks, authorizes, meters and answers it."""
+        import asyncio
+        from concurrent.futures import ThreadPoolExecutor
+        from time import perf_counter
+
+        from shoal.server.dispatch import JSON_TYPES, _error, _response
+
+        dispatcher = self.dispatcher
+        content_type = request.headers.get("content-type", "").split(";", 1)[0].strip().lower()
+        response_type = "application/json" if content_type == "application/json" else JSON_TYPES[0]
+        started = perf_counter()
+        try:
+            _writes, job = dispatcher._prepare(request, request_id)
+        except Exception as exc:
+            if dispatcher.metrics is not None:
+                dispatcher._record_failure(None, exc, request)
+            return _response(request_id, response_type, *_error(exc, request_id))
+        if self._coordinator is None:
+            self._coordinator = ThreadPoolExecutor(max_workers=2, thread_name_prefix="shoal-global-tables")
+        future = asyncio.get_running_loop().run_in_executor(self._coordinator, job)
+        return dispatcher._respond_later(request_id, response_type, future, request.headers, job, started)
 
     def handle(self, request, request_id: str, operation: str):
         handler = _OPERATIONS.get(operation)
@@ -277,6 +314,20 @@ def delete_replica(ctx, data: dict) -> dict:
     return {}
 
 
+def legacy_describe(ctx, data: dict) -> dict:
+    return legacy.member_state(ctx, data["TableName"])
+
+
+def legacy_join(ctx, data: dict) -> dict:
+    legacy.join(ctx, data["TableName"], data["GlobalTable"])
+    return {}
+
+
+def legacy_update_tables(ctx, data: dict) -> dict:
+    legacy.update_tables(ctx, data["TableName"], data["Requests"])
+    return {}
+
+
 _OPERATIONS = {
     "ApplyChanges": apply_changes,
     "CopyItems": apply_changes,
@@ -284,4 +335,7 @@ _OPERATIONS = {
     "SyncReplicas": sync_replicas,
     "DeleteReplica": delete_replica,
     "Ping": None,  # answered in ``handle``
+    "LegacyDescribe": legacy_describe,
+    "LegacyJoin": legacy_join,
+    "LegacyUpdateTables": legacy_update_tables,
 }
