@@ -40,6 +40,7 @@ from shoal.errors import (
     ValidationException,
 )
 from shoal.expressions import parse_condition, parse_projection
+from shoal.expressions.projection import SelectList
 from shoal.model.values import validate_value
 from shoal.partiql import ast, parse_statement
 from shoal.partiql.lexer import MALFORMED
@@ -312,7 +313,9 @@ class _Reader:
         exprs = expression_context(request, ("FilterExpression", "ProjectionExpression"), ())
         with statement_errors():
             self.condition = None if filter_text is None else parse_condition(filter_text, exprs, "FilterExpression")
-        self.projection = None if projection_text is None else parse_projection(projection_text, exprs)
+        self.projection = None
+        if projection_text is not None:  # checked as a ProjectionExpression, shaped as PartiQL does
+            self.projection = SelectList(parse_projection(projection_text, exprs).paths)
 
     def names(self) -> list:
         """The top-level attributes the condition reads, sorted."""

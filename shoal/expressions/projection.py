@@ -93,3 +93,62 @@ def _project_value(value: dict, trie: dict):
                 if projected is not None:
                     out.append(projected)
     return {"L": out} if out else None
+
+
+class SelectList:
+    """The projection list of a PartiQL SELECT, which shapes items unlike a
+    ProjectionExpression: each path's value comes back under the last name
+    it reaches before a list index, with that first index (``SELECT
+    m.nested`` gives ``{"nested": ...}``, ``SELECT l[1].b`` gives ``{"l[1]":
+    {"M": {"b": ...}}}``, ``SELECT m.l[0]`` gives ``{"l[0]": ...}``), the rest
+    of the path projecting that value as a ProjectionExpression would.  This
+    is DynamoDB Local's shape (DynamoDB's documentation shows none); paths
+    that reach the same value are merged, and a later path whose name
+    another value already took replaces it."""
+
+    __slots__ = ("groups",)
+
+    def __init__(self, paths: list[tuple]):
+        groups: dict = {}  # the path to the value -> (its name, the paths within it)
+        for path in paths:
+            name, end = path[0], 1
+            for element in path[1:]:
+                end += 1
+                if type(element) is int:
+                    name = f"{name}[{element}]"
+                    break
+                name = element
+            anchor = tuple(path[:end])
+            group = groups.get(anchor)
+            if group is None:
+                group = groups[anchor] = (name, [])
+            group[1].append(tuple(path[end:]))
+        self.groups = [(name, _getter(anchor), None if () in rests else build_trie(rests))
+                       for anchor, (name, rests) in groups.items()]
+
+    def apply(self, item: dict) -> dict:
+        out = {}
+        for name, get, trie in self.groups:
+            value = get(item)
+            if value is not None and trie is not None:
+                value = _project_value(value, trie)
+            if value is not None:
+                out[name] = value
+        return out
+
+
+def _getter(path: tuple):
+    """item -> the value at ``path`` (None where there is none)."""
+    def get(item: dict):
+        value = item.get(path[0])
+        for element in path[1:]:
+            if value is None:
+                return None
+            if type(element) is int:
+                elements = value.get("L")
+                value = elements[element] if elements is not None and element < len(elements) else None
+            else:
+                members = value.get("M")
+                value = members.get(element) if members is not None else None
+        return value
+    return get

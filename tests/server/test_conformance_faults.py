@@ -249,3 +249,25 @@ def test_size_of_size_is_a_validation_error_not_a_failed_condition(ddb, hash_onl
     # A comparison of size() itself still works.
     out = ddb.scan(TableName=hash_only, FilterExpression="size(x) = :four", ExpressionAttributeValues={":four": {"N": "4"}})
     assert out["Items"] == [{"pk": {"S": "a"}, "x": {"S": "kept"}}]
+
+
+# ---------------------------------------------------------------- PartiQL SELECT of nested paths
+
+
+def test_partiql_select_of_a_nested_path_returns_the_value_under_its_own_name(ddb, hash_only):
+    ddb.put_item(TableName=hash_only, Item={
+        "pk": S("nest"), "mymap": {"M": {"nested": S("v"), "deep": {"M": {"c": N("1")}}}},
+        "l": {"L": [S("x"), {"M": {"b": S("y"), "z": S("z")}}]}})
+    try:
+        def select(projection):
+            return ddb.execute_statement(
+                Statement=f"SELECT {projection} FROM \"{hash_only}\" WHERE pk = 'nest'")["Items"]
+        assert select("mymap.nested") == [{"nested": S("v")}]
+        assert select("mymap.deep.c") == [{"c": N("1")}]
+        assert select("l[0]") == [{"l[0]": S("x")}]
+        assert select("l[1].b") == [{"l[1]": {"M": {"b": S("y")}}}]
+        assert select("mymap.nested, l[0]") == [{"nested": S("v"), "l[0]": S("x")}]
+        assert select("mymap.nope") == [{}]
+        assert select("mymap") == [{"mymap": {"M": {"nested": S("v"), "deep": {"M": {"c": N("1")}}}}}]
+    finally:
+        ddb.delete_item(TableName=hash_only, Key={"pk": S("nest")})

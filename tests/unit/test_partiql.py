@@ -364,3 +364,25 @@ def test_comparisons_agree_with_python(names, op, stored, constant):
 ])
 def test_an_empty_attribute_name_in_the_statement_is_refused(text):
     assert message_of(parse_statement, text) == "Path component cannot be an empty string"
+
+
+_DOC = {"pk": {"S": "m"}, "a": {"S": "abc"},
+        "m": {"M": {"nested": {"S": "v"}, "deep": {"M": {"c": {"N": "1"}}}, "ll": {"L": [{"S": "q"}]}}},
+        "l": {"L": [{"S": "x"}, {"M": {"b": {"S": "y"}, "z": {"S": "z"}}}, {"L": [{"N": "5"}, {"N": "6"}]}]}}
+
+
+@pytest.mark.parametrize("paths, expected", [
+    ([("m", "nested")], {"nested": {"S": "v"}}),
+    ([("m", "deep", "c")], {"c": {"N": "1"}}),
+    ([("l", 0)], {"l[0]": {"S": "x"}}),
+    ([("l", 1, "b")], {"l[1]": {"M": {"b": {"S": "y"}}}}),
+    ([("l", 1, "b"), ("l", 1, "z")], {"l[1]": {"M": {"b": {"S": "y"}, "z": {"S": "z"}}}}),
+    ([("l", 2, 1)], {"l[2]": {"L": [{"N": "6"}]}}),
+    ([("m", "ll", 0)], {"ll[0]": {"S": "q"}}),
+    ([("m", "nested"), ("a",), ("l", 0)], {"nested": {"S": "v"}, "a": {"S": "abc"}, "l[0]": {"S": "x"}}),
+    ([("m", "nope"), ("l", 5)], {}),
+    ([("m",)], {"m": _DOC["m"]}),
+])
+def test_select_list_names_each_value_by_the_end_of_its_path(paths, expected):
+    from shoal.expressions.projection import SelectList
+    assert SelectList(paths).apply(_DOC) == expected
