@@ -83,7 +83,8 @@ def _batch_get_item(ctx, request: dict):
             units[name] = 0.0
             for key, skey in zip(keys, storage_keys):
                 raw = txn.get("items", skey)
-                if raw is None:  # a key with no item costs nothing in a batch
+                if raw is None:  # read like a GetItem of no item: one 4 KB unit
+                    units[name] += item_read_units(0, consistent)
                     continue
                 if stored_size(raw) > budget:
                     left = unprocessed.setdefault(name, {k: v for k, v in spec.items() if k != "Keys"})

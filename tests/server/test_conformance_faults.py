@@ -271,3 +271,51 @@ def test_partiql_select_of_a_nested_path_returns_the_value_under_its_own_name(dd
         assert select("mymap") == [{"mymap": {"M": {"nested": S("v"), "deep": {"M": {"c": N("1")}}}}}]
     finally:
         ddb.delete_item(TableName=hash_only, Key={"pk": S("nest")})
+
+
+# ---------------------------------------------------------------- consumed capacity of reads
+
+
+def _units(response) -> float:
+    capacity = response["ConsumedCapacity"]
+    return (capacity[0] if isinstance(capacity, list) else capacity)["CapacityUnits"]
+
+
+def test_reads_of_missing_items_are_charged_like_getitem(ddb, hash_only):
+    """A read finds no item still costs one 4 KB read (DynamoDB Developer
+    Guide, "Capacity unit consumption for read operations"); a BatchGetItem
+    reads each key as a GetItem, each rounded up to 4 KB on its own."""
+    for consistent, unit in ((True, 1.0), (False, 0.5)):
+        assert _units(ddb.get_item(TableName=hash_only, Key={"pk": S("none")}, ConsistentRead=consistent,
+                                   ReturnConsumedCapacity="TOTAL")) == unit
+        out = ddb.batch_get_item(RequestItems={hash_only: {"Keys": [{"pk": S("none")}], "ConsistentRead": consistent}},
+                                 ReturnConsumedCapacity="TOTAL")
+        assert out["Responses"] == {hash_only: []} and _units(out) == unit
+        out = ddb.batch_get_item(RequestItems={hash_only: {
+            "Keys": [{"pk": S("none")}, {"pk": S("none2")}, KEY], "ConsistentRead": consistent}},
+            ReturnConsumedCapacity="TOTAL")
+        assert len(out["Responses"][hash_only]) == 1 and _units(out) == 3 * unit
+    out = ddb.transact_get_items(TransactItems=[{"Get": {"TableName": hash_only, "Key": {"pk": S("none")}}}],
+                                 ReturnConsumedCapacity="TOTAL")
+    assert _units(out) == 2.0
+
+
+def test_query_and_scan_charge_the_total_size_read(ddb):
+    """Query and Scan add up the sizes of the items they read (filtered out or
+    not) and round the total up to 4 KB: three items of about 5 KB are 4 units
+    strongly consistent, 2 eventually consistent."""
+    name = create_table(ddb, range_key=("sk", "N"))
+    try:
+        for i in range(3):
+            ddb.put_item(TableName=name, Item={"pk": S("p"), "sk": N(str(i)), "d": S("x" * 5000)})
+        for consistent, units in ((True, 4.0), (False, 2.0)):
+            scan = ddb.scan(TableName=name, ConsistentRead=consistent, ReturnConsumedCapacity="TOTAL")
+            assert scan["Count"] == 3 and _units(scan) == units
+            filtered = ddb.scan(TableName=name, ConsistentRead=consistent, ReturnConsumedCapacity="TOTAL",
+                                FilterExpression="attribute_exists(nothing)")
+            assert filtered["Count"] == 0 and filtered["ScannedCount"] == 3 and _units(filtered) == units
+            query = ddb.query(TableName=name, KeyConditionExpression="pk = :p", ExpressionAttributeValues={":p": S("p")},
+                              ConsistentRead=consistent, ReturnConsumedCapacity="TOTAL", Select="COUNT")
+            assert query["Count"] == 3 and _units(query) == units
+    finally:
+        ddb.delete_table(TableName=name)
