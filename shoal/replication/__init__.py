@@ -1,4 +1,4 @@
-"""Global tables (version 2019.11.21), multi-region eventual consistency.
+"""Global tables (versions 2019.11.21 and 2017.11.29), multi-region eventual consistency.
 
 A deployment started with ``shoal serve --region NAME`` is the home of one
 region; ``--peer REGION=URL`` names the others.  A table becomes global when
@@ -16,6 +16,8 @@ design and what is not done.
     protocol  ShoalReplication_20261206.<Op> requests; the region screen
     apply     applying a batch, last writer wins; cursors and the registry
     versions  item versions (time, origin, position), tombstones
+    legacy    global tables version 2017.11.29: the records, a member's side, the conditions
+    legacy_ops  its operations (CreateGlobalTable, ..., UpdateGlobalTableSettings)
 """
 
 from __future__ import annotations

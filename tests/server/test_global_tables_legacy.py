@@ -437,3 +437,47 @@ def _without_dates(replicas: list[dict]) -> list[dict]:
     for replica in replicas:
         replica["ReplicaBillingModeSummary"].pop("LastUpdateToPayPerRequestDateTime", None)
     return replicas
+
+
+# ---------------------------------------------------------------- auth
+
+
+def test_with_auth_on_the_operations_that_ask_peers_are_authorized_and_signed(tmp_path):
+    """The coordinator checks the caller (as any request) before it asks a
+    peer, and signs what it asks with --peer-credentials."""
+    from tests.server.test_global_tables import _free_port
+    from tests.shoal_process import ShoalProcess, root_credentials
+
+    home_port, peer_port = _free_port(), _free_port()
+    peer = ShoalProcess(tmp_path / "peer", "--region", REGIONS[1], "--auth", "sigv4", "--workers", "1",
+                        "--no-metrics", port=peer_port).start()
+    try:
+        home = ShoalProcess(tmp_path / "home", "--region", REGIONS[0], "--auth", "sigv4", "--workers", "1",
+                            "--no-metrics", f"--peer={REGIONS[1]}=http://127.0.0.1:{peer_port}",
+                            "--peer-credentials", str(tmp_path / "peer" / "root-credentials"),
+                            port=home_port).start()
+        try:
+            def client(proc, region, credentials):
+                return boto3.client("dynamodb", endpoint_url=proc.url, region_name=region,
+                                    aws_access_key_id=credentials[0], aws_secret_access_key=credentials[1],
+                                    config=botocore.config.Config(retries={"max_attempts": 0}))
+
+            at_home = client(home, REGIONS[0], root_credentials(tmp_path / "home"))
+            at_peer = client(peer, REGIONS[1], root_credentials(tmp_path / "peer"))
+            _make(at_home, "guarded")
+            _make(at_peer, "guarded")
+            stranger = client(home, REGIONS[0], ("AKIDNOBODY", "secret"))
+            code, _ = _error(stranger.create_global_table, GlobalTableName="guarded", ReplicationGroup=_group(0, 1))
+            assert code == "UnrecognizedClientException"
+            assert _error(at_peer.describe_global_table, GlobalTableName="guarded")[0] == (
+                "GlobalTableNotFoundException")  # the peer was not asked anything
+            made = at_home.create_global_table(GlobalTableName="guarded", ReplicationGroup=_group(0, 1))
+            assert made["GlobalTableDescription"]["ReplicationGroup"] == _group(0, 1)
+            described = at_peer.describe_global_table(GlobalTableName="guarded")["GlobalTableDescription"]
+            assert (described["GlobalTableStatus"], described["ReplicationGroup"]) == ("ACTIVE", _group(0, 1))
+            _put(at_home, "guarded", "signed")  # and the home region's writes reach the peer, signed
+            _wait(lambda: at_peer.get_item(TableName="guarded", Key={"pk": {"S": "signed"}}).get("Item") is not None)
+        finally:
+            home.stop()
+    finally:
+        peer.stop()
