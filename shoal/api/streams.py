@@ -792,6 +792,7 @@ def _table_arn_text(ctx, name: str) -> str:
 def describe_stream(ctx, request: dict) -> dict:
     """A stream's status, view type, key schema and a page of its shards."""
     arn = request["StreamArn"]
+    _check_shard_filter(request.get("ShardFilter"))
     catch_up(ctx.engine)  # shards a rollover makes are listed at once
     with ctx.engine.read() as txn:
         stream = _stream_by_arn(txn, ctx.region, arn)
@@ -799,8 +800,8 @@ def describe_stream(ctx, request: dict) -> dict:
         raise ResourceNotFoundException(f"Requested resource not found: Stream: {arn} not found")
     shards = _live_shards(stream, _cutoff_ms(ctx))
     shard_filter = request.get("ShardFilter")
-    if shard_filter and shard_filter.get("Type") == "CHILD_SHARDS":
-        shards = [s for s in shards if s["parent"] == shard_filter.get("ShardId")]
+    if shard_filter is not None:
+        shards = [s for s in shards if s["parent"] == shard_filter["ShardId"]]  # Type CHILD_SHARDS
     after = request.get("ExclusiveStartShardId")
     if after is not None:
         index = next((i for i, s in enumerate(shards) if s["sid"] == after), None)
@@ -820,6 +821,19 @@ def describe_stream(ctx, request: dict) -> dict:
     if len(shards) > limit:
         desc["LastEvaluatedShardId"] = page[-1]["sid"]
     return {"StreamDescription": desc}
+
+
+def _check_shard_filter(shard_filter: dict | None) -> None:
+    """A ShardFilter filters by both its members: without its Type or the
+    ShardId of the parent it means nothing, and is refused rather than
+    ignored (the model marks neither required; the words are Coral's for a
+    missing member, as for its enum)."""
+    if shard_filter is None:
+        return
+    missing = [f"Value null at 'shardFilter.{member}' failed to satisfy constraint: Member must not be null"
+               for member, key in (("type", "Type"), ("shardId", "ShardId")) if shard_filter.get(key) is None]
+    if missing:
+        raise ValidationException(validation_errors(missing))
 
 
 def _shard_description(stream: dict, shard: dict) -> dict:

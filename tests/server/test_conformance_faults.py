@@ -319,3 +319,63 @@ def test_query_and_scan_charge_the_total_size_read(ddb):
             assert query["Count"] == 3 and _units(query) == units
     finally:
         ddb.delete_table(TableName=name)
+
+
+# ---------------------------------------------------------------- DynamoDB Streams
+
+
+@pytest.fixture(scope="module")
+def streams(shoal):
+    from tests.conftest import make_client
+    return make_client(shoal.url, "dynamodbstreams")
+
+
+def _streamed_table(ddb) -> tuple[str, str]:
+    from tests.conftest import unique_name
+    name = unique_name("st")
+    out = ddb.create_table(TableName=name, BillingMode="PAY_PER_REQUEST",
+                           KeySchema=[{"AttributeName": "pk", "KeyType": "HASH"}],
+                           AttributeDefinitions=[{"AttributeName": "pk", "AttributeType": "S"}],
+                           StreamSpecification={"StreamEnabled": True, "StreamViewType": "KEYS_ONLY"})
+    return name, out["TableDescription"]["LatestStreamArn"]
+
+
+def test_describe_stream_refuses_a_shard_filter_missing_a_member(ddb, streams):
+    name, arn = _streamed_table(ddb)
+    try:
+        shard_id = streams.describe_stream(StreamArn=arn)["StreamDescription"]["Shards"][0]["ShardId"]
+        null = "Value null at 'shardFilter.{}' failed to satisfy constraint: Member must not be null"
+        assert error_of(streams.describe_stream, StreamArn=arn, ShardFilter={"ShardId": shard_id}) == (
+            "ValidationException", "1 validation error detected: " + null.format("type"))
+        assert error_of(streams.describe_stream, StreamArn=arn, ShardFilter={"Type": "CHILD_SHARDS"}) == (
+            "ValidationException", "1 validation error detected: " + null.format("shardId"))
+        assert error_of(streams.describe_stream, StreamArn=arn, ShardFilter={}) == (
+            "ValidationException", "2 validation errors detected: " + null.format("type") + "; " + null.format("shardId"))
+        # A whole filter still works: the open shard has no child yet.
+        out = streams.describe_stream(StreamArn=arn, ShardFilter={"Type": "CHILD_SHARDS", "ShardId": shard_id})
+        assert out["StreamDescription"]["Shards"] == []
+    finally:
+        ddb.delete_table(TableName=name)
+
+
+def test_disabling_a_stream_closes_its_open_shard_at_once(ddb, streams):
+    name, arn = _streamed_table(ddb)
+    try:
+        for i in range(3):
+            ddb.put_item(TableName=name, Item={"pk": S(f"k{i}")})
+        (shard,) = streams.describe_stream(StreamArn=arn)["StreamDescription"]["Shards"]
+        assert "EndingSequenceNumber" not in shard["SequenceNumberRange"]
+        ddb.update_table(TableName=name, StreamSpecification={"StreamEnabled": False})
+        description = streams.describe_stream(StreamArn=arn)["StreamDescription"]
+        assert description["StreamStatus"] == "DISABLED"
+        (closed,) = description["Shards"]
+        span = closed["SequenceNumberRange"]
+        assert closed["ShardId"] == shard["ShardId"] and "EndingSequenceNumber" in span
+        # The closed shard ends at its last record: reading it to the end gives the three writes.
+        iterator = streams.get_shard_iterator(StreamArn=arn, ShardId=closed["ShardId"],
+                                              ShardIteratorType="TRIM_HORIZON")["ShardIterator"]
+        page = streams.get_records(ShardIterator=iterator)
+        assert [r["dynamodb"]["Keys"]["pk"]["S"] for r in page["Records"]] == ["k0", "k1", "k2"]
+        assert page["Records"][-1]["dynamodb"]["SequenceNumber"] == span["EndingSequenceNumber"]
+    finally:
+        ddb.delete_table(TableName=name)
