@@ -110,14 +110,31 @@ def _record(ctx, name: str) -> dict:
 
 def _spread(members: dict[str, Member], name: str, record: dict, status: str) -> None:
     """Send ``record`` to every member, ``status`` first and then ACTIVE (a
-    member that misses the second keeps showing ``status``)."""
-    for member in members.values():
-        member.join(name, {**record, "GlobalTableStatus": status})
+    member that misses the second keeps showing ``status``).  This region's
+    own record changes last, so that a request that failed half-way can be
+    sent again; a region removed that does not answer is told later by the
+    replication thread (a queued ``legacy_join``)."""
+    for member in sorted(members.values(), key=lambda m: m.local):
+        try:
+            member.join(name, {**record, "GlobalTableStatus": status})
+        except InternalServerError:
+            if member.region in record["Regions"]:
+                raise
+            _tell_later(member.ctx, name, member.region, record)
     _activate(members, name, record)
+
+
+def _tell_later(ctx, name: str, region: str, record: dict) -> None:
+    with ctx.engine.write() as txn:
+        table = ctx.catalog.get(txn, ctx.region, name)
+        control.queue_task(txn, {"kind": "legacy_join", "table_id": table.table_id if table else name, "name": name,
+                                 "peer": region, "record": record})
 
 
 def _activate(members: dict[str, Member], name: str, record: dict) -> None:
     for member in members.values():
+        if member.region not in record["Regions"]:
+            continue
         try:
             member.join(name, {**record, "GlobalTableStatus": "ACTIVE"})
         except Exception as exc:  # noqa: BLE001 - the group is made; the status is cosmetic

@@ -297,6 +297,38 @@ def test_update_global_table_adds_and_removes_regions(regions):
     assert [item["pk"]["S"] for item in _scan(home, name)] == ["after_removal", "alone", "from_new", "to_new"]
 
 
+def test_a_region_removed_while_it_is_down_is_told_when_it_is_back(regions):
+    name = "legacy_away"
+    _make_everywhere(regions, name)
+    home = regions.client(0)
+    home.create_global_table(GlobalTableName=name, ReplicationGroup=_group(0, 1, 2))
+    regions.procs[2].stop()
+    try:
+        removed = home.update_global_table(GlobalTableName=name,
+                                           ReplicaUpdates=[{"Delete": {"RegionName": REGIONS[2]}}])
+        assert removed["GlobalTableDescription"]["ReplicationGroup"] == _group(0, 1)
+        for i in (0, 1):
+            described = regions.client(i).describe_global_table(GlobalTableName=name)["GlobalTableDescription"]
+            assert (described["ReplicationGroup"], described["GlobalTableStatus"]) == (_group(0, 1), "ACTIVE")
+        # Adding a region that does not answer fails, and changes nothing.
+        assert _error(home.update_global_table, GlobalTableName=name,
+                      ReplicaUpdates=[{"Create": {"RegionName": REGIONS[2]}}]) == (
+            "InternalServerError", "Region ap-south-1 did not answer: ap-south-1: [Errno 111] Connection refused")
+        assert home.describe_global_table(GlobalTableName=name)["GlobalTableDescription"][
+            "ReplicationGroup"] == _group(0, 1)
+    finally:
+        regions.start(2)
+    away = regions.client(2)
+    _wait(lambda: "GlobalTableVersion" not in away.describe_table(TableName=name)["Table"])
+    _not_global(regions, name, indexes=(2,))
+    _put(home, name, "after")
+    _converged(regions, name, indexes=(0, 1))
+    _put(away, name, "away")
+    time.sleep(1)
+    assert [item["pk"]["S"] for item in _scan(away, name)] == ["away"]
+    assert [item["pk"]["S"] for item in _scan(regions.client(1), name)] == ["after"]
+
+
 def test_a_region_without_the_table_cannot_be_added(regions):
     name = "legacy_partial"
     _make_everywhere(regions, name, indexes=(0, 1))
