@@ -53,12 +53,13 @@ from shoal.metrics.errors import (
     ValidationError,
 )
 from shoal.metrics.math import ARITHMETIC_ERROR, MathError, Series, evaluate_queries
-from shoal.metrics.stats import DeferredStats, Stats
+from shoal.metrics.stats import HEADER_STATISTICS, DeferredStats, Stats, header_statistic
 from shoal.metrics.store import (
     HOUR,
     LEVELS,
     Writer,
     iter_series,
+    level_rows,
     lookup,
     namespace_range,
     read_hours,
@@ -227,6 +228,22 @@ def aggregate(txn, series_id: int, start: int, end: float, period: int) -> dict[
     return out
 
 
+def minute_values(txn, series_id: int, start: int, end: float, name: str) -> list | None:
+    """[(minute, value)] of statistic ``name`` (one of ``HEADER_STATISTICS``)
+    per 1-minute period from ``start`` (a minute) to ``end``, straight from
+    each stored minute's header: what ``aggregate`` gives for a period of 60
+    seconds, without a Stats object per point (a dashboard of 100 tables
+    over 3 hours reads 18,000 of them).  None when the window holds coarser
+    periods too (data old enough to be rolled up), which ``aggregate`` merges."""
+    stop = math.ceil(end)
+    for level in range(1, len(LEVELS)):
+        for _ in read_level(txn, series_id, level, start, stop):
+            return None
+    value = header_statistic(name)
+    points = [(at, value(raw)) for at, raw in level_rows(txn, series_id, 0, start, stop) if at < end]
+    return [point for point in points if point[1] is not None]
+
+
 # ---------------------------------------------------------------- the API
 
 
@@ -367,11 +384,17 @@ class CloudWatch:
         info = lookup(txn, series)
         unit = stat.get("Unit")
         if info is not None and (unit is None or unit == info.unit) and _period_fits(period, first, now):
-            for at, stats in aggregate(txn, info.series_id, first, end, period).items():
-                value = stats.statistic(stat["Stat"])
-                if value is not None:
-                    points.append((at, value))
-        points.sort()
+            fast = None
+            if period == 60 and first % 60 == 0 and stat["Stat"] in HEADER_STATISTICS:
+                fast = minute_values(txn, info.series_id, first, end, stat["Stat"])
+            if fast is not None:
+                points = fast  # in time order already
+            else:
+                for at, stats in aggregate(txn, info.series_id, first, end, period).items():
+                    value = stats.statistic(stat["Stat"])
+                    if value is not None:
+                        points.append((at, value))
+                points.sort()
         return Series(dict(points), query.get("Label") or metric["MetricName"], period, True)
 
     # -- ListMetrics -------------------------------------------------------------------------

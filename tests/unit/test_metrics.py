@@ -11,7 +11,7 @@ import pytest
 
 from shoal.api.common import READ, WRITE, meter, meter_records, meter_returned
 from shoal.metrics import dynamodb
-from shoal.metrics.cloudwatch import CloudWatch, aggregate, rounded_start
+from shoal.metrics.cloudwatch import CloudWatch, aggregate, minute_values, rounded_start
 from shoal.metrics.errors import (
     InvalidParameterCombination,
     InvalidParameterValue,
@@ -21,7 +21,7 @@ from shoal.metrics.errors import (
 )
 from shoal.metrics.recorder import Entries, Recorder
 from shoal.metrics.retention import RollUp, roll_up_series
-from shoal.metrics.stats import RELATIVE_ACCURACY, DeferredStats, Stats
+from shoal.metrics.stats import HEADER_STATISTICS, RELATIVE_ACCURACY, DeferredStats, Stats
 from shoal.metrics.store import (
     HOUR,
     LEVELS,
@@ -32,6 +32,7 @@ from shoal.metrics.store import (
     lookup,
     namespace_range,
     read_hours,
+    read_level,
     read_periods,
     series_key,
     write_points,
@@ -224,6 +225,27 @@ def assert_reads_agree(engine, windows):
             got = aggregate(txn, series_id, start, end, period)
             assert got == expected and expected, (start, end, period)
             assert [s.percentile(99) for s in got.values()] == [s.percentile(99) for s in expected.values()]
+
+
+def test_one_minute_periods_read_from_the_headers_answer_what_aggregate_answers():
+    rng = random.Random(11)
+    engine = MemoryEngine()
+    write_minutes(engine, sorted(rng.sample(range(0, 180), 120)), rng)  # minutes with gaps
+    write_minutes(engine, [5, 6, 170], rng)  # merged into minutes already stored
+    with engine.write() as txn:  # a minute whose statistic set has no values: no point, as in aggregate
+        write_points(txn, {(LATENCY, "Milliseconds", T0 + 60 * 200): Stats()})
+    with engine.read() as txn:
+        series_id = lookup(txn, LATENCY).series_id
+        assert [at for at, _ in read_level(txn, series_id, 0, T0 + 60 * 200, T0 + 60 * 201)] == [T0 + 60 * 200]
+        for start, end in ((T0, T0 + 180 * 60), (T0 + 600, T0 + 3000.5), (T0 - 3600, T0 + 201 * 60)):
+            expected = aggregate(txn, series_id, start, end, 60)
+            for name in HEADER_STATISTICS:
+                wanted = sorted((at, s.statistic(name)) for at, s in expected.items() if s.statistic(name) is not None)
+                assert minute_values(txn, series_id, start, end, name) == wanted and wanted, (start, end, name)
+    with engine.write() as txn:  # once some of the window is rolled up, the fast path steps aside
+        roll_up_series(txn, lookup(txn, LATENCY).series_id, T0 + 16 * DAY, 30)
+    with engine.read() as txn:
+        assert minute_values(txn, lookup(txn, LATENCY).series_id, T0, T0 + 180 * 60, "Sum") is None
 
 
 def test_an_hours_total_is_the_merge_of_its_minutes_and_reads_take_whole_hours_from_it():
