@@ -379,3 +379,56 @@ def test_disabling_a_stream_closes_its_open_shard_at_once(ddb, streams):
         assert page["Records"][-1]["dynamodb"]["SequenceNumber"] == span["EndingSequenceNumber"]
     finally:
         ddb.delete_table(TableName=name)
+
+
+# ---------------------------------------------------------------- ImportTable
+
+
+@pytest.fixture(scope="module")
+def s3_server(tmp_path_factory):
+    """A server of its own with a folder standing for S3 (``--s3-dir``)."""
+    from tests.shoal_process import ShoalProcess
+    root = tmp_path_factory.mktemp("import21")
+    (root / "s3" / "bucket").mkdir(parents=True)
+    server = ShoalProcess(root / "data", "--s3-dir", str(root / "s3")).start()
+    yield server, root / "s3" / "bucket"
+    server.stop()
+
+
+def _import(ddb, name: str, prefix: str, input_format: str) -> dict:
+    import time
+    started = ddb.import_table(
+        S3BucketSource={"S3Bucket": "bucket", "S3KeyPrefix": prefix}, InputFormat=input_format,
+        InputCompressionType="NONE", TableCreationParameters={
+            "TableName": name, "BillingMode": "PAY_PER_REQUEST",
+            "KeySchema": [{"AttributeName": "pk", "KeyType": "HASH"}],
+            "AttributeDefinitions": [{"AttributeName": "pk", "AttributeType": "S"}]})
+    arn = started["ImportTableDescription"]["ImportArn"]
+    for _ in range(300):
+        description = ddb.describe_import(ImportArn=arn)["ImportTableDescription"]
+        if description["ImportStatus"] != "IN_PROGRESS":
+            return description
+        time.sleep(0.05)
+    raise AssertionError("import still IN_PROGRESS")
+
+
+def test_import_counts_an_item_with_an_empty_attribute_name_as_an_error(s3_server):
+    from tests.conftest import make_client
+    server, bucket = s3_server
+    ddb = make_client(server.url)
+    (bucket / "json").mkdir()
+    (bucket / "json" / "items.json").write_text("\n".join([
+        '{"Item": {"pk": {"S": "good"}, "m": {"M": {"k": {"S": "v"}}}}}',
+        '{"Item": {"pk": {"S": "top"}, "": {"S": "x"}}}',
+        '{"Item": {"pk": {"S": "nested"}, "m": {"M": {"": {"S": "x"}}}}}',
+        '{"Item": {"pk": {"S": "in-list"}, "l": {"L": [{"M": {"": {"N": "1"}}}]}}}']))
+    done = _import(ddb, "import-empty-json", "json/", "DYNAMODB_JSON")
+    assert (done["ImportStatus"], done["ErrorCount"], done["ImportedItemCount"]) == ("FAILED", 3, 1)
+    items = ddb.scan(TableName="import-empty-json")["Items"]
+    assert items == [{"pk": {"S": "good"}, "m": {"M": {"k": {"S": "v"}}}}]
+    # A CSV column without a name names an empty attribute in every row.
+    (bucket / "csv").mkdir()
+    (bucket / "csv" / "rows.csv").write_text("pk,,title\na,x,t\n")
+    done = _import(ddb, "import-empty-csv", "csv/", "CSV")
+    assert (done["ImportStatus"], done["ErrorCount"], done["ImportedItemCount"]) == ("FAILED", 1, 0)
+    assert ddb.scan(TableName="import-empty-csv")["Items"] == []
