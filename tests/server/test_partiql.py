@@ -168,7 +168,8 @@ def test_select_document_paths(ddb, table):
     put(ddb, table, "u1", 1, device={"M": {"type": {"S": "tv"}, "os": {"S": "tizen"}}},
         l={"L": [{"N": "1"}, {"N": "2"}]})
     items = run(ddb, f"SELECT device.\"type\", l[1] FROM {table} WHERE pk = 'u1' AND device.os = 'tizen'")["Items"]
-    assert items == [{"device": {"M": {"type": {"S": "tv"}}}, "l": {"L": [{"N": "2"}]}}]
+    # a path's value under its last name, a list element's under its path (DynamoDB Local 1.25 agrees)
+    assert items == [{"type": {"S": "tv"}, "l[1]": {"N": "2"}}]
 
 
 def test_select_pages_with_next_token(ddb, table):
@@ -608,7 +609,7 @@ def test_select_from_a_local_index_fetches_unprojected_attributes(ddb, indexed):
     items = run(ddb, f'SELECT data FROM "{indexed}"."lsi2" WHERE pk = \'p\' AND lsi2sk = \'l\'')["Items"]
     assert items == [{"data": {"S": "d"}}]
     items = run(ddb, f'SELECT other, mymap.k FROM "{indexed}"."lsi2" WHERE pk = \'p\' AND data = \'d\'')["Items"]
-    assert items == [{"other": {"S": "o"}, "mymap": {"M": {"k": {"S": "v"}}}}]
+    assert items == [{"other": {"S": "o"}, "k": {"S": "v"}}]
 
 
 def test_select_from_a_global_index_refuses_unprojected_attributes(ddb, indexed):
@@ -683,7 +684,7 @@ def test_syntax_error_reasons_and_aliases(ddb, table):
         assert code_message(run, ddb=ddb, statement=statement) == ("ValidationException", message), statement
     put(ddb, table, "a", 1, m={"M": {"inner": {"N": "1"}}})
     items = run(ddb, f'SELECT m."inner" FROM {table} WHERE pk = \'a\' AND m."inner" = 1')["Items"]
-    assert items == [{"m": {"M": {"inner": {"N": "1"}}}}]
+    assert items == [{"inner": {"N": "1"}}]
     tx = [{"Statement": f"SELECT * FROM {table} WHERE pk = 'a' AND sk = 1"},
           {"Statement": f"SELECT * FROM {table} WHERE"}]
     assert code_message(ddb.execute_transaction, TransactStatements=tx) == (
