@@ -109,9 +109,8 @@ def check_attribute_names(names) -> None:
     names an attribute (a Key, the legacy parameters, AttributesToGet), and
     before it looks the table up: the operations call this first.  Item maps
     are checked as their values are (``validate_item``)."""
-    for name in names:
-        if not name:
-            raise ValidationException(EMPTY_NAME)
+    if "" in names:  # a dict's keys or a list: one lookup, on every GetItem too
+        raise ValidationException(EMPTY_NAME)
 
 
 def validate_key(
