@@ -131,6 +131,8 @@ class KeyCondition:
         return low <= at <= bounds[1][1]  # BETWEEN
 
 
+# DynamoDB's words as dynalite's suite recorded them against DynamoDB (DynamoDB
+# Local says "does not match the range key predicate" for all three).
 START_KEY_OUTSIDE = "The provided starting key is outside query boundaries based on provided conditions"
 START_KEY_NOT_IN_RANGE = "The provided starting key does not match the range key predicate"
 START_KEY_ONE_ROW = "The query can return at most one row and cannot be restarted"
