@@ -28,8 +28,6 @@ requests wait for peers, so the server runs them on a thread of their own
 
 from __future__ import annotations
 
-import logging
-
 import orjson
 
 from shoal.api.changelog import consumers, head_position
@@ -37,8 +35,6 @@ from shoal.errors import INVALID_PARAMETERS as INVALID
 from shoal.errors import ShoalError, TableNotFoundException, ValidationException
 from shoal.replication import apply as replica_apply
 from shoal.replication import control
-
-log = logging.getLogger("shoal")
 
 GLOBAL_TABLE_VERSION = "2017.11.29"
 RECORD_PREFIX = b"repl/g/"

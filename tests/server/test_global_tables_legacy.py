@@ -265,7 +265,7 @@ def test_update_global_table_adds_and_removes_regions(regions):
     _put(regions.client(1), name, "to_new")
     assert [item["pk"]["S"] for item in _converged(regions, name)] == ["from_new", "to_new"]
 
-    # A region added to a group that holds data: refused (every table must be empty).
+    # Two updates of one region in a request: refused.
     assert _error(home.update_global_table, GlobalTableName=name,
                   ReplicaUpdates=[{"Delete": {"RegionName": REGIONS[1]}}, {"Create": {"RegionName": REGIONS[1]}}]) == (
         "ValidationException", "One or more parameter values were invalid: Only one replica update per region is "
@@ -277,6 +277,7 @@ def test_update_global_table_adds_and_removes_regions(regions):
     for i in (0, 2):
         described = regions.client(i).describe_global_table(GlobalTableName=name)["GlobalTableDescription"]
         assert described["ReplicationGroup"] == _group(0, 2)
+    # A region added to a group that holds data: refused (every table must be empty).
     assert _error(home.update_global_table, GlobalTableName=name,
                   ReplicaUpdates=[{"Create": {"RegionName": REGIONS[1]}}]) == (
         "ValidationException", "One or more parameter values were invalid: Table: legacy_moving in region: "
@@ -337,7 +338,8 @@ def test_a_region_without_the_table_cannot_be_added(regions):
     assert _error(home.update_global_table, GlobalTableName=name,
                   ReplicaUpdates=[{"Create": {"RegionName": REGIONS[2]}}]) == (
         "TableNotFoundException", "Table not found: Table: 'legacy_partial' not found in region: 'ap-south-1'.")
-    assert home.describe_global_table(GlobalTableName=name)["GlobalTableDescription"]["ReplicationGroup"] == _group(0, 1)
+    described = home.describe_global_table(GlobalTableName=name)["GlobalTableDescription"]
+    assert described["ReplicationGroup"] == _group(0, 1)
     _still_serving(regions)
 
 
@@ -425,9 +427,9 @@ def test_settings_are_read_and_written_in_every_region(regions):
     assert _without_dates(changed["ReplicaSettings"]) == want
     for i in range(3):  # each region's own table has them
         table = regions.client(i).describe_table(TableName=name)["Table"]
-        assert (table["ProvisionedThroughput"]["ReadCapacityUnits"],
-                table["ProvisionedThroughput"]["WriteCapacityUnits"]) == (want[i]["ReplicaProvisionedReadCapacityUnits"],
-                                                                          7)
+        throughput = table["ProvisionedThroughput"]
+        assert (throughput["ReadCapacityUnits"], throughput["WriteCapacityUnits"]) == (
+            want[i]["ReplicaProvisionedReadCapacityUnits"], 7)
         index = table["GlobalSecondaryIndexes"][0]["ProvisionedThroughput"]
         assert (index["ReadCapacityUnits"], index["WriteCapacityUnits"]) == (
             want[i]["ReplicaGlobalSecondaryIndexSettings"][0]["ProvisionedReadCapacityUnits"], 4)

@@ -133,7 +133,8 @@ def test_create_global_table_of_this_region_alone_and_describe_it(ctx, clock):
     made = legacy_ops.create_global_table(ctx, {"GlobalTableName": "events", "ReplicationGroup": [
         {"RegionName": HOME}]})
     assert made == {"GlobalTableDescription": {
-        "ReplicationGroup": [{"RegionName": HOME}], "GlobalTableArn": "arn:aws:dynamodb::000000000000:global-table/events",
+        "ReplicationGroup": [{"RegionName": HOME}],
+        "GlobalTableArn": "arn:aws:dynamodb::000000000000:global-table/events",
         "CreationDateTime": round(clock(), 3), "GlobalTableStatus": "CREATING", "GlobalTableName": "events"}}
     described = legacy_ops.describe_global_table(ctx, {"GlobalTableName": "events"})["GlobalTableDescription"]
     assert described == {**made["GlobalTableDescription"], "GlobalTableStatus": "ACTIVE"}
