@@ -147,10 +147,12 @@ class PeerClient:
         self.marked: bool | None = None  # shown REGION_DISABLED here; None: not known since start
         self.heard_at = 0.0  # monotonic time of the last answer
 
-    def call(self, operation: str, payload: dict) -> dict:
+    def call(self, operation: str, payload: dict | None = None, body: bytes | None = None) -> dict:
+        """POST ``payload`` (or its JSON, ``body``, already encoded) as ``operation``."""
         if self.paused:
             raise PeerError(f"{self.region}: paused (--peer-pause)")
-        body = orjson.dumps(payload)
+        if body is None:
+            body = orjson.dumps(payload)
         headers = {"Content-Type": "application/x-amz-json-1.0", "X-Amz-Target": TARGET_PREFIX + operation}
         if self.credentials is not None:
             headers = self._signed(headers, body)
@@ -383,17 +385,26 @@ class Replicator:
 
     # -- metrics --------------------------------------------------------------------------
 
-    def _record(self, metric: str, table: str, peer: str, unit: str, values: list) -> None:
+    def _add_point(self, points: dict, metric: str, table: str, peer: str, unit: str, values: list) -> None:
+        """Add ``values`` to this minute's period of the metric in ``points``
+        (``shoal.metrics.store.write_points``' argument)."""
         from shoal.metrics.dynamodb import NAMESPACE
         from shoal.metrics.stats import Stats
+
+        series = (self.region, NAMESPACE, metric, (("ReceivingRegion", peer), ("TableName", table)))
+        key = (series, unit, int(self.clock() // 60) * 60)
+        stats = points.get(key)
+        if stats is None:
+            stats = points[key] = Stats()
+        stats.add_values([float(v) for v in values])
+
+    def _record(self, metric: str, table: str, peer: str, unit: str, values: list) -> None:
         from shoal.metrics.store import write_points
 
-        stats = Stats()
-        stats.add_values([float(v) for v in values])
-        series = (self.region, NAMESPACE, metric, (("ReceivingRegion", peer), ("TableName", table)))
-        start = int(self.clock() // 60) * 60
+        points: dict = {}
+        self._add_point(points, metric, table, peer, unit, values)
         with self.engine.write() as txn:
-            write_points(txn, {(series, unit, start): stats})
+            write_points(txn, points)
 
     def _sample_pending(self) -> None:
         """PendingReplicationCount of every (peer, table) cursor: this
@@ -552,10 +563,20 @@ class Replicator:
     # -- streaming ------------------------------------------------------------------------
 
     def _send(self) -> bool:
+        """Send every (peer, table) cursor's next batch, then record what the
+        peers took in one write transaction: the cursors moved and the
+        ReplicationLatency values.  (A transaction of its own per batch cost
+        a commit with its fsync each, under LMDB's writer lock, which the
+        region's own writes wait for.)  A peer that took a batch and is
+        resent it after a crash before that commit applies it again,
+        harmlessly: last writer wins by the records' own versions."""
         with self.engine.read() as txn:
             cursors = [(name, cursor) for name, (cursor, _) in consumers(txn).items() if name.startswith("replica/")]
             head = head_position(txn)
         busy = False
+        sent: list[tuple[str, int, int]] = []  # (consumer, cursor sent from, new cursor)
+        points: dict = {}
+        round_cache: dict = {}  # what one peer's batch read, decoded and encoded, for the next peer's
         for name, cursor in cursors:
             if cursor >= head:
                 continue
@@ -565,15 +586,25 @@ class Replicator:
                 continue
             heard = peer.heard_at
             try:
-                busy = self._send_batch(peer, table_id, name) or busy
+                busy = self._send_batch(peer, table_id, name, sent, points, round_cache) or busy
             except control_errors() as exc:
                 self._failed(peer, exc)
                 continue
             if peer.heard_at != heard:  # a batch went (a held cursor sends nothing)
                 self._succeeded(peer)
+        if sent or points:
+            with self.engine.write() as txn:
+                for consumer, was, last in sent:
+                    if consumer_cursor(txn, consumer) == was:  # not dropped nor moved meanwhile
+                        advance_consumer(txn, consumer, last)
+                if points:
+                    from shoal.metrics.store import write_points
+
+                    write_points(txn, points)
         return busy
 
-    def _send_batch(self, peer: PeerClient, table_id: str, consumer: str) -> bool:
+    def _send_batch(self, peer: PeerClient, table_id: str, consumer: str, sent: list, points: dict,
+                    round_cache: dict) -> bool:
         with self.engine.read() as txn:
             if txn.get("meta", replica_apply.hold_key(peer.region, table_id)) is not None:
                 return False
@@ -588,18 +619,23 @@ class Replicator:
                 replica_apply.unfollow(txn, peer.region, table_id)
                 replica_apply.unmark_global(txn, table_id)
             return False
-        with self.engine.read() as txn:
-            records, last, more = self._pending(txn, table_id, cursor, versions_cursor)
+        batch_key = (table_id, cursor, versions_cursor)
+        batch = round_cache.get(batch_key)
+        if batch is None:  # the other peers at this cursor are sent the same bytes
+            with self.engine.read() as txn:
+                records, last, more = self._pending(txn, table_id, cursor, versions_cursor)
+            body = orjson.dumps({"TableName": table.name, "SourceRegion": self.region, "Records": records}) \
+                if records else None
+            batch = round_cache[batch_key] = (records, last, more, body)
+        records, last, more, body = batch
         if records:
-            peer.call("ApplyChanges", {"TableName": table.name, "SourceRegion": self.region, "Records": records})
+            peer.call("ApplyChanges", body=body)
             if self.metrics:  # the peer has them durably now
                 now_ms = self.clock() * 1000
-                self._record("ReplicationLatency", table.name, peer.region, "Milliseconds",
-                             [max(0.0, now_ms - r["time"]) for r in records])
+                self._add_point(points, "ReplicationLatency", table.name, peer.region, "Milliseconds",
+                                [max(0.0, now_ms - r["time"]) for r in records])
         if last != cursor:
-            with self.engine.write() as txn:
-                if consumer_cursor(txn, consumer) is not None:  # not dropped meanwhile
-                    advance_consumer(txn, consumer, last)
+            sent.append((consumer, cursor, last))
         return more
 
     def _pending(self, txn, table_id: str, cursor: int, indexed: int | None) -> tuple[list, int, bool]:
