@@ -204,7 +204,13 @@ SERVE_OPTIONS: tuple[ServeOption, ...] = (
     ServeOption("--host", "SHOAL_HOST", "address to listen on; 0.0.0.0 for every address of this machine",
                 "127.0.0.1"),
     ServeOption("--port", "SHOAL_PORT", "port to listen on, 0 for a free one", "8000", type=_port),
-    ServeOption("--data-dir", "SHOAL_DATA_DIR", "where data is stored", "./shoal-data", metavar="DIR"),
+    ServeOption("--data-dir", "SHOAL_DATA_DIR", "where data is stored; with --storage, only this node's own "
+                "files (root credentials, audit log, TLS certificate, the S3 folder)", "./shoal-data",
+                metavar="DIR"),
+    ServeOption("--storage", "SHOAL_STORAGE", "store tables and items in this PostgreSQL database instead of "
+                "the data directory: any number of shoal serve processes, on any machines, pointed at one "
+                "database serve the same tables (writes are serialized across them)",
+                shown_default="the data directory", metavar="postgresql://USER@HOST:PORT/DB"),
     ServeOption("--workers", "SHOAL_WORKERS", "server processes sharing the port and the data directory, or "
                 f"'auto': one per CPU this process may run on, at most {MAX_AUTO_WORKERS}", "auto",
                 type=_workers, metavar="N"),
@@ -293,7 +299,8 @@ def build_parser() -> argparse.ArgumentParser:
     serve = commands.add_parser(
         "serve",
         help="serve the DynamoDB API",
-        description="Serve the DynamoDB API over HTTP (or HTTPS), storing data in --data-dir.",
+        description="Serve the DynamoDB API over HTTP (or HTTPS), storing data in --data-dir, or in a "
+                    "PostgreSQL database shared by several servers (--storage).",
         epilog="Each option can also be set by the environment variable named in its help; the command "
                f"line wins. A flag's variable turns it on with {_words(TRUE_WORDS)} and leaves it off with "
                f"{', '.join(w for w in FALSE_WORDS if w)} or nothing (in any case).",
@@ -405,7 +412,7 @@ def _self_signed_hosts(host: str) -> list[str]:
 def serve_command(args) -> int:
     from shoal.server.dispatch import Dispatcher
     from shoal.server.runner import serve
-    from shoal.storage.datadir import DataDirError, hold_for_serving, open_data_dir
+    from shoal.storage.datadir import DataDirError, hold_for_serving, is_postgres_url, open_storage
     from shoal.tls import TlsError, self_signed_in, server_context
 
     logging.basicConfig(level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
@@ -435,10 +442,20 @@ def serve_command(args) -> int:
     except KeyringError as exc:
         print(f"shoal: {exc}", file=sys.stderr)
         return 1
-    # Check (and on first use, create) the data directory before binding the
-    # port, so a bad directory stops start-up with a clear message.
+    storage = args.storage
+    if storage and not is_postgres_url(storage):
+        print(f"shoal: --storage (or SHOAL_STORAGE) must be a postgresql://USER@HOST:PORT/DATABASE URL, "
+              f"not {storage!r}", file=sys.stderr)
+        return 2
+
+    def open_engine():
+        return open_storage(data_dir, storage, master_key=master_key)
+
+    # Check (and on first use, create) the data directory, and the database
+    # and its tables with --storage, before binding the port, so that a bad
+    # one stops start-up with a clear message.
     try:
-        open_data_dir(data_dir, master_key=master_key).close()
+        open_engine().close()
         # Held (shared, by the workers too) until they all exit: the offline
         # tools refuse to work on the directory meanwhile, and it refuses them.
         hold_for_serving(data_dir)
@@ -474,7 +491,7 @@ def serve_command(args) -> int:
     if auth == "sigv4":
         from shoal.auth.iam import bootstrap_root
 
-        engine = open_data_dir(data_dir, master_key=master_key)
+        engine = open_engine()
         try:
             _key, _secret, path = bootstrap_root(engine, data_dir)
         finally:
@@ -487,7 +504,7 @@ def serve_command(args) -> int:
     prewarming = []  # (stop event, thread) of this worker's --prewarm
 
     def handler_factory():
-        engine = open_data_dir(data_dir, master_key=master_key)
+        engine = open_engine()  # in the worker, after the fork: its own connections
         dispatcher = Dispatcher(engine, default_region=args.region or "us-east-1",
                                 change_retention_s=args.change_retention,
                                 group_commit_wait_s=args.group_commit_wait_ms / 1000,
@@ -501,10 +518,17 @@ def serve_command(args) -> int:
             prewarming.append(_start_prewarm(engine))
         return dispatcher
 
+    if storage:
+        from shoal.storage.postgres_engine import shown_dsn
+
+        where = f"storage: {shown_dsn(storage)}, node files: {os.path.abspath(data_dir)}"
+    else:
+        where = f"data directory: {os.path.abspath(data_dir)}"
+
     def on_ready(url: str) -> None:
         print(
             f"{tls_note}Shoal {__version__} serving the DynamoDB API at {url} "
-            f"(data directory: {os.path.abspath(data_dir)}, workers: {args.workers}, "
+            f"({where}, workers: {args.workers}, "
             f"auth: {auth}{credentials_note}{', encrypted at rest' if master_key else ''})",
             flush=True,
         )

@@ -73,6 +73,15 @@ class PostgresCluster:
     def start(self) -> "PostgresCluster":
         self._run("initdb", "-D", self.data, "-U", SUPERUSER, "--auth=trust", "-E", "UTF8", "--no-sync",
                   "--no-instructions")
+        return self.resume()
+
+    def pause(self) -> None:
+        """Stop the server (its data kept), as an outage of the database would."""
+        self._run("pg_ctl", "stop", "-D", self.data, "-m", "fast", "-w", timeout=60)
+        self.started = False
+
+    def resume(self) -> "PostgresCluster":
+        """Start the server (again) on its port."""
         options = (f"-p {self.port} -k {self.root} -c listen_addresses=127.0.0.1 -c fsync=off "
                    "-c synchronous_commit=off -c full_page_writes=off -c max_connections=300 "
                    "-c shared_buffers=64MB")

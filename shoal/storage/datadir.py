@@ -26,6 +26,14 @@ next start completes, and a temporary marker left by a crash before the rename
 is replaced.  Workers that start together serialise this on an advisory
 ``flock`` of the directory itself.
 
+With ``shoal serve --storage postgresql://...`` (``open_storage``) the tables
+and items live in PostgreSQL and the data directory keeps only what belongs
+to one node: ``serving.lock``, the root credentials file and audit log of
+``--auth sigv4``, the ``--tls-self-signed`` certificate and the ``s3/``
+folder.  It then has no ``FORMAT`` marker and no LMDB environment, and a
+directory that holds a Shoal LMDB store is refused for it, so that the
+store's tables are never silently left behind.
+
 ``<data dir>/serving.lock`` tells a serving directory from an idle one:
 ``shoal serve`` holds a shared ``flock`` on it while it serves
 (``hold_for_serving``; the workers it forks inherit it), and the offline
@@ -127,6 +135,52 @@ def _lock_holder(fd: int) -> str:
         return os.pread(fd, 200, 0).decode("utf-8", "replace").strip()
     except OSError:
         return ""
+
+
+#: The URL schemes of ``open_storage``'s PostgreSQL storage.
+POSTGRES_SCHEMES = ("postgresql://", "postgres://")
+
+
+def is_postgres_url(storage: str | None) -> bool:
+    """Whether ``storage`` names a PostgreSQL database (``--storage``)."""
+    return bool(storage) and storage.startswith(POSTGRES_SCHEMES)
+
+
+def open_storage(path, storage: str | None = None, *, create: bool = True, sync: bool = True,
+                 master_key: bytes | None = None) -> Engine:
+    """The engine ``shoal serve`` runs on: the data directory's own (LMDB) when
+    ``storage`` is empty, else the PostgreSQL database of the URL ``storage``,
+    the directory ``path`` then keeping only node-local files (see the module
+    docstring).  Raises ``DataDirError`` with the message the CLI prints."""
+    if not storage:
+        return open_data_dir(path, create=create, sync=sync, master_key=master_key)
+    if not is_postgres_url(storage):
+        raise DataDirError(f"--storage must be a postgresql:// URL, not {storage!r}")
+    from shoal.storage.postgres_engine import PostgresEngine, StorageUnavailable, shown_dsn
+
+    if master_key is not None:
+        raise DataDirError("encryption at rest (--master-key-file, SHOAL_MASTER_KEY) is not yet available "
+                           "with --storage postgresql://...; use the database's own encryption")
+    _check_node_directory(os.fspath(path))
+    try:
+        return PostgresEngine(storage, sync=sync)
+    except StorageUnavailable as exc:
+        raise DataDirError(str(exc)) from None
+    except RuntimeError as exc:  # a store of another format
+        raise DataDirError(f"{shown_dsn(storage)}: {exc}") from None
+
+
+def _check_node_directory(shown: str) -> None:
+    """The data directory of a node over PostgreSQL: created if missing, and
+    never one holding an LMDB store."""
+    if not os.path.lexists(shown):
+        _make_directory(shown)
+    elif not os.path.isdir(shown):
+        raise DataDirError(f"data directory {shown} is not a directory")
+    if os.path.lexists(os.path.join(shown, MARKER_NAME)):
+        raise DataDirError(f"data directory {shown} holds a Shoal LMDB store, whose tables --storage would leave "
+                           "behind; give a --data-dir for this node's own files only (credentials, audit log, "
+                           "certificates), or serve without --storage")
 
 
 def open_data_dir(path, *, create: bool = True, sync: bool = True, master_key: bytes | None = None) -> Engine:

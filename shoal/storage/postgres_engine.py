@@ -83,6 +83,7 @@ import contextlib
 import hashlib
 import os
 import threading
+import time
 import weakref
 
 from bisect import bisect_left, bisect_right, insort
@@ -94,7 +95,7 @@ from psycopg import sql
 
 from shoal.storage.engine import SPACES, Engine, GroupPoisoned, ReadTxn, WriteTxn
 
-__all__ = ["PostgresEngine", "StorageUnavailable", "FORMAT_VERSION"]
+__all__ = ["PostgresEngine", "StorageUnavailable", "FORMAT_VERSION", "shown_dsn"]
 
 #: The layout version kept in the ``writer`` row; a store of another version is refused.
 FORMAT_VERSION = 1
@@ -105,6 +106,8 @@ _WRITER = "writer"
 _DIRECT_MAX = 1000
 _HEADER_LEN = _DIRECT_MAX + 1
 _GID_LEN = 8
+_FAIL_FAST_S = 1.0
+_FAIL_FAST_WAIT = 0.05
 _FIRST_BATCH = 32
 _MAX_BATCH = 1024
 
@@ -143,7 +146,7 @@ def _database_errors():
         raise StorageUnavailable(f"the PostgreSQL storage is unavailable: {exc}".strip()) from exc
 
 
-def _shown_dsn(dsn: str) -> str:
+def shown_dsn(dsn: str) -> str:
     """The connection string without its password, for messages."""
     try:
         parts = psycopg.conninfo.conninfo_to_dict(dsn)
@@ -221,7 +224,7 @@ class PostgresEngine(Engine):
         min_connections: int = 1,
         max_connections: int = 8,
         connect_timeout: float = 10.0,
-        wait_timeout: float = 10.0,
+        wait_timeout: float = 5.0,
     ) -> None:
         """Connect to ``dsn`` (a libpq connection string or ``postgresql://`` URL)
         and create the schema's tables if they are missing.
@@ -236,6 +239,7 @@ class PostgresEngine(Engine):
         self.schema = schema
         self.sync = sync
         self._forked = False
+        self._fail_fast_until = 0.0  # see _getconn
         self._local = threading.local()  # .group: this thread's open group commit
         self._sql = _Statements(schema)
         options = {"autocommit": True, "prepare_threshold": 0}
@@ -244,46 +248,52 @@ class PostgresEngine(Engine):
             if not sync:
                 conn.execute("SET synchronous_commit = off")
 
+        # One connection first, that creates the schema and says plainly why
+        # it cannot connect (the pool would only retry until its timeout).
+        try:
+            with psycopg.connect(dsn, connect_timeout=max(1, round(connect_timeout)), **options) as conn:
+                self._create_schema(conn)
+        except psycopg.OperationalError as exc:
+            reason = " ".join(str(exc).split())
+            raise StorageUnavailable(f"cannot connect to PostgreSQL at {shown_dsn(dsn)}: {reason}") from None
         self._pool = psycopg_pool.ConnectionPool(
             dsn, min_size=min_connections, max_size=max_connections, kwargs=options,
-            configure=configure, timeout=wait_timeout, open=False,
-            name=f"shoal-{schema}")
+            configure=configure, timeout=wait_timeout, open=False, name=f"shoal-{schema}",
+            # The pool retries a failed connection with growing delays; giving
+            # up after 10 s (the next wait for a connection starts again at 1 s)
+            # bounds how late a node notices that the database is back.
+            reconnect_timeout=10.0)
         try:
             self._pool.open(wait=True, timeout=connect_timeout)
         except psycopg_pool.PoolTimeout:
             self._pool.close()
             self._pool = None
-            raise StorageUnavailable(f"cannot connect to PostgreSQL at {_shown_dsn(dsn)} "
+            raise StorageUnavailable(f"cannot connect to PostgreSQL at {shown_dsn(dsn)} "
                                      f"within {connect_timeout:g} s") from None
-        try:
-            self._create_schema()
-        except BaseException:
-            self._pool.close()
-            self._pool = None
-            raise
         _live_engines.add(self)
 
-    def _create_schema(self) -> None:
-        with _database_errors(), self._pool.connection() as conn:
-            try:
-                found = conn.execute(self._sql.format_query()).fetchone()
-            except psycopg.errors.UndefinedTable:  # also a missing schema
-                found = None
-            if found is None:
-                for attempt in range(3):
-                    try:
-                        with conn.transaction():
-                            for statement, params in self._sql.create():
-                                conn.execute(statement, params)
-                        break
-                    except (psycopg.errors.UniqueViolation, psycopg.errors.DuplicateObject,
-                            psycopg.errors.DuplicateTable, psycopg.errors.DuplicateSchema):
-                        if attempt == 2:  # another process creating it at the same moment
-                            raise
-                found = conn.execute(self._sql.format_query()).fetchone()
-            if found[0] != FORMAT_VERSION:
-                raise RuntimeError(f"the PostgreSQL schema {self.schema!r} holds a Shoal store of format "
-                                   f"{found[0]}; this Shoal reads format {FORMAT_VERSION}")
+    def _create_schema(self, conn) -> None:
+        """Create the tables on first open (idempotent, racing processes
+        allowed), and check the format of a store that exists."""
+        try:
+            found = conn.execute(self._sql.format_query()).fetchone()
+        except psycopg.errors.UndefinedTable:  # also a missing schema
+            found = None
+        if found is None:
+            for attempt in range(3):
+                try:
+                    with conn.transaction():
+                        for statement, params in self._sql.create():
+                            conn.execute(statement, params)
+                    break
+                except (psycopg.errors.UniqueViolation, psycopg.errors.DuplicateObject,
+                        psycopg.errors.DuplicateTable, psycopg.errors.DuplicateSchema):
+                    if attempt == 2:  # another process creating it at the same moment
+                        raise
+            found = conn.execute(self._sql.format_query()).fetchone()
+        if found[0] != FORMAT_VERSION:
+            raise RuntimeError(f"the PostgreSQL schema {self.schema!r} holds a Shoal store of format "
+                               f"{found[0]}; this Shoal reads format {FORMAT_VERSION}")
 
     # ------------------------------------------------------------ connections
 
@@ -296,9 +306,45 @@ class PostgresEngine(Engine):
         return pool
 
     def _getconn(self):
+        """A connection of the pool, waiting up to ``wait_timeout`` for one;
+        but once a wait has failed (the database is unreachable), for the
+        next second only an idle one is taken, so that while the database is
+        down each request (and each background job of the worker's event
+        loop) fails at once instead of waiting in turn."""
         pool = self._live_pool()
-        with _database_errors():
-            return pool.getconn()
+        timeout = _FAIL_FAST_WAIT if time.monotonic() < self._fail_fast_until else None
+        try:
+            return pool.getconn(timeout=timeout)
+        except psycopg_pool.PoolTimeout:
+            self._fail_fast_until = time.monotonic() + _FAIL_FAST_S
+            raise StorageUnavailable("the PostgreSQL storage is unavailable: no connection could be made") from None
+
+    def _begin(self, begin: str, first: str):
+        """A pooled connection in a transaction begun by ``begin`` and its
+        ``first`` statement, sent in one round trip.  A connection found
+        broken here (the database restarted, or ended idle sessions) is
+        dropped and the next one tried, which is safe since nothing of the
+        transaction has happened yet; so after an outage, requests fail
+        only while the database is still unreachable."""
+        tries = self._live_pool().max_size + 1
+        while True:
+            conn = self._getconn()
+            try:
+                with conn.pipeline():
+                    conn.execute(begin, prepare=False)
+                    conn.execute(first)
+                return conn
+            except psycopg.OperationalError as exc:
+                broken = conn.closed
+                _rollback_quietly(conn)
+                self._putconn(conn)
+                tries -= 1
+                if not broken or tries <= 0:
+                    raise StorageUnavailable(f"the PostgreSQL storage is unavailable: {exc}".strip()) from exc
+            except BaseException:
+                _rollback_quietly(conn)
+                self._putconn(conn)
+                raise
 
     def _putconn(self, conn) -> None:
         pool = self._pool
@@ -369,7 +415,7 @@ class PostgresEngine(Engine):
             pool.close()
 
     def __repr__(self) -> str:
-        return f"PostgresEngine({_shown_dsn(self.dsn)!r}, schema={self.schema!r})"
+        return f"PostgresEngine({shown_dsn(self.dsn)!r}, schema={self.schema!r})"
 
 
 class _Group:
@@ -412,16 +458,7 @@ class PostgresReadTxn(ReadTxn):
     def _begin(self) -> None:
         """Take the snapshot now: PostgreSQL takes it at the first query
         after BEGIN, and the interface promises it as of ``read()``."""
-        conn = self._conn = self._engine._getconn()
-        try:
-            with _database_errors(), conn.pipeline():
-                conn.execute(_BEGIN_READ, prepare=False)
-                conn.execute("SELECT 1")
-        except BaseException:
-            self._conn = None
-            _rollback_quietly(conn)
-            self._engine._putconn(conn)
-            raise
+        self._conn = self._engine._begin(_BEGIN_READ, "SELECT 1")
 
     def _rows(self, statement: str, params) -> list:
         """Run one query in the transaction."""
@@ -534,16 +571,7 @@ class PostgresWriteTxn(PostgresReadTxn, WriteTxn):
         super().__init__(engine, begin=False)
         self._overlays: dict[str, _Overlay] = {}
         self._seen: dict[str, dict[bytes, bytes | None]] = {}  # committed rows read under the lock
-        conn = self._conn = engine._getconn()
-        try:
-            with _database_errors(), conn.pipeline():
-                conn.execute(_BEGIN_WRITE, prepare=False)
-                conn.execute(self._sql.lock)  # waits for the writer before us
-        except BaseException:
-            self._conn = None
-            _rollback_quietly(conn)
-            engine._putconn(conn)
-            raise
+        self._conn = engine._begin(_BEGIN_WRITE, self._sql.lock)  # the lock waits for the writer before us
 
     def __exit__(self, exc_type, exc, tb) -> None:
         self._end(commit=exc_type is None)
