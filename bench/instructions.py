@@ -4,6 +4,7 @@ of cost that the machine's load does not move.
     python bench/instructions.py BEFORE [AFTER] [--ops get,query,put,ingest] [--requests 2000]
     python bench/instructions.py REV --pitr     # one version, point-in-time recovery off and on
     python bench/instructions.py REV --metrics  # one version, metrics off (--no-metrics) and on
+    python bench/instructions.py REV --capacity # one version, capacity limits off (SHOAL_CAPACITY=off) and on
 
 BEFORE and AFTER are git revisions (AFTER defaults to the working tree).
 For each version and operation, ``shoal serve --workers 1`` runs under
@@ -81,7 +82,8 @@ def _requests(ddb, op: str, n: int) -> None:
         raise SystemExit(f"unknown operation {op}")
 
 
-def count(tree: str, op: str, n: int, launcher: str, pitr: bool = False, metrics: bool = True) -> int:
+def count(tree: str, op: str, n: int, launcher: str, pitr: bool = False, metrics: bool = True,
+          capacity: bool = True) -> int:
     """Instructions the server executed for the whole run."""
     import boto3
     from botocore.config import Config
@@ -90,7 +92,7 @@ def count(tree: str, op: str, n: int, launcher: str, pitr: bool = False, metrics
 
     port = free_port()
     work = tempfile.mkdtemp(prefix="shoal-instructions-")
-    env = dict(os.environ, PYTHONPATH=tree, PYTHONHASHSEED="0")
+    env = dict(os.environ, PYTHONPATH=tree, PYTHONHASHSEED="0", SHOAL_CAPACITY="on" if capacity else "off")
     log_path = os.path.join(work, "serve.log")
     with open(log_path, "w") as log:
         proc = subprocess.Popen(
@@ -143,6 +145,8 @@ def main(argv=None) -> int:
                         help="compare one version (BEFORE) with point-in-time recovery off and on")
     parser.add_argument("--metrics", action="store_true",
                         help="compare one version (BEFORE) with metrics off (--no-metrics) and on")
+    parser.add_argument("--capacity", action="store_true",
+                        help="compare one version (BEFORE) with capacity limits off (SHOAL_CAPACITY=off) and on")
     args = parser.parse_args(argv)
     sys.path.insert(0, BENCH_DIR)
     trees, made = {}, []
@@ -157,22 +161,25 @@ def main(argv=None) -> int:
     launcher = os.path.join(tempfile.mkdtemp(prefix="shoal-launch-"), "launch.py")
     with open(launcher, "w") as handle:
         handle.write(LAUNCHER)
-    runs = {"before": (trees["before"], False, True), "after": (trees["after"], False, True)}
+    runs = {"before": (trees["before"], False, True, True), "after": (trees["after"], False, True, True)}
     heads = (args.before, args.after or "working tree")
     if args.pitr:  # one version, recovery off then on
-        runs = {"before": (trees["before"], False, True), "after": (trees["before"], True, True)}
+        runs = {"before": (trees["before"], False, True, True), "after": (trees["before"], True, True, True)}
         heads = (f"{args.before}, PITR off", "PITR on")
     if args.metrics:  # one version, metrics off then on
-        runs = {"before": (trees["before"], False, False), "after": (trees["before"], False, True)}
+        runs = {"before": (trees["before"], False, False, True), "after": (trees["before"], False, True, True)}
         heads = (f"{args.before}, metrics off", "metrics on")
+    if args.capacity:  # one version, capacity limits off then on
+        runs = {"before": (trees["before"], False, True, False), "after": (trees["before"], False, True, True)}
+        heads = (f"{args.before}, capacity off", "capacity on")
     try:
         print(f"| operation | {heads[0]} | {heads[1]} | after / before |")
         print("|---|---|---|---|")
         for op in args.ops.split(","):
             per = {}
-            for label, (tree, pitr, metrics) in runs.items():
-                fixed = count(tree, op, 0, launcher, pitr, metrics)
-                per[label] = (count(tree, op, args.requests, launcher, pitr, metrics) - fixed) / args.requests
+            for label, (tree, pitr, metrics, capacity) in runs.items():
+                fixed = count(tree, op, 0, launcher, pitr, metrics, capacity)
+                per[label] = (count(tree, op, args.requests, launcher, pitr, metrics, capacity) - fixed) / args.requests
             print(f"| {op} | {per['before']:,.0f} | {per['after']:,.0f} | {per['after'] / per['before']:.3f} |",
                   flush=True)
     finally:

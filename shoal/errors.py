@@ -114,6 +114,25 @@ class ResourceNotFoundException(ShoalError):
     status = 400
 
 
+class ProvisionedThroughputExceededException(ShoalError):
+    """A request over a table's or index's throughput (``shoal.capacity``),
+    with the ThrottlingReasons DynamoDB has sent since 2025 (reason and the
+    table's or index's ARN)."""
+
+    type_name = "ProvisionedThroughputExceededException"
+    status = 400
+
+    def __init__(self, message: str, reasons: list | None = None) -> None:
+        super().__init__(message)
+        self.reasons = reasons or []
+
+    def to_body(self) -> dict:
+        body = super().to_body()
+        if self.reasons:
+            body["ThrottlingReasons"] = self.reasons
+        return body
+
+
 class ResourceInUseException(ShoalError):
     type_name = "ResourceInUseException"
     status = 400

@@ -240,11 +240,14 @@ def _parse_index(spec: dict, local: bool, table_keys: list, types: dict, numbers
 class Catalog:
     """Looks tables up by (region, name), with a per-process parse cache."""
 
-    __slots__ = ("engine", "keys", "_cache")
+    __slots__ = ("engine", "keys", "_cache", "admit")
 
     def __init__(self, engine) -> None:
         self.engine = engine
         self.keys = getattr(engine, "keys", None)  # set for an encrypted data directory
+        #: Called with every table a data-plane request requires (``shoal.capacity``:
+        #: it refuses the request when the table's throughput is spent); None: nothing limits.
+        self.admit = None
         self._cache: dict[tuple[str, str], tuple[bytes, bytes, Table]] = {}  # key, raw, parsed
 
     def get(self, txn, region: str, name: str) -> Table | None:
@@ -293,6 +296,8 @@ class Catalog:
         table = self.get(txn, region, name)
         if table is None or table.description.get("TableStatus") == "CREATING":
             raise ResourceNotFoundException("Requested resource not found")
+        if self.admit is not None:
+            self.admit(table)
         return table
 
     def list_names(self, txn, region: str) -> list[str]:

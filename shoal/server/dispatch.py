@@ -32,6 +32,7 @@ from shoal.api import DEFAULT_ACCOUNT, DEFAULT_REGION, Context, backups, exports
 from shoal.api.catalog import Catalog, PinnedCatalog
 from shoal.api.partiql import OPERATIONS as PARTIQL_OPERATIONS, reads_only
 from shoal.api.shapes import ShapeValidator
+from shoal.capacity import Capacity, SharedBuckets, enabled_by_default as capacity_by_default
 from shoal.api.changelog import DEFAULT_RETENTION_S
 from shoal.errors import (
     InternalServerError,
@@ -133,6 +134,7 @@ class Dispatcher:
         s3_dir: str | None = None,
         metrics: bool | None = None,
         console: bool = True,
+        capacity: bool | None = None,
     ) -> None:
         self.engine = engine
         self.console = console  # the web console at /console (shoal.console), off with --no-console
@@ -142,6 +144,12 @@ class Dispatcher:
         self.group_commit = group_commit
         self.committer = GroupCommitter(engine, max_wait_s=group_commit_wait_s)
         self.catalog = Catalog(engine)
+        # Throughput limits (shoal.capacity): provisioned tables' and GSIs'
+        # capacity units, on-demand maximums; SHOAL_CAPACITY=off switches them off.
+        self.capacity = None
+        if capacity if capacity is not None else capacity_by_default():
+            self.capacity = Capacity(SharedBuckets(os.path.join(data_dir, "capacity") if data_dir else None))
+            self.catalog.admit = self.capacity.admit
         self.operations = operations()
         self.validator = ShapeValidator.for_service("dynamodb")
         self.streams_validator = ShapeValidator.for_service("dynamodbstreams")
@@ -357,19 +365,25 @@ class Dispatcher:
         else:
             meter = handle = None
         ctx = Context(region, DEFAULT_ACCOUNT, self.engine, catalog, access_key, self.clock, self.s3_dir)
+        writes = operation in WRITE_OPERATIONS and not (operation in PARTIQL_OPERATIONS and reads_only(operation, data))
+        capacity = self.capacity
 
         def job() -> bytes:
             nonlocal meter
             ctx.meter, meter = meter, None  # metered by its first run only, not again alone after its group failed
+            if capacity is not None:  # what the request draws on (Catalog.require admits it per table)
+                capacity.begin(operation, writes, data, ctx)
             try:
                 result = handler(ctx, data)
             except ShoalError:
                 if deferred:  # the model's errors anywhere in the request come first
                     validator.validate(operation, data)
                 raise
+            finally:
+                if capacity is not None:  # charge what it consumed; the thread serves no request now
+                    capacity.settle(ctx)
             return result if isinstance(result, bytes) else orjson.dumps(result)
 
-        writes = operation in WRITE_OPERATIONS and not (operation in PARTIQL_OPERATIONS and reads_only(operation, data))
         job.long = operation in LONG_OPERATIONS
         if handle is not None:  # for the metrics: the request's cell (region, TableName, operation)
             job.__dict__["metered"] = handle  # (the function's dict exists: cheaper than setting an attribute)
@@ -476,6 +490,8 @@ class Dispatcher:
             replicator.close()
         self.committer.close()
         self.sns_delivery.close()
+        if self.capacity is not None:
+            self.capacity.shared.close()
         if self.gate is None and self._notifications_audit is not None:
             self._notifications_audit.close()
         self._long_work.shutdown(wait=True)

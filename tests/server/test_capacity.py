@@ -1,0 +1,229 @@
+"""Throughput limits (shoal.capacity) through boto3 against real servers:
+provisioned tables and GSIs throttled at their rate once their burst is
+spent, DynamoDB's error and ThrottlingReasons, UpdateTable lifting a
+throttle, on-demand maximums, two workers sharing one budget, and the
+switch that turns limits off."""
+
+from __future__ import annotations
+
+import os
+import threading
+import time
+
+import boto3
+import pytest
+from botocore.config import Config
+from botocore.exceptions import ClientError
+
+from tests.conftest import unique_name
+from tests.shoal_process import ShoalProcess
+
+TABLE_MESSAGE = ("The level of configured provisioned throughput for the table was exceeded. "
+                 "Consider increasing your provisioning level with the UpdateTable API")
+INDEX_MESSAGE = ("The level of configured provisioned throughput for one or more global secondary indexes of the "
+                 "table was exceeded. Consider increasing your provisioning level for the under-provisioned global "
+                 "secondary indexes with the UpdateTable API")
+WINDOW_S = 10.0
+
+
+def make_client(url: str):
+    """A client that never retries (tests/conftest.py's retries once): every throttle is seen."""
+    return boto3.client("dynamodb", endpoint_url=url, region_name="us-east-1", aws_access_key_id="AKIDSHOALTEST",
+                        aws_secret_access_key="secret", config=Config(retries={"total_max_attempts": 1}))
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory):
+    proc = ShoalProcess(tmp_path_factory.mktemp("capacity"), "--workers", "1").start()
+    yield proc
+    proc.stop()
+
+
+@pytest.fixture(scope="module")
+def ddb(server):
+    return make_client(server.url)
+
+
+def provisioned(ddb, rcu: int, wcu: int, gsi_wcu: int | None = None) -> str:
+    name = unique_name("cap")
+    request = dict(
+        TableName=name, BillingMode="PROVISIONED",
+        KeySchema=[{"AttributeName": "pk", "KeyType": "HASH"}, {"AttributeName": "sk", "KeyType": "RANGE"}],
+        AttributeDefinitions=[{"AttributeName": "pk", "AttributeType": "S"},
+                              {"AttributeName": "sk", "AttributeType": "N"}],
+        ProvisionedThroughput={"ReadCapacityUnits": rcu, "WriteCapacityUnits": wcu})
+    if gsi_wcu is not None:
+        request["AttributeDefinitions"].append({"AttributeName": "g", "AttributeType": "S"})
+        request["GlobalSecondaryIndexes"] = [{
+            "IndexName": "by_g", "KeySchema": [{"AttributeName": "g", "KeyType": "HASH"}],
+            "Projection": {"ProjectionType": "KEYS_ONLY"},
+            "ProvisionedThroughput": {"ReadCapacityUnits": 1000, "WriteCapacityUnits": gsi_wcu}}]
+    ddb.create_table(**request)
+    return name
+
+
+def error_of(call) -> dict:
+    with pytest.raises(ClientError) as info:
+        call()
+    return info.value.response
+
+
+def drain_writes(ddb, table: str, with_gsi: bool = False) -> int:
+    """Write 1-unit items in batches until the table's writes are refused; the units written."""
+    written, n = 0, 0
+    while True:
+        batch = [{"PutRequest": {"Item": {"pk": {"S": "drain"}, "sk": {"N": str(n + i)},
+                                          **({"g": {"S": "x"}} if with_gsi else {})}}} for i in range(25)]
+        try:
+            ddb.batch_write_item(RequestItems={table: batch})
+        except ClientError as exc:
+            assert exc.response["Error"]["Code"] == "ProvisionedThroughputExceededException"
+            return written
+        written += 25
+        n += 25
+
+
+def units_written_in(ddb, table: str, seconds: float) -> int:
+    """Closed-loop 1-unit PutItems for ``seconds``: how many were accepted."""
+    accepted, n, deadline = 0, 0, time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        n += 1
+        try:
+            ddb.put_item(TableName=table, Item={"pk": {"S": "w"}, "sk": {"N": str(n)}})
+            accepted += 1
+        except ClientError as exc:
+            assert exc.response["Error"]["Code"] == "ProvisionedThroughputExceededException"
+            time.sleep(0.005)
+    return accepted
+
+
+def test_a_provisioned_table_spends_its_burst_then_writes_at_its_rate(ddb):
+    table = provisioned(ddb, 5, 20)
+    burst = drain_writes(ddb, table)
+    # A new table starts with 300 seconds of its rate banked (DynamoDB's burst capacity).
+    assert 20 * 300 - 25 <= burst <= 20 * 300 + 100, burst
+    answer = error_of(lambda: ddb.put_item(TableName=table, Item={"pk": {"S": "x"}, "sk": {"N": "1"}}))
+    assert answer["ResponseMetadata"]["HTTPStatusCode"] == 400
+    assert answer["Error"] == {"Code": "ProvisionedThroughputExceededException", "Message": TABLE_MESSAGE}
+    arn = ddb.describe_table(TableName=table)["Table"]["TableArn"]
+    assert answer["ThrottlingReasons"] == [{"reason": "TableWriteProvisionedThroughputExceeded", "resource": arn}]
+    accepted = units_written_in(ddb, table, WINDOW_S)
+    assert abs(accepted - 20 * WINDOW_S) <= 0.1 * 20 * WINDOW_S, accepted  # within 10% over 10 seconds
+    # reads draw on their own bucket: still served
+    assert ddb.get_item(TableName=table, Key={"pk": {"S": "drain"}, "sk": {"N": "0"}})["Item"]
+
+
+def test_reads_are_throttled_by_read_capacity_and_update_table_lifts_it(ddb):
+    table = provisioned(ddb, 1, 5)
+    ddb.put_item(TableName=table, Item={"pk": {"S": "r"}, "sk": {"N": "1"}, "blob": {"S": "x" * 3000}})
+    reads = 0
+    while True:  # strongly consistent: 1 unit each, 300 banked
+        try:
+            ddb.get_item(TableName=table, Key={"pk": {"S": "r"}, "sk": {"N": "1"}}, ConsistentRead=True)
+        except ClientError as exc:
+            assert exc.response["Error"]["Code"] == "ProvisionedThroughputExceededException"
+            assert exc.response["ThrottlingReasons"][0]["reason"] == "TableReadProvisionedThroughputExceeded"
+            break
+        reads += 1
+    assert 299 <= reads <= 302, reads
+    code = error_of(lambda: ddb.query(TableName=table, KeyConditionExpression="pk = :p",
+                                      ExpressionAttributeValues={":p": {"S": "r"}}))["Error"]["Code"]
+    assert code == "ProvisionedThroughputExceededException"
+    ddb.update_table(TableName=table, ProvisionedThroughput={"ReadCapacityUnits": 1000, "WriteCapacityUnits": 5})
+    deadline = time.monotonic() + 5
+    while True:  # the new rate refills the bucket: at most a moment later, reads go again
+        try:
+            assert ddb.get_item(TableName=table, Key={"pk": {"S": "r"}, "sk": {"N": "1"}})["Item"]
+            break
+        except ClientError:
+            assert time.monotonic() < deadline
+            time.sleep(0.05)
+
+
+def test_a_gsi_without_write_capacity_throttles_the_tables_writes(ddb):
+    table = provisioned(ddb, 100, 1000, gsi_wcu=1)
+    written = drain_writes(ddb, table, with_gsi=True)
+    assert 300 - 25 <= written <= 300 + 25, written  # the index's 300 units, not the table's 300,000
+    answer = error_of(lambda: ddb.put_item(TableName=table, Item={"pk": {"S": "y"}, "sk": {"N": "1"},
+                                                                   "g": {"S": "x"}}))
+    assert answer["Error"] == {"Code": "ProvisionedThroughputExceededException", "Message": INDEX_MESSAGE}
+    index_arn = ddb.describe_table(TableName=table)["Table"]["GlobalSecondaryIndexes"][0]["IndexArn"]
+    assert answer["ThrottlingReasons"] == [{"reason": "IndexWriteProvisionedThroughputExceeded",
+                                            "resource": index_arn}]
+    ddb.update_table(TableName=table, GlobalSecondaryIndexUpdates=[{"Update": {
+        "IndexName": "by_g", "ProvisionedThroughput": {"ReadCapacityUnits": 1000, "WriteCapacityUnits": 1000}}}])
+    deadline = time.monotonic() + 5
+    while True:
+        try:
+            ddb.put_item(TableName=table, Item={"pk": {"S": "y"}, "sk": {"N": "2"}, "g": {"S": "x"}})
+            break
+        except ClientError:
+            assert time.monotonic() < deadline
+            time.sleep(0.05)
+
+
+def test_an_on_demand_maximum_throttles_with_its_own_reason(ddb):
+    name = unique_name("cap")
+    ddb.create_table(
+        TableName=name, BillingMode="PAY_PER_REQUEST",
+        KeySchema=[{"AttributeName": "pk", "KeyType": "HASH"}],
+        AttributeDefinitions=[{"AttributeName": "pk", "AttributeType": "S"}],
+        OnDemandThroughput={"MaxWriteRequestUnits": 10})
+    accepted = 0
+    for n in range(40):  # one second's worth banked, then 10 a second
+        try:
+            ddb.put_item(TableName=name, Item={"pk": {"S": str(n)}})
+            accepted += 1
+        except ClientError as exc:
+            assert exc.response["ThrottlingReasons"][0]["reason"] == "TableWriteMaxOnDemandThroughputExceeded"
+            break
+    assert 10 <= accepted < 40
+    # an on-demand table without a maximum is never refused here
+    unlimited = unique_name("cap")
+    ddb.create_table(TableName=unlimited, BillingMode="PAY_PER_REQUEST",
+                     KeySchema=[{"AttributeName": "pk", "KeyType": "HASH"}],
+                     AttributeDefinitions=[{"AttributeName": "pk", "AttributeType": "S"}])
+    for n in range(200):
+        ddb.put_item(TableName=unlimited, Item={"pk": {"S": str(n)}})
+
+
+def test_two_workers_share_one_budget(tmp_path):
+    proc = ShoalProcess(tmp_path / "data", "--workers", "2").start()
+    try:
+        clients = [make_client(proc.url) for _ in range(4)]  # connections spread over both workers
+        table = provisioned(clients[0], 5, 40)
+        drain_writes(clients[0], table)
+        counts = [0] * len(clients)
+
+        def writer(i: int) -> None:
+            counts[i] = units_written_in(clients[i], table, WINDOW_S)
+
+        threads = [threading.Thread(target=writer, args=(i,)) for i in range(len(clients))]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+        assert abs(sum(counts) - 40 * WINDOW_S) <= 0.1 * 40 * WINDOW_S, counts
+        assert os.path.exists(tmp_path / "data" / "capacity")
+    finally:
+        proc.stop()
+
+
+def test_limits_off_nothing_is_throttled(tmp_path):
+    saved = os.environ.get("SHOAL_CAPACITY")
+    os.environ["SHOAL_CAPACITY"] = "off"
+    try:
+        proc = ShoalProcess(tmp_path / "data", "--workers", "1").start()
+    finally:
+        if saved is None:
+            os.environ.pop("SHOAL_CAPACITY", None)
+        else:
+            os.environ["SHOAL_CAPACITY"] = saved
+    try:
+        ddb = make_client(proc.url)
+        table = provisioned(ddb, 1, 1)
+        for n in range(20):  # 20 batches of 25: far past one unit a second and its 300 banked
+            ddb.batch_write_item(RequestItems={table: [
+                {"PutRequest": {"Item": {"pk": {"S": "z"}, "sk": {"N": str(n * 25 + i)}}}} for i in range(25)]})
+    finally:
+        proc.stop()

@@ -1,0 +1,123 @@
+"""shoal.capacity's parts: buckets, the limits a table's description sets,
+the buckets shared through one file, and reading a request's meter."""
+
+from __future__ import annotations
+
+import multiprocessing
+
+from shoal.capacity import (
+    BURST_S,
+    INDEX_MESSAGE,
+    MAX_MESSAGE,
+    TABLE_MESSAGE,
+    Bucket,
+    Limit,
+    SharedBuckets,
+    consumed,
+    policy_of,
+)
+
+
+class FakeTable:
+    """What policy_of reads of a catalog Table: its id, name and description."""
+
+    def __init__(self, description: dict) -> None:
+        self.table_id, self.name, self.description = "id1", "t", description
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def test_a_bucket_refills_at_its_rate_up_to_its_capacity_and_keeps_what_was_earned_when_retuned():
+    bucket = Bucket(2.0, 10.0, now=0.0, tokens=0.0)
+    bucket.refill(3.0)
+    assert bucket.tokens == 6.0
+    bucket.refill(100.0)
+    assert bucket.tokens == 10.0  # capped
+    bucket.tokens = -4.0  # a debt: consumption is charged after the request
+    bucket.retune(1.0, 5.0, now=102.0)  # two seconds at the old rate, then the new one
+    assert bucket.tokens == 0.0 and (bucket.rate, bucket.capacity) == (1.0, 5.0)
+    bucket.refill(110.0)
+    assert bucket.tokens == 5.0
+
+
+def test_a_provisioned_table_limits_itself_and_each_gsi_and_an_on_demand_one_only_its_maximums():
+    arn = "arn:aws:dynamodb:us-east-1:000000000000:table/t"
+    provisioned = policy_of(FakeTable({
+        "TableArn": arn, "ProvisionedThroughput": {"ReadCapacityUnits": 5, "WriteCapacityUnits": 7},
+        "GlobalSecondaryIndexes": [{"IndexName": "g", "IndexArn": arn + "/index/g",
+                                    "ProvisionedThroughput": {"ReadCapacityUnits": 3, "WriteCapacityUnits": 1}}]}))
+    assert provisioned.reads[None] == Limit("id1//read", 5.0, 5.0 * BURST_S, "TableReadProvisionedThroughputExceeded",
+                                            arn, TABLE_MESSAGE)
+    assert provisioned.writes["g"] == Limit("id1/g/write", 1.0, BURST_S, "IndexWriteProvisionedThroughputExceeded",
+                                            arn + "/index/g", INDEX_MESSAGE)
+    on_demand = {"TableArn": arn, "BillingModeSummary": {"BillingMode": "PAY_PER_REQUEST"},
+                 "ProvisionedThroughput": {"ReadCapacityUnits": 0, "WriteCapacityUnits": 0}}
+    assert policy_of(FakeTable(on_demand)) is None  # nothing limits it (here)
+    capped = policy_of(FakeTable({**on_demand, "OnDemandThroughput": {"MaxWriteRequestUnits": 50,
+                                                                      "MaxReadRequestUnits": -1}}))
+    assert capped.reads == {} and capped.writes[None] == Limit(
+        "id1//write", 50.0, 50.0, "TableWriteMaxOnDemandThroughputExceeded", arn, MAX_MESSAGE)
+
+
+def test_buckets_in_one_file_are_shared_and_start_with_their_burst(tmp_path):
+    clock = Clock()
+    limit = Limit("k/read", 10.0, 100.0, "r", "arn", "m")
+    first, second = SharedBuckets(str(tmp_path / "capacity"), clock), SharedBuckets(str(tmp_path / "capacity"), clock)
+    try:
+        assert first.take(limit, 60.0) == 60.0
+        assert second.take(limit, 60.0) == 40.0  # what the first left: one bucket, not two
+        assert first.take(limit, 1.0) == 0.0
+        clock.now += 0.5
+        assert second.take(limit, 100.0) == 5.0  # half a second at 10 a second
+        other = Limit("k/write", 1.0, 1.0, "w", "arn", "m")
+        assert first.take(other, 5.0) == 1.0  # another key, another slot
+    finally:
+        first.close()
+        second.close()
+
+
+def _take_all(path: str, key: str, out) -> None:
+    shared = SharedBuckets(path, lambda: 0.0)  # a frozen clock: no refill, only the 1,000 banked
+    limit = Limit(key, 1.0, 1000.0, "r", "arn", "m")
+    total = 0.0
+    for _ in range(400):
+        total += shared.take(limit, 1.0)
+    out.put(total)
+    shared.close()
+
+
+def test_processes_taking_from_one_bucket_never_get_more_than_it_holds(tmp_path):
+    path = str(tmp_path / "capacity")
+    SharedBuckets(path).close()
+    context = multiprocessing.get_context("fork")
+    out = context.Queue()
+    workers = [context.Process(target=_take_all, args=(path, "race", out)) for _ in range(4)]
+    for worker in workers:
+        worker.start()
+    totals = [out.get(timeout=60) for _ in workers]
+    for worker in workers:
+        worker.join(60)
+    assert sum(totals) == 1000.0  # 4 x 400 asked, 1,000 held: granted exactly once each
+
+
+def test_a_file_of_another_layout_is_started_afresh(tmp_path):
+    path = tmp_path / "capacity"
+    path.write_bytes(b"not a capacity file")
+    shared = SharedBuckets(str(path))
+    try:
+        assert shared.take(Limit("k", 1.0, 3.0, "r", "arn", "m"), 5.0) == 3.0
+    finally:
+        shared.close()
+
+
+def test_a_requests_meter_entries_become_units_by_table_index_and_kind():
+    entries = [("t", 3), ("t", 4), ("t", 2.0), ("t", "write", 1.5, "g"), ("t", "write", 2.0, None),
+               ("t", "read", 0.5, "g"), ("t", "returned", 7, "Query"), 12.5]
+    assert consumed(entries) == {("t", None, "read"): 2.0,  # 1 strongly consistent block + 2 eventual
+                                 ("t", None, "write"): 4.0, ("t", "g", "write"): 1.5, ("t", "g", "read"): 0.5}
