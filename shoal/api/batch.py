@@ -23,7 +23,13 @@ from shoal.api.common import (
 from shoal.api.items import MAX_ITEM_SIZE, checked_key_in_item
 from shoal.api.indexes import item_collection_metrics
 from shoal.api.writepath import WriteLog, stored_item, stored_json, stored_size
-from shoal.errors import KeySchemaMismatch, ValidationException, ValueWordingException, newer_wording
+from shoal.errors import (
+    KeySchemaMismatch,
+    ProvisionedThroughputExceededException,
+    ValidationException,
+    ValueWordingException,
+    newer_wording,
+)
 from shoal.model.values import KEY_MISMATCH, check_attribute_names, validate_sized_item
 
 import orjson
@@ -71,7 +77,7 @@ def _batch_get_item(ctx, request: dict):
     units: dict[str, float] = {}
     budget = MAX_RESPONSE_BYTES
     with ctx.engine.read() as txn:
-        tables = {name: ctx.catalog.require(txn, ctx.region, name) for name in plans}
+        tables, throttled = _required(ctx, txn, plans)
         for name, (spec, projection) in plans.items():
             table = tables[name]
             consistent = bool(spec.get("ConsistentRead"))
@@ -79,6 +85,9 @@ def _batch_get_item(ctx, request: dict):
             storage_keys = [storage_key(table, key) for key in keys]
             if len(set(storage_keys)) != len(storage_keys):
                 raise ValidationException("Provided list of item keys contains duplicates")
+            if name in throttled:  # its throughput is spent: all its keys come back unprocessed
+                unprocessed[name] = spec
+                continue
             found = responses.setdefault(name, [])
             units[name] = 0.0
             for key, skey in zip(keys, storage_keys):
@@ -151,7 +160,7 @@ def batch_write_item(ctx, request: dict):
 
     units: dict[str, float] = {}
     with ctx.engine.write() as txn:
-        tables = {name: ctx.catalog.require(txn, ctx.region, name) for name in prepared}
+        tables, throttled = _required(ctx, txn, prepared)
         planned = []
         for name, ops in prepared.items():
             table = tables[name]
@@ -162,7 +171,8 @@ def batch_write_item(ctx, request: dict):
                 if skey in seen:
                     raise ValidationException("Provided list of item keys contains duplicates")
                 seen.add(skey)
-                planned.append((table, skey, key, payload if kind == "put" else None, size))
+                if name not in throttled:
+                    planned.append((table, skey, key, payload if kind == "put" else None, size))
         now = ctx.now()
         want_metrics = request.get("ReturnItemCollectionMetrics") == "SIZE"
         metrics: dict[str, list] = {}
@@ -180,13 +190,32 @@ def batch_write_item(ctx, request: dict):
         log.finish()
     for name, table_units in units.items():
         meter(ctx, name, WRITE, table_units, index_capacity.get(name))
-    out = {"UnprocessedItems": {}}
+    # a throttled table's requests come back as they were sent
+    out = {"UnprocessedItems": {name: request["RequestItems"][name] for name in throttled}}
     capacity = _capacity_list(request, units, index_capacity)
     if capacity is not None:
         out["ConsumedCapacity"] = capacity
     if metrics:
         out["ItemCollectionMetrics"] = metrics
     return out
+
+
+def _required(ctx, txn, names) -> tuple[dict, set]:
+    """The batch's tables by name as sent, and the names whose throughput is
+    spent (``shoal.capacity``): their part is answered unprocessed, and the
+    batch is refused only when every table it names is throttled, as
+    DynamoDB does."""
+    tables, throttled, first = {}, set(), None
+    for name in names:
+        try:
+            tables[name] = ctx.catalog.require(txn, ctx.region, name)
+        except ProvisionedThroughputExceededException as exc:
+            tables[name] = exc.table
+            throttled.add(name)
+            first = first or exc
+    if first is not None and len(throttled) == len(tables):
+        raise first
+    return tables, throttled
 
 
 def _put_key(table, item: dict) -> dict:

@@ -32,10 +32,13 @@ the bucket's slot and spends them locally, so the lock is taken once per
 chunk rather than per request, and two workers never grant more than the
 rate and a chunk each.
 
+BatchGetItem and BatchWriteItem answer a throttled table's part as
+unprocessed (UnprocessedKeys, UnprocessedItems) and are refused only when
+every table they name is throttled, as DynamoDB does; each table's part is
+admitted or not whole (DynamoDB may process some of one table's items).
+
 Not yet (issue 20's later slices): on-demand's "double the previous peak"
-rule and the per-table account quotas, per-partition limits, BatchWriteItem's
-and BatchGetItem's partial answers (a batch is admitted or refused whole
-here, where DynamoDB returns the throttled part as unprocessed), the daily
+rule and the per-table account quotas, per-partition limits, the daily
 budget for decreases, control-plane rate limits, and auto scaling.
 """
 
@@ -291,8 +294,10 @@ class Capacity:
             limits = [policy.writes.get(None), *(limit for name, limit in policy.writes.items() if name is not None)]
         for limit in limits:
             if limit is not None and not self._has(limit):
-                raise ProvisionedThroughputExceededException(limit.message, [
+                exc = ProvisionedThroughputExceededException(limit.message, [
                     {"reason": limit.reason, "resource": limit.resource}])
+                exc.table = table  # a batch answers the table's part unprocessed (shoal.api.batch)
+                raise exc
         metered = self._local.metered
         if metered is None:  # meter this request apart (and pass it on to the metrics after)
             from shoal.metrics.recorder import Entries

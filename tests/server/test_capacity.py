@@ -162,6 +162,35 @@ def test_a_gsi_without_write_capacity_throttles_the_tables_writes(ddb):
             time.sleep(0.05)
 
 
+def test_a_batch_answers_a_throttled_tables_part_unprocessed_and_fails_only_when_all_are(ddb):
+    spent = provisioned(ddb, 1, 1)
+    drain_writes(ddb, spent)
+    fresh = provisioned(ddb, 5, 5)
+    puts = {name: [{"PutRequest": {"Item": {"pk": {"S": "b"}, "sk": {"N": str(i)}}}} for i in range(3)]
+            for name in (spent, fresh)}
+    answer = ddb.batch_write_item(RequestItems=puts)
+    assert answer["UnprocessedItems"] == {spent: puts[spent]}  # sent back as it came
+    assert ddb.get_item(TableName=fresh, Key={"pk": {"S": "b"}, "sk": {"N": "2"}})["Item"]
+    assert "Item" not in ddb.get_item(TableName=spent, Key={"pk": {"S": "b"}, "sk": {"N": "2"}})
+    code = error_of(lambda: ddb.batch_write_item(RequestItems={spent: puts[spent]}))["Error"]["Code"]
+    assert code == "ProvisionedThroughputExceededException"  # every table it names is throttled
+    # reads: a table whose reads are spent comes back in UnprocessedKeys, whole
+    keys = [{"pk": {"S": "b"}, "sk": {"N": str(i)}} for i in range(3)]
+    while True:
+        try:
+            ddb.get_item(TableName=spent, Key=keys[0], ConsistentRead=True)
+        except ClientError:
+            break
+    answer = ddb.batch_get_item(RequestItems={spent: {"Keys": keys, "ConsistentRead": True},
+                                              fresh: {"Keys": keys}})
+    assert answer["UnprocessedKeys"] == {spent: {"Keys": keys, "ConsistentRead": True}}
+    assert len(answer["Responses"][fresh]) == 3 and spent not in answer["Responses"]
+    # a key that does not fit the throttled table's schema is still refused first
+    bad = error_of(lambda: ddb.batch_get_item(RequestItems={spent: {"Keys": [{"pk": {"S": "b"}}]},
+                                                            fresh: {"Keys": keys}}))
+    assert bad["Error"]["Code"] == "ValidationException"
+
+
 def test_an_on_demand_maximum_throttles_with_its_own_reason(ddb):
     name = unique_name("cap")
     ddb.create_table(
