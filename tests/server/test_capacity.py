@@ -191,6 +191,22 @@ def test_a_batch_answers_a_throttled_tables_part_unprocessed_and_fails_only_when
     assert bad["Error"]["Code"] == "ValidationException"
 
 
+def test_boto3_standard_retries_get_a_throttled_burst_of_writes_through(server, ddb):
+    table = provisioned(ddb, 5, 20)
+    drain_writes(ddb, table)
+    retrying = boto3.client("dynamodb", endpoint_url=server.url, region_name="us-east-1",
+                            aws_access_key_id="AKIDSHOALTEST", aws_secret_access_key="secret",
+                            config=Config(retries={"mode": "standard", "max_attempts": 10}))
+    retried = 0
+    for n in range(30):  # a second and a half of the rate, starting in debt
+        answer = retrying.put_item(TableName=table, Item={"pk": {"S": "retry"}, "sk": {"N": str(n)}})
+        retried += answer["ResponseMetadata"]["RetryAttempts"]
+    assert retried > 0  # some were throttled, and each got through on a later attempt
+    found = ddb.query(TableName=table, KeyConditionExpression="pk = :p", Select="COUNT",
+                      ExpressionAttributeValues={":p": {"S": "retry"}})
+    assert found["Count"] == 30
+
+
 def test_an_on_demand_maximum_throttles_with_its_own_reason(ddb):
     name = unique_name("cap")
     ddb.create_table(
