@@ -131,6 +131,25 @@ class Table:
     # The data directory's key codec (``shoal.storage.encrypted.KeyCodec``)
     # when it is encrypted at rest: storage keys then hash partition keys.
     keys: object = None
+    # Whether its description limits its throughput (``has_limits``): only
+    # then does a request's ``Catalog.require`` call the capacity hook.
+    limited: bool = False
+
+
+def has_limits(desc: dict) -> bool:
+    """Whether a table's description sets throughput limits: provisioned
+    capacity (of the table or a GSI), or on-demand maximums."""
+    provisioned = (desc.get("BillingModeSummary") or {}).get("BillingMode", "PROVISIONED") == "PROVISIONED"
+    for part in (desc, *(desc.get("GlobalSecondaryIndexes") or ())):
+        if provisioned:
+            settings = part.get("ProvisionedThroughput") or {}
+            if settings.get("ReadCapacityUnits") or settings.get("WriteCapacityUnits"):
+                return True
+        else:
+            settings = part.get("OnDemandThroughput") or {}
+            if (settings.get("MaxReadRequestUnits") or -1) > 0 or (settings.get("MaxWriteRequestUnits") or -1) > 0:
+                return True
+    return False
 
 
 def table_arn(region: str, account: str, name: str) -> str:
@@ -195,6 +214,7 @@ def decode_entry(region: str, raw: bytes, keys=None) -> Table:
         next_index=record.get("nix", 0),
         has_local_indexes=bool(desc.get("LocalSecondaryIndexes")),
         keys=keys,
+        limited=has_limits(desc),
     )
 
 
@@ -245,8 +265,9 @@ class Catalog:
     def __init__(self, engine) -> None:
         self.engine = engine
         self.keys = getattr(engine, "keys", None)  # set for an encrypted data directory
-        #: Called with every table a data-plane request requires (``shoal.capacity``:
-        #: it refuses the request when the table's throughput is spent); None: nothing limits.
+        #: Called with every table whose throughput is limited (``Table.limited``) that a
+        #: request requires (``shoal.capacity``: it refuses the request when that
+        #: throughput is spent); None: nothing limits.
         self.admit = None
         self._cache: dict[tuple[str, str], tuple[bytes, bytes, Table]] = {}  # key, raw, parsed
 
@@ -296,7 +317,7 @@ class Catalog:
         table = self.get(txn, region, name)
         if table is None or table.description.get("TableStatus") == "CREATING":
             raise ResourceNotFoundException("Requested resource not found")
-        if self.admit is not None:
+        if table.limited and self.admit is not None:
             self.admit(table)
         return table
 

@@ -129,7 +129,9 @@ class Policy:
 
 def policy_of(table) -> Policy | None:
     """The limits a table's description sets, or None when it has none
-    (an on-demand table without OnDemandThroughput maximums)."""
+    (an on-demand table without OnDemandThroughput maximums: what
+    ``shoal.api.catalog.has_limits`` tells, which the catalog keeps per
+    table as ``Table.limited``)."""
     desc = table.description
     provisioned = (desc.get("BillingModeSummary") or {}).get("BillingMode", "PROVISIONED") == "PROVISIONED" \
         and desc.get("ProvisionedThroughput") is not None
@@ -254,66 +256,73 @@ class SharedBuckets:
         return offset
 
 
+class _Metered(list):
+    """A request's meter entries kept apart while it draws on limited
+    throughput: tuples only (not a plain list, so GetItem appends its read
+    instead of counting it in a metrics cell's slot)."""
+
+    __slots__ = ()
+
+
 class Capacity:
     """One worker's view of the limits: the policies of the tables it has
-    seen, its local balance of each bucket, and the request it is serving
-    (per thread: group commit runs writes on its own thread)."""
+    seen, its local balance of each bucket, and the request it is serving.
+
+    Every data-plane request runs on the worker's event loop thread (group
+    commit too); the dispatcher names it in ``current`` while it runs, a
+    single attribute store, so that a request to a table without limits
+    (``Table.limited`` false: ``Catalog.require`` does not call ``admit``)
+    costs nothing more.  Other threads (exports, replication) requiring a
+    limited table are not the current request and are never refused."""
 
     def __init__(self, shared: SharedBuckets) -> None:
         self.shared = shared
+        #: (operation, writes, request, ctx) of the request being served; None between requests.
+        self.current: tuple | None = None
+        #: (its meter before, its entries, {table name: policy}) once it drew on a limited table.
+        self.metered: tuple | None = None
         self._policies: dict[str, tuple[object, Policy | None]] = {}  # table id -> (Table, policy)
         self._balance: dict[str, float] = {}
-        self._local = threading.local()
+        self._owner = threading.get_ident()
         self._lock = threading.Lock()
 
-    # -- per request ---------------------------------------------------------------------
-
-    def begin(self, operation: str, writes: bool, data: dict, ctx) -> None:
-        """The request this thread serves next: what it draws on (``admit``) and where it meters."""
-        self._local.request = (WRITE if writes else READ, data.get("IndexName"), ctx) \
-            if operation in DATA_PLANE else None
-        self._local.metered = None
-
     def admit(self, table) -> None:
-        """Catalog.require's hook: refuse the request if a bucket it draws
-        on from ``table`` is empty; otherwise see that what it consumes is
-        metered apart, to be charged (``settle``)."""
+        """Catalog.require's hook for a table with limits: refuse the
+        current request if a bucket it draws on is empty; otherwise meter
+        what it consumes apart, to be charged by ``settle``."""
+        current = self.current
+        if current is None or threading.get_ident() != self._owner:
+            return
+        operation, writes, data, ctx = current
+        if operation not in DATA_PLANE:
+            return
         entry = self._policies.get(table.table_id)
         if entry is None or entry[0] is not table:
             entry = self._policies[table.table_id] = (table, policy_of(table))
         policy = entry[1]
         if policy is None:
             return
-        request = getattr(self._local, "request", None)
-        if request is None:
-            return
-        kind, index, ctx = request
-        if kind == READ:
-            limits = [policy.reads.get(index if index in policy.reads else None)]
-        else:
+        if writes:
             limits = [policy.writes.get(None), *(limit for name, limit in policy.writes.items() if name is not None)]
+        else:
+            index = data.get("IndexName")
+            limits = [policy.reads.get(index if index in policy.reads else None)]
         for limit in limits:
             if limit is not None and not self._has(limit):
                 exc = ProvisionedThroughputExceededException(limit.message, [
                     {"reason": limit.reason, "resource": limit.resource}])
                 exc.table = table  # a batch answers the table's part unprocessed (shoal.api.batch)
                 raise exc
-        metered = self._local.metered
+        metered = self.metered
         if metered is None:  # meter this request apart (and pass it on to the metrics after)
-            from shoal.metrics.recorder import Entries
-
-            metered = self._local.metered = (ctx.meter, Entries(), {})
+            metered = self.metered = (ctx.meter, _Metered(), {})
             ctx.meter = metered[1]
         metered[2][table.name] = policy
 
     def settle(self, ctx) -> None:
-        """Charge what the request consumed from the tables it was admitted
-        to, and hand its meter entries on to where they were going."""
-        self._local.request = None
-        metered = getattr(self._local, "metered", None)
-        if metered is None:
-            return
-        self._local.metered = None
+        """Charge what the current request consumed from the limited tables
+        it drew on, and hand its meter entries on to where they were going."""
+        metered, self.metered = self.metered, None
         outer, entries, admitted = metered
         ctx.meter = outer
         for (table_name, index, kind), units in consumed(entries).items():

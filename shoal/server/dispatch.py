@@ -371,8 +371,8 @@ class Dispatcher:
         def job() -> bytes:
             nonlocal meter
             ctx.meter, meter = meter, None  # metered by its first run only, not again alone after its group failed
-            if capacity is not None:  # what the request draws on (Catalog.require admits it per table)
-                capacity.begin(operation, writes, data, ctx)
+            if capacity is not None:  # the request Catalog.require admits to limited tables (shoal.capacity)
+                capacity.current = (operation, writes, data, ctx)
             try:
                 result = handler(ctx, data)
             except ShoalError:
@@ -380,8 +380,10 @@ class Dispatcher:
                     validator.validate(operation, data)
                 raise
             finally:
-                if capacity is not None:  # charge what it consumed; the thread serves no request now
-                    capacity.settle(ctx)
+                if capacity is not None:
+                    capacity.current = None
+                    if capacity.metered is not None:  # it drew on limited throughput: charge it
+                        capacity.settle(ctx)
             return result if isinstance(result, bytes) else orjson.dumps(result)
 
         job.long = operation in LONG_OPERATIONS

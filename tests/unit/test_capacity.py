@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import multiprocessing
 
+from shoal.api.catalog import has_limits
 from shoal.capacity import (
     BURST_S,
     INDEX_MESSAGE,
@@ -63,6 +64,27 @@ def test_a_provisioned_table_limits_itself_and_each_gsi_and_an_on_demand_one_onl
                                                                       "MaxReadRequestUnits": -1}}))
     assert capped.reads == {} and capped.writes[None] == Limit(
         "id1//write", 50.0, 50.0, "TableWriteMaxOnDemandThroughputExceeded", arn, MAX_MESSAGE)
+
+
+def test_the_catalog_marks_limited_exactly_the_tables_with_a_policy():
+    """Catalog.require calls the hook only for tables marked ``limited``: the mark must agree with policy_of."""
+    gsi = lambda **p: {"IndexName": "g", **p}  # noqa: E731
+    descriptions = [
+        {"ProvisionedThroughput": {"ReadCapacityUnits": 5, "WriteCapacityUnits": 5}},
+        {"BillingModeSummary": {"BillingMode": "PROVISIONED"}, "ProvisionedThroughput": {"ReadCapacityUnits": 1}},
+        {"BillingModeSummary": {"BillingMode": "PAY_PER_REQUEST"},
+         "ProvisionedThroughput": {"ReadCapacityUnits": 0, "WriteCapacityUnits": 0}},
+        {"BillingModeSummary": {"BillingMode": "PAY_PER_REQUEST"}, "OnDemandThroughput": {"MaxReadRequestUnits": -1}},
+        {"BillingModeSummary": {"BillingMode": "PAY_PER_REQUEST"},
+         "GlobalSecondaryIndexes": [gsi(OnDemandThroughput={"MaxWriteRequestUnits": 3})]},
+        {"BillingModeSummary": {"BillingMode": "PAY_PER_REQUEST"},
+         "GlobalSecondaryIndexes": [gsi(ProvisionedThroughput={"ReadCapacityUnits": 0, "WriteCapacityUnits": 0})]},
+        {"ProvisionedThroughput": {"ReadCapacityUnits": 0, "WriteCapacityUnits": 0},
+         "GlobalSecondaryIndexes": [gsi(ProvisionedThroughput={"ReadCapacityUnits": 2, "WriteCapacityUnits": 2})]},
+    ]
+    marks = [has_limits(desc) for desc in descriptions]
+    assert marks == [True, True, False, False, True, False, True]
+    assert marks == [policy_of(FakeTable(desc)) is not None for desc in descriptions]
 
 
 def test_buckets_in_one_file_are_shared_and_start_with_their_burst(tmp_path):

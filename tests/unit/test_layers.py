@@ -1,6 +1,6 @@
 """Data flows one way through the layers (docs/architecture.md):
 
-    server (HTTP, routing, auth) -> metrics -> api -> expressions, partiql, model -> storage
+    server (HTTP, routing, auth) -> metrics, capacity -> api -> expressions, partiql, model -> storage
 
 A module may import its own layer and those below it, never one above: the
 API does not import the server or its authorization, and the pure layers
@@ -18,7 +18,9 @@ ROOT = pathlib.Path(__file__).resolve().parents[2] / "shoal"
 
 # What each package may not import.
 FORBIDDEN = {
-    "api": ("shoal.server", "shoal.auth", "shoal.cli", "shoal.demo", "shoal.testing", "shoal.metrics"),
+    "api": ("shoal.server", "shoal.auth", "shoal.cli", "shoal.demo", "shoal.testing", "shoal.metrics",
+            "shoal.capacity"),
+    "capacity": ("shoal.server", "shoal.auth", "shoal.cli", "shoal.demo", "shoal.testing"),
     "metrics": ("shoal.server", "shoal.auth", "shoal.cli", "shoal.demo", "shoal.testing"),
     "expressions": ("shoal.server", "shoal.auth", "shoal.api", "shoal.storage", "shoal.metrics"),
     "partiql": ("shoal.server", "shoal.auth", "shoal.api", "shoal.storage", "shoal.metrics"),
