@@ -13,7 +13,9 @@ logs", 2018):
    acknowledges the write.
 
 If ``f`` raises (a condition that does not hold), the round accepts the state
-it saw, unchanged, and then answers with ``f``'s exception.  Answering at
+it saw, unchanged, and then answers with ``f``'s exception (at once, when
+the promises show that state accepted by a majority under one ballot: it is
+chosen, and cannot be superseded).  Answering at
 once would not be linearizable: the state read from a majority may be a
 value that only a minority has accepted (its round still in flight, or
 abandoned), which a later round can supersede, so the refusal would have
@@ -23,7 +25,8 @@ tests/unit/test_consensus.py found exactly that history.)
 A strongly consistent read is the same round with the identity change, so a
 value that only a minority accepted (its proposer died, or gave up) is either
 completed or superseded before anyone can read it, and never seen and then
-lost.
+lost.  When the majority's promises agree on the latest ballot, the value is
+already chosen and the read ends after the prepare: one round trip.
 
 Conflicts.  A refusal from an acceptor that has promised a ballot it has not
 yet accepted means another round on K is in flight (another region writing
@@ -248,6 +251,9 @@ class Round:
 
     def _accept(self, promises: list[Reply]) -> list[Message]:
         latest = max(promises, key=lambda r: r.accepted)
+        # A majority holding the latest value under one ballot: it is chosen,
+        # no later round can lose it, and a read or a refusal needs no write-back.
+        chosen = sum(1 for r in promises if r.accepted == latest.accepted) >= self.majority
         try:
             self.value = self.change(latest.value)
         except Exception as exc:
@@ -255,8 +261,16 @@ class Round:
             # state it judged may have been accepted by a minority only, and
             # could yet be superseded: write it back, as a read does, so that
             # what the refusal saw stays seen.  Its own change is not applied.
+            if chosen:
+                return self._fail(exc)
             self.refusal = exc
             self.value = latest.value
+        else:
+            if chosen and self.change is identity:
+                self.done = True
+                self.result = self.value
+                self.ballots.observe(self.seen)
+                return []
         self.phase = "accept"
         self.answers = {}
         return [Message(name, "accept", self.key, self.ballot, self.value) for name in self.acceptors]
