@@ -418,6 +418,32 @@ def _drive(round_: Round, regions, deliver=lambda message: True) -> list[Message
     return lost
 
 
+def test_a_witness_carries_a_write_across_the_loss_of_the_region_that_made_it(tmp_path):
+    """Two replicas and a witness: the witness is an acceptor that no client
+    uses.  A write acknowledged by us-east-2 and the witness while us-east-1
+    was away must be what us-east-1 reads once us-east-2 is gone: the
+    witness alone brings it, so it must hold values, not just ballots."""
+    made = [Region(str(tmp_path / name), name) for name in ("us-east-1", "us-east-2", "us-west-2")]
+    try:
+        east1, east2 = [[Link(region) for region in made] for _ in range(2)]
+        p1 = Proposer("us-east-1", {link.region.name: link for link in east1}, node="a", timeout=2.0)
+        p2 = Proposer("us-east-2", {link.region.name: link for link in east2}, node="b", timeout=2.0)
+        p1.write(KEY, put(b"v1"))
+        settled(made)
+        east2[0].down = True  # us-east-1 unreachable from us-east-2
+        assert p2.write(KEY, put(b"v2")) == b"v2"
+        assert [r.state().value for r in made] == [b"v1", b"v2", b"v2"]
+        east1[1].down = True  # now us-east-2 is gone
+        assert p1.read(KEY) == b"v2"
+        assert p1.write(KEY, lambda current: current + b"+") == b"v2+"
+        assert made[2].state().value == b"v2+"  # the witness holds every value
+        p1.close()
+        p2.close()
+    finally:
+        for region in made:
+            region.crash()
+
+
 def test_a_value_accepted_by_a_minority_is_completed_by_the_next_read(regions):
     links = [Link(region) for region in regions]
     p = proposer(regions, links=links)
