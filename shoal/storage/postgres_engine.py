@@ -17,19 +17,24 @@ Schema
 
 Reads
     ``read()`` is ``BEGIN ISOLATION LEVEL REPEATABLE READ, READ ONLY``: one
-    snapshot of every table, taken by a first ``SELECT 1`` in the same
-    pipeline as the ``BEGIN`` (PostgreSQL takes it at the first query, and
-    the interface promises it as of ``read()``), so a GetItem costs three
-    round trips: that, the lookup and the ``ROLLBACK``.  ``scan`` fetches keyset-paginated batches (32 rows,
-    doubling up to 1024): each batch is one index range scan, and a Query
-    that stops after 20 items reads one batch however large the table is.
+    snapshot of every table, taken by a ``SELECT 1`` sent with the ``BEGIN``
+    (PostgreSQL takes it at the first statement, and the interface promises
+    it as of ``read()``), so a GetItem costs three round trips: that, the
+    lookup and the ``COMMIT``.  ``scan`` fetches keyset-paginated batches (32
+    rows, doubling up to 1024): each batch is one index range scan, and a
+    Query that stops after 20 items reads one batch however large the table
+    is.  The statements without parameters (``BEGIN``, ``COMMIT``,
+    ``ROLLBACK``) go through libpq's simple query protocol directly: less
+    work in Python per request, and psycopg does not see the ``ROLLBACK``s,
+    on which it would forget its prepared statements (it does so in case
+    an object they use was dropped, which never happens to these tables).
 
 Writes, serialized
     LMDB has one writer at a time, and the API layer relies on it (a
     condition read and the write it guards see nothing in between).  This
     first slice keeps that rule across every process and node: ``write()``
     begins ``READ COMMITTED`` and locks the ``writer`` row with ``SELECT ...
-    FOR UPDATE`` (one pipelined round trip), so writers queue on the
+    FOR UPDATE`` (one round trip), so writers queue on the
     database, and each statement after the lock sees every earlier writer's
     commit.  A row lock rather than ``pg_advisory_xact_lock``, which
     CockroachDB does not implement.  Finer-grained locking (per item, with
@@ -111,7 +116,9 @@ _FAIL_FAST_WAIT = 0.05
 _FIRST_BATCH = 32
 _MAX_BATCH = 1024
 
-_BEGIN_READ = "BEGIN ISOLATION LEVEL REPEATABLE READ, READ ONLY"
+# PostgreSQL takes a REPEATABLE READ snapshot at the first statement after
+# BEGIN, and the interface promises it as of read(): hence the SELECT 1.
+_BEGIN_READ = b"BEGIN ISOLATION LEVEL REPEATABLE READ, READ ONLY; SELECT 1"
 _BEGIN_WRITE = "BEGIN ISOLATION LEVEL READ COMMITTED, READ WRITE"
 
 _live_engines: "weakref.WeakSet[PostgresEngine]" = weakref.WeakSet()
@@ -170,8 +177,9 @@ class _Statements:
         self.upsert = {name: self._text("INSERT INTO {} (k, v) VALUES (%s, %s) "
                                         "ON CONFLICT (k) DO UPDATE SET v = excluded.v", name) for name in tables}
         self.delete = {name: self._text("DELETE FROM {} WHERE k = ANY(%s)", name) for name in tables}
-        self.lock = sql.SQL("SELECT format FROM {} WHERE id = 1 FOR UPDATE").format(
+        lock = sql.SQL("SELECT format FROM {} WHERE id = 1 FOR UPDATE").format(
             sql.Identifier(schema, _WRITER)).as_string(None)
+        self.begin_write = f"{_BEGIN_WRITE}; {lock}".encode()
         self._scans: dict = {}
 
     def _text(self, template: str, name: str) -> str:
@@ -319,9 +327,9 @@ class PostgresEngine(Engine):
             self._fail_fast_until = time.monotonic() + _FAIL_FAST_S
             raise StorageUnavailable("the PostgreSQL storage is unavailable: no connection could be made") from None
 
-    def _begin(self, begin: str, first: str):
-        """A pooled connection in a transaction begun by ``begin`` and its
-        ``first`` statement, sent in one round trip.  A connection found
+    def _begin(self, begin: bytes):
+        """A pooled connection in a transaction begun by ``begin`` (its BEGIN
+        and first statement, one round trip).  A connection found
         broken here (the database restarted, or ended idle sessions) is
         dropped and the next one tried, which is safe since nothing of the
         transaction has happened yet; so after an outage, requests fail
@@ -330,9 +338,7 @@ class PostgresEngine(Engine):
         while True:
             conn = self._getconn()
             try:
-                with conn.pipeline():
-                    conn.execute(begin, prepare=False)
-                    conn.execute(first)
+                _simple(conn, begin)
                 return conn
             except psycopg.OperationalError as exc:
                 broken = conn.closed
@@ -452,13 +458,19 @@ class PostgresReadTxn(ReadTxn):
         self._ended = True
         conn, self._conn = self._conn, None
         if conn is not None:
-            _rollback_quietly(conn)  # what was read stays valid if the connection broke
+            # COMMIT, not ROLLBACK, although nothing was written: psycopg
+            # forgets its prepared statements on every ROLLBACK, and a read-only
+            # COMMIT costs no more.  What was read stays valid if it fails.
+            try:
+                _simple(conn, b"COMMIT")
+            except psycopg.Error:
+                _rollback_quietly(conn)
             self._engine._putconn(conn)
 
     def _begin(self) -> None:
         """Take the snapshot now: PostgreSQL takes it at the first query
         after BEGIN, and the interface promises it as of ``read()``."""
-        self._conn = self._engine._begin(_BEGIN_READ, "SELECT 1")
+        self._conn = self._engine._begin(_BEGIN_READ)
 
     def _rows(self, statement: str, params) -> list:
         """Run one query in the transaction."""
@@ -571,7 +583,7 @@ class PostgresWriteTxn(PostgresReadTxn, WriteTxn):
         super().__init__(engine, begin=False)
         self._overlays: dict[str, _Overlay] = {}
         self._seen: dict[str, dict[bytes, bytes | None]] = {}  # committed rows read under the lock
-        self._conn = engine._begin(_BEGIN_WRITE, self._sql.lock)  # the lock waits for the writer before us
+        self._conn = engine._begin(self._sql.begin_write)  # its lock waits for the writer before us
 
     def __exit__(self, exc_type, exc, tb) -> None:
         self._end(commit=exc_type is None)
@@ -586,7 +598,7 @@ class PostgresWriteTxn(PostgresReadTxn, WriteTxn):
                 if commit and any(o.values for o in self._overlays.values()):
                     self._commit(conn)
                 else:
-                    conn.execute("ROLLBACK", prepare=False)
+                    _simple(conn, b"ROLLBACK")
         except BaseException:
             _rollback_quietly(conn)
             raise
@@ -714,10 +726,22 @@ class PostgresGroupedWriteTxn(PostgresWriteTxn):
         return existed
 
 
+def _simple(conn, command: bytes) -> None:
+    """Run ``command`` (statements without parameters) through libpq's simple
+    query protocol: one round trip for several statements, and much less
+    work in Python than psycopg's ``execute`` (this is on every request's path)."""
+    result = conn.pgconn.exec_(command)
+    if result.status not in (psycopg.pq.ExecStatus.COMMAND_OK, psycopg.pq.ExecStatus.TUPLES_OK):
+        if conn.pgconn.status != psycopg.pq.ConnStatus.OK:  # a lost connection has no SQLSTATE
+            message = " ".join(result.get_error_message("utf-8").split())
+            raise psycopg.OperationalError(message or "the connection to the server was lost")
+        raise psycopg.errors.error_from_result(result, encoding=conn.info.encoding)
+
+
 def _rollback_quietly(conn) -> None:
     try:
         if conn.info.transaction_status != psycopg.pq.TransactionStatus.IDLE:
-            conn.execute("ROLLBACK", prepare=False)
+            _simple(conn, b"ROLLBACK")
     except psycopg.Error:
         conn.close()  # the pool discards it
 
