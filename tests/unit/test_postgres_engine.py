@@ -294,3 +294,23 @@ def test_snapshot_prewarm_flush_and_stats(nodes, tmp_path):
     stats = first.stats()
     assert stats["engine"] == "postgresql" and stats["schema"] == "shoal"
     assert stats["pool"]["pool_max"] == 8
+
+
+def test_open_storage_opens_postgresql_and_keeps_only_node_files(database, tmp_path):
+    from shoal.storage.datadir import DataDirError, open_data_dir, open_storage
+
+    node_dir = tmp_path / "node"
+    with open_storage(node_dir, database) as engine:
+        assert isinstance(engine, PostgresEngine)
+        increment(engine)
+    assert node_dir.is_dir() and list(node_dir.iterdir()) == []  # no marker, no LMDB environment
+    with pytest.raises(DataDirError, match=r"^--storage must be a postgresql:// URL, not 'mysql://h/db'$"):
+        open_storage(node_dir, "mysql://h/db")
+    with pytest.raises(DataDirError, match=r"^encryption at rest \(--master-key-file, SHOAL_MASTER_KEY\) is not "
+                       r"yet available with --storage postgresql://\.\.\.; use the database's own encryption$"):
+        open_storage(node_dir, database, master_key=bytes(32))
+    open_data_dir(tmp_path / "lmdb").close()
+    with pytest.raises(DataDirError, match="holds a Shoal LMDB store, whose tables --storage would leave behind"):
+        open_storage(tmp_path / "lmdb", database)
+    with open_storage(tmp_path / "lmdb", None) as engine:  # without --storage: the directory's own store
+        assert type(engine).__name__ == "LmdbEngine"
