@@ -185,6 +185,13 @@ def monitoring_required(operation: str, body: dict, region: str = "*", account: 
     return [Check(action, "*", context)]
 
 
+def autoscaling_required(operation: str) -> list[Check]:
+    """The permission an Application Auto Scaling request needs:
+    ``application-autoscaling:<Operation>`` on ``*`` (its resources are not
+    named by ARN in policies)."""
+    return [Check("application-autoscaling:" + operation, "*", {})]
+
+
 def sns_required(operation: str, body: dict, region: str = "*", account: str = "*") -> list[Check]:
     """The permission an SNS request needs: ``sns:<Operation>`` on the topic
     it names (TopicArn, the topic of a SubscriptionArn, or CreateTopic's

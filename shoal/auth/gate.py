@@ -29,7 +29,13 @@ import time
 from shoal.api import resource_policies
 from shoal.api.catalog import key_names
 from shoal.api.streams import iterator_stream_arn
-from shoal.auth.actions import find_denial, monitoring_required, request_context, sns_required
+from shoal.auth.actions import (
+    autoscaling_required,
+    find_denial,
+    monitoring_required,
+    request_context,
+    sns_required,
+)
 from shoal.auth.audit import DEFAULT_FILE, AuditLog
 from shoal.auth.errors import AccessDeniedException
 from shoal.auth.iam import DEFAULT_ACCOUNT, IamStore
@@ -110,6 +116,12 @@ class Gate:
         policies only: CloudWatch metrics have no resource-based policies)."""
         self._authorize_checks(credentials, monitoring_required(operation, data, credentials.region, self.account),
                                request, request_id)
+
+    def authorize_autoscaling(self, credentials: Credentials, operation: str, request,
+                              request_id: str | None = None) -> None:
+        """Raise AccessDeniedException unless the signer may run the
+        Application Auto Scaling ``operation`` (identity policies only)."""
+        self._authorize_checks(credentials, autoscaling_required(operation), request, request_id)
 
     def authorize_sns(self, credentials: Credentials, operation: str, data, request,
                       request_id: str | None = None) -> None:

@@ -60,8 +60,8 @@ BURST_S = 300.0  # DynamoDB retains up to five minutes of unused read and write 
 ON_DEMAND_BURST_S = 1.0
 CHUNK_S = 0.1  # a worker takes this much of a bucket's rate at a time
 SLOTS = 16384
-_SLOT = struct.Struct("<16sdddd")  # key digest, tokens, updated (monotonic s), rate, capacity
-_MAGIC = b"shoal-capacity-1"
+_SLOT = struct.Struct("<16sddddd")  # key digest, tokens, updated (monotonic s), rate, capacity, taken in all
+_MAGIC = b"shoal-capacity-2"
 READ, WRITE = "read", "write"
 ENV = "SHOAL_CAPACITY"
 
@@ -175,6 +175,7 @@ class SharedBuckets:
         self._lock = threading.Lock()  # byte-range locks are per process: threads take this first
         self._slots: dict[bytes, int] = {}
         self._private: dict[bytes, Bucket] | None = None
+        self._taken: dict[bytes, float] = {}  # the private buckets' tokens taken in all
         self._fd = -1
         if path is None:
             self._private = {}
@@ -208,18 +209,32 @@ class SharedBuckets:
                 bucket = self._private.get(digest)
                 if bucket is None:
                     bucket = self._private[digest] = Bucket(limit.rate, limit.capacity, now)
-                return self._take(bucket, limit, wanted, now)
+                got = self._take(bucket, limit, wanted, now)
+                self._taken[digest] = self._taken.get(digest, 0.0) + got
+                return got
             offset = self._slot(digest)
             fcntl.lockf(self._fd, fcntl.LOCK_EX, _SLOT.size, offset)
             try:
-                found, tokens, updated, rate, capacity = _SLOT.unpack_from(self._map, offset)
+                found, tokens, updated, rate, capacity, taken = _SLOT.unpack_from(self._map, offset)
                 assert found == digest  # a slot, once claimed, keeps its key (slots are never freed)
                 bucket = Bucket(rate, capacity, updated, tokens) if rate > 0 else Bucket(limit.rate, limit.capacity, now)
                 got = self._take(bucket, limit, wanted, now)
-                _SLOT.pack_into(self._map, offset, digest, bucket.tokens, bucket.updated, bucket.rate, bucket.capacity)
+                _SLOT.pack_into(self._map, offset, digest, bucket.tokens, bucket.updated, bucket.rate, bucket.capacity,
+                                taken + got)
                 return got
             finally:
                 fcntl.lockf(self._fd, fcntl.LOCK_UN, _SLOT.size, offset)
+
+    def taken(self, key: str) -> float:
+        """The tokens taken from bucket ``key`` since it was made, by every
+        worker: what the limit's users consumed, to within a chunk per
+        worker (auto scaling's measure of consumption, ``shoal.autoscaling``)."""
+        digest = hashlib.blake2b(key.encode(), digest_size=16).digest()
+        with self._lock:
+            if self._private is not None:
+                return self._taken.get(digest, 0.0)
+            offset = self._slot(digest)
+            return _SLOT.unpack_from(self._map, offset)[5]
 
     @staticmethod
     def _take(bucket: Bucket, limit: Limit, wanted: float, now: float) -> float:
@@ -246,7 +261,7 @@ class SharedBuckets:
                 if found == digest:
                     break
                 if found == bytes(16):
-                    _SLOT.pack_into(self._map, offset, digest, 0.0, 0.0, 0.0, 0.0)
+                    _SLOT.pack_into(self._map, offset, digest, 0.0, 0.0, 0.0, 0.0, 0.0)
                     break
             finally:
                 fcntl.lockf(self._fd, fcntl.LOCK_UN, _SLOT.size, offset)

@@ -32,6 +32,7 @@ from shoal.api import DEFAULT_ACCOUNT, DEFAULT_REGION, Context, backups, exports
 from shoal.api.catalog import Catalog, PinnedCatalog
 from shoal.api.partiql import OPERATIONS as PARTIQL_OPERATIONS, reads_only
 from shoal.api.shapes import ShapeValidator
+from shoal.autoscaling import TARGET_PREFIX as AUTOSCALING_PREFIX, AutoScaling, Scaler
 from shoal.capacity import Capacity, SharedBuckets, enabled_by_default as capacity_by_default
 from shoal.api.changelog import DEFAULT_RETENTION_S
 from shoal.errors import (
@@ -60,6 +61,7 @@ log = logging.getLogger("shoal")
 DYNAMODB_PREFIX = "DynamoDB_20120810."
 STREAMS_PREFIX = "DynamoDBStreams_20120810."
 JSON_TYPES = ("application/x-amz-json-1.0", "application/json")
+AUTOSCALING_JSON = "application/x-amz-json-1.1"  # Application Auto Scaling's protocol (shoal.autoscaling)
 FORM_TYPE = "application/x-www-form-urlencoded"
 # STS's actions: an unsigned form request naming one goes to STS (which refuses it).
 STS_ACTIONS = frozenset({"AssumeRole", "GetCallerIdentity", "GetSessionToken", "GetFederationToken",
@@ -187,6 +189,10 @@ class Dispatcher:
         self.services = Services(self)
         extra_jobs = list(self.metrics.jobs(self.committer.submit)) if self.metrics is not None else []
         extra_jobs += [AlarmEvaluator(self.alarms), self.sns_delivery]
+        # Application Auto Scaling's API, and the job that follows its targets' consumption
+        self.autoscaling = AutoScaling(engine, self.catalog, self.clock)
+        if self.capacity is not None:
+            extra_jobs.append(Scaler(engine, self.catalog, self.capacity, self.clock))
         self.background = BackgroundJobs.for_worker(
             engine, self.catalog, change_retention_s=change_retention_s,
             iam_store=self.gate.store if self.gate is not None else None, extra_jobs=extra_jobs)
@@ -256,6 +262,9 @@ class Dispatcher:
             called = cbor_protocol.operation_of(request.path)
             if called is not None and called[0] in cbor_protocol.SERVICES:
                 return self.services.cbor(request, request_id, called[1])
+        if content_type == AUTOSCALING_JSON and request.headers.get("x-amz-target", "").startswith(AUTOSCALING_PREFIX):
+            return self.services.autoscaling(request, request_id,
+                                             request.headers["x-amz-target"][len(AUTOSCALING_PREFIX):])
         if request.body and content_type not in JSON_TYPES:
             return _unknown_operation_404(request_id)
         response_type = "application/json" if content_type == "application/json" else JSON_TYPES[0]

@@ -36,7 +36,8 @@ from shoal.server.http import Request, Response
 log = logging.getLogger("shoal")
 
 JSON_TYPE = "application/x-amz-json-1.0"
-SIGNING_NAMES = {"cloudwatch": "monitoring", "sns": "sns"}
+AUTOSCALING_JSON_TYPE = "application/x-amz-json-1.1"
+SIGNING_NAMES = {"cloudwatch": "monitoring", "sns": "sns", "autoscaling": "application-autoscaling"}
 CERTIFICATE_PATH = "/SimpleNotificationService-shoal.pem"
 
 # SNS's errors for a failed signature or permission check: the query
@@ -77,6 +78,16 @@ class Services:
                 raise SerializationError("The request body is not valid JSON.") from None
         return self._call("cloudwatch", operation, data_of, request, request_id, "json")
 
+    def autoscaling(self, request: Request, request_id: str, operation: str):
+        """Application Auto Scaling's JSON 1.1 protocol (``shoal.autoscaling``)."""
+        def data_of():
+            body = _body(request)
+            try:
+                return orjson.loads(body) if body else {}
+            except orjson.JSONDecodeError:
+                raise SerializationError("The request body is not valid JSON.") from None
+        return self._call("autoscaling", operation, data_of, request, request_id, "json")
+
     def cbor(self, request: Request, request_id: str, operation: str):
         """CloudWatch's Smithy RPC v2 CBOR protocol."""
         return self._call("cloudwatch", operation,
@@ -111,6 +122,8 @@ class Services:
                 api = d.alarms if operation in ALARM_OPERATIONS else d.cloudwatch_api()
                 if api is not d.alarms and not api.known(operation):
                     raise InvalidAction(f"Could not find operation {operation}")
+            elif service == "autoscaling":
+                api = d.autoscaling
             else:
                 api = d.sns
             credentials = None
@@ -132,6 +145,8 @@ class Services:
             if credentials is not None:
                 if service == "sns":
                     d.gate.authorize_sns(credentials, operation, data, request, request_id)
+                elif service == "autoscaling":
+                    d.gate.authorize_autoscaling(credentials, operation, request, request_id)
                 else:
                     d.gate.authorize_monitoring(credentials, operation, data, request, request_id)
             if writes and d.group_commit:
@@ -149,6 +164,9 @@ class Services:
 
     @staticmethod
     def _response(result: dict, request_id: str, service: str, operation: str, wire: str) -> Response:
+        if service == "autoscaling":
+            return Response(200, [("Content-Type", AUTOSCALING_JSON_TYPE), ("x-amzn-RequestId", request_id)],
+                            orjson.dumps(result))
         if wire == "json":
             return Response(200, [("Content-Type", JSON_TYPE), ("x-amzn-RequestId", request_id)],
                             orjson.dumps(result))
@@ -162,6 +180,11 @@ class Services:
     def _error(exc: Exception, request_id: str, service: str, wire: str) -> Response:
         if not isinstance(exc, ShoalError):  # a bug: report it, keep serving
             log.error("internal error in request %s:\n%s", request_id, "".join(traceback.format_exception(exc)))
+        if service == "autoscaling":  # JSON 1.1: the bare type, and Message
+            error = exc if isinstance(exc, ShoalError) else _internal()
+            body = {"__type": error.type_name, "Message": error.message}
+            return Response(error.status, [("Content-Type", AUTOSCALING_JSON_TYPE), ("x-amzn-RequestId", request_id)],
+                            orjson.dumps(body))
         error = as_cloudwatch(exc if isinstance(exc, ShoalError) else _internal()) if service == "cloudwatch" \
             else _as_sns(exc)
         code, fault = error.query_error.split(";", 1)

@@ -19,8 +19,9 @@ ROOT = pathlib.Path(__file__).resolve().parents[2] / "shoal"
 # What each package may not import.
 FORBIDDEN = {
     "api": ("shoal.server", "shoal.auth", "shoal.cli", "shoal.demo", "shoal.testing", "shoal.metrics",
-            "shoal.capacity"),
+            "shoal.capacity", "shoal.autoscaling"),
     "capacity": ("shoal.server", "shoal.auth", "shoal.cli", "shoal.demo", "shoal.testing"),
+    "autoscaling": ("shoal.server", "shoal.auth", "shoal.cli", "shoal.demo", "shoal.testing"),
     "metrics": ("shoal.server", "shoal.auth", "shoal.cli", "shoal.demo", "shoal.testing"),
     "expressions": ("shoal.server", "shoal.auth", "shoal.api", "shoal.storage", "shoal.metrics"),
     "partiql": ("shoal.server", "shoal.auth", "shoal.api", "shoal.storage", "shoal.metrics"),

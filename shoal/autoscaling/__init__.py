@@ -1,0 +1,456 @@
+"""Application Auto Scaling for DynamoDB tables and GSIs (issue 20, first slice).
+
+The API (JSON 1.1, ``X-Amz-Target: AnyScaleFrontendService.<Op>``, signed
+as ``application-autoscaling``) on Shoal's port: RegisterScalableTarget,
+DescribeScalableTargets, DeregisterScalableTarget, PutScalingPolicy
+(TargetTrackingScaling on DynamoDBReadCapacityUtilization or
+DynamoDBWriteCapacityUtilization), DescribeScalingPolicies,
+DeleteScalingPolicy, DescribeScalingActivities.  What they record lives
+in the ``meta`` space under ``autoscaling/``.
+
+The scaler (``Scaler``, a background job; one worker at a time holds its
+lease) samples every ``interval_s`` what each registered table or index
+consumed (the tokens taken from its capacity bucket, ``shoal.capacity``),
+and does what AWS's target tracking does with the two alarms it makes:
+when utilization (consumed units a second over provisioned) stayed above
+the target for ``scale_out_s`` (AWS: two minutes), it raises capacity to
+what brings utilization back to the target; when it stayed below 80% of the
+target for ``scale_in_s`` (AWS: fifteen minutes), it lowers capacity the
+same way; always within the target's MinCapacity and MaxCapacity (a
+capacity outside them is brought into them at once), through UpdateTable,
+each change recorded as a scaling activity.  The three times come from
+``SHOAL_AUTOSCALING_INTERVAL_S``, ``SHOAL_AUTOSCALING_SCALE_OUT_S`` and
+``SHOAL_AUTOSCALING_SCALE_IN_S`` (defaults 10, 120 and 900 seconds), so
+that tests need not wait minutes.
+
+Not yet: scheduled actions, step scaling, the CloudWatch alarms AWS creates
+(their names are returned, no alarm is made), suspended states' effects,
+the daily budget for decreases.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import re
+import struct
+import threading
+import time
+import uuid
+
+import orjson
+
+from shoal.errors import ShoalError
+
+TARGET_PREFIX = "AnyScaleFrontendService."
+PREFIX = b"autoscaling/"
+_TARGET = PREFIX + b"target/"
+_POLICY = PREFIX + b"policy/"
+_ACTIVITY = PREFIX + b"activity/"
+_LEASE_KEY = PREFIX + b"lease"
+_LEASE = struct.Struct(">16sd")
+LEASE_S = 30.0
+SCALE_IN_SHARE = 0.8  # scale in once utilization stays under this share of the target
+DIMENSIONS = {
+    "dynamodb:table:ReadCapacityUnits": ("table", "ReadCapacityUnits", "read"),
+    "dynamodb:table:WriteCapacityUnits": ("table", "WriteCapacityUnits", "write"),
+    "dynamodb:index:ReadCapacityUnits": ("index", "ReadCapacityUnits", "read"),
+    "dynamodb:index:WriteCapacityUnits": ("index", "WriteCapacityUnits", "write"),
+}
+METRICS = {"DynamoDBReadCapacityUtilization": "read", "DynamoDBWriteCapacityUtilization": "write"}
+_RESOURCE = re.compile(r"table/([a-zA-Z0-9_.-]{3,255})(?:/index/([a-zA-Z0-9_.-]{3,255}))?")
+ROLE = ("arn:aws:iam::{account}:role/aws-service-role/dynamodb.application-autoscaling.amazonaws.com/"
+        "AWSServiceRoleForApplicationAutoScaling_DynamoDBTable")
+
+
+class AutoScalingError(ShoalError):
+    """Application Auto Scaling's errors: JSON 1.1, the type bare, ``Message``."""
+
+    status = 400
+
+    def to_body(self) -> dict:
+        return {"__type": self.type_name, "Message": self.message}
+
+
+class ValidationException(AutoScalingError):
+    type_name = "ValidationException"
+
+
+class ObjectNotFoundException(AutoScalingError):
+    type_name = "ObjectNotFoundException"
+
+
+def _key(kind: bytes, region: str, *parts: str) -> bytes:
+    return kind + "\x00".join((region, *parts)).encode() + b"\x00"
+
+
+def _range(kind: bytes, region: str, *parts: str) -> tuple[bytes, bytes]:
+    low = kind + "\x00".join((region, *parts)).encode() + b"\x00"
+    return low, low[:-1] + b"\x01"
+
+
+def settings() -> tuple[float, float, float]:
+    """(interval, scale-out window, scale-in window) in seconds, from the environment."""
+    get = lambda name, default: float(os.environ.get(name, default))  # noqa: E731
+    return (get("SHOAL_AUTOSCALING_INTERVAL_S", 10), get("SHOAL_AUTOSCALING_SCALE_OUT_S", 120),
+            get("SHOAL_AUTOSCALING_SCALE_IN_S", 900))
+
+
+class AutoScaling:
+    """The API over one worker's storage."""
+
+    OPERATIONS = ("RegisterScalableTarget", "DescribeScalableTargets", "DeregisterScalableTarget",
+                  "PutScalingPolicy", "DescribeScalingPolicies", "DeleteScalingPolicy", "DescribeScalingActivities")
+    WRITES = frozenset({"RegisterScalableTarget", "DeregisterScalableTarget", "PutScalingPolicy",
+                        "DeleteScalingPolicy"})
+
+    def __init__(self, engine, catalog, clock=time.time, account: str = "000000000000") -> None:
+        self.engine, self.catalog, self.clock, self.account = engine, catalog, clock, account
+
+    def known(self, operation: str) -> bool:
+        return operation in self.OPERATIONS
+
+    def prepare(self, operation: str, data, region: str):
+        """(whether it writes, a job returning the operation's output)."""
+        if operation not in self.OPERATIONS:
+            raise ValidationException(f"Shoal does not implement the Application Auto Scaling operation "
+                                      f"{operation} yet")
+        if not isinstance(data, dict):
+            raise ValidationException("The request body must be a JSON object")
+        handler = getattr(self, "_" + re.sub(r"(?<!^)([A-Z])", r"_\1", operation).lower())
+        return operation in self.WRITES, lambda: handler(data, region)
+
+    # -- targets ---------------------------------------------------------------------------
+
+    def _checked_target(self, data: dict, region: str, txn) -> tuple[str, str, str | None, str]:
+        namespace = data.get("ServiceNamespace")
+        if namespace != "dynamodb":
+            raise ValidationException(f"Unsupported service namespace {namespace!r}: Shoal scales DynamoDB "
+                                      "tables and indexes only")
+        resource, dimension = data.get("ResourceId"), data.get("ScalableDimension")
+        match = _RESOURCE.fullmatch(resource) if isinstance(resource, str) else None
+        if match is None:
+            raise ValidationException(f"Unsupported resource ID {resource!r}: expected table/NAME or "
+                                      "table/NAME/index/INDEX")
+        if dimension not in DIMENSIONS or (DIMENSIONS[dimension][0] == "index") != (match[2] is not None):
+            raise ValidationException(f"Unsupported scalable dimension {dimension!r} for resource ID {resource}")
+        table = self.catalog.get(txn, region, match[1])
+        if table is None:
+            raise ValidationException(f"DynamoDB table {match[1]} does not exist")
+        if match[2] is not None and match[2] not in {g["IndexName"] for g in
+                                                     table.description.get("GlobalSecondaryIndexes") or ()}:
+            raise ValidationException(f"DynamoDB index {match[2]} does not exist on table {match[1]}")
+        return resource, match[1], match[2], dimension
+
+    def _register_scalable_target(self, data: dict, region: str) -> dict:
+        with self.engine.write() as txn:
+            resource, table_name, _, dimension = self._checked_target(data, region, txn)
+            key = _key(_TARGET, region, resource, dimension)
+            raw = txn.get("meta", key)
+            target = orjson.loads(raw) if raw is not None else None
+            if target is None:
+                if data.get("MinCapacity") is None or data.get("MaxCapacity") is None:
+                    raise ValidationException("MinCapacity and MaxCapacity are required for a new scalable target")
+                target = {"ServiceNamespace": "dynamodb", "ResourceId": resource, "ScalableDimension": dimension,
+                          "RoleARN": ROLE.format(account=self.account), "CreationTime": round(self.clock(), 3),
+                          "ScalableTargetARN": f"arn:aws:application-autoscaling:{region}:{self.account}:"
+                                               f"scalable-target/{uuid.uuid4().hex[:24]}",
+                          "SuspendedState": {"DynamicScalingInSuspended": False,
+                                             "DynamicScalingOutSuspended": False,
+                                             "ScheduledScalingSuspended": False}}
+            for member in ("MinCapacity", "MaxCapacity"):
+                if data.get(member) is not None:
+                    if not isinstance(data[member], int) or data[member] < 1:
+                        raise ValidationException(f"{member} must be a positive integer for DynamoDB")
+                    target[member] = data[member]
+            if target["MinCapacity"] > target["MaxCapacity"]:
+                raise ValidationException("Minimum capacity cannot be greater than maximum capacity")
+            if isinstance(data.get("SuspendedState"), dict):
+                target["SuspendedState"].update({k: bool(v) for k, v in data["SuspendedState"].items()
+                                                 if k in target["SuspendedState"]})
+            txn.put("meta", key, orjson.dumps(target))
+        return {"ScalableTargetARN": target["ScalableTargetARN"]}
+
+    def _describe_scalable_targets(self, data: dict, region: str) -> dict:
+        self._namespace(data)
+        low, high = _range(_TARGET, region)
+        with self.engine.read() as txn:
+            targets = [orjson.loads(raw) for _, raw in txn.scan("meta", low, high)]
+        ids, dimension = data.get("ResourceIds"), data.get("ScalableDimension")
+        found = [t for t in targets if (not ids or t["ResourceId"] in ids)
+                 and (dimension is None or t["ScalableDimension"] == dimension)]
+        return _page(found, data, "ScalableTargets")
+
+    def _deregister_scalable_target(self, data: dict, region: str) -> dict:
+        self._namespace(data)
+        with self.engine.write() as txn:
+            key = _key(_TARGET, region, str(data.get("ResourceId")), str(data.get("ScalableDimension")))
+            if txn.get("meta", key) is None:
+                raise ObjectNotFoundException(f"No scalable target registered for service namespace: dynamodb, "
+                                              f"resource ID: {data.get('ResourceId')}, scalable dimension: "
+                                              f"{data.get('ScalableDimension')}")
+            txn.delete("meta", key)
+            low, high = _range(_POLICY, region, data["ResourceId"], data["ScalableDimension"])
+            for policy_key in [bytes(k) for k, _ in txn.scan("meta", low, high)]:
+                txn.delete("meta", policy_key)
+        return {}
+
+    # -- policies --------------------------------------------------------------------------
+
+    def _put_scaling_policy(self, data: dict, region: str) -> dict:
+        name = data.get("PolicyName")
+        if not isinstance(name, str) or not name:
+            raise ValidationException("PolicyName is required")
+        if data.get("PolicyType", "StepScaling") != "TargetTrackingScaling":
+            raise ValidationException("Shoal supports the TargetTrackingScaling policy type only")
+        config = data.get("TargetTrackingScalingPolicyConfiguration")
+        if not isinstance(config, dict):
+            raise ValidationException("TargetTrackingScalingPolicyConfiguration is required for a "
+                                      "TargetTrackingScaling policy")
+        target_value = config.get("TargetValue")
+        if not isinstance(target_value, (int, float)) or not 20 <= target_value <= 90:
+            raise ValidationException("TargetValue for DynamoDB capacity utilization must be between 20 and 90")
+        metric = (config.get("PredefinedMetricSpecification") or {}).get("PredefinedMetricType")
+        with self.engine.write() as txn:
+            resource, table_name, _, dimension = self._checked_target(data, region, txn)
+            if metric not in METRICS or METRICS[metric] != DIMENSIONS[dimension][2]:
+                raise ValidationException(f"PredefinedMetricType {metric} does not fit scalable dimension "
+                                          f"{dimension}")
+            if txn.get("meta", _key(_TARGET, region, resource, dimension)) is None:
+                raise ObjectNotFoundException(f"No scalable target registered for service namespace: dynamodb, "
+                                              f"resource ID: {resource}, scalable dimension: {dimension}")
+            key = _key(_POLICY, region, resource, dimension, name)
+            raw = txn.get("meta", key)
+            old = orjson.loads(raw) if raw is not None else {}
+            policy_id = old.get("id") or str(uuid.uuid4())
+            arn = (f"arn:aws:autoscaling:{region}:{self.account}:scalingPolicy:{policy_id}:resource/dynamodb/"
+                   f"{resource}:policyName/{name}")
+            alarms = [{"AlarmName": f"TargetTracking-{resource}-Alarm{side}-{uuid.uuid5(uuid.NAMESPACE_URL, arn + side)}",
+                       "AlarmARN": f"arn:aws:cloudwatch:{region}:{self.account}:alarm:TargetTracking-{resource}-"
+                                   f"Alarm{side}-{uuid.uuid5(uuid.NAMESPACE_URL, arn + side)}"}
+                      for side in ("High", "Low")]
+            policy = {"PolicyARN": arn, "PolicyName": name, "ServiceNamespace": "dynamodb", "ResourceId": resource,
+                      "ScalableDimension": dimension, "PolicyType": "TargetTrackingScaling",
+                      "TargetTrackingScalingPolicyConfiguration": config, "Alarms": alarms,
+                      "CreationTime": old.get("CreationTime") or round(self.clock(), 3), "id": policy_id}
+            txn.put("meta", key, orjson.dumps(policy))
+        return {"PolicyARN": arn, "Alarms": alarms}
+
+    def _describe_scaling_policies(self, data: dict, region: str) -> dict:
+        self._namespace(data)
+        low, high = _range(_POLICY, region)
+        with self.engine.read() as txn:
+            policies = [orjson.loads(raw) for _, raw in txn.scan("meta", low, high)]
+        names, resource, dimension = data.get("PolicyNames"), data.get("ResourceId"), data.get("ScalableDimension")
+        found = [{k: v for k, v in p.items() if k != "id"} for p in policies
+                 if (not names or p["PolicyName"] in names) and (resource is None or p["ResourceId"] == resource)
+                 and (dimension is None or p["ScalableDimension"] == dimension)]
+        return _page(found, data, "ScalingPolicies")
+
+    def _delete_scaling_policy(self, data: dict, region: str) -> dict:
+        self._namespace(data)
+        key = _key(_POLICY, region, str(data.get("ResourceId")), str(data.get("ScalableDimension")),
+                   str(data.get("PolicyName")))
+        with self.engine.write() as txn:
+            if txn.get("meta", key) is None:
+                raise ObjectNotFoundException(f"No scaling policy found for service namespace: dynamodb, resource "
+                                              f"ID: {data.get('ResourceId')}, scalable dimension: "
+                                              f"{data.get('ScalableDimension')}, policy name: "
+                                              f"{data.get('PolicyName')}")
+            txn.delete("meta", key)
+        return {}
+
+    def _describe_scaling_activities(self, data: dict, region: str) -> dict:
+        self._namespace(data)
+        low, high = _range(_ACTIVITY, region)
+        with self.engine.read() as txn:
+            activities = [orjson.loads(raw) for _, raw in txn.scan("meta", low, high)]
+        resource, dimension = data.get("ResourceId"), data.get("ScalableDimension")
+        found = [a for a in activities if (resource is None or a["ResourceId"] == resource)
+                 and (dimension is None or a["ScalableDimension"] == dimension)]
+        found.sort(key=lambda a: a["StartTime"], reverse=True)
+        return _page(found, data, "ScalingActivities")
+
+    @staticmethod
+    def _namespace(data: dict) -> None:
+        if data.get("ServiceNamespace") != "dynamodb":
+            raise ValidationException(f"Unsupported service namespace {data.get('ServiceNamespace')!r}: Shoal "
+                                      "scales DynamoDB tables and indexes only")
+
+
+class InvalidNextToken(AutoScalingError):
+    type_name = "InvalidNextTokenException"
+
+
+def _page(items: list, data: dict, member: str) -> dict:
+    """MaxResults (at most 50) and NextToken (the position, as a string) over ``items``."""
+    limit = data.get("MaxResults") or 50
+    if not isinstance(limit, int) or not 1 <= limit <= 50:
+        raise ValidationException("MaxResults must be between 1 and 50")
+    token = data.get("NextToken")
+    start = 0
+    if token is not None:
+        if not isinstance(token, str) or not token.isdigit() or int(token) > len(items):
+            raise InvalidNextToken("Invalid token")
+        start = int(token)
+    out = {member: items[start:start + limit]}
+    if start + limit < len(items):
+        out["NextToken"] = str(start + limit)
+    return out
+
+
+class Scaler:
+    """The background job that follows each target's consumption (see the module's docstring)."""
+
+    __name__ = "autoscaling"
+
+    def __init__(self, engine, catalog, capacity, clock=time.time) -> None:
+        self.engine, self.catalog, self.capacity, self.clock = engine, catalog, capacity, clock
+        self.interval_s, self.scale_out_s, self.scale_in_s = settings()
+        self._samples: dict[tuple, list] = {}  # (region, resource, dimension) -> [(time, taken, provisioned)]
+        self._next = 0.0
+        self._owner = os.urandom(16)
+        self._lock = threading.Lock()
+
+    def __call__(self) -> bool:
+        now = time.monotonic()
+        if now < self._next:
+            return False
+        self._next = now + self.interval_s
+        if self.capacity is None or not self._hold_lease():
+            return False
+        with self.engine.read() as txn:
+            low, high = PREFIX + b"target/", PREFIX + b"target0"
+            targets = [orjson.loads(raw) for _, raw in txn.scan("meta", low, high)]
+            policies = [orjson.loads(raw) for _, raw in txn.scan("meta", _POLICY, PREFIX + b"policy0")]
+        for target in targets:
+            try:
+                self._follow(target, policies, now)
+            except Exception:  # one target's trouble must not stop the others
+                import logging
+                import traceback
+
+                logging.getLogger("shoal").error("auto scaling of %s failed:\n%s", target["ResourceId"],
+                                                 traceback.format_exc())
+        return False
+
+    def _hold_lease(self) -> bool:
+        wall = self.clock()
+        with self.engine.write() as txn:
+            raw = txn.get("meta", _LEASE_KEY)
+            if raw is not None:
+                owner, until = _LEASE.unpack(raw)
+                if owner != self._owner and until > wall:
+                    return False
+            txn.put("meta", _LEASE_KEY, _LEASE.pack(self._owner, wall + LEASE_S))
+        return True
+
+    def _follow(self, target: dict, policies: list, now: float) -> None:
+        from shoal.capacity import policy_of
+
+        region = target["ScalableTargetARN"].split(":")[3]
+        match = _RESOURCE.fullmatch(target["ResourceId"])
+        table_name, index = match[1], match[2]
+        _, units_member, kind = DIMENSIONS[target["ScalableDimension"]]
+        with self.engine.read() as txn:
+            table = self.catalog.get(txn, region, table_name)
+        if table is None:
+            return
+        desc = table.description
+        part = desc if index is None else next((g for g in desc.get("GlobalSecondaryIndexes") or ()
+                                                if g["IndexName"] == index), None)
+        if part is None or (desc.get("BillingModeSummary") or {}).get("BillingMode", "PROVISIONED") != "PROVISIONED":
+            return
+        provisioned = int((part.get("ProvisionedThroughput") or {}).get(units_member) or 0)
+        if provisioned <= 0:
+            return
+        limits = policy_of(table)
+        limit = (limits.reads if kind == "read" else limits.writes).get(index) if limits else None
+        if limit is None:
+            return
+        samples = self._samples.setdefault((region, target["ResourceId"], target["ScalableDimension"]), [])
+        samples.append((now, self.capacity.shared.taken(limit.key), provisioned))
+        horizon = max(self.scale_out_s, self.scale_in_s) + 2 * self.interval_s
+        while samples and now - samples[0][0] > horizon:
+            samples.pop(0)
+        wanted, cause = None, None
+        low, high = target["MinCapacity"], target["MaxCapacity"]
+        if provisioned < low or provisioned > high:
+            wanted = min(max(provisioned, low), high)
+            cause = f"the capacity {provisioned} was outside the scalable target's range [{low}, {high}]"
+        else:
+            for policy in policies:
+                if (policy["ResourceId"], policy["ScalableDimension"]) != (target["ResourceId"],
+                                                                           target["ScalableDimension"]):
+                    continue
+                goal = policy["TargetTrackingScalingPolicyConfiguration"]["TargetValue"] / 100.0
+                decided = self._decide(samples, now, provisioned, goal, policy)
+                if decided is not None:
+                    wanted, cause = decided
+                    wanted = min(max(wanted, low), high)
+                    break
+        if wanted is None or wanted == provisioned:
+            return
+        self._apply(region, table_name, index, units_member, part, wanted, target, cause, provisioned)
+        samples.clear()  # the new capacity is judged afresh
+
+    def _decide(self, samples: list, now: float, provisioned: int, goal: float, policy: dict):
+        """(new capacity, cause) when the policy's alarm would fire, else None."""
+        rates = []  # (end time, units a second) of each interval between samples
+        for (t0, taken0, _), (t1, taken1, _) in zip(samples, samples[1:]):
+            if t1 > t0:
+                rates.append((t1, (taken1 - taken0) / (t1 - t0)))
+        if not rates:
+            return None
+
+        def window(seconds: float):
+            inside = [rate for end, rate in rates if now - end < seconds]
+            covered = now - samples[0][0] >= seconds - self.interval_s / 2
+            return inside if covered and inside else None
+
+        high = window(self.scale_out_s)
+        if high is not None and all(rate > goal * provisioned for rate in high):
+            used = sum(high) / len(high)
+            return (max(provisioned + 1, math.ceil(used / goal)),
+                    f"utilization above {goal * 100:g}% of {provisioned} for {self.scale_out_s:g} s "
+                    f"(policy {policy['PolicyName']})")
+        config = policy["TargetTrackingScalingPolicyConfiguration"]
+        low = window(self.scale_in_s)
+        if not config.get("DisableScaleIn") and low is not None and \
+                all(rate < SCALE_IN_SHARE * goal * provisioned for rate in low):
+            used = sum(low) / len(low)
+            wanted = max(1, math.ceil(used / goal))
+            if wanted < provisioned:
+                return wanted, (f"utilization below {SCALE_IN_SHARE * goal * 100:g}% of {provisioned} for "
+                                f"{self.scale_in_s:g} s (policy {policy['PolicyName']})")
+        return None
+
+    def _apply(self, region, table_name, index, units_member, part, wanted, target, cause, was) -> None:
+        from shoal.api import DEFAULT_ACCOUNT, Context
+        from shoal.api import tables as table_ops
+
+        throughput = dict(part["ProvisionedThroughput"])
+        settings_ = {"ReadCapacityUnits": throughput.get("ReadCapacityUnits"),
+                     "WriteCapacityUnits": throughput.get("WriteCapacityUnits"), units_member: wanted}
+        request = {"TableName": table_name}
+        if index is None:
+            request["ProvisionedThroughput"] = settings_
+        else:
+            request["GlobalSecondaryIndexUpdates"] = [{"Update": {"IndexName": index,
+                                                                  "ProvisionedThroughput": settings_}}]
+        started = round(self.clock(), 3)
+        ctx = Context(region, DEFAULT_ACCOUNT, self.engine, self.catalog)
+        status, message = "Successful", "Successfully set " + units_member + f" to {wanted}."
+        try:
+            table_ops.update_table(ctx, request)
+        except ShoalError as exc:
+            status, message = "Failed", exc.message
+        word = "read" if units_member.startswith("Read") else "write"
+        activity = {"ActivityId": str(uuid.uuid4()), "ServiceNamespace": "dynamodb",
+                    "ResourceId": target["ResourceId"], "ScalableDimension": target["ScalableDimension"],
+                    "Description": f"Setting {word} capacity units to {wanted}.",
+                    "Cause": f"{cause}: from {was} to {wanted}", "StartTime": started,
+                    "EndTime": round(self.clock(), 3), "StatusCode": status, "StatusMessage": message}
+        with self.engine.write() as txn:
+            txn.put("meta", _key(_ACTIVITY, region, target["ResourceId"], target["ScalableDimension"],
+                                 f"{int(started * 1000):015d}", activity["ActivityId"]), orjson.dumps(activity))

@@ -1,0 +1,155 @@
+"""Application Auto Scaling (shoal.autoscaling) through boto3's
+``application-autoscaling`` client against a real server whose scaler runs
+in seconds instead of minutes (SHOAL_AUTOSCALING_*): a rising write load
+raises a table's capacity, a quiet one lowers it, each change recorded as a
+scaling activity; the API's errors."""
+
+from __future__ import annotations
+
+import threading
+import time
+
+import boto3
+import pytest
+from botocore.config import Config
+from botocore.exceptions import ClientError
+
+from tests.conftest import make_client, unique_name
+from tests.shoal_process import ShoalProcess
+
+WINDOWS = {"SHOAL_AUTOSCALING_INTERVAL_S": "0.5", "SHOAL_AUTOSCALING_SCALE_OUT_S": "3",
+           "SHOAL_AUTOSCALING_SCALE_IN_S": "5"}
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory):
+    proc = ShoalProcess(tmp_path_factory.mktemp("autoscaling"), "--workers", "1", env=WINDOWS).start()
+    yield proc
+    proc.stop()
+
+
+@pytest.fixture(scope="module")
+def ddb(server):
+    return make_client(server.url)
+
+
+@pytest.fixture(scope="module")
+def scaling(server):
+    return boto3.client("application-autoscaling", endpoint_url=server.url, region_name="us-east-1",
+                        aws_access_key_id="AKIDSHOALTEST", aws_secret_access_key="secret",
+                        config=Config(retries={"total_max_attempts": 1}))
+
+
+def provisioned_table(ddb, wcu: int = 5) -> str:
+    name = unique_name("as")
+    ddb.create_table(TableName=name, BillingMode="PROVISIONED",
+                     KeySchema=[{"AttributeName": "pk", "KeyType": "HASH"}],
+                     AttributeDefinitions=[{"AttributeName": "pk", "AttributeType": "S"}],
+                     ProvisionedThroughput={"ReadCapacityUnits": 5, "WriteCapacityUnits": wcu})
+    return name
+
+
+def write_capacity(ddb, table: str) -> int:
+    return ddb.describe_table(TableName=table)["Table"]["ProvisionedThroughput"]["WriteCapacityUnits"]
+
+
+def wait_for(predicate, timeout: float = 30.0):
+    deadline = time.monotonic() + timeout
+    while True:
+        value = predicate()
+        if value:
+            return value
+        assert time.monotonic() < deadline, "timed out"
+        time.sleep(0.2)
+
+
+def test_a_write_load_scales_a_table_out_and_quiet_scales_it_back_in(ddb, scaling):
+    table = provisioned_table(ddb)
+    resource, dimension = f"table/{table}", "dynamodb:table:WriteCapacityUnits"
+    arn = scaling.register_scalable_target(ServiceNamespace="dynamodb", ResourceId=resource,
+                                           ScalableDimension=dimension, MinCapacity=5, MaxCapacity=100)
+    assert arn["ScalableTargetARN"].startswith("arn:aws:application-autoscaling:us-east-1:")
+    policy = scaling.put_scaling_policy(
+        PolicyName="writes", ServiceNamespace="dynamodb", ResourceId=resource, ScalableDimension=dimension,
+        PolicyType="TargetTrackingScaling", TargetTrackingScalingPolicyConfiguration={
+            "TargetValue": 50.0, "PredefinedMetricSpecification": {
+                "PredefinedMetricType": "DynamoDBWriteCapacityUtilization"}})
+    assert ":scalingPolicy:" in policy["PolicyARN"] and len(policy["Alarms"]) == 2
+    stop = threading.Event()
+
+    def load() -> None:  # about 20 one-unit writes a second: four times the 5 provisioned
+        n = 0
+        while not stop.is_set():
+            try:
+                ddb.put_item(TableName=table, Item={"pk": {"S": str(n)}})
+            except ClientError:
+                pass
+            n += 1
+            time.sleep(0.05)
+
+    writer = threading.Thread(target=load)
+    writer.start()
+    try:
+        raised = wait_for(lambda: write_capacity(ddb, table) > 5 and write_capacity(ddb, table))
+    finally:
+        stop.set()
+        writer.join()
+    assert 20 <= raised <= 100, raised  # about consumption / 50%: some 40 for 20 a second
+    lowered = wait_for(lambda: write_capacity(ddb, table) == 5, timeout=40)
+    assert lowered
+    activities = scaling.describe_scaling_activities(ServiceNamespace="dynamodb", ResourceId=resource)
+    described = [(a["Description"], a["StatusCode"]) for a in activities["ScalingActivities"]]
+    assert described[0] == ("Setting write capacity units to 5.", "Successful")  # newest first
+    assert (f"Setting write capacity units to {raised}.", "Successful") in described
+    targets = scaling.describe_scalable_targets(ServiceNamespace="dynamodb", ResourceIds=[resource])
+    assert [(t["MinCapacity"], t["MaxCapacity"]) for t in targets["ScalableTargets"]] == [(5, 100)]
+    scaling.deregister_scalable_target(ServiceNamespace="dynamodb", ResourceId=resource,
+                                       ScalableDimension=dimension)
+    assert scaling.describe_scaling_policies(ServiceNamespace="dynamodb", ResourceId=resource)[
+        "ScalingPolicies"] == []
+
+
+def test_a_capacity_outside_the_registered_range_is_brought_into_it(ddb, scaling):
+    table = provisioned_table(ddb, wcu=2)
+    scaling.register_scalable_target(ServiceNamespace="dynamodb", ResourceId=f"table/{table}",
+                                     ScalableDimension="dynamodb:table:WriteCapacityUnits",
+                                     MinCapacity=10, MaxCapacity=20)
+    assert wait_for(lambda: write_capacity(ddb, table) == 10)
+
+
+def test_the_apis_errors(ddb, scaling):
+    table = provisioned_table(ddb)
+
+    def error(call) -> tuple[str, str, int]:
+        with pytest.raises(ClientError) as info:
+            call()
+        response = info.value.response
+        return response["Error"]["Code"], response["Error"]["Message"], response["ResponseMetadata"]["HTTPStatusCode"]
+
+    code, message, status = error(lambda: scaling.register_scalable_target(
+        ServiceNamespace="ecs", ResourceId=f"table/{table}", ScalableDimension="dynamodb:table:ReadCapacityUnits",
+        MinCapacity=1, MaxCapacity=2))
+    assert (code, status) == ("ValidationException", 400) and "ecs" in message
+    assert error(lambda: scaling.register_scalable_target(
+        ServiceNamespace="dynamodb", ResourceId="table/no_such_table",
+        ScalableDimension="dynamodb:table:ReadCapacityUnits", MinCapacity=1, MaxCapacity=2))[:2] == (
+        "ValidationException", "DynamoDB table no_such_table does not exist")
+    assert error(lambda: scaling.register_scalable_target(
+        ServiceNamespace="dynamodb", ResourceId=f"table/{table}", ScalableDimension="dynamodb:index:ReadCapacityUnits",
+        MinCapacity=1, MaxCapacity=2))[0] == "ValidationException"
+    assert error(lambda: scaling.register_scalable_target(
+        ServiceNamespace="dynamodb", ResourceId=f"table/{table}", ScalableDimension="dynamodb:table:ReadCapacityUnits",
+        MinCapacity=5, MaxCapacity=2))[:2] == ("ValidationException",
+                                               "Minimum capacity cannot be greater than maximum capacity")
+    assert error(lambda: scaling.put_scaling_policy(
+        PolicyName="p", ServiceNamespace="dynamodb", ResourceId=f"table/{table}",
+        ScalableDimension="dynamodb:table:ReadCapacityUnits", PolicyType="TargetTrackingScaling",
+        TargetTrackingScalingPolicyConfiguration={"TargetValue": 70.0, "PredefinedMetricSpecification": {
+            "PredefinedMetricType": "DynamoDBReadCapacityUtilization"}}))[0] == "ObjectNotFoundException"
+    assert error(lambda: scaling.delete_scaling_policy(
+        PolicyName="p", ServiceNamespace="dynamodb", ResourceId=f"table/{table}",
+        ScalableDimension="dynamodb:table:ReadCapacityUnits"))[0] == "ObjectNotFoundException"
+    # the server goes on serving both APIs
+    assert scaling.describe_scalable_targets(ServiceNamespace="dynamodb", ResourceIds=[f"table/{table}"])[
+        "ScalableTargets"] == []
+    assert write_capacity(ddb, table) == 5
