@@ -111,6 +111,7 @@ _WRITER = "writer"
 _DIRECT_MAX = 1000
 _HEADER_LEN = _DIRECT_MAX + 1
 _GID_LEN = 8
+_IDLE_IN_TRANSACTION_MS = 60_000
 _FAIL_FAST_S = 1.0
 _FAIL_FAST_WAIT = 0.05
 _FIRST_BATCH = 32
@@ -253,6 +254,9 @@ class PostgresEngine(Engine):
         options = {"autocommit": True, "prepare_threshold": 0}
 
         def configure(conn) -> None:
+            # A node that hangs inside a transaction (stopped, cut off) must
+            # not hold the writer lock, or a snapshot, for ever.
+            conn.execute(f"SET idle_in_transaction_session_timeout = {_IDLE_IN_TRANSACTION_MS}")
             if not sync:
                 conn.execute("SET synchronous_commit = off")
 
@@ -583,7 +587,11 @@ class PostgresWriteTxn(PostgresReadTxn, WriteTxn):
         super().__init__(engine, begin=False)
         self._overlays: dict[str, _Overlay] = {}
         self._seen: dict[str, dict[bytes, bytes | None]] = {}  # committed rows read under the lock
+        local = engine._local
+        if getattr(local, "writing", False):  # it would wait for its own lock forever
+            raise RuntimeError("this thread already has a write() open on this engine")
         self._conn = engine._begin(self._sql.begin_write)  # its lock waits for the writer before us
+        local.writing = True
 
     def __exit__(self, exc_type, exc, tb) -> None:
         self._end(commit=exc_type is None)
@@ -605,6 +613,7 @@ class PostgresWriteTxn(PostgresReadTxn, WriteTxn):
         finally:
             self._overlays = {}
             self._seen = {}
+            self._engine._local.writing = False
             self._engine._putconn(conn)
 
     def _commit(self, conn) -> None:

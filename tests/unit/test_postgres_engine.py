@@ -314,3 +314,21 @@ def test_open_storage_opens_postgresql_and_keeps_only_node_files(database, tmp_p
         open_storage(tmp_path / "lmdb", database)
     with open_storage(tmp_path / "lmdb", None) as engine:  # without --storage: the directory's own store
         assert type(engine).__name__ == "LmdbEngine"
+
+
+def test_a_second_write_in_the_writing_thread_is_refused_not_a_deadlock(nodes):
+    first, second = nodes
+    with first.write() as txn:
+        txn.put("items", b"a", b"1")
+        with pytest.raises(RuntimeError, match="^this thread already has a write\\(\\) open on this engine$"):
+            first.write()
+    with second.write() as txn:  # the lock was released; another engine in this thread is another node
+        txn.put("items", b"b", b"2")
+    with first.write() as txn:
+        assert txn.get("items", b"b") == b"2"
+
+
+def test_sessions_end_transactions_left_idle_for_a_minute(nodes):
+    """A node that hangs inside a transaction cannot hold the writer lock for ever."""
+    with nodes[0].read() as txn:
+        assert txn._rows("SHOW idle_in_transaction_session_timeout", None) == [("1min",)]
