@@ -138,8 +138,8 @@ class Round:
     time is up.  When ``done``, either ``result`` (the value now stored) or
     ``error`` is set.  ``retry_conflicts`` (for reads, whose change has no
     effect to lose) starts again with a higher ballot on a conflict too, up
-    to ``max_restarts`` times in all.  Answers to messages of an earlier ballot, duplicates
-    and anything after the end are ignored.
+    to ``max_restarts`` times in all.  Answers to messages of an earlier
+    ballot, duplicates and anything after the end are ignored.
     """
 
     def __init__(self, ballots: Ballots, acceptors: Sequence[str], key: bytes, change: Change,
