@@ -130,12 +130,15 @@ def test_the_conditions_of_a_joining_table(ctx):
 
 def test_create_global_table_of_this_region_alone_and_describe_it(ctx, clock):
     _create(ctx)
+    before = round(clock(), 3)
     made = legacy_ops.create_global_table(ctx, {"GlobalTableName": "events", "ReplicationGroup": [
         {"RegionName": HOME}]})
+    created = made["GlobalTableDescription"]["CreationDateTime"]
+    assert before <= created <= round(clock(), 3)  # the clock runs: the time of the call, not of this line
     assert made == {"GlobalTableDescription": {
         "ReplicationGroup": [{"RegionName": HOME}],
         "GlobalTableArn": "arn:aws:dynamodb::000000000000:global-table/events",
-        "CreationDateTime": round(clock(), 3), "GlobalTableStatus": "CREATING", "GlobalTableName": "events"}}
+        "CreationDateTime": created, "GlobalTableStatus": "CREATING", "GlobalTableName": "events"}}
     described = legacy_ops.describe_global_table(ctx, {"GlobalTableName": "events"})["GlobalTableDescription"]
     assert described == {**made["GlobalTableDescription"], "GlobalTableStatus": "ACTIVE"}
     with pytest.raises(ValidationException) as raised:  # one version of global tables at a time
