@@ -71,15 +71,21 @@ Long keys
     of a long key is still one lookup and writers share no counter row.
 
 Connections
-    A ``psycopg_pool`` pool per engine, of autocommit connections whose
-    statements are prepared on first use.  An engine must be opened in the
-    process that uses it: one inherited through ``fork()`` is disabled in the
-    child (it raises ``RuntimeError``), as LMDB's is.  A lost or refused
-    connection raises ``StorageUnavailable`` (the server answers 500
-    InternalServerError, which SDKs retry); the pool replaces broken
-    connections, so service resumes when the database does.  A write whose
-    ``COMMIT`` was cut off may or may not have committed, as with DynamoDB's
-    own 500s.
+    A ``psycopg_pool`` pool per engine (at most ``max_connections``), of
+    autocommit connections whose statements are prepared on first use.  An
+    engine must be opened in the process that uses it: one inherited through
+    ``fork()`` is disabled in the child (it raises ``RuntimeError``), as
+    LMDB's is.  A connection found broken when a transaction begins (the
+    database restarted, or ended idle sessions) is replaced unseen; one lost
+    inside a transaction, or no connection within ``wait_timeout``, raises
+    ``StorageUnavailable`` (the server answers 500 InternalServerError,
+    which SDKs retry), and for a second after a failed wait the engine
+    fails at once rather than wait again.  The pool reconnects by itself, so
+    service resumes when the database does, without a restart.  A write
+    whose ``COMMIT`` was cut off may or may not have committed, as with
+    DynamoDB's own 500s.  Sessions end a transaction left idle for a minute
+    (``idle_in_transaction_session_timeout``), so a node that hangs inside
+    one cannot hold the writer lock for ever.
 """
 
 from __future__ import annotations
