@@ -10,9 +10,9 @@ as root, so under root the server runs as the ``postgres`` user (Debian's
 package creates it), owning the directory.
 
 The ``postgres_cluster`` fixture (session-scoped, shared through the
-conftest files) FAILS, rather than skips, when the binaries are missing:
-CI installs them (``apt-get install postgresql``), and a skipped suite would
-hide that the PostgreSQL engine went untested.
+conftest files) installs Debian's ``postgresql`` when its binaries are
+missing (``tests.debian_packages``) and FAILS, rather than skips, when it
+cannot: a skipped suite would hide that the PostgreSQL engine went untested.
 """
 
 from __future__ import annotations
@@ -128,9 +128,14 @@ def missing_binaries_message() -> str:
 def postgres_cluster():
     """A PostgreSQL server for the whole session (per xdist worker); fails when
     PostgreSQL is not installed."""
+    from tests.debian_packages import PackagesUnavailable, ensure
+
+    try:
+        ensure(("postgresql",), lambda: postgres_bin_dir() is not None,
+               "PostgreSQL's server binaries (/usr/lib/postgresql/*/bin/initdb) are")
+    except PackagesUnavailable as exc:
+        pytest.fail(f"{exc}\n{missing_binaries_message()}", pytrace=False)
     bin_dir = postgres_bin_dir()
-    if bin_dir is None:
-        pytest.fail(missing_binaries_message(), pytrace=False)
     cluster = PostgresCluster(bin_dir)
     try:
         cluster.start()
