@@ -636,7 +636,9 @@ class Replicator:
                                 [max(0.0, now_ms - r["time"]) for r in records])
         if last != cursor:
             sent.append((consumer, cursor, last))
-        return more
+        # A round that sent something is followed at once by the next (what
+        # was written meanwhile goes as one batch); only an idle one sleeps.
+        return more or bool(records)
 
     def _pending(self, txn, table_id: str, cursor: int, indexed: int | None) -> tuple[list, int, bool]:
         """This region's own changes of the table after ``cursor``, up to the
