@@ -70,23 +70,11 @@ class Services:
 
     def json(self, request: Request, request_id: str, operation: str):
         """CloudWatch's JSON protocol."""
-        def data_of():
-            body = _body(request)
-            try:
-                return orjson.loads(body) if body else {}
-            except orjson.JSONDecodeError:
-                raise SerializationError("The request body is not valid JSON.") from None
-        return self._call("cloudwatch", operation, data_of, request, request_id, "json")
+        return self._call("cloudwatch", operation, lambda: _json_of(request), request, request_id, "json")
 
     def autoscaling(self, request: Request, request_id: str, operation: str):
         """Application Auto Scaling's JSON 1.1 protocol (``shoal.autoscaling``)."""
-        def data_of():
-            body = _body(request)
-            try:
-                return orjson.loads(body) if body else {}
-            except orjson.JSONDecodeError:
-                raise SerializationError("The request body is not valid JSON.") from None
-        return self._call("autoscaling", operation, data_of, request, request_id, "json")
+        return self._call("autoscaling", operation, lambda: _json_of(request), request, request_id, "json")
 
     def cbor(self, request: Request, request_id: str, operation: str):
         """CloudWatch's Smithy RPC v2 CBOR protocol."""
@@ -220,6 +208,15 @@ def _as_sns(exc: Exception):
         error.type_name, error.code, error.status = code, code, status
         return error
     return InternalError("Internal error" if not isinstance(exc, ShoalError) else exc.message)
+
+
+def _json_of(request: Request):
+    """A JSON protocol request's body, decoded."""
+    body = _body(request)
+    try:
+        return orjson.loads(body) if body else {}
+    except orjson.JSONDecodeError:
+        raise SerializationError("The request body is not valid JSON.") from None
 
 
 def _body(request: Request) -> bytes:
