@@ -226,6 +226,8 @@ class Replicator:
         self._next_prune = 0.0
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
+        # position -> (time, record) of the local writes indexed this round (``versions.index_local``)
+        self._decoded: dict = {}
 
     def start(self) -> "Replicator":
         self._thread = threading.Thread(target=self._run, name="shoal-replication", daemon=True)
@@ -279,9 +281,11 @@ class Replicator:
 
     def run_once(self) -> bool:
         """One round of indexing, tasks and sending; True while work remains."""
+        self._decoded.clear()
         busy = self._index()
         busy = self._tasks() or busy
         busy = self._send() or busy
+        self._decoded.clear()
         self._probe()
         if self.metrics and time.monotonic() >= self._next_pending:
             self._next_pending = time.monotonic() + PENDING_EVERY_S
@@ -298,7 +302,8 @@ class Replicator:
             if cursor is None or cursor >= head_position(txn):
                 return False
         with self.engine.write() as txn:
-            versions.index_local(txn, replica_apply.global_tables(txn, self.catalog), limit=BATCH * SCAN_FACTOR)
+            versions.index_local(txn, replica_apply.global_tables(txn, self.catalog), limit=BATCH * SCAN_FACTOR,
+                                 decoded=self._decoded)
             return consumer_cursor(txn, versions.INDEXER) < head_position(txn)
 
     def _available(self, region: str) -> PeerClient | None:
@@ -654,7 +659,8 @@ class Replicator:
             if record_table != table_id:
                 last, seen = seq, seen + 1
                 continue
-            ms, record = decode_change(value)
+            found = self._decoded.get(seq)  # indexed this round: decoded already
+            ms, record = found if found is not None else decode_change(value)
             if len(records) >= BATCH and ms != last_ms:
                 return records, last, True
             last, seen = seq, seen + 1

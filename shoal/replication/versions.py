@@ -79,11 +79,14 @@ def start_indexing(txn) -> None:
     register_consumer(txn, INDEXER)
 
 
-def index_local(txn, tables_by_id: dict, limit: int | None = None) -> int:
+def index_local(txn, tables_by_id: dict, limit: int | None = None, decoded: dict | None = None) -> int:
     """Fold the change records after the indexer's cursor into the version
     store, for the tables of ``tables_by_id`` (table id -> ``Table``), and
     move the cursor; returns the last position read.  Replicated records
-    (``originSeq``) are skipped: applying them stored their version."""
+    (``originSeq``) are skipped: applying them stored their version.  Each
+    record of a local write decoded here is kept in ``decoded`` (position ->
+    (time, record)) when given: the replication thread sends the same
+    records next, and need not decode them again."""
     cursor = consumer_cursor(txn, INDEXER)
     if cursor is None:
         return head_position(txn)
@@ -100,6 +103,8 @@ def index_local(txn, tables_by_id: dict, limit: int | None = None) -> int:
         ms, record = decode_change(value)
         if is_table_change(record) or "originSeq" in record:
             continue
+        if decoded is not None:
+            decoded[seq] = (ms, record)
         skey = storage_key(table, record["keys"])
         version = (ms, record["origin"], seq)
         current = read_version(txn, skey)
