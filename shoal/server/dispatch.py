@@ -227,6 +227,20 @@ class Dispatcher:
             return self._health
         return b"healthy: " + host.encode("utf-8", "replace")
 
+    def _storage_health(self, request_id: str) -> Response:
+        """``GET /health``, for load balancers: 200 when a read of storage
+        succeeds, 503 while it fails (a PostgreSQL database out of reach);
+        the body names the storage and its state.  Open to anyone, as ``GET /``."""
+        kind = "postgresql" if type(self.engine).__name__ == "PostgresEngine" else "lmdb"
+        try:
+            with self.engine.read() as txn:
+                txn.get("meta", b"health")
+            status, body = 200, {"status": "ok", "storage": kind}
+        except Exception as exc:  # whatever the engine raises: the node is not serving
+            status, body = 503, {"status": "unavailable", "storage": kind, "reason": str(exc)[:300]}
+        return Response(status, [("Content-Type", "application/json"), ("x-amzn-RequestId", request_id)],
+                        orjson.dumps(body))
+
     def __call__(self, request: Request, cross_origin: bool = True):
         """Answer one request: a Response, or an awaitable of one for writes,
         which are acknowledged only once their group commit is durable."""
@@ -246,6 +260,8 @@ class Dispatcher:
                                     self._health_of(request))
                 if path == "/metrics":
                     return self._prometheus(request, request_id)
+                if path == "/health":
+                    return self._storage_health(request_id)
                 if self.console and (path == "/console" or path.startswith("/console/")):
                     from shoal.console import respond as console_page
 

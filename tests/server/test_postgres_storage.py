@@ -5,10 +5,13 @@ alternating between them and racing."""
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 import threading
 import time
+import urllib.error
+import urllib.request
 
 import psycopg
 import pytest
@@ -207,8 +210,19 @@ def test_racing_conditional_creates_from_two_nodes_one_wins(nodes):
         assert stored["Item"]["by"] == {"N": str(winner)}
 
 
-def test_a_database_outage_is_a_retryable_500_and_service_resumes(clients, database, postgres_cluster):  # noqa: F811
+def health(node) -> tuple[int, dict]:
+    """GET /health of a node: (status, body)."""
+    try:
+        with urllib.request.urlopen(node.url + "/health", timeout=30) as answer:
+            return answer.status, json.loads(answer.read())
+    except urllib.error.HTTPError as error:
+        return error.code, json.loads(error.read())
+
+
+def test_a_database_outage_is_a_retryable_500_and_service_resumes(nodes, clients, database,
+                                                                  postgres_cluster):  # noqa: F811
     ddb = clients[0]
+    assert health(nodes[0]) == (200, {"status": "ok", "storage": "postgresql"})
     name = unique_name("outage")
     ddb.create_table(TableName=name, BillingMode="PAY_PER_REQUEST",
                      KeySchema=[{"AttributeName": "pk", "KeyType": "HASH"}],
@@ -227,6 +241,8 @@ def test_a_database_outage_is_a_retryable_500_and_service_resumes(clients, datab
             assert failed.value.response["ResponseMetadata"]["HTTPStatusCode"] == 500
             assert failed.value.response["Error"] == {"Code": "InternalServerError",
                                                       "Message": "Internal server error"}
+        status, body = health(nodes[0])  # a load balancer takes the node out
+        assert (status, body["status"], body["storage"]) == (503, "unavailable", "postgresql")
     finally:
         postgres_cluster.resume()
     deadline = time.monotonic() + 30
@@ -239,6 +255,7 @@ def test_a_database_outage_is_a_retryable_500_and_service_resumes(clients, datab
             assert time.monotonic() < deadline, "the node did not reconnect"
             time.sleep(0.2)
     assert sorted(i["pk"]["S"] for i in ddb.scan(TableName=name, ConsistentRead=True)["Items"]) == ["after", "kept"]
+    assert health(nodes[0]) == (200, {"status": "ok", "storage": "postgresql"})  # and back in
 
 
 def test_start_up_refusals(tmp_path, postgres_cluster):  # noqa: F811

@@ -41,6 +41,15 @@ def test_health_check_names_the_endpoint(shoal):
     conn.close()
 
 
+def test_health_names_the_storage_and_its_state(shoal):
+    conn = http.client.HTTPConnection("127.0.0.1", shoal.port, timeout=5)
+    conn.request("GET", "/health")
+    response = conn.getresponse()
+    assert (response.status, response.getheader("Content-Type")) == (200, "application/json")
+    assert response.read() == b'{"status":"ok","storage":"lmdb"}'
+    conn.close()
+
+
 def test_response_headers_and_crc(shoal):
     status, headers, body = raw_post(shoal, b"{}")
     assert status == 200
