@@ -49,8 +49,9 @@ def _free_port() -> int:
 class PostgresCluster:
     """One PostgreSQL server in a temporary directory (see the module docstring)."""
 
-    def __init__(self, bin_dir: str) -> None:
+    def __init__(self, bin_dir: str, options: str = "") -> None:
         self.bin_dir = bin_dir
+        self.options = options  # more server settings (-c name=value ...), after the defaults
         self.root = tempfile.mkdtemp(prefix="shoal-pg-")
         self.data = os.path.join(self.root, "data")
         self.port = _free_port()
@@ -84,11 +85,30 @@ class PostgresCluster:
         """Start the server (again) on its port."""
         options = (f"-p {self.port} -k {self.root} -c listen_addresses=127.0.0.1 -c fsync=off "
                    "-c synchronous_commit=off -c full_page_writes=off -c max_connections=300 "
-                   "-c shared_buffers=64MB")
+                   f"-c shared_buffers=64MB {self.options}")
         self._run("pg_ctl", "start", "-w", "-t", "60", "-D", self.data, "-l", os.path.join(self.root, "log"),
                   "-o", options)
         self.started = True
         return self
+
+    @classmethod
+    def standby_of(cls, primary: "PostgresCluster") -> "PostgresCluster":
+        """A streaming standby of ``primary`` (started with ``REPLICATION``
+        settings), made by pg_basebackup and started on its own port; it
+        takes part in synchronous replication (``synchronous_standby_names``)."""
+        standby = cls(primary.bin_dir, "-c hot_standby=on")
+        standby._run("pg_basebackup", "-D", standby.data, "-h", "127.0.0.1", "-p", str(primary.port), "-U",
+                     SUPERUSER, "-R", "-X", "stream", "--no-sync", timeout=300)
+        return standby.resume()
+
+    def promote(self) -> None:
+        """Make a standby the primary (as a failover does)."""
+        self._run("pg_ctl", "promote", "-w", "-t", "60", "-D", self.data, timeout=90)
+
+    def kill(self) -> None:
+        """Stop the server at once, as a crash would (``pg_ctl stop -m immediate``: no checkpoint)."""
+        self._run("pg_ctl", "stop", "-D", self.data, "-m", "immediate", "-w", timeout=60)
+        self.started = False
 
     def dsn(self, database: str = "postgres") -> str:
         """A ``postgresql://`` URL of ``database``, over TCP (as ``shoal serve --storage`` takes it)."""
@@ -117,6 +137,22 @@ class PostgresCluster:
             finally:
                 self.started = False
         shutil.rmtree(self.root, ignore_errors=True)
+
+
+#: Settings of a primary that streams to a standby; once the standby runs,
+#: ``make_synchronous`` makes every commit wait for it, so that a failover
+#: loses no acknowledged write (set before, a commit would wait for a
+#: standby that does not exist yet).
+REPLICATION = "-c wal_level=replica -c max_wal_senders=5 -c synchronous_commit=on"
+
+
+def make_synchronous(primary: "PostgresCluster") -> None:
+    """Commits on ``primary`` wait for any standby (``synchronous_standby_names = '*'``)."""
+    import psycopg
+
+    with psycopg.connect(primary.dsn(), autocommit=True) as conn:
+        conn.execute("ALTER SYSTEM SET synchronous_standby_names = '*'")
+        conn.execute("SELECT pg_reload_conf()")
 
 
 def missing_binaries_message() -> str:
