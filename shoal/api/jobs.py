@@ -17,6 +17,7 @@ import dataclasses
 import logging
 import os
 import secrets
+import struct
 import threading
 import time
 from typing import Callable
@@ -146,3 +147,46 @@ def wait_for_jobs(engine, timeout: float = 60.0) -> bool:
         if time.monotonic() >= deadline:
             with _jobs_lock:
                 return not any(owner == id(engine) for owner, _ in _running.values())
+
+
+class Lease:
+    """Work one worker of all those sharing a store does at a time (the
+    replication thread, the auto scaler): a (holder, expiry) record under
+    ``key`` in ``meta``.  ``hold()`` reads it, and writes only to take an
+    expired lease or to renew its own in the second half of its term, so a
+    holder costs one read per round, not a commit; a holder that dies is
+    replaced once ``seconds`` have passed, one that stops ``release()``s at
+    once."""
+
+    _RECORD = struct.Struct(">16sd")
+
+    def __init__(self, engine, key: bytes, seconds: float, clock: Callable[[], float] = time.time) -> None:
+        self.engine, self.key, self.seconds, self.clock = engine, key, seconds, clock
+        self.owner = os.urandom(16)
+
+    def hold(self) -> bool:
+        """Whether this holder has the lease now (taking or renewing it if due)."""
+        now = self.clock()
+        with self.engine.read() as txn:
+            raw = txn.get("meta", self.key)
+        if raw is not None:
+            owner, until = self._RECORD.unpack(raw)
+            if owner != self.owner and until > now:
+                return False
+            if owner == self.owner and until - now > self.seconds / 2:
+                return True
+        with self.engine.write() as txn:
+            raw = txn.get("meta", self.key)
+            if raw is not None:
+                owner, until = self._RECORD.unpack(raw)
+                if owner != self.owner and until > now:
+                    return False
+            txn.put("meta", self.key, self._RECORD.pack(self.owner, now + self.seconds))
+        return True
+
+    def release(self) -> None:
+        """Give the lease up, if held, so that another worker takes over at once."""
+        with self.engine.write() as txn:
+            raw = txn.get("meta", self.key)
+            if raw is not None and self._RECORD.unpack(raw)[0] == self.owner:
+                txn.delete("meta", self.key)

@@ -33,13 +33,12 @@ from __future__ import annotations
 import math
 import os
 import re
-import struct
-import threading
 import time
 import uuid
 
 import orjson
 
+from shoal.api.jobs import Lease
 from shoal.errors import ShoalError
 
 TARGET_PREFIX = "AnyScaleFrontendService."
@@ -48,7 +47,6 @@ _TARGET = PREFIX + b"target/"
 _POLICY = PREFIX + b"policy/"
 _ACTIVITY = PREFIX + b"activity/"
 _LEASE_KEY = PREFIX + b"lease"
-_LEASE = struct.Struct(">16sd")
 LEASE_S = 30.0
 SCALE_IN_SHARE = 0.8  # scale in once utilization stays under this share of the target
 DIMENSIONS = {
@@ -309,15 +307,14 @@ class Scaler:
         self.interval_s, self.scale_out_s, self.scale_in_s = settings()
         self._samples: dict[tuple, list] = {}  # (region, resource, dimension) -> [(time, taken, provisioned)]
         self._next = 0.0
-        self._owner = os.urandom(16)
-        self._lock = threading.Lock()
+        self._lease = Lease(engine, _LEASE_KEY, LEASE_S, clock)
 
     def __call__(self) -> bool:
         now = time.monotonic()
         if now < self._next:
             return False
         self._next = now + self.interval_s
-        if self.capacity is None or not self._hold_lease():
+        if self.capacity is None or not self._lease.hold():
             return False
         with self.engine.read() as txn:
             low, high = PREFIX + b"target/", PREFIX + b"target0"
@@ -333,17 +330,6 @@ class Scaler:
                 logging.getLogger("shoal").error("auto scaling of %s failed:\n%s", target["ResourceId"],
                                                  traceback.format_exc())
         return False
-
-    def _hold_lease(self) -> bool:
-        wall = self.clock()
-        with self.engine.write() as txn:
-            raw = txn.get("meta", _LEASE_KEY)
-            if raw is not None:
-                owner, until = _LEASE.unpack(raw)
-                if owner != self._owner and until > wall:
-                    return False
-            txn.put("meta", _LEASE_KEY, _LEASE.pack(self._owner, wall + LEASE_S))
-        return True
 
     def _follow(self, target: dict, policies: list, now: float) -> None:
         from shoal.capacity import policy_of

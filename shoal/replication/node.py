@@ -46,7 +46,6 @@ import http.client
 import logging
 import os
 import ssl
-import struct
 import threading
 import time
 import traceback
@@ -64,6 +63,7 @@ from shoal.api.changelog import (
     read_raw_changes,
 )
 from shoal.api.common import key_of
+from shoal.api.jobs import Lease
 from shoal.replication import apply as replica_apply
 from shoal.replication import control, versions
 from shoal.replication.protocol import TARGET_PREFIX
@@ -83,7 +83,6 @@ PENDING_EVERY_S = 5.0  # between samples of PendingReplicationCount
 PENDING_SCAN = 100_000  # change records counted per sample and cursor, at most
 LEASE_KEY = b"repl/lease"
 LEASE_S = 5.0
-_LEASE = struct.Struct(">16sd")
 
 
 class PeerError(Exception):
@@ -222,7 +221,7 @@ class Replicator:
         # cursors whose last PendingReplicationCount was not 0; None until the first sample, which
         # records every cursor's (a backlog a previous run left shown falls to 0)
         self._pending_shown: set[str] | None = None
-        self._owner = os.urandom(16)
+        self._lease = Lease(engine, LEASE_KEY, LEASE_S)
         self._next_prune = 0.0
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
@@ -241,10 +240,7 @@ class Replicator:
         for peer in self.peers.values():
             peer.close()
         try:
-            with self.engine.write() as txn:  # let another worker take over at once
-                raw = txn.get("meta", LEASE_KEY)
-                if raw is not None and _LEASE.unpack(raw)[0] == self._owner:
-                    txn.delete("meta", LEASE_KEY)
+            self._lease.release()  # let another worker take over at once
         except Exception:  # the engine is closed already: the lease expires by itself
             pass
 
@@ -252,30 +248,11 @@ class Replicator:
         while not self._stop.is_set():
             busy = False
             try:
-                if self._hold_lease():
+                if self._lease.hold():
                     busy = self.run_once()
             except Exception:
                 log.error("replication round failed:\n%s", traceback.format_exc())
             self._stop.wait(0 if busy else IDLE_S)
-
-    def _hold_lease(self) -> bool:
-        now = time.time()
-        with self.engine.read() as txn:
-            raw = txn.get("meta", LEASE_KEY)
-        if raw is not None:
-            owner, until = _LEASE.unpack(raw)
-            if owner != self._owner and until > now:
-                return False
-            if owner == self._owner and until - now > LEASE_S / 2:
-                return True
-        with self.engine.write() as txn:
-            raw = txn.get("meta", LEASE_KEY)
-            if raw is not None:
-                owner, until = _LEASE.unpack(raw)
-                if owner != self._owner and until > now:
-                    return False
-            txn.put("meta", LEASE_KEY, _LEASE.pack(self._owner, now + LEASE_S))
-        return True
 
     # -- one round ------------------------------------------------------------------------
 
