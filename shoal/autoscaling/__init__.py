@@ -23,13 +23,18 @@ each change recorded as a scaling activity.  The three times come from
 ``SHOAL_AUTOSCALING_SCALE_IN_S`` (defaults 10, 120 and 900 seconds), so
 that tests need not wait minutes.
 
-Not yet: scheduled actions, step scaling, the CloudWatch alarms AWS creates
+Scheduled actions (PutScheduledAction, DescribeScheduledActions,
+DeleteScheduledAction) with ``at(...)`` and ``rate(...)`` schedules, in UTC,
+change a target's MinCapacity and MaxCapacity when due.
+
+Not yet: cron schedules and time zones, step scaling, the CloudWatch alarms AWS creates
 (their names are returned, no alarm is made), suspended states' effects,
 the daily budget for decreases.
 """
 
 from __future__ import annotations
 
+import calendar
 import math
 import os
 import re
@@ -46,6 +51,10 @@ PREFIX = b"autoscaling/"
 _TARGET = PREFIX + b"target/"
 _POLICY = PREFIX + b"policy/"
 _ACTIVITY = PREFIX + b"activity/"
+_SCHEDULED = PREFIX + b"scheduled/"
+_AT = re.compile(r"at\((\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2})\)")
+_RATE = re.compile(r"rate\(([1-9]\d*) (minute|minutes|hour|hours|day|days)\)")
+_UNIT_S = {"minute": 60, "hour": 3600, "day": 86400}
 _LEASE_KEY = PREFIX + b"lease"
 LEASE_S = 30.0
 SCALE_IN_SHARE = 0.8  # scale in once utilization stays under this share of the target
@@ -98,9 +107,10 @@ class AutoScaling:
     """The API over one worker's storage."""
 
     OPERATIONS = ("RegisterScalableTarget", "DescribeScalableTargets", "DeregisterScalableTarget",
-                  "PutScalingPolicy", "DescribeScalingPolicies", "DeleteScalingPolicy", "DescribeScalingActivities")
+                  "PutScalingPolicy", "DescribeScalingPolicies", "DeleteScalingPolicy", "DescribeScalingActivities",
+                  "PutScheduledAction", "DescribeScheduledActions", "DeleteScheduledAction")
     WRITES = frozenset({"RegisterScalableTarget", "DeregisterScalableTarget", "PutScalingPolicy",
-                        "DeleteScalingPolicy"})
+                        "DeleteScalingPolicy", "PutScheduledAction", "DeleteScheduledAction"})
 
     def __init__(self, engine, catalog, clock=time.time, account: str = "000000000000") -> None:
         self.engine, self.catalog, self.clock, self.account = engine, catalog, clock, account
@@ -269,6 +279,67 @@ class AutoScaling:
         found.sort(key=lambda a: a["StartTime"], reverse=True)
         return _page(found, data, "ScalingActivities")
 
+    # -- scheduled actions -----------------------------------------------------------------
+
+    def _put_scheduled_action(self, data: dict, region: str) -> dict:
+        name = data.get("ScheduledActionName")
+        if not isinstance(name, str) or not name:
+            raise ValidationException("ScheduledActionName is required")
+        with self.engine.write() as txn:
+            resource, _, _, dimension = self._checked_target(data, region, txn)
+            if txn.get("meta", _key(_TARGET, region, resource, dimension)) is None:
+                raise ObjectNotFoundException(f"No scalable target registered for service namespace: dynamodb, "
+                                              f"resource ID: {resource}, scalable dimension: {dimension}")
+            key = _key(_SCHEDULED, region, resource, dimension, name)
+            raw = txn.get("meta", key)
+            action = orjson.loads(raw) if raw is not None else {
+                "ScheduledActionName": name, "ServiceNamespace": "dynamodb", "ResourceId": resource,
+                "ScalableDimension": dimension, "CreationTime": round(self.clock(), 3),
+                "ScheduledActionARN": f"arn:aws:autoscaling:{region}:{self.account}:scheduledAction:"
+                                      f"{uuid.uuid4()}:resource/dynamodb/{resource}:scheduledActionName/{name}"}
+            schedule = data.get("Schedule", action.get("Schedule"))
+            if not isinstance(schedule, str) or not (_AT.fullmatch(schedule) or _RATE.fullmatch(schedule)):
+                raise ValidationException(f"Unsupported schedule {schedule!r}: Shoal takes at(yyyy-mm-ddThh:mm:ss) "
+                                          "and rate(N minutes|hours|days) (cron expressions not yet)")
+            if data.get("Timezone") not in (None, "UTC", "Etc/UTC"):
+                raise ValidationException("Shoal runs schedules in UTC only (Timezone not yet)")
+            target_action = data.get("ScalableTargetAction", action.get("ScalableTargetAction")) or {}
+            if not isinstance(target_action, dict) or not any(
+                    isinstance(target_action.get(m), int) for m in ("MinCapacity", "MaxCapacity")):
+                raise ValidationException("ScalableTargetAction must set MinCapacity, MaxCapacity or both")
+            action.update({"Schedule": schedule, "ScalableTargetAction": target_action, "Timezone": "UTC"})
+            for member in ("StartTime", "EndTime"):
+                if data.get(member) is not None:
+                    action[member] = data[member]
+            action.pop("last", None)  # a changed schedule runs afresh
+            txn.put("meta", key, orjson.dumps(action))
+        return {}
+
+    def _describe_scheduled_actions(self, data: dict, region: str) -> dict:
+        self._namespace(data)
+        low, high = _range(_SCHEDULED, region)
+        with self.engine.read() as txn:
+            actions = [orjson.loads(raw) for _, raw in txn.scan("meta", low, high)]
+        names, resource, dimension = (data.get("ScheduledActionNames"), data.get("ResourceId"),
+                                      data.get("ScalableDimension"))
+        found = [{k: v for k, v in a.items() if k != "last"} for a in actions
+                 if (not names or a["ScheduledActionName"] in names) and (resource is None or a["ResourceId"] == resource)
+                 and (dimension is None or a["ScalableDimension"] == dimension)]
+        return _page(found, data, "ScheduledActions")
+
+    def _delete_scheduled_action(self, data: dict, region: str) -> dict:
+        self._namespace(data)
+        key = _key(_SCHEDULED, region, str(data.get("ResourceId")), str(data.get("ScalableDimension")),
+                   str(data.get("ScheduledActionName")))
+        with self.engine.write() as txn:
+            if txn.get("meta", key) is None:
+                raise ObjectNotFoundException(f"No scheduled action found for service namespace: dynamodb, "
+                                              f"resource ID: {data.get('ResourceId')}, scalable dimension: "
+                                              f"{data.get('ScalableDimension')}, scheduled action name: "
+                                              f"{data.get('ScheduledActionName')}")
+            txn.delete("meta", key)
+        return {}
+
     @staticmethod
     def _namespace(data: dict) -> None:
         if data.get("ServiceNamespace") != "dynamodb":
@@ -316,6 +387,7 @@ class Scaler:
         self._next = now + self.interval_s
         if self.capacity is None or not self._lease.hold():
             return False
+        self._run_scheduled()
         with self.engine.read() as txn:
             low, high = PREFIX + b"target/", PREFIX + b"target0"
             targets = [orjson.loads(raw) for _, raw in txn.scan("meta", low, high)]
@@ -330,6 +402,56 @@ class Scaler:
                 logging.getLogger("shoal").error("auto scaling of %s failed:\n%s", target["ResourceId"],
                                                  traceback.format_exc())
         return False
+
+    def _run_scheduled(self) -> None:
+        """Apply each scheduled action whose time has come (once for at(),
+        every period for rate(), within its StartTime and EndTime) to its
+        target's MinCapacity and MaxCapacity; the target's capacity is then
+        brought into the new range by ``_follow``."""
+        wall = self.clock()
+        with self.engine.write() as txn:
+            for key, raw in list(txn.scan("meta", _SCHEDULED, PREFIX + b"scheduled0")):
+                action = orjson.loads(raw)
+                if wall < action.get("StartTime", 0) or wall >= action.get("EndTime", float("inf")):
+                    continue
+                last = action.get("last")
+                at = _AT.fullmatch(action["Schedule"])
+                if at is not None:
+                    due = calendar.timegm(time.strptime(at[1], "%Y-%m-%dT%H:%M:%S"))
+                    if last is not None or wall < due:
+                        continue
+                else:
+                    rate = _RATE.fullmatch(action["Schedule"])
+                    period = int(rate[1]) * _UNIT_S[rate[2].rstrip("s")]
+                    start = action.get("StartTime", action["CreationTime"])
+                    due = start + ((wall - start) // period) * period
+                    if last is not None and last >= due:
+                        continue
+                region = action["ScheduledActionARN"].split(":")[3]
+                target_key = _key(_TARGET, region, action["ResourceId"], action["ScalableDimension"])
+                target_raw = txn.get("meta", target_key)
+                if target_raw is None:
+                    continue
+                target = orjson.loads(target_raw)
+                wanted = {**{m: target[m] for m in ("MinCapacity", "MaxCapacity")},
+                          **{m: v for m, v in action["ScalableTargetAction"].items()
+                             if m in ("MinCapacity", "MaxCapacity") and isinstance(v, int)}}
+                wanted["MaxCapacity"] = max(wanted["MaxCapacity"], wanted["MinCapacity"])
+                target.update(wanted)
+                txn.put("meta", target_key, orjson.dumps(target))
+                action["last"] = wall
+                txn.put("meta", bytes(key), orjson.dumps(action))
+                started = round(wall, 3)
+                activity = {"ActivityId": str(uuid.uuid4()), "ServiceNamespace": "dynamodb",
+                            "ResourceId": action["ResourceId"], "ScalableDimension": action["ScalableDimension"],
+                            "Description": f"Setting min capacity to {wanted['MinCapacity']} and max capacity to "
+                                           f"{wanted['MaxCapacity']}",
+                            "Cause": f"scheduled action name {action['ScheduledActionName']} was triggered",
+                            "StartTime": started, "EndTime": started, "StatusCode": "Successful",
+                            "StatusMessage": f"Successfully set min capacity to {wanted['MinCapacity']} and max "
+                                             f"capacity to {wanted['MaxCapacity']}"}
+                txn.put("meta", _key(_ACTIVITY, region, action["ResourceId"], action["ScalableDimension"],
+                                     f"{int(started * 1000):015d}", activity["ActivityId"]), orjson.dumps(activity))
 
     def _follow(self, target: dict, policies: list, now: float) -> None:
         from shoal.capacity import policy_of

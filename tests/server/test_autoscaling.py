@@ -117,6 +117,35 @@ def test_a_capacity_outside_the_registered_range_is_brought_into_it(ddb, scaling
     assert wait_for(lambda: write_capacity(ddb, table) == 10)
 
 
+def test_a_scheduled_action_changes_the_range_when_due(ddb, scaling):
+    table = provisioned_table(ddb)
+    target = dict(ServiceNamespace="dynamodb", ResourceId=f"table/{table}",
+                  ScalableDimension="dynamodb:table:WriteCapacityUnits")
+    scaling.register_scalable_target(MinCapacity=5, MaxCapacity=10, **target)
+    when = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(time.time() + 2))
+    scaling.put_scheduled_action(ScheduledActionName="evening-peak", Schedule=f"at({when})",
+                                 ScalableTargetAction={"MinCapacity": 30, "MaxCapacity": 60}, **target)
+    listed = scaling.describe_scheduled_actions(ServiceNamespace="dynamodb", ResourceId=f"table/{table}")
+    assert [(a["ScheduledActionName"], a["Schedule"], a["ScalableTargetAction"])
+            for a in listed["ScheduledActions"]] == [("evening-peak", f"at({when})",
+                                                      {"MinCapacity": 30, "MaxCapacity": 60})]
+    assert write_capacity(ddb, table) == 5  # not yet due
+    assert wait_for(lambda: write_capacity(ddb, table) == 30)  # due: the range moved, then the capacity
+    ranges = scaling.describe_scalable_targets(ServiceNamespace="dynamodb", ResourceIds=[f"table/{table}"])
+    assert [(t["MinCapacity"], t["MaxCapacity"]) for t in ranges["ScalableTargets"]] == [(30, 60)]
+    causes = [a["Cause"] for a in scaling.describe_scaling_activities(
+        ServiceNamespace="dynamodb", ResourceId=f"table/{table}")["ScalingActivities"]]
+    assert "scheduled action name evening-peak was triggered" in causes
+    scaling.delete_scheduled_action(ScheduledActionName="evening-peak", **target)
+    with pytest.raises(ClientError) as gone:
+        scaling.delete_scheduled_action(ScheduledActionName="evening-peak", **target)
+    assert gone.value.response["Error"]["Code"] == "ObjectNotFoundException"
+    with pytest.raises(ClientError) as cron:
+        scaling.put_scheduled_action(ScheduledActionName="c", Schedule="cron(0 18 * * ? *)",
+                                     ScalableTargetAction={"MinCapacity": 1}, **target)
+    assert cron.value.response["Error"]["Code"] == "ValidationException"
+
+
 def test_the_apis_errors(ddb, scaling):
     table = provisioned_table(ddb)
 
