@@ -17,8 +17,8 @@ holds a positive balance (a read: the table's read bucket, or the GSI's it
 queries; a write: the table's write bucket and every GSI's, since DynamoDB
 throttles a table's writes when one of its GSIs has no write capacity
 left); what it consumed, as the API meters it (``shoal.api.common.meter``),
-is taken afterwards, so a balance may fall below zero and the next requests
-wait until the refill has paid it back.  Over any window much longer than
+is taken afterwards, so a balance may fall below zero (by at most the
+bucket's burst) and the next requests wait until the refill has paid it back.  Over any window much longer than
 one request the units granted follow the rate.  A refused request gets
 ProvisionedThroughputExceededException with DynamoDB's message and its
 ThrottlingReasons (TableReadProvisionedThroughputExceeded,
@@ -363,8 +363,12 @@ class Capacity:
         return balance > 0
 
     def _spend(self, limit: Limit, units: float) -> None:
+        """Charge ``units``: the balance may go below zero, by at most the
+        bucket's capacity (its burst): one request far larger than the rate
+        (a batch of 400 KB items on a one-unit table) throttles the table for
+        at most the burst's 300 seconds, not for hours."""
         with self._lock:
-            self._balance[limit.key] = self._balance.get(limit.key, 0.0) - units
+            self._balance[limit.key] = max(-limit.capacity, self._balance.get(limit.key, 0.0) - units)
 
 
 def consumed(entries) -> dict:

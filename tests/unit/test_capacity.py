@@ -143,3 +143,14 @@ def test_a_requests_meter_entries_become_units_by_table_index_and_kind():
                ("t", "read", 0.5, "g"), ("t", "returned", 7, "Query"), 12.5]
     assert consumed(entries) == {("t", None, "read"): 2.0,  # 1 strongly consistent block + 2 eventual
                                  ("t", None, "write"): 4.0, ("t", "g", "write"): 1.5, ("t", "g", "read"): 0.5}
+
+
+def test_a_request_far_over_the_rate_leaves_a_debt_of_at_most_the_burst():
+    from shoal.capacity import Capacity
+
+    capacity = Capacity(SharedBuckets(None, Clock()))
+    limit = Limit("t//write", 1.0, 300.0, "r", "arn", "m")
+    assert capacity._has(limit)  # the banked burst: admitted
+    capacity._spend(limit, 10_000.0)  # 25 items of 400 KB
+    assert capacity._balance[limit.key] == -300.0
+    assert not capacity._has(limit)  # throttled until the refill pays 300 units back, not 10,000
