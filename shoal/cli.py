@@ -262,6 +262,9 @@ SERVE_OPTIONS: tuple[ServeOption, ...] = (
     ServeOption("--console", "SHOAL_CONSOLE", "serve the web console at /console (tables, items, metric "
                 "charts, alarms; with auth on, it signs in with an access key); --no-console is --console off",
                 "on", choices=("on", "off")),
+    ServeOption("--capacity", "SHOAL_CAPACITY", "enforce provisioned throughput and on-demand maximums "
+                "(ProvisionedThroughputExceededException past a table's or index's capacity and burst), as "
+                "DynamoDB does; off: never throttle, as DynamoDB Local", "on", choices=("on", "off")),
     ServeOption("--master-key-file", "SHOAL_MASTER_KEY_FILE", "encrypt the data directory at rest under "
                 "this 32-byte master key (hex or base64), or give the key itself in SHOAL_MASTER_KEY",
                 metavar="FILE"),
@@ -509,7 +512,8 @@ def serve_command(args) -> int:
                                 change_retention_s=args.change_retention,
                                 group_commit_wait_s=args.group_commit_wait_ms / 1000,
                                 auth=auth, data_dir=data_dir, audit_log=args.audit_log, s3_dir=args.s3_dir,
-                                metrics=args.metrics == "on", console=args.console == "on")
+                                metrics=args.metrics == "on", console=args.console == "on",
+                                capacity=args.capacity == "on")
         opened.append((dispatcher, engine))
         from shoal.replication import attach
 
