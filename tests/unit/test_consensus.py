@@ -328,6 +328,7 @@ def test_a_new_proposer_with_a_stale_counter_is_not_a_conflict(regions):
     first = proposer(regions, node="first")
     for i in range(5):
         first.write(KEY, put(b"%d" % i))
+    settled(regions)  # the last round's trailing accept landed: no round is left in flight (that would be a conflict)
     first.close()
     late = proposer(regions, "us-west-2", node="late")
     try:
