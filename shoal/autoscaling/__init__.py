@@ -245,28 +245,10 @@ class AutoScaling:
         return {"PolicyARN": arn, "Alarms": alarms}
 
     def _describe_scaling_policies(self, data: dict, region: str) -> dict:
-        self._namespace(data)
-        low, high = _range(_POLICY, region)
-        with self.engine.read() as txn:
-            policies = [orjson.loads(raw) for _, raw in txn.scan("meta", low, high)]
-        names, resource, dimension = data.get("PolicyNames"), data.get("ResourceId"), data.get("ScalableDimension")
-        found = [{k: v for k, v in p.items() if k != "id"} for p in policies
-                 if (not names or p["PolicyName"] in names) and (resource is None or p["ResourceId"] == resource)
-                 and (dimension is None or p["ScalableDimension"] == dimension)]
-        return _page(found, data, "ScalingPolicies")
+        return self._describe(_POLICY, data, region, "PolicyNames", "PolicyName", "ScalingPolicies", "id")
 
     def _delete_scaling_policy(self, data: dict, region: str) -> dict:
-        self._namespace(data)
-        key = _key(_POLICY, region, str(data.get("ResourceId")), str(data.get("ScalableDimension")),
-                   str(data.get("PolicyName")))
-        with self.engine.write() as txn:
-            if txn.get("meta", key) is None:
-                raise ObjectNotFoundException(f"No scaling policy found for service namespace: dynamodb, resource "
-                                              f"ID: {data.get('ResourceId')}, scalable dimension: "
-                                              f"{data.get('ScalableDimension')}, policy name: "
-                                              f"{data.get('PolicyName')}")
-            txn.delete("meta", key)
-        return {}
+        return self._delete(_POLICY, data, region, "PolicyName", "scaling policy", "policy name")
 
     def _describe_scaling_activities(self, data: dict, region: str) -> dict:
         self._namespace(data)
@@ -316,27 +298,39 @@ class AutoScaling:
         return {}
 
     def _describe_scheduled_actions(self, data: dict, region: str) -> dict:
-        self._namespace(data)
-        low, high = _range(_SCHEDULED, region)
-        with self.engine.read() as txn:
-            actions = [orjson.loads(raw) for _, raw in txn.scan("meta", low, high)]
-        names, resource, dimension = (data.get("ScheduledActionNames"), data.get("ResourceId"),
-                                      data.get("ScalableDimension"))
-        found = [{k: v for k, v in a.items() if k != "last"} for a in actions
-                 if (not names or a["ScheduledActionName"] in names) and (resource is None or a["ResourceId"] == resource)
-                 and (dimension is None or a["ScalableDimension"] == dimension)]
-        return _page(found, data, "ScheduledActions")
+        return self._describe(_SCHEDULED, data, region, "ScheduledActionNames", "ScheduledActionName",
+                              "ScheduledActions", "last")
 
     def _delete_scheduled_action(self, data: dict, region: str) -> dict:
+        return self._delete(_SCHEDULED, data, region, "ScheduledActionName", "scheduled action",
+                            "scheduled action name")
+
+    # -- what policies and scheduled actions share -----------------------------------------
+
+    def _describe(self, kind: bytes, data: dict, region: str, names_member: str, name_member: str, member: str,
+                  internal: str) -> dict:
+        """The records of ``kind`` the request names (by ``names_member``,
+        ResourceId, ScalableDimension), in pages, without their ``internal`` field."""
         self._namespace(data)
-        key = _key(_SCHEDULED, region, str(data.get("ResourceId")), str(data.get("ScalableDimension")),
-                   str(data.get("ScheduledActionName")))
+        low, high = _range(kind, region)
+        with self.engine.read() as txn:
+            records = [orjson.loads(raw) for _, raw in txn.scan("meta", low, high)]
+        names, resource, dimension = data.get(names_member), data.get("ResourceId"), data.get("ScalableDimension")
+        found = [{k: v for k, v in r.items() if k != internal} for r in records
+                 if (not names or r[name_member] in names) and (resource is None or r["ResourceId"] == resource)
+                 and (dimension is None or r["ScalableDimension"] == dimension)]
+        return _page(found, data, member)
+
+    def _delete(self, kind: bytes, data: dict, region: str, name_member: str, what: str, name_words: str) -> dict:
+        """Delete the record of ``kind`` the request names, or ObjectNotFoundException in AWS's form."""
+        self._namespace(data)
+        key = _key(kind, region, str(data.get("ResourceId")), str(data.get("ScalableDimension")),
+                   str(data.get(name_member)))
         with self.engine.write() as txn:
             if txn.get("meta", key) is None:
-                raise ObjectNotFoundException(f"No scheduled action found for service namespace: dynamodb, "
-                                              f"resource ID: {data.get('ResourceId')}, scalable dimension: "
-                                              f"{data.get('ScalableDimension')}, scheduled action name: "
-                                              f"{data.get('ScheduledActionName')}")
+                raise ObjectNotFoundException(f"No {what} found for service namespace: dynamodb, resource ID: "
+                                              f"{data.get('ResourceId')}, scalable dimension: "
+                                              f"{data.get('ScalableDimension')}, {name_words}: {data.get(name_member)}")
             txn.delete("meta", key)
         return {}
 
