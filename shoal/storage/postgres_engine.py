@@ -120,6 +120,11 @@ _GID_LEN = 8
 _IDLE_IN_TRANSACTION_MS = 60_000
 _FAIL_FAST_S = 1.0
 _FAIL_FAST_WAIT = 0.05
+# While the pool waits out its reconnection delays (up to seconds after the
+# database is back), a connection made at once stands in, at most one
+# attempt per interval (see PostgresEngine._direct_connection).
+_DIRECT_INTERVAL_S = 0.25
+_DIRECT_CONNECT_TIMEOUT_S = 2
 _FIRST_BATCH = 32
 _MAX_BATCH = 1024
 
@@ -255,6 +260,9 @@ class PostgresEngine(Engine):
         self.sync = sync
         self._forked = False
         self._fail_fast_until = 0.0  # see _getconn
+        self._direct = set()  # connections made outside the pool, see _direct_connection
+        self._direct_lock = threading.Lock()
+        self._next_direct = 0.0
         self._local = threading.local()  # .group: this thread's open group commit
         self._sql = _Statements(schema)
         options = {"autocommit": True, "prepare_threshold": 0}
@@ -265,6 +273,9 @@ class PostgresEngine(Engine):
             conn.execute(f"SET idle_in_transaction_session_timeout = {_IDLE_IN_TRANSACTION_MS}")
             if not sync:
                 conn.execute("SET synchronous_commit = off")
+
+        self._options = options
+        self._configure = configure
 
         # One connection first, that creates the schema and says plainly why
         # it cannot connect (the pool would only retry until its timeout).
@@ -334,8 +345,38 @@ class PostgresEngine(Engine):
         try:
             return pool.getconn(timeout=timeout)
         except psycopg_pool.PoolTimeout:
-            self._fail_fast_until = time.monotonic() + _FAIL_FAST_S
-            raise StorageUnavailable("the PostgreSQL storage is unavailable: no connection could be made") from None
+            pass
+        conn = self._direct_connection()
+        if conn is not None:
+            return conn
+        self._fail_fast_until = time.monotonic() + _FAIL_FAST_S
+        raise StorageUnavailable("the PostgreSQL storage is unavailable: no connection could be made") from None
+
+    def _direct_connection(self):
+        """A connection made now, outside the pool, or None.  After an
+        outage the pool replaces its lost connections with growing delays
+        (1, 2, 4 s...), so a node would go on failing for seconds after the
+        database is back; a request that finds no pooled connection makes
+        its own instead (closed after its transaction).  At most one attempt
+        per ``_DIRECT_INTERVAL_S``: while the database is down the others
+        fail at once."""
+        now = time.monotonic()
+        with self._direct_lock:
+            if now < self._next_direct:
+                return None
+            self._next_direct = now + _DIRECT_INTERVAL_S
+        try:
+            conn = psycopg.connect(self.dsn, connect_timeout=_DIRECT_CONNECT_TIMEOUT_S, **self._options)
+        except psycopg.Error:
+            return None
+        try:
+            self._configure(conn)
+        except psycopg.Error:
+            conn.close()
+            return None
+        with self._direct_lock:
+            self._direct.add(conn)
+        return conn
 
     def _begin(self, begin: bytes):
         """A pooled connection in a transaction begun by ``begin`` (its BEGIN
@@ -349,6 +390,9 @@ class PostgresEngine(Engine):
             conn = self._getconn()
             try:
                 _simple(conn, begin)
+                # The database answered: waits for a connection are normal
+                # again (a busy pool after an outage is not a failing one).
+                self._fail_fast_until = 0.0
                 return conn
             except psycopg.OperationalError as exc:
                 broken = conn.closed
@@ -363,6 +407,13 @@ class PostgresEngine(Engine):
                 raise
 
     def _putconn(self, conn) -> None:
+        if self._direct:
+            with self._direct_lock:
+                direct = conn in self._direct
+                self._direct.discard(conn)
+            if direct:
+                conn.close()
+                return
         pool = self._pool
         if pool is None:
             conn.close()
