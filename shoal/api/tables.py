@@ -816,10 +816,9 @@ _ALONE = (
     ("DeletionProtectionEnabled", "DeletionProtection modification must be the only operation in the request"),
     ("WarmThroughput", "WarmThroughput must be the only operation in the request"),
 )
-_NOT_YET = (
-    "MultiRegionConsistency",
-    "GlobalTableWitnessUpdates", "GlobalTableSettingsReplicationMode",
-)
+_NOT_YET = ("GlobalTableSettingsReplicationMode",)
+# Multi-Region strong consistency: ``shoal.replication.control`` decides.
+_CONSISTENCY_MEMBERS = ("MultiRegionConsistency", "GlobalTableWitnessUpdates")
 _ONE_ONLINE_INDEX = "Subscriber limit exceeded: Only 1 online index can be created or deleted simultaneously per table"
 
 
@@ -845,6 +844,11 @@ def update_table(ctx, request: dict) -> dict:
         streams.check_stream_specification(txn, table, request.get("StreamSpecification"))
         stream_spec = request.get("StreamSpecification")
         stream_spec = _check_replica_updates(ctx, txn, table, request, stream_spec)
+        consistency = any(request.get(m) is not None for m in _CONSISTENCY_MEMBERS)
+        if consistency:
+            from shoal.replication import control
+
+            control.check_consistency_update(ctx, txn, table, request)
         desc = _updated_description(ctx, table.description, request)
         numbers, next_index, jobs = table.index_numbers, table.next_index, []
         if gsi_updates:
@@ -855,6 +859,8 @@ def update_table(ctx, request: dict) -> dict:
             from shoal.replication.control import apply_replica_updates
 
             apply_replica_updates(txn, ctx, table, desc, request, read_setting(txn, table.prefix))
+        if consistency:
+            control.apply_consistency_update(txn, ctx, table, desc, request)
         streams.apply_stream_specification(txn, table, stream_spec, _now(ctx))
         raw = encode_entry(table.account, table.table_id, desc, numbers, next_index)
         txn.put("meta", table_key(ctx.region, name), raw)

@@ -142,6 +142,19 @@ def check_replica_updates(ctx, table, request: dict) -> None:
             "Attempt to change a resource which is still in use: Table is being updated: " + table.name)
 
 
+def check_consistency_update(ctx, txn, table, request: dict) -> None:
+    """UpdateTable's MultiRegionConsistency and GlobalTableWitnessUpdates,
+    checked before anything is written (Multi-Region strong consistency:
+    not wired to tables yet, see docs/mrsc.md)."""
+    for member in ("MultiRegionConsistency", "GlobalTableWitnessUpdates"):
+        if request.get(member) is not None:
+            raise ValidationException(f"Shoal does not support {member} in UpdateTable yet")
+
+
+def apply_consistency_update(txn, ctx, table, desc: dict, request: dict) -> None:
+    """Record what ``check_consistency_update`` accepted in ``desc``."""
+
+
 def stream_for_replicas(txn, table, view_of) -> dict | None:
     """The StreamSpecification to enable with a first replica (None if the
     table already streams new and old images); refuses another view type."""
