@@ -27,9 +27,14 @@ Scheduled actions (PutScheduledAction, DescribeScheduledActions,
 DeleteScheduledAction) with ``at(...)`` and ``rate(...)`` schedules, in UTC,
 change a target's MinCapacity and MaxCapacity when due.
 
+A scale-in stays within DynamoDB's daily budget for decreases
+(``shoal.capacity.decreases``): one the budget refuses is recorded as a
+Failed activity in AWS's words ("Failed to set write capacity units to 5.
+Reason: Failed updating table: Subscriber limit exceeded: ...") and tried
+again when the budget next allows a decrease, not every round.
+
 Not yet: cron schedules and time zones, step scaling, the CloudWatch alarms AWS creates
-(their names are returned, no alarm is made), suspended states' effects,
-the daily budget for decreases.
+(their names are returned, no alarm is made), suspended states' effects.
 """
 
 from __future__ import annotations
@@ -44,7 +49,8 @@ import uuid
 import orjson
 
 from shoal.api.jobs import Lease
-from shoal.errors import ShoalError
+from shoal.capacity.decreases import check_decrease, next_decrease_at
+from shoal.errors import LimitExceededException, ShoalError
 
 TARGET_PREFIX = "AnyScaleFrontendService."
 PREFIX = b"autoscaling/"
@@ -371,6 +377,9 @@ class Scaler:
         self.engine, self.catalog, self.capacity, self.clock = engine, catalog, capacity, clock
         self.interval_s, self.scale_out_s, self.scale_in_s = settings()
         self._samples: dict[tuple, list] = {}  # (region, resource, dimension) -> [(time, taken, provisioned)]
+        #: (region, resource, dimension) -> the wall time before which no decrease is allowed
+        #: (shoal.capacity.decreases): a refused scale-in is recorded once, not every round.
+        self._blocked: dict[tuple, float] = {}
         self._next = 0.0
         self._lease = Lease(engine, _LEASE_KEY, LEASE_S, clock)
 
@@ -496,8 +505,11 @@ class Scaler:
                     break
         if wanted is None or wanted == provisioned:
             return
-        self._apply(region, table_name, index, units_member, part, wanted, target, cause, provisioned)
-        samples.clear()  # the new capacity is judged afresh
+        key = (region, target["ResourceId"], target["ScalableDimension"])
+        if wanted < provisioned and self.clock() < self._blocked.get(key, 0.0):
+            return  # the day's decreases are spent: tried again once the budget allows one
+        if self._apply(region, table_name, index, units_member, part, wanted, target, cause, provisioned):
+            samples.clear()  # the new capacity is judged afresh
 
     def _decide(self, samples: list, now: float, provisioned: int, goal: float, policy: dict):
         """(new capacity, cause) when the policy's alarm would fire, else None."""
@@ -530,7 +542,8 @@ class Scaler:
                                 f"{self.scale_in_s:g} s (policy {policy['PolicyName']})")
         return None
 
-    def _apply(self, region, table_name, index, units_member, part, wanted, target, cause, was) -> None:
+    def _apply(self, region, table_name, index, units_member, part, wanted, target, cause, was) -> bool:
+        """Set the capacity through UpdateTable and record the activity; whether it was set."""
         from shoal.api import DEFAULT_ACCOUNT, Context
         from shoal.api import tables as table_ops
 
@@ -544,13 +557,19 @@ class Scaler:
             request["GlobalSecondaryIndexUpdates"] = [{"Update": {"IndexName": index,
                                                                   "ProvisionedThroughput": settings_}}]
         started = round(self.clock(), 3)
-        ctx = Context(region, DEFAULT_ACCOUNT, self.engine, self.catalog)
+        ctx = Context(region, DEFAULT_ACCOUNT, self.engine, self.catalog, now=self.clock)
         status, message = "Successful", "Successfully set " + units_member + f" to {wanted}."
+        word = "read" if units_member.startswith("Read") else "write"
         try:
+            # UpdateTable's own rule, applied here too so that a scale-in waits for the budget
+            check_decrease(throughput, settings_, started)
             table_ops.update_table(ctx, request)
         except ShoalError as exc:
-            status, message = "Failed", exc.message
-        word = "read" if units_member.startswith("Read") else "write"
+            status = "Failed"
+            message = f"Failed to set {word} capacity units to {wanted}. Reason: Failed updating table: {exc.message}"
+            if isinstance(exc, LimitExceededException):
+                key = (region, target["ResourceId"], target["ScalableDimension"])
+                self._blocked[key] = next_decrease_at(throughput, started) or 0.0
         activity = {"ActivityId": str(uuid.uuid4()), "ServiceNamespace": "dynamodb",
                     "ResourceId": target["ResourceId"], "ScalableDimension": target["ScalableDimension"],
                     "Description": f"Setting {word} capacity units to {wanted}.",
@@ -559,3 +578,4 @@ class Scaler:
         with self.engine.write() as txn:
             txn.put("meta", _key(_ACTIVITY, region, target["ResourceId"], target["ScalableDimension"],
                                  f"{int(started * 1000):015d}", activity["ActivityId"]), orjson.dumps(activity))
+        return status == "Successful"

@@ -2,10 +2,12 @@
 ``application-autoscaling`` client against a real server whose scaler runs
 in seconds instead of minutes (SHOAL_AUTOSCALING_*): a rising write load
 raises a table's capacity, a quiet one lowers it, each change recorded as a
-scaling activity; the API's errors."""
+scaling activity; a scale-in waits for DynamoDB's daily budget for
+decreases (with the server's clock moved an hour); the API's errors."""
 
 from __future__ import annotations
 
+import datetime
 import threading
 import time
 
@@ -15,7 +17,7 @@ from botocore.config import Config
 from botocore.exceptions import ClientError
 
 from tests.conftest import make_client, unique_name
-from tests.shoal_process import ShoalProcess
+from tests.shoal_process import ShoalProcess, moved_clock
 
 WINDOWS = {"SHOAL_AUTOSCALING_INTERVAL_S": "0.5", "SHOAL_AUTOSCALING_SCALE_OUT_S": "3",
            "SHOAL_AUTOSCALING_SCALE_IN_S": "5"}
@@ -182,3 +184,61 @@ def test_the_apis_errors(ddb, scaling):
     assert scaling.describe_scalable_targets(ServiceNamespace="dynamodb", ResourceIds=[f"table/{table}"])[
         "ScalableTargets"] == []
     assert write_capacity(ddb, table) == 5
+
+
+def spoken(epoch: float) -> str:
+    """A time as DynamoDB's LimitExceededException writes it."""
+    t = datetime.datetime.fromtimestamp(int(epoch), datetime.timezone.utc)
+    return f"{t:%A, %B} {t.day}, {t.year} at {t.hour % 12 or 12}:{t:%M:%S %p} Coordinated Universal Time"
+
+
+def test_a_scale_in_waits_for_the_days_decrease_budget(tmp_path_factory):
+    clock = moved_clock(tmp_path_factory)
+    now = time.time()
+    clock.write_text(str((now // 86400) * 86400 + 12 * 3600 - now))  # noon UTC: no midnight in between
+    proc = ShoalProcess(tmp_path_factory.mktemp("budget"), "--workers", "1",
+                        env={**WINDOWS, "SHOAL_TEST_CLOCK_FILE": str(clock)}).start()
+    try:
+        ddb = make_client(proc.url)
+        scaling = boto3.client("application-autoscaling", endpoint_url=proc.url, region_name="us-east-1",
+                               aws_access_key_id="AKIDSHOALTEST", aws_secret_access_key="secret",
+                               config=Config(retries={"total_max_attempts": 1}))
+        table = provisioned_table(ddb, wcu=50)
+        for wcu in (40, 30, 20, 10):  # the day's four free decreases, spent by hand
+            ddb.update_table(TableName=table, ProvisionedThroughput={"ReadCapacityUnits": 5,
+                                                                     "WriteCapacityUnits": wcu})
+        spent = ddb.describe_table(TableName=table)["Table"]["ProvisionedThroughput"]
+        assert (spent["NumberOfDecreasesToday"], spent["WriteCapacityUnits"]) == (4, 10)
+        last = spent["LastDecreaseDateTime"].timestamp()
+        resource, dimension = f"table/{table}", "dynamodb:table:WriteCapacityUnits"
+        scaling.register_scalable_target(ServiceNamespace="dynamodb", ResourceId=resource,
+                                         ScalableDimension=dimension, MinCapacity=1, MaxCapacity=100)
+        scaling.put_scaling_policy(
+            PolicyName="writes", ServiceNamespace="dynamodb", ResourceId=resource, ScalableDimension=dimension,
+            PolicyType="TargetTrackingScaling", TargetTrackingScalingPolicyConfiguration={
+                "TargetValue": 50.0, "PredefinedMetricSpecification": {
+                    "PredefinedMetricType": "DynamoDBWriteCapacityUtilization"}})
+
+        def activities() -> list:
+            return scaling.describe_scaling_activities(ServiceNamespace="dynamodb",
+                                                       ResourceId=resource)["ScalingActivities"]
+
+        failed = wait_for(activities)  # idle past the scale-in window: a scale-in to 1, refused
+        assert [(a["Description"], a["StatusCode"]) for a in failed] == [
+            ("Setting write capacity units to 1.", "Failed")]
+        assert failed[0]["StatusMessage"] == (
+            "Failed to set write capacity units to 1. Reason: Failed updating table: Subscriber limit exceeded: "
+            "Provisioned throughput decreases are limited within a given UTC day. After the first 4 decreases, "
+            "each subsequent decrease in the same UTC day can be performed at most once every 3600 seconds. "
+            f"Number of decreases today: 4. Last decrease at {spoken(last)}. "
+            f"Next decrease can be made at {spoken(last + 3600)}")
+        time.sleep(3)  # several more rounds: the refusal is not retried before the budget allows
+        assert len(activities()) == 1 and write_capacity(ddb, table) == 10
+        clock.write_text(str(float(clock.read_text()) + 3600))  # an hour after the last decrease
+        assert wait_for(lambda: write_capacity(ddb, table) == 1)
+        assert [(a["Description"], a["StatusCode"]) for a in activities()][0] == (
+            "Setting write capacity units to 1.", "Successful")
+        after = ddb.describe_table(TableName=table)["Table"]["ProvisionedThroughput"]
+        assert after["NumberOfDecreasesToday"] == 5
+    finally:
+        proc.stop()
