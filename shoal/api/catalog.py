@@ -104,6 +104,14 @@ class Index:
     projection_type: str  # ALL, KEYS_ONLY or INCLUDE
     projected: frozenset | None  # top-level names an entry keeps; None = all
     status: str  # ACTIVE, CREATING (backfilling) or DELETING
+    # Multi-attribute keys (a GSI's partition and sort keys of up to four
+    # attributes each): every key attribute in KeySchema order, and their
+    # types; ``hash_key``/``range_key`` are the first of each.
+    hash_keys: tuple = ()
+    hash_types: tuple = ()
+    range_keys: tuple = ()
+    range_types: tuple = ()
+    multi: bool = False  # more than one attribute in either key
 
 
 @dataclass(slots=True)
@@ -230,8 +238,10 @@ def _parse_indexes(desc: dict, table_schema, types: dict, numbers: dict, prefix:
 
 def _parse_index(spec: dict, local: bool, table_keys: list, types: dict, numbers: dict, prefix: bytes) -> Index:
     schema = [(k["AttributeName"], k["KeyType"]) for k in spec["KeySchema"]]
-    hash_key = schema[0][0]
-    range_key = schema[1][0] if len(schema) > 1 else None
+    hash_keys = tuple(name for name, kind in schema if kind == "HASH")
+    range_keys = tuple(name for name, kind in schema if kind == "RANGE")
+    hash_key = hash_keys[0]
+    range_key = range_keys[0] if range_keys else None
     projection = spec["Projection"]
     kind = projection.get("ProjectionType", "ALL")
     projected = None
@@ -254,6 +264,11 @@ def _parse_index(spec: dict, local: bool, table_keys: list, types: dict, numbers
         projection_type=kind,
         projected=projected,
         status=spec.get("IndexStatus", "ACTIVE"),
+        hash_keys=hash_keys,
+        hash_types=tuple(types[n] for n in hash_keys),
+        range_keys=range_keys,
+        range_types=tuple(types[n] for n in range_keys),
+        multi=len(hash_keys) > 1 or len(range_keys) > 1,
     )
 
 

@@ -91,6 +91,8 @@ def entry_key(table, index: Index, item: dict, table_suffix: bytes, strict: bool
     DynamoDB's ValidationException; without it (backfill, old images) such an
     item is simply not indexed.
     """
+    if index.multi:
+        return _multi_entry_key(table, index, item, table_suffix, strict)
     hash_value = item.get(index.hash_key)
     if hash_value is None:
         return None
@@ -114,6 +116,29 @@ def entry_key(table, index: Index, item: dict, table_suffix: bytes, strict: bool
     return b"".join(parts)
 
 
+def _multi_entry_key(table, index: Index, item: dict, table_suffix: bytes, strict: bool) -> bytes | None:
+    """``entry_key`` for multi-attribute keys: the partition part is the
+    encodings of the partition attributes one after the other (each is
+    self-delimiting, so the bytes sort as the tuple of values), hashed
+    together; the sort part likewise.  An item lacking any key attribute is
+    not in the index."""
+    names = index.hash_keys + index.range_keys
+    values = [item.get(name) for name in names]
+    if None in values:
+        return None
+    encoded = []
+    for name, expected, value in zip(names, index.hash_types + index.range_types, values):
+        part = _key_bytes(index, name, expected, value, strict)
+        if part is None:
+            return None
+        encoded.append(part)
+    split = len(index.hash_keys)
+    head = b"".join(encoded[:split])
+    if table.keys is not None:  # encrypted at rest: see common.partition_prefix
+        head = table.keys.partition(head)
+    return b"".join((index.prefix, zlib.crc32(head).to_bytes(4, "big"), head, *encoded[split:], table_suffix))
+
+
 def _key_bytes(index: Index, name: str, expected: str, value: dict, strict: bool) -> bytes | None:
     (type_, text), = value.items()
     if type_ != expected:
@@ -135,7 +160,7 @@ def _key_bytes(index: Index, name: str, expected: str, value: dict, strict: bool
             )
         # An index key obeys the table's key size limits: a write that would
         # exceed them is refused; an existing item (backfill) is left out.
-        is_hash = name == index.hash_key
+        is_hash = name == index.hash_key or name in index.hash_keys
         size = utf8_length(text) if type_ == "S" else decoded_length(text)
         if size > (HASH_KEY_LIMIT if is_hash else RANGE_KEY_LIMIT):
             if not strict:
@@ -144,11 +169,15 @@ def _key_bytes(index: Index, name: str, expected: str, value: dict, strict: bool
     return encode_key_value(type_, text)
 
 
-def index_partition_prefix(index: Index, value: dict, keys=None) -> bytes:
+def index_partition_prefix(index: Index, value, keys=None) -> bytes:
     """The key range prefix of one index partition (Query's range); ``keys``
-    is the table's key codec (``Table.keys``)."""
-    (type_, text), = value.items()
-    head = encode_key_value(type_, text)
+    is the table's key codec (``Table.keys``).  ``value`` is the partition
+    key's value, or for multi-attribute keys the list of their values."""
+    if type(value) is list:
+        head = b"".join(encode_key_value(*next(iter(v.items()))) for v in value)
+    else:
+        (type_, text), = value.items()
+        head = encode_key_value(type_, text)
     if keys is not None:
         head = keys.partition(head)
     return index.prefix + zlib.crc32(head).to_bytes(4, "big") + head

@@ -343,8 +343,9 @@ def _read_keys(table, statement: ast.Select):
     return index, index.hash_key, index.range_key
 
 
-def _check_order_by(statement: ast.Select, keys: tuple, partition) -> bool:
-    """True if the ORDER BY asks for descending sort key order."""
+def _check_order_by(statement: ast.Select, keys: tuple, partition, sort_keys: tuple = ()) -> bool:
+    """True if the ORDER BY asks for descending sort key order (the last
+    key, or for multi-attribute keys any of ``sort_keys``)."""
     if statement.order_by is None:
         return False
     if statement.where is None:
@@ -357,7 +358,7 @@ def _check_order_by(statement: ast.Select, keys: tuple, partition) -> bool:
             raise ValidationException(
                 f"Variable reference {path.elements[0]} in ORDER BY clause must be part of the primary key"
             )
-        if path.elements[0] == keys[-1]:
+        if path.elements[0] == keys[-1] or path.elements[0] in sort_keys:
             descending = desc
     return descending
 
@@ -385,6 +386,42 @@ def _key_condition(builder: ExpressionBuilder, table, hash_key, range_key, state
             text += f" AND {name} {op} {holders[0]}"
         covered.append(node)
     return text, covered
+
+
+def _multi_key_condition(builder: ExpressionBuilder, table, index, statement, params):
+    """(KeyConditionExpression, the conjuncts it covers) for an index with
+    multi-attribute keys, or None when the WHERE does not fix every
+    partition attribute by equality (the SELECT is then a Scan).  The sort
+    attributes it uses are a prefix of them: equalities, then at most one
+    other sort condition, as a Query allows."""
+    parts, covered = [], []
+    for name in index.hash_keys:
+        node = next((n for n in conjuncts(statement.where) if key_equality(n, (name,)) is not None), None)
+        if node is None:
+            return None
+        value = bind_value(key_equality(node, (name,))[1], params)
+        _check_key_types({name: value}, table.attribute_types)
+        parts.append(f"{builder.name(name)} = {builder.value(value)}")
+        covered.append(node)
+    for name in index.range_keys:
+        sort = sort_condition(statement.where, name)
+        if sort is None:
+            break
+        op, nodes, node = sort
+        values = [bind_value(n, params) for n in nodes]
+        for value in values:
+            _check_key_types({name: value}, table.attribute_types)
+        holders = [builder.value(v) for v in values]
+        if op == "BETWEEN":
+            parts.append(f"{builder.name(name)} BETWEEN {holders[0]} AND {holders[1]}")
+        elif op == "begins_with":
+            parts.append(f"begins_with({builder.name(name)}, {holders[0]})")
+        else:
+            parts.append(f"{builder.name(name)} {op} {holders[0]}")
+        covered.append(node)
+        if op != "=":
+            break
+    return " AND ".join(parts), covered
 
 
 def partition_equality(where, hash_key: str):
@@ -437,16 +474,25 @@ def select(ctx, statement: ast.Select, params: list, request: dict) -> dict:
     """Run a SELECT as a Query (partition key equality) or a Scan."""
     table = _table(ctx, statement.table)
     index, hash_key, range_key = _read_keys(table, statement)
-    partition = partition_equality(statement.where, hash_key)
-    keys = (hash_key,) if range_key is None else (hash_key, range_key)
-    descending = _check_order_by(statement, keys, partition)
+    read_builder = ExpressionBuilder(params)
+    if index is not None and index.multi:
+        keys = index.hash_keys + index.range_keys
+        found = _multi_key_condition(read_builder, table, index, statement, params)
+        partition = None if found is None else found[1]
+    else:
+        partition = partition_equality(statement.where, hash_key)
+        keys = (hash_key,) if range_key is None else (hash_key, range_key)
+        found = None
+    descending = _check_order_by(statement, keys, partition, index.range_keys if index is not None else ())
     read = {"TableName": table.name}
     if index is not None:
         read["IndexName"] = index.name
     residual = conjuncts(statement.where)
-    read_builder = ExpressionBuilder(params)
     if partition is not None:
-        text, covered = _key_condition(read_builder, table, hash_key, range_key, statement, params, partition)
+        if found is not None:
+            text, covered = found
+        else:
+            text, covered = _key_condition(read_builder, table, hash_key, range_key, statement, params, partition)
         read["KeyConditionExpression"] = text
         if descending:
             read["ScanIndexForward"] = False

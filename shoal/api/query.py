@@ -34,6 +34,7 @@ from shoal.api.writepath import _SIZE, stored_item, stored_json, stored_size
 from shoal.errors import ValidationException, ValueWordingException, newer_wording
 from shoal.errors import INVALID_PARAMETERS as INVALID
 from shoal.expressions import parse_condition, parse_key_condition, parse_projection
+from shoal.expressions.keycondition import START_KEY_NOT_IN_RANGE, START_KEY_OUTSIDE
 from shoal.expressions.legacy import (
     condition_from_filter,
     key_condition_from_key_conditions,
@@ -168,12 +169,12 @@ def _read_keys(table, index) -> tuple[str, str | None]:
     return index.hash_key, index.range_key
 
 
-def _check_filter_keys(hash_key: str, range_key: str | None, plan: _Plan, request: dict) -> None:
+def _check_filter_keys(key_names, plan: _Plan, request: dict) -> None:
     """A Query filter may not refer to key attributes (they belong in the key condition)."""
     if plan.filter is None:
         return
     names = plan.filter.top_level_names
-    for key_name in (hash_key, range_key):
+    for key_name in key_names:
         if key_name is not None and key_name in names:
             if request.get("QueryFilter") is not None:
                 raise ValidationException(
@@ -266,26 +267,44 @@ def _query(ctx, request: dict):
     with ctx.engine.read() as txn:
         table = ctx.catalog.require(txn, ctx.region, request["TableName"])
         index = _index_of(table, request, plan, "Query")
-        hash_key, range_key = _read_keys(table, index)
-        key_condition.validate(hash_key, range_key, table.attribute_types)
-        _check_filter_keys(hash_key, range_key, plan, request)
+        multi = index is not None and index.multi
+        if multi:
+            key_condition.validate_multi(index.hash_keys, index.range_keys, table.attribute_types)
+            _check_filter_keys(index.hash_keys + index.range_keys, plan, request)
+        else:
+            hash_key, range_key = _read_keys(table, index)
+            key_condition.validate(hash_key, range_key, table.attribute_types)
+            _check_filter_keys((hash_key, range_key), plan, request)
         if index is None:
             prefix = partition_prefix(table, key_condition.partition_value)
         else:
             prefix = index_partition_prefix(index, key_condition.partition_value, table.keys)
+        if key_condition.sort_prefix:  # multi-attribute sort keys fixed by equality
+            prefix += b"".join(encode_key_value(*next(iter(v.items()))) for v in key_condition.sort_prefix)
         start, stop = _sort_range(prefix, key_condition)
         start_key = _start_key(table, index, request)
         if start_key is not None:
-            fault = key_condition.start_key_fault(start_key)
+            esk = _position(table, index, start_key)
+            fault = (_multi_start_key_fault(esk, start, stop, key_condition) if multi
+                     else key_condition.start_key_fault(start_key))
             if fault is not None:
                 raise ValidationException(fault)
-            esk = _position(table, index, start_key)
             if forward:
                 start = max(start, esk + b"\x00")
             else:
                 stop = esk if stop is None else min(stop, esk)
         entries = txn.scan("items" if index is None else "indexes", start, stop, reverse=not forward)
         return _page(ctx, txn, table, index, request, plan, entries)
+
+
+def _multi_start_key_fault(esk: bytes | None, start: bytes, stop: bytes | None, kc) -> str | None:
+    """Why an ExclusiveStartKey cannot start a Query of an index with
+    multi-attribute keys: its entry lies outside the range the key condition
+    selects (DynamoDB's words for a start key outside the partition or the
+    sort condition)."""
+    if esk is None or esk < start or (stop is not None and esk >= stop):
+        return START_KEY_OUTSIDE if kc.sort_op is None else START_KEY_NOT_IN_RANGE
+    return None
 
 
 def _sort_range(prefix: bytes, kc) -> tuple[bytes, bytes | None]:

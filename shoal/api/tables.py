@@ -51,6 +51,8 @@ MAX_CAPACITY_UNITS = 1_000_000_000_000  # beyond this DynamoDB says "out of boun
 MAX_TAGS = 50
 MAX_LSI = 5
 MAX_GSI = 20
+MAX_KEY_ATTRIBUTES = 4  # per key (partition or sort) of a GSI with multi-attribute keys
+MAX_GSI_KEY_ELEMENTS = 2 * MAX_KEY_ATTRIBUTES
 MAX_PROJECTED = 100  # NonKeyAttributes over all the indexes of a table
 PURGE_CHUNK = 1000  # keys deleted per transaction by purge_prefix
 
@@ -270,22 +272,24 @@ def _check_required_schema(request: dict) -> None:
         if request.get(key) is None
     ]
     errors += _key_schema_length_errors(request.get("KeySchema"), "keySchema")
-    for kind, member in (("LocalSecondaryIndexes", "localSecondaryIndexes"),
-                         ("GlobalSecondaryIndexes", "globalSecondaryIndexes")):
+    for kind, member, most in (("LocalSecondaryIndexes", "localSecondaryIndexes", 2),
+                               ("GlobalSecondaryIndexes", "globalSecondaryIndexes", MAX_GSI_KEY_ELEMENTS)):
         for i, index in enumerate(request.get(kind) or (), 1):
-            errors += _key_schema_length_errors(index.get("KeySchema"), f"{member}.{i}.member.keySchema")
+            errors += _key_schema_length_errors(index.get("KeySchema"), f"{member}.{i}.member.keySchema", most)
     if errors:
         raise ValidationException(validation_errors(errors))
 
 
-def _key_schema_length_errors(schema: list | None, where: str) -> list[str]:
-    if schema is None or len(schema) <= 2:
+def _key_schema_length_errors(schema: list | None, where: str, most: int = 2) -> list[str]:
+    """A table's or LSI's key schema has at most 2 elements, a GSI's 8
+    (multi-attribute keys: up to four partition and four sort attributes)."""
+    if schema is None or len(schema) <= most:
         return []
     shown = ", ".join(
         f"KeySchemaElement(AttributeName={k.get('AttributeName')}, KeyType={k.get('KeyType')})" for k in schema
     )
     return [f"Value '[{shown}]' at '{where}' failed to satisfy constraint: "
-            "Member must have length less than or equal to 2"]
+            f"Member must have length less than or equal to {most}"]
 
 
 def _check_billing(billing: str, throughput: dict | None) -> dict | None:
@@ -386,6 +390,40 @@ def _check_key_schema(key_schema: list, def_names: list[str]) -> None:
         raise ValidationException("Invalid KeySchema: The second KeySchemaElement is not a RANGE key type")
 
 
+def _check_gsi_key_schema(key_schema: list, def_names: list[str]) -> None:
+    """A GSI's key schema: one attribute per key as for any key schema, or
+    multi-attribute keys, up to four HASH elements followed by up to four
+    RANGE elements (in the order queries use them), each attribute once.
+    DynamoDB's words for the multi-attribute rules are not published; these
+    follow its messages for the two-element rules."""
+    if len(key_schema) <= 2 and (len(key_schema) < 2 or key_schema[1]["KeyType"] == "RANGE"):
+        _check_key_schema(key_schema, def_names)
+        return
+    keys = [k["AttributeName"] for k in key_schema]
+    if any(k not in def_names for k in keys):
+        raise ValidationException(
+            f"{INVALID}Some index key attributes are not defined in AttributeDefinitions. "
+            f"Keys: [{', '.join(keys)}], AttributeDefinitions: [{', '.join(def_names)}]"
+        )
+    if key_schema[0]["KeyType"] != "HASH":
+        raise ValidationException("Invalid KeySchema: The first KeySchemaElement is not a HASH key type")
+    kinds = [k["KeyType"] for k in key_schema]
+    hashes = kinds.count("HASH")
+    if kinds != ["HASH"] * hashes + ["RANGE"] * (len(kinds) - hashes):
+        raise ValidationException(
+            "Invalid KeySchema: All HASH key type KeySchemaElements must come before the RANGE key type ones")
+    for kind, count in (("HASH", hashes), ("RANGE", len(kinds) - hashes)):
+        if count > MAX_KEY_ATTRIBUTES:
+            raise ValidationException(
+                f"Invalid KeySchema: A global secondary index can have at most {MAX_KEY_ATTRIBUTES} {kind} key "
+                f"type KeySchemaElements, found {count}")
+    seen: set[str] = set()
+    for name in keys:
+        if name in seen:
+            raise ValidationException(f"Invalid KeySchema: Attribute {name} appears more than once in the KeySchema")
+        seen.add(name)
+
+
 def _check_projection(index: dict) -> None:
     projection = index["Projection"]
     kind = projection.get("ProjectionType")
@@ -455,7 +493,7 @@ def _check_global_indexes(gsis: list, def_names: list[str], billing: str | None,
     seen: set[str] = set()
     for index in gsis:
         schema = index["KeySchema"]
-        _check_key_schema(schema, def_names)
+        _check_gsi_key_schema(schema, def_names)
         _check_projection(index)
         name = index["IndexName"]
         _check_index_throughput(index, billing, updating=False)
@@ -932,7 +970,8 @@ def _check_gsi_update_shape(updates: list) -> None:
     for update in updates:
         create = update.get("Create")
         if create is not None:
-            errors = _key_schema_length_errors(create.get("KeySchema"), "globalSecondaryIndexUpdates.1.member.create.keySchema")
+            errors = _key_schema_length_errors(create.get("KeySchema"), "globalSecondaryIndexUpdates.1.member.create.keySchema",
+                                               MAX_GSI_KEY_ELEMENTS)
             if errors:
                 raise ValidationException(validation_errors(errors))
             _check_projection(create)
@@ -1009,7 +1048,7 @@ def _check_gsi_create(ctx, table: Table, desc: dict, gsis: list, spec: dict, def
                 f"{_schema_text([(k['AttributeName'], k['KeyType']) for k in spec['KeySchema']], new_types)}"
             )
         types[d["AttributeName"]] = d["AttributeType"]
-    _check_key_schema(spec["KeySchema"], list(types))
+    _check_gsi_key_schema(spec["KeySchema"], list(types))
     name = spec["IndexName"]
     if name in table.index_map:
         raise ValidationException("Attempting to create an index which already exists")

@@ -33,10 +33,13 @@ class KeyCondition:
     ``sort_name``, ``sort_op`` and ``sort_values`` describe the key range.
     """
 
-    __slots__ = ("conditions", "partition_name", "partition_value", "sort_name", "sort_op", "sort_values")
+    __slots__ = ("conditions", "partition_name", "partition_value", "sort_name", "sort_op", "sort_values",
+                 "sort_prefix", "legacy")
 
-    def __init__(self, conditions: list[tuple[str, str, list]]):
+    def __init__(self, conditions: list[tuple[str, str, list]], legacy: bool = False):
         self.conditions = conditions
+        self.legacy = legacy  # from KeyConditions: DynamoDB words its count rule apart
+        self.sort_prefix = []  # multi-attribute keys: the sort attributes' values fixed by equality
         self.partition_name = None
         self.partition_value = None
         self.sort_name = None
@@ -60,6 +63,8 @@ class KeyCondition:
                         f"allowed: Key: {name}"
                     )
                 raise ValidationException("KeyConditionExpressions cannot have conditions on nested attributes")
+        if self.legacy and len(self.conditions) > 2:
+            raise ValidationException("Conditions can be of length 1 or 2 only")
         by_name = {name: (op, values) for name, op, values in self.conditions}
         key_count = 1 if range_key is None else 2
         if len(self.conditions) > key_count:
@@ -93,6 +98,64 @@ class KeyCondition:
         if range_key is not None and range_key in by_name:
             self.sort_name = range_key
             self.sort_op, self.sort_values = by_name[range_key]
+        else:
+            self.sort_name, self.sort_op, self.sort_values = None, None, []
+
+    def validate_multi(self, hash_keys: tuple, range_keys: tuple, attribute_types: dict[str, str]) -> None:
+        """``validate`` for an index with multi-attribute keys: equality on
+        every partition attribute; on the sort attributes, conditions on a
+        prefix of them in order, all equalities but the last, which may be
+        any of the sort conditions.  Afterwards ``partition_value`` is the
+        list of the partition attributes' values, ``sort_prefix`` the values
+        the leading sort attributes equal, and ``sort_name``/``sort_op``/
+        ``sort_values`` the last sort condition (None if there is none)."""
+        for name, _, _ in self.conditions:
+            if type(name) is _Nested:
+                if name in hash_keys or name in range_keys:
+                    raise ValidationException(
+                        "Key attributes must be scalars; list random access '[]' and map lookup '.' are not "
+                        f"allowed: Key: {name}"
+                    )
+                raise ValidationException("KeyConditionExpressions cannot have conditions on nested attributes")
+        by_name = {name: (op, values) for name, op, values in self.conditions}
+        key_count = len(hash_keys) + len(range_keys)
+        if len(self.conditions) > key_count:
+            raise ValidationException(
+                f"The number of query conditions ({len(self.conditions)}) exceeds the number of key "
+                f"attributes defined in the schema ({key_count})"
+            )
+        for name in hash_keys:
+            if name not in by_name:
+                raise ValidationException(f"Query condition missed key schema element: {name}")
+            if by_name[name][0] != "EQ":
+                raise ValidationException("Query key condition not supported")
+        used = [name for name in range_keys if name in by_name]
+        for name in by_name:
+            if name not in hash_keys and name not in range_keys:
+                missing = next((n for n in range_keys if n not in by_name), None)
+                raise ValidationException(
+                    f"Query condition missed key schema element: {missing}" if missing is not None
+                    else "Query key condition not supported"
+                )
+        if used != list(range_keys[:len(used)]):  # a sort attribute skipped
+            missing = next(n for n in range_keys if n not in by_name)
+            raise ValidationException(f"Query condition missed key schema element: {missing}")
+        if any(by_name[name][0] != "EQ" for name in used[:-1]):  # a range condition before the last
+            raise ValidationException("Query key condition not supported")
+        for name, (op, values) in by_name.items():
+            wanted = attribute_types.get(name)
+            for value in values:
+                check_key_value_not_empty(name, value)
+                if wanted is not None and wanted not in value:
+                    raise ValidationException(
+                        INVALID_PARAMETERS + "Condition parameter type does not match schema type"
+                    )
+        self.partition_name = hash_keys[0]
+        self.partition_value = [by_name[name][1][0] for name in hash_keys]
+        self.sort_prefix = [by_name[name][1][0] for name in used[:-1]]
+        if used:
+            self.sort_name = used[-1]
+            self.sort_op, self.sort_values = by_name[used[-1]]
         else:
             self.sort_name, self.sort_op, self.sort_values = None, None, []
 

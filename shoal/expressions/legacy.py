@@ -175,9 +175,9 @@ def key_condition_from_key_conditions(key_conditions: dict) -> KeyCondition:
         if op not in ("EQ", "LT", "LE", "GT", "GE", "BETWEEN", "BEGINS_WITH"):
             raise ValidationException("Attempted conditional constraint is not an indexable operation")
         conditions.append((name, op, values))
-    if len(conditions) > 2:
+    if len(conditions) > 8:  # four partition and four sort attributes at most (multi-attribute keys)
         raise ValidationException("Conditions can be of length 1 or 2 only")
-    return KeyCondition(conditions)
+    return KeyCondition(conditions, legacy=True)  # more than 2 only for multi-attribute keys
 
 
 def projection_from_attributes_to_get(names: list) -> Projection:
