@@ -1,5 +1,7 @@
 """CloudWatch's metric API, JSON protocol: GetMetricStatistics, GetMetricData,
-ListMetrics and PutMetricData.
+ListMetrics and PutMetricData; and, for the rules DynamoDB's contributor
+insights make (``shoal.metrics.insights``), GetInsightRuleReport and
+DescribeInsightRules.
 
 A request is checked in three steps: required parameters (MissingParameter,
 named as the query protocol names them: ``MetricData.member.1.MetricName``),
@@ -44,6 +46,7 @@ import orjson
 from shoal.api.shapes import ShapeValidator
 from shoal.errors import SerializationException, ValidationException
 from shoal.metrics.errors import (
+    CloudWatchError,
     InvalidAction,
     InvalidNextToken,
     InvalidParameterCombination,
@@ -82,9 +85,21 @@ _PERCENTILE = re.compile(r"p(\d{1,2}(\.\d{0,10})?|100(\.0{0,10})?)$")
 _METRIC_ID = re.compile(r"[a-z][a-zA-Z0-9_]*$")
 _INSIGHTS_QUERY = re.compile(r"\s*SELECT\s+[A-Za-z]", re.IGNORECASE)  # not an Id named "select"
 
-READS = frozenset({"GetMetricStatistics", "GetMetricData", "ListMetrics"})
+INSIGHT_ORDERS = ("Sum", "Maximum")
+INSIGHT_METRICS = ("UniqueContributors", "MaxContributorValue", "SampleCount", "Sum", "Minimum", "Maximum", "Average")
+
+READS = frozenset({"GetMetricStatistics", "GetMetricData", "ListMetrics", "GetInsightRuleReport",
+                   "DescribeInsightRules"})
 WRITES = frozenset({"PutMetricData"})
 OPERATIONS = READS | WRITES
+
+
+class InsightRuleNotFound(CloudWatchError):
+    """GetInsightRuleReport's unknown rule (the model's ResourceNotFoundException)."""
+
+    type_name = "ResourceNotFoundException"
+    code = "ResourceNotFoundException"
+    status = 404
 
 
 # ---------------------------------------------------------------- checks of the request
@@ -250,16 +265,22 @@ def minute_values(txn, series_id: int, start: int, end: float, name: str) -> lis
 class CloudWatch:
     """CloudWatch's metric operations over one worker's storage."""
 
-    def __init__(self, engine, clock: Callable[[], float], flush: Callable[[], None] | None = None) -> None:
+    def __init__(self, engine, clock: Callable[[], float], flush: Callable[[], None] | None = None,
+                 insights_flush: Callable[[], None] | None = None) -> None:
         self.engine = engine
         self.clock = clock
         self.flush = flush or (lambda: None)  # writes what this worker has not flushed yet
+        #: writes the contributor insights this worker counted (``shoal.metrics.insights``)
+        self.insights_flush = insights_flush or (lambda: None)
+        self._catalog = None
         self.validator = ShapeValidator.for_service("cloudwatch")
         self.required = _Required({"shapes": self.validator._shapes,
                                    "operations": {name: ({"input": {"shape": shape}} if shape else {})
                                                   for name, shape in self.validator._inputs.items()}})
         self._handlers = {"GetMetricStatistics": self.get_metric_statistics, "GetMetricData": self.get_metric_data,
-                          "ListMetrics": self.list_metrics, "PutMetricData": self.put_metric_data}
+                          "ListMetrics": self.list_metrics, "PutMetricData": self.put_metric_data,
+                          "GetInsightRuleReport": self.get_insight_rule_report,
+                          "DescribeInsightRules": self.describe_insight_rules}
 
     def known(self, operation: str) -> bool:
         """Whether ``operation`` is one of CloudWatch's (Shoal offers ``OPERATIONS``)."""
@@ -437,6 +458,113 @@ class CloudWatch:
             response["NextToken"] = next_token
         return response
 
+    # -- Contributor Insights (DynamoDB's rules: shoal.metrics.insights) ---------------------
+
+    def _insights_catalog(self):
+        if self._catalog is None:
+            from shoal.api.catalog import Catalog
+
+            self._catalog = Catalog(self.engine)
+        return self._catalog
+
+    def get_insight_rule_report(self, data: dict, region: str) -> dict:
+        """The top contributors of one of DynamoDB's rules over [StartTime,
+        EndTime): ranked by their Sum over the window or by their Maximum in
+        one Period, each with its value per Period; the rule's figures per
+        Period (MetricDatapoints) for the Metrics asked.  A DynamoDB rule
+        counts (AggregateOn Count), so each observation's value is 1."""
+        from shoal.metrics.insights import Sketch, STORED_CAPACITY, find_rule, read_minutes
+
+        now = self.clock()
+        start, end = _epoch(data["StartTime"]), _epoch(data["EndTime"])
+        if start == end:
+            raise InvalidParameterValue("The parameter StartTime must not equal parameter EndTime.")
+        if start > end:
+            raise InvalidParameterValue("The parameter StartTime must be less than the parameter EndTime.")
+        period = data["Period"]
+        if period % 60:
+            raise InvalidParameterValue("The parameter Period must be a multiple of 60.")
+        count = data.get("MaxContributorCount")
+        count = 10 if count is None else count
+        if not 1 <= count <= 100:
+            raise InvalidParameterValue(f"The value {count} for parameter MaxContributorCount is invalid: "
+                                        "it must be between 1 and 100.")
+        order = data.get("OrderBy") or "Sum"
+        if order not in INSIGHT_ORDERS:
+            raise InvalidParameterValue(f"The value {order} for parameter OrderBy is invalid: "
+                                        "it must be Sum or Maximum.")
+        metrics = data.get("Metrics") or []
+        for i, name in enumerate(metrics, 1):
+            if name not in INSIGHT_METRICS:
+                raise InvalidParameterValue(f"The value {name} for parameter Metrics.member.{i} is invalid.")
+        first = int(start // 60 * 60)
+        if math.ceil((end - first) / period) > MAX_DATAPOINTS:
+            raise InvalidParameterCombination(
+                f"You have requested up to {math.ceil((end - first) / period)} datapoints, which exceeds the limit "
+                f"of {MAX_DATAPOINTS}. You may reduce the datapoints requested by increasing Period, or decreasing "
+                "the time range.")
+        self.insights_flush()
+        with self.engine.read() as txn:
+            rule = find_rule(txn, self._insights_catalog(), region, data["RuleName"], now)
+            if rule is None:
+                raise InsightRuleNotFound(f"Rule {data['RuleName']} does not exist.")
+            minutes = read_minutes(txn, rule.name, first, end)
+        periods: dict[int, Sketch] = {}
+        window = Sketch(STORED_CAPACITY)
+        for minute, sketch in minutes:
+            bucket = first + (minute - first) // period * period
+            have = periods.get(bucket)
+            periods[bucket] = sketch if have is None else have.merge(sketch)
+        for sketch in periods.values():
+            window.merge(sketch)
+        per_key: dict[tuple, list] = {}  # key -> [(period start, value)]
+        for at in sorted(periods):
+            for key, value in periods[at].counts.items():
+                per_key.setdefault(key, []).append((at, value))
+        if order == "Sum":
+            ranked = window.top(count)
+        else:
+            ranked = sorted(((key, max(v for _, v in points)) for key, points in per_key.items()),
+                            key=lambda item: (-item[1], item[0]))[:count]
+        contributors = [{"Keys": list(key), "ApproximateAggregateValue": float(value),
+                         "Datapoints": [{"Timestamp": at, "ApproximateValue": float(v)}
+                                        for at, v in per_key.get(key, ())]}
+                        for key, value in ranked]
+        datapoints = []
+        if metrics:
+            for at in sorted(periods):
+                sketch = periods[at]
+                figures = {"UniqueContributors": float(len(sketch.counts)),
+                           "MaxContributorValue": float(max(sketch.counts.values(), default=0)),
+                           "SampleCount": float(sketch.total), "Sum": float(sketch.total),
+                           "Minimum": 1.0, "Maximum": 1.0, "Average": 1.0}
+                datapoints.append({"Timestamp": at, **{name: figures[name] for name in metrics}})
+        return {"KeyLabels": list(rule.labels), "AggregationStatistic": "Count",
+                "AggregateValue": float(window.total), "ApproximateUniqueCount": len(window.counts),
+                "Contributors": contributors, "MetricDatapoints": datapoints}
+
+    def describe_insight_rules(self, data: dict, region: str) -> dict:
+        """The rules DynamoDB made for the tables and GSIs with insights on, by
+        name, in pages of MaxResults (500 by default)."""
+        from shoal.metrics.insights import all_rules
+
+        limit = data.get("MaxResults") or 500
+        token = data.get("NextToken")
+        after = None
+        if token is not None:
+            try:
+                after = base64.urlsafe_b64decode(token.encode()).decode()
+            except ValueError:
+                raise InvalidNextToken("The service couldn't process the NextToken.") from None
+        with self.engine.read() as txn:
+            rules = all_rules(txn, self._insights_catalog(), region, self.clock())
+        if after is not None:
+            rules = [rule for rule in rules if rule.name > after]
+        out = {"InsightRules": [_insight_rule(rule) for rule in rules[:limit]]}
+        if len(rules) > limit:
+            out["NextToken"] = base64.urlsafe_b64encode(rules[limit - 1].name.encode()).decode()
+        return out
+
     # -- PutMetricData -----------------------------------------------------------------------
 
     def put_metric_data(self, data: dict, region: str) -> Callable[[], bytes]:
@@ -476,6 +604,18 @@ class CloudWatch:
             return {}
 
         return job
+
+
+def _insight_rule(rule) -> dict:
+    """A DynamoDB rule as DescribeInsightRules shows it: a managed rule,
+    counting the key attributes it names (Shoal's own rendering of the
+    definition: DynamoDB's is not documented)."""
+    definition = {"Schema": {"Name": "ServiceLogRule", "Version": 1}, "AggregateOn": "Count",
+                  "Contribution": {"Keys": list(rule.labels)},
+                  "Resource": {"TableName": rule.table, **({"IndexName": rule.index} if rule.index else {})},
+                  "RuleType": rule.kind}
+    return {"Name": rule.name, "State": "ENABLED", "Schema": '{"Name": "ServiceLogRule", "Version": 1}',
+            "Definition": orjson.dumps(definition).decode(), "ManagedRule": True}
 
 
 def _checked_window(data: dict) -> tuple[float, float]:

@@ -6,7 +6,9 @@ credential scope (region) -> model-driven shape validation -> the operation
 in ``shoal.api`` -> a JSON response with x-amzn-RequestId and x-amz-crc32.
 With metrics on, each DynamoDB request's operation, table, latency and
 outcome, and what it consumed (``Context.meter``), go to the worker's
-recorder (``shoal.metrics``).  CloudWatch's metric API (JSON protocol,
+recorder (``shoal.metrics``); for the tables with contributor insights on,
+the keys it read or wrote (or was refused for want of throughput) are
+counted after it ran (``shoal.metrics.insights``).  CloudWatch's metric API (JSON protocol,
 ``X-Amz-Target: GraniteServiceVersion20100801.<Op>``, signed for the service
 ``monitoring``) and ``GET /metrics`` (Prometheus) are answered here too.
 """
@@ -38,6 +40,7 @@ from shoal.api.changelog import DEFAULT_RETENTION_S
 from shoal.errors import (
     InternalServerError,
     NotImplementedOperation,
+    ProvisionedThroughputExceededException,
     SerializationException,
     ShoalError,
     UnknownOperationException,
@@ -46,6 +49,7 @@ from shoal.metrics import Metrics, enabled_by_default as metrics_by_default, swi
 from shoal.metrics import dynamodb as dynamodb_metrics
 from shoal.auth.audit import DEFAULT_FILE as DEFAULT_AUDIT_FILE, AuditLog
 from shoal.metrics.alarms import Alarms, Evaluator as AlarmEvaluator
+from shoal.metrics.insights import Insights
 from shoal.server import cbor_protocol
 from shoal.server.services import CERTIFICATE_PATH, Services, signed_service
 from shoal.sns import Delivery as SnsDelivery, Sns
@@ -177,6 +181,9 @@ class Dispatcher:
             self._metered, self._metered_request = self.metrics.recorder.pairs, self.metrics.recorder.request
         else:
             metrics_off(engine)
+        # Contributor insights (shoal.metrics.insights): the keys of requests to the
+        # tables and GSIs that have them on, counted after the operation ran
+        self.insights = Insights(engine, self.catalog, self.clock, self.committer.submit)
         self._cloudwatch_api = None  # built on the first CloudWatch request, or for the alarms below
         # SNS (the topics alarm actions notify) and alarms, evaluated by every
         # worker (metrics on or off: PutMetricData's custom metrics have alarms
@@ -188,7 +195,7 @@ class Dispatcher:
         self.sns_delivery = SnsDelivery(engine, self.clock, self._audit_delivery)
         self.services = Services(self)
         extra_jobs = list(self.metrics.jobs(self.committer.submit)) if self.metrics is not None else []
-        extra_jobs += [AlarmEvaluator(self.alarms), self.sns_delivery]
+        extra_jobs += [AlarmEvaluator(self.alarms), self.sns_delivery, self.insights]
         # Application Auto Scaling's API, and the job that follows its targets' consumption
         self.autoscaling = AutoScaling(engine, self.catalog, self.clock)
         if self.capacity is not None:
@@ -392,6 +399,7 @@ class Dispatcher:
         ctx = Context(region, DEFAULT_ACCOUNT, self.engine, catalog, access_key, self.clock, self.s3_dir)
         writes = operation in WRITE_OPERATIONS and not (operation in PARTIQL_OPERATIONS and reads_only(operation, data))
         capacity = self.capacity
+        insights = self.insights.active  # empty unless a table has contributor insights on: then nothing is counted
 
         def job() -> bytes:
             nonlocal meter
@@ -400,7 +408,10 @@ class Dispatcher:
                 capacity.current = (operation, writes, data, ctx)
             try:
                 result = handler(ctx, data)
-            except ShoalError:
+            except ShoalError as exc:
+                if insights and type(exc) is ProvisionedThroughputExceededException and not job.__dict__.get("seen"):
+                    job.seen = True  # a request run again alone after its group failed counts once
+                    self.insights.observe(region, operation, data, True)
                 if deferred:  # the model's errors anywhere in the request come first
                     validator.validate(operation, data)
                 raise
@@ -409,6 +420,9 @@ class Dispatcher:
                     capacity.current = None
                     if capacity.metered is not None:  # it drew on limited throughput: charge it
                         capacity.settle(ctx)
+            if insights and not job.__dict__.get("seen"):  # the keys the request read or wrote
+                job.seen = True
+                self.insights.observe(region, operation, data, False)
             return result if isinstance(result, bytes) else orjson.dumps(result)
 
         job.long = operation in LONG_OPERATIONS
@@ -481,7 +495,7 @@ class Dispatcher:
             from shoal.metrics.cloudwatch import CloudWatch
 
             flush = self.metrics.recorder.flush if self.metrics is not None else None
-            self._cloudwatch_api = CloudWatch(self.engine, self.clock, flush)
+            self._cloudwatch_api = CloudWatch(self.engine, self.clock, flush, self.insights.flush)
         return self._cloudwatch_api
 
     def _audit_delivery(self, *, action: str, resource: str, decision: str, reason: str) -> None:

@@ -1,0 +1,387 @@
+"""Contributor insights' data: the most accessed and most throttled keys of
+the tables and GSIs that have insights enabled (``shoal.api.insights``),
+read through CloudWatch's GetInsightRuleReport and DescribeInsightRules.
+
+```
+ dispatcher, after an operation ran (or was refused with ProvisionedThroughputExceededException)
+      |  only while some table of the worker's region map has insights on: Insights.active is empty otherwise
+      v
+ Insights.observe    the request's keys -> a Sketch per (rule, minute), in memory
+      |  every second (background job) and before any report
+      v
+ meta insights/d/<minute start u32><rule name>  -> Sketch, merged by every worker's flush
+```
+
+A ``Sketch`` keeps a bounded top-K of one rule's contributors in one minute,
+in the manner of Space-Saving (Metwally, Agrawal, El Abbadi, 2005), batched:
+it lets its table grow to twice its capacity, then keeps the ``capacity``
+largest counts and raises its ``floor`` to the largest count it dropped.  A
+key first seen after that starts at the floor (its possible past), so that
+every kept count is at least the key's true count and at most ``floor``
+more, and every dropped key counted at most ``floor``.  Two sketches merge
+(``merge``) with the same guarantees, which lets the workers' sketches of a
+minute add up in storage, and a report add up the minutes of its window.
+
+Counting follows the request body: the Key (or a PutItem's Item, whose
+GSI key attributes count for the GSIs too) of the single-item operations,
+batches and transactions, and a Query's partition value (the partition-key
+rules only).  A ProvisionedThroughputExceededException counts the request's
+keys as throttled (and, in ACCESSED_AND_THROTTLED_KEYS mode, as accessed:
+DynamoDB's accessed rules see every request).
+
+Which tables count is this worker's map ``active``, reloaded every second
+by the background job (``Insights.__call__``); a setting reaches every
+worker before its status turns from ENABLING to ENABLED.  Not counted: Scan,
+PartiQL, items a batch returned unprocessed (counted as accessed), tables
+named by ARN, and a GSI's keys written by UpdateItem or DeleteItem.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import math
+import struct
+import time
+from typing import Callable
+
+import orjson
+
+from shoal.api.insights import ACCESSED, live_settings, rules_of, status_of
+
+log = logging.getLogger("shoal")
+
+DATA_PREFIX = b"insights/d/"
+MEMORY_CAPACITY = 1000  # contributors a worker keeps per rule and minute between flushes
+STORED_CAPACITY = 200  # contributors kept per rule and minute in storage
+RETENTION_S = 15 * 86400
+_MINUTE = struct.Struct(">I")
+_READS_WRITES = frozenset({"GetItem", "PutItem", "UpdateItem", "DeleteItem"})
+
+
+class Sketch:
+    """A bounded top-K of counts (see the module's docstring)."""
+
+    __slots__ = ("capacity", "counts", "floor", "total")
+
+    def __init__(self, capacity: int = MEMORY_CAPACITY) -> None:
+        self.capacity = capacity
+        self.counts: dict = {}  # key (a tuple of strings) -> estimated count
+        self.floor = 0  # the most any key not in ``counts`` may have been counted
+        self.total = 0  # observations, exact
+
+    def add(self, key: tuple, n: int = 1) -> None:
+        counts = self.counts
+        if key in counts:
+            counts[key] += n
+        else:
+            counts[key] = self.floor + n
+            if len(counts) > 2 * self.capacity:
+                self.compact()
+        self.total += n
+
+    def compact(self) -> None:
+        """Keep the ``capacity`` largest counts; the floor rises to the largest dropped."""
+        if len(self.counts) <= self.capacity:
+            return
+        ranked = sorted(self.counts.items(), key=lambda item: item[1], reverse=True)
+        self.floor = max(self.floor, ranked[self.capacity][1])
+        self.counts = dict(ranked[: self.capacity])
+
+    def merge(self, other: "Sketch") -> "Sketch":
+        """Add ``other``'s counts to this sketch (a key missing from one side
+        counts that side's floor, which bounds what it may have had there)."""
+        counts = self.counts
+        for key, count in other.counts.items():
+            counts[key] = counts.get(key, self.floor) + count
+        for key in counts.keys() - other.counts.keys():
+            counts[key] += other.floor
+        self.floor += other.floor
+        self.total += other.total
+        if len(counts) > 2 * self.capacity:
+            self.compact()
+        return self
+
+    def top(self, n: int) -> list[tuple[tuple, int]]:
+        """The ``n`` largest (key, count), largest first, ties by key."""
+        return sorted(self.counts.items(), key=lambda item: (-item[1], item[0]))[:n]
+
+    def encode(self) -> bytes:
+        self.compact()
+        return orjson.dumps({"f": self.floor, "t": self.total, "c": [[list(k), c] for k, c in self.counts.items()]})
+
+    @classmethod
+    def decode(cls, raw, capacity: int = STORED_CAPACITY) -> "Sketch":
+        data = orjson.loads(bytes(raw))
+        sketch = cls(capacity)
+        sketch.floor, sketch.total = data["f"], data["t"]
+        sketch.counts = {tuple(key): count for key, count in data["c"]}
+        return sketch
+
+
+def data_key(minute: int, rule_name: str) -> bytes:
+    return DATA_PREFIX + _MINUTE.pack(minute) + rule_name.encode()
+
+
+def write_sketches(txn, pending: dict) -> None:
+    """Merge ``{(rule name, minute start): Sketch}`` into storage."""
+    for (name, minute), sketch in pending.items():
+        key = data_key(minute, name)
+        old = txn.get("meta", key)
+        merged = Sketch.decode(old).merge(sketch) if old is not None else sketch
+        merged.capacity = STORED_CAPACITY
+        txn.put("meta", key, merged.encode())
+
+
+def prune(txn, before: int, limit: int = 1000) -> int:
+    """Delete up to ``limit`` stored minutes that start before ``before``; how many."""
+    doomed = [bytes(key) for key, _ in txn.scan("meta", DATA_PREFIX, data_key(max(0, before), ""))][:limit]
+    for key in doomed:
+        txn.delete("meta", key)
+    return len(doomed)
+
+
+def key_text(value) -> str | None:
+    """A key attribute's value as the report shows it: a string's or number's
+    text, a binary's base64."""
+    if type(value) is not dict or len(value) != 1:
+        return None
+    (kind, text), = value.items()
+    return text if kind in ("S", "N", "B") and isinstance(text, str) else None
+
+
+class _Target:
+    """The rules of one enabled table or GSI, as the counting needs them."""
+
+    __slots__ = ("hash", "range", "accessed", "pkc", "pkt", "skc", "skt")
+
+    def __init__(self, setting: dict) -> None:
+        self.hash, self.range = setting["hash"], setting["range"]
+        self.accessed = setting["mode"] == ACCESSED
+        names = {rule.kind: rule.name for rule in rules_of(setting)}
+        self.pkc, self.pkt, self.skc, self.skt = (names.get(kind) for kind in ("PKC", "PKT", "SKC", "SKT"))
+
+
+class _Table:
+    __slots__ = ("table", "indexes")
+
+    def __init__(self) -> None:
+        self.table: _Target | None = None
+        self.indexes: dict[str, _Target] = {}
+
+
+class Insights:
+    """The counting of one worker process, and its background job."""
+
+    __name__ = "contributor_insights"
+
+    def __init__(self, engine, catalog, clock: Callable[[], float] = time.time,
+                 submit: Callable | None = None) -> None:
+        self.engine = engine
+        self.catalog = catalog
+        self.clock = clock
+        self.submit = submit
+        #: (region, table name) -> _Table of the tables with insights on; filled in
+        #: place, so that the dispatcher may hold it: empty, nothing is counted
+        self.active: dict[tuple, _Table] = {}
+        self.pending: dict[tuple, Sketch] = {}  # (rule name, minute start) -> Sketch
+        self._pruned_at = 0.0
+
+    # -- what is enabled --------------------------------------------------------------------
+
+    def reload(self) -> None:
+        """Read which tables and GSIs have insights on (ENABLING or ENABLED)."""
+        now = self.clock()
+        found: dict[tuple, _Table] = {}
+        with self.engine.read() as txn:
+            for table, setting in live_settings(txn, self.catalog):
+                if status_of(setting, now) not in ("ENABLING", "ENABLED"):
+                    continue
+                entry = found.setdefault((table.region, table.name), _Table())
+                if setting["index"]:
+                    entry.indexes[setting["index"]] = _Target(setting)
+                else:
+                    entry.table = _Target(setting)
+        active = self.active  # changed key by key: a request counting meanwhile sees one or the other
+        for gone in active.keys() - found.keys():
+            del active[gone]
+        active.update(found)
+
+    # -- counting ---------------------------------------------------------------------------
+
+    def observe(self, region: str, operation: str, data: dict, throttled: bool) -> None:
+        """Count a request's keys (it ran, or was throttled)."""
+        try:
+            self._observe(region, operation, data, throttled)
+        except Exception:  # a body the operation accepted but this reading did not foresee: never fail a request
+            log.error("contributor insights could not read a %s request:\n", operation, exc_info=True)
+
+    def _observe(self, region: str, operation: str, data: dict, throttled: bool) -> None:
+        active = self.active
+        minute = int(self.clock() // 60) * 60
+        if operation in _READS_WRITES:
+            entry = active.get((region, data.get("TableName")))
+            if entry is not None:
+                put = operation == "PutItem"
+                self._item(entry, data.get("Item") if put else data.get("Key"), put, throttled, minute)
+        elif operation == "Query":
+            entry = active.get((region, data.get("TableName")))
+            if entry is not None:
+                index = data.get("IndexName")
+                target = entry.indexes.get(index) if index is not None else entry.table
+                if target is not None:
+                    value = _partition_value(data, target.hash)
+                    if value is not None:
+                        self._count(target.pkc if target.accessed else None, target.pkt if throttled else None,
+                                    (value,), minute)
+        elif operation == "BatchGetItem":
+            for name, spec in (data.get("RequestItems") or {}).items():
+                entry = active.get((region, name))
+                if entry is not None:
+                    for key in spec.get("Keys") or ():
+                        self._item(entry, key, False, throttled, minute)
+        elif operation == "BatchWriteItem":
+            for name, requests in (data.get("RequestItems") or {}).items():
+                entry = active.get((region, name))
+                if entry is not None:
+                    for request in requests:
+                        put = request.get("PutRequest")
+                        if put is not None:
+                            self._item(entry, put.get("Item"), True, throttled, minute)
+                        else:
+                            self._item(entry, (request.get("DeleteRequest") or {}).get("Key"), False, throttled,
+                                       minute)
+        elif operation in ("TransactGetItems", "TransactWriteItems"):
+            for action in data.get("TransactItems") or ():
+                for kind, part in action.items():
+                    entry = active.get((region, part.get("TableName")))
+                    if entry is not None:
+                        put = kind == "Put"
+                        self._item(entry, part.get("Item") if put else part.get("Key"), put, throttled, minute)
+
+    def _item(self, entry: _Table, item, whole: bool, throttled: bool, minute: int) -> None:
+        """Count one key (or a whole item, whose GSI keys count for the GSIs too)."""
+        if not isinstance(item, dict):
+            return
+        targets = [entry.table] if entry.table is not None else []
+        if whole:
+            targets += entry.indexes.values()
+        for target in targets:
+            value = key_text(item.get(target.hash))
+            if value is None:
+                continue  # a GSI the item is not in (sparse)
+            self._count(target.pkc if target.accessed else None, target.pkt if throttled else None, (value,), minute)
+            if target.range is not None:
+                sort = key_text(item.get(target.range))
+                if sort is not None:
+                    self._count(target.skc if target.accessed else None, target.skt if throttled else None,
+                                (value, sort), minute)
+
+    def _count(self, accessed: str | None, throttled: str | None, key: tuple, minute: int) -> None:
+        pending = self.pending
+        for rule in (accessed, throttled):
+            if rule is None:
+                continue
+            sketch = pending.get((rule, minute))
+            if sketch is None:
+                sketch = pending[(rule, minute)] = Sketch()
+            sketch.add(key)
+
+    # -- storing ----------------------------------------------------------------------------
+
+    def flush(self) -> None:
+        """Write what this worker counted, now, in a transaction of its own (before a report)."""
+        pending, self.pending = self.pending, {}
+        if pending:
+            with self.engine.write() as txn:
+                write_sketches(txn, pending)
+
+    def __call__(self) -> bool:
+        """The background round: store what was counted (through the group
+        committer when serving), drop minutes past retention now and then,
+        and reload the settings."""
+        pending, self.pending = self.pending, {}
+        if pending:
+            self._store(pending)
+        now = self.clock()
+        more = False
+        if now - self._pruned_at > 600:
+            with self.engine.write() as txn:
+                more = prune(txn, int(now - RETENTION_S)) > 0
+            if not more:
+                self._pruned_at = now
+        self.reload()
+        return more
+
+    def _store(self, pending: dict) -> None:
+        submit = self.submit
+        try:
+            asyncio.get_running_loop()
+        except RuntimeError:  # outside the event loop (a test): write at once
+            submit = None
+        if submit is None:
+            with self.engine.write() as txn:
+                write_sketches(txn, pending)
+            return
+
+        def job() -> bytes:
+            with self.engine.write() as txn:
+                write_sketches(txn, pending)
+            return b""
+
+        def done(future) -> None:
+            if future.cancelled() or future.exception() is not None:  # counted again at the next round
+                for key, sketch in pending.items():
+                    have = self.pending.get(key)
+                    self.pending[key] = sketch if have is None else have.merge(sketch)
+
+        submit(job).add_done_callback(done)
+
+
+def _partition_value(data: dict, hash_key: str) -> str | None:
+    """A Query's partition-key value, from KeyConditionExpression or KeyConditions."""
+    text = data.get("KeyConditionExpression")
+    if text is not None:
+        from shoal.expressions import ExpressionContext, parse_key_condition
+
+        condition = parse_key_condition(text, ExpressionContext(data.get("ExpressionAttributeNames"),
+                                                                 data.get("ExpressionAttributeValues")))
+        for name, operator, values in condition.conditions:
+            if name == hash_key and operator == "EQ":
+                return key_text(values[0])
+        return None
+    spec = (data.get("KeyConditions") or {}).get(hash_key) or {}
+    values = spec.get("AttributeValueList") or ()
+    return key_text(values[0]) if spec.get("ComparisonOperator") == "EQ" and values else None
+
+
+# ---------------------------------------------------------------- reading (CloudWatch)
+
+
+def find_rule(txn, catalog, region: str, name: str, now: float):
+    """The enabled rule named ``name`` in ``region``, or None."""
+    for _, setting in live_settings(txn, catalog, region):
+        if status_of(setting, now) in ("ENABLING", "ENABLED"):
+            for rule in rules_of(setting):
+                if rule.name == name:
+                    return rule
+    return None
+
+
+def all_rules(txn, catalog, region: str, now: float) -> list:
+    """Every enabled rule of ``region``, by name."""
+    rules = []
+    for _, setting in live_settings(txn, catalog, region):
+        if status_of(setting, now) in ("ENABLING", "ENABLED"):
+            rules.extend(rules_of(setting))
+    return sorted(rules, key=lambda rule: rule.name)
+
+
+def read_minutes(txn, rule_name: str, start: int, end: float) -> list[tuple[int, Sketch]]:
+    """(minute start, Sketch) of the rule's stored minutes in [start, end)."""
+    out = []
+    for minute in range(start - start % 60, math.ceil(end), 60):
+        raw = txn.get("meta", data_key(minute, rule_name))
+        if raw is not None:
+            out.append((minute, Sketch.decode(raw)))
+    return out

@@ -1,0 +1,301 @@
+"""Contributor insights without a server: the bounded top-K sketch's
+guarantees (hypothesis), the settings' life cycle (status by time, modes,
+rule names, the list's order and pages, DynamoDB's not-found messages), and
+the counting of requests' keys into stored per-minute sketches."""
+
+from __future__ import annotations
+
+from collections import Counter
+
+import pytest
+from hypothesis import given, settings, strategies as st
+
+from shoal.api import Context
+from shoal.api import insights as api
+from shoal.api import tables
+from shoal.api.catalog import Catalog
+from shoal.errors import ResourceNotFoundException, ValidationException
+from shoal.metrics.insights import Insights, Sketch, find_rule, read_minutes
+
+REGION = "us-east-1"
+
+
+class Clock:
+    def __init__(self, now: float = 1_800_000_000.0) -> None:
+        self.now = now
+
+    def __call__(self) -> float:
+        return self.now
+
+
+# ---------------------------------------------------------------- the sketch
+
+streams = st.lists(st.integers(min_value=0, max_value=60), min_size=0, max_size=600)
+
+
+def check_guarantees(sketch: Sketch, truth: Counter) -> None:
+    assert sketch.total == sum(truth.values())
+    for key, count in truth.items():
+        if key in sketch.counts:
+            assert count <= sketch.counts[key] <= count + sketch.floor
+        else:
+            assert count <= sketch.floor  # a dropped key was never counted more than the floor
+    assert len(sketch.counts) <= 2 * sketch.capacity
+
+
+@settings(max_examples=200, deadline=None)
+@given(streams, st.integers(min_value=1, max_value=8))
+def test_a_sketch_overestimates_by_at_most_its_floor(stream, capacity):
+    sketch = Sketch(capacity)
+    for value in stream:
+        sketch.add((str(value),))
+    check_guarantees(sketch, Counter((str(v),) for v in stream))
+    sketch.compact()
+    check_guarantees(sketch, Counter((str(v),) for v in stream))
+    assert len(sketch.counts) <= capacity
+
+
+@settings(max_examples=200, deadline=None)
+@given(streams, streams, st.integers(min_value=1, max_value=8))
+def test_merged_sketches_keep_the_guarantees_of_the_whole_stream(left, right, capacity):
+    a, b = Sketch(capacity), Sketch(capacity)
+    for value in left:
+        a.add((str(value),))
+    for value in right:
+        b.add((str(value),))
+    stored = Sketch.decode(b.encode(), capacity)  # through storage's form
+    check_guarantees(a.merge(stored), Counter((str(v),) for v in left + right))
+
+
+@settings(max_examples=100, deadline=None)
+@given(st.lists(st.sampled_from(["a", "b", "c", "d"]), max_size=200))
+def test_a_sketch_within_its_capacity_counts_exactly(stream):
+    sketch = Sketch(10)
+    for value in stream:
+        sketch.add((value,))
+    assert sketch.floor == 0
+    assert sketch.counts == {(k,): n for k, n in Counter(stream).items()}
+
+
+def test_a_heavy_hitter_survives_a_long_tail():
+    sketch = Sketch(20)
+    for i in range(5000):
+        sketch.add(("hot",) if i % 4 == 0 else (f"cold{i}",))
+    top = sketch.top(1)
+    assert top[0][0] == ("hot",)
+    assert 1250 <= top[0][1] <= 1250 + sketch.floor
+    assert sketch.total == 5000
+
+
+# ---------------------------------------------------------------- settings
+
+
+@pytest.fixture
+def clock():
+    return Clock()
+
+
+@pytest.fixture
+def ctx(engine, clock):
+    return Context(REGION, "000000000000", engine, Catalog(engine), now=clock)
+
+
+def create(ctx, name="events", *, range_key=True, gsi=True, lsi=False):
+    attrs = [{"AttributeName": "user_id", "AttributeType": "S"}]
+    schema = [{"AttributeName": "user_id", "KeyType": "HASH"}]
+    if range_key:
+        attrs.append({"AttributeName": "ts", "AttributeType": "N"})
+        schema.append({"AttributeName": "ts", "KeyType": "RANGE"})
+    request = {"TableName": name, "KeySchema": schema, "AttributeDefinitions": attrs, "BillingMode": "PAY_PER_REQUEST"}
+    if gsi:
+        attrs.append({"AttributeName": "content_id", "AttributeType": "S"})
+        request["GlobalSecondaryIndexes"] = [{"IndexName": "by_content",
+                                              "KeySchema": [{"AttributeName": "content_id", "KeyType": "HASH"}],
+                                              "Projection": {"ProjectionType": "KEYS_ONLY"}}]
+    if lsi:
+        attrs.append({"AttributeName": "device", "AttributeType": "S"})
+        request["LocalSecondaryIndexes"] = [{"IndexName": "by_device",
+                                             "KeySchema": [{"AttributeName": "user_id", "KeyType": "HASH"},
+                                                           {"AttributeName": "device", "KeyType": "RANGE"}],
+                                             "Projection": {"ProjectionType": "KEYS_ONLY"}}]
+    tables.create_table(ctx, request)
+    return name
+
+
+def update(ctx, name="events", action="ENABLE", **extra):
+    return api.update_contributor_insights(ctx, {"TableName": name, "ContributorInsightsAction": action, **extra})
+
+
+def describe(ctx, name="events", **extra):
+    return api.describe_contributor_insights(ctx, {"TableName": name, **extra})
+
+
+def test_a_never_configured_table_is_disabled_without_mode_or_time(ctx):
+    create(ctx)
+    assert describe(ctx) == {"TableName": "events", "ContributorInsightsStatus": "DISABLED"}
+    assert describe(ctx, IndexName="by_content") == {"TableName": "events", "IndexName": "by_content",
+                                                     "ContributorInsightsStatus": "DISABLED"}
+    # DISABLE of what was never enabled: a no-op that echoes it
+    assert update(ctx, action="DISABLE") == {"TableName": "events", "ContributorInsightsStatus": "DISABLED"}
+
+
+def test_enable_goes_through_enabling_and_names_four_rules(ctx, clock):
+    create(ctx)
+    assert update(ctx) == {"TableName": "events", "ContributorInsightsStatus": "ENABLING",
+                           "ContributorInsightsMode": "ACCESSED_AND_THROTTLED_KEYS"}
+    since = int(clock.now * 1000)
+    rules = [f"DynamoDBContributorInsights-{kind}-events-{since}" for kind in ("PKC", "PKT", "SKC", "SKT")]
+    assert describe(ctx) == {"TableName": "events", "ContributorInsightsStatus": "ENABLING",
+                             "ContributorInsightsMode": "ACCESSED_AND_THROTTLED_KEYS",
+                             "ContributorInsightsRuleList": rules, "LastUpdateDateTime": clock.now}
+    clock.now += api.ENABLING_S
+    assert describe(ctx)["ContributorInsightsStatus"] == "ENABLED"
+    # ENABLE again in the same mode: nothing changes
+    assert update(ctx)["ContributorInsightsStatus"] == "ENABLED"
+    assert describe(ctx)["LastUpdateDateTime"] == clock.now - api.ENABLING_S
+
+
+def test_a_mode_change_reenables_with_the_same_rule_time_and_fewer_rules(ctx, clock):
+    create(ctx, range_key=False)
+    update(ctx)
+    since = int(clock.now * 1000)
+    clock.now += 10
+    answer = update(ctx, ContributorInsightsMode="THROTTLED_KEYS")
+    assert answer["ContributorInsightsStatus"] == "ENABLING"
+    assert describe(ctx)["ContributorInsightsRuleList"] == [f"DynamoDBContributorInsights-PKT-events-{since}"]
+    clock.now += 10
+    update(ctx)  # an omitted mode is ACCESSED_AND_THROTTLED_KEYS again
+    assert describe(ctx)["ContributorInsightsMode"] == "ACCESSED_AND_THROTTLED_KEYS"
+
+
+def test_disable_then_enable_makes_new_rules(ctx, clock):
+    create(ctx, range_key=False, gsi=False)
+    update(ctx)
+    first = int(clock.now * 1000)
+    clock.now += 5
+    assert update(ctx, action="DISABLE")["ContributorInsightsStatus"] == "DISABLING"
+    assert "ContributorInsightsRuleList" not in describe(ctx)
+    clock.now += api.DISABLING_S
+    assert describe(ctx)["ContributorInsightsStatus"] == "DISABLED"
+    assert describe(ctx)["ContributorInsightsMode"] == "ACCESSED_AND_THROTTLED_KEYS"
+    clock.now += 1
+    update(ctx)
+    rules = describe(ctx)["ContributorInsightsRuleList"]
+    assert rules[0] == f"DynamoDBContributorInsights-PKC-events-{int(clock.now * 1000)}" != first
+
+
+def test_index_rules_name_the_table_and_the_index(ctx, clock):
+    create(ctx)
+    update(ctx, IndexName="by_content")
+    since = int(clock.now * 1000)
+    assert describe(ctx, IndexName="by_content")["ContributorInsightsRuleList"] == [
+        f"DynamoDBContributorInsights-PKC-events-by_content-{since}",
+        f"DynamoDBContributorInsights-PKT-events-by_content-{since}"]
+    assert describe(ctx)["ContributorInsightsStatus"] == "DISABLED"  # per index, not per table
+
+
+def test_missing_table_local_index_and_unknown_index_are_not_found(ctx):
+    create(ctx, lsi=True)
+    for call in (lambda: describe(ctx, "nothing"), lambda: update(ctx, "nothing"),
+                 lambda: api.list_contributor_insights(ctx, {"TableName": "nothing"})):
+        with pytest.raises(ResourceNotFoundException) as info:
+            call()
+        assert info.value.message == "Requested resource not found: Table: nothing not found"
+    for index in ("by_device", "nope"):
+        for call in (lambda: describe(ctx, IndexName=index), lambda: update(ctx, IndexName=index)):
+            with pytest.raises(ResourceNotFoundException) as info:
+                call()
+            assert info.value.message == f"Requested resource not found: Index: {index} not found for table: events"
+
+
+def test_the_list_omits_disabled_entries_and_pages_table_before_index(ctx, clock):
+    create(ctx, "b_table")
+    create(ctx, "a_table")
+    create(ctx, "c_table")
+    update(ctx, "b_table")
+    update(ctx, "b_table", IndexName="by_content")
+    update(ctx, "a_table", ContributorInsightsMode="THROTTLED_KEYS")
+    update(ctx, "c_table")
+    update(ctx, "c_table", action="DISABLE")
+    clock.now += api.DISABLING_S
+    listed = api.list_contributor_insights(ctx, {})
+    assert listed == {"ContributorInsightsSummaries": [
+        {"TableName": "a_table", "ContributorInsightsStatus": "ENABLED", "ContributorInsightsMode": "THROTTLED_KEYS"},
+        {"TableName": "b_table", "ContributorInsightsStatus": "ENABLED",
+         "ContributorInsightsMode": "ACCESSED_AND_THROTTLED_KEYS"},
+        {"TableName": "b_table", "IndexName": "by_content", "ContributorInsightsStatus": "ENABLED",
+         "ContributorInsightsMode": "ACCESSED_AND_THROTTLED_KEYS"}]}
+    pages, token = [], None
+    while True:
+        page = api.list_contributor_insights(ctx, {"MaxResults": 1, **({"NextToken": token} if token else {})})
+        pages.append(page["ContributorInsightsSummaries"])
+        token = page.get("NextToken")
+        if token is None:
+            break
+    assert pages == [[summary] for summary in listed["ContributorInsightsSummaries"]]
+    only = api.list_contributor_insights(ctx, {"TableName": "b_table"})["ContributorInsightsSummaries"]
+    assert [s.get("IndexName") for s in only] == [None, "by_content"]
+    with pytest.raises(ValidationException):
+        api.list_contributor_insights(ctx, {"NextToken": "not a token"})
+
+
+def test_a_table_created_again_starts_disabled(ctx):
+    create(ctx)
+    update(ctx)
+    tables.delete_table(ctx, {"TableName": "events"})
+    create(ctx)
+    assert describe(ctx) == {"TableName": "events", "ContributorInsightsStatus": "DISABLED"}
+    assert api.list_contributor_insights(ctx, {}) == {"ContributorInsightsSummaries": []}
+
+
+# ---------------------------------------------------------------- counting
+
+
+def test_requests_keys_are_counted_per_rule_and_minute(ctx, engine, clock):
+    create(ctx)
+    update(ctx)
+    update(ctx, IndexName="by_content")
+    insights = Insights(engine, ctx.catalog, clock)
+    insights.reload()
+    item = {"user_id": {"S": "u1"}, "ts": {"N": "5"}, "content_id": {"S": "c9"}}
+    insights.observe(REGION, "PutItem", {"TableName": "events", "Item": item}, False)
+    insights.observe(REGION, "GetItem", {"TableName": "events", "Key": {"user_id": {"S": "u1"}, "ts": {"N": "5"}}},
+                     False)
+    insights.observe(REGION, "Query", {"TableName": "events", "IndexName": "by_content",
+                                       "KeyConditionExpression": "#c = :c",
+                                       "ExpressionAttributeNames": {"#c": "content_id"},
+                                       "ExpressionAttributeValues": {":c": {"S": "c9"}}}, False)
+    insights.observe(REGION, "BatchWriteItem", {"RequestItems": {"events": [
+        {"DeleteRequest": {"Key": {"user_id": {"S": "u2"}, "ts": {"N": "1"}}}}]}}, True)
+    insights.observe(REGION, "GetItem", {"TableName": "other", "Key": {"user_id": {"S": "u1"}}}, False)
+    insights.flush()
+    minute = int(clock.now // 60 * 60)
+    with engine.read() as txn:
+        def counts(kind, index=""):
+            prefix = f"DynamoDBContributorInsights-{kind}-events{'-' + index if index else ''}-"
+            rule = next(r for r in _rules(txn, ctx.catalog, clock.now) if r.name.startswith(prefix))
+            return {key: n for _, sketch in read_minutes(txn, rule.name, minute, minute + 60)
+                    for key, n in sketch.counts.items()}
+
+        assert counts("PKC") == {("u1",): 2, ("u2",): 1}  # a throttled request was accessed too
+        assert counts("PKT") == {("u2",): 1}
+        assert counts("SKC") == {("u1", "5"): 2, ("u2", "1"): 1}
+        assert counts("PKC", "by_content") == {("c9",): 2}  # the put's GSI key, and the Query
+        assert find_rule(txn, ctx.catalog, REGION, "DynamoDBContributorInsights-PKC-other-1", clock.now) is None
+
+
+def test_nothing_is_counted_once_disabled(ctx, engine, clock):
+    create(ctx, gsi=False)
+    update(ctx)
+    insights = Insights(engine, ctx.catalog, clock)
+    insights.reload()
+    assert insights.active
+    update(ctx, action="DISABLE")
+    insights.reload()
+    assert insights.active == {}
+
+
+def _rules(txn, catalog, now):
+    from shoal.metrics.insights import all_rules
+
+    return all_rules(txn, catalog, REGION, now)
