@@ -373,19 +373,23 @@ class _TableGone(Exception):
 
 
 class Pacer:
-    """Keeps a job's write units at or under ``rate`` a second since it
-    (re)started: ``spent(units)`` says how long to wait after spending them."""
+    """Keeps a job's write units at or under ``rate`` a second: ``spent(units)``
+    says how long to wait after spending them.  Time left unused (a slow
+    chunk) is credited for one second at most, so a burst after a slow spell
+    stays within one second's units."""
+
+    CREDIT_S = 1.0
 
     def __init__(self, rate: float | None, clock=time.monotonic) -> None:
         self.rate, self.clock = rate, clock
-        self.started = clock()
-        self.units = 0.0
+        self.free_at = clock()  # when the units spent so far are paid for
 
     def spent(self, units: float) -> float:
         if not self.rate:
             return 0.0
-        self.units += units
-        return max(0.0, self.started + self.units / self.rate - self.clock())
+        now = self.clock()
+        self.free_at = max(self.free_at, now - self.CREDIT_S) + units / self.rate
+        return max(0.0, self.free_at - now)
 
 
 @dataclasses.dataclass
@@ -534,30 +538,34 @@ def _commit(ctx, record: dict, chunk: _Chunk, total: int, pacer: Pacer, stop: th
     if stop.is_set():
         raise Stopped()
     region = record["region"]
-    with ctx.engine.write() as txn:
+    units, outcome = 0.0, None
+    with ctx.engine.write() as txn:  # what it stores is decided inside; exceptions wait (they would abort it)
         current = _read(txn, region, record["arn"])
+        table = ctx.catalog.get(txn, region, current["table_name"]) if current is not None else None
         if current is None or current["status"] not in ACTIVE:
-            raise _Ended()
-        if current["status"] == "CANCELLING":
+            outcome = _Ended
+        elif current["status"] == "CANCELLING":
             current.update(status="CANCELLED", end=round(ctx.now(), 3))
             _store(txn, current)
-            raise _Ended()
-        table = ctx.catalog.get(txn, region, current["table_name"])
-        if table is None or table.table_id != current["table_id"]:
-            raise _TableGone()
-        units, reports = _write_lines(ctx, txn, table, current, chunk)
-        current["chunk"] += 1
-        _write_reports(ctx, current, reports)
-        if chunk.position is not None:
-            current["position"] = chunk.position
-            current["processed_bytes"] = chunk.bytes
-        current["total_bytes"] = total
-        if last:
-            current["processed_bytes"] = total
-            current["status"] = "COMPLETED_WITH_ERRORS" if current["failed"] else "COMPLETED"
-            current["end"] = round(ctx.now(), 3)
-            _write_manifest(ctx, current)
-        _store(txn, current)
+            outcome = _Ended
+        elif table is None or table.table_id != current["table_id"]:
+            outcome = _TableGone
+        else:
+            units, reports = _write_lines(ctx, txn, table, current, chunk)
+            current["chunk"] += 1
+            _write_reports(ctx, current, reports)
+            if chunk.position is not None:
+                current["position"] = chunk.position
+                current["processed_bytes"] = chunk.bytes
+            current["total_bytes"] = total
+            if last:
+                current["processed_bytes"] = total
+                current["status"] = "COMPLETED_WITH_ERRORS" if current["failed"] else "COMPLETED"
+                current["end"] = round(ctx.now(), 3)
+                _write_manifest(ctx, current)
+            _store(txn, current)
+    if outcome is not None:
+        raise outcome()
     _pause(ctx, record, pacer.spent(units), stop)
 
 
