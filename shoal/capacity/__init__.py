@@ -2,15 +2,16 @@
 
 What is limited: a table in provisioned mode has read and write capacity
 units per second (ProvisionedThroughput), each of its global secondary
-indexes its own; a table in on-demand mode may have maximums
-(OnDemandThroughput's MaxReadRequestUnits and MaxWriteRequestUnits, of the
-table and of each GSI).  Each limit is a token bucket (``Bucket``) that
+indexes its own; a table in on-demand mode, and each of its GSIs, serves
+at once up to its warm throughput or double its previous peak, capped by
+its OnDemandThroughput maximums (``shoal.capacity.on_demand``: the peak is
+kept beside the bucket and sets its rate).  Each limit is a token bucket (``Bucket``) that
 refills at the configured rate and keeps up to ``BURST_S`` (300) seconds of
 unused capacity, DynamoDB's burst capacity; a new bucket starts full, so a
 new table can spend its first five minutes' worth at once (DynamoDB keeps
 burst capacity "from unused capacity"; starting empty would throttle a
 freshly made table's first writes, which DynamoDB does not do).  An
-on-demand maximum keeps one second of burst.
+on-demand bucket keeps one second of burst.
 
 How a request meets them: it is admitted while each bucket it draws on
 holds a positive balance (a read: the table's read bucket, or the GSI's it
@@ -22,8 +23,9 @@ bucket's burst) and the next requests wait until the refill has paid it back.  O
 one request the units granted follow the rate.  A refused request gets
 ProvisionedThroughputExceededException with DynamoDB's message and its
 ThrottlingReasons (TableReadProvisionedThroughputExceeded,
-IndexWriteProvisionedThroughputExceeded, TableWriteMaxOnDemandThroughputExceeded...,
-with the table's or index's ARN).
+IndexWriteProvisionedThroughputExceeded..., with the table's or index's
+ARN); an on-demand table's, ThrottlingException with
+TableWriteKeyRangeThroughputExceeded, IndexReadMaxOnDemandThroughputExceeded...
 
 Across worker processes: the buckets live in one file every worker maps
 (``SharedBuckets``, ``<data dir>/capacity``); a worker takes tokens from a
@@ -37,9 +39,11 @@ unprocessed (UnprocessedKeys, UnprocessedItems) and are refused only when
 every table they name is throttled, as DynamoDB does; each table's part is
 admitted or not whole (DynamoDB may process some of one table's items).
 
-Not yet (issue 20's later slices): on-demand's "double the previous peak"
-rule and the per-table account quotas, per-partition limits, the daily
-budget for decreases, control-plane rate limits, and auto scaling.
+The daily budget for decreases of provisioned throughput is
+``shoal.capacity.decreases``.
+
+Not yet (issue 20's later slices): the per-table account quotas,
+per-partition limits, control-plane rate limits.
 """
 
 from __future__ import annotations
@@ -54,14 +58,26 @@ import time
 from dataclasses import dataclass
 from typing import Callable
 
+from shoal.capacity.on_demand import (
+    EMPTY,
+    MAX_MESSAGE,
+    PEAK_MESSAGE,
+    STATE,
+    OnDemandRules,
+    OnDemandThrottlingException,
+    advance,
+    ceiling,
+)
 from shoal.errors import ProvisionedThroughputExceededException
 
 BURST_S = 300.0  # DynamoDB retains up to five minutes of unused read and write capacity
 ON_DEMAND_BURST_S = 1.0
+DEFAULT_RULES = OnDemandRules()  # DynamoDB's documented numbers (a server reads SHOAL_ON_DEMAND_*)
 CHUNK_S = 0.1  # a worker takes this much of a bucket's rate at a time
 SLOTS = 16384
 _SLOT = struct.Struct("<16sddddd")  # key digest, tokens, updated (monotonic s), rate, capacity, taken in all
-_MAGIC = b"shoal-capacity-2"
+_STRIDE = _SLOT.size + STATE.size  # each slot then an on-demand bucket's peak state (on_demand.STATE)
+_MAGIC = b"shoal-capacity-3"
 READ, WRITE = "read", "write"
 ENV = "SHOAL_CAPACITY"
 
@@ -70,8 +86,6 @@ TABLE_MESSAGE = ("The level of configured provisioned throughput for the table w
 INDEX_MESSAGE = ("The level of configured provisioned throughput for one or more global secondary indexes of the "
                  "table was exceeded. Consider increasing your provisioning level for the under-provisioned global "
                  "secondary indexes with the UpdateTable API")
-MAX_MESSAGE = ("Throughput exceeds the maximum OnDemandThroughput configured on table or index. "
-               "Consider increasing your maximum throughput with the UpdateTable API")
 
 #: Operations whose tables' capacity is enforced (the data plane); the rest never draw on it.
 DATA_PLANE = frozenset({
@@ -112,11 +126,16 @@ class Limit:
     """One bucket's identity and what a throttle by it reports."""
 
     key: str  # "<table id>/<index or ''>/read|write"
-    rate: float
+    rate: float  # on demand: the least rate it can have (its warm throughput, or its maximum if lower)
     capacity: float
     reason: str  # ThrottlingReason's reason
     resource: str  # the table's or index's ARN
     message: str
+    #: On demand only: the warm throughput (its rate follows ``on_demand.ceiling``), the maximum
+    #: (0: none), and the reason when the maximum is what refuses.
+    warm: float = 0.0
+    maximum: float = 0.0
+    max_reason: str = ""
 
 
 @dataclass(frozen=True)
@@ -127,37 +146,46 @@ class Policy:
     writes: dict
 
 
-def policy_of(table) -> Policy | None:
-    """The limits a table's description sets, or None when it has none
-    (an on-demand table without OnDemandThroughput maximums: what
-    ``shoal.api.catalog.has_limits`` tells, which the catalog keeps per
-    table as ``Table.limited``)."""
+def policy_of(table, rules: OnDemandRules | None = None) -> Policy | None:
+    """The limits a table's description sets: its provisioned capacity, or
+    on demand its warm throughput, peak and maximums (by ``rules``); None
+    for a provisioned table without capacity.  The catalog calls the
+    capacity hook only for the tables ``shoal.api.catalog.has_limits``
+    marks (``Table.limited``)."""
+    rules = rules or DEFAULT_RULES
     desc = table.description
     provisioned = (desc.get("BillingModeSummary") or {}).get("BillingMode", "PROVISIONED") == "PROVISIONED" \
         and desc.get("ProvisionedThroughput") is not None
     reads, writes = {}, {}
     arn = desc.get("TableArn", table.name)
 
-    def add(index: str | None, settings: dict | None, on_demand: dict | None, resource: str) -> None:
+    def add(index: str | None, part: dict, resource: str) -> None:
         kind_name = "Index" if index is not None else "Table"
         message = INDEX_MESSAGE if index is not None else TABLE_MESSAGE
-        for kind, out, units, maximum in ((READ, reads, "ReadCapacityUnits", "MaxReadRequestUnits"),
-                                          (WRITE, writes, "WriteCapacityUnits", "MaxWriteRequestUnits")):
+        settings, on_demand, warmed = (part.get("ProvisionedThroughput"), part.get("OnDemandThroughput") or {},
+                                       part.get("WarmThroughput") or {})
+        for kind, out, units, maximum, warm_units, initial in (
+                (READ, reads, "ReadCapacityUnits", "MaxReadRequestUnits", "ReadUnitsPerSecond", rules.read_units),
+                (WRITE, writes, "WriteCapacityUnits", "MaxWriteRequestUnits", "WriteUnitsPerSecond",
+                 rules.write_units)):
             key = f"{table.table_id}/{index or ''}/{kind}"
             label = "Read" if kind == READ else "Write"
-            if provisioned and settings and settings.get(units):
-                rate = float(settings[units])
-                out[index] = Limit(key, rate, rate * BURST_S, f"{kind_name}{label}ProvisionedThroughputExceeded",
-                                   resource, message)
-            elif not provisioned and on_demand and (on_demand.get(maximum) or -1) > 0:
-                rate = float(on_demand[maximum])
-                out[index] = Limit(key, rate, rate * ON_DEMAND_BURST_S,
-                                   f"{kind_name}{label}MaxOnDemandThroughputExceeded", resource, MAX_MESSAGE)
+            if provisioned:
+                if settings and settings.get(units):
+                    rate = float(settings[units])
+                    out[index] = Limit(key, rate, rate * BURST_S, f"{kind_name}{label}ProvisionedThroughputExceeded",
+                                       resource, message)
+                continue
+            warm = max(float(warmed.get(warm_units) or 0), initial)
+            cap = float(on_demand.get(maximum) or -1)
+            cap = cap if cap > 0 else 0.0
+            floor = min(warm, cap) if cap else warm
+            out[index] = Limit(key, floor, floor * ON_DEMAND_BURST_S, f"{kind_name}{label}KeyRangeThroughputExceeded",
+                               resource, PEAK_MESSAGE, warm, cap, f"{kind_name}{label}MaxOnDemandThroughputExceeded")
 
-    add(None, desc.get("ProvisionedThroughput"), desc.get("OnDemandThroughput"), arn)
+    add(None, desc, arn)
     for gsi in desc.get("GlobalSecondaryIndexes") or ():
-        add(gsi["IndexName"], gsi.get("ProvisionedThroughput"), gsi.get("OnDemandThroughput"),
-            gsi.get("IndexArn", f"{arn}/index/{gsi['IndexName']}"))
+        add(gsi["IndexName"], gsi, gsi.get("IndexArn", f"{arn}/index/{gsi['IndexName']}"))
     if not reads and not writes:
         return None
     return Policy(reads, writes)
@@ -167,20 +195,27 @@ class SharedBuckets:
     """Buckets every worker process of a data directory shares, in a file
     they all map: ``SLOTS`` slots, found by the key's digest (linear
     probing), each locked on its own byte range while a worker takes from
-    it.  Without a path (an engine with no data directory), the buckets are
-    this process's alone."""
+    it; an on-demand bucket's slot also holds its peak state, whose
+    previous peak sets the bucket's rate.  Without a path (an engine with no
+    data directory), the buckets are this process's alone."""
 
-    def __init__(self, path: str | None, clock: Callable[[], float] = time.monotonic) -> None:
+    def __init__(self, path: str | None, clock: Callable[[], float] = time.monotonic,
+                 rules: OnDemandRules | None = None) -> None:
         self.clock = clock
+        self.rules = rules or OnDemandRules.from_environment()
+        #: key -> the on-demand ceiling (warm or twice the peak) this worker last computed: what
+        #: decides whether a throttle is the peak's or the maximum's.
+        self.ceilings: dict[str, float] = {}
         self._lock = threading.Lock()  # byte-range locks are per process: threads take this first
         self._slots: dict[bytes, int] = {}
         self._private: dict[bytes, Bucket] | None = None
         self._taken: dict[bytes, float] = {}  # the private buckets' tokens taken in all
+        self._peaks: dict[bytes, tuple] = {}  # the private buckets' peak states
         self._fd = -1
         if path is None:
             self._private = {}
             return
-        size = len(_MAGIC) + SLOTS * _SLOT.size
+        size = len(_MAGIC) + SLOTS * _STRIDE
         self._fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
         fcntl.lockf(self._fd, fcntl.LOCK_EX, len(_MAGIC), 0)
         try:
@@ -207,23 +242,53 @@ class SharedBuckets:
         with self._lock:
             if self._private is not None:
                 bucket = self._private.get(digest)
+                taken = self._taken.get(digest, 0.0)
+                rate, capacity = limit.rate, limit.capacity
+                if limit.warm:
+                    self._peaks[digest], rate, capacity = self._on_demand(limit, self._peaks.get(digest, EMPTY),
+                                                                          taken, now)
                 if bucket is None:
-                    bucket = self._private[digest] = Bucket(limit.rate, limit.capacity, now)
-                got = self._take(bucket, limit, wanted, now)
-                self._taken[digest] = self._taken.get(digest, 0.0) + got
+                    bucket = self._private[digest] = Bucket(rate, capacity, now)
+                got = self._take(bucket, rate, capacity, wanted, now)
+                self._taken[digest] = taken + got
                 return got
             offset = self._slot(digest)
-            fcntl.lockf(self._fd, fcntl.LOCK_EX, _SLOT.size, offset)
+            fcntl.lockf(self._fd, fcntl.LOCK_EX, _STRIDE, offset)
             try:
                 found, tokens, updated, rate, capacity, taken = _SLOT.unpack_from(self._map, offset)
                 assert found == digest  # a slot, once claimed, keeps its key (slots are never freed)
-                bucket = Bucket(rate, capacity, updated, tokens) if rate > 0 else Bucket(limit.rate, limit.capacity, now)
-                got = self._take(bucket, limit, wanted, now)
+                bucket = Bucket(rate, capacity, updated, tokens) if rate > 0 else None
+                rate, capacity = limit.rate, limit.capacity
+                if limit.warm:
+                    state, rate, capacity = self._on_demand(limit, STATE.unpack_from(self._map, offset + _SLOT.size),
+                                                            taken, now)
+                    STATE.pack_into(self._map, offset + _SLOT.size, *state)
+                if bucket is None:
+                    bucket = Bucket(rate, capacity, now)
+                got = self._take(bucket, rate, capacity, wanted, now)
                 _SLOT.pack_into(self._map, offset, digest, bucket.tokens, bucket.updated, bucket.rate, bucket.capacity,
                                 taken + got)
                 return got
             finally:
-                fcntl.lockf(self._fd, fcntl.LOCK_UN, _SLOT.size, offset)
+                fcntl.lockf(self._fd, fcntl.LOCK_UN, _STRIDE, offset)
+
+    def _on_demand(self, limit: Limit, state: tuple, taken: float, now: float) -> tuple:
+        """(the peak state advanced to now, the bucket's rate, its capacity) of an on-demand limit."""
+        top = ceiling(limit.warm, state[0])
+        served = min(top, limit.maximum) if limit.maximum else top
+        state = advance(state, taken, now, self.rules, served)
+        top = ceiling(limit.warm, state[0])
+        self.ceilings[limit.key] = top
+        rate = min(top, limit.maximum) if limit.maximum else top
+        return state, rate, rate * ON_DEMAND_BURST_S
+
+    def peak(self, key: str) -> tuple:
+        """The peak state of on-demand bucket ``key`` (``on_demand.STATE``'s fields), as last stored."""
+        digest = hashlib.blake2b(key.encode(), digest_size=16).digest()
+        with self._lock:
+            if self._private is not None:
+                return self._peaks.get(digest, EMPTY)
+            return STATE.unpack_from(self._map, self._slot(digest) + _SLOT.size)
 
     def taken(self, key: str) -> float:
         """The tokens taken from bucket ``key`` since it was made, by every
@@ -237,9 +302,9 @@ class SharedBuckets:
             return _SLOT.unpack_from(self._map, offset)[5]
 
     @staticmethod
-    def _take(bucket: Bucket, limit: Limit, wanted: float, now: float) -> float:
-        if bucket.rate != limit.rate or bucket.capacity != limit.capacity:
-            bucket.retune(limit.rate, limit.capacity, now)
+    def _take(bucket: Bucket, rate: float, capacity: float, wanted: float, now: float) -> float:
+        if bucket.rate != rate or bucket.capacity != capacity:
+            bucket.retune(rate, capacity, now)
         bucket.refill(now)
         if bucket.tokens <= 0:
             return 0.0
@@ -254,17 +319,18 @@ class SharedBuckets:
             return offset
         first = int.from_bytes(digest[:4], "little") % SLOTS
         for probe in range(SLOTS):
-            offset = len(_MAGIC) + (first + probe) % SLOTS * _SLOT.size
-            fcntl.lockf(self._fd, fcntl.LOCK_EX, _SLOT.size, offset)
+            offset = len(_MAGIC) + (first + probe) % SLOTS * _STRIDE
+            fcntl.lockf(self._fd, fcntl.LOCK_EX, _STRIDE, offset)
             try:
                 found = bytes(self._map[offset:offset + 16])
                 if found == digest:
                     break
                 if found == bytes(16):
                     _SLOT.pack_into(self._map, offset, digest, 0.0, 0.0, 0.0, 0.0, 0.0)
+                    STATE.pack_into(self._map, offset + _SLOT.size, *EMPTY)
                     break
             finally:
-                fcntl.lockf(self._fd, fcntl.LOCK_UN, _SLOT.size, offset)
+                fcntl.lockf(self._fd, fcntl.LOCK_UN, _STRIDE, offset)
         else:
             raise RuntimeError("every capacity slot is taken")
         self._slots[digest] = offset
@@ -313,7 +379,7 @@ class Capacity:
             return
         entry = self._policies.get(table.table_id)
         if entry is None or entry[0] is not table:
-            entry = self._policies[table.table_id] = (table, policy_of(table))
+            entry = self._policies[table.table_id] = (table, policy_of(table, self.shared.rules))
         policy = entry[1]
         if policy is None:
             return
@@ -324,8 +390,7 @@ class Capacity:
             limits = [policy.reads.get(index if index in policy.reads else None)]
         for limit in limits:
             if limit is not None and not self._has(limit):
-                exc = ProvisionedThroughputExceededException(limit.message, [
-                    {"reason": limit.reason, "resource": limit.resource}])
+                exc = self._throttle(limit)
                 exc.table = table  # a batch answers the table's part unprocessed (shoal.api.batch)
                 raise exc
         metered = self.metered
@@ -348,6 +413,17 @@ class Capacity:
                     self._spend(limit, units)
         if outer is not None:
             outer += entries
+
+    def _throttle(self, limit: Limit) -> ProvisionedThroughputExceededException:
+        """The error a throttle by ``limit`` answers: provisioned, or on
+        demand the maximum's when it is below the ceiling, else the peak's."""
+        if not limit.warm:
+            return ProvisionedThroughputExceededException(limit.message, [
+                {"reason": limit.reason, "resource": limit.resource}])
+        if limit.maximum and limit.maximum <= self.shared.ceilings.get(limit.key, limit.warm):
+            return OnDemandThrottlingException(MAX_MESSAGE, [{"reason": limit.max_reason,
+                                                              "resource": limit.resource}])
+        return OnDemandThrottlingException(limit.message, [{"reason": limit.reason, "resource": limit.resource}])
 
     # -- balances ------------------------------------------------------------------------
 
