@@ -148,9 +148,11 @@ def _description(record: dict) -> dict:
     out = {
         "BulkOperationArn": record["arn"], "BulkOperationStatus": status,
         "TableDetails": [{"TableName": record["table_name"], "TableId": record["table_id"]}],
-        "ClientToken": record["token"], "InputS3Configuration": record["input"],
-        "OutputS3Configuration": record["output"], "StartTime": record["start"],
     }
+    if record["token"] is not None:
+        out["ClientToken"] = record["token"]
+    out.update(InputS3Configuration=record["input"], OutputS3Configuration=record["output"],
+               StartTime=record["start"])
     if status not in ACTIVE and record.get("end") is not None:
         out["EndTime"] = record["end"]
     out["ProcessedItemCount"] = record["processed"]
@@ -224,8 +226,8 @@ def _check_table(table, name: str) -> None:
     if any(index.get("IndexStatus") == "CREATING" for index in indexes):
         raise ResourceInUseException("Attempt to change a resource which is still in use: "
                                      "Cannot start a bulk put items operation while an index is being created.")
-    if table.description.get("Replicas"):
-        raise ValidationException(f"Bulk put items does not support global tables: {name} has replicas")
+    if table.description.get("Replicas") or table.description.get("GlobalTableVersion"):
+        raise ValidationException(f"Bulk put items does not support global tables: {name} is a replica")
 
 
 def _being(status: str | None) -> str:
@@ -250,7 +252,7 @@ def _new_record(ctx, request: dict, given: dict, table, arn: str, token: str | N
     return {
         "kind": "bulk operation", "arn": arn, "id": arn.rsplit("/", 1)[1], "region": ctx.region,
         "account": ctx.account, "table_name": table.name, "table_id": table.table_id, "given": given,
-        "token": token if token is not None else arn.rsplit("/", 1)[1],
+        "token": token,
         "status": "IN_PROGRESS", "start": round(now, 3), "end": None,
         "input": source, "output": request["OutputS3Configuration"],
         "max_units": request.get("MaxWriteRequestUnits"), "tier": request.get("PerformanceTier") or "STANDARD",
@@ -449,6 +451,11 @@ def _load(ctx, record: dict, table, stop: threading.Event) -> None:
     objects = _objects(bucket_dir, source.get("S3KeyPrefix") or "")
     sizes = [os.path.getsize(path) for _, path in objects]
     total = sum(sizes)
+    with ctx.engine.write() as txn:  # TotalInputBytes, shown from now on
+        current = _read(txn, record["region"], record["arn"])
+        if current is not None and current["total_bytes"] != total:
+            current["total_bytes"] = total
+            _store(txn, current)
     rate = record.get("max_units")
     pacer = Pacer(rate)
     chunk = _Chunk()

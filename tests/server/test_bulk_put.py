@@ -486,3 +486,16 @@ def test_a_restart_resumes_where_the_last_chunk_ended(server):
         os.path.getsize(server.s3 / INPUT / "restart" / name) for name in ("1.json", "2.json"))
     assert scan(ddb, table) == normalized(items)
     assert stream_events(server, table) == ["INSERT"] * 4000  # no item written twice
+
+
+def test_a_table_deleted_mid_way_fails_the_operation(server):
+    ddb = server.ddb
+    table = events_table(ddb, index=False)
+    server.put_object(INPUT, "deleted/1.json", json_lines(events(4000, seed=13)))
+    arn = start(ddb, table, "deleted/", MaxWriteRequestUnits=1024)
+    wait(ddb, arn, until=lambda d: d["ProcessedItemCount"] > 0)
+    ddb.delete_table(TableName=table)
+    done = wait(ddb, arn)
+    assert (done["BulkOperationStatus"], done["FailureCode"], done["FailureMessage"]) == (
+        "FAILED", "ResourceNotFoundException", f"Table {table} was deleted during the bulk operation")
+    assert 0 < done["ProcessedItemCount"] < 4000
