@@ -86,12 +86,12 @@ class State(NamedTuple):
 EMPTY = State(ZERO, ZERO, None)
 
 
-def _pack_ballot(ballot: Ballot) -> bytes:
+def pack_ballot(ballot: Ballot) -> bytes:
     proposer = ballot.proposer.encode()
     return _COUNTER.pack(ballot.counter, len(proposer)) + proposer
 
 
-def _unpack_ballot(raw, offset: int) -> tuple[Ballot, int]:
+def unpack_ballot(raw, offset: int = 0) -> tuple[Ballot, int]:
     counter, size = _COUNTER.unpack_from(raw, offset)
     offset += _COUNTER.size
     return Ballot(counter, bytes(raw[offset:offset + size]).decode()), offset + size
@@ -100,13 +100,13 @@ def _unpack_ballot(raw, offset: int) -> tuple[Ballot, int]:
 def encode_state(state: State) -> bytes:
     """promised ballot, accepted ballot, a present flag, then the value."""
     present = state.value is not None
-    return (_pack_ballot(state.promised) + _pack_ballot(state.accepted) + _FLAG.pack(present)
+    return (pack_ballot(state.promised) + pack_ballot(state.accepted) + _FLAG.pack(present)
             + (state.value if present else b""))
 
 
 def decode_state(raw) -> State:
-    promised, offset = _unpack_ballot(raw, 0)
-    accepted, offset = _unpack_ballot(raw, offset)
+    promised, offset = unpack_ballot(raw, 0)
+    accepted, offset = unpack_ballot(raw, offset)
     (present,) = _FLAG.unpack_from(raw, offset)
     offset += _FLAG.size
     return State(promised, accepted, bytes(raw[offset:]) if present else None)
@@ -149,6 +149,14 @@ class Acceptor:
             if state.accepted != ballot or state.value != value:
                 txn.put("meta", PREFIX + key, encode_state(State(ballot, ballot, value)))
             return Reply(True, ballot, ballot, value)
+
+    def peek(self, key: bytes) -> Reply:
+        """What ``key``'s register holds, promising nothing: the first step
+        of a read (``Round(settle=True)``), which ends there when a majority
+        reports one accepted ballot, and so leaves no promise behind that a
+        later writer would take for a round in flight."""
+        state = self.state(key)
+        return Reply(True, state.promised, state.accepted, state.value)
 
     def state(self, key: bytes) -> State:
         """This acceptor's own view of ``key``, without a round: what an

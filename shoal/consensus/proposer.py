@@ -143,7 +143,7 @@ class Round:
     """
 
     def __init__(self, ballots: Ballots, acceptors: Sequence[str], key: bytes, change: Change,
-                 *, max_restarts: int = 2, retry_conflicts: bool = False) -> None:
+                 *, max_restarts: int = 2, retry_conflicts: bool = False, settle: bool = False) -> None:
         self.ballots = ballots
         self.acceptors = list(acceptors)
         self.majority = len(self.acceptors) // 2 + 1
@@ -151,9 +151,19 @@ class Round:
         self.change = change
         self.max_restarts = max_restarts
         self.retry_conflicts = retry_conflicts
+        #: leave no promise without its accept: a read first ``peek``s (no
+        #: promise) and ends there if a majority holds one accepted ballot;
+        #: a refused change always writes back what it saw.  A promise left
+        #: alone looks to the next proposer like a round in flight (a
+        #: conflict), which a server whose reads come from every region
+        #: cannot afford on every write after a read.
+        self.settle = settle
         self.restarts = 0
         self.done = False
         self.result: bytes | None = None
+        #: the ballot under which ``result`` is held by a majority (chosen): a
+        #: region applying chosen values to its table applies them in this order
+        self.chosen = ZERO
         self.error: Exception | None = None
         self.seen = ZERO  # the highest ballot any acceptor reported
         self.ballot = ZERO
@@ -165,6 +175,9 @@ class Round:
     # -- driving ------------------------------------------------------------------------------
 
     def start(self) -> list[Message]:
+        if self.settle and self.change is identity:
+            self.phase = "peek"
+            return [Message(name, "peek", self.key, ZERO) for name in self.acceptors]
         return self._prepare(ZERO)
 
     def on_reply(self, message: Message, reply: Reply) -> list[Message]:
@@ -210,6 +223,21 @@ class Round:
         refused = [r for r in self.answers.values() if r is not None and not r.granted]
         lost = sum(1 for r in self.answers.values() if r is None)
         waiting = len(self.acceptors) - len(self.answers)
+        if self.phase == "peek":
+            if len(granted) >= self.majority:
+                latest = max(granted, key=lambda r: r.accepted)
+                if sum(1 for r in granted if r.accepted == latest.accepted) >= self.majority:
+                    # A majority holds it: chosen, and nothing newer was acknowledged
+                    # before this read began (that majority would meet this one).
+                    self.done = True
+                    self.result = latest.value
+                    self.chosen = latest.accepted
+                    self.ballots.observe(self.seen)
+                    return []
+                return self._prepare(self.seen)  # a value some region lacks: a full round settles it
+            if len(granted) + waiting >= self.majority:
+                return []
+            return self._fail(Unavailable(self._unavailable(lost), False))
         if self.phase == "prepare":
             if len(granted) >= self.majority:
                 return self._accept(granted)
@@ -233,6 +261,7 @@ class Round:
                 return self._fail(self.refusal)
             self.done = True
             self.result = self.value
+            self.chosen = self.ballot
             self.ballots.observe(self.seen)
             return []
         if len(granted) + waiting >= self.majority:
@@ -261,7 +290,7 @@ class Round:
             # state it judged may have been accepted by a minority only, and
             # could yet be superseded: write it back, as a read does, so that
             # what the refusal saw stays seen.  Its own change is not applied.
-            if chosen:
+            if chosen and not self.settle:
                 return self._fail(exc)
             self.refusal = exc
             self.value = latest.value
@@ -269,6 +298,7 @@ class Round:
             if chosen and self.change is identity:
                 self.done = True
                 self.result = self.value
+                self.chosen = latest.accepted
                 self.ballots.observe(self.seen)
                 return []
         self.phase = "accept"
@@ -301,7 +331,7 @@ class Proposer:
 
     def __init__(self, region: str, acceptors: Mapping[str, object] | Sequence[object], *,
                  node: str | None = None, timeout: float = 5.0, max_restarts: int = 2,
-                 read_restarts: int = 5) -> None:
+                 read_restarts: int = 5, workers: int | None = None, settle: bool = False) -> None:
         if not isinstance(acceptors, Mapping):
             acceptors = {str(i): a for i, a in enumerate(acceptors)}
         self.region = region
@@ -310,7 +340,8 @@ class Proposer:
         self.timeout = timeout
         self.max_restarts = max_restarts
         self.read_restarts = read_restarts
-        self._pool = ThreadPoolExecutor(max_workers=4 * len(self.acceptors),
+        self.settle = settle  # see Round
+        self._pool = ThreadPoolExecutor(max_workers=workers or 4 * len(self.acceptors),
                                         thread_name_prefix=f"proposer-{region}")
 
     def write(self, key: bytes, change: Change) -> bytes | None:
@@ -318,7 +349,7 @@ class Proposer:
         result; returns the new value.  Raises what ``change`` raised,
         ``WriteConflict`` or ``Unavailable``."""
         return self._run(Round(self.ballots, list(self.acceptors), key, change,
-                               max_restarts=self.max_restarts))
+                               max_restarts=self.max_restarts, settle=self.settle))
 
     def read(self, key: bytes) -> bytes | None:
         """The latest acknowledged value of ``key`` (None: absent).
@@ -328,20 +359,38 @@ class Proposer:
         do not have ReplicatedWriteConflictException among their errors, and
         a read that restarts changes nothing that could be lost."""
         return self._run(Round(self.ballots, list(self.acceptors), key, identity,
-                               max_restarts=self.read_restarts, retry_conflicts=True))
+                               max_restarts=self.read_restarts, retry_conflicts=True, settle=self.settle))
+
+    def run(self, key: bytes, change: Change, acceptors: Mapping[str, object]) -> Round:
+        """One finished round over ``acceptors`` (for this call: a register's
+        acceptors may depend on its key); a read when ``change`` is
+        ``identity``.  Raises as ``write`` does; the round has ``result`` and
+        ``chosen``."""
+        if change is identity:
+            round_ = Round(self.ballots, list(acceptors), key, identity,
+                           max_restarts=self.read_restarts, retry_conflicts=True, settle=self.settle)
+        else:
+            round_ = Round(self.ballots, list(acceptors), key, change, max_restarts=self.max_restarts,
+                           settle=self.settle)
+        self._run(round_, acceptors)
+        return round_
 
     def close(self) -> None:
         self._pool.shutdown(wait=False, cancel_futures=True)
 
-    def _run(self, round_: Round) -> bytes | None:
+    def _run(self, round_: Round, acceptors: Mapping[str, object] | None = None) -> bytes | None:
         answers: queue.Queue = queue.Queue()
         deadline = time.monotonic() + self.timeout
 
+        acceptors = self.acceptors if acceptors is None else acceptors
+
         def call(message: Message) -> None:
-            acceptor = self.acceptors[message.acceptor]
+            acceptor = acceptors[message.acceptor]
             try:
                 if message.kind == "prepare":
                     reply = acceptor.prepare(message.key, message.ballot)
+                elif message.kind == "peek":
+                    reply = acceptor.peek(message.key)
                 else:
                     reply = acceptor.accept(message.key, message.ballot, message.value)
             except Exception:  # lost, refused by the transport, region down: no answer

@@ -4,7 +4,7 @@ Only the encoding: the HTTP side (a ``ShoalReplication`` operation that hands
 a request to this region's ``Acceptor``, and an acceptor object that sends
 one to a peer) is integration work.  Values are opaque bytes, sent base64.
 
-    request  {"Kind": "prepare"|"accept", "Key": b64, "Ballot": [n, "proposer"], "Value": b64|null}
+    request  {"Kind": "prepare"|"accept"|"peek", "Key": b64, "Ballot": [n, "proposer"], "Value": b64|null}
     reply    {"Granted": bool, "Promised": [n, p], "Accepted": [n, p], "Value": b64|null}
 """
 
@@ -40,7 +40,7 @@ def decode_request(body: dict, acceptor: str = "") -> Message:
     """A request as ``Message``; ValueError if it is not one."""
     try:
         kind = body["Kind"]
-        if kind not in ("prepare", "accept"):
+        if kind not in ("prepare", "accept", "peek"):
             raise ValueError(f"unknown kind {kind!r}")
         return Message(acceptor, kind, _bytes(body["Key"]), _ballot(body["Ballot"]), _bytes(body.get("Value")))
     except (KeyError, TypeError, ValueError) as exc:
@@ -65,4 +65,6 @@ def handle(acceptor: Acceptor, body: dict) -> dict:
     message = decode_request(body)
     if message.kind == "prepare":
         return encode_reply(acceptor.prepare(message.key, message.ballot))
+    if message.kind == "peek":
+        return encode_reply(acceptor.peek(message.key))
     return encode_reply(acceptor.accept(message.key, message.ballot, message.value))

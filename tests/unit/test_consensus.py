@@ -138,6 +138,9 @@ class Link:
     def accept(self, key, ballot, value):
         return self._send(lambda acceptor: acceptor.accept(key, ballot, value))
 
+    def peek(self, key):
+        return self._send(lambda acceptor: acceptor.peek(key))
+
 
 def proposer(regions, name="us-east-1", *, node="n1", timeout=2.0, links=None, **kwargs) -> Proposer:
     links = links or [Link(region) for region in regions]
@@ -433,6 +436,8 @@ def _drive(round_: Round, regions, deliver=lambda message: True) -> list[Message
         acceptor = by_name[message.acceptor].acceptor
         if message.kind == "prepare":
             reply = acceptor.prepare(message.key, message.ballot)
+        elif message.kind == "peek":
+            reply = acceptor.peek(message.key)
         else:
             reply = acceptor.accept(message.key, message.ballot, message.value)
         queue_ += round_.on_reply(message, reply)
@@ -695,8 +700,10 @@ class Simulation:
     CLIENTS = 3
     PATIENCE = 30  # steps before a client may time out
 
-    def __init__(self, directory: str, choose, *, majority: int | None = None, round_class=Round) -> None:
+    def __init__(self, directory: str, choose, *, majority: int | None = None, round_class=Round,
+                 settle: bool = False) -> None:
         self.choose = choose
+        self.settling = settle  # rounds that peek first and always write a refusal back
         # To break the protocol on purpose (the checker must notice):
         self.majority = majority
         self.round_class = round_class
@@ -731,7 +738,7 @@ class Simulation:
             self.written += 1
             value = (expected, f"v{self.written}")
             change = compare_and_set(None if expected is None else expected.encode(), value[1].encode())
-        round_ = self.round_class(self.ballots[client], NAMES, KEY, change)
+        round_ = self.round_class(self.ballots[client], NAMES, KEY, change, settle=self.settling)
         if self.majority is not None:
             round_.majority = self.majority
         self.rounds[client] = (round_, kind, value, self.now)
@@ -773,6 +780,8 @@ class Simulation:
                 return
             if message.kind == "prepare":
                 answer = region.acceptor.prepare(message.key, message.ballot)
+            elif message.kind == "peek":
+                answer = region.acceptor.peek(message.key)
             else:
                 answer = region.acceptor.accept(message.key, message.ballot, message.value)
             self.flight.append((client, "reply", message, answer))
@@ -871,6 +880,71 @@ def test_seeded_schedules_are_linearizable():
                             if op.status == OK and (op.kind == WRITE or (op.kind == CAS and op.result)))
     # The schedules do let operations through (124 and 48 with these seeds).
     assert completed > 100 and acknowledged > 40
+
+
+def test_seeded_schedules_of_settling_rounds_are_linearizable():
+    """The rounds Shoal's MRSC tables run (``settle``: reads peek first and
+    end there on a value a majority holds; refusals always write back)."""
+    completed = 0
+    for seed in range(25):
+        rng = random.Random(1000 + seed)
+        history, _, _ = run_simulation(rng.randrange, 400, settle=True)
+        assert check(history).ok, f"seed {seed}: {history}"
+        completed += sum(1 for op in history if op.status == OK and op.process != "final")
+    assert completed > 100
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
+@given(data=st.data(), steps=st.integers(10, 120))
+def test_random_schedules_of_settling_rounds_are_linearizable(data, steps):
+    history, final, states = run_simulation(lambda n: data.draw(st.integers(0, n - 1)), steps, settle=True)
+    result = check(history)
+    assert result.ok, f"not linearizable; deepest linearization {result.deepest}; history {history}"
+
+
+def test_a_settling_read_leaves_no_promise_for_the_next_writer_to_meet(regions):
+    """A read that ends after its prepare leaves a promise without an accept,
+    which the next proposer takes for a round in flight (a conflict); a
+    settling read peeks instead, and a refusal writes back what it judged."""
+    writer = proposer(regions, "us-east-1", node="w")
+    writer.write(KEY, put(b"v1"))
+    settled(regions)
+    hasty = proposer(regions, "us-east-2", node="r")
+    hasty.ballots.observe(Ballot(10, ""))  # its ballots above the writer's next
+    assert hasty.read(KEY) == b"v1"
+    with pytest.raises(WriteConflict) as caught:
+        writer.write(KEY, put(b"v2"))
+    assert caught.value.maybe_applied is False
+
+    writer.write(KEY, put(b"v2"))  # past the read's promise now
+    settled(regions)
+    reader = proposer(regions, "us-east-2", node="s", settle=True)
+    reader.ballots.observe(Ballot(100, ""))
+    promised = [region.state(KEY).promised for region in regions]
+    assert reader.read(KEY) == b"v2"
+    assert [region.state(KEY).promised for region in regions] == promised  # peeked: nothing promised
+    with pytest.raises(ConditionFailed):
+        reader.write(KEY, compare_and_set(b"v1", b"v3"))
+    for state in settled(regions):
+        assert state.promised == state.accepted and state.value == b"v2"
+    writer.write(KEY, put(b"v4"))  # no conflict: every promise was followed by its accept
+    assert reader.read(KEY) == b"v4"
+
+
+def test_a_settling_read_that_sees_a_value_some_region_lacks_completes_it(regions):
+    """Two answers that disagree are not a majority for one ballot: the read
+    falls back to a full round, which writes the newer value back."""
+    ballots = Ballots("us-east-1/w")
+    partial = Round(ballots, [r.name for r in regions], KEY, put(b"partial"))
+    _drive(partial, regions, deliver=lambda m: m.kind == "prepare" or m.acceptor == regions[0].name)
+    assert regions[0].state(KEY).value == b"partial" and regions[1].state(KEY).value is None
+    reader = Round(Ballots("us-east-2/r"), [r.name for r in regions], KEY, identity, settle=True,
+                   retry_conflicts=True, max_restarts=5)
+    kinds = set()
+    _drive(reader, regions, deliver=lambda m: kinds.add(m.kind) or True)
+    assert reader.result == b"partial"
+    assert kinds == {"peek", "prepare", "accept"}
+    assert [r.state(KEY).value for r in regions] == [b"partial"] * 3
 
 
 def test_the_simulation_catches_a_broken_quorum():
