@@ -1,0 +1,292 @@
+"""Contributor insights through boto3 against real servers: the viewer-events
+workload's hot title and hot viewer come first in CloudWatch's
+GetInsightRuleReport (counted by two workers, kept across a restart), the
+rules DynamoDB names in DescribeContributorInsights and DescribeInsightRules,
+throttled keys under a provisioned table with capacity limits on, the list's
+pages, and the errors (exact messages) after which the server still serves."""
+
+from __future__ import annotations
+
+import datetime
+import time
+
+import boto3
+import pytest
+from botocore.config import Config
+from botocore.exceptions import ClientError
+
+from tests.conftest import unique_name
+from tests.shoal_process import ShoalProcess
+
+HOT_TITLE = "c000042"
+HOT_VIEWER = "u00000007"
+
+
+def client(url: str, service: str = "dynamodb"):
+    """A client that never retries: every throttle is seen, and counted once."""
+    return boto3.client(service, endpoint_url=url, region_name="us-east-1", aws_access_key_id="AKIDSHOALTEST",
+                        aws_secret_access_key="secret", config=Config(retries={"total_max_attempts": 1}))
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory):
+    proc = ShoalProcess(tmp_path_factory.mktemp("insights"), "--workers", "2", "--capacity", "on").start()
+    yield proc
+    proc.stop()
+
+
+@pytest.fixture(scope="module")
+def ddb(server):
+    return client(server.url)
+
+
+@pytest.fixture(scope="module")
+def cw(server):
+    return client(server.url, "cloudwatch")
+
+
+def events_table(ddb, **extra) -> str:
+    """The viewer-events table: user_id and ts, a GSI on content_id and ts."""
+    name = unique_name("events")
+    ddb.create_table(
+        TableName=name,
+        KeySchema=[{"AttributeName": "user_id", "KeyType": "HASH"}, {"AttributeName": "ts", "KeyType": "RANGE"}],
+        AttributeDefinitions=[{"AttributeName": "user_id", "AttributeType": "S"},
+                              {"AttributeName": "ts", "AttributeType": "N"},
+                              {"AttributeName": "content_id", "AttributeType": "S"}],
+        GlobalSecondaryIndexes=[{"IndexName": "by_content",
+                                 "KeySchema": [{"AttributeName": "content_id", "KeyType": "HASH"},
+                                               {"AttributeName": "ts", "KeyType": "RANGE"}],
+                                 "Projection": {"ProjectionType": "KEYS_ONLY"},
+                                 **({"ProvisionedThroughput": extra["ProvisionedThroughput"]}
+                                    if "ProvisionedThroughput" in extra else {})}],
+        **({"BillingMode": "PAY_PER_REQUEST"} if not extra else extra))
+    return name
+
+
+def event(i: int, user: str, content: str) -> dict:
+    ts = 1_790_000_000_000 + i
+    return {"user_id": {"S": user}, "ts": {"N": str(ts)}, "event_type": {"S": "play"},
+            "content_id": {"S": content}, "session_id": {"S": f"s-{user}"}, "position_s": {"N": "12.500"},
+            "country": {"S": "FR"}, "expires_at": {"N": str(ts // 1000 + 90 * 86400)}}
+
+
+def enabled(ddb, table: str, index: str | None = None, mode: str | None = None) -> list[str]:
+    """Enable insights, wait until ENABLED (every worker counts by then); the rule names."""
+    extra = {"IndexName": index} if index else {}
+    answer = ddb.update_contributor_insights(TableName=table, ContributorInsightsAction="ENABLE", **extra,
+                                             **({"ContributorInsightsMode": mode} if mode else {}))
+    assert answer["ContributorInsightsStatus"] == "ENABLING"
+    deadline = time.monotonic() + 10
+    while True:
+        described = ddb.describe_contributor_insights(TableName=table, **extra)
+        if described["ContributorInsightsStatus"] == "ENABLED":
+            time.sleep(0.5)
+            return described["ContributorInsightsRuleList"]
+        assert time.monotonic() < deadline, described
+        time.sleep(0.2)
+
+
+def window() -> dict:
+    now = datetime.datetime.now(datetime.timezone.utc)
+    return {"StartTime": now - datetime.timedelta(minutes=10), "EndTime": now + datetime.timedelta(minutes=2)}
+
+
+def report(cw, rule: str, total: int, **extra) -> dict:
+    """The rule's report once every worker's counts (flushed each second) add up to ``total``."""
+    deadline = time.monotonic() + 10
+    while True:
+        answer = cw.get_insight_rule_report(RuleName=rule, Period=60, **window(), **extra)
+        if answer["AggregateValue"] >= total or time.monotonic() > deadline:
+            return answer
+        time.sleep(0.3)
+
+
+def rule_named(rules: list[str], kind: str) -> str:
+    return next(rule for rule in rules if rule.startswith(f"DynamoDBContributorInsights-{kind}-"))
+
+
+def error_of(call) -> dict:
+    with pytest.raises(ClientError) as info:
+        call()
+    return info.value.response
+
+
+def test_the_hot_title_and_the_hot_viewer_come_first(ddb, cw):
+    table = events_table(ddb)
+    table_rules = enabled(ddb, table)
+    index_rules = enabled(ddb, table, "by_content")
+    since = table_rules[0].rsplit("-", 1)[1]
+    assert table_rules == [f"DynamoDBContributorInsights-{kind}-{table}-{since}"
+                           for kind in ("PKC", "PKT", "SKC", "SKT")]
+    assert index_rules[0].startswith(f"DynamoDBContributorInsights-PKC-{table}-by_content-")
+    # 120 events: every third on the hot title, every fourth by the hot viewer, the rest spread out
+    items = [event(i, HOT_VIEWER if i % 4 == 0 else f"u{1000 + i:08d}",
+                   HOT_TITLE if i % 3 == 0 else f"c{1000 + i:06d}") for i in range(120)]
+    for item in items[:60]:
+        ddb.put_item(TableName=table, Item=item)
+    for start in range(60, 120, 25):
+        ddb.batch_write_item(RequestItems={table: [{"PutRequest": {"Item": item}} for item in items[start:start + 25]]})
+    for _ in range(5):  # who watched the hot title recently (pattern 5)
+        ddb.query(TableName=table, IndexName="by_content", KeyConditionExpression="content_id = :c",
+                  ExpressionAttributeValues={":c": {"S": HOT_TITLE}}, ScanIndexForward=False, Limit=10)
+    for _ in range(3):  # the hot viewer's latest events (pattern 2), through the legacy KeyConditions
+        ddb.query(TableName=table, KeyConditions={"user_id": {"ComparisonOperator": "EQ",
+                                                               "AttributeValueList": [{"S": HOT_VIEWER}]}})
+    ddb.get_item(TableName=table, Key={"user_id": {"S": HOT_VIEWER}, "ts": items[0]["ts"]})
+
+    titles = report(cw, rule_named(index_rules, "PKC"), 125, MaxContributorCount=3,
+                    Metrics=["UniqueContributors", "MaxContributorValue", "SampleCount"])
+    assert titles["KeyLabels"] == ["content_id"]
+    assert titles["AggregationStatistic"] == "Count"
+    assert titles["AggregateValue"] == 125.0  # 120 puts, 5 queries
+    assert titles["ApproximateUniqueCount"] == 81  # the hot title and 80 others
+    assert len(titles["Contributors"]) == 3
+    first = titles["Contributors"][0]
+    assert first["Keys"] == [HOT_TITLE] and first["ApproximateAggregateValue"] == 45.0  # 40 events, 5 queries
+    assert sum(point["ApproximateValue"] for point in first["Datapoints"]) == 45.0
+    assert [c["ApproximateAggregateValue"] for c in titles["Contributors"][1:]] == [1.0, 1.0]
+    assert sum(point["SampleCount"] for point in titles["MetricDatapoints"]) == 125.0
+    assert max(point["MaxContributorValue"] for point in titles["MetricDatapoints"]) <= 45.0
+    assert all(set(point) == {"Timestamp", "UniqueContributors", "MaxContributorValue", "SampleCount"}
+               for point in titles["MetricDatapoints"])
+
+    viewers = report(cw, rule_named(table_rules, "PKC"), 124)
+    assert viewers["KeyLabels"] == ["user_id"]
+    assert viewers["AggregateValue"] == 124.0  # 120 puts, 3 queries, 1 get
+    assert viewers["Contributors"][0]["Keys"] == [HOT_VIEWER]
+    assert viewers["Contributors"][0]["ApproximateAggregateValue"] == 34.0  # 30 events, 3 queries, 1 get
+    assert len(viewers["Contributors"]) == 10  # MaxContributorCount's default
+    assert viewers["MetricDatapoints"] == []  # no Metrics asked
+
+    keys = report(cw, rule_named(table_rules, "SKC"), 121)
+    assert keys["KeyLabels"] == ["user_id", "ts"]
+    assert keys["Contributors"][0]["Keys"] == [HOT_VIEWER, items[0]["ts"]["N"]]  # written, then read
+    assert keys["Contributors"][0]["ApproximateAggregateValue"] == 2.0
+    # nothing was throttled
+    assert report(cw, rule_named(table_rules, "PKT"), 0)["Contributors"] == []
+
+    described = {rule["Name"]: rule for rule in cw.describe_insight_rules()["InsightRules"]}
+    assert set(table_rules + index_rules) <= set(described)
+    assert described[table_rules[0]]["State"] == "ENABLED"
+
+
+def test_throttled_keys_of_a_provisioned_table(ddb, cw):
+    table = events_table(ddb, BillingMode="PROVISIONED",
+                         ProvisionedThroughput={"ReadCapacityUnits": 5, "WriteCapacityUnits": 1})
+    rules = enabled(ddb, table, mode="THROTTLED_KEYS")
+    assert [rule.split("-")[1] for rule in rules] == ["PKT", "SKT"]  # no accessed-key rules in this mode
+    # one item of 350 KB spends the 300 units banked (and more): the next writes are throttled
+    big = event(0, "u00000001", "c000001")
+    big["blob"] = {"S": "x" * 350_000}
+    ddb.put_item(TableName=table, Item=big)
+    throttled = 0
+    for i in range(1, 13):
+        answer = error_of(lambda: ddb.put_item(TableName=table, Item=event(i, HOT_VIEWER if i % 3 else "u00000002",
+                                                                            HOT_TITLE)))
+        assert answer["Error"]["Code"] == "ProvisionedThroughputExceededException"
+        throttled += 1
+    hot = report(cw, rule_named(rules, "PKT"), throttled)
+    assert hot["AggregateValue"] == 12.0
+    assert [(c["Keys"], c["ApproximateAggregateValue"]) for c in hot["Contributors"]] == [
+        ([HOT_VIEWER], 8.0), (["u00000002"], 4.0)]
+    ranked = report(cw, rule_named(rules, "PKT"), throttled, OrderBy="Maximum", MaxContributorCount=1)
+    assert [c["Keys"] for c in ranked["Contributors"]] == [[HOT_VIEWER]]
+    # the server still serves the table's reads
+    assert ddb.get_item(TableName=table, Key={"user_id": {"S": "u00000001"}, "ts": big["ts"]})["Item"]
+
+
+def test_disabled_insights_have_no_rules_and_are_not_listed(ddb, cw):
+    table = events_table(ddb)
+    rules = enabled(ddb, table)
+    again = ddb.update_contributor_insights(TableName=table, ContributorInsightsAction="ENABLE")  # a no-op
+    again.pop("ResponseMetadata")
+    assert again == {"TableName": table, "ContributorInsightsStatus": "ENABLED",
+                     "ContributorInsightsMode": "ACCESSED_AND_THROTTLED_KEYS"}
+    listed = ddb.list_contributor_insights(TableName=table)["ContributorInsightsSummaries"]
+    assert listed == [{"TableName": table, "ContributorInsightsStatus": "ENABLED",
+                       "ContributorInsightsMode": "ACCESSED_AND_THROTTLED_KEYS"}]
+    answer = ddb.update_contributor_insights(TableName=table, ContributorInsightsAction="DISABLE")
+    assert answer["ContributorInsightsStatus"] == "DISABLING"
+    time.sleep(2.2)
+    assert ddb.describe_contributor_insights(TableName=table)["ContributorInsightsStatus"] == "DISABLED"
+    assert ddb.list_contributor_insights(TableName=table)["ContributorInsightsSummaries"] == []
+    names = {rule["Name"] for rule in cw.describe_insight_rules()["InsightRules"]}
+    assert not names & set(rules)
+    gone = error_of(lambda: cw.get_insight_rule_report(RuleName=rules[0], Period=60, **window()))
+    assert gone["ResponseMetadata"]["HTTPStatusCode"] == 404
+    assert gone["Error"]["Code"] == "ResourceNotFoundException"
+    assert gone["Error"]["Message"] == f"Rule {rules[0]} does not exist."
+
+
+def test_the_account_wide_list_pages_table_before_its_index(ddb):
+    first, second = events_table(ddb), events_table(ddb)
+    enabled(ddb, first)
+    enabled(ddb, first, "by_content")
+    enabled(ddb, second, mode="THROTTLED_KEYS")
+    seen, token = [], None
+    while True:
+        page = ddb.list_contributor_insights(MaxResults=1, **({"NextToken": token} if token else {}))
+        assert len(page["ContributorInsightsSummaries"]) <= 1
+        seen += page["ContributorInsightsSummaries"]
+        token = page.get("NextToken")
+        if token is None:
+            break
+    ours = [(s["TableName"], s.get("IndexName"), s["ContributorInsightsMode"]) for s in seen
+            if s["TableName"] in (first, second)]
+    assert ours == [(first, None, "ACCESSED_AND_THROTTLED_KEYS"), (first, "by_content", "ACCESSED_AND_THROTTLED_KEYS"),
+                    (second, None, "THROTTLED_KEYS")]
+
+
+def test_errors_use_dynamodb_messages_and_the_server_still_serves(ddb, cw):
+    table = events_table(ddb)
+    missing = unique_name("missing")
+    for call in (lambda: ddb.describe_contributor_insights(TableName=missing),
+                 lambda: ddb.update_contributor_insights(TableName=missing, ContributorInsightsAction="ENABLE"),
+                 lambda: ddb.list_contributor_insights(TableName=missing)):
+        answer = error_of(call)
+        assert answer["ResponseMetadata"]["HTTPStatusCode"] == 400
+        assert answer["Error"] == {"Code": "ResourceNotFoundException",
+                                   "Message": f"Requested resource not found: Table: {missing} not found"}
+    for call in (lambda: ddb.describe_contributor_insights(TableName=table, IndexName="by_title"),
+                 lambda: ddb.update_contributor_insights(TableName=table, IndexName="by_title",
+                                                         ContributorInsightsAction="ENABLE")):
+        assert error_of(call)["Error"] == {
+            "Code": "ResourceNotFoundException",
+            "Message": f"Requested resource not found: Index: by_title not found for table: {table}"}
+    answer = error_of(lambda: cw.get_insight_rule_report(RuleName="DynamoDBContributorInsights-PKC-none-1",
+                                                         Period=60, **window()))
+    assert answer["Error"]["Code"] == "ResourceNotFoundException"
+    rules = enabled(ddb, table)
+    answer = error_of(lambda: cw.get_insight_rule_report(RuleName=rules[0], Period=60, OrderBy="Average", **window()))
+    assert answer["Error"] == {"Code": "InvalidParameterValue", "Type": "Sender",
+                               "Message": "The value Average for parameter OrderBy is invalid: it must be Sum or "
+                                          "Maximum.", "QueryErrorCode": "InvalidParameterValueException"}
+    answer = error_of(lambda: cw.get_insight_rule_report(RuleName=rules[0], Period=60, MaxContributorCount=101,
+                                                         **window()))
+    assert answer["Error"]["Message"] == ("The value 101 for parameter MaxContributorCount is invalid: "
+                                          "it must be between 1 and 100.")
+    # still serving, insights included
+    assert ddb.describe_table(TableName=table)["Table"]["TableStatus"] == "ACTIVE"
+    assert ddb.describe_contributor_insights(TableName=table)["ContributorInsightsStatus"] == "ENABLED"
+
+
+def test_counts_survive_a_restart(tmp_path):
+    proc = ShoalProcess(tmp_path, "--workers", "1").start()
+    try:
+        ddb, cw = client(proc.url), client(proc.url, "cloudwatch")
+        table = events_table(ddb)
+        rules = enabled(ddb, table)
+        for i in range(7):
+            ddb.put_item(TableName=table, Item=event(i, HOT_VIEWER, HOT_TITLE))
+        assert report(cw, rules[0], 7)["AggregateValue"] == 7.0
+    finally:
+        proc.stop()
+    proc = ShoalProcess(tmp_path, "--workers", "1").start()
+    try:
+        ddb, cw = client(proc.url), client(proc.url, "cloudwatch")
+        assert ddb.describe_contributor_insights(TableName=table)["ContributorInsightsRuleList"] == rules
+        again = report(cw, rules[0], 7)
+        assert [(c["Keys"], c["ApproximateAggregateValue"]) for c in again["Contributors"]] == [([HOT_VIEWER], 7.0)]
+    finally:
+        proc.stop()
