@@ -143,23 +143,27 @@ def prune(txn, before: int, limit: int = 1000) -> int:
 
 def key_text(value) -> str | None:
     """A key attribute's value as the report shows it: a string's or number's
-    text, a binary's base64."""
-    if type(value) is not dict or len(value) != 1:
+    text, a binary's base64 (as the request carried them)."""
+    if type(value) is not dict:
         return None
-    (kind, text), = value.items()
-    return text if kind in ("S", "N", "B") and isinstance(text, str) else None
+    text = value.get("S") or value.get("N") or value.get("B")
+    return text if type(text) is str else None
 
 
 class _Target:
     """The rules of one enabled table or GSI, as the counting needs them."""
 
-    __slots__ = ("hash", "range", "accessed", "pkc", "pkt", "skc", "skt")
+    __slots__ = ("hash", "range", "accessed", "pkc", "pkt", "skc", "skt", "rules")
 
     def __init__(self, setting: dict) -> None:
         self.hash, self.range = setting["hash"], setting["range"]
         self.accessed = setting["mode"] == ACCESSED
         names = {rule.kind: rule.name for rule in rules_of(setting)}
         self.pkc, self.pkt, self.skc, self.skt = (names.get(kind) for kind in ("PKC", "PKT", "SKC", "SKT"))
+        #: whether throttled -> (partition-key rules, partition-and-sort-key rules) that count the request
+        self.rules = {throttled: (tuple(r for r in (self.pkc, self.pkt if throttled else None) if r),
+                                  tuple(r for r in (self.skc, self.skt if throttled else None) if r))
+                      for throttled in (False, True)}
 
 
 class _Table:
@@ -232,8 +236,7 @@ class Insights:
                 if target is not None:
                     value = _partition_value(data, target.hash)
                     if value is not None:
-                        self._count(target.pkc if target.accessed else None, target.pkt if throttled else None,
-                                    (value,), minute)
+                        self._count(target.rules[throttled][0], (value,), minute)
         elif operation == "BatchGetItem":
             for name, spec in (data.get("RequestItems") or {}).items():
                 entry = active.get((region, name))
@@ -261,27 +264,28 @@ class Insights:
 
     def _item(self, entry: _Table, item, whole: bool, throttled: bool, minute: int) -> None:
         """Count one key (or a whole item, whose GSI keys count for the GSIs too)."""
-        if not isinstance(item, dict):
+        if type(item) is not dict:
             return
-        targets = [entry.table] if entry.table is not None else []
+        if entry.table is not None:
+            self._key(entry.table, item, throttled, minute)
         if whole:
-            targets += entry.indexes.values()
-        for target in targets:
-            value = key_text(item.get(target.hash))
-            if value is None:
-                continue  # a GSI the item is not in (sparse)
-            self._count(target.pkc if target.accessed else None, target.pkt if throttled else None, (value,), minute)
-            if target.range is not None:
-                sort = key_text(item.get(target.range))
-                if sort is not None:
-                    self._count(target.skc if target.accessed else None, target.skt if throttled else None,
-                                (value, sort), minute)
+            for target in entry.indexes.values():
+                self._key(target, item, throttled, minute)
 
-    def _count(self, accessed: str | None, throttled: str | None, key: tuple, minute: int) -> None:
+    def _key(self, target: _Target, item: dict, throttled: bool, minute: int) -> None:
+        value = key_text(item.get(target.hash))
+        if value is None:
+            return  # a GSI the item is not in (sparse)
+        partition_rules, sort_rules = target.rules[throttled]
+        self._count(partition_rules, (value,), minute)
+        if sort_rules:
+            sort = key_text(item.get(target.range))
+            if sort is not None:
+                self._count(sort_rules, (value, sort), minute)
+
+    def _count(self, rules: tuple, key: tuple, minute: int) -> None:
         pending = self.pending
-        for rule in (accessed, throttled):
-            if rule is None:
-                continue
+        for rule in rules:
             sketch = pending.get((rule, minute))
             if sketch is None:
                 sketch = pending[(rule, minute)] = Sketch()
