@@ -24,16 +24,18 @@ minute add up in storage, and a report add up the minutes of its window.
 
 Counting follows the request body: the Key (or a PutItem's Item, whose
 GSI key attributes count for the GSIs too) of the single-item operations,
-batches and transactions, and a Query's partition value (the partition-key
-rules only).  A ProvisionedThroughputExceededException counts the request's
+batches, transactions and PartiQL statements, and a Query's partition value
+(the partition-key rules only).  A ProvisionedThroughputExceededException counts the request's
 keys as throttled (and, in ACCESSED_AND_THROTTLED_KEYS mode, as accessed:
 DynamoDB's accessed rules see every request).
 
 Which tables count is this worker's map ``active``, reloaded every second
 by the background job (``Insights.__call__``); a setting reaches every
-worker before its status turns from ENABLING to ENABLED.  Not counted: Scan,
-PartiQL, items a batch returned unprocessed (counted as accessed), tables
-named by ARN, and a GSI's keys written by UpdateItem or DeleteItem.
+worker before its status turns from ENABLING to ENABLED.  PartiQL counts the
+key its WHERE names by equalities (an INSERT, its item).  Not counted: Scan,
+a SELECT without the partition key, items a batch returned unprocessed
+(counted as accessed), tables named by ARN, and a GSI's keys written by
+UpdateItem or DeleteItem.
 """
 
 from __future__ import annotations
@@ -261,6 +263,37 @@ class Insights:
                     if entry is not None:
                         put = kind == "Put"
                         self._item(entry, part.get("Item") if put else part.get("Key"), put, throttled, minute)
+        elif operation in ("ExecuteStatement", "BatchExecuteStatement", "ExecuteTransaction"):
+            self._statements(region, operation, data, throttled, minute)
+
+    def _statements(self, region: str, operation: str, data: dict, throttled: bool, minute: int) -> None:
+        """PartiQL: an INSERT's item; the key a SELECT, UPDATE or DELETE names
+        by equalities in its WHERE (on an index, its partition key)."""
+        from shoal.api.partiql import request_statements
+        from shoal.errors import ShoalError
+        from shoal.partiql import ast
+        from shoal.partiql.translate import bind_value, split_key
+
+        for parsed in request_statements(operation, data):
+            if isinstance(parsed, ShoalError):
+                continue
+            statement, params = parsed
+            target = statement.select if isinstance(statement, ast.Exists) else statement
+            entry = self.active.get((region, target.table))
+            if entry is None:
+                continue
+            if isinstance(target, ast.Insert):
+                self._item(entry, bind_value(target.item, params)["M"], True, throttled, minute)
+                continue
+            index = target.index if isinstance(target, ast.Select) else None
+            schema = entry.indexes.get(index) if index is not None else entry.table
+            if schema is None or target.where is None:  # no index rules, or a scan
+                continue
+            key = split_key(target.where, (schema.hash, schema.range) if schema.range else (schema.hash,), params)[0]
+            if index is None:
+                self._item(entry, key, False, throttled, minute)
+            elif key_text(key.get(schema.hash)) is not None:
+                self._count(schema.rules[throttled][0], (key_text(key[schema.hash]),), minute)
 
     def _item(self, entry: _Table, item, whole: bool, throttled: bool, minute: int) -> None:
         """Count one key (or a whole item, whose GSI keys count for the GSIs too)."""

@@ -284,6 +284,39 @@ def test_requests_keys_are_counted_per_rule_and_minute(ctx, engine, clock):
         assert find_rule(txn, ctx.catalog, REGION, "DynamoDBContributorInsights-PKC-other-1", clock.now) is None
 
 
+def test_partiql_statements_count_the_keys_they_name(ctx, engine, clock):
+    create(ctx)
+    update(ctx)
+    update(ctx, IndexName="by_content")
+    insights = Insights(engine, ctx.catalog, clock)
+    insights.reload()
+    insights.observe(REGION, "ExecuteStatement", {
+        "Statement": "INSERT INTO events VALUE {'user_id': 'u1', 'ts': 7, 'content_id': ?}",
+        "Parameters": [{"S": "c9"}]}, False)
+    insights.observe(REGION, "ExecuteStatement", {
+        "Statement": "SELECT * FROM events WHERE user_id = ? AND ts = 7", "Parameters": [{"S": "u1"}]}, False)
+    insights.observe(REGION, "BatchExecuteStatement", {"Statements": [
+        {"Statement": "UPDATE events SET x = 1 WHERE user_id = 'u2' AND ts = 1"},
+        {"Statement": "SELECT * FROM events.by_content WHERE content_id = 'c9'"},
+        {"Statement": "SELECT * FROM events"},  # a scan: no key
+        {"Statement": "SELEC nothing"}]}, True)
+    insights.flush()
+    minute = int(clock.now // 60 * 60)
+    with engine.read() as txn:
+        rules = {rule.name.split("-")[1] + ("/gsi" if rule.index else ""): rule.name
+                 for rule in _rules(txn, ctx.catalog, clock.now)}
+
+        def counts(kind):
+            return {key: n for _, sketch in read_minutes(txn, rules[kind], minute, minute + 60)
+                    for key, n in sketch.counts.items()}
+
+        assert counts("PKC") == {("u1",): 2, ("u2",): 1}
+        assert counts("PKT") == {("u2",): 1}
+        assert counts("SKC") == {("u1", "7"): 2, ("u2", "1"): 1}
+        assert counts("PKC/gsi") == {("c9",): 2}
+        assert counts("PKT/gsi") == {("c9",): 1}
+
+
 def test_nothing_is_counted_once_disabled(ctx, engine, clock):
     create(ctx, gsi=False)
     update(ctx)
