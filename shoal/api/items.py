@@ -39,6 +39,26 @@ MAX_ITEM_SIZE = 400 * 1024
 # ---------------------------------------------------------------- shared pieces
 
 
+class StrongTable(Exception):
+    """Raised inside an item request's storage transaction (which it ends,
+    having written nothing) when the table is MRSC: the request then runs
+    as a consensus round (``shoal.replication.strong``)."""
+
+    def __init__(self, table, key: dict) -> None:
+        self.table = table
+        self.key = key
+
+
+def _strong():
+    """The MRSC side (shoal.replication.strong), imported when a table needs
+    it: a table whose description says MultiRegionConsistency STRONG has its
+    item requests run as consensus rounds there; every other table keeps the
+    path below, with one dictionary look-up more."""
+    from shoal.replication import strong
+
+    return strong
+
+
 def parse_write_condition(request: dict, ctx_expr):
     """The condition of a write: ConditionExpression or legacy Expected."""
     text = request.get("ConditionExpression")
@@ -96,16 +116,21 @@ def put_item(ctx, request: dict):
     except ValidationException as exc:
         raise in_envelope(newer_wording(exc)) from None
 
-    with ctx.engine.write() as txn:
-        table = ctx.catalog.require(txn, ctx.region, request["TableName"])
-        key = checked_key_in_item(table, item)
-        skey = storage_key(table, key)
-        old_raw = txn.get("items", skey)
-        if condition is not None:
-            check_condition(condition, stored_item(old_raw) if old_raw is not None else None, request)
-        index_units = {} if table.indexes else None
-        write_item(txn, table, skey, key, old_raw, item, size, now=ctx.now(), index_units=index_units)
-        metrics = _collection_metrics(txn, table, request, key)
+    try:
+        with ctx.engine.write() as txn:
+            table = ctx.catalog.require(txn, ctx.region, request["TableName"])
+            key = checked_key_in_item(table, item)
+            if table.description.get("MultiRegionConsistency") == "STRONG":
+                raise StrongTable(table, key)
+            skey = storage_key(table, key)
+            old_raw = txn.get("items", skey)
+            if condition is not None:
+                check_condition(condition, stored_item(old_raw) if old_raw is not None else None, request)
+            index_units = {} if table.indexes else None
+            write_item(txn, table, skey, key, old_raw, item, size, now=ctx.now(), index_units=index_units)
+            metrics = _collection_metrics(txn, table, request, key)
+    except StrongTable as exc:
+        return _strong().put_item(ctx, exc, request, item, size, condition, return_values)
 
     old_size = stored_size(old_raw) if old_raw is not None else 0
     units = item_write_units(old_size, size)
@@ -142,7 +167,13 @@ def get_item(ctx, request: dict):
             key = checked_key(table, request["Key"])
         except ValueWordingException as exc:  # DynamoDB's newer validation words some value faults anew
             raise newer_wording(exc) from None
-        raw = txn.get("items", storage_key(table, key))
+        if consistent and table.description.get("MultiRegionConsistency") == "STRONG":
+            strong = StrongTable(table, key)
+        else:
+            strong = None
+            raw = txn.get("items", storage_key(table, key))
+    if strong is not None:
+        return _strong().get_item(ctx, strong, request, projection)
 
     want_capacity = request.get("ReturnConsumedCapacity") not in (None, "NONE")
     sink = ctx.meter
@@ -194,27 +225,32 @@ def update_item(ctx, request: dict):
     except ValidationException as exc:
         raise in_envelope(newer_wording(exc)) from None
 
-    with ctx.engine.write() as txn:
-        table = ctx.catalog.require(txn, ctx.region, request["TableName"])
-        key = checked_key(table, request["Key"])
-        if update is not None:
-            for name in update.top_level_names:
-                if name == table.hash_key or name == table.range_key:
-                    raise ValidationException(
-                        INVALID_PARAMETERS + "Cannot update attribute "
-                        f"{name}. This attribute is part of the key"
-                    )
-        skey = storage_key(table, key)
-        old_raw = txn.get("items", skey)
-        old = stored_item(old_raw) if old_raw is not None else None
-        check_condition(condition, old, request)
-        new_item = created_by(update, old, key)
-        size = item_size(new_item) if new_item is not None else 0
-        if size > MAX_ITEM_SIZE:
-            raise ValidationException("Item size to update has exceeded the maximum allowed size")
-        index_units = {} if table.indexes else None
-        write_item(txn, table, skey, key, old_raw, new_item, size, now=ctx.now(), index_units=index_units)
-        metrics = _collection_metrics(txn, table, request, key)
+    try:
+        with ctx.engine.write() as txn:
+            table = ctx.catalog.require(txn, ctx.region, request["TableName"])
+            key = checked_key(table, request["Key"])
+            if update is not None:
+                for name in update.top_level_names:
+                    if name == table.hash_key or name == table.range_key:
+                        raise ValidationException(
+                            INVALID_PARAMETERS + "Cannot update attribute "
+                            f"{name}. This attribute is part of the key"
+                        )
+            if table.description.get("MultiRegionConsistency") == "STRONG":
+                raise StrongTable(table, key)
+            skey = storage_key(table, key)
+            old_raw = txn.get("items", skey)
+            old = stored_item(old_raw) if old_raw is not None else None
+            check_condition(condition, old, request)
+            new_item = created_by(update, old, key)
+            size = item_size(new_item) if new_item is not None else 0
+            if size > MAX_ITEM_SIZE:
+                raise ValidationException("Item size to update has exceeded the maximum allowed size")
+            index_units = {} if table.indexes else None
+            write_item(txn, table, skey, key, old_raw, new_item, size, now=ctx.now(), index_units=index_units)
+            metrics = _collection_metrics(txn, table, request, key)
+    except StrongTable as exc:
+        return _strong().update_item(ctx, exc, request, update, condition, return_values)
 
     old_size = stored_size(old_raw) if old_raw is not None else 0
     units = item_write_units(old_size, size)
@@ -269,16 +305,21 @@ def delete_item(ctx, request: dict):
     except ValidationException as exc:
         raise in_envelope(newer_wording(exc)) from None
 
-    with ctx.engine.write() as txn:
-        table = ctx.catalog.require(txn, ctx.region, request["TableName"])
-        key = checked_key(table, request["Key"])
-        skey = storage_key(table, key)
-        old_raw = txn.get("items", skey)
-        if condition is not None:
-            check_condition(condition, stored_item(old_raw) if old_raw is not None else None, request)
-        index_units = {} if table.indexes else None
-        write_item(txn, table, skey, key, old_raw, None, now=ctx.now(), index_units=index_units)
-        metrics = _collection_metrics(txn, table, request, key)
+    try:
+        with ctx.engine.write() as txn:
+            table = ctx.catalog.require(txn, ctx.region, request["TableName"])
+            key = checked_key(table, request["Key"])
+            if table.description.get("MultiRegionConsistency") == "STRONG":
+                raise StrongTable(table, key)
+            skey = storage_key(table, key)
+            old_raw = txn.get("items", skey)
+            if condition is not None:
+                check_condition(condition, stored_item(old_raw) if old_raw is not None else None, request)
+            index_units = {} if table.indexes else None
+            write_item(txn, table, skey, key, old_raw, None, now=ctx.now(), index_units=index_units)
+            metrics = _collection_metrics(txn, table, request, key)
+    except StrongTable as exc:
+        return _strong().delete_item(ctx, exc, request, condition, return_values)
 
     old_size = stored_size(old_raw) if old_raw is not None else 0
     units = item_write_units(old_size, 0)

@@ -163,6 +163,8 @@ def resolve_writes(ctx, txn, writes: list[_Write]) -> None:
     cancelled: TransactionCanceledException | None = None
     for index, write in enumerate(writes):
         table = ctx.catalog.require(txn, ctx.region, write.spec["TableName"])
+        if table.description.get("MultiRegionConsistency") == "STRONG":
+            raise _strong_refused("TransactWriteItems", table.name)
         try:
             if write.kind == "Put":
                 key = checked_key_in_item(table, write.item)
@@ -183,6 +185,13 @@ def resolve_writes(ctx, txn, writes: list[_Write]) -> None:
         raise ValidationException(
             f"Transaction payload size cannot exceed 4MB. Payload Size: {payload}"
         )
+
+
+def _strong_refused(operation: str, name: str) -> ValidationException:
+    """DynamoDB does not support transactions on MRSC tables (its Developer
+    Guide); the wording of its error is not documented: this one is Shoal's."""
+    return ValidationException(f"{operation} is not supported on multi-Region strong consistency "
+                               f"global tables: {name}")
 
 
 def _cancelled_by_key(exc: KeySchemaMismatch, index: int, count: int) -> TransactionCanceledException:
@@ -417,6 +426,8 @@ def transact_get_items(ctx, request: dict):
         keys = []
         for index, (spec, _) in enumerate(plans):
             table = ctx.catalog.require(txn, ctx.region, spec["TableName"])
+            if table.description.get("MultiRegionConsistency") == "STRONG":
+                raise _strong_refused("TransactGetItems", table.name)
             try:
                 keys.append((table, checked_key(table, spec["Key"])))
             except KeySchemaMismatch as exc:

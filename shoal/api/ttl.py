@@ -98,6 +98,10 @@ def update_time_to_live(ctx, request: dict) -> dict:
     now = ctx.now()
     with ctx.engine.write() as txn:
         table = _table(ctx, txn, request)
+        if table.description.get("MultiRegionConsistency") == "STRONG":
+            # Not supported on MRSC tables (DynamoDB's Developer Guide); the wording is Shoal's.
+            raise ValidationException("Time to Live is not supported on multi-Region strong consistency "
+                                      f"global tables: {table.name}")
         current = read_setting(txn, table.prefix)
         _check_change(current, enabled, attr, now)
         setting = {"region": table.region, "name": table.name, "attr": attr,

@@ -25,6 +25,7 @@ from __future__ import annotations
 import atexit
 import time
 
+from shoal.replication import control
 from shoal.replication.control import Settings, configure
 from shoal.replication.node import Replicator, parse_paused, parse_peers, read_credentials
 from shoal.replication.protocol import TARGET_PREFIX, ReplicationService
@@ -43,6 +44,7 @@ def attach(dispatcher, region: str | None, peers: dict[str, str], credentials: t
         return None
     settings = Settings(region, peers, paused, credentials)
     configure(dispatcher.engine, settings)
+    settings.strong.update(control.strong_tables(dispatcher.engine, dispatcher.catalog, region))
     service = ReplicationService(dispatcher, settings)
     dispatcher.replication = service
     if peers and start:

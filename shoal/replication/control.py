@@ -64,6 +64,10 @@ class Settings:
         self.paused = frozenset(paused)
         #: (access key, secret) signing requests to peers (--peer-credentials), or None
         self.credentials = credentials
+        #: names of this region's MRSC tables known to this process: their item
+        #: requests run off the event loop (a name stays after its table goes:
+        #: harmless, the request just runs on a thread)
+        self.strong: set[str] = set()
 
 
 def configure(engine, settings: Settings) -> None:
@@ -103,6 +107,12 @@ def check_replica_updates(ctx, table, request: dict) -> None:
         raise ValidationException(
             f"{INVALID}ReplicaUpdates needs a deployment that is the home of one region: "
             "start Shoal with --region and --peer REGION=URL")
+    if is_strong(table.description):
+        if any(u.get("Create") is not None for u in updates):
+            raise ValidationException(
+                f"{INVALID}Replicas cannot be added to a multi-Region strong consistency global table")
+        raise ValidationException(
+            "Shoal does not support ReplicaUpdates on a multi-Region strong consistency global table yet")
     current = {r["RegionName"] for r in table.description.get("Replicas") or ()}
     seen = set()
     for update in updates:
@@ -142,17 +152,99 @@ def check_replica_updates(ctx, table, request: dict) -> None:
             "Attempt to change a resource which is still in use: Table is being updated: " + table.name)
 
 
+#: The region sets of multi-Region strong consistency: an MRSC table's three
+#: regions (replicas and witness) lie in one (DynamoDB's documentation of
+#: GlobalTableWitnessGroupUpdate and the Developer Guide's MRSC pages).
+REGION_SETS = {
+    "US": ("us-east-1", "us-east-2", "us-west-2"),
+    "EU": ("eu-west-1", "eu-west-2", "eu-west-3", "eu-central-1"),
+    "AP": ("ap-northeast-1", "ap-northeast-2", "ap-northeast-3"),
+}
+STRONG = "STRONG"
+
+
+def is_strong(desc: dict) -> bool:
+    """Whether a table's description makes it an MRSC global table."""
+    return desc.get("MultiRegionConsistency") == STRONG
+
+
+def strong_tables(engine, catalog, region: str) -> set[str]:
+    """The names of ``region``'s MRSC tables (read when a worker starts)."""
+    with engine.read() as txn:
+        return {name for name in catalog.iter_names(txn, region)
+                if (table := catalog.get(txn, region, name)) is not None and is_strong(table.description)}
+
+
+def region_set(region: str) -> str | None:
+    return next((name for name, regions in REGION_SETS.items() if region in regions), None)
+
+
 def check_consistency_update(ctx, txn, table, request: dict) -> None:
-    """UpdateTable's MultiRegionConsistency and GlobalTableWitnessUpdates,
-    checked before anything is written (Multi-Region strong consistency:
-    not wired to tables yet, see docs/mrsc.md)."""
-    for member in ("MultiRegionConsistency", "GlobalTableWitnessUpdates"):
-        if request.get(member) is not None:
-            raise ValidationException(f"Shoal does not support {member} in UpdateTable yet")
+    """UpdateTable's MultiRegionConsistency (and GlobalTableWitnessUpdates,
+    not yet), checked before anything is written.
+
+    DynamoDB documents the rules (MultiRegionConsistency "is only valid when
+    you create a global table by specifying one or more Create actions in the
+    ReplicaUpdates action list"; the mode cannot change once the table is
+    global; MRSC needs three regions of one region set, an empty table, no
+    TTL and no LSI) but not the messages of their ValidationExceptions: those
+    are Shoal's (docs/mrsc.md)."""
+    if request.get("GlobalTableWitnessUpdates") is not None:
+        raise ValidationException("Shoal does not support GlobalTableWitnessUpdates in UpdateTable yet")
+    mode = request["MultiRegionConsistency"]
+    updates = request.get("ReplicaUpdates") or ()
+    creates = [u["Create"]["RegionName"] for u in updates if u.get("Create") is not None]
+    if not creates:
+        raise ValidationException(
+            f"{INVALID}MultiRegionConsistency is only valid when creating a global table "
+            "with one or more Create actions in ReplicaUpdates")
+    if table.description.get("Replicas"):
+        raise ValidationException(
+            f"{INVALID}The consistency mode of a global table cannot be changed after it is created: "
+            f"table {table.name} already has replicas")
+    if mode != STRONG:
+        return
+    if len(updates) != len(creates) or len(creates) != 2:
+        raise ValidationException(
+            f"{INVALID}A multi-Region strong consistency global table must have exactly three replicas: "
+            "ReplicaUpdates must create exactly two replicas in other Regions")
+    own = ctx.region
+    home = region_set(own)
+    if home is None:
+        raise ValidationException(
+            f"{INVALID}Multi-Region strong consistency is not available in Region {own}")
+    for region in creates:
+        if region_set(region) != home:
+            raise ValidationException(
+                f"{INVALID}The replicas of a multi-Region strong consistency global table must be in one "
+                f"Region set: {region} is not in the Region set of {own} ({', '.join(REGION_SETS[home])})")
+    from shoal.api.catalog import read_stats
+
+    if read_stats(txn, table.prefix)[0]:
+        raise ValidationException(
+            f"{INVALID}Multi-Region strong consistency can only be enabled on an empty table: "
+            f"table {table.name} has items")
+    if table.description.get("LocalSecondaryIndexes"):
+        raise ValidationException(
+            f"{INVALID}Multi-Region strong consistency global tables do not support local secondary indexes")
+    from shoal.api.ttl import read_setting
+
+    setting = read_setting(txn, table.prefix)
+    if setting is not None and setting.get("status") in ("ENABLED", "ENABLING"):
+        raise ValidationException(
+            f"{INVALID}Multi-Region strong consistency global tables do not support Time to Live: "
+            f"disable it on table {table.name} first")
 
 
 def apply_consistency_update(txn, ctx, table, desc: dict, request: dict) -> None:
-    """Record what ``check_consistency_update`` accepted in ``desc``."""
+    """Record what ``check_consistency_update`` accepted in ``desc``; an
+    MRSC table's item requests are from then on served off the event loop
+    (``Settings.strong``, for ``protocol.ReplicationService.screen``)."""
+    desc["MultiRegionConsistency"] = request["MultiRegionConsistency"]
+    if request["MultiRegionConsistency"] == STRONG:
+        settings = settings_of(ctx.engine)
+        if settings is not None:
+            settings.strong.add(table.name)
 
 
 def stream_for_replicas(txn, table, view_of) -> dict | None:

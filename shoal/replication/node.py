@@ -145,6 +145,7 @@ class PeerClient:
         self.down_since: float | None = None  # wall time of the first failure in a row
         self.marked: bool | None = None  # shown REGION_DISABLED here; None: not known since start
         self.heard_at = 0.0  # monotonic time of the last answer
+        self.timeout = TIMEOUT_S  # of a connection's socket operations
 
     def call(self, operation: str, payload: dict | None = None, body: bytes | None = None) -> dict:
         """POST ``payload`` (or its JSON, ``body``, already encoded) as ``operation``."""
@@ -180,10 +181,10 @@ class PeerClient:
             parts = urlsplit(self.url)
             if parts.scheme == "https":
                 context = ssl.create_default_context(cafile=os.environ.get("AWS_CA_BUNDLE") or None)
-                self._connection = http.client.HTTPSConnection(parts.hostname, parts.port, timeout=TIMEOUT_S,
+                self._connection = http.client.HTTPSConnection(parts.hostname, parts.port, timeout=self.timeout,
                                                                context=context)
             else:
-                self._connection = http.client.HTTPConnection(parts.hostname, parts.port, timeout=TIMEOUT_S)
+                self._connection = http.client.HTTPConnection(parts.hostname, parts.port, timeout=self.timeout)
         return self._connection
 
     def _signed(self, headers: dict, body: bytes) -> dict:
@@ -462,7 +463,8 @@ class Replicator:
             return True  # the table is gone: nothing to make
         peer.call("CreateReplica", {"TableName": task["name"], "SourceRegion": self.region,
                                     "Request": task["request"], "Replicas": control.replica_set(desc, self.region),
-                                    "TimeToLive": _ttl_spec(task.get("ttl"))})
+                                    "TimeToLive": _ttl_spec(task.get("ttl")),
+                                    "MultiRegionConsistency": desc.get("MultiRegionConsistency")})
         return True
 
     def _task_sync(self, peer: PeerClient, task: dict) -> bool:
@@ -605,7 +607,10 @@ class Replicator:
         batch = round_cache.get(batch_key)
         if batch is None:  # the other peers at this cursor are sent the same bytes
             with self.engine.read() as txn:
-                records, last, more = self._pending(txn, table_id, cursor, versions_cursor)
+                # An MRSC table's writes reach the other regions by consensus
+                # (shoal.replication.strong), not by last writer wins: passed over.
+                records, last, more = self._pending(txn, table_id, cursor, versions_cursor,
+                                                    send=not control.is_strong(table.description))
             body = orjson.dumps({"TableName": table.name, "SourceRegion": self.region, "Records": records}) \
                 if records else None
             batch = round_cache[batch_key] = (records, last, more, body)
@@ -622,7 +627,8 @@ class Replicator:
         # was written meanwhile goes as one batch); only an idle one sleeps.
         return more or bool(records)
 
-    def _pending(self, txn, table_id: str, cursor: int, indexed: int | None) -> tuple[list, int, bool]:
+    def _pending(self, txn, table_id: str, cursor: int, indexed: int | None,
+                 send: bool = True) -> tuple[list, int, bool]:
         """This region's own changes of the table after ``cursor``, up to the
         indexer's cursor (their versions are known), whole write times at a time."""
         own = self.region + ":"
@@ -641,7 +647,7 @@ class Replicator:
             if len(records) >= BATCH and ms != last_ms:
                 return records, last, True
             last, seen = seq, seen + 1
-            if is_table_change(record) or "originSeq" in record or not record["origin"].startswith(own):
+            if not send or is_table_change(record) or "originSeq" in record or not record["origin"].startswith(own):
                 continue
             last_ms = ms
             records.append({"time": versions.bumped_time(txn, seq) or ms, "origin": record["origin"], "seq": seq,

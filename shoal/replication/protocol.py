@@ -50,6 +50,10 @@ TARGET_PREFIX = "ShoalReplication_20261206."
 ACTION = "shoal:Replicate"
 _DYNAMODB = "DynamoDB_20120810."
 _SCREENED = (_DYNAMODB, "DynamoDBStreams_20120810.")
+#: Item operations that run as consensus rounds on an MRSC table (GetItem
+#: only with ConsistentRead, but one with it may come: routed all the same).
+_STRONG_ITEM_OPERATIONS = frozenset(("PutItem", "UpdateItem", "DeleteItem", "GetItem"))
+STRONG_THREADS = 32  # concurrent MRSC item requests per worker
 
 
 class PeerPausedException(ShoalError):
@@ -71,6 +75,7 @@ class ReplicationService:
         self.settings = settings
         self.region = settings.region
         self._coordinator = None  # the threads of the operations that wait for peers, made when first needed
+        self._strong_pool = None  # the threads of MRSC tables' item requests, made when first needed
 
     # -- the dispatcher's hook -------------------------------------------------------------
 
@@ -89,9 +94,26 @@ class ReplicationService:
                 return self._error(request_id, wrong_region(scope))
         if target.startswith(_DYNAMODB) and target[len(_DYNAMODB):] in ASKING_PEERS and self.dispatcher._serving():
             return self._off_loop(request, request_id)
+        if self.settings.strong and target[len(_DYNAMODB):] in _STRONG_ITEM_OPERATIONS \
+                and target.startswith(_DYNAMODB) and self._names_strong_table(request) and self.dispatcher._serving():
+            return self._off_loop(request, request_id, strong=True)
         return None
 
-    def _off_loop(self, request, request_id: str):
+    def _names_strong_table(self, request) -> bool:
+        """Whether an item request names one of this region's MRSC tables
+        (its round waits for peers: ``shoal.replication.strong``)."""
+        body = request.body
+        if not body or request.headers.get("content-encoding"):
+            return False
+        try:
+            name = orjson.loads(body).get("TableName")
+        except (orjson.JSONDecodeError, AttributeError):
+            return False
+        if isinstance(name, str) and name.startswith("arn:"):
+            name = name.rpartition("/")[2]
+        return name in self.settings.strong
+
+    def _off_loop(self, request, request_id: str, strong: bool = False):
         """Run an operation that waits for peers (CreateGlobalTable, ...) on
         a thread of its own, so that the event loop goes on serving meanwhile;
         the dispatcher still checks, authorizes, meters and answers it."""
@@ -111,9 +133,15 @@ class ReplicationService:
             if dispatcher.metrics is not None:
                 dispatcher._record_failure(None, exc, request)
             return _response(request_id, response_type, *_error(exc, request_id))
-        if self._coordinator is None:
-            self._coordinator = ThreadPoolExecutor(max_workers=2, thread_name_prefix="shoal-global-tables")
-        future = asyncio.get_running_loop().run_in_executor(self._coordinator, job)
+        if strong:
+            if self._strong_pool is None:
+                self._strong_pool = ThreadPoolExecutor(max_workers=STRONG_THREADS, thread_name_prefix="shoal-mrsc")
+            pool = self._strong_pool
+        else:
+            if self._coordinator is None:
+                self._coordinator = ThreadPoolExecutor(max_workers=2, thread_name_prefix="shoal-global-tables")
+            pool = self._coordinator
+        future = asyncio.get_running_loop().run_in_executor(pool, job)
         return dispatcher._respond_later(request_id, response_type, future, request.headers, job, started)
 
     def handle(self, request, request_id: str, operation: str):
@@ -211,8 +239,12 @@ def create_replica(ctx, data: dict) -> dict:
         existing = ctx.catalog.get(txn, ctx.region, name)
     if existing is None:  # (each step its own transaction: under group commit, one)
         replicas = [r for r in data["Replicas"] if r["RegionName"] != ctx.region]
-        tables.create_table(ctx, data["Request"], status="CREATING",
-                            extra={"GlobalTableVersion": control.GLOBAL_TABLE_VERSION, "Replicas": replicas})
+        extra = {"GlobalTableVersion": control.GLOBAL_TABLE_VERSION, "Replicas": replicas}
+        if data.get("MultiRegionConsistency"):
+            extra["MultiRegionConsistency"] = data["MultiRegionConsistency"]
+        tables.create_table(ctx, data["Request"], status="CREATING", extra=extra)
+        if control.is_strong(extra):
+            control.settings_of(ctx.engine).strong.add(name)
         spec = data.get("TimeToLive")
         if spec:
             ttl.update_time_to_live(ctx, {"TableName": name, "TimeToLiveSpecification": spec})
@@ -328,7 +360,21 @@ def legacy_update_tables(ctx, data: dict) -> dict:
     return {}
 
 
+def paxos(ctx, data: dict) -> dict:
+    from shoal.replication import strong
+
+    return strong.handle_paxos(ctx, data)
+
+
+def learn(ctx, data: dict) -> dict:
+    from shoal.replication import strong
+
+    return strong.handle_learn(ctx, data)
+
+
 _OPERATIONS = {
+    "Paxos": paxos,
+    "Learn": learn,
     "ApplyChanges": apply_changes,
     "CopyItems": apply_changes,
     "CreateReplica": create_replica,

@@ -1,0 +1,490 @@
+"""Multi-Region strong consistency (MRSC) wired to tables: item requests as
+consensus rounds over the three regions (``shoal.consensus``).
+
+Each item of an MRSC table is a CASPaxos register whose acceptors are the
+table's three regions: this region's ``Acceptor`` called in process, the
+others over the peer endpoint (``ShoalReplication_20261206.Paxos``, under the
+peer operations' authentication, each answer durable before it is sent).  A
+register is named, between regions, by its table's name and the item's key
+attributes (``register_key``); each region keeps it under its own storage key
+of the item (its table ids, and with encryption at rest its keys, differ).
+
+PutItem, UpdateItem and DeleteItem build a change (current item -> new item)
+from the request's own code (conditions, update expressions, ReturnValues)
+and run a round; GetItem with ConsistentRead runs an identity round.  A value
+a round has chosen reaches a region's table through the write path
+(``apply_chosen``: indexes, counters, stream), in ballot order per item (the
+ballot last applied is kept under ``mrsc/applied/`` + the storage key): in
+the proposing region before the request is answered, in the others by a
+``Learn`` message sent after it (and by any later round they take part in as
+proposer).  Eventually consistent reads read the local table, which may lag
+a lost Learn until the item's next round.
+
+A round blocks on peers, so these requests must not run on the event loop:
+``protocol.ReplicationService.screen`` sends the requests naming a table in
+``Settings.strong`` to a thread pool.  (A request the screen missed, in a
+worker that has not yet seen the table become MRSC, still runs correctly, on
+the loop, and teaches the screen the name.)
+
+Errors: ``WriteConflict`` that certainly did not apply is DynamoDB's
+``ReplicatedWriteConflictException`` (400); ``Unavailable``, and a conflict
+that may still apply, are ``InternalServerError`` (500): the outcome is
+unknown, and the SDKs retry both.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import queue
+import threading
+import time
+
+from concurrent.futures import ThreadPoolExecutor
+
+import orjson
+
+from shoal.api.common import storage_key
+from shoal.consensus import CONFLICT_MESSAGE, Acceptor, Ballot, Proposer, Unavailable, WriteConflict, identity
+from shoal.consensus.acceptor import pack_ballot, unpack_ballot
+from shoal.consensus.proposer import Message
+from shoal.consensus.transport import decode_reply, encode_request
+from shoal.errors import InternalServerError, ResourceNotFoundException, ShoalError
+from shoal.replication import control
+
+APPLIED_PREFIX = b"mrsc/applied/"
+#: A round gives up after this long (below the SDKs' default read timeout of 60 s,
+#: and short enough that a region down costs a client little).
+ROUND_TIMEOUT_S = 3.0
+PEER_TIMEOUT_S = 2.5  # a message's socket timeout
+CONNECTIONS_PER_PEER = 32  # kept open per peer, at most
+ROUND_WORKERS = 96  # threads sending the messages of rounds
+
+
+class ReplicatedWriteConflictException(ShoalError):
+    """DynamoDB's error for a write that met a write of the same item from
+    another region (declared on PutItem, UpdateItem, DeleteItem, BatchWriteItem)."""
+
+    type_name = "ReplicatedWriteConflictException"
+    status = 400
+
+
+def register_key(key: dict) -> bytes:
+    """A register's name between regions: the item's key attributes."""
+    return orjson.dumps(key, option=orjson.OPT_SORT_KEYS)
+
+
+def _applied_key(skey: bytes) -> bytes:
+    return APPLIED_PREFIX + skey
+
+
+# ---------------------------------------------------------------- acceptors
+
+
+class LocalAcceptor:
+    """This region's acceptor of one register (its storage key ``skey``)."""
+
+    __slots__ = ("acceptor", "skey")
+
+    def __init__(self, engine, skey: bytes) -> None:
+        self.acceptor = Acceptor(engine)
+        self.skey = skey
+
+    def prepare(self, key: bytes, ballot: Ballot):
+        return self.acceptor.prepare(self.skey, ballot)
+
+    def accept(self, key: bytes, ballot: Ballot, value: bytes | None):
+        return self.acceptor.accept(self.skey, ballot, value)
+
+    def peek(self, key: bytes):
+        return self.acceptor.peek(self.skey)
+
+
+class PeerPool:
+    """Connections to one peer, one per concurrent message (``PeerClient``
+    keeps one connection and is not shared between threads)."""
+
+    def __init__(self, region: str, url: str, own_region: str, credentials, paused: bool) -> None:
+        self.region, self.url, self.own_region = region, url, own_region
+        self.credentials, self.paused = credentials, paused
+        self._idle: queue.LifoQueue = queue.LifoQueue()
+
+    def call(self, operation: str, payload: dict) -> dict:
+        from shoal.replication.node import PeerClient
+
+        try:
+            client = self._idle.get_nowait()
+        except queue.Empty:
+            client = PeerClient(self.region, self.url, self.own_region, self.credentials)
+            client.timeout = PEER_TIMEOUT_S
+            client.paused = self.paused
+        try:
+            answer = client.call(operation, payload)
+        except Exception:
+            client.close()
+            raise
+        if self._idle.qsize() < CONNECTIONS_PER_PEER:
+            self._idle.put(client)
+        else:
+            client.close()
+        return answer
+
+
+class PeerAcceptor:
+    """A peer region's acceptor of one register, over the peer endpoint; a
+    refusal or failure of the transport raises (the round counts it lost)."""
+
+    __slots__ = ("pool", "table_name")
+
+    def __init__(self, pool: PeerPool, table_name: str) -> None:
+        self.pool = pool
+        self.table_name = table_name
+
+    def _send(self, message: Message):
+        payload = encode_request(message)
+        payload["TableName"] = self.table_name
+        payload["SourceRegion"] = self.pool.own_region
+        return decode_reply(self.pool.call("Paxos", payload))
+
+    def prepare(self, key: bytes, ballot: Ballot):
+        return self._send(Message("", "prepare", key, ballot))
+
+    def accept(self, key: bytes, ballot: Ballot, value: bytes | None):
+        return self._send(Message("", "accept", key, ballot, value))
+
+    def peek(self, key: bytes):
+        return self._send(Message("", "peek", key, Ballot(0, "")))
+
+
+class Missing:
+    """A region of the table that is not a peer of this deployment: never answers."""
+
+    def prepare(self, *message):
+        raise ConnectionError("not a peer")
+
+    accept = peek = prepare
+
+
+# ---------------------------------------------------------------- the node
+
+
+class StrongNode:
+    """The proposer side of one process (one per engine): the proposer,
+    connections to the peers, and the thread that sends Learn messages."""
+
+    def __init__(self, engine, catalog, settings: control.Settings) -> None:
+        self.engine = engine
+        self.catalog = catalog
+        self.region = settings.region
+        self.pools = {region: PeerPool(region, url, settings.region, settings.credentials,
+                                       region in settings.paused)
+                      for region, url in settings.peers.items()}
+        self.proposer = Proposer(settings.region, {}, timeout=ROUND_TIMEOUT_S, workers=ROUND_WORKERS, settle=True)
+        self._learners = ThreadPoolExecutor(max_workers=4, thread_name_prefix="shoal-mrsc-learn")
+
+    def acceptors(self, table, skey: bytes) -> dict:
+        out = {self.region: LocalAcceptor(self.engine, skey)}
+        for replica in table.description.get("Replicas") or ():
+            pool = self.pools.get(replica["RegionName"])
+            out[replica["RegionName"]] = PeerAcceptor(pool, table.name) if pool is not None else Missing()
+        return out
+
+    def round(self, table, key: dict, change):
+        """Run one round on ``key``'s register; the finished ``Round``.
+        Raises the change's own error, or the DynamoDB error of a round
+        without a majority."""
+        skey = storage_key(table, key)
+        try:
+            return self.proposer.run(register_key(key), change, self.acceptors(table, skey))
+        except WriteConflict as exc:
+            if exc.maybe_applied:
+                raise InternalServerError(f"Internal server error: the write may or may not have been applied "
+                                          f"({exc})") from None
+            raise ReplicatedWriteConflictException(CONFLICT_MESSAGE) from None
+        except Unavailable as exc:
+            outcome = "may or may not have been applied" if exc.maybe_applied else "was not applied"
+            raise InternalServerError(f"Internal server error: the request {outcome}: {exc}") from None
+
+    def write(self, table, key: dict, change):
+        """A write round, its value applied here before it returns and
+        sent to the other regions after."""
+        done = self.round(table, key, change)
+        self.learn(table, key, done.chosen, done.result, here=True)
+        return done
+
+    def read(self, table, key: dict):
+        """A strongly consistent read: the latest acknowledged value."""
+        done = self.round(table, key, identity)
+        self.learn(table, key, done.chosen, done.result, here=False)
+        return done
+
+    def learn(self, table, key: dict, ballot: Ballot, value: bytes | None, here: bool) -> None:
+        """Apply a chosen value here (now, or with ``here`` false in the
+        background) and tell the other regions (in the background)."""
+        if here:
+            apply_chosen(self.engine, self.catalog, self.region, table.name, key, ballot, value)
+        else:
+            self._learners.submit(self._apply_quietly, table.name, key, ballot, value)
+            return
+        payload = {"TableName": table.name, "SourceRegion": self.region, "Key": register_key(key).decode(),
+                   "Ballot": list(ballot), "Value": value.decode() if value is not None else None}
+        for replica in table.description.get("Replicas") or ():
+            pool = self.pools.get(replica["RegionName"])
+            if pool is not None:
+                self._learners.submit(self._send_quietly, pool, payload)
+
+    def _apply_quietly(self, name, key, ballot, value) -> None:
+        try:
+            apply_chosen(self.engine, self.catalog, self.region, name, key, ballot, value)
+        except Exception:  # the engine closed, the table went: the next round applies it
+            pass
+
+    @staticmethod
+    def _send_quietly(pool: PeerPool, payload: dict) -> None:
+        try:
+            pool.call("Learn", payload)
+        except Exception:  # that region learns the value with the item's next round
+            pass
+
+    def close(self) -> None:
+        self._learners.shutdown(wait=False, cancel_futures=True)
+        self.proposer.close()
+
+
+_NODES: dict[int, StrongNode] = {}
+_NODES_LOCK = threading.Lock()
+
+
+def node_of(ctx) -> StrongNode:
+    """This process's node for ``ctx``'s engine (made when first needed)."""
+    node = _NODES.get(id(ctx.engine))
+    if node is not None:
+        return node
+    settings = control.settings_of(ctx.engine)
+    if settings is None or settings.region is None:
+        raise InternalServerError("Internal server error: this deployment has no region (shoal serve --region)")
+    with _NODES_LOCK:
+        node = _NODES.get(id(ctx.engine))
+        if node is None:
+            from shoal.api.catalog import Catalog
+
+            catalog = ctx.catalog if isinstance(ctx.catalog, Catalog) else Catalog(ctx.engine)
+            node = _NODES[id(ctx.engine)] = StrongNode(ctx.engine, catalog, settings)
+    return node
+
+
+def forget(engine) -> None:
+    node = _NODES.pop(id(engine), None)
+    if node is not None:
+        node.close()
+
+
+def _noted(ctx, table) -> None:
+    """A request on an MRSC table that reached the loop: route the next off it."""
+    settings = control.settings_of(ctx.engine)
+    if settings is not None and table.name not in settings.strong:
+        try:
+            asyncio.get_running_loop()
+        except RuntimeError:
+            return
+        settings.strong.add(table.name)
+
+
+# ---------------------------------------------------------------- the table's side
+
+
+def apply_chosen(engine, catalog, region: str, name: str, key: dict, ballot: Ballot,
+                 value: bytes | None) -> bool:
+    """Make ``key``'s item in this region's table ``value`` (the item's JSON,
+    None: absent), chosen under ``ballot``, unless a later ballot's value is
+    already there.  Returns whether the table changed."""
+    from shoal.api.writepath import stored_json, write_item
+    from shoal.model.size import item_size
+
+    ballot = Ballot(*ballot)
+    with engine.read() as txn:
+        table = catalog.get(txn, region, name)
+        if table is None or not control.is_strong(table.description):
+            return False
+        skey = storage_key(table, key)
+        raw = txn.get("meta", _applied_key(skey))
+        if raw is not None and unpack_ballot(raw)[0] >= ballot:
+            return False
+    with engine.write() as txn:
+        table = catalog.get(txn, region, name)
+        if table is None or not control.is_strong(table.description):
+            return False
+        raw = txn.get("meta", _applied_key(skey))
+        if raw is not None and unpack_ballot(raw)[0] >= ballot:
+            return False
+        old_raw = txn.get("items", skey)
+        changed = False
+        if old_raw is None and value is None:
+            pass
+        elif old_raw is not None and value is not None and bytes(stored_json(old_raw)) == value:
+            pass  # a read's write-back, or a value applied before under a lower ballot
+        else:
+            new = orjson.loads(value) if value is not None else None
+            write_item(txn, table, skey, key, old_raw, new, item_size(new) if new is not None else 0,
+                       now=time.time())
+            changed = True
+        txn.put("meta", _applied_key(skey), pack_ballot(ballot))
+        return changed
+
+
+# ---------------------------------------------------------------- the peer operations
+
+
+def handle_paxos(ctx, data: dict) -> dict:
+    """A peer's prepare or accept for one of this region's MRSC tables."""
+    from shoal.consensus.transport import decode_request, encode_reply
+
+    table = _strong_table(ctx, data["TableName"])
+    try:
+        message = decode_request(data)
+        key = orjson.loads(message.key)
+        skey = storage_key(table, key)
+    except (ValueError, KeyError, TypeError, AttributeError) as exc:
+        from shoal.errors import SerializationException
+
+        raise SerializationException(f"not a consensus request: {exc}") from None
+    acceptor = Acceptor(ctx.engine)
+    if message.kind == "prepare":
+        return encode_reply(acceptor.prepare(skey, message.ballot))
+    if message.kind == "peek":
+        return encode_reply(acceptor.peek(skey))
+    return encode_reply(acceptor.accept(skey, message.ballot, message.value))
+
+
+def handle_learn(ctx, data: dict) -> dict:
+    """A value a peer's round chose: applied here in ballot order."""
+    from shoal.consensus.transport import _ballot
+
+    _strong_table(ctx, data["TableName"])
+    value = data.get("Value")
+    applied = apply_chosen(ctx.engine, ctx.catalog, ctx.region, data["TableName"], orjson.loads(data["Key"]),
+                           _ballot(data["Ballot"]), value.encode() if value is not None else None)
+    return {"Applied": applied}
+
+
+def _strong_table(ctx, name: str):
+    with ctx.engine.read() as txn:
+        table = ctx.catalog.get(txn, ctx.region, name)
+    if table is None or not control.is_strong(table.description):
+        raise ResourceNotFoundException(f"Requested resource not found: Table: {name} is not a "
+                                        "multi-Region strong consistency replica here")
+    return table
+
+
+# ---------------------------------------------------------------- the item operations
+
+
+def _decoded(value: bytes | None) -> dict | None:
+    return orjson.loads(value) if value is not None else None
+
+
+def _check_index_keys(table, item: dict) -> None:
+    """The write path's refusal of an index key of the wrong type, before the
+    round: a chosen value must be one every region's table takes."""
+    if table.indexes:
+        from shoal.api.indexes import entry_key
+
+        for index in table.indexes:
+            entry_key(table, index, item, b"", True)
+
+
+def _write_response(ctx, table, request: dict, old: dict | None, new_size: int, attributes):
+    from shoal.api.common import consumed_capacity, item_write_units, meter_item_write
+    from shoal.model.size import item_size
+
+    units = item_write_units(item_size(old) if old is not None else 0, new_size)
+    if ctx.meter is not None:
+        meter_item_write(ctx, table.name, units, None)
+    out = {}
+    if attributes:
+        out["Attributes"] = attributes
+    capacity = consumed_capacity(request, table.name, units)
+    if capacity is not None:
+        out["ConsumedCapacity"] = capacity
+    return out
+
+
+def put_item(ctx, moved, request: dict, item: dict, size: int, condition, return_values: str):
+    from shoal.api.items import check_condition
+
+    table, key = moved.table, moved.key
+    _noted(ctx, table)
+    _check_index_keys(table, item)
+    value = orjson.dumps(item)
+    seen: dict = {}
+
+    def change(current: bytes | None) -> bytes | None:
+        old = seen["old"] = _decoded(current)
+        check_condition(condition, old, request)
+        return value
+
+    node_of(ctx).write(table, key, change)
+    old = seen["old"]
+    return _write_response(ctx, table, request, old, size, old if return_values == "ALL_OLD" else None)
+
+
+def update_item(ctx, moved, request: dict, update, condition, return_values: str):
+    from shoal.api.items import MAX_ITEM_SIZE, _update_return_values, check_condition, created_by
+    from shoal.errors import ValidationException
+    from shoal.model.size import item_size
+
+    table, key = moved.table, moved.key
+    _noted(ctx, table)
+    seen: dict = {}
+
+    def change(current: bytes | None) -> bytes | None:
+        old = _decoded(current)
+        check_condition(condition, old, request)
+        new_item = created_by(update, old, key)
+        size = item_size(new_item) if new_item is not None else 0
+        if size > MAX_ITEM_SIZE:
+            raise ValidationException("Item size to update has exceeded the maximum allowed size")
+        if new_item is not None:
+            _check_index_keys(table, new_item)
+        seen.update(old=old, new=new_item, size=size)
+        return orjson.dumps(new_item) if new_item is not None else None
+
+    node_of(ctx).write(table, key, change)
+    return _write_response(ctx, table, request, seen["old"], seen["size"],
+                           _update_return_values(return_values, update, seen["old"], seen["new"]))
+
+
+def delete_item(ctx, moved, request: dict, condition, return_values: str):
+    from shoal.api.items import check_condition
+
+    table, key = moved.table, moved.key
+    _noted(ctx, table)
+    seen: dict = {}
+
+    def change(current: bytes | None) -> bytes | None:
+        old = seen["old"] = _decoded(current)
+        check_condition(condition, old, request)
+        return None
+
+    node_of(ctx).write(table, key, change)
+    old = seen["old"]
+    return _write_response(ctx, table, request, old, 0, old if return_values == "ALL_OLD" else None)
+
+
+def get_item(ctx, moved, request: dict, projection):
+    """GetItem with ConsistentRead: the item as a majority of regions holds it."""
+    from shoal.api.common import consumed_capacity, item_read_units, meter
+    from shoal.model.size import item_size
+
+    table = moved.table
+    _noted(ctx, table)
+    item = _decoded(node_of(ctx).read(table, moved.key).result)
+    size = item_size(item) if item is not None else 0
+    units = item_read_units(size, True)
+    meter(ctx, table.name, "READ", units)
+    out = {}
+    if item is not None:
+        out["Item"] = item if projection is None else projection.apply(item)
+    capacity = consumed_capacity(request, table.name, units)
+    if capacity is not None:
+        out["ConsumedCapacity"] = capacity
+    return out

@@ -1,0 +1,462 @@
+"""Multi-Region strong consistency across three real ``shoal serve`` processes.
+
+The three regions are one region set (us-east-1, us-east-2, us-west-2), as
+DynamoDB requires of an MRSC table.  Each test makes its own table; the
+module's servers are shared, and the tests that stop a region bring it back.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import threading
+import time
+
+import botocore.exceptions
+import pytest
+
+from tests.conftest import make_client
+from tests.linearizability import Operation, check
+from tests.shoal_process import ShoalProcess
+
+REGIONS = ("us-east-1", "us-east-2", "us-west-2")
+OUTSIDE = "eu-west-1"
+ACTIVE_S = 30.0
+CONFLICT = ("The request was rejected because one or more items in the request are being modified "
+            "by a request in another Region.")
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+class Regions:
+    """Three deployments that are each other's peers."""
+
+    def __init__(self, base: str) -> None:
+        self.base = base
+        self.ports = [_free_port() for _ in REGIONS]
+        self.outside_port = _free_port()
+        self.procs: list[ShoalProcess | None] = [None, None, None]
+
+    def start(self, i: int, *extra: str) -> None:
+        peers = [f"--peer={region}=http://127.0.0.1:{port}"
+                 for region, port in zip(REGIONS, self.ports) if region != REGIONS[i]]
+        if i == 0:  # a peer in another region set, that no test starts: UpdateTable's refusal of it
+            peers.append(f"--peer={OUTSIDE}=http://127.0.0.1:{self.outside_port}")
+        self.procs[i] = ShoalProcess(os.path.join(self.base, f"region{i}"), "--region", REGIONS[i], *peers, *extra,
+                                     "--workers", "1", "--no-metrics", port=self.ports[i]).start()
+
+    def client(self, i: int):
+        return make_client(self.procs[i].url, region=REGIONS[i])
+
+    def once(self, i: int):
+        """A client that never retries: the SDKs retry ReplicatedWriteConflictException
+        and InternalServerError by themselves, and the tests look at the first answer."""
+        import boto3
+        from botocore.config import Config
+
+        return boto3.client("dynamodb", endpoint_url=self.procs[i].url, region_name=REGIONS[i],
+                            aws_access_key_id="AKIDSHOALTEST", aws_secret_access_key="secret",
+                            config=Config(retries={"total_max_attempts": 1}, connect_timeout=5, read_timeout=30))
+
+    def stop(self) -> None:
+        for proc in self.procs:
+            if proc is not None:
+                proc.stop()
+
+
+@pytest.fixture(scope="module")
+def regions(tmp_path_factory):
+    trio = Regions(str(tmp_path_factory.mktemp("mrsc")))
+    for i in range(3):
+        trio.start(i)
+    yield trio
+    trio.stop()
+
+
+def _create(client, name: str, **extra) -> None:
+    client.create_table(TableName=name, BillingMode="PAY_PER_REQUEST",
+                        KeySchema=[{"AttributeName": "pk", "KeyType": "HASH"}],
+                        AttributeDefinitions=[{"AttributeName": "pk", "AttributeType": "S"}], **extra)
+
+
+def _make_strong(client, name: str) -> dict:
+    return client.update_table(TableName=name, MultiRegionConsistency="STRONG",
+                               ReplicaUpdates=[{"Create": {"RegionName": REGIONS[1]}},
+                                               {"Create": {"RegionName": REGIONS[2]}}])["TableDescription"]
+
+
+def _wait_active(client, name: str) -> dict:
+    deadline = time.monotonic() + ACTIVE_S
+    while True:
+        try:
+            table = client.describe_table(TableName=name)["Table"]
+        except client.exceptions.ResourceNotFoundException:
+            table = None
+        if table is not None and table["TableStatus"] == "ACTIVE" and all(
+                r["ReplicaStatus"] == "ACTIVE" for r in table.get("Replicas", ())) and len(table.get("Replicas", ())) == 2:
+            return table
+        assert time.monotonic() < deadline, table
+        time.sleep(0.1)
+
+
+def _strong_table(regions, name: str) -> None:
+    _create(regions.client(0), name)
+    _make_strong(regions.client(0), name)
+    for i in range(3):
+        _wait_active(regions.client(i), name)
+
+
+def _error(call) -> tuple[str, str, int]:
+    with pytest.raises(botocore.exceptions.ClientError) as caught:
+        call()
+    error = caught.value.response["Error"]
+    return error["Code"], error["Message"], caught.value.response["ResponseMetadata"]["HTTPStatusCode"]
+
+
+def _eventually(check, timeout: float = 10.0):
+    deadline = time.monotonic() + timeout
+    while True:
+        value = check()
+        if value or time.monotonic() > deadline:
+            return value
+        time.sleep(0.05)
+
+
+def test_update_table_makes_a_strong_global_table_described_in_every_region(regions):
+    name = "mrsc_describe"
+    _create(regions.client(0), name)
+    described = _make_strong(regions.client(0), name)
+    assert described["MultiRegionConsistency"] == "STRONG"
+    assert described["TableStatus"] == "UPDATING"
+    assert described["GlobalTableVersion"] == "2019.11.21"
+    assert described["Replicas"] == [
+        {"RegionName": REGIONS[1], "ReplicaStatus": "CREATING", "ReplicaStatusPercentProgress": "0"},
+        {"RegionName": REGIONS[2], "ReplicaStatus": "CREATING", "ReplicaStatusPercentProgress": "0"}]
+    for i in range(3):
+        table = _wait_active(regions.client(i), name)
+        assert table["MultiRegionConsistency"] == "STRONG"
+        assert sorted(r["RegionName"] for r in table["Replicas"]) == sorted(r for r in REGIONS if r != REGIONS[i])
+
+
+def test_a_write_in_one_region_is_read_strongly_in_the_others_at_once(regions):
+    name = "mrsc_read_your_write"
+    _strong_table(regions, name)
+    clients = [regions.client(i) for i in range(3)]
+    for n in range(10):
+        writer = clients[n % 3]
+        item = {"pk": {"S": "k"}, "n": {"N": str(n)}}
+        old = writer.put_item(TableName=name, Item=item, ReturnValues="ALL_OLD").get("Attributes")
+        assert old == (None if n == 0 else {"pk": {"S": "k"}, "n": {"N": str(n - 1)}})
+        for reader in clients:
+            assert reader.get_item(TableName=name, Key={"pk": {"S": "k"}}, ConsistentRead=True)["Item"] == item
+    updated = clients[1].update_item(TableName=name, Key={"pk": {"S": "k"}}, UpdateExpression="ADD n :one",
+                                     ExpressionAttributeValues={":one": {"N": "1"}}, ReturnValues="UPDATED_NEW")
+    assert updated["Attributes"] == {"n": {"N": "10"}}
+    assert clients[2].get_item(TableName=name, Key={"pk": {"S": "k"}}, ConsistentRead=True)["Item"]["n"] == {"N": "10"}
+    deleted = clients[2].delete_item(TableName=name, Key={"pk": {"S": "k"}}, ReturnValues="ALL_OLD")
+    assert deleted["Attributes"] == {"pk": {"S": "k"}, "n": {"N": "10"}}
+    for reader in clients:
+        assert "Item" not in reader.get_item(TableName=name, Key={"pk": {"S": "k"}}, ConsistentRead=True)
+    # Every region's own table (eventually consistent reads, ItemCount) follows the chosen values.
+    clients[0].put_item(TableName=name, Item={"pk": {"S": "last"}, "v": {"S": "x"}})
+    for reader in clients:
+        assert _eventually(lambda: reader.get_item(TableName=name, Key={"pk": {"S": "last"}}).get("Item")) == {
+            "pk": {"S": "last"}, "v": {"S": "x"}}
+        assert _eventually(lambda: "Item" not in reader.get_item(TableName=name, Key={"pk": {"S": "k"}}))
+
+
+def test_update_table_refuses_what_multi_region_strong_consistency_cannot_be(regions):
+    client = regions.client(0)
+    name = "mrsc_refusals"
+    _create(client, name)
+
+    def strong(*regions_, **extra):
+        return lambda: client.update_table(TableName=name, MultiRegionConsistency="STRONG",
+                                           ReplicaUpdates=[{"Create": {"RegionName": r}} for r in regions_], **extra)
+
+    invalid = "One or more parameter values were invalid: "
+    assert _error(lambda: client.update_table(TableName=name, MultiRegionConsistency="STRONG",
+                                              BillingMode="PAY_PER_REQUEST")) == (
+        "ValidationException", invalid + "MultiRegionConsistency is only valid when creating a global table "
+        "with one or more Create actions in ReplicaUpdates", 400)
+    assert _error(strong(REGIONS[1])) == (
+        "ValidationException", invalid + "A multi-Region strong consistency global table must have exactly three "
+        "replicas: ReplicaUpdates must create exactly two replicas in other Regions", 400)
+    assert _error(strong(REGIONS[1], REGIONS[2], GlobalTableWitnessUpdates=[{"Create": {"RegionName": REGIONS[2]}}])) \
+        == ("ValidationException", "Shoal does not support GlobalTableWitnessUpdates in UpdateTable yet", 400)
+    assert _error(strong(REGIONS[1], "eu-west-1")) == (
+        "ValidationException", invalid + "The replicas of a multi-Region strong consistency global table must be in "
+        "one Region set: eu-west-1 is not in the Region set of us-east-1 (us-east-1, us-east-2, us-west-2)", 400)
+
+    client.put_item(TableName=name, Item={"pk": {"S": "a"}})
+    assert _error(strong(REGIONS[1], REGIONS[2])) == (
+        "ValidationException", invalid + "Multi-Region strong consistency can only be enabled on an empty table: "
+        f"table {name} has items", 400)
+    client.delete_item(TableName=name, Key={"pk": {"S": "a"}})
+    client.update_time_to_live(TableName=name, TimeToLiveSpecification={"Enabled": True, "AttributeName": "ttl"})
+    assert _error(strong(REGIONS[1], REGIONS[2])) == (
+        "ValidationException", invalid + "Multi-Region strong consistency global tables do not support Time to Live: "
+        f"disable it on table {name} first", 400)
+
+    with_lsi = "mrsc_refusals_lsi"
+    client.create_table(TableName=with_lsi, BillingMode="PAY_PER_REQUEST",
+                        KeySchema=[{"AttributeName": "pk", "KeyType": "HASH"},
+                                   {"AttributeName": "sk", "KeyType": "RANGE"}],
+                        AttributeDefinitions=[{"AttributeName": "pk", "AttributeType": "S"},
+                                              {"AttributeName": "sk", "AttributeType": "S"},
+                                              {"AttributeName": "other", "AttributeType": "S"}],
+                        LocalSecondaryIndexes=[{"IndexName": "by_other",
+                                                "KeySchema": [{"AttributeName": "pk", "KeyType": "HASH"},
+                                                              {"AttributeName": "other", "KeyType": "RANGE"}],
+                                                "Projection": {"ProjectionType": "KEYS_ONLY"}}])
+    assert _error(lambda: client.update_table(
+        TableName=with_lsi, MultiRegionConsistency="STRONG",
+        ReplicaUpdates=[{"Create": {"RegionName": REGIONS[1]}}, {"Create": {"RegionName": REGIONS[2]}}])) == (
+        "ValidationException", invalid + "Multi-Region strong consistency global tables do not support local "
+        "secondary indexes", 400)
+
+    # None of it made anything: the table is still a regional one, and serves.
+    table = client.describe_table(TableName=name)["Table"]
+    assert "Replicas" not in table and "MultiRegionConsistency" not in table
+    client.put_item(TableName=name, Item={"pk": {"S": "b"}})
+    assert client.get_item(TableName=name, Key={"pk": {"S": "b"}})["Item"] == {"pk": {"S": "b"}}
+
+
+def test_an_mrsc_table_refuses_more_replicas_transactions_and_time_to_live(regions):
+    name = "mrsc_not_supported"
+    _strong_table(regions, name)
+    invalid = "One or more parameter values were invalid: "
+    home = regions.client(0)
+    assert _error(lambda: home.update_table(TableName=name, ReplicaUpdates=[{"Create": {"RegionName": "us-west-1"}}])) \
+        == ("ValidationException", invalid + "Replicas cannot be added to a multi-Region strong consistency global "
+            "table", 400)
+    for i in range(3):
+        client = regions.client(i)
+        assert _error(lambda: client.transact_write_items(TransactItems=[
+            {"Put": {"TableName": name, "Item": {"pk": {"S": "t"}}}}])) == (
+            "ValidationException", f"TransactWriteItems is not supported on multi-Region strong consistency global "
+            f"tables: {name}", 400)
+        assert _error(lambda: client.transact_get_items(TransactItems=[
+            {"Get": {"TableName": name, "Key": {"pk": {"S": "t"}}}}])) == (
+            "ValidationException", f"TransactGetItems is not supported on multi-Region strong consistency global "
+            f"tables: {name}", 400)
+        assert _error(lambda: client.update_time_to_live(
+            TableName=name, TimeToLiveSpecification={"Enabled": True, "AttributeName": "ttl"})) == (
+            "ValidationException", f"Time to Live is not supported on multi-Region strong consistency global tables: "
+            f"{name}", 400)
+        # ... and the table serves on.
+        client.put_item(TableName=name, Item={"pk": {"S": f"after{i}"}})
+        assert client.get_item(TableName=name, Key={"pk": {"S": f"after{i}"}}, ConsistentRead=True)["Item"] == {
+            "pk": {"S": f"after{i}"}}
+
+
+def test_conditions_and_their_failures_are_judged_on_the_latest_value_of_any_region(regions):
+    name = "mrsc_conditions"
+    _strong_table(regions, name)
+    a, b, c = (regions.client(i) for i in range(3))
+    a.put_item(TableName=name, Item={"pk": {"S": "k"}, "v": {"N": "1"}}, ConditionExpression="attribute_not_exists(pk)")
+    code, message, status = _error(lambda: b.put_item(
+        TableName=name, Item={"pk": {"S": "k"}, "v": {"N": "9"}}, ConditionExpression="attribute_not_exists(pk)",
+        ReturnValuesOnConditionCheckFailure="ALL_OLD"))
+    assert (code, message, status) == ("ConditionalCheckFailedException", "The conditional request failed", 400)
+    c.update_item(TableName=name, Key={"pk": {"S": "k"}}, UpdateExpression="SET v = :two",
+                  ConditionExpression="v = :one",
+                  ExpressionAttributeValues={":one": {"N": "1"}, ":two": {"N": "2"}})
+    assert _error(lambda: a.delete_item(TableName=name, Key={"pk": {"S": "k"}}, ConditionExpression="v = :one",
+                                        ExpressionAttributeValues={":one": {"N": "1"}}))[0] == \
+        "ConditionalCheckFailedException"
+    assert b.get_item(TableName=name, Key={"pk": {"S": "k"}}, ConsistentRead=True)["Item"] == {
+        "pk": {"S": "k"}, "v": {"N": "2"}}
+
+
+def _peer_call(regions, i: int, operation: str, payload: dict) -> dict:
+    import json
+    import urllib.request
+
+    request = urllib.request.Request(regions.procs[i].url + "/", data=json.dumps(payload).encode(), headers={
+        "Content-Type": "application/x-amz-json-1.0", "X-Amz-Target": "ShoalReplication_20261206." + operation})
+    with urllib.request.urlopen(request, timeout=10) as response:
+        return json.loads(response.read())
+
+
+def test_a_write_meeting_another_regions_round_gets_replicated_write_conflict(regions):
+    """A round in flight elsewhere (here: a promise a proposer of the test
+    obtained from two regions and never followed with an accept) is a
+    conflict: ReplicatedWriteConflictException, nothing applied; the refused
+    writer learns the higher ballot, and its next attempt passes it."""
+    import base64
+
+    name = "mrsc_conflict"
+    _strong_table(regions, name)
+    a = regions.once(0)
+    a.put_item(TableName=name, Item={"pk": {"S": "k"}, "v": {"S": "before"}})
+    key = base64.b64encode(b'{"pk":{"S":"k"}}').decode()
+    for i in (1, 2):
+        reply = _peer_call(regions, i, "Paxos", {"TableName": name, "SourceRegion": "us-west-2", "Kind": "prepare",
+                                                  "Key": key, "Ballot": [10 ** 9, "test/elsewhere"]})
+        assert reply["Granted"] is True and reply["Promised"] == [10 ** 9, "test/elsewhere"]
+        assert base64.b64decode(reply["Value"]) == b'{"pk":{"S":"k"},"v":{"S":"before"}}'
+    assert _error(lambda: a.put_item(TableName=name, Item={"pk": {"S": "k"}, "v": {"S": "lost"}})) == (
+        "ReplicatedWriteConflictException", CONFLICT, 400)
+    assert a.get_item(TableName=name, Key={"pk": {"S": "k"}}, ConsistentRead=True)["Item"]["v"] == {"S": "before"}
+    a.put_item(TableName=name, Item={"pk": {"S": "k"}, "v": {"S": "after"}})
+    assert regions.client(2).get_item(TableName=name, Key={"pk": {"S": "k"}}, ConsistentRead=True)["Item"]["v"] == {
+        "S": "after"}
+
+
+def test_the_peer_consensus_operation_refuses_what_is_not_a_consensus_request(regions):
+    import urllib.error
+
+    name = "mrsc_bad_peer_request"
+    _strong_table(regions, name)
+    for payload, code in (({"TableName": name, "Kind": "promise", "Key": "e30=", "Ballot": [1, "x"]},
+                           "SerializationException"),
+                          ({"TableName": "not_a_table", "Kind": "prepare", "Key": "e30=", "Ballot": [1, "x"]},
+                           "ResourceNotFoundException")):
+        with pytest.raises(urllib.error.HTTPError) as caught:
+            _peer_call(regions, 1, "Paxos", payload)
+        assert caught.value.code == 400
+        assert caught.value.read().decode().count(code) == 1
+    regions.client(1).put_item(TableName=name, Item={"pk": {"S": "still"}})
+    assert regions.client(0).get_item(TableName=name, Key={"pk": {"S": "still"}}, ConsistentRead=True)["Item"] == {
+        "pk": {"S": "still"}}
+
+
+def _record_history(regions, name: str, ops_per_client: int, seed: int, during=None) -> list:
+    """Clients in the three regions read, write and compare-and-set one
+    item at once; their operations as a history for tests/linearizability.py."""
+    import random
+
+    history: list[Operation] = []
+    lock = threading.Lock()
+    key = {"pk": {"S": "register"}}
+
+    def client_loop(i: int) -> None:
+        client = regions.once(i)
+        rng = random.Random(seed * 10 + i)
+        known = [0]
+        for n in range(ops_per_client):
+            value = (i + 1) * 1000 + n
+            kind = rng.choice(("read", "write", "cas", "cas"))
+            start = time.monotonic()
+            try:
+                if kind == "read":
+                    item = client.get_item(TableName=name, Key=key, ConsistentRead=True).get("Item")
+                    result = int(item["v"]["N"]) if item else None
+                    known.append(result)
+                    op = Operation("read", result=result, call=start, ret=time.monotonic(), process=i)
+                elif kind == "write":
+                    client.put_item(TableName=name, Item={**key, "v": {"N": str(value)}})
+                    op = Operation("write", value, call=start, ret=time.monotonic(), process=i)
+                else:
+                    expected = rng.choice(known[-3:])
+                    try:
+                        client.put_item(TableName=name, Item={**key, "v": {"N": str(value)}},
+                                        ConditionExpression="v = :e",
+                                        ExpressionAttributeValues={":e": {"N": str(expected)}})
+                        swapped = True
+                    except client.exceptions.ConditionalCheckFailedException:
+                        swapped = False
+                    op = Operation("cas", (expected, value), swapped, call=start, ret=time.monotonic(), process=i)
+            except botocore.exceptions.ClientError as exc:
+                code = exc.response["Error"]["Code"]
+                # A conflict certainly did not apply; a 500 may have.
+                status = "fail" if code == "ReplicatedWriteConflictException" else "info"
+                assert code in ("ReplicatedWriteConflictException", "InternalServerError"), exc.response
+                if kind == "read":
+                    continue  # a read that failed saw nothing
+                op = Operation(kind, value if kind == "write" else (expected, value), None, call=start,
+                               status=status, process=i, **({"ret": time.monotonic()} if status == "fail" else {}))
+            except (botocore.exceptions.ConnectionError, botocore.exceptions.ReadTimeoutError):
+                if kind == "read":
+                    continue
+                op = Operation(kind, value if kind == "write" else (expected, value), None, call=start,
+                               status="info", process=i)
+            with lock:
+                history.append(op)
+
+    regions.once(0).put_item(TableName=name, Item={**key, "v": {"N": "0"}})
+    threads = [threading.Thread(target=client_loop, args=(i,), daemon=True) for i in range(3)]
+    for thread in threads:
+        thread.start()
+    if during is not None:
+        during()
+    for thread in threads:
+        thread.join(timeout=300)
+    assert not any(thread.is_alive() for thread in threads)
+    return history
+
+
+def test_concurrent_conditional_writes_from_three_regions_are_linearizable(regions):
+    name = "mrsc_history"
+    _strong_table(regions, name)
+    history = _record_history(regions, name, ops_per_client=40, seed=1)
+    result = check(history, initial=0)
+    assert result.ok, result.deepest
+    done = [op for op in history if op.status == "ok"]
+    # The history is one a broken register could fail: writes and swaps took
+    # effect from every region, and reads saw them.
+    assert {op.process for op in done if op.kind == "write" or (op.kind == "cas" and op.result)} == {0, 1, 2}
+    assert sum(1 for op in done if op.kind == "read") >= 10
+    # Every region's table ends with the value of the last strong read.
+    final = regions.client(0).get_item(TableName=name, Key={"pk": {"S": "register"}}, ConsistentRead=True)["Item"]
+    for i in range(3):
+        assert _eventually(lambda: regions.client(i).get_item(
+            TableName=name, Key={"pk": {"S": "register"}}).get("Item") == final)
+
+
+def test_with_one_region_down_the_other_two_serve_strong_reads_and_writes(regions):
+    name = "mrsc_one_down"
+    _strong_table(regions, name)
+    a, b = regions.once(0), regions.once(1)
+    a.put_item(TableName=name, Item={"pk": {"S": "k"}, "n": {"N": "0"}})
+    regions.procs[2].kill()
+    try:
+        for n in range(1, 6):
+            writer, reader = (a, b) if n % 2 else (b, a)
+            writer.update_item(TableName=name, Key={"pk": {"S": "k"}}, UpdateExpression="ADD n :one",
+                               ExpressionAttributeValues={":one": {"N": "1"}})
+            assert reader.get_item(TableName=name, Key={"pk": {"S": "k"}}, ConsistentRead=True)["Item"]["n"] == {
+                "N": str(n)}
+        b.put_item(TableName=name, Item={"pk": {"S": "written while down"}})
+    finally:
+        regions.start(2)
+    c = regions.once(2)
+    # The region back reads the latest values strongly at once, and its own table catches up.
+    assert c.get_item(TableName=name, Key={"pk": {"S": "k"}}, ConsistentRead=True)["Item"]["n"] == {"N": "5"}
+    assert c.get_item(TableName=name, Key={"pk": {"S": "written while down"}}, ConsistentRead=True)["Item"] == {
+        "pk": {"S": "written while down"}}
+    assert _eventually(lambda: c.get_item(TableName=name, Key={"pk": {"S": "k"}}).get("Item", {}).get("n") == {"N": "5"})
+    c.put_item(TableName=name, Item={"pk": {"S": "k"}, "n": {"N": "100"}})
+    assert a.get_item(TableName=name, Key={"pk": {"S": "k"}}, ConsistentRead=True)["Item"]["n"] == {"N": "100"}
+
+
+def test_with_two_regions_down_writes_fail_with_internal_server_error_and_leave_nothing(regions):
+    name = "mrsc_two_down"
+    _strong_table(regions, name)
+    a = regions.once(0)
+    a.put_item(TableName=name, Item={"pk": {"S": "k"}, "v": {"S": "kept"}})
+    assert _eventually(lambda: regions.client(1).get_item(TableName=name, Key={"pk": {"S": "k"}}).get("Item"))
+    regions.procs[1].kill()
+    regions.procs[2].kill()
+    unavailable = ("InternalServerError", "Internal server error: the request was not applied: 2 of 3 regions did "
+                   "not answer; a majority (2) is needed", 500)
+    try:
+        assert _error(lambda: a.put_item(TableName=name, Item={"pk": {"S": "k"}, "v": {"S": "lost"}})) == unavailable
+        assert _error(lambda: a.delete_item(TableName=name, Key={"pk": {"S": "k"}})) == unavailable
+        assert _error(lambda: a.get_item(TableName=name, Key={"pk": {"S": "k"}}, ConsistentRead=True)) == unavailable
+        # An eventually consistent read is this region's own table: still served.
+        assert a.get_item(TableName=name, Key={"pk": {"S": "k"}})["Item"] == {"pk": {"S": "k"}, "v": {"S": "kept"}}
+    finally:
+        regions.start(1)
+        regions.start(2)
+    for i in range(3):
+        assert regions.once(i).get_item(TableName=name, Key={"pk": {"S": "k"}}, ConsistentRead=True)["Item"] == {
+            "pk": {"S": "k"}, "v": {"S": "kept"}}
+    a.put_item(TableName=name, Item={"pk": {"S": "k"}, "v": {"S": "back"}})
+    assert regions.once(2).get_item(TableName=name, Key={"pk": {"S": "k"}}, ConsistentRead=True)["Item"]["v"] == {
+        "S": "back"}
