@@ -29,8 +29,8 @@ process is gone (``jobs.runner_alive``) and runs them again
 (CANCELLING), seen by the job at its next chunk, which then stores
 CANCELLED instead of writing; so any worker may cancel any operation.
 
-MaxWriteRequestUnits paces the writes: after each chunk the job waits until
-the write units spent so far fit the rate since it (re)started.
+MaxWriteRequestUnits paces the writes (``Pacer``): after each chunk the job
+waits until the write units it spent (table and indexes) fit the rate.
 
 OutputS3Configuration: with an S3Bucket, the items that fail (OutputType
 ERROR) and those whose condition is false (CONDITION_CHECK_FAILURE) are
