@@ -180,18 +180,28 @@ def region_set(region: str) -> str | None:
 
 
 def check_consistency_update(ctx, txn, table, request: dict) -> None:
-    """UpdateTable's MultiRegionConsistency (and GlobalTableWitnessUpdates,
-    not yet), checked before anything is written.
+    """UpdateTable's MultiRegionConsistency and GlobalTableWitnessUpdates,
+    checked before anything is written.
 
     DynamoDB documents the rules (MultiRegionConsistency "is only valid when
     you create a global table by specifying one or more Create actions in the
     ReplicaUpdates action list"; the mode cannot change once the table is
-    global; MRSC needs three regions of one region set, an empty table, no
-    TTL and no LSI) but not the messages of their ValidationExceptions: those
-    are Shoal's (docs/mrsc.md)."""
-    if request.get("GlobalTableWitnessUpdates") is not None:
-        raise ValidationException("Shoal does not support GlobalTableWitnessUpdates in UpdateTable yet")
-    mode = request["MultiRegionConsistency"]
+    global; MRSC is three replicas, or two and one witness, of one region set,
+    on an empty table without TTL or LSI) but not the messages of their
+    ValidationExceptions: those are Shoal's (docs/mrsc.md)."""
+    mode = request.get("MultiRegionConsistency")
+    witnesses = request.get("GlobalTableWitnessUpdates")
+    if witnesses is not None:
+        if any(w.get("Delete") is not None for w in witnesses):
+            raise ValidationException("Shoal does not support deleting a witness (GlobalTableWitnessUpdates "
+                                      "Delete) yet")
+        if mode != STRONG:
+            raise ValidationException(
+                f"{INVALID}GlobalTableWitnessUpdates is only valid when creating a multi-Region strong consistency "
+                "global table (MultiRegionConsistency STRONG with ReplicaUpdates)")
+        if len(witnesses) != 1 or witnesses[0].get("Create") is None:
+            raise ValidationException(f"{INVALID}Only one witness can be configured per multi-Region strong "
+                                      "consistency global table")
     updates = request.get("ReplicaUpdates") or ()
     creates = [u["Create"]["RegionName"] for u in updates if u.get("Create") is not None]
     if not creates:
@@ -204,20 +214,30 @@ def check_consistency_update(ctx, txn, table, request: dict) -> None:
             f"table {table.name} already has replicas")
     if mode != STRONG:
         return
-    if len(updates) != len(creates) or len(creates) != 2:
+    witness = witnesses[0]["Create"]["RegionName"] if witnesses else None
+    if len(updates) != len(creates) or len(creates) + (witness is not None) != 2:
         raise ValidationException(
-            f"{INVALID}A multi-Region strong consistency global table must have exactly three replicas: "
-            "ReplicaUpdates must create exactly two replicas in other Regions")
+            f"{INVALID}A multi-Region strong consistency global table must have exactly three replicas, or two "
+            "replicas and one witness: ReplicaUpdates must create two replicas in other Regions, or one replica "
+            "and GlobalTableWitnessUpdates one witness")
     own = ctx.region
     home = region_set(own)
     if home is None:
         raise ValidationException(
             f"{INVALID}Multi-Region strong consistency is not available in Region {own}")
-    for region in creates:
+    for region in creates + ([witness] if witness is not None else []):
         if region_set(region) != home:
             raise ValidationException(
                 f"{INVALID}The replicas of a multi-Region strong consistency global table must be in one "
                 f"Region set: {region} is not in the Region set of {own} ({', '.join(REGION_SETS[home])})")
+    if witness is not None:
+        settings = settings_of(ctx.engine)
+        if witness in (own, *creates):
+            raise ValidationException(
+                f"{INVALID}The witness must be in a different Region than the replicas: {witness}")
+        if witness not in settings.peers:
+            raise ValidationException(
+                f"{INVALID}Region {witness} is not a peer of this deployment (shoal serve --peer {witness}=URL)")
     from shoal.api.catalog import read_stats
 
     if read_stats(txn, table.prefix)[0]:
@@ -237,14 +257,21 @@ def check_consistency_update(ctx, txn, table, request: dict) -> None:
 
 
 def apply_consistency_update(txn, ctx, table, desc: dict, request: dict) -> None:
-    """Record what ``check_consistency_update`` accepted in ``desc``; an
-    MRSC table's item requests are from then on served off the event loop
-    (``Settings.strong``, for ``protocol.ReplicationService.screen``)."""
-    desc["MultiRegionConsistency"] = request["MultiRegionConsistency"]
-    if request["MultiRegionConsistency"] == STRONG:
-        settings = settings_of(ctx.engine)
-        if settings is not None:
-            settings.strong.add(table.name)
+    """Record what ``check_consistency_update`` accepted in ``desc`` and queue
+    the witness's creation; an MRSC table's item requests are from then on
+    served off the event loop (``Settings.strong``, for
+    ``protocol.ReplicationService.screen``)."""
+    mode = request["MultiRegionConsistency"]
+    desc["MultiRegionConsistency"] = mode
+    if mode != STRONG:
+        return
+    settings = settings_of(ctx.engine)
+    if settings is not None:
+        settings.strong.add(table.name)
+    for update in request.get("GlobalTableWitnessUpdates") or ():
+        region = update["Create"]["RegionName"]
+        desc["GlobalTableWitnesses"] = [{"RegionName": region, "WitnessStatus": "CREATING"}]
+        queue_task(txn, {"kind": "witness", "table_id": table.table_id, "name": table.name, "peer": region})
 
 
 def stream_for_replicas(txn, table, view_of) -> dict | None:

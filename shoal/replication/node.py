@@ -464,7 +464,29 @@ class Replicator:
         peer.call("CreateReplica", {"TableName": task["name"], "SourceRegion": self.region,
                                     "Request": task["request"], "Replicas": control.replica_set(desc, self.region),
                                     "TimeToLive": _ttl_spec(task.get("ttl")),
-                                    "MultiRegionConsistency": desc.get("MultiRegionConsistency")})
+                                    "MultiRegionConsistency": desc.get("MultiRegionConsistency"),
+                                    "Witnesses": desc.get("GlobalTableWitnesses")})
+        return True
+
+    def _task_witness(self, peer: PeerClient, task: dict) -> bool:
+        """Make the witness of an MRSC table (an acceptor of its registers,
+        no table), show it ACTIVE here, and tell the replicas."""
+        from shoal.api.catalog import update_description
+
+        if self._description(task["name"], task["table_id"]) is None:
+            return True
+        peer.call("CreateWitness", {"TableName": task["name"], "SourceRegion": self.region, "Id": task["table_id"]})
+
+        def change(desc: dict) -> None:
+            for entry in desc.get("GlobalTableWitnesses") or ():
+                if entry["RegionName"] == task["peer"]:
+                    entry["WitnessStatus"] = "ACTIVE"
+
+        with self.engine.write() as txn:
+            updated = update_description(txn, self.region, task["name"], task["table_id"], change, self.catalog.keys)
+            for entry in (updated.description.get("Replicas") or ()) if updated is not None else ():
+                control.queue_task(txn, {"kind": "sync", "table_id": task["table_id"], "name": task["name"],
+                                         "peer": entry["RegionName"]})
         return True
 
     def _task_sync(self, peer: PeerClient, task: dict) -> bool:
@@ -474,7 +496,11 @@ class Replicator:
             if desc is None:
                 return True
             replicas = control.replica_set(desc, self.region)
-        peer.call("SyncReplicas", {"TableName": task["name"], "SourceRegion": self.region, "Replicas": replicas})
+        payload = {"TableName": task["name"], "SourceRegion": self.region, "Replicas": replicas}
+        desc = self._description(task["name"], task["table_id"])
+        if desc is not None and desc.get("GlobalTableWitnesses"):
+            payload["Witnesses"] = desc["GlobalTableWitnesses"]
+        peer.call("SyncReplicas", payload)
         return True
 
     def _task_legacy_join(self, peer: PeerClient, task: dict) -> bool:

@@ -242,6 +242,8 @@ def create_replica(ctx, data: dict) -> dict:
         extra = {"GlobalTableVersion": control.GLOBAL_TABLE_VERSION, "Replicas": replicas}
         if data.get("MultiRegionConsistency"):
             extra["MultiRegionConsistency"] = data["MultiRegionConsistency"]
+        if data.get("Witnesses"):
+            extra["GlobalTableWitnesses"] = data["Witnesses"]
         tables.create_table(ctx, data["Request"], status="CREATING", extra=extra)
         if control.is_strong(extra):
             control.settings_of(ctx.engine).strong.add(name)
@@ -285,6 +287,8 @@ def sync_replicas(ctx, data: dict) -> dict:
                   for r in everyone if r["RegionName"] != ctx.region]
 
         def change(desc: dict) -> None:
+            if data.get("Witnesses"):
+                desc["GlobalTableWitnesses"] = data["Witnesses"]
             if not others:  # the last other replica left: a regional table again
                 desc.pop("Replicas", None)
                 desc.pop("GlobalTableVersion", None)
@@ -366,6 +370,12 @@ def paxos(ctx, data: dict) -> dict:
     return strong.handle_paxos(ctx, data)
 
 
+def create_witness(ctx, data: dict) -> dict:
+    from shoal.replication import strong
+
+    return strong.create_witness(ctx, data)
+
+
 def learn(ctx, data: dict) -> dict:
     from shoal.replication import strong
 
@@ -375,6 +385,7 @@ def learn(ctx, data: dict) -> dict:
 _OPERATIONS = {
     "Paxos": paxos,
     "Learn": learn,
+    "CreateWitness": create_witness,
     "ApplyChanges": apply_changes,
     "CopyItems": apply_changes,
     "CreateReplica": create_replica,

@@ -183,7 +183,8 @@ class StrongNode:
 
     def acceptors(self, table, skey: bytes) -> dict:
         out = {self.region: LocalAcceptor(self.engine, skey)}
-        for replica in table.description.get("Replicas") or ():
+        for replica in (*(table.description.get("Replicas") or ()),
+                        *(table.description.get("GlobalTableWitnesses") or ())):
             pool = self.pools.get(replica["RegionName"])
             out[replica["RegionName"]] = PeerAcceptor(pool, table.name) if pool is not None else Missing()
         return out
@@ -334,15 +335,46 @@ def apply_chosen(engine, catalog, region: str, name: str, key: dict, ballot: Bal
 # ---------------------------------------------------------------- the peer operations
 
 
+WITNESS_PREFIX = b"mrsc/witness/"
+
+
+def _witness_key(region: str, name: str) -> bytes:
+    return WITNESS_PREFIX + f"{region}/{name}".encode()
+
+
+def create_witness(ctx, data: dict) -> dict:
+    """Be the witness of a peer's MRSC table: an acceptor of its registers,
+    kept under the table's id (from the region that made it) and the
+    register's name; no table, so no client reads or writes it here."""
+    with ctx.engine.write() as txn:
+        txn.put("meta", _witness_key(ctx.region, data["TableName"]),
+                orjson.dumps({"id": data["Id"], "source": data["SourceRegion"]}))
+    return {}
+
+
+def _witnessed(ctx, name: str) -> bytes | None:
+    """The prefix of the registers this region keeps as ``name``'s witness."""
+    with ctx.engine.read() as txn:
+        raw = txn.get("meta", _witness_key(ctx.region, name))
+    return None if raw is None else b"w/" + orjson.loads(raw)["id"].encode() + b"/"
+
+
 def handle_paxos(ctx, data: dict) -> dict:
-    """A peer's prepare or accept for one of this region's MRSC tables."""
+    """A peer's prepare, accept or peek for one of this region's MRSC tables
+    (or a table it is the witness of)."""
     from shoal.consensus.transport import decode_request, encode_reply
 
-    table = _strong_table(ctx, data["TableName"])
+    witnessed = None
+    try:
+        table = _strong_table(ctx, data["TableName"])
+    except ResourceNotFoundException:
+        witnessed = _witnessed(ctx, data["TableName"])
+        if witnessed is None:
+            raise
     try:
         message = decode_request(data)
         key = orjson.loads(message.key)
-        skey = storage_key(table, key)
+        skey = witnessed + register_key(key) if witnessed is not None else storage_key(table, key)
     except (ValueError, KeyError, TypeError, AttributeError) as exc:
         from shoal.errors import SerializationException
 

@@ -183,11 +183,31 @@ def test_update_table_refuses_what_multi_region_strong_consistency_cannot_be(reg
                                               BillingMode="PAY_PER_REQUEST")) == (
         "ValidationException", invalid + "MultiRegionConsistency is only valid when creating a global table "
         "with one or more Create actions in ReplicaUpdates", 400)
-    assert _error(strong(REGIONS[1])) == (
-        "ValidationException", invalid + "A multi-Region strong consistency global table must have exactly three "
-        "replicas: ReplicaUpdates must create exactly two replicas in other Regions", 400)
-    assert _error(strong(REGIONS[1], REGIONS[2], GlobalTableWitnessUpdates=[{"Create": {"RegionName": REGIONS[2]}}])) \
-        == ("ValidationException", "Shoal does not support GlobalTableWitnessUpdates in UpdateTable yet", 400)
+    three = (invalid + "A multi-Region strong consistency global table must have exactly three replicas, or two "
+             "replicas and one witness: ReplicaUpdates must create two replicas in other Regions, or one replica "
+             "and GlobalTableWitnessUpdates one witness")
+    assert _error(strong(REGIONS[1])) == ("ValidationException", three, 400)
+    witness = [{"Create": {"RegionName": REGIONS[2]}}]
+    assert _error(strong(REGIONS[1], REGIONS[2], GlobalTableWitnessUpdates=witness)) == (
+        "ValidationException", three, 400)
+    assert _error(strong(REGIONS[1], GlobalTableWitnessUpdates=[{"Create": {"RegionName": REGIONS[1]}}])) == (
+        "ValidationException", invalid + f"The witness must be in a different Region than the replicas: {REGIONS[1]}",
+        400)
+    assert _error(strong(REGIONS[1], GlobalTableWitnessUpdates=witness * 2)) == (  # the API model's limit
+        "ValidationException", "1 validation error detected: Value '[GlobalTableWitnessGroupUpdate(create="
+        "CreateGlobalTableWitnessGroupMemberAction(regionName=us-west-2), delete=null), GlobalTableWitnessGroupUpdate("
+        "create=CreateGlobalTableWitnessGroupMemberAction(regionName=us-west-2), delete=null)]' at "
+        "'globalTableWitnessUpdates' failed to satisfy constraint: Member must have length less than or equal to 1",
+        400)
+    assert _error(lambda: client.update_table(TableName=name, GlobalTableWitnessUpdates=witness)) == (
+        "ValidationException", invalid + "GlobalTableWitnessUpdates is only valid when creating a multi-Region "
+        "strong consistency global table (MultiRegionConsistency STRONG with ReplicaUpdates)", 400)
+    assert _error(lambda: client.update_table(TableName=name, GlobalTableWitnessUpdates=[
+        {"Delete": {"RegionName": REGIONS[2]}}])) == (
+        "ValidationException", "Shoal does not support deleting a witness (GlobalTableWitnessUpdates Delete) yet", 400)
+    assert _error(strong(REGIONS[1], GlobalTableWitnessUpdates=[{"Create": {"RegionName": OUTSIDE}}])) == (
+        "ValidationException", invalid + "The replicas of a multi-Region strong consistency global table must be in "
+        "one Region set: eu-west-1 is not in the Region set of us-east-1 (us-east-1, us-east-2, us-west-2)", 400)
     assert _error(strong(REGIONS[1], "eu-west-1")) == (
         "ValidationException", invalid + "The replicas of a multi-Region strong consistency global table must be in "
         "one Region set: eu-west-1 is not in the Region set of us-east-1 (us-east-1, us-east-2, us-west-2)", 400)
@@ -460,3 +480,60 @@ def test_with_two_regions_down_writes_fail_with_internal_server_error_and_leave_
     a.put_item(TableName=name, Item={"pk": {"S": "k"}, "v": {"S": "back"}})
     assert regions.once(2).get_item(TableName=name, Key={"pk": {"S": "k"}}, ConsistentRead=True)["Item"]["v"] == {
         "S": "back"}
+
+
+def _wait_witness_active(client, name: str) -> dict:
+    deadline = time.monotonic() + ACTIVE_S
+    while True:
+        table = client.describe_table(TableName=name)["Table"]
+        if table["TableStatus"] == "ACTIVE" and table.get("GlobalTableWitnesses") == [
+                {"RegionName": REGIONS[2], "WitnessStatus": "ACTIVE"}] and all(
+                r["ReplicaStatus"] == "ACTIVE" for r in table.get("Replicas", ())):
+            return table
+        assert time.monotonic() < deadline, table
+        time.sleep(0.1)
+
+
+def test_two_replicas_and_a_witness_keep_writing_with_one_replica_down(regions):
+    """us-west-2 is the witness: no table there, but its votes (and the
+    values it keeps) carry writes while the other replica is down."""
+    name = "mrsc_witness"
+    home = regions.client(0)
+    _create(home, name)
+    described = home.update_table(TableName=name, MultiRegionConsistency="STRONG",
+                                  ReplicaUpdates=[{"Create": {"RegionName": REGIONS[1]}}],
+                                  GlobalTableWitnessUpdates=[{"Create": {"RegionName": REGIONS[2]}}])["TableDescription"]
+    assert described["MultiRegionConsistency"] == "STRONG"
+    assert described["GlobalTableWitnesses"] == [{"RegionName": REGIONS[2], "WitnessStatus": "CREATING"}]
+    assert [r["RegionName"] for r in described["Replicas"]] == [REGIONS[1]]
+    for i in (0, 1):
+        table = _wait_witness_active(regions.client(i), name)
+        assert table["MultiRegionConsistency"] == "STRONG"
+        assert [r["RegionName"] for r in table["Replicas"]] == [REGIONS[1 - i]]
+    witness = regions.client(2)
+    code, message, status = _error(lambda: witness.describe_table(TableName=name))
+    assert (code, status) == ("ResourceNotFoundException", 400)
+    assert _error(lambda: witness.put_item(TableName=name, Item={"pk": {"S": "k"}}))[0] == "ResourceNotFoundException"
+
+    a, b = regions.once(0), regions.once(1)
+    a.put_item(TableName=name, Item={"pk": {"S": "k"}, "n": {"N": "1"}})
+    assert b.get_item(TableName=name, Key={"pk": {"S": "k"}}, ConsistentRead=True)["Item"]["n"] == {"N": "1"}
+    regions.procs[1].kill()
+    try:
+        a.update_item(TableName=name, Key={"pk": {"S": "k"}}, UpdateExpression="ADD n :one",
+                      ExpressionAttributeValues={":one": {"N": "1"}})
+        assert a.get_item(TableName=name, Key={"pk": {"S": "k"}}, ConsistentRead=True)["Item"]["n"] == {"N": "2"}
+    finally:
+        regions.start(1)
+    # The value written while us-east-2 was down is in us-east-1 and the witness: a majority.
+    b = regions.once(1)
+    assert b.get_item(TableName=name, Key={"pk": {"S": "k"}}, ConsistentRead=True)["Item"]["n"] == {"N": "2"}
+    # With us-east-1 down, us-east-2 reads it from the witness and writes on.
+    regions.procs[0].kill()
+    try:
+        b.put_item(TableName=name, Item={"pk": {"S": "k"}, "n": {"N": "3"}}, ConditionExpression="n = :two",
+                   ExpressionAttributeValues={":two": {"N": "2"}})
+    finally:
+        regions.start(0)
+    assert regions.once(0).get_item(TableName=name, Key={"pk": {"S": "k"}}, ConsistentRead=True)["Item"]["n"] == {
+        "N": "3"}
