@@ -318,6 +318,7 @@ def build_parser() -> argparse.ArgumentParser:
     from shoal.backup_cli import add_backup_commands
     from shoal.demo import add_demo_command
     from shoal.keys_cli import add_keys_commands
+    from shoal.migrate_cli import add_migrate_command
     from shoal.tls import add_tls_commands
     from shoal.triggers.cli import add_trigger_commands
 
@@ -328,6 +329,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_demo_command(commands)
     _add_status_command(commands)
     add_backup_commands(commands)
+    add_migrate_command(commands)
     return parser
 
 
