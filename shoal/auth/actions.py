@@ -54,7 +54,7 @@ _TABLE_OPERATIONS = frozenset({
     "UpdateContinuousBackups", "CreateBackup", "DescribeKinesisStreamingDestination",
     "EnableKinesisStreamingDestination", "DisableKinesisStreamingDestination",
     "UpdateKinesisStreamingDestination", "DescribeContributorInsights", "UpdateContributorInsights",
-    "DescribeTableReplicaAutoScaling", "UpdateTableReplicaAutoScaling",
+    "DescribeTableReplicaAutoScaling", "UpdateTableReplicaAutoScaling", "StartBulkPutItems",
 })
 # Operations on a resource named by an ARN member.
 _ARN_OPERATIONS = {
@@ -63,6 +63,7 @@ _ARN_OPERATIONS = {
     "ExportTableToPointInTime": "TableArn", "DescribeBackup": "BackupArn", "DeleteBackup": "BackupArn",
     "RestoreTableFromBackup": "BackupArn", "DescribeExport": "ExportArn", "DescribeImport": "ImportArn",
     "DescribeStream": "StreamArn", "GetShardIterator": "StreamArn",
+    "DescribeBulkOperation": "BulkOperationArn", "CancelBulkOperation": "BulkOperationArn",
 }
 _GLOBAL_TABLE_OPERATIONS = frozenset({
     "CreateGlobalTable", "UpdateGlobalTable", "DescribeGlobalTable", "DescribeGlobalTableSettings",
