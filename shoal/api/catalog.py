@@ -20,7 +20,8 @@ the live IndexSizeBytes and ItemCount).  Each index also has a number, assigned
 at creation and never reused within the table, kept in the record beside the
 description (``"ix": {name: number}``, ``"nix"``: the next number); an index's
 entries live in the ``indexes`` space under ``table prefix + number`` (see
-``shoal.api.indexes``).
+``shoal.api.indexes``).  Vector indexes (``VectorIndexes``, ``shoal.api.vectors``)
+share that numbering and key space.
 
 Every item key of a table starts with the table's 16-byte prefix (the bytes of
 its uuid4 table id).  A re-created table gets a new prefix, so the items of a
@@ -112,6 +113,22 @@ class Index:
     range_keys: tuple = ()
     range_types: tuple = ()
     multi: bool = False  # more than one attribute in either key
+    # A vector index (``shoal.api.vectors``): what its entries hold; None
+    # for a secondary index.  Its ``hash_key`` is its SearchSchema HASH
+    # attribute ("" without one) and its ``key_schema`` is empty.
+    vector: VectorSpec | None = None
+
+
+@dataclass(slots=True, frozen=True)
+class VectorSpec:
+    """What a vector index keeps of an item: the vector, and the
+    SearchSchema attributes a search may test for equality."""
+
+    attribute: str  # VectorAttribute.AttributeName: a list of numbers
+    dimensions: int
+    distance: str  # COSINE, EUCLIDEAN or DOT_PRODUCT
+    hash_type: str | None  # the SearchSchema HASH attribute's type, if any
+    filters: tuple  # (name, type) of each INLINE_FILTER attribute
 
 
 @dataclass(slots=True)
@@ -129,10 +146,14 @@ class Table:
     arn: str
     description: dict  # the stored TableDescription; treat as read-only
     key_schema: list[tuple[str, str]]
-    # Indexes the write path maintains (ACTIVE and CREATING), in description order.
+    # Indexes the write path maintains (ACTIVE and CREATING), in description
+    # order: secondary indexes, then vector indexes.
     indexes: tuple = ()
-    # Every index by name, DELETING ones included.
+    # Every secondary index by name, DELETING ones included (Query, Scan and
+    # PartiQL read these; vector indexes are not among them).
     index_map: dict = None  # type: ignore[assignment]
+    # Every vector index by name, DELETING ones included.
+    vector_map: dict = None  # type: ignore[assignment]
     index_numbers: dict = None  # type: ignore[assignment]  # name -> number
     next_index: int = 0
     has_local_indexes: bool = False
@@ -204,6 +225,9 @@ def decode_entry(region: str, raw: bytes, keys=None) -> Table:
     types = {a["AttributeName"]: a["AttributeType"] for a in desc["AttributeDefinitions"]}
     numbers = record.get("ix") or {}
     index_map = _parse_indexes(desc, key_schema, types, numbers, prefix)
+    vector_map = _parse_vector_indexes(desc, key_schema, types, numbers, prefix)
+    maintained = [i for i in index_map.values() if i.status != "DELETING"]
+    maintained += [i for i in vector_map.values() if i.status != "DELETING"]
     return Table(
         name=desc["TableName"],
         region=region,
@@ -216,8 +240,9 @@ def decode_entry(region: str, raw: bytes, keys=None) -> Table:
         arn=desc["TableArn"],
         description=desc,
         key_schema=key_schema,
-        indexes=tuple(i for i in index_map.values() if i.status != "DELETING"),
+        indexes=tuple(maintained),
         index_map=index_map,
+        vector_map=vector_map,
         index_numbers=numbers,
         next_index=record.get("nix", 0),
         has_local_indexes=bool(desc.get("LocalSecondaryIndexes")),
@@ -270,6 +295,43 @@ def _parse_index(spec: dict, local: bool, table_keys: list, types: dict, numbers
         range_types=tuple(types[n] for n in range_keys),
         multi=len(hash_keys) > 1 or len(range_keys) > 1,
     )
+
+
+def _parse_vector_indexes(desc: dict, table_schema, types: dict, numbers: dict, prefix: bytes) -> dict:
+    """Every vector index of a stored description, by name."""
+    out = {}
+    table_keys = [name for name, _ in table_schema]
+    for spec in desc.get("VectorIndexes") or ():
+        schema = spec.get("SearchSchema") or ()
+        hashes = [e["AttributeName"] for e in schema if e["SearchSchemaElementType"] == "HASH"]
+        filters = tuple((e["AttributeName"], types[e["AttributeName"]])
+                        for e in schema if e["SearchSchemaElementType"] == "INLINE_FILTER")
+        attribute = spec["VectorAttribute"]["AttributeName"]
+        projection = spec["Projection"]
+        kind = projection.get("ProjectionType", "ALL")
+        projected = None
+        if kind != "ALL":  # the keys, the search schema and the vector are always there
+            projected = frozenset((*table_keys, *hashes, *(n for n, _ in filters), attribute,
+                                   *(projection.get("NonKeyAttributes") or ())))
+        hash_key = hashes[0] if hashes else ""
+        number = numbers[spec["IndexName"]]
+        out[spec["IndexName"]] = Index(
+            name=spec["IndexName"],
+            local=False,
+            number=number,
+            prefix=prefix + number.to_bytes(2, "big"),
+            hash_key=hash_key,
+            range_key=None,
+            hash_type=types[hash_key] if hashes else "",
+            range_type=None,
+            key_schema=[],
+            projection_type=kind,
+            projected=projected,
+            status=spec.get("IndexStatus", "ACTIVE"),
+            vector=VectorSpec(attribute, spec["Dimensions"], spec["DistanceFunction"],
+                              types[hash_key] if hashes else None, filters),
+        )
+    return out
 
 
 class Catalog:

@@ -16,8 +16,9 @@ splice it like a table item.  For ``ALL`` projections it is the very bytes
 stored in the table.
 
 ``maintain`` keeps every ACTIVE or CREATING index in step with the table inside
-the writing transaction; ``IndexJobs`` backfills a GSI created on a table with
-data, and purges a deleted one, in bounded chunks whose cursor is stored in
+the writing transaction; ``IndexJobs`` backfills a GSI (or a vector index,
+whose entries ``shoal.api.vectors`` encodes) created on a table with data, and
+purges a deleted one, in bounded chunks whose cursor is stored in
 ``meta`` in the same transaction, so several worker processes may run the job.
 
 The same job runner purges the storage of a deleted table (``schedule_drop``,
@@ -33,6 +34,7 @@ import zlib
 
 import orjson
 
+from shoal.api import vectors
 from shoal.api.catalog import (
     INDEX_STATS_KEY,
     Index,
@@ -89,10 +91,13 @@ def entry_key(table, index: Index, item: dict, table_suffix: bytes, strict: bool
     ``table_suffix`` is enc(table pk) + [enc(table sk)].  With ``strict`` (a
     write) a key attribute of the wrong type or an empty S/B value raises
     DynamoDB's ValidationException; without it (backfill, old images) such an
-    item is simply not indexed.
+    item is simply not indexed.  A vector index's entries are
+    ``shoal.api.vectors``'s.
     """
     if index.multi:
         return _multi_entry_key(table, index, item, table_suffix, strict)
+    if index.vector is not None:
+        return vectors.entry_key(table, index, item, table_suffix, strict)
     hash_value = item.get(index.hash_key)
     if hash_value is None:
         return None
@@ -194,6 +199,8 @@ def projected_entry(index: Index, item: dict, stored: bytes | None) -> bytes:
 
     For ALL projections the table's stored bytes are reused as they are.
     """
+    if index.vector is not None:
+        return vectors.entry_value(index, item)
     if index.projected is None and stored is not None:
         return stored
     if index.projected is None:
@@ -263,7 +270,9 @@ def _apply_entry(txn, table, index, old_key, old_item, new_key, new_item, new_ra
         size += entry_size(new_value)
         units += write_units(entry_size(new_value))
     _add_index_stats(txn, table.prefix, index.number, count, size)
-    if index_units is not None and units:
+    # A vector index's writes are not counted in write units (DynamoDB
+    # reports VectorWriteRequestBytes for them, which Shoal does not yet).
+    if index_units is not None and units and index.vector is None:
         by_name = index_units.setdefault("LocalSecondaryIndexes" if index.local else "GlobalSecondaryIndexes", {})
         by_name[index.name] = by_name.get(index.name, 0.0) + units
     return size
@@ -414,7 +423,9 @@ def run_job(txn, key: bytes, job: dict, chunk: int, drop_chunk: int | None = Non
     number = int.from_bytes(key[-2:], "big")
     raw = txn.get("meta", table_key(job["region"], job["table"]))
     table = decode_entry(job["region"], raw, getattr(txn, "keys", None)) if raw is not None else None
-    index = table.index_map.get(job["index"]) if table is not None and table.prefix == prefix else None
+    index = None
+    if table is not None and table.prefix == prefix:
+        index = table.index_map.get(job["index"]) or table.vector_map.get(job["index"])
     if index is None or index.number != number:
         txn.delete("meta", key)  # the table or index is gone: nothing left to do
         return None
@@ -512,23 +523,25 @@ def _purge(txn, key: bytes, table, index: Index, chunk: int) -> None:
 
 def _set_status(txn, table, name: str, status: str) -> None:
     desc = dict(table.description)
-    gsis = []
-    for spec in desc.get("GlobalSecondaryIndexes") or ():
+    member = "VectorIndexes" if name in table.vector_map else "GlobalSecondaryIndexes"
+    specs = []
+    for spec in desc.get(member) or ():
         if spec["IndexName"] == name:
             spec = {k: v for k, v in spec.items() if k != "Backfilling"}
             spec["IndexStatus"] = status
-        gsis.append(spec)
-    desc["GlobalSecondaryIndexes"] = gsis
+        specs.append(spec)
+    desc[member] = specs
     _store(txn, table, desc, table.index_numbers, {"IndexName": name, "IndexStatus": status})
 
 
 def _remove_index(txn, table, index: Index) -> None:
     desc = dict(table.description)
-    gsis = [s for s in desc.get("GlobalSecondaryIndexes") or () if s["IndexName"] != index.name]
-    if gsis:
-        desc["GlobalSecondaryIndexes"] = gsis
+    member = "VectorIndexes" if index.vector is not None else "GlobalSecondaryIndexes"
+    kept = [s for s in desc.get(member) or () if s["IndexName"] != index.name]
+    if kept:
+        desc[member] = kept
     else:
-        desc.pop("GlobalSecondaryIndexes", None)
+        desc.pop(member, None)
     numbers = {n: i for n, i in table.index_numbers.items() if n != index.name}
     # A dropped index's key attributes leave AttributeDefinitions unless
     # another key still uses them, as in DynamoDB.
@@ -536,6 +549,8 @@ def _remove_index(txn, table, index: Index) -> None:
     for member in ("LocalSecondaryIndexes", "GlobalSecondaryIndexes"):
         for spec in desc.get(member) or ():
             used.update(k["AttributeName"] for k in spec["KeySchema"])
+    for spec in desc.get("VectorIndexes") or ():
+        used.update(e["AttributeName"] for e in spec.get("SearchSchema") or ())
     desc["AttributeDefinitions"] = [d for d in desc["AttributeDefinitions"] if d["AttributeName"] in used]
     _store(txn, table, desc, numbers, {"IndexName": index.name, "IndexStatus": "DELETED"})
 

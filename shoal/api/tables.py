@@ -24,7 +24,7 @@ import uuid
 import orjson
 
 from shoal.api import indexes as index_store
-from shoal.api import backups, pitr, resource_policies, streams
+from shoal.api import backups, pitr, resource_policies, streams, vectors
 from shoal.api.catalog import (
     STATS_KEY,
     TAGS_KEY,
@@ -174,7 +174,7 @@ def describe(txn, table: Table, status: str | None = None) -> dict:
     count, size = read_stats(txn, table.prefix)
     out = {}
     for key, value in table.description.items():
-        if key in ("LocalSecondaryIndexes", "GlobalSecondaryIndexes"):
+        if key in ("LocalSecondaryIndexes", "GlobalSecondaryIndexes", "VectorIndexes"):
             value = [_describe_index(txn, table, spec) for spec in value]
         out[key] = value
         if key == "ProvisionedThroughput":
@@ -236,7 +236,8 @@ def create_table(ctx, request: dict, *, status: str = "ACTIVE", extra: dict | No
     if extra:
         desc.update(extra)
     numbers = {spec["IndexName"]: n for n, spec in enumerate(
-        (*desc.get("LocalSecondaryIndexes", ()), *desc.get("GlobalSecondaryIndexes", ())))}
+        (*desc.get("LocalSecondaryIndexes", ()), *desc.get("GlobalSecondaryIndexes", ()),
+         *desc.get("VectorIndexes", ())))}
     key = table_key(ctx.region, name)
     raw = encode_entry(ctx.account, table_id, desc, numbers, len(numbers))
     with ctx.engine.write() as txn:
@@ -353,7 +354,8 @@ def _check_definitions(request: dict) -> dict[str, str]:
         types[d["AttributeName"]] = d["AttributeType"]
     lsis = request.get("LocalSecondaryIndexes")
     gsis = request.get("GlobalSecondaryIndexes")
-    if lsis is None and gsis is None:
+    vector_specs = request.get("VectorIndexes")
+    if lsis is None and gsis is None and vector_specs is None:
         if len(key_schema) != len(defs):
             raise ValidationException(
                 INVALID + "Number of attributes in KeySchema does not exactly match number of "
@@ -365,12 +367,13 @@ def _check_definitions(request: dict) -> dict[str, str]:
         used |= _check_local_indexes(lsis, key_schema, def_names)
     if gsis is not None:
         used |= _check_global_indexes(gsis, def_names, request.get("BillingMode"), lsis)
+    used |= vectors.check_vector_indexes(request, request.get("BillingMode") or "PROVISIONED", def_names)
     if len(used) < len(types):
         raise ValidationException(
             f"{INVALID}Some AttributeDefinitions are not used. AttributeDefinitions: "
             f"[{', '.join(def_names)}], keys used: [{', '.join(sorted(used))}]"
         )
-    _check_projected_count([*(lsis or ()), *(gsis or ())])
+    _check_projected_count([*(lsis or ()), *(gsis or ())], vector_specs or ())
     return types
 
 
@@ -441,10 +444,12 @@ def _check_projection(index: dict) -> None:
         seen.add(name)
 
 
-def _check_projected_count(specs) -> None:
+def _check_projected_count(specs, vector_specs=()) -> None:
     """At most 100 NonKeyAttributes over all the indexes of a table (an
-    attribute named by two indexes counts twice)."""
+    attribute named by two indexes counts twice); a vector index counts its
+    vector and INLINE_FILTER attributes too (``vectors.projected_count``)."""
     total = sum(len(spec["Projection"].get("NonKeyAttributes") or ()) for spec in specs)
+    total += sum(vectors.projected_count(spec) for spec in vector_specs)
     if total > MAX_PROJECTED:
         raise ValidationException(
             f"{INVALID}Number of projected attributes in all indexes exceeds limit of {MAX_PROJECTED}"
@@ -585,6 +590,8 @@ def _new_description(ctx, request, name, table_id, now, billing, throughput, typ
     if request.get("GlobalSecondaryIndexes"):
         desc["GlobalSecondaryIndexes"] = [_global_index_description(spec, arn, billing, "ACTIVE")
                                           for spec in request["GlobalSecondaryIndexes"]]
+    if request.get("VectorIndexes"):
+        desc["VectorIndexes"] = [vectors.description(spec, arn, "ACTIVE") for spec in request["VectorIndexes"]]
     sse = _sse_description(ctx, request.get("SSESpecification"), creating=True)
     if sse is not None:
         desc["SSEDescription"] = sse
@@ -846,6 +853,7 @@ _UPDATES = (
     "ProvisionedThroughput", "BillingMode", "StreamSpecification", "GlobalSecondaryIndexUpdates",
     "SSESpecification", "ReplicaUpdates", "DeletionProtectionEnabled", "OnDemandThroughput",
     "WarmThroughput", "TableClass", "GlobalTableWitnessUpdates", "GlobalTableSettingsReplicationMode",
+    "VectorIndexUpdates",
 )
 # Updates that must come alone, with DynamoDB's name for each.
 _ALONE = (
@@ -871,6 +879,11 @@ def update_table(ctx, request: dict) -> dict:
     gsi_updates = request.get("GlobalSecondaryIndexUpdates")
     if gsi_updates is not None:
         _check_gsi_update_shape(gsi_updates)
+    vector_updates = request.get("VectorIndexUpdates")
+    if vector_updates is not None:
+        vectors.check_update_shape(vector_updates)
+        if any(u.get("Create") is not None or u.get("Delete") is not None for u in gsi_updates or ()):
+            raise LimitExceededException(_ONE_ONLINE_INDEX)  # one online index per table, GSI or vector
     with ctx.engine.write() as txn:
         table = _require(ctx, txn, name)
         if table.description.get("TableStatus") == "CREATING":  # a restore or an import is filling it
@@ -892,6 +905,12 @@ def update_table(ctx, request: dict) -> dict:
         if gsi_updates:
             numbers = dict(numbers)
             next_index, jobs = _apply_gsi_updates(ctx, table, desc, request, numbers, next_index)
+        if vector_updates:
+            numbers = dict(numbers)
+            next_index, vector_jobs = vectors.apply_update(table, desc, request, numbers, next_index)
+            jobs = [*jobs, *vector_jobs]
+        if desc.get("VectorIndexes") and _billing_mode(desc) != "PAY_PER_REQUEST":
+            raise ValidationException(vectors.ONLY_ON_DEMAND)
         if request.get("ReplicaUpdates") is not None:
             from shoal.api.ttl import read_setting
             from shoal.replication.control import apply_replica_updates
@@ -1052,7 +1071,7 @@ def _check_gsi_create(ctx, table: Table, desc: dict, gsis: list, spec: dict, def
     name = spec["IndexName"]
     if name in table.index_map:
         raise ValidationException("Attempting to create an index which already exists")
-    if any(g["IndexStatus"] in ("CREATING", "DELETING") for g in gsis):
+    if any(g["IndexStatus"] in ("CREATING", "DELETING") for g in (*gsis, *(desc.get("VectorIndexes") or ()))):
         raise LimitExceededException(_ONE_ONLINE_INDEX)
     if len(gsis) >= MAX_GSI:
         raise LimitExceededException(
@@ -1061,7 +1080,8 @@ def _check_gsi_create(ctx, table: Table, desc: dict, gsis: list, spec: dict, def
     _check_index_throughput(spec, billing, updating=True)
     if billing != "PAY_PER_REQUEST":
         _check_capacity_limits(ctx, spec["ProvisionedThroughput"], name)
-    _check_projected_count([*(desc.get("LocalSecondaryIndexes") or ()), *gsis, spec])
+    _check_projected_count([*(desc.get("LocalSecondaryIndexes") or ()), *gsis, spec],
+                           desc.get("VectorIndexes") or ())
     defined = {d["AttributeName"] for d in desc["AttributeDefinitions"]}
     added = [{"AttributeName": k["AttributeName"], "AttributeType": types[k["AttributeName"]]}
              for k in spec["KeySchema"] if k["AttributeName"] not in defined]
@@ -1138,7 +1158,8 @@ def _check_forbidden_pairs(request: dict) -> None:
     """Changes DynamoDB will not make in one UpdateTable: an index created or
     deleted beside a throughput or stream change, a stream beside throughput."""
     online = any(u.get("Create") is not None or u.get("Delete") is not None
-                 for u in request.get("GlobalSecondaryIndexUpdates") or ())
+                 for u in (*(request.get("GlobalSecondaryIndexUpdates") or ()),
+                           *(request.get("VectorIndexUpdates") or ())))
     throughput = request.get("ProvisionedThroughput") is not None
     stream = request.get("StreamSpecification") is not None
     if online and throughput:
