@@ -31,23 +31,39 @@ log = logging.getLogger("shoal")
 HEARTBEAT_S = 5.0
 STALE_S = 120.0
 
-_process = {"pid": None, "token": None}
+_process = {"pid": None, "token": None, "node": None}
 _jobs_lock = threading.Lock()
 _running: dict[str, tuple[int, threading.Thread]] = {}  # record ARN -> (engine id, thread)
 _stops: dict[int, threading.Event] = {}  # engine id -> set when its server stops
+
+
+def node_id() -> str:
+    """Which process ids this process can see: the machine's boot and its
+    pid namespace.  Shoal nodes on several machines (or containers) share a
+    store over PostgreSQL; a pid means something only within one of these."""
+    try:
+        with open("/proc/sys/kernel/random/boot_id") as boot:
+            return f"{boot.read().strip()}/{os.readlink('/proc/self/ns/pid')}"
+    except OSError:
+        import socket
+
+        return socket.gethostname()
 
 
 def runner() -> dict:
     """This process, as a record names the process running its job."""
     pid = os.getpid()
     if _process["pid"] != pid:  # a new process (or a fork): a new token
-        _process.update(pid=pid, token=secrets.token_hex(8))
-    return {"pid": pid, "token": _process["token"]}
+        _process.update(pid=pid, token=secrets.token_hex(8), node=node_id())
+    return {"pid": pid, "token": _process["token"], "node": _process["node"]}
 
 
 def runner_alive(record: dict) -> bool:
-    """Whether the process a record names is still running its job."""
+    """Whether the process a record names is still running its job: one of
+    another node (``node_id``) by its heartbeat alone."""
     named, me = record.get("runner") or {}, runner()
+    if named.get("node", me["node"]) != me["node"]:
+        return time.time() - record.get("beat", 0) < STALE_S
     if named.get("pid") == me["pid"]:
         if named.get("token") != me["token"]:
             return False  # a process before this one had the same pid

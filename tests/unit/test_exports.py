@@ -155,5 +155,13 @@ def test_whose_job_is_alive():
 
     assert jobs.runner_alive(dict(record, runner=parent, beat=time.time()))
     assert not jobs.runner_alive(dict(record, runner=parent, beat=time.time() - jobs.STALE_S - 1))
+    # A process of another node (another machine or pid namespace, over a shared
+    # PostgreSQL store): its pid means nothing here, even one equal to ours or to
+    # no process; its heartbeat alone tells.
+    for pid in (me["pid"], 2 ** 22 + 12345):
+        elsewhere = {"pid": pid, "token": "elsewhere", "node": "another-boot/pid:[1]"}
+        assert jobs.runner_alive(dict(record, runner=elsewhere, beat=time.time()))
+        assert not jobs.runner_alive(dict(record, runner=elsewhere, beat=time.time() - jobs.STALE_S - 1))
+    assert me["node"] == jobs.node_id() and me["node"]
     status, code, _ = exports.shown_status(dict(record, status="IN_PROGRESS"))
     assert (status, code) == ("FAILED", "InternalServerError")
