@@ -391,7 +391,11 @@ def _record_history(regions, name: str, ops_per_client: int, seed: int, during=N
                     continue  # a read that failed saw nothing
                 op = Operation(kind, value if kind == "write" else (expected, value), None, call=start,
                                status=status, process=i, **({"ret": time.monotonic()} if status == "fail" else {}))
-            except (botocore.exceptions.ConnectionError, botocore.exceptions.ReadTimeoutError):
+            except botocore.exceptions.EndpointConnectionError:
+                time.sleep(0.1)  # its region is down: the request was never sent
+                continue
+            except (botocore.exceptions.ConnectionError, botocore.exceptions.ReadTimeoutError,
+                    botocore.exceptions.HTTPClientError):  # its region died with the request in it
                 if kind == "read":
                     continue
                 op = Operation(kind, value if kind == "write" else (expected, value), None, call=start,
@@ -399,8 +403,16 @@ def _record_history(regions, name: str, ops_per_client: int, seed: int, during=N
             with lock:
                 history.append(op)
 
+    crashed: list[BaseException] = []
+
+    def guarded(i: int) -> None:
+        try:
+            client_loop(i)
+        except BaseException as exc:  # a failed assertion, or an error nobody expected: the test fails
+            crashed.append(exc)
+
     regions.once(0).put_item(TableName=name, Item={**key, "v": {"N": "0"}})
-    threads = [threading.Thread(target=client_loop, args=(i,), daemon=True) for i in range(3)]
+    threads = [threading.Thread(target=guarded, args=(i,), daemon=True) for i in range(3)]
     for thread in threads:
         thread.start()
     if during is not None:
@@ -408,6 +420,7 @@ def _record_history(regions, name: str, ops_per_client: int, seed: int, during=N
     for thread in threads:
         thread.join(timeout=300)
     assert not any(thread.is_alive() for thread in threads)
+    assert not crashed, crashed
     return history
 
 
@@ -537,3 +550,39 @@ def test_two_replicas_and_a_witness_keep_writing_with_one_replica_down(regions):
         regions.start(0)
     assert regions.once(0).get_item(TableName=name, Key={"pk": {"S": "k"}}, ConsistentRead=True)["Item"]["n"] == {
         "N": "3"}
+
+
+def test_a_history_with_a_region_killed_and_restarted_midway_is_linearizable(regions):
+    name = "mrsc_history_kill"
+    _strong_table(regions, name)
+
+    def kill_and_restart():
+        time.sleep(1.0)
+        regions.procs[2].kill()
+        time.sleep(2.0)
+        regions.start(2)
+
+    history = _record_history(regions, name, ops_per_client=40, seed=2, during=kill_and_restart)
+    result = check(history, initial=0)
+    assert result.ok, result.deepest
+    assert {op.process for op in history if op.status == "ok"} == {0, 1, 2}
+
+
+def test_a_history_across_a_partition_is_linearizable_and_heals(regions):
+    """us-east-1 and us-west-2 cannot reach each other (--peer-pause); each
+    still has a majority with us-east-2, so all three regions serve."""
+    name = "mrsc_history_partition"
+    _strong_table(regions, name)
+    regions.procs[2].stop()
+    regions.start(2, f"--peer-pause={REGIONS[0]}")
+    try:
+        history = _record_history(regions, name, ops_per_client=30, seed=3)
+    finally:
+        regions.procs[2].stop()
+        regions.start(2)
+    result = check(history, initial=0)
+    assert result.ok, result.deepest
+    assert {op.process for op in history if op.status == "ok"} == {0, 1, 2}
+    final = [regions.once(i).get_item(TableName=name, Key={"pk": {"S": "register"}}, ConsistentRead=True)["Item"]
+             for i in range(3)]
+    assert final[0] == final[1] == final[2]
