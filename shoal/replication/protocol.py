@@ -94,10 +94,40 @@ class ReplicationService:
                 return self._error(request_id, wrong_region(scope))
         if target.startswith(_DYNAMODB) and target[len(_DYNAMODB):] in ASKING_PEERS and self.dispatcher._serving():
             return self._off_loop(request, request_id)
+        if self.settings.strong and target == _DYNAMODB + "BatchWriteItem":
+            refusal = self._batch_on_strong_table(request, request_id)
+            if refusal is not None:
+                return refusal
         if self.settings.strong and target[len(_DYNAMODB):] in _STRONG_ITEM_OPERATIONS \
                 and target.startswith(_DYNAMODB) and self._names_strong_table(request) and self.dispatcher._serving():
             return self._off_loop(request, request_id, strong=True)
         return None
+
+    def _batch_on_strong_table(self, request, request_id: str):
+        """BatchWriteItem writing an MRSC table is refused (not yet): its
+        writes would go to this region's table alone, bypassing consensus,
+        and the regions would diverge.  The caller is authenticated first,
+        so that the refusal tells no one else which tables are MRSC."""
+        body = request.body
+        if not body or request.headers.get("content-encoding"):
+            return None
+        try:
+            items = orjson.loads(body).get("RequestItems")
+            names = {n.rpartition("/")[2] if n.startswith("arn:") else n for n in items}
+        except (orjson.JSONDecodeError, AttributeError, TypeError):
+            return None
+        strong = sorted(names & self.settings.strong)
+        if not strong:
+            return None
+        from shoal.errors import ValidationException
+
+        try:
+            if self.dispatcher.gate is not None:
+                self.dispatcher.gate.authenticate(request, operation="BatchWriteItem", request_id=request_id)
+            raise ValidationException("Shoal does not support BatchWriteItem on multi-Region strong consistency "
+                                      f"global tables yet: {', '.join(strong)}")
+        except ShoalError as exc:
+            return self._error(request_id, exc)
 
     def _names_strong_table(self, request) -> bool:
         """Whether an item request names one of this region's MRSC tables

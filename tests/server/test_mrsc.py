@@ -586,3 +586,23 @@ def test_a_history_across_a_partition_is_linearizable_and_heals(regions):
     final = [regions.once(i).get_item(TableName=name, Key={"pk": {"S": "register"}}, ConsistentRead=True)["Item"]
              for i in range(3)]
     assert final[0] == final[1] == final[2]
+
+
+def test_batch_write_item_on_an_mrsc_table_is_refused_as_not_yet(regions):
+    """Its writes would bypass consensus (shoal.api.batch does not route them
+    yet): refused rather than let the regions diverge.  Other tables' batches
+    go on."""
+    name = "mrsc_batch"
+    _strong_table(regions, name)
+    _create(regions.client(1), "mrsc_batch_regional")
+    for i in range(3):
+        client = regions.client(i)
+        assert _error(lambda: client.batch_write_item(RequestItems={
+            name: [{"PutRequest": {"Item": {"pk": {"S": "b"}}}}]})) == (
+            "ValidationException", "Shoal does not support BatchWriteItem on multi-Region strong consistency global "
+            f"tables yet: {name}", 400)
+        assert "Item" not in client.get_item(TableName=name, Key={"pk": {"S": "b"}}, ConsistentRead=True)
+    regional = regions.client(1)
+    assert regional.batch_write_item(RequestItems={"mrsc_batch_regional": [
+        {"PutRequest": {"Item": {"pk": {"S": "b"}}}}]})["UnprocessedItems"] == {}
+    assert regional.get_item(TableName="mrsc_batch_regional", Key={"pk": {"S": "b"}})["Item"] == {"pk": {"S": "b"}}
