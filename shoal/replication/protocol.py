@@ -136,9 +136,12 @@ class ReplicationService:
         if not body or request.headers.get("content-encoding"):
             return False
         try:
-            name = orjson.loads(body).get("TableName")
+            data = orjson.loads(body)
+            name = data.get("TableName")
         except (orjson.JSONDecodeError, AttributeError):
             return False
+        if request.headers.get("x-amz-target") == _DYNAMODB + "GetItem" and data.get("ConsistentRead") is not True:
+            return False  # an eventually consistent read is the region's own table: it stays on the loop
         if isinstance(name, str) and name.startswith("arn:"):
             name = name.rpartition("/")[2]
         return name in self.settings.strong
