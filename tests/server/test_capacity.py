@@ -249,6 +249,37 @@ def test_an_on_demand_maximum_throttles_with_its_own_reason(ddb):
         ddb.put_item(TableName=unlimited, Item={"pk": {"S": str(n)}})
 
 
+def test_an_on_demand_gsis_maximum_throttles_the_tables_writes_and_batches_answer_them_unprocessed(ddb):
+    name = unique_name("cap")
+    ddb.create_table(TableName=name, BillingMode="PAY_PER_REQUEST",
+                     KeySchema=[{"AttributeName": "pk", "KeyType": "HASH"}],
+                     AttributeDefinitions=[{"AttributeName": "pk", "AttributeType": "S"},
+                                           {"AttributeName": "g", "AttributeType": "S"}],
+                     GlobalSecondaryIndexes=[{"IndexName": "by_g", "KeySchema": [{"AttributeName": "g", "KeyType": "HASH"}],
+                                              "Projection": {"ProjectionType": "KEYS_ONLY"},
+                                              "OnDemandThroughput": {"MaxWriteRequestUnits": 2}}])
+    refusal, n, key = None, 0, "x" * 1500  # a 2-unit index write: each leaves the index in debt
+    while refusal is None:  # the index's 2 a second (two banked), not the table's thousands
+        n += 1
+        assert n < 50
+        try:
+            ddb.put_item(TableName=name, Item={"pk": {"S": str(n)}, "g": {"S": key}})
+        except ClientError as exc:
+            refusal = exc.response
+    index_arn = ddb.describe_table(TableName=name)["Table"]["GlobalSecondaryIndexes"][0]["IndexArn"]
+    assert refusal["Error"]["Code"] == "ThrottlingException"
+    assert refusal["throttlingReasons"] == [{"reason": "IndexWriteMaxOnDemandThroughputExceeded",
+                                             "resource": index_arn}]
+    fresh = on_demand_table(ddb)
+    puts = {table: [{"PutRequest": {"Item": {"pk": {"S": f"b{i}"}, "g": {"S": key}}}} for i in range(3)]
+            for table in (name, fresh)}
+    answer = ddb.batch_write_item(RequestItems=puts)
+    assert answer["UnprocessedItems"] == {name: puts[name]}
+    code = error_of(lambda: ddb.batch_write_item(RequestItems={name: puts[name]}))["Error"]["Code"]
+    assert code == "ThrottlingException"  # every table it names is throttled
+    assert ddb.get_item(TableName=fresh, Key={"pk": {"S": "b2"}})["Item"]  # still serving
+
+
 ON_DEMAND = {"SHOAL_ON_DEMAND_READ_UNITS": "30", "SHOAL_ON_DEMAND_WRITE_UNITS": "20",
              "SHOAL_ON_DEMAND_WINDOW_S": "1", "SHOAL_ON_DEMAND_SCALE_S": "4"}
 
