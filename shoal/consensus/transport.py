@@ -24,7 +24,8 @@ def _bytes(text: str | None) -> bytes | None:
     return None if text is None else base64.b64decode(text, validate=True)
 
 
-def _ballot(pair) -> Ballot:
+def ballot_of(pair) -> Ballot:
+    """A ballot sent as `[counter, proposer]`; ValueError if it is not one."""
     counter, proposer = pair
     if not isinstance(counter, int) or isinstance(counter, bool) or counter < 0 or not isinstance(proposer, str):
         raise ValueError(f"not a ballot: {pair!r}")
@@ -42,7 +43,7 @@ def decode_request(body: dict, acceptor: str = "") -> Message:
         kind = body["Kind"]
         if kind not in ("prepare", "accept", "peek"):
             raise ValueError(f"unknown kind {kind!r}")
-        return Message(acceptor, kind, _bytes(body["Key"]), _ballot(body["Ballot"]), _bytes(body.get("Value")))
+        return Message(acceptor, kind, _bytes(body["Key"]), ballot_of(body["Ballot"]), _bytes(body.get("Value")))
     except (KeyError, TypeError, ValueError) as exc:
         raise ValueError(f"not a consensus request: {exc}") from None
 
@@ -54,7 +55,7 @@ def encode_reply(reply: Reply) -> dict:
 
 def decode_reply(body: dict) -> Reply:
     try:
-        return Reply(bool(body["Granted"]), _ballot(body["Promised"]), _ballot(body["Accepted"]),
+        return Reply(bool(body["Granted"]), ballot_of(body["Promised"]), ballot_of(body["Accepted"]),
                      _bytes(body.get("Value")))
     except (KeyError, TypeError, ValueError) as exc:
         raise ValueError(f"not a consensus reply: {exc}") from None

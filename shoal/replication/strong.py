@@ -389,12 +389,21 @@ def handle_paxos(ctx, data: dict) -> dict:
 
 def handle_learn(ctx, data: dict) -> dict:
     """A value a peer's round chose: applied here in ballot order."""
-    from shoal.consensus.transport import _ballot
+    from shoal.consensus.transport import ballot_of
 
     _strong_table(ctx, data["TableName"])
-    value = data.get("Value")
-    applied = apply_chosen(ctx.engine, ctx.catalog, ctx.region, data["TableName"], orjson.loads(data["Key"]),
-                           _ballot(data["Ballot"]), value.encode() if value is not None else None)
+    try:
+        key, ballot, value = orjson.loads(data["Key"]), ballot_of(data["Ballot"]), data.get("Value")
+        if not isinstance(key, dict) or not (value is None or isinstance(value, str)):
+            raise ValueError("Key must be an object and Value a string or null")
+        if value is not None:
+            orjson.loads(value)
+    except (ValueError, KeyError, TypeError) as exc:  # orjson's decode error is a ValueError
+        from shoal.errors import SerializationException
+
+        raise SerializationException(f"not a learned value: {exc}") from None
+    applied = apply_chosen(ctx.engine, ctx.catalog, ctx.region, data["TableName"], key, ballot,
+                           value.encode() if value is not None else None)
     return {"Applied": applied}
 
 
