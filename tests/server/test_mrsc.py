@@ -606,3 +606,95 @@ def test_batch_write_item_on_an_mrsc_table_is_refused_as_not_yet(regions):
     assert regional.batch_write_item(RequestItems={"mrsc_batch_regional": [
         {"PutRequest": {"Item": {"pk": {"S": "b"}}}}]})["UnprocessedItems"] == {}
     assert regional.get_item(TableName="mrsc_batch_regional", Key={"pk": {"S": "b"}})["Item"] == {"pk": {"S": "b"}}
+
+
+def _scan(client, name: str) -> list[dict]:
+    items, start = [], None
+    while True:
+        page = client.scan(TableName=name, **({"ExclusiveStartKey": start} if start else {}))
+        items += page["Items"]
+        start = page.get("LastEvaluatedKey")
+        if start is None:
+            return sorted(items, key=lambda item: item["pk"]["S"])
+
+
+def test_writers_in_every_region_leave_every_regions_table_and_stream_with_the_chosen_values(regions):
+    """Unconditional puts, updates and deletes of shared keys from the three
+    regions at once: afterwards each key reads the same strongly everywhere,
+    and every region's own table (eventually consistent Scan) converges to
+    exactly those items; each region's stream has the other regions' writes."""
+    import random
+
+    name = "mrsc_converge"
+    _strong_table(regions, name)
+    stop = time.monotonic() + 3.0
+    outcomes = {"ok": 0, "conflict": 0, "unknown": 0}
+    lock = threading.Lock()
+    crashed: list[BaseException] = []
+
+    def writer(i: int) -> None:
+        try:
+            write(i)
+        except BaseException as exc:
+            crashed.append(exc)
+
+    def write(i: int) -> None:
+        client, rng = regions.once(i), random.Random(i)
+        n = 0
+        while time.monotonic() < stop:
+            n += 1
+            key = {"pk": {"S": f"k{rng.randrange(12)}"}}
+            try:
+                if n % 5 == 0:
+                    client.delete_item(TableName=name, Key=key)
+                elif n % 2:
+                    client.put_item(TableName=name, Item={**key, "writer": {"S": REGIONS[i]}, "n": {"N": str(n)}})
+                else:
+                    client.update_item(TableName=name, Key=key, UpdateExpression="SET writer = :r ADD n :one",
+                                       ExpressionAttributeValues={":r": {"S": REGIONS[i]}, ":one": {"N": "1"}})
+                outcome = "ok"
+            except client.exceptions.ReplicatedWriteConflictException:
+                outcome = "conflict"
+            except client.exceptions.InternalServerError:  # met a round in its accept phase: may have applied
+                outcome = "unknown"
+            with lock:
+                outcomes[outcome] += 1
+
+    threads = [threading.Thread(target=writer, args=(i,)) for i in range(3)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert not crashed, crashed
+    assert outcomes["ok"] > 30, outcomes
+    strong_view = []
+    for k in range(12):
+        seen = [regions.once(i).get_item(TableName=name, Key={"pk": {"S": f"k{k}"}}, ConsistentRead=True).get("Item")
+                for i in range(3)]
+        assert seen[0] == seen[1] == seen[2], seen
+        if seen[0] is not None:
+            strong_view.append(seen[0])
+    strong_view.sort(key=lambda item: item["pk"]["S"])
+    for i in range(3):
+        assert _eventually(lambda: _scan(regions.client(i), name) == strong_view), (i, _scan(regions.client(i), name))
+        assert regions.client(i).describe_table(TableName=name)["Table"]["ItemCount"] == len(strong_view)
+
+    # Each region's stream shows writes that other regions' clients made.
+    for i in range(3):
+        streams = make_client(regions.procs[i].url, service="dynamodbstreams", region=REGIONS[i])
+        arn = regions.client(i).describe_table(TableName=name)["Table"]["LatestStreamArn"]
+        shards = streams.describe_stream(StreamArn=arn)["StreamDescription"]["Shards"]
+        writers = set()
+        for shard in shards:
+            iterator = streams.get_shard_iterator(StreamArn=arn, ShardId=shard["ShardId"],
+                                                  ShardIteratorType="TRIM_HORIZON")["ShardIterator"]
+            for _ in range(20):
+                page = streams.get_records(ShardIterator=iterator, Limit=1000)
+                for record in page["Records"]:
+                    image = record["dynamodb"].get("NewImage")
+                    if image:
+                        writers.add(image["writer"]["S"])
+                iterator = page.get("NextShardIterator")
+                if not iterator or not page["Records"]:
+                    break
+        assert writers == set(REGIONS), (i, writers)
