@@ -199,7 +199,7 @@ def check_vector_indexes(request: dict, billing: str, def_names: list[str]) -> s
     """CreateTable's VectorIndexes rules; returns the attributes their
     SearchSchemas use (so that AttributeDefinitions count them as used)."""
     specs = request.get("VectorIndexes")
-    if specs is None:
+    if not specs:
         return set()
     if billing != "PAY_PER_REQUEST":
         raise ValidationException(ONLY_ON_DEMAND)

@@ -174,6 +174,11 @@ def test_create_rules(ctx):
     assert error(tables.create_table, ctx, {**without, "AttributeDefinitions": body["AttributeDefinitions"][:2],
                                             "VectorIndexes": [index_spec()]}) == (
         INVALID + "Some AttributeDefinitions are not used. AttributeDefinitions: [id, genre], keys used: [id]")
+    provisioned = {**without, "TableName": "plain", "BillingMode": "PROVISIONED", "VectorIndexes": [],
+                   "ProvisionedThroughput": {"ReadCapacityUnits": 1, "WriteCapacityUnits": 1}}
+    assert "VectorIndexes" not in tables.create_table(ctx, provisioned)["TableDescription"]  # an empty list: none
+    assert error(tables.create_table, ctx, {**provisioned, "TableName": "plain2", "VectorIndexes": [index_spec()]}) \
+        == INVALID + "Vector indexes are only supported for PAY_PER_REQUEST tables"
     wide = index_spec(projection="INCLUDE")
     wide["Projection"]["NonKeyAttributes"] = [f"a{n}" for n in range(20)]
     specs = [dict(wide, IndexName=f"v{n}") for n in range(5)]
