@@ -163,7 +163,8 @@ def main() -> None:
     print("|---|---|---|---|---|---|---|")
     for r in results:
         errors = ", ".join(f"{k} {v}" for k, v in r["errors"].items()) or "none"
-        print(f"| {r['table']} | {r['op']} | {r['threads']} | {r['per_s']} | {r['p50_ms']} | {r['p99_ms']} | {errors} |")
+        print(f"| {r['table']} | {r['op']} | {r['threads']} | {r['per_s']} | {r['p50_ms']} | {r['p99_ms']} "
+              f"| {errors} |")
 
 
 if __name__ == "__main__":

@@ -96,8 +96,9 @@ def _wait_active(client, name: str) -> dict:
             table = client.describe_table(TableName=name)["Table"]
         except client.exceptions.ResourceNotFoundException:
             table = None
-        if table is not None and table["TableStatus"] == "ACTIVE" and all(
-                r["ReplicaStatus"] == "ACTIVE" for r in table.get("Replicas", ())) and len(table.get("Replicas", ())) == 2:
+        replicas = (table or {}).get("Replicas", ())
+        if table is not None and table["TableStatus"] == "ACTIVE" and len(replicas) == 2 and all(
+                r["ReplicaStatus"] == "ACTIVE" for r in replicas):
             return table
         assert time.monotonic() < deadline, table
         time.sleep(0.1)
@@ -463,7 +464,8 @@ def test_with_one_region_down_the_other_two_serve_strong_reads_and_writes(region
     assert c.get_item(TableName=name, Key={"pk": {"S": "k"}}, ConsistentRead=True)["Item"]["n"] == {"N": "5"}
     assert c.get_item(TableName=name, Key={"pk": {"S": "written while down"}}, ConsistentRead=True)["Item"] == {
         "pk": {"S": "written while down"}}
-    assert _eventually(lambda: c.get_item(TableName=name, Key={"pk": {"S": "k"}}).get("Item", {}).get("n") == {"N": "5"})
+    assert _eventually(lambda: c.get_item(TableName=name, Key={"pk": {"S": "k"}}).get("Item", {}).get("n") == {
+        "N": "5"})
     c.put_item(TableName=name, Item={"pk": {"S": "k"}, "n": {"N": "100"}})
     assert a.get_item(TableName=name, Key={"pk": {"S": "k"}}, ConsistentRead=True)["Item"]["n"] == {"N": "100"}
 
@@ -515,7 +517,8 @@ def test_two_replicas_and_a_witness_keep_writing_with_one_replica_down(regions):
     _create(home, name)
     described = home.update_table(TableName=name, MultiRegionConsistency="STRONG",
                                   ReplicaUpdates=[{"Create": {"RegionName": REGIONS[1]}}],
-                                  GlobalTableWitnessUpdates=[{"Create": {"RegionName": REGIONS[2]}}])["TableDescription"]
+                                  GlobalTableWitnessUpdates=[{"Create": {"RegionName": REGIONS[2]}}])
+    described = described["TableDescription"]
     assert described["MultiRegionConsistency"] == "STRONG"
     assert described["GlobalTableWitnesses"] == [{"RegionName": REGIONS[2], "WitnessStatus": "CREATING"}]
     assert [r["RegionName"] for r in described["Replicas"]] == [REGIONS[1]]
