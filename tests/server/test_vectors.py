@@ -15,7 +15,8 @@ import numpy as np
 import pytest
 from botocore.exceptions import ClientError
 
-from tests.conftest import unique_name
+from tests.conftest import make_client, unique_name
+from tests.shoal_process import ShoalProcess
 
 INVALID = "One or more parameter values were invalid: "
 DIMS = 8
@@ -492,3 +493,33 @@ def test_update_table_errors(ddb, catalogue):
         ddb.update_table(TableName=name, VectorIndexUpdates=[{"Delete": {"IndexName": f"more{n}"}}])
         wait_gone(ddb, name, f"more{n}")
     assert len(search(ddb, name, "by_dot", k=2)["SearchResults"]) == 2
+
+
+@pytest.fixture(scope="module")
+def ttl_server(tmp_path_factory):
+    """A server of its own whose TTL sweeper runs every second."""
+    server = ShoalProcess(tmp_path_factory.mktemp("vectors-ttl"),
+                          env={"SHOAL_TTL_SWEEP_INTERVAL_S": "1", "SHOAL_TTL_MODIFY_INTERVAL_S": "0"}).start()
+    yield server
+    server.stop()
+
+
+def test_ttl_deletes_leave_the_index(ttl_server):
+    ddb = make_client(ttl_server.url)
+    name = unique_name("expiring")
+    ddb.create_table(TableName=name, BillingMode="PAY_PER_REQUEST", AttributeDefinitions=DEFINITIONS[:1],
+                     KeySchema=[{"AttributeName": "title_id", "KeyType": "HASH"}],
+                     VectorIndexes=[{**DOT, "Dimensions": 2}])
+    now = int(time.time())
+    for tid, x, expires in (("kept", 1, None), ("expired", 2, now - 60), ("later", 3, now + 3600)):
+        item = {"title_id": {"S": tid}, "embedding": vector_av((x, 0))}
+        if expires is not None:
+            item["expires_at"] = {"N": str(expires)}
+        ddb.put_item(TableName=name, Item=item)
+    ddb.update_time_to_live(TableName=name, TimeToLiveSpecification={"Enabled": True, "AttributeName": "expires_at"})
+    deadline = time.monotonic() + 20
+    while "Item" in ddb.get_item(TableName=name, Key={"title_id": {"S": "expired"}}, ConsistentRead=True):
+        assert time.monotonic() < deadline
+        time.sleep(0.2)
+    assert ranked(search(ddb, name, "by_dot", query=(1, 0), k=10)) == [("later", 3.0), ("kept", 1.0)]
+    assert ddb.describe_table(TableName=name)["Table"]["VectorIndexes"][0]["ItemCount"] == 2
