@@ -306,15 +306,18 @@ class Insights:
                 self._key(target, item, throttled, minute)
 
     def _key(self, target: _Target, item: dict, throttled: bool, minute: int) -> None:
-        value = key_text(item.get(target.hash))
-        if value is None:
+        # key_text inlined: this runs for every key of every counted request
+        value = item.get(target.hash)
+        text = (value.get("S") or value.get("N") or value.get("B")) if type(value) is dict else None
+        if type(text) is not str:
             return  # a GSI the item is not in (sparse)
         partition_rules, sort_rules = target.rules[throttled]
-        self._count(partition_rules, (value,), minute)
+        self._count(partition_rules, (text,), minute)
         if sort_rules:
-            sort = key_text(item.get(target.range))
-            if sort is not None:
-                self._count(sort_rules, (value, sort), minute)
+            value = item.get(target.range)
+            sort = (value.get("S") or value.get("N") or value.get("B")) if type(value) is dict else None
+            if type(sort) is str:
+                self._count(sort_rules, (text, sort), minute)
 
     def _count(self, rules: tuple, key: tuple, minute: int) -> None:
         pending = self.pending
@@ -322,7 +325,12 @@ class Insights:
             sketch = pending.get((rule, minute))
             if sketch is None:
                 sketch = pending[(rule, minute)] = Sketch()
-            sketch.add(key)
+            counts = sketch.counts
+            if key in counts:  # Sketch.add's common case, inlined
+                counts[key] += 1
+                sketch.total += 1
+            else:
+                sketch.add(key)
 
     # -- storing ----------------------------------------------------------------------------
 
