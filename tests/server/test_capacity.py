@@ -102,7 +102,7 @@ def test_a_provisioned_table_spends_its_burst_then_writes_at_its_rate(ddb):
     table = provisioned(ddb, 5, 20)
     burst = drain_writes(ddb, table)
     # A new table starts with 300 seconds of its rate banked (DynamoDB's burst capacity).
-    assert 20 * 300 - 25 <= burst <= 20 * 300 + 100, burst
+    assert 20 * 300 - 25 <= burst <= 20 * 300 + 300, burst  # and 20 a second while draining (slower when busy)
     answer = error_of(lambda: ddb.put_item(TableName=table, Item={"pk": {"S": "x"}, "sk": {"N": "1"}}))
     assert answer["ResponseMetadata"]["HTTPStatusCode"] == 400
     assert answer["Error"] == {"Code": "ProvisionedThroughputExceededException", "Message": TABLE_MESSAGE}
@@ -126,7 +126,7 @@ def test_reads_are_throttled_by_read_capacity_and_update_table_lifts_it(ddb):
             assert exc.response["ThrottlingReasons"][0]["reason"] == "TableReadProvisionedThroughputExceeded"
             break
         reads += 1
-    assert 299 <= reads <= 302, reads
+    assert 299 <= reads <= 305, reads  # and what a slow run earns meanwhile, one a second
     code = error_of(lambda: ddb.query(TableName=table, KeyConditionExpression="pk = :p",
                                       ExpressionAttributeValues={":p": {"S": "r"}}))["Error"]["Code"]
     assert code == "ProvisionedThroughputExceededException"
@@ -280,13 +280,13 @@ def test_an_on_demand_gsis_maximum_throttles_the_tables_writes_and_batches_answe
     assert ddb.get_item(TableName=fresh, Key={"pk": {"S": "b2"}})["Item"]  # still serving
 
 
-ON_DEMAND = {"SHOAL_ON_DEMAND_READ_UNITS": "30", "SHOAL_ON_DEMAND_WRITE_UNITS": "20",
+ON_DEMAND = {"SHOAL_ON_DEMAND_READ_UNITS": "30", "SHOAL_ON_DEMAND_WRITE_UNITS": "5",
              "SHOAL_ON_DEMAND_WINDOW_S": "1", "SHOAL_ON_DEMAND_SCALE_S": "4"}
 
 
 @pytest.fixture(scope="module")
 def small_on_demand(tmp_path_factory):
-    """A server whose new on-demand tables serve 30 reads and 20 writes a second at once, measure
+    """A server whose new on-demand tables serve 30 reads and 5 writes a second at once, measure
     peaks over one second and take four seconds (not 30 minutes) to make a peak the previous one."""
     proc = ShoalProcess(tmp_path_factory.mktemp("on-demand"), "--workers", "1", env=ON_DEMAND).start()
     yield make_client(proc.url)
@@ -314,13 +314,14 @@ def test_on_demand_serves_double_the_previous_peak_and_a_faster_rise_throttles(s
     ddb = small_on_demand
     # A high maximum: the catalog sends only tables with limits to the capacity hook (see the report).
     table = on_demand_table(ddb, OnDemandThroughput={"MaxWriteRequestUnits": 100000})
-    counts, refusal = writes_per_second(ddb, table, 11)
-    # 20 a second at first (the new table's warm throughput); held there, 20 is the previous peak about
-    # four seconds later, so 40 are served; some four seconds on, 80: doubling once per scaling time, no
-    # faster (upper bounds: a slow client on a busy machine may fall short of a ceiling, never exceed it)
-    assert all(15 <= c <= 23 for c in counts[1:4]), counts
-    assert max(counts[5:7]) <= 46 and sum(counts[5:7]) > 2 * 23, counts
-    assert max(counts[9:]) > 46, counts
+    counts, refusal = writes_per_second(ddb, table, 12)
+    # 5 a second at first (the new table's warm throughput); held there, 5 is the previous peak about
+    # four seconds later, so 10 are served; some four seconds on, 20: doubling once per scaling time, no
+    # faster.  Sums over seconds, each bounded by the rate and one second banked (a client that stalls on
+    # a busy machine lets the bank refill, then spends it).
+    assert 12 <= sum(counts[0:4]) <= 5 * 4 + 5 + 2, counts
+    assert 5 * 3 + 5 + 2 < sum(counts[4:7]) <= 10 * 3 + 10 + 2, counts
+    assert sum(counts[9:12]) > 10 * 3 + 10, counts
     arn = ddb.describe_table(TableName=table)["Table"]["TableArn"]
     assert refusal["Error"] == {"Code": "ThrottlingException", "Message": "Rate of requests exceeds the allowed throughput."}
     assert refusal["throttlingReasons"] == [{"reason": "TableWriteKeyRangeThroughputExceeded", "resource": arn}]
@@ -331,9 +332,9 @@ def test_on_demand_serves_double_the_previous_peak_and_a_faster_rise_throttles(s
 def test_a_warm_throughput_is_served_at_once(small_on_demand):
     ddb = small_on_demand
     table = on_demand_table(ddb, OnDemandThroughput={"MaxWriteRequestUnits": 100000})
-    ddb.update_table(TableName=table, WarmThroughput={"WriteUnitsPerSecond": 60})
-    counts, _ = writes_per_second(ddb, table, 3)
-    assert all(52 <= c <= 68 for c in counts[1:]), counts
+    ddb.update_table(TableName=table, WarmThroughput={"WriteUnitsPerSecond": 30})
+    counts, _ = writes_per_second(ddb, table, 3)  # 30 a second and one second banked; 5 without it
+    assert 5 * 3 + 5 + 5 < sum(counts) <= 30 * 3 + 30 + 5, counts
 
 
 def test_two_workers_share_one_budget(tmp_path):
