@@ -54,6 +54,31 @@ _SCREENED = (_DYNAMODB, "DynamoDBStreams_20120810.")
 #: only with ConsistentRead, but one with it may come: routed all the same).
 _STRONG_ITEM_OPERATIONS = frozenset(("PutItem", "UpdateItem", "DeleteItem", "GetItem"))
 STRONG_THREADS = 32  # concurrent MRSC item requests per worker
+_REFUSED_ON_STRONG = frozenset(("BatchWriteItem", "ExecuteStatement", "BatchExecuteStatement", "ExecuteTransaction"))
+
+
+def _tables_written(operation: str, data: dict) -> set[str]:
+    """The tables a request writes (for ExecuteTransaction: names at all)."""
+    if operation == "BatchWriteItem":
+        return {n.rpartition("/")[2] if n.startswith("arn:") else n for n in data["RequestItems"]}
+    from shoal.partiql import parse_statement
+    from shoal.partiql.ast import Select
+
+    if operation == "ExecuteStatement":
+        texts = [data["Statement"]]
+    elif operation == "BatchExecuteStatement":
+        texts = [s["Statement"] for s in data["Statements"]]
+    else:
+        texts = [s["Statement"] for s in data["TransactStatements"]]
+    names = set()
+    for text in texts:
+        try:
+            statement = parse_statement(text)
+        except ShoalError:
+            continue  # the operation words the syntax error
+        if operation == "ExecuteTransaction" or not isinstance(statement, Select):
+            names.add(getattr(statement, "table", None) or statement.select.table)
+    return names
 
 
 class PeerPausedException(ShoalError):
@@ -94,8 +119,8 @@ class ReplicationService:
                 return self._error(request_id, wrong_region(scope))
         if target.startswith(_DYNAMODB) and target[len(_DYNAMODB):] in ASKING_PEERS and self.dispatcher._serving():
             return self._off_loop(request, request_id)
-        if self.settings.strong and target == _DYNAMODB + "BatchWriteItem":
-            refusal = self._batch_on_strong_table(request, request_id)
+        if self.settings.strong and target[len(_DYNAMODB):] in _REFUSED_ON_STRONG and target.startswith(_DYNAMODB):
+            refusal = self._refused_on_strong_table(request, request_id, target[len(_DYNAMODB):])
             if refusal is not None:
                 return refusal
         if self.settings.strong and target[len(_DYNAMODB):] in _STRONG_ITEM_OPERATIONS \
@@ -103,29 +128,38 @@ class ReplicationService:
             return self._off_loop(request, request_id, strong=True)
         return None
 
-    def _batch_on_strong_table(self, request, request_id: str):
-        """BatchWriteItem writing an MRSC table is refused (not yet): its
-        writes would go to this region's table alone, bypassing consensus,
-        and the regions would diverge.  The caller is authenticated first,
-        so that the refusal tells no one else which tables are MRSC."""
+    def _refused_on_strong_table(self, request, request_id: str, operation: str):
+        """BatchWriteItem writing an MRSC table, a PartiQL write to one, and
+        ExecuteTransaction naming one are refused: their writes would go to
+        this region's table alone, bypassing consensus, and the regions would
+        diverge (not yet routed: shoal.api.batch and shoal.api.partiql), and
+        DynamoDB has no transactions on MRSC tables.  The caller is
+        authenticated first, so that the refusal tells no one else which
+        tables are MRSC.  A body this cannot read is left to the operation."""
         body = request.body
         if not body or request.headers.get("content-encoding"):
             return None
         try:
-            items = orjson.loads(body).get("RequestItems")
-            names = {n.rpartition("/")[2] if n.startswith("arn:") else n for n in items}
-        except (orjson.JSONDecodeError, AttributeError, TypeError):
+            strong = sorted(_tables_written(operation, orjson.loads(body)) & self.settings.strong)
+        except (ValueError, AttributeError, TypeError, KeyError, ShoalError):  # orjson's error is a ValueError
             return None
-        strong = sorted(names & self.settings.strong)
         if not strong:
             return None
         from shoal.errors import ValidationException
 
+        if operation == "ExecuteTransaction":
+            message = ("ExecuteTransaction is not supported on multi-Region strong consistency global tables: "
+                       + ", ".join(strong))
+        elif operation == "BatchWriteItem":
+            message = ("Shoal does not support BatchWriteItem on multi-Region strong consistency global tables yet: "
+                       + ", ".join(strong))
+        else:
+            message = ("Shoal does not support PartiQL writes on multi-Region strong consistency global tables yet: "
+                       + ", ".join(strong))
         try:
             if self.dispatcher.gate is not None:
-                self.dispatcher.gate.authenticate(request, operation="BatchWriteItem", request_id=request_id)
-            raise ValidationException("Shoal does not support BatchWriteItem on multi-Region strong consistency "
-                                      f"global tables yet: {', '.join(strong)}")
+                self.dispatcher.gate.authenticate(request, operation=operation, request_id=request_id)
+            raise ValidationException(message)
         except ShoalError as exc:
             return self._error(request_id, exc)
 

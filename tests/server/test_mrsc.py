@@ -701,3 +701,28 @@ def test_writers_in_every_region_leave_every_regions_table_and_stream_with_the_c
                 if not iterator or not page["Records"]:
                     break
         assert writers == set(REGIONS), (i, writers)
+
+
+def test_partiql_writes_and_transactions_on_an_mrsc_table_are_refused_and_selects_served(regions):
+    name = "mrsc_partiql"
+    _strong_table(regions, name)
+    client = regions.client(1)
+    client.put_item(TableName=name, Item={"pk": {"S": "a"}, "v": {"N": "1"}})
+    not_yet = ("ValidationException", "Shoal does not support PartiQL writes on multi-Region strong consistency "
+               f"global tables yet: {name}", 400)
+    assert _error(lambda: client.execute_statement(
+        Statement=f"INSERT INTO \"{name}\" VALUE {{'pk': 'b'}}")) == not_yet
+    assert _error(lambda: client.execute_statement(
+        Statement=f"UPDATE \"{name}\" SET v = 2 WHERE pk = 'a'")) == not_yet
+    assert _error(lambda: client.batch_execute_statement(Statements=[
+        {"Statement": f"SELECT * FROM \"{name}\" WHERE pk = 'a'"},
+        {"Statement": f"DELETE FROM \"{name}\" WHERE pk = 'a'"}])) == not_yet
+    assert _error(lambda: client.execute_transaction(TransactStatements=[
+        {"Statement": f"SELECT * FROM \"{name}\" WHERE pk = 'a'"}])) == (
+        "ValidationException", f"ExecuteTransaction is not supported on multi-Region strong consistency global "
+        f"tables: {name}", 400)
+    # A SELECT reads this region's table; a syntax error is the operation's own.
+    assert client.execute_statement(Statement=f"SELECT * FROM \"{name}\" WHERE pk = 'a'")["Items"] == [
+        {"pk": {"S": "a"}, "v": {"N": "1"}}]
+    assert _error(lambda: client.execute_statement(Statement=f"UPDATE \"{name}\" SET"))[0] == "ValidationException"
+    assert client.get_item(TableName=name, Key={"pk": {"S": "a"}}, ConsistentRead=True)["Item"]["v"] == {"N": "1"}
