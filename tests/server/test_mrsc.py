@@ -457,8 +457,15 @@ def test_with_one_region_down_the_other_two_serve_strong_reads_and_writes(region
             assert reader.get_item(TableName=name, Key={"pk": {"S": "k"}}, ConsistentRead=True)["Item"]["n"] == {
                 "N": str(n)}
         b.put_item(TableName=name, Item={"pk": {"S": "written while down"}})
+
+        def status_of_down_region():
+            replicas = regions.client(0).describe_table(TableName=name)["Table"]["Replicas"]
+            return next(r["ReplicaStatus"] for r in replicas if r["RegionName"] == REGIONS[2])
+
+        assert _eventually(lambda: status_of_down_region() == "REGION_DISABLED")  # DescribeTable shows it
     finally:
         regions.start(2)
+    assert _eventually(lambda: status_of_down_region() == "ACTIVE")
     c = regions.once(2)
     # The region back reads the latest values strongly at once, and its own table catches up.
     assert c.get_item(TableName=name, Key={"pk": {"S": "k"}}, ConsistentRead=True)["Item"]["n"] == {"N": "5"}
