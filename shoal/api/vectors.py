@@ -25,8 +25,11 @@ Which items are indexed follows the developer guide (VectorSearchDataSync and
 leaves the item out; a vector of the wrong type or dimension, or a HASH value
 of the wrong type, refuses the write.
 
-The search is exact: every entry of the range is scored.  An approximate index
-(HNSW) for large tables is a later step.
+The search is exact.  Each worker keeps the vectors of the ranges it searched in
+memory (``shoal.api.vector_cache``: a matrix kept exact through the change log),
+so a search is one matrix product, not a scan that decodes every entry; the
+scan (``_nearest``) is the reference it is checked against, and the fallback.
+An approximate index (HNSW) for very large indexes is a later step.
 """
 
 from __future__ import annotations
@@ -39,6 +42,7 @@ from array import array
 
 import orjson
 
+from shoal.api import vector_cache
 from shoal.errors import INVALID_PARAMETERS as INVALID
 from shoal.errors import (
     LimitExceededException,
@@ -402,7 +406,11 @@ def search_vectors(ctx, request: dict) -> dict:
         best, read = [], 0
         if filters is not None:
             start, stop = partition_range(table, index, hash_value)
-            best, read = _nearest(txn, start, stop, query, spec, filters, top_k)
+            # The worker's in-memory vectors of the range (shoal.api.vector_cache), kept exact
+            # through the change log; the scan when they cannot answer as the scan would.
+            found = vector_cache.nearest(txn, table, start, stop, query, spec, filters, top_k,
+                                         _scorer(spec.distance, query), _passes)
+            best, read = found if found is not None else _nearest(txn, start, stop, query, spec, filters, top_k)
     results = []
     width = 4 + 4 * spec.dimensions
     for score, raw in best:
