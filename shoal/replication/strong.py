@@ -35,6 +35,7 @@ unknown, and the SDKs retry both.
 from __future__ import annotations
 
 import asyncio
+import atexit
 import queue
 import threading
 import time
@@ -270,6 +271,7 @@ def node_of(ctx) -> StrongNode:
 
             catalog = ctx.catalog if isinstance(ctx.catalog, Catalog) else Catalog(ctx.engine)
             node = _NODES[id(ctx.engine)] = StrongNode(ctx.engine, catalog, settings)
+            atexit.register(node.close)
     return node
 
 
