@@ -338,6 +338,8 @@ def _read_keys(table, statement: ast.Select):
     if statement.index is None:
         return None, table.hash_key, table.range_key
     index = table.index_map.get(statement.index)
+    if index is None and statement.index in (table.vector_map or {}):
+        raise ValidationException("Scan operation not supported on this index type")  # as recorded from DynamoDB
     if index is None or index.status == "DELETING":
         raise ValidationException(f"The table does not have the specified index: {statement.index}")
     return index, index.hash_key, index.range_key

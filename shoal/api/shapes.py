@@ -67,6 +67,7 @@ ENUM_MESSAGE_ORDER = {
     "ScalarAttributeType": "B, N, S",
     "ReturnValue": "ALL_NEW, UPDATED_OLD, ALL_OLD, NONE, UPDATED_NEW",
     "ConditionalOperator": "OR, AND",
+    "VectorDistanceFunction": "DOT_PRODUCT, COSINE, EUCLIDEAN",  # as recorded from DynamoDB
 }
 
 # Enums DynamoDB checks after the model, with its own message: an invalid

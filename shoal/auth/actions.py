@@ -146,6 +146,10 @@ def required(operation: str, body: dict, region: str, account: str, lookup_table
     if operation == "ImportTable":
         name = (body.get("TableCreationParameters") or {}).get("TableName", "")
         return [Check(action, table_arn(region, account, name), {})]
+    if operation == "SearchVectors":
+        # As DynamoDB documents: on the vector index's ARN; fine-grained access control does not apply.
+        resource = f"{table_arn(region, account, str(body.get('TableName', '')))}/index/{body.get('IndexName', '')}"
+        return [Check(action, resource, _common(body))]
     if operation in _GLOBAL_TABLE_OPERATIONS:
         return [Check(action, f"arn:aws:dynamodb::{account}:global-table/{body.get('GlobalTableName', '')}", {})]
     if operation == "GetRecords":

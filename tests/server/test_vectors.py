@@ -523,3 +523,10 @@ def test_ttl_deletes_leave_the_index(ttl_server):
         time.sleep(0.2)
     assert ranked(search(ddb, name, "by_dot", query=(1, 0), k=10)) == [("later", 3.0), ("kept", 1.0)]
     assert ddb.describe_table(TableName=name)["Table"]["VectorIndexes"][0]["ItemCount"] == 2
+
+
+def test_partiql_does_not_read_a_vector_index(ddb, catalogue):
+    name, _ = catalogue
+    assert error_of(ddb.execute_statement, Statement=f'SELECT * FROM "{name}"."by_cosine"') == (
+        "ValidationException", "Scan operation not supported on this index type")
+    assert ddb.execute_statement(Statement=f'SELECT title_id FROM "{name}"', Limit=1)["Items"]  # still serving

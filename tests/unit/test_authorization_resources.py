@@ -19,3 +19,8 @@ def test_bulk_operations_are_authorized_on_their_table_or_their_own_arn():
     assert resources("DescribeBulkOperation", {"BulkOperationArn": arn}) == [("dynamodb:DescribeBulkOperation", arn)]
     assert resources("CancelBulkOperation", {"BulkOperationArn": arn}) == [("dynamodb:CancelBulkOperation", arn)]
     assert resources("ListBulkOperations", {}) == [("dynamodb:ListBulkOperations", "*")]
+
+
+def test_search_vectors_is_authorized_on_its_vector_index():
+    assert resources("SearchVectors", {"TableName": "events", "IndexName": "by_embedding"}) == [
+        ("dynamodb:SearchVectors", f"{TABLE_ARN}/index/by_embedding")]

@@ -572,3 +572,12 @@ def test_deferred_items_still_get_their_names_and_type_checked():
                            defer_items=True)
     # The values themselves are left to the item checks.
     V.validate("PutItem", {"TableName": "tbl", "Item": {"a": {"S": 5}}}, defer_items=True)
+
+
+def test_vector_distance_functions_are_listed_in_dynamodbs_order():
+    body = {"TableName": "titles", "VectorIndexUpdates": [{"Create": {
+        "IndexName": "by_embedding", "VectorAttribute": {"AttributeName": "embedding"}, "Dimensions": 8,
+        "DistanceFunction": "MANHATTAN", "Projection": {"ProjectionType": "ALL"}}}]}
+    assert validation("UpdateTable", body) == errors(
+        "Value 'MANHATTAN' at 'vectorIndexUpdates.1.member.create.distanceFunction' failed to satisfy "
+        "constraint: Member must satisfy enum value set: [DOT_PRODUCT, COSINE, EUCLIDEAN]")
