@@ -50,8 +50,8 @@ TARGET_PREFIX = "ShoalReplication_20261206."
 ACTION = "shoal:Replicate"
 _DYNAMODB = "DynamoDB_20120810."
 _SCREENED = (_DYNAMODB, "DynamoDBStreams_20120810.")
-#: Item operations that run as consensus rounds on an MRSC table (GetItem
-#: only with ConsistentRead, but one with it may come: routed all the same).
+#: Item operations that run as consensus rounds on an MRSC table, off the
+#: event loop (GetItem only with ConsistentRead: ``_names_strong_table``).
 _STRONG_ITEM_OPERATIONS = frozenset(("PutItem", "UpdateItem", "DeleteItem", "GetItem"))
 STRONG_THREADS = 32  # concurrent MRSC item requests per worker
 _REFUSED_ON_STRONG = frozenset(("BatchWriteItem", "ExecuteStatement", "BatchExecuteStatement", "ExecuteTransaction"))
