@@ -733,3 +733,47 @@ def test_partiql_writes_and_transactions_on_an_mrsc_table_are_refused_and_select
         {"pk": {"S": "a"}, "v": {"N": "1"}}]
     assert _error(lambda: client.execute_statement(Statement=f"UPDATE \"{name}\" SET"))[0] == "ValidationException"
     assert client.get_item(TableName=name, Key={"pk": {"S": "a"}}, ConsistentRead=True)["Item"]["v"] == {"N": "1"}
+
+
+def test_with_auth_on_the_consensus_messages_must_be_signed_by_an_allowed_identity(tmp_path):
+    """Paxos and Learn are peer operations like the others: SigV4 signed
+    (--peer-credentials) by an identity allowed shoal:Replicate."""
+    import json
+    import urllib.error
+    import urllib.request
+
+    from shoal.replication.node import PeerClient
+    from tests.shoal_process import root_credentials
+
+    server = ShoalProcess(tmp_path / "auth", "--region", REGIONS[0], "--auth", "sigv4", "--workers", "1",
+                          "--no-metrics").start()
+    try:
+        for operation, payload in (
+                ("Paxos", {"TableName": "nothing", "SourceRegion": REGIONS[1], "Kind": "prepare", "Key": "e30=",
+                           "Ballot": [1, "x"]}),
+                ("Learn", {"TableName": "nothing", "SourceRegion": REGIONS[1], "Key": "{}", "Ballot": [1, "x"],
+                           "Value": None})):
+            body = json.dumps(payload).encode()
+            headers = {"Content-Type": "application/x-amz-json-1.0",
+                       "X-Amz-Target": "ShoalReplication_20261206." + operation}
+
+            def post(headers):
+                request = urllib.request.Request(server.url + "/", data=body, headers=headers, method="POST")
+                try:
+                    with urllib.request.urlopen(request, timeout=10) as response:
+                        return response.status, json.loads(response.read())
+                except urllib.error.HTTPError as exc:
+                    return exc.code, json.loads(exc.read())
+
+            status, answer = post(headers)
+            assert (status, answer["__type"].rsplit("#", 1)[1]) == (400, "MissingAuthenticationTokenException")
+            signed = PeerClient(REGIONS[0], server.url, REGIONS[1], ("AKIDNOBODY", "secret"))._signed(headers, body)
+            status, answer = post(signed)
+            assert (status, answer["__type"].rsplit("#", 1)[1]) == (400, "UnrecognizedClientException")
+            root = root_credentials(tmp_path / "auth")
+            status, answer = post(PeerClient(REGIONS[0], server.url, REGIONS[1], root)._signed(headers, body))
+            assert (status, answer["__type"].rsplit("#", 1)[1], answer["message"]) == (  # past authentication
+                400, "ResourceNotFoundException", "Requested resource not found: Table: nothing is not a "
+                "multi-Region strong consistency replica here")
+    finally:
+        server.stop()
