@@ -37,6 +37,7 @@ from shoal.api.catalog import (
     table_key,
 )
 from shoal.api.changelog import record_table_change
+from shoal.capacity.decreases import check_decrease
 from shoal.errors import INVALID_PARAMETERS as INVALID
 from shoal.errors import (
     LimitExceededException,
@@ -1103,6 +1104,7 @@ def _update_gsi_throughput(ctx, desc: dict, gsis: list, spec: dict, billing: str
         _check_capacity_bounds(throughput)
         _check_capacity_limits(ctx, throughput, name)
         _check_throughput_changes(current["ProvisionedThroughput"], throughput, f"index {name}")
+        check_decrease(current["ProvisionedThroughput"], throughput, _now(ctx))  # the daily budget, per index
         current["ProvisionedThroughput"] = _changed_throughput(current["ProvisionedThroughput"], throughput,
                                                                _now(ctx))
     if spec.get("OnDemandThroughput") is not None:
@@ -1264,6 +1266,7 @@ def _apply_billing(ctx, desc: dict, request: dict, now: float) -> None:
         return
     if throughput is not None:
         _check_throughput_changes(desc["ProvisionedThroughput"], throughput)
+        check_decrease(desc["ProvisionedThroughput"], throughput, now)  # the daily budget for decreases
         desc["ProvisionedThroughput"] = _changed_throughput(desc["ProvisionedThroughput"], throughput, now)
 
 

@@ -1036,3 +1036,29 @@ def test_create_key_schema_of_three(ctx):
         "1 validation error detected: Value '[KeySchemaElement(AttributeName=a, KeyType=HASH), "
         "KeySchemaElement(AttributeName=b, KeyType=RANGE), KeySchemaElement(AttributeName=c, KeyType=RANGE)]' "
         "at 'keySchema' failed to satisfy constraint: Member must have length less than or equal to 2")
+
+
+def test_update_table_keeps_the_daily_budget_for_decreases(engine):
+    """Four decreases at any time of a UTC day, then one an hour after the last,
+    the table and each index apart; an increase is never limited."""
+    day = (NOW // 86400 + 1) * 86400  # a UTC midnight
+    ctx = make_ctx(engine, now=day + 60)
+    provisioned_with_gsi(ctx, throughput={"ReadCapacityUnits": 100, "WriteCapacityUnits": 100})
+    for n in range(4):
+        update(make_ctx(engine, now=day + 120 + n), ProvisionedThroughput={"ReadCapacityUnits": 90 - n,
+                                                                             "WriteCapacityUnits": 100})
+    late = make_ctx(engine, now=day + 1800)
+    from shoal.errors import LimitExceededException
+    message = error(t.update_table, late, {"TableName": "events", "ProvisionedThroughput": {
+        "ReadCapacityUnits": 50, "WriteCapacityUnits": 100}}, LimitExceededException)
+    assert message.startswith("Subscriber limit exceeded: Provisioned throughput decreases are limited within a "
+                              "given UTC day. After the first 4 decreases, each subsequent decrease in the same UTC "
+                              "day can be performed at most once every 3600 seconds. Number of decreases today: 4.")
+    # an increase is not a decrease; the index has its own budget
+    update(late, ProvisionedThroughput={"ReadCapacityUnits": 200, "WriteCapacityUnits": 100})
+    update(late, GlobalSecondaryIndexUpdates=[{"Update": {"IndexName": "by_x", "ProvisionedThroughput": {
+        "ReadCapacityUnits": 10, "WriteCapacityUnits": 10}}}])
+    # an hour after the last decrease, one more
+    hour_later = make_ctx(engine, now=day + 123 + 3600)
+    desc = update(hour_later, ProvisionedThroughput={"ReadCapacityUnits": 50, "WriteCapacityUnits": 100})
+    assert desc["ProvisionedThroughput"]["NumberOfDecreasesToday"] == 5
