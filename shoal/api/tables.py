@@ -37,7 +37,7 @@ from shoal.api.catalog import (
     table_key,
 )
 from shoal.api.changelog import record_table_change
-from shoal.capacity.decreases import check_decrease
+from shoal.model.decreases import check_decrease
 from shoal.errors import INVALID_PARAMETERS as INVALID
 from shoal.errors import (
     LimitExceededException,
