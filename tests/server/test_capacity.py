@@ -255,7 +255,8 @@ def test_an_on_demand_gsis_maximum_throttles_the_tables_writes_and_batches_answe
                      KeySchema=[{"AttributeName": "pk", "KeyType": "HASH"}],
                      AttributeDefinitions=[{"AttributeName": "pk", "AttributeType": "S"},
                                            {"AttributeName": "g", "AttributeType": "S"}],
-                     GlobalSecondaryIndexes=[{"IndexName": "by_g", "KeySchema": [{"AttributeName": "g", "KeyType": "HASH"}],
+                     GlobalSecondaryIndexes=[{"IndexName": "by_g",
+                                              "KeySchema": [{"AttributeName": "g", "KeyType": "HASH"}],
                                               "Projection": {"ProjectionType": "KEYS_ONLY"},
                                               "OnDemandThroughput": {"MaxWriteRequestUnits": 2}}])
     refusal, n, key = None, 0, "x" * 1500  # a 2-unit index write: each leaves the index in debt
@@ -323,7 +324,8 @@ def test_on_demand_serves_double_the_previous_peak_and_a_faster_rise_throttles(s
     assert 5 * 3 + 5 + 2 < sum(counts[4:7]) <= 10 * 3 + 10 + 2, counts
     assert sum(counts[9:12]) > 10 * 3 + 10, counts
     arn = ddb.describe_table(TableName=table)["Table"]["TableArn"]
-    assert refusal["Error"] == {"Code": "ThrottlingException", "Message": "Rate of requests exceeds the allowed throughput."}
+    assert refusal["Error"] == {"Code": "ThrottlingException",
+                                "Message": "Rate of requests exceeds the allowed throughput."}
     assert refusal["throttlingReasons"] == [{"reason": "TableWriteKeyRangeThroughputExceeded", "resource": arn}]
     # reads have their own peak: untouched
     assert ddb.get_item(TableName=table, Key={"pk": {"S": "1"}})["Item"]

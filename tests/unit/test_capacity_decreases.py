@@ -54,7 +54,7 @@ def test_after_the_fifth_one_more_an_hour_later_so_at_most_27_a_day():
     assert "Number of decreases today: 5. Last decrease at Friday, October 9, 2026 at 1:21:36 AM" in \
         refusal(current, throughput(4, 10), at(1, 21, 37))
     assert next_decrease_at(current, at(1, 26)) == at(2, 21, 36)
-    allowed, now, last = 0, at(0), None  # a decrease whenever the budget allows it, over one day
+    allowed, now = 0, at(0)  # a decrease whenever the budget allows it, over one day
     state = throughput(1000, 10)
     while now < at(0, day=10):
         if next_decrease_at(state, now) is None:
