@@ -62,7 +62,7 @@ from shoal.api import jobs, streams, tables
 from shoal.api.catalog import read_stats, table_arn, update_description
 from shoal.api.changelog import head_position, record_table_change
 from shoal.api.common import key_of, storage_key, successor
-from shoal.api.snapshots import create_request, keep_needed_definitions, snapshot_table
+from shoal.api.snapshots import create_request, keep_needed_definitions, snapshot_table, vector_index_specs
 from shoal.api.writepath import BulkLoad, encode_stored_json, stored_json, stored_size
 from shoal.model.size import item_size
 from shoal.errors import (
@@ -172,6 +172,9 @@ def _feature_details(desc: dict, stream: dict | None, encrypted: bool) -> dict:
                                                "WriteCapacityUnits": throughput.get("WriteCapacityUnits", 0)}})
     if gsis:
         out["GlobalSecondaryIndexes"] = gsis
+    vector_indexes = vector_index_specs(desc)
+    if vector_indexes:
+        out["VectorIndexes"] = vector_indexes
     if stream is not None:
         out["StreamDescription"] = stream
     if desc.get("SSEDescription") is not None:
@@ -621,8 +624,10 @@ def restore_request(source: dict, name: str, request: dict) -> dict:
         create["BillingMode"] = request["BillingModeOverride"]
     if request.get("ProvisionedThroughputOverride") is not None:
         create["ProvisionedThroughput"] = request["ProvisionedThroughputOverride"]
-    for member in ("GlobalSecondaryIndexes", "LocalSecondaryIndexes"):
-        override = request.get(member[:-2] + "Override")  # GlobalSecondaryIndexOverride, ...
+    for member, override_member in (("GlobalSecondaryIndexes", "GlobalSecondaryIndexOverride"),
+                                    ("LocalSecondaryIndexes", "LocalSecondaryIndexOverride"),
+                                    ("VectorIndexes", "VectorIndexOverride")):
+        override = request.get(override_member)
         if override is not None:
             create[member] = [dict(spec) for spec in override]
         if not create.get(member):

@@ -94,7 +94,7 @@ MAX_ITEM_SIZE = 400 * 1024
 MAX_LOGGED_ERRORS = 100
 _LIST_LIMIT = 25
 _CREATE_MEMBERS = ("TableName", "AttributeDefinitions", "KeySchema", "BillingMode", "ProvisionedThroughput",
-                   "OnDemandThroughput", "SSESpecification", "GlobalSecondaryIndexes")
+                   "OnDemandThroughput", "SSESpecification", "GlobalSecondaryIndexes", "VectorIndexes")
 ITEM_VALIDATION = ("ItemValidationError", "Some of the items failed validation checks and were not imported. "
                                           "Please check CloudWatch error logs for more details.")
 

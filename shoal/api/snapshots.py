@@ -94,7 +94,23 @@ def create_request(description: dict, name: str) -> dict:
             specs.append(spec)
         if specs:
             request[member] = specs
+    vector_specs = vector_index_specs(description)
+    if vector_specs:
+        request["VectorIndexes"] = vector_specs
     return keep_needed_definitions(request)
+
+
+#: The members of a vector index's description that CreateTable takes back.
+_VECTOR_MEMBERS = ("IndexName", "VectorAttribute", "SearchSchema", "Projection", "Dimensions", "DistanceFunction")
+
+
+def vector_index_specs(description: dict) -> list:
+    """The vector indexes of a table description as CreateTable's
+    VectorIndexes (and SourceTableFeatureDetails' VectorIndexInfo) has them:
+    those the table has (not those being built or deleted)."""
+    return [{m: index[m] for m in _VECTOR_MEMBERS if index.get(m) is not None}
+            for index in description.get("VectorIndexes") or ()
+            if index.get("IndexStatus") not in ("CREATING", "DELETING")]
 
 
 def keep_needed_definitions(request: dict) -> dict:
@@ -104,6 +120,8 @@ def keep_needed_definitions(request: dict) -> dict:
     for member in ("LocalSecondaryIndexes", "GlobalSecondaryIndexes"):
         for spec in request.get(member, ()):
             needed.update(k["AttributeName"] for k in spec["KeySchema"])
+    for spec in request.get("VectorIndexes", ()):  # their search schema's attributes are defined too
+        needed.update(k["AttributeName"] for k in spec.get("SearchSchema") or ())
     request["AttributeDefinitions"] = [d for d in request["AttributeDefinitions"] if d["AttributeName"] in needed]
     return request
 

@@ -530,3 +530,27 @@ def test_partiql_does_not_read_a_vector_index(ddb, catalogue):
     assert error_of(ddb.execute_statement, Statement=f'SELECT * FROM "{name}"."by_cosine"') == (
         "ValidationException", "Scan operation not supported on this index type")
     assert ddb.execute_statement(Statement=f'SELECT title_id FROM "{name}"', Limit=1)["Items"]  # still serving
+
+
+def test_backups_and_restores_keep_the_vector_indexes(ddb, catalogue):
+    name, titles = catalogue
+    backup = ddb.create_backup(TableName=name, BackupName="with-vectors")["BackupDetails"]["BackupArn"]
+    features = ddb.describe_backup(BackupArn=backup)["BackupDescription"]["SourceTableFeatureDetails"]
+    assert [(i["IndexName"], i["DistanceFunction"], i["Dimensions"]) for i in features["VectorIndexes"]] == [
+        ("by_cosine", "COSINE", DIMS), ("by_genre", "EUCLIDEAN", DIMS), ("by_dot", "DOT_PRODUCT", DIMS)]
+    assert features["VectorIndexes"][1]["SearchSchema"] == EUCLIDEAN["SearchSchema"]
+    restored, bare = unique_name("restored"), unique_name("bare")
+    for table, extra in ((restored, {}), (bare, {"VectorIndexOverride": []})):  # one restore of a backup at a time
+        ddb.restore_table_from_backup(TargetTableName=table, BackupArn=backup, **extra)
+        deadline = time.monotonic() + 60
+        while ddb.describe_table(TableName=table)["Table"]["TableStatus"] != "ACTIVE":
+            assert time.monotonic() < deadline
+            time.sleep(0.2)
+    described = ddb.describe_table(TableName=restored)["Table"]
+    assert [i["IndexName"] for i in described["VectorIndexes"]] == ["by_cosine", "by_genre", "by_dot"]
+    assert {d["AttributeName"] for d in described["AttributeDefinitions"]} == {"title_id", "genre", "lang"}
+    got = ddb.search_vectors(TableName=restored, IndexName="by_dot", SearchVector=search_av(QUERY), TopK=5)
+    assert_ranking(ranked(got), expected(titles, QUERY, "DOT_PRODUCT", 5))
+    assert "VectorIndexes" not in ddb.describe_table(TableName=bare)["Table"]
+    assert error_of(ddb.search_vectors, TableName=bare, IndexName="by_dot", SearchVector=search_av(QUERY), TopK=5) == (
+        "ValidationException", "The table does not have the specified index: by_dot")
