@@ -24,9 +24,9 @@ INLINE_FILTER equalities are checked on the candidates' entries in rank
 order; a filter that leaves too few of them hands the search back to the
 scan (``None``).
 
-Memory: 4 bytes a dimension a row, plus a key and a size; at most
-``MAX_ROWS`` rows over all the matrices of a process, the least recently
-used dropped first.  The search is exact (recall 1.0): an approximate index
+Memory: 4 bytes a dimension a row (and 4 for its norm), plus a key and a
+size; at most ``MAX_BYTES`` of vectors over all the matrices of a process,
+the least recently used dropped first.  The search is exact (recall 1.0): an approximate index
 (HNSW) would replace the matrix product, on the same freshness machinery.
 """
 
@@ -45,7 +45,9 @@ from shoal.api.common import storage_key
 
 REBUILD_FRACTION = 0.05
 REBUILD_MIN = 2000
-MAX_ROWS = int(os.environ.get("SHOAL_VECTOR_CACHE_ROWS", "2000000"))
+#: Bytes of vectors a process keeps (SHOAL_VECTOR_CACHE_MB, default 1 GiB): the least recently used
+#: matrices are dropped beyond it (a single larger one is kept alone).
+MAX_BYTES = int(float(os.environ.get("SHOAL_VECTOR_CACHE_MB", "1024")) * 2 ** 20)
 _LITTLE = sys.byteorder == "little"
 _lock = threading.Lock()
 _matrices: "OrderedDict[tuple, _Matrix]" = OrderedDict()
@@ -134,10 +136,10 @@ def _keep(cache_key: tuple, matrix: _Matrix) -> None:
     with _lock:
         _matrices[cache_key] = matrix
         _matrices.move_to_end(cache_key)
-        total = sum(len(m.keys) for m in _matrices.values())
-        while total > MAX_ROWS and len(_matrices) > 1:
+        total = sum(m.vectors.nbytes for m in _matrices.values())
+        while total > MAX_BYTES and len(_matrices) > 1:
             _, dropped = _matrices.popitem(last=False)
-            total -= len(dropped.keys)
+            total -= dropped.vectors.nbytes
 
 
 def _fast_scores(matrix: _Matrix, query: np.ndarray, distance: str) -> tuple[np.ndarray, float, float]:
