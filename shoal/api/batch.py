@@ -30,6 +30,7 @@ from shoal.errors import (
     ValueWordingException,
     newer_wording,
 )
+from shoal.model.size import item_size
 from shoal.model.values import KEY_MISMATCH, check_attribute_names, validate_sized_item
 
 import orjson
@@ -161,17 +162,21 @@ def batch_write_item(ctx, request: dict):
     units: dict[str, float] = {}
     with ctx.engine.write() as txn:
         tables, throttled = _required(ctx, txn, prepared)
-        planned = []
+        planned, strong = [], []
         for name, ops in prepared.items():
             table = tables[name]
             seen = set()
-            for kind, payload, size in ops:
+            for number, (kind, payload, size) in enumerate(ops):
                 key = _put_key(table, payload) if kind == "put" else checked_key(table, payload)
                 skey = storage_key(table, key)
                 if skey in seen:
                     raise ValidationException("Provided list of item keys contains duplicates")
                 seen.add(skey)
-                if name not in throttled:
+                if name in throttled:
+                    continue
+                if table.description.get("MultiRegionConsistency") == "STRONG":  # a round each, after this
+                    strong.append((name, number, table, key, payload if kind == "put" else None, size))
+                else:
                     planned.append((table, skey, key, payload if kind == "put" else None, size))
         now = ctx.now()
         want_metrics = request.get("ReturnItemCollectionMetrics") == "SIZE"
@@ -188,16 +193,36 @@ def batch_write_item(ctx, request: dict):
             if want_metrics and table.has_local_indexes:
                 metrics.setdefault(table.name, []).append(item_collection_metrics(txn, table, key))
         log.finish()
+    unprocessed = {name: request["RequestItems"][name] for name in throttled}
+    if strong:
+        _write_strong(ctx, request, strong, units, unprocessed)
     for name, table_units in units.items():
         meter(ctx, name, WRITE, table_units, index_capacity.get(name))
     # a throttled table's requests come back as they were sent
-    out = {"UnprocessedItems": {name: request["RequestItems"][name] for name in throttled}}
+    out = {"UnprocessedItems": unprocessed}
     capacity = _capacity_list(request, units, index_capacity)
     if capacity is not None:
         out["ConsumedCapacity"] = capacity
     if metrics:
         out["ItemCollectionMetrics"] = metrics
     return out
+
+
+def _write_strong(ctx, request: dict, strong: list, units: dict, unprocessed: dict) -> None:
+    """The writes to multi-Region strong consistency tables, one consensus
+    round each (``shoal.replication.strong``), after the batch's local
+    transaction: a write another region's write beat comes back unprocessed,
+    to be sent again, as DynamoDB's retryable answers do."""
+    from shoal.replication import strong as mrsc
+
+    for name, number, table, key, item, size in strong:
+        try:
+            old = mrsc.batch_write(ctx, table, key, item)
+        except mrsc.ReplicatedWriteConflictException:
+            unprocessed.setdefault(name, []).append(request["RequestItems"][name][number])
+            continue
+        old_size = item_size(old) if old is not None else 0
+        units[table.name] = units.get(table.name, 0.0) + item_write_units(old_size, size)
 
 
 def _required(ctx, txn, names) -> tuple[dict, set]:

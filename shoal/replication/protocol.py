@@ -54,7 +54,7 @@ _SCREENED = (_DYNAMODB, "DynamoDBStreams_20120810.")
 #: event loop (GetItem only with ConsistentRead: ``_names_strong_table``).
 _STRONG_ITEM_OPERATIONS = frozenset(("PutItem", "UpdateItem", "DeleteItem", "GetItem"))
 STRONG_THREADS = 32  # concurrent MRSC item requests per worker
-_REFUSED_ON_STRONG = frozenset(("BatchWriteItem", "ExecuteStatement", "BatchExecuteStatement", "ExecuteTransaction"))
+_REFUSED_ON_STRONG = frozenset(("ExecuteStatement", "BatchExecuteStatement", "ExecuteTransaction"))
 
 
 def _tables_written(operation: str, data: dict) -> set[str]:
@@ -126,14 +126,26 @@ class ReplicationService:
         if self.settings.strong and target[len(_DYNAMODB):] in _STRONG_ITEM_OPERATIONS \
                 and target.startswith(_DYNAMODB) and self._names_strong_table(request) and self.dispatcher._serving():
             return self._off_loop(request, request_id, strong=True)
+        if self.settings.strong and target == _DYNAMODB + "BatchWriteItem" and self._writes_strong_table(request) \
+                and self.dispatcher._serving():
+            return self._off_loop(request, request_id, strong=True)  # its MRSC writes are rounds (shoal.api.batch)
         return None
 
+    def _writes_strong_table(self, request) -> bool:
+        """Whether a BatchWriteItem writes one of this region's MRSC tables."""
+        body = request.body
+        if not body or request.headers.get("content-encoding"):
+            return False
+        try:
+            return bool(_tables_written("BatchWriteItem", orjson.loads(body)) & self.settings.strong)
+        except (ValueError, AttributeError, TypeError, KeyError):
+            return False
+
     def _refused_on_strong_table(self, request, request_id: str, operation: str):
-        """BatchWriteItem writing an MRSC table, a PartiQL write to one, and
-        ExecuteTransaction naming one are refused: their writes would go to
-        this region's table alone, bypassing consensus, and the regions would
-        diverge (not yet routed: shoal.api.batch and shoal.api.partiql), and
-        DynamoDB has no transactions on MRSC tables.  The caller is
+        """A PartiQL write to an MRSC table and ExecuteTransaction naming one
+        are refused: the PartiQL write would go to this region's table alone,
+        bypassing consensus, and the regions would diverge (not yet routed:
+        shoal.api.partiql), and DynamoDB has no transactions on MRSC tables.  The caller is
         authenticated first, so that the refusal tells no one else which
         tables are MRSC.  A body this cannot read is left to the operation."""
         body = request.body
@@ -149,9 +161,6 @@ class ReplicationService:
 
         if operation == "ExecuteTransaction":
             message = ("ExecuteTransaction is not supported on multi-Region strong consistency global tables: "
-                       + ", ".join(strong))
-        elif operation == "BatchWriteItem":
-            message = ("Shoal does not support BatchWriteItem on multi-Region strong consistency global tables yet: "
                        + ", ".join(strong))
         else:
             message = ("Shoal does not support PartiQL writes on multi-Region strong consistency global tables yet: "

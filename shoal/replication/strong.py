@@ -470,6 +470,26 @@ def put_item(ctx, moved, request: dict, item: dict, size: int, condition, return
     return _write_response(ctx, table, request, old, size, old if return_values == "ALL_OLD" else None)
 
 
+def batch_write(ctx, table, key: dict, item: dict | None) -> dict | None:
+    """One put (``item``) or delete (None) of a BatchWriteItem on an MRSC
+    table, as a round: the item as it was before (None if there was none).
+    Raises ReplicatedWriteConflictException when another region's write won
+    (BatchWriteItem answers it unprocessed) and InternalServerError when no
+    majority answered."""
+    _noted(ctx, table)
+    if item is not None:
+        _check_index_keys(table, item)
+    value = orjson.dumps(item) if item is not None else None
+    seen: dict = {}
+
+    def change(current: bytes | None) -> bytes | None:
+        seen["old"] = _decoded(current)
+        return value
+
+    node_of(ctx).write(table, key, change)
+    return seen["old"]
+
+
 def update_item(ctx, moved, request: dict, update, condition, return_values: str):
     from shoal.api.items import MAX_ITEM_SIZE, _update_return_values, check_condition, created_by
     from shoal.errors import ValidationException

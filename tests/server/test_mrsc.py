@@ -598,24 +598,39 @@ def test_a_history_across_a_partition_is_linearizable_and_heals(regions):
     assert final[0] == final[1] == final[2]
 
 
-def test_batch_write_item_on_an_mrsc_table_is_refused_as_not_yet(regions):
-    """Its writes would bypass consensus (shoal.api.batch does not route them
-    yet): refused rather than let the regions diverge.  Other tables' batches
-    go on."""
+def test_batch_write_item_on_an_mrsc_table_writes_through_consensus(regions):
+    """Each put and delete of a BatchWriteItem on an MRSC table is a round:
+    read strongly from every region at once, and in every region's own table
+    (GSI-free eventually consistent reads) once learned; a batch that also
+    writes a regional table writes that one locally as before."""
     name = "mrsc_batch"
     _strong_table(regions, name)
     _create(regions.client(1), "mrsc_batch_regional")
+    first = regions.client(0)
+    answer = first.batch_write_item(RequestItems={
+        name: [{"PutRequest": {"Item": {"pk": {"S": f"b{n}"}, "n": {"N": str(n)}}}} for n in range(5)]},
+        ReturnConsumedCapacity="TOTAL")
+    assert answer["UnprocessedItems"] == {}
+    assert answer["ConsumedCapacity"] == [{"TableName": name, "CapacityUnits": 5.0}]
     for i in range(3):
         client = regions.client(i)
-        assert _error(lambda: client.batch_write_item(RequestItems={
-            name: [{"PutRequest": {"Item": {"pk": {"S": "b"}}}}]})) == (
-            "ValidationException", "Shoal does not support BatchWriteItem on multi-Region strong consistency global "
-            f"tables yet: {name}", 400)
-        assert "Item" not in client.get_item(TableName=name, Key={"pk": {"S": "b"}}, ConsistentRead=True)
-    regional = regions.client(1)
-    assert regional.batch_write_item(RequestItems={"mrsc_batch_regional": [
-        {"PutRequest": {"Item": {"pk": {"S": "b"}}}}]})["UnprocessedItems"] == {}
-    assert regional.get_item(TableName="mrsc_batch_regional", Key={"pk": {"S": "b"}})["Item"] == {"pk": {"S": "b"}}
+        for n in range(5):
+            assert client.get_item(TableName=name, Key={"pk": {"S": f"b{n}"}}, ConsistentRead=True)["Item"] == {
+                "pk": {"S": f"b{n}"}, "n": {"N": str(n)}}
+    second = regions.client(1)  # the region that has the regional table
+    assert second.batch_write_item(RequestItems={
+        name: [{"DeleteRequest": {"Key": {"pk": {"S": "b0"}}}}, {"PutRequest": {"Item": {"pk": {"S": "b1"}}}}],
+        "mrsc_batch_regional": [{"PutRequest": {"Item": {"pk": {"S": "b"}}}}]})["UnprocessedItems"] == {}
+    for i in range(3):
+        client = regions.client(i)
+        assert "Item" not in client.get_item(TableName=name, Key={"pk": {"S": "b0"}}, ConsistentRead=True)
+        assert client.get_item(TableName=name, Key={"pk": {"S": "b1"}}, ConsistentRead=True)["Item"] == {
+            "pk": {"S": "b1"}}
+    deadline = time.monotonic() + 20
+    while [i["pk"]["S"] for i in _scan(regions.client(2), name)] != ["b1", "b2", "b3", "b4"]:
+        assert time.monotonic() < deadline, _scan(regions.client(2), name)  # learned by every region's table
+        time.sleep(0.1)
+    assert second.get_item(TableName="mrsc_batch_regional", Key={"pk": {"S": "b"}})["Item"] == {"pk": {"S": "b"}}
 
 
 def _scan(client, name: str) -> list[dict]:
