@@ -54,7 +54,10 @@ _SCREENED = (_DYNAMODB, "DynamoDBStreams_20120810.")
 #: event loop (GetItem only with ConsistentRead: ``_names_strong_table``).
 _STRONG_ITEM_OPERATIONS = frozenset(("PutItem", "UpdateItem", "DeleteItem", "GetItem"))
 STRONG_THREADS = 32  # concurrent MRSC item requests per worker
-_REFUSED_ON_STRONG = frozenset(("ExecuteStatement", "BatchExecuteStatement", "ExecuteTransaction"))
+_REFUSED_ON_STRONG = frozenset(("ExecuteTransaction",))
+#: Operations whose writes to an MRSC table are consensus rounds (through the
+#: item operations), so they run off the event loop when they write one.
+_STRONG_WRITERS = frozenset(("BatchWriteItem", "ExecuteStatement", "BatchExecuteStatement"))
 
 
 def _tables_written(operation: str, data: dict) -> set[str]:
@@ -126,26 +129,26 @@ class ReplicationService:
         if self.settings.strong and target[len(_DYNAMODB):] in _STRONG_ITEM_OPERATIONS \
                 and target.startswith(_DYNAMODB) and self._names_strong_table(request) and self.dispatcher._serving():
             return self._off_loop(request, request_id, strong=True)
-        if self.settings.strong and target == _DYNAMODB + "BatchWriteItem" and self._writes_strong_table(request) \
-                and self.dispatcher._serving():
-            return self._off_loop(request, request_id, strong=True)  # its MRSC writes are rounds (shoal.api.batch)
+        operation = target[len(_DYNAMODB):]
+        if self.settings.strong and operation in _STRONG_WRITERS and target.startswith(_DYNAMODB) \
+                and self._writes_strong_table(request, operation) and self.dispatcher._serving():
+            return self._off_loop(request, request_id, strong=True)  # its MRSC writes are rounds
         return None
 
-    def _writes_strong_table(self, request) -> bool:
-        """Whether a BatchWriteItem writes one of this region's MRSC tables."""
+    def _writes_strong_table(self, request, operation: str) -> bool:
+        """Whether a BatchWriteItem or a PartiQL write names one of this
+        region's MRSC tables."""
         body = request.body
         if not body or request.headers.get("content-encoding"):
             return False
         try:
-            return bool(_tables_written("BatchWriteItem", orjson.loads(body)) & self.settings.strong)
-        except (ValueError, AttributeError, TypeError, KeyError):
+            return bool(_tables_written(operation, orjson.loads(body)) & self.settings.strong)
+        except (ValueError, AttributeError, TypeError, KeyError, ShoalError):
             return False
 
     def _refused_on_strong_table(self, request, request_id: str, operation: str):
-        """A PartiQL write to an MRSC table and ExecuteTransaction naming one
-        are refused: the PartiQL write would go to this region's table alone,
-        bypassing consensus, and the regions would diverge (not yet routed:
-        shoal.api.partiql), and DynamoDB has no transactions on MRSC tables.  The caller is
+        """ExecuteTransaction naming an MRSC table is refused: DynamoDB has
+        no transactions on MRSC tables.  The caller is
         authenticated first, so that the refusal tells no one else which
         tables are MRSC.  A body this cannot read is left to the operation."""
         body = request.body
@@ -159,12 +162,8 @@ class ReplicationService:
             return None
         from shoal.errors import ValidationException
 
-        if operation == "ExecuteTransaction":
-            message = ("ExecuteTransaction is not supported on multi-Region strong consistency global tables: "
-                       + ", ".join(strong))
-        else:
-            message = ("Shoal does not support PartiQL writes on multi-Region strong consistency global tables yet: "
-                       + ", ".join(strong))
+        message = ("ExecuteTransaction is not supported on multi-Region strong consistency global tables: "
+                   + ", ".join(strong))
         try:
             if self.dispatcher.gate is not None:
                 self.dispatcher.gate.authenticate(request, operation=operation, request_id=request_id)

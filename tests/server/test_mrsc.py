@@ -725,29 +725,35 @@ def test_writers_in_every_region_leave_every_regions_table_and_stream_with_the_c
         assert writers == set(REGIONS), (i, writers)
 
 
-def test_partiql_writes_and_transactions_on_an_mrsc_table_are_refused_and_selects_served(regions):
+def test_partiql_writes_on_an_mrsc_table_are_rounds_and_transactions_refused(regions):
+    """INSERT, UPDATE and DELETE run as the item operations they are, so as
+    consensus rounds: read strongly from every region at once; a duplicate
+    INSERT is refused as DynamoDB refuses it; ExecuteTransaction is refused."""
     name = "mrsc_partiql"
     _strong_table(regions, name)
     client = regions.client(1)
     client.put_item(TableName=name, Item={"pk": {"S": "a"}, "v": {"N": "1"}})
-    not_yet = ("ValidationException", "Shoal does not support PartiQL writes on multi-Region strong consistency "
-               f"global tables yet: {name}", 400)
-    assert _error(lambda: client.execute_statement(
-        Statement=f"INSERT INTO \"{name}\" VALUE {{'pk': 'b'}}")) == not_yet
-    assert _error(lambda: client.execute_statement(
-        Statement=f"UPDATE \"{name}\" SET v = 2 WHERE pk = 'a'")) == not_yet
-    assert _error(lambda: client.batch_execute_statement(Statements=[
-        {"Statement": f"SELECT * FROM \"{name}\" WHERE pk = 'a'"},
-        {"Statement": f"DELETE FROM \"{name}\" WHERE pk = 'a'"}])) == not_yet
+    client.execute_statement(Statement=f"INSERT INTO \"{name}\" VALUE {{'pk': 'b', 'v': 5}}")
+    regions.client(2).execute_statement(Statement=f"UPDATE \"{name}\" SET v = 2 WHERE pk = 'a'")
+    assert regions.client(0).batch_execute_statement(Statements=[
+        {"Statement": f"DELETE FROM \"{name}\" WHERE pk = 'b'"},
+        {"Statement": f"INSERT INTO \"{name}\" VALUE {{'pk': 'c'}}"}])["Responses"] == [{"TableName": name}] * 2
+    assert _error(lambda: client.execute_statement(Statement=f"INSERT INTO \"{name}\" VALUE {{'pk': 'a'}}"))[:2] == (
+        "DuplicateItemException", "Duplicate primary key exists in table")
+    for i in range(3):
+        other = regions.client(i)
+        assert other.get_item(TableName=name, Key={"pk": {"S": "a"}}, ConsistentRead=True)["Item"]["v"] == {"N": "2"}
+        assert "Item" not in other.get_item(TableName=name, Key={"pk": {"S": "b"}}, ConsistentRead=True)
+        assert other.get_item(TableName=name, Key={"pk": {"S": "c"}}, ConsistentRead=True)["Item"] == {
+            "pk": {"S": "c"}}
     assert _error(lambda: client.execute_transaction(TransactStatements=[
         {"Statement": f"SELECT * FROM \"{name}\" WHERE pk = 'a'"}])) == (
         "ValidationException", f"ExecuteTransaction is not supported on multi-Region strong consistency global "
         f"tables: {name}", 400)
     # A SELECT reads this region's table; a syntax error is the operation's own.
-    assert client.execute_statement(Statement=f"SELECT * FROM \"{name}\" WHERE pk = 'a'")["Items"] == [
-        {"pk": {"S": "a"}, "v": {"N": "1"}}]
+    assert _eventually(lambda: client.execute_statement(Statement=f"SELECT * FROM \"{name}\" WHERE pk = 'a'")[
+        "Items"] == [{"pk": {"S": "a"}, "v": {"N": "2"}}])
     assert _error(lambda: client.execute_statement(Statement=f"UPDATE \"{name}\" SET"))[0] == "ValidationException"
-    assert client.get_item(TableName=name, Key={"pk": {"S": "a"}}, ConsistentRead=True)["Item"]["v"] == {"N": "1"}
 
 
 def test_with_auth_on_the_consensus_messages_must_be_signed_by_an_allowed_identity(tmp_path):
