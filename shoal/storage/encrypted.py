@@ -205,8 +205,8 @@ class EncryptedEngine(Engine):
         #: The key codec the API layer uses for partition keys.
         self.keys = self._crypt.keys
 
-    def read(self) -> EncryptedReadTxn:
-        return EncryptedReadTxn(self.inner.read(), self._crypt)
+    def read(self, snapshot: bool = True) -> EncryptedReadTxn:
+        return EncryptedReadTxn(self.inner.read(snapshot), self._crypt)
 
     def write(self) -> EncryptedWriteTxn:
         return EncryptedWriteTxn(self.inner.write(), self._crypt)

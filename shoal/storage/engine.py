@@ -102,10 +102,13 @@ class Engine(ABC):
     """An open database: hands out read snapshots and write transactions."""
 
     @abstractmethod
-    def read(self) -> ContextManager[ReadTxn]:
+    def read(self, snapshot: bool = True) -> ContextManager[ReadTxn]:
         """A consistent snapshot for the duration of the ``with`` block.
 
-        Cheap enough to open once per request.
+        Cheap enough to open once per request.  With ``snapshot=False`` the
+        caller asks only that each ``get`` (and each scan) see a committed
+        state: an engine where a snapshot costs round trips (PostgreSQL) then
+        runs each statement on its own; the others give a snapshot anyway.
         """
 
     @abstractmethod

@@ -161,7 +161,7 @@ class LmdbEngine(Engine):
         os.makedirs(path)
         self._live_env().copy(os.fspath(path), compact=True)
 
-    def read(self) -> "LmdbReadTxn":
+    def read(self, snapshot: bool = True) -> "LmdbReadTxn":
         """A snapshot; py-lmdb recycles the underlying read transaction, so this is cheap."""
         env = self._env
         if env is None:

@@ -94,7 +94,7 @@ class MemoryEngine(Engine):
             raise RuntimeError("the storage engine is closed")
         return committed
 
-    def read(self) -> "MemoryReadTxn":
+    def read(self, snapshot: bool = True) -> "MemoryReadTxn":
         """A snapshot: the state as of the last commit before this call."""
         return MemoryReadTxn(self._live())
 

@@ -424,9 +424,13 @@ class PostgresEngine(Engine):
 
     # ------------------------------------------------------------ the interface
 
-    def read(self) -> "PostgresReadTxn":
-        """A REPEATABLE READ, READ ONLY snapshot, taken now (one round trip)."""
+    def read(self, snapshot: bool = True) -> "PostgresReadTxn":
+        """A REPEATABLE READ, READ ONLY snapshot, taken now (one round trip);
+        with ``snapshot=False``, statements each on their own (autocommit):
+        no BEGIN and no COMMIT, two round trips fewer."""
         self._live_pool()
+        if not snapshot:
+            return PostgresStatementReads(self)
         return PostgresReadTxn(self)
 
     def write(self) -> "PostgresWriteTxn":
@@ -569,6 +573,50 @@ class PostgresReadTxn(ReadTxn):
         if stop is not None and not stop:
             return iter(())
         return _scan(self, space, start, stop, reverse)
+
+
+class PostgresStatementReads(PostgresReadTxn):
+    """Reads that need no snapshot across statements (``read(snapshot=False)``):
+    each runs on its own in autocommit, on one pooled connection held until
+    the block ends.  A connection found broken at the first statement is
+    replaced as ``_begin`` replaces one (nothing has been read yet)."""
+
+    __slots__ = ("_fresh",)
+
+    def __init__(self, engine: PostgresEngine) -> None:
+        super().__init__(engine, begin=False)
+        self._conn = engine._getconn()
+        self._fresh = True
+
+    def _end(self, commit: bool) -> None:
+        self._ended = True
+        conn, self._conn = self._conn, None
+        if conn is not None:
+            self._engine._putconn(conn)
+
+    def _rows(self, statement: str, params) -> list:
+        conn = self._conn
+        if conn is None:
+            raise RuntimeError("the transaction has ended")
+        if self._fresh:
+            self._fresh = False
+            tries = self._engine._live_pool().max_size + 1
+            while True:
+                try:
+                    rows = conn.execute(statement, params, binary=True).fetchall()
+                    self._engine._fail_fast_until = 0.0  # the database answered (see _begin)
+                    return rows
+                except psycopg.OperationalError as exc:
+                    broken = conn.closed
+                    _rollback_quietly(conn)
+                    self._engine._putconn(conn)
+                    self._conn = None
+                    tries -= 1
+                    if not broken or tries <= 0:
+                        raise StorageUnavailable(f"the PostgreSQL storage is unavailable: {exc}".strip()) from exc
+                    conn = self._conn = self._engine._getconn()
+        with _database_errors():
+            return conn.execute(statement, params, binary=True).fetchall()
 
 
 def _db_scan(txn, table, low, high, reverse):

@@ -471,6 +471,26 @@ def test_snapshot_holds_every_space_as_of_one_commit(engine):
             == [b"2", b"2", b"2"]
 
 
+def test_reads_without_a_snapshot_see_committed_states(engine):
+    """``read(snapshot=False)``: each statement sees a committed state (a
+    later one than the previous statement's, on an engine without a
+    snapshot); nothing uncommitted, whatever the engine."""
+    fill(engine, "items", [b"a", b"b"], b"1")
+    with engine.read(snapshot=False) as reads:
+        assert reads.get("items", b"a") == b"1"
+        with engine.write() as txn:
+            txn.put("items", b"a", b"2")
+        assert reads.get("items", b"a") in (b"1", b"2")  # the snapshot's, or the newer commit's
+        assert [k for k, _ in reads.scan("items")] == [b"a", b"b"]
+        assert reads.get("items", b"missing") is None
+    with engine.write() as txn:
+        txn.put("items", b"b", b"3")
+        with engine.read(snapshot=False) as reads:
+            assert reads.get("items", b"b") == b"1"  # not this transaction's uncommitted write
+    with engine.read(snapshot=False) as reads:
+        assert reads.get("items", b"b") == b"3"
+
+
 def test_uncommitted_writes_are_invisible_to_readers(engine):
     fill(engine, "items", [b"a"], b"1")
     with engine.write() as txn:
