@@ -50,6 +50,7 @@ from typing import Callable
 import orjson
 
 from shoal.api.insights import ACCESSED, live_settings, rules_of, status_of
+from shoal.errors import ProvisionedThroughputExceededException, ShoalError
 
 log = logging.getLogger("shoal")
 
@@ -215,6 +216,29 @@ class Insights:
 
     # -- counting ---------------------------------------------------------------------------
 
+    def counting(self, job: Callable[[], bytes], region: str, operation: str, data: dict) -> Callable[[], bytes]:
+        """``job`` (the dispatcher's run of a request), counting the request's
+        keys once it ran, or once it was refused for want of throughput.  The
+        dispatcher wraps a job only while ``active`` holds a table, so that a
+        server without insights pays one attribute test per request.  A job
+        run again alone after its group commit failed counts once."""
+        observe = self.observe
+
+        def counted() -> bytes:
+            try:
+                body = job()
+            except ProvisionedThroughputExceededException:
+                if not counted.__dict__.get("seen"):
+                    counted.seen = True
+                    observe(region, operation, data, True)
+                raise
+            if not counted.__dict__.get("seen"):
+                counted.seen = True
+                observe(region, operation, data, False)
+            return body
+
+        return counted
+
     def observe(self, region: str, operation: str, data: dict, throttled: bool) -> None:
         """Count a request's keys (it ran, or was throttled)."""
         try:
@@ -270,7 +294,6 @@ class Insights:
         """PartiQL: an INSERT's item; the key a SELECT, UPDATE or DELETE names
         by equalities in its WHERE (on an index, its partition key)."""
         from shoal.api.partiql import request_statements
-        from shoal.errors import ShoalError
         from shoal.partiql import ast
         from shoal.partiql.translate import bind_value, split_key
 

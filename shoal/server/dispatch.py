@@ -40,7 +40,6 @@ from shoal.api.changelog import DEFAULT_RETENTION_S
 from shoal.errors import (
     InternalServerError,
     NotImplementedOperation,
-    ProvisionedThroughputExceededException,
     SerializationException,
     ShoalError,
     UnknownOperationException,
@@ -399,7 +398,6 @@ class Dispatcher:
         ctx = Context(region, DEFAULT_ACCOUNT, self.engine, catalog, access_key, self.clock, self.s3_dir)
         writes = operation in WRITE_OPERATIONS and not (operation in PARTIQL_OPERATIONS and reads_only(operation, data))
         capacity = self.capacity
-        insights = self.insights.active  # empty unless a table has contributor insights on: then nothing is counted
 
         def job() -> bytes:
             nonlocal meter
@@ -408,10 +406,7 @@ class Dispatcher:
                 capacity.current = (operation, writes, data, ctx)
             try:
                 result = handler(ctx, data)
-            except ShoalError as exc:
-                if insights and type(exc) is ProvisionedThroughputExceededException and not job.__dict__.get("seen"):
-                    job.seen = True  # a request run again alone after its group failed counts once
-                    self.insights.observe(region, operation, data, True)
+            except ShoalError:
                 if deferred:  # the model's errors anywhere in the request come first
                     validator.validate(operation, data)
                 raise
@@ -420,11 +415,10 @@ class Dispatcher:
                     capacity.current = None
                     if capacity.metered is not None:  # it drew on limited throughput: charge it
                         capacity.settle(ctx)
-            if insights and not job.__dict__.get("seen"):  # the keys the request read or wrote
-                job.seen = True
-                self.insights.observe(region, operation, data, False)
             return result if isinstance(result, bytes) else orjson.dumps(result)
 
+        if self.insights.active:  # some table has contributor insights on: count the keys once the job ran
+            job = self.insights.counting(job, region, operation, data)  # (nothing captured otherwise: no cost)
         job.long = operation in LONG_OPERATIONS
         if handle is not None:  # for the metrics: the request's cell (region, TableName, operation)
             job.__dict__["metered"] = handle  # (the function's dict exists: cheaper than setting an attribute)

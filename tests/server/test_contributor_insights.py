@@ -72,7 +72,9 @@ def event(i: int, user: str, content: str) -> dict:
 
 
 def enabled(ddb, table: str, index: str | None = None, mode: str | None = None) -> list[str]:
-    """Enable insights, wait until ENABLED (every worker counts by then); the rule names."""
+    """Enable insights, wait until ENABLED and a second more (every worker reloads
+    the settings each second, before ENABLING ends: the margin is for a busy
+    machine); the rule names."""
     extra = {"IndexName": index} if index else {}
     answer = ddb.update_contributor_insights(TableName=table, ContributorInsightsAction="ENABLE", **extra,
                                              **({"ContributorInsightsMode": mode} if mode else {}))
@@ -81,7 +83,7 @@ def enabled(ddb, table: str, index: str | None = None, mode: str | None = None) 
     while True:
         described = ddb.describe_contributor_insights(TableName=table, **extra)
         if described["ContributorInsightsStatus"] == "ENABLED":
-            time.sleep(0.5)
+            time.sleep(1.0)
             return described["ContributorInsightsRuleList"]
         assert time.monotonic() < deadline, described
         time.sleep(0.2)

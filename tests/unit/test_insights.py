@@ -14,7 +14,7 @@ from shoal.api import Context
 from shoal.api import insights as api
 from shoal.api import tables
 from shoal.api.catalog import Catalog
-from shoal.errors import ResourceNotFoundException, ValidationException
+from shoal.errors import ProvisionedThroughputExceededException, ResourceNotFoundException, ValidationException
 from shoal.metrics.insights import Insights, Sketch, find_rule, read_minutes
 
 REGION = "us-east-1"
@@ -315,6 +315,25 @@ def test_partiql_statements_count_the_keys_they_name(ctx, engine, clock):
         assert counts("SKC") == {("u1", "7"): 2, ("u2", "1"): 1}
         assert counts("PKC/gsi") == {("c9",): 2}
         assert counts("PKT/gsi") == {("c9",): 1}
+
+
+def test_a_wrapped_job_counts_once_and_counts_throttles(ctx, engine, clock):
+    create(ctx, gsi=False)
+    update(ctx, ContributorInsightsMode="THROTTLED_KEYS")
+    insights = Insights(engine, ctx.catalog, clock)
+    insights.reload()
+    body = {"TableName": "events", "Key": {"user_id": {"S": "u3"}, "ts": {"N": "1"}}}
+
+    def refused():
+        raise ProvisionedThroughputExceededException("over")
+
+    job = insights.counting(refused, REGION, "GetItem", body)
+    for _ in range(2):  # run again alone after its group failed: counted once
+        with pytest.raises(ProvisionedThroughputExceededException):
+            job()
+    assert insights.counting(lambda: b"{}", REGION, "GetItem", body)() == b"{}"  # served: not a throttle
+    assert [(rule.split("-")[1], sketch.counts) for (rule, _), sketch in sorted(insights.pending.items())] == [
+        ("PKT", {("u3",): 1}), ("SKT", {("u3", "1"): 1})]
 
 
 def test_nothing_is_counted_once_disabled(ctx, engine, clock):
