@@ -57,7 +57,7 @@ import orjson
 
 from shoal.api.common import expression_context, item_write_units, storage_key, successor
 from shoal.api.exports import S3Error, bucket_path, keep_token, new_arn, page_after, page_token, put_object, token_owner
-from shoal.api.imports import ItemError, _checked, _ion_item, _line_items, _objects, _open, _read_errors
+from shoal.api.imports import ItemError, _checked, _ion_item, _line_items, _objects, _open, _read_errors, json_document
 from shoal.api.indexes import entry_key
 from shoal.api.items import parse_write_condition
 from shoal.api.jobs import HEARTBEAT_S, Stopped, job_context, runner, runner_alive, start_job
@@ -501,13 +501,7 @@ def _lines(record: dict, table, key: str, path: str, skip: int):
 
 def _json_line(line: bytes):
     """A DYNAMODB_JSON line: its item, with its condition members if any."""
-    try:
-        document = orjson.loads(line)
-    except orjson.JSONDecodeError as exc:
-        raise ItemError(f"Unexpected JSON: {exc}") from None
-    item = document.get("Item") if type(document) is dict else None
-    if type(item) is not dict:
-        raise ItemError('A DynamoDB JSON line must be an object with a member "Item" holding the item')
+    document, item = json_document(line)
     conditions = {name: document[name] for name in _CONDITION_MEMBERS if name in document}
     return (item, conditions) if conditions else item
 

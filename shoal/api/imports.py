@@ -426,6 +426,11 @@ def _line_items(stream, parse):
 
 
 def _json_item(line: bytes) -> dict:
+    return json_document(line)[1]
+
+
+def json_document(line: bytes) -> tuple[dict, dict]:
+    """A DYNAMODB_JSON line: the object, and its "Item" (ItemError if either is not one)."""
     try:
         document = orjson.loads(line)
     except orjson.JSONDecodeError as exc:
@@ -433,7 +438,7 @@ def _json_item(line: bytes) -> dict:
     item = document.get("Item") if type(document) is dict else None
     if type(item) is not dict:
         raise ItemError('A DynamoDB JSON line must be an object with a member "Item" holding the item')
-    return item
+    return document, item
 
 
 def _ion_item(line: bytes) -> dict:

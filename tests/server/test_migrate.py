@@ -88,6 +88,16 @@ def served(data_dir, *args) -> ShoalProcess:
     return ShoalProcess(data_dir, "--workers", "1", *args).start()
 
 
+def assert_served_as(migration, node_dir, database: str, expected: dict) -> None:
+    """The migration succeeded, and a node over ``database`` shows ``expected``."""
+    assert migration.returncode == 0, migration.stderr
+    node = served(node_dir, "--storage", database)
+    try:
+        assert snapshot(make_client(node.url)) == expected
+    finally:
+        node.stop()
+
+
 def wait_for_streams(ddb, expected: int) -> None:
     """Stream records are materialized in the background: wait until all are."""
     deadline = time.monotonic() + 30
@@ -113,13 +123,8 @@ def test_a_store_moves_to_postgresql_and_back(tmp_path, postgres_cluster):  # no
     node.stop()
 
     moved = migrate("--from", str(source), "--to", database, "--chunk", "50")
-    assert moved.returncode == 0, moved.stderr
     assert "keys copied from" in moved.stderr
-    pg_node = served(tmp_path / "node", "--storage", database)
-    try:
-        assert snapshot(make_client(pg_node.url)) == before
-    finally:
-        pg_node.stop()
+    assert_served_as(moved, tmp_path / "node", database, before)
 
     back = tmp_path / "back"
     returned = migrate("--from", database, "--to", str(back))
@@ -186,13 +191,8 @@ def test_an_interrupted_migration_resumes_where_it_stopped(tmp_path, postgres_cl
     finally:
         watcher.close()
     resumed = migrate("--from", str(source), "--to", database, "--chunk", "500")
-    assert resumed.returncode == 0, resumed.stderr
     assert "resuming at" in resumed.stderr
-    pg_node = served(tmp_path / "node", "--storage", database)
-    try:
-        assert snapshot(make_client(pg_node.url)) == before
-    finally:
-        pg_node.stop()
+    assert_served_as(resumed, tmp_path / "node", database, before)
 
 
 def test_an_encrypted_data_directory_stays_where_it_is(tmp_path, postgres_cluster):  # noqa: F811
