@@ -262,6 +262,41 @@ class Shoal(System):
         return []
 
 
+class ShoalPostgres(Shoal):
+    """``shoal serve --storage postgresql://...``: the same server over a
+    PostgreSQL from Debian's packages (tests/postgres_cluster.py: initdb into
+    a temporary directory, a free port), started on first use and pinned to
+    the server's core with it, so both share what one core gives; a fresh
+    database per run."""
+
+    _cluster = None
+
+    def __init__(self, workers: int = 1) -> None:
+        super().__init__(workers, name="shoal-pg", label="Shoal over PostgreSQL")
+        self.dsn: str | None = None
+
+    def prepare_data_dir(self, workdir: str) -> str:
+        path = super().prepare_data_dir(workdir)
+        if ShoalPostgres._cluster is None:
+            import atexit
+
+            sys.path.insert(0, os.path.dirname(BENCH_DIR))
+            from tests.postgres_cluster import PostgresCluster, missing_binaries_message, postgres_bin_dir
+
+            bin_dir = postgres_bin_dir()
+            if bin_dir is None:
+                raise RuntimeError(missing_binaries_message())
+            cluster = ShoalPostgres._cluster = PostgresCluster(bin_dir).start()
+            atexit.register(cluster.stop)
+            subprocess.run(["sh", "-c", f"for p in $(pgrep -f 'postgres.*{cluster.port}'); do taskset -pc "
+                                        f"{SERVER_CPUS} $p; done"], capture_output=True)
+        self.dsn = ShoalPostgres._cluster.create_database("bench")
+        return path
+
+    def command(self) -> list[str]:
+        return [*super().command(), "--storage", self.dsn]
+
+
 class ShoalSigV4(Shoal):
     """``shoal serve --auth sigv4``: every request signed with the root credentials it writes at start-up."""
 
@@ -431,6 +466,7 @@ def make_systems(names: list[str], shoal_workers: int = 1) -> list[System]:
     factories = {"shoal": lambda: Shoal(shoal_workers), "shoal-sigv4": lambda: ShoalSigV4(shoal_workers),
                  "shoal-sigv4-user": lambda: ShoalSigV4User(shoal_workers),
                  "shoal-tls": lambda: ShoalTLS(shoal_workers), "shoal-pitr": lambda: ShoalPITR(shoal_workers),
+                 "shoal-pg": lambda: ShoalPostgres(shoal_workers),
                  "dynamodb-local": DynamoDBLocal,
                  "dynalite": Dynalite, "moto": Moto, "ceiling": Ceiling}
     unknown = [n for n in names if n not in factories]
