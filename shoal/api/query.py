@@ -264,7 +264,9 @@ def _query(ctx, request: dict):
         exprs.check_unused()
     forward = request.get("ScanIndexForward", True) is not False
 
-    with ctx.engine.read() as txn:
+    # Each statement a committed state, as DynamoDB's reads are per item (a
+    # Query is no snapshot there either): PostgreSQL is spared BEGIN and COMMIT.
+    with ctx.engine.read(snapshot=False) as txn:
         table = ctx.catalog.require(txn, ctx.region, request["TableName"])
         index = _index_of(table, request, plan, "Query")
         multi = index is not None and index.multi
@@ -367,7 +369,7 @@ def scan(ctx, request: dict):
             f"Segment: {segment} is not less than TotalSegments: {total}"
         )
 
-    with ctx.engine.read() as txn:
+    with ctx.engine.read(snapshot=False) as txn:  # as Query's
         table = ctx.catalog.require(txn, ctx.region, request["TableName"])
         index = _index_of(table, request, plan, "Scan")
         base = table if index is None else index  # both have the .prefix segment_range needs

@@ -322,7 +322,9 @@ def test_scan_is_lazy(engine):
         partial = (time.perf_counter() - began) / 10
     assert everything == len(many)
     assert [k for k, _ in first] == many[:-21:-1]
-    assert partial * 100 < full  # 20 of 100,000 entries: nowhere near a full walk
+    # 20 of 100,000 entries: nowhere near a full walk (a 5,000x difference in work; the
+    # margin is wide because other processes share this machine's cores)
+    assert partial * 20 < full
 
 
 def test_prefix_query_pattern(engine):
