@@ -540,11 +540,19 @@ _BATCH_CODES = (
 )
 
 
+# By type name: a throttled statement's error (raised by shoal.capacity, a layer above), a conflict.
+_BATCH_CODES_BY_TYPE = {
+    "TransactionConflictException": "TransactionConflict",
+    "ProvisionedThroughputExceededException": "ProvisionedThroughputExceeded",
+    "ThrottlingException": "ThrottlingError",  # an on-demand table's (shoal.capacity.on_demand)
+}
+
+
 def batch_error(exc: ShoalError, table_name: str | None = None) -> dict:
     """A BatchStatementResponse for a statement that failed."""
     code = next((c for cls, c in _BATCH_CODES if isinstance(exc, cls)), None)
     if code is None:
-        code = "TransactionConflict" if exc.type_name == "TransactionConflictException" else "InternalServerError"
+        code = _BATCH_CODES_BY_TYPE.get(exc.type_name, "InternalServerError")
     error = {"Code": code, "Message": exc.message}
     item = getattr(exc, "item", None)
     if item is not None:

@@ -386,3 +386,14 @@ _DOC = {"pk": {"S": "m"}, "a": {"S": "abc"},
 def test_select_list_names_each_value_by_the_end_of_its_path(paths, expected):
     from shoal.expressions.projection import SelectList
     assert SelectList(paths).apply(_DOC) == expected
+
+
+def test_a_throttled_statement_in_a_batch_has_its_own_error_code():
+    from shoal.api.partiql import batch_error
+    from shoal.capacity.on_demand import OnDemandThrottlingException
+    from shoal.errors import ProvisionedThroughputExceededException
+
+    provisioned = batch_error(ProvisionedThroughputExceededException("over"), "events")
+    assert provisioned == {"Error": {"Code": "ProvisionedThroughputExceeded", "Message": "over"}, "TableName": "events"}
+    assert batch_error(OnDemandThrottlingException("Rate of requests exceeds the allowed throughput."))["Error"][
+        "Code"] == "ThrottlingError"
