@@ -186,6 +186,9 @@ class _Statements:
         tables = (*SPACES, _OVERFLOW)
         self.table = {name: sql.Identifier(schema, name) for name in tables}
         self.get = {name: self._text("SELECT v FROM {} WHERE k = %s", name) for name in tables}
+        # The same point selects for libpq's own prepared statements (_fast_get): name, text.
+        self.fast_get = {name: (f"shoal_get_{name}".encode(),
+                                self._text("SELECT v FROM {} WHERE k = $1", name).encode()) for name in tables}
         self.upsert = {name: self._text("INSERT INTO {} (k, v) VALUES (%s, %s) "
                                         "ON CONFLICT (k) DO UPDATE SET v = excluded.v", name) for name in tables}
         self.delete = {name: self._text("DELETE FROM {} WHERE k = ANY(%s)", name) for name in tables}
@@ -481,6 +484,10 @@ class PostgresEngine(Engine):
         """Close the pool's connections; idempotent."""
         pool = self._pool
         if pool is not None:
+            reads = getattr(self._local, "reads", None)
+            if reads is not None:  # this thread's reading connection (other threads' go with them)
+                self._local.reads = None
+                pool.putconn(reads)
             self._pool = None
             _live_engines.discard(self)
             pool.close()
@@ -548,8 +555,11 @@ class PostgresReadTxn(ReadTxn):
     # -- the raw level: keys of up to _DIRECT_MAX bytes in one table
 
     def _raw_get(self, table: str, key: bytes) -> bytes | None:
-        rows = self._rows(self._sql.get[table], (key,))
-        return rows[0][0] if rows else None
+        conn = self._conn
+        if conn is None:
+            raise RuntimeError("the transaction has ended")
+        with _database_errors():
+            return _fast_get(conn, *self._sql.fast_get[table], key)
 
     def _raw_scan(self, table, low, high, reverse):
         """Keyset-paginated batches of ``low <= k < high`` in key order."""
@@ -577,46 +587,69 @@ class PostgresReadTxn(ReadTxn):
 
 class PostgresStatementReads(PostgresReadTxn):
     """Reads that need no snapshot across statements (``read(snapshot=False)``):
-    each runs on its own in autocommit, on one pooled connection held until
-    the block ends.  A connection found broken at the first statement is
-    replaced as ``_begin`` replaces one (nothing has been read yet)."""
+    each runs on its own in autocommit, on the thread's own connection for
+    such reads (taken from the pool once and kept: the pool's check-out and
+    return cost as much as a statement).  A connection found broken at the
+    first statement is replaced as ``_begin`` replaces one (nothing has been
+    read yet)."""
 
     __slots__ = ("_fresh",)
 
     def __init__(self, engine: PostgresEngine) -> None:
         super().__init__(engine, begin=False)
-        self._conn = engine._getconn()
+        local = engine._local
+        conn = getattr(local, "reads", None)
+        if conn is not None:
+            local.reads = None  # this block's while it runs (a nested read takes another)
+        else:
+            conn = engine._getconn()
+        self._conn = conn
         self._fresh = True
 
     def _end(self, commit: bool) -> None:
         self._ended = True
         conn, self._conn = self._conn, None
-        if conn is not None:
+        if conn is None:
+            return
+        local = self._engine._local
+        if getattr(local, "reads", None) is None and self._engine._pool is not None and not conn.closed \
+                and conn.info.transaction_status == psycopg.pq.TransactionStatus.IDLE:
+            local.reads = conn  # kept for the thread's next reads
+        else:
             self._engine._putconn(conn)
 
     def _rows(self, statement: str, params) -> list:
+        if self._fresh:
+            return self._first(lambda conn: conn.execute(statement, params, binary=True).fetchall())
+        return super()._rows(statement, params)
+
+    def _raw_get(self, table: str, key: bytes) -> bytes | None:
+        if self._fresh:
+            return self._first(lambda conn: _fast_get(conn, *self._sql.fast_get[table], key))
+        return super()._raw_get(table, key)
+
+    def _first(self, run):
+        """``run(conn)`` for the first statement: a connection found broken
+        is replaced and the statement run again (nothing has been read yet)."""
         conn = self._conn
         if conn is None:
             raise RuntimeError("the transaction has ended")
-        if self._fresh:
-            self._fresh = False
-            tries = self._engine._live_pool().max_size + 1
-            while True:
-                try:
-                    rows = conn.execute(statement, params, binary=True).fetchall()
-                    self._engine._fail_fast_until = 0.0  # the database answered (see _begin)
-                    return rows
-                except psycopg.OperationalError as exc:
-                    broken = conn.closed
-                    _rollback_quietly(conn)
-                    self._engine._putconn(conn)
-                    self._conn = None
-                    tries -= 1
-                    if not broken or tries <= 0:
-                        raise StorageUnavailable(f"the PostgreSQL storage is unavailable: {exc}".strip()) from exc
-                    conn = self._conn = self._engine._getconn()
-        with _database_errors():
-            return conn.execute(statement, params, binary=True).fetchall()
+        self._fresh = False
+        tries = self._engine._live_pool().max_size + 1
+        while True:
+            try:
+                out = run(conn)
+                self._engine._fail_fast_until = 0.0  # the database answered (see _begin)
+                return out
+            except psycopg.OperationalError as exc:
+                broken = conn.closed
+                _rollback_quietly(conn)
+                self._engine._putconn(conn)
+                self._conn = None
+                tries -= 1
+                if not broken or tries <= 0:
+                    raise StorageUnavailable(f"the PostgreSQL storage is unavailable: {exc}".strip()) from exc
+                conn = self._conn = self._engine._getconn()
 
 
 def _db_scan(txn, table, low, high, reverse):
@@ -850,6 +883,44 @@ def _simple(conn, command: bytes) -> None:
             message = " ".join(result.get_error_message("utf-8").split())
             raise psycopg.OperationalError(message or "the connection to the server was lost")
         raise psycopg.errors.error_from_result(result, encoding=conn.info.encoding)
+
+
+_INVALID_STATEMENT_NAME = "26000"
+
+
+def _fast_get(conn, name: bytes, text: bytes, key: bytes) -> bytes | None:
+    """One point select as a prepared statement of libpq's, the key and the
+    value in binary: psycopg's ``execute`` (a cursor, its adaptation and
+    prepare bookkeeping) costs several times the query's own work here, on
+    every GetItem.  Prepared once per connection under ``name``; prepared
+    again if the session lost it."""
+    prepared = conn.__dict__.get("_shoal_prepared")
+    if prepared is None:
+        prepared = conn.__dict__["_shoal_prepared"] = set()
+    pgconn = conn.pgconn
+    if name not in prepared:
+        _checked_result(conn, pgconn.prepare(name, text))
+        prepared.add(name)
+    result = pgconn.exec_prepared(name, [key], [1], 1)
+    if result.status != psycopg.pq.ExecStatus.TUPLES_OK:
+        if result.error_field(psycopg.pq.DiagnosticField.SQLSTATE) == _INVALID_STATEMENT_NAME.encode() \
+                and pgconn.transaction_status == psycopg.pq.TransactionStatus.IDLE:
+            prepared.discard(name)
+            return _fast_get(conn, name, text, key)
+        _checked_result(conn, result)
+    if result.ntuples == 0:
+        return None
+    return result.get_value(0, 0)
+
+
+def _checked_result(conn, result) -> None:
+    """Raise the error of a libpq result that failed, as psycopg would."""
+    if result.status in (psycopg.pq.ExecStatus.COMMAND_OK, psycopg.pq.ExecStatus.TUPLES_OK):
+        return
+    if conn.pgconn.status != psycopg.pq.ConnStatus.OK:  # a lost connection has no SQLSTATE
+        message = " ".join(result.get_error_message("utf-8").split())
+        raise psycopg.OperationalError(message or "the connection to the server was lost")
+    raise psycopg.errors.error_from_result(result, encoding=conn.info.encoding)
 
 
 def _rollback_quietly(conn) -> None:
