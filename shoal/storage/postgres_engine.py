@@ -545,12 +545,14 @@ class PostgresReadTxn(ReadTxn):
         self._conn = self._engine._begin(_BEGIN_READ)
 
     def _rows(self, statement: str, params) -> list:
-        """Run one query in the transaction."""
+        """Run one query (a scan's batch: ``SELECT k, v``) in the transaction."""
         conn = self._conn
         if conn is None:
             raise RuntimeError("the transaction has ended")
         with _database_errors():
-            return conn.execute(statement, params, binary=True).fetchall()
+            if params is None:  # a statement of another shape (tests, diagnostics)
+                return conn.execute(statement, params, binary=True).fetchall()
+            return _fast_rows(conn, statement, params)
 
     # -- the raw level: keys of up to _DIRECT_MAX bytes in one table
 
@@ -620,7 +622,7 @@ class PostgresStatementReads(PostgresReadTxn):
 
     def _rows(self, statement: str, params) -> list:
         if self._fresh:
-            return self._first(lambda conn: conn.execute(statement, params, binary=True).fetchall())
+            return self._first(lambda conn: _fast_rows(conn, statement, params))
         return super()._rows(statement, params)
 
     def _raw_get(self, table: str, key: bytes) -> bytes | None:
@@ -911,6 +913,40 @@ def _fast_get(conn, name: bytes, text: bytes, key: bytes) -> bytes | None:
     if result.ntuples == 0:
         return None
     return result.get_value(0, 0)
+
+
+_PREPARED_TEXTS: dict = {}  # statement text with %s -> (statement name, text with $n)
+
+
+def _fast_rows(conn, statement: str, params) -> list:
+    """A two-column ``SELECT k, v`` (a scan's batch) as a prepared statement
+    of libpq's, as ``_fast_get``: bytes parameters sent in binary, integers
+    (the LIMIT) as text; rows of (key, value) bytes."""
+    found = _PREPARED_TEXTS.get(statement)
+    if found is None:
+        parts = statement.split("%s")
+        text = parts[0] + "".join(f"${n}{part}" for n, part in enumerate(parts[1:], 1))
+        name = b"shoal_q_" + hashlib.blake2b(statement.encode(), digest_size=8).hexdigest().encode()
+        found = _PREPARED_TEXTS[statement] = (name, text.encode())
+    name, text = found
+    prepared = conn.__dict__.get("_shoal_prepared")
+    if prepared is None:
+        prepared = conn.__dict__["_shoal_prepared"] = set()
+    pgconn = conn.pgconn
+    if name not in prepared:
+        _checked_result(conn, pgconn.prepare(name, text))
+        prepared.add(name)
+    values = [p if type(p) is bytes else str(p).encode() for p in params]
+    formats = [1 if type(p) is bytes else 0 for p in params]
+    result = pgconn.exec_prepared(name, values, formats, 1)
+    if result.status != psycopg.pq.ExecStatus.TUPLES_OK:
+        if result.error_field(psycopg.pq.DiagnosticField.SQLSTATE) == _INVALID_STATEMENT_NAME.encode() \
+                and pgconn.transaction_status == psycopg.pq.TransactionStatus.IDLE:
+            prepared.discard(name)
+            return _fast_rows(conn, statement, params)
+        _checked_result(conn, result)
+    get = result.get_value
+    return [(get(row, 0), get(row, 1)) for row in range(result.ntuples)]
 
 
 def _checked_result(conn, result) -> None:
