@@ -378,6 +378,11 @@ def replica_create_request(desc: dict, region: str) -> dict:
             specs.append(index)
         if specs:
             request[member] = specs
+    from shoal.api.snapshots import vector_index_specs
+
+    vector_indexes = vector_index_specs(desc)  # a replica has the table's vector indexes too
+    if vector_indexes:
+        request["VectorIndexes"] = vector_indexes
     table_class = (entry.get("ReplicaTableClassSummary") or desc.get("TableClassSummary") or {}).get("TableClass")
     if table_class:
         request["TableClass"] = table_class

@@ -573,3 +573,29 @@ def test_a_partition_heals_with_convergence_and_is_seen_in_describe_table_and_th
                                "Milliseconds", lambda s: s["SampleCount"] >= 26)
     assert latency["SampleCount"] == 26
     assert latency["Maximum"] >= (heal_at - writes_done) * 1000
+
+
+def test_a_replica_has_the_tables_vector_indexes(regions):
+    name = "gt_vectors"
+    client = regions.client(0)
+    client.create_table(
+        TableName=name, BillingMode="PAY_PER_REQUEST",
+        AttributeDefinitions=[{"AttributeName": "pk", "AttributeType": "S"}],
+        KeySchema=[{"AttributeName": "pk", "KeyType": "HASH"}],
+        VectorIndexes=[{"IndexName": "by_embedding", "VectorAttribute": {"AttributeName": "embedding"},
+                        "Dimensions": 2, "DistanceFunction": "EUCLIDEAN", "Projection": {"ProjectionType": "ALL"}}])
+    for key, vector in (("near", (1, 1)), ("far", (9, 9))):
+        client.put_item(TableName=name, Item={"pk": {"S": key}, "embedding": {"L": [{"N": str(v)} for v in vector]}})
+    _add_replica(client, name, REGIONS[1])
+    _wait_active(client, name)
+    replica = regions.client(1)
+    assert [i["IndexName"] for i in replica.describe_table(TableName=name)["Table"]["VectorIndexes"]] == ["by_embedding"]
+    deadline = time.monotonic() + CONVERGE_S
+    while True:  # the copy, then the index in step with it
+        found = replica.search_vectors(TableName=name, IndexName="by_embedding", TopK=1,
+                                       SearchVector=[{"N": "0"}, {"N": "0"}])["SearchResults"]
+        if found:
+            break
+        assert time.monotonic() < deadline
+        time.sleep(0.1)
+    assert found[0]["Item"]["pk"] == {"S": "near"}
