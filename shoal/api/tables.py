@@ -919,6 +919,11 @@ def update_table(ctx, request: dict) -> dict:
             apply_replica_updates(txn, ctx, table, desc, request, read_setting(txn, table.prefix))
         if consistency:
             control.apply_consistency_update(txn, ctx, table, desc, request)
+        if gsi_updates and table.description.get("Replicas"):
+            from shoal.replication import control as replication
+
+            if not request.get(replication.REPLICATED):  # not one another replica sent
+                replication.propagate_index_updates(txn, table, request)
         streams.apply_stream_specification(txn, table, stream_spec, _now(ctx))
         raw = encode_entry(table.account, table.table_id, desc, numbers, next_index)
         txn.put("meta", table_key(ctx.region, name), raw)

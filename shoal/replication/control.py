@@ -348,6 +348,64 @@ def _copy_overrides(entry: dict, spec: dict) -> None:
             entry[member] = spec[member]
 
 
+def propagate_index_updates(txn, table, request: dict) -> None:
+    """A global table's GSIs are the same in every replica (version
+    2019.11.21): a Create or Delete of an index here is queued for each
+    replica, which applies it when the replication thread sends it
+    (``apply_index_updates``).  Throughput changes (Update) stay regional."""
+    if table.description.get("GlobalTableVersion") != GLOBAL_TABLE_VERSION:
+        return
+    updates = [u for u in request.get("GlobalSecondaryIndexUpdates") or ()
+               if u.get("Create") is not None or u.get("Delete") is not None]
+    if not updates:
+        return
+    replicated = {"GlobalSecondaryIndexUpdates": updates}
+    if request.get("AttributeDefinitions") is not None:
+        replicated["AttributeDefinitions"] = request["AttributeDefinitions"]
+    for replica in table.description.get("Replicas") or ():
+        queue_task(txn, {"kind": "index_update", "table_id": table.table_id, "name": table.name,
+                         "peer": replica["RegionName"], "request": replicated})
+
+
+def apply_index_updates(ctx, name: str, request: dict) -> bool:
+    """Another replica's GSI Create or Delete, on this region's table: an
+    index that is already as asked (made here too, or already gone) is
+    done.  False when the table cannot take it yet (another index being
+    built or deleted): the sender tries again later.  Not propagated again."""
+    from shoal.api import tables
+    from shoal.errors import LimitExceededException
+
+    with ctx.engine.read() as txn:
+        table = ctx.catalog.get(txn, ctx.region, name)
+    if table is None:
+        return True
+    for update in request["GlobalSecondaryIndexUpdates"]:
+        if update.get("Create") is not None:
+            if update["Create"]["IndexName"] in table.index_map:
+                continue
+        elif update["Delete"]["IndexName"] not in table.index_map:
+            continue
+        one = {"TableName": name, "GlobalSecondaryIndexUpdates": [update], REPLICATED: True}
+        if request.get("AttributeDefinitions") is not None and update.get("Create") is not None:
+            one["AttributeDefinitions"] = request["AttributeDefinitions"]
+        if update.get("Create") is not None and (table.description.get("BillingModeSummary") or {}).get(
+                "BillingMode", "PROVISIONED") == "PROVISIONED" and "ProvisionedThroughput" not in update["Create"]:
+            throughput = table.description["ProvisionedThroughput"]
+            update = {"Create": {**update["Create"], "ProvisionedThroughput": {
+                "ReadCapacityUnits": throughput["ReadCapacityUnits"],
+                "WriteCapacityUnits": throughput["WriteCapacityUnits"]}}}
+            one["GlobalSecondaryIndexUpdates"] = [update]
+        try:
+            tables.update_table(ctx, one)
+        except LimitExceededException:  # one online index change at a time
+            return False
+    return True
+
+
+#: The member of an UpdateTable request that another replica sent (not propagated again).
+REPLICATED = "ShoalReplicatedFrom"
+
+
 def replica_create_request(desc: dict, region: str) -> dict:
     """The CreateTable request that makes ``desc``'s table in a replica region:
     same key schema, attribute definitions, indexes, billing and class, with

@@ -503,6 +503,14 @@ class Replicator:
         peer.call("SyncReplicas", payload)
         return True
 
+    def _task_index_update(self, peer: PeerClient, task: dict) -> bool:
+        """A GSI Create or Delete made here, for a replica (control.propagate_index_updates)."""
+        if self._description(task["name"], task["table_id"]) is None:
+            return True  # the table is gone here
+        answer = peer.call("ReplicateIndexUpdates", {"TableName": task["name"], "SourceRegion": self.region,
+                                                     "Request": task["request"]})
+        return answer.get("Done", True)  # not yet when the replica is building another index
+
     def _task_legacy_join(self, peer: PeerClient, task: dict) -> bool:
         """Send a 2017.11.29 global table's record (this region left it: DeleteTable)."""
         peer.call("LegacyJoin", {"TableName": task["name"], "SourceRegion": self.region, "GlobalTable": task["record"]})

@@ -439,6 +439,10 @@ def legacy_update_tables(ctx, data: dict) -> dict:
     return {}
 
 
+def replicate_index_updates(ctx, data: dict) -> dict:
+    return {"Done": control.apply_index_updates(ctx, data["TableName"], data["Request"])}
+
+
 def paxos(ctx, data: dict) -> dict:
     from shoal.replication import strong
 
@@ -470,4 +474,5 @@ _OPERATIONS = {
     "LegacyDescribe": legacy_describe,
     "LegacyJoin": legacy_join,
     "LegacyUpdateTables": legacy_update_tables,
+    "ReplicateIndexUpdates": replicate_index_updates,
 }

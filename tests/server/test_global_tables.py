@@ -599,3 +599,35 @@ def test_a_replica_has_the_tables_vector_indexes(regions):
         assert time.monotonic() < deadline
         time.sleep(0.1)
     assert found[0]["Item"]["pk"] == {"S": "near"}
+
+
+def test_a_gsi_created_or_deleted_in_one_replica_is_created_or_deleted_in_the_others(regions):
+    name = "gt_index"
+    first = regions.client(0)
+    _create(first, name)
+    first.put_item(TableName=name, Item={"pk": {"S": "a"}, "colour": {"S": "red"}})
+    _add_replica(first, name, REGIONS[2])
+    _wait_active(first, name)
+    other = regions.client(2)
+    other.update_table(TableName=name, AttributeDefinitions=[{"AttributeName": "colour", "AttributeType": "S"}],
+                       GlobalSecondaryIndexUpdates=[{"Create": {
+                           "IndexName": "by_colour", "KeySchema": [{"AttributeName": "colour", "KeyType": "HASH"}],
+                           "Projection": {"ProjectionType": "ALL"}}}])
+
+    def index_in(client):
+        return {g["IndexName"]: g["IndexStatus"]
+                for g in client.describe_table(TableName=name)["Table"].get("GlobalSecondaryIndexes", ())}
+
+    deadline = time.monotonic() + CONVERGE_S
+    both = {"by_kind": "ACTIVE", "by_colour": "ACTIVE"}
+    while index_in(first) != both or index_in(other) != both:
+        assert time.monotonic() < deadline, (index_in(first), index_in(other))
+        time.sleep(0.1)
+    found = first.query(TableName=name, IndexName="by_colour", KeyConditionExpression="colour = :c",
+                        ExpressionAttributeValues={":c": {"S": "red"}})["Items"]
+    assert [i["pk"]["S"] for i in found] == ["a"]
+    first.update_table(TableName=name, GlobalSecondaryIndexUpdates=[{"Delete": {"IndexName": "by_colour"}}])
+    deadline = time.monotonic() + CONVERGE_S
+    while index_in(first) != {"by_kind": "ACTIVE"} or index_in(other) != {"by_kind": "ACTIVE"}:
+        assert time.monotonic() < deadline, (index_in(first), index_in(other))
+        time.sleep(0.1)
