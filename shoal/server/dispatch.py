@@ -30,7 +30,7 @@ from urllib.parse import parse_qsl
 
 import orjson
 
-from shoal.api import DEFAULT_ACCOUNT, DEFAULT_REGION, Context, backups, exports, jobs, operations
+from shoal.api import DEFAULT_ACCOUNT, DEFAULT_REGION, Context, backups, bulk, exports, jobs, operations
 from shoal.api.catalog import Catalog, PinnedCatalog
 from shoal.api.partiql import OPERATIONS as PARTIQL_OPERATIONS, reads_only
 from shoal.api.shapes import ShapeValidator
@@ -172,6 +172,9 @@ class Dispatcher:
             self.gate = Gate(engine, data_dir, self.catalog, audit_path=audit_log)
         exports.recover_interrupted(engine)  # exports and imports a stopped process left IN_PROGRESS
         backups.recover_interrupted(engine, self.catalog)  # and half-made backups and restored tables
+        # Bulk put operations a stopped process left running go on from their last chunk.
+        bulk.resume_interrupted(Context(default_region, DEFAULT_ACCOUNT, engine, self.catalog, None, self.clock,
+                                        self.s3_dir))
         # Metrics (shoal serve --metrics on|off, SHOAL_METRICS): recorded per
         # request, flushed by a background job; CloudWatch's API answers either way.
         self.metrics = None
