@@ -186,9 +186,8 @@ class _Statements:
         tables = (*SPACES, _OVERFLOW)
         self.table = {name: sql.Identifier(schema, name) for name in tables}
         self.get = {name: self._text("SELECT v FROM {} WHERE k = %s", name) for name in tables}
-        # The same point selects for libpq's own prepared statements (_fast_get): name, text.
-        self.fast_get = {name: (f"shoal_get_{name}".encode(),
-                                self._text("SELECT v FROM {} WHERE k = $1", name).encode()) for name in tables}
+        # The same point selects for libpq's extended protocol, called directly (_fast_get).
+        self.fast_get = {name: self._text("SELECT v FROM {} WHERE k = $1", name).encode() for name in tables}
         self.upsert = {name: self._text("INSERT INTO {} (k, v) VALUES (%s, %s) "
                                         "ON CONFLICT (k) DO UPDATE SET v = excluded.v", name) for name in tables}
         self.delete = {name: self._text("DELETE FROM {} WHERE k = ANY(%s)", name) for name in tables}
@@ -561,7 +560,7 @@ class PostgresReadTxn(ReadTxn):
         if conn is None:
             raise RuntimeError("the transaction has ended")
         with _database_errors():
-            return _fast_get(conn, *self._sql.fast_get[table], key)
+            return _fast_get(conn, self._sql.fast_get[table], key)
 
     def _raw_scan(self, table, low, high, reverse):
         """Keyset-paginated batches of ``low <= k < high`` in key order."""
@@ -627,7 +626,7 @@ class PostgresStatementReads(PostgresReadTxn):
 
     def _raw_get(self, table: str, key: bytes) -> bytes | None:
         if self._fresh:
-            return self._first(lambda conn: _fast_get(conn, *self._sql.fast_get[table], key))
+            return self._first(lambda conn: _fast_get(conn, self._sql.fast_get[table], key))
         return super()._raw_get(table, key)
 
     def _first(self, run):
@@ -887,64 +886,44 @@ def _simple(conn, command: bytes) -> None:
         raise psycopg.errors.error_from_result(result, encoding=conn.info.encoding)
 
 
-_INVALID_STATEMENT_NAME = "26000"
-
-
-def _fast_get(conn, name: bytes, text: bytes, key: bytes) -> bytes | None:
-    """One point select as a prepared statement of libpq's, the key and the
-    value in binary: psycopg's ``execute`` (a cursor, its adaptation and
-    prepare bookkeeping) costs several times the query's own work here, on
-    every GetItem.  Prepared once per connection under ``name``; prepared
-    again if the session lost it."""
-    prepared = conn.__dict__.get("_shoal_prepared")
-    if prepared is None:
-        prepared = conn.__dict__["_shoal_prepared"] = set()
-    pgconn = conn.pgconn
-    if name not in prepared:
-        _checked_result(conn, pgconn.prepare(name, text))
-        prepared.add(name)
-    result = pgconn.exec_prepared(name, [key], [1], 1)
-    if result.status != psycopg.pq.ExecStatus.TUPLES_OK:
-        if result.error_field(psycopg.pq.DiagnosticField.SQLSTATE) == _INVALID_STATEMENT_NAME.encode() \
-                and pgconn.transaction_status == psycopg.pq.TransactionStatus.IDLE:
-            prepared.discard(name)
-            return _fast_get(conn, name, text, key)
-        _checked_result(conn, result)
+def _fast_get(conn, text: bytes, key: bytes) -> bytes | None:
+    """One point select through libpq directly, the key and the value in
+    binary: psycopg's ``execute`` (a cursor, its adaptation and prepare
+    bookkeeping) costs several times the query's own work here, on every
+    GetItem."""
+    result = _exec(conn, text, [key], [1])
     if result.ntuples == 0:
         return None
     return result.get_value(0, 0)
 
 
-_PREPARED_TEXTS: dict = {}  # statement text with %s -> (statement name, text with $n)
+def _exec(conn, text: bytes, values: list, formats: list):
+    """The result of the statement ``text`` with ``values`` (libpq's
+    extended protocol, one round trip, results in binary); raises as psycopg
+    would.  An unnamed statement, not a prepared one: psycopg sends
+    DEALLOCATE ALL on the same sessions at times (after a rollback), which
+    would make a named one fail inside the next transaction."""
+    result = conn.pgconn.exec_params(text, values, None, formats, 1)
+    if result.status != psycopg.pq.ExecStatus.TUPLES_OK:
+        _checked_result(conn, result)
+    return result
+
+
+_NUMBERED: dict = {}  # statement text with %s -> the same with $1, $2...
 
 
 def _fast_rows(conn, statement: str, params) -> list:
-    """A two-column ``SELECT k, v`` (a scan's batch) as a prepared statement
-    of libpq's, as ``_fast_get``: bytes parameters sent in binary, integers
-    (the LIMIT) as text; rows of (key, value) bytes."""
-    found = _PREPARED_TEXTS.get(statement)
-    if found is None:
+    """A two-column ``SELECT k, v`` (a scan's batch) through libpq directly,
+    as ``_fast_get``: bytes parameters sent in binary, integers (the LIMIT)
+    as text; rows of (key, value) bytes."""
+    text = _NUMBERED.get(statement)
+    if text is None:
         parts = statement.split("%s")
-        text = parts[0] + "".join(f"${n}{part}" for n, part in enumerate(parts[1:], 1))
-        name = b"shoal_q_" + hashlib.blake2b(statement.encode(), digest_size=8).hexdigest().encode()
-        found = _PREPARED_TEXTS[statement] = (name, text.encode())
-    name, text = found
-    prepared = conn.__dict__.get("_shoal_prepared")
-    if prepared is None:
-        prepared = conn.__dict__["_shoal_prepared"] = set()
-    pgconn = conn.pgconn
-    if name not in prepared:
-        _checked_result(conn, pgconn.prepare(name, text))
-        prepared.add(name)
+        text = _NUMBERED[statement] = (parts[0] + "".join(f"${n}{part}" for n, part in enumerate(parts[1:], 1))
+                                       ).encode()
     values = [p if type(p) is bytes else str(p).encode() for p in params]
     formats = [1 if type(p) is bytes else 0 for p in params]
-    result = pgconn.exec_prepared(name, values, formats, 1)
-    if result.status != psycopg.pq.ExecStatus.TUPLES_OK:
-        if result.error_field(psycopg.pq.DiagnosticField.SQLSTATE) == _INVALID_STATEMENT_NAME.encode() \
-                and pgconn.transaction_status == psycopg.pq.TransactionStatus.IDLE:
-            prepared.discard(name)
-            return _fast_rows(conn, statement, params)
-        _checked_result(conn, result)
+    result = _exec(conn, text, values, formats)
     get = result.get_value
     return [(get(row, 0), get(row, 1)) for row in range(result.ntuples)]
 

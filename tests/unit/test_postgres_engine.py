@@ -332,3 +332,24 @@ def test_sessions_end_transactions_left_idle_for_a_minute(nodes):
     """A node that hangs inside a transaction cannot hold the writer lock for ever."""
     with nodes[0].read() as txn:
         assert txn._rows("SHOW idle_in_transaction_session_timeout", None) == [("1min",)]
+
+
+def test_reads_need_no_prepared_statements_of_the_session(nodes):
+    """Point reads and scan batches go to libpq directly as unnamed
+    statements: a session whose prepared statements are gone (DEALLOCATE
+    ALL, which psycopg sends after a rollback) reads on, in a transaction too."""
+    from shoal.storage.postgres_engine import _simple
+
+    engine = nodes[0]
+    with engine.write() as txn:
+        txn.put("items", b"a", b"1")
+        txn.put("items", b"b", b"2")
+    for snapshot in (False, True):
+        with engine.read(snapshot=snapshot) as txn:
+            assert txn.get("items", b"a") == b"1"
+            assert list(txn.scan("items")) == [(b"a", b"1"), (b"b", b"2")]
+            _simple(txn._conn, b"DEALLOCATE ALL")
+            assert txn.get("items", b"b") == b"2"
+            assert list(txn.scan("items", b"b")) == [(b"b", b"2")]
+    with engine.read(snapshot=False) as txn:  # the kept connection, its statements gone
+        assert txn.get("items", b"a") == b"1"
