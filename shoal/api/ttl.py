@@ -104,14 +104,23 @@ def update_time_to_live(ctx, request: dict) -> dict:
                                       f"global tables: {table.name}")
         current = read_setting(txn, table.prefix)
         _check_change(current, enabled, attr, now)
-        setting = {"region": table.region, "name": table.name, "attr": attr,
-                   "status": "ENABLED" if enabled else "DISABLED", "at": now}
-        txn.put("meta", ttl_key(table.prefix), orjson.dumps(setting))
-        if enabled:
-            txn.delete("meta", _PASS_PREFIX + table.prefix)
-        record_table_change(txn, table, "UpdateTimeToLive",
-                            {"TimeToLiveSpecification": {"Enabled": enabled, "AttributeName": attr}}, now)
+        set_time_to_live(txn, table, enabled, attr, now)
+        if table.description.get("Replicas"):
+            from shoal.replication import control  # every replica of a global table has the same setting
+
+            control.propagate_time_to_live(txn, table, {"Enabled": enabled, "AttributeName": attr})
     return {"TimeToLiveSpecification": {"Enabled": enabled, "AttributeName": attr}}
+
+
+def set_time_to_live(txn, table, enabled: bool, attr: str, now: float) -> None:
+    """Store a table's TTL setting (checked by the caller) and record the change."""
+    setting = {"region": table.region, "name": table.name, "attr": attr,
+               "status": "ENABLED" if enabled else "DISABLED", "at": now}
+    txn.put("meta", ttl_key(table.prefix), orjson.dumps(setting))
+    if enabled:
+        txn.delete("meta", _PASS_PREFIX + table.prefix)
+    record_table_change(txn, table, "UpdateTimeToLive",
+                        {"TimeToLiveSpecification": {"Enabled": enabled, "AttributeName": attr}}, now)
 
 
 def _check_change(current: dict | None, enabled: bool, attr: str, now: float) -> None:

@@ -402,6 +402,33 @@ def apply_index_updates(ctx, name: str, request: dict) -> bool:
     return True
 
 
+def propagate_time_to_live(txn, table, spec: dict) -> None:
+    """A global table's replicas share one TTL setting: UpdateTimeToLive
+    here is queued for each replica (``apply_time_to_live``)."""
+    if table.description.get("GlobalTableVersion") != GLOBAL_TABLE_VERSION:
+        return
+    for replica in table.description.get("Replicas") or ():
+        queue_task(txn, {"kind": "ttl_update", "table_id": table.table_id, "name": table.name,
+                         "peer": replica["RegionName"], "spec": spec})
+
+
+def apply_time_to_live(ctx, name: str, spec: dict) -> None:
+    """Another replica's TTL setting on this region's table, as it is there
+    (not UpdateTimeToLive's once-an-hour rule: the change was checked where
+    it was made); a setting already as asked is left alone."""
+    from shoal.api import ttl
+
+    with ctx.engine.write() as txn:
+        table = ctx.catalog.get(txn, ctx.region, name)
+        if table is None:
+            return
+        current = ttl.read_setting(txn, table.prefix)
+        active = current is not None and current["status"] in ("ENABLING", "ENABLED")
+        if active == bool(spec["Enabled"]) and (not active or current["attr"] == spec["AttributeName"]):
+            return
+        ttl.set_time_to_live(txn, table, bool(spec["Enabled"]), spec["AttributeName"], ctx.now())
+
+
 #: The member of an UpdateTable request that another replica sent (not propagated again).
 REPLICATED = "ShoalReplicatedFrom"
 

@@ -511,6 +511,14 @@ class Replicator:
                                                      "Request": task["request"]})
         return answer.get("Done", True)  # not yet when the replica is building another index
 
+    def _task_ttl_update(self, peer: PeerClient, task: dict) -> bool:
+        """An UpdateTimeToLive made here, for a replica (control.propagate_time_to_live)."""
+        if self._description(task["name"], task["table_id"]) is None:
+            return True
+        peer.call("ReplicateTimeToLive", {"TableName": task["name"], "SourceRegion": self.region,
+                                          "TimeToLiveSpecification": task["spec"]})
+        return True
+
     def _task_legacy_join(self, peer: PeerClient, task: dict) -> bool:
         """Send a 2017.11.29 global table's record (this region left it: DeleteTable)."""
         peer.call("LegacyJoin", {"TableName": task["name"], "SourceRegion": self.region, "GlobalTable": task["record"]})

@@ -443,6 +443,11 @@ def replicate_index_updates(ctx, data: dict) -> dict:
     return {"Done": control.apply_index_updates(ctx, data["TableName"], data["Request"])}
 
 
+def replicate_time_to_live(ctx, data: dict) -> dict:
+    control.apply_time_to_live(ctx, data["TableName"], data["TimeToLiveSpecification"])
+    return {}
+
+
 def paxos(ctx, data: dict) -> dict:
     from shoal.replication import strong
 
@@ -475,4 +480,5 @@ _OPERATIONS = {
     "LegacyJoin": legacy_join,
     "LegacyUpdateTables": legacy_update_tables,
     "ReplicateIndexUpdates": replicate_index_updates,
+    "ReplicateTimeToLive": replicate_time_to_live,
 }

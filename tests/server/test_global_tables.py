@@ -631,3 +631,21 @@ def test_a_gsi_created_or_deleted_in_one_replica_is_created_or_deleted_in_the_ot
     while index_in(first) != {"by_kind": "ACTIVE"} or index_in(other) != {"by_kind": "ACTIVE"}:
         assert time.monotonic() < deadline, (index_in(first), index_in(other))
         time.sleep(0.1)
+
+
+def test_time_to_live_set_in_one_replica_is_set_in_the_others(regions):
+    name = "gt_ttl"
+    first = regions.client(1)
+    _create(first, name)
+    _add_replica(first, name, REGIONS[2])
+    _wait_active(first, name)
+    other = regions.client(2)
+    other.update_time_to_live(TableName=name, TimeToLiveSpecification={"Enabled": True,
+                                                                       "AttributeName": "expires_at"})
+    deadline = time.monotonic() + CONVERGE_S
+    while first.describe_time_to_live(TableName=name)["TimeToLiveDescription"] != {
+            "TimeToLiveStatus": "ENABLED", "AttributeName": "expires_at"}:
+        assert time.monotonic() < deadline, first.describe_time_to_live(TableName=name)
+        time.sleep(0.1)
+    assert other.describe_time_to_live(TableName=name)["TimeToLiveDescription"] == {
+        "TimeToLiveStatus": "ENABLED", "AttributeName": "expires_at"}
