@@ -61,6 +61,10 @@ CONNECTIONS_PER_PEER = 32  # kept open per peer, at most
 ROUND_WORKERS = 96  # threads sending the messages of rounds
 
 
+#: Pauses before each try of a Learn message (the first at once).
+LEARN_RETRY_DELAYS_S = (0.0, 0.2, 1.0, 3.0)
+
+
 class ReplicatedWriteConflictException(ShoalError):
     """DynamoDB's error for a write that met a write of the same item from
     another region (declared on PutItem, UpdateItem, DeleteItem, BatchWriteItem)."""
@@ -242,10 +246,17 @@ class StrongNode:
 
     @staticmethod
     def _send_quietly(pool: PeerPool, payload: dict) -> None:
-        try:
-            pool.call("Learn", payload)
-        except Exception:  # that region learns the value with the item's next round
-            pass
+        """Send a Learn, tried again a few times over about four seconds (a
+        peer busy or briefly unreachable); after that, that region learns the
+        value with the item's next round there."""
+        for delay in LEARN_RETRY_DELAYS_S:
+            if delay:
+                time.sleep(delay)
+            try:
+                pool.call("Learn", payload)
+                return
+            except Exception:
+                continue
 
     def close(self) -> None:
         self._learners.shutdown(wait=False, cancel_futures=True)
