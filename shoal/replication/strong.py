@@ -463,22 +463,31 @@ def _write_response(ctx, table, request: dict, old: dict | None, new_size: int, 
 
 
 def put_item(ctx, moved, request: dict, item: dict, size: int, condition, return_values: str):
-    from shoal.api.items import check_condition
-
     table, key = moved.table, moved.key
+    old = _replace(ctx, table, key, item, condition, request)
+    return _write_response(ctx, table, request, old, size, old if return_values == "ALL_OLD" else None)
+
+
+def _replace(ctx, table, key: dict, item: dict | None, condition=None, request: dict | None = None) -> dict | None:
+    """A round that makes ``key``'s item ``item`` (None: deletes it), the
+    ``condition`` (if any) judged on the value the round found; the item as
+    it was before (None if there was none)."""
     _noted(ctx, table)
-    _check_index_keys(table, item)
-    value = orjson.dumps(item)
+    if item is not None:
+        _check_index_keys(table, item)
+    value = orjson.dumps(item) if item is not None else None
     seen: dict = {}
 
     def change(current: bytes | None) -> bytes | None:
         old = seen["old"] = _decoded(current)
-        check_condition(condition, old, request)
+        if condition is not None:
+            from shoal.api.items import check_condition
+
+            check_condition(condition, old, request)
         return value
 
     node_of(ctx).write(table, key, change)
-    old = seen["old"]
-    return _write_response(ctx, table, request, old, size, old if return_values == "ALL_OLD" else None)
+    return seen["old"]
 
 
 def batch_write(ctx, table, key: dict, item: dict | None) -> dict | None:
@@ -487,18 +496,7 @@ def batch_write(ctx, table, key: dict, item: dict | None) -> dict | None:
     Raises ReplicatedWriteConflictException when another region's write won
     (BatchWriteItem answers it unprocessed) and InternalServerError when no
     majority answered."""
-    _noted(ctx, table)
-    if item is not None:
-        _check_index_keys(table, item)
-    value = orjson.dumps(item) if item is not None else None
-    seen: dict = {}
-
-    def change(current: bytes | None) -> bytes | None:
-        seen["old"] = _decoded(current)
-        return value
-
-    node_of(ctx).write(table, key, change)
-    return seen["old"]
+    return _replace(ctx, table, key, item)
 
 
 def update_item(ctx, moved, request: dict, update, condition, return_values: str):
@@ -528,19 +526,8 @@ def update_item(ctx, moved, request: dict, update, condition, return_values: str
 
 
 def delete_item(ctx, moved, request: dict, condition, return_values: str):
-    from shoal.api.items import check_condition
-
     table, key = moved.table, moved.key
-    _noted(ctx, table)
-    seen: dict = {}
-
-    def change(current: bytes | None) -> bytes | None:
-        old = seen["old"] = _decoded(current)
-        check_condition(condition, old, request)
-        return None
-
-    node_of(ctx).write(table, key, change)
-    old = seen["old"]
+    old = _replace(ctx, table, key, None, condition, request)
     return _write_response(ctx, table, request, old, 0, old if return_values == "ALL_OLD" else None)
 
 
