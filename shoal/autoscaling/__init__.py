@@ -159,30 +159,20 @@ class AutoScaling:
     def _register_scalable_target(self, data: dict, region: str) -> dict:
         with self.engine.write() as txn:
             resource, table_name, _, dimension = self._checked_target(data, region, txn)
-            key = _key(_TARGET, region, resource, dimension)
-            raw = txn.get("meta", key)
-            target = orjson.loads(raw) if raw is not None else None
-            if target is None:
-                if data.get("MinCapacity") is None or data.get("MaxCapacity") is None:
-                    raise ValidationException("MinCapacity and MaxCapacity are required for a new scalable target")
-                target = {"ServiceNamespace": "dynamodb", "ResourceId": resource, "ScalableDimension": dimension,
-                          "RoleARN": ROLE.format(account=self.account), "CreationTime": round(self.clock(), 3),
-                          "ScalableTargetARN": f"arn:aws:application-autoscaling:{region}:{self.account}:"
-                                               f"scalable-target/{uuid.uuid4().hex[:24]}",
-                          "SuspendedState": {"DynamicScalingInSuspended": False,
-                                             "DynamicScalingOutSuspended": False,
-                                             "ScheduledScalingSuspended": False}}
+            target = read_target(txn, region, resource, dimension)
+            if target is None and (data.get("MinCapacity") is None or data.get("MaxCapacity") is None):
+                raise ValidationException("MinCapacity and MaxCapacity are required for a new scalable target")
             for member in ("MinCapacity", "MaxCapacity"):
-                if data.get(member) is not None:
-                    if not isinstance(data[member], int) or data[member] < 1:
-                        raise ValidationException(f"{member} must be a positive integer for DynamoDB")
-                    target[member] = data[member]
-            if target["MinCapacity"] > target["MaxCapacity"]:
+                if data.get(member) is not None and (not isinstance(data[member], int) or data[member] < 1):
+                    raise ValidationException(f"{member} must be a positive integer for DynamoDB")
+            low, high = (data[m] if data.get(m) is not None else target[m] for m in ("MinCapacity", "MaxCapacity"))
+            if low > high:
                 raise ValidationException("Minimum capacity cannot be greater than maximum capacity")
+            target = write_target(txn, region, resource, dimension, low, high, self.clock(), self.account)
             if isinstance(data.get("SuspendedState"), dict):
                 target["SuspendedState"].update({k: bool(v) for k, v in data["SuspendedState"].items()
                                                  if k in target["SuspendedState"]})
-            txn.put("meta", key, orjson.dumps(target))
+                txn.put("meta", _key(_TARGET, region, resource, dimension), orjson.dumps(target))
         return {"ScalableTargetARN": target["ScalableTargetARN"]}
 
     def _describe_scalable_targets(self, data: dict, region: str) -> dict:
@@ -203,10 +193,7 @@ class AutoScaling:
                 raise ObjectNotFoundException(f"No scalable target registered for service namespace: dynamodb, "
                                               f"resource ID: {data.get('ResourceId')}, scalable dimension: "
                                               f"{data.get('ScalableDimension')}")
-            txn.delete("meta", key)
-            low, high = _range(_POLICY, region, data["ResourceId"], data["ScalableDimension"])
-            for policy_key in [bytes(k) for k, _ in txn.scan("meta", low, high)]:
-                txn.delete("meta", policy_key)
+            remove_target(txn, region, data["ResourceId"], data["ScalableDimension"])
         return {}
 
     # -- policies --------------------------------------------------------------------------
@@ -233,22 +220,8 @@ class AutoScaling:
             if txn.get("meta", _key(_TARGET, region, resource, dimension)) is None:
                 raise ObjectNotFoundException(f"No scalable target registered for service namespace: dynamodb, "
                                               f"resource ID: {resource}, scalable dimension: {dimension}")
-            key = _key(_POLICY, region, resource, dimension, name)
-            raw = txn.get("meta", key)
-            old = orjson.loads(raw) if raw is not None else {}
-            policy_id = old.get("id") or str(uuid.uuid4())
-            arn = (f"arn:aws:autoscaling:{region}:{self.account}:scalingPolicy:{policy_id}:resource/dynamodb/"
-                   f"{resource}:policyName/{name}")
-            alarms = [{"AlarmName": f"TargetTracking-{resource}-Alarm{side}-{uuid.uuid5(uuid.NAMESPACE_URL, arn + side)}",
-                       "AlarmARN": f"arn:aws:cloudwatch:{region}:{self.account}:alarm:TargetTracking-{resource}-"
-                                   f"Alarm{side}-{uuid.uuid5(uuid.NAMESPACE_URL, arn + side)}"}
-                      for side in ("High", "Low")]
-            policy = {"PolicyARN": arn, "PolicyName": name, "ServiceNamespace": "dynamodb", "ResourceId": resource,
-                      "ScalableDimension": dimension, "PolicyType": "TargetTrackingScaling",
-                      "TargetTrackingScalingPolicyConfiguration": config, "Alarms": alarms,
-                      "CreationTime": old.get("CreationTime") or round(self.clock(), 3), "id": policy_id}
-            txn.put("meta", key, orjson.dumps(policy))
-        return {"PolicyARN": arn, "Alarms": alarms}
+            policy = write_policy(txn, region, resource, dimension, name, config, self.clock(), self.account)
+        return {"PolicyARN": policy["PolicyARN"], "Alarms": policy["Alarms"]}
 
     def _describe_scaling_policies(self, data: dict, region: str) -> dict:
         return self._describe(_POLICY, data, region, "PolicyNames", "PolicyName", "ScalingPolicies", "id")
@@ -366,6 +339,73 @@ def _page(items: list, data: dict, member: str) -> dict:
     if start + limit < len(items):
         out["NextToken"] = str(start + limit)
     return out
+
+
+# -- the records, for this API and for DynamoDB's UpdateTableReplicaAutoScaling ---------------
+# (``shoal.replication.replica_scaling``: a global table's auto scaling settings are these
+# records, in each replica's region)
+
+
+def read_target(txn, region: str, resource: str, dimension: str) -> dict | None:
+    """The scalable target of ``resource`` (``table/T`` or ``table/T/index/I``) and dimension, or None."""
+    raw = txn.get("meta", _key(_TARGET, region, resource, dimension))
+    return orjson.loads(raw) if raw is not None else None
+
+
+def read_policies(txn, region: str, resource: str, dimension: str) -> list[dict]:
+    """The scaling policies of one target, by name."""
+    low, high = _range(_POLICY, region, resource, dimension)
+    return [orjson.loads(raw) for _, raw in txn.scan("meta", low, high)]
+
+
+def write_target(txn, region: str, resource: str, dimension: str, minimum: int, maximum: int, now: float,
+                 account: str) -> dict:
+    """Register the target, or change its range (the caller checked ``minimum <= maximum``)."""
+    key = _key(_TARGET, region, resource, dimension)
+    raw = txn.get("meta", key)
+    target = orjson.loads(raw) if raw is not None else {
+        "ServiceNamespace": "dynamodb", "ResourceId": resource, "ScalableDimension": dimension,
+        "RoleARN": ROLE.format(account=account), "CreationTime": round(now, 3),
+        "ScalableTargetARN": f"arn:aws:application-autoscaling:{region}:{account}:"
+                             f"scalable-target/{uuid.uuid4().hex[:24]}",
+        "SuspendedState": {"DynamicScalingInSuspended": False, "DynamicScalingOutSuspended": False,
+                           "ScheduledScalingSuspended": False}}
+    target["MinCapacity"], target["MaxCapacity"] = minimum, maximum
+    txn.put("meta", key, orjson.dumps(target))
+    return target
+
+
+def remove_target(txn, region: str, resource: str, dimension: str) -> bool:
+    """Deregister the target and its policies; whether there was one."""
+    key = _key(_TARGET, region, resource, dimension)
+    if txn.get("meta", key) is None:
+        return False
+    txn.delete("meta", key)
+    low, high = _range(_POLICY, region, resource, dimension)
+    for policy_key in [bytes(k) for k, _ in txn.scan("meta", low, high)]:
+        txn.delete("meta", policy_key)
+    return True
+
+
+def write_policy(txn, region: str, resource: str, dimension: str, name: str, config: dict, now: float,
+                 account: str) -> dict:
+    """Create or replace the target tracking policy ``name`` (its ARN and alarms kept)."""
+    key = _key(_POLICY, region, resource, dimension, name)
+    raw = txn.get("meta", key)
+    old = orjson.loads(raw) if raw is not None else {}
+    policy_id = old.get("id") or str(uuid.uuid4())
+    arn = (f"arn:aws:autoscaling:{region}:{account}:scalingPolicy:{policy_id}:resource/dynamodb/"
+           f"{resource}:policyName/{name}")
+    alarms = [{"AlarmName": f"TargetTracking-{resource}-Alarm{side}-{uuid.uuid5(uuid.NAMESPACE_URL, arn + side)}",
+               "AlarmARN": f"arn:aws:cloudwatch:{region}:{account}:alarm:TargetTracking-{resource}-"
+                           f"Alarm{side}-{uuid.uuid5(uuid.NAMESPACE_URL, arn + side)}"}
+              for side in ("High", "Low")]
+    policy = {"PolicyARN": arn, "PolicyName": name, "ServiceNamespace": "dynamodb", "ResourceId": resource,
+              "ScalableDimension": dimension, "PolicyType": "TargetTrackingScaling",
+              "TargetTrackingScalingPolicyConfiguration": config, "Alarms": alarms,
+              "CreationTime": old.get("CreationTime") or round(now, 3), "id": policy_id}
+    txn.put("meta", key, orjson.dumps(policy))
+    return policy
 
 
 class Scaler:
