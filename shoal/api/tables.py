@@ -18,6 +18,7 @@ gaining a replica in another region (UpdateTable's ReplicaUpdates,
 
 from __future__ import annotations
 
+import os
 import re
 import uuid
 
@@ -66,6 +67,12 @@ LIMITS = {
 }
 
 TABLE_CLASSES = ("STANDARD", "STANDARD_INFREQUENT_ACCESS")
+
+#: The warm throughput of a new on-demand table or GSI (the Developer Guide's "Understanding DynamoDB
+#: warm throughput in different scenarios"), as ``shoal.capacity.on_demand`` serves it at once; a
+#: server whose tests lower those numbers (SHOAL_ON_DEMAND_*_UNITS) reports the lowered ones.
+ON_DEMAND_WARM = (int(float(os.environ.get("SHOAL_ON_DEMAND_READ_UNITS", 12000))),
+                  int(float(os.environ.get("SHOAL_ON_DEMAND_WRITE_UNITS", 4000))))
 
 _NAME_RE = re.compile(r"[a-zA-Z0-9_.-]+\Z")
 _TAG_SPECIALS = frozenset("_.:/=+-@")
@@ -174,9 +181,12 @@ def describe(txn, table: Table, status: str | None = None) -> dict:
     """
     count, size = read_stats(txn, table.prefix)
     out = {}
-    for key, value in table.description.items():
+    desc = table.description
+    for key, value in desc.items():
+        if key == "WarmThroughput":
+            continue  # reported on every table, below
         if key in ("LocalSecondaryIndexes", "GlobalSecondaryIndexes", "VectorIndexes"):
-            value = [_describe_index(txn, table, spec) for spec in value]
+            value = [_describe_index(txn, table, spec, key == "GlobalSecondaryIndexes") for spec in value]
         out[key] = value
         if key == "ProvisionedThroughput":
             out["TableSizeBytes"] = size
@@ -186,7 +196,32 @@ def describe(txn, table: Table, status: str | None = None) -> dict:
         out["SSEDescription"] = ENCRYPTED_AT_REST  # the data directory is encrypted at rest
     if status is not None:
         out["TableStatus"] = status
+    out["WarmThroughput"] = {**warm_throughput(desc, desc), "Status": out.get("TableStatus", "ACTIVE")}
     return out
+
+
+def warm_throughput(part: dict, table_desc: dict) -> dict:
+    """The warm throughput DynamoDB reports for a table or a GSI (``part``)
+    since November 2024, on every table: what it set or reached
+    (WarmThroughput, kept by UpdateTable as throughput changes), and at
+    least 12,000 read and 4,000 write units a second on demand, or at least
+    its provisioned capacity when provisioned (a provisioned table echoes its
+    capacity: 5 and 5 on a 5/5 table, as DynamoDB shows)."""
+    stored = part.get("WarmThroughput") or {}
+    if _billing_mode(table_desc) == "PAY_PER_REQUEST":
+        floor_r, floor_w = ON_DEMAND_WARM
+    else:
+        settings = part.get("ProvisionedThroughput") or {}
+        floor_r, floor_w = settings.get("ReadCapacityUnits") or 1, settings.get("WriteCapacityUnits") or 1
+    return {"ReadUnitsPerSecond": max(stored.get("ReadUnitsPerSecond") or 0, floor_r),
+            "WriteUnitsPerSecond": max(stored.get("WriteUnitsPerSecond") or 0, floor_w)}
+
+
+def _keep_warm(part: dict, table_desc: dict) -> None:
+    """Before ``part``'s (a table's or GSI's) throughput or billing mode
+    changes: keep the warm throughput it has reached, which DynamoDB never
+    lowers (a decrease of provisioned capacity leaves it where it was)."""
+    part["WarmThroughput"] = {**warm_throughput(part, table_desc), "Status": "ACTIVE"}
 
 
 #: SSEDescription of a table in a data directory encrypted at rest with
@@ -195,15 +230,21 @@ def describe(txn, table: Table, status: str | None = None) -> dict:
 ENCRYPTED_AT_REST = {"Status": "ENABLED", "SSEType": "AES256"}
 
 
-def _describe_index(txn, table: Table, spec: dict) -> dict:
-    """An index description with its live IndexSizeBytes and ItemCount."""
+def _describe_index(txn, table: Table, spec: dict, global_index: bool = False) -> dict:
+    """An index description with its live IndexSizeBytes and ItemCount, and
+    a GSI's warm throughput."""
     count, size = read_index_stats(txn, table.prefix, table.index_numbers[spec["IndexName"]])
     out = {}
     for key, value in spec.items():
+        if key == "WarmThroughput":
+            continue
         if key == "IndexArn":
             out["IndexSizeBytes"] = size
             out["ItemCount"] = count
         out[key] = value
+    if global_index:
+        out["WarmThroughput"] = {**warm_throughput(spec, table.description),
+                                 "Status": spec.get("IndexStatus", "ACTIVE")}
     return out
 
 
@@ -1110,11 +1151,14 @@ def _update_gsi_throughput(ctx, desc: dict, gsis: list, spec: dict, billing: str
         _check_capacity_limits(ctx, throughput, name)
         _check_throughput_changes(current["ProvisionedThroughput"], throughput, f"index {name}")
         check_decrease(current["ProvisionedThroughput"], throughput, _now(ctx))  # the daily budget, per index
+        _keep_warm(current, desc)
         current["ProvisionedThroughput"] = _changed_throughput(current["ProvisionedThroughput"], throughput,
                                                                _now(ctx))
     if spec.get("OnDemandThroughput") is not None:
         current["OnDemandThroughput"] = _on_demand(spec["OnDemandThroughput"], current.get("OnDemandThroughput"),
                                                    billing, True)
+    if spec.get("WarmThroughput") is not None:
+        current["WarmThroughput"] = _warm(spec["WarmThroughput"], current.get("WarmThroughput"))
     # Keep DynamoDB's member order: IndexArn last.
     current["IndexArn"] = current.pop("IndexArn")
 
@@ -1243,6 +1287,13 @@ def _apply_billing(ctx, desc: dict, request: dict, now: float) -> None:
     throughput = request.get("ProvisionedThroughput")
     if throughput is not None and mode != "PAY_PER_REQUEST":
         _check_capacity_limits(ctx, throughput)
+    if mode != current_mode or throughput is not None:
+        before = dict(desc)
+        _keep_warm(desc, before)
+        if mode != current_mode and desc.get("GlobalSecondaryIndexes"):
+            desc["GlobalSecondaryIndexes"] = [dict(g) for g in desc["GlobalSecondaryIndexes"]]
+            for g in desc["GlobalSecondaryIndexes"]:
+                _keep_warm(g, before)
     if mode == "PAY_PER_REQUEST":
         if throughput is not None:  # sent without BillingMode (_check_billing_update has the other case)
             raise ValidationException(
