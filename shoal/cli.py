@@ -35,6 +35,7 @@ MAX_AUTO_WORKERS = 8
 MAX_WORKERS = 256
 MAX_GROUP_COMMIT_WAIT_MS = 1000
 TRUE_WORDS = ("1", "true", "yes", "on")
+PROFILES = ("default", "dynamodb-faithful")
 FALSE_WORDS = ("", "0", "false", "no", "off")
 
 
@@ -265,6 +266,13 @@ SERVE_OPTIONS: tuple[ServeOption, ...] = (
     ServeOption("--capacity", "SHOAL_CAPACITY", "enforce provisioned throughput and on-demand maximums "
                 "(ProvisionedThroughputExceededException past a table's or index's capacity and burst), as "
                 "DynamoDB does; off: never throttle, as DynamoDB Local", "on", choices=("on", "off")),
+    ServeOption("--partition-limits", "SHOAL_PARTITION_LIMITS", "also limit each partition key value of a table "
+                "or GSI to a partition's 3,000 read and 1,000 write units a second, so that hot keys throttle as "
+                "in DynamoDB (KeyRangeThroughputExceeded); needs --capacity on; docs/capacity.md", is_flag=True),
+    ServeOption("--profile", "SHOAL_PROFILE", "a set of defaults: 'dynamodb-faithful' turns on every DynamoDB "
+                "limit Shoal can enforce (--capacity on and --partition-limits), for testing how an application "
+                "meets them; 'default' leaves each option to its own default (docs/capacity.md)", "default",
+                choices=PROFILES),
     ServeOption("--master-key-file", "SHOAL_MASTER_KEY_FILE", "encrypt the data directory at rest under "
                 "this 32-byte master key (hex or base64), or give the key itself in SHOAL_MASTER_KEY",
                 metavar="FILE"),
@@ -393,6 +401,22 @@ def _auth_mode(args) -> str | None:
     return mode
 
 
+def _apply_profile(args) -> str | None:
+    """Settle the throughput limits of --profile and --partition-limits, or say
+    what is wrong.  The workers read the partition switch from its variable
+    (``shoal.capacity.partitions``), set here for them to inherit."""
+    if args.profile == "dynamodb-faithful":
+        if args.capacity == "off":
+            return ("--profile dynamodb-faithful enforces throughput limits: it cannot be combined with "
+                    "--capacity off (check SHOAL_PROFILE and SHOAL_CAPACITY too)")
+        args.partition_limits = True
+    if args.partition_limits and args.capacity == "off":
+        return ("--partition-limits needs --capacity on: a partition's limits are throughput limits "
+                "(check SHOAL_PARTITION_LIMITS and SHOAL_CAPACITY too)")
+    os.environ["SHOAL_PARTITION_LIMITS"] = "on" if args.partition_limits else "off"
+    return None
+
+
 def _tls_options_problem(args) -> str | None:
     """What is wrong with the combination of TLS options, or None."""
     if args.tls_self_signed and (args.tls_cert or args.tls_key):
@@ -426,6 +450,10 @@ def serve_command(args) -> int:
         return 2
     auth = _auth_mode(args)
     if auth is None:
+        return 2
+    problem = _apply_profile(args)
+    if problem:
+        print(f"shoal: {problem}", file=sys.stderr)
         return 2
     problem = _tls_options_problem(args)
     if problem:

@@ -42,8 +42,10 @@ admitted or not whole (DynamoDB may process some of one table's items).
 The daily budget for decreases of provisioned throughput is
 ``shoal.capacity.decreases``.
 
+Per-partition limits (hot keys), opt-in: ``shoal.capacity.partitions``.
+
 Not yet (issue 20's later slices): the per-table account quotas,
-per-partition limits, control-plane rate limits.
+control-plane rate limits.
 """
 
 from __future__ import annotations
@@ -68,6 +70,7 @@ from shoal.capacity.on_demand import (
     advance,
     ceiling,
 )
+from shoal.capacity import partitions as _partitions
 from shoal.errors import ProvisionedThroughputExceededException
 
 BURST_S = 300.0  # DynamoDB retains up to five minutes of unused read and write capacity
@@ -202,6 +205,7 @@ class SharedBuckets:
     def __init__(self, path: str | None, clock: Callable[[], float] = time.monotonic,
                  rules: OnDemandRules | None = None) -> None:
         self.clock = clock
+        self.path = path
         self.rules = rules or OnDemandRules.from_environment()
         #: key -> the on-demand ceiling (warm or twice the peak) this worker last computed: what
         #: decides whether a throttle is the peak's or the maximum's.
@@ -356,11 +360,18 @@ class Capacity:
     costs nothing more.  Other threads (exports, replication) requiring a
     limited table are not the current request and are never refused."""
 
-    def __init__(self, shared: SharedBuckets) -> None:
+    def __init__(self, shared: SharedBuckets, partitions: "_partitions.PartitionBuckets | None" = None) -> None:
         self.shared = shared
+        #: Hot keys' buckets when per-partition limits are on (``shoal.capacity.partitions``):
+        #: given, or made beside the shared buckets when SHOAL_PARTITION_LIMITS says so.
+        if partitions is None and _partitions.enabled():
+            partitions = _partitions.PartitionBuckets(shared.path + "-partitions" if shared.path else None,
+                                                      clock=shared.clock)
+        self.partitions = partitions
         #: (operation, writes, request, ctx) of the request being served; None between requests.
         self.current: tuple | None = None
-        #: (its meter before, its entries, {table name: policy}) once it drew on a limited table.
+        #: (its meter before, its entries, {table name: policy}, {(table name, index, kind): [key
+        #: digests]}) once it drew on a limited table.
         self.metered: tuple | None = None
         self._policies: dict[str, tuple[object, Policy | None]] = {}  # table id -> (Table, policy)
         self._balance: dict[str, float] = {}
@@ -381,36 +392,83 @@ class Capacity:
         if entry is None or entry[0] is not table:
             entry = self._policies[table.table_id] = (table, policy_of(table, self.shared.rules))
         policy = entry[1]
-        if policy is None:
+        partitions = self.partitions
+        if policy is None and partitions is None:
             return
-        if writes:
-            limits = [policy.writes.get(None), *(limit for name, limit in policy.writes.items() if name is not None)]
-        else:
-            index = data.get("IndexName")
-            limits = [policy.reads.get(index if index in policy.reads else None)]
-        for limit in limits:
-            if limit is not None and not self._has(limit):
-                exc = self._throttle(limit)
-                exc.table = table  # a batch answers the table's part unprocessed (shoal.api.batch)
-                raise exc
+        if policy is not None:
+            if writes:
+                limits = [policy.writes.get(None),
+                          *(limit for name, limit in policy.writes.items() if name is not None)]
+            else:
+                index = data.get("IndexName")
+                limits = [policy.reads.get(index if index in policy.reads else None)]
+            for limit in limits:
+                if limit is not None and not self._has(limit):
+                    exc = self._throttle(limit)
+                    exc.table = table  # a batch answers the table's part unprocessed (shoal.api.batch)
+                    raise exc
+        hot = self._hot_keys(table, operation, data, writes, policy) if partitions is not None else None
         metered = self.metered
         if metered is None:  # meter this request apart (and pass it on to the metrics after)
-            metered = self.metered = (ctx.meter, _Metered(), {})
+            metered = self.metered = (ctx.meter, _Metered(), {}, {})
             ctx.meter = metered[1]
         metered[2][table.name] = policy
+        if hot:
+            keys = metered[3]
+            for where, digest in hot:
+                keys.setdefault(where, []).append(digest)
+
+    def _hot_keys(self, table, operation: str, data: dict, writes: bool, policy: Policy | None) -> list:
+        """((table name, index, kind), digest) of each partition key the request
+        draws on in ``table``, once each it holds capacity; the throttle of the
+        first that holds none (``shoal.capacity.partitions``)."""
+        partitions = self.partitions
+        kind = WRITE if writes else READ
+        rate = partitions.rules.write_units if writes else partitions.rules.read_units
+        out = []
+        for index, key in _partitions.request_keys(operation, data, table):
+            digest = _partitions.digest_of(table.table_id, index, kind, key)
+            if not partitions.available(digest, rate):
+                exc = self._key_range_throttle(table, index, kind, policy)
+                exc.table = table
+                raise exc
+            out.append(((table.name, index, kind), digest))
+        return out
+
+    @staticmethod
+    def _key_range_throttle(table, index: str | None, kind: str, policy: Policy | None):
+        """A hot key's throttle: ``<Table|Index><Read|Write>KeyRangeThroughputExceeded``
+        on the table's or index's ARN; a provisioned table answers it as
+        ProvisionedThroughputExceededException, an on-demand one as ThrottlingException."""
+        reason = f"{'Index' if index else 'Table'}{'Read' if kind == READ else 'Write'}KeyRangeThroughputExceeded"
+        resource = f"{table.arn}/index/{index}" if index else table.arn
+        limits = (policy.reads if kind == READ else policy.writes) if policy is not None else {}
+        limit = limits.get(index) or limits.get(None)
+        if limit is not None and not limit.warm:  # provisioned
+            return ProvisionedThroughputExceededException(INDEX_MESSAGE if index else TABLE_MESSAGE,
+                                                          [{"reason": reason, "resource": resource}])
+        return OnDemandThrottlingException(_partitions.HOT_KEY_MESSAGE, [{"reason": reason, "resource": resource}])
 
     def settle(self, ctx) -> None:
         """Charge what the current request consumed from the limited tables
         it drew on, and hand its meter entries on to where they were going."""
         metered, self.metered = self.metered, None
-        outer, entries, admitted = metered
+        outer, entries, admitted, hot = metered
         ctx.meter = outer
-        for (table_name, index, kind), units in consumed(entries).items():
+        for where, units in consumed(entries).items():
+            table_name, index, kind = where
             policy = admitted.get(table_name)
             if policy is not None:
                 limit = (policy.reads if kind == READ else policy.writes).get(index)
                 if limit is not None:
                     self._spend(limit, units)
+            digests = hot.get(where) if hot else None
+            if digests:  # the hot keys' share, equal for each
+                partitions = self.partitions
+                rate = partitions.rules.read_units if kind == READ else partitions.rules.write_units
+                share = units / len(digests)
+                for digest in digests:
+                    partitions.spend(digest, rate, share)
         if outer is not None:
             outer += entries
 

@@ -1,0 +1,312 @@
+"""Per-partition limits: hot keys throttle as they do in DynamoDB (opt-in).
+
+What DynamoDB documents: "each individual partition is limited to 1,000
+write units per second and 3,000 read units per second" (warm throughput
+scenarios), for a table's partitions and for a GSI's; a partition holds up
+to 10 GB and splits as the table grows, and adaptive capacity splits a
+partition that sustains high traffic ("split for heat") and "isolates
+frequently accessed items" so that a hot item ends on a partition of its
+own.  What it cannot split is one partition key value's traffic: the
+throttling reason ``KeyRangeThroughputExceeded`` is "the request rate
+directed at a specific partition key value has exceeded the internal
+partition-level throughput limits" (the ThrottlingReason reference), with
+``<Table|Index><Read|Write>`` before it.
+
+Shoal's model: the state DynamoDB's splitting tends to, a token bucket per
+partition key value (of the table, or of a GSI) and kind, refilled at the
+partition's rate and holding one second of it.  Two warm keys that would
+share a partition in DynamoDB until it split for heat do not throttle each
+other here: DynamoDB's splits take minutes, Shoal's are done at once, and
+the size split (10 GB) therefore never changes a limit.  The table's own
+limits (provisioned capacity, on-demand peak and maximums) still apply on
+top, and first.
+
+Which keys a request draws on, from the request itself (``request_keys``):
+the item's key for GetItem, PutItem, UpdateItem and DeleteItem, and for
+PutItem each GSI's key present in the item; a Query's partition key value
+(of the table or of the index it reads); each item of BatchGetItem,
+BatchWriteItem, TransactGetItems and TransactWriteItems in the table
+admitted.  A request's consumed units are charged to its keys in equal
+shares.  Not counted: Scan and PartiQL (they name no one key), and the GSI
+keys an UpdateItem or DeleteItem changes (not known before the write).
+
+Cost: nothing when off (the capacity hook runs only for tables with limits,
+and is never told of partitions).  When on, every data-plane request on a
+table pays for finding its keys, one look at each key's bucket before it
+runs (no lock) and one locked charge of each after.
+
+Across workers the buckets live in one file (``<data dir>/capacity-partitions``),
+a set-associative table: a key's digest picks a set of ``WAYS`` slots, locked
+on its byte range while it is charged.  A bucket that has refilled to full is
+the same as none, so its slot is taken by the next key that needs one; a set
+whose slots are all in use gives up the one closest to full.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import hashlib
+import mmap
+import os
+import struct
+import threading
+import time
+from dataclasses import dataclass
+from decimal import Decimal, InvalidOperation
+from typing import Callable
+
+ENV = "SHOAL_PARTITION_LIMITS"
+READ_ENV, WRITE_ENV = "SHOAL_PARTITION_READ_UNITS", "SHOAL_PARTITION_WRITE_UNITS"
+SETS = 8192
+WAYS = 8
+_SLOT = struct.Struct("<16sdd")  # key digest, tokens, updated (monotonic s)
+_SET = _SLOT.size * WAYS
+_MAGIC = b"shoal-partitions-1"
+_EMPTY = bytes(16)
+_PRIVATE_MAX = SETS * WAYS  # a private table of buckets sheds its full ones past this
+
+#: ThrottlingException's message for an on-demand table's hot key: the message the service
+#: answers (as users quote it, with its link); a provisioned table's is its usual one.
+HOT_KEY_MESSAGE = ("Throughput exceeds the current capacity of your table or index. DynamoDB is automatically "
+                   "scaling your table or index so please try again shortly. If exceptions persist, check if you "
+                   "have a hot key: https://docs.aws.amazon.com/amazondynamodb/latest/developerguide/"
+                   "bp-partition-key-design.html")
+
+
+def enabled() -> bool:
+    """Whether partition limits are on: ``SHOAL_PARTITION_LIMITS`` (``shoal serve
+    --partition-limits``, or ``--profile dynamodb-faithful``) says 1, true, yes or on."""
+    return os.environ.get(ENV, "").strip().lower() in ("1", "true", "yes", "on")
+
+
+@dataclass(frozen=True)
+class PartitionRules:
+    """A partition's units a second: DynamoDB's, or a test's (the variables)."""
+
+    read_units: float = 3000.0
+    write_units: float = 1000.0
+
+    @classmethod
+    def from_environment(cls) -> "PartitionRules":
+        return cls(float(os.environ.get(READ_ENV, cls.read_units)),
+                   float(os.environ.get(WRITE_ENV, cls.write_units)))
+
+
+def digest_of(table_id: str, index: str | None, kind: str, key: str) -> bytes:
+    return hashlib.blake2b(f"{table_id}/{index or ''}/{kind}/{key}".encode(), digest_size=16).digest()
+
+
+class PartitionBuckets:
+    """The buckets of every hot key, shared by the workers of a data
+    directory (``path``), or this process's alone (None)."""
+
+    def __init__(self, path: str | None, rules: PartitionRules | None = None,
+                 clock: Callable[[], float] = time.monotonic) -> None:
+        self.rules = rules or PartitionRules.from_environment()
+        self.clock = clock
+        self._lock = threading.Lock()
+        self._private: dict[bytes, list] | None = None
+        self._fd = -1
+        if path is None:
+            self._private = {}
+            return
+        size = len(_MAGIC) + SETS * _SET
+        self._fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
+        fcntl.lockf(self._fd, fcntl.LOCK_EX, len(_MAGIC), 0)
+        try:
+            if os.fstat(self._fd).st_size != size or os.pread(self._fd, len(_MAGIC), 0) != _MAGIC:
+                os.ftruncate(self._fd, 0)  # another layout: start afresh (buckets are not data)
+                os.ftruncate(self._fd, size)
+                os.pwrite(self._fd, _MAGIC, 0)
+        finally:
+            fcntl.lockf(self._fd, fcntl.LOCK_UN, len(_MAGIC), 0)
+        self._map = mmap.mmap(self._fd, size)
+
+    def close(self) -> None:
+        if self._fd >= 0:
+            self._map.close()
+            os.close(self._fd)
+            self._fd = -1
+
+    def available(self, digest: bytes, rate: float) -> bool:
+        """Whether the key's bucket holds a positive balance now.  Read
+        without a lock: a stale answer admits or refuses one request, and
+        the charge after it is exact."""
+        now = self.clock()
+        if self._private is not None:
+            entry = self._private.get(digest)
+            return entry is None or entry[0] + (now - entry[1]) * rate > 0
+        base = self._set_of(digest)
+        for way in range(WAYS):
+            found, tokens, updated = _SLOT.unpack_from(self._map, base + way * _SLOT.size)
+            if found == digest:
+                return tokens + (now - updated) * rate > 0
+        return True  # no bucket: a full one
+
+    def spend(self, digest: bytes, rate: float, units: float) -> None:
+        """Charge ``units`` to the key's bucket (refilled to now first); the
+        balance may go below zero, by at most one second of the rate."""
+        now = self.clock()
+        capacity = rate
+        with self._lock:
+            if self._private is not None:
+                entry = self._private.get(digest)
+                tokens = capacity if entry is None else min(capacity, entry[0] + (now - entry[1]) * rate)
+                self._private[digest] = [max(-capacity, tokens - units), now]
+                if len(self._private) > _PRIVATE_MAX:
+                    self._shed(now, rate)
+                return
+            base = self._set_of(digest)
+            fcntl.lockf(self._fd, fcntl.LOCK_EX, _SET, base)
+            try:
+                offset, tokens = self._find(base, digest, now, rate, capacity)
+                _SLOT.pack_into(self._map, offset, digest, max(-capacity, tokens - units), now)
+            finally:
+                fcntl.lockf(self._fd, fcntl.LOCK_UN, _SET, base)
+
+    def _find(self, base: int, digest: bytes, now: float, rate: float, capacity: float) -> tuple[int, float]:
+        """(offset, refilled tokens) of the key's slot in its set, or of the
+        slot it takes: an empty or full one, else the one closest to full."""
+        spare, spare_tokens = -1, -float("inf")
+        for way in range(WAYS):
+            offset = base + way * _SLOT.size
+            found, tokens, updated = _SLOT.unpack_from(self._map, offset)
+            if found == digest:
+                return offset, min(capacity, tokens + (now - updated) * rate)
+            level = capacity if found == _EMPTY else tokens + (now - updated) * rate
+            if level > spare_tokens:
+                spare, spare_tokens = offset, level
+        return spare, capacity
+
+    def _shed(self, now: float, rate: float) -> None:
+        full = [d for d, (tokens, updated) in self._private.items() if tokens + (now - updated) * rate >= rate]
+        for digest in full:
+            del self._private[digest]
+
+    def _set_of(self, digest: bytes) -> int:
+        return len(_MAGIC) + int.from_bytes(digest[:4], "little") % SETS * _SET
+
+
+# -- the keys a request draws on ---------------------------------------------------------------
+
+
+def key_text(value) -> str | None:
+    """A partition key value as one text, equal for equal keys (numbers
+    compare by value: 1 and 1.0 are one key); None if it is no key value."""
+    if type(value) is not dict or len(value) != 1:
+        return None
+    (kind, raw), = value.items()
+    if kind == "N":
+        try:
+            return "N" + str(Decimal(raw).normalize())
+        except (InvalidOperation, TypeError):
+            return None
+    if kind in ("S", "B") and type(raw) is str:
+        return kind + raw
+    return None
+
+
+def _index_key(item: dict, names) -> str | None:
+    parts = []
+    for name in names:
+        text = key_text(item.get(name))
+        if text is None:
+            return None
+        parts.append(text)
+    return "\0".join(parts)
+
+
+def request_keys(operation: str, data: dict, table) -> list[tuple[str | None, str]]:
+    """(index name or None for the table, partition key text) of every
+    partition the request draws on in ``table`` (see the module docstring);
+    a malformed request gives what it can (its validation refuses it after)."""
+    try:
+        return _request_keys(operation, data, table)
+    except (AttributeError, KeyError, TypeError, IndexError):
+        return []
+
+
+def _request_keys(operation: str, data: dict, table) -> list:
+    hash_key = table.hash_key
+    out: list = []
+    if operation in ("GetItem", "UpdateItem", "DeleteItem"):
+        _add(out, None, data["Key"].get(hash_key))
+    elif operation == "PutItem":
+        _put(out, table, data["Item"])
+    elif operation == "Query":
+        _query(out, table, data)
+    elif operation == "BatchGetItem":
+        part = _named(data["RequestItems"], table)
+        for key in (part or {}).get("Keys") or ():
+            _add(out, None, key.get(hash_key))
+    elif operation == "BatchWriteItem":
+        for request in _named(data["RequestItems"], table) or ():
+            if request.get("PutRequest") is not None:
+                _put(out, table, request["PutRequest"]["Item"])
+            elif request.get("DeleteRequest") is not None:
+                _add(out, None, request["DeleteRequest"]["Key"].get(hash_key))
+    elif operation in ("TransactGetItems", "TransactWriteItems"):
+        for entry in data["TransactItems"]:
+            for action, body in entry.items():
+                if body.get("TableName") not in (table.name, table.arn):
+                    continue
+                if action == "Put":
+                    _put(out, table, body["Item"])
+                else:
+                    _add(out, None, body["Key"].get(hash_key))
+    return out
+
+
+def _add(out: list, index: str | None, value) -> None:
+    text = key_text(value)
+    if text is not None:
+        out.append((index, text))
+
+
+def _named(request_items: dict, table):
+    part = request_items.get(table.name)
+    return part if part is not None else request_items.get(table.arn)
+
+
+def _put(out: list, table, item: dict) -> None:
+    _add(out, None, item.get(table.hash_key))
+    for index in table.indexes:
+        if index.local or index.vector is not None:
+            continue
+        text = _index_key(item, index.hash_keys or (index.hash_key,))
+        if text is not None:
+            out.append((index.name, text))
+
+
+def _query(out: list, table, data: dict) -> None:
+    """The partition key value a Query reads: its equality on the partition key."""
+    index_name = data.get("IndexName")
+    if index_name is not None:
+        index = table.index_map.get(index_name)
+        if index is None:
+            return
+        names = index.hash_keys or (index.hash_key,)
+        owner = None if index.local else index_name
+    else:
+        names, owner = (table.hash_key,), None
+    values = {}
+    if data.get("KeyConditions") is not None:
+        for name in names:
+            condition = data["KeyConditions"].get(name) or {}
+            if condition.get("ComparisonOperator") == "EQ":
+                values[name] = (condition.get("AttributeValueList") or [None])[0]
+    elif data.get("KeyConditionExpression") is not None:
+        from shoal.errors import ShoalError
+        from shoal.expressions import ExpressionContext, parse_key_condition
+
+        try:
+            condition = parse_key_condition(data["KeyConditionExpression"], ExpressionContext(
+                data.get("ExpressionAttributeNames"), data.get("ExpressionAttributeValues")))
+        except ShoalError:
+            return  # the Query refuses it itself
+        for name, op, operands in condition.conditions:
+            if op == "EQ" and type(name) is str and name in names and operands:
+                values[name] = operands[0]
+    text = _index_key(values, names)
+    if text is not None:
+        out.append((owner, text))
