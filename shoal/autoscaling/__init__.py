@@ -359,8 +359,9 @@ def read_policies(txn, region: str, resource: str, dimension: str) -> list[dict]
 
 
 def write_target(txn, region: str, resource: str, dimension: str, minimum: int, maximum: int, now: float,
-                 account: str) -> dict:
-    """Register the target, or change its range (the caller checked ``minimum <= maximum``)."""
+                 account: str, role: str | None = None) -> dict:
+    """Register the target, or change its range (the caller checked ``minimum <= maximum``)
+    and, if given, its role."""
     key = _key(_TARGET, region, resource, dimension)
     raw = txn.get("meta", key)
     target = orjson.loads(raw) if raw is not None else {
@@ -371,6 +372,8 @@ def write_target(txn, region: str, resource: str, dimension: str, minimum: int, 
         "SuspendedState": {"DynamicScalingInSuspended": False, "DynamicScalingOutSuspended": False,
                            "ScheduledScalingSuspended": False}}
     target["MinCapacity"], target["MaxCapacity"] = minimum, maximum
+    if role is not None:
+        target["RoleARN"] = role
     txn.put("meta", key, orjson.dumps(target))
     return target
 

@@ -519,6 +519,14 @@ class Replicator:
                                           "TimeToLiveSpecification": task["spec"]})
         return True
 
+    def _task_autoscaling_update(self, peer: PeerClient, task: dict) -> bool:
+        """UpdateTableReplicaAutoScaling's changes for a replica's region (``replica_scaling``)."""
+        if self._description(task["name"], task["table_id"]) is None:
+            return True
+        peer.call("ReplicateAutoScaling", {"TableName": task["name"], "SourceRegion": self.region,
+                                           "Changes": task["changes"]})
+        return True
+
     def _task_legacy_join(self, peer: PeerClient, task: dict) -> bool:
         """Send a 2017.11.29 global table's record (this region left it: DeleteTable)."""
         peer.call("LegacyJoin", {"TableName": task["name"], "SourceRegion": self.region, "GlobalTable": task["record"]})

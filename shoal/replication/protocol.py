@@ -16,6 +16,10 @@ prefix, ``X-Amz-Target: ShoalReplication_20261206.<Op>``:
                    global table's record (join it, follow its regions, or leave)
     LegacyUpdateTables {TableName, SourceRegion, Requests}: UpdateGlobalTableSettings'
                    UpdateTable requests for this region's table
+    DescribeAutoScaling {TableName, SourceRegion} -> {Replica}: this region's
+                   ReplicaAutoScalingDescription (DescribeTableReplicaAutoScaling elsewhere)
+    ReplicateAutoScaling {TableName, SourceRegion, Changes}: UpdateTableReplicaAutoScaling's
+                   changes for this region's records (``replica_scaling``)
 
 A request whose SourceRegion is paused here (``--peer-pause``) is refused
 with HTTP 503, ``PeerPausedException``, as a cut network would leave it
@@ -44,7 +48,11 @@ from shoal.auth.errors import AccessDeniedException, InvalidSignatureException
 from shoal.errors import ResourceNotFoundException, SerializationException, ShoalError, UnknownOperationException
 from shoal.replication import apply as replica_apply
 from shoal.replication import control, legacy, versions
-from shoal.replication.legacy_ops import ASKING_PEERS
+from shoal.replication.legacy_ops import ASKING_PEERS as LEGACY_ASKING_PEERS
+from shoal.replication.replica_scaling import ASKING_PEERS as SCALING_ASKING_PEERS
+
+#: DynamoDB operations that wait for other regions: run on a thread of their own.
+ASKING_PEERS = LEGACY_ASKING_PEERS | SCALING_ASKING_PEERS
 
 TARGET_PREFIX = "ShoalReplication_20261206."
 ACTION = "shoal:Replicate"
@@ -448,6 +456,21 @@ def replicate_time_to_live(ctx, data: dict) -> dict:
     return {}
 
 
+def describe_auto_scaling(ctx, data: dict) -> dict:
+    from shoal.replication import replica_scaling
+
+    return {"Replica": replica_scaling.replica_description(ctx, data["TableName"])}
+
+
+def replicate_auto_scaling(ctx, data: dict) -> dict:
+    from shoal.replication import replica_scaling
+
+    if not isinstance(data.get("Changes"), list):
+        raise SerializationException()
+    replica_scaling.apply_changes(ctx, data["TableName"], data["Changes"])
+    return {}
+
+
 def paxos(ctx, data: dict) -> dict:
     from shoal.replication import strong
 
@@ -481,4 +504,6 @@ _OPERATIONS = {
     "LegacyUpdateTables": legacy_update_tables,
     "ReplicateIndexUpdates": replicate_index_updates,
     "ReplicateTimeToLive": replicate_time_to_live,
+    "DescribeAutoScaling": describe_auto_scaling,
+    "ReplicateAutoScaling": replicate_auto_scaling,
 }

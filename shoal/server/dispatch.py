@@ -83,7 +83,7 @@ WRITE_OPERATIONS = frozenset({
     "CreateTable", "UpdateTable", "DeleteTable", "TagResource", "UntagResource", "UpdateTimeToLive",
     "PutResourcePolicy", "DeleteResourcePolicy", "UpdateContinuousBackups",
     "ExecuteStatement", "BatchExecuteStatement", "ExecuteTransaction",
-    "CreateGlobalTable", "UpdateGlobalTable", "UpdateGlobalTableSettings",
+    "CreateGlobalTable", "UpdateGlobalTable", "UpdateGlobalTableSettings", "UpdateTableReplicaAutoScaling",
 })
 
 # Operations whose cancellation names the tables of its items in conflict (TransactionConflict).
@@ -156,6 +156,9 @@ class Dispatcher:
             self.capacity = Capacity(SharedBuckets(os.path.join(data_dir, "capacity") if data_dir else None))
             self.catalog.admit = self.capacity.admit
         self.operations = operations()
+        from shoal.replication import replica_scaling  # DynamoDB's view of the auto scaling records
+
+        self.operations.update(replica_scaling.OPERATIONS)
         self.validator = ShapeValidator.for_service("dynamodb")
         self.streams_validator = ShapeValidator.for_service("dynamodbstreams")
         self.default_region = default_region
