@@ -9,7 +9,8 @@ then JSON types and the model's constraints (``shoal.api.shapes`` driven by
 botocore's CloudWatch model: SerializationException and ValidationError),
 then CloudWatch's own rules (InvalidParameterValue,
 InvalidParameterCombination...).  Reads add up the stored periods of a series
-(every level: see ``shoal.metrics.store``) into the requested periods, which
+(sealed blocks and recent periods, every level: see ``shoal.metrics.store``),
+as numpy columns (``shoal.metrics.blocks``), into the requested periods, which
 start at StartTime rounded down as CloudWatch rounds it (to the minute, to
 five minutes past 15 days, to the hour past 63 days).  PutMetricData is a
 write: it runs through the group committer like a DynamoDB write and is
@@ -41,6 +42,7 @@ import math
 import re
 from typing import Callable
 
+import numpy as np
 import orjson
 
 from shoal.api.shapes import ShapeValidator
@@ -56,19 +58,10 @@ from shoal.metrics.errors import (
     ValidationError,
 )
 from shoal.metrics.math import ARITHMETIC_ERROR, MathError, Series, evaluate_queries
-from shoal.metrics.stats import HEADER_STATISTICS, DeferredStats, Stats, header_statistic
-from shoal.metrics.store import (
-    HOUR,
-    LEVELS,
-    Writer,
-    iter_series,
-    level_rows,
-    lookup,
-    namespace_range,
-    read_hours,
-    read_level,
-    series_key,
-)
+from shoal.metrics import blocks
+from shoal.metrics.blocks import Columns
+from shoal.metrics.stats import HEADER_STATISTICS, Stats
+from shoal.metrics.store import LEVELS, Writer, iter_series, lookup, namespace_range, read_columns, series_key
 
 TARGET_PREFIX = "GraniteServiceVersion20100801."
 STATISTICS = ("SampleCount", "Average", "Sum", "Minimum", "Maximum")
@@ -198,65 +191,30 @@ def _period_fits(period: int, start: float, now: float) -> bool:
     return True
 
 
+def _periods(txn, series_id: int, start: int, end: float, period: int, histograms: bool) -> Columns:
+    """The series' stored periods (sealed or not, every level) grouped into
+    periods of ``period`` seconds from ``start`` (inclusive) to ``end``
+    (exclusive): one row per period with data, in time order."""
+    cols = read_columns(txn, series_id, start, end, histograms)
+    return blocks.group(cols, start + (cols.at - start) // period * period)
+
+
 def aggregate(txn, series_id: int, start: int, end: float, period: int) -> dict[int, Stats]:
     """The series' statistics per period of ``period`` seconds from ``start``
-    (inclusive) to ``end`` (exclusive): {period start: Stats}.  Histograms are
-    decoded only if a percentile is read (``DeferredStats``): most reads ask
-    Sum, Average or Maximum, and the histograms are most of the bytes.  An
-    hour that lies whole in one period and in the window is read from its
-    total (``shoal.metrics.store``) rather than from its minutes when it has
-    one: a week of hourly periods aligned to the hour reads 168 values a
-    series, not 10,080."""
-    out: dict[int, DeferredStats] = {}
-    stop = math.ceil(end)
-
-    def add(at: int, raw) -> None:
-        bucket = start + (at - start) // period * period
-        stats = out.get(bucket)
-        if stats is None:
-            out[bucket] = DeferredStats.from_stored(raw)
-        else:
-            stats.add_stored(raw)
-
-    minutes = [(start, stop)]  # the ranges of minutes to read one by one
-    if period >= HOUR:
-        minutes = []
-        at = start
-        for hour, raw in read_hours(txn, series_id, start, stop):
-            bucket = start + (hour - start) // period * period
-            if hour + HOUR > min(bucket + period, end):
-                continue  # across two periods, or past the window's end: its minutes are read
-            if at < hour:
-                minutes.append((at, hour))
-            add(hour, raw)
-            at = hour + HOUR
-        if at < stop:
-            minutes.append((at, stop))
-    for low, high in minutes:
-        for at, raw in read_level(txn, series_id, 0, low, high):
-            if at < end:
-                add(at, raw)
-    for level in range(1, len(LEVELS)):
-        for at, raw in read_level(txn, series_id, level, start, stop):
-            if at < end:
-                add(at, raw)
-    return out
+    (inclusive) to ``end`` (exclusive): {period start: Stats}."""
+    return dict(_periods(txn, series_id, start, end, period, True).rows())
 
 
-def minute_values(txn, series_id: int, start: int, end: float, name: str) -> list | None:
-    """[(minute, value)] of statistic ``name`` (one of ``HEADER_STATISTICS``)
-    per 1-minute period from ``start`` (a minute) to ``end``, straight from
-    each stored minute's header: what ``aggregate`` gives for a period of 60
-    seconds, without a Stats object per point (a dashboard of 100 tables
-    over 3 hours reads 18,000 of them).  None when the window holds coarser
-    periods too (data old enough to be rolled up), which ``aggregate`` merges."""
-    stop = math.ceil(end)
-    for level in range(1, len(LEVELS)):
-        for _ in read_level(txn, series_id, level, start, stop):
-            return None
-    value = header_statistic(name)
-    points = [(at, value(raw)) for at, raw in level_rows(txn, series_id, 0, start, stop) if at < end]
-    return [point for point in points if point[1] is not None]
+def period_values(txn, series_id: int, start: int, end: float, period: int, name: str) -> list[tuple[int, float]]:
+    """[(period start, value)] of statistic ``name`` per period, in time
+    order, for the periods that have it: what ``aggregate`` answers, worked
+    out on columns (a week of minutes of a series is a few blocks and one
+    vectorised grouping, not an object per minute); histograms are read only
+    for a percentile."""
+    grouped = _periods(txn, series_id, start, end, period, name not in HEADER_STATISTICS)
+    values = blocks.statistic(grouped, name)
+    keep = ~np.isnan(values)
+    return list(zip(grouped.at[keep].tolist(), values[keep].tolist()))
 
 
 # ---------------------------------------------------------------- the API
@@ -405,17 +363,7 @@ class CloudWatch:
         info = lookup(txn, series)
         unit = stat.get("Unit")
         if info is not None and (unit is None or unit == info.unit) and _period_fits(period, first, now):
-            fast = None
-            if period == 60 and first % 60 == 0 and stat["Stat"] in HEADER_STATISTICS:
-                fast = minute_values(txn, info.series_id, first, end, stat["Stat"])
-            if fast is not None:
-                points = fast  # in time order already
-            else:
-                for at, stats in aggregate(txn, info.series_id, first, end, period).items():
-                    value = stats.statistic(stat["Stat"])
-                    if value is not None:
-                        points.append((at, value))
-                points.sort()
+            points = period_values(txn, info.series_id, first, end, period, stat["Stat"])
         return Series(dict(points), query.get("Label") or metric["MetricName"], period, True)
 
     # -- ListMetrics -------------------------------------------------------------------------

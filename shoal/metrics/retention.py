@@ -1,15 +1,30 @@
-"""Roll-up and pruning of stored metrics, as CloudWatch keeps them.
+"""Sealing, roll-up and pruning of stored metrics, as CloudWatch keeps them.
 
-One-minute periods older than 15 days are merged into their five-minute
-period, five-minute periods older than 63 days into their hour, and hours
-older than 455 days are deleted (``shoal.metrics.store.LEVELS``); an hour's
-total of minutes (``metrics/h/``) is deleted with the first minute moved out
-of it, as a total must hold all of its hour's minutes or not be.  A datum
-moves in the transaction that deletes it where it was, so reads never see it
-twice or miss it.  The background job ``RollUp`` walks the series in key
-order, a bounded number of periods per round, its position kept in ``meta``
-(``metrics/rollup``) in the same transaction, so workers share the walk; a
-new walk starts at most once a minute.  A series with no data left and no
+Three moves, each in the transaction that deletes what it moved, so reads
+never see a datum twice or miss it (``shoal.metrics.store``):
+
+* **seal**: a stored period (``metrics/d/``) whose hour ended
+  ``SEAL_AFTER_S`` ago is merged into its series' block of the level its
+  age calls for (a minute younger than 15 days into the day's block of
+  minutes; older data, such as periods written before blocks existed, into
+  a five-minute or hourly block; data past 455 days is dropped), and its key
+  deleted, with any hourly total of earlier writers (``metrics/h/``);
+* **roll up**: a block of minutes whose whole span is older than 15 days is
+  merged into five-minute periods of the next level's block and deleted;
+  likewise five-minute blocks past 63 days into hours.  Data thus stays at
+  the finer resolution up to one block span (a day of minutes, five days of
+  five minutes) past CloudWatch's age, which changes no answer: reads of
+  data that old take periods of the coarser resolution, which the finer
+  periods add up to exactly;
+* **prune**: an hourly block whose span ended 455 days ago is deleted, and
+  one whose oldest hour is a day past 455 days is cut to the hours within.
+
+The background job ``RollUp`` walks the series in key order, a bounded
+amount of work per round (``ROUND_BUDGET``, in periods decoded or
+written), its position kept in ``meta`` (``metrics/rollup``) in the same
+transaction, so workers share the walk; a new walk starts at most once a
+minute, so a series' recent hour is sealed within a few minutes of its end
+(one block rewritten a series an hour).  A series with no data left and no
 data for the whole retention is forgotten.
 """
 
@@ -19,69 +34,138 @@ import struct
 import time
 from typing import Callable
 
-from shoal.metrics.stats import Stats
+import numpy as np
+
+from shoal.metrics import blocks
+from shoal.metrics.blocks import Columns
 from shoal.metrics.store import (
+    BLOCK_SPANS,
+    DAY,
     HOUR,
+    HOUR_PREFIX,
     LEVELS,
+    SEAL_AFTER_S,
     SERIES_PREFIX,
     TOTAL_PREFIX,
-    data_key,
+    block_base,
+    block_key,
+    block_range,
     data_range,
     decode_data_key,
-    hour_key,
+    has_data,
     iter_series,
+    merge_block,
     series_key,
 )
 
 ROLLUP_KEY = b"metrics/rollup"
 _STARTED = struct.Struct(">d")  # when the walk started (epoch s), then the last series key done
 PASS_INTERVAL_S = 60.0
-ROUND_BUDGET = 2000  # periods moved or deleted per round
+ROUND_BUDGET = 20_000  # periods sealed, decoded or written per round
+
+
+def seal_before(now: float) -> int:
+    """Periods starting before this are sealed: the hour that ended ``SEAL_AFTER_S`` ago, and all before it."""
+    return int((now - SEAL_AFTER_S) // HOUR * HOUR)
+
+
+def level_for_age(start: int, now: float) -> int | None:
+    """The level a period starting at ``start`` belongs to at ``now``; None past the retention."""
+    for level, (_period, keep) in enumerate(LEVELS):
+        if start >= now - keep:
+            return level
+    return None
 
 
 def roll_up_series(txn, series_id: int, now: float, budget: int) -> int:
-    """Move or delete the periods of one series past their level's
-    retention, at most ``budget`` of them; returns how many it touched."""
-    done = 0
-    for level, (period, keep) in enumerate(LEVELS):
-        cutoff = int(now - keep)
-        low, high = data_range(series_id, level, 0, max(0, cutoff))
-        doomed = []
-        for key, raw in txn.scan("meta", low, high):
-            if done + len(doomed) >= budget:
-                break
-            doomed.append((bytes(key), bytes(raw)))
-        if not doomed:
-            continue
-        coarser = LEVELS[level + 1][0] if level + 1 < len(LEVELS) else None
-        merged: dict[int, Stats] = {}
-        if level == 0:
-            for start in {decode_data_key(key)[2] // HOUR * HOUR for key, _ in doomed}:
-                txn.delete("meta", hour_key(series_id, start))
-        for key, raw in doomed:
-            txn.delete("meta", key)
-            if coarser is not None:
-                start = decode_data_key(key)[2]
-                start -= start % coarser
-                stats = Stats.decode(raw)
-                have = merged.get(start)
-                merged[start] = stats if have is None else have.merge(stats)
-        for start, stats in merged.items():
-            key = data_key(series_id, level + 1, start)
-            old = txn.get("meta", key)
-            txn.put("meta", key, (Stats.decode(old).merge(stats) if old is not None else stats).encode())
-        done += len(doomed)
-        if done >= budget:
-            break
+    """Seal, roll up and prune one series' periods as of ``now``, at most
+    about ``budget`` periods' worth; returns how much it did (0: nothing
+    to do)."""
+    done = _seal(txn, series_id, now, budget)
+    if done < budget:
+        done += _roll_blocks(txn, series_id, now, budget - done)
     return done
 
 
-def _has_data(txn, series_id: int) -> bool:
+def _seal(txn, series_id: int, now: float, budget: int) -> int:
+    before = seal_before(now)
+    rows: list[tuple[int, int, bytes, bytes]] = []  # (level, start, key, stored form)
     for level in range(len(LEVELS)):
-        low, high = data_range(series_id, level)
-        if next(iter(txn.scan("meta", low, high)), None) is not None:
-            return True
-    return False
+        low, high = data_range(series_id, level, 0, before)
+        for key, raw in txn.scan("meta", low, high):
+            if len(rows) >= budget:
+                break
+            key = bytes(key)
+            rows.append((level, decode_data_key(key)[2], key, bytes(raw)))
+    if not rows:
+        return 0
+    for level, _start, key, _raw in rows:
+        txn.delete("meta", key)
+    hours = {start - start % HOUR for level, start, _key, _raw in rows if level == 0}
+    for hour in hours:  # earlier writers' hourly totals: summaries of minutes that now move
+        txn.delete("meta", HOUR_PREFIX + struct.pack(">II", series_id, hour))
+    targets: dict[int, list] = {}
+    for level, start, _key, raw in rows:
+        target = level_for_age(start, now)
+        if target is None:
+            continue  # past the retention: dropped
+        targets.setdefault(max(level, target), []).append((start, raw))
+    done = len(rows)
+    for level, stored in targets.items():
+        cols = blocks.coarsen(Columns.from_stored(stored, True), LEVELS[level][0])
+        done += _merge_into_blocks(txn, series_id, level, cols)
+    return done
+
+
+def _merge_into_blocks(txn, series_id: int, level: int, cols: Columns) -> int:
+    """Merge periods of ``level`` into the blocks that hold them; returns the periods written."""
+    if not len(cols):
+        return 0
+    bases = cols.at - cols.at % BLOCK_SPANS[level]
+    return sum(merge_block(txn, series_id, level, int(base), cols.select(bases == base))
+               for base in np.unique(bases).tolist())
+
+
+def _roll_blocks(txn, series_id: int, now: float, budget: int) -> int:
+    done = 0
+    for level, (_period, keep) in enumerate(LEVELS):
+        cutoff = int(now - keep)
+        span = BLOCK_SPANS[level]
+        last = level + 1 == len(LEVELS)
+        # blocks whose whole span is past the level's age: moved on (or, at the last level, deleted)
+        low, high = block_range(series_id, level, 0, max(0, cutoff - span + 1))
+        doomed = []
+        for key, raw in txn.scan("meta", low, high):
+            if decode_data_key(key)[2] + span > cutoff:
+                break
+            doomed.append((bytes(key), None if last else bytes(raw)))
+            if done + len(doomed) * 1440 >= budget:
+                break
+        for key, raw in doomed:
+            txn.delete("meta", key)
+            done += 1440
+            cols = blocks.decode(raw) if raw is not None else None
+            if cols is None or not len(cols):
+                continue
+            youngest = level_for_age(int(cols.at[-1]), now)
+            if youngest is not None:  # else all of it is past the retention
+                to = max(level + 1, youngest)
+                done += _merge_into_blocks(txn, series_id, to, blocks.coarsen(cols, LEVELS[to][0]))
+        if last:  # the block holding the cutoff: its hours a day past the retention are cut
+            base = block_base(level, max(0, cutoff))
+            key = block_key(series_id, level, base)
+            raw = txn.get("meta", key)
+            if raw is not None and blocks.block_first(raw) < cutoff - DAY:
+                cols = blocks.decode(raw)
+                cols = cols.select(cols.at >= cutoff)
+                if len(cols):
+                    txn.put("meta", key, blocks.encode(cols, base, LEVELS[level][0]))
+                else:
+                    txn.delete("meta", key)
+                done += 1440
+        if done >= budget:
+            break
+    return done
 
 
 class RollUp:
@@ -119,7 +203,7 @@ class RollUp:
                 if budget <= 0:
                     last = series_key(info.series)
                     break
-                if info.last_minute * 60 < now - LEVELS[-1][1] and not _has_data(txn, info.series_id):
+                if info.last_minute * 60 < now - LEVELS[-1][1] and not has_data(txn, info.series_id):
                     forgotten.append(info)
             for info in forgotten:
                 txn.delete("meta", series_key(info.series))

@@ -28,7 +28,9 @@ flags byte (1: percentiles available), then varints: the zero count, the
 number of buckets, and per bucket in index order the zigzag-encoded
 difference from the previous index and the count.  The header alone gives
 SampleCount, Sum, Minimum, Maximum and Average, so a read that asks none of
-the percentiles need not walk the varints (``DeferredStats``).
+the percentiles need not walk the varints.  Periods past their hour are
+sealed into blocks of columns (``shoal.metrics.blocks``), which keep the
+same numbers and buckets.
 """
 
 from __future__ import annotations
@@ -36,7 +38,6 @@ from __future__ import annotations
 import math
 import struct
 from bisect import bisect_left, bisect_right
-from typing import Callable
 
 RELATIVE_ACCURACY = 0.02
 GAMMA = (1 + RELATIVE_ACCURACY) / (1 - RELATIVE_ACCURACY)
@@ -270,125 +271,8 @@ class Stats:
         return stats
 
 
-_BUCKETS_SLOT = Stats.__dict__["buckets"]
-_ZEROS_SLOT = Stats.__dict__["zeros"]
-
-
 #: The statistics a stored period's header answers, without its histogram.
 HEADER_STATISTICS = ("SampleCount", "Sum", "Minimum", "Maximum", "Average")
-
-
-def header_statistic(name: str) -> Callable[[bytes], float | None]:
-    """A function giving statistic ``name`` (one of ``HEADER_STATISTICS``)
-    of a stored period (``Stats.encode``) from its header alone, None for a
-    period without values, as ``Stats.statistic`` would: for a read of
-    1-minute periods, which takes one stored minute each, unpacking the
-    header is all the work."""
-    unpack = _HEADER.unpack_from
-    if name == "SampleCount":
-        return lambda raw: unpack(raw)[0] or None
-    if name == "Average":
-        def average(raw):
-            count, total = unpack(raw)[:2]
-            return total / count if count else None
-        return average
-    slot = {"Sum": 1, "Minimum": 2, "Maximum": 3}[name]
-
-    def value(raw):
-        header = unpack(raw)
-        return header[slot] if header[0] else None
-    return value
-
-
-class DeferredStats(Stats):
-    """Stats merged from stored forms whose histograms are decoded only when
-    read: ``add_stored`` merges a stored form's header at once and keeps its
-    bytes; the first read of ``buckets`` or ``zeros`` (a percentile, a merge,
-    a comparison) decodes and merges them all.  SampleCount, Sum, Minimum,
-    Maximum and Average of a period thus cost a header per stored period,
-    whatever the width of their histograms."""
-
-    __slots__ = ("_pending",)
-
-    def __init__(self) -> None:
-        self._pending: list = []
-        super().__init__()
-
-    @classmethod
-    def from_stored(cls, raw) -> "DeferredStats":
-        """A stored form's statistics, its histogram undecoded (``add_stored``
-        into an empty one, without the merging: a read of 1-minute periods
-        makes one of these per stored minute)."""
-        stats = cls.__new__(cls)
-        stats.count, stats.sum, stats.min, stats.max, flags = _HEADER.unpack_from(raw)
-        _ZEROS_SLOT.__set__(stats, 0)
-        if flags & _PERCENTILES:
-            _BUCKETS_SLOT.__set__(stats, {})
-            stats._pending = [raw if type(raw) is bytes else bytes(raw)]
-        else:
-            _BUCKETS_SLOT.__set__(stats, None)
-            stats._pending = []
-        return stats
-
-    @property
-    def buckets(self):
-        if self._pending:
-            self._resolve()
-        return _BUCKETS_SLOT.__get__(self)
-
-    @buckets.setter
-    def buckets(self, value) -> None:
-        if value is None:
-            self._pending = []
-        _BUCKETS_SLOT.__set__(self, value)
-
-    @property
-    def zeros(self):
-        if self._pending:
-            self._resolve()
-        return _ZEROS_SLOT.__get__(self)
-
-    @zeros.setter
-    def zeros(self, value) -> None:
-        _ZEROS_SLOT.__set__(self, value)
-
-    def add_stored(self, raw) -> None:
-        """Merge a stored form (``Stats.encode``): its header now, its
-        histogram when first read."""
-        count, total, low, high, flags = _HEADER.unpack_from(raw)
-        self.count += count
-        self.sum += total
-        if low < self.min:
-            self.min = low
-        if high > self.max:
-            self.max = high
-        if not flags & _PERCENTILES:
-            self.buckets = None  # percentiles unavailable for the merge: nothing to decode
-        elif _BUCKETS_SLOT.__get__(self) is not None:
-            self._pending.append(raw if type(raw) is bytes else bytes(raw))  # outlives the transaction
-
-    def _resolve(self) -> None:
-        pending, self._pending = self._pending, []
-        buckets = _BUCKETS_SLOT.__get__(self)
-        zeros = _ZEROS_SLOT.__get__(self)
-        for raw in pending:
-            zeros = _read_histogram(raw, _HEADER.size, buckets, zeros)
-        _ZEROS_SLOT.__set__(self, zeros)
-
-
-def _read_histogram(raw, at: int, buckets: dict, zeros: int) -> int:
-    """Add the histogram of a stored form (from ``at``, past the header) to
-    ``buckets``; returns ``zeros`` plus its zero count."""
-    count, at = _read_varint(raw, at)
-    zeros += count
-    n, at = _read_varint(raw, at)
-    index = 0
-    for _ in range(n):
-        zigzag, at = _read_varint(raw, at)
-        index += (zigzag >> 1) ^ -(zigzag & 1)
-        count, at = _read_varint(raw, at)
-        buckets[index] = buckets.get(index, 0) + count
-    return zeros
 
 
 def _sorted_buckets(buckets: dict, values: list, at: int, scale: float) -> None:

@@ -6,30 +6,32 @@ name.  Everything lives in the ``meta`` space under ``metrics/``::
 
     metrics/series/<region><namespace><name>(<dim name><dim value>)*  -> id (u32), last active minute (u32), unit
     metrics/next                                                       -> the next series id (u32)
-    metrics/d/<id u32><level u8><period start, epoch s u32>            -> Stats (shoal.metrics.stats)
+    metrics/d/<id u32><level u8><period start, epoch s u32>            -> Stats (shoal.metrics.stats): a recent period
+    metrics/b/<id u32><level u8><block start, epoch s u32>             -> a sealed block (shoal.metrics.blocks)
     metrics/t/<id u32>                                                 -> Stats of the series' whole life (Prometheus)
-    metrics/h/<id u32><hour start, epoch s u32>                        -> Stats of the hour's 1-minute periods
 
 Each text part of a series key is UTF-8 with ``\\0`` escaped as ``\\0\\xff``
 and ends with ``\\0\\x01``, so the series of one region and namespace are one
 key range in order (ListMetrics).  Levels are resolutions: 0 is one minute,
-1 five minutes, 2 one hour (``LEVELS``).  Statistics are merged by addition
-(``add``) inside the writer's transaction, so any number of worker processes
-can write the same series and period.  A datum lives at exactly one level at
-a time: the roll-up (``shoal.metrics.retention``) moves minutes older than 15
-days into their five minutes, and those older than 63 days into their hour,
-deleting what it moved in the same transaction, so a read adds every level
-without counting anything twice.
+1 five minutes, 2 one hour (``LEVELS``).
 
-An hour's total (``metrics/h/``) is a summary of level 0, not a level: when
-it exists it is the merge of every 1-minute period of that hour, so a read
-of periods of an hour or more takes a whole hour from it rather than from
-sixty minutes (CloudWatch, too, answers faster when StartTime and EndTime
-are aligned to the period and the hour).  The writer adds a minute to its
-hour in the same transaction; it creates an hour's total only when none of
-the hour's minutes is stored yet, and the roll-up deletes the total of any
-hour it takes minutes from, so an hour cut by the roll-up, or written before
-hourly totals existed, has no total and is read by its minutes.
+Writers add a minute's statistics to its own key (``metrics/d/``, level 0),
+merged by addition (``add``) inside their transaction, so any number of
+worker processes can write the same series and minute; that is all the
+recording path does.  The roll-up (``shoal.metrics.retention``) then
+*seals* every stored period older than the current hour (``SEAL_AFTER_S``)
+into its series' block of that level and span (``BLOCK_SPANS``: a day of
+minutes, five days of five minutes, sixty days of hours), deleting the
+period's key in the same transaction, and later moves whole blocks to the
+next level as they pass their level's retention.  A datum is therefore in
+exactly one place, a period key or a block (a late write to a sealed minute
+makes a new key beside the block, sealed in turn), and a read adds up both
+(``read_columns``) without counting anything twice.
+
+Keys written before blocks existed are still read: periods of levels 1 and
+2, which the roll-up seals like any other; and the hourly totals of the
+minutes (``metrics/h/``), summaries that reads no longer use, which the
+roll-up deletes.
 """
 
 from __future__ import annotations
@@ -37,19 +39,29 @@ from __future__ import annotations
 import struct
 from typing import Iterable, Iterator
 
+from shoal.metrics import blocks
+from shoal.metrics.blocks import Columns
 from shoal.metrics.stats import Stats
 
 PREFIX = b"metrics/"
 SERIES_PREFIX = b"metrics/series/"
 NEXT_KEY = b"metrics/next"
 DATA_PREFIX = b"metrics/d/"
+BLOCK_PREFIX = b"metrics/b/"
 TOTAL_PREFIX = b"metrics/t/"
-HOUR_PREFIX = b"metrics/h/"
+HOUR_PREFIX = b"metrics/h/"  # hourly totals of earlier writers: deleted by the roll-up
 HOUR = 3600
+DAY = 86400
 
 #: (period in seconds, how long data stays at this resolution) per level:
 #: CloudWatch's retention (1 minute for 15 days, 5 minutes for 63, 1 hour for 455).
-LEVELS = ((60, 15 * 86400), (300, 63 * 86400), (3600, 455 * 86400))
+LEVELS = ((60, 15 * DAY), (300, 63 * DAY), (3600, 455 * DAY))
+#: The span of time one block holds, per level (aligned to the epoch): about
+#: 1,440 periods each, so a week's read takes a handful of values a series.
+BLOCK_SPANS = (DAY, 5 * DAY, 60 * DAY)
+#: Periods are sealed once their hour ended this long ago (a worker's
+#: flush comes within seconds; PutMetricData may still write older minutes).
+SEAL_AFTER_S = 300
 
 _U32 = struct.Struct(">I")
 _SERIES_VALUE = struct.Struct(">II")
@@ -86,14 +98,32 @@ def decode_series_key(key) -> Series:
     return region, namespace, name, tuple(zip(rest[::2], rest[1::2]))
 
 
+def _clamp(at) -> int:
+    return min(max(0, int(at)), 2**32 - 1)
+
+
 def data_key(series_id: int, level: int, start: int) -> bytes:
     return DATA_PREFIX + _DATA_SUFFIX.pack(series_id, level, start)
 
 
 def data_range(series_id: int, level: int, start: int = 0, stop: int = 2**32 - 1) -> tuple[bytes, bytes]:
     """The keys of the series' periods at ``level`` starting in [start, stop) (clamped to what a key holds)."""
-    low, high = min(max(0, int(start)), 2**32 - 1), min(max(0, int(stop)), 2**32 - 1)
-    return data_key(series_id, level, low), data_key(series_id, level, high)
+    return data_key(series_id, level, _clamp(start)), data_key(series_id, level, _clamp(stop))
+
+
+def block_key(series_id: int, level: int, base: int) -> bytes:
+    return BLOCK_PREFIX + _DATA_SUFFIX.pack(series_id, level, base)
+
+
+def block_base(level: int, at: int) -> int:
+    """The start of the block of ``level`` that holds a period starting at ``at``."""
+    return at - at % BLOCK_SPANS[level]
+
+
+def block_range(series_id: int, level: int, start: int = 0, stop: int = 2**32 - 1) -> tuple[bytes, bytes]:
+    """The keys of the series' blocks at ``level`` that may hold periods starting in [start, stop)."""
+    return (block_key(series_id, level, _clamp(block_base(level, _clamp(start)))),
+            block_key(series_id, level, _clamp(stop)))
 
 
 def hour_key(series_id: int, hour: int) -> bytes:
@@ -101,7 +131,7 @@ def hour_key(series_id: int, hour: int) -> bytes:
 
 
 def decode_data_key(key) -> tuple[int, int, int]:
-    """(series id, level, period start) of a data key."""
+    """(series id, level, period start) of a data or block key."""
     return _DATA_SUFFIX.unpack_from(key, len(DATA_PREFIX))
 
 
@@ -167,8 +197,6 @@ class Writer:
         (epoch seconds, a multiple of the level's period), and into its
         lifetime total unless ``total`` is false."""
         info = self.info(series, unit, start // 60)
-        if level == 0:
-            self._add_to_hour(info.series_id, start, stats)
         key = data_key(info.series_id, level, start)
         old = self.txn.get("meta", key)
         merged = Stats.decode(old).merge(stats) if old is not None else stats
@@ -178,21 +206,6 @@ class Writer:
             old = self.txn.get("meta", total_key)
             merged = Stats.decode(old).merge(stats) if old is not None else stats.copy()
             self.txn.put("meta", total_key, merged.encode())
-
-    def _add_to_hour(self, series_id: int, start: int, stats: Stats) -> None:
-        """Merge a minute's ``stats`` into its hour's total (before the
-        minute itself is written: a new total only for an hour with no
-        minute stored yet)."""
-        hour = start - start % HOUR
-        key = hour_key(series_id, hour)
-        old = self.txn.get("meta", key)
-        if old is None:
-            low, high = data_range(series_id, 0, hour, hour + HOUR)
-            if next(iter(self.txn.scan("meta", low, high)), None) is not None:
-                return  # the hour's other minutes are in no total: it is read by its minutes
-            self.txn.put("meta", key, stats.encode())
-            return
-        self.txn.put("meta", key, Stats.decode(old).merge(stats).encode())
 
     def finish(self) -> None:
         """Store the catalog entries this writer changed."""
@@ -211,23 +224,60 @@ def write_points(txn, points: dict) -> None:
     writer.finish()
 
 
+def merge_block(txn, series_id: int, level: int, base: int, cols: Columns) -> int:
+    """Merge ``cols`` (periods of ``level`` inside the block from ``base``)
+    into the stored block, made if there is none; returns the number of
+    periods the block holds now (the work it took)."""
+    key = block_key(series_id, level, base)
+    old = txn.get("meta", key)
+    if old is not None:
+        cols = blocks.group(blocks.concat([blocks.decode(old), cols]), None)
+    txn.put("meta", key, blocks.encode(cols, base, LEVELS[level][0]))
+    return len(cols)
+
+
+# ---------------------------------------------------------------- reads
+
+
+def read_columns(txn, series_id: int, start: int, end, histograms: bool = True) -> Columns:
+    """Every stored period of a series that starts in [start, end), sealed
+    or not, at every level, as columns (a period may appear more than once:
+    a block's and a later write's; ``blocks.group`` adds them up), with
+    their histograms if ``histograms``."""
+    stop = _clamp(-(-end // 1))
+    parts = []
+    for level in range(len(LEVELS)):
+        low, high = block_range(series_id, level, start, stop)
+        for _key, raw in txn.scan("meta", low, high):
+            cols = blocks.decode(raw, histograms)
+            if len(cols) and (cols.at[0] < start or cols.at[-1] >= end):
+                cols = cols.select((cols.at >= start) & (cols.at < end))
+            parts.append(cols)
+        rows = [row for row in level_rows(txn, series_id, level, start, stop) if row[0] < end]
+        if rows:
+            parts.append(Columns.from_stored(rows, histograms))
+    cols = blocks.concat(parts)
+    if not histograms and cols.hoff is not None:  # an empty result
+        cols.hoff = cols.hidx = cols.hcnt = None
+    return cols
+
+
 def read_periods(txn, series_id: int, start: int, end: int) -> Iterator[tuple[int, int, Stats]]:
     """(period start, level, Stats) of every stored period of a series that
-    starts in [start, end), finest level first."""
-    for at, level, raw in read_stored(txn, series_id, start, end):
-        yield at, level, Stats.decode(raw)
-
-
-def read_stored(txn, series_id: int, start: int, end: int) -> Iterator[tuple[int, int, bytes]]:
-    """As ``read_periods``, with each period's stored form undecoded (for
-    ``shoal.metrics.stats.DeferredStats``)."""
+    starts in [start, end), sealed or not, finest level first (a sealed
+    period and a later write to it come apart)."""
     for level in range(len(LEVELS)):
+        low, high = block_range(series_id, level, start, end)
+        for _key, raw in txn.scan("meta", low, high):
+            for at, stats in blocks.decode(raw).rows():
+                if start <= at < end:
+                    yield at, level, stats
         for at, raw in read_level(txn, series_id, level, start, end):
-            yield at, level, raw
+            yield at, level, Stats.decode(raw)
 
 
 def read_level(txn, series_id: int, level: int, start: int, end: int) -> Iterator[tuple[int, bytes]]:
-    """(period start, stored form) of the series' periods at ``level`` that start in [start, end)."""
+    """(period start, stored form) of the series' unsealed periods at ``level`` that start in [start, end)."""
     offset = len(DATA_PREFIX) + 5  # the period start, after the series id and level
     low, high = data_range(series_id, level, start, end)
     for key, raw in txn.scan("meta", low, high):
@@ -236,35 +286,57 @@ def read_level(txn, series_id: int, level: int, start: int, end: int) -> Iterato
 
 def level_rows(txn, series_id: int, level: int, start: int, end: int) -> list[tuple[int, bytes]]:
     """``read_level`` as a list, built in one comprehension (no generator
-    frame resumed per period): for reads that take every period anyway."""
+    frame resumed per period)."""
     offset = len(DATA_PREFIX) + 5
     unpack = _U32.unpack_from
     low, high = data_range(series_id, level, start, end)
-    return [(unpack(key, offset)[0], raw) for key, raw in txn.scan("meta", low, high)]
-
-
-def read_hours(txn, series_id: int, start: int, end: int) -> Iterator[tuple[int, bytes]]:
-    """(hour start, stored form) of the hour totals that exist for hours starting in [start, end)."""
-    clamp = lambda at: min(max(0, int(at)), 2**32 - 1)  # noqa: E731
-    offset = len(HOUR_PREFIX) + 4
-    for key, raw in txn.scan("meta", hour_key(series_id, clamp(start)), hour_key(series_id, clamp(end))):
-        yield _U32.unpack_from(key, offset)[0], raw
+    return [(unpack(key, offset)[0], bytes(raw)) for key, raw in txn.scan("meta", low, high)]
 
 
 def latest(txn, series_id: int) -> tuple[int, Stats] | None:
-    """The newest minute of a series (for gauges), or None."""
+    """The newest minute of a series (for gauges), sealed or not, or None."""
+    found = None
     low, high = data_range(series_id, 0)
     for key, raw in txn.scan("meta", low, high, reverse=True):
-        return decode_data_key(key)[2], Stats.decode(raw)
-    return None
+        found = (decode_data_key(key)[2], Stats.decode(raw))
+        break
+    low, high = block_range(series_id, 0)
+    for _key, raw in txn.scan("meta", low, high, reverse=True):
+        cols = blocks.decode(raw)
+        if len(cols):
+            at = int(cols.at[-1])
+            sealed = cols.stats(len(cols) - 1)
+            if found is None or at > found[0]:
+                found = (at, sealed)
+            elif at == found[0]:
+                found[1].merge(sealed)
+        break
+    return found
 
 
 def latest_stored(txn, series_id: int) -> tuple[int, bytes] | None:
-    """As ``latest``, the minute's stored form undecoded."""
+    """As ``latest``, the minute in its stored form (``Stats.encode``)."""
     low, high = data_range(series_id, 0)
+    newest_key = None
     for key, raw in txn.scan("meta", low, high, reverse=True):
-        return decode_data_key(key)[2], bytes(raw)
-    return None
+        newest_key = (decode_data_key(key)[2], bytes(raw))
+        break
+    if newest_key is not None:
+        low, high = block_range(series_id, 0)
+        newest_block = next(iter(txn.scan("meta", low, high, reverse=True)), None)
+        if newest_block is None or blocks.block_last(newest_block[1]) < newest_key[0]:
+            return newest_key  # nothing sealed as late: the usual case of a gauge written each minute
+    found = latest(txn, series_id)
+    return (found[0], found[1].encode()) if found is not None else None
+
+
+def has_data(txn, series_id: int) -> bool:
+    """Whether any period of the series is stored, sealed or not."""
+    for level in range(len(LEVELS)):
+        for low, high in (data_range(series_id, level), block_range(series_id, level)):
+            if next(iter(txn.scan("meta", low, high)), None) is not None:
+                return True
+    return False
 
 
 def total(txn, series_id: int) -> Stats | None:
@@ -286,3 +358,4 @@ def merge_points(into: dict, points: Iterable[tuple[tuple, Stats]]) -> dict:
         else:
             have.merge(stats)
     return into
+

@@ -95,3 +95,56 @@ def test_one_minute_data_for_15_days_five_minutes_for_63_an_hour_for_455(moved):
     assert cw.list_metrics(Namespace="Viewer/Kept")["Metrics"] == []  # no data in the last two weeks
     clock.write_text(str(float(clock.read_text()) + 400 * DAY))  # past 455 days: gone
     eventually(lambda: total(3600), lambda v: v == 0)
+
+
+def meta_entries(server) -> float:
+    import urllib.request
+
+    from prometheus_client.parser import text_string_to_metric_families
+
+    with urllib.request.urlopen(server.url + "/metrics", timeout=10) as response:
+        text = response.read().decode()
+    for family in text_string_to_metric_families(text):
+        if family.name == "shoal_storage_entries":
+            return next(s.value for s in family.samples if s.labels["space"] == "meta")
+    raise AssertionError("no shoal_storage_entries")
+
+
+def test_past_hours_are_sealed_into_blocks_and_answer_as_before(moved):
+    server, clock, _, cw = moved
+    written = server_now(clock)
+    first = written - written % 3600 - 2 * 3600  # two whole hours and what the current one has so far
+    minutes = int((written - first) // 60)
+    for chunk in range(0, minutes, 100):
+        cw.put_metric_data(Namespace="Viewer/Sealed", MetricData=[
+            {"MetricName": "Latency", "Unit": "Milliseconds", "Timestamp": at(first + 60 * m),
+             "Values": [1.5 + m % 7, 20.0 + m % 13, 250.0], "Counts": [3, 2, 1]}
+            for m in range(chunk, min(minutes, chunk + 100))])
+
+    def answers():
+        out = []
+        for start, period in ((first, 60), (first + 1020, 3600), (first, 7200)):
+            common = dict(Namespace="Viewer/Sealed", MetricName="Latency", StartTime=at(start), EndTime=at(written),
+                          Period=period)
+            out.append(cw.get_metric_statistics(
+                Statistics=["Sum", "SampleCount", "Minimum", "Maximum", "Average"], **common)["Datapoints"])
+            out.append(cw.get_metric_statistics(ExtendedStatistics=["p50", "p99"], **common)["Datapoints"])
+        out.append(cw.get_metric_data(StartTime=at(first), EndTime=at(written), MetricDataQueries=[
+            {"Id": "p", "MetricStat": {"Metric": {"Namespace": "Viewer/Sealed", "MetricName": "Latency"},
+                                       "Period": 300, "Stat": "p90"}}])["MetricDataResults"][0]["Values"])
+        return [sorted(points, key=lambda p: p["Timestamp"]) if points and isinstance(points[0], dict) else points
+                for points in out]
+
+    before = answers()
+    assert len(before[0]) == minutes and before[0][0]["Sum"] == 3 * 1.5 + 2 * 20 + 250
+    assert before[1][0]["ExtendedStatistics"]["p99"] == 250.0
+    entries = meta_entries(server)
+    clock.write_text(str(float(clock.read_text()) + 3 * 3600))  # the three hours end: the roll-up seals them
+    # each minute was a key: now the series has a block (two if the hours cross midnight); other
+    # series (a table's gauges, written each minute) may add a few keys meanwhile
+    eventually(lambda: meta_entries(server), lambda n: n <= entries - minutes // 2, timeout=10)
+    assert answers() == before
+    with pytest.raises(cw.exceptions.InvalidParameterValueException):
+        cw.get_metric_statistics(Namespace="Viewer/Sealed", MetricName="Latency", StartTime=at(first),
+                                 EndTime=at(written), Period=90, Statistics=["Sum"])
+    assert answers() == before  # still serving

@@ -11,7 +11,8 @@ import pytest
 
 from shoal.api.common import READ, WRITE, meter, meter_records, meter_returned
 from shoal.metrics import dynamodb
-from shoal.metrics.cloudwatch import CloudWatch, aggregate, minute_values, rounded_start
+from shoal.metrics import blocks as columns
+from shoal.metrics.cloudwatch import CloudWatch, aggregate, period_values, rounded_start
 from shoal.metrics.errors import (
     InvalidParameterCombination,
     InvalidParameterValue,
@@ -21,18 +22,24 @@ from shoal.metrics.errors import (
 )
 from shoal.metrics.recorder import Entries, Recorder
 from shoal.metrics.retention import RollUp, roll_up_series
-from shoal.metrics.stats import HEADER_STATISTICS, RELATIVE_ACCURACY, DeferredStats, Stats
+from shoal.metrics.stats import HEADER_STATISTICS, RELATIVE_ACCURACY, Stats
 from shoal.metrics.store import (
+    BLOCK_PREFIX,
+    BLOCK_SPANS,
+    DATA_PREFIX,
     HOUR,
+    HOUR_PREFIX,
     LEVELS,
+    SEAL_AFTER_S,
     Writer,
+    data_key,
     decode_series_key,
     hour_key,
     iter_series,
+    latest,
+    latest_stored,
     lookup,
     namespace_range,
-    read_hours,
-    read_level,
     read_periods,
     series_key,
     write_points,
@@ -90,45 +97,6 @@ def test_cumulative_counts_are_a_prometheus_histogram():
     assert stats.cumulative([0.25, 0.5, 1, 5, 50]) == [1, 2, 3, 4, 5]
 
 
-def test_deferred_stats_read_the_header_and_decode_histograms_only_when_asked():
-    rng = random.Random(11)
-    parts = [Stats.of([rng.lognormvariate(1, 2) for _ in range(n)] + [0.0] * z) for n, z in ((300, 2), (40, 0), (1, 5))]
-    full = Stats()
-    deferred = DeferredStats()
-    for part in parts:
-        full.merge(Stats.decode(part.encode()))
-        deferred.add_stored(part.encode())
-    assert len(deferred._pending) == 3  # nothing decoded past the headers yet
-    for name in ("SampleCount", "Sum", "Minimum", "Maximum", "Average"):
-        assert deferred.statistic(name) == full.statistic(name)
-    assert len(deferred._pending) == 3
-    assert deferred.statistic("p99") == full.statistic("p99") and deferred.percentile(50) == full.percentile(50)
-    assert deferred._pending == [] and deferred == full and deferred.zeros == 7
-    deferred.add_stored(Stats.of([2.0]).encode())  # a period added after the first decode
-    assert deferred == full.merge(Stats.of([2.0]))
-    for part in parts:
-        alone = DeferredStats.from_stored(part.encode())
-        assert (alone.count, alone.sum, alone.min, alone.max) == (part.count, part.sum, part.min, part.max)
-        assert alone == part and alone.percentile(90) == part.percentile(90)
-    spread = Stats()
-    spread.add_set(10, 55, 1, 10)
-    assert DeferredStats.from_stored(spread.encode()) == spread
-    merged = DeferredStats.from_stored(parts[0].encode())
-    merged.add_stored(parts[1].encode())
-    assert merged == parts[0].copy().merge(parts[1])
-
-
-def test_deferred_stats_without_percentiles_when_one_stored_period_has_none():
-    spread = Stats()
-    spread.add_set(10, 55, 1, 10)
-    for order in ((Stats.of([1.0, 3.0]), spread), (spread, Stats.of([1.0, 3.0]))):
-        deferred = DeferredStats()
-        for part in order:
-            deferred.add_stored(part.encode())
-        assert deferred.buckets is None and deferred.statistic("p50") is None
-        assert (deferred.count, deferred.sum, deferred.min, deferred.max) == (12, 59.0, 1.0, 10.0)
-
-
 # ---------------------------------------------------------------- storage
 
 
@@ -157,7 +125,15 @@ def test_writers_of_several_workers_add_up():
         assert [i.series for i in iter_series(txn)] == [LATENCY]
 
 
-def test_roll_up_moves_old_minutes_to_coarser_periods_and_prunes_the_oldest():
+def sealed_and_unsealed(engine):
+    """{level: number of periods} in blocks and in period keys."""
+    with engine.read() as txn:
+        blocks_found = sum(1 for _ in txn.scan("meta", BLOCK_PREFIX, BLOCK_PREFIX[:-1] + b"0"))
+        keys = sum(1 for _ in txn.scan("meta", DATA_PREFIX, DATA_PREFIX[:-1] + b"0"))
+    return blocks_found, keys
+
+
+def test_roll_up_seals_past_hours_then_moves_blocks_to_coarser_periods_and_prunes_the_oldest():
     engine = MemoryEngine()
     with engine.write() as txn:
         writer = Writer(txn)
@@ -172,49 +148,78 @@ def test_roll_up_moves_old_minutes_to_coarser_periods_and_prunes_the_oldest():
             total = sum(s.sum for _, _, s in read_periods(txn, info.series_id, 0, 2**32 - 1))
         return found, total
 
-    with engine.write() as txn:
-        assert roll_up_series(txn, lookup(txn, LATENCY).series_id, T0 + 14 * DAY, 1000) == 0
-    with engine.write() as txn:
-        assert roll_up_series(txn, lookup(txn, LATENCY).series_id, T0 + 16 * DAY, 1000) == 12
+    def roll(now, budget=100_000):
+        with engine.write() as txn:
+            return roll_up_series(txn, lookup(txn, LATENCY).series_id, now, budget)
+
+    assert roll(T0 + HOUR + SEAL_AFTER_S - 1) == 0  # the hour ended too recently: still being written
+    assert sealed_and_unsealed(engine) == (0, 12)
+    assert roll(T0 + HOUR + SEAL_AFTER_S) > 0
+    assert sealed_and_unsealed(engine) == (1, 0)  # one block: the day's minutes
+    found, total = levels()
+    assert found == [(0, T0 + 60 * m) for m in range(12)] and total == sum(range(12))
+    assert roll(T0 + 14 * DAY) == 0
+    assert roll(T0 + 16 * DAY) > 0  # the day's block is past 15 days: five-minute periods
     found, total = levels()
     assert {level for level, _ in found} == {1} and len(found) == 3 and total == sum(range(12))
-    with engine.write() as txn:
-        roll_up_series(txn, lookup(txn, LATENCY).series_id, T0 + 64 * DAY, 1000)
+    assert roll(T0 + 69 * DAY) > 0  # the five days' block is past 63 days: hours
     found, total = levels()
     assert found == [(2, T0)] and total == sum(range(12))  # T0 is on the hour
     # the job, past the last level's retention: the data is deleted, and the
     # series, with nothing left, forgotten
-    job = RollUp(engine, clock=lambda: T0 + 456 * DAY, budget=5)
+    job = RollUp(engine, clock=lambda: T0 + 520 * DAY, budget=5)
     while job():
         pass
     with engine.read() as txn:
         assert lookup(txn, LATENCY) is None
-        assert not any(True for _ in txn.scan("meta", b"metrics/d/", b"metrics/d0"))
+    assert sealed_and_unsealed(engine) == (0, 0)
+
+
+def test_the_last_level_is_cut_to_its_retention_a_day_at_a_time():
+    engine = MemoryEngine()
+    first = T0 - T0 % BLOCK_SPANS[2] + 10 * DAY  # ten days into a block of hours
+    with engine.write() as txn:
+        writer = Writer(txn)
+        for hour in range(72):
+            writer.add(LATENCY, "Milliseconds", first + HOUR * hour, Stats.of([1.0]), level=2)
+        writer.finish()
+    with engine.write() as txn:
+        roll_up_series(txn, lookup(txn, LATENCY).series_id, first + 400 * DAY, 100_000)
+    assert sealed_and_unsealed(engine) == (1, 0)
+
+    def hours(now):
+        with engine.write() as txn:
+            series_id = lookup(txn, LATENCY).series_id
+            roll_up_series(txn, series_id, now, 100_000)
+            return [at for at, _, _ in read_periods(txn, series_id, 0, 2**32 - 1)]
+
+    keep = LEVELS[2][1]
+    assert len(hours(first + keep + DAY)) == 72  # a day past: not cut yet
+    assert hours(first + keep + DAY + HOUR + 1) == [first + HOUR * h for h in range(26, 72)]
+    assert hours(first + keep + 3 * DAY + 1) == []
+    assert sealed_and_unsealed(engine) == (0, 0)
 
 
 def by_minutes(txn, series_id, start, end, period):
-    """What ``aggregate`` answers, from every stored period decoded in full."""
+    """What ``aggregate`` answers, from every stored period decoded in full and merged one by one."""
     out = {}
-    for at, _level, stats in read_periods(txn, series_id, start, math.ceil(end)):
+    for at, _level, stats in sorted(read_periods(txn, series_id, start, math.ceil(end)), key=lambda r: r[0]):
         if at < end:
             bucket = start + (at - start) // period * period
             out[bucket] = out[bucket].merge(stats) if bucket in out else stats
     return out
 
 
-def hour_totals(engine):
-    with engine.read() as txn:
-        series_id = lookup(txn, LATENCY).series_id
-        return {hour: Stats.decode(raw) for hour, raw in read_hours(txn, series_id, 0, 2**32 - 1)}
-
-
-def write_minutes(engine, minutes, rng):
+def write_minutes(engine, minutes, rng, base=T0):
     with engine.write() as txn:
         writer = Writer(txn)
         for minute in minutes:
-            writer.add(LATENCY, "Milliseconds", T0 + 60 * minute,
+            writer.add(LATENCY, "Milliseconds", base + 60 * minute,
                        Stats.of([float(rng.randint(1, 400)) for _ in range(rng.randint(1, 20))]))
         writer.finish()
+
+
+STATISTICS = HEADER_STATISTICS + ("p0", "p50", "p90", "p99", "p99.9", "p100")
 
 
 def assert_reads_agree(engine, windows):
@@ -224,70 +229,149 @@ def assert_reads_agree(engine, windows):
             expected = by_minutes(txn, series_id, start, end, period)
             got = aggregate(txn, series_id, start, end, period)
             assert got == expected and expected, (start, end, period)
-            assert [s.percentile(99) for s in got.values()] == [s.percentile(99) for s in expected.values()]
+            for name in STATISTICS:
+                wanted = sorted((at, s.statistic(name)) for at, s in expected.items() if s.statistic(name) is not None)
+                assert period_values(txn, series_id, start, end, period, name) == wanted, (start, end, period, name)
 
 
-def test_one_minute_periods_read_from_the_headers_answer_what_aggregate_answers():
+def test_reads_add_up_sealed_blocks_late_writes_and_recent_minutes_as_stored_periods_would():
     rng = random.Random(11)
     engine = MemoryEngine()
-    write_minutes(engine, sorted(rng.sample(range(0, 180), 120)), rng)  # minutes with gaps
-    write_minutes(engine, [5, 6, 170], rng)  # merged into minutes already stored
-    with engine.write() as txn:  # a minute whose statistic set has no values: no point, as in aggregate
-        write_points(txn, {(LATENCY, "Milliseconds", T0 + 60 * 200): Stats()})
-    with engine.read() as txn:
-        series_id = lookup(txn, LATENCY).series_id
-        assert [at for at, _ in read_level(txn, series_id, 0, T0 + 60 * 200, T0 + 60 * 201)] == [T0 + 60 * 200]
-        for start, end in ((T0, T0 + 180 * 60), (T0 + 600, T0 + 3000.5), (T0 - 3600, T0 + 201 * 60)):
-            expected = aggregate(txn, series_id, start, end, 60)
-            for name in HEADER_STATISTICS:
-                wanted = sorted((at, s.statistic(name)) for at, s in expected.items() if s.statistic(name) is not None)
-                assert minute_values(txn, series_id, start, end, name) == wanted and wanted, (start, end, name)
-    with engine.write() as txn:  # once some of the window is rolled up, the fast path steps aside
-        roll_up_series(txn, lookup(txn, LATENCY).series_id, T0 + 16 * DAY, 30)
-    with engine.read() as txn:
-        assert minute_values(txn, lookup(txn, LATENCY).series_id, T0, T0 + 180 * 60, "Sum") is None
+    day = T0 - T0 % DAY
+    write_minutes(engine, sorted(rng.sample(range(0, 1440 + 300), 900)), rng, day)  # a day and more, with gaps
+    with engine.write() as txn:  # a minute whose statistic set has no values: no point
+        write_points(txn, {(LATENCY, "Milliseconds", day + 60 * 1500): Stats()})
+    with engine.write() as txn:  # two days later: the first day and some hours of the next are sealed
+        roll_up_series(txn, lookup(txn, LATENCY).series_id, day + DAY + 3 * HOUR, 1_000_000)
+    sealed, unsealed = sealed_and_unsealed(engine)
+    assert sealed == 2 and unsealed > 0
+    write_minutes(engine, [5, 6, 700, 1441, 1600], rng, day)  # late writes into sealed minutes, and new ones
+    windows = [(day, day + 1740 * 60, 60), (day + 600, day + 1500 * 60 + 30.5, 60),  # minutes
+               (day, day + 2 * DAY, HOUR), (day + 1740, day + 2 * DAY, HOUR),  # hours, and hours across hours
+               (day + 17 * 60, day + 29 * HOUR + 7, 7 * 60), (day, day + 2 * DAY, DAY)]
+    assert_reads_agree(engine, windows)
+    with engine.write() as txn:  # sealing the late writes changes no answer
+        roll_up_series(txn, lookup(txn, LATENCY).series_id, day + 2 * DAY, 1_000_000)
+    assert sealed_and_unsealed(engine) == (2, 0)
+    assert_reads_agree(engine, windows)
 
 
-def test_an_hours_total_is_the_merge_of_its_minutes_and_reads_take_whole_hours_from_it():
-    rng = random.Random(5)
+def test_data_written_before_blocks_is_read_and_sealed_by_the_roll_up():
+    """Periods of levels 1 and 2 and hourly totals, as earlier writers stored them."""
+    rng = random.Random(3)
     engine = MemoryEngine()
-    write_minutes(engine, range(0, 150), rng)  # two and a half hours, in one transaction
-    write_minutes(engine, [3, 61, 149, 150, 200], rng)  # a second worker's flush: minutes written again
-    with engine.read() as txn:
+    now = T0 + 80 * DAY
+    write_minutes(engine, range(0, 120), rng, now - 2 * DAY)  # recent minutes
+    with engine.write() as txn:
         series_id = lookup(txn, LATENCY).series_id
-        minutes = {at: stats for at, _, stats in read_periods(txn, series_id, 0, 2**32 - 1)}
-    totals = hour_totals(engine)
-    assert sorted(totals) == [T0 - T0 % HOUR + HOUR * i for i in range(4)]
-    for hour, total in totals.items():
-        merged = Stats()
-        for at in range(hour, hour + HOUR, 60):
-            if at in minutes:
-                merged.merge(minutes[at])
-        assert total == merged
-    first = T0 - T0 % HOUR
-    assert_reads_agree(engine, [(first, first + 4 * HOUR, HOUR),  # whole hours
-                                (first, T0 + 200 * 60 + 30, HOUR),  # the last hour cut by the end
-                                (first + 600, first + 4 * HOUR, HOUR),  # periods across hours: by minutes
-                                (first, first + 4 * HOUR, 2 * HOUR), (T0, T0 + 201 * 60, 60)])
+        for i in range(24):  # five-minute periods 20 days old, hours 70 days old
+            txn.put("meta", data_key(series_id, 1, now - 20 * DAY + 300 * i), Stats.of([float(i + 1)]).encode())
+            txn.put("meta", data_key(series_id, 2, now - 70 * DAY + HOUR * i), Stats.of([float(i), 1.0]).encode())
+        hour = now - 2 * DAY
+        txn.put("meta", hour_key(series_id, hour - hour % HOUR), Stats.of([1e9]).encode())  # ignored by reads
+    windows = [(now - 2 * DAY, now, 60), (now - 21 * DAY, now - 19 * DAY, 300), (now - 71 * DAY, now - 69 * DAY, HOUR),
+               (now - 80 * DAY, now, DAY)]
+    assert_reads_agree(engine, windows)
+    with engine.write() as txn:
+        roll_up_series(txn, series_id, now, 1_000_000)
+    assert sealed_and_unsealed(engine) == (3, 0)
+    with engine.read() as txn:
+        assert not any(True for _ in txn.scan("meta", HOUR_PREFIX, HOUR_PREFIX[:-1] + b"0"))
+    assert_reads_agree(engine, windows)
 
 
-def test_the_roll_up_deletes_the_total_of_an_hour_it_cuts_and_no_write_makes_it_again():
-    rng = random.Random(6)
+def test_the_newest_minute_is_found_sealed_or_not():
     engine = MemoryEngine()
-    first = T0 - T0 % HOUR
-    write_minutes(engine, range((first - T0) // 60, (first - T0) // 60 + 180), rng)  # three whole hours
-    assert len(hour_totals(engine)) == 3
-    with engine.write() as txn:  # the minutes of the first 90 minutes are past 15 days
-        moved = roll_up_series(txn, lookup(txn, LATENCY).series_id, first + 90 * 60 + LEVELS[0][1], 1000)
-    assert moved == 90 and sorted(hour_totals(engine)) == [first + 2 * HOUR]
-    write_minutes(engine, [(first - T0) // 60 + 100], rng)  # into the cut hour: still read by minutes
-    assert sorted(hour_totals(engine)) == [first + 2 * HOUR]
-    assert_reads_agree(engine, [(first, first + 3 * HOUR, HOUR), (first, first + 3 * HOUR, 3 * HOUR)])
-    with engine.write() as txn:  # an hour with minutes and no total, as before totals existed
-        txn.delete("meta", hour_key(lookup(txn, LATENCY).series_id, first + 2 * HOUR))
-    write_minutes(engine, [(first - T0) // 60 + 130], rng)
-    assert hour_totals(engine) == {}
-    assert_reads_agree(engine, [(first, first + 3 * HOUR, HOUR)])
+    gauge = ("us-east-1", "AWS/DynamoDB", "ItemCount", (("TableName", "t1"),))
+    with engine.write() as txn:
+        write_points(txn, {(gauge, "Count", T0 + 60 * m): Stats.of([float(m)]) for m in range(3)})
+    with engine.write() as txn:
+        series_id = lookup(txn, gauge).series_id
+        roll_up_series(txn, series_id, T0 + 2 * HOUR, 1000)
+    with engine.read() as txn:
+        assert latest(txn, series_id) == (T0 + 120, Stats.of([2.0]))
+        assert latest_stored(txn, series_id) == (T0 + 120, Stats.of([2.0]).encode())
+    with engine.write() as txn:
+        write_points(txn, {(gauge, "Count", T0 + 120): Stats.of([5.0])})  # a late write to the sealed minute
+    with engine.read() as txn:
+        assert latest(txn, series_id) == (T0 + 120, Stats.of([2.0, 5.0]))
+        assert Stats.decode(latest_stored(txn, series_id)[1]) == Stats.of([2.0, 5.0])
+    with engine.write() as txn:
+        write_points(txn, {(gauge, "Count", T0 + 3 * HOUR): Stats.of([7.0])})
+    with engine.read() as txn:
+        assert latest_stored(txn, series_id) == (T0 + 3 * HOUR, Stats.of([7.0]).encode())
+
+
+def column_cases():
+    rng = random.Random(2)
+    spread = Stats()
+    spread.add_set(10, 55.5, 1, 10)
+    negative_zero = Stats.of([-0.0])
+    wide = Stats.of([1e-15, 1.0, 1e15])
+    big = Stats()
+    big.add(3.0, 2**40)
+    return {
+        "latencies": [(T0 + 60 * i, Stats.of([rng.lognormvariate(0, 1) for _ in range(rng.randint(1, 300))]
+                                             + [0.0] * rng.randint(0, 2))) for i in range(0, 1440, 3)],
+        "halves": [(T0 + 60 * i, Stats.of([0.5 * rng.randint(1, 8) for _ in range(9)])) for i in range(100)],
+        "gauge": [(T0 + 60 * i, Stats.of([float(10**12 + i // 3)])) for i in range(1440)],
+        "odd": [(T0, spread), (T0 + 60, negative_zero), (T0 + 120, wide), (T0 + 180, big),
+                (T0 + 240, Stats.of([-3.0, 2.5])), (T0 + 300, Stats.of([0.0]))],
+        "one": [(T0, Stats.of([4.25]))],
+    }
+
+
+@pytest.mark.parametrize("case", sorted(column_cases()))
+def test_a_block_holds_its_periods_exactly(case):
+    rows = column_cases()[case]
+    base = T0 - T0 % DAY
+    raw = columns.encode(columns.Columns.from_stats(rows), base, 60)
+    decoded = columns.decode(raw)
+    assert decoded.rows() == rows
+    for (_, got), (_, want) in zip(decoded.rows(), rows):
+        assert math.copysign(1, got.sum) == math.copysign(1, want.sum)  # -0.0 stays -0.0
+    assert (columns.block_first(raw), columns.block_last(raw)) == (rows[0][0], rows[-1][0])
+    headers = columns.decode(raw, histograms=False)
+    assert headers.hoff is None and headers.sum.tolist() == [s.sum for _, s in rows]
+    for period in (300, 3600, DAY):
+        expected = {}
+        for at, stats in rows:
+            expected.setdefault(at - at % period, Stats()).merge(stats)
+        grouped = columns.coarsen(decoded, period)
+        assert [at for at, _ in grouped.rows()] == sorted(expected)
+        for (at, got) in grouped.rows():
+            want = expected[at]
+            assert (got.count, got.min, got.max, got.buckets) == (want.count, want.min, want.max, want.buckets)
+            assert got.sum == pytest.approx(want.sum, rel=1e-12)
+            for p in (1, 50, 99, 99.99):
+                assert got.percentile(p) == want.percentile(p)
+        for name in STATISTICS:
+            values = columns.statistic(grouped, name)
+            assert [None if math.isnan(v) else pytest.approx(v, rel=1e-12) for v in values.tolist()] == [
+                expected[at].statistic(name) for at in sorted(expected)], name
+
+
+def test_histograms_too_wide_for_a_dense_table_are_merged_by_sorting(monkeypatch):
+    rows = column_cases()["latencies"] + [(T0 + 60 * 1441, Stats.of([1e-20, 1e20]))]
+    cols = columns.Columns.from_stats(rows)
+    dense = columns.coarsen(cols, HOUR)
+    monkeypatch.setattr(columns, "_DENSE_CELLS", 0)
+    sorted_ = columns.coarsen(cols, HOUR)
+    assert dense.rows() == sorted_.rows()
+
+
+def test_sealing_a_days_minutes_is_one_block_a_fraction_of_their_keys():
+    rng = random.Random(8)
+    engine = MemoryEngine()
+    day = T0 - T0 % DAY
+    write_minutes(engine, range(1440), rng, day)
+    with engine.read() as txn:
+        before = sum(len(k) + len(v) for k, v in txn.scan("meta", DATA_PREFIX, DATA_PREFIX[:-1] + b"0"))
+    with engine.write() as txn:
+        roll_up_series(txn, lookup(txn, LATENCY).series_id, day + DAY + HOUR, 1_000_000)
+    with engine.read() as txn:
+        after = sum(len(k) + len(v) for k, v in txn.scan("meta", BLOCK_PREFIX, BLOCK_PREFIX[:-1] + b"0"))
+    assert after < before / 2, (before, after)
 
 
 def test_levels_are_cloudwatchs_retention():
