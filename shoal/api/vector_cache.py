@@ -409,33 +409,38 @@ def _graph_search(txn, matrix: _Matrix, q: np.ndarray, spec, filters, top_k: int
     appended_ranks = _fast_scores(matrix, q, spec.distance, appended)[0] if len(appended) else None
     wanted = top_k
     seen: set = set()
-    found = []
+    found: list = []
+    passed = {"graph": 0, "appended": 0}  # candidates of each kind that pass the filters
+
+    def consider(row: int, kind: str) -> bool:
+        if row in seen or not matrix.live[row]:
+            return True
+        seen.add(row)
+        key = matrix.keys[row]
+        value = txn.get("indexes", key)
+        if value is None:  # cannot happen in one snapshot with the log read: let the exact search decide
+            return False
+        if not filters or passes(value, width, filters):
+            found.append(_scored(value, key, width, exact_scorer, higher_is_better))
+            passed[kind] += 1
+        return True
+
     while True:
         rows = graph.nearest(q, wanted)
-        exhausted = len(rows) < min(wanted, built)
-        candidates = [int(r) for r in rows if matrix.live[r]]
-        if appended_ranks is not None:
-            take = min(len(appended), wanted)
+        graph_done = wanted >= built or len(rows) < wanted  # all the graph can give
+        if not all(consider(int(row), "graph") for row in rows):
+            return None
+        take = min(len(appended), wanted)
+        if take:
             best = np.argpartition(-appended_ranks, take - 1)[:take] if take < len(appended) else \
                 np.arange(len(appended))
-            candidates.extend(int(r) for r in appended[best])
-            exhausted = exhausted and take >= len(appended)
-        for row in candidates:
-            if row in seen:
-                continue
-            seen.add(row)
-            key = matrix.keys[row]
-            value = txn.get("indexes", key)
-            if value is None:  # cannot happen in one snapshot with the log read: let the scan decide
+            if not all(consider(int(row), "appended") for row in appended[best]):
                 return None
-            if filters and not passes(value, width, filters):
-                continue
-            found.append(_scored(value, key, width, exact_scorer, higher_is_better))
-        if len(found) >= top_k or exhausted or wanted >= built and (appended_ranks is None
-                                                                      or wanted >= len(appended)):
+        # Enough when each source gave top_k that pass, or all it has.
+        if (passed["graph"] >= top_k or graph_done) and (passed["appended"] >= top_k or take == len(appended)):
             break
         if wanted >= 8 * top_k + 1000:
-            return None  # a selective filter: the exact search finds the rows that pass
+            return None  # a selective filter (or many dead rows): the exact search finds the rows that pass
         wanted *= 4
     found.sort(key=lambda c: (c[0], c[1]), reverse=True)
     return [(score, value) for _, _, score, value in found[:top_k]]
