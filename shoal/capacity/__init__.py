@@ -43,9 +43,10 @@ The daily budget for decreases of provisioned throughput is
 ``shoal.capacity.decreases``.
 
 Per-partition limits (hot keys), opt-in: ``shoal.capacity.partitions``.
+The control plane's documented rate (2,500 requests a second):
+``Capacity.control_plane`` and ``shoal.capacity.control_plane``.
 
-Not yet (issue 20's later slices): the per-table account quotas,
-control-plane rate limits.
+Not yet (issue 20's later slices): the per-table account quotas.
 """
 
 from __future__ import annotations
@@ -70,6 +71,7 @@ from shoal.capacity.on_demand import (
     advance,
     ceiling,
 )
+from shoal.capacity import control_plane as _control
 from shoal.capacity import partitions as _partitions
 from shoal.errors import ProvisionedThroughputExceededException
 
@@ -360,8 +362,12 @@ class Capacity:
     costs nothing more.  Other threads (exports, replication) requiring a
     limited table are not the current request and are never refused."""
 
-    def __init__(self, shared: SharedBuckets, partitions: "_partitions.PartitionBuckets | None" = None) -> None:
+    def __init__(self, shared: SharedBuckets, partitions: "_partitions.PartitionBuckets | None" = None,
+                 control_rate: float | None = None) -> None:
         self.shared = shared
+        #: Control-plane requests a second per account and region (``shoal.capacity.control_plane``).
+        self.control_rate = control_rate if control_rate is not None else _control.rate_from_environment()
+        self._control_limits: dict[tuple[str, str], Limit] = {}
         #: Hot keys' buckets when per-partition limits are on (``shoal.capacity.partitions``):
         #: given, or made beside the shared buckets when SHOAL_PARTITION_LIMITS says so.
         if partitions is None and _partitions.enabled():
@@ -448,6 +454,22 @@ class Capacity:
             return ProvisionedThroughputExceededException(INDEX_MESSAGE if index else TABLE_MESSAGE,
                                                           [{"reason": reason, "resource": resource}])
         return OnDemandThrottlingException(_partitions.HOT_KEY_MESSAGE, [{"reason": reason, "resource": resource}])
+
+    def control_plane(self, operation: str, account: str, region: str) -> None:
+        """Refuse a control-plane request (``control_plane.OPERATIONS``) over
+        DynamoDB's rate for its account and region with ThrottlingException,
+        else count it; any other operation passes.  The dispatcher calls it
+        before the operation runs."""
+        if operation not in _control.OPERATIONS:
+            return
+        limit = self._control_limits.get((account, region))
+        if limit is None:
+            rate = self.control_rate
+            limit = self._control_limits[(account, region)] = Limit(
+                f"control/{account}/{region}", rate, rate, "", "", _control.PEAK_MESSAGE)
+        if not self._has(limit):
+            raise _control.ControlPlaneThrottlingException()
+        self._spend(limit, 1.0)
 
     def settle(self, ctx) -> None:
         """Charge what the current request consumed from the limited tables
