@@ -196,6 +196,7 @@ def nearest(txn, table, start: bytes, stop: bytes | None, query, spec, filters, 
             return None
         try:
             if not _catch_up(txn, table, matrix, start):
+                matrix.forget()  # replaced below by a matrix built from the snapshot
                 matrix = None
         except BaseException:
             _drop(cache_key)  # half applied: build afresh next time

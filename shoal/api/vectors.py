@@ -1,4 +1,4 @@
-"""Vector indexes and SearchVectors: exact (brute-force) similarity search.
+"""Vector indexes and SearchVectors: similarity search, exact on small indexes.
 
 A vector index (CreateTable's ``VectorIndexes``, UpdateTable's
 ``VectorIndexUpdates``) holds, for every item whose vector attribute is a list
@@ -25,11 +25,13 @@ Which items are indexed follows the developer guide (VectorSearchDataSync and
 leaves the item out; a vector of the wrong type or dimension, or a HASH value
 of the wrong type, refuses the write.
 
-The search is exact.  Each worker keeps the vectors of the ranges it searched in
-memory (``shoal.api.vector_cache``: a matrix kept exact through the change log),
-so a search is one matrix product, not a scan that decodes every entry; the
-scan (``_nearest``) is the reference it is checked against, and the fallback.
-An approximate index (HNSW) for very large indexes is a later step.
+Each worker keeps the vectors of the ranges it searched in memory
+(``shoal.api.vector_cache``: a matrix kept exact through the change log), so a
+search is one matrix product, not a scan that decodes every entry; the scan
+(``_nearest``) is the reference it is checked against, and the fallback.  A
+range of many entries (``SHOAL_VECTOR_ANN_MIN_ROWS``) also gets an HNSW graph
+(``shoal.api.vector_ann``): the search is then approximate in which entries it
+finds, never in their scores, freshness or filters.
 """
 
 from __future__ import annotations
@@ -407,7 +409,7 @@ def search_vectors(ctx, request: dict) -> dict:
         if filters is not None:
             start, stop = partition_range(table, index, hash_value)
             # The worker's in-memory vectors of the range (shoal.api.vector_cache), kept exact
-            # through the change log; the scan when they cannot answer as the scan would.
+            # through the change log, and above a size their HNSW graph; the scan when they cannot answer.
             found = vector_cache.nearest(txn, table, start, stop, query, spec, filters, top_k,
                                          _scorer(spec.distance, query), _passes)
             best, read = found if found is not None else _nearest(txn, start, stop, query, spec, filters, top_k)
