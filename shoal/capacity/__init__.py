@@ -374,6 +374,10 @@ class Capacity:
             partitions = _partitions.PartitionBuckets(shared.path + "-partitions" if shared.path else None,
                                                       clock=shared.clock)
         self.partitions = partitions
+        if partitions is not None:  # every table has partitions: the catalog hands each to ``admit``
+            from shoal.api import catalog
+
+            catalog.LIMIT_EVERY_TABLE = True
         #: (operation, writes, request, ctx) of the request being served; None between requests.
         self.current: tuple | None = None
         #: (its meter before, its entries, {table name: policy}, {(table name, index, kind): [key

@@ -136,12 +136,11 @@ class PartitionBuckets:
         if self._private is not None:
             entry = self._private.get(digest)
             return entry is None or entry[0] + (now - entry[1]) * rate > 0
-        base = self._set_of(digest)
-        for way in range(WAYS):
-            found, tokens, updated = _SLOT.unpack_from(self._map, base + way * _SLOT.size)
-            if found == digest:
-                return tokens + (now - updated) * rate > 0
-        return True  # no bucket: a full one
+        offset = self._offset_of(digest, self._set_of(digest))
+        if offset < 0:
+            return True  # no bucket: a full one
+        _, tokens, updated = _SLOT.unpack_from(self._map, offset)
+        return tokens + (now - updated) * rate > 0
 
     def spend(self, digest: bytes, rate: float, units: float) -> None:
         """Charge ``units`` to the key's bucket (refilled to now first); the
@@ -167,12 +166,14 @@ class PartitionBuckets:
     def _find(self, base: int, digest: bytes, now: float, rate: float, capacity: float) -> tuple[int, float]:
         """(offset, refilled tokens) of the key's slot in its set, or of the
         slot it takes: an empty or full one, else the one closest to full."""
+        offset = self._offset_of(digest, base)
+        if offset >= 0:
+            _, tokens, updated = _SLOT.unpack_from(self._map, offset)
+            return offset, min(capacity, tokens + (now - updated) * rate)
         spare, spare_tokens = -1, -float("inf")
         for way in range(WAYS):
             offset = base + way * _SLOT.size
             found, tokens, updated = _SLOT.unpack_from(self._map, offset)
-            if found == digest:
-                return offset, min(capacity, tokens + (now - updated) * rate)
             level = capacity if found == _EMPTY else tokens + (now - updated) * rate
             if level > spare_tokens:
                 spare, spare_tokens = offset, level
@@ -182,6 +183,16 @@ class PartitionBuckets:
         full = [d for d, (tokens, updated) in self._private.items() if tokens + (now - updated) * rate >= rate]
         for digest in full:
             del self._private[digest]
+
+    def _offset_of(self, digest: bytes, base: int) -> int:
+        """The offset of the key's slot in its set, or -1 (one search in C
+        rather than a slot at a time; a match must start a slot)."""
+        start, end = base, base + _SET
+        while True:
+            found = self._map.find(digest, start, end)
+            if found < 0 or (found - base) % _SLOT.size == 0:
+                return found
+            start = found + 1
 
     def _set_of(self, digest: bytes) -> int:
         return len(_MAGIC) + int.from_bytes(digest[:4], "little") % SETS * _SET

@@ -27,6 +27,15 @@ from shoal.errors import ProvisionedThroughputExceededException
 RULES = PartitionRules(read_units=30.0, write_units=10.0)
 
 
+@pytest.fixture(autouse=True)
+def catalog_flag(monkeypatch):
+    """A Capacity with partition buckets marks every table of the process limited
+    (``shoal.api.catalog.LIMIT_EVERY_TABLE``): undone after each test."""
+    from shoal.api import catalog
+
+    monkeypatch.setattr(catalog, "LIMIT_EVERY_TABLE", False, raising=False)
+
+
 class Clock:
     def __init__(self) -> None:
         self.now = 1000.0
@@ -286,6 +295,13 @@ def test_batch_units_are_shared_equally_by_its_keys(ctx):
     charge(capacity, admit(capacity, ctx, "GetItem", one, False), [("hot", "read", 1.0, None)])  # 30: spent
     with pytest.raises(ProvisionedThroughputExceededException):
         admit(capacity, ctx, "GetItem", one, False)
+
+
+def test_partition_buckets_mark_every_table_for_the_hook():
+    from shoal.api import catalog
+
+    Capacity(SharedBuckets(None), PartitionBuckets(None, RULES))
+    assert catalog.LIMIT_EVERY_TABLE is True
 
 
 def test_without_partition_buckets_a_hot_key_is_never_refused(ctx, monkeypatch):
