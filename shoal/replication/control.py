@@ -111,8 +111,11 @@ def check_replica_updates(ctx, table, request: dict) -> None:
         if any(u.get("Create") is not None for u in updates):
             raise ValidationException(
                 f"{INVALID}Replicas cannot be added to a multi-Region strong consistency global table")
-        raise ValidationException(
-            "Shoal does not support ReplicaUpdates on a multi-Region strong consistency global table yet")
+        if any(u.get("Delete") is None for u in updates):
+            raise ValidationException(
+                "Shoal does not support ReplicaUpdates Update on a multi-Region strong consistency global table yet")
+        check_strong_removal(ctx, table, request)
+        return
     current = {r["RegionName"] for r in table.description.get("Replicas") or ()}
     seen = set()
     for update in updates:
@@ -179,6 +182,52 @@ def region_set(region: str) -> str | None:
     return next((name for name, regions in REGION_SETS.items() if region in regions), None)
 
 
+def check_strong_removal(ctx, table, request: dict) -> None:
+    """DynamoDB's rules for removing regions from an MRSC table: it becomes a
+    single-Region table in the region that asks, so the request removes every
+    other region at once, both other replicas, or the other replica and the
+    witness together ("You cannot delete a single witness from a MRSC global
+    table - you must delete both a replica and the witness together", the API
+    Reference's DeleteGlobalTableWitnessGroupMemberAction).  The messages are
+    Shoal's."""
+    settings = settings_of(ctx.engine)
+    desc = table.description
+    replicas = {r["RegionName"] for r in desc.get("Replicas") or ()}
+    witnesses = {w["RegionName"] for w in desc.get("GlobalTableWitnesses") or ()}
+    deleted = [u["Delete"]["RegionName"] for u in request.get("ReplicaUpdates") or ()]
+    witness_updates = request.get("GlobalTableWitnessUpdates") or ()
+    if any(w.get("Delete") is None for w in witness_updates):
+        raise ValidationException(
+            f"{INVALID}A witness can only be added when a multi-Region strong consistency global table is created")
+    removed_witnesses = [w["Delete"]["RegionName"] for w in witness_updates]
+    for region in deleted:
+        if settings is not None and region == settings.region:
+            raise ValidationException(f"{INVALID}Replica region {region} is the region of the table itself")
+        if region not in replicas:
+            raise ValidationException(f"{INVALID}Replica does not exist in region {region}")
+    for region in removed_witnesses:
+        if region not in witnesses:
+            raise ValidationException(f"{INVALID}Witness does not exist in region {region}")
+    if len(set(deleted)) != len(deleted) or len(removed_witnesses) > 1:
+        raise ValidationException(f"{INVALID}Only one replica update per region is allowed")
+    if set(deleted) != replicas or set(removed_witnesses) != witnesses:
+        others = sorted(replicas) + [f"{w} (witness)" for w in sorted(witnesses)]
+        raise ValidationException(
+            f"{INVALID}Regions of a multi-Region strong consistency global table are removed all at once, leaving "
+            f"a single-Region table: remove {' and '.join(others)} in one UpdateTable")
+    if request.get("MultiRegionConsistency") is not None:
+        raise ValidationException(
+            f"{INVALID}The consistency mode of a global table cannot be changed after it is created: "
+            f"table {table.name} already has replicas")
+    if any(r.get("ReplicaStatus") not in ("ACTIVE", UNREACHABLE) for r in desc.get("Replicas") or ()) or any(
+            w.get("WitnessStatus") != "ACTIVE" for w in desc.get("GlobalTableWitnesses") or ()) or \
+            desc.get("TableStatus") != "ACTIVE":
+        from shoal.errors import ResourceInUseException
+
+        raise ResourceInUseException(
+            "Attempt to change a resource which is still in use: Table is being updated: " + table.name)
+
+
 def check_consistency_update(ctx, txn, table, request: dict) -> None:
     """UpdateTable's MultiRegionConsistency and GlobalTableWitnessUpdates,
     checked before anything is written.
@@ -191,10 +240,13 @@ def check_consistency_update(ctx, txn, table, request: dict) -> None:
     ValidationExceptions: those are Shoal's (docs/mrsc.md)."""
     mode = request.get("MultiRegionConsistency")
     witnesses = request.get("GlobalTableWitnessUpdates")
+    if is_strong(table.description) and any(w.get("Delete") is not None for w in witnesses or ()):
+        check_strong_removal(ctx, table, request)  # (ReplicaUpdates was checked by the same rule)
+        return
     if witnesses is not None:
         if any(w.get("Delete") is not None for w in witnesses):
-            raise ValidationException("Shoal does not support deleting a witness (GlobalTableWitnessUpdates "
-                                      "Delete) yet")
+            raise ValidationException(
+                f"{INVALID}Witness does not exist in region {next(w['Delete']['RegionName'] for w in witnesses if w.get('Delete') is not None)}")
         if mode != STRONG:
             raise ValidationException(
                 f"{INVALID}GlobalTableWitnessUpdates is only valid when creating a multi-Region strong consistency "
@@ -261,7 +313,9 @@ def apply_consistency_update(txn, ctx, table, desc: dict, request: dict) -> None
     the witness's creation; an MRSC table's item requests are from then on
     served off the event loop (``Settings.strong``, for
     ``protocol.ReplicationService.screen``)."""
-    mode = request["MultiRegionConsistency"]
+    mode = request.get("MultiRegionConsistency")
+    if mode is None:  # a witness removed with the other replica: ``apply_replica_updates`` did it
+        return
     desc["MultiRegionConsistency"] = mode
     if mode != STRONG:
         return
@@ -290,6 +344,9 @@ def stream_for_replicas(txn, table, view_of) -> dict | None:
 def apply_replica_updates(txn, ctx, table, desc: dict, request: dict, ttl_setting: dict | None) -> None:
     """Record ReplicaUpdates in ``desc`` (a fresh copy) and queue the work;
     ``table`` is the updated table (its description already ``desc``'s)."""
+    if is_strong(desc):
+        _leave_strong(txn, table, desc, request)
+        return
     replicas = [dict(r) for r in desc.get("Replicas") or ()]
     before = {r["RegionName"] for r in replicas}
     created, deleted = [], []
@@ -340,6 +397,24 @@ def apply_replica_updates(txn, ctx, table, desc: dict, request: dict, ttl_settin
     for region in created:
         queue_task(txn, {"kind": "copy", "table_id": table_id, "name": name, "peer": region, "after": None})
         queue_task(txn, {"kind": "activate", "table_id": table_id, "name": name, "peer": region})
+
+
+def _leave_strong(txn, table, desc: dict, request: dict) -> None:
+    """Start making an MRSC table a single-Region table here
+    (``check_strong_removal`` accepted it): the table is UPDATING, the
+    removed regions DELETING, and the replication thread runs
+    ``strong.leave`` (trying each removed region in turn as the one sealed
+    with this one), which ends with the table ACTIVE and regional and the
+    others' replicas and witness deleted."""
+    removed = [u["Delete"]["RegionName"] for u in request["ReplicaUpdates"]]
+    witness = next((w["Delete"]["RegionName"] for w in request.get("GlobalTableWitnessUpdates") or ()), None)
+    desc["TableStatus"] = "UPDATING"
+    desc["Replicas"] = [{**r, "ReplicaStatus": "DELETING"} for r in desc.get("Replicas") or ()]
+    if desc.get("GlobalTableWitnesses"):
+        desc["GlobalTableWitnesses"] = [{**w, "WitnessStatus": "DELETING"} for w in desc["GlobalTableWitnesses"]]
+    candidates = removed + ([witness] if witness else [])
+    queue_task(txn, {"kind": "mrsc_leave", "table_id": table.table_id, "name": table.name, "peer": candidates[0],
+                     "candidates": candidates, "replicas": removed, "witness": witness})
 
 
 def _copy_overrides(entry: dict, spec: dict) -> None:

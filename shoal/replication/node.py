@@ -442,6 +442,11 @@ class Replicator:
                 done = getattr(self, "_task_" + task["kind"])(peer, task)
             except control_errors() as exc:
                 self._failed(peer, exc)
+                candidates = task.get("candidates")
+                if candidates and len(candidates) > 1:  # another region can do it: that one next time
+                    task["peer"] = candidates[(candidates.index(task["peer"]) + 1) % len(candidates)]
+                    with self.engine.write() as txn:
+                        txn.put("meta", key, orjson.dumps(task))
                 continue
             self._succeeded(peer)
             with self.engine.write() as txn:
@@ -525,6 +530,16 @@ class Replicator:
             return True
         peer.call("ReplicateAutoScaling", {"TableName": task["name"], "SourceRegion": self.region,
                                            "Changes": task["changes"]})
+        return True
+
+    def _task_mrsc_leave(self, peer: PeerClient, task: dict) -> bool:
+        """Make an MRSC table a single-Region table here (``strong.leave``)."""
+        from shoal.replication import strong
+
+        return strong.leave(self.engine, self.catalog, self.region, task, peer)
+
+    def _task_drop_witness(self, peer: PeerClient, task: dict) -> bool:
+        peer.call("DeleteWitness", {"TableName": task["name"], "SourceRegion": self.region})
         return True
 
     def _task_legacy_join(self, peer: PeerClient, task: dict) -> bool:

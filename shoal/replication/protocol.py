@@ -20,6 +20,9 @@ prefix, ``X-Amz-Target: ShoalReplication_20261206.<Op>``:
                    ReplicaAutoScalingDescription (DescribeTableReplicaAutoScaling elsewhere)
     ReplicateAutoScaling {TableName, SourceRegion, Changes}: UpdateTableReplicaAutoScaling's
                    changes for this region's records (``replica_scaling``)
+    Seal, Registers, PeekRegisters, DeleteWitness: an MRSC table leaving for a
+                   single-Region table (``strong.leave``): seal this region's
+                   acceptor, list or read its registers, drop a witness
 
 A request whose SourceRegion is paused here (``--peer-pause``) is refused
 with HTTP 503, ``PeerPausedException``, as a cut network would leave it
@@ -421,6 +424,10 @@ def delete_replica(ctx, data: dict) -> dict:
             replica_apply.unfollow(txn, peer, table.table_id)
         replica_apply.unmark_global(txn, table.table_id)
         versions.forget_table(txn, table.prefix)
+        if control.is_strong(table.description):  # an MRSC table's registers, and its seal, go with it
+            from shoal.replication import strong
+
+            strong.forget_registers(txn, ctx.region, table.name, table.prefix)
         from shoal.api.catalog import update_description
 
         def change(desc: dict) -> None:
@@ -471,6 +478,34 @@ def replicate_auto_scaling(ctx, data: dict) -> dict:
     return {}
 
 
+def seal(ctx, data: dict) -> dict:
+    from shoal.replication import strong
+
+    return strong.handle_seal(ctx, data)
+
+
+def registers(ctx, data: dict) -> dict:
+    from shoal.replication import strong
+
+    if data.get("After") is not None and not isinstance(data["After"], str):
+        raise SerializationException()
+    return strong.handle_registers(ctx, data)
+
+
+def peek_registers(ctx, data: dict) -> dict:
+    from shoal.replication import strong
+
+    if not isinstance(data.get("Keys"), list) or not all(isinstance(k, str) for k in data["Keys"]):
+        raise SerializationException()
+    return strong.handle_peek_registers(ctx, data)
+
+
+def delete_witness(ctx, data: dict) -> dict:
+    from shoal.replication import strong
+
+    return strong.delete_witness(ctx, data)
+
+
 def paxos(ctx, data: dict) -> dict:
     from shoal.replication import strong
 
@@ -504,6 +539,10 @@ _OPERATIONS = {
     "LegacyUpdateTables": legacy_update_tables,
     "ReplicateIndexUpdates": replicate_index_updates,
     "ReplicateTimeToLive": replicate_time_to_live,
+    "Seal": seal,
+    "Registers": registers,
+    "PeekRegisters": peek_registers,
+    "DeleteWitness": delete_witness,
     "DescribeAutoScaling": describe_auto_scaling,
     "ReplicateAutoScaling": replicate_auto_scaling,
 }

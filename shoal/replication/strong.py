@@ -86,22 +86,74 @@ def _applied_key(skey: bytes) -> bytes:
 
 
 class LocalAcceptor:
-    """This region's acceptor of one register (its storage key ``skey``)."""
+    """This region's acceptor of one register (its storage key ``skey``),
+    refusing while the table is sealed (``seal``)."""
 
-    __slots__ = ("acceptor", "skey")
+    __slots__ = ("acceptor", "skey", "seal_key")
 
-    def __init__(self, engine, skey: bytes) -> None:
+    def __init__(self, engine, skey: bytes, seal_key: bytes) -> None:
         self.acceptor = Acceptor(engine)
         self.skey = skey
+        self.seal_key = seal_key
 
     def prepare(self, key: bytes, ballot: Ballot):
-        return self.acceptor.prepare(self.skey, ballot)
+        return sealed_call(self.acceptor.engine, self.seal_key, self.skey, "prepare", ballot)
 
     def accept(self, key: bytes, ballot: Ballot, value: bytes | None):
-        return self.acceptor.accept(self.skey, ballot, value)
+        return sealed_call(self.acceptor.engine, self.seal_key, self.skey, "accept", ballot, value)
 
     def peek(self, key: bytes):
         return self.acceptor.peek(self.skey)
+
+
+# ---------------------------------------------------------------- sealing, for a table leaving MRSC
+#
+# To make an MRSC table a single-Region table again without losing a chosen
+# value, the region that stays (``leave``) first seals its own acceptor and one
+# other region's: a sealed acceptor refuses every prepare and accept of the
+# table's registers, checked in the same transaction as the message, so once
+# both seals are committed no round can reach a majority and nothing more is
+# chosen.  Then every value chosen so far was accepted by one of the two
+# (any two regions of three are a majority, and majorities meet), and the one
+# with the higher accepted ballot per register is the latest chosen value, or
+# a later one a round had accepted and not finished, which adopting completes
+# (as a strongly consistent read would).  The staying region applies those to
+# its table and stops being MRSC.
+
+SEALED_PREFIX = b"mrsc/sealed/"
+
+
+class Sealed(ShoalError):
+    """A prepare or accept of a sealed table's register (a peer's round counts it missing)."""
+
+    type_name = "ResourceInUseException"
+    status = 400
+
+
+def seal_key(region: str, name: str) -> bytes:
+    return SEALED_PREFIX + f"{region}/{name}".encode()
+
+
+def sealed_call(engine, seal: bytes, skey: bytes, kind: str, ballot: Ballot, value: bytes | None = None):
+    """An acceptor's prepare or accept (``shoal.consensus.acceptor``'s rules),
+    refused with ``Sealed`` when ``seal`` is set, in one transaction."""
+    from shoal.consensus.acceptor import PREFIX as PAXOS, Reply, State, encode_state, read_state
+
+    ballot = Ballot(*ballot)
+    with engine.write() as txn:
+        if txn.get("meta", seal) is not None:
+            raise Sealed("Attempt to change a resource which is still in use: the table is becoming a "
+                         "single-Region table")
+        state = read_state(txn, skey)
+        if ballot < state.promised:
+            return Reply(False, state.promised, state.accepted, state.value)
+        if kind == "prepare":
+            if ballot != state.promised:
+                txn.put("meta", PAXOS + skey, encode_state(state._replace(promised=ballot)))
+            return Reply(True, ballot, state.accepted, state.value)
+        if state.accepted != ballot or state.value != value:
+            txn.put("meta", PAXOS + skey, encode_state(State(ballot, ballot, value)))
+        return Reply(True, ballot, ballot, value)
 
 
 class PeerPool:
@@ -187,7 +239,7 @@ class StrongNode:
         self._learners = ThreadPoolExecutor(max_workers=4, thread_name_prefix="shoal-mrsc-learn")
 
     def acceptors(self, table, skey: bytes) -> dict:
-        out = {self.region: LocalAcceptor(self.engine, skey)}
+        out = {self.region: LocalAcceptor(self.engine, skey, seal_key(self.region, table.name))}
         for replica in (*(table.description.get("Replicas") or ()),
                         *(table.description.get("GlobalTableWitnesses") or ())):
             pool = self.pools.get(replica["RegionName"])
@@ -392,12 +444,10 @@ def handle_paxos(ctx, data: dict) -> dict:
         from shoal.errors import SerializationException
 
         raise SerializationException(f"not a consensus request: {exc}") from None
-    acceptor = Acceptor(ctx.engine)
-    if message.kind == "prepare":
-        return encode_reply(acceptor.prepare(skey, message.ballot))
     if message.kind == "peek":
-        return encode_reply(acceptor.peek(skey))
-    return encode_reply(acceptor.accept(skey, message.ballot, message.value))
+        return encode_reply(Acceptor(ctx.engine).peek(skey))
+    return encode_reply(sealed_call(ctx.engine, seal_key(ctx.region, data["TableName"]), skey, message.kind,
+                                    message.ballot, message.value if message.kind == "accept" else None))
 
 
 def handle_learn(ctx, data: dict) -> dict:
@@ -549,3 +599,182 @@ def get_item(ctx, moved, request: dict, projection):
     if capacity is not None:
         out["ConsumedCapacity"] = capacity
     return out
+
+
+# ---------------------------------------------------------------- leaving MRSC (see "sealing" above)
+
+
+def _register_prefix(ctx, name: str) -> tuple[bytes, object]:
+    """(where ``name``'s registers lie in ``meta``, the table or None for a witness)."""
+    from shoal.consensus.acceptor import PREFIX as PAXOS
+
+    try:
+        table = _strong_table(ctx, name)
+        return PAXOS + table.prefix, table
+    except ResourceNotFoundException:
+        witnessed = _witnessed(ctx, name)
+        if witnessed is None:
+            raise
+        return PAXOS + witnessed, None
+
+
+def handle_seal(ctx, data: dict) -> dict:
+    """Seal this region's acceptor of a table (or of a table it witnesses)."""
+    _register_prefix(ctx, data["TableName"])
+    with ctx.engine.write() as txn:
+        txn.put("meta", seal_key(ctx.region, data["TableName"]), b"1")
+    return {}
+
+
+REGISTERS_PAGE = 500
+
+
+def handle_registers(ctx, data: dict) -> dict:
+    """A page of a table's registers that hold an item ({Key, Ballot, Value});
+    a witness lists its deletes too (it knows registers by name)."""
+    from shoal.api.common import key_of, successor
+    from shoal.consensus.acceptor import decode_state
+
+    prefix, table = _register_prefix(ctx, data["TableName"])
+    after = data.get("After")
+    start = prefix if after is None else bytes.fromhex(after) + b"\x00"
+    out, last = [], None
+    with ctx.engine.read() as txn:
+        for skey, raw in txn.scan("meta", start, successor(prefix)):
+            if len(out) == REGISTERS_PAGE:
+                return {"Registers": out, "After": last}
+            last = bytes(skey).hex()
+            state = decode_state(raw)
+            if table is not None:
+                if state.value is None:
+                    continue
+                name = register_key(key_of(table, orjson.loads(state.value))).decode()
+            else:
+                name = bytes(skey[len(prefix):]).decode()
+            out.append({"Key": name, "Ballot": list(state.accepted),
+                        "Value": state.value.decode() if state.value is not None else None})
+    return {"Registers": out, "After": None}
+
+
+def handle_peek_registers(ctx, data: dict) -> dict:
+    """The accepted ballot and value of each register named in ``Keys``."""
+    from shoal.consensus.acceptor import PREFIX as PAXOS, read_state
+
+    prefix, table = _register_prefix(ctx, data["TableName"])
+    states = []
+    with ctx.engine.read() as txn:
+        for name in data["Keys"]:
+            skey = storage_key(table, orjson.loads(name)) if table is not None else prefix[len(PAXOS):] + name.encode()
+            state = read_state(txn, skey)
+            states.append({"Ballot": list(state.accepted),
+                           "Value": state.value.decode() if state.value is not None else None})
+    return {"States": states}
+
+
+def forget_registers(txn, region: str, name: str, prefix: bytes) -> None:
+    """Drop a table's registers (``prefix``: under ``paxos/``), applied ballots and seal."""
+    from shoal.api.common import successor
+    from shoal.consensus.acceptor import PREFIX as PAXOS
+
+    for low in (PAXOS + prefix, APPLIED_PREFIX + prefix):
+        for skey in [bytes(k) for k, _ in txn.scan("meta", low, successor(low))]:
+            txn.delete("meta", skey)
+    txn.delete("meta", seal_key(region, name))
+
+
+def delete_witness(ctx, data: dict) -> dict:
+    """Stop being the witness of a table that left MRSC: its records go."""
+    name = data["TableName"]
+    with ctx.engine.write() as txn:
+        raw = txn.get("meta", _witness_key(ctx.region, name))
+        if raw is None:
+            return {}
+        forget_registers(txn, ctx.region, name, b"w/" + orjson.loads(raw)["id"].encode() + b"/")
+        txn.delete("meta", _witness_key(ctx.region, name))
+    return {}
+
+
+def leave(engine, catalog, region: str, task: dict, peer) -> bool:
+    """The staying region's part of UpdateTable removing an MRSC table's other
+    regions (``control.apply_replica_updates``): seal here and at ``peer`` (a
+    removed region), take every register's latest value from the two, apply
+    them to this region's table, then make it a single-Region table and queue
+    the removed regions' deletion.  Each step may run again after a crash or
+    a failed peer (the task is retried, with another removed region if this
+    one does not answer)."""
+    from shoal.api.catalog import update_description
+    from shoal.api.common import key_of, successor
+    from shoal.api.writepath import stored_item
+    from shoal.consensus.acceptor import ZERO, read_state
+    from shoal.consensus.transport import ballot_of
+    from shoal.replication import apply as replica_apply
+
+    name = task["name"]
+    with engine.write() as txn:
+        table = catalog.get(txn, region, name)
+        if table is None or table.table_id != task["table_id"] or not control.is_strong(table.description):
+            return True
+        txn.put("meta", seal_key(region, name), b"1")
+    peer.call("Seal", {"TableName": name, "SourceRegion": region})
+    # The peer's registers that hold an item, and the keys of this region's items and registers
+    theirs: dict[str, tuple] = {}
+    after = None
+    while True:
+        page = peer.call("Registers", {"TableName": name, "SourceRegion": region, "After": after})
+        for entry in page["Registers"]:
+            theirs[entry["Key"]] = (ballot_of(entry["Ballot"]), entry["Value"])
+        after = page.get("After")
+        if after is None:
+            break
+    keys: dict[str, dict] = {}
+    with engine.read() as txn:
+        for _, raw in txn.scan("items", table.prefix, successor(table.prefix)):
+            key = key_of(table, stored_item(raw))
+            keys[register_key(key).decode()] = key
+        from shoal.consensus.acceptor import PREFIX as PAXOS, decode_state
+
+        for _, raw in txn.scan("meta", PAXOS + table.prefix, successor(PAXOS + table.prefix)):
+            state = decode_state(raw)
+            if state.value is not None:
+                key = key_of(table, orjson.loads(state.value))
+                keys[register_key(key).decode()] = key
+    for name_ in theirs:
+        keys.setdefault(name_, orjson.loads(name_))
+    unknown = [k for k in keys if k not in theirs]
+    for start in range(0, len(unknown), REGISTERS_PAGE):
+        chunk = unknown[start:start + REGISTERS_PAGE]
+        answer = peer.call("PeekRegisters", {"TableName": name, "SourceRegion": region, "Keys": chunk})
+        for name_, state in zip(chunk, answer["States"]):
+            theirs[name_] = (ballot_of(state["Ballot"]), state["Value"])
+    for name_, key in keys.items():
+        with engine.read() as txn:
+            own = read_state(txn, storage_key(table, key))
+        ballot, value = theirs.get(name_, (ZERO, None))
+        if own.accepted > ballot:
+            ballot, value = own.accepted, (own.value.decode() if own.value is not None else None)
+        if ballot > ZERO:
+            apply_chosen(engine, catalog, region, name, key, ballot, value.encode() if value is not None else None)
+    # A single-Region table from here on
+    with engine.write() as txn:
+        from shoal.replication.protocol import followed_peers
+
+        def change(desc: dict) -> None:
+            for member in ("MultiRegionConsistency", "GlobalTableWitnesses", "Replicas", "GlobalTableVersion"):
+                desc.pop(member, None)
+            desc["TableStatus"] = "ACTIVE"
+
+        if update_description(txn, region, name, table.table_id, change, catalog.keys) is None:
+            return True
+        for other in list(followed_peers(txn, table.table_id)):
+            replica_apply.unfollow(txn, other, table.table_id)
+        replica_apply.unmark_global(txn, table.table_id)
+        forget_registers(txn, region, name, table.prefix)
+        for other in task["replicas"]:
+            control.queue_task(txn, {"kind": "drop", "table_id": table.table_id, "name": name, "peer": other})
+        if task.get("witness"):
+            control.queue_task(txn, {"kind": "drop_witness", "table_id": table.table_id, "name": name,
+                                     "peer": task["witness"]})
+    settings = control.settings_of(engine)
+    if settings is not None:
+        settings.strong.discard(name)
+    return True

@@ -205,7 +205,7 @@ def test_update_table_refuses_what_multi_region_strong_consistency_cannot_be(reg
         "strong consistency global table (MultiRegionConsistency STRONG with ReplicaUpdates)", 400)
     assert _error(lambda: client.update_table(TableName=name, GlobalTableWitnessUpdates=[
         {"Delete": {"RegionName": REGIONS[2]}}])) == (
-        "ValidationException", "Shoal does not support deleting a witness (GlobalTableWitnessUpdates Delete) yet", 400)
+        "ValidationException", invalid + f"Witness does not exist in region {REGIONS[2]}", 400)
     assert _error(strong(REGIONS[1], GlobalTableWitnessUpdates=[{"Create": {"RegionName": OUTSIDE}}])) == (
         "ValidationException", invalid + "The replicas of a multi-Region strong consistency global table must be in "
         "one Region set: eu-west-1 is not in the Region set of us-east-1 (us-east-1, us-east-2, us-west-2)", 400)
@@ -798,3 +798,146 @@ def test_with_auth_on_the_consensus_messages_must_be_signed_by_an_allowed_identi
                 "multi-Region strong consistency replica here")
     finally:
         server.stop()
+
+
+# ---------------------------------------------------------------- leaving MRSC: a single-Region table again
+
+
+def _wait_regional(client, name: str) -> dict:
+    deadline = time.monotonic() + ACTIVE_S
+    while True:
+        table = client.describe_table(TableName=name)["Table"]
+        if table["TableStatus"] == "ACTIVE" and "Replicas" not in table:
+            return table
+        assert time.monotonic() < deadline, table
+        time.sleep(0.1)
+
+
+def _wait_gone(client, name: str) -> None:
+    deadline = time.monotonic() + ACTIVE_S
+    while True:
+        try:
+            client.describe_table(TableName=name)
+        except client.exceptions.ResourceNotFoundException:
+            return
+        assert time.monotonic() < deadline, name
+        time.sleep(0.1)
+
+
+def _items(client, name: str) -> dict:
+    return {item["pk"]["S"]: item.get("v", {}).get("S") for item in _scan(client, name)}
+
+
+def test_removing_both_other_replicas_keeps_every_chosen_value_in_the_region_that_stays(regions):
+    """us-east-1 stays.  It is cut off from us-east-2 (--peer-pause) while
+    us-east-2 writes with us-west-2: those values are chosen without it, and
+    their Learn messages never reach it.  Removing the other two replicas
+    seals us-east-1 and one removed region that answers (us-west-2: us-east-2
+    is cut off), takes every register's latest value from the two, and leaves
+    a single-Region table holding all of them."""
+    name = "mrsc_leave"
+    _strong_table(regions, name)
+    home = regions.client(0)
+    invalid = "One or more parameter values were invalid: "
+    # DynamoDB's rule: the other regions go all at once (a single replica cannot be removed)
+    alone = (invalid + "Regions of a multi-Region strong consistency global table are removed all at once, leaving a "
+             f"single-Region table: remove {REGIONS[1]} and {REGIONS[2]} in one UpdateTable")
+    assert _error(lambda: home.update_table(TableName=name, ReplicaUpdates=[{"Delete": {"RegionName": REGIONS[1]}}])) \
+        == ("ValidationException", alone, 400)
+    assert _error(lambda: home.update_table(TableName=name, ReplicaUpdates=[
+        {"Delete": {"RegionName": REGIONS[1]}}, {"Delete": {"RegionName": REGIONS[2]}}],
+        GlobalTableWitnessUpdates=[{"Delete": {"RegionName": REGIONS[2]}}])) == (
+        "ValidationException", invalid + f"Witness does not exist in region {REGIONS[2]}", 400)
+    assert _error(lambda: home.update_table(TableName=name, ReplicaUpdates=[
+        {"Delete": {"RegionName": REGIONS[0]}}, {"Delete": {"RegionName": REGIONS[1]}}])) == (
+        "ValidationException", invalid + f"Replica region {REGIONS[0]} is the region of the table itself", 400)
+    assert _error(lambda: home.update_table(TableName=name, ReplicaUpdates=[
+        {"Update": {"RegionName": REGIONS[1], "KMSMasterKeyId": "k"}}])) == (
+        "ValidationException",
+        "Shoal does not support ReplicaUpdates Update on a multi-Region strong consistency global table yet", 400)
+    assert _wait_active(home, name)["MultiRegionConsistency"] == "STRONG"  # untouched by the refusals
+
+    home.put_item(TableName=name, Item={"pk": {"S": "gone"}, "v": {"S": "0"}})
+    home.put_item(TableName=name, Item={"pk": {"S": "kept"}, "v": {"S": "0"}})
+    regions.procs[0].stop()
+    regions.start(0, f"--peer-pause={REGIONS[1]}")
+    try:
+        home, east2 = regions.client(0), regions.once(1)
+        east2.put_item(TableName=name, Item={"pk": {"S": "kept"}, "v": {"S": "1"}})
+        east2.put_item(TableName=name, Item={"pk": {"S": "new"}, "v": {"S": "1"}})
+        east2.delete_item(TableName=name, Key={"pk": {"S": "gone"}})
+        regions.once(2).put_item(TableName=name, Item={"pk": {"S": "west"}, "v": {"S": "2"}})
+        # us-east-1's own table has not seen us-east-2's writes (their Learn could not reach it)
+        assert _items(home, name)["kept"] == "0" and "new" not in _items(home, name)
+        described = home.update_table(TableName=name, ReplicaUpdates=[{"Delete": {"RegionName": REGIONS[1]}},
+                                                                      {"Delete": {"RegionName": REGIONS[2]}}])
+        described = described["TableDescription"]
+        assert described["TableStatus"] == "UPDATING"
+        assert [(r["RegionName"], r["ReplicaStatus"]) for r in described["Replicas"]] == [
+            (REGIONS[1], "DELETING"), (REGIONS[2], "DELETING")]
+        table = _wait_regional(home, name)
+        assert "MultiRegionConsistency" not in table and "GlobalTableVersion" not in table
+        assert _items(home, name) == {"kept": "1", "new": "1", "west": "2"}
+    finally:
+        regions.procs[0].stop()
+        regions.start(0)
+    for i in (1, 2):  # their tables are deleted (us-east-2's once it can be reached)
+        _wait_gone(regions.client(i), name)
+    # A regional table now: plain writes, and the others write nothing into it
+    home = regions.client(0)
+    home.put_item(TableName=name, Item={"pk": {"S": "after"}, "v": {"S": "3"}})
+    assert home.get_item(TableName=name, Key={"pk": {"S": "after"}}, ConsistentRead=True)["Item"]["v"] == {"S": "3"}
+    assert _items(home, name) == {"kept": "1", "new": "1", "west": "2", "after": "3"}
+
+
+def test_a_replica_and_the_witness_are_removed_together_through_the_witness(regions):
+    """Two replicas and a witness (us-west-2).  us-east-2 writes with the
+    witness while us-east-1 is cut off from it, then goes down: the removal,
+    asked in us-east-1, seals the witness and takes us-east-2's values from it."""
+    name = "mrsc_leave_witness"
+    home = regions.client(0)
+    _create(home, name)
+    home.update_table(TableName=name, MultiRegionConsistency="STRONG",
+                      ReplicaUpdates=[{"Create": {"RegionName": REGIONS[1]}}],
+                      GlobalTableWitnessUpdates=[{"Create": {"RegionName": REGIONS[2]}}])
+    for i in (0, 1):
+        _wait_witness_active(regions.client(i), name)
+    invalid = "One or more parameter values were invalid: "
+    together = (invalid + "Regions of a multi-Region strong consistency global table are removed all at once, "
+                f"leaving a single-Region table: remove {REGIONS[1]} and {REGIONS[2]} (witness) in one UpdateTable")
+    assert _error(lambda: home.update_table(TableName=name, ReplicaUpdates=[{"Delete": {"RegionName": REGIONS[1]}}])) \
+        == ("ValidationException", together, 400)
+    assert _error(lambda: home.update_table(TableName=name, GlobalTableWitnessUpdates=[
+        {"Delete": {"RegionName": REGIONS[2]}}])) == ("ValidationException", together, 400)
+    home.put_item(TableName=name, Item={"pk": {"S": "a"}, "v": {"S": "0"}})
+
+    regions.procs[0].stop()
+    regions.start(0, f"--peer-pause={REGIONS[1]}")
+    try:
+        regions.once(1).put_item(TableName=name, Item={"pk": {"S": "a"}, "v": {"S": "1"}})
+        regions.once(1).put_item(TableName=name, Item={"pk": {"S": "b"}, "v": {"S": "1"}})
+        regions.procs[1].kill()
+        home = regions.client(0)
+        assert _items(home, name) == {"a": "0"}
+        home.update_table(TableName=name, ReplicaUpdates=[{"Delete": {"RegionName": REGIONS[1]}}],
+                          GlobalTableWitnessUpdates=[{"Delete": {"RegionName": REGIONS[2]}}])
+        table = _wait_regional(home, name)
+        assert "GlobalTableWitnesses" not in table and "MultiRegionConsistency" not in table
+        assert _items(home, name) == {"a": "1", "b": "1"}
+    finally:
+        regions.procs[0].stop()
+        regions.start(0)
+        if regions.procs[1].proc is None:  # killed above
+            regions.start(1)
+    _wait_gone(regions.client(1), name)
+
+    def witness_forgot() -> bool:
+        import urllib.error
+
+        try:
+            _peer_call(regions, 2, "Registers", {"TableName": name, "SourceRegion": REGIONS[0]})
+        except urllib.error.HTTPError as exc:
+            return exc.code == 400 and "ResourceNotFoundException" in exc.read().decode()
+        return False
+
+    assert _eventually(witness_forgot, ACTIVE_S)

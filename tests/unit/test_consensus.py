@@ -1047,3 +1047,64 @@ def test_threaded_proposers_over_lossy_links_are_linearizable(regions):
     assert result.ok, f"not linearizable: {history}"
     # Three clients racing on one key conflict often; about half get through.
     assert sum(1 for op in history if op.status == OK) > 20
+
+
+class SealableAcceptor:
+    """A region's acceptor as ``shoal.replication.strong`` runs it: prepare and
+    accept refused once the table is sealed (checked in the message's own
+    transaction), peek always answered."""
+
+    SEAL = b"mrsc/sealed/test/table"
+
+    def __init__(self, region: Region) -> None:
+        self.region = region
+
+    def seal(self) -> None:
+        with self.region.engine.write() as txn:
+            txn.put("meta", self.SEAL, b"1")
+
+    def prepare(self, key, ballot):
+        from shoal.replication.strong import sealed_call
+
+        return sealed_call(self.region.engine, self.SEAL, key, "prepare", ballot)
+
+    def accept(self, key, ballot, value):
+        from shoal.replication.strong import sealed_call
+
+        return sealed_call(self.region.engine, self.SEAL, key, "accept", ballot, value)
+
+    def peek(self, key):
+        return Acceptor(self.region.engine).peek(key)
+
+    def state(self, key):
+        return Acceptor(self.region.engine).state(key)
+
+
+def test_two_sealed_regions_stop_every_round_and_hold_the_last_acknowledged_value(regions):
+    """Leaving MRSC (strong.leave): once two of three acceptors are sealed no
+    round reaches a majority, and the higher accepted ballot of the two is the
+    last acknowledged value, even when one of them missed it."""
+    from shoal.replication.strong import Sealed
+
+    links = [Link(region) for region in regions]
+    for link in links:
+        link.region.acceptor = SealableAcceptor(link.region)
+    p = proposer(regions, links=links)
+    try:
+        p.write(KEY, put(b"one"))
+        links[0].down = True  # us-east-1 misses the next value
+        assert p.write(KEY, put(b"two")) == b"two"
+        links[0].down = False
+        assert regions[0].state().value == b"one"
+        regions[0].acceptor.seal()
+        regions[1].acceptor.seal()
+        with pytest.raises(Sealed):
+            regions[0].acceptor.accept(KEY, Ballot(10 ** 6, "x"), b"late")
+        with pytest.raises(Unavailable) as failed:
+            p.write(KEY, put(b"three"))
+        assert failed.value.maybe_applied is False
+        sealed = [regions[0].acceptor.peek(KEY), regions[1].acceptor.peek(KEY)]
+        assert max(sealed, key=lambda reply: reply.accepted).value == b"two"
+        assert regions[2].state().value == b"two"  # the third accepted nothing new either
+    finally:
+        p.close()
