@@ -79,6 +79,7 @@ BURST_S = 300.0  # DynamoDB retains up to five minutes of unused read and write 
 ON_DEMAND_BURST_S = 1.0
 DEFAULT_RULES = OnDemandRules()  # DynamoDB's documented numbers (a server reads SHOAL_ON_DEMAND_*)
 CHUNK_S = 0.1  # a worker takes this much of a bucket's rate at a time
+MAX_KEY_BALANCES = 65536  # hot keys' balances a worker keeps before it starts afresh
 SLOTS = 16384
 _SLOT = struct.Struct("<16sddddd")  # key digest, tokens, updated (monotonic s), rate, capacity, taken in all
 _STRIDE = _SLOT.size + STATE.size  # each slot then an on-demand bucket's peak state (on_demand.STATE)
@@ -374,6 +375,8 @@ class Capacity:
             partitions = _partitions.PartitionBuckets(shared.path + "-partitions" if shared.path else None,
                                                       clock=shared.clock)
         self.partitions = partitions
+        #: (table id, index, kind, key) -> this worker's balance of a hot key's bucket.
+        self._key_balance: dict[tuple, float] = {}
         if partitions is not None:  # every table has partitions: the catalog hands each to ``admit``
             from shoal.api import catalog
 
@@ -381,7 +384,7 @@ class Capacity:
         #: (operation, writes, request, ctx) of the request being served; None between requests.
         self.current: tuple | None = None
         #: (its meter before, its entries, {table name: policy}, {(table name, index, kind): [key
-        #: digests]}) once it drew on a limited table.
+        #: identities]}) once it drew on a limited table.
         self.metered: tuple | None = None
         self._policies: dict[str, tuple[object, Policy | None]] = {}  # table id -> (Table, policy)
         self._balance: dict[str, float] = {}
@@ -436,13 +439,20 @@ class Capacity:
         kind = WRITE if writes else READ
         rate = partitions.rules.write_units if writes else partitions.rules.read_units
         out = []
+        balances = self._key_balance
         for index, key in _partitions.request_keys(operation, data, table):
-            digest = _partitions.digest_of(table.table_id, index, kind, key)
-            if not partitions.available(digest, rate):
-                exc = self._key_range_throttle(table, index, kind, policy)
-                exc.table = table
-                raise exc
-            out.append(((table.name, index, kind), digest))
+            ident = (table.table_id, index, kind, key)
+            balance = balances.get(ident, 0.0)
+            if balance <= 0:  # spent: take the next chunk from the shared bucket
+                if len(balances) >= MAX_KEY_BALANCES:
+                    balances.clear()  # a chunk each, not returned: the keys' buckets refill meanwhile
+                got = partitions.take(_partitions.digest_of(*ident), rate, max(1.0, rate * CHUNK_S) - balance)
+                balance = balances[ident] = balance + got
+                if balance <= 0:
+                    exc = self._key_range_throttle(table, index, kind, policy)
+                    exc.table = table
+                    raise exc
+            out.append(((table.name, index, kind), ident))
         return out
 
     @staticmethod
@@ -488,13 +498,14 @@ class Capacity:
                 limit = (policy.reads if kind == READ else policy.writes).get(index)
                 if limit is not None:
                     self._spend(limit, units)
-            digests = hot.get(where) if hot else None
-            if digests:  # the hot keys' share, equal for each
-                partitions = self.partitions
-                rate = partitions.rules.read_units if kind == READ else partitions.rules.write_units
-                share = units / len(digests)
-                for digest in digests:
-                    partitions.spend(digest, rate, share)
+            idents = hot.get(where) if hot else None
+            if idents:  # the keys' shares, equal; a debt of at most one second of the partition's rate
+                rules = self.partitions.rules
+                floor = -(rules.read_units if kind == READ else rules.write_units)
+                share = units / len(idents)
+                balances = self._key_balance
+                for ident in idents:
+                    balances[ident] = max(floor, balances.get(ident, 0.0) - share)
         if outer is not None:
             outer += entries
 

@@ -32,14 +32,18 @@ keys an UpdateItem or DeleteItem changes (not known before the write).
 
 Cost: nothing when off (the capacity hook runs only for tables with limits,
 and is never told of partitions).  When on, every data-plane request on a
-table pays for finding its keys, one look at each key's bucket before it
-runs (no lock) and one locked charge of each after.
+table pays for finding its keys and a dictionary look-up and update of each
+key's balance in the worker (``Capacity``); the shared bucket is locked only
+when a balance is spent, to take the next chunk.
 
 Across workers the buckets live in one file (``<data dir>/capacity-partitions``),
 a set-associative table: a key's digest picks a set of ``WAYS`` slots, locked
-on its byte range while it is charged.  A bucket that has refilled to full is
-the same as none, so its slot is taken by the next key that needs one; a set
-whose slots are all in use gives up the one closest to full.
+on its byte range while a worker takes from it.  A worker takes a tenth of a
+second of the rate at a time (as ``SharedBuckets`` does), so a hot key may
+grant up to a chunk more per worker than its rate over a second.  A bucket
+that has refilled to full is the same as none, so its slot is taken by the
+next key that needs one; a set whose slots are all in use gives up the one
+closest to full.
 """
 
 from __future__ import annotations
@@ -128,38 +132,27 @@ class PartitionBuckets:
             os.close(self._fd)
             self._fd = -1
 
-    def available(self, digest: bytes, rate: float) -> bool:
-        """Whether the key's bucket holds a positive balance now.  Read
-        without a lock: a stale answer admits or refuses one request, and
-        the charge after it is exact."""
-        now = self.clock()
-        if self._private is not None:
-            entry = self._private.get(digest)
-            return entry is None or entry[0] + (now - entry[1]) * rate > 0
-        offset = self._offset_of(digest, self._set_of(digest))
-        if offset < 0:
-            return True  # no bucket: a full one
-        _, tokens, updated = _SLOT.unpack_from(self._map, offset)
-        return tokens + (now - updated) * rate > 0
-
-    def spend(self, digest: bytes, rate: float, units: float) -> None:
-        """Charge ``units`` to the key's bucket (refilled to now first); the
-        balance may go below zero, by at most one second of the rate."""
+    def take(self, digest: bytes, rate: float, wanted: float) -> float:
+        """Up to ``wanted`` units from the key's bucket (refilled to now
+        first); what it holds if less, nothing if it holds none."""
         now = self.clock()
         capacity = rate
         with self._lock:
             if self._private is not None:
                 entry = self._private.get(digest)
                 tokens = capacity if entry is None else min(capacity, entry[0] + (now - entry[1]) * rate)
-                self._private[digest] = [max(-capacity, tokens - units), now]
+                got = min(wanted, tokens) if tokens > 0 else 0.0
+                self._private[digest] = [tokens - got, now]
                 if len(self._private) > _PRIVATE_MAX:
                     self._shed(now, rate)
-                return
+                return got
             base = self._set_of(digest)
             fcntl.lockf(self._fd, fcntl.LOCK_EX, _SET, base)
             try:
                 offset, tokens = self._find(base, digest, now, rate, capacity)
-                _SLOT.pack_into(self._map, offset, digest, max(-capacity, tokens - units), now)
+                got = min(wanted, tokens) if tokens > 0 else 0.0
+                _SLOT.pack_into(self._map, offset, digest, tokens - got, now)
+                return got
             finally:
                 fcntl.lockf(self._fd, fcntl.LOCK_UN, _SET, base)
 

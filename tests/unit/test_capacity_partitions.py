@@ -131,19 +131,15 @@ def test_a_key_holds_one_second_of_its_rate_and_refills(tmp_path, shared):
     clock = Clock()
     buckets = PartitionBuckets(str(tmp_path / "p") if shared else None, RULES, clock)
     digest = digest_of("t", None, "write", "Sa")
-    assert buckets.available(digest, 10.0)  # no bucket yet: a full one
-    buckets.spend(digest, 10.0, 9.0)
-    assert buckets.available(digest, 10.0)  # one unit left
-    buckets.spend(digest, 10.0, 4.0)  # a debt of three
-    assert not buckets.available(digest, 10.0)
-    assert buckets.available(digest_of("t", None, "write", "Sb"), 10.0)  # another key is not hot
-    clock.now += 0.3  # three units earned: the debt paid, nothing more
-    assert not buckets.available(digest, 10.0)
-    clock.now += 0.05
-    assert buckets.available(digest, 10.0)
-    buckets.spend(digest, 10.0, 1000.0)  # far over: a debt of at most one second
-    clock.now += 1.01
-    assert buckets.available(digest, 10.0)
+    assert buckets.take(digest, 10.0, 4.0) == 4.0  # a new key's bucket is full
+    assert buckets.take(digest, 10.0, 10.0) == 6.0  # what is left
+    assert buckets.take(digest, 10.0, 1.0) == 0.0
+    assert buckets.take(digest_of("t", None, "write", "Sb"), 10.0, 1.0) == 1.0  # another key is not hot
+    assert buckets.take(digest_of("t", "g", "write", "Sa"), 10.0, 1.0) == 1.0  # nor the same value in a GSI
+    clock.now += 0.25
+    assert buckets.take(digest, 10.0, 10.0) == 2.5
+    clock.now += 60.0
+    assert buckets.take(digest, 10.0, 100.0) == 10.0  # never more than a second of the rate
     buckets.close()
 
 
@@ -152,34 +148,34 @@ def test_two_handles_of_one_file_share_the_buckets(tmp_path):
     first = PartitionBuckets(str(tmp_path / "p"), RULES, clock)
     second = PartitionBuckets(str(tmp_path / "p"), RULES, clock)
     digest = digest_of("t", "by_g", "read", "Sx")
-    first.spend(digest, 30.0, 31.0)
-    assert not second.available(digest, 30.0)
+    assert first.take(digest, 30.0, 30.0) == 30.0
+    assert second.take(digest, 30.0, 1.0) == 0.0
     first.close()
     second.close()
 
 
-def _spend_many(path: str, out) -> None:
+def _take_all(path: str, out) -> None:
     buckets = PartitionBuckets(path, RULES, lambda: 5000.0)  # a frozen clock: nothing refills
     digest = digest_of("t", None, "write", "Shot")
-    spent = 0
-    while buckets.available(digest, 10.0):
-        buckets.spend(digest, 10.0, 0.5)
-        spent += 1
-    out.put(spent)
+    taken = 0.0
+    while True:
+        got = buckets.take(digest, 10.0, 0.5)
+        if not got:
+            break
+        taken += got
+    out.put(taken)
 
 
-def test_processes_charging_one_key_are_refused_once_it_is_spent(tmp_path):
+def test_processes_taking_from_one_key_never_get_more_than_it_holds(tmp_path):
     path = str(tmp_path / "p")
     PartitionBuckets(path, RULES).close()
     out = multiprocessing.get_context("fork").Queue()
-    workers = [multiprocessing.get_context("fork").Process(target=_spend_many, args=(path, out)) for _ in range(2)]
+    workers = [multiprocessing.get_context("fork").Process(target=_take_all, args=(path, out)) for _ in range(2)]
     for worker in workers:
         worker.start()
     for worker in workers:
         worker.join(30)
-    total = out.get(timeout=5) + out.get(timeout=5)
-    # Ten units at half a unit each: 20 charges, and a charge each worker made on a stale positive look.
-    assert 20 <= total <= 22
+    assert out.get(timeout=5) + out.get(timeout=5) == 10.0
 
 
 def test_a_full_set_gives_up_the_slot_closest_to_full(tmp_path):
@@ -196,11 +192,10 @@ def test_a_full_set_gives_up_the_slot_closest_to_full(tmp_path):
             same_set.append(digest)
         n += 1
     for i, digest in enumerate(same_set[:WAYS]):
-        buckets.spend(digest, 10.0, 11.0 if i else 5.0)  # the first is half full, the others in debt
-    buckets.spend(same_set[WAYS], 10.0, 11.0)  # takes the first one's slot
-    assert not buckets.available(same_set[WAYS], 10.0)
-    assert all(not buckets.available(d, 10.0) for d in same_set[1:WAYS])  # the hot ones kept their debt
-    assert buckets.available(same_set[0], 10.0)  # forgotten: it was not hot
+        assert buckets.take(digest, 10.0, 10.0 if i else 5.0) == (10.0 if i else 5.0)  # the first half full
+    assert buckets.take(same_set[WAYS], 10.0, 10.0) == 10.0  # a new key: the first one's slot, afresh
+    assert all(buckets.take(d, 10.0, 1.0) == 0.0 for d in same_set[1:WAYS])  # the spent ones kept
+    assert buckets.take(same_set[0], 10.0, 1.0) == 1.0  # forgotten (it was not hot): a full bucket again
     buckets.close()
 
 
