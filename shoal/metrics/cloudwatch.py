@@ -59,9 +59,17 @@ from shoal.metrics.errors import (
 )
 from shoal.metrics.math import ARITHMETIC_ERROR, MathError, Series, evaluate_queries
 from shoal.metrics import blocks
-from shoal.metrics.blocks import Columns
 from shoal.metrics.stats import HEADER_STATISTICS, Stats
-from shoal.metrics.store import LEVELS, Writer, iter_series, lookup, namespace_range, read_columns, series_key
+from shoal.metrics.store import (
+    LEVELS,
+    Writer,
+    iter_series,
+    lookup,
+    namespace_range,
+    read_columns,
+    read_parts,
+    series_key,
+)
 
 TARGET_PREFIX = "GraniteServiceVersion20100801."
 STATISTICS = ("SampleCount", "Average", "Sum", "Minimum", "Maximum")
@@ -191,30 +199,32 @@ def _period_fits(period: int, start: float, now: float) -> bool:
     return True
 
 
-def _periods(txn, series_id: int, start: int, end: float, period: int, histograms: bool) -> Columns:
-    """The series' stored periods (sealed or not, every level) grouped into
-    periods of ``period`` seconds from ``start`` (inclusive) to ``end``
-    (exclusive): one row per period with data, in time order."""
-    cols = read_columns(txn, series_id, start, end, histograms)
-    return blocks.group(cols, start + (cols.at - start) // period * period)
-
-
-def aggregate(txn, series_id: int, start: int, end: float, period: int) -> dict[int, Stats]:
+def aggregate(txn, series_id: int, start: int, end: float, period: int, now: float | None = None) -> dict[int, Stats]:
     """The series' statistics per period of ``period`` seconds from ``start``
-    (inclusive) to ``end`` (exclusive): {period start: Stats}."""
-    return dict(_periods(txn, series_id, start, end, period, True).rows())
+    (inclusive) to ``end`` (exclusive): {period start: Stats}, from its
+    stored periods, sealed or not, at every level (``now``: see
+    ``shoal.metrics.store.read_parts``)."""
+    cols = read_columns(txn, series_id, start, end, True, now)
+    return dict(blocks.group(cols, start + (cols.at - start) // period * period).rows())
 
 
-def period_values(txn, series_id: int, start: int, end: float, period: int, name: str) -> list[tuple[int, float]]:
+def period_values(txn, series_id: int, start: int, end: float, period: int, name: str,
+                  now: float | None = None) -> list[tuple[int, float]]:
     """[(period start, value)] of statistic ``name`` per period, in time
     order, for the periods that have it: what ``aggregate`` answers, worked
-    out on columns (a week of minutes of a series is a few blocks and one
-    vectorised grouping, not an object per minute); histograms are read only
+    out on columns (a week of minutes of a series is a few blocks and a few
+    vectorised calls, not an object per minute); histograms are read only
     for a percentile."""
-    grouped = _periods(txn, series_id, start, end, period, name not in HEADER_STATISTICS)
-    values = blocks.statistic(grouped, name)
+    histograms = name not in HEADER_STATISTICS
+    parts = read_parts(txn, series_id, start, end, histograms, now)
+    if histograms:
+        at, values = blocks.grouped_percentile(parts, start, period, float(name[1:]))
+    else:
+        cols = blocks.concat(parts)
+        grouped = blocks.group(cols, start + (cols.at - start) // period * period)
+        at, values = grouped.at, blocks.statistic(grouped, name)
     keep = ~np.isnan(values)
-    return list(zip(grouped.at[keep].tolist(), values[keep].tolist()))
+    return list(zip(at[keep].tolist(), values[keep].tolist()))
 
 
 # ---------------------------------------------------------------- the API
@@ -292,7 +302,7 @@ class CloudWatch:
             info = lookup(txn, series)
             unit = data.get("Unit")
             if info is not None and (unit is None or unit == info.unit) and _period_fits(period, first, now):
-                for at, stats in sorted(aggregate(txn, info.series_id, first, end, period).items()):
+                for at, stats in sorted(aggregate(txn, info.series_id, first, end, period, now).items()):
                     point = {"Timestamp": at, "Unit": info.unit or "None"}
                     for name in statistics:
                         point[name] = stats.statistic(name)
@@ -363,7 +373,7 @@ class CloudWatch:
         info = lookup(txn, series)
         unit = stat.get("Unit")
         if info is not None and (unit is None or unit == info.unit) and _period_fits(period, first, now):
-            points = period_values(txn, info.series_id, first, end, period, stat["Stat"])
+            points = period_values(txn, info.series_id, first, end, period, stat["Stat"], now)
         return Series(dict(points), query.get("Label") or metric["MetricName"], period, True)
 
     # -- ListMetrics -------------------------------------------------------------------------

@@ -239,24 +239,33 @@ def merge_block(txn, series_id: int, level: int, base: int, cols: Columns) -> in
 # ---------------------------------------------------------------- reads
 
 
-def read_columns(txn, series_id: int, start: int, end, histograms: bool = True) -> Columns:
+def read_parts(txn, series_id: int, start: int, end, histograms: bool = True, now: float | None = None) -> list:
     """Every stored period of a series that starts in [start, end), sealed
-    or not, at every level, as columns (a period may appear more than once:
-    a block's and a later write's; ``blocks.group`` adds them up), with
-    their histograms if ``histograms``."""
+    or not, at every level, as a list of columns (a block's, the unsealed
+    periods' of a level; a period may appear more than once, a block's and
+    a later write's: ``blocks.group`` adds them up), with their histograms
+    if ``histograms``.  Given ``now``, the coarser levels are not looked at
+    for a window younger than their age: the roll-up moves nothing younger
+    there, so a recent window reads one level."""
     stop = _clamp(-(-end // 1))
     parts = []
     for level in range(len(LEVELS)):
+        if level and now is not None and start >= now - LEVELS[level - 1][1]:
+            break
         low, high = block_range(series_id, level, start, stop)
         for _key, raw in txn.scan("meta", low, high):
-            cols = blocks.decode(raw, histograms)
-            if len(cols) and (cols.at[0] < start or cols.at[-1] >= end):
-                cols = cols.select((cols.at >= start) & (cols.at < end))
-            parts.append(cols)
+            cols = blocks.decode(raw, histograms).window(start, end)
+            if len(cols):
+                parts.append(cols)
         rows = [row for row in level_rows(txn, series_id, level, start, stop) if row[0] < end]
         if rows:
             parts.append(Columns.from_stored(rows, histograms))
-    cols = blocks.concat(parts)
+    return parts
+
+
+def read_columns(txn, series_id: int, start: int, end, histograms: bool = True, now: float | None = None) -> Columns:
+    """``read_parts`` as one set of columns."""
+    cols = blocks.concat(read_parts(txn, series_id, start, end, histograms, now))
     if not histograms and cols.hoff is not None:  # an empty result
         cols.hoff = cols.hidx = cols.hcnt = None
     return cols

@@ -222,19 +222,26 @@ def write_minutes(engine, minutes, rng, base=T0):
 STATISTICS = HEADER_STATISTICS + ("p0", "p50", "p90", "p99", "p99.9", "p100")
 
 
-def assert_reads_agree(engine, windows):
+def assert_reads_agree(engine, windows, now):
+    """``aggregate`` and ``period_values`` answer what the stored periods merged one by one give, whether
+    they are told the time (and so skip the levels a recent window cannot have) or not."""
     with engine.read() as txn:
         series_id = lookup(txn, LATENCY).series_id
         for start, end, period in windows:
             expected = by_minutes(txn, series_id, start, end, period)
-            got = aggregate(txn, series_id, start, end, period)
-            assert got == expected and expected, (start, end, period)
+            assert expected, (start, end, period)
+            assert aggregate(txn, series_id, start, end, period) == expected, (start, end, period)
+            assert aggregate(txn, series_id, start, end, period, now) == expected, (start, end, period)
             for name in STATISTICS:
                 wanted = sorted((at, s.statistic(name)) for at, s in expected.items() if s.statistic(name) is not None)
-                assert period_values(txn, series_id, start, end, period, name) == wanted, (start, end, period, name)
+                for told in (None, now):
+                    assert period_values(txn, series_id, start, end, period, name, told) == wanted, (
+                        start, end, period, name, told)
 
 
-def test_reads_add_up_sealed_blocks_late_writes_and_recent_minutes_as_stored_periods_would():
+@pytest.mark.parametrize("dense_cells", [columns._DENSE_CELLS, 0])
+def test_reads_add_up_sealed_blocks_late_writes_and_recent_minutes_as_stored_periods_would(dense_cells, monkeypatch):
+    monkeypatch.setattr(columns, "_DENSE_CELLS", dense_cells)  # 0: histograms merged by sorting
     rng = random.Random(11)
     engine = MemoryEngine()
     day = T0 - T0 % DAY
@@ -249,11 +256,11 @@ def test_reads_add_up_sealed_blocks_late_writes_and_recent_minutes_as_stored_per
     windows = [(day, day + 1740 * 60, 60), (day + 600, day + 1500 * 60 + 30.5, 60),  # minutes
                (day, day + 2 * DAY, HOUR), (day + 1740, day + 2 * DAY, HOUR),  # hours, and hours across hours
                (day + 17 * 60, day + 29 * HOUR + 7, 7 * 60), (day, day + 2 * DAY, DAY)]
-    assert_reads_agree(engine, windows)
+    assert_reads_agree(engine, windows, day + DAY + 3 * HOUR)
     with engine.write() as txn:  # sealing the late writes changes no answer
         roll_up_series(txn, lookup(txn, LATENCY).series_id, day + 2 * DAY, 1_000_000)
     assert sealed_and_unsealed(engine) == (2, 0)
-    assert_reads_agree(engine, windows)
+    assert_reads_agree(engine, windows, day + 2 * DAY)
 
 
 def test_data_written_before_blocks_is_read_and_sealed_by_the_roll_up():
@@ -271,13 +278,13 @@ def test_data_written_before_blocks_is_read_and_sealed_by_the_roll_up():
         txn.put("meta", hour_key(series_id, hour - hour % HOUR), Stats.of([1e9]).encode())  # ignored by reads
     windows = [(now - 2 * DAY, now, 60), (now - 21 * DAY, now - 19 * DAY, 300), (now - 71 * DAY, now - 69 * DAY, HOUR),
                (now - 80 * DAY, now, DAY)]
-    assert_reads_agree(engine, windows)
+    assert_reads_agree(engine, windows, now)
     with engine.write() as txn:
         roll_up_series(txn, series_id, now, 1_000_000)
     assert sealed_and_unsealed(engine) == (3, 0)
     with engine.read() as txn:
         assert not any(True for _ in txn.scan("meta", HOUR_PREFIX, HOUR_PREFIX[:-1] + b"0"))
-    assert_reads_agree(engine, windows)
+    assert_reads_agree(engine, windows, now)
 
 
 def test_the_newest_minute_is_found_sealed_or_not():
