@@ -204,6 +204,25 @@ def test_a_deleted_neighbour_is_replaced_by_the_next_one():
     engine.close()
 
 
+def test_a_graph_that_fails_to_build_leaves_the_exact_search(monkeypatch):
+    def refuse(graph, distance):
+        raise MemoryError("no room for the graph")
+
+    monkeypatch.setattr(vector_ann, "_build", refuse)
+    engine = MemoryEngine()
+    ctx = make_table(engine, 4, "EUCLIDEAN")
+    for n in range(10):
+        put(ctx, n, [n, 0, 0, 0])
+    with_graph(ctx, [0, 0, 0, 0])
+    before = dict(vector_cache.stats)
+    assert search(ctx, [0, 0, 0, 0], 2) == [("t00000", 0.0), ("t00001", 1.0)]
+    assert vector_cache.stats == before | {"matrix": before["matrix"] + 1}
+    assert vector_ann.wait_idle(0.0)  # not tried again
+    matrix, = vector_cache._matrices.values()
+    assert isinstance(matrix.graph.error, MemoryError)
+    engine.close()
+
+
 # ---------------------------------------------------------------- random histories
 
 DIMS = 4
