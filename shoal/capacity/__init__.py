@@ -219,6 +219,8 @@ class SharedBuckets:
         self._taken: dict[bytes, float] = {}  # the private buckets' tokens taken in all
         self._peaks: dict[bytes, tuple] = {}  # the private buckets' peak states
         self._fd = -1
+        #: What closes with these buckets (the partition buckets beside them).
+        self.companions: list = []
         if path is None:
             self._private = {}
             return
@@ -235,6 +237,8 @@ class SharedBuckets:
         self._map = mmap.mmap(self._fd, size)
 
     def close(self) -> None:
+        while self.companions:
+            self.companions.pop().close()
         if self._fd >= 0:
             self._map.close()
             os.close(self._fd)
@@ -374,6 +378,7 @@ class Capacity:
         if partitions is None and _partitions.enabled():
             partitions = _partitions.PartitionBuckets(shared.path + "-partitions" if shared.path else None,
                                                       clock=shared.clock)
+            shared.companions.append(partitions)  # the dispatcher closes the shared buckets
         self.partitions = partitions
         #: (table id, index, kind, key) -> this worker's balance of a hot key's bucket.
         self._key_balance: dict[tuple, float] = {}

@@ -292,6 +292,15 @@ def test_batch_units_are_shared_equally_by_its_keys(ctx):
         admit(capacity, ctx, "GetItem", one, False)
 
 
+def test_the_switch_makes_partition_buckets_beside_the_shared_ones_closed_with_them(tmp_path, monkeypatch):
+    monkeypatch.setenv("SHOAL_PARTITION_LIMITS", "on")
+    shared = SharedBuckets(str(tmp_path / "capacity"))
+    capacity = Capacity(shared)
+    assert capacity.partitions is not None and (tmp_path / "capacity-partitions").exists()
+    shared.close()
+    assert capacity.partitions._fd == -1
+
+
 def test_partition_buckets_mark_every_table_for_the_hook():
     from shoal.api import catalog
 
