@@ -44,12 +44,12 @@ class Context:
 
 def operations() -> dict[str, Callable[[Context, dict], Any]]:
     """All operations Shoal offers, by DynamoDB operation name."""
-    from shoal.api import (backups, batch, bulk, exports, imports, insights, items, partiql, pitr, query,
-                           resource_policies, streams, tables, transactions, ttl, vectors)
+    from shoal.api import (backups, batch, bulk, exports, imports, insights, items, kinesis, partiql, pitr,
+                           query, resource_policies, streams, tables, transactions, ttl, vectors)
 
     ops: dict[str, Callable[[Context, dict], Any]] = {}
     for module in (tables, items, query, batch, transactions, ttl, streams, resource_policies, partiql, backups, pitr,
-                   exports, imports, bulk, insights, vectors):
+                   exports, imports, bulk, insights, vectors, kinesis):
         ops.update(module.OPERATIONS)
     from shoal.replication import legacy_ops  # global tables version 2017.11.29
 

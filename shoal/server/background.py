@@ -11,6 +11,7 @@ every second when idle, every 10 ms while any has a backlog.
     Materializer      copies change records into stream shards (the 'streams' consumer)
     Trimmer           drops stream records past their retention
     TriggerRunner     decides trigger deliveries (delivery itself runs on a thread)
+    KinesisDelivery   starts the thread sending table changes to Kinesis destinations (shoal.kinesis)
     BackupScheduler   claims scheduled backups that are due (each runs on a thread), prunes expired ones
     IAM pruning       forgets expired temporary credentials (with auth on)
     metrics           flush, time to live deletions, table figures, roll-up (with metrics on: shoal.metrics)
@@ -29,6 +30,7 @@ from shoal.api.schedules import BackupScheduler
 from shoal.api.streams import Materializer, Trimmer
 from shoal.api.ttl import Sweeper
 from shoal.api.changelog import prune_changes
+from shoal.kinesis import KinesisDelivery
 from shoal.settings import request_clock
 from shoal.triggers.runner import TriggerRunner
 
@@ -67,13 +69,14 @@ class BackgroundJobs:
                    extra_jobs=()) -> "BackgroundJobs":
         """Every job a serving worker runs (``extra_jobs``: the metrics')."""
         triggers = TriggerRunner(engine)
+        kinesis = KinesisDelivery(engine)
         jobs = [ChangeLogPruner(engine, change_retention_s, request_clock()), IndexJobs(engine), Sweeper(engine, catalog),
-                Materializer(engine), Trimmer(engine), triggers,
+                Materializer(engine), Trimmer(engine), triggers, kinesis,
                 BackupScheduler(engine, catalog, request_clock())]
         if iam_store is not None:
             jobs.append(iam_store.prune_expired)
         jobs.extend(extra_jobs)
-        return cls(jobs, [triggers.close])
+        return cls(jobs, [triggers.close, kinesis.close])
 
     def start(self, loop) -> None:
         """Run the jobs on ``loop`` (the worker calls this once serving)."""
@@ -85,7 +88,7 @@ class BackgroundJobs:
             self._task = None
 
     def close(self) -> None:
-        """Release what the jobs hold (the trigger delivery thread)."""
+        """Release what the jobs hold (the trigger and Kinesis delivery threads)."""
         self.stop()
         for close in self._closers:
             close()
