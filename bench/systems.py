@@ -377,6 +377,17 @@ class ShoalPITR(Shoal):
             client.close()
 
 
+class ShoalNoMetrics(Shoal):
+    """``shoal serve --no-metrics``: against plain Shoal (metrics on, the
+    default), what recording CloudWatch's metrics costs (issue 17's bound)."""
+
+    def __init__(self, workers: int = 1) -> None:
+        super().__init__(workers, name="shoal-nometrics", label="Shoal, metrics off")
+
+    def security_options(self) -> list[str]:
+        return ["--no-metrics"]
+
+
 class ShoalTLS(Shoal):
     """``shoal serve --tls-cert --tls-key`` with a self-signed certificate the harness makes."""
 
@@ -467,6 +478,7 @@ def make_systems(names: list[str], shoal_workers: int = 1) -> list[System]:
                  "shoal-sigv4-user": lambda: ShoalSigV4User(shoal_workers),
                  "shoal-tls": lambda: ShoalTLS(shoal_workers), "shoal-pitr": lambda: ShoalPITR(shoal_workers),
                  "shoal-pg": lambda: ShoalPostgres(shoal_workers),
+                 "shoal-nometrics": lambda: ShoalNoMetrics(shoal_workers),
                  "dynamodb-local": DynamoDBLocal,
                  "dynalite": Dynalite, "moto": Moto, "ceiling": Ceiling}
     unknown = [n for n in names if n not in factories]
