@@ -40,7 +40,7 @@ old matrix and graph serve until the new graph is ready, then the copy is
 brought up to date from the log and replaces them.
 
 Memory: 4 bytes a dimension a row (and 4 for its norm), plus a key and a
-size, and a graph's links (about 0.3 KiB a row, ``vector_ann``); at most
+size, and a graph's links (about 0.6 KiB a row, ``vector_ann``); at most
 ``MAX_BYTES`` over all the matrices of a process, the least recently used
 dropped first.  While a compact copy is built both copies are held.
 """

@@ -22,9 +22,10 @@ from shoal.api.catalog import Catalog
 from shoal.errors import ValidationException
 from shoal.storage.memory_engine import MemoryEngine
 
-#: The least recall@10 the graph must reach on the seeded set below (measured: 1.0 with ef 640;
-#: HNSW's own recall on 100,000 x 256 is in docs/benchmarks.md).
+#: The least recall@10 the graph must reach on the seeded set below at search expansion EF
+#: (measured: 0.985; 0.93 at ef 20, 1.0 at ef 80; on 100,000 x 256: docs/benchmarks.md).
 RECALL_FLOOR = 0.95
+EF = 40
 
 
 @pytest.fixture(autouse=True)
@@ -101,8 +102,9 @@ def seeded():
     engine.close()
 
 
-def test_recall_at_10_against_the_exact_search(seeded):
+def test_recall_at_10_against_the_exact_search(seeded, monkeypatch):
     ctx, data = seeded
+    monkeypatch.setattr(vector_ann, "EXPANSION_SEARCH", EF)  # far below the rows: the graph is walked, not read whole
     queries = np.random.default_rng(22).standard_normal((40, 32)).astype(np.float32)
     with_graph(ctx, queries[0])
     before = dict(vector_cache.stats)
