@@ -53,6 +53,8 @@ _INTS, _HALVES, _DOUBLES = 0, 1, 2  # how a float column is stored
 _EXACT = 2.0 ** 52
 _EMPTY_I = np.zeros(0, np.int64)
 _EMPTY_F = np.zeros(0, np.float64)
+#: ``Stats.encode``'s header (``shoal.metrics.stats._HEADER``) as a numpy record, to read many at once
+_HEADER_DTYPE = np.dtype([("count", ">f8"), ("sum", ">f8"), ("min", ">f8"), ("max", ">f8"), ("flags", "u1")])
 _COMPRESSOR = zstandard.ZstdCompressor(level=3)
 _DECOMPRESSOR = zstandard.ZstdDecompressor()
 
@@ -110,14 +112,13 @@ class Columns:
         if histograms:
             return cls.from_stats([(at, Stats.decode(raw)) for at, raw in rows])
         n = len(rows)
-        headers = [_HEADER.unpack_from(raw) for _, raw in rows]
-        at = np.fromiter((a for a, _ in rows), np.int64, n)
         if not n:
             return cls.empty(False)
-        array = np.array(headers, np.float64).reshape(n, 5)
-        pct = (array[:, 4].astype(np.int64) & _PERCENTILES) != 0
-        return cls(at, array[:, 0].copy(), array[:, 1].copy(), array[:, 2].copy(), array[:, 3].copy(), pct,
-                   np.zeros(n, np.int64))
+        at = np.fromiter((a for a, _ in rows), np.int64, n)
+        header = np.frombuffer(b"".join([raw[:_HEADER.size] for _, raw in rows]), _HEADER_DTYPE, n)
+        return cls(at, header["count"].astype(np.float64), header["sum"].astype(np.float64),
+                   header["min"].astype(np.float64), header["max"].astype(np.float64),
+                   (header["flags"] & _PERCENTILES) != 0, np.zeros(n, np.int64))
 
     def stats(self, i: int) -> Stats:
         """Row ``i`` as a Stats."""

@@ -21,11 +21,14 @@ never see a datum twice or miss it (``shoal.metrics.store``):
 
 The background job ``RollUp`` walks the series in key order, a bounded
 amount of work per round (``ROUND_BUDGET``, in periods decoded or
-written), its position kept in ``meta`` (``metrics/rollup``) in the same
+written), its position kept in ``meta`` (``metrics/walk``) in the same
 transaction, so workers share the walk; a new walk starts at most once a
 minute, so a series' recent hour is sealed within a few minutes of its end
-(one block rewritten a series an hour).  A series with no data left and no
-data for the whole retention is forgotten.
+(one block rewritten a series an hour).  Blocks move and are pruned at day
+boundaries, so only the first walk of each UTC day looks at them (and at
+coarser periods of earlier writers, and forgets a series with no data left
+and none for the whole retention): the other walks read no block, only
+where each series' minutes begin.
 """
 
 from __future__ import annotations
@@ -47,7 +50,6 @@ from shoal.metrics.store import (
     SEAL_AFTER_S,
     SERIES_PREFIX,
     TOTAL_PREFIX,
-    block_base,
     block_key,
     block_range,
     data_range,
@@ -58,10 +60,14 @@ from shoal.metrics.store import (
     series_key,
 )
 
-ROLLUP_KEY = b"metrics/rollup"
-_STARTED = struct.Struct(">d")  # when the walk started (epoch s), then the last series key done
+ROLLUP_KEY = b"metrics/walk"  # (b"metrics/rollup" held the state before blocks: left alone)
+#: when the walk started (epoch s), when the last daily walk started (0: none), when the daily walk
+#: before it started (0: none), whether this walk is daily; then, while it is not over, the series to
+#: go on from
+_STARTED = struct.Struct(">dddB")
 PASS_INTERVAL_S = 60.0
-ROUND_BUDGET = 20_000  # periods sealed, decoded or written per round
+ROUND_BUDGET = 10_000  # periods sealed, decoded or written per round (a round is one write transaction)
+VISIT_COST = 10  # what looking at a series with nothing to do counts for, in periods
 
 
 def seal_before(now: float) -> int:
@@ -77,20 +83,25 @@ def level_for_age(start: int, now: float) -> int | None:
     return None
 
 
-def roll_up_series(txn, series_id: int, now: float, budget: int) -> int:
+def roll_up_series(txn, series_id: int, now: float, budget: int, daily: bool = True,
+                   since: float | None = None) -> int:
     """Seal, roll up and prune one series' periods as of ``now``, at most
     about ``budget`` periods' worth; returns how much it did (0: nothing
-    to do)."""
-    done = _seal(txn, series_id, now, budget)
-    if done < budget:
-        done += _roll_blocks(txn, series_id, now, budget - done)
+    to do).  Without ``daily``, only the minutes are sealed: blocks move at
+    most once a day, and periods of the coarser levels are only found in
+    data written before blocks existed, so ``RollUp`` looks for them in its
+    first walk of each day only.  ``since``: when the last daily walk ran,
+    if it was the day before (see ``_doomed``)."""
+    done = _seal(txn, series_id, now, budget, len(LEVELS) if daily else 1)
+    if daily and done < budget:
+        done += _roll_blocks(txn, series_id, now, budget - done, since)
     return done
 
 
-def _seal(txn, series_id: int, now: float, budget: int) -> int:
+def _seal(txn, series_id: int, now: float, budget: int, levels: int) -> int:
     before = seal_before(now)
     rows: list[tuple[int, int, bytes, bytes]] = []  # (level, start, key, stored form)
-    for level in range(len(LEVELS)):
+    for level in range(levels):
         low, high = data_range(series_id, level, 0, before)
         for key, raw in txn.scan("meta", low, high):
             if len(rows) >= budget:
@@ -113,56 +124,70 @@ def _seal(txn, series_id: int, now: float, budget: int) -> int:
     done = len(rows)
     for level, stored in targets.items():
         cols = blocks.coarsen(Columns.from_stored(stored, True), LEVELS[level][0])
-        done += _merge_into_blocks(txn, series_id, level, cols)
+        done += _merge_into_blocks(txn, series_id, level, cols, now)
     return done
 
 
-def _merge_into_blocks(txn, series_id: int, level: int, cols: Columns) -> int:
-    """Merge periods of ``level`` into the blocks that hold them; returns the periods written."""
+def _merge_into_blocks(txn, series_id: int, level: int, cols: Columns, now: float) -> int:
+    """Merge periods of ``level`` into the blocks that hold them; returns the periods written.  A
+    block already past its level's age is never made (blocks only come past their age as time goes
+    by, which is what the daily walk looks for, ``_doomed``): periods are sealed at the level of
+    their age and spans nest, so this only guards that rule, sending such periods on to the next
+    level (or, past the last, dropping them)."""
     if not len(cols):
         return 0
-    bases = cols.at - cols.at % BLOCK_SPANS[level]
-    return sum(merge_block(txn, series_id, level, int(base), cols.select(bases == base))
-               for base in np.unique(bases).tolist())
+    span = BLOCK_SPANS[level]
+    bases = cols.at - cols.at % span
+    done = 0
+    for base in np.unique(bases).tolist():
+        part = cols.select(bases == base)
+        if base + span <= now - LEVELS[level][1]:
+            if level + 1 < len(LEVELS):
+                done += _merge_into_blocks(txn, series_id, level + 1, blocks.coarsen(part, LEVELS[level + 1][0]), now)
+            continue
+        done += merge_block(txn, series_id, level, int(base), part)
+    return done
 
 
-def _roll_blocks(txn, series_id: int, now: float, budget: int) -> int:
+def _doomed(txn, series_id: int, level: int, cutoff: int, since: int | None) -> list[tuple[bytes, bytes]]:
+    """The series' blocks of ``level`` whose whole span starts before ``cutoff`` (key, stored form).
+    Given the cutoff of the last daily walk (``since``), only the blocks that came past it since are
+    looked up, by key: a range scan would also read the value of the first block past its end (the
+    engine's cursor returns each key with its value), tens of kilobytes a series a day for nothing."""
+    span = BLOCK_SPANS[level]
+    limit = cutoff - span  # the last base whose span ends by the cutoff
+    if since is not None:
+        first = max(0, since - span) // span * span + span
+        found = []
+        for base in range(first, limit + 1, span):
+            key = block_key(series_id, level, base)
+            raw = txn.get("meta", key)
+            if raw is not None:
+                found.append((key, bytes(raw)))
+        return found
+    if limit < 0:
+        return []
+    low, high = block_range(series_id, level, 0, limit + 1)
+    return [(bytes(key), bytes(raw)) for key, raw in txn.scan("meta", low, high)]
+
+
+def _roll_blocks(txn, series_id: int, now: float, budget: int, since: float | None = None) -> int:
+    """Move the blocks past their level's age to the next level (delete them past the last one);
+    ``since``: when the last daily walk ran (None: look at every block)."""
     done = 0
     for level, (_period, keep) in enumerate(LEVELS):
-        cutoff = int(now - keep)
-        span = BLOCK_SPANS[level]
-        last = level + 1 == len(LEVELS)
-        # blocks whose whole span is past the level's age: moved on (or, at the last level, deleted)
-        low, high = block_range(series_id, level, 0, max(0, cutoff - span + 1))
-        doomed = []
-        for key, raw in txn.scan("meta", low, high):
-            if decode_data_key(key)[2] + span > cutoff:
-                break
-            doomed.append((bytes(key), None if last else bytes(raw)))
-            if done + len(doomed) * 1440 >= budget:
-                break
+        doomed = _doomed(txn, series_id, level, int(now - keep), None if since is None else int(since - keep))
+        doomed = doomed[:max(1, (budget - done) // 1440)]
         for key, raw in doomed:
             txn.delete("meta", key)
             done += 1440
-            cols = blocks.decode(raw) if raw is not None else None
-            if cols is None or not len(cols):
+            if level + 1 == len(LEVELS):
                 continue
-            youngest = level_for_age(int(cols.at[-1]), now)
+            cols = blocks.decode(raw)
+            youngest = level_for_age(int(cols.at[-1]), now) if len(cols) else None
             if youngest is not None:  # else all of it is past the retention
                 to = max(level + 1, youngest)
-                done += _merge_into_blocks(txn, series_id, to, blocks.coarsen(cols, LEVELS[to][0]))
-        if last:  # the block holding the cutoff: its hours a day past the retention are cut
-            base = block_base(level, max(0, cutoff))
-            key = block_key(series_id, level, base)
-            raw = txn.get("meta", key)
-            if raw is not None and blocks.block_first(raw) < cutoff - DAY:
-                cols = blocks.decode(raw)
-                cols = cols.select(cols.at >= cutoff)
-                if len(cols):
-                    txn.put("meta", key, blocks.encode(cols, base, LEVELS[level][0]))
-                else:
-                    txn.delete("meta", key)
-                done += 1440
+                done += _merge_into_blocks(txn, series_id, to, blocks.coarsen(cols, LEVELS[to][0]), now)
         if done >= budget:
             break
     return done
@@ -191,25 +216,38 @@ class RollUp:
             if state is None or len(state) == _STARTED.size:
                 if state is not None and now - _STARTED.unpack(state)[0] < self.interval_s:
                     return False
+                previous, last_daily = _STARTED.unpack(state)[:2] if state is not None else (None, 0.0)
+                # the first walk of a UTC day (or ever) also moves blocks and looks for coarser periods
+                daily = previous is None or previous // DAY != now // DAY
+                before = 0.0
+                if daily:
+                    last_daily, before = now, last_daily
                 started, after = now, SERIES_PREFIX
             else:
                 # resume at the series the last round stopped in
-                started, after = _STARTED.unpack_from(state)[0], bytes(state[_STARTED.size:])
+                started, last_daily, before, daily = _STARTED.unpack_from(state)
+                after = bytes(state[_STARTED.size:])
+            # blocks are looked up by key when the daily walk before this one was the day before
+            since = before if before and 0 < started - before < 2 * DAY else None
             budget = self.budget
             last = None
             forgotten = []
             for info in list(iter_series(txn, after)):
-                budget -= roll_up_series(txn, info.series_id, now, budget)
-                if budget <= 0:
-                    last = series_key(info.series)
-                    break
-                if info.last_minute * 60 < now - LEVELS[-1][1] and not has_data(txn, info.series_id):
+                allowed = budget
+                done = roll_up_series(txn, info.series_id, now, allowed, bool(daily), since)
+                finished = done < allowed  # it stopped for want of work, not of budget
+                if (daily and finished and info.last_minute * 60 < now - LEVELS[-1][1]
+                        and not has_data(txn, info.series_id)):
                     forgotten.append(info)
+                budget -= VISIT_COST + done
+                if budget <= 0:  # the next round goes on in this series, or after it if it is done
+                    last = series_key(info.series) + (b"\0" if finished else b"")
+                    break
             for info in forgotten:
                 txn.delete("meta", series_key(info.series))
                 txn.delete("meta", TOTAL_PREFIX + struct.pack(">I", info.series_id))
             if last is None:  # the walk is over: remember when it began
-                txn.put("meta", ROLLUP_KEY, _STARTED.pack(started))
+                txn.put("meta", ROLLUP_KEY, _STARTED.pack(started, last_daily, before, daily))
                 return False
-            txn.put("meta", ROLLUP_KEY, _STARTED.pack(started) + last)
+            txn.put("meta", ROLLUP_KEY, _STARTED.pack(started, last_daily, before, daily) + last)
             return True

@@ -248,12 +248,13 @@ def read_parts(txn, series_id: int, start: int, end, histograms: bool = True, no
     for a window younger than their age: the roll-up moves nothing younger
     there, so a recent window reads one level."""
     stop = _clamp(-(-end // 1))
+    if now is not None:  # periods past the retention, in a last block not yet wholly past it, are not read
+        start = max(start, -(-(now - LEVELS[-1][1]) // 1))
     parts = []
     for level in range(len(LEVELS)):
         if level and now is not None and start >= now - LEVELS[level - 1][1]:
             break
-        low, high = block_range(series_id, level, start, stop)
-        for _key, raw in txn.scan("meta", low, high):
+        for raw in _blocks_in(txn, series_id, level, start, stop):
             cols = blocks.decode(raw, histograms).window(start, end)
             if len(cols):
                 parts.append(cols)
@@ -261,6 +262,28 @@ def read_parts(txn, series_id: int, start: int, end, histograms: bool = True, no
         if rows:
             parts.append(Columns.from_stored(rows, histograms))
     return parts
+
+
+#: Up to this many blocks a window may hold are looked up one by one.
+_BLOCK_GETS = 64
+
+
+def _blocks_in(txn, series_id: int, level: int, start: int, stop: int) -> Iterator:
+    """The stored blocks of ``level`` that may hold periods starting in [start, stop).  Their keys
+    are known (a block starts at a multiple of its span), so a window of a few blocks looks each up:
+    a range scan would also read the value of the key past its end (the engine's cursor returns each
+    key with its value), another block of the series, tens of kilobytes decoded for nothing."""
+    span = BLOCK_SPANS[level]
+    first = block_base(level, _clamp(start))
+    if (stop - first) // span < _BLOCK_GETS:
+        for base in range(first, stop, span):
+            raw = txn.get("meta", block_key(series_id, level, base))
+            if raw is not None:
+                yield raw
+        return
+    low, high = block_range(series_id, level, start, stop)
+    for _key, raw in txn.scan("meta", low, high):
+        yield raw
 
 
 def read_columns(txn, series_id: int, start: int, end, histograms: bool = True, now: float | None = None) -> Columns:

@@ -33,6 +33,7 @@ from shoal.metrics.store import (
     SEAL_AFTER_S,
     Writer,
     data_key,
+    decode_data_key,
     decode_series_key,
     hour_key,
     iter_series,
@@ -175,7 +176,69 @@ def test_roll_up_seals_past_hours_then_moves_blocks_to_coarser_periods_and_prune
     assert sealed_and_unsealed(engine) == (0, 0)
 
 
-def test_the_last_level_is_cut_to_its_retention_a_day_at_a_time():
+def test_the_walk_seals_every_series_in_bounded_rounds_and_ends():
+    engine = MemoryEngine()
+    names = [("us-east-1", "App", f"m{i}", ()) for i in range(6)]
+    with engine.write() as txn:
+        write_points(txn, {(name, "Count", T0 + 60 * m): Stats.of([1.0]) for name in names for m in range(20)})
+    job = RollUp(engine, clock=lambda: T0 + 2 * HOUR, budget=45)  # room for about one series a round
+    rounds = 1
+    while job():
+        rounds += 1
+        assert rounds < 20
+    assert 5 <= rounds and sealed_and_unsealed(engine) == (6, 0)
+    assert job() is False  # a new walk waits a minute
+    with engine.read() as txn:
+        assert [len(columns.decode(raw)) for _, raw in txn.scan("meta", BLOCK_PREFIX, BLOCK_PREFIX[:-1] + b"0")] == [20] * 6
+
+    def walk(now):
+        job = RollUp(engine, clock=lambda: now, budget=100_000)
+        while job():
+            pass
+
+    def levels():
+        with engine.read() as txn:
+            return sorted({decode_data_key(key)[1] for key, _ in txn.scan("meta", BLOCK_PREFIX, BLOCK_PREFIX[:-1] + b"0")})
+
+    walk(T0 + 2 * HOUR + 120)  # the same day: minutes only
+    assert levels() == [0]
+    day16 = T0 - T0 % DAY + 16 * DAY
+    walk(day16 + 60)  # the first walk of a later day moves the blocks past 15 days
+    assert levels() == [1]
+    with engine.write() as txn:  # a five-minute period as written before blocks existed
+        txn.put("meta", data_key(lookup(txn, names[0]).series_id, 1, T0 - 3 * DAY), Stats.of([2.0]).encode())
+    walk(day16 + 200)  # the same day again: coarser periods are not looked for
+    assert sealed_and_unsealed(engine) == (6, 1)
+    walk(day16 + DAY + 60)
+    assert sealed_and_unsealed(engine) == (6, 0)
+
+
+def test_daily_walks_day_after_day_move_each_block_when_its_span_is_past_its_age():
+    engine = MemoryEngine()
+    day0 = T0 - T0 % DAY
+    with engine.write() as txn:
+        write_points(txn, {(LATENCY, "Milliseconds", day0 + 60 * m): Stats.of([1.0]) for m in range(0, 1440, 7)})
+
+    def levels():
+        with engine.read() as txn:
+            return sorted({decode_data_key(key)[1] for key, _ in txn.scan("meta", BLOCK_PREFIX, BLOCK_PREFIX[:-1] + b"0")})
+
+    seen = {}
+    for day in range(1, 80):  # one walk a day, each told when the one before ran: blocks looked up by key
+        job = RollUp(engine, clock=lambda day=day: day0 + day * DAY + 600)
+        while job():
+            pass
+        seen[day] = levels()
+    assert seen[15] == [0] and seen[16] == [1]  # the day's span ends 16 days after it began
+    moved = min(day for day, found in seen.items() if found == [2])
+    base1 = day0 - day0 % BLOCK_SPANS[1]
+    assert day0 + moved * DAY + 600 - LEVELS[1][1] >= base1 + BLOCK_SPANS[1] > day0 + (moved - 1) * DAY + 600 - LEVELS[1][1]
+    with engine.read() as txn:
+        series_id = lookup(txn, LATENCY).series_id
+        assert sum(v for _, v in period_values(txn, series_id, 0, 2**32 - 1, DAY, "SampleCount")) == len(range(0, 1440, 7))
+
+
+def test_the_last_level_is_read_within_its_retention_and_deleted_a_block_at_a_time():
     engine = MemoryEngine()
     first = T0 - T0 % BLOCK_SPANS[2] + 10 * DAY  # ten days into a block of hours
     with engine.write() as txn:
@@ -186,18 +249,42 @@ def test_the_last_level_is_cut_to_its_retention_a_day_at_a_time():
     with engine.write() as txn:
         roll_up_series(txn, lookup(txn, LATENCY).series_id, first + 400 * DAY, 100_000)
     assert sealed_and_unsealed(engine) == (1, 0)
+    keep = LEVELS[2][1]
 
     def hours(now):
         with engine.write() as txn:
             series_id = lookup(txn, LATENCY).series_id
             roll_up_series(txn, series_id, now, 100_000)
-            return [at for at, _, _ in read_periods(txn, series_id, 0, 2**32 - 1)]
+            return [at for at, _ in period_values(txn, series_id, 0, 2**32 - 1, HOUR, "Sum", now)]
 
-    keep = LEVELS[2][1]
-    assert len(hours(first + keep + DAY)) == 72  # a day past: not cut yet
+    assert len(hours(first + keep - 1)) == 72
     assert hours(first + keep + DAY + HOUR + 1) == [first + HOUR * h for h in range(26, 72)]
+    assert sealed_and_unsealed(engine) == (1, 0)  # the block stays until its whole span is past
     assert hours(first + keep + 3 * DAY + 1) == []
+    assert sealed_and_unsealed(engine) == (1, 0)
+    assert hours(first - 10 * DAY + BLOCK_SPANS[2] + keep) == []
     assert sealed_and_unsealed(engine) == (0, 0)
+
+
+def test_sealed_periods_go_to_the_level_of_their_age_never_into_a_block_past_it():
+    """So that blocks only come past their age as time goes by, which daily walks look for by key."""
+    engine = MemoryEngine()
+    now = T0 + 100 * DAY
+    stored = {(0, now - 2 * DAY): 1.0, (0, now - 15 * DAY + 60): 2.0, (0, now - 15 * DAY - 60): 3.0,
+              (1, now - 63 * DAY + 600): 4.0, (1, now - 63 * DAY - 600): 5.0, (2, now - 454 * DAY): 6.0,
+              (2, now - 456 * DAY): 7.0}
+    with engine.write() as txn:
+        series_id = Writer(txn).info(LATENCY, "Milliseconds", 0).series_id
+        for (level, at), value in stored.items():
+            at -= at % LEVELS[level][0]
+            txn.put("meta", data_key(series_id, level, at), Stats.of([value]).encode())
+    with engine.write() as txn:
+        roll_up_series(txn, series_id, now, 100_000)
+        found = {s.sum: (level, at) for at, level, s in read_periods(txn, series_id, 0, 2**32 - 1)}
+    assert {value: level for value, (level, _) in found.items()} == {1.0: 0, 2.0: 0, 3.0: 1, 4.0: 1, 5.0: 2, 6.0: 2}
+    for level, at in found.values():
+        assert (at - at % BLOCK_SPANS[level]) + BLOCK_SPANS[level] > now - LEVELS[level][1]
+    assert sealed_and_unsealed(engine)[1] == 0
 
 
 def by_minutes(txn, series_id, start, end, period):
