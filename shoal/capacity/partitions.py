@@ -49,6 +49,7 @@ closest to full.
 from __future__ import annotations
 
 import fcntl
+import functools
 import hashlib
 import mmap
 import os
@@ -282,6 +283,35 @@ def _put(out: list, table, item: dict) -> None:
             out.append((index.name, text))
 
 
+@functools.lru_cache(maxsize=4096)
+def _equalities(text: str) -> tuple:
+    """(attribute name or #placeholder, :placeholder) of each equality a
+    KeyConditionExpression's AND holds, from its parse (cached by text, as
+    the Query's own): binding the whole condition again would cost a Query
+    a sixth more; () if the text does not parse (the Query refuses it)."""
+    from shoal.errors import ShoalError
+    from shoal.expressions import ast, parse_condition_ast
+
+    try:
+        tree = parse_condition_ast(text, "KeyConditionExpression")
+    except ShoalError:
+        return ()
+    out = []
+    stack = [tree]
+    while stack:
+        node = stack.pop()
+        if type(node) is ast.Paren:
+            stack.append(node.inner)
+        elif type(node) is ast.And:
+            stack.extend(node.operands)
+        elif type(node) is ast.Compare and node.op == "=":
+            for path, value in ((node.left, node.right), (node.right, node.left)):
+                if type(path) is ast.Path and type(value) is ast.Value and len(path.elements) == 1 \
+                        and type(path.elements[0]) is str:
+                    out.append((path.elements[0], value.name))
+    return tuple(out)
+
+
 def _query(out: list, table, data: dict) -> None:
     """The partition key value a Query reads: its equality on the partition key."""
     index_name = data.get("IndexName")
@@ -300,17 +330,12 @@ def _query(out: list, table, data: dict) -> None:
             if condition.get("ComparisonOperator") == "EQ":
                 values[name] = (condition.get("AttributeValueList") or [None])[0]
     elif data.get("KeyConditionExpression") is not None:
-        from shoal.errors import ShoalError
-        from shoal.expressions import ExpressionContext, parse_key_condition
-
-        try:
-            condition = parse_key_condition(data["KeyConditionExpression"], ExpressionContext(
-                data.get("ExpressionAttributeNames"), data.get("ExpressionAttributeValues")))
-        except ShoalError:
-            return  # the Query refuses it itself
-        for name, op, operands in condition.conditions:
-            if op == "EQ" and type(name) is str and name in names and operands:
-                values[name] = operands[0]
+        aliases = data.get("ExpressionAttributeNames") or {}
+        given = data.get("ExpressionAttributeValues") or {}
+        for element, placeholder in _equalities(data["KeyConditionExpression"]):
+            name = aliases.get(element) if element[:1] == "#" else element
+            if name in names:
+                values[name] = given.get(placeholder)
     text = _index_key(values, names)
     if text is not None:
         out.append((owner, text))

@@ -106,6 +106,10 @@ def test_each_operation_names_the_partition_keys_it_draws_on(ctx):
     assert request_keys("Query", {"KeyConditions": {"pk": {"ComparisonOperator": "EQ",
                                                            "AttributeValueList": [{"S": "k"}]}}},
                         table) == [(None, "Sk")]
+    assert request_keys("Query", {"KeyConditionExpression": "begins_with(sk, :s) AND (:p = #k)",
+                                  "ExpressionAttributeNames": {"#k": "pk"},
+                                  "ExpressionAttributeValues": {":p": {"S": "r"}, ":s": {"N": "1"}}},
+                        table) == [(None, "Sr")]
     assert request_keys("Query", {"KeyConditionExpression": "pk = "}, table) == []  # the Query refuses it
     assert request_keys("BatchGetItem", {"RequestItems": {"hot": {"Keys": [key, {**key, "pk": {"S": "b"}}]},
                                                          "other": {"Keys": [key]}}},
