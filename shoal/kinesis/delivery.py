@@ -71,6 +71,7 @@ LEASE_KEY = b"kinesis/lease"
 #: 1 MiB, which two 400 KB images and their keys stay under).
 MAX_BATCH_RECORDS = 500
 MAX_BATCH_BYTES = 4 * 1024 * 1024
+MAX_RECORD_BYTES = 1024 * 1024  # a record's data and partition key
 #: Change records looked at per destination and round (other tables' included).
 SCAN_LIMIT = 20000
 
@@ -307,8 +308,15 @@ class KinesisDelivery:
                     elif not _same_image(change["old"], change["new"]):
                         data = build_record(change, ms, table_name=record["table"], table_id=record["table_id"],
                                             region=record["region"], seq=seq, precision=precision)
-                        batch.append((seq, data, partition_key(change["keys"])))
-                        size += len(data)
+                        key = partition_key(change["keys"])
+                        if len(data) + len(key) > MAX_RECORD_BYTES:
+                            # Kinesis refuses it for good (two images near 400 KB with binary
+                            # values, base64 in JSON): sending it would stop the destination.
+                            log.error("kinesis destination %s: the record of change %d of table %s is %d bytes, "
+                                      "over Kinesis's 1 MiB: skipped", entry["arn"], seq, record["table"], len(data))
+                        else:
+                            batch.append((seq, data, key))
+                            size += len(data)
                 passed = seq
         if stop is not None and not more and not deleted:
             passed = max(passed, stop)  # nothing of the table is left up to where it was disabled
@@ -345,12 +353,18 @@ class KinesisDelivery:
     def _forget_if_deleted(self, prefix: bytes, record: dict) -> None:
         """Drop the record of a table that no longer exists (nothing of it is
         left to send: none of its destinations is live)."""
-        with self.engine.write() as txn:
+
+        def gone(txn) -> bool:
             raw = txn.get("meta", table_key(record["region"], record["table"]))
-            if raw is None or orjson.loads(raw)["id"] != record["table_id"]:
-                stored = load_destinations(txn, prefix)
-                if stored is not None and not any(e["status"] in LIVE for e in stored["destinations"]):
-                    txn.delete("meta", dest_key(prefix))
+            return raw is None or orjson.loads(raw)["id"] != record["table_id"]
+
+        with self.engine.read() as txn:  # the common case, the table is there: no write
+            if not gone(txn):
+                return
+        with self.engine.write() as txn:
+            stored = load_destinations(txn, prefix)
+            if gone(txn) and stored is not None and not any(e["status"] in LIVE for e in stored["destinations"]):
+                txn.delete("meta", dest_key(prefix))
 
     def _move_consumer(self) -> None:
         """Hold the change log from the lowest cursor of any live destination."""
