@@ -304,23 +304,23 @@ class Dispatcher:
         if request.headers.get("x-amz-target", "").startswith(CLOUDWATCH_PREFIX):
             return self.services.json(request, request_id,
                                       request.headers["x-amz-target"][len(CLOUDWATCH_PREFIX):])
-        job = None
+        handle = None
         started = perf_counter() if self.metrics is not None else 0.0
         try:
-            writes, job = self._prepare(request, request_id)
+            writes, job, handle = self._prepare(request, request_id)
             if writes and self.group_commit:
                 return self._respond_later(request_id, response_type, self.committer.submit(job), request.headers,
-                                           job, started)
+                                           handle, started)
             if job.long and self._serving():
                 future = asyncio.get_running_loop().run_in_executor(self._long_work, job)
-                return self._respond_later(request_id, response_type, future, request.headers, job, started)
+                return self._respond_later(request_id, response_type, future, request.headers, handle, started)
             body = job()
         except Exception as exc:
             if self.metrics is not None:
-                self._record_failure(job, exc, request)
+                self._record_failure(handle, exc, request)
             return _response(request_id, response_type, *_error(exc, request_id))
-        if self.metrics is not None:  # the request's latency, to its cell (shoal.metrics.recorder)
-            job.metered.done(perf_counter() - started)
+        if handle is not None:  # metrics on: the request's latency, to its cell (shoal.metrics.recorder)
+            handle.done(perf_counter() - started)
         if len(body) >= COMPRESS_MIN_BYTES and "accept-encoding" in request.headers:
             return _encoded_response(request_id, response_type, body, request.headers["accept-encoding"])
         return _response(request_id, response_type, 200, body)
@@ -334,23 +334,23 @@ class Dispatcher:
             return False
         return True
 
-    async def _respond_later(self, request_id: str, response_type: str, future, headers: dict, job=None,
+    async def _respond_later(self, request_id: str, response_type: str, future, headers: dict, handle=None,
                              started: float = 0.0) -> Response:
         try:
             body = await future
         except Exception as exc:
             if self.metrics is not None:
-                self._record_failure(job, exc, None)
+                self._record_failure(handle, exc, None)
             return _response(request_id, response_type, *_error(exc, request_id))
-        if self.metrics is not None:  # the request's latency, to its cell (shoal.metrics.recorder)
-            job.metered.done(perf_counter() - started)
+        if handle is not None:  # metrics on: the request's latency, to its cell (shoal.metrics.recorder)
+            handle.done(perf_counter() - started)
         if len(body) >= COMPRESS_MIN_BYTES and "accept-encoding" in headers:
             return _encoded_response(request_id, response_type, body, headers["accept-encoding"])
         return _response(request_id, response_type, 200, body)
 
     def _prepare(self, request: Request, request_id: str | None = None):
         """Route and validate a request; return (whether it writes, a job that
-        runs it and returns the response body).  Whether it writes is decided
+        runs it and returns the response body, its metrics handle or None).  Whether it writes is decided
         by what it does: a PartiQL request whose statements are all SELECTs is a
         read, and does not wait for a group commit."""
         target = request.headers.get("x-amz-target", "")
@@ -426,23 +426,20 @@ class Dispatcher:
         if self.insights.active:  # some table has contributor insights on: count the keys once the job ran
             job = self.insights.counting(job, region, operation, data)  # (nothing captured otherwise: no cost)
         job.long = operation in LONG_OPERATIONS
-        if handle is not None:  # for the metrics: the request's cell (region, TableName, operation)
-            job.__dict__["metered"] = handle  # (the function's dict exists: cheaper than setting an attribute)
-        return writes, job
+        return writes, job, handle
 
     # -- metrics ----------------------------------------------------------------------------
 
-    def _record_failure(self, job, exc: Exception, request: Request | None) -> None:
+    def _record_failure(self, handle, exc: Exception, request: Request | None) -> None:
         """A DynamoDB request answered with an error."""
         error = exc.type_name if isinstance(exc, ShoalError) else "InternalServerError"
         status = exc.status if isinstance(exc, ShoalError) else 500
-        if job is None or not hasattr(job, "metered"):  # refused before the operation was known or ran
+        if handle is None:  # refused before the operation was known or ran
             if request is None:
                 return
             region = region_of(request.headers.get("authorization"), self.default_region)[0]
             operation, table, reasons = None, None, None
         else:
-            handle = job.metered
             region, table, operation = handle.key
             table = dynamodb_metrics.table_name(table)
             reasons = None
