@@ -28,7 +28,7 @@ REPO = pathlib.Path(__file__).resolve().parents[2]
 KINESALITE_DIR = REPO / ".cache" / "kinesalite"
 ACCOUNT = "000000000000"
 FAST = {"SHOAL_KINESIS_POLL_S": "0.1", "SHOAL_KINESIS_BACKOFF_S": "0.2", "SHOAL_KINESIS_BACKOFF_MAX_S": "1",
-        "SHOAL_KINESIS_TIMEOUT_S": "2", "AWS_ACCESS_KEY_ID": "AKIDSHOALTEST", "AWS_SECRET_ACCESS_KEY": "secret"}
+        "SHOAL_KINESIS_TIMEOUT_S": "2", "SHOAL_TTL_SWEEP_INTERVAL_S": "0.5", "AWS_ACCESS_KEY_ID": "AKIDSHOALTEST", "AWS_SECRET_ACCESS_KEY": "secret"}
 
 STATE = "Table is not in a valid state to enable Kinesis Streaming Destination: "
 ENABLE_STATE = STATE + "EnableKinesisStreamingDestination must be DISABLED or ENABLE_FAILED to perform ENABLE operation."
@@ -438,6 +438,31 @@ def test_item_changes_arrive_in_dynamodb_record_format(ddb, kinesis):
          "eventSource": "aws:dynamodb"},
     ]
     assert len({r["key"] for r in records}) == 1  # one item, one partition key
+
+
+def test_batches_transactions_and_time_to_live_deletions_are_sent(ddb, kinesis):
+    table = create_table(ddb, range_key=None)
+    name = make_stream(kinesis)
+    arn = stream_arn(name)
+    ddb.update_time_to_live(TableName=table, TimeToLiveSpecification={"Enabled": True, "AttributeName": "exp"})
+    ddb.enable_kinesis_streaming_destination(TableName=table, StreamArn=arn)
+    wait_status(ddb, table, arn, "ACTIVE")
+    ddb.batch_write_item(RequestItems={table: [{"PutRequest": {"Item": {"pk": {"S": f"b{i}"}}}} for i in range(3)]})
+    ddb.transact_write_items(TransactItems=[
+        {"Put": {"TableName": table, "Item": {"pk": {"S": "t"}}}},
+        {"Delete": {"TableName": table, "Key": {"pk": {"S": "b0"}}}}])
+    expired = str(int(time.time()) - 60)
+    ddb.put_item(TableName=table, Item={"pk": {"S": "ttl"}, "exp": {"N": expired}})
+    service = {"type": "Service", "principalId": "dynamodb.amazonaws.com"}
+    records = wait_records(kinesis, name, 7)
+    events = [(r["data"]["eventName"], r["data"]["dynamodb"]["Keys"]["pk"]["S"], r["data"]["userIdentity"])
+              for r in records]
+    assert sorted(events, key=str) == sorted([
+        ("INSERT", "b0", None), ("INSERT", "b1", None), ("INSERT", "b2", None), ("INSERT", "t", None),
+        ("REMOVE", "b0", None), ("INSERT", "ttl", None), ("REMOVE", "ttl", service)], key=str)
+    # One shard: log order.  The sweeper's deletion comes last and names the service.
+    assert events.index(("INSERT", "b0", None)) < events.index(("REMOVE", "b0", None))
+    assert events[-2:] == [("INSERT", "ttl", None), ("REMOVE", "ttl", service)]
 
 
 def test_microsecond_precision_and_disabling_stops_delivery(ddb, kinesis):
