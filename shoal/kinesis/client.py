@@ -54,7 +54,7 @@ class KinesisEndpoint:
             import botocore.config
             import botocore.session
 
-            config = botocore.config.Config(retries={"max_attempts": 1, "mode": "standard"},
+            config = botocore.config.Config(retries={"total_max_attempts": 1, "mode": "standard"},
                                             connect_timeout=self.timeout_s, read_timeout=self.timeout_s)
             client = botocore.session.get_session().create_client(
                 "kinesis", region_name=region, endpoint_url=self.url, config=config)

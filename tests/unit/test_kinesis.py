@@ -6,7 +6,10 @@ tests/server/test_kinesis.py."""
 
 from __future__ import annotations
 
+import base64
+import http.server
 import os
+import threading
 import time
 
 import orjson
@@ -260,3 +263,113 @@ def test_another_live_workers_lease_keeps_a_round_idle(ctx):
     assert described(ctx)[0]["DestinationStatus"] == "ENABLE_FAILED"
     with ctx.engine.read() as txn:
         assert orjson.loads(txn.get("meta", LEASE_KEY))["owner"] == job.owner
+
+
+# ---------------------------------------------------------------- delivery to a scripted Kinesis endpoint
+
+
+class ScriptedKinesis:
+    """A local HTTP endpoint speaking Kinesis's JSON 1.1 for the two calls
+    delivery makes.  Each PutRecords answer comes from ``script`` while it
+    has entries: an index list of records to refuse (with
+    ProvisionedThroughputExceededException), or an HTTP status to answer
+    with instead; then everything is accepted.  It keeps every request."""
+
+    def __init__(self) -> None:
+        self.calls: list[tuple[str, dict]] = []
+        self.script: list = []
+        owner = self
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def do_POST(self):  # noqa: N802 (http.server's naming)
+                body = orjson.loads(self.rfile.read(int(self.headers["Content-Length"])))
+                target = self.headers["X-Amz-Target"]
+                owner.calls.append((target, body, self.headers["Authorization"]))
+                status, answer = 200, {}
+                if target == "Kinesis_20131202.DescribeStreamSummary":
+                    answer = {"StreamDescriptionSummary": {
+                        "StreamName": body["StreamName"], "StreamStatus": "ACTIVE", "RetentionPeriodHours": 24,
+                        "StreamARN": ARN, "StreamCreationTimestamp": 1.7e9, "EnhancedMonitoring": [],
+                        "OpenShardCount": 1}}
+                elif target == "Kinesis_20131202.PutRecords":
+                    step = owner.script.pop(0) if owner.script else []
+                    if isinstance(step, int):
+                        status, answer = step, {"__type": "InternalFailure", "message": "scripted"}
+                    else:
+                        results = [{"ErrorCode": "ProvisionedThroughputExceededException", "ErrorMessage": "slow"}
+                                   if i in step else {"SequenceNumber": str(i), "ShardId": "shardId-000000000000"}
+                                   for i in range(len(body["Records"]))]
+                        answer = {"FailedRecordCount": len(step), "Records": results}
+                data = orjson.dumps(answer)
+                self.send_response(status)
+                self.send_header("Content-Type", "application/x-amz-json-1.1")
+                self.send_header("Content-Length", str(len(data)))
+                self.end_headers()
+                self.wfile.write(data)
+
+            def log_message(self, *args):
+                pass
+
+        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.server.daemon_threads = True
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
+        threading.Thread(target=self.server.serve_forever, args=(0.05,), daemon=True).start()
+
+    def sent(self) -> list[list[str]]:
+        """The pk of each record of each PutRecords, call by call."""
+        return [[orjson.loads(base64.b64decode(r["Data"]))["dynamodb"]["Keys"]["pk"]["S"] for r in body["Records"]]
+                for target, body, _ in self.calls if target.endswith("PutRecords")]
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+
+@pytest.fixture
+def scripted(monkeypatch):
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "AKIDSHOALTEST")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "secret")
+    endpoint = ScriptedKinesis()
+    yield endpoint
+    endpoint.close()
+
+
+def test_refused_records_are_sent_again_in_order(ctx, scripted):
+    make_table(ctx)
+    job = KinesisDelivery(ctx.engine, KinesisSettings(endpoint=scripted.url, backoff_s=0.0, lease_s=5))
+    call(ctx, "EnableKinesisStreamingDestination", TableName="orders", StreamArn=ARN)
+    job.round()
+    assert described(ctx) == [{"StreamArn": ARN, "DestinationStatus": "ACTIVE"}]
+    for k in "abcd":
+        items.put_item(ctx, {"TableName": "orders", "Item": {"pk": {"S": k}}})
+    scripted.script = [[2], 503]  # c refused (d stored after it), then a server fault
+    for _ in range(3):
+        job.round()
+    # a and b were stored: c and d are sent again, after the fault, in order.
+    assert scripted.sent() == [["a", "b", "c", "d"], ["c", "d"], ["c", "d"]]
+    target, body, authorization = scripted.calls[-1]
+    assert body["StreamName"] == "orders"
+    assert authorization.startswith("AWS4-HMAC-SHA256 Credential=AKIDSHOALTEST/")
+    assert "/us-east-1/kinesis/aws4_request" in authorization
+    with ctx.engine.read() as txn:
+        (entry,) = [e for _, r in iter_destinations(txn) for e in r["destinations"]]
+        assert entry["sent"] == head_position(txn) == consumer_cursor(txn, CONSUMER)
+    job.round()  # nothing more to send
+    assert len(scripted.sent()) == 3
+
+
+def test_a_failed_call_waits_out_its_back_off(ctx, scripted):
+    make_table(ctx)
+    job = KinesisDelivery(ctx.engine, KinesisSettings(endpoint=scripted.url, backoff_s=30.0, lease_s=5))
+    call(ctx, "EnableKinesisStreamingDestination", TableName="orders", StreamArn=ARN)
+    job.round()
+    items.put_item(ctx, {"TableName": "orders", "Item": {"pk": {"S": "a"}}})
+    scripted.script = [500]
+    job.round()
+    job.round()  # within the back-off: no call
+    assert scripted.sent() == [["a"]]
+    job.clock = lambda: time.time() + 31
+    job.round()
+    assert scripted.sent() == [["a"], ["a"]]
