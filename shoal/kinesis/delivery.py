@@ -79,7 +79,8 @@ SCAN_LIMIT = 20000
 # verified 2026-10-09): a missing stream, one not active and one of another
 # service all read as a permission problem.
 NO_PERMISSION = "User does not have a permission to use kinesis stream"
-OTHER_REGION = "The kinesis Arn used to enable kinesis replication belongs to a stream which is not in the current region"
+OTHER_REGION = ("The kinesis Arn used to enable kinesis replication belongs to a stream which is not in the "
+                "current region")
 NOT_ACTIVE = "The kinesis Arn used to enable kinesis replication belongs to a stream which is not in Active state"
 
 

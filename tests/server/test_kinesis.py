@@ -28,10 +28,12 @@ REPO = pathlib.Path(__file__).resolve().parents[2]
 KINESALITE_DIR = REPO / ".cache" / "kinesalite"
 ACCOUNT = "000000000000"
 FAST = {"SHOAL_KINESIS_POLL_S": "0.1", "SHOAL_KINESIS_BACKOFF_S": "0.2", "SHOAL_KINESIS_BACKOFF_MAX_S": "1",
-        "SHOAL_KINESIS_TIMEOUT_S": "2", "SHOAL_TTL_SWEEP_INTERVAL_S": "0.5", "AWS_ACCESS_KEY_ID": "AKIDSHOALTEST", "AWS_SECRET_ACCESS_KEY": "secret"}
+        "SHOAL_KINESIS_TIMEOUT_S": "2", "SHOAL_TTL_SWEEP_INTERVAL_S": "0.5",
+        "AWS_ACCESS_KEY_ID": "AKIDSHOALTEST", "AWS_SECRET_ACCESS_KEY": "secret"}
 
 STATE = "Table is not in a valid state to enable Kinesis Streaming Destination: "
-ENABLE_STATE = STATE + "EnableKinesisStreamingDestination must be DISABLED or ENABLE_FAILED to perform ENABLE operation."
+ENABLE_STATE = STATE + ("EnableKinesisStreamingDestination must be DISABLED or ENABLE_FAILED to perform ENABLE "
+                        "operation.")
 DISABLE_STATE = STATE + "KinesisStreamingDestination must be ACTIVE to perform DISABLE operation."
 NO_PERMISSION = "User does not have a permission to use kinesis stream"
 OTHER_REGION = ("The kinesis Arn used to enable kinesis replication belongs to a stream which is not in the "
@@ -288,7 +290,8 @@ def test_streams_that_cannot_be_used_fail_to_enable_and_stay_listed(ddb, kinesis
             "ENABLING"
         wait_status(ddb, table, arn, "ENABLE_FAILED")
     assert destinations(ddb, table) == [
-        {"StreamArn": not_a_stream, "DestinationStatus": "ENABLE_FAILED", "DestinationStatusDescription": NO_PERMISSION},
+        {"StreamArn": not_a_stream, "DestinationStatus": "ENABLE_FAILED",
+         "DestinationStatusDescription": NO_PERMISSION},
         {"StreamArn": other_account, "DestinationStatus": "ENABLE_FAILED", "DestinationStatusDescription": NOT_ACTIVE},
         {"StreamArn": elsewhere, "DestinationStatus": "ENABLE_FAILED", "DestinationStatusDescription": OTHER_REGION},
         {"StreamArn": missing, "DestinationStatus": "ENABLE_FAILED", "DestinationStatusDescription": NO_PERMISSION},
@@ -316,7 +319,8 @@ def test_malformed_requests_are_refused_and_the_server_goes_on(ddb, kinesis):
                                "equal to 37")
     code, message = _raw_error(ddb.meta.endpoint_url, "EnableKinesisStreamingDestination",
                                {"TableName": table, "StreamArn": stream_arn("s1"),
-                                "EnableKinesisStreamingConfiguration": {"ApproximateCreationDateTimePrecision": "SECOND"}})
+                                "EnableKinesisStreamingConfiguration": {
+                                    "ApproximateCreationDateTimePrecision": "SECOND"}})
     assert (code, message) == ("ValidationException", "1 validation error detected: Value 'SECOND' at "
                                "'enableKinesisStreamingConfiguration.approximateCreationDateTimePrecision' failed to "
                                "satisfy constraint: Member must satisfy enum value set: [MILLISECOND, MICROSECOND]")
