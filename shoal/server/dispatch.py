@@ -84,6 +84,7 @@ WRITE_OPERATIONS = frozenset({
     "PutResourcePolicy", "DeleteResourcePolicy", "UpdateContinuousBackups",
     "ExecuteStatement", "BatchExecuteStatement", "ExecuteTransaction",
     "CreateGlobalTable", "UpdateGlobalTable", "UpdateGlobalTableSettings", "UpdateTableReplicaAutoScaling",
+    "EnableKinesisStreamingDestination", "DisableKinesisStreamingDestination", "UpdateKinesisStreamingDestination",
 })
 
 # Operations whose cancellation names the tables of its items in conflict (TransactionConflict).
