@@ -16,8 +16,10 @@ never see a datum twice or miss it (``shoal.metrics.store``):
   five minutes) past CloudWatch's age, which changes no answer: reads of
   data that old take periods of the coarser resolution, which the finer
   periods add up to exactly;
-* **prune**: an hourly block whose span ended 455 days ago is deleted, and
-  one whose oldest hour is a day past 455 days is cut to the hours within.
+* **prune**: an hourly block is deleted once its whole span (sixty days)
+  is past 455 days; until then reads leave out its hours past 455 days
+  (``shoal.metrics.store.read_parts``), so the disk holds up to one block
+  of hours a series more than CloudWatch keeps, and no answer shows it.
 
 The background job ``RollUp`` walks the series in key order, a bounded
 amount of work per round (``ROUND_BUDGET``, in periods decoded or
