@@ -5,9 +5,10 @@ sharding getting past it, a batch's hot items answered unprocessed, the
 --profile dynamodb-faithful and --partition-limits switches, and a server
 without them that never refuses a hot key.
 
-The servers' partitions hold 10 write and 30 read units a second
-(SHOAL_PARTITION_WRITE_UNITS / _READ_UNITS), DynamoDB's 1,000 and 3,000
-being more than a test server serves."""
+The servers' partitions hold 5 write and 15 read units a second
+(SHOAL_PARTITION_WRITE_UNITS / _READ_UNITS): DynamoDB's 1,000 and 3,000
+are more than a test server serves, and a loaded machine's client still
+sends more than 5 requests a second to one key."""
 
 from __future__ import annotations
 
@@ -35,7 +36,7 @@ HOT_KEY_MESSAGE = ("Throughput exceeds the current capacity of your table or ind
                    "scaling your table or index so please try again shortly. If exceptions persist, check if you "
                    "have a hot key: https://docs.aws.amazon.com/amazondynamodb/latest/developerguide/"
                    "bp-partition-key-design.html")
-UNITS = {"SHOAL_PARTITION_WRITE_UNITS": "10", "SHOAL_PARTITION_READ_UNITS": "30"}
+UNITS = {"SHOAL_PARTITION_WRITE_UNITS": "5", "SHOAL_PARTITION_READ_UNITS": "15"}
 
 
 def make_client(url: str):
@@ -98,7 +99,7 @@ def write_until_refused(ddb, table: str, pk, g=None, limit: int = 500) -> tuple[
 def test_a_hot_key_throttles_with_the_key_range_reason_while_other_keys_are_served(ddb):
     table, arn = make_table(ddb)
     served, refusal = write_until_refused(ddb, table, lambda n: "title-1")
-    assert 10 <= served <= 40  # a partition's second of units, and what refilled meanwhile
+    assert 5 <= served <= 40  # a partition's second of units, and what refilled meanwhile
     assert refusal["Error"] == {"Code": "ProvisionedThroughputExceededException", "Message": TABLE_MESSAGE}
     assert refusal["ThrottlingReasons"] == [{"reason": "TableWriteKeyRangeThroughputExceeded", "resource": arn}]
     put(ddb, table, "title-2", 0)  # another key: its own partition
@@ -126,15 +127,16 @@ def test_write_sharding_gets_past_a_hot_keys_limit(ddb):
         return served, refused
 
     served, refused = writes_for(2.0, lambda n: "counter")
-    assert served <= 10 + 2 * 10 + 2 and refused > 0  # a second's burst and two of refill
-    served, refused = writes_for(2.0, lambda n: f"counter#{n % 10}")  # ten keys: ten partitions' writes
+    assert served <= 5 + 2 * 5 + 2 and refused > 0  # a second's burst and two of refill
+    # A hundred keys: a hundred partitions' writes, more than one client sends.
+    served, refused = writes_for(2.0, lambda n: f"counter#{n % 100}")
     assert refused == 0 and served > 0
 
 
 def test_a_hot_gsi_key_throttles_the_tables_writes(ddb):
     table, arn = make_table(ddb)
     served, refusal = write_until_refused(ddb, table, lambda n: f"item-{n}", g="same")
-    assert 10 <= served <= 40
+    assert 5 <= served <= 40
     assert refusal["Error"] == {"Code": "ProvisionedThroughputExceededException", "Message": INDEX_MESSAGE}
     assert refusal["ThrottlingReasons"] == [{"reason": "IndexWriteKeyRangeThroughputExceeded",
                                              "resource": arn + "/index/by_g"}]
@@ -143,7 +145,7 @@ def test_a_hot_gsi_key_throttles_the_tables_writes(ddb):
 
 def test_a_hot_query_key_throttles_reads(ddb):
     table, arn = make_table(ddb)
-    put(ddb, table, "q", 0)
+    ddb.put_item(TableName=table, Item={"pk": {"S": "q"}, "sk": {"N": "0"}, "blob": {"S": "x" * 7000}})
     for n in range(200):
         try:
             ddb.query(TableName=table, KeyConditionExpression="pk = :p", ConsistentRead=True,
@@ -153,7 +155,7 @@ def test_a_hot_query_key_throttles_reads(ddb):
             break
     else:
         raise AssertionError("200 queries of one key were never throttled")
-    assert 30 <= n <= 100  # one unit each: a second's 30, and what refilled meanwhile
+    assert 7 <= n <= 60  # two units each (7 KB, consistent): a second's 15, and what refilled meanwhile
     assert refusal["ThrottlingReasons"] == [{"reason": "TableReadKeyRangeThroughputExceeded", "resource": arn}]
     ddb.get_item(TableName=table, Key={"pk": {"S": "q2"}, "sk": {"N": "0"}}, ConsistentRead=True)
 
@@ -182,7 +184,7 @@ def test_a_plain_on_demand_tables_hot_key_is_throttled(ddb):
             break
     else:
         raise AssertionError("500 increments of one counter were never throttled")
-    assert 10 <= n <= 40
+    assert 5 <= n <= 40
     assert refusal["Error"] == {"Code": "ThrottlingException", "Message": HOT_KEY_MESSAGE}
     assert refusal["throttlingReasons"] == [{"reason": "TableWriteKeyRangeThroughputExceeded", "resource": arn}]
 
@@ -202,7 +204,7 @@ def test_a_batch_answers_a_hot_keys_items_unprocessed(ddb):
             break
     else:
         raise AssertionError("100 batches of one hot key were never throttled")
-    assert n >= 3  # ten units a second: three batches of three at least
+    assert n >= 1  # five units a second: one batch of three at least
     assert answer["UnprocessedItems"] == {table: items}  # the hot table's part; the other table's written
     assert "Item" in ddb.get_item(TableName=other, Key={"pk": {"S": f"x{n}"}})
 
@@ -215,7 +217,7 @@ def test_the_profile_is_reported_by_the_help_and_a_server_without_it_serves_a_ho
     try:
         ddb = make_client(plain.url)
         table, _ = make_table(ddb)
-        for n in range(60):  # six seconds of a partition's units at once: never refused
+        for n in range(60):  # twelve seconds of a partition's units at once: never refused
             put(ddb, table, "hot", n)
     finally:
         plain.stop()
