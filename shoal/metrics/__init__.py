@@ -8,10 +8,12 @@ through CloudWatch's API and Prometheus.
  recorder.Recorder   in memory, per worker: a cell of lists per (region, table, operation)
       |  every second (background job Flusher, through the group committer) and before any read
       v
- store               meta space, metrics/...: series catalog, Stats per series and period, merged by addition
+ store               meta space, metrics/...: series catalog, recent minutes as Stats merged by addition,
+      |             older periods sealed into blocks of columns (shoal.metrics.blocks)
       ^        ^                 ^
       |        |                 +-- dynamodb.TtlDeletions (change-log consumer "metrics"), dynamodb.TableGauges
-      |        +-- retention.RollUp: 1 min -> 5 min after 15 days -> 1 h after 63 days -> gone after 455
+      |        +-- retention.RollUp: seals past hours into day blocks; moves blocks 1 min -> 5 min after 15 days
+      |                               -> 1 h after 63 days; deletes them after 455 days
       |
  cloudwatch.CloudWatch (GetMetricStatistics, GetMetricData, ListMetrics, PutMetricData)
  prometheus.exposition (GET /metrics)
