@@ -295,8 +295,10 @@ def _query(ctx, request: dict):
                 start = max(start, esk + b"\x00")
             else:
                 stop = esk if stop is None else min(stop, esk)
-        entries = txn.scan("items" if index is None else "indexes", start, stop, reverse=not forward)
-        return _page(ctx, txn, table, index, request, plan, entries)
+        if not _strong_read(table, index, plan):
+            entries = txn.scan("items" if index is None else "indexes", start, stop, reverse=not forward)
+            return _page(ctx, txn, table, index, request, plan, entries)
+    return _strong().query(ctx, table, request, plan, key_condition.partition_value, start, stop, forward)
 
 
 def _multi_start_key_fault(esk: bytes | None, start: bytes, stop: bytes | None, kc) -> str | None:
@@ -378,13 +380,35 @@ def scan(ctx, request: dict):
         else:
             start, stop = segment_range(base, segment, total)
         start_key = _start_key(table, index, request)
-        if start_key is not None:
+        strong = _strong_read(table, index, plan)
+        if start_key is not None and not strong:
             position = _position(table, index, start_key)
             if segment is not None and not (start <= position and (stop is None or position < stop)):
                 raise ValidationException("Exclusive start key must lie within the segment")
             start = max(start, position + b"\x00")
-        entries = txn.scan("items" if index is None else "indexes", start, stop)
-        return _page(ctx, txn, table, index, request, plan, entries)
+        if not strong:
+            entries = txn.scan("items" if index is None else "indexes", start, stop)
+            return _page(ctx, txn, table, index, request, plan, entries)
+    return _strong().scan(ctx, table, request, plan, segment, total, start_key)
+
+
+# ---------------------------------------------------------------- MRSC
+
+
+def _strong_read(table, index, plan: _Plan) -> bool:
+    """Whether a read is a strongly consistent one of an MRSC table, which
+    must see writes other regions acknowledged and this one has not yet
+    learned: it reads the registers of two regions instead of this
+    region's table (``shoal.replication.strong``), outside this read
+    transaction.  A GSI read is refused ConsistentRead before this."""
+    return plan.consistent and index is None and table.description.get("MultiRegionConsistency") == "STRONG"
+
+
+def _strong():
+    """The MRSC side, imported only when a table needs it."""
+    from shoal.replication import strong
+
+    return strong
 
 
 # ---------------------------------------------------------------- paging

@@ -23,6 +23,10 @@ prefix, ``X-Amz-Target: ShoalReplication_20261206.<Op>``:
     Seal, Registers, PeekRegisters, DeleteWitness: an MRSC table leaving for a
                    single-Region table (``strong.leave``): seal this region's
                    acceptor, list or read its registers, drop a witness
+    RangeRegisters {TableName, SourceRegion, HashKey, RangeKey, Partition, Low, High,
+                   Reverse, Limit} -> {Registers: [{Key, Ballot, Value}], More}: the
+                   registers of a key range, for a strongly consistent Query or
+                   Scan (``strong.StrongRange``)
 
 A request whose SourceRegion is paused here (``--peer-pause``) is refused
 with HTTP 503, ``PeerPausedException``, as a cut network would leave it
@@ -62,8 +66,10 @@ ACTION = "shoal:Replicate"
 _DYNAMODB = "DynamoDB_20120810."
 _SCREENED = (_DYNAMODB, "DynamoDBStreams_20120810.")
 #: Item operations that run as consensus rounds on an MRSC table, off the
-#: event loop (GetItem only with ConsistentRead: ``_names_strong_table``).
-_STRONG_ITEM_OPERATIONS = frozenset(("PutItem", "UpdateItem", "DeleteItem", "GetItem"))
+#: event loop (the reads only with ConsistentRead: ``_names_strong_table``).
+_STRONG_ITEM_OPERATIONS = frozenset(("PutItem", "UpdateItem", "DeleteItem", "GetItem", "Query", "Scan"))
+#: Reads that are rounds only with ConsistentRead (otherwise the region's own table, on the loop).
+_STRONG_READS = frozenset(("GetItem", "Query", "Scan"))
 STRONG_THREADS = 32  # concurrent MRSC item requests per worker
 _REFUSED_ON_STRONG = frozenset(("ExecuteTransaction",))
 #: Operations whose writes to an MRSC table are consensus rounds (through the
@@ -193,7 +199,8 @@ class ReplicationService:
             name = data.get("TableName")
         except (orjson.JSONDecodeError, AttributeError):
             return False
-        if request.headers.get("x-amz-target") == _DYNAMODB + "GetItem" and data.get("ConsistentRead") is not True:
+        target = request.headers.get("x-amz-target", "")
+        if target[len(_DYNAMODB):] in _STRONG_READS and data.get("ConsistentRead") is not True:
             return False  # an eventually consistent read is the region's own table: it stays on the loop
         if isinstance(name, str) and name.startswith("arn:"):
             name = name.rpartition("/")[2]
@@ -214,7 +221,7 @@ class ReplicationService:
         response_type = "application/json" if content_type == "application/json" else JSON_TYPES[0]
         started = perf_counter()
         try:
-            _writes, job = dispatcher._prepare(request, request_id)
+            _writes, job, metered = dispatcher._prepare(request, request_id)  # metered: its metrics handle
         except Exception as exc:
             if dispatcher.metrics is not None:
                 dispatcher._record_failure(None, exc, request)
@@ -228,7 +235,7 @@ class ReplicationService:
                 self._coordinator = ThreadPoolExecutor(max_workers=2, thread_name_prefix="shoal-global-tables")
             pool = self._coordinator
         future = asyncio.get_running_loop().run_in_executor(pool, job)
-        return dispatcher._respond_later(request_id, response_type, future, request.headers, job, started)
+        return dispatcher._respond_later(request_id, response_type, future, request.headers, metered, started)
 
     def handle(self, request, request_id: str, operation: str):
         handler = _OPERATIONS.get(operation)
@@ -500,6 +507,12 @@ def peek_registers(ctx, data: dict) -> dict:
     return strong.handle_peek_registers(ctx, data)
 
 
+def range_registers(ctx, data: dict) -> dict:
+    from shoal.replication import strong
+
+    return strong.handle_range_registers(ctx, data)
+
+
 def delete_witness(ctx, data: dict) -> dict:
     from shoal.replication import strong
 
@@ -542,6 +555,7 @@ _OPERATIONS = {
     "Seal": seal,
     "Registers": registers,
     "PeekRegisters": peek_registers,
+    "RangeRegisters": range_registers,
     "DeleteWitness": delete_witness,
     "DescribeAutoScaling": describe_auto_scaling,
     "ReplicateAutoScaling": replicate_auto_scaling,

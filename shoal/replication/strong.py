@@ -39,13 +39,15 @@ import atexit
 import queue
 import threading
 import time
+import zlib
 
 from concurrent.futures import ThreadPoolExecutor
+from typing import NamedTuple
 
 import orjson
 
 from shoal.api.common import storage_key
-from shoal.consensus import CONFLICT_MESSAGE, Acceptor, Ballot, Proposer, Unavailable, WriteConflict, identity
+from shoal.consensus import CONFLICT_MESSAGE, ZERO, Acceptor, Ballot, Proposer, Unavailable, WriteConflict, identity
 from shoal.consensus.acceptor import pack_ballot, unpack_ballot
 from shoal.consensus.proposer import Message
 from shoal.consensus.transport import decode_reply, encode_request
@@ -100,7 +102,7 @@ class LocalAcceptor:
         return sealed_call(self.acceptor.engine, self.seal_key, self.skey, "prepare", ballot)
 
     def accept(self, key: bytes, ballot: Ballot, value: bytes | None):
-        return sealed_call(self.acceptor.engine, self.seal_key, self.skey, "accept", ballot, value)
+        return sealed_call(self.acceptor.engine, self.seal_key, self.skey, "accept", ballot, value, name=key)
 
     def peek(self, key: bytes):
         return self.acceptor.peek(self.skey)
@@ -121,6 +123,8 @@ class LocalAcceptor:
 # its table and stops being MRSC.
 
 SEALED_PREFIX = b"mrsc/sealed/"
+#: + a register's storage key: its name, for deletes in an encrypted directory (``sealed_call``)
+NAMES_PREFIX = b"mrsc/names/"
 
 
 class Sealed(ShoalError):
@@ -134,9 +138,15 @@ def seal_key(region: str, name: str) -> bytes:
     return SEALED_PREFIX + f"{region}/{name}".encode()
 
 
-def sealed_call(engine, seal: bytes, skey: bytes, kind: str, ballot: Ballot, value: bytes | None = None):
+def sealed_call(engine, seal: bytes, skey: bytes, kind: str, ballot: Ballot, value: bytes | None = None,
+                name: bytes | None = None):
     """An acceptor's prepare or accept (``shoal.consensus.acceptor``'s rules),
-    refused with ``Sealed`` when ``seal`` is set, in one transaction."""
+    refused with ``Sealed`` when ``seal`` is set, in one transaction.
+
+    An accepted absence (a delete) under an encrypted data directory also
+    records the register's ``name`` (``NAMES_PREFIX``): its storage key holds
+    a keyed hash of the partition key, so nothing else would tell a
+    strongly consistent Scan which item the register is."""
     from shoal.consensus.acceptor import PREFIX as PAXOS, Reply, State, encode_state, read_state
 
     ballot = Ballot(*ballot)
@@ -153,6 +163,8 @@ def sealed_call(engine, seal: bytes, skey: bytes, kind: str, ballot: Ballot, val
             return Reply(True, ballot, state.accepted, state.value)
         if state.accepted != ballot or state.value != value:
             txn.put("meta", PAXOS + skey, encode_state(State(ballot, ballot, value)))
+            if value is None and name is not None and getattr(engine, "keys", None) is not None:
+                txn.put("meta", NAMES_PREFIX + skey, name)
         return Reply(True, ballot, ballot, value)
 
 
@@ -447,7 +459,8 @@ def handle_paxos(ctx, data: dict) -> dict:
     if message.kind == "peek":
         return encode_reply(Acceptor(ctx.engine).peek(skey))
     return encode_reply(sealed_call(ctx.engine, seal_key(ctx.region, data["TableName"]), skey, message.kind,
-                                    message.ballot, message.value if message.kind == "accept" else None))
+                                    message.ballot, message.value if message.kind == "accept" else None,
+                                    name=message.key))
 
 
 def handle_learn(ctx, data: dict) -> dict:
@@ -601,6 +614,361 @@ def get_item(ctx, moved, request: dict, projection):
     return out
 
 
+# ---------------------------------------------------------------- strongly consistent Query and Scan
+#
+# A page is read from the registers of two regions, this one and one other
+# (a replica, or the witness when no replica answers), merged by key in one
+# order.  A write acknowledged before the read began was accepted by two
+# regions of three, and any two regions share one, so one of the pair holds
+# it or a later ballot.  Where both hold the same accepted ballot that value
+# was accepted by a majority: it is chosen, and is returned as it is.
+# Anywhere else (one holds a ballot the other lacks) a write may be in
+# flight, and the key is settled by an identity round (``StrongNode.read``)
+# before it is returned, so nothing returned is later lost.  Keys are merged
+# lazily, as the page consumes them, so a page settles only what it returns
+# (and the one item past its 1 MB limit).
+#
+# The order is "plain": the storage key an unencrypted region gives the item,
+# without the table's prefix (the 4-byte hash of the partition key, the
+# partition key, the sort key), which every region can compute from a key.
+# Within a partition it is the sort key's order in every region; across
+# partitions it is an unencrypted region's own Scan order.  (An encrypted
+# directory hashes partition keys with its own key, so its Scan order is its
+# own: its strong Scan goes in plain order, and lists its registers whole.)
+
+RANGE_PAGE = 500  # registers per RangeRegisters answer, at most
+RANGE_BYTES = 1024 * 1024  # and about this many bytes of values
+
+
+class RangeSpec:
+    """The registers a page may read, in plain positions: for a Query, the
+    sort-key suffixes within ``partition`` (a key value); for a Scan
+    (``partition`` None), whole positions.  ``low`` inclusive, ``high``
+    exclusive (None: no end)."""
+
+    __slots__ = ("hash_key", "range_key", "partition", "low", "high", "reverse")
+
+    def __init__(self, hash_key: str, range_key: str | None, partition: dict | None, low: bytes,
+                 high: bytes | None, reverse: bool) -> None:
+        self.hash_key, self.range_key, self.partition = hash_key, range_key, partition
+        self.low, self.high, self.reverse = low, high, reverse
+
+    def position(self, key: dict) -> bytes:
+        """``key``'s plain position in this spec's order."""
+        from shoal.model.keys import encode_key_value
+
+        sort = b""
+        if self.range_key is not None:
+            (type_, value), = key[self.range_key].items()
+            sort = encode_key_value(type_, value)
+        if self.partition is not None:
+            return sort
+        (type_, value), = key[self.hash_key].items()
+        encoded = encode_key_value(type_, value)
+        return zlib.crc32(encoded).to_bytes(4, "big") + encoded + sort
+
+    def contains(self, position: bytes) -> bool:
+        return self.low <= position and (self.high is None or position < self.high)
+
+    def to_wire(self, limit: int) -> dict:
+        return {"HashKey": self.hash_key, "RangeKey": self.range_key, "Partition": self.partition,
+                "Low": self.low.hex(), "High": None if self.high is None else self.high.hex(),
+                "Reverse": self.reverse, "Limit": limit}
+
+    @classmethod
+    def from_wire(cls, data: dict) -> "RangeSpec":
+        """ValueError, TypeError or KeyError when ``data`` is not one."""
+        hash_key, range_key, partition = data["HashKey"], data.get("RangeKey"), data.get("Partition")
+        if not isinstance(hash_key, str) or not (range_key is None or isinstance(range_key, str)):
+            raise ValueError("HashKey and RangeKey must be attribute names")
+        if partition is not None and not (isinstance(partition, dict) and len(partition) == 1
+                                          and next(iter(partition)) in ("S", "N", "B")):
+            raise ValueError("Partition must be a key value")
+        high = data.get("High")
+        reverse = data.get("Reverse", False)
+        if not isinstance(reverse, bool):
+            raise ValueError("Reverse must be a boolean")
+        return cls(hash_key, range_key, partition, bytes.fromhex(data["Low"]),
+                   None if high is None else bytes.fromhex(high), reverse)
+
+
+class Register(NamedTuple):
+    """One register as a range read lists it."""
+
+    position: bytes
+    name: str  # register_key(key), decoded
+    key: dict
+    ballot: Ballot
+    value: bytes | None
+
+
+def range_registers(engine, catalog, region: str, name: str, spec: RangeSpec,
+                    limit: int) -> tuple[list[Register], bool]:
+    """Up to ``limit`` registers of ``name`` (this region's MRSC table, or a
+    table it witnesses) in ``spec``'s range and order, and whether more
+    follow.  An unencrypted replica (any replica, for a Query) reads one
+    storage range; a witness, whose registers are keyed by name, and an
+    encrypted replica's Scan list every register and sort them."""
+    from shoal.api.common import partition_prefix, successor
+    from shoal.consensus.acceptor import PREFIX as PAXOS, decode_state
+
+    limit = max(1, min(limit, RANGE_PAGE))
+    with engine.read() as txn:
+        table = catalog.get(txn, region, name)
+        witnessed = None
+        if table is None or not control.is_strong(table.description):
+            raw = txn.get("meta", _witness_key(region, name))
+            if raw is None:
+                raise ResourceNotFoundException(f"Requested resource not found: Table: {name} is not a "
+                                                "multi-Region strong consistency replica here")
+            witnessed = b"w/" + orjson.loads(raw)["id"].encode() + b"/"
+        out: list[Register] = []
+        size = 0
+        if witnessed is None and (spec.partition is not None or getattr(engine, "keys", None) is None):
+            base = partition_prefix(table, spec.partition) if spec.partition is not None else table.prefix
+            low = PAXOS + base + spec.low
+            high = PAXOS + base + spec.high if spec.high is not None else successor(PAXOS + base)
+            for skey, raw in txn.scan("meta", low, high, reverse=spec.reverse):
+                if len(out) == limit or size > RANGE_BYTES:
+                    return out, True
+                state = decode_state(raw)
+                position = bytes(skey[len(PAXOS) + len(base):])
+                key = _key_at(table, spec, position, state.value)
+                out.append(Register(position, register_key(key).decode(), key, state.accepted, state.value))
+                size += len(state.value or b"")
+            return out, False
+        # Every register, named, filtered and sorted
+        prefix = PAXOS + (witnessed if witnessed is not None else table.prefix)
+        found = []
+        for skey, raw in txn.scan("meta", prefix, successor(prefix)):
+            state = decode_state(raw)
+            if witnessed is not None:
+                key = orjson.loads(bytes(skey[len(prefix):]))
+            elif state.value is not None:
+                from shoal.api.common import key_of
+
+                key = key_of(table, orjson.loads(state.value))
+            else:
+                recorded = txn.get("meta", NAMES_PREFIX + bytes(skey[len(PAXOS):]))
+                if recorded is None:
+                    continue  # a delete from before names were recorded: not nameable
+                key = orjson.loads(bytes(recorded))
+            if spec.partition is not None and key.get(spec.hash_key) != spec.partition:
+                continue
+            position = spec.position(key)
+            if spec.contains(position):
+                found.append(Register(position, register_key(key).decode(), key, state.accepted, state.value))
+    found.sort(key=lambda r: r.position, reverse=spec.reverse)
+    for register in found:
+        if len(out) == limit or size > RANGE_BYTES:
+            return out, True
+        out.append(register)
+        size += len(register.value or b"")
+    return out, False
+
+
+def _key_at(table, spec: RangeSpec, position: bytes, value: bytes | None) -> dict:
+    """The key of the register at plain ``position`` of an unencrypted
+    replica (or within a Query's partition): from its value, else decoded."""
+    from shoal.model.keys import decode_key_value
+
+    if value is not None:
+        from shoal.api.common import key_of
+
+        return key_of(table, orjson.loads(value))
+    offset = 0
+    if spec.partition is not None:
+        key = {table.hash_key: spec.partition}
+    else:
+        type_ = table.attribute_types[table.hash_key]
+        text, offset = decode_key_value(type_, position, 4)
+        key = {table.hash_key: {type_: text}}
+    if table.range_key is not None:
+        type_ = table.attribute_types[table.range_key]
+        key[table.range_key] = {type_: decode_key_value(type_, position, offset)[0]}
+    return key
+
+
+def handle_range_registers(ctx, data: dict) -> dict:
+    """A peer's strongly consistent Query or Scan: a page of registers in a
+    range ({Key, Ballot, Value}, in order) and whether more follow."""
+    try:
+        spec = RangeSpec.from_wire(data)
+        limit = data["Limit"]
+        if not isinstance(limit, int) or isinstance(limit, bool) or limit < 1:
+            raise ValueError("Limit must be a positive integer")
+    except (ValueError, KeyError, TypeError) as exc:
+        from shoal.errors import SerializationException
+
+        raise SerializationException(f"not a range of registers: {exc}") from None
+    registers, more = range_registers(ctx.engine, ctx.catalog, ctx.region, data["TableName"], spec, limit)
+    return {"Registers": [{"Key": r.name, "Ballot": list(r.ballot),
+                           "Value": r.value.decode() if r.value is not None else None} for r in registers],
+            "More": more}
+
+
+class _Side:
+    """One region's registers in a range, fetched a batch at a time."""
+
+    def __init__(self, fetch, spec: RangeSpec, batch: int) -> None:
+        self.fetch = fetch  # (spec, limit) -> (registers, more)
+        self.spec = RangeSpec(spec.hash_key, spec.range_key, spec.partition, spec.low, spec.high, spec.reverse)
+        self.batch = batch
+        self.buffer: list[Register] = []
+        self.more = True
+
+    def refill(self) -> None:
+        registers, more = self.fetch(self.spec, self.batch)
+        if registers:
+            last = registers[-1].position
+            if self.spec.reverse:
+                self.spec.high = last
+            else:
+                self.spec.low = last + b"\x00"
+        self.buffer = registers[::-1]  # popped from the end
+        self.more = more and bool(registers)
+
+
+class StrongRange:
+    """The merged registers of a strongly consistent Query or Scan page:
+    yields ``(position, stored item)`` in order, each key's value chosen or
+    settled by a round, absent keys left out."""
+
+    def __init__(self, node: StrongNode, table, spec: RangeSpec, batch: int) -> None:
+        self.node, self.table, self.spec, self.batch = node, table, spec, batch
+        self.peers = self._peers()
+        self.failed = 0
+
+    def _peers(self) -> list:
+        """The other regions to ask, replicas first (the witness lists its
+        registers whole), those not cut off (``--peer-pause``) first."""
+        names = [r["RegionName"] for r in self.table.description.get("Replicas") or ()]
+        names += [w["RegionName"] for w in self.table.description.get("GlobalTableWitnesses") or ()]
+        pools = [self.node.pools[n] for n in names if n in self.node.pools]
+        self.missing = len(names) - len(pools)
+        return sorted(pools, key=lambda pool: pool.paused)
+
+    def _local(self, spec: RangeSpec, limit: int):
+        node = self.node
+        return range_registers(node.engine, node.catalog, node.region, self.table.name, spec, limit)
+
+    def _remote(self, pool: PeerPool):
+        def fetch(spec: RangeSpec, limit: int):
+            payload = spec.to_wire(limit)
+            payload.update(TableName=self.table.name, SourceRegion=self.node.region)
+            answer = pool.call("RangeRegisters", payload)
+            out = []
+            for entry in answer["Registers"]:
+                key = orjson.loads(entry["Key"])
+                value = entry["Value"].encode() if entry["Value"] is not None else None
+                out.append(Register(spec.position(key), entry["Key"], key, Ballot(*entry["Ballot"]), value))
+            return out, bool(answer["More"])
+        return fetch
+
+    def _refill_remote(self, side: _Side) -> None:
+        """Refill from the current peer; on its failure, the next peer
+        carries on from the same position; none left: unavailable."""
+        while True:
+            try:
+                side.refill()
+                return
+            except Exception:
+                self.failed += 1
+                self.peers.pop(0)
+                if not self.peers:
+                    total = 1 + self.failed + self.missing
+                    lost = self.failed + self.missing
+                    raise InternalServerError(
+                        f"Internal server error: the request was not applied: {lost} of {total} regions did not "
+                        f"answer; a majority ({total // 2 + 1}) is needed") from None
+                side.fetch = self._remote(self.peers[0])
+
+    def __iter__(self):
+        from shoal.api.writepath import encode_stored_json
+        from shoal.model.size import item_size
+
+        if not self.peers:
+            total = 1 + self.missing
+            raise InternalServerError(f"Internal server error: the request was not applied: {self.missing} of "
+                                      f"{total} regions did not answer; a majority ({total // 2 + 1}) is needed")
+        own = _Side(self._local, self.spec, self.batch)
+        other = _Side(self._remote(self.peers[0]), self.spec, self.batch)
+        reverse = self.spec.reverse
+        while True:
+            if not own.buffer and own.more:
+                own.refill()
+            if not other.buffer and other.more:
+                self._refill_remote(other)
+            heads = [side.buffer[-1].position for side in (own, other) if side.buffer]
+            if not heads:
+                return
+            position = max(heads) if reverse else min(heads)
+            mine = own.buffer.pop() if own.buffer and own.buffer[-1].position == position else None
+            theirs = other.buffer.pop() if other.buffer and other.buffer[-1].position == position else None
+            if mine is not None and theirs is not None and mine.ballot == theirs.ballot:
+                value = mine.value  # accepted by both: chosen
+            elif (mine or theirs).ballot == ZERO and (theirs or mine).ballot == ZERO:
+                value = None  # promised, never accepted, anywhere asked
+            else:
+                value = self.node.read(self.table, (mine or theirs).key).result  # in flight: settled
+            if value is not None:
+                yield position, encode_stored_json(value, item_size(orjson.loads(value)))
+
+
+def _strong_page(ctx, table, request: dict, plan, spec: RangeSpec) -> bytes:
+    from shoal.api.query import _page
+
+    _noted(ctx, table)
+    limit = plan.limit
+    batch = min(RANGE_PAGE, limit + 1) if limit is not None else 100
+    entries = iter(StrongRange(node_of(ctx), table, spec, batch))
+    return _page(ctx, None, table, None, request, plan, entries)
+
+
+def query(ctx, table, request: dict, plan, partition_value: dict, start: bytes, stop: bytes | None,
+          forward: bool) -> bytes:
+    """A Query with ConsistentRead of an MRSC table: ``start`` and ``stop``
+    are this region's storage range (the key condition and
+    ExclusiveStartKey applied), made plain positions within the partition."""
+    from shoal.api.common import partition_prefix
+
+    prefix = partition_prefix(table, partition_value)
+    if start.startswith(prefix):
+        low = start[len(prefix):]
+    elif start < prefix:
+        low = b""
+    else:  # past the partition: nothing in range
+        low, stop = b"\xff" * 8, prefix
+    high = stop[len(prefix):] if stop is not None and stop.startswith(prefix) else (
+        b"" if stop is not None and stop <= prefix else None)
+    spec = RangeSpec(table.hash_key, table.range_key, partition_value, low, high, not forward)
+    return _strong_page(ctx, table, request, plan, spec)
+
+
+def scan(ctx, table, request: dict, plan, segment: int | None, total: int | None,
+         start_key: dict | None) -> bytes:
+    """A Scan with ConsistentRead of an MRSC table, in plain order (an
+    unencrypted region's own); a parallel Scan's segments are ranges of
+    the plain partition-key hash, and ExclusiveStartKey must lie in its
+    segment."""
+    from shoal.api.common import _HASH_SPACE
+    from shoal.errors import ValidationException
+
+    low, high = b"", None
+    if segment is not None:
+        lo = segment * _HASH_SPACE // total
+        hi = (segment + 1) * _HASH_SPACE // total
+        low = lo.to_bytes(4, "big")
+        high = hi.to_bytes(4, "big") if hi < _HASH_SPACE else None
+    spec = RangeSpec(table.hash_key, table.range_key, None, low, high, False)
+    if start_key is not None:
+        position = spec.position(start_key)
+        if segment is not None and not spec.contains(position):
+            raise ValidationException("Exclusive start key must lie within the segment")
+        spec.low = max(spec.low, position + b"\x00")
+    return _strong_page(ctx, table, request, plan, spec)
+
+
 # ---------------------------------------------------------------- leaving MRSC (see "sealing" above)
 
 
@@ -676,7 +1044,7 @@ def forget_registers(txn, region: str, name: str, prefix: bytes) -> None:
     from shoal.api.common import successor
     from shoal.consensus.acceptor import PREFIX as PAXOS
 
-    for low in (PAXOS + prefix, APPLIED_PREFIX + prefix):
+    for low in (PAXOS + prefix, APPLIED_PREFIX + prefix, NAMES_PREFIX + prefix):
         for skey in [bytes(k) for k, _ in txn.scan("meta", low, successor(low))]:
             txn.delete("meta", skey)
     txn.delete("meta", seal_key(region, name))

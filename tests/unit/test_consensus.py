@@ -1108,3 +1108,67 @@ def test_two_sealed_regions_stop_every_round_and_hold_the_last_acknowledged_valu
         assert regions[2].state().value == b"two"  # the third accepted nothing new either
     finally:
         p.close()
+
+
+# ---------------------------------------------------------------- a range of registers (strongly consistent Query and Scan)
+
+
+@pytest.mark.parametrize("encrypted", [False, True])
+def test_a_regions_registers_of_a_range_come_named_in_plain_order(tmp_path, encrypted):
+    """``strong.range_registers``: a Query's partition in sort order (either
+    way, a page at a time), a Scan's every register in plain order, deletes
+    named too (an encrypted directory records their names: its storage keys
+    hash the partition key)."""
+    import orjson
+
+    from shoal.api import DEFAULT_ACCOUNT, Context, tables
+    from shoal.api.catalog import Catalog
+    from shoal.api.common import storage_key
+    from shoal.replication import strong
+    from shoal.storage.encrypted import EncryptedEngine
+    from shoal.storage.keyring import DataKeys
+
+    engine = LmdbEngine(str(tmp_path / "db"), sync=False)
+    if encrypted:
+        engine = EncryptedEngine(engine, DataKeys(b"v" * 32, b"p" * 32, b"o" * 32))
+    try:
+        ctx = Context("us-east-1", DEFAULT_ACCOUNT, engine, Catalog(engine))
+        tables.create_table(ctx, {
+            "TableName": "ranged", "BillingMode": "PAY_PER_REQUEST",
+            "KeySchema": [{"AttributeName": "pk", "KeyType": "HASH"}, {"AttributeName": "sk", "KeyType": "RANGE"}],
+            "AttributeDefinitions": [{"AttributeName": "pk", "AttributeType": "S"},
+                                     {"AttributeName": "sk", "AttributeType": "N"}]},
+            extra={"MultiRegionConsistency": "STRONG"})
+        with engine.read() as txn:
+            table = ctx.catalog.get(txn, "us-east-1", "ranged")
+        keys = [{"pk": {"S": p}, "sk": {"N": n}} for p in ("a", "b", "c") for n in ("1", "2", "10")]
+        states = {}
+        for i, key in enumerate(keys):
+            value = None if key["sk"]["N"] == "2" else orjson.dumps({**key, "v": {"N": str(i)}})
+            acceptor = strong.LocalAcceptor(engine, storage_key(table, key), strong.seal_key("us-east-1", "ranged"))
+            assert acceptor.accept(strong.register_key(key), Ballot(i + 1, "us-east-2/x"), value).granted
+            states[strong.register_key(key).decode()] = (Ballot(i + 1, "us-east-2/x"), value)
+
+        def listed(spec, limit=100):
+            registers, more = strong.range_registers(engine, ctx.catalog, "us-east-1", "ranged", spec, limit)
+            for r in registers:
+                assert (r.ballot, r.value) == states[r.name] and r.name == strong.register_key(r.key).decode()
+                assert r.position == spec.position(r.key)
+            return [r.key for r in registers], more
+
+        partition_b = [k for k in keys if k["pk"] == {"S": "b"}]  # sk 1, 2, 10: numbers in number order
+        query = strong.RangeSpec("pk", "sk", {"S": "b"}, b"", None, False)
+        assert listed(query) == (partition_b, False)
+        assert listed(query, limit=2) == (partition_b[:2], True)
+        backwards = strong.RangeSpec("pk", "sk", {"S": "b"}, b"", None, True)
+        assert listed(backwards, limit=2) == (partition_b[::-1][:2], True)
+        after_one = strong.RangeSpec("pk", "sk", {"S": "b"}, query.position(partition_b[0]) + b"\x00", None, False)
+        assert listed(after_one) == (partition_b[1:], False)
+        scan = strong.RangeSpec("pk", "sk", None, b"", None, False)
+        in_order = sorted(keys, key=scan.position)
+        assert listed(scan) == (in_order, False)
+        assert listed(scan, limit=4) == (in_order[:4], True)
+        upper = strong.RangeSpec("pk", "sk", None, scan.position(in_order[4]), None, False)
+        assert listed(upper) == (in_order[4:], False)
+    finally:
+        engine.close()
