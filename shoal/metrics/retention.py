@@ -68,7 +68,10 @@ ROLLUP_KEY = b"metrics/walk"  # (b"metrics/rollup" held the state before blocks:
 #: go on from
 _STARTED = struct.Struct(">dddB")
 PASS_INTERVAL_S = 60.0
-ROUND_BUDGET = 10_000  # periods sealed, decoded or written per round (a round is one write transaction)
+# Periods sealed, decoded or written per round (a round is one write transaction on the worker's
+# event loop, which waits meanwhile): 10,000 took up to 118 ms on the bench's 100 tables
+# (docs/benchmarks.md, "Metrics at scale"); 2,000 keeps a round near 25 ms, in more rounds.
+ROUND_BUDGET = 2_000
 VISIT_COST = 10  # what looking at a series with nothing to do counts for, in periods
 
 
