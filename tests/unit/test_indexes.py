@@ -291,4 +291,5 @@ def test_create_table_with_provisioned_gsi_and_lsi_description(ctx):
         "IndexName": "by_g", "KeySchema": schema("g"), "Projection": {"ProjectionType": "ALL"},
         "IndexStatus": "ACTIVE",
         "ProvisionedThroughput": {"NumberOfDecreasesToday": 0, "ReadCapacityUnits": 3, "WriteCapacityUnits": 4},
-        "IndexSizeBytes": 0, "ItemCount": 0, "IndexArn": arn + "/index/by_g"}]
+        "IndexSizeBytes": 0, "ItemCount": 0, "IndexArn": arn + "/index/by_g",
+            "WarmThroughput": {"ReadUnitsPerSecond": 3, "WriteUnitsPerSecond": 4, "Status": "ACTIVE"}}]

@@ -78,6 +78,7 @@ def test_create_on_demand_table_description(ctx):
         "TableId": desc["TableId"],
         "BillingModeSummary": {"BillingMode": "PAY_PER_REQUEST"},
         "DeletionProtectionEnabled": False,
+        "WarmThroughput": {"ReadUnitsPerSecond": 12000, "WriteUnitsPerSecond": 4000, "Status": "ACTIVE"},
     }
     assert len(desc["TableId"]) == 36
     # DescribeTable, unlike CreateTable's response, has the switch time.
