@@ -36,6 +36,7 @@ from shoal.api.partiql import OPERATIONS as PARTIQL_OPERATIONS, reads_only
 from shoal.api.shapes import ShapeValidator
 from shoal.autoscaling import TARGET_PREFIX as AUTOSCALING_PREFIX, AutoScaling, Scaler
 from shoal.capacity import Capacity, SharedBuckets, enabled_by_default as capacity_by_default
+from shoal.capacity.control_plane import OPERATIONS as CONTROL_PLANE_OPERATIONS
 from shoal.api.changelog import DEFAULT_RETENTION_S
 from shoal.errors import (
     InternalServerError,
@@ -405,6 +406,7 @@ class Dispatcher:
         ctx = Context(region, DEFAULT_ACCOUNT, self.engine, catalog, access_key, self.clock, self.s3_dir)
         writes = operation in WRITE_OPERATIONS and not (operation in PARTIQL_OPERATIONS and reads_only(operation, data))
         capacity = self.capacity
+        control_plane = capacity is not None and operation in CONTROL_PLANE_OPERATIONS
 
         def job() -> bytes:
             nonlocal meter
@@ -412,6 +414,8 @@ class Dispatcher:
             if capacity is not None:  # the request Catalog.require admits to limited tables (shoal.capacity)
                 capacity.current = (operation, writes, data, ctx)
             try:
+                if control_plane:  # DynamoDB's control-plane rate (shoal.capacity.control_plane)
+                    capacity.control_plane(operation, ctx.account, region)
                 result = handler(ctx, data)
             except ShoalError:
                 if deferred:  # the model's errors anywhere in the request come first

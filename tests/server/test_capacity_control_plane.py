@@ -7,7 +7,6 @@ serves, and is what a server uses unless told otherwise."""
 
 from __future__ import annotations
 
-import inspect
 import time
 
 import boto3
@@ -15,13 +14,8 @@ import pytest
 from botocore.config import Config
 from botocore.exceptions import ClientError
 
-import shoal.server.dispatch
 from tests.conftest import unique_name
 from tests.shoal_process import ShoalProcess
-
-pytestmark = pytest.mark.skipif(
-    "control_plane(" not in inspect.getsource(shoal.server.dispatch),
-    reason="not yet: the dispatcher does not call Capacity.control_plane (docs/capacity.md)")
 
 MESSAGE = "Rate of requests exceeds the allowed throughput."
 

@@ -12,7 +12,6 @@ sends more than 5 requests a second to one key."""
 
 from __future__ import annotations
 
-import inspect
 import os
 import subprocess
 import sys
@@ -23,7 +22,6 @@ import pytest
 from botocore.config import Config
 from botocore.exceptions import ClientError
 
-import shoal.api.catalog
 from tests.conftest import unique_name
 from tests.shoal_process import ShoalProcess
 
@@ -167,9 +165,6 @@ def test_an_on_demand_tables_hot_key_answers_throttling_exception(ddb):
     assert refusal["throttlingReasons"] == [{"reason": "TableWriteKeyRangeThroughputExceeded", "resource": arn}]
 
 
-@pytest.mark.skipif("LIMIT_EVERY_TABLE" not in inspect.getsource(shoal.api.catalog),
-                    reason="not yet: the catalog hands only tables with limits to the capacity hook "
-                           "(docs/capacity.md)")
 def test_a_plain_on_demand_tables_hot_key_is_throttled(ddb):
     name = unique_name("odp")
     arn = ddb.create_table(TableName=name, BillingMode="PAY_PER_REQUEST",
