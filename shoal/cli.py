@@ -273,6 +273,10 @@ SERVE_OPTIONS: tuple[ServeOption, ...] = (
                 "limit Shoal can enforce (--capacity on and --partition-limits), for testing how an application "
                 "meets them; 'default' leaves each option to its own default (docs/capacity.md)", "default",
                 choices=PROFILES),
+    ServeOption("--kinesis-endpoint", "SHOAL_KINESIS_ENDPOINT", "URL of a Kinesis-compatible endpoint (e.g. "
+                "http://127.0.0.1:4567) that receives the item changes of tables with a Kinesis streaming "
+                "destination (EnableKinesisStreamingDestination), signed with the credentials botocore finds; "
+                "without one, destinations fail to enable (ENABLE_FAILED); docs/kinesis.md", metavar="URL"),
     ServeOption("--master-key-file", "SHOAL_MASTER_KEY_FILE", "encrypt the data directory at rest under "
                 "this 32-byte master key (hex or base64), or give the key itself in SHOAL_MASTER_KEY",
                 metavar="FILE"),
@@ -459,6 +463,8 @@ def serve_command(args) -> int:
     if problem:
         print(f"shoal: {problem}", file=sys.stderr)
         return 2
+    if args.kinesis_endpoint:  # the workers read it from the variable (shoal.kinesis), inherited
+        os.environ["SHOAL_KINESIS_ENDPOINT"] = args.kinesis_endpoint
     ssl_context = None
     if args.tls_cert:
         try:

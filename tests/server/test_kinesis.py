@@ -355,7 +355,7 @@ def test_deleting_the_table_removes_its_destinations(ddb, kinesis):
 def test_destinations_survive_a_restart(tmp_path, kinesalite, kinesis):
     data = tmp_path / "data"
     env = {**FAST, "SHOAL_KINESIS_ENDPOINT": kinesalite.url}
-    proc = ShoalProcess(data, env=env).start()
+    proc = ShoalProcess(data, "--kinesis-endpoint", kinesalite.url, env=FAST).start()  # the flag, then the variable
     try:
         ddb = make_client(proc.url)
         table = create_table(ddb, range_key=None)
