@@ -251,3 +251,128 @@ def test_bad_requests_are_refused_as_on_a_regional_table(regions):
         "ValidationException", "Exclusive start key must lie within the segment", 400)
     # and the server serves on
     assert _query(home, name, ConsistentRead=True)["Items"] == [_item("p", 1, "x")]
+
+
+def test_every_consistent_query_holds_what_was_acknowledged_before_it_began(regions):
+    """Writers in us-east-2 and us-west-2 put and delete items while
+    us-east-1 pages through consistent Queries: each Query has every item
+    whose put was acknowledged before it began (and not deleted since), and
+    none whose delete was."""
+    import threading
+    import time
+
+    name = "reads_while_writing"
+    _strong_table(regions, name)
+    events: list[tuple] = []  # (kind, sk, invoked, acknowledged or None)
+    lock = threading.Lock()
+    stop = threading.Event()
+
+    crashed: list[BaseException] = []
+
+    def writer(region: int, first: int) -> None:
+        try:
+            write(region, first)
+        except BaseException as exc:  # an error nobody expected: the test fails
+            crashed.append(exc)
+
+    def write(region: int, first: int) -> None:
+        client = regions.client(region)
+        for n in range(first, first + 1000, 2):
+            if stop.is_set():
+                return
+            invoked = time.monotonic()
+            client.put_item(TableName=name, Item=_item("p", n, f"w{region}"))
+            with lock:
+                events.append(("put", n, invoked, time.monotonic()))
+            if n % 3 == 0:
+                invoked = time.monotonic()
+                with lock:  # a delete may take effect from its invocation on
+                    events.append(("delete invoked", n, invoked, None))
+                client.delete_item(TableName=name, Key={"pk": {"S": "p"}, "sk": {"N": str(n)}})
+                with lock:
+                    events.append(("delete", n, invoked, time.monotonic()))
+
+    threads = [threading.Thread(target=writer, args=(1, 0), daemon=True),
+               threading.Thread(target=writer, args=(2, 1), daemon=True)]
+    for thread in threads:
+        thread.start()
+    home = regions.client(0)
+    checked = 0
+    try:
+        deadline = time.monotonic() + 15
+        while time.monotonic() < deadline:
+            began = time.monotonic()
+            items, _ = _pages(lambda **r: _query(home, name, **r), ConsistentRead=True, Limit=7)
+            ended = time.monotonic()
+            seen = [int(i["sk"]["N"]) for i in items]
+            assert seen == sorted(seen) and len(seen) == len(set(seen))
+            with lock:
+                done = list(events)
+            acked_puts = {sk for kind, sk, _, acked in done if kind == "put" and acked < began}
+            deletes_begun = {sk for kind, sk, _, _ in done if kind == "delete invoked"}
+            acked_deletes = {sk for kind, sk, _, acked in done if kind == "delete" and acked < began}
+            assert acked_puts - deletes_begun <= set(seen), sorted(acked_puts - deletes_begun - set(seen))
+            assert not acked_deletes & set(seen), sorted(acked_deletes & set(seen))
+            checked += 1
+    finally:
+        stop.set()
+        for thread in threads:
+            thread.join(timeout=60)
+    with lock:
+        puts = sum(1 for kind, *_ in events if kind == "put")
+    assert not crashed, crashed
+    assert checked >= 3 and puts >= 20, (checked, puts)
+
+
+def test_the_range_registers_peer_operation_refuses_what_is_not_a_range(regions):
+    import json
+    import urllib.error
+
+    from tests.server.test_mrsc import _peer_call
+
+    name = "reads_peer_op"
+    _strong_table(regions, name)
+    regions.client(1).put_item(TableName=name, Item=_item("p", 1, "x"))
+    good = {"TableName": name, "SourceRegion": REGIONS[0], "HashKey": "pk", "RangeKey": "sk",
+            "Partition": {"S": "p"}, "Low": "", "High": None, "Reverse": False, "Limit": 10}
+    answer = _peer_call(regions, 2, "RangeRegisters", good)
+    assert [json.loads(r["Key"]) for r in answer["Registers"]] == [{"pk": {"S": "p"}, "sk": {"N": "1"}}]
+    assert json.loads(answer["Registers"][0]["Value"]) == _item("p", 1, "x") and answer["More"] is False
+
+    def refusal(payload: dict) -> tuple[int, str, str]:
+        with pytest.raises(urllib.error.HTTPError) as caught:
+            _peer_call(regions, 2, "RangeRegisters", payload)
+        body = json.loads(caught.value.read())
+        return caught.value.code, body["__type"].rpartition("#")[2], body.get("message", body.get("Message", ""))
+
+    for bad in ({"Limit": 0}, {"Low": "zz"}, {"Partition": "p"}, {"HashKey": 3}, {"Reverse": "no"}):
+        code, kind, message = refusal({**good, **bad})
+        assert (code, kind) == (400, "SerializationException") and message.startswith("not a range of registers: ")
+    assert refusal({**good, "TableName": "reads_no_such_table"}) == (
+        400, "ResourceNotFoundException", "Requested resource not found: Table: reads_no_such_table is not a "
+        "multi-Region strong consistency replica here")
+    assert _query(regions.once(2), name, ConsistentRead=True)["Items"] == [_item("p", 1, "x")]  # serving on
+
+
+def test_a_table_with_a_number_partition_key_only(regions):
+    name = "reads_hash_only"
+    home = regions.client(0)
+    home.create_table(TableName=name, BillingMode="PAY_PER_REQUEST",
+                      KeySchema=[{"AttributeName": "id", "KeyType": "HASH"}],
+                      AttributeDefinitions=[{"AttributeName": "id", "AttributeType": "N"}])
+    home.update_table(TableName=name, MultiRegionConsistency="STRONG",
+                      ReplicaUpdates=[{"Create": {"RegionName": REGIONS[1]}}, {"Create": {"RegionName": REGIONS[2]}}])
+    for i in range(3):
+        _wait_active(regions.client(i), name)
+    writer = regions.once(1)
+    for n in ("-1.5", "7", "1e3", "42"):
+        writer.put_item(TableName=name, Item={"id": {"N": n}})
+    writer.delete_item(TableName=name, Key={"id": {"N": "42"}})  # a register holding an absence, named by its key
+    reader = regions.once(2)
+    assert reader.query(TableName=name, ConsistentRead=True, KeyConditionExpression="id = :i",
+                        ExpressionAttributeValues={":i": {"N": "7"}})["Items"] == [{"id": {"N": "7"}}]
+    assert reader.query(TableName=name, ConsistentRead=True, KeyConditionExpression="id = :i",
+                        ExpressionAttributeValues={":i": {"N": "42"}})["Items"] == []
+    items, _ = _pages(lambda **r: reader.scan(TableName=name, **r), ConsistentRead=True, Limit=1)
+    assert sorted(i["id"]["N"] for i in items) == ["-1.5", "1000", "7"]
+    assert _eventually(lambda: reader.scan(TableName=name)["Items"] == items)  # the region's own Scan order
