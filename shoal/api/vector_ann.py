@@ -26,12 +26,13 @@ import threading
 
 import numpy as np
 
-#: Rows from which a matrix gets a graph (0: never).  Below it the matrix product is about as fast
-#: (docs/benchmarks.md, "Vector search": 100,000 x 256 is where the graph starts to be faster).
-MIN_ROWS = int(os.environ.get("SHOAL_VECTOR_ANN_MIN_ROWS", "100000"))
+#: Rows from which a matrix gets a graph (0: never).  At 100,000 x 256 the matrix product is about
+#: as fast as the graph at the default expansion (docs/benchmarks.md, "Vector search"); the product's
+#: cost grows with the rows, the graph's barely, so the graph takes over at twice that.
+MIN_ROWS = int(os.environ.get("SHOAL_VECTOR_ANN_MIN_ROWS", "200000"))
 #: HNSW's search expansion: candidates kept while walking the graph (at least the rows asked for).
 #: 1920 reaches recall@10 0.978 on 100,000 Gaussian vectors of 256 dimensions, the hardest case
-#: (1280: 0.942); structured data (embeddings) reach it with far less.
+#: (1280: 0.942); low-rank data, closer to embeddings, reach 0.997 at 128, ten times faster.
 EXPANSION_SEARCH = int(os.environ.get("SHOAL_VECTOR_ANN_EF", "1920"))
 #: HNSW's links per node ("M") and insertion expansion ("efConstruction"): fixed when built.
 CONNECTIVITY = 32
