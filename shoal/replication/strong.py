@@ -36,12 +36,13 @@ from __future__ import annotations
 
 import asyncio
 import atexit
+import itertools
 import queue
 import threading
 import time
 import zlib
 
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from typing import NamedTuple
 
 import orjson
@@ -61,6 +62,7 @@ ROUND_TIMEOUT_S = 3.0
 PEER_TIMEOUT_S = 2.5  # a message's socket timeout
 CONNECTIONS_PER_PEER = 32  # kept open per peer, at most
 ROUND_WORKERS = 96  # threads sending the messages of rounds
+SETTLING_ROUNDS = 16  # a strongly consistent Query or Scan's rounds running at once, per process
 
 
 #: Pauses before each try of a Learn message (the first at once).
@@ -249,6 +251,8 @@ class StrongNode:
                       for region, url in settings.peers.items()}
         self.proposer = Proposer(settings.region, {}, timeout=ROUND_TIMEOUT_S, workers=ROUND_WORKERS, settle=True)
         self._learners = ThreadPoolExecutor(max_workers=4, thread_name_prefix="shoal-mrsc-learn")
+        #: the settling rounds of a strongly consistent Query or Scan page, run together (``StrongRange``)
+        self.settlers = ThreadPoolExecutor(max_workers=SETTLING_ROUNDS, thread_name_prefix="shoal-mrsc-settle")
 
     def acceptors(self, table, skey: bytes) -> dict:
         out = {self.region: LocalAcceptor(self.engine, skey, seal_key(self.region, table.name))}
@@ -324,6 +328,7 @@ class StrongNode:
 
     def close(self) -> None:
         self._learners.shutdown(wait=False, cancel_futures=True)
+        self.settlers.shutdown(wait=False, cancel_futures=True)
         self.proposer.close()
 
 
@@ -883,10 +888,11 @@ class StrongRange:
                         f"answer; a majority ({total // 2 + 1}) is needed") from None
                 side.fetch = self._remote(self.peers[0])
 
-    def __iter__(self):
-        from shoal.api.writepath import encode_stored_json
-        from shoal.model.size import item_size
-
+    def _merged(self):
+        """``(position, value or a future round)`` per key in order: the
+        value where both regions hold one ballot (chosen), None where
+        neither accepted anything, else the key's settling round, started
+        on ``StrongNode.settlers`` so that the rounds of a batch overlap."""
         if not self.peers:
             total = 1 + self.missing
             raise InternalServerError(f"Internal server error: the request was not applied: {self.missing} of "
@@ -906,13 +912,33 @@ class StrongRange:
             mine = own.buffer.pop() if own.buffer and own.buffer[-1].position == position else None
             theirs = other.buffer.pop() if other.buffer and other.buffer[-1].position == position else None
             if mine is not None and theirs is not None and mine.ballot == theirs.ballot:
-                value = mine.value  # accepted by both: chosen
+                yield position, mine.value  # accepted by both: chosen
             elif (mine or theirs).ballot == ZERO and (theirs or mine).ballot == ZERO:
-                value = None  # promised, never accepted, anywhere asked
-            else:
-                value = self.node.read(self.table, (mine or theirs).key).result  # in flight: settled
-            if value is not None:
-                yield position, encode_stored_json(value, item_size(orjson.loads(value)))
+                continue  # promised, never accepted, anywhere asked
+            else:  # in flight, or not yet learned: settled by a round
+                yield position, self.node.settlers.submit(self.node.read, self.table, (mine or theirs).key)
+
+    def __iter__(self):
+        """``(position, stored item)`` in order, a batch of keys at a time
+        (their rounds running together), absent keys left out."""
+        from shoal.api.writepath import encode_stored_json
+        from shoal.model.size import item_size
+
+        merged = self._merged()
+        while True:
+            batch = list(itertools.islice(merged, self.batch))
+            if not batch:
+                return
+            try:
+                for position, value in batch:
+                    if isinstance(value, Future):
+                        value = value.result().result
+                    if value is not None:
+                        yield position, encode_stored_json(value, item_size(orjson.loads(value)))
+            finally:  # a page that ended (or failed) early: the rounds not begun are not needed
+                for _, value in batch:
+                    if isinstance(value, Future):
+                        value.cancel()
 
 
 def _strong_page(ctx, table, request: dict, plan, spec: RangeSpec) -> bytes:
