@@ -7,6 +7,7 @@ import configparser
 import os
 import re
 import signal
+import socket
 import ssl
 import subprocess
 import sys
@@ -15,6 +16,13 @@ import time
 import urllib.request
 
 _URL = re.compile(r"at (https?://\S+) ")
+
+
+def free_port() -> int:
+    """A TCP port free on loopback now (for a server that must keep its port across restarts)."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
 
 
 def root_credentials(data_dir) -> tuple[str, str]:

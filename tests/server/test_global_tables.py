@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import os
 import random
-import socket
 import threading
 import time
 import urllib.error
@@ -20,47 +19,39 @@ import orjson
 import pytest
 
 from tests.conftest import make_client
-from tests.shoal_process import ShoalProcess, root_credentials
+from tests.shoal_process import ShoalProcess, free_port, root_credentials
 
 REGIONS = ("us-east-1", "eu-west-1", "ap-south-1")
 SKEW_S = -60.0  # the third region's clock
 CONVERGE_S = 30.0
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 class Regions:
-    """Three deployments that are each other's peers."""
+    """Three deployments that are each other's peers; with ``skew``, the
+    third one's clock runs SKEW_S behind; ``env``: variables for every one."""
 
-    def __init__(self, base) -> None:
+    def __init__(self, base, *, skew: bool = True, env: dict | None = None) -> None:
         self.base = base
-        self.ports = [_free_port() for _ in REGIONS]
+        self.ports = [free_port() for _ in REGIONS]
         self.clock_file = os.path.join(base, "clock-behind")
         with open(self.clock_file, "w") as handle:
             handle.write(str(SKEW_S))
+        self.skew = skew
+        self.env = dict(env or {})
         self.procs: list[ShoalProcess | None] = [None, None, None]
 
     def start(self, i: int) -> None:
         peers = [f"--peer={region}=http://127.0.0.1:{port}"
                  for region, port in zip(REGIONS, self.ports) if region != REGIONS[i]]
-        saved = os.environ.pop("SHOAL_TEST_CLOCK_FILE", None)
-        if i == 2:
-            os.environ["SHOAL_TEST_CLOCK_FILE"] = self.clock_file
-        try:
-            # Metrics off: they are not what is tested, and three servers share two cores.
-            self.procs[i] = ShoalProcess(os.path.join(self.base, f"region{i}"), "--region", REGIONS[i], *peers,
-                                         "--workers", "1", "--no-metrics", port=self.ports[i]).start()
-        finally:
-            os.environ.pop("SHOAL_TEST_CLOCK_FILE", None)
-            if saved is not None:
-                os.environ["SHOAL_TEST_CLOCK_FILE"] = saved
+        env = dict(self.env)
+        if self.skew and i == 2:
+            env["SHOAL_TEST_CLOCK_FILE"] = self.clock_file
+        # Metrics off: they are not what is tested, and three servers share two cores.
+        self.procs[i] = ShoalProcess(os.path.join(self.base, f"region{i}"), "--region", REGIONS[i], *peers,
+                                     "--workers", "1", "--no-metrics", port=self.ports[i], env=env).start()
 
-    def client(self, i: int):
-        return make_client(self.procs[i].url, region=REGIONS[i])
+    def client(self, i: int, service: str = "dynamodb"):
+        return make_client(self.procs[i].url, service=service, region=REGIONS[i])
 
     def stop(self) -> None:
         for proc in self.procs:
@@ -427,7 +418,7 @@ class Pair:
     def __init__(self, base) -> None:
         self.base = base
         self.regions = REGIONS[:2]
-        self.ports = [_free_port() for _ in self.regions]
+        self.ports = [free_port() for _ in self.regions]
         self.procs: list[ShoalProcess | None] = [None, None]
 
     def start(self, i: int, *extra: str) -> None:

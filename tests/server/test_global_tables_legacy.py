@@ -479,7 +479,7 @@ def _without_dates(replicas: list[dict]) -> list[dict]:
 def test_with_auth_on_the_operations_that_ask_peers_are_authorized_and_signed(tmp_path):
     """The coordinator checks the caller (as any request) before it asks a
     peer, and signs what it asks with --peer-credentials."""
-    from tests.server.test_global_tables import _free_port
+    from tests.shoal_process import free_port as _free_port
     from tests.shoal_process import ShoalProcess, root_credentials
 
     home_port, peer_port = _free_port(), _free_port()

@@ -22,7 +22,7 @@ import pytest
 from botocore.exceptions import ClientError, ParamValidationError
 
 from tests.conftest import create_table, make_client, unique_name
-from tests.shoal_process import ShoalProcess
+from tests.shoal_process import free_port, ShoalProcess
 
 REPO = pathlib.Path(__file__).resolve().parents[2]
 KINESALITE_DIR = REPO / ".cache" / "kinesalite"
@@ -45,19 +45,13 @@ def stream_arn(name: str, region: str = "us-east-1", account: str = ACCOUNT) -> 
     return f"arn:aws:kinesis:{region}:{account}:stream/{name}"
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 class Kinesalite:
     """A kinesalite process on a fixed port, its streams kept in a folder so
     that it can be stopped and started again without losing them."""
 
     def __init__(self, path: pathlib.Path) -> None:
         self.path = path
-        self.port = _free_port()
+        self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.proc: subprocess.Popen | None = None
 

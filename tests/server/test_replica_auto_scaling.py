@@ -6,8 +6,6 @@ through the capacity each region's scaler gives its replica."""
 
 from __future__ import annotations
 
-import os
-import socket
 import time
 import urllib.request
 
@@ -16,9 +14,8 @@ import orjson
 import pytest
 
 from tests.conftest import make_client, unique_name
-from tests.shoal_process import ShoalProcess
+from tests.server.test_global_tables import REGIONS, Regions
 
-REGIONS = ("us-east-1", "eu-west-1", "ap-south-1")
 WAIT_S = 30.0
 ACCOUNT = "000000000000"
 ROLE = (f"arn:aws:iam::{ACCOUNT}:role/aws-service-role/dynamodb.application-autoscaling.amazonaws.com/"
@@ -27,38 +24,11 @@ DISABLED = {"AutoScalingDisabled": True, "ScalingPolicies": []}
 INVALID = "One or more parameter values were invalid: "
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-class Regions:
-    def __init__(self, base: str) -> None:
-        self.base = base
-        self.ports = [_free_port() for _ in REGIONS]
-        self.procs: list[ShoalProcess | None] = [None, None, None]
-
-    def start(self, i: int) -> None:
-        peers = [f"--peer={region}=http://127.0.0.1:{port}"
-                 for region, port in zip(REGIONS, self.ports) if region != REGIONS[i]]
-        # The scaler looks every half second, so that a range it must enforce shows quickly.
-        self.procs[i] = ShoalProcess(os.path.join(self.base, f"region{i}"), "--region", REGIONS[i], *peers,
-                                     "--workers", "1", "--no-metrics", port=self.ports[i],
-                                     env={"SHOAL_AUTOSCALING_INTERVAL_S": "0.5"}).start()
-
-    def client(self, i: int, service: str = "dynamodb"):
-        return make_client(self.procs[i].url, service=service, region=REGIONS[i])
-
-    def stop(self) -> None:
-        for proc in self.procs:
-            if proc is not None:
-                proc.stop()
-
-
 @pytest.fixture(scope="module")
 def regions(tmp_path_factory):
-    trio = Regions(str(tmp_path_factory.mktemp("replica-scaling")))
+    # The scaler looks every half second, so that a range it must enforce shows quickly.
+    trio = Regions(str(tmp_path_factory.mktemp("replica-scaling")), skew=False,
+                   env={"SHOAL_AUTOSCALING_INTERVAL_S": "0.5"})
     for i in range(3):
         trio.start(i)
     yield trio
