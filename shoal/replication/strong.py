@@ -705,13 +705,15 @@ class Register(NamedTuple):
     key: dict
     ballot: Ballot
     value: bytes | None
+    applied: Ballot = ZERO  # (this region's own, when asked) the ballot its table last applied
 
 
 def range_registers(engine, catalog, region: str, name: str, spec: RangeSpec,
-                    limit: int) -> tuple[list[Register], bool]:
+                    limit: int, applied: bool = False) -> tuple[list[Register], bool]:
     """Up to ``limit`` registers of ``name`` (this region's MRSC table, or a
     table it witnesses) in ``spec``'s range and order, and whether more
-    follow.  An unencrypted replica (any replica, for a Query) reads one
+    follow; with ``applied``, each with the ballot this region's table last
+    applied.  An unencrypted replica (any replica, for a Query) reads one
     storage range; a witness, whose registers are keyed by name, and an
     encrypted replica's Scan list every register and sort them."""
     from shoal.api.common import partition_prefix, successor
@@ -739,7 +741,8 @@ def range_registers(engine, catalog, region: str, name: str, spec: RangeSpec,
                 state = decode_state(raw)
                 position = bytes(skey[len(PAXOS) + len(base):])
                 key = _key_at(table, spec, position, state.value)
-                out.append(Register(position, register_key(key).decode(), key, state.accepted, state.value))
+                out.append(Register(position, register_key(key).decode(), key, state.accepted, state.value,
+                                    _applied(txn, bytes(skey[len(PAXOS):])) if applied else ZERO))
                 size += len(state.value or b"")
             return out, False
         # Every register, named, filtered and sorted
@@ -762,7 +765,8 @@ def range_registers(engine, catalog, region: str, name: str, spec: RangeSpec,
                 continue
             position = spec.position(key)
             if spec.contains(position):
-                found.append(Register(position, register_key(key).decode(), key, state.accepted, state.value))
+                found.append(Register(position, register_key(key).decode(), key, state.accepted, state.value,
+                                      _applied(txn, bytes(skey[len(PAXOS):])) if applied else ZERO))
     found.sort(key=lambda r: r.position, reverse=spec.reverse)
     for register in found:
         if len(out) == limit or size > RANGE_BYTES:
@@ -770,6 +774,11 @@ def range_registers(engine, catalog, region: str, name: str, spec: RangeSpec,
         out.append(register)
         size += len(register.value or b"")
     return out, False
+
+
+def _applied(txn, skey: bytes) -> Ballot:
+    raw = txn.get("meta", _applied_key(skey))
+    return ZERO if raw is None else unpack_ballot(raw)[0]
 
 
 def _key_at(table, spec: RangeSpec, position: bytes, value: bytes | None) -> dict:
@@ -855,7 +864,7 @@ class StrongRange:
 
     def _local(self, spec: RangeSpec, limit: int):
         node = self.node
-        return range_registers(node.engine, node.catalog, node.region, self.table.name, spec, limit)
+        return range_registers(node.engine, node.catalog, node.region, self.table.name, spec, limit, applied=True)
 
     def _remote(self, pool: PeerPool):
         def fetch(spec: RangeSpec, limit: int):
@@ -912,6 +921,8 @@ class StrongRange:
             mine = own.buffer.pop() if own.buffer and own.buffer[-1].position == position else None
             theirs = other.buffer.pop() if other.buffer and other.buffer[-1].position == position else None
             if mine is not None and theirs is not None and mine.ballot == theirs.ballot:
+                if mine.applied < mine.ballot:  # chosen, and its Learn lost here: this region's table catches up
+                    self.node.learn(self.table, mine.key, mine.ballot, mine.value, here=False)
                 yield position, mine.value  # accepted by both: chosen
             elif (mine or theirs).ballot == ZERO and (theirs or mine).ballot == ZERO:
                 continue  # promised, never accepted, anywhere asked

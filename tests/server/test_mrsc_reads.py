@@ -378,3 +378,29 @@ def test_a_table_with_a_number_partition_key_only(regions):
     items, _ = _pages(lambda **r: reader.scan(TableName=name, **r), ConsistentRead=True, Limit=1)
     assert sorted(i["id"]["N"] for i in items) == ["-1.5", "1000", "7"]
     assert _eventually(lambda: reader.scan(TableName=name)["Items"] == items)  # the region's own Scan order
+
+
+def test_a_chosen_value_whose_learn_was_lost_reaches_the_regions_table_through_a_consistent_read(regions):
+    """A value two regions accepted (here by a proposer of the test, through
+    the peer endpoint, that never sends Learn) is chosen: us-east-1's
+    consistent Query returns it without a round, and its own table, which
+    never learned it, takes it from there."""
+    import base64
+
+    from tests.server.test_mrsc import _peer_call
+
+    name = "reads_lost_learn"
+    _strong_table(regions, name)
+    home = regions.once(0)
+    home.put_item(TableName=name, Item=_item("p", 1, "one"))
+    key = base64.b64encode(b'{"pk":{"S":"p"},"sk":{"N":"9"}}').decode()
+    value = base64.b64encode(b'{"pk":{"S":"p"},"sk":{"N":"9"},"v":{"S":"direct"}}').decode()
+    for i in (0, 1):  # us-east-1 and the region it asks first
+        for kind in ("prepare", "accept"):
+            reply = _peer_call(regions, i, "Paxos", {"TableName": name, "SourceRegion": REGIONS[2], "Kind": kind,
+                                                      "Key": key, "Ballot": [10 ** 9, "test/elsewhere"],
+                                                      "Value": value if kind == "accept" else None})
+            assert reply["Granted"] is True
+    assert _query(home, name)["Items"] == [_item("p", 1, "one")]  # never learned here
+    assert _query(home, name, ConsistentRead=True)["Items"] == [_item("p", 1, "one"), _item("p", 9, "direct")]
+    assert _eventually(lambda: _query(home, name)["Items"] == [_item("p", 1, "one"), _item("p", 9, "direct")])

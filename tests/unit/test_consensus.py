@@ -1170,5 +1170,12 @@ def test_a_regions_registers_of_a_range_come_named_in_plain_order(tmp_path, encr
         assert listed(scan, limit=4) == (in_order[:4], True)
         upper = strong.RangeSpec("pk", "sk", None, scan.position(in_order[4]), None, False)
         assert listed(upper) == (in_order[4:], False)
+        # asked for, the ballot this region's table applied (how a consistent read sees a Learn lost here)
+        ballot, value = states[strong.register_key(partition_b[0]).decode()]
+        assert strong.apply_chosen(engine, ctx.catalog, "us-east-1", "ranged", partition_b[0], ballot, value)
+        for spec in (query, scan):
+            registers, _ = strong.range_registers(engine, ctx.catalog, "us-east-1", "ranged", spec, 100, applied=True)
+            assert {r.name: r.applied for r in registers if r.applied != ZERO} == {
+                strong.register_key(partition_b[0]).decode(): ballot}
     finally:
         engine.close()
