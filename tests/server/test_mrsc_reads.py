@@ -404,3 +404,33 @@ def test_a_chosen_value_whose_learn_was_lost_reaches_the_regions_table_through_a
     assert _query(home, name)["Items"] == [_item("p", 1, "one")]  # never learned here
     assert _query(home, name, ConsistentRead=True)["Items"] == [_item("p", 1, "one"), _item("p", 9, "direct")]
     assert _eventually(lambda: _query(home, name)["Items"] == [_item("p", 1, "one"), _item("p", 9, "direct")])
+
+
+def test_pages_stop_at_1_mb_and_cost_what_a_regional_tables_consistent_pages_cost(regions):
+    name, plain = "reads_big", "reads_big_regional"
+    _strong_table(regions, name)
+    writer = regions.once(1)
+    home = regions.once(0)
+    _create(home, plain)
+    for sk in range(1, 13):
+        item = {**_item("p", sk, "x" * 100_000)}
+        writer.put_item(TableName=name, Item=item)
+        home.put_item(TableName=plain, Item=item)
+
+    def pages(call, **request):
+        out = []
+        while True:
+            page = call(ReturnConsumedCapacity="TOTAL", **request)
+            page.pop("ResponseMetadata")
+            page["ConsumedCapacity"].pop("TableName")
+            out.append(page)
+            if "LastEvaluatedKey" not in page:
+                return out
+            request["ExclusiveStartKey"] = page["LastEvaluatedKey"]
+
+    strong_pages = pages(lambda **r: _query(home, name, **r), ConsistentRead=True)
+    assert [p["Count"] for p in strong_pages] == [10, 2]  # 1 MB of 100 KB items
+    assert strong_pages == pages(lambda **r: _query(home, plain, **r), ConsistentRead=True)
+    counted = pages(lambda **r: home.scan(TableName=name, **r), ConsistentRead=True, Select="COUNT")
+    assert counted == pages(lambda **r: home.scan(TableName=plain, **r), ConsistentRead=True, Select="COUNT")
+    assert [p["Count"] for p in counted] == [10, 2] and counted[0]["ConsumedCapacity"]["CapacityUnits"] > 200
