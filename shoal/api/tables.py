@@ -285,6 +285,7 @@ def create_table(ctx, request: dict, *, status: str = "ACTIVE", extra: dict | No
     with ctx.engine.write() as txn:
         if txn.get("meta", key) is not None:
             raise ResourceInUseException(f"Table already exists: {name}")
+        _check_account_limits(ctx, txn, name, None, desc)
         txn.put("meta", key, raw)
         table = decode_entry(ctx.region, raw, ctx.catalog.keys)
         streams.apply_stream_specification(txn, table, request.get("StreamSpecification"), now, creating=True)
@@ -371,6 +372,48 @@ def _check_capacity_limits(ctx, throughput: dict, index: str | None = None) -> N
                 f"{ctx.region}. Per table maximum: {maximum}. Refer to the Amazon DynamoDB Developer Guide "
                 "for current limits and how to request higher limits."
             )
+
+
+def _reserved(desc: dict) -> dict[str, int]:
+    """The capacity units a table and its GSIs reserve for the account
+    (on-demand tables none: their ProvisionedThroughput reads 0)."""
+    if _billing_mode(desc) == "PAY_PER_REQUEST":
+        return {"ReadCapacityUnits": 0, "WriteCapacityUnits": 0}
+    parts = (desc, *(g for g in desc.get("GlobalSecondaryIndexes") or () if g.get("IndexStatus") != "DELETING"))
+    return {member: sum(int((p.get("ProvisionedThroughput") or {}).get(member) or 0) for p in parts)
+            for member in ("ReadCapacityUnits", "WriteCapacityUnits")}
+
+
+def _check_account_limits(ctx, txn, name: str, before: dict | None, after: dict) -> None:
+    """The account quotas DescribeLimits reports (AccountMax*CapacityUnits):
+    the units every provisioned table and GSI of the account and region
+    reserve, this table's as ``after`` has them.  Only a request that raises
+    this table's reservation is refused, so that an account already over its
+    quota may still lower it.  Control plane only: one pass over the region's
+    tables (parsed once, then cached by the catalog).  DynamoDB's message as
+    observed (the API Reference gives none); "Requested" is this table's
+    reservation after the request."""
+    wanted = _reserved(after)
+    had = _reserved(before) if before is not None else {"ReadCapacityUnits": 0, "WriteCapacityUnits": 0}
+    members = [m for m in ("ReadCapacityUnits", "WriteCapacityUnits") if wanted[m] > had[m]]
+    if not members:
+        return
+    others = {m: 0 for m in members}
+    for other in ctx.catalog.iter_names(txn, ctx.region):
+        if other == name:
+            continue
+        table = ctx.catalog.get(txn, ctx.region, other)
+        if table is not None and table.account == ctx.account:
+            reserved = _reserved(table.description)
+            for m in members:
+                others[m] += reserved[m]
+    for m in members:
+        limit = LIMITS[f"AccountMax{m}"]
+        if others[m] + wanted[m] > limit:
+            raise LimitExceededException(
+                f"This request would have caused the {m} limit to be exceeded for the account in {ctx.region}. "
+                f"Current {m} reserved by the account: {others[m] + had[m]}. Limit: {limit}. "
+                f"Requested: {wanted[m]}")
 
 
 def _check_create_limits(ctx, throughput: dict | None, gsis) -> None:
@@ -953,6 +996,7 @@ def update_table(ctx, request: dict) -> dict:
             jobs = [*jobs, *vector_jobs]
         if desc.get("VectorIndexes") and _billing_mode(desc) != "PAY_PER_REQUEST":
             raise ValidationException(vectors.ONLY_ON_DEMAND)
+        _check_account_limits(ctx, txn, name, table.description, desc)
         if request.get("ReplicaUpdates") is not None:
             from shoal.api.ttl import read_setting
             from shoal.replication.control import apply_replica_updates

@@ -1,0 +1,104 @@
+"""The account and table quotas DescribeLimits reports, enforced by CreateTable
+and UpdateTable (shoal.api.tables): a table or GSI above the per-table maximum,
+an on-demand maximum above it, and provisioned units that would bring the
+account's sum over the account maximum, each refused with DynamoDB's
+LimitExceededException; the server goes on serving.  A server of its own: the
+account's sum is every table of the region."""
+
+from __future__ import annotations
+
+import pytest
+from botocore.exceptions import ClientError
+
+from tests.conftest import make_client, unique_name
+from tests.shoal_process import ShoalProcess
+
+SCHEMA = {"KeySchema": [{"AttributeName": "pk", "KeyType": "HASH"}],
+          "AttributeDefinitions": [{"AttributeName": "pk", "AttributeType": "S"}]}
+GSI_SCHEMA = {"KeySchema": [{"AttributeName": "g", "KeyType": "HASH"}], "Projection": {"ProjectionType": "KEYS_ONLY"}}
+
+
+@pytest.fixture()
+def ddb(tmp_path_factory):
+    proc = ShoalProcess(tmp_path_factory.mktemp("quotas"), "--workers", "1").start()
+    yield make_client(proc.url)
+    proc.stop()
+
+
+def error_of(call, **kwargs) -> tuple[str, str]:
+    with pytest.raises(ClientError) as info:
+        call(**kwargs)
+    return info.value.response["Error"]["Code"], info.value.response["Error"]["Message"]
+
+
+def provisioned(ddb, rcu: int, wcu: int, gsi: tuple[int, int] | None = None) -> str:
+    name = unique_name("quota")
+    extra = {}
+    if gsi is not None:
+        extra = {"GlobalSecondaryIndexes": [{"IndexName": "by_g", **GSI_SCHEMA, "ProvisionedThroughput": {
+            "ReadCapacityUnits": gsi[0], "WriteCapacityUnits": gsi[1]}}]}
+        extra_defs = [*SCHEMA["AttributeDefinitions"], {"AttributeName": "g", "AttributeType": "S"}]
+        ddb.create_table(TableName=name, KeySchema=SCHEMA["KeySchema"], AttributeDefinitions=extra_defs,
+                         ProvisionedThroughput={"ReadCapacityUnits": rcu, "WriteCapacityUnits": wcu}, **extra)
+        return name
+    ddb.create_table(TableName=name, ProvisionedThroughput={"ReadCapacityUnits": rcu, "WriteCapacityUnits": wcu},
+                     **SCHEMA)
+    return name
+
+
+def account_message(member: str, reserved: int, requested: int) -> str:
+    return (f"This request would have caused the {member} limit to be exceeded for the account in us-east-1. "
+            f"Current {member} reserved by the account: {reserved}. Limit: 80000. Requested: {requested}")
+
+
+def test_the_account_maximum_counts_every_provisioned_table_and_gsi(ddb):
+    assert ddb.describe_limits()["AccountMaxReadCapacityUnits"] == 80000
+    first = provisioned(ddb, 30000, 10)
+    second = provisioned(ddb, 30000, 10, gsi=(15000, 10))  # 45,000 reads with its index: 75,000 in all
+    on_demand = unique_name("quota")
+    ddb.create_table(TableName=on_demand, BillingMode="PAY_PER_REQUEST", **SCHEMA)  # reserves nothing
+    name = unique_name("quota")
+    assert error_of(ddb.create_table, TableName=name, ProvisionedThroughput={
+        "ReadCapacityUnits": 5001, "WriteCapacityUnits": 1}, **SCHEMA) == (
+        "LimitExceededException", account_message("ReadCapacityUnits", 75000, 5001))
+    with pytest.raises(ClientError):
+        ddb.describe_table(TableName=name)  # not created
+    last = provisioned(ddb, 5000, 1)  # exactly 80,000
+    # an increase of a table or of a GSI is refused; the message counts the table's present units
+    assert error_of(ddb.update_table, TableName=first, ProvisionedThroughput={
+        "ReadCapacityUnits": 30001, "WriteCapacityUnits": 10}) == (
+        "LimitExceededException", account_message("ReadCapacityUnits", 80000, 30001))
+    assert error_of(ddb.update_table, TableName=second, GlobalSecondaryIndexUpdates=[{"Update": {
+        "IndexName": "by_g", "ProvisionedThroughput": {"ReadCapacityUnits": 15001, "WriteCapacityUnits": 10}}}]) == (
+        "LimitExceededException", account_message("ReadCapacityUnits", 80000, 45001))
+    assert ddb.describe_table(TableName=first)["Table"]["ProvisionedThroughput"]["ReadCapacityUnits"] == 30000
+    # an on-demand table switching to provisioned reserves what it asks for
+    assert error_of(ddb.update_table, TableName=on_demand, BillingMode="PROVISIONED", ProvisionedThroughput={
+        "ReadCapacityUnits": 1, "WriteCapacityUnits": 1}) == (
+        "LimitExceededException", account_message("ReadCapacityUnits", 80000, 1))
+    # writes have their own sum; a decrease frees units for another table
+    ddb.update_table(TableName=first, ProvisionedThroughput={"ReadCapacityUnits": 29000, "WriteCapacityUnits": 10})
+    ddb.update_table(TableName=last, ProvisionedThroughput={"ReadCapacityUnits": 6000, "WriteCapacityUnits": 1})
+    # a deleted table frees its units, and the switch to on-demand too
+    ddb.delete_table(TableName=first)
+    ddb.update_table(TableName=second, BillingMode="PAY_PER_REQUEST")
+    assert ddb.describe_table(TableName=provisioned(ddb, 40000, 40000))["Table"]["TableStatus"] == "ACTIVE"
+
+
+def test_the_account_maximum_for_writes_and_a_new_gsi(ddb):
+    big = provisioned(ddb, 1, 40000)
+    table = provisioned(ddb, 1, 39000)
+    ddb.update_table(TableName=table, AttributeDefinitions=[{"AttributeName": "g", "AttributeType": "S"}],
+                     GlobalSecondaryIndexUpdates=[{"Create": {"IndexName": "by_g", **GSI_SCHEMA, "ProvisionedThroughput": {
+                         "ReadCapacityUnits": 1, "WriteCapacityUnits": 1000}}}])
+    assert error_of(ddb.update_table, TableName=big, ProvisionedThroughput={
+        "ReadCapacityUnits": 1, "WriteCapacityUnits": 40000}) == ("ValidationException",
+        "The provisioned throughput for the table will not change. The requested value equals the current value. "
+        "Current ReadCapacityUnits provisioned for the table: 1. Requested ReadCapacityUnits: 1. Current "
+        "WriteCapacityUnits provisioned for the table: 40000. Requested WriteCapacityUnits: 40000. Refer to the "
+        "Amazon DynamoDB Developer Guide for current limits and how to request higher limits.")
+    other = unique_name("quota")
+    assert error_of(ddb.create_table, TableName=other, ProvisionedThroughput={
+        "ReadCapacityUnits": 1, "WriteCapacityUnits": 1}, **SCHEMA) == (
+        "LimitExceededException", account_message("WriteCapacityUnits", 80000, 1))
+    ddb.list_tables()  # still serving
