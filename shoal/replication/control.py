@@ -111,9 +111,14 @@ def check_replica_updates(ctx, table, request: dict) -> None:
         if any(u.get("Create") is not None for u in updates):
             raise ValidationException(
                 f"{INVALID}Replicas cannot be added to a multi-Region strong consistency global table")
+        if all(u.get("Update") is not None and u.get("Delete") is None for u in updates):
+            _check_member_updates(settings, table, updates)
+            _check_not_in_use(table.description, strong=True)
+            return
         if any(u.get("Delete") is None for u in updates):
             raise ValidationException(
-                "Shoal does not support ReplicaUpdates Update on a multi-Region strong consistency global table yet")
+                f"{INVALID}ReplicaUpdates of a multi-Region strong consistency global table either update replicas "
+                "or remove the other regions, not both in one UpdateTable")
         check_strong_removal(ctx, table, request)
         return
     current = {r["RegionName"] for r in table.description.get("Replicas") or ()}
@@ -146,13 +151,72 @@ def check_replica_updates(ctx, table, request: dict) -> None:
                 check_table_class(table_class)
         elif region not in current:
             raise ValidationException(f"{INVALID}Replica does not exist in region {region}")
-    statuses = [r["ReplicaStatus"] for r in table.description.get("Replicas") or ()]
-    # An unreachable replica (REGION_DISABLED) is still a member: it can be deleted, and others added.
-    if any(s not in ("ACTIVE", UNREACHABLE) for s in statuses):
+    _check_member_updates(settings, table, [u for u in updates if u.get("Update") is not None])
+    _check_not_in_use(table.description, strong=False)
+
+
+def _check_not_in_use(desc: dict, strong: bool) -> None:
+    """A replica CREATING (or, on an MRSC table, anything not ACTIVE: the
+    table leaving MRSC, a witness being made) is ResourceInUseException.
+    An unreachable replica (REGION_DISABLED) is still a member: it can be
+    deleted or updated, and others added."""
+    statuses = [r["ReplicaStatus"] for r in desc.get("Replicas") or ()]
+    busy = any(s not in ("ACTIVE", UNREACHABLE) for s in statuses)
+    if strong:
+        busy = busy or desc.get("TableStatus") != "ACTIVE" or any(
+            w.get("WitnessStatus") != "ACTIVE" for w in desc.get("GlobalTableWitnesses") or ())
+    if busy:
         from shoal.errors import ResourceInUseException
 
         raise ResourceInUseException(
-            "Attempt to change a resource which is still in use: Table is being updated: " + table.name)
+            "Attempt to change a resource which is still in use: Table is being updated: " + desc["TableName"])
+
+
+def _billing(desc: dict) -> str:
+    return (desc.get("BillingModeSummary") or {}).get("BillingMode", "PROVISIONED")
+
+
+def _check_member_updates(settings, table, updates: list) -> None:
+    """ReplicaUpdates' Update actions (UpdateReplicationGroupMemberAction):
+    the region is another replica of the table (a witness has no table to
+    update), a table class is a class, a throughput override matches the
+    table's billing mode (ProvisionedThroughputOverride on a provisioned
+    table, OnDemandThroughputOverride on an on-demand one, as UpdateTable's
+    own members do), and an index override names one of the table's GSIs.
+    DynamoDB documents these members, not the wording of their refusals: the
+    messages are Shoal's, after UpdateTable's."""
+    desc = table.description
+    replicas = {r["RegionName"] for r in desc.get("Replicas") or ()}
+    indexes = {g["IndexName"] for g in desc.get("GlobalSecondaryIndexes") or ()}
+    billing = _billing(desc)
+    seen = set()
+    for update in updates:
+        spec = update["Update"]
+        region = spec["RegionName"]
+        if region in seen:
+            raise ValidationException(f"{INVALID}Only one replica update per region is allowed: {region}")
+        seen.add(region)
+        if settings is not None and region == settings.region:
+            raise ValidationException(f"{INVALID}Replica region {region} is the region of the table itself")
+        if region not in replicas:
+            raise ValidationException(f"{INVALID}Replica does not exist in region {region}")
+        if spec.get("TableClassOverride") is not None:
+            from shoal.api.tables import check_table_class
+
+            check_table_class(spec["TableClassOverride"])
+        for scope, part in [(f"table {table.name}", spec), *(
+                (f"index {g['IndexName']}", g) for g in spec.get("GlobalSecondaryIndexes") or ())]:
+            if part is not spec and part["IndexName"] not in indexes:
+                raise ValidationException(
+                    f"{INVALID}Global secondary index {part['IndexName']} does not exist in table {table.name}")
+            if part.get("ProvisionedThroughputOverride") is not None and billing != "PROVISIONED":
+                raise ValidationException(
+                    f"{INVALID}ProvisionedThroughputOverride for {scope} cannot be specified when the table "
+                    "BillingMode is PAY_PER_REQUEST")
+            if part.get("OnDemandThroughputOverride") is not None and billing != "PAY_PER_REQUEST":
+                raise ValidationException(
+                    f"{INVALID}OnDemandThroughputOverride for {scope} cannot be specified when the table "
+                    "BillingMode is PROVISIONED")
 
 
 #: The region sets of multi-Region strong consistency: an MRSC table's three
@@ -226,6 +290,20 @@ def check_strong_removal(ctx, table, request: dict) -> None:
 
         raise ResourceInUseException(
             "Attempt to change a resource which is still in use: Table is being updated: " + table.name)
+
+
+def single_replica_deletion(table) -> ValidationException:
+    """DeleteTable's refusal of one replica of an MRSC table (the Developer
+    Guide: a single replica table cannot be deleted from an MRSC global
+    table; the message is Shoal's, naming the UpdateTable that is allowed)."""
+    desc = table.description
+    others = sorted(r["RegionName"] for r in desc.get("Replicas") or ()) + [
+        f"{w['RegionName']} (witness)" for w in sorted(desc.get("GlobalTableWitnesses") or (),
+                                                      key=lambda w: w["RegionName"])]
+    return ValidationException(
+        f"{INVALID}Table {table.name} is a replica of a multi-Region strong consistency global table: a single "
+        f"replica cannot be deleted. Remove {' and '.join(others)} in one UpdateTable, leaving a single-Region "
+        "table, then delete it")
 
 
 def check_consistency_update(ctx, txn, table, request: dict) -> None:
@@ -345,7 +423,10 @@ def apply_replica_updates(txn, ctx, table, desc: dict, request: dict, ttl_settin
     """Record ReplicaUpdates in ``desc`` (a fresh copy) and queue the work;
     ``table`` is the updated table (its description already ``desc``'s)."""
     if is_strong(desc):
-        _leave_strong(txn, table, desc, request)
+        if all(u.get("Update") is not None for u in request["ReplicaUpdates"]):
+            _update_members(txn, table, desc, request["ReplicaUpdates"])
+        else:
+            _leave_strong(txn, table, desc, request)
         return
     replicas = [dict(r) for r in desc.get("Replicas") or ()]
     before = {r["RegionName"] for r in replicas}
@@ -361,11 +442,7 @@ def apply_replica_updates(txn, ctx, table, desc: dict, request: dict, ttl_settin
             replicas.append(entry)
             created.append(spec["RegionName"])
         elif update.get("Update") is not None:
-            spec = update["Update"]
-            entry = next(r for r in replicas if r["RegionName"] == spec["RegionName"])
-            _copy_overrides(entry, spec)
-            if spec.get("TableClassOverride"):
-                entry["ReplicaTableClassSummary"] = {"TableClass": spec["TableClassOverride"]}
+            _record_member_update(replicas, update["Update"])
         else:
             region = update["Delete"]["RegionName"]
             replicas = [r for r in replicas if r["RegionName"] != region]
@@ -397,6 +474,116 @@ def apply_replica_updates(txn, ctx, table, desc: dict, request: dict, ttl_settin
     for region in created:
         queue_task(txn, {"kind": "copy", "table_id": table_id, "name": name, "peer": region, "after": None})
         queue_task(txn, {"kind": "activate", "table_id": table_id, "name": name, "peer": region})
+    for update in request["ReplicaUpdates"]:
+        if update.get("Update") is not None:
+            _queue_member_update(txn, table, update["Update"])
+
+
+def _record_member_update(replicas: list[dict], spec: dict) -> None:
+    """Show an Update's overrides in the replica's entry (``replicas`` are copies)."""
+    entry = next(r for r in replicas if r["RegionName"] == spec["RegionName"])
+    shown = {g["IndexName"]: dict(g) for g in entry.get("GlobalSecondaryIndexes") or ()}
+    _copy_overrides(entry, spec)
+    if spec.get("GlobalSecondaryIndexes") is not None:  # merged by index: one Update may name some of them
+        for index in spec["GlobalSecondaryIndexes"]:
+            shown[index["IndexName"]] = {**shown.get(index["IndexName"], {}), **index}
+        entry["GlobalSecondaryIndexes"] = list(shown.values())
+    if spec.get("TableClassOverride"):
+        entry["ReplicaTableClassSummary"] = {"TableClass": spec["TableClassOverride"]}
+
+
+def _queue_member_update(txn, table, spec: dict) -> None:
+    """The Update reaches its region: "New parameters for an existing
+    replica. This request invokes the UpdateTable action in the destination
+    Region" (the API Reference's ReplicationGroupUpdate), sent by the
+    replication thread as ``ReplicateReplicaUpdate`` and applied there by
+    ``apply_member_update``, in order with the table's other queued changes."""
+    queue_task(txn, {"kind": "replica_update", "table_id": table.table_id, "name": table.name,
+                     "peer": spec["RegionName"], "spec": spec})
+
+
+def _update_members(txn, table, desc: dict, updates: list) -> None:
+    """ReplicaUpdates made only of Update actions, on an MRSC table: the
+    overrides are recorded here, sent to their regions and shown to every
+    replica (a ``sync``); membership and the consensus are untouched."""
+    replicas = [dict(r) for r in desc.get("Replicas") or ()]
+    for update in updates:
+        _record_member_update(replicas, update["Update"])
+    desc["Replicas"] = replicas
+    for update in updates:
+        _queue_member_update(txn, table, update["Update"])
+    for replica in replicas:
+        queue_task(txn, {"kind": "sync", "table_id": table.table_id, "name": table.name,
+                         "peer": replica["RegionName"]})
+
+
+def member_update_requests(desc: dict, spec: dict) -> list[dict]:
+    """The UpdateTable requests (without TableName) that give this region's
+    table ``desc`` an Update's settings: the read capacity or maximum read
+    request units of the table and of its GSIs (their write side stays the
+    table's: global tables share it), and the table class (alone, as
+    UpdateTable requires).  What is already as asked is left out, so a
+    repeated Update asks for nothing.  KMSMasterKeyId is shown in the
+    replica's entry, not applied (docs/global-tables.md)."""
+    billing = _billing(desc)
+    change: dict = {}
+    override = spec.get("ProvisionedThroughputOverride") or {}
+    if billing == "PROVISIONED" and override.get("ReadCapacityUnits") is not None:
+        current = desc["ProvisionedThroughput"]
+        if current["ReadCapacityUnits"] != override["ReadCapacityUnits"]:
+            change["ProvisionedThroughput"] = {"ReadCapacityUnits": override["ReadCapacityUnits"],
+                                               "WriteCapacityUnits": current["WriteCapacityUnits"]}
+    on_demand = spec.get("OnDemandThroughputOverride") or {}
+    if billing == "PAY_PER_REQUEST" and on_demand.get("MaxReadRequestUnits") is not None:
+        if (desc.get("OnDemandThroughput") or {}).get("MaxReadRequestUnits") != on_demand["MaxReadRequestUnits"]:
+            change["OnDemandThroughput"] = {"MaxReadRequestUnits": on_demand["MaxReadRequestUnits"]}
+    gsis = {g["IndexName"]: g for g in desc.get("GlobalSecondaryIndexes") or ()}
+    index_updates = []
+    for index in spec.get("GlobalSecondaryIndexes") or ():
+        gsi = gsis.get(index["IndexName"])
+        if gsi is None:
+            continue
+        read = (index.get("ProvisionedThroughputOverride") or {}).get("ReadCapacityUnits")
+        if billing == "PROVISIONED" and read is not None and gsi["ProvisionedThroughput"]["ReadCapacityUnits"] != read:
+            index_updates.append({"Update": {"IndexName": index["IndexName"], "ProvisionedThroughput": {
+                "ReadCapacityUnits": read,
+                "WriteCapacityUnits": gsi["ProvisionedThroughput"]["WriteCapacityUnits"]}}})
+        most = (index.get("OnDemandThroughputOverride") or {}).get("MaxReadRequestUnits")
+        if billing == "PAY_PER_REQUEST" and most is not None and (
+                gsi.get("OnDemandThroughput") or {}).get("MaxReadRequestUnits") != most:
+            index_updates.append({"Update": {"IndexName": index["IndexName"],
+                                             "OnDemandThroughput": {"MaxReadRequestUnits": most}}})
+    if index_updates:
+        change["GlobalSecondaryIndexUpdates"] = index_updates
+    requests = [change] if change else []
+    table_class = spec.get("TableClassOverride")
+    if table_class and (desc.get("TableClassSummary") or {}).get("TableClass", "STANDARD") != table_class:
+        requests.append({"TableClass": table_class})
+    return requests
+
+
+def apply_member_update(ctx, name: str, spec: dict) -> bool:
+    """Another region's ReplicaUpdates Update for this region's replica,
+    applied as UpdateTable here (not propagated again).  False when the
+    table cannot take it yet (being updated, or an index change under
+    way): the sender tries again later.  A change UpdateTable refuses here
+    (a decrease past the day's budget, say) is dropped: the coordinator
+    checked what it could, and retrying would not change the answer."""
+    from shoal.api import tables
+    from shoal.errors import LimitExceededException, ResourceInUseException
+
+    with ctx.engine.read() as txn:
+        table = ctx.catalog.get(txn, ctx.region, name)
+    if table is None:
+        return True
+    for request in member_update_requests(table.description, spec):
+        try:
+            tables.update_table(ctx, {"TableName": name, **request, REPLICATED: True})
+        except (LimitExceededException, ResourceInUseException):
+            return False
+        except ValidationException:
+            continue
+    return True
 
 
 def _leave_strong(txn, table, desc: dict, request: dict) -> None:
@@ -563,11 +750,17 @@ def leave(txn, table) -> None:
     replica_apply.unmark_global(txn, table.table_id)
 
 
+#: Members of a replica's entry that every region shows alike (sent with the replica set).
+SHOWN_OVERRIDES = (*_OVERRIDES, "ReplicaTableClassSummary")
+
+
 def replica_set(desc: dict, own_region: str) -> list[dict]:
-    """Every region of a global table with its status, this one first."""
+    """Every region of a global table with its status and the overrides
+    ReplicaUpdates gave it, this one first."""
     own = "CREATING" if desc.get("TableStatus") == "CREATING" else "ACTIVE"
     # Reachability is each region's own view, not membership: it is not sent.
     return [{"RegionName": own_region, "ReplicaStatus": own},
             *({"RegionName": r["RegionName"],
-               "ReplicaStatus": "ACTIVE" if r["ReplicaStatus"] == UNREACHABLE else r["ReplicaStatus"]}
+               "ReplicaStatus": "ACTIVE" if r["ReplicaStatus"] == UNREACHABLE else r["ReplicaStatus"],
+               **{m: r[m] for m in SHOWN_OVERRIDES if r.get(m) is not None}}
               for r in desc.get("Replicas") or ())]

@@ -516,6 +516,14 @@ class Replicator:
                                                      "Request": task["request"]})
         return answer.get("Done", True)  # not yet when the replica is building another index
 
+    def _task_replica_update(self, peer: PeerClient, task: dict) -> bool:
+        """ReplicaUpdates' Update for that replica's region (control._queue_member_update)."""
+        if self._description(task["name"], task["table_id"]) is None:
+            return True
+        answer = peer.call("ReplicateReplicaUpdate", {"TableName": task["name"], "SourceRegion": self.region,
+                                                      "Update": task["spec"]})
+        return answer.get("Done", True)  # not yet while that table is being changed
+
     def _task_ttl_update(self, peer: PeerClient, task: dict) -> bool:
         """An UpdateTimeToLive made here, for a replica (control.propagate_time_to_live)."""
         if self._description(task["name"], task["table_id"]) is None:

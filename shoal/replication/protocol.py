@@ -20,6 +20,8 @@ prefix, ``X-Amz-Target: ShoalReplication_20261206.<Op>``:
                    ReplicaAutoScalingDescription (DescribeTableReplicaAutoScaling elsewhere)
     ReplicateAutoScaling {TableName, SourceRegion, Changes}: UpdateTableReplicaAutoScaling's
                    changes for this region's records (``replica_scaling``)
+    ReplicateReplicaUpdate {TableName, SourceRegion, Update} -> {Done}: ReplicaUpdates'
+                   Update for this region's replica, applied as UpdateTable here
     Seal, Registers, PeekRegisters, DeleteWitness: an MRSC table leaving for a
                    single-Region table (``strong.leave``): seal this region's
                    acceptor, list or read its registers, drop a witness
@@ -139,6 +141,10 @@ class ReplicationService:
                 return self._error(request_id, wrong_region(scope))
         if target.startswith(_DYNAMODB) and target[len(_DYNAMODB):] in ASKING_PEERS and self.dispatcher._serving():
             return self._off_loop(request, request_id)
+        if target == _DYNAMODB + "DeleteTable" and self.region is not None:
+            refusal = self._refused_replica_deletion(request, request_id)
+            if refusal is not None:
+                return refusal
         if self.settings.strong and target[len(_DYNAMODB):] in _REFUSED_ON_STRONG and target.startswith(_DYNAMODB):
             refusal = self._refused_on_strong_table(request, request_id, target[len(_DYNAMODB):])
             if refusal is not None:
@@ -185,6 +191,45 @@ class ReplicationService:
             if self.dispatcher.gate is not None:
                 self.dispatcher.gate.authenticate(request, operation=operation, request_id=request_id)
             raise ValidationException(message)
+        except ShoalError as exc:
+            return self._error(request_id, exc)
+
+    def _refused_replica_deletion(self, request, request_id: str):
+        """DeleteTable of one replica of an MRSC table is refused: the
+        Developer Guide's MRSC deletion tutorial says a single replica table
+        cannot be deleted from an MRSC global table; the other regions are
+        removed together with UpdateTable (``control.check_strong_removal``),
+        leaving a single-Region table that DeleteTable can then delete.
+        (DeleteTable of an MREC replica goes on: it leaves the global table,
+        ``control.leave``.)  The catalog is read for every DeleteTable, not
+        only for the names in ``Settings.strong``, so that a worker that has
+        not seen the table become MRSC refuses it too.  The caller is
+        authenticated first; a body this cannot read is left to DeleteTable."""
+        body = request.body
+        if not body or request.headers.get("content-encoding"):
+            return None
+        try:
+            name = orjson.loads(body).get("TableName")
+        except (ValueError, AttributeError):
+            return None
+        if not isinstance(name, str):
+            return None
+        if name.startswith("arn:"):
+            name = name.rpartition("/")[2]
+        dispatcher = self.dispatcher
+        with dispatcher.engine.read() as txn:
+            table = dispatcher.catalog.get(txn, self.region, name)
+        if table is None or not control.is_strong(table.description) or not table.description.get("Replicas"):
+            return None
+        try:
+            if dispatcher.gate is not None:
+                dispatcher.gate.authenticate(request, operation="DeleteTable", request_id=request_id)
+            if table.description.get("TableStatus") != "ACTIVE":  # leaving MRSC, or its witness being made
+                from shoal.errors import ResourceInUseException
+
+                raise ResourceInUseException(
+                    "Attempt to change a resource which is still in use: Table is being updated: " + table.name)
+            raise control.single_replica_deletion(table)
         except ShoalError as exc:
             return self._error(request_id, exc)
 
@@ -376,7 +421,8 @@ def sync_replicas(ctx, data: dict) -> dict:
             if name not in regions:
                 replica_apply.unfollow(txn, name, table_id)
         own = next((r["ReplicaStatus"] for r in everyone if r["RegionName"] == ctx.region), None)
-        others = [{"RegionName": r["RegionName"], "ReplicaStatus": r["ReplicaStatus"]}
+        others = [{"RegionName": r["RegionName"], "ReplicaStatus": r["ReplicaStatus"],
+                   **{m: r[m] for m in control.SHOWN_OVERRIDES if r.get(m) is not None}}
                   for r in everyone if r["RegionName"] != ctx.region]
 
         def change(desc: dict) -> None:
@@ -392,7 +438,8 @@ def sync_replicas(ctx, data: dict) -> dict:
             # An ACTIVE replica this region cannot reach stays REGION_DISABLED: reachability is
             # this region's own view (the replication thread sets it back once the peer answers).
             desc["Replicas"] = [
-                {**kept[r["RegionName"]]} if r["ReplicaStatus"] == "ACTIVE"
+                {**kept[r["RegionName"]], **{m: v for m, v in r.items() if m != "ReplicaStatus"}}
+                if r["ReplicaStatus"] == "ACTIVE"
                 and kept.get(r["RegionName"], {}).get("ReplicaStatus") == control.UNREACHABLE
                 else {**kept.get(r["RegionName"], {}), **r} for r in others]
             for entry in desc["Replicas"]:
@@ -463,6 +510,14 @@ def legacy_update_tables(ctx, data: dict) -> dict:
 
 def replicate_index_updates(ctx, data: dict) -> dict:
     return {"Done": control.apply_index_updates(ctx, data["TableName"], data["Request"])}
+
+
+def replicate_replica_update(ctx, data: dict) -> dict:
+    """Another region's ReplicaUpdates Update for this region's replica."""
+    spec = data.get("Update")
+    if not isinstance(spec, dict) or not isinstance(spec.get("RegionName"), str):
+        raise SerializationException()
+    return {"Done": control.apply_member_update(ctx, data["TableName"], spec)}
 
 
 def replicate_time_to_live(ctx, data: dict) -> dict:
@@ -552,6 +607,7 @@ _OPERATIONS = {
     "LegacyUpdateTables": legacy_update_tables,
     "ReplicateIndexUpdates": replicate_index_updates,
     "ReplicateTimeToLive": replicate_time_to_live,
+    "ReplicateReplicaUpdate": replicate_replica_update,
     "Seal": seal,
     "Registers": registers,
     "PeekRegisters": peek_registers,

@@ -852,9 +852,9 @@ def test_removing_both_other_replicas_keeps_every_chosen_value_in_the_region_tha
         {"Delete": {"RegionName": REGIONS[0]}}, {"Delete": {"RegionName": REGIONS[1]}}])) == (
         "ValidationException", invalid + f"Replica region {REGIONS[0]} is the region of the table itself", 400)
     assert _error(lambda: home.update_table(TableName=name, ReplicaUpdates=[
-        {"Update": {"RegionName": REGIONS[1], "KMSMasterKeyId": "k"}}])) == (
-        "ValidationException",
-        "Shoal does not support ReplicaUpdates Update on a multi-Region strong consistency global table yet", 400)
+        {"Update": {"RegionName": REGIONS[1], "KMSMasterKeyId": "k"}}, {"Delete": {"RegionName": REGIONS[2]}}])) == (
+        "ValidationException", invalid + "ReplicaUpdates of a multi-Region strong consistency global table either "
+        "update replicas or remove the other regions, not both in one UpdateTable", 400)
     assert _wait_active(home, name)["MultiRegionConsistency"] == "STRONG"  # untouched by the refusals
 
     home.put_item(TableName=name, Item={"pk": {"S": "gone"}, "v": {"S": "0"}})

@@ -1,0 +1,222 @@
+"""A global table's replicas after creation, across three real ``shoal serve``
+processes (us-east-1, us-east-2, us-west-2): ReplicaUpdates Update on an MREC
+and on an MRSC table (the change reaches the named region's own table and
+every region's DescribeTable), and DeleteTable of one replica (an MREC
+replica leaves the group; an MRSC replica is refused, as the Developer Guide
+says a single replica cannot be removed from an MRSC global table).
+"""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+
+from tests.server.test_mrsc import OUTSIDE, REGIONS, Regions, _create, _error, _strong_table
+
+INVALID = "One or more parameter values were invalid: "
+WAIT_S = 30.0
+
+
+@pytest.fixture(scope="module")
+def regions(tmp_path_factory):
+    trio = Regions(str(tmp_path_factory.mktemp("lifecycle")))
+    for i in range(3):
+        trio.start(i)
+    yield trio
+    trio.stop()
+
+
+def _until(check, what):
+    deadline = time.monotonic() + WAIT_S
+    while True:
+        value = check()
+        if value:
+            return value
+        assert time.monotonic() < deadline, what()
+        time.sleep(0.1)
+
+
+def _table(client, name: str) -> dict:
+    return client.describe_table(TableName=name)["Table"]
+
+
+def _entry(table: dict, region: str) -> dict:
+    return next(r for r in table.get("Replicas") or () if r["RegionName"] == region)
+
+
+def _all_active(client, name: str, count: int) -> bool:
+    table = _table(client, name)
+    replicas = table.get("Replicas") or ()
+    return table["TableStatus"] == "ACTIVE" and len(replicas) == count and all(
+        r["ReplicaStatus"] == "ACTIVE" for r in replicas)
+
+
+def _provisioned_global_table(regions, name: str) -> None:
+    regions.client(0).create_table(
+        TableName=name, BillingMode="PROVISIONED",
+        ProvisionedThroughput={"ReadCapacityUnits": 5, "WriteCapacityUnits": 5},
+        KeySchema=[{"AttributeName": "pk", "KeyType": "HASH"}],
+        AttributeDefinitions=[{"AttributeName": "pk", "AttributeType": "S"},
+                              {"AttributeName": "g", "AttributeType": "S"}],
+        GlobalSecondaryIndexes=[{"IndexName": "by_g", "KeySchema": [{"AttributeName": "g", "KeyType": "HASH"}],
+                                 "Projection": {"ProjectionType": "ALL"},
+                                 "ProvisionedThroughput": {"ReadCapacityUnits": 5, "WriteCapacityUnits": 5}}])
+    regions.client(0).update_table(TableName=name, ReplicaUpdates=[{"Create": {"RegionName": REGIONS[1]}},
+                                                                   {"Create": {"RegionName": REGIONS[2]}}])
+    for i in range(3):
+        _until(lambda: _all_active(regions.client(i), name, 2), lambda: _table(regions.client(i), name))
+
+
+def test_replica_update_on_an_mrec_table_reaches_its_region_and_every_description(regions):
+    name = "lifecycle_mrec_update"
+    _provisioned_global_table(regions, name)
+    east1, east2, west2 = (regions.client(i) for i in range(3))
+    answer = east1.update_table(TableName=name, ReplicaUpdates=[{"Update": {
+        "RegionName": REGIONS[2], "ProvisionedThroughputOverride": {"ReadCapacityUnits": 7},
+        "GlobalSecondaryIndexes": [{"IndexName": "by_g", "ProvisionedThroughputOverride": {"ReadCapacityUnits": 3}}],
+        "TableClassOverride": "STANDARD_INFREQUENT_ACCESS"}}])["TableDescription"]
+    shown = {"RegionName": REGIONS[2], "ReplicaStatus": "ACTIVE",
+             "ProvisionedThroughputOverride": {"ReadCapacityUnits": 7},
+             "GlobalSecondaryIndexes": [{"IndexName": "by_g",
+                                         "ProvisionedThroughputOverride": {"ReadCapacityUnits": 3}}],
+             "ReplicaTableClassSummary": {"TableClass": "STANDARD_INFREQUENT_ACCESS"}}
+    assert _entry(answer, REGIONS[2]) == shown
+
+    # us-west-2's own table took the change (UpdateTable in the destination Region).
+    def applied():
+        table = _table(west2, name)
+        return (table["ProvisionedThroughput"]["ReadCapacityUnits"] == 7
+                and table["GlobalSecondaryIndexes"][0]["ProvisionedThroughput"]["ReadCapacityUnits"] == 3
+                and (table.get("TableClassSummary") or {}).get("TableClass") == "STANDARD_INFREQUENT_ACCESS")
+
+    _until(applied, lambda: _table(west2, name))
+    table = _table(west2, name)
+    assert table["ProvisionedThroughput"]["WriteCapacityUnits"] == 5  # the write side is the global table's
+    assert table["GlobalSecondaryIndexes"][0]["ProvisionedThroughput"]["WriteCapacityUnits"] == 5
+    # Every other region shows the override in us-west-2's entry; their own tables are unchanged.
+    assert _entry(_table(east1, name), REGIONS[2]) == shown
+    _until(lambda: _entry(_table(east2, name), REGIONS[2]) == shown, lambda: _table(east2, name))
+    for client in (east1, east2):
+        own = _table(client, name)
+        assert own["ProvisionedThroughput"]["ReadCapacityUnits"] == 5
+        assert (own.get("TableClassSummary") or {}).get("TableClass", "STANDARD") == "STANDARD"
+    # Replication goes on.
+    west2.put_item(TableName=name, Item={"pk": {"S": "after-update"}, "g": {"S": "x"}})
+    _until(lambda: "Item" in east2.get_item(TableName=name, Key={"pk": {"S": "after-update"}}),
+           lambda: "not replicated")
+
+
+def test_replica_update_refusals_name_the_rule_and_change_nothing(regions):
+    name = "lifecycle_refusals"
+    _provisioned_global_table(regions, name)
+    east1 = regions.client(0)
+    before = _table(east1, name)
+    cases = [
+        ({"RegionName": REGIONS[0], "ProvisionedThroughputOverride": {"ReadCapacityUnits": 4}},
+         f"{INVALID}Replica region {REGIONS[0]} is the region of the table itself"),
+        ({"RegionName": OUTSIDE, "ProvisionedThroughputOverride": {"ReadCapacityUnits": 4}},
+         f"{INVALID}Replica does not exist in region {OUTSIDE}"),
+        ({"RegionName": REGIONS[1], "OnDemandThroughputOverride": {"MaxReadRequestUnits": 10}},
+         f"{INVALID}OnDemandThroughputOverride for table {name} cannot be specified when the table BillingMode "
+         "is PROVISIONED"),
+        ({"RegionName": REGIONS[1], "GlobalSecondaryIndexes": [
+            {"IndexName": "nope", "ProvisionedThroughputOverride": {"ReadCapacityUnits": 4}}]},
+         f"{INVALID}Global secondary index nope does not exist in table {name}"),
+        ({"RegionName": REGIONS[1], "TableClassOverride": "GLACIER"},
+         "Invalid table-class parameter provided. Please try again with a valid table-class value: "
+         "[STANDARD, STANDARD_INFREQUENT_ACCESS]."),
+    ]
+    for spec, message in cases:
+        assert _error(lambda: east1.update_table(TableName=name, ReplicaUpdates=[{"Update": spec}])) == (
+            "ValidationException", message, 400)
+    assert _error(lambda: east1.update_table(TableName=name, ReplicaUpdates=[
+        {"Update": {"RegionName": REGIONS[1]}}, {"Update": {"RegionName": REGIONS[1]}}])) == (
+        "ValidationException", f"{INVALID}Only one replica update per region is allowed: {REGIONS[1]}", 400)
+    assert _table(east1, name)["Replicas"] == before["Replicas"]
+    assert _table(regions.client(1), name)["ProvisionedThroughput"]["ReadCapacityUnits"] == 5
+
+
+def test_replica_update_on_an_mrsc_table_reaches_its_region_and_rounds_go_on(regions):
+    name = "lifecycle_mrsc_update"
+    _strong_table(regions, name)
+    east1, east2, west2 = (regions.client(i) for i in range(3))
+    answer = east1.update_table(TableName=name, ReplicaUpdates=[{"Update": {
+        "RegionName": REGIONS[1], "OnDemandThroughputOverride": {"MaxReadRequestUnits": 100},
+        "TableClassOverride": "STANDARD_INFREQUENT_ACCESS"}}])["TableDescription"]
+    shown = {"RegionName": REGIONS[1], "ReplicaStatus": "ACTIVE",
+             "OnDemandThroughputOverride": {"MaxReadRequestUnits": 100},
+             "ReplicaTableClassSummary": {"TableClass": "STANDARD_INFREQUENT_ACCESS"}}
+    assert _entry(answer, REGIONS[1]) == shown
+    assert answer["MultiRegionConsistency"] == "STRONG"
+
+    def applied():
+        table = _table(east2, name)
+        return ((table.get("OnDemandThroughput") or {}).get("MaxReadRequestUnits") == 100
+                and (table.get("TableClassSummary") or {}).get("TableClass") == "STANDARD_INFREQUENT_ACCESS")
+
+    _until(applied, lambda: _table(east2, name))
+    _until(lambda: _entry(_table(west2, name), REGIONS[1]) == shown, lambda: _table(west2, name))
+    table = _table(east2, name)
+    assert table["MultiRegionConsistency"] == "STRONG"
+    assert sorted(r["RegionName"] for r in table["Replicas"]) == [REGIONS[0], REGIONS[2]]
+    # The consensus is untouched: a write in us-east-2 is read strongly in the other two at once.
+    east2.put_item(TableName=name, Item={"pk": {"S": "k"}, "v": {"N": "1"}})
+    for client in (east1, west2):
+        assert client.get_item(TableName=name, Key={"pk": {"S": "k"}}, ConsistentRead=True)["Item"] == {
+            "pk": {"S": "k"}, "v": {"N": "1"}}
+    # What MRSC refuses: an Update together with a Delete; the table's own region; a provisioned override
+    # on an on-demand table.
+    assert _error(lambda: east1.update_table(TableName=name, ReplicaUpdates=[
+        {"Update": {"RegionName": REGIONS[1]}}, {"Delete": {"RegionName": REGIONS[2]}}])) == (
+        "ValidationException", f"{INVALID}ReplicaUpdates of a multi-Region strong consistency global table either "
+        "update replicas or remove the other regions, not both in one UpdateTable", 400)
+    assert _error(lambda: east1.update_table(TableName=name, ReplicaUpdates=[
+        {"Update": {"RegionName": REGIONS[0], "TableClassOverride": "STANDARD"}}])) == (
+        "ValidationException", f"{INVALID}Replica region {REGIONS[0]} is the region of the table itself", 400)
+    assert _error(lambda: east1.update_table(TableName=name, ReplicaUpdates=[
+        {"Update": {"RegionName": REGIONS[2], "ProvisionedThroughputOverride": {"ReadCapacityUnits": 4}}}])) == (
+        "ValidationException", f"{INVALID}ProvisionedThroughputOverride for table {name} cannot be specified when "
+        "the table BillingMode is PAY_PER_REQUEST", 400)
+    assert _entry(_table(east1, name), REGIONS[2]) == {"RegionName": REGIONS[2], "ReplicaStatus": "ACTIVE"}
+
+
+def test_deleting_one_replica_of_an_mrsc_table_is_refused_and_it_keeps_serving(regions):
+    name = "lifecycle_mrsc_delete"
+    _strong_table(regions, name)
+    east1, east2, west2 = (regions.client(i) for i in range(3))
+    east1.put_item(TableName=name, Item={"pk": {"S": "kept"}})
+    for i, client in enumerate((east1, east2, west2)):
+        others = " and ".join(r for r in REGIONS if r != REGIONS[i])
+        assert _error(lambda: client.delete_table(TableName=name)) == (
+            "ValidationException", f"{INVALID}Table {name} is a replica of a multi-Region strong consistency global "
+            f"table: a single replica cannot be deleted. Remove {others} in one UpdateTable, leaving a "
+            "single-Region table, then delete it", 400)
+    arn = _table(east2, name)["TableArn"]
+    assert _error(lambda: east2.delete_table(TableName=arn))[0] == "ValidationException"
+    for client in (east1, east2, west2):  # still one MRSC table of three regions, serving strongly
+        table = _table(client, name)
+        assert table["TableStatus"] == "ACTIVE" and len(table["Replicas"]) == 2
+        assert client.get_item(TableName=name, Key={"pk": {"S": "kept"}}, ConsistentRead=True)["Item"] == {
+            "pk": {"S": "kept"}}
+    west2.put_item(TableName=name, Item={"pk": {"S": "later"}})
+    assert east2.get_item(TableName=name, Key={"pk": {"S": "later"}}, ConsistentRead=True)["Item"] == {
+        "pk": {"S": "later"}}
+    # A regional table and a missing one are DeleteTable's as ever.
+    _create(east2, "lifecycle_regional")
+    assert east2.delete_table(TableName="lifecycle_regional")["TableDescription"]["TableStatus"] == "DELETING"
+    assert _error(lambda: east2.delete_table(TableName="lifecycle_missing")) == (
+        "ResourceNotFoundException", "Requested resource not found: Table: lifecycle_missing not found", 400)
+
+
+def test_deleting_one_replica_of_an_mrec_table_removes_it_from_every_description(regions):
+    name = "lifecycle_mrec_delete"
+    _provisioned_global_table(regions, name)
+    east1, east2, west2 = (regions.client(i) for i in range(3))
+    assert west2.delete_table(TableName=name)["TableDescription"]["TableStatus"] == "DELETING"
+    for client in (east1, east2):
+        _until(lambda: [r["RegionName"] for r in _table(client, name).get("Replicas") or ()] == [
+            REGIONS[1] if client is east1 else REGIONS[0]], lambda: _table(client, name))
+    east1.put_item(TableName=name, Item={"pk": {"S": "two-left"}, "g": {"S": "x"}})
+    _until(lambda: "Item" in east2.get_item(TableName=name, Key={"pk": {"S": "two-left"}}),
+           lambda: "not replicated")
