@@ -70,3 +70,32 @@ def test_index_overrides_are_merged_by_index_name():
     assert replicas[0]["GlobalSecondaryIndexes"] == [
         {"IndexName": "g", "ProvisionedThroughputOverride": {"ReadCapacityUnits": 2}},
         {"IndexName": "h", "ProvisionedThroughputOverride": {"ReadCapacityUnits": 8}}]
+
+
+class _Table:
+    def __init__(self, name: str, description: dict) -> None:
+        self.name, self.description = name, description
+
+
+WITH_WITNESS = {"TableName": "t", "TableStatus": "ACTIVE", "MultiRegionConsistency": "STRONG",
+                "BillingModeSummary": {"BillingMode": "PAY_PER_REQUEST"},
+                "Replicas": [{"RegionName": "us-east-2", "ReplicaStatus": "ACTIVE"}],
+                "GlobalTableWitnesses": [{"RegionName": "us-west-2", "WitnessStatus": "ACTIVE"}]}
+
+
+def test_deleting_one_replica_of_an_mrsc_table_names_the_update_table_that_is_allowed():
+    refusal = control.single_replica_deletion(_Table("t", WITH_WITNESS))
+    assert (refusal.type_name, refusal.message) == (
+        "ValidationException", "One or more parameter values were invalid: Table t is a replica of a multi-Region "
+        "strong consistency global table: a single replica cannot be deleted. Remove us-east-2 and us-west-2 "
+        "(witness) in one UpdateTable, leaving a single-Region table, then delete it")
+
+
+def test_a_witness_has_no_replica_to_update():
+    settings = control.Settings("us-east-1", {"us-east-2": "u", "us-west-2": "w"})
+    try:
+        control._check_member_updates(settings, _Table("t", WITH_WITNESS), [{"Update": {"RegionName": "us-west-2"}}])
+    except control.ValidationException as exc:
+        assert exc.message == "One or more parameter values were invalid: Replica does not exist in region us-west-2"
+    else:
+        raise AssertionError("a witness region was taken for a replica")
