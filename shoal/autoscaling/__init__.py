@@ -24,8 +24,12 @@ each change recorded as a scaling activity.  The three times come from
 that tests need not wait minutes.
 
 Scheduled actions (PutScheduledAction, DescribeScheduledActions,
-DeleteScheduledAction) with ``at(...)`` and ``rate(...)`` schedules, in UTC,
-change a target's MinCapacity and MaxCapacity when due.
+DeleteScheduledAction) with ``at(...)``, ``rate(...)`` and ``cron(...)``
+schedules (``shoal.autoscaling.cron``), at() and cron() in the action's
+Timezone (an IANA name, UTC by default), within its StartTime and EndTime,
+change a target's MinCapacity and MaxCapacity when due.  A cron action keeps
+its next fire time (hidden from DescribeScheduledActions); minutes missed
+while no worker ran fire once, not once each.
 
 A scale-in stays within DynamoDB's daily budget for decreases
 (``shoal.capacity.decreases``): one the budget refuses is recorded as a
@@ -33,13 +37,13 @@ Failed activity in AWS's words ("Failed to set write capacity units to 5.
 Reason: Failed updating table: Subscriber limit exceeded: ...") and tried
 again when the budget next allows a decrease, not every round.
 
-Not yet: cron schedules and time zones, step scaling, the CloudWatch alarms AWS creates
+Not yet: step scaling, the CloudWatch alarms AWS creates
 (their names are returned, no alarm is made), suspended states' effects.
 """
 
 from __future__ import annotations
 
-import calendar
+import datetime
 import math
 import os
 import re
@@ -49,6 +53,7 @@ import uuid
 import orjson
 
 from shoal.api.jobs import Lease
+from shoal.autoscaling import cron
 from shoal.capacity.decreases import check_decrease, next_decrease_at
 from shoal.errors import LimitExceededException, ShoalError
 
@@ -224,7 +229,7 @@ class AutoScaling:
         return {"PolicyARN": policy["PolicyARN"], "Alarms": policy["Alarms"]}
 
     def _describe_scaling_policies(self, data: dict, region: str) -> dict:
-        return self._describe(_POLICY, data, region, "PolicyNames", "PolicyName", "ScalingPolicies", "id")
+        return self._describe(_POLICY, data, region, "PolicyNames", "PolicyName", "ScalingPolicies", ("id",))
 
     def _delete_scaling_policy(self, data: dict, region: str) -> dict:
         return self._delete(_POLICY, data, region, "PolicyName", "scaling policy", "policy name")
@@ -259,26 +264,43 @@ class AutoScaling:
                 "ScheduledActionARN": f"arn:aws:autoscaling:{region}:{self.account}:scheduledAction:"
                                       f"{uuid.uuid4()}:resource/dynamodb/{resource}:scheduledActionName/{name}"}
             schedule = data.get("Schedule", action.get("Schedule"))
-            if not isinstance(schedule, str) or not (_AT.fullmatch(schedule) or _RATE.fullmatch(schedule)):
-                raise ValidationException(f"Unsupported schedule {schedule!r}: Shoal takes at(yyyy-mm-ddThh:mm:ss) "
-                                          "and rate(N minutes|hours|days) (cron expressions not yet)")
-            if data.get("Timezone") not in (None, "UTC", "Etc/UTC"):
-                raise ValidationException("Shoal runs schedules in UTC only (Timezone not yet)")
+            timezone = data.get("Timezone", action.get("Timezone"))
+            try:
+                tz = cron.zone(timezone)
+                recurrence = cron.parse(schedule) if isinstance(schedule, str) and \
+                    schedule.startswith("cron(") else None
+            except cron.CronError as exc:
+                raise ValidationException(str(exc)) from None
+            if recurrence is None and (not isinstance(schedule, str) or not (
+                    _AT.fullmatch(schedule) or _RATE.fullmatch(schedule))):
+                raise ValidationException(f"Unsupported schedule {schedule!r}: expected at(yyyy-mm-ddThh:mm:ss), "
+                                          "rate(N minutes|hours|days) or cron(Minutes Hours Day-of-month Month "
+                                          "Day-of-week Year)")
             target_action = data.get("ScalableTargetAction", action.get("ScalableTargetAction")) or {}
             if not isinstance(target_action, dict) or not any(
                     isinstance(target_action.get(m), int) for m in ("MinCapacity", "MaxCapacity")):
                 raise ValidationException("ScalableTargetAction must set MinCapacity, MaxCapacity or both")
-            action.update({"Schedule": schedule, "ScalableTargetAction": target_action, "Timezone": "UTC"})
+            action.update({"Schedule": schedule, "ScalableTargetAction": target_action,
+                           "Timezone": timezone or "UTC"})
             for member in ("StartTime", "EndTime"):
                 if data.get(member) is not None:
+                    if not isinstance(data[member], (int, float)):
+                        raise ValidationException(f"{member} must be a timestamp")
                     action[member] = data[member]
+            if action.get("StartTime", float("-inf")) >= action.get("EndTime", float("inf")):
+                raise ValidationException("EndTime must be after StartTime")
             action.pop("last", None)  # a changed schedule runs afresh
+            action.pop("next", None)
+            if recurrence is not None:
+                # the first matching minute from StartTime (included) or from now
+                start = max(action.get("StartTime", 0) - 0.001, self.clock())
+                action["next"] = recurrence.next_after(start, tz)
             txn.put("meta", key, orjson.dumps(action))
         return {}
 
     def _describe_scheduled_actions(self, data: dict, region: str) -> dict:
         return self._describe(_SCHEDULED, data, region, "ScheduledActionNames", "ScheduledActionName",
-                              "ScheduledActions", "last")
+                              "ScheduledActions", ("last", "next"))
 
     def _delete_scheduled_action(self, data: dict, region: str) -> dict:
         return self._delete(_SCHEDULED, data, region, "ScheduledActionName", "scheduled action",
@@ -287,15 +309,15 @@ class AutoScaling:
     # -- what policies and scheduled actions share -----------------------------------------
 
     def _describe(self, kind: bytes, data: dict, region: str, names_member: str, name_member: str, member: str,
-                  internal: str) -> dict:
+                  internal: tuple[str, ...]) -> dict:
         """The records of ``kind`` the request names (by ``names_member``,
-        ResourceId, ScalableDimension), in pages, without their ``internal`` field."""
+        ResourceId, ScalableDimension), in pages, without their ``internal`` fields."""
         self._namespace(data)
         low, high = _range(kind, region)
         with self.engine.read() as txn:
             records = [orjson.loads(raw) for _, raw in txn.scan("meta", low, high)]
         names, resource, dimension = data.get(names_member), data.get("ResourceId"), data.get("ScalableDimension")
-        found = [{k: v for k, v in r.items() if k != internal} for r in records
+        found = [{k: v for k, v in r.items() if k not in internal} for r in records
                  if (not names or r[name_member] in names) and (resource is None or r["ResourceId"] == resource)
                  and (dimension is None or r["ScalableDimension"] == dimension)]
         return _page(found, data, member)
@@ -466,9 +488,17 @@ class Scaler:
                 last = action.get("last")
                 at = _AT.fullmatch(action["Schedule"])
                 if at is not None:
-                    due = calendar.timegm(time.strptime(at[1], "%Y-%m-%dT%H:%M:%S"))
+                    local = datetime.datetime.strptime(at[1], "%Y-%m-%dT%H:%M:%S")
+                    due = local.replace(tzinfo=cron.zone(action.get("Timezone"))).timestamp()
                     if last is not None or wall < due:
                         continue
+                elif action["Schedule"].startswith("cron("):
+                    due = action.get("next")
+                    if due is None or wall < due:
+                        continue
+                    # missed minutes (a server down) fire once, then the schedule goes on from now
+                    action["next"] = cron.parse(action["Schedule"]).next_after(
+                        wall, cron.zone(action.get("Timezone")))
                 else:
                     rate = _RATE.fullmatch(action["Schedule"])
                     period = int(rate[1]) * _UNIT_S[rate[2].rstrip("s")]
