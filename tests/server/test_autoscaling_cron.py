@@ -154,3 +154,19 @@ def test_bad_schedules_and_time_zones_are_refused(ddb, scaling):
     assert scaling.describe_scheduled_actions(ServiceNamespace="dynamodb", ResourceId=f"table/{table}")[
         "ScheduledActions"] == []
     assert ddb.describe_table(TableName=table)["Table"]["TableStatus"] == "ACTIVE"
+
+
+def test_an_at_schedule_is_read_in_its_time_zone(ddb, scaling, clock):
+    table = provisioned_table(ddb)
+    target = target_of(table)
+    scaling.register_scalable_target(MinCapacity=5, MaxCapacity=10, **target)
+    due = next_monday_9_tokyo() + 60 * 86400  # 09:00 in Tokyo is 00:00 UTC
+    wall = datetime.datetime.fromtimestamp(due, TOKYO).strftime("%Y-%m-%dT%H:%M:%S")
+    set_server_time(clock, due - 9 * 3600)  # nine hours early
+    scaling.put_scheduled_action(ScheduledActionName="once", Schedule=f"at({wall})", Timezone="Asia/Tokyo",
+                                 ScalableTargetAction={"MinCapacity": 7}, **target)
+    time.sleep(2)
+    assert triggered(scaling, table, "once") == 0
+    set_server_time(clock, due + 1)  # read as UTC, the time would be nine hours away still
+    assert wait_for(lambda: triggered(scaling, table, "once") == 1)
+    assert wait_for(lambda: write_capacity(ddb, table) == 7)

@@ -1,9 +1,9 @@
-"""The account and table quotas DescribeLimits reports, enforced by CreateTable
-and UpdateTable (shoal.api.tables): a table or GSI above the per-table maximum,
-an on-demand maximum above it, and provisioned units that would bring the
-account's sum over the account maximum, each refused with DynamoDB's
-LimitExceededException; the server goes on serving.  A server of its own: the
-account's sum is every table of the region."""
+"""The account quotas DescribeLimits reports (AccountMax*CapacityUnits),
+enforced by CreateTable and UpdateTable (shoal.api.tables): provisioned units
+of tables and GSIs that would bring the account's sum over the maximum are
+refused with DynamoDB's LimitExceededException, and the server goes on
+serving (the per-table maximum: tests/server/test_tables.py).  A server of
+its own: the account's sum is every table of the region."""
 
 from __future__ import annotations
 
