@@ -58,7 +58,8 @@ class Kinesalite:
     def start(self) -> "Kinesalite":
         binary = KINESALITE_DIR / "node_modules" / ".bin" / "kinesalite"
         self.proc = subprocess.Popen([str(binary), "--port", str(self.port), "--path", str(self.path),
-                                      "--createStreamMs", "0", "--deleteStreamMs", "0"],
+                                      "--createStreamMs", "0", "--deleteStreamMs", "0",
+                                      "--shardLimit", "100000"],
                                      stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         deadline = time.monotonic() + 20
         while time.monotonic() < deadline:
