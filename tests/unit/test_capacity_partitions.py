@@ -83,7 +83,7 @@ def make_table(ctx, name="hot", billing="PROVISIONED"):
         body["ProvisionedThroughput"] = pt
         body["GlobalSecondaryIndexes"][0]["ProvisionedThroughput"] = pt
     else:
-        body["OnDemandThroughput"] = {"MaxWriteRequestUnits": 100000}  # a maximum: the table is limited
+        body["OnDemandThroughput"] = {"MaxWriteRequestUnits": 40000}  # a maximum: the table is limited
     tables.create_table(ctx, body)
     with ctx.engine.read() as txn:
         return ctx.catalog.get(txn, ctx.region, name)
