@@ -27,6 +27,12 @@ def from_env(cls, variables: dict[str, str]):
     return cls(**values)
 
 
+def backoff(first_s: float, most_s: float, attempts: int) -> float:
+    """Seconds to wait after the ``attempts``-th consecutive failure: ``first_s``
+    doubled per failure after the first, at most ``most_s`` (deliveries' retries)."""
+    return min(most_s, first_s * 2 ** min(max(attempts - 1, 0), 32))
+
+
 def request_clock() -> Callable[[], float]:
     """The clock operations read (``Context.now``): ``time.time``, unless
     ``SHOAL_TEST_CLOCK_FILE`` names a file, whose content (seconds, a float;

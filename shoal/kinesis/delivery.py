@@ -61,7 +61,7 @@ from shoal.api.kinesis import (
 from shoal.api.streams import _same_image
 from shoal.kinesis.client import KinesisEndpoint
 from shoal.kinesis.records import build_record, parse_stream_arn, partition_key
-from shoal.settings import from_env
+from shoal.settings import backoff, from_env
 from shoal.triggers.store import lease_decision
 
 log = logging.getLogger("shoal")
@@ -110,7 +110,7 @@ class KinesisSettings:
 
     def backoff(self, attempts: int) -> float:
         """Seconds to wait after the ``attempts``-th consecutive failure."""
-        return min(self.backoff_max_s, self.backoff_s * 2 ** min(max(attempts - 1, 0), 32))
+        return backoff(self.backoff_s, self.backoff_max_s, attempts)
 
 
 class KinesisDelivery:

@@ -36,7 +36,7 @@ import time
 import uuid
 from dataclasses import dataclass
 
-from shoal.settings import from_env
+from shoal.settings import backoff, from_env
 from urllib.parse import urlsplit
 
 import orjson
@@ -86,7 +86,7 @@ class TriggerSettings:
 
     def backoff(self, attempts: int) -> float:
         """Seconds to wait after the ``attempts``-th consecutive failure."""
-        return min(self.backoff_max_s, self.backoff_s * 2 ** min(max(attempts - 1, 0), 32))
+        return backoff(self.backoff_s, self.backoff_max_s, attempts)
 
 
 # ---------------------------------------------------------------- stored records
