@@ -53,7 +53,6 @@ from __future__ import annotations
 
 import fcntl
 import hashlib
-import mmap
 import os
 import struct
 import threading
@@ -73,6 +72,7 @@ from shoal.capacity.on_demand import (
 )
 from shoal.capacity import control_plane as _control
 from shoal.capacity import partitions as _partitions
+from shoal.capacity.shared_file import map_shared
 from shoal.errors import ProvisionedThroughputExceededException
 
 BURST_S = 300.0  # DynamoDB retains up to five minutes of unused read and write capacity
@@ -224,17 +224,7 @@ class SharedBuckets:
         if path is None:
             self._private = {}
             return
-        size = len(_MAGIC) + SLOTS * _STRIDE
-        self._fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
-        fcntl.lockf(self._fd, fcntl.LOCK_EX, len(_MAGIC), 0)
-        try:
-            if os.fstat(self._fd).st_size != size or os.pread(self._fd, len(_MAGIC), 0) != _MAGIC:
-                os.ftruncate(self._fd, 0)  # a file of another layout: start afresh (buckets are not data)
-                os.ftruncate(self._fd, size)
-                os.pwrite(self._fd, _MAGIC, 0)
-        finally:
-            fcntl.lockf(self._fd, fcntl.LOCK_UN, len(_MAGIC), 0)
-        self._map = mmap.mmap(self._fd, size)
+        self._fd, self._map = map_shared(path, _MAGIC, len(_MAGIC) + SLOTS * _STRIDE)
 
     def close(self) -> None:
         while self.companions:

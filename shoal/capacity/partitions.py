@@ -51,7 +51,6 @@ from __future__ import annotations
 import fcntl
 import functools
 import hashlib
-import mmap
 import os
 import struct
 import threading
@@ -59,6 +58,8 @@ import time
 from dataclasses import dataclass
 from decimal import Decimal, InvalidOperation
 from typing import Callable
+
+from shoal.capacity.shared_file import map_shared
 
 ENV = "SHOAL_PARTITION_LIMITS"
 READ_ENV, WRITE_ENV = "SHOAL_PARTITION_READ_UNITS", "SHOAL_PARTITION_WRITE_UNITS"
@@ -115,17 +116,7 @@ class PartitionBuckets:
         if path is None:
             self._private = {}
             return
-        size = len(_MAGIC) + SETS * _SET
-        self._fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
-        fcntl.lockf(self._fd, fcntl.LOCK_EX, len(_MAGIC), 0)
-        try:
-            if os.fstat(self._fd).st_size != size or os.pread(self._fd, len(_MAGIC), 0) != _MAGIC:
-                os.ftruncate(self._fd, 0)  # another layout: start afresh (buckets are not data)
-                os.ftruncate(self._fd, size)
-                os.pwrite(self._fd, _MAGIC, 0)
-        finally:
-            fcntl.lockf(self._fd, fcntl.LOCK_UN, len(_MAGIC), 0)
-        self._map = mmap.mmap(self._fd, size)
+        self._fd, self._map = map_shared(path, _MAGIC, len(_MAGIC) + SETS * _SET)
 
     def close(self) -> None:
         if self._fd >= 0:
