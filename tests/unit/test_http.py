@@ -536,10 +536,60 @@ def test_endless_header_line_is_cut_off(server):
 
 def test_large_head_within_the_limit_is_served(server):
     client = RawClient(server.port)
-    client.send(b"POST /headers HTTP/1.1\r\nHost: t\r\nX-Big: " + b"a" * 60_000 + b"\r\nContent-Length: 0\r\n\r\n")
+    client.send(b"POST /headers HTTP/1.1\r\nHost: t\r\nX-Big: " + b"a" * 16_000 + b"\r\nContent-Length: 0\r\n\r\n")
     response = client.read_response()
     assert response.status == 200
-    assert len(json.loads(response.body)["x-big"]) == 60_000
+    assert len(json.loads(response.body)["x-big"]) == 16_000
+
+
+@pytest.mark.parametrize("pieces", [1, 4])
+def test_head_over_16k_is_431(server, pieces):
+    """DynamoDB's front end takes request heads up to 16 KB, not 64 KB."""
+    client = RawClient(server.port)
+    head = b"POST /headers HTTP/1.1\r\nHost: t\r\nX-Big: " + b"a" * 17_000 + b"\r\nContent-Length: 0\r\n\r\n"
+    step = -(-len(head) // pieces)
+    for start in range(0, len(head), step):
+        client.send(head[start:start + step])
+        time.sleep(0.01)
+    response = client.read_response()
+    assert (response.status, response.body) == (431, b"Request header fields too large")
+    assert client.is_closed_by_server()
+    assert_serving(server)
+
+
+@pytest.mark.parametrize("size", [17_000, 300_000])
+def test_overlong_request_line_is_414_before_it_ends(server, size):
+    """A request target longer than the head limit is refused as soon as it
+    passes the limit, not read until its line ends (it never does here)."""
+    client = RawClient(server.port)
+    try:
+        client.send(b"POST /" + b"a" * size)
+    except (BrokenPipeError, ConnectionResetError):
+        pass
+    response = client.read_response()
+    assert (response.status, response.body) == (414, b"URI too long")
+    assert response.headers["connection"] == "close"
+    assert client.is_closed_by_server()
+    assert_serving(server)
+
+
+def test_request_line_within_the_limit_is_served(server):
+    client = RawClient(server.port)
+    client.send(post("/?" + "a" * 15_000))
+    response = client.read_response()
+    assert response.status == 200
+    assert response.headers["x-path"] == "/?" + "a" * 15_000
+
+
+def test_repeated_accept_encoding_keeps_the_first(server):
+    """DynamoDB reads the first Accept-Encoding header and ignores the
+    others; other repeated headers are still joined."""
+    client = RawClient(server.port)
+    client.send(b"POST /headers HTTP/1.1\r\nHost: a\r\nAccept-Encoding: identity\r\n"
+                b"accept-encoding: gzip\r\nX-Multi: one\r\nX-Multi: two\r\nContent-Length: 0\r\n\r\n")
+    headers = json.loads(client.read_response().body)
+    assert headers["accept-encoding"] == "identity"
+    assert headers["x-multi"] == "one,two"
 
 
 def test_upgrade_request_is_served_as_http11(server):
