@@ -58,7 +58,7 @@ from shoal.metrics.errors import as_cloudwatch
 from shoal.server.background import BackgroundJobs
 from shoal.server.committer import DEFAULT_GROUP_COMMIT_WAIT_S, GroupCommitter
 from shoal.settings import request_clock
-from shoal.server.http import Request, Response
+from shoal.server.http import DEFAULT_MAX_BODY, Request, Response
 
 log = logging.getLogger("shoal")
 
@@ -551,16 +551,18 @@ class Dispatcher:
         self.background.stop()
 
 
-# A compressed request may expand to at most this much (DynamoDB sets no
-# limit of its own; this bounds what a small request can make Shoal allocate).
-MAX_DECODED_BODY = 64 * 1024 * 1024
+# A compressed request may expand to at most DynamoDB's request size (16 MB,
+# what BatchWriteItem may send), the limit of an uncompressed body: a few KB
+# of gzip must not make Shoal allocate more than a plain request could.
+MAX_DECODED_BODY = DEFAULT_MAX_BODY
 
 
 def decoded_body(body: bytes, encoding: str) -> bytes:
     """A request body sent with ``Content-Encoding``: gzip (one or more
     members) or deflate (zlib).  DynamoDB answers an unknown encoding or a
     body that does not decode with a 500 InternalServerError, and so does
-    Shoal."""
+    Shoal, also for one that unpacks past ``MAX_DECODED_BODY`` (what
+    DynamoDB answers then is not recorded)."""
     encoding = encoding.strip().lower()
     if encoding in ("", "identity"):
         return body
@@ -601,9 +603,11 @@ _ENCODERS = {
 def chosen_encoding(accept: str) -> str | None:
     """The encoding (gzip or deflate) an Accept-Encoding header prefers, or
     None: the highest q wins (a q that does not parse counts as 1, one
-    outside [0, 1] is clamped, the first q of an entry counts), ties go to
-    the earlier entry, ``*`` stands for gzip then deflate where they are not
-    named, and q=0 refuses.  Only the exact tokens ``gzip`` and ``deflate``
+    outside [0, 1] is clamped, the first q of an entry counts), ``*`` stands
+    for gzip then deflate where they are not named (RFC 9110 12.5.3), and
+    q=0 refuses.  At equal q a named coding beats one ``*`` stands for (the
+    client asked for it by name: ``*, deflate`` is answered with deflate),
+    then the earlier entry wins.  Only the exact tokens ``gzip`` and ``deflate``
     count (not ``x-gzip``)."""
     named: dict[str, tuple[float, int]] = {}
     star: tuple[float, int] | None = None
@@ -629,10 +633,11 @@ def chosen_encoding(accept: str) -> str | None:
             named.setdefault(name, (q, position))
     candidates = []
     for rank, name in enumerate(("gzip", "deflate")):
-        q, position = named.get(name) or star or (0.0, 0)
+        by_star = name not in named
+        q, position = (star or (0.0, 0)) if by_star else named[name]
         if q > 0:
-            candidates.append((-q, position, rank, name))
-    return min(candidates)[3] if candidates else None
+            candidates.append((-q, by_star, position, rank, name))
+    return min(candidates)[4] if candidates else None
 
 
 def _encoded_response(request_id: str, response_type: str, body: bytes, accept: str) -> Response:

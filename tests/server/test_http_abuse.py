@@ -3,8 +3,11 @@ connection, never a crash, a hang or a stalled server."""
 
 from __future__ import annotations
 
+import gzip
+import json
 import socket
 import time
+import zlib
 
 import pytest
 
@@ -124,3 +127,88 @@ def test_expect_100_continue(shoal):
         assert sock.recv(1024).startswith(b"HTTP/1.1 100 Continue")
         sock.sendall(b"{}")
         assert read_reply(sock).startswith(b"HTTP/1.1 200")
+
+
+def test_head_over_16k_is_431(shoal):
+    """DynamoDB's front end takes request heads up to 16 KB."""
+    with connect(shoal) as sock:
+        sock.sendall(GOOD.replace(b"Host: x\r\n", b"Host: x\r\nX-Big: " + b"a" * 17_000 + b"\r\n"))
+        reply = read_reply(sock)
+        assert reply.startswith(b"HTTP/1.1 431 ")
+        assert reply.endswith(b"\r\n\r\nRequest header fields too large")
+    still_serving(shoal)
+
+
+def test_overlong_request_line_is_414_before_it_ends(shoal):
+    with connect(shoal) as sock:
+        sock.sendall(b"POST /" + b"a" * 17_000)  # the line never ends
+        reply = read_reply(sock)
+        assert reply.startswith(b"HTTP/1.1 414 ")
+        assert reply.endswith(b"\r\n\r\nURI too long")
+    still_serving(shoal)
+
+
+def _post_gzip(shoal, body: bytes) -> tuple[bytes, dict]:
+    with connect(shoal) as sock:
+        sock.sendall(GOOD.replace(b"Content-Length: 2\r\n\r\n{}", b"Content-Encoding: gzip\r\nContent-Length: %d\r\n\r\n"
+                                  % len(body)) + body)
+        reply = read_reply(sock)
+    head, _, payload = reply.partition(b"\r\n\r\n")
+    return head.split(b"\r\n")[0], json.loads(payload)
+
+
+def test_gzipped_body_unpacked_past_16mb_is_refused(shoal):
+    """The unpacked body is bounded by DynamoDB's request size (16 MB), as
+    an uncompressed one is: a 20 MB body gzipped to about 20 KB is refused
+    with the 500 DynamoDB gives any body it cannot decode."""
+    bomb = gzip.compress(b"{}" + b" " * (20 * 2**20), compresslevel=9)
+    assert len(bomb) < 30_000
+    status, answer = _post_gzip(shoal, bomb)
+    assert status == b"HTTP/1.1 500 Internal Server Error"
+    assert answer == {"__type": "com.amazonaws.dynamodb.v20120810#InternalServerError",
+                      "message": "Internal server error"}
+    still_serving(shoal)
+
+
+def test_gzipped_body_unpacked_to_16mb_is_served(shoal):
+    status, answer = _post_gzip(shoal, gzip.compress(b"{}" + b" " * (16 * 2**20 - 2)))
+    assert status == b"HTTP/1.1 200 OK"
+    assert "TableNames" in answer
+
+
+def _get_big_item(shoal, ddb, table, accept_lines: bytes) -> bytes:
+    """GetItem of a 5 KB item (compressible) with the given Accept-Encoding
+    header lines; the Content-Encoding answered and the body decoded."""
+    key = {"pk": {"S": "accept"}, "sk": {"N": "1"}}
+    ddb.put_item(TableName=table, Item={**key, "x": {"S": "x" * 5000}})
+    body = json.dumps({"TableName": table, "Key": key}).encode()
+    request = (b"POST / HTTP/1.1\r\nHost: x\r\nContent-Type: application/x-amz-json-1.0\r\n"
+               b"X-Amz-Target: DynamoDB_20120810.GetItem\r\n" + accept_lines
+               + b"Content-Length: %d\r\n\r\n" % len(body) + body)
+    with connect(shoal) as sock:
+        sock.sendall(request)
+        reply = read_reply(sock)
+    head, _, payload = reply.partition(b"\r\n\r\n")
+    encoding = b""
+    for line in head.split(b"\r\n"):
+        if line.lower().startswith(b"content-encoding:"):
+            encoding = line.split(b":", 1)[1].strip()
+    plain = {b"gzip": gzip.decompress, b"deflate": zlib.decompress, b"": bytes}[encoding](payload)
+    assert json.loads(plain)["Item"]["x"]["S"] == "x" * 5000
+    return encoding
+
+
+@pytest.mark.parametrize("accept, encoding", [
+    (b"*, deflate", b"deflate"),  # named beats matched by "*" at the same q (RFC 9110 12.5.3)
+    (b"deflate, *", b"deflate"),
+    (b"*", b"gzip"),
+    (b"*;q=0.9, deflate;q=0.5", b"gzip"),  # a higher q still wins
+    (b"gzip, deflate", b"gzip"),
+])
+def test_accept_encoding_star_and_named(shoal, ddb, table, accept, encoding):
+    assert _get_big_item(shoal, ddb, table, b"Accept-Encoding: " + accept + b"\r\n") == encoding
+
+
+def test_only_the_first_accept_encoding_header_counts(shoal, ddb, table):
+    assert _get_big_item(shoal, ddb, table, b"Accept-Encoding: identity\r\nAccept-Encoding: gzip\r\n") == b""
+    assert _get_big_item(shoal, ddb, table, b"Accept-Encoding: deflate\r\nAccept-Encoding: gzip\r\n") == b"deflate"
