@@ -862,7 +862,8 @@ class ShapeValidator:
         except RecursionError:  # DynamoDB allows 32 levels; the JSON parser allows far more
             raise ValidationException(NESTING_TOO_DEEP) from None
         if errors:
-            raise ValidationException(self._message(errors))
+            sentence = _required_sentence(operation, body)
+            raise ValidationException(sentence or self._message(errors, operation))
 
     def _compile(self, operation: str, defer_items: bool) -> Checker:
         if operation not in self._inputs:
@@ -876,13 +877,63 @@ class ShapeValidator:
         (self._deferring_checkers if defer_items else self._checkers)[operation] = checker
         return checker
 
-    def _message(self, errors: list) -> str:
+    def _message(self, errors: list, operation: str = "") -> str:
         listed = errors[:MAX_LISTED_ERRORS]
         parts = []
         for path, value, message, shape_name in listed:
+            newer = _newer_rendering(operation, path, value, message)
+            if newer is not None:
+                parts.append(newer)
+                continue
             shown = "null" if value is None else f"'{render_value(value, shape_name, self._shapes)}'"
             parts.append(f"Value {shown} at '{path}' failed to satisfy constraint: {message}")
         return validation_errors(parts)
+
+
+# Where DynamoDB's answers differ from Coral's generic rendering, these follow
+# the most recent recorded DynamoDB responses (sources and dates in
+# docs/status.md, "Messages where sources disagree (issue 21, point 6)").
+
+# A request without these members (or, for BatchWriteItem, with an empty map)
+# is answered with one sentence instead of the list of constraint violations.
+REQUIRED_SENTENCES = {
+    "CreateTable": ("TableName", "The parameter 'TableName' is required but was not present in the request"),
+    "BatchWriteItem": ("RequestItems", "The requestItems parameter is required for BatchWriteItem"),
+}
+
+_BATCH_GET_KEYS_PATH = re.compile(r"requestItems\.(.+)\.member\.keys")
+
+
+def _required_sentence(operation: str, body: dict) -> str | None:
+    """DynamoDB's own sentence for a missing required member, if it has one."""
+    rule = REQUIRED_SENTENCES.get(operation)
+    if rule is None:
+        return None
+    member, sentence = rule
+    value = body.get(member)
+    return sentence if value is None or value == {} else None
+
+
+def _newer_rendering(operation: str, path: str, value: Any, message: str) -> str | None:
+    """DynamoDB's newer rendering of one violation, or None for Coral's usual
+    one.  Query's Limit and BatchGetItem's RequestItems and Keys lengths are
+    reported by the member's PascalCase path with no value; BatchGetItem's
+    table names by the RequestItems map echoed as JSON."""
+    if operation == "Query" and path == "limit":
+        return f"Value at 'Limit' failed to satisfy constraint: {message}"
+    if operation != "BatchGetItem":
+        return None
+    if path == "requestItems":
+        if message.startswith("Member must have length"):
+            return f"Value at 'RequestItems' failed to satisfy constraint: {message}"
+        if message.startswith("Map keys must satisfy"):
+            shown = orjson.dumps(value).decode()
+            return f"Value '{shown}' at 'requestItems' failed to satisfy constraint: {message}"
+        return None
+    keys = _BATCH_GET_KEYS_PATH.fullmatch(path)
+    if keys is not None and message.startswith("Member must have length"):
+        return f"Value at 'RequestItems.{keys.group(1)}.member.Keys' failed to satisfy constraint: {message}"
+    return None
 
 
 def _body_type_error(body: Any) -> SerializationException:

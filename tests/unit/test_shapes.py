@@ -267,7 +267,7 @@ def test_type_errors_win_over_constraint_errors():
 
 
 def test_required_members():
-    assert validation("CreateTable", {}) == errors(null_at("tableName"))
+    assert validation("DescribeTable", {}) == errors(null_at("tableName"))
     assert validation("PutItem", {}) == errors(null_at("tableName"), null_at("item"))
     assert validation("GetItem", {"Key": None}) == errors(null_at("tableName"), null_at("key"))
 
@@ -372,7 +372,7 @@ def test_put_item_null_attribute_value_and_long_attribute_name():
 def test_query_errors_and_map_paths():
     body = {"TableName": "tbl", "Limit": 0, "Select": "X", "AttributesToGet": [], "KeyConditions": {"a": {}}}
     assert validation("Query", body) == errors(
-        "Value '0' at 'limit' failed to satisfy constraint: Member must have value greater than or equal to 1",
+        "Value at 'Limit' failed to satisfy constraint: Member must have value greater than or equal to 1",
         "Value 'X' at 'select' failed to satisfy constraint: "
         "Member must satisfy enum value set: [SPECIFIC_ATTRIBUTES, COUNT, ALL_ATTRIBUTES, ALL_PROJECTED_ATTRIBUTES]",
         "Value '[]' at 'attributesToGet' failed to satisfy constraint: Member must have length greater than or equal to 1",
@@ -403,9 +403,8 @@ def test_batch_write_item_map_values():
         "Value '{tbl=[]}' at 'requestItems' failed to satisfy constraint: Map value must satisfy constraint: "
         "[Member must have length less than or equal to 25, Member must have length greater than or equal to 1]"
     )
-    assert validation("BatchWriteItem", {"RequestItems": {}}) == errors(
-        "Value '{}' at 'requestItems' failed to satisfy constraint: Member must have length greater than or equal to 1"
-    )
+    assert validation("BatchWriteItem", {"RequestItems": {}}) == (
+        "The requestItems parameter is required for BatchWriteItem")
 
 
 def test_batch_write_item_renders_structures_like_java():
@@ -562,3 +561,53 @@ def test_vector_distance_functions_are_listed_in_dynamodbs_order():
     assert validation("UpdateTable", body) == errors(
         "Value 'MANHATTAN' at 'vectorIndexUpdates.1.member.create.distanceFunction' failed to satisfy "
         "constraint: Member must satisfy enum value set: [DOT_PRODUCT, COSINE, EUCLIDEAN]")
+
+
+# DynamoDB's own renderings where its answers differ from Coral's generic one,
+# as recorded from DynamoDB (docs/status.md, "Messages where sources disagree").
+
+def test_create_table_without_table_name_is_one_sentence():
+    sentence = "The parameter 'TableName' is required but was not present in the request"
+    assert validation("CreateTable", {}) == sentence
+    body = {"AttributeDefinitions": [{"AttributeName": "pk", "AttributeType": "S"}],
+            "KeySchema": [{"AttributeName": "pk", "KeyType": "HASH"}], "BillingMode": "PAY_PER_REQUEST"}
+    assert validation("CreateTable", body) == sentence
+    # A short name is still a constraint violation.
+    assert validation("CreateTable", dict(body, TableName="ab")) == errors(
+        "Value 'ab' at 'tableName' failed to satisfy constraint: Member must have length greater than or equal to 3")
+
+
+def test_batch_write_item_without_requests_is_one_sentence():
+    sentence = "The requestItems parameter is required for BatchWriteItem"
+    assert validation("BatchWriteItem", {}) == sentence
+    assert validation("BatchWriteItem", {"RequestItems": {}, "ReturnConsumedCapacity": "hi"}) == sentence
+
+
+def test_batch_get_item_lengths_name_the_member_without_its_value():
+    assert validation("BatchGetItem", {"RequestItems": {}}) == errors(
+        "Value at 'RequestItems' failed to satisfy constraint: Member must have length greater than or equal to 1")
+    assert validation("BatchGetItem", {"RequestItems": {"t.a-b": {"Keys": []}}}) == errors(
+        "Value at 'RequestItems.t.a-b.member.Keys' failed to satisfy constraint: "
+        "Member must have length greater than or equal to 1")
+    keys = [{"pk": {"S": str(n)}} for n in range(101)]
+    assert validation("BatchGetItem", {"RequestItems": {"tbl": {"Keys": keys}}}) == errors(
+        "Value at 'RequestItems.tbl.member.Keys' failed to satisfy constraint: "
+        "Member must have length less than or equal to 100")
+    # A missing RequestItems keeps Coral's form: no newer recording of it.
+    assert validation("BatchGetItem", {}) == errors(null_at("requestItems"))
+
+
+def test_batch_get_item_table_names_echo_the_map_as_json():
+    body = {"RequestItems": {"bad!name": {"Keys": [{"pk": {"S": "a"}}]}}}
+    assert validation("BatchGetItem", body) == errors(
+        """Value '{"bad!name":{"Keys":[{"pk":{"S":"a"}}]}}' at 'requestItems' failed to satisfy constraint: """
+        "Map keys must satisfy constraint: [Member must have length less than or equal to 255, "
+        "Member must have length greater than or equal to 3, "
+        "Member must satisfy regular expression pattern: [a-zA-Z0-9_.-]+]")
+
+
+def test_limit_wording_differs_between_query_and_scan():
+    at_least_one = "failed to satisfy constraint: Member must have value greater than or equal to 1"
+    assert validation("Query", {"TableName": "tbl", "Limit": 0}) == errors(f"Value at 'Limit' {at_least_one}")
+    assert validation("Scan", {"TableName": "tbl", "Limit": 0}) == errors(f"Value '0' at 'limit' {at_least_one}")
+    assert validation("ListTables", {"Limit": -5}) == errors(f"Value '-5' at 'limit' {at_least_one}")
