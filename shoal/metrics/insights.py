@@ -32,8 +32,10 @@ DynamoDB's accessed rules see every request).
 Which tables count is this worker's map ``active``, reloaded every second
 by the background job (``Insights.__call__``); a setting reaches every
 worker before its status turns from ENABLING to ENABLED.  PartiQL counts the
-key its WHERE names by equalities (an INSERT, its item).  Not counted: Scan,
-a SELECT without the partition key, items a batch returned unprocessed
+key its WHERE names by equalities (an INSERT, its item).  A Scan counts the
+keys of the items it returned (its request names none; a projection without
+the key attributes, or Select COUNT, leaves nothing to count).  Not counted:
+a throttled Scan's keys, a SELECT without the partition key, items a batch returned unprocessed
 (counted as accessed), tables named by ARN, and a GSI's keys written by
 UpdateItem or DeleteItem.
 """
@@ -234,19 +236,19 @@ class Insights:
                 raise
             if not counted.__dict__.get("seen"):
                 counted.seen = True
-                observe(region, operation, data, False)
+                observe(region, operation, data, False, body)
             return body
 
         return counted
 
-    def observe(self, region: str, operation: str, data: dict, throttled: bool) -> None:
-        """Count a request's keys (it ran, or was throttled)."""
+    def observe(self, region: str, operation: str, data: dict, throttled: bool, body: bytes | None = None) -> None:
+        """Count a request's keys (it ran, or was throttled; ``body``: its answer, which a Scan's keys come from)."""
         try:
-            self._observe(region, operation, data, throttled)
+            self._observe(region, operation, data, throttled, body)
         except Exception:  # a body the operation accepted but this reading did not foresee: never fail a request
             log.error("contributor insights could not read a %s request:\n", operation, exc_info=True)
 
-    def _observe(self, region: str, operation: str, data: dict, throttled: bool) -> None:
+    def _observe(self, region: str, operation: str, data: dict, throttled: bool, body: bytes | None = None) -> None:
         active = self.active
         minute = int(self.clock() // 60) * 60
         if operation in _READS_WRITES:
@@ -263,6 +265,14 @@ class Insights:
                     value = _partition_value(data, target.hash)
                     if value is not None:
                         self._count(target.rules[throttled][0], (value,), minute)
+        elif operation == "Scan" and body is not None:  # the items it read, by the answer (its request names none)
+            entry = active.get((region, data.get("TableName")))
+            if entry is not None:
+                index = data.get("IndexName")
+                target = entry.indexes.get(index) if index is not None else entry.table
+                if target is not None:
+                    for item in orjson.loads(body).get("Items") or ():
+                        self._key(target, item, throttled, minute)
         elif operation == "BatchGetItem":
             for name, spec in (data.get("RequestItems") or {}).items():
                 entry = active.get((region, name))

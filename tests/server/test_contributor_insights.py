@@ -173,6 +173,27 @@ def test_the_hot_title_and_the_hot_viewer_come_first(ddb, cw):
     assert described[table_rules[0]]["State"] == "ENABLED"
 
 
+def test_a_scan_counts_the_keys_of_the_items_it_read(ddb, cw):
+    table = events_table(ddb)
+    table_rules = enabled(ddb, table)
+    index_rules = enabled(ddb, table, "by_content")
+    items = [event(i, HOT_VIEWER if i < 6 else f"u{2000 + i:08d}", HOT_TITLE if i < 4 else f"c{2000 + i:06d}")
+             for i in range(10)]
+    ddb.batch_write_item(RequestItems={table: [{"PutRequest": {"Item": item}} for item in items]})
+    pages = ddb.get_paginator("scan").paginate(TableName=table, PaginationConfig={"PageSize": 3})
+    assert sum(len(page["Items"]) for page in pages) == 10  # four pages, each counted by what it returned
+    ddb.scan(TableName=table, IndexName="by_content")  # the index's ten entries
+    ddb.scan(TableName=table, Select="COUNT")  # returns no item: nothing to count
+    viewers = report(cw, rule_named(table_rules, "PKC"), 20)
+    assert viewers["AggregateValue"] == 20.0  # 10 puts, 10 items scanned
+    assert viewers["Contributors"][0]["Keys"] == [HOT_VIEWER]
+    assert viewers["Contributors"][0]["ApproximateAggregateValue"] == 12.0  # 6 written, 6 scanned
+    titles = report(cw, rule_named(index_rules, "PKC"), 20)
+    assert titles["AggregateValue"] == 20.0  # 10 puts' index keys, 10 index entries scanned
+    assert titles["Contributors"][0]["Keys"] == [HOT_TITLE]
+    assert titles["Contributors"][0]["ApproximateAggregateValue"] == 8.0
+
+
 def test_throttled_keys_of_a_provisioned_table(ddb, cw):
     table = events_table(ddb, BillingMode="PROVISIONED",
                          ProvisionedThroughput={"ReadCapacityUnits": 5, "WriteCapacityUnits": 1})
