@@ -268,6 +268,24 @@ def statistic(cols: Columns, name: str) -> np.ndarray:
     return out
 
 
+def _answered_without_buckets(cols: Columns, total, p: float, out: np.ndarray):
+    """Fill ``out`` where percentile ``p`` needs no bucket (rows holding
+    ``total`` values: p at or past 0 or 100 is the Minimum or Maximum, a rank
+    within the zeros is 0); (the rows left to find in their buckets, every
+    row's rank), or (None, None) when none is left."""
+    valid = cols.pct & (cols.count != 0) & (total > 0)
+    if p >= 100:
+        out[valid] = cols.max[valid]
+        return None, None
+    if p <= 0:
+        out[valid] = cols.min[valid]
+        return None, None
+    rank = np.maximum(1, np.ceil(p / 100 * total))
+    from_zeros = valid & (cols.zeros >= rank)
+    out[from_zeros] = np.maximum(0.0, cols.min[from_zeros])
+    return np.flatnonzero(valid & ~from_zeros), rank
+
+
 def percentile(cols: Columns, p: float) -> np.ndarray:
     """``Stats.percentile`` of every row (nearest rank over the buckets,
     clamped to [Minimum, Maximum]); NaN where percentiles are unavailable."""
@@ -278,19 +296,8 @@ def percentile(cols: Columns, p: float) -> np.ndarray:
     lengths = np.diff(cols.hoff)
     rows = np.repeat(np.arange(n), lengths)
     in_buckets = np.bincount(rows, weights=cols.hcnt, minlength=n) if len(rows) else np.zeros(n)
-    total = cols.zeros + in_buckets
-    valid = cols.pct & (cols.count != 0) & (total > 0)
-    if p >= 100:
-        out[valid] = cols.max[valid]
-        return out
-    if p <= 0:
-        out[valid] = cols.min[valid]
-        return out
-    rank = np.maximum(1, np.ceil(p / 100 * total))
-    from_zeros = valid & (cols.zeros >= rank)
-    out[from_zeros] = np.maximum(0.0, cols.min[from_zeros])
-    rest = np.flatnonzero(valid & ~from_zeros)
-    if len(rest):
+    rest, rank = _answered_without_buckets(cols, cols.zeros + in_buckets, p, out)
+    if rest is not None and len(rest):
         seen = np.concatenate(([0], np.cumsum(cols.hcnt)))  # seen[k]: counts before entry k
         targets = seen[cols.hoff[rest]] + (rank[rest] - cols.zeros[rest])
         found = np.searchsorted(seen[1:], targets, side="left")
@@ -344,19 +351,8 @@ def _dense_percentile(cols: Columns, table, low: int, p: float) -> np.ndarray:
     n = len(cols)
     out = np.full(n, np.nan)
     seen = np.cumsum(table, axis=1)
-    total = cols.zeros + seen[:, -1]
-    valid = cols.pct & (cols.count != 0) & (total > 0)
-    if p >= 100:
-        out[valid] = cols.max[valid]
-        return out
-    if p <= 0:
-        out[valid] = cols.min[valid]
-        return out
-    rank = np.maximum(1, np.ceil(p / 100 * total))
-    from_zeros = valid & (cols.zeros >= rank)
-    out[from_zeros] = np.maximum(0.0, cols.min[from_zeros])
-    rest = np.flatnonzero(valid & ~from_zeros)
-    if len(rest):
+    rest, rank = _answered_without_buckets(cols, cols.zeros + seen[:, -1], p, out)
+    if rest is not None and len(rest):
         need = (rank - cols.zeros)[rest]
         reached = seen[rest] >= need[:, None]
         found = reached.argmax(axis=1)
