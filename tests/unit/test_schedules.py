@@ -51,7 +51,9 @@ def test_a_schedule_takes_system_backups_every_period_and_prunes_them(ctx, clock
         run(scheduler)
     kept = system_backups(ctx)
     # Backups of hours 0..5; those older than 3 hours (hours 0, 1 and 2) were pruned.
-    assert len(kept) == 3
+    # (The message says what was kept and the schedule's record: this failed once under load, cause unknown.)
+    assert len(kept) == 3, ([(b["BackupCreationDateTime"], b["BackupStatus"]) for b in kept], clock(),
+                            schedules.list_schedules(ctx.engine))
     assert all(b["BackupCreationDateTime"] > clock() - 3 * HOUR for b in kept)
     # Restorable, and the restore holds the table's items.
     backups.restore_table_from_backup(ctx, {"BackupArn": kept[-1]["BackupArn"], "TargetTableName": "copy"})
