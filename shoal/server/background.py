@@ -15,6 +15,7 @@ every second when idle, every 10 ms while any has a backlog.
     BackupScheduler   claims scheduled backups that are due (each runs on a thread), prunes expired ones
     IAM pruning       forgets expired temporary credentials (with auth on)
     metrics           flush, time to live deletions, table figures, roll-up (with metrics on: shoal.metrics)
+    ResidentTrimmer   unmaps LMDB's data file past SHOAL_MAX_MAPPED_RESIDENT_MB of RssFile (shoal.storage.resident)
 """
 
 from __future__ import annotations
@@ -32,6 +33,7 @@ from shoal.api.ttl import Sweeper
 from shoal.api.changelog import prune_changes
 from shoal.kinesis import KinesisDelivery
 from shoal.settings import request_clock
+from shoal.storage.resident import ResidentTrimmer
 from shoal.triggers.runner import TriggerRunner
 
 log = logging.getLogger("shoal")
@@ -76,6 +78,13 @@ class BackgroundJobs:
         if iam_store is not None:
             jobs.append(iam_store.prune_expired)
         jobs.extend(extra_jobs)
+        try:
+            trimmer = ResidentTrimmer.for_engine(engine)
+        except ValueError as exc:  # a bad SHOAL_MAX_MAPPED_RESIDENT_MB: serve, unbounded, and say so
+            log.error("%s; the bound on mapped resident memory is off", exc)
+            trimmer = None
+        if trimmer is not None:
+            jobs.append(trimmer)
         return cls(jobs, [triggers.close, kinesis.close])
 
     def start(self, loop) -> None:

@@ -1,0 +1,224 @@
+"""A bound on the pages of LMDB's mapped data file that count in a worker's resident memory.
+
+Why
+    LMDB reads through a memory map of ``data.mdb``, and every page a process
+    touches stays mapped in it: ``ps``, ``top`` and a container's memory limit
+    see it in the resident size (VmRSS, as RssFile), though it is the OS page
+    cache, shared and reclaimable.  A server that reads a large table, copies
+    it to replicas, or reads months of metrics grows by the bytes it read.
+
+How
+    Each worker's background loop calls a ``ResidentTrimmer``, which reads
+    RssFile from ``/proc/self/status`` (about 30 µs, at most every
+    ``CHECK_INTERVAL_S``).  Past the budget it calls ``madvise(MADV_DONTNEED)``
+    over the data file's mapping (found in ``/proc/self/maps``): the process's
+    page-table entries for it go, and RssFile falls at once.
+
+Why it is safe
+    LMDB maps its data file ``MAP_SHARED`` and, without ``writemap`` (Shoal's
+    engine leaves it off), read-only: commits write pages with ``pwrite``,
+    never through the map.  On a shared file mapping DONTNEED only unmaps:
+    madvise(2) says later accesses succeed and repopulate the pages "from the
+    up-to-date contents of the underlying mapped file", and the RSS "will be
+    immediately reduced".  The pages stay in the page cache (dirty ones stay
+    dirty) and on disk; the next touch is a minor fault that maps the cached
+    page again.  A reader in another thread (a replication sender, a backup)
+    touching the map meanwhile takes the same minor fault and sees the same
+    bytes: nothing is freed that anyone can still point at.
+
+Cost
+    After a trim, each request refaults the few B-tree pages it touches (root,
+    branches, a leaf), a microsecond or so each; the trim itself unmaps only
+    what is mapped.  ``--prewarm`` maps the whole file on purpose, so with
+    ``SHOAL_PREWARM`` set the default budget is off.
+
+Setting
+    ``SHOAL_MAX_MAPPED_RESIDENT_MB`` (MiB of RssFile; ``0`` turns it off;
+    default ``DEFAULT_BUDGET_MB``).  RssFile also holds the mapped libraries
+    and the lock file: when those alone fill the budget it cannot be met, and
+    a trim is made only once the data's share has grown by ``slack`` again.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import logging
+import os
+import time
+from typing import Callable
+
+from shoal.storage.lmdb_engine import LmdbEngine
+
+log = logging.getLogger("shoal")
+
+ENV_BUDGET = "SHOAL_MAX_MAPPED_RESIDENT_MB"
+DEFAULT_BUDGET_MB = 48
+CHECK_INTERVAL_S = 0.1  # between reads of /proc/self/status, while the loop is busy
+
+_MADV_DONTNEED = 4  # <asm-generic/mman-common.h>
+_PAGE = os.sysconf("SC_PAGE_SIZE") if hasattr(os, "sysconf") else 4096
+_TRUE_WORDS = ("1", "true", "yes", "on")
+_libc = None
+
+
+def budget_from_env(environ=os.environ) -> int:
+    """The budget in bytes from ``SHOAL_MAX_MAPPED_RESIDENT_MB`` (0: off).
+
+    Unset, it is ``DEFAULT_BUDGET_MB``, or 0 with ``SHOAL_PREWARM`` on (a
+    prewarmed server wants its pages mapped).  Raises ``ValueError`` with the
+    variable's name for a value that is not a whole number of MiB, 0 or more.
+    """
+    text = environ.get(ENV_BUDGET)
+    if text is None or not text.strip():
+        if environ.get("SHOAL_PREWARM", "").strip().lower() in _TRUE_WORDS:
+            return 0
+        return DEFAULT_BUDGET_MB << 20
+    try:
+        megabytes = int(text.strip())
+    except ValueError:
+        megabytes = -1
+    if megabytes < 0:
+        raise ValueError(f"{ENV_BUDGET}: {text!r} is not a whole number of MiB (0 turns the bound off)")
+    return megabytes << 20
+
+
+def rss_file_bytes(status_path: str = "/proc/self/status") -> int | None:
+    """This process's RssFile (resident pages of mapped files) in bytes; None where /proc does not say."""
+    try:
+        with open(status_path, "rb") as handle:
+            text = handle.read()
+    except OSError:
+        return None
+    at = text.find(b"\nRssFile:")
+    if at < 0:
+        return None
+    return int(text[at + 9:text.index(b"kB", at)]) << 10
+
+
+def mapped_ranges(path: str, maps_path: str = "/proc/self/maps") -> list[tuple[int, int, int]]:
+    """``(start, end, file offset)`` of each mapping of ``path`` (a real path) in this process."""
+    ranges = []
+    try:
+        with open(maps_path) as maps:
+            for line in maps:
+                # start-end perms offset dev inode path (the path may hold spaces)
+                fields = line.split(None, 5)
+                if len(fields) == 6 and fields[5].rstrip("\n") == path:
+                    start, end = fields[0].split("-")
+                    ranges.append((int(start, 16), int(end, 16), int(fields[2], 16)))
+    except OSError:
+        return []
+    return ranges
+
+
+def _madvise():
+    global _libc
+    if _libc is None:
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.madvise.argtypes = (ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int)
+        libc.madvise.restype = ctypes.c_int
+        _libc = libc
+    return _libc.madvise
+
+
+def drop_mapped(path: str) -> int:
+    """Unmap from this process every resident page of its mappings of ``path``
+    (``madvise(MADV_DONTNEED)``; see the module docstring for why this loses
+    nothing on LMDB's shared mapping).  Only the part of each mapping that
+    lies within the file's current size is advised.  Returns the bytes of
+    address space advised; raises ``OSError`` if madvise fails.
+    """
+    try:
+        size = os.path.getsize(path)
+    except OSError:
+        return 0
+    madvise = _madvise()
+    advised = 0
+    for start, end, offset in mapped_ranges(path):
+        length = min(end - start, max(0, size - offset))
+        length = (length + _PAGE - 1) // _PAGE * _PAGE
+        if length == 0:
+            continue
+        if madvise(start, length, _MADV_DONTNEED) != 0:
+            err = ctypes.get_errno()
+            raise OSError(err, f"madvise(MADV_DONTNEED) on {path}: {os.strerror(err)}")
+        advised += length
+    return advised
+
+
+def data_file_of(engine) -> str | None:
+    """The real path of the LMDB data file under ``engine`` (through wrappers
+    such as the encrypted engine's ``inner``); None for an engine that maps none."""
+    seen = 0
+    while engine is not None and seen < 8:
+        if isinstance(engine, LmdbEngine):
+            return os.path.realpath(os.path.join(engine.path, "data.mdb"))
+        engine = getattr(engine, "inner", None)
+        seen += 1
+    return None
+
+
+class ResidentTrimmer:
+    """A background job: keeps RssFile under ``budget`` bytes by unmapping the data file's pages.
+
+    ``floor`` is RssFile just after the last trim, i.e. what the other mapped
+    files (libraries, the lock file) hold; a trim is made when RssFile is over
+    the budget and has grown by at least ``slack`` since, so a budget that
+    those files alone exceed does not set off a trim every round.
+    """
+
+    __name__ = "resident_trimmer"
+
+    def __init__(self, data_file: str, budget: int, *, read_rss: Callable[[], int | None] = rss_file_bytes,
+                 drop: Callable[[str], int] = drop_mapped, clock: Callable[[], float] = time.monotonic,
+                 interval_s: float = CHECK_INTERVAL_S) -> None:
+        self.data_file = data_file
+        self.budget = budget
+        self.slack = max(budget // 4, 4 << 20)
+        self.floor = 0
+        self.trims = 0  # how many trims were made (for tests and logs)
+        self._read_rss = read_rss
+        self._drop = drop
+        self._clock = clock
+        self._interval_s = interval_s
+        self._next_check = 0.0
+        self._warned = False
+
+    @classmethod
+    def for_engine(cls, engine, environ=os.environ) -> "ResidentTrimmer | None":
+        """The trimmer of a worker over ``engine``; None when the budget is off,
+        the engine maps no file, or this system has no /proc RssFile.  A bad
+        ``SHOAL_MAX_MAPPED_RESIDENT_MB`` raises ``ValueError``."""
+        budget = budget_from_env(environ)
+        if budget == 0:
+            return None
+        data_file = data_file_of(engine)
+        if data_file is None or rss_file_bytes() is None:
+            return None
+        return cls(data_file, budget)
+
+    def __call__(self) -> bool:
+        """One check; a trim when due.  Never reports a backlog (returns False)."""
+        now = self._clock()
+        if now < self._next_check:
+            return False
+        self._next_check = now + self._interval_s
+        rss = self._read_rss()
+        if rss is None or rss <= self.budget or rss - self.floor < self.slack:
+            return False
+        try:
+            self._drop(self.data_file)
+        except OSError as exc:  # not expected on Linux; stop rather than fail every round
+            log.warning("%s; the bound on mapped resident memory is off in this worker", exc.strerror or exc)
+            self.budget = 0
+            self._next_check = float("inf")
+            return False
+        self.trims += 1
+        after = self._read_rss()
+        self.floor = after if after is not None else 0
+        if self.floor > self.budget and not self._warned:
+            self._warned = True
+            log.warning("mapped files other than the data file take %d MiB, over %s (%d MiB): "
+                        "trimming the data file's pages cannot meet it", self.floor >> 20, ENV_BUDGET,
+                        self.budget >> 20)
+        return False
