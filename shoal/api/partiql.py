@@ -112,6 +112,36 @@ def request_statements(operation: str, request: dict) -> list:
     return parsed
 
 
+def consistent_reads(operation: str, request: dict) -> set[str]:
+    """The tables a request's SELECTs read with ConsistentRead: on an MRSC
+    table each such read is a read of two regions' registers
+    (``shoal.replication.strong``), which waits for a peer: a request
+    naming one belongs off the event loop, as a strongly consistent
+    GetItem, Query or Scan is run (the replication screen's decision).  ExecuteStatement's
+    ConsistentRead is the request's, BatchExecuteStatement's each
+    statement's; ExecuteTransaction reads are TransactGetItems, which MRSC
+    tables refuse.  A statement that does not parse names nothing (the
+    operation words its error)."""
+    if operation == "ExecuteStatement":
+        entries = [request] if request.get("ConsistentRead") is True else []
+    elif operation == "BatchExecuteStatement":
+        entries = [entry for entry in request.get("Statements") or ()
+                   if isinstance(entry, dict) and entry.get("ConsistentRead") is True]
+    else:
+        return set()
+    names = set()
+    for entry in entries:
+        if not isinstance(entry.get("Statement"), str):
+            continue  # the operation's validation refuses it
+        try:
+            statement = parse_statement(entry["Statement"])
+        except ShoalError:
+            continue
+        if isinstance(statement, ast.Select):
+            names.add(statement.table)
+    return names
+
+
 def reads_only(operation: str, request: dict) -> bool:
     """True when the request's statements are all SELECTs, or it fails
     before running any: it writes nothing, so it need not wait for a commit."""
