@@ -468,7 +468,11 @@ def apply_replica_updates(txn, ctx, table, desc: dict, request: dict, ttl_settin
         replica_apply.follow(txn, region, table_id, at=head, hold=True)
         queue_task(txn, {"kind": "create", "table_id": table_id, "name": name, "peer": region,
                          "request": replica_create_request(desc, region), "ttl": ttl_setting})
-    others = [r for r in before if r not in deleted]
+    updated = [u["Update"]["RegionName"] for u in request["ReplicaUpdates"] if u.get("Update") is not None]
+    # The regions being updated are told last: a table's tasks run one at a
+    # time, in order, and an updated region that does not answer must not
+    # hold back the others' view of it (UPDATING).
+    others = sorted((r for r in before if r not in deleted), key=lambda r: r in updated)
     for region in others:
         queue_task(txn, {"kind": "sync", "table_id": table_id, "name": name, "peer": region})
     for region in created:
@@ -480,8 +484,11 @@ def apply_replica_updates(txn, ctx, table, desc: dict, request: dict, ttl_settin
 
 
 def _record_member_update(replicas: list[dict], spec: dict) -> None:
-    """Show an Update's overrides in the replica's entry (``replicas`` are copies)."""
+    """Show an Update's overrides in the replica's entry (``replicas`` are
+    copies), and the replica UPDATING until the change has reached its
+    region (``_queue_member_update``)."""
     entry = next(r for r in replicas if r["RegionName"] == spec["RegionName"])
+    _show_updating(entry)
     shown = {g["IndexName"]: dict(g) for g in entry.get("GlobalSecondaryIndexes") or ()}
     _copy_overrides(entry, spec)
     if spec.get("GlobalSecondaryIndexes") is not None:  # merged by index: one Update may name some of them
@@ -500,6 +507,29 @@ def _queue_member_update(txn, table, spec: dict) -> None:
     ``apply_member_update``, in order with the table's other queued changes."""
     queue_task(txn, {"kind": "replica_update", "table_id": table.table_id, "name": table.name,
                      "peer": spec["RegionName"], "spec": spec})
+    _queue_reached(txn, table, spec["RegionName"])
+
+
+def _show_updating(entry: dict) -> None:
+    """A replica whose settings change is UPDATING (the API Reference's
+    ReplicaDescription: "The replica is being updated") until the change
+    has reached its region.  One that was unreachable is shown UPDATING
+    too: the change is what it waits for now, and ``_queue_reached`` makes
+    it ACTIVE once its region has taken it."""
+    entry["ReplicaStatus"] = "UPDATING"
+    entry.pop("ReplicaStatusDescription", None)
+    entry.pop("ReplicaInaccessibleDateTime", None)
+
+
+def _queue_reached(txn, table, region: str) -> None:
+    """After a change queued for ``region`` (a ReplicaUpdates Update, a GSI
+    made or deleted in another replica), the replication thread's
+    ``activate`` task: the table's tasks run one at a time and in order, so
+    it runs once that region has taken the change, and then sends that
+    region the replica set with itself ACTIVE, shows it ACTIVE here and
+    tells the other replicas (the copy hold it lifts is not there: a no-op).
+    Until then the replica is UPDATING in every region's DescribeTable."""
+    queue_task(txn, {"kind": "activate", "table_id": table.table_id, "name": table.name, "peer": region})
 
 
 def _update_members(txn, table, desc: dict, updates: list) -> None:
@@ -510,11 +540,13 @@ def _update_members(txn, table, desc: dict, updates: list) -> None:
     for update in updates:
         _record_member_update(replicas, update["Update"])
     desc["Replicas"] = replicas
-    for update in updates:
+    updated = [u["Update"]["RegionName"] for u in updates]
+    for replica in replicas:  # the others first, so that they show UPDATING while the updated ones are away
+        if replica["RegionName"] not in updated:
+            queue_task(txn, {"kind": "sync", "table_id": table.table_id, "name": table.name,
+                             "peer": replica["RegionName"]})
+    for update in updates:  # each change, then its region ACTIVE, told to every replica
         _queue_member_update(txn, table, update["Update"])
-    for replica in replicas:
-        queue_task(txn, {"kind": "sync", "table_id": table.table_id, "name": table.name,
-                         "peer": replica["RegionName"]})
 
 
 def member_update_requests(desc: dict, spec: dict) -> list[dict]:
@@ -610,11 +642,14 @@ def _copy_overrides(entry: dict, spec: dict) -> None:
             entry[member] = spec[member]
 
 
-def propagate_index_updates(txn, table, request: dict) -> None:
+def propagate_index_updates(txn, table, request: dict, desc: dict | None = None) -> None:
     """A global table's GSIs are the same in every replica (version
     2019.11.21): a Create or Delete of an index here is queued for each
     replica, which applies it when the replication thread sends it
-    (``apply_index_updates``).  Throughput changes (Update) stay regional."""
+    (``apply_index_updates``).  Throughput changes (Update) stay regional.
+    Given ``desc`` (the table's new description, a fresh copy), each
+    replica is shown UPDATING in it until its region has taken the change,
+    as DynamoDB shows a replica whose settings are changing."""
     if table.description.get("GlobalTableVersion") != GLOBAL_TABLE_VERSION:
         return
     updates = [u for u in request.get("GlobalSecondaryIndexUpdates") or ()
@@ -624,9 +659,17 @@ def propagate_index_updates(txn, table, request: dict) -> None:
     replicated = {"GlobalSecondaryIndexUpdates": updates}
     if request.get("AttributeDefinitions") is not None:
         replicated["AttributeDefinitions"] = request["AttributeDefinitions"]
+    if desc is not None:
+        desc["Replicas"] = [dict(r) for r in desc.get("Replicas") or ()]
+        for entry in desc["Replicas"]:
+            _show_updating(entry)
+            queue_task(txn, {"kind": "sync", "table_id": table.table_id, "name": table.name,
+                             "peer": entry["RegionName"]})
     for replica in table.description.get("Replicas") or ():
         queue_task(txn, {"kind": "index_update", "table_id": table.table_id, "name": table.name,
                          "peer": replica["RegionName"], "request": replicated})
+        if desc is not None:
+            _queue_reached(txn, table, replica["RegionName"])
 
 
 def apply_index_updates(ctx, name: str, request: dict) -> bool:

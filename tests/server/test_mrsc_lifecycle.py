@@ -81,7 +81,7 @@ def test_replica_update_on_an_mrec_table_reaches_its_region_and_every_descriptio
              "GlobalSecondaryIndexes": [{"IndexName": "by_g",
                                          "ProvisionedThroughputOverride": {"ReadCapacityUnits": 3}}],
              "ReplicaTableClassSummary": {"TableClass": "STANDARD_INFREQUENT_ACCESS"}}
-    assert _entry(answer, REGIONS[2]) == shown
+    assert _entry(answer, REGIONS[2]) == {**shown, "ReplicaStatus": "UPDATING"}  # until the change reaches it
 
     # us-west-2's own table took the change (UpdateTable in the destination Region).
     def applied():
@@ -94,8 +94,8 @@ def test_replica_update_on_an_mrec_table_reaches_its_region_and_every_descriptio
     table = _table(west2, name)
     assert table["ProvisionedThroughput"]["WriteCapacityUnits"] == 5  # the write side is the global table's
     assert table["GlobalSecondaryIndexes"][0]["ProvisionedThroughput"]["WriteCapacityUnits"] == 5
-    # Every other region shows the override in us-west-2's entry; their own tables are unchanged.
-    assert _entry(_table(east1, name), REGIONS[2]) == shown
+    # Every other region shows the override in us-west-2's entry, ACTIVE; their own tables are unchanged.
+    _until(lambda: _entry(_table(east1, name), REGIONS[2]) == shown, lambda: _table(east1, name))
     _until(lambda: _entry(_table(east2, name), REGIONS[2]) == shown, lambda: _table(east2, name))
     for client in (east1, east2):
         own = _table(client, name)
@@ -147,7 +147,7 @@ def test_replica_update_on_an_mrsc_table_reaches_its_region_and_rounds_go_on(reg
     shown = {"RegionName": REGIONS[1], "ReplicaStatus": "ACTIVE",
              "OnDemandThroughputOverride": {"MaxReadRequestUnits": 100},
              "ReplicaTableClassSummary": {"TableClass": "STANDARD_INFREQUENT_ACCESS"}}
-    assert _entry(answer, REGIONS[1]) == shown
+    assert _entry(answer, REGIONS[1]) == {**shown, "ReplicaStatus": "UPDATING"}
     assert answer["MultiRegionConsistency"] == "STRONG"
 
     def applied():
@@ -156,7 +156,8 @@ def test_replica_update_on_an_mrsc_table_reaches_its_region_and_rounds_go_on(reg
                 and (table.get("TableClassSummary") or {}).get("TableClass") == "STANDARD_INFREQUENT_ACCESS")
 
     _until(applied, lambda: _table(east2, name))
-    _until(lambda: _entry(_table(west2, name), REGIONS[1]) == shown, lambda: _table(west2, name))
+    for client in (east1, west2):
+        _until(lambda: _entry(_table(client, name), REGIONS[1]) == shown, lambda: _table(client, name))
     table = _table(east2, name)
     assert table["MultiRegionConsistency"] == "STRONG"
     assert sorted(r["RegionName"] for r in table["Replicas"]) == [REGIONS[0], REGIONS[2]]
@@ -219,4 +220,78 @@ def test_deleting_one_replica_of_an_mrec_table_removes_it_from_every_description
             REGIONS[1] if client is east1 else REGIONS[0]], lambda: _table(client, name))
     east1.put_item(TableName=name, Item={"pk": {"S": "two-left"}, "g": {"S": "x"}})
     _until(lambda: "Item" in east2.get_item(TableName=name, Key={"pk": {"S": "two-left"}}),
+           lambda: "not replicated")
+
+
+def _paused_update(regions, name: str, update: dict, applied) -> None:
+    """us-east-2 restarted cut off from us-east-1 (``--peer-pause``), then
+    ReplicaUpdates Update of us-east-2 from us-east-1: us-east-2 is UPDATING
+    in us-east-1's and us-west-2's DescribeTable for as long as the change
+    has not reached it (not REGION_DISABLED, which a second without an
+    answer shows for an ACTIVE replica), and a second ReplicaUpdates waits;
+    healed, the change lands there and it is ACTIVE everywhere."""
+    east1, west2 = regions.client(0), regions.client(2)
+    regions.procs[1].stop()
+    regions.start(1, f"--peer-pause={REGIONS[0]}")
+    try:
+        # us-west-2 hears from us-east-2 again after its restart; us-east-1 does not
+        _until(lambda: _entry(_table(west2, name), REGIONS[1]).get("ReplicaStatusDescription") is None
+               and _entry(_table(west2, name), REGIONS[1])["ReplicaStatus"] == "ACTIVE", lambda: _table(west2, name))
+        _until(lambda: _entry(_table(east1, name), REGIONS[1])["ReplicaStatus"] == "REGION_DISABLED",
+               lambda: _table(east1, name))
+        answer = east1.update_table(TableName=name, ReplicaUpdates=[{"Update": update}])["TableDescription"]
+        assert _entry(answer, REGIONS[1])["ReplicaStatus"] == "UPDATING"
+        assert answer["TableStatus"] == "ACTIVE"
+        _until(lambda: _entry(_table(west2, name), REGIONS[1])["ReplicaStatus"] == "UPDATING",
+               lambda: _table(west2, name))
+        time.sleep(2.0)  # past the second after which an unanswering ACTIVE replica is REGION_DISABLED
+        for client in (east1, west2):
+            table = _table(client, name)
+            assert table["TableStatus"] == "ACTIVE"
+            assert {k: v for k, v in _entry(table, REGIONS[1]).items() if k in ("RegionName", "ReplicaStatus")} == {
+                "RegionName": REGIONS[1], "ReplicaStatus": "UPDATING"}
+            assert "ReplicaInaccessibleDateTime" not in _entry(table, REGIONS[1])
+        assert not applied(regions.client(1))  # it has not reached us-east-2's own table
+        assert _error(lambda: east1.update_table(TableName=name, ReplicaUpdates=[{"Update": update}])) == (
+            "ResourceInUseException",
+            f"Attempt to change a resource which is still in use: Table is being updated: {name}", 400)
+    finally:
+        regions.procs[1].stop()
+        regions.start(1)
+    _until(lambda: applied(regions.client(1)), lambda: _table(regions.client(1), name))
+    for client in (east1, west2):
+        _until(lambda: _entry(_table(client, name), REGIONS[1])["ReplicaStatus"] == "ACTIVE",
+               lambda: _table(client, name))
+
+
+def test_a_replica_is_updating_until_its_change_reaches_it_on_an_mrsc_table(regions):
+    name = "lifecycle_mrsc_updating"
+    _strong_table(regions, name)
+
+    def applied(client):
+        return (_table(client, name).get("OnDemandThroughput") or {}).get("MaxReadRequestUnits") == 50
+
+    _paused_update(regions, name, {"RegionName": REGIONS[1], "OnDemandThroughputOverride": {
+        "MaxReadRequestUnits": 50}}, applied)
+    # Strong reads and writes went on, and go on
+    regions.client(0).put_item(TableName=name, Item={"pk": {"S": "k"}})
+    assert regions.client(1).get_item(TableName=name, Key={"pk": {"S": "k"}}, ConsistentRead=True)["Item"] == {
+        "pk": {"S": "k"}}
+    assert _entry(_table(regions.client(0), name), REGIONS[1])["OnDemandThroughputOverride"] == {
+        "MaxReadRequestUnits": 50}
+
+
+def test_a_replica_is_updating_until_its_change_reaches_it_on_an_mrec_table(regions):
+    name = "lifecycle_mrec_updating"
+    _provisioned_global_table(regions, name)
+
+    def applied(client):
+        return _table(client, name)["ProvisionedThroughput"]["ReadCapacityUnits"] == 9
+
+    _paused_update(regions, name, {"RegionName": REGIONS[1], "ProvisionedThroughputOverride": {
+        "ReadCapacityUnits": 9}}, applied)
+    for i in (0, 2):
+        assert _table(regions.client(i), name)["ProvisionedThroughput"]["ReadCapacityUnits"] == 5
+    regions.client(1).put_item(TableName=name, Item={"pk": {"S": "after"}, "g": {"S": "x"}})
+    _until(lambda: "Item" in regions.client(0).get_item(TableName=name, Key={"pk": {"S": "after"}}),
            lambda: "not replicated")
