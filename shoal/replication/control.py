@@ -113,6 +113,7 @@ def check_replica_updates(ctx, table, request: dict) -> None:
                 f"{INVALID}Replicas cannot be added to a multi-Region strong consistency global table")
         if all(u.get("Update") is not None and u.get("Delete") is None for u in updates):
             _check_member_updates(settings, table, updates)
+            _check_replica_keys(table, updates)
             _check_not_in_use(table.description, strong=True)
             return
         if any(u.get("Delete") is None for u in updates):
@@ -152,6 +153,7 @@ def check_replica_updates(ctx, table, request: dict) -> None:
         elif region not in current:
             raise ValidationException(f"{INVALID}Replica does not exist in region {region}")
     _check_member_updates(settings, table, [u for u in updates if u.get("Update") is not None])
+    _check_replica_keys(table, updates)
     _check_not_in_use(table.description, strong=False)
 
 
@@ -217,6 +219,55 @@ def _check_member_updates(settings, table, updates: list) -> None:
                 raise ValidationException(
                     f"{INVALID}OnDemandThroughputOverride for {scope} cannot be specified when the table "
                     "BillingMode is PROVISIONED")
+
+
+#: The AWS managed key of DynamoDB, which every region has under this alias.
+AWS_MANAGED_KEY = "alias/aws/dynamodb"
+
+
+def kms_key_arn(key: str, region: str, account: str) -> str:
+    """The ARN a KMSMasterKeyId (key id, key ARN, alias name or alias ARN)
+    stands for in ``region``: SSEDescription's KMSMasterKeyArn, as
+    ``shoal.api.tables`` makes it for SSESpecification."""
+    if key.startswith("arn:"):
+        return key
+    return f"arn:aws:kms:{region}:{account}:{key if key.startswith('alias/') else 'key/' + key}"
+
+
+def _table_key(desc: dict) -> str | None:
+    """The KMS key ARN a table is encrypted with (None: the AWS owned key)."""
+    sse = desc.get("SSEDescription") or {}
+    return sse.get("KMSMasterKeyArn") if sse.get("SSEType") == "KMS" else None
+
+
+def _customer_managed(arn: str | None) -> bool:
+    return arn is not None and not arn.endswith(":" + AWS_MANAGED_KEY)
+
+
+def _check_replica_keys(table, updates: list) -> None:
+    """ReplicaUpdates' KMSMasterKeyId: a KMS key is regional, so a key given
+    by ARN must be one of the replica's region ("The key must be created in
+    the same region as the replica", CloudFormation's ReplicaSSESpecification),
+    and a table encrypted with a customer managed key gets no replica
+    without a key of the replica's region ("each regional replica of your
+    global table requires a regional customer managed key", AWS's
+    announcement of customer managed keys for global tables, November
+    2020).  A table with the AWS managed key gets the replica region's
+    own.  DynamoDB's messages for these are not documented: Shoal's."""
+    for update in updates:
+        for action in ("Create", "Update"):
+            spec = update.get(action)
+            if spec is None:
+                continue
+            region, key = spec["RegionName"], spec.get("KMSMasterKeyId")
+            if key is not None and key.startswith("arn:") and key.split(":")[3:4] != [region]:
+                raise ValidationException(
+                    f"{INVALID}KMSMasterKeyId {key} is not a key of replica region {region}: "
+                    "a replica's KMS key must be in the replica's region")
+            if action == "Create" and key is None and _customer_managed(_table_key(table.description)):
+                raise ValidationException(
+                    f"{INVALID}Table {table.name} is encrypted with a customer managed KMS key: the replica in "
+                    f"region {region} needs KMSMasterKeyId, a key of that region")
 
 
 #: The region sets of multi-Region strong consistency: an MRSC table's three
@@ -555,8 +606,7 @@ def member_update_requests(desc: dict, spec: dict) -> list[dict]:
     request units of the table and of its GSIs (their write side stays the
     table's: global tables share it), and the table class (alone, as
     UpdateTable requires).  What is already as asked is left out, so a
-    repeated Update asks for nothing.  KMSMasterKeyId is shown in the
-    replica's entry, not applied (docs/global-tables.md)."""
+    repeated Update asks for nothing.  The KMS key is ``key_update_request``'s."""
     billing = _billing(desc)
     change: dict = {}
     override = spec.get("ProvisionedThroughputOverride") or {}
@@ -594,6 +644,17 @@ def member_update_requests(desc: dict, spec: dict) -> list[dict]:
     return requests
 
 
+def key_update_request(desc: dict, spec: dict, region: str, account: str) -> dict | None:
+    """The UpdateTable request (without TableName) that gives this region's
+    table ``desc`` an Update's KMSMasterKeyId, as UpdateTable's
+    SSESpecification (alone, as UpdateTable requires); None when the table
+    already has that key or none is given."""
+    key = spec.get("KMSMasterKeyId")
+    if key is None or _table_key(desc) == kms_key_arn(key, region, account):
+        return None
+    return {"SSESpecification": replica_sse(desc, key)}
+
+
 def apply_member_update(ctx, name: str, spec: dict) -> bool:
     """Another region's ReplicaUpdates Update for this region's replica,
     applied as UpdateTable here (not propagated again).  False when the
@@ -608,7 +669,9 @@ def apply_member_update(ctx, name: str, spec: dict) -> bool:
         table = ctx.catalog.get(txn, ctx.region, name)
     if table is None:
         return True
-    for request in member_update_requests(table.description, spec):
+    requests = member_update_requests(table.description, spec)
+    key = key_update_request(table.description, spec, ctx.region, ctx.account)
+    for request in requests if key is None else [*requests, key]:
         try:
             tables.update_table(ctx, {"TableName": name, **request, REPLICATED: True})
         except (LimitExceededException, ResourceInUseException):
@@ -776,7 +839,25 @@ def replica_create_request(desc: dict, region: str) -> dict:
     table_class = (entry.get("ReplicaTableClassSummary") or desc.get("TableClassSummary") or {}).get("TableClass")
     if table_class:
         request["TableClass"] = table_class
+    sse = replica_sse(desc, entry.get("KMSMasterKeyId"))
+    if sse is not None:
+        request["SSESpecification"] = sse
     return request
+
+
+def replica_sse(desc: dict, key: str | None) -> dict | None:
+    """The SSESpecification of a replica of ``desc``'s table: its
+    KMSMasterKeyId override, which the replica's region makes its
+    SSEDescription (a key id or alias is read as one of that region, as a
+    regional table's SSESpecification is); without one, the AWS managed key
+    of that region if the table has the AWS managed key (a customer managed
+    key needs an override: ``_check_replica_keys``), else none (the AWS
+    owned key, DynamoDB's default)."""
+    if key is not None:
+        return {"Enabled": True, "SSEType": "KMS", "KMSMasterKeyId": key}
+    if _table_key(desc) is not None:
+        return {"Enabled": True, "SSEType": "KMS"}
+    return None
 
 
 def leave(txn, table) -> None:

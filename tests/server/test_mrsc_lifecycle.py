@@ -46,7 +46,10 @@ def _entry(table: dict, region: str) -> dict:
 
 
 def _all_active(client, name: str, count: int) -> bool:
-    table = _table(client, name)
+    try:
+        table = _table(client, name)
+    except client.exceptions.ResourceNotFoundException:  # a replica not made yet
+        return False
     replicas = table.get("Replicas") or ()
     return table["TableStatus"] == "ACTIVE" and len(replicas) == count and all(
         r["ReplicaStatus"] == "ACTIVE" for r in replicas)
@@ -295,3 +298,83 @@ def test_a_replica_is_updating_until_its_change_reaches_it_on_an_mrec_table(regi
     regions.client(1).put_item(TableName=name, Item={"pk": {"S": "after"}, "g": {"S": "x"}})
     _until(lambda: "Item" in regions.client(0).get_item(TableName=name, Key={"pk": {"S": "after"}}),
            lambda: "not replicated")
+
+
+def _kms_table(regions, name: str, key: str | None) -> str:
+    """A regional on-demand table in us-east-1 encrypted with KMS ``key``
+    (None: the AWS managed key); its account id."""
+    sse = {"Enabled": True, "SSEType": "KMS", **({"KMSMasterKeyId": key} if key else {})}
+    _create(regions.client(0), name, SSESpecification=sse)
+    return _table(regions.client(0), name)["TableArn"].split(":")[4]
+
+
+def _kms(region: str, account: str, key: str) -> dict:
+    return {"Status": "ENABLED", "SSEType": "KMS", "KMSMasterKeyArn": f"arn:aws:kms:{region}:{account}:{key}"}
+
+
+def test_a_replicas_kms_key_is_applied_in_its_own_region(regions):
+    """ReplicaUpdates' KMSMasterKeyId becomes the replica's encryption in its
+    region, as a regional table's SSESpecification does (a key id or alias
+    read as one of that region); Update changes it there."""
+    name = "lifecycle_kms"
+    account = _kms_table(regions, name, "key-east-1")
+    east1, east2, west2 = (regions.client(i) for i in range(3))
+    assert _table(east1, name)["SSEDescription"] == _kms(REGIONS[0], account, "key/key-east-1")
+    # A customer managed key is regional: each replica needs a key of its own region
+    assert _error(lambda: east1.update_table(TableName=name, ReplicaUpdates=[
+        {"Create": {"RegionName": REGIONS[1]}}])) == (
+        "ValidationException", f"{INVALID}Table {name} is encrypted with a customer managed KMS key: the replica in "
+        f"region {REGIONS[1]} needs KMSMasterKeyId, a key of that region", 400)
+    foreign = f"arn:aws:kms:{REGIONS[0]}:{account}:key/key-east-1"
+    assert _error(lambda: east1.update_table(TableName=name, ReplicaUpdates=[
+        {"Create": {"RegionName": REGIONS[1], "KMSMasterKeyId": foreign}}])) == (
+        "ValidationException", f"{INVALID}KMSMasterKeyId {foreign} is not a key of replica region {REGIONS[1]}: "
+        "a replica's KMS key must be in the replica's region", 400)
+    assert "Replicas" not in _table(east1, name)
+    west_key = f"arn:aws:kms:{REGIONS[2]}:{account}:alias/west"
+    east1.update_table(TableName=name, ReplicaUpdates=[
+        {"Create": {"RegionName": REGIONS[1], "KMSMasterKeyId": "key-east-2"}},
+        {"Create": {"RegionName": REGIONS[2], "KMSMasterKeyId": west_key}}])
+    for i in range(3):
+        _until(lambda: _all_active(regions.client(i), name, 2), lambda: _table(regions.client(i), name))
+    assert _table(east2, name)["SSEDescription"] == _kms(REGIONS[1], account, "key/key-east-2")
+    assert _table(west2, name)["SSEDescription"] == _kms(REGIONS[2], account, "alias/west")
+    assert _table(east1, name)["SSEDescription"] == _kms(REGIONS[0], account, "key/key-east-1")
+    for client in (east1, west2):  # the replica's entry shows the key as given, in every region
+        _until(lambda: _entry(_table(client, name), REGIONS[1]).get("KMSMasterKeyId") == "key-east-2",
+               lambda: _table(client, name))
+    # Update: the new key reaches us-east-2's own table; the others keep theirs
+    answer = east1.update_table(TableName=name, ReplicaUpdates=[
+        {"Update": {"RegionName": REGIONS[1], "KMSMasterKeyId": "alias/east-2-new"}}])["TableDescription"]
+    assert _entry(answer, REGIONS[1])["KMSMasterKeyId"] == "alias/east-2-new"
+    _until(lambda: _table(east2, name)["SSEDescription"] == _kms(REGIONS[1], account, "alias/east-2-new"),
+           lambda: _table(east2, name))
+    for client in (east1, west2):
+        _until(lambda: _entry(_table(client, name), REGIONS[1]) == {
+            "RegionName": REGIONS[1], "ReplicaStatus": "ACTIVE", "KMSMasterKeyId": "alias/east-2-new"},
+            lambda: _table(client, name))
+    assert _table(west2, name)["SSEDescription"] == _kms(REGIONS[2], account, "alias/west")
+    assert _error(lambda: east1.update_table(TableName=name, ReplicaUpdates=[
+        {"Update": {"RegionName": REGIONS[2], "KMSMasterKeyId": foreign}}]))[:2] == (
+        "ValidationException", f"{INVALID}KMSMasterKeyId {foreign} is not a key of replica region {REGIONS[2]}: "
+        "a replica's KMS key must be in the replica's region")
+    # Replication goes on under the regions' own keys
+    east2.put_item(TableName=name, Item={"pk": {"S": "sealed"}})
+    _until(lambda: "Item" in west2.get_item(TableName=name, Key={"pk": {"S": "sealed"}}), lambda: "not replicated")
+
+
+def test_a_replica_of_a_table_with_the_aws_managed_key_has_its_regions_own(regions):
+    name = "lifecycle_kms_managed"
+    account = _kms_table(regions, name, None)
+    east1, east2 = regions.client(0), regions.client(1)
+    assert _table(east1, name)["SSEDescription"] == _kms(REGIONS[0], account, "alias/aws/dynamodb")
+    east1.update_table(TableName=name, ReplicaUpdates=[{"Create": {"RegionName": REGIONS[1]}}])
+    _until(lambda: _all_active(east2, name, 1), lambda: _table(east2, name))
+    assert _table(east2, name)["SSEDescription"] == _kms(REGIONS[1], account, "alias/aws/dynamodb")
+    assert "KMSMasterKeyId" not in _entry(_table(east1, name), REGIONS[1])
+    # and a table with the AWS owned key (no SSEDescription) has replicas without one
+    plain = "lifecycle_kms_owned"
+    _create(east1, plain)
+    east1.update_table(TableName=plain, ReplicaUpdates=[{"Create": {"RegionName": REGIONS[1]}}])
+    _until(lambda: _all_active(east2, plain, 1), lambda: _table(east2, plain))
+    assert "SSEDescription" not in _table(east2, plain)
