@@ -673,7 +673,7 @@ def _new_description(ctx, request, name, table_id, now, billing, throughput, typ
         desc["LocalSecondaryIndexes"] = [_local_index_description(spec, arn)
                                          for spec in request["LocalSecondaryIndexes"]]
     if request.get("GlobalSecondaryIndexes"):
-        desc["GlobalSecondaryIndexes"] = [_global_index_description(spec, arn, billing, "ACTIVE")
+        desc["GlobalSecondaryIndexes"] = [_global_index_description(ctx, spec, arn, billing, "ACTIVE")
                                           for spec in request["GlobalSecondaryIndexes"]]
     if request.get("VectorIndexes"):
         desc["VectorIndexes"] = [vectors.description(spec, arn, "ACTIVE") for spec in request["VectorIndexes"]]
@@ -684,7 +684,7 @@ def _new_description(ctx, request, name, table_id, now, billing, throughput, typ
         desc["TableClassSummary"] = {"TableClass": request["TableClass"]}
     desc["DeletionProtectionEnabled"] = bool(request.get("DeletionProtectionEnabled", False))
     if request.get("OnDemandThroughput") is not None:
-        desc["OnDemandThroughput"] = _on_demand(request["OnDemandThroughput"], None, billing, False)
+        desc["OnDemandThroughput"] = _on_demand(ctx, request["OnDemandThroughput"], None, billing, False)
     if request.get("WarmThroughput") is not None:
         desc["WarmThroughput"] = _warm(request["WarmThroughput"], None)
     return desc
@@ -709,7 +709,7 @@ def _local_index_description(spec: dict, table_arn_: str) -> dict:
     return out
 
 
-def _global_index_description(spec: dict, table_arn_: str, billing: str, status: str) -> dict:
+def _global_index_description(ctx, spec: dict, table_arn_: str, billing: str, status: str) -> dict:
     """The stored GlobalSecondaryIndexDescription."""
     out = _index_head(spec)
     out["IndexStatus"] = status
@@ -722,7 +722,8 @@ def _global_index_description(spec: dict, table_arn_: str, billing: str, status:
         "WriteCapacityUnits": throughput["WriteCapacityUnits"] if throughput else 0,
     }
     if spec.get("OnDemandThroughput") is not None:
-        out["OnDemandThroughput"] = _on_demand(spec["OnDemandThroughput"], None, billing, False)
+        out["OnDemandThroughput"] = _on_demand(ctx, spec["OnDemandThroughput"], None, billing, False,
+                                               spec["IndexName"])
     out["IndexArn"] = f"{table_arn_}/index/{spec['IndexName']}"
     return out
 
@@ -752,10 +753,15 @@ def _sse_description(ctx, spec: dict | None, creating: bool = False) -> dict | N
     return {"Status": "ENABLED", "SSEType": "KMS", "KMSMasterKeyArn": key}
 
 
-def _on_demand(spec: dict, current: dict | None, billing: str, updating: bool) -> dict:
+def _on_demand(ctx, spec: dict, current: dict | None, billing: str, updating: bool, index: str | None = None) -> dict:
     """OnDemandThroughput (on-demand tables only); -1 means "no maximum",
-    which an update may also set explicitly to clear a maximum."""
+    which an update may also set explicitly to clear a maximum.  A maximum
+    above the table quota DescribeLimits reports (TableMax*CapacityUnits) is
+    refused: the Developer Guide bounds on-demand throughput by that quota,
+    and DynamoDB answers LimitExceededException in the words kept here (as
+    recorded from its responses; the API Reference gives no message)."""
     out = dict(current or {"MaxReadRequestUnits": -1, "MaxWriteRequestUnits": -1})
+    where = f"index : {index}" if index is not None else "table"
     for member in ("MaxReadRequestUnits", "MaxWriteRequestUnits"):
         value = spec.get(member)
         if value is None:
@@ -766,7 +772,13 @@ def _on_demand(spec: dict, current: dict | None, billing: str, updating: bool) -
             )
         if value < 1 and not (updating and value == -1):
             raise ValidationException(
-                f"{INVALID}Requested {member} for OnDemandThroughput for table is outside of valid range"
+                f"{INVALID}Requested {member} for OnDemandThroughput for {where} is outside of valid range"
+            )
+        quota = "TableMaxReadCapacityUnits" if member == "MaxReadRequestUnits" else "TableMaxWriteCapacityUnits"
+        if value > LIMITS[quota]:
+            raise LimitExceededException(
+                f"Subscriber limit exceeded: Requested {member} for OnDemandThroughput for {where} exceeds {quota} "
+                f"of the account in region {ctx.region}"
             )
         out[member] = value
     return out
@@ -1098,7 +1110,7 @@ def _apply_gsi_updates(ctx, table: Table, desc: dict, request: dict, numbers: di
         if update.get("Create") is not None:
             spec = update["Create"]
             _check_gsi_create(ctx, table, desc, gsis, spec, request.get("AttributeDefinitions"), billing)
-            gsis.append(_global_index_description(spec, desc["TableArn"], billing, "CREATING"))
+            gsis.append(_global_index_description(ctx, spec, desc["TableArn"], billing, "CREATING"))
             numbers[spec["IndexName"]] = next_index
             next_index += 1
             jobs.append((spec["IndexName"], "backfill"))
@@ -1199,8 +1211,8 @@ def _update_gsi_throughput(ctx, desc: dict, gsis: list, spec: dict, billing: str
         current["ProvisionedThroughput"] = _changed_throughput(current["ProvisionedThroughput"], throughput,
                                                                _now(ctx))
     if spec.get("OnDemandThroughput") is not None:
-        current["OnDemandThroughput"] = _on_demand(spec["OnDemandThroughput"], current.get("OnDemandThroughput"),
-                                                   billing, True)
+        current["OnDemandThroughput"] = _on_demand(ctx, spec["OnDemandThroughput"],
+                                                   current.get("OnDemandThroughput"), billing, True, name)
     if spec.get("WarmThroughput") is not None:
         current["WarmThroughput"] = _warm(spec["WarmThroughput"], current.get("WarmThroughput"))
     # Keep DynamoDB's member order: IndexArn last.
@@ -1294,7 +1306,7 @@ def _updated_description(ctx, current: dict, request: dict) -> dict:
         desc["DeletionProtectionEnabled"] = request["DeletionProtectionEnabled"]
     if request.get("OnDemandThroughput") is not None:
         desc["OnDemandThroughput"] = _on_demand(
-            request["OnDemandThroughput"], desc.get("OnDemandThroughput"), _billing_mode(desc), True
+            ctx, request["OnDemandThroughput"], desc.get("OnDemandThroughput"), _billing_mode(desc), True
         )
     if request.get("WarmThroughput") is not None:
         desc["WarmThroughput"] = _warm(request["WarmThroughput"], desc.get("WarmThroughput"))

@@ -324,7 +324,7 @@ def writes_per_second(ddb, table: str, seconds: int) -> tuple[list[int], dict | 
 def test_on_demand_serves_double_the_previous_peak_and_a_faster_rise_throttles(small_on_demand):
     ddb = small_on_demand
     # A high maximum: the catalog sends only tables with limits to the capacity hook (see the report).
-    table = on_demand_table(ddb, OnDemandThroughput={"MaxWriteRequestUnits": 100000})
+    table = on_demand_table(ddb, OnDemandThroughput={"MaxWriteRequestUnits": 40000})
     counts, refusal = writes_per_second(ddb, table, 12)
     # 5 a second at first (the new table's warm throughput); held there, 5 is the previous peak about
     # four seconds later, so 10 are served; some four seconds on, 20: doubling once per scaling time, no
@@ -343,7 +343,7 @@ def test_on_demand_serves_double_the_previous_peak_and_a_faster_rise_throttles(s
 
 def test_a_warm_throughput_is_served_at_once(small_on_demand):
     ddb = small_on_demand
-    table = on_demand_table(ddb, OnDemandThroughput={"MaxWriteRequestUnits": 100000})
+    table = on_demand_table(ddb, OnDemandThroughput={"MaxWriteRequestUnits": 40000})
     ddb.update_table(TableName=table, WarmThroughput={"WriteUnitsPerSecond": 30})
     counts, _ = writes_per_second(ddb, table, 3)  # 30 a second and one second banked; 5 without it
     assert 5 * 3 + 5 + 5 < sum(counts) <= 30 * 3 + 30 + 5, counts

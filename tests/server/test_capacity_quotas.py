@@ -102,3 +102,47 @@ def test_the_account_maximum_for_writes_and_a_new_gsi(ddb):
         "ReadCapacityUnits": 1, "WriteCapacityUnits": 1}, **SCHEMA) == (
         "LimitExceededException", account_message("WriteCapacityUnits", 80000, 1))
     ddb.list_tables()  # still serving
+
+
+def on_demand_message(member: str, where: str) -> str:
+    quota = "TableMaxReadCapacityUnits" if member == "MaxReadRequestUnits" else "TableMaxWriteCapacityUnits"
+    return (f"Subscriber limit exceeded: Requested {member} for OnDemandThroughput for {where} exceeds {quota} of "
+            "the account in region us-east-1")
+
+
+def test_an_on_demand_maximum_above_the_table_quota_is_refused(ddb):
+    """The Developer Guide bounds an on-demand table by the 40,000-unit table quota; DynamoDB refuses a
+    maximum above it, for a table or a GSI, on CreateTable and UpdateTable (its recorded words)."""
+    assert ddb.describe_limits()["TableMaxWriteCapacityUnits"] == 40000
+    name = unique_name("quota")
+    defs = [*SCHEMA["AttributeDefinitions"], {"AttributeName": "g", "AttributeType": "S"}]
+    assert error_of(ddb.create_table, TableName=name, BillingMode="PAY_PER_REQUEST",
+                    OnDemandThroughput={"MaxReadRequestUnits": 40001}, **SCHEMA) == (
+        "LimitExceededException", on_demand_message("MaxReadRequestUnits", "table"))
+    assert error_of(ddb.create_table, TableName=name, BillingMode="PAY_PER_REQUEST", KeySchema=SCHEMA["KeySchema"],
+                    AttributeDefinitions=defs, GlobalSecondaryIndexes=[{
+                        "IndexName": "by_g", **GSI_SCHEMA, "OnDemandThroughput": {"MaxWriteRequestUnits": 40001}}]) == (
+        "LimitExceededException", on_demand_message("MaxWriteRequestUnits", "index : by_g"))
+    with pytest.raises(ClientError):
+        ddb.describe_table(TableName=name)  # neither was created
+    # the quota itself is accepted, as is a GSI's
+    ddb.create_table(TableName=name, BillingMode="PAY_PER_REQUEST", KeySchema=SCHEMA["KeySchema"],
+                     AttributeDefinitions=defs, OnDemandThroughput={"MaxReadRequestUnits": 40000,
+                                                                    "MaxWriteRequestUnits": 40000},
+                     GlobalSecondaryIndexes=[{"IndexName": "by_g", **GSI_SCHEMA,
+                                              "OnDemandThroughput": {"MaxReadRequestUnits": 40000}}])
+    assert error_of(ddb.update_table, TableName=name, OnDemandThroughput={"MaxWriteRequestUnits": 50000}) == (
+        "LimitExceededException", on_demand_message("MaxWriteRequestUnits", "table"))
+    assert error_of(ddb.update_table, TableName=name, GlobalSecondaryIndexUpdates=[{"Update": {
+        "IndexName": "by_g", "OnDemandThroughput": {"MaxReadRequestUnits": 40001}}}]) == (
+        "LimitExceededException", on_demand_message("MaxReadRequestUnits", "index : by_g"))
+    # a GSI's maximum out of range names the index, as DynamoDB's message does
+    assert error_of(ddb.update_table, TableName=name, GlobalSecondaryIndexUpdates=[{"Update": {
+        "IndexName": "by_g", "OnDemandThroughput": {"MaxReadRequestUnits": 0}}}]) == (
+        "ValidationException", "One or more parameter values were invalid: Requested MaxReadRequestUnits for "
+                               "OnDemandThroughput for index : by_g is outside of valid range")
+    described = ddb.describe_table(TableName=name)["Table"]
+    assert described["OnDemandThroughput"] == {"MaxReadRequestUnits": 40000, "MaxWriteRequestUnits": 40000}
+    assert described["GlobalSecondaryIndexes"][0]["OnDemandThroughput"]["MaxReadRequestUnits"] == 40000
+    ddb.update_table(TableName=name, OnDemandThroughput={"MaxWriteRequestUnits": -1})  # removing one still works
+    assert ddb.describe_table(TableName=name)["Table"]["OnDemandThroughput"]["MaxWriteRequestUnits"] == -1
