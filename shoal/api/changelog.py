@@ -286,6 +286,52 @@ def read_item_befores(txn, table_id: str, after_seq: int = 0):
         yield orjson.dumps(record["keys"]), None if record["old"] is None else orjson.dumps(record["old"])
 
 
+_ORIGIN_SEQ_FIELD = b',"originSeq":'
+_USER_IDENTITY_FIELD = b'"userIdentity"'
+
+
+def item_change_parts(value: bytes) -> tuple[bytes, bool, bytes, bytes | None, bytes | None] | None:
+    """(origin, replicated, keys JSON, image before JSON, image after JSON)
+    of a stored change of an item, sliced out of its bytes: the readers that
+    run on every write of a global table (its stream, the version store, the
+    sender) need these pieces and no parsed item.  ``replicated``: the record
+    carries ``originSeq`` (``replication.apply`` wrote it for a peer's write);
+    an image is None when absent.  None for a change of the table itself and
+    for any record whose layout is not the one described in
+    ``read_item_befores`` (an attribute named ``new``, a ``userIdentity``):
+    the caller decodes those (``decode_change``)."""
+    origin_at = _TABLE_ID_END + len(_ORIGIN_FIELD)
+    if value[_TABLE_ID_END:origin_at] != _ORIGIN_FIELD:
+        return None
+    quote = value.find(b'"', origin_at)  # the origin's end: it holds no escaped quote
+    if quote < 0 or value[quote - 1] == 0x5C:
+        return None
+    after = quote + 1
+    replicated = value.startswith(_ORIGIN_SEQ_FIELD, after)
+    if replicated:  # ,"originSeq":N,"originTime":N,"keys":
+        after = value.find(_KEYS_FIELD, after)
+        if after < 0:
+            return None
+    elif not value.startswith(_KEYS_FIELD, after):
+        return None  # a change of the table itself, or another layout
+    keys_start = after + len(_KEYS_FIELD)
+    keys_end = value.find(_KEYS_END, keys_start) + 3
+    if keys_end < 3:
+        return None
+    new = value.find(_NEW_FIELD, keys_end)
+    if new < 0 or value.find(_NEW_FIELD, new + len(_NEW_FIELD)) >= 0 or value.find(_USER_IDENTITY_FIELD, new) >= 0:
+        return None
+    old = value[keys_end - 3 + len(_KEYS_END):new]
+    image = value[new + len(_NEW_FIELD):-1]
+    return (value[origin_at:quote], replicated, value[keys_start:keys_end], None if old == b"null" else old,
+            None if image == b"null" else image)
+
+
+def change_time(value) -> int:
+    """The write time (ms) of a stored change value, read without decoding it."""
+    return _TIME.unpack_from(value)[0]
+
+
 def decode_change(value) -> tuple[int, dict]:
     """(time_ms, record) of a stored change value from ``read_raw_changes``."""
     return _TIME.unpack_from(value)[0], orjson.loads(memoryview(value)[_TIME.size:])

@@ -51,10 +51,12 @@ import orjson
 
 from shoal.api.changelog import (
     advance_consumer,
+    change_time,
     consumer_cursor,
     decode_change,
     head_position,
     is_table_change,
+    item_change_parts,
     read_raw_changes,
 )
 from shoal.api.common import meter_records
@@ -197,10 +199,30 @@ def load_stream(txn, stream_id: bytes) -> dict | None:
 
 
 def shard_records(txn, stream_id: bytes, shard: int, after: int):
-    """Yield (key, record JSON) of shard ``shard``'s records with positions
-    after ``after``, in order; a record's position is ``record_position(key)``."""
+    """Yield (key, stored record) of shard ``shard``'s records with positions
+    after ``after``, in order: the record's time (ms, 8 bytes) and then its
+    JSON as GetRecords returns it; a record's position is ``record_position(key)``."""
     _, stop = _shard_range(stream_id, shard)
-    return txn.scan("streams", _record_key(stream_id, shard, after + 1), stop)
+    stream = None
+    for key, value in txn.scan("streams", _record_key(stream_id, shard, after + 1), stop):
+        if value[_U64.size:_U64.size + 1] == _DEFERRED:
+            if stream is None:
+                stream = _load_stream(txn, stream_id)
+            value = _deferred(stream, key, value)
+        yield key, value
+
+
+_DEFERRED = b"\x00"  # after the time: a change record as the log holds it, not yet shaped
+
+
+def _deferred(stream: dict, key, value) -> bytes:
+    """A record the materializer stored unshaped (a global table's: its
+    stream is there because replication needs one, and is often not read,
+    so the writes do not pay for shaping records nobody reads), shaped as
+    the materializer shapes any other: time + the record's JSON."""
+    ms = _U64.unpack_from(value)[0]
+    change = orjson.loads(memoryview(value)[_U64.size + 1:])
+    return _U64.pack(ms) + build_record(stream, record_position(key), ms, change)
 
 
 def record_position(key: bytes) -> int:
@@ -405,10 +427,13 @@ class Materializer:
         Changes of tables without a stream over them are passed over without
         being decoded (up to ``SKIP_FACTOR`` times the chunk per round), and
         when no stream covers anything after the cursor, the cursor jumps to
-        the head at once: a table without streams costs this job nothing."""
+        the head at once: a table without streams costs this job nothing.
+        The changes of a global table's items are stored as they are, to be
+        shaped when read (``_deferred``)."""
         if not _streams_after(txn, cursor):
             return _head_seq(txn), False
         histories: dict[str, list | None] = {}
+        deferred: dict[str, bool] = {}
         shards = _ShardWriter(txn, self.config)
         done = seen = 0
         more = False
@@ -420,10 +445,20 @@ class Materializer:
             seen += 1
             if table_id not in histories:
                 histories[table_id] = _load_json(txn, _table_streams_key(uuid.UUID(table_id).bytes))
+                deferred[table_id] = _is_replica_source(txn, table_id)
             entry = _covering(histories[table_id], seq)
             if entry is None:
                 continue
             done += 1
+            if deferred[table_id]:
+                value = bytes(value)
+                parts = item_change_parts(value)
+                if parts is not None:
+                    old, new = parts[3], parts[4]
+                    if old is None or new is None or (old != new and not _same_image(orjson.loads(old),
+                                                                                   orjson.loads(new))):
+                        shards.append_deferred(bytes.fromhex(entry["id"]), seq, change_time(value), value)
+                    continue
             ms, change = decode_change(value)
             if is_table_change(change):  # the table's own changes are not stream records
                 continue
@@ -442,6 +477,14 @@ class Materializer:
             stream_id = key[len(b"streams/closing/"):]
             _close_open_shard(txn, stream_id, int(time.time() * 1000), reopen=False)
             txn.delete("meta", key)
+
+
+def _is_replica_source(txn, table_id: str) -> bool:
+    """Whether the table replicates to other regions (a global table): the
+    records of its stream are then stored unshaped (``_deferred``)."""
+    from shoal.replication.apply import is_global  # not at import: replication imports the write path
+
+    return is_global(txn, table_id)
 
 
 def _streams_after(txn, cursor: int) -> bool:
@@ -498,6 +541,18 @@ class _ShardWriter:
         self.open: dict[bytes, list] = {}
 
     def append(self, stream_id: bytes, seq: int, ms: int, change: dict) -> None:
+        stream = self._open_stream(stream_id, seq, ms)
+        if stream is not None:
+            self._put(stream_id, seq, _U64.pack(ms) + build_record(stream, seq, ms, change))
+
+    def append_deferred(self, stream_id: bytes, seq: int, ms: int, value: bytes) -> None:
+        """Store the change record ``value`` (as the change log holds it) to
+        be shaped into the stream record when read (``_deferred``)."""
+        if self._open_stream(stream_id, seq, ms) is not None:
+            self._put(stream_id, seq, value[:_U64.size] + _DEFERRED + value[_U64.size:])
+
+    def _open_stream(self, stream_id: bytes, seq: int, ms: int) -> dict | None:
+        """The stream, its open shard rolled over first if due (None: gone)."""
         stream = self.streams.get(stream_id)
         if stream is None:
             stream = self.streams[stream_id] = _load_stream(self.txn, stream_id)
@@ -505,14 +560,17 @@ class _ShardWriter:
             self.open[stream_id] = list(_OPEN.unpack(raw)) if raw else None
         state = self.open[stream_id]
         if stream is None or state is None:
-            return
+            return None
         number, count, opened_ms, _last = state
         if self._due(count, opened_ms, ms):
             self._store(stream_id)
             number = _close_open_shard(self.txn, stream_id, ms, reopen=True, upto=seq - 1)
-            self.streams[stream_id] = _load_stream(self.txn, stream_id)
+            stream = self.streams[stream_id] = _load_stream(self.txn, stream_id)
             state[:] = [number, 0, ms, seq - 1]
-        value = _U64.pack(ms) + build_record(stream, seq, ms, change)
+        return stream
+
+    def _put(self, stream_id: bytes, seq: int, value: bytes) -> None:
+        state = self.open[stream_id]
         self.txn.put("streams", _record_key(stream_id, state[0], seq), value)
         state[1] += 1
         state[3] = seq
@@ -937,11 +995,10 @@ def get_records(ctx, request: dict) -> bytes:
 
 def _read_shard(txn, stream_id, number, position, limit, cutoff) -> tuple[list, int, bool]:
     """(record JSONs, position after them, whether the shard's end was reached)."""
-    _, stop = _shard_range(stream_id, number)
     records: list = []
     size = 0
     last = position
-    for key, value in txn.scan("streams", _record_key(stream_id, number, position + 1), stop):
+    for key, value in shard_records(txn, stream_id, number, position):
         if _U64.unpack_from(value)[0] < cutoff:
             raise TrimmedDataAccessException(TRIMMED)
         if len(records) >= limit or (records and size + len(value) > MAX_RESPONSE_BYTES):

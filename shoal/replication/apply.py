@@ -50,6 +50,11 @@ def unmark_global(txn, table_id: str) -> None:
     txn.delete("meta", REGISTRY_PREFIX + table_id.encode())
 
 
+def is_global(txn, table_id: str) -> bool:
+    """Whether the table of this id replicates (``mark_global``)."""
+    return txn.get("meta", REGISTRY_PREFIX + table_id.encode()) is not None
+
+
 def global_tables(txn, catalog) -> dict:
     """Every global table of this deployment that still exists, by table id."""
     out = {}

@@ -55,6 +55,7 @@ import orjson
 
 from shoal.api.changelog import (
     advance_consumer,
+    change_time,
     consumer_cursor,
     consumers,
     decode_change,
@@ -226,7 +227,8 @@ class Replicator:
         self._next_prune = 0.0
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
-        # position -> (time, record) of the local writes indexed this round (``versions.index_local``)
+        # position -> (time, origin, keys JSON, new image JSON) of the local writes indexed this
+        # round (``versions.index_local``)
         self._decoded: dict = {}
 
     def start(self) -> "Replicator":
@@ -682,50 +684,71 @@ class Replicator:
             with self.engine.read() as txn:
                 # An MRSC table's writes reach the other regions by consensus
                 # (shoal.replication.strong), not by last writer wins: passed over.
-                records, last, more = self._pending(txn, table_id, cursor, versions_cursor,
-                                                    send=not control.is_strong(table.description))
-            body = orjson.dumps({"TableName": table.name, "SourceRegion": self.region, "Records": records}) \
-                if records else None
-            batch = round_cache[batch_key] = (records, last, more, body)
-        records, last, more, body = batch
-        if records:
+                pieces, times, last, more = self._pending(txn, table_id, cursor, versions_cursor,
+                                                          send=not control.is_strong(table.description))
+            body = b"".join((b'{"TableName":', orjson.dumps(table.name), b',"SourceRegion":',
+                             orjson.dumps(self.region), b',"Records":[', b",".join(pieces), b"]}")) if pieces else None
+            batch = round_cache[batch_key] = (times, last, more, body)
+        times, last, more, body = batch
+        if times:
             peer.call("ApplyChanges", body=body)
             if self.metrics:  # the peer has them durably now
                 now_ms = self.clock() * 1000
                 self._add_point(points, "ReplicationLatency", table.name, peer.region, "Milliseconds",
-                                [max(0.0, now_ms - r["time"]) for r in records])
+                                [max(0.0, now_ms - t) for t in times])
         if last != cursor:
             sent.append((consumer, cursor, last))
         # A round that sent something is followed at once by the next (what
         # was written meanwhile goes as one batch); only an idle one sleeps.
-        return more or bool(records)
+        return more or bool(times)
 
     def _pending(self, txn, table_id: str, cursor: int, indexed: int | None,
-                 send: bool = True) -> tuple[list, int, bool]:
+                 send: bool = True) -> tuple[list, list, int, bool]:
         """This region's own changes of the table after ``cursor``, up to the
-        indexer's cursor (their versions are known), whole write times at a time."""
+        indexer's cursor (their versions are known), whole write times at a
+        time: (each record's JSON, each record's time, the position read to,
+        whether more remain).
+
+        A record is ``{"time", "origin", "seq", "keys", "new"}`` (the
+        protocol's ``ApplyChanges``), spliced from the bytes the change log
+        holds (``versions.local_change``): nothing of an item is decoded or
+        encoded again on its way to the peers."""
         own = self.region + ":"
-        records: list[dict] = []
+        pieces: list[bytes] = []
+        times: list[int] = []
         last, seen, last_ms = cursor, 0, None
+        origins: dict[str, bytes] = {}
+        bumped = None
+        decoded = self._decoded
         for seq, record_table, value in read_raw_changes(txn, cursor):
             if indexed is not None and seq > indexed:
-                return records, last, False
+                return pieces, times, last, False
             if seen >= BATCH * SCAN_FACTOR:
-                return records, last, True
+                return pieces, times, last, True
             if record_table != table_id:
                 last, seen = seq, seen + 1
                 continue
-            found = self._decoded.get(seq)  # indexed this round: decoded already
-            ms, record = found if found is not None else decode_change(value)
-            if len(records) >= BATCH and ms != last_ms:
-                return records, last, True
+            change = decoded.get(seq)  # indexed this round: sliced already
+            if change is None:
+                change = versions.local_change(value)
+            ms = change[0] if change is not None else change_time(value)
+            if len(pieces) >= BATCH and ms != last_ms:
+                return pieces, times, last, True
             last, seen = seq, seen + 1
-            if not send or is_table_change(record) or "originSeq" in record or not record["origin"].startswith(own):
+            if not send or change is None or not change[1].startswith(own):
                 continue
             last_ms = ms
-            records.append({"time": versions.bumped_time(txn, seq) or ms, "origin": record["origin"], "seq": seq,
-                            "keys": record["keys"], "new": record["new"]})
-        return records, last, False
+            if bumped is None:  # the times index_local moved, from here to the indexer's cursor
+                bumped = versions.bumped_times(txn, seq, indexed)
+            _, origin, keys_json, new_json = change
+            origin_json = origins.get(origin)
+            if origin_json is None:
+                origin_json = origins[origin] = orjson.dumps(origin)
+            ms = bumped.get(seq, ms)
+            pieces.append(b'{"time":%d,"origin":%b,"seq":%d,"keys":%b,"new":%b}'
+                          % (ms, origin_json, seq, keys_json, b"null" if new_json is None else new_json))
+            times.append(ms)
+        return pieces, times, last, False
 
 
 def control_errors():

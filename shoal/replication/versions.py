@@ -25,12 +25,16 @@ from __future__ import annotations
 
 import struct
 
+import orjson
+
 from shoal.api.changelog import (
     advance_consumer,
+    change_time,
     consumer_cursor,
     decode_change,
     head_position,
     is_table_change,
+    item_change_parts,
     read_raw_changes,
     register_consumer,
 )
@@ -73,6 +77,15 @@ def bumped_time(txn, seq: int) -> int | None:
     return _SEQ.unpack(raw)[0] if raw is not None else None
 
 
+def bumped_times(txn, first: int, last: int | None = None) -> dict[int, int]:
+    """Position -> time of the local writes from ``first`` to ``last``
+    (inclusive; None: to the end) that ``index_local`` bumped: one range
+    read for a batch instead of a look-up per record (bumps are rare)."""
+    stop = BUMP_PREFIX + _SEQ.pack(last + 1) if last is not None and last + 1 < 2**64 else BUMP_PREFIX[:-1] + b"0"
+    return {_SEQ.unpack_from(key, len(BUMP_PREFIX))[0]: _SEQ.unpack(value)[0]
+            for key, value in txn.scan("meta", BUMP_PREFIX + _SEQ.pack(first), stop)}
+
+
 def start_indexing(txn) -> None:
     """Register the indexer (idempotent) at the log's head: writes made
     before a table became global have no version, which is older than any."""
@@ -84,9 +97,14 @@ def index_local(txn, tables_by_id: dict, limit: int | None = None, decoded: dict
     store, for the tables of ``tables_by_id`` (table id -> ``Table``), and
     move the cursor; returns the last position read.  Replicated records
     (``originSeq``) are skipped: applying them stored their version.  Each
-    record of a local write decoded here is kept in ``decoded`` (position ->
-    (time, record)) when given: the replication thread sends the same
-    records next, and need not decode them again."""
+    local write read here is kept in ``decoded`` (position -> (time, origin,
+    keys JSON, new image JSON or None)) when given: the replication thread
+    sends the same records next, as these very bytes.
+
+    A record is sliced (``item_change_parts``), not decoded: only its keys
+    are parsed, to find the item's storage key.  This runs once for every
+    write of a global table, so a decode of each image here was a good part
+    of what being a replica source cost."""
     cursor = consumer_cursor(txn, INDEXER)
     if cursor is None:
         return head_position(txn)
@@ -100,21 +118,38 @@ def index_local(txn, tables_by_id: dict, limit: int | None = None, decoded: dict
         table = tables_by_id.get(table_id)
         if table is None:
             continue
-        ms, record = decode_change(value)
-        if is_table_change(record) or "originSeq" in record:
+        change = local_change(value)
+        if change is None:
             continue
         if decoded is not None:
-            decoded[seq] = (ms, record)
-        skey = storage_key(table, record["keys"])
-        version = (ms, record["origin"], seq)
+            decoded[seq] = change
+        ms, origin, keys_json, new_json = change
+        skey = storage_key(table, orjson.loads(keys_json))
+        version = (ms, origin, seq)
         current = read_version(txn, skey)
         if current is not None and current[0] >= version:
-            version = (current[0][0] + 1, record["origin"], seq)
+            version = (current[0][0] + 1, origin, seq)
             txn.put("meta", BUMP_PREFIX + _SEQ.pack(seq), _SEQ.pack(version[0]))
-        write_version(txn, skey, version, record["new"] is None)
+        write_version(txn, skey, version, new_json is None)
     if last != cursor:
         advance_consumer(txn, INDEXER, last)
     return last
+
+
+def local_change(value) -> tuple[int, str, bytes, bytes | None] | None:
+    """(time, origin, keys JSON, new image JSON or None) of a stored change
+    record of an item written here, or None for a change of a table or one
+    a peer made (what the version store and the sender pass over)."""
+    value = bytes(value)
+    parts = item_change_parts(value)
+    if parts is not None:
+        origin, replicated, keys_json, _old, new_json = parts
+        return None if replicated else (change_time(value), origin.decode(), keys_json, new_json)
+    ms, record = decode_change(value)  # a layout the slicing does not take
+    if is_table_change(record) or "originSeq" in record:
+        return None
+    new = record["new"]
+    return ms, record["origin"], orjson.dumps(record["keys"]), None if new is None else orjson.dumps(new)
 
 
 def prune_tombstones(txn, now_ms: int, limit: int = 1000) -> int:

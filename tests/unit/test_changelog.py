@@ -16,8 +16,11 @@ from shoal.api.changelog import (
     consumer_cursor,
     consumers,
     decode_change,
+    ChangeAppender,
+    change_time,
     head_position,
     is_table_change,
+    item_change_parts,
     log_status,
     prune_changes,
     read_raw_changes,
@@ -148,6 +151,62 @@ def test_stream_records_are_only_item_changes(ctx, engine):
                                                 "ShardIteratorType": "TRIM_HORIZON"})["ShardIterator"]
     got = orjson.loads(streams.get_records(ctx, {"ShardIterator": iterator}))["Records"]
     assert [r["dynamodb"]["Keys"]["pk"]["S"] for r in got] == ["a", "b"]
+
+
+def test_item_change_parts_slice_what_decoding_gives(ctx, engine, clock):
+    """The slices the replica source's readers take instead of decoding are
+    the record's keys, images, origin and time; a record whose layout the
+    slicing cannot trust (an attribute named new, a userIdentity) or a
+    table change gives None, for the caller to decode."""
+    make_table(ctx)
+    with engine.read() as txn:
+        start = head_position(txn)
+    put(ctx, "plain", v={"N": "1"})
+    put(ctx, "plain", v={"N": "2"}, old={"S": '"}},"old":'})  # a modify; the quote is escaped in JSON
+    put(ctx, 'quote"}},"old":{"S":"x"}},"new":null}', w={"L": [{"M": {"new": {"S": "inner"}}}]})
+    put(ctx, "named", new={"S": "an attribute named new"})
+    items.delete_item(ctx, {"TableName": "events", "Key": {"pk": {"S": "plain"}}})
+    ttl.update_time_to_live(ctx, {"TableName": "events",
+                                  "TimeToLiveSpecification": {"Enabled": True, "AttributeName": "exp"}})
+    with engine.write() as txn:
+        table = ctx.catalog.get(txn, REGION, "events")
+        log = ChangeAppender(txn)
+        log.item_change(table, {"pk": {"S": "gone"}}, b'{"pk":{"S":"gone"}}', None,
+                        user_identity={"type": "Service", "principalId": "dynamodb.amazonaws.com"})
+        log.finish()
+    with engine.read() as txn:
+        stored = [bytes(value) for _, _, value in read_raw_changes(txn, start)]
+    sliced = []
+    for value in stored:
+        ms, record = decode_change(value)
+        parts = item_change_parts(value)
+        if parts is None:
+            sliced.append(None)
+            continue
+        origin, replicated, keys, old, new = parts
+        assert change_time(value) == ms
+        assert (origin.decode(), replicated) == (record["origin"], False)
+        assert orjson.loads(keys) == record["keys"]
+        assert (None if old is None else orjson.loads(old)) == record["old"]
+        assert (None if new is None else orjson.loads(new)) == record["new"]
+        sliced.append(record["keys"]["pk"]["S"])
+    assert sliced == ["plain", "plain", 'quote"}},"old":{"S":"x"}},"new":null}', None, "plain", None, None]
+
+
+def test_item_change_parts_of_a_replicated_write(ctx, engine):
+    """A peer's write applied here carries originSeq and originTime before its keys."""
+    from shoal.replication.apply import ReplicatedWriteLog
+
+    make_table(ctx)
+    with engine.write() as txn:
+        table = ctx.catalog.get(txn, REGION, "events")
+        log = ReplicatedWriteLog(txn)
+        log.origin, log.origin_seq, log.origin_time = "eu-west-1:00aa", 41, 1_700_000_000_123
+        log.item_change(table, {"pk": {"S": "r"}}, None, b'{"pk":{"S":"r"},"n":{"N":"5"}}')
+        log.finish()
+        value = bytes(next(iter(txn.scan("changes", reverse=True)))[1])
+    assert item_change_parts(value) == (b"eu-west-1:00aa", True, b'{"pk":{"S":"r"}}', None,
+                                        b'{"pk":{"S":"r"},"n":{"N":"5"}}')
 
 
 # ---------------------------------------------------------------- consumers and pruning

@@ -59,6 +59,15 @@ def _get(ctx, pk):
     return items.get_item(ctx, {"TableName": "events", "Key": {"pk": {"S": pk}}, "ConsistentRead": True})
 
 
+def _pending(sender, txn, table_id, cursor):
+    """The records the sender would send after ``cursor`` (decoded from the
+    JSON it splices), the position read to, and whether more remain."""
+    pieces, times, last, more = sender._pending(txn, table_id, cursor, None)
+    records = [orjson.loads(piece) for piece in pieces]
+    assert [r["time"] for r in records] == times
+    return records, last, more
+
+
 def _item(ctx, pk):
     answer = _get(ctx, pk)
     answer = orjson.loads(answer) if isinstance(answer, bytes) else answer
@@ -120,7 +129,7 @@ def test_a_local_write_after_a_newer_remote_one_is_given_a_newer_time(ctx, clock
         versions.index_local(txn, replica_apply.global_tables(txn, ctx.catalog))
     sender = node.Replicator(ctx.engine, ctx.catalog, control.Settings(HOME, {}))
     with ctx.engine.read() as txn:
-        records, _, _ = sender._pending(txn, table.table_id, 0, None)
+        records, _, _ = _pending(sender, txn, table.table_id, 0)
     assert [(r["keys"]["pk"]["S"], r["new"]["by"]["S"], r["time"]) for r in records] == [("x", "local", ahead + 1)]
     # So the peer, which holds the remote write, takes it.
     assert _apply(ctx, table, _change(ahead, f"{PEER}:bb", 1, "x", by="remote")) == 0
@@ -151,7 +160,7 @@ def test_an_applied_write_goes_through_the_write_path_and_keeps_its_origin(ctx):
     # And it is not sent back: a region sends its own writes only.
     sender = node.Replicator(ctx.engine, ctx.catalog, control.Settings(HOME, {}))
     with ctx.engine.read() as txn:
-        assert sender._pending(txn, table.table_id, 0, None)[0] == []
+        assert _pending(sender, txn, table.table_id, 0)[0] == []
 
 
 def test_the_writes_of_one_transaction_are_never_split_between_batches(ctx, clock, monkeypatch):
@@ -167,10 +176,51 @@ def test_the_writes_of_one_transaction_are_never_split_between_batches(ctx, cloc
     items.put_item(ctx, {"TableName": "events", "Item": {"pk": {"S": "after"}, "kind": {"S": "k"}}})
     sender = node.Replicator(ctx.engine, ctx.catalog, control.Settings(HOME, {}))
     with ctx.engine.read() as txn:
-        first, last, more = sender._pending(txn, table.table_id, 0, None)
+        first, last, more = _pending(sender, txn, table.table_id, 0)
         assert [r["keys"]["pk"]["S"] for r in first] == ["alone", "t0", "t1", "t2"] and more
-        second, _, more = sender._pending(txn, table.table_id, last, None)
+        second, _, more = _pending(sender, txn, table.table_id, last)
     assert [r["keys"]["pk"]["S"] for r in second] == ["after"] and not more
+
+
+def _stream_records(ctx, name="events"):
+    streams.catch_up(ctx.engine)
+    arn = tables.describe_table(ctx, {"TableName": name})["Table"]["LatestStreamArn"]
+    shard = streams.describe_stream(ctx, {"StreamArn": arn})["StreamDescription"]["Shards"][0]["ShardId"]
+    iterator = streams.get_shard_iterator(ctx, {"StreamArn": arn, "ShardId": shard,
+                                                "ShardIteratorType": "TRIM_HORIZON"})["ShardIterator"]
+    return orjson.loads(streams.get_records(ctx, {"ShardIterator": iterator}))["Records"]
+
+
+def test_a_global_tables_stream_records_are_shaped_when_read_as_any_others(ctx, clock):
+    """A replica source stores its stream's records as the change log holds
+    them and shapes them when read: what GetRecords returns is what the
+    materializer shapes for any table (``build_record``), no-op writes
+    (the same image, whatever its attributes' or set elements' order)
+    included as absent."""
+    table = _global(ctx)
+    put = lambda item: items.put_item(ctx, {"TableName": "events", "Item": item})  # noqa: E731
+    put({"pk": {"S": "a"}, "kind": {"S": "k"}, "tags": {"SS": ["x", "y"]}})
+    put({"pk": {"S": "a"}, "kind": {"S": "k"}, "tags": {"SS": ["x", "y"]}})  # no change
+    put({"tags": {"SS": ["y", "x"]}, "kind": {"S": "k"}, "pk": {"S": "a"}})  # no change either
+    clock.offset += 2
+    put({"pk": {"S": "a"}, "kind": {"S": "k2"}, "tags": {"SS": ["x"]}})
+    items.delete_item(ctx, {"TableName": "events", "Key": {"pk": {"S": "a"}}})
+    records = _stream_records(ctx)
+    assert [r["eventName"] for r in records] == ["INSERT", "MODIFY", "REMOVE"]
+    with ctx.engine.read() as txn:
+        history = orjson.loads(txn.get("meta", b"streams/table/" + table.prefix))
+        stream = streams.load_stream(txn, bytes.fromhex(history[-1]["id"]))
+        stored = [bytes(value) for _, value in txn.scan("streams", bytes.fromhex(stream["id"]),
+                                                        bytes.fromhex(stream["id"]) + b"\xff")]
+        assert [value[8:9] for value in stored] == [b"\x00"] * 3  # unshaped: the change record as logged
+        expected = []
+        for record in records:
+            seq = int(record["dynamodb"]["SequenceNumber"]) - streams.SEQ_BASE
+            ms, change = decode_change(next(iter(txn.scan("changes", seq.to_bytes(8, "big"))))[1])
+            expected.append(orjson.loads(streams.build_record(stream, seq, ms, change)))
+    assert records == expected
+    assert records[1]["dynamodb"]["OldImage"]["tags"] == {"SS": ["x", "y"]}
+    assert records[1]["dynamodb"]["NewImage"]["kind"] == {"S": "k2"}
 
 
 # ---------------------------------------------------------------- ReplicaUpdates
