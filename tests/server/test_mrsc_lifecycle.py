@@ -378,3 +378,37 @@ def test_a_replica_of_a_table_with_the_aws_managed_key_has_its_regions_own(regio
     east1.update_table(TableName=plain, ReplicaUpdates=[{"Create": {"RegionName": REGIONS[1]}}])
     _until(lambda: _all_active(east2, plain, 1), lambda: _table(east2, plain))
     assert "SSEDescription" not in _table(east2, plain)
+
+
+@pytest.mark.xfail(strict=True, reason="needs shoal/api/tables.py's update_table to pass its new description to "
+                                       "control.propagate_index_updates (desc=desc)")
+def test_replicas_are_updating_until_a_gsi_made_in_one_region_has_reached_them(regions):
+    """A GSI created in us-east-1 is sent to every replica; while us-east-2
+    is cut off from us-east-1, us-east-1 shows its replicas UPDATING, and
+    us-east-2 has no such index; healed, both replicas have it and are
+    ACTIVE everywhere."""
+    name = "lifecycle_gsi_updating"
+    _provisioned_global_table(regions, name)
+    east1 = regions.client(0)
+    regions.procs[1].stop()
+    regions.start(1, f"--peer-pause={REGIONS[0]}")
+    try:
+        answer = east1.update_table(
+            TableName=name, AttributeDefinitions=[{"AttributeName": "h", "AttributeType": "S"}],
+            GlobalSecondaryIndexUpdates=[{"Create": {
+                "IndexName": "by_h", "KeySchema": [{"AttributeName": "h", "KeyType": "HASH"}],
+                "Projection": {"ProjectionType": "KEYS_ONLY"},
+                "ProvisionedThroughput": {"ReadCapacityUnits": 5, "WriteCapacityUnits": 5}}}])["TableDescription"]
+        assert [(r["RegionName"], r["ReplicaStatus"]) for r in answer["Replicas"]] == [
+            (REGIONS[1], "UPDATING"), (REGIONS[2], "UPDATING")]
+        time.sleep(2.0)  # past the second after which an unanswering ACTIVE replica is REGION_DISABLED
+        assert _entry(_table(east1, name), REGIONS[1])["ReplicaStatus"] == "UPDATING"
+        assert [g["IndexName"] for g in _table(regions.client(1), name)["GlobalSecondaryIndexes"]] == ["by_g"]
+    finally:
+        regions.procs[1].stop()
+        regions.start(1)
+    for i in (1, 2):
+        _until(lambda: "by_h" in [g["IndexName"] for g in _table(regions.client(i), name)["GlobalSecondaryIndexes"]],
+               lambda: _table(regions.client(i), name))
+    for i in range(3):
+        _until(lambda: _all_active(regions.client(i), name, 2), lambda: _table(regions.client(i), name))
