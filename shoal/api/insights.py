@@ -22,6 +22,21 @@ ENABLING again and keeps the rules' creation time; a never-configured table
 or index describes as ``{TableName, ContributorInsightsStatus: DISABLED}``;
 the list omits DISABLED entries and gives a table before its indexes.
 
+FAILED: CloudWatch allows 100 Contributor Insights rules per account and
+region (its service quotas page; ``SHOAL_CONTRIBUTOR_INSIGHTS_RULE_QUOTA``
+changes it).  As DynamoDB answers past it (ack-api-quirks, verified
+2026-10-09): ENABLE still answers ENABLING, the entry turns FAILED once
+ENABLING would end, with a FailureException, no rules and no rule list; the
+rules are made all or none, so a failed entry uses none of the quota; FAILED
+stays until an ENABLE (evaluated again, new rule times) or a DISABLE
+(DISABLING still shows the failure, DISABLED clears it); the list shows
+FAILED entries.  Shoal decides at the ENABLE, with the rules of the region's
+other entries that have them at that moment.
+
+A table being created (a restore or an import) takes no update: DynamoDB's
+ValidationException once the table is known (before, it answers
+ResourceNotFoundException for a few seconds, which Shoal does not imitate).
+
 The rules are named as the developer guide gives them,
 ``DynamoDBContributorInsights-<PKC|PKT|SKC|SKT>-<resource>-<creation ms>``,
 the resource being the table's name or ``<table>-<index>``: PKC and SKC
@@ -33,6 +48,7 @@ counting behind them is ``shoal.metrics.insights``.
 from __future__ import annotations
 
 import base64
+import os
 from dataclasses import dataclass
 
 import orjson
@@ -47,6 +63,12 @@ ACCESSED = "ACCESSED_AND_THROTTLED_KEYS"
 THROTTLED = "THROTTLED_KEYS"
 LIST_PAGE = 100
 RULE_PREFIX = "DynamoDBContributorInsights-"
+RULE_QUOTA = int(os.environ.get("SHOAL_CONTRIBUTOR_INSIGHTS_RULE_QUOTA", "100"))
+#: DynamoDB's FailureException past the quota, as recorded (ack-api-quirks, 2026-10-09)
+QUOTA_FAILURE = {"ExceptionName": "LimitExceededException",
+                 "ExceptionDescription": "Amazon CloudWatch Contributor Insights rule limit reached. Please disable "
+                                         "Contributor Insights for other tables/indexes OR disable other CloudWatch "
+                                         "Contributor Insights rules before retrying."}
 
 
 @dataclass(frozen=True)
@@ -66,12 +88,21 @@ def setting_key(prefix: bytes, index: str | None) -> bytes:
 
 
 def status_of(setting: dict | None, now: float) -> str:
-    """ENABLING, ENABLED, DISABLING or DISABLED at ``now``."""
+    """ENABLING, ENABLED, FAILED, DISABLING or DISABLED at ``now``."""
     if setting is None:
         return "DISABLED"
     if setting["enabled"]:
-        return "ENABLING" if now - setting["at"] < ENABLING_S else "ENABLED"
+        if now - setting["at"] < ENABLING_S:
+            return "ENABLING"
+        return "FAILED" if setting.get("failure") else "ENABLED"
     return "DISABLING" if now - setting["at"] < DISABLING_S else "DISABLED"
+
+
+def has_rules(setting: dict) -> bool:
+    """Whether the setting's rules exist (and count keys): enabled and not
+    failed; ENABLING counts already, so that every worker counts by the time
+    the status reads ENABLED."""
+    return setting["enabled"] and not setting.get("failure")
 
 
 def rules_of(setting: dict) -> list[Rule]:
@@ -119,7 +150,7 @@ def _insightful_index(table, name: str) -> bool:
 def _table(ctx, txn, name_or_arn: str):
     name = table_name_of(ctx, name_or_arn)
     table = ctx.catalog.get(txn, ctx.region, name)
-    if table is None or table.description.get("TableStatus") == "CREATING":
+    if table is None:
         raise ResourceNotFoundException(f"Requested resource not found: Table: {name} not found")
     return table
 
@@ -134,6 +165,12 @@ def _index(table, name: str | None):
         raise ResourceNotFoundException(f"Requested resource not found: Index: {name} not found for table: "
                                         f"{table.name}")
     return index
+
+
+def _rules_in_use(txn, catalog, region: str, but: tuple) -> int:
+    """The rules of ``region``'s entries that have them, but the entry ``but`` (table name, index name)."""
+    return sum(len(rules_of(setting)) for table, setting in live_settings(txn, catalog, region)
+               if has_rules(setting) and (table.name, setting["index"]) != but)
 
 
 def _answer(table, index_name: str | None, setting: dict | None, now: float) -> dict:
@@ -154,6 +191,9 @@ def update_contributor_insights(ctx, request: dict) -> dict:
     now = ctx.now()
     with ctx.engine.write() as txn:
         table = _table(ctx, txn, request["TableName"])
+        if table.description.get("TableStatus") == "CREATING":
+            raise ValidationException("Table or Index is not in a valid state to update Key Access Insights: "
+                                      "TableStatus must be ACTIVE to enable ContributorInsights.")
         index = _index(table, index_name)
         if index is not None and index.status != "ACTIVE":
             raise ValidationException("Table or Index is not in a valid state to update Key Access Insights: "
@@ -161,17 +201,20 @@ def update_contributor_insights(ctx, request: dict) -> dict:
         key = setting_key(table.prefix, index_name)
         raw = txn.get("meta", key)
         setting = orjson.loads(raw) if raw is not None else None
-        enabled = setting is not None and setting["enabled"]
-        if action == "ENABLE" and not (enabled and setting["mode"] == mode):
+        working = setting is not None and has_rules(setting)  # its rules exist
+        if action == "ENABLE" and not (working and setting["mode"] == mode):
             hash_key, range_key = (index.hash_key, index.range_key) if index is not None else \
                 (table.hash_key, table.range_key)
             setting = {"region": table.region, "table": table.name, "table_id": table.table_id,
                        "index": index_name or "", "enabled": True, "mode": mode, "at": now,
-                       "since": setting["since"] if enabled else int(now * 1000),
+                       "since": setting["since"] if working else int(now * 1000),
                        "hash": hash_key, "range": range_key}
+            wanted = len(rules_of(setting))
+            if _rules_in_use(txn, ctx.catalog, table.region, (table.name, index_name or "")) + wanted > RULE_QUOTA:
+                setting["failure"] = QUOTA_FAILURE  # seen once ENABLING ends, as DynamoDB reports it
             txn.put("meta", key, orjson.dumps(setting))
-        elif action == "DISABLE" and enabled:
-            setting = {**setting, "enabled": False, "at": now}
+        elif action == "DISABLE" and setting is not None and setting["enabled"]:
+            setting = {**setting, "enabled": False, "at": now}  # a failure stays in view while DISABLING
             txn.put("meta", key, orjson.dumps(setting))
     return _answer(table, index_name, setting, now)
 
@@ -187,9 +230,13 @@ def describe_contributor_insights(ctx, request: dict) -> dict:
     out = _answer(table, index_name, setting, now)
     if setting is None:
         return out
-    if out["ContributorInsightsStatus"] in ("ENABLING", "ENABLED"):
+    status = out["ContributorInsightsStatus"]
+    if has_rules(setting):
         out["ContributorInsightsRuleList"] = [rule.name for rule in rules_of(setting)]
-    out["LastUpdateDateTime"] = setting["at"]
+    # a failure's time is when it was seen: when ENABLING ended
+    out["LastUpdateDateTime"] = setting["at"] + (ENABLING_S if status == "FAILED" else 0)
+    if setting.get("failure") and status in ("FAILED", "DISABLING"):
+        out["FailureException"] = setting["failure"]
     return out
 
 

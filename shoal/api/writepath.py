@@ -66,6 +66,31 @@ def stored_item(raw: bytes) -> dict:
     return orjson.loads(memoryview(raw)[4:])
 
 
+#: Contributor insights' view of index writes (``shoal.metrics.insights``): None
+#: unless a request that writes items runs while some GSI has insights on; then
+#: called as ``index_watch(table, old_item, new_item, written)`` for each item
+#: write that changed a GSI entry, ``written`` naming those GSIs.  Read once per
+#: write to a table with indexes: the whole cost of the hook when it is None.
+index_watch = None
+
+
+def _maintain_watched(txn, table, storage_key, old_item, old_raw, new_item, new_raw, index_units) -> int:
+    """``maintain``, telling ``index_watch`` which GSIs the write changed: those
+    it charged write units to (an entry put or deleted), as maintain decides it."""
+    units: dict = {}
+    local_delta = maintain(txn, table, storage_key, old_item, old_raw, new_item, new_raw, units)
+    if index_units is not None:
+        for kind, by_name in units.items():
+            total = index_units.setdefault(kind, {})
+            for name, value in by_name.items():
+                total[name] = total.get(name, 0.0) + value
+    written = units.get("GlobalSecondaryIndexes")
+    watch = index_watch
+    if written and watch is not None:
+        watch(table, old_item, new_item, written)
+    return local_delta
+
+
 def write_item(txn, *args, **kwargs) -> bytes | None:
     """Put or delete one item in ``txn``, counters and change sequence
     included: ``WriteLog.write_item`` for a single write."""
@@ -118,7 +143,11 @@ class WriteLog(ChangeAppender):
         new_raw = encode_stored(new_item, new_size) if new_item is not None else None
         if table.indexes:
             old_item = stored_item(old_raw) if old_raw is not None else None
-            local_delta = maintain(txn, table, storage_key, old_item, old_raw, new_item, new_raw, index_units)
+            if index_watch is None:
+                local_delta = maintain(txn, table, storage_key, old_item, old_raw, new_item, new_raw, index_units)
+            else:  # contributor insights are on for some table: the GSIs this write changes are counted
+                local_delta = _maintain_watched(txn, table, storage_key, old_item, old_raw, new_item, new_raw,
+                                                index_units)
             if table.has_local_indexes:
                 old_size = stored_size(old_raw) if old_raw is not None else 0
                 add_collection_size(txn, table, keys, local_delta + (new_size if new_raw else 0) - old_size)

@@ -6,7 +6,8 @@ read through CloudWatch's GetInsightRuleReport and DescribeInsightRules.
  dispatcher, after an operation ran (or was refused with ProvisionedThroughputExceededException)
       |  only while some table of the worker's region map has insights on: Insights.active is empty otherwise
       v
- Insights.observe    the request's keys -> a Sketch per (rule, minute), in memory
+ Insights.observe    the request's keys, and the GSI entries its writes changed
+      |              (writepath.index_watch, set while it ran) -> a Sketch per (rule, minute), in memory
       |  every second (background job) and before any report
       v
  meta insights/d/<minute start u32><rule name>  -> Sketch, merged by every worker's flush
@@ -22,12 +23,17 @@ more, and every dropped key counted at most ``floor``.  Two sketches merge
 (``merge``) with the same guarantees, which lets the workers' sketches of a
 minute add up in storage, and a report add up the minutes of its window.
 
-Counting follows the request body: the Key (or a PutItem's Item, whose
-GSI key attributes count for the GSIs too) of the single-item operations,
-batches, transactions and PartiQL statements, and a Query's partition value
-(the partition-key rules only).  A ProvisionedThroughputExceededException counts the request's
-keys as throttled (and, in ACCESSED_AND_THROTTLED_KEYS mode, as accessed:
-DynamoDB's accessed rules see every request).
+Counting follows the request body for the table: the Key (or Item) of the
+single-item operations, batches, transactions and PartiQL statements, and a
+Query's partition value (the partition-key rules only).  A GSI's keys come
+from the write path (``writepath.index_watch``): a write that put or deleted
+an entry counts the old item's and the new item's index key, once if the
+same key was rewritten; a write that left the index alone (an unprojected
+attribute, an item outside a sparse index) counts nothing there.  A
+ProvisionedThroughputExceededException counts the request's keys as
+throttled, a write's GSI keys from its Item (it wrote nothing), and, in
+ACCESSED_AND_THROTTLED_KEYS mode, as accessed too: DynamoDB's accessed
+rules see every request.
 
 Which tables count is this worker's map ``active``, reloaded every second
 by the background job (``Insights.__call__``); a setting reaches every
@@ -36,8 +42,10 @@ key its WHERE names by equalities (an INSERT, its item).  A Scan counts the
 keys of the items it returned (its request names none; a projection without
 the key attributes, or Select COUNT, leaves nothing to count).  Not counted:
 a throttled Scan's keys, a SELECT without the partition key, items a batch returned unprocessed
-(counted as accessed), tables named by ARN, and a GSI's keys written by
-UpdateItem or DeleteItem.
+(counted as accessed), a throttled UpdateItem's or
+DeleteItem's GSI keys (the request does not name them), the second and later
+attributes of a multi-attribute GSI key, writes that fail (a condition, say),
+and writes no request made (time to live, replication from other regions).
 """
 
 from __future__ import annotations
@@ -51,7 +59,8 @@ from typing import Callable
 
 import orjson
 
-from shoal.api.insights import ACCESSED, live_settings, rules_of, status_of
+from shoal.api import writepath
+from shoal.api.insights import ACCESSED, has_rules, live_settings, rules_of
 from shoal.errors import ProvisionedThroughputExceededException, ShoalError
 
 log = logging.getLogger("shoal")
@@ -62,6 +71,9 @@ STORED_CAPACITY = 200  # contributors kept per rule and minute in storage
 RETENTION_S = 15 * 86400
 _MINUTE = struct.Struct(">I")
 _READS_WRITES = frozenset({"GetItem", "PutItem", "UpdateItem", "DeleteItem"})
+#: The operations that may write items: while one runs, the write path tells which GSI entries it changed
+_ITEM_WRITES = frozenset({"PutItem", "UpdateItem", "DeleteItem", "BatchWriteItem", "TransactWriteItems",
+                          "ExecuteStatement", "BatchExecuteStatement", "ExecuteTransaction"})
 
 
 class Sketch:
@@ -193,18 +205,19 @@ class Insights:
         #: (region, table name) -> _Table of the tables with insights on; filled in
         #: place, so that the dispatcher may hold it: empty, nothing is counted
         self.active: dict[tuple, _Table] = {}
+        #: whether some GSI of ``active`` has insights on: only then do writes report their GSI entries
+        self.watches_indexes = False
         self.pending: dict[tuple, Sketch] = {}  # (rule name, minute start) -> Sketch
         self._pruned_at = 0.0
 
     # -- what is enabled --------------------------------------------------------------------
 
     def reload(self) -> None:
-        """Read which tables and GSIs have insights on (ENABLING or ENABLED)."""
-        now = self.clock()
+        """Read which tables and GSIs have insights on (ENABLING or ENABLED, not failing)."""
         found: dict[tuple, _Table] = {}
         with self.engine.read() as txn:
             for table, setting in live_settings(txn, self.catalog):
-                if status_of(setting, now) not in ("ENABLING", "ENABLED"):
+                if not has_rules(setting):
                     continue
                 entry = found.setdefault((table.region, table.name), _Table())
                 if setting["index"]:
@@ -215,6 +228,7 @@ class Insights:
         for gone in active.keys() - found.keys():
             del active[gone]
         active.update(found)
+        self.watches_indexes = any(entry.indexes for entry in found.values())
 
     # -- counting ---------------------------------------------------------------------------
 
@@ -223,28 +237,57 @@ class Insights:
         keys once it ran, or once it was refused for want of throughput.  The
         dispatcher wraps a job only while ``active`` holds a table, so that a
         server without insights pays one attribute test per request.  A job
-        run again alone after its group commit failed counts once."""
-        observe = self.observe
+        run again alone after its group commit failed counts once.
 
-        def counted() -> bytes:
+        A write changes GSI entries the request does not name (an UpdateItem's
+        old and new index keys): while a request that may write items runs,
+        ``writepath.index_watch`` collects them, if some GSI has insights on.
+        Jobs run one at a time on the event loop, so the hook is the running
+        request's alone."""
+        observe = self.observe
+        if operation not in _ITEM_WRITES or not self.watches_indexes:
+            def counted() -> bytes:
+                try:
+                    body = job()
+                except ProvisionedThroughputExceededException:
+                    if not counted.__dict__.get("seen"):
+                        counted.seen = True
+                        observe(region, operation, data, True)
+                    raise
+                if not counted.__dict__.get("seen"):
+                    counted.seen = True
+                    observe(region, operation, data, False, body)
+                return body
+
+            return counted
+
+        def watched() -> bytes:
+            writes: list = []  # this run's: a run that fails counts none of its writes
+            writepath.index_watch = lambda table, old, new, written: writes.append((table, old, new, written))
             try:
                 body = job()
             except ProvisionedThroughputExceededException:
-                if not counted.__dict__.get("seen"):
-                    counted.seen = True
+                if not watched.__dict__.get("seen"):
+                    watched.seen = True
                     observe(region, operation, data, True)
                 raise
-            if not counted.__dict__.get("seen"):
-                counted.seen = True
-                observe(region, operation, data, False, body)
+            finally:
+                writepath.index_watch = None
+            if not watched.__dict__.get("seen"):
+                watched.seen = True
+                observe(region, operation, data, False, body, writes)
             return body
 
-        return counted
+        return watched
 
-    def observe(self, region: str, operation: str, data: dict, throttled: bool, body: bytes | None = None) -> None:
-        """Count a request's keys (it ran, or was throttled; ``body``: its answer, which a Scan's keys come from)."""
+    def observe(self, region: str, operation: str, data: dict, throttled: bool, body: bytes | None = None,
+                writes: list | None = None) -> None:
+        """Count a request's keys (it ran, or was throttled; ``body``: its answer, which a Scan's keys come
+        from; ``writes``: the GSI entries it changed, as ``writepath.index_watch`` reported them)."""
         try:
             self._observe(region, operation, data, throttled, body)
+            if writes:
+                self._index_writes(writes, int(self.clock() // 60) * 60)
         except Exception:  # a body the operation accepted but this reading did not foresee: never fail a request
             log.error("contributor insights could not read a %s request:\n", operation, exc_info=True)
 
@@ -252,12 +295,12 @@ class Insights:
         active = self.active
         minute = int(self.clock() // 60) * 60
         if operation in _READS_WRITES:
-            entry = active.get((region, data.get("TableName")))
+            entry = _entry(active, region, data.get("TableName"))
             if entry is not None:
                 put = operation == "PutItem"
-                self._item(entry, data.get("Item") if put else data.get("Key"), put, throttled, minute)
+                self._item(entry, data.get("Item") if put else data.get("Key"), put and throttled, throttled, minute)
         elif operation == "Query":
-            entry = active.get((region, data.get("TableName")))
+            entry = _entry(active, region, data.get("TableName"))
             if entry is not None:
                 index = data.get("IndexName")
                 target = entry.indexes.get(index) if index is not None else entry.table
@@ -266,7 +309,7 @@ class Insights:
                     if value is not None:
                         self._count(target.rules[throttled][0], (value,), minute)
         elif operation == "Scan" and body is not None:  # the items it read, by the answer (its request names none)
-            entry = active.get((region, data.get("TableName")))
+            entry = _entry(active, region, data.get("TableName"))
             if entry is not None:
                 index = data.get("IndexName")
                 target = entry.indexes.get(index) if index is not None else entry.table
@@ -275,28 +318,29 @@ class Insights:
                         self._key(target, item, throttled, minute)
         elif operation == "BatchGetItem":
             for name, spec in (data.get("RequestItems") or {}).items():
-                entry = active.get((region, name))
+                entry = _entry(active, region, name)
                 if entry is not None:
                     for key in spec.get("Keys") or ():
                         self._item(entry, key, False, throttled, minute)
         elif operation == "BatchWriteItem":
             for name, requests in (data.get("RequestItems") or {}).items():
-                entry = active.get((region, name))
+                entry = _entry(active, region, name)
                 if entry is not None:
                     for request in requests:
                         put = request.get("PutRequest")
                         if put is not None:
-                            self._item(entry, put.get("Item"), True, throttled, minute)
+                            self._item(entry, put.get("Item"), throttled, throttled, minute)
                         else:
                             self._item(entry, (request.get("DeleteRequest") or {}).get("Key"), False, throttled,
                                        minute)
         elif operation in ("TransactGetItems", "TransactWriteItems"):
             for action in data.get("TransactItems") or ():
                 for kind, part in action.items():
-                    entry = active.get((region, part.get("TableName")))
+                    entry = _entry(active, region, part.get("TableName"))
                     if entry is not None:
                         put = kind == "Put"
-                        self._item(entry, part.get("Item") if put else part.get("Key"), put, throttled, minute)
+                        self._item(entry, part.get("Item") if put else part.get("Key"), put and throttled, throttled,
+                                   minute)
         elif operation in ("ExecuteStatement", "BatchExecuteStatement", "ExecuteTransaction"):
             self._statements(region, operation, data, throttled, minute)
 
@@ -316,7 +360,7 @@ class Insights:
             if entry is None:
                 continue
             if isinstance(target, ast.Insert):
-                self._item(entry, bind_value(target.item, params)["M"], True, throttled, minute)
+                self._item(entry, bind_value(target.item, params)["M"], throttled, throttled, minute)
                 continue
             index = target.index if isinstance(target, ast.Select) else None
             schema = entry.indexes.get(index) if index is not None else entry.table
@@ -329,7 +373,9 @@ class Insights:
                 self._count(schema.rules[throttled][0], (key_text(key[schema.hash]),), minute)
 
     def _item(self, entry: _Table, item, whole: bool, throttled: bool, minute: int) -> None:
-        """Count one key (or a whole item, whose GSI keys count for the GSIs too)."""
+        """Count one key (or a whole item, whose GSI keys count for the GSIs too: a
+        throttled write's, which wrote nothing; a write that ran reports the GSI
+        entries it changed instead, ``_index_writes``)."""
         if type(item) is not dict:
             return
         if entry.table is not None:
@@ -351,6 +397,28 @@ class Insights:
             sort = (value.get("S") or value.get("N") or value.get("B")) if type(value) is dict else None
             if type(sort) is str:
                 self._count(sort_rules, (text, sort), minute)
+
+    def _index_writes(self, writes: list, minute: int) -> None:
+        """Count the GSI keys item writes changed: for each enabled GSI whose
+        entry a write put or deleted, the old item's key and the new item's
+        (once if the same key was rewritten: one index write)."""
+        active = self.active
+        for table, old, new, written in writes:
+            entry = active.get((table.region, table.name))
+            if entry is None or not entry.indexes:
+                continue
+            for name in written:
+                target = entry.indexes.get(name)
+                if target is None:
+                    continue
+                old_key = _index_key(target, old)
+                new_key = _index_key(target, new)
+                partition_rules, sort_rules = target.rules[False]
+                for key in (old_key, new_key if new_key != old_key else None):
+                    if key is not None:
+                        self._count(partition_rules, key[:1], minute)
+                        if sort_rules and len(key) == 2:
+                            self._count(sort_rules, key, minute)
 
     def _count(self, rules: tuple, key: tuple, minute: int) -> None:
         pending = self.pending
@@ -416,6 +484,27 @@ class Insights:
         submit(job).add_done_callback(done)
 
 
+def _entry(active: dict, region: str, name) -> _Table | None:
+    """The enabled table a request names, by name or by its ARN (``arn:...:table/<name>``)."""
+    entry = active.get((region, name))
+    if entry is None and type(name) is str and name.startswith("arn:"):
+        entry = active.get((region, name.rpartition(":table/")[2]))
+    return entry
+
+
+def _index_key(target: _Target, item: dict | None) -> tuple | None:
+    """(partition text,) or (partition text, sort text) of ``item`` in a GSI; None if it has no entry there."""
+    if item is None:
+        return None
+    text = key_text(item.get(target.hash))
+    if text is None:
+        return None
+    if target.range is None:
+        return (text,)
+    sort = key_text(item.get(target.range))
+    return (text, sort) if sort is not None else None
+
+
 def _partition_value(data: dict, hash_key: str) -> str | None:
     """A Query's partition-key value, from KeyConditionExpression or KeyConditions."""
     text = data.get("KeyConditionExpression")
@@ -439,7 +528,7 @@ def _partition_value(data: dict, hash_key: str) -> str | None:
 def find_rule(txn, catalog, region: str, name: str, now: float):
     """The enabled rule named ``name`` in ``region``, or None."""
     for _, setting in live_settings(txn, catalog, region):
-        if status_of(setting, now) in ("ENABLING", "ENABLED"):
+        if has_rules(setting):
             for rule in rules_of(setting):
                 if rule.name == name:
                     return rule
@@ -450,7 +539,7 @@ def all_rules(txn, catalog, region: str, now: float) -> list:
     """Every enabled rule of ``region``, by name."""
     rules = []
     for _, setting in live_settings(txn, catalog, region):
-        if status_of(setting, now) in ("ENABLING", "ENABLED"):
+        if has_rules(setting):
             rules.extend(rules_of(setting))
     return sorted(rules, key=lambda rule: rule.name)
 

@@ -3,7 +3,9 @@ workload's hot title and hot viewer come first in CloudWatch's
 GetInsightRuleReport (counted by two workers, kept across a restart), the
 rules DynamoDB names in DescribeContributorInsights and DescribeInsightRules,
 throttled keys under a provisioned table with capacity limits on, the list's
-pages, and the errors (exact messages) after which the server still serves."""
+pages, the GSI keys that updates and deletes change, the FAILED status past
+CloudWatch's rule quota, and the errors (exact messages) after which the
+server still serves."""
 
 from __future__ import annotations
 
@@ -311,5 +313,90 @@ def test_counts_survive_a_restart(tmp_path):
         assert ddb.describe_contributor_insights(TableName=table)["ContributorInsightsRuleList"] == rules
         again = report(cw, rules[0], 7)
         assert [(c["Keys"], c["ApproximateAggregateValue"]) for c in again["Contributors"]] == [([HOT_VIEWER], 7.0)]
+    finally:
+        proc.stop()
+
+
+def test_updates_and_deletes_count_the_index_keys_they_change(ddb, cw):
+    """The GSI's accessed keys of writes that name only the table's key: the
+    old and the new index key of every write that changes the entry."""
+    table = events_table(ddb)
+    index_rules = enabled(ddb, table, "by_content")
+    items = [event(i, f"u{3000 + i:08d}", f"c{3000 + i:06d}") for i in range(8)]
+    ddb.batch_write_item(RequestItems={table: [{"PutRequest": {"Item": item}} for item in items]})  # 8 entries
+
+    def key(i: int) -> dict:
+        return {"user_id": items[i]["user_id"], "ts": items[i]["ts"]}
+
+    def to_hot(i: int) -> dict:
+        return {"TableName": table, "Key": key(i), "UpdateExpression": "SET content_id = :c",
+                "ExpressionAttributeValues": {":c": {"S": HOT_TITLE}}}
+
+    for i in (0, 1):  # moved to the hot title: the old and the new title each
+        ddb.update_item(**to_hot(i))
+    ddb.update_item(TableName=table, Key=key(2), UpdateExpression="SET position_s = :p",
+                    ExpressionAttributeValues={":p": {"N": "99"}})  # KEYS_ONLY: the index does not change
+    ddb.delete_item(TableName=table, Key=key(3))  # its entry deleted
+    ddb.delete_item(TableName=table, Key=key(0))  # the hot title's entry deleted
+    ddb.transact_write_items(TransactItems=[{"Update": to_hot(4)}, {"Delete": {"TableName": table, "Key": key(5)}}])
+    ddb.batch_write_item(RequestItems={table: [{"DeleteRequest": {"Key": key(6)}}]})
+    ddb.execute_statement(Statement=f'UPDATE "{table}" SET content_id = ? WHERE user_id = ? AND ts = ?',
+                          Parameters=[{"S": HOT_TITLE}, items[7]["user_id"], items[7]["ts"]])
+    error_of(lambda: ddb.update_item(**to_hot(2), ConditionExpression="attribute_not_exists(user_id)"))  # failed
+
+    titles = report(cw, rule_named(index_rules, "PKC"), 20)
+    assert titles["AggregateValue"] == 20.0  # puts 8, two moves 4, two deletes 2, the transaction 3, batch 1, PartiQL 2
+    counted = {tuple(c["Keys"]): c["ApproximateAggregateValue"] for c in titles["Contributors"]}
+    assert counted[(HOT_TITLE,)] == 5.0  # moved in 4 times, deleted once
+    assert {k: v for k, v in counted.items() if k != (HOT_TITLE,)} == {
+        (items[i]["content_id"]["S"],): (2.0 if i != 2 else 1.0) for i in range(8)}
+    by_key = report(cw, rule_named(index_rules, "SKC"), 20)
+    assert by_key["AggregateValue"] == 20.0
+    assert [HOT_TITLE, items[0]["ts"]["N"]] in [c["Keys"] for c in by_key["Contributors"]]
+
+
+def test_past_the_rule_quota_an_entry_fails_and_the_server_still_serves(tmp_path):
+    """CloudWatch's 100 rules per region: 25 tables with a sort key use them
+    all; one more ENABLE answers ENABLING, then FAILED with DynamoDB's
+    FailureException, until rules are freed and it is enabled again."""
+    proc = ShoalProcess(tmp_path, "--workers", "1").start()
+    try:
+        ddb = client(proc.url)
+        names = [events_table(ddb) for _ in range(26)]
+        for name in names[:25]:
+            assert ddb.update_contributor_insights(TableName=name, ContributorInsightsAction="ENABLE")[
+                "ContributorInsightsStatus"] == "ENABLING"
+        last = names[25]
+        answer = ddb.update_contributor_insights(TableName=last, ContributorInsightsAction="ENABLE")
+        answer.pop("ResponseMetadata")
+        assert answer == {"TableName": last, "ContributorInsightsStatus": "ENABLING",
+                          "ContributorInsightsMode": "ACCESSED_AND_THROTTLED_KEYS"}
+        time.sleep(2.2)
+        described = ddb.describe_contributor_insights(TableName=last)
+        described.pop("ResponseMetadata")
+        assert described.pop("LastUpdateDateTime")
+        assert described == {
+            "TableName": last, "ContributorInsightsStatus": "FAILED",
+            "ContributorInsightsMode": "ACCESSED_AND_THROTTLED_KEYS",
+            "FailureException": {"ExceptionName": "LimitExceededException",
+                                 "ExceptionDescription": "Amazon CloudWatch Contributor Insights rule limit reached. "
+                                                         "Please disable Contributor Insights for other "
+                                                         "tables/indexes OR disable other CloudWatch Contributor "
+                                                         "Insights rules before retrying."}}
+        assert ddb.describe_contributor_insights(TableName=names[0])["ContributorInsightsStatus"] == "ENABLED"
+        statuses = {s["TableName"]: s["ContributorInsightsStatus"]
+                    for s in ddb.list_contributor_insights()["ContributorInsightsSummaries"]}
+        assert statuses == {**{name: "ENABLED" for name in names[:25]}, last: "FAILED"}
+        cw = client(proc.url, "cloudwatch")
+        assert len(cw.describe_insight_rules()["InsightRules"]) == 100  # the failed entry made none
+        # freeing rules does not revive it; enabling it again does
+        ddb.update_contributor_insights(TableName=names[0], ContributorInsightsAction="DISABLE")
+        assert ddb.describe_contributor_insights(TableName=last)["ContributorInsightsStatus"] == "FAILED"
+        assert enabled(ddb, last)[0].startswith(f"DynamoDBContributorInsights-PKC-{last}-")
+        assert "FailureException" not in ddb.describe_contributor_insights(TableName=last)
+        for i in range(3):  # and counts
+            ddb.put_item(TableName=last, Item=event(i, HOT_VIEWER, HOT_TITLE))
+        rule = rule_named(ddb.describe_contributor_insights(TableName=last)["ContributorInsightsRuleList"], "PKC")
+        assert report(cw, rule, 3)["Contributors"][0]["Keys"] == [HOT_VIEWER]
     finally:
         proc.stop()

@@ -10,7 +10,7 @@ from collections import Counter
 import pytest
 from hypothesis import given, settings, strategies as st
 
-from shoal.api import Context
+from shoal.api import Context, operations, writepath
 from shoal.api import insights as api
 from shoal.api import tables
 from shoal.api.catalog import Catalog
@@ -258,13 +258,11 @@ def test_requests_keys_are_counted_per_rule_and_minute(ctx, engine, clock):
     insights = Insights(engine, ctx.catalog, clock)
     insights.reload()
     item = {"user_id": {"S": "u1"}, "ts": {"N": "5"}, "content_id": {"S": "c9"}}
-    insights.observe(REGION, "PutItem", {"TableName": "events", "Item": item}, False)
-    insights.observe(REGION, "GetItem", {"TableName": "events", "Key": {"user_id": {"S": "u1"}, "ts": {"N": "5"}}},
-                     False)
-    insights.observe(REGION, "Query", {"TableName": "events", "IndexName": "by_content",
-                                       "KeyConditionExpression": "#c = :c",
-                                       "ExpressionAttributeNames": {"#c": "content_id"},
-                                       "ExpressionAttributeValues": {":c": {"S": "c9"}}}, False)
+    run(insights, ctx, "PutItem", {"TableName": "events", "Item": item})
+    run(insights, ctx, "GetItem", {"TableName": "events", "Key": {"user_id": {"S": "u1"}, "ts": {"N": "5"}}})
+    run(insights, ctx, "Query", {"TableName": "events", "IndexName": "by_content", "KeyConditionExpression": "#c = :c",
+                                 "ExpressionAttributeNames": {"#c": "content_id"},
+                                 "ExpressionAttributeValues": {":c": {"S": "c9"}}})
     insights.observe(REGION, "BatchWriteItem", {"RequestItems": {"events": [
         {"DeleteRequest": {"Key": {"user_id": {"S": "u2"}, "ts": {"N": "1"}}}}]}}, True)
     insights.observe(REGION, "GetItem", {"TableName": "other", "Key": {"user_id": {"S": "u1"}}}, False)
@@ -290,11 +288,11 @@ def test_partiql_statements_count_the_keys_they_name(ctx, engine, clock):
     update(ctx, IndexName="by_content")
     insights = Insights(engine, ctx.catalog, clock)
     insights.reload()
-    insights.observe(REGION, "ExecuteStatement", {
+    run(insights, ctx, "ExecuteStatement", {
         "Statement": "INSERT INTO events VALUE {'user_id': 'u1', 'ts': 7, 'content_id': ?}",
-        "Parameters": [{"S": "c9"}]}, False)
-    insights.observe(REGION, "ExecuteStatement", {
-        "Statement": "SELECT * FROM events WHERE user_id = ? AND ts = 7", "Parameters": [{"S": "u1"}]}, False)
+        "Parameters": [{"S": "c9"}]})  # the GSI's key counted from the write
+    run(insights, ctx, "ExecuteStatement", {
+        "Statement": "SELECT * FROM events WHERE user_id = ? AND ts = 7", "Parameters": [{"S": "u1"}]})
     insights.observe(REGION, "BatchExecuteStatement", {"Statements": [
         {"Statement": "UPDATE events SET x = 1 WHERE user_id = 'u2' AND ts = 1"},
         {"Statement": "SELECT * FROM events.by_content WHERE content_id = 'c9'"},
@@ -347,7 +345,242 @@ def test_nothing_is_counted_once_disabled(ctx, engine, clock):
     assert insights.active == {}
 
 
+def run(insights, ctx, operation: str, request: dict):
+    """Run an operation as the dispatcher does while insights are on: its job wrapped by ``counting``."""
+    handler = operations()[operation]
+    return insights.counting(lambda: handler(ctx, request), REGION, operation, request)()
+
+
 def _rules(txn, catalog, now):
     from shoal.metrics.insights import all_rules
 
     return all_rules(txn, catalog, REGION, now)
+
+
+# ---------------------------------------------------------------- GSI keys of writes
+
+
+def sorted_gsi_table(ctx, name="titles", projection="ALL"):
+    """A table keyed by user_id whose GSI by_title (content_id, ts) projects ``projection``."""
+    tables.create_table(ctx, {
+        "TableName": name, "BillingMode": "PAY_PER_REQUEST",
+        "KeySchema": [{"AttributeName": "user_id", "KeyType": "HASH"}],
+        "AttributeDefinitions": [{"AttributeName": "user_id", "AttributeType": "S"},
+                                 {"AttributeName": "content_id", "AttributeType": "S"},
+                                 {"AttributeName": "ts", "AttributeType": "N"}],
+        "GlobalSecondaryIndexes": [{"IndexName": "by_title",
+                                    "KeySchema": [{"AttributeName": "content_id", "KeyType": "HASH"},
+                                                  {"AttributeName": "ts", "KeyType": "RANGE"}],
+                                    "Projection": {"ProjectionType": projection}}]})
+    return name
+
+
+def pending_counts(insights, kind: str, resource: str = "titles-by_title") -> dict:
+    """What ``insights`` counted (not yet flushed) for one rule kind of a resource (a table, or table-index)."""
+    out: dict = {}
+    for (rule, _), sketch in insights.pending.items():
+        if rule.rsplit("-", 1)[0] == f"DynamoDBContributorInsights-{kind}-{resource}":
+            for key, n in sketch.counts.items():
+                out[key] = out.get(key, 0) + n
+    return out
+
+
+def u(user: str) -> dict:
+    return {"user_id": {"S": user}}
+
+
+def test_writes_count_the_old_and_new_gsi_keys_they_change(ctx, engine, clock):
+    sorted_gsi_table(ctx)
+    update(ctx, "titles", IndexName="by_title")
+    insights = Insights(engine, ctx.catalog, clock)
+    insights.reload()
+    assert insights.watches_indexes
+    put = {"TableName": "titles", "Item": {**u("u1"), "content_id": {"S": "c1"}, "ts": {"N": "1"}}}
+    run(insights, ctx, "PutItem", put)  # new entry (c1, 1)
+    run(insights, ctx, "UpdateItem", {"TableName": "titles", "Key": u("u1"), "UpdateExpression": "SET content_id = :c",
+                                      "ExpressionAttributeValues": {":c": {"S": "c2"}}})  # (c1, 1) -> (c2, 1)
+    run(insights, ctx, "UpdateItem", {"TableName": "titles", "Key": u("u1"), "UpdateExpression": "SET n = :n",
+                                      "ExpressionAttributeValues": {":n": {"N": "3"}}})  # (c2, 1) rewritten (ALL)
+    run(insights, ctx, "UpdateItem", {"TableName": "titles", "Key": u("u1"),
+                                      "UpdateExpression": "REMOVE ts"})  # (c2, 1) deleted: out of the index
+    run(insights, ctx, "UpdateItem", {"TableName": "titles", "Key": u("u1"), "UpdateExpression": "SET m = :n",
+                                      "ExpressionAttributeValues": {":n": {"N": "4"}}})  # not in the index: nothing
+    run(insights, ctx, "PutItem", {"TableName": "titles",
+                                   "Item": {**u("u2"), "content_id": {"S": "c3"}, "ts": {"N": "2"}}})
+    run(insights, ctx, "DeleteItem", {"TableName": "titles", "Key": u("u2")})  # (c3, 2) deleted
+    run(insights, ctx, "DeleteItem", {"TableName": "titles", "Key": u("nobody")})  # deletes nothing
+    assert pending_counts(insights, "PKC") == {("c1",): 2, ("c2",): 3, ("c3",): 2}
+    assert pending_counts(insights, "SKC") == {("c1", "1"): 2, ("c2", "1"): 3, ("c3", "2"): 2}
+    assert pending_counts(insights, "PKT") == {}  # nothing was throttled
+    assert pending_counts(insights, "PKC", "titles") == {}  # the table has no insights of its own
+
+
+def test_an_unprojected_change_is_no_index_write_and_a_failed_write_counts_nothing(ctx, engine, clock):
+    sorted_gsi_table(ctx, projection="KEYS_ONLY")
+    update(ctx, "titles", IndexName="by_title", ContributorInsightsMode="ACCESSED_AND_THROTTLED_KEYS")
+    insights = Insights(engine, ctx.catalog, clock)
+    insights.reload()
+    run(insights, ctx, "PutItem", {"TableName": "titles",
+                                   "Item": {**u("u1"), "content_id": {"S": "c1"}, "ts": {"N": "1"}}})
+    run(insights, ctx, "UpdateItem", {"TableName": "titles", "Key": u("u1"), "UpdateExpression": "SET n = :n",
+                                      "ExpressionAttributeValues": {":n": {"N": "3"}}})  # KEYS_ONLY: no index write
+    from shoal.errors import ConditionalCheckFailedException
+
+    with pytest.raises(ConditionalCheckFailedException):
+        run(insights, ctx, "UpdateItem", {"TableName": "titles", "Key": u("u1"), "UpdateExpression": "SET ts = :t",
+                                          "ConditionExpression": "attribute_not_exists(user_id)",
+                                          "ExpressionAttributeValues": {":t": {"N": "9"}}})
+    with pytest.raises(ValidationException):  # a GSI key of the wrong type: refused by the write path itself
+        run(insights, ctx, "UpdateItem", {"TableName": "titles", "Key": u("u1"), "UpdateExpression": "SET ts = :t",
+                                          "ExpressionAttributeValues": {":t": {"S": "nine"}}})
+    assert writepath.index_watch is None  # the hook is the running request's alone
+    assert pending_counts(insights, "PKC") == {("c1",): 1}
+
+
+def test_batches_transactions_and_partiql_count_the_gsi_keys_they_change(ctx, engine, clock):
+    sorted_gsi_table(ctx)
+    update(ctx, "titles", IndexName="by_title")
+    insights = Insights(engine, ctx.catalog, clock)
+    insights.reload()
+    items = [{**u(f"u{i}"), "content_id": {"S": f"c{i}"}, "ts": {"N": str(i)}} for i in range(4)]
+    run(insights, ctx, "BatchWriteItem", {"RequestItems": {"titles": [{"PutRequest": {"Item": item}}
+                                                                      for item in items]}})
+    run(insights, ctx, "BatchWriteItem", {"RequestItems": {"titles": [{"DeleteRequest": {"Key": u("u0")}}]}})
+    run(insights, ctx, "TransactWriteItems", {"TransactItems": [
+        {"Update": {"TableName": "titles", "Key": u("u1"), "UpdateExpression": "SET content_id = :c",
+                    "ExpressionAttributeValues": {":c": {"S": "hot"}}}},
+        {"Delete": {"TableName": "titles", "Key": u("u2")}}]})
+    run(insights, ctx, "ExecuteStatement", {"Statement": "UPDATE titles SET content_id = 'hot' WHERE user_id = 'u3'"})
+    run(insights, ctx, "ExecuteStatement", {"Statement": "DELETE FROM titles WHERE user_id = 'u1'"})
+    assert pending_counts(insights, "PKC") == {
+        ("c0",): 2,  # put, deleted by the batch
+        ("c1",): 2,  # put, moved to hot by the transaction
+        ("c2",): 2,  # put, deleted by the transaction
+        ("c3",): 2,  # put, moved to hot by PartiQL
+        ("hot",): 3}  # u1 and u3 moved in, u1 deleted
+
+
+def test_the_write_path_is_watched_only_while_some_gsi_has_insights_on(ctx, engine, clock):
+    sorted_gsi_table(ctx)
+    update(ctx, "titles")  # the table's insights, not the index's
+    insights = Insights(engine, ctx.catalog, clock)
+    insights.reload()
+    assert insights.active and not insights.watches_indexes
+    seen = []
+    insights.counting(lambda: seen.append(writepath.index_watch) or b"{}", REGION, "UpdateItem", {})()
+    update(ctx, "titles", IndexName="by_title")
+    insights.reload()
+    insights.counting(lambda: seen.append(writepath.index_watch) or b"{}", REGION, "UpdateItem", {})()
+    insights.counting(lambda: seen.append(writepath.index_watch) or b"{}", REGION, "GetItem", {})()
+    assert seen[0] is None and callable(seen[1]) and seen[2] is None
+    assert writepath.index_watch is None
+
+
+def test_a_throttled_write_counts_the_gsi_keys_of_its_item(ctx, engine, clock):
+    sorted_gsi_table(ctx)
+    update(ctx, "titles", IndexName="by_title")
+    insights = Insights(engine, ctx.catalog, clock)
+    insights.reload()
+    request = {"TableName": "titles", "Item": {**u("u1"), "content_id": {"S": "c1"}, "ts": {"N": "1"}}}
+
+    def refused():
+        raise ProvisionedThroughputExceededException("over")
+
+    with pytest.raises(ProvisionedThroughputExceededException):
+        insights.counting(refused, REGION, "PutItem", request)()
+    assert pending_counts(insights, "PKT") == {("c1",): 1}
+    assert pending_counts(insights, "PKC") == {("c1",): 1}
+
+
+# ---------------------------------------------------------------- the rule quota: FAILED
+
+
+def test_past_the_rule_quota_an_enable_fails_after_enabling(ctx, engine, clock, monkeypatch):
+    monkeypatch.setattr(api, "RULE_QUOTA", 6)
+    create(ctx, "full")  # 4 rules
+    create(ctx, "hash_only", range_key=False, gsi=False)  # 2 rules
+    create(ctx, "late")
+    update(ctx, "full")
+    update(ctx, "hash_only")
+    answer = update(ctx, "late")  # 4 more rules than the quota leaves: accepted, then FAILED
+    assert answer == {"TableName": "late", "ContributorInsightsStatus": "ENABLING",
+                      "ContributorInsightsMode": "ACCESSED_AND_THROTTLED_KEYS"}
+    assert describe(ctx, "late") == {"TableName": "late", "ContributorInsightsStatus": "ENABLING",
+                                     "ContributorInsightsMode": "ACCESSED_AND_THROTTLED_KEYS",
+                                     "LastUpdateDateTime": clock.now}
+    failed_at = clock.now + api.ENABLING_S
+    clock.now += api.ENABLING_S
+    assert describe(ctx, "late") == {
+        "TableName": "late", "ContributorInsightsStatus": "FAILED",
+        "ContributorInsightsMode": "ACCESSED_AND_THROTTLED_KEYS", "LastUpdateDateTime": failed_at,
+        "FailureException": {"ExceptionName": "LimitExceededException",
+                             "ExceptionDescription": "Amazon CloudWatch Contributor Insights rule limit reached. "
+                                                     "Please disable Contributor Insights for other tables/indexes OR "
+                                                     "disable other CloudWatch Contributor Insights rules before "
+                                                     "retrying."}}
+    assert api.list_contributor_insights(ctx, {"TableName": "late"})["ContributorInsightsSummaries"] == [
+        {"TableName": "late", "ContributorInsightsStatus": "FAILED",
+         "ContributorInsightsMode": "ACCESSED_AND_THROTTLED_KEYS"}]
+    insights = Insights(engine, ctx.catalog, clock)
+    insights.reload()
+    assert set(insights.active) == {(REGION, "full"), (REGION, "hash_only")}  # a failed entry counts nothing
+    with engine.read() as txn:
+        assert not [rule for rule in _rules(txn, ctx.catalog, clock.now) if rule.table == "late"]
+    # ENABLE again while the quota is still spent: ENABLING, FAILED again
+    clock.now += 5
+    assert update(ctx, "late")["ContributorInsightsStatus"] == "ENABLING"
+    clock.now += api.ENABLING_S
+    assert describe(ctx, "late")["ContributorInsightsStatus"] == "FAILED"
+    # freeing rules does not revive it; an ENABLE afterwards does, with new rule times
+    update(ctx, "full", ContributorInsightsMode="THROTTLED_KEYS")  # narrowed at the quota: 4 -> 2 rules
+    clock.now += 30
+    assert describe(ctx, "late")["ContributorInsightsStatus"] == "FAILED"
+    update(ctx, "late", ContributorInsightsMode="THROTTLED_KEYS")  # 2 + 2 + 2 = 6
+    clock.now += api.ENABLING_S
+    revived = describe(ctx, "late")
+    assert revived["ContributorInsightsStatus"] == "ENABLED" and "FailureException" not in revived
+    since = int((clock.now - api.ENABLING_S) * 1000)
+    assert revived["ContributorInsightsRuleList"] == [f"DynamoDBContributorInsights-{kind}-late-{since}"
+                                                      for kind in ("PKT", "SKT")]
+
+
+def test_disabling_a_failed_entry_shows_the_failure_until_disabled(ctx, clock, monkeypatch):
+    monkeypatch.setattr(api, "RULE_QUOTA", 1)
+    create(ctx, range_key=False, gsi=False)
+    update(ctx)
+    clock.now += api.ENABLING_S
+    assert describe(ctx)["ContributorInsightsStatus"] == "FAILED"
+    assert update(ctx, action="DISABLE") == {"TableName": "events", "ContributorInsightsStatus": "DISABLING",
+                                             "ContributorInsightsMode": "ACCESSED_AND_THROTTLED_KEYS"}
+    disabling = describe(ctx)
+    assert disabling["FailureException"]["ExceptionName"] == "LimitExceededException"
+    assert api.list_contributor_insights(ctx, {})["ContributorInsightsSummaries"][0][
+        "ContributorInsightsStatus"] == "DISABLING"
+    clock.now += api.DISABLING_S
+    assert describe(ctx) == {"TableName": "events", "ContributorInsightsStatus": "DISABLED",
+                             "ContributorInsightsMode": "ACCESSED_AND_THROTTLED_KEYS",
+                             "LastUpdateDateTime": clock.now - api.DISABLING_S}
+    assert api.list_contributor_insights(ctx, {}) == {"ContributorInsightsSummaries": []}
+
+
+def test_a_table_being_created_takes_no_update(ctx, engine):
+    create(ctx)
+    with engine.read() as txn:  # as a restore or an import leaves it while it loads
+        ctx.catalog.get(txn, REGION, "events").description["TableStatus"] = "CREATING"
+    with pytest.raises(ValidationException) as info:
+        update(ctx)
+    assert info.value.message == ("Table or Index is not in a valid state to update Key Access Insights: "
+                                  "TableStatus must be ACTIVE to enable ContributorInsights.")
+    assert describe(ctx) == {"TableName": "events", "ContributorInsightsStatus": "DISABLED"}  # described, though
+
+
+def test_a_table_named_by_its_arn_counts_as_by_its_name(ctx, engine, clock):
+    create(ctx, gsi=False)
+    update(ctx)
+    insights = Insights(engine, ctx.catalog, clock)
+    insights.reload()
+    arn = f"arn:aws:dynamodb:{REGION}:000000000000:table/events"
+    run(insights, ctx, "PutItem", {"TableName": arn, "Item": {**u("u1"), "ts": {"N": "1"}}})
+    run(insights, ctx, "GetItem", {"TableName": arn, "Key": {**u("u1"), "ts": {"N": "1"}}})
+    run(insights, ctx, "BatchGetItem", {"RequestItems": {arn: {"Keys": [{**u("u2"), "ts": {"N": "1"}}]}}})
+    assert pending_counts(insights, "PKC", "events") == {("u1",): 2, ("u2",): 1}
