@@ -45,7 +45,8 @@ a throttled Scan's keys, a SELECT without the partition key, items a batch retur
 (counted as accessed), a throttled UpdateItem's or
 DeleteItem's GSI keys (the request does not name them), the second and later
 attributes of a multi-attribute GSI key, writes that fail (a condition, say),
-and writes no request made (time to live, replication from other regions).
+and writes no request made (time to live, replication from other regions,
+bulk put operations).
 """
 
 from __future__ import annotations
@@ -55,6 +56,7 @@ import logging
 import math
 import struct
 import time
+from threading import get_ident
 from typing import Callable
 
 import orjson
@@ -243,7 +245,8 @@ class Insights:
         old and new index keys): while a request that may write items runs,
         ``writepath.index_watch`` collects them, if some GSI has insights on.
         Jobs run one at a time on the event loop, so the hook is the running
-        request's alone."""
+        request's alone, but for threads that write meanwhile (a bulk put's),
+        whose writes it leaves out."""
         observe = self.observe
         if operation not in _ITEM_WRITES or not self.watches_indexes:
             def counted() -> bytes:
@@ -263,7 +266,13 @@ class Insights:
 
         def watched() -> bytes:
             writes: list = []  # this run's: a run that fails counts none of its writes
-            writepath.index_watch = lambda table, old, new, written: writes.append((table, old, new, written))
+            ident = get_ident()
+
+            def watch(table, old, new, written) -> None:
+                if get_ident() == ident:  # not a bulk put's thread writing meanwhile
+                    writes.append((table, old, new, written))
+
+            writepath.index_watch = watch
             try:
                 body = job()
             except ProvisionedThroughputExceededException:

@@ -584,3 +584,23 @@ def test_a_table_named_by_its_arn_counts_as_by_its_name(ctx, engine, clock):
     run(insights, ctx, "GetItem", {"TableName": arn, "Key": {**u("u1"), "ts": {"N": "1"}}})
     run(insights, ctx, "BatchGetItem", {"RequestItems": {arn: {"Keys": [{**u("u2"), "ts": {"N": "1"}}]}}})
     assert pending_counts(insights, "PKC", "events") == {("u1",): 2, ("u2",): 1}
+
+
+def test_another_threads_writes_meanwhile_are_not_the_requests(ctx, engine, clock):
+    import threading
+
+    sorted_gsi_table(ctx)
+    update(ctx, "titles", IndexName="by_title")
+    insights = Insights(engine, ctx.catalog, clock)
+    insights.reload()
+    put = operations()["PutItem"]
+
+    def job() -> bytes:  # a bulk put's thread writes while the request runs
+        other = threading.Thread(target=put, args=(ctx, {"TableName": "titles", "Item": {
+            **u("bulk"), "content_id": {"S": "bulk"}, "ts": {"N": "1"}}}))
+        other.start()
+        other.join()
+        return put(ctx, {"TableName": "titles", "Item": {**u("u1"), "content_id": {"S": "mine"}, "ts": {"N": "1"}}})
+
+    insights.counting(job, REGION, "PutItem", {"TableName": "titles"})()
+    assert pending_counts(insights, "PKC") == {("mine",): 1}
