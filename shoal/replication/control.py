@@ -154,16 +154,21 @@ def check_replica_updates(ctx, table, request: dict) -> None:
             raise ValidationException(f"{INVALID}Replica does not exist in region {region}")
     _check_member_updates(settings, table, [u for u in updates if u.get("Update") is not None])
     _check_replica_keys(table, updates)
-    _check_not_in_use(table.description, strong=False)
+    _check_not_in_use(table.description, strong=False,
+                      deleting={u["Delete"]["RegionName"] for u in updates if u.get("Delete") is not None})
 
 
-def _check_not_in_use(desc: dict, strong: bool) -> None:
-    """A replica CREATING (or, on an MRSC table, anything not ACTIVE: the
-    table leaving MRSC, a witness being made) is ResourceInUseException.
-    An unreachable replica (REGION_DISABLED) is still a member: it can be
-    deleted or updated, and others added."""
-    statuses = [r["ReplicaStatus"] for r in desc.get("Replicas") or ()]
-    busy = any(s not in ("ACTIVE", UNREACHABLE) for s in statuses)
+def _check_not_in_use(desc: dict, strong: bool, deleting=frozenset()) -> None:
+    """A replica CREATING or UPDATING (or, on an MRSC table, anything not
+    ACTIVE: the table leaving MRSC, a witness being made) is
+    ResourceInUseException.  An unreachable replica (REGION_DISABLED) is
+    still a member: it can be deleted or updated, and others added.  A
+    replica UPDATING can be deleted (``deleting``): its change may wait for
+    a region that is gone, and deleting it drops what was queued for it
+    (``_drop_tasks``)."""
+    busy = any(r["ReplicaStatus"] not in ("ACTIVE", UNREACHABLE)
+               and not (r["ReplicaStatus"] == "UPDATING" and r["RegionName"] in deleting)
+               for r in desc.get("Replicas") or ())
     if strong:
         busy = busy or desc.get("TableStatus") != "ACTIVE" or any(
             w.get("WitnessStatus") != "ACTIVE" for w in desc.get("GlobalTableWitnesses") or ())
@@ -334,7 +339,9 @@ def check_strong_removal(ctx, table, request: dict) -> None:
         raise ValidationException(
             f"{INVALID}The consistency mode of a global table cannot be changed after it is created: "
             f"table {table.name} already has replicas")
-    if any(r.get("ReplicaStatus") not in ("ACTIVE", UNREACHABLE) for r in desc.get("Replicas") or ()) or any(
+    # (an UPDATING replica may be removed: its queued change is dropped, ``_leave_strong``)
+    removable = ("ACTIVE", UNREACHABLE, "UPDATING")
+    if any(r.get("ReplicaStatus") not in removable for r in desc.get("Replicas") or ()) or any(
             w.get("WitnessStatus") != "ACTIVE" for w in desc.get("GlobalTableWitnesses") or ()) or \
             desc.get("TableStatus") != "ACTIVE":
         from shoal.errors import ResourceInUseException
@@ -511,9 +518,9 @@ def apply_replica_updates(txn, ctx, table, desc: dict, request: dict, ttl_settin
         replica_apply.mark_global(txn, table)
     else:
         replica_apply.unmark_global(txn, table_id)
+    _drop_tasks(txn, table_id, deleted)
     for region in deleted:
         replica_apply.unfollow(txn, region, table_id)
-        queue_task(txn, {"kind": "drop", "table_id": table_id, "name": name, "peer": region})
     head = head_position(txn)
     for region in created:
         replica_apply.follow(txn, region, table_id, at=head, hold=True)
@@ -532,6 +539,8 @@ def apply_replica_updates(txn, ctx, table, desc: dict, request: dict, ttl_settin
     for update in request["ReplicaUpdates"]:
         if update.get("Update") is not None:
             _queue_member_update(txn, table, update["Update"])
+    for region in deleted:  # last: a deleted region that does not answer holds back nothing else
+        queue_task(txn, {"kind": "drop", "table_id": table_id, "name": name, "peer": region})
 
 
 def _record_member_update(replicas: list[dict], spec: dict) -> None:
@@ -559,6 +568,22 @@ def _queue_member_update(txn, table, spec: dict) -> None:
     queue_task(txn, {"kind": "replica_update", "table_id": table.table_id, "name": table.name,
                      "peer": spec["RegionName"], "spec": spec})
     _queue_reached(txn, table, spec["RegionName"])
+
+
+#: Queued changes for a replica that its removal makes moot.
+_MOOT_WHEN_REMOVED = frozenset(("sync", "replica_update", "activate", "index_update", "ttl_update",
+                                "autoscaling_update"))
+
+
+def _drop_tasks(txn, table_id: str, regions) -> None:
+    """Forget the changes queued for ``regions``' replicas of a table that
+    they are removed from.  A table's tasks run one at a time, in order: a
+    change waiting for a region that is gone would hold back the removal
+    queued after it."""
+    regions = set(regions)
+    for key, task in pending_tasks(txn):
+        if task["table_id"] == table_id and task["peer"] in regions and task["kind"] in _MOOT_WHEN_REMOVED:
+            txn.delete("meta", key)
 
 
 def _show_updating(entry: dict) -> None:
@@ -695,6 +720,7 @@ def _leave_strong(txn, table, desc: dict, request: dict) -> None:
     if desc.get("GlobalTableWitnesses"):
         desc["GlobalTableWitnesses"] = [{**w, "WitnessStatus": "DELETING"} for w in desc["GlobalTableWitnesses"]]
     candidates = removed + ([witness] if witness else [])
+    _drop_tasks(txn, table.table_id, candidates)
     queue_task(txn, {"kind": "mrsc_leave", "table_id": table.table_id, "name": table.name, "peer": candidates[0],
                      "candidates": candidates, "replicas": removed, "witness": witness})
 

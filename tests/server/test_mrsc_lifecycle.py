@@ -412,3 +412,44 @@ def test_replicas_are_updating_until_a_gsi_made_in_one_region_has_reached_them(r
                lambda: _table(regions.client(i), name))
     for i in range(3):
         _until(lambda: _all_active(regions.client(i), name, 2), lambda: _table(regions.client(i), name))
+
+
+def test_a_replica_updating_while_cut_off_can_be_deleted_and_the_others_are_told_at_once(regions):
+    """A change waiting for a region that does not answer must not hold
+    back that replica's removal: deleting it drops the change queued for
+    it, the other replicas are told at once, and its table is deleted when
+    it answers again."""
+    name = "lifecycle_delete_updating"
+    _provisioned_global_table(regions, name)
+    east1, west2 = regions.client(0), regions.client(2)
+    regions.procs[1].stop()
+    regions.start(1, f"--peer-pause={REGIONS[0]}")
+    try:
+        east1.update_table(TableName=name, ReplicaUpdates=[{"Update": {
+            "RegionName": REGIONS[1], "ProvisionedThroughputOverride": {"ReadCapacityUnits": 8}}}])
+        assert _entry(_table(east1, name), REGIONS[1])["ReplicaStatus"] == "UPDATING"
+        # Another Update (or a Create) waits; a Delete of the replica UPDATING does not
+        assert _error(lambda: east1.update_table(TableName=name, ReplicaUpdates=[{"Update": {
+            "RegionName": REGIONS[2], "ProvisionedThroughputOverride": {"ReadCapacityUnits": 8}}}]))[0] == (
+            "ResourceInUseException")
+        east1.update_table(TableName=name, ReplicaUpdates=[{"Delete": {"RegionName": REGIONS[1]}}])
+        assert [(r["RegionName"], r["ReplicaStatus"]) for r in _table(east1, name)["Replicas"]] == [
+            (REGIONS[2], "ACTIVE")]
+        _until(lambda: [r["RegionName"] for r in _table(west2, name)["Replicas"]] == [REGIONS[0]],
+               lambda: _table(west2, name))
+        east1.put_item(TableName=name, Item={"pk": {"S": "two"}, "g": {"S": "x"}})
+        _until(lambda: "Item" in west2.get_item(TableName=name, Key={"pk": {"S": "two"}}), lambda: "not replicated")
+        assert _table(regions.client(1), name)["ProvisionedThroughput"]["ReadCapacityUnits"] == 5
+    finally:
+        regions.procs[1].stop()
+        regions.start(1)
+    east2 = regions.client(1)
+
+    def gone() -> bool:
+        try:
+            _table(east2, name)
+        except east2.exceptions.ResourceNotFoundException:
+            return True
+        return False
+
+    _until(gone, lambda: _table(east2, name))
