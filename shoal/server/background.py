@@ -3,7 +3,9 @@
 Each job is a callable that does one bounded round of work in its own short
 write transaction and returns True while it has more to do.  They run on the
 worker's event loop between requests (a round must not hold the loop long):
-every second when idle, every 10 ms while any has a backlog.
+every second when idle, every 10 ms while any has a backlog.  Watchers are
+cheap checks that must not wait a second (the ResidentTrimmer: a table read at
+random maps 200 MiB a second): they run every 100 ms on a task of their own.
 
     ChangeLogPruner   drops change records every consumer has passed (shoal.api.writepath)
     IndexJobs         backfills new global secondary indexes, purges deleted ones
@@ -60,11 +62,15 @@ class BackgroundJobs:
 
     INTERVAL_S = 1.0  # between rounds while nothing has a backlog
     BUSY_INTERVAL_S = 0.01  # while something has
+    WATCH_INTERVAL_S = 0.1  # between rounds of the watchers
 
-    def __init__(self, jobs: list[Callable[[], object]], closers: list[Callable[[], object]] = ()) -> None:
+    def __init__(self, jobs: list[Callable[[], object]], closers: list[Callable[[], object]] = (),
+                 watchers: list[Callable[[], object]] = ()) -> None:
         self.jobs = list(jobs)
+        self.watchers = list(watchers)
         self._closers = list(closers)
         self._task: asyncio.Task | None = None
+        self._watch_task: asyncio.Task | None = None
 
     @classmethod
     def for_worker(cls, engine, catalog, *, change_retention_s: float, iam_store=None,
@@ -83,18 +89,19 @@ class BackgroundJobs:
         except ValueError as exc:  # a bad SHOAL_MAX_MAPPED_RESIDENT_MB: serve, unbounded, and say so
             log.error("%s; the bound on mapped resident memory is off", exc)
             trimmer = None
-        if trimmer is not None:
-            jobs.append(trimmer)
-        return cls(jobs, [triggers.close, kinesis.close])
+        return cls(jobs, [triggers.close, kinesis.close], [trimmer] if trimmer is not None else [])
 
     def start(self, loop) -> None:
         """Run the jobs on ``loop`` (the worker calls this once serving)."""
         self._task = loop.create_task(self._run())
+        if self.watchers:
+            self._watch_task = loop.create_task(self._watch())
 
     def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            self._task = None
+        for task in (self._task, self._watch_task):
+            if task is not None:
+                task.cancel()
+        self._task = self._watch_task = None
 
     def close(self) -> None:
         """Release what the jobs hold (the trigger and Kinesis delivery threads)."""
@@ -102,10 +109,10 @@ class BackgroundJobs:
         for close in self._closers:
             close()
 
-    def run_once(self) -> bool:
-        """One round of every job; True if any has more to do."""
+    def run_once(self, jobs=None) -> bool:
+        """One round of every job (or of ``jobs``); True if any has more to do."""
         busy = False
-        for job in self.jobs:
+        for job in self.jobs if jobs is None else jobs:
             try:
                 busy = bool(job()) or busy
             except Exception:
@@ -117,3 +124,8 @@ class BackgroundJobs:
             # Short pauses while a job has a backlog, so it catches up without
             # holding the loop (each round is one bounded transaction).
             await asyncio.sleep(self.BUSY_INTERVAL_S if self.run_once() else self.INTERVAL_S)
+
+    async def _watch(self) -> None:
+        while True:
+            await asyncio.sleep(self.WATCH_INTERVAL_S)
+            self.run_once(self.watchers)

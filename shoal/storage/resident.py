@@ -8,11 +8,13 @@ Why
     it to replicas, or reads months of metrics grows by the bytes it read.
 
 How
-    Each worker's background loop calls a ``ResidentTrimmer``, which reads
-    RssFile from ``/proc/self/status`` (about 30 µs, at most every
-    ``CHECK_INTERVAL_S``).  Past the budget it calls ``madvise(MADV_DONTNEED)``
-    over the data file's mapping (found in ``/proc/self/maps``): the process's
-    page-table entries for it go, and RssFile falls at once.
+    Each worker's background loop calls a ``ResidentTrimmer`` every 100 ms
+    (``BackgroundJobs.WATCH_INTERVAL_S``: GetItem at random over a large table
+    maps some 200 MiB a second, as each fault maps its 16 neighbouring cached
+    pages too), which reads RssFile from ``/proc/self/status`` (about 30 µs).
+    Past the budget it calls ``madvise(MADV_DONTNEED)`` over the data file's
+    mapping (found in ``/proc/self/maps``): the process's page-table entries
+    for it go, and RssFile falls at once.
 
 Why it is safe
     LMDB maps its data file ``MAP_SHARED`` and, without ``writemap`` (Shoal's
@@ -27,9 +29,11 @@ Why it is safe
     bytes: nothing is freed that anyone can still point at.
 
 Cost
-    After a trim, each request refaults the few B-tree pages it touches (root,
-    branches, a leaf), a microsecond or so each; the trim itself unmaps only
-    what is mapped.  ``--prewarm`` maps the whole file on purpose, so with
+    After a trim, each request refaults the B-tree pages it touches (root,
+    branches, a leaf), a few microseconds of kernel time each: with a working
+    set larger than the budget, reads fault about once or twice a request
+    where, unbounded, they would not fault at all once it is mapped.  The
+    trim itself unmaps only what is mapped.  ``--prewarm`` maps the whole file on purpose, so with
     ``SHOAL_PREWARM`` set the default budget is off.
 
 Setting
@@ -44,7 +48,6 @@ from __future__ import annotations
 import ctypes
 import logging
 import os
-import time
 from typing import Callable
 
 from shoal.storage.lmdb_engine import LmdbEngine
@@ -53,7 +56,6 @@ log = logging.getLogger("shoal")
 
 ENV_BUDGET = "SHOAL_MAX_MAPPED_RESIDENT_MB"
 DEFAULT_BUDGET_MB = 48
-CHECK_INTERVAL_S = 0.1  # between reads of /proc/self/status, while the loop is busy
 
 _MADV_DONTNEED = 4  # <asm-generic/mman-common.h>
 _PAGE = os.sysconf("SC_PAGE_SIZE") if hasattr(os, "sysconf") else 4096
@@ -170,8 +172,7 @@ class ResidentTrimmer:
     __name__ = "resident_trimmer"
 
     def __init__(self, data_file: str, budget: int, *, read_rss: Callable[[], int | None] = rss_file_bytes,
-                 drop: Callable[[str], int] = drop_mapped, clock: Callable[[], float] = time.monotonic,
-                 interval_s: float = CHECK_INTERVAL_S) -> None:
+                 drop: Callable[[str], int] = drop_mapped) -> None:
         self.data_file = data_file
         self.budget = budget
         self.slack = max(budget // 4, 4 << 20)
@@ -179,9 +180,6 @@ class ResidentTrimmer:
         self.trims = 0  # how many trims were made (for tests and logs)
         self._read_rss = read_rss
         self._drop = drop
-        self._clock = clock
-        self._interval_s = interval_s
-        self._next_check = 0.0
         self._warned = False
 
     @classmethod
@@ -199,10 +197,8 @@ class ResidentTrimmer:
 
     def __call__(self) -> bool:
         """One check; a trim when due.  Never reports a backlog (returns False)."""
-        now = self._clock()
-        if now < self._next_check:
+        if self.budget == 0:
             return False
-        self._next_check = now + self._interval_s
         rss = self._read_rss()
         if rss is None or rss <= self.budget or rss - self.floor < self.slack:
             return False
@@ -211,7 +207,6 @@ class ResidentTrimmer:
         except OSError as exc:  # not expected on Linux; stop rather than fail every round
             log.warning("%s; the bound on mapped resident memory is off in this worker", exc.strerror or exc)
             self.budget = 0
-            self._next_check = float("inf")
             return False
         self.trims += 1
         after = self._read_rss()

@@ -233,7 +233,6 @@ class Fake:
 
     def __init__(self, rss: int) -> None:
         self.rss = rss
-        self.now = 100.0
         self.dropped: list[str] = []
         self.after_drop = 20 * MiB  # what the other mapped files hold
         self.fail = False
@@ -249,8 +248,7 @@ class Fake:
         return 1
 
     def trimmer(self, budget: int = 48 * MiB) -> ResidentTrimmer:
-        return ResidentTrimmer("/db/data.mdb", budget, read_rss=self.read, drop=self.drop,
-                               clock=lambda: self.now, interval_s=0.1)
+        return ResidentTrimmer("/db/data.mdb", budget, read_rss=self.read, drop=self.drop)
 
 
 def test_trims_only_past_the_budget():
@@ -258,24 +256,10 @@ def test_trims_only_past_the_budget():
     trimmer = fake.trimmer()
     assert trimmer() is False
     assert fake.dropped == []
-    fake.now += 0.1
     fake.rss = 48 * MiB + 4096
     assert trimmer() is False  # a trim never asks the loop to hurry
     assert fake.dropped == ["/db/data.mdb"]
     assert (trimmer.trims, trimmer.floor) == (1, 20 * MiB)
-
-
-def test_checks_at_most_every_interval():
-    fake = Fake(100 * MiB)
-    trimmer = fake.trimmer()
-    trimmer()
-    fake.rss = 100 * MiB
-    fake.now += 0.05
-    trimmer()
-    assert trimmer.trims == 1
-    fake.now += 0.05
-    trimmer()
-    assert trimmer.trims == 2
 
 
 def test_other_files_over_the_budget_do_not_set_off_a_trim_every_round(caplog):
@@ -288,11 +272,9 @@ def test_other_files_over_the_budget_do_not_set_off_a_trim_every_round(caplog):
     assert [r.getMessage() for r in caplog.records] == [
         "mapped files other than the data file take 60 MiB, over SHOAL_MAX_MAPPED_RESIDENT_MB (48 MiB): "
         "trimming the data file's pages cannot meet it"]
-    fake.now += 1
     fake.rss = 60 * MiB + trimmer.slack - 1  # grown by less than the slack (12 MiB): no trim
     trimmer()
     assert trimmer.trims == 1
-    fake.now += 1
     fake.rss = 60 * MiB + trimmer.slack
     with caplog.at_level(logging.WARNING, logger="shoal"):
         trimmer()
@@ -310,7 +292,6 @@ def test_a_failing_madvise_turns_the_job_off(caplog):
         "madvise(MADV_DONTNEED) on /db/data.mdb: Invalid argument; "
         "the bound on mapped resident memory is off in this worker"]
     fake.fail = False
-    fake.now += 1000
     trimmer()
     assert fake.dropped == []
 
@@ -324,3 +305,49 @@ def test_the_job_on_a_real_engine(big_engine):
     assert trimmer.trims == 1
     assert rss_file() <= budget
     assert read_all(big_engine, ITEMS) == ITEMS
+
+
+# ---------------------------------------------------------------- the worker's loop
+
+
+def test_worker_runs_the_trimmer_as_a_watcher(lmdb_engine, monkeypatch):
+    from shoal.api.catalog import Catalog
+    from shoal.server.background import BackgroundJobs
+
+    monkeypatch.setenv("SHOAL_MAX_MAPPED_RESIDENT_MB", "32")
+    jobs = BackgroundJobs.for_worker(lmdb_engine, Catalog(lmdb_engine), change_retention_s=3600)
+    try:
+        assert [type(w) for w in jobs.watchers] == [ResidentTrimmer]
+        assert jobs.watchers[0].budget == 32 * MiB
+        assert not any(isinstance(job, ResidentTrimmer) for job in jobs.jobs)
+    finally:
+        jobs.close()
+    monkeypatch.setenv("SHOAL_MAX_MAPPED_RESIDENT_MB", "0")
+    jobs = BackgroundJobs.for_worker(lmdb_engine, Catalog(lmdb_engine), change_retention_s=3600)
+    try:
+        assert jobs.watchers == []
+    finally:
+        jobs.close()
+
+
+def test_watchers_run_on_their_own_cadence_between_rounds():
+    import asyncio
+
+    from shoal.server.background import BackgroundJobs
+
+    rounds, checks = [], []
+    jobs = BackgroundJobs([lambda: rounds.append(1)], watchers=[lambda: checks.append(1)])
+    jobs.INTERVAL_S = 1000.0  # no second round of the jobs during the test
+    jobs.WATCH_INTERVAL_S = 0.01
+
+    async def serve_until_five_checks():
+        jobs.start(asyncio.get_running_loop())
+        for _ in range(500):
+            if len(checks) >= 5:
+                break
+            await asyncio.sleep(0.01)
+        jobs.stop()
+
+    asyncio.run(serve_until_five_checks())
+    assert len(checks) >= 5
+    assert len(rounds) == 1
