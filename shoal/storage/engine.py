@@ -29,6 +29,21 @@ Rules every engine honours (the conformance suite in
   not hold one across an ``await``.  Never open a ``write()`` inside another
   ``write()`` of the same engine in the same thread (single-writer engines would
   deadlock).
+* Write transactions may run concurrently (the PostgreSQL engine, from many
+  processes and nodes).  Each is still serializable with respect to the keys
+  it reads with ``get`` or through a scan and the keys it writes: what it
+  read stays as it read it until it commits.  Two kinds of keys, which every
+  writer reads and rewrites, are the exception, so that writers of different
+  items do not queue on them (engines with one writer need do nothing): the
+  change log (``CHANGE_LOG_HEAD``: a big-endian u64 position, then a node id;
+  its records in ``CHANGE_LOG`` under big-endian u64 keys), whose records a
+  transaction appends are renumbered at commit to follow the head as it is
+  then, so the log stays gap-free in commit order; and counters
+  (``meta`` keys under ``COUNTER_PREFIXES``, big-endian signed 64-bit
+  fields), where what a transaction wrote minus what it read is added at
+  commit to the value then stored.  Keys under ``SHARED_PREFIXES`` are read
+  by many writers at once.  A transaction that loses a race it cannot
+  resolve by itself raises ``WriteConflict`` and leaves nothing.
 """
 
 from __future__ import annotations
@@ -42,6 +57,24 @@ from typing import ContextManager, Iterator
 #: table items; ``changes``: the change log streams read; ``indexes``:
 #: secondary index entries.
 SPACES = ("meta", "items", "changes", "indexes", "streams")
+
+
+#: The change log's space and its head's ``meta`` key (see the module docstring).
+CHANGE_LOG = "changes"
+CHANGE_LOG_HEAD = b"changes/seq"
+#: ``meta`` keys with these prefixes are read by every writer of a table and
+#: written by few (the table catalog): an engine with concurrent writers may
+#: let their readers share them.
+SHARED_PREFIXES = (b"table/",)
+#: ``meta`` keys with these prefixes are counters: fields of big-endian signed
+#: 64-bit integers that writers add to (a table's and an index's item count and size).
+COUNTER_PREFIXES = (b"stats/", b"istats/")
+
+
+class WriteConflict(Exception):
+    """A write transaction lost a race with a concurrent writer after what it
+    had read was used: nothing of it was written.  Run the whole unit of work
+    again (the server answers 500 InternalServerError, which SDKs retry)."""
 
 
 class GroupPoisoned(Exception):

@@ -1,19 +1,30 @@
-"""The PostgreSQL engine: every key space is a table ``(k bytea primary key, v bytea)``.
+"""The PostgreSQL engine: every key space is a table ``(k bytea primary key, v bytea)``
+(``items`` with its partition hash ``h`` too).
 
 Why
     Many stateless Shoal nodes over one database that already replicates,
     fails over and rebalances (issue 19).  The SQL is kept to what
     PostgreSQL, CockroachDB and YugabyteDB all accept: ``bytea`` keys under a
     primary-key index (``bytea`` compares as unsigned bytes, shorter prefix
-    first: the interface's order), ``INSERT ... ON CONFLICT ... DO UPDATE``,
-    ``DELETE ... WHERE k = ANY(array)``, ``SELECT ... FOR UPDATE`` and
-    ``ORDER BY k [DESC] LIMIT n`` range scans.  Only PostgreSQL is tested here.
+    first: the interface's order), ``INSERT ... ON CONFLICT ... DO UPDATE``
+    (and ``DO NOTHING``), ``INSERT ... SELECT ... FROM unnest(array)``,
+    ``DELETE ... WHERE k = ANY(array)``, ``SELECT ... FOR UPDATE``, ``READ
+    COMMITTED`` and ``ORDER BY k [DESC] LIMIT n`` range scans.  Only
+    PostgreSQL is tested here.
 
 Schema
     Created on first open, idempotently, in one schema (``shoal`` unless the
     caller names another): one table per space of ``SPACES``, ``overflow``
-    for long keys (below), and ``writer``, a single row that holds the format
-    version and is locked by every write transaction.
+    for long keys (below), ``locks`` (key locks, below), and ``writer``, a
+    single row that holds the format version.  ``items`` has a third column,
+    ``h``: a 64-bit hash of the key's first 20 bytes, which for an item are
+    its table's prefix and the hash of its partition key, so every item of a
+    partition has the same ``h``.  Its primary key is ``(h, k)`` (Citus
+    distributes a table on a column its primary key starts with:
+    ``SELECT create_distributed_table('shoal.items', 'h')``), and an index
+    on ``k`` serves the scans that cross partitions.  A GetItem is one
+    lookup of the primary key, a Query (a range within one partition) one
+    range of it.
 
 Reads
     ``read()`` is ``BEGIN ISOLATION LEVEL REPEATABLE READ, READ ONLY``: one
@@ -29,24 +40,46 @@ Reads
     on which it would forget its prepared statements (it does so in case
     an object they use was dropped, which never happens to these tables).
 
-Writes, serialized
-    LMDB has one writer at a time, and the API layer relies on it (a
-    condition read and the write it guards see nothing in between).  This
-    first slice keeps that rule across every process and node: ``write()``
-    begins ``READ COMMITTED`` and locks the ``writer`` row with ``SELECT ...
-    FOR UPDATE`` (one round trip), so writers queue on the
-    database, and each statement after the lock sees every earlier writer's
-    commit.  A row lock rather than ``pg_advisory_xact_lock``, which
-    CockroachDB does not implement.  Finer-grained locking (per item, with
-    retries on serialization failures and deadlocks) is the next slice.
-    While the lock is held nothing else changes the tables, so a write
-    transaction buffers its puts and deletes in memory (its own reads and
-    scans merge them over the database's rows, and remember what they read)
-    and sends them all with the ``COMMIT`` in one pipeline: one round trip.
-    A write transaction that writes nothing ends with ``ROLLBACK``.
+Concurrent writers
+    No lock is shared by all writers: writers of different items, from any
+    number of processes and nodes, run side by side.  A write transaction
+    is ``READ COMMITTED``, and every key it reads (``get``, or a row a scan
+    returns) is first locked: a row of ``locks`` named by a hash of the
+    table and the key (modulo ``_LOCK_STRIPES``), taken by an upsert, which
+    locks absent keys as well as present ones, and read after the lock is
+    granted, in the same round trip (each statement has its own snapshot).
+    So what a transaction read stays so until it commits: a condition and
+    the write it guards see nothing in between, as under LMDB's single
+    writer.  Keys written without being read are locked at commit.  Its puts
+    and deletes wait in memory (its own reads and scans merge them over the
+    database's rows) and are sent with the ``COMMIT`` in one pipeline.  A
+    scan's range is not locked against new keys (no predicate locks); the
+    rows it returned are.
+
+    Two kinds of keys that every item write reads and rewrites would make
+    every writer wait for every other: the change log's head and the
+    counters (``engine.CHANGE_LOG_HEAD``, ``engine.COUNTER_PREFIXES``).
+    They are read without a lock, and at commit, in one round trip, the
+    transaction locks them (``SELECT ... FOR UPDATE``, after placeholders
+    for rows not yet there), adds what it added to each counter to the value
+    now stored, and renumbers the change records it appended to follow the
+    head as it now is.  The head's lock is held from there to the end of
+    the ``COMMIT``, so positions are given in commit order, without gaps: a
+    reader that sees position n sees every position before it, from every
+    node.  A transaction that read the head for another purpose (a stream's
+    starting position) sees it as of its read.
+
+    A deadlock (two writers locking two keys in opposite orders; the
+    database aborts one after ``deadlock_timeout``) or a serialization
+    failure (CockroachDB) is handled here: the aborted transaction begins
+    again, takes its locks and does its reads again in the same order and,
+    when every read answers as before, goes on from where it was (what the
+    caller computed from them still holds).  When one answers otherwise, or
+    after ``_ATTEMPTS`` tries, it raises ``WriteConflict``, and nothing of it
+    is written.  A writer that was never aborted never raises it.
 
 Group commit, flush, prewarm, snapshot, stats
-    ``group()`` keeps one write transaction (one lock, one commit) for all
+    ``group()`` keeps one write transaction (one set of locks, one commit) for all
     the ``write()`` calls of the thread, with ``Engine.group``'s poisoning
     rule.  A commit is durable when ``COMMIT`` returns (the database's
     ``synchronous_commit``; ``sync=False`` turns it off for this engine's
@@ -85,14 +118,16 @@ Connections
     whose ``COMMIT`` was cut off may or may not have committed, as with
     DynamoDB's own 500s.  Sessions end a transaction left idle for a minute
     (``idle_in_transaction_session_timeout``), so a node that hangs inside
-    one cannot hold the writer lock for ever.
+    one cannot hold its locks for ever.
 """
 
 from __future__ import annotations
 
+import binascii
 import contextlib
 import hashlib
 import os
+import random
 import threading
 import time
 import weakref
@@ -103,17 +138,43 @@ import psycopg
 import psycopg_pool
 
 from psycopg import sql
+from psycopg.types.numeric import Int8
 
-from shoal.storage.engine import SPACES, Engine, GroupPoisoned, ReadTxn, WriteTxn
+from shoal.storage.engine import (
+    CHANGE_LOG,
+    CHANGE_LOG_HEAD,
+    COUNTER_PREFIXES,
+    SHARED_PREFIXES,
+    SPACES,
+    Engine,
+    GroupPoisoned,
+    ReadTxn,
+    WriteConflict,
+    WriteTxn,
+)
 
-__all__ = ["PostgresEngine", "StorageUnavailable", "FORMAT_VERSION", "shown_dsn"]
+__all__ = ["PostgresEngine", "StorageUnavailable", "FORMAT_VERSION", "shown_dsn", "partition_hash"]
 
 #: The layout version kept in the ``writer`` row; a store of another version is refused.
-FORMAT_VERSION = 1
+#: 2: the ``items`` table's ``h`` column and the ``locks`` table.
+FORMAT_VERSION = 2
 DEFAULT_SCHEMA = "shoal"
 
 _OVERFLOW = "overflow"
 _WRITER = "writer"
+_LOCKS = "locks"
+#: The spaces whose table has the partition hash column ``h``.
+_PARTITIONED = ("items",)
+#: An item's storage key begins with its table's 16-byte prefix and the 4-byte
+#: hash of its partition key (shoal.api.common.partition_prefix): the bytes
+#: every item of one partition shares.
+_PARTITION_PREFIX = 20
+#: Key locks are rows of ``locks`` named by a hash of (table, key) modulo
+#: this: the table stays bounded, and two keys share a lock rarely enough.
+_LOCK_STRIPES = 1 << 22
+#: How often a write transaction is restarted after a deadlock or a
+#: serialization failure before it gives up with WriteConflict.
+_ATTEMPTS = 10
 _DIRECT_MAX = 1000
 _HEADER_LEN = _DIRECT_MAX + 1
 _GID_LEN = 8
@@ -131,7 +192,12 @@ _MAX_BATCH = 1024
 # PostgreSQL takes a REPEATABLE READ snapshot at the first statement after
 # BEGIN, and the interface promises it as of read(): hence the SELECT 1.
 _BEGIN_READ = b"BEGIN ISOLATION LEVEL REPEATABLE READ, READ ONLY; SELECT 1"
-_BEGIN_WRITE = "BEGIN ISOLATION LEVEL READ COMMITTED, READ WRITE"
+_BEGIN_WRITE = b"BEGIN ISOLATION LEVEL READ COMMITTED, READ WRITE"
+
+# What makes the database abort a transaction that may simply be run again:
+# a serialization failure (40001) and a deadlock (40P01); psycopg makes the
+# latter no subclass of the former's TransactionRollback.
+_CONFLICTS = (psycopg.errors.TransactionRollback, psycopg.errors.DeadlockDetected)
 
 _live_engines: "weakref.WeakSet[PostgresEngine]" = weakref.WeakSet()
 # Pools inherited by a forked child: kept referenced and never closed there,
@@ -178,34 +244,73 @@ def shown_dsn(dsn: str) -> str:
     return f"postgresql://{user + '@' if user else ''}{where}/{parts.get('dbname', '')}"
 
 
+def partition_hash(key: bytes) -> int:
+    """The ``h`` column of an ``items`` row: a signed 64-bit hash of the key's
+    first ``_PARTITION_PREFIX`` bytes (table and partition), the same for
+    every item of a partition, so a distributed database sharding on it keeps
+    a partition on one shard (Citus: ``create_distributed_table(..., 'h')``)."""
+    return int.from_bytes(hashlib.blake2b(key[:_PARTITION_PREFIX], digest_size=8).digest(), "big", signed=True)
+
+
+def _lock_id(table: str, key: bytes) -> int:
+    """The ``locks`` row that stands for ``key`` of ``table`` (see ``_LOCK_STRIPES``)."""
+    return int.from_bytes(hashlib.blake2b(key, digest_size=8, person=table.encode()).digest(), "big") % _LOCK_STRIPES
+
+
+def _literal(value) -> str:
+    """``value`` (bytes or int) as an SQL literal, for the statements sent
+    with others in one simple query (see ``_simple_result``)."""
+    if type(value) is int:
+        return str(value)
+    return "'\\x" + bytes(value).hex() + "'::bytea"
+
+
+def _with_literals(statement: str, params) -> str:
+    parts = statement.split("%s")
+    return parts[0] + "".join(_literal(param) + part for param, part in zip(params, parts[1:]))
+
+
 class _Statements:
     """The SQL of one schema, composed once (identifiers quoted by psycopg)."""
 
     def __init__(self, schema: str) -> None:
         self.schema = schema
         tables = (*SPACES, _OVERFLOW)
-        self.table = {name: sql.Identifier(schema, name) for name in tables}
-        self.get = {name: self._text("SELECT v FROM {} WHERE k = %s", name) for name in tables}
+        self.table = {name: sql.Identifier(schema, name) for name in (*tables, _LOCKS)}
+        self.get = {name: self._text("SELECT v FROM {} WHERE h = %s AND k = %s" if name in _PARTITIONED
+                                     else "SELECT v FROM {} WHERE k = %s", name) for name in tables}
         # The same point selects for libpq's extended protocol, called directly (_fast_get).
-        self.fast_get = {name: self._text("SELECT v FROM {} WHERE k = $1", name).encode() for name in tables}
-        self.upsert = {name: self._text("INSERT INTO {} (k, v) VALUES (%s, %s) "
+        self.fast_get = {name: self._text("SELECT v FROM {} WHERE h = $1 AND k = $2" if name in _PARTITIONED
+                                          else "SELECT v FROM {} WHERE k = $1", name).encode() for name in tables}
+        self.upsert = {name: self._text("INSERT INTO {} (h, k, v) VALUES (%s, %s, %s) "
+                                        "ON CONFLICT (h, k) DO UPDATE SET v = excluded.v" if name in _PARTITIONED
+                                        else "INSERT INTO {} (k, v) VALUES (%s, %s) "
                                         "ON CONFLICT (k) DO UPDATE SET v = excluded.v", name) for name in tables}
         self.delete = {name: self._text("DELETE FROM {} WHERE k = ANY(%s)", name) for name in tables}
-        lock = sql.SQL("SELECT format FROM {} WHERE id = 1 FOR UPDATE").format(
-            sql.Identifier(schema, _WRITER)).as_string(None)
-        self.begin_write = f"{_BEGIN_WRITE}; {lock}".encode()
+        # Taking key locks: an upsert locks the row it inserts or finds, and
+        # waits for a transaction holding it (PostgreSQL, CockroachDB and
+        # YugabyteDB all lock on ON CONFLICT DO UPDATE).  Sorted, so that two
+        # transactions locking the same set do not deadlock.
+        self.lock_one = self._text("INSERT INTO {} (h) VALUES (%s) ON CONFLICT (h) DO UPDATE SET h = excluded.h",
+                                   _LOCKS)
+        self.lock_many = self._text("INSERT INTO {} (h) SELECT x FROM unnest(%s::bigint[]) AS t(x) ORDER BY x "
+                                    "ON CONFLICT (h) DO UPDATE SET h = excluded.h", _LOCKS)
+        self.placeholders = self._text("INSERT INTO {} (k, v) VALUES %s ON CONFLICT (k) DO NOTHING", "meta")
+        self.lock_meta = self._text("SELECT k, v FROM {} WHERE k = ANY(%s::bytea[]) ORDER BY k FOR UPDATE", "meta")
         self._scans: dict = {}
 
     def _text(self, template: str, name: str) -> str:
         return sql.SQL(template).format(self.table[name]).as_string(None)
 
-    def scan(self, name: str, low: str | None, high: bool, reverse: bool) -> str:
-        """A batch of a range scan: ``low`` is None, ">=" or ">", ``high``
-        whether ``k < %s`` bounds it; the limit is the last parameter."""
-        key = (name, low, high, reverse)
+    def scan(self, name: str, low: str | None, high: bool, reverse: bool, partition: bool = False) -> str:
+        """A batch of a range scan: ``partition`` whether ``h = %s`` comes
+        first (a scan within one partition of ``items``: one range of its
+        primary key), ``low`` None, ">=" or ">", ``high`` whether ``k < %s``
+        bounds it; the limit is the last parameter."""
+        key = (name, low, high, reverse, partition)
         text = self._scans.get(key)
         if text is None:
-            conditions = []
+            conditions = ["h = %s"] if partition else []
             if low is not None:
                 conditions.append(f"k {low} %s")
             if high:
@@ -221,8 +326,19 @@ class _Statements:
         """The idempotent DDL of the schema: (statement, parameters) pairs."""
         statements = [(sql.SQL("CREATE SCHEMA IF NOT EXISTS {}").format(sql.Identifier(self.schema)), None)]
         for name in (*SPACES, _OVERFLOW):
+            if name in _PARTITIONED:
+                # The primary key leads with the hash column, as Citus wants
+                # of a table distributed on it; the index on k alone serves
+                # the scans that cross partitions (a Scan, the table's range).
+                statements.append((sql.SQL("CREATE TABLE IF NOT EXISTS {} (h bigint NOT NULL, k bytea NOT NULL, "
+                                           "v bytea NOT NULL, PRIMARY KEY (h, k))").format(self.table[name]), None))
+                statements.append((sql.SQL("CREATE INDEX IF NOT EXISTS {} ON {} (k)").format(
+                    sql.Identifier(f"{name}_by_key"), self.table[name]), None))
+                continue
             statements.append((sql.SQL("CREATE TABLE IF NOT EXISTS {} (k bytea PRIMARY KEY, v bytea NOT NULL)")
                                .format(self.table[name]), None))
+        statements.append((sql.SQL("CREATE TABLE IF NOT EXISTS {} (h bigint PRIMARY KEY)")
+                           .format(self.table[_LOCKS]), None))
         writer = sql.Identifier(self.schema, _WRITER)
         statements.append((sql.SQL("CREATE TABLE IF NOT EXISTS {} (id integer PRIMARY KEY, format integer NOT NULL)")
                            .format(writer), None))
@@ -271,7 +387,7 @@ class PostgresEngine(Engine):
 
         def configure(conn) -> None:
             # A node that hangs inside a transaction (stopped, cut off) must
-            # not hold the writer lock, or a snapshot, for ever.
+            # not hold its locks, or a snapshot, for ever.
             conn.execute(f"SET idle_in_transaction_session_timeout = {_IDLE_IN_TRANSACTION_MS}")
             if not sync:
                 conn.execute("SET synchronous_commit = off")
@@ -436,7 +552,7 @@ class PostgresEngine(Engine):
         return PostgresReadTxn(self)
 
     def write(self) -> "PostgresWriteTxn":
-        """A write transaction, begun once this engine holds the writer row lock."""
+        """A write transaction (READ COMMITTED, locking what it reads: see the module docstring)."""
         self._live_pool()
         group = getattr(self._local, "group", None)
         if group is not None:
@@ -543,8 +659,8 @@ class PostgresReadTxn(ReadTxn):
         after BEGIN, and the interface promises it as of ``read()``."""
         self._conn = self._engine._begin(_BEGIN_READ)
 
-    def _rows(self, statement: str, params) -> list:
-        """Run one query (a scan's batch: ``SELECT k, v``) in the transaction."""
+    def _rows(self, statement: str, params, table: str | None = None) -> list:
+        """Run one query (a scan's batch of ``table``: ``SELECT k, v``) in the transaction."""
         conn = self._conn
         if conn is None:
             raise RuntimeError("the transaction has ended")
@@ -560,7 +676,7 @@ class PostgresReadTxn(ReadTxn):
         if conn is None:
             raise RuntimeError("the transaction has ended")
         with _database_errors():
-            return _fast_get(conn, self._sql.fast_get[table], key)
+            return _fast_get(conn, self._sql.fast_get[table], _get_params(table, key))
 
     def _raw_scan(self, table, low, high, reverse):
         """Keyset-paginated batches of ``low <= k < high`` in key order."""
@@ -619,14 +735,14 @@ class PostgresStatementReads(PostgresReadTxn):
         else:
             self._engine._putconn(conn)
 
-    def _rows(self, statement: str, params) -> list:
+    def _rows(self, statement: str, params, table: str | None = None) -> list:
         if self._fresh:
             return self._first(lambda conn: _fast_rows(conn, statement, params))
         return super()._rows(statement, params)
 
     def _raw_get(self, table: str, key: bytes) -> bytes | None:
         if self._fresh:
-            return self._first(lambda conn: _fast_get(conn, self._sql.fast_get[table], key))
+            return self._first(lambda conn: _fast_get(conn, self._sql.fast_get[table], _get_params(table, key)))
         return super()._raw_get(table, key)
 
     def _first(self, run):
@@ -653,16 +769,27 @@ class PostgresStatementReads(PostgresReadTxn):
                 conn = self._conn = self._engine._getconn()
 
 
+def _get_params(table: str, key: bytes) -> list:
+    """The parameters of ``fast_get[table]``: the hash column first where there is one."""
+    if table in _PARTITIONED:
+        return [partition_hash(key).to_bytes(8, "big", signed=True), key]
+    return [key]
+
+
 def _db_scan(txn, table, low, high, reverse):
     if low is not None and high is not None and low >= high:
         return
     batch = _FIRST_BATCH
     statements = txn._sql
+    # A range within one partition (a Query) is one range of the primary key (h, k).
+    partition = (table in _PARTITIONED and low is not None and high is not None
+                 and len(low) >= _PARTITION_PREFIX and low[:_PARTITION_PREFIX] == high[:_PARTITION_PREFIX])
+    first = [partition_hash(low)] if partition else []
     if reverse:
         lower_op, upper = (">=" if low is not None else None), high
         while True:
-            params = [b for b in (low, upper) if b is not None] + [batch]
-            rows = txn._rows(statements.scan(table, lower_op, upper is not None, True), params)
+            params = first + [b for b in (low, upper) if b is not None] + [batch]
+            rows = txn._rows(statements.scan(table, lower_op, upper is not None, True, partition), params, table)
             yield from rows
             if len(rows) < batch:
                 return
@@ -671,8 +798,8 @@ def _db_scan(txn, table, low, high, reverse):
     else:
         lower_op, lower = (">=" if low is not None else None), low
         while True:
-            params = [b for b in (lower, high) if b is not None] + [batch]
-            rows = txn._rows(statements.scan(table, lower_op, high is not None, False), params)
+            params = first + [b for b in (lower, high) if b is not None] + [batch]
+            rows = txn._rows(statements.scan(table, lower_op, high is not None, False, partition), params, table)
             yield from rows
             if len(rows) < batch:
                 return
@@ -717,19 +844,59 @@ class _Overlay:
         return None
 
 
-class PostgresWriteTxn(PostgresReadTxn, WriteTxn):
-    """A serialized write transaction whose changes wait in memory until commit."""
+class _WriteState:
+    """What a write transaction (and the grouped writes sharing it) has done,
+    kept so that it can be restarted after a deadlock and replayed."""
 
-    __slots__ = ("_overlays", "_seen")
+    __slots__ = ("overlays", "seen", "locked", "replay", "bases", "doomed")
+
+    def __init__(self) -> None:
+        self.overlays: dict[str, _Overlay] = {}
+        self.seen: dict[str, dict[bytes, bytes | None]] = {}  # committed values read, by table and key
+        self.locked: set[int] = set()  # the key locks held (``locks`` rows)
+        # What the work was told, in order: ("get", table, key, value) and
+        # ("rows", table, statement, params, rows); all under key locks.
+        self.replay: list = []
+        self.bases: dict[bytes, bytes | None] = {}  # the log head and counters as first read (no lock)
+        self.doomed = False  # a restart found a changed answer: only a rollback is left
+
+
+def _is_special(table: str, key: bytes) -> bool:
+    """The ``meta`` keys read without a lock and merged at commit (the log head, counters)."""
+    return table == "meta" and (key == CHANGE_LOG_HEAD or key.startswith(COUNTER_PREFIXES))
+
+
+def _added(current: bytes | None, base: bytes | None, written: bytes) -> bytes:
+    """A counter's value at commit: ``current`` plus what the transaction
+    added (``written - base``), field by field; ``written`` itself when the
+    layouts differ (nothing to add to)."""
+    size = len(written)
+    if size % 8 or (base is not None and len(base) != size) or (current is not None and len(current) != size):
+        return written
+    out = bytearray()
+    for at in range(0, size, 8):
+        field = int.from_bytes(written[at:at + 8], "big", signed=True)
+        if base is not None:
+            field -= int.from_bytes(base[at:at + 8], "big", signed=True)
+        if current is not None:
+            field += int.from_bytes(current[at:at + 8], "big", signed=True)
+        out += (field & 0xFFFFFFFFFFFFFFFF).to_bytes(8, "big")
+    return bytes(out)
+
+
+class PostgresWriteTxn(PostgresReadTxn, WriteTxn):
+    """A write transaction: READ COMMITTED, every key it reads locked, its
+    changes waiting in memory until commit (see the module docstring)."""
+
+    __slots__ = ("_st",)
 
     def __init__(self, engine: PostgresEngine) -> None:
         super().__init__(engine, begin=False)
-        self._overlays: dict[str, _Overlay] = {}
-        self._seen: dict[str, dict[bytes, bytes | None]] = {}  # committed rows read under the lock
+        self._st = _WriteState()
         local = engine._local
-        if getattr(local, "writing", False):  # it would wait for its own lock forever
+        if getattr(local, "writing", False):  # nested writes are outside the interface
             raise RuntimeError("this thread already has a write() open on this engine")
-        self._conn = engine._begin(self._sql.begin_write)  # its lock waits for the writer before us
+        self._conn = engine._begin(_BEGIN_WRITE)
         local.writing = True
 
     def __exit__(self, exc_type, exc, tb) -> None:
@@ -739,32 +906,205 @@ class PostgresWriteTxn(PostgresReadTxn, WriteTxn):
         if self._ended:
             return
         self._ended = True
-        conn, self._conn = self._conn, None
+        conn = self._conn
         try:
             with _database_errors():
-                if commit and any(o.values for o in self._overlays.values()):
-                    self._commit(conn)
+                if commit and any(o.values for o in self._st.overlays.values()):
+                    self._guarded(self._commit)
                 else:
                     _simple(conn, b"ROLLBACK")
         except BaseException:
             _rollback_quietly(conn)
             raise
         finally:
-            self._overlays = {}
-            self._seen = {}
+            self._conn = None
+            self._st = _WriteState()
             self._engine._local.writing = False
             self._engine._putconn(conn)
 
-    def _commit(self, conn) -> None:
-        """Every buffered change and the COMMIT, in one round trip."""
+    # -- conflicts: restart and replay
+
+    def _guarded(self, run):
+        """``run(conn)``; after a deadlock or a serialization failure (the
+        database aborted the transaction), the transaction is begun again,
+        its locked reads replayed, and ``run`` retried.  Replayed reads that
+        answer as before leave the work's conclusions valid, so it never
+        learns of the restart; one that answers otherwise raises
+        ``WriteConflict``."""
+        st = self._st
+        if st.doomed:
+            raise WriteConflict("the write transaction lost a race with another writer; run it again")
+        attempt = 0
+        while True:
+            with _database_errors():
+                try:
+                    return run(self._conn)
+                except _CONFLICTS:
+                    pass
+                while True:
+                    attempt += 1
+                    if attempt >= _ATTEMPTS:
+                        st.doomed = True
+                        raise WriteConflict(f"the write transaction was aborted {attempt} times by "
+                                            "deadlocks with other writers; run it again")
+                    try:
+                        self._restart(attempt)
+                        break
+                    except _CONFLICTS:
+                        continue
+
+    def _restart(self, attempt: int) -> None:
+        conn = self._conn
+        _rollback_quietly(conn)
+        if conn.closed:
+            raise psycopg.OperationalError("the connection to the server was lost")
+        time.sleep(random.uniform(0, min(0.05, 0.001 * 2 ** attempt)))  # let the other side finish
+        _simple(conn, _BEGIN_WRITE)
+        st = self._st
+        st.locked.clear()
+        for entry in st.replay:
+            if entry[0] == "get":
+                _, table, key, value = entry
+                same = self._locked_get(conn, table, key) == value
+            else:
+                _, table, statement, params, rows = entry
+                same = self._locked_rows(conn, table, statement, params) == rows
+            if not same:
+                st.doomed = True
+                raise WriteConflict("the write transaction lost a race with another writer; run it again")
+
+    # -- locked reads
+
+    def _locked_get(self, conn, table: str, key: bytes) -> bytes | None:
+        """Lock ``key`` and read it, in one round trip (read after the lock
+        is granted: READ COMMITTED gives each statement a fresh snapshot)."""
+        st = self._st
+        lock = _lock_id(table, key)
         statements = self._sql
+        read = _with_literals(statements.get[table], _get_params_text(table, key))
+        if table == "meta" and key.startswith(SHARED_PREFIXES):
+            # Read by every writer of a table, written by few: a shared lock
+            # on the row; a key not there yet is locked as any other.
+            read += " FOR SHARE"
+            result = _simple_result(conn, read.encode())
+            if result.ntuples:
+                return _unhex(result.get_value(0, 0))
+        if lock in st.locked:
+            result = _simple_result(conn, read.encode())
+        else:
+            result = _simple_result(conn, (_with_literals(statements.lock_one, (lock,)) + "; " + read).encode())
+            st.locked.add(lock)
+        return _unhex(result.get_value(0, 0)) if result.ntuples else None
+
+    def _locked_rows(self, conn, table: str, statement: str, params) -> list:
+        """A scan's batch, its rows locked: read, lock what came back, read
+        again (one round trip) until no new key came back."""
+        st = self._st
+        rows = _fast_rows(conn, statement, params)
+        again = _with_literals(statement, params)
+        while True:
+            locks = {_lock_id(table, key) for key, _ in rows} - st.locked
+            if not locks:
+                return rows
+            result = _simple_result(conn, (_lock_many(self._sql, locks) + "; " + again).encode())
+            st.locked |= locks
+            get = result.get_value
+            rows = [(_unhex(get(row, 0)), _unhex(get(row, 1))) for row in range(result.ntuples)]
+
+    def _rows(self, statement: str, params, table: str | None = None) -> list:
+        if self._conn is None:
+            raise RuntimeError("the transaction has ended")
+        rows = self._guarded(lambda conn: self._locked_rows(conn, table, statement, params))
+        self._st.replay.append(("rows", table, statement, params, rows))
+        return rows
+
+    # -- commit
+
+    def _commit(self, conn) -> None:
+        """Lock what was written blind and the log head and counters it
+        moved (one round trip), then every change and the COMMIT (one more)."""
+        st = self._st
+        statements = self._sql
+        head_base = st.bases.get(CHANGE_LOG_HEAD)
+        base_seq = int.from_bytes(head_base[:8], "big") if head_base else 0
+        meta = st.overlays.get("meta")
+        head_written = meta.values.get(CHANGE_LOG_HEAD) if meta is not None and CHANGE_LOG_HEAD in st.bases \
+            else None
+        written_seq = int.from_bytes(head_written[:8], "big") if head_written else base_seq
+        blind: set[int] = set()
+        merged: list[bytes] = []
+        shared: list[bytes] = []
+        for table, overlay in st.overlays.items():
+            for key in overlay.values:
+                if table == "meta" and key in st.bases:
+                    merged.append(key)
+                elif table == "meta" and key.startswith(SHARED_PREFIXES):
+                    shared.append(key)  # its row locked before the head: see below
+                    blind.add(_lock_id(table, key))
+                elif table == CHANGE_LOG and head_written is not None and len(key) == 8 \
+                        and base_seq < int.from_bytes(key, "big") <= written_seq:
+                    continue  # appended: numbered under the head's lock below
+                else:
+                    blind.add(_lock_id(table, key))
+        blind -= st.locked
+        parts = []
+        if blind:
+            parts.append(_lock_many(statements, blind))
+        if shared:
+            # The rows other writers read FOR SHARE, locked before the head,
+            # which those writers lock at their commit while holding them.
+            shared.sort()
+            parts.append(statements.lock_meta.replace("%s", "ARRAY[" + ",".join(
+                _literal(key) for key in shared) + "]"))
+        if merged:
+            merged.sort()
+            # A row to lock even where there is none yet (the first write to
+            # a new table, to an empty log): placeholders of zeros, replaced
+            # below; inserters of the same key wait for each other here.
+            meta_written = st.overlays["meta"].values
+            absent = [(key, _zeros(key, meta_written[key])) for key in merged if meta_written[key] is not None]
+            if absent:
+                parts.append(statements.placeholders.replace("%s", ", ".join(
+                    f"({_literal(key)}, {_literal(value)})" for key, value in absent)))
+            parts.append(statements.lock_meta.replace("%s", "ARRAY[" + ",".join(
+                _literal(key) for key in merged) + "]"))
+        current: dict[bytes, bytes] = {}
+        if parts:
+            result = _simple_result(conn, "; ".join(parts).encode())
+            st.locked |= blind
+            if merged:
+                get = result.get_value
+                current = {_unhex(get(row, 0)): _unhex(get(row, 1)) for row in range(result.ntuples)}
+        # The final values: counters added to, the log renumbered after the head as it is now.
+        changes = {table: dict(overlay.values) for table, overlay in st.overlays.items()}
+        for key in merged:
+            written = changes["meta"][key]
+            if written is None or key == CHANGE_LOG_HEAD:
+                continue
+            changes["meta"][key] = _added(current.get(key), st.bases[key], written)
+        if head_written is not None:
+            now = current.get(CHANGE_LOG_HEAD)
+            now_seq = int.from_bytes(now[:8], "big") if now else 0
+            shift = now_seq - base_seq
+            if shift:
+                log = changes.get(CHANGE_LOG, {})
+                for seq in range(written_seq, base_seq, -1):
+                    old = seq.to_bytes(8, "big")
+                    if old in log:
+                        log[(seq + shift).to_bytes(8, "big")] = log.pop(old)
+            node = now[8:] if now and len(now) > 8 else head_written[8:]
+            changes["meta"][CHANGE_LOG_HEAD] = (written_seq + shift).to_bytes(8, "big") + node
         with conn.pipeline():
             cursor = conn.cursor()
-            for table, overlay in self._overlays.items():
-                gone = [key for key, value in overlay.values.items() if value is None]
+            for table, values in changes.items():
+                gone = [key for key, value in values.items() if value is None]
                 if gone:
                     conn.execute(statements.delete[table], (gone,))
-                kept = [(key, value) for key, value in overlay.values.items() if value is not None]
+                if table in _PARTITIONED:
+                    kept = [(Int8(partition_hash(key)), key, value) for key, value in values.items()
+                            if value is not None]
+                else:
+                    kept = [(key, value) for key, value in values.items() if value is not None]
                 if kept:
                     cursor.executemany(statements.upsert[table], kept)
             conn.execute("COMMIT", prepare=False)
@@ -772,36 +1112,47 @@ class PostgresWriteTxn(PostgresReadTxn, WriteTxn):
     # -- the raw level, with the buffered changes over the committed rows
 
     def _raw_get(self, table: str, key: bytes) -> bytes | None:
-        overlay = self._overlays.get(table)
+        st = self._st
+        overlay = st.overlays.get(table)
         if overlay is not None and key in overlay.values:
             return overlay.values[key]
-        seen = self._seen.setdefault(table, {})
-        if key in seen:
+        seen = st.seen.get(table)
+        if seen is None:
+            seen = st.seen[table] = {}
+        elif key in seen:
             return seen[key]
-        value = seen[key] = super()._raw_get(table, key)
+        if self._conn is None:
+            raise RuntimeError("the transaction has ended")
+        if _is_special(table, key):
+            value = self._guarded(lambda conn: _fast_get(conn, self._sql.fast_get[table], [key]))
+            st.bases.setdefault(key, value)
+        else:
+            value = self._guarded(lambda conn: self._locked_get(conn, table, key))
+            st.replay.append(("get", table, key, value))
+        seen[key] = value
         return value
 
     def _raw_put(self, table: str, key: bytes, value: bytes) -> None:
         if self._ended:
             raise RuntimeError("the transaction has ended")
-        overlay = self._overlays.get(table)
+        overlay = self._st.overlays.get(table)
         if overlay is None:
-            overlay = self._overlays[table] = _Overlay()
+            overlay = self._st.overlays[table] = _Overlay()
         overlay.set(key, value if type(value) is bytes else bytes(value))
 
     def _raw_delete(self, table: str, key: bytes) -> bool:
         existed = self._raw_get(table, key) is not None
         if existed:
-            overlay = self._overlays.get(table)
+            overlay = self._st.overlays.get(table)
             if overlay is None:
-                overlay = self._overlays[table] = _Overlay()
+                overlay = self._st.overlays[table] = _Overlay()
             overlay.set(key, None)
         return existed
 
     def _raw_scan(self, table, low, high, reverse):
-        overlay = self._overlays.get(table)
+        overlay = self._st.overlays.get(table)
         if overlay is None:
-            overlay = self._overlays[table] = _Overlay()
+            overlay = self._st.overlays[table] = _Overlay()
         return _merge(_db_scan(self, table, low, high, reverse), overlay, low, high, reverse)
 
     # -- the interface
@@ -854,8 +1205,7 @@ class PostgresGroupedWriteTxn(PostgresWriteTxn):
         self._sql = outer._sql
         self._conn = outer._conn
         self._ended = False
-        self._overlays = outer._overlays
-        self._seen = outer._seen
+        self._st = outer._st
         self._group = group
         self._wrote = False
 
@@ -874,6 +1224,39 @@ class PostgresGroupedWriteTxn(PostgresWriteTxn):
         return existed
 
 
+def _zeros(key: bytes, written: bytes) -> bytes:
+    """A merged key's placeholder: a head at position 0 with the written node
+    id, or a counter of zeros."""
+    if key == CHANGE_LOG_HEAD:
+        return bytes(8) + written[8:]
+    return bytes(len(written))
+
+
+def _lock_many(statements: _Statements, locks) -> str:
+    """The statement taking the key locks ``locks`` (lock ids), in order."""
+    return statements.lock_many.replace("%s", "ARRAY[" + ",".join(map(str, sorted(locks))) + "]")
+
+
+def _get_params_text(table: str, key: bytes) -> list:
+    """The parameters of ``get[table]`` (the hash column first where there is one)."""
+    return [partition_hash(key), key] if table in _PARTITIONED else [key]
+
+
+def _unhex(text: bytes) -> bytes:
+    """A bytea in text form (``\\x`` and hex digits) as bytes."""
+    return binascii.unhexlify(memoryview(text)[2:])
+
+
+def _simple_result(conn, command: bytes):
+    """The result of the last of the statements ``command`` (libpq's simple
+    query protocol: several statements in one round trip, each with its own
+    snapshot under READ COMMITTED; values come back as text).  Raises as
+    psycopg would for the first that fails."""
+    result = conn.pgconn.exec_(command)
+    _checked_result(conn, result)
+    return result
+
+
 def _simple(conn, command: bytes) -> None:
     """Run ``command`` (statements without parameters) through libpq's simple
     query protocol: one round trip for several statements, and much less
@@ -886,12 +1269,12 @@ def _simple(conn, command: bytes) -> None:
         raise psycopg.errors.error_from_result(result, encoding=conn.info.encoding)
 
 
-def _fast_get(conn, text: bytes, key: bytes) -> bytes | None:
+def _fast_get(conn, text: bytes, params: list) -> bytes | None:
     """One point select through libpq directly, the key and the value in
     binary: psycopg's ``execute`` (a cursor, its adaptation and prepare
     bookkeeping) costs several times the query's own work here, on every
     GetItem."""
-    result = _exec(conn, text, [key], [1])
+    result = _exec(conn, text, params, [1] * len(params))
     if result.ntuples == 0:
         return None
     return result.get_value(0, 0)

@@ -515,6 +515,14 @@ def test_writers_in_threads_serialise(engine):
         assert int(txn.get("meta", b"counter")) == 200
 
 
+def single_writer(test):
+    """Mark ``test`` as holding for engines with one writer at a time (LMDB,
+    the in-memory engine), not for PostgreSQL's concurrent writers, whose
+    own tests (``test_postgres_engine.py``) say what they guarantee instead."""
+    return pytest.mark.parametrize("opener", ["lmdb", "memory"], indirect=True)(test)
+
+
+@single_writer
 def test_write_waits_for_another_threads_open_write(engine):
     entered, committed, seen = threading.Event(), threading.Event(), []
 
@@ -732,6 +740,7 @@ def test_exception_escaping_a_group_aborts_all_its_writes(engine):
     assert keys_of(engine, "items") == [b"after"]
 
 
+@single_writer
 def test_group_keeps_other_threads_writes_out_until_it_commits(engine):
     committed, seen = threading.Event(), []
 
