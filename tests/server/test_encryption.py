@@ -207,3 +207,60 @@ def test_iam_commands_open_an_encrypted_directory_with_its_key(tmp_path, keys):
     events = iam("list-audit-events", "--master-key-file", str(first))
     assert events.returncode == 0, events.stderr
     assert any(e["resource"].endswith("user/zebra-crossing-4711") for e in json.loads(events.stdout)["Events"])
+
+
+def test_a_replica_in_a_region_encrypted_at_rest(tmp_path, keys):
+    """A global table's replica in a region whose data directory is
+    encrypted at rest: with a KMSMasterKeyId override its SSEDescription is
+    that key's, in its region (as for a regional table created with that
+    SSESpecification); without, the region's own (AES256); the replicated
+    items are readable there and nowhere in its files in plaintext."""
+    from tests.shoal_process import free_port
+
+    first, _ = keys
+    ports = {"us-east-1": free_port(), "eu-west-1": free_port()}
+
+    def start(region: str, *extra: str) -> ShoalProcess:
+        other = next(r for r in ports if r != region)
+        return ShoalProcess(tmp_path / region, "--region", region, f"--peer={other}=http://127.0.0.1:{ports[other]}",
+                            "--workers", "1", "--no-metrics", *extra, port=ports[region]).start()
+
+    home, encrypted = start("us-east-1"), start("eu-west-1", "--master-key-file", str(first))
+    try:
+        east = make_client(home.url, region="us-east-1")
+        west = make_client(encrypted.url, region="eu-west-1")
+        for name in ("kms_events", "plain_events"):
+            east.create_table(TableName=name, BillingMode="PAY_PER_REQUEST",
+                              KeySchema=[{"AttributeName": "user_id", "KeyType": "HASH"}],
+                              AttributeDefinitions=[{"AttributeName": "user_id", "AttributeType": "S"}])
+            east.put_item(TableName=name, Item={"user_id": {"S": "uzebrauser4711"},
+                                                "session_id": {"S": "zebra-crossing-4711"}})
+        east.update_table(TableName="kms_events", ReplicaUpdates=[
+            {"Create": {"RegionName": "eu-west-1", "KMSMasterKeyId": "alias/eu-events"}}])
+        east.update_table(TableName="plain_events", ReplicaUpdates=[{"Create": {"RegionName": "eu-west-1"}}])
+        def copied(name: str) -> bool:
+            try:  # (the replica's table is refused to clients until it is ACTIVE)
+                return "Item" in west.get_item(TableName=name, Key={"user_id": {"S": "uzebrauser4711"}})
+            except west.exceptions.ResourceNotFoundException:
+                return False
+
+        deadline = time.monotonic() + 30
+        for name in ("kms_events", "plain_events"):
+            while not copied(name):
+                assert time.monotonic() < deadline, name
+                time.sleep(0.1)
+        account = east.describe_table(TableName="kms_events")["Table"]["TableArn"].split(":")[4]
+        assert west.describe_table(TableName="kms_events")["Table"]["SSEDescription"] == {
+            "Status": "ENABLED", "SSEType": "KMS", "KMSMasterKeyArn": f"arn:aws:kms:eu-west-1:{account}:alias/eu-events"}
+        assert west.describe_table(TableName="plain_events")["Table"]["SSEDescription"] == {
+            "Status": "ENABLED", "SSEType": "AES256"}
+        assert "SSEDescription" not in east.describe_table(TableName="plain_events")["Table"]
+        east_entry = east.describe_table(TableName="kms_events")["Table"]["Replicas"][0]
+        assert (east_entry["RegionName"], east_entry["KMSMasterKeyId"]) == ("eu-west-1", "alias/eu-events")
+    finally:
+        home.stop()
+        assert encrypted.stop() == 0
+    for name, content in _all_files(tmp_path / "eu-west-1").items():
+        for secret in ("uzebrauser4711", "zebra-crossing-4711"):
+            for form in _forms(secret):
+                assert form not in content, f"{secret!r} found in {name} as {form!r}"
