@@ -251,7 +251,8 @@ def test_a_replica_in_a_region_encrypted_at_rest(tmp_path, keys):
                 time.sleep(0.1)
         account = east.describe_table(TableName="kms_events")["Table"]["TableArn"].split(":")[4]
         assert west.describe_table(TableName="kms_events")["Table"]["SSEDescription"] == {
-            "Status": "ENABLED", "SSEType": "KMS", "KMSMasterKeyArn": f"arn:aws:kms:eu-west-1:{account}:alias/eu-events"}
+            "Status": "ENABLED", "SSEType": "KMS",
+            "KMSMasterKeyArn": f"arn:aws:kms:eu-west-1:{account}:alias/eu-events"}
         assert west.describe_table(TableName="plain_events")["Table"]["SSEDescription"] == {
             "Status": "ENABLED", "SSEType": "AES256"}
         assert "SSEDescription" not in east.describe_table(TableName="plain_events")["Table"]
