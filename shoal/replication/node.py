@@ -20,7 +20,13 @@ loop, so that a region's own writes never wait for a peer:
    sync, copy, activate, drop), the first of each table, in order;
 3. for every (peer, table) cursor not held by a copy, send the records
    past it (up to ``BATCH`` and never splitting the records of one write
-   time, which is how a transaction's writes stay together), and move it.
+   time, which is how a transaction's writes stay together), and move it
+   in the next round's transaction (step 1's, or one of its own).
+
+A round that sent records is followed by the next ``PACE_S`` after it
+began, so that under load a round carries many records: its fixed costs (a
+commit with its fsyncs, a request to each peer) are what being a replica
+source cost most once the records themselves were no longer decoded.
 
 A peer that does not answer is left alone for ``BACKOFF_S`` (doubled to
 ``MAX_BACKOFF_S``) while the others go on.  One that has failed for
@@ -76,6 +82,10 @@ SCAN_FACTOR = 20  # records of other tables passed over per batch, at most
 BACKOFF_S = 0.5
 MAX_BACKOFF_S = 5.0
 IDLE_S = 0.1
+#: After a round that sent records, the next starts this long after it began:
+#: under load, batches grow and the rounds (each a commit, and a request to
+#: every peer) stay few, instead of one round per few writes.
+PACE_S = 0.05
 TIMEOUT_S = 10.0
 PRUNE_EVERY_S = 60.0  # between rounds of tombstone pruning
 UNREACHABLE_S = 1.0  # failing this long, a peer is shown REGION_DISABLED
@@ -230,6 +240,10 @@ class Replicator:
         # position -> (time, origin, keys JSON, new image JSON) of the local writes indexed this
         # round (``versions.index_local``)
         self._decoded: dict = {}
+        # what the peers took, not yet stored: (consumer, cursor sent from, new cursor), and the
+        # ReplicationLatency values (``_store_sent``)
+        self._sent: list[tuple[str, int, int]] = []
+        self._points: dict = {}
 
     def start(self) -> "Replicator":
         self._thread = threading.Thread(target=self._run, name="shoal-replication", daemon=True)
@@ -240,6 +254,10 @@ class Replicator:
         self._stop.set()
         if self._thread is not None:
             self._thread.join(timeout=TIMEOUT_S + 1)
+        try:
+            self.flush()
+        except Exception:  # the engine is closed already: the peers are sent those records again
+            pass
         for peer in self.peers.values():
             peer.close()
         try:
@@ -250,19 +268,27 @@ class Replicator:
     def _run(self) -> None:
         while not self._stop.is_set():
             busy = False
+            started = time.monotonic()
             try:
                 if self._lease.hold():
                     busy = self.run_once()
             except Exception:
                 log.error("replication round failed:\n%s", traceback.format_exc())
-            self._stop.wait(0 if busy else IDLE_S)
+            if busy:
+                continue
+            # A round that sent records is followed by the next PACE_S after it began (what was
+            # written meanwhile goes as one batch); an idle one sleeps.
+            self._stop.wait(max(0.0, started + PACE_S - time.monotonic()) if self._sent else IDLE_S)
 
     # -- one round ------------------------------------------------------------------------
 
     def run_once(self) -> bool:
-        """One round of indexing, tasks and sending; True while work remains."""
+        """One round of indexing, tasks and sending; True while a backlog
+        remains (more than a batch to send, tasks, records to index).  What
+        the peers took is stored by the next round (``_store_sent``)."""
         self._decoded.clear()
         busy = self._index()
+        self.flush()  # what the last round sent, when there was nothing to index to store it with
         busy = self._tasks() or busy
         busy = self._send() or busy
         self._decoded.clear()
@@ -277,11 +303,15 @@ class Replicator:
         return busy
 
     def _index(self) -> bool:
+        """Fold new local writes into the version store, in the transaction
+        that also stores what the last round's peers took (one commit, with
+        its fsyncs, per round instead of two); True while more remain."""
         with self.engine.read() as txn:
             cursor = consumer_cursor(txn, versions.INDEXER)
             if cursor is None or cursor >= head_position(txn):
                 return False
         with self.engine.write() as txn:
+            self._store_sent(txn)
             versions.index_local(txn, replica_apply.global_tables(txn, self.catalog), limit=BATCH * SCAN_FACTOR,
                                  decoded=self._decoded)
             return consumer_cursor(txn, versions.INDEXER) < head_position(txn)
@@ -397,6 +427,7 @@ class Replicator:
         ``PENDING_SCAN`` records; beyond, every later record is counted)."""
         own = self.region + ":"
         samples = []
+        self.flush()  # the cursors as the peers have them
         with self.engine.read() as txn:
             head = head_position(txn)
             tables = replica_apply.global_tables(txn, self.catalog)
@@ -621,20 +652,38 @@ class Replicator:
 
     # -- streaming ------------------------------------------------------------------------
 
+    def flush(self) -> None:
+        """Store what the peers took and is not stored yet (``_store_sent``)."""
+        if self._sent or self._points:
+            with self.engine.write() as txn:
+                self._store_sent(txn)
+
+    def _store_sent(self, txn) -> None:
+        """Move the cursors of the batches the peers took, and write their
+        ReplicationLatency values.  This waits for the next round's
+        transaction (``_index``, or ``flush`` when it has nothing to fold):
+        a transaction of its own per round cost a commit with its fsyncs,
+        under LMDB's writer lock, which the region's own writes wait for.  A
+        peer that took a batch and is resent it after a crash before that
+        commit applies it again, harmlessly: last writer wins by the
+        records' own versions."""
+        for consumer, was, last in self._sent:
+            if consumer_cursor(txn, consumer) == was:  # not dropped nor moved meanwhile
+                advance_consumer(txn, consumer, last)
+        if self._points:
+            from shoal.metrics.store import write_points
+
+            write_points(txn, self._points)
+        self._sent, self._points = [], {}
+
     def _send(self) -> bool:
-        """Send every (peer, table) cursor's next batch, then record what the
-        peers took in one write transaction: the cursors moved and the
-        ReplicationLatency values.  (A transaction of its own per batch cost
-        a commit with its fsync each, under LMDB's writer lock, which the
-        region's own writes wait for.)  A peer that took a batch and is
-        resent it after a crash before that commit applies it again,
-        harmlessly: last writer wins by the records' own versions."""
+        """Send every (peer, table) cursor's next batch (stored by the next
+        round: ``_store_sent``); True while a cursor has more than a batch."""
         with self.engine.read() as txn:
             cursors = [(name, cursor) for name, (cursor, _) in consumers(txn).items() if name.startswith("replica/")]
             head = head_position(txn)
         busy = False
-        sent: list[tuple[str, int, int]] = []  # (consumer, cursor sent from, new cursor)
-        points: dict = {}
+        sent, points = self._sent, self._points
         round_cache: dict = {}  # what one peer's batch read, decoded and encoded, for the next peer's
         for name, cursor in cursors:
             if cursor >= head:
@@ -651,15 +700,6 @@ class Replicator:
                 continue
             if peer.heard_at != heard:  # a batch went (a held cursor sends nothing)
                 self._succeeded(peer)
-        if sent or points:
-            with self.engine.write() as txn:
-                for consumer, was, last in sent:
-                    if consumer_cursor(txn, consumer) == was:  # not dropped nor moved meanwhile
-                        advance_consumer(txn, consumer, last)
-                if points:
-                    from shoal.metrics.store import write_points
-
-                    write_points(txn, points)
         return busy
 
     def _send_batch(self, peer: PeerClient, table_id: str, consumer: str, sent: list, points: dict,
@@ -698,9 +738,7 @@ class Replicator:
                                 [max(0.0, now_ms - t) for t in times])
         if last != cursor:
             sent.append((consumer, cursor, last))
-        # A round that sent something is followed at once by the next (what
-        # was written meanwhile goes as one batch); only an idle one sleeps.
-        return more or bool(times)
+        return more
 
     def _pending(self, txn, table_id: str, cursor: int, indexed: int | None,
                  send: bool = True) -> tuple[list, list, int, bool]:
