@@ -633,3 +633,50 @@ def _change_entry(engine) -> None:
     with engine.write() as txn:
         assert txn.get("meta", b"table/t") == b"v1"
         txn.put("meta", b"table/t", b"v2")
+
+
+def test_a_group_whose_replay_reads_otherwise_commits_nothing(nodes, database):
+    """A grouped write that lost such a race (before writing anything) fails
+    alone with WriteConflict, and the group then cannot commit: what its
+    other writes concluded may rest on what changed, so none of it is kept
+    (the group committer then runs each request on its own)."""
+    from shoal.storage.engine import WriteConflict
+
+    first, second = nodes
+    locked, outcome = threading.Barrier(2), {}
+
+    def victim():
+        try:
+            with first.group():
+                with first.write() as txn:
+                    txn.put("items", b"grouped-earlier", b"1")
+                try:
+                    with first.write() as txn:
+                        txn.get("items", b"a")
+                        locked.wait()
+                        txn.get("items", b"b")
+                except WriteConflict:
+                    outcome["grouped write"] = "WriteConflict"
+        except WriteConflict as exc:
+            outcome["group"] = str(exc)
+
+    def winner():
+        with second.write() as txn:
+            txn.get("items", b"b")
+            locked.wait()
+            wait_for_waiters(database, 1)
+            txn.get("items", b"a")
+            txn.put("items", b"a", b"changed")
+
+    threads = [threading.Thread(target=victim), threading.Thread(target=winner)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(60)
+    assert outcome == {"grouped write": "WriteConflict",
+                       "group": "the write transaction lost a race with another writer; run it again"}
+    with second.read() as txn:
+        assert list(txn.scan("items")) == [(b"a", b"changed")]
+    with first.group():  # the engine groups on
+        increment(first)
+    assert rows(database, "meta")[-1] == (b"counter", b"1")
