@@ -1174,7 +1174,9 @@ def leave(engine, catalog, region: str, task: dict, peer) -> bool:
             replica_apply.unfollow(txn, other, table.table_id)
         replica_apply.unmark_global(txn, table.table_id)
         forget_registers(txn, region, name, table.prefix)
-        for other in task["replicas"]:
+        # The sealed region first: it has just answered, and a table's tasks run one at a time, in
+        # order, so a removed region that does not answer holds back only what is queued after it.
+        for other in sorted(task["replicas"], key=lambda r: r != peer.region):
             control.queue_task(txn, {"kind": "drop", "table_id": table.table_id, "name": name, "peer": other})
         if task.get("witness"):
             control.queue_task(txn, {"kind": "drop_witness", "table_id": table.table_id, "name": name,

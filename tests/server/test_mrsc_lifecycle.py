@@ -453,3 +453,34 @@ def test_a_replica_updating_while_cut_off_can_be_deleted_and_the_others_are_told
         return False
 
     _until(gone, lambda: _table(east2, name))
+
+
+def test_the_other_regions_are_removed_from_an_mrsc_table_while_one_is_updating_and_cut_off(regions):
+    """us-east-2 UPDATING and cut off from us-east-1: removing both other
+    regions is taken (a change waiting for a region that does not answer
+    must not hold back the removal), seals us-west-2 with us-east-1, and
+    leaves a single-Region table in us-east-1 with every acknowledged write."""
+    from tests.server.test_mrsc import _wait_gone, _wait_regional
+
+    name = "lifecycle_leave_updating"
+    _strong_table(regions, name)
+    east1 = regions.client(0)
+    east1.put_item(TableName=name, Item={"pk": {"S": "a"}, "v": {"S": "1"}})
+    regions.procs[1].stop()
+    regions.start(1, f"--peer-pause={REGIONS[0]}")
+    try:
+        regions.client(1).put_item(TableName=name, Item={"pk": {"S": "b"}, "v": {"S": "2"}})  # with us-west-2 only
+        east1.update_table(TableName=name, ReplicaUpdates=[{"Update": {
+            "RegionName": REGIONS[1], "OnDemandThroughputOverride": {"MaxReadRequestUnits": 70}}}])
+        assert _entry(_table(east1, name), REGIONS[1])["ReplicaStatus"] == "UPDATING"
+        east1.update_table(TableName=name, ReplicaUpdates=[{"Delete": {"RegionName": REGIONS[1]}},
+                                                           {"Delete": {"RegionName": REGIONS[2]}}])
+        table = _wait_regional(east1, name)
+        assert "MultiRegionConsistency" not in table
+        items = {i["pk"]["S"]: i["v"]["S"] for i in east1.scan(TableName=name, ConsistentRead=True)["Items"]}
+        assert items == {"a": "1", "b": "2"}
+        _wait_gone(regions.client(2), name)
+    finally:
+        regions.procs[1].stop()
+        regions.start(1)
+    _wait_gone(regions.client(1), name)
