@@ -15,8 +15,12 @@ that talks to other regions (``tasks``); the replication thread
   versions), ``activate`` (the hold is lifted: R receives every change since
   that position; last writer wins makes the overlap harmless), then a
   ``sync`` of the ACTIVE status to every replica.
-* Delete R: the peer is forgotten here at once, ``drop`` deletes R's table
-  and ``sync`` tells the others to stop sending to R.
+* Delete R: the peer is forgotten here at once, ``sync`` tells the others
+  to stop sending to R and ``drop`` deletes R's table (last, and with
+  whatever was still queued for R dropped: a gone region holds back nothing).
+* Update R (its settings): the entry shows the overrides and R UPDATING;
+  ``replica_update`` applies them as UpdateTable in R (a KMSMasterKeyId as
+  its SSESpecification), then ``activate`` shows R ACTIVE everywhere.
 
 ``sync`` always sends the whole replica set (every region and its status),
 so it is idempotent and a late one cannot undo a newer one's effect on

@@ -1,9 +1,12 @@
 """A global table's replicas after creation, across three real ``shoal serve``
 processes (us-east-1, us-east-2, us-west-2): ReplicaUpdates Update on an MREC
 and on an MRSC table (the change reaches the named region's own table and
-every region's DescribeTable), and DeleteTable of one replica (an MREC
-replica leaves the group; an MRSC replica is refused, as the Developer Guide
-says a single replica cannot be removed from an MRSC global table).
+every region's DescribeTable; the replica is UPDATING until it has, which a
+region cut off by ``--peer-pause`` makes last; a replica UPDATING can still
+be removed), a replica's KMSMasterKeyId as its encryption in its own region,
+and DeleteTable of one replica (an MREC replica leaves the group; an MRSC
+replica is refused, as the Developer Guide says a single replica cannot be
+removed from an MRSC global table).
 """
 
 from __future__ import annotations
