@@ -568,7 +568,13 @@ class PostgresEngine(Engine):
         if getattr(self._local, "group", None) is not None:
             yield self._local.group  # already grouping: the outer group commits
             return
-        group = _Group(PostgresWriteTxn(self))
+        txn = PostgresWriteTxn(self)
+        try:
+            txn._guarded(txn._begun)  # begun now: its grouped writes share its connection
+        except BaseException:
+            txn._end(commit=False)
+            raise
+        group = _Group(txn)
         self._local.group = group
         try:
             yield group
@@ -848,7 +854,7 @@ class _WriteState:
     """What a write transaction (and the grouped writes sharing it) has done,
     kept so that it can be restarted after a deadlock and replayed."""
 
-    __slots__ = ("overlays", "seen", "locked", "replay", "bases", "doomed")
+    __slots__ = ("overlays", "seen", "locked", "replay", "bases", "doomed", "begun")
 
     def __init__(self) -> None:
         self.overlays: dict[str, _Overlay] = {}
@@ -859,6 +865,7 @@ class _WriteState:
         self.replay: list = []
         self.bases: dict[bytes, bytes | None] = {}  # the log head and counters as first read (no lock)
         self.doomed = False  # a restart found a changed answer: only a rollback is left
+        self.begun = False  # BEGIN is sent with the first statement
 
 
 def _is_special(table: str, key: bytes) -> bool:
@@ -888,7 +895,7 @@ class PostgresWriteTxn(PostgresReadTxn, WriteTxn):
     """A write transaction: READ COMMITTED, every key it reads locked, its
     changes waiting in memory until commit (see the module docstring)."""
 
-    __slots__ = ("_st",)
+    __slots__ = ("_st", "_tries")
 
     def __init__(self, engine: PostgresEngine) -> None:
         super().__init__(engine, begin=False)
@@ -896,7 +903,8 @@ class PostgresWriteTxn(PostgresReadTxn, WriteTxn):
         local = engine._local
         if getattr(local, "writing", False):  # nested writes are outside the interface
             raise RuntimeError("this thread already has a write() open on this engine")
-        self._conn = engine._begin(_BEGIN_WRITE)
+        self._conn = engine._getconn()  # BEGIN goes with the first statement: one round trip fewer
+        self._tries = engine._live_pool().max_size
         local.writing = True
 
     def __exit__(self, exc_type, exc, tb) -> None:
@@ -907,11 +915,15 @@ class PostgresWriteTxn(PostgresReadTxn, WriteTxn):
             return
         self._ended = True
         conn = self._conn
+        if conn is None:  # no connection could replace a broken one: nothing had begun
+            self._st = _WriteState()
+            self._engine._local.writing = False
+            return
         try:
             with _database_errors():
                 if commit and any(o.values for o in self._st.overlays.values()):
                     self._guarded(self._commit)
-                else:
+                elif self._st.begun:
                     _simple(conn, b"ROLLBACK")
         except BaseException:
             _rollback_quietly(conn)
@@ -937,10 +949,23 @@ class PostgresWriteTxn(PostgresReadTxn, WriteTxn):
         attempt = 0
         while True:
             with _database_errors():
+                fresh = not st.begun
                 try:
                     return run(self._conn)
                 except _CONFLICTS:
                     pass
+                except psycopg.OperationalError:
+                    # A connection found broken by the transaction's first
+                    # statement (the database restarted, or ended idle
+                    # sessions): nothing has happened yet, so another one is
+                    # taken, as PostgresEngine._begin does.
+                    if not (fresh and self._conn.closed and self._tries > 0):
+                        raise
+                    self._tries -= 1
+                    self._engine._putconn(self._conn)
+                    self._conn = None
+                    self._conn = self._engine._getconn()
+                    continue
                 while True:
                     attempt += 1
                     if attempt >= _ATTEMPTS:
@@ -959,8 +984,9 @@ class PostgresWriteTxn(PostgresReadTxn, WriteTxn):
         if conn.closed:
             raise psycopg.OperationalError("the connection to the server was lost")
         time.sleep(random.uniform(0, min(0.05, 0.001 * 2 ** attempt)))  # let the other side finish
-        _simple(conn, _BEGIN_WRITE)
         st = self._st
+        _simple(conn, _BEGIN_WRITE)
+        st.begun = True
         st.locked.clear()
         for entry in st.replay:
             if entry[0] == "get":
@@ -972,6 +998,29 @@ class PostgresWriteTxn(PostgresReadTxn, WriteTxn):
             if not same:
                 st.doomed = True
                 raise WriteConflict("the write transaction lost a race with another writer; run it again")
+
+    # -- statements
+
+    def _query(self, conn, text: str):
+        """``_simple_result`` of ``text``, after the BEGIN if it is still to be sent."""
+        st = self._st
+        if st.begun:
+            return _simple_result(conn, text.encode())
+        try:
+            result = _simple_result(conn, _BEGIN_WRITE + b"; " + text.encode())
+        finally:
+            st.begun = not conn.closed and conn.info.transaction_status != psycopg.pq.TransactionStatus.IDLE
+        self._engine._fail_fast_until = 0.0  # the database answered (see PostgresEngine._begin)
+        return result
+
+    def _begun(self, conn):
+        """``conn``, in the transaction (BEGIN sent on its own if no statement has been)."""
+        st = self._st
+        if not st.begun:
+            _simple(conn, _BEGIN_WRITE)
+            st.begun = True
+            self._engine._fail_fast_until = 0.0
+        return conn
 
     # -- locked reads
 
@@ -986,13 +1035,13 @@ class PostgresWriteTxn(PostgresReadTxn, WriteTxn):
             # Read by every writer of a table, written by few: a shared lock
             # on the row; a key not there yet is locked as any other.
             read += " FOR SHARE"
-            result = _simple_result(conn, read.encode())
+            result = self._query(conn, read)
             if result.ntuples:
                 return _unhex(result.get_value(0, 0))
         if lock in st.locked:
-            result = _simple_result(conn, read.encode())
+            result = self._query(conn, read)
         else:
-            result = _simple_result(conn, (_with_literals(statements.lock_one, (lock,)) + "; " + read).encode())
+            result = self._query(conn, _with_literals(statements.lock_one, (lock,)) + "; " + read)
             st.locked.add(lock)
         return _unhex(result.get_value(0, 0)) if result.ntuples else None
 
@@ -1000,13 +1049,13 @@ class PostgresWriteTxn(PostgresReadTxn, WriteTxn):
         """A scan's batch, its rows locked: read, lock what came back, read
         again (one round trip) until no new key came back."""
         st = self._st
-        rows = _fast_rows(conn, statement, params)
+        rows = _fast_rows(self._begun(conn), statement, params)
         again = _with_literals(statement, params)
         while True:
             locks = {_lock_id(table, key) for key, _ in rows} - st.locked
             if not locks:
                 return rows
-            result = _simple_result(conn, (_lock_many(self._sql, locks) + "; " + again).encode())
+            result = self._query(conn, _lock_many(self._sql, locks) + "; " + again)
             st.locked |= locks
             get = result.get_value
             rows = [(_unhex(get(row, 0)), _unhex(get(row, 1))) for row in range(result.ntuples)]
@@ -1070,7 +1119,7 @@ class PostgresWriteTxn(PostgresReadTxn, WriteTxn):
                 _literal(key) for key in merged) + "]"))
         current: dict[bytes, bytes] = {}
         if parts:
-            result = _simple_result(conn, "; ".join(parts).encode())
+            result = self._query(conn, "; ".join(parts))
             st.locked |= blind
             if merged:
                 get = result.get_value
@@ -1094,6 +1143,7 @@ class PostgresWriteTxn(PostgresReadTxn, WriteTxn):
                         log[(seq + shift).to_bytes(8, "big")] = log.pop(old)
             node = now[8:] if now and len(now) > 8 else head_written[8:]
             changes["meta"][CHANGE_LOG_HEAD] = (written_seq + shift).to_bytes(8, "big") + node
+        self._begun(conn)
         with conn.pipeline():
             cursor = conn.cursor()
             for table, values in changes.items():
@@ -1124,7 +1174,7 @@ class PostgresWriteTxn(PostgresReadTxn, WriteTxn):
         if self._conn is None:
             raise RuntimeError("the transaction has ended")
         if _is_special(table, key):
-            value = self._guarded(lambda conn: _fast_get(conn, self._sql.fast_get[table], [key]))
+            value = self._guarded(lambda conn: _fast_get(self._begun(conn), self._sql.fast_get[table], [key]))
             st.bases.setdefault(key, value)
         else:
             value = self._guarded(lambda conn: self._locked_get(conn, table, key))
@@ -1206,6 +1256,7 @@ class PostgresGroupedWriteTxn(PostgresWriteTxn):
         self._conn = outer._conn
         self._ended = False
         self._st = outer._st
+        self._tries = 0  # the group's connection is the outer transaction's, begun already
         self._group = group
         self._wrote = False
 

@@ -200,6 +200,7 @@ def test_a_write_cut_off_before_commit_leaves_nothing_and_releases_the_writer(da
     try:
         with pytest.raises(StorageUnavailable):
             with engine.write() as txn:
+                assert txn.get("items", b"lost") is None  # the transaction has begun, its lock taken
                 txn.put("items", b"lost", b"1")
                 _terminate_sessions(database)
         with engine.read() as txn:
@@ -633,6 +634,20 @@ def _change_entry(engine) -> None:
     with engine.write() as txn:
         assert txn.get("meta", b"table/t") == b"v1"
         txn.put("meta", b"table/t", b"v2")
+
+
+def test_a_write_whose_first_statement_finds_its_connection_broken_goes_on_unseen(database):
+    """BEGIN goes with a write's first statement; until that has run nothing
+    has happened, so a connection found broken then is replaced, even at commit."""
+    engine = PostgresEngine(database, max_connections=2)
+    try:
+        with engine.write() as txn:
+            txn.put("items", b"kept", b"1")
+            assert _terminate_sessions(database) == 1
+        with engine.read() as txn:
+            assert txn.get("items", b"kept") == b"1"
+    finally:
+        engine.close()
 
 
 def test_a_group_whose_replay_reads_otherwise_commits_nothing(nodes, database):
