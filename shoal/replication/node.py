@@ -48,9 +48,9 @@ through the request recorder, which belongs to the event loop.
 from __future__ import annotations
 
 import configparser
-import http.client
 import logging
 import os
+import socket
 import ssl
 import threading
 import time
@@ -149,7 +149,8 @@ class PeerClient:
         self.url = url
         self.own_region = own_region
         self.credentials = credentials
-        self._connection = None
+        self._connection = None  # a socket, kept alive between calls
+        self._host: str | None = None  # the Host header
         self.failures = 0
         self.retry_at = 0.0
         self.paused = False  # --peer-pause: every call fails, as if the network were cut
@@ -167,35 +168,57 @@ class PeerClient:
         headers = {"Content-Type": "application/x-amz-json-1.0", "X-Amz-Target": TARGET_PREFIX + operation}
         if self.credentials is not None:
             headers = self._signed(headers, body)
+        request = self._request(headers, body)
         for attempt in (0, 1):  # a kept connection the peer closed: once more on a fresh one
-            connection = self._connect()
             try:
-                connection.request("POST", "/", body, headers)
-                response = connection.getresponse()
-                data = response.read()
-            except (http.client.RemoteDisconnected, BrokenPipeError, ConnectionResetError) as exc:
+                sock = self._connect()
+                sock.sendall(request)
+                status, data, close = _read_response(sock)
+            except (_Closed, BrokenPipeError, ConnectionResetError) as exc:
                 self.close()
                 if attempt:
                     raise PeerError(f"{self.region}: {exc}") from None
                 continue
-            except OSError as exc:
+            except (OSError, ValueError) as exc:
                 self.close()
                 raise PeerError(f"{self.region}: {exc}") from None
-            if response.status != 200:
-                raise PeerError(f"{self.region} answered {response.status}: {data[:300]!r}", response.status, data)
+            if close:
+                self.close()
+            if status != 200:
+                raise PeerError(f"{self.region} answered {status}: {data[:300]!r}", status, data)
             self.heard_at = time.monotonic()
             return orjson.loads(data) if data else {}
         raise PeerError(f"{self.region}: no answer")
 
+    def _request(self, headers: dict, body: bytes) -> bytes:
+        """The request's bytes: HTTP/1.1, kept alive.  Written here rather
+        than by ``http.client``, whose request and response handling (the
+        email package parses its headers) cost more than the replication
+        thread's whole work on a batch; a peer is a Shoal server, whose
+        answers this reads (``_read_response``)."""
+        if self._host is None:
+            parts = urlsplit(self.url)
+            default = 443 if parts.scheme == "https" else 80
+            self._host = parts.hostname if parts.port in (None, default) else f"{parts.hostname}:{parts.port}"
+        head = [f"POST / HTTP/1.1\r\nHost: {self._host}\r\n"]
+        head.extend(f"{name}: {value}\r\n" for name, value in headers.items() if name.lower() != "content-length")
+        head.append(f"Content-Length: {len(body)}\r\n\r\n")
+        return "".join(head).encode("latin-1") + body
+
     def _connect(self):
         if self._connection is None:
             parts = urlsplit(self.url)
-            if parts.scheme == "https":
-                context = ssl.create_default_context(cafile=os.environ.get("AWS_CA_BUNDLE") or None)
-                self._connection = http.client.HTTPSConnection(parts.hostname, parts.port, timeout=self.timeout,
-                                                               context=context)
-            else:
-                self._connection = http.client.HTTPConnection(parts.hostname, parts.port, timeout=self.timeout)
+            https = parts.scheme == "https"
+            sock = socket.create_connection((parts.hostname, parts.port or (443 if https else 80)), self.timeout)
+            try:
+                sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+                if https:
+                    context = ssl.create_default_context(cafile=os.environ.get("AWS_CA_BUNDLE") or None)
+                    sock = context.wrap_socket(sock, server_hostname=parts.hostname)
+            except BaseException:
+                sock.close()
+                raise
+            self._connection = sock
         return self._connection
 
     def _signed(self, headers: dict, body: bytes) -> dict:
@@ -211,6 +234,85 @@ class PeerClient:
         if self._connection is not None:
             self._connection.close()
             self._connection = None
+
+
+class _Closed(Exception):
+    """The peer closed a kept connection before answering (it may have timed
+    it out): the request is sent once more on a fresh one."""
+
+
+_MAX_HEAD = 64 * 1024
+
+
+def _read_response(sock) -> tuple[int, bytes, bool]:
+    """(status, body, whether the peer closes the connection) of one HTTP/1.1
+    response: a body framed by Content-Length or chunked, or by the end of
+    the connection."""
+    buffer = b""
+    while True:
+        end = buffer.find(b"\r\n\r\n")
+        if end >= 0:
+            break
+        if len(buffer) > _MAX_HEAD:
+            raise ValueError("the peer's response head is too long")
+        chunk = sock.recv(65536)
+        if not chunk:
+            if buffer:
+                raise ConnectionResetError("the peer closed the connection mid-response")
+            raise _Closed("the peer closed the connection")
+        buffer += chunk
+    lines = buffer[:end].decode("latin-1").split("\r\n")
+    version, _, rest = lines[0].partition(" ")
+    if not version.startswith("HTTP/1.") or not rest[:3].isdigit():
+        raise ValueError(f"not an HTTP response: {lines[0][:100]!r}")
+    status = int(rest[:3])
+    length, chunked, close = None, False, version == "HTTP/1.0"
+    for line in lines[1:]:
+        name, _, value = line.partition(":")
+        name, value = name.strip().lower(), value.strip().lower()
+        if name == "content-length":
+            length = int(value)
+        elif name == "transfer-encoding":
+            chunked = "chunked" in value
+        elif name == "connection":
+            close = "close" in value if version != "HTTP/1.0" else "keep-alive" not in value
+    rest = buffer[end + 4:]
+    if chunked:
+        return status, _read_chunked(sock, rest), close
+    if length is None:  # to the end of the connection
+        parts = [rest]
+        while chunk := sock.recv(65536):
+            parts.append(chunk)
+        return status, b"".join(parts), True
+    parts, have = [rest], len(rest)
+    while have < length:
+        chunk = sock.recv(min(65536 * 4, length - have))
+        if not chunk:
+            raise ConnectionResetError("the peer closed the connection mid-response")
+        parts.append(chunk)
+        have += len(chunk)
+    return status, b"".join(parts)[:length], close
+
+
+def _read_chunked(sock, buffer: bytes) -> bytes:
+    body = []
+    while True:
+        while b"\r\n" not in buffer:
+            chunk = sock.recv(65536)
+            if not chunk:
+                raise ConnectionResetError("the peer closed the connection mid-response")
+            buffer += chunk
+        line, _, buffer = buffer.partition(b"\r\n")
+        size = int(line.split(b";")[0], 16)
+        while len(buffer) < size + 2:
+            chunk = sock.recv(65536)
+            if not chunk:
+                raise ConnectionResetError("the peer closed the connection mid-response")
+            buffer += chunk
+        if size == 0:
+            return b"".join(body)  # trailers are not read: none are sent
+        body.append(buffer[:size])
+        buffer = buffer[size + 2:]
 
 
 class Replicator:
