@@ -1020,7 +1020,7 @@ def update_table(ctx, request: dict) -> dict:
             from shoal.replication import control as replication
 
             if not request.get(replication.REPLICATED):  # not one another replica sent
-                replication.propagate_index_updates(txn, table, request)
+                replication.propagate_index_updates(txn, table, request, desc)
         streams.apply_stream_specification(txn, table, stream_spec, _now(ctx))
         raw = encode_entry(table.account, table.table_id, desc, numbers, next_index)
         txn.put("meta", table_key(ctx.region, name), raw)

@@ -383,8 +383,6 @@ def test_a_replica_of_a_table_with_the_aws_managed_key_has_its_regions_own(regio
     assert "SSEDescription" not in _table(east2, plain)
 
 
-@pytest.mark.xfail(strict=True, reason="needs shoal/api/tables.py's update_table to pass its new description to "
-                                       "control.propagate_index_updates (desc=desc)")
 def test_replicas_are_updating_until_a_gsi_made_in_one_region_has_reached_them(regions):
     """A GSI created in us-east-1 is sent to every replica; while us-east-2
     is cut off from us-east-1, us-east-1 shows its replicas UPDATING, and
