@@ -242,13 +242,13 @@ class Insights:
         run again alone after its group commit failed counts once.
 
         A write changes GSI entries the request does not name (an UpdateItem's
-        old and new index keys): while a request that may write items runs,
-        ``writepath.index_watch`` collects them, if some GSI has insights on.
-        Jobs run one at a time on the event loop, so the hook is the running
-        request's alone, but for threads that write meanwhile (a bulk put's),
-        whose writes it leaves out."""
+        old and new index keys): while a request that may write to a table
+        with a GSI that has insights on runs, ``writepath.index_watch``
+        collects them.  Jobs run one at a time on the event loop, so the hook
+        is the running request's alone, but for threads that write meanwhile
+        (a bulk put's), whose writes it leaves out."""
         observe = self.observe
-        if operation not in _ITEM_WRITES or not self.watches_indexes:
+        if not (self.watches_indexes and operation in _ITEM_WRITES and self._writes_watched(region, operation, data)):
             def counted() -> bytes:
                 try:
                     body = job()
@@ -288,6 +288,30 @@ class Insights:
             return body
 
         return watched
+
+    def _writes_watched(self, region: str, operation: str, data: dict) -> bool:
+        """Whether the write request may change the entries of a GSI that has insights on (PartiQL: always)."""
+        try:
+            return self._names_watched(region, operation, data)
+        except Exception:  # a body the validator passed but this reading did not foresee: watch it
+            return True
+
+    def _names_watched(self, region: str, operation: str, data: dict) -> bool:
+        active = self.active
+        if operation in _READS_WRITES:
+            entry = _entry(active, region, data.get("TableName"))
+            return entry is not None and bool(entry.indexes)
+        if operation == "BatchWriteItem":
+            names = data.get("RequestItems") or ()
+        elif operation == "TransactWriteItems":
+            names = [part.get("TableName") for action in data.get("TransactItems") or () for part in action.values()]
+        else:
+            return True
+        for name in names:
+            entry = _entry(active, region, name)
+            if entry is not None and entry.indexes:
+                return True
+        return False
 
     def observe(self, region: str, operation: str, data: dict, throttled: bool, body: bytes | None = None,
                 writes: list | None = None) -> None:

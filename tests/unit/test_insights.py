@@ -460,20 +460,32 @@ def test_batches_transactions_and_partiql_count_the_gsi_keys_they_change(ctx, en
         ("hot",): 3}  # u1 and u3 moved in, u1 deleted
 
 
-def test_the_write_path_is_watched_only_while_some_gsi_has_insights_on(ctx, engine, clock):
+def test_the_write_path_is_watched_only_for_writes_to_a_table_whose_gsi_has_insights_on(ctx, engine, clock):
     sorted_gsi_table(ctx)
+    sorted_gsi_table(ctx, "quiet")
     update(ctx, "titles")  # the table's insights, not the index's
     insights = Insights(engine, ctx.catalog, clock)
     insights.reload()
     assert insights.active and not insights.watches_indexes
-    seen = []
-    insights.counting(lambda: seen.append(writepath.index_watch) or b"{}", REGION, "UpdateItem", {})()
+
+    def watch_during(operation: str, request: dict):
+        seen = []
+        insights.counting(lambda: seen.append(writepath.index_watch) or b"{}", REGION, operation, request)()
+        assert writepath.index_watch is None
+        return seen[0]
+
+    titles, quiet = {"TableName": "titles"}, {"TableName": "quiet"}
+    assert watch_during("UpdateItem", titles) is None
     update(ctx, "titles", IndexName="by_title")
     insights.reload()
-    insights.counting(lambda: seen.append(writepath.index_watch) or b"{}", REGION, "UpdateItem", {})()
-    insights.counting(lambda: seen.append(writepath.index_watch) or b"{}", REGION, "GetItem", {})()
-    assert seen[0] is None and callable(seen[1]) and seen[2] is None
-    assert writepath.index_watch is None
+    assert callable(watch_during("UpdateItem", titles))
+    assert watch_during("UpdateItem", quiet) is None  # another table's GSI has insights on: not this one's
+    assert watch_during("GetItem", titles) is None
+    assert watch_during("BatchWriteItem", {"RequestItems": {"quiet": [], "titles": []}}) is not None
+    assert watch_during("BatchWriteItem", {"RequestItems": {"quiet": []}}) is None
+    assert watch_during("TransactWriteItems", {"TransactItems": [{"Put": quiet}, {"Delete": titles}]}) is not None
+    assert watch_during("TransactWriteItems", {"TransactItems": [{"ConditionCheck": quiet}]}) is None
+    assert watch_during("ExecuteStatement", {"Statement": "DELETE FROM quiet WHERE user_id = 'a'"}) is not None
 
 
 def test_a_throttled_write_counts_the_gsi_keys_of_its_item(ctx, engine, clock):
