@@ -17,6 +17,9 @@ random maps 200 MiB a second): they run every 100 ms on a task of their own.
     BackupScheduler   claims scheduled backups that are due (each runs on a thread), prunes expired ones
     IAM pruning       forgets expired temporary credentials (with auth on)
     metrics           flush, time to live deletions, table figures, roll-up (with metrics on: shoal.metrics)
+
+and the one watcher:
+
     ResidentTrimmer   unmaps LMDB's data file past SHOAL_MAX_MAPPED_RESIDENT_MB of RssFile (shoal.storage.resident)
 """
 
