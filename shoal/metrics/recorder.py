@@ -5,13 +5,18 @@ request pays for it (issue 17: at most 3% of GetItem and PutItem).  Requests
 are recorded in *cells*, one per (region, TableName as the request names it,
 operation), made on a request's first sight:
 
-- the dispatcher finds the request's ``(meter, handle)`` with one dict
-  subscript (``pairs``; the strings of its key are hashed by the routing and
-  the catalog anyway): the meter is the list the operation meters into
+- the dispatcher finds the request's ``(meter, handle)`` with three dict
+  subscripts, ``pairs[operation][TableName][region]`` (its strings are
+  hashed by the routing and the catalog anyway; a subscript of a dict of
+  strings compares them with a ``memcmp``, where a tuple key costs its
+  allocation, its hash and three rich comparisons: about 600 instructions
+  more per request): the meter is the list the operation meters into
   (``Context.meter``: the cell's own ``sink``, shared by its requests), and
   when the request is answered 200 ``handle.done(seconds)`` is the
-  ``append`` of the cell's array of latencies, a C call; a failed request's
-  error is counted by ``failed``;
+  ``append`` of the cell's list of latencies, a C call (a list, not an
+  ``array("d")``, whose ``append`` parses its argument with ``PyArg_Parse``:
+  400 instructions more; a float is not tracked by the garbage collector);
+  a failed request's error is counted by ``failed``;
 - the operation meters in the cheapest form that says what it consumed
   (``shoal.api.common.meter``): a GetItem of one 4 KB block adds one to the
   first or second slot of the list (eventually consistent, consistent); a
@@ -29,9 +34,10 @@ the cell's sink followed by its latency, so that the flush counts the
 latency once for each table the request metered.
 
 Everything else happens when the worker flushes (``drain``), every second from
-a background job and before any read of the metrics: a cell's lists are
-copied and emptied in place (requests in flight hold them), its latencies
-sorted and bucketed by bisection (``Stats.add_values``), equal entries
+a background job and before any read of the metrics: a cell's sink is
+copied and emptied in place (requests in flight hold it), its list of
+latencies replaced by a new one (a request looks ``done`` up when it is
+answered), its latencies sorted and bucketed by bisection (``Stats.add_values``), equal entries
 counted by ``Counter`` (C); the figures go to the minute of the flush (at
 most a second after the request).  A flush merges by addition into the data
 directory (``shoal.metrics.store``), so the workers' figures add up there.
@@ -48,7 +54,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from array import array
 from collections import Counter
 from typing import Callable
 
@@ -74,7 +79,7 @@ class Cell:
         # a request naming a table: [one-block eventually consistent reads, consistent ones, entries...];
         # naming none: each request's entries, then its latency
         self.sink: list = [0, 0] if key[1] is not None else []
-        self.latencies = array("d")  # seconds: no object per value, nothing for the garbage collector
+        self.latencies: list[float] = []  # seconds
         self.done = self.latencies.append  # a request answered 200 after so many seconds
         #: (meter, handle) of a request, prebuilt; None for requests that name no table (``request``)
         self.pair = (self.sink, self) if key[1] is not None else None
@@ -97,12 +102,13 @@ class Cell:
             eventual, consistent, entries = sink[0], sink[1], sink[2:]
             sink[0] = sink[1] = 0
             del sink[2:]
-        latencies = self.latencies.tolist()
-        del self.latencies[:]
+        latencies = self.latencies
+        self.latencies = []
+        self.done = self.latencies.append
         return eventual, consistent, entries, latencies
 
     def pending(self) -> bool:
-        return bool(len(self.latencies) or (self.sink != [0, 0] if self.pair is not None else self.sink))
+        return bool(self.latencies or (self.sink != [0, 0] if self.pair is not None else self.sink))
 
 
 class Entries(list):
@@ -133,8 +139,8 @@ class Recorder:
         self.engine = engine
         self.clock = clock
         self.cells: dict[tuple, Cell] = {}  # (region, TableName, operation) -> Cell
-        #: (region, TableName, operation) -> (meter, handle) of a request naming a table: the dispatcher's look-up
-        self.pairs: dict[tuple, tuple] = {}
+        #: operation -> TableName -> region -> (meter, handle) of a request naming a table: the dispatcher's look-up
+        self.pairs: dict[str, dict[str, dict[str, tuple]]] = {}
         self._retired: list[Cell] = []  # cells idle through the last flush, drained once more
         self._counts: dict[tuple, int] = {}  # (region, metric, dimensions, minute) -> how many
         self._values: dict[tuple, list] = {}  # (region, metric, dimensions, unit) -> values (OnlineIndex*)
@@ -146,9 +152,21 @@ class Recorder:
         cell = self.cells.get(key)
         if cell is None:
             cell = self.cells[key] = Cell(key)
-            if cell.pair is not None:
-                self.pairs[key] = cell.pair
+            if cell.pair is not None and isinstance(table, str):
+                self.pairs.setdefault(operation, {}).setdefault(table, {})[region] = cell.pair
         return cell
+
+    def _unpair(self, key: tuple) -> None:
+        """Forget a retired cell in ``pairs`` (and the dicts it leaves empty)."""
+        region, table, operation = key
+        tables = self.pairs.get(operation)
+        regions = tables.get(table) if tables is not None and isinstance(table, str) else None
+        if regions is None or regions.pop(region, None) is None:
+            return
+        if not regions:
+            del tables[table]
+            if not tables:
+                del self.pairs[operation]
 
     def request(self, region: str, table, operation: str, data: dict | None = None) -> tuple:
         """(meter, handle) of a request not found in ``pairs``: its cell's
@@ -197,7 +215,7 @@ class Recorder:
         for cell in list(self.cells.values()):
             if not cell.pending():
                 del self.cells[cell.key]
-                self.pairs.pop(cell.key, None)
+                self._unpair(cell.key)
                 self._retired.append(cell)
                 continue
             _drain_cell(acc, cell)

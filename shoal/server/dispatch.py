@@ -398,7 +398,7 @@ class Dispatcher:
             raise NotImplementedOperation(operation)
         if self.metrics is not None:  # the request's cell (shoal.metrics.recorder): where it meters, and its handle
             try:
-                meter, handle = self._metered[(region, data["TableName"], operation)]
+                meter, handle = self._metered[operation][data["TableName"]][region]
             except KeyError:  # the cell's first request, or one naming no table (its own meter, and its data)
                 meter, handle = self._metered_request(region, data.get("TableName"), operation, data)
         else:
