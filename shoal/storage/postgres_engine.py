@@ -568,13 +568,7 @@ class PostgresEngine(Engine):
         if getattr(self._local, "group", None) is not None:
             yield self._local.group  # already grouping: the outer group commits
             return
-        txn = PostgresWriteTxn(self)
-        try:
-            txn._guarded(txn._begun)  # begun now: its grouped writes share its connection
-        except BaseException:
-            txn._end(commit=False)
-            raise
-        group = _Group(txn)
+        group = _Group(PostgresWriteTxn(self))
         self._local.group = group
         try:
             yield group
@@ -946,6 +940,8 @@ class PostgresWriteTxn(PostgresReadTxn, WriteTxn):
         st = self._st
         if st.doomed:
             raise WriteConflict("the write transaction lost a race with another writer; run it again")
+        if self._conn is None:
+            raise StorageUnavailable("the PostgreSQL storage is unavailable: no connection could be made")
         attempt = 0
         while True:
             with _database_errors():
@@ -1256,9 +1252,18 @@ class PostgresGroupedWriteTxn(PostgresWriteTxn):
         self._conn = outer._conn
         self._ended = False
         self._st = outer._st
-        self._tries = 0  # the group's connection is the outer transaction's, begun already
+        self._tries = 0
         self._group = group
         self._wrote = False
+
+    def _guarded(self, run):
+        """The group's transaction runs it: a restart, or a broken
+        connection replaced before anything began, is the group's."""
+        outer = self._group.txn
+        try:
+            return outer._guarded(run)
+        finally:
+            self._conn = outer._conn
 
     def __exit__(self, exc_type, exc, tb) -> None:
         self._ended = True

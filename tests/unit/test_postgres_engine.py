@@ -646,6 +646,15 @@ def test_a_write_whose_first_statement_finds_its_connection_broken_goes_on_unsee
             assert _terminate_sessions(database) == 1
         with engine.read() as txn:
             assert txn.get("items", b"kept") == b"1"
+        with engine.group():  # so too for a group, whose grouped writes use its connection
+            assert _terminate_sessions(database) >= 1
+            with engine.write() as txn:
+                assert txn.get("items", b"kept") == b"1"
+                txn.put("items", b"grouped", b"2")
+            with engine.write() as txn:
+                txn.put("items", b"kept", txn.get("items", b"grouped") + b"+")
+        with engine.read() as txn:
+            assert list(txn.scan("items")) == [(b"grouped", b"2"), (b"kept", b"2+")]
     finally:
         engine.close()
 
