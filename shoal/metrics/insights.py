@@ -328,7 +328,10 @@ class Insights:
         active = self.active
         minute = int(self.clock() // 60) * 60
         if operation in _READS_WRITES:
-            entry = _entry(active, region, data.get("TableName"))
+            name = data.get("TableName")
+            entry = active.get((region, name))  # _entry inlined for the common case, a name
+            if entry is None and type(name) is str and name.startswith("arn:"):
+                entry = _entry(active, region, name)
             if entry is not None:
                 put = operation == "PutItem"
                 self._item(entry, data.get("Item") if put else data.get("Key"), put and throttled, throttled, minute)
