@@ -45,12 +45,28 @@ FOLLOWS_HEAD = 2**64 - 1
 DEFAULT_RETENTION_S = 24 * 3600
 
 
+#: (consumer name, fold) registered by ``shoal.replication.versions``: the
+#: version store's indexer, and how a local write of a global table is folded
+#: into it (``fold(txn, table, keys, time_ms, origin, seq, deleted)``).
+_version_fold = None
+
+
+def fold_versions_with(consumer: str, fold) -> None:
+    """Have ``ChangeAppender`` fold a global table's local writes into the
+    version store as it logs them (``item_change``), whenever ``consumer``
+    (the indexer that otherwise folds them later, in log order) has read
+    every record before the transaction's first: the fold is then exactly
+    the indexer's, done in the write's own transaction and commit."""
+    global _version_fold
+    _version_fold = (consumer, fold)
+
+
 class ChangeAppender:
     """Appends records to the log in one transaction; the head (the last
     position and the node id) is read once and stored once, by ``finish()``,
     which must run before the transaction commits."""
 
-    __slots__ = ("txn", "_seq", "_node", "_node_hex")
+    __slots__ = ("txn", "_seq", "_node", "_node_hex", "_first", "_folding")
 
     def __init__(self, txn) -> None:
         self.txn = txn
@@ -62,7 +78,10 @@ class ChangeAppender:
         node = bytes(raw_seq[_SEQ.size:]) if raw_seq else b""
         self._node = node if len(node) == NODE_BYTES else os.urandom(NODE_BYTES)  # first write: a new node
         self._node_hex = self._node.hex()
-        return _SEQ.unpack_from(raw_seq)[0] if raw_seq else 0
+        head = _SEQ.unpack_from(raw_seq)[0] if raw_seq else 0
+        self._first = head + 1  # this appender's first position
+        self._folding = None  # whether its global tables' writes are folded here: known at the first
+        return head
 
     def _next_seq(self) -> int:
         seq = self._seq
@@ -87,6 +106,12 @@ class ChangeAppender:
             record["userIdentity"] = user_identity
         stamp = int((now if now is not None else time.time()) * 1000)
         self.txn.put("changes", _SEQ.pack(seq), _TIME.pack(stamp) + orjson.dumps(record))
+        if _version_fold is not None and "GlobalTableVersion" in table.description:
+            folding = self._folding
+            if folding is None:  # the indexer has read everything before this appender's records
+                folding = self._folding = consumer_cursor(self.txn, _version_fold[0]) == self._first - 1
+            if folding:
+                _version_fold[1](self.txn, table, keys, stamp, record["origin"], seq, new_json is None)
         return seq
 
     def table_change(self, table, op: str, detail: dict, now: float | None = None) -> int:
@@ -101,9 +126,12 @@ class ChangeAppender:
         return seq
 
     def finish(self) -> None:
-        """Store the head the records moved."""
+        """Store the head the records moved (and the version store's
+        indexer, past them, when ``item_change`` folded them)."""
         if self._seq is not None:
             self.txn.put("meta", SEQ_KEY, _SEQ.pack(self._seq) + self._node)
+            if self._folding:
+                advance_consumer(self.txn, _version_fold[0], self._seq)
             self._seq = None
 
 

@@ -32,6 +32,7 @@ from shoal.api.changelog import (
     change_time,
     consumer_cursor,
     decode_change,
+    fold_versions_with,
     head_position,
     is_table_change,
     item_change_parts,
@@ -124,16 +125,30 @@ def index_local(txn, tables_by_id: dict, limit: int | None = None, decoded: dict
         if decoded is not None:
             decoded[seq] = change
         ms, origin, keys_json, new_json = change
-        skey = storage_key(table, orjson.loads(keys_json))
-        version = (ms, origin, seq)
-        current = read_version(txn, skey)
-        if current is not None and current[0] >= version:
-            version = (current[0][0] + 1, origin, seq)
-            txn.put("meta", BUMP_PREFIX + _SEQ.pack(seq), _SEQ.pack(version[0]))
-        write_version(txn, skey, version, new_json is None)
+        fold_written(txn, table, orjson.loads(keys_json), ms, origin, seq, new_json is None)
     if last != cursor:
         advance_consumer(txn, INDEXER, last)
     return last
+
+
+def fold_written(txn, table, keys: dict, time_ms: int, origin: str, seq: int, deleted: bool) -> None:
+    """Fold one local write of ``table`` into the version store: its
+    version, bumped past the item's current one if not newer.  Called in
+    log order, by ``index_local`` or, for a write whose transaction starts
+    with the indexer caught up, by the change log as it records the write
+    (``changelog.fold_versions_with``): in the write's own transaction, so
+    that the replication thread's commits do not carry a page of the version
+    store per write."""
+    skey = storage_key(table, keys)
+    version = (time_ms, origin, seq)
+    current = read_version(txn, skey)
+    if current is not None and current[0] >= version:
+        version = (current[0][0] + 1, origin, seq)
+        txn.put("meta", BUMP_PREFIX + _SEQ.pack(seq), _SEQ.pack(version[0]))
+    write_version(txn, skey, version, deleted)
+
+
+fold_versions_with(INDEXER, fold_written)
 
 
 def local_change(value) -> tuple[int, str, bytes, bytes | None] | None:

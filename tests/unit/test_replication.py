@@ -135,6 +135,40 @@ def test_a_local_write_after_a_newer_remote_one_is_given_a_newer_time(ctx, clock
     assert _apply(ctx, table, _change(ahead, f"{PEER}:bb", 1, "x", by="remote")) == 0
 
 
+def test_a_local_write_is_folded_in_its_own_transaction_when_the_indexer_is_caught_up(ctx):
+    """The version store's fold is done by the write's own transaction when
+    nothing before it is left to fold; otherwise by ``index_local``, later, in
+    log order, which then catches up so that the next writes fold themselves."""
+    from shoal.api.changelog import consumer_cursor, head_position
+    from shoal.api.common import storage_key
+
+    table = _global(ctx)
+    _create(ctx, "plain")
+
+    def state(pk):
+        with ctx.engine.read() as txn:
+            version = versions.read_version(txn, storage_key(table, {"pk": {"S": pk}}))
+            return version, consumer_cursor(txn, versions.INDEXER), head_position(txn)
+
+    with ctx.engine.write() as txn:  # what UpdateTable logged is indexed
+        versions.index_local(txn, replica_apply.global_tables(txn, ctx.catalog))
+    items.put_item(ctx, {"TableName": "events", "Item": {"pk": {"S": "a"}, "kind": {"S": "k"}}})
+    version, cursor, head = state("a")
+    assert version is not None and version[0][1:] == (f"{HOME}:{version[0][1].split(':')[1]}", head)
+    assert cursor == head and not version[1]
+    items.put_item(ctx, {"TableName": "plain", "Item": {"pk": {"S": "p"}, "kind": {"S": "k"}}})  # not folded
+    items.delete_item(ctx, {"TableName": "events", "Key": {"pk": {"S": "a"}}})
+    version, cursor, head = state("a")
+    assert version[0][2] == head - 2 and cursor == head - 2  # the indexer is behind: left to it
+    with ctx.engine.write() as txn:
+        versions.index_local(txn, replica_apply.global_tables(txn, ctx.catalog))
+    version, cursor, head = state("a")
+    assert (version[0][2], version[1], cursor) == (head, True, head)  # the delete's version, a tombstone
+    items.put_item(ctx, {"TableName": "events", "Item": {"pk": {"S": "b"}, "kind": {"S": "k"}}})
+    version, cursor, head = state("b")
+    assert version[0][2] == head and cursor == head  # folded by its own transaction again
+
+
 def test_an_applied_write_goes_through_the_write_path_and_keeps_its_origin(ctx):
     table = _global(ctx)
     _apply(ctx, table, _change(1000, f"{PEER}:bb", 42, "x", by="remote"))
