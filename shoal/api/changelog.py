@@ -355,6 +355,24 @@ def item_change_parts(value: bytes) -> tuple[bytes, bool, bytes, bytes | None, b
             None if image == b"null" else image)
 
 
+_NO_OLD_IMAGE = b'"}},"old":null,"new":'
+
+
+def is_item_insert(value: bytes) -> bool:
+    """Whether a stored change record is of a new item (no image before),
+    read from its bytes without slicing them (the check a global table's
+    stream makes of every write: such a change is always a stream record).
+    False for any other record, and for one not in ``item_change``'s layout."""
+    origin_at = _TABLE_ID_END + len(_ORIGIN_FIELD)
+    if value[_TABLE_ID_END:origin_at] != _ORIGIN_FIELD:
+        return False
+    quote = value.find(b'"', origin_at)  # the origin's end: it holds no escaped quote
+    if quote < 0 or not value.startswith(_KEYS_FIELD, quote + 1):
+        return False
+    end = value.find(_KEYS_END, quote + 1 + len(_KEYS_FIELD))  # the keys' end: see read_item_befores
+    return end > 0 and value.startswith(_NO_OLD_IMAGE, end)
+
+
 def change_time(value) -> int:
     """The write time (ms) of a stored change value, read without decoding it."""
     return _TIME.unpack_from(value)[0]

@@ -55,6 +55,7 @@ from shoal.api.changelog import (
     consumer_cursor,
     decode_change,
     head_position,
+    is_item_insert,
     is_table_change,
     item_change_parts,
     read_raw_changes,
@@ -452,6 +453,9 @@ class Materializer:
             done += 1
             if deferred[table_id]:
                 value = bytes(value)
+                if is_item_insert(value):  # the common case, checked without slicing the record
+                    shards.append_deferred(bytes.fromhex(entry["id"]), seq, change_time(value), value)
+                    continue
                 parts = item_change_parts(value)
                 if parts is not None:
                     old, new = parts[3], parts[4]

@@ -85,7 +85,7 @@ IDLE_S = 0.1
 #: After a round that sent records, the next starts this long after it began:
 #: under load, batches grow and the rounds (each a commit, and a request to
 #: every peer) stay few, instead of one round per few writes.
-PACE_S = 0.05
+PACE_S = 0.1
 TIMEOUT_S = 10.0
 PRUNE_EVERY_S = 60.0  # between rounds of tombstone pruning
 UNREACHABLE_S = 1.0  # failing this long, a peer is shown REGION_DISABLED

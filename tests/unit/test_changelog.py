@@ -19,6 +19,7 @@ from shoal.api.changelog import (
     ChangeAppender,
     change_time,
     head_position,
+    is_item_insert,
     is_table_change,
     item_change_parts,
     log_status,
@@ -191,6 +192,8 @@ def test_item_change_parts_slice_what_decoding_gives(ctx, engine, clock):
         assert (None if new is None else orjson.loads(new)) == record["new"]
         sliced.append(record["keys"]["pk"]["S"])
     assert sliced == ["plain", "plain", 'quote"}},"old":{"S":"x"}},"new":null}', None, "plain", None, None]
+    # a new item's record is told from the others by its bytes alone
+    assert [is_item_insert(value) for value in stored] == [True, False, True, True, False, False, False]
 
 
 def test_item_change_parts_of_a_replicated_write(ctx, engine):
