@@ -77,14 +77,14 @@ index_watch = None
 def _maintain_watched(txn, table, storage_key, old_item, old_raw, new_item, new_raw, index_units) -> int:
     """``maintain``, telling ``index_watch`` which GSIs the write changed: those
     it charged write units to (an entry put or deleted), as maintain decides it."""
-    units: dict = {}
-    local_delta = maintain(txn, table, storage_key, old_item, old_raw, new_item, new_raw, units)
-    if index_units is not None:
-        for kind, by_name in units.items():
-            total = index_units.setdefault(kind, {})
-            for name, value in by_name.items():
-                total[name] = total.get(name, 0.0) + value
-    written = units.get("GlobalSecondaryIndexes")
+    if index_units is None:
+        index_units = {}
+    before = index_units.get("GlobalSecondaryIndexes")
+    before = dict(before) if before else None  # the units of the caller's earlier writes (a batch's)
+    local_delta = maintain(txn, table, storage_key, old_item, old_raw, new_item, new_raw, index_units)
+    written = index_units.get("GlobalSecondaryIndexes")
+    if written and before is not None:
+        written = [name for name, units in written.items() if units != before.get(name)]
     watch = index_watch
     if written and watch is not None:
         watch(table, old_item, new_item, written)

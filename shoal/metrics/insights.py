@@ -248,7 +248,17 @@ class Insights:
         is the running request's alone, but for threads that write meanwhile
         (a bulk put's), whose writes it leaves out."""
         observe = self.observe
-        if not (self.watches_indexes and operation in _ITEM_WRITES and self._writes_watched(region, operation, data)):
+        watch = False
+        if self.watches_indexes and operation in _ITEM_WRITES:
+            if operation in _READS_WRITES:  # the common case inlined
+                name = data.get("TableName")
+                entry = self.active.get((region, name))
+                if entry is None and type(name) is str and name.startswith("arn:"):
+                    entry = _entry(self.active, region, name)
+                watch = entry is not None and bool(entry.indexes)
+            else:
+                watch = self._writes_watched(region, operation, data)
+        if not watch:
             def counted() -> bytes:
                 try:
                     body = job()
@@ -290,7 +300,8 @@ class Insights:
         return watched
 
     def _writes_watched(self, region: str, operation: str, data: dict) -> bool:
-        """Whether the write request may change the entries of a GSI that has insights on (PartiQL: always)."""
+        """Whether a batch, transaction or PartiQL write may change the entries
+        of a GSI that has insights on (PartiQL: always)."""
         try:
             return self._names_watched(region, operation, data)
         except Exception:  # a body the validator passed but this reading did not foresee: watch it
@@ -298,9 +309,6 @@ class Insights:
 
     def _names_watched(self, region: str, operation: str, data: dict) -> bool:
         active = self.active
-        if operation in _READS_WRITES:
-            entry = _entry(active, region, data.get("TableName"))
-            return entry is not None and bool(entry.indexes)
         if operation == "BatchWriteItem":
             names = data.get("RequestItems") or ()
         elif operation == "TransactWriteItems":
@@ -437,24 +445,41 @@ class Insights:
     def _index_writes(self, writes: list, minute: int) -> None:
         """Count the GSI keys item writes changed: for each enabled GSI whose
         entry a write put or deleted, the old item's key and the new item's
-        (once if the same key was rewritten: one index write)."""
+        (once if the same key was rewritten: one index write).  An item
+        without the index's key attributes has no entry there (sparse)."""
         active = self.active
+        count = self._count
         for table, old, new, written in writes:
             entry = active.get((table.region, table.name))
-            if entry is None or not entry.indexes:
+            if entry is None:
                 continue
             for name in written:
                 target = entry.indexes.get(name)
                 if target is None:
                     continue
-                old_key = _index_key(target, old)
-                new_key = _index_key(target, new)
                 partition_rules, sort_rules = target.rules[False]
-                for key in (old_key, new_key if new_key != old_key else None):
-                    if key is not None:
-                        self._count(partition_rules, key[:1], minute)
-                        if sort_rules and len(key) == 2:
-                            self._count(sort_rules, key, minute)
+                counted = None
+                for item in (old, new):  # key_text inlined: this runs for every watched write
+                    if item is None:
+                        continue
+                    value = item.get(target.hash)
+                    text = (value.get("S") or value.get("N") or value.get("B")) if type(value) is dict else None
+                    if type(text) is not str:
+                        continue
+                    if target.range is None:
+                        key = (text,)
+                    else:
+                        value = item.get(target.range)
+                        sort = (value.get("S") or value.get("N") or value.get("B")) if type(value) is dict else None
+                        if type(sort) is not str:
+                            continue
+                        key = (text, sort)
+                    if key == counted:
+                        continue
+                    counted = key
+                    count(partition_rules, key[:1], minute)
+                    if sort_rules:
+                        count(sort_rules, key, minute)
 
     def _count(self, rules: tuple, key: tuple, minute: int) -> None:
         pending = self.pending
@@ -526,19 +551,6 @@ def _entry(active: dict, region: str, name) -> _Table | None:
     if entry is None and type(name) is str and name.startswith("arn:"):
         entry = active.get((region, name.rpartition(":table/")[2]))
     return entry
-
-
-def _index_key(target: _Target, item: dict | None) -> tuple | None:
-    """(partition text,) or (partition text, sort text) of ``item`` in a GSI; None if it has no entry there."""
-    if item is None:
-        return None
-    text = key_text(item.get(target.hash))
-    if text is None:
-        return None
-    if target.range is None:
-        return (text,)
-    sort = key_text(item.get(target.range))
-    return (text, sort) if sort is not None else None
 
 
 def _partition_value(data: dict, hash_key: str) -> str | None:
