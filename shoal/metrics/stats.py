@@ -244,10 +244,19 @@ class Stats:
             _varint(out, self.zeros)
             _varint(out, len(self.buckets))
             previous = 0
-            for index in sorted(self.buckets):
+            append, buckets = out.append, self.buckets
+            for index in sorted(buckets):  # (most numbers take one byte: appended without a call)
                 delta = index - previous
-                _varint(out, (delta << 1) ^ (delta >> 63))  # zigzag
-                _varint(out, self.buckets[index])
+                zigzag = (delta << 1) ^ (delta >> 63)
+                if zigzag < 0x80:
+                    append(zigzag)
+                else:
+                    _varint(out, zigzag)
+                n = buckets[index]
+                if n < 0x80:
+                    append(n)
+                else:
+                    _varint(out, n)
                 previous = index
         return bytes(out)
 
@@ -264,10 +273,19 @@ class Stats:
         n, at = _read_varint(raw, at)
         buckets = stats.buckets
         index = 0
-        for _ in range(n):
-            zigzag, at = _read_varint(raw, at)
+        for _ in range(n):  # (a byte under 0x80 is a whole number: read without a call)
+            zigzag = raw[at]
+            if zigzag < 0x80:
+                at += 1
+            else:
+                zigzag, at = _read_varint(raw, at)
             index += (zigzag >> 1) ^ -(zigzag & 1)
-            buckets[index], at = _read_varint(raw, at)
+            count = raw[at]
+            if count < 0x80:
+                at += 1
+            else:
+                count, at = _read_varint(raw, at)
+            buckets[index] = count
         return stats
 
 

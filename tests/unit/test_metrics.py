@@ -627,6 +627,37 @@ def test_a_failed_request_leaves_nothing_and_idle_cells_are_retired_after_one_mo
     assert drained(recorder) == {} and not recorder.pending()
 
 
+def test_the_dispatchers_look_up_finds_a_cells_pair_by_operation_table_and_region_until_it_retires():
+    """``pairs[operation][TableName][region]`` is what the dispatcher reads
+    per request: a cell's shared sink and itself.  A request that holds the
+    handle across a flush is counted by the next one; a cell idle through a
+    flush leaves ``pairs`` (with the dicts it empties), and the next request
+    makes a new one."""
+    recorder = Recorder(MemoryEngine(), clock=lambda: T0)
+    with pytest.raises(KeyError):
+        recorder.pairs["GetItem"]["t1"]["us-east-1"]
+    first = recorder.request("us-east-1", "t1", "GetItem")
+    recorder.request("eu-west-1", "t1", "GetItem")
+    recorder.request("us-east-1", "t2", "PutItem")
+    sink, handle = recorder.pairs["GetItem"]["t1"]["us-east-1"]
+    assert (sink, handle) == first and handle is recorder.cells[("us-east-1", "t1", "GetItem")]
+    assert set(recorder.pairs) == {"GetItem", "PutItem"} and set(recorder.pairs["GetItem"]["t1"]) == {
+        "us-east-1", "eu-west-1"}
+    sink[1] += 1  # a consistent one-block GetItem (shoal.api.items.get_item)
+    handle.done(0.002)
+    points = drained(recorder)
+    assert points[("ConsumedReadCapacityUnits", (("TableName", "t1"),))].sum == 1.0
+    assert points[("SuccessfulRequestLatency", (("Operation", "GetItem"), ("TableName", "t1")))].sum == 2.0
+    assert recorder.pairs == {"GetItem": {"t1": {"us-east-1": first}}}  # the idle ones retired
+    handle.done(0.004)  # answered after the flush: the next one counts it
+    latency = drained(recorder)[("SuccessfulRequestLatency", (("Operation", "GetItem"), ("TableName", "t1")))]
+    assert (latency.count, latency.sum) == (1, 4.0)
+    assert recorder.pairs == {"GetItem": {"t1": {"us-east-1": first}}}
+    assert drained(recorder) == {} and recorder.pairs == {} and recorder.cells == {}
+    again = recorder.request("us-east-1", "t1", "GetItem")
+    assert again[1] is not handle and recorder.pairs["GetItem"]["t1"]["us-east-1"] == again
+
+
 def test_latency_statistics_keep_the_milliseconds_and_the_buckets_of_one_by_one_adds():
     rng = random.Random(11)
     seconds = [rng.lognormvariate(-6, 1.5) for _ in range(3000)] + [0.0, 0.0]
