@@ -1,13 +1,14 @@
-"""Instructions per GetItem inside one process, through ``Dispatcher.__call__``
-(no HTTP, no event loop, no background rounds): what a switch costs on the
-request path itself, free of the wall-clock effects that move
-``bench/instructions.py``'s server-side counts.
+"""Instructions per GetItem or PutItem inside one process, through
+``Dispatcher.__call__`` (no HTTP, no event loop, no background rounds, no
+group commit): what a switch costs on the request path itself, free of the
+wall-clock effects that move ``bench/instructions.py``'s server-side counts.
 
-    python bench/dispatch_instructions.py [--requests 5000] [--capacity on|off]
+    python bench/dispatch_instructions.py [--requests 5000] [--capacity on|off] [--ops get,put]
 
-For metrics off and on it runs this file under cachegrind twice, with 0 and
-with N GetItems of a 100-item viewer-events-shaped table, and prints the
-difference divided by N (the flush of the recorded latencies at the end
+For each operation, metrics off and on, it runs this file under cachegrind
+twice, with 0 and with N requests (GetItems of a 100-item
+viewer-events-shaped table; PutItems of new items to it), and prints the
+difference divided by N (the flush of the recorded figures at the end
 included).
 """
 
@@ -26,8 +27,9 @@ HEADERS = {"content-type": "application/x-amz-json-1.0",
                             "SignedHeaders=host, Signature=x"}
 
 
-def _serve_requests(metrics: bool, capacity: bool, n: int) -> None:
-    """The measured body: a dispatcher, a table of 100 events, ``n`` GetItems."""
+def _serve_requests(metrics: bool, capacity: bool, n: int, op: str = "get") -> None:
+    """The measured body: a dispatcher, a table of 100 events, ``n`` GetItems
+    (``op`` "get") or PutItems ("put")."""
     import orjson
 
     from shoal.server.dispatch import Dispatcher
@@ -49,22 +51,27 @@ def _serve_requests(metrics: bool, capacity: bool, n: int) -> None:
     for i in range(100):
         dispatcher(request("PutItem", {"TableName": "viewer_events", "Item": {
             "user_id": {"S": f"u{i:08d}"}, "ts": {"N": "1700000000000"}, "event_type": {"S": "play"}}}))
-    gets = [request("GetItem", {"TableName": "viewer_events",
-                                "Key": {"user_id": {"S": f"u{i % 100:08d}"}, "ts": {"N": "1700000000000"}}})
-            for i in range(n)]
-    for get in gets:
-        answer = dispatcher(get)
+    if op == "get":
+        requests = [request("GetItem", {"TableName": "viewer_events",
+                                        "Key": {"user_id": {"S": f"u{i % 100:08d}"}, "ts": {"N": "1700000000000"}}})
+                    for i in range(n)]
+    else:
+        requests = [request("PutItem", {"TableName": "viewer_events", "Item": {
+            "user_id": {"S": f"u{i % 100:08d}"}, "ts": {"N": str(1700000000001 + i)}, "event_type": {"S": "play"},
+            "content_id": {"S": "c000042"}, "position_s": {"N": "12.345"}}}) for i in range(n)]
+    for one in requests:
+        answer = dispatcher(one)
         assert answer.status == 200, answer.body
     if dispatcher.metrics is not None:
         dispatcher.metrics.recorder.flush()
 
 
-def _count(metrics: bool, capacity: bool, n: int) -> int:
+def _count(metrics: bool, capacity: bool, n: int, op: str) -> int:
     # One BLAS thread: numpy's OpenBLAS pool otherwise spins on other threads, which cachegrind counts.
     env = dict(os.environ, PYTHONHASHSEED="0", PYTHONPATH=REPO_DIR, OPENBLAS_NUM_THREADS="1")
     done = subprocess.run(
         ["valgrind", "--tool=cachegrind", "--cache-sim=no", "--cachegrind-out-file=/dev/null", sys.executable,
-         os.path.abspath(__file__), "--child", "on" if metrics else "off", "on" if capacity else "off", str(n)],
+         os.path.abspath(__file__), "--child", "on" if metrics else "off", "on" if capacity else "off", str(n), op],
         env=env, capture_output=True, text=True, check=True)
     return int(re.findall(r"I\s+refs:\s+([\d,]+)", done.stderr)[-1].replace(",", ""))
 
@@ -72,18 +79,24 @@ def _count(metrics: bool, capacity: bool, n: int) -> int:
 def main(argv=None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     if argv and argv[0] == "--child":
-        _serve_requests(argv[1] == "on", argv[2] == "on", int(argv[3]))
+        _serve_requests(argv[1] == "on", argv[2] == "on", int(argv[3]), argv[4])
         return 0
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--requests", type=int, default=5000)
     parser.add_argument("--capacity", choices=("on", "off"), default="on")
+    parser.add_argument("--ops", default="get", help="get, put or both (get,put)")
     args = parser.parse_args(argv)
     capacity = args.capacity == "on"
-    per = {}
-    for metrics in (False, True):
-        per[metrics] = (_count(metrics, capacity, args.requests) - _count(metrics, capacity, 0)) / args.requests
-    print(f"GetItem in process (capacity {args.capacity}): metrics off {per[False]:,.0f}, on {per[True]:,.0f} "
-          f"instructions ({per[True] / per[False]:.3f})")
+    for op in args.ops.split(","):
+        if op not in ("get", "put"):
+            raise SystemExit(f"unknown operation {op}")
+        per = {}
+        for metrics in (False, True):
+            per[metrics] = (_count(metrics, capacity, args.requests, op)
+                            - _count(metrics, capacity, 0, op)) / args.requests
+        name = {"get": "GetItem", "put": "PutItem"}[op]
+        print(f"{name} in process (capacity {args.capacity}): metrics off {per[False]:,.0f}, on {per[True]:,.0f} "
+              f"instructions ({per[True] / per[False]:.3f})", flush=True)
     return 0
 
 
