@@ -780,66 +780,69 @@ class Replicator:
 
     def _send(self) -> bool:
         """Send every (peer, table) cursor's next batch (stored by the next
-        round: ``_store_sent``); True while a cursor has more than a batch."""
+        round: ``_store_sent``); True while a cursor has more than a batch.
+
+        Every batch is read in one read snapshot first, so that the peers at
+        one cursor are sent the same batch, read and encoded once, up to the
+        same indexer position (the region's writes go on meanwhile)."""
         with self.engine.read() as txn:
-            cursors = [(name, cursor) for name, (cursor, _) in consumers(txn).items() if name.startswith("replica/")]
             head = head_position(txn)
+            cursors = [(name, cursor) for name, (cursor, _) in consumers(txn).items()
+                       if name.startswith("replica/") and cursor < head]
+            if not cursors:
+                return False
+            indexed = consumer_cursor(txn, versions.INDEXER)
+            tables = replica_apply.global_tables(txn, self.catalog)
+            batches: dict = {}  # (table id, cursor) -> (record times, position read to, more, body)
+            plan = []
+            for name, cursor in cursors:
+                peer_region, table_id = name[len("replica/"):].rsplit("/", 1)
+                peer = self._available(peer_region)
+                if peer is None or txn.get("meta", replica_apply.hold_key(peer_region, table_id)) is not None:
+                    continue
+                table = tables.get(table_id)
+                if table is not None and (table_id, cursor) not in batches:
+                    batches[table_id, cursor] = self._batch(txn, table, cursor, indexed)
+                plan.append((peer, table_id, table, name, cursor))
         busy = False
-        sent, points = self._sent, self._points
-        round_cache: dict = {}  # what one peer's batch read, decoded and encoded, for the next peer's
-        for name, cursor in cursors:
-            if cursor >= head:
+        for peer, table_id, table, name, cursor in plan:
+            if table is None:  # deleted here: stop keeping its records
+                with self.engine.write() as txn:
+                    replica_apply.unfollow(txn, peer.region, table_id)
+                    replica_apply.unmark_global(txn, table_id)
                 continue
-            peer_region, table_id = name[len("replica/"):].rsplit("/", 1)
-            peer = self._available(peer_region)
-            if peer is None:
+            if peer.retry_at > time.monotonic():  # failed this round already
                 continue
             heard = peer.heard_at
             try:
-                busy = self._send_batch(peer, table_id, name, sent, points, round_cache) or busy
+                busy = self._send_batch(peer, table, name, cursor, batches[table_id, cursor]) or busy
             except control_errors() as exc:
                 self._failed(peer, exc)
                 continue
-            if peer.heard_at != heard:  # a batch went (a held cursor sends nothing)
+            if peer.heard_at != heard:  # a batch went
                 self._succeeded(peer)
         return busy
 
-    def _send_batch(self, peer: PeerClient, table_id: str, consumer: str, sent: list, points: dict,
-                    round_cache: dict) -> bool:
-        with self.engine.read() as txn:
-            if txn.get("meta", replica_apply.hold_key(peer.region, table_id)) is not None:
-                return False
-            cursor = consumer_cursor(txn, consumer)
-            if cursor is None:
-                return False
-            versions_cursor = consumer_cursor(txn, versions.INDEXER)
-            tables = replica_apply.global_tables(txn, self.catalog)
-            table = tables.get(table_id)
-        if table is None:  # deleted here: stop keeping its records
-            with self.engine.write() as txn:
-                replica_apply.unfollow(txn, peer.region, table_id)
-                replica_apply.unmark_global(txn, table_id)
-            return False
-        batch_key = (table_id, cursor, versions_cursor)
-        batch = round_cache.get(batch_key)
-        if batch is None:  # the other peers at this cursor are sent the same bytes
-            with self.engine.read() as txn:
-                # An MRSC table's writes reach the other regions by consensus
-                # (shoal.replication.strong), not by last writer wins: passed over.
-                pieces, times, last, more = self._pending(txn, table_id, cursor, versions_cursor,
-                                                          send=not control.is_strong(table.description))
-            body = b"".join((b'{"TableName":', orjson.dumps(table.name), b',"SourceRegion":',
-                             orjson.dumps(self.region), b',"Records":[', b",".join(pieces), b"]}")) if pieces else None
-            batch = round_cache[batch_key] = (times, last, more, body)
+    def _batch(self, txn, table, cursor: int, indexed: int | None) -> tuple[list, int, bool, bytes | None]:
+        """(record times, position read to, more, ApplyChanges body) after ``cursor``."""
+        # An MRSC table's writes reach the other regions by consensus
+        # (shoal.replication.strong), not by last writer wins: passed over.
+        pieces, times, last, more = self._pending(txn, table.table_id, cursor, indexed,
+                                                  send=not control.is_strong(table.description))
+        body = b"".join((b'{"TableName":', orjson.dumps(table.name), b',"SourceRegion":',
+                         orjson.dumps(self.region), b',"Records":[', b",".join(pieces), b"]}")) if pieces else None
+        return times, last, more, body
+
+    def _send_batch(self, peer: PeerClient, table, consumer: str, cursor: int, batch: tuple) -> bool:
         times, last, more, body = batch
         if times:
             peer.call("ApplyChanges", body=body)
             if self.metrics:  # the peer has them durably now
                 now_ms = self.clock() * 1000
-                self._add_point(points, "ReplicationLatency", table.name, peer.region, "Milliseconds",
+                self._add_point(self._points, "ReplicationLatency", table.name, peer.region, "Milliseconds",
                                 [max(0.0, now_ms - t) for t in times])
         if last != cursor:
-            sent.append((consumer, cursor, last))
+            self._sent.append((consumer, cursor, last))
         return more
 
     def _pending(self, txn, table_id: str, cursor: int, indexed: int | None,
