@@ -278,11 +278,11 @@ class Insights:
             writes: list = []  # this run's: a run that fails counts none of its writes
             ident = get_ident()
 
-            def watch(table, old, new, written) -> None:
+            def collect(table, old, new, written) -> None:
                 if get_ident() == ident:  # not a bulk put's thread writing meanwhile
                     writes.append((table, old, new, written))
 
-            writepath.index_watch = watch
+            writepath.index_watch = collect
             try:
                 body = job()
             except ProvisionedThroughputExceededException:
