@@ -346,16 +346,73 @@ class _Metered(list):
     __slots__ = ()
 
 
+class Allowance:
+    """This worker's balance of one shared bucket: what it may grant before
+    it takes the next chunk (``CHUNK_S`` of the rate) from the bucket.  A
+    request is admitted while the balance is positive and charged after it
+    ran, so most requests pay a comparison and a subtraction; the balance
+    may fall to ``floor`` (minus the bucket's burst), a debt the next chunks
+    pay back first."""
+
+    __slots__ = ("limit", "balance", "floor")
+
+    def __init__(self, limit: Limit) -> None:
+        self.limit, self.balance, self.floor = limit, 0.0, -limit.capacity
+
+
+#: What a request draws on where nothing limits it: a balance that never runs out (charging
+#: infinity leaves infinity), so the hot path needs no test for "no limit".
+UNLIMITED = Allowance(Limit("", 0.0, float("inf"), "", "", ""))
+UNLIMITED.balance = float("inf")
+
+
+class Plan:
+    """What one version of a table's description sets for its requests,
+    worked out once (``Capacity._plan``): the allowance a read of the table
+    or of each GSI draws on, those every write checks (the table's, then
+    each GSI's: DynamoDB throttles a table's writes when a GSI has no write
+    capacity left), and which allowance each kind of consumed unit is
+    charged to.  A new version of the table (UpdateTable) is a new catalog
+    ``Table`` object, hence a new plan; the allowances carry over by key."""
+
+    __slots__ = ("table", "name", "policy", "read", "write", "index_reads", "writes", "charged_reads",
+                 "charged_writes")
+
+    def __init__(self, table, policy: Policy | None, allowance: Callable[[Limit], Allowance]) -> None:
+        self.table, self.name, self.policy = table, table.name, policy
+        reads = {index: allowance(limit) for index, limit in policy.reads.items()} if policy is not None else {}
+        writes = {index: allowance(limit) for index, limit in policy.writes.items()} if policy is not None else {}
+        self.read, self.write = reads.get(None, UNLIMITED), writes.get(None, UNLIMITED)
+        #: A Query or Scan of a GSI with limits draws on the GSI's reads; of an LSI, on the table's.
+        self.index_reads = {index: a for index, a in reads.items() if index is not None}
+        self.writes = tuple(a for a in (writes.get(None), *(a for i, a in writes.items() if i is not None))
+                            if a is not None)
+        self.charged_reads, self.charged_writes = reads, writes
+
+
+_get_ident = threading.get_ident
+
+
 class Capacity:
-    """One worker's view of the limits: the policies of the tables it has
-    seen, its local balance of each bucket, and the request it is serving.
+    """One worker's view of the limits: the plans of the tables it has
+    seen, its allowance of each bucket, and the request it is serving.
 
     Every data-plane request runs on the worker's event loop thread (group
     commit too); the dispatcher names it in ``current`` while it runs, a
     single attribute store, so that a request to a table without limits
     (``Table.limited`` false: ``Catalog.require`` does not call ``admit``)
     costs nothing more.  Other threads (exports, replication) requiring a
-    limited table are not the current request and are never refused."""
+    limited table are not the current request and are never refused, nor
+    is a control-plane request; both checks are made only before a refusal
+    (``_refuse``), off the common path.  What another thread's look-up does
+    meanwhile is bounded: it may take a chunk, or make the current request's
+    charge take the general way.
+
+    The cost on a limited table far from its limit, per request: ``admit``
+    finds the table's plan (one dictionary look-up and an identity check)
+    and compares each allowance it draws on with zero; ``settle`` reads the
+    request's meter entry and subtracts it.  No object is made per request:
+    the entries list and the admitted tables' map are this worker's, reused."""
 
     def __init__(self, shared: SharedBuckets, partitions: "_partitions.PartitionBuckets | None" = None,
                  control_rate: float | None = None) -> None:
@@ -378,53 +435,98 @@ class Capacity:
             catalog.LIMIT_EVERY_TABLE = True
         #: (operation, writes, request, ctx) of the request being served; None between requests.
         self.current: tuple | None = None
-        #: (its meter before, its entries, {table name: policy}, {(table name, index, kind): [key
-        #: identities]}) once it drew on a limited table.
-        self.metered: tuple | None = None
-        self._policies: dict[str, tuple[object, Policy | None]] = {}  # table id -> (Table, policy)
-        self._balance: dict[str, float] = {}
-        self._owner = threading.get_ident()
-        self._lock = threading.Lock()
+        #: The request's meter entries (this worker's one list) once it drew on a limited table,
+        #: else None: the dispatcher then calls ``settle``.
+        self.metered: _Metered | None = None
+        self._entries = _Metered()
+        self._counts = [0, 0]  # a GetItem's meter: two counts of one-block reads, then any entries
+        self._outer = None  # the meter the request had before (the metrics cell's), restored by settle
+        self._first: Plan | None = None  # the plan of the request's first limited table
+        #: Table name -> plan of the request's other limited tables (and its first, with hot keys).
+        self._admitted: dict[str, Plan] = {}
+        #: {(table name, index, kind): [hot key identities]} of the request being metered.
+        self._hot: dict[tuple, list] = {}
+        self._plans: dict[str, Plan] = {}  # table id -> the plan of the table version last seen
+        self._allowances: dict[str, Allowance] = {}  # bucket key -> this worker's allowance
+        self._owner = _get_ident()
 
     def admit(self, table) -> None:
         """Catalog.require's hook for a table with limits: refuse the
-        current request if a bucket it draws on is empty; otherwise meter
-        what it consumes apart, to be charged by ``settle``."""
+        current request if an allowance it draws on is spent and the shared
+        bucket has none to give; otherwise meter what it consumes apart, to
+        be charged by ``settle``.  The common path is a few attribute reads
+        and comparisons: the rest is in functions it rarely calls."""
         current = self.current
-        if current is None or threading.get_ident() != self._owner:
+        if current is None:
             return
         operation, writes, data, ctx = current
-        if operation not in DATA_PLANE:
+        plan = self._plans.get(table.table_id)
+        if plan is None or plan.table is not table:
+            plan = self._plan(table)
+        if writes:
+            for allowance in plan.writes:
+                if allowance.balance <= 0 and not self._replenish(allowance):
+                    self._refuse(allowance, table, operation)
+        else:
+            allowance = plan.index_reads.get(data["IndexName"], plan.read) if "IndexName" in data else plan.read
+            if allowance.balance <= 0 and not self._replenish(allowance):
+                self._refuse(allowance, table, operation)
+        if self.partitions is not None:
+            self._admit_keys(table, operation, data, writes, plan)
+        if self.metered is None:  # the request's first limited table: meter it apart, pass it on after
+            self._outer = ctx.meter
+            ctx.meter = self.metered = self._counts if operation == "GetItem" else self._entries
+            self._first = plan
+        elif plan is not self._first:
+            self._admitted[plan.name] = plan
+
+    def _admit_keys(self, table, operation: str, data: dict, writes: bool, plan: Plan) -> None:
+        """Per-partition limits: refuse the request if a hot key it draws on is
+        spent, else note its keys for ``settle`` (which then takes the long way)."""
+        if operation not in DATA_PLANE or _get_ident() != self._owner:
             return
-        entry = self._policies.get(table.table_id)
-        if entry is None or entry[0] is not table:
-            entry = self._policies[table.table_id] = (table, policy_of(table, self.shared.rules))
-        policy = entry[1]
-        partitions = self.partitions
-        if policy is None and partitions is None:
+        hot = self._hot_keys(table, operation, data, writes, plan.policy)
+        if self.metered is None:
+            self._hot.clear()
+        keys = self._hot
+        for where, ident in hot:
+            keys.setdefault(where, []).append(ident)
+        self._admitted[plan.name] = plan
+
+    def _plan(self, table) -> Plan:
+        """The plan of this version of ``table``, made and kept."""
+        if len(self._plans) >= MAX_KEY_BALANCES:
+            self._plans.clear()
+        plan = self._plans[table.table_id] = Plan(table, policy_of(table, self.shared.rules), self._allowance)
+        return plan
+
+    def _allowance(self, limit: Limit) -> Allowance:
+        """This worker's allowance of ``limit``'s bucket (its balance kept across table versions)."""
+        allowance = self._allowances.get(limit.key)
+        if allowance is None:
+            allowance = self._allowances[limit.key] = Allowance(limit)
+        elif allowance.limit != limit:
+            allowance.limit, allowance.floor = limit, -limit.capacity
+            allowance.balance = max(allowance.balance, allowance.floor)
+        return allowance
+
+    def _replenish(self, allowance: Allowance) -> bool:
+        """Take the next chunk of the bucket (and what pays back a debt); whether the balance is now positive."""
+        limit = allowance.limit
+        allowance.balance += self.shared.take(limit, max(1.0, limit.rate * CHUNK_S) - allowance.balance)
+        return allowance.balance > 0
+
+    def _refuse(self, allowance: Allowance, table, operation: str) -> None:
+        """Raise the throttle of ``allowance``: for a data-plane request on the
+        worker's own thread only.  A control-plane request (DescribeTable,
+        UpdateTable lifting a throttle) and another thread's work (an export,
+        replication) requiring the table while a request is current are never
+        refused: checking that here, on the rare path, keeps it off the common one."""
+        if operation not in DATA_PLANE or _get_ident() != self._owner:
             return
-        if policy is not None:
-            if writes:
-                limits = [policy.writes.get(None),
-                          *(limit for name, limit in policy.writes.items() if name is not None)]
-            else:
-                index = data.get("IndexName")
-                limits = [policy.reads.get(index if index in policy.reads else None)]
-            for limit in limits:
-                if limit is not None and not self._has(limit):
-                    exc = self._throttle(limit)
-                    exc.table = table  # a batch answers the table's part unprocessed (shoal.api.batch)
-                    raise exc
-        hot = self._hot_keys(table, operation, data, writes, policy) if partitions is not None else None
-        metered = self.metered
-        if metered is None:  # meter this request apart (and pass it on to the metrics after)
-            metered = self.metered = (ctx.meter, _Metered(), {}, {})
-            ctx.meter = metered[1]
-        metered[2][table.name] = policy
-        if hot:
-            keys = metered[3]
-            for where, digest in hot:
-                keys.setdefault(where, []).append(digest)
+        exc = self._throttle(allowance.limit)
+        exc.table = table  # a batch answers the table's part unprocessed (shoal.api.batch)
+        raise exc
 
     def _hot_keys(self, table, operation: str, data: dict, writes: bool, policy: Policy | None) -> list:
         """((table name, index, kind), digest) of each partition key the request
@@ -482,17 +584,66 @@ class Capacity:
 
     def settle(self, ctx) -> None:
         """Charge what the current request consumed from the limited tables
-        it drew on, and hand its meter entries on to where they were going."""
-        metered, self.metered = self.metered, None
-        outer, entries, admitted, hot = metered
-        ctx.meter = outer
+        it drew on, and hand its meter entries on to where they were going.
+        The common cases are charged here: a GetItem of one 4 KB block, which
+        counts itself in the first two slots of a plain list meter (as it does
+        in a metrics cell, ``shoal.api.common.meter``), and one item written
+        to a table without GSIs; the rest by ``_charge``."""
+        entries, self.metered = self.metered, None
+        outer = ctx.meter = self._outer
+        if entries is self._counts:  # a GetItem: [one-block eventual reads, consistent ones, entries...]
+            if len(entries) == 2 and not self._hot:
+                eventual, consistent = entries
+                entries[0] = entries[1] = 0
+                allowance = self._first.read
+                balance = allowance.balance - (consistent + 0.5 * eventual)
+                allowance.balance = balance if balance > allowance.floor else allowance.floor
+                if outer is not None:  # a GetItem's metrics cell: the same two counts
+                    outer[0] += eventual
+                    outer[1] += consistent
+                return
+            name = self._first.name
+            counted = [(name, 2)] * entries[0] + [(name, 3)] * entries[1]
+            entries[0] = entries[1] = 0
+            rest = entries[2:]
+            del entries[2:]
+            entries = self._entries
+            entries += counted
+            entries += rest
+        elif len(entries) == 1 and not self._hot:
+            entry = entries.pop()
+            plan = self._first
+            if len(entry) == 2 and entry[0] == plan.name:  # a write's (table, units) to a table without GSIs
+                amount = entry[1]
+                if amount.__class__ is int:  # a GetItem's (table, blocks * 2 + consistent) from PartiQL
+                    allowance, units = plan.read, (amount >> 1) * (1.0 if amount & 1 else 0.5)
+                else:
+                    allowance, units = plan.write, amount
+                balance = allowance.balance - units
+                allowance.balance = balance if balance > allowance.floor else allowance.floor
+                if outer is not None:
+                    outer.append(entry)
+                return
+            entries.append(entry)
+        self._charge(entries)
+        if outer is not None:
+            outer += entries
+        del entries[:]
+
+    def _charge(self, entries) -> None:
+        """Charge a request's entries (any number, any form) to its tables' allowances and hot keys."""
+        admitted = self._admitted
+        first = self._first
+        admitted.setdefault(first.name, first)
+        hot = self._hot
         for where, units in consumed(entries).items():
             table_name, index, kind = where
-            policy = admitted.get(table_name)
-            if policy is not None:
-                limit = (policy.reads if kind == READ else policy.writes).get(index)
-                if limit is not None:
-                    self._spend(limit, units)
+            plan = admitted.get(table_name)
+            if plan is not None:
+                allowance = (plan.charged_reads if kind == READ else plan.charged_writes).get(index)
+                if allowance is not None:
+                    balance = allowance.balance - units
+                    allowance.balance = balance if balance > allowance.floor else allowance.floor
             idents = hot.get(where) if hot else None
             if idents:  # the keys' shares, equal; a debt of at most one second of the partition's rate
                 rules = self.partitions.rules
@@ -501,8 +652,8 @@ class Capacity:
                 balances = self._key_balance
                 for ident in idents:
                     balances[ident] = max(floor, balances.get(ident, 0.0) - share)
-        if outer is not None:
-            outer += entries
+        admitted.clear()
+        hot.clear()
 
     def _throttle(self, limit: Limit) -> ProvisionedThroughputExceededException:
         """The error a throttle by ``limit`` answers: provisioned, or on
@@ -515,33 +666,31 @@ class Capacity:
                                                               "resource": limit.resource}])
         return OnDemandThrottlingException(limit.message, [{"reason": limit.reason, "resource": limit.resource}])
 
-    # -- balances ------------------------------------------------------------------------
+    # -- balances by limit (the control plane; tests) ---------------------------------------
+
+    def balance(self, key: str) -> float:
+        """This worker's balance of bucket ``key`` (0 if it never drew on it)."""
+        allowance = self._allowances.get(key)
+        return allowance.balance if allowance is not None else 0.0
 
     def _has(self, limit: Limit) -> bool:
         """Whether this worker holds a positive balance of ``limit``, taking a chunk if not."""
-        balance = self._balance.get(limit.key, 0.0)
-        if balance > 0:
-            return True
-        chunk = max(1.0, limit.rate * CHUNK_S)
-        got = self.shared.take(limit, chunk - balance)
-        with self._lock:
-            balance = self._balance[limit.key] = self._balance.get(limit.key, 0.0) + got
-        return balance > 0
+        allowance = self._allowance(limit)
+        return allowance.balance > 0 or self._replenish(allowance)
 
     def _spend(self, limit: Limit, units: float) -> None:
         """Charge ``units``: the balance may go below zero, by at most the
         bucket's capacity (its burst): one request far larger than the rate
         (a batch of 400 KB items on a one-unit table) throttles the table for
         at most the burst's 300 seconds, not for hours."""
-        with self._lock:
-            self._balance[limit.key] = max(-limit.capacity, self._balance.get(limit.key, 0.0) - units)
+        allowance = self._allowance(limit)
+        allowance.balance = max(allowance.floor, allowance.balance - units)
 
 
 def consumed(entries) -> dict:
     """{(table name, index or None, READ|WRITE): units} of a request's meter
-    entries (the forms ``shoal.api.common.meter`` documents)."""
-    from shoal.api.common import READ as METER_READ, WRITE as METER_WRITE
-
+    entries (the forms ``shoal.api.common.meter`` documents; its READ and
+    WRITE kinds are this module's strings)."""
     out: dict = {}
     for entry in entries:
         if type(entry) is not tuple:
@@ -554,10 +703,8 @@ def consumed(entries) -> dict:
                 key, units = (table, None, WRITE), amount
         else:
             table, kind, units, index = entry
-            if kind == METER_READ:
-                key = (table, index, READ)
-            elif kind == METER_WRITE:
-                key = (table, index, WRITE)
+            if kind == READ or kind == WRITE:
+                key = (table, index, kind)
             else:
                 continue
         out[key] = out.get(key, 0.0) + units

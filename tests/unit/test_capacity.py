@@ -180,5 +180,5 @@ def test_a_request_far_over_the_rate_leaves_a_debt_of_at_most_the_burst():
     limit = Limit("t//write", 1.0, 300.0, "r", "arn", "m")
     assert capacity._has(limit)  # the banked burst: admitted
     capacity._spend(limit, 10_000.0)  # 25 items of 400 KB
-    assert capacity._balance[limit.key] == -300.0
+    assert capacity.balance(limit.key) == -300.0
     assert not capacity._has(limit)  # throttled until the refill pays 300 units back, not 10,000

@@ -213,7 +213,7 @@ class Request:
 def admit(capacity, ctx, operation, data, writes):
     """Run ``operation``'s admission through Catalog.require as the dispatcher does, then settle."""
     request = Request()
-    request.meter = []
+    request.meter = [0, 0]  # a metrics cell's meter: two counts of one-block reads, then entries
     capacity.current = (operation, writes, data, request)
     try:
         with ctx.engine.read() as txn:

@@ -1,0 +1,129 @@
+"""The capacity hook's request path (shoal.capacity.Capacity: admit, then
+settle) driven through a real in-process Dispatcher: each request is
+charged exactly what it consumed, whatever way its meter took (a GetItem's
+counted one-block read, a larger item's entry, a write's, a batch over two
+tables), the metrics still receive what they would without limits, and a
+control-plane request or another thread's look-up is never refused."""
+
+from __future__ import annotations
+
+import threading
+
+import orjson
+import pytest
+
+from shoal.errors import ProvisionedThroughputExceededException
+from shoal.server.dispatch import Dispatcher
+from shoal.server.http import Request
+
+HEADERS = {"content-type": "application/x-amz-json-1.0",
+           "authorization": "AWS4-HMAC-SHA256 Credential=AKID/20260101/us-east-1/dynamodb/aws4_request, "
+                            "SignedHeaders=host, Signature=x"}
+
+
+@pytest.fixture(params=[False, True], ids=["metrics-off", "metrics-on"])
+def dispatcher(engine, request):
+    dispatcher = Dispatcher(engine, metrics=request.param, capacity=True, group_commit=False)
+    yield dispatcher
+    dispatcher.capacity.shared.close()
+
+
+def call(dispatcher, operation: str, body: dict) -> dict:
+    answer = dispatcher(Request("POST", "/", {**HEADERS, "x-amz-target": "DynamoDB_20120810." + operation},
+                                orjson.dumps(body), ("127.0.0.1", 1), False))
+    out = orjson.loads(answer.body) if answer.body else {}
+    assert answer.status == 200, out
+    return out
+
+
+def provisioned(dispatcher, name: str, rcu: int = 1000, wcu: int = 1000, gsi: bool = False) -> str:
+    """A provisioned table; its id (the buckets' keys start with it)."""
+    body = {"TableName": name, "BillingMode": "PROVISIONED",
+            "KeySchema": [{"AttributeName": "pk", "KeyType": "HASH"}],
+            "AttributeDefinitions": [{"AttributeName": "pk", "AttributeType": "S"}],
+            "ProvisionedThroughput": {"ReadCapacityUnits": rcu, "WriteCapacityUnits": wcu}}
+    if gsi:
+        body["AttributeDefinitions"].append({"AttributeName": "g", "AttributeType": "S"})
+        body["GlobalSecondaryIndexes"] = [{
+            "IndexName": "by_g", "KeySchema": [{"AttributeName": "g", "KeyType": "HASH"}],
+            "Projection": {"ProjectionType": "KEYS_ONLY"},
+            "ProvisionedThroughput": {"ReadCapacityUnits": rcu, "WriteCapacityUnits": wcu}}]
+    return call(dispatcher, "CreateTable", body)["TableDescription"]["TableId"]
+
+
+def charged(dispatcher, key: str) -> float:
+    """Units charged to bucket ``key`` by this worker: what it took from the bucket, less its balance."""
+    capacity = dispatcher.capacity
+    return capacity.shared.taken(key) - capacity.balance(key)
+
+
+def test_each_form_of_a_requests_meter_is_charged_what_it_consumed(dispatcher):
+    table = provisioned(dispatcher, "plain")
+    call(dispatcher, "PutItem", {"TableName": "plain", "Item": {"pk": {"S": "small"}}})  # 1 unit
+    call(dispatcher, "PutItem", {"TableName": "plain", "Item": {"pk": {"S": "big"}, "blob": {"S": "x" * 5000}}})
+    assert charged(dispatcher, f"{table}//write") == 1 + 5  # 5,000-odd bytes: five 1 KB units
+    for _ in range(3):  # one block, eventually consistent: half a unit each
+        call(dispatcher, "GetItem", {"TableName": "plain", "Key": {"pk": {"S": "small"}}})
+    call(dispatcher, "GetItem", {"TableName": "plain", "Key": {"pk": {"S": "small"}}, "ConsistentRead": True})
+    call(dispatcher, "GetItem", {"TableName": "plain", "Key": {"pk": {"S": "none"}}})  # nothing found: half a unit
+    call(dispatcher, "GetItem", {"TableName": "plain", "Key": {"pk": {"S": "big"}}, "ConsistentRead": True})  # 2 blocks
+    assert charged(dispatcher, f"{table}//read") == 3 * 0.5 + 1 + 0.5 + 2
+    if dispatcher.metrics is not None:  # the metrics see the reads as they would without limits
+        cell = dispatcher.metrics.recorder.cells[("us-east-1", "plain", "GetItem")]
+        assert cell.sink[:2] == [4, 1] and cell.sink[2:] == [("plain", 5)]
+
+
+def test_writes_are_charged_to_the_table_and_each_gsi_and_a_batch_to_each_table(dispatcher):
+    first = provisioned(dispatcher, "first", gsi=True)
+    second = provisioned(dispatcher, "second")
+    call(dispatcher, "PutItem", {"TableName": "first", "Item": {"pk": {"S": "a"}, "g": {"S": "x"}}})
+    call(dispatcher, "PutItem", {"TableName": "first", "Item": {"pk": {"S": "b"}}})  # not in the index
+    assert (charged(dispatcher, f"{first}//write"), charged(dispatcher, f"{first}/by_g/write")) == (2, 1)
+    call(dispatcher, "BatchWriteItem", {"RequestItems": {
+        "first": [{"PutRequest": {"Item": {"pk": {"S": f"c{i}"}, "g": {"S": "y"}}}} for i in range(3)],
+        "second": [{"PutRequest": {"Item": {"pk": {"S": f"d{i}"}}}} for i in range(2)]}})
+    assert charged(dispatcher, f"{first}//write") == 5 and charged(dispatcher, f"{first}/by_g/write") == 4
+    assert charged(dispatcher, f"{second}//write") == 2
+    call(dispatcher, "Query", {"TableName": "first", "IndexName": "by_g", "KeyConditionExpression": "g = :g",
+                               "ExpressionAttributeValues": {":g": {"S": "y"}}})
+    assert charged(dispatcher, f"{first}/by_g/read") == 0.5 and charged(dispatcher, f"{first}//read") == 0
+
+
+def test_a_spent_table_refuses_data_but_not_the_control_plane_nor_other_threads(dispatcher):
+    provisioned(dispatcher, "spent", rcu=1, wcu=1)
+    refused = None
+    for n in range(400):  # one unit a second and 300 banked
+        try:
+            call(dispatcher, "PutItem", {"TableName": "spent", "Item": {"pk": {"S": str(n)}}})
+        except AssertionError as exc:
+            refused = exc
+            break
+    assert refused is not None and "ProvisionedThroughputExceededException" in str(refused)
+    assert call(dispatcher, "DescribeTable", {"TableName": "spent"})["Table"]["TableName"] == "spent"
+    capacity, catalog = dispatcher.capacity, dispatcher.catalog
+    errors = []
+
+    def look_up() -> None:  # an export or replication thread reading the table while a request is served
+        try:
+            with dispatcher.engine.read() as txn:
+                catalog.require(txn, "us-east-1", "spent")
+        except Exception as exc:  # noqa: BLE001 - the test reports any
+            errors.append(exc)
+
+    class Served:  # the request the worker is serving meanwhile: its meter
+        meter = None
+
+    capacity.current = ("PutItem", True, {"TableName": "spent"}, Served())
+    try:
+        thread = threading.Thread(target=look_up)
+        thread.start()
+        thread.join()
+        assert errors == []
+        with pytest.raises(ProvisionedThroughputExceededException):  # the worker's own request is refused
+            with dispatcher.engine.read() as txn:
+                catalog.require(txn, "us-east-1", "spent")
+    finally:
+        capacity.current = None
+        capacity.metered = None
+    call(dispatcher, "UpdateTable", {"TableName": "spent", "ProvisionedThroughput": {
+        "ReadCapacityUnits": 1, "WriteCapacityUnits": 1000}})  # lifting the throttle is never throttled
