@@ -46,7 +46,18 @@ Per-partition limits (hot keys), opt-in: ``shoal.capacity.partitions``.
 The control plane's documented rate (2,500 requests a second):
 ``Capacity.control_plane`` and ``shoal.capacity.control_plane``.
 
-Not yet (issue 20's later slices): the per-table account quotas.
+Which tables reach the hook: ``Catalog.require`` calls ``Capacity.admit``
+only for tables marked ``limited`` (provisioned capacity, or an on-demand
+maximum); a plain on-demand table is marked, and so meets the peak rule,
+only when every table is (``catalog.LIMIT_EVERY_TABLE``: per-partition
+limits, the dynamodb-faithful profile), docs/capacity.md says why.  The
+account and table quotas CreateTable and UpdateTable enforce are in
+``shoal.api.tables``.
+
+What a limited table costs a request far from its limit: ``admit`` finds
+the table version's ``Plan`` and compares each ``Allowance`` it draws on
+with zero; ``settle`` subtracts what the request metered.  The shared file
+is touched once per chunk.
 """
 
 from __future__ import annotations
@@ -592,15 +603,18 @@ class Capacity:
         entries, self.metered = self.metered, None
         outer = ctx.meter = self._outer
         if entries is self._counts:  # a GetItem: [one-block eventual reads, consistent ones, entries...]
-            if len(entries) == 2 and not self._hot:
-                eventual, consistent = entries
-                entries[0] = entries[1] = 0
-                allowance = self._first.read
-                balance = allowance.balance - (consistent + 0.5 * eventual)
-                allowance.balance = balance if balance > allowance.floor else allowance.floor
-                if outer is not None:  # a GetItem's metrics cell: the same two counts
-                    outer[0] += eventual
-                    outer[1] += consistent
+            if len(entries) == 2 and not self._hot:  # at most one count: half a unit, or one if consistent
+                # No floor to check: it was admitted on a positive balance, and one unit is less than a burst.
+                if entries[0]:
+                    entries[0] = 0
+                    self._first.read.balance -= 0.5
+                    if outer is not None:  # a GetItem's metrics cell: the same count
+                        outer[0] += 1
+                elif entries[1]:
+                    entries[1] = 0
+                    self._first.read.balance -= 1.0
+                    if outer is not None:
+                        outer[1] += 1
                 return
             name = self._first.name
             counted = [(name, 2)] * entries[0] + [(name, 3)] * entries[1]

@@ -105,10 +105,10 @@ def test_the_catalog_marks_limited_exactly_the_tables_with_a_policy():
 
 
 def test_a_plain_on_demand_table_has_a_peak_policy_but_is_not_marked_limited():
-    """The known gap of issue 20 (its note): the peak rule has a policy for
-    every on-demand table, but the catalog marks limited only those with a
-    maximum, since checking every on-demand request would cost GetItem about
-    16% today; so a plain on-demand table is not throttled by its peak."""
+    """The peak rule has a policy for every on-demand table, but by default
+    the catalog marks limited only those with a maximum: a plain on-demand
+    table is not throttled by its peak unless the dynamodb-faithful profile
+    marks every table (docs/capacity.md says why)."""
     plain = {"BillingModeSummary": {"BillingMode": "PAY_PER_REQUEST"},
              "ProvisionedThroughput": {"ReadCapacityUnits": 0, "WriteCapacityUnits": 0}}
     assert policy_of(FakeTable(plain)) is not None
