@@ -29,12 +29,17 @@ import traceback
 from typing import Callable
 
 from shoal.errors import ShoalError
+from shoal.storage.engine import WriteConflict
 
 log = logging.getLogger("shoal")
 
 # How long, at most, a busy server holds a small group for more writes
 # (``shoal serve --group-commit-wait-ms``).
 DEFAULT_GROUP_COMMIT_WAIT_S = 0.002
+
+
+#: How many times a job whose write lost a race (WriteConflict) is run again alone.
+_CONFLICT_RETRIES = 3
 
 
 class GroupCommitter:
@@ -111,9 +116,17 @@ class GroupCommitter:
             return future, False, exc
 
     def _run_alone(self, job, future):
-        try:
-            return future, True, job()
-        except Exception as exc:
-            if not isinstance(exc, ShoalError):
-                log.error("write failed:\n%s", traceback.format_exc())
-            return future, False, exc
+        # A WriteConflict (a PostgreSQL store's replay of a deadlocked
+        # transaction read something else) wrote nothing, and an item job
+        # opens one write transaction: run it again, a few times, before the
+        # client gets a retryable 500.
+        for attempt in range(_CONFLICT_RETRIES + 1):
+            try:
+                return future, True, job()
+            except WriteConflict as exc:
+                if attempt == _CONFLICT_RETRIES:
+                    return future, False, exc
+            except Exception as exc:
+                if not isinstance(exc, ShoalError):
+                    log.error("write failed:\n%s", traceback.format_exc())
+                return future, False, exc

@@ -8,6 +8,7 @@ import pytest
 
 from shoal.errors import ValidationException
 from shoal.server.committer import GroupCommitter
+from shoal.storage.engine import WriteConflict
 from shoal.storage.lmdb_engine import LmdbEngine
 
 
@@ -61,6 +62,35 @@ def test_a_job_failing_half_way_is_redone_alone_and_leaves_no_trace(engine):
     assert results[0] == b"a" and results[2] == b"c"
     assert isinstance(results[1], ValidationException)
     assert stored(engine) == [b"a", b"c"]
+
+
+def conflicting(engine, key: bytes, losses: int):
+    """A job whose write loses a race ``losses`` times, then goes in: as a
+    PostgreSQL store's replay of a deadlocked transaction raises
+    WriteConflict once the transaction has written (in a group: the group's
+    earlier jobs), aborting all of it."""
+    tries = []
+
+    def job():
+        tries.append(1)
+        with engine.write() as txn:
+            txn.put("items", key, b"v")
+            if len(tries) <= losses:
+                raise WriteConflict("lost a race")
+        return len(tries)
+    return job
+
+
+def test_a_job_that_lost_a_race_is_run_again_alone(engine):
+    results = run(engine, [put(engine, b"a"), conflicting(engine, b"b", losses=2), put(engine, b"c")])
+    assert results == [b"a", 3, b"c"]  # lost in the group, lost alone, then in
+    assert stored(engine) == [b"a", b"b", b"c"]
+
+
+def test_a_job_that_keeps_losing_races_answers_the_conflict(engine):
+    results = run(engine, [conflicting(engine, b"b", losses=100)])
+    assert isinstance(results[0], WriteConflict)
+    assert stored(engine) == []
 
 
 def commits(engine) -> int:
