@@ -17,13 +17,17 @@ The model:
 * Reads take no lock: the cluster's read throughput is the nodes' sum,
   capped by the database's read capacity (statements per second, which
   scales with the database's own nodes on Citus and CockroachDB).
-* Writes take one row lock (the ``writer`` row) for the whole transaction:
-  every write of the cluster queues for it.  A node's group commit puts up
-  to ``group`` requests in one transaction, which holds the lock for the
-  statements after the one that takes it plus the commit.  The lock is an
-  M/M/1 server: at utilization rho < 1 the time in it is exponential with
-  mean 1/(mu - lambda), so its p99 is ln(100)/(mu - lambda); at rho >= 1 the
-  offered load is not served (the throughput is mu, latency unbounded).
+* Writes of different items lock different keys (since 2026-12-07), but
+  every write transaction still takes one shared lock at its commit: the
+  change log's head and the table counters, locked by the statement that
+  renumbers its change records and held until its ``COMMIT`` returns, so
+  the log stays gap-free in commit order.  Before, the ``writer`` row was
+  locked for the whole transaction (the statements after the one that took
+  it, plus the commit).  A node's group commit puts up to ``group``
+  requests in one transaction.  The lock is an M/M/1 server: at utilization
+  rho < 1 the time in it is exponential with mean 1/(mu - lambda), so its
+  p99 is ln(100)/(mu - lambda); at rho >= 1 the offered load is not served
+  (the throughput is mu, latency unbounded).
 * A hot partition (one key range) serves at most ``range_writes`` writes a
   second on a distributed engine, whatever the number of nodes.
 """
@@ -42,6 +46,11 @@ from dataclasses import asdict, dataclass
 #: catalog, the old item, two counters of meta, COMMIT (the writes ride with it).
 GET_ROUND_TRIPS = 2
 PUT_ROUND_TRIPS = 6
+#: Round trips a write transaction holds the shared lock for, besides its commit:
+#: the writer row (before 2026-12-07) from its first statement on; the change
+#: log's head (today) only from the statement at commit.
+WRITER_ROW_HOLD = PUT_ROUND_TRIPS - 2
+LOG_HEAD_HOLD = 1
 
 
 @dataclass(frozen=True)
@@ -89,14 +98,15 @@ def reads(nodes: int, db: Database, node: Node, round_trips: int = GET_ROUND_TRI
 
 
 def writes(nodes: int, db: Database, node: Node, offered_per_node: float, round_trips: int = PUT_ROUND_TRIPS,
-           global_lock: bool = True) -> dict:
+           global_lock: bool = True, hold_round_trips: int = LOG_HEAD_HOLD) -> dict:
     """PutItem at ``offered_per_node`` requests a second per node: through
-    the cluster-wide writer lock (today), or with per-item concurrency
-    control, where only the database's write capacity bounds the cluster."""
+    a cluster-wide lock held for ``hold_round_trips`` and the commit (the
+    writer row before 2026-12-07, the change log's head today), or with no
+    shared lock, where only the database's write capacity bounds the cluster."""
     if global_lock:
-        hold_ms = (round_trips - 2) * db.write_rtt_ms + db.commit_ms  # after the locking statement
+        hold_ms = hold_round_trips * db.write_rtt_ms + db.commit_ms
         mu = node.group * 1000 / hold_ms  # requests a second through the lock at full groups
-        bound = "writer lock"
+        bound = "writer lock" if hold_round_trips == WRITER_ROW_HOLD else "log head lock"
     else:
         mu = db.write_capacity
         bound = "database"
@@ -112,7 +122,11 @@ def table(node: Node, counts=(10, 100, 1000), offered_per_node: float = 200.0) -
     rows = []
     for db in DATABASES:
         for n in counts:
-            rows.append({"database": db.name, "nodes": n, "design": "today",
+            rows.append({"database": db.name, "nodes": n, "design": "writer row (before 2026-12-07)",
+                         "reads": reads(n, db, node),
+                         "writes": writes(n, db, node, offered_per_node, hold_round_trips=WRITER_ROW_HOLD)})
+        for n in counts:
+            rows.append({"database": db.name, "nodes": n, "design": "key locks (today)",
                          "reads": reads(n, db, node), "writes": writes(n, db, node, offered_per_node)})
         for n in counts:
             rows.append({"database": db.name, "nodes": n, "design": "1-2 round trips, per-item locks",
