@@ -21,7 +21,11 @@ operation), made on a request's first sight:
   (``shoal.api.common.meter``): a GetItem of one 4 KB block adds one to the
   first or second slot of the list (eventually consistent, consistent); a
   larger one appends ``(TableName, blocks * 2 + consistent)``; a single-item
-  write to a table without indexes ``(TableName, units)``; anything else
+  write to a table without indexes ``(TableName, units)``, or into the
+  cell's own list (a plain ``list``, as GetItem tests) just ``units``, a
+  float: the cell names the table, and a float is not tracked by the
+  garbage collector, where a tuple kept until the flush is (it moved the
+  collector's schedule enough to cost PutItem 2-5% in short runs); anything else
   ``(TableName, kind, amount, index or operation)``.  Units are worked out
   at the flush, once per distinct entry.  The dispatcher lets a request
   meter in its first run only (the group committer runs a request again
@@ -295,7 +299,10 @@ def _drain_cell(acc: dict, cell: Cell) -> None:
         if count:
             _entry(acc, region, (table, code), count)
     for entry, n in Counter(entries).items():
-        _entry(acc, region, entry, n)
+        if entry.__class__ is tuple:
+            _entry(acc, region, entry, n)
+        else:  # a bare number: a single-item write's units, to the cell's table
+            _add(acc, (region, dynamodb.NAMESPACE, _CONSUMED[_WRITE], (("TableName", table),)), "Count", entry, n)
 
 
 def _drain_tableless(acc: dict, region: str, operation: str, sink: list) -> None:

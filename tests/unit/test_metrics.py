@@ -553,6 +553,27 @@ def test_the_compact_entries_of_getitem_and_single_item_writes_give_dynamodbs_un
     assert latency.count == 6 and latency.sum == pytest.approx(12.0) and latency.percentile(50) == pytest.approx(2.0)
 
 
+def test_a_bare_number_in_a_tables_cell_is_a_single_item_writes_units_to_that_table():
+    """A write may meter just its units (a float) into its table's cell, as
+    it would ``(TableName, units)``; an ARN-named cell counts for its table."""
+    recorder = Recorder(MemoryEngine(), clock=lambda: T0)
+    sink, handle = recorder.request("us-east-1", "t1", "PutItem")
+    for units in (1.0, 3.0, 3.0):
+        sink.append(units)
+        handle.done(0.004)
+    sink.append(("t1", 2.0))  # the tuple form still counts with them
+    handle.done(0.004)
+    arn_sink, arn_handle = recorder.request("us-east-1", "arn:aws:dynamodb:us-east-1:000000000000:table/t1",
+                                            "UpdateItem")
+    arn_sink.append(5.0)
+    arn_handle.done(0.001)
+    points = drained(recorder)
+    writes = points[("ConsumedWriteCapacityUnits", (("TableName", "t1"),))]
+    assert (writes.count, writes.sum, writes.min, writes.max) == (5, 14.0, 1.0, 5.0)
+    latency = points[("SuccessfulRequestLatency", (("Operation", "PutItem"), ("TableName", "t1")))]
+    assert latency.count == 4
+
+
 def test_getitem_meters_blocks_from_the_stored_records_length_and_its_size_beyond_4_kb():
     """The stored record is the 4-byte size and the item's JSON, never
     shorter than the item's DynamoDB size: a record of at most 4,100 bytes
