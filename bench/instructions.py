@@ -17,11 +17,20 @@ background rounds); the difference divided by the requests is the cost of
 one request (for ``ingest``, of one event): HTTP parsing, routing,
 validation, the operation, storage, group commit and the response.
 
-Instruction counts are deterministic to a few tenths of a percent
-(PYTHONHASHSEED is fixed; the background jobs, whose rounds follow the wall
-clock that valgrind stretches, run once a minute here), where wall-clock throughput on a shared 2-core
-machine varies by 15-30% from run to run.  They measure CPU work, not I/O
-waits: the fsyncs of group commit are the same in both versions.
+Instruction counts are deterministic to a few tenths of a percent on an
+idle machine (PYTHONHASHSEED is fixed; the background jobs, whose rounds
+follow the wall clock that valgrind stretches, run once a minute here, or
+never with SHOAL_BENCH_BACKGROUND_S=100000), where wall-clock throughput on
+a shared 2-core machine varies by 15-30% from run to run.  They measure CPU
+work, not I/O waits: the fsyncs of group commit are the same in both
+versions.  What still follows the wall clock (the HTTP layer's clock tick,
+the hand-over of the GIL between the event loop and group commit's sync
+thread, the garbage collector's schedule) moves them on a loaded machine:
+at a load average of 12-15 on 2 cores, two runs of the same GetItem path
+with metrics off counted 186,069 and 191,436 per request, and PutItem's
+metrics on / off ratio read 1.061 and 1.006 at two revisions whose request
+path was the same.  ``bench/dispatch_instructions.py`` (in process, no HTTP,
+no threads) gives the figures that do not move.
 """
 
 from __future__ import annotations
