@@ -84,6 +84,17 @@ def _converter(convert: Callable[[str], object], what: str) -> Callable[[str], o
     return parse
 
 
+def _mebibytes(text: str) -> int:
+    """--max-mapped-resident-mb: a whole number of MiB, 0 or more."""
+    try:
+        value = int(text)
+    except ValueError:
+        value = -1
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number of MiB (0 turns the bound off)")
+    return value
+
+
 def _workers(text: str) -> int:
     """--workers: a count, or 'auto' (the CPUs this process may use, capped)."""
     if text == "auto":
@@ -254,6 +265,11 @@ SERVE_OPTIONS: tuple[ServeOption, ...] = (
     ServeOption("--prewarm", "SHOAL_PREWARM", "at start, read the stored data into memory and map it (in "
                 "the background), so the first reads of a large table do not wait for disk or page faults; "
                 "the pages are the OS page cache, shared by the workers", is_flag=True),
+    ServeOption("--max-mapped-resident-mb", "SHOAL_MAX_MAPPED_RESIDENT_MB", "keep each worker's resident "
+                "pages of the mapped data file (RssFile) under this many MiB by unmapping them when it grows past "
+                "it (they stay in the OS page cache): a smaller resident size for ps, top and memory limits that "
+                "count mapped pages, at about two minor page faults a request when the reads' working set is "
+                "larger; 0 is off", "0", type=_mebibytes, metavar="MIB"),
     ServeOption("--s3-dir", "SHOAL_S3_DIR", "the folder that stands for S3 in ExportTableToPointInTime and "
                 "ImportTable: bucket B, key K is the file DIR/B/K, and a bucket is a directory there",
                 shown_default="<data dir>/s3", metavar="DIR"),
@@ -463,6 +479,8 @@ def serve_command(args) -> int:
     if problem:
         print(f"shoal: {problem}", file=sys.stderr)
         return 2
+    # The workers read the resident bound from its variable, inherited (shoal.storage.resident).
+    os.environ["SHOAL_MAX_MAPPED_RESIDENT_MB"] = str(args.max_mapped_resident_mb)
     if args.kinesis_endpoint:  # the workers read it from the variable (shoal.kinesis), inherited
         os.environ["SHOAL_KINESIS_ENDPOINT"] = args.kinesis_endpoint
     ssl_context = None

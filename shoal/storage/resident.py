@@ -35,14 +35,15 @@ Cost
     too.  With a working set far larger than the budget the reads fault about
     twice a request, where unbounded they would not fault at all once the set
     is mapped: GetItem at random over a 440 MiB table cost about 40% more
-    server CPU with the default budget than with none, prewarmed.  Set the
+    server CPU with a 48 MiB budget than with none, prewarmed.  Set the
     budget above the working set (or 0) where memory allows.  ``--prewarm``
     maps the whole file on purpose, so with ``SHOAL_PREWARM`` set the default
     budget is off.
 
 Setting
     ``SHOAL_MAX_MAPPED_RESIDENT_MB`` (MiB of RssFile; ``0`` turns it off;
-    default ``DEFAULT_BUDGET_MB``).  RssFile also holds the mapped libraries
+    default ``DEFAULT_BUDGET_MB``, off; ``shoal serve --max-mapped-resident-mb``
+    sets the variable).  RssFile also holds the mapped libraries
     and the lock file: when those alone fill the budget it cannot be met, and
     a trim is made only once the data's share has grown by ``slack`` again.
 """
@@ -59,7 +60,11 @@ from shoal.storage.lmdb_engine import LmdbEngine
 log = logging.getLogger("shoal")
 
 ENV_BUDGET = "SHOAL_MAX_MAPPED_RESIDENT_MB"
-DEFAULT_BUDGET_MB = 48
+#: Off unless asked for (``shoal serve --max-mapped-resident-mb``): the bound costs a
+#: server reading a working set larger than it about two minor faults a request
+#: (see Cost), and the pages it unmaps are page cache that the kernel reclaims
+#: under pressure anyway.  48 MiB is the figure the memory benchmarks use.
+DEFAULT_BUDGET_MB = 0
 
 _MADV_DONTNEED = 4  # <asm-generic/mman-common.h>
 _PAGE = os.sysconf("SC_PAGE_SIZE") if hasattr(os, "sysconf") else 4096

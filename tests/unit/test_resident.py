@@ -62,15 +62,15 @@ def big_engine(tmp_path):
 
 
 def test_budget_default_off_and_value():
-    assert budget_from_env({}) == resident.DEFAULT_BUDGET_MB * MiB == 48 * MiB
+    assert budget_from_env({}) == resident.DEFAULT_BUDGET_MB * MiB == 0
     assert budget_from_env({"SHOAL_MAX_MAPPED_RESIDENT_MB": "0"}) == 0
     assert budget_from_env({"SHOAL_MAX_MAPPED_RESIDENT_MB": " 200 "}) == 200 * MiB
-    assert budget_from_env({"SHOAL_MAX_MAPPED_RESIDENT_MB": ""}) == 48 * MiB
+    assert budget_from_env({"SHOAL_MAX_MAPPED_RESIDENT_MB": ""}) == 0
 
 
 def test_budget_off_by_default_with_prewarm_unless_set():
     assert budget_from_env({"SHOAL_PREWARM": "true"}) == 0
-    assert budget_from_env({"SHOAL_PREWARM": "0"}) == 48 * MiB
+    assert budget_from_env({"SHOAL_PREWARM": "0", "SHOAL_MAX_MAPPED_RESIDENT_MB": "48"}) == 48 * MiB
     assert budget_from_env({"SHOAL_PREWARM": "1", "SHOAL_MAX_MAPPED_RESIDENT_MB": "64"}) == 64 * MiB
 
 
