@@ -627,7 +627,7 @@ class Capacity:
         elif len(entries) == 1 and not self._hot:
             entry = entries.pop()
             plan = self._first
-            if len(entry) == 2 and entry[0] == plan.name:  # a write's (table, units) to a table without GSIs
+            if entry.__class__ is tuple and len(entry) == 2 and entry[0] == plan.name:  # a write's (table, units)
                 amount = entry[1]
                 if amount.__class__ is int:  # a GetItem's (table, blocks * 2 + consistent) from PartiQL
                     allowance, units = plan.read, (amount >> 1) * (1.0 if amount & 1 else 0.5)
@@ -650,7 +650,7 @@ class Capacity:
         first = self._first
         admitted.setdefault(first.name, first)
         hot = self._hot
-        for where, units in consumed(entries).items():
+        for where, units in consumed(entries, first.name).items():
             table_name, index, kind = where
             plan = admitted.get(table_name)
             if plan is not None:
@@ -701,13 +701,18 @@ class Capacity:
         allowance.balance = max(allowance.floor, allowance.balance - units)
 
 
-def consumed(entries) -> dict:
+def consumed(entries, table_name: str | None = None) -> dict:
     """{(table name, index or None, READ|WRITE): units} of a request's meter
     entries (the forms ``shoal.api.common.meter`` documents; its READ and
-    WRITE kinds are this module's strings)."""
+    WRITE kinds are this module's strings).  A bare number is a single-item
+    write's units to ``table_name`` (the form a write may meter into its own
+    table's metrics cell, ``shoal.metrics.recorder``); without one it is skipped."""
     out: dict = {}
     for entry in entries:
         if type(entry) is not tuple:
+            if table_name is not None and type(entry) in (int, float):
+                key = (table_name, None, WRITE)
+                out[key] = out.get(key, 0.0) + entry
             continue
         if len(entry) == 2:
             table, amount = entry

@@ -182,3 +182,11 @@ def test_a_request_far_over_the_rate_leaves_a_debt_of_at_most_the_burst():
     capacity._spend(limit, 10_000.0)  # 25 items of 400 KB
     assert capacity.balance(limit.key) == -300.0
     assert not capacity._has(limit)  # throttled until the refill pays 300 units back, not 10,000
+
+
+def test_a_bare_number_is_a_write_to_the_named_table_and_skipped_without_one():
+    """The metrics recorder reads a bare number in a table's cell as a single-item write's units
+    to that table; the capacity hook charges it the same way to the request's table."""
+    entries = [1.0, ("t", "write", 2.0, "g"), 3]
+    assert consumed(entries, "t") == {("t", None, "write"): 4.0, ("t", "g", "write"): 2.0}
+    assert consumed(entries) == {("t", "g", "write"): 2.0}

@@ -321,3 +321,16 @@ def test_without_partition_buckets_a_hot_key_is_never_refused(ctx, monkeypatch):
     put = {"TableName": "hot", "Item": {"pk": {"S": "a"}, "sk": {"N": "1"}}}
     for _ in range(5000):  # far over a partition's 1,000 units, well within the table's burst
         charge(capacity, admit(capacity, ctx, "PutItem", put, True), [("hot", "write", 1.0, None)])
+
+
+def test_a_writes_bare_number_is_charged_to_the_requests_table(ctx, monkeypatch):
+    monkeypatch.delenv("SHOAL_PARTITION_LIMITS", raising=False)
+    table = make_table(ctx)
+    capacity = Capacity(SharedBuckets(None, Clock()))
+    ctx.catalog.admit = capacity.admit
+    put = {"TableName": "hot", "Item": {"pk": {"S": "a"}, "sk": {"N": "1"}}}
+    request = admit(capacity, ctx, "PutItem", put, True)
+    charge(capacity, request, [3.0])  # a single-item write's units, metered as a bare number
+    key = f"{table.table_id}//write"
+    assert capacity.shared.taken(key) - capacity.balance(key) == 3.0
+    assert request.meter == [0, 0, 3.0]  # handed on to the metrics as it came
