@@ -243,10 +243,15 @@ def meter(ctx, table_name: str, kind: str, amount: float, index_units: dict | No
 
 def meter_item_write(ctx, table_name: str, units: float, index_units: dict | None) -> None:
     """Report one item's write (the caller checked ``ctx.meter`` is not
-    None): the compact ``(TableName, units)`` entry when no index was
+    None): into a table's own metrics cell (a plain ``list``: the request
+    named the table it writes) the units alone, a float, which the garbage
+    collector does not track until the flush (shoal.metrics.recorder);
+    elsewhere the compact ``(TableName, units)`` entry when no index was
     written, ``meter``'s entries otherwise."""
     if index_units:
         meter(ctx, table_name, WRITE, units, index_units)
+    elif ctx.meter.__class__ is list:
+        ctx.meter.append(units)
     else:
         ctx.meter.append((table_name, units))
 
