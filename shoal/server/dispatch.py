@@ -405,7 +405,11 @@ class Dispatcher:
             meter = handle = None
         ctx = Context(region, DEFAULT_ACCOUNT, self.engine, catalog, access_key, self.clock, self.s3_dir)
         writes = operation in WRITE_OPERATIONS and not (operation in PARTIQL_OPERATIONS and reads_only(operation, data))
-        capacity = self.capacity
+        long_running = operation in LONG_OPERATIONS
+        # A long operation runs on a thread of its own (shoal-long) while the loop
+        # serves others: it must not set or settle the loop's current request
+        # (shoal.capacity), and it draws on no item throughput (all control plane).
+        capacity = self.capacity if not long_running else None
         control_plane = capacity is not None and operation in CONTROL_PLANE_OPERATIONS
 
         def job() -> bytes:
@@ -430,7 +434,7 @@ class Dispatcher:
 
         if self.insights.active:  # some table has contributor insights on: count the keys once the job ran
             job = self.insights.counting(job, region, operation, data)  # (nothing captured otherwise: no cost)
-        job.long = operation in LONG_OPERATIONS
+        job.long = long_running
         return writes, job, handle
 
     # -- metrics ----------------------------------------------------------------------------
