@@ -165,7 +165,10 @@ class ReplicationService:
         if not body or request.headers.get("content-encoding"):
             return False
         try:
-            return bool(_tables_written(operation, orjson.loads(body)) & self.settings.strong)
+            data = orjson.loads(body)
+            from shoal.api.partiql import consistent_reads  # a PartiQL SELECT with ConsistentRead is a round too
+
+            return bool((_tables_written(operation, data) | consistent_reads(operation, data)) & self.settings.strong)
         except (ValueError, AttributeError, TypeError, KeyError, ShoalError):
             return False
 
@@ -441,7 +444,7 @@ def sync_replicas(ctx, data: dict) -> dict:
                 {**kept[r["RegionName"]], **{m: v for m, v in r.items() if m != "ReplicaStatus"}}
                 if r["ReplicaStatus"] == "ACTIVE"
                 and kept.get(r["RegionName"], {}).get("ReplicaStatus") == control.UNREACHABLE
-                else {**kept.get(r["RegionName"], {}), **r} for r in others]
+                else _merged_entry(kept.get(r["RegionName"], {}), r) for r in others]
             for entry in desc["Replicas"]:
                 if entry["ReplicaStatus"] != "CREATING":
                     entry.pop("ReplicaStatusPercentProgress", None)
@@ -616,3 +619,20 @@ _OPERATIONS = {
     "DescribeAutoScaling": describe_auto_scaling,
     "ReplicateAutoScaling": replicate_auto_scaling,
 }
+
+
+#: What a replica entry says of its region's reachability, which an entry that
+#: is not ACTIVE and does not say it itself must not keep from before.
+_REACHABILITY = ("ReplicaStatusDescription", "ReplicaInaccessibleDateTime")
+
+
+def _merged_entry(kept: dict, incoming: dict) -> dict:
+    """A replica's entry as SyncReplicas sends it over this region's own: an
+    UPDATING (or CREATING, DELETING) entry drops a stale "has not answered
+    since" of the REGION_DISABLED one it replaces."""
+    merged = {**kept, **incoming}
+    if incoming.get("ReplicaStatus") != "ACTIVE":
+        for member in _REACHABILITY:
+            if member not in incoming:
+                merged.pop(member, None)
+    return merged
