@@ -4,12 +4,19 @@ group commit): what a switch costs on the request path itself, free of the
 wall-clock effects that move ``bench/instructions.py``'s server-side counts.
 
     python bench/dispatch_instructions.py [--requests 5000] [--capacity on|off] [--ops get,put] [--no-gc]
+        [--table unlimited|provisioned|maximums]
 
 For each operation, metrics off and on, it runs this file under cachegrind
 twice, with 0 and with N requests (GetItems of a 100-item
 viewer-events-shaped table; PutItems of new items to it), and prints the
 difference divided by N (the flush of the recorded figures at the end
 included).
+
+``--table`` chooses the table's kind: ``unlimited`` (on demand, no
+maximums), ``provisioned`` (ProvisionedThroughput 40000/40000) or
+``maximums`` (on demand, OnDemandThroughput 40000/40000): the two limited
+kinds are far from their limits, so the difference with ``unlimited`` is
+what enforcement costs a request that is admitted.
 
 ``--no-gc`` collects and then disables the garbage collector before the
 requests: its schedule moves by whole collections (a full one is about
@@ -36,9 +43,20 @@ HEADERS = {"content-type": "application/x-amz-json-1.0",
                             "SignedHeaders=host, Signature=x"}
 
 
-def _serve_requests(metrics: bool, capacity: bool, n: int, op: str = "get", collector: bool = True) -> None:
-    """The measured body: a dispatcher, a table of 100 events, ``n`` GetItems
-    (``op`` "get") or PutItems ("put")."""
+TABLE_KINDS = {
+    "unlimited": {"BillingMode": "PAY_PER_REQUEST"},
+    "provisioned": {"BillingMode": "PROVISIONED",
+                    "ProvisionedThroughput": {"ReadCapacityUnits": 40000, "WriteCapacityUnits": 40000}},
+    "maximums": {"BillingMode": "PAY_PER_REQUEST",
+                 "OnDemandThroughput": {"MaxReadRequestUnits": 40000, "MaxWriteRequestUnits": 40000}},
+}
+
+
+def _serve_requests(metrics: bool, capacity: bool, n: int, op: str = "get", collector: bool = True,
+                    table: str = "unlimited") -> None:
+    """The measured body: a dispatcher, a table of 100 events (of the kind
+    ``table`` names in TABLE_KINDS), ``n`` GetItems (``op`` "get") or
+    PutItems ("put")."""
     import orjson
 
     from shoal.server.dispatch import Dispatcher
@@ -52,11 +70,12 @@ def _serve_requests(metrics: bool, capacity: bool, n: int, op: str = "get", coll
         return Request("POST", "/", {**HEADERS, "x-amz-target": "DynamoDB_20120810." + operation},
                        orjson.dumps(body), ("127.0.0.1", 1), False)
 
-    dispatcher(request("CreateTable", {
-        "TableName": "viewer_events", "BillingMode": "PAY_PER_REQUEST",
+    created = dispatcher(request("CreateTable", {
+        "TableName": "viewer_events", **TABLE_KINDS[table],
         "KeySchema": [{"AttributeName": "user_id", "KeyType": "HASH"}, {"AttributeName": "ts", "KeyType": "RANGE"}],
         "AttributeDefinitions": [{"AttributeName": "user_id", "AttributeType": "S"},
                                  {"AttributeName": "ts", "AttributeType": "N"}]}))
+    assert created.status == 200, created.body
     for i in range(100):
         dispatcher(request("PutItem", {"TableName": "viewer_events", "Item": {
             "user_id": {"S": f"u{i:08d}"}, "ts": {"N": "1700000000000"}, "event_type": {"S": "play"}}}))
@@ -78,12 +97,12 @@ def _serve_requests(metrics: bool, capacity: bool, n: int, op: str = "get", coll
         dispatcher.metrics.recorder.flush()
 
 
-def _count(metrics: bool, capacity: bool, n: int, op: str, collector: bool = True) -> int:
+def _count(metrics: bool, capacity: bool, n: int, op: str, collector: bool = True, table: str = "unlimited") -> int:
     # One BLAS thread: numpy's OpenBLAS pool otherwise spins on other threads, which cachegrind counts.
     env = dict(os.environ, PYTHONHASHSEED="0", PYTHONPATH=REPO_DIR, OPENBLAS_NUM_THREADS="1")
     done = subprocess.run(
         ["valgrind", "--tool=cachegrind", "--cache-sim=no", "--cachegrind-out-file=/dev/null", sys.executable,
-         os.path.abspath(__file__), "--child", "on" if metrics else "off", "on" if capacity else "off", str(n), op, "gc" if collector else "no-gc"],
+         os.path.abspath(__file__), "--child", "on" if metrics else "off", "on" if capacity else "off", str(n), op, "gc" if collector else "no-gc", table],
         env=env, capture_output=True, text=True, check=True)
     return int(re.findall(r"I\s+refs:\s+([\d,]+)", done.stderr)[-1].replace(",", ""))
 
@@ -91,25 +110,31 @@ def _count(metrics: bool, capacity: bool, n: int, op: str, collector: bool = Tru
 def main(argv=None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     if argv and argv[0] == "--child":
-        _serve_requests(argv[1] == "on", argv[2] == "on", int(argv[3]), argv[4], argv[5] == "gc")
+        _serve_requests(argv[1] == "on", argv[2] == "on", int(argv[3]), argv[4], argv[5] == "gc", argv[6])
         return 0
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--requests", type=int, default=5000)
     parser.add_argument("--capacity", choices=("on", "off"), default="on")
     parser.add_argument("--ops", default="get", help="get, put or both (get,put)")
     parser.add_argument("--no-gc", action="store_true", help="no garbage collection during the requests")
+    parser.add_argument("--table", choices=tuple(TABLE_KINDS), default="unlimited",
+                        help="the table's kind: unlimited on demand, provisioned 40000/40000, on-demand maximums 40000/40000")
+    parser.add_argument("--metrics", choices=("both", "on", "off"), default="both",
+                        help="measure with metrics off and on (both), or only one")
     args = parser.parse_args(argv)
     capacity = args.capacity == "on"
     for op in args.ops.split(","):
         if op not in ("get", "put"):
             raise SystemExit(f"unknown operation {op}")
         per = {}
-        for metrics in (False, True):
-            per[metrics] = (_count(metrics, capacity, args.requests, op, not args.no_gc)
-                            - _count(metrics, capacity, 0, op, not args.no_gc)) / args.requests
+        for metrics in {"both": (False, True), "on": (True,), "off": (False,)}[args.metrics]:
+            per[metrics] = (_count(metrics, capacity, args.requests, op, not args.no_gc, args.table)
+                            - _count(metrics, capacity, 0, op, not args.no_gc, args.table)) / args.requests
         name = {"get": "GetItem", "put": "PutItem"}[op]
-        print(f"{name} in process (capacity {args.capacity}{', no GC' if args.no_gc else ''}): metrics off {per[False]:,.0f}, on {per[True]:,.0f} "
-              f"instructions ({per[True] / per[False]:.3f})", flush=True)
+        figures = ", ".join(f"metrics {'on' if m else 'off'} {v:,.0f}" for m, v in per.items())
+        ratio = f" ({per[True] / per[False]:.3f})" if len(per) == 2 else ""
+        print(f"{name} in process ({args.table} table, capacity {args.capacity}{', no GC' if args.no_gc else ''}): "
+              f"{figures} instructions{ratio}", flush=True)
     return 0
 
 
