@@ -258,46 +258,32 @@ class Insights:
                 watch = entry is not None and bool(entry.indexes)
             else:
                 watch = self._writes_watched(region, operation, data)
-        if not watch:
-            def counted() -> bytes:
-                try:
-                    body = job()
-                except ProvisionedThroughputExceededException:
-                    if not counted.__dict__.get("seen"):
-                        counted.seen = True
-                        observe(region, operation, data, True)
-                    raise
-                if not counted.__dict__.get("seen"):
-                    counted.seen = True
-                    observe(region, operation, data, False, body)
-                return body
+        def counted() -> bytes:
+            writes = None  # with a GSI watched, this run's writes: a run that fails counts none of them
+            if watch:
+                writes, ident = [], get_ident()
 
-            return counted
+                def collect(table, old, new, written) -> None:
+                    if get_ident() == ident:  # not a bulk put's thread writing meanwhile
+                        writes.append((table, old, new, written))
 
-        def watched() -> bytes:
-            writes: list = []  # this run's: a run that fails counts none of its writes
-            ident = get_ident()
-
-            def collect(table, old, new, written) -> None:
-                if get_ident() == ident:  # not a bulk put's thread writing meanwhile
-                    writes.append((table, old, new, written))
-
-            writepath.index_watch = collect
+                writepath.index_watch = collect
             try:
                 body = job()
             except ProvisionedThroughputExceededException:
-                if not watched.__dict__.get("seen"):
-                    watched.seen = True
+                if not counted.__dict__.get("seen"):
+                    counted.seen = True
                     observe(region, operation, data, True)
                 raise
             finally:
-                writepath.index_watch = None
-            if not watched.__dict__.get("seen"):
-                watched.seen = True
+                if watch:
+                    writepath.index_watch = None
+            if not counted.__dict__.get("seen"):
+                counted.seen = True
                 observe(region, operation, data, False, body, writes)
             return body
 
-        return watched
+        return counted
 
     def _writes_watched(self, region: str, operation: str, data: dict) -> bool:
         """Whether a batch, transaction or PartiQL write may change the entries
