@@ -640,3 +640,54 @@ def test_time_to_live_set_in_one_replica_is_set_in_the_others(regions):
         time.sleep(0.1)
     assert other.describe_time_to_live(TableName=name)["TimeToLiveDescription"] == {
         "TimeToLiveStatus": "ENABLED", "AttributeName": "expires_at"}
+
+
+def _vector_indexes(client, name: str) -> list[tuple]:
+    """Each vector index's definition and status (not its counts and ARN, which are regional)."""
+    return [(v["IndexName"], v["VectorAttribute"], v["Dimensions"], v["DistanceFunction"], v["Projection"],
+             v["IndexStatus"], v.get("Backfilling", False))
+            for v in client.describe_table(TableName=name)["Table"].get("VectorIndexes", [])]
+
+
+def _nearest(client, name: str, vector) -> str | None:
+    found = client.search_vectors(TableName=name, IndexName="by_embedding", TopK=1,
+                                  SearchVector=[{"N": str(v)} for v in vector])["SearchResults"]
+    return found[0]["Item"]["pk"]["S"] if found else None
+
+
+def test_vector_indexes_of_a_global_table_answer_in_every_region_with_every_regions_writes(regions):
+    """The Developer Guide's "Using vector indexes with global tables": a
+    replica gets the index definition, and items written in any region are
+    replicated and indexed in the others, so that SearchVectors in each
+    region answers from that region's own index."""
+    name = "gt_vectors_everywhere"
+    first = regions.client(0)
+    first.create_table(
+        TableName=name, BillingMode="PAY_PER_REQUEST",
+        AttributeDefinitions=[{"AttributeName": "pk", "AttributeType": "S"}],
+        KeySchema=[{"AttributeName": "pk", "KeyType": "HASH"}],
+        VectorIndexes=[{"IndexName": "by_embedding", "VectorAttribute": {"AttributeName": "embedding"},
+                        "Dimensions": 3, "DistanceFunction": "COSINE",
+                        "Projection": {"ProjectionType": "KEYS_ONLY"}}])
+    first.put_item(TableName=name, Item={"pk": {"S": "from-0"}, "embedding": {"L": [{"N": "1"}, {"N": "0"}, {"N": "0"}]}})
+    first.update_table(TableName=name, ReplicaUpdates=[{"Create": {"RegionName": REGIONS[1]}},
+                                                       {"Create": {"RegionName": REGIONS[2]}}])
+    _wait_active(first, name)
+    for i in (1, 2):
+        _wait_active(regions.client(i), name)
+    for i, vector in ((1, (0, 1, 0)), (2, (0, 0, 1))):
+        regions.client(i).put_item(TableName=name, Item={
+            "pk": {"S": f"from-{i}"}, "embedding": {"L": [{"N": str(v)} for v in vector]}})
+    shown = _vector_indexes(first, name)
+    assert shown == [("by_embedding", {"AttributeName": "embedding"}, 3, "COSINE", {"ProjectionType": "KEYS_ONLY"},
+                      "ACTIVE", False)]
+    expected = {(1, 0, 0): "from-0", (0, 1, 0): "from-1", (0, 0, 1): "from-2"}
+    deadline = time.monotonic() + CONVERGE_S
+    for i in range(3):
+        client = regions.client(i)
+        assert _vector_indexes(client, name) == shown  # the same definition in every region
+        for vector, key in expected.items():
+            while (found := _nearest(client, name, vector)) != key:
+                assert time.monotonic() < deadline, (REGIONS[i], vector, found)
+                time.sleep(0.1)
+    assert sorted(item["pk"]["S"] for item in _converged(regions, name)) == ["from-0", "from-1", "from-2"]
