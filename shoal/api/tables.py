@@ -686,7 +686,7 @@ def _new_description(ctx, request, name, table_id, now, billing, throughput, typ
     if request.get("OnDemandThroughput") is not None:
         desc["OnDemandThroughput"] = _on_demand(ctx, request["OnDemandThroughput"], None, billing, False)
     if request.get("WarmThroughput") is not None:
-        desc["WarmThroughput"] = _warm(request["WarmThroughput"], None)
+        desc["WarmThroughput"] = _warm(ctx, request["WarmThroughput"], desc, desc, creating=True)
     return desc
 
 
@@ -724,6 +724,9 @@ def _global_index_description(ctx, spec: dict, table_arn_: str, billing: str, st
     if spec.get("OnDemandThroughput") is not None:
         out["OnDemandThroughput"] = _on_demand(ctx, spec["OnDemandThroughput"], None, billing, False,
                                                spec["IndexName"])
+    if spec.get("WarmThroughput"):  # DynamoDB accepts an empty one at creation
+        mode = {"BillingModeSummary": {"BillingMode": billing}}
+        out["WarmThroughput"] = _warm(ctx, spec["WarmThroughput"], out, mode, spec["IndexName"], creating=True)
     out["IndexArn"] = f"{table_arn_}/index/{spec['IndexName']}"
     return out
 
@@ -784,9 +787,51 @@ def _on_demand(ctx, spec: dict, current: dict | None, billing: str, updating: bo
     return out
 
 
-def _warm(spec: dict, current: dict | None) -> dict:
-    out = dict(current or {})
-    for member in ("ReadUnitsPerSecond", "WriteUnitsPerSecond"):
+#: WarmThroughput's members, with the quota and the provisioned member each is compared with.
+_WARM_MEMBERS = (("ReadUnitsPerSecond", "TableMaxReadCapacityUnits", "ReadCapacityUnits"),
+                 ("WriteUnitsPerSecond", "TableMaxWriteCapacityUnits", "WriteCapacityUnits"))
+#: Where CreateTable's message for an on-demand warm throughput below the initial one points.
+_ON_DEMAND_INITIAL = ("https://docs.aws.amazon.com/amazondynamodb/latest/developerguide/on-demand-capacity-mode.html"
+                      "#on-demand-capacity-mode-initial")
+
+
+def _warm(ctx, spec: dict, part: dict, table_desc: dict, index: str | None = None, creating: bool = False) -> dict:
+    """The WarmThroughput ``spec`` sets on ``part`` (the table's or a GSI's
+    description; ``table_desc`` the table's), after DynamoDB's rules: a
+    value may not be lower than what the part has (at creation: the
+    on-demand initial throughput, or its provisioned capacity; later: its
+    current warm throughput, which DynamoDB never lowers), nor above the
+    table quota DescribeLimits reports ("you can pre-warm up to the account's
+    table or index quota": LimitExceededException).  Validation comes before
+    the quota, as in DynamoDB.  The words are DynamoDB's as recorded from
+    its responses (the API Reference gives none); the quota's message was
+    recorded only in part and is completed after OnDemandThroughput's."""
+    where = f"index {index}" if index is not None else "table"
+    if index is not None and all(spec.get(m) is None for m, _, _ in _WARM_MEMBERS):
+        raise ValidationException(f"{INVALID}WarmThroughput must have at least one of ReadUnitsPerSecond or "
+                                  f"WriteUnitsPerSecond specified for index: {index}")
+    on_demand = _billing_mode(table_desc) == "PAY_PER_REQUEST"
+    current = warm_throughput(part, table_desc)
+    for (member, _, units), initial in zip(_WARM_MEMBERS, ON_DEMAND_WARM):
+        value = spec.get(member)
+        if value is None:
+            continue
+        if not creating:
+            if value < current[member]:
+                raise ValidationException(f"{INVALID}Requested {member} for WarmThroughput for {where} is lower "
+                                          "than current WarmThroughput, decreasing WarmThroughput is not supported")
+        elif on_demand and value < initial:
+            raise ValidationException(f"{INVALID}Requested {member} for WarmThroughput for {where} is lower than "
+                                      f"initial throughput for OnDemand. See: {_ON_DEMAND_INITIAL}")
+        elif not on_demand and value < ((part.get("ProvisionedThroughput") or {}).get(units) or 0):
+            raise ValidationException(f"{INVALID}Requested {member} for WarmThroughput for {where} is lower than "
+                                      f"{units} of ProvisionedThroughput")
+    for member, quota, _ in _WARM_MEMBERS:
+        if spec.get(member) is not None and spec[member] > LIMITS[quota]:
+            raise LimitExceededException(f"Subscriber limit exceeded: Requested {member} for WarmThroughput for "
+                                         f"{where} exceeds {quota} of the account in region {ctx.region}")
+    out = dict(part.get("WarmThroughput") or {})
+    for member, _, _ in _WARM_MEMBERS:
         if spec.get(member) is not None:
             out[member] = spec[member]
     out["Status"] = "ACTIVE"
@@ -1214,7 +1259,7 @@ def _update_gsi_throughput(ctx, desc: dict, gsis: list, spec: dict, billing: str
         current["OnDemandThroughput"] = _on_demand(ctx, spec["OnDemandThroughput"],
                                                    current.get("OnDemandThroughput"), billing, True, name)
     if spec.get("WarmThroughput") is not None:
-        current["WarmThroughput"] = _warm(spec["WarmThroughput"], current.get("WarmThroughput"))
+        current["WarmThroughput"] = _warm(ctx, spec["WarmThroughput"], current, desc, name)
     # Keep DynamoDB's member order: IndexArn last.
     current["IndexArn"] = current.pop("IndexArn")
 
@@ -1309,7 +1354,7 @@ def _updated_description(ctx, current: dict, request: dict) -> dict:
             ctx, request["OnDemandThroughput"], desc.get("OnDemandThroughput"), _billing_mode(desc), True
         )
     if request.get("WarmThroughput") is not None:
-        desc["WarmThroughput"] = _warm(request["WarmThroughput"], desc.get("WarmThroughput"))
+        desc["WarmThroughput"] = _warm(ctx, request["WarmThroughput"], desc, desc)
     return desc
 
 
