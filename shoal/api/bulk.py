@@ -9,7 +9,10 @@ key order, decompressed and parsed by the import's readers
 (``shoal.api.imports``: DYNAMODB_JSON lines ``{"Item": {...}}``, ION lines
 ``$ion_1_0 {Item:{...}}``), checks each item as PutItem checks one, and
 writes it through the write path (``writepath.WriteLog``: index entries,
-counters, one change record per item, so streams see the puts).
+counters, one change record per item, so streams see the puts); contributor
+insights count each put as an access of its key and of the GSI keys it
+changes, as a PutItem's (they spend the table's write units; DynamoDB does
+not document it either way).
 
 A DYNAMODB_JSON line may carry a condition for its item, in PutItem's
 members: ``{"Item": ..., "ConditionExpression": ..., "ExpressionAttributeNames":
@@ -70,6 +73,7 @@ from shoal.errors import (
     ShoalError,
     ValidationException,
 )
+from shoal.metrics.insights import count_applied_write
 from shoal.model.size import item_size
 
 log = logging.getLogger("shoal")
@@ -612,6 +616,7 @@ def _write_lines(ctx, txn, table, record: dict, chunk: _Chunk) -> tuple[float, d
             except ShoalError as exc:
                 line.error = exc.message
             else:
+                count_applied_write(table, line.keys, old_raw, line.item)  # contributor insights: an access
                 units += item_write_units(stored_size(old_raw) if old_raw is not None else 0, line.size)
                 units += sum(sum(by_name.values()) for by_name in (index_units or {}).values())
                 _add_usage(record["usage"], table, line)

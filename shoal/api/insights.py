@@ -41,8 +41,10 @@ The rules are named as the developer guide gives them,
 ``DynamoDBContributorInsights-<PKC|PKT|SKC|SKT>-<resource>-<creation ms>``,
 the resource being the table's name or ``<table>-<index>``: PKC and SKC
 (most accessed partition keys, partition and sort keys) exist only in the
-ACCESSED_AND_THROTTLED_KEYS mode, SKC and SKT only with a sort key.  The
-counting behind them is ``shoal.metrics.insights``.
+ACCESSED_AND_THROTTLED_KEYS mode, SKC and SKT only with a sort key.  Their
+KeyLabels are the key attribute names; for a multi-attribute GSI key, every
+one of its attributes (``key_names``: DynamoDB does not document these
+labels).  The counting behind them is ``shoal.metrics.insights``.
 """
 
 from __future__ import annotations
@@ -112,11 +114,22 @@ def rules_of(setting: dict) -> list[Rule]:
     if setting["range"]:
         kinds += ["SKC", "SKT"] if setting["mode"] == ACCESSED else ["SKT"]
     out = []
+    hashes, ranges = key_names(setting)
     for kind in kinds:
-        labels = (setting["hash"],) if kind.startswith("PK") else (setting["hash"], setting["range"])
+        labels = hashes if kind.startswith("PK") else hashes + ranges
         out.append(Rule(f"{RULE_PREFIX}{kind}-{resource}-{setting['since']}", kind, setting["region"],
                         setting["table"], setting["index"] or None, labels))
     return out
+
+
+def key_names(setting: dict) -> tuple[tuple, tuple]:
+    """The partition-key and sort-key attribute names the rules count by: a
+    multi-attribute GSI key's every attribute, in KeySchema order (DynamoDB
+    does not document how it labels such keys; the whole key is what
+    identifies an entry)."""
+    hashes = setting.get("hashes") or (setting["hash"],)
+    ranges = setting.get("ranges") or ((setting["range"],) if setting["range"] else ())
+    return tuple(hashes), tuple(ranges)
 
 
 def live_settings(txn, catalog, region: str | None = None):
@@ -134,8 +147,11 @@ def live_settings(txn, catalog, region: str | None = None):
         table = tables[where]
         if table is None or table.table_id != setting["table_id"]:  # deleted, or created again since
             continue
-        if setting["index"] and not _insightful_index(table, setting["index"]):
-            continue
+        if setting["index"]:
+            if not _insightful_index(table, setting["index"]):
+                continue
+            index = table.index_map[setting["index"]]  # settings stored before multi-attribute keys name the first
+            setting["hashes"], setting["ranges"] = list(index.hash_keys), list(index.range_keys)
         yield table, setting
 
 
@@ -209,6 +225,8 @@ def update_contributor_insights(ctx, request: dict) -> dict:
                        "index": index_name or "", "enabled": True, "mode": mode, "at": now,
                        "since": setting["since"] if working else int(now * 1000),
                        "hash": hash_key, "range": range_key}
+            if index is not None:  # a multi-attribute key's every attribute
+                setting["hashes"], setting["ranges"] = list(index.hash_keys), list(index.range_keys)
             wanted = len(rules_of(setting))
             if _rules_in_use(txn, ctx.catalog, table.region, (table.name, index_name or "")) + wanted > RULE_QUOTA:
                 setting["failure"] = QUOTA_FAILURE  # seen once ENABLING ends, as DynamoDB reports it

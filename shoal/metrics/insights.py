@@ -8,6 +8,7 @@ read through CloudWatch's GetInsightRuleReport and DescribeInsightRules.
       v
  Insights.observe    the request's keys, and the GSI entries its writes changed
       |              (writepath.index_watch, set while it ran) -> a Sketch per (rule, minute), in memory
+      |              (and the queue of writes no request made: replicated here, bulk puts)
       |  every second (background job) and before any report
       v
  meta insights/d/<minute start u32><rule name>  -> Sketch, merged by every worker's flush
@@ -30,10 +31,30 @@ from the write path (``writepath.index_watch``): a write that put or deleted
 an entry counts the old item's and the new item's index key, once if the
 same key was rewritten; a write that left the index alone (an unprojected
 attribute, an item outside a sparse index) counts nothing there.  A
-ProvisionedThroughputExceededException counts the request's keys as
-throttled, a write's GSI keys from its Item (it wrote nothing), and, in
-ACCESSED_AND_THROTTLED_KEYS mode, as accessed too: DynamoDB's accessed
-rules see every request.
+multi-attribute GSI key counts whole: every partition attribute's value in
+the partition-key rules, then every sort attribute's (DynamoDB does not
+document it; ``shoal.api.insights.key_names``).
+
+Throttles, as the developer guide's "Most throttled items" says: a
+ProvisionedThroughputExceededException (or ThrottlingException) counts the
+request's keys as throttled and, in ACCESSED_AND_THROTTLED_KEYS mode, as
+accessed too (the accessed rules see every request); but "write throttling
+caused by insufficient write capacity for a global secondary index is not
+measured": a write refused only for a GSI's write capacity (ThrottlingReasons
+IndexWrite...) counts as accessed, not throttled.  A throttled write counts
+no GSI key (it changed no entry; a GSI's throttled keys are its reads').
+
+Writes no request made (``count_applied_write``): a write replicated from
+another region counts here as an access of its table key and of the GSI
+entries it changed, as a local write does (the guide: insights "monitor
+global table replicas as distinct tables" and "write data is replicated
+across all replicas"); so does a bulk put's (undocumented; it spends the
+table's write units).  They are queued by the writing thread and counted
+by the event loop's round.  Time to live deletions are not counted: they
+consume no write throughput and are no data-plane request, and the guide
+bills (counts) "each item that is written or read via a data plane
+operation"; their replicas' deletes in other regions are replicated writes
+there, and count.
 
 Which tables count is this worker's map ``active``, reloaded every second
 by the background job (``Insights.__call__``); a setting reaches every
@@ -42,27 +63,27 @@ key its WHERE names by equalities (an INSERT, its item).  A Scan counts the
 keys of the items it returned (its request names none; a projection without
 the key attributes, or Select COUNT, leaves nothing to count).  Not counted:
 a throttled Scan's keys, a SELECT without the partition key, items a batch returned unprocessed
-(counted as accessed), a throttled UpdateItem's or
-DeleteItem's GSI keys (the request does not name them), the second and later
-attributes of a multi-attribute GSI key, writes that fail (a condition, say),
-and writes no request made (time to live, replication from other regions,
-bulk put operations).
+(counted as accessed), writes that fail (a condition, say), and the writes
+of multi-Region strong consistency rounds applied here (``shoal.replication.strong``
+does not call ``count_applied_write`` yet).
 """
 
 from __future__ import annotations
 
 import asyncio
+import collections
 import logging
 import math
 import struct
 import time
+import weakref
 from threading import get_ident
 from typing import Callable
 
 import orjson
 
 from shoal.api import writepath
-from shoal.api.insights import ACCESSED, has_rules, live_settings, rules_of
+from shoal.api.insights import ACCESSED, has_rules, key_names, live_settings, rules_of
 from shoal.errors import ProvisionedThroughputExceededException, ShoalError
 
 log = logging.getLogger("shoal")
@@ -172,10 +193,14 @@ def key_text(value) -> str | None:
 class _Target:
     """The rules of one enabled table or GSI, as the counting needs them."""
 
-    __slots__ = ("hash", "range", "accessed", "pkc", "pkt", "skc", "skt", "rules")
+    __slots__ = ("hash", "range", "names", "split", "multi", "accessed", "pkc", "pkt", "skc", "skt", "rules")
 
     def __init__(self, setting: dict) -> None:
         self.hash, self.range = setting["hash"], setting["range"]
+        hashes, ranges = key_names(setting)
+        #: every key attribute (a multi-attribute GSI key's all), partition first; how many are the partition's
+        self.names, self.split = hashes + ranges, len(hashes)
+        self.multi = len(hashes) > 1 or len(ranges) > 1
         self.accessed = setting["mode"] == ACCESSED
         names = {rule.kind: rule.name for rule in rules_of(setting)}
         self.pkc, self.pkt, self.skc, self.skt = (names.get(kind) for kind in ("PKC", "PKT", "SKC", "SKT"))
@@ -186,9 +211,10 @@ class _Target:
 
 
 class _Table:
-    __slots__ = ("table", "indexes")
+    __slots__ = ("table_id", "table", "indexes")
 
-    def __init__(self) -> None:
+    def __init__(self, table_id: str) -> None:
+        self.table_id = table_id  # the table's incarnation: a write to a table made again since is not this one's
         self.table: _Target | None = None
         self.indexes: dict[str, _Target] = {}
 
@@ -210,7 +236,11 @@ class Insights:
         #: whether some GSI of ``active`` has insights on: only then do writes report their GSI entries
         self.watches_indexes = False
         self.pending: dict[tuple, Sketch] = {}  # (rule name, minute start) -> Sketch
+        #: writes no request of this worker made (replicated here, a bulk put's), from any thread:
+        #: (table, keys, old item, new item, minute), counted on the event loop (``_count_applied``)
+        self.applied: collections.deque = collections.deque()
         self._pruned_at = 0.0
+        _LIVE.add(self)
 
     # -- what is enabled --------------------------------------------------------------------
 
@@ -221,7 +251,9 @@ class Insights:
             for table, setting in live_settings(txn, self.catalog):
                 if not has_rules(setting):
                     continue
-                entry = found.setdefault((table.region, table.name), _Table())
+                entry = found.get((table.region, table.name))
+                if entry is None:
+                    entry = found[(table.region, table.name)] = _Table(table.table_id)
                 if setting["index"]:
                     entry.indexes[setting["index"]] = _Target(setting)
                 else:
@@ -246,7 +278,8 @@ class Insights:
         with a GSI that has insights on runs, ``writepath.index_watch``
         collects them.  Jobs run one at a time on the event loop, so the hook
         is the running request's alone, but for threads that write meanwhile
-        (a bulk put's), whose writes it leaves out."""
+        (a bulk put's), whose writes it leaves out (they count themselves:
+        ``count_applied_write``)."""
         observe = self.observe
         watch = False
         if self.watches_indexes and operation in _ITEM_WRITES:
@@ -270,10 +303,12 @@ class Insights:
                 writepath.index_watch = collect
             try:
                 body = job()
-            except ProvisionedThroughputExceededException:
+            except ProvisionedThroughputExceededException as exc:
                 if not counted.__dict__.get("seen"):
                     counted.seen = True
-                    observe(region, operation, data, True)
+                    # A throttle for want of a GSI's write capacity is not measured (the developer
+                    # guide's "Most throttled items"): the request counts as accessed only.
+                    observe(region, operation, data, not _by_index_writes(exc))
                 raise
             finally:
                 if watch:
@@ -327,17 +362,16 @@ class Insights:
             if entry is None and type(name) is str and name.startswith("arn:"):
                 entry = _entry(active, region, name)
             if entry is not None:
-                put = operation == "PutItem"
-                self._item(entry, data.get("Item") if put else data.get("Key"), put and throttled, throttled, minute)
+                self._item(entry, data.get("Item") if operation == "PutItem" else data.get("Key"), throttled, minute)
         elif operation == "Query":
             entry = _entry(active, region, data.get("TableName"))
             if entry is not None:
                 index = data.get("IndexName")
                 target = entry.indexes.get(index) if index is not None else entry.table
                 if target is not None:
-                    value = _partition_value(data, target.hash)
-                    if value is not None:
-                        self._count(target.rules[throttled][0], (value,), minute)
+                    values = _partition_values(data, target.names[:target.split])
+                    if values is not None:
+                        self._count(target.rules[throttled][0], values, minute)
         elif operation == "Scan" and body is not None:  # the items it read, by the answer (its request names none)
             entry = _entry(active, region, data.get("TableName"))
             if entry is not None:
@@ -351,7 +385,7 @@ class Insights:
                 entry = _entry(active, region, name)
                 if entry is not None:
                     for key in spec.get("Keys") or ():
-                        self._item(entry, key, False, throttled, minute)
+                        self._item(entry, key, throttled, minute)
         elif operation == "BatchWriteItem":
             for name, requests in (data.get("RequestItems") or {}).items():
                 entry = _entry(active, region, name)
@@ -359,18 +393,15 @@ class Insights:
                     for request in requests:
                         put = request.get("PutRequest")
                         if put is not None:
-                            self._item(entry, put.get("Item"), throttled, throttled, minute)
+                            self._item(entry, put.get("Item"), throttled, minute)
                         else:
-                            self._item(entry, (request.get("DeleteRequest") or {}).get("Key"), False, throttled,
-                                       minute)
+                            self._item(entry, (request.get("DeleteRequest") or {}).get("Key"), throttled, minute)
         elif operation in ("TransactGetItems", "TransactWriteItems"):
             for action in data.get("TransactItems") or ():
                 for kind, part in action.items():
                     entry = _entry(active, region, part.get("TableName"))
                     if entry is not None:
-                        put = kind == "Put"
-                        self._item(entry, part.get("Item") if put else part.get("Key"), put and throttled, throttled,
-                                   minute)
+                        self._item(entry, part.get("Item") if kind == "Put" else part.get("Key"), throttled, minute)
         elif operation in ("ExecuteStatement", "BatchExecuteStatement", "ExecuteTransaction"):
             self._statements(region, operation, data, throttled, minute)
 
@@ -390,31 +421,39 @@ class Insights:
             if entry is None:
                 continue
             if isinstance(target, ast.Insert):
-                self._item(entry, bind_value(target.item, params)["M"], throttled, throttled, minute)
+                self._item(entry, bind_value(target.item, params)["M"], throttled, minute)
                 continue
             index = target.index if isinstance(target, ast.Select) else None
             schema = entry.indexes.get(index) if index is not None else entry.table
             if schema is None or target.where is None:  # no index rules, or a scan
                 continue
-            key = split_key(target.where, (schema.hash, schema.range) if schema.range else (schema.hash,), params)[0]
+            key = split_key(target.where, schema.names, params)[0]
             if index is None:
-                self._item(entry, key, False, throttled, minute)
-            elif key_text(key.get(schema.hash)) is not None:
-                self._count(schema.rules[throttled][0], (key_text(key[schema.hash]),), minute)
+                self._item(entry, key, throttled, minute)
+            else:
+                values = tuple(key_text(key.get(name)) for name in schema.names[:schema.split])
+                if None not in values:
+                    self._count(schema.rules[throttled][0], values, minute)
 
-    def _item(self, entry: _Table, item, whole: bool, throttled: bool, minute: int) -> None:
-        """Count one key (or a whole item, whose GSI keys count for the GSIs too: a
-        throttled write's, which wrote nothing; a write that ran reports the GSI
-        entries it changed instead, ``_index_writes``)."""
+    def _item(self, entry: _Table, item, throttled: bool, minute: int) -> None:
+        """Count one key (or an item's) for the table.  A GSI's keys are not the
+        request's: a write that ran reports the entries it changed
+        (``_index_writes``), and a throttled write changed none; a throttle's
+        GSI keys are not counted (see the module's docstring)."""
         if type(item) is not dict:
             return
         if entry.table is not None:
             self._key(entry.table, item, throttled, minute)
-        if whole:
-            for target in entry.indexes.values():
-                self._key(target, item, throttled, minute)
 
     def _key(self, target: _Target, item: dict, throttled: bool, minute: int) -> None:
+        if target.multi:
+            key = _whole_key(target, item)
+            if key is not None:
+                partition_rules, sort_rules = target.rules[throttled]
+                self._count(partition_rules, key[:target.split], minute)
+                if sort_rules:
+                    self._count(sort_rules, key, minute)
+            return
         # key_text inlined: this runs for every key of every counted request
         value = item.get(target.hash)
         text = (value.get("S") or value.get("N") or value.get("B")) if type(value) is dict else None
@@ -445,25 +484,32 @@ class Insights:
                     continue
                 partition_rules, sort_rules = target.rules[False]
                 counted = None
+                split = target.split
                 for item in (old, new):  # key_text inlined: this runs for every watched write
                     if item is None:
                         continue
-                    value = item.get(target.hash)
-                    text = (value.get("S") or value.get("N") or value.get("B")) if type(value) is dict else None
-                    if type(text) is not str:
-                        continue
-                    if target.range is None:
-                        key = (text,)
-                    else:
-                        value = item.get(target.range)
-                        sort = (value.get("S") or value.get("N") or value.get("B")) if type(value) is dict else None
-                        if type(sort) is not str:
+                    if target.multi:
+                        key = _whole_key(target, item)
+                        if key is None:
                             continue
-                        key = (text, sort)
+                    else:
+                        value = item.get(target.hash)
+                        text = (value.get("S") or value.get("N") or value.get("B")) if type(value) is dict else None
+                        if type(text) is not str:
+                            continue
+                        if target.range is None:
+                            key = (text,)
+                        else:
+                            value = item.get(target.range)
+                            sort = (value.get("S") or value.get("N") or value.get("B")) if type(value) is dict \
+                                else None
+                            if type(sort) is not str:
+                                continue
+                            key = (text, sort)
                     if key == counted:
                         continue
                     counted = key
-                    count(partition_rules, key[:1], minute)
+                    count(partition_rules, key[:split], minute)
                     if sort_rules:
                         count(sort_rules, key, minute)
 
@@ -480,10 +526,47 @@ class Insights:
             else:
                 sketch.add(key)
 
+    # -- writes no request made -------------------------------------------------------------
+
+    def applied_write(self, table, keys: dict, old_raw, new_item: dict | None) -> None:
+        """Queue a write that no request made (``count_applied_write``) if its
+        table has insights on; any thread may call it: the queue is counted by
+        the event loop's background round (and before a report), so that the
+        sketches stay the event loop's alone."""
+        entry = self.active.get((table.region, table.name))
+        if entry is None or entry.table_id != table.table_id:
+            return
+        old = None
+        if entry.indexes and old_raw is not None:  # the old index keys, read while the transaction holds them
+            old = writepath.stored_item(old_raw)
+        self.applied.append((table, keys, old, new_item, int(self.clock() // 60) * 60))
+
+    def _count_applied(self) -> None:
+        """Count the queued writes as accessed: the table's key, and for each GSI
+        with insights on whose entry the write put or deleted (its key, or what
+        it projects, changed), the old and the new index key, as a request's
+        write counts them (``_index_writes``)."""
+        applied = self.applied
+        while applied:
+            table, keys, old, new, minute = applied.popleft()
+            entry = self.active.get((table.region, table.name))
+            if entry is None or entry.table_id != table.table_id:
+                continue
+            try:
+                if entry.table is not None:
+                    self._key(entry.table, keys, False, minute)
+                if entry.indexes:
+                    written = [name for name in entry.indexes if _entry_written(table, name, old, new)]
+                    if written:
+                        self._index_writes([(table, old, new, written)], minute)
+            except Exception:  # never fail the background round for one write
+                log.error("contributor insights could not count a write to %s:\n", table.name, exc_info=True)
+
     # -- storing ----------------------------------------------------------------------------
 
     def flush(self) -> None:
         """Write what this worker counted, now, in a transaction of its own (before a report)."""
+        self._count_applied()
         pending, self.pending = self.pending, {}
         if pending:
             with self.engine.write() as txn:
@@ -493,6 +576,7 @@ class Insights:
         """The background round: store what was counted (through the group
         committer when serving), drop minutes past retention now and then,
         and reload the settings."""
+        self._count_applied()
         pending, self.pending = self.pending, {}
         if pending:
             self._store(pending)
@@ -539,8 +623,10 @@ def _entry(active: dict, region: str, name) -> _Table | None:
     return entry
 
 
-def _partition_value(data: dict, hash_key: str) -> str | None:
-    """A Query's partition-key value, from KeyConditionExpression or KeyConditions."""
+def _partition_values(data: dict, names: tuple) -> tuple | None:
+    """A Query's partition-key value (of each attribute of a multi-attribute
+    key), from KeyConditionExpression or KeyConditions; None unless all are fixed."""
+    found: dict = {}
     text = data.get("KeyConditionExpression")
     if text is not None:
         from shoal.expressions import ExpressionContext, parse_key_condition
@@ -548,12 +634,79 @@ def _partition_value(data: dict, hash_key: str) -> str | None:
         condition = parse_key_condition(text, ExpressionContext(data.get("ExpressionAttributeNames"),
                                                                  data.get("ExpressionAttributeValues")))
         for name, operator, values in condition.conditions:
-            if name == hash_key and operator == "EQ":
-                return key_text(values[0])
+            if name in names and operator == "EQ" and name not in found:
+                found[name] = key_text(values[0])
+    else:
+        conditions = data.get("KeyConditions") or {}
+        for name in names:
+            spec = conditions.get(name) or {}
+            values = spec.get("AttributeValueList") or ()
+            if spec.get("ComparisonOperator") == "EQ" and values:
+                found[name] = key_text(values[0])
+    out = tuple(found.get(name) for name in names)
+    return None if None in out else out
+
+
+def _entry_written(table, name: str, old: dict | None, new: dict | None) -> bool:
+    """Whether a write from ``old`` to ``new`` puts or deletes index ``name``'s
+    entry, as ``indexes.maintain`` decides it: the entry's key changed, or the
+    attributes it projects did (None: no item)."""
+    index = (table.index_map or {}).get(name)
+    if index is None:
+        return False
+    old_key = _index_key_of(index, old)
+    new_key = _index_key_of(index, new)
+    if old_key != new_key:
+        return True
+    if old_key is None:
+        return False  # in the index neither before nor after
+    if index.projected is None:
+        return old != new
+    return any(old.get(attr) != new.get(attr) for attr in index.projected)
+
+
+def _index_key_of(index, item: dict | None) -> tuple | None:
+    """The values of ``item``'s key attributes in ``index``; None if it has no entry there."""
+    if item is None:
         return None
-    spec = (data.get("KeyConditions") or {}).get(hash_key) or {}
-    values = spec.get("AttributeValueList") or ()
-    return key_text(values[0]) if spec.get("ComparisonOperator") == "EQ" and values else None
+    names = (index.hash_keys + index.range_keys) or tuple(n for n in (index.hash_key, index.range_key) if n)
+    values = tuple(item.get(name) for name in names)
+    return None if None in values else values
+
+
+def _whole_key(target: _Target, item: dict) -> tuple | None:
+    """The texts of ``item``'s key attributes in ``target`` (partition first), or
+    None if one is missing: the item has no entry in that (sparse) index."""
+    out = []
+    for name in target.names:
+        text = key_text(item.get(name))
+        if text is None:
+            return None
+        out.append(text)
+    return tuple(out)
+
+
+def _by_index_writes(exc: ProvisionedThroughputExceededException) -> bool:
+    """Whether a throttle was for want of a GSI's write capacity alone (its
+    ThrottlingReasons: IndexWriteProvisionedThroughputExceeded and the like)."""
+    reasons = exc.reasons
+    return bool(reasons) and all(str(reason.get("reason", "")).startswith("IndexWrite") for reason in reasons)
+
+
+#: The counting of this process (normally one per worker), for the writes that do not come through a request
+_LIVE: "weakref.WeakSet[Insights]" = weakref.WeakSet()
+
+
+def count_applied_write(table, keys: dict, old_raw, new_item: dict | None) -> None:
+    """Count a write no request of this region made, from the thread that
+    makes it, inside its transaction: a write replicated from another region
+    (``shoal.replication.apply``) or a bulk put's (``shoal.api.bulk``).
+    ``old_raw`` is the item's stored value before (read in that transaction),
+    ``new_item`` the item after (None: deleted).  Costs a look-up unless the
+    table has insights on."""
+    for insights in _LIVE:
+        if insights.active:
+            insights.applied_write(table, keys, old_raw, new_item)
 
 
 # ---------------------------------------------------------------- reading (CloudWatch)

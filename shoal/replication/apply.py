@@ -26,6 +26,7 @@ import orjson
 from shoal.api.changelog import advance_consumer, consumer_cursor, head_position
 from shoal.api.common import storage_key
 from shoal.api.writepath import WriteLog
+from shoal.metrics.insights import count_applied_write
 from shoal.model.size import item_size
 from shoal.replication import versions
 
@@ -143,6 +144,9 @@ def apply_changes(txn, catalog, table, records: list[dict], now: float) -> int:
         log.origin, log.origin_seq, log.origin_time = record["origin"], record["seq"], record["time"]
         log.write_item(table, skey, record["keys"], old_raw, new, item_size(new) if new is not None else 0,
                        now=now)
+        # A replicated write is an access of the receiving replica too (contributor insights
+        # count each replica as a table of its own, and writes reach every replica)
+        count_applied_write(table, record["keys"], old_raw, new)
         versions.write_version(txn, skey, incoming, new is None)
         applied += 1
     log.finish()

@@ -488,20 +488,34 @@ def test_the_write_path_is_watched_only_for_writes_to_a_table_whose_gsi_has_insi
     assert watch_during("ExecuteStatement", {"Statement": "DELETE FROM quiet WHERE user_id = 'a'"}) is not None
 
 
-def test_a_throttled_write_counts_the_gsi_keys_of_its_item(ctx, engine, clock):
+def test_a_throttled_write_counts_no_gsi_key_and_a_gsi_throttle_is_not_a_throttle(ctx, engine, clock):
+    """A throttled write changed no index entry, so no GSI counts it; a write
+    throttled for want of a GSI's write capacity is not measured as a throttle
+    (the developer guide), only as an access of the table's key."""
     sorted_gsi_table(ctx)
+    update(ctx, "titles")
     update(ctx, "titles", IndexName="by_title")
     insights = Insights(engine, ctx.catalog, clock)
     insights.reload()
-    request = {"TableName": "titles", "Item": {**u("u1"), "content_id": {"S": "c1"}, "ts": {"N": "1"}}}
+    arn = "arn:aws:dynamodb:us-east-1:000000000000:table/titles"
 
-    def refused():
-        raise ProvisionedThroughputExceededException("over")
+    def refused(reason: str, resource: str):
+        def job():
+            raise ProvisionedThroughputExceededException("over", [{"reason": reason, "resource": resource}])
+        return job
 
+    put = {"TableName": "titles", "Item": {**u("u1"), "content_id": {"S": "c1"}, "ts": {"N": "1"}}}
+    update_request = {"TableName": "titles", "Key": u("u2"), "UpdateExpression": "SET content_id = :c",
+                      "ExpressionAttributeValues": {":c": {"S": "c2"}}}
+    for operation, request in (("PutItem", put), ("UpdateItem", update_request)):
+        with pytest.raises(ProvisionedThroughputExceededException):
+            insights.counting(refused("TableWriteProvisionedThroughputExceeded", arn), REGION, operation, request)()
     with pytest.raises(ProvisionedThroughputExceededException):
-        insights.counting(refused, REGION, "PutItem", request)()
-    assert pending_counts(insights, "PKT") == {("c1",): 1}
-    assert pending_counts(insights, "PKC") == {("c1",): 1}
+        insights.counting(refused("IndexWriteProvisionedThroughputExceeded", arn + "/index/by_title"), REGION,
+                          "DeleteItem", {"TableName": "titles", "Key": u("u3")})()
+    assert pending_counts(insights, "PKT", "titles") == {("u1",): 1, ("u2",): 1}
+    assert pending_counts(insights, "PKC", "titles") == {("u1",): 1, ("u2",): 1, ("u3",): 1}
+    assert pending_counts(insights, "PKT") == {} and pending_counts(insights, "PKC") == {}
 
 
 # ---------------------------------------------------------------- the rule quota: FAILED
@@ -616,3 +630,101 @@ def test_another_threads_writes_meanwhile_are_not_the_requests(ctx, engine, cloc
 
     insights.counting(job, REGION, "PutItem", {"TableName": "titles"})()
     assert pending_counts(insights, "PKC") == {("mine",): 1}
+
+
+# ---------------------------------------------------------------- multi-attribute GSI keys
+
+
+def places_table(ctx, name="plays"):
+    """A table keyed by user_id whose GSI by_place has a two-attribute partition key (country, device) and ts."""
+    tables.create_table(ctx, {
+        "TableName": name, "BillingMode": "PAY_PER_REQUEST",
+        "KeySchema": [{"AttributeName": "user_id", "KeyType": "HASH"}],
+        "AttributeDefinitions": [{"AttributeName": "user_id", "AttributeType": "S"},
+                                 {"AttributeName": "country", "AttributeType": "S"},
+                                 {"AttributeName": "device", "AttributeType": "S"},
+                                 {"AttributeName": "ts", "AttributeType": "N"}],
+        "GlobalSecondaryIndexes": [{"IndexName": "by_place",
+                                    "KeySchema": [{"AttributeName": "country", "KeyType": "HASH"},
+                                                  {"AttributeName": "device", "KeyType": "HASH"},
+                                                  {"AttributeName": "ts", "KeyType": "RANGE"}],
+                                    "Projection": {"ProjectionType": "KEYS_ONLY"}}]})
+    return name
+
+
+def test_a_multi_attribute_gsi_key_is_counted_and_labelled_whole(ctx, engine, clock):
+    places_table(ctx)
+    update(ctx, "plays", IndexName="by_place")
+    insights = Insights(engine, ctx.catalog, clock)
+    insights.reload()
+    play = {**u("u1"), "country": {"S": "FR"}, "device": {"S": "tv"}, "ts": {"N": "1"}}
+    run(insights, ctx, "PutItem", {"TableName": "plays", "Item": play})
+    run(insights, ctx, "PutItem", {"TableName": "plays", "Item": {**u("u2"), "country": {"S": "FR"},
+                                                                  "ts": {"N": "2"}}})  # no device: not in the index
+    run(insights, ctx, "UpdateItem", {"TableName": "plays", "Key": u("u1"), "UpdateExpression": "SET device = :d",
+                                      "ExpressionAttributeValues": {":d": {"S": "phone"}}})
+    run(insights, ctx, "Query", {"TableName": "plays", "IndexName": "by_place",
+                                 "KeyConditionExpression": "country = :c AND device = :d AND ts > :t",
+                                 "ExpressionAttributeValues": {":c": {"S": "FR"}, ":d": {"S": "phone"},
+                                                               ":t": {"N": "0"}}})
+    run(insights, ctx, "Query", {"TableName": "plays", "IndexName": "by_place", "KeyConditions": {
+        "country": {"ComparisonOperator": "EQ", "AttributeValueList": [{"S": "FR"}]},
+        "device": {"ComparisonOperator": "EQ", "AttributeValueList": [{"S": "tv"}]}}})
+    assert pending_counts(insights, "PKC", "plays-by_place") == {("FR", "tv"): 3, ("FR", "phone"): 2}
+    assert pending_counts(insights, "SKC", "plays-by_place") == {("FR", "tv", "1"): 2, ("FR", "phone", "1"): 1}
+    with engine.read() as txn:
+        labels = {rule.kind: rule.labels for rule in _rules(txn, ctx.catalog, clock.now)}
+    assert labels == {"PKC": ("country", "device"), "PKT": ("country", "device"),
+                      "SKC": ("country", "device", "ts"), "SKT": ("country", "device", "ts")}
+
+
+# ---------------------------------------------------------------- writes no request made
+
+
+def test_replicated_writes_count_as_accesses_of_the_table_and_of_the_gsi_entries_they_change(ctx, engine, clock):
+    from shoal.replication.apply import apply_changes
+
+    sorted_gsi_table(ctx, projection="KEYS_ONLY")
+    update(ctx, "titles")
+    update(ctx, "titles", IndexName="by_title")
+    insights = Insights(engine, ctx.catalog, clock)
+    insights.reload()
+    first = {**u("u1"), "content_id": {"S": "c1"}, "ts": {"N": "1"}}
+    records = [{"time": 1, "origin": "eu-west-1", "seq": 1, "keys": u("u1"), "new": first},  # entry (c1, 1) put
+               {"time": 2, "origin": "eu-west-1", "seq": 2, "keys": u("u1"),
+                "new": {**first, "plays": {"N": "2"}}},  # KEYS_ONLY: the entry is not written
+               {"time": 3, "origin": "eu-west-1", "seq": 3, "keys": u("u1"),
+                "new": {**first, "content_id": {"S": "c2"}}},  # (c1, 1) -> (c2, 1)
+               {"time": 4, "origin": "eu-west-1", "seq": 4, "keys": u("u2"), "new": u("u2")},  # not in the index
+               {"time": 5, "origin": "eu-west-1", "seq": 5, "keys": u("u1"), "new": None}]  # (c2, 1) deleted
+    with engine.write() as txn:
+        table = ctx.catalog.get(txn, REGION, "titles")
+        assert apply_changes(txn, ctx.catalog, table, records, clock.now) == 5
+    assert insights.pending == {}  # queued: counted by the event loop's round
+    insights._count_applied()
+    assert pending_counts(insights, "PKC", "titles") == {("u1",): 4, ("u2",): 1}
+    assert pending_counts(insights, "PKC") == {("c1",): 2, ("c2",): 2}
+    assert pending_counts(insights, "PKT", "titles") == {} and pending_counts(insights, "PKT") == {}
+
+
+def test_an_applied_write_to_a_table_made_again_or_without_insights_is_not_counted(ctx, engine, clock):
+    from shoal.metrics.insights import count_applied_write
+
+    sorted_gsi_table(ctx)
+    sorted_gsi_table(ctx, "quiet")
+    update(ctx, "titles")
+    insights = Insights(engine, ctx.catalog, clock)
+    insights.reload()
+    with engine.read() as txn:
+        titles, quiet = ctx.catalog.get(txn, REGION, "titles"), ctx.catalog.get(txn, REGION, "quiet")
+    count_applied_write(quiet, u("q"), None, u("q"))
+    tables.delete_table(ctx, {"TableName": "titles"})
+    sorted_gsi_table(ctx)
+    with engine.read() as txn:
+        again = ctx.catalog.get(txn, REGION, "titles")
+    count_applied_write(again, u("new"), None, u("new"))  # insights are the old table's until reloaded
+    count_applied_write(titles, u("old"), None, u("old"))
+    assert len(insights.applied) == 1
+    insights.reload()  # the old table's setting is gone with it
+    insights._count_applied()
+    assert insights.pending == {}
