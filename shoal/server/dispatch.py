@@ -58,7 +58,7 @@ from shoal.metrics.errors import as_cloudwatch
 from shoal.server.background import BackgroundJobs
 from shoal.server.committer import DEFAULT_GROUP_COMMIT_WAIT_S, GroupCommitter
 from shoal.settings import request_clock
-from shoal.server.http import DEFAULT_MAX_BODY, Request, Response
+from shoal.server.http import DEFAULT_MAX_BODY, TOO_LARGE_MESSAGE, Request, Response
 
 log = logging.getLogger("shoal")
 
@@ -561,12 +561,25 @@ class Dispatcher:
 MAX_DECODED_BODY = DEFAULT_MAX_BODY
 
 
+class RequestEntityTooLarge(ShoalError):
+    """A request above DynamoDB's request size once unpacked: answered as
+    one sent that large is (``shoal.server.http``), never as a fault of
+    Shoal's."""
+
+    type_name = "RequestEntityTooLargeException"
+    namespace = CORAL_NS
+    status = 413
+
+    def __init__(self) -> None:
+        super().__init__(TOO_LARGE_MESSAGE)
+
+
 def decoded_body(body: bytes, encoding: str) -> bytes:
     """A request body sent with ``Content-Encoding``: gzip (one or more
     members) or deflate (zlib).  DynamoDB answers an unknown encoding or a
     body that does not decode with a 500 InternalServerError, and so does
-    Shoal, also for one that unpacks past ``MAX_DECODED_BODY`` (what
-    DynamoDB answers then is not recorded)."""
+    Shoal; a body that unpacks past ``MAX_DECODED_BODY`` is refused as an
+    over-large request (413), and no more than that is ever unpacked."""
     encoding = encoding.strip().lower()
     if encoding in ("", "identity"):
         return body
@@ -581,7 +594,9 @@ def decoded_body(body: bytes, encoding: str) -> bytes:
             decoder = zlib.decompressobj(wbits)
             part = decoder.decompress(rest, MAX_DECODED_BODY - size + 1)
             size += len(part)
-            if size > MAX_DECODED_BODY or decoder.unconsumed_tail or not decoder.eof:
+            if size > MAX_DECODED_BODY:  # (output stops one byte past the limit)
+                raise RequestEntityTooLarge()
+            if not decoder.eof:  # a stream cut short
                 raise InternalServerError("Internal server error")
             out.append(part)
             rest = decoder.unused_data

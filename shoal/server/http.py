@@ -26,7 +26,8 @@ What a connection does, and why:
   18,000-18,800 -> 20,500-21,100 req/s, p99 4.5 -> 3.75 ms.  Answers that
   waited for a group commit are already made together, in one turn, and go
   out at once (deferring them as well cost PutItem 20%).
-* **Limits.**  A body above ``max_body`` is answered 413, a request target
+* **Limits.**  A body above ``max_body`` is answered 413 (a JSON error
+  body, as DynamoDB's front end answers), a request target
   above ``max_header`` 414 (as soon as it passes the limit), a request head
   (target and header lines) above ``max_header`` 431, anything httptools
   rejects (bad chunked framing, bad header syntax) 400; each closes the
@@ -129,6 +130,20 @@ _INTERNAL_ERROR = Response(
 
 def _plain(status: int, text: str) -> Response:
     return Response(status, [("Content-Type", "text/plain")], text.encode())
+
+
+#: What a request above DynamoDB's request size (16 MB) is answered, sent or
+#: unpacked (``shoal.server.dispatch.decoded_body``): 413 in the JSON form of
+#: DynamoDB's front end, so that an SDK raises a typed, non-retried error.
+#: DynamoDB's own wording is not recorded; the type is Coral's, as other AWS
+#: JSON services answer it.
+TOO_LARGE_TYPE = "com.amazon.coral.service#RequestEntityTooLargeException"
+TOO_LARGE_MESSAGE = "Request entity too large"
+_TOO_LARGE = Response(
+    413,
+    [("Content-Type", "application/x-amz-json-1.0")],
+    b'{"__type":"%s","message":"%s"}' % (TOO_LARGE_TYPE.encode(), TOO_LARGE_MESSAGE.encode()),
+)
 
 
 class _Reject(Exception):
@@ -384,7 +399,7 @@ class HttpProtocol(asyncio.Protocol):
             return
         length = headers.get("content-length")
         if length is not None and length.isdigit() and int(length) > self.state.max_body:
-            raise _Reject(_plain(413, "Request entity too large"))
+            raise _Reject(_TOO_LARGE)
         expect = headers.get("expect")
         if expect is not None and expect.lower() == "100-continue" and self.parser.get_http_version() == "1.1":
             if self.pending is None and not self.queue:
@@ -400,7 +415,7 @@ class HttpProtocol(asyncio.Protocol):
     def on_body(self, body: bytes) -> None:
         self.body_size += len(body)
         if self.body_size > self.state.max_body:
-            raise _Reject(_plain(413, "Request entity too large"))
+            raise _Reject(_TOO_LARGE)
         self.body_parts.append(body)
 
     def on_message_complete(self) -> None:

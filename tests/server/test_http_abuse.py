@@ -139,6 +139,39 @@ def test_head_over_16k_is_431(shoal):
     still_serving(shoal)
 
 
+def _send_tolerantly(sock, data: bytes) -> None:
+    """Send what the server may refuse before it has all of it."""
+    try:
+        sock.sendall(data)
+    except (BrokenPipeError, ConnectionResetError):
+        pass
+
+
+def test_head_over_64k_is_431(shoal):
+    with connect(shoal) as sock:
+        _send_tolerantly(sock, GOOD.replace(b"Host: x\r\n", b"Host: x\r\n" + b"X-Big: %s\r\n" % (b"a" * 8000) * 9))
+        reply = read_reply(sock)
+        assert reply.startswith(b"HTTP/1.1 431 ")
+        assert reply.endswith(b"\r\n\r\nRequest header fields too large")
+        assert b"\r\nConnection: close\r\n" in reply
+    still_serving(shoal)
+
+
+def test_head_just_under_16k_is_served(shoal):
+    with connect(shoal) as sock:
+        sock.sendall(GOOD.replace(b"Host: x\r\n", b"Host: x\r\nX-Big: " + b"a" * 15_000 + b"\r\n"))
+        assert read_reply(sock).startswith(b"HTTP/1.1 200 OK")
+
+
+def test_request_line_over_64k_is_414(shoal):
+    with connect(shoal) as sock:
+        _send_tolerantly(sock, b"POST /?" + b"a" * 70_000 + b" HTTP/1.1\r\nHost: x\r\n\r\n")
+        reply = read_reply(sock)
+        assert reply.startswith(b"HTTP/1.1 414 ")
+        assert reply.endswith(b"\r\n\r\nURI too long")
+    still_serving(shoal)
+
+
 def test_overlong_request_line_is_414_before_it_ends(shoal):
     with connect(shoal) as sock:
         sock.sendall(b"POST /" + b"a" * 17_000)  # the line never ends
@@ -157,13 +190,61 @@ def _post_gzip(shoal, body: bytes) -> tuple[bytes, dict]:
     return head.split(b"\r\n")[0], json.loads(payload)
 
 
+TOO_LARGE = {"__type": "com.amazon.coral.service#RequestEntityTooLargeException",
+             "message": "Request entity too large"}
+
+
 def test_gzipped_body_unpacked_past_16mb_is_refused(shoal):
     """The unpacked body is bounded by DynamoDB's request size (16 MB), as
-    an uncompressed one is: a 20 MB body gzipped to about 20 KB is refused
-    with the 500 DynamoDB gives any body it cannot decode."""
+    an uncompressed one is: 20 MB of JSON gzipped to about 20 KB is refused
+    as an over-large request (413), never with a 500."""
     bomb = gzip.compress(b"{}" + b" " * (20 * 2**20), compresslevel=9)
     assert len(bomb) < 30_000
     status, answer = _post_gzip(shoal, bomb)
+    assert status == b"HTTP/1.1 413 Request Entity Too Large"
+    assert answer == TOO_LARGE
+    still_serving(shoal)
+
+
+def test_deflated_body_unpacked_past_16mb_is_refused(shoal):
+    bomb = zlib.compress(b"{}" + b" " * (16 * 2**20 + 1), 9)
+    with connect(shoal) as sock:
+        sock.sendall(GOOD.replace(b"Content-Length: 2\r\n\r\n{}", b"Content-Encoding: deflate\r\nContent-Length: %d\r\n\r\n"
+                                  % len(bomb)) + bomb)
+        reply = read_reply(sock)
+        head, _, payload = reply.partition(b"\r\n\r\n")
+        assert head.startswith(b"HTTP/1.1 413 ")
+        assert json.loads(payload) == TOO_LARGE
+        sock.sendall(GOOD)  # the body was read in full: the connection still serves
+        assert read_reply(sock).startswith(b"HTTP/1.1 200")
+
+
+def test_gzip_members_unpacked_past_16mb_together_are_refused(shoal):
+    """Each member alone is within the limit; together they are not."""
+    member = gzip.compress(b" " * (9 * 2**20))
+    status, answer = _post_gzip(shoal, gzip.compress(b"{}") + member + member)
+    assert status == b"HTTP/1.1 413 Request Entity Too Large"
+    assert answer == TOO_LARGE
+    still_serving(shoal)
+
+
+def test_plain_body_over_16mb_is_413_in_dynamodb_form(shoal):
+    with connect(shoal) as sock:
+        try:
+            sock.sendall(GOOD.replace(b"Content-Length: 2\r\n\r\n{}", b"Content-Length: %d\r\n\r\n" % (16 * 2**20 + 1)))
+        except (BrokenPipeError, ConnectionResetError):
+            pass
+        reply = read_reply(sock)
+    head, _, payload = reply.partition(b"\r\n\r\n")
+    assert head.startswith(b"HTTP/1.1 413 Request Entity Too Large\r\n")
+    assert b"\r\nContent-Type: application/x-amz-json-1.0\r\n" in head
+    assert json.loads(payload) == TOO_LARGE
+    still_serving(shoal)
+
+
+def test_gzipped_body_that_does_not_decode_is_500(shoal):
+    """DynamoDB answers a body it cannot decode with a 500."""
+    status, answer = _post_gzip(shoal, gzip.compress(b"{}")[:-5])
     assert status == b"HTTP/1.1 500 Internal Server Error"
     assert answer == {"__type": "com.amazonaws.dynamodb.v20120810#InternalServerError",
                       "message": "Internal server error"}

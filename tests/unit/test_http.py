@@ -25,6 +25,8 @@ try:
 except ImportError:  # pragma: no cover
     uvloop = None
 
+TOO_LARGE = {"__type": "com.amazon.coral.service#RequestEntityTooLargeException",
+             "message": "Request entity too large"}
 INTERNAL_ERROR_BODY = (
     b'{"__type":"com.amazonaws.dynamodb.v20120810#InternalServerError","message":"Internal server error"}'
 )
@@ -374,6 +376,8 @@ def test_expect_100_continue_refused_when_too_large(server):
     response = client.read_response()
     assert response.status == 413
     assert response.headers["connection"] == "close"
+    assert response.headers["content-type"] == "application/x-amz-json-1.0"
+    assert json.loads(response.body) == TOO_LARGE
     assert client.is_closed_by_server()
     assert_serving(server)
 
@@ -888,3 +892,45 @@ def test_head_response_has_no_body(server):
     status, headers = client.read_head()
     assert status == 200 and headers["content-length"] == str(len(b"echo:"))
     assert client.read_response().body == b"echo:next"  # no stray body bytes in between
+
+
+# -- request bodies sent compressed (shoal.server.dispatch.decoded_body) -----------------
+
+
+def test_decoded_body_unpacks_gzip_members_and_deflate():
+    import gzip
+    import zlib
+
+    from shoal.server.dispatch import decoded_body
+
+    assert decoded_body(gzip.compress(b'{"a":') + gzip.compress(b"1}"), "gzip") == b'{"a":1}'
+    assert decoded_body(zlib.compress(b"{}"), " Deflate ") == b"{}"
+    assert decoded_body(b"{}", "identity") == b"{}"
+
+
+@pytest.mark.parametrize("encoding", ["gzip", "deflate"])
+def test_decoded_body_stops_one_byte_past_the_limit(monkeypatch, encoding):
+    import gzip
+    import zlib
+
+    from shoal.server import dispatch
+
+    monkeypatch.setattr(dispatch, "MAX_DECODED_BODY", 1000)
+    pack = gzip.compress if encoding == "gzip" else zlib.compress
+    assert dispatch.decoded_body(pack(b"a" * 1000), encoding) == b"a" * 1000
+    with pytest.raises(dispatch.RequestEntityTooLarge) as refused:
+        dispatch.decoded_body(pack(b"a" * 1001), encoding)
+    assert refused.value.status == 413
+    assert refused.value.to_body() == TOO_LARGE
+
+
+def test_decoded_body_that_does_not_decode_is_an_internal_error():
+    import gzip
+
+    from shoal.errors import InternalServerError
+    from shoal.server.dispatch import decoded_body
+
+    for body, encoding in ((gzip.compress(b"{}")[:-4], "gzip"), (b"not gzip", "gzip"),
+                           (gzip.compress(b"{}") + b"x", "gzip"), (b"{}", "br")):
+        with pytest.raises(InternalServerError):
+            decoded_body(body, encoding)
