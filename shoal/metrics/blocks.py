@@ -42,14 +42,17 @@ import struct
 import numpy as np
 import zstandard
 
-from shoal.metrics.stats import _HEADER, _PERCENTILES, Stats, bucket_value
+from shoal.metrics.stats import _HEADER, _PERCENTILES, CoarseStats, Stats, bucket_value
 
-VERSION = 2
-#: version, base (epoch s), period (s), periods, buckets, first and last period, size of the first frame
+VERSION = 3
+#: version, base (epoch s), period (s), periods, buckets, first and last period, size of the first frame;
+#: then (version 3) a byte: how coarse the buckets are
 _BLOCK_HEADER = struct.Struct(">BIIIIIII")
 _INT_CODES = ((1, np.int8), (2, np.int16), (4, np.int32), (8, np.int64))
 _DTYPES = {code: np.dtype(dtype).newbyteorder("<") for code, dtype in _INT_CODES}
-_INTS, _HALVES, _DOUBLES = 0, 1, 2  # how a float column is stored
+_INTS, _HALVES, _DOUBLES, _DECIMAL = 0, 1, 2, 3  # how a float column is stored
+_DELTA = 0x10  # (version 3) the integers of a float column are delta-coded
+_DENSE, _SPARSE = 0, 1  # (version 3) how the histograms are laid out
 _EXACT = 2.0 ** 52
 _EMPTY_I = np.zeros(0, np.int64)
 _EMPTY_F = np.zeros(0, np.float64)
@@ -66,11 +69,15 @@ class Columns:
     ``hidx[hoff[i]:hoff[i + 1]]`` (indices, ascending) with counts ``hcnt``.
     ``hoff`` is None when the histograms were not read."""
 
-    __slots__ = ("at", "count", "sum", "min", "max", "pct", "zeros", "hoff", "hidx", "hcnt")
+    __slots__ = ("at", "count", "sum", "min", "max", "pct", "zeros", "hoff", "hidx", "hcnt", "shift")
 
-    def __init__(self, at, count, total, low, high, pct, zeros, hoff=None, hidx=None, hcnt=None) -> None:
+    def __init__(self, at, count, total, low, high, pct, zeros, hoff=None, hidx=None, hcnt=None,
+                 shift: int = 0) -> None:
         self.at, self.count, self.sum, self.min, self.max = at, count, total, low, high
         self.pct, self.zeros, self.hoff, self.hidx, self.hcnt = pct, zeros, hoff, hidx, hcnt
+        # how coarse each row's buckets are (``shoal.metrics.stats.CoarseStats``): a row's own, so that
+        # periods of minutes read beside coarser ones keep their 2% buckets
+        self.shift = np.full(len(at), shift, np.uint8) if isinstance(shift, int) else shift
 
     def __len__(self) -> int:
         return len(self.at)
@@ -86,6 +93,7 @@ class Columns:
         """``[(period start, Stats)]`` as columns (any order)."""
         items = list(items)
         n = len(items)
+        shift = np.fromiter((s.shift for _, s in items), np.uint8, n)
         at = np.fromiter((a for a, _ in items), np.int64, n)
         count = np.fromiter((s.count for _, s in items), np.float64, n)
         total = np.fromiter((s.sum for _, s in items), np.float64, n)
@@ -103,7 +111,7 @@ class Columns:
                 counts.extend(c for _, c in ordered)
             hoff[i + 1] = len(indices)
         return cls(at, count, total, low, high, pct, zeros, hoff, np.array(indices, np.int64),
-                   np.array(counts, np.int64))
+                   np.array(counts, np.int64), shift)
 
     @classmethod
     def from_stored(cls, rows, histograms: bool) -> "Columns":
@@ -121,8 +129,8 @@ class Columns:
                    (header["flags"] & _PERCENTILES) != 0, np.zeros(n, np.int64))
 
     def stats(self, i: int) -> Stats:
-        """Row ``i`` as a Stats."""
-        stats = Stats()
+        """Row ``i`` as a Stats (a CoarseStats if the buckets are coarse)."""
+        stats = CoarseStats() if self.shift[i] else Stats()
         stats.count, stats.sum = float(self.count[i]), float(self.sum[i])
         stats.min, stats.max = float(self.min[i]), float(self.max[i])
         if not self.pct[i]:
@@ -147,7 +155,7 @@ class Columns:
             a, b = int(self.hoff[i]), int(self.hoff[j])
             hoff, hidx, hcnt = self.hoff[i:j + 1] - a, self.hidx[a:b], self.hcnt[a:b]
         return Columns(self.at[i:j], self.count[i:j], self.sum[i:j], self.min[i:j], self.max[i:j], self.pct[i:j],
-                       self.zeros[i:j], hoff, hidx, hcnt)
+                       self.zeros[i:j], hoff, hidx, hcnt, self.shift[i:j])
 
     def select(self, keep) -> "Columns":
         """The rows where the boolean array ``keep`` is true."""
@@ -160,7 +168,27 @@ class Columns:
             hidx, hcnt = self.hidx[entry_keep], self.hcnt[entry_keep]
             hoff = np.concatenate(([0], np.cumsum(lengths[keep])))
         return Columns(self.at[keep], self.count[keep], self.sum[keep], self.min[keep], self.max[keep],
-                       self.pct[keep], self.zeros[keep], hoff, hidx, hcnt)
+                       self.pct[keep], self.zeros[keep], hoff, hidx, hcnt, self.shift[keep])
+
+    def headers(self) -> "Columns":
+        """These rows without their histograms."""
+        return Columns(self.at, self.count, self.sum, self.min, self.max, self.pct, self.zeros, shift=self.shift)
+
+
+def to_shift(cols: Columns, shift) -> Columns:
+    """``cols`` with each row's buckets at least as coarse as ``shift`` (a number, or one per row):
+    2% buckets joined in pairs, and the entries a row then holds twice added up."""
+    target = np.maximum(cols.shift, shift).astype(np.uint8)
+    if (target == cols.shift).all():
+        return cols
+    if cols.hoff is None or not len(cols.hidx):
+        return Columns(cols.at, cols.count, cols.sum, cols.min, cols.max, cols.pct, cols.zeros, cols.hoff,
+                       cols.hidx, cols.hcnt, target)
+    lengths = np.diff(cols.hoff)
+    rows = np.repeat(np.arange(len(cols)), lengths)
+    by = np.repeat(target - cols.shift, lengths).astype(np.int64)
+    hoff, hidx, hcnt = _merge_buckets(rows, -((-cols.hidx) >> by), cols.hcnt, len(cols))
+    return Columns(cols.at, cols.count, cols.sum, cols.min, cols.max, cols.pct, cols.zeros, hoff, hidx, hcnt, target)
 
 
 def concat(parts: list) -> Columns:
@@ -181,7 +209,8 @@ def concat(parts: list) -> Columns:
         hidx = np.concatenate([part.hidx for part in parts])
         hcnt = np.concatenate([part.hcnt for part in parts])
     return Columns(*(np.concatenate([getattr(part, name) for part in parts])
-                     for name in ("at", "count", "sum", "min", "max", "pct", "zeros")), hoff, hidx, hcnt)
+                     for name in ("at", "count", "sum", "min", "max", "pct", "zeros")), hoff, hidx, hcnt,
+                   np.concatenate([part.shift for part in parts]))
 
 
 def group(cols: Columns, keys) -> Columns:
@@ -199,21 +228,30 @@ def group(cols: Columns, keys) -> Columns:
     at = ordered[starts]
     if len(starts) == n and (order == np.arange(n)).all():
         return Columns(at, cols.count, cols.sum, cols.min, cols.max, cols.pct, cols.zeros,
-                       cols.hoff, cols.hidx, cols.hcnt)
+                       cols.hoff, cols.hidx, cols.hcnt, cols.shift)
     count = np.add.reduceat(cols.count[order], starts)
     total = np.add.reduceat(cols.sum[order], starts)
     low = np.minimum.reduceat(cols.min[order], starts)
     high = np.maximum.reduceat(cols.max[order], starts)
     pct = np.minimum.reduceat(cols.pct[order].astype(np.uint8), starts).astype(bool)
     zeros = np.add.reduceat(cols.zeros[order], starts) * pct
+    shift = np.maximum.reduceat(cols.shift[order], starts)  # a period with coarse buckets in it is coarse
     hoff = hidx = hcnt = None
     if cols.hoff is not None:
         new_row = np.empty(n, np.int64)
         new_row[order] = np.cumsum(np.concatenate(([0], (ordered[1:] != ordered[:-1]).astype(np.int64))))
         rows = np.repeat(new_row, np.diff(cols.hoff))
         keep = pct[rows]
-        hoff, hidx, hcnt = _merge_buckets(rows[keep], cols.hidx[keep], cols.hcnt[keep], len(at))
-    return Columns(at, count, total, low, high, pct, zeros, hoff, hidx, hcnt)
+        hidx = _coarsened(cols.hidx, np.repeat(shift[new_row] - cols.shift, np.diff(cols.hoff)))
+        hoff, hidx, hcnt = _merge_buckets(rows[keep], hidx[keep], cols.hcnt[keep], len(at))
+    return Columns(at, count, total, low, high, pct, zeros, hoff, hidx, hcnt, shift)
+
+
+def _coarsened(hidx, by) -> np.ndarray:
+    """Bucket indices made ``by`` (one per entry) coarser: ceil(index / 2**by)."""
+    if not len(hidx) or not by.any():
+        return hidx
+    return -((-hidx) >> by.astype(np.int64))
 
 
 _DENSE_CELLS = 1 << 22
@@ -306,7 +344,8 @@ def percentile(cols: Columns, p: float) -> np.ndarray:
             if at >= end:
                 out[row] = cols.max[row]
             else:
-                out[row] = min(max(bucket_value(int(cols.hidx[at])), float(cols.min[row])), float(cols.max[row]))
+                out[row] = min(max(bucket_value(int(cols.hidx[at]), int(cols.shift[row])), float(cols.min[row])),
+                               float(cols.max[row]))
     return out
 
 
@@ -319,30 +358,33 @@ def grouped_percentile(parts: list, start: int, period: int, p: float) -> tuple[
     dense table of periods by bucket index (``bincount``), part by part, and
     each period's rank is found in its row's running sum."""
     parts = [part for part in parts if len(part)]
-    headers = concat([Columns(part.at, part.count, part.sum, part.min, part.max, part.pct, part.zeros)
-                      for part in parts]) if parts else Columns.empty(False)
+    headers = concat([part.headers() for part in parts]) if parts else Columns.empty(False)
     grouped = group(headers, start + (headers.at - start) // period * period)
     n = len(grouped)
     filled = [part for part in parts if len(part.hidx)]
     if n == 0 or not filled:
         return grouped.at, percentile(_with_no_buckets(grouped), p)
-    low = min(int(part.hidx.min()) for part in filled)
-    width = max(int(part.hidx.max()) for part in filled) - low + 1
+    entries = []  # (period, bucket index, count) of each part; a period holding coarse buckets has
+    for part in filled:  # its 2% buckets joined in pairs too
+        rows = np.searchsorted(grouped.at, start + (part.at - start) // period * period)
+        lengths = np.diff(part.hoff)
+        entries.append((np.repeat(rows, lengths),
+                        _coarsened(part.hidx, np.repeat(grouped.shift[rows] - part.shift, lengths)), part.hcnt))
+    low = min(int(idx.min()) for _, idx, _ in entries)
+    width = max(int(idx.max()) for _, idx, _ in entries) - low + 1
     if n * width > _DENSE_CELLS:
         whole = concat(parts)
         return grouped.at, percentile(group(whole, start + (whole.at - start) // period * period), p)
     table = np.zeros(n * width)
-    for part in filled:
-        rows = np.searchsorted(grouped.at, start + (part.at - start) // period * period)
-        cells = np.repeat(rows * width - low, np.diff(part.hoff)) + part.hidx
-        table += np.bincount(cells, weights=part.hcnt, minlength=n * width)
+    for rows, idx, cnt in entries:
+        table += np.bincount(rows * width + (idx - low), weights=cnt, minlength=n * width)
     return grouped.at, _dense_percentile(grouped, table.reshape(n, width), low, p)
 
 
 def _with_no_buckets(cols: Columns) -> Columns:
     n = len(cols)
     return Columns(cols.at, cols.count, cols.sum, cols.min, cols.max, cols.pct, cols.zeros,
-                   np.zeros(n + 1, np.int64), _EMPTY_I, _EMPTY_I)
+                   np.zeros(n + 1, np.int64), _EMPTY_I, _EMPTY_I, cols.shift)
 
 
 def _dense_percentile(cols: Columns, table, low: int, p: float) -> np.ndarray:
@@ -360,14 +402,17 @@ def _dense_percentile(cols: Columns, table, low: int, p: float) -> np.ndarray:
             if not hit:
                 out[row] = cols.max[row]
             else:
-                out[row] = min(max(bucket_value(low + column), float(cols.min[row])), float(cols.max[row]))
+                out[row] = min(max(bucket_value(low + column, int(cols.shift[row])), float(cols.min[row])),
+                               float(cols.max[row]))
     return out
 
 
 # ---------------------------------------------------------------- the stored form of a block
 
 
-def _put_ints(out: list, values) -> None:
+def _put_ints(out: list, values, planes: bool = False) -> None:
+    """An integer column: a byte naming its width, then its values (little-endian); with ``planes``, the
+    lowest bytes of every value first, then the next: the high bytes, mostly alike, come together."""
     if len(values) == 0:
         out.append(b"\x01")
         return
@@ -376,14 +421,22 @@ def _put_ints(out: list, values) -> None:
         info = np.iinfo(dtype)
         if info.min <= low and high <= info.max:
             out.append(bytes((code,)))
-            out.append(values.astype(_DTYPES[code]).tobytes())
+            raw = values.astype(_DTYPES[code])
+            if planes and code > 1:
+                out.append(np.ascontiguousarray(raw.view(np.uint8).reshape(-1, code).T).tobytes())
+            else:
+                out.append(raw.tobytes())
             return
 
 
-def _get_ints(raw: bytes, at: int, n: int) -> tuple[np.ndarray, int]:
+def _get_ints(raw: bytes, at: int, n: int, planes: bool = False) -> tuple[np.ndarray, int]:
     code = raw[at]
     dtype = _DTYPES[code]
-    values = np.frombuffer(raw, dtype, n, at + 1).astype(np.int64)
+    if planes and code > 1:
+        grouped = np.frombuffer(raw, np.uint8, n * code, at + 1).reshape(code, n)
+        values = np.ascontiguousarray(grouped.T).view(dtype).reshape(n).astype(np.int64)
+    else:
+        values = np.frombuffer(raw, dtype, n, at + 1).astype(np.int64)
     return values, at + 1 + n * code
 
 
@@ -391,58 +444,104 @@ def _delta(values) -> np.ndarray:
     return np.diff(values, prepend=np.int64(0)) if len(values) else values
 
 
-def _put_floats(out: list, values) -> None:
+def _put_floats(out: list, values, decimals: int | None = None) -> None:
+    """A float column, version 3: integers (or half-integers, or, given ``decimals``, the values rounded
+    to that many decimals, as integers of that unit) as they are or delta-coded, whichever zstd makes
+    smaller; else doubles with their bytes grouped by significance."""
     finite = np.isfinite(values).all()
     negative_zero = bool((np.signbit(values) & (values == 0)).any())
     if finite and not negative_zero and (np.abs(values) < _EXACT).all():
+        mode, ints = None, None
         if (values == np.floor(values)).all():
-            out.append(bytes((_INTS,)))
-            _put_ints(out, _delta(values.astype(np.int64)))
+            mode, ints = _INTS, values.astype(np.int64)
+        elif ((doubled := values * 2) == np.floor(doubled)).all():
+            mode, ints = _HALVES, doubled.astype(np.int64)
+        elif decimals is not None and (np.abs(values) * 10.0 ** decimals < _EXACT).all():
+            mode, ints = _DECIMAL, np.rint(values * 10.0 ** decimals).astype(np.int64)
+        if mode is not None:
+            plain, delta = [], []
+            _put_ints(plain, ints, True)
+            _put_ints(delta, _delta(ints), True)
+            plain, delta = b"".join(plain), b"".join(delta)
+            if len(_COMPRESSOR.compress(delta)) < len(_COMPRESSOR.compress(plain)):
+                mode, body = mode | _DELTA, delta
+            else:
+                body = plain
+            out.append(bytes((mode, decimals or 0)))
+            out.append(body)
             return
-        doubled = values * 2
-        if (doubled == np.floor(doubled)).all():
-            out.append(bytes((_HALVES,)))
-            _put_ints(out, _delta(doubled.astype(np.int64)))
-            return
-    out.append(bytes((_DOUBLES,)))
+    out.append(bytes((_DOUBLES, 0)))
     out.append(np.ascontiguousarray(values.astype("<f8").view(np.uint8).reshape(-1, 8).T).tobytes())
 
 
-def _get_floats(raw: bytes, at: int, n: int) -> tuple[np.ndarray, int]:
+def _get_floats(raw: bytes, at: int, n: int, version: int = VERSION) -> tuple[np.ndarray, int]:
     mode = raw[at]
     at += 1
+    if version >= 3:
+        decimals = raw[at]
+        at += 1
+    else:  # version 2: integers and half-integers were always delta-coded
+        decimals = 0
+        if mode != _DOUBLES:
+            mode |= _DELTA
     if mode == _DOUBLES:
         grouped = np.frombuffer(raw, np.uint8, 8 * n, at).reshape(8, n)
         return np.ascontiguousarray(grouped.T).view("<f8").reshape(n).astype(np.float64), at + 8 * n
-    ints, at = _get_ints(raw, at, n)
-    values = np.cumsum(ints).astype(np.float64)
-    return (values / 2 if mode == _HALVES else values), at
+    ints, at = _get_ints(raw, at, n, version >= 3)
+    if mode & _DELTA:
+        ints = np.cumsum(ints)
+    values = ints.astype(np.float64)
+    kind = mode & ~_DELTA
+    if kind == _HALVES:
+        return values / 2, at
+    if kind == _DECIMAL:
+        return values / 10.0 ** decimals, at
+    return values, at
 
 
-def encode(cols: Columns, base: int, period: int) -> bytes:
-    """A block's stored form: its rows (distinct periods of the span from
-    ``base``, with histograms) as compressed columns."""
+def encode(cols: Columns, base: int, period: int, decimals: int | None = None, shift: int = 0) -> bytes:
+    """A block's stored form: its rows (periods of the span from ``base``,
+    with histograms) as compressed columns.  ``decimals``: Sum, Minimum and
+    Maximum may be rounded to that many decimals (3 for latencies in
+    milliseconds: a microsecond); ``shift``: the buckets are made that
+    coarse (``shoal.metrics.stats.CoarseStats``; never finer than they are)."""
     if len(cols) > 1 and not (cols.at[1:] > cols.at[:-1]).all():
         cols = group(cols, None)
+    cols = to_shift(cols, shift)
+    if len(cols) and (cols.shift != cols.shift[0]).any():
+        cols = to_shift(cols, int(cols.shift.max()))  # one coarseness a block
     n, m = len(cols), int(cols.hoff[-1])
     parts: list = []
-    _put_ints(parts, _delta((cols.at - base) // period))
-    for column in (cols.count, cols.sum, cols.min, cols.max):
-        _put_floats(parts, column)
+    _put_ints(parts, _delta((cols.at - base) // period), True)
+    _put_floats(parts, cols.count)
+    for column in (cols.sum, cols.min, cols.max):
+        _put_floats(parts, column, decimals)
     parts.append(np.packbits(cols.pct).tobytes())
-    _put_ints(parts, cols.zeros)
-    lengths = np.diff(cols.hoff)
-    _put_ints(parts, lengths)
+    _put_ints(parts, cols.zeros, True)
+    body: list = []
+    if m and n * (int(cols.hidx.max()) - int(cols.hidx.min()) + 1) <= _DENSE_CELLS:
+        # a table of buckets by period, a bucket's row of counts after the other: the counts of
+        # a bucket from period to period are alike, and the buckets no period reached are runs of zeros
+        low = int(cols.hidx.min())
+        width = int(cols.hidx.max()) - low + 1
+        rows = np.repeat(np.arange(n), np.diff(cols.hoff))
+        table = np.bincount((cols.hidx - low) * n + rows, weights=cols.hcnt, minlength=width * n)
+        parts.append(struct.pack("<BiI", _DENSE, low, width))
+        _put_ints(body, table.astype(np.int64), True)
+    else:
+        lengths = np.diff(cols.hoff)
+        parts.append(bytes((_SPARSE,)))
+        _put_ints(parts, lengths, True)
+        steps = _delta(cols.hidx)
+        firsts = cols.hoff[:-1][lengths > 0]
+        steps[firsts] = cols.hidx[firsts]
+        _put_ints(body, steps, True)
+        _put_ints(body, cols.hcnt, True)
     summary = _COMPRESSOR.compress(b"".join(parts))
-    parts = []
-    steps = _delta(cols.hidx)
-    firsts = cols.hoff[:-1][lengths > 0]
-    steps[firsts] = cols.hidx[firsts]
-    _put_ints(parts, steps)
-    _put_ints(parts, cols.hcnt)
     first, last = (int(cols.at[0]), int(cols.at[-1])) if n else (base, base)
-    return (_BLOCK_HEADER.pack(VERSION, base, period, n, m, first, last, len(summary)) + summary
-            + _COMPRESSOR.compress(b"".join(parts)))
+    return (_BLOCK_HEADER.pack(VERSION, base, period, n, m, first, last, len(summary))
+            + bytes((int(cols.shift[0]) if n else shift,))
+            + summary + _COMPRESSOR.compress(b"".join(body)))
 
 
 def block_first(raw) -> int:
@@ -457,33 +556,55 @@ def block_last(raw) -> int:
 
 def decode(raw, histograms: bool = True) -> Columns:
     """A block's rows as columns, with their histograms if ``histograms``
-    (the columns before them answer every statistic but percentiles)."""
-    _version, base, period, n, m, _first, _last, summary = _BLOCK_HEADER.unpack_from(raw)
-    body = _DECOMPRESSOR.decompress(bytes(raw[_BLOCK_HEADER.size:_BLOCK_HEADER.size + summary]))
-    slots, at = _get_ints(body, 0, n)
-    starts = np.cumsum(slots) * period + base
-    count, at = _get_floats(body, at, n)
-    total, at = _get_floats(body, at, n)
-    low, at = _get_floats(body, at, n)
-    high, at = _get_floats(body, at, n)
+    (the columns before them answer every statistic but percentiles).
+    Blocks of version 2 (doubles kept as they were, 2% buckets at every
+    level) are read as they are; the roll-up writes them anew in version 3
+    when it next merges into them or moves them."""
+    version, base, period, n, m, _first, _last, summary = _BLOCK_HEADER.unpack_from(raw)
+    at = _BLOCK_HEADER.size
+    shift = 0
+    if version >= 3:
+        shift = raw[at]
+        at += 1
+    body = _DECOMPRESSOR.decompress(bytes(raw[at:at + summary]))
+    histogram_frame = at + summary
+    planes = version >= 3
+    slots, at = _get_ints(body, 0, n, planes)
+    starts = (np.cumsum(slots) * period + base).astype(np.int64)
+    count, at = _get_floats(body, at, n, version)
+    total, at = _get_floats(body, at, n, version)
+    low, at = _get_floats(body, at, n, version)
+    high, at = _get_floats(body, at, n, version)
     size = (n + 7) // 8
     pct = np.unpackbits(np.frombuffer(body, np.uint8, size, at), count=n).astype(bool)
     at += size
-    zeros, at = _get_ints(body, at, n)
-    starts = starts.astype(np.int64)
+    zeros, at = _get_ints(body, at, n, planes)
     if not histograms:
-        return Columns(starts, count, total, low, high, pct, zeros)
-    lengths, at = _get_ints(body, at, n)
-    body = _DECOMPRESSOR.decompress(bytes(raw[_BLOCK_HEADER.size + summary:]))
-    steps, at = _get_ints(body, 0, m)
-    hcnt, at = _get_ints(body, at, m)
+        return Columns(starts, count, total, low, high, pct, zeros, shift=shift)
+    layout = body[at] if version >= 3 else _SPARSE
+    at += 1 if version >= 3 else 0
+    if layout == _DENSE:
+        bucket_low, width = struct.unpack_from("<iI", body, at)
+        counts, _ = _get_ints(_DECOMPRESSOR.decompress(bytes(raw[histogram_frame:])), 0, width * n, True)
+        by_period = counts.reshape(width, n).T
+        rows, columns = np.nonzero(by_period)
+        hoff = np.searchsorted(rows, np.arange(n + 1), side="left").astype(np.int64)
+        return Columns(starts, count, total, low, high, pct, zeros, hoff, columns.astype(np.int64) + bucket_low,
+                       by_period[rows, columns], shift)
+    if m == 0 and version >= 3:
+        return Columns(starts, count, total, low, high, pct, zeros, np.zeros(n + 1, np.int64), _EMPTY_I, _EMPTY_I,
+                       shift)
+    lengths, at = _get_ints(body, at, n, planes)
+    body = _DECOMPRESSOR.decompress(bytes(raw[histogram_frame:]))
+    steps, at = _get_ints(body, 0, m, planes)
+    hcnt, at = _get_ints(body, at, m, planes)
     hoff = np.concatenate(([0], np.cumsum(lengths))).astype(np.int64)
     # a row's first index is stored as is, the next as steps: a running sum restarted at each row
     running = np.cumsum(steps)
     filled = lengths > 0
     firsts = hoff[:-1][filled]
     hidx = running - np.repeat(running[firsts] - steps[firsts], lengths[filled]) if m else _EMPTY_I
-    return Columns(starts, count, total, low, high, pct, zeros, hoff, hidx, hcnt)
+    return Columns(starts, count, total, low, high, pct, zeros, hoff, hidx, hcnt, shift)
 
 
 def coarsen(cols: Columns, period: int) -> Columns:

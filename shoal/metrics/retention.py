@@ -52,6 +52,7 @@ from shoal.metrics.store import (
     SEAL_AFTER_S,
     SERIES_PREFIX,
     TOTAL_PREFIX,
+    block_decimals,
     block_key,
     block_range,
     data_range,
@@ -89,21 +90,23 @@ def level_for_age(start: int, now: float) -> int | None:
 
 
 def roll_up_series(txn, series_id: int, now: float, budget: int, daily: bool = True,
-                   since: float | None = None) -> int:
+                   since: float | None = None, decimals: int | None = None) -> int:
     """Seal, roll up and prune one series' periods as of ``now``, at most
     about ``budget`` periods' worth; returns how much it did (0: nothing
     to do).  Without ``daily``, only the minutes are sealed: blocks move at
     most once a day, and periods of the coarser levels are only found in
     data written before blocks existed, so ``RollUp`` looks for them in its
     first walk of each day only.  ``since``: when the last daily walk ran,
-    if it was the day before (see ``_doomed``)."""
-    done = _seal(txn, series_id, now, budget, len(LEVELS) if daily else 1)
+    if it was the day before (see ``_doomed``); ``decimals``: what the
+    series' blocks keep of Sum, Minimum and Maximum
+    (``shoal.metrics.store.block_decimals``)."""
+    done = _seal(txn, series_id, now, budget, len(LEVELS) if daily else 1, decimals)
     if daily and done < budget:
-        done += _roll_blocks(txn, series_id, now, budget - done, since)
+        done += _roll_blocks(txn, series_id, now, budget - done, since, decimals)
     return done
 
 
-def _seal(txn, series_id: int, now: float, budget: int, levels: int) -> int:
+def _seal(txn, series_id: int, now: float, budget: int, levels: int, decimals: int | None = None) -> int:
     before = seal_before(now)
     rows: list[tuple[int, int, bytes, bytes]] = []  # (level, start, key, stored form)
     for level in range(levels):
@@ -129,11 +132,12 @@ def _seal(txn, series_id: int, now: float, budget: int, levels: int) -> int:
     done = len(rows)
     for level, stored in targets.items():
         cols = blocks.coarsen(Columns.from_stored(stored, True), LEVELS[level][0])
-        done += _merge_into_blocks(txn, series_id, level, cols, now)
+        done += _merge_into_blocks(txn, series_id, level, cols, now, decimals)
     return done
 
 
-def _merge_into_blocks(txn, series_id: int, level: int, cols: Columns, now: float) -> int:
+def _merge_into_blocks(txn, series_id: int, level: int, cols: Columns, now: float,
+                       decimals: int | None = None) -> int:
     """Merge periods of ``level`` into the blocks that hold them; returns the periods written.  A
     block already past its level's age is never made (blocks only come past their age as time goes
     by, which is what the daily walk looks for, ``_doomed``): periods are sealed at the level of
@@ -148,9 +152,10 @@ def _merge_into_blocks(txn, series_id: int, level: int, cols: Columns, now: floa
         part = cols.select(bases == base)
         if base + span <= now - LEVELS[level][1]:
             if level + 1 < len(LEVELS):
-                done += _merge_into_blocks(txn, series_id, level + 1, blocks.coarsen(part, LEVELS[level + 1][0]), now)
+                done += _merge_into_blocks(txn, series_id, level + 1, blocks.coarsen(part, LEVELS[level + 1][0]),
+                                           now, decimals)
             continue
-        done += merge_block(txn, series_id, level, int(base), part)
+        done += merge_block(txn, series_id, level, int(base), part, decimals)
     return done
 
 
@@ -176,7 +181,8 @@ def _doomed(txn, series_id: int, level: int, cutoff: int, since: int | None) -> 
     return [(bytes(key), bytes(raw)) for key, raw in txn.scan("meta", low, high)]
 
 
-def _roll_blocks(txn, series_id: int, now: float, budget: int, since: float | None = None) -> int:
+def _roll_blocks(txn, series_id: int, now: float, budget: int, since: float | None = None,
+                 decimals: int | None = None) -> int:
     """Move the blocks past their level's age to the next level (delete them past the last one);
     ``since``: when the last daily walk ran (None: look at every block)."""
     done = 0
@@ -192,7 +198,7 @@ def _roll_blocks(txn, series_id: int, now: float, budget: int, since: float | No
             youngest = level_for_age(int(cols.at[-1]), now) if len(cols) else None
             if youngest is not None:  # else all of it is past the retention
                 to = max(level + 1, youngest)
-                done += _merge_into_blocks(txn, series_id, to, blocks.coarsen(cols, LEVELS[to][0]), now)
+                done += _merge_into_blocks(txn, series_id, to, blocks.coarsen(cols, LEVELS[to][0]), now, decimals)
         if done >= budget:
             break
     return done
@@ -239,7 +245,8 @@ class RollUp:
             forgotten = []
             for info in list(iter_series(txn, after)):
                 allowed = budget
-                done = roll_up_series(txn, info.series_id, now, allowed, bool(daily), since)
+                done = roll_up_series(txn, info.series_id, now, allowed, bool(daily), since,
+                                      block_decimals(info.series, info.unit))
                 finished = done < allowed  # it stopped for want of work, not of budget
                 if (daily and finished and info.last_minute * 60 < now - LEVELS[-1][1]
                         and not has_data(txn, info.series_id)):

@@ -19,6 +19,13 @@ sorted first, so that each bucket it fills costs two bisections whatever the
 number of values in it (a second of latencies is a few dozen buckets): the
 per-value work is the C sort.
 
+Sealed periods of the five-minute and hourly levels keep *coarse* buckets
+(``CoarseStats``, ``shift`` 1): bucket ``j`` joins the 2% buckets ``2j - 1``
+and ``2j``, the values in (GAMMA**(2j-2), GAMMA**(2j)], so a percentile
+read from them is within ``COARSE_RELATIVE_ACCURACY`` (4%, the bound the
+project allows is 5%) of a value the metric received.  Merging coarse and
+fine statistics makes the result coarse.
+
 As CloudWatch does, a negative value, or a statistic set of several values
 whose minimum and maximum differ (PutMetricData's StatisticValues), makes
 percentiles unavailable for the period (``buckets`` is None).
@@ -41,9 +48,12 @@ from bisect import bisect_left, bisect_right
 
 RELATIVE_ACCURACY = 0.02
 GAMMA = (1 + RELATIVE_ACCURACY) / (1 - RELATIVE_ACCURACY)
+#: The accuracy of coarse buckets (two 2% buckets each): (GAMMA**2 - 1) / (GAMMA**2 + 1).
+COARSE_RELATIVE_ACCURACY = (GAMMA ** 2 - 1) / (GAMMA ** 2 + 1)
 _INV_LOG_GAMMA = 1 / math.log(GAMMA)
 _HEADER = struct.Struct(">ddddB")
 _PERCENTILES = 1
+_COARSE = 2  # flags: the buckets are coarse (shift 1)
 _LOW, _HIGH = -1200, 1200
 _UPPER = [GAMMA ** index for index in range(_LOW, _HIGH + 1)]  # _UPPER[i - _LOW]: bucket i's upper bound
 _TABLE_MIN, _TABLE_MAX = _UPPER[0], _UPPER[-1]
@@ -57,21 +67,30 @@ def bucket_of(value: float) -> int:
     return math.ceil(math.log(value) * _INV_LOG_GAMMA)
 
 
-def bucket_value(index: int) -> float:
+def bucket_value(index: int, shift: int = 0) -> float:
     """The value a bucket stands for: the point whose relative distance to
-    either bound of the bucket is the same."""
-    return 2 * GAMMA ** index / (GAMMA + 1)
+    either bound of the bucket is the same (``shift`` 1: a coarse bucket,
+    two 2% buckets wide)."""
+    width = 1 << shift
+    return 2 * GAMMA ** (index * width) / (GAMMA ** width + 1)
 
 
-def bucket_upper(index: int) -> float:
+def bucket_upper(index: int, shift: int = 0) -> float:
     """The upper bound of a bucket (the values it holds are <= it)."""
-    return GAMMA ** index
+    return GAMMA ** (index << shift)
+
+
+def coarser(index: int, shift: int) -> int:
+    """The bucket, ``shift`` times as coarse, that holds 2% bucket ``index``: ceil(index / 2**shift)."""
+    return -((-index) >> shift)
 
 
 class Stats:
     """SampleCount, Sum, Minimum, Maximum and a histogram of some values."""
 
     __slots__ = ("count", "sum", "min", "max", "zeros", "buckets")
+    #: how coarse the buckets are (a class attribute: ``CoarseStats`` sets it to 1)
+    shift = 0
 
     def __init__(self) -> None:
         self.count = 0.0
@@ -91,8 +110,8 @@ class Stats:
         return f"Stats(count={self.count}, sum={self.sum}, min={self.min}, max={self.max})"
 
     def __eq__(self, other) -> bool:
-        return (isinstance(other, Stats) and self.count == other.count and self.sum == other.sum
-                and self.min == other.min and self.max == other.max and self.zeros == other.zeros
+        return (isinstance(other, Stats) and self.shift == other.shift and self.count == other.count
+                and self.sum == other.sum and self.min == other.min and self.max == other.max and self.zeros == other.zeros
                 and self.buckets == other.buckets)
 
     def add(self, value: float, times: int = 1) -> None:
@@ -156,7 +175,9 @@ class Stats:
         self.buckets = None
 
     def merge(self, other: "Stats") -> "Stats":
-        """Add ``other``'s values to these; returns self."""
+        """Add ``other``'s values to these; returns self (coarse if either is)."""
+        if other.shift != self.shift:
+            return self._merge_coarse(other)
         self.count += other.count
         self.sum += other.sum
         if other.min < self.min:
@@ -172,8 +193,21 @@ class Stats:
                 buckets[index] = buckets.get(index, 0) + n
         return self
 
+    def _merge_coarse(self, other: "Stats") -> "Stats":
+        """``merge`` of statistics whose buckets differ in coarseness: the finer made as coarse first."""
+        if self.shift < other.shift:
+            if self.buckets is not None:
+                self.buckets = _coarsened(self.buckets, other.shift - self.shift)
+            self.__class__ = type(other)
+        else:
+            other = other.copy()
+            if other.buckets is not None:
+                other.buckets = _coarsened(other.buckets, self.shift - other.shift)
+            other.__class__ = type(self)
+        return self.merge(other)
+
     def copy(self) -> "Stats":
-        return Stats().merge(self)
+        return type(self)().merge(self)
 
     @property
     def average(self) -> float:
@@ -216,7 +250,7 @@ class Stats:
         for index in sorted(self.buckets):
             seen += self.buckets[index]
             if seen >= rank:
-                return min(max(bucket_value(index), self.min), self.max)
+                return min(max(bucket_value(index, self.shift), self.min), self.max)
         return self.max
 
     def cumulative(self, bounds) -> list[int]:
@@ -229,7 +263,7 @@ class Stats:
         ordered = sorted(self.buckets.items())
         out, seen, at = [], self.zeros, 0
         for bound in bounds:
-            while at < len(ordered) and bucket_upper(ordered[at][0]) <= bound * (1 + 1e-12):
+            while at < len(ordered) and bucket_upper(ordered[at][0], self.shift) <= bound * (1 + 1e-12):
                 seen += ordered[at][1]
                 at += 1
             out.append(seen)
@@ -239,7 +273,8 @@ class Stats:
 
     def encode(self) -> bytes:
         out = bytearray(_HEADER.pack(self.count, self.sum, self.min, self.max,
-                                     _PERCENTILES if self.buckets is not None else 0))
+                                     (_PERCENTILES | (_COARSE if self.shift else 0)) if self.buckets is not None
+                                     else 0))
         if self.buckets is not None:
             _varint(out, self.zeros)
             _varint(out, len(self.buckets))
@@ -265,6 +300,8 @@ class Stats:
         raw = bytes(raw)
         stats = cls()
         stats.count, stats.sum, stats.min, stats.max, flags = _HEADER.unpack_from(raw)
+        if flags & _COARSE:
+            stats.__class__ = CoarseStats
         if not flags & _PERCENTILES:
             stats.buckets = None
             return stats
@@ -287,6 +324,38 @@ class Stats:
                 count, at = _read_varint(raw, at)
             buckets[index] = count
         return stats
+
+
+class CoarseStats(Stats):
+    """Stats whose buckets are coarse (``shift`` 1): what the sealed periods
+    of the five-minute and hourly levels keep.  Values added to it are
+    bucketed at 2% and then coarsened."""
+
+    __slots__ = ()
+    shift = 1
+
+    def add(self, value: float, times: int = 1) -> None:
+        fine = Stats()
+        fine.add(value, times)
+        self.merge(fine)
+
+    def add_values(self, values: list, scale: float = 1.0) -> None:
+        fine = Stats()
+        fine.add_values(values, scale)
+        self.merge(fine)
+
+    def add_set(self, count: float, total: float, minimum: float, maximum: float) -> None:
+        fine = Stats()
+        fine.add_set(count, total, minimum, maximum)
+        self.merge(fine)
+
+
+def _coarsened(buckets: dict, shift: int) -> dict:
+    out: dict[int, int] = {}
+    for index, n in buckets.items():
+        index = -((-index) >> shift)
+        out[index] = out.get(index, 0) + n
+    return out
 
 
 #: The statistics a stored period's header answers, without its histogram.

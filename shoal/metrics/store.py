@@ -59,6 +59,10 @@ LEVELS = ((60, 15 * DAY), (300, 63 * DAY), (3600, 455 * DAY))
 #: The span of time one block holds, per level (aligned to the epoch): about
 #: 1,440 periods each, so a week's read takes a handful of values a series.
 BLOCK_SPANS = (DAY, 5 * DAY, 60 * DAY)
+#: How coarse the buckets of a sealed block are, per level (``shoal.metrics.stats.CoarseStats``): the
+#: minutes keep 2% buckets; five-minute and hourly periods keep buckets twice as wide, so that a
+#: percentile read from them is within 4% of a value the metric received (the project's bound: 5%).
+BLOCK_SHIFTS = (0, 1, 1)
 #: Periods are sealed once their hour ended this long ago (a worker's
 #: flush comes within seconds; PutMetricData may still write older minutes).
 SEAL_AFTER_S = 300
@@ -224,15 +228,31 @@ def write_points(txn, points: dict) -> None:
     writer.finish()
 
 
-def merge_block(txn, series_id: int, level: int, base: int, cols: Columns) -> int:
+#: The namespace and unit of the latencies Shoal measures itself, which a block keeps to the
+#: microsecond (``block_decimals``).
+_LATENCY_NAMESPACE, _LATENCY_UNIT = "AWS/DynamoDB", "Milliseconds"
+
+
+def block_decimals(series: Series, unit: str) -> int | None:
+    """How many decimals a sealed block keeps of a series' Sum, Minimum and
+    Maximum (``blocks.encode``): 3 (a microsecond) for the latencies
+    DynamoDB's namespace reports in milliseconds, which Shoal measures no
+    finer, so that they are stored as integers; None (exact doubles) for
+    every other series, custom metrics among them."""
+    return 3 if series[1] == _LATENCY_NAMESPACE and unit == _LATENCY_UNIT else None
+
+
+def merge_block(txn, series_id: int, level: int, base: int, cols: Columns, decimals: int | None = None) -> int:
     """Merge ``cols`` (periods of ``level`` inside the block from ``base``)
     into the stored block, made if there is none; returns the number of
-    periods the block holds now (the work it took)."""
+    periods the block holds now (the work it took).  ``decimals``: see
+    ``block_decimals``; the five-minute and hourly levels keep coarse
+    buckets (``BLOCK_SHIFTS``)."""
     key = block_key(series_id, level, base)
     old = txn.get("meta", key)
     if old is not None:
         cols = blocks.group(blocks.concat([blocks.decode(old), cols]), None)
-    txn.put("meta", key, blocks.encode(cols, base, LEVELS[level][0]))
+    txn.put("meta", key, blocks.encode(cols, base, LEVELS[level][0], decimals, BLOCK_SHIFTS[level]))
     return len(cols)
 
 
