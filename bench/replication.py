@@ -353,7 +353,171 @@ def wait_idle(region: Region, window_s: float = 0.5, busy_share: float = 0.05, l
             return
 
 
+def thread_cpu_ns(pid: int) -> dict[str, int]:
+    """On-CPU nanoseconds of every thread of ``pid``'s process tree
+    (/proc/<pid>/task/<tid>/schedstat, exact where stat counts 10 ms ticks),
+    keyed ``"<pid>/<tid> <comm>"``: the server names its replication thread
+    (``shoal-repl``), the main thread is the event loop."""
+    out = {}
+    for member in process_tree(pid):
+        try:
+            tids = os.listdir(f"/proc/{member}/task")
+        except OSError:
+            continue
+        for tid in tids:
+            try:
+                with open(f"/proc/{member}/task/{tid}/schedstat") as handle:
+                    ns = int(handle.read().split()[0])
+                with open(f"/proc/{member}/task/{tid}/comm") as handle:
+                    comm = handle.read().strip()
+            except OSError:
+                continue
+            out[f"{member}/{tid} {'main' if tid == str(member) else comm}"] = ns
+    return out
+
+
+def thread_delta(after: dict[str, int], before: dict[str, int]) -> dict[str, int]:
+    return {k: v - before.get(k, 0) for k, v in after.items() if v - before.get(k, 0) > 0}
+
+
+class PutWriters:
+    """A process (not sharing the harness's interpreter lock) whose threads
+    offer ``rate`` PutItems a second of new viewer events to ``region`` for
+    ``seconds``, each on its own kept connection, paced by a schedule of
+    start times: the offered load is the same whether or not the source
+    replicates, as long as it keeps up (``late`` counts the requests that
+    started behind their time by more than a thread's interval)."""
+
+    def __init__(self, region: Region, rate: float, seconds: float, seed: int, threads: int = 48,
+                 cpus: str | None = CLIENT_CPUS) -> None:
+        import multiprocessing
+
+        self.region, self.rate, self.seconds, self.seed, self.threads, self.cpus = (
+            region, rate, seconds, seed, threads, cpus)
+        context = multiprocessing.get_context("fork")
+        self.counts = context.Array("q", 3)  # sent, failed, late
+        self.process = context.Process(target=self._main, daemon=True)
+
+    def run(self) -> dict:
+        self.at = time.monotonic() + 0.3
+        self.process.start()
+        self.process.join()
+        return {"sent": self.counts[0], "failed": self.counts[1], "late": self.counts[2]}
+
+    def _main(self) -> None:
+        if self.cpus:
+            os.sched_setaffinity(0, {int(c) for c in self.cpus.split(",")})
+        threads = [threading.Thread(target=self._run, args=(i,)) for i in range(self.threads)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+
+    def _add(self, slot: int, n: int) -> None:
+        with self.counts.get_lock():
+            self.counts[slot] += n
+
+    def _run(self, index: int) -> None:
+        client = Client(self.region.endpoint)
+        generator = EventGenerator(self.seed * 100 + index)
+        rng = random.Random(self.seed * 100 + index)
+        interval = self.threads / self.rate
+        n = 0
+        try:
+            while True:
+                due = self.at + (index + n * self.threads) / self.rate
+                if due - self.at >= self.seconds:
+                    return
+                delay = due - time.monotonic()
+                if delay > 0:
+                    time.sleep(delay)
+                elif delay < -interval:
+                    self._add(2, 1)
+                item = generator.event(f"c{self.seed:03d}{index:02d}{rng.randrange(20_000):06d}",
+                                       1_767_225_600_000 + n)
+                try:
+                    client.call("PutItem", {"TableName": EVENTS_TABLE, "Item": item})
+                    self._add(0, 1)
+                except (DynamoError, OSError):
+                    self._add(1, 1)
+                n += 1
+        finally:
+            client.close()
+
+
+def set_replicated(home: Client, replicated: bool) -> None:
+    """Add the two replicas (and with them the stream they need), or remove
+    them and disable that stream: a plain table has neither."""
+    desc = home.call("DescribeTable", {"TableName": EVENTS_TABLE})["Table"]
+    if replicated != bool(desc.get("Replicas")):
+        if replicated:
+            add_replicas(home, EVENTS_TABLE, REGIONS[1:])
+        else:
+            home.call("UpdateTable", {"TableName": EVENTS_TABLE, "ReplicaUpdates": [
+                {"Delete": {"RegionName": region}} for region in REGIONS[1:]]})
+            wait_status(home, EVENTS_TABLE)
+            home.call("UpdateTable", {"TableName": EVENTS_TABLE, "StreamSpecification": {"StreamEnabled": False}})
+            wait_status(home, EVENTS_TABLE)
+    desc = home.call("DescribeTable", {"TableName": EVENTS_TABLE})["Table"]
+    assert bool(desc.get("Replicas")) == replicated, desc.get("Replicas")
+    assert bool(desc.get("StreamSpecification")) == replicated, desc.get("StreamSpecification")
+
+
 def run_cost(args, work: str) -> dict:
+    return run_cost_paced(args, work) if args.rate else run_cost_wrk(args, work)
+
+
+def run_cost_paced(args, work: str) -> dict:
+    """The cost at a fixed offered rate: CPU nanoseconds of each of the
+    source's threads per PutItem, plain and replicated alternating."""
+    regions = start_regions(work, cpus=(SERVER_CPUS, CLIENT_CPUS, CLIENT_CPUS))
+    source = regions[0]
+    runs = {"plain": [], "replicated": []}
+    try:
+        home = Client(source.endpoint)
+        home.call("CreateTable", events_table())
+        wait_status(home, EVENTS_TABLE)
+        # a warm-up run of each kind: first-time imports and page faults are not the cost
+        for kind in ("replicated", "plain"):
+            set_replicated(home, kind == "replicated")
+            PutWriters(source, args.rate, 2.0, seed=999).run()
+        for round_ in range(args.rounds):
+            for kind in ("plain", "replicated") if round_ % 2 == 0 else ("replicated", "plain"):
+                set_replicated(home, kind == "replicated")
+                for region in regions:
+                    wait_idle(region)
+                before = thread_cpu_ns(source.proc.pid)
+                peers_before = [r.cpu_seconds() for r in regions[1:]]
+                load_before = os.getloadavg()[0]
+                counts = PutWriters(source, args.rate, args.seconds, seed=round_ * 2 + (kind == "replicated")).run()
+                wait_idle(source)
+                delta = thread_delta(thread_cpu_ns(source.proc.pid), before)
+                puts = counts["sent"]
+                by_thread = {name: ns / puts / 1000 for name, ns in sorted(delta.items(), key=lambda kv: -kv[1])}
+                row = {"kind": kind, "round": round_, "offered_per_s": args.rate, **counts,
+                       "load": load_before,
+                       "source_cpu_us_per_put": sum(delta.values()) / puts / 1000,
+                       "us_per_put_by_thread": {k: round(v, 1) for k, v in by_thread.items() if v >= 0.05},
+                       "peers_cpu_s": sum(r.cpu_seconds() - b for r, b in zip(regions[1:], peers_before))}
+                runs[kind].append(row)
+                print(json.dumps(row), flush=True)
+        home.close()
+    finally:
+        for region in regions:
+            region.stop()
+    median = {kind: statistics.median(r["source_cpu_us_per_put"] for r in rows) for kind, rows in runs.items()}
+    threads = {}
+    for kind, rows in runs.items():
+        names = {name.split(" ", 1)[1] for r in rows for name in r["us_per_put_by_thread"]}
+        threads[kind] = {name: statistics.median(sum(v for k, v in r["us_per_put_by_thread"].items()
+                                                     if k.split(" ", 1)[1] == name) for r in rows)
+                         for name in names}
+    return {"cost": {"method": "paced", "runs": runs, "cpu_us_per_put_median": median,
+                     "cpu_us_per_put_median_by_thread": threads,
+                     "throughput_cost_by_cpu": 1 - median["plain"] / median["replicated"]}}
+
+
+def run_cost_wrk(args, work: str) -> dict:
     import loadgen
 
     # The source on the server core; the peers and wrk share the other.
@@ -494,6 +658,8 @@ def main(argv=None) -> int:
     parser.add_argument("--seconds", type=float, default=None, help="lag: 60 s per rate; cost: 8 s per run")
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--connections", type=int, default=16)
+    parser.add_argument("--rate", type=float, default=600.0,
+                        help="cost: PutItems offered a second (paced); 0: wrk at full speed")
     parser.add_argument("--items", type=int, default=1_000_000)
     parser.add_argument("--work-dir", default=None)
     parser.add_argument("--json", default=None, help="write the summary here too")

@@ -38,6 +38,7 @@ from shoal.api.changelog import (
     item_change_parts,
     read_raw_changes,
     register_consumer,
+    unregister_consumer,
 )
 from shoal.api.common import storage_key
 
@@ -91,6 +92,12 @@ def start_indexing(txn) -> None:
     """Register the indexer (idempotent) at the log's head: writes made
     before a table became global have no version, which is older than any."""
     register_consumer(txn, INDEXER)
+
+
+def stop_indexing(txn) -> None:
+    """Unregister the indexer (no table is global any more): writes made
+    until one is again have no version, which is older than any."""
+    unregister_consumer(txn, INDEXER)
 
 
 def index_local(txn, tables_by_id: dict, limit: int | None = None, decoded: dict | None = None) -> int:

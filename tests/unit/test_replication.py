@@ -565,3 +565,33 @@ def test_peer_pause_is_repeatable_and_comes_from_its_variable(monkeypatch):
     assert node.parse_paused(cli.build_parser().parse_args(["serve"]).peer_pause) == {"a", "b"}
     args = cli.build_parser().parse_args(["serve", "--peer-pause", "c", "--peer-pause", "d"])
     assert node.parse_paused(args.peer_pause) == {"c", "d"}
+
+
+def test_with_no_global_table_left_the_indexer_stops_and_comes_back_at_the_head(ctx):
+    """Once the last replica is removed, a round of the replication thread
+    unregisters the version store's indexer (it would read every write only
+    to pass it over, and keep the change log for it); the next table made
+    global registers it again at the head, and its writes fold as before."""
+    from shoal.api.changelog import consumer_cursor, head_position
+
+    _global(ctx)
+    _activate(ctx)
+    tables.update_table(ctx, {"TableName": "events", "ReplicaUpdates": [{"Delete": {"RegionName": PEER}}]})
+    items.put_item(ctx, {"TableName": "events", "Item": {"pk": {"S": "a"}, "kind": {"S": "k"}}})
+    with ctx.engine.read() as txn:
+        assert consumer_cursor(txn, versions.INDEXER) < head_position(txn)
+    sender = node.Replicator(ctx.engine, ctx.catalog, control.Settings(HOME, {}))
+    assert sender._index() is False
+    with ctx.engine.read() as txn:
+        assert consumer_cursor(txn, versions.INDEXER) is None
+    assert sender._index() is False  # nothing to do without it
+    table = _global(ctx, "again")
+    with ctx.engine.read() as txn:
+        assert consumer_cursor(txn, versions.INDEXER) == head_position(txn) - 1  # UpdateTable's own record
+    sender._index()
+    items.put_item(ctx, {"TableName": "again", "Item": {"pk": {"S": "b"}, "kind": {"S": "k"}}})
+    from shoal.api.common import storage_key
+
+    with ctx.engine.read() as txn:
+        version = versions.read_version(txn, storage_key(table, {"pk": {"S": "b"}}))
+        assert version[0][2] == head_position(txn) == consumer_cursor(txn, versions.INDEXER)
