@@ -2,10 +2,13 @@
 workload's hot title and hot viewer come first in CloudWatch's
 GetInsightRuleReport (counted by two workers, kept across a restart), the
 rules DynamoDB names in DescribeContributorInsights and DescribeInsightRules,
-throttled keys under a provisioned table with capacity limits on, the list's
-pages, the GSI keys that updates and deletes change, the FAILED status past
-CloudWatch's rule quota, and the errors (exact messages) after which the
-server still serves."""
+throttled keys under a provisioned table with capacity limits on (a write
+throttled for its GSI's capacity is accessed, not throttled; a throttled
+write counts no GSI key), the list's pages, the GSI keys that updates and
+deletes change, a multi-attribute GSI key counted and labelled whole, bulk
+puts and writes replicated from another region counted, time to live
+deletions not, the FAILED status past CloudWatch's rule quota, and the
+errors (exact messages) after which the server still serves."""
 
 from __future__ import annotations
 
@@ -13,26 +16,37 @@ import datetime
 import time
 
 import boto3
+import orjson
 import pytest
 from botocore.config import Config
 from botocore.exceptions import ClientError
 
 from tests.conftest import unique_name
-from tests.shoal_process import ShoalProcess
+from tests.shoal_process import ShoalProcess, free_port
 
 HOT_TITLE = "c000042"
 HOT_VIEWER = "u00000007"
 
 
-def client(url: str, service: str = "dynamodb"):
+def client(url: str, service: str = "dynamodb", region: str = "us-east-1"):
     """A client that never retries: every throttle is seen, and counted once."""
-    return boto3.client(service, endpoint_url=url, region_name="us-east-1", aws_access_key_id="AKIDSHOALTEST",
+    return boto3.client(service, endpoint_url=url, region_name=region, aws_access_key_id="AKIDSHOALTEST",
                         aws_secret_access_key="secret", config=Config(retries={"total_max_attempts": 1}))
 
 
 @pytest.fixture(scope="module")
-def server(tmp_path_factory):
-    proc = ShoalProcess(tmp_path_factory.mktemp("insights"), "--workers", "2", "--capacity", "on").start()
+def s3_dir(tmp_path_factory):
+    """The server's S3 folder (``--s3-dir``), for bulk puts: bucket B is its subfolder B."""
+    path = tmp_path_factory.mktemp("s3")
+    for bucket in ("events-in", "reports"):
+        (path / bucket).mkdir()
+    return path
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory, s3_dir):
+    proc = ShoalProcess(tmp_path_factory.mktemp("insights"), "--workers", "2", "--capacity", "on",
+                        "--s3-dir", str(s3_dir)).start()
     yield proc
     proc.stop()
 
@@ -400,3 +414,228 @@ def test_past_the_rule_quota_an_entry_fails_and_the_server_still_serves(tmp_path
         assert report(cw, rule, 3)["Contributors"][0]["Keys"] == [HOT_VIEWER]
     finally:
         proc.stop()
+
+
+# ---------------------------------------------------------------- throttles and GSIs
+
+
+def provisioned_events_table(ddb, table_units: int, index_units: int, projection: str) -> str:
+    """The viewer-events table in provisioned mode, its GSI by_content with write units of its own."""
+    name = unique_name("events")
+    ddb.create_table(
+        TableName=name, BillingMode="PROVISIONED",
+        ProvisionedThroughput={"ReadCapacityUnits": 100, "WriteCapacityUnits": table_units},
+        KeySchema=[{"AttributeName": "user_id", "KeyType": "HASH"}, {"AttributeName": "ts", "KeyType": "RANGE"}],
+        AttributeDefinitions=[{"AttributeName": "user_id", "AttributeType": "S"},
+                              {"AttributeName": "ts", "AttributeType": "N"},
+                              {"AttributeName": "content_id", "AttributeType": "S"}],
+        GlobalSecondaryIndexes=[{"IndexName": "by_content",
+                                 "KeySchema": [{"AttributeName": "content_id", "KeyType": "HASH"},
+                                               {"AttributeName": "ts", "KeyType": "RANGE"}],
+                                 "Projection": {"ProjectionType": projection},
+                                 "ProvisionedThroughput": {"ReadCapacityUnits": 100,
+                                                           "WriteCapacityUnits": index_units}}])
+    return name
+
+
+def throttled_writes(ddb, table: str, big: dict, reason: str) -> int:
+    """Two puts, two updates (each moving the index key) and a delete, every one refused with ``reason``."""
+    key = {"user_id": big["user_id"], "ts": big["ts"]}
+    calls = [lambda i=i: ddb.put_item(TableName=table, Item=event(i, HOT_VIEWER, "c-refused")) for i in (1, 2)]
+    calls += [lambda: ddb.update_item(TableName=table, Key=key, UpdateExpression="SET content_id = :c",
+                                      ExpressionAttributeValues={":c": {"S": "c-refused"}})] * 2
+    calls.append(lambda: ddb.delete_item(TableName=table, Key=key))
+    for call in calls:
+        answer = error_of(call)
+        assert answer["Error"]["Code"] == "ProvisionedThroughputExceededException"
+        assert [r["reason"] for r in answer["ThrottlingReasons"]] == [reason]
+    return len(calls)
+
+
+def keys_counted(answer: dict) -> dict:
+    return {tuple(c["Keys"]): c["ApproximateAggregateValue"] for c in answer["Contributors"]}
+
+
+def test_a_throttled_write_counts_its_table_key_and_no_gsi_key(ddb, cw):
+    """Throttled for the table's own write capacity: the table's key is
+    throttled (and accessed); the index's entries did not change, and a
+    GSI's throttled keys are its own throttles, so the GSI counts nothing."""
+    table = provisioned_events_table(ddb, 1, 1000, "KEYS_ONLY")
+    table_rules = enabled(ddb, table)
+    index_rules = enabled(ddb, table, "by_content")
+    big = event(0, "u00000001", HOT_TITLE)
+    big["blob"] = {"S": "x" * 350_000}
+    ddb.put_item(TableName=table, Item=big)  # 343 units: the table's 300 banked are spent
+    refused = throttled_writes(ddb, table, big, "TableWriteProvisionedThroughputExceeded")
+    accessed = report(cw, rule_named(table_rules, "PKC"), 1 + refused)
+    assert keys_counted(accessed) == {("u00000001",): 4.0, (HOT_VIEWER,): 2.0}
+    assert keys_counted(report(cw, rule_named(table_rules, "PKT"), refused)) == {
+        ("u00000001",): 3.0, (HOT_VIEWER,): 2.0}
+    titles = report(cw, rule_named(index_rules, "PKC"), 1)
+    assert (titles["AggregateValue"], keys_counted(titles)) == (1.0, {(HOT_TITLE,): 1.0})  # the big put only
+    assert report(cw, rule_named(index_rules, "PKT"), 0)["Contributors"] == []
+    assert ddb.get_item(TableName=table, Key={"user_id": big["user_id"], "ts": big["ts"]})["Item"]["content_id"] == \
+        {"S": HOT_TITLE}  # nothing refused was written, and the table still serves reads
+
+
+def test_a_write_throttled_for_its_gsis_capacity_is_accessed_not_throttled(ddb, cw):
+    """The developer guide: "Write throttling caused by insufficient write
+    capacity for a global secondary index is not measured"."""
+    table = provisioned_events_table(ddb, 1000, 1, "ALL")
+    table_rules = enabled(ddb, table)
+    index_rules = enabled(ddb, table, "by_content")
+    big = event(0, "u00000001", HOT_TITLE)
+    big["blob"] = {"S": "x" * 350_000}
+    ddb.put_item(TableName=table, Item=big)  # 343 units into the index (ALL): its 300 banked are spent
+    refused = throttled_writes(ddb, table, big, "IndexWriteProvisionedThroughputExceeded")
+    accessed = report(cw, rule_named(table_rules, "PKC"), 1 + refused)
+    assert keys_counted(accessed) == {("u00000001",): 4.0, (HOT_VIEWER,): 2.0}
+    throttled = report(cw, rule_named(table_rules, "PKT"), 0)  # flushed with the accessed counts above
+    assert (throttled["AggregateValue"], throttled["Contributors"]) == (0.0, [])
+    assert keys_counted(report(cw, rule_named(index_rules, "PKC"), 1)) == {(HOT_TITLE,): 1.0}
+    assert report(cw, rule_named(index_rules, "PKT"), 0)["Contributors"] == []
+
+
+# ---------------------------------------------------------------- multi-attribute GSI keys
+
+
+def test_a_multi_attribute_gsi_key_is_counted_and_labelled_whole(ddb, cw):
+    """A GSI keyed by (content_id, country) and ts: its rules count and label
+    every key attribute (DynamoDB does not document the labels of such keys)."""
+    name = unique_name("events")
+    ddb.create_table(
+        TableName=name, BillingMode="PAY_PER_REQUEST",
+        KeySchema=[{"AttributeName": "user_id", "KeyType": "HASH"}, {"AttributeName": "ts", "KeyType": "RANGE"}],
+        AttributeDefinitions=[{"AttributeName": "user_id", "AttributeType": "S"},
+                              {"AttributeName": "ts", "AttributeType": "N"},
+                              {"AttributeName": "content_id", "AttributeType": "S"},
+                              {"AttributeName": "country", "AttributeType": "S"}],
+        GlobalSecondaryIndexes=[{"IndexName": "by_title_country",
+                                 "KeySchema": [{"AttributeName": "content_id", "KeyType": "HASH"},
+                                               {"AttributeName": "country", "KeyType": "HASH"},
+                                               {"AttributeName": "ts", "KeyType": "RANGE"}],
+                                 "Projection": {"ProjectionType": "KEYS_ONLY"}}])
+    rules = enabled(ddb, name, "by_title_country")
+    items = [event(i, f"u{4000 + i:08d}", HOT_TITLE if i < 4 else "c000001") for i in range(6)]
+    items[0]["country"] = {"S": "DE"}
+    del items[5]["country"]  # not in the index
+    ddb.batch_write_item(RequestItems={name: [{"PutRequest": {"Item": item}} for item in items]})
+    for _ in range(2):
+        page = ddb.query(TableName=name, IndexName="by_title_country",
+                         KeyConditionExpression="content_id = :c AND country = :k",
+                         ExpressionAttributeValues={":c": {"S": HOT_TITLE}, ":k": {"S": "FR"}})
+        assert page["Count"] == 3
+    partitions = report(cw, rule_named(rules, "PKC"), 7)
+    assert partitions["KeyLabels"] == ["content_id", "country"]
+    assert keys_counted(partitions) == {(HOT_TITLE, "FR"): 5.0, (HOT_TITLE, "DE"): 1.0, ("c000001", "FR"): 1.0}
+    entries = report(cw, rule_named(rules, "SKC"), 5)
+    assert entries["KeyLabels"] == ["content_id", "country", "ts"]
+    assert keys_counted(entries)[(HOT_TITLE, "DE", items[0]["ts"]["N"])] == 1.0
+    assert entries["AggregateValue"] == 5.0  # the puts' entries; a Query counts partition keys only
+
+
+# ---------------------------------------------------------------- writes no request made
+
+
+def test_bulk_puts_count_as_accesses_of_their_keys(ddb, cw, s3_dir):
+    table = events_table(ddb)
+    table_rules = enabled(ddb, table)
+    index_rules = enabled(ddb, table, "by_content")
+    items = [event(i, HOT_VIEWER if i % 2 else f"u{5000 + i:08d}", HOT_TITLE if i < 3 else f"c{5000 + i:06d}")
+             for i in range(8)]
+    prefix = f"{table}/"
+    (s3_dir / "events-in" / prefix).mkdir()
+    (s3_dir / "events-in" / prefix / "part-0.json").write_bytes(
+        b"\n".join(orjson.dumps({"Item": item}) for item in items) + b"\n")
+    arn = ddb.start_bulk_put_items(
+        TableName=table,
+        InputS3Configuration={"S3Bucket": "events-in", "S3KeyPrefix": prefix, "InputFormat": "DYNAMODB_JSON"},
+        OutputS3Configuration={"S3Bucket": "reports", "OutputType": ["ERROR"]})["BulkOperationDescription"][
+        "BulkOperationArn"]
+    deadline = time.monotonic() + 30
+    while (described := ddb.describe_bulk_operation(BulkOperationArn=arn)["BulkOperationDescription"])[
+            "BulkOperationStatus"] == "IN_PROGRESS":
+        assert time.monotonic() < deadline, described
+        time.sleep(0.2)
+    assert (described["BulkOperationStatus"], described["ProcessedItemCount"]) == ("COMPLETED", 8)
+    viewers = report(cw, rule_named(table_rules, "PKC"), 8)
+    assert viewers["AggregateValue"] == 8.0
+    assert viewers["Contributors"][0]["Keys"] == [HOT_VIEWER]
+    assert viewers["Contributors"][0]["ApproximateAggregateValue"] == 4.0
+    titles = report(cw, rule_named(index_rules, "PKC"), 8)
+    assert titles["AggregateValue"] == 8.0
+    assert keys_counted(titles)[(HOT_TITLE,)] == 3.0
+    assert report(cw, rule_named(table_rules, "PKT"), 0)["Contributors"] == []
+
+
+def test_time_to_live_deletions_are_not_counted(ddb, cw):
+    """TTL deletes consume no write throughput and are no data-plane request
+    (the developer guide counts "each item that is written or read via a
+    data plane operation")."""
+    table = events_table(ddb)
+    table_rules = enabled(ddb, table)
+    index_rules = enabled(ddb, table, "by_content")
+    now = int(time.time())
+    items = [event(i, HOT_VIEWER, HOT_TITLE) for i in range(4)]
+    for item in items[:3]:
+        item["expires_at"] = {"N": str(now - 3600)}  # expired an hour ago
+    for item in items:
+        ddb.put_item(TableName=table, Item=item)
+    ddb.update_time_to_live(TableName=table, TimeToLiveSpecification={"Enabled": True, "AttributeName": "expires_at"})
+    deadline = time.monotonic() + 30
+    while ddb.scan(TableName=table, Select="COUNT")["Count"] != 1:  # a count returns no key: counts nothing
+        assert time.monotonic() < deadline
+        time.sleep(0.3)
+    time.sleep(1.5)  # a count of the deletions would be flushed by now
+    ddb.put_item(TableName=table, Item=event(9, "u-after", "c-after"))
+    viewers = report(cw, rule_named(table_rules, "PKC"), 5)
+    assert keys_counted(viewers) == {(HOT_VIEWER,): 4.0, ("u-after",): 1.0}  # the puts alone
+    titles = report(cw, rule_named(index_rules, "PKC"), 5)
+    assert keys_counted(titles) == {(HOT_TITLE,): 4.0, ("c-after",): 1.0}
+
+
+def test_writes_replicated_from_another_region_count_in_the_receiving_replica(tmp_path):
+    """The developer guide: insights monitor "global table replicas as
+    distinct tables", and "write data is replicated across all replicas":
+    a replica counts the writes it receives, table keys and the GSI entries
+    they change, as its own writes."""
+    regions = ("us-east-1", "eu-west-1")
+    ports = [free_port(), free_port()]
+    procs: list[ShoalProcess] = []
+    try:
+        for i, region in enumerate(regions):
+            procs.append(ShoalProcess(tmp_path / region, "--region", region,
+                                      f"--peer={regions[1 - i]}=http://127.0.0.1:{ports[1 - i]}",
+                                      "--workers", "1", "--no-metrics", port=ports[i]).start())
+        east, west = (client(proc.url, region=region) for proc, region in zip(procs, regions))
+        west_cw = client(procs[1].url, "cloudwatch", region=regions[1])
+        name = events_table(east)
+        east.update_table(TableName=name, ReplicaUpdates=[{"Create": {"RegionName": regions[1]}}])
+        deadline = time.monotonic() + 30
+        while not (west.list_tables()["TableNames"] == [name]
+                   and west.describe_table(TableName=name)["Table"]["TableStatus"] == "ACTIVE"):
+            assert time.monotonic() < deadline
+            time.sleep(0.2)
+        table_rules = enabled(west, name)
+        index_rules = enabled(west, name, "by_content")
+        items = [event(i, HOT_VIEWER if i < 4 else f"u{6000 + i:08d}", HOT_TITLE if i < 3 else f"c{6000 + i:06d}")
+                 for i in range(6)]
+        for item in items:
+            east.put_item(TableName=name, Item=item)
+        east.update_item(TableName=name, Key={"user_id": items[3]["user_id"], "ts": items[3]["ts"]},
+                         UpdateExpression="SET content_id = :c", ExpressionAttributeValues={":c": {"S": HOT_TITLE}})
+        east.delete_item(TableName=name, Key={"user_id": items[5]["user_id"], "ts": items[5]["ts"]})
+        viewers = report(west_cw, rule_named(table_rules, "PKC"), 8)  # 6 puts, the update, the delete
+        assert viewers["AggregateValue"] == 8.0
+        assert keys_counted(viewers) == {(HOT_VIEWER,): 5.0, (items[4]["user_id"]["S"],): 1.0,
+                                         (items[5]["user_id"]["S"],): 2.0}
+        titles = report(west_cw, rule_named(index_rules, "PKC"), 9)  # 6 entries, one moved (2), one deleted
+        assert keys_counted(titles) == {(HOT_TITLE,): 4.0, (items[3]["content_id"]["S"],): 2.0,
+                                        (items[4]["content_id"]["S"],): 1.0, (items[5]["content_id"]["S"],): 2.0}
+        assert report(west_cw, rule_named(table_rules, "PKT"), 0)["Contributors"] == []
+        # the writing region counts its own requests, not twice (its replica has no insights on)
+        assert east.describe_contributor_insights(TableName=name)["ContributorInsightsStatus"] == "DISABLED"
+        assert west.get_item(TableName=name, Key={"user_id": items[0]["user_id"], "ts": items[0]["ts"]})["Item"]
+    finally:
+        for proc in procs:
+            proc.stop()
