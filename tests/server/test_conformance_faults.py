@@ -432,3 +432,76 @@ def test_import_counts_an_item_with_an_empty_attribute_name_as_an_error(s3_serve
     done = _import(ddb, "import-empty-csv", "csv/", "CSV")
     assert (done["ImportStatus"], done["ErrorCount"], done["ImportedItemCount"]) == ("FAILED", 1, 0)
     assert ddb.scan(TableName="import-empty-csv")["Items"] == []
+
+
+# ---------------------------------------------------------------- differential sweep (bench/conformance_sweep.py)
+
+@pytest.fixture(scope="module")
+def sweep_indexed(ddb):
+    """pk/sk (S) with a GSI keyed by 'g' (S) and an LSI keyed by 'l' (S)."""
+    from tests.conftest import unique_name
+    name = unique_name("sweep")
+    ddb.create_table(
+        TableName=name, BillingMode="PAY_PER_REQUEST",
+        KeySchema=[{"AttributeName": "pk", "KeyType": "HASH"}, {"AttributeName": "sk", "KeyType": "RANGE"}],
+        AttributeDefinitions=[{"AttributeName": n, "AttributeType": "S"} for n in ("pk", "sk", "g", "l")],
+        GlobalSecondaryIndexes=[{"IndexName": "gsi", "Projection": {"ProjectionType": "ALL"},
+                                 "KeySchema": [{"AttributeName": "g", "KeyType": "HASH"}]}],
+        LocalSecondaryIndexes=[{"IndexName": "lsi", "Projection": {"ProjectionType": "KEYS_ONLY"},
+                                "KeySchema": [{"AttributeName": "pk", "KeyType": "HASH"},
+                                              {"AttributeName": "l", "KeyType": "RANGE"}]}])
+    ddb.put_item(TableName=name, Item={"pk": {"S": "p"}, "sk": {"S": "s"}, "g": {"S": "G"}})
+    yield name
+    ddb.delete_table(TableName=name)
+
+
+def _cancelled(ddb, items) -> tuple[str, list]:
+    with pytest.raises(ClientError) as info:
+        ddb.transact_write_items(TransactItems=items)
+    error = info.value.response
+    assert error["Error"]["Code"] == "TransactionCanceledException"
+    return error["Error"]["Message"], error["CancellationReasons"]
+
+
+@pytest.mark.parametrize("action", ["Put", "Update"])
+@pytest.mark.parametrize("value", [{"N": "5"}, {"L": [{"S": "x"}]}])
+def test_transaction_index_key_of_another_type_cancels_it(ddb, sweep_indexed, action, value):
+    """DynamoDB (eu-west-2 recording of the dynamodb-conformance suite,
+    2026-06): an index key of another type, or not a scalar, in a transact
+    Put or Update cancels the transaction with a ValidationError reason;
+    nothing is written."""
+    key = {"pk": {"S": "t-type"}, "sk": {"S": action}}
+    put = {"Put": {"TableName": sweep_indexed, "Item": {**key, "g": value}}}
+    update = {"Update": {"TableName": sweep_indexed, "Key": key, "UpdateExpression": "SET g = :v",
+                         "ExpressionAttributeValues": {":v": value}}}
+    other = {"Put": {"TableName": sweep_indexed, "Item": {"pk": {"S": "t-type"}, "sk": {"S": "other"}}}}
+    message, reasons = _cancelled(ddb, [other, put if action == "Put" else update])
+    assert message == ("Transaction cancelled, please refer cancellation reasons for specific reasons "
+                       "[None, ValidationError]")
+    assert reasons == [{"Code": "None"}, {
+        "Code": "ValidationError",
+        "Message": "One or more parameter values were invalid: Type mismatch for Index Key g Expected: S "
+                   f"Actual: {next(iter(value))} IndexName: gsi"}]
+    assert ddb.query(TableName=sweep_indexed, KeyConditionExpression="pk = :p",
+                     ExpressionAttributeValues={":p": {"S": "t-type"}})["Items"] == []
+
+
+def test_transaction_update_to_an_empty_index_key_is_refused_in_update_words(ddb, sweep_indexed):
+    """An Update that sets an index key to an empty value is a
+    ValidationException of the whole request, worded for an update
+    expression (a Put's names the index and key instead)."""
+    code, message = error_of(ddb.transact_write_items, TransactItems=[{"Update": {
+        "TableName": sweep_indexed, "Key": {"pk": {"S": "p"}, "sk": {"S": "s"}}, "UpdateExpression": "SET l = :e",
+        "ExpressionAttributeValues": {":e": {"S": ""}}}}])
+    assert (code, message) == ("ValidationException",
+                               "One or more parameter values are not valid. The update expression attempted to "
+                               "update a secondary index key to a value that is not supported. The AttributeValue "
+                               "for a key attribute cannot contain an empty string value.")
+    code, message = error_of(ddb.transact_write_items, TransactItems=[{"Put": {
+        "TableName": sweep_indexed, "Item": {"pk": {"S": "p"}, "sk": {"S": "s"}, "l": {"S": ""}}}}])
+    assert (code, message) == ("ValidationException",
+                               "One or more parameter values are not valid. A value specified for a secondary "
+                               "index key is not supported. The AttributeValue for a key attribute cannot contain "
+                               "an empty string value. IndexName: lsi, IndexKey: l")
+    assert ddb.get_item(TableName=sweep_indexed, Key={"pk": {"S": "p"}, "sk": {"S": "s"}})["Item"] == {
+        "pk": {"S": "p"}, "sk": {"S": "s"}, "g": {"S": "G"}}
