@@ -14,7 +14,11 @@ that talks to other regions (``tasks``); the replication thread
   taken after the log position the new cursor starts at, with their
   versions), ``activate`` (the hold is lifted: R receives every change since
   that position; last writer wins makes the overlap harmless), then a
-  ``sync`` of the ACTIVE status to every replica.
+  ``sync`` of the ACTIVE status to every replica.  If R refuses to make the
+  table (``check_replica_target``: a table of that name that is not this
+  replica, or a KMS key R cannot use), the replica is CREATION_FAILED here
+  (``replica_creation_failed``) and R is sent nothing more until a Delete
+  removes the entry.
 * Delete R: the peer is forgotten here at once, ``sync`` tells the others
   to stop sending to R and ``drop`` deletes R's table (last, and with
   whatever was still queued for R dropped: a gone region holds back nothing).
@@ -31,6 +35,7 @@ serialized).
 
 from __future__ import annotations
 
+import os
 import struct
 
 import orjson
@@ -39,6 +44,7 @@ from shoal.api.changelog import head_position
 from shoal.errors import INVALID_PARAMETERS as INVALID
 from shoal.errors import ValidationException
 from shoal.replication import apply as replica_apply
+from shoal.storage import keyring
 
 GLOBAL_TABLE_VERSION = "2019.11.21"
 #: A replica this region cannot reach (ReplicaDescription's status for an inaccessible region).
@@ -46,6 +52,11 @@ UNREACHABLE = "REGION_DISABLED"
 TASK_PREFIX = b"repl/task/"
 _TASK_ID = struct.Struct(">Q")
 _NEXT_TASK = b"repl/nexttask"
+#: A replica its region refused to make (ReplicaDescription's "CREATION_FAILED").
+CREATION_FAILED = "CREATION_FAILED"
+#: ``repl/failed/<table id>/<region>``: present while that region's replica of
+#: the table is CREATION_FAILED here (until a ReplicaUpdates Delete of it).
+FAILED_PREFIX = b"repl/failed/"
 
 #: Members of a replica's entry that ReplicaUpdates' Create and Update may set and DescribeTable shows.
 _OVERRIDES = ("KMSMasterKeyId", "ProvisionedThroughputOverride", "OnDemandThroughputOverride",
@@ -90,6 +101,12 @@ def settings_of(engine) -> Settings | None:
 
 
 def queue_task(txn, task: dict) -> None:
+    """Queue ``task`` for the replication thread; nothing is queued for a
+    region whose replica of the table could not be made (``failed_key``):
+    it has no replica to receive it, and a task it cannot take would hold
+    back the table's later ones."""
+    if "peer" in task and txn.get("meta", failed_key(task["table_id"], task["peer"])) is not None:
+        return
     raw = txn.get("meta", _NEXT_TASK)
     number = _TASK_ID.unpack(raw)[0] if raw else 1
     txn.put("meta", _NEXT_TASK, _TASK_ID.pack(number + 1))
@@ -98,6 +115,143 @@ def queue_task(txn, task: dict) -> None:
 
 def pending_tasks(txn) -> list[tuple[bytes, dict]]:
     return [(bytes(k), orjson.loads(v)) for k, v in txn.scan("meta", TASK_PREFIX, TASK_PREFIX[:-1] + b"0")]
+
+
+def failed_key(table_id: str, region: str) -> bytes:
+    return FAILED_PREFIX + f"{table_id}/{region}".encode()
+
+
+# ---------------------------------------------------------------- a replica that could not be made
+
+#: The errors a peer answers CreateReplica with when it will not make the
+#: replica: asking again would get the same answer.  Others (unreachable, paused,
+#: authentication, a 500) are retried.
+_REFUSALS = ("ValidationException", "ResourceInUseException")
+
+
+def creation_refusal(status: int | None, body: bytes) -> str | None:
+    """The reason a peer's answer to CreateReplica gives for refusing the
+    replica (its error type and message), or None if it is not a refusal."""
+    if status != 400:
+        return None
+    try:
+        error = orjson.loads(body)
+    except orjson.JSONDecodeError:
+        return None
+    if not isinstance(error, dict):
+        return None
+    kind = str(error.get("__type", "")).rsplit("#", 1)[-1]
+    if kind not in _REFUSALS:
+        return None
+    return f"{kind}: {error.get('message') or error.get('Message') or ''}"
+
+
+def replica_creation_failed(engine, catalog, region: str, task: dict, status: int | None, body: bytes) -> bool:
+    """The replication thread's ``create`` task got an error from the peer:
+    if it is a refusal (``creation_refusal``), show the replica
+    CREATION_FAILED with the peer's reason as its ReplicaStatusDescription,
+    the table ACTIVE again unless another replica is being made, stop keeping
+    the table's records for that region and forget what was queued for it
+    (its copy, its activation); True then (the task is done).  False for
+    any other error, which the caller retries.
+
+    The API Reference's ReplicaDescription has CREATION_FAILED ("The replica
+    could not be created") without saying what follows; the replica stays
+    listed, is sent nothing (``queue_task``, ``replica_set``: the other
+    replicas never hear of it) and is removed with a ReplicaUpdates Delete,
+    which deletes nothing in its region (the table there, if any, is not a
+    replica).  An MRSC table's replicas are made in one step with the
+    consensus: a refusal there is retried as before."""
+    from shoal.api.catalog import update_description
+
+    reason = creation_refusal(status, body)
+    if reason is None:
+        return False
+    peer, table_id = task["peer"], task["table_id"]
+    with engine.write() as txn:
+        table = catalog.get(txn, region, task["name"])
+        if table is None or table.table_id != table_id:
+            return True  # the table is gone: nothing to show
+        if is_strong(table.description):
+            return False
+
+        def change(desc: dict) -> None:
+            for entry in desc.get("Replicas") or ():
+                if entry["RegionName"] == peer:
+                    entry["ReplicaStatus"] = CREATION_FAILED
+                    entry["ReplicaStatusDescription"] = f"The replica in region {peer} could not be created: {reason}"
+                    entry.pop("ReplicaStatusPercentProgress", None)
+            if not any(r["ReplicaStatus"] == "CREATING" for r in desc.get("Replicas") or ()):
+                desc["TableStatus"] = "ACTIVE"
+
+        update_description(txn, region, table.name, table_id, change, catalog.keys)
+        replica_apply.unfollow(txn, peer, table_id)
+        for key, queued in pending_tasks(txn):
+            if queued["table_id"] == table_id and queued.get("peer") == peer:
+                txn.delete("meta", key)
+        txn.put("meta", failed_key(table_id, peer), b"")
+    return True
+
+
+def check_replica_target(ctx, data: dict) -> None:
+    """CreateReplica's checks in the region asked to make a replica, before
+    anything is made: the table name must be free, or already this replica
+    (a CreateReplica sent again after an answer that was lost: a 2019.11.21
+    replica listing the source region, with the request's key schema); and
+    the KMS key the request names must be usable here (``kms_key_states``).
+    A refusal ends with the replica CREATION_FAILED in the source region
+    (``replica_creation_failed``).  The public reports of such failures (a
+    table of that name already in the destination Region, a replica's KMS
+    key unavailable there) give no wording: these are CreateTable's
+    ResourceInUseException and Shoal's ValidationExceptions."""
+    from shoal.errors import ResourceInUseException
+
+    name, source, request = data["TableName"], data.get("SourceRegion"), data["Request"]
+    with ctx.engine.read() as txn:
+        existing = ctx.catalog.get(txn, ctx.region, name)
+    if existing is not None:
+        desc = existing.description
+        ours = desc.get("GlobalTableVersion") == GLOBAL_TABLE_VERSION and any(
+            r["RegionName"] == source for r in desc.get("Replicas") or ())
+        if not ours:
+            raise ResourceInUseException(f"Table already exists: {name}")
+        if desc["KeySchema"] != request["KeySchema"] or _key_types(desc) != _key_types(request):
+            raise ValidationException(
+                f"{INVALID}Table {name} in region {ctx.region} has another key schema than the global table's")
+        return
+    key = (request.get("SSESpecification") or {}).get("KMSMasterKeyId")
+    if key is not None:
+        arn = kms_key_arn(key, ctx.region, ctx.account)
+        problem = keyring.kms_key_problem(kms_key_states(ctx.engine), arn)
+        if problem is not None:
+            raise ValidationException(f"{INVALID}KMSMasterKeyId cannot be used in region {ctx.region}: {problem}")
+
+
+def data_dir_of(engine) -> str | None:
+    """The data directory of an engine (through the encrypting wrapper): the
+    one whose ``lmdb`` subdirectory it opened; None for an engine without
+    one (PostgreSQL, in memory)."""
+    from shoal.storage.datadir import LMDB_DIR
+
+    while engine is not None:
+        path = getattr(engine, "path", None)
+        if isinstance(path, str):
+            parent, leaf = os.path.split(os.path.normpath(path))
+            return parent if leaf == LMDB_DIR else path
+        engine = getattr(engine, "inner", None)
+    return None
+
+
+def kms_key_states(engine) -> dict[str, str]:
+    """This region's KMS keys that are not usable (``keyring.read_kms_key_states``;
+    none for an engine without a data directory)."""
+    path = data_dir_of(engine)
+    return keyring.read_kms_key_states(path) if path is not None else {}
+
+
+def _key_types(desc: dict) -> dict:
+    keys = {k["AttributeName"] for k in desc["KeySchema"]}
+    return {d["AttributeName"]: d["AttributeType"] for d in desc["AttributeDefinitions"] if d["AttributeName"] in keys}
 
 
 # ---------------------------------------------------------------- ReplicaUpdates
@@ -166,11 +320,12 @@ def _check_not_in_use(desc: dict, strong: bool, deleting=frozenset()) -> None:
     """A replica CREATING or UPDATING (or, on an MRSC table, anything not
     ACTIVE: the table leaving MRSC, a witness being made) is
     ResourceInUseException.  An unreachable replica (REGION_DISABLED) is
-    still a member: it can be deleted or updated, and others added.  A
+    still a member: it can be deleted or updated, and others added; so is
+    one that could not be made (CREATION_FAILED), which can be deleted.  A
     replica UPDATING can be deleted (``deleting``): its change may wait for
     a region that is gone, and deleting it drops what was queued for it
     (``_drop_tasks``)."""
-    busy = any(r["ReplicaStatus"] not in ("ACTIVE", UNREACHABLE)
+    busy = any(r["ReplicaStatus"] not in ("ACTIVE", UNREACHABLE, CREATION_FAILED)
                and not (r["ReplicaStatus"] == "UPDATING" and r["RegionName"] in deleting)
                for r in desc.get("Replicas") or ())
     if strong:
@@ -198,6 +353,7 @@ def _check_member_updates(settings, table, updates: list) -> None:
     messages are Shoal's, after UpdateTable's."""
     desc = table.description
     replicas = {r["RegionName"] for r in desc.get("Replicas") or ()}
+    failed = {r["RegionName"] for r in desc.get("Replicas") or () if r["ReplicaStatus"] == CREATION_FAILED}
     indexes = {g["IndexName"] for g in desc.get("GlobalSecondaryIndexes") or ()}
     billing = _billing(desc)
     seen = set()
@@ -211,6 +367,10 @@ def _check_member_updates(settings, table, updates: list) -> None:
             raise ValidationException(f"{INVALID}Replica region {region} is the region of the table itself")
         if region not in replicas:
             raise ValidationException(f"{INVALID}Replica does not exist in region {region}")
+        if region in failed:
+            raise ValidationException(
+                f"{INVALID}The replica in region {region} could not be created: delete it with ReplicaUpdates "
+                "Delete, then create it again")
         if spec.get("TableClassOverride") is not None:
             from shoal.api.tables import check_table_class
 
@@ -492,6 +652,8 @@ def apply_replica_updates(txn, ctx, table, desc: dict, request: dict, ttl_settin
         return
     replicas = [dict(r) for r in desc.get("Replicas") or ()]
     before = {r["RegionName"] for r in replicas}
+    # (regions whose replica could not be made: there is nothing to delete or tell there)
+    failed = {r["RegionName"] for r in replicas if r["ReplicaStatus"] == CREATION_FAILED}
     created, deleted = [], []
     for update in request["ReplicaUpdates"]:
         if update.get("Create") is not None:
@@ -534,7 +696,7 @@ def apply_replica_updates(txn, ctx, table, desc: dict, request: dict, ttl_settin
     # The regions being updated are told last: a table's tasks run one at a
     # time, in order, and an updated region that does not answer must not
     # hold back the others' view of it (UPDATING).
-    others = sorted((r for r in before if r not in deleted), key=lambda r: r in updated)
+    others = sorted((r for r in before if r not in deleted and r not in failed), key=lambda r: r in updated)
     for region in others:
         queue_task(txn, {"kind": "sync", "table_id": table_id, "name": name, "peer": region})
     for region in created:
@@ -544,7 +706,10 @@ def apply_replica_updates(txn, ctx, table, desc: dict, request: dict, ttl_settin
         if update.get("Update") is not None:
             _queue_member_update(txn, table, update["Update"])
     for region in deleted:  # last: a deleted region that does not answer holds back nothing else
-        queue_task(txn, {"kind": "drop", "table_id": table_id, "name": name, "peer": region})
+        if region in failed:  # its table, if it has one, is not a replica: left alone
+            txn.delete("meta", failed_key(table_id, region))
+        else:
+            queue_task(txn, {"kind": "drop", "table_id": table_id, "name": name, "peer": region})
 
 
 def _record_member_update(replicas: list[dict], spec: dict) -> None:
@@ -755,6 +920,8 @@ def propagate_index_updates(txn, table, request: dict, desc: dict | None = None)
     if desc is not None:
         desc["Replicas"] = [dict(r) for r in desc.get("Replicas") or ()]
         for entry in desc["Replicas"]:
+            if entry["ReplicaStatus"] == CREATION_FAILED:
+                continue
             _show_updating(entry)
             queue_task(txn, {"kind": "sync", "table_id": table.table_id, "name": table.name,
                              "peer": entry["RegionName"]})
@@ -896,7 +1063,9 @@ def leave(txn, table) -> None:
     each other region is sent the set without it (a ``sync`` whose set is
     fixed now, the table being gone when it is sent)."""
     others = [{"RegionName": r["RegionName"], "ReplicaStatus": r["ReplicaStatus"]}
-              for r in table.description.get("Replicas") or ()]
+              for r in table.description.get("Replicas") or () if r["ReplicaStatus"] != CREATION_FAILED]
+    for replica in table.description.get("Replicas") or ():
+        txn.delete("meta", failed_key(table.table_id, replica["RegionName"]))
     for replica in others:
         replica_apply.unfollow(txn, replica["RegionName"], table.table_id)
         queue_task(txn, {"kind": "sync", "table_id": table.table_id, "name": table.name,
@@ -910,11 +1079,13 @@ SHOWN_OVERRIDES = (*_OVERRIDES, "ReplicaTableClassSummary")
 
 def replica_set(desc: dict, own_region: str) -> list[dict]:
     """Every region of a global table with its status and the overrides
-    ReplicaUpdates gave it, this one first."""
+    ReplicaUpdates gave it, this one first (not those whose replica could not
+    be made)."""
     own = "CREATING" if desc.get("TableStatus") == "CREATING" else "ACTIVE"
     # Reachability is each region's own view, not membership: it is not sent.
+    # A replica that could not be made is not a member: only this region lists it.
     return [{"RegionName": own_region, "ReplicaStatus": own},
             *({"RegionName": r["RegionName"],
                "ReplicaStatus": "ACTIVE" if r["ReplicaStatus"] == UNREACHABLE else r["ReplicaStatus"],
                **{m: r[m] for m in SHOWN_OVERRIDES if r.get(m) is not None}}
-              for r in desc.get("Replicas") or ())]
+              for r in desc.get("Replicas") or () if r["ReplicaStatus"] != CREATION_FAILED)]

@@ -119,14 +119,18 @@ def load_keyring(data_dir, master_key: bytes) -> DataKeys:
         ) from None
     except OSError as exc:
         raise KeyringError(f"cannot read {path} ({exc.strerror})") from None
-    nonce, sealed = _parse_keyring(raw, path)
+    return _unseal(raw, path, master_key, f"the master key does not open data directory {os.fspath(data_dir)}: "
+                   "it is not the key this directory was encrypted with")
+
+
+def _unseal(raw: bytes, where: str, master_key: bytes, refusal: str) -> DataKeys:
+    """The data keys of the keyring record ``raw`` (found at ``where``);
+    ``refusal`` is the message when ``master_key`` does not open it."""
+    nonce, sealed = _parse_keyring(raw, where)
     try:
         plain = AESGCM(master_key).decrypt(nonce, sealed, _AAD)
     except InvalidTag:
-        raise KeyringError(
-            f"the master key does not open data directory {os.fspath(data_dir)}: "
-            "it is not the key this directory was encrypted with"
-        ) from None
+        raise KeyringError(refusal) from None
     keys = json.loads(plain)
     return DataKeys(*(base64.b64decode(keys[name]) for name in _DATA_KEYS))
 
@@ -139,6 +143,51 @@ def _parse_keyring(raw: bytes, path: str) -> tuple[bytes, bytes]:
         return base64.b64decode(record["nonce"]), base64.b64decode(record["sealed"])
     except (ValueError, KeyError, TypeError, AttributeError, binascii.Error):
         raise KeyringError(f"{path} is damaged: not a Shoal keyring") from None
+
+
+# ---------------------------------------------------------------- in a PostgreSQL store
+#
+# Over ``--storage postgresql://...`` every node must use the same data keys,
+# so the keyring record (the same bytes as a KEYRING file) is a row of the
+# database (``PostgresEngine.read_keyring`` and its kin), and its presence
+# marks the store encrypted.  The master key stays with each node.
+
+
+def database_keyring(engine, master_key: bytes, shown: str) -> DataKeys:
+    """The data keys of the PostgreSQL store ``engine`` (a ``PostgresEngine``
+    opened with ``encrypted=True``; ``shown`` names it in messages), made and
+    stored at the first start of an empty store.  A store that holds data
+    but no keyring is a plain one, and a master key for it is refused, as
+    for a plain data directory."""
+    record = engine.read_keyring()
+    if record is None:
+        record = engine.create_keyring(seal_keyring(DataKeys.generate(), master_key))
+        if record is None:
+            raise KeyringError(
+                f"the PostgreSQL store {shown} is not encrypted, but a master key was given: serve it without "
+                "--master-key-file / SHOAL_MASTER_KEY (a store is encrypted when it is created)"
+            )
+    return _unseal(record, f"the keyring of {shown}", master_key,
+                   f"the master key does not open the PostgreSQL store {shown}: "
+                   "it is not the key this store was encrypted with")
+
+
+def rotate_database_master_key(engine, old_master: bytes, new_master: bytes, shown: str) -> None:
+    """Re-wrap the data keys kept in the PostgreSQL store ``engine`` under
+    ``new_master``, in one transaction; the old key must open them first,
+    so a wrong old key changes nothing.  Running nodes keep serving (their
+    data keys are unchanged); the next start of any node needs the new key."""
+
+    def rewrap(record: bytes) -> bytes:
+        keys = _unseal(record, f"the keyring of {shown}", old_master,
+                       f"the master key does not open the PostgreSQL store {shown}: "
+                       "it is not the key this store was encrypted with")
+        return seal_keyring(keys, new_master)
+
+    try:
+        engine.replace_keyring(rewrap)
+    except LookupError:
+        raise KeyringError(f"the PostgreSQL store {shown} is not encrypted: it has no keys to rotate") from None
 
 
 def seal_keyring(keys: DataKeys, master_key: bytes) -> bytes:
@@ -177,3 +226,75 @@ def rotate_master_key(data_dir, old_master: bytes, new_master: bytes) -> None:
         write_keyring(data_dir, keys, new_master)
     except OSError as exc:
         raise KeyringError(f"cannot replace {keyring_path(data_dir)} ({exc.strerror})") from None
+
+
+# ---------------------------------------------------------------- KMS keys of this region
+#
+# Shoal has no KMS: a table's SSESpecification names a KMS key and Shoal
+# records it (SSEDescription) without asking anyone.  What it can do is what
+# DynamoDB does when a table's key stops being usable: the operator marks a
+# key id or alias disabled, pending deletion or deleted in this region (a
+# deployment's data directory) and Shoal treats every table encrypted with
+# it as DynamoDB treats a table whose KMS key is inaccessible.  Keys not
+# listed are usable.  The states are KMS's KeyState values (and Deleted, for
+# a key that is gone).
+
+KMS_KEYS_NAME = "KMS_KEYS"
+KMS_KEY_STATES = ("Enabled", "Disabled", "PendingDeletion", "Deleted")
+
+
+def kms_key_id(key: str) -> str:
+    """The key id (``1234abcd-...``) or alias (``alias/name``) a KMSMasterKeyId
+    names, whether given bare or as a key or alias ARN."""
+    if key.startswith("arn:"):
+        resource = key.split(":", 5)[-1]
+        return resource[len("key/"):] if resource.startswith("key/") else resource
+    return key
+
+
+def kms_keys_path(data_dir) -> str:
+    return os.path.join(os.fspath(data_dir), KMS_KEYS_NAME)
+
+
+def read_kms_key_states(data_dir) -> dict[str, str]:
+    """The KMS keys of this data directory's region that are not Enabled, by
+    key id or alias (``kms_key_id``); empty when none were ever marked."""
+    try:
+        with open(kms_keys_path(data_dir), "rb") as handle:
+            record = json.loads(handle.read(1 << 20))
+    except FileNotFoundError:
+        return {}
+    except (OSError, ValueError) as exc:
+        raise KeyringError(f"cannot read {kms_keys_path(data_dir)}: {exc}") from None
+    keys = record.get("keys") if isinstance(record, dict) else None
+    if record.get("format") != _FORMAT or not isinstance(keys, dict):
+        raise KeyringError(f"{kms_keys_path(data_dir)} is damaged: not a Shoal list of KMS key states")
+    return {str(k): str(v) for k, v in keys.items() if v != "Enabled"}
+
+
+def set_kms_key_state(data_dir, key: str, state: str) -> None:
+    """Mark a KMS key of this region ``state`` (Enabled makes it usable again);
+    the file is replaced atomically, and a running server sees the change
+    within a few seconds."""
+    if state not in KMS_KEY_STATES:
+        raise KeyringError(f"unknown KMS key state {state}: one of {', '.join(KMS_KEY_STATES)}")
+    states = read_kms_key_states(data_dir)
+    states.pop(kms_key_id(key), None)
+    if state != "Enabled":
+        states[kms_key_id(key)] = state
+    record = {"format": _FORMAT, "keys": dict(sorted(states.items()))}
+    write_atomically(kms_keys_path(data_dir), (json.dumps(record) + "\n").encode(), 0o600)
+
+
+def kms_key_problem(states: dict[str, str], arn: str) -> str | None:
+    """Why the KMS key ``arn`` cannot be used, in KMS's own words (its
+    DisabledException, KMSInvalidStateException and NotFoundException), or
+    None if it can; ``states`` is ``read_kms_key_states``' answer."""
+    state = states.get(kms_key_id(arn), "Enabled")
+    if state == "Disabled":
+        return f"{arn} is disabled."
+    if state == "PendingDeletion":
+        return f"{arn} is pending deletion."
+    if state == "Deleted":
+        return f"Key '{arn}' does not exist"
+    return None

@@ -691,3 +691,113 @@ def test_vector_indexes_of_a_global_table_answer_in_every_region_with_every_regi
                 assert time.monotonic() < deadline, (REGIONS[i], vector, found)
                 time.sleep(0.1)
     assert sorted(item["pk"]["S"] for item in _converged(regions, name)) == ["from-0", "from-1", "from-2"]
+
+
+def _calls_creation_checks() -> bool:
+    """Whether the replication thread and the CreateReplica peer operation
+    call ``control.replica_creation_failed`` and ``control.check_replica_target``
+    (proposed for shoal/replication/node.py and protocol.py with them)."""
+    import inspect
+
+    from shoal.replication import node, protocol
+
+    return ("replica_creation_failed" in inspect.getsource(node.Replicator._task_create)
+            and "check_replica_target" in inspect.getsource(protocol.create_replica))
+
+
+creation_checks = pytest.mark.skipif(
+    not _calls_creation_checks(), reason="node.py and protocol.py do not call control's replica creation checks yet")
+
+
+def _data_dir(regions, i: int) -> str:
+    return os.path.join(regions.base, f"region{i}")
+
+
+def _wait_replica_status(client, name: str, region: str, status: str, timeout: float = CONVERGE_S) -> dict:
+    deadline = time.monotonic() + timeout
+    while True:
+        entry = next(r for r in client.describe_table(TableName=name)["Table"]["Replicas"] if r["RegionName"] == region)
+        if entry["ReplicaStatus"] == status:
+            return entry
+        assert time.monotonic() < deadline, entry
+        time.sleep(0.1)
+
+
+@creation_checks
+def test_a_replica_its_region_refuses_is_creation_failed_until_deleted(regions):
+    """A region that already holds a table of that name (of the same or of
+    another key schema) refuses the replica: the source region shows it
+    CREATION_FAILED with the reason, the table ACTIVE, sends that region
+    nothing and leaves its table alone; a ReplicaUpdates Delete removes the
+    entry (deleting nothing there), and once the name is free the replica
+    can be made."""
+    first, second = regions.client(0), regions.client(1)
+    for name, key in (("gt_fail_taken", "pk"), ("gt_fail_other_key", "id")):
+        _create(first, name)
+        first.put_item(TableName=name, Item={"pk": {"S": "source"}, "kind": {"S": "k"}})
+        second.create_table(TableName=name, BillingMode="PAY_PER_REQUEST",
+                            KeySchema=[{"AttributeName": key, "KeyType": "HASH"}],
+                            AttributeDefinitions=[{"AttributeName": key, "AttributeType": "S"}])
+        second.put_item(TableName=name, Item={key: {"S": "theirs"}})
+        _add_replica(first, name, REGIONS[1])
+        entry = _wait_replica_status(first, name, REGIONS[1], "CREATION_FAILED")
+        assert entry == {"RegionName": REGIONS[1], "ReplicaStatus": "CREATION_FAILED",
+                         "ReplicaStatusDescription": f"The replica in region {REGIONS[1]} could not be created: "
+                                                     f"ResourceInUseException: Table already exists: {name}"}
+        table = first.describe_table(TableName=name)["Table"]
+        assert table["TableStatus"] == "ACTIVE" and table["GlobalTableVersion"] == "2019.11.21"
+    name = "gt_fail_taken"
+    first.put_item(TableName=name, Item={"pk": {"S": "after"}, "kind": {"S": "k"}})
+    assert _error(lambda: first.update_table(TableName=name, ReplicaUpdates=[{"Update": {
+        "RegionName": REGIONS[1], "TableClassOverride": "STANDARD_INFREQUENT_ACCESS"}}])) == (
+        "ValidationException", "One or more parameter values were invalid: The replica in region eu-west-1 could "
+        "not be created: delete it with ReplicaUpdates Delete, then create it again")
+    assert _error(lambda: _add_replica(first, name, REGIONS[1])) == (
+        "ValidationException", "One or more parameter values were invalid: Replica already exists in region eu-west-1")
+    time.sleep(1.0)  # nothing of the source's reaches the other region's table, which is as it was
+    theirs = second.describe_table(TableName=name)["Table"]
+    assert "Replicas" not in theirs and "GlobalTableVersion" not in theirs
+    assert _scan(second, name) == [{"pk": {"S": "theirs"}}]
+    first.update_table(TableName=name, ReplicaUpdates=[{"Delete": {"RegionName": REGIONS[1]}}])
+    table = first.describe_table(TableName=name)["Table"]
+    assert "Replicas" not in table and "GlobalTableVersion" not in table and table["TableStatus"] == "ACTIVE"
+    time.sleep(1.0)  # the Delete deleted nothing there
+    assert _scan(second, name) == [{"pk": {"S": "theirs"}}]
+    second.delete_table(TableName=name)
+    while any(t == name for t in second.list_tables()["TableNames"]):
+        time.sleep(0.1)
+    _add_replica(first, name, REGIONS[1])  # the name is free now: the replica is made
+    _wait_active(first, name)
+    assert [i["pk"]["S"] for i in _converged(regions, name, indexes=(0, 1))] == ["after", "source"]
+    # the server that refused keeps serving
+    assert second.describe_table(TableName="gt_fail_other_key")["Table"]["KeySchema"] == [
+        {"AttributeName": "id", "KeyType": "HASH"}]
+
+
+@creation_checks
+def test_a_replica_whose_kms_key_its_region_cannot_use_is_creation_failed(regions):
+    from shoal.storage.keyring import set_kms_key_state
+
+    name = "gt_fail_key"
+    first, third = regions.client(0), regions.client(2)
+    _create(first, name)
+    first.update_table(TableName=name, SSESpecification={"Enabled": True, "SSEType": "KMS",
+                                                         "KMSMasterKeyId": "source-key"})
+    set_kms_key_state(_data_dir(regions, 2), "replica-key", "Disabled")
+    try:
+        first.update_table(TableName=name, ReplicaUpdates=[{"Create": {
+            "RegionName": REGIONS[2], "KMSMasterKeyId": "replica-key"}}])
+        entry = _wait_replica_status(first, name, REGIONS[2], "CREATION_FAILED")
+        assert entry["ReplicaStatusDescription"] == (
+            f"The replica in region {REGIONS[2]} could not be created: ValidationException: One or more parameter "
+            f"values were invalid: KMSMasterKeyId cannot be used in region {REGIONS[2]}: "
+            f"arn:aws:kms:{REGIONS[2]}:000000000000:key/replica-key is disabled.")
+        assert name not in third.list_tables()["TableNames"]
+    finally:
+        set_kms_key_state(_data_dir(regions, 2), "replica-key", "Enabled")
+    first.update_table(TableName=name, ReplicaUpdates=[{"Delete": {"RegionName": REGIONS[2]}}])
+    first.update_table(TableName=name, ReplicaUpdates=[{"Create": {
+        "RegionName": REGIONS[2], "KMSMasterKeyId": "replica-key"}}])
+    _wait_active(first, name)
+    assert third.describe_table(TableName=name)["Table"]["SSEDescription"]["KMSMasterKeyArn"] == (
+        f"arn:aws:kms:{REGIONS[2]}:000000000000:key/replica-key")
