@@ -134,8 +134,6 @@ def cases() -> list[tuple[str, str, dict]]:
     add("get/projection undefined name", "GetItem", {"TableName": HASH, "Key": key_a, "ProjectionExpression": "#x"})
     add("get/projection syntax", "GetItem", {"TableName": HASH, "Key": key_a, "ProjectionExpression": "a,,b"})
     add("get/projection empty", "GetItem", {"TableName": HASH, "Key": key_a, "ProjectionExpression": ""})
-    add("get/values without expression", "GetItem", {"TableName": HASH, "Key": key_a,
-                                                      "ExpressionAttributeValues": {":v": {"S": "x"}}})
     add("get/attributes to get + projection", "GetItem", {"TableName": HASH, "Key": key_a, "AttributesToGet": ["n"],
                                                            "ProjectionExpression": "n"})
     add("get/attributes to get duplicate", "GetItem", {"TableName": HASH, "Key": key_a, "AttributesToGet": ["n", "n"]})
@@ -144,6 +142,21 @@ def cases() -> list[tuple[str, str, dict]]:
     add("get/key as list", "GetItem", {"TableName": HASH, "Key": [{"pk": {"S": "a"}}]})
     add("get/return consumed capacity bad", "GetItem", {"TableName": HASH, "Key": key_a,
                                                          "ReturnConsumedCapacity": "ALL"})
+
+    # Members a structure does not have are ignored (GetItem, KeysAndAttributes
+    # and Get take no ExpressionAttributeValues).
+    values_one = {":v": {"S": "x"}}
+    add("get/values without expression", "GetItem", {"TableName": HASH, "Key": key_a,
+                                                      "ExpressionAttributeValues": values_one})
+    add("get/values with projection", "GetItem", {"TableName": HASH, "Key": key_a, "ProjectionExpression": "n",
+                                                   "ExpressionAttributeValues": values_one})
+    add("get/unknown member", "GetItem", {"TableName": HASH, "Key": key_a, "Bogus": 1})
+    add("batch get/values", "BatchGetItem", {"RequestItems": {HASH: {"Keys": [key_a], "ProjectionExpression": "n",
+                                                                      "ExpressionAttributeValues": values_one}}})
+    add("transact get/values", "TransactGetItems", {"TransactItems": [{"Get": {
+        "TableName": HASH, "Key": key_a, "ProjectionExpression": "n", "ExpressionAttributeValues": values_one}}]})
+    add("transact write/legacy member ignored", "TransactWriteItems", {"TransactItems": [{"Put": {
+        "TableName": HASH, "Item": {"pk": {"S": "t1"}}, "Expected": {"n": {"Exists": False}}}}]})
 
     # Items: attribute values (PutItem), numbers, sets, sizes.
     numbers = ["0", "-0", "1e125", "9.9999999999999999999999999999999999999E+125", "1e126", "1e-130", "1e-131",
@@ -360,6 +373,125 @@ def cases() -> list[tuple[str, str, dict]]:
                                                   "ReturnValues": "UPDATED_NEW",
                                                   "ExpressionAttributeValues": {":a": {"N": "1e30"}, ":b": {"N": "1e-10"}}})
 
+    for expression in ("REMOVE s", "REMOVE nothere", "SET n = n", "ADD newn :one", "DELETE ss :ssx",
+                       "SET m.nested = :v", "REMOVE m.nested", "SET l[1] = :one", "REMOVE l[1]",
+                       "SET m.deep.x = :one, n = :two", "SET newm = :emptymap"):
+        for return_values in ("UPDATED_OLD", "UPDATED_NEW"):
+            used = set(token.findall(expression))
+            body = {"TableName": HASH, "Key": key_a, "UpdateExpression": expression, "ReturnValues": return_values}
+            vals = {k: v for k, v in values_upd.items() if k in used}
+            if vals:
+                body["ExpressionAttributeValues"] = vals
+            add(f"update/{return_values} {expression}", "UpdateItem", body)
+    add("update/UPDATED_NEW on new item", "UpdateItem", {"TableName": HASH, "Key": {"pk": {"S": "fresh"}},
+                                                        "UpdateExpression": "SET n = :one", "ReturnValues": "UPDATED_NEW",
+                                                        "ExpressionAttributeValues": {":one": {"N": "1"}}})
+    add("update/UPDATED_OLD on new item", "UpdateItem", {"TableName": HASH, "Key": {"pk": {"S": "fresh"}},
+                                                        "UpdateExpression": "SET n = :one", "ReturnValues": "UPDATED_OLD",
+                                                        "ExpressionAttributeValues": {":one": {"N": "1"}}})
+    add("update/condition on missing item", "UpdateItem", {"TableName": HASH, "Key": {"pk": {"S": "fresh"}},
+                                                          "UpdateExpression": "SET n = :one", "ConditionExpression": "n = :one",
+                                                          "ExpressionAttributeValues": {":one": {"N": "1"}}})
+    add("update/attribute_not_exists on missing item", "UpdateItem", {
+        "TableName": HASH, "Key": {"pk": {"S": "fresh"}}, "UpdateExpression": "SET n = :one",
+        "ConditionExpression": "attribute_not_exists(pk)", "ExpressionAttributeValues": {":one": {"N": "1"}},
+        "ReturnValues": "ALL_NEW"})
+    for expression in ("SET #a = :one", "SET #a.#b = :one", "SET a.#b = :one"):
+        add(f"update/names {expression}", "UpdateItem", {"TableName": HASH, "Key": key_a, "UpdateExpression": expression,
+                                                         "ExpressionAttributeNames": {"#a": "m", "#b": "nested"},
+                                                         "ExpressionAttributeValues": {":one": {"N": "1"}},
+                                                         "ReturnValues": "UPDATED_NEW"})
+    add("update/name with dots", "UpdateItem", {"TableName": HASH, "Key": key_a, "UpdateExpression": "SET #a = :one",
+                                                "ExpressionAttributeNames": {"#a": "m.nested"},
+                                                "ExpressionAttributeValues": {":one": {"N": "1"}}, "ReturnValues": "ALL_NEW"})
+    add("update/ADD to list element", "UpdateItem", {"TableName": HASH, "Key": key_a, "UpdateExpression": "ADD l[0] :one",
+                                                     "ExpressionAttributeValues": {":one": {"N": "1"}}})
+    add("update/DELETE nested set", "UpdateItem", {"TableName": HASH, "Key": key_a, "UpdateExpression": "DELETE m.s :ssx",
+                                                   "ExpressionAttributeValues": {":ssx": {"SS": ["x"]}}})
+    add("update/SET list index on map", "UpdateItem", {"TableName": HASH, "Key": key_a, "UpdateExpression": "SET m[0] = :one",
+                                                       "ExpressionAttributeValues": {":one": {"N": "1"}}})
+    add("update/SET map key on list", "UpdateItem", {"TableName": HASH, "Key": key_a, "UpdateExpression": "SET l.x = :one",
+                                                     "ExpressionAttributeValues": {":one": {"N": "1"}}})
+    add("update/REMOVE from scalar", "UpdateItem", {"TableName": HASH, "Key": key_a, "UpdateExpression": "REMOVE n.x",
+                                                    "ReturnValues": "ALL_NEW"})
+    add("update/list_append non-list", "UpdateItem", {"TableName": HASH, "Key": key_a,
+                                                      "UpdateExpression": "SET l = list_append(s, :lst)",
+                                                      "ExpressionAttributeValues": {":lst": {"L": []}}})
+    add("update/if_not_exists nested", "UpdateItem", {"TableName": HASH, "Key": key_a,
+                                                      "UpdateExpression": "SET m.nested = if_not_exists(m.nested, :one)",
+                                                      "ExpressionAttributeValues": {":one": {"N": "1"}}, "ReturnValues": "UPDATED_NEW"})
+    add("update/size in SET", "UpdateItem", {"TableName": HASH, "Key": key_a, "UpdateExpression": "SET n = size(l)"})
+    add("update/arith on missing", "UpdateItem", {"TableName": HASH, "Key": key_a, "UpdateExpression": "SET n = nope + :one",
+                                                  "ExpressionAttributeValues": {":one": {"N": "1"}}})
+    add("update/arith on set", "UpdateItem", {"TableName": HASH, "Key": key_a, "UpdateExpression": "SET n = ns + :one",
+                                              "ExpressionAttributeValues": {":one": {"N": "1"}}})
+    add("update/ADD number to string set", "UpdateItem", {"TableName": HASH, "Key": key_a, "UpdateExpression": "ADD ss :ns3",
+                                                          "ExpressionAttributeValues": {":ns3": {"NS": ["3"]}}})
+    add("update/expression 4KB", "UpdateItem", {"TableName": HASH, "Key": key_a, "UpdateExpression": "REMOVE " + "n" * 4089})
+    add("update/expression over 4KB", "UpdateItem", {"TableName": HASH, "Key": key_a, "UpdateExpression": "REMOVE " + "n" * 4090})
+    add("update/path too deep", "UpdateItem", {"TableName": HASH, "Key": key_a,
+                                               "UpdateExpression": "REMOVE " + ".".join(["a"] * 33)})
+    add("condition/path depth 32", "PutItem", {"TableName": HASH, "Item": key_a,
+                                               "ConditionExpression": "attribute_not_exists(" + ".".join(["a"] * 32) + ")"})
+    add("condition/path depth 33", "PutItem", {"TableName": HASH, "Item": key_a,
+                                               "ConditionExpression": "attribute_not_exists(" + ".".join(["a"] * 33) + ")"})
+    add("condition/many operators", "PutItem", {"TableName": HASH, "Item": key_a,
+                                                "ConditionExpression": " OR ".join(["n = :one"] * 300),
+                                                "ExpressionAttributeValues": {":one": {"N": "1"}}})
+    add("condition/deep parentheses", "PutItem", {"TableName": HASH, "Item": key_a,
+                                                  "ConditionExpression": "(" * 60 + "n = :one" + ")" * 60,
+                                                  "ExpressionAttributeValues": {":one": {"N": "1"}}})
+    add("condition/contains set of numbers", "PutItem", {"TableName": HASH, "Item": key_a,
+                                                         "ConditionExpression": "contains(ns, :one)",
+                                                         "ExpressionAttributeValues": {":one": {"N": "1"}}})
+    add("condition/contains set operand", "PutItem", {"TableName": HASH, "Item": key_a,
+                                                      "ConditionExpression": "contains(ss, :ssx)",
+                                                      "ExpressionAttributeValues": {":ssx": {"SS": ["x"]}}})
+    add("condition/IN with set", "PutItem", {"TableName": HASH, "Item": key_a, "ConditionExpression": "ss IN (:ssxy)",
+                                             "ExpressionAttributeValues": {":ssxy": {"SS": ["y", "x"]}}})
+    add("condition/compare map", "PutItem", {"TableName": HASH, "Item": key_a, "ConditionExpression": "m < :m",
+                                             "ExpressionAttributeValues": {":m": {"M": {}}}})
+    add("condition/compare bool", "PutItem", {"TableName": HASH, "Item": key_a, "ConditionExpression": "t < :t",
+                                              "ExpressionAttributeValues": {":t": {"BOOL": True}}})
+    add("condition/between sets", "PutItem", {"TableName": HASH, "Item": key_a, "ConditionExpression": "ss BETWEEN :a AND :b",
+                                              "ExpressionAttributeValues": {":a": {"SS": ["a"]}, ":b": {"SS": ["z"]}}})
+    add("condition/begins_with binary", "PutItem", {"TableName": HASH, "Item": key_a, "ConditionExpression": "begins_with(b, :b)",
+                                                    "ExpressionAttributeValues": {":b": {"B": "AA=="}}})
+    add("condition/attribute_type NULL", "PutItem", {"TableName": HASH, "Item": key_a,
+                                                     "ConditionExpression": "attribute_type(z, :t)",
+                                                     "ExpressionAttributeValues": {":t": {"S": "NULL"}}})
+    add("condition/size of key string", "PutItem", {"TableName": HASH, "Item": key_a, "ConditionExpression": "size(pk) = :one",
+                                                    "ExpressionAttributeValues": {":one": {"N": "1"}}})
+    add("condition/function as operand of function", "PutItem", {
+        "TableName": HASH, "Item": key_a, "ConditionExpression": "begins_with(size(s), :one)",
+        "ExpressionAttributeValues": {":one": {"N": "1"}}})
+    add("condition/attribute_exists of size", "PutItem", {"TableName": HASH, "Item": key_a,
+                                                          "ConditionExpression": "attribute_exists(size(s))"})
+    add("condition/size in IN", "PutItem", {"TableName": HASH, "Item": key_a, "ConditionExpression": "size(s) IN (:five)",
+                                            "ExpressionAttributeValues": {":five": {"N": "5"}}})
+    add("condition/size in BETWEEN", "PutItem", {"TableName": HASH, "Item": key_a,
+                                                 "ConditionExpression": "size(s) BETWEEN :one AND :five",
+                                                 "ExpressionAttributeValues": {":one": {"N": "1"}, ":five": {"N": "5"}}})
+    add("condition/value-only comparison false", "PutItem", {"TableName": HASH, "Item": key_a,
+                                                              "ConditionExpression": ":one = :two",
+                                                              "ExpressionAttributeValues": {":one": {"N": "1"}, ":two": {"N": "2"}}})
+    add("condition/list_append in condition", "PutItem", {"TableName": HASH, "Item": key_a,
+                                                          "ConditionExpression": "list_append(l, l) = :one",
+                                                          "ExpressionAttributeValues": {":one": {"N": "1"}}})
+    add("condition/if_not_exists in condition", "PutItem", {"TableName": HASH, "Item": key_a,
+                                                            "ConditionExpression": "if_not_exists(n, :one) = :one",
+                                                            "ExpressionAttributeValues": {":one": {"N": "1"}}})
+    add("condition/arithmetic in condition", "PutItem", {"TableName": HASH, "Item": key_a,
+                                                         "ConditionExpression": "n + :one = :two",
+                                                         "ExpressionAttributeValues": {":one": {"N": "1"}, ":two": {"N": "2"}}})
+    add("condition/names unused and undefined", "PutItem", {"TableName": HASH, "Item": key_a,
+                                                            "ConditionExpression": "#x = :one",
+                                                            "ExpressionAttributeNames": {"#y": "n"},
+                                                            "ExpressionAttributeValues": {":one": {"N": "1"}}})
+    add("delete/condition", "DeleteItem", {"TableName": HASH, "Key": key_a, "ConditionExpression": "n > :n",
+                                           "ExpressionAttributeValues": {":n": {"N": "5"}},
+                                           "ReturnValuesOnConditionCheckFailure": "ALL_OLD"})
+
     # Query and Scan.
     def query(name: str, expression: str | None, vals: dict | None = None, **extra) -> None:
         body = {"TableName": RANGE, **extra}
@@ -441,6 +573,43 @@ def cases() -> list[tuple[str, str, dict]]:
     query("ConsistentRead", "pk = :p", p, ConsistentRead=True, ReturnConsumedCapacity="TOTAL")
     query("capacity indexes", "g = :g", {":g": {"S": "G1"}}, IndexName="gsi", ReturnConsumedCapacity="INDEXES")
 
+    query("names", "#p = :p AND #s > :one", {**p, ":one": {"N": "1"}},
+          ExpressionAttributeNames={"#p": "pk", "#s": "sk"})
+    query("names unused", "pk = :p", p, ExpressionAttributeNames={"#s": "sk"})
+    query("values unused", "pk = :p", {**p, ":x": {"N": "1"}})
+    query("begins_with sk N", "pk = :p AND begins_with(sk, :s)", {**p, ":s": {"S": "1"}})
+    query("between wrong type", "pk = :p AND sk BETWEEN :a AND :b", {**p, ":a": {"S": "1"}, ":b": {"N": "2"}})
+    query("sk = on gsi without sk", "g = :g AND pk = :p", {":g": {"S": "G1"}, **p}, IndexName="gsi")
+    query("pk on lsi only", "l = :l", {":l": {"S": "L1"}}, IndexName="lsi")
+    query("projection on gsi", "g = :g", {":g": {"S": "G1"}}, IndexName="gsi", ProjectionExpression="v, pk")
+    query("filter and key condition same value", "pk = :p", p, FilterExpression="v > :p")
+    query("filter uses function", "pk = :p", {**p, ":v": {"S": "L"}}, FilterExpression="begins_with(l, :v)")
+    query("select count with limit", "pk = :p", p, Select="COUNT", Limit=2)
+    query("attributes to get with expression", "pk = :p", p, AttributesToGet=["v"])
+    query("count + attributes to get", None, None, Select="COUNT",
+          KeyConditions={"pk": {"ComparisonOperator": "EQ", "AttributeValueList": [{"S": "p"}]}}, AttributesToGet=["v"])
+    query("legacy sk BETWEEN", None, None, KeyConditions={
+        "pk": {"ComparisonOperator": "EQ", "AttributeValueList": [{"S": "p"}]},
+        "sk": {"ComparisonOperator": "BETWEEN", "AttributeValueList": [{"N": "2"}, {"N": "3"}]}})
+    query("legacy sk NE", None, None, KeyConditions={
+        "pk": {"ComparisonOperator": "EQ", "AttributeValueList": [{"S": "p"}]},
+        "sk": {"ComparisonOperator": "NE", "AttributeValueList": [{"N": "2"}]}})
+    query("legacy too many values", None, None, KeyConditions={
+        "pk": {"ComparisonOperator": "EQ", "AttributeValueList": [{"S": "p"}, {"S": "q"}]}})
+    query("legacy conditional operator", None, None, ConditionalOperator="OR", KeyConditions={
+        "pk": {"ComparisonOperator": "EQ", "AttributeValueList": [{"S": "p"}]}}, QueryFilter={
+        "v": {"ComparisonOperator": "GT", "AttributeValueList": [{"N": "20"}]},
+        "l": {"ComparisonOperator": "EQ", "AttributeValueList": [{"S": "L1"}]}})
+    query("query filter on key", None, None, KeyConditions={
+        "pk": {"ComparisonOperator": "EQ", "AttributeValueList": [{"S": "p"}]}}, QueryFilter={
+        "sk": {"ComparisonOperator": "GT", "AttributeValueList": [{"N": "2"}]}})
+    query("expression 4KB+", "pk = :p" + " " * 4100, p)
+    query("nums table", "pk = :n AND sk = :b", {":n": {"N": "1.00"}, ":b": {"B": "AQ=="}}, TableName=NUMS)
+    query("nums begins_with binary", "pk = :n AND begins_with(sk, :b)", {":n": {"N": "1"}, ":b": {"B": "AQ=="}},
+          TableName=NUMS)
+    query("nums sk between binary", "pk = :n AND sk BETWEEN :a AND :b", {":n": {"N": "1"}, ":a": {"B": "AA=="},
+                                                                          ":b": {"B": "Ag=="}}, TableName=NUMS)
+
     def scan(name: str, **extra) -> None:
         add(f"scan/{name}", "Scan", {"TableName": RANGE, **extra})
 
@@ -472,6 +641,24 @@ def cases() -> list[tuple[str, str, dict]]:
     scan("filter IN", FilterExpression="v IN (:a, :b)", ExpressionAttributeValues={":a": {"N": "10"}, ":b": {"S": "text"}})
     scan("hash table", TableName=HASH)
     scan("nums table", TableName=NUMS)
+
+    scan("filter on key", FilterExpression="pk = :p AND sk > :one",
+         ExpressionAttributeValues={":p": {"S": "p"}, ":one": {"N": "3"}})
+    scan("filter names unused", FilterExpression="v > :v", ExpressionAttributeValues={":v": {"N": "1"}},
+         ExpressionAttributeNames={"#x": "v"})
+    scan("projection nested", TableName=HASH, ProjectionExpression="l[2][0], m.deep.x")
+    scan("projection list twice", TableName=HASH, ProjectionExpression="l[0], l[0]")
+    scan("projection reserved", TableName=HASH, ProjectionExpression="size")
+    scan("select specific attributes", Select="SPECIFIC_ATTRIBUTES", ProjectionExpression="v")
+    scan("select all projected", Select="ALL_PROJECTED_ATTRIBUTES")
+    scan("select all projected lsi", IndexName="lsi", Select="ALL_PROJECTED_ATTRIBUTES")
+    scan("select all lsi", IndexName="lsi", Select="ALL_ATTRIBUTES")
+    scan("limit + filter", Limit=2, FilterExpression="v > :v", ExpressionAttributeValues={":v": {"N": "10"}})
+    scan("count + limit", Select="COUNT", Limit=3)
+    scan("segments 4 of 0", Segment=0, TotalSegments=4)
+    scan("start key other table shape", ExclusiveStartKey={"pk": {"S": "p"}, "sk": {"N": "1"}, "x": {"S": "y"}})
+    scan("start key on gsi", IndexName="gsi", ExclusiveStartKey={"pk": {"S": "p"}, "sk": {"N": "1"}, "g": {"S": "G1"}})
+    scan("start key on gsi table only", IndexName="gsi", ExclusiveStartKey={"pk": {"S": "p"}, "sk": {"N": "1"}})
 
     # Batches.
     add("batch get/ok", "BatchGetItem", {"RequestItems": {HASH: {"Keys": [key_a, {"pk": {"S": "b"}}, {"pk": {"S": "zz"}}]}}})
@@ -632,6 +819,75 @@ def cases() -> list[tuple[str, str, dict]]:
         f"SELECT * FROM {NUMS} WHERE pk = '1'",
         f"SELECT * FROM {HASH} WHERE \"status\" = 'on'",
         f"SELECT * FROM {HASH} WHERE status = 'on'",
+    ]
+    statements += [
+        f"SELECT * FROM {HASH} WHERE pk = 'a' AND size(l) = 3",
+        f"SELECT pk FROM {HASH} WHERE pk = 'a'",
+        f"SELECT \"status\" FROM {HASH} WHERE pk = 'a'",
+        f"SELECT l[0], l[2][0], m.deep.x FROM {HASH} WHERE pk = 'a'",
+        f"SELECT m.nothere FROM {HASH} WHERE pk = 'a'",
+        f"SELECT * FROM {HASH} WHERE pk = 'a' AND begins_with(s, 'he')",
+        f"SELECT * FROM {HASH} WHERE pk = 'a' AND contains(l, 1)",
+        f"SELECT * FROM {HASH} WHERE pk = 'a' AND attribute_type(n, 'N')",
+        f"SELECT * FROM {HASH} WHERE pk = 'a' AND n BETWEEN 0 AND 2",
+        f"SELECT * FROM {HASH} WHERE pk = 'a' AND n IN [1, 2]",
+        f"SELECT * FROM {HASH} WHERE pk = 'a' AND NOT n = 2",
+        f"SELECT * FROM {HASH} WHERE pk = 'a' AND n <> 2",
+        f"SELECT * FROM {HASH} WHERE pk = 'a' AND n != 2",
+        f"SELECT * FROM {HASH} WHERE pk = 'a' AND ss = <<'x', 'y'>>",
+        f"SELECT * FROM {HASH} WHERE pk = 'a' AND l = [1, 'two', [3]]",
+        f"SELECT * FROM {HASH} WHERE pk = 'a' AND m.deep = {{'x': 5}}",
+        f"SELECT * FROM {HASH} WHERE pk = 'a' AND b = ''",
+        f"SELECT * FROM {HASH} WHERE pk = 'a' AND nothere IS MISSING",
+        f"SELECT * FROM {HASH} WHERE pk = 'a' AND n IS NOT NULL",
+        f"SELECT * FROM {HASH} WHERE pk = 'a' AND n = missing",
+        f"SELECT * FROM {HASH} WHERE pk = 'a' ORDER BY pk",
+        f"SELECT * FROM {HASH} WHERE pk = 'a' LIMIT 1",
+        f"SELECT * FROM {HASH} t WHERE t.pk = 'a'",
+        f"SELECT * FROM {HASH} AS t WHERE t.pk = 'a'",
+        f"SELECT DISTINCT n FROM {HASH}",
+        f"SELECT * FROM {HASH} WHERE pk = 'a' -- comment",
+        f"SELECT * FROM {HASH} WHERE pk = 'a';",
+        f"SELECT * FROM {HASH} WHERE pk = 'a'; SELECT * FROM {HASH}",
+        f"SELECT * FROM {RANGE} WHERE pk = 'p' AND sk = 1.0",
+        f"SELECT * FROM {RANGE} WHERE pk = 'p' AND sk = '1'",
+        f"SELECT * FROM {RANGE} WHERE pk = 'p' AND sk IN [1, 2]",
+        f"SELECT * FROM {RANGE} WHERE pk IN ['p', 'q'] AND sk = 1",
+        f"SELECT * FROM \"{RANGE}\".\"lsi\" WHERE pk = 'p'",
+        f"SELECT * FROM \"{RANGE}\".lsi WHERE pk = 'p'",
+        f"SELECT * FROM {RANGE}.gsi WHERE g = 'G1'",
+        f"INSERT INTO {HASH} VALUE {{'pk': 'ins', 'n': 1e126}}",
+        f"INSERT INTO {HASH} VALUE {{'pk': 'ins', 'n': 123456789012345678901234567890123456789}}",
+        f"INSERT INTO {HASH} VALUE {{'pk': 'ins', 'x': <<1, 'a'>>}}",
+        f"INSERT INTO {HASH} VALUE {{'pk': 'ins', 'x': <<1, 1>>}}",
+        f"INSERT INTO {HASH} VALUE {{'pk': 'ins', 'x': null, 'y': true, 'z': [1, {{'a': 'b'}}]}}",
+        f"INSERT INTO {HASH} VALUE {{'pk': 'ins', 'pk': 'again'}}",
+        f"INSERT INTO {HASH} VALUES {{'pk': 'ins'}}",
+        f"INSERT INTO {HASH} VALUE {{'pk': 'ins'}}, {{'pk': 'ins2'}}",
+        f"INSERT INTO {RANGE} VALUE {{'pk': 'ins', 'sk': 1, 'g': 5}}",
+        f"INSERT INTO {RANGE} VALUE {{'pk': 'ins', 'sk': 1, 'g': ''}}",
+        f"UPDATE {HASH} SET n = n + 1, s = 'x' WHERE pk = 'a' RETURNING MODIFIED NEW *",
+        f"UPDATE {HASH} SET n = 'x' WHERE pk = 'a' RETURNING ALL OLD *",
+        f"UPDATE {HASH} SET m.deep.x = 6 WHERE pk = 'a' RETURNING MODIFIED NEW *",
+        f"UPDATE {HASH} SET l[1] = 'b' WHERE pk = 'a' RETURNING ALL NEW *",
+        f"UPDATE {HASH} SET l[9] = 'b' WHERE pk = 'a' RETURNING ALL NEW *",
+        f"UPDATE {HASH} SET nothere.x = 1 WHERE pk = 'a'",
+        f"UPDATE {HASH} SET ss = set_add(ss, <<1>>) WHERE pk = 'a'",
+        f"UPDATE {HASH} SET n = n + 'a' WHERE pk = 'a'",
+        f"UPDATE {HASH} REMOVE l[0] WHERE pk = 'a' RETURNING ALL NEW *",
+        f"UPDATE {HASH} SET n = 1 SET s = 'a' WHERE pk = 'a'",
+        f"UPDATE {HASH} SET n = 1 WHERE pk = 'a' AND attribute_exists(s)",
+        f"UPDATE {HASH} SET n = 1 WHERE pk = 'zz' AND attribute_exists(s)",
+        f"UPDATE {HASH} SET n = 1 WHERE pk = 'a' OR pk = 'b'",
+        f"UPDATE {HASH} SET n = 1 WHERE pk IN ['a', 'b']",
+        f"UPDATE {HASH} SET n = 1 WHERE pk = 'a' RETURNING ALL OLD n",
+        f"UPDATE {RANGE} SET g = 5 WHERE pk = 'p' AND sk = 1",
+        f"UPDATE {RANGE} SET g = '' WHERE pk = 'p' AND sk = 1",
+        f"UPDATE {RANGE} SET v = 1 WHERE pk = 'p'",
+        f"DELETE FROM {RANGE} WHERE pk = 'p'",
+        f"DELETE FROM {RANGE} WHERE pk = 'p' AND sk = 1 AND v = 10 RETURNING ALL OLD *",
+        f"DELETE FROM {HASH} WHERE pk = 'a' RETURNING MODIFIED OLD *",
+        f"EXISTS(SELECT * FROM {HASH} WHERE pk = 'a')",
     ]
     for statement in statements:
         add(f"partiql/{statement[:90]}", "ExecuteStatement", {"Statement": statement})

@@ -22,6 +22,7 @@ from shoal.api.common import (
 )
 from shoal.api.items import MAX_ITEM_SIZE, checked_key_in_item
 from shoal.api.indexes import item_collection_metrics
+from shoal.api.transactions import without_values
 from shoal.api.writepath import WriteLog, stored_item, stored_json, stored_size
 from shoal.errors import (
     KeySchemaMismatch,
@@ -70,7 +71,7 @@ def _batch_get_item(ctx, request: dict):
     for name, spec in request_items.items():
         for key in spec.get("Keys") or ():
             check_attribute_names(key)
-        plans[name] = (spec, read_projection(spec))
+        plans[name] = (spec, read_projection(without_values(spec)))
     _check_one_projection_style(request_items)
 
     responses: dict[str, list] = {}

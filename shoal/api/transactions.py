@@ -461,7 +461,17 @@ def plan_get(action: dict):
     """(Get spec, projection or None), checked without storage."""
     spec = action["Get"]
     check_attribute_names(spec.get("Key") or ())
-    return spec, read_projection(spec, legacy=())
+    return spec, read_projection(without_values(spec), legacy=())
+
+
+def without_values(spec: dict) -> dict:
+    """A read structure (KeysAndAttributes, Get) without the
+    ExpressionAttributeValues it does not have as a member: DynamoDB ignores
+    a member a structure does not have, as it does here, rather than calling
+    the values unused."""
+    if "ExpressionAttributeValues" not in spec:
+        return spec
+    return {name: value for name, value in spec.items() if name != "ExpressionAttributeValues"}
 
 
 def transact_get_items(ctx, request: dict):

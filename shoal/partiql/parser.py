@@ -23,7 +23,8 @@ Grammar (keywords in any case)::
 Every syntax error is DynamoDB's "Statement wasn't well formed", followed by
 the reason DynamoDB gives where it is known (a token left over, a term, keyword
 or operator where a term should start, ...) and by the statement text
-otherwise.  A table alias is refused on its own.  A number literal out of
+otherwise.  A table alias is refused on its own.  One ';' may end a statement
+(PartiQL's grammar); a map literal naming a key twice is refused.  A number literal out of
 DynamoDB's range is refused with where it sits in its value (``root``,
 ``root.name``, ``root[1]``).  Parsed statements are cached by text.
 """
@@ -108,6 +109,8 @@ class _Parser:
     def __init__(self, text: str) -> None:
         self.text = text
         self.tokens = tokenize(text)
+        if len(self.tokens) > 1 and self.tokens[-2][0] == ";":  # PartiQL's grammar: statement ';'? EOF
+            del self.tokens[-2]
         self.pos = 0
         self.params = 0
         self.depth = 0
@@ -536,6 +539,10 @@ class _Parser:
             while self.accept(","):
                 pairs.append(self.pair(where))
             self.expect("}")
+        names = [name for name, _ in pairs]
+        if len(set(names)) < len(names):  # DynamoDB refuses it (Local's words, without the position)
+            twice = next(name for i, name in enumerate(names) if name in names[:i])
+            raise ValidationException(f"Duplicate keys in tuple. Key: {twice} under {where}")
         return ast.MapValue(tuple(pairs))
 
     def pair(self, where: str) -> tuple:

@@ -505,3 +505,63 @@ def test_transaction_update_to_an_empty_index_key_is_refused_in_update_words(ddb
                                "an empty string value. IndexName: lsi, IndexKey: l")
     assert ddb.get_item(TableName=sweep_indexed, Key={"pk": {"S": "p"}, "sk": {"S": "s"}})["Item"] == {
         "pk": {"S": "p"}, "sk": {"S": "s"}, "g": {"S": "G"}}
+
+
+def _raw(shoal, operation: str, body: dict) -> tuple[int, dict]:
+    """A request as sent, past the SDK (which neither validates nor
+    serializes a member its model lacks)."""
+    import json
+    import urllib.error
+    import urllib.request
+    request = urllib.request.Request(shoal.url, json.dumps(body).encode(), headers={
+        "Content-Type": "application/x-amz-json-1.0", "X-Amz-Target": f"DynamoDB_20120810.{operation}",
+        "Authorization": "AWS4-HMAC-SHA256 Credential=AKIDSHOALTEST/20260101/us-east-1/dynamodb/aws4_request, "
+                         "SignedHeaders=host, Signature=0"})
+    try:
+        with urllib.request.urlopen(request, timeout=30) as response:
+            return response.status, json.loads(response.read())
+    except urllib.error.HTTPError as error:
+        return error.code, json.loads(error.read())
+
+
+def test_read_structures_ignore_expression_attribute_values(shoal, hash_only):
+    """KeysAndAttributes (BatchGetItem) and Get (TransactGetItems) have no
+    ExpressionAttributeValues member: DynamoDB ignores it, as it ignores any
+    member a structure does not have, rather than calling it unused."""
+    values = {":v": {"S": "x"}}
+    got = _raw(shoal, "BatchGetItem", {"RequestItems": {hash_only: {
+        "Keys": [KEY], "ProjectionExpression": "x", "ExpressionAttributeValues": values}}})
+    assert got == (200, {"Responses": {hash_only: [{"x": {"S": "kept"}}]}, "UnprocessedKeys": {}})
+    got = _raw(shoal, "TransactGetItems", {"TransactItems": [{"Get": {
+        "TableName": hash_only, "Key": KEY, "ProjectionExpression": "x", "ExpressionAttributeValues": values}}]})
+    assert got == (200, {"Responses": [{"Item": {"x": {"S": "kept"}}}]})
+    got = _raw(shoal, "BatchGetItem", {"RequestItems": {hash_only: {"Keys": [KEY], "ExpressionAttributeValues": values}}})
+    assert got == (200, {"Responses": {hash_only: [{"pk": {"S": "a"}, "x": {"S": "kept"}}]}, "UnprocessedKeys": {}})
+
+
+def test_partiql_tuple_with_a_key_twice_is_refused(ddb, hash_only):
+    """DynamoDB's PartiQL refuses a tuple naming one key twice (DynamoDB
+    Local's words, without its line:column position, as Shoal words its other
+    literal faults); nothing is stored."""
+    code, message = error_of(ddb.execute_statement,
+                             Statement=f"INSERT INTO \"{hash_only}\" VALUE {{'pk': 'dup', 'pk': 'again'}}")
+    assert (code, message) == ("ValidationException", "Duplicate keys in tuple. Key: pk under root")
+    code, message = error_of(ddb.execute_statement,
+                             Statement=f"INSERT INTO \"{hash_only}\" VALUE {{'pk': 'dup', 'm': {{'a': 1, 'a': 2}}}}")
+    assert (code, message) == ("ValidationException", "Duplicate keys in tuple. Key: a under root.m")
+    for key in ("dup", "again"):
+        assert "Item" not in ddb.get_item(TableName=hash_only, Key={"pk": {"S": key}})
+
+
+def test_partiql_statement_may_end_with_a_semicolon(ddb, hash_only):
+    """PartiQL's grammar ends a statement with an optional ';'; a second
+    statement after it is still not well formed."""
+    got = ddb.execute_statement(Statement=f"SELECT x FROM \"{hash_only}\" WHERE pk = 'a';")
+    assert got["Items"] == [{"x": {"S": "kept"}}]
+    statement = f"SELECT x FROM \"{hash_only}\" WHERE pk = 'a'; SELECT x FROM \"{hash_only}\""
+    code, message = error_of(ddb.execute_statement, Statement=statement)
+    assert (code, message) == ("ValidationException",
+                               "Statement wasn't well formed, can't be processed: Unexpected token after expression")
+    code, message = error_of(ddb.execute_statement, Statement=f"SELECT x FROM \"{hash_only}\" WHERE pk = 'a';;")
+    assert (code, message) == ("ValidationException",
+                               "Statement wasn't well formed, can't be processed: Unexpected token after expression")
