@@ -433,41 +433,49 @@ class Materializer:
         shaped when read (``_deferred``)."""
         if not _streams_after(txn, cursor):
             return _head_seq(txn), False
-        histories: dict[str, list | None] = {}
-        deferred: dict[str, bool] = {}
+        # table id -> (stream history, deferred, the open stream's id and first position): read once
+        # per table and round, so that a change covered by an open stream (nearly all) is placed
+        # with one comparison
+        tables: dict[str, tuple] = {}
         shards = _ShardWriter(txn, self.config)
         done = seen = 0
         more = False
+        chunk, skip_limit = self.chunk, self.chunk * SKIP_FACTOR
         for seq, table_id, value in read_raw_changes(txn, cursor):
-            if done >= self.chunk or seen >= self.chunk * SKIP_FACTOR:
+            if done >= chunk or seen >= skip_limit:
                 more = True
                 break
             cursor = seq
             seen += 1
-            if table_id not in histories:
-                histories[table_id] = _load_json(txn, _table_streams_key(uuid.UUID(table_id).bytes))
-                deferred[table_id] = _is_replica_source(txn, table_id)
-            entry = _covering(histories[table_id], seq)
-            if entry is None:
-                continue
+            known = tables.get(table_id)
+            if known is None:
+                known = tables[table_id] = _table_streams(txn, table_id)
+            history, deferred, open_id, open_from = known
+            if open_id is not None and seq > open_from:
+                stream_id = open_id
+            else:
+                entry = _covering(history, seq)
+                if entry is None:
+                    continue
+                stream_id = bytes.fromhex(entry["id"])
             done += 1
-            if deferred[table_id]:
+            if deferred:
                 value = bytes(value)
                 if is_item_insert(value):  # the common case, checked without slicing the record
-                    shards.append_deferred(bytes.fromhex(entry["id"]), seq, change_time(value), value)
+                    shards.append_deferred(stream_id, seq, change_time(value), value)
                     continue
                 parts = item_change_parts(value)
                 if parts is not None:
                     old, new = parts[3], parts[4]
                     if old is None or new is None or (old != new and not _same_image(orjson.loads(old),
                                                                                    orjson.loads(new))):
-                        shards.append_deferred(bytes.fromhex(entry["id"]), seq, change_time(value), value)
+                        shards.append_deferred(stream_id, seq, change_time(value), value)
                     continue
             ms, change = decode_change(value)
             if is_table_change(change):  # the table's own changes are not stream records
                 continue
             if not _same_image(change["old"], change["new"]):
-                shards.append(bytes.fromhex(entry["id"]), seq, ms, change)
+                shards.append(stream_id, seq, ms, change)
         shards.flush()
         return cursor, more
 
@@ -489,6 +497,17 @@ def _is_replica_source(txn, table_id: str) -> bool:
     from shoal.replication.apply import is_global  # not at import: replication imports the write path
 
     return is_global(txn, table_id)
+
+
+def _table_streams(txn, table_id: str) -> tuple[list | None, bool, bytes | None, int]:
+    """(stream history, whether its records are stored unshaped, the open
+    stream's id or None, the position after which that stream covers every
+    change) of a table, for one materializer round."""
+    history = _load_json(txn, _table_streams_key(uuid.UUID(table_id).bytes))
+    last = history[-1] if history else None
+    if last is None or last["until"] is not None:
+        return history, _is_replica_source(txn, table_id), None, 0
+    return history, _is_replica_source(txn, table_id), bytes.fromhex(last["id"]), last["from"]
 
 
 def _streams_after(txn, cursor: int) -> bool:
