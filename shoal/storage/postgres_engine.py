@@ -15,8 +15,13 @@ Why
 Schema
     Created on first open, idempotently, in one schema (``shoal`` unless the
     caller names another): one table per space of ``SPACES``, ``overflow``
-    for long keys (below), ``locks`` (key locks, below), and ``writer``, a
-    single row that holds the format version.  ``items`` has a third column,
+    for long keys (below), ``locks`` (key locks, below), ``writer``, a
+    single row that holds the format version, ``catalog_version`` (below)
+    and ``keyring``, the sealed keyring of a store encrypted at rest
+    (``shoal.storage.encrypted.open_encrypted_postgres``; its one row also
+    marks the store encrypted, and a plain open of it is refused).  The
+    last two came after format 2 was first written: a store without them
+    gets them when it is opened.  ``items`` has a third column,
     ``h``: a 64-bit hash of the key's first 20 bytes, which for an item are
     its table's prefix and the hash of its partition key, so every item of a
     partition has the same ``h``.  Its primary key is ``(h, k)`` (Citus
@@ -39,6 +44,23 @@ Reads
     work in Python per request, and psycopg does not see the ``ROLLBACK``s,
     on which it would forget its prepared statements (it does so in case
     an object they use was dropped, which never happens to these tables).
+
+    ``read(snapshot=False)`` (GetItem, Query, Scan: each statement sees a
+    committed state of its own) sends no ``BEGIN`` or ``COMMIT``, and keeps
+    the tables' catalog entries (``meta`` keys under ``CATALOG_PREFIXES``),
+    so that a GetItem is one round trip: the item and the catalog's version
+    (a row that every commit writing a catalog entry moves) in one
+    statement, prepared once per connection.  A cached entry is used only
+    while the version was seen unchanged by a statement sent less than
+    ``CATALOG_TRUST_S`` ago; a version that moved drops the cache, and so
+    does a commit of this engine that moves it.  Under load every item read
+    keeps the cache trusted; after a pause the next read of an entry costs
+    a round trip more.  So a CreateTable, UpdateTable or DeleteTable
+    committed by any node is seen by every node's next request begun
+    ``CATALOG_TRUST_S`` later at the latest, and by the node that made it at
+    once; writes always read the entry itself, under its lock.
+    ``get_many`` reads many keys in one statement (``h = ANY`` and ``k =
+    ANY``: one probe of the primary key per key).
 
 Concurrent writers
     No lock is shared by all writers: writers of different items, from any
@@ -163,6 +185,17 @@ DEFAULT_SCHEMA = "shoal"
 _OVERFLOW = "overflow"
 _WRITER = "writer"
 _LOCKS = "locks"
+#: One row: the catalog's version, moved by every commit that writes a table's
+#: catalog entry (``CATALOG_PREFIXES``): see "Reads" in the module docstring.
+_CATALOG_VERSION = "catalog_version"
+#: One row: the sealed keyring of a store encrypted at rest (shoal.storage.keyring).
+_KEYRING = "keyring"
+#: ``meta`` keys the statement reads cache: the tables' catalog entries.
+CATALOG_PREFIXES = SHARED_PREFIXES
+#: How long a cached catalog entry is trusted after the catalog's version was
+#: last seen unchanged: the bound on how late a node sees another node's
+#: CreateTable, UpdateTable or DeleteTable (issue 19 asks for a second).
+CATALOG_TRUST_S = 0.5
 #: The spaces whose table has the partition hash column ``h``.
 _PARTITIONED = ("items",)
 #: An item's storage key begins with its table's 16-byte prefix and the 4-byte
@@ -187,6 +220,9 @@ _FAIL_FAST_WAIT = 0.05
 _DIRECT_INTERVAL_S = 0.25
 _DIRECT_CONNECT_TIMEOUT_S = 2
 _FIRST_BATCH = 32
+#: At most this many catalog entries cached per engine (then the cache starts again).
+_CATALOG_CACHED = 4096
+_MISS = object()
 _MAX_BATCH = 1024
 
 # PostgreSQL takes a REPEATABLE READ snapshot at the first statement after
@@ -244,12 +280,13 @@ def shown_dsn(dsn: str) -> str:
     return f"postgresql://{user + '@' if user else ''}{where}/{parts.get('dbname', '')}"
 
 
-def partition_hash(key: bytes) -> int:
+def partition_hash(key: bytes, prefix: int = _PARTITION_PREFIX) -> int:
     """The ``h`` column of an ``items`` row: a signed 64-bit hash of the key's
-    first ``_PARTITION_PREFIX`` bytes (table and partition), the same for
+    first ``prefix`` bytes (table and partition; 40 under encryption at rest, whose
+    transform doubles every byte), the same for
     every item of a partition, so a distributed database sharding on it keeps
     a partition on one shard (Citus: ``create_distributed_table(..., 'h')``)."""
-    return int.from_bytes(hashlib.blake2b(key[:_PARTITION_PREFIX], digest_size=8).digest(), "big", signed=True)
+    return int.from_bytes(hashlib.blake2b(key[:prefix], digest_size=8).digest(), "big", signed=True)
 
 
 def _lock_id(table: str, key: bytes) -> int:
@@ -276,7 +313,7 @@ class _Statements:
     def __init__(self, schema: str) -> None:
         self.schema = schema
         tables = (*SPACES, _OVERFLOW)
-        self.table = {name: sql.Identifier(schema, name) for name in (*tables, _LOCKS)}
+        self.table = {name: sql.Identifier(schema, name) for name in (*tables, _LOCKS, _CATALOG_VERSION, _KEYRING)}
         self.get = {name: self._text("SELECT v FROM {} WHERE h = %s AND k = %s" if name in _PARTITIONED
                                      else "SELECT v FROM {} WHERE k = %s", name) for name in tables}
         # The same point selects for libpq's extended protocol, called directly (_fast_get).
@@ -295,6 +332,23 @@ class _Statements:
                                    _LOCKS)
         self.lock_many = self._text("INSERT INTO {} (h) SELECT x FROM unnest(%s::bigint[]) AS t(x) ORDER BY x "
                                     "ON CONFLICT (h) DO UPDATE SET h = excluded.h", _LOCKS)
+        # The statement reads' point selects with the catalog's version, in one
+        # statement (one snapshot): (version, value).
+        versioned = ("SELECT (SELECT version FROM {} WHERE id = 1), (SELECT v FROM {} WHERE h = $1 AND k = $2)",
+                     "SELECT (SELECT version FROM {} WHERE id = 1), (SELECT v FROM {} WHERE k = $1)")
+        self.vget = {name: sql.SQL(versioned[name not in _PARTITIONED]).format(
+            self.table[_CATALOG_VERSION], self.table[name]).as_string(None).encode() for name in tables}
+        # Many keys of one table at once (BatchGetItem): the version with each
+        # row found, or alone (NULLs) when none is.  For ``items``, ``h`` and
+        # ``k`` are each matched against their arrays: as h is a function of
+        # k, that finds exactly the keys asked for, by the primary key.
+        self.vget_many = {name: sql.SQL(
+            "SELECT c.version, t.k, t.v FROM {} AS c LEFT JOIN {} AS t ON "
+            + ("t.h = ANY($2::bigint[]) AND " if name in _PARTITIONED else "")
+            + "t.k = ANY($1::bytea[]) WHERE c.id = 1").format(
+            self.table[_CATALOG_VERSION], self.table[name]).as_string(None).encode() for name in tables}
+        self.bump_catalog = self._text("UPDATE {} SET version = version + 1 WHERE id = 1 RETURNING version",
+                                       _CATALOG_VERSION)
         self.placeholders = self._text("INSERT INTO {} (k, v) VALUES %s ON CONFLICT (k) DO NOTHING", "meta")
         self.lock_meta = self._text("SELECT k, v FROM {} WHERE k = ANY(%s::bytea[]) ORDER BY k FOR UPDATE", "meta")
         self._scans: dict = {}
@@ -339,12 +393,29 @@ class _Statements:
                                .format(self.table[name]), None))
         statements.append((sql.SQL("CREATE TABLE IF NOT EXISTS {} (h bigint PRIMARY KEY)")
                            .format(self.table[_LOCKS]), None))
+        statements += self.additions()
         writer = sql.Identifier(self.schema, _WRITER)
         statements.append((sql.SQL("CREATE TABLE IF NOT EXISTS {} (id integer PRIMARY KEY, format integer NOT NULL)")
                            .format(writer), None))
         statements.append((sql.SQL("INSERT INTO {} (id, format) VALUES (1, %s) ON CONFLICT (id) DO NOTHING")
                            .format(writer), (FORMAT_VERSION,)))
         return statements
+
+    def additions(self) -> list:
+        """The tables added to format 2 without changing it (a store made
+        before them gets them when it is next opened): the catalog's version
+        and the keyring of a store encrypted at rest."""
+        return [
+            (sql.SQL("CREATE TABLE IF NOT EXISTS {} (id integer PRIMARY KEY, version bigint NOT NULL)")
+             .format(self.table[_CATALOG_VERSION]), None),
+            (sql.SQL("INSERT INTO {} (id, version) VALUES (1, 0) ON CONFLICT (id) DO NOTHING")
+             .format(self.table[_CATALOG_VERSION]), None),
+            (sql.SQL("CREATE TABLE IF NOT EXISTS {} (id integer PRIMARY KEY, record bytea NOT NULL)")
+             .format(self.table[_KEYRING]), None),
+        ]
+
+    def catalog_version_query(self) -> sql.Composed:
+        return sql.SQL("SELECT version FROM {} WHERE id = 1").format(self.table[_CATALOG_VERSION])
 
     def format_query(self) -> sql.Composed:
         return sql.SQL("SELECT format FROM {} WHERE id = 1").format(sql.Identifier(self.schema, _WRITER))
@@ -363,6 +434,7 @@ class PostgresEngine(Engine):
         max_connections: int = 8,
         connect_timeout: float = 10.0,
         wait_timeout: float = 5.0,
+        encrypted: bool = False,
     ) -> None:
         """Connect to ``dsn`` (a libpq connection string or ``postgresql://`` URL)
         and create the schema's tables if they are missing.
@@ -371,7 +443,9 @@ class PostgresEngine(Engine):
         of the pool before ``StorageUnavailable``.  Raises
         ``StorageUnavailable`` when the database cannot be reached within
         ``connect_timeout`` seconds, and ``RuntimeError`` when the schema
-        holds a store of another format.
+        holds a store of another format, or one encrypted at rest and
+        ``encrypted`` is false (``shoal.storage.encrypted.open_encrypted_postgres``
+        opens those).
         """
         self.dsn = dsn
         self.schema = schema
@@ -383,6 +457,16 @@ class PostgresEngine(Engine):
         self._next_direct = 0.0
         self._local = threading.local()  # .group: this thread's open group commit
         self._sql = _Statements(schema)
+        # The statement reads' catalog cache (see "Reads" in the module docstring).
+        self._catalog_lock = threading.Lock()
+        self._catalog_version: int | None = None  # the version the cached entries are of
+        self._catalog_checked = float("-inf")  # when a statement last saw that version, at the latest
+        self._catalog_entries: dict[bytes, bytes] = {}
+        # What this engine knows of the keys above it: set by sealed_above().
+        self._catalog_prefixes = CATALOG_PREFIXES
+        self._shared_prefixes = SHARED_PREFIXES
+        self._merges = True  # counters added to and the log renumbered at commit
+        self._partition_prefix = _PARTITION_PREFIX
         options = {"autocommit": True, "prepare_threshold": 0}
 
         def configure(conn) -> None:
@@ -400,6 +484,10 @@ class PostgresEngine(Engine):
         try:
             with psycopg.connect(dsn, connect_timeout=max(1, round(connect_timeout)), **options) as conn:
                 self._create_schema(conn)
+                if not encrypted and conn.execute(sql.SQL("SELECT 1 FROM {} WHERE id = 1").format(
+                        self._sql.table[_KEYRING])).fetchone() is not None:
+                    raise RuntimeError(f"the PostgreSQL schema {schema!r} is encrypted at rest: give its master key "
+                                       f"with --master-key-file or SHOAL_MASTER_KEY")
         except psycopg.OperationalError as exc:
             reason = " ".join(str(exc).split())
             raise StorageUnavailable(f"cannot connect to PostgreSQL at {shown_dsn(dsn)}: {reason}") from None
@@ -441,6 +529,118 @@ class PostgresEngine(Engine):
         if found[0] != FORMAT_VERSION:
             raise RuntimeError(f"the PostgreSQL schema {self.schema!r} holds a Shoal store of format "
                                f"{found[0]}; this Shoal reads format {FORMAT_VERSION}")
+        try:
+            conn.execute(self._sql.catalog_version_query()).fetchone()
+        except psycopg.errors.UndefinedTable:  # a format-2 store made before the additions
+            for attempt in range(3):
+                try:
+                    with conn.transaction():
+                        for statement, params in self._sql.additions():
+                            conn.execute(statement, params)
+                    break
+                except (psycopg.errors.UniqueViolation, psycopg.errors.DuplicateObject,
+                        psycopg.errors.DuplicateTable):
+                    if attempt == 2:
+                        raise
+
+    def sealed_above(self, encode) -> None:
+        """Declare that an encryption layer above (``EncryptedEngine``) stores
+        every key as ``encode(key)`` (an order- and prefix-preserving map) and
+        seals every value: the catalog's entries and an item's partition are
+        then recognised by their transformed prefixes; and counters and the
+        change log's head, sealed, cannot be added to or renumbered here, so
+        they are locked and read as any other key (their writers then wait
+        for each other)."""
+        self._catalog_prefixes = tuple(encode(prefix) for prefix in CATALOG_PREFIXES)
+        self._shared_prefixes = tuple(encode(prefix) for prefix in SHARED_PREFIXES)
+        self._partition_prefix = len(encode(bytes(_PARTITION_PREFIX)))
+        self._merges = False
+        with self._catalog_lock:
+            self._catalog_entries.clear()
+
+    def read_keyring(self) -> bytes | None:
+        """The sealed keyring record kept in the database, or None."""
+        with _database_errors(), self._live_pool().connection() as conn:
+            row = conn.execute(sql.SQL("SELECT record FROM {} WHERE id = 1").format(self._sql.table[_KEYRING])
+                               ).fetchone()
+        return None if row is None else bytes(row[0])
+
+    def create_keyring(self, record: bytes) -> bytes | None:
+        """Store ``record`` as the keyring, unless the database holds one or
+        any data already: then nothing is written and the keyring found (None
+        for a store that holds data and no keyring: a plain one) is
+        returned; ``record`` itself when it was stored.  Two nodes starting
+        at once on an empty store agree on one keyring."""
+        table = self._sql.table[_KEYRING]
+        select = sql.SQL("SELECT record FROM {} WHERE id = 1").format(table)
+        with _database_errors(), self._live_pool().connection() as conn:
+            row = conn.execute(select).fetchone()
+            if row is not None:
+                return bytes(row[0])
+            if any(conn.execute(sql.SQL("SELECT 1 FROM {} LIMIT 1").format(self._sql.table[space])).fetchone()
+                   for space in SPACES):
+                return None
+            # The first insert wins; a node that lost the race reads the winner's.
+            conn.execute(sql.SQL("INSERT INTO {} (id, record) VALUES (1, %s) ON CONFLICT (id) DO NOTHING")
+                         .format(table), (record,))
+            return bytes(conn.execute(select).fetchone()[0])
+
+    def replace_keyring(self, rewrap) -> None:
+        """Replace the keyring record by ``rewrap(record)``, in one
+        transaction that holds the row (two rotations never interleave);
+        ``rewrap`` raising leaves the record as it was."""
+        table = self._sql.table[_KEYRING]
+        with _database_errors(), self._live_pool().connection() as conn:
+            with conn.transaction():
+                row = conn.execute(sql.SQL("SELECT record FROM {} WHERE id = 1 FOR UPDATE").format(table)
+                                   ).fetchone()
+                if row is None:
+                    raise LookupError("the store holds no keyring")
+                conn.execute(sql.SQL("UPDATE {} SET record = %s WHERE id = 1").format(table),
+                             (rewrap(bytes(row[0])),))
+
+    # -- the statement reads' catalog cache
+
+    def _cached_entry(self, key: bytes):
+        """The cached catalog entry ``key``, or ``_MISS`` when it must be read:
+        not cached, or the version last seen too long ago."""
+        if time.monotonic() - self._catalog_checked < CATALOG_TRUST_S:
+            value = self._catalog_entries.get(key)
+            if value is not None:
+                return value
+        return _MISS
+
+    def _catalog_seen(self, version: int, sent: float, key: bytes | None = None, value=None) -> None:
+        """A statement sent at ``sent`` saw the catalog at ``version`` (and
+        ``key``'s entry as ``value``): the cache is dropped when the version
+        moved, trusted from ``sent`` when it did not."""
+        with self._catalog_lock:
+            current = self._catalog_version
+            if current is None or version > current:
+                self._catalog_entries.clear()
+                self._catalog_version = version
+                self._catalog_checked = sent
+            elif version < current:  # a statement older than what is known: nothing learnt
+                return
+            elif sent > self._catalog_checked:
+                self._catalog_checked = sent
+            if key is not None:
+                entries = self._catalog_entries
+                if value is None:
+                    entries.pop(key, None)
+                else:
+                    if len(entries) >= _CATALOG_CACHED:
+                        entries.clear()
+                    entries[key] = bytes(value)
+
+    def _catalog_committed(self, version: int | None) -> None:
+        """This engine committed a change of the catalog, moving it to
+        ``version`` (None: unknown): nothing cached before stays in use."""
+        with self._catalog_lock:
+            self._catalog_entries.clear()
+            self._catalog_checked = float("-inf")
+            if version is not None and (self._catalog_version is None or version > self._catalog_version):
+                self._catalog_version = version
 
     # ------------------------------------------------------------ connections
 
@@ -676,7 +876,7 @@ class PostgresReadTxn(ReadTxn):
         if conn is None:
             raise RuntimeError("the transaction has ended")
         with _database_errors():
-            return _fast_get(conn, self._sql.fast_get[table], _get_params(table, key))
+            return _fast_get(conn, self._sql.fast_get[table], _get_params(table, key, self._engine._partition_prefix))
 
     def _raw_scan(self, table, low, high, reverse):
         """Keyset-paginated batches of ``low <= k < high`` in key order."""
@@ -700,6 +900,42 @@ class PostgresReadTxn(ReadTxn):
         if stop is not None and not stop:
             return iter(())
         return _scan(self, space, start, stop, reverse)
+
+    def get_many(self, space: str, keys) -> list:
+        """``[get(space, key) for key in keys]`` in one statement (BatchGetItem's
+        100 keys in one round trip); long keys, in overflow groups, one by one."""
+        _check_space(space)
+        out: list = [None] * len(keys)
+        direct: dict[bytes, list[int]] = {}
+        for at, key in enumerate(keys):
+            if not key:
+                continue
+            key = key if type(key) is bytes else bytes(key)
+            if len(key) > _DIRECT_MAX:
+                out[at] = self.get(space, key)
+            else:
+                direct.setdefault(key, []).append(at)
+        if direct:
+            found = self._raw_get_many(space, list(direct))
+            for key, places in direct.items():
+                value = found.get(key)
+                for at in places:
+                    out[at] = value
+        return out
+
+    def _raw_get_many(self, table: str, keys: list) -> dict:
+        conn = self._conn
+        if conn is None:
+            raise RuntimeError("the transaction has ended")
+        params = [_bytea_array(keys)]
+        if table in _PARTITIONED:
+            prefix = self._engine._partition_prefix
+            params.append(("{" + ",".join(str(h) for h in {partition_hash(key, prefix) for key in keys}) + "}"
+                           ).encode())
+        with _database_errors():
+            result = _exec(conn, self._sql.vget_many[table], params, [0] * len(params))
+        get = result.get_value
+        return {get(row, 1): get(row, 2) for row in range(result.ntuples) if get(row, 1) is not None}
 
 
 class PostgresStatementReads(PostgresReadTxn):
@@ -741,9 +977,51 @@ class PostgresStatementReads(PostgresReadTxn):
         return super()._rows(statement, params)
 
     def _raw_get(self, table: str, key: bytes) -> bytes | None:
+        """A catalog entry from the cache while it is trusted; any other key,
+        or the entry, with the catalog's version in the same statement."""
+        engine = self._engine
+        catalog = table == "meta" and key.startswith(engine._catalog_prefixes)
+        if catalog:
+            value = engine._cached_entry(key)
+            if value is not _MISS:
+                return value
+        elif table not in _PARTITIONED:
+            if self._fresh:
+                return self._first(lambda conn: _fast_get(conn, self._sql.fast_get[table],
+                                                          _get_params(table, key, engine._partition_prefix)))
+            return super()._raw_get(table, key)
+        sent = time.monotonic()
+        params = _get_params(table, key, engine._partition_prefix)
+        name, text = _VGET_NAMES[table], self._sql.vget[table]
+        result = self._statement(lambda conn: _prepared(conn, name, text, params, [1] * len(params)))
+        version = int.from_bytes(result.get_value(0, 0), "big", signed=True)
+        value = result.get_value(0, 1)
+        engine._catalog_seen(version, sent, key if catalog else None, value)
+        return value
+
+    def _raw_get_many(self, table: str, keys: list) -> dict:
+        """The values of ``keys`` (stored keys of ``table``) found, in one
+        statement, which also refreshes the catalog's version."""
+        engine = self._engine
+        sent = time.monotonic()
+        params = [_bytea_array(keys)]
+        if table in _PARTITIONED:
+            prefix = engine._partition_prefix
+            params.append(("{" + ",".join(str(h) for h in {partition_hash(key, prefix) for key in keys}) + "}"
+                           ).encode())
+        name, text = _VGET_MANY_NAMES[table], self._sql.vget_many[table]
+        result = self._statement(lambda conn: _prepared(conn, name, text, params, [0] * len(params)))
+        get = result.get_value
+        engine._catalog_seen(int.from_bytes(get(0, 0), "big", signed=True), sent)
+        return {get(row, 1): get(row, 2) for row in range(result.ntuples) if get(row, 1) is not None}
+
+    def _statement(self, run):
         if self._fresh:
-            return self._first(lambda conn: _fast_get(conn, self._sql.fast_get[table], _get_params(table, key)))
-        return super()._raw_get(table, key)
+            return self._first(run)
+        if self._conn is None:
+            raise RuntimeError("the transaction has ended")
+        with _database_errors():
+            return run(self._conn)
 
     def _first(self, run):
         """``run(conn)`` for the first statement: a connection found broken
@@ -769,10 +1047,10 @@ class PostgresStatementReads(PostgresReadTxn):
                 conn = self._conn = self._engine._getconn()
 
 
-def _get_params(table: str, key: bytes) -> list:
+def _get_params(table: str, key: bytes, prefix: int) -> list:
     """The parameters of ``fast_get[table]``: the hash column first where there is one."""
     if table in _PARTITIONED:
-        return [partition_hash(key).to_bytes(8, "big", signed=True), key]
+        return [partition_hash(key, prefix).to_bytes(8, "big", signed=True), key]
     return [key]
 
 
@@ -782,9 +1060,10 @@ def _db_scan(txn, table, low, high, reverse):
     batch = _FIRST_BATCH
     statements = txn._sql
     # A range within one partition (a Query) is one range of the primary key (h, k).
+    prefix = txn._engine._partition_prefix
     partition = (table in _PARTITIONED and low is not None and high is not None
-                 and len(low) >= _PARTITION_PREFIX and low[:_PARTITION_PREFIX] == high[:_PARTITION_PREFIX])
-    first = [partition_hash(low)] if partition else []
+                 and len(low) >= prefix and low[:prefix] == high[:prefix])
+    first = [partition_hash(low, prefix)] if partition else []
     if reverse:
         lower_op, upper = (">=" if low is not None else None), high
         while True:
@@ -1026,8 +1305,8 @@ class PostgresWriteTxn(PostgresReadTxn, WriteTxn):
         st = self._st
         lock = _lock_id(table, key)
         statements = self._sql
-        read = _with_literals(statements.get[table], _get_params_text(table, key))
-        if table == "meta" and key.startswith(SHARED_PREFIXES):
+        read = _with_literals(statements.get[table], _get_params_text(table, key, self._engine._partition_prefix))
+        if table == "meta" and key.startswith(self._engine._shared_prefixes):
             # Read by every writer of a table, written by few: a shared lock
             # on the row; a key not there yet is locked as any other.
             read += " FOR SHARE"
@@ -1079,11 +1358,12 @@ class PostgresWriteTxn(PostgresReadTxn, WriteTxn):
         blind: set[int] = set()
         merged: list[bytes] = []
         shared: list[bytes] = []
+        shared_prefixes = self._engine._shared_prefixes
         for table, overlay in st.overlays.items():
             for key in overlay.values:
                 if table == "meta" and key in st.bases:
                     merged.append(key)
-                elif table == "meta" and key.startswith(SHARED_PREFIXES):
+                elif table == "meta" and key.startswith(shared_prefixes):
                     shared.append(key)  # its row locked before the head: see below
                     blind.add(_lock_id(table, key))
                 elif table == CHANGE_LOG and head_written is not None and len(key) == 8 \
@@ -1147,13 +1427,26 @@ class PostgresWriteTxn(PostgresReadTxn, WriteTxn):
                 if gone:
                     conn.execute(statements.delete[table], (gone,))
                 if table in _PARTITIONED:
-                    kept = [(Int8(partition_hash(key)), key, value) for key, value in values.items()
+                    prefix = self._engine._partition_prefix
+                    kept = [(Int8(partition_hash(key, prefix)), key, value) for key, value in values.items()
                             if value is not None]
                 else:
                     kept = [(key, value) for key, value in values.items() if value is not None]
                 if kept:
                     cursor.executemany(statements.upsert[table], kept)
+            # A catalog entry written: the version moves, so that every
+            # node's cached entries are dropped (after the writes: the row is
+            # held only for the COMMIT, and DDL writers wait on nothing else).
+            catalog = self._engine._catalog_prefixes
+            bumped = conn.execute(statements.bump_catalog, prepare=False) if any(
+                key.startswith(catalog) for key in changes.get("meta", ())) else None
             conn.execute("COMMIT", prepare=False)
+        if bumped is not None:
+            self._engine._catalog_committed(bumped.fetchone()[0])
+
+    def get_many(self, space: str, keys) -> list:
+        """Each key locked and read as ``get`` does."""
+        return [self.get(space, key) for key in keys]
 
     # -- the raw level, with the buffered changes over the committed rows
 
@@ -1169,7 +1462,7 @@ class PostgresWriteTxn(PostgresReadTxn, WriteTxn):
             return seen[key]
         if self._conn is None:
             raise RuntimeError("the transaction has ended")
-        if _is_special(table, key):
+        if self._engine._merges and _is_special(table, key):
             value = self._guarded(lambda conn: _fast_get(self._begun(conn), self._sql.fast_get[table], [key]))
             st.bases.setdefault(key, value)
         else:
@@ -1293,9 +1586,9 @@ def _lock_many(statements: _Statements, locks) -> str:
     return statements.lock_many.replace("%s", "ARRAY[" + ",".join(map(str, sorted(locks))) + "]")
 
 
-def _get_params_text(table: str, key: bytes) -> list:
+def _get_params_text(table: str, key: bytes, prefix: int) -> list:
     """The parameters of ``get[table]`` (the hash column first where there is one)."""
-    return [partition_hash(key), key] if table in _PARTITIONED else [key]
+    return [partition_hash(key, prefix), key] if table in _PARTITIONED else [key]
 
 
 def _unhex(text: bytes) -> bytes:
@@ -1334,6 +1627,48 @@ def _fast_get(conn, text: bytes, params: list) -> bytes | None:
     if result.ntuples == 0:
         return None
     return result.get_value(0, 0)
+
+
+_VGET_NAMES = {name: f"shoal_vget_{name}".encode() for name in (*SPACES, _OVERFLOW)}
+_VGET_MANY_NAMES = {name: f"shoal_vget_many_{name}".encode() for name in (*SPACES, _OVERFLOW)}
+# The named statements prepared on each connection (by _prepared).
+_PREPARED: "weakref.WeakKeyDictionary" = weakref.WeakKeyDictionary()
+_UNDEFINED_STATEMENT = b"26000"  # psycopg sent DEALLOCATE ALL on the session since
+_DUPLICATE_STATEMENT = b"42P05"
+
+
+def _prepared(conn, name: bytes, text: bytes, values: list, formats: list):
+    """The result of the named prepared statement ``name`` (``text``),
+    prepared on ``conn`` first if it is not yet: a GetItem is then one
+    round trip that the server neither parses nor plans.  Only outside a
+    transaction (the statement reads): psycopg drops every prepared
+    statement of a session after a rollback (``DEALLOCATE ALL``), and the
+    execution that finds it gone, which fails harmlessly in autocommit, is
+    prepared again and retried."""
+    names = _PREPARED.get(conn)
+    if names is None:
+        names = _PREPARED[conn] = set()
+    pgconn = conn.pgconn
+    for _ in range(2):
+        if name not in names:
+            prepared = pgconn.prepare(name, text)
+            if prepared.status != psycopg.pq.ExecStatus.COMMAND_OK and \
+                    prepared.error_field(psycopg.pq.DiagnosticField.SQLSTATE) != _DUPLICATE_STATEMENT:
+                _checked_result(conn, prepared)
+            names.add(name)
+        result = pgconn.exec_prepared(name, values, formats, 1)
+        if result.status == psycopg.pq.ExecStatus.TUPLES_OK:
+            return result
+        if result.error_field(psycopg.pq.DiagnosticField.SQLSTATE) != _UNDEFINED_STATEMENT:
+            break
+        names.discard(name)
+    _checked_result(conn, result)
+    return result
+
+
+def _bytea_array(keys) -> bytes:
+    """``keys`` as the text of a bytea[] parameter."""
+    return ("{" + ",".join('"\\\\x' + key.hex() + '"' for key in keys) + "}").encode()
 
 
 def _exec(conn, text: bytes, values: list, formats: list):

@@ -177,6 +177,28 @@ def test_two_nodes_alternating_serve_one_truth(clients):
     assert gone.value.response["Error"]["Code"] == "ResourceNotFoundException"
 
 
+def test_a_table_deleted_through_one_node_is_gone_on_the_other_within_the_bound(clients):
+    """The other node's workers answer GetItem from their cached catalog
+    entry, but never later than CATALOG_TRUST_S after the deletion."""
+    from shoal.storage.postgres_engine import CATALOG_TRUST_S
+
+    first, second = clients
+    name = unique_name("gone")
+    first.create_table(TableName=name, BillingMode="PAY_PER_REQUEST",
+                       KeySchema=[{"AttributeName": "pk", "KeyType": "HASH"}],
+                       AttributeDefinitions=[{"AttributeName": "pk", "AttributeType": "S"}])
+    first.put_item(TableName=name, Item={"pk": {"S": "a"}})
+    for _ in range(4):  # both workers of the second node have the entry
+        assert second.get_item(TableName=name, Key={"pk": {"S": "a"}})["Item"] == {"pk": {"S": "a"}}
+    first.delete_table(TableName=name)
+    time.sleep(CATALOG_TRUST_S)
+    for _ in range(4):
+        with pytest.raises(ClientError) as gone:
+            second.get_item(TableName=name, Key={"pk": {"S": "a"}})
+        assert gone.value.response["Error"] == {"Code": "ResourceNotFoundException",
+                                                "Message": "Requested resource not found"}
+
+
 def test_racing_conditional_creates_from_two_nodes_one_wins(nodes):
     name = unique_name("race")
     setup = make_client(nodes[0].url)
