@@ -249,6 +249,80 @@ def kms_key_states(engine) -> dict[str, str]:
     return keyring.read_kms_key_states(path) if path is not None else {}
 
 
+# ---------------------------------------------------------------- a KMS key this region cannot use
+
+#: A table (and, in the other regions' DescribeTable, a replica) whose KMS key
+#: is inaccessible: TableStatus's and ReplicaStatus's value for it.
+INACCESSIBLE = "INACCESSIBLE_ENCRYPTION_CREDENTIALS"
+#: Between the replication thread's checks of this region's tables' keys.
+KEY_CHECK_S = 1.0
+# Per engine: whether a full check is still needed (the first, or a table may
+# be marked inaccessible); skipped otherwise while no key is marked unusable.
+_KEYS_CHECKED: dict[int, bool] = {}
+
+
+def check_encryption_keys(engine, catalog, region: str, now: float) -> bool:
+    """The replication thread's check (every ``KEY_CHECK_S``) of this
+    region's tables encrypted with a customer managed KMS key against the
+    region's key states (``kms_key_states``): a table whose key cannot be
+    used becomes INACCESSIBLE_ENCRYPTION_CREDENTIALS, with SSEDescription's
+    InaccessibleEncryptionDateTime (when it was first detected), and ACTIVE
+    again, without it, once the key can be used; each change of a global
+    table is sent to its replicas (``sync``: ``replica_set`` gives this
+    region's status), whose DescribeTable then shows this replica
+    INACCESSIBLE_ENCRYPTION_CREDENTIALS.  Only an ACTIVE table is marked
+    (one being changed is checked again next time).  True if it changed a table.
+
+    The API Reference: TableStatus INACCESSIBLE_ENCRYPTION_CREDENTIALS, "The
+    KMS key used to encrypt the table in inaccessible"; SSEDescription's
+    InaccessibleEncryptionDateTime, "automatically cleared when DynamoDB
+    detects that the table's KMS key is accessible again"; ReplicaStatus
+    INACCESSIBLE_ENCRYPTION_CREDENTIALS, "The KMS key used to encrypt the
+    table is inaccessible".  DynamoDB archives a table inaccessible for
+    seven days; Shoal does not."""
+    from shoal.api.catalog import update_description
+
+    states = kms_key_states(engine)
+    if not states and not _KEYS_CHECKED.get(id(engine), True):
+        return False
+    changes = []
+    marked = False
+    with engine.read() as txn:
+        for name in catalog.iter_names(txn, region):
+            table = catalog.get(txn, region, name)
+            if table is None:
+                continue
+            desc = table.description
+            arn = _table_key(desc)
+            shown = desc.get("TableStatus") == INACCESSIBLE
+            marked = marked or shown
+            if not _customer_managed(arn) and not shown:
+                continue
+            problem = keyring.kms_key_problem(states, arn) if _customer_managed(arn) else None
+            if (problem is not None and desc.get("TableStatus") == "ACTIVE") or (problem is None and shown):
+                changes.append((table, problem is not None))
+    for table, inaccessible in changes:
+
+        def change(desc: dict, inaccessible=inaccessible) -> None:
+            sse = desc.setdefault("SSEDescription", {})
+            if inaccessible:
+                desc["TableStatus"] = INACCESSIBLE
+                sse.setdefault("InaccessibleEncryptionDateTime", round(now, 3))
+            elif desc.get("TableStatus") == INACCESSIBLE:
+                desc["TableStatus"] = "ACTIVE"
+                sse.pop("InaccessibleEncryptionDateTime", None)
+
+        with engine.write() as txn:
+            updated = update_description(txn, region, table.name, table.table_id, change, catalog.keys)
+            if updated is None or updated.description.get("GlobalTableVersion") != GLOBAL_TABLE_VERSION:
+                continue
+            for replica in updated.description.get("Replicas") or ():
+                queue_task(txn, {"kind": "sync", "table_id": table.table_id, "name": table.name,
+                                 "peer": replica["RegionName"]})
+    _KEYS_CHECKED[id(engine)] = marked or any(inaccessible for _, inaccessible in changes)
+    return bool(changes)
+
+
 def _key_types(desc: dict) -> dict:
     keys = {k["AttributeName"] for k in desc["KeySchema"]}
     return {d["AttributeName"]: d["AttributeType"] for d in desc["AttributeDefinitions"] if d["AttributeName"] in keys}
@@ -321,11 +395,12 @@ def _check_not_in_use(desc: dict, strong: bool, deleting=frozenset()) -> None:
     ACTIVE: the table leaving MRSC, a witness being made) is
     ResourceInUseException.  An unreachable replica (REGION_DISABLED) is
     still a member: it can be deleted or updated, and others added; so is
-    one that could not be made (CREATION_FAILED), which can be deleted.  A
+    one whose KMS key its region cannot use (INACCESSIBLE_ENCRYPTION_CREDENTIALS)
+    and one that could not be made (CREATION_FAILED), which can be deleted.  A
     replica UPDATING can be deleted (``deleting``): its change may wait for
     a region that is gone, and deleting it drops what was queued for it
     (``_drop_tasks``)."""
-    busy = any(r["ReplicaStatus"] not in ("ACTIVE", UNREACHABLE, CREATION_FAILED)
+    busy = any(r["ReplicaStatus"] not in ("ACTIVE", UNREACHABLE, CREATION_FAILED, INACCESSIBLE)
                and not (r["ReplicaStatus"] == "UPDATING" and r["RegionName"] in deleting)
                for r in desc.get("Replicas") or ())
     if strong:
@@ -1081,7 +1156,8 @@ def replica_set(desc: dict, own_region: str) -> list[dict]:
     """Every region of a global table with its status and the overrides
     ReplicaUpdates gave it, this one first (not those whose replica could not
     be made)."""
-    own = "CREATING" if desc.get("TableStatus") == "CREATING" else "ACTIVE"
+    status = desc.get("TableStatus")
+    own = status if status in ("CREATING", INACCESSIBLE) else "ACTIVE"
     # Reachability is each region's own view, not membership: it is not sent.
     # A replica that could not be made is not a member: only this region lists it.
     return [{"RegionName": own_region, "ReplicaStatus": own},

@@ -801,3 +801,68 @@ def test_a_replica_whose_kms_key_its_region_cannot_use_is_creation_failed(region
     _wait_active(first, name)
     assert third.describe_table(TableName=name)["Table"]["SSEDescription"]["KMSMasterKeyArn"] == (
         f"arn:aws:kms:{REGIONS[2]}:000000000000:key/replica-key")
+
+
+def _checks_encryption_keys() -> bool:
+    """Whether the replication thread calls ``control.check_encryption_keys``
+    (proposed for shoal/replication/node.py with it)."""
+    import inspect
+
+    from shoal.replication import node
+
+    return "check_encryption_keys" in inspect.getsource(node.Replicator.run_once)
+
+
+key_checks = pytest.mark.skipif(
+    not _checks_encryption_keys(), reason="node.py's replication thread does not call control.check_encryption_keys yet")
+
+
+def _wait_table_status(client, name: str, status: str, timeout: float = CONVERGE_S) -> dict:
+    deadline = time.monotonic() + timeout
+    while True:
+        table = client.describe_table(TableName=name)["Table"]
+        if table["TableStatus"] == status:
+            return table
+        assert time.monotonic() < deadline, table
+        time.sleep(0.1)
+
+
+@key_checks
+def test_a_replica_whose_kms_key_becomes_unusable_is_inaccessible_until_it_is_usable_again(regions):
+    """A replica's KMSMasterKeyId override names a key of its region; once
+    that key is disabled, pending deletion or deleted there, its table is
+    INACCESSIBLE_ENCRYPTION_CREDENTIALS with InaccessibleEncryptionDateTime,
+    and the other regions show the replica so; when the key is usable again
+    both are as before, and the writes made meanwhile have reached it."""
+    from shoal.storage.keyring import set_kms_key_state
+
+    name = "gt_key_lost"
+    first, second = regions.client(0), regions.client(1)
+    _create(first, name)
+    first.update_table(TableName=name, SSESpecification={"Enabled": True, "SSEType": "KMS",
+                                                         "KMSMasterKeyId": "first-key"})
+    first.update_table(TableName=name, ReplicaUpdates=[{"Create": {"RegionName": REGIONS[1],
+                                                                   "KMSMasterKeyId": "second-key"}}])
+    _wait_active(first, name)
+    arn = f"arn:aws:kms:{REGIONS[1]}:000000000000:key/second-key"
+    for n, state in enumerate(("Disabled", "PendingDeletion", "Deleted")):
+        before = time.time()
+        set_kms_key_state(_data_dir(regions, 1), "second-key", state)
+        try:
+            table = _wait_table_status(second, name, "INACCESSIBLE_ENCRYPTION_CREDENTIALS")
+            sse = table["SSEDescription"]
+            assert (sse["Status"], sse["SSEType"], sse["KMSMasterKeyArn"]) == ("ENABLED", "KMS", arn)
+            assert before - 1 <= sse["InaccessibleEncryptionDateTime"].timestamp() <= time.time() + 1
+            entry = _wait_replica_status(first, name, REGIONS[1], "INACCESSIBLE_ENCRYPTION_CREDENTIALS")
+            assert entry == {"RegionName": REGIONS[1], "ReplicaStatus": "INACCESSIBLE_ENCRYPTION_CREDENTIALS",
+                             "KMSMasterKeyId": "second-key"}
+            source = first.describe_table(TableName=name)["Table"]
+            assert source["TableStatus"] == "ACTIVE" and "InaccessibleEncryptionDateTime" not in source["SSEDescription"]
+            first.put_item(TableName=name, Item={"pk": {"S": f"while-{state}"}, "kind": {"S": "k"}})
+        finally:
+            set_kms_key_state(_data_dir(regions, 1), "second-key", "Enabled")
+        table = _wait_table_status(second, name, "ACTIVE")
+        assert "InaccessibleEncryptionDateTime" not in table["SSEDescription"]
+        assert _wait_replica_status(first, name, REGIONS[1], "ACTIVE") == {
+            "RegionName": REGIONS[1], "ReplicaStatus": "ACTIVE", "KMSMasterKeyId": "second-key"}
+        assert len(_converged(regions, name, indexes=(0, 1))) == n + 1
