@@ -4,7 +4,9 @@
 file given to ``--master-key-file``.  ``shoal keys rotate`` re-wraps a data
 directory's data keys under a new master key: only the small KEYRING file is
 rewritten (atomically), the data is untouched, and the old key must open the
-keyring first, so a wrong old key changes nothing.
+keyring first, so a wrong old key changes nothing.  With ``--storage
+postgresql://...`` (or SHOAL_STORAGE) it re-wraps the keyring kept in that
+database instead, in one transaction, while the nodes serve on.
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ from shoal.storage.keyring import (
     generate_master_key_text,
     parse_master_key,
     read_master_key_file,
+    rotate_database_master_key,
     rotate_master_key,
 )
 
@@ -69,6 +72,9 @@ def add_keys_commands(commands) -> None:
     add_data_dir_options(rotate, f"the current master key file (env {MASTER_KEY_FILE_ENV}, "
                                  f"or the key in ${MASTER_KEY_ENV})")
     rotate.add_argument("--new-master-key-file", required=True, help="the new master key file")
+    rotate.add_argument("--storage", default=os.environ.get("SHOAL_STORAGE") or None,
+                        help="the postgresql:// URL of a store served with --storage, whose keyring is in the "
+                             "database (env SHOAL_STORAGE); --data-dir is then not used")
     rotate.set_defaults(handler=_rotate)
     keys.set_defaults(handler=lambda args: _usage(keys))
 
@@ -85,6 +91,9 @@ def _generate(args) -> int:
 
 def _rotate(args) -> int:
     from shoal.storage.datadir import ENCRYPTION_LINE, MARKER_NAME
+
+    if args.storage:
+        return _rotate_in_database(args)
 
     marker = os.path.join(args.data_dir, MARKER_NAME)
     try:
@@ -107,4 +116,36 @@ def _rotate(args) -> int:
         print(f"shoal: {exc}", file=sys.stderr)
         return 1
     print(f"re-wrapped the data keys of {os.path.abspath(args.data_dir)} under the new master key")
+    return 0
+
+
+def _rotate_in_database(args) -> int:
+    """``shoal keys rotate --storage postgresql://...``: the keyring row of the database."""
+    from shoal.storage.datadir import is_postgres_url
+
+    if not is_postgres_url(args.storage):
+        print(f"shoal: --storage (or SHOAL_STORAGE) must be a postgresql://USER@HOST:PORT/DATABASE URL, "
+              f"not {args.storage!r}", file=sys.stderr)
+        return 2
+    from shoal.storage.postgres_engine import PostgresEngine, StorageUnavailable, shown_dsn
+
+    shown = shown_dsn(args.storage)
+    try:
+        old = master_key_from(args.master_key_file)
+        if old is None:
+            print("shoal: give the current master key with --master-key-file or SHOAL_MASTER_KEY", file=sys.stderr)
+            return 2
+        new = read_master_key_file(args.new_master_key_file)
+        engine = PostgresEngine(args.storage, encrypted=True, min_connections=1, max_connections=1)
+        try:
+            rotate_database_master_key(engine, old, new, shown)
+        finally:
+            engine.close()
+    except (KeyringError, StorageUnavailable) as exc:
+        print(f"shoal: {exc}", file=sys.stderr)
+        return 1
+    except RuntimeError as exc:  # a store of another format
+        print(f"shoal: {shown}: {exc}", file=sys.stderr)
+        return 1
+    print(f"re-wrapped the data keys of {shown} under the new master key")
     return 0

@@ -25,6 +25,15 @@ transform:
   into item collections, is kept; nothing else is revealed.
 
 The unencrypted path does not go through this module at all.
+
+Over PostgreSQL (``open_encrypted_postgres``) the keyring lives in the
+database, so that every node uses the same data keys, and the inner engine is
+told what the transform does to the keys it must recognise
+(``PostgresEngine.sealed_above``): the tables' catalog entries, which it
+caches and shares among readers, and the partition prefix it hashes.  The
+counters and the change log's head are sealed, so it cannot add to them or
+renumber them at commit: there, they are locked like any key, and item
+writers wait for each other at the log's head.
 """
 
 from __future__ import annotations
@@ -38,7 +47,7 @@ from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
 from shoal.storage.engine import Engine, ReadTxn, WriteTxn
-from shoal.storage.keyring import DataKeys
+from shoal.storage.keyring import DataKeys, database_keyring
 
 _VERSION = b"\x01"
 _NONCE = 12
@@ -164,6 +173,15 @@ class EncryptedReadTxn(ReadTxn):
         sealed = self._txn.get(space, stored_key)
         return None if sealed is None else self._crypt.open(space, stored_key, sealed)
 
+    def get_many(self, space: str, keys) -> list:
+        """``[get(space, key) for key in keys]``, through the inner engine's
+        ``get_many`` where it has one (PostgreSQL: one statement)."""
+        crypt = self._crypt
+        stored = [crypt.transform.encode(key) for key in keys]
+        inner = getattr(self._txn, "get_many", None)
+        sealed = inner(space, stored) if inner is not None else [self._txn.get(space, key) for key in stored]
+        return [None if value is None else crypt.open(space, key, value) for key, value in zip(stored, sealed)]
+
     def scan(self, space, start=None, stop=None, *, reverse=False) -> Iterator[tuple[bytes, bytes]]:
         crypt = self._crypt
         encode = crypt.transform.encode
@@ -204,6 +222,9 @@ class EncryptedEngine(Engine):
         self._crypt = _Crypt(data_keys)
         #: The key codec the API layer uses for partition keys.
         self.keys = self._crypt.keys
+        sealed_above = getattr(inner, "sealed_above", None)
+        if sealed_above is not None:  # PostgreSQL (see the module docstring)
+            sealed_above(self._crypt.transform.encode)
 
     def read(self, snapshot: bool = True) -> EncryptedReadTxn:
         return EncryptedReadTxn(self.inner.read(snapshot), self._crypt)
@@ -246,3 +267,19 @@ class EncryptedEngine(Engine):
 
     def __repr__(self) -> str:
         return f"EncryptedEngine({self.inner!r})"
+
+
+def open_encrypted_postgres(dsn: str, master_key: bytes, **options) -> EncryptedEngine:
+    """The PostgreSQL store ``dsn`` encrypted at rest under ``master_key``:
+    its data keys from the keyring kept in the database (made at the first
+    start of an empty store; see ``shoal.storage.keyring.database_keyring``).
+    ``options`` go to ``PostgresEngine``.  Raises ``KeyringError`` for a
+    wrong key or a plain store, and what ``PostgresEngine`` raises."""
+    from shoal.storage.postgres_engine import PostgresEngine, shown_dsn
+
+    inner = PostgresEngine(dsn, encrypted=True, **options)
+    try:
+        return EncryptedEngine(inner, database_keyring(inner, master_key, shown_dsn(dsn)))
+    except BaseException:
+        inner.close()
+        raise

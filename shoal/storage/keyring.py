@@ -119,14 +119,18 @@ def load_keyring(data_dir, master_key: bytes) -> DataKeys:
         ) from None
     except OSError as exc:
         raise KeyringError(f"cannot read {path} ({exc.strerror})") from None
-    nonce, sealed = _parse_keyring(raw, path)
+    return _unseal(raw, path, master_key, f"the master key does not open data directory {os.fspath(data_dir)}: "
+                   "it is not the key this directory was encrypted with")
+
+
+def _unseal(raw: bytes, where: str, master_key: bytes, refusal: str) -> DataKeys:
+    """The data keys of the keyring record ``raw`` (found at ``where``);
+    ``refusal`` is the message when ``master_key`` does not open it."""
+    nonce, sealed = _parse_keyring(raw, where)
     try:
         plain = AESGCM(master_key).decrypt(nonce, sealed, _AAD)
     except InvalidTag:
-        raise KeyringError(
-            f"the master key does not open data directory {os.fspath(data_dir)}: "
-            "it is not the key this directory was encrypted with"
-        ) from None
+        raise KeyringError(refusal) from None
     keys = json.loads(plain)
     return DataKeys(*(base64.b64decode(keys[name]) for name in _DATA_KEYS))
 
@@ -139,6 +143,51 @@ def _parse_keyring(raw: bytes, path: str) -> tuple[bytes, bytes]:
         return base64.b64decode(record["nonce"]), base64.b64decode(record["sealed"])
     except (ValueError, KeyError, TypeError, AttributeError, binascii.Error):
         raise KeyringError(f"{path} is damaged: not a Shoal keyring") from None
+
+
+# ---------------------------------------------------------------- in a PostgreSQL store
+#
+# Over ``--storage postgresql://...`` every node must use the same data keys,
+# so the keyring record (the same bytes as a KEYRING file) is a row of the
+# database (``PostgresEngine.read_keyring`` and its kin), and its presence
+# marks the store encrypted.  The master key stays with each node.
+
+
+def database_keyring(engine, master_key: bytes, shown: str) -> DataKeys:
+    """The data keys of the PostgreSQL store ``engine`` (a ``PostgresEngine``
+    opened with ``encrypted=True``; ``shown`` names it in messages), made and
+    stored at the first start of an empty store.  A store that holds data
+    but no keyring is a plain one, and a master key for it is refused, as
+    for a plain data directory."""
+    record = engine.read_keyring()
+    if record is None:
+        record = engine.create_keyring(seal_keyring(DataKeys.generate(), master_key))
+        if record is None:
+            raise KeyringError(
+                f"the PostgreSQL store {shown} is not encrypted, but a master key was given: serve it without "
+                "--master-key-file / SHOAL_MASTER_KEY (a store is encrypted when it is created)"
+            )
+    return _unseal(record, f"the keyring of {shown}", master_key,
+                   f"the master key does not open the PostgreSQL store {shown}: "
+                   "it is not the key this store was encrypted with")
+
+
+def rotate_database_master_key(engine, old_master: bytes, new_master: bytes, shown: str) -> None:
+    """Re-wrap the data keys kept in the PostgreSQL store ``engine`` under
+    ``new_master``, in one transaction; the old key must open them first,
+    so a wrong old key changes nothing.  Running nodes keep serving (their
+    data keys are unchanged); the next start of any node needs the new key."""
+
+    def rewrap(record: bytes) -> bytes:
+        keys = _unseal(record, f"the keyring of {shown}", old_master,
+                       f"the master key does not open the PostgreSQL store {shown}: "
+                       "it is not the key this store was encrypted with")
+        return seal_keyring(keys, new_master)
+
+    try:
+        engine.replace_keyring(rewrap)
+    except LookupError:
+        raise KeyringError(f"the PostgreSQL store {shown} is not encrypted: it has no keys to rotate") from None
 
 
 def seal_keyring(keys: DataKeys, master_key: bytes) -> bytes:
