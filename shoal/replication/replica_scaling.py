@@ -184,6 +184,9 @@ def _describe(ctx, table, own: dict, pending: set[str]) -> dict:
     settings = control.settings_of(ctx.engine)
     for replica in desc.get("Replicas") or ():
         region = replica["RegionName"]
+        if replica["ReplicaStatus"] == control.CREATION_FAILED:  # no replica there to ask
+            replicas.append({"RegionName": region, "ReplicaStatus": control.CREATION_FAILED})
+            continue
         entry = _ask(ctx, settings, region, table.name) if replica["ReplicaStatus"] != control.UNREACHABLE else None
         if entry is None:
             entry = {"RegionName": region, "ReplicaStatus": control.UNREACHABLE}
@@ -242,7 +245,8 @@ def update_table_replica_auto_scaling(ctx, request: dict) -> dict:
 def _changes(name: str, desc: dict, own: str, request: dict) -> dict[str, list[dict]]:
     """The request as the changes of each region, after DynamoDB's checks of
     its regions and indexes (ReplicaNotFoundException, IndexNotFoundException)."""
-    regions = [own] + [r["RegionName"] for r in desc.get("Replicas") or ()]
+    regions = [own] + [r["RegionName"] for r in desc.get("Replicas") or ()
+                       if r["ReplicaStatus"] != control.CREATION_FAILED]  # (one that could not be made is none)
     indexes = {spec["IndexName"] for spec in desc.get("GlobalSecondaryIndexes") or ()}
     everywhere: list[dict] = []
     if request.get("ProvisionedWriteCapacityAutoScalingUpdate") is not None:

@@ -754,6 +754,13 @@ def test_a_replica_its_region_refuses_is_creation_failed_until_deleted(regions):
         "not be created: delete it with ReplicaUpdates Delete, then create it again")
     assert _error(lambda: _add_replica(first, name, REGIONS[1])) == (
         "ValidationException", "One or more parameter values were invalid: Replica already exists in region eu-west-1")
+    scaling = first.describe_table_replica_auto_scaling(TableName=name)["TableAutoScalingDescription"]
+    assert scaling["Replicas"][0] == {"RegionName": REGIONS[1], "ReplicaStatus": "CREATION_FAILED"}
+    assert _error(lambda: first.update_table_replica_auto_scaling(TableName=name, ReplicaUpdates=[{
+        "RegionName": REGIONS[1], "ReplicaProvisionedReadCapacityAutoScalingUpdate": {
+            "MinimumUnits": 1, "MaximumUnits": 5}}])) == (
+        "ReplicaNotFoundException", f"Failed to update settings for global table with name: ‘{name}’ because a "
+        f"replica does not exist in regions: ‘[{REGIONS[1]}]’.")
     time.sleep(1.0)  # nothing of the source's reaches the other region's table, which is as it was
     theirs = second.describe_table(TableName=name)["Table"]
     assert "Replicas" not in theirs and "GlobalTableVersion" not in theirs
