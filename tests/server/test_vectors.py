@@ -554,3 +554,52 @@ def test_backups_and_restores_keep_the_vector_indexes(ddb, catalogue):
     assert "VectorIndexes" not in ddb.describe_table(TableName=bare)["Table"]
     assert error_of(ddb.search_vectors, TableName=bare, IndexName="by_dot", SearchVector=search_av(QUERY), TopK=5) == (
         "ValidationException", "The table does not have the specified index: by_dot")
+
+
+# ---------------------------------------------------------------- on an MRSC global table
+#
+# The Developer Guide's "Using vector indexes with global tables": vector
+# indexes work with every global table configuration, multi-Region strong
+# consistency included; a replica gets the index definition, and the items
+# written in any region are indexed in every region, asynchronously even on
+# an MRSC table. (Tests of an MREC global table: tests/server/test_global_tables.py.)
+
+
+@pytest.fixture(scope="module")
+def strong_regions(tmp_path_factory):
+    from tests.server.test_mrsc import Regions
+
+    trio = Regions(str(tmp_path_factory.mktemp("vectors-mrsc")))
+    for i in range(3):
+        trio.start(i)
+    yield trio
+    trio.stop()
+
+
+def test_an_mrsc_global_table_has_its_vector_index_in_every_region(strong_regions):
+    from tests.server.test_mrsc import _create, _make_strong, _wait_active
+
+    name = "vectors_mrsc"
+    first = strong_regions.client(0)
+    _create(first, name, VectorIndexes=[{
+        "IndexName": "by_embedding", "VectorAttribute": {"AttributeName": "embedding"}, "Dimensions": 2,
+        "DistanceFunction": "EUCLIDEAN", "Projection": {"ProjectionType": "ALL"}}])
+    _make_strong(first, name)
+    clients = [strong_regions.client(i) for i in range(3)]
+    for client in clients:
+        _wait_active(client, name)
+    for i, client in enumerate(clients):  # one item written in each region
+        client.put_item(TableName=name, Item={"pk": {"S": f"from-{i}"}, "embedding": vector_av([i * 10, 0])})
+    for client in clients:
+        index = client.describe_table(TableName=name)["Table"]["VectorIndexes"]
+        assert [(v["IndexName"], v["Dimensions"], v["DistanceFunction"], v["IndexStatus"]) for v in index] == [
+            ("by_embedding", 2, "EUCLIDEAN", "ACTIVE")]
+        deadline = time.monotonic() + 30
+        for i in range(3):
+            while True:
+                found = client.search_vectors(TableName=name, IndexName="by_embedding", TopK=1,
+                                              SearchVector=search_av([i * 10 + 1, 0]))["SearchResults"]
+                if found and found[0]["Item"]["pk"] == {"S": f"from-{i}"}:
+                    break
+                assert time.monotonic() < deadline, found
+                time.sleep(0.1)
