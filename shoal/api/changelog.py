@@ -45,7 +45,7 @@ FOLLOWS_HEAD = 2**64 - 1
 DEFAULT_RETENTION_S = 24 * 3600
 
 
-#: (consumer name, fold) registered by ``shoal.replication.versions``: the
+#: (consumer's key, fold) registered by ``shoal.replication.versions``: the
 #: version store's indexer, and how a local write of a global table is folded
 #: into it (``fold(txn, table, keys, time_ms, origin, seq, deleted)``).
 _version_fold = None
@@ -58,7 +58,7 @@ def fold_versions_with(consumer: str, fold) -> None:
     every record before the transaction's first: the fold is then exactly
     the indexer's, done in the write's own transaction and commit."""
     global _version_fold
-    _version_fold = (consumer, fold)
+    _version_fold = (CONSUMER_PREFIX + consumer.encode(), fold)
 
 
 class ChangeAppender:
@@ -80,7 +80,9 @@ class ChangeAppender:
         self._node_hex = self._node.hex()
         head = _SEQ.unpack_from(raw_seq)[0] if raw_seq else 0
         self._first = head + 1  # this appender's first position
-        self._folding = None  # whether its global tables' writes are folded here: known at the first
+        # whether its global tables' writes are folded here, known at the first: False, or the
+        # indexer's retention (its cursor is stored again by finish without being read again)
+        self._folding = None
         return head
 
     def _next_seq(self) -> int:
@@ -109,7 +111,13 @@ class ChangeAppender:
         if _version_fold is not None and "GlobalTableVersion" in table.description:
             folding = self._folding
             if folding is None:  # the indexer has read everything before this appender's records
-                folding = self._folding = consumer_cursor(self.txn, _version_fold[0]) == self._first - 1
+                raw = self.txn.get("meta", _version_fold[0])
+                folding = False
+                if raw is not None:
+                    cursor, retention = _CONSUMER.unpack(raw)
+                    if cursor == self._first - 1:
+                        folding = (retention,)
+                self._folding = folding
             if folding:
                 _version_fold[1](self.txn, table, keys, stamp, record["origin"], seq, new_json is None)
         return seq
@@ -131,7 +139,7 @@ class ChangeAppender:
         if self._seq is not None:
             self.txn.put("meta", SEQ_KEY, _SEQ.pack(self._seq) + self._node)
             if self._folding:
-                advance_consumer(self.txn, _version_fold[0], self._seq)
+                self.txn.put("meta", _version_fold[0], _CONSUMER.pack(self._seq, self._folding[0]))
             self._seq = None
 
 

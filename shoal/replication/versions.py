@@ -146,13 +146,15 @@ def fold_written(txn, table, keys: dict, time_ms: int, origin: str, seq: int, de
     (``changelog.fold_versions_with``): in the write's own transaction, so
     that the replication thread's commits do not carry a page of the version
     store per write."""
-    skey = storage_key(table, keys)
-    version = (time_ms, origin, seq)
-    current = read_version(txn, skey)
-    if current is not None and current[0] >= version:
-        version = (current[0][0] + 1, origin, seq)
-        txn.put("meta", BUMP_PREFIX + _SEQ.pack(seq), _SEQ.pack(version[0]))
-    write_version(txn, skey, version, deleted)
+    key = VERSION_PREFIX + storage_key(table, keys)
+    raw = txn.get("meta", key)
+    # the item's version is older unless its time is not (its origin is then compared as text)
+    if raw is not None and _VERSION.unpack_from(raw)[0] >= time_ms:
+        current_ms, current_seq, _ = _VERSION.unpack_from(raw)
+        if (current_ms, bytes(raw[_VERSION.size:]).decode(), current_seq) >= (time_ms, origin, seq):
+            time_ms = current_ms + 1
+            txn.put("meta", BUMP_PREFIX + _SEQ.pack(seq), _SEQ.pack(time_ms))
+    txn.put("meta", key, _VERSION.pack(time_ms, seq, deleted) + origin.encode())
 
 
 fold_versions_with(INDEXER, fold_written)
