@@ -54,7 +54,20 @@ def open_postgres(path, *, sync: bool = True) -> Engine:
     return PostgresEngine(_POSTGRES["dsn"], schema=schema, sync=sync, max_connections=4)
 
 
-ENGINES = {"lmdb": open_lmdb, "memory": open_memory, "postgresql": open_postgres}
+def open_postgres_encrypted(path, *, sync: bool = True) -> Engine:
+    """The store of ``path`` encrypted at rest: sealed values and transformed
+    keys over PostgreSQL, where counters and the change log's head are then
+    locked reads (``PostgresEngine.sealed_above``)."""
+    from shoal.storage.encrypted import EncryptedEngine
+    from shoal.storage.keyring import DataKeys
+
+    schema = "e" + hashlib.sha1(os.fsencode(path)).hexdigest()[:24]
+    inner = PostgresEngine(_POSTGRES["dsn"], schema=schema, sync=sync, max_connections=4, encrypted=True)
+    return EncryptedEngine(inner, DataKeys(b"v" * 32, b"p" * 32, b"o" * 32))
+
+
+ENGINES = {"lmdb": open_lmdb, "memory": open_memory, "postgresql": open_postgres,
+           "postgresql-encrypted": open_postgres_encrypted}
 
 
 def lmdb_only(test):
@@ -83,7 +96,7 @@ def postgres_database(postgres_cluster):
 
 @pytest.fixture(params=sorted(ENGINES))
 def opener(request):
-    if request.param == "postgresql":
+    if request.param.startswith("postgresql"):
         _POSTGRES["dsn"] = request.getfixturevalue("postgres_database")
     return ENGINES[request.param]
 
