@@ -240,7 +240,8 @@ class Insights:
         #: (table, keys, old item, new item, minute), counted on the event loop (``_count_applied``)
         self.applied: collections.deque = collections.deque()
         self._pruned_at = 0.0
-        _LIVE.add(self)
+        global _LIVE
+        _LIVE = tuple(ref for ref in _LIVE if ref() is not None) + (weakref.ref(self),)
 
     # -- what is enabled --------------------------------------------------------------------
 
@@ -693,8 +694,9 @@ def _by_index_writes(exc: ProvisionedThroughputExceededException) -> bool:
     return bool(reasons) and all(str(reason.get("reason", "")).startswith("IndexWrite") for reason in reasons)
 
 
-#: The counting of this process (normally one per worker), for the writes that do not come through a request
-_LIVE: "weakref.WeakSet[Insights]" = weakref.WeakSet()
+#: The counting of this process (normally one per worker), for the writes that do not come through a
+#: request: weak references in a tuple replaced whole, so that any thread may read it while one is added
+_LIVE: tuple = ()
 
 
 def count_applied_write(table, keys: dict, old_raw, new_item: dict | None) -> None:
@@ -702,10 +704,12 @@ def count_applied_write(table, keys: dict, old_raw, new_item: dict | None) -> No
     makes it, inside its transaction: a write replicated from another region
     (``shoal.replication.apply``) or a bulk put's (``shoal.api.bulk``).
     ``old_raw`` is the item's stored value before (read in that transaction),
-    ``new_item`` the item after (None: deleted).  Costs a look-up unless the
-    table has insights on."""
-    for insights in _LIVE:
-        if insights.active:
+    ``new_item`` the item after (None: deleted).  Costs a test unless some
+    table has insights on.  (A transaction that aborts after the call keeps
+    its count: rare, the writers above abort only on a fault.)"""
+    for ref in _LIVE:
+        insights = ref()
+        if insights is not None and insights.active:
             insights.applied_write(table, keys, old_raw, new_item)
 
 
