@@ -87,7 +87,16 @@ from shoal.metrics import blocks
 from shoal.metrics.blocks import Columns
 from shoal.metrics.retention import _STARTED, ROLLUP_KEY, RollUp, seal_before
 from shoal.metrics.stats import Stats
-from shoal.metrics.store import BLOCK_SPANS, LEVELS, TOTAL_PREFIX, Writer, block_key, data_key
+from shoal.metrics.store import (
+    BLOCK_SHIFTS,
+    BLOCK_SPANS,
+    LEVELS,
+    TOTAL_PREFIX,
+    Writer,
+    block_decimals,
+    block_key,
+    data_key,
+)
 from shoal.storage.datadir import open_data_dir
 
 REGION = "us-east-1"
@@ -300,7 +309,7 @@ def write_level(engine, workload: Workload, pools: list, series: list, level: in
                         continue
                     info = writer.info(name, unit, int(cols.at[-1]) // 60)
                     key = block_key(info.series_id, level, base)
-                    value = blocks.encode(cols, base, period)
+                    value = blocks.encode(cols, base, period, block_decimals(name, unit), BLOCK_SHIFTS[level])
                     txn.put("meta", key, value)
                     if not kind.startswith("gauge:"):
                         whole = blocks.group(cols, np.zeros(len(cols), np.int64)).stats(0)

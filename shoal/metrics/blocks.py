@@ -52,7 +52,7 @@ _INT_CODES = ((1, np.int8), (2, np.int16), (4, np.int32), (8, np.int64))
 _DTYPES = {code: np.dtype(dtype).newbyteorder("<") for code, dtype in _INT_CODES}
 _INTS, _HALVES, _DOUBLES, _DECIMAL = 0, 1, 2, 3  # how a float column is stored
 _DELTA = 0x10  # (version 3) the integers of a float column are delta-coded
-_DENSE, _SPARSE = 0, 1  # (version 3) how the histograms are laid out
+_DENSE, _SPARSE, _PREDICTED = 0, 1, 2  # (version 3) how the histograms are laid out
 _EXACT = 2.0 ** 52
 _EMPTY_I = np.zeros(0, np.int64)
 _EMPTY_F = np.zeros(0, np.float64)
@@ -69,7 +69,7 @@ class Columns:
     ``hidx[hoff[i]:hoff[i + 1]]`` (indices, ascending) with counts ``hcnt``.
     ``hoff`` is None when the histograms were not read."""
 
-    __slots__ = ("at", "count", "sum", "min", "max", "pct", "zeros", "hoff", "hidx", "hcnt", "shift")
+    __slots__ = ("at", "count", "sum", "min", "max", "pct", "zeros", "hoff", "hidx", "hcnt", "shift", "dense")
 
     def __init__(self, at, count, total, low, high, pct, zeros, hoff=None, hidx=None, hcnt=None,
                  shift: int = 0) -> None:
@@ -78,6 +78,9 @@ class Columns:
         # how coarse each row's buckets are (``shoal.metrics.stats.CoarseStats``): a row's own, so that
         # periods of minutes read beside coarser ones keep their 2% buckets
         self.shift = np.full(len(at), shift, np.uint8) if isinstance(shift, int) else shift
+        # (``decode(..., dense=True)``) the histograms as stored instead: (first bucket index, a table of
+        # counts, bucket by period); ``sparse()`` turns them into the compressed rows above
+        self.dense = None
 
     def __len__(self) -> int:
         return len(self.at)
@@ -154,8 +157,24 @@ class Columns:
         if self.hoff is not None:
             a, b = int(self.hoff[i]), int(self.hoff[j])
             hoff, hidx, hcnt = self.hoff[i:j + 1] - a, self.hidx[a:b], self.hcnt[a:b]
-        return Columns(self.at[i:j], self.count[i:j], self.sum[i:j], self.min[i:j], self.max[i:j], self.pct[i:j],
-                       self.zeros[i:j], hoff, hidx, hcnt, self.shift[i:j])
+        out = Columns(self.at[i:j], self.count[i:j], self.sum[i:j], self.min[i:j], self.max[i:j], self.pct[i:j],
+                      self.zeros[i:j], hoff, hidx, hcnt, self.shift[i:j])
+        if self.dense is not None:
+            out.dense = (self.dense[0], self.dense[1][:, i:j])
+        return out
+
+    def sparse(self) -> "Columns":
+        """These columns with their histograms as compressed rows (themselves if they are)."""
+        if self.dense is None:
+            return self
+        low, table = self.dense
+        width = table.shape[0]
+        by_period = np.ascontiguousarray(table.T).reshape(-1)
+        cells = np.flatnonzero(by_period)
+        rows = cells // width
+        hoff = np.searchsorted(rows, np.arange(len(self) + 1), side="left").astype(np.int64)
+        return Columns(self.at, self.count, self.sum, self.min, self.max, self.pct, self.zeros, hoff,
+                       cells % width + low, by_period[cells].astype(np.int64), self.shift)
 
     def select(self, keep) -> "Columns":
         """The rows where the boolean array ``keep`` is true."""
@@ -193,7 +212,7 @@ def to_shift(cols: Columns, shift) -> Columns:
 
 def concat(parts: list) -> Columns:
     """The rows of every part, in order (histograms kept only if every part has them)."""
-    parts = [part for part in parts if len(part)]
+    parts = [part.sparse() for part in parts if len(part)]
     if not parts:
         return Columns.empty()
     if len(parts) == 1:
@@ -355,30 +374,42 @@ def grouped_percentile(parts: list, start: int, period: int, p: float) -> tuple[
     from ``start``: ``percentile(group(concat(parts), ...), p)`` without
     building the merged histograms, which for a week of minutes are half a
     million (period, bucket) entries a series.  The counts go straight into a
-    dense table of periods by bucket index (``bincount``), part by part, and
-    each period's rank is found in its row's running sum."""
+    dense table of periods by bucket index, part by part (a block's own table
+    summed over each period's columns, ``bincount`` for compressed rows),
+    and each period's rank is found in its row's running sum."""
     parts = [part for part in parts if len(part)]
     headers = concat([part.headers() for part in parts]) if parts else Columns.empty(False)
     grouped = group(headers, start + (headers.at - start) // period * period)
     n = len(grouped)
-    filled = [part for part in parts if len(part.hidx)]
-    if n == 0 or not filled:
+    if n == 0:
         return grouped.at, percentile(_with_no_buckets(grouped), p)
-    entries = []  # (period, bucket index, count) of each part; a period holding coarse buckets has
-    for part in filled:  # its 2% buckets joined in pairs too
+    entries, tables = [], []  # a period holding coarse buckets has its 2% buckets joined in pairs too
+    for part in parts:
         rows = np.searchsorted(grouped.at, start + (part.at - start) // period * period)
+        by = grouped.shift[rows] - part.shift
+        if part.dense is not None and not by.any():
+            starts = np.flatnonzero(np.concatenate(([True], rows[1:] != rows[:-1])))
+            low, table = part.dense
+            tables.append((rows[starts], low, np.add.reduceat(table, starts, axis=1).T))
+            continue
+        part = part.sparse()
         lengths = np.diff(part.hoff)
-        entries.append((np.repeat(rows, lengths),
-                        _coarsened(part.hidx, np.repeat(grouped.shift[rows] - part.shift, lengths)), part.hcnt))
-    low = min(int(idx.min()) for _, idx, _ in entries)
-    width = max(int(idx.max()) for _, idx, _ in entries) - low + 1
+        if len(part.hidx):
+            entries.append((np.repeat(rows, lengths), _coarsened(part.hidx, np.repeat(by, lengths)), part.hcnt))
+    if not entries and not tables:
+        return grouped.at, percentile(_with_no_buckets(grouped), p)
+    low = min([int(idx.min()) for _, idx, _ in entries] + [at for _, at, _ in tables])
+    width = max([int(idx.max()) for _, idx, _ in entries] + [at + t.shape[1] - 1 for _, at, t in tables]) - low + 1
     if n * width > _DENSE_CELLS:
         whole = concat(parts)
         return grouped.at, percentile(group(whole, start + (whole.at - start) // period * period), p)
     table = np.zeros(n * width)
     for rows, idx, cnt in entries:
         table += np.bincount(rows * width + (idx - low), weights=cnt, minlength=n * width)
-    return grouped.at, _dense_percentile(grouped, table.reshape(n, width), low, p)
+    table = table.reshape(n, width)
+    for rows, at, sums in tables:
+        table[rows, at - low:at - low + sums.shape[1]] += sums
+    return grouped.at, _dense_percentile(grouped, table, low, p)
 
 
 def _with_no_buckets(cols: Columns) -> Columns:
@@ -499,6 +530,36 @@ def _get_floats(raw: bytes, at: int, n: int, version: int = VERSION) -> tuple[np
     return values, at
 
 
+def _in_buckets(count, zeros, pct) -> np.ndarray:
+    """How many values each period holds in its buckets, from its header: SampleCount less the zeros
+    (none when percentiles are unavailable)."""
+    return np.where(pct, count - zeros, 0).astype(np.int64)
+
+
+def _expected(totals, in_buckets) -> np.ndarray:
+    """The count a bucket would hold in each period if every period spread its values over the buckets as
+    the whole block does: ``totals`` (per bucket, over the block) times the period's share, rounded, in
+    integers (the decoder works it out exactly as the encoder did)."""
+    whole = int(totals.sum())
+    return (2 * totals[:, None] * in_buckets[None, :] + whole) // (2 * whole)
+
+
+def _predicted(table, cols: Columns):
+    """(the bucket totals, the zigzag residuals of the counts against ``_expected``, stored), or None when
+    the headers do not give the periods' bucket counts or the products could overflow.  The residuals
+    of a bucket are alike whatever the traffic of each period, where the counts follow it."""
+    in_buckets = _in_buckets(cols.count, cols.zeros, cols.pct)
+    totals = table.sum(axis=1)
+    whole = int(totals.sum())
+    if (not whole or not np.array_equal(table.sum(axis=0), in_buckets)
+            or 2 * int(totals.max()) * int(in_buckets.max()) + whole >= 2**62):
+        return None
+    residual = (table - _expected(totals, in_buckets)).reshape(-1)
+    out: list = []
+    _put_ints(out, (residual << 1) ^ (residual >> 63), True)
+    return totals, b"".join(out)
+
+
 def encode(cols: Columns, base: int, period: int, decimals: int | None = None, shift: int = 0) -> bytes:
     """A block's stored form: its rows (periods of the span from ``base``,
     with histograms) as compressed columns.  ``decimals``: Sum, Minimum and
@@ -525,9 +586,20 @@ def encode(cols: Columns, base: int, period: int, decimals: int | None = None, s
         low = int(cols.hidx.min())
         width = int(cols.hidx.max()) - low + 1
         rows = np.repeat(np.arange(n), np.diff(cols.hoff))
-        table = np.bincount((cols.hidx - low) * n + rows, weights=cols.hcnt, minlength=width * n)
-        parts.append(struct.pack("<BiI", _DENSE, low, width))
-        _put_ints(body, table.astype(np.int64), True)
+        table = np.bincount((cols.hidx - low) * n + rows, weights=cols.hcnt, minlength=width * n).astype(np.int64)
+        plain: list = []
+        _put_ints(plain, table, True)
+        plain = b"".join(plain)
+        layout, meta, body = _DENSE, b"", [plain]
+        predicted = _predicted(table.reshape(width, n), cols)
+        if predicted is not None:  # whichever zstd makes smaller
+            totals, residuals = predicted
+            if len(_COMPRESSOR.compress(residuals)) < len(_COMPRESSOR.compress(plain)):
+                layout, body = _PREDICTED, [residuals]
+                meta = []
+                _put_ints(meta, totals, True)
+                meta = b"".join(meta)
+        parts.append(struct.pack("<BiI", layout, low, width) + meta)
     else:
         lengths = np.diff(cols.hoff)
         parts.append(bytes((_SPARSE,)))
@@ -554,9 +626,11 @@ def block_last(raw) -> int:
     return _BLOCK_HEADER.unpack_from(raw)[6]
 
 
-def decode(raw, histograms: bool = True) -> Columns:
+def decode(raw, histograms: bool = True, dense: bool = False) -> Columns:
     """A block's rows as columns, with their histograms if ``histograms``
-    (the columns before them answer every statistic but percentiles).
+    (the columns before them answer every statistic but percentiles);
+    ``dense``: histograms stored as a table are returned as it
+    (``Columns.dense``), which ``grouped_percentile`` adds up as it is.
     Blocks of version 2 (doubles kept as they were, 2% buckets at every
     level) are read as they are; the roll-up writes them anew in version 3
     when it next merges into them or moves them."""
@@ -583,14 +657,16 @@ def decode(raw, histograms: bool = True) -> Columns:
         return Columns(starts, count, total, low, high, pct, zeros, shift=shift)
     layout = body[at] if version >= 3 else _SPARSE
     at += 1 if version >= 3 else 0
-    if layout == _DENSE:
+    if layout in (_DENSE, _PREDICTED):
         bucket_low, width = struct.unpack_from("<iI", body, at)
         counts, _ = _get_ints(_DECOMPRESSOR.decompress(bytes(raw[histogram_frame:])), 0, width * n, True)
-        by_period = counts.reshape(width, n).T
-        rows, columns = np.nonzero(by_period)
-        hoff = np.searchsorted(rows, np.arange(n + 1), side="left").astype(np.int64)
-        return Columns(starts, count, total, low, high, pct, zeros, hoff, columns.astype(np.int64) + bucket_low,
-                       by_period[rows, columns], shift)
+        if layout == _PREDICTED:
+            totals, _ = _get_ints(body, at + 8, width, True)
+            zigzag = counts
+            counts = ((zigzag >> 1) ^ -(zigzag & 1)) + _expected(totals, _in_buckets(count, zeros, pct)).reshape(-1)
+        out = Columns(starts, count, total, low, high, pct, zeros, shift=shift)
+        out.dense = (bucket_low, counts.reshape(width, n))
+        return out if dense else out.sparse()
     if m == 0 and version >= 3:
         return Columns(starts, count, total, low, high, pct, zeros, np.zeros(n + 1, np.int64), _EMPTY_I, _EMPTY_I,
                        shift)

@@ -216,7 +216,7 @@ def period_values(txn, series_id: int, start: int, end: float, period: int, name
     vectorised calls, not an object per minute); histograms are read only
     for a percentile."""
     histograms = name not in HEADER_STATISTICS
-    parts = read_parts(txn, series_id, start, end, histograms, now)
+    parts = read_parts(txn, series_id, start, end, histograms, now, dense=histograms)
     if histograms:
         at, values = blocks.grouped_percentile(parts, start, period, float(name[1:]))
     else:
@@ -225,6 +225,54 @@ def period_values(txn, series_id: int, start: int, end: float, period: int, name
         at, values = grouped.at, blocks.statistic(grouped, name)
     keep = ~np.isnan(values)
     return list(zip(at[keep].tolist(), values[keep].tolist()))
+
+
+def many_period_values(txn, reads: list, start: int, end: float, now: float | None = None) -> list:
+    """``period_values`` of many reads at once: ``reads`` is [(series id,
+    period, statistic)], the answer one list of (period start, value) per
+    read, equal to ``period_values``'s.  A dashboard or a query per table
+    reads many series over few periods each: the statistics that need no
+    histogram are worked out for all of them together (one ``blocks.group``
+    over every series' columns, the key a read's number and its period's),
+    so that the fixed cost of numpy's calls is paid once a request, not once
+    a series; percentiles go series by series (their dense tables of
+    buckets differ)."""
+    out: list = [None] * len(reads)
+    parts, keys, owners = [], [], []
+    for r, (series_id, period, name) in enumerate(reads):
+        if name not in HEADER_STATISTICS:
+            out[r] = period_values(txn, series_id, start, end, period, name, now)
+            continue
+        for part in read_parts(txn, series_id, start, end, False, now):
+            parts.append(part)
+            keys.append((part.at - start) // period + (r << 32))
+        owners.append(r)
+    if not owners:
+        return out
+    if not parts:
+        for r in owners:
+            out[r] = []
+        return out
+    grouped = blocks.group(blocks.concat(parts), np.concatenate(keys))
+    owner = grouped.at >> 32
+    periods = np.array([period for _, period, _ in reads], np.int64)
+    at = start + (grouped.at & 0xFFFFFFFF) * periods[owner]
+    wanted = sorted({name for _, _, name in reads if name in HEADER_STATISTICS})
+    if len(wanted) == 1:
+        values = blocks.statistic(grouped, wanted[0])
+    else:
+        names = np.array([wanted.index(name) if name in wanted else -1 for _, _, name in reads], np.int64)[owner]
+        values = np.full(len(grouped), np.nan)
+        for i, name in enumerate(wanted):
+            values = np.where(names == i, blocks.statistic(grouped, name), values)
+    keep = ~np.isnan(values)
+    owner, at, values = owner[keep], at[keep], values[keep]
+    bounds = np.searchsorted(owner, np.arange(len(reads) + 1), side="left").tolist()
+    at, values = at.tolist(), values.tolist()
+    for r in owners:
+        i, j = bounds[r], bounds[r + 1]
+        out[r] = list(zip(at[i:j], values[i:j]))
+    return out
 
 
 # ---------------------------------------------------------------- the API
@@ -332,9 +380,14 @@ class CloudWatch:
         self.flush()
         metrics: dict[str, Series] = {}
         with self.engine.read() as txn:
-            for query in queries:
-                if query.get("MetricStat") is not None:
-                    metrics[query["Id"]] = self._metric_series(txn, query, region, first, end, now)
+            stats = [query for query in queries if query.get("MetricStat") is not None]
+            reads = [self._metric_read(txn, query, region, first, now) for query in stats]
+            wanted = [read for read in reads if read is not None]
+            answers = iter(many_period_values(txn, wanted, first, end, now))
+            for query, read in zip(stats, reads):
+                points = next(answers) if read is not None else []
+                metrics[query["Id"]] = Series(dict(points), query.get("Label") or query["MetricStat"]["Metric"]["MetricName"],
+                                              query["MetricStat"]["Period"], True)
         outcomes = {}
         if expressions:
             periods = {q["Id"]: q.get("Period") for q in queries if q["Id"] in expressions}
@@ -362,19 +415,19 @@ class CloudWatch:
                                     series.points, messages))
         return _paged(results, ascending, limit, skip)
 
-    def _metric_series(self, txn, query: dict, region: str, first: int, end: float, now: float) -> Series:
-        """A MetricStat query's values, one per period that has data."""
+    def _metric_read(self, txn, query: dict, region: str, first: int, now: float) -> tuple | None:
+        """What a MetricStat query reads (series id, period, statistic), or None when it can have no
+        data (no such series, another unit, a period finer than the window's age keeps)."""
         stat = query["MetricStat"]
         metric = stat["Metric"]
         series = (region, metric["Namespace"], metric["MetricName"],
                   _dimensions(metric.get("Dimensions"), "Dimensions"))
         period = stat["Period"]
-        points = []
         info = lookup(txn, series)
         unit = stat.get("Unit")
         if info is not None and (unit is None or unit == info.unit) and _period_fits(period, first, now):
-            points = period_values(txn, info.series_id, first, end, period, stat["Stat"], now)
-        return Series(dict(points), query.get("Label") or metric["MetricName"], period, True)
+            return info.series_id, period, stat["Stat"]
+        return None
 
     # -- ListMetrics -------------------------------------------------------------------------
 

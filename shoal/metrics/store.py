@@ -259,14 +259,16 @@ def merge_block(txn, series_id: int, level: int, base: int, cols: Columns, decim
 # ---------------------------------------------------------------- reads
 
 
-def read_parts(txn, series_id: int, start: int, end, histograms: bool = True, now: float | None = None) -> list:
+def read_parts(txn, series_id: int, start: int, end, histograms: bool = True, now: float | None = None,
+               dense: bool = False) -> list:
     """Every stored period of a series that starts in [start, end), sealed
     or not, at every level, as a list of columns (a block's, the unsealed
     periods' of a level; a period may appear more than once, a block's and
     a later write's: ``blocks.group`` adds them up), with their histograms
     if ``histograms``.  Given ``now``, the coarser levels are not looked at
     for a window younger than their age: the roll-up moves nothing younger
-    there, so a recent window reads one level."""
+    there, so a recent window reads one level.  ``dense``: blocks' histograms
+    may come as their tables (``blocks.decode``)."""
     stop = _clamp(-(-end // 1))
     if now is not None:  # periods past the retention, in a last block not yet wholly past it, are not read
         start = max(start, -(-(now - LEVELS[-1][1]) // 1))
@@ -275,7 +277,7 @@ def read_parts(txn, series_id: int, start: int, end, histograms: bool = True, no
         if level and now is not None and start >= now - LEVELS[level - 1][1]:
             break
         for raw in _blocks_in(txn, series_id, level, start, stop):
-            cols = blocks.decode(raw, histograms).window(start, end)
+            cols = blocks.decode(raw, histograms, dense).window(start, end)
             if len(cols):
                 parts.append(cols)
         rows = [row for row in level_rows(txn, series_id, level, start, stop) if row[0] < end]

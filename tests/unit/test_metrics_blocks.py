@@ -13,7 +13,7 @@ import pytest
 
 from shoal.metrics import blocks
 from shoal.metrics.blocks import Columns
-from shoal.metrics.cloudwatch import aggregate, period_values
+from shoal.metrics.cloudwatch import aggregate, many_period_values, period_values
 from shoal.metrics.retention import roll_up_series
 from shoal.metrics.stats import COARSE_RELATIVE_ACCURACY, RELATIVE_ACCURACY, CoarseStats, Stats
 from shoal.metrics.store import (
@@ -235,3 +235,33 @@ def test_merging_into_a_level_1_block_makes_it_coarse_and_rounds_latencies_only(
     assert np.abs(latency.sum - custom.sum).max() <= US / 2 + 1e-12
     assert [s.buckets for _, s in latency.rows()] == [CoarseStats().merge(s).buckets for _, s in rows]
     assert LEVELS[1][0] == 300
+
+
+def test_many_reads_at_once_answer_what_each_read_alone_answers():
+    rng = random.Random(21)
+    engine = MemoryEngine()
+    names = [("us-east-1", "AWS/DynamoDB", "ConsumedWriteCapacityUnits", (("TableName", f"t{i}"),)) for i in range(4)]
+    names.append(LATENCY)
+    now = T0 + 3 * DAY + 1800
+    with engine.write() as txn:
+        writer = Writer(txn)
+        for series in names:
+            unit = "Milliseconds" if series == LATENCY else "Count"
+            for minute in range(0, 3 * 24 * 60 + 30, 1 + rng.randint(0, 3)):
+                values = [rng.lognormvariate(0, 1) if series == LATENCY else float(rng.randint(1, 5))
+                          for _ in range(rng.randint(1, 9))]
+                writer.add(series, unit, T0 + 60 * minute, Stats.of(values))
+        writer.finish()
+        ids = [writer.info(series, "", 0).series_id for series in names]
+    with engine.write() as txn:  # the days before are sealed, the current hour is not
+        for series, series_id in zip(names, ids):
+            roll_up_series(txn, series_id, now, 10_000_000, decimals=block_decimals(series, "Count"))
+    reads = [(series_id, period, name) for series_id in ids for period, name in
+             ((60, "Sum"), (300, "Average"), (3600, "SampleCount"), (60, "Maximum"), (900, "Minimum"), (300, "p90"))]
+    reads.append((999, 60, "Sum"))  # no such series: nothing
+    with engine.read() as txn:
+        for start, end in ((now - 3 * 3600, now), (T0, now), (now - 600, now + 60), (now + 60, now + 120)):
+            got = many_period_values(txn, reads, start, end, now)
+            assert got == [period_values(txn, *read[:1], start, end, *read[1:], now) for read in reads]
+            assert any(got) or start > now
+        assert many_period_values(txn, [], T0, now, now) == []
