@@ -976,20 +976,24 @@ def _copy_overrides(entry: dict, spec: dict) -> None:
 
 
 def propagate_index_updates(txn, table, request: dict, desc: dict | None = None) -> None:
-    """A global table's GSIs are the same in every replica (version
-    2019.11.21): a Create or Delete of an index here is queued for each
-    replica, which applies it when the replication thread sends it
-    (``apply_index_updates``).  Throughput changes (Update) stay regional.
+    """A global table's GSIs and vector indexes are the same in every
+    replica (version 2019.11.21; for vector indexes the Developer Guide's
+    "You do not create the vector index separately in each Region"): a
+    Create or Delete of an index here is queued for each replica, which
+    applies it when the replication thread sends it (``apply_index_updates``).
+    Throughput changes (Update) stay regional.
     Given ``desc`` (the table's new description, a fresh copy), each
     replica is shown UPDATING in it until its region has taken the change,
     as DynamoDB shows a replica whose settings are changing."""
     if table.description.get("GlobalTableVersion") != GLOBAL_TABLE_VERSION:
         return
-    updates = [u for u in request.get("GlobalSecondaryIndexUpdates") or ()
-               if u.get("Create") is not None or u.get("Delete") is not None]
-    if not updates:
+    replicated = {}
+    for member in ("GlobalSecondaryIndexUpdates", "VectorIndexUpdates"):
+        updates = [u for u in request.get(member) or () if u.get("Create") is not None or u.get("Delete") is not None]
+        if updates:
+            replicated[member] = updates
+    if not replicated:
         return
-    replicated = {"GlobalSecondaryIndexUpdates": updates}
     if request.get("AttributeDefinitions") is not None:
         replicated["AttributeDefinitions"] = request["AttributeDefinitions"]
     if desc is not None:
@@ -1008,8 +1012,8 @@ def propagate_index_updates(txn, table, request: dict, desc: dict | None = None)
 
 
 def apply_index_updates(ctx, name: str, request: dict) -> bool:
-    """Another replica's GSI Create or Delete, on this region's table: an
-    index that is already as asked (made here too, or already gone) is
+    """Another replica's GSI or vector index Create or Delete, on this
+    region's table: an index that is already as asked (made here too, or already gone) is
     done.  False when the table cannot take it yet (another index being
     built or deleted): the sender tries again later.  Not propagated again."""
     from shoal.api import tables
@@ -1019,7 +1023,9 @@ def apply_index_updates(ctx, name: str, request: dict) -> bool:
         table = ctx.catalog.get(txn, ctx.region, name)
     if table is None:
         return True
-    for update in request["GlobalSecondaryIndexUpdates"]:
+    if not _apply_vector_index_updates(ctx, table, request):
+        return False
+    for update in request.get("GlobalSecondaryIndexUpdates") or ():
         if update.get("Create") is not None:
             if update["Create"]["IndexName"] in table.index_map:
                 continue
@@ -1035,6 +1041,31 @@ def apply_index_updates(ctx, name: str, request: dict) -> bool:
                 "ReadCapacityUnits": throughput["ReadCapacityUnits"],
                 "WriteCapacityUnits": throughput["WriteCapacityUnits"]}}}
             one["GlobalSecondaryIndexUpdates"] = [update]
+        try:
+            tables.update_table(ctx, one)
+        except LimitExceededException:  # one online index change at a time
+            return False
+    return True
+
+
+def _apply_vector_index_updates(ctx, table, request: dict) -> bool:
+    """The vector index Creates and Deletes of ``apply_index_updates``'
+    request on this region's ``table``; one already as asked is done.  False
+    while the table is building or deleting another index."""
+    from shoal.api import tables
+    from shoal.errors import LimitExceededException
+
+    present = {v["IndexName"] for v in table.description.get("VectorIndexes") or ()
+               if v.get("IndexStatus") != "DELETING"}
+    for update in request.get("VectorIndexUpdates") or ():
+        if update.get("Create") is not None:
+            if update["Create"]["IndexName"] in present:
+                continue
+        elif update["Delete"]["IndexName"] not in present:
+            continue
+        one = {"TableName": table.name, "VectorIndexUpdates": [update], REPLICATED: True}
+        if request.get("AttributeDefinitions") is not None and update.get("Create") is not None:
+            one["AttributeDefinitions"] = request["AttributeDefinitions"]
         try:
             tables.update_table(ctx, one)
         except LimitExceededException:  # one online index change at a time

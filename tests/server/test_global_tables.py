@@ -873,3 +873,50 @@ def test_a_replica_whose_kms_key_becomes_unusable_is_inaccessible_until_it_is_us
         assert _wait_replica_status(first, name, REGIONS[1], "ACTIVE") == {
             "RegionName": REGIONS[1], "ReplicaStatus": "ACTIVE", "KMSMasterKeyId": "second-key"}
         assert len(_converged(regions, name, indexes=(0, 1))) == n + 1
+
+
+def _propagates_vector_index_updates() -> bool:
+    """Whether UpdateTable hands a global table's VectorIndexUpdates to
+    ``control.propagate_index_updates`` (proposed for shoal/api/tables.py)."""
+    import inspect
+
+    from shoal.api import tables
+
+    return "gsi_updates or vector_updates" in inspect.getsource(tables.update_table)
+
+
+@pytest.mark.skipif(not _propagates_vector_index_updates(),
+                    reason="UpdateTable does not propagate a global table's VectorIndexUpdates yet")
+def test_a_vector_index_created_or_deleted_in_one_replica_is_created_or_deleted_in_the_others(regions):
+    name = "gt_vector_update"
+    first, other = regions.client(1), regions.client(2)
+    first.create_table(TableName=name, BillingMode="PAY_PER_REQUEST",
+                       AttributeDefinitions=[{"AttributeName": "pk", "AttributeType": "S"}],
+                       KeySchema=[{"AttributeName": "pk", "KeyType": "HASH"}])
+    first.put_item(TableName=name, Item={"pk": {"S": "a"}, "embedding": {"L": [{"N": "1"}, {"N": "2"}]}})
+    _add_replica(first, name, REGIONS[2])
+    _wait_active(first, name)
+    answer = other.update_table(TableName=name, VectorIndexUpdates=[{"Create": {
+        "IndexName": "by_embedding", "VectorAttribute": {"AttributeName": "embedding"}, "Dimensions": 2,
+        "DistanceFunction": "EUCLIDEAN", "Projection": {"ProjectionType": "ALL"}}}])["TableDescription"]
+    assert [r["ReplicaStatus"] for r in answer["Replicas"]] == ["UPDATING"]  # until the index has reached it
+
+    def built(client) -> bool:  # ACTIVE, backfilled, and answering with the item written before it was made
+        shown = _vector_indexes(client, name)
+        return bool(shown) and shown[0][5:] == ("ACTIVE", False) and _nearest(client, name, (1, 2)) == "a"
+
+    deadline = time.monotonic() + CONVERGE_S
+    for client in (first, other):
+        while not built(client):
+            assert time.monotonic() < deadline, _vector_indexes(client, name)
+            time.sleep(0.1)
+    assert _vector_indexes(first, name) == _vector_indexes(other, name)
+    _wait_active(other, name)
+    first.update_table(TableName=name, VectorIndexUpdates=[{"Delete": {"IndexName": "by_embedding"}}])
+    for client in (first, other):
+        while _vector_indexes(client, name):
+            assert time.monotonic() < deadline, _vector_indexes(client, name)
+            time.sleep(0.1)
+    assert _error(lambda: other.search_vectors(TableName=name, IndexName="by_embedding", TopK=1,
+                                               SearchVector=[{"N": "0"}, {"N": "0"}])) == (
+        "ValidationException", "The table does not have the specified index: by_embedding")
