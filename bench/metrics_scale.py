@@ -309,7 +309,8 @@ def write_level(engine, workload: Workload, pools: list, series: list, level: in
                         continue
                     info = writer.info(name, unit, int(cols.at[-1]) // 60)
                     key = block_key(info.series_id, level, base)
-                    value = blocks.encode(cols, base, period, block_decimals(name, unit), BLOCK_SHIFTS[level])
+                    value = blocks.encode(cols, base, period, block_decimals(name, unit), BLOCK_SHIFTS[level],
+                                          predict=level > 0)
                     txn.put("meta", key, value)
                     if not kind.startswith("gauge:"):
                         whole = blocks.group(cols, np.zeros(len(cols), np.int64)).stats(0)
@@ -455,6 +456,71 @@ def kind_sizes(data_dir: str) -> dict:
     finally:
         engine.close()
     return out
+
+
+# ---------------------------------------------------------------- the pool against data drawn anew
+
+
+#: Periods per block in ``fresh_sizes`` (fewer hours: each is 60 minutes of requests drawn one by one).
+FRESH_PERIODS = (1440, 1440, 240)
+
+
+def fresh_sizes(periods=FRESH_PERIODS) -> dict:
+    """Bytes per period of one block per metric and level, its periods drawn from the pool (as the
+    build does) and drawn anew, every period its own requests (as real traffic gives): the pool
+    repeats 256 statistic sets a metric, which a compressor could find again, real traffic does not.
+    {level: {kind: [pool bytes per period, fresh bytes per period]}}."""
+    from shoal.metrics.stats import Stats as _Stats
+
+    workload = Workload(seed=29)
+    pools = pool_columns(workload)
+    rng = np.random.default_rng(29)
+    kinds = {"latency:" + op: ("SuccessfulRequestLatency", "Milliseconds") for op in OPERATIONS}
+    kinds.update({"read": ("ConsumedReadCapacityUnits", "Count"), "write": ("ConsumedWriteCapacityUnits", "Count"),
+                  "returned": ("ReturnedItemCount", "Count")})
+
+    def minute(kind):
+        if kind.startswith("latency:"):
+            return workload._latency(*OPERATIONS[kind.split(":")[1]])
+        return workload._minute({"read": workload._reads, "write": workload._writes,
+                                 "returned": workload._returned}[kind])
+
+    out: dict = {}
+    for level, n in enumerate(periods):
+        period = LEVELS[level][0]
+        at = np.arange(n, dtype=np.int64) * period
+        for kind, (metric, unit) in kinds.items():
+            decimals = block_decimals((REGION, NAMESPACE, metric, ()), unit)
+            pooled = block_columns(workload, pools, rng, kind, 0, level, at)
+            drawn = []
+            for t in at.tolist():
+                stats = _Stats()
+                for _ in range(period // 60):
+                    stats.merge(minute(kind))
+                drawn.append((t, stats))
+            drawn = Columns.from_stats(drawn)
+            sizes = [len(blocks.encode(cols, 0, period, decimals, BLOCK_SHIFTS[level], predict=level > 0)) / n
+                     for cols in (pooled, drawn)]
+            out.setdefault(str(level), {})[kind] = sizes + [bucket_entropy(blocks.to_shift(drawn, BLOCK_SHIFTS[level]))]
+    return out
+
+
+def bucket_entropy(cols: Columns) -> float:
+    """Bytes a period that the histograms' counts carry, as far as a coder that knows each bucket's
+    distribution of counts over the block (order-0 entropy bucket by bucket) could tell: a floor for
+    any encoding of them that keeps them exact."""
+    n = len(cols)
+    if not len(cols.hidx):
+        return 0.0
+    low = int(cols.hidx.min())
+    width = int(cols.hidx.max()) - low + 1
+    table = np.zeros((width, n), np.int64)
+    table[cols.hidx - low, np.repeat(np.arange(n), np.diff(cols.hoff))] = cols.hcnt
+    bits = 0.0
+    for row in table:
+        _, counts = np.unique(row, return_counts=True)
+        bits -= float((counts * np.log2(counts / n)).sum())
+    return bits / 8 / n
 
 
 # ---------------------------------------------------------------- the server
@@ -810,11 +876,12 @@ def verdicts(run: dict) -> list[str]:
     return out
 
 
-#: The run before blocks (docs/benchmarks.md of 2026-12-07 01:26 UTC, this bench on this machine with 7 / 0.5 / 1
-#: days written and extrapolated): every period one LMDB key.  Kept to compare against.
-BEFORE = {"date": "2026-12-07 01:26 UTC", "load": "0.6", "disk_mb": 10_454.6, "bytes_per_point": 220, "hwm_added_mib": 1_537.9,
-          "scrape": (14.9, 9.7), "dashboard_3h": (22.7, 13.7), "dashboard_7d": (679.8, 421.7),
-          "dashboard_7d_hours": (47.9, 32.7), "all_tables_3h": (72.3, 48.3)}  # p99 ms, server CPU ms per call
+#: The run before blocks of version 3 (docs/benchmarks.md of 2026-12-07 08:32 UTC, this bench on this machine, every
+#: level written in full, load average 7.0): blocks of version 2, exact doubles and 2% buckets at every level.  Kept to
+#: compare against; a key per period (the layout before blocks) took 10,454.6 MB.
+BEFORE = {"date": "2026-12-07 08:32 UTC", "load": "7.0", "disk_mb": 872.1, "bytes_per_point": 20.9, "hwm_added_mib": 187.5,
+          "scrape": (48.0, 12.3), "dashboard_3h": (27.8, 6.0), "dashboard_7d": (131.0, 24.3),
+          "dashboard_7d_hours": (106.6, 21.7), "all_tables_3h": (167.8, 36.0)}  # p99 ms, server CPU ms per call
 
 
 def analysis(run: dict) -> list[str]:
@@ -829,29 +896,58 @@ def analysis(run: dict) -> list[str]:
         latency = [v for name, v in kinds.get("0", {}).items() if name == "SuccessfulRequestLatency"]
         share = sum(v[2] for level in kinds.values() for name, v in level.items() if name == "SuccessfulRequestLatency")
         total = sum(v[2] for level in kinds.values() for v in level.values())
+
+        def per_minute(name):
+            entry = kinds["0"].get(name, [0, 1, 0])
+            return entry[2] / max(1, entry[1])
+
         if latency and total:
-            out.append(f"What the disk holds: blocks of columns (`shoal.metrics.blocks`), {full * MB / points:.1f} bytes "
-                       f"a period on average over every level, against {BEFORE['bytes_per_point']} for a key per "
-                       f"period. The latency histograms dominate: SuccessfulRequestLatency is {share / total:.0%} of "
-                       f"the blocks' bytes, {latency[0][2] / latency[0][1]:.0f} bytes a minute (its 2% buckets, a "
-                       "few dozen per minute of a few hundred requests, each an index step and a count, plus three "
-                       "doubles that do not compress); a count such as ConsumedWriteCapacityUnits takes "
-                       f"{kinds['0'].get('ConsumedWriteCapacityUnits', [0, 1, 0])[2] / max(1, kinds['0'].get('ConsumedWriteCapacityUnits', [0, 1, 0])[1]):.1f} "
-                       "bytes a minute (integers and half-integers kept as such, delta-coded, zstd), a gauge such as "
-                       f"ItemCount {kinds['0'].get('ItemCount', [0, 1, 0])[2] / max(1, kinds['0'].get('ItemCount', [0, 1, 0])[1]):.1f}.")
-    out.append(f"The 200 MB bound leaves {BOUND_DISK_MB * MB / points:.1f} bytes a period. Nothing here is "
-               "approximated (the same doubles, the same 2% buckets); meeting the bound would take approximations "
-               "the issue does not ask for: coarser histograms for sealed periods (at 8% the bucket count falls "
-               "about fourfold), Sum, Minimum and Maximum of latencies as 32-bit floats, or percentiles dropped for "
-               "the five-minute and hourly levels, which hold two thirds of the periods.")
+            out.append(f"What the disk holds: blocks of version 3 (`shoal.metrics.blocks`), {full * MB / points:.1f} "
+                       f"bytes a period on average over every level, against {BEFORE['bytes_per_point']} for "
+                       f"version 2. Latencies (AWS/DynamoDB's milliseconds) keep Sum, Minimum and Maximum to the "
+                       "microsecond, as integers; integer columns are stored as they are or delta-coded, whichever "
+                       "zstd makes smaller, their bytes grouped by significance; a block's histograms are a table "
+                       "of buckets by period (bucket after bucket), stored as they are or as the difference from "
+                       "what the block's bucket totals predict for each period's count, whichever is smaller; the "
+                       "five-minute and hourly levels keep buckets twice as wide (percentiles within 4%). The "
+                       f"latency histograms still dominate: SuccessfulRequestLatency is {share / total:.0%} of the "
+                       f"blocks' bytes, {latency[0][2] / latency[0][1]:.0f} bytes a minute; a count such as "
+                       f"ConsumedWriteCapacityUnits takes {per_minute('ConsumedWriteCapacityUnits'):.1f} bytes a "
+                       f"minute, a gauge such as ItemCount {per_minute('ItemCount'):.1f}.")
+    fresh = run.get("fresh")
+    table_periods = sum(x["full_points"] for x in levels) / max(1, run["series"]) * run["tables"]
+    text = (f"The 200 MB bound leaves {BOUND_DISK_MB * MB / points:.1f} bytes a period, "
+            f"{BOUND_DISK_MB * MB / table_periods:.0f} bytes a table and period for its ten series.")
+    if fresh:
+        floor = sum(v[2] for kind, v in fresh["0"].items() if kind.startswith("latency:"))
+        minutes = FULL_DAYS[0] * DAY / 60 * run["tables"]
+        text += (f" The counts of the 2% buckets of a table's four latency series carry {floor:.0f} bytes of "
+                 "information a minute at this traffic (the order-0 entropy of each bucket's counts over a day of "
+                 "minutes drawn anew, `bucket_entropy`: a floor for any exact encoding of them), so the level of "
+                 f"minutes alone needs at least {floor * minutes / MB:.0f} MB for them, before Sum, Minimum, Maximum "
+                 "and the other series: kept at 2%, the minutes cannot fit in 200 MB at this traffic, whatever "
+                 "the encoding. Meeting the bound would take what the project has not allowed (coarser buckets "
+                 "for the minutes too, or percentiles for fewer levels) or less traffic per table.")
+    out.append(text)
+    if fresh:
+        rows = []
+        for level in sorted(fresh):
+            pooled = sum(v[0] for v in fresh[level].values())
+            drawn = sum(v[1] for v in fresh[level].values())
+            rows.append(f"level {level}: {pooled:.0f} bytes from the pool, {drawn:.0f} drawn anew")
+        out.append("Does the pool of 256 statistic sets a metric flatter these figures? Blocks of the seven "
+                   "busiest series of a table (`fresh_sizes`), bytes a period summed over them: " + "; ".join(rows)
+                   + ". Version 3 keeps a block's periods as a table of counts, in which a repeated period is no "
+                   "longer a repeated run of bytes, so the pool gives about what real traffic gives (the hourly "
+                   "blocks drawn anew hold 240 periods, not 1,440: their fixed bytes weigh more).")
     out.append("What the reads cost: a read decodes the blocks its window touches (a day of minutes is one value, "
-               "its histograms a second zstd frame read only for a percentile) and the recent hour's period keys, "
-               "and groups them into the requested periods with numpy (`blocks.group`); a percentile is read from a "
-               "dense table of counts per period and bucket. A window's alignment no longer matters: the 7-day "
-               f"dashboard takes {_ms(measured['dashboard_7d']['cpu_ms'])} ms of server CPU a call ending a minute "
-               f"after the newest minute, {_ms(measured['dashboard_7d_hours']['cpu_ms'])} ms ending at an hour. "
-               "Each series read costs a few hundred microseconds of fixed work (look-ups, a block's header "
-               "columns, numpy calls), so a request over 100 series costs tens of milliseconds.")
+               "its histograms a second zstd frame read only for a percentile, and then as the table they are "
+               "stored as, summed over each requested period's columns) and the recent hour's period keys. "
+               "GetMetricData groups the periods of all its queries that need no histogram at once "
+               "(`shoal.metrics.cloudwatch.many_period_values`: one numpy grouping keyed by query and period), "
+               "so the fixed work left per series is the look-ups and a block's decoding: about "
+               f"{measured['all_tables_3h']['cpu_ms'] * 10:.0f} microseconds of server CPU a series, answer "
+               "included, in the query over every table.")
     out.append("Memory: the anonymous memory hardly moves; what grows is RssFile, the pages of LMDB's memory-mapped "
                "file the server touched (the OS page cache, shared with other processes and reclaimed under "
                "pressure), so it grows with the bytes read: the queries above read the blocks of the 30 tables "
@@ -881,7 +977,7 @@ def analysis(run: dict) -> list[str]:
             rows.append(f"{label} {_ms(p99)} / {_ms(cpu)} ms before, {_ms(measured[key]['p99_ms'])} / "
                         f"{_ms(measured[key]['cpu_ms'])} ms now")
     added = (measured["memory_queries"]["VmHWM"] - run["control"]["memory_queries"]["VmHWM"]) / MIB
-    out.append(f"Before and after (the run of {BEFORE['date']}, with a key per period, at a load average of "
+    out.append(f"Before and after (the run of {BEFORE['date']}, blocks of version 2, at a load average of "
                f"{BEFORE['load']}, against this one at {run['load_before']}: compare the CPU figures; p99 / "
                f"server CPU per call): disk at full retention {BEFORE['disk_mb']:,.1f} MB before, {full:,.1f} MB "
                f"now; " + "; ".join(rows) + f"; resident memory the metrics add {BEFORE['hwm_added_mib']:,.1f} MiB "
@@ -974,6 +1070,16 @@ def _load() -> str:
     return f"{os.getloadavg()[0]:.1f}"
 
 
+def _fresh(path: str) -> dict:
+    if os.path.exists(path):
+        with open(path) as f:
+            return json.load(f)
+    fresh = fresh_sizes()
+    with open(path, "w") as f:
+        json.dump(fresh, f, indent=1)
+    return fresh
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--tables", type=int, default=100)
@@ -990,10 +1096,15 @@ def main(argv=None) -> int:
                         "the run saved in RUN_JSON built (its build figures are kept)")
     parser.add_argument("--code", help="how to name the Shoal measured in the report (default: worked out)")
     parser.add_argument("--from-json", help="render the results of an earlier run (its --json) instead of running")
+    parser.add_argument("--fresh-json", help="also report the sizes of blocks drawn anew (``fresh_sizes``) "
+                        "from this file, or measure them and write them there")
     args = parser.parse_args(argv)
     if args.from_json:
         with open(args.from_json) as f:
-            text = section(json.load(f))
+            run = json.load(f)
+        if args.fresh_json:
+            run["fresh"] = _fresh(args.fresh_json)
+        text = section(run)
         print(text)
         if not args.no_docs:
             write_docs(text)
@@ -1031,6 +1142,8 @@ def main(argv=None) -> int:
         run["control"] = measure(control_dir, run["tables"], args.calls, args.scrapes, end, log)
         run["measure_s"] = time.perf_counter() - began
         run["walks"] = walk_costs(data_dir, work)
+        if args.fresh_json:
+            run["fresh"] = _fresh(args.fresh_json)
         run["load_after"] = _load()
     finally:
         if not args.keep and not args.work_dir:

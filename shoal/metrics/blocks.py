@@ -560,18 +560,26 @@ def _predicted(table, cols: Columns):
     return totals, b"".join(out)
 
 
-def encode(cols: Columns, base: int, period: int, decimals: int | None = None, shift: int = 0) -> bytes:
+def encode(cols: Columns, base: int, period: int, decimals: int | None = None, shift: int = 0,
+           predict: bool = False) -> bytes:
     """A block's stored form: its rows (periods of the span from ``base``,
-    with histograms) as compressed columns.  ``decimals``: Sum, Minimum and
-    Maximum may be rounded to that many decimals (3 for latencies in
-    milliseconds: a microsecond); ``shift``: the buckets are made that
-    coarse (``shoal.metrics.stats.CoarseStats``; never finer than they are)."""
-    if len(cols) > 1 and not (cols.at[1:] > cols.at[:-1]).all():
-        cols = group(cols, None)
-    cols = to_shift(cols, shift)
-    if len(cols) and (cols.shift != cols.shift[0]).any():
-        cols = to_shift(cols, int(cols.shift.max()))  # one coarseness a block
-    n, m = len(cols), int(cols.hoff[-1])
+    with histograms, as compressed rows or as a table, ``Columns.dense``) as
+    compressed columns.  ``decimals``: Sum, Minimum and Maximum may be
+    rounded to that many decimals (3 for latencies in milliseconds: a
+    microsecond); ``shift``: the buckets are made that coarse
+    (``shoal.metrics.stats.CoarseStats``; never finer than they are);
+    ``predict``: try the histograms as differences from what the block's
+    bucket totals predict (``_predicted``), kept if zstd makes them smaller
+    (it does for periods of many values: five minutes, an hour)."""
+    if cols.dense is not None and ((cols.shift < shift).any() or (len(cols) and (cols.shift != cols.shift[0]).any())):
+        cols = cols.sparse()
+    if cols.dense is None:
+        if len(cols) > 1 and not (cols.at[1:] > cols.at[:-1]).all():
+            cols = group(cols, None)
+        cols = to_shift(cols, shift)
+        if len(cols) and (cols.shift != cols.shift[0]).any():
+            cols = to_shift(cols, int(cols.shift.max()))  # one coarseness a block
+    n = len(cols)
     parts: list = []
     _put_ints(parts, _delta((cols.at - base) // period), True)
     _put_floats(parts, cols.count)
@@ -580,18 +588,27 @@ def encode(cols: Columns, base: int, period: int, decimals: int | None = None, s
     parts.append(np.packbits(cols.pct).tobytes())
     _put_ints(parts, cols.zeros, True)
     body: list = []
-    if m and n * (int(cols.hidx.max()) - int(cols.hidx.min()) + 1) <= _DENSE_CELLS:
+    table = None
+    if cols.dense is not None:
+        low, table = cols.dense
+        m = int(np.count_nonzero(table))
+    else:
+        m = int(cols.hoff[-1])
+        if m and n * (int(cols.hidx.max()) - int(cols.hidx.min()) + 1) <= _DENSE_CELLS:
+            low = int(cols.hidx.min())
+            width = int(cols.hidx.max()) - low + 1
+            rows = np.repeat(np.arange(n), np.diff(cols.hoff))
+            table = np.bincount((cols.hidx - low) * n + rows, weights=cols.hcnt,
+                                minlength=width * n).astype(np.int64).reshape(width, n)
+    if table is not None:
         # a table of buckets by period, a bucket's row of counts after the other: the counts of
         # a bucket from period to period are alike, and the buckets no period reached are runs of zeros
-        low = int(cols.hidx.min())
-        width = int(cols.hidx.max()) - low + 1
-        rows = np.repeat(np.arange(n), np.diff(cols.hoff))
-        table = np.bincount((cols.hidx - low) * n + rows, weights=cols.hcnt, minlength=width * n).astype(np.int64)
+        width = table.shape[0]
         plain: list = []
-        _put_ints(plain, table, True)
+        _put_ints(plain, table.reshape(-1), True)
         plain = b"".join(plain)
         layout, meta, body = _DENSE, b"", [plain]
-        predicted = _predicted(table.reshape(width, n), cols)
+        predicted = _predicted(table, cols) if predict else None
         if predicted is not None:  # whichever zstd makes smaller
             totals, residuals = predicted
             if len(_COMPRESSOR.compress(residuals)) < len(_COMPRESSOR.compress(plain)):
@@ -614,6 +631,38 @@ def encode(cols: Columns, base: int, period: int, decimals: int | None = None, s
     return (_BLOCK_HEADER.pack(VERSION, base, period, n, m, first, last, len(summary))
             + bytes((int(cols.shift[0]) if n else shift,))
             + summary + _COMPRESSOR.compress(b"".join(body)))
+
+
+def appended(old: Columns, new: Columns) -> Columns | None:
+    """The rows of ``old`` (decoded with its table, ``decode(..., dense=True)``) followed by those of
+    ``new`` (compressed rows, distinct periods in time order, all after ``old``'s last), with one table
+    of counts: what sealing the hour after a block's last does, without turning the block's table into
+    compressed rows and back.  None when that does not hold (the caller merges them by grouping)."""
+    if (old.dense is None or new.hoff is None or not len(old) or not len(new) or new.at[0] <= old.at[-1]
+            or (len(new) > 1 and not (new.at[1:] > new.at[:-1]).all())):
+        return None
+    new = to_shift(new, int(old.shift[0]))
+    if (new.shift != old.shift[0]).any():
+        return None
+    low, table = old.dense
+    n_old, n = len(old), len(old) + len(new)
+    if len(new.hidx):
+        low_all = min(low, int(new.hidx.min()))
+        high_all = max(low + table.shape[0] - 1, int(new.hidx.max()))
+    else:
+        low_all, high_all = low, low + table.shape[0] - 1
+    width = high_all - low_all + 1
+    if width * n > _DENSE_CELLS:
+        return None
+    merged = np.zeros((width, n), np.int64)
+    merged[low - low_all:low - low_all + table.shape[0], :n_old] = table
+    rows = np.repeat(np.arange(len(new)), np.diff(new.hoff))
+    merged[new.hidx - low_all, n_old + rows] = new.hcnt
+    out = Columns(*(np.concatenate((getattr(old, name), getattr(new, name)))
+                    for name in ("at", "count", "sum", "min", "max", "pct", "zeros")),
+                  shift=np.concatenate((old.shift, new.shift)))
+    out.dense = (low_all, merged)
+    return out
 
 
 def block_first(raw) -> int:

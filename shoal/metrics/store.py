@@ -251,8 +251,11 @@ def merge_block(txn, series_id: int, level: int, base: int, cols: Columns, decim
     key = block_key(series_id, level, base)
     old = txn.get("meta", key)
     if old is not None:
-        cols = blocks.group(blocks.concat([blocks.decode(old), cols]), None)
-    txn.put("meta", key, blocks.encode(cols, base, LEVELS[level][0], decimals, BLOCK_SHIFTS[level]))
+        old = blocks.decode(old, dense=True)
+        # the usual case, sealing the hour after the block's last: its table of counts grows by columns
+        merged = blocks.appended(old, cols)
+        cols = merged if merged is not None else blocks.group(blocks.concat([old, cols]), None)
+    txn.put("meta", key, blocks.encode(cols, base, LEVELS[level][0], decimals, BLOCK_SHIFTS[level], predict=level > 0))
     return len(cols)
 
 

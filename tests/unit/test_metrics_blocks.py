@@ -265,3 +265,33 @@ def test_many_reads_at_once_answer_what_each_read_alone_answers():
             assert got == [period_values(txn, *read[:1], start, end, *read[1:], now) for read in reads]
             assert any(got) or start > now
         assert many_period_values(txn, [], T0, now, now) == []
+
+
+def test_sealing_an_hour_after_a_blocks_last_grows_its_table_as_a_full_merge_would():
+    rng = random.Random(31)
+    rows = [(at, Stats.of(values)) for at, values in latency_minutes(rng, 180)]
+    rows[100] = (rows[100][0], Stats.of([1e-9, 1e9]))  # far buckets widen the table
+    whole = Columns.from_stats(rows)
+    head = blocks.decode(blocks.encode(whole.window(T0, T0 + 3600), T0, 60, 3), dense=True)
+    tail = whole.window(T0 + 3600, T0 + 3 * 3600)
+    grown = blocks.appended(head, tail)
+    assert grown is not None and grown.dense is not None
+    merged = blocks.group(blocks.concat([head, tail]), None)
+    assert blocks.decode(blocks.encode(grown, T0, 60, 3)).rows() == blocks.decode(blocks.encode(merged, T0, 60, 3)).rows()
+    assert grown.sparse().rows() == merged.rows()
+    # a late write to a period the block holds is added up by grouping instead
+    assert blocks.appended(head, whole.window(T0 + 1800, T0 + 7200)) is None
+    engine = MemoryEngine()
+    with engine.write() as txn:
+        merge_block(txn, 1, 0, T0, whole.window(T0, T0 + 3600), 3)
+        merge_block(txn, 1, 0, T0, tail, 3)
+        merge_block(txn, 1, 0, T0, Columns.from_stats([(T0 + 60, Stats.of([5.0]))]), 3)
+        stored = blocks.decode(txn.get("meta", block_key(1, 0, T0)))
+    expected = dict(blocks.decode(blocks.encode(whole, T0, 60, 3)).rows())
+    expected[T0 + 60] = expected[T0 + 60].merge(Stats.of([5.0]))
+    got = dict(stored.rows())
+    assert sorted(got) == sorted(expected)
+    for at, stats in got.items():
+        want = expected[at]
+        assert (stats.count, stats.min, stats.max, stats.buckets) == (want.count, want.min, want.max, want.buckets)
+        assert stats.sum == pytest.approx(want.sum, abs=US)
