@@ -178,7 +178,7 @@ def _check_filter_keys(key_names, plan: _Plan, request: dict) -> None:
         if key_name is not None and key_name in names:
             if request.get("QueryFilter") is not None:
                 raise ValidationException(
-                    f"QueryFilter can only contain non-key attributes: Primary key attribute: {key_name}"
+                    f"QueryFilter can only contain non-primary key attributes: Primary key attribute: {key_name}"
                 )
             raise ValidationException(
                 "Filter Expression can only contain non-primary key attributes: "

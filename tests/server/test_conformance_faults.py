@@ -565,3 +565,19 @@ def test_partiql_statement_may_end_with_a_semicolon(ddb, hash_only):
     code, message = error_of(ddb.execute_statement, Statement=f"SELECT x FROM \"{hash_only}\" WHERE pk = 'a';;")
     assert (code, message) == ("ValidationException",
                                "Statement wasn't well formed, can't be processed: Unexpected token after expression")
+
+
+def test_query_filter_on_a_key_attribute_in_dynamodbs_words(ddb, sweep_indexed):
+    """DynamoDB's wording (dynalite's recordings against DynamoDB, which
+    DynamoDB Local shares): "non-primary key attributes", as for a
+    FilterExpression."""
+    for name in ("pk", "sk"):
+        code, message = error_of(ddb.query, TableName=sweep_indexed,
+                                 KeyConditions={"pk": {"ComparisonOperator": "EQ", "AttributeValueList": [{"S": "p"}]}},
+                                 QueryFilter={name: {"ComparisonOperator": "NOT_NULL"}})
+        assert (code, message) == ("ValidationException",
+                                   f"QueryFilter can only contain non-primary key attributes: Primary key attribute: {name}")
+    got = ddb.query(TableName=sweep_indexed, KeyConditions={"pk": {"ComparisonOperator": "EQ",
+                                                                   "AttributeValueList": [{"S": "p"}]}},
+                    QueryFilter={"g": {"ComparisonOperator": "EQ", "AttributeValueList": [{"S": "G"}]}})
+    assert (got["Count"], got["ScannedCount"]) == (1, 1)
