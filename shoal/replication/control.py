@@ -35,6 +35,7 @@ serialized).
 
 from __future__ import annotations
 
+import logging
 import os
 import struct
 
@@ -259,6 +260,7 @@ KEY_CHECK_S = 1.0
 # Per engine: whether a full check is still needed (the first, or a table may
 # be marked inaccessible); skipped otherwise while no key is marked unusable.
 _KEYS_CHECKED: dict[int, bool] = {}
+_KEY_LIST_ERRORS: dict[int, str] = {}  # the last error reading the key states, logged once
 
 
 def check_encryption_keys(engine, catalog, region: str, now: float) -> bool:
@@ -282,7 +284,14 @@ def check_encryption_keys(engine, catalog, region: str, now: float) -> bool:
     seven days; Shoal does not."""
     from shoal.api.catalog import update_description
 
-    states = kms_key_states(engine)
+    try:
+        states = kms_key_states(engine)
+    except keyring.KeyringError as exc:  # a damaged list: nothing changes until it is readable
+        if _KEY_LIST_ERRORS.get(id(engine)) != str(exc):
+            _KEY_LIST_ERRORS[id(engine)] = str(exc)
+            logging.getLogger("shoal").warning("KMS key states not checked: %s", exc)
+        return False
+    _KEY_LIST_ERRORS.pop(id(engine), None)
     if not states and not _KEYS_CHECKED.get(id(engine), True):
         return False
     changes = []

@@ -259,16 +259,21 @@ def kms_keys_path(data_dir) -> str:
 def read_kms_key_states(data_dir) -> dict[str, str]:
     """The KMS keys of this data directory's region that are not Enabled, by
     key id or alias (``kms_key_id``); empty when none were ever marked."""
+    path = kms_keys_path(data_dir)
     try:
-        with open(kms_keys_path(data_dir), "rb") as handle:
-            record = json.loads(handle.read(1 << 20))
+        with open(path, "rb") as handle:
+            raw = handle.read(1 << 20)
     except FileNotFoundError:
         return {}
-    except (OSError, ValueError) as exc:
-        raise KeyringError(f"cannot read {kms_keys_path(data_dir)}: {exc}") from None
+    except OSError as exc:
+        raise KeyringError(f"cannot read {path} ({exc.strerror})") from None
+    try:
+        record = json.loads(raw)
+    except ValueError:
+        record = None
     keys = record.get("keys") if isinstance(record, dict) else None
-    if record.get("format") != _FORMAT or not isinstance(keys, dict):
-        raise KeyringError(f"{kms_keys_path(data_dir)} is damaged: not a Shoal list of KMS key states")
+    if not isinstance(record, dict) or record.get("format") != _FORMAT or not isinstance(keys, dict):
+        raise KeyringError(f"{path} is damaged: not a Shoal list of KMS key states")
     return {str(k): str(v) for k, v in keys.items() if v != "Enabled"}
 
 

@@ -265,3 +265,46 @@ def test_a_replica_in_a_region_encrypted_at_rest(tmp_path, keys):
         for secret in ("uzebrauser4711", "zebra-crossing-4711"):
             for form in _forms(secret):
                 assert form not in content, f"{secret!r} found in {name} as {form!r}"
+
+
+# ---------------------------------------------------------------- KMS key states of a region
+#
+# A deployment's KMS keys that are disabled, pending deletion or deleted
+# (shoal/storage/keyring.py): what global tables' replicas are checked
+# against (tests/server/test_global_tables.py runs them on three regions).
+
+
+def test_kms_key_states_are_kept_by_key_id_and_worded_as_kms_words_them(tmp_path):
+    from shoal.storage.keyring import (
+        KeyringError,
+        kms_key_id,
+        kms_key_problem,
+        read_kms_key_states,
+        set_kms_key_state,
+    )
+
+    assert kms_key_id("arn:aws:kms:eu-west-1:000000000000:key/1234abcd") == "1234abcd"
+    assert kms_key_id("arn:aws:kms:eu-west-1:000000000000:alias/orders") == "alias/orders"
+    assert kms_key_id("alias/orders") == "alias/orders" and kms_key_id("1234abcd") == "1234abcd"
+    assert read_kms_key_states(tmp_path) == {}  # none marked: every key usable
+    set_kms_key_state(tmp_path, "arn:aws:kms:eu-west-1:000000000000:key/1234abcd", "Disabled")
+    set_kms_key_state(tmp_path, "alias/orders", "PendingDeletion")
+    set_kms_key_state(tmp_path, "gone", "Deleted")
+    states = read_kms_key_states(tmp_path)
+    assert states == {"1234abcd": "Disabled", "alias/orders": "PendingDeletion", "gone": "Deleted"}
+    arn = "arn:aws:kms:eu-west-1:000000000000:"
+    assert kms_key_problem(states, arn + "key/1234abcd") == arn + "key/1234abcd is disabled."
+    assert kms_key_problem(states, arn + "alias/orders") == arn + "alias/orders is pending deletion."
+    assert kms_key_problem(states, arn + "key/gone") == f"Key '{arn}key/gone' does not exist"
+    assert kms_key_problem(states, arn + "key/other") is None
+    set_kms_key_state(tmp_path, "1234abcd", "Enabled")
+    assert read_kms_key_states(tmp_path) == {"alias/orders": "PendingDeletion", "gone": "Deleted"}
+    with pytest.raises(KeyringError) as caught:
+        set_kms_key_state(tmp_path, "1234abcd", "Revoked")
+    assert str(caught.value) == "unknown KMS key state Revoked: one of Enabled, Disabled, PendingDeletion, Deleted"
+    assert read_kms_key_states(tmp_path) == {"alias/orders": "PendingDeletion", "gone": "Deleted"}  # unchanged
+    for damaged in ('{"format": 1, "keys": ["not", "a", "map"]}', "[1]", "not json", '{"keys": {}}'):
+        (tmp_path / "KMS_KEYS").write_text(damaged)
+        with pytest.raises(KeyringError) as caught:
+            read_kms_key_states(tmp_path)
+        assert str(caught.value) == f"{tmp_path / 'KMS_KEYS'} is damaged: not a Shoal list of KMS key states"
