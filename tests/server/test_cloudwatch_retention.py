@@ -148,3 +148,62 @@ def test_past_hours_are_sealed_into_blocks_and_answer_as_before(moved):
         cw.get_metric_statistics(Namespace="Viewer/Sealed", MetricName="Latency", StartTime=at(first),
                                  EndTime=at(written), Period=90, Statistics=["Sum"])
     assert answers() == before  # still serving
+
+
+def test_a_data_directory_with_blocks_of_the_earlier_format_is_read_and_rewritten_by_the_roll_up(tmp_path_factory):
+    """Blocks of version 2 (exact doubles, 2% buckets at every level) in a data directory a server
+    starts on: answered as they were written, then moved by the daily walk as version 3 (latencies to
+    the microsecond, coarse buckets)."""
+    from shoal.metrics.stats import Stats
+    from shoal.metrics.store import Writer, block_key
+    from shoal.storage.datadir import open_data_dir
+    from tests.unit.test_metrics_blocks import LATENCY, T0, V2_BLOCK, v2_latency_rows
+
+    data_dir = tmp_path_factory.mktemp("v2-blocks")
+    ShoalProcess(data_dir, "--workers", "1").start().stop()  # a data directory as a server makes it
+    engine = open_data_dir(str(data_dir), create=False)
+    try:
+        with engine.write() as txn:
+            writer = Writer(txn)
+            series_id = writer.info(LATENCY, "Milliseconds", (T0 + 600) // 60).series_id
+            writer.finish()
+            txn.put("meta", block_key(series_id, 0, T0), V2_BLOCK)
+    finally:
+        engine.close()
+    clock = moved_clock(tmp_path_factory)
+    clock.write_text(str(T0 + 3 * 3600 - time.time()))
+    proc = ShoalProcess(data_dir, "--workers", "1", env={"SHOAL_TEST_CLOCK_FILE": str(clock)}).start()
+    try:
+        cw = boto3.client("cloudwatch", endpoint_url=proc.url, region_name="us-east-1", aws_access_key_id="any",
+                          aws_secret_access_key="any")
+
+        def read(period, **statistics):
+            return sorted(cw.get_metric_statistics(
+                Namespace=LATENCY[1], MetricName=LATENCY[2], Dimensions=[{"Name": k, "Value": v} for k, v in LATENCY[3]],
+                StartTime=at(T0), EndTime=at(T0 + 3600), Period=period, **statistics)["Datapoints"],
+                key=lambda p: p["Timestamp"])
+
+        rows = v2_latency_rows()
+        minutes = read(60, Statistics=["SampleCount", "Sum", "Minimum", "Maximum"])
+        assert [(p["SampleCount"], p["Sum"], p["Minimum"], p["Maximum"]) for p in minutes] == [
+            (s.count, s.sum, s.min, s.max) for _, s in rows]
+        assert [p["ExtendedStatistics"]["p90"] for p in read(60, ExtendedStatistics=["p90"])] == [
+            s.percentile(90) for _, s in rows]
+        clock.write_text(str(T0 + 16 * DAY + 3600 - time.time()))  # the day of minutes is past 15 days
+        whole = Stats()
+        for _, stats in rows:
+            whole.merge(stats)
+
+        def moved():
+            found = read(300, Statistics=["SampleCount", "Minimum", "Maximum", "Sum"])
+            return found if found and found[0]["Minimum"] == round(whole.min * 1000) / 1000 else None
+
+        five = eventually(moved, lambda found: found is not None, timeout=20)
+        assert sum(p["SampleCount"] for p in five) == whole.count
+        assert max(p["Maximum"] for p in five) == round(whole.max * 1000) / 1000
+        assert sum(p["Sum"] for p in five) == pytest.approx(whole.sum, abs=len(five) * 0.0005)
+        with pytest.raises(cw.exceptions.InvalidParameterValueException):  # minutes this old are not kept
+            read(90, Statistics=["Sum"])
+        assert read(300, Statistics=["SampleCount"])  # still serving
+    finally:
+        proc.stop()
