@@ -38,6 +38,22 @@ The four numbers are settable for tests (SHOAL_ON_DEMAND_READ_UNITS,
 SHOAL_ON_DEMAND_WRITE_UNITS, SHOAL_ON_DEMAND_WINDOW_S,
 SHOAL_ON_DEMAND_SCALE_S), as a server can serve neither 4,000 writes a
 second nor wait 30 minutes in a test.
+
+The account's per-table quota.  An on-demand table or GSI without a
+maximum is still bounded by the table-level quota DescribeLimits reports
+(40,000 read and 40,000 write request units a second): the Developer
+Guide's "DynamoDB maximum throughput for on-demand tables" ("bounded by
+40,000 table-level read and write throughput AWS service quota") and its
+throttling guide ("the default per-table account limits automatically apply
+when tables do not have custom maximum throughput settings configured").
+Past it DynamoDB answers RequestLimitExceeded, with the error handling
+page's message and the reason ``<Table|Index><Read|Write>AccountLimitExceeded``
+on the table's or index's ARN (the API Reference's ThrottlingReason).  Here
+the quota acts as the maximum of a part that has none (``maximum``);
+``SHOAL_TABLE_QUOTA_RCU`` and ``SHOAL_TABLE_QUOTA_WCU`` lower it for tests
+(``table_quota``), and only then is a plain on-demand table worth sending
+through the capacity hook (``quota_lowered``): no Shoal server serves 40,000
+units a second to one table.
 """
 
 from __future__ import annotations
@@ -51,6 +67,12 @@ from shoal.errors import ProvisionedThroughputExceededException, ShoalError
 #: DynamoDB's words for each refusal (its error handling page; the throttling guide's example for the maximum).
 PEAK_MESSAGE = "Rate of requests exceeds the allowed throughput."
 MAX_MESSAGE = "Throughput exceeds the maximum OnDemandThroughput configured on table or index"
+ACCOUNT_MESSAGE = ("Throughput exceeds the current throughput limit for your account. To request a limit increase, "
+                   "contact AWS Support at https://aws.amazon.com/support.")
+
+#: DynamoDB's default table-level quota (DescribeLimits' TableMaxRead/WriteCapacityUnits).
+TABLE_QUOTA = 40000.0
+QUOTA_ENV = {"read": "SHOAL_TABLE_QUOTA_RCU", "write": "SHOAL_TABLE_QUOTA_WCU"}
 
 #: The peak state kept beside a bucket: previous peak, pending peak, when the pending one was
 #: first reached, the current window's start, and the units granted in all at that start.
@@ -73,6 +95,37 @@ class OnDemandRules:
         return cls(get("SHOAL_ON_DEMAND_READ_UNITS", cls.read_units),
                    get("SHOAL_ON_DEMAND_WRITE_UNITS", cls.write_units),
                    get("SHOAL_ON_DEMAND_WINDOW_S", cls.window_s), get("SHOAL_ON_DEMAND_SCALE_S", cls.scale_s))
+
+
+def table_quota(kind: str) -> float:
+    """The per-table quota of ``kind`` ("read" or "write") in request units a
+    second: DynamoDB's 40,000, or what ``SHOAL_TABLE_QUOTA_RCU`` / ``_WCU`` set
+    (a positive number; anything else is a start-up error worth seeing, so it raises)."""
+    raw = os.environ.get(QUOTA_ENV[kind])
+    if raw is None:
+        return TABLE_QUOTA
+    value = float(raw)
+    if not value > 0:
+        raise ValueError(f"{QUOTA_ENV[kind]} must be a positive number of units a second, not {raw!r}")
+    return value
+
+
+def quota_lowered() -> bool:
+    """Whether a test lowered the table quota below DynamoDB's: only then can
+    a plain on-demand table reach it on a Shoal server."""
+    return table_quota("read") < TABLE_QUOTA or table_quota("write") < TABLE_QUOTA
+
+
+def maximum(configured, kind: str, resource_kind: str) -> tuple[float, str, bool]:
+    """(the rate cap of an on-demand table's or GSI's reads or writes, the
+    throttling reason when the cap refuses, whether the cap is the account's
+    quota): its OnDemandThroughput maximum (``configured``; None or -1 for
+    none) if it has one, else the table quota.  ``resource_kind`` is "Table"
+    or "Index", ``kind`` "read" or "write"."""
+    label = "Read" if kind == "read" else "Write"
+    if configured is not None and configured > 0:
+        return float(configured), f"{resource_kind}{label}MaxOnDemandThroughputExceeded", False
+    return table_quota(kind), f"{resource_kind}{label}AccountLimitExceeded", True
 
 
 def advance(state: tuple, taken: float, now: float, rules: OnDemandRules, served: float) -> tuple:
@@ -116,3 +169,15 @@ class OnDemandThrottlingException(ProvisionedThroughputExceededException):
         if self.reasons:
             body["throttlingReasons"] = self.reasons
         return body
+
+
+class AccountLimitExceeded(ProvisionedThroughputExceededException):
+    """DynamoDB's RequestLimitExceeded: an on-demand table or GSI over the
+    account's per-table quota, its reasons in ``ThrottlingReasons`` (as the
+    model names them for this error).  A subclass of
+    ProvisionedThroughputExceededException for the batches, as above."""
+
+    type_name = "RequestLimitExceeded"
+
+    def __init__(self, reasons: list) -> None:
+        super().__init__(ACCOUNT_MESSAGE, reasons)

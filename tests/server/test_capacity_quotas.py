@@ -146,3 +146,73 @@ def test_an_on_demand_maximum_above_the_table_quota_is_refused(ddb):
     assert described["GlobalSecondaryIndexes"][0]["OnDemandThroughput"]["MaxReadRequestUnits"] == 40000
     ddb.update_table(TableName=name, OnDemandThroughput={"MaxWriteRequestUnits": -1})  # removing one still works
     assert ddb.describe_table(TableName=name)["Table"]["OnDemandThroughput"]["MaxWriteRequestUnits"] == -1
+
+
+# ---------------------------------------------------------------- the per-table quota of on-demand tables
+
+def _quota_enforced() -> bool:
+    """Whether the capacity hook holds an on-demand table without a maximum to
+    the table quota (``shoal.capacity.policy_of`` with ``on_demand.maximum``)."""
+    from types import SimpleNamespace
+
+    from shoal.capacity import policy_of
+
+    plain = SimpleNamespace(name="t", table_id="0", description={
+        "TableName": "t", "BillingModeSummary": {"BillingMode": "PAY_PER_REQUEST"}})
+    policy = policy_of(plain)
+    return policy is not None and policy.writes[None].maximum > 0
+
+
+QUOTA = {"SHOAL_TABLE_QUOTA_RCU": "1", "SHOAL_TABLE_QUOTA_WCU": "2"}
+
+
+@pytest.fixture(scope="module")
+def lowered(tmp_path_factory):
+    proc = ShoalProcess(tmp_path_factory.mktemp("table-quota"), "--workers", "1", env=QUOTA).start()
+    yield make_client(proc.url)
+    proc.stop()
+
+
+def _until_refused(call, tries: int = 200):
+    """(how many calls were served, the refusal's response)."""
+    for n in range(tries):
+        try:
+            call(n)
+        except ClientError as exc:
+            return n, exc.response
+    return tries, None
+
+
+ACCOUNT_LIMIT = ("Throughput exceeds the current throughput limit for your account. To request a limit increase, "
+                 "contact AWS Support at https://aws.amazon.com/support.")
+
+
+@pytest.mark.skipif(not _quota_enforced(), reason="the capacity hook does not apply the table quota to on-demand "
+                                                  "tables yet (shoal.capacity.policy_of)")
+def test_an_on_demand_table_without_a_maximum_is_held_to_the_table_quota(lowered):
+    name = unique_name("quota")
+    lowered.create_table(TableName=name, BillingMode="PAY_PER_REQUEST", **{
+        "KeySchema": SCHEMA["KeySchema"],
+        "AttributeDefinitions": [*SCHEMA["AttributeDefinitions"], {"AttributeName": "g", "AttributeType": "S"}],
+        "GlobalSecondaryIndexes": [{"IndexName": "by_g", **GSI_SCHEMA}]})
+    arn = lowered.describe_table(TableName=name)["Table"]["TableArn"]
+    served, answer = _until_refused(lambda n: lowered.put_item(TableName=name, Item={"pk": {"S": str(n)}}))
+    assert 2 <= served < 200 and answer is not None  # one second of the 2 units banked, then 2 a second
+    assert answer["Error"] == {"Code": "RequestLimitExceeded", "Message": ACCOUNT_LIMIT}
+    assert answer["ThrottlingReasons"] == [{"reason": "TableWriteAccountLimitExceeded", "resource": arn}]
+    assert answer["ResponseMetadata"]["HTTPStatusCode"] == 400
+    served, answer = _until_refused(lambda n: lowered.query(
+        TableName=name, IndexName="by_g", KeyConditionExpression="g = :g",
+        ExpressionAttributeValues={":g": {"S": "x"}}))
+    assert 2 <= served < 200 and answer is not None  # half a unit each: 2 banked, then 2 a second
+    assert answer["Error"]["Code"] == "RequestLimitExceeded"
+    assert answer["ThrottlingReasons"] == [{"reason": "IndexReadAccountLimitExceeded",
+                                            "resource": f"{arn}/index/by_g"}]
+    # a maximum below the quota is the table's own: its reason, not the account's
+    capped = unique_name("quota")
+    lowered.create_table(TableName=capped, BillingMode="PAY_PER_REQUEST", OnDemandThroughput={
+        "MaxWriteRequestUnits": 1}, **SCHEMA)
+    served, answer = _until_refused(lambda n: lowered.put_item(TableName=capped, Item={"pk": {"S": str(n)}}))
+    assert answer["Error"]["Code"] == "ThrottlingException"
+    assert answer["throttlingReasons"][0]["reason"] == "TableWriteMaxOnDemandThroughputExceeded"
+    assert lowered.describe_table(TableName=name)["Table"]["TableStatus"] == "ACTIVE"
