@@ -390,7 +390,7 @@ def grouped_percentile(parts: list, start: int, period: int, p: float) -> tuple[
         if part.dense is not None and not by.any():
             starts = np.flatnonzero(np.concatenate(([True], rows[1:] != rows[:-1])))
             low, table = part.dense
-            tables.append((rows[starts], low, np.add.reduceat(table, starts, axis=1).T))
+            tables.append((rows[starts], low, np.add.reduceat(table, starts, axis=1, dtype=np.int64).T))
             continue
         part = part.sparse()
         lengths = np.diff(part.hoff)
@@ -460,15 +460,16 @@ def _put_ints(out: list, values, planes: bool = False) -> None:
             return
 
 
-def _get_ints(raw: bytes, at: int, n: int, planes: bool = False) -> tuple[np.ndarray, int]:
+def _get_ints(raw: bytes, at: int, n: int, planes: bool = False, widen: bool = True) -> tuple[np.ndarray, int]:
+    """An integer column as int64 (``widen``) or as the narrow type it is stored in (read-only)."""
     code = raw[at]
     dtype = _DTYPES[code]
     if planes and code > 1:
         grouped = np.frombuffer(raw, np.uint8, n * code, at + 1).reshape(code, n)
-        values = np.ascontiguousarray(grouped.T).view(dtype).reshape(n).astype(np.int64)
+        values = np.ascontiguousarray(grouped.T).view(dtype).reshape(n)
     else:
-        values = np.frombuffer(raw, dtype, n, at + 1).astype(np.int64)
-    return values, at + 1 + n * code
+        values = np.frombuffer(raw, dtype, n, at + 1)
+    return (values.astype(np.int64) if widen else values), at + 1 + n * code
 
 
 def _delta(values) -> np.ndarray:
@@ -708,7 +709,9 @@ def decode(raw, histograms: bool = True, dense: bool = False) -> Columns:
     at += 1 if version >= 3 else 0
     if layout in (_DENSE, _PREDICTED):
         bucket_low, width = struct.unpack_from("<iI", body, at)
-        counts, _ = _get_ints(_DECOMPRESSOR.decompress(bytes(raw[histogram_frame:])), 0, width * n, True)
+        # the counts stay in their narrow type (a table of a day of minutes is some 200,000 of them)
+        counts, _ = _get_ints(_DECOMPRESSOR.decompress(bytes(raw[histogram_frame:])), 0, width * n, True,
+                              widen=layout == _PREDICTED)
         if layout == _PREDICTED:
             totals, _ = _get_ints(body, at + 8, width, True)
             zigzag = counts
