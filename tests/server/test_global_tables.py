@@ -669,7 +669,8 @@ def test_vector_indexes_of_a_global_table_answer_in_every_region_with_every_regi
         VectorIndexes=[{"IndexName": "by_embedding", "VectorAttribute": {"AttributeName": "embedding"},
                         "Dimensions": 3, "DistanceFunction": "COSINE",
                         "Projection": {"ProjectionType": "KEYS_ONLY"}}])
-    first.put_item(TableName=name, Item={"pk": {"S": "from-0"}, "embedding": {"L": [{"N": "1"}, {"N": "0"}, {"N": "0"}]}})
+    first.put_item(TableName=name, Item={"pk": {"S": "from-0"},
+                                         "embedding": {"L": [{"N": "1"}, {"N": "0"}, {"N": "0"}]}})
     first.update_table(TableName=name, ReplicaUpdates=[{"Create": {"RegionName": REGIONS[1]}},
                                                        {"Create": {"RegionName": REGIONS[2]}}])
     _wait_active(first, name)
@@ -821,7 +822,8 @@ def _checks_encryption_keys() -> bool:
 
 
 key_checks = pytest.mark.skipif(
-    not _checks_encryption_keys(), reason="node.py's replication thread does not call control.check_encryption_keys yet")
+    not _checks_encryption_keys(),
+    reason="node.py's replication thread does not call control.check_encryption_keys yet")
 
 
 def _wait_table_status(client, name: str, status: str, timeout: float = CONVERGE_S) -> dict:
@@ -864,7 +866,8 @@ def test_a_replica_whose_kms_key_becomes_unusable_is_inaccessible_until_it_is_us
             assert entry == {"RegionName": REGIONS[1], "ReplicaStatus": "INACCESSIBLE_ENCRYPTION_CREDENTIALS",
                              "KMSMasterKeyId": "second-key"}
             source = first.describe_table(TableName=name)["Table"]
-            assert source["TableStatus"] == "ACTIVE" and "InaccessibleEncryptionDateTime" not in source["SSEDescription"]
+            assert source["TableStatus"] == "ACTIVE"
+            assert "InaccessibleEncryptionDateTime" not in source["SSEDescription"]
             first.put_item(TableName=name, Item={"pk": {"S": f"while-{state}"}, "kind": {"S": "k"}})
         finally:
             set_kms_key_state(_data_dir(regions, 1), "second-key", "Enabled")
@@ -920,3 +923,168 @@ def test_a_vector_index_created_or_deleted_in_one_replica_is_created_or_deleted_
     assert _error(lambda: other.search_vectors(TableName=name, IndexName="by_embedding", TopK=1,
                                                SearchVector=[{"N": "0"}, {"N": "0"}])) == (
         "ValidationException", "The table does not have the specified index: by_embedding")
+
+
+# ---------------------------------------------------------------- the same rules in process
+#
+# ``control``'s functions for replicas that could not be made and keys that
+# cannot be used, over a real data directory and without peers: what the
+# replication thread and the CreateReplica peer operation call (the server
+# tests above run them end to end once those call them).
+
+
+@pytest.fixture
+def home(tmp_path):
+    from shoal.api import DEFAULT_ACCOUNT, Context
+    from shoal.api.catalog import Catalog
+    from shoal.replication import control
+    from shoal.storage.datadir import open_data_dir
+
+    engine = open_data_dir(tmp_path / "home", sync=False)
+    control.configure(engine, control.Settings(REGIONS[0], {REGIONS[1]: "http://127.0.0.1:1",
+                                                            REGIONS[2]: "http://127.0.0.1:2"}))
+    yield Context(REGIONS[0], DEFAULT_ACCOUNT, engine, Catalog(engine)), str(tmp_path / "home")
+    control.unconfigure(engine)
+    engine.close()
+
+
+def _in_process_table(ctx, name: str, **extra) -> None:
+    from shoal.api import tables
+
+    tables.create_table(ctx, {"TableName": name, "BillingMode": "PAY_PER_REQUEST",
+                              "KeySchema": [{"AttributeName": "pk", "KeyType": "HASH"}],
+                              "AttributeDefinitions": [{"AttributeName": "pk", "AttributeType": "S"}], **extra})
+
+
+def _description(ctx, name: str) -> dict:
+    with ctx.engine.read() as txn:
+        return ctx.catalog.get(txn, ctx.region, name).description
+
+
+def _tasks_for(ctx, region: str) -> list[str]:
+    from shoal.replication import control
+
+    with ctx.engine.read() as txn:
+        return [task["kind"] for _, task in control.pending_tasks(txn) if task.get("peer") == region]
+
+
+def test_in_process_a_refused_create_task_makes_the_replica_creation_failed(home):
+    from shoal.api import tables, ttl
+    from shoal.replication import apply as replica_apply
+    from shoal.replication import control
+
+    ctx, _ = home
+    name = "events"
+    _in_process_table(ctx, name)
+    tables.update_table(ctx, {"TableName": name, "ReplicaUpdates": [{"Create": {"RegionName": REGIONS[1]}},
+                                                                    {"Create": {"RegionName": REGIONS[2]}}]})
+    with ctx.engine.read() as txn:
+        task = next(t for _, t in control.pending_tasks(txn) if t["kind"] == "create" and t["peer"] == REGIONS[1])
+    refusal = orjson.dumps({"__type": "com.amazonaws.dynamodb.v20120810#ResourceInUseException",
+                            "message": f"Table already exists: {name}"})
+    # what is not a refusal is retried: nothing changes
+    for status, body in ((500, refusal), (None, b""), (400, b"not json"), (400, orjson.dumps(
+            {"__type": "com.amazon.coral.service#UnrecognizedClientException", "message": "no"}))):
+        assert control.replica_creation_failed(ctx.engine, ctx.catalog, ctx.region, task, status, body) is False
+    assert _tasks_for(ctx, REGIONS[1]) == ["create", "copy", "activate"]
+    assert control.replica_creation_failed(ctx.engine, ctx.catalog, ctx.region, task, 400, refusal) is True
+    desc = _description(ctx, name)
+    assert desc["Replicas"][0] == {"RegionName": REGIONS[1], "ReplicaStatus": "CREATION_FAILED",
+                                   "ReplicaStatusDescription": f"The replica in region {REGIONS[1]} could not be "
+                                                               f"created: ResourceInUseException: Table already "
+                                                               f"exists: {name}"}
+    assert desc["TableStatus"] == "UPDATING"  # the other replica is still being made
+    assert _tasks_for(ctx, REGIONS[1]) == []
+    with ctx.engine.read() as txn:
+        assert replica_apply.cursor_of(txn, REGIONS[1], task["table_id"]) is None  # no records kept for it
+    assert [r["RegionName"] for r in control.replica_set(desc, REGIONS[0])] == [REGIONS[0], REGIONS[2]]
+    ttl.update_time_to_live(ctx, {"TableName": name, "TimeToLiveSpecification": {
+        "Enabled": True, "AttributeName": "expires"}})  # a change for every replica: not for this one
+    assert _tasks_for(ctx, REGIONS[1]) == [] and _tasks_for(ctx, REGIONS[2])[-1] == "ttl_update"
+    with ctx.engine.read() as txn:
+        other = next(t for _, t in control.pending_tasks(txn) if t["kind"] == "create" and t["peer"] == REGIONS[2])
+    assert control.replica_creation_failed(ctx.engine, ctx.catalog, ctx.region, other, 400, orjson.dumps(
+        {"__type": "ValidationException", "message": "bad key"})) is True
+    assert _description(ctx, name)["TableStatus"] == "ACTIVE"  # nothing is being made any more
+    tables.update_table(ctx, {"TableName": name, "ReplicaUpdates": [{"Delete": {"RegionName": REGIONS[1]}}]})
+    assert _tasks_for(ctx, REGIONS[1]) == []  # nothing to delete there: its table is not a replica
+    assert [r["RegionName"] for r in _description(ctx, name)["Replicas"]] == [REGIONS[2]]
+    tables.update_table(ctx, {"TableName": name, "ReplicaUpdates": [{"Create": {"RegionName": REGIONS[1]}}]})
+    assert _tasks_for(ctx, REGIONS[1])[:1] == ["create"]  # made again from the start
+
+
+def test_in_process_create_replica_is_refused_for_a_table_that_is_not_this_replica_or_a_key_unusable_here(home):
+    from shoal.api.catalog import update_description
+    from shoal.errors import ResourceInUseException, ValidationException
+    from shoal.replication import control
+    from shoal.storage.keyring import set_kms_key_state
+
+    ctx, data_dir = home  # as the region asked to make the replica
+    request = {"TableName": "taken", "KeySchema": [{"AttributeName": "pk", "KeyType": "HASH"}],
+               "AttributeDefinitions": [{"AttributeName": "pk", "AttributeType": "S"}]}
+    data = {"TableName": "taken", "SourceRegion": REGIONS[1], "Request": request}
+    control.check_replica_target(ctx, data)  # the name is free
+    _in_process_table(ctx, "taken")
+    with pytest.raises(ResourceInUseException) as caught:
+        control.check_replica_target(ctx, data)
+    assert caught.value.message == "Table already exists: taken"
+    _in_process_table(ctx, "ours", KeySchema=[{"AttributeName": "id", "KeyType": "HASH"}],
+                      AttributeDefinitions=[{"AttributeName": "id", "AttributeType": "S"}])
+    with ctx.engine.write() as txn:  # a replica of the source's global table, of another key schema
+        table = ctx.catalog.get(txn, ctx.region, "ours")
+        update_description(txn, ctx.region, "ours", table.table_id, lambda d: d.update(
+            GlobalTableVersion="2019.11.21", Replicas=[{"RegionName": REGIONS[1], "ReplicaStatus": "ACTIVE"}]))
+    with pytest.raises(ValidationException) as caught:
+        control.check_replica_target(ctx, {**data, "TableName": "ours", "Request": {**request, "TableName": "ours"}})
+    assert caught.value.message == (f"One or more parameter values were invalid: Table ours in region {REGIONS[0]} "
+                                    "has another key schema than the global table's")
+    keyed = {**data, "TableName": "new", "Request": {**request, "TableName": "new", "SSESpecification": {
+        "Enabled": True, "SSEType": "KMS", "KMSMasterKeyId": "alias/replica"}}}
+    control.check_replica_target(ctx, keyed)
+    set_kms_key_state(data_dir, "alias/replica", "PendingDeletion")
+    with pytest.raises(ValidationException) as caught:
+        control.check_replica_target(ctx, keyed)
+    assert caught.value.message == (
+        f"One or more parameter values were invalid: KMSMasterKeyId cannot be used in region {REGIONS[0]}: "
+        f"arn:aws:kms:{REGIONS[0]}:000000000000:alias/replica is pending deletion.")
+
+
+def test_in_process_a_table_whose_key_cannot_be_used_is_inaccessible_until_it_can(home):
+    from shoal.api import tables
+    from shoal.api.catalog import update_description
+    from shoal.replication import control
+    from shoal.storage.keyring import set_kms_key_state
+
+    ctx, data_dir = home
+    _in_process_table(ctx, "keyed", SSESpecification={"Enabled": True, "SSEType": "KMS", "KMSMasterKeyId": "k1"})
+    _in_process_table(ctx, "managed", SSESpecification={"Enabled": True, "SSEType": "KMS"})  # the AWS managed key
+    tables.update_table(ctx, {"TableName": "keyed", "ReplicaUpdates": [{"Create": {
+        "RegionName": REGIONS[1], "KMSMasterKeyId": "k2"}}]})
+    with ctx.engine.write() as txn:  # as if the replica were made: only the key check's tasks remain
+        for key, _ in control.pending_tasks(txn):
+            txn.delete("meta", key)
+        table = ctx.catalog.get(txn, ctx.region, "keyed")
+        update_description(txn, ctx.region, "keyed", table.table_id, lambda d: d.update(
+            TableStatus="ACTIVE", Replicas=[{"RegionName": REGIONS[1], "ReplicaStatus": "ACTIVE"}]))
+    assert control.check_encryption_keys(ctx.engine, ctx.catalog, ctx.region, 1000.0) is False
+    set_kms_key_state(data_dir, "alias/aws/dynamodb", "Disabled")  # not a customer managed key: no effect
+    set_kms_key_state(data_dir, "k1", "Disabled")
+    assert control.check_encryption_keys(ctx.engine, ctx.catalog, ctx.region, 1000.0) is True
+    desc = _description(ctx, "keyed")
+    assert desc["TableStatus"] == "INACCESSIBLE_ENCRYPTION_CREDENTIALS"
+    assert desc["SSEDescription"]["InaccessibleEncryptionDateTime"] == 1000.0
+    assert _description(ctx, "managed")["TableStatus"] == "ACTIVE"
+    assert _tasks_for(ctx, REGIONS[1]) == ["sync"]  # the replicas are told
+    assert control.replica_set(desc, REGIONS[0])[0] == {"RegionName": REGIONS[0],
+                                                        "ReplicaStatus": "INACCESSIBLE_ENCRYPTION_CREDENTIALS"}
+    assert control.check_encryption_keys(ctx.engine, ctx.catalog, ctx.region, 1005.0) is False  # no change
+    assert _description(ctx, "keyed")["SSEDescription"]["InaccessibleEncryptionDateTime"] == 1000.0
+    with open(os.path.join(data_dir, "KMS_KEYS"), "w") as damaged:
+        damaged.write("not a list of key states")
+    assert control.check_encryption_keys(ctx.engine, ctx.catalog, ctx.region, 1010.0) is False
+    assert _description(ctx, "keyed")["TableStatus"] == "INACCESSIBLE_ENCRYPTION_CREDENTIALS"  # left as it was
+    os.remove(os.path.join(data_dir, "KMS_KEYS"))
+    assert control.check_encryption_keys(ctx.engine, ctx.catalog, ctx.region, 1020.0) is True
+    desc = _description(ctx, "keyed")
+    assert desc["TableStatus"] == "ACTIVE" and "InaccessibleEncryptionDateTime" not in desc["SSEDescription"]
+    assert _tasks_for(ctx, REGIONS[1]) == ["sync", "sync"]
