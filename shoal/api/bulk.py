@@ -62,6 +62,7 @@ from shoal.api.common import expression_context, item_write_units, storage_key, 
 from shoal.api.exports import S3Error, bucket_path, keep_token, new_arn, page_after, page_token, put_object, token_owner
 from shoal.api.imports import ItemError, _checked, _ion_item, _line_items, _objects, _open, _read_errors, json_document
 from shoal.api.indexes import entry_key
+from shoal.api.insights import count_applied_write
 from shoal.api.items import parse_write_condition
 from shoal.api.jobs import HEARTBEAT_S, Stopped, job_context, runner, runner_alive, start_job
 from shoal.api.transactions import TOKEN_MISMATCH, IdempotentParameterMismatchException
@@ -73,7 +74,6 @@ from shoal.errors import (
     ShoalError,
     ValidationException,
 )
-from shoal.metrics.insights import count_applied_write
 from shoal.model.size import item_size
 
 log = logging.getLogger("shoal")

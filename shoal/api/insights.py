@@ -51,6 +51,7 @@ from __future__ import annotations
 
 import base64
 import os
+import weakref
 from dataclasses import dataclass
 
 import orjson
@@ -158,6 +159,34 @@ def live_settings(txn, catalog, region: str | None = None):
 def _insightful_index(table, name: str) -> bool:
     index = (table.index_map or {}).get(name)
     return index is not None and not index.local and index.status != "DELETING"
+
+
+# ---------------------------------------------------------------- writes no request made
+
+#: The counters of this process (``shoal.metrics.insights.Insights``, normally one per worker), for
+#: the writes no request makes: weak references in a tuple replaced whole, so that any thread may read it
+_COUNTERS: tuple = ()
+
+
+def register_counter(counter) -> None:
+    """Give ``counter`` (with ``active`` and ``applied_write``) the writes ``count_applied_write`` reports."""
+    global _COUNTERS
+    _COUNTERS = tuple(ref for ref in _COUNTERS if ref() is not None) + (weakref.ref(counter),)
+
+
+def count_applied_write(table, keys: dict, old_raw, new_item: dict | None) -> None:
+    """Count a write no request of this region made, from the thread that
+    makes it, inside its transaction: a write replicated from another region
+    (``shoal.replication.apply``) or a bulk put's (``shoal.api.bulk``).
+    ``old_raw`` is the item's stored value before (read in that transaction),
+    ``new_item`` the item after (None: deleted).  Costs a test unless some
+    table has insights on.  (A transaction that aborts after the call keeps
+    its count: rare, the writers above abort only on a fault.)  Here, in the
+    API layer, so that the writers need not import the metrics above it."""
+    for ref in _COUNTERS:
+        counter = ref()
+        if counter is not None and counter.active:
+            counter.applied_write(table, keys, old_raw, new_item)
 
 
 # ---------------------------------------------------------------- the API

@@ -76,14 +76,21 @@ import logging
 import math
 import struct
 import time
-import weakref
 from threading import get_ident
 from typing import Callable
 
 import orjson
 
 from shoal.api import writepath
-from shoal.api.insights import ACCESSED, has_rules, key_names, live_settings, rules_of
+from shoal.api.insights import (  # noqa: F401 - count_applied_write: what writers outside a request call
+    ACCESSED,
+    count_applied_write,
+    has_rules,
+    key_names,
+    live_settings,
+    register_counter,
+    rules_of,
+)
 from shoal.errors import ProvisionedThroughputExceededException, ShoalError
 
 log = logging.getLogger("shoal")
@@ -240,8 +247,7 @@ class Insights:
         #: (table, keys, old item, new item, minute), counted on the event loop (``_count_applied``)
         self.applied: collections.deque = collections.deque()
         self._pruned_at = 0.0
-        global _LIVE
-        _LIVE = tuple(ref for ref in _LIVE if ref() is not None) + (weakref.ref(self),)
+        register_counter(self)  # the writes no request makes reach it through count_applied_write
 
     # -- what is enabled --------------------------------------------------------------------
 
@@ -692,25 +698,6 @@ def _by_index_writes(exc: ProvisionedThroughputExceededException) -> bool:
     ThrottlingReasons: IndexWriteProvisionedThroughputExceeded and the like)."""
     reasons = exc.reasons
     return bool(reasons) and all(str(reason.get("reason", "")).startswith("IndexWrite") for reason in reasons)
-
-
-#: The counting of this process (normally one per worker), for the writes that do not come through a
-#: request: weak references in a tuple replaced whole, so that any thread may read it while one is added
-_LIVE: tuple = ()
-
-
-def count_applied_write(table, keys: dict, old_raw, new_item: dict | None) -> None:
-    """Count a write no request of this region made, from the thread that
-    makes it, inside its transaction: a write replicated from another region
-    (``shoal.replication.apply``) or a bulk put's (``shoal.api.bulk``).
-    ``old_raw`` is the item's stored value before (read in that transaction),
-    ``new_item`` the item after (None: deleted).  Costs a test unless some
-    table has insights on.  (A transaction that aborts after the call keeps
-    its count: rare, the writers above abort only on a fault.)"""
-    for ref in _LIVE:
-        insights = ref()
-        if insights is not None and insights.active:
-            insights.applied_write(table, keys, old_raw, new_item)
 
 
 # ---------------------------------------------------------------- reading (CloudWatch)

@@ -25,8 +25,8 @@ import orjson
 
 from shoal.api.changelog import advance_consumer, consumer_cursor, head_position
 from shoal.api.common import storage_key
+from shoal.api.insights import count_applied_write
 from shoal.api.writepath import WriteLog
-from shoal.metrics.insights import count_applied_write
 from shoal.model.size import item_size
 from shoal.replication import versions
 
