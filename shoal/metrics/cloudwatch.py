@@ -59,6 +59,7 @@ from shoal.metrics.errors import (
 )
 from shoal.metrics.math import ARITHMETIC_ERROR, MathError, Series, evaluate_queries
 from shoal.metrics import blocks
+from shoal.metrics.blocks import Columns
 from shoal.metrics.stats import HEADER_STATISTICS, Stats
 from shoal.metrics.store import (
     LEVELS,
@@ -66,6 +67,7 @@ from shoal.metrics.store import (
     iter_series,
     lookup,
     namespace_range,
+    read_blocks_and_rows,
     read_columns,
     read_parts,
     series_key,
@@ -232,30 +234,40 @@ def many_period_values(txn, reads: list, start: int, end: float, now: float | No
     period, statistic)], the answer one list of (period start, value) per
     read, equal to ``period_values``'s.  A dashboard or a query per table
     reads many series over few periods each: the statistics that need no
-    histogram are worked out for all of them together (one ``blocks.group``
-    over every series' columns, the key a read's number and its period's),
-    so that the fixed cost of numpy's calls is paid once a request, not once
-    a series; percentiles go series by series (their dense tables of
-    buckets differ)."""
+    histogram are worked out for all of them together (the unsealed periods
+    of every series turned into columns at once, then one ``blocks.group``
+    keyed by the read's number and its period), so that the fixed cost of
+    numpy's calls is paid once a request, not once a series; percentiles go
+    series by series (their tables of buckets differ)."""
     out: list = [None] * len(reads)
     parts, keys, owners = [], [], []
+    rows, row_owners = [], []
     for r, (series_id, period, name) in enumerate(reads):
         if name not in HEADER_STATISTICS:
             out[r] = period_values(txn, series_id, start, end, period, name, now)
             continue
-        for part in read_parts(txn, series_id, start, end, False, now):
+        sealed, recent = read_blocks_and_rows(txn, series_id, start, end, False, now)
+        for part in sealed:
             parts.append(part)
             keys.append((part.at - start) // period + (r << 32))
+        if recent:
+            rows.extend(recent)
+            row_owners.append(np.full(len(recent), r, np.int64))
         owners.append(r)
     if not owners:
         return out
+    periods = np.array([period for _, period, _ in reads], np.int64)
+    if rows:
+        recent = Columns.from_stored(rows, False)
+        owner = np.concatenate(row_owners)
+        parts.append(recent)
+        keys.append((recent.at - start) // periods[owner] + (owner << 32))
     if not parts:
         for r in owners:
             out[r] = []
         return out
     grouped = blocks.group(blocks.concat(parts), np.concatenate(keys))
     owner = grouped.at >> 32
-    periods = np.array([period for _, period, _ in reads], np.int64)
     at = start + (grouped.at & 0xFFFFFFFF) * periods[owner]
     wanted = sorted({name for _, _, name in reads if name in HEADER_STATISTICS})
     if len(wanted) == 1:

@@ -272,10 +272,21 @@ def read_parts(txn, series_id: int, start: int, end, histograms: bool = True, no
     for a window younger than their age: the roll-up moves nothing younger
     there, so a recent window reads one level.  ``dense``: blocks' histograms
     may come as their tables (``blocks.decode``)."""
+    parts, rows = read_blocks_and_rows(txn, series_id, start, end, histograms, now, dense)
+    if rows:
+        parts.append(Columns.from_stored(rows, histograms))
+    return parts
+
+
+def read_blocks_and_rows(txn, series_id: int, start: int, end, histograms: bool = True, now: float | None = None,
+                         dense: bool = False) -> tuple[list, list]:
+    """``read_parts`` as (the blocks' columns, the unsealed periods in their stored form: [(period
+    start, ``Stats.encode`` form)]), so that a read of many series turns all their unsealed periods
+    into columns at once."""
     stop = _clamp(-(-end // 1))
     if now is not None:  # periods past the retention, in a last block not yet wholly past it, are not read
         start = max(start, -(-(now - LEVELS[-1][1]) // 1))
-    parts = []
+    parts, rows = [], []
     for level in range(len(LEVELS)):
         if level and now is not None and start >= now - LEVELS[level - 1][1]:
             break
@@ -283,10 +294,11 @@ def read_parts(txn, series_id: int, start: int, end, histograms: bool = True, no
             cols = blocks.decode(raw, histograms, dense).window(start, end)
             if len(cols):
                 parts.append(cols)
-        rows = [row for row in level_rows(txn, series_id, level, start, stop) if row[0] < end]
-        if rows:
-            parts.append(Columns.from_stored(rows, histograms))
-    return parts
+        found = level_rows(txn, series_id, level, start, stop)
+        if found and found[-1][0] >= end:
+            found = [row for row in found if row[0] < end]
+        rows.extend(found)  # (levels one after the other: not in time order across them)
+    return parts, rows
 
 
 #: Up to this many blocks a window may hold are looked up one by one.
