@@ -119,6 +119,20 @@ def test_an_item_written_through_one_node_is_read_through_the_other_and_stored_s
     assert len(partitions) == 1  # one partition key: one hash, from the transformed prefix
 
 
+def test_get_many_through_the_encryption_reads_sealed_keys_in_one_statement(nodes):
+    _, (first, second) = nodes
+    keys = [b"item-%02d" % n for n in range(30)]
+    with first.write() as txn:
+        for key in keys[::3]:
+            txn.put("items", key, b"value of " + key)
+    expected = [b"value of " + key if n % 3 == 0 else None for n, key in enumerate(keys)]
+    for snapshot in (False, True):
+        with second.read(snapshot=snapshot) as txn:
+            assert txn.get_many("items", keys) == expected
+    with second.write() as txn:
+        assert txn.get_many("items", keys[:4]) == expected[:4]
+
+
 def test_the_keyring_is_in_the_database_and_refused_without_its_key(nodes, database):
     (first, _), _ = nodes
     create_table(first, "tablenarwhal")
