@@ -158,13 +158,13 @@ def open_storage(path, storage: str | None = None, *, create: bool = True, sync:
         raise DataDirError(f"--storage must be a postgresql:// URL, not {storage!r}")
     from shoal.storage.postgres_engine import PostgresEngine, StorageUnavailable, shown_dsn
 
-    if master_key is not None:
-        raise DataDirError("encryption at rest (--master-key-file, SHOAL_MASTER_KEY) is not yet available "
-                           "with --storage postgresql://...; use the database's own encryption")
     _check_node_directory(os.fspath(path))
     try:
+        if master_key is not None:  # the sealed keyring lives in the database
+            from shoal.storage.encrypted import open_encrypted_postgres
+            return open_encrypted_postgres(storage, master_key, sync=sync)
         return PostgresEngine(storage, sync=sync)
-    except StorageUnavailable as exc:
+    except (StorageUnavailable, KeyringError) as exc:
         raise DataDirError(str(exc)) from None
     except RuntimeError as exc:  # a store of another format
         raise DataDirError(f"{shown_dsn(storage)}: {exc}") from None

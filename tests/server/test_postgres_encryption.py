@@ -5,9 +5,8 @@ transformed, as in an encrypted data directory; ``shoal keys rotate
 --storage postgresql://...`` re-wraps the keyring in the database.
 
 Two in-process dispatchers over two engines on one database stand for two
-nodes (``shoal serve`` refuses a master key with ``--storage`` until
-``shoal.storage.datadir.open_storage`` opens an encrypted store: the last
-test is that end to end, expected to fail until then)."""
+nodes; the last test is the same end to end, with two ``shoal serve``
+processes."""
 
 from __future__ import annotations
 
@@ -296,9 +295,6 @@ def test_keys_rotate_re_wraps_the_keyring_in_the_database(nodes, database, tmp_p
            "not 'mysql://shoal@127.0.0.1/db'\n")
 
 
-@pytest.mark.xfail(strict=True, raises=RuntimeError,
-                   reason="shoal.storage.datadir.open_storage refuses a master key with --storage until it calls "
-                          "open_encrypted_postgres (a change asked of the lead): the nodes cannot start")
 def test_two_served_nodes_share_the_keyring_and_survive_a_rotation(tmp_path_factory, database):
     from botocore.exceptions import ClientError
 
