@@ -55,7 +55,14 @@ A target tracking policy gets the two CloudWatch alarms AWS makes
 by DescribeAlarms, their thresholds kept in step with the capacity, deleted
 with the policy (or its target).
 
-Not yet: suspended states' effects, AWS's ProvisionedCapacityHigh/Low alarms.
+A target's SuspendedState holds what it names: DynamicScalingOutSuspended
+and DynamicScalingInSuspended a policy's (target tracking or step) increases
+and decreases, ScheduledScalingSuspended its scheduled actions (whose due
+times then pass unused).  Bringing a capacity into the target's range is not
+held.
+
+Not yet: AWS's ProvisionedCapacityHigh/Low alarms; target tracking's
+ScaleOutCooldown and ScaleInCooldown.
 """
 
 from __future__ import annotations
@@ -618,7 +625,7 @@ class Scaler:
         if cooling and direction == "out" and wanted > provisioned:
             wanted = max(provisioned, steps.adjusted(config, step, before))  # the last scale-out counts
         wanted = min(max(wanted, target["MinCapacity"]), target["MaxCapacity"])
-        if wanted == provisioned or (cooling and wanted < provisioned):
+        if wanted == provisioned or (cooling and wanted < provisioned) or _suspended(target, wanted, provisioned):
             return
         cause = (f"monitor alarm {alarm['AlarmName']} in state {alarm['StateValue']} triggered policy "
                  f"{policy['PolicyName']}")
@@ -710,6 +717,10 @@ class Scaler:
                 if target_raw is None:
                     continue
                 target = orjson.loads(target_raw)
+                if target.get("SuspendedState", {}).get("ScheduledScalingSuspended"):
+                    action["last"] = wall  # a suspended schedule's due time passes unused, as in AWS
+                    txn.put("meta", bytes(key), orjson.dumps(action))
+                    continue
                 wanted = {**{m: target[m] for m in ("MinCapacity", "MaxCapacity")},
                           **{m: v for m, v in action["ScalableTargetAction"].items()
                              if m in ("MinCapacity", "MaxCapacity") and isinstance(v, int)}}
@@ -766,6 +777,8 @@ class Scaler:
                     continue
                 goal = policy["TargetTrackingScalingPolicyConfiguration"]["TargetValue"] / 100.0
                 decided = self._decide(samples, now, provisioned, goal, policy)
+                if decided is not None and _suspended(target, decided[0], provisioned):
+                    break
                 if decided is not None:
                     wanted, cause = decided
                     cause = f"{cause}: from {provisioned} to {min(max(wanted, low), high)}"
@@ -855,3 +868,10 @@ def _log_failure(resource: str) -> None:
     import traceback
 
     logging.getLogger("shoal").error("auto scaling of %s failed:\n%s", resource, traceback.format_exc())
+
+
+def _suspended(target: dict, wanted: int, provisioned: int) -> bool:
+    """Whether the target's SuspendedState holds a dynamic change from ``provisioned`` to ``wanted``."""
+    state = target.get("SuspendedState") or {}
+    return bool(state.get("DynamicScalingOutSuspended") if wanted > provisioned
+                else state.get("DynamicScalingInSuspended"))

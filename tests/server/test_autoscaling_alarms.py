@@ -228,3 +228,41 @@ def test_alarm_actions_take_scaling_policies_but_not_other_services(ddb, scaling
     assert [h["HistorySummary"] for h in history] == [
         f'Failed to execute action {ghost}. Received error: "No scaling policy found for the ARN"']
     assert _writes(ddb, table) == 5
+
+
+def test_a_suspended_scale_out_holds_the_step_policy_until_it_is_resumed(ddb, scaling, cloudwatch):
+    table = _table(ddb)
+    target = dict(ServiceNamespace="dynamodb", ResourceId=f"table/{table}", ScalableDimension=WRITES)
+    scaling.register_scalable_target(MinCapacity=5, MaxCapacity=50, SuspendedState={
+        "DynamicScalingOutSuspended": True}, **target)
+    policy = scaling.put_scaling_policy(PolicyName="held", PolicyType="StepScaling", **target,
+                                        StepScalingPolicyConfiguration={
+                                            "AdjustmentType": "ExactCapacity", "Cooldown": 0,
+                                            "StepAdjustments": [{"MetricIntervalLowerBound": 0,
+                                                                 "ScalingAdjustment": 25}]})
+    alarm = unique_name("held")
+    _alarm_on(cloudwatch, table, alarm, policy["PolicyARN"])
+    cloudwatch.set_alarm_state(AlarmName=alarm, StateValue="ALARM", StateReason="testing")
+    time.sleep(2.5)  # invoked more than once meanwhile (every second while in ALARM)
+    assert _writes(ddb, table) == 5 and _activities(scaling, table) == []
+    scaling.register_scalable_target(SuspendedState={"DynamicScalingOutSuspended": False}, **target)
+    assert _wait_for(lambda: _writes(ddb, table) == 25)
+    [activity] = _activities(scaling, table)
+    assert activity["Description"] == "Setting write capacity units to 25."
+
+
+def test_a_suspended_schedule_lets_its_due_time_pass_unused(ddb, scaling):
+    table = _table(ddb)
+    target = dict(ServiceNamespace="dynamodb", ResourceId=f"table/{table}", ScalableDimension=WRITES)
+    scaling.register_scalable_target(MinCapacity=5, MaxCapacity=50, SuspendedState={
+        "ScheduledScalingSuspended": True}, **target)
+    when = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(time.time() + 1))
+    scaling.put_scheduled_action(ScheduledActionName="peak", Schedule=f"at({when})",
+                                 ScalableTargetAction={"MinCapacity": 20}, **target)
+    time.sleep(3)
+    scaling.register_scalable_target(SuspendedState={"ScheduledScalingSuspended": False}, **target)
+    time.sleep(1.5)  # resumed: the action's time has passed, it does not run late
+    described = scaling.describe_scalable_targets(ServiceNamespace="dynamodb", ResourceIds=[f"table/{table}"])
+    assert [(t["MinCapacity"], t["SuspendedState"]["ScheduledScalingSuspended"])
+            for t in described["ScalableTargets"]] == [(5, False)]
+    assert _writes(ddb, table) == 5 and _activities(scaling, table) == []
