@@ -436,10 +436,14 @@ def read_target(txn, region: str, resource: str, dimension: str) -> dict | None:
     return orjson.loads(raw) if raw is not None else None
 
 
-def read_policies(txn, region: str, resource: str, dimension: str) -> list[dict]:
-    """The scaling policies of one target, by name."""
+def read_policies(txn, region: str, resource: str, dimension: str,
+                  policy_type: str | None = "TargetTrackingScaling") -> list[dict]:
+    """The scaling policies of one target of ``policy_type`` (None: every
+    type), by name.  Target tracking by default: DynamoDB's auto scaling
+    descriptions (UpdateTableReplicaAutoScaling's) have no other kind."""
     low, high = _range(_POLICY, region, resource, dimension)
-    return [orjson.loads(raw) for _, raw in txn.scan("meta", low, high)]
+    policies = [orjson.loads(raw) for _, raw in txn.scan("meta", low, high)]
+    return [p for p in policies if policy_type is None or p["PolicyType"] == policy_type]
 
 
 def write_target(txn, region: str, resource: str, dimension: str, minimum: int, maximum: int, now: float,

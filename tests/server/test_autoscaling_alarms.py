@@ -266,3 +266,24 @@ def test_a_suspended_schedule_lets_its_due_time_pass_unused(ddb, scaling):
     assert [(t["MinCapacity"], t["SuspendedState"]["ScheduledScalingSuspended"])
             for t in described["ScalableTargets"]] == [(5, False)]
     assert _writes(ddb, table) == 5 and _activities(scaling, table) == []
+
+
+def test_dynamodbs_auto_scaling_description_lists_target_tracking_policies_only(ddb, scaling):
+    table = _table(ddb)
+    target = dict(ServiceNamespace="dynamodb", ResourceId=f"table/{table}", ScalableDimension=WRITES)
+    scaling.register_scalable_target(MinCapacity=5, MaxCapacity=50, **target)
+    scaling.put_scaling_policy(PolicyName="steps", PolicyType="StepScaling", **target,
+                               StepScalingPolicyConfiguration={"AdjustmentType": "ChangeInCapacity", "StepAdjustments": [
+                                   {"MetricIntervalLowerBound": 0, "ScalingAdjustment": 1}]})
+    scaling.put_scaling_policy(PolicyName="tracking", PolicyType="TargetTrackingScaling", **target,
+                               TargetTrackingScalingPolicyConfiguration={
+                                   "TargetValue": 60.0, "PredefinedMetricSpecification": {
+                                       "PredefinedMetricType": "DynamoDBWriteCapacityUtilization"}})
+    [replica] = ddb.describe_table_replica_auto_scaling(TableName=table)["TableAutoScalingDescription"]["Replicas"]
+    writes = replica["ReplicaProvisionedWriteCapacityAutoScalingSettings"]
+    assert [p["PolicyName"] for p in writes["ScalingPolicies"]] == ["tracking"]
+    described = scaling.describe_scaling_policies(ServiceNamespace="dynamodb", ResourceId=f"table/{table}")
+    assert sorted(p["PolicyName"] for p in described["ScalingPolicies"]) == ["steps", "tracking"]
+    assert all(set(p) <= {"PolicyARN", "PolicyName", "ServiceNamespace", "ResourceId", "ScalableDimension",
+                          "PolicyType", "TargetTrackingScalingPolicyConfiguration", "StepScalingPolicyConfiguration",
+                          "Alarms", "CreationTime"} for p in described["ScalingPolicies"])
