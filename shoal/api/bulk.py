@@ -58,11 +58,11 @@ import time
 
 import orjson
 
+from shoal.api import insights as contributor_insights
 from shoal.api.common import expression_context, item_write_units, storage_key, successor
 from shoal.api.exports import S3Error, bucket_path, keep_token, new_arn, page_after, page_token, put_object, token_owner
 from shoal.api.imports import ItemError, _checked, _ion_item, _line_items, _objects, _open, _read_errors, json_document
 from shoal.api.indexes import entry_key
-from shoal.api.insights import count_applied_write
 from shoal.api.items import parse_write_condition
 from shoal.api.jobs import HEARTBEAT_S, Stopped, job_context, runner, runner_alive, start_job
 from shoal.api.transactions import TOKEN_MISMATCH, IdempotentParameterMismatchException
@@ -616,7 +616,8 @@ def _write_lines(ctx, txn, table, record: dict, chunk: _Chunk) -> tuple[float, d
             except ShoalError as exc:
                 line.error = exc.message
             else:
-                count_applied_write(table, line.keys, old_raw, line.item)  # contributor insights: an access
+                if contributor_insights.counting_writes:  # an access of its keys
+                    contributor_insights.count_applied_write(table, line.keys, old_raw, line.item)
                 units += item_write_units(stored_size(old_raw) if old_raw is not None else 0, line.size)
                 units += sum(sum(by_name.values()) for by_name in (index_units or {}).values())
                 _add_usage(record["usage"], table, line)

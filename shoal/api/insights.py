@@ -166,12 +166,22 @@ def _insightful_index(table, name: str) -> bool:
 #: The counters of this process (``shoal.metrics.insights.Insights``, normally one per worker), for
 #: the writes no request makes: weak references in a tuple replaced whole, so that any thread may read it
 _COUNTERS: tuple = ()
+#: Whether some counter has a table with insights on: the writers test it before they call
+#: ``count_applied_write``, their whole cost while no table has insights on
+counting_writes = False
 
 
 def register_counter(counter) -> None:
     """Give ``counter`` (with ``active`` and ``applied_write``) the writes ``count_applied_write`` reports."""
     global _COUNTERS
     _COUNTERS = tuple(ref for ref in _COUNTERS if ref() is not None) + (weakref.ref(counter),)
+    counters_changed()
+
+
+def counters_changed() -> None:
+    """Set ``counting_writes`` again (a counter calls it when it reloaded which tables count)."""
+    global counting_writes
+    counting_writes = any(counter is not None and counter.active for counter in (ref() for ref in _COUNTERS))
 
 
 def count_applied_write(table, keys: dict, old_raw, new_item: dict | None) -> None:

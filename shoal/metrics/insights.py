@@ -85,6 +85,7 @@ from shoal.api import writepath
 from shoal.api.insights import (  # noqa: F401 - count_applied_write: what writers outside a request call
     ACCESSED,
     count_applied_write,
+    counters_changed,
     has_rules,
     key_names,
     live_settings,
@@ -270,6 +271,7 @@ class Insights:
             del active[gone]
         active.update(found)
         self.watches_indexes = any(entry.indexes for entry in found.values())
+        counters_changed()
 
     # -- counting ---------------------------------------------------------------------------
 

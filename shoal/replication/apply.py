@@ -23,9 +23,9 @@ import time
 
 import orjson
 
+from shoal.api import insights as contributor_insights
 from shoal.api.changelog import advance_consumer, consumer_cursor, head_position
 from shoal.api.common import storage_key
-from shoal.api.insights import count_applied_write
 from shoal.api.writepath import WriteLog
 from shoal.model.size import item_size
 from shoal.replication import versions
@@ -146,7 +146,8 @@ def apply_changes(txn, catalog, table, records: list[dict], now: float) -> int:
                        now=now)
         # A replicated write is an access of the receiving replica too (contributor insights
         # count each replica as a table of its own, and writes reach every replica)
-        count_applied_write(table, record["keys"], old_raw, new)
+        if contributor_insights.counting_writes:
+            contributor_insights.count_applied_write(table, record["keys"], old_raw, new)
         versions.write_version(txn, skey, incoming, new is None)
         applied += 1
     log.finish()
