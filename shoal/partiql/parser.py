@@ -253,8 +253,10 @@ class _Parser:
         self.keyword("FROM")
         if self.peek()[0] != "qid":
             self.check_term()
-        table = self.name()
-        index = self.dot_component() if self.accept(".") else None
+        table = self.source_component(self.name())
+        index = self.source_component(self.dot_component()) if self.accept(".") else None
+        if self.peek()[0] == ".":
+            raise ValidationException(FROM_COMPONENTS)
         self.refuse_alias("ORDER")
         where = self.condition() if self.accept_keyword("WHERE") else None
         order_by = None
@@ -485,6 +487,14 @@ class _Parser:
             else:
                 return ast.Path(tuple(elements))
 
+    @staticmethod
+    def source_component(name: str) -> str:
+        """A table or index name of a SELECT's FROM: an empty one is refused
+        before any table is looked up (as recorded from DynamoDB)."""
+        if not name:
+            raise ValidationException(EMPTY_COMPONENT)
+        return name
+
     def dot_component(self) -> str:
         """A name after a dot: quoted, or a bare name that is not reserved."""
         kind, text = self.next()
@@ -552,6 +562,8 @@ class _Parser:
 
 
 EMPTY_COMPONENT = "Path component cannot be an empty string"
+# A FROM of table.index.more, in DynamoDB's words (recorded against DynamoDB, 2026).
+FROM_COMPONENTS = "A path may contain at most 2 components in the FROM clause"
 
 
 def _named(name: str) -> str:

@@ -581,3 +581,18 @@ def test_query_filter_on_a_key_attribute_in_dynamodbs_words(ddb, sweep_indexed):
                                                                    "AttributeValueList": [{"S": "p"}]}},
                     QueryFilter={"g": {"ComparisonOperator": "EQ", "AttributeValueList": [{"S": "G"}]}})
     assert (got["Count"], got["ScannedCount"]) == (1, 1)
+
+
+@pytest.mark.parametrize("source, message", [
+    ('"{t}"."by_g"."extra"', "A path may contain at most 2 components in the FROM clause"),
+    ('"{t}".""', "Path component cannot be an empty string"),
+    ('""', "Path component cannot be an empty string"),
+])
+def test_partiql_from_path_faults_in_dynamodbs_words(ddb, sweep_indexed, source, message):
+    """As the dynamodb-conformance suite recorded them against DynamoDB
+    (eu-west-2): three components, or an empty one (refused before any table
+    is looked up: an empty table name is not 'Requested resource not found')."""
+    statement = f"SELECT * FROM {source.format(t=sweep_indexed)} WHERE pk = 'p'"
+    assert error_of(ddb.execute_statement, Statement=statement) == ("ValidationException", message)
+    assert ddb.execute_statement(Statement=f"SELECT g FROM \"{sweep_indexed}\" WHERE pk = 'p'")["Items"] == [
+        {"g": {"S": "G"}}]
