@@ -592,9 +592,9 @@ class Scaler:
             if alarm.get("ActionsEnabled", True):
                 for arn in alarm.get(cloudwatch_alarms.ACTION_LISTS[alarm["StateValue"]]) or ():
                     naming.setdefault(arn, []).append(alarm)
-        by_target = {(t["ResourceId"], t["ScalableDimension"]): t for t in targets}
+        by_target = {_identity(t, "ScalableTargetARN"): t for t in targets}
         for policy in policies:
-            target = by_target.get((policy["ResourceId"], policy["ScalableDimension"]))
+            target = by_target.get(_identity(policy, "PolicyARN"))
             if policy["PolicyType"] != "StepScaling" or target is None:
                 continue
             for alarm in naming.get(policy["PolicyARN"], ()):
@@ -664,7 +664,7 @@ class Scaler:
                        provisioned: int) -> None:
         """Set the target tracking alarms' thresholds for the capacity the target now has."""
         stale = [p for p in policies if p["PolicyType"] == "TargetTrackingScaling"
-                 and (p["ResourceId"], p["ScalableDimension"]) == (target["ResourceId"], target["ScalableDimension"])
+                 and _identity(p, "PolicyARN") == _identity(target, "ScalableTargetARN")
                  and p.get("capacity") != provisioned]
         if not stale:
             return
@@ -775,8 +775,7 @@ class Scaler:
                      f"from {provisioned} to {wanted}")
         else:
             for policy in policies:
-                if (policy["ResourceId"], policy["ScalableDimension"]) != (target["ResourceId"],
-                                                                           target["ScalableDimension"]) \
+                if _identity(policy, "PolicyARN") != _identity(target, "ScalableTargetARN") \
                         or policy["PolicyType"] != "TargetTrackingScaling":
                     continue
                 goal = policy["TargetTrackingScalingPolicyConfiguration"]["TargetValue"] / 100.0
@@ -879,3 +878,9 @@ def _suspended(target: dict, wanted: int, provisioned: int) -> bool:
     state = target.get("SuspendedState") or {}
     return bool(state.get("DynamicScalingOutSuspended") if wanted > provisioned
                 else state.get("DynamicScalingInSuspended"))
+
+
+def _identity(record: dict, arn_member: str) -> tuple[str, str, str]:
+    """(region, resource, dimension) of a target or policy record: what ties a
+    policy to its target, region included (each region has its own)."""
+    return record[arn_member].split(":")[3], record["ResourceId"], record["ScalableDimension"]

@@ -287,3 +287,29 @@ def test_dynamodbs_auto_scaling_description_lists_target_tracking_policies_only(
     assert all(set(p) <= {"PolicyARN", "PolicyName", "ServiceNamespace", "ResourceId", "ScalableDimension",
                           "PolicyType", "TargetTrackingScalingPolicyConfiguration", "StepScalingPolicyConfiguration",
                           "Alarms", "CreationTime"} for p in described["ScalingPolicies"])
+
+
+def test_a_policy_scales_its_own_regions_table_only(server):
+    name = unique_name("asr")
+    clients = {}
+    for region in ("us-east-1", "eu-west-1"):
+        ddb = make_client(server.url, region=region)
+        clients[region] = (ddb, make_client(server.url, "application-autoscaling", region),
+                           make_client(server.url, "cloudwatch", region))
+        ddb.create_table(TableName=name, KeySchema=[{"AttributeName": "pk", "KeyType": "HASH"}],
+                         AttributeDefinitions=[{"AttributeName": "pk", "AttributeType": "S"}],
+                         ProvisionedThroughput={"ReadCapacityUnits": 5, "WriteCapacityUnits": 5})
+        clients[region][1].register_scalable_target(ServiceNamespace="dynamodb", ResourceId=f"table/{name}",
+                                                    ScalableDimension=WRITES, MinCapacity=5, MaxCapacity=50)
+    ddb, scaling, cloudwatch = clients["eu-west-1"]
+    policy = scaling.put_scaling_policy(PolicyName="eu", PolicyType="StepScaling", ServiceNamespace="dynamodb",
+                                        ResourceId=f"table/{name}", ScalableDimension=WRITES,
+                                        StepScalingPolicyConfiguration={
+                                            "AdjustmentType": "ExactCapacity", "StepAdjustments": [
+                                                {"MetricIntervalLowerBound": 0, "ScalingAdjustment": 9}]})
+    assert policy["PolicyARN"].startswith("arn:aws:autoscaling:eu-west-1:")
+    _alarm_on(cloudwatch, name, "eu-high", policy["PolicyARN"])
+    cloudwatch.set_alarm_state(AlarmName="eu-high", StateValue="ALARM", StateReason="testing")
+    assert _wait_for(lambda: _writes(ddb, name) == 9)
+    time.sleep(1)
+    assert _writes(clients["us-east-1"][0], name) == 5
