@@ -39,6 +39,7 @@ from shoal.capacity import Capacity, SharedBuckets, enabled_by_default as capaci
 from shoal.capacity.control_plane import OPERATIONS as CONTROL_PLANE_OPERATIONS
 from shoal.api.changelog import DEFAULT_RETENTION_S
 from shoal.errors import (
+    CORAL_NS,
     InternalServerError,
     NotImplementedOperation,
     SerializationException,
