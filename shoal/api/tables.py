@@ -1061,7 +1061,7 @@ def update_table(ctx, request: dict) -> dict:
             apply_replica_updates(txn, ctx, table, desc, request, read_setting(txn, table.prefix))
         if consistency:
             control.apply_consistency_update(txn, ctx, table, desc, request)
-        if gsi_updates and table.description.get("Replicas"):
+        if (gsi_updates or vector_updates) and table.description.get("Replicas"):
             from shoal.replication import control as replication
 
             if not request.get(replication.REPLICATED):  # not one another replica sent

@@ -878,18 +878,6 @@ def test_a_replica_whose_kms_key_becomes_unusable_is_inaccessible_until_it_is_us
         assert len(_converged(regions, name, indexes=(0, 1))) == n + 1
 
 
-def _propagates_vector_index_updates() -> bool:
-    """Whether UpdateTable hands a global table's VectorIndexUpdates to
-    ``control.propagate_index_updates`` (proposed for shoal/api/tables.py)."""
-    import inspect
-
-    from shoal.api import tables
-
-    return "gsi_updates or vector_updates" in inspect.getsource(tables.update_table)
-
-
-@pytest.mark.skipif(not _propagates_vector_index_updates(),
-                    reason="UpdateTable does not propagate a global table's VectorIndexUpdates yet")
 def test_a_vector_index_created_or_deleted_in_one_replica_is_created_or_deleted_in_the_others(regions):
     name = "gt_vector_update"
     first, other = regions.client(1), regions.client(2)
