@@ -7,6 +7,10 @@ rewritten (atomically), the data is untouched, and the old key must open the
 keyring first, so a wrong old key changes nothing.  With ``--storage
 postgresql://...`` (or SHOAL_STORAGE) it re-wraps the keyring kept in that
 database instead, in one transaction, while the nodes serve on.
+``shoal keys kms-key-state KEY STATE`` marks a KMS key of this region
+Disabled, PendingDeletion, Deleted or Enabled again (Shoal has no KMS: the
+region's ``KMS_KEYS`` file stands for it); a table or replica whose key cannot
+be used shows INACCESSIBLE_ENCRYPTION_CREDENTIALS until it can.
 """
 
 from __future__ import annotations
@@ -15,6 +19,7 @@ import os
 import sys
 
 from shoal.storage.keyring import (
+    KMS_KEY_STATES,
     KeyringError,
     generate_master_key_text,
     parse_master_key,
@@ -76,6 +81,12 @@ def add_keys_commands(commands) -> None:
                         help="the postgresql:// URL of a store served with --storage, whose keyring is in the "
                              "database (env SHOAL_STORAGE); --data-dir is then not used")
     rotate.set_defaults(handler=_rotate)
+    kms = sub.add_parser("kms-key-state", help="mark a KMS key of this region usable or not (its key state)")
+    kms.add_argument("key", help="the KMS key id, alias or ARN, as a table's KMSMasterKeyId names it")
+    kms.add_argument("state", choices=KMS_KEY_STATES, help="the key's state in this region")
+    kms.add_argument("--data-dir", default=os.environ.get("SHOAL_DATA_DIR", "./shoal-data"),
+                     help="the region's data directory (env SHOAL_DATA_DIR; default ./shoal-data)")
+    kms.set_defaults(handler=_kms_key_state)
     keys.set_defaults(handler=lambda args: _usage(keys))
 
 
@@ -86,6 +97,21 @@ def _usage(parser) -> int:
 
 def _generate(args) -> int:
     print(generate_master_key_text())
+    return 0
+
+
+def _kms_key_state(args) -> int:
+    from shoal.storage.keyring import set_kms_key_state
+
+    if not os.path.isdir(args.data_dir):
+        print(f"shoal: {args.data_dir} is not a directory", file=sys.stderr)
+        return 1
+    try:
+        set_kms_key_state(args.data_dir, args.key, args.state)
+    except KeyringError as exc:
+        print(f"shoal: {exc}", file=sys.stderr)
+        return 1
+    print(f"KMS key {args.key} is {args.state} in {os.path.abspath(args.data_dir)}")
     return 0
 
 

@@ -308,3 +308,28 @@ def test_kms_key_states_are_kept_by_key_id_and_worded_as_kms_words_them(tmp_path
         with pytest.raises(KeyringError) as caught:
             read_kms_key_states(tmp_path)
         assert str(caught.value) == f"{tmp_path / 'KMS_KEYS'} is damaged: not a Shoal list of KMS key states"
+
+
+def test_keys_kms_key_state_marks_a_key_of_the_region_and_enabled_clears_it(tmp_path):
+    from shoal.storage.keyring import read_kms_key_states
+
+    def kms(*args):
+        return subprocess.run([sys.executable, "-m", "shoal", "keys", "kms-key-state", *args],
+                              capture_output=True, text=True, timeout=60)
+
+    arn = "arn:aws:kms:us-west-2:000000000000:key/1234abcd-12ab-34cd-56ef-1234567890ab"
+    disabled = kms(arn, "Disabled", "--data-dir", str(tmp_path))
+    assert (disabled.returncode, disabled.stderr) == (0, "")
+    assert disabled.stdout == f"KMS key {arn} is Disabled in {tmp_path}\n"
+    assert read_kms_key_states(tmp_path) == {"1234abcd-12ab-34cd-56ef-1234567890ab": "Disabled"}
+    assert kms("alias/viewer-events", "PendingDeletion", "--data-dir", str(tmp_path)).returncode == 0
+    assert read_kms_key_states(tmp_path) == {"1234abcd-12ab-34cd-56ef-1234567890ab": "Disabled",
+                                             "alias/viewer-events": "PendingDeletion"}
+    assert kms("1234abcd-12ab-34cd-56ef-1234567890ab", "Enabled", "--data-dir", str(tmp_path)).returncode == 0
+    assert read_kms_key_states(tmp_path) == {"alias/viewer-events": "PendingDeletion"}
+
+    unknown = kms(arn, "Paused", "--data-dir", str(tmp_path))
+    assert unknown.returncode == 2 and "invalid choice: 'Paused'" in unknown.stderr
+    missing = kms(arn, "Disabled", "--data-dir", str(tmp_path / "nowhere"))
+    assert (missing.returncode, missing.stderr) == (1, f"shoal: {tmp_path / 'nowhere'} is not a directory\n")
+    assert read_kms_key_states(tmp_path) == {"alias/viewer-events": "PendingDeletion"}
