@@ -187,8 +187,11 @@ def test_wrong_index_key_type_is_refused_on_every_write(ddb, events):
     assert error_of(ddb.batch_write_item, RequestItems={events: [{"PutRequest": {"Item": item}}]}) == expected
     assert error_of(ddb.update_item, TableName=events, Key={"user_id": item["user_id"], "ts": item["ts"]},
                     UpdateExpression="SET content_id = :c", ExpressionAttributeValues={":c": {"N": "7"}}) == expected
-    code, message = error_of(ddb.transact_write_items, TransactItems=[{"Put": {"TableName": events, "Item": item}}])
-    assert message == expected[1] or expected[1] in message
+    # in a transaction the item's fault is its cancellation reason (DynamoDB's recorded answer)
+    with pytest.raises(ClientError) as info:
+        ddb.transact_write_items(TransactItems=[{"Put": {"TableName": events, "Item": item}}])
+    assert info.value.response["Error"]["Code"] == "TransactionCanceledException"
+    assert info.value.response["CancellationReasons"] == [{"Code": "ValidationError", "Message": expected[1]}]
     assert "Item" not in ddb.get_item(TableName=events, Key={"user_id": item["user_id"], "ts": item["ts"]})
 
 
