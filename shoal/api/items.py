@@ -5,6 +5,8 @@ from __future__ import annotations
 import orjson
 
 from shoal.api.common import (
+    READ,
+    WRITE,
     check_return_values,
     checked_key,
     consumed_capacity,
@@ -136,6 +138,8 @@ def put_item(ctx, request: dict):
     units = item_write_units(old_size, size)
     if ctx.meter is not None:  # for the metrics (shoal.api.common.meter)
         meter_item_write(ctx, table.name, units, index_units)
+    if table.limited and (units != 1.0 or index_units) and ctx.catalog.capacity is not None:
+        ctx.catalog.capacity.beyond(table, WRITE, units - 1.0, index_units)  # its first unit: charged at admission
     capacity = consumed_capacity(request, table.name, units, index_units=index_units)
     attributes = _raw_fragment(old_raw) if return_values == "ALL_OLD" and old_raw is not None else None
     return _response(attributes, capacity, metrics)
@@ -185,6 +189,10 @@ def get_item(ctx, request: dict):
         else:
             sink.append((table.name, (2 if raw is None or len(raw) <= 4100 else
                                       -(-stored_size(raw) // 4096) * 2) + consistent))
+    if table.limited and raw is not None and len(raw) > 4100 and ctx.catalog.capacity is not None:
+        blocks = -(-stored_size(raw) // 4096)  # its first block: charged at admission (shoal.capacity)
+        if blocks > 1:
+            ctx.catalog.capacity.beyond(table, READ, (blocks - 1) * (1.0 if consistent else 0.5))
     if raw is None:
         if not want_capacity:
             return b"{}"

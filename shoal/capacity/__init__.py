@@ -54,10 +54,16 @@ limits, the dynamodb-faithful profile), docs/capacity.md says why.  The
 account and table quotas CreateTable and UpdateTable enforce are in
 ``shoal.api.tables``.
 
-What a limited table costs a request far from its limit: ``admit`` finds
-the table version's ``Plan`` and compares each ``Allowance`` it draws on
-with zero; ``settle`` subtracts what the request metered.  The shared file
-is touched once per chunk.
+What a limited table costs a request far from its limit: a GetItem or
+PutItem is charged when ``Catalog.require`` admits it, inline there (the
+table version's ``Plan`` kept on the table, each ``Allowance`` it draws on
+compared with zero, the least it can consume subtracted: half a unit or one
+for a read's first 4 KB block, one for a write's first 1 KB); the operation
+reports what it consumed beyond that (``Capacity.beyond``: a larger item,
+GSI and LSI writes) whether or not metrics are on, and the dispatcher gives
+the units back if it fails (``Capacity.failed``).  Any other request's
+meter entries are kept apart and charged by ``settle``.  The shared file is
+touched once per chunk.
 """
 
 from __future__ import annotations
@@ -387,10 +393,16 @@ class Plan:
     ``Table`` object, hence a new plan; the allowances carry over by key."""
 
     __slots__ = ("table", "name", "policy", "read", "write", "index_reads", "writes", "charged_reads",
-                 "charged_writes")
+                 "charged_writes", "owner", "direct")
 
-    def __init__(self, table, policy: Policy | None, allowance: Callable[[Limit], Allowance]) -> None:
+    def __init__(self, table, policy: Policy | None, allowance: Callable[[Limit], Allowance],
+                 owner: "Capacity | None" = None, direct: bool = False) -> None:
         self.table, self.name, self.policy = table, table.name, policy
+        self.owner = owner
+        #: ``owner`` when its GetItems and PutItems are charged at admission (``Capacity.admit``,
+        #: ``Catalog.require``), else None: not an MRSC table's (its item requests run as consensus
+        #: rounds, metered their own way), nor any table's with per-partition limits on.
+        self.direct = owner if direct and table.description.get("MultiRegionConsistency") != "STRONG" else None
         reads = {index: allowance(limit) for index, limit in policy.reads.items()} if policy is not None else {}
         writes = {index: allowance(limit) for index, limit in policy.writes.items()} if policy is not None else {}
         self.read, self.write = reads.get(None, UNLIMITED), writes.get(None, UNLIMITED)
@@ -419,11 +431,13 @@ class Capacity:
     meanwhile is bounded: it may take a chunk, or make the current request's
     charge take the general way.
 
-    The cost on a limited table far from its limit, per request: ``admit``
-    finds the table's plan (one dictionary look-up and an identity check)
-    and compares each allowance it draws on with zero; ``settle`` reads the
-    request's meter entry and subtracts it.  No object is made per request:
-    the entries list and the admitted tables' map are this worker's, reused."""
+    The cost on a limited table far from its limit, per request: a GetItem
+    or PutItem is charged inline by ``Catalog.require`` (the plan kept on the
+    table, its allowances compared with zero, its least units subtracted),
+    without a call; any other request goes through ``admit`` (the same
+    checks, its meter swapped for this worker's list) and ``settle`` (its
+    entries charged).  No object is made per request: the entries list and
+    the admitted tables' map are this worker's, reused."""
 
     def __init__(self, shared: SharedBuckets, partitions: "_partitions.PartitionBuckets | None" = None,
                  control_rate: float | None = None) -> None:
@@ -457,23 +471,47 @@ class Capacity:
         self._admitted: dict[str, Plan] = {}
         #: {(table name, index, kind): [hot key identities]} of the request being metered.
         self._hot: dict[tuple, list] = {}
-        self._plans: dict[str, Plan] = {}  # table id -> the plan of the table version last seen
         self._allowances: dict[str, Allowance] = {}  # bucket key -> this worker's allowance
         self._owner = _get_ident()
+        #: The request (``current``) last charged at admission (``admit``, ``Catalog.require``), and
+        #: the plan of the table it was charged to.
+        self.charged: tuple | None = None
+        self.charged_plan: Plan | None = None
 
     def admit(self, table) -> None:
         """Catalog.require's hook for a table with limits: refuse the
         current request if an allowance it draws on is spent and the shared
-        bucket has none to give; otherwise meter what it consumes apart, to
-        be charged by ``settle``.  The common path is a few attribute reads
-        and comparisons: the rest is in functions it rarely calls."""
+        bucket has none to give.  A GetItem or PutItem (without per-partition
+        limits, not of an MRSC table) is charged here and now the least it
+        can consume (a read's first 4 KB block; a write's first 1 KB unit to
+        the table) and reports anything beyond that through ``beyond``: no
+        ``settle`` follows, and ``failed`` gives the units back if it fails.
+        ``Catalog.require`` does the same inline while the allowance holds a
+        balance.  Any other request is metered apart, to be charged by
+        ``settle``.  Another thread's look-up is never refused nor charged."""
         current = self.current
-        if current is None:
+        if current is None or _get_ident() != self._owner:
             return
         operation, writes, data, ctx = current
-        plan = self._plans.get(table.table_id)
-        if plan is None or plan.table is not table:
+        plan = table.plan
+        if plan is None or plan.owner is not self:
             plan = self._plan(table)
+        if plan.direct is self and (operation == "GetItem" or operation == "PutItem"):
+            if self.charged is current:  # its table, required again (or, for a moment, another thread's)
+                return
+            if writes:
+                for allowance in plan.writes:
+                    if allowance.balance <= 0 and not self._replenish(allowance):
+                        self._refuse(allowance, table, operation)
+                plan.write.balance -= 1.0
+            else:
+                allowance = plan.read
+                if allowance.balance <= 0 and not self._replenish(allowance):
+                    self._refuse(allowance, table, operation)
+                # No floor to check: it was admitted on a positive balance, and one unit is less than a burst.
+                allowance.balance -= 1.0 if data.get("ConsistentRead") else 0.5
+            self.charged, self.charged_plan = current, plan
+            return
         if writes:
             for allowance in plan.writes:
                 if allowance.balance <= 0 and not self._replenish(allowance):
@@ -491,6 +529,45 @@ class Capacity:
         elif plan is not self._first:
             self._admitted[plan.name] = plan
 
+    def beyond(self, table, kind: str, units: float, index_units: dict | None = None) -> None:
+        """What a GetItem or PutItem charged at admission consumed beyond
+        that, whatever the request's meter (metrics on or off): ``kind`` READ,
+        the blocks of a read after its first; WRITE, the units of a write
+        after its first, and ``index_units``' GSI and LSI writes as
+        ``write_item`` reports them.  Nothing for a request metered apart
+        (``settle`` charges what its meter received)."""
+        current = self.current
+        if current is None or self.charged is not current or _get_ident() != self._owner:
+            return
+        plan = self.charged_plan
+        if plan.table is not table:
+            return
+        charged = plan.charged_reads if kind == READ else plan.charged_writes
+        if index_units:
+            for name, by_index in (index_units.get("GlobalSecondaryIndexes") or {}).items():
+                self._take_from(charged.get(name), by_index)
+            units += sum((index_units.get("LocalSecondaryIndexes") or {}).values())
+        self._take_from(charged.get(None), units)
+
+    @staticmethod
+    def _take_from(allowance: "Allowance | None", units: float) -> None:
+        if allowance is not None and units:
+            balance = allowance.balance - units
+            allowance.balance = balance if balance > allowance.floor else allowance.floor
+
+    def failed(self, current: tuple) -> None:
+        """The dispatcher's word that request ``current`` failed: if it was
+        charged at admission, those units are given back (its operation
+        meters nothing either: DynamoDB charges no read for a refused
+        GetItem, and Shoal none for a refused write)."""
+        if self.charged is current:
+            self.charged = None
+            plan = self.charged_plan
+            if current[1]:
+                plan.write.balance += 1.0
+            else:
+                plan.read.balance += 1.0 if current[2].get("ConsistentRead") else 0.5
+
     def _admit_keys(self, table, operation: str, data: dict, writes: bool, plan: Plan) -> None:
         """Per-partition limits: refuse the request if a hot key it draws on is
         spent, else note its keys for ``settle`` (which then takes the long way)."""
@@ -505,10 +582,9 @@ class Capacity:
         self._admitted[plan.name] = plan
 
     def _plan(self, table) -> Plan:
-        """The plan of this version of ``table``, made and kept."""
-        if len(self._plans) >= MAX_KEY_BALANCES:
-            self._plans.clear()
-        plan = self._plans[table.table_id] = Plan(table, policy_of(table, self.shared.rules), self._allowance)
+        """The plan of this version of ``table``, made and kept on it (``Table.plan``)."""
+        plan = table.plan = Plan(table, policy_of(table, self.shared.rules), self._allowance, self,
+                                 self.partitions is None)
         return plan
 
     def _allowance(self, limit: Limit) -> Allowance:

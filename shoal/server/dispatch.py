@@ -157,7 +157,7 @@ class Dispatcher:
         self.capacity = None
         if capacity if capacity is not None else capacity_by_default():
             self.capacity = Capacity(SharedBuckets(os.path.join(data_dir, "capacity") if data_dir else None))
-            self.catalog.admit = self.capacity.admit
+            self.catalog.capacity = self.capacity
         self.operations = operations()
         from shoal.replication import replica_scaling  # DynamoDB's view of the auto scaling records
 
@@ -417,14 +417,20 @@ class Dispatcher:
             nonlocal meter
             ctx.meter, meter = meter, None  # metered by its first run only, not again alone after its group failed
             if capacity is not None:  # the request Catalog.require admits to limited tables (shoal.capacity)
-                capacity.current = (operation, writes, data, ctx)
+                capacity.current = current = (operation, writes, data, ctx)
             try:
                 if control_plane:  # DynamoDB's control-plane rate (shoal.capacity.control_plane)
                     capacity.control_plane(operation, ctx.account, region)
                 result = handler(ctx, data)
             except ShoalError:
+                if capacity is not None:  # what admission charged it is given back
+                    capacity.failed(current)
                 if deferred:  # the model's errors anywhere in the request come first
                     validator.validate(operation, data)
+                raise
+            except BaseException:
+                if capacity is not None:
+                    capacity.failed(current)
                 raise
             finally:
                 if capacity is not None:

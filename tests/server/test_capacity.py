@@ -390,3 +390,49 @@ def test_limits_off_nothing_is_throttled(tmp_path):
                 {"PutRequest": {"Item": {"pk": {"S": "z"}, "sk": {"N": str(n * 25 + i)}}}} for i in range(25)]})
     finally:
         proc.stop()
+
+
+@pytest.fixture(scope="module", params=["metrics", "no-metrics"])
+def metered_or_not(request, server, tmp_path_factory):
+    """The module's server (metrics on), then one with ``--no-metrics``: a GetItem or PutItem is
+    charged at admission the least it consumes, and reports the rest to the capacity hook itself."""
+    if request.param == "metrics":
+        yield server
+        return
+    proc = ShoalProcess(tmp_path_factory.mktemp("capacity-no-metrics"), "--workers", "1", "--no-metrics").start()
+    yield proc
+    proc.stop()
+
+
+def reads_until_throttled(ddb, table: str, consistent: bool) -> tuple[int, float]:
+    """GetItems of the 9 KB item until one is throttled: (how many were served, seconds it took)."""
+    reads, started = 0, time.monotonic()
+    while True:
+        try:
+            answer = ddb.get_item(TableName=table, Key={"pk": {"S": "big"}, "sk": {"N": "1"}},
+                                  ConsistentRead=consistent, ReturnConsumedCapacity="TOTAL")
+        except ClientError as exc:
+            assert exc.response["Error"] == {"Code": "ProvisionedThroughputExceededException",
+                                             "Message": TABLE_MESSAGE}
+            assert exc.response["ThrottlingReasons"][0]["reason"] == "TableReadProvisionedThroughputExceeded"
+            return reads, time.monotonic() - started
+        assert answer["ConsumedCapacity"]["CapacityUnits"] == (3.0 if consistent else 1.5)
+        assert len(answer["Item"]["blob"]["S"]) == 9000
+        reads += 1
+        assert reads < 400, "never throttled"
+
+
+@pytest.mark.parametrize("consistent", [True, False], ids=["consistent", "eventual"])
+def test_a_9_kb_read_is_charged_its_three_blocks(metered_or_not, consistent):
+    ddb = make_client(metered_or_not.url)
+    table = provisioned(ddb, 1, 1000)
+    # 9,000 bytes of text and the key: over 8 KB, so three 4 KB blocks: 3 units, or 1.5 eventually consistent
+    ddb.put_item(TableName=table, Item={"pk": {"S": "big"}, "sk": {"N": "1"}, "blob": {"S": "x" * 9000}})
+    reads, seconds = reads_until_throttled(ddb, table, consistent)
+    per_read = 3.0 if consistent else 1.5
+    # 300 units banked (one a second for five minutes), and one a second more while it reads
+    assert 300 / per_read <= reads <= (300 + seconds + 1) / per_read + 1, (reads, seconds)
+    # the server still serves: another table's read, charged its one block
+    other = provisioned(ddb, 1, 1)
+    assert ddb.get_item(TableName=other, Key={"pk": {"S": "big"}, "sk": {"N": "1"}},
+                        ReturnConsumedCapacity="TOTAL")["ConsumedCapacity"]["CapacityUnits"] == 0.5

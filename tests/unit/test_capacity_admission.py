@@ -127,3 +127,87 @@ def test_a_spent_table_refuses_data_but_not_the_control_plane_nor_other_threads(
         capacity.metered = None
     call(dispatcher, "UpdateTable", {"TableName": "spent", "ProvisionedThroughput": {
         "ReadCapacityUnits": 1, "WriteCapacityUnits": 1000}})  # lifting the throttle is never throttled
+
+
+def fails(dispatcher, operation: str, body: dict) -> str:
+    answer = dispatcher(Request("POST", "/", {**HEADERS, "x-amz-target": "DynamoDB_20120810." + operation},
+                                orjson.dumps(body), ("127.0.0.1", 1), False))
+    assert answer.status == 400
+    return orjson.loads(answer.body)["__type"].rsplit("#", 1)[-1]
+
+
+def test_a_failed_get_or_put_is_given_back_what_admission_charged(dispatcher):
+    table = provisioned(dispatcher, "refused", gsi=True)
+    call(dispatcher, "PutItem", {"TableName": "refused", "Item": {"pk": {"S": "a"}}})
+    assert fails(dispatcher, "GetItem", {"TableName": "refused", "Key": {"pk": {"N": "1"}}}) == "ValidationException"
+    assert fails(dispatcher, "PutItem", {"TableName": "refused", "Item": {"pk": {"S": "a"}},
+                                         "ConditionExpression": "attribute_not_exists(pk)"}) \
+        == "ConditionalCheckFailedException"
+    assert fails(dispatcher, "PutItem", {"TableName": "refused", "Item": {"pk": {"S": "b"}, "g": {"N": "1"}}}) \
+        == "ValidationException"  # the index key's type: refused by the write path, after admission
+    assert charged(dispatcher, f"{table}//read") == 0
+    assert charged(dispatcher, f"{table}//write") == 1 and charged(dispatcher, f"{table}/by_g/write") == 0
+    call(dispatcher, "GetItem", {"TableName": "refused", "Key": {"pk": {"S": "a"}}})  # and the next is charged
+    assert charged(dispatcher, f"{table}//read") == 0.5
+
+
+def test_reads_and_writes_beyond_the_least_are_charged_with_or_without_metrics(dispatcher):
+    table = provisioned(dispatcher, "large", gsi=True)
+    item = {"pk": {"S": "big"}, "g": {"S": "x"}, "blob": {"S": "x" * 9000}}  # 9 KB: 9 write units, 3 blocks
+    call(dispatcher, "PutItem", {"TableName": "large", "Item": item})
+    assert charged(dispatcher, f"{table}//write") == 9 and charged(dispatcher, f"{table}/by_g/write") == 1
+    call(dispatcher, "PutItem", {"TableName": "large", "Item": {"pk": {"S": "big"}}})  # the old item's size: 9
+    assert charged(dispatcher, f"{table}//write") == 18 and charged(dispatcher, f"{table}/by_g/write") == 2
+    call(dispatcher, "PutItem", {"TableName": "large", "Item": item})
+    call(dispatcher, "GetItem", {"TableName": "large", "Key": {"pk": {"S": "big"}}})
+    assert charged(dispatcher, f"{table}//read") == 1.5
+    call(dispatcher, "GetItem", {"TableName": "large", "Key": {"pk": {"S": "big"}}, "ConsistentRead": True})
+    assert charged(dispatcher, f"{table}//read") == 4.5
+    if dispatcher.metrics is not None:  # the metrics see what they would without limits
+        cell = dispatcher.metrics.recorder.cells[("us-east-1", "large", "GetItem")]
+        assert cell.sink[:2] == [0, 0] and cell.sink[2:] == [("large", 6), ("large", 7)]
+
+
+def test_a_local_indexs_writes_are_charged_to_the_table(dispatcher):
+    body = {"TableName": "local", "BillingMode": "PROVISIONED",
+            "KeySchema": [{"AttributeName": "pk", "KeyType": "HASH"}, {"AttributeName": "sk", "KeyType": "RANGE"}],
+            "AttributeDefinitions": [{"AttributeName": n, "AttributeType": "S"} for n in ("pk", "sk", "l")],
+            "LocalSecondaryIndexes": [{"IndexName": "by_l", "Projection": {"ProjectionType": "ALL"},
+                                       "KeySchema": [{"AttributeName": "pk", "KeyType": "HASH"},
+                                                     {"AttributeName": "l", "KeyType": "RANGE"}]}],
+            "ProvisionedThroughput": {"ReadCapacityUnits": 100, "WriteCapacityUnits": 100}}
+    table = call(dispatcher, "CreateTable", body)["TableDescription"]["TableId"]
+    answer = call(dispatcher, "PutItem", {"TableName": "local", "ReturnConsumedCapacity": "TOTAL",
+                                          "Item": {"pk": {"S": "a"}, "sk": {"S": "1"}, "l": {"S": "x"}}})
+    assert answer["ConsumedCapacity"]["CapacityUnits"] == 2  # the table's unit and the index's
+    assert charged(dispatcher, f"{table}//write") == 2
+
+
+def test_another_threads_look_up_during_a_get_is_not_charged_to_it(dispatcher):
+    table = provisioned(dispatcher, "looked")
+    other = provisioned(dispatcher, "other")
+    for name in ("looked", "other"):  # the tables' plans made: the look-ups below take the inline way
+        call(dispatcher, "GetItem", {"TableName": name, "Key": {"pk": {"S": "a"}}})
+    capacity, catalog = dispatcher.capacity, dispatcher.catalog
+
+    class Served:
+        meter = None
+
+    def look_up(name: str) -> None:
+        with dispatcher.engine.read() as txn:
+            catalog.require(txn, "us-east-1", name)
+
+    # the names as a request's JSON gives them: strings of their own, not the interned constants
+    request = {"TableName": "".join(["loo", "ked"]), "Key": {"pk": {"S": "a"}}}
+    capacity.current = ("GetItem", False, request, Served())
+    try:  # an export or replication thread reading either table while the GetItem is served
+        for name in ("".join(["loo", "ked"]), "".join(["oth", "er"])):
+            thread = threading.Thread(target=look_up, args=(name,))
+            thread.start()
+            thread.join()
+        assert (charged(dispatcher, f"{table}//read"), charged(dispatcher, f"{other}//read")) == (0.5, 0.5)
+        look_up(request["TableName"])  # the GetItem's own look-up: charged
+        look_up(request["TableName"])  # and once only
+    finally:
+        capacity.current = None
+    assert (charged(dispatcher, f"{table}//read"), charged(dispatcher, f"{other}//read")) == (1.0, 0.5)

@@ -232,7 +232,7 @@ def test_a_hot_key_of_a_provisioned_table_is_throttled_with_its_reason(ctx):
     table = make_table(ctx)
     clock = Clock()
     capacity = Capacity(SharedBuckets(None, clock), PartitionBuckets(None, RULES, clock))
-    ctx.catalog.admit = capacity.admit
+    ctx.catalog.capacity = capacity
     put = {"TableName": "hot", "Item": {"pk": {"S": "a"}, "sk": {"N": "1"}, "g": {"S": "x"}}}
     for _ in range(10):  # ten units a second on the key: served
         charge(capacity, admit(capacity, ctx, "PutItem", put, True), [("hot", "write", 1.0, None)])
@@ -254,7 +254,7 @@ def test_a_hot_gsi_key_throttles_the_tables_writes(ctx):
     table = make_table(ctx)
     clock = Clock()
     capacity = Capacity(SharedBuckets(None, clock), PartitionBuckets(None, RULES, clock))
-    ctx.catalog.admit = capacity.admit
+    ctx.catalog.capacity = capacity
     n = 0
     for n in range(10):  # different items, one GSI key
         put = {"TableName": "hot", "Item": {"pk": {"S": f"i{n}"}, "sk": {"N": "1"}, "g": {"S": "same"}}}
@@ -271,7 +271,7 @@ def test_an_on_demand_tables_hot_key_answers_throttling_exception(ctx):
     table = make_table(ctx, "odh", billing="PAY_PER_REQUEST")
     clock = Clock()
     capacity = Capacity(SharedBuckets(None, clock), PartitionBuckets(None, RULES, clock))
-    ctx.catalog.admit = capacity.admit
+    ctx.catalog.capacity = capacity
     query = {"TableName": "odh", "KeyConditionExpression": "pk = :p", "ExpressionAttributeValues": {":p": {"S": "a"}}}
     charge(capacity, admit(capacity, ctx, "Query", query, False), [("odh", "read", 31.0, None)])
     with pytest.raises(OnDemandThrottlingException) as info:
@@ -285,7 +285,7 @@ def test_batch_units_are_shared_equally_by_its_keys(ctx):
     make_table(ctx)
     clock = Clock()
     capacity = Capacity(SharedBuckets(None, clock), PartitionBuckets(None, RULES, clock))
-    ctx.catalog.admit = capacity.admit
+    ctx.catalog.capacity = capacity
     keys = [{"pk": {"S": k}, "sk": {"N": "1"}} for k in ("a", "b")]
     batch = {"TableName": "hot", "RequestItems": {"hot": {"Keys": keys}}}
     charge(capacity, admit(capacity, ctx, "BatchGetItem", batch, False), [("hot", "read", 40.0, None)])
@@ -317,19 +317,19 @@ def test_without_partition_buckets_a_hot_key_is_never_refused(ctx, monkeypatch):
     make_table(ctx)
     capacity = Capacity(SharedBuckets(None, Clock()))
     assert capacity.partitions is None
-    ctx.catalog.admit = capacity.admit
-    put = {"TableName": "hot", "Item": {"pk": {"S": "a"}, "sk": {"N": "1"}}}
+    ctx.catalog.capacity = capacity
+    update = {"TableName": "hot", "Key": {"pk": {"S": "a"}, "sk": {"N": "1"}}}
     for _ in range(5000):  # far over a partition's 1,000 units, well within the table's burst
-        charge(capacity, admit(capacity, ctx, "PutItem", put, True), [("hot", "write", 1.0, None)])
+        charge(capacity, admit(capacity, ctx, "UpdateItem", update, True), [("hot", "write", 1.0, None)])
 
 
 def test_a_writes_bare_number_is_charged_to_the_requests_table(ctx, monkeypatch):
     monkeypatch.delenv("SHOAL_PARTITION_LIMITS", raising=False)
     table = make_table(ctx)
     capacity = Capacity(SharedBuckets(None, Clock()))
-    ctx.catalog.admit = capacity.admit
-    put = {"TableName": "hot", "Item": {"pk": {"S": "a"}, "sk": {"N": "1"}}}
-    request = admit(capacity, ctx, "PutItem", put, True)
+    ctx.catalog.capacity = capacity
+    update = {"TableName": "hot", "Key": {"pk": {"S": "a"}, "sk": {"N": "1"}}}
+    request = admit(capacity, ctx, "UpdateItem", update, True)  # metered apart (a PutItem is charged at admission)
     charge(capacity, request, [3.0])  # a single-item write's units, metered as a bare number
     key = f"{table.table_id}//write"
     assert capacity.shared.taken(key) - capacity.balance(key) == 3.0
