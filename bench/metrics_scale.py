@@ -34,7 +34,12 @@ retention (``shoal.metrics.store.LEVELS``: 1-minute periods for 15 days,
    LMDB's used pages is measured after each level, and extrapolated
    linearly to the full retention when fewer days are written (bytes per
    point times the full number of points of the level); the blocks' bytes
-   per period are then read back by metric (``kind_sizes``).
+   per period are then read back by metric (``kind_sizes``).  With
+   ``--fresh-json``, blocks of the busiest series drawn anew, every period
+   its own requests, are encoded beside blocks drawn from the pool, to see
+   whether the pool's repeats flatter the sizes, with the order-0 entropy of
+   the buckets' counts (``fresh_sizes``, ``bucket_entropy``: a floor for any
+   exact encoding of the histograms).
 2. A copy of the directory taken before the metrics were written is the
    control: the same tables and no metrics history.  On each directory a
    ``shoal serve --workers 1`` is started and measured: RSS (VmRSS, VmHWM,
@@ -1047,7 +1052,8 @@ def _code() -> str:
     return f"the working tree at commit {commit}"
 
 
-_PATH_OPTIONS = {"--work-dir": "DIR", "--json": "RUN.json", "--reuse": "RUN.json", "--from-json": "RUN.json"}
+_PATH_OPTIONS = {"--work-dir": "DIR", "--json": "RUN.json", "--reuse": "RUN.json", "--from-json": "RUN.json",
+                 "--fresh-json": "FRESH.json"}
 
 
 def _shown_command(args: list) -> str:

@@ -6,33 +6,48 @@ fills only half (issue 17 measured 220 bytes per 1-minute point).  Once a
 period can no longer be written by the recorder, the roll-up
 (``shoal.metrics.retention``) seals it into its series' *block*: one value
 per series, level and span of time (``shoal.metrics.store.BLOCK_SPANS``),
-holding every period of that span as columns:
+holding every period of that span as columns (version 3):
 
 * the period's slot in the block (its start less the block's, over the
   level's period), delta-coded;
-* SampleCount, Sum, Minimum and Maximum, each as integers (delta-coded)
-  when every value of the block is one, as half-integers when every value
-  times two is one (consumed read units), else as doubles with their bytes
-  grouped by significance (so that the compressor finds the sign and
-  exponent bytes alike);
+* SampleCount, Sum, Minimum and Maximum, each as integers when every value
+  of the block is one, as half-integers when every value times two is one
+  (consumed read units), as integers of 10**-decimals when the series
+  allows rounding (``decimals``: latencies of AWS/DynamoDB, to the
+  microsecond, ``shoal.metrics.store.block_decimals``), else as doubles;
+  integers as they are or delta-coded, whichever zstd makes smaller;
 * whether each period has percentiles (a bit), its zero count;
-* the histogram: buckets per period, each bucket's index (the first of a
-  period as is, the next as the step from the one before) and its count.
+* the histograms: a table of counts, bucket by period (one bucket's counts
+  over the block's periods, then the next bucket's), as they are or, for
+  the five-minute and hourly levels, as differences from what the block's
+  bucket totals predict for each period (``_predicted``), whichever is
+  smaller; a table too large (``_DENSE_CELLS``) is kept as compressed rows
+  (each bucket's index as a step from the one before, and its count).
 
-Integer columns take the narrowest of 1, 2, 4 or 8 bytes that holds them;
-the columns up to the buckets per period, then the bucket indices and
-counts, are compressed with zstd as two frames (level 3: a day of a latency
-series, 1,440 periods, in about a millisecond), so that a read without
-percentiles decompresses only the first, a tenth of the bytes.  Nothing is approximated: a
-block holds exactly what its periods held (the same doubles, the same 2%
-buckets), so every statistic CloudWatch answers from it is the one the
-periods gave (a Sum over several periods may differ in its last bit, as
-numpy adds them in another order).
+Integer columns take the narrowest of 1, 2, 4 or 8 bytes that holds them,
+the lowest byte of every value first, then the next (so that the high
+bytes, mostly alike, come together); the columns up to the histograms,
+then the histograms, are compressed with zstd as two frames (level 3), so
+that a read without percentiles decompresses only the first.
+
+What a block may round, and by how much: Sum, Minimum and Maximum of
+latencies to the microsecond (0.5 us at most; Shoal measures no finer),
+and the buckets of the five-minute and hourly levels, joined in pairs
+(``shift`` 1, ``shoal.metrics.stats.CoarseStats``), so that a percentile
+read from them is within 4% of a value the metric received instead of 2%.
+Everything else is what the periods held (a Sum over several periods may
+differ in its last bit, as numpy adds them in another order).  Blocks of
+version 2 (exact doubles, 2% buckets at every level, histograms as
+compressed rows) are still read, and written anew as version 3 when the
+roll-up next merges into them or moves them.
 
 ``Columns`` is the in-memory form of any set of periods (a block, stored
 periods not yet sealed, or the result of grouping them into a request's
 periods): numpy arrays, so that a read groups and evaluates thousands of
-periods with a few vectorised calls instead of an object per period.
+periods with a few vectorised calls instead of an object per period.  Each
+row knows how coarse its buckets are; a period grouped from rows of both
+kinds is coarse (its 2% buckets joined in pairs), one made of minutes only
+keeps its 2% buckets.
 """
 
 from __future__ import annotations

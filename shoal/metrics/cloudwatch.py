@@ -398,8 +398,9 @@ class CloudWatch:
             answers = iter(many_period_values(txn, wanted, first, end, now))
             for query, read in zip(stats, reads):
                 points = next(answers) if read is not None else []
-                metrics[query["Id"]] = Series(dict(points), query.get("Label") or query["MetricStat"]["Metric"]["MetricName"],
-                                              query["MetricStat"]["Period"], True)
+                stat = query["MetricStat"]
+                metrics[query["Id"]] = Series(dict(points), query.get("Label") or stat["Metric"]["MetricName"],
+                                              stat["Period"], True)
         outcomes = {}
         if expressions:
             periods = {q["Id"]: q.get("Period") for q in queries if q["Id"] in expressions}

@@ -111,8 +111,8 @@ class Stats:
 
     def __eq__(self, other) -> bool:
         return (isinstance(other, Stats) and self.shift == other.shift and self.count == other.count
-                and self.sum == other.sum and self.min == other.min and self.max == other.max and self.zeros == other.zeros
-                and self.buckets == other.buckets)
+                and self.sum == other.sum and self.min == other.min and self.max == other.max
+                and self.zeros == other.zeros and self.buckets == other.buckets)
 
     def add(self, value: float, times: int = 1) -> None:
         """Count ``value`` ``times`` times."""

@@ -178,10 +178,10 @@ def test_a_data_directory_with_blocks_of_the_earlier_format_is_read_and_rewritte
                           aws_secret_access_key="any")
 
         def read(period, **statistics):
+            dims = [{"Name": k, "Value": v} for k, v in LATENCY[3]]
             return sorted(cw.get_metric_statistics(
-                Namespace=LATENCY[1], MetricName=LATENCY[2], Dimensions=[{"Name": k, "Value": v} for k, v in LATENCY[3]],
-                StartTime=at(T0), EndTime=at(T0 + 3600), Period=period, **statistics)["Datapoints"],
-                key=lambda p: p["Timestamp"])
+                Namespace=LATENCY[1], MetricName=LATENCY[2], Dimensions=dims, StartTime=at(T0),
+                EndTime=at(T0 + 3600), Period=period, **statistics)["Datapoints"], key=lambda p: p["Timestamp"])
 
         rows = v2_latency_rows()
         minutes = read(60, Statistics=["SampleCount", "Sum", "Minimum", "Maximum"])

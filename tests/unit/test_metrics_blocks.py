@@ -88,7 +88,8 @@ def test_a_store_holding_version_2_blocks_answers_the_same_and_the_roll_up_moves
     assert got == expected
     # 16 days on, the daily walk moves the day of minutes to the five-minute level, as version 3
     with engine.write() as txn:
-        roll_up_series(txn, series_id, T0 + 16 * DAY + 3600, 1_000_000, decimals=block_decimals(LATENCY, "Milliseconds"))
+        roll_up_series(txn, series_id, T0 + 16 * DAY + 3600, 1_000_000,
+                       decimals=block_decimals(LATENCY, "Milliseconds"))
     with engine.read() as txn:
         stored = [bytes(v) for _, v in txn.scan("meta", BLOCK_PREFIX, BLOCK_PREFIX[:-1] + b"0")]
         moved = aggregate(txn, series_id, *window)
@@ -277,7 +278,8 @@ def test_sealing_an_hour_after_a_blocks_last_grows_its_table_as_a_full_merge_wou
     grown = blocks.appended(head, tail)
     assert grown is not None and grown.dense is not None
     merged = blocks.group(blocks.concat([head, tail]), None)
-    assert blocks.decode(blocks.encode(grown, T0, 60, 3)).rows() == blocks.decode(blocks.encode(merged, T0, 60, 3)).rows()
+    stored = blocks.decode(blocks.encode(grown, T0, 60, 3)).rows()
+    assert stored == blocks.decode(blocks.encode(merged, T0, 60, 3)).rows()
     assert grown.sparse().rows() == merged.rows()
     # a late write to a period the block holds is added up by grouping instead
     assert blocks.appended(head, whole.window(T0 + 1800, T0 + 7200)) is None
