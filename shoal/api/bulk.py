@@ -616,7 +616,7 @@ def _write_lines(ctx, txn, table, record: dict, chunk: _Chunk) -> tuple[float, d
             except ShoalError as exc:
                 line.error = exc.message
             else:
-                if contributor_insights.counting_writes:  # an access of its keys
+                if table.table_id in contributor_insights.counting_tables:  # an access of its keys
                     contributor_insights.count_applied_write(table, line.keys, old_raw, line.item)
                 units += item_write_units(stored_size(old_raw) if old_raw is not None else 0, line.size)
                 units += sum(sum(by_name.values()) for by_name in (index_units or {}).values())

@@ -166,9 +166,9 @@ def _insightful_index(table, name: str) -> bool:
 #: The counters of this process (``shoal.metrics.insights.Insights``, normally one per worker), for
 #: the writes no request makes: weak references in a tuple replaced whole, so that any thread may read it
 _COUNTERS: tuple = ()
-#: Whether some counter has a table with insights on: the writers test it before they call
-#: ``count_applied_write``, their whole cost while no table has insights on
-counting_writes = False
+#: The ids of the tables some counter counts (insights on for the table or a GSI): the writers test
+#: a table's id in it before they call ``count_applied_write``, their whole cost for other tables
+counting_tables: frozenset = frozenset()
 
 
 def register_counter(counter) -> None:
@@ -179,9 +179,11 @@ def register_counter(counter) -> None:
 
 
 def counters_changed() -> None:
-    """Set ``counting_writes`` again (a counter calls it when it reloaded which tables count)."""
-    global counting_writes
-    counting_writes = any(counter is not None and counter.active for counter in (ref() for ref in _COUNTERS))
+    """Set ``counting_tables`` again (a counter calls it when it reloaded which tables count: its
+    ``active`` maps (region, table name) to an entry with the table's ``table_id``)."""
+    global counting_tables
+    counting_tables = frozenset(entry.table_id for counter in (ref() for ref in _COUNTERS) if counter is not None
+                                for entry in counter.active.values())
 
 
 def count_applied_write(table, keys: dict, old_raw, new_item: dict | None) -> None:

@@ -146,7 +146,7 @@ def apply_changes(txn, catalog, table, records: list[dict], now: float) -> int:
                        now=now)
         # A replicated write is an access of the receiving replica too (contributor insights
         # count each replica as a table of its own, and writes reach every replica)
-        if contributor_insights.counting_writes:
+        if table.table_id in contributor_insights.counting_tables:
             contributor_insights.count_applied_write(table, record["keys"], old_raw, new)
         versions.write_version(txn, skey, incoming, new is None)
         applied += 1
