@@ -78,7 +78,10 @@ def _batch_get_item(ctx, request: dict):
     unprocessed: dict[str, dict] = {}
     units: dict[str, float] = {}
     budget = MAX_RESPONSE_BYTES
-    with ctx.engine.read() as txn:
+    # No snapshot across the items (BatchGetItem promises none): over
+    # PostgreSQL each table's keys are then one statement (``get_many``).
+    with ctx.engine.read(snapshot=False) as txn:
+        get_many = getattr(txn, "get_many", None)
         tables, throttled = _required(ctx, txn, plans)
         for name, (spec, projection) in plans.items():
             table = tables[name]
@@ -92,8 +95,9 @@ def _batch_get_item(ctx, request: dict):
                 continue
             found = responses.setdefault(name, [])
             units[name] = 0.0
-            for key, skey in zip(keys, storage_keys):
-                raw = txn.get("items", skey)
+            raws = (get_many("items", storage_keys) if get_many is not None
+                    else [txn.get("items", skey) for skey in storage_keys])
+            for key, raw in zip(keys, raws):
                 if raw is None:  # read like a GetItem of no item: one 4 KB unit
                     units[name] += item_read_units(0, consistent)
                     continue

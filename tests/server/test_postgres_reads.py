@@ -175,6 +175,26 @@ def test_get_many_reads_many_keys_in_one_round_trip(nodes):
             txn.get_many("no_such_space", [b"a"])
 
 
+def test_a_batch_get_item_reads_a_table_s_keys_in_one_round_trip(nodes):
+    """BatchGetItem promises no snapshot across its items: each table's keys
+    are one statement, with no BEGIN or COMMIT around them."""
+    (first, _), (trace, _), _ = nodes
+    create(first, "batch")
+    for n in range(0, 60, 2):
+        assert call(first, "PutItem", {"TableName": "batch", "Item": {"pk": {"S": f"k{n:02d}"}, "n": {"N": str(n)}}})[0] == 200
+    keys = [{"pk": {"S": f"k{n:02d}"}} for n in range(60)]
+    body = {"RequestItems": {"batch": {"Keys": keys}}, "ReturnConsumedCapacity": "TOTAL"}
+    status, first_answer = call(first, "BatchGetItem", body)  # prepares the statement on this connection
+    assert status == 200
+    before = trace.mark()
+    status, answer = call(first, "BatchGetItem", body)
+    assert trace.round_trips() - before == 1
+    assert status == 200 and answer["UnprocessedKeys"] == {}
+    assert sorted(item["pk"]["S"] for item in answer["Responses"]["batch"]) == [f"k{n:02d}" for n in range(0, 60, 2)]
+    # a missing key is charged as DynamoDB charges it: one eventually consistent read unit, halved
+    assert answer["ConsumedCapacity"] == [{"TableName": "batch", "CapacityUnits": 30.0}]
+
+
 def test_reads_go_on_after_the_prepared_statements_are_dropped(nodes):
     (first, _), _, (engine, _) = nodes
     from shoal.storage.postgres_engine import _simple
