@@ -846,9 +846,8 @@ def _checked_action(arn: str) -> None:
     if len(parts) < 6 or parts[0] != "arn":
         raise ValidationError(f"Invalid arn syntax: {arn}")
     if parts[2] != "sns" and not is_scaling_policy(arn):
-        # The words predate scaling policies' actions: tests/unit/test_alarms.py holds them (to be
-        # completed with "and Application Auto Scaling policies" when that test is).
-        raise ValidationError(f"Shoal runs only SNS topics as alarm actions, not {arn}")
+        raise ValidationError(f"Shoal runs only SNS topics and Application Auto Scaling policies as alarm actions, "
+                              f"not {arn}")
 
 
 def is_scaling_policy(arn: str) -> bool:

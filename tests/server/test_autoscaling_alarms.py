@@ -217,7 +217,8 @@ def test_alarm_actions_take_scaling_policies_but_not_other_services(ddb, scaling
     with pytest.raises(ClientError) as info:
         _alarm_on(cloudwatch, table, unique_name("ec2"), "arn:aws:automate:us-east-1:ec2:stop")
     assert info.value.response["Error"]["Message"] == (
-        "Shoal runs only SNS topics as alarm actions, not arn:aws:automate:us-east-1:ec2:stop")
+        "Shoal runs only SNS topics and Application Auto Scaling policies as alarm actions, "
+        "not arn:aws:automate:us-east-1:ec2:stop")
     # an alarm naming a policy that does not exist records the failed action
     ghost = ("arn:aws:autoscaling:us-east-1:000000000000:scalingPolicy:00000000-0000-0000-0000-000000000000:"
              f"resource/dynamodb/table/{table}:policyName/ghost")

@@ -356,7 +356,8 @@ def test_delete(env):
     ({"ComparisonOperator": None}, MissingParameter, "The parameter ComparisonOperator is required."),
     ({"AlarmActions": ["not-an-arn"]}, ValidationError, "Invalid arn syntax: not-an-arn"),
     ({"AlarmActions": ["arn:aws:automate:us-east-1:ec2:stop"]}, ValidationError,
-     "Shoal runs only SNS topics as alarm actions, not arn:aws:automate:us-east-1:ec2:stop"),
+     "Shoal runs only SNS topics and Application Auto Scaling policies as alarm actions, "
+     "not arn:aws:automate:us-east-1:ec2:stop"),
     ({"TreatMissingData": "sometimes"}, ValidationError,
      "Option sometimes is not supported. Supported options for parameter TreatMissingData are breaching, "
      "notBreaching, ignore, missing."),
