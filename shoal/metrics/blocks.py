@@ -158,6 +158,11 @@ class Columns:
         if self.hoff is not None:
             a, b = self.hoff[i], self.hoff[i + 1]
             stats.buckets = dict(zip(self.hidx[a:b].tolist(), self.hcnt[a:b].tolist()))
+        elif self.dense is not None:  # one period of a table: its column
+            low, table = self.dense
+            column = table[:, i]
+            filled = np.flatnonzero(column)
+            stats.buckets = dict(zip((filled + low).tolist(), column[filled].tolist()))
         return stats
 
     def rows(self) -> list[tuple[int, Stats]]:

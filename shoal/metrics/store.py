@@ -371,7 +371,7 @@ def latest(txn, series_id: int) -> tuple[int, Stats] | None:
         break
     low, high = block_range(series_id, 0)
     for _key, raw in txn.scan("meta", low, high, reverse=True):
-        cols = blocks.decode(raw)
+        cols = blocks.decode(raw, dense=True)  # one period is wanted: not the whole table as rows
         if len(cols):
             at = int(cols.at[-1])
             sealed = cols.stats(len(cols) - 1)

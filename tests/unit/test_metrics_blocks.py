@@ -297,3 +297,16 @@ def test_sealing_an_hour_after_a_blocks_last_grows_its_table_as_a_full_merge_wou
         want = expected[at]
         assert (stats.count, stats.min, stats.max, stats.buckets) == (want.count, want.min, want.max, want.buckets)
         assert stats.sum == pytest.approx(want.sum, abs=US)
+
+
+def test_a_period_of_a_blocks_table_is_the_period_it_holds():
+    rng = random.Random(41)
+    rows = [(at, Stats.of(values)) for at, values in latency_minutes(rng, 30)]
+    spread = Stats()
+    spread.add_set(4, 10.0, 1.0, 4.0)
+    rows.append((T0 + 1800, spread))
+    raw = blocks.encode(Columns.from_stats(rows), T0, 60)
+    table = blocks.decode(raw, dense=True)
+    assert table.dense is not None and table.hoff is None
+    assert [table.stats(i) for i in range(len(rows))] == [stats for _, stats in rows]
+    assert [table.window(T0 + 600, T0 + 1200).stats(i) for i in range(10)] == [s for _, s in rows[10:20]]
