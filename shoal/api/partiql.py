@@ -16,6 +16,9 @@ SELECT's WHERE is evaluated by the expression evaluator over the items the
 Query or Scan returns (only the conjuncts the key condition does not already
 guarantee), so a filter may name key attributes, which a Query's
 FilterExpression may not; Limit still counts items evaluated, as DynamoDB's.
+On an index the WHERE sees the index entry: a SELECT keyed by the index's
+partition key refuses a filter on what the index does not project, as Query
+does; an unkeyed one finds such an attribute missing, as Scan does.
 NextToken is the page's LastEvaluatedKey, encoded.
 """
 
@@ -33,6 +36,7 @@ from shoal.api.items import delete_item, get_item, put_item, update_item
 from shoal.api.query import query, scan
 from shoal.api.transactions import TransactionCanceledException, transact_get_items, transact_write_items
 from shoal.errors import (
+    INVALID_PARAMETERS as INVALID,
     VALIDATION_ERRORS_PATTERN,
     ConditionalCheckFailedException,
     ResourceNotFoundException,
@@ -66,6 +70,12 @@ BATCH_SELECT = "Select statements within BatchExecuteStatement must specify the 
 EXISTS_CONDITION = "EXISTS() must contain a single item read with additional condition"
 ORDER_BY_WHERE = "Must have WHERE clause in the statement when using ORDER BY clause."
 ORDER_BY_HASH = "Must have at least one non-optional hash key condition in WHERE clause when using ORDER BY clause."
+# As DynamoDB answers a PartiQL statement (recorded by the dynamodb-conformance suite); Query words
+# the first two otherwise ("...: <index>", "Consistent reads are not supported on global secondary indexes").
+NO_SUCH_INDEX = "The table does not have the specified index"
+GSI_CONSISTENT = "Strongly consistent read is not supported on Global Secondary Indexes"
+TRANSACTION_INDEX_READ = "Reads on indices are not supported within transactions."
+TRANSACTION_RETURNING = "RETURNING clause is not supported in ExecuteTransaction."
 
 
 class DuplicateItemException(ShoalError):
@@ -329,9 +339,13 @@ class _Reader:
     """What a SELECT evaluates over the items it reads: the WHERE conjuncts
     the key condition does not guarantee, and the projection."""
 
-    __slots__ = ("condition", "projection")
+    __slots__ = ("condition", "projection", "entry")
 
-    def __init__(self, builder: ExpressionBuilder, residual: list, paths: tuple | None) -> None:
+    def __init__(self, builder: ExpressionBuilder, residual: list, paths: tuple | None,
+                 entry: frozenset | None = None) -> None:
+        # An index read's condition sees the index entry (``entry``: the names
+        # it projects), even where a local index fetched more from the table.
+        self.entry = entry
         request = {}
         filter_text = builder.conjunction(residual)
         if filter_text is not None:
@@ -353,13 +367,16 @@ class _Reader:
 
     def shape(self, items: list) -> list:
         """The items that pass the condition, projected."""
-        condition, projection = self.condition, self.projection
+        condition, projection, entry = self.condition, self.projection, self.entry
         if condition is None and projection is None:
             return items
         out = []
         for item in items:
-            if condition is None or condition.evaluate(item):
-                out.append(item if projection is None else projection.apply(item))
+            if condition is not None:
+                seen = item if entry is None else {name: value for name, value in item.items() if name in entry}
+                if not condition.evaluate(seen):
+                    continue
+            out.append(item if projection is None else projection.apply(item))
         return out
 
 
@@ -371,8 +388,31 @@ def _read_keys(table, statement: ast.Select):
     if index is None and statement.index in (table.vector_map or {}):
         raise ValidationException("Scan operation not supported on this index type")  # as recorded from DynamoDB
     if index is None or index.status == "DELETING":
-        raise ValidationException(f"The table does not have the specified index: {statement.index}")
+        raise ValidationException(NO_SUCH_INDEX)
     return index, index.hash_key, index.range_key
+
+
+def _keyed(where, index, partition) -> bool:
+    """True if a SELECT reads an index by its partition key: it runs as a
+    Query, or a top-level conjunct is an IN on the partition key (a Scan, but
+    keyed all the same in DynamoDB's rule on filters)."""
+    if partition is not None:
+        return True
+    names = index.hash_keys or (index.hash_key,)
+    return any(isinstance(node, ast.In) and isinstance(node.operand, ast.Path)
+               and node.operand.elements[:1] == (names[0],) and len(node.operand.elements) == 1
+               for node in conjuncts(where))
+
+
+def _check_filter_projected(index, reader: "_Reader") -> None:
+    """A keyed index read may filter only on what the index projects (a local
+    index too, though it fetches what it returns), as Query's FilterExpression."""
+    unprojected = [name for name in reader.names() if name not in index.projected]
+    if unprojected:
+        raise ValidationException(
+            f"{INVALID}Secondary index {index.name} does not project one or more filter attributes: "
+            f"[{', '.join(unprojected)}]"
+        )
 
 
 def _check_order_by(statement: ast.Select, keys: tuple, partition, sort_keys: tuple = ()) -> bool:
@@ -488,16 +528,16 @@ def decode_next_token(token: str) -> dict:
 
 def _index_projection(builder: ExpressionBuilder, index, paths: tuple, reader: _Reader) -> str:
     """The ProjectionExpression of an index read: the top-level attributes the
-    SELECT returns (in statement order) and those its condition reads, so that
-    the Query or Scan applies DynamoDB's index rules: a local index fetches
-    what it does not project from the table, a global one refuses to return
-    what it does not project (its condition sees only what it projects)."""
+    SELECT returns (in statement order) and those of its condition the index
+    projects (the condition sees the index entry), so that the Query or Scan
+    applies DynamoDB's index rules: a local index fetches what it does not
+    project from the table, a global one refuses to return it."""
     names: list = []
     for path in paths:
         if path.elements[0] not in names:
             names.append(path.elements[0])
     for name in reader.names():
-        if name not in names and (index.local or index.projected is None or name in index.projected):
+        if name not in names and (index.projected is None or name in index.projected):
             names.append(name)
     return ", ".join(builder.name(name) for name in names)
 
@@ -506,6 +546,8 @@ def select(ctx, statement: ast.Select, params: list, request: dict) -> dict:
     """Run a SELECT as a Query (partition key equality) or a Scan."""
     table = _table(ctx, statement.table)
     index, hash_key, range_key = _read_keys(table, statement)
+    if index is not None and not index.local and request.get("ConsistentRead") is True:
+        raise ValidationException(GSI_CONSISTENT)
     read_builder = ExpressionBuilder(params)
     if index is not None and index.multi:
         keys = index.hash_keys + index.range_keys
@@ -529,7 +571,10 @@ def select(ctx, statement: ast.Select, params: list, request: dict) -> dict:
         if descending:
             read["ScanIndexForward"] = False
         residual = [node for node in residual if not any(node is c for c in covered)]
-    reader = _Reader(ExpressionBuilder(params), residual, statement.projection)
+    entry = None if index is None else index.projected
+    reader = _Reader(ExpressionBuilder(params), residual, statement.projection, entry)
+    if entry is not None and _keyed(statement.where, index, partition):
+        _check_filter_projected(index, reader)
     if index is not None and statement.projection is not None:
         read["ProjectionExpression"] = _index_projection(read_builder, index, statement.projection, reader)
     read.update(read_builder.members())
@@ -657,11 +702,11 @@ def _batch_read(ctx, parsed, entry: dict, request: dict, capacity: _Capacity) ->
     if isinstance(parsed, ShoalError):
         return batch_error(parsed)
     statement, params = parsed
-    table_name = None
+    table_name = None  # a statement refused before it runs names no table
     try:
         table = _table(ctx, statement.table)
-        table_name = table.name
         key = _single_item_key(table, statement, params, BATCH_SELECT)
+        table_name = table.name
         reader = _Reader(ExpressionBuilder(params), [], statement.projection)
         get = {"TableName": table.name, "Key": key}
         if entry.get("ConsistentRead") is not None:
@@ -710,8 +755,9 @@ def _batch_writes(ctx, parsed: list, request: dict, capacity: _Capacity) -> list
 def _batch_write(ctx, plan, entry: dict, request: dict, capacity: _Capacity) -> dict:
     if isinstance(plan, ShoalError):
         return batch_error(plan)
-    options = {"ReturnValuesOnConditionCheckFailure": entry.get("ReturnValuesOnConditionCheckFailure"),
-               "ReturnConsumedCapacity": request.get("ReturnConsumedCapacity")}
+    # A member's ReturnValuesOnConditionCheckFailure is accepted and inert:
+    # DynamoDB's failed member carries no Item, whatever it is set to.
+    options = {"ReturnConsumedCapacity": request.get("ReturnConsumedCapacity")}
     plan.returning = None  # a batch response has no place for returned attributes
     try:
         response = run_write(ctx, plan, options)
@@ -753,6 +799,8 @@ def _parse_in_transaction(position: int, entry: dict):
 def _read_transaction(ctx, parsed: list, request: dict) -> dict:
     gets, readers = [], []
     for position, (statement, params) in enumerate(parsed):
+        if statement.index is not None:  # before the table is looked up (DynamoDB Local's order)
+            raise _in_statement(position, ValidationException(TRANSACTION_INDEX_READ))
         table = _table(ctx, statement.table)
         try:
             key = _single_item_key(table, statement, params, TRANSACTION_SELECT)
@@ -776,6 +824,11 @@ def _read_transaction(ctx, parsed: list, request: dict) -> dict:
 def _write_transaction(ctx, parsed: list, request: dict) -> dict:
     plans = []
     for position, (statement, params) in enumerate(parsed):
+        if getattr(statement, "returning", None) is not None:
+            # After the table is found (DynamoDB Local's order), before the key
+            # rule (DynamoDB's recorded one; DynamoDB Local checks the key first).
+            _table(ctx, statement.table)
+            raise _in_statement(position, ValidationException(TRANSACTION_RETURNING))
         try:
             plans.append(plan_write(ctx, statement, params))
         except ValidationException as exc:
