@@ -1132,8 +1132,9 @@ def main(argv=None) -> int:
             with open(args.reuse) as f:
                 earlier = json.load(f)
             run["remeasured"] = run["date"]
-            for key in ("build_s", "series", "levels", "sizes", "tables", "date"):
-                run[key] = earlier[key]
+            for key in ("build_s", "series", "levels", "sizes", "tables", "date", "kinds"):
+                if key in earlier:
+                    run[key] = earlier[key]
             run["command"] = earlier["command"] + "; measured again with " + run["command"]
         else:
             built = build(data_dir, control_dir, args.tables, days, time.time(), log)
