@@ -758,13 +758,15 @@ def _batch_write(ctx, plan, entry: dict, request: dict, capacity: _Capacity) -> 
     # A member's ReturnValuesOnConditionCheckFailure is accepted and inert:
     # DynamoDB's failed member carries no Item, whatever it is set to.
     options = {"ReturnConsumedCapacity": request.get("ReturnConsumedCapacity")}
-    plan.returning = None  # a batch response has no place for returned attributes
     try:
         response = run_write(ctx, plan, options)
     except ShoalError as exc:
         return batch_error(exc, plan.table.name)
     capacity.add(response.get("ConsumedCapacity"))
-    return {"TableName": plan.table.name}
+    out = {"TableName": plan.table.name}
+    if response["Items"]:  # what a RETURNING clause returned; none (not an empty Item) when nothing
+        out["Item"] = response["Items"][0]
+    return out
 
 
 # ---------------------------------------------------------------- ExecuteTransaction

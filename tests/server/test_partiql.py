@@ -872,3 +872,28 @@ def test_an_unkeyed_index_read_filters_on_the_index_entry(ddb, indexed):
     got = ddb.scan(TableName=indexed, IndexName="lsi2", FilterExpression="#d = :d",
                    ExpressionAttributeNames={"#d": "data"}, ExpressionAttributeValues={":d": {"S": "d"}})
     assert (got["Count"], got["ScannedCount"]) == (0, 1)
+
+
+def test_a_batch_member_returns_what_its_returning_clause_asks_for(ddb, table):
+    put(ddb, table, "a", 1, x={"N": "1"})
+    put(ddb, table, "b", 1, x={"N": "2"}, y={"S": "old"})
+    put(ddb, table, "c", 1, x={"N": "3"})
+    out = ddb.batch_execute_statement(Statements=[
+        {"Statement": f"DELETE FROM {table} WHERE pk = 'a' AND sk = 1 RETURNING ALL OLD *"},
+        {"Statement": f"UPDATE {table} SET y = 'new' WHERE pk = 'b' AND sk = 1 RETURNING MODIFIED NEW *"},
+        {"Statement": f"UPDATE {table} REMOVE nothing WHERE pk = 'c' AND sk = 1 RETURNING MODIFIED NEW *"},
+        {"Statement": f"DELETE FROM {table} WHERE pk = 'gone' AND sk = 1 RETURNING ALL OLD *"},
+        {"Statement": f"DELETE FROM {table} WHERE pk = 'c' AND sk = 2 RETURNING MODIFIED OLD *"},
+        {"Statement": f"INSERT INTO {table} VALUE {{'pk': 'd', 'sk': 1}}"},
+    ])["Responses"]
+    assert out == [
+        {"TableName": table, "Item": {"pk": {"S": "a"}, "sk": {"N": "1"}, "x": {"N": "1"}}},
+        {"TableName": table, "Item": {"y": {"S": "new"}}},
+        {"TableName": table},
+        {"TableName": table},
+        {"Error": {"Code": "ValidationError", "Message": "Invalid returning clause: RETURNING MODIFIED OLD *. "
+                                                         "Only RETURNING ALL OLD * is allowed in DELETE statements."}},
+        {"TableName": table},
+    ]
+    assert "Item" not in ddb.get_item(TableName=table, Key={"pk": {"S": "a"}, "sk": {"N": "1"}})
+    assert ddb.get_item(TableName=table, Key={"pk": {"S": "b"}, "sk": {"N": "1"}})["Item"]["y"] == {"S": "new"}
