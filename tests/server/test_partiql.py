@@ -790,7 +790,7 @@ def test_a_transaction_refuses_index_reads_before_the_key_rule(ddb, table, index
     on_lsi = f'SELECT * FROM "{indexed}"."lsi2" WHERE pk = \'p\' AND sk = \'s\''
     for statements, position in [([on_index], 0), ([whole, on_index], 1), ([whole, on_lsi], 1),
                                  ([f'SELECT * FROM "{indexed}"."nope" WHERE pk = \'p\''], 0),
-                                 ([f'SELECT * FROM "no_such_table"."gsi2" WHERE gsi2pk = \'g\''], 0)]:
+                                 (['SELECT * FROM "no_such_table"."gsi2" WHERE gsi2pk = \'g\''], 0)]:
         tx = [{"Statement": s} for s in statements]
         assert code_message(ddb.execute_transaction, TransactStatements=tx) == (
             "ValidationException",
