@@ -2,7 +2,9 @@
 being a replica source, and a region's memory while it copies a table.
 
     python bench/replication.py lag [--rates 1000,5000] [--seconds 60]
-    python bench/replication.py cost [--seconds 8] [--rounds 3] [--connections 16]
+    python bench/replication.py instructions [--requests 2000] [--round-every 100] [--breakdown]
+    python bench/replication.py cost [--rate 600] [--seconds 8] [--rounds 3]
+    python bench/replication.py cost --rate 0 [--seconds 8] [--rounds 3] [--connections 16]
     python bench/replication.py memory [--items 1000000]
 
 Three ``shoal serve`` processes on loopback ports stand for three regions
@@ -21,15 +23,44 @@ load generator, so every figure is for one machine, not three.
   about 2 ms).  The regions' own ReplicationLatency metric (from a write's
   time to the peer's durable answer) is read back through CloudWatch's
   GetMetricStatistics for the same window as a second view.
-* ``cost``: one region (the source, pinned to the server core) holds the
-  viewer-events table, replicated to the other two regions in one run and
-  not in the next (its replicas removed, and the stream they needed
-  disabled: a plain table has none); wrk (bench/lua/workload.lua, mode
-  ``put``) writes to it, alternating, for ``--rounds`` rounds.  The source's CPU time per PutItem, from the
-  start of a run until the source is idle again (so the replication thread's
-  work for that run, sending to both peers, is charged to it), is the cost:
-  when the server is CPU-bound, throughput is its inverse.  The cost is
-  1 - plain / replicated of the medians over the runs.
+
+The cost of being a replica source (issue 18: at most 15% of PutItem
+throughput) has three measures here; the first is the figure.
+
+* ``instructions``: instructions per PutItem under cachegrind, the source's
+  whole work for it, plain table against a global one, in one process: a
+  dispatcher (no HTTP, no group commit, no fsync) homing us-east-1 with two
+  peers (HTTP servers outside the counted process that answer 200), the
+  viewer-events table plain (no stream) or global (both replicas ACTIVE),
+  ``--requests`` PutItems of new events, and after every ``--round-every``
+  of them the stream materializer's rounds and one round of the replication
+  thread (fold, read, encode, send to both peers, store the cursors), as the
+  server does them (at 1,000 writes/s a round every 100 ms carries about
+  100).  The runs without the requests are subtracted.  The count does not
+  follow the machine's load, where CPU time per request moves by a quarter
+  on this shared machine; ``--breakdown`` adds runs without the stream's
+  job and without the sender, to split the difference.  What it leaves
+  out: HTTP parsing and the answer, and group commit, which both kinds pay
+  alike (they add to the denominator, so the server's ratio is a little
+  lower).
+* ``cost --rate R`` (default 600): the source (pinned to the server core;
+  the peers and the load on the other) takes R PutItems a second, paced by
+  a schedule from 48 threads of a process, replicated in one run and plain
+  in the next (its replicas removed and the stream they needed disabled),
+  alternating, for ``--rounds`` rounds; each of the source's threads' CPU
+  time (/proc/<pid>/task/<tid>/schedstat, from the start of a run until the
+  source is idle again, so the replication thread's sends are charged to
+  the run) per PutItem, and its medians.  Both kinds see the same offered
+  load, so the same group commits, as long as the source keeps up (``late``
+  counts requests started behind their time: when they are most, the load
+  was closed-loop and the comparison is not at the same rate).  On a loaded
+  machine the medians still move by several percent between runs.
+* ``cost --rate 0``: wrk (bench/lua/workload.lua, mode ``put``, 16
+  connections) at full speed instead, the source's CPU time per PutItem
+  until idle.  Not at the same rate: a slower run makes smaller group
+  commits, which cost more a PutItem, and the peers applying the replicated
+  run's writes share wrk's core; this is why it read 19-22% where the
+  threads' times read 5-7% at the same rate (2026-12-07).
 * ``memory``: ``--items`` events are bulk-loaded into the source region's
   data directory (``bulkload.bulk_load``), the three regions start, and
   UpdateTable adds the two replicas: the source copies every item to both
@@ -43,6 +74,7 @@ Prints a JSON summary and markdown rows for docs/benchmarks.md.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import datetime
 import json
 import os
@@ -595,6 +627,174 @@ class _Unsigned:
     name = "source"
 
 
+# ---------------------------------------------------------------- instructions
+
+
+INSTR_HEADERS = {"content-type": "application/x-amz-json-1.0",
+                 "authorization": "AWS4-HMAC-SHA256 Credential=AKID/20260101/us-east-1/dynamodb/aws4_request, "
+                                  "SignedHeaders=host, Signature=x"}
+
+
+def _instr_child(kind: str, n: int, round_every: int, ports: list[int]) -> None:
+    """What cachegrind counts: a dispatcher (no HTTP server, no group
+    commit, no fsync) homing us-east-1 with two peers; the viewer-events
+    table, global (both replicas ACTIVE, their copies done) or plain (no
+    stream); ``n`` PutItems of new events, and after every ``round_every``
+    of them what the server's other work does for them: the stream
+    materializer's rounds and one round of the replication thread (fold,
+    read, encode, send to both peers over HTTP, store the cursors)."""
+    import orjson
+
+    from shoal.api.catalog import update_description
+    from shoal.replication import apply as replica_apply, attach, control, node
+    from shoal.server.dispatch import Dispatcher
+    from shoal.server.http import Request
+    from shoal.api.streams import Materializer
+    from shoal.storage.lmdb_engine import LmdbEngine
+
+    if "no-http" in kind:  # the peers' requests not made: what the sender costs without them
+        def call(self, operation, payload=None, body=None):
+            self.heard_at = time.monotonic()
+            return {}
+
+        node.PeerClient.call = call
+    engine = LmdbEngine(os.path.join(tempfile.mkdtemp(), "db"), sync=False, map_size=1 << 30)
+    dispatcher = Dispatcher(engine, metrics=False, group_commit=False)
+    peers = {region: f"http://127.0.0.1:{port}" for region, port in zip(REGIONS[1:], ports)}
+    attach(dispatcher, REGIONS[0], peers, start=False)
+    sender = node.Replicator(engine, dispatcher.catalog, control.Settings(REGIONS[0], peers))
+    if "no-store" in kind:  # what the peers took is never stored: a round's own commit left out
+        sender.flush = lambda: None
+        sender._store_sent = lambda txn: None
+    if "no-prune" in kind:  # tombstone pruning follows the wall clock, which valgrind stretches
+        sender._next_prune = float("inf")
+    materialize = Materializer(engine)
+
+    def call(operation: str, body: dict) -> None:
+        answer = dispatcher(Request("POST", "/", {**INSTR_HEADERS, "x-amz-target": "DynamoDB_20120810." + operation},
+                                    orjson.dumps(body), ("127.0.0.1", 1), False))
+        assert answer.status == 200, answer.body
+
+    def rounds() -> None:
+        while "no-materializer" not in kind and materialize():
+            pass
+        if "no-sender" not in kind:
+            sender.run_once()
+        else:  # the version store still folded (by the writes themselves once it has caught up)
+            sender._index()
+
+    call("CreateTable", events_table())
+    if kind.startswith("replicated"):
+        call("UpdateTable", {"TableName": EVENTS_TABLE, "ReplicaUpdates": [
+            {"Create": {"RegionName": region}} for region in REGIONS[1:]]})
+
+        def active(desc: dict) -> None:
+            for entry in desc["Replicas"]:
+                entry["ReplicaStatus"] = "ACTIVE"
+            desc["TableStatus"] = "ACTIVE"
+
+        with engine.write() as txn:  # what the replication thread does once both copies are made
+            table = dispatcher.catalog.get(txn, REGIONS[0], EVENTS_TABLE)
+            update_description(txn, REGIONS[0], EVENTS_TABLE, table.table_id, active)
+            for key, _ in control.pending_tasks(txn):
+                txn.delete("meta", key)
+            for region in REGIONS[1:]:
+                txn.delete("meta", replica_apply.hold_key(region, table.table_id))
+    generator = EventGenerator(7)
+    events = [generator.event(f"u{i % 20_000:06d}", 1_767_225_600_000 + i) for i in range(n + round_every)]
+    for i in range(round_every):  # warm: first calls, first pages
+        call("PutItem", {"TableName": EVENTS_TABLE, "Item": events[n + i]})
+    rounds()
+    rounds()
+    group = int(os.environ.get("BENCH_GROUP", "1"))
+    for start in range(0, n, group):
+        # ``group`` PutItems share one transaction and commit, as the server's group commit has them
+        with engine.group() if group > 1 else contextlib.nullcontext():
+            for i in range(start, min(n, start + group)):
+                call("PutItem", {"TableName": EVENTS_TABLE, "Item": events[i]})
+        if (start + group) // round_every != start // round_every or start + group >= n:
+            rounds()
+    rounds()
+    rounds()
+
+
+class _SinkPeers:
+    """Two peers outside the measured process: HTTP servers answering every
+    request 200 {} (what a peer answers ApplyChanges and Ping)."""
+
+    def __init__(self) -> None:
+        import http.server
+
+        received = self.received = {}  # target -> [requests, records]
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def do_POST(self):
+                body = self.rfile.read(int(self.headers["Content-Length"]))
+                counts = received.setdefault(self.headers.get("X-Amz-Target", ""), [0, 0])
+                counts[0] += 1
+                counts[1] += body.count(b'{"time":')
+                self.send_response(200)
+                self.send_header("Content-Length", "2")
+                self.end_headers()
+                self.wfile.write(b"{}")
+
+            def log_message(self, *args):
+                pass
+
+        self.servers = [http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler) for _ in REGIONS[1:]]
+        for server in self.servers:
+            threading.Thread(target=server.serve_forever, daemon=True).start()
+        self.ports = [server.server_address[1] for server in self.servers]
+
+    def close(self) -> None:
+        for server in self.servers:
+            server.shutdown()
+            server.server_close()
+
+
+def _instr_count(kind: str, n: int, round_every: int, ports: list[int], group: int = 1) -> int:
+    import re
+
+    env = dict(os.environ, PYTHONHASHSEED="0", OPENBLAS_NUM_THREADS="1", BENCH_GROUP=str(group),
+               PYTHONPATH=os.pathsep.join(filter(None, [os.path.dirname(BENCH_DIR), os.environ.get("PYTHONPATH")])))
+    done = subprocess.run(
+        ["valgrind", "--tool=cachegrind", "--cache-sim=no", "--cachegrind-out-file=/dev/null", sys.executable,
+         os.path.abspath(__file__), "_instructions-child", kind, str(n), str(round_every), *map(str, ports)],
+        env=env, capture_output=True, text=True)
+    if done.returncode != 0:
+        raise RuntimeError(done.stderr[-3000:])
+    return int(re.findall(r"I\s+refs:\s+([\d,]+)", done.stderr)[-1].replace(",", ""))
+
+
+def run_instructions(args, work: str) -> dict:
+    """Instructions per PutItem, plain and replicated: (a run of ``--requests``
+    puts - the same run without them) / ``--requests``."""
+    peers = _SinkPeers()
+    try:
+        per = {}
+        for kind in ("plain", "replicated", *(("replicated-no-materializer", "replicated-no-sender")
+                                               if args.breakdown else ())):
+            counts, received = [], []
+            for n in (0, args.requests):
+                peers.received.clear()
+                counts.append(_instr_count(kind, n, args.round_every, peers.ports, args.group))
+                received.append({target.rsplit(".", 1)[-1]: tuple(v) for target, v in peers.received.items()})
+            per[kind] = (counts[1] - counts[0]) / args.requests
+            # what the peers got (requests, records), to check that the replicated runs sent every put
+            print(json.dumps({"kind": kind, "instructions": counts, "per_put": per[kind], "peers_received": received}),
+                  flush=True)
+    finally:
+        peers.close()
+    if args.breakdown:  # the replicated puts' extra instructions: the stream's job, the sender, the write path
+        per["materializer"] = per["replicated"] - per["replicated-no-materializer"]
+        per["sender"] = per["replicated"] - per["replicated-no-sender"]
+        per["write_path"] = per["replicated"] - per["plain"] - per["materializer"] - per["sender"]
+    return {"instructions": {"requests": args.requests, "round_every": args.round_every, "group": args.group,
+                             "per_put": per, "cost": 1 - per["plain"] / per["replicated"]}}
+
+
 # ---------------------------------------------------------------- memory
 
 
@@ -653,7 +853,10 @@ def run_memory(args, work: str) -> dict:
 
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("what", choices=("lag", "cost", "memory"))
+    if argv is None and sys.argv[1:2] == ["_instructions-child"]:
+        _instr_child(sys.argv[2], int(sys.argv[3]), int(sys.argv[4]), [int(p) for p in sys.argv[5:]])
+        return 0
+    parser.add_argument("what", choices=("lag", "cost", "memory", "instructions"))
     parser.add_argument("--rates", type=lambda t: [int(x) for x in t.split(",")], default=[1000, 5000])
     parser.add_argument("--seconds", type=float, default=None, help="lag: 60 s per rate; cost: 8 s per run")
     parser.add_argument("--rounds", type=int, default=3)
@@ -661,6 +864,13 @@ def main(argv=None) -> int:
     parser.add_argument("--rate", type=float, default=600.0,
                         help="cost: PutItems offered a second (paced); 0: wrk at full speed")
     parser.add_argument("--items", type=int, default=1_000_000)
+    parser.add_argument("--requests", type=int, default=2000, help="instructions: PutItems counted")
+    parser.add_argument("--round-every", type=int, default=100,
+                        help="instructions: PutItems between the replication thread's rounds")
+    parser.add_argument("--group", type=int, default=1,
+                        help="instructions: PutItems per transaction (group commit's batches)")
+    parser.add_argument("--breakdown", action="store_true",
+                        help="instructions: also replicated without the stream's job, and without the sender")
     parser.add_argument("--work-dir", default=None)
     parser.add_argument("--json", default=None, help="write the summary here too")
     args = parser.parse_args(argv)
@@ -671,7 +881,8 @@ def main(argv=None) -> int:
     load_before = os.getloadavg()[0]
     started = time.time()
     try:
-        result = {"lag": run_lag, "cost": run_cost, "memory": run_memory}[args.what](args, work)
+        result = {"lag": run_lag, "cost": run_cost, "memory": run_memory,
+                  "instructions": run_instructions}[args.what](args, work)
     finally:
         if args.work_dir is None:
             shutil.rmtree(work, ignore_errors=True)
