@@ -59,8 +59,11 @@ throughput) has three measures here; the first is the figure.
   connections) at full speed instead, the source's CPU time per PutItem
   until idle.  Not at the same rate: a slower run makes smaller group
   commits, which cost more a PutItem, and the peers applying the replicated
-  run's writes share wrk's core; this is why it read 19-22% where the
-  threads' times read 5-7% at the same rate (2026-12-07).
+  run's writes share wrk's core.  On 2026-12-07 it read 19-22%, a single
+  reading of the threads' times 5-7%; the instruction counts then read 21%
+  and the paced runs 14-18% (docs/benchmarks.md): the per-thread reading
+  was the one that was off (a plain run whose replication thread still
+  indexed, and one reading on a loaded machine).
 * ``memory``: ``--items`` events are bulk-loaded into the source region's
   data directory (``bulkload.bulk_load``), the three regions start, and
   UpdateTable adds the two replicas: the source copies every item to both
