@@ -295,7 +295,7 @@ class StrongNode:
         """Apply a chosen value here (now, or with ``here`` false in the
         background) and tell the other regions (in the background)."""
         if here:
-            apply_chosen(self.engine, self.catalog, self.region, table.name, key, ballot, value)
+            apply_chosen(self.engine, self.catalog, self.region, table.name, key, ballot, value, from_peer=False)
         else:
             self._learners.submit(self._apply_quietly, table.name, key, ballot, value)
             return
@@ -376,10 +376,14 @@ def _noted(ctx, table) -> None:
 
 
 def apply_chosen(engine, catalog, region: str, name: str, key: dict, ballot: Ballot,
-                 value: bytes | None) -> bool:
+                 value: bytes | None, from_peer: bool = True) -> bool:
     """Make ``key``'s item in this region's table ``value`` (the item's JSON,
     None: absent), chosen under ``ballot``, unless a later ballot's value is
-    already there.  Returns whether the table changed."""
+    already there.  Returns whether the table changed.  A value this region's
+    own request did not write (``from_peer``) is counted by contributor
+    insights as a replicated write; the request's own is counted by the
+    dispatcher."""
+    from shoal.api import insights as contributor_insights
     from shoal.api.writepath import stored_json, write_item
     from shoal.model.size import item_size
 
@@ -410,6 +414,8 @@ def apply_chosen(engine, catalog, region: str, name: str, key: dict, ballot: Bal
             write_item(txn, table, skey, key, old_raw, new, item_size(new) if new is not None else 0,
                        now=time.time())
             changed = True
+            if from_peer and table.table_id in contributor_insights.counting_tables:
+                contributor_insights.count_applied_write(table, key, old_raw, new)
         txn.put("meta", _applied_key(skey), pack_ballot(ballot))
         return changed
 

@@ -639,3 +639,33 @@ def test_writes_replicated_from_another_region_count_in_the_receiving_replica(tm
     finally:
         for proc in procs:
             proc.stop()
+
+
+def test_writes_of_a_strong_global_table_count_once_in_every_region_with_insights(tmp_path):
+    """MRSC: the region that served the request counts it (the dispatcher),
+    and each other replica counts the write it applies from a learned value,
+    as a replicated write; nobody counts one twice."""
+    from tests.server.test_mrsc import REGIONS, Regions, _strong_table
+
+    trio = Regions(str(tmp_path))
+    try:
+        for i in range(3):
+            trio.start(i)
+        name = "mrsc_insights"
+        _strong_table(trio, name)
+        rules = [enabled(trio.client(i), name) for i in (0, 1)]
+        writer = trio.client(0)
+        for n in range(3):
+            writer.put_item(TableName=name, Item={"pk": {"S": "hot"}, "n": {"N": str(n)}})
+        writer.put_item(TableName=name, Item={"pk": {"S": "cold"}})
+        writer.delete_item(TableName=name, Key={"pk": {"S": "cold"}})
+        for i in (0, 1):
+            cw = client(trio.procs[i].url, "cloudwatch", region=REGIONS[i])
+            assert keys_counted(report(cw, rule_named(rules[i], "PKC"), 5)) == {("hot",): 3.0, ("cold",): 2.0}, i
+        time.sleep(1.5)  # a second count of the same writes would be flushed by now
+        for i in (0, 1):
+            cw = client(trio.procs[i].url, "cloudwatch", region=REGIONS[i])
+            answer = report(cw, rule_named(rules[i], "PKC"), 5)
+            assert answer["AggregateValue"] == 5.0, (i, answer)
+    finally:
+        trio.stop()
