@@ -19,13 +19,15 @@ FilterExpression may not; Limit still counts items evaluated, as DynamoDB's.
 On an index the WHERE sees the index entry: a SELECT keyed by the index's
 partition key refuses a filter on what the index does not project, as Query
 does; an unkeyed one finds such an attribute missing, as Scan does.
-NextToken is the page's LastEvaluatedKey, encoded.
+NextToken is the page's LastEvaluatedKey, encoded with a digest of the
+statement and its Parameters: replayed with another statement it is refused.
 """
 
 from __future__ import annotations
 
 import base64
 import binascii
+import hashlib
 import re
 from contextlib import contextmanager
 
@@ -48,6 +50,7 @@ from shoal.expressions.projection import SelectList
 from shoal.model.values import validate_value
 from shoal.partiql import ast, parse_statement
 from shoal.partiql.lexer import MALFORMED
+from shoal.partiql.parser import DML_FROM, ON_INDEX
 from shoal.partiql.translate import (
     ExpressionBuilder,
     bind_value,
@@ -61,6 +64,7 @@ from shoal.partiql.translate import (
 DUPLICATE_ITEM = "Duplicate primary key exists in table"
 KEY_EQUALITY = "Where clause does not contain a mandatory equality on all key attributes"
 INVALID_NEXT_TOKEN = "Invalid NextToken"
+TOKEN_MISMATCH = "NextToken does not match request"  # as recorded from DynamoDB (2026)
 EXISTS_OUTSIDE_TRANSACTION = "EXISTS can only be used in ExecuteTransaction write requests."
 MIXED_BATCH = "Read and write requests together in the same batch is not supported."
 MIXED_TRANSACTION = "ExecuteTransaction API does not support both read and write operations in the same request."
@@ -506,16 +510,34 @@ def partition_equality(where, hash_key: str):
     return None
 
 
-def encode_next_token(last_key: dict) -> str:
-    return base64.b64encode(orjson.dumps(last_key)).decode()
+def request_binding(request: dict) -> str:
+    """What a NextToken is bound to: the statement's text and its Parameters.
+    DynamoDB refuses a token replayed with another statement (another table
+    or index above all: the key would mean another position, or none), but
+    not with another Limit or ConsistentRead (as characterised against
+    DynamoDB by the recordings' authors)."""
+    digest = hashlib.sha256(request["Statement"].encode())
+    digest.update(b"\0")
+    digest.update(orjson.dumps(request.get("Parameters") or [], option=orjson.OPT_SORT_KEYS))
+    return digest.hexdigest()[:32]
 
 
-def decode_next_token(token: str) -> dict:
-    """The ExclusiveStartKey a NextToken stands for."""
+def encode_next_token(last_key: dict, binding: str) -> str:
+    """A NextToken: the page's LastEvaluatedKey and the request's binding."""
+    return base64.b64encode(orjson.dumps({"k": last_key, "b": binding})).decode()
+
+
+def decode_next_token(token: str, binding: str) -> dict:
+    """The ExclusiveStartKey a NextToken stands for: "Invalid NextToken" if it
+    is no token of Shoal's, DynamoDB's TOKEN_MISMATCH if another statement
+    (or other Parameters) returned it."""
     try:
-        key = orjson.loads(base64.b64decode(token, validate=True))
+        decoded = orjson.loads(base64.b64decode(token, validate=True))
     except (binascii.Error, ValueError, orjson.JSONDecodeError):
         raise ValidationException(INVALID_NEXT_TOKEN) from None
+    if not isinstance(decoded, dict) or set(decoded) != {"k", "b"} or not isinstance(decoded["b"], str):
+        raise ValidationException(INVALID_NEXT_TOKEN)
+    key = decoded["k"]
     if not isinstance(key, dict) or not key:
         raise ValidationException(INVALID_NEXT_TOKEN)
     for value in key.values():  # what Shoal encodes are valid key values: anything else is no token of ours
@@ -523,6 +545,8 @@ def decode_next_token(token: str) -> dict:
             validate_value(value)
         except ShoalError:
             raise ValidationException(INVALID_NEXT_TOKEN) from None
+    if decoded["b"] != binding:
+        raise ValidationException(TOKEN_MISMATCH)
     return key
 
 
@@ -581,13 +605,14 @@ def select(ctx, statement: ast.Select, params: list, request: dict) -> dict:
     for member in ("Limit", "ConsistentRead", "ReturnConsumedCapacity"):
         if request.get(member) is not None:
             read[member] = request[member]
+    binding = request_binding(request)
     if request.get("NextToken") is not None:
-        read["ExclusiveStartKey"] = decode_next_token(request["NextToken"])
+        read["ExclusiveStartKey"] = decode_next_token(request["NextToken"], binding)
     page = _loads((query if partition is not None else scan)(ctx, read))
     out = {"Items": reader.shape(page.get("Items", []))}
     last = page.get("LastEvaluatedKey")
     if last is not None:
-        out["NextToken"] = encode_next_token(last)
+        out["NextToken"] = encode_next_token(last, binding)
         out["LastEvaluatedKey"] = last
     return _with_capacity(out, page)
 
@@ -789,11 +814,12 @@ def _in_statement(position: int, exc: ValidationException) -> ValidationExceptio
 
 
 def _parse_in_transaction(position: int, entry: dict):
-    """_parse, a syntax error naming the statement's place in the request."""
+    """_parse, a syntax error (or a write naming an index) naming the
+    statement's place in the request."""
     try:
         return _parse(entry["Statement"], entry.get("Parameters"))
     except ValidationException as exc:
-        if exc.message.startswith(MALFORMED):
+        if exc.message.startswith(MALFORMED) or exc.message in (DML_FROM, ON_INDEX):
             raise _in_statement(position, exc) from None
         raise
 

@@ -6,11 +6,12 @@ Grammar (keywords in any case)::
     select    := SELECT ('*' | path {',' path}) FROM source [WHERE cond]
                  [ORDER BY path [ASC|DESC] {',' path [ASC|DESC]}]
     source    := name ['.' name]                 -- table, or table.index
-    insert    := INSERT INTO name VALUE map
-    update    := UPDATE name clauses WHERE cond [returning]
-               | FROM name [WHERE cond] clauses [returning]
+    insert    := INSERT INTO target VALUE map
+    update    := UPDATE target clauses WHERE cond [returning]
+               | FROM target [WHERE cond] clauses [returning]
     clauses   := (SET assign {',' assign} | REMOVE path {',' path})+
-    delete    := DELETE FROM name WHERE cond [returning]
+    delete    := DELETE FROM target WHERE cond [returning]
+    target    := name ['.' name]                 -- an index refused once parsed
     returning := RETURNING (ALL | MODIFIED) (OLD | NEW) '*'
     cond      := and {OR and};  and := not {AND not};  not := NOT not | predicate
     predicate := '(' cond ')' | operand (cmp operand | [NOT] BETWEEN operand AND operand
@@ -23,7 +24,8 @@ Grammar (keywords in any case)::
 Every syntax error is DynamoDB's "Statement wasn't well formed", followed by
 the reason DynamoDB gives where it is known (a token left over, a term, keyword
 or operator where a term should start, ...) and by the statement text
-otherwise.  A table alias is refused on its own.  One ';' may end a statement
+otherwise.  A table alias is refused on its own; a write naming an index
+(``table.index``) once the statement has parsed, in DynamoDB's words.  One ';' may end a statement
 (PartiQL's grammar); a map literal naming a key twice is refused.  A number literal out of
 DynamoDB's range is refused with where it sits in its value (``root``,
 ``root.name``, ``root[1]``).  Parsed statements are cached by text.
@@ -104,7 +106,7 @@ def parse_statement(text: str):
 
 
 class _Parser:
-    __slots__ = ("text", "tokens", "pos", "params", "depth")
+    __slots__ = ("text", "tokens", "pos", "params", "depth", "dml_index")
 
     def __init__(self, text: str) -> None:
         self.text = text
@@ -114,6 +116,7 @@ class _Parser:
         self.pos = 0
         self.params = 0
         self.depth = 0
+        self.dml_index = None  # the index a write's target names (refused once the statement parses)
 
     # ------------------------------------------------------------ token helpers
 
@@ -206,12 +209,26 @@ class _Parser:
             raise syntax_error(MISSING_RIGHT)
 
     def dml_target(self) -> str:
-        """The table of an INSERT, UPDATE or DELETE: a plain name."""
+        """The table of an INSERT, UPDATE or DELETE: a plain name.  A
+        ``table.index`` parses (its index kept in ``dml_index``) so that a
+        statement otherwise well formed is refused for naming an index, as
+        DynamoDB refuses it, rather than as not well formed."""
         kind, text = self.peek()
         if kind == "qid" or (kind == "id" and not self.is_reserved()):
             self.pos += 1
+            if self.accept("."):
+                self.dml_index = self.source_component(self.dot_component())
+                if self.peek()[0] == ".":
+                    raise ValidationException(FROM_COMPONENTS)
             return text
         raise syntax_error(SIMPLE_PATH)
+
+    def refuse_index(self, message: str) -> None:
+        """A write naming an index, once its statement has parsed: refused
+        before any table is looked up (DynamoDB answers so for a table that
+        does not exist too)."""
+        if self.dml_index is not None:
+            raise ValidationException(message)
 
     def refuse_alias(self, *following: str) -> None:
         """A name after the table (other than the clause words that may follow
@@ -226,13 +243,21 @@ class _Parser:
         if self.at_keyword("SELECT"):
             return self.done(self.select())
         if self.at_keyword("INSERT"):
-            return self.done(self.insert())
+            node = self.done(self.insert())
+            self.refuse_index(DML_FROM)
+            return node
         if self.at_keyword("UPDATE"):
-            return self.done(self.update())
+            node = self.done(self.update())
+            self.refuse_index(ON_INDEX)
+            return node
         if self.at_keyword("DELETE"):
-            return self.done(self.delete())
+            node = self.done(self.delete())
+            self.refuse_index(ON_INDEX)
+            return node
         if self.at_keyword("FROM"):
-            return self.done(self.from_update())
+            node = self.done(self.from_update())
+            self.refuse_index(ON_INDEX)
+            return node
         if self.at_keyword("EXISTS") or (self.at_keyword("NOT") and self.at_keyword("EXISTS", ahead=1)):
             negated = self.accept_keyword("NOT")
             self.keyword("EXISTS")
@@ -337,6 +362,8 @@ class _Parser:
         self.keyword("WHERE")
         where = self.condition()
         returning = self.returning()
+        if self.peek()[0] == "eof":  # well formed: the index before the RETURNING rule (DynamoDB Local's order)
+            self.refuse_index(ON_INDEX)
         if returning not in (None, "ALL_OLD"):
             raise ValidationException(
                 f"Invalid returning clause: RETURNING {_RETURNING_TEXT[returning]} *. "
@@ -562,6 +589,10 @@ class _Parser:
 
 
 EMPTY_COMPONENT = "Path component cannot be an empty string"
+# A write naming an index, in DynamoDB's words (recorded by the dynamodb-conformance suite; the
+# INSERT one as DynamoDB Local 1.25 words it in full, the recordings asserting its start).
+DML_FROM = "FROM clause may only contain a single table name in data manipulation statements"
+ON_INDEX = "This operation is not supported on an index"
 # A FROM of table.index.more, in DynamoDB's words (recorded against DynamoDB, 2026).
 FROM_COMPONENTS = "A path may contain at most 2 components in the FROM clause"
 

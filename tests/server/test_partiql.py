@@ -897,3 +897,109 @@ def test_a_batch_member_returns_what_its_returning_clause_asks_for(ddb, table):
     ]
     assert "Item" not in ddb.get_item(TableName=table, Key={"pk": {"S": "a"}, "sk": {"N": "1"}})
     assert ddb.get_item(TableName=table, Key={"pk": {"S": "b"}, "sk": {"N": "1"}})["Item"]["y"] == {"S": "new"}
+
+
+# ---------------------------------------------------------------- a write naming an index; a token of another read
+
+# DynamoDB's words (recorded by the dynamodb-conformance suite; the INSERT one in
+# full as DynamoDB Local 1.25 words it, of which the recordings assert the start).
+DML_FROM = "FROM clause may only contain a single table name in data manipulation statements"
+ON_INDEX = "This operation is not supported on an index"
+TOKEN_MISMATCH = "NextToken does not match request"
+
+
+def _qualified_writes(table: str) -> list:
+    return [
+        (f"INSERT INTO \"{table}\".\"gsi2\" VALUE {{'pk': 'w', 'sk': 'w'}}", DML_FROM),
+        (f"INSERT INTO \"{table}\".\"nope\" VALUE {{'pk': 'w', 'sk': 'w'}}", DML_FROM),
+        (f"INSERT INTO {table}.gsi2 VALUE {{'pk': 'w', 'sk': 'w'}}", DML_FROM),
+        ("INSERT INTO \"no_such_table\".\"gsi2\" VALUE {'pk': 'w', 'sk': 'w'}", DML_FROM),
+        (f"UPDATE \"{table}\".\"gsi2\" SET other = 'x' WHERE pk = 'p' AND sk = 's'", ON_INDEX),
+        (f"UPDATE \"{table}\".\"lsi2\" REMOVE other WHERE pk = 'p' AND sk = 's' RETURNING ALL NEW *", ON_INDEX),
+        (f"UPDATE \"{table}\".\"gsi2\" SET other = 'x' WHERE pk = 'p'", ON_INDEX),
+        ("UPDATE \"no_such_table\".\"gsi2\" SET other = 'x' WHERE pk = 'p' AND sk = 's'", ON_INDEX),
+        (f"FROM \"{table}\".\"gsi2\" WHERE pk = 'p' AND sk = 's' SET other = 'x'", ON_INDEX),
+        (f"DELETE FROM \"{table}\".\"gsi2\" WHERE pk = 'p' AND sk = 's'", ON_INDEX),
+        (f"DELETE FROM {table}.nope WHERE pk = 'p' AND sk = 's' RETURNING ALL OLD *", ON_INDEX),
+        (f"DELETE FROM \"{table}\".\"gsi2\" WHERE pk = 'p' AND sk = 's' RETURNING ALL NEW *", ON_INDEX),
+    ]
+
+
+def _item(ddb, table):
+    return ddb.get_item(TableName=table, Key={"pk": {"S": "p"}, "sk": {"S": "s"}}, ConsistentRead=True)["Item"]
+
+
+def test_a_write_naming_an_index_is_refused(ddb, indexed):
+    """An INSERT's qualifier is refused with the FROM clause rule, an UPDATE's or
+    DELETE's as a write on an index, before the table (or index) is looked up;
+    nothing is written, in each of the three operations."""
+    before = _item(ddb, indexed)
+    update = f"UPDATE {indexed} SET other = 'changed' WHERE pk = 'p' AND sk = 's'"
+    for statement, message in _qualified_writes(indexed):
+        assert code_message(run, ddb=ddb, statement=statement) == ("ValidationException", message), statement
+        # A batch member carries its error; the other member runs.
+        out = ddb.batch_execute_statement(Statements=[{"Statement": statement}, {"Statement": update}])["Responses"]
+        assert out == [{"Error": {"Code": "ValidationError", "Message": message}}, {"TableName": indexed}], statement
+        ddb.put_item(TableName=indexed, Item=before)
+        # A transaction fails as a whole, naming the statement's place.
+        assert code_message(ddb.execute_transaction, TransactStatements=[
+            {"Statement": update}, {"Statement": statement}]) == (
+            "ValidationException", f"Validation failed in TransactStatements[1]: {message}"), statement
+        assert _item(ddb, indexed) == before, statement
+    assert "Item" not in ddb.get_item(TableName=indexed, Key={"pk": {"S": "w"}, "sk": {"S": "w"}})
+    # A qualified write that is not well formed is a syntax error first, as in DynamoDB Local.
+    for statement in (f'UPDATE "{indexed}"."gsi2" SET', f'INSERT INTO "{indexed}"."gsi2" VALUE',
+                      f'INSERT INTO "{indexed}"."gsi2"'):
+        assert code_message(run, ddb=ddb, statement=statement) == ("ValidationException", MALFORMED + statement)
+    # The FROM clause's other rules hold for writes too.
+    assert code_message(run, ddb=ddb, statement=f"UPDATE \"{indexed}\".\"gsi2\".\"x\" SET other = 'x' "
+                        "WHERE pk = 'p' AND sk = 's'") == (
+        "ValidationException", "A path may contain at most 2 components in the FROM clause")
+    assert code_message(run, ddb=ddb, statement=f"DELETE FROM \"{indexed}\".\"\" WHERE pk = 'p' AND sk = 's'") == (
+        "ValidationException", "Path component cannot be an empty string")
+    # The server still serves, and the unqualified write runs.
+    run(ddb, update)
+    assert _item(ddb, indexed)["other"] == {"S": "changed"}
+
+
+def test_a_next_token_replayed_on_another_read_is_refused(ddb, indexed):
+    """A NextToken resumes the statement (and Parameters) that returned it: on
+    another index, the table, another table or another statement DynamoDB
+    answers "NextToken does not match request"; Limit and ConsistentRead may change."""
+    for n in range(3):
+        ddb.put_item(TableName=indexed, Item={"pk": {"S": "q"}, "sk": {"S": f"s{n}"}, "lsi2sk": {"S": f"l{n}"},
+                                              "gsi2pk": {"S": "h"}, "other": {"S": "o"}})
+    other_table = unique_name()
+    ddb.create_table(TableName=other_table, BillingMode="PAY_PER_REQUEST",
+                     KeySchema=[{"AttributeName": "pk", "KeyType": "HASH"},
+                                {"AttributeName": "sk", "KeyType": "RANGE"}],
+                     AttributeDefinitions=[{"AttributeName": n, "AttributeType": "S"} for n in ("pk", "sk")])
+    try:
+        on_gsi = f"SELECT pk, sk FROM \"{indexed}\".\"gsi2\" WHERE gsi2pk = 'h'"
+        on_lsi = f"SELECT pk, sk FROM \"{indexed}\".\"lsi2\" WHERE pk = 'q'"
+        on_table = f"SELECT pk, sk FROM \"{indexed}\" WHERE pk = 'q'"
+        on_other = f"SELECT pk, sk FROM \"{other_table}\" WHERE pk = 'q'"
+        for first, replays in [
+            (on_gsi, [on_lsi, on_table, f"SELECT pk, sk FROM \"{indexed}\".\"gsi2\""]),
+            (on_lsi, [on_gsi, on_table]),
+            (on_table, [on_gsi, on_lsi, on_other, f"SELECT * FROM \"{indexed}\" WHERE pk = 'q'"]),
+        ]:
+            token = run(ddb, first, Limit=1)["NextToken"]
+            for replay in replays:
+                assert code_message(run, ddb=ddb, statement=replay, NextToken=token, Limit=1) == (
+                    "ValidationException", TOKEN_MISMATCH), (first, replay)
+            # The statement that returned it resumes after the first item, with another Limit too.
+            rest = run(ddb, first, NextToken=token, Limit=5)["Items"]
+            assert [item["sk"]["S"] for item in rest] == ["s1", "s2"], first
+        # Parameters are part of the statement a token resumes.
+        with_param = f"SELECT pk, sk FROM \"{indexed}\" WHERE pk = ?"
+        token = run(ddb, with_param, Parameters=[{"S": "q"}], Limit=1)["NextToken"]
+        assert code_message(run, ddb=ddb, statement=with_param, Parameters=[{"S": "p"}], NextToken=token) == (
+            "ValidationException", TOKEN_MISMATCH)
+        out = run(ddb, with_param, Parameters=[{"S": "q"}], NextToken=token, ConsistentRead=True)
+        assert [item["sk"]["S"] for item in out["Items"]] == ["s1", "s2"]
+        # A token that is no token of Shoal's is still an invalid one.
+        assert code_message(run, ddb=ddb, statement=on_table, NextToken="bogus") == (
+            "ValidationException", "Invalid NextToken")
+    finally:
+        ddb.delete_table(TableName=other_table)

@@ -397,3 +397,33 @@ def test_a_throttled_statement_in_a_batch_has_its_own_error_code():
     assert provisioned == {"Error": {"Code": "ProvisionedThroughputExceeded", "Message": "over"}, "TableName": "events"}
     assert batch_error(OnDemandThrottlingException("Rate of requests exceeds the allowed throughput."))["Error"][
         "Code"] == "ThrottlingError"
+
+
+@pytest.mark.parametrize("text, expected", [
+    ("INSERT INTO t.i VALUE {'pk': 'a'}",
+     "FROM clause may only contain a single table name in data manipulation statements"),
+    ("UPDATE \"t\".\"i\" SET a = 1 WHERE pk = 'a'", "This operation is not supported on an index"),
+    ("FROM t.i WHERE pk = 'a' SET a = 1", "This operation is not supported on an index"),
+    ("DELETE FROM t.i WHERE pk = 'a'", "This operation is not supported on an index"),
+    ("DELETE FROM t.i WHERE pk = 'a' RETURNING MODIFIED OLD *", "This operation is not supported on an index"),
+    ("UPDATE t.i.x SET a = 1 WHERE pk = 'a'", "A path may contain at most 2 components in the FROM clause"),
+    ("DELETE FROM t.\"\" WHERE pk = 'a'", "Path component cannot be an empty string"),
+    # Not well formed comes first: the index is refused only once the statement parses.
+    ("UPDATE t.i SET a = 1", MALFORMED + "UPDATE t.i SET a = 1"),
+    ("INSERT INTO t.i VALUE", MALFORMED + "INSERT INTO t.i VALUE"),
+    ("DELETE FROM t.i WHERE pk = 'a' extra", MALFORMED + "Unexpected token after expression"),
+])
+def test_a_write_naming_an_index_is_refused_once_it_parses(text, expected):
+    assert message_of(parse_statement, text) == expected
+
+
+def test_a_next_token_resumes_only_the_statement_that_returned_it():
+    from shoal.api.partiql import decode_next_token, encode_next_token, request_binding
+
+    key = {"pk": {"S": "a"}, "sk": {"N": "1"}}
+    first = {"Statement": "SELECT * FROM t WHERE pk = ?", "Parameters": [{"S": "a"}], "Limit": 1}
+    token = encode_next_token(key, request_binding(first))
+    assert decode_next_token(token, request_binding({**first, "Limit": 9, "ConsistentRead": True})) == key
+    for other in ({**first, "Statement": "SELECT * FROM t.i WHERE pk = ?"}, {**first, "Parameters": [{"S": "b"}]},
+                  {"Statement": first["Statement"]}):
+        assert message_of(decode_next_token, token, request_binding(other)) == "NextToken does not match request"
