@@ -337,6 +337,7 @@ class Replicator:
         self._pending_shown: set[str] | None = None
         self._lease = Lease(engine, LEASE_KEY, LEASE_S)
         self._next_prune = 0.0
+        self._next_key_check = 0.0
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         # position -> (time, origin, keys JSON, new image JSON) of the local writes indexed this
@@ -399,6 +400,9 @@ class Replicator:
         if self.metrics and time.monotonic() >= self._next_pending:
             self._next_pending = time.monotonic() + PENDING_EVERY_S
             self._sample_pending()
+        if time.monotonic() >= self._next_key_check:  # this region's tables whose KMS key cannot be used
+            self._next_key_check = time.monotonic() + control.KEY_CHECK_S
+            busy = control.check_encryption_keys(self.engine, self.catalog, self.region, self.clock()) or busy
         if time.monotonic() >= self._next_prune:
             self._next_prune = time.monotonic() + PRUNE_EVERY_S
             with self.engine.write() as txn:
@@ -609,11 +613,16 @@ class Replicator:
         desc = self._description(task["name"], task["table_id"])
         if desc is None:
             return True  # the table is gone: nothing to make
-        peer.call("CreateReplica", {"TableName": task["name"], "SourceRegion": self.region,
-                                    "Request": task["request"], "Replicas": control.replica_set(desc, self.region),
-                                    "TimeToLive": _ttl_spec(task.get("ttl")),
-                                    "MultiRegionConsistency": desc.get("MultiRegionConsistency"),
-                                    "Witnesses": desc.get("GlobalTableWitnesses")})
+        try:
+            peer.call("CreateReplica", {"TableName": task["name"], "SourceRegion": self.region,
+                                        "Request": task["request"], "Replicas": control.replica_set(desc, self.region),
+                                        "TimeToLive": _ttl_spec(task.get("ttl")),
+                                        "MultiRegionConsistency": desc.get("MultiRegionConsistency"),
+                                        "Witnesses": desc.get("GlobalTableWitnesses")})
+        except PeerError as exc:  # a refusal makes the replica CREATION_FAILED; other errors are retried
+            if control.replica_creation_failed(self.engine, self.catalog, self.region, task, exc.status, exc.body):
+                return True
+            raise
         return True
 
     def _task_witness(self, peer: PeerClient, task: dict) -> bool:

@@ -376,6 +376,7 @@ def create_replica(ctx, data: dict) -> dict:
     from shoal.api import tables, ttl
 
     name = data["TableName"]
+    control.check_replica_target(ctx, data)  # a table of that name that is not this replica, a key unusable here
     with ctx.engine.read() as txn:
         existing = ctx.catalog.get(txn, ctx.region, name)
     if existing is None:  # (each step its own transaction: under group commit, one)
@@ -450,6 +451,8 @@ def sync_replicas(ctx, data: dict) -> dict:
                     entry.pop("ReplicaStatusPercentProgress", None)
             desc["GlobalTableVersion"] = control.GLOBAL_TABLE_VERSION
             if desc.get("TableStatus") == "CREATING" and own != "ACTIVE":
+                return
+            if desc.get("TableStatus") == control.INACCESSIBLE:  # this region's key check decides
                 return
             desc["TableStatus"] = "UPDATING" if any(r["ReplicaStatus"] == "CREATING" for r in others) else "ACTIVE"
 

@@ -694,22 +694,6 @@ def test_vector_indexes_of_a_global_table_answer_in_every_region_with_every_regi
     assert sorted(item["pk"]["S"] for item in _converged(regions, name)) == ["from-0", "from-1", "from-2"]
 
 
-def _calls_creation_checks() -> bool:
-    """Whether the replication thread and the CreateReplica peer operation
-    call ``control.replica_creation_failed`` and ``control.check_replica_target``
-    (proposed for shoal/replication/node.py and protocol.py with them)."""
-    import inspect
-
-    from shoal.replication import node, protocol
-
-    return ("replica_creation_failed" in inspect.getsource(node.Replicator._task_create)
-            and "check_replica_target" in inspect.getsource(protocol.create_replica))
-
-
-creation_checks = pytest.mark.skipif(
-    not _calls_creation_checks(), reason="node.py and protocol.py do not call control's replica creation checks yet")
-
-
 def _data_dir(regions, i: int) -> str:
     return os.path.join(regions.base, f"region{i}")
 
@@ -724,7 +708,6 @@ def _wait_replica_status(client, name: str, region: str, status: str, timeout: f
         time.sleep(0.1)
 
 
-@creation_checks
 def test_a_replica_its_region_refuses_is_creation_failed_until_deleted(regions):
     """A region that already holds a table of that name (of the same or of
     another key schema) refuses the replica: the source region shows it
@@ -782,7 +765,6 @@ def test_a_replica_its_region_refuses_is_creation_failed_until_deleted(regions):
         {"AttributeName": "id", "KeyType": "HASH"}]
 
 
-@creation_checks
 def test_a_replica_whose_kms_key_its_region_cannot_use_is_creation_failed(regions):
     from shoal.storage.keyring import set_kms_key_state
 
@@ -811,21 +793,6 @@ def test_a_replica_whose_kms_key_its_region_cannot_use_is_creation_failed(region
         f"arn:aws:kms:{REGIONS[2]}:000000000000:key/replica-key")
 
 
-def _checks_encryption_keys() -> bool:
-    """Whether the replication thread calls ``control.check_encryption_keys``
-    (proposed for shoal/replication/node.py with it)."""
-    import inspect
-
-    from shoal.replication import node
-
-    return "check_encryption_keys" in inspect.getsource(node.Replicator.run_once)
-
-
-key_checks = pytest.mark.skipif(
-    not _checks_encryption_keys(),
-    reason="node.py's replication thread does not call control.check_encryption_keys yet")
-
-
 def _wait_table_status(client, name: str, status: str, timeout: float = CONVERGE_S) -> dict:
     deadline = time.monotonic() + timeout
     while True:
@@ -836,7 +803,6 @@ def _wait_table_status(client, name: str, status: str, timeout: float = CONVERGE
         time.sleep(0.1)
 
 
-@key_checks
 def test_a_replica_whose_kms_key_becomes_unusable_is_inaccessible_until_it_is_usable_again(regions):
     """A replica's KMSMasterKeyId override names a key of its region; once
     that key is disabled, pending deletion or deleted there, its table is
