@@ -77,6 +77,7 @@ import time
 from dataclasses import dataclass
 from typing import Callable
 
+from shoal.capacity import on_demand as _on_demand
 from shoal.capacity.on_demand import (
     EMPTY,
     MAX_MESSAGE,
@@ -200,11 +201,11 @@ def policy_of(table, rules: OnDemandRules | None = None) -> Policy | None:
                                        resource, message)
                 continue
             warm = max(float(warmed.get(warm_units) or 0), initial)
-            cap = float(on_demand.get(maximum) or -1)
-            cap = cap if cap > 0 else 0.0
-            floor = min(warm, cap) if cap else warm
+            # its maximum, or else the account's per-table quota (on_demand.maximum)
+            cap, max_reason, _ = _on_demand.maximum(on_demand.get(maximum), kind, kind_name)
+            floor = min(warm, cap)
             out[index] = Limit(key, floor, floor * ON_DEMAND_BURST_S, f"{kind_name}{label}KeyRangeThroughputExceeded",
-                               resource, PEAK_MESSAGE, warm, cap, f"{kind_name}{label}MaxOnDemandThroughputExceeded")
+                               resource, PEAK_MESSAGE, warm, cap, max_reason)
 
     add(None, desc, arn)
     for gsi in desc.get("GlobalSecondaryIndexes") or ():
@@ -454,7 +455,9 @@ class Capacity:
         self.partitions = partitions
         #: (table id, index, kind, key) -> this worker's balance of a hot key's bucket.
         self._key_balance: dict[tuple, float] = {}
-        if partitions is not None:  # every table has partitions: the catalog hands each to ``admit``
+        # Every table has partitions, or a test lowered the table quota (on_demand.quota_lowered)
+        # that a plain on-demand table can then reach: the catalog hands each to ``admit``.
+        if partitions is not None or _on_demand.quota_lowered():
             from shoal.api import catalog
 
             catalog.LIMIT_EVERY_TABLE = True
@@ -752,6 +755,8 @@ class Capacity:
             return ProvisionedThroughputExceededException(limit.message, [
                 {"reason": limit.reason, "resource": limit.resource}])
         if limit.maximum and limit.maximum <= self.shared.ceilings.get(limit.key, limit.warm):
+            if limit.max_reason.endswith("AccountLimitExceeded"):  # the quota, not a configured maximum
+                return _on_demand.AccountLimitExceeded([{"reason": limit.max_reason, "resource": limit.resource}])
             return OnDemandThrottlingException(MAX_MESSAGE, [{"reason": limit.max_reason,
                                                               "resource": limit.resource}])
         return OnDemandThrottlingException(limit.message, [{"reason": limit.reason, "resource": limit.resource}])

@@ -150,19 +150,6 @@ def test_an_on_demand_maximum_above_the_table_quota_is_refused(ddb):
 
 # ---------------------------------------------------------------- the per-table quota of on-demand tables
 
-def _quota_enforced() -> bool:
-    """Whether the capacity hook holds an on-demand table without a maximum to
-    the table quota (``shoal.capacity.policy_of`` with ``on_demand.maximum``)."""
-    from types import SimpleNamespace
-
-    from shoal.capacity import policy_of
-
-    plain = SimpleNamespace(name="t", table_id="0", description={
-        "TableName": "t", "BillingModeSummary": {"BillingMode": "PAY_PER_REQUEST"}})
-    policy = policy_of(plain)
-    return policy is not None and policy.writes[None].maximum > 0
-
-
 QUOTA = {"SHOAL_TABLE_QUOTA_RCU": "1", "SHOAL_TABLE_QUOTA_WCU": "2"}
 
 
@@ -187,8 +174,6 @@ ACCOUNT_LIMIT = ("Throughput exceeds the current throughput limit for your accou
                  "contact AWS Support at https://aws.amazon.com/support.")
 
 
-@pytest.mark.skipif(not _quota_enforced(), reason="the capacity hook does not apply the table quota to on-demand "
-                                                  "tables yet (shoal.capacity.policy_of)")
 def test_an_on_demand_table_without_a_maximum_is_held_to_the_table_quota(lowered):
     name = unique_name("quota")
     lowered.create_table(TableName=name, BillingMode="PAY_PER_REQUEST", **{

@@ -70,7 +70,7 @@ def test_an_on_demand_table_and_each_gsi_start_at_their_warm_throughput_capped_b
                                              "OnDemandThroughput": {"MaxReadRequestUnits": 7}}]}
     plain = policy_of(FakeTable(on_demand))  # DynamoDB's initial 12,000 reads and 4,000 writes a second
     assert plain.reads[None] == Limit("id1//read", 12000.0, 12000.0, "TableReadKeyRangeThroughputExceeded", arn,
-                                      PEAK_MESSAGE, 12000.0, 0.0, "TableReadMaxOnDemandThroughputExceeded")
+                                      PEAK_MESSAGE, 12000.0, 40000.0, "TableReadAccountLimitExceeded")
     assert plain.writes[None].warm == 4000.0
     assert plain.reads["g"] == Limit("id1/g/read", 7.0, 7.0, "IndexReadKeyRangeThroughputExceeded", arn + "/index/g",
                                      PEAK_MESSAGE, 12000.0, 7.0, "IndexReadMaxOnDemandThroughputExceeded")
@@ -78,7 +78,7 @@ def test_an_on_demand_table_and_each_gsi_start_at_their_warm_throughput_capped_b
                                                                       "MaxReadRequestUnits": -1},
                                   "WarmThroughput": {"ReadUnitsPerSecond": 30000, "WriteUnitsPerSecond": 100,
                                                      "Status": "ACTIVE"}}))
-    assert (capped.reads[None].warm, capped.reads[None].maximum) == (30000.0, 0.0)  # pre-warmed; -1: no maximum
+    assert (capped.reads[None].warm, capped.reads[None].maximum) == (30000.0, 40000.0)  # -1: the table quota
     assert (capped.writes[None].rate, capped.writes[None].warm, capped.writes[None].maximum) == (50.0, 4000.0, 50.0)
     small = policy_of(FakeTable(on_demand), OnDemandRules(read_units=20, write_units=10))  # a test server's numbers
     assert (small.reads[None].warm, small.writes[None].warm) == (20.0, 10.0)
