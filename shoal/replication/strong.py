@@ -607,7 +607,7 @@ def delete_item(ctx, moved, request: dict, condition, return_values: str):
 
 def get_item(ctx, moved, request: dict, projection):
     """GetItem with ConsistentRead: the item as a majority of regions holds it."""
-    from shoal.api.common import consumed_capacity, item_read_units, meter
+    from shoal.api.common import READ, consumed_capacity, item_read_units, meter
     from shoal.model.size import item_size
 
     table = moved.table
@@ -615,7 +615,7 @@ def get_item(ctx, moved, request: dict, projection):
     item = _decoded(node_of(ctx).read(table, moved.key).result)
     size = item_size(item) if item is not None else 0
     units = item_read_units(size, True)
-    meter(ctx, table.name, "READ", units)
+    meter(ctx, table.name, READ, units)
     out = {}
     if item is not None:
         out["Item"] = item if projection is None else projection.apply(item)

@@ -116,3 +116,34 @@ def test_a_global_secondary_index_backfill_reports_its_progress_and_the_writes_i
     assert consumed["Sum"] == 1100.0  # one unit for each entry written (each well under 1 KB)
     # DynamoDB does not count the backfill in the index's own consumed capacity
     assert totals(cw, "ConsumedWriteCapacityUnits", dims) is None
+
+
+def test_a_strongly_consistent_get_item_of_a_strong_global_table_reports_its_read_units(tmp_path):
+    """MRSC: a strongly consistent GetItem is a round between regions, and
+    consumes read units like any strongly consistent GetItem (one per 4 KB)."""
+    from tests.server.test_mrsc import REGIONS, Regions, _strong_table
+
+    class WithMetrics(Regions):
+        def start(self, i: int, *extra: str) -> None:
+            peers = [f"--peer={region}=http://127.0.0.1:{port}"
+                     for region, port in zip(REGIONS, self.ports) if region != REGIONS[i]]
+            self.procs[i] = ShoalProcess(f"{self.base}/region{i}", "--region", REGIONS[i], *peers,
+                                         "--workers", "1", port=self.ports[i]).start()
+
+    trio = WithMetrics(str(tmp_path))
+    try:
+        for i in range(3):
+            trio.start(i)
+        name = "mrsc_metered"
+        _strong_table(trio, name)
+        ddb, _, cw = clients(trio.procs[1], REGIONS[1])
+        trio.client(0).put_item(TableName=name, Item={"pk": {"S": "big"}, "v": {"S": "x" * 9000}})
+        for _ in range(2):
+            got = ddb.get_item(TableName=name, Key={"pk": {"S": "big"}}, ConsistentRead=True,
+                               ReturnConsumedCapacity="TOTAL")
+            assert got["ConsumedCapacity"] == {"TableName": name, "CapacityUnits": 3.0}
+        point = eventually(lambda: totals(cw, "ConsumedReadCapacityUnits", {"TableName": name}),
+                           lambda p: p is not None and p["Sum"] >= 6.0)
+        assert (point["Sum"], point["SampleCount"]) == (6.0, 2.0)
+    finally:
+        trio.stop()
