@@ -132,17 +132,25 @@ def _rotate(args) -> int:
         print(f"shoal: data directory {args.data_dir} is not encrypted: it has no keys to rotate", file=sys.stderr)
         return 1
     try:
-        old = master_key_from(args.master_key_file)
-        if old is None:
-            print("shoal: give the current master key with --master-key-file or SHOAL_MASTER_KEY", file=sys.stderr)
+        keys = _old_and_new(args)
+        if keys is None:
             return 2
-        new = read_master_key_file(args.new_master_key_file)
-        rotate_master_key(args.data_dir, old, new)
+        rotate_master_key(args.data_dir, *keys)
     except KeyringError as exc:
         print(f"shoal: {exc}", file=sys.stderr)
         return 1
     print(f"re-wrapped the data keys of {os.path.abspath(args.data_dir)} under the new master key")
     return 0
+
+
+def _old_and_new(args) -> tuple[bytes, bytes] | None:
+    """``rotate``'s current and new master keys, or None after saying that the
+    current one is missing (exit 2); a bad key file raises KeyringError."""
+    old = master_key_from(args.master_key_file)
+    if old is None:
+        print("shoal: give the current master key with --master-key-file or SHOAL_MASTER_KEY", file=sys.stderr)
+        return None
+    return old, read_master_key_file(args.new_master_key_file)
 
 
 def _rotate_in_database(args) -> int:
@@ -157,14 +165,12 @@ def _rotate_in_database(args) -> int:
 
     shown = shown_dsn(args.storage)
     try:
-        old = master_key_from(args.master_key_file)
-        if old is None:
-            print("shoal: give the current master key with --master-key-file or SHOAL_MASTER_KEY", file=sys.stderr)
+        keys = _old_and_new(args)
+        if keys is None:
             return 2
-        new = read_master_key_file(args.new_master_key_file)
         engine = PostgresEngine(args.storage, encrypted=True, min_connections=1, max_connections=1)
         try:
-            rotate_database_master_key(engine, old, new, shown)
+            rotate_database_master_key(engine, *keys, shown)
         finally:
             engine.close()
     except (KeyringError, StorageUnavailable) as exc:

@@ -17,6 +17,7 @@ from botocore.config import Config
 from botocore.exceptions import ClientError
 
 from tests.conftest import make_client, unique_name
+from tests.server.test_autoscaling import provisioned_table, wait_for, write_capacity
 from tests.shoal_process import ShoalProcess
 
 ENV = {"SHOAL_AUTOSCALING_INTERVAL_S": "0.3", "SHOAL_AUTOSCALING_SCALE_OUT_S": "600",
@@ -52,28 +53,6 @@ def cloudwatch(server):
     return _client(server, "cloudwatch")
 
 
-def _table(ddb, wcu: int = 5) -> str:
-    name = unique_name("asa")
-    ddb.create_table(TableName=name, KeySchema=[{"AttributeName": "pk", "KeyType": "HASH"}],
-                     AttributeDefinitions=[{"AttributeName": "pk", "AttributeType": "S"}],
-                     ProvisionedThroughput={"ReadCapacityUnits": 5, "WriteCapacityUnits": wcu})
-    return name
-
-
-def _writes(ddb, table: str) -> int:
-    return ddb.describe_table(TableName=table)["Table"]["ProvisionedThroughput"]["WriteCapacityUnits"]
-
-
-def _wait_for(predicate, timeout: float = 20.0):
-    deadline = time.monotonic() + timeout
-    while True:
-        value = predicate()
-        if value:
-            return value
-        assert time.monotonic() < deadline, "timed out"
-        time.sleep(0.2)
-
-
 def _alarm_on(cloudwatch, table: str, name: str, policy_arn: str, comparison: str = "GreaterThanThreshold"):
     cloudwatch.put_metric_alarm(AlarmName=name, Namespace="AWS/DynamoDB", MetricName="ConsumedWriteCapacityUnits",
                                 Dimensions=[{"Name": "TableName", "Value": table}], Statistic="Sum", Period=60,
@@ -88,7 +67,7 @@ def _activities(scaling, table: str) -> list:
 
 def test_a_step_policy_runs_when_its_alarm_is_in_alarm_and_its_cooldown_counts_the_last_scale_out(
         ddb, scaling, cloudwatch):
-    table = _table(ddb)
+    table = provisioned_table(ddb)
     target = dict(ServiceNamespace="dynamodb", ResourceId=f"table/{table}", ScalableDimension=WRITES)
     scaling.register_scalable_target(MinCapacity=5, MaxCapacity=50, **target)
     policy = scaling.put_scaling_policy(PolicyName="steps", PolicyType="StepScaling", **target,
@@ -107,9 +86,9 @@ def test_a_step_policy_runs_when_its_alarm_is_in_alarm_and_its_cooldown_counts_t
     assert described["ScalingPolicies"][0]["StepScalingPolicyConfiguration"]["StepAdjustments"][1] == {
         "MetricIntervalLowerBound": 100.0, "ScalingAdjustment": 12}
     time.sleep(1)
-    assert _writes(ddb, table) == 5  # the alarm has no data: nothing runs
+    assert write_capacity(ddb, table) == 5  # the alarm has no data: nothing runs
     cloudwatch.set_alarm_state(AlarmName=alarm, StateValue="ALARM", StateReason="testing the policy")
-    assert _wait_for(lambda: _writes(ddb, table) == 10)  # no datapoint: a breach of 0, the first step
+    assert wait_for(lambda: write_capacity(ddb, table) == 10)  # no datapoint: a breach of 0, the first step
     [activity] = _activities(scaling, table)
     assert (activity["Description"], activity["Cause"], activity["StatusCode"]) == (
         "Setting write capacity units to 10.", f"monitor alarm {alarm} in state ALARM triggered policy steps",
@@ -117,19 +96,19 @@ def test_a_step_policy_runs_when_its_alarm_is_in_alarm_and_its_cooldown_counts_t
     history = cloudwatch.describe_alarm_history(AlarmName=alarm, HistoryItemType="Action")["AlarmHistoryItems"]
     assert [h["HistorySummary"] for h in history] == [f"Successfully executed action {policy['PolicyARN']}"]
     time.sleep(2.5)  # invoked again while in ALARM, but the cooldown holds a same-size scale-out
-    assert _writes(ddb, table) == 10 and len(_activities(scaling, table)) == 1
+    assert write_capacity(ddb, table) == 10 and len(_activities(scaling, table)) == 1
     # a larger breach during the cooldown: its step counted from the capacity before the last scale-out
     cloudwatch.set_alarm_state(AlarmName=alarm, StateValue="OK", StateReason="reset")
     cloudwatch.set_alarm_state(AlarmName=alarm, StateValue="ALARM", StateReason="a big breach",
                                StateReasonData=json.dumps({"version": "1.0", "recentDatapoints": [400.0]}))
-    assert _wait_for(lambda: _writes(ddb, table) == 17)  # 5 + 12, not 10 + 12
+    assert wait_for(lambda: write_capacity(ddb, table) == 17)  # 5 + 12, not 10 + 12
     assert [a["Description"] for a in _activities(scaling, table)] == [
         "Setting write capacity units to 17.", "Setting write capacity units to 10."]
 
 
 def test_an_alarm_that_stays_in_alarm_keeps_invoking_a_policy_without_cooldown_down_to_the_minimum(
         ddb, scaling, cloudwatch):
-    table = _table(ddb, wcu=11)
+    table = provisioned_table(ddb, wcu=11)
     target = dict(ServiceNamespace="dynamodb", ResourceId=f"table/{table}", ScalableDimension=WRITES)
     scaling.register_scalable_target(MinCapacity=5, MaxCapacity=50, **target)
     policy = scaling.put_scaling_policy(PolicyName="quiet", PolicyType="StepScaling", **target,
@@ -142,14 +121,14 @@ def test_an_alarm_that_stays_in_alarm_keeps_invoking_a_policy_without_cooldown_d
     _alarm_on(cloudwatch, table, alarm, policy["PolicyARN"], "LessThanThreshold")
     cloudwatch.set_alarm_state(AlarmName=alarm, StateValue="ALARM", StateReason="quiet")
     # -10% of 11 is -1.1, rounded toward zero to -1, then at least 3: 11 -> 8 -> 5, held at the minimum
-    assert _wait_for(lambda: _writes(ddb, table) == 5)
+    assert wait_for(lambda: write_capacity(ddb, table) == 5)
     time.sleep(1.5)
     assert [a["Description"] for a in _activities(scaling, table)] == [
         "Setting write capacity units to 5.", "Setting write capacity units to 8."]
 
 
 def test_a_target_tracking_policy_has_its_two_alarms_until_it_is_deleted(ddb, scaling, cloudwatch):
-    table = _table(ddb, wcu=10)
+    table = provisioned_table(ddb, wcu=10)
     target = dict(ServiceNamespace="dynamodb", ResourceId=f"table/{table}", ScalableDimension=WRITES)
     scaling.register_scalable_target(MinCapacity=5, MaxCapacity=100, **target)
     policy = scaling.put_scaling_policy(PolicyName="tracking", PolicyType="TargetTrackingScaling", **target,
@@ -173,7 +152,7 @@ def test_a_target_tracking_policy_has_its_two_alarms_until_it_is_deleted(ddb, sc
     assert high["AlarmActions"] == low["AlarmActions"] == [policy["PolicyARN"]]
     assert high["AlarmArn"] == policy["Alarms"][0]["AlarmARN"]
     ddb.update_table(TableName=table, ProvisionedThroughput={"ReadCapacityUnits": 5, "WriteCapacityUnits": 20})
-    assert _wait_for(lambda: cloudwatch.describe_alarms(AlarmNames=[names[0]])["MetricAlarms"][0][
+    assert wait_for(lambda: cloudwatch.describe_alarms(AlarmNames=[names[0]])["MetricAlarms"][0][
         "Threshold"] == 840.0)  # follows the capacity
     scaling.delete_scaling_policy(PolicyName="tracking", **target)
     assert cloudwatch.describe_alarms(AlarmNames=names)["MetricAlarms"] == []
@@ -200,7 +179,7 @@ def test_a_target_tracking_policy_has_its_two_alarms_until_it_is_deleted(ddb, sc
     ([{"ScalingAdjustment": 1}], "The upper and lower bound of a step adjustment cannot both be null"),
 ])
 def test_a_malformed_step_policy_is_refused_and_the_server_serves_on(ddb, scaling, steps, message):
-    table = _table(ddb)
+    table = provisioned_table(ddb)
     target = dict(ServiceNamespace="dynamodb", ResourceId=f"table/{table}", ScalableDimension=WRITES)
     scaling.register_scalable_target(MinCapacity=5, MaxCapacity=50, **target)
     with pytest.raises(ClientError) as info:
@@ -213,7 +192,7 @@ def test_a_malformed_step_policy_is_refused_and_the_server_serves_on(ddb, scalin
 
 
 def test_alarm_actions_take_scaling_policies_but_not_other_services(ddb, scaling, cloudwatch):
-    table = _table(ddb)
+    table = provisioned_table(ddb)
     with pytest.raises(ClientError) as info:
         _alarm_on(cloudwatch, table, unique_name("ec2"), "arn:aws:automate:us-east-1:ec2:stop")
     assert info.value.response["Error"]["Message"] == (
@@ -228,11 +207,11 @@ def test_alarm_actions_take_scaling_policies_but_not_other_services(ddb, scaling
     history = cloudwatch.describe_alarm_history(AlarmName=alarm, HistoryItemType="Action")["AlarmHistoryItems"]
     assert [h["HistorySummary"] for h in history] == [
         f'Failed to execute action {ghost}. Received error: "No scaling policy found for the ARN"']
-    assert _writes(ddb, table) == 5
+    assert write_capacity(ddb, table) == 5
 
 
 def test_a_suspended_scale_out_holds_the_step_policy_until_it_is_resumed(ddb, scaling, cloudwatch):
-    table = _table(ddb)
+    table = provisioned_table(ddb)
     target = dict(ServiceNamespace="dynamodb", ResourceId=f"table/{table}", ScalableDimension=WRITES)
     scaling.register_scalable_target(MinCapacity=5, MaxCapacity=50, SuspendedState={
         "DynamicScalingOutSuspended": True}, **target)
@@ -245,15 +224,15 @@ def test_a_suspended_scale_out_holds_the_step_policy_until_it_is_resumed(ddb, sc
     _alarm_on(cloudwatch, table, alarm, policy["PolicyARN"])
     cloudwatch.set_alarm_state(AlarmName=alarm, StateValue="ALARM", StateReason="testing")
     time.sleep(2.5)  # invoked more than once meanwhile (every second while in ALARM)
-    assert _writes(ddb, table) == 5 and _activities(scaling, table) == []
+    assert write_capacity(ddb, table) == 5 and _activities(scaling, table) == []
     scaling.register_scalable_target(SuspendedState={"DynamicScalingOutSuspended": False}, **target)
-    assert _wait_for(lambda: _writes(ddb, table) == 25)
+    assert wait_for(lambda: write_capacity(ddb, table) == 25)
     [activity] = _activities(scaling, table)
     assert activity["Description"] == "Setting write capacity units to 25."
 
 
 def test_a_suspended_schedule_lets_its_due_time_pass_unused(ddb, scaling):
-    table = _table(ddb)
+    table = provisioned_table(ddb)
     target = dict(ServiceNamespace="dynamodb", ResourceId=f"table/{table}", ScalableDimension=WRITES)
     scaling.register_scalable_target(MinCapacity=5, MaxCapacity=50, SuspendedState={
         "ScheduledScalingSuspended": True}, **target)
@@ -266,11 +245,11 @@ def test_a_suspended_schedule_lets_its_due_time_pass_unused(ddb, scaling):
     described = scaling.describe_scalable_targets(ServiceNamespace="dynamodb", ResourceIds=[f"table/{table}"])
     assert [(t["MinCapacity"], t["SuspendedState"]["ScheduledScalingSuspended"])
             for t in described["ScalableTargets"]] == [(5, False)]
-    assert _writes(ddb, table) == 5 and _activities(scaling, table) == []
+    assert write_capacity(ddb, table) == 5 and _activities(scaling, table) == []
 
 
 def test_dynamodbs_auto_scaling_description_lists_target_tracking_policies_only(ddb, scaling):
-    table = _table(ddb)
+    table = provisioned_table(ddb)
     target = dict(ServiceNamespace="dynamodb", ResourceId=f"table/{table}", ScalableDimension=WRITES)
     scaling.register_scalable_target(MinCapacity=5, MaxCapacity=50, **target)
     scaling.put_scaling_policy(PolicyName="steps", PolicyType="StepScaling", **target,
@@ -311,6 +290,6 @@ def test_a_policy_scales_its_own_regions_table_only(server):
     assert policy["PolicyARN"].startswith("arn:aws:autoscaling:eu-west-1:")
     _alarm_on(cloudwatch, name, "eu-high", policy["PolicyARN"])
     cloudwatch.set_alarm_state(AlarmName="eu-high", StateValue="ALARM", StateReason="testing")
-    assert _wait_for(lambda: _writes(ddb, name) == 9)
+    assert wait_for(lambda: write_capacity(ddb, name) == 9)
     time.sleep(1)
-    assert _writes(clients["us-east-1"][0], name) == 5
+    assert write_capacity(clients["us-east-1"][0], name) == 5
