@@ -256,6 +256,31 @@ def meter_item_write(ctx, table_name: str, units: float, index_units: dict | Non
         ctx.meter.append((table_name, units))
 
 
+def failed_write_units(old_size: int | None) -> float:
+    """What a write whose condition evaluated to false consumes: DynamoDB
+    "still consumes write capacity from the table", the size of the item
+    that exists (rounded up to 1 KB units), or one unit when there is none
+    (Developer Guide, "Capacity units consumed by conditional writes").  No
+    index is written, so none is charged."""
+    return write_units(old_size) if old_size else 1.0
+
+
+def meter_failed_write(ctx, table, old_size: int | None) -> None:
+    """Charge a PutItem, UpdateItem or DeleteItem whose condition failed:
+    its units (``failed_write_units``) go to the metrics
+    (ConsumedWriteCapacityUnits) and, on a limited table, to its write
+    capacity (``Capacity.condition_failed`` for a request charged at
+    admission; a request metered apart is charged by ``settle`` from the
+    same entry).  The request still fails with ConditionalCheckFailedException,
+    whose response carries no ConsumedCapacity, as DynamoDB's does not."""
+    units = failed_write_units(old_size)
+    capacity = ctx.catalog.capacity
+    if capacity is not None and table.limited:
+        capacity.condition_failed(table, units)
+    if ctx.meter is not None:
+        meter_item_write(ctx, table.name, units, None)
+
+
 def meter_returned(ctx, table_name: str, operation: str, items: int) -> None:
     """Report the items a Query or Scan page returned: ``(table_name,
     RETURNED, items, operation)`` in ``ctx.meter``."""

@@ -14,6 +14,7 @@ from shoal.api.common import (
     in_envelope,
     item_read_units,
     item_write_units,
+    meter_failed_write,
     meter_item_write,
     read_projection,
     storage_key,
@@ -80,6 +81,13 @@ def check_condition(condition, old: dict | None, request: dict) -> None:
         raise ConditionalCheckFailedException(item=item)
 
 
+def _condition_failed(ctx, table, old_raw) -> None:
+    """A write whose condition failed still consumes write capacity in
+    DynamoDB (the existing item's size, or one unit): metered and charged
+    (``shoal.api.common.meter_failed_write``) before the error is raised."""
+    meter_failed_write(ctx, table, stored_size(old_raw) if old_raw is not None else None)
+
+
 def _response(attributes=None, capacity=None, metrics=None) -> dict:
     out = {}
     if attributes:
@@ -127,7 +135,11 @@ def put_item(ctx, request: dict):
             skey = storage_key(table, key)
             old_raw = txn.get("items", skey)
             if condition is not None:
-                check_condition(condition, stored_item(old_raw) if old_raw is not None else None, request)
+                try:
+                    check_condition(condition, stored_item(old_raw) if old_raw is not None else None, request)
+                except ConditionalCheckFailedException:
+                    _condition_failed(ctx, table, old_raw)
+                    raise
             index_units = {} if table.indexes else None
             write_item(txn, table, skey, key, old_raw, item, size, now=ctx.now(), index_units=index_units)
             metrics = _collection_metrics(txn, table, request, key)
@@ -251,7 +263,12 @@ def update_item(ctx, request: dict):
             skey = storage_key(table, key)
             old_raw = txn.get("items", skey)
             old = stored_item(old_raw) if old_raw is not None else None
-            check_condition(condition, old, request)
+            if condition is not None:
+                try:
+                    check_condition(condition, old, request)
+                except ConditionalCheckFailedException:
+                    _condition_failed(ctx, table, old_raw)
+                    raise
             new_item = created_by(update, old, key)
             size = item_size(new_item) if new_item is not None else 0
             if size > MAX_ITEM_SIZE:
@@ -324,7 +341,11 @@ def delete_item(ctx, request: dict):
             skey = storage_key(table, key)
             old_raw = txn.get("items", skey)
             if condition is not None:
-                check_condition(condition, stored_item(old_raw) if old_raw is not None else None, request)
+                try:
+                    check_condition(condition, stored_item(old_raw) if old_raw is not None else None, request)
+                except ConditionalCheckFailedException:
+                    _condition_failed(ctx, table, old_raw)
+                    raise
             index_units = {} if table.indexes else None
             write_item(txn, table, skey, key, old_raw, None, now=ctx.now(), index_units=index_units)
             metrics = _collection_metrics(txn, table, request, key)

@@ -558,11 +558,28 @@ class Capacity:
             balance = allowance.balance - units
             allowance.balance = balance if balance > allowance.floor else allowance.floor
 
+    def condition_failed(self, table, units: float) -> None:
+        """A write charged at admission (a PutItem) whose condition failed:
+        DynamoDB still consumes ``units`` of write capacity (the existing
+        item's size, or one), so the unit taken at admission stands, the
+        rest is taken now, and ``failed`` gives nothing back.  Nothing for a
+        request metered apart: its meter's entry is charged by ``settle``."""
+        current = self.current
+        if current is None or self.charged is not current or _get_ident() != self._owner:
+            return
+        plan = self.charged_plan
+        if plan.table is not table:
+            return
+        self._take_from(plan.charged_writes.get(None), units - 1.0)
+        self.charged = None  # kept: ``failed`` refunds only a request still marked charged
+
     def failed(self, current: tuple) -> None:
         """The dispatcher's word that request ``current`` failed: if it was
         charged at admission, those units are given back (its operation
         meters nothing either: DynamoDB charges no read for a refused
-        GetItem, and Shoal none for a refused write)."""
+        GetItem, nor Shoal for a write refused before its condition was
+        evaluated; one whose condition failed kept its charge,
+        ``condition_failed``)."""
         if self.charged is current:
             self.charged = None
             plan = self.charged_plan

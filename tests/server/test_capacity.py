@@ -436,3 +436,50 @@ def test_a_9_kb_read_is_charged_its_three_blocks(metered_or_not, consistent):
     other = provisioned(ddb, 1, 1)
     assert ddb.get_item(TableName=other, Key={"pk": {"S": "big"}, "sk": {"N": "1"}},
                         ReturnConsumedCapacity="TOTAL")["ConsumedCapacity"]["CapacityUnits"] == 0.5
+
+
+FAILED_WRITES = {  # each refused by its condition, on the 2.5 KB item of key ("guarded", 1)
+    "PutItem": lambda ddb, table: ddb.put_item(
+        TableName=table, Item={"pk": {"S": "guarded"}, "sk": {"N": "1"}}, ConditionExpression="attribute_not_exists(pk)"),
+    "UpdateItem": lambda ddb, table: ddb.update_item(
+        TableName=table, Key={"pk": {"S": "guarded"}, "sk": {"N": "1"}}, UpdateExpression="SET n = :one",
+        ConditionExpression="#b = :one", ExpressionAttributeNames={"#b": "blob"},
+        ExpressionAttributeValues={":one": {"S": "1"}}),
+    "DeleteItem": lambda ddb, table: ddb.delete_item(
+        TableName=table, Key={"pk": {"S": "guarded"}, "sk": {"N": "1"}}, ConditionExpression="attribute_not_exists(pk)"),
+}
+
+
+@pytest.mark.parametrize("operation", sorted(FAILED_WRITES))
+def test_failed_conditional_writes_spend_write_capacity_until_throttled(metered_or_not, operation):
+    """DynamoDB charges a write whose condition fails the existing item's write units
+    (Developer Guide, "Capacity units consumed by conditional writes"): on a 1-WCU table,
+    failed writes of a 2.5 KB item (3 units each) spend its 300 banked units, then are
+    throttled; the item is never changed."""
+    ddb = make_client(metered_or_not.url)
+    table = provisioned(ddb, 1000, 1)
+    # 2,500 bytes of text, the key and the names: over 2 KB, so three 1 KB write units
+    item = {"pk": {"S": "guarded"}, "sk": {"N": "1"}, "blob": {"S": "x" * 2500}}
+    assert ddb.put_item(TableName=table, Item=item,
+                        ReturnConsumedCapacity="TOTAL")["ConsumedCapacity"]["CapacityUnits"] == 3.0
+    failed, started = 0, time.monotonic()
+    while True:
+        try:
+            FAILED_WRITES[operation](ddb, table)
+        except ClientError as exc:
+            if exc.response["Error"]["Code"] == "ProvisionedThroughputExceededException":
+                assert exc.response["Error"]["Message"] == TABLE_MESSAGE
+                assert exc.response["ThrottlingReasons"][0]["reason"] == "TableWriteProvisionedThroughputExceeded"
+                break
+            assert exc.response["Error"] == {"Code": "ConditionalCheckFailedException",
+                                             "Message": "The conditional request failed"}
+            failed += 1
+        assert failed < 400, "never throttled"
+    seconds = time.monotonic() - started
+    # 300 units banked less the put's 3, and one a second more while it writes; 3 units a failure
+    assert (300 - 3) / 3 - 1 <= failed <= (300 - 3 + seconds + 1) / 3 + 1, (failed, seconds)
+    assert ddb.get_item(TableName=table, Key={"pk": {"S": "guarded"}, "sk": {"N": "1"}})["Item"] == item
+    # the server still serves: another table's write
+    other = provisioned(ddb, 1, 1)
+    assert ddb.put_item(TableName=other, Item={"pk": {"S": "a"}, "sk": {"N": "1"}},
+                        ReturnConsumedCapacity="TOTAL")["ConsumedCapacity"]["CapacityUnits"] == 1.0

@@ -147,3 +147,57 @@ def test_a_strongly_consistent_get_item_of_a_strong_global_table_reports_its_rea
         assert (point["Sum"], point["SampleCount"]) == (6.0, 2.0)
     finally:
         trio.stop()
+
+
+def test_failed_conditional_writes_consume_the_existing_items_write_units(server):
+    """DynamoDB: a write whose condition evaluates to false "still consumes write
+    capacity from the table": the existing item's size in 1 KB units, or one unit
+    when there is none (not the new item's size); no index is written, so none
+    is charged.  ConditionalCheckFailedRequests counts each; the error is unchanged."""
+    ddb, _, cw = clients(server, "eu-north-1")
+    ddb.create_table(
+        TableName="guarded", KeySchema=[{"AttributeName": "id", "KeyType": "HASH"}],
+        AttributeDefinitions=[{"AttributeName": "id", "AttributeType": "S"},
+                              {"AttributeName": "g", "AttributeType": "S"}],
+        GlobalSecondaryIndexes=[{"IndexName": "by_g", "KeySchema": [{"AttributeName": "g", "KeyType": "HASH"}],
+                                 "Projection": {"ProjectionType": "KEYS_ONLY"}}],
+        BillingMode="PAY_PER_REQUEST")
+    # 2 + 1 + 1 + 1 + 1 + 2,500 = 2,506 bytes: three 1 KB write units (and one for its index entry)
+    item = {"id": {"S": "a"}, "g": {"S": "x"}, "v": {"S": "x" * 2500}}
+    put = ddb.put_item(TableName="guarded", Item=item, ReturnConsumedCapacity="INDEXES")
+    assert put["ConsumedCapacity"]["Table"] == {"CapacityUnits": 3.0}
+    big = {"id": {"S": "missing"}, "v": {"S": "y" * 5000}}  # a 5 KB item that never gets written
+
+    def refused(call, **request):
+        with pytest.raises(ddb.exceptions.ConditionalCheckFailedException) as info:
+            call(TableName="guarded", ReturnConsumedCapacity="TOTAL", **request)
+        response = info.value.response
+        assert response["Error"] == {"Code": "ConditionalCheckFailedException",
+                                     "Message": "The conditional request failed"}
+        assert "ConsumedCapacity" not in response  # DynamoDB's error tells nothing of the units
+        return response
+
+    for _ in range(4):  # the item exists: 3 units each
+        refused(ddb.put_item, Item=item, ConditionExpression="attribute_not_exists(id)")
+    for _ in range(2):
+        answer = refused(ddb.update_item, Key={"id": {"S": "a"}}, UpdateExpression="SET w = :one",
+                         ConditionExpression="v = :one", ExpressionAttributeValues={":one": {"S": "1"}},
+                         ReturnValuesOnConditionCheckFailure="ALL_OLD")
+        assert answer["Item"] == item
+    refused(ddb.delete_item, Key={"id": {"S": "a"}}, Expected={"v": {"Exists": False}})  # legacy form: 3 units
+    for _ in range(3):  # no item: one unit each, whatever the write would have been
+        refused(ddb.delete_item, Key={"id": {"S": "missing"}}, ConditionExpression="attribute_exists(id)")
+    refused(ddb.put_item, Item=big, ConditionExpression="attribute_exists(id)")
+    assert "Item" not in ddb.get_item(TableName="guarded", Key={"id": {"S": "missing"}})
+    assert ddb.get_item(TableName="guarded", Key={"id": {"S": "a"}})["Item"] == item
+
+    failures = eventually(lambda: totals(cw, "ConditionalCheckFailedRequests", {"TableName": "guarded"}),
+                          lambda p: p is not None and p["Sum"] == 11.0)
+    assert failures["Unit"] == "Count"
+    consumed = eventually(lambda: totals(cw, "ConsumedWriteCapacityUnits", {"TableName": "guarded"}),
+                          lambda p: p is not None and p["Sum"] >= 28.0)
+    # the put's 3, then 4 * 3 + 2 * 3 + 3 (the item exists) and 3 * 1 + 1 (it does not): one sample a request
+    assert (consumed["Sum"], consumed["SampleCount"], consumed["Minimum"], consumed["Maximum"]) == (28.0, 12, 1, 3)
+    index = totals(cw, "ConsumedWriteCapacityUnits", {"TableName": "guarded", "GlobalSecondaryIndexName": "by_g"})
+    assert index["Sum"] == 1.0  # the successful put's index entry alone
+    assert totals(cw, "UserErrors", {}) is None  # conditional failures are not user errors

@@ -137,6 +137,8 @@ def fails(dispatcher, operation: str, body: dict) -> str:
 
 
 def test_a_failed_get_or_put_is_given_back_what_admission_charged(dispatcher):
+    """Except a write whose condition failed: DynamoDB consumes its units
+    (``test_a_failed_condition_is_charged_the_existing_items_units``)."""
     table = provisioned(dispatcher, "refused", gsi=True)
     call(dispatcher, "PutItem", {"TableName": "refused", "Item": {"pk": {"S": "a"}}})
     assert fails(dispatcher, "GetItem", {"TableName": "refused", "Key": {"pk": {"N": "1"}}}) == "ValidationException"
@@ -146,7 +148,8 @@ def test_a_failed_get_or_put_is_given_back_what_admission_charged(dispatcher):
     assert fails(dispatcher, "PutItem", {"TableName": "refused", "Item": {"pk": {"S": "b"}, "g": {"N": "1"}}}) \
         == "ValidationException"  # the index key's type: refused by the write path, after admission
     assert charged(dispatcher, f"{table}//read") == 0
-    assert charged(dispatcher, f"{table}//write") == 1 and charged(dispatcher, f"{table}/by_g/write") == 0
+    # the put's unit, and the failed condition's: DynamoDB charges it (the existing item's one unit)
+    assert charged(dispatcher, f"{table}//write") == 2 and charged(dispatcher, f"{table}/by_g/write") == 0
     call(dispatcher, "GetItem", {"TableName": "refused", "Key": {"pk": {"S": "a"}}})  # and the next is charged
     assert charged(dispatcher, f"{table}//read") == 0.5
 
@@ -211,3 +214,37 @@ def test_another_threads_look_up_during_a_get_is_not_charged_to_it(dispatcher):
     finally:
         capacity.current = None
     assert (charged(dispatcher, f"{table}//read"), charged(dispatcher, f"{other}//read")) == (1.0, 0.5)
+
+
+def test_a_failed_condition_is_charged_the_existing_items_units(dispatcher):
+    """A PutItem (charged at admission), UpdateItem or DeleteItem (metered apart)
+    whose condition fails consumes the existing item's write units, or one when
+    there is none; no GSI is written, so none is charged; the metrics get the same."""
+    table = provisioned(dispatcher, "guarded", gsi=True)
+    item = {"pk": {"S": "big"}, "g": {"S": "x"}, "blob": {"S": "x" * 5000}}  # 5,000-odd bytes: 5 units
+    call(dispatcher, "PutItem", {"TableName": "guarded", "Item": item})
+    assert (charged(dispatcher, f"{table}//write"), charged(dispatcher, f"{table}/by_g/write")) == (5, 1)
+    refused = [
+        ("PutItem", {"Item": {"pk": {"S": "big"}}, "ConditionExpression": "attribute_not_exists(pk)"}, 5),
+        ("UpdateItem", {"Key": {"pk": {"S": "big"}}, "UpdateExpression": "SET n = :n",
+                        "ConditionExpression": "n = :n", "ExpressionAttributeValues": {":n": {"N": "1"}}}, 5),
+        ("DeleteItem", {"Key": {"pk": {"S": "big"}}, "Expected": {"g": {"Value": {"S": "y"}}}}, 5),
+        ("PutItem", {"Item": {"pk": {"S": "none"}, "blob": {"S": "y" * 3000}},
+                     "ConditionExpression": "attribute_exists(pk)"}, 1),  # no item: one unit, not the new one's 3
+        ("UpdateItem", {"Key": {"pk": {"S": "none"}}, "UpdateExpression": "SET n = :n",
+                        "ConditionExpression": "attribute_exists(pk)", "ExpressionAttributeValues": {":n": {"N": "1"}}},
+         1),
+        ("DeleteItem", {"Key": {"pk": {"S": "none"}}, "ConditionExpression": "attribute_exists(pk)"}, 1),
+    ]
+    expected = 5
+    for operation, body, units in refused:
+        assert fails(dispatcher, operation, {"TableName": "guarded", **body}) == "ConditionalCheckFailedException"
+        expected += units
+        assert charged(dispatcher, f"{table}//write") == expected, operation
+    assert charged(dispatcher, f"{table}/by_g/write") == 1
+    if dispatcher.metrics is not None:  # each failed write metered in its cell, as a successful one
+        cells = dispatcher.metrics.recorder.cells
+        assert [entry for operation in ("PutItem", "UpdateItem", "DeleteItem")
+                for entry in cells[("us-east-1", "guarded", operation)].sink[2:]] == [
+            ("guarded", "write", 1.0, "by_g"), ("guarded", "write", 5.0, None), 5.0, 1.0,
+            ("guarded", 5.0), ("guarded", 1.0), ("guarded", 5.0), ("guarded", 1.0)]
