@@ -216,6 +216,70 @@ def test_the_writes_of_one_transaction_are_never_split_between_batches(ctx, cloc
     assert [r["keys"]["pk"]["S"] for r in second] == ["after"] and not more
 
 
+def test_a_sent_record_is_the_change_logs_keys_and_image_after_whatever_its_attributes(ctx, clock):
+    """The sender splices each record out of the log's bytes (``node._splice``);
+    a record it cannot splice (an attribute named ``new`` or ``old``, quotes
+    and braces in strings) is decoded instead: either way a peer is sent
+    exactly the write's keys and image after, its time, origin and position,
+    and neither a peer's write nor another table's."""
+    table = _global(ctx)
+    _create(ctx, "plain")
+    awkward = {"pk": {"S": 'q"}},"old":x'}, "kind": {"S": "k"}, "note": {"S": ',"new":{"S":"y"}}'}}
+    put = lambda name, item: items.put_item(ctx, {"TableName": name, "Item": item})  # noqa: E731
+    put("events", {"pk": {"S": "a"}, "kind": {"S": "k"}, "n": {"N": "1"}})
+    put("plain", {"pk": {"S": "p"}, "kind": {"S": "k"}})
+    put("events", awkward)
+    put("events", {"pk": {"S": "b"}, "kind": {"S": "k"}, "new": {"S": "an attribute named new"}})
+    put("events", {"pk": {"S": "a"}, "kind": {"S": "k"}, "old": {"BOOL": True}})
+    _apply(ctx, table, _change(1000, f"{PEER}:bb", 3, "r", by="remote"))
+    items.delete_item(ctx, {"TableName": "events", "Key": {"pk": {"S": "b"}}})
+    with ctx.engine.read() as txn:
+        expected = []
+        for seq, table_id, value in read_raw_changes(txn):
+            ms, record = decode_change(value)
+            if table_id == table.table_id and "keys" in record and "originSeq" not in record:
+                expected.append({"time": ms, "origin": record["origin"], "seq": seq, "keys": record["keys"],
+                                 "new": record["new"]})
+        sender = node.Replicator(ctx.engine, ctx.catalog, control.Settings(HOME, {}))
+        records, _, more = _pending(sender, txn, table.table_id, 0)
+    assert [r["keys"]["pk"]["S"] for r in expected] == ["a", 'q"}},"old":x', "b", "a", "b"]
+    assert records == expected and not more
+    assert [sorted(r) for r in records] == [["keys", "new", "origin", "seq", "time"]] * 5
+    assert records[1]["new"] == awkward and records[4]["new"] is None
+
+
+def test_a_batch_sent_again_after_a_crash_is_applied_once(ctx, engine, clock):
+    """What the peers took is stored by the sender's next round: a sender
+    that stops before then sends the same records again, and the receiver,
+    comparing each with the item's version, applies none of them twice
+    (a later write of the item stays)."""
+    table = _global(ctx)
+    for pk in ("a", "b"):
+        items.put_item(ctx, {"TableName": "events", "Item": {"pk": {"S": pk}, "kind": {"S": "k"}, "by": {"S": "one"}}})
+    with ctx.engine.read() as txn:
+        first, _, _ = _pending(node.Replicator(ctx.engine, ctx.catalog, control.Settings(HOME, {})), txn,
+                               table.table_id, 0)
+    # The receiving region (its own table in the same engine) takes the batch...
+    peer_ctx = Context(PEER, DEFAULT_ACCOUNT, engine, Catalog(engine), now=clock)
+    tables.create_table(peer_ctx, {"TableName": "events", "BillingMode": "PAY_PER_REQUEST",
+                                   "KeySchema": [{"AttributeName": "pk", "KeyType": "HASH"}],
+                                   "AttributeDefinitions": [{"AttributeName": "pk", "AttributeType": "S"}]})
+    with engine.read() as txn:
+        peer_table = peer_ctx.catalog.get(txn, PEER, "events")
+    with engine.write() as txn:
+        assert replica_apply.apply_changes(txn, peer_ctx.catalog, peer_table, first, clock()) == 2
+    # ...then a later write of "a" reaches it, and the sender, restarted, sends the batch again.
+    later = _change(int(clock() * 1000) + 5000, f"{OTHER}:cc", 9, "a", by="later")
+    with engine.write() as txn:
+        assert replica_apply.apply_changes(txn, peer_ctx.catalog, peer_table, [later], clock()) == 1
+        assert replica_apply.apply_changes(txn, peer_ctx.catalog, peer_table, first, clock()) == 0
+    got = {}
+    for pk in ("a", "b"):
+        answer = items.get_item(peer_ctx, {"TableName": "events", "Key": {"pk": {"S": pk}}})
+        got[pk] = (orjson.loads(answer) if isinstance(answer, bytes) else answer)["Item"]["by"]["S"]
+    assert got == {"a": "later", "b": "one"}
+
+
 def _stream_records(ctx, name="events"):
     streams.catch_up(ctx.engine)
     arn = tables.describe_table(ctx, {"TableName": name})["Table"]["LatestStreamArn"]
