@@ -42,6 +42,7 @@ from shoal.api.common import (
     checked_key,
     consumed_capacity,
     expression_context,
+    failed_write_units,
     meter,
     read_projection,
     storage_key,
@@ -309,22 +310,51 @@ def transact_write_items(ctx, request: dict):
     all in one storage write transaction (see the module docstring)."""
     writes = [plan_write(action) for action in request["TransactItems"]]
     token = request.get("ClientRequestToken")
-    with ctx.engine.write() as txn:
-        resolve_writes(ctx, txn, writes)
-        if token:
-            now = ctx.now()
-            digest = request_digest(request)
-            if check_token(txn, ctx.region, token, digest, now):
-                replayed = _replay_units(txn, writes)
-                _meter(ctx, READ, replayed)
-                return _response(request, replayed)
-            units, index_units = _execute(txn, writes, now)
-            remember_token(txn, ctx.region, token, digest, now)
-            prune_tokens(txn, now)
-        else:
-            units, index_units = _execute(txn, writes, ctx.now())
+    try:
+        with ctx.engine.write() as txn:
+            resolve_writes(ctx, txn, writes)
+            if token:
+                now = ctx.now()
+                digest = request_digest(request)
+                if check_token(txn, ctx.region, token, digest, now):
+                    replayed = _replay_units(txn, writes)
+                    _meter(ctx, READ, replayed)
+                    return _response(request, replayed)
+                units, index_units = _execute(txn, writes, now)
+                remember_token(txn, ctx.region, token, digest, now)
+                prune_tokens(txn, now)
+            else:
+                units, index_units = _execute(txn, writes, ctx.now())
+    except _Cancelled as exc:  # what its evaluation consumed, metered (and so charged to limited tables)
+        _meter(ctx, WRITE, exc.units)
+        raise
     _meter(ctx, WRITE, units, index_units)
     return _response(request, units, index_units)
+
+
+class _Cancelled(TransactionCanceledException):
+    """A cancellation after every action was evaluated against its item,
+    carrying the write units that consumed (``_cancelled_units``); rendered
+    as any TransactionCanceledException."""
+
+    def __init__(self, reasons: list[dict], units: dict[str, float]) -> None:
+        super().__init__(reasons)
+        self.units = units
+
+
+def _cancelled_units(writes: list[_Write], olds: list) -> dict[str, float]:
+    """Write units per table of a transaction cancelled once its actions were
+    evaluated.  The Developer Guide: DynamoDB performs two underlying writes
+    of every item (prepare and commit) and that capacity is consumed even
+    when the transaction does not succeed; nothing is written, so each item
+    is charged as a failed conditional write is, its existing size or one
+    unit (``failed_write_units``), twice.  No index is written."""
+    units: dict[str, float] = {}
+    for write, old_raw in zip(writes, olds):
+        name = write.table.name
+        units[name] = units.get(name, 0.0) + 2 * failed_write_units(
+            stored_size(old_raw) if old_raw is not None else None)
+    return units
 
 
 def _meter(ctx, kind: str, units: dict[str, float], index_units: dict | None = None) -> None:
@@ -350,7 +380,7 @@ def _execute(txn, writes: list[_Write], now: float) -> tuple[dict[str, float], d
         reasons.append(reason or _NONE_REASON)
         new_items.append(new_item)
     if failed:
-        raise TransactionCanceledException(reasons)
+        raise _Cancelled(reasons, _cancelled_units(writes, olds))
     units: dict[str, float] = {}
     index_units: dict[str, dict] = {}
     log = WriteLog(txn)

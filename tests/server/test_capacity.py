@@ -483,3 +483,34 @@ def test_failed_conditional_writes_spend_write_capacity_until_throttled(metered_
     other = provisioned(ddb, 1, 1)
     assert ddb.put_item(TableName=other, Item={"pk": {"S": "a"}, "sk": {"N": "1"}},
                         ReturnConsumedCapacity="TOTAL")["ConsumedCapacity"]["CapacityUnits"] == 1.0
+
+
+def test_cancelled_transactions_spend_the_write_capacity_of_their_items(ddb):
+    """DynamoDB performs two underlying writes of every item of a transaction (prepare,
+    commit), and that capacity is consumed even when the transaction is cancelled: a
+    cancelled TransactWriteItems is charged each item's existing size (or one unit) twice
+    (the conditional-write rule, as nothing is written).  Here 2 * 3 for the 2.5 KB item
+    whose condition fails and 2 * 1 for the missing item put beside it: 8 units a try."""
+    table = provisioned(ddb, 1000, 1)
+    item = {"pk": {"S": "guarded"}, "sk": {"N": "1"}, "blob": {"S": "x" * 2500}}
+    ddb.put_item(TableName=table, Item=item)  # 3 units
+    actions = [{"ConditionCheck": {"TableName": table, "Key": {"pk": {"S": "guarded"}, "sk": {"N": "1"}},
+                                   "ConditionExpression": "attribute_not_exists(pk)"}},
+               {"Put": {"TableName": table, "Item": {"pk": {"S": "new"}, "sk": {"N": "2"}}}}]
+    cancelled, started = 0, time.monotonic()
+    while True:
+        try:
+            ddb.transact_write_items(TransactItems=actions)
+        except ClientError as exc:
+            if exc.response["Error"]["Code"] == "ProvisionedThroughputExceededException":
+                assert exc.response["Error"]["Message"] == TABLE_MESSAGE
+                break
+            assert exc.response["Error"] == {
+                "Code": "TransactionCanceledException",
+                "Message": "Transaction cancelled, please refer cancellation reasons for specific reasons "
+                           "[ConditionalCheckFailed, None]"}
+            cancelled += 1
+        assert cancelled < 300, "never throttled"
+    seconds = time.monotonic() - started
+    assert (300 - 3) / 8 - 1 <= cancelled <= (300 - 3 + seconds + 1) / 8 + 1, (cancelled, seconds)
+    assert "Item" not in ddb.get_item(TableName=table, Key={"pk": {"S": "new"}, "sk": {"N": "2"}})
