@@ -248,3 +248,27 @@ def test_a_failed_condition_is_charged_the_existing_items_units(dispatcher):
                 for entry in cells[("us-east-1", "guarded", operation)].sink[2:]] == [
             ("guarded", "write", 1.0, "by_g"), ("guarded", "write", 5.0, None), 5.0, 1.0,
             ("guarded", 5.0), ("guarded", 1.0), ("guarded", 5.0), ("guarded", 1.0)]
+
+
+def test_failed_partiql_writes_and_cancelled_transactions_are_charged(dispatcher):
+    """A PartiQL write runs as its item operation, and ExecuteTransaction as
+    TransactWriteItems: a failed condition (an INSERT of a key that exists) is
+    charged the existing item's units; a transaction cancelled after its items
+    were read, each item's existing size or one unit, twice."""
+    table = provisioned(dispatcher, "statements")
+    call(dispatcher, "PutItem", {"TableName": "statements", "Item": {"pk": {"S": "a"}, "blob": {"S": "x" * 3000}}})
+    assert charged(dispatcher, f"{table}//write") == 3
+    assert fails(dispatcher, "ExecuteStatement", {
+        "Statement": "INSERT INTO statements VALUE {'pk': 'a'}"}) == "DuplicateItemException"
+    assert charged(dispatcher, f"{table}//write") == 3 + 3
+    assert fails(dispatcher, "ExecuteStatement", {
+        "Statement": "UPDATE statements SET n = 1 WHERE pk = 'none'"}) == "ConditionalCheckFailedException"
+    assert charged(dispatcher, f"{table}//write") == 3 + 3 + 1
+    assert fails(dispatcher, "TransactWriteItems", {"TransactItems": [
+        {"Put": {"TableName": "statements", "Item": {"pk": {"S": "a"}},
+                 "ConditionExpression": "attribute_not_exists(pk)"}},
+        {"Delete": {"TableName": "statements", "Key": {"pk": {"S": "none"}}}}]}) == "TransactionCanceledException"
+    assert charged(dispatcher, f"{table}//write") == 3 + 3 + 1 + 2 * 3 + 2 * 1
+    assert fails(dispatcher, "ExecuteTransaction", {"TransactStatements": [
+        {"Statement": "INSERT INTO statements VALUE {'pk': 'a'}"}]}) == "TransactionCanceledException"
+    assert charged(dispatcher, f"{table}//write") == 3 + 3 + 1 + 2 * 3 + 2 * 1 + 2 * 3
