@@ -58,7 +58,6 @@ from shoal.api.changelog import (
     is_item_insert,
     is_table_change,
     item_change_parts,
-    read_raw_changes,
 )
 from shoal.api.common import meter_records
 from shoal.errors import (
@@ -213,6 +212,9 @@ def shard_records(txn, stream_id: bytes, shard: int, after: int):
         yield key, value
 
 
+_TABLE_FIELD = b'{"table":"'  # a change record's first field (``changelog.read_raw_changes``)
+_TABLE_START = _U64.size + len(_TABLE_FIELD)
+_TABLE_ID_END = _TABLE_START + 36  # a table id is a 36-character UUID
 _DEFERRED = b"\x00"  # after the time: a change record as the log holds it, not yet shaped
 
 
@@ -441,15 +443,23 @@ class Materializer:
         done = seen = 0
         more = False
         chunk, skip_limit = self.chunk, self.chunk * SKIP_FACTOR
-        for seq, table_id, value in read_raw_changes(txn, cursor):
+        # The log is walked here rather than through read_raw_changes, and tables are known by
+        # their id's bytes: a record's table is then found without decoding its id (this loop runs
+        # for every write of a table with a stream, a global table's included).
+        for key, value in txn.scan("changes", _U64.pack(cursor + 1)):
             if done >= chunk or seen >= skip_limit:
                 more = True
                 break
-            cursor = seq
+            seq = cursor = _U64.unpack(key)[0]
             seen += 1
-            known = tables.get(table_id)
+            if value[_U64.size:_TABLE_START] == _TABLE_FIELD:
+                table_key = value[_TABLE_START:_TABLE_ID_END]
+            else:  # not in the change log's usual layout: decoded to find its table
+                table_key = decode_change(value)[1]["table"]
+            known = tables.get(table_key)
             if known is None:
-                known = tables[table_id] = _table_streams(txn, table_id)
+                table_id = table_key if type(table_key) is str else bytes(table_key).decode()
+                known = tables[table_key] = _table_streams(txn, table_id)
             history, deferred, open_id, open_from = known
             if open_id is not None and seq > open_from:
                 stream_id = open_id
@@ -570,7 +580,19 @@ class _ShardWriter:
 
     def append_deferred(self, stream_id: bytes, seq: int, ms: int, value: bytes) -> None:
         """Store the change record ``value`` (as the change log holds it) to
-        be shaped into the stream record when read (``_deferred``)."""
+        be shaped into the stream record when read (``_deferred``).  Every
+        write of a global table comes here: when the stream's open shard is
+        known and not due to roll over (nearly always), the record is put
+        at once, without the calls of the general path."""
+        state = self.open.get(stream_id)
+        if state is not None and self.streams.get(stream_id) is not None:
+            limit = self.config.rollover_records
+            if not (limit and state[1] >= limit) and ms - state[2] < self.config.rollover_s * 1000:
+                self.txn.put("streams", stream_id + _U32.pack(state[0]) + _U64.pack(seq),
+                             value[:_U64.size] + _DEFERRED + value[_U64.size:])
+                state[1] += 1
+                state[3] = seq
+                return
         if self._open_stream(stream_id, seq, ms) is not None:
             self._put(stream_id, seq, value[:_U64.size] + _DEFERRED + value[_U64.size:])
 
