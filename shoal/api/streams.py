@@ -470,9 +470,10 @@ class Materializer:
                 stream_id = bytes.fromhex(entry["id"])
             done += 1
             if deferred:
-                value = bytes(value)
+                if type(value) is not bytes:
+                    value = bytes(value)
                 if is_item_insert(value):  # the common case, checked without slicing the record
-                    shards.append_deferred(stream_id, seq, change_time(value), value)
+                    shards.append_deferred(stream_id, seq, _U64.unpack_from(value)[0], value)
                     continue
                 parts = item_change_parts(value)
                 if parts is not None:
