@@ -539,11 +539,8 @@ class Capacity:
         after its first, and ``index_units``' GSI and LSI writes as
         ``write_item`` reports them.  Nothing for a request metered apart
         (``settle`` charges what its meter received)."""
-        current = self.current
-        if current is None or self.charged is not current or _get_ident() != self._owner:
-            return
-        plan = self.charged_plan
-        if plan.table is not table:
+        plan = self._charged_for(table)
+        if plan is None:
             return
         charged = plan.charged_reads if kind == READ else plan.charged_writes
         if index_units:
@@ -551,6 +548,15 @@ class Capacity:
                 self._take_from(charged.get(name), by_index)
             units += sum((index_units.get("LocalSecondaryIndexes") or {}).values())
         self._take_from(charged.get(None), units)
+
+    def _charged_for(self, table) -> "Plan | None":
+        """The plan that charged the request being served at admission, if
+        it was charged for ``table`` on this worker's thread; else None."""
+        current = self.current
+        if current is None or self.charged is not current or _get_ident() != self._owner:
+            return None
+        plan = self.charged_plan
+        return plan if plan.table is table else None
 
     @staticmethod
     def _take_from(allowance: "Allowance | None", units: float) -> None:
@@ -564,11 +570,8 @@ class Capacity:
         item's size, or one), so the unit taken at admission stands, the
         rest is taken now, and ``failed`` gives nothing back.  Nothing for a
         request metered apart: its meter's entry is charged by ``settle``."""
-        current = self.current
-        if current is None or self.charged is not current or _get_ident() != self._owner:
-            return
-        plan = self.charged_plan
-        if plan.table is not table:
+        plan = self._charged_for(table)
+        if plan is None:
             return
         self._take_from(plan.charged_writes.get(None), units - 1.0)
         self.charged = None  # kept: ``failed`` refunds only a request still marked charged
