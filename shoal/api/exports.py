@@ -437,7 +437,8 @@ def export_table_to_point_in_time(ctx, request: dict) -> dict:
             keep_token(txn, _TOKEN, ctx.region, token, arn, now)
         txn.put("meta", record_key(_RECORD, ctx.region, arn), orjson.dumps(record))
     start_job(job_context(ctx), arn, _run_export)
-    return {"ExportDescription": _description(record)}
+    # as written: the job may have ended (and left the running set) already
+    return {"ExportDescription": _description(record, just_started=True)}
 
 
 def _ms_floor(seconds: float) -> float:
@@ -480,9 +481,10 @@ def _source(ctx, txn, text: str):
     return table
 
 
-def _description(record: dict) -> dict:
-    """ExportDescription."""
-    status, code, message = shown_status(record)
+def _description(record: dict, just_started: bool = False) -> dict:
+    """ExportDescription; ``just_started``: the record the starting request
+    wrote, shown as it is (not judged by whether its job still runs)."""
+    status, code, message = ((record["status"], None, None) if just_started else shown_status(record))
     out = {"ExportArn": record["arn"], "ExportStatus": status, "StartTime": record["start"]}
     if status != "IN_PROGRESS" and record.get("end") is not None:
         out["EndTime"] = record["end"]

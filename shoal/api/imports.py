@@ -149,7 +149,8 @@ def import_table(ctx, request: dict) -> dict:
             keep_token(txn, _TOKEN, ctx.region, token, arn, now)
         txn.put("meta", record_key(RECORD, ctx.region, arn), orjson.dumps(record))
     start_job(job_context(ctx), arn, _run_import)
-    return {"ImportTableDescription": _description(record)}
+    # as written: the job may have ended (and left the running set) already
+    return {"ImportTableDescription": _description(record, just_started=True)}
 
 
 def _idempotent(ctx, txn, token: str, given: dict, now: float) -> dict | None:
@@ -175,9 +176,10 @@ def settle_table(engine, record: dict) -> None:
         _set_table_status(txn, record["region"], record, "ACTIVE")
 
 
-def _description(record: dict) -> dict:
-    """ImportTableDescription."""
-    status, code, message = shown_status(record)
+def _description(record: dict, just_started: bool = False) -> dict:
+    """ImportTableDescription; ``just_started``: the record the starting request
+    wrote, shown as it is (not judged by whether its job still runs)."""
+    status, code, message = ((record["status"], None, None) if just_started else shown_status(record))
     out = {
         "ImportArn": record["arn"], "ImportStatus": status, "TableArn": record["table_arn"],
         "TableId": record["table_id"], "ClientToken": record["token"], "S3BucketSource": record["source"],

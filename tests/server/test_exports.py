@@ -527,3 +527,21 @@ def test_restart_during_and_after_an_export(server):
     assert interrupted["ExportStatus"] == "FAILED" and interrupted["FailureCode"]
     statuses = {s["ExportArn"]: s["ExportStatus"] for s in ddb.list_exports(TableArn=arn)["ExportSummaries"]}
     assert statuses == {finished["ExportArn"]: "COMPLETED", running_arn: "FAILED"}
+
+
+def test_an_import_that_fails_at_once_is_still_answered_in_progress(server):
+    """ImportTable answers the record it wrote (IN_PROGRESS), even when its
+    job has already failed and left the running set (a missing bucket fails
+    in microseconds): it was shown FAILED, as an interrupted job, now and then
+    (seen once in a full run on a loaded machine; a race, so this loop catches
+    it only when the job wins it)."""
+    ddb = server.ddb
+    for n in range(40):
+        started = ddb.import_table(
+            S3BucketSource={"S3Bucket": "no-such-bucket", "S3KeyPrefix": "x"}, InputFormat="CSV",
+            InputCompressionType="NONE", TableCreationParameters={
+                "TableName": f"never-made-{n}", "BillingMode": "PAY_PER_REQUEST", "KeySchema": KEYS,
+                "AttributeDefinitions": DEFINITIONS})["ImportTableDescription"]
+        assert (started["ImportStatus"], "FailureCode" in started) == ("IN_PROGRESS", False), (n, started)
+        done = wait_import(ddb, started["ImportArn"])
+        assert (done["ImportStatus"], done["FailureCode"]) == ("FAILED", "S3NoSuchBucket")
