@@ -144,6 +144,35 @@ def _multi_entry_key(table, index: Index, item: dict, table_suffix: bytes, stric
     return b"".join((index.prefix, zlib.crc32(head).to_bytes(4, "big"), head, *encoded[split:], table_suffix))
 
 
+#: DynamoDB's words (recorded) when an update expression empties a secondary index key: an
+#: UpdateItem's, a transaction's Update's; a put's name the index and key (``_key_bytes``).
+UPDATE_EMPTY_INDEX_KEY = ("One or more parameter values are not valid. The update expression attempted to update "
+                          "a secondary index key to a value that is not supported. The AttributeValue for a key "
+                          "attribute cannot contain an empty {} value.")
+
+
+def check_updated_index_keys(table, names, item: dict | None) -> None:
+    """Refuse, in an update's words, an update that set one of ``names``
+    (the attributes it wrote) that is a secondary index key to an empty
+    string or binary of the key's type.  Other faults of the new item's index
+    keys are found by the write itself, in a put's words."""
+    if item is None:
+        return
+    for index in table.indexes:
+        if index.vector is not None:
+            continue
+        if index.multi:
+            pairs = zip(index.hash_keys + index.range_keys, index.hash_types + index.range_types)
+        else:
+            pairs = ((index.hash_key, index.hash_type), (index.range_key, index.range_type))
+        for name, expected in pairs:
+            if name is None or name not in names:
+                continue
+            value = item.get(name)
+            if value is not None and expected in value and expected != "N" and not value[expected]:
+                raise ValidationException(UPDATE_EMPTY_INDEX_KEY.format("string" if expected == "S" else "binary"))
+
+
 def _key_bytes(index: Index, name: str, expected: str, value: dict, strict: bool) -> bytes | None:
     (type_, text), = value.items()
     if type_ != expected:

@@ -19,7 +19,7 @@ from shoal.api.common import (
     read_projection,
     storage_key,
 )
-from shoal.api.indexes import item_collection_metrics
+from shoal.api.indexes import check_updated_index_keys, item_collection_metrics
 from shoal.api.writepath import stored_item, stored_json, stored_size, write_item
 from shoal.errors import (
     INVALID_PARAMETERS,
@@ -274,6 +274,8 @@ def update_item(ctx, request: dict):
             if size > MAX_ITEM_SIZE:
                 raise ValidationException("Item size to update has exceeded the maximum allowed size")
             index_units = {} if table.indexes else None
+            if index_units is not None and update is not None:
+                check_updated_index_keys(table, update.top_level_names, new_item)
             write_item(txn, table, skey, key, old_raw, new_item, size, now=ctx.now(), index_units=index_units)
             metrics = _collection_metrics(txn, table, request, key)
     except StrongTable as exc:

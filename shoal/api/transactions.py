@@ -47,6 +47,7 @@ from shoal.api.common import (
     read_projection,
     storage_key,
 )
+from shoal.api.indexes import UPDATE_EMPTY_INDEX_KEY
 from shoal.api.items import MAX_ITEM_SIZE, checked_key_in_item, created_by
 from shoal.api.writepath import WriteLog, stored_item, stored_json, stored_size
 from shoal.errors import INVALID_PARAMETERS, KeySchemaMismatch, ShoalError, ValidationException
@@ -232,9 +233,6 @@ def evaluate(write: _Write, old: dict | None):
 
 # An update expression's empty index key value, in DynamoDB's words for it
 # (a Put's, naming the index and key, is the write path's: shoal.api.indexes).
-UPDATE_EMPTY_INDEX_KEY = ("One or more parameter values are not valid. The update expression attempted to update "
-                          "a secondary index key to a value that is not supported. The AttributeValue for a key "
-                          "attribute cannot contain an empty {} value.")
 EMPTY_INDEX_KEY = ("One or more parameter values are not valid. A value specified for a secondary index key is "
                    "not supported. The AttributeValue for a key attribute cannot contain an empty {} value. "
                    "IndexName: {}, IndexKey: {}")

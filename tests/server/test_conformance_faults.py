@@ -596,3 +596,26 @@ def test_partiql_from_path_faults_in_dynamodbs_words(ddb, sweep_indexed, source,
     assert error_of(ddb.execute_statement, Statement=statement) == ("ValidationException", message)
     assert ddb.execute_statement(Statement=f"SELECT g FROM \"{sweep_indexed}\" WHERE pk = 'p'")["Items"] == [
         {"g": {"S": "G"}}]
+
+
+def test_update_item_emptying_an_index_key_is_refused_in_update_words(ddb, sweep_indexed):
+    """DynamoDB (recorded; DynamoDB Local, moto and others agree): an UpdateItem
+    (expression or AttributeUpdates) that sets a GSI or LSI key to an empty
+    string is refused in the update expression's words, not a put's; nothing
+    is written."""
+    key = {"pk": {"S": "p"}, "sk": {"S": "s"}}
+    update_words = ("ValidationException",
+                    "One or more parameter values are not valid. The update expression attempted to update a "
+                    "secondary index key to a value that is not supported. The AttributeValue for a key attribute "
+                    "cannot contain an empty string value.")
+    for name in ("g", "l"):
+        assert error_of(ddb.update_item, TableName=sweep_indexed, Key=key, UpdateExpression="SET #n = :e",
+                        ExpressionAttributeNames={"#n": name},
+                        ExpressionAttributeValues={":e": {"S": ""}}) == update_words, name
+        assert error_of(ddb.update_item, TableName=sweep_indexed, Key=key,
+                        AttributeUpdates={name: {"Value": {"S": ""}, "Action": "PUT"}}) == update_words, name
+    # an empty string in an attribute that keys no index is stored
+    ddb.update_item(TableName=sweep_indexed, Key=key, UpdateExpression="SET extra = :e",
+                    ExpressionAttributeValues={":e": {"S": ""}})
+    assert ddb.get_item(TableName=sweep_indexed, Key=key)["Item"] == {**key, "g": {"S": "G"}, "extra": {"S": ""}}
+    ddb.update_item(TableName=sweep_indexed, Key=key, UpdateExpression="REMOVE extra")
