@@ -46,8 +46,11 @@ transactions is durable when it returns.
 
 from __future__ import annotations
 
+import functools
 import hashlib
+import importlib.util
 import logging
+import os
 import secrets
 import struct
 import types
@@ -65,7 +68,9 @@ from shoal.api.common import key_of, storage_key, successor
 from shoal.api.snapshots import create_request, keep_needed_definitions, snapshot_table, vector_index_specs
 from shoal.api.writepath import BulkLoad, encode_stored_json, stored_json, stored_size
 from shoal.model.size import item_size
+from shoal.auth.errors import AccessDeniedException
 from shoal.errors import (
+    INVALID_PARAMETERS,
     BackupInUseException,
     BackupNotFoundException,
     InternalServerError,
@@ -224,6 +229,44 @@ def _require(txn, region: str, arn: str, now: float) -> dict:
     return record
 
 
+def _named_backup(ctx, txn, arn: str) -> dict:
+    """The backup DescribeBackup or DeleteBackup names, after DynamoDB's
+    checks of a BackupArn as recorded (ack-api-quirks DDB-BACKUP-012,
+    2026-10-09): another account's ARN is AccessDenied; another service,
+    partition or an unknown region is not a valid ARN; a known region of
+    this partition is ignored (the backup is looked up in this region and
+    the ARN echoed as sent)."""
+    if not arn.startswith("arn:") or "/backup/" not in arn:
+        raise ValidationException("Invalid Backup ARN")
+    parts = arn.split(":", 5)
+    if len(parts) == 6 and parts[4] != ctx.account:
+        raise AccessDeniedException("Access is denied")
+    if len(parts) != 6 or parts[2] != "dynamodb" or not _region_of_partition(parts[3], parts[1], ctx.region):
+        raise ValidationException("Invalid Request: BackupArn is not valid")
+    here = ":".join(parts[:3] + [ctx.region] + parts[4:])
+    return _require(txn, ctx.region, here, ctx.now())
+
+
+@functools.cache
+def _partitions() -> dict[str, frozenset[str]]:
+    """AWS's partitions and their regions, from botocore's copy of the
+    endpoint data (read without importing botocore, as ``shapes`` does)."""
+    spec = importlib.util.find_spec("botocore")
+    path = os.path.join(os.path.dirname(spec.origin), "data", "partitions.json")
+    with open(path, "rb") as source:
+        data = orjson.loads(source.read())
+    return {p["id"]: frozenset(p["regions"]) for p in data["partitions"]}
+
+
+def _region_of_partition(region: str, partition: str, home: str) -> bool:
+    """Whether ``region`` is a region of ``partition``, the partition of
+    this deployment's region ``home`` (a region AWS does not know, as a
+    local deployment may name itself, counts as the ``aws`` partition's)."""
+    partitions = _partitions()
+    home_partition = next((name for name, regions in partitions.items() if home in regions), "aws")
+    return partition == home_partition and (region == home or region in partitions.get(partition, ()))
+
+
 # ---------------------------------------------------------------- CreateBackup
 
 
@@ -343,7 +386,9 @@ def keep_deleted_table(ctx, txn, table) -> dict:
 
 def describe_backup(ctx, request: dict) -> dict:
     with ctx.engine.read() as txn:
-        return {"BackupDescription": _description(_require(txn, ctx.region, request["BackupArn"], ctx.now()))}
+        description = _description(_named_backup(ctx, txn, request["BackupArn"]))
+    description["BackupDetails"]["BackupArn"] = request["BackupArn"]
+    return {"BackupDescription": description}
 
 
 def list_backups(ctx, request: dict) -> dict:
@@ -358,9 +403,14 @@ def list_backups(ctx, request: dict) -> dict:
         start = backup_key(ctx.region, source + "/backup/")
         stop = successor(start)
     after = request.get("ExclusiveStartBackupArn")
+    if after is not None and after.split(":")[3:4] != [ctx.region]:
+        raise ValidationException("Invalid Request: The supplied ExclusiveStartBackupArn does not match the region")
     if after is not None:
         start = max(start, backup_key(ctx.region, after) + b"\0")
     lower, upper = request.get("TimeRangeLowerBound"), request.get("TimeRangeUpperBound")
+    if lower is not None and upper is not None and epoch_seconds(lower) > epoch_seconds(upper):
+        raise ValidationException(
+            f"{INVALID_PARAMETERS}Time range lower bound must be less than or equal to upper bound")
     wanted = request.get("BackupType") or "USER"
     limit = request.get("Limit")
     now = ctx.now()
@@ -410,9 +460,9 @@ def epoch_seconds(value) -> float:
 
 
 def delete_backup(ctx, request: dict) -> dict:
-    arn = request["BackupArn"]
     with ctx.engine.write() as txn:
-        record = _require(txn, ctx.region, arn, ctx.now())
+        record = _named_backup(ctx, txn, request["BackupArn"])
+        arn = record["arn"]
         if record["status"] == "CREATING":
             raise BackupInUseException(f"Backup is being created: {arn}")
         if _restoring_from(txn, arn):
@@ -422,7 +472,9 @@ def delete_backup(ctx, request: dict) -> dict:
                 f"Invalid Request: User is not allowed to delete the system backup with arn {arn}. "
                 f"It will automatically expire on {iso_time(expiry(record))}")
         drop_backup(ctx, record, txn)
-    return {"BackupDescription": _description(record, "DELETED")}
+    description = _description(record, "DELETED")
+    description["BackupDetails"]["BackupArn"] = request["BackupArn"]
+    return {"BackupDescription": description}
 
 
 # ---------------------------------------------------------------- RestoreTableFromBackup

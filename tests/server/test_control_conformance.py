@@ -1,0 +1,99 @@
+"""Control-plane answers the differential sweep (bench/conformance_control.py)
+found Shoal giving otherwise than DynamoDB's recorded answers, through boto3
+against a real ``shoal serve``: each fault's exact error, and the server
+still serving afterwards."""
+
+from __future__ import annotations
+
+from datetime import datetime, timezone
+
+import botocore.exceptions
+import pytest
+
+from tests.conftest import create_table
+
+
+def _error(call, **kwargs) -> tuple[str, str]:
+    with pytest.raises(botocore.exceptions.ClientError) as err:
+        call(**kwargs)
+    return err.value.response["Error"]["Code"], err.value.response["Error"]["Message"]
+
+
+def _still_serving(ddb, table: str) -> None:
+    ddb.put_item(TableName=table, Item={"pk": {"S": "after"}})
+    assert ddb.get_item(TableName=table, Key={"pk": {"S": "after"}}, ConsistentRead=True)["Item"] == {
+        "pk": {"S": "after"}}
+
+
+@pytest.fixture(scope="module")
+def backed_up(ddb):
+    """A table and one backup of it: (table name, table ARN, backup ARN)."""
+    name = create_table(ddb, range_key=None)
+    arn = ddb.describe_table(TableName=name)["Table"]["TableArn"]
+    backup = ddb.create_backup(TableName=name, BackupName="conformance")["BackupDetails"]["BackupArn"]
+    return name, arn, backup
+
+
+def _with(arn: str, **parts) -> str:
+    """An ARN with some of its fields replaced (partition, service, region, account)."""
+    fields = arn.split(":", 5)
+    for index, field in ((1, "partition"), (2, "service"), (3, "region"), (4, "account")):
+        fields[index] = parts.get(field, fields[index])
+    return ":".join(fields)
+
+
+def test_list_backups_refuses_a_lower_bound_above_the_upper(ddb, backed_up):
+    name, _, _ = backed_up
+    later, earlier = datetime(2030, 1, 1, tzinfo=timezone.utc), datetime(2020, 1, 1, tzinfo=timezone.utc)
+    assert _error(ddb.list_backups, TimeRangeLowerBound=later, TimeRangeUpperBound=earlier) == (
+        "ValidationException",
+        "One or more parameter values were invalid: Time range lower bound must be less than or equal to upper bound")
+    # Equal bounds are a valid, empty range ([lower, upper)).
+    assert ddb.list_backups(TimeRangeLowerBound=later, TimeRangeUpperBound=later)["BackupSummaries"] == []
+    _still_serving(ddb, name)
+
+
+def test_list_backups_refuses_a_start_arn_of_another_region(ddb, backed_up):
+    name, _, backup = backed_up
+    assert _error(ddb.list_backups, ExclusiveStartBackupArn=_with(backup, region="eu-west-1")) == (
+        "ValidationException", "Invalid Request: The supplied ExclusiveStartBackupArn does not match the region")
+    listed = ddb.list_backups(TableName=name, ExclusiveStartBackupArn=f"{backup[:-8]}00000000")["BackupSummaries"]
+    assert [summary["BackupArn"] for summary in listed] == [backup]  # this region's ARN is a cursor
+    _still_serving(ddb, name)
+
+
+@pytest.mark.parametrize("operation", ["describe_backup", "delete_backup"])
+def test_backup_arns_are_checked_as_dynamodb_checks_them(ddb, backed_up, operation):
+    name, table_arn, backup = backed_up
+    call = getattr(ddb, operation)
+    not_valid = ("ValidationException", "Invalid Request: BackupArn is not valid")
+    assert _error(call, BackupArn=_with(backup, region="xx-fake-1")) == not_valid
+    assert _error(call, BackupArn=_with(backup, region="cn-north-1")) == not_valid  # another partition's region
+    assert _error(call, BackupArn=_with(backup, partition="aws-cn", region="cn-north-1")) == not_valid
+    assert _error(call, BackupArn=_with(backup, service="s3")) == not_valid
+    assert _error(call, BackupArn=_with(backup, account="999999999999")) == ("AccessDeniedException",
+                                                                             "Access is denied")
+    assert _error(call, BackupArn=table_arn) == ("ValidationException", "Invalid Backup ARN")
+    assert _error(call, BackupArn="b" * 48) == ("ValidationException", "Invalid Backup ARN")
+    missing = f"{table_arn}/backup/01700000000000-abcdef12"
+    assert _error(call, BackupArn=missing) == ("BackupNotFoundException", f"Backup not found: {missing}")
+    assert ddb.describe_backup(BackupArn=backup)["BackupDescription"]["BackupDetails"]["BackupStatus"] == "AVAILABLE"
+    _still_serving(ddb, name)
+
+
+def test_a_backup_arn_of_another_region_names_this_regions_backup(ddb):
+    """DynamoDB ignores the region of a BackupArn (a known region of the
+    partition): DescribeBackup and DeleteBackup find the backup and echo the
+    ARN as sent."""
+    name = create_table(ddb, range_key=None)
+    backup = ddb.create_backup(TableName=name, BackupName="elsewhere")["BackupDetails"]["BackupArn"]
+    rewritten = _with(backup, region="eu-west-1")
+    described = ddb.describe_backup(BackupArn=rewritten)["BackupDescription"]
+    assert described["BackupDetails"]["BackupArn"] == rewritten
+    assert described["BackupDetails"]["BackupName"] == "elsewhere"
+    assert described["SourceTableDetails"]["TableName"] == name
+    deleted = ddb.delete_backup(BackupArn=rewritten)["BackupDescription"]["BackupDetails"]
+    assert (deleted["BackupArn"], deleted["BackupStatus"]) == (rewritten, "DELETED")
+    assert _error(ddb.describe_backup, BackupArn=backup) == ("BackupNotFoundException",
+                                                             f"Backup not found: {backup}")
+    _still_serving(ddb, name)
