@@ -61,8 +61,18 @@ and decreases, ScheduledScalingSuspended its scheduled actions (whose due
 times then pass unused).  Bringing a capacity into the target's range is not
 held.
 
-Not yet: AWS's ProvisionedCapacityHigh/Low alarms; target tracking's
-ScaleOutCooldown and ScaleInCooldown.
+A target tracking policy's ScaleOutCooldown and ScaleInCooldown (0 for
+DynamoDB unless set, as the API Reference gives them) hold its own changes,
+as the Application Auto Scaling User Guide describes them: after its
+scale-out only a larger one, after its scale-in no other scale-in; a
+scale-out ends a scale-in cooldown.  Their time is the server's clock (a
+test moves it), kept by the worker holding the scaler's lease.
+DisableScaleIn keeps the policy from scaling in.  Neither holds bringing a
+capacity into the target's range (nor scheduled actions, which the User
+Guide exempts).
+
+Not made: the ProvisionedCapacityHigh/Low alarms AWS's consoles show beside
+a DynamoDB policy's AlarmHigh/AlarmLow (``shoal.autoscaling.tracking_alarms``).
 """
 
 from __future__ import annotations
@@ -244,6 +254,12 @@ class AutoScaling:
         target_value = config.get("TargetValue")
         if not isinstance(target_value, (int, float)) or not 20 <= target_value <= 90:
             raise ValidationException("TargetValue for DynamoDB capacity utilization must be between 20 and 90")
+        for member in ("ScaleOutCooldown", "ScaleInCooldown"):
+            value = config.get(member)
+            if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 0):
+                raise ValidationException(f"{member} must be a non-negative integer")
+        if "DisableScaleIn" in config and not isinstance(config["DisableScaleIn"], bool):
+            raise ValidationException("DisableScaleIn must be a boolean")
         metric = (config.get("PredefinedMetricSpecification") or {}).get("PredefinedMetricType")
         with self.engine.write() as txn:
             resource, table_name, _, dimension = self._checked_target(data, region, txn)
@@ -557,6 +573,9 @@ class Scaler:
         self._invoked: dict[tuple, float] = {}  # (policy ARN, alarm name) -> wall time of the last invocation
         #: policy ARN -> (wall time its cooldown ends, "out" or "in", the capacity before that change)
         self._cooldowns: dict[str, tuple] = {}
+        #: target tracking policy ARN -> (wall time its scale-out cooldown ends, the capacity that
+        #: scale-out set, wall time its scale-in cooldown ends): ``_held``.
+        self._tracking: dict[str, tuple] = {}
 
     def __call__(self) -> bool:
         now = time.monotonic()
@@ -767,8 +786,9 @@ class Scaler:
         horizon = max(self.scale_out_s, self.scale_in_s) + 2 * self.interval_s
         while samples and now - samples[0][0] > horizon:
             samples.pop(0)
-        wanted, cause = None, None
+        wanted, cause, acting = None, None, None
         low, high = target["MinCapacity"], target["MaxCapacity"]
+        wall = self.clock()
         if provisioned < low or provisioned > high:
             wanted = min(max(provisioned, low), high)
             cause = (f"the capacity {provisioned} was outside the scalable target's range [{low}, {high}]: "
@@ -783,17 +803,49 @@ class Scaler:
                 if decided is not None and _suspended(target, decided[0], provisioned):
                     break
                 if decided is not None:
-                    wanted, cause = decided
-                    cause = f"{cause}: from {provisioned} to {min(max(wanted, low), high)}"
-                    wanted = min(max(wanted, low), high)
+                    bounded = min(max(decided[0], low), high)
+                    if bounded == provisioned or self._held(policy, bounded, provisioned, wall):
+                        continue  # this policy's cooldown holds it: another policy may still act
+                    wanted, cause, acting = bounded, f"{decided[1]}: from {provisioned} to {bounded}", policy
                     break
         if wanted is None or wanted == provisioned:
             return
         key = (region, target["ResourceId"], target["ScalableDimension"])
-        if wanted < provisioned and self.clock() < self._blocked.get(key, 0.0):
+        if wanted < provisioned and wall < self._blocked.get(key, 0.0):
             return  # the day's decreases are spent: tried again once the budget allows one
         if self._apply(region, table_name, index, units_member, part, wanted, target, cause, provisioned):
             samples.clear()  # the new capacity is judged afresh
+            if acting is not None:
+                self._cool(acting, wanted, provisioned, wall)
+
+    def _held(self, policy: dict, wanted: int, provisioned: int, wall: float) -> bool:
+        """Whether the policy's cooldowns hold its change from ``provisioned`` to ``wanted``.
+
+        The Application Auto Scaling User Guide ("Target tracking scaling
+        policies", Cooldown period): during the scale-out cooldown the
+        capacity the initiating scale-out added counts as part of the desired
+        capacity, so only a larger scale-out (past the capacity that one set)
+        is made; during the scale-in cooldown no scale-in is.  A scale-out
+        ends a scale-in cooldown (``_cool``)."""
+        state = self._tracking.get(policy["PolicyARN"])
+        if state is None:
+            return False
+        out_until, reached, in_until = state
+        if wanted > provisioned:
+            return wall < out_until and wanted <= reached
+        return wall < in_until
+
+    def _cool(self, policy: dict, wanted: int, provisioned: int, wall: float) -> None:
+        """Start the cooldown of the change the policy just made: ScaleOutCooldown
+        or ScaleInCooldown seconds (0 for DynamoDB unless set, the API Reference's
+        default for DynamoDB tables and GSIs)."""
+        config = policy["TargetTrackingScalingPolicyConfiguration"]
+        out_until, reached, in_until = self._tracking.get(policy["PolicyARN"], (0.0, 0, 0.0))
+        if wanted > provisioned:  # a scale-out stops a scale-in cooldown, which then does not complete
+            out_until, reached, in_until = wall + (config.get("ScaleOutCooldown") or 0), wanted, 0.0
+        else:
+            in_until = wall + (config.get("ScaleInCooldown") or 0)
+        self._tracking[policy["PolicyARN"]] = (out_until, reached, in_until)
 
     def _decide(self, samples: list, now: float, provisioned: int, goal: float, policy: dict):
         """(new capacity, cause) when the policy's alarm would fire, else None."""

@@ -16,8 +16,12 @@ In Shoal these alarms are real (DescribeAlarms lists them, the evaluator
 moves their state and records their action), but the scaler decides target
 tracking from its own samples of the capacity buckets
 (``shoal.autoscaling.Scaler``, times settable for tests), not from their
-state, so that the decision does not wait for minute-long periods.  AWS's
-two other alarms for DynamoDB (ProvisionedCapacityHigh/Low) are not made.
+state, so that the decision does not wait for minute-long periods.
+
+Not made: the ProvisionedCapacityHigh and ProvisionedCapacityLow alarms that
+accounts' exported alarm lists show beside these two.  No AWS page documents
+them (their metric, threshold, periods or purpose), and Shoal makes only what
+AWS documents.
 """
 
 from __future__ import annotations
