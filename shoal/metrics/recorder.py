@@ -33,9 +33,16 @@ operation), made on a request's first sight:
   if that rerun then fails.
 
 A request that names no table (BatchGetItem, BatchWriteItem, transactions,
-PartiQL, GetRecords) meters into a list of its own, which its handle adds to
-the cell's sink followed by its latency, so that the flush counts the
-latency once for each table the request metered.
+PartiQL, GetRecords) meters into an ``Entries`` of its own, which passes each
+entry on to the cell's sink at once, so that what a request consumed counts
+whether it then succeeds or fails: DynamoDB charges a cancelled
+TransactWriteItems or ExecuteTransaction, and a PartiQL write whose condition
+fails, the write units its evaluation consumed (the capacity enforcement
+charges the same entries, ``shoal.capacity.Capacity.settle``), and the
+dispatcher tells the recorder of a failure without its handle.  When the
+request is answered 200 its handle appends its latency with the tables it
+metered (``_Answered``), so that the flush counts the latency once for each
+of them; a failed request has no latency to count.
 
 Everything else happens when the worker flushes (``drain``), every second from
 a background job and before any read of the metrics: a cell's sink is
@@ -81,7 +88,7 @@ class Cell:
     def __init__(self, key: tuple) -> None:
         self.key = key
         # a request naming a table: [one-block eventually consistent reads, consistent ones, entries...];
-        # naming none: each request's entries, then its latency
+        # naming none: its requests' entries as they meter them, and an ``_Answered`` for each answered 200
         self.sink: list = [0, 0] if key[1] is not None else []
         self.latencies: list[float] = []  # seconds
         self.done = self.latencies.append  # a request answered 200 after so many seconds
@@ -89,11 +96,11 @@ class Cell:
         self.pair = (self.sink, self) if key[1] is not None else None
 
     def request(self, data: dict | None = None) -> tuple[list, "_Tableless"]:
-        """(meter, handle) of a request that names no table: a list of its
-        own (an ``Entries``: the API meters no read in a count slot of it),
-        and the request (a cancelled transaction's conflicts are counted per
-        table)."""
-        meter = Entries()
+        """(meter, handle) of a request that names no table: an ``Entries``
+        of its own, passing its entries on to this cell's sink (the API
+        meters no read in a count slot of it), and the request (a cancelled
+        transaction's conflicts are counted per table)."""
+        meter = Entries(self.sink)
         return meter, _Tableless(self, meter, data)
 
     def take(self) -> tuple[int, int, list, list]:
@@ -101,7 +108,7 @@ class Cell:
         sink = self.sink
         if self.pair is None:
             entries, eventual, consistent = sink[:], 0, 0
-            del sink[:]
+            del sink[:len(entries)]  # an entry a request adds meanwhile waits for the next flush
         else:
             eventual, consistent, entries = sink[0], sink[1], sink[2:]
             sink[0] = sink[1] = 0
@@ -117,9 +124,42 @@ class Cell:
 
 class Entries(list):
     """The meter of a request that names no table: tuples only, each naming
-    its table (``shoal.api.common.meter``)."""
+    its table first (``shoal.api.common.meter``).
 
-    __slots__ = ()
+    Given its cell's sink, it passes each entry on to it as it is metered
+    (and keeps it, for the tables its latency counts towards): the entries
+    of a request that fails count too, since the dispatcher reports a
+    failure without the request's handle (``Recorder.failed``).  Without a
+    sink it is a plain list of tuples (tests)."""
+
+    __slots__ = ("_through",)
+
+    def __init__(self, sink: list | None = None) -> None:
+        super().__init__()
+        self._through = sink.append if sink is not None else None
+
+    def append(self, entry: tuple) -> None:
+        list.append(self, entry)
+        if self._through is not None:
+            self._through(entry)
+
+    def extend(self, entries) -> None:
+        for entry in entries:
+            self.append(entry)
+
+    def __iadd__(self, entries) -> "Entries":  # ``Capacity.settle`` hands a request's entries on so
+        self.extend(entries)
+        return self
+
+
+class _Answered:
+    """In a cell of requests naming no table: one of them answered 200 after
+    ``seconds``, having metered on ``tables``."""
+
+    __slots__ = ("seconds", "tables")
+
+    def __init__(self, seconds: float, tables: set) -> None:
+        self.seconds, self.tables = seconds, tables
 
 
 class _Tableless:
@@ -131,9 +171,9 @@ class _Tableless:
         self.key, self.cell, self.meter, self.data = cell.key, cell, meter, data
 
     def done(self, seconds: float) -> None:
-        sink = self.cell.sink
-        sink += self.meter
-        sink.append(seconds)
+        """Answered 200: its latency, for each table it metered (its entries are in the sink already)."""
+        if self.meter:
+            self.cell.sink.append(_Answered(seconds, {entry[0] for entry in self.meter}))
 
 
 class Recorder:
@@ -306,20 +346,18 @@ def _drain_cell(acc: dict, cell: Cell) -> None:
 
 
 def _drain_tableless(acc: dict, region: str, operation: str, sink: list) -> None:
-    """A cell of requests that name no table: each request's entries, then its latency."""
+    """A cell of requests that name no table: their entries, whether the
+    request succeeded or failed, and the latency of each answered 200, for
+    each table it metered."""
     ns = dynamodb.NAMESPACE
     record = operation in dynamodb.OPERATIONS
-    tables: set = set()
     for entry in sink:
-        if type(entry) is tuple:
+        if entry.__class__ is tuple:
             _entry(acc, region, entry, 1)
-            tables.add(entry[0])
-            continue
-        if record:  # the request's latency, for each table it metered
-            for table in tables:
+        elif record:
+            for table in entry.tables:
                 series = (region, ns, "SuccessfulRequestLatency", (("Operation", operation), ("TableName", table)))
-                _add(acc, series, "Milliseconds", entry * 1000.0)
-        tables = set()
+                _add(acc, series, "Milliseconds", entry.seconds * 1000.0)
 
 
 def _entry(acc: dict, region: str, entry: tuple, n: int) -> None:
