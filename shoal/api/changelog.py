@@ -47,7 +47,8 @@ DEFAULT_RETENTION_S = 24 * 3600
 
 #: (consumer's key, fold) registered by ``shoal.replication.versions``: the
 #: version store's indexer, and how a local write of a global table is folded
-#: into it (``fold(txn, table, keys, time_ms, origin, seq, deleted)``).
+#: into it (``fold(txn, table, keys, storage_key, time_ms, origin, seq, deleted)``;
+#: ``storage_key`` None when the caller did not give it).
 _version_fold = None
 
 
@@ -91,9 +92,11 @@ class ChangeAppender:
         return seq
 
     def item_change(self, table, keys: dict, old_json, new_json, now: float | None = None,
-                    user_identity: dict | None = None) -> int:
+                    user_identity: dict | None = None, storage_key: bytes | None = None) -> int:
         """Record a change of one item: its key attributes and its stored
-        JSON before and after (None for absent).  Returns its position."""
+        JSON before and after (None for absent).  Returns its position.
+        ``storage_key``, the item's, spares a global table's version fold
+        from encoding the keys again (the write path has it)."""
         # Every item write comes here: _next_seq is inlined.
         seq = self._seq
         seq = self._seq = (self._head() if seq is None else seq) + 1
@@ -119,7 +122,7 @@ class ChangeAppender:
                         folding = (retention,)
                 self._folding = folding
             if folding:
-                _version_fold[1](self.txn, table, keys, stamp, record["origin"], seq, new_json is None)
+                _version_fold[1](self.txn, table, keys, storage_key, stamp, record["origin"], seq, new_json is None)
         return seq
 
     def table_change(self, table, op: str, detail: dict, now: float | None = None) -> int:

@@ -167,7 +167,7 @@ class WriteLog(ChangeAppender):
             stats[1] += new_size
 
         self.item_change(table, keys, stored_json(old_raw) if old_raw is not None else None,
-                         stored_json(new_raw) if new_raw is not None else None, now, user_identity)
+                         stored_json(new_raw) if new_raw is not None else None, now, user_identity, storage_key)
         return new_raw
 
     def finish(self) -> None:

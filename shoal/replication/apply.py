@@ -110,7 +110,7 @@ class ReplicatedWriteLog(WriteLog):
     __slots__ = ("origin", "origin_seq", "origin_time")
 
     def item_change(self, table, keys: dict, old_json, new_json, now: float | None = None,
-                    user_identity: dict | None = None) -> int:
+                    user_identity: dict | None = None, storage_key: bytes | None = None) -> int:
         seq = self._next_seq()
         record = {
             "table": table.table_id,  # first: read_raw_changes finds it by its bytes

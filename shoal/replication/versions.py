@@ -132,21 +132,23 @@ def index_local(txn, tables_by_id: dict, limit: int | None = None, decoded: dict
         if decoded is not None:
             decoded[seq] = change
         ms, origin, keys_json, new_json = change
-        fold_written(txn, table, orjson.loads(keys_json), ms, origin, seq, new_json is None)
+        fold_written(txn, table, orjson.loads(keys_json), None, ms, origin, seq, new_json is None)
     if last != cursor:
         advance_consumer(txn, INDEXER, last)
     return last
 
 
-def fold_written(txn, table, keys: dict, time_ms: int, origin: str, seq: int, deleted: bool) -> None:
+def fold_written(txn, table, keys: dict, skey: bytes | None, time_ms: int, origin: str, seq: int,
+                 deleted: bool) -> None:
     """Fold one local write of ``table`` into the version store: its
     version, bumped past the item's current one if not newer.  Called in
     log order, by ``index_local`` or, for a write whose transaction starts
     with the indexer caught up, by the change log as it records the write
     (``changelog.fold_versions_with``): in the write's own transaction, so
     that the replication thread's commits do not carry a page of the version
-    store per write."""
-    key = VERSION_PREFIX + storage_key(table, keys)
+    store per write.  ``skey`` is the item's storage key, or None to derive
+    it from ``keys`` (the write path passes the one it wrote under)."""
+    key = VERSION_PREFIX + (skey if skey is not None else storage_key(table, keys))
     raw = txn.get("meta", key)
     # the item's version is older unless its time is not (its origin is then compared as text)
     if raw is not None and _VERSION.unpack_from(raw)[0] >= time_ms:
