@@ -472,6 +472,40 @@ def cases() -> list[tuple[str, str, dict, list]]:
     update("stream and gsi together", {"StreamSpecification": {"StreamEnabled": True, "StreamViewType": "NEW_IMAGE"},
                                        "AttributeDefinitions": with_defs("h", base=DEF_PK),
                                        "GlobalSecondaryIndexUpdates": [{"Create": new_gsi}]})
+    # Members UpdateTable takes only alone or in given pairs (DynamoDB's recorded catalogue of messages).
+    update("table class and billing", {"TableClass": "STANDARD_INFREQUENT_ACCESS", "BillingMode": "PROVISIONED",
+                                       "ProvisionedThroughput": PT})
+    update("sse and deletion protection", {"SSESpecification": {"Enabled": True, "SSEType": "KMS"},
+                                           "DeletionProtectionEnabled": True})
+    update("sse empty", {"SSESpecification": {}})
+    update("sse disabled on default encryption", {"SSESpecification": {"Enabled": False}})
+    update("on-demand throughput and stream", {"OnDemandThroughput": {"MaxReadRequestUnits": 10},
+                                               "StreamSpecification": {"StreamEnabled": True,
+                                                                       "StreamViewType": "KEYS_ONLY"}})
+    update("on-demand throughput and billing", {"OnDemandThroughput": {"MaxReadRequestUnits": 10},
+                                                "BillingMode": "PAY_PER_REQUEST"}, provisioned)
+    update("stream and throughput", {"StreamSpecification": {"StreamEnabled": True, "StreamViewType": "KEYS_ONLY"},
+                                     "ProvisionedThroughput": {"ReadCapacityUnits": 6, "WriteCapacityUnits": 6}},
+           provisioned)
+    update("gsi create and throughput", {"ProvisionedThroughput": {"ReadCapacityUnits": 6, "WriteCapacityUnits": 6},
+                                         "AttributeDefinitions": with_defs("h", base=DEF_PK),
+                                         "GlobalSecondaryIndexUpdates": [{"Create": dict(new_gsi,
+                                                                                         ProvisionedThroughput=PT)}]},
+           provisioned)
+    update("warm throughput and stream", {"WarmThroughput": {"ReadUnitsPerSecond": 13000},
+                                          "StreamSpecification": {"StreamEnabled": True,
+                                                                  "StreamViewType": "KEYS_ONLY"}})
+    update("warm throughput and gsi create", {"WarmThroughput": {"ReadUnitsPerSecond": 13000},
+                                              "AttributeDefinitions": with_defs("h", base=DEF_PK),
+                                              "GlobalSecondaryIndexUpdates": [{"Create": new_gsi}]})
+    update("lsi delete", {"GlobalSecondaryIndexUpdates": [{"Delete": {"IndexName": "lsi1"}}]},
+           ranged(AttributeDefinitions=with_defs("l"), LocalSecondaryIndexes=[lsi()]))
+    update("lsi update", {"GlobalSecondaryIndexUpdates": [{"Update": {"IndexName": "lsi1",
+                                                                      "ProvisionedThroughput": PT}}]},
+           ranged(AttributeDefinitions=with_defs("l"), LocalSecondaryIndexes=[lsi()], **provisioned))
+    update("lsi name created as gsi", {"AttributeDefinitions": with_defs("l", "h"),
+                                       "GlobalSecondaryIndexUpdates": [{"Create": gsi("lsi1", "h")}]},
+           ranged(AttributeDefinitions=with_defs("l"), LocalSecondaryIndexes=[lsi()]))
     update("replica updates on plain table", {"ReplicaUpdates": [{"Delete": {"RegionName": "eu-west-1"}}]})
     del n
 

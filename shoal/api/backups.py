@@ -46,11 +46,8 @@ transactions is durable when it returns.
 
 from __future__ import annotations
 
-import functools
 import hashlib
-import importlib.util
 import logging
-import os
 import secrets
 import struct
 import types
@@ -68,14 +65,15 @@ from shoal.api.common import key_of, storage_key, successor
 from shoal.api.snapshots import create_request, keep_needed_definitions, snapshot_table, vector_index_specs
 from shoal.api.writepath import BulkLoad, encode_stored_json, stored_json, stored_size
 from shoal.model.size import item_size
-from shoal.auth.errors import AccessDeniedException
 from shoal.errors import (
+    CORAL_NS,
     INVALID_PARAMETERS,
     BackupInUseException,
     BackupNotFoundException,
     InternalServerError,
     ResourceInUseException,
     ResourceNotFoundException,
+    ShoalError,
     TableAlreadyExistsException,
     TableNotFoundException,
     ValidationException,
@@ -229,6 +227,19 @@ def _require(txn, region: str, arn: str, now: float) -> dict:
     return record
 
 
+class _AccessDenied(ShoalError):
+    """DynamoDB's answer to another account's BackupArn: the Coral error the
+    authorization layer (``shoal.auth.errors``, a layer above this one) also
+    raises, with its capital-M ``Message``."""
+
+    type_name = "AccessDeniedException"
+    namespace = CORAL_NS
+    status = 400
+
+    def to_body(self) -> dict:
+        return {"__type": self.wire_type, "Message": self.message}
+
+
 def _named_backup(ctx, txn, arn: str) -> dict:
     """The backup DescribeBackup or DeleteBackup names, after DynamoDB's
     checks of a BackupArn as recorded (ack-api-quirks DDB-BACKUP-012,
@@ -240,31 +251,13 @@ def _named_backup(ctx, txn, arn: str) -> dict:
         raise ValidationException("Invalid Backup ARN")
     parts = arn.split(":", 5)
     if len(parts) == 6 and parts[4] != ctx.account:
-        raise AccessDeniedException("Access is denied")
-    if len(parts) != 6 or parts[2] != "dynamodb" or not _region_of_partition(parts[3], parts[1], ctx.region):
+        raise _AccessDenied("Access is denied")
+    if len(parts) != 6 or parts[2] != "dynamodb" or not tables.region_of_partition(parts[3], parts[1], ctx.region):
         raise ValidationException("Invalid Request: BackupArn is not valid")
     here = ":".join(parts[:3] + [ctx.region] + parts[4:])
     return _require(txn, ctx.region, here, ctx.now())
 
 
-@functools.cache
-def _partitions() -> dict[str, frozenset[str]]:
-    """AWS's partitions and their regions, from botocore's copy of the
-    endpoint data (read without importing botocore, as ``shapes`` does)."""
-    spec = importlib.util.find_spec("botocore")
-    path = os.path.join(os.path.dirname(spec.origin), "data", "partitions.json")
-    with open(path, "rb") as source:
-        data = orjson.loads(source.read())
-    return {p["id"]: frozenset(p["regions"]) for p in data["partitions"]}
-
-
-def _region_of_partition(region: str, partition: str, home: str) -> bool:
-    """Whether ``region`` is a region of ``partition``, the partition of
-    this deployment's region ``home`` (a region AWS does not know, as a
-    local deployment may name itself, counts as the ``aws`` partition's)."""
-    partitions = _partitions()
-    home_partition = next((name for name, regions in partitions.items() if home in regions), "aws")
-    return partition == home_partition and (region == home or region in partitions.get(partition, ()))
 
 
 # ---------------------------------------------------------------- CreateBackup

@@ -18,6 +18,8 @@ gaining a replica in another region (UpdateTable's ReplicaUpdates,
 
 from __future__ import annotations
 
+import functools
+import importlib.util
 import os
 import re
 import uuid
@@ -139,15 +141,44 @@ def check_table_class(table_class: str | None) -> None:
 
 
 def table_name_of(ctx, text: str) -> str:
-    """The table named by a TableName member, which may also be the table's ARN."""
+    """The table named by a TableName member, which may also be the table's
+    ARN; an ARN of a region AWS does not know is refused as DynamoDB's
+    recorded answers refuse it (ack-api-quirks DDB-TABLE-442, 2026-10-09)."""
     if text.startswith("arn:"):
         region, account, name = parse_table_arn(text)
+        if not region_of_partition(region, text.split(":")[1], ctx.region, any_partition=True):
+            raise ValidationException(validation_errors([f"Invalid AWS region in '{text}'"]))
         # Only the table's own ARN names it: authorization checked the ARN as sent.
         if text != table_arn(ctx.region, ctx.account, name):
             raise ResourceNotFoundException(f"Requested resource not found: Table: {text} not found")
         return name
     check_table_name(text)
     return text
+
+
+@functools.cache
+def _partitions() -> dict[str, frozenset[str]]:
+    """AWS's partitions and their regions, from botocore's copy of the
+    endpoint data (read without importing botocore, as ``shapes`` does)."""
+    spec = importlib.util.find_spec("botocore")
+    path = os.path.join(os.path.dirname(spec.origin), "data", "partitions.json")
+    with open(path, "rb") as source:
+        data = orjson.loads(source.read())
+    return {p["id"]: frozenset(p["regions"]) for p in data["partitions"]}
+
+
+def region_of_partition(region: str, partition: str, home: str, any_partition: bool = False) -> bool:
+    """Whether ``region`` is a region AWS knows in ``partition``, which must
+    be the partition of this deployment's region ``home`` (with
+    ``any_partition``: in any partition).  ``home`` itself always counts (a local deployment
+    may name a region AWS does not know; it is then in the ``aws`` partition)."""
+    partitions = _partitions()
+    if region == home:
+        return True
+    if any_partition:
+        return any(region in regions for regions in partitions.values())
+    home_partition = next((name for name, regions in partitions.items() if home in regions), "aws")
+    return partition == home_partition and region in partitions.get(partition, ())
 
 
 def source_table(ctx, txn, text: str) -> Table:

@@ -97,3 +97,20 @@ def test_a_backup_arn_of_another_region_names_this_regions_backup(ddb):
     assert _error(ddb.describe_backup, BackupArn=backup) == ("BackupNotFoundException",
                                                              f"Backup not found: {backup}")
     _still_serving(ddb, name)
+
+
+def test_a_table_arn_of_a_region_aws_does_not_know_is_refused(ddb):
+    """DescribeTable, DescribeTimeToLive and DescribeContinuousBackups take a
+    table's ARN; one naming an unknown region is a validation error, one of
+    another (known) region names no table here."""
+    name = create_table(ddb, range_key=None)
+    arn = ddb.describe_table(TableName=name)["Table"]["TableArn"]
+    fake = _with(arn, region="xx-fake-1")
+    for call in (ddb.describe_table, ddb.describe_time_to_live, ddb.describe_continuous_backups):
+        assert _error(call, TableName=fake) == ("ValidationException",
+                                                f"1 validation error detected: Invalid AWS region in '{fake}'")
+    elsewhere = _with(arn, region="eu-west-1")
+    assert _error(ddb.describe_table, TableName=elsewhere) == (
+        "ResourceNotFoundException", f"Requested resource not found: Table: {elsewhere} not found")
+    assert ddb.describe_table(TableName=arn)["Table"]["TableName"] == name
+    _still_serving(ddb, name)
