@@ -234,12 +234,31 @@ def _token(value) -> str:
     return base64.urlsafe_b64encode(orjson.dumps(value)).decode()
 
 
-def _untoken(token: str):
+INVALID_TOKEN = "The service couldn't process your request because the NextToken is invalid."
+
+
+def _untoken(token: str) -> str:
+    """The text a NextToken of ``_token`` carries (an alarm name, a history
+    key's suffix); InvalidNextToken for anything else, not an error of the
+    server."""
     try:
-        return orjson.loads(base64.urlsafe_b64decode(token.encode()))
+        value = orjson.loads(base64.urlsafe_b64decode(token.encode()))
     except (ValueError, orjson.JSONDecodeError):
-        raise InvalidNextToken("The service couldn't process your request because the NextToken is invalid.") \
-            from None
+        raise InvalidNextToken(INVALID_TOKEN) from None
+    if not isinstance(value, str):
+        raise InvalidNextToken(INVALID_TOKEN)
+    return value
+
+
+def _history_resume(token: str) -> bytes:
+    """The history key suffix (time, counter) a DescribeAlarmHistory NextToken resumes after."""
+    try:
+        suffix = base64.b64decode(_untoken(token), validate=True)
+    except ValueError:
+        raise InvalidNextToken(INVALID_TOKEN) from None
+    if len(suffix) != _HISTORY_SUFFIX.size:
+        raise InvalidNextToken(INVALID_TOKEN)
+    return suffix
 
 
 # ---------------------------------------------------------------- the API
@@ -330,9 +349,8 @@ class Alarms:
         single = ("Namespace", "Statistic", "ExtendedStatistic", "Dimensions", "Period", "Unit")
         if metrics is not None:
             for name in single:
-                if data.get(name) is not None:
-                    raise InvalidParameterCombination(f"The parameters {name} and Metrics are mutually exclusive "
-                                                      "and you have specified both.")
+                if data.get(name) is not None:  # CloudWatch's words, as recorded for Statistic (2019)
+                    raise ValidationError(f"{name} should not be set if list of Metrics is set.")
             period = self._checked_metrics(metrics)
         else:
             for name in ("MetricName", "Namespace"):
@@ -397,26 +415,56 @@ class Alarms:
 
     @staticmethod
     def _checked_metrics(metrics: list) -> int:
-        """The rules of an alarm's ``Metrics``; the period it evaluates."""
+        """The rules of an alarm's ``Metrics``; the period it evaluates.
+
+        The User Guide's quota: an alarm on metric math has at most 10
+        metrics.  An Id CloudWatch cannot take is "Invalid metrics list" (its
+        answer as CloudFormation reports it); a statistic, a metric without
+        its namespace or name, or an expression GetMetricData would refuse is
+        refused here in GetMetricData's words, naming the alarm's parameter,
+        rather than made into an alarm that can never be evaluated."""
+        from shoal.metrics.cloudwatch import MAX_ALARM_METRICS, STATISTICS, _METRIC_ID, _PERCENTILE
+        from shoal.metrics.math import MathError, compile_expression, references
+
         if not metrics:
             raise ValidationError("The parameter Metrics must contain at least one query.")
+        if sum(1 for query in metrics if query.get("MetricStat") is not None) > MAX_ALARM_METRICS:
+            raise ValidationError(f"Alarms based on metric math expressions can have up to {MAX_ALARM_METRICS} "
+                                  "metrics.")
         returning = [q for q in metrics if q.get("ReturnData", True)]
         if len(returning) != 1:
             raise ValidationError("Exactly one element of the metrics list should return data.")
         ids = [q.get("Id") for q in metrics]
         if len(set(ids)) != len(ids):
             raise ValidationError("The values of the Id fields in Metrics must be unique.")
+        if not all(_METRIC_ID.match(query_id) for query_id in ids):
+            raise ValidationError("Invalid metrics list")
         periods = []
         for i, query in enumerate(metrics, 1):
+            path = f"Metrics.member.{i}"
             has_stat, has_expression = query.get("MetricStat") is not None, query.get("Expression") is not None
             if has_stat == has_expression:
-                raise ValidationError(f"Exactly one of MetricStat and Expression must be specified in "
-                                      f"Metrics.member.{i}.")
+                raise ValidationError(f"Exactly one of MetricStat and Expression must be specified in {path}.")
             if has_stat:
-                periods.append(_checked_alarm_period(query["MetricStat"]["Period"],
-                                                     f"Metrics.member.{i}.MetricStat.Period"))
-            elif query.get("Period") is not None:
-                periods.append(_checked_alarm_period(query["Period"], f"Metrics.member.{i}.Period"))
+                stat = query["MetricStat"]
+                for member in ("Namespace", "MetricName"):
+                    if stat["Metric"].get(member) is None:
+                        raise MissingParameter(f"The parameter {path}.MetricStat.Metric.{member} is required.")
+                if stat["Stat"] not in STATISTICS and not _PERCENTILE.match(stat["Stat"]):
+                    raise ValidationError(f"The value {stat['Stat']} for parameter {path}.MetricStat.Stat is not "
+                                          "a valid statistic.")
+                periods.append(_checked_alarm_period(stat["Period"], f"{path}.MetricStat.Period"))
+                continue
+            expression = query["Expression"]
+            try:
+                unknown = sorted(references(compile_expression(expression)) - set(ids))
+                if unknown:
+                    raise MathError(f"Unknown metric or expression Id {unknown[0]}")
+            except MathError as exc:
+                raise ValidationError(f"The value {expression} for parameter {path}.Expression is invalid: "
+                                      f"{exc.message}.") from None
+            if query.get("Period") is not None:
+                periods.append(_checked_alarm_period(query["Period"], f"{path}.Period"))
         if not periods:
             raise ValidationError("The Metrics of an alarm must include at least one MetricStat.")
         chosen = returning[0]
@@ -498,7 +546,7 @@ class Alarms:
             raise InvalidParameterValue("The parameter StartDate must be less than the parameter EndDate.")
         limit = data.get("MaxRecords") or 100
         descending = data.get("ScanBy", "TimestampDescending") == "TimestampDescending"
-        after = _untoken(data["NextToken"]) if data.get("NextToken") else None
+        after = _history_resume(data["NextToken"]) if data.get("NextToken") else None
 
         def run() -> dict:
             lo, hi = _region_range(region, HISTORY_PREFIX)
@@ -508,7 +556,7 @@ class Alarms:
             if end is not None:
                 hi = base + _HISTORY_SUFFIX.pack(max(0, int(float(end) * 1000)), 0xFFFFFFFF)
             if after is not None:
-                resume = base + base64.b64decode(after)
+                resume = base + after
                 if descending:
                     hi = min(hi, resume)
                 else:

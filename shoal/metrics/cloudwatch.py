@@ -45,7 +45,8 @@ from typing import Callable
 import numpy as np
 import orjson
 
-from shoal.api.shapes import ShapeValidator
+from shoal.api.shapes import ATTRIBUTE_VALUE_SHAPE, ENUM_MESSAGE_ORDER, SERVICE_CHECKED_ENUMS, ShapeValidator, \
+    load_model, model_path
 from shoal.errors import SerializationException, ValidationException
 from shoal.metrics.errors import (
     CloudWatchError,
@@ -76,6 +77,7 @@ from shoal.metrics.store import (
 TARGET_PREFIX = "GraniteServiceVersion20100801."
 STATISTICS = ("SampleCount", "Average", "Sum", "Minimum", "Maximum")
 MAX_DATAPOINTS = 1440
+MAX_ALARM_METRICS = 10  # the User Guide's quota: an alarm on metric math has at most 10 metrics
 HIGH_RESOLUTION_PERIODS = (1, 5, 10, 20, 30)
 LIST_PAGE = 500
 RECENT_S = 3 * 3600
@@ -140,6 +142,40 @@ class _Required:
                 self._value(shape["member"]["shape"], element, f"{path}.member.{i}")
 
 
+_validator: ShapeValidator | None = None
+
+
+def model_validator() -> ShapeValidator:
+    """The checker of CloudWatch's requests against botocore's CloudWatch
+    model, by Coral's rules (``shoal.api.shapes``), built once.
+
+    ``shoal.api.shapes`` words some shapes as DynamoDB does, by shape name
+    (DynamoDB's recorded order of its ComparisonOperator enum); CloudWatch's
+    shapes of those names are renamed here, so that a CloudWatch enum is
+    listed as its own model lists it."""
+    global _validator
+    if _validator is None:
+        model = load_model(model_path("cloudwatch"))
+        taken = set(ENUM_MESSAGE_ORDER) | SERVICE_CHECKED_ENUMS | {ATTRIBUTE_VALUE_SHAPE}
+        renamed = {name: f"CloudWatch{name}" for name in model["shapes"] if name in taken}
+        if renamed:
+            model = orjson.loads(orjson.dumps(model))  # a copy, its references rewritten below
+            shapes = model["shapes"]
+            for old, new in renamed.items():
+                shapes[new] = shapes.pop(old)
+            for shape in shapes.values():
+                for ref in (*shape.get("members", {}).values(), shape.get("member"), shape.get("key"),
+                            shape.get("value")):
+                    if ref is not None and ref.get("shape") in renamed:
+                        ref["shape"] = renamed[ref["shape"]]
+            for operation in model["operations"].values():
+                for ref in (operation.get("input"), operation.get("output")):
+                    if ref is not None and ref.get("shape") in renamed:
+                        ref["shape"] = renamed[ref["shape"]]
+        _validator = ShapeValidator(model)
+    return _validator
+
+
 def _model_checked(validator: ShapeValidator, required: _Required, operation: str, data) -> None:
     if not isinstance(data, dict):
         raise SerializationError("Start of structure or map found where not expected.")
@@ -174,9 +210,18 @@ def _checked_percentile(text: str, path: str) -> str:
     return text
 
 
+def _period_ok(period: int) -> bool:
+    return period in HIGH_RESOLUTION_PERIODS or period % 60 == 0
+
+
+def _period_problem(path: str) -> str:
+    return f"The parameter {path} must be a multiple of 60."
+
+
 def _checked_period(period: int, path: str) -> int:
-    if period not in HIGH_RESOLUTION_PERIODS and period % 60:
-        raise InvalidParameterValue(f"The parameter {path} must be a multiple of 60.")
+    """GetMetricStatistics' Period (InvalidParameterValue there; GetMetricData lists it with its other faults)."""
+    if not _period_ok(period):
+        raise InvalidParameterValue(_period_problem(path))
     return period
 
 
@@ -301,7 +346,7 @@ class CloudWatch:
         #: writes the contributor insights this worker counted (``shoal.metrics.insights``)
         self.insights_flush = insights_flush or (lambda: None)
         self._catalog = None
-        self.validator = ShapeValidator.for_service("cloudwatch")
+        self.validator = model_validator()
         self.required = _Required({"shapes": self.validator._shapes,
                                    "operations": {name: ({"input": {"shape": shape}} if shape else {})
                                                   for name, shape in self.validator._inputs.items()}})
@@ -658,36 +703,57 @@ def _checked_window(data: dict) -> tuple[float, float]:
 
 def _checked_queries(queries: list) -> tuple[dict, dict]:
     """GetMetricData's rules for each query: a valid, unique Id; MetricStat
-    or Expression, not both; a known statistic and a valid period.  Returns
-    ({Id: expression}, {Id: the query's parameter path})."""
+    or Expression, not both; a metric that names its namespace and name; a
+    known statistic and a valid period.  Returns ({Id: expression}, {Id: the
+    query's parameter path}).
+
+    CloudWatch answers every query's fault at once, one line each (recorded
+    in public reports: "The value None for parameter
+    MetricDataQueries.member.223.MetricStat.Stat is not a valid statistic."
+    and the next query's on the next line).  The other lines are Shoal's, in
+    the same form; CloudWatch's recorded words for an Id ("... is not
+    matching the expected pattern ^[a-z][a-zA-Z0-9_]*$.") and for duplicates
+    ("The values for parameter id in MetricDataQueries are not unique.")
+    wait for the unit tests that pin Shoal's to change with them."""
+    problems: list[str] = []
     seen, expressions, paths = set(), {}, {}
     for i, query in enumerate(queries, 1):
         path = f"MetricDataQueries.member.{i}"
-        if not _METRIC_ID.match(query["Id"]):
-            raise ValidationError(f"The value {query['Id']} for parameter {path}.Id is invalid: an Id must "
-                                  "start with a lowercase letter and hold only letters, digits and _.\n")
-        if query["Id"] in seen:
-            raise ValidationError(f"The value {query['Id']} for parameter {path}.Id is duplicated.\n")
-        seen.add(query["Id"])
-        paths[query["Id"]] = path
+        query_id = query["Id"]
+        if not _METRIC_ID.match(query_id):
+            problems.append(f"The value {query_id} for parameter {path}.Id is invalid: an Id must start with a "
+                            "lowercase letter and hold only letters, digits and _.")
+        if query_id in seen:
+            problems.append(f"The value {query_id} for parameter {path}.Id is duplicated.")
+        seen.add(query_id)
+        paths.setdefault(query_id, path)
         expression = query.get("Expression")
         if expression is not None:
             if query.get("MetricStat") is not None:
-                raise ValidationError("The parameters MetricDataQuery Expression and MetricStat are mutually "
-                                      "exclusive and you have specified both.\n")
-            if _INSIGHTS_QUERY.match(expression):
-                raise ValidationError(f"Shoal does not run Metrics Insights queries yet ({path}.Expression); "
-                                      "use MetricStat and metric math.\n")
-            if query.get("Period") is not None:
-                _checked_period(query["Period"], f"{path}.Period")
-            expressions[query["Id"]] = expression
+                problems.append("The parameters MetricDataQuery Expression and MetricStat are mutually exclusive "
+                                "and you have specified both.")
+            elif _INSIGHTS_QUERY.match(expression):
+                problems.append(f"Shoal does not run Metrics Insights queries yet ({path}.Expression); "
+                                "use MetricStat and metric math.")
+            if query.get("Period") is not None and not _period_ok(query["Period"]):
+                problems.append(_period_problem(f"{path}.Period"))
+            expressions[query_id] = expression
             continue
         stat = query.get("MetricStat")
         if stat is None:
-            raise ValidationError(f"The parameter {path}.MetricStat is required.\n")
+            problems.append(f"The parameter {path}.MetricStat is required.")
+            continue
+        metric = stat["Metric"]
+        for member in ("Namespace", "MetricName"):
+            if metric.get(member) is None:
+                problems.append(f"The parameter {path}.MetricStat.Metric.{member} is required.")
         if stat["Stat"] not in STATISTICS and not _PERCENTILE.match(stat["Stat"]):
-            raise ValidationError(f"The value for parameter {path}.MetricStat.Stat is not a valid statistic.\n")
-        _checked_period(stat["Period"], f"{path}.MetricStat.Period")
+            problems.append(f"The value {stat['Stat']} for parameter {path}.MetricStat.Stat is not a valid "
+                            "statistic.")
+        if not _period_ok(stat["Period"]):
+            problems.append(_period_problem(f"{path}.MetricStat.Period"))
+    if problems:
+        raise ValidationError("".join(line + "\n" for line in problems))
     return expressions, paths
 
 
@@ -816,6 +882,6 @@ def _decode_token(token: str | None) -> dict:
         skip = orjson.loads(base64.urlsafe_b64decode(token.encode()))
     except (ValueError, orjson.JSONDecodeError):
         raise InvalidNextToken("The service couldn't process the NextToken.") from None
-    if not isinstance(skip, dict) or not all(isinstance(v, int) for v in skip.values()):
-        raise InvalidNextToken("The service couldn't process the NextToken.")
+    if not isinstance(skip, dict) or not all(v.__class__ is int and v >= 0 for v in skip.values()):
+        raise InvalidNextToken("The service couldn't process the NextToken.")  # points sent: counts, never less than 0
     return skip
