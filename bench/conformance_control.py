@@ -88,6 +88,148 @@ _VOLATILE_KEY = re.compile(r"(Arn|DateTime|Time|TableId|StreamLabel|Address|Cach
 _ARN = re.compile(r"arn:aws:dynamodb:[^:\s\"]*:[0-9]*:")
 
 
+# -- classifying a difference -----------------------------------------------------------
+#
+# Each difference is settled against DynamoDB's documentation and recorded
+# answers: (a) Shoal wrong (fix it), (b) DynamoDB Local wrong or older (Shoal
+# follows DynamoDB), (c) unclear.  The rules below classify what a run finds
+# as (b) only where the source is known; everything else is printed as "?" for
+# a person to settle, and NOTES records the settled (c) cases.
+
+#: Shoal's texts that DynamoDB's recorded answers carry: the ack-api-quirks
+#: DynamoDB findings (message catalogue DDB-TABLE-442 and the backup, table
+#: and billing findings, recorded 2026-10-08/09 in us-east-1 and us-west-2),
+#: dynalite's suite (recorded c. 2015) and docs/status.md's table.
+RECORDED = [re.compile(p) for p in (
+    r"The parameter 'TableName' is required but was not present in the request$",
+    r"Table already exists: ",
+    r"Invalid KeySchema: (The first KeySchemaElement is not a HASH|The second KeySchemaElement is not a RANGE"
+    r"|Some index key attribute have no definition)",
+    r"Both the Hash Key and the Range Key element in the KeySchema have the same name$",
+    r"Attribute Name is duplicated: ",
+    r"One or more parameter values were invalid: (Some index key attributes are not defined|Number of attributes "
+    r"in KeySchema|Some AttributeDefinitions are not used|ReadCapacityUnits and WriteCapacityUnits must both"
+    r"|Neither ReadCapacityUnits nor WriteCapacityUnits|Table KeySchema does not have a range key|List of "
+    r"(Local|Global)SecondaryIndexes is empty|Number of LocalSecondaryIndexes exceeds|Index KeySchema does not"
+    r"|ProjectionType is|Duplicate element in NonKeyAttributes|Number of projected attributes|Duplicate index name"
+    r"|ProvisionedThroughput (is not specified|should not be specified|must be specified|cannot be specified)"
+    r"|GlobalSecondaryIndex count exceeds|Table is being created with a stream|If stream is being|SSEType"
+    r"|KMSMasterKeyId can not|Requested MaxReadRequestUnits|MaxReadRequestUnits for OnDemandThroughput cannot"
+    r"|DeletionProtection modification|TableClass modification|Server-Side Encryption modification"
+    r"|OnDemandThroughput can only|You cannot|WarmThroughput must be|Create global secondary index cannot"
+    r"|Table is already encrypted|AttributeDefinitions is not specified for index|Both ReadCapacityUnits and"
+    r"|The only Updates for index|One of GlobalSecondaryIndexUpdate|Only one global secondary index"
+    r"|ARNs must start with|Provided Arn is not a DynamoDB|Invalid resource arn provided|Time range lower bound)",
+    r"The requested (Read|Write)CapacityUnits(, | for index )",
+    r"Given value \d+ for (Read|Write)CapacityUnits is out of bounds$",
+    r"Invalid table-class parameter provided",
+    r"Tag Key cannot be prefixed with aws:|Number of Tags exceed|Duplicate Tag Keys|The Tag (Key|Value) provided"
+    r"|Atleast one Tag",
+    r"Requested resource not found: (Table: .* not found|Index \S+ for table |ResourcArn: )",
+    r"At least one of ProvisionedThroughput, BillingMode",
+    r"The provisioned throughput for the (table|index \S+) will not change",
+    r"Table already has an enabled stream: TableName: |Table has no stream to disable: TableName: ",
+    r"TimeToLive is (already|active on a different AttributeName: current AttributeName is )",
+    r"Time to live has been modified multiple times within a fixed interval$",
+    r"Cannot (delete|update) an index that is not a GlobalSecondaryIndex: |Attempting to create an index which",
+    r"Table not found: |Backup not found: |Invalid Backup ARN$|Invalid Request: ",
+    r"1 validation error detected: Invalid AWS region in ",
+    r"Access is denied$",
+    r"class java\.lang\.String can not be converted to an Long$",
+)]
+
+_CORAL = re.compile(r"\d+ validation errors? detected: Value ")
+
+#: 200/200 differences in members DynamoDB Local omits or answers otherwise:
+#: DynamoDB reports NumberOfDecreasesToday in an on-demand GSI's throughput,
+#: SSEDescription (KMS), TableClassSummary and OnDemandThroughput (Local
+#: predates them), keeps a deleted GSI's attributes while it is DELETING, and
+#: DeleteTable's description without KeySchema and AttributeDefinitions
+#: (docs/status.md).
+LOCAL_OMITS = ("NumberOfDecreasesToday", "SSEDescription", "TableClassSummary", "OnDemandThroughput")
+
+#: Settled differences no rule covers: case -> (class, what each source says).
+NOTES = {
+    "create/hash and range same name": ("b", "dynalite (recorded): a key schema naming one attribute twice with "
+                                             "one definition has 'no definition'"),
+    "update/gsi delete": ("b", "DynamoDB keeps a DELETING index (and its attributes) until it is gone"),
+    "update/gsi delete while it builds": ("b", "API Reference (GlobalSecondaryIndexDescription.Backfilling): an "
+                                              "index CREATING while Backfilling can be deleted"),
+    "delete/ok": ("b", "DeleteTable's shorter description (docs/status.md)"),
+    "delete/ok provisioned with indexes": ("b", "DeleteTable's shorter description (docs/status.md)"),
+    "create/gsi multi-attribute ok": ("b", "DynamoDB Local predates multi-attribute GSI keys (Developer Guide, "
+                                           "2025)"),
+    "describe/arn": ("b", "DynamoDB takes a table ARN as TableName (API model: TableArn, 2024); Local does not"),
+    "ttl/disable": ("b", "recorded (DDB-TABLE-442): a second TTL change within the cooldown is refused"),
+    "update/replica updates on plain table": ("c", "Shoal: replicas need a deployment started with --region and "
+                                                   "--peer; Local: 'Nothing to update'; DynamoDB would add a replica"),
+    "update/to on-demand with throughput": ("c", "Shoal follows the recorded catalogue's 'ProvisionedThroughput "
+                                                 "cannot be specified when BillingMode is PAY_PER_REQUEST'; Local "
+                                                 "compares the throughput first"),
+    "tag/arn other account": ("c", "Shoal: ResourceNotFoundException (ResourcArn ... not found); no recorded "
+                                   "answer for another account's table ARN (likely AccessDeniedException)"),
+    "tag/stream arn": ("c", "Shoal refuses stream ARNs for tags though its message says streams are accepted; "
+                            "whether DynamoDB tags streams is not documented"),
+    "describe/arn of an index": ("c", "Shoal answers the tagging operations' message; DynamoDB's recorded "
+                                      "catalogue lists 'Invalid resource type in' for the Describe operations"),
+    "backup list/bounds reversed": ("b", "recorded (DDB-BACKUP-014)"),
+    # Shoal wrong by DynamoDB's recorded answers, not fixed yet: each fix changes a text that tests
+    # outside this sweep's files pin.
+    "create/on-demand throughput on provisioned": (
+        "a", "recorded CreateTable and ImportTable text (DDB-TABLE-038, 2026-10-08): '... MaxReadRequestUnits for "
+             "OnDemandThroughput cannot be specified when table BillingMode is PROVISIONED.'; Shoal answers "
+             "UpdateTable's wording ('when the table BillingMode is PROVISIONED', no period)"),
+    "create/gsi on-demand throughput on provisioned": (
+        "a", "recorded (DDB-TABLE-038 area, CreateTable): '... for OnDemandThroughput for index: <IDX> cannot be "
+             "specified ...'; Shoal answers the table's UpdateTable wording without the index"),
+    "create/gsi multi-attribute 5 hash": (
+        "a", "recorded catalogue (DDB-TABLE-442): 'One or more parameter values were invalid: The KeySchema "
+             "exceeds the maximum allowed number of HASH key attributes'; Shoal: its own sentence"),
+    "create/gsi multi-attribute hash after range": (
+        "a", "recorded catalogue (DDB-TABLE-442): 'One or more parameter values were invalid: All HASH key "
+             "attributes must precede RANGE key attributes in the KeySchema'; Shoal: its own sentence"),
+    "create/gsi multi-attribute same name twice": (
+        "a", "recorded catalogue (DDB-TABLE-442): 'The KeySchema contains multiple key attributes with the same "
+             "name'; Shoal: its own sentence"),
+    "backup create/ok": (
+        "a", "recorded (DDB-BACKUP-003): CreateBackup answers BackupStatus CREATING, DescribeBackup AVAILABLE "
+             "~50 ms later; Shoal answers AVAILABLE"),
+}
+
+
+def classify(case: str, shoal: dict, local: dict) -> tuple[str, str]:
+    """(class, reason) of one difference; class "?" when no rule settles it."""
+    if case in NOTES:
+        return NOTES[case]
+    if local.get("type") == "UnknownOperationException" or "UnknownOperationException" in str(local.get("answer")):
+        return "b", "DynamoDB Local lacks the operation (Shoal's answer checked against DynamoDB's recordings)"
+    if shoal.get("status") == 200 and local.get("status") == 200:
+        rest = _without(shoal["result"], LOCAL_OMITS), _without(local["result"], LOCAL_OMITS)
+        if rest[0] == rest[1]:
+            return "b", "members DynamoDB Local omits (" + ", ".join(LOCAL_OMITS) + ")"
+        return "?", "successful answers differ"
+    message = shoal.get("message") or ""
+    if shoal.get("status") == 400 and (_CORAL.match(message) or shoal.get("type") == "SerializationException"):
+        return "b", "Coral's model constraint, which DynamoDB checks first; Local words it its own way"
+    if shoal.get("status") == 400 and any(p.match(message) for p in RECORDED):
+        if local.get("status") == 200:
+            return "b", "DynamoDB's recorded refusal; Local accepts"
+        return "b", "DynamoDB's recorded text; Local's older or own wording"
+    if shoal.get("status") == 200 and local.get("message") == "Nothing to update":
+        return "b", "DynamoDB Local predates the member (TableClass, SSESpecification or OnDemandThroughput updates)"
+    if local.get("status") == 500:
+        return "b", "DynamoDB Local fails (500)"
+    return "?", "not settled"
+
+
+def _without(value, keys):
+    if isinstance(value, dict):
+        return {k: _without(v, keys) for k, v in value.items() if k not in keys}
+    if isinstance(value, list):
+        return [_without(v, keys) for v in value]
+    return value
+
+
 def _tmp(n: int) -> str:
     return f"ctl_t{n}"
 
@@ -313,6 +455,23 @@ def cases() -> list[tuple[str, str, dict, list]]:
                                     "Projection": {"ProjectionType": "ALL"}}])
     create("gsi key schema empty", AttributeDefinitions=with_defs("g", base=DEF_PK),
            GlobalSecondaryIndexes=[{"IndexName": "gsi1", "KeySchema": [], "Projection": {"ProjectionType": "ALL"}}])
+    # CreateTable: multi-attribute GSI keys (up to four HASH then four RANGE attributes).
+    multi = [f"m{i}" for i in range(6)]
+
+    def multi_gsi(*kinds: tuple[str, str]) -> dict:
+        return {"IndexName": "gsi1", "KeySchema": [{"AttributeName": a, "KeyType": k} for a, k in kinds],
+                "Projection": {"ProjectionType": "ALL"}}
+    create("gsi multi-attribute ok", AttributeDefinitions=with_defs(*multi[:4], base=DEF_PK),
+           GlobalSecondaryIndexes=[multi_gsi(("m0", "HASH"), ("m1", "HASH"), ("m2", "RANGE"), ("m3", "RANGE"))])
+    create("gsi multi-attribute 5 hash", AttributeDefinitions=with_defs(*multi[:5], base=DEF_PK),
+           GlobalSecondaryIndexes=[multi_gsi(*[(a, "HASH") for a in multi[:5]])])
+    create("gsi multi-attribute hash after range", AttributeDefinitions=with_defs(*multi[:3], base=DEF_PK),
+           GlobalSecondaryIndexes=[multi_gsi(("m0", "HASH"), ("m1", "RANGE"), ("m2", "HASH"))])
+    create("gsi multi-attribute same name twice", AttributeDefinitions=with_defs(*multi[:2], base=DEF_PK),
+           GlobalSecondaryIndexes=[multi_gsi(("m0", "HASH"), ("m1", "HASH"), ("m0", "RANGE"))])
+    create("gsi on-demand throughput on provisioned", BillingMode=None, ProvisionedThroughput=PT,
+           AttributeDefinitions=with_defs("g", base=DEF_PK),
+           GlobalSecondaryIndexes=[gsi(ProvisionedThroughput=PT, OnDemandThroughput={"MaxReadRequestUnits": 5})])
     # CreateTable: streams, SSE, table class, tags, deletion protection, on-demand throughput.
     create("stream enabled without view type", StreamSpecification={"StreamEnabled": True})
     create("stream disabled with view type", StreamSpecification={"StreamEnabled": False,
@@ -821,7 +980,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--jar", help="DynamoDBLocal.jar to start")
     parser.add_argument("--only", help="run only the cases whose name contains this")
     parser.add_argument("--json", help="write the differences to this file")
-    parser.add_argument("--all", action="store_true", help="print every case, not only the differences")
+    parser.add_argument("--all", action="store_true",
+                        help="print every case, not only the differences not settled as (b)")
     args = parser.parse_args(argv)
     children = []
     try:
@@ -843,10 +1003,15 @@ def main(argv: list[str] | None = None) -> int:
                 for endpoint in endpoints:
                     drop_temporary(endpoint)
             if answers[0] != answers[1] or args.all:
-                differences.append({"case": name, "operation": op, "shoal": answers[0], "local": answers[1]})
-                print(f"== {name} ({op})\n   shoal: {json.dumps(answers[0])[:1500]}\n"
-                      f"   local: {json.dumps(answers[1])[:1500]}")
-        print(f"\n{len(selected)} cases, {len(differences)} differences")
+                kind, why = classify(name, *answers) if answers[0] != answers[1] else ("=", "same")
+                differences.append({"case": name, "operation": op, "class": kind, "why": why,
+                                    "shoal": answers[0], "local": answers[1]})
+                if kind != "b" or args.all:
+                    print(f"== [{kind}] {name} ({op}): {why}\n   shoal: {json.dumps(answers[0])[:1500]}\n"
+                          f"   local: {json.dumps(answers[1])[:1500]}")
+        counts = {kind: sum(d["class"] == kind for d in differences) for kind in ("a", "b", "c", "?")}
+        print(f"\n{len(selected)} cases, {sum(counts.values())} differences: " + ", ".join(
+            f"{n} ({kind})" for kind, n in counts.items()) + " (only those not (b) printed; --all prints all)")
         if args.json:
             with open(args.json, "w") as out:
                 json.dump(differences, out, indent=1)

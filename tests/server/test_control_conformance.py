@@ -114,3 +114,4 @@ def test_a_table_arn_of_a_region_aws_does_not_know_is_refused(ddb):
         "ResourceNotFoundException", f"Requested resource not found: Table: {elsewhere} not found")
     assert ddb.describe_table(TableName=arn)["Table"]["TableName"] == name
     _still_serving(ddb, name)
+
