@@ -765,8 +765,8 @@ def cases() -> list[tuple[str, str, dict, list]]:
     add("tag/arn empty", "TagResource", {"ResourceArn": "", "Tags": [{"Key": "k", "Value": "v"}]})
     add("tag/arn other service", "TagResource", {"ResourceArn": "arn:aws:s3:::bucket",
                                                  "Tags": [{"Key": "k", "Value": "v"}]})
-    add("tag/arn other account", "TagResource", {"ResourceArn": f"arn:aws:dynamodb:us-east-1:999999999999:table/{TAGGED}",
-                                                 "Tags": [{"Key": "k", "Value": "v"}]})
+    add("tag/arn other account", "TagResource", {"ResourceArn": f"arn:aws:dynamodb:us-east-1:999999999999:table/"
+                                                               f"{TAGGED}", "Tags": [{"Key": "k", "Value": "v"}]})
     add("tag/index arn", "TagResource", {"ResourceArn": "{arn:ctl_range}/index/gsi",
                                          "Tags": [{"Key": "k", "Value": "v"}]})
     add("tag/stream arn", "TagResource", {"ResourceArn": "{arn:ctl_stream}/stream/2026-01-01T00:00:00.000",
@@ -848,8 +848,8 @@ def cases() -> list[tuple[str, str, dict, list]]:
     add("backup describe/region rewritten", "DescribeBackup",
         {"BackupArn": "{backup:eu-west-1}"}, made)
     add("backup delete/ok", "DeleteBackup", {"BackupArn": "{backup}"}, made)
-    add("backup list/start arn of another region", "ListBackups", {
-        "ExclusiveStartBackupArn": "arn:aws:dynamodb:eu-west-1:000000000000:table/ctl_hash/backup/01700000000000-abcdef12"})
+    add("backup list/start arn of another region", "ListBackups", {"ExclusiveStartBackupArn": (
+        "arn:aws:dynamodb:eu-west-1:000000000000:table/ctl_hash/backup/01700000000000-abcdef12")})
     add("backup list/bounds equal", "ListBackups", {"TimeRangeLowerBound": 1000000000,
                                                     "TimeRangeUpperBound": 1000000000})
     add("backup list/ok", "ListBackups", {})

@@ -146,6 +146,10 @@ def describe_time_to_live(ctx, request: dict) -> dict:
     with ctx.engine.read() as txn:
         table = _table(ctx, txn, request)
         current = read_setting(txn, table.prefix)
+    status = table.description.get("TableStatus")
+    if status == "CREATING":  # a restore or an import filling it; DynamoDB's recorded answer (DDB-TABLE-442)
+        raise ValidationException(
+            f"Cannot describe time to live while table is in {status} state: Current table state is {status}")
     if current is None or current["status"] == "DISABLED":
         return {"TimeToLiveDescription": {"TimeToLiveStatus": "DISABLED"}}
     return {"TimeToLiveDescription": {"TimeToLiveStatus": current["status"], "AttributeName": current["attr"]}}

@@ -5,6 +5,7 @@ still serving afterwards."""
 
 from __future__ import annotations
 
+import time
 from datetime import datetime, timezone
 
 import botocore.exceptions
@@ -115,3 +116,39 @@ def test_a_table_arn_of_a_region_aws_does_not_know_is_refused(ddb):
     assert ddb.describe_table(TableName=arn)["Table"]["TableName"] == name
     _still_serving(ddb, name)
 
+
+
+def test_describe_time_to_live_of_a_table_being_restored(ddb):
+    """DynamoDB refuses DescribeTimeToLive while the table is CREATING (a
+    restore loads it).  The restore of a few thousand items takes long enough
+    to be seen CREATING; a TTL answer is only allowed once DescribeTable,
+    asked after it, says ACTIVE."""
+    name = create_table(ddb, range_key=None)
+    for start in range(0, 6000, 25):
+        puts = [{"PutRequest": {"Item": {"pk": {"S": f"k{n}"}, "pad": {"S": "x" * 200}}}}
+                for n in range(start, start + 25)]
+        ddb.batch_write_item(RequestItems={name: puts})
+    backup = ddb.create_backup(TableName=name, BackupName="ttl")["BackupDetails"]["BackupArn"]
+    refused = 0
+    for attempt in range(3):
+        target = f"{name}_r{attempt}"
+        ddb.restore_table_from_backup(TargetTableName=target, BackupArn=backup)
+        try:
+            answer = ddb.describe_time_to_live(TableName=target)
+        except botocore.exceptions.ClientError as err:
+            assert (err.response["Error"]["Code"], err.response["Error"]["Message"]) == (
+                "ValidationException",
+                "Cannot describe time to live while table is in CREATING state: Current table state is CREATING")
+            refused += 1
+        else:
+            assert ddb.describe_table(TableName=target)["Table"]["TableStatus"] == "ACTIVE"
+            assert answer["TimeToLiveDescription"] == {"TimeToLiveStatus": "DISABLED"}
+        deadline = time.monotonic() + 60  # one restore from a backup at a time
+        while ddb.describe_table(TableName=target)["Table"]["TableStatus"] != "ACTIVE":
+            assert time.monotonic() < deadline, f"{target} not restored"
+            time.sleep(0.05)
+        if refused:
+            break
+    assert ddb.describe_time_to_live(TableName=target)["TimeToLiveDescription"] == {"TimeToLiveStatus": "DISABLED"}
+    assert refused, "no restore was seen CREATING"
+    _still_serving(ddb, name)
