@@ -243,14 +243,15 @@ class _AccessDenied(ShoalError):
 def _named_backup(ctx, txn, arn: str) -> dict:
     """The backup DescribeBackup or DeleteBackup names, after DynamoDB's
     checks of a BackupArn as recorded (ack-api-quirks DDB-BACKUP-012,
-    2026-10-09): another account's ARN is AccessDenied; another service,
+    2026-10-09): another account's ARN, or one without a region, is
+    AccessDenied (its text as for another account's); another service,
     partition or an unknown region is not a valid ARN; a known region of
     this partition is ignored (the backup is looked up in this region and
     the ARN echoed as sent)."""
     if not arn.startswith("arn:") or "/backup/" not in arn:
         raise ValidationException("Invalid Backup ARN")
     parts = arn.split(":", 5)
-    if len(parts) == 6 and parts[4] != ctx.account:
+    if len(parts) == 6 and (parts[4] != ctx.account or not parts[3]):  # an empty region too (recorded)
         raise _AccessDenied("Access is denied")
     if len(parts) != 6 or parts[2] != "dynamodb" or not tables.region_of_partition(parts[3], parts[1], ctx.region):
         raise ValidationException("Invalid Request: BackupArn is not valid")

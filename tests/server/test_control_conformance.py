@@ -72,8 +72,9 @@ def test_backup_arns_are_checked_as_dynamodb_checks_them(ddb, backed_up, operati
     assert _error(call, BackupArn=_with(backup, region="cn-north-1")) == not_valid  # another partition's region
     assert _error(call, BackupArn=_with(backup, partition="aws-cn", region="cn-north-1")) == not_valid
     assert _error(call, BackupArn=_with(backup, service="s3")) == not_valid
-    assert _error(call, BackupArn=_with(backup, account="999999999999")) == ("AccessDeniedException",
-                                                                             "Access is denied")
+    denied = ("AccessDeniedException", "Access is denied")
+    assert _error(call, BackupArn=_with(backup, account="999999999999")) == denied
+    assert _error(call, BackupArn=_with(backup, region="")) == denied
     assert _error(call, BackupArn=table_arn) == ("ValidationException", "Invalid Backup ARN")
     assert _error(call, BackupArn="b" * 48) == ("ValidationException", "Invalid Backup ARN")
     missing = f"{table_arn}/backup/01700000000000-abcdef12"
