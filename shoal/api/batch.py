@@ -1,9 +1,16 @@
 """BatchGetItem and BatchWriteItem.
 
-Shoal processes every request of a batch (it never throttles), so
-UnprocessedKeys and UnprocessedItems are empty unless a BatchGetItem response
-would pass DynamoDB's 16 MB limit, in which case the rest is returned as
-UnprocessedKeys for the client to retry, as DynamoDB does.
+UnprocessedKeys and UnprocessedItems hold what DynamoDB would not process:
+the keys past a BatchGetItem response's 16 MB, and the items a table's
+throughput cannot serve (``shoal.capacity``).  A table whose throughput is
+spent when the batch requires it has its whole part returned, as sent; one
+admitted then is served item by item, in the order sent, until its
+throughput is spent, and the rest of its part is returned (DynamoDB: "If
+any requested operations fail because the table's provisioned throughput is
+exceeded ... the failed operations are returned in the UnprocessedItems").
+The batch is refused (ProvisionedThroughputExceededException, or an
+on-demand table's ThrottlingException) only when none of its items could
+be processed, which is when every table it names is throttled at once.
 """
 
 from __future__ import annotations
@@ -80,6 +87,7 @@ def _batch_get_item(ctx, request: dict):
     budget = MAX_RESPONSE_BYTES
     # No snapshot across the items (BatchGetItem promises none): over
     # PostgreSQL each table's keys are then one statement (``get_many``).
+    capacity = ctx.catalog.capacity
     with ctx.engine.read(snapshot=False) as txn:
         get_many = getattr(txn, "get_many", None)
         tables, throttled = _required(ctx, txn, plans)
@@ -97,7 +105,13 @@ def _batch_get_item(ctx, request: dict):
             units[name] = 0.0
             raws = (get_many("items", storage_keys) if get_many is not None
                     else [txn.get("items", skey) for skey in storage_keys])
-            for key, raw in zip(keys, raws):
+            limited = capacity is not None and table.limited
+            for number, (key, raw) in enumerate(zip(keys, raws)):
+                if limited and not capacity.admits_another(table, False, units[name]):
+                    # its throughput is spent: the rest of its keys come back unprocessed
+                    left = unprocessed.setdefault(name, {k: v for k, v in spec.items() if k != "Keys"})
+                    left.setdefault("Keys", []).extend(keys[number:])
+                    break
                 if raw is None:  # read like a GetItem of no item: one 4 KB unit
                     units[name] += item_read_units(0, consistent)
                     continue
@@ -182,13 +196,19 @@ def batch_write_item(ctx, request: dict):
                 if table.description.get("MultiRegionConsistency") == "STRONG":  # a round each, after this
                     strong.append((name, number, table, key, payload if kind == "put" else None, size))
                 else:
-                    planned.append((table, skey, key, payload if kind == "put" else None, size))
+                    planned.append((name, number, table, skey, key, payload if kind == "put" else None, size))
         now = ctx.now()
         want_metrics = request.get("ReturnItemCollectionMetrics") == "SIZE"
         metrics: dict[str, list] = {}
         index_capacity: dict[str, dict] = {}
+        # a throttled table's requests come back as they were sent; an admitted table's, from the
+        # first item its throughput cannot serve (``_admitted``)
+        unprocessed = {name: request["RequestItems"][name] for name in throttled}
+        stopped: set[str] = set()
         log = WriteLog(txn)
-        for table, skey, key, item, size in planned:
+        for name, number, table, skey, key, item, size in planned:
+            if not _admitted(ctx, table, name, number, request, units, index_capacity, unprocessed, stopped):
+                continue
             old_raw = txn.get("items", skey)
             index_units = {} if table.indexes else None
             log.write_item(table, skey, key, old_raw, item, size, now=now, index_units=index_units)
@@ -198,12 +218,10 @@ def batch_write_item(ctx, request: dict):
             if want_metrics and table.has_local_indexes:
                 metrics.setdefault(table.name, []).append(item_collection_metrics(txn, table, key))
         log.finish()
-    unprocessed = {name: request["RequestItems"][name] for name in throttled}
     if strong:
-        _write_strong(ctx, request, strong, units, unprocessed)
+        _write_strong(ctx, request, strong, units, unprocessed, index_capacity, stopped)
     for name, table_units in units.items():
         meter(ctx, name, WRITE, table_units, index_capacity.get(name))
-    # a throttled table's requests come back as they were sent
     out = {"UnprocessedItems": unprocessed}
     capacity = _capacity_list(request, units, index_capacity)
     if capacity is not None:
@@ -213,14 +231,36 @@ def batch_write_item(ctx, request: dict):
     return out
 
 
-def _write_strong(ctx, request: dict, strong: list, units: dict, unprocessed: dict) -> None:
+def _admitted(ctx, table, name: str, number: int, request: dict, units: dict, index_units: dict,
+              unprocessed: dict, stopped: set) -> bool:
+    """Whether the table's throughput serves the batch's write ``number`` to
+    ``name`` (``Capacity.admits_another``, what the batch consumed so far
+    counted); if not, it comes back unprocessed as sent, and so does every
+    later write to that table (``stopped``: the first refusal ends its part)."""
+    if not table.limited:
+        return True
+    if name not in stopped:
+        capacity = ctx.catalog.capacity
+        if capacity is None or capacity.admits_another(table, True, units.get(table.name, 0.0),
+                                                       index_units.get(table.name)):
+            return True
+        stopped.add(name)
+    unprocessed.setdefault(name, []).append(request["RequestItems"][name][number])
+    return False
+
+
+def _write_strong(ctx, request: dict, strong: list, units: dict, unprocessed: dict, index_units: dict,
+                  stopped: set) -> None:
     """The writes to multi-Region strong consistency tables, one consensus
     round each (``shoal.replication.strong``), after the batch's local
-    transaction: a write another region's write beat comes back unprocessed,
-    to be sent again, as DynamoDB's retryable answers do."""
+    transaction, each admitted by the table's throughput as the others are
+    (``_admitted``): a write another region's write beat comes back
+    unprocessed, to be sent again, as DynamoDB's retryable answers do."""
     from shoal.replication import strong as mrsc
 
     for name, number, table, key, item, size in strong:
+        if not _admitted(ctx, table, name, number, request, units, index_units, unprocessed, stopped):
+            continue
         try:
             old = mrsc.batch_write(ctx, table, key, item)
         except mrsc.ReplicatedWriteConflictException:

@@ -34,10 +34,12 @@ the bucket's slot and spends them locally, so the lock is taken once per
 chunk rather than per request, and two workers never grant more than the
 rate and a chunk each.
 
-BatchGetItem and BatchWriteItem answer a throttled table's part as
-unprocessed (UnprocessedKeys, UnprocessedItems) and are refused only when
-every table they name is throttled, as DynamoDB does; each table's part is
-admitted or not whole (DynamoDB may process some of one table's items).
+BatchGetItem and BatchWriteItem answer each item their tables' throughput
+cannot serve as unprocessed (UnprocessedKeys, UnprocessedItems) and are
+refused only when none could be processed (every table they name is
+throttled), as DynamoDB does: a table's part is admitted when the table is
+required, then item by item (``Capacity.admits_another``), so one table's
+part may be processed in part.
 
 The daily budget for decreases of provisioned throughput is
 ``shoal.capacity.decreases``.
@@ -619,6 +621,48 @@ class Capacity:
             allowance.limit, allowance.floor = limit, -limit.capacity
             allowance.balance = max(allowance.balance, allowance.floor)
         return allowance
+
+    def admits_another(self, table, writes: bool, units: float, index_units: dict | None = None) -> bool:
+        """Whether a batch (BatchGetItem, BatchWriteItem) may process one more
+        item of ``table``, the request having consumed ``units`` of the
+        table's reads or writes so far and, for writes, ``index_units``
+        (``{"GlobalSecondaryIndexes": {name: units}, "LocalSecondaryIndexes":
+        ...}``, ``write_item``'s form; an LSI's units are the table's).
+
+        DynamoDB answers each item its throughput cannot serve unprocessed and
+        refuses the batch only when it could process none; so an item is
+        admitted as ``admit`` admits a request, while every allowance it
+        draws on holds a positive balance once what the batch consumed is
+        counted (the next chunk taken if not), and ``settle`` charges the
+        processed items afterwards.  True where nothing limits the table here
+        (not limited, not admitted by this worker's hook, another thread's)."""
+        if not table.limited:
+            return True
+        current = self.current
+        if current is None or _get_ident() != self._owner:
+            return True
+        plan = table.plan
+        if plan is None or plan.owner is not self:
+            return True
+        if not writes:
+            return self._holds_past(plan.read, units)
+        by_index = {}
+        if index_units:
+            units += sum((index_units.get("LocalSecondaryIndexes") or {}).values())
+            by_index = index_units.get("GlobalSecondaryIndexes") or {}
+        for index, allowance in plan.charged_writes.items():
+            if not self._holds_past(allowance, units if index is None else by_index.get(index, 0.0)):
+                return False
+        return True
+
+    def _holds_past(self, allowance: Allowance, owed: float) -> bool:
+        """Whether ``allowance`` holds more than ``owed`` (what the request
+        consumed from it, not yet charged), taking the next chunk if not."""
+        if allowance.balance - owed > 0:
+            return True
+        limit = allowance.limit
+        allowance.balance += self.shared.take(limit, max(1.0, limit.rate * CHUNK_S) - (allowance.balance - owed))
+        return allowance.balance - owed > 0
 
     def _replenish(self, allowance: Allowance) -> bool:
         """Take the next chunk of the bucket (and what pays back a debt); whether the balance is now positive."""

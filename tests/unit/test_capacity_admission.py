@@ -272,3 +272,66 @@ def test_failed_partiql_writes_and_cancelled_transactions_are_charged(dispatcher
     assert fails(dispatcher, "ExecuteTransaction", {"TransactStatements": [
         {"Statement": "INSERT INTO statements VALUE {'pk': 'a'}"}]}) == "TransactionCanceledException"
     assert charged(dispatcher, f"{table}//write") == 3 + 3 + 1 + 2 * 3 + 2 * 1 + 2 * 3
+
+
+def frozen(dispatcher) -> None:
+    """Stop the buckets' clock (before any is made): nothing refills, so what a batch may
+    process is exactly what the bucket's 300 seconds of burst hold less what was consumed."""
+    dispatcher.capacity.shared.clock = lambda: 1000.0
+
+
+def big_item(key: str, units: int) -> dict:
+    """An item of exactly ``units`` 1 KB write units (and ceil(units / 4) 4 KB read blocks)."""
+    return {"pk": {"S": key}, "blob": {"S": "x" * (units * 1024 - 100)}}
+
+
+def test_a_batch_write_is_served_item_by_item_until_the_throughput_is_spent(dispatcher):
+    frozen(dispatcher)
+    table = provisioned(dispatcher, "writes", rcu=1000, wcu=1)
+    call(dispatcher, "PutItem", {"TableName": "writes", "Item": big_item("big", 290)})  # 10 of 300 left
+    puts = [{"PutRequest": {"Item": {"pk": {"S": f"p{i}"}}}} for i in range(25)]
+    answer = call(dispatcher, "BatchWriteItem", {"RequestItems": {"writes": puts},
+                                                 "ReturnConsumedCapacity": "TOTAL"})
+    assert answer["UnprocessedItems"] == {"writes": puts[10:]}  # the rest, in the order sent
+    assert answer["ConsumedCapacity"] == [{"TableName": "writes", "CapacityUnits": 10.0}]
+    assert charged(dispatcher, f"{table}//write") == 300
+    found = call(dispatcher, "Scan", {"TableName": "writes", "ProjectionExpression": "pk"})["Items"]
+    assert sorted(item["pk"]["S"] for item in found) == sorted(["big"] + [f"p{i}" for i in range(10)])
+    # nothing left: none of the items can be processed, so the whole batch is refused
+    assert fails(dispatcher, "BatchWriteItem", {"RequestItems": {"writes": puts[10:]}}) == \
+        "ProvisionedThroughputExceededException"
+
+
+def test_a_gsis_write_capacity_stops_a_batch_part_way(dispatcher):
+    frozen(dispatcher)
+    table = provisioned(dispatcher, "indexed", rcu=1000, wcu=1000, gsi=True)
+    call(dispatcher, "UpdateTable", {"TableName": "indexed", "GlobalSecondaryIndexUpdates": [{"Update": {
+        "IndexName": "by_g", "ProvisionedThroughput": {"ReadCapacityUnits": 1000, "WriteCapacityUnits": 1}}}]})
+    for n in range(296):  # a unit each of the index's 300 (KEYS_ONLY: a small index entry)
+        call(dispatcher, "PutItem", {"TableName": "indexed", "Item": {"pk": {"S": f"i{n}"}, "g": {"S": "x"}}})
+    # items without the index key draw on the table alone, but once the index has no write capacity
+    # left the table's writes are throttled too (as a PutItem's are)
+    puts = [{"PutRequest": {"Item": {"pk": {"S": f"p{i}"}, **({"g": {"S": "y"}} if i % 2 else {})}}}
+            for i in range(12)]
+    answer = call(dispatcher, "BatchWriteItem", {"RequestItems": {"indexed": puts}})
+    assert answer["UnprocessedItems"] == {"indexed": puts[8:]}  # p1, p3, p5, p7 took the index's last 4
+    assert charged(dispatcher, f"{table}/by_g/write") == 300 and charged(dispatcher, f"{table}//write") == 296 + 8
+
+
+def test_a_batch_get_is_served_key_by_key_and_another_table_in_full(dispatcher):
+    frozen(dispatcher)
+    table = provisioned(dispatcher, "reads", rcu=1, wcu=1000)
+    provisioned(dispatcher, "other")
+    call(dispatcher, "PutItem", {"TableName": "reads", "Item": big_item("big", 392)})  # 98 blocks of 4 KB
+    for _ in range(3):  # 294 of the 300 units read, consistently
+        call(dispatcher, "GetItem", {"TableName": "reads", "Key": {"pk": {"S": "big"}}, "ConsistentRead": True})
+    keys = [{"pk": {"S": f"k{i}"}} for i in range(10)]  # no such items: one unit each, read consistently
+    answer = call(dispatcher, "BatchGetItem", {"RequestItems": {
+        "reads": {"Keys": keys, "ConsistentRead": True}, "other": {"Keys": keys}}, "ReturnConsumedCapacity": "TOTAL"})
+    assert answer["UnprocessedKeys"] == {"reads": {"Keys": keys[6:], "ConsistentRead": True}}
+    assert answer["Responses"] == {"reads": [], "other": []}
+    assert answer["ConsumedCapacity"] == [{"TableName": "reads", "CapacityUnits": 6.0},
+                                          {"TableName": "other", "CapacityUnits": 5.0}]
+    assert charged(dispatcher, f"{table}//read") == 300
+    assert fails(dispatcher, "BatchGetItem", {"RequestItems": {"reads": {"Keys": keys[6:]}}}) == \
+        "ProvisionedThroughputExceededException"
