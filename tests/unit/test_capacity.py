@@ -84,6 +84,21 @@ def test_an_on_demand_table_and_each_gsi_start_at_their_warm_throughput_capped_b
     assert (small.reads[None].warm, small.writes[None].warm) == (20.0, 10.0)
 
 
+def test_a_warm_throughput_above_the_maximum_is_served_up_to_the_maximum():
+    """The Developer Guide's scenario ("Understanding DynamoDB warm throughput in different
+    scenarios", an on-demand table with maximum throughput): warm 30,000 reads and 10,000 writes
+    a second, maximums 5,000 and 4,000; the table is limited to its maximums (no error: the
+    warm throughput stays what it is)."""
+    limits = policy_of(FakeTable({
+        "BillingModeSummary": {"BillingMode": "PAY_PER_REQUEST"},
+        "OnDemandThroughput": {"MaxReadRequestUnits": 5000, "MaxWriteRequestUnits": 4000},
+        "WarmThroughput": {"ReadUnitsPerSecond": 30000, "WriteUnitsPerSecond": 10000, "Status": "ACTIVE"}}))
+    assert [(limit.rate, limit.warm, limit.maximum, limit.max_reason) for limit in (limits.reads[None],
+                                                                                   limits.writes[None])] == [
+        (5000.0, 30000.0, 5000.0, "TableReadMaxOnDemandThroughputExceeded"),
+        (4000.0, 10000.0, 4000.0, "TableWriteMaxOnDemandThroughputExceeded")]
+
+
 PROVISIONED_AND_CAPPED = [
     {"ProvisionedThroughput": {"ReadCapacityUnits": 5, "WriteCapacityUnits": 5}},
     {"BillingModeSummary": {"BillingMode": "PROVISIONED"}, "ProvisionedThroughput": {"ReadCapacityUnits": 1}},
