@@ -84,6 +84,7 @@ _U32 = struct.Struct(">I")
 _OPEN = struct.Struct(">IQQQ")  # open shard: number, record count, opened ms, last seq
 _ITERATOR = struct.Struct(">16sIQQ")  # stream id, shard number, position, issued ms
 _MAC_BYTES = 16
+_TOKEN_CHARS = -(-(_ITERATOR.size + _MAC_BYTES) // 3) * 4  # the base64 text of payload and MAC
 
 # The materializer is the change log's consumer of this name; its cursor
 # was kept under _OLD_CURSOR_KEY by data directories written before consumers.
@@ -800,7 +801,9 @@ def decode_iterator(secret: bytes, text: str) -> tuple[bytes, int, int, int]:
         blob = base64.urlsafe_b64decode(token.encode())
     except (ValueError, UnicodeEncodeError):
         blob = b""
-    if len(blob) != _ITERATOR.size + _MAC_BYTES:
+    # The decoder skips what follows the padding: an iterator with characters
+    # added is not the one issued, and is refused like any other malformed one.
+    if len(blob) != _ITERATOR.size + _MAC_BYTES or len(token) != _TOKEN_CHARS:
         raise ValidationException("Invalid ShardIterator")
     payload, mac = blob[: _ITERATOR.size], blob[_ITERATOR.size:]
     if not hmac.compare_digest(mac, hmac.new(secret, payload, hashlib.sha256).digest()[:_MAC_BYTES]):
@@ -1025,6 +1028,8 @@ def get_records(ctx, request: dict) -> bytes:
         stream = _load_stream(txn, stream_id)
         shard = None
         if stream is not None:
+            if request["ShardIterator"][:-_TOKEN_CHARS] != stream["arn"] + "|1|":  # its readable part altered
+                raise ValidationException("Invalid ShardIterator")
             shard = next((s for s in _live_shards(stream, cutoff) if s["n"] == number), None)
         if shard is None or position < shard["trim"]:
             raise TrimmedDataAccessException(TRIMMED)
