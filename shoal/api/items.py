@@ -174,6 +174,10 @@ def checked_key_in_item(table, item: dict) -> dict:
 
 def get_item(ctx, request: dict):
     check_attribute_names(request["Key"])  # before the table, as DynamoDB does
+    if "ExpressionAttributeValues" in request:
+        # Not a member of GetItemInput: ignored, as DynamoDB ignores any member a
+        # structure does not have (BatchGetItem's and TransactGetItems' too).
+        request = {name: value for name, value in request.items() if name != "ExpressionAttributeValues"}
     projection = read_projection(request)
     consistent = bool(request.get("ConsistentRead"))
 

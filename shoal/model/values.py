@@ -45,6 +45,11 @@ NESTING_TOO_DEEP = (
 )
 NULL_VALUE = "The supplied Item contains a null AttributeValue"
 EMPTY_NAME = "Empty attribute name"
+# Attribute names are limited to 64 KB of UTF-8, 65,536 bytes excluded (a
+# recorded DynamoDB answer; the request's shape limits them to 65,535
+# characters, which a name of multi-byte characters passes).  DynamoDB Local's words.
+MAX_NAME_BYTES = 65535
+NAME_TOO_LONG = "Attribute name is too large, must be less than 65536 bytes"
 
 # A container (L or M) may sit at most this many levels down from the item: the
 # item itself is the first of DynamoDB's 32 levels.
@@ -230,7 +235,13 @@ def _attributes(values: dict, depth: int, what: str) -> tuple[dict | None, int]:
     for name, av in values.items():
         if not name:
             raise ValidationException(EMPTY_NAME)
-        size += len(name) if name.isascii() else len(name.encode("utf-8"))
+        if name.isascii():  # one of more than 65,535 characters is refused as the request's shape
+            size += len(name)
+        else:
+            name_size = len(name.encode("utf-8"))
+            if name_size > MAX_NAME_BYTES:
+                raise ValidationException(NAME_TOO_LONG)
+            size += name_size
         new = None
         if type(av) is dict and len(av) == 1:
             for type_, value in av.items():
