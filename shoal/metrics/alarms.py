@@ -250,6 +250,12 @@ def _untoken(token: str) -> str:
     return value
 
 
+def _history_ms(at) -> int:
+    """A DescribeAlarmHistory bound in the milliseconds history keys hold:
+    any time before 1970 is its start, any past the keys' range their end."""
+    return min(max(0, int(float(at) * 1000)), 0xFFFFFFFFFFFFFFFF)
+
+
 def _history_resume(token: str) -> bytes:
     """The history key suffix (time, counter) a DescribeAlarmHistory NextToken resumes after."""
     try:
@@ -295,6 +301,9 @@ class Alarms:
         returns the operation's output as a dict)."""
         from shoal.metrics.cloudwatch import _model_checked
 
+        if operation == "PutMetricAlarm" and isinstance(data, dict) and data.get("Threshold") in (
+                "NaN", "Infinity", "-Infinity"):  # botocore's JSON form of them: no threshold, as 1e400 is none
+            raise InvalidParameterValue("The parameter Threshold must be a finite number.")
         _model_checked(self.cloudwatch.validator, self.cloudwatch.required, operation, data)
         run = self._handlers[operation](data, region)
         return operation in WRITES, run
@@ -552,9 +561,9 @@ class Alarms:
             lo, hi = _region_range(region, HISTORY_PREFIX)
             base = lo
             if start is not None:
-                lo = base + _HISTORY_SUFFIX.pack(max(0, int(float(start) * 1000)), 0)
+                lo = base + _HISTORY_SUFFIX.pack(_history_ms(start), 0)
             if end is not None:
-                hi = base + _HISTORY_SUFFIX.pack(max(0, int(float(end) * 1000)), 0xFFFFFFFF)
+                hi = base + _HISTORY_SUFFIX.pack(_history_ms(end), 0xFFFFFFFF)
             if after is not None:
                 resume = base + after
                 if descending:

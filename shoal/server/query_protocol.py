@@ -239,8 +239,8 @@ class _Reader:
         elif kind in ("double", "float"):
             if text in _SPECIAL_DOUBLES:
                 return text
-            if _DECIMAL.fullmatch(text):
-                return float(text)
+            if _DECIMAL.fullmatch(text) and math.isfinite(number := float(text)):  # 1e400: not a double
+                return number
         elif kind == "boolean":
             lowered = text.lower()
             if lowered in ("true", "false"):
@@ -269,9 +269,10 @@ def _indexed(node: dict) -> list[tuple[str, dict]]:
 
 def epoch_seconds(text: str) -> float | None:
     """Epoch seconds from an ISO 8601 time (UTC when it names no zone) or an
-    epoch number; None when it is neither."""
+    epoch number; None when it is neither (nor a number a double holds)."""
     if _DECIMAL.fullmatch(text):
-        return float(text)
+        seconds = float(text)
+        return seconds if math.isfinite(seconds) else None
     try:
         moment = datetime.fromisoformat(text)
     except ValueError:

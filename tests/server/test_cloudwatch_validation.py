@@ -235,3 +235,33 @@ def test_pages_still_resume_from_their_own_tokens(server):
                         Metrics=[{**metric_stat("m1"), "ReturnData": False}, {"Id": "e1", "Expression": "m1 * 2"}])
     assert [a["AlarmName"] for a in cw.describe_alarms(AlarmNames=["math-ok"])["MetricAlarms"]] == ["math-ok"]
     cw.delete_alarms(AlarmNames=["math-ok"])
+
+
+def post(server, body: bytes, headers: dict) -> tuple[int, bytes]:
+    """A request botocore would not build (numbers past a double's range), sent as is."""
+    request = urllib.request.Request(server.url, data=body, method="POST", headers=headers)
+    try:
+        with urllib.request.urlopen(request) as answer:
+            return answer.status, answer.read()
+    except urllib.error.HTTPError as error:
+        return error.code, error.read()
+
+
+def test_numbers_past_their_range(server):
+    """A number a double cannot hold is refused as unreadable (it was read as
+    infinity, and named so); a time far past the history's keys reads an
+    empty page (a 500 before); NaN as a threshold is not a number."""
+    form = {"Content-Type": "application/x-www-form-urlencoded"}
+    status, body = post(server, b"Action=PutMetricData&Version=2010-08-01&Namespace=App&"
+                                b"MetricData.member.1.MetricName=m&MetricData.member.1.Value=1e400", form)
+    assert status == 400 and b"<Code>InvalidParameterValue</Code>" in body
+    assert b"<Message>The value 1e400 for parameter MetricData.member.1.Value is invalid.</Message>" in body
+    status, body = post(server, b"Action=DescribeAlarmHistory&Version=2010-08-01&StartDate=1e300", form)
+    assert status == 200 and b"<AlarmHistoryItems></AlarmHistoryItems>" in body
+    status, body = post(server, b'{"StartDate": 1e300}', {
+        "Content-Type": "application/x-amz-json-1.0", "X-Amz-Target": "GraniteServiceVersion20100801.DescribeAlarmHistory"})
+    assert (status, body) == (200, b'{"AlarmHistoryItems":[]}')
+    status, answer = send(server, "json", "PutMetricAlarm", {**ALARM, "AlarmName": "nan", "Threshold": float("nan")})
+    assert (status, answer["Error"]["Code"], answer["Error"]["Message"]) == (
+        400, "InvalidParameterValue", "The parameter Threshold must be a finite number.")
+    assert [a["AlarmName"] for a in client(server).describe_alarms()["MetricAlarms"]] == ["guard", "guard-2"]
