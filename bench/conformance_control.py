@@ -22,10 +22,18 @@ cannot agree between two servers: ARNs, times, table and stream ids, the
 region and account inside strings, and the members listed in ``LOCAL_ONLY``
 that DynamoDB Local is known to answer differently from DynamoDB (see each).
 
+Each difference is classified (``classify``): (a) Shoal wrong by DynamoDB's
+documentation or a recorded DynamoDB answer, (b) DynamoDB Local wrong, older
+or lacking the operation, (c) unclear, "?" for a difference no rule or note
+settles yet.  Only the differences not settled as (b) are printed.
+
 Usage::
 
     python bench/conformance_control.py [--shoal URL] [--local URL] [--jar PATH]
                                         [--only SUBSTRING] [--json OUT] [--all]
+
+Without ``--shoal`` or ``--local`` each server is started as
+``bench/conformance_sweep.py`` starts it (about 50 s for the whole sweep).
 """
 
 from __future__ import annotations
