@@ -1,7 +1,8 @@
 """GetItem per node over PostgreSQL against the same node over LMDB (issue 19 point 5).
 
     python bench/pg_getitem.py [--items 10000] [--connections 16] [--seconds 5] [--rounds 2]
-                               [--pin shared|split|none] [--profile DIR] [--engines lmdb,pg]
+                               [--pin shared|split|none] [--profile DIR] [--callgrind DIR]
+                               [--nodes lmdb,pg,pg-before=TREE]
 
 Two ``shoal serve --workers 1`` nodes, one over an LMDB data directory and one
 over a PostgreSQL from Debian's packages (tests/postgres_cluster.py: initdb
@@ -20,7 +21,10 @@ requests.
 0, wrk on core 1), ``split`` (the node on core 0, PostgreSQL and wrk on core
 1) or ``none``.  ``--profile DIR`` runs each node under cProfile, enabled
 only for the measured runs (by signals to the node), and writes
-``DIR/<engine>.prof`` plus the top of each by own time.
+``DIR/<node>.prof`` plus the top of each by own time.  ``--nodes`` names the
+nodes, each ``lmdb...`` or ``pg...`` (its own database), optionally
+``=TREE``: a node run from another source tree (PYTHONPATH), to compare two
+versions in one run (``git archive REV | tar -x -C TREE``).
 
 Wall-clock figures on a shared 2-core machine move by a factor of two from run
 to run; CPU per request moves far less, and it is what says whether a node is
@@ -155,8 +159,9 @@ class Node:
     """One ``shoal serve --workers 1`` (``storage`` None: an LMDB data directory)."""
 
     def __init__(self, engine: str, workdir: str, storage: str | None, cpus: str | None, profile: str | None,
-                 callgrind: str | None = None):
+                 callgrind: str | None = None, tree: str | None = None):
         self.engine = engine
+        self.postgres = storage is not None
         self.port = free_port()
         self.profile = os.path.join(profile, f"{engine}.prof") if profile else None
         self.callgrind = os.path.join(callgrind, f"{engine}.callgrind") if callgrind else None
@@ -176,9 +181,10 @@ class Node:
         if cpus is not None:
             command = ["taskset", "-c", cpus, *command]
         self.log = os.path.join(workdir, f"{engine}.log")
+        env = dict(os.environ, PYTHONPATH=tree) if tree else None
         with open(self.log, "wb") as log:
             self.proc = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                                         start_new_session=True, cwd=REPO_DIR)
+                                         start_new_session=True, cwd=tree or REPO_DIR, env=env)
         self.url = f"http://127.0.0.1:{self.port}"
         self._wait()
 
@@ -330,14 +336,17 @@ def main(argv=None) -> int:
     parser.add_argument("--seconds", type=float, default=5.0)
     parser.add_argument("--warmup", type=float, default=1.0)
     parser.add_argument("--rounds", type=int, default=2)
-    parser.add_argument("--engines", default="lmdb,pg")
+    parser.add_argument("--nodes", default="lmdb,pg", help="NAME[=TREE],...: lmdb* over LMDB, pg* over "
+                        "PostgreSQL; TREE: run that node from another source tree")
     parser.add_argument("--pin", choices=("shared", "split", "none"), default="shared")
     parser.add_argument("--profile", metavar="DIR")
     parser.add_argument("--callgrind", metavar="DIR", help="count instructions per GetItem under callgrind "
                         "instead (user space only; the dumps are kept in DIR for callgrind_annotate)")
     parser.add_argument("--json", metavar="FILE", help="also write every run's figures here")
     args = parser.parse_args(argv)
-    engines = args.engines.split(",")
+    specs = [spec.partition("=")[::2] for spec in args.nodes.split(",")]
+    if not all(name.startswith(("lmdb", "pg")) for name, _ in specs):
+        parser.error("each node's name begins with lmdb or pg")
     node_cpus, pg_cpus, wrk_cpus = {"shared": ("0", "0", "1"), "split": ("0", "1", "1"),
                                     "none": (None, None, None)}[args.pin]
     for folder in (args.profile, args.callgrind):
@@ -355,7 +364,7 @@ def main(argv=None) -> int:
     try:
         postgres_pid = None
         dsn = None
-        if "pg" in engines:
+        if any(name.startswith("pg") for name, _ in specs):
             bin_dir = postgres_bin_dir()
             if bin_dir is None:
                 raise SystemExit(missing_binaries_message())
@@ -364,10 +373,9 @@ def main(argv=None) -> int:
             if pg_cpus is not None:
                 for pid in process_tree(postgres_pid):
                     subprocess.run(["taskset", "-pc", pg_cpus, str(pid)], capture_output=True)
-            dsn = cluster.create_database("bench")
-        for engine in engines:
-            nodes.append(Node(engine, workdir, dsn if engine == "pg" else None, node_cpus, args.profile,
-                              args.callgrind))
+        for name, tree in specs:
+            dsn = cluster.create_database("bench") if name.startswith("pg") else None
+            nodes.append(Node(name, workdir, dsn, node_cpus, args.profile, args.callgrind, tree or None))
         for node in nodes:
             node.load(args.items)
         if args.callgrind:
@@ -380,13 +388,13 @@ def main(argv=None) -> int:
         if pg_cpus is not None and postgres_pid:  # backends forked since
             for pid in process_tree(postgres_pid):
                 subprocess.run(["taskset", "-pc", pg_cpus, str(pid)], capture_output=True)
-        idle = {node.engine: idle_cpu(node, postgres_pid if node.engine == "pg" else None) for node in nodes}
+        idle = {node.engine: idle_cpu(node, postgres_pid if node.postgres else None) for node in nodes}
         with open("/proc/loadavg") as handle:
             load = handle.read().split()[0]
         runs = []
         for round_ in range(args.rounds):
             for node in nodes:
-                pg = postgres_pid if node.engine == "pg" else None
+                pg = postgres_pid if node.postgres else None
                 runs.append(dict(measure(node, pg, args, script, round_ + 1, wrk_cpus), round=round_ + 1))
     finally:
         for node in nodes:
@@ -413,10 +421,11 @@ def main(argv=None) -> int:
     for run in runs:
         by_round.setdefault(run["round"], {})[run["engine"]] = run
     for round_, pair in sorted(by_round.items()):
-        if "lmdb" in pair and "pg" in pair:
-            lmdb, pg = pair["lmdb"], pair["pg"]
-            print(f"round {round_}: PostgreSQL / LMDB by req/s {pg['rps'] / lmdb['rps']:.2f}x; "
-                  f"by Shoal's CPU per request {lmdb['shoal_us'] / pg['shoal_us']:.2f}x")
+        lmdb = next((run for name, run in pair.items() if name.startswith("lmdb")), None)
+        for name, pg in pair.items():
+            if lmdb is not None and name.startswith("pg"):
+                print(f"round {round_}: {name} / {lmdb['engine']} by req/s {pg['rps'] / lmdb['rps']:.2f}x; "
+                      f"by Shoal's CPU per request {lmdb['shoal_us'] / pg['shoal_us']:.2f}x")
     if args.json:
         with open(args.json, "w") as handle:
             json.dump({"idle": idle, "runs": runs, "load": load, "args": vars(args)}, handle, indent=1)

@@ -614,6 +614,15 @@ class PostgresEngine(Engine):
         """A statement sent at ``sent`` saw the catalog at ``version`` (and
         ``key``'s entry as ``value``): the cache is dropped when the version
         moved, trusted from ``sent`` when it did not."""
+        if key is None and version == self._catalog_version:
+            # Every item read: no lock.  Racing a thread that saw the version
+            # move, this can only date the trust of the newer entries from
+            # ``sent``, before the next version could have been committed
+            # (this statement saw the older one after ``sent``): still within
+            # CATALOG_TRUST_S of any change, as promised.
+            if sent > self._catalog_checked:
+                self._catalog_checked = sent
+            return
         with self._catalog_lock:
             current = self._catalog_version
             if current is None or version > current:
@@ -802,7 +811,7 @@ class PostgresEngine(Engine):
             reads = getattr(self._local, "reads", None)
             if reads is not None:  # this thread's reading connection (other threads' go with them)
                 self._local.reads = None
-                pool.putconn(reads)
+                pool.putconn(reads.conn)
             self._pool = None
             _live_engines.discard(self)
             pool.close()
@@ -938,25 +947,49 @@ class PostgresReadTxn(ReadTxn):
         return {get(row, 1): get(row, 2) for row in range(result.ntuples) if get(row, 1) is not None}
 
 
+class _Reader:
+    """A connection kept for statement reads, with the names of the
+    statements prepared on it (found once per check-out from the pool, not
+    once per statement)."""
+
+    __slots__ = ("conn", "pgconn", "prepared")
+
+    def __init__(self, conn) -> None:
+        self.conn = conn
+        self.pgconn = conn.pgconn
+        names = _PREPARED.get(conn)
+        if names is None:
+            names = _PREPARED[conn] = set()
+        self.prepared = names
+
+
 class PostgresStatementReads(PostgresReadTxn):
     """Reads that need no snapshot across statements (``read(snapshot=False)``):
     each runs on its own in autocommit, on the thread's own connection for
     such reads (taken from the pool once and kept: the pool's check-out and
     return cost as much as a statement).  A connection found broken at the
     first statement is replaced as ``_begin`` replaces one (nothing has been
-    read yet)."""
+    read yet).
 
-    __slots__ = ("_fresh",)
+    This is every GetItem's path, and on a node over PostgreSQL its Python
+    costs as much as the round trip's system calls: ``get`` of an item or of
+    a catalog entry goes straight to its statement, and no step allocates
+    what it need not (a context manager, a closure, a weak reference)."""
 
-    def __init__(self, engine: PostgresEngine) -> None:
-        super().__init__(engine, begin=False)
+    __slots__ = ("_fresh", "_reader")
+
+    def __init__(self, engine: PostgresEngine) -> None:  # noqa: PostgresReadTxn.__init__'s fields, set here
+        self._engine = engine
+        self._sql = engine._sql
+        self._ended = False
         local = engine._local
-        conn = getattr(local, "reads", None)
-        if conn is not None:
+        reader = getattr(local, "reads", None)
+        if reader is not None:
             local.reads = None  # this block's while it runs (a nested read takes another)
         else:
-            conn = engine._getconn()
-        self._conn = conn
+            reader = _Reader(engine._getconn())
+        self._reader = reader
+        self._conn = reader.conn
         self._fresh = True
 
     def _end(self, commit: bool) -> None:
@@ -964,40 +997,61 @@ class PostgresStatementReads(PostgresReadTxn):
         conn, self._conn = self._conn, None
         if conn is None:
             return
-        local = self._engine._local
-        if getattr(local, "reads", None) is None and self._engine._pool is not None and not conn.closed \
-                and conn.info.transaction_status == psycopg.pq.TransactionStatus.IDLE:
-            local.reads = conn  # kept for the thread's next reads
+        engine = self._engine
+        local = engine._local
+        # An idle transaction status also says the connection is open and sound.
+        if conn.pgconn.transaction_status == _TRANSACTION_IDLE and engine._pool is not None \
+                and getattr(local, "reads", None) is None:
+            local.reads = self._reader  # kept for the thread's next reads
         else:
-            self._engine._putconn(conn)
+            engine._putconn(conn)
+
+    def get(self, space: str, key: bytes) -> bytes | None:
+        """An item, or a table's catalog entry (from the cache while it is
+        trusted), by the statement that also reads the catalog's version;
+        any other key as ``PostgresReadTxn.get`` reads it."""
+        if space == "items":
+            if 0 < len(key) <= _DIRECT_MAX:
+                return self._versioned("items", key, False)
+        elif space == "meta" and 0 < len(key) <= _DIRECT_MAX:
+            engine = self._engine
+            if key.startswith(engine._catalog_prefixes):
+                if time.monotonic() - engine._catalog_checked < CATALOG_TRUST_S:
+                    value = engine._catalog_entries.get(key)
+                    if value is not None:
+                        return value
+                return self._versioned("meta", key, True)
+        return PostgresReadTxn.get(self, space, key)
+
+    def _versioned(self, table: str, key: bytes, catalog: bool) -> bytes | None:
+        """``key`` of ``table`` (a stored key of at most ``_DIRECT_MAX``
+        bytes) with the catalog's version, in one prepared statement."""
+        engine = self._engine
+        if table in _PARTITIONED:
+            # The h column's 8 bytes in binary: partition_hash's digest as it is.
+            params = [hashlib.blake2b(key[:engine._partition_prefix], digest_size=8).digest(), key]
+        else:
+            params = [key]
+        sent = time.monotonic()
+        result = self._prepared(_VGET_NAMES[table], self._sql.vget[table], params, _BINARY[len(params)])
+        value = result.get_value(0, 1)
+        engine._catalog_seen(int.from_bytes(result.get_value(0, 0), "big", signed=True), sent,
+                             key if catalog else None, value)
+        return value
 
     def _rows(self, statement: str, params, table: str | None = None) -> list:
         if self._fresh:
-            return self._first(lambda conn: _fast_rows(conn, statement, params))
+            return self._first(_rows_on, statement, params)
         return super()._rows(statement, params)
 
     def _raw_get(self, table: str, key: bytes) -> bytes | None:
-        """A catalog entry from the cache while it is trusted; any other key,
-        or the entry, with the catalog's version in the same statement."""
-        engine = self._engine
-        catalog = table == "meta" and key.startswith(engine._catalog_prefixes)
-        if catalog:
-            value = engine._cached_entry(key)
-            if value is not _MISS:
-                return value
-        elif table not in _PARTITIONED:
-            if self._fresh:
-                return self._first(lambda conn: _fast_get(conn, self._sql.fast_get[table],
-                                                          _get_params(table, key, engine._partition_prefix)))
-            return super()._raw_get(table, key)
-        sent = time.monotonic()
-        params = _get_params(table, key, engine._partition_prefix)
-        name, text = _VGET_NAMES[table], self._sql.vget[table]
-        result = self._statement(lambda conn: _prepared(conn, name, text, params, [1] * len(params)))
-        version = int.from_bytes(result.get_value(0, 0), "big", signed=True)
-        value = result.get_value(0, 1)
-        engine._catalog_seen(version, sent, key if catalog else None, value)
-        return value
+        """What ``get`` does not read itself: the long keys' groups (``overflow``)."""
+        if table == "items" or (table == "meta" and key.startswith(self._engine._catalog_prefixes)):
+            return self._versioned(table, key, table == "meta")
+        if self._fresh:
+            return self._first(_get_on, self._sql.fast_get[table],
+                               _get_params(table, key, self._engine._partition_prefix))
+        return super()._raw_get(table, key)
 
     def _raw_get_many(self, table: str, keys: list) -> dict:
         """The values of ``keys`` (stored keys of ``table``) found, in one
@@ -1009,42 +1063,80 @@ class PostgresStatementReads(PostgresReadTxn):
             prefix = engine._partition_prefix
             params.append(("{" + ",".join(str(h) for h in {partition_hash(key, prefix) for key in keys}) + "}"
                            ).encode())
-        name, text = _VGET_MANY_NAMES[table], self._sql.vget_many[table]
-        result = self._statement(lambda conn: _prepared(conn, name, text, params, [0] * len(params)))
+        result = self._prepared(_VGET_MANY_NAMES[table], self._sql.vget_many[table], params, _TEXT[len(params)])
         get = result.get_value
         engine._catalog_seen(int.from_bytes(get(0, 0), "big", signed=True), sent)
         return {get(row, 1): get(row, 2) for row in range(result.ntuples) if get(row, 1) is not None}
 
-    def _statement(self, run):
-        if self._fresh:
-            return self._first(run)
+    def _prepared(self, name: bytes, text: bytes, params: list, formats: list):
+        """The result of the named statement on this block's connection
+        (``_first``'s work inlined: a GetItem's statement is its first)."""
         if self._conn is None:
             raise RuntimeError("the transaction has ended")
-        with _database_errors():
-            return run(self._conn)
+        if self._fresh:
+            self._fresh = False
+            try:
+                result = _prepared(self._reader, name, text, params, formats)
+            except psycopg.OperationalError as exc:
+                return self._replaced(exc, _prepared, name, text, params, formats)
+            if self._engine._fail_fast_until:
+                self._engine._fail_fast_until = 0.0  # the database answered (see _begin)
+            return result
+        try:
+            return _prepared(self._reader, name, text, params, formats)
+        except (psycopg.OperationalError, psycopg_pool.PoolTimeout) as exc:
+            raise StorageUnavailable(f"the PostgreSQL storage is unavailable: {exc}".strip()) from exc
 
-    def _first(self, run):
-        """``run(conn)`` for the first statement: a connection found broken
-        is replaced and the statement run again (nothing has been read yet)."""
-        conn = self._conn
-        if conn is None:
+    def _first(self, run, *args):
+        """``run(reader, *args)`` for the first statement: a connection found
+        broken is replaced and the statement run again (nothing has been read yet)."""
+        if self._conn is None:
             raise RuntimeError("the transaction has ended")
         self._fresh = False
-        tries = self._engine._live_pool().max_size + 1
+        try:
+            out = run(self._reader, *args)
+        except psycopg.OperationalError as exc:
+            return self._replaced(exc, run, *args)
+        if self._engine._fail_fast_until:
+            self._engine._fail_fast_until = 0.0  # the database answered (see _begin)
+        return out
+
+    def _replaced(self, failure, run, *args):
+        """After the first statement failed with ``failure``: while the
+        connection proves broken, another replaces it and ``run`` is tried again."""
+        engine = self._engine
+        tries = engine._live_pool().max_size
         while True:
+            conn = self._conn
+            broken = conn.closed
+            _rollback_quietly(conn)
+            engine._putconn(conn)
+            self._conn = None
+            if not broken or tries <= 0:
+                raise StorageUnavailable(f"the PostgreSQL storage is unavailable: {failure}".strip()) from failure
+            tries -= 1
+            self._reader = _Reader(engine._getconn())
+            self._conn = self._reader.conn
             try:
-                out = run(conn)
-                self._engine._fail_fast_until = 0.0  # the database answered (see _begin)
-                return out
+                out = run(self._reader, *args)
             except psycopg.OperationalError as exc:
-                broken = conn.closed
-                _rollback_quietly(conn)
-                self._engine._putconn(conn)
-                self._conn = None
-                tries -= 1
-                if not broken or tries <= 0:
-                    raise StorageUnavailable(f"the PostgreSQL storage is unavailable: {exc}".strip()) from exc
-                conn = self._conn = self._engine._getconn()
+                failure = exc
+                continue
+            engine._fail_fast_until = 0.0
+            return out
+
+
+def _rows_on(reader: _Reader, statement: str, params) -> list:
+    return _fast_rows(reader.conn, statement, params)
+
+
+def _get_on(reader: _Reader, text: bytes, params: list) -> bytes | None:
+    return _fast_get(reader.conn, text, params)
+
+
+_BINARY = {1: [1], 2: [1, 1]}  # parameter formats: all binary, by count
+_TEXT = {1: [0], 2: [0, 0]}  # all text
+_TRANSACTION_IDLE = int(psycopg.pq.TransactionStatus.IDLE)
 
 
 def _get_params(table: str, key: bytes, prefix: int) -> list:
@@ -1637,33 +1729,35 @@ _UNDEFINED_STATEMENT = b"26000"  # psycopg sent DEALLOCATE ALL on the session si
 _DUPLICATE_STATEMENT = b"42P05"
 
 
-def _prepared(conn, name: bytes, text: bytes, values: list, formats: list):
+def _prepared(reader: _Reader, name: bytes, text: bytes, values: list, formats: list):
     """The result of the named prepared statement ``name`` (``text``),
-    prepared on ``conn`` first if it is not yet: a GetItem is then one
-    round trip that the server neither parses nor plans.  Only outside a
-    transaction (the statement reads): psycopg drops every prepared
-    statement of a session after a rollback (``DEALLOCATE ALL``), and the
-    execution that finds it gone, which fails harmlessly in autocommit, is
-    prepared again and retried."""
-    names = _PREPARED.get(conn)
-    if names is None:
-        names = _PREPARED[conn] = set()
-    pgconn = conn.pgconn
+    prepared on the reader's connection first if it is not yet: a GetItem is
+    then one round trip that the server neither parses nor plans.  Only
+    outside a transaction (the statement reads): psycopg drops every
+    prepared statement of a session after a rollback (``DEALLOCATE ALL``),
+    and the execution that finds it gone, which fails harmlessly in
+    autocommit, is prepared again and retried."""
+    names = reader.prepared
+    pgconn = reader.pgconn
     for _ in range(2):
         if name not in names:
             prepared = pgconn.prepare(name, text)
-            if prepared.status != psycopg.pq.ExecStatus.COMMAND_OK and \
+            if prepared.status != _COMMAND_OK and \
                     prepared.error_field(psycopg.pq.DiagnosticField.SQLSTATE) != _DUPLICATE_STATEMENT:
-                _checked_result(conn, prepared)
+                _checked_result(reader.conn, prepared)
             names.add(name)
         result = pgconn.exec_prepared(name, values, formats, 1)
-        if result.status == psycopg.pq.ExecStatus.TUPLES_OK:
+        if result.status == _TUPLES_OK:
             return result
         if result.error_field(psycopg.pq.DiagnosticField.SQLSTATE) != _UNDEFINED_STATEMENT:
             break
         names.discard(name)
-    _checked_result(conn, result)
+    _checked_result(reader.conn, result)
     return result
+
+
+_TUPLES_OK = int(psycopg.pq.ExecStatus.TUPLES_OK)
+_COMMAND_OK = int(psycopg.pq.ExecStatus.COMMAND_OK)
 
 
 def _bytea_array(keys) -> bytes:

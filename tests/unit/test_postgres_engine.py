@@ -706,3 +706,101 @@ def test_a_group_whose_replay_reads_otherwise_commits_nothing(nodes, database):
     with first.group():  # the engine groups on
         increment(first)
     assert rows(database, "meta")[-1] == (b"counter", b"1")
+
+
+# ------------------------------------------------------------ statement reads (GetItem's path)
+
+
+def test_statement_reads_read_every_kind_of_key_as_a_snapshot_does(nodes):
+    """``read(snapshot=False)`` reads items and catalog entries by their own
+    statement, and every other key as a snapshot does: the same answers for
+    each kind of key, long ones (overflow groups) and absent ones included."""
+    from shoal.storage.postgres_engine import _DIRECT_MAX
+
+    engine = nodes[0]
+    keys = [("items", b"\0" * 20 + b"item"), ("items", b"i" * _DIRECT_MAX), ("items", b"i" * (_DIRECT_MAX + 1)),
+            ("items", b"i" * 3000), ("meta", b"table/us-east-1/t"), ("meta", b"table/" + b"t" * 2000),
+            ("meta", b"stats/t"), ("meta", b"other"), ("changes", (7).to_bytes(8, "big")),
+            ("indexes", b"x" * 1500), ("streams", b"s")]
+    with engine.write() as txn:
+        for n, (space, key) in enumerate(keys):
+            txn.put(space, key, b"value-%d" % n)
+    absent = [(space, key + b"?") for space, key in keys]
+    with engine.read() as snapshot:
+        expected = [snapshot.get(space, key) for space, key in keys + absent]
+    assert expected == [b"value-%d" % n for n in range(len(keys))] + [None] * len(absent)
+    for _ in range(2):  # the kept connection and entries cached by the first pass
+        with engine.read(snapshot=False) as reads:
+            assert [reads.get(space, key) for space, key in keys + absent] == expected
+            assert reads.get("items", b"") is None and reads.get("meta", b"") is None
+            with pytest.raises(KeyError):
+                reads.get("nonsense", b"k")
+
+
+def test_statement_reads_replace_a_kept_connection_the_database_ended(database):
+    """The thread's kept connection, ended by the database while idle, is
+    replaced unseen by the next block's first statement (nothing read yet);
+    ended inside a block after a statement, it is StorageUnavailable, and
+    the block after that reads on."""
+    engine = PostgresEngine(database, max_connections=2)
+    try:
+        with engine.write() as txn:
+            txn.put("items", b"\0" * 20 + b"a", b"1")
+            txn.put("meta", b"table/t", b"entry")
+        for first in (("items", b"\0" * 20 + b"a"), ("meta", b"plain")):
+            with engine.read(snapshot=False) as reads:
+                assert reads.get("items", b"\0" * 20 + b"a") == b"1"
+            assert _terminate_sessions(database) >= 1
+            with engine.read(snapshot=False) as reads:
+                reads.get(*first)
+                assert reads.get("items", b"\0" * 20 + b"a") == b"1"
+                assert reads.get("meta", b"table/t") == b"entry"
+        with pytest.raises(StorageUnavailable, match="^the PostgreSQL storage is unavailable: "):
+            with engine.read(snapshot=False) as reads:
+                reads.get("items", b"\0" * 20 + b"a")
+                _terminate_sessions(database)
+                reads.get("items", b"\0" * 20 + b"a")
+        with engine.read(snapshot=False) as reads:
+            assert reads.get("items", b"\0" * 20 + b"a") == b"1"
+    finally:
+        engine.close()
+
+
+def test_statement_reads_nested_in_one_thread_each_have_a_connection(nodes):
+    """A block inside another takes a connection of its own; both read, and
+    afterwards the thread keeps one connection and the pool has the other."""
+    engine = nodes[0]
+    with engine.write() as txn:
+        txn.put("items", b"\0" * 20 + b"a", b"1")
+    with engine.read(snapshot=False) as outer:
+        with engine.read(snapshot=False) as inner:
+            assert inner._conn is not outer._conn
+            assert inner.get("items", b"\0" * 20 + b"a") == b"1"
+        assert outer.get("items", b"\0" * 20 + b"a") == b"1"
+    kept = engine._local.reads.conn
+    with engine.read(snapshot=False) as again:
+        assert again._conn is kept
+        assert again.get("items", b"\0" * 20 + b"a") == b"1"
+    assert engine._pool.get_stats()["pool_available"] >= 1
+
+
+def test_an_item_read_that_sees_the_catalog_moved_drops_the_cached_entries(nodes):
+    """Item reads keep the cached catalog entries trusted only while the
+    version they bring back is the one the entries are of: once another node
+    changed an entry, the next item read drops them, and the entry is read
+    again, bound or not."""
+    first, second = nodes
+    item, entry = b"\0" * 20 + b"a", b"table/us-east-1/t"
+    with first.write() as txn:
+        txn.put("items", item, b"1")
+        txn.put("meta", entry, b"old")
+    with second.read(snapshot=False) as reads:
+        assert reads.get("meta", entry) == b"old"  # cached by the second node
+        assert reads.get("items", item) == b"1"
+    with second.read(snapshot=False) as reads:
+        assert reads.get("meta", entry) == b"old"  # from the cache: the version is unchanged
+    with first.write() as txn:
+        txn.put("meta", entry, b"new")  # moves the catalog's version
+    with second.read(snapshot=False) as reads:
+        assert reads.get("items", item) == b"1"  # sees the version moved
+        assert reads.get("meta", entry) == b"new"
