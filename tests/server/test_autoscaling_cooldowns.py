@@ -142,7 +142,10 @@ def test_a_scale_out_cooldown_holds_a_scale_out_no_larger_than_the_one_that_star
         assert write_capacity(ddb, held) == 2
         move(clock, HOUR + 1)
         assert wait_for(lambda: write_capacity(ddb, held) == 10)
-    assert descriptions(scaling, held) == ["Setting write capacity units to 10."] * 2
+    # the reverse: a scale-out cooldown (a new one, for an hour) does not hold a scale-in
+    assert wait_for(lambda: write_capacity(ddb, held) == 2)
+    assert descriptions(scaling, held) == ["Setting write capacity units to 10."] * 2 + [
+        "Setting write capacity units to 2."]
 
 
 def test_cooldowns_are_checked(ddb, scaling):
