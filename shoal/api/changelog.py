@@ -36,8 +36,13 @@ _SEQ = struct.Struct(">Q")
 _TIME = struct.Struct(">Q")
 NODE_BYTES = 8
 
-# The log's head: the last position (u64) and then this data directory's node id (8 bytes).
+# The log's head: the last position (u64), this data directory's node id (8 bytes) and,
+# once a global table's write has been folded by its own transaction, the position the
+# version store's indexer has read to (u64; see ``fold_versions_with``).
 SEQ_KEY = b"changes/seq"
+_HEAD = struct.Struct(">Q8s")
+_MARKED_HEAD = struct.Struct(">Q8sQ")
+_HEAD_MARK_AT = _HEAD.size
 CONSUMER_PREFIX = b"changes/consumer/"
 _CONSUMER = struct.Struct(">Qd")  # cursor, retention in seconds
 #: The cursor of a consumer that holds records by age only (``retain_changes``).
@@ -57,7 +62,18 @@ def fold_versions_with(consumer: str, fold) -> None:
     version store as it logs them (``item_change``), whenever ``consumer``
     (the indexer that otherwise folds them later, in log order) has read
     every record before the transaction's first: the fold is then exactly
-    the indexer's, done in the write's own transaction and commit."""
+    the indexer's, done in the write's own transaction and commit.
+
+    Where it stands is kept in the head (its third field, the "folded up
+    to" mark): a transaction that folded moves the mark to its last record
+    and does not read or write the indexer's own cursor, so a global table's
+    write costs no more storage operations than the version store's own.
+    The indexer's cursor is the greater of the two (``consumer_cursor``,
+    ``consumers``).  The mark is trusted to fold without reading the
+    cursor only where one write transaction runs at a time (``_one_writer``):
+    an engine with concurrent writers renumbers the records a transaction
+    appends at its commit and merges the head, so there the cursor, which
+    such a transaction locks by reading it, decides."""
     global _version_fold
     _version_fold = (CONSUMER_PREFIX + consumer.encode(), fold)
 
@@ -67,7 +83,7 @@ class ChangeAppender:
     position and the node id) is read once and stored once, by ``finish()``,
     which must run before the transaction commits."""
 
-    __slots__ = ("txn", "_seq", "_node", "_node_hex", "_first", "_folding")
+    __slots__ = ("txn", "_seq", "_node", "_node_hex", "_first", "_mark", "_folding")
 
     def __init__(self, txn) -> None:
         self.txn = txn
@@ -76,13 +92,21 @@ class ChangeAppender:
     def _head(self) -> int:
         """The log's last position, read once per appender, with the node id."""
         raw_seq = self.txn.get("meta", SEQ_KEY)
-        node = bytes(raw_seq[_SEQ.size:]) if raw_seq else b""
-        self._node = node if len(node) == NODE_BYTES else os.urandom(NODE_BYTES)  # first write: a new node
+        size = len(raw_seq) if raw_seq else 0
+        # the head's "folded up to" mark (fold_versions_with), None if it has none
+        if size >= _MARKED_HEAD.size:
+            head, self._node, self._mark = _MARKED_HEAD.unpack_from(raw_seq)
+        elif size >= _HEAD.size:
+            head, self._node = _HEAD.unpack_from(raw_seq)
+            self._mark = None
+        else:  # the first write: a new node
+            head = _SEQ.unpack_from(raw_seq)[0] if size else 0
+            self._node, self._mark = os.urandom(NODE_BYTES), None
         self._node_hex = self._node.hex()
-        head = _SEQ.unpack_from(raw_seq)[0] if raw_seq else 0
         self._first = head + 1  # this appender's first position
-        # whether its global tables' writes are folded here, known at the first: False, or the
-        # indexer's retention (its cursor is stored again by finish without being read again)
+        # whether its global tables' writes are folded here, known at the first: False, True (the
+        # mark says the indexer has read every earlier record) or the indexer's retention (its
+        # cursor said so, and is stored again by finish without being read again)
         self._folding = None
         return head
 
@@ -113,17 +137,22 @@ class ChangeAppender:
         self.txn.put("changes", _SEQ.pack(seq), _TIME.pack(stamp) + orjson.dumps(record))
         if _version_fold is not None and "GlobalTableVersion" in table.description:
             folding = self._folding
-            if folding is None:  # the indexer has read everything before this appender's records
-                raw = self.txn.get("meta", _version_fold[0])
-                folding = False
-                if raw is not None:
-                    cursor, retention = _CONSUMER.unpack(raw)
-                    if cursor == self._first - 1:
-                        folding = (retention,)
-                self._folding = folding
+            if folding is None:  # whether the indexer has read everything before this appender's records
+                folding = self._folding = self._may_fold()
             if folding:
                 _version_fold[1](self.txn, table, keys, storage_key, stamp, record["origin"], seq, new_json is None)
         return seq
+
+    def _may_fold(self):
+        """``_folding`` at this appender's first global table's write."""
+        before = self._first - 1
+        if self._mark == before and _one_writer(self.txn):
+            return True
+        raw = self.txn.get("meta", _version_fold[0])
+        if raw is None:
+            return False  # no table replicates: the indexer is not registered
+        cursor, retention = _CONSUMER.unpack(raw)
+        return (retention,) if max(cursor, self._mark or 0) == before else False
 
     def table_change(self, table, op: str, detail: dict, now: float | None = None) -> int:
         """Record a change of the table itself (``op`` is the operation that
@@ -137,13 +166,40 @@ class ChangeAppender:
         return seq
 
     def finish(self) -> None:
-        """Store the head the records moved (and the version store's
-        indexer, past them, when ``item_change`` folded them)."""
+        """Store the head the records moved, with the "folded up to" mark
+        past them when ``item_change`` folded them (and the version store's
+        indexer's cursor too when that was read)."""
         if self._seq is not None:
-            self.txn.put("meta", SEQ_KEY, _SEQ.pack(self._seq) + self._node)
-            if self._folding:
-                self.txn.put("meta", _version_fold[0], _CONSUMER.pack(self._seq, self._folding[0]))
+            folding = self._folding
+            mark = self._seq if folding else self._mark
+            self.txn.put("meta", SEQ_KEY, _HEAD.pack(self._seq, self._node) if mark is None
+                         else _MARKED_HEAD.pack(self._seq, self._node, mark))
+            if type(folding) is tuple:  # the cursor was read (``_may_fold``): kept in step
+                self.txn.put("meta", _version_fold[0], _CONSUMER.pack(self._seq, folding[0]))
             self._seq = None
+
+
+#: Write transactions' classes whose engine runs one at a time (``_one_writer``).
+_ONE_WRITER_MODULES = frozenset({"shoal.storage.lmdb_engine", "shoal.storage.memory_engine"})
+
+
+def _one_writer(txn) -> bool:
+    """Whether ``txn``'s engine runs one write transaction at a time (LMDB,
+    the memory engine, either encrypted), so that positions given in a
+    transaction are final and what it read of the head stays true: the
+    condition for trusting the head's "folded up to" mark
+    (``fold_versions_with``).  PostgreSQL's writers run concurrently."""
+    module = type(txn).__module__
+    while module == "shoal.storage.encrypted":
+        txn = txn._txn
+        module = type(txn).__module__
+    return module in _ONE_WRITER_MODULES
+
+
+def _folded_mark(txn) -> int:
+    """The head's "folded up to" mark (0 if it has none)."""
+    raw = txn.get("meta", SEQ_KEY)
+    return _SEQ.unpack_from(raw, _HEAD_MARK_AT)[0] if raw and len(raw) >= _MARKED_HEAD.size else 0
 
 
 def record_table_change(txn, table, op: str, detail: dict, now: float | None = None) -> int:
@@ -189,9 +245,17 @@ def retain_changes(txn, name: str, retention_s: float) -> None:
 
 
 def consumer_cursor(txn, name: str) -> int | None:
-    """The last position ``name`` has read, or None if it is not registered."""
-    raw = txn.get("meta", CONSUMER_PREFIX + name.encode())
-    return _CONSUMER.unpack(raw)[0] if raw else None
+    """The last position ``name`` has read, or None if it is not registered
+    (the version store's indexer's: its cursor or the head's mark, the
+    greater; see ``fold_versions_with``)."""
+    key = CONSUMER_PREFIX + name.encode()
+    raw = txn.get("meta", key)
+    if not raw:
+        return None
+    cursor = _CONSUMER.unpack(raw)[0]
+    if _version_fold is not None and key == _version_fold[0]:
+        return max(cursor, _folded_mark(txn))
+    return cursor
 
 
 def advance_consumer(txn, name: str, position: int) -> None:
@@ -203,15 +267,27 @@ def advance_consumer(txn, name: str, position: int) -> None:
 
 
 def unregister_consumer(txn, name: str) -> bool:
-    """Stop keeping records for ``name``."""
-    return txn.delete("meta", CONSUMER_PREFIX + name.encode())
+    """Stop keeping records for ``name`` (the version store's indexer: the
+    head's "folded up to" mark goes too, so that no write folds until a
+    table replicates again)."""
+    key = CONSUMER_PREFIX + name.encode()
+    if _version_fold is not None and key == _version_fold[0]:
+        raw = txn.get("meta", SEQ_KEY)
+        if raw and len(raw) > _HEAD_MARK_AT:
+            txn.put("meta", SEQ_KEY, bytes(raw[:_HEAD_MARK_AT]))
+    return txn.delete("meta", key)
 
 
 def consumers(txn) -> dict[str, tuple[int, float]]:
-    """Every consumer's (cursor, retention in seconds), by name."""
+    """Every consumer's (cursor, retention in seconds), by name (the version
+    store's indexer's cursor as ``consumer_cursor`` gives it)."""
     out = {}
+    fold_key = _version_fold[0] if _version_fold is not None else None
     for key, value in txn.scan("meta", CONSUMER_PREFIX, CONSUMER_PREFIX[:-1] + b"0"):
-        out[bytes(key[len(CONSUMER_PREFIX):]).decode()] = _CONSUMER.unpack(value)
+        cursor, retention = _CONSUMER.unpack(value)
+        if key == fold_key:
+            cursor = max(cursor, _folded_mark(txn))
+        out[bytes(key[len(CONSUMER_PREFIX):]).decode()] = (cursor, retention)
     return out
 
 
