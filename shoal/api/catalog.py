@@ -166,6 +166,11 @@ class Table:
     # The capacity hook's plan of this version of the table (``shoal.capacity.Plan``),
     # made when a request first requires it; None until then.
     plan: object = None
+    # The TableStatus that refuses item requests (CREATING: a restore or an
+    # import is filling it; INACCESSIBLE_ENCRYPTION_CREDENTIALS: its KMS key
+    # cannot be used), None otherwise: read by every ``Catalog.require``, so
+    # that an available table costs one attribute test.
+    refused_status: str | None = None
 
 
 #: True while per-partition limits are on (``shoal.capacity`` sets it when they are): every
@@ -187,6 +192,11 @@ def has_limits(desc: dict) -> bool:
             if (settings.get("MaxReadRequestUnits") or -1) > 0 or (settings.get("MaxWriteRequestUnits") or -1) > 0:
                 return True
     return False
+
+
+#: TableStatus values whose table ``Catalog.require`` refuses (``Table.refused_status``).
+INACCESSIBLE = "INACCESSIBLE_ENCRYPTION_CREDENTIALS"
+_REFUSED_STATUSES = frozenset(("CREATING", INACCESSIBLE))
 
 
 def table_arn(region: str, account: str, name: str) -> str:
@@ -256,6 +266,7 @@ def decode_entry(region: str, raw: bytes, keys=None) -> Table:
         has_local_indexes=bool(desc.get("LocalSecondaryIndexes")),
         keys=keys,
         limited=LIMIT_EVERY_TABLE or has_limits(desc),
+        refused_status=desc.get("TableStatus") if desc.get("TableStatus") in _REFUSED_STATUSES else None,
     )
 
 
@@ -398,9 +409,15 @@ class Catalog:
 
     def require(self, txn, region: str, name: str) -> Table:
         """The table, or DynamoDB's data-plane ResourceNotFoundException (also
-        while the table is CREATING: a restore or an import is filling it)."""
+        while the table is CREATING: a restore or an import is filling it);
+        a table whose KMS key cannot be used (INACCESSIBLE_ENCRYPTION_CREDENTIALS)
+        gets the error DynamoDB answers then (``control.inaccessible_error``)."""
         table = self.get(txn, region, name)
-        if table is None or table.description.get("TableStatus") == "CREATING":
+        if table is None or table.refused_status is not None:
+            if table is not None and table.refused_status == INACCESSIBLE:
+                from shoal.replication.control import inaccessible_error
+
+                raise inaccessible_error(self.engine, table)
             raise ResourceNotFoundException("Requested resource not found")
         if table.limited:
             capacity = self.capacity

@@ -158,11 +158,14 @@ def replica_creation_failed(engine, catalog, region: str, task: dict, status: in
 
     The API Reference's ReplicaDescription has CREATION_FAILED ("The replica
     could not be created") without saying what follows; the replica stays
-    listed, is sent nothing (``queue_task``, ``replica_set``: the other
-    replicas never hear of it) and is removed with a ReplicaUpdates Delete,
-    which deletes nothing in its region (the table there, if any, is not a
-    replica).  An MRSC table's replicas are made in one step with the
-    consensus: a refusal there is retried as before."""
+    listed, is sent nothing (``queue_task``, ``replica_set``) and is removed
+    with a ReplicaUpdates Delete, which deletes nothing in its region (the
+    table there, if any, is not a replica).  The other replicas, which may
+    have been told of it while it was CREATING (a Create of two regions at
+    once), are sent the replica set without it.  An MRSC table's failed
+    replica (or witness, ``witness_creation_failed``) is no acceptor of its
+    rounds either (``strong.StrongNode.acceptors``): the other two regions
+    are its majority until it leaves MRSC (``check_strong_removal``)."""
     from shoal.api.catalog import update_description
 
     reason = creation_refusal(status, body)
@@ -173,8 +176,6 @@ def replica_creation_failed(engine, catalog, region: str, task: dict, status: in
         table = catalog.get(txn, region, task["name"])
         if table is None or table.table_id != table_id:
             return True  # the table is gone: nothing to show
-        if is_strong(table.description):
-            return False
 
         def change(desc: dict) -> None:
             for entry in desc.get("Replicas") or ():
@@ -185,13 +186,64 @@ def replica_creation_failed(engine, catalog, region: str, task: dict, status: in
             if not any(r["ReplicaStatus"] == "CREATING" for r in desc.get("Replicas") or ()):
                 desc["TableStatus"] = "ACTIVE"
 
-        update_description(txn, region, table.name, table_id, change, catalog.keys)
-        replica_apply.unfollow(txn, peer, table_id)
-        for key, queued in pending_tasks(txn):
-            if queued["table_id"] == table_id and queued.get("peer") == peer:
-                txn.delete("meta", key)
-        txn.put("meta", failed_key(table_id, peer), b"")
+        updated = update_description(txn, region, table.name, table_id, change, catalog.keys)
+        _forget_failed_peer(txn, table_id, peer)
+        _tell_others(txn, updated, peer)
     return True
+
+
+def witness_creation_failed(engine, catalog, region: str, task: dict, status: int | None, body: bytes) -> bool:
+    """The ``witness`` task's CreateWitness refused (``creation_refusal``):
+    the witness is shown CREATION_FAILED (a status GlobalTableWitnessDescription's
+    model does not list, which has CREATING, DELETING and ACTIVE: DynamoDB
+    documents no failure of a witness), the reason is logged, nothing more is
+    sent there, and the replicas are told.  True then; False for any other
+    error, which the caller retries."""
+    from shoal.api.catalog import update_description
+
+    reason = creation_refusal(status, body)
+    if reason is None:
+        return False
+    peer, table_id = task["peer"], task["table_id"]
+    logging.getLogger("shoal").warning("the witness of table %s in region %s could not be created: %s",
+                                       task["name"], peer, reason)
+    with engine.write() as txn:
+        table = catalog.get(txn, region, task["name"])
+        if table is None or table.table_id != table_id:
+            return True
+
+        def change(desc: dict) -> None:
+            for entry in desc.get("GlobalTableWitnesses") or ():
+                if entry["RegionName"] == peer:
+                    entry["WitnessStatus"] = CREATION_FAILED
+
+        updated = update_description(txn, region, table.name, table_id, change, catalog.keys)
+        _forget_failed_peer(txn, table_id, peer)
+        _tell_others(txn, updated, peer)
+    return True
+
+
+def _forget_failed_peer(txn, table_id: str, peer: str) -> None:
+    """Stop keeping a table's records for a region whose replica (or
+    witness) could not be made, drop what was queued for it, and mark it
+    (``failed_key``: nothing is queued for it from now on)."""
+    replica_apply.unfollow(txn, peer, table_id)
+    for key, queued in pending_tasks(txn):
+        if queued["table_id"] == table_id and queued.get("peer") == peer:
+            txn.delete("meta", key)
+    txn.put("meta", failed_key(table_id, peer), b"")
+
+
+def _tell_others(txn, table, failed: str) -> None:
+    """Queue a ``sync`` of the replica set (which leaves out what could not
+    be made) for every other replica of ``table`` that was made or is being
+    made."""
+    if table is None:
+        return
+    for entry in table.description.get("Replicas") or ():
+        if entry["RegionName"] != failed and entry["ReplicaStatus"] != CREATION_FAILED:
+            queue_task(txn, {"kind": "sync", "table_id": table.table_id, "name": table.name,
+                             "peer": entry["RegionName"]})
 
 
 def check_replica_target(ctx, data: dict) -> None:
@@ -332,6 +384,49 @@ def check_encryption_keys(engine, catalog, region: str, now: float) -> bool:
     return bool(changes)
 
 
+#: How DynamoDB words a data-plane request on a table whose KMS key cannot
+#: be used, by the key's state: KMS's exception wrapped in DynamoDB's
+#: ValidationException (head, KMS exception).
+_KMS_ERRORS = {
+    "Disabled": ("KMS key disabled error", "DisabledException"),
+    "PendingDeletion": ("KMS validation error", "KMSInvalidStateException"),
+    "Deleted": ("KMS validation error", "NotFoundException"),
+}
+
+
+def inaccessible_error(engine, table) -> ValidationException:
+    """The error of an item request on ``table`` while it is
+    INACCESSIBLE_ENCRYPTION_CREDENTIALS (``Catalog.require`` raises it).
+
+    The API Reference says only that "table operations may fail due to
+    failure to use the KMS key".  What they fail with was recorded against
+    DynamoDB (a public catalogue of its behaviour, October 2026: GetItem,
+    either consistency, and PutItem on a table whose customer managed key is
+    disabled): HTTP 400 ValidationException, "KMS key disabled error:
+    com.amazonaws.services.kms.model.DisabledException: <key ARN> is
+    disabled. (Service: AWSKMS; Status Code: 400; Error Code:
+    DisabledException; Request ID: <uuid>; Proxy: null)".  A key pending
+    deletion or deleted is worded as DynamoDB words the same keys in
+    CreateTable and UpdateTable ("KMS validation error: ...
+    KMSInvalidStateException" / "NotFoundException").  The key's state is
+    read here, off the hot path (only a refused request gets this far)."""
+    import uuid
+
+    arn = _table_key(table.description) or ""
+    try:
+        states = kms_key_states(engine)
+    except keyring.KeyringError:
+        states = {}
+    state = states.get(keyring.kms_key_id(arn))
+    if state not in _KMS_ERRORS:  # usable again: the key check has yet to clear the status
+        state = "Disabled"
+    head, kind = _KMS_ERRORS[state]
+    problem = keyring.kms_key_problem({keyring.kms_key_id(arn): state}, arn)
+    return ValidationException(
+        f"{head}: com.amazonaws.services.kms.model.{kind}: {problem} (Service: AWSKMS; Status Code: 400; "
+        f"Error Code: {kind}; Request ID: {uuid.uuid4()}; Proxy: null)")
+
+
 def _key_types(desc: dict) -> dict:
     keys = {k["AttributeName"] for k in desc["KeySchema"]}
     return {d["AttributeName"]: d["AttributeType"] for d in desc["AttributeDefinitions"] if d["AttributeName"] in keys}
@@ -414,7 +509,7 @@ def _check_not_in_use(desc: dict, strong: bool, deleting=frozenset()) -> None:
                for r in desc.get("Replicas") or ())
     if strong:
         busy = busy or desc.get("TableStatus") != "ACTIVE" or any(
-            w.get("WitnessStatus") != "ACTIVE" for w in desc.get("GlobalTableWitnesses") or ())
+            w.get("WitnessStatus") not in ("ACTIVE", CREATION_FAILED) for w in desc.get("GlobalTableWitnesses") or ())
     if busy:
         from shoal.errors import ResourceInUseException
 
@@ -587,11 +682,12 @@ def check_strong_removal(ctx, table, request: dict) -> None:
         raise ValidationException(
             f"{INVALID}The consistency mode of a global table cannot be changed after it is created: "
             f"table {table.name} already has replicas")
-    # (an UPDATING replica may be removed: its queued change is dropped, ``_leave_strong``)
-    removable = ("ACTIVE", UNREACHABLE, "UPDATING")
+    # (an UPDATING replica may be removed: its queued change is dropped, ``_leave_strong``; one
+    # that could not be made is only forgotten)
+    removable = ("ACTIVE", UNREACHABLE, "UPDATING", CREATION_FAILED)
     if any(r.get("ReplicaStatus") not in removable for r in desc.get("Replicas") or ()) or any(
-            w.get("WitnessStatus") != "ACTIVE" for w in desc.get("GlobalTableWitnesses") or ()) or \
-            desc.get("TableStatus") != "ACTIVE":
+            w.get("WitnessStatus") not in ("ACTIVE", CREATION_FAILED) for w in desc.get("GlobalTableWitnesses") or ()) \
+            or desc.get("TableStatus") != "ACTIVE":
         from shoal.errors import ResourceInUseException
 
         raise ResourceInUseException(
@@ -732,7 +828,7 @@ def apply_replica_updates(txn, ctx, table, desc: dict, request: dict, ttl_settin
         if all(u.get("Update") is not None for u in request["ReplicaUpdates"]):
             _update_members(txn, table, desc, request["ReplicaUpdates"])
         else:
-            _leave_strong(txn, table, desc, request)
+            _leave_strong(txn, table, desc, request, settings_of(ctx.engine))
         return
     replicas = [dict(r) for r in desc.get("Replicas") or ()]
     before = {r["RegionName"] for r in replicas}
@@ -959,7 +1055,7 @@ def apply_member_update(ctx, name: str, spec: dict) -> bool:
     return True
 
 
-def _leave_strong(txn, table, desc: dict, request: dict) -> None:
+def _leave_strong(txn, table, desc: dict, request: dict, settings: Settings | None = None) -> None:
     """Start making an MRSC table a single-Region table here
     (``check_strong_removal`` accepted it): the table is UPDATING, the
     removed regions DELETING, and the replication thread runs
@@ -968,12 +1064,38 @@ def _leave_strong(txn, table, desc: dict, request: dict) -> None:
     others' replicas and witness deleted."""
     removed = [u["Delete"]["RegionName"] for u in request["ReplicaUpdates"]]
     witness = next((w["Delete"]["RegionName"] for w in request.get("GlobalTableWitnessUpdates") or ()), None)
-    desc["TableStatus"] = "UPDATING"
-    desc["Replicas"] = [{**r, "ReplicaStatus": "DELETING"} for r in desc.get("Replicas") or ()]
-    if desc.get("GlobalTableWitnesses"):
-        desc["GlobalTableWitnesses"] = [{**w, "WitnessStatus": "DELETING"} for w in desc["GlobalTableWitnesses"]]
+    # Regions whose replica or witness could not be made (CREATION_FAILED) have nothing to seal,
+    # read or delete (a table there of that name is not this replica): they are only forgotten.
+    failed = {r["RegionName"] for r in desc.get("Replicas") or () if r["ReplicaStatus"] == CREATION_FAILED}
+    failed |= {w["RegionName"] for w in desc.get("GlobalTableWitnesses") or ()
+               if w.get("WitnessStatus") == CREATION_FAILED}
+    for region in failed:
+        txn.delete("meta", failed_key(table.table_id, region))
+    removed = [r for r in removed if r not in failed]
+    witness = witness if witness not in failed else None
     candidates = removed + ([witness] if witness else [])
     _drop_tasks(txn, table.table_id, candidates)
+    if not candidates:
+        # No other region was ever an acceptor, so no round reached a majority: nothing was
+        # chosen that this region's table lacks.  A single-Region table at once.
+        from shoal.replication import strong
+
+        for member in ("MultiRegionConsistency", "GlobalTableWitnesses", "Replicas", "GlobalTableVersion"):
+            desc.pop(member, None)
+        desc["TableStatus"] = "ACTIVE"
+        replica_apply.unmark_global(txn, table.table_id)
+        strong.forget_registers(txn, table.region, table.name, table.prefix)
+        if settings is not None:
+            settings.strong.discard(table.name)
+        return
+    desc["TableStatus"] = "UPDATING"
+    desc["Replicas"] = [{**r, "ReplicaStatus": "DELETING"} for r in desc.get("Replicas") or ()
+                        if r["RegionName"] not in failed]
+    if desc.get("GlobalTableWitnesses"):
+        desc["GlobalTableWitnesses"] = [{**w, "WitnessStatus": "DELETING"} for w in desc["GlobalTableWitnesses"]
+                                        if w["RegionName"] not in failed] or None
+        if desc["GlobalTableWitnesses"] is None:
+            del desc["GlobalTableWitnesses"]
     queue_task(txn, {"kind": "mrsc_leave", "table_id": table.table_id, "name": table.name, "peer": candidates[0],
                      "candidates": candidates, "replicas": removed, "witness": witness})
 
@@ -1145,7 +1267,11 @@ def replica_create_request(desc: dict, region: str) -> dict:
             request[member] = specs
     from shoal.api.snapshots import vector_index_specs
 
-    vector_indexes = vector_index_specs(desc)  # a replica has the table's vector indexes too
+    # A replica has the table's vector indexes too, one still being built here included: the
+    # replica builds its own from the items it is sent (one being deleted is left out).
+    vector_indexes = vector_index_specs({"VectorIndexes": [
+        {**spec, "IndexStatus": "ACTIVE"} if spec.get("IndexStatus") == "CREATING" else spec
+        for spec in desc.get("VectorIndexes") or ()]})
     if vector_indexes:
         request["VectorIndexes"] = vector_indexes
     table_class = (entry.get("ReplicaTableClassSummary") or desc.get("TableClassSummary") or {}).get("TableClass")

@@ -344,6 +344,9 @@ class Replicator:
         # position -> (time, origin, keys JSON, new image JSON) of the local writes indexed this
         # round (``versions.index_local``)
         self._decoded: dict = {}
+        # (peer region, table id) -> monotonic time before which nothing is sent there: the
+        # peer's table is INACCESSIBLE_ENCRYPTION_CREDENTIALS (``_held_by_peer``)
+        self._held: dict[tuple[str, str], float] = {}
         # what the peers took, not yet stored: (consumer, cursor sent from, new cursor), and the
         # ReplicationLatency values (``_store_sent``)
         self._sent: list[tuple[str, int, int]] = []
@@ -633,7 +636,13 @@ class Replicator:
 
         if self._description(task["name"], task["table_id"]) is None:
             return True
-        peer.call("CreateWitness", {"TableName": task["name"], "SourceRegion": self.region, "Id": task["table_id"]})
+        try:
+            peer.call("CreateWitness", {"TableName": task["name"], "SourceRegion": self.region,
+                                        "Id": task["table_id"]})
+        except PeerError as exc:  # a refusal makes the witness CREATION_FAILED; other errors are retried
+            if control.witness_creation_failed(self.engine, self.catalog, self.region, task, exc.status, exc.body):
+                return True
+            raise
 
         def change(desc: dict) -> None:
             for entry in desc.get("GlobalTableWitnesses") or ():
@@ -818,6 +827,8 @@ class Replicator:
                 peer = self._available(peer_region)
                 if peer is None or txn.get("meta", replica_apply.hold_key(peer_region, table_id)) is not None:
                     continue
+                if self._held and self._held.get((peer_region, table_id), 0.0) > time.monotonic():
+                    continue
                 table = tables.get(table_id)
                 if table is not None and (table_id, cursor) not in batches:
                     batches[table_id, cursor] = self._batch(txn, table, cursor, indexed)
@@ -835,11 +846,30 @@ class Replicator:
             try:
                 busy = self._send_batch(peer, table, name, cursor, batches[table_id, cursor]) or busy
             except control_errors() as exc:
+                if self._held_by_peer(peer, table_id, exc):
+                    continue
                 self._failed(peer, exc)
                 continue
+            if self._held:
+                self._held.pop((peer.region, table_id), None)
             if peer.heard_at != heard:  # a batch went
                 self._succeeded(peer)
         return busy
+
+    def _held_by_peer(self, peer: PeerClient, table_id: str, exc: Exception) -> bool:
+        """Whether ``exc`` is the peer's refusal of changes to a table that is
+        INACCESSIBLE_ENCRYPTION_CREDENTIALS there (``protocol.apply_changes``):
+        then the cursor stays where it is (the records are kept) and that
+        (peer, table) is tried again after ``control.KEY_CHECK_S``, once the
+        peer's key check may have found the key usable.  The peer answered,
+        so it is reachable: its other tables go on, and it is not shown
+        REGION_DISABLED."""
+        if not isinstance(exc, PeerError) or exc.status != 400 or b"ReplicaInaccessibleException" not in exc.body:
+            return False
+        self._held[peer.region, table_id] = time.monotonic() + control.KEY_CHECK_S
+        peer.heard_at = time.monotonic()
+        self._succeeded(peer)
+        return True
 
     def _batch(self, txn, table, cursor: int, indexed: int | None) -> tuple[list, int, bool, bytes | None]:
         """(record times, position read to, more, ApplyChanges body) after ``cursor``."""

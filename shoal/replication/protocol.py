@@ -3,7 +3,9 @@
 Peers talk DynamoDB's JSON protocol on the same port, with their own target
 prefix, ``X-Amz-Target: ShoalReplication_20261206.<Op>``:
 
-    ApplyChanges   {TableName, SourceRegion, Records: [{time, origin, seq, keys, new}]} -> {Applied}
+    ApplyChanges   {TableName, SourceRegion, Records: [{time, origin, seq, keys, new}]} -> {Applied};
+                   ReplicaInaccessibleException while the table here is
+                   INACCESSIBLE_ENCRYPTION_CREDENTIALS (the sender holds the records)
     CopyItems      the same, for the items of a replica being made
     CreateReplica  {TableName, SourceRegion, Request: <CreateTable request>, Replicas, TimeToLive}
     SyncReplicas   {TableName, SourceRegion, Replicas: [{RegionName, ReplicaStatus}]}
@@ -108,6 +110,15 @@ class PeerPausedException(ShoalError):
 
     type_name = "PeerPausedException"
     status = 503
+
+
+class ReplicaInaccessibleException(ShoalError):
+    """ApplyChanges refused: this region's table is INACCESSIBLE_ENCRYPTION_CREDENTIALS
+    (its KMS key cannot be used here), so it takes no changes until it can.
+    The sender keeps the records and sends them again later (``node``)."""
+
+    type_name = "ReplicaInaccessibleException"
+    status = 400
 
 
 def wrong_region(scope_region: str) -> InvalidSignatureException:
@@ -366,6 +377,10 @@ def _table(ctx, txn, name: str):
 def apply_changes(ctx, data: dict) -> dict:
     with ctx.engine.write() as txn:
         table = _table(ctx, txn, data["TableName"])
+        if table.refused_status == control.INACCESSIBLE:  # as a client's write is refused
+            raise ReplicaInaccessibleException(
+                f"Table {table.name} is {control.INACCESSIBLE} in region {ctx.region}: its KMS key cannot be used "
+                "here, so it takes no changes until it can")
         applied = replica_apply.apply_changes(txn, ctx.catalog, table, data["Records"], ctx.now())
     return {"Applied": applied}
 

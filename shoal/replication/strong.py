@@ -259,7 +259,11 @@ class StrongNode:
         for replica in (*(table.description.get("Replicas") or ()),
                         *(table.description.get("GlobalTableWitnesses") or ())):
             pool = self.pools.get(replica["RegionName"])
-            out[replica["RegionName"]] = PeerAcceptor(pool, table.name) if pool is not None else Missing()
+            # A region whose replica or witness could not be made is still one of the three (a
+            # majority stays two) but is never asked: a table there of that name is not this one.
+            usable = pool is not None and control.CREATION_FAILED not in (
+                replica.get("ReplicaStatus"), replica.get("WitnessStatus"))
+            out[replica["RegionName"]] = PeerAcceptor(pool, table.name) if usable else Missing()
         return out
 
     def round(self, table, key: dict, change):
@@ -303,7 +307,7 @@ class StrongNode:
                    "Ballot": list(ballot), "Value": value.decode() if value is not None else None}
         for replica in table.description.get("Replicas") or ():
             pool = self.pools.get(replica["RegionName"])
-            if pool is not None:
+            if pool is not None and replica["ReplicaStatus"] != control.CREATION_FAILED:
                 self._learners.submit(self._send_quietly, pool, payload)
 
     def _apply_quietly(self, name, key, ballot, value) -> None:
@@ -434,9 +438,17 @@ def create_witness(ctx, data: dict) -> dict:
     """Be the witness of a peer's MRSC table: an acceptor of its registers,
     kept under the table's id (from the region that made it) and the
     register's name; no table, so no client reads or writes it here."""
+    from shoal.errors import ResourceInUseException
+
     with ctx.engine.write() as txn:
-        txn.put("meta", _witness_key(ctx.region, data["TableName"]),
-                orjson.dumps({"id": data["Id"], "source": data["SourceRegion"]}))
+        key = _witness_key(ctx.region, data["TableName"])
+        raw = txn.get("meta", key)
+        if raw is not None and orjson.loads(raw)["id"] != data["Id"]:  # (the same one again: an answer lost)
+            # Its registers would be mixed with the other table's: refused, and the asking
+            # region shows the witness CREATION_FAILED (``control.witness_creation_failed``).
+            raise ResourceInUseException(
+                f"Region {ctx.region} is already the witness of another table {data['TableName']}")
+        txn.put("meta", key, orjson.dumps({"id": data["Id"], "source": data["SourceRegion"]}))
     return {}
 
 
@@ -862,10 +874,14 @@ class StrongRange:
     def _peers(self) -> list:
         """The other regions to ask, replicas first (the witness lists its
         registers whole), those not cut off (``--peer-pause``) first."""
-        names = [r["RegionName"] for r in self.table.description.get("Replicas") or ()]
-        names += [w["RegionName"] for w in self.table.description.get("GlobalTableWitnesses") or ()]
+        names = [r["RegionName"] for r in self.table.description.get("Replicas") or ()
+                 if r["ReplicaStatus"] != control.CREATION_FAILED]
+        names += [w["RegionName"] for w in self.table.description.get("GlobalTableWitnesses") or ()
+                  if w.get("WitnessStatus") != control.CREATION_FAILED]
+        failed = len(self.table.description.get("Replicas") or ()) + len(
+            self.table.description.get("GlobalTableWitnesses") or ()) - len(names)
         pools = [self.node.pools[n] for n in names if n in self.node.pools]
-        self.missing = len(names) - len(pools)
+        self.missing = len(names) - len(pools) + failed
         return sorted(pools, key=lambda pool: pool.paused)
 
     def _local(self, spec: RangeSpec, limit: int):
