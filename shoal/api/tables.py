@@ -513,8 +513,9 @@ def _check_gsi_key_schema(key_schema: list, def_names: list[str]) -> None:
     """A GSI's key schema: one attribute per key as for any key schema, or
     multi-attribute keys, up to four HASH elements followed by up to four
     RANGE elements (in the order queries use them), each attribute once.
-    DynamoDB's words for the multi-attribute rules are not published; these
-    follow its messages for the two-element rules."""
+    The multi-attribute rules answer in DynamoDB's recorded words
+    (ack-api-quirks DDB-TABLE-123 and the DDB-TABLE-442 catalogue,
+    2026-10-08/09); which rule DynamoDB checks first is not recorded."""
     if len(key_schema) <= 2 and (len(key_schema) < 2 or key_schema[1]["KeyType"] == "RANGE"):
         _check_key_schema(key_schema, def_names)
         return
@@ -529,18 +530,13 @@ def _check_gsi_key_schema(key_schema: list, def_names: list[str]) -> None:
     kinds = [k["KeyType"] for k in key_schema]
     hashes = kinds.count("HASH")
     if kinds != ["HASH"] * hashes + ["RANGE"] * (len(kinds) - hashes):
-        raise ValidationException(
-            "Invalid KeySchema: All HASH key type KeySchemaElements must come before the RANGE key type ones")
+        raise ValidationException(f"{INVALID}All HASH key attributes must precede RANGE key attributes in the KeySchema")
     for kind, count in (("HASH", hashes), ("RANGE", len(kinds) - hashes)):
         if count > MAX_KEY_ATTRIBUTES:
             raise ValidationException(
-                f"Invalid KeySchema: A global secondary index can have at most {MAX_KEY_ATTRIBUTES} {kind} key "
-                f"type KeySchemaElements, found {count}")
-    seen: set[str] = set()
-    for name in keys:
-        if name in seen:
-            raise ValidationException(f"Invalid KeySchema: Attribute {name} appears more than once in the KeySchema")
-        seen.add(name)
+                f"{INVALID}The KeySchema exceeds the maximum allowed number of {kind} key attributes")
+    if len(set(keys)) < len(keys):
+        raise ValidationException("The KeySchema contains multiple key attributes with the same name")
 
 
 def _check_projection(index: dict) -> None:
@@ -801,9 +797,7 @@ def _on_demand(ctx, spec: dict, current: dict | None, billing: str, updating: bo
         if value is None:
             continue
         if billing != "PAY_PER_REQUEST":
-            raise ValidationException(
-                f"{INVALID}{member} for OnDemandThroughput cannot be specified when the table BillingMode is PROVISIONED"
-            )
+            raise ValidationException(_on_demand_on_provisioned(member, updating, index))
         if value < 1 and not (updating and value == -1):
             raise ValidationException(
                 f"{INVALID}Requested {member} for OnDemandThroughput for {where} is outside of valid range"
@@ -816,6 +810,19 @@ def _on_demand(ctx, spec: dict, current: dict | None, billing: str, updating: bo
             )
         out[member] = value
     return out
+
+
+def _on_demand_on_provisioned(member: str, updating: bool, index: str | None) -> str:
+    """DynamoDB's refusal of OnDemandThroughput on a provisioned table, as
+    recorded (ack-api-quirks DDB-TABLE-038, 2026-10-08): CreateTable's and
+    ImportTable's sentence says "when table BillingMode" and ends with a
+    period; UpdateTable's says "when the table BillingMode", no period.  A
+    GSI's at creation was recorded only as far as "... for OnDemandThroughput
+    for index: <IDX> cannot be specified ...": its end follows the table's."""
+    if updating:
+        return f"{INVALID}{member} for OnDemandThroughput cannot be specified when the table BillingMode is PROVISIONED"
+    where = f" for index: {index}" if index is not None else ""
+    return f"{INVALID}{member} for OnDemandThroughput{where} cannot be specified when table BillingMode is PROVISIONED."
 
 
 #: WarmThroughput's members, with the quota and the provisioned member each is compared with.

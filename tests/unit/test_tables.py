@@ -582,7 +582,17 @@ def test_on_demand_throughput_needs_on_demand_table(ctx):
                    ProvisionedThroughput={"ReadCapacityUnits": 1, "WriteCapacityUnits": 1})
     assert error(t.create_table, ctx, body) == (
         "One or more parameter values were invalid: MaxReadRequestUnits for OnDemandThroughput cannot be "
-        "specified when the table BillingMode is PROVISIONED")
+        "specified when table BillingMode is PROVISIONED.")
+    # A GSI's: recorded only as far as "for index: <IDX> cannot be specified", completed as the table's.
+    one = {"ReadCapacityUnits": 1, "WriteCapacityUnits": 1}
+    body = request("other", BillingMode="PROVISIONED", ProvisionedThroughput=one,
+                   AttributeDefinitions=attrs(("user_id", "S"), ("ts", "N"), ("x", "S")),
+                   GlobalSecondaryIndexes=[gsi(ProvisionedThroughput=one,
+                                               OnDemandThroughput={"MaxWriteRequestUnits": 5})])
+    assert error(t.create_table, ctx, body) == (
+        "One or more parameter values were invalid: MaxWriteRequestUnits for OnDemandThroughput for index: by_x "
+        "cannot be specified when table BillingMode is PROVISIONED.")
+    assert t.list_tables(ctx, {})["TableNames"] == ["events"]
 
 
 @pytest.mark.parametrize("spec, message", [
