@@ -352,10 +352,7 @@ class Alarms:
         if comparison in BAND_COMPARISONS:
             raise ValidationError(f"Shoal does not support anomaly detection alarms ({comparison}).")
         metrics = data.get("Metrics")
-        if metrics is not None and data.get("MetricName") is not None:
-            raise InvalidParameterCombination("The parameters MetricName and Metrics are mutually exclusive and you "
-                                              "have specified both.")
-        single = ("Namespace", "Statistic", "ExtendedStatistic", "Dimensions", "Period", "Unit")
+        single = ("MetricName", "Namespace", "Statistic", "ExtendedStatistic", "Dimensions", "Period", "Unit")
         if metrics is not None:
             for name in single:
                 if data.get(name) is not None:  # CloudWatch's words, as recorded for Statistic (2019)

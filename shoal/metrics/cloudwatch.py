@@ -87,7 +87,9 @@ MAX_FUTURE_S = 2 * 3600
 MAX_VALUE = 2.0 ** 360
 DEFAULT_MAX_DATAPOINTS = 100_800
 _PERCENTILE = re.compile(r"p(\d{1,2}(\.\d{0,10})?|100(\.0{0,10})?)$")
-_METRIC_ID = re.compile(r"[a-z][a-zA-Z0-9_]*$")
+METRIC_ID_PATTERN = "^[a-z][a-zA-Z0-9_]*$"  # a query's Id, as CloudWatch's messages name the pattern
+_METRIC_ID = re.compile(r"[a-z][a-zA-Z0-9_]*\Z")  # \Z: "$" would let a trailing newline through
+DUPLICATE_QUERY_IDS = "The values for parameter id in MetricDataQueries are not unique."
 _INSIGHTS_QUERY = re.compile(r"\s*SELECT\s+[A-Za-z]", re.IGNORECASE)  # not an Id named "select"
 
 INSIGHT_ORDERS = ("Sum", "Maximum")
@@ -707,24 +709,26 @@ def _checked_queries(queries: list) -> tuple[dict, dict]:
     known statistic and a valid period.  Returns ({Id: expression}, {Id: the
     query's parameter path}).
 
-    CloudWatch answers every query's fault at once, one line each (recorded
-    in public reports: "The value None for parameter
-    MetricDataQueries.member.223.MetricStat.Stat is not a valid statistic."
-    and the next query's on the next line).  The other lines are Shoal's, in
-    the same form; CloudWatch's recorded words for an Id ("... is not
-    matching the expected pattern ^[a-z][a-zA-Z0-9_]*$.") and for duplicates
-    ("The values for parameter id in MetricDataQueries are not unique.")
-    wait for the unit tests that pin Shoal's to change with them."""
+    CloudWatch answers every query's fault at once, one line each, in the
+    words public reports recorded: "The value 5xx_error for parameter
+    MetricDataQueries.member.1.Id is not matching the expected pattern
+    ^[a-z][a-zA-Z0-9_]*$." and the next query's on the next line (telegraf
+    issue 5420, 2019); "The value None for parameter
+    MetricDataQueries.member.223.MetricStat.Stat is not a valid statistic.";
+    duplicate Ids in one line for the whole request, "The values for
+    parameter id in MetricDataQueries are not unique." (quota-monitor-for-aws
+    issue 171, 2023), here where the first duplicate is met.  The other
+    lines are Shoal's, in the same form."""
     problems: list[str] = []
     seen, expressions, paths = set(), {}, {}
     for i, query in enumerate(queries, 1):
         path = f"MetricDataQueries.member.{i}"
         query_id = query["Id"]
         if not _METRIC_ID.match(query_id):
-            problems.append(f"The value {query_id} for parameter {path}.Id is invalid: an Id must start with a "
-                            "lowercase letter and hold only letters, digits and _.")
-        if query_id in seen:
-            problems.append(f"The value {query_id} for parameter {path}.Id is duplicated.")
+            problems.append(f"The value {query_id} for parameter {path}.Id is not matching the expected pattern "
+                            f"{METRIC_ID_PATTERN}.")
+        if query_id in seen and DUPLICATE_QUERY_IDS not in problems:
+            problems.append(DUPLICATE_QUERY_IDS)
         seen.add(query_id)
         paths.setdefault(query_id, path)
         expression = query.get("Expression")

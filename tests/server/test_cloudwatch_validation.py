@@ -8,8 +8,10 @@ answers the next request.
 Where the wording comes from: a constraint of botocore's model is Coral's
 sentence ("1 validation error detected: Value ... at 'comparisonOperator'
 failed to satisfy constraint: ...", CloudWatch's ValidationError);
-GetMetricData's "... is not a valid statistic." (one line per fault),
-"Statistic should not be set if list of Metrics is set." and "Invalid
+GetMetricData's "... is not a valid statistic.", "... is not matching the
+expected pattern ^[a-z][a-zA-Z0-9_]*$." (one line per fault), "The values
+for parameter id in MetricDataQueries are not unique.", "Statistic should
+not be set if list of Metrics is set." (and so for MetricName) and "Invalid
 metrics list" as CloudWatch answered them in public reports; the rest is
 Shoal's, in CloudWatch's forms."""
 
@@ -140,13 +142,24 @@ CASES = [
         metric_stat("5xx_errors"), metric_stat("m2", stat="None"), metric_stat("m2", Namespace="App"),
         {"Id": "e1", "Expression": "m2 * 2", "MetricStat": metric_stat("x")["MetricStat"]}], **WINDOW},
                  "ValidationError", 400,
-                 "The value 5xx_errors for parameter MetricDataQueries.member.1.Id is invalid: an Id must start "
-                 "with a lowercase letter and hold only letters, digits and _.\n"
+                 "The value 5xx_errors for parameter MetricDataQueries.member.1.Id is not matching the expected "
+                 "pattern ^[a-z][a-zA-Z0-9_]*$.\n"
                  "The value None for parameter MetricDataQueries.member.2.MetricStat.Stat is not a valid statistic.\n"
-                 "The value m2 for parameter MetricDataQueries.member.3.Id is duplicated.\n"
+                 "The values for parameter id in MetricDataQueries are not unique.\n"
                  "The parameter MetricDataQueries.member.3.MetricStat.Metric.MetricName is required.\n"
                  "The parameters MetricDataQuery Expression and MetricStat are mutually exclusive and you have "
                  "specified both.\n", id="metric-data-queries"),
+    pytest.param("GetMetricData", {"MetricDataQueries": [metric_stat("m1"), metric_stat("m1"), metric_stat("m1"),
+                                                         {"Id": "m1", "Expression": "m1 * 2"}], **WINDOW},
+                 "ValidationError", 400, "The values for parameter id in MetricDataQueries are not unique.\n",
+                 id="metric-data-duplicate-ids"),
+    pytest.param("GetMetricData", {"MetricDataQueries": [metric_stat("Errors"), metric_stat("m_2"),
+                                                         metric_stat("m3\n")], **WINDOW},
+                 "ValidationError", 400,
+                 "The value Errors for parameter MetricDataQueries.member.1.Id is not matching the expected pattern "
+                 "^[a-z][a-zA-Z0-9_]*$.\n"
+                 "The value m3\n for parameter MetricDataQueries.member.3.Id is not matching the expected pattern "
+                 "^[a-z][a-zA-Z0-9_]*$.\n", id="metric-data-id-pattern"),
     pytest.param("GetMetricData", {"MetricDataQueries": [
         {**metric_stat("m1"), "MetricStat": {**metric_stat("m1")["MetricStat"], "Period": 90}}], **WINDOW},
                  "ValidationError", 400,
@@ -155,6 +168,8 @@ CASES = [
     pytest.param("PutMetricAlarm", {key: value for key, value in ALARM.items() if key not in (
         "Namespace", "MetricName", "Period")} | {"Metrics": [metric_stat("m1")]}, "ValidationError", 400,
                  "Statistic should not be set if list of Metrics is set.", id="alarm-statistic-and-metrics"),
+    pytest.param("PutMetricAlarm", {**ALARM, "Metrics": [metric_stat("m1")]}, "ValidationError", 400,
+                 "MetricName should not be set if list of Metrics is set.", id="alarm-metric-name-and-metrics"),
     pytest.param("PutMetricAlarm", {"AlarmName": "math", "EvaluationPeriods": 1, "Threshold": 1.0,
                                     "ComparisonOperator": "GreaterThanThreshold", "Metrics": [metric_stat("Errors")]},
                  "ValidationError", 400, "Invalid metrics list", id="alarm-metric-id"),

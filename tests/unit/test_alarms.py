@@ -361,8 +361,10 @@ def test_delete(env):
     ({"TreatMissingData": "sometimes"}, ValidationError,
      "Option sometimes is not supported. Supported options for parameter TreatMissingData are breaching, "
      "notBreaching, ignore, missing."),
-    ({"Metrics": [{"Id": "m", "Expression": "1", "ReturnData": True}]}, InvalidParameterCombination,
-     "The parameters MetricName and Metrics are mutually exclusive and you have specified both."),
+    ({"Metrics": [{"Id": "m", "Expression": "1", "ReturnData": True}]}, ValidationError,
+     "MetricName should not be set if list of Metrics is set."),
+    ({"MetricName": None, "Metrics": [{"Id": "m", "Expression": "1", "ReturnData": True}]}, ValidationError,
+     "Namespace should not be set if list of Metrics is set."),
     ({"MetricName": None, "Statistic": None, "Period": None, "Namespace": None,
       "Metrics": [{"Id": "a", "Expression": "1"}, {"Id": "b", "Expression": "2"}]}, ValidationError,
      "Exactly one element of the metrics list should return data."),

@@ -360,10 +360,18 @@ def test_get_metric_data_pages_across_expression_results(cloudwatch):
      "metric math.\n"),
     ([{"Id": "e1"}], "The parameter MetricDataQueries.member.1.MetricStat is required.\n"),
     ([metric("Errors", "m1"), {"Id": "M2", "Expression": "m1"}],
-     "The value M2 for parameter MetricDataQueries.member.2.Id is invalid: an Id must start with a lowercase letter "
-     "and hold only letters, digits and _.\n"),
+     "The value M2 for parameter MetricDataQueries.member.2.Id is not matching the expected pattern "
+     "^[a-z][a-zA-Z0-9_]*$.\n"),
+    ([metric("Errors", "m1"), {"Id": "m1\n", "Expression": "m1"}],
+     "The value m1\n for parameter MetricDataQueries.member.2.Id is not matching the expected pattern "
+     "^[a-z][a-zA-Z0-9_]*$.\n"),
     ([metric("Errors", "m1"), {"Id": "m1", "Expression": "m1"}],
-     "The value m1 for parameter MetricDataQueries.member.2.Id is duplicated.\n"),
+     "The values for parameter id in MetricDataQueries are not unique.\n"),
+    ([metric("Errors", "m1"), {"Id": "m1", "Expression": "m1"}, {"Id": "m1", "Expression": "m1 * 2"},
+      {"Id": "E4", "Expression": "m1"}],
+     "The values for parameter id in MetricDataQueries are not unique.\n"
+     "The value E4 for parameter MetricDataQueries.member.4.Id is not matching the expected pattern "
+     "^[a-z][a-zA-Z0-9_]*$.\n"),
 ])
 def test_get_metric_data_refuses_bad_expressions(cloudwatch, queries, message):
     with pytest.raises(ValidationError) as caught:
