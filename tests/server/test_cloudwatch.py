@@ -138,7 +138,9 @@ def test_latency_counts_every_request_of_every_worker(server):
     percentiles = totals(cw, "SuccessfulRequestLatency", {"TableName": "reads", "Operation": "GetItem"},
                          extended=("p50", "p99"))["ExtendedStatistics"]
     assert latency["Minimum"] <= percentiles["p50"] <= percentiles["p99"] <= latency["Maximum"]
-    scans = totals(cw, "ReturnedItemCount", {"TableName": "reads", "Operation": "Scan"})
+    # the scans may be another worker's, flushed apart from the reads above: wait for all three
+    scans = eventually(lambda: totals(cw, "ReturnedItemCount", {"TableName": "reads", "Operation": "Scan"}),
+                       lambda p: p is not None and p["SampleCount"] == 3)
     assert (scans["Sum"], scans["SampleCount"]) == (3.0, 3)
 
 
