@@ -858,13 +858,15 @@ class Replicator:
 
     def _held_by_peer(self, peer: PeerClient, table_id: str, exc: Exception) -> bool:
         """Whether ``exc`` is the peer's refusal of changes to a table that is
-        INACCESSIBLE_ENCRYPTION_CREDENTIALS there (``protocol.apply_changes``):
-        then the cursor stays where it is (the records are kept) and that
-        (peer, table) is tried again after ``control.KEY_CHECK_S``, once the
-        peer's key check may have found the key usable.  The peer answered,
+        INACCESSIBLE_ENCRYPTION_CREDENTIALS there, or is no replica there
+        (``protocol.apply_changes``): then the cursor stays where it is (the
+        records are kept) and that (peer, table) is tried again after
+        ``control.KEY_CHECK_S``, once the peer's key check may have found the
+        key usable (or a replica set without that region has stopped it).  The peer answered,
         so it is reachable: its other tables go on, and it is not shown
         REGION_DISABLED."""
-        if not isinstance(exc, PeerError) or exc.status != 400 or b"ReplicaInaccessibleException" not in exc.body:
+        if not isinstance(exc, PeerError) or exc.status != 400 or not (
+                b"ReplicaInaccessibleException" in exc.body or b"NotAReplicaException" in exc.body):
             return False
         self._held[peer.region, table_id] = time.monotonic() + control.KEY_CHECK_S
         peer.heard_at = time.monotonic()

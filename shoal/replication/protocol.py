@@ -5,7 +5,8 @@ prefix, ``X-Amz-Target: ShoalReplication_20261206.<Op>``:
 
     ApplyChanges   {TableName, SourceRegion, Records: [{time, origin, seq, keys, new}]} -> {Applied};
                    ReplicaInaccessibleException while the table here is
-                   INACCESSIBLE_ENCRYPTION_CREDENTIALS (the sender holds the records)
+                   INACCESSIBLE_ENCRYPTION_CREDENTIALS, NotAReplicaException for a
+                   table here that is no replica (the sender holds the records)
     CopyItems      the same, for the items of a replica being made
     CreateReplica  {TableName, SourceRegion, Request: <CreateTable request>, Replicas, TimeToLive}
     SyncReplicas   {TableName, SourceRegion, Replicas: [{RegionName, ReplicaStatus}]}
@@ -118,6 +119,18 @@ class ReplicaInaccessibleException(ShoalError):
     The sender keeps the records and sends them again later (``node``)."""
 
     type_name = "ReplicaInaccessibleException"
+    status = 400
+
+
+class NotAReplicaException(ShoalError):
+    """ApplyChanges refused: this region's table of that name is not a
+    replica of a global table (a table the asking region's replica could not
+    be made over, CREATION_FAILED, which the sender may have been told of
+    before the refusal).  The sender keeps the records, as for
+    ReplicaInaccessibleException, until the replica set it is sent drops
+    this region."""
+
+    type_name = "NotAReplicaException"
     status = 400
 
 
@@ -377,6 +390,9 @@ def _table(ctx, txn, name: str):
 def apply_changes(ctx, data: dict) -> dict:
     with ctx.engine.write() as txn:
         table = _table(ctx, txn, data["TableName"])
+        if not replica_apply.is_global(txn, table.table_id):  # never written into: it is someone else's
+            raise NotAReplicaException(
+                f"Table {table.name} in region {ctx.region} is not a replica of a global table")
         if table.refused_status == control.INACCESSIBLE:  # as a client's write is refused
             raise ReplicaInaccessibleException(
                 f"Table {table.name} is {control.INACCESSIBLE} in region {ctx.region}: its KMS key cannot be used "

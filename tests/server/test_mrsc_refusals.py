@@ -8,6 +8,7 @@ Three real ``shoal serve`` processes of the US region set (``test_mrsc.Regions``
 from __future__ import annotations
 
 import time
+import urllib.error
 import urllib.request
 import uuid
 
@@ -170,3 +171,40 @@ def test_a_witness_its_region_refuses_is_creation_failed_and_leaving_mrsc_remove
     assert (status, error["message"]) == (400, f"Region {REGIONS[2]} is already the witness of another table {name}")
     assert _peer_call(regions, 2, "CreateWitness", {"TableName": name, "SourceRegion": "us-east-1",
                                                     "Id": foreign}) == (200, {})
+
+
+def test_replicas_made_together_with_one_refused_never_replicate_into_the_refusing_regions_table(regions):
+    """An eventually consistent table given two replicas in one UpdateTable,
+    the first made (and told of the second while it was CREATING), the
+    second refused: the made one is sent the replica set without the
+    refused region, and nothing written anywhere reaches that region's own
+    table, which also refuses ApplyChanges from any region outright."""
+    home, refusing, other = regions.client(0), regions.client(1), regions.client(2)
+    name = "mrec_refused_pair"
+    refusing.create_table(TableName=name, BillingMode="PAY_PER_REQUEST",
+                          KeySchema=[{"AttributeName": "pk", "KeyType": "HASH"}],
+                          AttributeDefinitions=[{"AttributeName": "pk", "AttributeType": "S"}])
+    refusing.put_item(TableName=name, Item={"pk": {"S": "theirs"}})
+    _create(home, name)
+    home.put_item(TableName=name, Item={"pk": {"S": "home0"}})
+    home.update_table(TableName=name, ReplicaUpdates=[{"Create": {"RegionName": REGIONS[2]}},
+                                                      {"Create": {"RegionName": REGIONS[1]}}])
+    table = _until(lambda: (t := _describe(home, name))["TableStatus"] == "ACTIVE" and all(
+        r["ReplicaStatus"] != "CREATING" for r in t["Replicas"]) and t, lambda: _describe(home, name))
+    assert [(r["RegionName"], r["ReplicaStatus"]) for r in table["Replicas"]] == [
+        (REGIONS[2], "ACTIVE"), (REGIONS[1], "CREATION_FAILED")]
+    _until(lambda: [r["RegionName"] for r in _describe(other, name).get("Replicas", ())] == [REGIONS[0]],
+           lambda: _describe(other, name))
+    other.put_item(TableName=name, Item={"pk": {"S": "other0"}})
+    home.put_item(TableName=name, Item={"pk": {"S": "home1"}})
+    _until(lambda: sorted(i["pk"]["S"] for i in home.scan(TableName=name)["Items"]) == ["home0", "home1", "other0"]
+           and sorted(i["pk"]["S"] for i in other.scan(TableName=name)["Items"]) == ["home0", "home1", "other0"],
+           lambda: (home.scan(TableName=name)["Items"], other.scan(TableName=name)["Items"]))
+    time.sleep(1.0)
+    assert refusing.scan(TableName=name)["Items"] == [{"pk": {"S": "theirs"}}]
+    status, error = _peer_call(regions, 1, "ApplyChanges", {"TableName": name, "SourceRegion": REGIONS[2], "Records": [
+        {"time": int(time.time() * 1000), "origin": f"{REGIONS[2]}:x", "seq": 1, "keys": {"pk": {"S": "stray"}},
+         "new": {"pk": {"S": "stray"}}}]})
+    assert (status, error["__type"].rsplit("#", 1)[-1], error["message"]) == (
+        400, "NotAReplicaException", f"Table {name} in region {REGIONS[1]} is not a replica of a global table")
+    assert refusing.scan(TableName=name)["Items"] == [{"pk": {"S": "theirs"}}]
