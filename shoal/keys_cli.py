@@ -10,7 +10,9 @@ database instead, in one transaction, while the nodes serve on.
 ``shoal keys kms-key-state KEY STATE`` marks a KMS key of this region
 Disabled, PendingDeletion, Deleted or Enabled again (Shoal has no KMS: the
 region's ``KMS_KEYS`` file stands for it); a table or replica whose key cannot
-be used shows INACCESSIBLE_ENCRYPTION_CREDENTIALS until it can.
+be used shows INACCESSIBLE_ENCRYPTION_CREDENTIALS until it can, and meanwhile
+refuses item requests and takes no replicated changes (they wait in the
+sending regions).
 """
 
 from __future__ import annotations
