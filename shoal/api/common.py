@@ -12,7 +12,7 @@ from shoal.expressions.legacy import projection_from_attributes_to_get
 from shoal.model.capacity import read_units, write_units
 from shoal.model.keys import encode_key_value
 from shoal.model.numbers import MAX_DIGITS, is_normalized_short
-from shoal.model.values import validate_key, validate_value
+from shoal.model.values import MAX_NAME_BYTES, NAME_TOO_LONG, validate_key, validate_value
 
 _HASH_SPACE = 1 << 32
 
@@ -150,6 +150,8 @@ def expression_context(request: dict, expression_members: tuple[str, ...], legac
             if not name:
                 raise ValidationException(
                     f"ExpressionAttributeNames contains invalid value: Empty attribute name for key {key}")
+            if not name.isascii() and len(name.encode("utf-8")) > MAX_NAME_BYTES:  # the shape counts characters
+                raise ValidationException(f"ExpressionAttributeNames contains invalid value: {NAME_TOO_LONG} for key {key}")
     if values is not None:
         if not values:
             raise ValidationException("ExpressionAttributeValues must not be empty")

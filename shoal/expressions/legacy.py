@@ -13,7 +13,7 @@ from decimal import Decimal
 from shoal.errors import ValidationException, validation_errors
 from shoal.errors import INVALID_PARAMETERS as _INVALID
 from shoal.model.numbers import add, format_number
-from shoal.model.values import check_attribute_names, sorted_set, validate_value
+from shoal.model.values import MAX_NAME_BYTES, NAME_TOO_LONG, check_attribute_names, sorted_set, validate_value
 
 from .evaluator import Condition
 from .keycondition import KeyCondition
@@ -105,9 +105,19 @@ def _combine(predicates: list, conditional_operator: str | None, count: int) -> 
     return Condition(lambda item: all(p(item) for p in parts))
 
 
+def _check_names(names) -> None:
+    """Refuse an empty attribute name, and one of more than 65,535 UTF-8
+    bytes (the request's shape counts characters, so only a name of
+    multi-byte characters gets this far), as an item's names are refused."""
+    check_attribute_names(names)
+    for name in names:
+        if not name.isascii() and len(name.encode("utf-8")) > MAX_NAME_BYTES:
+            raise ValidationException(NAME_TOO_LONG)
+
+
 def condition_from_expected(expected: dict, conditional_operator: str | None = None) -> Condition:
     """The Expected parameter of PutItem/UpdateItem/DeleteItem as a Condition."""
-    check_attribute_names(expected)
+    _check_names(expected)
     predicates = [_expected_predicate(name, spec) for name, spec in expected.items()]
     return _combine(predicates, conditional_operator, len(expected))
 
@@ -151,7 +161,7 @@ def _expected_predicate(name: str, spec: dict):
 
 def condition_from_filter(filter: dict, conditional_operator: str | None = None, kind: str = "QueryFilter") -> Condition:
     """A QueryFilter or ScanFilter as a Condition."""
-    check_attribute_names(filter)
+    _check_names(filter)
     predicates = []
     for name, spec in filter.items():
         op = spec.get("ComparisonOperator")
@@ -166,7 +176,7 @@ def condition_from_filter(filter: dict, conditional_operator: str | None = None,
 def key_condition_from_key_conditions(key_conditions: dict) -> KeyCondition:
     """KeyConditions of a Query as a KeyCondition (validated later against the
     key schema like a KeyConditionExpression)."""
-    check_attribute_names(key_conditions)
+    _check_names(key_conditions)
     conditions = []
     for name, spec in key_conditions.items():
         op = spec.get("ComparisonOperator")
@@ -182,7 +192,7 @@ def key_condition_from_key_conditions(key_conditions: dict) -> KeyCondition:
 
 def projection_from_attributes_to_get(names: list) -> Projection:
     """AttributesToGet as a Projection (duplicates are an error)."""
-    check_attribute_names(names)
+    _check_names(names)
     seen = set()
     for name in names:
         if name in seen:
@@ -218,7 +228,7 @@ class LegacyUpdate(Update):
 
 def update_from_attribute_updates(attribute_updates: dict) -> Update:
     """The AttributeUpdates parameter of UpdateItem as an Update."""
-    check_attribute_names(attribute_updates)
+    _check_names(attribute_updates)
     actions = []
     for name, spec in attribute_updates.items():
         action = spec.get("Action") or "PUT"

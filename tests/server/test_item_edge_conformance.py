@@ -101,3 +101,32 @@ def test_attribute_names_are_limited_to_65535_bytes_of_utf8(ddb, table):
     # Nothing was stored, and the server still serves.
     assert "Item" not in ddb.get_item(TableName=table, Key={"pk": {"S": "b"}})
     assert ddb.get_item(TableName=table, Key=KEY)["Item"] == ITEM
+
+
+def test_long_names_are_refused_in_expression_names_and_legacy_parameters(ddb, table):
+    """The same limit where a request names an attribute outside an item:
+    ExpressionAttributeNames (as an empty name there is refused) and the
+    legacy parameters (AttributeUpdates, Expected, ScanFilter); such a name
+    was stored by UpdateItem and taken by the others."""
+    too_long = "€" * 21845 + "n"
+    key = {"pk": {"S": "c"}}
+    names_error = _error(ddb.update_item, TableName=table, Key=key, UpdateExpression="SET #n = :v",
+                         ExpressionAttributeNames={"#n": too_long}, ExpressionAttributeValues={":v": {"S": "v"}})
+    empty_error = _error(ddb.update_item, TableName=table, Key=key, UpdateExpression="SET #n = :v",
+                         ExpressionAttributeNames={"#n": ""}, ExpressionAttributeValues={":v": {"S": "v"}})
+    assert names_error[0] == empty_error[0] == "ValidationException"
+    # worded as the empty name is, the same envelope or none
+    assert names_error[1] == empty_error[1].replace("Empty attribute name", TOO_LONG)
+    assert _error(ddb.get_item, TableName=table, Key=KEY, ProjectionExpression="#n",
+                  ExpressionAttributeNames={"#n": too_long})[1].endswith(f"{TOO_LONG} for key #n")
+    legacy = _error(ddb.update_item, TableName=table, Key=key,
+                    AttributeUpdates={too_long: {"Action": "PUT", "Value": {"S": "v"}}})
+    assert legacy[0] == "ValidationException" and legacy[1].endswith(TOO_LONG)
+    expected = _error(ddb.put_item, TableName=table, Item={"pk": {"S": "c"}},
+                      Expected={too_long: {"Exists": False}})
+    assert expected[0] == "ValidationException" and expected[1].endswith(TOO_LONG)
+    assert _error(ddb.scan, TableName=table, ScanFilter={
+        too_long: {"ComparisonOperator": "NULL"}}) == ("ValidationException", TOO_LONG)
+    # Nothing was stored, and the server still serves.
+    assert "Item" not in ddb.get_item(TableName=table, Key=key)
+    assert ddb.get_item(TableName=table, Key=KEY)["Item"] == ITEM
