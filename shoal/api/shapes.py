@@ -24,6 +24,12 @@ Only the generic model layer lives here.  Rules DynamoDB checks inside the
 operation (key schemas, expressions, table-name syntax for ARNs, item size...)
 belong to the operation modules.
 
+Other services' models (CloudWatch's) are checked by the same rules.  Where
+DynamoDB departs from them by the name of a shape or an operation (its
+recorded enum orders, its attribute values, its own sentences), the departure
+is DynamoDB's alone (``Wording``, chosen by the model's serviceId): another
+model's shape of the same name is checked and worded as Coral's rules say.
+
 Where Coral coerces, ``validate`` normalizes the request **in place**, so the
 operations see clean values: ``null`` members and unknown/``null`` members of
 attribute values are removed, a fractional number given for an integer member
@@ -57,6 +63,7 @@ from shoal.errors import (
 
 MAX_LISTED_ERRORS = 10  # Coral lists at most ten constraint violations
 
+# DynamoDB's by shape name (see ``Wording``; no other service's shapes of these names).
 # Enum sets whose order in DynamoDB's messages differs from the model's order
 # (recorded against real DynamoDB in dynalite's tests).
 ENUM_MESSAGE_ORDER = {
@@ -392,8 +399,8 @@ def _table_arn_constraints(shape: dict, name_shape: dict) -> Constraints:
     def name_rule(test):
         return lambda v: not v or v.startswith("arn:") or test(v)
 
-    own = compile_constraints({k: v for k, v in shape.items() if k != "pattern"}, "TableArn")
-    names = compile_constraints(name_shape, "TableName")
+    own = compile_constraints({k: v for k, v in shape.items() if k != "pattern"}, "TableArn", DYNAMODB)
+    names = compile_constraints(name_shape, "TableName", DYNAMODB)
     tests = own.tests + [(name_rule(test), message) for test, message in names.tests]
     seen: set[str] = set()  # names found valid: most requests name one of a few tables
 
@@ -410,13 +417,15 @@ def _table_arn_constraints(shape: dict, name_shape: dict) -> Constraints:
     return constraints
 
 
-def compile_constraints(shape: dict, shape_name: str) -> Constraints | None:
-    """The constraint checker of a shape, or None if it has none."""
+def compile_constraints(shape: dict, shape_name: str, wording: "Wording | None" = None) -> Constraints | None:
+    """The constraint checker of a shape, or None if it has none; its enum
+    worded as ``wording``'s service words it (Coral's rules without one)."""
+    wording = wording or CORAL
     shape_type = shape["type"]
     tests: list[tuple[Callable[[Any], bool], str]] = []
-    if "enum" in shape and shape_name not in SERVICE_CHECKED_ENUMS:
+    if "enum" in shape and shape_name not in wording.service_checked_enums:
         allowed = frozenset(shape["enum"])
-        listed = ENUM_MESSAGE_ORDER.get(shape_name) or ", ".join(shape["enum"])
+        listed = wording.enum_order.get(shape_name) or ", ".join(shape["enum"])
         tests.append((allowed.__contains__, f"Member must satisfy enum value set: [{listed}]"))
     pattern_text = shape.get("pattern")
     if pattern_text is not None and shape_type == "string":
@@ -507,16 +516,19 @@ class _Compiled:
 class _Compiler:
     """Compiles model shapes into checkers, once per shape."""
 
-    def __init__(self, shapes: dict, check_attribute_values: bool, shallow_maps: frozenset = frozenset()) -> None:
+    def __init__(self, shapes: dict, check_attribute_values: bool, shallow_maps: frozenset = frozenset(),
+                 wording: "Wording | None" = None) -> None:
         self.shapes = shapes
         self.check_attribute_values = check_attribute_values
         self.shallow_maps = shallow_maps  # attribute-value maps whose values are left unchecked
+        self.wording = wording = wording or CORAL
+        self.attribute_value = wording.attribute_value  # None: no shape is checked as an attribute value
         self.done: dict[str, _Compiled] = {}
 
     def _constraints(self, shape: dict, name: str) -> Constraints | None:
-        if name == "TableArn":
+        if name == "TableArn" and self.wording.table_arn:
             return _table_arn_constraints(shape, self.shapes["TableName"])
-        return compile_constraints(shape, name)
+        return compile_constraints(shape, name, self.wording)
 
     def shape(self, name: str) -> _Compiled:
         compiled = self.done.get(name)
@@ -529,7 +541,7 @@ class _Compiler:
         self.done[name] = placeholder
         check = self._checker(name, shape)
         slot.append(check)
-        leaf = shape["type"] not in ("structure", "list", "map") or name == ATTRIBUTE_VALUE_SHAPE
+        leaf = shape["type"] not in ("structure", "list", "map") or name == self.attribute_value
         compiled = _Compiled(check, self._constraints(shape, name), name, leaf)
         placeholder.own = compiled.own  # recursive references see the constraints too
         self.done[name] = compiled
@@ -537,7 +549,7 @@ class _Compiler:
 
     def _checker(self, name: str, shape: dict) -> Checker:
         kind = shape["type"]
-        if name == ATTRIBUTE_VALUE_SHAPE:
+        if name == self.attribute_value:
             return _attribute_value_member if self.check_attribute_values else _attribute_value_shallow
         if kind == "structure":
             return self._structure(shape)
@@ -561,7 +573,7 @@ class _Compiler:
         key_shape = self.shapes[shape["key"]["shape"]]
         keys = self._constraints(key_shape, shape["key"]["shape"])
         value = self.shape(shape["value"]["shape"])
-        if value.own is None and value.name == ATTRIBUTE_VALUE_SHAPE:
+        if value.own is None and value.name == self.attribute_value:
             deep = self.check_attribute_values and name not in self.shallow_maps
             check = _attribute_value_map if deep else _shallow_attribute_value_map
             return check if keys is None else _keyed_map_checker(check, keys, name)
@@ -752,8 +764,9 @@ def _shallow_attribute_value_map(value: Any, errors: list) -> Any:
 # ---------------------------------------------------------------- rendering
 
 
-def render_value(value: Any, shape_name: str, shapes: dict) -> str:
-    """A value as Java's toString shows it in Coral's messages."""
+def render_value(value: Any, shape_name: str, shapes: dict, attribute_value: str | None = None) -> str:
+    """A value as Java's toString shows it in Coral's messages (a value of
+    the shape ``attribute_value`` names as DynamoDB's AttributeValue class)."""
     if value is None:
         return "null"
     if value.__class__ is bool:
@@ -765,20 +778,21 @@ def render_value(value: Any, shape_name: str, shapes: dict) -> str:
     shape = shapes.get(shape_name) or {}
     if value.__class__ is list:
         member = shape.get("member", {}).get("shape", "")
-        return "[" + ", ".join(render_value(v, member, shapes) for v in value) + "]"
+        return "[" + ", ".join(render_value(v, member, shapes, attribute_value) for v in value) + "]"
     if value.__class__ is dict:
-        return _render_dict(value, shape_name, shape, shapes)
+        return _render_dict(value, shape_name, shape, shapes, attribute_value)
     return str(value)
 
 
-def _render_dict(value: dict, shape_name: str, shape: dict, shapes: dict) -> str:
-    if shape_name == ATTRIBUTE_VALUE_SHAPE:
+def _render_dict(value: dict, shape_name: str, shape: dict, shapes: dict, attribute_value: str | None) -> str:
+    if shape_name == attribute_value:
         return f"{_JAVA_ATTRIBUTE_VALUE}@{zlib.crc32(orjson.dumps(value)):x}"
     if shape.get("type") == "map":
         member = shape["value"]["shape"]
-        return "{" + ", ".join(f"{k}={render_value(v, member, shapes)}" for k, v in value.items()) + "}"
+        return "{" + ", ".join(f"{k}={render_value(v, member, shapes, attribute_value)}"
+                               for k, v in value.items()) + "}"
     parts = [
-        f"{lower_first(name)}={render_value(value.get(name), member['shape'], shapes)}"
+        f"{lower_first(name)}={render_value(value.get(name), member['shape'], shapes, attribute_value)}"
         for name, member in shape.get("members", {}).items()
     ]
     return f"{shape_name}({', '.join(parts)})"
@@ -810,26 +824,29 @@ class ShapeValidator:
 
     Build it once per process (``for_service`` caches); each operation's
     checker is compiled on first use, so start-up costs only reading the model
-    (a few milliseconds).
+    (a few milliseconds).  ``wording`` is how the service departs from
+    Coral's rules (``Wording``); by default the model's own service's
+    (``wording_of``): DynamoDB's for DynamoDB's models, none for others.
     """
 
     _by_service: dict[str, "ShapeValidator"] = {}
 
-    def __init__(self, model: dict, *, check_attribute_values: bool = True) -> None:
+    def __init__(self, model: dict, *, check_attribute_values: bool = True, wording: "Wording | None" = None) -> None:
         self._shapes = model["shapes"]
         self._inputs = {
             name: op["input"]["shape"] if "input" in op else None
             for name, op in model["operations"].items()
         }
         self.operations: set[str] = set(self._inputs)
-        self._compiler = _Compiler(self._shapes, check_attribute_values)
-        self._deferring = _Compiler(self._shapes, check_attribute_values, DEFERRED_ITEM_MAPS)
+        self.wording = wording = wording or wording_of(model)
+        self._compiler = _Compiler(self._shapes, check_attribute_values, wording=wording)
+        self._deferring = _Compiler(self._shapes, check_attribute_values, wording.deferred_item_maps, wording)
         self._checkers: dict[str, Checker] = {}
         self._deferring_checkers: dict[str, Checker] = {}
 
     @classmethod
     def for_service(cls, service: str = "dynamodb") -> "ShapeValidator":
-        """The shared validator of a botocore service ("dynamodb", "dynamodbstreams")."""
+        """The shared validator of a botocore service ("dynamodb", "dynamodbstreams", "cloudwatch")."""
         validator = cls._by_service.get(service)
         if validator is None:
             validator = cls(load_model(model_path(service)))
@@ -843,7 +860,7 @@ class ShapeValidator:
         the module docstring).  Returns None when the request fits the model.
 
         With ``defer_items``, the values of whole items to write
-        (``DEFERRED_ITEM_MAPS``) are not checked here: the caller checks them
+        (the wording's ``deferred_item_maps``: DynamoDB's ``DEFERRED_ITEM_MAPS``) are not checked here: the caller checks them
         anyway (``shoal.model.values.validate_sized_item``), and that check
         passes only for values this one passes, so a valid request is looked
         at once instead of twice.  If the caller then fails the request, it
@@ -862,7 +879,7 @@ class ShapeValidator:
         except RecursionError:  # DynamoDB allows 32 levels; the JSON parser allows far more
             raise ValidationException(NESTING_TOO_DEEP) from None
         if errors:
-            sentence = _required_sentence(operation, body)
+            sentence = _required_sentence(self.wording.required_sentences, operation, body)
             raise ValidationException(sentence or self._message(errors, operation))
 
     def _compile(self, operation: str, defer_items: bool) -> Checker:
@@ -879,13 +896,15 @@ class ShapeValidator:
 
     def _message(self, errors: list, operation: str = "") -> str:
         listed = errors[:MAX_LISTED_ERRORS]
+        newer_rendering = self.wording.newer_rendering
+        attribute_value = self.wording.attribute_value
         parts = []
         for path, value, message, shape_name in listed:
-            newer = _newer_rendering(operation, path, value, message)
+            newer = newer_rendering(operation, path, value, message) if newer_rendering is not None else None
             if newer is not None:
                 parts.append(newer)
                 continue
-            shown = "null" if value is None else f"'{render_value(value, shape_name, self._shapes)}'"
+            shown = "null" if value is None else f"'{render_value(value, shape_name, self._shapes, attribute_value)}'"
             parts.append(f"Value {shown} at '{path}' failed to satisfy constraint: {message}")
         return validation_errors(parts)
 
@@ -904,9 +923,9 @@ REQUIRED_SENTENCES = {
 _BATCH_GET_KEYS_PATH = re.compile(r"requestItems\.(.+)\.member\.keys")
 
 
-def _required_sentence(operation: str, body: dict) -> str | None:
-    """DynamoDB's own sentence for a missing required member, if it has one."""
-    rule = REQUIRED_SENTENCES.get(operation)
+def _required_sentence(sentences: dict, operation: str, body: dict) -> str | None:
+    """The service's own sentence for a missing required member, if it has one."""
+    rule = sentences.get(operation)
     if rule is None:
         return None
     member, sentence = rule
@@ -941,3 +960,52 @@ def _body_type_error(body: Any) -> SerializationException:
     if body is None:
         return SerializationException()
     return _structure_type_error(body)
+
+
+# ---------------------------------------------------------------- services' wording
+
+
+class Wording:
+    """How a service departs from Coral's generic checks and words, by the
+    names of its shapes and operations: enum orders (``enum_order``), enums
+    its operations check themselves (``service_checked_enums``), the shape
+    checked and rendered as DynamoDB's attribute value (``attribute_value``),
+    TableArn's name rules (``table_arn``), item maps a caller checks itself
+    (``deferred_item_maps``), sentences for missing members
+    (``required_sentences``) and newer renderings of some violations
+    (``newer_rendering``).  Names are a model's own: DynamoDB's tables must
+    not reach a shape of another model that happens to share a name (such
+    as CloudWatch's ComparisonOperator), so each validator holds its
+    service's.  Read when operations are compiled or a request fails, never
+    per valid request."""
+
+    __slots__ = ("enum_order", "service_checked_enums", "attribute_value", "table_arn", "deferred_item_maps",
+                 "required_sentences", "newer_rendering")
+
+    def __init__(self, *, enum_order: dict | None = None, service_checked_enums: frozenset = frozenset(),
+                 attribute_value: str | None = None, table_arn: bool = False,
+                 deferred_item_maps: frozenset = frozenset(), required_sentences: dict | None = None,
+                 newer_rendering: Callable[[str, str, Any, str], str | None] | None = None) -> None:
+        self.enum_order = enum_order or {}
+        self.service_checked_enums = service_checked_enums
+        self.attribute_value = attribute_value
+        self.table_arn = table_arn
+        self.deferred_item_maps = deferred_item_maps
+        self.required_sentences = required_sentences or {}
+        self.newer_rendering = newer_rendering
+
+
+#: Coral's rules as they stand: no departures (CloudWatch, and any other model).
+CORAL = Wording()
+
+#: DynamoDB's front end (and DynamoDB Streams', the same one).
+DYNAMODB = Wording(enum_order=ENUM_MESSAGE_ORDER, service_checked_enums=SERVICE_CHECKED_ENUMS,
+                   attribute_value=ATTRIBUTE_VALUE_SHAPE, table_arn=True, deferred_item_maps=DEFERRED_ITEM_MAPS,
+                   required_sentences=REQUIRED_SENTENCES, newer_rendering=_newer_rendering)
+
+DYNAMODB_SERVICE_IDS = frozenset({"DynamoDB", "DynamoDB Streams"})  # botocore models' metadata.serviceId
+
+
+def wording_of(model: dict) -> Wording:
+    """DynamoDB's wording for DynamoDB's models (by their serviceId); Coral's for any other."""
+    return DYNAMODB if model.get("metadata", {}).get("serviceId") in DYNAMODB_SERVICE_IDS else CORAL

@@ -45,8 +45,7 @@ from typing import Callable
 import numpy as np
 import orjson
 
-from shoal.api.shapes import ATTRIBUTE_VALUE_SHAPE, ENUM_MESSAGE_ORDER, SERVICE_CHECKED_ENUMS, ShapeValidator, \
-    load_model, model_path
+from shoal.api.shapes import ShapeValidator
 from shoal.errors import SerializationException, ValidationException
 from shoal.metrics.errors import (
     CloudWatchError,
@@ -144,38 +143,12 @@ class _Required:
                 self._value(shape["member"]["shape"], element, f"{path}.member.{i}")
 
 
-_validator: ShapeValidator | None = None
-
-
 def model_validator() -> ShapeValidator:
     """The checker of CloudWatch's requests against botocore's CloudWatch
-    model, by Coral's rules (``shoal.api.shapes``), built once.
-
-    ``shoal.api.shapes`` words some shapes as DynamoDB does, by shape name
-    (DynamoDB's recorded order of its ComparisonOperator enum); CloudWatch's
-    shapes of those names are renamed here, so that a CloudWatch enum is
-    listed as its own model lists it."""
-    global _validator
-    if _validator is None:
-        model = load_model(model_path("cloudwatch"))
-        taken = set(ENUM_MESSAGE_ORDER) | SERVICE_CHECKED_ENUMS | {ATTRIBUTE_VALUE_SHAPE}
-        renamed = {name: f"CloudWatch{name}" for name in model["shapes"] if name in taken}
-        if renamed:
-            model = orjson.loads(orjson.dumps(model))  # a copy, its references rewritten below
-            shapes = model["shapes"]
-            for old, new in renamed.items():
-                shapes[new] = shapes.pop(old)
-            for shape in shapes.values():
-                for ref in (*shape.get("members", {}).values(), shape.get("member"), shape.get("key"),
-                            shape.get("value")):
-                    if ref is not None and ref.get("shape") in renamed:
-                        ref["shape"] = renamed[ref["shape"]]
-            for operation in model["operations"].values():
-                for ref in (operation.get("input"), operation.get("output")):
-                    if ref is not None and ref.get("shape") in renamed:
-                        ref["shape"] = renamed[ref["shape"]]
-        _validator = ShapeValidator(model)
-    return _validator
+    model, by Coral's rules (``shoal.api.shapes``; DynamoDB's departures by
+    shape name, such as its recorded order of its own ComparisonOperator
+    enum, apply to DynamoDB's models only), built once per process."""
+    return ShapeValidator.for_service("cloudwatch")
 
 
 def _model_checked(validator: ShapeValidator, required: _Required, operation: str, data) -> None:

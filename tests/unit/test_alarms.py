@@ -378,6 +378,31 @@ def test_put_metric_alarm_errors(env, change, error, message):
     assert describe(alarms) is None
 
 
+def test_a_shape_named_as_one_of_dynamodbs_is_worded_by_its_own_model(env):
+    """``shoal.api.shapes`` words DynamoDB's ComparisonOperator in DynamoDB's
+    recorded order; CloudWatch's shape of the same name is listed as
+    CloudWatch's model lists it, and DynamoDB's is left as it was."""
+    from shoal.api.shapes import ShapeValidator
+    from shoal.errors import ValidationException
+
+    _, _, _, alarms, _ = env
+    with pytest.raises(ValidationError) as info:
+        call(alarms, "PutMetricAlarm", ALARM | {"ComparisonOperator": "Bigger"})
+    assert info.value.message == (
+        "1 validation error detected: Value 'Bigger' at 'comparisonOperator' failed to satisfy constraint: Member "
+        "must satisfy enum value set: [GreaterThanOrEqualToThreshold, GreaterThanThreshold, LessThanThreshold, "
+        "LessThanOrEqualToThreshold, LessThanLowerOrGreaterThanUpperThreshold, LessThanLowerThreshold, "
+        "GreaterThanUpperThreshold]")
+    with pytest.raises(ValidationException) as info:
+        ShapeValidator.for_service("dynamodb").validate("Scan", {"TableName": "events", "ScanFilter": {
+            "a": {"ComparisonOperator": "Bigger"}}})
+    assert info.value.message == (
+        "1 validation error detected: Value 'Bigger' at 'scanFilter.a.member.comparisonOperator' failed to satisfy "
+        "constraint: Member must satisfy enum value set: [IN, NULL, BETWEEN, LT, NOT_CONTAINS, EQ, GT, NOT_NULL, NE, "
+        "LE, BEGINS_WITH, GE, CONTAINS]")
+    assert describe(alarms) is None  # nothing was made
+
+
 def test_set_alarm_state_errors(env):
     _, _, _, alarms, _ = env
     with pytest.raises(ResourceNotFound) as info:
