@@ -79,15 +79,29 @@ def ordering_key(value: dict | None):
 
 def size_of(value: dict | None) -> dict | None:
     """The result of size(): N for strings, binaries, sets, lists and maps;
-    None (no value) for other types, which then fails every comparison."""
+    None (no value) for other types, which then fails every comparison.
+
+    A string's size is its length in UTF-16 code units, as Java counts it:
+    a character beyond U+FFFF counts 2 (DynamoDB answers size("é𝄞") = 3,
+    as recorded against it in ExtendDB issue 60, and DynamoDB Local agrees;
+    the Developer Guide says only "the length of the string")."""
     if value is None:
         return None
     (kind, raw), = value.items()
-    if kind == "S" or kind in SET_TYPES or kind == "L" or kind == "M":
+    if kind == "S":
+        return {"N": str(utf16_length(raw))}
+    if kind in SET_TYPES or kind == "L" or kind == "M":
         return {"N": str(len(raw))}
     if kind == "B":
         return {"N": str(len(_bytes(raw)))}
     return None
+
+
+def utf16_length(text: str) -> int:
+    """The number of UTF-16 code units of ``text``."""
+    if text.isascii():
+        return len(text)
+    return len(text.encode("utf-16-le", "surrogatepass")) // 2  # a lone surrogate counts 1, as in Java
 
 
 def contains(container: dict | None, operand: dict | None) -> bool:

@@ -1,0 +1,223 @@
+"""Expression semantics that the differential fuzz (bench/expression_fuzz.py)
+checked against DynamoDB Local, kept as fast pure tests.
+
+The pinned cases are ones where both servers answered alike in the fuzz runs
+and a slip would change what a condition decides or what an update stores;
+the properties run the fuzz's own generator over its seed items and hold for
+any expression: a condition decides true or false (never an error other than
+ValidationException), NOT decides the opposite, an update leaves the
+attributes it does not name untouched.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import pathlib
+
+import pytest
+from hypothesis import given, settings, strategies as st
+
+from shoal.errors import ValidationException
+from shoal.expressions import ExpressionContext, parse_condition, parse_projection, parse_update, project
+
+_FUZZ_PATH = pathlib.Path(__file__).resolve().parents[2] / "bench" / "expression_fuzz.py"
+
+
+def _load_fuzz():
+    import sys
+
+    sys.path.insert(0, str(_FUZZ_PATH.parent))
+    try:
+        spec = importlib.util.spec_from_file_location("expression_fuzz", _FUZZ_PATH)
+        module = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(module)
+        return module
+    finally:
+        sys.path.remove(str(_FUZZ_PATH.parent))
+
+
+fuzz = _load_fuzz()
+ITEMS = fuzz.seed_items(1)
+
+
+def holds(text: str, item: dict, values: dict | None = None, names: dict | None = None) -> bool:
+    return parse_condition(text, ExpressionContext(names, values)).evaluate(item)
+
+
+# ---------------------------------------------------------------- pinned semantics
+
+ITEM = {
+    "pk": {"S": "p"},
+    "n": {"N": "100"},
+    "ns": {"NS": ["1", "7", "100"]},
+    "b": {"B": "AQID"},  # bytes 01 02 03
+    "bs": {"BS": ["AQ==", "Ag=="]},
+    "s": {"S": "äb"},
+    "l": {"L": [{"N": "1"}, {"S": "x"}, {"M": {"y": {"N": "2"}}}]},
+    "m": {"M": {"x.y": {"BOOL": True}, "z": {"NULL": True}}},
+}
+
+
+@pytest.mark.parametrize("text, values, expected", [
+    # numbers compare by value, whatever their spelling
+    ("n = :v", {":v": {"N": "1E+2"}}, True),
+    ("n IN (:a, :b)", {":a": {"N": "7"}, ":b": {"N": "100.00"}}, True),
+    ("contains(ns, :v)", {":v": {"N": "7.0"}}, True),
+    ("ns = :v", {":v": {"NS": ["100", "1.0", "7"]}}, True),
+    ("n BETWEEN :a AND :b", {":a": {"N": "1e2"}, ":b": {"N": "100"}}, True),
+    # values of different types: comparisons false, <> true, BETWEEN false
+    ("n = :v", {":v": {"S": "100"}}, False),
+    ("n <> :v", {":v": {"S": "100"}}, True),
+    ("n < :v", {":v": {"S": "200"}}, False),
+    ("s BETWEEN :a AND :b", {":a": {"N": "1"}, ":b": {"N": "2"}}, False),
+    # binaries by bytes: begins_with, contains (substring), size in bytes
+    ("begins_with(b, :v)", {":v": {"B": "AQI="}}, True),
+    ("begins_with(b, :v)", {":v": {"B": ""}}, True),
+    ("begins_with(b, :v)", {":v": {"S": "AQ"}}, False),
+    ("contains(b, :v)", {":v": {"B": "AgM="}}, True),
+    ("size(b) = :v", {":v": {"N": "3"}}, True),
+    ("size(s) = :v", {":v": {"N": "2"}}, True),  # characters, not bytes
+    ("size(bs) = :v", {":v": {"N": "2"}}, True),
+    ("size(l) = :v", {":v": {"N": "3"}}, True),
+    ("size(m) = :v", {":v": {"N": "2"}}, True),
+    # size of a number, a boolean or nothing has no value: every comparison fails
+    ("size(n) = :v", {":v": {"N": "3"}}, False),
+    ("size(n) <> :v", {":v": {"N": "3"}}, True),
+    ("size(nothing) >= :v", {":v": {"N": "0"}}, False),
+    # lists and maps: contains finds an element, equality is deep
+    ("contains(l, :v)", {":v": {"M": {"y": {"N": "2.0"}}}}, True),
+    ("contains(l, :v)", {":v": {"N": "1"}}, True),
+    ("l[2].y = :v", {":v": {"N": "2"}}, True),
+    ("l[3] = :v", {":v": {"N": "2"}}, False),
+    ("l[3] <> :v", {":v": {"N": "2"}}, True),
+    # NOT over a missing attribute's comparison, precedence of NOT, AND, OR
+    ("NOT nothing = :v", {":v": {"N": "1"}}, True),
+    ("n = :v OR n = :v AND nothing = :v", {":v": {"N": "100"}}, True),
+    ("(n = :v OR n = :v) AND nothing = :v", {":v": {"N": "100"}}, False),
+    ("NOT n = :v AND n = :v", {":v": {"N": "100"}}, False),
+])
+def test_condition_semantics(text, values, expected):
+    assert holds(text, ITEM, values) is expected
+
+
+@pytest.mark.parametrize("path, kind", [
+    ("n", "N"), ("ns", "NS"), ("b", "B"), ("bs", "BS"), ("s", "S"), ("l", "L"), ("m", "M"),
+    ("#dot", "BOOL"), ("m.z", "NULL"), ("l[1]", "S"),
+])
+def test_attribute_type_of_every_type(path, kind):
+    names = {"#dot": "x.y"} if "#dot" in path else None
+    item = dict(ITEM, **{"x.y": {"BOOL": False}})
+    for other in ("S", "SS", "N", "NS", "B", "BS", "BOOL", "NULL", "L", "M"):
+        assert holds(f"attribute_type({path}, :t)", item, {":t": {"S": other}}, names) is (other == kind)
+
+
+@pytest.mark.parametrize("text, size", [
+    ("abc", 3), ("äb", 2), ("é𝄞", 3), ("😀", 2), ("😀a😀", 5), ("", 0), ("\ufb00", 1),
+])
+def test_size_of_a_string_counts_utf16_code_units(text, size):
+    """Found by the fuzz: Shoal counted code points (size("😀") was 1).
+    DynamoDB and DynamoDB Local count UTF-16 code units, as Java does."""
+    item = {"s": {"S": text}}
+    assert holds("size(s) = :n", item, {":n": {"N": str(size)}})
+    assert not holds("size(s) = :n", item, {":n": {"N": str(len(text))}}) or size == len(text)
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.text(max_size=20))
+def test_size_of_any_string_counts_characters_beyond_the_bmp_twice(text):
+    units = sum(2 if ord(c) > 0xFFFF else 1 for c in text)
+    item = {"s": {"S": text}, "l": {"L": [{"S": text}]}}
+    assert holds("size(s) = :n AND size(l[0]) <= :n", item, {":n": {"N": str(units)}})
+    assert not holds("size(s) > :n", item, {":n": {"N": str(units)}})
+
+
+def test_map_key_with_a_dot_is_one_name():
+    assert holds("attribute_exists(m.#k)", ITEM, names={"#k": "x.y"})
+    assert not holds("attribute_exists(m.x.y)", ITEM)
+
+
+def test_updated_new_of_a_nested_path_is_that_path_alone():
+    """UPDATED_NEW reports the paths the actions name (DynamoDB Local gives
+    the whole top-level attribute; the API Reference says "only the updated
+    attributes")."""
+    update = parse_update("SET l[2].y = l[2].y + :one REMOVE m.z", ExpressionContext(values={":one": {"N": "1"}}))
+    new, changed = update.apply(ITEM)
+    assert changed
+    assert project(new, update.returned_paths) == {"l": {"L": [{"M": {"y": {"N": "3"}}}]}}
+    assert project(ITEM, update.returned_paths) == {"l": {"L": [{"M": {"y": {"N": "2"}}}]}, "m": {"M": {"z": {"NULL": True}}}}
+
+
+def test_list_elements_removed_by_their_positions_before_the_update():
+    update = parse_update("REMOVE l[0], l[2] SET l[1] = :v", ExpressionContext(values={":v": {"S": "new"}}))
+    new, _ = update.apply(ITEM)
+    assert new["l"] == {"L": [{"S": "new"}]}
+
+
+def test_add_and_delete_compare_set_numbers_by_value():
+    update = parse_update("ADD ns :add DELETE bs :gone", ExpressionContext(
+        values={":add": {"NS": ["7.0", "1E+2", "3"]}, ":gone": {"BS": ["AQ=="]}}))
+    new, _ = update.apply(ITEM)
+    assert sorted(new["ns"]["NS"], key=float) == ["1", "3", "7", "100"]
+    assert new["bs"] == {"BS": ["Ag=="]}
+
+
+def test_projection_of_list_elements_and_overlapping_prefixes():
+    projection = parse_projection("l[2].y, l[0], m.#k", ExpressionContext(names={"#k": "x.y"}))
+    assert projection.apply(ITEM) == {
+        "l": {"L": [{"N": "1"}, {"M": {"y": {"N": "2"}}}]},
+        "m": {"M": {"x.y": {"BOOL": True}}},
+    }
+    with pytest.raises(ValidationException, match="Two document paths overlap"):
+        parse_projection("l[2], l[2].y", None)
+
+
+# ---------------------------------------------------------------- properties over the fuzz's expressions
+
+cases = st.integers(0, 10**6).map(lambda number: fuzz.make_case(1, number, ITEMS))
+
+
+def _bound_condition(tree):
+    renderer = fuzz.Renderer()
+    text = renderer.condition(tree)
+    return text, renderer.names, renderer.values
+
+
+@settings(max_examples=300, deadline=None)
+@given(cases)
+def test_a_condition_decides_and_not_decides_the_opposite(case):
+    tree = case.get("condition") or case.get("filter")
+    if tree is None:
+        return
+    text, names, values = _bound_condition(tree)
+    try:
+        condition = parse_condition(text, ExpressionContext(names, values))
+    except ValidationException:
+        return
+    negated = f"NOT {text}" if tree[0] == "paren" else f"NOT ({text})"
+    opposite = parse_condition(negated, ExpressionContext(names, values))
+    for item in list(ITEMS.values()) + [None]:
+        decided = condition.evaluate(item)
+        assert decided in (True, False)
+        assert opposite.evaluate(item) is (not decided)
+
+
+@settings(max_examples=300, deadline=None)
+@given(cases.filter(lambda case: case["op"] == "UpdateItem"))
+def test_an_update_leaves_the_attributes_it_does_not_name(case):
+    renderer = fuzz.Renderer()
+    text = renderer.update(case["update"])
+    try:
+        update = parse_update(text, ExpressionContext(renderer.names, renderer.values))
+    except ValidationException:
+        return
+    item = ITEMS.get(case["sk"], fuzz.key(case["sk"]))
+    before = repr(item)
+    try:
+        new, _ = update.apply(item)
+    except ValidationException:
+        return
+    assert repr(item) == before  # the stored item is never changed in place
+    for name, value in item.items():
+        if name not in update.top_level_names:
+            assert new[name] is value
+    assert set(new) - set(item) <= update.top_level_names
