@@ -2,7 +2,7 @@
 being a replica source, and a region's memory while it copies a table.
 
     python bench/replication.py lag [--rates 1000,5000] [--seconds 60]
-    python bench/replication.py instructions [--requests 2000] [--round-every 100] [--breakdown]
+    python bench/replication.py instructions [--requests 2000] [--round-every 100] [--breakdown] [--callgrind DIR]
     python bench/replication.py cost [--rate 600] [--seconds 8] [--rounds 3]
     python bench/replication.py cost --rate 0 [--seconds 8] [--rounds 3] [--connections 16]
     python bench/replication.py memory [--items 1000000]
@@ -42,7 +42,12 @@ throughput) has three measures here; the first is the figure.
   job and without the sender, to split the difference.  What it leaves
   out: HTTP parsing and the answer, and group commit, which both kinds pay
   alike (they add to the denominator, so the server's ratio is a little
-  lower).
+  lower).  ``--callgrind DIR`` runs the same children under callgrind
+  instead (``DIR/callgrind.KIND.N``, one per kind and request count) and
+  prints the C functions whose inclusive instructions per PutItem differ
+  most between the plain and the global table (LMDB's puts and gets,
+  orjson, the interpreter): where the extra goes, by the functions that
+  do it; ``callgrind_annotate`` reads the files for more.
 * ``cost --rate R`` (default 600): the source (pinned to the server core;
   the peers and the load on the other) takes R PutItems a second, paced by
   a schedule from 48 threads of a process, replicated in one run and plain
@@ -754,24 +759,78 @@ class _SinkPeers:
             server.server_close()
 
 
-def _instr_count(kind: str, n: int, round_every: int, ports: list[int], group: int = 1) -> int:
+def _instr_count(kind: str, n: int, round_every: int, ports: list[int], group: int = 1,
+                 callgrind_out: str | None = None) -> int:
+    """Instructions of one child run (cachegrind), or with ``callgrind_out``
+    its callgrind profile written there (its total returned the same)."""
     import re
 
     env = dict(os.environ, PYTHONHASHSEED="0", OPENBLAS_NUM_THREADS="1", BENCH_GROUP=str(group),
                PYTHONPATH=os.pathsep.join(filter(None, [os.path.dirname(BENCH_DIR), os.environ.get("PYTHONPATH")])))
+    tool = (["--tool=callgrind", f"--callgrind-out-file={callgrind_out}"] if callgrind_out else
+            ["--tool=cachegrind", "--cache-sim=no", "--cachegrind-out-file=/dev/null"])
     done = subprocess.run(
-        ["valgrind", "--tool=cachegrind", "--cache-sim=no", "--cachegrind-out-file=/dev/null", sys.executable,
+        ["valgrind", *tool, sys.executable,
          os.path.abspath(__file__), "_instructions-child", kind, str(n), str(round_every), *map(str, ports)],
         env=env, capture_output=True, text=True)
     if done.returncode != 0:
         raise RuntimeError(done.stderr[-3000:])
-    return int(re.findall(r"I\s+refs:\s+([\d,]+)", done.stderr)[-1].replace(",", ""))
+    pattern = r"Collected\s*:\s*([\d,]+)" if callgrind_out else r"I\s+refs:\s+([\d,]+)"
+    return int(re.findall(pattern, done.stderr)[-1].replace(",", ""))
+
+
+def _inclusive_by_function(path: str) -> dict[str, int]:
+    """Inclusive instructions of each function of a callgrind profile
+    (``callgrind_annotate --inclusive=yes``), by ``file:function`` (the
+    file's base name)."""
+    import re
+
+    text = subprocess.run(["callgrind_annotate", "--inclusive=yes", "--threshold=100", path],
+                          capture_output=True, text=True, check=True).stdout
+    out: dict[str, int] = {}
+    for line in text.splitlines():
+        found = re.match(r"\s*([\d,]+)\s+\([^)]*\)\s+(\S+?)(?: \[.*\])?$", line)
+        if found and ":" in found.group(2) and "'" not in found.group(2):  # recursion's repeats left out
+            where, function = found.group(2).rsplit(":", 1)
+            name = f"{os.path.basename(where)}:{function}"
+            out[name] = out.get(name, 0) + int(found.group(1).replace(",", ""))
+    return out
+
+
+def run_callgrind(args, peers: "_SinkPeers") -> dict:
+    """``--callgrind DIR``: each kind's runs (0 and ``--requests`` PutItems)
+    under callgrind, and the functions whose inclusive instructions per
+    PutItem differ most between the global table and the plain one."""
+    os.makedirs(args.callgrind, exist_ok=True)
+    per: dict[str, dict[str, float]] = {}
+    for kind in ("plain", "replicated"):
+        runs = []
+        for n in (0, args.requests):
+            path = os.path.join(args.callgrind, f"callgrind.{kind}.{n}")
+            _instr_count(kind, n, args.round_every, peers.ports, args.group, callgrind_out=path)
+            runs.append(_inclusive_by_function(path))
+        per[kind] = {name: (runs[1].get(name, 0) - runs[0].get(name, 0)) / args.requests
+                     for name in runs[0].keys() | runs[1].keys()}
+    extra = sorted(((per["replicated"].get(name, 0) - per["plain"].get(name, 0), name)
+                    for name in per["plain"].keys() | per["replicated"].keys()), key=lambda x: -abs(x[0]))
+    rows = [{"function": name, "plain": round(per["plain"].get(name, 0)),
+             "replicated": round(per["replicated"].get(name, 0)), "extra": round(diff)}
+            for diff, name in extra[:60]]
+    for row in rows:
+        print(f"{row['extra']:>9,} {row['plain']:>11,} {row['replicated']:>11,}  {row['function']}", flush=True)
+    return {"callgrind": {"dir": args.callgrind, "requests": args.requests, "round_every": args.round_every,
+                          "functions": rows}}
 
 
 def run_instructions(args, work: str) -> dict:
     """Instructions per PutItem, plain and replicated: (a run of ``--requests``
     puts - the same run without them) / ``--requests``."""
     peers = _SinkPeers()
+    if args.callgrind:
+        try:
+            return run_callgrind(args, peers)
+        finally:
+            peers.close()
     try:
         per = {}
         for kind in ("plain", "replicated", *(("replicated-no-materializer", "replicated-no-sender")
@@ -871,6 +930,9 @@ def main(argv=None) -> int:
                         help="instructions: PutItems per transaction (group commit's batches)")
     parser.add_argument("--breakdown", action="store_true",
                         help="instructions: also replicated without the stream's job, and without the sender")
+    parser.add_argument("--callgrind", default=None, metavar="DIR",
+                        help="instructions: profile the runs with callgrind into DIR and list where the "
+                             "global table's extra instructions go")
     parser.add_argument("--work-dir", default=None)
     parser.add_argument("--json", default=None, help="write the summary here too")
     args = parser.parse_args(argv)

@@ -11,14 +11,19 @@ for a delete: a deleted item leaves its version behind (a tombstone), so an
 older update that arrives later does not bring it back.  Tombstones are
 forgotten after ``TOMBSTONE_RETENTION_S`` (``prune_tombstones``).
 
-Local writes do not pay for this: the change log already holds their time,
-origin and position, and ``index_local`` folds them into the store later, in
-log order, before anything compares against it (a replicated batch is applied,
-or a local change is sent).  A local write whose version would not be newer
-than the item's current one (a peer's clock ahead of ours) is given the
-current time plus one millisecond, remembered under ``repl/b/`` + its
-position, and sent to peers with that time: the version every region ends
-with is the greatest one, and the local region holds it too.
+A local write's version is its change record's time, origin and position.
+It is folded into the store by the write's own transaction when the indexer
+has read every earlier record (``changelog.fold_versions_with``: the log's
+head carries a mark that says so, read with the head at no extra cost), and
+otherwise by ``index_local`` later, in log order, before anything compares
+against it (a replicated batch is applied, or a local change is sent).
+Either way in log order, so that each write is folded exactly once: a write
+folded twice would be bumped past its own version.  A local write whose
+version would not be newer than the item's current one (a peer's clock
+ahead of ours) is given the current time plus one millisecond, remembered
+under ``repl/b/`` + its position, and sent to peers with that time: the
+version every region ends with is the greatest one, and the local region
+holds it too.
 """
 
 from __future__ import annotations
