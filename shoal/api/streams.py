@@ -36,6 +36,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import hmac
+import math
 import os
 import re
 import struct
@@ -43,6 +44,7 @@ import time
 import uuid
 import weakref
 from dataclasses import dataclass
+from decimal import Decimal
 
 from shoal.settings import from_env
 from datetime import datetime, timezone
@@ -957,15 +959,17 @@ def get_shard_iterator(ctx, request: dict) -> dict:
     """An iterator positioned per ShardIteratorType; it expires after 15 minutes."""
     _checked_stream_arn(request["StreamArn"])
     kind = request["ShardIteratorType"]
-    if kind == "AT_TIMESTAMP":  # in the API model since 2025; not offered yet
-        raise ValidationException(INVALID + "Shoal does not support the ShardIteratorType AT_TIMESTAMP yet")
     seq_text = request.get("SequenceNumber")
     at_seq = kind in ("AT_SEQUENCE_NUMBER", "AFTER_SEQUENCE_NUMBER")
     if not at_seq and seq_text is not None:
         raise ValidationException(INVALID + "SequenceNumber should not be passed for this iterator type")
+    stamp = request.get("Timestamp")
+    if kind != "AT_TIMESTAMP" and stamp is not None:
+        raise ValidationException(INVALID + "Timestamp should not be passed for this iterator type")
     seq = parse_seq(seq_text) if at_seq else None
     if at_seq and seq is None:
         raise ValidationException(INVALID + "Invalid SequenceNumber")
+    at_ms = checked_timestamp_ms(stamp, ctx.now()) if kind == "AT_TIMESTAMP" else None
     catch_up(ctx.engine)  # LATEST starts after every acknowledged write
     now = ctx.now()
     cutoff = int((now - CONFIG.retention_s) * 1000)
@@ -976,17 +980,38 @@ def get_shard_iterator(ctx, request: dict) -> dict:
         shard = next((s for s in _live_shards(stream, cutoff) if s["sid"] == request["ShardId"]), None)
         if shard is None:
             raise ResourceNotFoundException("Requested resource not found: Shard does not exist")
-        position = _position(txn, stream, shard, kind, seq, cutoff)
+        position = _position(txn, stream, shard, kind, seq, cutoff, at_ms)
     secret = _secret(ctx.engine)
     return {"ShardIterator": encode_iterator(secret, stream, shard["n"], position, int(now * 1000))}
 
 
-def _position(txn, stream: dict, shard: dict, kind: str, seq: int | None, cutoff: int) -> int:
-    """The change seq after which an iterator of ``kind`` starts reading."""
+def checked_timestamp_ms(value, now: float) -> int:
+    """GetShardIterator's Timestamp (epoch seconds, a JSON number) in whole
+    milliseconds, its documented precision: the decimal the client sent is
+    truncated (1791316726.4809 is 1791316726480), as botocore's millisecond
+    precision truncates, and read from its shortest decimal text rather than
+    multiplied as a double (1.001 is a double just under 1.001).
+    Absent, or later than ``now``, it is refused: the API Reference says a
+    Timestamp in the future is a ValidationException, and gives no words for
+    either case, so they follow this module's other refusals of SequenceNumber."""
+    if value is None or value != value or value in (math.inf, -math.inf):
+        raise ValidationException(INVALID + "Invalid Timestamp")
+    ms = value * 1000 if type(value) is int else math.floor(Decimal(repr(value)) * 1000)
+    if ms > int(now * 1000):
+        raise ValidationException(INVALID + "Timestamp should not be in the future")
+    return ms
+
+
+def _position(txn, stream: dict, shard: dict, kind: str, seq: int | None, cutoff: int,
+              at_ms: int | None = None) -> int:
+    """The change seq after which an iterator of ``kind`` starts reading
+    (``seq``: the SequenceNumber's change seq; ``at_ms``: AT_TIMESTAMP's time)."""
     if kind == "TRIM_HORIZON":
         return _trim_horizon(txn, stream, shard, cutoff)
     if kind == "LATEST":
-        return shard["end"] if shard["end"] is not None else max(_head_seq(txn), shard["start"] - 1)
+        return _latest(txn, shard)
+    if kind == "AT_TIMESTAMP":
+        return _at_timestamp(txn, stream, shard, at_ms, cutoff)
     # An open shard reaches the log's head, and at least its own start: the
     # StartingSequenceNumber of a shard with no records yet is a valid position.
     upper = shard["end"] if shard["end"] is not None else max(_head_seq(txn), shard["start"])
@@ -996,6 +1021,29 @@ def _position(txn, stream: dict, shard: dict, kind: str, seq: int | None, cutoff
     if position < _trim_horizon(txn, stream, shard, cutoff):
         raise TrimmedDataAccessException(TRIMMED)
     return position
+
+
+def _latest(txn, shard: dict) -> int:
+    """After the shard's last record: its end once closed, else the log's head."""
+    return shard["end"] if shard["end"] is not None else max(_head_seq(txn), shard["start"] - 1)
+
+
+def _at_timestamp(txn, stream: dict, shard: dict, at_ms: int, cutoff: int) -> int:
+    """The position before the shard's first retained record whose creation
+    time (the change log's, in ms) is at or after ``at_ms``: a time before
+    the oldest retained record gives TRIM_HORIZON, one after the newest
+    LATEST (a closed shard's end: GetRecords then ends it).  Records are
+    walked in shard order from the trim horizon, reading only their time,
+    rather than bisected: a shard's times need not rise with its sequence
+    numbers (concurrent writers, a clock set back), and the rule names the
+    first such record in the shard."""
+    position = _trim_horizon(txn, stream, shard, cutoff)
+    stream_id = bytes.fromhex(stream["id"])
+    _, stop = _shard_range(stream_id, shard["n"])
+    for key, value in txn.scan("streams", _record_key(stream_id, shard["n"], position + 1), stop):
+        if _U64.unpack_from(value)[0] >= at_ms:
+            return record_position(key) - 1
+    return _latest(txn, shard)
 
 
 def _trim_horizon(txn, stream: dict, shard: dict, cutoff: int) -> int:
