@@ -20,7 +20,8 @@ CreateBackup reads the table through ``snapshots.snapshot_table`` (one read
 transaction: every item as of one position, writers never blocked) and
 writes the copy in ``COPY_CHUNK``-item write transactions while the backup is
 CREATING; the last one makes it AVAILABLE.  The copy is done inside the
-request (the answer comes once the backup is AVAILABLE).
+request: the answer comes once the backup is AVAILABLE, and says CREATING as
+DynamoDB's does.
 
 RestoreTableFromBackup reads the backup in one read transaction (so a
 DeleteBackup meanwhile cannot take items from under it), checks the count
@@ -266,7 +267,11 @@ def _named_backup(ctx, txn, arn: str) -> dict:
 
 def create_backup(ctx, request: dict, *, backup_type: str = "USER", keep_s: float | None = None) -> dict:
     """Copy the table, as of one position of the change log, into a new backup
-    (a scheduled one: ``backup_type`` SYSTEM, expiring after ``keep_s``)."""
+    (a scheduled one: ``backup_type`` SYSTEM, expiring after ``keep_s``).
+
+    The answer says CREATING, as DynamoDB's does (recorded, ack-api-quirks
+    DDB-BACKUP-003: DescribeBackup ~50 ms later says AVAILABLE), though the
+    copy is done: DescribeBackup and ListBackups say AVAILABLE from then."""
     try:
         name = tables.table_name_of(ctx, request["TableName"])
     except ResourceNotFoundException:
@@ -277,7 +282,8 @@ def create_backup(ctx, request: dict, *, backup_type: str = "USER", keep_s: floa
     except ResourceNotFoundException:
         raise TableNotFoundException(f"Table not found: {name}") from None
     try:
-        return {"BackupDetails": _details(_copy(ctx, request["BackupName"], name, taken, backup_type, keep_s))}
+        record = _copy(ctx, request["BackupName"], name, taken, backup_type, keep_s)
+        return {"BackupDetails": _details(record, "CREATING")}
     finally:
         snapshot.__exit__(None, None, None)
 

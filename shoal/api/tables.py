@@ -7,7 +7,9 @@ cross-field rules, in DynamoDB's order and with its messages.
 
 Shoal applies every table change at once, so tables are always ``ACTIVE``:
 clients that wait for ``ACTIVE`` (boto3 waiters, Terraform) see it on their
-first DescribeTable.  The one exception is a global secondary index added by
+first DescribeTable.  The answers of the writes still say what DynamoDB's say
+(CreateTable ``CREATING``, UpdateTable ``UPDATING`` for most changes,
+DeleteTable ``DELETING``), as clients may read them.  The one exception is a global secondary index added by
 UpdateTable: it is ``CREATING`` (Backfilling) until a background job has
 indexed the table's items, and a deleted one is ``DELETING`` until its entries
 are purged (``shoal.api.indexes``).  A deleted table leaves the catalog at
@@ -287,7 +289,8 @@ def _now(ctx) -> float:
 
 
 def create_table(ctx, request: dict, *, status: str = "ACTIVE", extra: dict | None = None) -> dict:
-    """Create a table, ACTIVE at once; its TableDescription is the response.
+    """Create a table, ACTIVE at once; its TableDescription, CREATING, is
+    the response (``_created_answer``).
 
     A restore or an import creates its table CREATING (``status``), with
     ``extra`` members in its description (RestoreSummary), and makes it
@@ -324,7 +327,24 @@ def create_table(ctx, request: dict, *, status: str = "ACTIVE", extra: dict | No
         if tags:
             txn.put("meta", TAGS_KEY(table.prefix), orjson.dumps(tags))
         record_table_change(txn, table, "CreateTable", {"Request": request, "TableDescription": desc}, now)
-        return {"TableDescription": _without_switch_time(describe(txn, table))}
+        return {"TableDescription": _created_answer(describe(txn, table))}
+
+
+def _created_answer(out: dict) -> dict:
+    """CreateTable's answer: the table and its GSIs CREATING, as DynamoDB
+    answers (API Reference example; the recorded answers, ack-api-quirks
+    DDB-TABLE-148), though Shoal made them ACTIVE already (DescribeTable
+    right after says so, as DynamoDB's does within seconds: boto3's
+    table_exists waiter returns on its first DescribeTable).  The warm
+    throughput's own Status is left as it is: DynamoDB's does not follow
+    the table's (ACTIVE while the table is UPDATING, DDB-TABLE-064), and
+    what it says during creation is not recorded."""
+    if out.get("TableStatus") == "ACTIVE":
+        out["TableStatus"] = "CREATING"
+    for index in out.get("GlobalSecondaryIndexes") or ():
+        if index.get("IndexStatus") == "ACTIVE":
+            index["IndexStatus"] = "CREATING"
+    return _without_switch_time(out)
 
 
 def _without_switch_time(desc: dict) -> dict:
@@ -1111,10 +1131,52 @@ def update_table(ctx, request: dict) -> dict:
         for index_name, kind in jobs:
             index_store.schedule(txn, updated, index_name, numbers[index_name], kind)
         record_table_change(txn, updated, "UpdateTable", {"Request": request, "TableDescription": desc}, _now(ctx))
-        out = describe(txn, updated)
+        out = _with_transitional_status(describe(txn, updated), request)
         if _billing_mode(table.description) != "PAY_PER_REQUEST" and _billing_mode(desc) == "PAY_PER_REQUEST":
             _without_switch_time(out)
         return {"TableDescription": out}
+
+
+#: UpdateTable members whose change DynamoDB answers with the table UPDATING
+#: (its responses as recorded, ack-api-quirks 2026-10-08/09: throughput
+#: DDB-TABLE-058/370, billing mode DDB-TABLE-064, even a PAY_PER_REQUEST resend
+#: that changes nothing DDB-TABLE-156, stream DDB-TABLE-050, table class
+#: DDB-TABLE-284, a GSI created or deleted DDB-TABLE-148; and the API
+#: Reference's UpdateTable example).  DeletionProtectionEnabled and
+#: OnDemandThroughput are synchronous (the answer says ACTIVE), a
+#: WarmThroughput or SSE change leaves the table ACTIVE and says UPDATING in
+#: its own Status (DDB-TABLE-179, DDB-TABLE-371), a GSI's throughput update in
+#: its IndexStatus (DDB-TABLE-135/165).  Vector indexes follow GSIs.
+_UPDATING_MEMBERS = ("ProvisionedThroughput", "BillingMode", "StreamSpecification", "TableClass")
+
+
+def _with_transitional_status(out: dict, request: dict) -> dict:
+    """UpdateTable's answer: the status DynamoDB's answer gives while the
+    change is applied.  Shoal applies every change at once (DescribeTable
+    right after says ACTIVE, as DynamoDB's soon does), so only the answer
+    carries the transitional status; a status the table itself is in (a
+    replica being added: UPDATING) is answered as it is."""
+    creates_or_deletes = any(
+        u.get("Create") is not None or u.get("Delete") is not None
+        for u in (*(request.get("GlobalSecondaryIndexUpdates") or ()), *(request.get("VectorIndexUpdates") or ())))
+    if out.get("TableStatus") == "ACTIVE" and (
+            creates_or_deletes or any(request.get(m) is not None for m in _UPDATING_MEMBERS)):
+        out["TableStatus"] = "UPDATING"
+    if request.get("WarmThroughput") is not None and "WarmThroughput" in out:
+        out["WarmThroughput"]["Status"] = "UPDATING"
+    if request.get("SSESpecification") is not None and (out.get("SSEDescription") or {}).get("SSEType") == "KMS":
+        out["SSEDescription"] = {**out["SSEDescription"], "Status": "UPDATING"}
+    updated = {u["Update"]["IndexName"]: u["Update"] for u in request.get("GlobalSecondaryIndexUpdates") or ()
+               if u.get("Update") is not None}
+    for index in out.get("GlobalSecondaryIndexes") or ():
+        update = updated.get(index["IndexName"])
+        if update is None or index.get("IndexStatus") != "ACTIVE":
+            continue
+        if update.get("ProvisionedThroughput") is not None or update.get("OnDemandThroughput") is not None:
+            index["IndexStatus"] = "UPDATING"
+        if update.get("WarmThroughput") is not None and "WarmThroughput" in index:
+            index["WarmThroughput"]["Status"] = "UPDATING"
+    return out
 
 
 def _check_replica_updates(ctx, txn, table: Table, request: dict, stream_spec: dict | None) -> dict | None:

@@ -39,8 +39,11 @@ def test_backup_delete_restore_and_restart(tmp_path):
         before = _items(ddb, "events")
         details = ddb.create_backup(TableName="events", BackupName="before-delete")["BackupDetails"]
         arn = details["BackupArn"]
-        assert details["BackupStatus"] == "AVAILABLE" and arn.startswith(
+        assert details["BackupStatus"] == "CREATING" and arn.startswith(  # DynamoDB's answer (DDB-BACKUP-003)
             "arn:aws:dynamodb:us-east-1:000000000000:table/events/backup/")
+        # ... but the copy is made: the backup is AVAILABLE at once, restorable.
+        assert ddb.describe_backup(BackupArn=arn)["BackupDescription"]["BackupDetails"]["BackupStatus"] == "AVAILABLE"
+        assert [s["BackupStatus"] for s in ddb.list_backups(TableName="events")["BackupSummaries"]] == ["AVAILABLE"]
         ddb.delete_table(TableName="events")
         restored = ddb.restore_table_from_backup(TargetTableName="events", BackupArn=arn)["TableDescription"]
         assert restored["TableStatus"] == "CREATING"  # loaded by a job; ACTIVE when done

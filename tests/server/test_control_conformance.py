@@ -11,7 +11,7 @@ from datetime import datetime, timezone
 import botocore.exceptions
 import pytest
 
-from tests.conftest import create_table
+from tests.conftest import create_table, unique_name
 
 
 def _error(call, **kwargs) -> tuple[str, str]:
@@ -152,4 +152,80 @@ def test_describe_time_to_live_of_a_table_being_restored(ddb):
             break
     assert ddb.describe_time_to_live(TableName=target)["TimeToLiveDescription"] == {"TimeToLiveStatus": "DISABLED"}
     assert refused, "no restore was seen CREATING"
+    _still_serving(ddb, name)
+
+
+def test_write_answers_say_the_transitional_status_and_waiters_still_work(ddb):
+    """CreateTable answers CREATING (its GSIs too), UpdateTable UPDATING,
+    DeleteTable DELETING, as DynamoDB's answers do (API Reference examples;
+    recorded answers DDB-TABLE-148/156/058), while DescribeTable right after
+    says ACTIVE: boto3's waiters return on their first DescribeTable."""
+    name = unique_name("status")
+    created = ddb.create_table(
+        TableName=name, BillingMode="PROVISIONED", ProvisionedThroughput={"ReadCapacityUnits": 2, "WriteCapacityUnits": 2},
+        KeySchema=[{"AttributeName": "pk", "KeyType": "HASH"}],
+        AttributeDefinitions=[{"AttributeName": "pk", "AttributeType": "S"}, {"AttributeName": "g", "AttributeType": "S"}],
+        GlobalSecondaryIndexes=[{"IndexName": "by_g", "KeySchema": [{"AttributeName": "g", "KeyType": "HASH"}],
+                                 "Projection": {"ProjectionType": "ALL"},
+                                 "ProvisionedThroughput": {"ReadCapacityUnits": 2, "WriteCapacityUnits": 2}}],
+    )["TableDescription"]
+    assert (created["TableStatus"], created["GlobalSecondaryIndexes"][0]["IndexStatus"]) == ("CREATING", "CREATING")
+    started = time.monotonic()
+    ddb.get_waiter("table_exists").wait(TableName=name, WaiterConfig={"Delay": 5, "MaxAttempts": 2})
+    assert time.monotonic() - started < 5  # the first DescribeTable said ACTIVE: no delay slept
+    described = ddb.describe_table(TableName=name)["Table"]
+    assert (described["TableStatus"], described["GlobalSecondaryIndexes"][0]["IndexStatus"]) == ("ACTIVE", "ACTIVE")
+
+    updated = ddb.update_table(TableName=name, ProvisionedThroughput={"ReadCapacityUnits": 3, "WriteCapacityUnits": 3})
+    assert updated["TableDescription"]["TableStatus"] == "UPDATING"
+    described = ddb.describe_table(TableName=name)["Table"]
+    assert (described["TableStatus"], described["ProvisionedThroughput"]["ReadCapacityUnits"]) == ("ACTIVE", 3)
+    # Synchronous changes answer ACTIVE (DDB-TABLE-017).
+    assert ddb.update_table(TableName=name, DeletionProtectionEnabled=False)["TableDescription"]["TableStatus"] == (
+        "ACTIVE")
+    _still_serving(ddb, name)
+
+    assert ddb.delete_table(TableName=name)["TableDescription"]["TableStatus"] == "DELETING"
+    started = time.monotonic()
+    ddb.get_waiter("table_not_exists").wait(TableName=name, WaiterConfig={"Delay": 5, "MaxAttempts": 2})
+    assert time.monotonic() - started < 5
+    assert _error(ddb.describe_table, TableName=name) == (
+        "ResourceNotFoundException", f"Requested resource not found: Table: {name} not found")
+
+
+def test_create_backup_answers_creating_and_describe_says_available(ddb):
+    """DDB-BACKUP-003: CreateBackup's answer says CREATING; DescribeBackup
+    and ListBackups right after say AVAILABLE, and the backup restores."""
+    name = create_table(ddb, range_key=None)
+    ddb.put_item(TableName=name, Item={"pk": {"S": "a"}})
+    details = ddb.create_backup(TableName=name, BackupName="status")["BackupDetails"]
+    assert (details["BackupStatus"], details["BackupName"], details["BackupType"]) == ("CREATING", "status", "USER")
+    described = ddb.describe_backup(BackupArn=details["BackupArn"])["BackupDescription"]
+    assert described["BackupDetails"] == {**details, "BackupStatus": "AVAILABLE"}
+    assert [(s["BackupArn"], s["BackupStatus"]) for s in ddb.list_backups(TableName=name)["BackupSummaries"]] == [
+        (details["BackupArn"], "AVAILABLE")]
+    restored = unique_name("restored")
+    ddb.restore_table_from_backup(TargetTableName=restored, BackupArn=details["BackupArn"])
+    ddb.get_waiter("table_exists").wait(TableName=restored, WaiterConfig={"Delay": 1, "MaxAttempts": 60})
+    assert ddb.scan(TableName=restored)["Items"] == [{"pk": {"S": "a"}}]
+
+
+def test_on_demand_throughput_of_a_provisioned_table_in_dynamodbs_words(ddb):
+    """DDB-TABLE-038: CreateTable's sentence ('when table BillingMode',
+    a period); UpdateTable's ('when the table BillingMode', none)."""
+    name = unique_name("odt")
+    throughput = {"ReadCapacityUnits": 1, "WriteCapacityUnits": 1}
+    assert _error(ddb.create_table, TableName=name, ProvisionedThroughput=throughput,
+                  KeySchema=[{"AttributeName": "pk", "KeyType": "HASH"}],
+                  AttributeDefinitions=[{"AttributeName": "pk", "AttributeType": "S"}],
+                  OnDemandThroughput={"MaxReadRequestUnits": 5}) == (
+        "ValidationException", "One or more parameter values were invalid: MaxReadRequestUnits for OnDemandThroughput "
+                               "cannot be specified when table BillingMode is PROVISIONED.")
+    assert name not in ddb.list_tables()["TableNames"]
+    ddb.create_table(TableName=name, ProvisionedThroughput=throughput,
+                     KeySchema=[{"AttributeName": "pk", "KeyType": "HASH"}],
+                     AttributeDefinitions=[{"AttributeName": "pk", "AttributeType": "S"}])
+    assert _error(ddb.update_table, TableName=name, OnDemandThroughput={"MaxReadRequestUnits": 5}) == (
+        "ValidationException", "One or more parameter values were invalid: MaxReadRequestUnits for OnDemandThroughput "
+                               "cannot be specified when the table BillingMode is PROVISIONED")
     _still_serving(ddb, name)

@@ -69,7 +69,7 @@ def test_create_on_demand_table_description(ctx):
         "AttributeDefinitions": attrs(("ts", "N"), ("user_id", "S")),  # sorted by name
         "TableName": "events",
         "KeySchema": keys(("user_id", "HASH"), ("ts", "RANGE")),
-        "TableStatus": "ACTIVE",
+        "TableStatus": "CREATING",  # DynamoDB's answer, though the table is ACTIVE at once (below)
         "CreationDateTime": NOW,
         "ProvisionedThroughput": {"NumberOfDecreasesToday": 0, "ReadCapacityUnits": 0, "WriteCapacityUnits": 0},
         "TableSizeBytes": 0,
@@ -81,9 +81,11 @@ def test_create_on_demand_table_description(ctx):
         "WarmThroughput": {"ReadUnitsPerSecond": 12000, "WriteUnitsPerSecond": 4000, "Status": "ACTIVE"},
     }
     assert len(desc["TableId"]) == 36
-    # DescribeTable, unlike CreateTable's response, has the switch time.
-    assert t.describe_table(ctx, {"TableName": "events"})["Table"]["BillingModeSummary"] == {
+    # DescribeTable, unlike CreateTable's response, has the switch time, and the table is ACTIVE.
+    described = t.describe_table(ctx, {"TableName": "events"})["Table"]
+    assert described["BillingModeSummary"] == {
         "BillingMode": "PAY_PER_REQUEST", "LastUpdateToPayPerRequestDateTime": NOW}
+    assert (described["TableStatus"], described["WarmThroughput"]["Status"]) == ("ACTIVE", "ACTIVE")
 
 
 def test_create_provisioned_table_records_throughput(ctx):
@@ -319,8 +321,10 @@ def test_describe_reports_live_counters(ctx, engine):
         txn.put("meta", STATS_KEY(table.prefix), struct.pack(">qq", 3, 1234))
     desc = t.describe_table(ctx, {"TableName": "events"})["Table"]
     assert (desc["ItemCount"], desc["TableSizeBytes"]) == (3, 1234)
-    live = ("ItemCount", "TableSizeBytes", "BillingModeSummary")  # CreateTable's summary has no time
+    # CreateTable's summary has no time, and its answer says CREATING.
+    live = ("ItemCount", "TableSizeBytes", "BillingModeSummary", "TableStatus")
     assert {k: v for k, v in desc.items() if k not in live} == {k: v for k, v in created.items() if k not in live}
+    assert (created["TableStatus"], desc["TableStatus"]) == ("CREATING", "ACTIVE")
     assert list(desc)[5:8] == ["ProvisionedThroughput", "TableSizeBytes", "ItemCount"]
 
 
@@ -830,10 +834,16 @@ def test_update_sse_specification(ctx):
     for spec in ({}, {"Enabled": False}):
         assert sse_error(spec) == INVALID + "Table is already encrypted by default"
     assert sse_error({"Enabled": False, "SSEType": "KMS"}) == INVALID + "SSEType can not be specified if Enabled is false"
+    # The answer says UPDATING in SSEDescription (the table stays ACTIVE), as DynamoDB's does; DescribeTable
+    # says ENABLED at once.
     desc = update(ctx, SSESpecification={"Enabled": True})
-    assert desc["SSEDescription"] == {"Status": "ENABLED", "SSEType": "KMS", "KMSMasterKeyArn": KMS + "alias/aws/dynamodb"}
+    assert desc["SSEDescription"] == {"Status": "UPDATING", "SSEType": "KMS",
+                                      "KMSMasterKeyArn": KMS + "alias/aws/dynamodb"}
+    assert desc["TableStatus"] == "ACTIVE"
+    assert t.describe_table(ctx, {"TableName": "events"})["Table"]["SSEDescription"] == {
+        "Status": "ENABLED", "SSEType": "KMS", "KMSMasterKeyArn": KMS + "alias/aws/dynamodb"}
     desc = update(ctx, SSESpecification={"Enabled": True, "SSEType": "KMS", "KMSMasterKeyId": "1234abcd"})
-    assert desc["SSEDescription"] == {"Status": "ENABLED", "SSEType": "KMS", "KMSMasterKeyArn": KMS + "key/1234abcd"}
+    assert desc["SSEDescription"] == {"Status": "UPDATING", "SSEType": "KMS", "KMSMasterKeyArn": KMS + "key/1234abcd"}
     assert sse_error({"Enabled": True, "KMSMasterKeyId": "1234abcd"}) == (
         INVALID + "Table is already encrypted with given KMSMasterKeyId. "
         "Use KMSMasterKeyId parameter if you want to change Master Key")
@@ -1073,3 +1083,61 @@ def test_update_table_keeps_the_daily_budget_for_decreases(engine):
     hour_later = make_ctx(engine, now=day + 123 + 3600)
     desc = update(hour_later, ProvisionedThroughput={"ReadCapacityUnits": 50, "WriteCapacityUnits": 100})
     assert desc["ProvisionedThroughput"]["NumberOfDecreasesToday"] == 5
+
+
+# ---------------------------------------------------------------- the status in the answers
+
+
+@pytest.mark.parametrize("base, change, table_status", [
+    # DynamoDB's answers as recorded (ack-api-quirks, 2026-10-08/09) and the API Reference's example.
+    ("provisioned", {"ProvisionedThroughput": {"ReadCapacityUnits": 3, "WriteCapacityUnits": 3}}, "UPDATING"),
+    ("provisioned", {"BillingMode": "PAY_PER_REQUEST"}, "UPDATING"),
+    ("on-demand", {"BillingMode": "PAY_PER_REQUEST"}, "UPDATING"),  # a resend that changes nothing (DDB-TABLE-156)
+    ("on-demand", {"BillingMode": "PROVISIONED", "ProvisionedThroughput": PT}, "UPDATING"),
+    ("on-demand", {"StreamSpecification": STREAM}, "UPDATING"),
+    ("on-demand", {"TableClass": "STANDARD_INFREQUENT_ACCESS"}, "UPDATING"),
+    ("on-demand", {"GlobalSecondaryIndexUpdates": [{"Create": gsi()}], "AttributeDefinitions": WITH_X}, "UPDATING"),
+    ("on-demand", {"DeletionProtectionEnabled": True}, "ACTIVE"),  # synchronous (DDB-TABLE-017)
+    ("on-demand", {"OnDemandThroughput": {"MaxReadRequestUnits": 100}}, "ACTIVE"),  # synchronous (DDB-TABLE-135)
+    ("on-demand", {"WarmThroughput": {"ReadUnitsPerSecond": 13000}}, "ACTIVE"),  # its own Status (DDB-TABLE-179)
+])
+def test_update_answers_the_transitional_status_describe_says_active(ctx, base, change, table_status):
+    if base == "provisioned":
+        provisioned(ctx, 2, 2)
+    else:
+        t.create_table(ctx, request())
+    answer = update(ctx, **change)
+    assert answer["TableStatus"] == table_status
+    warm = "UPDATING" if "WarmThroughput" in change else "ACTIVE"
+    assert answer["WarmThroughput"]["Status"] == warm
+    described = t.describe_table(ctx, {"TableName": "events"})["Table"]
+    assert (described["TableStatus"], described["WarmThroughput"]["Status"]) == ("ACTIVE", "ACTIVE")
+
+
+def test_update_of_a_gsi_answers_its_status(ctx):
+    """A GSI's throughput update: the index UPDATING, the table ACTIVE; its
+    deletion: the table UPDATING (DDB-TABLE-135/148/165)."""
+    provisioned_with_gsi(ctx)
+    answer = update(ctx, GlobalSecondaryIndexUpdates=[{"Update": {"IndexName": "by_x", "ProvisionedThroughput": {
+        "ReadCapacityUnits": 3, "WriteCapacityUnits": 3}}}])
+    assert (answer["TableStatus"], answer["GlobalSecondaryIndexes"][0]["IndexStatus"]) == ("ACTIVE", "UPDATING")
+    described = t.describe_table(ctx, {"TableName": "events"})["Table"]
+    assert described["GlobalSecondaryIndexes"][0]["IndexStatus"] == "ACTIVE"
+    assert described["GlobalSecondaryIndexes"][0]["ProvisionedThroughput"]["ReadCapacityUnits"] == 3
+    answer = update(ctx, GlobalSecondaryIndexUpdates=[{"Delete": {"IndexName": "by_x"}}])
+    assert (answer["TableStatus"], answer["GlobalSecondaryIndexes"][0]["IndexStatus"]) == ("UPDATING", "DELETING")
+
+
+def test_create_answers_creating_with_its_gsis(ctx):
+    answer = provisioned_with_gsi(ctx)["TableDescription"]
+    index = answer["GlobalSecondaryIndexes"][0]
+    assert (answer["TableStatus"], index["IndexStatus"], index["WarmThroughput"]["Status"]) == (
+        "CREATING", "CREATING", "ACTIVE")
+    described = t.describe_table(ctx, {"TableName": "events"})["Table"]
+    index = described["GlobalSecondaryIndexes"][0]
+    assert (described["TableStatus"], index["IndexStatus"], index["WarmThroughput"]["Status"]) == (
+        "ACTIVE", "ACTIVE", "ACTIVE")
+    # Data-plane operations reach it at once.
+    from shoal.api import items
+    items.put_item(ctx, {"TableName": "events", "Item": {"user_id": {"S": "u"}, "ts": {"N": "1"}, "x": {"S": "v"}}})
+    assert t.describe_table(ctx, {"TableName": "events"})["Table"]["ItemCount"] == 1
