@@ -39,7 +39,9 @@ whether it then succeeds or fails: DynamoDB charges a cancelled
 TransactWriteItems or ExecuteTransaction, and a PartiQL write whose condition
 fails, the write units its evaluation consumed (the capacity enforcement
 charges the same entries, ``shoal.capacity.Capacity.settle``), and the
-dispatcher tells the recorder of a failure without its handle.  When the
+dispatcher tells the recorder of a failure without its handle (but for
+the table an ExecuteStatement's condition failed on, which its entries name:
+``_Tableless.condition_failed_on``).  When the
 request is answered 200 its handle appends its latency with the tables it
 metered (``_Answered``), so that the flush counts the latency once for each
 of them; a failed request has no latency to count.
@@ -174,6 +176,19 @@ class _Tableless:
         """Answered 200: its latency, for each table it metered (its entries are in the sink already)."""
         if self.meter:
             self.cell.sink.append(_Answered(seconds, {entry[0] for entry in self.meter}))
+
+    def condition_failed_on(self) -> str | None:
+        """The table whose condition failed an ExecuteStatement (its one
+        statement's), which the request does not name: the one its write
+        metered, since a write whose condition fails consumes write units
+        (``shoal.api.common.meter_failed_write``).  DynamoDB counts such a
+        PartiQL UPDATE or DELETE in the table's ConditionalCheckFailedRequests
+        (the Developer Guide's metrics page)."""
+        if self.key[2] != "ExecuteStatement":
+            return None
+        for entry in self.meter:
+            return entry[0]
+        return None
 
 
 class Recorder:

@@ -461,6 +461,8 @@ class Dispatcher:
             reasons = None
             if error == "TransactionCanceledException" and getattr(handle, "data", None) is not None:
                 reasons = _conflicting_tables(handle.data, exc)  # its data: it names no table
+            elif error == "ConditionalCheckFailedException" and handle.key[1] is None:
+                table = handle.condition_failed_on()  # a PartiQL statement's table, from what it metered
         self.metrics.recorder.failed(region, operation, table, error, status, int(self.clock() // 60), reasons)
 
     def _prometheus(self, request: Request, request_id: str) -> Response:

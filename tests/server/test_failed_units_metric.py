@@ -3,7 +3,10 @@ ConsumedWriteCapacityUnits, through a real ``shoal serve`` (two workers) and
 boto3: a cancelled TransactWriteItems or ExecuteTransaction, and a PartiQL
 write whose condition fails, consume the write units DynamoDB charges them
 (the capacity enforcement charges the same ones, docs/capacity.md), while
-their errors count in UserErrors as before and their latency nowhere.
+their errors count in UserErrors as before and their latency nowhere.  A
+PartiQL UPDATE or DELETE whose condition fails counts in its table's
+ConditionalCheckFailedRequests, as the Developer Guide's metrics page says,
+and not in UserErrors.
 
 Each test works in a region of its own and on tables of its own, so that a
 table's sum is one scenario's."""
@@ -129,7 +132,8 @@ def test_partiql_writes_whose_condition_fails_consume_write_units(server):
     consume the existing item's units (3), an UPDATE of a missing item one
     unit; a cancelled ExecuteTransaction two writes of each item; a
     BatchExecuteStatement member that fails its own units, beside the
-    members that succeed."""
+    members that succeed.  The UPDATE and the DELETE count in the table's
+    ConditionalCheckFailedRequests (the duplicate INSERT is a user error)."""
     ddb, cw = clients(server, "sa-east-1")
     for name in ("single", "together", "batched"):
         make_table(ddb, name)
@@ -161,8 +165,11 @@ def test_partiql_writes_whose_condition_fails_consume_write_units(server):
     assert written(cw, "together", 12.0) == (12.0, 3, 1.0, 8.0)
     # the puts, then the failed INSERT's 3 and the new item's 1
     assert written(cw, "batched", 8.0) == (8.0, 4, 1.0, 3.0)
-    # user errors as before: the duplicate INSERT and the cancelled transaction (a PartiQL
-    # ConditionalCheckFailedException names no table, so it is counted nowhere)
+    # the UPDATE of nothing and the DELETE whose condition failed, on the table they name
+    failed = settled(cw, "ConditionalCheckFailedRequests", {"TableName": "single"}, 2.0)
+    assert (failed["Sum"], failed["SampleCount"]) == (2.0, 2)
+    assert totals(cw, "ConditionalCheckFailedRequests", {"TableName": "together"}) is None
+    # user errors as before: the duplicate INSERT and the cancelled transaction, not the conditions
     assert settled(cw, "UserErrors", {}, 2.0)["Sum"] == 2.0
     assert totals(cw, "SuccessfulRequestLatency", {"TableName": "single", "Operation": "ExecuteStatement"}) is None
     latency = totals(cw, "SuccessfulRequestLatency", {"TableName": "batched", "Operation": "BatchExecuteStatement"})
