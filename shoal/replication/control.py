@@ -547,6 +547,10 @@ def _check_member_updates(settings, table, updates: list) -> None:
         if region not in replicas:
             raise ValidationException(f"{INVALID}Replica does not exist in region {region}")
         if region in failed:
+            if is_strong(desc):  # no replica can be added to it again: only leaving MRSC removes it
+                raise ValidationException(
+                    f"{INVALID}The replica in region {region} could not be created: remove it, with every other "
+                    "region of the multi-Region strong consistency global table, in one UpdateTable")
             raise ValidationException(
                 f"{INVALID}The replica in region {region} could not be created: delete it with ReplicaUpdates "
                 "Delete, then create it again")

@@ -98,7 +98,8 @@ def test_a_replica_its_region_refuses_is_creation_failed_and_leaving_mrsc_remove
     assert _error(lambda: home.update_table(TableName=name, ReplicaUpdates=[{"Update": {
         "RegionName": REGIONS[1], "TableClassOverride": "STANDARD_INFREQUENT_ACCESS"}}])) == (
         "ValidationException", f"One or more parameter values were invalid: The replica in region {REGIONS[1]} "
-        "could not be created: delete it with ReplicaUpdates Delete, then create it again", 400)
+        "could not be created: remove it, with every other region of the multi-Region strong consistency global "
+        "table, in one UpdateTable", 400)
     home.update_table(TableName=name, ReplicaUpdates=[{"Delete": {"RegionName": REGIONS[1]}},
                                                       {"Delete": {"RegionName": REGIONS[2]}}])
     table = _until(lambda: (t := _describe(home, name)).get("MultiRegionConsistency") is None
