@@ -755,9 +755,21 @@ class PostgresEngine(Engine):
         """A REPEATABLE READ, READ ONLY snapshot, taken now (one round trip);
         with ``snapshot=False``, statements each on their own (autocommit):
         no BEGIN and no COMMIT, two round trips fewer."""
-        self._live_pool()
         if not snapshot:
-            return PostgresStatementReads(self)
+            local = self._local
+            reader = getattr(local, "reads", None)
+            if reader is not None and self._pool is not None:
+                # The thread's kept connection and its block object, reused
+                # as they are (this is on every GetItem's path).
+                local.reads = None  # this block's while it runs (a nested read takes another)
+                txn = reader.reads
+                txn._conn = reader.conn
+                txn._fresh = True
+                txn._ended = False
+                return txn
+            self._live_pool()
+            return PostgresStatementReads(self, _Reader(self._getconn()))
+        self._live_pool()
         return PostgresReadTxn(self)
 
     def write(self) -> "PostgresWriteTxn":
@@ -950,9 +962,10 @@ class PostgresReadTxn(ReadTxn):
 class _Reader:
     """A connection kept for statement reads, with the names of the
     statements prepared on it (found once per check-out from the pool, not
-    once per statement)."""
+    once per statement), and the block object that uses it (``reads``),
+    reused by each of the thread's blocks in turn."""
 
-    __slots__ = ("conn", "pgconn", "prepared")
+    __slots__ = ("conn", "pgconn", "prepared", "reads")
 
     def __init__(self, conn) -> None:
         self.conn = conn
@@ -961,6 +974,7 @@ class _Reader:
         if names is None:
             names = _PREPARED[conn] = set()
         self.prepared = names
+        self.reads = None
 
 
 class PostgresStatementReads(PostgresReadTxn):
@@ -969,7 +983,9 @@ class PostgresStatementReads(PostgresReadTxn):
     such reads (taken from the pool once and kept: the pool's check-out and
     return cost as much as a statement).  A connection found broken at the
     first statement is replaced as ``_begin`` replaces one (nothing has been
-    read yet).
+    read yet).  The object is the kept connection's, reused by the thread's
+    next block once this one has ended: like any transaction, it is valid
+    only inside its block.
 
     This is every GetItem's path, and on a node over PostgreSQL its Python
     costs as much as the round trip's system calls: ``get`` of an item or of
@@ -978,19 +994,17 @@ class PostgresStatementReads(PostgresReadTxn):
 
     __slots__ = ("_fresh", "_reader")
 
-    def __init__(self, engine: PostgresEngine) -> None:  # noqa: PostgresReadTxn.__init__'s fields, set here
+    def __init__(self, engine: PostgresEngine, reader: _Reader) -> None:  # noqa: the base's fields, set here
         self._engine = engine
         self._sql = engine._sql
         self._ended = False
-        local = engine._local
-        reader = getattr(local, "reads", None)
-        if reader is not None:
-            local.reads = None  # this block's while it runs (a nested read takes another)
-        else:
-            reader = _Reader(engine._getconn())
+        reader.reads = self
         self._reader = reader
         self._conn = reader.conn
         self._fresh = True
+
+    def __exit__(self, exc_type, exc, tb) -> None:
+        self._end(False)
 
     def _end(self, commit: bool) -> None:
         self._ended = True
@@ -1116,6 +1130,7 @@ class PostgresStatementReads(PostgresReadTxn):
                 raise StorageUnavailable(f"the PostgreSQL storage is unavailable: {failure}".strip()) from failure
             tries -= 1
             self._reader = _Reader(engine._getconn())
+            self._reader.reads = self
             self._conn = self._reader.conn
             try:
                 out = run(self._reader, *args)

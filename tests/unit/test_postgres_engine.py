@@ -804,3 +804,29 @@ def test_an_item_read_that_sees_the_catalog_moved_drops_the_cached_entries(nodes
     with second.read(snapshot=False) as reads:
         assert reads.get("items", item) == b"1"  # sees the version moved
         assert reads.get("meta", entry) == b"new"
+
+
+def test_a_closed_engine_refuses_statement_reads_in_every_thread(database):
+    """A thread that kept a connection for its statement reads is refused
+    once the engine is closed, not served on a connection of the closed pool."""
+    engine = PostgresEngine(database)
+    answers = []
+    ready, closed = threading.Event(), threading.Event()
+
+    def reader() -> None:
+        with engine.read(snapshot=False) as reads:
+            answers.append(reads.get("items", b"\0" * 20 + b"a"))
+        ready.set()
+        closed.wait(30)
+        try:
+            engine.read(snapshot=False)
+        except RuntimeError as exc:
+            answers.append(str(exc))
+
+    thread = threading.Thread(target=reader)
+    thread.start()
+    assert ready.wait(30)
+    engine.close()
+    closed.set()
+    thread.join(30)
+    assert answers == [None, "the storage engine is closed"]
