@@ -127,7 +127,10 @@ RECORDED = [re.compile(p) for p in (
     r"|OnDemandThroughput can only|You cannot|WarmThroughput must be|Create global secondary index cannot"
     r"|Table is already encrypted|AttributeDefinitions is not specified for index|Both ReadCapacityUnits and"
     r"|The only Updates for index|One of GlobalSecondaryIndexUpdate|Only one global secondary index"
-    r"|ARNs must start with|Provided Arn is not a DynamoDB|Invalid resource arn provided|Time range lower bound)",
+    r"|ARNs must start with|Provided Arn is not a DynamoDB|Invalid resource arn provided|Time range lower bound"
+    r"|All HASH key attributes must precede RANGE key attributes in the KeySchema$"
+    r"|The KeySchema exceeds the maximum allowed number of (HASH|RANGE) key attributes$)",
+    r"The KeySchema contains multiple key attributes with the same name$",
     r"The requested (Read|Write)CapacityUnits(, | for index )",
     r"Given value \d+ for (Read|Write)CapacityUnits is out of bounds$",
     r"Invalid table-class parameter provided",
@@ -181,27 +184,9 @@ NOTES = {
     "describe/arn of an index": ("c", "Shoal answers the tagging operations' message; DynamoDB's recorded "
                                       "catalogue lists 'Invalid resource type in' for the Describe operations"),
     "backup list/bounds reversed": ("b", "recorded (DDB-BACKUP-014)"),
-    # Shoal wrong by DynamoDB's recorded answers, not fixed yet: each fix changes a text that tests
-    # outside this sweep's files pin.
-    "create/on-demand throughput on provisioned": (
-        "a", "recorded CreateTable and ImportTable text (DDB-TABLE-038, 2026-10-08): '... MaxReadRequestUnits for "
-             "OnDemandThroughput cannot be specified when table BillingMode is PROVISIONED.'; Shoal answers "
-             "UpdateTable's wording ('when the table BillingMode is PROVISIONED', no period)"),
     "create/gsi on-demand throughput on provisioned": (
-        "a", "recorded (DDB-TABLE-038 area, CreateTable): '... for OnDemandThroughput for index: <IDX> cannot be "
-             "specified ...'; Shoal answers the table's UpdateTable wording without the index"),
-    "create/gsi multi-attribute 5 hash": (
-        "a", "recorded catalogue (DDB-TABLE-442): 'One or more parameter values were invalid: The KeySchema "
-             "exceeds the maximum allowed number of HASH key attributes'; Shoal: its own sentence"),
-    "create/gsi multi-attribute hash after range": (
-        "a", "recorded catalogue (DDB-TABLE-442): 'One or more parameter values were invalid: All HASH key "
-             "attributes must precede RANGE key attributes in the KeySchema'; Shoal: its own sentence"),
-    "create/gsi multi-attribute same name twice": (
-        "a", "recorded catalogue (DDB-TABLE-442): 'The KeySchema contains multiple key attributes with the same "
-             "name'; Shoal: its own sentence"),
-    "backup create/ok": (
-        "a", "recorded (DDB-BACKUP-003): CreateBackup answers BackupStatus CREATING, DescribeBackup AVAILABLE "
-             "~50 ms later; Shoal answers AVAILABLE"),
+        "b", "recorded beginning (DDB-TABLE-038, CreateTable): '... for OnDemandThroughput for index: <IDX> cannot be "
+             "specified ...'; Shoal completes it as the table's recorded sentence"),
 }
 
 
