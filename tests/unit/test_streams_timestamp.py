@@ -173,6 +173,24 @@ def test_a_shard_with_no_records_yet(ctx, engine, clock):
     assert keys(page(ctx, it)) == ["a"]
 
 
+def test_records_stored_unshaped_for_a_global_table(ctx, engine, clock, monkeypatch):
+    """A global table's records are stored as the change log holds them and
+    shaped when read (``streams._deferred``); their time is found the same way."""
+    monkeypatch.setattr(streams, "_is_replica_source", lambda txn, table_id: True)
+    arn = make_table(ctx)
+    t0 = clock.at
+    put_at(ctx, clock, t0 + 1, "a")
+    put_at(ctx, clock, t0 + 2, "b")
+    clock.at = t0 + 3
+    materialize(engine)
+    with engine.read() as txn:
+        assert [value[8:9] for _, value in txn.scan("streams")] == [streams._DEFERRED] * 2
+    shard = shards(ctx, arn)[0]["ShardId"]
+    assert keys(page(ctx, iterator(ctx, arn, shard, t0 + 1))) == ["a", "b"]
+    assert keys(page(ctx, iterator(ctx, arn, shard, t0 + 1.001))) == ["b"]
+    assert keys(page(ctx, iterator(ctx, arn, shard, t0 + 2.001))) == []
+
+
 # ---------------------------------------------------------------- closed shards and retention
 
 
@@ -242,8 +260,10 @@ def test_get_shard_iterator_refusals(ctx, engine, clock):
          "SequenceNumber should not be passed for this iterator type"),
         ({"ShardIteratorType": "AT_TIMESTAMP", "SequenceNumber": seq},  # the SequenceNumber is named first
          "SequenceNumber should not be passed for this iterator type"),
-        ({"ShardIteratorType": "LATEST", "Timestamp": clock.at}, "Timestamp should not be passed for this iterator type"),
-        ({"ShardIteratorType": "TRIM_HORIZON", "Timestamp": 0}, "Timestamp should not be passed for this iterator type"),
+        ({"ShardIteratorType": "LATEST", "Timestamp": clock.at},
+         "Timestamp should not be passed for this iterator type"),
+        ({"ShardIteratorType": "TRIM_HORIZON", "Timestamp": 0},
+         "Timestamp should not be passed for this iterator type"),
         ({"ShardIteratorType": "AT_SEQUENCE_NUMBER", "SequenceNumber": seq, "Timestamp": clock.at},
          "Timestamp should not be passed for this iterator type"),
         ({"ShardIteratorType": "AFTER_SEQUENCE_NUMBER", "Timestamp": clock.at},
