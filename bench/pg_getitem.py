@@ -38,6 +38,7 @@ import json
 import os
 import pstats
 import resource
+import shutil
 import signal
 import subprocess
 import sys
@@ -401,6 +402,7 @@ def main(argv=None) -> int:
             node.stop()
         if cluster is not None:
             cluster.stop()
+        shutil.rmtree(workdir, ignore_errors=True)
 
     print(f"load average before the rounds: {load}; pin: {args.pin}; wrk -t1 -c{args.connections}, "
           f"{args.seconds:g} s runs after {args.warmup:g} s of warm-up; {args.items} items")
