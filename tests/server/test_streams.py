@@ -181,12 +181,10 @@ def test_iterator_types_over_the_wire(ddb, ds):
                               SequenceNumber="9" * 21)
     assert info.value.response["Error"] == {
         "Code": "ValidationException", "Message": "One or more parameter values were invalid: Invalid SequenceNumber"}
-    with pytest.raises(ClientError) as info:  # a type of the 2025 API Shoal has not (it answered a 500)
-        ds.get_shard_iterator(StreamArn=arn, ShardId=shard, ShardIteratorType="AT_TIMESTAMP", Timestamp=1)
+    with pytest.raises(ClientError) as info:  # AT_TIMESTAMP needs its Timestamp (test_streams_timestamp.py)
+        ds.get_shard_iterator(StreamArn=arn, ShardId=shard, ShardIteratorType="AT_TIMESTAMP")
     assert info.value.response["Error"] == {
-        "Code": "ValidationException",
-        "Message": "One or more parameter values were invalid: Shoal does not support the ShardIteratorType "
-                   "AT_TIMESTAMP yet"}
+        "Code": "ValidationException", "Message": "One or more parameter values were invalid: Invalid Timestamp"}
     with pytest.raises(ClientError) as info:
         ds.get_records(ShardIterator="garbage|1|" + "A" * 40)
     assert info.value.response["Error"]["Message"] == "Invalid ShardIterator"
