@@ -59,8 +59,9 @@ NEW_KEYS = 3  # sort keys ITEMS..ITEMS+NEW_KEYS-1 start absent
 # and "x.y" holds a dot: both are reachable only through their placeholder.
 TOP = [("a", "#a"), ("b", "#b"), ("c", "#c"), ("d", "#d"), ("e", "#e"), ("name", "#nm"), ("x.y", "#dot")]
 MAP_KEYS = [("x", "#x"), ("y", "#y"), ("a", "#a"), ("name", "#nm")]
+KEY_NAMES = [("pk", "#pk"), ("sk", "#sk")]
 NEEDS_PLACEHOLDER = {"name", "x.y"}
-PLACEHOLDER = dict(TOP + MAP_KEYS)
+PLACEHOLDER = dict(TOP + MAP_KEYS + KEY_NAMES)
 
 NUMBERS = ["0", "-0", "1", "-1", "2", "10", "100", "1E+2", "0.10", "-1.5", "3.14159", "1e-130", "-1e-130",
            "12345678901234567890123456789012345678", "-12345678901234567890123456789012345678",
@@ -119,6 +120,33 @@ def attribute_value(rng: random.Random, depth: int = 0, kind: str | None = None)
     if kind == "BOOL":
         return {"BOOL": rng.random() < 0.5}
     return {"NULL": True}
+
+
+def respell(rng: random.Random, value: dict) -> dict:
+    """The same value written another way: numbers in another notation, set
+    members and map members in another order (equality must not see it)."""
+    (kind, raw), = value.items()
+    if kind == "N":
+        return {"N": _respelled_number(rng, raw)}
+    if kind in ("SS", "BS"):
+        return {kind: rng.sample(raw, len(raw))}
+    if kind == "NS":
+        return {"NS": [_respelled_number(rng, n) for n in rng.sample(raw, len(raw))]}
+    if kind == "L":
+        return {"L": [respell(rng, v) for v in raw]}
+    if kind == "M":
+        names = rng.sample(list(raw), len(raw))
+        return {"M": {n: respell(rng, raw[n]) for n in names}}
+    return value
+
+
+def _respelled_number(rng: random.Random, text: str) -> str:
+    value = Decimal(text)
+    choices = [str(value), format(value, "E"), str(value.normalize(WIDE))]
+    if value == value.to_integral_value() and abs(value) < 10**30:
+        choices.append(f"{int(value)}.00")
+    spelled = rng.choice(choices)
+    return spelled if len(spelled.lstrip("-").replace(".", "").lstrip("0")) <= 40 else text
 
 
 def key(sk: int) -> dict:
@@ -185,7 +213,9 @@ class Generator:
             if rng.random() < 0.15:  # one step further, maybe nowhere
                 elements = elements + ((rng.randint(0, 4),) if rng.random() < 0.5 else (rng.choice(MAP_KEYS)[0],))
         else:
-            elements = (rng.choice(TOP)[0],)
+            # now and then a key attribute: filters may read them on a Scan, not
+            # on a Query; updates may not write them
+            elements = (rng.choice(TOP)[0] if rng.random() < 0.95 else rng.choice(["pk", "sk"]),)
             for _ in range(rng.choice([0, 0, 1, 1, 2, 3])):
                 elements += (rng.randint(0, 4),) if rng.random() < 0.4 else (rng.choice(MAP_KEYS)[0],)
         flags = tuple(type(e) is str and (e in NEEDS_PLACEHOLDER or rng.random() < 0.2) for e in elements)
@@ -194,9 +224,11 @@ class Generator:
     def value(self, kind: str | None = None):
         rng = self.rng
         if self.paths and rng.random() < 0.5:
-            candidates = [v for _, v in self.paths if kind is None or kind in v]
+            pool = self.target_paths if self.target_paths and rng.random() < 0.5 else self.paths
+            candidates = [v for _, v in pool if kind is None or kind in v]
             if candidates:
-                return ("val", copy.deepcopy(rng.choice(candidates)))
+                value = copy.deepcopy(rng.choice(candidates))
+                return ("val", respell(rng, value) if rng.random() < 0.4 else value)
         return ("val", attribute_value(rng, 1, kind))
 
     def operand(self, ordered: bool = False):
@@ -252,8 +284,51 @@ class Generator:
             return ("fn", name, [self.path(), ("val", {"S": t})])
         if name == "begins_with":
             return ("fn", name, [self.path(), self.prefix()])
-        second = self.value(rng.choice([None, "S", "N", "B"])) if rng.random() < 0.85 else self.path()
-        return ("fn", name, [self.path(), second])
+        target = self.path()
+        second = self.element_of(target) if rng.random() < 0.6 else None
+        if second is None:
+            second = self.value(rng.choice([None, "S", "N", "B"])) if rng.random() < 0.85 else self.path()
+        return ("fn", name, [target, second])
+
+    def stored(self, path):
+        """The value at ``path`` in the aimed-at item (or any item), or None."""
+        for elements, value in self.target_paths or self.paths:
+            if elements == path[1]:
+                return value
+        return None
+
+    def members_of(self, path):
+        """Mostly a set of some members of the set at ``path`` (respelled), with
+        maybe one member it lacks; None when ``path`` holds no set."""
+        rng = self.rng
+        value = self.stored(path)
+        if value is None or rng.random() < 0.3:
+            return None
+        (kind, raw), = value.items()
+        if kind not in ("SS", "NS", "BS"):
+            return None
+        members = rng.sample(raw, rng.randint(1, len(raw)))
+        extra = attribute_value(rng, 1, kind)[kind][0] if rng.random() < 0.4 else None
+        if extra is not None and kind != "NS" and extra not in members:
+            members.append(extra)
+        return ("val", respell(rng, {kind: members}))
+
+    def element_of(self, path):
+        """An element of the set or list at ``path``, or a substring of its string."""
+        rng = self.rng
+        value = self.stored(path)
+        if value is None:
+            return None
+        (kind, raw), = value.items()
+        if kind in ("SS", "NS", "BS"):
+            element = {kind[0]: rng.choice(raw)}
+            return ("val", respell(rng, element))
+        if kind == "L" and raw:
+            return ("val", respell(rng, copy.deepcopy(rng.choice(raw))))
+        if kind == "S" and raw:
+            start = rng.randint(0, len(raw) - 1)
+            return ("val", {"S": raw[start: rng.randint(start, len(raw))]})
+        return None
 
     def prefix(self):
         rng = self.rng
@@ -281,9 +356,11 @@ class Generator:
             elif section == "REMOVE":
                 actions.append(("REMOVE", path, None))
             elif section == "ADD":
-                actions.append(("ADD", path, self.value(rng.choice(["N", "N", "SS", "NS", "BS"]))))
+                value = self.members_of(path) or self.value(rng.choice(["N", "N", "SS", "NS", "BS"]))
+                actions.append(("ADD", path, value))
             else:
-                actions.append(("DELETE", path, self.value(rng.choice(["SS", "NS", "BS"]))))
+                value = self.members_of(path) or self.value(rng.choice(["SS", "NS", "BS"]))
+                actions.append(("DELETE", path, value))
         return actions
 
     def set_value(self):
@@ -294,11 +371,20 @@ class Generator:
         if r < 0.4:
             return self.path()
         if r < 0.65:
-            number = lambda: self.path() if rng.random() < 0.5 else self.value("N")  # noqa: E731
+            def number():
+                roll = rng.random()
+                if roll < 0.15:  # the counter idiom: if_not_exists(a, :zero) + :one
+                    return ("fn", "if_not_exists", [self.path(), self.value("N")])
+                return self.path() if roll < 0.55 else self.value("N")
             return ("arith", rng.choice("+-"), number(), number())
         if r < 0.8:
-            return ("fn", "if_not_exists", [self.path(), self.value()])
+            first = self.path()
+            if rng.random() < 0.1:  # nested: if_not_exists(a, if_not_exists(b, :v))
+                return ("fn", "if_not_exists", [first, ("fn", "if_not_exists", [self.path(), self.value()])])
+            return ("fn", "if_not_exists", [first, self.value()])
         lists = [self.path(), self.value("L")]
+        if rng.random() < 0.3:  # the append idiom: list_append(if_not_exists(l, :empty), :v)
+            lists[0] = ("fn", "if_not_exists", [lists[0], ("val", {"L": []})])
         rng.shuffle(lists)
         return ("fn", "list_append", lists)
 
@@ -418,6 +504,9 @@ def make_case(seed: int, number: int, items: dict[int, dict]) -> dict:
             case["filter"] = gen.condition()
         if rng.random() < 0.4 or "filter" not in case:
             case["projection"] = gen.projection()
+        elif rng.random() < 0.15:
+            case["count"] = True
+        case["limit"] = rng.randint(1, 6) if rng.random() < 0.15 else None
     elif r < 0.32:
         case["op"] = "Query"
         case["sk"] = rng.randint(0, ITEMS - 1) if rng.random() < 0.3 else None
@@ -429,6 +518,7 @@ def make_case(seed: int, number: int, items: dict[int, dict]) -> dict:
             else:
                 case["range"] = (f"sk {op} :k1", {":k1": bound()})
         case["forward"] = rng.random() < 0.7
+        case["limit"] = rng.randint(1, 6) if rng.random() < 0.2 else None
         if rng.random() < 0.8:
             case["filter"] = gen.condition()
         if rng.random() < 0.4 or "filter" not in case:
@@ -457,6 +547,7 @@ def make_case(seed: int, number: int, items: dict[int, dict]) -> dict:
         case["sk"] = rng.randint(0, ITEMS + NEW_KEYS - 1)
         gen.aim(case["sk"])
         case["condition"] = gen.condition()
+    case["old_on_failure"] = case.get("condition") is not None and rng.random() < 0.3
     return case
 
 
@@ -484,12 +575,20 @@ def request(case: dict) -> dict:
         body["ReturnValues"] = case["return"]
     if case.get("condition") is not None:
         body["ConditionExpression"] = r.condition(case["condition"])
+        if case.get("old_on_failure"):
+            body["ReturnValuesOnConditionCheckFailure"] = "ALL_OLD"
+    if case.get("limit"):
+        body["Limit"] = case["limit"]
+    if case.get("count"):
+        body["Select"] = "COUNT"
     if case.get("filter") is not None:
         body["FilterExpression"] = r.condition(case["filter"])
     if case.get("projection"):
         body["ProjectionExpression"] = r.projection(case["projection"])
     if op in ("Scan", "Query", "GetItem"):
         body["ConsistentRead"] = True
+    if op == "Query" and case.get("count") and case.get("projection"):
+        body.pop("Select")
     if op == "Query" and not case.get("forward", True):
         body["ScanIndexForward"] = False
     values = dict(r.values)
@@ -544,8 +643,11 @@ def outcome(status: int, body: dict) -> dict:
     """What is compared of one answer: its class, and a success's result."""
     if status != 200:
         kind = str(body.get("__type", "")).rsplit("#", 1)[-1]
-        return {"class": kind or f"HTTP {status}", "message": body.get("message", body.get("Message"))}
-    result = {k: v for k, v in body.items() if k not in ("ConsumedCapacity", "LastEvaluatedKey")}
+        out = {"class": kind or f"HTTP {status}", "message": body.get("message", body.get("Message"))}
+        if "Item" in body:  # ReturnValuesOnConditionCheckFailure
+            out["result"] = canonical({"Item": body["Item"]})
+        return out
+    result = {k: v for k, v in body.items() if k != "ConsumedCapacity"}
     return {"class": "success", "result": canonical(result)}
 
 
@@ -568,7 +670,12 @@ def settled(case: dict, shoal: dict, local: dict) -> str | None:
     DELETE) creates no item in DynamoDB, and REMOVE may name any path there;
     DynamoDB Local creates the key-only item, or refuses a nested path
     (docs/status.md, conformance section).  The same holds for a REMOVE of a
-    nested path beside other actions on a missing item."""
+    nested path beside other actions on a missing item.
+
+    A Query or Scan whose Limit stops it at the last item answers a
+    LastEvaluatedKey in DynamoDB ("If LastEvaluatedKey is not empty, it does
+    not necessarily mean that there is more data", Query.Pagination, and
+    DynamoDB's answers quoted on re:Post); DynamoDB Local leaves it out."""
     if (case["op"] == "UpdateItem" and case["sk"] not in ITEMS_BY_RUN and shoal["class"] == "success"
             and shoal.get("state") is None and all(a[0] in ("REMOVE", "DELETE") for a in case["update"])):
         return "update of a missing item that changes nothing"
@@ -576,6 +683,11 @@ def settled(case: dict, shoal: dict, local: dict) -> str | None:
             and local.get("message") == "The document path provided in the update expression is invalid for update"
             and all(a[0] == "REMOVE" or len(a[1][1]) == 1 for a in case["update"])):
         return "REMOVE of a nested path of a missing item"
+    if case["op"] in ("Query", "Scan") and case.get("limit") and shoal["class"] == local["class"] == "success":
+        mine, theirs = dict(shoal["result"]), dict(local["result"])
+        if (mine.pop("LastEvaluatedKey", None) is not None and "LastEvaluatedKey" not in theirs
+                and mine == theirs and mine.get("ScannedCount") == case["limit"]):
+            return "LastEvaluatedKey when Limit stops at the last item"
     return None
 
 
@@ -584,7 +696,11 @@ def unclear(case: dict, shoal: dict, local: dict) -> str | None:
 
     UPDATED_OLD / UPDATED_NEW after an action on a nested path: Shoal
     returns the paths the actions name (the API Reference: "only the updated
-    attributes"), DynamoDB Local the whole top-level attributes they lie in."""
+    attributes"), DynamoDB Local the whole top-level attributes they lie in.
+
+    An UpdateItem that writes a key attribute under a condition that fails:
+    Shoal refuses the key's write ("Cannot update attribute pk"), Local
+    reports the failed condition."""
     if (case["op"] == "UpdateItem" and case["return"] in ("UPDATED_OLD", "UPDATED_NEW")
             and shoal["class"] == local["class"] == "success" and shoal.get("state") == local.get("state")):
         if case["return"] == "UPDATED_NEW":
@@ -595,6 +711,9 @@ def unclear(case: dict, shoal: dict, local: dict) -> str | None:
         mine = shoal["result"].get("Attributes", {})
         if attributes.keys() == mine.keys() and all(canonical(whole.get(k)) == v for k, v in attributes.items()):
             return "UPDATED_OLD/NEW of a nested path: Local returns the whole top-level attribute"
+    if (case["op"] == "UpdateItem" and local["class"] == "ConditionalCheckFailedException"
+            and "This attribute is part of the key" in (shoal.get("message") or "")):
+        return "an update writing a key attribute under a failing condition: which fault comes first"
     return None
 
 

@@ -33,7 +33,7 @@ from shoal.api.indexes import entry_key, index_partition_prefix, table_suffix_of
 from shoal.api.writepath import _SIZE, stored_item, stored_json, stored_size
 from shoal.errors import ValidationException, ValueWordingException, newer_wording
 from shoal.errors import INVALID_PARAMETERS as INVALID
-from shoal.expressions import parse_condition, parse_key_condition, parse_projection
+from shoal.expressions import check_scalar_keys, parse_condition, parse_key_condition, parse_projection
 from shoal.expressions.keycondition import START_KEY_NOT_IN_RANGE, START_KEY_OUTSIDE
 from shoal.expressions.legacy import (
     condition_from_filter,
@@ -163,6 +163,24 @@ def _wanted_names(plan: _Plan) -> list | None:
     return names
 
 
+def key_attribute_names(table) -> tuple[tuple, tuple]:
+    """The table's key attributes and its secondary indexes' (which no
+    expression may reach into: ``shoal.expressions.check_scalar_keys``)."""
+    index_keys = tuple(name for index in (table.index_map or {}).values()
+                       for name in (index.hash_keys + index.range_keys or (index.hash_key, index.range_key)))
+    return (table.hash_key, table.range_key), index_keys
+
+
+def check_key_paths(table, *expressions) -> None:
+    """Refuse bound expressions (None skipped) that reach into a key
+    attribute of the table or of an index, as DynamoDB does; costs one
+    attribute test per expression when none reaches into anything."""
+    for expression in expressions:
+        if expression is not None and expression.nested_names:
+            check_scalar_keys(expressions, *key_attribute_names(table))
+            return
+
+
 def _read_keys(table, index) -> tuple[str, str | None]:
     if index is None:
         return table.hash_key, table.range_key
@@ -269,6 +287,7 @@ def _query(ctx, request: dict):
     with ctx.engine.read(snapshot=False) as txn:
         table = ctx.catalog.require(txn, ctx.region, request["TableName"])
         index = _index_of(table, request, plan, "Query")
+        check_key_paths(table, plan.filter, plan.projection)
         multi = index is not None and index.multi
         if multi:
             key_condition.validate_multi(index.hash_keys, index.range_keys, table.attribute_types)
@@ -374,6 +393,7 @@ def scan(ctx, request: dict):
     with ctx.engine.read(snapshot=False) as txn:  # as Query's
         table = ctx.catalog.require(txn, ctx.region, request["TableName"])
         index = _index_of(table, request, plan, "Scan")
+        check_key_paths(table, plan.filter, plan.projection)
         base = table if index is None else index  # both have the .prefix segment_range needs
         if segment is None:
             start, stop = base.prefix, successor(base.prefix)

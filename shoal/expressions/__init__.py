@@ -23,6 +23,7 @@ from . import ast, semantics  # noqa: F401  (ast is part of the public surface)
 from .context import ExpressionContext
 from .evaluator import Binder, Condition
 from .keycondition import KeyCondition, bind_key_condition
+from .keys import check_scalar_keys
 from .parser import Parser, check_text
 from .projection import Projection, bind_projection, project
 from .update import Update, bind_update
@@ -38,6 +39,7 @@ __all__ = [
     "parse_projection",
     "parse_key_condition",
     "project",
+    "check_scalar_keys",
 ]
 
 _CACHE_SIZE = 4096
@@ -76,7 +78,7 @@ def parse_condition(text: str, ctx: ExpressionContext | None, kind: str = "Condi
     and values; ``kind`` appears in error messages."""
     tree = parse_condition_ast(text, kind)
     binder = Binder(_context(ctx), kind)
-    return Condition(binder.condition(tree), frozenset(binder.top_level_names))
+    return Condition(binder.condition(tree), frozenset(binder.top_level_names), tuple(binder.nested_names))
 
 
 def parse_update(text: str, ctx: ExpressionContext | None) -> Update:

@@ -92,12 +92,13 @@ def path_getter(path: tuple):
 class Binder:
     """Resolves placeholders of one expression against a context."""
 
-    __slots__ = ("ctx", "kind", "top_level_names")
+    __slots__ = ("ctx", "kind", "top_level_names", "nested_names")
 
     def __init__(self, ctx, kind: str):
         self.ctx = ctx
         self.kind = kind
         self.top_level_names: set[str] = set()  # attributes the expression refers to
+        self.nested_names: list[str] = []  # those it reaches into (a.b, a[0]), in order
 
     def error(self, text: str) -> ValidationException:
         return ValidationException(f"Invalid {self.kind}: {text}")
@@ -108,6 +109,8 @@ class Binder:
             ctx.name(e, kind) if type(e) is str and e[0] == "#" else e for e in node.elements
         )
         self.top_level_names.add(path[0])
+        if len(path) > 1:
+            self.nested_names.append(path[0])
         return path
 
     def value(self, node: ast.Value) -> dict:
@@ -369,13 +372,16 @@ class Condition:
     """A bound ConditionExpression / FilterExpression (or a legacy Expected,
     QueryFilter or ScanFilter converted to the same form)."""
 
-    __slots__ = ("_predicate", "top_level_names")
+    __slots__ = ("_predicate", "top_level_names", "nested_names")
 
-    def __init__(self, predicate, top_level_names=frozenset()):
+    def __init__(self, predicate, top_level_names=frozenset(), nested_names=()):
         self._predicate = predicate
         # The top-level attributes the condition reads (a Query filter may not
         # name key attributes).
         self.top_level_names = top_level_names
+        # Those it reaches into with a map key or list index, in the order
+        # written (no key attribute may be reached into: ``keys.py``).
+        self.nested_names = nested_names
 
     def evaluate(self, item: dict | None) -> bool:
         """True if the condition holds for ``item``; None means no item, for

@@ -18,12 +18,13 @@ class Projection:
     """A bound projection; ``apply`` returns a new dict sharing the selected
     attribute values with the item (they are not copied)."""
 
-    __slots__ = ("paths", "top_level_names", "_trie", "_flat")
+    __slots__ = ("paths", "top_level_names", "nested_names", "_trie", "_flat")
 
     def __init__(self, paths: list[tuple]):
         self.paths = paths
         self.top_level_names = {p[0] for p in paths}
         self._flat = all(len(p) == 1 for p in paths)
+        self.nested_names = () if self._flat else tuple(p[0] for p in paths if len(p) > 1)
         self._trie = None if self._flat else build_trie(paths)
 
     def apply(self, item: dict) -> dict:

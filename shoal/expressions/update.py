@@ -59,7 +59,8 @@ class Update:
     """A bound update: ``apply`` it to items; ``paths`` and ``top_level_names``
     say what it touches (for ReturnValues UPDATED_* and key-attribute checks)."""
 
-    __slots__ = ("sets", "removes", "adds", "deletes", "paths", "top_level_names", "returned_paths")
+    __slots__ = ("sets", "removes", "adds", "deletes", "paths", "top_level_names", "returned_paths",
+                 "nested_names")
 
     def __init__(self, sets, removes, adds, deletes, paths):
         self.sets = sets          # [(path, value_fn)]
@@ -69,6 +70,8 @@ class Update:
         self.paths = paths
         self.top_level_names = {p[0] for p in paths}
         self.returned_paths = _returned_paths(paths, removes)
+        # The attributes its paths (targets and operands) reach into, in order.
+        self.nested_names = tuple(p[0] for p in paths if len(p) > 1)
 
     def apply(self, item: dict, missing: bool = False) -> tuple[dict, bool]:
         """Return (new item, whether anything changed); ``item`` is untouched.
@@ -167,7 +170,9 @@ def bind_update(node: ast.UpdateExpr, ctx) -> Update:
             adds.append((path, operand))
         else:
             deletes.append((path, operand))
-    return Update(sets, removes, adds, deletes, paths)
+    update = Update(sets, removes, adds, deletes, paths)
+    update.nested_names = tuple(binder.nested_names)
+    return update
 
 
 def _typeset_error(operator: str, value: dict) -> ValidationException:

@@ -8,7 +8,7 @@ from __future__ import annotations
 import pytest
 from botocore.exceptions import ClientError
 
-from tests.conftest import create_table
+from tests.conftest import create_table, unique_name
 
 ITEM = {"pk": {"S": "emoji"}, "s": {"S": "é𝄞"}, "l": {"L": [{"S": "😀"}, {"S": "ab"}]}}
 
@@ -62,3 +62,65 @@ def test_size_of_a_value_and_a_refused_operand(ddb, strings):
         "operator or function: size, operand type: N")
     item = ddb.get_item(TableName=strings, Key={"pk": {"S": "emoji"}}, ConsistentRead=True)["Item"]
     assert item["s"] == {"S": "é𝄞"}
+
+
+# ---------------------------------------------------------------- paths into key attributes
+
+NESTED_KEY = "Key attributes must be scalars; list random access '[]' and map lookup '.' are not allowed: "
+
+
+@pytest.fixture(scope="module")
+def indexed(ddb):
+    """A table keyed by 'pk' and 'sk' with a GSI on 'g' and an LSI on 'l', holding two items."""
+    name = unique_name("keypaths")
+    ddb.create_table(
+        TableName=name, BillingMode="PAY_PER_REQUEST",
+        KeySchema=[{"AttributeName": "pk", "KeyType": "HASH"}, {"AttributeName": "sk", "KeyType": "RANGE"}],
+        AttributeDefinitions=[{"AttributeName": n, "AttributeType": t} for n, t in
+                              (("pk", "S"), ("sk", "N"), ("g", "S"), ("l", "S"))],
+        GlobalSecondaryIndexes=[{"IndexName": "gsi", "KeySchema": [{"AttributeName": "g", "KeyType": "HASH"}],
+                                 "Projection": {"ProjectionType": "ALL"}}],
+        LocalSecondaryIndexes=[{"IndexName": "lsi", "KeySchema": [{"AttributeName": "pk", "KeyType": "HASH"},
+                                                                   {"AttributeName": "l", "KeyType": "RANGE"}],
+                                "Projection": {"ProjectionType": "ALL"}}])
+    for sk in (1, 2):
+        ddb.put_item(TableName=name, Item={"pk": {"S": "p"}, "sk": {"N": str(sk)}, "g": {"S": "G"},
+                                           "l": {"S": f"L{sk}"}, "m": {"M": {"x": {"N": str(sk)}}}})
+    yield name
+    ddb.delete_table(TableName=name)
+
+
+def _refusal(call, **kwargs) -> str:
+    with pytest.raises(ClientError) as info:
+        call(**kwargs)
+    assert info.value.response["Error"]["Code"] == "ValidationException"
+    return info.value.response["Error"]["Message"]
+
+
+def test_scan_filter_and_projection_may_not_reach_into_keys(ddb, indexed):
+    assert _refusal(ddb.scan, TableName=indexed, FilterExpression="attribute_exists(pk.x)") == NESTED_KEY + "Key: pk"
+    assert _refusal(ddb.scan, TableName=indexed, FilterExpression="attribute_exists(#k[0])",
+                    ExpressionAttributeNames={"#k": "sk"}) == NESTED_KEY + "Key: sk"
+    assert _refusal(ddb.scan, TableName=indexed, IndexName="gsi", FilterExpression="g.x = :v",
+                    ExpressionAttributeValues={":v": {"S": "G"}}) == NESTED_KEY + "IndexKey: g"
+    assert _refusal(ddb.scan, TableName=indexed, ProjectionExpression="m.x, l[0], sk.y") == NESTED_KEY + "Key: sk"
+    # whole key attributes and nested non-key paths are read as before
+    answer = ddb.scan(TableName=indexed, ConsistentRead=True, ProjectionExpression="sk, m.x",
+                      FilterExpression="pk = :p AND m.x > :one",
+                      ExpressionAttributeValues={":p": {"S": "p"}, ":one": {"N": "1"}})
+    assert answer["Items"] == [{"sk": {"N": "2"}, "m": {"M": {"x": {"N": "2"}}}}]
+
+
+def test_query_filter_and_projection_may_not_reach_into_keys(ddb, indexed):
+    values = {":p": {"S": "p"}}
+    # the scalar rule comes before "Filter Expression can only contain non-primary key attributes"
+    assert _refusal(ddb.query, TableName=indexed, KeyConditionExpression="pk = :p", FilterExpression="sk.x = :p",
+                    ExpressionAttributeValues=values) == NESTED_KEY + "Key: sk"
+    assert _refusal(ddb.query, TableName=indexed, KeyConditionExpression="pk = :p", FilterExpression="g.x = :p",
+                    ExpressionAttributeValues=values) == NESTED_KEY + "IndexKey: g"
+    assert _refusal(ddb.query, TableName=indexed, IndexName="lsi", KeyConditionExpression="pk = :p",
+                    ProjectionExpression="l[0]", ExpressionAttributeValues=values) == NESTED_KEY + "IndexKey: l"
+    answer = ddb.query(TableName=indexed, KeyConditionExpression="pk = :p", ProjectionExpression="l, m.x",
+                       ExpressionAttributeValues=values, ScanIndexForward=False)
+    assert answer["Items"] == [{"l": {"S": "L2"}, "m": {"M": {"x": {"N": "2"}}}},
+                               {"l": {"S": "L1"}, "m": {"M": {"x": {"N": "1"}}}}]

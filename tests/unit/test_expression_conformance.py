@@ -18,7 +18,14 @@ import pytest
 from hypothesis import given, settings, strategies as st
 
 from shoal.errors import ValidationException
-from shoal.expressions import ExpressionContext, parse_condition, parse_projection, parse_update, project
+from shoal.expressions import (
+    ExpressionContext,
+    check_scalar_keys,
+    parse_condition,
+    parse_projection,
+    parse_update,
+    project,
+)
 
 _FUZZ_PATH = pathlib.Path(__file__).resolve().parents[2] / "bench" / "expression_fuzz.py"
 
@@ -169,6 +176,56 @@ def test_projection_of_list_elements_and_overlapping_prefixes():
     }
     with pytest.raises(ValidationException, match="Two document paths overlap"):
         parse_projection("l[2], l[2].y", None)
+
+
+# ---------------------------------------------------------------- paths into key attributes
+
+NESTED_KEY = "Key attributes must be scalars; list random access '[]' and map lookup '.' are not allowed: "
+TABLE_KEYS, INDEX_KEYS = ("pk", "sk"), ("g", "l")
+
+
+def _bound(kind: str, text: str, names=None, values=None):
+    ctx = ExpressionContext(names, values)
+    if kind == "update":
+        return parse_update(text, ctx)
+    if kind == "projection":
+        return parse_projection(text, ctx)
+    return parse_condition(text, ctx)
+
+
+@pytest.mark.parametrize("kind, text, names, values, refused", [
+    ("condition", "attribute_exists(pk.x)", None, None, "Key: pk"),
+    ("condition", "attribute_exists(#k[0])", {"#k": "sk"}, None, "Key: sk"),
+    ("condition", "a = :v OR g.x = :v", None, {":v": {"N": "1"}}, "IndexKey: g"),
+    ("condition", "size(l[1]) > :v", None, {":v": {"N": "1"}}, "IndexKey: l"),
+    ("projection", "a.b, g.y, pk.x", None, None, "Key: pk"),  # table keys before index keys
+    ("projection", "l[0]", None, None, "IndexKey: l"),
+    ("update", "SET a = g.x", None, None, "IndexKey: g"),
+    ("update", "SET g.x = :v", None, {":v": {"N": "1"}}, "IndexKey: g"),
+    ("update", "SET a = if_not_exists(sk.x, :v)", None, {":v": {"N": "1"}}, "Key: sk"),
+    # reading a key attribute whole, or a path that merely starts like one, is fine
+    ("condition", "pk = :v AND g = :v AND attribute_exists(pkx.y)", None, {":v": {"S": "p"}}, None),
+    ("projection", "pk, sk, g, l, a.b[0]", None, None, None),
+    ("update", "SET a.b = pk, c = g", None, None, None),
+])
+def test_no_expression_reaches_into_a_key_attribute(kind, text, names, values, refused):
+    """Found by the fuzz: Shoal let pk.x evaluate to "missing"; DynamoDB
+    refuses it in every expression kind (Query's key condition did already)."""
+    expression = _bound(kind, text, names, values)
+    if refused is None:
+        check_scalar_keys([expression], TABLE_KEYS, INDEX_KEYS)
+        return
+    with pytest.raises(ValidationException) as info:
+        check_scalar_keys([None, expression], TABLE_KEYS, INDEX_KEYS)
+    assert info.value.message == NESTED_KEY + refused
+
+
+def test_the_first_expression_reaching_into_a_table_key_is_named():
+    condition = _bound("condition", "attribute_exists(g.x)")
+    projection = _bound("projection", "sk[0], pk.a")
+    with pytest.raises(ValidationException) as info:
+        check_scalar_keys([condition, projection], TABLE_KEYS, INDEX_KEYS)
+    assert info.value.message == NESTED_KEY + "Key: sk"
 
 
 # ---------------------------------------------------------------- properties over the fuzz's expressions
