@@ -179,21 +179,13 @@ class ChangeAppender:
             self._seq = None
 
 
-#: Write transactions' classes whose engine runs one at a time (``_one_writer``).
-_ONE_WRITER_MODULES = frozenset({"shoal.storage.lmdb_engine", "shoal.storage.memory_engine"})
-
-
 def _one_writer(txn) -> bool:
     """Whether ``txn``'s engine runs one write transaction at a time (LMDB,
-    the memory engine, either encrypted), so that positions given in a
-    transaction are final and what it read of the head stays true: the
-    condition for trusting the head's "folded up to" mark
+    the memory engine, either encrypted: ``WriteTxn.one_writer``), so that
+    positions given in a transaction are final and what it read of the head
+    stays true: the condition for trusting the head's "folded up to" mark
     (``fold_versions_with``).  PostgreSQL's writers run concurrently."""
-    module = type(txn).__module__
-    while module == "shoal.storage.encrypted":
-        txn = txn._txn
-        module = type(txn).__module__
-    return module in _ONE_WRITER_MODULES
+    return txn.one_writer
 
 
 def _folded_mark(txn) -> int:

@@ -204,6 +204,10 @@ class EncryptedWriteTxn(EncryptedReadTxn, WriteTxn):
 
     __slots__ = ()
 
+    @property
+    def one_writer(self) -> bool:  # as the inner engine runs its writers
+        return self._txn.one_writer
+
     def put(self, space: str, key: bytes, value: bytes) -> None:
         if not key:
             raise ValueError("storage keys must not be empty")

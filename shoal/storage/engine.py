@@ -118,6 +118,13 @@ class WriteTxn(ReadTxn):
 
     __slots__ = ()
 
+    #: Whether the engine runs one write transaction at a time, so that what
+    #: a transaction read stays true until it commits and the change-log
+    #: positions it gives are final (LMDB and the memory engine).  An engine
+    #: with concurrent writers (PostgreSQL) leaves it False: the change log
+    #: then trusts no mark a writer cannot lock (``shoal.api.changelog``).
+    one_writer = False
+
     @abstractmethod
     def put(self, space: str, key: bytes, value: bytes) -> None:
         """Store ``value`` under ``key`` in ``space``, replacing any old value."""

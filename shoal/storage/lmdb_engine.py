@@ -352,6 +352,8 @@ class LmdbWriteTxn(LmdbReadTxn, WriteTxn):
 
     __slots__ = ("_flush",)
 
+    one_writer = True  # LMDB's single writer
+
     def __init__(self, txn, dbs, overflow, flush=None) -> None:
         super().__init__(txn, dbs, overflow)
         self._flush = flush

@@ -236,6 +236,8 @@ class MemoryWriteTxn(MemoryReadTxn, WriteTxn):
 
     __slots__ = ("_engine", "_own", "_reshaped")
 
+    one_writer = True  # one write transaction at a time, under the engine's lock
+
     def __init__(self, engine: MemoryEngine) -> None:
         super().__init__(dict(engine._begin()))
         self._engine = engine
@@ -345,6 +347,8 @@ class MemoryGroupedWriteTxn(WriteTxn):
     of ``LmdbGroupedWriteTxn``)."""
 
     __slots__ = ("_group", "_txn", "_wrote")
+
+    one_writer = True
 
     def __init__(self, group: _Group) -> None:
         self._group = group
