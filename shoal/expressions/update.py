@@ -86,8 +86,11 @@ class Update:
         for path in self.paths:
             if not missing or path not in self.removes:
                 _existing_parent(item, path)
+        # What ADD and DELETE meet is read from the item before the update:
+        # an element SET appends to a list is not there for them.
+        found = {}
         for path, value in self.adds + self.deletes:
-            current = _get(_existing_parent(item, path), path[-1])
+            current = found[path] = _get(_existing_parent(item, path), path[-1])
             if current is not None and type_of(value) not in current:
                 raise _bad_type()
         new_values = []
@@ -102,23 +105,37 @@ class Update:
         new = dict(item)
         copied: set[int] = set()
         changed = False
-        # Elements set past a list's end are appended in the order of their
-        # indexes, not of the actions (``SET l[9] = :a, l[5] = :b`` appends b, a).
-        new_values.sort(key=_list_index)
-        for path, value in new_values:
-            _put(_parent(new, path, copied), path[-1], value)
-            changed = True
+        # Elements written past a list's end, by SET or by ADD, are appended
+        # in the order of their indexes, not of the actions (``SET l[9] = :a
+        # ADD l[5] :b`` appends b, then a), as DynamoDB Local does.
+        if self.adds:
+            writes = [(path, value, None) for path, value in new_values]
+            writes += [(path, value, _ADD) for path, value in self.adds]
+            writes.sort(key=_list_index)
+            for path, value, action in writes:
+                if action is None:
+                    _put(_parent(new, path, copied), path[-1], value)
+                    changed = True
+                else:
+                    changed = _add(_parent(new, path, copied), path[-1], value, found[path]) or changed
+        else:
+            new_values.sort(key=_list_index)
+            for path, value in new_values:
+                _put(_parent(new, path, copied), path[-1], value)
+                changed = True
         if removes:
+            # A list element is removed by its position before the update:
+            # one that is not there then (appended by SET or ADD) stays.
+            removes = [p for p in removes if type(p[-1]) is not int or _get(_existing_parent(item, p), p[-1])]
             changed = _remove_all(new, removes, copied) or changed
-        for path, value in self.adds:
-            changed = _add(_parent(new, path, copied), path[-1], value) or changed
         for path, value in self.deletes:
-            changed = _delete(_parent(new, path, copied), path[-1], value) or changed
+            if found[path] is not None:
+                changed = _delete(_parent(new, path, copied), path[-1], value) or changed
         return new, changed
 
 
 def _list_index(action) -> int:
-    """Sort key of a SET action: its list index, or -1 for a map member."""
+    """Sort key of a SET or ADD action: its list index, or -1 for a map member."""
     last = action[0][-1]
     return last if type(last) is int else -1
 
@@ -399,8 +416,12 @@ def set_difference(current: dict, value: dict, type_error) -> tuple[bool, dict |
     return True, ({kind: kept} if kept else None)
 
 
-def _add(container, element, value: dict) -> bool:
-    current = _get(container, element)
+_ADD = "ADD"
+
+
+def _add(container, element, value: dict, current: dict | None) -> bool:
+    """ADD ``value`` to ``current`` (what the item held at the path before
+    the update) and write the result at ``element`` of ``container``."""
     kind = type_of(value)
     if current is None:
         _put(container, element, {kind: list(value[kind])} if kind in SET_TYPES else value)

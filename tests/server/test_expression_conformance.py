@@ -124,3 +124,22 @@ def test_query_filter_and_projection_may_not_reach_into_keys(ddb, indexed):
                        ExpressionAttributeValues=values, ScanIndexForward=False)
     assert answer["Items"] == [{"l": {"S": "L2"}, "m": {"M": {"x": {"N": "2"}}}},
                                {"l": {"S": "L1"}, "m": {"M": {"x": {"N": "1"}}}}]
+
+
+# ---------------------------------------------------------------- list elements written past the end
+
+
+@pytest.mark.parametrize("text, after", [
+    ("SET d[2] = :a ADD d[1] :b", [{"N": "9"}, {"N": "2"}, {"N": "1"}]),
+    ("SET d[5] = :a REMOVE d[1]", [{"N": "9"}, {"N": "1"}]),
+])
+def test_update_writes_past_a_lists_end_by_index_and_positions_before(ddb, hash_table, text, after):
+    """Shoal added 2 to the element SET had just appended (storing 3) and
+    removed an element SET had just appended; DynamoDB answers as here."""
+    key = {"pk": {"S": "lists"}}
+    ddb.put_item(TableName=hash_table, Item=dict(key, d={"L": [{"N": "9"}]}))
+    values = {k: v for k, v in {":a": {"N": "1"}, ":b": {"N": "2"}}.items() if k in text}
+    answer = ddb.update_item(TableName=hash_table, Key=key, UpdateExpression=text, ExpressionAttributeValues=values,
+                             ReturnValues="ALL_NEW")
+    assert answer["Attributes"]["d"] == {"L": after}
+    assert ddb.get_item(TableName=hash_table, Key=key, ConsistentRead=True)["Item"]["d"] == {"L": after}

@@ -160,6 +160,33 @@ def test_list_elements_removed_by_their_positions_before_the_update():
     assert new["l"] == {"L": [{"S": "new"}]}
 
 
+@pytest.mark.parametrize("list_before, text, list_after", [
+    # appends by SET and ADD in the order of their indexes, whatever the actions' order
+    ([], "SET d[2] = :a ADD d[1] :b", [{"N": "2"}, {"N": "1"}]),
+    ([{"N": "9"}], "SET d[5] = :a, d[3] = :c ADD d[4] :b", [{"N": "9"}, {"N": "3"}, {"N": "2"}, {"N": "1"}]),
+    ([], "ADD d[3] :s, d[1] :b", [{"N": "2"}, {"NS": ["5"]}]),
+    # ADD does not meet an element SET appended (it wrote 1 + 2 there)
+    ([{"N": "9"}], "SET d[2] = :a ADD d[1] :b", [{"N": "9"}, {"N": "2"}, {"N": "1"}]),
+    # REMOVE and DELETE address elements as they were before the update: an
+    # appended one is not among them
+    ([], "SET d[1] = :a REMOVE d[0]", [{"N": "1"}]),
+    ([{"N": "9"}], "SET d[3] = :a REMOVE d[1], d[0]", [{"N": "1"}]),
+    ([], "SET d[3] = :s DELETE d[1] :s", [{"NS": ["5"]}]),
+])
+def test_list_writes_past_the_end_and_positions_before_the_update(list_before, text, list_after):
+    """Found by the fuzz; as DynamoDB Local answers, and as the Developer
+    Guide's rule that elements added past the end are "sorted in order by
+    element number" extends to ADD."""
+    values = {":a": {"N": "1"}, ":b": {"N": "2"}, ":c": {"N": "3"}, ":s": {"NS": ["5"]}}
+    values = {k: v for k, v in values.items() if k in text}
+    update = parse_update(text, ExpressionContext(values=values))
+    item = {"pk": {"S": "p"}, "d": {"L": list(list_before)}}
+    new, changed = update.apply(item)
+    assert changed
+    assert new["d"] == {"L": list_after}
+    assert item["d"] == {"L": list_before}
+
+
 def test_add_and_delete_compare_set_numbers_by_value():
     update = parse_update("ADD ns :add DELETE bs :gone", ExpressionContext(
         values={":add": {"NS": ["7.0", "1E+2", "3"]}, ":gone": {"BS": ["AQ=="]}}))
