@@ -1,8 +1,10 @@
 """Binding and applying an UpdateExpression.
 
 DynamoDB evaluates every SET operand against the item as it was before the
-update, then applies SET, REMOVE, ADD and DELETE.  List elements removed by one
-expression are addressed by their original positions.
+update, then applies SET, REMOVE, ADD and DELETE.  List elements are addressed
+by their positions before the update: REMOVE and DELETE skip an element that
+was not there then, ADD meets what was there then, and elements written past
+a list's end, by SET or ADD, are appended in the order of their indexes.
 
 When an update has several faults, the one reported is, in this order: a
 target path that cannot be written ("document path ... invalid for update"),
