@@ -20,6 +20,7 @@ from shoal.api.common import (
     storage_key,
 )
 from shoal.api.indexes import check_updated_index_keys, item_collection_metrics
+from shoal.api.query import check_key_paths
 from shoal.api.writepath import stored_item, stored_json, stored_size, write_item
 from shoal.errors import (
     INVALID_PARAMETERS,
@@ -129,6 +130,8 @@ def put_item(ctx, request: dict):
     try:
         with ctx.engine.write() as txn:
             table = ctx.catalog.require(txn, ctx.region, request["TableName"])
+            if condition is not None and condition.nested_names:  # no path may reach into a key attribute
+                check_key_paths(table, condition)
             key = checked_key_in_item(table, item)
             if table.description.get("MultiRegionConsistency") == "STRONG":
                 raise StrongTable(table, key)
@@ -185,6 +188,8 @@ def get_item(ctx, request: dict):
     # no snapshot across them is needed, which spares PostgreSQL two round trips.
     with ctx.engine.read(snapshot=False) as txn:
         table = ctx.catalog.require(txn, ctx.region, request["TableName"])
+        if projection is not None and projection.nested_names:  # no path may reach into a key attribute
+            check_key_paths(table, projection)
         try:
             key = checked_key(table, request["Key"])
         except ValueWordingException as exc:  # DynamoDB's newer validation words some value faults anew
@@ -262,6 +267,8 @@ def update_item(ctx, request: dict):
                             INVALID_PARAMETERS + "Cannot update attribute "
                             f"{name}. This attribute is part of the key"
                         )
+            if (update is not None and update.nested_names) or (condition is not None and condition.nested_names):
+                check_key_paths(table, condition, update)  # no path may reach into a key attribute
             if table.description.get("MultiRegionConsistency") == "STRONG":
                 raise StrongTable(table, key)
             skey = storage_key(table, key)
@@ -341,6 +348,8 @@ def delete_item(ctx, request: dict):
     try:
         with ctx.engine.write() as txn:
             table = ctx.catalog.require(txn, ctx.region, request["TableName"])
+            if condition is not None and condition.nested_names:  # no path may reach into a key attribute
+                check_key_paths(table, condition)
             key = checked_key(table, request["Key"])
             if table.description.get("MultiRegionConsistency") == "STRONG":
                 raise StrongTable(table, key)

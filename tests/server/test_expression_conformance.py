@@ -126,6 +126,28 @@ def test_query_filter_and_projection_may_not_reach_into_keys(ddb, indexed):
                                {"l": {"S": "L1"}, "m": {"M": {"x": {"N": "1"}}}}]
 
 
+def test_single_item_operations_may_not_reach_into_keys(ddb, indexed):
+    """GetItem's projection, PutItem's and DeleteItem's conditions, UpdateItem's
+    condition and update: a path into a table or index key attribute is
+    refused (it was read as a missing attribute), and nothing is written."""
+    key = {"pk": {"S": "p"}, "sk": {"N": "1"}}
+    assert _refusal(ddb.get_item, TableName=indexed, Key=key, ProjectionExpression="m.x, pk.y") == NESTED_KEY + "Key: pk"
+    assert _refusal(ddb.get_item, TableName=indexed, Key=key, ProjectionExpression="g[0]") == NESTED_KEY + "IndexKey: g"
+    assert _refusal(ddb.put_item, TableName=indexed, Item={**key, "n": {"N": "5"}},
+                    ConditionExpression="attribute_not_exists(sk.x)") == NESTED_KEY + "Key: sk"
+    assert _refusal(ddb.delete_item, TableName=indexed, Key=key,
+                    ConditionExpression="attribute_exists(l.x)") == NESTED_KEY + "IndexKey: l"
+    assert _refusal(ddb.update_item, TableName=indexed, Key=key, UpdateExpression="SET g.x = :v",
+                    ExpressionAttributeValues={":v": {"S": "v"}}) == NESTED_KEY + "IndexKey: g"
+    assert _refusal(ddb.update_item, TableName=indexed, Key=key, UpdateExpression="SET n = :v",
+                    ConditionExpression="pk[0] = :v",
+                    ExpressionAttributeValues={":v": {"S": "v"}}) == NESTED_KEY + "Key: pk"
+    # nothing was written or deleted, and whole key attributes and nested non-key paths still work
+    item = ddb.get_item(TableName=indexed, Key=key, ConsistentRead=True, ProjectionExpression="pk, sk, g, m.x")["Item"]
+    assert item == {"pk": {"S": "p"}, "sk": {"N": "1"}, "g": {"S": "G"}, "m": {"M": {"x": {"N": "1"}}}}
+    assert "n" not in ddb.get_item(TableName=indexed, Key=key, ConsistentRead=True)["Item"]
+
+
 # ---------------------------------------------------------------- list elements written past the end
 
 
