@@ -29,6 +29,7 @@ from shoal.api.common import (
 )
 from shoal.api.items import MAX_ITEM_SIZE, checked_key_in_item
 from shoal.api.indexes import item_collection_metrics
+from shoal.api.query import check_key_paths
 from shoal.api.transactions import without_values
 from shoal.api.writepath import WriteLog, stored_item, stored_json, stored_size
 from shoal.errors import (
@@ -93,6 +94,8 @@ def _batch_get_item(ctx, request: dict):
         tables, throttled = _required(ctx, txn, plans)
         for name, (spec, projection) in plans.items():
             table = tables[name]
+            if projection is not None and projection.nested_names:  # no path may reach into a key attribute
+                check_key_paths(table, projection)
             consistent = bool(spec.get("ConsistentRead"))
             keys = [checked_key(table, key) for key in spec["Keys"]]
             storage_keys = [storage_key(table, key) for key in keys]

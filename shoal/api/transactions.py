@@ -48,6 +48,7 @@ from shoal.api.common import (
     storage_key,
 )
 from shoal.api.indexes import UPDATE_EMPTY_INDEX_KEY
+from shoal.api.query import check_key_paths
 from shoal.api.items import MAX_ITEM_SIZE, checked_key_in_item, created_by
 from shoal.api.writepath import WriteLog, stored_item, stored_json, stored_size
 from shoal.errors import INVALID_PARAMETERS, KeySchemaMismatch, ShoalError, ValidationException
@@ -512,10 +513,12 @@ def transact_get_items(ctx, request: dict):
     payload = 0
     with ctx.engine.read() as txn:
         keys = []
-        for index, (spec, _) in enumerate(plans):
+        for index, (spec, projection) in enumerate(plans):
             table = ctx.catalog.require(txn, ctx.region, spec["TableName"])
             if table.description.get("MultiRegionConsistency") == "STRONG":
                 raise _strong_refused("TransactGetItems", table.name)
+            if projection is not None and projection.nested_names:  # no path may reach into a key attribute
+                check_key_paths(table, projection)
             try:
                 keys.append((table, checked_key(table, spec["Key"])))
             except KeySchemaMismatch as exc:

@@ -148,6 +148,18 @@ def test_single_item_operations_may_not_reach_into_keys(ddb, indexed):
     assert "n" not in ddb.get_item(TableName=indexed, Key=key, ConsistentRead=True)["Item"]
 
 
+def test_batch_and_transaction_reads_may_not_reach_into_keys(ddb, indexed):
+    """BatchGetItem's and TransactGetItems' projections: the same refusal."""
+    key = {"pk": {"S": "p"}, "sk": {"N": "1"}}
+    assert _refusal(ddb.batch_get_item, RequestItems={indexed: {
+        "Keys": [key], "ProjectionExpression": "m.x, sk[0]"}}) == NESTED_KEY + "Key: sk"
+    assert _refusal(ddb.transact_get_items, TransactItems=[{"Get": {
+        "TableName": indexed, "Key": key, "ProjectionExpression": "#g.x",
+        "ExpressionAttributeNames": {"#g": "g"}}}]) == NESTED_KEY + "IndexKey: g"
+    answer = ddb.batch_get_item(RequestItems={indexed: {"Keys": [key], "ProjectionExpression": "sk, m.x"}})
+    assert answer["Responses"][indexed] == [{"sk": {"N": "1"}, "m": {"M": {"x": {"N": "1"}}}}]
+
+
 # ---------------------------------------------------------------- list elements written past the end
 
 
