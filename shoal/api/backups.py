@@ -282,10 +282,22 @@ def create_backup(ctx, request: dict, *, backup_type: str = "USER", keep_s: floa
     except ResourceNotFoundException:
         raise TableNotFoundException(f"Table not found: {name}") from None
     try:
+        _check_key_usable(ctx, taken.description)
         record = _copy(ctx, request["BackupName"], name, taken, backup_type, keep_s)
         return {"BackupDetails": _details(record, "CREATING")}
     finally:
         snapshot.__exit__(None, None, None)
+
+
+def _check_key_usable(ctx, desc: dict) -> None:
+    """DynamoDB refuses CreateBackup of a table whose KMS key cannot be used
+    (INACCESSIBLE_ENCRYPTION_CREDENTIALS) as it refuses item requests there
+    (ack-api-quirks DDB-TABLE-333); ListBackups and DescribeContinuousBackups
+    still answer.  ``desc`` is the snapshot's description of the table."""
+    from shoal.replication import control
+
+    if desc.get("TableStatus") == control.INACCESSIBLE:
+        raise control.description_key_error(ctx.engine, desc)
 
 
 def _copy(ctx, backup_name: str, table_name: str, taken, backup_type: str = "USER",

@@ -31,6 +31,7 @@ import orjson
 from shoal.api import indexes as index_store
 from shoal.api import backups, pitr, resource_policies, streams, vectors
 from shoal.api.catalog import (
+    INACCESSIBLE,
     STATS_KEY,
     TAGS_KEY,
     Table,
@@ -308,6 +309,7 @@ def create_table(ctx, request: dict, *, status: str = "ACTIVE", extra: dict | No
     now = _now(ctx)
     table_id = str(uuid.uuid4())
     desc = _new_description(ctx, request, name, table_id, now, billing, throughput, definitions)
+    _check_kms_key(ctx, desc)
     desc["TableStatus"] = status
     if extra:
         desc.update(extra)
@@ -803,6 +805,22 @@ def _sse_description(ctx, spec: dict | None, creating: bool = False) -> dict | N
     return {"Status": "ENABLED", "SSEType": "KMS", "KMSMasterKeyArn": key}
 
 
+def _check_kms_key(ctx, desc: dict) -> None:
+    """Refuse a table description whose KMS key this region cannot use
+    (marked in its KMS_KEYS), as DynamoDB refuses CreateTable and UpdateTable
+    naming a disabled, pending-deletion or missing key: at once, with KMS's
+    exception in a ValidationException, nothing made or changed
+    (``control.kms_key_error``; ack-api-quirks DDB-TABLE-020/021/139/461)."""
+    sse = desc.get("SSEDescription")
+    if sse is None or sse.get("SSEType") != "KMS":
+        return
+    from shoal.replication import control
+
+    error = control.kms_key_error(ctx.engine, sse["KMSMasterKeyArn"])
+    if error is not None:
+        raise error
+
+
 def _on_demand(ctx, spec: dict, current: dict | None, billing: str, updating: bool, index: str | None = None) -> dict:
     """OnDemandThroughput (on-demand tables only); -1 means "no maximum",
     which an update may also set explicitly to clear a maximum.  A maximum
@@ -1101,6 +1119,8 @@ def update_table(ctx, request: dict) -> dict:
 
             control.check_consistency_update(ctx, txn, table, request)
         desc = _updated_description(ctx, table.description, request)
+        if request.get("SSESpecification") is not None:
+            _check_sse_change(ctx, table, desc)
         numbers, next_index, jobs = table.index_numbers, table.next_index, []
         if gsi_updates:
             numbers = dict(numbers)
@@ -1137,6 +1157,21 @@ def update_table(ctx, request: dict) -> dict:
         return {"TableDescription": out}
 
 
+def _check_sse_change(ctx, table: Table, desc: dict) -> None:
+    """An SSESpecification change needs the table's current key and the new
+    one.  On a table INACCESSIBLE_ENCRYPTION_CREDENTIALS every change (to
+    another key, to the AWS managed or the AWS owned key) is refused naming
+    the old key; a re-send of the current key was refused before, as
+    already encrypted with it (ack-api-quirks DDB-TABLE-333).  Otherwise a
+    new key this region cannot use is refused (``_check_kms_key``).  The
+    table's other updates go through (DDB-TABLE-325)."""
+    from shoal.replication import control
+
+    if control.is_inaccessible(table):
+        raise control.inaccessible_error(ctx.engine, table)
+    _check_kms_key(ctx, desc)
+
+
 #: UpdateTable members whose change DynamoDB answers with the table UPDATING
 #: (its responses as recorded, ack-api-quirks 2026-10-08/09: throughput
 #: DDB-TABLE-058/370, billing mode DDB-TABLE-064, even a PAY_PER_REQUEST resend
@@ -1155,11 +1190,14 @@ def _with_transitional_status(out: dict, request: dict) -> dict:
     change is applied.  Shoal applies every change at once (DescribeTable
     right after says ACTIVE, as DynamoDB's soon does), so only the answer
     carries the transitional status; a status the table itself is in (a
-    replica being added: UPDATING) is answered as it is."""
+    replica being added: UPDATING) is answered as it is.  A table whose KMS
+    key cannot be used goes through UPDATING back to
+    INACCESSIBLE_ENCRYPTION_CREDENTIALS, not ACTIVE (DDB-TABLE-325), so its
+    answer says UPDATING as an ACTIVE table's does."""
     creates_or_deletes = any(
         u.get("Create") is not None or u.get("Delete") is not None
         for u in (*(request.get("GlobalSecondaryIndexUpdates") or ()), *(request.get("VectorIndexUpdates") or ())))
-    if out.get("TableStatus") == "ACTIVE" and (
+    if out.get("TableStatus") in ("ACTIVE", INACCESSIBLE) and (
             creates_or_deletes or any(request.get(m) is not None for m in _UPDATING_MEMBERS)):
         out["TableStatus"] = "UPDATING"
     if request.get("WarmThroughput") is not None and "WarmThroughput" in out:

@@ -102,6 +102,7 @@ def update_time_to_live(ctx, request: dict) -> dict:
             # Not supported on MRSC tables (DynamoDB's Developer Guide); the wording is Shoal's.
             raise ValidationException("Time to Live is not supported on multi-Region strong consistency "
                                       f"global tables: {table.name}")
+        _check_key_usable(ctx, table)
         current = read_setting(txn, table.prefix)
         _check_change(current, enabled, attr, now)
         set_time_to_live(txn, table, enabled, attr, now)
@@ -110,6 +111,16 @@ def update_time_to_live(ctx, request: dict) -> dict:
 
             control.propagate_time_to_live(txn, table, {"Enabled": enabled, "AttributeName": attr})
     return {"TimeToLiveSpecification": {"Enabled": enabled, "AttributeName": attr}}
+
+
+def _check_key_usable(ctx, table) -> None:
+    """DynamoDB refuses UpdateTimeToLive on a table whose KMS key cannot be
+    used (INACCESSIBLE_ENCRYPTION_CREDENTIALS) as it refuses item requests
+    there (ack-api-quirks DDB-TABLE-333); DescribeTimeToLive still answers."""
+    from shoal.replication import control
+
+    if control.is_inaccessible(table):
+        raise control.inaccessible_error(ctx.engine, table)
 
 
 def set_time_to_live(txn, table, enabled: bool, attr: str, now: float) -> None:

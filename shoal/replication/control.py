@@ -384,9 +384,9 @@ def check_encryption_keys(engine, catalog, region: str, now: float) -> bool:
     return bool(changes)
 
 
-#: How DynamoDB words a data-plane request on a table whose KMS key cannot
-#: be used, by the key's state: KMS's exception wrapped in DynamoDB's
-#: ValidationException (head, KMS exception).
+#: How DynamoDB words a request that needs a KMS key it cannot use, by the
+#: key's state: KMS's exception wrapped in DynamoDB's ValidationException
+#: (head, KMS exception).
 _KMS_ERRORS = {
     "Disabled": ("KMS key disabled error", "DisabledException"),
     "PendingDeletion": ("KMS validation error", "KMSInvalidStateException"),
@@ -394,37 +394,67 @@ _KMS_ERRORS = {
 }
 
 
-def inaccessible_error(engine, table) -> ValidationException:
-    """The error of an item request on ``table`` while it is
-    INACCESSIBLE_ENCRYPTION_CREDENTIALS (``Catalog.require`` raises it).
+def kms_key_error(engine, arn: str, assume_disabled: bool = False) -> ValidationException | None:
+    """DynamoDB's error for a request that needs the KMS key ``arn`` of this
+    region while the key cannot be used (``kms_key_states``), None if it can.
 
-    The API Reference says only that "table operations may fail due to
-    failure to use the KMS key".  What they fail with was recorded against
-    DynamoDB (a public catalogue of its behaviour, October 2026: GetItem,
-    either consistency, and PutItem on a table whose customer managed key is
-    disabled): HTTP 400 ValidationException, "KMS key disabled error:
+    Recorded against DynamoDB (ack-api-quirks, October 2026): CreateTable and
+    UpdateTable naming such a key (DDB-TABLE-020/021/139/461), and item and
+    KMS-dependent table requests on a table whose key it is (DDB-TABLE-331/333),
+    answer HTTP 400 ValidationException, "KMS key disabled error:
     com.amazonaws.services.kms.model.DisabledException: <key ARN> is
     disabled. (Service: AWSKMS; Status Code: 400; Error Code:
-    DisabledException; Request ID: <uuid>; Proxy: null)".  A key pending
-    deletion or deleted is worded as DynamoDB words the same keys in
-    CreateTable and UpdateTable ("KMS validation error: ...
-    KMSInvalidStateException" / "NotFoundException").  The key's state is
-    read here, off the hot path (only a refused request gets this far)."""
+    DisabledException; Request ID: <uuid>; Proxy: null)"; a key pending
+    deletion "KMS validation error: ...KMSInvalidStateException: <key ARN> is
+    pending deletion. (...)"; a key that does not exist "KMS validation
+    error: ...NotFoundException: Key '<key ARN>' does not exist (...)", an
+    alias "Alias <alias ARN> is not found. (...)" (DDB-TABLE-037).  A key
+    marked by alias is named by its alias ARN: Shoal has no KMS to resolve it
+    to its key, which DynamoDB's message names.  With ``assume_disabled`` a
+    usable key (or an unreadable KMS_KEYS) is worded as disabled: a table
+    still shown INACCESSIBLE_ENCRYPTION_CREDENTIALS until the next key check."""
     import uuid
 
-    arn = _table_key(table.description) or ""
     try:
         states = kms_key_states(engine)
     except keyring.KeyringError:
         states = {}
     state = states.get(keyring.kms_key_id(arn))
-    if state not in _KMS_ERRORS:  # usable again: the key check has yet to clear the status
+    if state not in _KMS_ERRORS:
+        if not assume_disabled:
+            return None
         state = "Disabled"
     head, kind = _KMS_ERRORS[state]
-    problem = keyring.kms_key_problem({keyring.kms_key_id(arn): state}, arn)
+    if state == "Deleted" and keyring.kms_key_id(arn).startswith("alias/"):
+        problem = f"Alias {arn} is not found."
+    else:
+        problem = keyring.kms_key_problem({keyring.kms_key_id(arn): state}, arn)
     return ValidationException(
         f"{head}: com.amazonaws.services.kms.model.{kind}: {problem} (Service: AWSKMS; Status Code: 400; "
         f"Error Code: {kind}; Request ID: {uuid.uuid4()}; Proxy: null)")
+
+
+def inaccessible_error(engine, table) -> ValidationException:
+    """The error of a request that needs the KMS key of ``table`` while it is
+    INACCESSIBLE_ENCRYPTION_CREDENTIALS (``kms_key_error``, naming the
+    table's key): item requests (``Catalog.require`` raises it), and the
+    table requests DynamoDB refuses then (DDB-TABLE-333: UpdateTimeToLive,
+    CreateBackup, UpdateContributorInsights and any SSESpecification change,
+    which names the old key).  The API Reference says only that "table
+    operations may fail due to failure to use the KMS key".  The key's state
+    is read here, off the hot path (only a refused request gets this far)."""
+    return description_key_error(engine, table.description)
+
+
+def description_key_error(engine, desc: dict) -> ValidationException:
+    """``inaccessible_error`` of the table described by ``desc`` (a snapshot's)."""
+    return kms_key_error(engine, _table_key(desc) or "", assume_disabled=True)
+
+
+def is_inaccessible(table) -> bool:
+    """Whether ``table`` is INACCESSIBLE_ENCRYPTION_CREDENTIALS (its key
+    cannot be used here: ``check_encryption_keys``)."""
+    return table.description.get("TableStatus") == INACCESSIBLE
 
 
 def _key_types(desc: dict) -> dict:
