@@ -47,7 +47,7 @@ import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
-from conformance_sweep import Endpoint, start_local, start_shoal  # noqa: E402
+from conformance_sweep import Endpoint, servers  # noqa: E402
 
 # Fixture tables, created once on both servers and never changed by a case.
 HASH = "ctl_hash"  # pk S, on-demand
@@ -976,15 +976,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--all", action="store_true",
                         help="print every case, not only the differences not settled as (b)")
     args = parser.parse_args(argv)
-    children = []
-    try:
-        shoal_url, local_url = args.shoal, args.local
-        if shoal_url is None:
-            shoal_url, proc = start_shoal()
-            children.append(proc)
-        if local_url is None:
-            local_url, proc = start_local(args.jar)
-            children.append(proc)
+    with servers(args.shoal, args.local, args.jar) as (shoal_url, local_url):
         endpoints = [Endpoint(shoal_url), Endpoint(local_url)]
         for endpoint in endpoints:
             setup(endpoint)
@@ -1008,13 +1000,6 @@ def main(argv: list[str] | None = None) -> int:
         if args.json:
             with open(args.json, "w") as out:
                 json.dump(differences, out, indent=1)
-    finally:
-        for proc in children:
-            proc.terminate()
-            try:
-                proc.wait(10)
-            except Exception:
-                proc.kill()
     return 0
 
 

@@ -45,51 +45,27 @@ from __future__ import annotations
 import argparse
 import base64
 import copy
-import http.client
 import json
 import os
 import re
-import subprocess
 import sys
 import time
-import urllib.parse
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from conformance_sweep import AUTH, start_local, start_shoal  # noqa: E402
+from conformance_sweep import Endpoint as _Endpoint, servers  # noqa: E402
 
 DYNAMODB, STREAMS = "DynamoDB_20120810", "DynamoDBStreams_20120810"
 
 
-class Endpoint:
-    """One server over a kept-alive connection, for both services' targets."""
+class Endpoint(_Endpoint):
+    """One server over a kept-alive connection, for both services' targets,
+    with the placeholders its own ARNs, ids and sequence numbers stand for."""
 
     def __init__(self, url: str) -> None:
-        parsed = urllib.parse.urlparse(url)
-        self.host, self.port = parsed.hostname, parsed.port
-        self.conn = http.client.HTTPConnection(self.host, self.port, timeout=60)
+        super().__init__(url)
         self.names: dict[str, str] = {}  # a server's own value -> its placeholder
         self.sequence_names: dict[str, str] = {}  # a record's SequenceNumber -> its placeholder
         self.values: dict[str, str] = {}  # placeholder -> the server's value
-
-    def call(self, operation: str, body, service: str = DYNAMODB) -> tuple[int, dict]:
-        data = json.dumps(body).encode()
-        headers = {"Content-Type": "application/x-amz-json-1.0", "X-Amz-Target": f"{service}.{operation}",
-                   "Authorization": AUTH, "X-Amz-Date": "20260101T000000Z"}
-        for attempt in range(2):
-            try:
-                self.conn.request("POST", "/", data, headers)
-                response = self.conn.getresponse()
-                raw = response.read()
-                break
-            except (http.client.HTTPException, OSError):
-                self.conn.close()
-                self.conn = http.client.HTTPConnection(self.host, self.port, timeout=60)
-                if attempt:
-                    raise
-        try:
-            return response.status, json.loads(raw) if raw else {}
-        except ValueError:
-            return response.status, {"__raw": raw[:200].decode("latin-1")}
 
     def remember(self, placeholder: str, value: str) -> None:
         self.values[placeholder] = value
@@ -891,32 +867,18 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--json", help="write the differences to this file")
     parser.add_argument("--all", action="store_true", help="print every case, not only the differences")
     args = parser.parse_args(argv)
-    children: list[subprocess.Popen] = []
-    try:
-        totals, found = [], []
-        for part in args.part or ("streams", "items"):
-            shoal_url, local_url = args.shoal, args.local
-            if shoal_url is None:  # fresh servers for each part: ListStreams lists every stream
-                shoal_url, proc = start_shoal()
-                children.append(proc)
-            if local_url is None:
-                local_url, proc = start_local(args.jar)
-                children.append(proc)
+    totals, found = [], []
+    for part in args.part or ("streams", "items"):
+        # fresh servers for each part (unless given): ListStreams lists every stream
+        with servers(args.shoal, args.local, args.jar) as (shoal_url, local_url):
             count, differences, enveloped = sweep(part, Endpoint(shoal_url), Endpoint(local_url), args.only, args.all)
-            totals.append(f"{part}: {count} cases, {len(differences)} differences"
-                          + (f" ({enveloped} more only in Shoal's '{_ENVELOPE}' envelope)" if enveloped else ""))
-            found += differences
-        print("\n" + "\n".join(totals))
-        if args.json:
-            with open(args.json, "w") as out:
-                json.dump(found, out, indent=1)
-    finally:
-        for proc in children:
-            proc.terminate()
-            try:
-                proc.wait(10)
-            except subprocess.TimeoutExpired:
-                proc.kill()
+        totals.append(f"{part}: {count} cases, {len(differences)} differences"
+                      + (f" ({enveloped} more only in Shoal's '{_ENVELOPE}' envelope)" if enveloped else ""))
+        found += differences
+    print("\n" + "\n".join(totals))
+    if args.json:
+        with open(args.json, "w") as out:
+            json.dump(found, out, indent=1)
     return 0
 
 

@@ -33,6 +33,7 @@ from __future__ import annotations
 
 import argparse
 import base64
+import contextlib
 import glob
 import http.client
 import json
@@ -1040,9 +1041,9 @@ class Endpoint:
         self.host, self.port = parsed.hostname, parsed.port
         self.conn = http.client.HTTPConnection(self.host, self.port, timeout=60)
 
-    def call(self, operation: str, body) -> tuple[int, dict]:
+    def call(self, operation: str, body, service: str = "DynamoDB_20120810") -> tuple[int, dict]:
         data = json.dumps(body).encode()
-        headers = {"Content-Type": "application/x-amz-json-1.0", "X-Amz-Target": f"DynamoDB_20120810.{operation}",
+        headers = {"Content-Type": "application/x-amz-json-1.0", "X-Amz-Target": f"{service}.{operation}",
                    "Authorization": AUTH, "X-Amz-Date": "20260101T000000Z"}
         for attempt in range(2):
             try:
@@ -1184,6 +1185,28 @@ def start_shoal() -> tuple[str, subprocess.Popen]:
     return f"http://127.0.0.1:{port}", proc
 
 
+@contextlib.contextmanager
+def servers(shoal_url: str | None, local_url: str | None, jar: str | None):
+    """The URLs of a Shoal and of a DynamoDB Local, each started (and stopped
+    afterwards) unless given: what every differential script runs against."""
+    children = []
+    try:
+        if shoal_url is None:
+            shoal_url, proc = start_shoal()
+            children.append(proc)
+        if local_url is None:
+            local_url, proc = start_local(jar)
+            children.append(proc)
+        yield shoal_url, local_url
+    finally:
+        for proc in children:
+            proc.terminate()
+            try:
+                proc.wait(10)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--shoal", help="a running Shoal's URL (default: start one)")
@@ -1196,15 +1219,7 @@ def main(argv: list[str] | None = None) -> int:
                         help="also list answers that differ only in the envelope Shoal keeps for the single-item "
                              "writes (docs/status.md: DynamoDB's recorded answers have it, DynamoDB Local's not)")
     args = parser.parse_args(argv)
-    children = []
-    try:
-        shoal_url, local_url = args.shoal, args.local
-        if shoal_url is None:
-            shoal_url, proc = start_shoal()
-            children.append(proc)
-        if local_url is None:
-            local_url, proc = start_local(args.jar)
-            children.append(proc)
+    with servers(args.shoal, args.local, args.jar) as (shoal_url, local_url):
         shoal, local = Endpoint(shoal_url), Endpoint(local_url)
         for endpoint in (shoal, local):
             setup(endpoint)
@@ -1231,13 +1246,6 @@ def main(argv: list[str] | None = None) -> int:
         if args.json:
             with open(args.json, "w") as out:
                 json.dump(differences, out, indent=1)
-    finally:
-        for proc in children:
-            proc.terminate()
-            try:
-                proc.wait(10)
-            except subprocess.TimeoutExpired:
-                proc.kill()
     return 0
 
 

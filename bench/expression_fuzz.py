@@ -40,7 +40,6 @@ import copy
 import json
 import os
 import random
-import subprocess
 import sys
 import time
 from collections import Counter
@@ -48,7 +47,7 @@ from decimal import Context, Decimal
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
-from conformance_sweep import Endpoint, start_local, start_shoal  # noqa: E402
+from conformance_sweep import Endpoint, servers  # noqa: E402
 
 WIDE = Context(prec=200)  # normalises without rounding: DynamoDB numbers have 38 digits
 TABLE = "expr_fuzz"
@@ -951,15 +950,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--no-shrink", action="store_true")
     parser.add_argument("--max-shrink", type=int, default=40, help="shrink at most this many differences")
     args = parser.parse_args(argv)
-    children = []
-    try:
-        shoal_url, local_url = args.shoal, args.local
-        if shoal_url is None:
-            shoal_url, proc = start_shoal()
-            children.append(proc)
-        if local_url is None:
-            local_url, proc = start_local(args.jar)
-            children.append(proc)
+    with servers(args.shoal, args.local, args.jar) as (shoal_url, local_url):
         items = seed_items(args.seed)
         ITEMS_BY_RUN.update(items)
         runner = Runner([Endpoint(shoal_url), Endpoint(local_url)], items)
@@ -1021,13 +1012,6 @@ def main(argv: list[str] | None = None) -> int:
                            "differences": [{k: v for k, v in d.items() if k != "case"} | {"request": request(d["case"])}
                                            for d in differences],
                            "shrunk": shrunk}, out, indent=1)
-    finally:
-        for proc in children:
-            proc.terminate()
-            try:
-                proc.wait(10)
-            except subprocess.TimeoutExpired:
-                proc.kill()
     return 0
 
 
