@@ -99,6 +99,13 @@ def test_create_table_naming_a_key_that_cannot_be_used_is_refused_and_makes_noth
         TargetTableName="kms_ctl_restored", BackupArn=backup, SSESpecificationOverride=_kms("bad-key")))
     assert kind == "ValidationException"
     assert _kms_message("Disabled", _arn("bad-key")).fullmatch(message), message
+    client.update_continuous_backups(TableName="kms_ctl_plain",
+                                     PointInTimeRecoverySpecification={"PointInTimeRecoveryEnabled": True})
+    kind, message, _ = _refused(lambda: client.restore_table_to_point_in_time(
+        SourceTableName="kms_ctl_plain", TargetTableName="kms_ctl_restored", UseLatestRestorableTime=True,
+        SSESpecificationOverride=_kms("bad-key")))
+    assert kind == "ValidationException"
+    assert _kms_message("Disabled", _arn("bad-key")).fullmatch(message), message
     assert "kms_ctl_restored" not in _names(client)
     # another key, and the same key once usable again, make their tables
     assert _create(client, "kms_ctl_other", _kms("good-key"))["TableDescription"]["SSEDescription"][
