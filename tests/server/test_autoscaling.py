@@ -35,11 +35,22 @@ def ddb(server):
     return make_client(server.url)
 
 
-@pytest.fixture(scope="module")
-def scaling(server):
-    return boto3.client("application-autoscaling", endpoint_url=server.url, region_name="us-east-1",
+def scaling_client(url: str):
+    """An Application Auto Scaling client of the server at ``url``, without retries."""
+    return boto3.client("application-autoscaling", endpoint_url=url, region_name="us-east-1",
                         aws_access_key_id="AKIDSHOALTEST", aws_secret_access_key="secret",
                         config=Config(retries={"total_max_attempts": 1}))
+
+
+def clocked_server(tmp_path_factory, name: str, clock) -> ShoalProcess:
+    """A started one-worker server with this file's windows, its clock moved by the file ``clock``."""
+    return ShoalProcess(tmp_path_factory.mktemp(name), "--workers", "1",
+                        env={**WINDOWS, "SHOAL_TEST_CLOCK_FILE": str(clock)}).start()
+
+
+@pytest.fixture(scope="module")
+def scaling(server):
+    return scaling_client(server.url)
 
 
 def provisioned_table(ddb, wcu: int = 5) -> str:

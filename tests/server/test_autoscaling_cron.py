@@ -11,14 +11,12 @@ import datetime
 import time
 from zoneinfo import ZoneInfo
 
-import boto3
 import pytest
-from botocore.config import Config
 from botocore.exceptions import ClientError
 
 from tests.conftest import make_client
-from tests.server.test_autoscaling import WINDOWS, provisioned_table, wait_for, write_capacity
-from tests.shoal_process import ShoalProcess, moved_clock
+from tests.server.test_autoscaling import clocked_server, provisioned_table, scaling_client, wait_for, write_capacity
+from tests.shoal_process import moved_clock
 
 TOKYO = ZoneInfo("Asia/Tokyo")
 CAUSE = "scheduled action name {} was triggered"
@@ -31,8 +29,7 @@ def clock(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory, clock):
-    proc = ShoalProcess(tmp_path_factory.mktemp("cron"), "--workers", "1",
-                        env={**WINDOWS, "SHOAL_TEST_CLOCK_FILE": str(clock)}).start()
+    proc = clocked_server(tmp_path_factory, "cron", clock)
     yield proc
     proc.stop()
 
@@ -44,9 +41,7 @@ def ddb(server):
 
 @pytest.fixture(scope="module")
 def scaling(server):
-    return boto3.client("application-autoscaling", endpoint_url=server.url, region_name="us-east-1",
-                        aws_access_key_id="AKIDSHOALTEST", aws_secret_access_key="secret",
-                        config=Config(retries={"total_max_attempts": 1}))
+    return scaling_client(server.url)
 
 
 def set_server_time(clock, when: float) -> None:
