@@ -23,11 +23,15 @@ design and what is not done.
 from __future__ import annotations
 
 import atexit
+import logging
+import threading
 import time
+import traceback
 
+from shoal.api.jobs import Lease
 from shoal.replication import control
 from shoal.replication.control import Settings, configure
-from shoal.replication.node import Replicator, parse_paused, parse_peers, read_credentials
+from shoal.replication.node import LEASE_KEY, LEASE_S, Replicator, parse_paused, parse_peers, read_credentials
 from shoal.replication.protocol import TARGET_PREFIX, ReplicationService
 
 __all__ = ["Settings", "attach", "parse_paused", "parse_peers", "read_credentials", "TARGET_PREFIX"]
@@ -53,4 +57,40 @@ def attach(dispatcher, region: str | None, peers: dict[str, str], credentials: t
                                 metrics=getattr(dispatcher, "metrics", None) is not None).start()
         service.replicator = replicator
         atexit.register(replicator.close)
+    elif start:  # no peers: no replication thread, but this region's KMS keys are still watched
+        watcher = KeyWatcher(dispatcher.engine, dispatcher.catalog, region, getattr(dispatcher, "clock", time.time))
+        atexit.register(watcher.close)
     return service
+
+
+class KeyWatcher:
+    """The KMS key check of a region with no peers (``control.check_encryption_keys``,
+    every ``control.KEY_CHECK_S``), which the replication thread does where there
+    are peers: a table whose key its region marks unusable is
+    INACCESSIBLE_ENCRYPTION_CREDENTIALS on a lone regional deployment too.  One
+    worker at a time, under the replication thread's lease."""
+
+    def __init__(self, engine, catalog, region: str, clock) -> None:
+        self.engine, self.catalog, self.region, self.clock = engine, catalog, region, clock
+        self._lease = Lease(engine, LEASE_KEY, LEASE_S)
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="shoal-kms-keys", daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        while not self._stop.wait(control.KEY_CHECK_S):
+            try:
+                if self._lease.hold():
+                    control.check_encryption_keys(self.engine, self.catalog, self.region, self.clock())
+            except Exception:  # a closed engine at shutdown, a damaged store: logged, tried again
+                if self._stop.is_set():
+                    return
+                logging.getLogger("shoal").error("KMS key check failed:\n%s", traceback.format_exc())
+
+    def close(self) -> None:
+        self._stop.set()
+        self._thread.join(timeout=5)
+        try:
+            self._lease.release()
+        except Exception:  # the engine is closed already: the lease expires by itself
+            pass

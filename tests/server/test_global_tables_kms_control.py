@@ -23,13 +23,13 @@ ALREADY = ("One or more parameter values were invalid: Table is already encrypte
 
 
 class Server:
-    """One region.  Its one peer never answers: the keys are checked by the
-    replication thread, which runs only in a region with peers."""
+    """One region with no peers: its KMS keys are watched without a
+    replication thread (``shoal.replication.KeyWatcher``)."""
 
     def __init__(self, data_dir: str) -> None:
         self.data_dir = data_dir
-        self.proc = ShoalProcess(data_dir, "--region", REGION, f"--peer=us-east-1=http://127.0.0.1:{free_port()}",
-                                 "--workers", "1", "--no-metrics", port=free_port()).start()
+        self.proc = ShoalProcess(data_dir, "--region", REGION, "--workers", "2", "--no-metrics",
+                                 port=free_port()).start()
         self.client = make_client(self.proc.url, region=REGION)
 
     def key_state(self, key: str, state: str) -> None:
