@@ -11,8 +11,9 @@ database instead, in one transaction, while the nodes serve on.
 Disabled, PendingDeletion, Deleted or Enabled again (Shoal has no KMS: the
 region's ``KMS_KEYS`` file stands for it); a table or replica whose key cannot
 be used shows INACCESSIBLE_ENCRYPTION_CREDENTIALS until it can, and meanwhile
-refuses item requests and takes no replicated changes (they wait in the
-sending regions).
+refuses item requests, UpdateTimeToLive, CreateBackup, UpdateContributorInsights
+and SSE changes, and takes no replicated changes (they wait in the sending
+regions); a CreateTable, UpdateTable or restore naming such a key is refused.
 """
 
 from __future__ import annotations
