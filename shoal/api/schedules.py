@@ -41,6 +41,7 @@ instead of waiting an hour.
 from __future__ import annotations
 
 import logging
+import math
 import time
 import types
 from typing import Callable
@@ -167,7 +168,9 @@ class BackupScheduler:
             record = orjson.loads(raw)
             if record["last"] != seen["last"]:
                 return  # another worker took it
-            record["last"] = round(now, 3)
+            # to the millisecond, rounded down: rounded up, the next backup would be due up to half a
+            # millisecond after now + period, and a call at exactly that moment would pass it over
+            record["last"] = math.floor(now * 1000) / 1000
             record["job"] = {"arn": job_arn, "runner": jobs.runner(), "beat": round(time.time(), 3)}
             txn.put("meta", key, orjson.dumps(record))
         ctx = Context(record["region"], record["account"], self.engine, self.catalog, now=self.clock)
