@@ -16,8 +16,8 @@ import orjson
 import pytest
 
 from tests.server.test_mrsc import REGIONS, Regions, _create, _error
+from tests.server.test_mrsc_lifecycle import _table as _describe, _until
 
-ACTIVE_S = 30.0
 ALL_AT_ONCE = ("One or more parameter values were invalid: Regions of a multi-Region strong consistency global "
                "table are removed all at once, leaving a single-Region table: remove {} in one UpdateTable")
 
@@ -29,20 +29,6 @@ def regions(tmp_path_factory):
         trio.start(i)
     yield trio
     trio.stop()
-
-
-def _until(check, what, timeout: float = ACTIVE_S):
-    deadline = time.monotonic() + timeout
-    while True:
-        value = check()
-        if value:
-            return value
-        assert time.monotonic() < deadline, what()
-        time.sleep(0.1)
-
-
-def _describe(client, name: str) -> dict:
-    return client.describe_table(TableName=name)["Table"]
 
 
 def _gone(client, name: str) -> bool:
