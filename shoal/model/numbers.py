@@ -18,10 +18,11 @@ MAX_DIGITS = 38
 MAX_EXPONENT = 125  # adjusted exponent of the largest magnitude
 MIN_EXPONENT = -130  # adjusted exponent of the smallest magnitude
 
-# Arithmetic in expressions (SET a = b + c) is exact within 38 digits; a result
-# that would lose digits is an error in DynamoDB, so the context traps Inexact
-# (not Rounded: 1E+125 + 0 aligns to 126 digits, all but one of them zeros
-# dropped exactly).
+# Arithmetic in expressions (SET a = b + c, ADD) is exact within 38 digits; a
+# result that would lose digits is an error in DynamoDB, so the context traps
+# Inexact (not Rounded: 1E+125 + 0 aligns to 126 digits, all but one of them
+# zeros dropped exactly).  Such a result is refused as an overflow whatever
+# its magnitude (``_arith``).
 ARITHMETIC = Context(prec=MAX_DIGITS, traps=[Inexact])
 
 
@@ -134,14 +135,21 @@ def subtract(a: Decimal, b: Decimal) -> Decimal:
 
 
 def _arith(a: Decimal, b: Decimal, op: str) -> Decimal:
+    """a op b in 38 digits.  A result those digits cannot hold exactly is
+    DynamoDB's "Number overflow", even when, rounded, it would be in range
+    (1e50 + 1, 0.1 + 1e-100): the one number error the API Reference lists
+    among an update expression's failures (TransactWriteItems'
+    CancellationReasons: "Number overflow. Attempting to store a number with
+    magnitude larger than supported range"), and DynamoDB's recorded answer
+    to 1e50 + 1 and 1e50 - 1 (ScyllaDB Alternator's
+    test_update_expression_plus_imprecise, run against DynamoDB).  The
+    38-digit message is the one for a value sent with too many digits
+    (``check_number``); DynamoDB Local answers its own "DynamoDB only
+    supports precision up to 38 digits" to both."""
     try:
         result = getattr(ARITHMETIC, op)(a, b)
     except Inexact:
-        raise ValidationException(
-            "Number overflow. Attempting to store a number with magnitude larger than supported range"
-            if max(a.adjusted(), b.adjusted()) > 0
-            else "Attempting to store more than 38 significant digits in a Number"
-        ) from None
+        raise ValidationException(_OVERFLOW) from None
     check_number(result)
     return result
 
