@@ -211,6 +211,7 @@ def read_projection(request: dict, legacy: tuple[str, ...] = ("AttributesToGet",
 
 #: The kinds of entry ``meter`` records.
 READ, WRITE, RETURNED, RECORDS, BYTES = "read", "write", "returned", "records", "bytes"
+CONDITION_FAILED = "condition_failed"  # ``meter_condition_failed``'s
 
 
 def meter(ctx, table_name: str, kind: str, amount: float, index_units: dict | None = None) -> None:
@@ -281,6 +282,16 @@ def meter_failed_write(ctx, table, old_size: int | None) -> None:
         capacity.condition_failed(table, units)
     if ctx.meter is not None:
         meter_item_write(ctx, table.name, units, None)
+
+
+def meter_condition_failed(ctx, table_name: str) -> None:
+    """Report a write whose condition failed inside a request that still
+    succeeds (a BatchExecuteStatement member): ``(table_name,
+    CONDITION_FAILED, 1, None)``, one in the table's
+    ConditionalCheckFailedRequests.  (A request that fails with
+    ConditionalCheckFailedException is counted from its error.)"""
+    if ctx.meter is not None:
+        ctx.meter.append((table_name, CONDITION_FAILED, 1, None))
 
 
 def meter_returned(ctx, table_name: str, operation: str, items: int) -> None:

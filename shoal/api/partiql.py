@@ -33,7 +33,7 @@ from contextlib import contextmanager
 
 import orjson
 
-from shoal.api.common import expression_context
+from shoal.api.common import expression_context, meter_condition_failed
 from shoal.api.items import delete_item, get_item, put_item, update_item
 from shoal.api.query import query, scan
 from shoal.api.transactions import TransactionCanceledException, transact_get_items, transact_write_items
@@ -786,6 +786,10 @@ def _batch_write(ctx, plan, entry: dict, request: dict, capacity: _Capacity) -> 
     try:
         response = run_write(ctx, plan, options)
     except ShoalError as exc:
+        if isinstance(exc, ConditionalCheckFailedException):
+            # One in its table's ConditionalCheckFailedRequests, as an
+            # ExecuteStatement's (the request itself succeeds: no UserErrors)
+            meter_condition_failed(ctx, plan.table.name)
         return batch_error(exc, plan.table.name)
     capacity.add(response.get("ConsumedCapacity"))
     out = {"TableName": plan.table.name}

@@ -78,6 +78,7 @@ log = logging.getLogger("shoal")
 
 _READ, _WRITE, _RETURNED = "read", "write", "returned"  # the kinds of shoal.api.common.meter
 _RECORDS, _BYTES = "records", "bytes"  # GetRecords' (shoal.api.common.meter_records)
+_CONDITION_FAILED = "condition_failed"  # a batch member's (shoal.api.common.meter_condition_failed)
 _CONSUMED = {_READ: "ConsumedReadCapacityUnits", _WRITE: "ConsumedWriteCapacityUnits"}
 
 
@@ -389,6 +390,8 @@ def _entry(acc: dict, region: str, entry: tuple, n: int) -> None:
     table, kind, amount, detail = entry
     if kind == _RETURNED:
         _add(acc, (region, ns, "ReturnedItemCount", (("Operation", detail), ("TableName", table))), "Count", amount, n)
+    elif kind == _CONDITION_FAILED:
+        _add(acc, (region, ns, "ConditionalCheckFailedRequests", (("TableName", table),)), "Count", amount, n)
     elif kind == _RECORDS or kind == _BYTES:
         metric, unit = ("ReturnedRecordsCount", "Count") if kind == _RECORDS else ("ReturnedBytes", "Bytes")
         dims = (("Operation", "GetRecords"), ("StreamLabel", detail), ("TableName", table))
