@@ -168,8 +168,9 @@ class Table:
     plan: object = None
     # The TableStatus that refuses item requests (CREATING: a restore or an
     # import is filling it; INACCESSIBLE_ENCRYPTION_CREDENTIALS: its KMS key
-    # cannot be used), None otherwise: read by every ``Catalog.require``, so
-    # that an available table costs one attribute test.
+    # cannot be used; ARCHIVING, ARCHIVED: its data is gone, in a backup,
+    # ``shoal.api.archival``), None otherwise: read by every ``Catalog.require``,
+    # so that an available table costs one attribute test.
     refused_status: str | None = None
 
 
@@ -196,7 +197,7 @@ def has_limits(desc: dict) -> bool:
 
 #: TableStatus values whose table ``Catalog.require`` refuses (``Table.refused_status``).
 INACCESSIBLE = "INACCESSIBLE_ENCRYPTION_CREDENTIALS"
-_REFUSED_STATUSES = frozenset(("CREATING", INACCESSIBLE))
+_REFUSED_STATUSES = frozenset(("CREATING", INACCESSIBLE, "ARCHIVING", "ARCHIVED"))
 
 
 def table_arn(region: str, account: str, name: str) -> str:
@@ -409,7 +410,8 @@ class Catalog:
 
     def require(self, txn, region: str, name: str) -> Table:
         """The table, or DynamoDB's data-plane ResourceNotFoundException (also
-        while the table is CREATING: a restore or an import is filling it);
+        while the table is CREATING: a restore or an import is filling it; and
+        ARCHIVING or ARCHIVED: its data is gone, ``shoal.api.archival``);
         a table whose KMS key cannot be used (INACCESSIBLE_ENCRYPTION_CREDENTIALS)
         gets the error DynamoDB answers then (``control.inaccessible_error``)."""
         table = self.get(txn, region, name)

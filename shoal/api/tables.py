@@ -29,7 +29,7 @@ import uuid
 import orjson
 
 from shoal.api import indexes as index_store
-from shoal.api import backups, pitr, resource_policies, streams, vectors
+from shoal.api import archival, backups, pitr, resource_policies, streams, vectors
 from shoal.api.catalog import (
     INACCESSIBLE,
     STATS_KEY,
@@ -192,7 +192,7 @@ def source_table(ctx, txn, text: str) -> Table:
     except ResourceNotFoundException:
         name = None
     table = ctx.catalog.get(txn, ctx.region, name) if name is not None else None
-    if table is None:
+    if table is None or archival.is_archived(table.description):  # an archived table's data is gone
         raise TableNotFoundException(f"Table not found: {text}")
     return table
 
@@ -966,6 +966,8 @@ def delete_table(ctx, request: dict) -> dict:
     name = table_name_of(ctx, request["TableName"])
     with ctx.engine.write() as txn:
         table = _require(ctx, txn, name)
+        if table.description.get("TableStatus") == archival.ARCHIVING:  # an ARCHIVED one may be deleted
+            raise archival.refusal(table)
         if table.description.get("DeletionProtectionEnabled"):
             raise ValidationException(
                 "Resource cannot be deleted as it is currently protected against deletion. "
@@ -1009,21 +1011,33 @@ def _owned_ranges(table: Table) -> list[tuple[str, bytes, bytes | None]]:
     small ``meta`` ones first.  The stream history (``streams/table/`` +
     prefix) is not among them: the streams trimmer forgets it after retention."""
     prefix = table.prefix
-
-    def under(space: str, head: bytes) -> tuple[str, bytes, bytes | None]:
-        return space, head, _successor(head)
-
     return [
-        under("meta", resource_policies.policy_key(prefix)),  # the table's and its streams' policies
-        under("meta", b"ttl/" + prefix),  # shoal.api.ttl: the TTL setting
-        under("meta", b"ttlpass/" + prefix),  # and the sweeper's position
-        under("meta", pitr.setting_key(prefix)),  # shoal.api.pitr: the point-in-time recovery setting
-        under("meta", b"istats/" + prefix),  # index counters (catalog.INDEX_STATS_KEY)
-        ("meta", *index_store.index_jobs_range(prefix)),
-        under("items", prefix),
-        under("indexes", prefix),
-        under("meta", index_store.collection_range(table)),  # LSI item-collection sizes
+        _under("meta", resource_policies.policy_key(prefix)),  # the table's and its streams' policies
+        _under("meta", pitr.setting_key(prefix)),  # shoal.api.pitr: the point-in-time recovery setting
+        *data_ranges(table),
     ]
+
+
+def data_ranges(table: Table) -> list[tuple[str, bytes, bytes | None]]:
+    """The key ranges of a table's data and what is kept of it (its items,
+    index entries, their counters, the TTL sweep and the index builds), the
+    small ``meta`` ones first: what a deleted table's purge empties after
+    its settings, and all an archived table's purge empties
+    (``shoal.api.archival``)."""
+    prefix = table.prefix
+    return [
+        _under("meta", b"ttl/" + prefix),  # shoal.api.ttl: the TTL setting
+        _under("meta", b"ttlpass/" + prefix),  # and the sweeper's position
+        _under("meta", b"istats/" + prefix),  # index counters (catalog.INDEX_STATS_KEY)
+        ("meta", *index_store.index_jobs_range(prefix)),
+        _under("items", prefix),
+        _under("indexes", prefix),
+        _under("meta", index_store.collection_range(table)),  # LSI item-collection sizes
+    ]
+
+
+def _under(space: str, head: bytes) -> tuple[str, bytes, bytes | None]:
+    return space, head, _successor(head)
 
 
 def purge_prefix(engine, space: str, prefix: bytes, chunk: int = PURGE_CHUNK) -> int:
@@ -1107,6 +1121,8 @@ def update_table(ctx, request: dict) -> dict:
         if table.description.get("TableStatus") == "CREATING":  # a restore or an import is filling it
             raise ResourceInUseException(f"Attempt to change a resource which is still in use: "
                                          f"Table is being created: {name}")
+        if archival.is_archived(table.description):
+            raise archival.refusal(table)
         # Everything is checked before anything is written: a failure after a
         # write would poison the group commit it shares with other requests.
         _check_stream_specification(request.get("StreamSpecification"), False, name)

@@ -67,7 +67,8 @@ class KeyWatcher:
     """The KMS key check of a region with no peers (``control.check_encryption_keys``,
     every ``control.KEY_CHECK_S``), which the replication thread does where there
     are peers: a table whose key its region marks unusable is
-    INACCESSIBLE_ENCRYPTION_CREDENTIALS on a lone regional deployment too.  One
+    INACCESSIBLE_ENCRYPTION_CREDENTIALS on a lone regional deployment too, and
+    archived once that has lasted seven days (``shoal.api.archival``).  One
     worker at a time, under the replication thread's lease."""
 
     def __init__(self, engine, catalog, region: str, clock) -> None:

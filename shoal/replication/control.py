@@ -43,7 +43,7 @@ import orjson
 
 from shoal.api.changelog import head_position
 from shoal.errors import INVALID_PARAMETERS as INVALID
-from shoal.errors import ValidationException
+from shoal.errors import ShoalError, ValidationException
 from shoal.replication import apply as replica_apply
 from shoal.storage import keyring
 
@@ -325,15 +325,18 @@ def check_encryption_keys(engine, catalog, region: str, now: float) -> bool:
     table is sent to its replicas (``sync``: ``replica_set`` gives this
     region's status), whose DescribeTable then shows this replica
     INACCESSIBLE_ENCRYPTION_CREDENTIALS.  Only an ACTIVE table is marked
-    (one being changed is checked again next time).  True if it changed a table.
+    (one being changed is checked again next time).  A key that stays
+    inaccessible has consequences (``_consequences``): a replica of a global
+    table leaves its replication group after 20 hours, a regional table is
+    archived after seven days (``shoal.api.archival``).  True if it changed a table.
 
     The API Reference: TableStatus INACCESSIBLE_ENCRYPTION_CREDENTIALS, "The
     KMS key used to encrypt the table in inaccessible"; SSEDescription's
     InaccessibleEncryptionDateTime, "automatically cleared when DynamoDB
     detects that the table's KMS key is accessible again"; ReplicaStatus
     INACCESSIBLE_ENCRYPTION_CREDENTIALS, "The KMS key used to encrypt the
-    table is inaccessible".  DynamoDB archives a table inaccessible for
-    seven days; Shoal does not."""
+    table is inaccessible"."""
+    from shoal.api import archival
     from shoal.api.catalog import update_description
 
     try:
@@ -347,6 +350,7 @@ def check_encryption_keys(engine, catalog, region: str, now: float) -> bool:
     if not states and not _KEYS_CHECKED.get(id(engine), True):
         return False
     changes = []
+    due = []  # (what, table): the consequences of a key that stays inaccessible
     marked = False
     with engine.read() as txn:
         for name in catalog.iter_names(txn, region):
@@ -354,6 +358,11 @@ def check_encryption_keys(engine, catalog, region: str, now: float) -> bool:
             if table is None:
                 continue
             desc = table.description
+            if desc.get("TableStatus") == archival.ARCHIVING:  # whatever its key's state now
+                marked = True
+                if archival.backup_due(desc, now):
+                    due.append((archival.finish, table))
+                continue
             arn = _table_key(desc)
             shown = desc.get("TableStatus") == INACCESSIBLE
             marked = marked or shown
@@ -362,6 +371,10 @@ def check_encryption_keys(engine, catalog, region: str, now: float) -> bool:
             problem = keyring.kms_key_problem(states, arn) if _customer_managed(arn) else None
             if (problem is not None and desc.get("TableStatus") == "ACTIVE") or (problem is None and shown):
                 changes.append((table, problem is not None))
+            elif problem is not None and shown:
+                consequence = _consequence(txn, table, now)
+                if consequence is not None:
+                    due.append((consequence, table))
     for table, inaccessible in changes:
 
         def change(desc: dict, inaccessible=inaccessible) -> None:
@@ -380,8 +393,68 @@ def check_encryption_keys(engine, catalog, region: str, now: float) -> bool:
             for replica in updated.description.get("Replicas") or ():
                 queue_task(txn, {"kind": "sync", "table_id": table.table_id, "name": table.name,
                                  "peer": replica["RegionName"]})
+    acted = False
+    for consequence, table in due:
+        acted = consequence(engine, catalog, region, table, now) or acted
     _KEYS_CHECKED[id(engine)] = marked or any(inaccessible for _, inaccessible in changes)
-    return bool(changes)
+    return bool(changes) or acted
+
+
+def _consequence(txn, table, now: float):
+    """What is due for ``table``, INACCESSIBLE_ENCRYPTION_CREDENTIALS since
+    its SSEDescription's InaccessibleEncryptionDateTime, now: None, or the
+    function doing it (called as ``check_encryption_keys`` calls ``archival.finish``).
+
+    The API Reference's ReplicaStatus INACCESSIBLE_ENCRYPTION_CREDENTIALS:
+    "If the KMS key remains inaccessible for more than 20 hours, DynamoDB
+    will remove this replica from the replication group. The replica will
+    not be deleted and replication will stop from and to this region"
+    (``remove_inaccessible_replica``).  A regional table is archived after
+    seven days (``archival.begin``).  A replica of an MRSC table, and a
+    member of a version 2017.11.29 global table, stay as they are: DynamoDB
+    documents nothing for them (MRSC replicas that cannot replicate for other
+    reasons become permanently inaccessible, not removed)."""
+    from shoal.api import archival
+
+    desc = table.description
+    since = (desc.get("SSEDescription") or {}).get("InaccessibleEncryptionDateTime")
+    if since is None:
+        return None
+    if desc.get("Replicas") or desc.get("GlobalTableVersion") or replica_apply.is_global(txn, table.table_id):
+        removable = desc.get("GlobalTableVersion") == GLOBAL_TABLE_VERSION and not is_strong(desc)
+        if removable and now - since >= archival.CONFIG.replica_removal_s:
+            return remove_inaccessible_replica
+        return None
+    return archival.begin if archival.archival_due(desc, now) else None
+
+
+def remove_inaccessible_replica(engine, catalog, region: str, table, now: float) -> bool:
+    """Remove this region's replica, whose KMS key has been inaccessible for
+    20 hours, from its replication group: it leaves as DeleteTable's replica
+    does (``leave``: the others are sent the set without it, and forget it;
+    this region stops keeping records for them) but its table stays, a
+    regional table, still INACCESSIBLE_ENCRYPTION_CREDENTIALS and archived
+    in its turn.  What was queued here for the others is dropped first: a
+    replica set sent after the removal would make it a member again.  True
+    if it removed it."""
+    from shoal.api.catalog import update_description
+
+    with engine.write() as txn:
+        current = catalog.get(txn, region, table.name)
+        if current is None or current.table_id != table.table_id or not is_inaccessible(current) \
+                or not current.description.get("Replicas"):
+            return False
+        _drop_tasks(txn, table.table_id, [r["RegionName"] for r in current.description["Replicas"]])
+        leave(txn, current)
+
+        def change(desc: dict) -> None:
+            desc.pop("Replicas", None)
+            desc.pop("GlobalTableVersion", None)
+
+        update_description(txn, region, table.name, table.table_id, change, catalog.keys)
+    logging.getLogger("shoal").warning("table %s: its KMS key stayed inaccessible: this replica left its "
+                                       "global table's replication group", table.name)
+    return True
 
 
 #: How DynamoDB words a request that needs a KMS key it cannot use, by the
@@ -434,7 +507,7 @@ def kms_key_error(engine, arn: str, assume_disabled: bool = False) -> Validation
         f"Error Code: {kind}; Request ID: {uuid.uuid4()}; Proxy: null)")
 
 
-def inaccessible_error(engine, table) -> ValidationException:
+def inaccessible_error(engine, table) -> ShoalError:
     """The error of a request that needs the KMS key of ``table`` while it is
     INACCESSIBLE_ENCRYPTION_CREDENTIALS (``kms_key_error``, naming the
     table's key): item requests (``Catalog.require`` raises it), and the
@@ -442,7 +515,12 @@ def inaccessible_error(engine, table) -> ValidationException:
     CreateBackup, UpdateContributorInsights and any SSESpecification change,
     which names the old key).  The API Reference says only that "table
     operations may fail due to failure to use the KMS key".  The key's state
-    is read here, off the hot path (only a refused request gets this far)."""
+    is read here, off the hot path (only a refused request gets this far).
+    An ARCHIVING or ARCHIVED table is refused as archived (``archival.refusal``)."""
+    from shoal.api import archival
+
+    if archival.is_archived(table.description):
+        return archival.refusal(table)
     return description_key_error(engine, table.description)
 
 
@@ -453,8 +531,10 @@ def description_key_error(engine, desc: dict) -> ValidationException:
 
 def is_inaccessible(table) -> bool:
     """Whether ``table`` is INACCESSIBLE_ENCRYPTION_CREDENTIALS (its key
-    cannot be used here: ``check_encryption_keys``)."""
-    return table.description.get("TableStatus") == INACCESSIBLE
+    cannot be used here: ``check_encryption_keys``), or ARCHIVING or
+    ARCHIVED after that (``shoal.api.archival``): the requests that need
+    the key are refused (``inaccessible_error``)."""
+    return table.description.get("TableStatus") in (INACCESSIBLE, "ARCHIVING", "ARCHIVED")
 
 
 def _key_types(desc: dict) -> dict:
