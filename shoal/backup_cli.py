@@ -23,6 +23,31 @@ exports are ``shoal.api.parquet``'s.
 ``shoal backup schedule`` sets, lists and removes a table's schedule of
 automatic backups (``shoal.api.schedules``), which the server takes.  Like
 ``shoal iam`` it may run beside a serving server: it writes one small record.
+
+Over PostgreSQL (``--storage postgresql://...`` or SHOAL_STORAGE, as ``shoal
+serve`` takes it) there is no directory to lock, and the tools run while
+nodes serve the store: each is then what one more node doing that request
+would be.  A backup or an export reads the table in one snapshot (a
+REPEATABLE READ transaction: every item as of one position of the change
+log, writers never blocked), so what nodes write meanwhile is either wholly
+in it or not at all; its record (ListBackups, ListExports) is in the
+database.  A restore or an import creates a new table through the same
+catalog and write path as CreateTable and the item writes (the catalog
+version every node checks moves, so every node sees the table within a
+second, CREATING until its items are loaded), and a name taken meanwhile by a
+node's CreateTable is refused as DynamoDB refuses it.  Its job record names
+this process and beats, so nodes judge it by its heartbeat.  A schedule is a
+record in the database, taken by whichever node claims it first.  What a node
+does at its start for the jobs of processes that stopped (drop a half-made
+backup, delete a half-restored table, mark an export or import FAILED) a
+tool does at its start too over PostgreSQL, where nodes start rarely; and an
+interrupted tool (Ctrl-C, SIGTERM) stops its job and undoes it at once, over
+either engine.  What cannot be done over PostgreSQL is refused:
+``shoal keys kms-key-state`` (nodes over PostgreSQL read no KMS key states),
+and a store that is not there for the tools that only read one (nothing is
+created in the wrong database).  These tools are not authorized by IAM:
+whoever holds the database's URL (and the master key of a store encrypted at
+rest) holds every table, as with a data directory.
 """
 
 from __future__ import annotations
@@ -31,12 +56,13 @@ import argparse
 import logging
 import os
 import re
+import signal
 import sys
 import threading
 import time
 from datetime import datetime, timezone
 
-from shoal.keys_cli import add_data_dir_options, open_data_dir_of
+from shoal.keys_cli import add_data_dir_options, add_storage_option, open_data_dir_of, storage_problem
 
 #: argparse's name for ``shoal backup TABLE``: not a possible table name, so
 #: that a table may be called anything but ``schedule``.
@@ -75,6 +101,9 @@ class _TableOrCommand(argparse._SubParsersAction):
 
 def _common(parser) -> None:
     add_data_dir_options(parser)
+    add_storage_option(parser, "work on this PostgreSQL store (as shoal serve --storage serves it; its nodes may "
+                               "serve on meanwhile) instead of a data directory (env SHOAL_STORAGE); --data-dir "
+                               "is then not used")
     parser.add_argument("--region", default=os.environ.get("SHOAL_REGION", "us-east-1"),
                         help="the region of the tables (env SHOAL_REGION; default us-east-1)")
 
@@ -82,7 +111,8 @@ def _common(parser) -> None:
 def add_backup_commands(commands) -> None:
     """Register ``backup``, ``restore``, ``export`` and ``import``."""
     offline = ("It works on a data directory no server is serving (stop the server first; it refuses while "
-               "one serves it) and shows a progress bar on stderr when that is a terminal.")
+               "one serves it), or with --storage on a PostgreSQL store while its nodes serve, and shows a "
+               "progress bar on stderr when that is a terminal.")
     backup = commands.add_parser(
         "backup", help="back up a table of a data directory, or schedule automatic backups",
         description="shoal backup TABLE --data-dir DIR [--name NAME]: make an on-demand backup of TABLE (as "
@@ -261,7 +291,11 @@ class _Refused(Exception):
 
 
 class _Workspace:
-    """The data directory held exclusively, and a Context of the API over it."""
+    """The store a tool works on and a Context of the API over it: a data
+    directory held exclusively, or a PostgreSQL store (``--storage``) that
+    nodes may be serving.  A ``with`` block: at its end it waits for the jobs
+    the operation started, or, when it ends by an interruption, stops them
+    and undoes what they had half done (``_undo_interrupted``)."""
 
     def __init__(self, args, what: str, instead: str | None, *, create: bool = False,
                  s3_dir: str | None = None) -> None:
@@ -270,25 +304,68 @@ class _Workspace:
         from shoal.settings import request_clock
         from shoal.storage.datadir import DataDirBusy, hold_exclusively
 
-        logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
-        self.engine = open_data_dir_of(args, create=create)
+        self.lock = None
+        self.engine = open_data_dir_of(args, create=create)  # the --storage store, if given
         if self.engine is None:
             raise _Refused(None)  # open_data_dir_of said why
-        try:
-            self.lock = hold_exclusively(args.data_dir, what)
-        except DataDirBusy as exc:
-            self.engine.close()
-            raise _Refused(f"{exc}: stop the server first{', or ' + instead if instead else ''}") from None
+        if not args.storage:
+            try:
+                self.lock = hold_exclusively(args.data_dir, what)
+            except DataDirBusy as exc:
+                self.engine.close()
+                raise _Refused(f"{exc}: stop the server first{', or ' + instead if instead else ''}") from None
+        logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
         self.ctx = Context(args.region, DEFAULT_ACCOUNT, self.engine, Catalog(self.engine), now=request_clock(),
                            s3_dir=s3_dir)
+        if args.storage:
+            # Nodes clear up after stopped processes only when they start,
+            # which over PostgreSQL may be seldom: a tool killed before this
+            # one left its half-made work to whoever starts next.
+            try:
+                self._recover()
+            except BaseException:
+                self.engine.close()
+                raise
 
-    def close(self) -> None:
+    def __enter__(self) -> "_Workspace":
+        return self
+
+    def __exit__(self, exc_type, exc, tb) -> None:
         from shoal.api import jobs
 
-        jobs.wait_for_jobs(self.engine, 3600)
-        self.engine.close()
-        os.ftruncate(self.lock, 0)
-        os.close(self.lock)
+        try:
+            if exc_type is not None and issubclass(exc_type, KeyboardInterrupt):
+                self._undo_interrupted()
+            else:
+                jobs.wait_for_jobs(self.engine, 3600)
+        finally:
+            self.engine.close()
+            if self.lock is not None:
+                os.ftruncate(self.lock, 0)
+                os.close(self.lock)
+
+    def _recover(self) -> None:
+        """What a node does at its start: the backups left CREATING, the
+        restored tables left half-loaded and the exports and imports left
+        IN_PROGRESS by processes that stopped (judged by their heartbeats)."""
+        from shoal.api import backups, exports
+
+        exports.recover_interrupted(self.engine)
+        backups.recover_interrupted(self.engine, self.ctx.catalog)
+
+    def _undo_interrupted(self) -> None:
+        """Stop this process's jobs where they are and undo them now (a
+        restore's table deleted, an export or import FAILED), rather than at
+        the next start of a server.  A backup copy runs on the main thread:
+        the interruption has already dropped it (``backups._copy``)."""
+        from shoal.api import jobs
+
+        jobs.stop_jobs(self.engine)
+        try:
+            self._recover()
+        except Exception as exc:  # the store may be what failed; the next start of a node clears up
+            print(f"shoal: could not undo the interrupted work now ({exc}); the next start of a server will",
+                  file=sys.stderr)
 
     def table(self, name: str):
         """The table (name or ARN), or _Refused in DynamoDB's words."""
@@ -317,17 +394,25 @@ class _Workspace:
         (done, total or None) meanwhile."""
         from shoal.api import jobs
 
-        while not jobs.wait_for_jobs(self.engine, 0.2):
-            progress.update(*measure())
-        progress.update(*measure(), force=True)
-        progress.finish()
+        try:
+            while not jobs.wait_for_jobs(self.engine, 0.2):
+                progress.update(*measure())
+            progress.update(*measure(), force=True)
+        finally:
+            progress.finish()
 
 
 def _run(tool):
-    """A tool's handler: ``tool(args)``, with refusals and the API's errors as one ``shoal:`` line."""
+    """A tool's handler: ``tool(args)``, with refusals and the API's errors as
+    one ``shoal:`` line; SIGTERM interrupts it as Ctrl-C does (exit 130)."""
     from shoal.errors import ShoalError
 
     def handler(args) -> int:
+        problem = storage_problem(args.storage)
+        if problem:
+            print(f"shoal: {problem}", file=sys.stderr)
+            return 2
+        previous = signal.signal(signal.SIGTERM, _interrupt)
         try:
             return tool(args)
         except _Refused as exc:
@@ -337,8 +422,18 @@ def _run(tool):
         except ShoalError as exc:
             print(f"shoal: {exc.message}", file=sys.stderr)
             return 1
+        except KeyboardInterrupt:
+            print("shoal: interrupted (what had not finished was stopped: a restore's table deleted, an export or "
+                  "import marked FAILED, a backup dropped)", file=sys.stderr)
+            return 130
+        finally:
+            signal.signal(signal.SIGTERM, previous)
 
     return handler
+
+
+def _interrupt(signum, frame) -> None:
+    raise KeyboardInterrupt
 
 
 def _validated(operation: str, request: dict) -> dict:
@@ -356,37 +451,49 @@ def _validated(operation: str, request: dict) -> dict:
 def _backup(args) -> int:
     from shoal.api import backups
 
-    work = _Workspace(args, "shoal backup", "use CreateBackup through it (aws dynamodb create-backup)")
-    try:
+    with _Workspace(args, "shoal backup", "use CreateBackup through it (aws dynamodb create-backup)") as work:
         table = work.table(args.table)
         name = args.name or f"{table.name}-{datetime.now(timezone.utc):%Y%m%d-%H%M%S}"
         request = _validated("CreateBackup", {"TableName": table.name, "BackupName": name})
         total = work.item_count(table.name)
         progress = Progress(f"backing up {table.name}")
-        answer: dict = {}
-
-        def copy() -> None:
-            try:
-                answer["details"] = backups.create_backup(work.ctx, request)["BackupDetails"]
-            except BaseException as exc:  # handed to the main thread
-                answer["error"] = exc
-
-        thread = threading.Thread(target=copy, name="shoal-backup")
-        thread.start()
-        while thread.is_alive():
-            thread.join(0.2)
-            progress.update(_copied(work, table, name), total)
-        progress.finish()
-        if "error" in answer:
-            raise answer["error"]
-        details = answer["details"]
+        # The copy runs on this thread, so that an interruption reaches it:
+        # it then drops the half-made backup itself.
+        with _Shown(progress, lambda: (_copied(work, table, name), total)):
+            details = backups.create_backup(work.ctx, request)["BackupDetails"]
         made = backups.describe_backup(work.ctx, {"BackupArn": details["BackupArn"]})["BackupDescription"]
         print(f"Backed up {table.name}: {made['SourceTableDetails']['ItemCount']:,} items, "
               f"{_size(details['BackupSizeBytes'])}, in {progress.elapsed():.1f} s, as backup {name!r}")
         print(f"BackupArn: {details['BackupArn']}")
         return 0
-    finally:
-        work.close()
+
+
+class _Shown:
+    """A ``with`` block during which a thread draws ``progress`` of
+    ``measure()`` = (done, total) every 0.2 s (when it is drawn at all)."""
+
+    def __init__(self, progress: Progress, measure) -> None:
+        self.progress, self.measure = progress, measure
+        self.stop = threading.Event()
+        self.thread = threading.Thread(target=self._draw, name="shoal-progress", daemon=True)
+
+    def _draw(self) -> None:
+        while not self.stop.wait(0.2):
+            try:
+                self.progress.update(*self.measure())
+            except Exception:  # a progress bar is not worth failing for
+                pass
+
+    def __enter__(self) -> "_Shown":
+        if self.progress.shown:
+            self.thread.start()
+        return self
+
+    def __exit__(self, *exc_info) -> None:
+        self.stop.set()
+        if self.thread.is_alive():
+            self.thread.join()
+        self.progress.finish()
 
 
 def _copied(work, table, name: str) -> int:
@@ -425,7 +532,8 @@ def _schedule(args) -> int:
         raise _Refused("--remove takes no --every or --keep")
     elif not args.remove and not (args.every and args.keep):
         raise _Refused("give both --every and --keep (like --every 1h --keep 7d), or --remove")
-    # Beside a running server, as shoal iam: one small write, no lock.
+    # Beside a running server, as shoal iam: one small write, no lock (over
+    # PostgreSQL a record in the database, which every node reads).
     engine = open_data_dir_of(args, create=False)
     if engine is None:
         return 1
@@ -484,8 +592,8 @@ def _restore(args) -> int:
         raise _Refused("--from-table needs --at: a time of its point-in-time recovery window, or latest")
     if args.backup_arn and args.at is not None:
         raise _Refused("--at is for --from-table; a backup is restored as it was made")
-    work = _Workspace(args, "shoal restore", "use RestoreTableFromBackup or RestoreTableToPointInTime through it")
-    try:
+    with _Workspace(args, "shoal restore",
+                    "use RestoreTableFromBackup or RestoreTableToPointInTime through it") as work:
         if args.backup_arn:
             request = _validated("RestoreTableFromBackup", {"BackupArn": args.backup_arn,
                                                             "TargetTableName": args.target})
@@ -513,8 +621,6 @@ def _restore(args) -> int:
         print(f"Restored {source} as table {args.target}: {work.item_count(args.target):,} items in "
               f"{progress.elapsed():.1f} s")
         return 0
-    finally:
-        work.close()
 
 
 # ---------------------------------------------------------------- shoal export
@@ -524,14 +630,11 @@ def _restore(args) -> int:
 def _export(args) -> int:
     out = os.path.abspath(args.out)
     instead = "use ExportTableToPointInTime through it" if args.format != "parquet" else None
-    work = _Workspace(args, "shoal export", instead, s3_dir=os.path.dirname(out))
-    try:
+    with _Workspace(args, "shoal export", instead, s3_dir=os.path.dirname(out)) as work:
         table = work.table(args.table)
         if args.format == "parquet":
             return _export_parquet(work, table, out, args.at)
         return _export_dynamodb(work, table, out, _EXPORT_FORMATS[args.format], args.at)
-    finally:
-        work.close()
 
 
 def _export_parquet(work, table, out: str, at: float | None) -> int:
@@ -619,10 +722,14 @@ def _export_now(work, table, out: str, export_format: str, progress: Progress):
 
     thread = threading.Thread(target=run, name="shoal-export")
     thread.start()
-    while thread.is_alive():
-        thread.join(0.2)
-        progress.update(_bytes_under(out))
-    progress.finish()
+    try:
+        while thread.is_alive():
+            thread.join(0.2)
+            progress.update(_bytes_under(out))
+    finally:
+        stop.set()  # an interruption: the job leaves its files where they are (no record names them)
+        thread.join()
+        progress.finish()
     if "error" in outcome:
         error = outcome["error"]
         raise _Refused(f"the export failed: {getattr(error, 'message', error)}")
@@ -652,9 +759,8 @@ def _import(args) -> int:
         raise _Refused(f"{args.source} is not a folder")
     prefix = _data_prefix(source)
     compression = _COMPRESSIONS.get(args.compression) or _compression_of(source, prefix)
-    work = _Workspace(args, "shoal import", "use ImportTable through it (aws dynamodb import-table)", create=True,
-                      s3_dir=os.path.dirname(source))
-    try:
+    with _Workspace(args, "shoal import", "use ImportTable through it (aws dynamodb import-table)", create=True,
+                    s3_dir=os.path.dirname(source)) as work:
         keys = [{"AttributeName": name, "KeyType": kind} for (name, _), kind in zip(args.key, ("HASH", "RANGE"))]
         request = {
             "S3BucketSource": {"S3Bucket": os.path.basename(source), "S3KeyPrefix": prefix},
@@ -675,8 +781,6 @@ def _import(args) -> int:
                                "good ones")
             raise _Refused(f"the import failed: {job.get('FailureCode')}: {job.get('FailureMessage')}")
         return 0
-    finally:
-        work.close()
 
 
 def _data_prefix(folder: str) -> str:

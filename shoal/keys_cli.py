@@ -14,6 +14,13 @@ be used shows INACCESSIBLE_ENCRYPTION_CREDENTIALS until it can, and meanwhile
 refuses item requests, UpdateTimeToLive, CreateBackup, UpdateContributorInsights
 and SSE changes, and takes no replicated changes (they wait in the sending
 regions); a CreateTable, UpdateTable or restore naming such a key is refused.
+Nodes over PostgreSQL read no key states (there is no data directory for the
+file), so ``kms-key-state`` refuses ``--storage`` (and SHOAL_STORAGE).
+
+``add_storage_option`` and ``open_database_of`` are how the commands that
+work on a store (``shoal backup``, ``restore``, ``export``, ``import``) take
+``--storage postgresql://...`` as ``shoal serve`` does: a database that holds
+no Shoal store is refused by those that only read one, and left untouched.
 """
 
 from __future__ import annotations
@@ -23,6 +30,7 @@ import sys
 
 from shoal.storage.keyring import (
     KMS_KEY_STATES,
+    KMS_KEYS_NAME,
     KeyringError,
     generate_master_key_text,
     parse_master_key,
@@ -33,6 +41,8 @@ from shoal.storage.keyring import (
 
 MASTER_KEY_ENV = "SHOAL_MASTER_KEY"
 MASTER_KEY_FILE_ENV = "SHOAL_MASTER_KEY_FILE"
+STORAGE_ENV = "SHOAL_STORAGE"
+_CONNECT_TIMEOUT_S = 10
 
 
 def master_key_from(path: str | None) -> bytes | None:
@@ -59,14 +69,89 @@ def add_data_dir_options(parser, master_key_help: str | None = None) -> None:
 
 def open_data_dir_of(args, *, create: bool = True):
     """The engine of ``args.data_dir`` opened with its master key, or None
-    after printing why it cannot be opened (the caller exits with 1)."""
+    after printing why it cannot be opened (the caller exits with 1).  A
+    command that takes ``--storage`` (``add_storage_option``) and was given a
+    URL opens that PostgreSQL store instead (``open_database_of``)."""
     from shoal.storage.datadir import DataDirError, open_data_dir
 
+    if getattr(args, "storage", None):
+        return open_database_of(args, create=create)
     try:
         return open_data_dir(args.data_dir, create=create, master_key=master_key_from(args.master_key_file))
     except (DataDirError, KeyringError) as exc:
         print(f"shoal: {exc}", file=sys.stderr)
         return None
+
+
+def add_storage_option(parser, help_text: str | None = None) -> None:
+    """``--storage`` (env SHOAL_STORAGE), as ``shoal serve`` takes it: the
+    PostgreSQL store to work on instead of the data directory."""
+    parser.add_argument("--storage", default=os.environ.get(STORAGE_ENV) or None,
+                        metavar="postgresql://USER@HOST:PORT/DB",
+                        help=help_text or "work on this PostgreSQL store (as shoal serve --storage serves it) "
+                        f"instead of the data directory (env {STORAGE_ENV}); --data-dir is then not used")
+
+
+def storage_problem(storage: str | None) -> str | None:
+    """What is wrong with a ``--storage`` value (the command exits with 2), or None."""
+    from shoal.storage.datadir import is_postgres_url
+
+    if storage and not is_postgres_url(storage):
+        return (f"--storage (or {STORAGE_ENV}) must be a postgresql://USER@HOST:PORT/DATABASE URL, "
+                f"not {storage!r}")
+    return None
+
+
+def open_database_of(args, *, create: bool = True, **options):
+    """The PostgreSQL store ``args.storage`` opened with the master key of
+    ``args.master_key_file`` (or SHOAL_MASTER_KEY) if one is given, or None
+    after printing why it cannot be opened (the caller exits with 1).
+
+    Without ``create`` a database that holds no Shoal store is refused, and
+    left as it was (opening would create the store's tables, and with a
+    master key its keyring): a command that reads a store must not make one
+    in the wrong database.  ``options`` go to ``PostgresEngine``."""
+    from shoal.storage.postgres_engine import DEFAULT_SCHEMA, StorageUnavailable, shown_dsn
+
+    shown = shown_dsn(args.storage)
+    try:
+        master_key = master_key_from(args.master_key_file)
+        if not _holds_store(args.storage) and not create:
+            print(f"shoal: {shown} holds no Shoal store (no {DEFAULT_SCHEMA} schema with its tables): check the "
+                  "URL, or serve it once with shoal serve --storage", file=sys.stderr)
+            return None
+        if master_key is not None:
+            from shoal.storage.encrypted import open_encrypted_postgres
+
+            return open_encrypted_postgres(args.storage, master_key, **options)
+        from shoal.storage.postgres_engine import PostgresEngine
+
+        return PostgresEngine(args.storage, **options)
+    except (KeyringError, StorageUnavailable) as exc:
+        print(f"shoal: {exc}", file=sys.stderr)
+        return None
+    except RuntimeError as exc:  # a store of another format, or encrypted and no key given
+        print(f"shoal: {shown}: {exc}", file=sys.stderr)
+        return None
+
+
+def _holds_store(dsn: str) -> bool:
+    """Whether the database ``dsn`` holds a Shoal store (its ``writer`` table),
+    asked of ``information_schema`` (which PostgreSQL, CockroachDB and
+    YugabyteDB all have), creating nothing; ``StorageUnavailable`` when it
+    cannot be reached, worded as the engine words it."""
+    import psycopg
+
+    from shoal.storage.postgres_engine import DEFAULT_SCHEMA, StorageUnavailable, shown_dsn
+
+    try:
+        with psycopg.connect(dsn, connect_timeout=_CONNECT_TIMEOUT_S, autocommit=True) as conn:
+            row = conn.execute("SELECT 1 FROM information_schema.tables WHERE table_schema = %s "
+                               "AND table_name = 'writer'", (DEFAULT_SCHEMA,)).fetchone()
+    except psycopg.Error as exc:  # refused, unknown host or database, bad password, a malformed URL
+        reason = " ".join(str(exc).split())
+        raise StorageUnavailable(f"cannot connect to PostgreSQL at {shown_dsn(dsn)}: {reason}") from None
+    return row is not None
 
 
 def add_keys_commands(commands) -> None:
@@ -80,15 +165,16 @@ def add_keys_commands(commands) -> None:
     add_data_dir_options(rotate, f"the current master key file (env {MASTER_KEY_FILE_ENV}, "
                                  f"or the key in ${MASTER_KEY_ENV})")
     rotate.add_argument("--new-master-key-file", required=True, help="the new master key file")
-    rotate.add_argument("--storage", default=os.environ.get("SHOAL_STORAGE") or None,
-                        help="the postgresql:// URL of a store served with --storage, whose keyring is in the "
-                             "database (env SHOAL_STORAGE); --data-dir is then not used")
+    add_storage_option(rotate, "the postgresql:// URL of a store served with --storage, whose keyring is in the "
+                               f"database (env {STORAGE_ENV}); --data-dir is then not used")
     rotate.set_defaults(handler=_rotate)
     kms = sub.add_parser("kms-key-state", help="mark a KMS key of this region usable or not (its key state)")
     kms.add_argument("key", help="the KMS key id, alias or ARN, as a table's KMSMasterKeyId names it")
     kms.add_argument("state", choices=KMS_KEY_STATES, help="the key's state in this region")
     kms.add_argument("--data-dir", default=os.environ.get("SHOAL_DATA_DIR", "./shoal-data"),
                      help="the region's data directory (env SHOAL_DATA_DIR; default ./shoal-data)")
+    add_storage_option(kms, f"refused: nodes over PostgreSQL (--storage, env {STORAGE_ENV}) read no KMS key "
+                            "states yet")
     kms.set_defaults(handler=_kms_key_state)
     keys.set_defaults(handler=lambda args: _usage(keys))
 
@@ -106,6 +192,14 @@ def _generate(args) -> int:
 def _kms_key_state(args) -> int:
     from shoal.storage.keyring import set_kms_key_state
 
+    if args.storage:
+        # The states are the region's KMS_KEYS file, read from the data
+        # directory the engine opened; a node over PostgreSQL has none to
+        # read them from, so a mark made anywhere would change nothing.
+        print(f"shoal: KMS key states are kept in a data directory's {KMS_KEYS_NAME} file, which nodes over "
+              f"PostgreSQL (--storage, or {STORAGE_ENV}) do not read: a key cannot be marked for a PostgreSQL "
+              f"store; unset {STORAGE_ENV} to mark one of a data directory", file=sys.stderr)
+        return 1
     if not os.path.isdir(args.data_dir):
         print(f"shoal: {args.data_dir} is not a directory", file=sys.stderr)
         return 1
@@ -158,11 +252,9 @@ def _old_and_new(args) -> tuple[bytes, bytes] | None:
 
 def _rotate_in_database(args) -> int:
     """``shoal keys rotate --storage postgresql://...``: the keyring row of the database."""
-    from shoal.storage.datadir import is_postgres_url
-
-    if not is_postgres_url(args.storage):
-        print(f"shoal: --storage (or SHOAL_STORAGE) must be a postgresql://USER@HOST:PORT/DATABASE URL, "
-              f"not {args.storage!r}", file=sys.stderr)
+    problem = storage_problem(args.storage)
+    if problem:
+        print(f"shoal: {problem}", file=sys.stderr)
         return 2
     from shoal.storage.postgres_engine import PostgresEngine, StorageUnavailable, shown_dsn
 
@@ -171,6 +263,9 @@ def _rotate_in_database(args) -> int:
         keys = _old_and_new(args)
         if keys is None:
             return 2
+        if not _holds_store(args.storage):
+            print(f"shoal: {shown} holds no Shoal store: it has no keys to rotate", file=sys.stderr)
+            return 1
         engine = PostgresEngine(args.storage, encrypted=True, min_connections=1, max_connections=1)
         try:
             rotate_database_master_key(engine, *keys, shown)
