@@ -62,7 +62,6 @@ import orjson
 
 from shoal.api.changelog import (
     advance_consumer,
-    change_time,
     consumer_cursor,
     consumers,
     decode_change,
@@ -151,6 +150,7 @@ class PeerClient:
         self.own_region = own_region
         self.credentials = credentials
         self._connection = None  # a socket, kept alive between calls
+        self._sent_request: bytes | None = None  # what ``begin`` sent, until ``end`` has its answer
         self._host: str | None = None  # the Host header
         self.failures = 0
         self.retry_at = 0.0
@@ -162,6 +162,14 @@ class PeerClient:
 
     def call(self, operation: str, payload: dict | None = None, body: bytes | None = None) -> dict:
         """POST ``payload`` (or its JSON, ``body``, already encoded) as ``operation``."""
+        self.begin(operation, payload, body)
+        return self.end()
+
+    def begin(self, operation: str, payload: dict | None = None, body: bytes | None = None) -> None:
+        """Send a request without waiting for its answer (``end`` reads it):
+        the replication thread sends a round's batches to every peer first and
+        then reads the answers, so that a round waits for the slowest peer's
+        durable commit rather than for the sum of them."""
         if self.paused:
             raise PeerError(f"{self.region}: paused (--peer-pause)")
         if body is None:
@@ -170,17 +178,39 @@ class PeerClient:
         if self.credentials is not None:
             headers = self._signed(headers, body)
         request = self._request(headers, body)
+        self._sent_request = None
         for attempt in (0, 1):  # a kept connection the peer closed: once more on a fresh one
             try:
-                sock = self._connect()
-                sock.sendall(request)
-                status, data, close = _read_response(sock)
-            except (_Closed, BrokenPipeError, ConnectionResetError) as exc:
+                self._connect().sendall(request)
+            except (BrokenPipeError, ConnectionResetError) as exc:
                 self.close()
                 if attempt:
                     raise PeerError(f"{self.region}: {exc}") from None
                 continue
             except (OSError, ValueError) as exc:
+                self.close()
+                raise PeerError(f"{self.region}: {exc}") from None
+            # kept to send once more if the connection turns out closed: only the first
+            # try on a kept connection may be, a fresh one's failure is the peer's
+            self._sent_request = request if attempt == 0 else b""
+            return
+
+    def end(self) -> dict:
+        """The answer to the request ``begin`` sent (PeerError if none came)."""
+        request, self._sent_request = self._sent_request, None
+        if request is None:
+            raise PeerError(f"{self.region}: no request was sent")
+        for attempt in (0, 1):
+            try:
+                if attempt:  # the kept connection was closed before it answered: a fresh one
+                    self._connect().sendall(request)
+                status, data, close = _read_response(self._connection)
+            except (_Closed, BrokenPipeError, ConnectionResetError) as exc:
+                self.close()
+                if attempt or not request:
+                    raise PeerError(f"{self.region}: {exc}") from None
+                continue
+            except (OSError, ValueError, AttributeError) as exc:  # AttributeError: no connection left
                 self.close()
                 raise PeerError(f"{self.region}: {exc}") from None
             if close:
@@ -834,26 +864,46 @@ class Replicator:
                     batches[table_id, cursor] = self._batch(txn, table, cursor, indexed)
                 plan.append((peer, table_id, table, name, cursor))
         busy = False
-        for peer, table_id, table, name, cursor in plan:
+        queues: dict[str, list] = {}  # peer region -> its cursors' batches, sent one after another
+        for entry in plan:
+            peer, table_id, table, name, cursor = entry
             if table is None:  # deleted here: stop keeping its records
                 with self.engine.write() as txn:
                     replica_apply.unfollow(txn, peer.region, table_id)
                     replica_apply.unmark_global(txn, table_id)
                 continue
-            if peer.retry_at > time.monotonic():  # failed this round already
-                continue
-            heard = peer.heard_at
-            try:
-                busy = self._send_batch(peer, table, name, cursor, batches[table_id, cursor]) or busy
-            except control_errors() as exc:
-                if self._held_by_peer(peer, table_id, exc):
+            queues.setdefault(peer.region, []).append(entry)
+        while queues:
+            # One batch to each peer at a time, every request sent before any answer is read: the
+            # peers apply and commit theirs at the same time.
+            wave = []
+            for region in list(queues):
+                entry = queues[region].pop(0)
+                if not queues[region]:
+                    del queues[region]
+                peer, table_id, table, name, cursor = entry
+                if peer.retry_at > time.monotonic():  # failed this round already
                     continue
-                self._failed(peer, exc)
-                continue
-            if self._held:
-                self._held.pop((peer.region, table_id), None)
-            if peer.heard_at != heard:  # a batch went
-                self._succeeded(peer)
+                batch = batches[table_id, cursor]
+                if batch[0]:
+                    try:
+                        peer.begin("ApplyChanges", body=batch[3])
+                    except control_errors() as exc:
+                        self._failed(peer, exc)
+                        continue
+                wave.append((entry, batch, peer.heard_at))
+            for (peer, table_id, table, name, cursor), batch, heard in wave:
+                try:
+                    busy = self._sent_batch(peer, table, name, cursor, batch) or busy
+                except control_errors() as exc:
+                    if self._held_by_peer(peer, table_id, exc):
+                        continue
+                    self._failed(peer, exc)
+                    continue
+                if self._held:
+                    self._held.pop((peer.region, table_id), None)
+                if peer.heard_at != heard:  # a batch went
+                    self._succeeded(peer)
         return busy
 
     def _held_by_peer(self, peer: PeerClient, table_id: str, exc: Exception) -> bool:
@@ -883,10 +933,13 @@ class Replicator:
                          orjson.dumps(self.region), b',"Records":[', b",".join(pieces), b"]}")) if pieces else None
         return times, last, more, body
 
-    def _send_batch(self, peer: PeerClient, table, consumer: str, cursor: int, batch: tuple) -> bool:
-        times, last, more, body = batch
+    def _sent_batch(self, peer: PeerClient, table, consumer: str, cursor: int, batch: tuple) -> bool:
+        """Read the peer's answer to a batch ``begin`` sent (none was for a
+        batch without records), and keep its cursor to store; True if more
+        records remain past it."""
+        times, last, more, _body = batch
         if times:
-            peer.call("ApplyChanges", body=body)
+            peer.end()
             if self.metrics:  # the peer has them durably now
                 now_ms = self.clock() * 1000
                 self._add_point(self._points, "ReplicationLatency", table.name, peer.region, "Milliseconds",

@@ -1,0 +1,168 @@
+"""The replication path under load (issue 18's 5,000 events/s): a round's
+batches go to every peer before any answer is read, and a received batch is
+applied with the work per record kept small, without changing what is
+applied (last writer wins, exactly once, the change log's record)."""
+
+from __future__ import annotations
+
+import threading
+
+import orjson
+import pytest
+
+from shoal.api import DEFAULT_ACCOUNT, Context, items, tables
+from shoal.api.catalog import Catalog
+from shoal.api.changelog import decode_change, read_raw_changes
+from shoal.replication import apply as replica_apply
+from shoal.replication import control, node
+
+HOME, PEER, OTHER = "us-east-1", "eu-west-1", "ap-south-1"
+
+
+class _BarrierPeers:
+    """Two real HTTP servers standing for two peer regions, each of which
+    answers an ApplyChanges only once both have received one (or after
+    ``wait_s``, with a 500): a sender that waited for one peer's answer
+    before sending to the other would get the 500."""
+
+    def __init__(self, wait_s: float = 10.0, parties: int = 2) -> None:
+        import http.server
+
+        barrier = threading.Barrier(parties, timeout=wait_s)
+        got = self.got = []
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def do_POST(self):
+                body = self.rfile.read(int(self.headers["Content-Length"]))
+                target = self.headers["X-Amz-Target"]
+                status = 200
+                if target.endswith(".ApplyChanges"):
+                    got.append((self.server.server_address[1], orjson.loads(body)))
+                    try:
+                        barrier.wait()
+                    except threading.BrokenBarrierError:
+                        status = 500
+                self.send_response(status)
+                self.send_header("Content-Length", "2")
+                self.end_headers()
+                self.wfile.write(b"{}")
+
+            def log_message(self, *args):
+                pass
+
+        self.servers = [http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler) for _ in range(2)]
+        for server in self.servers:
+            threading.Thread(target=server.serve_forever, daemon=True).start()
+        self.urls = [f"http://127.0.0.1:{server.server_address[1]}" for server in self.servers]
+
+    def close(self) -> None:
+        for server in self.servers:
+            server.shutdown()
+            server.server_close()
+
+
+def _events(ctx) -> None:
+    tables.create_table(ctx, {
+        "TableName": "events", "BillingMode": "PAY_PER_REQUEST",
+        "KeySchema": [{"AttributeName": "pk", "KeyType": "HASH"}],
+        "AttributeDefinitions": [{"AttributeName": "pk", "AttributeType": "S"}]})
+    tables.update_table(ctx, {"TableName": "events", "ReplicaUpdates": [
+        {"Create": {"RegionName": PEER}}, {"Create": {"RegionName": OTHER}}]})
+    from shoal.api.catalog import update_description
+
+    def active(desc):
+        for entry in desc["Replicas"]:
+            entry["ReplicaStatus"] = "ACTIVE"
+        desc["TableStatus"] = "ACTIVE"
+
+    with ctx.engine.write() as txn:  # both copies made: changes go
+        table = ctx.catalog.get(txn, HOME, "events")
+        update_description(txn, HOME, "events", table.table_id, active)
+        for key, _ in control.pending_tasks(txn):
+            txn.delete("meta", key)
+        for region in (PEER, OTHER):
+            txn.delete("meta", replica_apply.hold_key(region, table.table_id))
+
+
+def test_a_round_sends_to_every_peer_before_it_reads_an_answer(engine):
+    """Each peer answers only once the other has its batch too: a round that
+    sent to one peer and waited for its durable answer before sending to the
+    next would be answered 500 and move no cursor."""
+    peers = _BarrierPeers()
+    settings = control.Settings(HOME, {PEER: peers.urls[0], OTHER: peers.urls[1]})
+    control.configure(engine, settings)
+    ctx = Context(HOME, DEFAULT_ACCOUNT, engine, Catalog(engine))
+    try:
+        _events(ctx)
+        for pk in ("a", "b", "c"):
+            items.put_item(ctx, {"TableName": "events", "Item": {"pk": {"S": pk}}})
+        sender = node.Replicator(engine, ctx.catalog, settings)
+        sender.run_once()
+        sender.flush()
+        assert len(peers.got) == 2
+        for _, body in peers.got:
+            assert [r["keys"]["pk"]["S"] for r in body["Records"]] == ["a", "b", "c"]
+        assert all(peer.failures == 0 for peer in sender.peers.values())
+        with engine.read() as txn:
+            table = ctx.catalog.get(txn, HOME, "events")
+            head = max(seq for seq, _, _ in read_raw_changes(txn, 0))
+            assert replica_apply.cursor_of(txn, PEER, table.table_id) == head
+            assert replica_apply.cursor_of(txn, OTHER, table.table_id) == head
+        sender.close()
+    finally:
+        control.unconfigure(engine)
+        peers.close()
+
+
+def test_a_peer_that_fails_does_not_hold_the_other(engine):
+    """One peer unreachable: the other is sent its batch and its cursor
+    moves; the unreachable one's stays, its records kept."""
+    peers = _BarrierPeers(parties=1)  # no other peer to wait for: the live one answers at once
+    settings = control.Settings(HOME, {PEER: "http://127.0.0.1:1", OTHER: peers.urls[1]})
+    control.configure(engine, settings)
+    ctx = Context(HOME, DEFAULT_ACCOUNT, engine, Catalog(engine))
+    try:
+        _events(ctx)
+        items.put_item(ctx, {"TableName": "events", "Item": {"pk": {"S": "a"}}})
+        sender = node.Replicator(engine, ctx.catalog, settings)
+        with engine.read() as txn:
+            table = ctx.catalog.get(txn, HOME, "events")
+            before = replica_apply.cursor_of(txn, PEER, table.table_id)
+        sender.run_once()
+        sender.flush()
+        assert sender.peers[PEER].failures == 1 and sender.peers[OTHER].failures == 0
+        assert [body["Records"][0]["keys"] for _, body in peers.got] == [{"pk": {"S": "a"}}]
+        with engine.read() as txn:
+            assert replica_apply.cursor_of(txn, PEER, table.table_id) == before
+            assert replica_apply.cursor_of(txn, OTHER, table.table_id) > before
+        sender.close()
+    finally:
+        control.unconfigure(engine)
+        peers.close()
+
+
+@pytest.fixture
+def receiver(engine, clock):
+    control.configure(engine, control.Settings(PEER, {HOME: "http://127.0.0.1:1"}))
+    ctx = Context(PEER, DEFAULT_ACCOUNT, engine, Catalog(engine), now=clock)
+    tables.create_table(ctx, {
+        "TableName": "events", "BillingMode": "PAY_PER_REQUEST",
+        "KeySchema": [{"AttributeName": "pk", "KeyType": "HASH"}],
+        "AttributeDefinitions": [{"AttributeName": "pk", "AttributeType": "S"}]})
+    with engine.write() as txn:
+        table = ctx.catalog.get(txn, PEER, "events")
+        replica_apply.mark_global(txn, table)
+    yield ctx, table
+    control.unconfigure(engine)
+
+
+def _record(time_ms, seq, pk, origin=f"{HOME}:0011223344556677", **attrs):
+    new = {"pk": {"S": pk}, **{k: {"S": v} for k, v in attrs.items()}} if not attrs.get("gone") else None
+    return {"time": time_ms, "origin": origin, "seq": seq, "keys": {"pk": {"S": pk}}, "new": new}
+
+
+def _log(engine, table_id):
+    with engine.read() as txn:
+        return [decode_change(value)[1] for _, tid, value in read_raw_changes(txn, 0) if tid == table_id]
