@@ -202,19 +202,32 @@ def percentile(values: list[float], q: float) -> float | None:
 
 class Writers:
     """A process (the load generator must not share one interpreter lock with the prober) whose
-    threads offer ``rate`` events per second to ``region``, in BatchWriteItems of 25."""
+    threads offer ``rate`` events per second to ``region``, in BatchWriteItems of 25.
+
+    Every request's body is generated and encoded before the schedule starts
+    (``prepare``), so that during the run the generator only sends: at 5,000
+    events/s on two shared cores, generating events as they go cost the
+    generators a measurable share of the cores the servers need.  Each
+    process's CPU time over the run is counted (``cpu_s``)."""
 
     def __init__(self, region: Region, rate: float, seconds: float, seed: int, threads: int = 2) -> None:
         import multiprocessing
 
         self.region, self.rate, self.seconds, self.seed, self.threads = region, rate, seconds, seed, threads
         context = multiprocessing.get_context("fork")
-        self.counts = context.Array("q", 3)  # sent, failed, late batches
+        self.counts = context.Array("q", 4)  # sent, failed, late batches, CPU microseconds during the run
+        self.ready = context.Event()
+        self.go = context.Value("d", 0.0)  # the schedule's start (monotonic), 0 until given
         self.process = context.Process(target=self._main, daemon=True)
 
-    def start(self, at: float) -> None:
-        self.at = at
+    def prepare(self) -> None:
+        """Start the process: it encodes every request, then waits for ``start``."""
         self.process.start()
+
+    def start(self, at: float) -> None:
+        self.ready.wait()
+        self.at = at
+        self.go.value = at
 
     def join(self) -> None:
         self.process.join()
@@ -231,25 +244,53 @@ class Writers:
     def late(self) -> int:
         return self.counts[2]
 
+    @property
+    def cpu_s(self) -> float:
+        return self.counts[3] / 1e6
+
     def _main(self) -> None:
-        threads = [threading.Thread(target=self._run, args=(i, self.threads)) for i in range(self.threads)]
+        bodies = [self._bodies(i) for i in range(self.threads)]
+        self.ready.set()
+        while self.go.value == 0.0:
+            time.sleep(0.001)
+        self.at = self.go.value
+        before = os.times()
+        threads = [threading.Thread(target=self._run, args=(i, bodies[i])) for i in range(self.threads)]
         for thread in threads:
             thread.start()
         for thread in threads:
             thread.join()
+        after = os.times()
+        self._add(3, int((after.user + after.system - before.user - before.system) * 1e6))
 
     def _add(self, slot: int, n: int) -> None:
         with self.counts.get_lock():
             self.counts[slot] += n
 
-    def _run(self, index: int, count: int) -> None:
-        client = Client(self.region.endpoint)
-        interval = BATCH / self.rate * count  # each thread sends every count-th batch
+    def _bodies(self, index: int) -> list[bytes]:
+        """The BatchWriteItem bodies thread ``index`` sends, in order."""
+        import orjson
+
         generator = EventGenerator(self.seed * 100 + index)
         rng = random.Random(self.seed * 100 + index)
-        n = 0
+        count = int(self.seconds * self.rate / BATCH / self.threads) + 1
+        return [orjson.dumps({"RequestItems": {EVENTS_TABLE: [{"PutRequest": {"Item": generator.event(
+            f"u{self.region.name[:2]}{rng.randrange(20_000):06d}", 1_767_225_600_000 + rng.randrange(10**9))}}
+            for _ in range(BATCH)]}}) for _ in range(count)]
+
+    def _run(self, index: int, bodies: list[bytes]) -> None:
+        import http.client
+
+        import orjson
+
+        from client import unsigned_headers
+
+        headers = {**unsigned_headers(self.region.name), "X-Amz-Target": "DynamoDB_20120810.BatchWriteItem"}
+        connection = http.client.HTTPConnection("127.0.0.1", self.region.port, timeout=60)
+        count = self.threads
+        interval = BATCH / self.rate * count  # each thread sends every count-th batch
         try:
-            while True:
+            for n, body in enumerate(bodies):
                 due = self.at + (index + n * count) * BATCH / self.rate
                 if due - self.at >= self.seconds:
                     return
@@ -258,19 +299,21 @@ class Writers:
                     time.sleep(delay)
                 elif delay < -interval:
                     self._add(2, 1)
-                batch = [{"PutRequest": {"Item": generator.event(
-                    f"u{self.region.name[:2]}{rng.randrange(20_000):06d}",
-                    1_767_225_600_000 + rng.randrange(10**9))}} for _ in range(BATCH)]
                 try:
-                    answer = client.call("BatchWriteItem", {"RequestItems": {EVENTS_TABLE: batch}})
-                    unprocessed = len(answer.get("UnprocessedItems", {}).get(EVENTS_TABLE, ()))
+                    connection.request("POST", "/", body, headers)
+                    response = connection.getresponse()
+                    raw = response.read()
+                    if response.status != 200:
+                        self._add(1, BATCH)
+                        continue
+                    unprocessed = raw.count(b'"PutRequest"') if b'"UnprocessedItems":{}' not in raw else 0
                     self._add(0, BATCH - unprocessed)
                     self._add(1, unprocessed)
-                except (DynamoError, OSError):
+                except (OSError, http.client.HTTPException, orjson.JSONDecodeError):
+                    connection.close()
                     self._add(1, BATCH)
-                n += 1
         finally:
-            client.close()
+            connection.close()
 
 
 def probe(regions: list[Region], stop: threading.Event, lags: dict) -> None:
@@ -298,6 +341,43 @@ def probe(regions: list[Region], stop: threading.Event, lags: dict) -> None:
     finally:
         for client in clients:
             client.close()
+
+
+def catch_up_ms(regions: list[Region]) -> dict:
+    """Once the load has stopped: a probe written in each region at the same
+    time, and how long until every other region has it (ms, by link): the
+    backlog the load left, drained.  A lag that kept growing shows here."""
+    clients = [Client(r.endpoint) for r in regions]
+    out = {}
+    try:
+        keys = []
+        for i, client in enumerate(clients):
+            key = {"user_id": {"S": f"catch-up-{i}-{time.time_ns()}"}, "ts": {"N": "0"}}
+            client.call("PutItem", {"TableName": EVENTS_TABLE, "Item": {**key, "event_type": {"S": "probe"}}})
+            keys.append((i, key, time.monotonic()))
+        waiting = {(i, j) for i, _, _ in keys for j in range(len(regions)) if j != i}
+        while waiting:
+            for i, j in sorted(waiting):
+                key, written = keys[i][1], keys[i][2]
+                if "Item" in clients[j].call("GetItem", {"TableName": EVENTS_TABLE, "Key": key}):
+                    out[f"{regions[i].name}->{regions[j].name}"] = (time.monotonic() - written) * 1000
+                    waiting.discard((i, j))
+                elif time.monotonic() - written > PROBE_TIMEOUT_S:
+                    out[f"{regions[i].name}->{regions[j].name}"] = float("inf")
+                    waiting.discard((i, j))
+            time.sleep(POLL_S)
+    finally:
+        for client in clients:
+            client.close()
+    return out
+
+
+def machine_busy_s() -> float:
+    """CPU seconds every core of the machine has been busy (/proc/stat: all
+    but idle and iowait), this bench's processes and everyone else's."""
+    with open("/proc/stat") as handle:
+        fields = [int(x) for x in handle.readline().split()[1:]]
+    return (sum(fields[:8]) - fields[3] - fields[4]) / os.sysconf("SC_CLK_TCK")
 
 
 def replication_latency(region: Region, start: float, end: float) -> dict:
@@ -337,9 +417,14 @@ def run_lag(args, work: str) -> dict:
             time.sleep(2)
             writers = [Writers(region, rate / len(regions), args.seconds, seed=rate + i)
                        for i, region in enumerate(regions)]
+            for w in writers:  # each encodes its requests first
+                w.prepare()
+            for w in writers:
+                w.ready.wait()
             lags: dict = {}
             stop = threading.Event()
             cpu_before = [r.cpu_seconds() for r in regions]
+            machine_before = machine_busy_s()
             wall_start = time.time()
             at = time.monotonic() + 0.5
             for w in writers:
@@ -353,8 +438,10 @@ def run_lag(args, work: str) -> dict:
             prober.join()
             elapsed = time.monotonic() - at
             wall_end = time.time()
-            time.sleep(6)  # the metrics' 5-second visibility
             cpu = [r.cpu_seconds() - b for r, b in zip(regions, cpu_before)]
+            machine = machine_busy_s() - machine_before
+            catch_up = catch_up_ms(regions)  # what was left to replicate when the load stopped
+            time.sleep(6)  # the metrics' 5-second visibility
             all_lags = [v for values in lags.values() for v in values]
             row = {
                 "offered_per_s": rate,
@@ -369,6 +456,9 @@ def run_lag(args, work: str) -> dict:
                 "lag_ms_by_link": {f"{s}->{d}": {"p50": percentile(v, 50), "p99": percentile(v, 99), "n": len(v)}
                                    for (s, d), v in sorted(lags.items())},
                 "server_cpu_share": [c / elapsed for c in cpu],
+                "generator_cpu_share": sum(w.cpu_s for w in writers) / elapsed,
+                "machine_busy_cores": machine / elapsed,
+                "catch_up_ms": catch_up,
                 "replication_latency_metric": {r.name: replication_latency(r, wall_start, wall_end) for r in regions},
                 "memory_after": {r.name: r.memory() for r in regions},
             }
@@ -661,11 +751,14 @@ def _instr_child(kind: str, n: int, round_every: int, ports: list[int]) -> None:
     from shoal.storage.lmdb_engine import LmdbEngine
 
     if "no-http" in kind:  # the peers' requests not made: what the sender costs without them
-        def call(self, operation, payload=None, body=None):
+        def begin(self, operation, payload=None, body=None):
+            pass
+
+        def end(self):
             self.heard_at = time.monotonic()
             return {}
 
-        node.PeerClient.call = call
+        node.PeerClient.begin, node.PeerClient.end = begin, end
     engine = LmdbEngine(os.path.join(tempfile.mkdtemp(), "db"), sync=False, map_size=1 << 30)
     dispatcher = Dispatcher(engine, metrics=False, group_commit=False)
     peers = {region: f"http://127.0.0.1:{port}" for region, port in zip(REGIONS[1:], ports)}
