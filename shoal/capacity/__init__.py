@@ -44,6 +44,10 @@ part may be processed in part.
 The daily budget for decreases of provisioned throughput is
 ``shoal.capacity.decreases``.
 
+Requests served off the worker's event loop (an MRSC table's item requests,
+consensus rounds on a thread pool) are admitted and charged by
+``shoal.capacity.off_loop``, a second holder of allowances beside the loop's.
+
 Per-partition limits (hot keys), opt-in: ``shoal.capacity.partitions``.
 The control plane's documented rate (2,500 requests a second):
 ``Capacity.control_plane`` and ``shoal.capacity.control_plane``.
@@ -91,6 +95,7 @@ from shoal.capacity.on_demand import (
     ceiling,
 )
 from shoal.capacity import control_plane as _control
+from shoal.capacity import off_loop as _off_loop
 from shoal.capacity import partitions as _partitions
 from shoal.capacity.shared_file import map_shared
 from shoal.errors import ProvisionedThroughputExceededException
@@ -482,6 +487,8 @@ class Capacity:
         #: the plan of the table it was charged to.
         self.charged: tuple | None = None
         self.charged_plan: Plan | None = None
+        #: The allowances of the requests other threads serve (``off_loop``).
+        self._off_loop = _off_loop.OffLoop(self)
 
     def admit(self, table) -> None:
         """Catalog.require's hook for a table with limits: refuse the
@@ -533,6 +540,18 @@ class Capacity:
             self._first = plan
         elif plan is not self._first:
             self._admitted[plan.name] = plan
+
+    def off_loop(self, ctx, table, writes: bool, index: str | None = None, admit: bool = True):
+        """The charge of a request on ``table`` served on another thread than
+        this worker's loop (an MRSC table's rounds, ``shoal.capacity.off_loop``):
+        refused now if an allowance it draws on is spent, else a context to
+        run it in, which charges what it meters when it ends.  One that does
+        nothing for a table without limits, or on the loop's own thread,
+        where ``admit`` and ``settle`` charge the request.  Without
+        ``admit``, charged but never refused."""
+        if not table.limited or _get_ident() == self._owner:
+            return _off_loop.NO_CHARGE
+        return self._off_loop.charge(ctx, table, writes, index, admit)
 
     def beyond(self, table, kind: str, units: float, index_units: dict | None = None) -> None:
         """What a GetItem or PutItem charged at admission consumed beyond

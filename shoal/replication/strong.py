@@ -52,7 +52,8 @@ from shoal.consensus import CONFLICT_MESSAGE, ZERO, Acceptor, Ballot, Proposer, 
 from shoal.consensus.acceptor import pack_ballot, unpack_ballot
 from shoal.consensus.proposer import Message
 from shoal.consensus.transport import decode_reply, encode_request
-from shoal.errors import InternalServerError, ResourceNotFoundException, ShoalError
+from shoal.errors import (ConditionalCheckFailedException, InternalServerError, ResourceNotFoundException,
+                          ShoalError)
 from shoal.replication import control
 
 APPLIED_PREFIX = b"mrsc/applied/"
@@ -522,6 +523,31 @@ def _decoded(value: bytes | None) -> dict | None:
     return orjson.loads(value) if value is not None else None
 
 
+def _charged(ctx, table, writes: bool, admit: bool = True):
+    """What the request draws on the table's capacity: it runs off the loop
+    (a round waits for peers), where the loop's admission does nothing, so
+    it is admitted (unless not ``admit``) and charged here
+    (``shoal.capacity.off_loop``); on the loop, or for a table without
+    limits, nothing more is done."""
+    from shoal.capacity.off_loop import NO_CHARGE
+
+    capacity = getattr(ctx.catalog, "capacity", None)
+    if capacity is None or not table.limited:
+        return NO_CHARGE
+    return capacity.off_loop(ctx, table, writes, admit=admit)
+
+
+def _failed_condition(ctx, table, old: dict | None) -> None:
+    """A write whose condition failed consumes write capacity all the same
+    (the existing item's size, or one unit), as on any table: metered (the
+    ConsumedWriteCapacityUnits metric) and charged (``_charged``, or on the
+    loop ``Capacity.settle``) before ConditionalCheckFailedException is raised."""
+    from shoal.api.common import meter_failed_write
+    from shoal.model.size import item_size
+
+    meter_failed_write(ctx, table, item_size(old) if old is not None else None)
+
+
 def _check_index_keys(table, item: dict) -> None:
     """The write path's refusal of an index key of the wrong type, before the
     round: a chosen value must be one every region's table takes."""
@@ -550,8 +576,9 @@ def _write_response(ctx, table, request: dict, old: dict | None, new_size: int, 
 
 def put_item(ctx, moved, request: dict, item: dict, size: int, condition, return_values: str):
     table, key = moved.table, moved.key
-    old = _replace(ctx, table, key, item, condition, request)
-    return _write_response(ctx, table, request, old, size, old if return_values == "ALL_OLD" else None)
+    with _charged(ctx, table, True):
+        old = _replace(ctx, table, key, item, condition, request)
+        return _write_response(ctx, table, request, old, size, old if return_values == "ALL_OLD" else None)
 
 
 def _replace(ctx, table, key: dict, item: dict | None, condition=None, request: dict | None = None) -> dict | None:
@@ -572,7 +599,11 @@ def _replace(ctx, table, key: dict, item: dict | None, condition=None, request: 
             check_condition(condition, old, request)
         return value
 
-    node_of(ctx).write(table, key, change)
+    try:
+        node_of(ctx).write(table, key, change)
+    except ConditionalCheckFailedException:
+        _failed_condition(ctx, table, seen["old"])
+        raise
     return seen["old"]
 
 
@@ -581,8 +612,17 @@ def batch_write(ctx, table, key: dict, item: dict | None) -> dict | None:
     table, as a round: the item as it was before (None if there was none).
     Raises ReplicatedWriteConflictException when another region's write won
     (BatchWriteItem answers it unprocessed) and InternalServerError when no
-    majority answered."""
-    return _replace(ctx, table, key, item)
+    majority answered.  Its write units are charged to the table's capacity
+    (the batch meters them); it is not refused here, as a refusal would fail
+    the whole batch rather than leave this item unprocessed."""
+    from shoal.api.common import WRITE, item_write_units
+    from shoal.model.size import item_size
+
+    with _charged(ctx, table, True, admit=False) as charge:
+        old = _replace(ctx, table, key, item)
+        charge.add(WRITE, item_write_units(item_size(old) if old is not None else 0,
+                                           item_size(item) if item is not None else 0))
+    return old
 
 
 def update_item(ctx, moved, request: dict, update, condition, return_values: str):
@@ -595,7 +635,7 @@ def update_item(ctx, moved, request: dict, update, condition, return_values: str
     seen: dict = {}
 
     def change(current: bytes | None) -> bytes | None:
-        old = _decoded(current)
+        old = seen["old"] = _decoded(current)
         check_condition(condition, old, request)
         new_item = created_by(update, old, key)
         size = item_size(new_item) if new_item is not None else 0
@@ -603,18 +643,24 @@ def update_item(ctx, moved, request: dict, update, condition, return_values: str
             raise ValidationException("Item size to update has exceeded the maximum allowed size")
         if new_item is not None:
             _check_index_keys(table, new_item)
-        seen.update(old=old, new=new_item, size=size)
+        seen.update(new=new_item, size=size)
         return orjson.dumps(new_item) if new_item is not None else None
 
-    node_of(ctx).write(table, key, change)
-    return _write_response(ctx, table, request, seen["old"], seen["size"],
-                           _update_return_values(return_values, update, seen["old"], seen["new"]))
+    with _charged(ctx, table, True):
+        try:
+            node_of(ctx).write(table, key, change)
+        except ConditionalCheckFailedException:
+            _failed_condition(ctx, table, seen["old"])
+            raise
+        return _write_response(ctx, table, request, seen["old"], seen["size"],
+                               _update_return_values(return_values, update, seen["old"], seen["new"]))
 
 
 def delete_item(ctx, moved, request: dict, condition, return_values: str):
     table, key = moved.table, moved.key
-    old = _replace(ctx, table, key, None, condition, request)
-    return _write_response(ctx, table, request, old, 0, old if return_values == "ALL_OLD" else None)
+    with _charged(ctx, table, True):
+        old = _replace(ctx, table, key, None, condition, request)
+        return _write_response(ctx, table, request, old, 0, old if return_values == "ALL_OLD" else None)
 
 
 def get_item(ctx, moved, request: dict, projection):
@@ -624,10 +670,11 @@ def get_item(ctx, moved, request: dict, projection):
 
     table = moved.table
     _noted(ctx, table)
-    item = _decoded(node_of(ctx).read(table, moved.key).result)
-    size = item_size(item) if item is not None else 0
-    units = item_read_units(size, True)
-    meter(ctx, table.name, READ, units)
+    with _charged(ctx, table, False):
+        item = _decoded(node_of(ctx).read(table, moved.key).result)
+        size = item_size(item) if item is not None else 0
+        units = item_read_units(size, True)
+        meter(ctx, table.name, READ, units)
     out = {}
     if item is not None:
         out["Item"] = item if projection is None else projection.apply(item)
@@ -980,8 +1027,9 @@ def _strong_page(ctx, table, request: dict, plan, spec: RangeSpec) -> bytes:
     _noted(ctx, table)
     limit = plan.limit
     batch = min(RANGE_PAGE, limit + 1) if limit is not None else 100
-    entries = iter(StrongRange(node_of(ctx), table, spec, batch))
-    return _page(ctx, None, table, None, request, plan, entries)
+    with _charged(ctx, table, False):
+        entries = iter(StrongRange(node_of(ctx), table, spec, batch))
+        return _page(ctx, None, table, None, request, plan, entries)
 
 
 def query(ctx, table, request: dict, plan, partition_value: dict, start: bytes, stop: bytes | None,

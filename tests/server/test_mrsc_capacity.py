@@ -1,0 +1,107 @@
+"""Capacity on a multi-Region strongly consistent (MRSC) table, across
+test_mrsc's three real ``shoal serve`` processes, here recording DynamoDB's
+metrics: an MRSC table's writes are consensus rounds served off the event
+loop (``shoal.replication.strong``), and are admitted and charged there
+(``shoal.capacity.off_loop``) as any table's are on the loop.  A write whose
+condition fails consumes write capacity in DynamoDB (the existing item's
+size, or one unit): it is throttled against, and counted in
+ConsumedWriteCapacityUnits; its ConditionalCheckFailedException carries no
+ConsumedCapacity (the error has no such member in DynamoDB's model)."""
+
+from __future__ import annotations
+
+import botocore.exceptions
+import pytest
+
+from tests.server.test_dynamodb_metrics import clients, eventually, totals
+from tests.server.test_mrsc import REGIONS, Regions, _make_strong, _wait_active
+
+ITEM_KB = 100  # an item of about 100 KB: 98 write units (1 KB each, rounded up)
+THROTTLED = "ProvisionedThroughputExceededException"
+
+
+class MeteredRegions(Regions):
+    """test_mrsc's regions, each restarted once without ``--no-metrics``."""
+
+    def start(self, i: int, *extra: str) -> None:
+        super().start(i, *extra)
+        proc = self.procs[i]
+        proc.stop()
+        proc.extra_args = tuple(arg for arg in proc.extra_args if arg != "--no-metrics")
+        proc.start()
+
+
+@pytest.fixture(scope="module")
+def regions(tmp_path_factory):
+    trio = MeteredRegions(str(tmp_path_factory.mktemp("mrsc-capacity")))
+    try:
+        for i in range(3):
+            trio.start(i)
+        yield trio
+    finally:
+        trio.stop()
+
+
+def _strong(regions, name: str, **billing) -> None:
+    regions.client(0).create_table(TableName=name, KeySchema=[{"AttributeName": "pk", "KeyType": "HASH"}],
+                                   AttributeDefinitions=[{"AttributeName": "pk", "AttributeType": "S"}], **billing)
+    _make_strong(regions.client(0), name)
+    for i in range(3):
+        _wait_active(regions.client(i), name)
+
+
+def _answer(call) -> dict:
+    """The error a call gets: its code, and the response's members."""
+    with pytest.raises(botocore.exceptions.ClientError) as caught:
+        call()
+    return caught.value.response
+
+
+def _failing_writes(client, name: str) -> list:
+    """A PutItem, an UpdateItem and a DeleteItem whose conditions fail on item ``big``, then a PutItem again."""
+    key = {"pk": {"S": "big"}}
+    absent = dict(ConditionExpression="attribute_not_exists(pk)", ReturnConsumedCapacity="TOTAL")
+    return [lambda: client.put_item(TableName=name, Item={**key, "v": {"S": "small"}}, **absent),
+            lambda: client.update_item(TableName=name, Key=key, UpdateExpression="SET v = :v",
+                                       ExpressionAttributeValues={":v": {"S": "small"}}, **absent),
+            lambda: client.delete_item(TableName=name, Key=key, **absent),
+            lambda: client.put_item(TableName=name, Item={**key, "v": {"S": "small"}}, **absent)]
+
+
+def test_a_failed_conditional_write_on_an_mrsc_table_consumes_its_write_capacity(regions):
+    # One write unit a second, so 300 units of burst capacity: the put takes 98, each failed
+    # conditional write on that item 98 more, so the fourth write after the put finds none left.
+    name = "mrsc_capacity_failed"
+    _strong(regions, name, BillingMode="PROVISIONED",
+            ProvisionedThroughput={"ReadCapacityUnits": 1, "WriteCapacityUnits": 1})
+    client = regions.once(0)
+    put = client.put_item(TableName=name, Item={"pk": {"S": "big"}, "v": {"S": "x" * (ITEM_KB * 1000)}},
+                          ReturnConsumedCapacity="TOTAL")
+    assert put["ConsumedCapacity"] == {"TableName": name, "CapacityUnits": 98.0}
+    answers = [_answer(write) for write in _failing_writes(client, name)]
+    assert [a["Error"]["Code"] for a in answers] == ["ConditionalCheckFailedException"] * 3 + [THROTTLED]
+    assert all("ConsumedCapacity" not in answer for answer in answers)
+    assert answers[3]["ThrottlingReasons"] == [{
+        "reason": "TableWriteProvisionedThroughputExceeded",
+        "resource": f"arn:aws:dynamodb:{REGIONS[0]}:000000000000:table/{name}"}]
+    # What was consumed: the put and the three failed writes; a throttled request consumes nothing.
+    _, _, cw = clients(regions.procs[0], REGIONS[0])
+    point = eventually(lambda: totals(cw, "ConsumedWriteCapacityUnits", {"TableName": name}),
+                       lambda p: p is not None and p["Sum"] >= 4 * 98.0)
+    assert (point["Sum"], point["SampleCount"]) == (4 * 98.0, 4.0)
+
+
+def test_a_failed_conditional_write_on_an_on_demand_mrsc_table_is_in_its_consumed_write_units(regions):
+    name = "mrsc_capacity_metric"
+    _strong(regions, name, BillingMode="PAY_PER_REQUEST")
+    client = regions.once(1)  # a region other than the table's first
+    client.put_item(TableName=name, Item={"pk": {"S": "big"}, "v": {"S": "x" * (ITEM_KB * 1000)}})
+    writes = _failing_writes(client, name)
+    assert _answer(writes[1])["Error"]["Code"] == "ConditionalCheckFailedException"  # 98 units: the item's size
+    missing = _answer(lambda: client.delete_item(TableName=name, Key={"pk": {"S": "none"}},
+                                                 ConditionExpression="attribute_exists(pk)"))
+    assert missing["Error"]["Code"] == "ConditionalCheckFailedException"  # 1 unit: no item
+    _, _, cw = clients(regions.procs[1], REGIONS[1])
+    point = eventually(lambda: totals(cw, "ConsumedWriteCapacityUnits", {"TableName": name}),
+                       lambda p: p is not None and p["Sum"] >= 98.0 + 98.0 + 1.0)
+    assert (point["Sum"], point["SampleCount"]) == (98.0 + 98.0 + 1.0, 3.0)
