@@ -66,7 +66,10 @@ DynamoDB unless set, as the API Reference gives them) hold its own changes,
 as the Application Auto Scaling User Guide describes them: after its
 scale-out only a larger one, after its scale-in no other scale-in; a
 scale-out ends a scale-in cooldown.  Their time is the server's clock (a
-test moves it), kept by the worker holding the scaler's lease.
+test moves it).  A policy's cooldown (target tracking's, and a step
+policy's Cooldown) is kept in the policy's record, beside the scalable
+targets, not in the memory of the worker holding the scaler's lease: a
+restart, or the lease passing to another worker, still honours it.
 DisableScaleIn keeps the policy from scaling in.  Neither holds bringing a
 capacity into the target's range (nor scheduled actions, which the User
 Guide exempts).
@@ -519,9 +522,10 @@ def _capacity_of(txn, region: str, resource: str, dimension: str) -> int:
     return int((part.get("ProvisionedThroughput") or {}).get(DIMENSIONS[dimension][1]) or 0)
 
 
-#: A policy record's fields DescribeScalingPolicies does not show: its id, and the
-#: capacity its target tracking alarms' thresholds were set for.
-_INTERNAL = ("id", "capacity")
+#: A policy record's fields DescribeScalingPolicies does not show: its id, the
+#: capacity its target tracking alarms' thresholds were set for, and its cooldown
+#: (``Scaler._keep_cooldown``).
+_INTERNAL = ("id", "capacity", "cooldown")
 
 
 def write_policy(txn, region: str, resource: str, dimension: str, name: str, config: dict, now: float,
@@ -544,6 +548,8 @@ def write_policy(txn, region: str, resource: str, dimension: str, name: str, con
               ("TargetTrackingScalingPolicyConfiguration" if tracking else "StepScalingPolicyConfiguration"): config,
               "Alarms": tracking_alarms.names(arn, resource) if tracking else [],
               "CreationTime": old.get("CreationTime") or round(now, 3), "id": policy_id}
+    if old.get("PolicyType") == policy_type and "cooldown" in old:  # a changed policy: its last change still counts
+        policy["cooldown"] = old["cooldown"]
     if tracking:
         match = _RESOURCE.fullmatch(resource)
         policy["capacity"] = _capacity_of(txn, region, resource, dimension)
@@ -571,11 +577,10 @@ class Scaler:
         #: (CloudWatch: once a minute).
         self.repeat_s = float(os.environ.get("SHOAL_AUTOSCALING_ALARM_REPEAT_S", 60))
         self._invoked: dict[tuple, float] = {}  # (policy ARN, alarm name) -> wall time of the last invocation
-        #: policy ARN -> (wall time its cooldown ends, "out" or "in", the capacity before that change)
-        self._cooldowns: dict[str, tuple] = {}
-        #: target tracking policy ARN -> (wall time its scale-out cooldown ends, the capacity that
-        #: scale-out set, wall time its scale-in cooldown ends): ``_held``.
-        self._tracking: dict[str, tuple] = {}
+        # A policy's cooldown is its record's "cooldown" (``_keep_cooldown``): a step policy's
+        # [wall time it ends, "out" or "in", the capacity before that change]; a target tracking
+        # policy's [wall time its scale-out cooldown ends, the capacity that scale-out set, wall
+        # time its scale-in cooldown ends] (``_held``).
 
     def __call__(self) -> bool:
         now = time.monotonic()
@@ -642,7 +647,7 @@ class Scaler:
         if step is None:
             return
         base = provisioned
-        until, direction, before = self._cooldowns.get(policy["PolicyARN"], (0.0, "", 0))
+        until, direction, before = policy.get("cooldown") or (0.0, "", 0)
         cooling = wall < until
         wanted = steps.adjusted(config, step, base)
         if cooling and direction == "out" and wanted > provisioned:
@@ -655,8 +660,8 @@ class Scaler:
         if self._apply(region, table_name, index, units_member, part, wanted, target, cause, provisioned):
             out = wanted > provisioned
             start = before if cooling and direction == "out" and out else provisioned
-            self._cooldowns[policy["PolicyARN"]] = (wall + config.get("Cooldown", steps.DEFAULT_COOLDOWN_S),
-                                                    "out" if out else "in", start)
+            self._keep_cooldown(policy, [wall + config.get("Cooldown", steps.DEFAULT_COOLDOWN_S),
+                                         "out" if out else "in", start])
 
     def _part_of(self, target: dict):
         """(region, table name, index, units member, the table's or GSI's
@@ -827,7 +832,7 @@ class Scaler:
         capacity, so only a larger scale-out (past the capacity that one set)
         is made; during the scale-in cooldown no scale-in is.  A scale-out
         ends a scale-in cooldown (``_cool``)."""
-        state = self._tracking.get(policy["PolicyARN"])
+        state = policy.get("cooldown")
         if state is None:
             return False
         out_until, reached, in_until = state
@@ -840,12 +845,31 @@ class Scaler:
         or ScaleInCooldown seconds (0 for DynamoDB unless set, the API Reference's
         default for DynamoDB tables and GSIs)."""
         config = policy["TargetTrackingScalingPolicyConfiguration"]
-        out_until, reached, in_until = self._tracking.get(policy["PolicyARN"], (0.0, 0, 0.0))
+        out_until, reached, in_until = policy.get("cooldown") or (0.0, 0, 0.0)
         if wanted > provisioned:  # a scale-out stops a scale-in cooldown, which then does not complete
             out_until, reached, in_until = wall + (config.get("ScaleOutCooldown") or 0), wanted, 0.0
         else:
             in_until = wall + (config.get("ScaleInCooldown") or 0)
-        self._tracking[policy["PolicyARN"]] = (out_until, reached, in_until)
+        self._keep_cooldown(policy, [out_until, reached, in_until])
+
+    def _keep_cooldown(self, policy: dict, state: list) -> None:
+        """Record a policy's cooldown ``state`` in its record, where the
+        scalable targets and policies are kept (and in ``policy``, this
+        round's copy): a restart within the cooldown, or the scaler's lease
+        passing to another worker, still honours it.  A policy deleted or
+        replaced by a new one (another ARN) meanwhile keeps nothing."""
+        policy["cooldown"] = state
+        region = policy["PolicyARN"].split(":")[3]
+        key = _key(_POLICY, region, policy["ResourceId"], policy["ScalableDimension"], policy["PolicyName"])
+        with self.engine.write() as txn:
+            raw = txn.get("meta", key)
+            if raw is None:
+                return
+            stored = orjson.loads(bytes(raw))
+            if stored["PolicyARN"] != policy["PolicyARN"]:
+                return
+            stored["cooldown"] = state
+            txn.put("meta", key, orjson.dumps(stored))
 
     def _decide(self, samples: list, now: float, provisioned: int, goal: float, policy: dict):
         """(new capacity, cause) when the policy's alarm would fire, else None."""

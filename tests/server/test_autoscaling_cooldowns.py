@@ -13,6 +13,7 @@ import time
 import pytest
 from botocore.exceptions import ClientError
 
+from shoal.autoscaling import LEASE_S
 from tests.conftest import make_client
 from tests.server.test_autoscaling import clocked_server, provisioned_table, scaling_client, wait_for, write_capacity
 from tests.shoal_process import moved_clock
@@ -141,6 +142,27 @@ def test_a_scale_out_cooldown_holds_a_scale_out_no_larger_than_the_one_that_star
     assert wait_for(lambda: write_capacity(ddb, held) == 2)
     assert descriptions(scaling, held) == ["Setting write capacity units to 10."] * 2 + [
         "Setting write capacity units to 2."]
+
+
+def test_a_cooldown_outlives_a_restart_of_the_server(server, ddb, scaling, clock):
+    held = tracked(ddb, scaling, 40, 10, 100, ScaleInCooldown=HOUR)
+    free = tracked(ddb, scaling, 40, 10, 100, ScaleInCooldown=0)
+    assert wait_for(lambda: write_capacity(ddb, free) == 10 and write_capacity(ddb, held) == 10)
+    server.stop()  # on its port again: the module's clients go on
+    server.start()
+    # the old process's scaler lease (30 s of the server's clock) lapses; the hour's cooldown does not
+    move(clock, LEASE_S + 1)
+    set_minimum(scaling, held, 5)
+    set_minimum(scaling, free, 5)
+    assert wait_for(lambda: write_capacity(ddb, free) == 5)
+    assert write_capacity(ddb, held) == 10  # within an hour of its scale-in, before the restart
+    move(clock, HOUR)
+    assert wait_for(lambda: write_capacity(ddb, held) == 5)
+    # the cooldown is the scaler's, not the policy's description
+    policy = scaling.describe_scaling_policies(ServiceNamespace="dynamodb", ResourceId=f"table/{held}")
+    assert set(policy["ScalingPolicies"][0]) == {"PolicyARN", "PolicyName", "ServiceNamespace", "ResourceId",
+                                                 "ScalableDimension", "PolicyType", "Alarms", "CreationTime",
+                                                 "TargetTrackingScalingPolicyConfiguration"}
 
 
 def test_cooldowns_are_checked(ddb, scaling):
