@@ -450,19 +450,24 @@ def _page(ctx, txn, table, index, request: dict, plan: _Plan, entries) -> bytes:
         chunks, scanned, read_bytes, last_raw, truncated = _splice_page(entries, limit)
         return _page_response(ctx, table, index, request, plan, chunks, scanned, read_bytes, last_raw,
                               truncated, fetched, count_only)
-    entries = _pairs(entries) if fetched is None else _fetching(txn, table, entries, plan.consistent, fetched)
+    entries = _pairs(entries) if fetched is None else _fetching(txn, table, entries)
     chunks: list = []
     scanned = 0
-    read_bytes = 0
+    read_bytes = 0  # of the entries read: the read's own units
+    page_bytes = 0  # and of the items an LSI read fetches for them: what the 1 MB bounds
     last_raw = None
     truncated = False
     for raw, entry in entries:
         size = stored_size(entry)
-        if read_bytes + size > PAGE_BYTES and scanned:
+        fetch_size = 0 if fetched is None else stored_size(raw)
+        if page_bytes + size + fetch_size > PAGE_BYTES and scanned:
             truncated = True
             break
         scanned += 1
         read_bytes += size
+        page_bytes += size + fetch_size
+        if fetched is not None:
+            fetched[0] += read_units(fetch_size, plan.consistent)
         last_raw = entry
         if flt is None and projection is None:
             if not count_only:
@@ -536,15 +541,16 @@ def _page_response(ctx, table, index, request, plan, chunks, scanned, read_bytes
     return b"".join(out)
 
 
-def _fetching(txn, table, entries, consistent: bool, fetched: list):
+def _fetching(txn, table, entries):
     """Pairs (table item, index entry) for an LSI read that needs attributes
-    the index does not project; adds each fetch's read units to ``fetched[0]``."""
+    the index does not project.  ``_page`` charges each fetch it keeps and
+    counts the fetched item in the page's 1 MB: a page of such a read is
+    not a page of small entries with megabytes of items behind them."""
     for _key, entry in entries:
         item = stored_item(entry)
         raw = txn.get("items", storage_key(table, key_of(table, item)))
         if raw is None:  # cannot happen in one snapshot; skip rather than fail
             continue
-        fetched[0] += read_units(stored_size(raw), consistent)
         yield raw, entry
 
 
