@@ -53,6 +53,7 @@ rest) holds every table, as with a data directory.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import logging
 import os
 import re
@@ -334,10 +335,18 @@ class _Workspace:
         from shoal.api import jobs
 
         try:
-            if exc_type is not None and issubclass(exc_type, KeyboardInterrupt):
-                self._undo_interrupted()
-            else:
-                jobs.wait_for_jobs(self.engine, 3600)
+            interrupted = exc_type is not None and issubclass(exc_type, KeyboardInterrupt)
+            if not interrupted:
+                with _interruptions.deferred():
+                    while not jobs.wait_for_jobs(self.engine, 0.2):
+                        if _interruptions.pending:
+                            interrupted = True
+                            break
+            if interrupted:
+                with _interruptions.deferred():  # a second Ctrl-C waits for the undoing
+                    self._undo_interrupted()
+                if exc_type is None:
+                    raise KeyboardInterrupt
         finally:
             self.engine.close()
             if self.lock is not None:
@@ -395,8 +404,10 @@ class _Workspace:
         from shoal.api import jobs
 
         try:
-            while not jobs.wait_for_jobs(self.engine, 0.2):
-                progress.update(*measure())
+            with _interruptions.deferred():
+                while not jobs.wait_for_jobs(self.engine, 0.2):
+                    _interruptions.check()
+                    progress.update(*measure())
             progress.update(*measure(), force=True)
         finally:
             progress.finish()
@@ -412,7 +423,8 @@ def _run(tool):
         if problem:
             print(f"shoal: {problem}", file=sys.stderr)
             return 2
-        previous = signal.signal(signal.SIGTERM, _interrupt)
+        previous = {number: signal.signal(number, _interruptions.handle) for number in (signal.SIGINT, signal.SIGTERM)}
+        _interruptions.pending = False
         try:
             return tool(args)
         except _Refused as exc:
@@ -427,13 +439,45 @@ def _run(tool):
                   "import marked FAILED, a backup dropped)", file=sys.stderr)
             return 130
         finally:
-            signal.signal(signal.SIGTERM, previous)
+            for number, handler_before in previous.items():
+                signal.signal(number, handler_before)
 
     return handler
 
 
-def _interrupt(signum, frame) -> None:
-    raise KeyboardInterrupt
+class _Interruptions:
+    """Ctrl-C (SIGINT) and SIGTERM raise ``KeyboardInterrupt`` at once,
+    except while the main thread waits for a thread to end (``deferred``):
+    then the signal is noted, and ``check`` raises it between two waits.  An
+    exception raised inside ``Thread.join`` can leave a thread that still
+    runs marked as finished (CPython before 3.13), and the jobs would then
+    not be stopped and undone."""
+
+    def __init__(self) -> None:
+        self.pending = False
+        self._deferring = 0
+
+    def handle(self, signum, frame) -> None:
+        if self._deferring:
+            self.pending = True
+            return
+        raise KeyboardInterrupt
+
+    @contextlib.contextmanager
+    def deferred(self):
+        self._deferring += 1
+        try:
+            yield
+        finally:
+            self._deferring -= 1
+
+    def check(self) -> None:
+        if self.pending:
+            self.pending = False
+            raise KeyboardInterrupt
+
+
+_interruptions = _Interruptions()
 
 
 def _validated(operation: str, request: dict) -> dict:
@@ -492,7 +536,8 @@ class _Shown:
     def __exit__(self, *exc_info) -> None:
         self.stop.set()
         if self.thread.is_alive():
-            self.thread.join()
+            with _interruptions.deferred():
+                self.thread.join()
         self.progress.finish()
 
 
@@ -723,12 +768,15 @@ def _export_now(work, table, out: str, export_format: str, progress: Progress):
     thread = threading.Thread(target=run, name="shoal-export")
     thread.start()
     try:
-        while thread.is_alive():
-            thread.join(0.2)
-            progress.update(_bytes_under(out))
+        with _interruptions.deferred():
+            while thread.is_alive():
+                thread.join(0.2)
+                _interruptions.check()
+                progress.update(_bytes_under(out))
     finally:
         stop.set()  # an interruption: the job leaves its files where they are (no record names them)
-        thread.join()
+        with _interruptions.deferred():
+            thread.join()
         progress.finish()
     if "error" in outcome:
         error = outcome["error"]

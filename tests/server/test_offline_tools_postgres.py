@@ -11,8 +11,10 @@ from __future__ import annotations
 import gzip
 import json
 import os
+import signal
 import subprocess
 import sys
+import threading
 import time
 
 import psycopg
@@ -137,6 +139,14 @@ def test_backup_and_restores_while_a_node_serves(ddb, database):
     assert scan(ddb, target) == original
 
 
+def gone(ddb, table: str) -> bool:
+    try:
+        ddb.describe_table(TableName=table)
+    except ClientError as exc:
+        return exc.response["Error"]["Code"] == "ResourceNotFoundException"
+    return False
+
+
 def files_of(folder) -> list[str]:
     return sorted(os.path.relpath(os.path.join(path, name), folder)
                   for path, _, names in os.walk(folder) for name in names)
@@ -194,7 +204,7 @@ def test_export_and_import_while_a_node_serves(ddb, database, tmp_path):
         assert [i["ImportStatus"] for i in imports["ImportSummaryList"]] == ["COMPLETED"]
 
 
-def test_a_schedule_kept_in_the_database_is_taken_by_the_node(ddb, database):
+def test_a_schedule_kept_in_the_database_is_taken_by_the_node(ddb, database, capsys):
     table = make_table(ddb, 5, pitr=False)
     done = shoal("backup", "schedule", table, "--every", "1h", "--keep", "1d", "--storage", database)
     assert done.returncode == 0, done.stderr
@@ -206,10 +216,10 @@ def test_a_schedule_kept_in_the_database_is_taken_by_the_node(ddb, database):
 
     first, = wait_for(taken)
     assert first["BackupName"] == f"{table}$ScheduledBackup"
-    listed = shoal("backup", "schedule", "--list", "--storage", database)
-    assert listed.returncode == 0 and f"last {first['BackupArn']}" in listed.stdout, listed.stderr
-    assert shoal("backup", "schedule", table, "--remove", "--storage", database).returncode == 0
-    assert table not in shoal("backup", "schedule", "--list", "--storage", database).stdout
+    code, listed, err = run_here(capsys, "backup", "schedule", "--list", "--storage", database)
+    assert code == 0 and f"{table}: a backup every 1h" in listed and f"last {first['BackupArn']}" in listed, err
+    assert run_here(capsys, "backup", "schedule", table, "--remove", "--storage", database)[0] == 0
+    assert table not in run_here(capsys, "backup", "schedule", "--list", "--storage", database)[1]
 
 
 # A process that starts a restore over PostgreSQL and dies at once (as under
@@ -240,17 +250,42 @@ def test_what_a_killed_tool_left_half_made_the_next_tool_undoes(ddb, database):
     done = shoal("backup", table, "--storage", database)
     assert done.returncode == 0, done.stderr
 
-    def gone() -> bool:
-        try:
-            ddb.describe_table(TableName=target)
-        except ClientError as exc:
-            return exc.response["Error"]["Code"] == "ResourceNotFoundException"
-        return False
-
-    wait_for(gone)
+    wait_for(lambda: gone(ddb, target))
     # The backup is not held by a restore any more: restoring it under that name works.
     done = shoal("restore", "--backup-arn", arn, "--target", target, "--storage", database)
     assert done.returncode == 0 and "5 items" in done.stdout, done.stderr
+
+
+def test_an_interrupted_restore_is_undone_at_once(ddb, database, capsys, monkeypatch):
+    """SIGTERM (or Ctrl-C) in the middle of a restore: its job stops and its
+    half-made table is deleted by the tool itself, not at a node's next start.
+    In this process, so that the load can be held until the tool is stopping."""
+    from shoal.api import backups, jobs
+
+    table = make_table(ddb, 5, pitr=False)
+    arn = ddb.create_backup(TableName=table, BackupName="source")["BackupDetails"]["BackupArn"]
+    target = unique_name("interrupted")
+    stopping = threading.Event()
+    load_items, stop_jobs = backups.load_items, jobs.stop_jobs
+
+    def held(ctx, table, items):  # the restore's job: the table is made, CREATING
+        os.kill(os.getpid(), signal.SIGTERM)
+        assert stopping.wait(30)
+        time.sleep(0.2)  # for stop_jobs to set the job's stop, which the load then meets before its first item
+        return load_items(ctx, table, items)
+
+    def stop_jobs_seen(engine, timeout=30.0):
+        stopping.set()
+        return stop_jobs(engine, timeout)
+
+    monkeypatch.setattr(backups, "load_items", held)
+    monkeypatch.setattr(jobs, "stop_jobs", stop_jobs_seen)
+    code, out, err = run_here(capsys, "restore", "--backup-arn", arn, "--target", target, "--storage", database)
+    assert (code, out) == (130, "") and err.startswith("shoal: interrupted (what had not finished was stopped"), err
+    wait_for(lambda: gone(ddb, target))
+    monkeypatch.undo()
+    done = shoal("restore", "--backup-arn", arn, "--target", target, "--storage", database)
+    assert done.returncode == 0 and "5 items" in done.stdout, done.stderr  # no restore holds the backup
 
 
 def run_here(capsys, *args: str) -> tuple[int, str, str]:
