@@ -68,10 +68,13 @@ def test_restore_reproduces_the_table_at_a_second(tmp_path, monkeypatch):
                                 TimeToLiveSpecification={"Enabled": True, "AttributeName": "expires"})
         for n in range(20):
             ddb.put_item(TableName="events", Item=event(f"u{n % 3}", n, ("play", "pause", "seek")[n % 3]))
-        # Two events expire by time to live after the restore point.
-        soon = str(int(time.time()) + 1)
-        ddb.put_item(TableName="events", Item=event("u0", 100, "stop", "c2", expires={"N": soon}))
-        ddb.put_item(TableName="events", Item=event("u1", 101, "stop", "c2", expires={"N": soon}))
+        # Two events expire by time to live after the restore point: they are written with an
+        # expiry an hour away and made expired after it.  (An expiry a second away, as this test
+        # had, could pass before the restore point on a loaded machine, and the sweep delete them
+        # between ``seen`` and ``at``.)
+        later = str(int(time.time()) + 3600)
+        ddb.put_item(TableName="events", Item=event("u0", 100, "stop", "c2", expires={"N": later}))
+        ddb.put_item(TableName="events", Item=event("u1", 101, "stop", "c2", expires={"N": later}))
         seen = views(ddb, "events")
         at = mark()
         # A delete storm, updates, new events; then the time-to-live sweep.
@@ -81,6 +84,10 @@ def test_restore_reproduces_the_table_at_a_second(tmp_path, monkeypatch):
                         UpdateExpression="SET content_id = :c, kind = :k",
                         ExpressionAttributeValues={":c": {"S": "c2"}, ":k": {"S": "rating"}})
         ddb.put_item(TableName="events", Item=event("u2", 500, "search", "c2"))
+        for user, ts in (("u0", 100), ("u1", 101)):
+            ddb.update_item(TableName="events", Key={"user_id": {"S": user}, "ts": {"N": str(ts)}},
+                            UpdateExpression="SET expires = :past",
+                            ExpressionAttributeValues={":past": {"N": str(int(time.time()) - 1)}})
         deadline = time.time() + 15
         while len(ddb.scan(TableName="events", ConsistentRead=True)["Items"]) != 22 - 10 + 1 - 2:
             assert time.time() < deadline, "the time-to-live sweep did not delete the expired events"
