@@ -148,7 +148,7 @@ def finish(engine, catalog, region: str, table, now: float) -> bool:
 
     ctx = Context(region, table.account, engine, catalog, None, lambda: now)
     taken = backups.create_backup(ctx, {"TableName": table.name, "BackupName": f"{table.name}$ArchivalBackup"},
-                                  backup_type="SYSTEM")["BackupDetails"]
+                                  backup_type="SYSTEM", archival=True)["BackupDetails"]
     done = []
 
     def change(desc: dict) -> None:

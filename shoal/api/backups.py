@@ -265,7 +265,8 @@ def _named_backup(ctx, txn, arn: str) -> dict:
 # ---------------------------------------------------------------- CreateBackup
 
 
-def create_backup(ctx, request: dict, *, backup_type: str = "USER", keep_s: float | None = None) -> dict:
+def create_backup(ctx, request: dict, *, backup_type: str = "USER", keep_s: float | None = None,
+                  archival: bool = False) -> dict:
     """Copy the table, as of one position of the change log, into a new backup
     (a scheduled one: ``backup_type`` SYSTEM, expiring after ``keep_s``).
 
@@ -283,6 +284,8 @@ def create_backup(ctx, request: dict, *, backup_type: str = "USER", keep_s: floa
         raise TableNotFoundException(f"Table not found: {name}") from None
     try:
         _check_key_usable(ctx, taken.description)
+        if not archival:
+            _check_not_archived(taken.description, name)
         record = _copy(ctx, request["BackupName"], name, taken, backup_type, keep_s)
         return {"BackupDetails": _details(record, "CREATING")}
     finally:
@@ -298,6 +301,19 @@ def _check_key_usable(ctx, desc: dict) -> None:
 
     if desc.get("TableStatus") == control.INACCESSIBLE:
         raise control.description_key_error(ctx.engine, desc)
+
+
+def _check_not_archived(desc: dict, name: str) -> None:
+    """An ARCHIVING table's data is being backed up and dropped, an ARCHIVED
+    one's is gone (its ArchivalBackupArn holds it): no backup of either (a
+    USER backup would otherwise be empty).  Answered as the other backup and
+    recovery operations answer for such a table (``tables.source_table``:
+    DescribeContinuousBackups' TableNotFoundException, the one answer on
+    record for an archived table)."""
+    from shoal.api import archival
+
+    if archival.is_archived(desc):
+        raise TableNotFoundException(f"Table not found: {name}")
 
 
 def _copy(ctx, backup_name: str, table_name: str, taken, backup_type: str = "USER",

@@ -61,7 +61,7 @@ import zlib
 
 import orjson
 
-from shoal.api import tables
+from shoal.api import archival, tables
 from shoal.api.backups import epoch_seconds, iso_time
 from shoal.api.catalog import table_arn
 from shoal.api.jobs import (
@@ -476,7 +476,7 @@ def _source(ctx, txn, text: str):
     """The table TableArn names, or TableNotFoundException."""
     region, account, name = tables.parse_table_arn(text)
     table = ctx.catalog.get(txn, ctx.region, name) if (region, account) == (ctx.region, ctx.account) else None
-    if table is None:
+    if table is None or archival.is_archived(table.description):  # an archived table's data is gone
         raise TableNotFoundException(f"Table not found: {text}")
     return table
 

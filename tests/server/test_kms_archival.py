@@ -105,8 +105,12 @@ def _check_refusals(client, name: str, status: str) -> None:
         "DescribeContinuousBackups": lambda: client.describe_continuous_backups(TableName=name),
         "UpdateContinuousBackups": lambda: client.update_continuous_backups(
             TableName=name, PointInTimeRecoverySpecification={"PointInTimeRecoveryEnabled": False}),
+        "CreateBackup": lambda: client.create_backup(TableName=name, BackupName="while-archived"),
     }.items():
         assert _refused(call) == ("TableNotFoundException", f"Table not found: {name}", 400), label
+    arn = client.describe_table(TableName=name)["Table"]["TableArn"]
+    assert _refused(lambda: client.export_table_to_point_in_time(TableArn=arn, S3Bucket="exports")) == (
+        "TableNotFoundException", f"Table not found: {arn}", 400)
     assert name in client.list_tables()["TableNames"]
 
 
