@@ -35,8 +35,9 @@ import orjson
 
 from shoal.api.common import expression_context, meter_condition_failed
 from shoal.api.items import delete_item, get_item, put_item, update_item
-from shoal.api.query import query, scan
+from shoal.api.query import check_key_paths, query, scan
 from shoal.api.transactions import TransactionCanceledException, transact_get_items, transact_write_items
+from shoal.api.transactions import plan_write as transact_plan_write
 from shoal.errors import (
     INVALID_PARAMETERS as INVALID,
     VALIDATION_ERRORS_PATTERN,
@@ -63,6 +64,10 @@ from shoal.partiql.translate import (
 
 DUPLICATE_ITEM = "Duplicate primary key exists in table"
 KEY_EQUALITY = "Where clause does not contain a mandatory equality on all key attributes"
+SINGLE_ITEM = "Only single item Update/Insert/Delete are supported"
+KEY_TYPE = "Key attribute's data type should match its data type in table's schema"
+DUPLICATE_IDENTIFIER = "Duplicate identifiers in select clause: "
+NOT_EXISTS = "Unsupported operation in transaction."
 INVALID_NEXT_TOKEN = "Invalid NextToken"
 TOKEN_MISMATCH = "NextToken does not match request"  # as recorded from DynamoDB (2026)
 EXISTS_OUTSIDE_TRANSACTION = "EXISTS can only be used in ExecuteTransaction write requests."
@@ -168,18 +173,21 @@ def reads_only(operation: str, request: dict) -> bool:
 
 # What the expression layer (and an item write's request envelope) puts before
 # an expression's errors; a statement's errors are DynamoDB's without it.
-_EXPRESSION_ERROR = re.compile(f"(?:{VALIDATION_ERRORS_PATTERN})?Invalid (?:Filter|Condition)Expression: ")
+_EXPRESSION_ERROR = re.compile(
+    f"(?:{VALIDATION_ERRORS_PATTERN})?(?:Invalid (?:Filter|Condition|Update|Projection|KeyCondition)Expression: )?")
 
 
 @contextmanager
 def statement_errors():
     """Re-raise an expression error as the statement's own: the message without
-    the kind of expression the statement was translated to."""
+    the kind of expression the statement was translated to, nor the request
+    envelope of the item write it runs as ("1 validation error detected: "),
+    as DynamoDB Local words them (a statement has no such members)."""
     try:
         yield
     except ValidationException as exc:
         prefix = _EXPRESSION_ERROR.match(exc.message)
-        if prefix is None:
+        if not prefix.end():
             raise
         raise ValidationException(exc.message[prefix.end():]) from None
 
@@ -196,16 +204,22 @@ def _key_names(table) -> tuple:
 def _check_key_types(key: dict, attribute_types: dict) -> None:
     for name, value in key.items():
         if attribute_types.get(name) not in value:
-            raise ValidationException(
-                f"Key attribute's data type should match its data type in table's schema: Key {name}"
-            )
+            raise ValidationException(f"{KEY_TYPE}: Key {name}")
 
 
 def _statement_key(table, where, params: list) -> tuple[dict, list]:
-    """(the item's key, the other conjuncts) of a WHERE that must name one item."""
-    key, rest = split_key(where, _key_names(table), params)
+    """(the item's key, the other conjuncts) of a WHERE that must name one
+    item.  A key attribute equal to two different values names none: refused
+    (DynamoDB Local's words; the Developer Guide: the WHERE of an UPDATE or
+    DELETE resolves to a single primary key)."""
+    names = _key_names(table)
+    key, rest = split_key(where, names, params)
     if len(key) != len(table.key_schema):
         raise ValidationException(KEY_EQUALITY)
+    for node in rest:
+        found = key_equality(node, names)
+        if found is not None and bind_value(found[1], params) != key[found[0]]:
+            raise ValidationException(f"Multiple conditions on same key {found[0]}. {SINGLE_ITEM}")
     _check_key_types(key, table.attribute_types)
     return key, rest
 
@@ -343,10 +357,12 @@ class _Reader:
     """What a SELECT evaluates over the items it reads: the WHERE conjuncts
     the key condition does not guarantee, and the projection."""
 
-    __slots__ = ("condition", "projection", "entry")
+    __slots__ = ("condition", "projection", "entry", "paths")
 
     def __init__(self, builder: ExpressionBuilder, residual: list, paths: tuple | None,
                  entry: frozenset | None = None) -> None:
+        if paths is not None:
+            _check_identifiers(paths)
         # An index read's condition sees the index entry (``entry``: the names
         # it projects), even where a local index fetched more from the table.
         self.entry = entry
@@ -361,9 +377,17 @@ class _Reader:
         exprs = expression_context(request, ("FilterExpression", "ProjectionExpression"), ())
         with statement_errors():
             self.condition = None if filter_text is None else parse_condition(filter_text, exprs, "FilterExpression")
-        self.projection = None
+        self.projection = self.paths = None
         if projection_text is not None:  # checked as a ProjectionExpression, shaped as PartiQL does
-            self.projection = SelectList(parse_projection(projection_text, exprs).paths)
+            with statement_errors():
+                self.paths = parse_projection(projection_text, exprs)
+            self.projection = SelectList(self.paths.paths)
+
+    def check_key_paths(self, table) -> None:
+        """No path of the WHERE or the list may reach into a key attribute of
+        the table or of an index, as in the Query or Scan a SELECT runs as
+        (DynamoDB Local refuses them alike)."""
+        check_key_paths(table, self.condition, self.paths)
 
     def names(self) -> list:
         """The top-level attributes the condition reads, sorted."""
@@ -382,6 +406,26 @@ class _Reader:
                     continue
             out.append(item if projection is None else projection.apply(item))
         return out
+
+
+def _identifier(path: ast.Path) -> str:
+    """The name a SELECT's path is known by in its list: its last attribute
+    name, with the list indexes after it (``a.b`` is ``b``, ``m.l[0]`` is
+    ``l[0]``)."""
+    elements = path.elements
+    last = max(i for i, element in enumerate(elements) if type(element) is str)
+    return elements[last] + "".join(f"[{index}]" for index in elements[last + 1:])
+
+
+def _check_identifiers(paths: tuple) -> None:
+    """Two paths of a SELECT's list known by one name are refused, before
+    their overlap is (DynamoDB Local: ``SELECT a, a``, ``SELECT m.x, n.x``)."""
+    seen = set()
+    for path in paths:
+        name = _identifier(path)
+        if name in seen:
+            raise ValidationException(DUPLICATE_IDENTIFIER + name)
+        seen.add(name)
 
 
 def _read_keys(table, statement: ast.Select):
@@ -597,6 +641,7 @@ def select(ctx, statement: ast.Select, params: list, request: dict) -> dict:
         residual = [node for node in residual if not any(node is c for c in covered)]
     entry = None if index is None else index.projected
     reader = _Reader(ExpressionBuilder(params), residual, statement.projection, entry)
+    reader.check_key_paths(table)
     if entry is not None and _keyed(statement.where, index, partition):
         _check_filter_projected(index, reader)
     if index is not None and statement.projection is not None:
@@ -704,6 +749,7 @@ def batch_execute_statement(ctx, request: dict):
         raise ValidationException(MIXED_BATCH)
     capacity = _Capacity()
     if kinds == {True}:
+        _refuse_duplicate_reads(ctx, parsed)
         responses = [_batch_read(ctx, p, entry, request, capacity) for p, entry in zip(parsed, request["Statements"])]
     else:
         responses = _batch_writes(ctx, parsed, request, capacity)
@@ -711,6 +757,26 @@ def batch_execute_statement(ctx, request: dict):
     if request.get("ReturnConsumedCapacity") not in (None, "NONE"):
         out.update(capacity.members())
     return out
+
+
+def _refuse_duplicate_reads(ctx, parsed: list) -> None:
+    """Two SELECTs of one item refuse the whole batch, as BatchGetItem's
+    duplicate keys do (DynamoDB Local answers so); a statement that cannot
+    run is left to its own response."""
+    seen = set()
+    for p in parsed:
+        if isinstance(p, ShoalError):
+            continue
+        statement, params = p
+        try:
+            table = _table(ctx, statement.table)
+            key = _single_item_key(table, statement, params, BATCH_SELECT)
+        except ShoalError:
+            continue
+        identity = (table.name, orjson.dumps(key, option=orjson.OPT_SORT_KEYS))
+        if identity in seen:
+            raise ValidationException(DUPLICATE_KEYS)
+        seen.add(identity)
 
 
 def _single_item_key(table, statement: ast.Select, params: list, message: str) -> dict:
@@ -731,8 +797,9 @@ def _batch_read(ctx, parsed, entry: dict, request: dict, capacity: _Capacity) ->
     try:
         table = _table(ctx, statement.table)
         key = _single_item_key(table, statement, params, BATCH_SELECT)
-        table_name = table.name
         reader = _Reader(ExpressionBuilder(params), [], statement.projection)
+        reader.check_key_paths(table)
+        table_name = table.name
         get = {"TableName": table.name, "Key": key}
         if entry.get("ConsistentRead") is not None:
             get["ConsistentRead"] = entry["ConsistentRead"]
@@ -783,6 +850,11 @@ def _batch_write(ctx, plan, entry: dict, request: dict, capacity: _Capacity) -> 
     # A member's ReturnValuesOnConditionCheckFailure is accepted and inert:
     # DynamoDB's failed member carries no Item, whatever it is set to.
     options = {"ReturnConsumedCapacity": request.get("ReturnConsumedCapacity")}
+    try:  # a statement whose expressions are invalid names no table (DynamoDB Local's answer)
+        with statement_errors():
+            transact_plan_write({plan.kind: plan.spec})
+    except ValidationException as exc:
+        return batch_error(exc)
     try:
         response = run_write(ctx, plan, options)
     except ShoalError as exc:
@@ -840,7 +912,9 @@ def _read_transaction(ctx, parsed: list, request: dict) -> dict:
             if exc.message != TRANSACTION_SELECT:
                 raise
             raise _in_statement(position, exc) from None
-        readers.append(_Reader(ExpressionBuilder(params), [], statement.projection))
+        reader = _Reader(ExpressionBuilder(params), [], statement.projection)
+        reader.check_key_paths(table)
+        readers.append(reader)
         gets.append({"Get": {"TableName": table.name, "Key": key}})
     sub = {"TransactItems": gets}
     if request.get("ReturnConsumedCapacity") is not None:
@@ -854,6 +928,14 @@ def _read_transaction(ctx, parsed: list, request: dict) -> dict:
 
 
 def _write_transaction(ctx, parsed: list, request: dict) -> dict:
+    """The statements as one TransactWriteItems.  Refused as a whole: NOT
+    EXISTS (the Developer Guide documents EXISTS only; DynamoDB Local: "Unsupported
+    operation in transaction."), RETURNING, a statement whose expressions are
+    invalid ("Validation failed in TransactStatements[i]: ", as DynamoDB Local
+    words them).  A key of the wrong type cancels the transaction with that
+    statement's ValidationError, as TransactWriteItems' does."""
+    if any(isinstance(statement, ast.Exists) and statement.negated for statement, _ in parsed):
+        raise ValidationException(NOT_EXISTS)
     plans = []
     for position, (statement, params) in enumerate(parsed):
         if getattr(statement, "returning", None) is not None:
@@ -866,6 +948,10 @@ def _write_transaction(ctx, parsed: list, request: dict) -> dict:
         except ValidationException as exc:
             if exc.message == EXISTS_CONDITION:
                 raise _in_statement(position, exc) from None
+            if exc.message.startswith(KEY_TYPE):
+                reasons = [{"Code": "None"}] * len(parsed)
+                reasons[position] = {"Code": "ValidationError", "Message": exc.message}
+                raise TransactionCanceledException(reasons) from None
             raise
     items = []
     for plan, entry in zip(plans, request["TransactStatements"]):
@@ -873,6 +959,12 @@ def _write_transaction(ctx, parsed: list, request: dict) -> dict:
         if entry.get("ReturnValuesOnConditionCheckFailure") is not None:
             spec["ReturnValuesOnConditionCheckFailure"] = entry["ReturnValuesOnConditionCheckFailure"]
         items.append({plan.kind: spec})
+    for position, item in enumerate(items):  # each statement's expressions, checked where it stands
+        try:
+            with statement_errors():
+                transact_plan_write(item)
+        except ValidationException as exc:
+            raise _in_statement(position, exc) from None
     sub = {"TransactItems": items}
     for member in ("ClientRequestToken", "ReturnConsumedCapacity"):
         if request.get(member) is not None:

@@ -7,10 +7,10 @@ Grammar (keywords in any case)::
                  [ORDER BY path [ASC|DESC] {',' path [ASC|DESC]}]
     source    := name ['.' name]                 -- table, or table.index
     insert    := INSERT INTO target VALUE map
-    update    := UPDATE target clauses WHERE cond [returning]
+    update    := UPDATE target clauses [WHERE cond] [returning]
                | FROM target [WHERE cond] clauses [returning]
     clauses   := (SET assign {',' assign} | REMOVE path {',' path})+
-    delete    := DELETE FROM target WHERE cond [returning]
+    delete    := DELETE FROM target [WHERE cond] [returning]
     target    := name ['.' name]                 -- an index refused once parsed
     returning := RETURNING (ALL | MODIFIED) (OLD | NEW) '*'
     cond      := and {OR and};  and := not {AND not};  not := NOT not | predicate
@@ -28,11 +28,19 @@ otherwise.  A table alias is refused on its own; a write naming an index
 (``table.index``) once the statement has parsed, in DynamoDB's words.  One ';' may end a statement
 (PartiQL's grammar); a map literal naming a key twice is refused.  A number literal out of
 DynamoDB's range is refused with where it sits in its value (``root``,
-``root.name``, ``root[1]``).  Parsed statements are cached by text.
+``root.name``, ``root[1]``); a negative zero written as a decimal (``-0.0``)
+is refused, as DynamoDB's PartiQL refuses it.  A write without WHERE parses
+(its missing key equality is refused once its table is known).  Where DynamoDB
+Local names a reason and no recorded DynamoDB answer says otherwise, its words
+are used without Local's position suffix (``at 1:30:1``): a VALUE that is no
+map, RETURNING in an INSERT, an alias or DISTINCT in a projection, MISSING as
+a value, arithmetic or LIKE in a condition, IN with no list.  Parsed
+statements are cached by text.
 """
 
 from __future__ import annotations
 
+import re
 from functools import lru_cache
 
 from shoal.errors import ValidationException
@@ -71,6 +79,17 @@ SIMPLE_PATH = "Expected identifier for simple path"
 DOT_COMPONENT = "Invalid path dot component"
 ALIASING = "Aliasing is not supported"
 TYPE_NAME = "Expected type name"
+# DynamoDB Local's reasons (bench/conformance_partiql.py), without their position suffix
+ITEM_FORMAT = ("Unsupported format in item expression. Please use struct format {...} to express item values "
+               "for insert statement.")
+INSERT_RETURNING = "RETURNING is not supported in INSERT"
+RETURNING_STAR = "Expected '*' after ( MODIFIED | ALL ) ( NEW | OLD ) in RETURNING clause"
+MISSING_VALUE = "MISSING must be compared using IS operator"
+IN_LIST = ("IN operator must have a left hand argument of type Variable Reference and right hand argument "
+           "of type Seq with at least one member")
+CONDITION_OPERATOR = "Unsupported operator in Condition Expression. Operator: "
+PATH_COMPONENT = "Unexpected path component"
+FROM_SOURCE = "Unexpected from source"
 
 # ``path IS <type>``: the PartiQL type names with a DynamoDB attribute type
 # (tested with attribute_type), and those without one, refused as before.
@@ -270,12 +289,16 @@ class _Parser:
     def select(self) -> ast.Select:
         self.keyword("SELECT")
         projection = None
+        if self.at_keyword("DISTINCT"):
+            raise ValidationException("Unsupported token in expression: DISTINCT")
         if not self.accept("*"):
-            paths = [self.path()]
+            paths = [self.projected_path()]
             while self.accept(","):
-                paths.append(self.path())
+                paths.append(self.projected_path())
             projection = tuple(paths)
         self.keyword("FROM")
+        if self.peek()[0] == "?":
+            raise ValidationException(FROM_SOURCE)
         if self.peek()[0] != "qid":
             self.check_term()
         table = self.source_component(self.name())
@@ -293,6 +316,17 @@ class _Parser:
             order_by = tuple(order_by)
         return ast.Select(table, index, projection, where, order_by, self.params)
 
+    def projected_path(self) -> ast.Path:
+        """A path of a SELECT's list: a call (COUNT(*)) or a ``?`` is no path,
+        an alias (``AS``) is refused."""
+        kind = self.peek()[0]
+        if kind == "?" or (kind == "id" and self.peek(1)[0] == "("):
+            raise ValidationException(PATH_COMPONENT)
+        path = self.path()
+        if self.at_keyword("AS"):
+            raise ValidationException(ALIASING)
+        return path
+
     def order_term(self) -> tuple:
         path = self.path()
         descending = False
@@ -307,17 +341,22 @@ class _Parser:
         if not self.at_keyword("VALUE") and self.peek()[0] != "eof":
             raise syntax_error(LEFTOVER)
         self.keyword("VALUE")
-        if self.peek()[0] != "{":
+        kind = self.peek()[0]
+        if kind != "{":
+            if kind in ("?", "[", "<<", "str", "num", "-") or self.at_keyword("TRUE", "FALSE", "NULL"):
+                raise ValidationException(ITEM_FORMAT)
             raise self.error()
-        return ast.Insert(table, self.value(), self.params)
+        node = ast.Insert(table, self.value(), self.params)
+        if self.at_keyword("RETURNING"):
+            raise ValidationException(INSERT_RETURNING)
+        return node
 
     def update(self) -> ast.Update:
         self.keyword("UPDATE")
         table = self.dml_target()
         self.refuse_alias("REMOVE")
         clauses = self.update_clauses()
-        self.keyword("WHERE")
-        where = self.condition()
+        where = self.condition() if self.accept_keyword("WHERE") else None  # none: no key equality
         returning = self.returning()
         return ast.Update(table, clauses, where, returning, self.params)
 
@@ -359,8 +398,7 @@ class _Parser:
         self.keyword("FROM")
         table = self.dml_target()
         self.refuse_alias()
-        self.keyword("WHERE")
-        where = self.condition()
+        where = self.condition() if self.accept_keyword("WHERE") else None  # none: no key equality
         returning = self.returning()
         if self.peek()[0] == "eof":  # well formed: the index before the RETURNING rule (DynamoDB Local's order)
             self.refuse_index(ON_INDEX)
@@ -376,7 +414,8 @@ class _Parser:
             return None
         which = self.keyword("ALL", "MODIFIED")
         when = self.keyword("OLD", "NEW")
-        self.expect("*")
+        if not self.accept("*"):
+            raise ValidationException(RETURNING_STAR)
         return _RETURNING[(which, when)]
 
     # ------------------------------------------------------------ conditions
@@ -416,7 +455,14 @@ class _Parser:
             self.pos += 1
             self.right_operand()
             op = "<>" if kind == "!=" else kind
-            return ast.Compare(op, left, self.operand())
+            node = ast.Compare(op, left, self.operand())
+            if self.peek()[0] in ("+", "-"):  # arithmetic is an update's, not a condition's
+                raise ValidationException(CONDITION_OPERATOR + self.peek()[0])
+            return node
+        if kind in ("+", "-"):
+            raise ValidationException(CONDITION_OPERATOR + kind)
+        if self.at_keyword("LIKE"):
+            raise ValidationException(CONDITION_OPERATOR + "like")
         negated = self.at_keyword("NOT") and self.at_keyword("BETWEEN", "IN", ahead=1)
         if negated:
             self.pos += 1
@@ -457,6 +503,8 @@ class _Parser:
     def in_options(self) -> tuple:
         closing = {"[": "]", "(": ")"}.get(self.peek()[0])
         if closing is None:
+            if self.peek()[0] == "?":
+                raise ValidationException(IN_LIST)
             raise self.error()
         self.pos += 1
         options = [self.operand()]
@@ -548,6 +596,9 @@ class _Parser:
                 return ast.Literal(("BOOL", upper == "TRUE"))
             if upper == "NULL":
                 return ast.Literal(("NULL", True))
+            if upper == "MISSING":  # no value: refused where a value is written
+                raise ValidationException(MISSING_VALUE if where == "root"
+                                          else f"Unsupported data type: MISSING under key {where}")
         if kind in ("[", "<<", "{"):
             self.deeper()
             if kind == "[":
@@ -597,6 +648,9 @@ ON_INDEX = "This operation is not supported on an index"
 FROM_COMPONENTS = "A path may contain at most 2 components in the FROM clause"
 
 
+_NEGATIVE_ZERO = re.compile(r"-(?:0*\.0*|0+(?:\.0*)?[eE][+-]?\d+|\.0+[eE][+-]?\d+|0*\.0+[eE][+-]?\d+)\Z")
+
+
 def _named(name: str) -> str:
     """An attribute name of the statement's text (a path's or a map's): an
     empty one is refused, in DynamoDB Local's words (Parameters are checked
@@ -608,7 +662,12 @@ def _named(name: str) -> str:
 
 def _number(text: str, where: str) -> str:
     """The normalized text of a number literal; out of DynamoDB's range, its
-    error names where the number sits (``under root.a[1]``)."""
+    error names where the number sits (``under root.a[1]``).  A negative
+    zero written as a decimal (``-0.0``, ``-0e0``; not the integer ``-0``)
+    is refused, as DynamoDB Local refuses it (its words, the place as Shoal
+    names it)."""
+    if text[:1] == "-" and _NEGATIVE_ZERO.match(text):
+        raise ValidationException(f"Negative zero decimal is not supported under key {where}")
     try:
         return normalize_number(text)
     except ValidationException as exc:

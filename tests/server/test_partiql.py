@@ -402,7 +402,7 @@ def test_delete_returns_old_item_and_checks_conditions(ddb, table):
 
 
 @pytest.mark.parametrize("statement", ["SELEC * FROM t", "SELECT * FROM t WHERE x = '",
-                                       "INSERT INTO t VALUE 5", "UPDATE t WHERE pk = 1"])
+                                       "INSERT INTO t VALUE", "UPDATE t WHERE pk = 1"])
 def test_malformed_statements(ddb, statement):
     assert code_message(run, ddb=ddb, statement=statement) == ("ValidationException", MALFORMED + statement)
 
@@ -461,26 +461,28 @@ def test_batch_writes_with_per_statement_errors(ddb, table):
 
 def test_batch_reads(ddb, table):
     put(ddb, table, "a", 1, x={"N": "1"})
+    put(ddb, table, "a", 2)
     out = ddb.batch_execute_statement(Statements=[
         {"Statement": f"SELECT x FROM {table} WHERE pk = 'a' AND sk = 1"},
         {"Statement": f"SELECT * FROM {table} WHERE pk = 'a'"},
         {"Statement": f"SELECT * FROM {table} WHERE pk = 'nobody' AND sk = 1"},
-        {"Statement": f"SELECT * FROM {table} WHERE pk = ? AND sk = ?", "Parameters": [{"S": "a"}, {"N": "1"}],
+        {"Statement": f"SELECT * FROM {table} WHERE pk = ? AND sk = ?", "Parameters": [{"S": "a"}, {"N": "2"}],
          "ConsistentRead": True},
     ])["Responses"]
     assert out[0] == {"TableName": table, "Item": {"x": {"N": "1"}}}
     assert out[1] == {"Error": {"Code": "ValidationError", "Message": BATCH_SELECT}}
     assert out[2] == {"TableName": table}
-    assert out[3]["Item"]["pk"] == {"S": "a"}
+    assert out[3]["Item"]["sk"] == {"N": "2"}
 
 
 def test_batch_reads_with_consumed_capacity_and_projections(ddb, table):
     # GetItem answers such a read with the stored item spliced in unparsed;
     # projecting it once answered a 500.
     put(ddb, table, "a", 1, x={"N": "1"}, y={"S": "z"})
+    put(ddb, table, "a", 2, x={"N": "1"}, y={"S": "z"})
     out = ddb.batch_execute_statement(Statements=[
         {"Statement": f"SELECT x FROM {table} WHERE pk = 'a' AND sk = 1"},
-        {"Statement": f"SELECT * FROM {table} WHERE pk = 'a' AND sk = 1", "ConsistentRead": True},
+        {"Statement": f"SELECT * FROM {table} WHERE pk = 'a' AND sk = 2", "ConsistentRead": True},
     ], ReturnConsumedCapacity="TOTAL")
     assert out["Responses"][0] == {"TableName": table, "Item": {"x": {"N": "1"}}}
     assert out["Responses"][1]["Item"]["y"] == {"S": "z"}
@@ -503,12 +505,13 @@ def test_batch_refuses_mixed_reads_and_writes_and_duplicate_keys(ddb, table):
 
 def test_transaction_commits_all(ddb, table):
     put(ddb, table, "acct", 1, balance={"N": "100"})
+    put(ddb, table, "lock", 1)
     out = ddb.execute_transaction(TransactStatements=[
         {"Statement": f"UPDATE {table} SET balance = balance - ? WHERE pk = 'acct' AND sk = 1 AND balance >= ?",
          "Parameters": [{"N": "30"}, {"N": "30"}]},
         {"Statement": f"INSERT INTO {table} VALUE {{'pk': 'log', 'sk': 1, 'amount': 30}}"},
         {"Statement": f"DELETE FROM {table} WHERE pk = 'gone' AND sk = 1"},
-        {"Statement": f"NOT EXISTS(SELECT * FROM {table} WHERE pk = 'lock' AND sk = 1 AND held = true)"},
+        {"Statement": f"EXISTS(SELECT * FROM {table} WHERE pk = 'lock' AND sk = 1 AND held IS MISSING)"},
     ], ClientRequestToken="tok-commit-1", ReturnConsumedCapacity="TOTAL")
     assert out["Responses"] == []
     assert out["ConsumedCapacity"][0]["TableName"] == table
@@ -541,10 +544,16 @@ def test_transaction_exists_condition(ddb, table):
     ok = [{"Statement": f"EXISTS(SELECT * FROM {table} WHERE pk = 'a' AND sk = 1 AND x = 1)"},
           {"Statement": f"INSERT INTO {table} VALUE {{'pk': 'b', 'sk': 1}}"}]
     ddb.execute_transaction(TransactStatements=ok)
-    failing = [{"Statement": f"NOT EXISTS(SELECT * FROM {table} WHERE pk = 'a' AND sk = 1 AND x = 1)"},
+    failing = [{"Statement": f"EXISTS(SELECT * FROM {table} WHERE pk = 'a' AND sk = 1 AND x = 2)"},
                {"Statement": f"INSERT INTO {table} VALUE {{'pk': 'c', 'sk': 1}}"}]
     err = error_of(ddb.execute_transaction, TransactStatements=failing)
     assert [r["Code"] for r in err["CancellationReasons"]] == ["ConditionalCheckFailed", "None"]
+    # NOT EXISTS: the Developer Guide documents EXISTS only, DynamoDB Local refuses it
+    negated = [{"Statement": f"NOT EXISTS(SELECT * FROM {table} WHERE pk = 'a' AND sk = 1 AND x = 2)"},
+               {"Statement": f"INSERT INTO {table} VALUE {{'pk': 'c', 'sk': 1}}"}]
+    assert code_message(ddb.execute_transaction, TransactStatements=negated) == (
+        "ValidationException", "Unsupported operation in transaction.")
+    assert "Item" not in ddb.get_item(TableName=table, Key={"pk": {"S": "c"}, "sk": {"N": "1"}})
     bare = [{"Statement": f"EXISTS(SELECT * FROM {table} WHERE pk = 'a' AND sk = 1)"}]
     assert code_message(ddb.execute_transaction, TransactStatements=bare) == (
         "ValidationException",
@@ -647,7 +656,7 @@ def test_expression_errors_do_not_name_the_expression(ddb, table):
     err = code_message(ddb.execute_transaction, TransactStatements=[
         {"Statement": f"UPDATE {table} SET x = 1 WHERE pk = 'a' AND sk = 1 AND val < ?",
          "Parameters": [{"BOOL": True}]}])
-    assert err == ("ValidationException",
+    assert err == ("ValidationException", "Validation failed in TransactStatements[0]: "
                    "Incorrect operand type for operator or function; operator or function: <, operand type: BOOL")
 
 
