@@ -331,6 +331,14 @@ def test_refusals_are_one_clear_line(postgres_cluster, tmp_path, capsys, monkeyp
         assert conn.execute("SELECT count(*) FROM information_schema.schemata WHERE schema_name = 'shoal'"
                             ).fetchone() == (0,)
 
+    key = tmp_path / "master.key"
+    key.write_text("00" * 32 + "\n")
+    one_line(run_here(capsys, "keys", "rotate", "--storage", empty, "--master-key-file", str(key),
+                      "--new-master-key-file", str(key)), 1, f"shoal: {empty} holds no Shoal store: it has no keys")
+    with psycopg.connect(empty) as conn:
+        assert conn.execute("SELECT count(*) FROM information_schema.schemata WHERE schema_name = 'shoal'"
+                            ).fetchone() == (0,)
+
     kms = run_here(capsys, "keys", "kms-key-state", "alias/k", "Disabled", "--data-dir", str(tmp_path),
                    "--storage", empty)
     one_line(kms, 1, "shoal: KMS key states are kept in a data directory's KMS_KEYS file, which nodes over "
