@@ -50,8 +50,6 @@ from shoal.expressions import parse_condition, parse_projection
 from shoal.expressions.projection import SelectList
 from shoal.model.values import validate_value
 from shoal.partiql import ast, parse_statement
-from shoal.partiql.lexer import MALFORMED
-from shoal.partiql.parser import DML_FROM, ON_INDEX
 from shoal.partiql.translate import (
     ExpressionBuilder,
     bind_value,
@@ -653,7 +651,8 @@ def select(ctx, statement: ast.Select, params: list, request: dict) -> dict:
     binding = request_binding(request)
     if request.get("NextToken") is not None:
         read["ExclusiveStartKey"] = decode_next_token(request["NextToken"], binding)
-    page = _loads((query if partition is not None else scan)(ctx, read))
+    with statement_errors():
+        page = _loads((query if partition is not None else scan)(ctx, read))
     out = {"Items": reader.shape(page.get("Items", []))}
     last = page.get("LastEvaluatedKey")
     if last is not None:
@@ -890,14 +889,14 @@ def _in_statement(position: int, exc: ValidationException) -> ValidationExceptio
 
 
 def _parse_in_transaction(position: int, entry: dict):
-    """_parse, a syntax error (or a write naming an index) naming the
-    statement's place in the request."""
+    """_parse, a fault of the statement's text (not well formed, a write
+    naming an index, a literal DynamoDB refuses) naming the statement's place
+    in the request, as DynamoDB Local names it."""
     try:
-        return _parse(entry["Statement"], entry.get("Parameters"))
+        parse_statement(entry["Statement"])
     except ValidationException as exc:
-        if exc.message.startswith(MALFORMED) or exc.message in (DML_FROM, ON_INDEX):
-            raise _in_statement(position, exc) from None
-        raise
+        raise _in_statement(position, exc) from None
+    return _parse(entry["Statement"], entry.get("Parameters"))
 
 
 def _read_transaction(ctx, parsed: list, request: dict) -> dict:
@@ -936,35 +935,37 @@ def _write_transaction(ctx, parsed: list, request: dict) -> dict:
     statement's ValidationError, as TransactWriteItems' does."""
     if any(isinstance(statement, ast.Exists) and statement.negated for statement, _ in parsed):
         raise ValidationException(NOT_EXISTS)
-    plans = []
-    for position, (statement, params) in enumerate(parsed):
+    plans, items = [], []
+    mistyped = None  # the first statement whose key has another type: it cancels, once all are checked
+    for position, ((statement, params), entry) in enumerate(zip(parsed, request["TransactStatements"])):
         if getattr(statement, "returning", None) is not None:
             # After the table is found (DynamoDB Local's order), before the key
             # rule (DynamoDB's recorded one; DynamoDB Local checks the key first).
             _table(ctx, statement.table)
             raise _in_statement(position, ValidationException(TRANSACTION_RETURNING))
         try:
-            plans.append(plan_write(ctx, statement, params))
+            plan = plan_write(ctx, statement, params)
         except ValidationException as exc:
             if exc.message == EXISTS_CONDITION:
                 raise _in_statement(position, exc) from None
             if exc.message.startswith(KEY_TYPE):
-                reasons = [{"Code": "None"}] * len(parsed)
-                reasons[position] = {"Code": "ValidationError", "Message": exc.message}
-                raise TransactionCanceledException(reasons) from None
+                mistyped = mistyped or (position, exc.message)
+                continue
             raise
-    items = []
-    for plan, entry in zip(plans, request["TransactStatements"]):
         spec = dict(plan.spec)
         if entry.get("ReturnValuesOnConditionCheckFailure") is not None:
             spec["ReturnValuesOnConditionCheckFailure"] = entry["ReturnValuesOnConditionCheckFailure"]
-        items.append({plan.kind: spec})
-    for position, item in enumerate(items):  # each statement's expressions, checked where it stands
-        try:
+        try:  # the statement's expressions, checked where it stands
             with statement_errors():
-                transact_plan_write(item)
+                transact_plan_write({plan.kind: spec})
         except ValidationException as exc:
             raise _in_statement(position, exc) from None
+        plans.append(plan)
+        items.append({plan.kind: spec})
+    if mistyped is not None:
+        reasons = [{"Code": "None"}] * len(parsed)
+        reasons[mistyped[0]] = {"Code": "ValidationError", "Message": mistyped[1]}
+        raise TransactionCanceledException(reasons)
     sub = {"TransactItems": items}
     for member in ("ClientRequestToken", "ReturnConsumedCapacity"):
         if request.get(member) is not None:

@@ -260,3 +260,27 @@ def test_statements_refused_for_a_named_reason(ddb, keyed, statement, message):
     text = statement.format(t=f'"{keyed}"')
     parameters = {"Parameters": [{"S": "x"}]} if "?" in text else {}
     assert statement_error(ddb, text, **parameters) == ("ValidationException", message.format())
+
+
+def test_faults_name_their_statement_in_order(ddb, keyed):
+    """In a transaction a fault of a statement's text names its place too
+    (a negative zero literal: Shoal named none), and statements are checked
+    in order, a key of another type only cancelling once all are checked; a
+    SELECT's key condition fault is worded as the statement's (Shoal said
+    "Invalid KeyConditionExpression: ")."""
+    t = f'"{keyed}"'
+    error = error_of(ddb.execute_transaction, TransactStatements=[
+        {"Statement": f"UPDATE {t} SET v = 1 WHERE pk = 'p' AND sk = 1"},
+        {"Statement": f"UPDATE {t} SET v = [-0.0] WHERE pk = 'p' AND sk = 2"}])
+    assert (error["Code"], error["Message"]) == (
+        "ValidationException", "Validation failed in TransactStatements[1]: "
+                               "Negative zero decimal is not supported under key root[0]")
+    error = error_of(ddb.execute_transaction, TransactStatements=[
+        {"Statement": f"UPDATE {t} SET v = 1 WHERE pk = 'p' AND sk = 'one'"},
+        {"Statement": f"UPDATE {t} SET v = 1, v = 2 WHERE pk = 'p' AND sk = 2"}])
+    assert (error["Code"], error["Message"]) == (
+        "ValidationException", "Validation failed in TransactStatements[1]: Two document paths overlap with each "
+                               "other; must remove or rewrite one of these paths; path one: [v], path two: [v]")
+    assert statement_error(ddb, f"SELECT * FROM {t} WHERE pk = 'p' AND begins_with(sk, 1)") == (
+        "ValidationException",
+        "Incorrect operand type for operator or function; operator or function: begins_with, operand type: N")
