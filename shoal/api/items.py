@@ -233,6 +233,25 @@ def get_item(ctx, request: dict):
     return out
 
 
+def get_item_key(ctx, txn, request: dict) -> bytes | None:
+    """The ``items`` key ``get_item`` will read for ``request``, looked up in
+    ``txn`` without charging or refusing anything, so that the server can
+    read the keys of many GetItems ahead in one round trip
+    (``shoal.server.batched_reads``).  None when it will read none here:
+    a request that ``get_item`` refuses (it does so itself, in its own
+    words), or any read of an MRSC table (a strongly consistent one is a
+    consensus round, whose reads must not be answered from before it)."""
+    try:
+        table = ctx.catalog.get(txn, ctx.region, request["TableName"])
+        if table is None or table.refused_status is not None:
+            return None
+        if table.description.get("MultiRegionConsistency") == "STRONG":
+            return None
+        return storage_key(table, checked_key(table, request["Key"]))
+    except Exception:  # anything amiss is get_item's to report
+        return None
+
+
 # ---------------------------------------------------------------- UpdateItem
 
 

@@ -4,6 +4,10 @@ rendered to the wire.
 A request flows: HTTP envelope checks -> X-Amz-Target -> JSON body ->
 credential scope (region) -> model-driven shape validation -> the operation
 in ``shoal.api`` -> a JSON response with x-amzn-RequestId and x-amz-crc32.
+Writes are answered once their group commit is durable
+(``shoal.server.committer``); over an engine that reads ahead (PostgreSQL),
+the GetItems of one turn of the event loop are answered in the next, their
+keys read in one round trip (``shoal.server.batched_reads``).
 With metrics on, each DynamoDB request's operation, table, latency and
 outcome, and what it consumed (``Context.meter``), go to the worker's
 recorder (``shoal.metrics``); for the tables with contributor insights on,
@@ -57,6 +61,7 @@ from shoal.sns import Delivery as SnsDelivery, Sns
 from shoal.metrics.cloudwatch import TARGET_PREFIX as CLOUDWATCH_PREFIX
 from shoal.metrics.errors import as_cloudwatch
 from shoal.server.background import BackgroundJobs
+from shoal.server.batched_reads import ReadBatcher
 from shoal.server.committer import DEFAULT_GROUP_COMMIT_WAIT_S, GroupCommitter
 from shoal.settings import request_clock
 from shoal.server.http import DEFAULT_MAX_BODY, TOO_LARGE_MESSAGE, Request, Response
@@ -143,8 +148,15 @@ class Dispatcher:
         metrics: bool | None = None,
         console: bool = True,
         capacity: bool | None = None,
+        batch_reads: bool | None = None,
     ) -> None:
         self.engine = engine
+        # Over an engine that reads ahead (PostgreSQL), the GetItems of one turn
+        # of the event loop share one round trip (shoal.server.batched_reads).
+        if batch_reads if batch_reads is not None else getattr(engine, "reads_ahead", False):
+            self.reads = ReadBatcher(engine, self._answer)
+        else:
+            self.reads = None
         self.console = console  # the web console at /console (shoal.console), off with --no-console
         # Buckets for exports and imports: --s3-dir, by default <data dir>/s3.
         self.s3_dir = s3_dir or (os.path.join(data_dir, "s3") if data_dir else None)
@@ -317,6 +329,10 @@ class Dispatcher:
             if job.long and self._serving():
                 future = asyncio.get_running_loop().run_in_executor(self._long_work, job)
                 return self._respond_later(request_id, response_type, future, request.headers, handle, started)
+            if self.reads is not None and job.read is not None:  # a GetItem, read with others of its turn
+                later = self.reads.submit(job, *job.read, (request, request_id, response_type, handle, started))
+                if later is not None:
+                    return later
             body = job()
         except Exception as exc:
             if self.metrics is not None:
@@ -336,6 +352,21 @@ class Dispatcher:
         except RuntimeError:
             return False
         return True
+
+    def _answer(self, job, request: Request, request_id: str, response_type: str, handle, started: float) -> Response:
+        """Run ``job`` now and make its Response, as ``__call__`` does
+        (``shoal.server.batched_reads`` answers its GetItems so)."""
+        try:
+            body = job()
+        except Exception as exc:
+            if self.metrics is not None:
+                self._record_failure(handle, exc, request)
+            return _response(request_id, response_type, *_error(exc, request_id))
+        if handle is not None:  # metrics on: the request's latency, to its cell (shoal.metrics.recorder)
+            handle.done(perf_counter() - started)
+        if len(body) >= COMPRESS_MIN_BYTES and "accept-encoding" in request.headers:
+            return _encoded_response(request_id, response_type, body, request.headers["accept-encoding"])
+        return _response(request_id, response_type, 200, body)
 
     async def _respond_later(self, request_id: str, response_type: str, future, headers: dict, handle=None,
                              started: float = 0.0) -> Response:
@@ -442,6 +473,8 @@ class Dispatcher:
         if self.insights.active:  # some table has contributor insights on: count the keys once the job ran
             job = self.insights.counting(job, region, operation, data)  # (nothing captured otherwise: no cost)
         job.long = long_running
+        if self.reads is not None:  # a GetItem's table and key, for reading it ahead with others'
+            job.read = (ctx, data) if operation == "GetItem" else None
         return writes, job, handle
 
     # -- metrics ----------------------------------------------------------------------------

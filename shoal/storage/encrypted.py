@@ -236,6 +236,16 @@ class EncryptedEngine(Engine):
     def write(self) -> EncryptedWriteTxn:
         return EncryptedWriteTxn(self.inner.write(), self._crypt)
 
+    @property
+    def reads_ahead(self) -> bool:
+        return self.inner.reads_ahead
+
+    def read_ahead(self, space: str, keys):
+        """The inner engine's read-ahead of the stored keys: what it answers
+        is opened by this engine's reads as anything they read."""
+        encode = self._crypt.transform.encode
+        return self.inner.read_ahead(space, [encode(key) for key in keys])
+
     def flush(self) -> None:
         self.inner.flush()
 

@@ -159,6 +159,26 @@ class Engine(ABC):
         (fsync'd) unless the engine was opened with ``sync=False``.
         """
 
+    #: Whether ``read_ahead`` saves round trips (an engine over a network:
+    #: PostgreSQL), so that the server gathers the point reads of requests
+    #: that arrive together (``shoal.server.batched_reads``).
+    reads_ahead = False
+
+    def read_ahead(self, space: str, keys) -> ContextManager[None]:
+        """Read ``keys`` of ``space`` now, together (PostgreSQL: one statement),
+        and, inside the block, answer this thread's statement reads
+        (``read(snapshot=False)``) of those keys from what was read; any
+        other read goes to storage as usual.
+
+        The caller promises that a value read now is a right answer for such
+        a read in the block: the requests it serves arrived before the block
+        began and have not written since (GetItems of one event-loop turn).
+        A write transaction of the thread ends the read-ahead (nothing read
+        before it may answer after it).  Engines whose reads are local
+        (LMDB, memory) read nothing ahead: the default is an empty block.
+        Storage failures of the read raise here, before the block."""
+        return contextlib.nullcontext()
+
     def flush(self) -> None:
         """Make every commit so far durable, for engines whose group commits
         are not durable on exit (``group(flush=False)``)."""

@@ -60,7 +60,10 @@ Reads
     ``CATALOG_TRUST_S`` later at the latest, and by the node that made it at
     once; writes always read the entry itself, under its lock.
     ``get_many`` reads many keys in one statement (``h = ANY`` and ``k =
-    ANY``: one probe of the primary key per key).
+    ANY``: one probe of the primary key per key).  ``read_ahead`` runs
+    one for the GetItems that arrived together (``shoal.server.batched_reads``)
+    and answers each one's statement read from it: one round trip for
+    all of them instead of one each.
 
 Concurrent writers
     No lock is shared by all writers: writers of different items, from any
@@ -455,7 +458,7 @@ class PostgresEngine(Engine):
         self._direct = set()  # connections made outside the pool, see _direct_connection
         self._direct_lock = threading.Lock()
         self._next_direct = 0.0
-        self._local = threading.local()  # .group: this thread's open group commit
+        self._local = _ThreadState()
         self._sql = _Statements(schema)
         # The statement reads' catalog cache (see "Reads" in the module docstring).
         self._catalog_lock = threading.Lock()
@@ -772,10 +775,35 @@ class PostgresEngine(Engine):
         self._live_pool()
         return PostgresReadTxn(self)
 
+    reads_ahead = True
+
+    @contextlib.contextmanager
+    def read_ahead(self, space: str, keys):
+        """Read ``keys`` of ``space`` in one statement (``get_many``), then
+        answer the thread's statement reads of them from what was read,
+        until the block ends or the thread opens a write: see
+        ``Engine.read_ahead``.  Long keys (overflow groups) are left to be
+        read when asked for."""
+        _check_space(space)
+        keys = list({key: None for key in keys if 0 < len(key) <= _DIRECT_MAX})
+        local = self._local
+        if not keys:
+            yield
+            return
+        with self.read(snapshot=False) as txn:
+            values = txn.get_many(space, keys)
+        local.ahead = (space, dict(zip(keys, values)))
+        try:
+            yield
+        finally:
+            local.ahead = None
+
     def write(self) -> "PostgresWriteTxn":
         """A write transaction (READ COMMITTED, locking what it reads: see the module docstring)."""
         self._live_pool()
-        group = getattr(self._local, "group", None)
+        local = self._local
+        local.ahead = None  # nothing read before this write may answer a read after it
+        group = local.group
         if group is not None:
             return PostgresGroupedWriteTxn(group)
         return PostgresWriteTxn(self)
@@ -830,6 +858,18 @@ class PostgresEngine(Engine):
 
     def __repr__(self) -> str:
         return f"PostgresEngine({shown_dsn(self.dsn)!r}, schema={self.schema!r})"
+
+
+class _ThreadState(threading.local):
+    """What an engine keeps per thread: ``group``, the open group commit;
+    ``reads``, the kept connection of statement reads (``_Reader``);
+    ``writing``, whether a write is open; ``ahead``, ``(space, {key:
+    value})`` read ahead (``PostgresEngine.read_ahead``)."""
+
+    group = None
+    reads = None
+    writing = False
+    ahead = None
 
 
 class _Group:
@@ -1023,7 +1063,13 @@ class PostgresStatementReads(PostgresReadTxn):
     def get(self, space: str, key: bytes) -> bytes | None:
         """An item, or a table's catalog entry (from the cache while it is
         trusted), by the statement that also reads the catalog's version;
-        any other key as ``PostgresReadTxn.get`` reads it."""
+        any other key as ``PostgresReadTxn.get`` reads it.  A key read
+        ahead (``PostgresEngine.read_ahead``) is answered from that."""
+        ahead = self._engine._local.ahead
+        if ahead is not None and ahead[0] == space and type(key) is bytes:
+            value = ahead[1].get(key, _MISS)
+            if value is not _MISS:
+                return value
         if space == "items":
             if 0 < len(key) <= _DIRECT_MAX:
                 return self._versioned("items", key, False)

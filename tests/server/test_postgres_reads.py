@@ -7,7 +7,12 @@ at once.
 
 Two engines (or two in-process dispatchers) on one database stand for two
 Shoal nodes; the round trips are counted from libpq's own trace of the
-messages each connection sends."""
+messages each connection sends.
+
+The GetItems that arrive in one turn of a node's event loop share one
+round trip (``shoal.server.batched_reads``): each still gets its own
+answer, a refused one its own error, and a strongly consistent one every
+write acknowledged before it was sent."""
 
 from __future__ import annotations
 
@@ -225,3 +230,249 @@ def test_a_store_made_before_the_catalog_version_gets_it_when_opened(database):
     finally:
         engine.close()
 
+
+
+# -- the GetItems of one turn of the event loop, read in one round trip (shoal.server.batched_reads)
+
+
+class InProcessNode:
+    """A dispatcher behind Shoal's HTTP server on an event loop of its own
+    thread, whose loop a test can hold, so that requests sent meanwhile on
+    several connections are all read in its next turn."""
+
+    def __init__(self, engine) -> None:
+        import asyncio
+        import threading
+
+        from shoal.server.http import HttpServer
+        from shoal.testing import _new_loop
+
+        self.dispatcher = dispatcher(engine)
+        self.loop = _new_loop()
+        self.server = HttpServer(self.dispatcher)
+        started = threading.Event()
+
+        def serve() -> None:
+            asyncio.set_event_loop(self.loop)
+            self.loop.run_until_complete(self.server.start(host="127.0.0.1", port=0))
+            started.set()
+            self.loop.run_forever()
+
+        self.thread = threading.Thread(target=serve, daemon=True)
+        self.thread.start()
+        assert started.wait(10)
+        self.port = self.server.port
+
+    def held(self):
+        """A context in which the loop is busy: what clients send waits for its next turn."""
+        import contextlib
+        import threading
+
+        holding, release = threading.Event(), threading.Event()
+
+        def hold() -> None:
+            holding.set()
+            release.wait(10)
+
+        @contextlib.contextmanager
+        def block():
+            self.loop.call_soon_threadsafe(hold)
+            assert holding.wait(10)
+            try:
+                yield
+            finally:
+                release.set()
+
+        return block()
+
+    def close(self) -> None:
+        import asyncio
+
+        asyncio.run_coroutine_threadsafe(self.server.shutdown(1), self.loop).result(10)
+        self.loop.call_soon_threadsafe(self.loop.stop)
+        self.thread.join(10)
+        self.dispatcher.close()
+
+
+class RawClient:
+    """One keep-alive HTTP connection, sending a request and reading its answer separately."""
+
+    def __init__(self, port: int) -> None:
+        import socket
+
+        self.sock = socket.create_connection(("127.0.0.1", port), timeout=10)
+        self.buffer = b""
+
+    def send(self, operation: str, body: dict) -> None:
+        payload = orjson.dumps(body)
+        head = "".join(f"{name}: {value}\r\n" for name, value in {
+            **HEADERS, "host": "localhost", "x-amz-target": "DynamoDB_20120810." + operation,
+            "content-length": str(len(payload))}.items())
+        self.sock.sendall(f"POST / HTTP/1.1\r\n{head}\r\n".encode() + payload)
+
+    def answer(self) -> tuple[int, dict]:
+        while b"\r\n\r\n" not in self.buffer:
+            self.buffer += self.sock.recv(65536)
+        head, _, rest = self.buffer.partition(b"\r\n\r\n")
+        lines = head.decode("latin-1").split("\r\n")
+        length = next(int(line.split(":", 1)[1]) for line in lines if line.lower().startswith("content-length:"))
+        while len(rest) < length:
+            rest += self.sock.recv(65536)
+        self.buffer = rest[length:]
+        return int(lines[0].split()[1]), orjson.loads(rest[:length]) if length else {}
+
+    def call(self, operation: str, body: dict) -> tuple[int, dict]:
+        self.send(operation, body)
+        return self.answer()
+
+    def close(self) -> None:
+        self.sock.close()
+
+
+def test_the_get_items_of_one_turn_share_one_round_trip_and_keep_their_own_answers(database):
+    """Eight GetItems on eight connections, read in one turn of the loop:
+    one statement reads their keys, and each is answered as alone: found,
+    missing, refused (no such table; a key of the wrong type), strongly
+    consistent, projected."""
+    engine = PostgresEngine(database, min_connections=2, max_connections=2)
+    trace = Traced(engine)
+    node = InProcessNode(engine)
+    clients = [RawClient(node.port) for _ in range(8)]
+    try:
+        first = clients[0]
+        assert first.call("CreateTable", {
+            "TableName": "turn", "BillingMode": "PAY_PER_REQUEST",
+            "KeySchema": [{"AttributeName": "pk", "KeyType": "HASH"}],
+            "AttributeDefinitions": [{"AttributeName": "pk", "AttributeType": "S"}]})[0] == 200
+        for n in range(4):
+            assert first.call("PutItem", {"TableName": "turn", "Item": {"pk": {"S": f"k{n}"}, "n": {"N": str(n)},
+                                                                          "x": {"S": "y"}}})[0] == 200
+        requests = [
+            {"TableName": "turn", "Key": {"pk": {"S": "k0"}}},
+            {"TableName": "turn", "Key": {"pk": {"S": "k1"}}, "ConsistentRead": True},
+            {"TableName": "turn", "Key": {"pk": {"S": "missing"}}},
+            {"TableName": "no_such_table", "Key": {"pk": {"S": "k0"}}},
+            {"TableName": "turn", "Key": {"pk": {"N": "1"}}},
+            {"TableName": "turn", "Key": {"pk": {"S": "k2"}}, "ProjectionExpression": "n"},
+            {"TableName": "turn", "Key": {"pk": {"S": "k3"}}, "ReturnConsumedCapacity": "TOTAL"},
+            {"TableName": "turn", "Key": {"pk": {"S": "k0"}}},  # the same key again
+        ]
+        expected = [
+            (200, {"Item": {"pk": {"S": "k0"}, "n": {"N": "0"}, "x": {"S": "y"}}}),
+            (200, {"Item": {"pk": {"S": "k1"}, "n": {"N": "1"}, "x": {"S": "y"}}}),
+            (200, {}),
+            NOT_FOUND,
+            (400, {"__type": "com.amazon.coral.validate#ValidationException",
+                   "message": "The provided key element does not match the schema"}),
+            (200, {"Item": {"n": {"N": "2"}}}),
+            (200, {"Item": {"pk": {"S": "k3"}, "n": {"N": "3"}, "x": {"S": "y"}},
+                   "ConsumedCapacity": {"TableName": "turn", "CapacityUnits": 0.5}}),
+            (200, {"Item": {"pk": {"S": "k0"}, "n": {"N": "0"}, "x": {"S": "y"}}}),
+        ]
+        for _ in range(2):  # the first turn prepares the statement
+            with node.held():
+                before = trace.mark()
+                for client, request in zip(clients, requests):
+                    client.send("GetItem", request)
+            assert [client.answer() for client in clients] == expected
+        # One statement for the keys of the turn, and the table that does not
+        # exist looked for twice (a missing table is not cached): once for
+        # the statement, once by its request.  One by one: 8.
+        assert trace.round_trips() - before == 3
+        # The engine reads nothing ahead once the turn is answered.
+        assert engine._local.ahead is None
+    finally:
+        for client in clients:
+            client.close()
+        node.close()
+        engine.close()
+
+
+def test_many_get_items_from_threads_over_several_connections_each_get_their_own_answer(tmp_path, database):
+    """A ``shoal serve`` node over PostgreSQL under GetItems from eight threads
+    at once (each its own connections), read in shared round trips: every
+    answer is the one for its own request (an item, nothing for a missing
+    key, the error of a refused request), and a strongly consistent read
+    sees every write acknowledged before it was sent."""
+    import threading
+
+    import boto3
+    from botocore.config import Config
+    from botocore.exceptions import ClientError
+
+    from tests.shoal_process import ShoalProcess
+
+    node = ShoalProcess(tmp_path / "node", "--storage", database, "--workers", "1").start()
+    try:
+        def client():
+            return boto3.client("dynamodb", endpoint_url=node.url, region_name="us-east-1",
+                                aws_access_key_id="AKIDSHOALTEST", aws_secret_access_key="secret",
+                                config=Config(retries={"max_attempts": 0}, max_pool_connections=2))
+
+        ddb = client()
+        ddb.create_table(TableName="many", BillingMode="PAY_PER_REQUEST",
+                         KeySchema=[{"AttributeName": "pk", "KeyType": "HASH"}],
+                         AttributeDefinitions=[{"AttributeName": "pk", "AttributeType": "S"}])
+        for first in range(0, 100, 25):
+            ddb.batch_write_item(RequestItems={"many": [
+                {"PutRequest": {"Item": {"pk": {"S": f"k{n}"}, "n": {"N": str(n)}}}} for n in range(first, first + 25)]})
+        ddb.put_item(TableName="many", Item={"pk": {"S": "counter"}, "n": {"N": "0"}})
+        acknowledged = [0]  # the counter's last acknowledged value
+        done = threading.Event()
+        failures: list = []
+
+        def writer() -> None:
+            own = client()
+            try:
+                for n in range(1, 10_000):
+                    if done.is_set():
+                        return
+                    own.put_item(TableName="many", Item={"pk": {"S": "counter"}, "n": {"N": str(n)}})
+                    acknowledged[0] = n
+            except Exception as exc:  # noqa: BLE001 (reported by the test)
+                failures.append(("writer", repr(exc)))
+
+        def reader(number: int) -> None:
+            own = client()
+            try:
+                for step in range(120):
+                    kind = (number + step) % 6
+                    if kind == 0:  # a refused request among the others
+                        try:
+                            own.get_item(TableName="many", Key={"pk": {"N": "1"}})
+                            failures.append((number, step, "a key of the wrong type was answered"))
+                        except ClientError as exc:
+                            assert exc.response["Error"]["Code"] == "ValidationException", exc.response
+                    elif kind == 1:
+                        try:
+                            own.get_item(TableName="no_such_table", Key={"pk": {"S": "k1"}})
+                            failures.append((number, step, "a missing table was answered"))
+                        except ClientError as exc:
+                            assert exc.response["Error"]["Code"] == "ResourceNotFoundException", exc.response
+                    elif kind == 2:  # a missing item
+                        answer = own.get_item(TableName="many", Key={"pk": {"S": f"none-{number}-{step}"}})
+                        assert "Item" not in answer, answer
+                    elif kind == 3:  # strongly consistent: at least what was acknowledged before it was sent
+                        floor = acknowledged[0]
+                        answer = own.get_item(TableName="many", Key={"pk": {"S": "counter"}}, ConsistentRead=True)
+                        assert int(answer["Item"]["n"]["N"]) >= floor, (answer, floor)
+                    else:
+                        n = (number * 37 + step * 11) % 100
+                        answer = own.get_item(TableName="many", Key={"pk": {"S": f"k{n}"}})
+                        assert answer["Item"] == {"pk": {"S": f"k{n}"}, "n": {"N": str(n)}}, (n, answer)
+            except Exception as exc:  # noqa: BLE001 (reported by the test)
+                failures.append((number, repr(exc)))
+
+        threads = [threading.Thread(target=reader, args=(number,)) for number in range(8)]
+        writing = threading.Thread(target=writer)
+        writing.start()
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(120)
+        done.set()
+        writing.join(60)
+        assert failures == []
+        assert acknowledged[0] > 0
+    finally:
+        node.stop()
