@@ -369,10 +369,24 @@ _bounds = st.none() | _keys
 _ops = st.lists(st.tuples(st.booleans(), _keys.filter(bool)), max_size=40)
 
 
+@pytest.fixture
+def model_engine(opener, tmp_path):
+    """One engine for every example of the model test (hypothesis runs them
+    all in one call of the test): each example empties it first.  An engine
+    per example spent most of the test opening stores (a PostgreSQL schema
+    and its tables each time)."""
+    engine = opener(str(tmp_path), sync=False)
+    yield engine
+    engine.close()
+
+
 @settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(ops=_ops, ranges=st.lists(st.tuples(_bounds, _bounds, st.booleans()), min_size=1, max_size=6))
-def test_scan_matches_a_sorted_dict_model(opener, tmp_path_factory, ops, ranges):
-    engine = opener(str(tmp_path_factory.mktemp("model")), sync=False)
+def test_scan_matches_a_sorted_dict_model(model_engine, ops, ranges):
+    engine = model_engine
+    with engine.write() as txn:  # what the previous example left
+        for key, _ in txn.scan("items"):
+            txn.delete("items", key)
     model: dict[bytes, bytes] = {}
 
     def matches_the_model(txn):
@@ -387,20 +401,17 @@ def test_scan_matches_a_sorted_dict_model(opener, tmp_path_factory, ops, ranges)
                 expected.reverse()
             assert list(txn.scan("items", start, stop, reverse=reverse)) == expected
 
-    try:
-        with engine.write() as txn:
-            for number, (is_put, key) in enumerate(ops):
-                if is_put:
-                    value = b"%d" % number
-                    txn.put("items", key, value)
-                    model[key] = value
-                else:
-                    assert txn.delete("items", key) == (model.pop(key, None) is not None)
-            matches_the_model(txn)  # the transaction sees its own writes
-        with engine.read() as txn:
-            matches_the_model(txn)
-    finally:
-        engine.close()
+    with engine.write() as txn:
+        for number, (is_put, key) in enumerate(ops):
+            if is_put:
+                value = b"%d" % number
+                txn.put("items", key, value)
+                model[key] = value
+            else:
+                assert txn.delete("items", key) == (model.pop(key, None) is not None)
+        matches_the_model(txn)  # the transaction sees its own writes
+    with engine.read() as txn:
+        matches_the_model(txn)
 
 
 # ------------------------------------------------------------ transactions
