@@ -47,9 +47,9 @@ from shoal.errors import (
     ValidationException,
 )
 from shoal.expressions import parse_condition, parse_projection
-from shoal.expressions.projection import SelectList
 from shoal.model.values import validate_value
 from shoal.partiql import ast, parse_statement
+from shoal.partiql.shape import SelectShape, identifier
 from shoal.partiql.translate import (
     ExpressionBuilder,
     bind_value,
@@ -379,7 +379,7 @@ class _Reader:
         if projection_text is not None:  # checked as a ProjectionExpression, shaped as PartiQL does
             with statement_errors():
                 self.paths = parse_projection(projection_text, exprs)
-            self.projection = SelectList(self.paths.paths)
+            self.projection = SelectShape(self.paths.paths)
 
     def check_key_paths(self, table) -> None:
         """No path of the WHERE or the list may reach into a key attribute of
@@ -406,21 +406,12 @@ class _Reader:
         return out
 
 
-def _identifier(path: ast.Path) -> str:
-    """The name a SELECT's path is known by in its list: its last attribute
-    name, with the list indexes after it (``a.b`` is ``b``, ``m.l[0]`` is
-    ``l[0]``)."""
-    elements = path.elements
-    last = max(i for i, element in enumerate(elements) if type(element) is str)
-    return elements[last] + "".join(f"[{index}]" for index in elements[last + 1:])
-
-
 def _check_identifiers(paths: tuple) -> None:
     """Two paths of a SELECT's list known by one name are refused, before
     their overlap is (DynamoDB Local: ``SELECT a, a``, ``SELECT m.x, n.x``)."""
     seen = set()
     for path in paths:
-        name = _identifier(path)
+        name = identifier(path.elements)
         if name in seen:
             raise ValidationException(DUPLICATE_IDENTIFIER + name)
         seen.add(name)

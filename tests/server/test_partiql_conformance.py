@@ -284,3 +284,24 @@ def test_faults_name_their_statement_in_order(ddb, keyed):
     assert statement_error(ddb, f"SELECT * FROM {t} WHERE pk = 'p' AND begins_with(sk, 1)") == (
         "ValidationException",
         "Incorrect operand type for operator or function; operator or function: begins_with, operand type: N")
+
+
+def test_list_paths_come_back_under_their_last_name(ddb, hash_table):
+    """A path through a list element comes back under its last name when its
+    indexes keep their numbers in the projection (``l[0].y`` as ``y``: Shoal
+    answered ``{"l[0]": {"M": {"y": ...}}}``); one whose index moves there
+    keeps the shape DynamoDB Local gives it (shoal.partiql.shape)."""
+    t = f'"{hash_table}"'
+    ddb.put_item(TableName=hash_table, Item={"pk": {"S": "a"}, "l": {"L": [
+        {"M": {"y": {"N": "1"}, "c": {"M": {"d": {"S": "D"}}}}}, {"M": {"y": {"N": "2"}}}]}})
+    where = " WHERE pk = 'a'"
+
+    def items(select):
+        return ddb.execute_statement(Statement=select + f" FROM {t}" + where)["Items"]
+
+    assert items("SELECT l[0].y") == [{"y": {"N": "1"}}]
+    assert items('SELECT "l"[0]."c"."d"') == [{"d": {"S": "D"}}]
+    assert items("SELECT l[0].c.d, pk") == [{"d": {"S": "D"}, "pk": {"S": "a"}}]
+    assert items("SELECT l[0], l[1]") == [{"l[0]": {"M": {"y": {"N": "1"}, "c": {"M": {"d": {"S": "D"}}}}},
+                                           "l[1]": {"M": {"y": {"N": "2"}}}}]
+    assert items("SELECT l[1].y") == [{"l[1]": {"M": {"y": {"N": "2"}}}}]
