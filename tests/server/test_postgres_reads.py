@@ -435,7 +435,7 @@ def test_many_get_items_from_threads_over_several_connections_each_get_their_own
         def reader(number: int) -> None:
             own = client()
             try:
-                for step in range(120):
+                for step in range(60):
                     kind = (number + step) % 6
                     if kind == 0:  # a refused request among the others
                         try:
@@ -476,3 +476,40 @@ def test_many_get_items_from_threads_over_several_connections_each_get_their_own
         assert acknowledged[0] > 0
     finally:
         node.stop()
+
+
+def test_get_items_pipelined_on_one_connection_or_from_a_browser_are_answered_in_order(database):
+    """A GetItem answered later (``http.Deferred``) holds back the requests
+    pipelined behind it on its connection, which are then answered in the
+    order sent; a browser's (with Origin) gets its CORS headers."""
+    engine = PostgresEngine(database, min_connections=2, max_connections=2)
+    node = InProcessNode(engine)
+    client = RawClient(node.port)
+    try:
+        assert client.call("CreateTable", {
+            "TableName": "piped", "BillingMode": "PAY_PER_REQUEST",
+            "KeySchema": [{"AttributeName": "pk", "KeyType": "HASH"}],
+            "AttributeDefinitions": [{"AttributeName": "pk", "AttributeType": "S"}]})[0] == 200
+        for n in range(3):
+            assert client.call("PutItem", {"TableName": "piped", "Item": {"pk": {"S": f"k{n}"}}})[0] == 200
+        with node.held():  # all in one read of the connection
+            for n in (2, 0, 9, 1):
+                client.send("GetItem", {"TableName": "piped", "Key": {"pk": {"S": f"k{n}"}}})
+            client.send("PutItem", {"TableName": "piped", "Item": {"pk": {"S": "k9"}}})
+            client.send("GetItem", {"TableName": "piped", "Key": {"pk": {"S": "k9"}}})
+        assert [client.answer() for _ in range(6)] == [
+            (200, {"Item": {"pk": {"S": "k2"}}}), (200, {"Item": {"pk": {"S": "k0"}}}), (200, {}),
+            (200, {"Item": {"pk": {"S": "k1"}}}), (200, {}), (200, {"Item": {"pk": {"S": "k9"}}})]
+        import http.client
+
+        browser = http.client.HTTPConnection("127.0.0.1", node.port, timeout=10)
+        browser.request("POST", "/", orjson.dumps({"TableName": "piped", "Key": {"pk": {"S": "k1"}}}),
+                        {**HEADERS, "x-amz-target": "DynamoDB_20120810.GetItem", "origin": "http://example.com"})
+        answer = browser.getresponse()
+        assert answer.status == 200 and orjson.loads(answer.read()) == {"Item": {"pk": {"S": "k1"}}}
+        assert answer.getheader("Access-Control-Allow-Origin") == "*"
+        browser.close()
+    finally:
+        client.close()
+        node.close()
+        engine.close()
