@@ -105,50 +105,59 @@ def cursor_of(txn, peer: str, table_id: str) -> int | None:
 
 class ReplicatedWriteLog(WriteLog):
     """``WriteLog`` whose records carry the remote writer's origin, position
-    and time instead of this node's (set before each ``write_item``)."""
+    and time instead of this node's (set before each ``write_item``).
 
-    __slots__ = ("origin", "origin_seq", "origin_time")
+    A record is written as the bytes ``orjson.dumps`` would give its object
+    ``{"table", "origin", "originSeq", "originTime", "keys", "old", "new"}``
+    (the layout ``changelog.item_change_parts`` slices), joined from its
+    pieces: the images are the stored items' JSON as they are, and the
+    origin's JSON is encoded once per batch (``origin_json``)."""
+
+    __slots__ = ("origin", "origin_seq", "origin_time", "origin_json")
 
     def item_change(self, table, keys: dict, old_json, new_json, now: float | None = None,
                     user_identity: dict | None = None, storage_key: bytes | None = None) -> int:
         seq = self._next_seq()
-        record = {
-            "table": table.table_id,  # first: read_raw_changes finds it by its bytes
-            "origin": self.origin,
-            "originSeq": self.origin_seq,
-            "originTime": self.origin_time,
-            "keys": keys,
-            "old": orjson.Fragment(bytes(old_json)) if old_json is not None else None,
-            "new": orjson.Fragment(bytes(new_json)) if new_json is not None else None,
-        }
         stamp = int((now if now is not None else time.time()) * 1000)
-        self.txn.put("changes", _SEQ.pack(seq), _TIME.pack(stamp) + orjson.dumps(record))
+        self.txn.put("changes", _SEQ.pack(seq), b"".join((
+            _TIME.pack(stamp), b'{"table":"', table.table_id.encode(), b'","origin":', self.origin_json,
+            b',"originSeq":%d,"originTime":%d,"keys":' % (self.origin_seq, self.origin_time), orjson.dumps(keys),
+            b',"old":', b"null" if old_json is None else old_json,
+            b',"new":', b"null" if new_json is None else new_json, b"}")))
         return seq
 
 
 def apply_changes(txn, catalog, table, records: list[dict], now: float) -> int:
     """Apply a peer's changes of ``table`` (each ``{"time", "origin", "seq",
     "keys", "new"}``, ``new`` None for a delete) where they are newer than
-    the item's version; returns how many were applied."""
+    the item's version; returns how many were applied.
+
+    This runs for every record a region receives (each region applies every
+    other region's writes), so what a record costs here beyond the write
+    path's own work is kept to a look-up and a put of its version."""
     versions.index_local(txn, global_tables(txn, catalog))
     log = ReplicatedWriteLog(txn)
+    counting = table.table_id in contributor_insights.counting_tables
+    origins: dict[str, tuple[bytes, bytes]] = {}  # origin -> (its JSON, its UTF-8), once per batch
     applied = 0
     for record in records:
-        incoming = (record["time"], record["origin"], record["seq"])
-        skey = storage_key(table, record["keys"])
-        current = versions.read_version(txn, skey)
-        if current is not None and current[0] >= incoming:
+        origin, time_ms, seq = record["origin"], record["time"], record["seq"]
+        keys = record["keys"]
+        skey = storage_key(table, keys)
+        if not versions.is_newer(txn, skey, time_ms, origin, seq):
             continue  # an older (or the same) write: the item keeps the newer one
+        encoded = origins.get(origin)
+        if encoded is None:
+            encoded = origins[origin] = (orjson.dumps(origin), origin.encode())
         new = record["new"]
         old_raw = txn.get("items", skey)
-        log.origin, log.origin_seq, log.origin_time = record["origin"], record["seq"], record["time"]
-        log.write_item(table, skey, record["keys"], old_raw, new, item_size(new) if new is not None else 0,
-                       now=now)
+        log.origin, log.origin_seq, log.origin_time, log.origin_json = origin, seq, time_ms, encoded[0]
+        log.write_item(table, skey, keys, old_raw, new, item_size(new) if new is not None else 0, now=now)
         # A replicated write is an access of the receiving replica too (contributor insights
         # count each replica as a table of its own, and writes reach every replica)
-        if table.table_id in contributor_insights.counting_tables:
-            contributor_insights.count_applied_write(table, record["keys"], old_raw, new)
-        versions.write_version(txn, skey, incoming, new is None)
+        if counting:
+            contributor_insights.count_applied_write(table, keys, old_raw, new)
+        versions.write_encoded_version(txn, skey, time_ms, encoded[1], seq, new is None)
         applied += 1
     log.finish()
     if consumer_cursor(txn, versions.INDEXER) is not None:
