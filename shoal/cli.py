@@ -362,7 +362,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _add_status_command(commands) -> None:
-    from shoal.keys_cli import add_data_dir_options
+    from shoal.keys_cli import add_data_dir_options, add_storage_option
 
     status = commands.add_parser(
         "status", help="show the change log: its head, retention and each consumer's lag",
@@ -371,6 +371,8 @@ def _add_status_command(commands) -> None:
                     "cursor, how far behind the head it is (records and seconds) and the retention it asks "
                     "for. It may run while the server is serving.")
     add_data_dir_options(status)
+    add_storage_option(status, "show the change log of this PostgreSQL store (as shoal serve --storage serves "
+                       "it) instead of the data directory's (env SHOAL_STORAGE)")
     status.add_argument("--retention", type=float, default=os.environ.get("SHOAL_CHANGE_RETENTION", "86400"),
                         help="the server's --change-retention, reported beside the consumers' "
                              "(env SHOAL_CHANGE_RETENTION; default 86400)")
@@ -382,8 +384,12 @@ def _status(args) -> int:
     import time
 
     from shoal.api.changelog import log_status
-    from shoal.keys_cli import open_data_dir_of
+    from shoal.keys_cli import open_data_dir_of, storage_problem
 
+    problem = storage_problem(args.storage)
+    if problem:
+        print(f"shoal: {problem}", file=sys.stderr)
+        return 2
     engine = open_data_dir_of(args, create=False)
     if engine is None:
         return 1

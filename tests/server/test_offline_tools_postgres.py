@@ -364,3 +364,16 @@ def test_an_encrypted_store_needs_its_key(postgres_cluster, tmp_path, capsys):  
              "--master-key-file or SHOAL_MASTER_KEY")
     made = shoal("backup", "colours", "--storage", sealed, "--master-key-file", str(key))
     assert made.returncode == 0 and made.stdout.startswith("Backed up colours: 2 items"), made.stderr
+
+
+def test_status_shows_the_change_log_of_the_store_nodes_serve(ddb, database):
+    make_table(ddb, 5)
+    done = shoal("status", "--storage", database)
+    assert done.returncode == 0, done.stderr
+    status = json.loads(done.stdout)
+    assert status["head"] >= 5 and status["records"] >= 5
+    later = make_table(ddb, 3)
+    again = json.loads(shoal("status", "--storage", database).stdout)
+    assert again["head"] >= status["head"] + 3, (status, again, later)
+    refused = shoal("status", "--storage", "mysql://nowhere/db")
+    assert refused.returncode == 2 and "postgresql://" in refused.stderr and "Traceback" not in refused.stderr
