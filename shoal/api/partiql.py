@@ -358,7 +358,7 @@ class _Reader:
     __slots__ = ("condition", "projection", "entry", "paths")
 
     def __init__(self, builder: ExpressionBuilder, residual: list, paths: tuple | None,
-                 entry: frozenset | None = None) -> None:
+                 entry: frozenset | None = None, single: bool = False) -> None:
         if paths is not None:
             _check_identifiers(paths)
         # An index read's condition sees the index entry (``entry``: the names
@@ -379,7 +379,11 @@ class _Reader:
         if projection_text is not None:  # checked as a ProjectionExpression, shaped as PartiQL does
             with statement_errors():
                 self.paths = parse_projection(projection_text, exprs)
-            self.projection = SelectShape(self.paths.paths)
+            # A single-item read (a batch's, a transaction's) keeps a
+            # ProjectionExpression's nesting (``b.a`` as ``{"b": {"M": {"a":
+            # ...}}}``), as DynamoDB Local answers it; a Query or Scan's items
+            # come back shaped as shoal.partiql.shape says.
+            self.projection = self.paths if single else SelectShape(self.paths.paths)
 
     def check_key_paths(self, table) -> None:
         """No path of the WHERE or the list may reach into a key attribute of
@@ -789,7 +793,7 @@ def _batch_read(ctx, parsed, entry: dict, request: dict, capacity: _Capacity) ->
         key = _single_item_key(table, statement, params, BATCH_SELECT)
         # (a path into a key attribute is not refused here: DynamoDB Local
         # finds it missing in a single-item read, as in a transaction's)
-        reader = _Reader(ExpressionBuilder(params), [], statement.projection)
+        reader = _Reader(ExpressionBuilder(params), [], statement.projection, single=True)
         table_name = table.name
         get = {"TableName": table.name, "Key": key}
         if entry.get("ConsistentRead") is not None:
@@ -903,7 +907,10 @@ def _read_transaction(ctx, parsed: list, request: dict) -> dict:
             if exc.message != TRANSACTION_SELECT:
                 raise
             raise _in_statement(position, exc) from None
-        readers.append(_Reader(ExpressionBuilder(params), [], statement.projection))
+        try:
+            readers.append(_Reader(ExpressionBuilder(params), [], statement.projection, single=True))
+        except ValidationException as exc:
+            raise _in_statement(position, exc) from None
         gets.append({"Get": {"TableName": table.name, "Key": key}})
     sub = {"TransactItems": gets}
     if request.get("ReturnConsumedCapacity") is not None:

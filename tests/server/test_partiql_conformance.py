@@ -307,3 +307,23 @@ def test_list_paths_come_back_under_their_last_name(ddb, hash_table):
     assert items("SELECT l[0], l[1]") == [{"l[0]": {"M": {"y": {"N": "1"}, "c": {"M": {"d": {"S": "D"}}}}},
                                            "l[1]": {"M": {"y": {"N": "2"}}}}]
     assert items("SELECT l[1].y") == [{"l[1]": {"M": {"y": {"N": "2"}}}}]
+
+
+def test_single_item_reads_keep_a_projections_nesting(ddb, hash_table):
+    """A BatchExecuteStatement or ExecuteTransaction SELECT of one item
+    returns its paths nested as a ProjectionExpression does (DynamoDB Local
+    answers so; Shoal shaped them as ExecuteStatement's); two paths known by
+    one name are refused there too, in a transaction with the statement's place."""
+    t = f'"{hash_table}"'
+    ddb.put_item(TableName=hash_table, Item={"pk": {"S": "a"}, "m": {"M": {"x": {"N": "1"}, "y": {"N": "2"}}},
+                                             "l": {"L": [{"N": "1"}, {"N": "2"}]}})
+    select = f"SELECT m.x, l[1] FROM {t} WHERE pk = 'a'"
+    nested = {"m": {"M": {"x": {"N": "1"}}}, "l": {"L": [{"N": "2"}]}}
+    assert ddb.batch_execute_statement(Statements=[{"Statement": select}])["Responses"] == [
+        {"TableName": hash_table, "Item": nested}]
+    assert ddb.execute_transaction(TransactStatements=[{"Statement": select}])["Responses"] == [{"Item": nested}]
+    assert ddb.execute_statement(Statement=select)["Items"] == [{"x": {"N": "1"}, "l[1]": {"N": "2"}}]
+    error = error_of(ddb.execute_transaction, TransactStatements=[
+        {"Statement": f"SELECT m.x, m.x FROM {t} WHERE pk = 'a'"}])
+    assert (error["Code"], error["Message"]) == (
+        "ValidationException", "Validation failed in TransactStatements[0]: Duplicate identifiers in select clause: x")
