@@ -32,7 +32,14 @@ Across worker processes: the buckets live in one file every worker maps
 bucket in chunks (a tenth of a second of the rate) under a byte-range lock of
 the bucket's slot and spends them locally, so the lock is taken once per
 chunk rather than per request, and two workers never grant more than the
-rate and a chunk each.
+rate and a chunk each.  Across nodes over one PostgreSQL store, each
+node has its own data directory, so its own file: a node grants the whole
+rate, two nodes twice it; ``shared_buckets`` gives such a server the
+database's buckets instead (``shoal.capacity.postgres_buckets``, a row per
+bucket, one transaction per chunk), which every node shares.  (The
+dispatcher, ``shoal.server.dispatch``, still makes the file's buckets
+itself: until it calls ``shared_buckets``, capacity over PostgreSQL is
+per node.)
 
 BatchGetItem and BatchWriteItem answer each item their tables' throughput
 cannot serve as unprocessed (UnprocessedKeys, UnprocessedItems) and are
@@ -361,6 +368,20 @@ class SharedBuckets:
             raise RuntimeError("every capacity slot is taken")
         self._slots[digest] = offset
         return offset
+
+
+def shared_buckets(engine, data_dir: str | None) -> SharedBuckets:
+    """The buckets a server's workers share: over a PostgreSQL store, its
+    database's (``shoal.capacity.postgres_buckets``: every node shares one
+    budget); else the data directory's file (``<data dir>/capacity``:
+    every worker of this machine), or without one this process's own."""
+    inner = getattr(engine, "inner", engine)  # (an engine encrypted at rest wraps the store's)
+    dsn, schema = getattr(inner, "dsn", None), getattr(inner, "schema", None)
+    if dsn is not None and schema is not None:
+        from shoal.capacity.postgres_buckets import PostgresBuckets
+
+        return PostgresBuckets(dsn, schema)
+    return SharedBuckets(os.path.join(data_dir, "capacity") if data_dir else None)
 
 
 class _Metered(list):
