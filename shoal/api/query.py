@@ -89,8 +89,13 @@ def _check_select(request: dict, projection_member: str | None) -> str:
             "ALL_PROJECTED_ATTRIBUTES can be used only when Querying using an IndexName"
         )
     if select == "SPECIFIC_ATTRIBUTES" and projection_member is None:
+        # Query words it inside the validation envelope, Scan bare (the
+        # nubo-db/dynamodb-conformance suite's 2026 recordings of DynamoDB).
+        envelope = "1 validation error detected: " if "KeyConditionExpression" in request or \
+            "KeyConditions" in request else ""
         raise ValidationException(
-            "Must specify the AttributesToGet or ProjectionExpression when choosing to get SPECIFIC_ATTRIBUTES"
+            f"{envelope}Must specify the AttributesToGet or ProjectionExpression when choosing to get "
+            "SPECIFIC_ATTRIBUTES"
         )
     if select in ("ALL_ATTRIBUTES", "ALL_PROJECTED_ATTRIBUTES") and projection_member:
         raise ValidationException(
@@ -204,13 +209,25 @@ def _check_filter_keys(key_names, plan: _Plan, request: dict) -> None:
             )
 
 
-def _start_key(table, index, request: dict) -> dict | None:
+def _start_key(table, index, request: dict, operation: str) -> dict | None:
     """The request's ExclusiveStartKey, checked: the table's key, plus the
-    index's key attributes when reading an index."""
+    index's key attributes when reading an index.
+
+    A table read's start key naming other attributes than the table's key
+    (or another number of them) is refused in DynamoDB's words as recorded
+    (the nubo-db/dynamodb-conformance suite, 2026): a Query's "The provided
+    starting key is invalid" alone, a Scan's with "The provided key element
+    does not match the schema" after it.  An index read's of the wrong size
+    keeps DynamoDB Local's words, which users report DynamoDB answering too
+    (no recording says for which reads)."""
     esk = request.get("ExclusiveStartKey")
     if esk is None:
         return None
     names = _position_names(table, index)
+    if index is None and (len(esk) != len(names) or any(name not in esk for name in names)):
+        if operation == "Scan":
+            raise ValidationException(f"{START_KEY_INVALID}: The provided key element does not match the schema")
+        raise ValidationException(START_KEY_INVALID)
     if len(esk) != len(names):
         raise ValidationException("Exclusive Start Key must have same size as table's key schema")
     try:
@@ -303,7 +320,7 @@ def _query(ctx, request: dict):
         if key_condition.sort_prefix:  # multi-attribute sort keys fixed by equality
             prefix += b"".join(encode_key_value(*next(iter(v.items()))) for v in key_condition.sort_prefix)
         start, stop = _sort_range(prefix, key_condition)
-        start_key = _start_key(table, index, request)
+        start_key = _start_key(table, index, request, "Query")
         if start_key is not None:
             esk = _position(table, index, start_key)
             fault = (_multi_start_key_fault(esk, start, stop, key_condition) if multi
@@ -378,11 +395,16 @@ def scan(ctx, request: dict):
         exprs.check_unused()
     segment = request.get("Segment")
     total = request.get("TotalSegments")
+    # DynamoDB's words as the nubo-db/dynamodb-conformance suite recorded them (2026).
     if segment is not None and total is None:
-        raise ValidationException("If segment is specified, total segment must also be specified")
+        raise ValidationException(
+            "The TotalSegments parameter is required but was not present in the request when Segment parameter "
+            "is present"
+        )
     if total is not None and segment is None:
         raise ValidationException(
-            "If total segments is specified, a particular segment must also be specified for this request"
+            "The Segment parameter is required but was not present in the request when parameter TotalSegments "
+            "is present"
         )
     if segment is not None and segment >= total:
         raise ValidationException(
@@ -399,17 +421,28 @@ def scan(ctx, request: dict):
             start, stop = base.prefix, successor(base.prefix)
         else:
             start, stop = segment_range(base, segment, total)
-        start_key = _start_key(table, index, request)
+        start_key = _start_key(table, index, request, "Scan")
         strong = _strong_read(table, index, plan)
         if start_key is not None and not strong:
             position = _position(table, index, start_key)
             if segment is not None and not (start <= position and (stop is None or position < stop)):
-                raise ValidationException("Exclusive start key must lie within the segment")
+                raise ValidationException(segment_start_key_fault(segment, total))
             start = max(start, position + b"\x00")
         if not strong:
             entries = txn.scan("items" if index is None else "indexes", start, stop)
             return _page(ctx, txn, table, index, request, plan, entries)
     return _strong().scan(ctx, table, request, plan, segment, total, start_key)
+
+
+START_KEY_INVALID = "The provided starting key is invalid"
+
+
+def segment_start_key_fault(segment: int, total: int) -> str:
+    """DynamoDB's words for a parallel Scan's ExclusiveStartKey outside its
+    segment, as dynalite's suite recorded them against DynamoDB (DynamoDB
+    Local says "Exclusive start key must lie within the segment")."""
+    return (f"{START_KEY_INVALID}: Invalid ExclusiveStartKey. Please use ExclusiveStartKey with correct Segment. "
+            f"TotalSegments: {total} Segment: {segment}")
 
 
 # ---------------------------------------------------------------- MRSC

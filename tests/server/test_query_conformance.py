@@ -5,7 +5,9 @@ Scan differential fuzz").
 The fault the fuzz found in Shoal: a read of a local secondary index that
 fetches items from the table (it asks for attributes the index does not
 project) counted only the index entries against the page's 1 MB, so a page
-of small entries returned megabytes of fetched items.
+of small entries returned megabytes of fetched items.  And where the fuzz
+showed Shoal answering DynamoDB Local's words, the words recorded from
+DynamoDB (the nubo-db/dynamodb-conformance suite, 2026; dynalite's suite).
 """
 
 from __future__ import annotations
@@ -207,3 +209,49 @@ def test_consistent_read_on_a_gsi_is_refused(ddb, big, operation):
     with pytest.raises(ClientError) as info:
         getattr(ddb, operation)(**request)
     assert info.value.response["Error"]["Message"] == "Consistent reads are not supported on global secondary indexes"
+
+
+@pytest.mark.parametrize("request_shape,message", [
+    ({"Segment": 0},
+     "The TotalSegments parameter is required but was not present in the request when Segment parameter is present"),
+    ({"TotalSegments": 4},
+     "The Segment parameter is required but was not present in the request when parameter TotalSegments is present"),
+    ({"Select": "SPECIFIC_ATTRIBUTES"},
+     "Must specify the AttributesToGet or ProjectionExpression when choosing to get SPECIFIC_ATTRIBUTES"),
+    ({"ExclusiveStartKey": {"bad": {"S": "p"}, "sk": {"N": "1"}}},
+     "The provided starting key is invalid: The provided key element does not match the schema"),
+    ({"ExclusiveStartKey": {"pk": {"S": "p"}}},
+     "The provided starting key is invalid: The provided key element does not match the schema"),
+])
+def test_scan_refusals_in_dynamodbs_recorded_words(ddb, big, request_shape, message):
+    with pytest.raises(ClientError) as info:
+        ddb.scan(TableName=big, **request_shape)
+    assert info.value.response["Error"]["Message"] == message
+
+
+@pytest.mark.parametrize("request_shape,message", [
+    ({"ExclusiveStartKey": {"bad": {"S": "p"}}}, "The provided starting key is invalid"),
+    ({"ExclusiveStartKey": {"pk": {"S": "small"}, "other": {"N": "1"}}}, "The provided starting key is invalid"),
+    ({"Select": "SPECIFIC_ATTRIBUTES"}, "1 validation error detected: Must specify the AttributesToGet or "
+                                        "ProjectionExpression when choosing to get SPECIFIC_ATTRIBUTES"),
+])
+def test_query_refusals_in_dynamodbs_recorded_words(ddb, big, request_shape, message):
+    with pytest.raises(ClientError) as info:
+        ddb.query(TableName=big, KeyConditionExpression="pk = :p", ExpressionAttributeValues={":p": {"S": "small"}},
+                  **request_shape)
+    assert info.value.response["Error"]["Message"] == message
+
+
+def test_parallel_scan_start_key_outside_its_segment_in_dynamodbs_recorded_words(ddb, big):
+    """dynalite's suite recorded these words from DynamoDB; DynamoDB Local
+    says "Exclusive start key must lie within the segment"."""
+    total = 16
+    keyed = [(segment, ddb.scan(TableName=big, Segment=segment, TotalSegments=total, Limit=1))
+             for segment in range(total)]
+    segment, page = next((s, p) for s, p in keyed if p["Count"])
+    other = (segment + 1) % total
+    with pytest.raises(ClientError) as info:
+        ddb.scan(TableName=big, Segment=other, TotalSegments=total, ExclusiveStartKey=page["LastEvaluatedKey"])
+    assert info.value.response["Error"]["Message"] == (
+        "The provided starting key is invalid: Invalid ExclusiveStartKey. Please use ExclusiveStartKey with correct "
+        f"Segment. TotalSegments: {total} Segment: {other}")

@@ -148,8 +148,9 @@ def test_parallel_scan_segments_partition_the_table(ddb, events):
 
 
 def test_scan_segment_validation(ddb, events):
-    assert error_message(ddb.scan, TableName=events, Segment=1)[1] == \
-        "If segment is specified, total segment must also be specified"
+    assert error_message(ddb.scan, TableName=events, Segment=1)[1] == (
+        "The TotalSegments parameter is required but was not present in the request when Segment parameter "
+        "is present")
     assert error_message(ddb.scan, TableName=events, Segment=3, TotalSegments=2)[1] == (
         "The Segment parameter is zero-based and must be less than parameter TotalSegments: "
         "Segment: 3 is not less than TotalSegments: 2")
@@ -166,7 +167,8 @@ def test_scan_segment_exclusive_start_key_must_lie_within_the_segment(ddb, event
     for segment in (used - 1, used + 1):
         assert error_message(ddb.scan, TableName=events, Segment=segment % 64, TotalSegments=64,
                              ExclusiveStartKey=inside) == (
-            "ValidationException", "Exclusive start key must lie within the segment")
+            "ValidationException", "The provided starting key is invalid: Invalid ExclusiveStartKey. Please use "
+            f"ExclusiveStartKey with correct Segment. TotalSegments: 64 Segment: {segment % 64}")
 
 
 def test_one_megabyte_page_limit(ddb):
