@@ -255,3 +255,20 @@ def test_parallel_scan_start_key_outside_its_segment_in_dynamodbs_recorded_words
     assert info.value.response["Error"]["Message"] == (
         "The provided starting key is invalid: Invalid ExclusiveStartKey. Please use ExclusiveStartKey with correct "
         f"Segment. TotalSegments: {total} Segment: {other}")
+
+
+def test_key_condition_on_a_nested_path_under_the_sort_key(ddb, big):
+    """The nubo-db/dynamodb-conformance suite's recording: a document path
+    under the sort key is "cannot have conditions on nested attributes" (it
+    was answered with the key-scalar words of filters); the value may stand
+    left of its comparison."""
+    with pytest.raises(ClientError) as info:
+        ddb.query(TableName=big, KeyConditionExpression="#pk = :p AND #sk.foo = :v",
+                  ExpressionAttributeNames={"#pk": "pk", "#sk": "sk"},
+                  ExpressionAttributeValues={":p": {"S": "small"}, ":v": {"N": "1"}})
+    assert info.value.response["Error"]["Message"] == \
+        "KeyConditionExpressions cannot have conditions on nested attributes"
+    out = ddb.query(TableName=big, KeyConditionExpression="#pk = :p AND :lo <= #sk",
+                    ExpressionAttributeNames={"#pk": "pk", "#sk": "sk"},
+                    ExpressionAttributeValues={":p": {"S": "small"}, ":lo": {"N": "3"}})
+    assert [i["sk"]["N"] for i in out["Items"]] == ["3", "4"]
