@@ -445,6 +445,20 @@ def _keyed(where, index, partition) -> bool:
                for node in conjuncts(where))
 
 
+def _check_list_projected(index, paths: tuple) -> None:
+    """A global index's SELECT list may name only what it projects: refused
+    in the Query's words, before a filter on what it does not project (DynamoDB
+    Local's order)."""
+    missing = []
+    for path in paths:
+        name = path.elements[0]
+        if name not in index.projected and name not in missing:
+            missing.append(name)
+    if missing:
+        raise ValidationException(
+            f"{INVALID}Global secondary index {index.name} does not project [{', '.join(missing)}]")
+
+
 def _check_filter_projected(index, reader: "_Reader") -> None:
     """A keyed index read may filter only on what the index projects (a local
     index too, though it fetches what it returns), as Query's FilterExpression."""
@@ -635,6 +649,8 @@ def select(ctx, statement: ast.Select, params: list, request: dict) -> dict:
     entry = None if index is None else index.projected
     reader = _Reader(ExpressionBuilder(params), residual, statement.projection, entry)
     reader.check_key_paths(table)
+    if entry is not None and not index.local and statement.projection is not None:
+        _check_list_projected(index, statement.projection)
     if entry is not None and _keyed(statement.where, index, partition):
         _check_filter_projected(index, reader)
     if index is not None and statement.projection is not None:

@@ -11,7 +11,7 @@ import time
 import pytest
 from botocore.exceptions import ClientError
 
-from tests.conftest import create_table, make_client
+from tests.conftest import create_table, make_client, unique_name
 
 UTC = datetime.timezone.utc
 
@@ -327,3 +327,24 @@ def test_single_item_reads_keep_a_projections_nesting(ddb, hash_table):
         {"Statement": f"SELECT m.x, m.x FROM {t} WHERE pk = 'a'"}])
     assert (error["Code"], error["Message"]) == (
         "ValidationException", "Validation failed in TransactStatements[0]: Duplicate identifiers in select clause: x")
+
+
+def test_a_keys_only_index_refuses_its_list_before_its_filter(ddb):
+    """A SELECT of a global index naming what the index does not project is
+    refused for its list first, in the Query's words, then for its filter
+    (DynamoDB Local's order; Shoal named the filter first)."""
+    name = unique_name("keys_only")
+    ddb.create_table(
+        TableName=name, BillingMode="PAY_PER_REQUEST", KeySchema=[{"AttributeName": "pk", "KeyType": "HASH"}],
+        AttributeDefinitions=[{"AttributeName": "pk", "AttributeType": "S"},
+                              {"AttributeName": "g", "AttributeType": "S"}],
+        GlobalSecondaryIndexes=[{"IndexName": "by_g", "KeySchema": [{"AttributeName": "g", "KeyType": "HASH"}],
+                                 "Projection": {"ProjectionType": "KEYS_ONLY"}}])
+    t = f'"{name}"."by_g"'
+    assert statement_error(ddb, f"SELECT g, a.y, b FROM {t} WHERE g = 'G' AND c = 1") == (
+        "ValidationException", "One or more parameter values were invalid: Global secondary index by_g does not "
+                               "project [a, b]")
+    assert statement_error(ddb, f"SELECT g FROM {t} WHERE g = 'G' AND c = 1") == (
+        "ValidationException", "One or more parameter values were invalid: Secondary index by_g does not project "
+                               "one or more filter attributes: [c]")
+    ddb.delete_table(TableName=name)
