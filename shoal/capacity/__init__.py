@@ -782,7 +782,15 @@ class Capacity:
         The common cases are charged here: a GetItem of one 4 KB block, which
         counts itself in the first two slots of a plain list meter (as it does
         in a metrics cell, ``shoal.api.common.meter``), and one item written
-        to a table without GSIs; the rest by ``_charge``."""
+        to a table without GSIs; the rest by ``_charge``.
+
+        Only the loop's own thread settles: a request served on another
+        thread (an MRSC table's, run off the loop by the replication screen)
+        is never metered here (``admit`` passes it by; ``off_loop`` charges
+        it), and the request ``metered`` names is then the loop's, which the
+        loop settles itself."""
+        if _get_ident() != self._owner:
+            return
         entries, self.metered = self.metered, None
         outer = ctx.meter = self._outer
         if entries is self._counts:  # a GetItem: [one-block eventual reads, consistent ones, entries...]
