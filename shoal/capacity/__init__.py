@@ -678,8 +678,11 @@ class Capacity:
         (not limited, not admitted by this worker's hook, another thread's)."""
         if not table.limited:
             return True
+        if _get_ident() != self._owner:  # a batch served off the loop: its MRSC writes are charged off the loop
+            return self._off_loop.admits(table, writes) if writes and table.description.get(
+                "MultiRegionConsistency") == "STRONG" else True
         current = self.current
-        if current is None or _get_ident() != self._owner:
+        if current is None:
             return True
         plan = table.plan
         if plan is None or plan.owner is not self:

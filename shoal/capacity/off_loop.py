@@ -86,6 +86,20 @@ class OffLoop:
                     raise exc
         return Charge(self, ctx, table, policy)
 
+    def admits(self, table, writes: bool) -> bool:
+        """Whether one more item of a batch (BatchWriteItem's MRSC writes,
+        each a round charged as it ends) may draw on limited ``table``: as
+        ``charge`` admits a request, but answered rather than raised (the
+        batch then leaves the item unprocessed)."""
+        from shoal.capacity import policy_of
+
+        policy = policy_of(table, self.capacity.shared.rules)
+        if policy is None:
+            return True
+        limits = list(policy.writes.values()) if writes else [policy.reads.get(None)]
+        with self._lock:
+            return all(limit is None or self._holds(limit) for limit in limits)
+
     def _holds(self, limit) -> bool:
         """Whether the allowance of ``limit`` holds a positive balance, taking
         the next chunk (and what pays back a debt) if not.  Under the lock."""

@@ -613,8 +613,9 @@ def batch_write(ctx, table, key: dict, item: dict | None) -> dict | None:
     Raises ReplicatedWriteConflictException when another region's write won
     (BatchWriteItem answers it unprocessed) and InternalServerError when no
     majority answered.  Its write units are charged to the table's capacity
-    (the batch meters them); it is not refused here, as a refusal would fail
-    the whole batch rather than leave this item unprocessed."""
+    (the batch meters them); the batch admits it first, as each item
+    (``Capacity.admits_another``), leaving it unprocessed when the table's
+    capacity is spent."""
     from shoal.api.common import WRITE, item_write_units
     from shoal.model.size import item_size
 

@@ -2,7 +2,8 @@
 test_mrsc's three real ``shoal serve`` processes, here recording DynamoDB's
 metrics: an MRSC table's writes are consensus rounds served off the event
 loop (``shoal.replication.strong``), and are admitted and charged there
-(``shoal.capacity.off_loop``) as any table's are on the loop.  A write whose
+(``shoal.capacity.off_loop``) as any table's are on the loop, a
+BatchWriteItem's item by item.  A write whose
 condition fails consumes write capacity in DynamoDB (the existing item's
 size, or one unit): it is throttled against, and counted in
 ConsumedWriteCapacityUnits; its ConditionalCheckFailedException carries no
@@ -84,6 +85,9 @@ def test_a_failed_conditional_write_on_an_mrsc_table_consumes_its_write_capacity
     assert answers[3]["ThrottlingReasons"] == [{
         "reason": "TableWriteProvisionedThroughputExceeded",
         "resource": f"arn:aws:dynamodb:{REGIONS[0]}:000000000000:table/{name}"}]
+    # A BatchWriteItem's MRSC writes are admitted item by item: none now, all answered unprocessed.
+    puts = [{"PutRequest": {"Item": {"pk": {"S": f"batch{n}"}}}} for n in range(2)]
+    assert client.batch_write_item(RequestItems={name: puts})["UnprocessedItems"] == {name: puts}
     # What was consumed: the put and the three failed writes; a throttled request consumes nothing.
     _, _, cw = clients(regions.procs[0], REGIONS[0])
     point = eventually(lambda: totals(cw, "ConsumedWriteCapacityUnits", {"TableName": name}),
