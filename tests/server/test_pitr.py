@@ -248,8 +248,10 @@ def test_deleted_table_is_restorable_from_its_system_backup(tmp_path):
     try:
         ddb = make_client(server.url)
         make_events(ddb)
-        for n in range(1500):  # more than one purge step's worth of keys
-            ddb.put_item(TableName="events", Item=event(f"u{n % 3}", n, content=("c1", "c2")[n % 2]))
+        for first in range(0, 1500, 25):  # more than one purge step's worth of keys, 25 a request
+            assert ddb.batch_write_item(RequestItems={"events": [
+                {"PutRequest": {"Item": event(f"u{n % 3}", n, content=("c1", "c2")[n % 2])}}
+                for n in range(first, first + 25)]})["UnprocessedItems"] == {}
         seen = views(ddb, "events")
         ddb.delete_table(TableName="events")
     finally:
