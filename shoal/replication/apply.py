@@ -144,7 +144,8 @@ def apply_changes(txn, catalog, table, records: list[dict], now: float) -> int:
         origin, time_ms, seq = record["origin"], record["time"], record["seq"]
         keys = record["keys"]
         skey = storage_key(table, keys)
-        if not versions.is_newer(txn, skey, time_ms, origin, seq):
+        current = versions.stored(txn, skey)
+        if not versions.is_newer(current, time_ms, origin, seq):
             continue  # an older (or the same) write: the item keeps the newer one
         encoded = origins.get(origin)
         if encoded is None:
@@ -157,7 +158,7 @@ def apply_changes(txn, catalog, table, records: list[dict], now: float) -> int:
         # count each replica as a table of its own, and writes reach every replica)
         if counting:
             contributor_insights.count_applied_write(table, keys, old_raw, new)
-        versions.write_encoded_version(txn, skey, time_ms, encoded[1], seq, new is None)
+        versions.write_encoded_version(txn, skey, time_ms, encoded[1], seq, new is None, current)
         applied += 1
     log.finish()
     if consumer_cursor(txn, versions.INDEXER) is not None:

@@ -9,7 +9,11 @@ The version of every item of a global table is kept in ``meta`` under
 ``repl/v/`` + the item's storage key (9 + 16 bytes + the key), with a flag
 for a delete: a deleted item leaves its version behind (a tombstone), so an
 older update that arrives later does not bring it back.  Tombstones are
-forgotten after ``TOMBSTONE_RETENTION_S`` (``prune_tombstones``).
+forgotten after ``TOMBSTONE_RETENTION_S`` (``prune_tombstones``), found
+through an index of their own, ``repl/d/`` + the delete's time (8 bytes) +
+the storage key, kept with every version written (``_put``): pruning reads
+the tombstones that are due and nothing else, where it read every item's
+version (a whole table's under the writer's lock, once a minute).
 
 A local write's version is its change record's time, origin and position.
 It is folded into the store by the write's own transaction when the indexer
@@ -49,6 +53,12 @@ from shoal.api.common import storage_key
 
 VERSION_PREFIX = b"repl/v/"
 BUMP_PREFIX = b"repl/b/"
+#: The tombstones by time: + the delete's time (u64 ms) + the item's storage key -> b"".
+TOMBSTONE_PREFIX = b"repl/d/"
+#: Present once every tombstone has its entry under TOMBSTONE_PREFIX (a store
+#: written before there was one gets them from one full pass, ``prune_tombstones``).
+TOMBSTONES_INDEXED = b"repl/d-indexed"
+_DELETED_AT = 16  # the deleted flag's offset in a stored version
 _VERSION = struct.Struct(">QQB")  # time ms, origin position, deleted; then the origin's text
 _SEQ = struct.Struct(">Q")
 #: The change-log consumer that folds local writes into the version store.
@@ -75,19 +85,37 @@ def read_version(txn, skey: bytes) -> tuple[tuple[int, str, int], bool] | None:
 
 def write_version(txn, skey: bytes, version: tuple[int, str, int], deleted: bool) -> None:
     time_ms, origin, seq = version
-    txn.put("meta", VERSION_PREFIX + skey, _VERSION.pack(time_ms, seq, deleted) + origin.encode())
+    _put(txn, skey, _VERSION.pack(time_ms, seq, deleted) + origin.encode(), txn.get("meta", VERSION_PREFIX + skey))
 
 
-def write_encoded_version(txn, skey: bytes, time_ms: int, origin: bytes, seq: int, deleted: bool) -> None:
-    """``write_version`` with the origin already UTF-8 (a batch encodes each origin once)."""
-    txn.put("meta", VERSION_PREFIX + skey, _VERSION.pack(time_ms, seq, deleted) + origin)
+def write_encoded_version(txn, skey: bytes, time_ms: int, origin: bytes, seq: int, deleted: bool,
+                          previous) -> None:
+    """``write_version`` with the origin already UTF-8 (a batch encodes each
+    origin once), over ``previous``, the stored version read in this
+    transaction (``stored``), or None."""
+    _put(txn, skey, _VERSION.pack(time_ms, seq, deleted) + origin, previous)
 
 
-def is_newer(txn, skey: bytes, time_ms: int, origin: str, seq: int) -> bool:
-    """Whether the write (time_ms, origin, seq) is newer than the item's
-    version (True when it has none): ``read_version``'s comparison, with the
-    stored origin decoded only when the times are equal."""
-    raw = txn.get("meta", VERSION_PREFIX + skey)
+def _put(txn, skey: bytes, value: bytes, previous) -> None:
+    """Store an item's version over ``previous`` (its stored version, or
+    None), keeping the tombstones' index: a tombstone replaced leaves it, a
+    delete's version enters it."""
+    if previous is not None and previous[_DELETED_AT]:
+        txn.delete("meta", TOMBSTONE_PREFIX + bytes(previous[:8]) + skey)  # its time, as stored
+    if value[_DELETED_AT]:
+        txn.put("meta", TOMBSTONE_PREFIX + value[:8] + skey, b"")
+    txn.put("meta", VERSION_PREFIX + skey, value)
+
+
+def stored(txn, skey: bytes):
+    """An item's stored version (``is_newer``'s and ``write_encoded_version``'s argument), or None."""
+    return txn.get("meta", VERSION_PREFIX + skey)
+
+
+def is_newer(raw, time_ms: int, origin: str, seq: int) -> bool:
+    """Whether the write (time_ms, origin, seq) is newer than the stored
+    version ``raw`` (True when there is none): ``read_version``'s
+    comparison, with the stored origin decoded only when the times are equal."""
     if raw is None:
         return True
     current_ms, current_seq, _ = _VERSION.unpack_from(raw)
@@ -113,8 +141,15 @@ def bumped_times(txn, first: int, last: int | None = None) -> dict[int, int]:
 
 def start_indexing(txn) -> None:
     """Register the indexer (idempotent) at the log's head: writes made
-    before a table became global have no version, which is older than any."""
+    before a table became global have no version, which is older than any.
+    A store with no version yet has every tombstone it will have indexed."""
     register_consumer(txn, INDEXER)
+    if txn.get("meta", TOMBSTONES_INDEXED) is None:
+        entries = iter(txn.scan("meta", VERSION_PREFIX, VERSION_PREFIX[:-1] + b"0"))
+        empty = next(entries, None) is None
+        getattr(entries, "close", lambda: None)()
+        if empty:
+            txn.put("meta", TOMBSTONES_INDEXED, b"")
 
 
 def stop_indexing(txn) -> None:
@@ -171,14 +206,21 @@ def fold_written(txn, table, keys: dict, skey: bytes | None, time_ms: int, origi
     that the replication thread's commits do not carry a page of the version
     store per write.  ``skey`` is the item's storage key, or None to derive
     it from ``keys`` (the write path passes the one it wrote under)."""
-    key = VERSION_PREFIX + (skey if skey is not None else storage_key(table, keys))
+    if skey is None:
+        skey = storage_key(table, keys)
+    key = VERSION_PREFIX + skey
     raw = txn.get("meta", key)
-    # the item's version is older unless its time is not (its origin is then compared as text)
-    if raw is not None and _VERSION.unpack_from(raw)[0] >= time_ms:
-        current_ms, current_seq, _ = _VERSION.unpack_from(raw)
-        if (current_ms, bytes(raw[_VERSION.size:]).decode(), current_seq) >= (time_ms, origin, seq):
-            time_ms = current_ms + 1
-            txn.put("meta", BUMP_PREFIX + _SEQ.pack(seq), _SEQ.pack(time_ms))
+    if raw is not None:
+        # the item's version is older unless its time is not (its origin is then compared as text)
+        if _VERSION.unpack_from(raw)[0] >= time_ms:
+            current_ms, current_seq, _ = _VERSION.unpack_from(raw)
+            if (current_ms, bytes(raw[_VERSION.size:]).decode(), current_seq) >= (time_ms, origin, seq):
+                time_ms = current_ms + 1
+                txn.put("meta", BUMP_PREFIX + _SEQ.pack(seq), _SEQ.pack(time_ms))
+        if raw[_DELETED_AT]:  # a tombstone replaced: out of the tombstones' index
+            txn.delete("meta", TOMBSTONE_PREFIX + bytes(raw[:8]) + skey)
+    if deleted:
+        txn.put("meta", TOMBSTONE_PREFIX + _SEQ.pack(time_ms) + skey, b"")
     txn.put("meta", key, _VERSION.pack(time_ms, seq, deleted) + origin.encode())
 
 
@@ -202,26 +244,51 @@ def local_change(value) -> tuple[int, str, bytes, bytes | None] | None:
 
 
 def prune_tombstones(txn, now_ms: int, limit: int = 1000) -> int:
-    """Forget up to ``limit`` delete versions older than the retention."""
+    """Forget up to ``limit`` delete versions older than the retention: the
+    first entries of the tombstones' index, each checked against the version
+    it names (a later write may have replaced it, a table's versions may
+    have been forgotten; its entry goes either way).  A store whose
+    tombstones were written without the index is read whole once, and its
+    tombstones indexed."""
     cutoff = now_ms - int(TOMBSTONE_RETENTION_S * 1000)
-    doomed = []
-    for key, value in txn.scan("meta", VERSION_PREFIX, VERSION_PREFIX[:-1] + b"0"):
-        time_ms, _seq, deleted = _VERSION.unpack_from(value)
-        if deleted and time_ms < cutoff:
-            doomed.append(bytes(key))
-            if len(doomed) >= limit:
-                break
+    if txn.get("meta", TOMBSTONES_INDEXED) is None:
+        _index_tombstones(txn)
+    doomed, forgotten = [], 0
+    for key, _ in txn.scan("meta", TOMBSTONE_PREFIX, TOMBSTONE_PREFIX + _SEQ.pack(max(0, cutoff))):
+        doomed.append(bytes(key))
+        if len(doomed) >= limit:
+            break
+    start = len(TOMBSTONE_PREFIX)
     for key in doomed:
         txn.delete("meta", key)
-    return len(doomed)
+        skey = key[start + _SEQ.size:]
+        raw = txn.get("meta", VERSION_PREFIX + skey)
+        if raw is not None and raw[_DELETED_AT] and bytes(raw[:8]) == key[start:start + _SEQ.size]:
+            txn.delete("meta", VERSION_PREFIX + skey)
+            forgotten += 1
+    return forgotten
+
+
+def _index_tombstones(txn) -> None:
+    """Give every tombstone its entry in the tombstones' index (a store from
+    before the index: one pass over every version), and mark it done."""
+    start = len(VERSION_PREFIX)
+    entries = [TOMBSTONE_PREFIX + bytes(value[:8]) + bytes(key[start:])
+               for key, value in txn.scan("meta", VERSION_PREFIX, VERSION_PREFIX[:-1] + b"0") if value[_DELETED_AT]]
+    for entry in entries:
+        txn.put("meta", entry, b"")
+    txn.put("meta", TOMBSTONES_INDEXED, b"")
 
 
 def forget_table(txn, prefix: bytes) -> None:
     """Drop the versions of a table's items (its replica was deleted here)."""
     start = VERSION_PREFIX + prefix
-    keys = [bytes(k) for k, _ in txn.scan("meta", start, VERSION_PREFIX + _after(prefix))]
-    for key in keys:
+    found = [(bytes(k), bytes(v[:8]) if v[_DELETED_AT] else None)
+             for k, v in txn.scan("meta", start, VERSION_PREFIX + _after(prefix))]
+    for key, deleted_at in found:
         txn.delete("meta", key)
+        if deleted_at is not None:  # a tombstone: its index entry too
+            txn.delete("meta", TOMBSTONE_PREFIX + deleted_at + key[len(VERSION_PREFIX):])
 
 
 def _after(prefix: bytes) -> bytes:

@@ -14,7 +14,8 @@ from shoal.api import DEFAULT_ACCOUNT, Context, items, tables
 from shoal.api.catalog import Catalog
 from shoal.api.changelog import decode_change, read_raw_changes
 from shoal.replication import apply as replica_apply
-from shoal.replication import control, node
+from shoal.api.common import storage_key
+from shoal.replication import control, node, versions
 
 HOME, PEER, OTHER = "us-east-1", "eu-west-1", "ap-south-1"
 
@@ -212,3 +213,111 @@ def test_last_writer_wins_and_a_batch_sent_again_is_applied_once(receiver):
     assert _apply(ctx, table, _record(5000, 8, "k", south, v="late")) == 0
     assert value() == "east"
     assert [r["originSeq"] for r in _log(ctx.engine, table.table_id) if "originSeq" in r] == [7, 1]
+
+
+class _CountingTxn:
+    """A write transaction that counts the entries its scans yield."""
+
+    def __init__(self, txn) -> None:
+        self.txn, self.scanned = txn, 0
+
+    def scan(self, *args, **kwargs):
+        for entry in self.txn.scan(*args, **kwargs):
+            self.scanned += 1
+            yield entry
+
+    def __getattr__(self, name):
+        return getattr(self.txn, name)
+
+
+def _tombstones(engine) -> list[tuple[int, bytes]]:
+    start = len(versions.TOMBSTONE_PREFIX)
+    with engine.read() as txn:
+        return [(int.from_bytes(key[start:start + 8], "big"), bytes(key[start + 8:]))
+                for key, _ in txn.scan("meta", versions.TOMBSTONE_PREFIX, versions.TOMBSTONE_PREFIX[:-1] + b"0")]
+
+
+def test_tombstones_are_indexed_by_time_and_pruning_reads_only_those_due(receiver):
+    """A delete's version enters the tombstones' index, a later write over it
+    leaves it; pruning forgets the tombstones past the retention and reads
+    nothing else (not the versions of the items that live)."""
+    ctx, table = receiver
+    east = f"{HOME}:aa"
+    _apply(ctx, table, *(_record(1000 + i, i + 1, f"live{i}", east, v="x") for i in range(50)))
+    _apply(ctx, table, _record(2000, 100, "gone", east, gone=True), _record(2000, 101, "back", east, gone=True),
+           _record(9000, 102, "late", east, gone=True))
+    with ctx.engine.read() as txn:
+        key = {pk: storage_key(table, {"pk": {"S": pk}}) for pk in ("gone", "back", "late")}
+    assert _tombstones(ctx.engine) == sorted([(2000, key["gone"]), (2000, key["back"]), (9000, key["late"])])
+    _apply(ctx, table, _record(3000, 103, "back", east, v="again"))  # a put over a tombstone
+    assert _tombstones(ctx.engine) == [(2000, key["gone"]), (9000, key["late"])]
+    retention = int(versions.TOMBSTONE_RETENTION_S * 1000)
+    with ctx.engine.write() as txn:
+        counting = _CountingTxn(txn)
+        assert versions.prune_tombstones(counting, 2000 + retention + 1) == 1
+        assert counting.scanned == 1  # the one due entry: no live item's version read
+    assert _tombstones(ctx.engine) == [(9000, key["late"])]
+    with ctx.engine.read() as txn:
+        assert versions.read_version(txn, key["gone"]) is None
+        assert versions.read_version(txn, key["back"]) == ((3000, east, 103), False)
+        assert versions.read_version(txn, key["late"]) == ((9000, east, 102), True)
+    # an older update of the item whose tombstone is kept does not bring it back
+    assert _apply(ctx, table, _record(8999, 104, "late", east, v="older")) == 0
+
+
+def test_a_store_from_before_the_index_is_indexed_by_its_first_pruning(receiver):
+    """Tombstones written without index entries (an older Shoal) are found
+    by one pass over every version, then pruned as any."""
+    ctx, table = receiver
+    east = f"{HOME}:aa"
+    _apply(ctx, table, _record(1000, 1, "old", east, gone=True), _record(5000, 2, "new", east, gone=True),
+           _record(1000, 3, "live", east, v="x"))
+    with ctx.engine.write() as txn:  # as an older Shoal left them
+        for key, _ in list(txn.scan("meta", versions.TOMBSTONE_PREFIX, versions.TOMBSTONE_PREFIX[:-1] + b"0")):
+            txn.delete("meta", bytes(key))
+        txn.delete("meta", versions.TOMBSTONES_INDEXED)
+    assert _tombstones(ctx.engine) == []
+    retention = int(versions.TOMBSTONE_RETENTION_S * 1000)
+    with ctx.engine.write() as txn:
+        assert versions.prune_tombstones(txn, 1000 + retention + 1) == 1
+    with ctx.engine.read() as txn:
+        assert txn.get("meta", versions.TOMBSTONES_INDEXED) is not None
+        assert versions.read_version(txn, storage_key(table, {"pk": {"S": "old"}})) is None
+    assert [t for t, _ in _tombstones(ctx.engine)] == [5000]
+
+
+def test_a_local_delete_folded_enters_the_index_and_forgetting_a_table_empties_it(engine, clock):
+    """The source's own deletes (folded in their own transaction) are
+    indexed too; a replica deleted here takes its tombstones' entries with
+    its versions."""
+    control.configure(engine, control.Settings(HOME, {PEER: "http://127.0.0.1:1"}))
+    ctx = Context(HOME, DEFAULT_ACCOUNT, engine, Catalog(engine), now=clock)
+    try:
+        tables.create_table(ctx, {
+            "TableName": "events", "BillingMode": "PAY_PER_REQUEST",
+            "KeySchema": [{"AttributeName": "pk", "KeyType": "HASH"}],
+            "AttributeDefinitions": [{"AttributeName": "pk", "AttributeType": "S"}]})
+        tables.update_table(ctx, {"TableName": "events", "ReplicaUpdates": [{"Create": {"RegionName": PEER}}]})
+        def fold():  # what the replication thread does, if the writes' own transactions have not
+            with engine.write() as txn:
+                versions.index_local(txn, replica_apply.global_tables(txn, ctx.catalog))
+
+        items.put_item(ctx, {"TableName": "events", "Item": {"pk": {"S": "a"}}})
+        items.delete_item(ctx, {"TableName": "events", "Key": {"pk": {"S": "a"}}})
+        fold()
+        with engine.read() as txn:
+            table = ctx.catalog.get(txn, HOME, "events")
+            skey = storage_key(table, {"pk": {"S": "a"}})
+            (time_ms, _, _), deleted = versions.read_version(txn, skey)
+        assert deleted and _tombstones(engine) == [(time_ms, skey)]
+        items.put_item(ctx, {"TableName": "events", "Item": {"pk": {"S": "a"}}})
+        fold()
+        assert _tombstones(engine) == []
+        items.delete_item(ctx, {"TableName": "events", "Key": {"pk": {"S": "a"}}})
+        fold()
+        assert len(_tombstones(engine)) == 1
+        with engine.write() as txn:
+            versions.forget_table(txn, table.prefix)
+        assert _tombstones(engine) == []
+    finally:
+        control.unconfigure(engine)
