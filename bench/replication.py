@@ -6,6 +6,7 @@ being a replica source, and a region's memory while it copies a table.
     python bench/replication.py cost [--rate 600] [--seconds 8] [--rounds 3]
     python bench/replication.py cost --rate 0 [--seconds 8] [--rounds 3] [--connections 16]
     python bench/replication.py memory [--items 1000000]
+    python bench/replication.py apply [--requests 2000] [--batch 500]
 
 Three ``shoal serve`` processes on loopback ports stand for three regions
 (us-east-1, eu-west-1, ap-south-1), each the others' peer (``--region``,
@@ -75,6 +76,15 @@ throughput) has three measures here; the first is the figure.
   peers.  Its resident memory (process tree VmRSS, RssAnon and RssFile, the
   mapped files' pages, which SHOAL_MAX_MAPPED_RESIDENT_MB bounds) is sampled
   every 0.2 s until both replicas are ACTIVE; the peak is the figure.
+
+* ``apply``: instructions per record a receiving region applies, under
+  cachegrind, in one process: a dispatcher homing eu-west-1 (no HTTP, no
+  group commit, no fsync), the viewer-events table a replica there, and
+  ``--requests`` new events of us-east-1 received as ApplyChanges requests of
+  ``--batch`` records each (the request's parse, last writer wins, the write
+  path, the version store); the run without them subtracted.  Each region
+  applies the two others' writes, so at N events/s over three regions each
+  applies 2N/3 records a second.
 
 Prints a JSON summary and markdown rows for docs/benchmarks.md.
 """
@@ -947,6 +957,69 @@ def run_instructions(args, work: str) -> dict:
                              "per_put": per, "cost": 1 - per["plain"] / per["replicated"]}}
 
 
+def _apply_child(n: int, batch: int) -> None:
+    """What cachegrind counts for ``apply``: a dispatcher (no HTTP server,
+    no group commit, no fsync) homing eu-west-1, the viewer-events table a
+    replica there, and ``n`` new events of us-east-1 received as ApplyChanges
+    requests of ``batch`` records (the bodies a sender sends, encoded before
+    the count starts mattering: the same in the run without them)."""
+    import orjson
+
+    from shoal.replication import attach
+    from shoal.server.dispatch import Dispatcher
+    from shoal.server.http import Request
+    from shoal.storage.lmdb_engine import LmdbEngine
+
+    engine = LmdbEngine(os.path.join(tempfile.mkdtemp(), "db"), sync=False, map_size=1 << 30)
+    dispatcher = Dispatcher(engine, metrics=False, group_commit=False)
+    attach(dispatcher, REGIONS[1], {region: "http://127.0.0.1:9" for region in REGIONS if region != REGIONS[1]},
+           start=False)
+    headers = {**INSTR_HEADERS, "authorization": INSTR_HEADERS["authorization"].replace(REGIONS[0], REGIONS[1])}
+
+    def call(target: str, body: bytes) -> None:
+        answer = dispatcher(Request("POST", "/", {**headers, "x-amz-target": target}, body, ("127.0.0.1", 1), False))
+        assert answer.status == 200, answer.body
+
+    call("ShoalReplication_20261206.CreateReplica", orjson.dumps({
+        "TableName": EVENTS_TABLE, "SourceRegion": REGIONS[0], "Request": events_table(),
+        "Replicas": [{"RegionName": region, "ReplicaStatus": "ACTIVE"} for region in REGIONS]}))
+    generator = EventGenerator(7)
+    warm = batch  # a first batch, not counted either way: first calls, first pages
+    bodies = []
+    for start in range(0, n + warm, batch):
+        records = []
+        for i in range(start, min(n + warm, start + batch)):
+            item = generator.event(f"u{i % 20_000:06d}", 1_767_225_600_000 + i)
+            records.append(b'{"time":%d,"seq":%d,"origin":"%b:00112233445566ff","keys":%b,"new":%b}' % (
+                1_767_225_600_000 + i, i + 1, REGIONS[0].encode(),
+                orjson.dumps({"user_id": item["user_id"], "ts": item["ts"]}), orjson.dumps(item)))
+        bodies.append(b'{"TableName":%b,"SourceRegion":"%b","Records":[%b]}' % (
+            orjson.dumps(EVENTS_TABLE), REGIONS[0].encode(), b",".join(records)))
+    for body in bodies:
+        call("ShoalReplication_20261206.ApplyChanges", body)
+
+
+def run_apply(args, work: str) -> dict:
+    """Instructions per record a receiving region applies: (a run of
+    ``--requests`` records - the same run without them) / ``--requests``."""
+    import re
+
+    env = dict(os.environ, PYTHONHASHSEED="0", OPENBLAS_NUM_THREADS="1",
+               PYTHONPATH=os.pathsep.join(filter(None, [os.path.dirname(BENCH_DIR), os.environ.get("PYTHONPATH")])))
+    counts = []
+    for n in (0, args.requests):
+        done = subprocess.run(
+            ["valgrind", "--tool=cachegrind", "--cache-sim=no", "--cachegrind-out-file=/dev/null", sys.executable,
+             os.path.abspath(__file__), "_apply-child", str(n), str(args.batch)],
+            env=env, capture_output=True, text=True)
+        if done.returncode != 0:
+            raise RuntimeError(done.stderr[-3000:])
+        counts.append(int(re.findall(r"I\s+refs:\s+([\d,]+)", done.stderr)[-1].replace(",", "")))
+    per = (counts[1] - counts[0]) / args.requests
+    print(json.dumps({"instructions": counts, "per_record": per}), flush=True)
+    return {"apply": {"records": args.requests, "batch": args.batch, "per_record": per}}
+
+
 # ---------------------------------------------------------------- memory
 
 
@@ -1008,7 +1081,10 @@ def main(argv=None) -> int:
     if argv is None and sys.argv[1:2] == ["_instructions-child"]:
         _instr_child(sys.argv[2], int(sys.argv[3]), int(sys.argv[4]), [int(p) for p in sys.argv[5:]])
         return 0
-    parser.add_argument("what", choices=("lag", "cost", "memory", "instructions"))
+    if argv is None and sys.argv[1:2] == ["_apply-child"]:
+        _apply_child(int(sys.argv[2]), int(sys.argv[3]))
+        return 0
+    parser.add_argument("what", choices=("lag", "cost", "memory", "instructions", "apply"))
     parser.add_argument("--rates", type=lambda t: [int(x) for x in t.split(",")], default=[1000, 5000])
     parser.add_argument("--seconds", type=float, default=None, help="lag: 60 s per rate; cost: 8 s per run")
     parser.add_argument("--rounds", type=int, default=3)
@@ -1016,7 +1092,9 @@ def main(argv=None) -> int:
     parser.add_argument("--rate", type=float, default=600.0,
                         help="cost: PutItems offered a second (paced); 0: wrk at full speed")
     parser.add_argument("--items", type=int, default=1_000_000)
-    parser.add_argument("--requests", type=int, default=2000, help="instructions: PutItems counted")
+    parser.add_argument("--requests", type=int, default=2000,
+                        help="instructions: PutItems counted; apply: records applied")
+    parser.add_argument("--batch", type=int, default=500, help="apply: records per ApplyChanges request")
     parser.add_argument("--round-every", type=int, default=100,
                         help="instructions: PutItems between the replication thread's rounds")
     parser.add_argument("--group", type=int, default=1,
@@ -1037,7 +1115,7 @@ def main(argv=None) -> int:
     started = time.time()
     try:
         result = {"lag": run_lag, "cost": run_cost, "memory": run_memory,
-                  "instructions": run_instructions}[args.what](args, work)
+                  "instructions": run_instructions, "apply": run_apply}[args.what](args, work)
     finally:
         if args.work_dir is None:
             shutil.rmtree(work, ignore_errors=True)
