@@ -1,9 +1,22 @@
-"""The ``shoal iam ...`` commands: manage IAM data of a data directory.
+"""The ``shoal iam ...`` commands: manage IAM data of a data directory, or with
+``--storage postgresql://...`` (env SHOAL_STORAGE) of the store that
+``shoal serve --storage`` nodes serve.
 
-They open the data directory directly (LMDB lets them run beside a serving
-Shoal; servers notice changes within their cache ttl) and print JSON, like
-``aws iam`` does.  ``add_iam_commands(subparsers)`` installs them under the
-``shoal`` parser; ``args.handler(args)`` runs the chosen one.
+They open the store directly (LMDB lets them run beside a serving Shoal, and
+PostgreSQL beside any number of nodes; servers notice changes within their
+cache ttl, ``IamStore``'s five seconds) and print JSON, like ``aws iam``
+does.  ``add_iam_commands(subparsers)`` installs them under the ``shoal``
+parser; ``args.handler(args)`` runs the chosen one.
+
+Every change is audited (``shoal.auth.audit``) to ``--audit-log`` (env
+SHOAL_AUDIT_LOG) when given, else to ``<data dir>/audit.log``.  With
+``--storage`` the store has no data directory: the default is then
+``<--data-dir>/audit.log`` only when that directory is a node directory (it
+exists and holds no LMDB store: run on a node's machine with its node
+directory, the line joins that node's log, where the node writes its own);
+otherwise the command writes the audit line to stderr
+(prefixed ``shoal: audit:``), so that no change goes unrecorded, and says to
+give ``--audit-log``.
 """
 
 from __future__ import annotations
@@ -12,7 +25,7 @@ import json
 import os
 import sys
 
-from shoal.keys_cli import add_data_dir_options, open_data_dir_of
+from shoal.keys_cli import add_data_dir_options, add_storage_option, open_data_dir_of, storage_problem
 
 _ENTITIES = ("user", "group", "role")
 
@@ -27,8 +40,11 @@ def add_iam_commands(subparsers) -> None:
     def command(name: str, run, help_text: str, *arguments):
         parser = commands.add_parser(name, help=help_text)
         add_data_dir_options(parser)
+        add_storage_option(parser, "work on the IAM data of this PostgreSQL store (as shoal serve --storage "
+                                   "serves it) instead of the data directory (env SHOAL_STORAGE)")
         parser.add_argument("--audit-log", default=os.environ.get("SHOAL_AUDIT_LOG"),
-                            help="where IAM changes are audited (env SHOAL_AUDIT_LOG; default <data dir>/audit.log)")
+                            help="where IAM changes are audited (env SHOAL_AUDIT_LOG; default <data dir>/audit.log; "
+                                 "with --storage, that file if the directory exists, else stderr)")
         for flags, options in arguments:
             parser.add_argument(*flags, **options)
         parser.set_defaults(handler=lambda args: _run(args, run))
@@ -113,10 +129,21 @@ def _run(args, run) -> int:
     # Imported here: `shoal serve` builds this parser too and should not pay for it.
     from shoal.auth.iam import IamError, IamStore
 
-    engine = open_data_dir_of(args)
+    problem = storage_problem(args.storage)
+    if problem:
+        print(f"shoal: {problem}", file=sys.stderr)
+        return 2
+    # A store over PostgreSQL must hold a store already (a node made it):
+    # IAM data written to a database no node serves would be lost from view.
+    engine = open_data_dir_of(args, create=not args.storage)
     if engine is None:
         return 1
-    store = IamStore(engine, args.data_dir)
+    try:
+        # --data-dir is not used with --storage (an iam.key there is no key of the store's)
+        store = IamStore(engine, None if args.storage else args.data_dir)
+    except BaseException:
+        engine.close()
+        raise
     try:
         result = run(store, args)
     except IamError as exc:
@@ -134,11 +161,26 @@ def _run(args, run) -> int:
     return 0
 
 
-def _audit_events(store, args) -> dict:
-    from shoal.auth.audit import DEFAULT_FILE, read_lines
+def _audit_path(args) -> str | None:
+    """Where this command audits (see the module docstring); None: stderr."""
+    from shoal.auth.audit import DEFAULT_FILE
 
-    path = args.audit_log or os.path.join(args.data_dir, DEFAULT_FILE)
-    return {"Events": read_lines(path, store.engine)}
+    if args.audit_log:
+        return args.audit_log
+    if args.storage:
+        from shoal.storage.datadir import MARKER_NAME
+
+        # A node directory exists and holds no LMDB store (shoal serve refuses one)
+        if not os.path.isdir(args.data_dir) or os.path.lexists(os.path.join(args.data_dir, MARKER_NAME)):
+            return None
+    return os.path.join(args.data_dir, DEFAULT_FILE)
+
+
+def _audit_events(store, args) -> dict:
+    from shoal.auth.audit import read_lines
+
+    path = _audit_path(args)
+    return {"Events": read_lines(path, store.engine) if path else []}
 
 
 def _audit(args, store, decision: str, reason: str) -> None:
@@ -146,14 +188,19 @@ def _audit(args, store, decision: str, reason: str) -> None:
     command = args.iam_command or ""
     if command.startswith("list-"):
         return
-    from shoal.auth.audit import DEFAULT_FILE, AuditLog
+    from shoal.auth.audit import AuditLog, iso_now
 
-    path = args.audit_log or os.path.join(args.data_dir, DEFAULT_FILE)
+    path = _audit_path(args)
     action = "iam:" + "".join(part.capitalize() for part in command.split("-"))
+    event = {"principal": _local_principal(), "source": "local", "action": action,
+             "resource": _resource_of(args, store), "decision": decision, "reason": reason}
+    if path is None:
+        line = json.dumps({"time": iso_now(), **event, "request_id": None})
+        print(f"shoal: audit: {line} (no audit file: give --audit-log or SHOAL_AUDIT_LOG)", file=sys.stderr)
+        return
     audit = AuditLog(path, engine=store.engine)
     try:
-        audit.record(principal=_local_principal(), source="local", action=action,
-                     resource=_resource_of(args, store), decision=decision, reason=reason)
+        audit.record(**event)
     except OSError as exc:
         print(f"shoal: cannot write the audit log {path}: {exc}", file=sys.stderr)
     finally:

@@ -18,6 +18,12 @@ read in one read transaction per authorization.
 ``SHOAL_AUTH_CLOCK_OFFSET`` (seconds, read at start-up) shifts the clock the
 auth layer uses (signature time, token expiry, ``aws:CurrentTime``).  It
 exists for tests of expiry; leave it unset otherwise.
+
+``SHOAL_IAM_CACHE_TTL`` (seconds, read at start-up; default 5) is how long
+a worker trusts its cached identities and policies before it reads the IAM
+generation again: the bound on how late an IAM change made by ``shoal iam``,
+another worker or another node over the same store takes effect here, and
+the rate (one point read per ttl) at which an idle worker asks.
 """
 
 from __future__ import annotations
@@ -38,13 +44,14 @@ from shoal.auth.actions import (
 )
 from shoal.auth.audit import DEFAULT_FILE, AuditLog
 from shoal.auth.errors import AccessDeniedException
-from shoal.auth.iam import DEFAULT_ACCOUNT, IamStore
+from shoal.auth.iam import DEFAULT_ACCOUNT, DEFAULT_CACHE_TTL_S, IamStore
 from shoal.model.policy import decide, denied_message
 from shoal.auth.sigv4 import Credentials, verify
 from shoal.errors import ShoalError
 
 log = logging.getLogger("shoal")
 CLOCK_OFFSET_ENV = "SHOAL_AUTH_CLOCK_OFFSET"
+CACHE_TTL_ENV = "SHOAL_IAM_CACHE_TTL"
 
 
 def _clock_offset() -> float:
@@ -52,6 +59,14 @@ def _clock_offset() -> float:
         return float(os.environ.get(CLOCK_OFFSET_ENV, "0") or 0)
     except ValueError:
         return 0.0
+
+
+def _cache_ttl() -> float:
+    try:
+        ttl = float(os.environ.get(CACHE_TTL_ENV) or DEFAULT_CACHE_TTL_S)
+    except ValueError:
+        return DEFAULT_CACHE_TTL_S
+    return ttl if ttl >= 0 else DEFAULT_CACHE_TTL_S
 
 
 class Gate:
@@ -64,7 +79,7 @@ class Gate:
         self.account = account
         offset = _clock_offset()
         self.clock = (lambda: time.time() + offset) if offset else time.time
-        self.store = IamStore(engine, data_dir, account=account, clock=self.clock)
+        self.store = IamStore(engine, data_dir, account=account, clock=self.clock, ttl=_cache_ttl())
         if audit_path is None and data_dir is not None:
             audit_path = os.path.join(os.fspath(data_dir), DEFAULT_FILE)
         self.audit = AuditLog(audit_path, engine=engine) if audit_path else None

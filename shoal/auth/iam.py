@@ -1,5 +1,5 @@
 """The IAM store: users, access keys, groups, roles and policies, kept in the
-data directory's ``meta`` space under the ``iam/`` prefix.
+store's ``meta`` space under the ``iam/`` prefix.
 
 Layout (values are JSON)::
 
@@ -9,10 +9,29 @@ Layout (values are JSON)::
     iam/role/<name>        {"name", "id", "trust", "max_session", "inline", "attached"}
     iam/policy/<name>      {"name", "id", "document"}            (customer managed policies)
     iam/key/<access key>   {"user" | "role"+"session", "secret", "status", "created", ["token", "expires"]}
+    iam/secret-key         the Fernet key of the secrets (raw), in a store shared by nodes (below)
 
-Secrets (and session tokens) are stored encrypted with Fernet under a key
-kept in ``<data dir>/iam.key``, readable only by its owner, so a copy of the
-database alone does not reveal them.
+Secrets (and session tokens) are stored encrypted with Fernet.  In a data
+directory (LMDB) the key is ``<data dir>/iam.key``, readable only by its
+owner, so a copy of the database file alone does not reveal them.  A store
+that many nodes share (PostgreSQL, ``shoal serve --storage``) keeps the key
+in the store itself, as ``iam/secret-key`` in ``meta``: every node, and
+``shoal iam --storage``, must decrypt what any of them encrypted, and a node
+owns no files the others could read.  The first opener creates it in a
+write transaction that reads (and so locks) the key first, so nodes starting
+together agree on one.  Sealed by the storage layer with the rest of ``meta``
+when the store is encrypted at rest (``--master-key-file``); otherwise the
+database's own access control is what guards it.  A node directory holding an
+``iam.key`` from before (when each node made its own) gives that key to a
+store that has none yet, so the keys that node made still open; keys made
+through other nodes then cannot be decrypted and are refused as unknown keys
+(logged): make them again.  A store record takes precedence over the file
+in a data directory too (a store migrated from PostgreSQL brings its key).
+
+The root user's access key is the store's: ``bootstrap_root`` writes the
+oldest active root key that opens to a node's ``root-credentials`` file, and
+creates one only when the store has none, in one IAM transaction, so every
+node of a store (and a node whose directory is new) writes the same one.
 
 ``lookup(access_key)`` is on the path of every request.  It caches the
 resolved identity (secret, principal, compiled policies) per key and
@@ -25,14 +44,16 @@ whole cache still holds.
 from __future__ import annotations
 
 import base64
+import logging
 import os
 import secrets
 import struct
+import sys
 import time
 from dataclasses import dataclass
 
 import orjson
-from cryptography.fernet import Fernet
+from cryptography.fernet import Fernet, InvalidToken
 
 from shoal.model.policy import Policy, PolicyError, Principal, evaluate
 from shoal.errors import ShoalError, validation_errors
@@ -42,12 +63,17 @@ KEY_FILE = "iam.key"
 ROOT_CREDENTIALS_FILE = "root-credentials"
 ROOT_USER = "root"
 _GEN = b"iam/gen"
+_SECRET_KEY = b"iam/secret-key"
+log = logging.getLogger("shoal")
 _COUNTER = struct.Struct(">Q")
 _ALPHABET = "ABCDEFGHIJKLMNOPQRSTUVWXYZ234567"
 DEFAULT_SESSION_S = 3600
 MIN_SESSION_S = 900
 MAX_SESSION_S = 43200
 MAX_CACHED = 10000
+#: How long ``lookup`` trusts its cache before reading the generation again
+#: (``shoal serve`` takes SHOAL_IAM_CACHE_TTL: shoal.auth.gate).
+DEFAULT_CACHE_TTL_S = 5.0
 #: Expired temporary credentials are kept this long, so that a client still
 #: using them gets ExpiredTokenException (as from AWS), not an unknown key.
 EXPIRED_GRACE_S = 86400
@@ -89,36 +115,75 @@ def _random_id(prefix: str) -> str:
     return prefix + "".join(secrets.choice(_ALPHABET) for _ in range(16))
 
 
-def _load_fernet(data_dir) -> Fernet:
-    """The store's encryption key, created on first use with mode 0600."""
-    path = os.path.join(os.fspath(data_dir), KEY_FILE)
+def shares_store(engine) -> bool:
+    """Whether ``engine``'s store is shared by many nodes (PostgreSQL, plain or
+    encrypted at rest) rather than a data directory's own."""
+    postgres = sys.modules.get("shoal.storage.postgres_engine")  # not loaded: no engine of it exists
+    while postgres is not None and engine is not None:
+        if isinstance(engine, postgres.PostgresEngine):
+            return True
+        engine = getattr(engine, "inner", None)  # an EncryptedEngine's
+    return False
+
+
+def _load_fernet(engine, data_dir, shared: bool) -> Fernet:
+    """The store's encryption key of secrets (see the module docstring)."""
+    with engine.read() as txn:
+        stored = txn.get("meta", _SECRET_KEY)
+    if stored is not None:
+        return Fernet(bytes(stored))
+    if not shared:
+        return Fernet(_key_file(data_dir))
+    from_file = _read_key_file(data_dir) if data_dir is not None else None
+    with engine.write() as txn:
+        stored = txn.get("meta", _SECRET_KEY)  # read under its lock: one key however many nodes start
+        if stored is None:
+            stored = from_file or Fernet.generate_key()
+            txn.put("meta", _SECRET_KEY, stored)
+    return Fernet(bytes(stored))
+
+
+def _read_key_file(data_dir) -> bytes | None:
     try:
-        with open(path, "rb") as f:
-            return Fernet(f.read().strip())
+        with open(os.path.join(os.fspath(data_dir), KEY_FILE), "rb") as f:
+            return f.read().strip()
     except FileNotFoundError:
-        pass
+        return None
+
+
+def _key_file(data_dir) -> bytes:
+    """The data directory's key, created on first use with mode 0600."""
+    path = os.path.join(os.fspath(data_dir), KEY_FILE)
+    found = _read_key_file(data_dir)
+    if found is not None:
+        return found
     key = Fernet.generate_key()
     try:
         fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
     except FileExistsError:  # another process won the race
-        with open(path, "rb") as f:
-            return Fernet(f.read().strip())
+        return _read_key_file(data_dir)
     with os.fdopen(fd, "wb") as f:
         f.write(key + b"\n")
         f.flush()
         os.fsync(f.fileno())
-    return Fernet(key)
+    return key
 
 
 class IamStore:
-    """IAM data of one data directory, with a per-process identity cache."""
+    """IAM data of one store, with a per-process identity cache.
 
-    def __init__(self, engine, data_dir, *, account: str = DEFAULT_ACCOUNT, ttl: float = 5.0, clock=time.time):
+    ``data_dir``: the data directory of an LMDB store (its ``iam.key``); for
+    a shared store, a node directory (whose ``iam.key`` from before, if any,
+    is offered to a store that has no key yet) or None."""
+
+    def __init__(self, engine, data_dir, *, account: str = DEFAULT_ACCOUNT, ttl: float = DEFAULT_CACHE_TTL_S,
+                 clock=time.time):
         self.engine = engine
         self.account = account
         self.ttl = ttl
         self.clock = clock
-        self._fernet = _load_fernet(data_dir)
+        self.shared = shares_store(engine)
+        self._fernet = _load_fernet(engine, data_dir, self.shared)
         self._gen_raw: bytes | None = None
         self._checked_at = float("-inf")
         self._identities: dict[str, KeyIdentity | None] = {}
@@ -160,8 +225,13 @@ class IamStore:
         record = _get(txn, b"iam/key/" + access_key.encode())
         if record is None or record.get("status", "Active") != "Active":
             return None
-        secret = self._decrypt(record["secret"])
-        token = self._decrypt(record["token"]) if record.get("token") else None
+        try:
+            secret = self._decrypt(record["secret"])
+            token = self._decrypt(record["token"]) if record.get("token") else None
+        except InvalidToken:  # encrypted under another key (see the module docstring)
+            log.warning("access key %s cannot be decrypted with the store's key: refused as unknown; "
+                        "make a new one", access_key)
+            return None
         if "user" in record:
             principal = self._user_principal(txn, record["user"])
         else:
@@ -247,13 +317,50 @@ class IamStore:
                 "Root": bool(user.get("root"))}
 
     def create_access_key(self, user_name: str) -> dict:
-        access_key = _random_id("AKIA")
-        secret = base64.b64encode(secrets.token_bytes(30)).decode()
         with self._write() as txn:
             self._require(txn, "user", user_name)
-            _put(txn, b"iam/key/" + access_key.encode(),
-                 {"user": user_name, "secret": self._encrypt(secret), "status": "Active", "created": self.clock()})
+            access_key, secret = self._new_access_key(txn, user_name)
         return {"UserName": user_name, "AccessKeyId": access_key, "SecretAccessKey": secret, "Status": "Active"}
+
+    def _new_access_key(self, txn, user_name: str) -> tuple[str, str]:
+        access_key = _random_id("AKIA")
+        secret = base64.b64encode(secrets.token_bytes(30)).decode()
+        _put(txn, b"iam/key/" + access_key.encode(),
+             {"user": user_name, "secret": self._encrypt(secret), "status": "Active", "created": self.clock()})
+        return access_key, secret
+
+    def root_access_key(self) -> tuple[str, str]:
+        """The store's root access key and secret: the oldest active one that
+        opens, made (with the root user) only when there is none.  Found and
+        made under the IAM generation's lock, which every IAM change takes,
+        so nodes starting together make one between them."""
+        with self.engine.read() as txn:
+            found = self._root_key(txn)
+        if found is not None:
+            return found
+        with self._write() as txn:
+            found = self._root_key(txn)
+            if found is not None:
+                return found
+            key = b"iam/user/" + ROOT_USER.encode()
+            if _get(txn, key) is None:
+                _put(txn, key, {"name": ROOT_USER, "id": _random_id("AIDA"), "root": True, "groups": [],
+                                "inline": {}, "attached": [], "created": self.clock()})
+            return self._new_access_key(txn, ROOT_USER)
+
+    def _root_key(self, txn) -> tuple[str, str] | None:
+        user = _get(txn, b"iam/user/" + ROOT_USER.encode())
+        if user is None or not user.get("root"):
+            return None
+        keys = sorted((record.get("created", 0), key[len(b"iam/key/"):].decode(), record)
+                      for key, record in ((k, orjson.loads(v)) for k, v in txn.scan("meta", b"iam/key/", b"iam/key0"))
+                      if record.get("user") == ROOT_USER and record.get("status", "Active") == "Active")
+        for _created, access_key, record in keys:
+            try:
+                return access_key, self._decrypt(record["secret"])
+            except InvalidToken:  # made under another key: see the module docstring
+                continue
+        return None
 
     def delete_access_key(self, access_key: str) -> None:
         with self._write() as txn:
@@ -473,22 +580,23 @@ def _assume_denied(caller: Principal, role_arn: str) -> str:
 
 
 def bootstrap_root(engine, data_dir, *, account: str = DEFAULT_ACCOUNT) -> tuple[str, str, str]:
-    """Create the root user and its access key on a fresh data directory and
-    write them to ``<data dir>/root-credentials`` (mode 0600, AWS shared
-    credentials format).  On a directory that has them already, return the
-    stored ones.  Returns (access key, secret, file path)."""
+    """Write the store's root access key to ``<data dir>/root-credentials``
+    (mode 0600, AWS shared credentials format), making the root user and its
+    key when the store has none (``IamStore.root_access_key``).  A file that
+    names a working root key of the store is kept as it is; one that does not
+    (the key deleted, or made by a node of a shared store under its own
+    encryption key before the store had one) is replaced.  Returns (access
+    key, secret, file path)."""
     path = os.path.join(os.fspath(data_dir), ROOT_CREDENTIALS_FILE)
     store = IamStore(engine, data_dir, account=account)
     if os.path.exists(path):
         values = _read_credentials_file(path)
-        return values["aws_access_key_id"], values["aws_secret_access_key"], path
-    try:
-        store.create_user(ROOT_USER, root=True)
-    except IamError:
-        pass  # a start-up interrupted before the file was written: add a key
-    key = store.create_access_key(ROOT_USER)
-    text = (f"[default]\naws_access_key_id = {key['AccessKeyId']}\n"
-            f"aws_secret_access_key = {key['SecretAccessKey']}\n")
+        access_key, secret = values.get("aws_access_key_id"), values.get("aws_secret_access_key")
+        identity = store.lookup(access_key) if access_key else None
+        if identity is not None and identity.secret == secret and identity.principal.is_root:
+            return access_key, secret, path
+    access_key, secret = store.root_access_key()
+    text = f"[default]\naws_access_key_id = {access_key}\naws_secret_access_key = {secret}\n"
     temporary = f"{path}.{os.getpid()}.tmp"
     fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     with os.fdopen(fd, "w") as f:
@@ -496,7 +604,7 @@ def bootstrap_root(engine, data_dir, *, account: str = DEFAULT_ACCOUNT) -> tuple
         f.flush()
         os.fsync(f.fileno())
     os.replace(temporary, path)
-    return key["AccessKeyId"], key["SecretAccessKey"], path
+    return access_key, secret, path
 
 
 def _read_credentials_file(path: str) -> dict:

@@ -1,9 +1,12 @@
-"""The ``shoal triggers ...`` commands: configure stream triggers of a data directory.
+"""The ``shoal triggers ...`` commands: configure stream triggers of a data
+directory, or with ``--storage postgresql://...`` (env SHOAL_STORAGE) of the
+store that ``shoal serve --storage`` nodes serve.
 
-Like ``shoal iam``, they open the data directory directly (LMDB lets them run
-beside a serving Shoal, whose workers pick changes up on their next round)
-and print JSON.  ``add_trigger_commands(subparsers)`` installs them under the
-``shoal`` parser; ``args.handler(args)`` runs the chosen one.
+Like ``shoal iam``, they open the store directly (LMDB lets them run beside a
+serving Shoal, PostgreSQL beside its nodes, whose workers pick changes up on
+their next round) and print JSON; a store is never created by them.
+``add_trigger_commands(subparsers)`` installs them under the ``shoal``
+parser; ``args.handler(args)`` runs the chosen one.
 """
 
 from __future__ import annotations
@@ -12,7 +15,7 @@ import json
 import os
 import sys
 
-from shoal.keys_cli import add_data_dir_options, open_data_dir_of
+from shoal.keys_cli import add_data_dir_options, add_storage_option, open_data_dir_of, storage_problem
 
 
 def add_trigger_commands(subparsers) -> None:
@@ -50,6 +53,8 @@ def add_trigger_commands(subparsers) -> None:
 def _command(commands, name: str, run, help_text: str, *arguments):
     parser = commands.add_parser(name, help=help_text)
     add_data_dir_options(parser)
+    add_storage_option(parser, "configure the triggers of this PostgreSQL store (as shoal serve --storage serves "
+                               "it) instead of the data directory's (env SHOAL_STORAGE)")
     for flags, options in arguments:
         parser.add_argument(*flags, **options)
     parser.set_defaults(handler=lambda args: _run(args, run))
@@ -98,6 +103,10 @@ def _run(args, run) -> int:
     # Imported here: `shoal serve` builds this parser too and should not pay for it.
     from shoal.triggers.store import TriggerError
 
+    problem = storage_problem(args.storage)
+    if problem:
+        print(f"shoal: {problem}", file=sys.stderr)
+        return 2
     engine = open_data_dir_of(args, create=False)
     if engine is None:
         return 1

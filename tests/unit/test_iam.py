@@ -184,6 +184,55 @@ def test_bootstrap_root(engine, data_dir):
     assert identity.principal.arn == "arn:aws:iam::000000000000:root"
 
 
+def test_bootstrap_root_writes_the_stores_key_again_rather_than_another(engine, data_dir):
+    access_key, secret, path = bootstrap_root(engine, data_dir)
+    os.unlink(path)  # a lost file (or a node directory new to a shared store)
+    assert bootstrap_root(engine, data_dir) == (access_key, secret, path)
+    assert [k["AccessKeyId"] for k in IamStore(engine, data_dir).list_access_keys("root")] == [access_key]
+
+
+def test_bootstrap_root_replaces_a_file_whose_key_is_gone(engine, data_dir):
+    access_key, _secret, path = bootstrap_root(engine, data_dir)
+    IamStore(engine, data_dir).delete_access_key(access_key)
+    new_key, new_secret, _ = bootstrap_root(engine, data_dir)
+    assert new_key != access_key and f"aws_access_key_id = {new_key}" in open(path).read()
+    assert IamStore(engine, data_dir).lookup(new_key).secret == new_secret
+
+
+def test_a_data_directory_keeps_its_key_file(engine, data_dir):
+    """An existing iam.key is read as before: no key record is put in the
+    store of a data directory (a copy of its file alone reveals no secret)."""
+    key = IamStore(engine, data_dir).create_access_key(IamStore(engine, data_dir).create_user("ann")["UserName"])
+    written = (data_dir / "iam.key").read_bytes()
+    assert IamStore(engine, data_dir).lookup(key["AccessKeyId"]).secret == key["SecretAccessKey"]
+    assert (data_dir / "iam.key").read_bytes() == written
+    with engine.read() as txn:
+        assert txn.get("meta", b"iam/secret-key") is None
+
+
+def test_a_key_record_in_the_store_comes_first(engine, data_dir, tmp_path):
+    """A store migrated from PostgreSQL brings its key as iam/secret-key: it
+    opens the secrets wherever the store is, with or without a key file."""
+    from cryptography.fernet import Fernet
+
+    with engine.write() as txn:
+        txn.put("meta", b"iam/secret-key", Fernet.generate_key())
+    store = IamStore(engine, tmp_path / "elsewhere")
+    key = store.create_access_key(store.create_user("bo")["UserName"])
+    assert IamStore(engine, data_dir).lookup(key["AccessKeyId"]).secret == key["SecretAccessKey"]
+    assert not (data_dir / "iam.key").exists()
+
+
+def test_a_secret_under_another_key_is_an_unknown_key(engine, data_dir, tmp_path):
+    """Keys a node of a shared store made under its own key, before the store
+    had one, are refused as unknown (UnrecognizedClientException), not a crash."""
+    other = tmp_path / "other"
+    other.mkdir()
+    store = IamStore(engine, other)  # the key file of another directory
+    key = store.create_access_key(store.create_user("cy")["UserName"])
+    assert IamStore(engine, data_dir).lookup(key["AccessKeyId"]) is None
+
+
 # -- STS through botocore's own signer and parser ------------------------------------------
 
 from urllib.parse import urlencode, urlsplit  # noqa: E402
