@@ -171,8 +171,10 @@ def test_replicas_made_while_writing_converge_under_writers_in_every_region(regi
     name = "viewer_events"
     home = regions.client(0)
     _create(home, name)
-    for n in range(300):
-        home.put_item(TableName=name, Item={"pk": {"S": f"old{n}"}, "kind": {"S": "old"}, "n": {"N": str(n)}})
+    for first in range(0, 300, 25):
+        assert home.batch_write_item(RequestItems={name: [
+            {"PutRequest": {"Item": {"pk": {"S": f"old{n}"}, "kind": {"S": "old"}, "n": {"N": str(n)}}}}
+            for n in range(first, first + 25)]})["UnprocessedItems"] == {}
     home.update_time_to_live(TableName=name, TimeToLiveSpecification={"Enabled": True, "AttributeName": "expires"})
 
     during_copy = Writer(regions, 0, name, "copy", keys=400)

@@ -154,8 +154,10 @@ def test_restore_while_writers_write(tmp_path):
     try:
         ddb = make_client(server.url)
         make_events(ddb)
-        for n in range(300):
-            ddb.put_item(TableName="events", Item=event(f"u{n % 3}", n))
+        for first in range(0, 300, 25):
+            assert ddb.batch_write_item(RequestItems={"events": [
+                {"PutRequest": {"Item": event(f"u{n % 3}", n)}} for n in range(first, first + 25)]}
+            )["UnprocessedItems"] == {}
         seen = views(ddb, "events")
         at = mark()
         stop = threading.Event()
