@@ -223,6 +223,28 @@ def test_a_key_record_in_the_store_comes_first(engine, data_dir, tmp_path):
     assert not (data_dir / "iam.key").exists()
 
 
+def test_a_shared_store_takes_the_key_file_of_its_first_opener(engine, tmp_path):
+    """Over a shared store (``_load_fernet(..., shared=True)``, as for
+    PostgreSQL) the key is the store's: the first node directory's iam.key
+    from before becomes it, so what that node encrypted still opens; a later
+    node's own file is not used; a store with no data directory makes one."""
+    from cryptography.fernet import Fernet
+
+    from shoal.auth.iam import _load_fernet, shares_store
+
+    assert not shares_store(engine)  # a data directory's own LMDB
+    first, second = tmp_path / "n1", tmp_path / "n2"
+    for directory in (first, second):
+        directory.mkdir()
+        (directory / "iam.key").write_bytes(Fernet.generate_key() + b"\n")
+    token = Fernet((first / "iam.key").read_bytes().strip()).encrypt(b"secret")
+    assert _load_fernet(engine, first, True).decrypt(token) == b"secret"
+    assert _load_fernet(engine, second, True).decrypt(token) == b"secret"
+    assert _load_fernet(engine, None, True).decrypt(token) == b"secret"
+    with engine.read() as txn:
+        assert bytes(txn.get("meta", b"iam/secret-key")) == (first / "iam.key").read_bytes().strip()
+
+
 def test_a_secret_under_another_key_is_an_unknown_key(engine, data_dir, tmp_path):
     """Keys a node of a shared store made under its own key, before the store
     had one, are refused as unknown (UnrecognizedClientException), not a crash."""
