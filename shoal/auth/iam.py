@@ -508,10 +508,18 @@ class IamStore:
                       if (orjson.loads(v).get("expires") or float("inf")) + EXPIRED_GRACE_S <= now]
         if not doomed:
             return 0  # nothing to change: no write, no cache invalidation
-        with self._write() as txn:
-            for key in doomed:
-                txn.delete("meta", key)
-        return len(doomed)
+        # Every worker of every node over a shared store prunes: the first
+        # deletes, the others find nothing left and leave the generation (and
+        # so every cache) as it is.  The generation is locked first, in the
+        # order every IAM change takes its locks.
+        with self.engine.write() as txn:
+            raw = txn.get("meta", _GEN)
+            deleted = sum(1 for key in doomed if txn.delete("meta", key))
+            if deleted:
+                txn.put("meta", _GEN, _COUNTER.pack((_COUNTER.unpack(raw)[0] if raw else 0) + 1))
+        if deleted:
+            self.invalidate()
+        return deleted
 
     # -- helpers --------------------------------------------------------------------------
 

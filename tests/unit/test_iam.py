@@ -173,6 +173,39 @@ def test_assume_role(store, clock):
     assert store.prune_expired() == 1
 
 
+def test_a_second_pruner_changes_nothing(engine, data_dir, clock):
+    """Workers (and nodes) prune the same keys: the one that finds them gone
+    when it writes deletes nothing and leaves the generation, so no cache is
+    dropped for nothing."""
+    import contextlib
+
+    store = IamStore(engine, data_dir, clock=clock)
+    store.create_user("u")
+    store.create_role("r", {"Version": "2012-10-17", "Statement": [{
+        "Effect": "Allow", "Principal": {"AWS": store.user_arn("u")}, "Action": "sts:AssumeRole"}]})
+    store.assume_role(store.lookup(store.create_access_key("u")["AccessKeyId"]).principal, store.role_arn("r"), "s")
+    clock.now += EXPIRED_GRACE_S + 10_000
+    with engine.read() as txn:
+        seen = list(txn.scan("meta", b"iam/key/", b"iam/key0"))  # what a second pruner read before the first wrote
+
+    class SeenBefore:  # the engine, but its reads answer that earlier scan
+        def __getattr__(self, name):
+            return getattr(engine, name)
+
+        @contextlib.contextmanager
+        def read(self, snapshot=True):
+            yield type("Txn", (), {"scan": lambda self, *args: iter(seen)})()
+
+    late = IamStore(engine, data_dir, clock=clock)
+    assert store.prune_expired() == 1
+    with engine.read() as txn:
+        generation = txn.get("meta", b"iam/gen")
+    late.engine = SeenBefore()
+    assert late.prune_expired() == 0
+    with engine.read() as txn:
+        assert txn.get("meta", b"iam/gen") == generation
+
+
 def test_bootstrap_root(engine, data_dir):
     access_key, secret, path = bootstrap_root(engine, data_dir)
     assert stat.S_IMODE(os.stat(path).st_mode) == 0o600
