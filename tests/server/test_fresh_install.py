@@ -38,8 +38,10 @@ def fresh(tmp_path_factory):
         target.parent.mkdir(parents=True, exist_ok=True)
         if (ROOT / name).is_file():
             shutil.copy2(ROOT / name, target)
-    done = subprocess.run([str(python), "-m", "pip", "install", "-q", str(source)],
-                          capture_output=True, text=True, timeout=600)
+    # --no-compile: pip would byte-compile every module of every dependency (botocore's are most
+    # of the install's time); the commands below compile what they import, as Python does.
+    done = subprocess.run([str(python), "-m", "pip", "install", "-q", "--no-compile", "--disable-pip-version-check",
+                           str(source)], capture_output=True, text=True, timeout=600)
     assert done.returncode == 0, done.stderr[-3000:]
     return python, home
 
