@@ -31,7 +31,7 @@ from shoal.api.common import (
 )
 from shoal.api.indexes import entry_key, index_partition_prefix, table_suffix_of
 from shoal.api.writepath import _SIZE, stored_item, stored_json, stored_size
-from shoal.errors import ValidationException, ValueWordingException, newer_wording
+from shoal.errors import ValidationException, ValueWordingException, newer_wording, validation_errors
 from shoal.errors import INVALID_PARAMETERS as INVALID
 from shoal.expressions import check_scalar_keys, parse_condition, parse_key_condition, parse_projection
 from shoal.expressions.keycondition import START_KEY_NOT_IN_RANGE, START_KEY_OUTSIDE
@@ -91,12 +91,10 @@ def _check_select(request: dict, projection_member: str | None) -> str:
     if select == "SPECIFIC_ATTRIBUTES" and projection_member is None:
         # Query words it inside the validation envelope, Scan bare (the
         # nubo-db/dynamodb-conformance suite's 2026 recordings of DynamoDB).
-        envelope = "1 validation error detected: " if "KeyConditionExpression" in request or \
-            "KeyConditions" in request else ""
-        raise ValidationException(
-            f"{envelope}Must specify the AttributesToGet or ProjectionExpression when choosing to get "
-            "SPECIFIC_ATTRIBUTES"
-        )
+        message = "Must specify the AttributesToGet or ProjectionExpression when choosing to get SPECIFIC_ATTRIBUTES"
+        if "KeyConditionExpression" in request or "KeyConditions" in request:
+            message = validation_errors([message])
+        raise ValidationException(message)
     if select in ("ALL_ATTRIBUTES", "ALL_PROJECTED_ATTRIBUTES") and projection_member:
         raise ValidationException(
             f"Cannot specify the {projection_member} when choosing to get {select}"
