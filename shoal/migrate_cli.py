@@ -65,7 +65,9 @@ def run(args) -> int:
         with _Store(args.source, "source") as source, _Store(args.destination, "destination") as destination:
             if source.shown == destination.shown:
                 raise Refused("the source and the destination are the same store")
-            return migrate(source.engine, destination.engine, source.shown, args.chunk, Progress)
+            status = migrate(source.engine, destination.engine, source.shown, args.chunk, Progress)
+            _carry_iam_key(args.source, destination.engine)
+            return status
     except Refused as exc:
         print(f"shoal migrate: {exc}", file=sys.stderr)
         return 1
@@ -119,6 +121,26 @@ def migrate(source, destination, source_name: str, chunk: int, progress_class=No
     print(f"shoal migrate: {copied:,} keys copied from {source_name} ({counts}) "
           f"in {time.monotonic() - started:.1f} s", file=out)
     return 0
+
+
+def _carry_iam_key(source_where: str, destination) -> None:
+    """A data directory keeps the key of its IAM secrets in a file beside the
+    store (``iam.key``), which copying the key spaces leaves behind: put it
+    in the destination's ``meta`` as a shared store keeps it (``iam/secret-key``,
+    ``shoal.auth.iam``), unless the destination has one, so the migrated
+    access keys still sign.  From PostgreSQL the key is in ``meta`` already,
+    and was copied with it."""
+    from shoal.auth.iam import SECRET_KEY_META, read_key_file
+    from shoal.storage.datadir import is_postgres_url
+
+    if is_postgres_url(source_where):
+        return
+    key = read_key_file(source_where)
+    if key is None:
+        return
+    with destination.write() as txn:
+        if txn.get("meta", SECRET_KEY_META) is None:
+            txn.put("meta", SECRET_KEY_META, key)
 
 
 def _start(destination, source_name: str) -> dict:

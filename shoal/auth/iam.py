@@ -63,7 +63,7 @@ KEY_FILE = "iam.key"
 ROOT_CREDENTIALS_FILE = "root-credentials"
 ROOT_USER = "root"
 _GEN = b"iam/gen"
-_SECRET_KEY = b"iam/secret-key"
+SECRET_KEY_META = _SECRET_KEY = b"iam/secret-key"
 log = logging.getLogger("shoal")
 _COUNTER = struct.Struct(">Q")
 _ALPHABET = "ABCDEFGHIJKLMNOPQRSTUVWXYZ234567"
@@ -134,7 +134,7 @@ def _load_fernet(engine, data_dir, shared: bool) -> Fernet:
         return Fernet(bytes(stored))
     if not shared:
         return Fernet(_key_file(data_dir))
-    from_file = _read_key_file(data_dir) if data_dir is not None else None
+    from_file = read_key_file(data_dir) if data_dir is not None else None
     with engine.write() as txn:
         stored = txn.get("meta", _SECRET_KEY)  # read under its lock: one key however many nodes start
         if stored is None:
@@ -143,7 +143,7 @@ def _load_fernet(engine, data_dir, shared: bool) -> Fernet:
     return Fernet(bytes(stored))
 
 
-def _read_key_file(data_dir) -> bytes | None:
+def read_key_file(data_dir) -> bytes | None:
     try:
         with open(os.path.join(os.fspath(data_dir), KEY_FILE), "rb") as f:
             return f.read().strip()
@@ -154,14 +154,14 @@ def _read_key_file(data_dir) -> bytes | None:
 def _key_file(data_dir) -> bytes:
     """The data directory's key, created on first use with mode 0600."""
     path = os.path.join(os.fspath(data_dir), KEY_FILE)
-    found = _read_key_file(data_dir)
+    found = read_key_file(data_dir)
     if found is not None:
         return found
     key = Fernet.generate_key()
     try:
         fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
     except FileExistsError:  # another process won the race
-        return _read_key_file(data_dir)
+        return read_key_file(data_dir)
     with os.fdopen(fd, "wb") as f:
         f.write(key + b"\n")
         f.flush()

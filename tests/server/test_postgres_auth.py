@@ -306,3 +306,26 @@ def test_shoal_triggers_storage_adds_a_trigger_the_nodes_deliver(database, nodes
         assert [t["Id"] for t in listed] == [trigger_id]
     finally:
         receiver.close()
+
+
+def test_a_data_directory_migrated_to_postgresql_keeps_its_access_keys(tmp_path, postgres_cluster):  # noqa: F811
+    """``shoal migrate`` carries a data directory's IAM secret key (a file
+    beside the store, not a key space) into the database, so the keys made
+    before the move still sign on a node over PostgreSQL."""
+    source = tmp_path / "source"
+    made = shoal("iam", "create-user", "--user-name", "hal", "--data-dir", str(source))
+    assert made.returncode == 0, made.stderr
+    key = json.loads(shoal("iam", "create-access-key", "--user-name", "hal", "--data-dir", str(source)).stdout)[
+        "AccessKey"]
+    database = postgres_cluster.create_database("authmigrated")
+    moved = shoal("migrate", "--from", str(source), "--to", database)
+    assert moved.returncode == 0, moved.stderr
+    node = ShoalProcess(tmp_path / "node", "--storage", database, "--auth", "sigv4", "--workers", "1",
+                        env=NODE_ENV).start()
+    try:
+        hal = client(node.url, key["AccessKeyId"], key["SecretAccessKey"])
+        assert error_code(hal.list_tables) == "AccessDeniedException"  # known, signed, and not allowed
+        wrong = client(node.url, key["AccessKeyId"], key["SecretAccessKey"][:-2] + "xy")
+        assert error_code(wrong.list_tables) == "InvalidSignatureException"
+    finally:
+        node.stop()
