@@ -1072,7 +1072,9 @@ def scan(ctx, table, request: dict, plan, segment: int | None, total: int | None
     if start_key is not None:
         position = spec.position(start_key)
         if segment is not None and not spec.contains(position):
-            raise ValidationException("Exclusive start key must lie within the segment")
+            from shoal.api.query import segment_start_key_fault
+
+            raise ValidationException(segment_start_key_fault(segment, total))
         spec.low = max(spec.low, position + b"\x00")
     return _strong_page(ctx, table, request, plan, spec)
 

@@ -250,7 +250,8 @@ def test_bad_requests_are_refused_as_on_a_regional_table(regions):
     assert outside is not None
     assert _error(lambda: home.scan(TableName=name, ConsistentRead=True, Segment=0, TotalSegments=2,
                                     ExclusiveStartKey=outside)) == (
-        "ValidationException", "Exclusive start key must lie within the segment", 400)
+        "ValidationException", "The provided starting key is invalid: Invalid ExclusiveStartKey. Please use "
+        "ExclusiveStartKey with correct Segment. TotalSegments: 2 Segment: 0", 400)
     # and the server serves on
     assert _query(home, name, ConsistentRead=True)["Items"] == [_item("p", 1, "x")]
 
