@@ -4,6 +4,8 @@ Each statement is parsed (``shoal.partiql``, cached by text), its ``?``s bound
 to the request's Parameters, and then run as the item operation it stands for:
 
     SELECT ... WHERE <partition key> = v ...   Query (the sort key's range too)
+    SELECT ... WHERE <partition key> IN [...]  a Query of each partition in turn
+      (or pk = a OR pk = b ...)
     SELECT ... (any other WHERE)               Scan
     INSERT INTO t VALUE {...}                  PutItem, attribute_not_exists(key)
     UPDATE t SET/REMOVE ... WHERE <key> ...    UpdateItem, attribute_exists(key)
@@ -21,6 +23,10 @@ partition key refuses a filter on what the index does not project, as Query
 does; an unkeyed one finds such an attribute missing, as Scan does.
 NextToken is the page's LastEvaluatedKey, encoded with a digest of the
 statement and its Parameters: replayed with another statement it is refused.
+A SELECT over several partitions reads them in the statement's order (an
+IN's, then the OR's; each value once), one Query after the other until one
+stops short (Limit, 1 MB), whose LastEvaluatedKey names the partition the
+next page resumes in; ConsumedCapacity is the sum of the Queries'.
 """
 
 from __future__ import annotations
@@ -47,6 +53,8 @@ from shoal.errors import (
     ValidationException,
 )
 from shoal.expressions import parse_condition, parse_projection
+from shoal.model.keys import encode_key_value
+from shoal.model.numbers import normalize_number
 from shoal.model.values import validate_value
 from shoal.partiql import ast, parse_statement
 from shoal.partiql.shape import SelectShape, identifier
@@ -56,6 +64,7 @@ from shoal.partiql.translate import (
     check_parameters,
     conjuncts,
     key_equality,
+    partition_options,
     sort_condition,
     split_key,
 )
@@ -83,6 +92,8 @@ NO_SUCH_INDEX = "The table does not have the specified index"
 GSI_CONSISTENT = "Strongly consistent read is not supported on Global Secondary Indexes"
 TRANSACTION_INDEX_READ = "Reads on indices are not supported within transactions."
 TRANSACTION_RETURNING = "RETURNING clause is not supported in ExecuteTransaction."
+# An IN on the partition key with a value of another type (DynamoDB Local's words).
+PARTITION_VALUE_TYPE = INVALID + "Condition parameter type does not match schema type"
 
 
 class DuplicateItemException(ShoalError):
@@ -490,12 +501,13 @@ def _check_order_by(statement: ast.Select, keys: tuple, partition, sort_keys: tu
     return descending
 
 
-def _key_condition(builder: ExpressionBuilder, table, hash_key, range_key, statement, params, partition):
-    """(KeyConditionExpression, the conjuncts it covers)."""
-    value_node = partition[1]
-    hash_value = bind_value(value_node, params)
+def _key_condition(builder: ExpressionBuilder, table, hash_key, range_key, statement, params, partition,
+                   hash_value: dict):
+    """(KeyConditionExpression, the conjuncts it covers, the placeholder of
+    the partition key's value: a read of several partitions sets it to each)."""
     _check_key_types({hash_key: hash_value}, table.attribute_types)
-    text = f"{builder.name(hash_key)} = {builder.value(hash_value)}"
+    holder = builder.value(hash_value)
+    text = f"{builder.name(hash_key)} = {holder}"
     covered = [partition[2]]
     sort = sort_condition(statement.where, range_key) if range_key is not None else None
     if sort is not None:
@@ -512,7 +524,7 @@ def _key_condition(builder: ExpressionBuilder, table, hash_key, range_key, state
         else:
             text += f" AND {name} {op} {holders[0]}"
         covered.append(node)
-    return text, covered
+    return text, covered, holder
 
 
 def _multi_key_condition(builder: ExpressionBuilder, table, index, statement, params):
@@ -559,6 +571,43 @@ def partition_equality(where, hash_key: str):
         if found is not None:
             return found[0], found[1], node
     return None
+
+
+def partition_values(where, hash_key: str, params: list, key_type: str | None = None) -> tuple[list, object] | None:
+    """(partition key values, conjunct) of a SELECT that reads several
+    partitions and nothing else (``translate.partition_options``): each value
+    once, in statement order; None if its WHERE has no such conjunct.  With
+    ``key_type`` (the partition key's S, N or B) an IN's value of another type
+    refuses the statement and an OR's matches nothing, as DynamoDB Local
+    answers them; authorization, which knows no types, leaves them in."""
+    found = partition_options(where, hash_key)
+    if found is None:
+        return None
+    options, conjunct = found
+    values, seen = [], set()
+    for node, from_in in options:
+        value = bind_value(node, params)
+        if key_type is not None and key_type not in value:
+            if from_in:
+                raise ValidationException(PARTITION_VALUE_TYPE)
+            continue
+        identity = _value_identity(value)
+        if identity not in seen:
+            seen.add(identity)
+            values.append(value)
+    return values, conjunct
+
+
+def _value_identity(value: dict):
+    """What two partition key values that name one partition share (1 and
+    1.0 are one number)."""
+    try:
+        [(type_, text)] = value.items()
+        if type_ == "N":
+            text = normalize_number(text)
+        return encode_key_value(type_, text)
+    except (ValueError, TypeError, ShoalError, LookupError):
+        return orjson.dumps(value, option=orjson.OPT_SORT_KEYS)
 
 
 def request_binding(request: dict) -> str:
@@ -617,6 +666,57 @@ def _index_projection(builder: ExpressionBuilder, index, paths: tuple, reader: _
     return ", ".join(builder.name(name) for name in names)
 
 
+def _hash_descending(statement: ast.Select, hash_key: str) -> bool:
+    """True if the ORDER BY names the partition key DESC."""
+    return any(path.elements == (hash_key,) and desc for path, desc in statement.order_by or ())
+
+
+def _read_partitions(ctx, read: dict, holder: str, values: list, hash_key: str) -> dict:
+    """One page of a SELECT over several partitions: a Query of each in turn,
+    from the one a NextToken's key names, until one returns a LastEvaluatedKey
+    (its Limit, what is left of the request's, was reached, or its 1 MB); the
+    page's LastEvaluatedKey is that one, its ConsumedCapacity the Queries'
+    summed.  No partition is read twice and none the statement does not name."""
+    read = dict(read)
+    start = read.pop("ExclusiveStartKey", None)
+    first = 0
+    if start is not None:
+        resume = start.get(hash_key)
+        first = next((i for i, value in enumerate(values)
+                      if resume is not None and _value_identity(value) == _value_identity(resume)), None)
+        if first is None:  # a token of this statement always names one of its partitions
+            raise ValidationException(INVALID_NEXT_TOKEN)
+    limit = read.get("Limit")
+    items: list = []
+    capacity = _Capacity()
+    last = None
+    for position in range(first, len(values)):
+        sub = dict(read)
+        sub["ExpressionAttributeValues"] = {**read["ExpressionAttributeValues"], holder: values[position]}
+        if position == first and start is not None:
+            sub["ExclusiveStartKey"] = start
+        if limit is not None:
+            sub["Limit"] = limit
+        page = _loads(query(ctx, sub))
+        items.extend(page.get("Items", ()))
+        capacity.add(page.get("ConsumedCapacity"))
+        last = page.get("LastEvaluatedKey")
+        if last is not None:
+            break
+        if limit is not None:
+            limit -= page.get("ScannedCount", 0)
+            if limit <= 0:  # a Query that read its Limit returned a LastEvaluatedKey: not reached
+                break
+    out: dict = {"Items": items}
+    if last is not None:
+        out["LastEvaluatedKey"] = last
+    if capacity.by_table:
+        out["ConsumedCapacity"] = next(iter(capacity.by_table.values()))
+    elif read.get("ReturnConsumedCapacity") not in (None, "NONE"):  # no partition of the key's type
+        out["ConsumedCapacity"] = {"TableName": read["TableName"], "CapacityUnits": 0.0}
+    return out
+
+
 def select(ctx, statement: ast.Select, params: list, request: dict) -> dict:
     """Run a SELECT as a Query (partition key equality) or a Scan."""
     table = _table(ctx, statement.table)
@@ -624,15 +724,23 @@ def select(ctx, statement: ast.Select, params: list, request: dict) -> dict:
     if index is not None and not index.local and request.get("ConsistentRead") is True:
         raise ValidationException(GSI_CONSISTENT)
     read_builder = ExpressionBuilder(params)
+    partitions = holder = None  # the partition key values of a read of several partitions
     if index is not None and index.multi:
         keys = index.hash_keys + index.range_keys
         found = _multi_key_condition(read_builder, table, index, statement, params)
         partition = None if found is None else found[1]
     else:
         partition = partition_equality(statement.where, hash_key)
+        if partition is None:
+            several = partition_values(statement.where, hash_key, params, table.attribute_types.get(hash_key))
+            if several is not None:
+                partitions, conjunct = several
+                partition = (hash_key, None, conjunct)
         keys = (hash_key,) if range_key is None else (hash_key, range_key)
         found = None
     descending = _check_order_by(statement, keys, partition, index.range_keys if index is not None else ())
+    if partitions is not None and _hash_descending(statement, hash_key):
+        partitions = partitions[::-1]  # DynamoDB Local's answer to ORDER BY <partition key> DESC
     read = {"TableName": table.name}
     if index is not None:
         read["IndexName"] = index.name
@@ -641,7 +749,10 @@ def select(ctx, statement: ast.Select, params: list, request: dict) -> dict:
         if found is not None:
             text, covered = found
         else:
-            text, covered = _key_condition(read_builder, table, hash_key, range_key, statement, params, partition)
+            hash_value = bind_value(partition[1], params) if partitions is None else \
+                (partitions[0] if partitions else {table.attribute_types.get(hash_key, "S"): ""})
+            text, covered, holder = _key_condition(read_builder, table, hash_key, range_key, statement, params,
+                                                   partition, hash_value)
         read["KeyConditionExpression"] = text
         if descending:
             read["ScanIndexForward"] = False
@@ -663,7 +774,10 @@ def select(ctx, statement: ast.Select, params: list, request: dict) -> dict:
     if request.get("NextToken") is not None:
         read["ExclusiveStartKey"] = decode_next_token(request["NextToken"], binding)
     with statement_errors():
-        page = _loads((query if partition is not None else scan)(ctx, read))
+        if partitions is not None:
+            page = _read_partitions(ctx, read, holder, partitions, hash_key)
+        else:
+            page = _loads((query if partition is not None else scan)(ctx, read))
     out = {"Items": reader.shape(page.get("Items", []))}
     last = page.get("LastEvaluatedKey")
     if last is not None:

@@ -362,7 +362,13 @@ def _statement_check(statement, params: list, operation: str, common: dict, regi
         partition = partition_equality(target.where, hash_key) if hash_key else None
         leading = _value_text(bind_value(partition[1], params)) if partition else None
         if isinstance(target, partiql_ast.Select):
-            ctx["dynamodb:FullTableScan"] = partition is None
+            # pk IN [...] or pk = a OR pk = b reads those partitions only (shoal.api.partiql.select):
+            # no full table scan, and each of them a leading key
+            from shoal.api.partiql import partition_values
+            several = partition_values(target.where, hash_key, params) if hash_key and not partition else None
+            if several is not None:
+                leading = [text for text in map(_value_text, several[0]) if text is not None]
+            ctx["dynamodb:FullTableScan"] = partition is None and several is None
             ctx["dynamodb:Select"] = "ALL_ATTRIBUTES" if target.projection is None else "SPECIFIC_ATTRIBUTES"
             if target.projection is not None:
                 attributes = _unique(path.elements[0] for path in target.projection)
@@ -373,7 +379,7 @@ def _statement_check(statement, params: list, operation: str, common: dict, regi
             if target.returning is not None:
                 ctx["dynamodb:ReturnValues"] = target.returning
     if leading is not None:
-        ctx["dynamodb:LeadingKeys"] = [leading]
+        ctx["dynamodb:LeadingKeys"] = leading if isinstance(leading, list) else [leading]
     if attributes is not None:
         ctx["dynamodb:Attributes"] = attributes
     return Check(action, resource, ctx)

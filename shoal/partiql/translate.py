@@ -7,7 +7,9 @@ evaluator of its own.  The text depends only on the statement's shape, so the
 expression parser's cache serves every execution of a statement.
 
 ``split_key`` finds the key equalities of a WHERE clause: the item a write
-targets, and the partition (and sort range) a SELECT reads.
+targets, and the partition (and sort range) a SELECT reads;
+``partition_options`` the partitions a SELECT whose WHERE names several
+(``pk IN [...]``, ``pk = a OR pk = b``) reads one after the other.
 """
 
 from __future__ import annotations
@@ -116,6 +118,45 @@ def split_key(where, names: tuple, params: list) -> tuple[dict, list]:
         else:
             rest.append(node)
     return key, rest
+
+
+def partition_options(where, hash_key: str) -> tuple[list, object] | None:
+    """(options, conjunct) of the first top-level conjunct that holds only for
+    items of a few partitions: ``hash_key IN [v, ...]``, or an OR whose every
+    operand is ``hash_key = v``, such an IN or such an OR; None if there is none.
+
+    ``options`` are (value node, from_in) in statement order: a SELECT with such
+    a conjunct reads those partitions only, as the Developer Guide's PartiQL
+    SELECT page says (an equality or IN on the partition key is no full table
+    scan, nor an OR of equalities on it).  ``from_in`` tells an IN's values
+    (one of the wrong type refuses the statement) from an OR's equalities
+    (one of the wrong type matches nothing), as DynamoDB Local answers them.
+    """
+    for node in conjuncts(where):
+        options = _partition_options(node, hash_key)
+        if options is not None:
+            return options, node
+    return None
+
+
+def _partition_options(node, name: str) -> list | None:
+    if isinstance(node, ast.In):
+        if _is_key(node.operand, name) and node.options and all(_is_value(o) for o in node.options):
+            return [(option, True) for option in node.options]
+        return None
+    if isinstance(node, ast.Or):
+        out = []
+        for operand in node.operands:
+            found = key_equality(operand, (name,))
+            if found is not None:
+                out.append((found[1], False))
+                continue
+            found = _partition_options(operand, name)
+            if found is None:
+                return None
+            out.extend(found)
+        return out
+    return None
 
 
 def sort_condition(where, range_key: str) -> tuple | None:

@@ -1,0 +1,235 @@
+"""PartiQL SELECTs whose WHERE names partitions with IN or OR are key reads (issue 21).
+
+The Developer Guide's PartiQL SELECT page: an equality or IN condition on the
+partition key (and an OR of equalities on it) is no full table scan.  Such a
+SELECT reads only the partitions it names, one Query each, in the statement's
+order (DynamoDB Local's for IN): its items, its ConsumedCapacity (the Queries',
+far below a Scan's with a large other partition in the table), its pages and
+NextToken across partitions, and ``dynamodb:FullTableScan`` false for it.
+"""
+
+from __future__ import annotations
+
+import itertools
+
+import pytest
+
+from shoal.auth.iam import IamStore
+from shoal.storage.datadir import open_data_dir
+from tests.conftest import unique_name
+from tests.server.test_auth import client, error_code
+from tests.shoal_process import ShoalProcess, root_credentials
+
+S = lambda text: {"S": text}  # noqa: E731
+SMALL = ("a", "b", "c")
+BIG_ITEMS = 40  # of about 3 KB each: a Scan reads them all
+PAD = "y" * 3000
+
+
+@pytest.fixture(scope="module")
+def world(ddb):
+    """A table (pk S, sk N) with a GSI on g: three small partitions of three
+    items and a large one, every item's g its partition's name with a "g"."""
+    name = unique_name("pqkeys")
+    ddb.create_table(
+        TableName=name, BillingMode="PAY_PER_REQUEST",
+        KeySchema=[{"AttributeName": "pk", "KeyType": "HASH"}, {"AttributeName": "sk", "KeyType": "RANGE"}],
+        AttributeDefinitions=[{"AttributeName": "pk", "AttributeType": "S"},
+                              {"AttributeName": "sk", "AttributeType": "N"},
+                              {"AttributeName": "g", "AttributeType": "S"}],
+        GlobalSecondaryIndexes=[{"IndexName": "by_g", "Projection": {"ProjectionType": "ALL"},
+                                 "KeySchema": [{"AttributeName": "g", "KeyType": "HASH"},
+                                               {"AttributeName": "sk", "KeyType": "RANGE"}]}])
+    for pk in SMALL:
+        for sk in range(3):
+            ddb.put_item(TableName=name, Item={"pk": S(pk), "sk": {"N": str(sk)}, "g": S("g" + pk),
+                                               "x": S("keep" if sk != 1 else "drop")})
+    for sk in range(BIG_ITEMS):
+        ddb.put_item(TableName=name, Item={"pk": S("big"), "sk": {"N": str(sk)}, "g": S("gbig"), "pad": S(PAD)})
+    yield name
+    ddb.delete_table(TableName=name)
+
+
+def keys(items) -> list:
+    return [(item["pk"]["S"], int(item["sk"]["N"])) for item in items]
+
+
+def run(ddb, text, **kwargs):
+    return ddb.execute_statement(Statement=text, **kwargs)
+
+
+def queries_units(ddb, table, partitions, index=None, attribute="pk") -> float:
+    """What a Query of each partition consumes, summed."""
+    total = 0.0
+    for value in partitions:
+        request = {"TableName": table, "KeyConditionExpression": "#k = :v",
+                   "ExpressionAttributeNames": {"#k": attribute}, "ExpressionAttributeValues": {":v": S(value)},
+                   "ReturnConsumedCapacity": "TOTAL"}
+        if index:
+            request["IndexName"] = index
+        total += ddb.query(**request)["ConsumedCapacity"]["CapacityUnits"]
+    return total
+
+
+def scan_units(ddb, table) -> float:
+    return ddb.scan(TableName=table, ReturnConsumedCapacity="TOTAL")["ConsumedCapacity"]["CapacityUnits"]
+
+
+def expected(*partitions, sks=range(3)) -> list:
+    return [(pk, sk) for pk in partitions for sk in sks]
+
+
+@pytest.mark.parametrize("where, partitions", [
+    ("pk IN ['c', 'a', 'zz']", ("c", "a", "zz")),
+    ("pk = 'c' OR pk = 'a'", ("c", "a")),
+    ("pk = 'b' OR pk IN ['c', 'a']", ("b", "c", "a")),
+    ("pk IN ['c', 'a', 'c']", ("c", "a")),  # each partition once
+])
+def test_items_and_capacity_are_those_of_the_partitions(ddb, world, where, partitions):
+    out = run(ddb, f"SELECT * FROM \"{world}\" WHERE {where}", ReturnConsumedCapacity="TOTAL")
+    assert keys(out["Items"]) == expected(*(p for p in partitions if p in SMALL))
+    assert "NextToken" not in out
+    units = out["ConsumedCapacity"]["CapacityUnits"]
+    assert units == queries_units(ddb, world, partitions)
+    assert units * 5 < scan_units(ddb, world)
+
+
+def test_sort_key_condition_and_filter_apply_in_each_partition(ddb, world):
+    out = run(ddb, f"SELECT pk, sk FROM \"{world}\" WHERE (pk = 'b' OR pk = 'a') AND sk >= 1 AND x = 'keep'",
+              ReturnConsumedCapacity="TOTAL")
+    assert keys(out["Items"]) == [("b", 2), ("a", 2)]
+    assert out["Items"][0] == {"pk": S("b"), "sk": {"N": "2"}}
+    assert out["ConsumedCapacity"]["CapacityUnits"] * 5 < scan_units(ddb, world)
+
+
+def test_order_by_sort_key_descending_in_each_partition(ddb, world):
+    out = run(ddb, f"SELECT pk, sk FROM \"{world}\" WHERE pk IN ['c', 'a'] ORDER BY sk DESC")
+    assert keys(out["Items"]) == expected("c", "a", sks=(2, 1, 0))
+    # ORDER BY the partition key DESC: the partitions in reverse (DynamoDB Local's answer)
+    out = run(ddb, f"SELECT pk, sk FROM \"{world}\" WHERE pk = 'c' OR pk = 'a' ORDER BY pk DESC")
+    assert keys(out["Items"]) == expected("a", "c")
+
+
+def test_pages_and_next_token_across_partitions(ddb, world):
+    text = f"SELECT * FROM \"{world}\" WHERE pk IN ['c', 'a', 'b']"
+    first = run(ddb, text, Limit=4, ReturnConsumedCapacity="TOTAL")
+    assert keys(first["Items"]) == [("c", 0), ("c", 1), ("c", 2), ("a", 0)]  # Limit counts across partitions
+    seen, token, pages = [], None, 0
+    while True:
+        kwargs = {"Limit": 2, "ReturnConsumedCapacity": "TOTAL"}
+        if token:
+            kwargs["NextToken"] = token
+        page = run(ddb, text, **kwargs)
+        pages += 1
+        assert len(page["Items"]) <= 2
+        assert page["ConsumedCapacity"]["CapacityUnits"] < scan_units(ddb, world) / 5
+        seen.extend(keys(page["Items"]))
+        token = page.get("NextToken")
+        if token is None:
+            break
+        assert pages < 10
+    assert seen == expected("c", "a", "b")
+    # A token names a partition of its own statement only
+    other = run(ddb, f"SELECT * FROM \"{world}\" WHERE pk IN ['c', 'b']", Limit=2)
+    code, message = error_code(run, ddb=ddb, text=text, Limit=2, NextToken=other["NextToken"])
+    assert code == "ValidationException"
+
+
+def test_value_types(ddb, world):
+    code, message = error_code(run, ddb=ddb, text=f"SELECT * FROM \"{world}\" WHERE pk IN [1, 'a']")
+    assert (code, message) == ("ValidationException", "One or more parameter values were invalid: "
+                                                      "Condition parameter type does not match schema type")
+    out = run(ddb, f"SELECT * FROM \"{world}\" WHERE pk = 1 OR pk = ?", Parameters=[S("a")])
+    assert keys(out["Items"]) == expected("a")  # an OR's value of another type matches nothing
+    out = run(ddb, f"SELECT * FROM \"{world}\" WHERE pk = 1 OR pk = 2", ReturnConsumedCapacity="TOTAL")
+    assert out["Items"] == [] and out["ConsumedCapacity"]["CapacityUnits"] == 0
+
+
+def test_an_or_with_another_attribute_still_scans(ddb, world):
+    out = run(ddb, f"SELECT pk, sk FROM \"{world}\" WHERE pk = 'a' OR x = 'nothing'", ReturnConsumedCapacity="TOTAL")
+    assert keys(out["Items"]) == expected("a")
+    assert out["ConsumedCapacity"]["CapacityUnits"] == scan_units(ddb, world)
+
+
+@pytest.mark.parametrize("where", ["g IN ['gc', 'ga']", "g = 'gc' OR g = 'ga'"])
+def test_index_partitions(ddb, world, where):
+    out = run(ddb, f"SELECT pk, sk FROM \"{world}\".\"by_g\" WHERE {where}", ReturnConsumedCapacity="INDEXES")
+    assert keys(out["Items"]) == expected("c", "a")
+    capacity = out["ConsumedCapacity"]
+    index_units = queries_units(ddb, world, ("gc", "ga"), index="by_g", attribute="g")
+    assert capacity["GlobalSecondaryIndexes"] == {"by_g": {"CapacityUnits": index_units}}
+    assert capacity["CapacityUnits"] == index_units
+    full = ddb.scan(TableName=world, IndexName="by_g", ReturnConsumedCapacity="TOTAL")["ConsumedCapacity"]
+    assert index_units * 5 < full["CapacityUnits"]
+    paged, token = [], None
+    while True:
+        page = run(ddb, f"SELECT pk, sk FROM \"{world}\".\"by_g\" WHERE {where}", Limit=2,
+                   **({"NextToken": token} if token else {}))
+        paged.extend(keys(page["Items"]))
+        token = page.get("NextToken")
+        if token is None:
+            break
+    assert paged == expected("c", "a")
+
+
+# ---------------------------------------------------------------- dynamodb:FullTableScan
+
+ACCOUNT = "000000000000"
+
+
+@pytest.fixture(scope="module")
+def secured(tmp_path_factory):
+    data_dir = tmp_path_factory.mktemp("partiql-key-reads-auth")
+    server = ShoalProcess(data_dir, "--auth", "sigv4").start()
+    root = client(server.url, *root_credentials(data_dir))
+    root.create_table(TableName="pqk", BillingMode="PAY_PER_REQUEST",
+                      KeySchema=[{"AttributeName": "pk", "KeyType": "HASH"}],
+                      AttributeDefinitions=[{"AttributeName": "pk", "AttributeType": "S"},
+                                            {"AttributeName": "kind", "AttributeType": "S"}],
+                      GlobalSecondaryIndexes=[{"IndexName": "by_kind", "Projection": {"ProjectionType": "ALL"},
+                                               "KeySchema": [{"AttributeName": "kind", "KeyType": "HASH"}]}])
+    for pk in ("mine", "theirs"):
+        root.put_item(TableName="pqk", Item={"pk": S(pk), "kind": S(pk + "-kind"), "x": {"N": "1"}})
+    engine = open_data_dir(data_dir)
+    store = IamStore(engine, data_dir)
+    names = itertools.count()
+
+    def user(*statements):
+        name = f"pqk{next(names)}"
+        store.create_user(name)
+        access = store.create_access_key(name)
+        store.put_inline_policy("user", name, "p", {"Version": "2012-10-17", "Statement": list(statements)})
+        return client(server.url, access["AccessKeyId"], access["SecretAccessKey"])
+
+    yield user
+    engine.close()
+    server.stop()
+
+
+@pytest.mark.parametrize("text, scan", [
+    ("SELECT * FROM pqk WHERE pk IN ['mine', 'theirs']", False),
+    ("SELECT * FROM pqk WHERE pk = 'mine' OR pk = 'theirs'", False),
+    ("SELECT * FROM pqk WHERE (pk = 'mine' OR pk IN ['theirs']) AND x = 1", False),
+    ('SELECT * FROM "pqk"."by_kind" WHERE kind IN [\'mine-kind\', \'theirs-kind\']', False),
+    ('SELECT * FROM "pqk"."by_kind" WHERE kind = \'mine-kind\' OR kind = \'theirs-kind\'', False),
+    ("SELECT * FROM pqk WHERE pk = 'mine' OR x = 1", True),
+    ("SELECT * FROM pqk WHERE NOT pk IN ['mine']", True),
+])
+def test_full_table_scan_condition_key(secured, text, scan):
+    """DynamoDB's documented policy: allow PartiQLSelect, deny it when dynamodb:FullTableScan is true."""
+    user = secured({"Effect": "Allow", "Action": "dynamodb:PartiQLSelect", "Resource": "*"},
+                   {"Effect": "Deny", "Action": "dynamodb:PartiQLSelect", "Resource": "*",
+                    "Condition": {"Bool": {"dynamodb:FullTableScan": "true"}}})
+    if scan:
+        assert error_code(user.execute_statement, Statement=text)[0] == "AccessDeniedException"
+    else:
+        assert len(user.execute_statement(Statement=text)["Items"]) == 2
+
+
+def test_leading_keys_are_every_partition_named(secured):
+    user = secured({"Effect": "Allow", "Action": "dynamodb:PartiQLSelect", "Resource": "*",
+                    "Condition": {"ForAllValues:StringEquals": {"dynamodb:LeadingKeys": ["mine"]}}})
+    assert len(user.execute_statement(Statement="SELECT * FROM pqk WHERE pk IN ['mine']")["Items"]) == 1
+    for text in ("SELECT * FROM pqk WHERE pk IN ['mine', 'theirs']", "SELECT * FROM pqk WHERE pk = 'mine' OR pk = ?"):
+        params = {"Parameters": [S("theirs")]} if "?" in text else {}
+        assert error_code(user.execute_statement, Statement=text, **params)[0] == "AccessDeniedException", text
