@@ -40,8 +40,9 @@ from shoal.server.http import _INTERNAL_ERROR, Deferred
 
 log = logging.getLogger("shoal")
 
-#: At most this many keys in one statement: a turn with more reads them in several.
-MAX_BATCH = 256
+#: At most this many keys in one statement, as BatchGetItem's 100 (up to 400 KB
+#: each): a turn with more reads them in several.
+MAX_BATCH = 100
 
 
 class ReadBatcher:

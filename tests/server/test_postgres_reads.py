@@ -513,3 +513,35 @@ def test_get_items_pipelined_on_one_connection_or_from_a_browser_are_answered_in
         client.close()
         node.close()
         engine.close()
+
+
+def test_a_turn_of_more_get_items_than_one_statement_reads_splits_them(database):
+    """105 GetItems in one turn: two statements (at most ``MAX_BATCH`` keys
+    each, as BatchGetItem's 100), every answer its own."""
+    from shoal.server.batched_reads import MAX_BATCH
+
+    engine = PostgresEngine(database, min_connections=2, max_connections=2)
+    trace = Traced(engine)
+    node = InProcessNode(engine)
+    count = MAX_BATCH + 5
+    clients = [RawClient(node.port) for _ in range(count)]
+    try:
+        assert clients[0].call("CreateTable", {
+            "TableName": "wide", "BillingMode": "PAY_PER_REQUEST",
+            "KeySchema": [{"AttributeName": "pk", "KeyType": "HASH"}],
+            "AttributeDefinitions": [{"AttributeName": "pk", "AttributeType": "S"}]})[0] == 200
+        for n in range(0, count, 2):
+            assert clients[0].call("PutItem", {"TableName": "wide", "Item": {"pk": {"S": f"k{n}"}}})[0] == 200
+        expected = [(200, {"Item": {"pk": {"S": f"k{n}"}}} if n % 2 == 0 else {}) for n in range(count)]
+        for _ in range(2):  # the first turn prepares the statement
+            with node.held():
+                before = trace.mark()
+                for n, client in enumerate(clients):
+                    client.send("GetItem", {"TableName": "wide", "Key": {"pk": {"S": f"k{n}"}}})
+            assert [client.answer() for client in clients] == expected
+        assert trace.round_trips() - before == 2
+    finally:
+        for client in clients:
+            client.close()
+        node.close()
+        engine.close()
