@@ -528,16 +528,28 @@ def _key_condition(builder: ExpressionBuilder, table, hash_key, range_key, state
 
 
 def _multi_key_condition(builder: ExpressionBuilder, table, index, statement, params):
-    """(KeyConditionExpression, the conjuncts it covers) for an index with
-    multi-attribute keys, or None when the WHERE does not fix every
-    partition attribute by equality (the SELECT is then a Scan).  The sort
-    attributes it uses are a prefix of them: equalities, then at most one
-    other sort condition, as a Query allows."""
-    parts, covered = [], []
+    """(KeyConditionExpression, the conjuncts it covers, several) for an index
+    with multi-attribute keys, or None when the WHERE does not fix every
+    partition attribute (the SELECT is then a Scan).  Each is fixed by an
+    equality, or one of them by an IN or OR of values (``several``: its
+    placeholder, name and values, as ``partition_values`` gives them; a read
+    of each partition in turn), else None.  The sort attributes it uses are a
+    prefix of them: equalities, then at most one other sort condition, as a
+    Query allows."""
+    parts, covered, several = [], [], None
     for name in index.hash_keys:
         node = next((n for n in conjuncts(statement.where) if key_equality(n, (name,)) is not None), None)
         if node is None:
-            return None
+            found = None if several is not None else partition_values(
+                statement.where, name, params, table.attribute_types.get(name))
+            if found is None:
+                return None
+            values, conjunct = found
+            holder = builder.value(values[0] if values else {table.attribute_types.get(name, "S"): ""})
+            parts.append(f"{builder.name(name)} = {holder}")
+            covered.append(conjunct)
+            several = (holder, name, values)
+            continue
         value = bind_value(key_equality(node, (name,))[1], params)
         _check_key_types({name: value}, table.attribute_types)
         parts.append(f"{builder.name(name)} = {builder.value(value)}")
@@ -560,7 +572,7 @@ def _multi_key_condition(builder: ExpressionBuilder, table, index, statement, pa
         covered.append(node)
         if op != "=":
             break
-    return " AND ".join(parts), covered
+    return " AND ".join(parts), covered, several
 
 
 def partition_equality(where, hash_key: str):
@@ -724,11 +736,15 @@ def select(ctx, statement: ast.Select, params: list, request: dict) -> dict:
     if index is not None and not index.local and request.get("ConsistentRead") is True:
         raise ValidationException(GSI_CONSISTENT)
     read_builder = ExpressionBuilder(params)
-    partitions = holder = None  # the partition key values of a read of several partitions
+    # A read of several partitions: the values of the partition key (attribute) that names them
+    partitions = holder = None
+    partition_key = hash_key
     if index is not None and index.multi:
         keys = index.hash_keys + index.range_keys
         found = _multi_key_condition(read_builder, table, index, statement, params)
         partition = None if found is None else found[1]
+        if found is not None and found[2] is not None:
+            holder, partition_key, partitions = found[2]
     else:
         partition = partition_equality(statement.where, hash_key)
         if partition is None:
@@ -739,7 +755,7 @@ def select(ctx, statement: ast.Select, params: list, request: dict) -> dict:
         keys = (hash_key,) if range_key is None else (hash_key, range_key)
         found = None
     descending = _check_order_by(statement, keys, partition, index.range_keys if index is not None else ())
-    if partitions is not None and _hash_descending(statement, hash_key):
+    if partitions is not None and _hash_descending(statement, partition_key):
         partitions = partitions[::-1]  # DynamoDB Local's answer to ORDER BY <partition key> DESC
     read = {"TableName": table.name}
     if index is not None:
@@ -747,7 +763,7 @@ def select(ctx, statement: ast.Select, params: list, request: dict) -> dict:
     residual = conjuncts(statement.where)
     if partition is not None:
         if found is not None:
-            text, covered = found
+            text, covered = found[0], found[1]
         else:
             hash_value = bind_value(partition[1], params) if partitions is None else \
                 (partitions[0] if partitions else {table.attribute_types.get(hash_key, "S"): ""})
@@ -775,7 +791,7 @@ def select(ctx, statement: ast.Select, params: list, request: dict) -> dict:
         read["ExclusiveStartKey"] = decode_next_token(request["NextToken"], binding)
     with statement_errors():
         if partitions is not None:
-            page = _read_partitions(ctx, read, holder, partitions, hash_key)
+            page = _read_partitions(ctx, read, holder, partitions, partition_key)
         else:
             page = _loads((query if partition is not None else scan)(ctx, read))
     out = {"Items": reader.shape(page.get("Items", []))}

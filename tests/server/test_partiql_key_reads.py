@@ -172,6 +172,50 @@ def test_index_partitions(ddb, world, where):
     assert paged == expected("c", "a")
 
 
+@pytest.fixture(scope="module")
+def multi(ddb):
+    """A table whose GSI "by_place" has a two-attribute partition key (city,
+    country) and sort key n; a large partition (big, NL)."""
+    name = unique_name("pqmulti")
+    ddb.create_table(
+        TableName=name, BillingMode="PAY_PER_REQUEST",
+        KeySchema=[{"AttributeName": "id", "KeyType": "HASH"}],
+        AttributeDefinitions=[{"AttributeName": n, "AttributeType": t}
+                              for n, t in (("id", "S"), ("city", "S"), ("country", "S"), ("n", "N"))],
+        GlobalSecondaryIndexes=[{"IndexName": "by_place", "Projection": {"ProjectionType": "ALL"},
+                                 "KeySchema": [{"AttributeName": "city", "KeyType": "HASH"},
+                                               {"AttributeName": "country", "KeyType": "HASH"},
+                                               {"AttributeName": "n", "KeyType": "RANGE"}]}])
+    places = [("x", "NL"), ("x", "DE"), ("y", "NL")] * 2 + [("big", "NL")] * BIG_ITEMS
+    for number, (city, country) in enumerate(places):
+        item = {"id": S(f"i{number}"), "city": S(city), "country": S(country), "n": {"N": str(number)}}
+        if city == "big":
+            item["pad"] = S(PAD)
+        ddb.put_item(TableName=name, Item=item)
+    yield name
+    ddb.delete_table(TableName=name)
+
+
+@pytest.mark.parametrize("where, expected_places", [
+    ("city = 'x' AND country IN ['DE', 'NL']", [("x", "DE"), ("x", "DE"), ("x", "NL"), ("x", "NL")]),
+    ("(city = 'y' OR city = 'x') AND country = 'NL'", [("y", "NL"), ("y", "NL"), ("x", "NL"), ("x", "NL")]),
+])
+def test_multi_attribute_partition_key(ddb, multi, where, expected_places):
+    text = f'SELECT city, country FROM "{multi}"."by_place" WHERE {where}'
+    out = run(ddb, text, ReturnConsumedCapacity="TOTAL")
+    assert [(i["city"]["S"], i["country"]["S"]) for i in out["Items"]] == expected_places
+    full = ddb.scan(TableName=multi, IndexName="by_place", ReturnConsumedCapacity="TOTAL")["ConsumedCapacity"]
+    assert out["ConsumedCapacity"]["CapacityUnits"] * 5 < full["CapacityUnits"]
+    paged, token = [], None
+    while True:
+        page = run(ddb, text, Limit=1, **({"NextToken": token} if token else {}))
+        paged.extend((i["city"]["S"], i["country"]["S"]) for i in page["Items"])
+        token = page.get("NextToken")
+        if token is None:
+            break
+    assert paged == expected_places
+
+
 # ---------------------------------------------------------------- dynamodb:FullTableScan
 
 ACCOUNT = "000000000000"
