@@ -26,7 +26,8 @@ statement and its Parameters: replayed with another statement it is refused.
 A SELECT over several partitions reads them in the statement's order (an
 IN's, then the OR's; each value once), one Query after the other until one
 stops short (Limit, 1 MB), whose LastEvaluatedKey names the partition the
-next page resumes in; ConsumedCapacity is the sum of the Queries'.
+next page resumes in, or until the page has read 1 MB, when its NextToken
+names the next partition to start; ConsumedCapacity is the sum of the Queries'.
 """
 
 from __future__ import annotations
@@ -41,7 +42,7 @@ import orjson
 
 from shoal.api.common import expression_context, meter_condition_failed
 from shoal.api.items import delete_item, get_item, put_item, update_item
-from shoal.api.query import check_key_paths, query, scan
+from shoal.api.query import PAGE_BYTES, check_key_paths, query, scan
 from shoal.api.transactions import TransactionCanceledException, transact_get_items, transact_write_items
 from shoal.api.transactions import plan_write as transact_plan_write
 from shoal.errors import (
@@ -53,6 +54,7 @@ from shoal.errors import (
     ValidationException,
 )
 from shoal.expressions import parse_condition, parse_projection
+from shoal.model.capacity import READ_UNIT_BYTES
 from shoal.model.keys import encode_key_value
 from shoal.model.numbers import normalize_number
 from shoal.model.values import validate_value
@@ -662,6 +664,30 @@ def decode_next_token(token: str, binding: str) -> dict:
     return key
 
 
+def encode_partition_token(position: int, binding: str) -> str:
+    """A NextToken of a SELECT over several partitions whose page ended
+    between two: the next page starts with the partition at ``position``
+    (there is no LastEvaluatedKey to resume from)."""
+    return base64.b64encode(orjson.dumps({"p": position, "b": binding})).decode()
+
+
+def _partition_token(token: str, binding: str, count: int) -> int | None:
+    """The partition a token of ``encode_partition_token`` starts at, or None
+    for any other token (``decode_next_token`` judges it)."""
+    try:
+        decoded = orjson.loads(base64.b64decode(token, validate=True))
+    except (binascii.Error, ValueError, orjson.JSONDecodeError):
+        return None
+    if not isinstance(decoded, dict) or set(decoded) != {"p", "b"}:
+        return None
+    position = decoded["p"]
+    if decoded["b"] != binding:
+        raise ValidationException(TOKEN_MISMATCH)
+    if type(position) is not int or not 0 < position < count:
+        raise ValidationException(INVALID_NEXT_TOKEN)
+    return position
+
+
 def _index_projection(builder: ExpressionBuilder, index, paths: tuple, reader: _Reader) -> str:
     """The ProjectionExpression of an index read: the top-level attributes the
     SELECT returns (in statement order) and those of its condition the index
@@ -683,15 +709,22 @@ def _hash_descending(statement: ast.Select, hash_key: str) -> bool:
     return any(path.elements == (hash_key,) and desc for path, desc in statement.order_by or ())
 
 
-def _read_partitions(ctx, read: dict, holder: str, values: list, hash_key: str) -> dict:
+def _read_partitions(ctx, read: dict, holder: str, values: list, hash_key: str, first: int = 0) -> dict:
     """One page of a SELECT over several partitions: a Query of each in turn,
-    from the one a NextToken's key names, until one returns a LastEvaluatedKey
-    (its Limit, what is left of the request's, was reached, or its 1 MB); the
-    page's LastEvaluatedKey is that one, its ConsumedCapacity the Queries'
-    summed.  No partition is read twice and none the statement does not name."""
+    from ``first`` or the one a NextToken's key names, until one returns a
+    LastEvaluatedKey (its Limit, what is left of the request's, was reached,
+    or its 1 MB) or the page has read 1 MB (its Queries' units tell: a page
+    of a hundred partitions is not a hundred megabytes), when ``NextPartition``
+    is where the next page starts; the page's LastEvaluatedKey is the last
+    Query's, its ConsumedCapacity the Queries' summed.  No partition is read
+    twice and none the statement does not name."""
     read = dict(read)
     start = read.pop("ExclusiveStartKey", None)
-    first = 0
+    wanted = read.get("ReturnConsumedCapacity") not in (None, "NONE")
+    read["ReturnConsumedCapacity"] = read.get("ReturnConsumedCapacity") if wanted else "TOTAL"
+    unit_bytes = READ_UNIT_BYTES * (1 if read.get("ConsistentRead") is True else 2)
+    read_bytes = 0.0
+    following = None
     if start is not None:
         resume = start.get(hash_key)
         first = next((i for i, value in enumerate(values)
@@ -711,7 +744,8 @@ def _read_partitions(ctx, read: dict, holder: str, values: list, hash_key: str) 
             sub["Limit"] = limit
         page = _loads(query(ctx, sub))
         items.extend(page.get("Items", ()))
-        capacity.add(page.get("ConsumedCapacity"))
+        if wanted:
+            capacity.add(page["ConsumedCapacity"])
         last = page.get("LastEvaluatedKey")
         if last is not None:
             break
@@ -719,12 +753,18 @@ def _read_partitions(ctx, read: dict, holder: str, values: list, hash_key: str) 
             limit -= page.get("ScannedCount", 0)
             if limit <= 0:  # a Query that read its Limit returned a LastEvaluatedKey: not reached
                 break
+        read_bytes += page["ConsumedCapacity"]["CapacityUnits"] * unit_bytes  # at most 4 KB over, a Query
+        if read_bytes >= PAGE_BYTES and position + 1 < len(values):
+            following = position + 1
+            break
     out: dict = {"Items": items}
     if last is not None:
         out["LastEvaluatedKey"] = last
+    elif following is not None:
+        out["NextPartition"] = following
     if capacity.by_table:
         out["ConsumedCapacity"] = next(iter(capacity.by_table.values()))
-    elif read.get("ReturnConsumedCapacity") not in (None, "NONE"):  # no partition of the key's type
+    elif wanted:  # no partition of the key's type
         out["ConsumedCapacity"] = {"TableName": read["TableName"], "CapacityUnits": 0.0}
     return out
 
@@ -787,11 +827,15 @@ def select(ctx, statement: ast.Select, params: list, request: dict) -> dict:
         if request.get(member) is not None:
             read[member] = request[member]
     binding = request_binding(request)
+    first = 0
     if request.get("NextToken") is not None:
-        read["ExclusiveStartKey"] = decode_next_token(request["NextToken"], binding)
+        first = None if partitions is None else _partition_token(request["NextToken"], binding, len(partitions))
+        if first is None:
+            read["ExclusiveStartKey"] = decode_next_token(request["NextToken"], binding)
+            first = 0
     with statement_errors():
         if partitions is not None:
-            page = _read_partitions(ctx, read, holder, partitions, partition_key)
+            page = _read_partitions(ctx, read, holder, partitions, partition_key, first)
         else:
             page = _loads((query if partition is not None else scan)(ctx, read))
     out = {"Items": reader.shape(page.get("Items", []))}
@@ -799,6 +843,8 @@ def select(ctx, statement: ast.Select, params: list, request: dict) -> dict:
     if last is not None:
         out["NextToken"] = encode_next_token(last, binding)
         out["LastEvaluatedKey"] = last
+    elif page.get("NextPartition") is not None:
+        out["NextToken"] = encode_partition_token(page["NextPartition"], binding)
     return _with_capacity(out, page)
 
 

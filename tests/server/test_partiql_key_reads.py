@@ -135,6 +135,30 @@ def test_pages_and_next_token_across_partitions(ddb, world):
     assert code == "ValidationException"
 
 
+def test_a_page_reads_about_one_megabyte(ddb):
+    """Five partitions of one 300 KB item each: the first page stops once it
+    has read 1 MB (four of them), its NextToken starting the fifth."""
+    name = unique_name("pqpages")
+    ddb.create_table(TableName=name, BillingMode="PAY_PER_REQUEST",
+                     KeySchema=[{"AttributeName": "pk", "KeyType": "HASH"}],
+                     AttributeDefinitions=[{"AttributeName": "pk", "AttributeType": "S"}])
+    try:
+        for number in range(5):
+            ddb.put_item(TableName=name, Item={"pk": S(f"m{number}"), "pad": S("z" * 300_000)})
+        text = f"SELECT pk FROM \"{name}\" WHERE pk IN ['m0', 'm1', 'm2', 'm3', 'm4']"
+        first = run(ddb, text, ReturnConsumedCapacity="TOTAL")
+        assert [item["pk"]["S"] for item in first["Items"]] == ["m0", "m1", "m2", "m3"]
+        assert first["ConsumedCapacity"]["CapacityUnits"] == 4 * 37.0  # 300,007 bytes: 74 units of 4 KB, halved
+        assert "LastEvaluatedKey" not in first  # the page ended between two partitions
+        second = run(ddb, text, NextToken=first["NextToken"])
+        assert [item["pk"]["S"] for item in second["Items"]] == ["m4"] and "NextToken" not in second
+        # the token is the statement's own
+        code, message = error_code(run, ddb=ddb, text=text.replace("'m4'", "'m5'"), NextToken=first["NextToken"])
+        assert (code, message) == ("ValidationException", "NextToken does not match request")
+    finally:
+        ddb.delete_table(TableName=name)
+
+
 def test_value_types(ddb, world):
     code, message = error_code(run, ddb=ddb, text=f"SELECT * FROM \"{world}\" WHERE pk IN [1, 'a']")
     assert (code, message) == ("ValidationException", "One or more parameter values were invalid: "
