@@ -27,6 +27,10 @@ Why the answers stay right:
   one turn that read the same key get the same value, read after both
   arrived.  No read of an MRSC table is read ahead: a strongly
   consistent one follows a consensus round.
+* A request pipelined behind a GetItem on its connection runs once that
+  GetItem is answered, still inside the read-ahead: it too arrived before
+  the keys were read, so a read of one of them may be answered from there
+  (a Query fetching a table item), and a write of its own drops them.
 * A turn with one GetItem runs it as before, without a read ahead.
 """
 
