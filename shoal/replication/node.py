@@ -178,7 +178,11 @@ class PeerClient:
         if self.credentials is not None:
             headers = self._signed(headers, body)
         request = self._request(headers, body)
-        self._sent_request = None
+        if self._sent_request is not None:
+            # an answer never read (a round that stopped between the sends and the reads) must not
+            # be taken for this request's: the connection goes with it
+            self.close()
+            self._sent_request = None
         for attempt in (0, 1):  # a kept connection the peer closed: once more on a fresh one
             try:
                 self._connect().sendall(request)

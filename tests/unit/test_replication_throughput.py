@@ -321,3 +321,43 @@ def test_a_local_delete_folded_enters_the_index_and_forgetting_a_table_empties_i
         assert _tombstones(engine) == []
     finally:
         control.unconfigure(engine)
+
+
+def test_an_answer_left_unread_is_never_taken_for_the_next_requests():
+    """A round that stopped between its sends and its reads leaves an answer
+    in a kept connection: the next request goes on a fresh connection, so
+    that its answer (a peer's durable acknowledgement) is its own."""
+    import socket
+
+    from tests.unit.test_replication_transport import _client, _ok, _Scripted
+
+    listener = socket.create_server(("127.0.0.1", 0))
+    connections = []
+
+    def serve(conn):  # answers each request with its own body, {"n": N}
+        with conn:
+            try:
+                while (request := _Scripted._read(conn)) is not None:
+                    conn.sendall(_ok(request.partition(b"\r\n\r\n")[2]))
+            except OSError:  # the client closed this connection first
+                pass
+
+    def accept():
+        while True:
+            try:
+                conn, _ = listener.accept()
+            except OSError:
+                return
+            connections.append(conn)
+            threading.Thread(target=serve, args=(conn,), daemon=True).start()
+
+    threading.Thread(target=accept, daemon=True).start()
+    client = _client(f"http://127.0.0.1:{listener.getsockname()[1]}")
+    try:
+        client.begin("ApplyChanges", body=b'{"n":1}')
+        client.begin("ApplyChanges", body=b'{"n":2}')  # the first's answer never read
+        assert client.end() == {"n": 2}
+    finally:
+        client.close()
+        listener.close()
+    assert len(connections) == 2
