@@ -9,6 +9,7 @@ and so are maps and lists that end up empty.
 from __future__ import annotations
 
 from . import ast
+from .evaluator import path_getter
 from .paths import resolve_paths
 
 KIND = "ProjectionExpression"
@@ -124,7 +125,7 @@ class SelectList:
             if group is None:
                 group = groups[anchor] = (name, [])
             group[1].append(tuple(path[end:]))
-        self.groups = [(name, _getter(anchor), None if () in rests else build_trie(rests))
+        self.groups = [(name, path_getter(anchor), None if () in rests else build_trie(rests))
                        for anchor, (name, rests) in groups.items()]
 
     def apply(self, item: dict) -> dict:
@@ -136,20 +137,3 @@ class SelectList:
             if value is not None:
                 out[name] = value
         return out
-
-
-def _getter(path: tuple):
-    """item -> the value at ``path`` (None where there is none)."""
-    def get(item: dict):
-        value = item.get(path[0])
-        for element in path[1:]:
-            if value is None:
-                return None
-            if type(element) is int:
-                elements = value.get("L")
-                value = elements[element] if elements is not None and element < len(elements) else None
-            else:
-                members = value.get("M")
-                value = members.get(element) if members is not None else None
-        return value
-    return get

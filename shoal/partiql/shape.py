@@ -19,6 +19,7 @@ documentation shows neither).
 
 from __future__ import annotations
 
+from shoal.expressions.evaluator import path_getter
 from shoal.expressions.projection import SelectList
 
 
@@ -43,20 +44,6 @@ def _kept_in_place(paths: list[tuple]) -> list[bool]:
             for path in paths]
 
 
-def _value_at(item: dict, path: tuple):
-    value = item.get(path[0])
-    for element in path[1:]:
-        if value is None:
-            return None
-        if type(element) is int:
-            elements = value.get("L")
-            value = elements[element] if elements is not None and element < len(elements) else None
-        else:
-            members = value.get("M")
-            value = members.get(element) if members is not None else None
-    return value
-
-
 class SelectShape:
     """Shapes items for a SELECT's list of paths (tuples of names and indexes)."""
 
@@ -64,14 +51,14 @@ class SelectShape:
 
     def __init__(self, paths: list[tuple]) -> None:
         kept = _kept_in_place(paths)
-        self.named = [(identifier(path), path) for path, ok in zip(paths, kept) if ok]
+        self.named = [(identifier(path), path_getter(path)) for path, ok in zip(paths, kept) if ok]
         rest = [path for path, ok in zip(paths, kept) if not ok]
         self.fallback = SelectList(rest) if rest else None
 
     def apply(self, item: dict) -> dict:
         out = {} if self.fallback is None else self.fallback.apply(item)
-        for name, path in self.named:
-            value = _value_at(item, path)
+        for name, get in self.named:
+            value = get(item)
             if value is not None:
                 out[name] = value
         return out
