@@ -39,7 +39,7 @@ from shoal.api.catalog import Catalog, PinnedCatalog
 from shoal.api.partiql import OPERATIONS as PARTIQL_OPERATIONS, reads_only
 from shoal.api.shapes import ShapeValidator
 from shoal.autoscaling import TARGET_PREFIX as AUTOSCALING_PREFIX, AutoScaling, Scaler
-from shoal.capacity import Capacity, SharedBuckets, enabled_by_default as capacity_by_default
+from shoal.capacity import Capacity, enabled_by_default as capacity_by_default, shared_buckets
 from shoal.capacity.control_plane import OPERATIONS as CONTROL_PLANE_OPERATIONS
 from shoal.api.changelog import DEFAULT_RETENTION_S
 from shoal.errors import (
@@ -168,7 +168,8 @@ class Dispatcher:
         # capacity units, on-demand maximums; SHOAL_CAPACITY=off switches them off.
         self.capacity = None
         if capacity if capacity is not None else capacity_by_default():
-            self.capacity = Capacity(SharedBuckets(os.path.join(data_dir, "capacity") if data_dir else None))
+            # Over PostgreSQL the database's buckets: every node draws on one budget.
+            self.capacity = Capacity(shared_buckets(engine, data_dir))
             self.catalog.capacity = self.capacity
         self.operations = operations()
         from shoal.replication import replica_scaling  # DynamoDB's view of the auto scaling records
