@@ -14,8 +14,10 @@ be used shows INACCESSIBLE_ENCRYPTION_CREDENTIALS until it can, and meanwhile
 refuses item requests, UpdateTimeToLive, CreateBackup, UpdateContributorInsights
 and SSE changes, and takes no replicated changes (they wait in the sending
 regions); a CreateTable, UpdateTable or restore naming such a key is refused.
-Nodes over PostgreSQL read no key states (there is no data directory for the
-file), so ``kms-key-state`` refuses ``--storage`` (and SHOAL_STORAGE).
+With ``--storage postgresql://...`` (or SHOAL_STORAGE) the mark is made in
+that store (its meta record ``kms/key-states``, in one write transaction; a
+store encrypted at rest needs its ``--master-key-file``), which every node
+serving it with ``--region`` reads at its next key check.
 
 ``add_storage_option`` and ``open_database_of`` are how the commands that
 work on a store (``shoal backup``, ``restore``, ``export``, ``import``) take
@@ -30,7 +32,6 @@ import sys
 
 from shoal.storage.keyring import (
     KMS_KEY_STATES,
-    KMS_KEYS_NAME,
     KeyringError,
     generate_master_key_text,
     parse_master_key,
@@ -173,8 +174,11 @@ def add_keys_commands(commands) -> None:
     kms.add_argument("state", choices=KMS_KEY_STATES, help="the key's state in this region")
     kms.add_argument("--data-dir", default=os.environ.get("SHOAL_DATA_DIR", "./shoal-data"),
                      help="the region's data directory (env SHOAL_DATA_DIR; default ./shoal-data)")
-    add_storage_option(kms, f"refused: nodes over PostgreSQL (--storage, env {STORAGE_ENV}) read no KMS key "
-                            "states yet")
+    kms.add_argument("--master-key-file", default=os.environ.get(MASTER_KEY_FILE_ENV),
+                     help=f"with --storage: the master key of a store encrypted at rest (env {MASTER_KEY_FILE_ENV}, "
+                     f"or the key itself in {MASTER_KEY_ENV})")
+    add_storage_option(kms, "mark the key in this PostgreSQL store (as shoal serve --storage serves it; env "
+                            f"{STORAGE_ENV}), read by every node serving it; --data-dir is then not used")
     kms.set_defaults(handler=_kms_key_state)
     keys.set_defaults(handler=lambda args: _usage(keys))
 
@@ -193,13 +197,7 @@ def _kms_key_state(args) -> int:
     from shoal.storage.keyring import set_kms_key_state
 
     if args.storage:
-        # The states are the region's KMS_KEYS file, read from the data
-        # directory the engine opened; a node over PostgreSQL has none to
-        # read them from, so a mark made anywhere would change nothing.
-        print(f"shoal: KMS key states are kept in a data directory's {KMS_KEYS_NAME} file, which nodes over "
-              f"PostgreSQL (--storage, or {STORAGE_ENV}) do not read: a key cannot be marked for a PostgreSQL "
-              f"store; unset {STORAGE_ENV} to mark one of a data directory", file=sys.stderr)
-        return 1
+        return _kms_key_state_in_database(args)
     if not os.path.isdir(args.data_dir):
         print(f"shoal: {args.data_dir} is not a directory", file=sys.stderr)
         return 1
@@ -209,6 +207,31 @@ def _kms_key_state(args) -> int:
         print(f"shoal: {exc}", file=sys.stderr)
         return 1
     print(f"KMS key {args.key} is {args.state} in {os.path.abspath(args.data_dir)}")
+    return 0
+
+
+def _kms_key_state_in_database(args) -> int:
+    """``shoal keys kms-key-state KEY STATE --storage postgresql://...``: the
+    store's record of key states (``keyring.set_stored_kms_key_state``); a
+    database with no store is refused and left untouched."""
+    from shoal.storage.keyring import set_stored_kms_key_state
+    from shoal.storage.postgres_engine import StorageUnavailable, shown_dsn
+
+    problem = storage_problem(args.storage)
+    if problem:
+        print(f"shoal: {problem}", file=sys.stderr)
+        return 2
+    engine = open_database_of(args, create=False, min_connections=1, max_connections=1)
+    if engine is None:
+        return 1
+    try:
+        set_stored_kms_key_state(engine, args.key, args.state)
+    except (KeyringError, StorageUnavailable) as exc:
+        print(f"shoal: {exc}", file=sys.stderr)
+        return 1
+    finally:
+        engine.close()
+    print(f"KMS key {args.key} is {args.state} in {shown_dsn(args.storage)}")
     return 0
 
 

@@ -296,10 +296,17 @@ def data_dir_of(engine) -> str | None:
 
 
 def kms_key_states(engine) -> dict[str, str]:
-    """This region's KMS keys that are not usable (``keyring.read_kms_key_states``;
-    none for an engine without a data directory)."""
+    """This region's KMS keys that are not usable: a data directory's KMS_KEYS
+    file (``keyring.read_kms_key_states``), or the meta record of a store
+    shared by nodes (``keyring.stored_kms_key_states``: PostgreSQL, where
+    every node reads the states ``shoal keys kms-key-state --storage`` set);
+    none for another engine (in memory)."""
+    from shoal.auth.iam import shares_store
+
     path = data_dir_of(engine)
-    return keyring.read_kms_key_states(path) if path is not None else {}
+    if path is not None:
+        return keyring.read_kms_key_states(path)
+    return keyring.stored_kms_key_states(engine) if shares_store(engine) else {}
 
 
 # ---------------------------------------------------------------- a KMS key this region cannot use

@@ -237,10 +237,15 @@ def rotate_master_key(data_dir, old_master: bytes, new_master: bytes) -> None:
 # deployment's data directory) and Shoal treats every table encrypted with
 # it as DynamoDB treats a table whose KMS key is inaccessible.  Keys not
 # listed are usable.  The states are KMS's KeyState values (and Deleted, for
-# a key that is gone).
+# a key that is gone).  A data directory keeps them in its KMS_KEYS file; a
+# store shared by many nodes (PostgreSQL) has no such file, so it keeps the
+# same record in the store, as the meta key ``kms/key-states``: every node of
+# the region reads it there (one point read a second, by the key check).
 
 KMS_KEYS_NAME = "KMS_KEYS"
 KMS_KEY_STATES = ("Enabled", "Disabled", "PendingDeletion", "Deleted")
+#: The meta key of a shared store's KMS key states (the KMS_KEYS file's record).
+KMS_KEY_STATES_META = b"kms/key-states"
 
 
 def kms_key_id(key: str) -> str:
@@ -267,14 +272,27 @@ def read_kms_key_states(data_dir) -> dict[str, str]:
         return {}
     except OSError as exc:
         raise KeyringError(f"cannot read {path} ({exc.strerror})") from None
+    return _parse_kms_key_states(raw, path)
+
+
+def _parse_kms_key_states(raw: bytes, where: str) -> dict[str, str]:
     try:
         record = json.loads(raw)
     except ValueError:
         record = None
     keys = record.get("keys") if isinstance(record, dict) else None
     if not isinstance(record, dict) or record.get("format") != _FORMAT or not isinstance(keys, dict):
-        raise KeyringError(f"{path} is damaged: not a Shoal list of KMS key states")
+        raise KeyringError(f"{where} is damaged: not a Shoal list of KMS key states")
     return {str(k): str(v) for k, v in keys.items() if v != "Enabled"}
+
+
+def _with_kms_key_state(states: dict[str, str], key: str, state: str) -> bytes:
+    """The record of ``states`` once ``key`` is marked ``state`` (one of KMS_KEY_STATES)."""
+    states = dict(states)
+    states.pop(kms_key_id(key), None)
+    if state != "Enabled":
+        states[kms_key_id(key)] = state
+    return (json.dumps({"format": _FORMAT, "keys": dict(sorted(states.items()))}) + "\n").encode()
 
 
 def set_kms_key_state(data_dir, key: str, state: str) -> None:
@@ -283,12 +301,30 @@ def set_kms_key_state(data_dir, key: str, state: str) -> None:
     within a few seconds."""
     if state not in KMS_KEY_STATES:
         raise KeyringError(f"unknown KMS key state {state}: one of {', '.join(KMS_KEY_STATES)}")
-    states = read_kms_key_states(data_dir)
-    states.pop(kms_key_id(key), None)
-    if state != "Enabled":
-        states[kms_key_id(key)] = state
-    record = {"format": _FORMAT, "keys": dict(sorted(states.items()))}
-    write_atomically(kms_keys_path(data_dir), (json.dumps(record) + "\n").encode(), 0o600)
+    record = _with_kms_key_state(read_kms_key_states(data_dir), key, state)
+    write_atomically(kms_keys_path(data_dir), record, 0o600)
+
+
+def stored_kms_key_states(engine) -> dict[str, str]:
+    """``read_kms_key_states`` for a store shared by nodes: its meta record
+    ``kms/key-states`` (sealed with the rest of meta when the store is
+    encrypted at rest); empty when none were ever marked."""
+    with engine.read() as txn:
+        raw = txn.get("meta", KMS_KEY_STATES_META)
+    return {} if raw is None else _parse_kms_key_states(bytes(raw), "the store's KMS key states (meta kms/key-states)")
+
+
+def set_stored_kms_key_state(engine, key: str, state: str) -> None:
+    """``set_kms_key_state`` for a store shared by nodes: the record read and
+    replaced in one write transaction (two marks made at once both count),
+    seen by every node's next key check."""
+    if state not in KMS_KEY_STATES:
+        raise KeyringError(f"unknown KMS key state {state}: one of {', '.join(KMS_KEY_STATES)}")
+    with engine.write() as txn:
+        raw = txn.get("meta", KMS_KEY_STATES_META)
+        states = {} if raw is None else _parse_kms_key_states(
+            bytes(raw), "the store's KMS key states (meta kms/key-states)")
+        txn.put("meta", KMS_KEY_STATES_META, _with_kms_key_state(states, key, state))
 
 
 def kms_key_problem(states: dict[str, str], arn: str) -> str | None:

@@ -341,9 +341,11 @@ def test_refusals_are_one_clear_line(postgres_cluster, tmp_path, capsys, monkeyp
 
     kms = run_here(capsys, "keys", "kms-key-state", "alias/k", "Disabled", "--data-dir", str(tmp_path),
                    "--storage", empty)
-    one_line(kms, 1, "shoal: KMS key states are kept in a data directory's KMS_KEYS file, which nodes over "
-                     "PostgreSQL (--storage, or SHOAL_STORAGE) do not read")
+    one_line(kms, 1, f"shoal: {empty} holds no Shoal store")
     assert not (tmp_path / "KMS_KEYS").exists()
+    with psycopg.connect(empty) as conn:
+        assert conn.execute("SELECT count(*) FROM information_schema.schemata WHERE schema_name = 'shoal'"
+                            ).fetchone() == (0,)
 
 
 def test_an_encrypted_store_needs_its_key(postgres_cluster, tmp_path, capsys):  # noqa: F811
