@@ -293,7 +293,8 @@ class ReplicationService:
         response_type = "application/json" if content_type == "application/json" else JSON_TYPES[0]
         started = perf_counter()
         try:
-            _writes, job, metered = dispatcher._prepare(request, request_id)  # metered: its metrics handle
+            # metered: its metrics handle; its capacity is charged off the loop (shoal.capacity.off_loop)
+            _writes, job, metered = dispatcher._prepare(request, request_id, off_loop=True)
         except Exception as exc:
             if dispatcher.metrics is not None:
                 dispatcher._record_failure(None, exc, request)

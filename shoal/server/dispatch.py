@@ -383,11 +383,14 @@ class Dispatcher:
             return _encoded_response(request_id, response_type, body, headers["accept-encoding"])
         return _response(request_id, response_type, 200, body)
 
-    def _prepare(self, request: Request, request_id: str | None = None):
+    def _prepare(self, request: Request, request_id: str | None = None, off_loop: bool = False):
         """Route and validate a request; return (whether it writes, a job that
         runs it and returns the response body, its metrics handle or None).  Whether it writes is decided
         by what it does: a PartiQL request whose statements are all SELECTs is a
-        read, and does not wait for a group commit."""
+        read, and does not wait for a group commit.  ``off_loop``: the job
+        runs on another thread than the loop's (``shoal.replication.protocol``),
+        so it must not name itself the loop's current request (shoal.capacity):
+        what it draws on is charged off the loop (``shoal.capacity.off_loop``)."""
         target = request.headers.get("x-amz-target", "")
         if target.startswith(DYNAMODB_PREFIX):
             operation, validator = target[len(DYNAMODB_PREFIX) :], self.validator
@@ -441,9 +444,11 @@ class Dispatcher:
         long_running = operation in LONG_OPERATIONS
         # A long operation runs on a thread of its own (shoal-long) while the loop
         # serves others: it must not set or settle the loop's current request
-        # (shoal.capacity), and it draws on no item throughput (all control plane).
-        capacity = self.capacity if not long_running else None
-        control_plane = capacity is not None and operation in CONTROL_PLANE_OPERATIONS
+        # (shoal.capacity), and it draws on no item throughput (all control plane);
+        # nor must any other job run off the loop (it is charged there).
+        capacity = self.capacity if not (long_running or off_loop) else None
+        control_plane = (self.capacity is not None and not long_running
+                         and operation in CONTROL_PLANE_OPERATIONS)
 
         def job() -> bytes:
             nonlocal meter
@@ -452,7 +457,7 @@ class Dispatcher:
                 capacity.current = current = (operation, writes, data, ctx)
             try:
                 if control_plane:  # DynamoDB's control-plane rate (shoal.capacity.control_plane)
-                    capacity.control_plane(operation, ctx.account, region)
+                    self.capacity.control_plane(operation, ctx.account, region)
                 result = handler(ctx, data)
             except ShoalError:
                 if capacity is not None:  # what admission charged it is given back
