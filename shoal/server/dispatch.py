@@ -334,16 +334,11 @@ class Dispatcher:
                 later = self.reads.submit(job, *job.read, (request, request_id, response_type, handle, started))
                 if later is not None:
                     return later
-            body = job()
         except Exception as exc:
             if self.metrics is not None:
                 self._record_failure(handle, exc, request)
             return _response(request_id, response_type, *_error(exc, request_id))
-        if handle is not None:  # metrics on: the request's latency, to its cell (shoal.metrics.recorder)
-            handle.done(perf_counter() - started)
-        if len(body) >= COMPRESS_MIN_BYTES and "accept-encoding" in request.headers:
-            return _encoded_response(request_id, response_type, body, request.headers["accept-encoding"])
-        return _response(request_id, response_type, 200, body)
+        return self._answer(job, request, request_id, response_type, handle, started)
 
     @staticmethod
     def _serving() -> bool:
@@ -363,11 +358,7 @@ class Dispatcher:
             if self.metrics is not None:
                 self._record_failure(handle, exc, request)
             return _response(request_id, response_type, *_error(exc, request_id))
-        if handle is not None:  # metrics on: the request's latency, to its cell (shoal.metrics.recorder)
-            handle.done(perf_counter() - started)
-        if len(body) >= COMPRESS_MIN_BYTES and "accept-encoding" in request.headers:
-            return _encoded_response(request_id, response_type, body, request.headers["accept-encoding"])
-        return _response(request_id, response_type, 200, body)
+        return _succeeded(request_id, response_type, body, request.headers, handle, started)
 
     async def _respond_later(self, request_id: str, response_type: str, future, headers: dict, handle=None,
                              started: float = 0.0) -> Response:
@@ -377,11 +368,7 @@ class Dispatcher:
             if self.metrics is not None:
                 self._record_failure(handle, exc, None)
             return _response(request_id, response_type, *_error(exc, request_id))
-        if handle is not None:  # metrics on: the request's latency, to its cell (shoal.metrics.recorder)
-            handle.done(perf_counter() - started)
-        if len(body) >= COMPRESS_MIN_BYTES and "accept-encoding" in headers:
-            return _encoded_response(request_id, response_type, body, headers["accept-encoding"])
-        return _response(request_id, response_type, 200, body)
+        return _succeeded(request_id, response_type, body, headers, handle, started)
 
     def _prepare(self, request: Request, request_id: str | None = None, off_loop: bool = False):
         """Route and validate a request; return (whether it writes, a job that
@@ -722,6 +709,17 @@ def _encoded_response(request_id: str, response_type: str, body: bytes, accept: 
         ],
         body,
     )
+
+
+def _succeeded(request_id: str, response_type: str, body: bytes, headers: dict, handle, started: float) -> Response:
+    """The 200 of a request whose job returned ``body``: its latency to its
+    metrics cell (metrics on), the body compressed when it is large and the
+    client accepts an encoding."""
+    if handle is not None:  # metrics on: the request's latency, to its cell (shoal.metrics.recorder)
+        handle.done(perf_counter() - started)
+    if len(body) >= COMPRESS_MIN_BYTES and "accept-encoding" in headers:
+        return _encoded_response(request_id, response_type, body, headers["accept-encoding"])
+    return _response(request_id, response_type, 200, body)
 
 
 def _response(request_id: str, response_type: str, status: int, body: bytes) -> Response:
