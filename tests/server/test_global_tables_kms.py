@@ -14,6 +14,7 @@ import time
 import pytest
 
 from shoal.storage.keyring import set_kms_key_state
+from tests.server.item_requests import item_requests
 from tests.server.test_global_tables import (
     CONVERGE_S,
     REGIONS,
@@ -64,29 +65,6 @@ def _refused(call) -> tuple[str, str, int]:
     return error["Error"]["Code"], error["Error"]["Message"], error["ResponseMetadata"]["HTTPStatusCode"]
 
 
-def _item_requests(client, name: str) -> dict:
-    """One of each item operation on ``name``."""
-    key = {"pk": {"S": "a"}}
-    return {
-        "GetItem": lambda: client.get_item(TableName=name, Key=key),
-        "GetItem consistent": lambda: client.get_item(TableName=name, Key=key, ConsistentRead=True),
-        "PutItem": lambda: client.put_item(TableName=name, Item={"pk": {"S": "new"}, "kind": {"S": "k"}}),
-        "UpdateItem": lambda: client.update_item(TableName=name, Key=key, UpdateExpression="SET n = :n",
-                                                 ExpressionAttributeValues={":n": {"N": "1"}}),
-        "DeleteItem": lambda: client.delete_item(TableName=name, Key=key),
-        "Query": lambda: client.query(TableName=name, KeyConditionExpression="pk = :p",
-                                      ExpressionAttributeValues={":p": {"S": "a"}}),
-        "Query on a GSI": lambda: client.query(TableName=name, IndexName="by_kind",
-                                               KeyConditionExpression="kind = :k",
-                                               ExpressionAttributeValues={":k": {"S": "k"}}),
-        "Scan": lambda: client.scan(TableName=name),
-        "BatchGetItem": lambda: client.batch_get_item(RequestItems={name: {"Keys": [key]}}),
-        "BatchWriteItem": lambda: client.batch_write_item(RequestItems={name: [{"PutRequest": {"Item": {
-            "pk": {"S": "batch"}, "kind": {"S": "k"}}}}]}),
-        "ExecuteStatement": lambda: client.execute_statement(Statement=f'SELECT * FROM "{name}" WHERE pk = \'a\''),
-    }
-
-
 def _item_count(client, name: str) -> int:
     return client.describe_table(TableName=name)["Table"]["ItemCount"]
 
@@ -111,7 +89,7 @@ def test_item_requests_on_a_table_whose_key_cannot_be_used_are_refused_until_it_
             table = _wait_table_status(client, name, INACCESSIBLE)
             assert table["SSEDescription"]["KMSMasterKeyArn"] == arn
             expected = _kms_message(state, arn)
-            for label, call in _item_requests(client, name).items():
+            for label, call in item_requests(client, name, gsi="by_kind").items():
                 kind, message, status = _refused(call)
                 assert (kind, status) == ("ValidationException", 400), label
                 assert expected.fullmatch(message), (label, message)

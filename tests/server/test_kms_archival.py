@@ -13,6 +13,7 @@ import pytest
 
 from shoal.storage.keyring import set_kms_key_state
 from tests.conftest import make_client
+from tests.server.item_requests import item_requests
 from tests.server.test_global_tables import _wait_table_status
 from tests.server.test_global_tables_kms import INACCESSIBLE, _refused
 from tests.server.test_global_tables_kms_control import _kms
@@ -63,32 +64,12 @@ def _items(client, name: str) -> list[dict]:
     return sorted(client.scan(TableName=name, ConsistentRead=True)["Items"], key=lambda item: item["pk"]["S"])
 
 
-def _item_requests(client, name: str) -> dict:
-    key = {"pk": {"S": "item000"}}
-    return {
-        "GetItem": lambda: client.get_item(TableName=name, Key=key),
-        "PutItem": lambda: client.put_item(TableName=name, Item={"pk": {"S": "new"}}),
-        "UpdateItem": lambda: client.update_item(TableName=name, Key=key, UpdateExpression="SET n = :n",
-                                                 ExpressionAttributeValues={":n": {"N": "1"}}),
-        "DeleteItem": lambda: client.delete_item(TableName=name, Key=key),
-        "Query": lambda: client.query(TableName=name, KeyConditionExpression="pk = :p",
-                                      ExpressionAttributeValues={":p": {"S": "item000"}}),
-        "Query on a GSI": lambda: client.query(TableName=name, IndexName="by_kind", KeyConditionExpression="kind = :k",
-                                               ExpressionAttributeValues={":k": {"S": "k"}}),
-        "Scan": lambda: client.scan(TableName=name),
-        "BatchGetItem": lambda: client.batch_get_item(RequestItems={name: {"Keys": [key]}}),
-        "BatchWriteItem": lambda: client.batch_write_item(RequestItems={name: [{"PutRequest": {"Item": {
-            "pk": {"S": "batch"}}}}]}),
-        "ExecuteStatement": lambda: client.execute_statement(Statement=f'SELECT * FROM "{name}" WHERE pk = \'a\''),
-    }
-
-
 def _check_refusals(client, name: str, status: str) -> None:
     """Every item request answers ResourceNotFoundException (the table has no
     data); changes ResourceInUseException; the backup and recovery operations
     TableNotFoundException (DescribeContinuousBackups of an ARCHIVED table
     was reported answering so)."""
-    for label, call in _item_requests(client, name).items():
+    for label, call in item_requests(client, name, key="item000", gsi="by_kind").items():
         assert _refused(call) == ("ResourceNotFoundException", "Requested resource not found", 400), label
     in_use = "Table is being archived" if status == "ARCHIVING" else "Table is archived"
     for label, call in {

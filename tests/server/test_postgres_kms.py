@@ -20,6 +20,7 @@ import pytest
 
 from tests.conftest import make_client
 from tests.postgres_cluster import postgres_cluster  # noqa: F401 (a session fixture: a PostgreSQL server)
+from tests.server.item_requests import item_requests
 from tests.server.test_global_tables import _wait_table_status
 from tests.server.test_global_tables_kms import ACCOUNT, INACCESSIBLE, _kms_message, _refused
 from tests.shoal_process import ShoalProcess, free_port
@@ -65,22 +66,6 @@ def _table(client, name: str, key: str) -> None:
     client.put_item(TableName=name, Item={"pk": {"S": "a"}})
 
 
-def _item_requests(client, name: str) -> dict:
-    key = {"pk": {"S": "a"}}
-    return {
-        "GetItem": lambda: client.get_item(TableName=name, Key=key),
-        "PutItem": lambda: client.put_item(TableName=name, Item={"pk": {"S": "new"}}),
-        "UpdateItem": lambda: client.update_item(TableName=name, Key=key, UpdateExpression="SET n = :n",
-                                                 ExpressionAttributeValues={":n": {"N": "1"}}),
-        "DeleteItem": lambda: client.delete_item(TableName=name, Key=key),
-        "Query": lambda: client.query(TableName=name, KeyConditionExpression="pk = :p",
-                                      ExpressionAttributeValues={":p": {"S": "a"}}),
-        "Scan": lambda: client.scan(TableName=name),
-        "BatchWriteItem": lambda: client.batch_write_item(RequestItems={name: [{"PutRequest": {"Item": {
-            "pk": {"S": "batch"}}}}]}),
-    }
-
-
 def _stored_states(database: str):
     """The raw meta record of the store's key states (None if never written)."""
     with psycopg.connect(database) as conn:
@@ -104,7 +89,7 @@ def test_a_key_marked_in_the_store_makes_its_table_inaccessible_on_every_node_un
                 assert table["SSEDescription"]["KMSMasterKeyArn"] == arn
                 assert "InaccessibleEncryptionDateTime" in table["SSEDescription"]
                 expected = _kms_message(state, arn)
-                for label, call in _item_requests(client, name).items():
+                for label, call in item_requests(client, name).items():
                     kind, message, status = _refused(call)
                     assert (kind, status) == ("ValidationException", 400), label
                     assert expected.fullmatch(message), (label, message)
