@@ -24,6 +24,7 @@ from botocore.exceptions import ClientError
 
 from tests.conftest import make_client, unique_name
 from tests.postgres_cluster import postgres_cluster  # noqa: F401 (a session fixture: a PostgreSQL server)
+from tests.server.test_offline_tools import wait_for
 from tests.shoal_process import ShoalProcess, free_port
 
 
@@ -77,16 +78,6 @@ def scan(ddb, table: str) -> list:
 def by_content(ddb, table: str) -> list:
     return ddb.query(TableName=table, IndexName="by_content", KeyConditionExpression="content_id = :c",
                      ExpressionAttributeValues={":c": {"S": "c1"}})["Items"]
-
-
-def wait_for(predicate, timeout: float = 15.0):
-    deadline = time.monotonic() + timeout
-    while True:
-        value = predicate()
-        if value:
-            return value
-        assert time.monotonic() < deadline, "timed out"
-        time.sleep(0.1)
 
 
 def active(ddb, table: str) -> bool:
