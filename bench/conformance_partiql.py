@@ -46,7 +46,7 @@ from collections import Counter, defaultdict
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
-from conformance_sweep import Endpoint, servers  # noqa: E402
+from conformance_sweep import Endpoint, create_tables, servers  # noqa: E402
 from expression_fuzz import BINARIES, STRINGS, attribute_value, b64, canonical, outcome  # noqa: E402
 
 READ = "pq_read"    # pk S, sk N; GSI gsi (g S, sk N, ALL), GSI gkeys (g S, KEYS_ONLY), LSI lsi (pk, l S, ALL)
@@ -773,18 +773,7 @@ class Runner:
 
     def setup(self) -> None:
         for endpoint in self.endpoints:
-            for table in TABLES:
-                endpoint.call("DeleteTable", {"TableName": table["TableName"]})
-            for table in TABLES:
-                status, body = endpoint.call("CreateTable", table)
-                if status != 200:
-                    raise SystemExit(f"CreateTable {table['TableName']}: {status} {body}")
-            for table in TABLES:
-                for _ in range(100):
-                    if endpoint.call("DescribeTable", {"TableName": table["TableName"]})[1].get(
-                            "Table", {}).get("TableStatus") == "ACTIVE":
-                        break
-                    time.sleep(0.1)
+            create_tables(endpoint, TABLES)
             for item in self.reads:
                 self._put(endpoint, READ, item)
             self.restore(endpoint)

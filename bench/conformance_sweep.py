@@ -1132,13 +1132,18 @@ def reseed(endpoints: list[Endpoint]) -> None:
 
 
 def setup(endpoint: Endpoint) -> None:
-    for table in TABLES:
+    create_tables(endpoint, TABLES)
+
+
+def create_tables(endpoint: Endpoint, tables: list[dict]) -> None:
+    """``tables`` (CreateTable requests) made anew on ``endpoint``, ACTIVE."""
+    for table in tables:
         endpoint.call("DeleteTable", {"TableName": table["TableName"]})
-    for table in TABLES:
+    for table in tables:
         status, body = endpoint.call("CreateTable", table)
         if status != 200:
             raise SystemExit(f"CreateTable {table['TableName']}: {status} {body}")
-    for table in TABLES:
+    for table in tables:
         for _ in range(100):
             status, body = endpoint.call("DescribeTable", {"TableName": table["TableName"]})
             if body.get("Table", {}).get("TableStatus") == "ACTIVE":
