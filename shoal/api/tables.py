@@ -329,18 +329,23 @@ def create_table(ctx, request: dict, *, status: str = "ACTIVE", extra: dict | No
         if tags:
             txn.put("meta", TAGS_KEY(table.prefix), orjson.dumps(tags))
         record_table_change(txn, table, "CreateTable", {"Request": request, "TableDescription": desc}, now)
-        return {"TableDescription": _created_answer(describe(txn, table))}
+        return {"TableDescription": _created_answer(describe(txn, table), request)}
 
 
-def _created_answer(out: dict) -> dict:
+def _created_answer(out: dict, request: dict) -> dict:
     """CreateTable's answer: the table and its GSIs CREATING, as DynamoDB
     answers (API Reference example; the recorded answers, ack-api-quirks
     DDB-TABLE-148), though Shoal made them ACTIVE already (DescribeTable
     right after says so, as DynamoDB's does within seconds: boto3's
-    table_exists waiter returns on its first DescribeTable).  The warm
-    throughput's own Status is left as it is: DynamoDB's does not follow
-    the table's (ACTIVE while the table is UPDATING, DDB-TABLE-064), and
-    what it says during creation is not recorded."""
+    table_exists waiter returns on its first DescribeTable).  The table's
+    WarmThroughput is in the answer only when the request set one: DynamoDB's
+    CreateTable answer lacks it otherwise, DescribeTable adds it later
+    (DDB-TABLE-033, every recorded shape; the API Reference's example has
+    none).  The warm throughput's own Status is left as it is: DynamoDB's
+    does not follow the table's (ACTIVE while the table is UPDATING,
+    DDB-TABLE-064), and what it says during creation is not recorded."""
+    if request.get("WarmThroughput") is None:
+        out.pop("WarmThroughput", None)
     if out.get("TableStatus") == "ACTIVE":
         out["TableStatus"] = "CREATING"
     for index in out.get("GlobalSecondaryIndexes") or ():
@@ -1170,7 +1175,7 @@ def update_table(ctx, request: dict) -> dict:
         out = _with_transitional_status(describe(txn, updated), request)
         if _billing_mode(table.description) != "PAY_PER_REQUEST" and _billing_mode(desc) == "PAY_PER_REQUEST":
             _without_switch_time(out)
-        return {"TableDescription": out}
+        return {"TableDescription": _as_before(out, table.description, request)}
 
 
 def _check_sse_change(ctx, table: Table, desc: dict) -> None:
@@ -1230,6 +1235,44 @@ def _with_transitional_status(out: dict, request: dict) -> dict:
             index["IndexStatus"] = "UPDATING"
         if update.get("WarmThroughput") is not None and "WarmThroughput" in index:
             index["WarmThroughput"]["Status"] = "UPDATING"
+    return out
+
+
+def _as_before(out: dict, before: dict, request: dict) -> dict:
+    """UpdateTable's answer repeats what the table had before the call for
+    the members DynamoDB changes asynchronously; DescribeTable right after
+    shows the new values (Shoal applied them at once, as DynamoDB's does
+    once the table is ACTIVE again).  Recorded (ack-api-quirks 2026-10-08/09)
+    and in the API Reference's example (10/10 asked, 1/1 answered):
+
+    - a throughput change of a provisioned table: the old read and write
+      units and the old NumberOfDecreasesToday, with the new
+      LastIncreaseDateTime or LastDecreaseDateTime (DDB-TABLE-060/184);
+    - a table class change: the old TableClassSummary, absent if the table
+      never had one (DDB-TABLE-180);
+    - the warm throughput: the old values (DDB-TABLE-179: its Status says
+      UPDATING, the table stays ACTIVE), after a warm throughput, throughput
+      or billing change alike (the table's warm throughput moves with them).
+
+    A billing mode switch answers the new mode (DDB-TABLE-060/064: the
+    switch to on-demand answers 0/0), and a stream change the requested
+    stream (DDB-TABLE-180), so both are left as they are."""
+    throughput = request.get("ProvisionedThroughput")
+    if (throughput is not None and _billing_mode(before) == "PROVISIONED"
+            and (request.get("BillingMode") or "PROVISIONED") == "PROVISIONED"):
+        old = before["ProvisionedThroughput"]
+        answered = {**out["ProvisionedThroughput"], "ReadCapacityUnits": old["ReadCapacityUnits"],
+                    "WriteCapacityUnits": old["WriteCapacityUnits"]}
+        if "NumberOfDecreasesToday" in old:
+            answered["NumberOfDecreasesToday"] = old["NumberOfDecreasesToday"]
+        out["ProvisionedThroughput"] = _ordered_throughput(answered)
+    if request.get("TableClass") is not None:
+        if "TableClassSummary" in before:
+            out["TableClassSummary"] = before["TableClassSummary"]
+        else:
+            out.pop("TableClassSummary", None)
+    if "WarmThroughput" in out:
+        out["WarmThroughput"] = {**out["WarmThroughput"], **warm_throughput(before, before)}
     return out
 
 

@@ -229,3 +229,87 @@ def test_on_demand_throughput_of_a_provisioned_table_in_dynamodbs_words(ddb):
         "ValidationException", "One or more parameter values were invalid: MaxReadRequestUnits for OnDemandThroughput "
                                "cannot be specified when the table BillingMode is PROVISIONED")
     _still_serving(ddb, name)
+
+
+def _waited(ddb, name: str) -> dict:
+    """DescribeTable after boto3's table_exists waiter, which returns on its
+    first call (the table is ACTIVE at once)."""
+    started = time.monotonic()
+    ddb.get_waiter("table_exists").wait(TableName=name, WaiterConfig={"Delay": 5, "MaxAttempts": 2})
+    assert time.monotonic() - started < 5
+    return ddb.describe_table(TableName=name)["Table"]
+
+
+def test_update_table_answers_the_throughput_as_it_was_before(ddb):
+    """DDB-TABLE-060/184 and the API Reference's example (10/10 asked, 1/1
+    answered): the answer repeats the old units and NumberOfDecreasesToday,
+    with the new LastIncreaseDateTime/LastDecreaseDateTime and UPDATING;
+    the warm throughput is the old one too; DescribeTable has the new."""
+    name = unique_name("old_pt")
+    ddb.create_table(TableName=name, ProvisionedThroughput={"ReadCapacityUnits": 2, "WriteCapacityUnits": 2},
+                     KeySchema=[{"AttributeName": "pk", "KeyType": "HASH"}],
+                     AttributeDefinitions=[{"AttributeName": "pk", "AttributeType": "S"}])
+    answer = ddb.update_table(TableName=name, ProvisionedThroughput={"ReadCapacityUnits": 4, "WriteCapacityUnits": 3})[
+        "TableDescription"]
+    pt = answer["ProvisionedThroughput"]
+    assert (answer["TableStatus"], pt["ReadCapacityUnits"], pt["WriteCapacityUnits"], pt["NumberOfDecreasesToday"]) == (
+        "UPDATING", 2, 2, 0)
+    assert "LastIncreaseDateTime" in pt
+    assert (answer["WarmThroughput"]["ReadUnitsPerSecond"], answer["WarmThroughput"]["WriteUnitsPerSecond"]) == (2, 2)
+    described = _waited(ddb, name)
+    pt = described["ProvisionedThroughput"]
+    assert (pt["ReadCapacityUnits"], pt["WriteCapacityUnits"], pt["LastIncreaseDateTime"]) == (
+        4, 3, answer["ProvisionedThroughput"]["LastIncreaseDateTime"])
+    assert described["WarmThroughput"] == {"ReadUnitsPerSecond": 4, "WriteUnitsPerSecond": 3, "Status": "ACTIVE"}
+
+    answer = ddb.update_table(TableName=name, ProvisionedThroughput={"ReadCapacityUnits": 1, "WriteCapacityUnits": 1})[
+        "TableDescription"]
+    pt = answer["ProvisionedThroughput"]
+    assert (pt["ReadCapacityUnits"], pt["WriteCapacityUnits"], pt["NumberOfDecreasesToday"]) == (4, 3, 0)
+    assert "LastDecreaseDateTime" in pt  # the new one
+    pt = _waited(ddb, name)["ProvisionedThroughput"]
+    assert (pt["ReadCapacityUnits"], pt["WriteCapacityUnits"], pt["NumberOfDecreasesToday"]) == (1, 1, 1)
+    assert pt["LastDecreaseDateTime"] == answer["ProvisionedThroughput"]["LastDecreaseDateTime"]
+    _still_serving(ddb, name)
+
+
+def test_update_table_answers_the_table_class_and_warm_throughput_as_they_were(ddb):
+    """DDB-TABLE-180: a table class change answers the old TableClassSummary
+    (none on a table that never had one), UPDATING; DDB-TABLE-179: a warm
+    throughput change answers the old values with Status UPDATING and the
+    table ACTIVE.  DescribeTable has the new values at once."""
+    name = create_table(ddb, range_key=None)
+    answer = ddb.update_table(TableName=name, TableClass="STANDARD_INFREQUENT_ACCESS")["TableDescription"]
+    assert answer["TableStatus"] == "UPDATING" and "TableClassSummary" not in answer
+    assert _waited(ddb, name)["TableClassSummary"]["TableClass"] == "STANDARD_INFREQUENT_ACCESS"
+    answer = ddb.update_table(TableName=name, TableClass="STANDARD")["TableDescription"]
+    assert (answer["TableStatus"], answer["TableClassSummary"]["TableClass"]) == (
+        "UPDATING", "STANDARD_INFREQUENT_ACCESS")
+    assert _waited(ddb, name)["TableClassSummary"]["TableClass"] == "STANDARD"
+
+    answer = ddb.update_table(TableName=name, WarmThroughput={"ReadUnitsPerSecond": 13000})["TableDescription"]
+    assert (answer["TableStatus"], answer["WarmThroughput"]) == (
+        "ACTIVE", {"ReadUnitsPerSecond": 12000, "WriteUnitsPerSecond": 4000, "Status": "UPDATING"})
+    assert _waited(ddb, name)["WarmThroughput"] == {
+        "ReadUnitsPerSecond": 13000, "WriteUnitsPerSecond": 4000, "Status": "ACTIVE"}
+    _still_serving(ddb, name)
+
+
+def test_create_table_answers_warm_throughput_only_when_it_was_sent(ddb):
+    """DDB-TABLE-033: CreateTable's answer lacks WarmThroughput unless the
+    request set one; DescribeTable reports it on every table."""
+    plain = unique_name("warm_absent")
+    answer = ddb.create_table(TableName=plain, BillingMode="PAY_PER_REQUEST",
+                              KeySchema=[{"AttributeName": "pk", "KeyType": "HASH"}],
+                              AttributeDefinitions=[{"AttributeName": "pk", "AttributeType": "S"}])["TableDescription"]
+    assert "WarmThroughput" not in answer
+    assert _waited(ddb, plain)["WarmThroughput"] == {
+        "ReadUnitsPerSecond": 12000, "WriteUnitsPerSecond": 4000, "Status": "ACTIVE"}
+    warm = unique_name("warm_sent")
+    answer = ddb.create_table(TableName=warm, BillingMode="PAY_PER_REQUEST",
+                              KeySchema=[{"AttributeName": "pk", "KeyType": "HASH"}],
+                              AttributeDefinitions=[{"AttributeName": "pk", "AttributeType": "S"}],
+                              WarmThroughput={"ReadUnitsPerSecond": 14000})["TableDescription"]
+    assert (answer["WarmThroughput"]["ReadUnitsPerSecond"], answer["WarmThroughput"]["WriteUnitsPerSecond"]) == (
+        14000, 4000)
+    _still_serving(ddb, warm)
