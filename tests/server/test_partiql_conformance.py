@@ -71,6 +71,8 @@ def test_batch_members_whose_condition_fails_count_in_their_tables_conditional_c
     failed = _sum(cw, "ConditionalCheckFailedRequests", {"TableName": second}, 1.0)
     assert (failed["Sum"], failed["SampleCount"]) == (1.0, 1)
     assert _sum(cw, "UserErrors", {}, 1.0, timeout=0.0) is None
+    for table in (first, second):  # the session's server is shared: leave its region as it was
+        ddb.delete_table(TableName=table)
 
 
 # ---------------------------------------------------------------- the sweep's fixes
