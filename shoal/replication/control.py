@@ -442,8 +442,10 @@ def remove_inaccessible_replica(engine, catalog, region: str, table, now: float)
     this region stops keeping records for them) but its table stays, a
     regional table, still INACCESSIBLE_ENCRYPTION_CREDENTIALS and archived
     in its turn.  What was queued here for the others is dropped first: a
-    replica set sent after the removal would make it a member again.  True
-    if it removed it."""
+    replica set sent after the removal would make it a member again; a set
+    another region queued before it learnt of the removal is ignored here
+    (``protocol.sync_replicas``: the table is no longer marked global).
+    True if it removed it."""
     from shoal.api.catalog import update_description
 
     with engine.write() as txn:

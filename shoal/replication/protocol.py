@@ -52,6 +52,8 @@ scope and that AWS's JSON services send.
 
 from __future__ import annotations
 
+import logging
+
 import orjson
 
 from shoal.api import DEFAULT_ACCOUNT, Context
@@ -438,7 +440,17 @@ def create_replica(ctx, data: dict) -> dict:
 def sync_replicas(ctx, data: dict) -> dict:
     """Take the replica set the coordinator sends: follow new regions (from
     where this region's cursor for the coordinator stands), forget removed
-    ones, show the statuses, and become ACTIVE once this replica is."""
+    ones, show the statuses, and become ACTIVE once this replica is.
+
+    A set for a table that is not a replica here is ignored (answered, so
+    the sender does not retry it): one a region queued before it learnt
+    that this replica left (its KMS key inaccessible for 20 hours,
+    ``control.remove_inaccessible_replica``; a DeleteTable) must not make
+    the table left behind, or a new one of the same name, a member again.
+    Membership is ``replica_apply.is_global``: ``create_replica`` marks the
+    table it makes before any set is sent to it, the coordinator marks its
+    own in UpdateTable, and leaving unmarks it.  A CREATING table is taken
+    as a replica being made."""
     from shoal.api.catalog import update_description
 
     source = data["SourceRegion"]
@@ -446,6 +458,10 @@ def sync_replicas(ctx, data: dict) -> dict:
     with ctx.engine.write() as txn:
         table = _table(ctx, txn, data["TableName"])
         table_id = table.table_id
+        if not replica_apply.is_global(txn, table_id) and table.description.get("TableStatus") != "CREATING":
+            logging.getLogger("shoal").info("table %s: a replica set from %s ignored: not a replica here",
+                                            table.name, source)
+            return {}
         start = replica_apply.cursor_of(txn, source, table_id)
         regions = set()
         for replica in everyone:
