@@ -378,6 +378,7 @@ def test_the_undo_reads_records_a_replica_applied():
         table = ctx.catalog.get(txn, REGION, "events")
         log = ReplicatedWriteLog(txn)
         log.origin, log.origin_seq, log.origin_time = "eu-west-1:0011223344556677", 9, START
+        log.origin_json = b'"eu-west-1:0011223344556677"'  # as apply_changes encodes it once a batch
         replaced = {"user_id": {"S": "u"}, "ts": {"N": "1"}, "v": {"S": "from a peer"}}
         skey = storage_key(table, key_of(table, replaced))
         log.write_item(table, skey, key_of(table, replaced), txn.get("items", skey), replaced, 40)
