@@ -435,6 +435,8 @@ def item_change_parts(value: bytes) -> tuple[bytes, bool, bytes, bytes | None, b
 
 
 _NO_OLD_IMAGE = b'"}},"old":null,"new":'
+_ORIGIN_AT = _TABLE_ID_END + len(_ORIGIN_FIELD)  # the origin's first character
+_KEYS_AFTER_QUOTE = 1 + len(_KEYS_FIELD)  # from the origin's closing quote to the keys' first brace
 
 
 def is_item_insert(value: bytes) -> bool:
@@ -442,13 +444,12 @@ def is_item_insert(value: bytes) -> bool:
     read from its bytes without slicing them (the check a global table's
     stream makes of every write: such a change is always a stream record).
     False for any other record, and for one not in ``item_change``'s layout."""
-    origin_at = _TABLE_ID_END + len(_ORIGIN_FIELD)
-    if value[_TABLE_ID_END:origin_at] != _ORIGIN_FIELD:
+    if value[_TABLE_ID_END:_ORIGIN_AT] != _ORIGIN_FIELD:
         return False
-    quote = value.find(b'"', origin_at)  # the origin's end: it holds no escaped quote
+    quote = value.find(b'"', _ORIGIN_AT)  # the origin's end: it holds no escaped quote
     if quote < 0 or not value.startswith(_KEYS_FIELD, quote + 1):
         return False
-    end = value.find(_KEYS_END, quote + 1 + len(_KEYS_FIELD))  # the keys' end: see read_item_befores
+    end = value.find(_KEYS_END, quote + _KEYS_AFTER_QUOTE)  # the keys' end: see read_item_befores
     return end > 0 and value.startswith(_NO_OLD_IMAGE, end)
 
 

@@ -216,6 +216,8 @@ def shard_records(txn, stream_id: bytes, shard: int, after: int):
 
 
 _TABLE_FIELD = b'{"table":"'  # a change record's first field (``changelog.read_raw_changes``)
+_TIME_SIZE = _U64.size  # a change record's time, before its JSON
+_TABLE_FIELD_SIZE = len(_TABLE_FIELD)
 _TABLE_START = _U64.size + len(_TABLE_FIELD)
 _TABLE_ID_END = _TABLE_START + 36  # a table id is a 36-character UUID
 _DEFERRED = b"\x00"  # after the time: a change record as the log holds it, not yet shaped
@@ -443,26 +445,36 @@ class Materializer:
         # with one comparison
         tables: dict[str, tuple] = {}
         shards = _ShardWriter(txn, self.config)
+        put, opened, loaded = txn.put, shards.open, shards.streams
+        rollover_records, rollover_ms = self.config.rollover_records, self.config.rollover_s * 1000
         done = seen = 0
         more = False
         chunk, skip_limit = self.chunk, self.chunk * SKIP_FACTOR
         # The log is walked here rather than through read_raw_changes, and tables are known by
         # their id's bytes: a record's table is then found without decoding its id (this loop runs
         # for every write of a table with a stream, a global table's included).
+        # the last record's first field (its table id included) and its table's entry: runs of one
+        # table's records are then known by one comparison of bytes
+        last_head, known = None, None
+        unpack_seq, unpack_time = _U64.unpack, _U64.unpack_from
         for key, value in txn.scan("changes", _U64.pack(cursor + 1)):
             if done >= chunk or seen >= skip_limit:
                 more = True
                 break
-            seq = cursor = _U64.unpack(key)[0]
+            seq = cursor = unpack_seq(key)[0]
             seen += 1
-            if value[_U64.size:_TABLE_START] == _TABLE_FIELD:
-                table_key = value[_TABLE_START:_TABLE_ID_END]
-            else:  # not in the change log's usual layout: decoded to find its table
-                table_key = decode_change(value)[1]["table"]
-            known = tables.get(table_key)
-            if known is None:
-                table_id = table_key if type(table_key) is str else bytes(table_key).decode()
-                known = tables[table_key] = _table_streams(txn, table_id)
+            head = value[_TIME_SIZE:_TABLE_ID_END]
+            if head != last_head:
+                if head[:_TABLE_FIELD_SIZE] == _TABLE_FIELD:
+                    table_key = value[_TABLE_START:_TABLE_ID_END]
+                    last_head = head
+                else:  # not in the change log's usual layout: decoded to find its table
+                    table_key = decode_change(value)[1]["table"]
+                    last_head = None
+                known = tables.get(table_key)
+                if known is None:
+                    table_id = table_key if type(table_key) is str else bytes(table_key).decode()
+                    known = tables[table_key] = _table_streams(txn, table_id)
             history, deferred, open_id, open_from = known
             if open_id is not None and seq > open_from:
                 stream_id = open_id
@@ -476,7 +488,17 @@ class Materializer:
                 if type(value) is not bytes:
                     value = bytes(value)
                 if is_item_insert(value):  # the common case, checked without slicing the record
-                    shards.append_deferred(stream_id, seq, _U64.unpack_from(value)[0], value)
+                    ms = unpack_time(value)[0]
+                    # append_deferred's own first step, here: its open shard known and not due to roll over
+                    state = opened.get(stream_id)
+                    if state is not None and not (rollover_records and state[1] >= rollover_records) \
+                            and ms - state[2] < rollover_ms and loaded.get(stream_id) is not None:
+                        put("streams", stream_id + _U32.pack(state[0]) + key,
+                            _DEFERRED.join((value[:_TIME_SIZE], value[_TIME_SIZE:])))
+                        state[1] += 1
+                        state[3] = seq
+                    else:
+                        shards.append_deferred(stream_id, seq, ms, value)
                     continue
                 parts = item_change_parts(value)
                 if parts is not None:
@@ -593,12 +615,12 @@ class _ShardWriter:
             limit = self.config.rollover_records
             if not (limit and state[1] >= limit) and ms - state[2] < self.config.rollover_s * 1000:
                 self.txn.put("streams", stream_id + _U32.pack(state[0]) + _U64.pack(seq),
-                             value[:_U64.size] + _DEFERRED + value[_U64.size:])
+                             _DEFERRED.join((value[:_U64.size], value[_U64.size:])))
                 state[1] += 1
                 state[3] = seq
                 return
         if self._open_stream(stream_id, seq, ms) is not None:
-            self._put(stream_id, seq, value[:_U64.size] + _DEFERRED + value[_U64.size:])
+            self._put(stream_id, seq, _DEFERRED.join((value[:_U64.size], value[_U64.size:])))
 
     def _open_stream(self, stream_id: bytes, seq: int, ms: int) -> dict | None:
         """The stream, its open shard rolled over first if due (None: gone)."""

@@ -979,17 +979,18 @@ class Replicator:
         bumped = None
         decoded = self._decoded
         limit = BATCH * SCAN_FACTOR
+        unpack_seq, unpack_time = _SEQ.unpack, _TIME.unpack_from
         for key, value in txn.scan("changes", _SEQ.pack(cursor + 1)):
-            seq = _SEQ.unpack(key)[0]
+            seq = unpack_seq(key)[0]
             if indexed is not None and seq > indexed:
                 return pieces, times, last, False
             if seen >= limit:
                 return pieces, times, last, True
-            if value[_TIME.size:_TABLE_ID_END] != needle:
-                if value[_TIME.size:_TABLE_START] == _TABLE_FIELD or not _decoded_table_is(value, table_id):
+            if value[_TIME_SIZE:_TABLE_ID_END] != needle:
+                if value[_TIME_SIZE:_TABLE_START] == _TABLE_FIELD or not _decoded_table_is(value, table_id):
                     last, seen = seq, seen + 1
                     continue  # another table's record
-            ms = _TIME.unpack_from(value)[0]
+            ms = unpack_time(value)[0]
             if send and value.startswith(own_field, _TABLE_ID_END):
                 piece = _splice(value)
                 if piece is not None:  # a local write in item_change's layout
@@ -1028,13 +1029,18 @@ class Replicator:
 _SEQ = struct.Struct(">Q")
 _TIME = struct.Struct(">Q")
 _TABLE_FIELD = b'{"table":"'
-_TABLE_START = _TIME.size + len(_TABLE_FIELD)
+_TIME_SIZE = _TIME.size
+_TABLE_START = _TIME_SIZE + len(_TABLE_FIELD)
 _TABLE_ID_END = _TABLE_START + 36  # a table id is a 36-character UUID
 _ORIGIN_AT = _TABLE_ID_END + 2  # '"origin":' after the table id's closing quote and comma
 _KEYS_FIELD = b'","keys":'  # the origin's closing quote, then the keys
 _KEYS_END = b'"}},"old":'  # a key value's closing quote and brace, the keys' brace, the old image
 _NEW_FIELD = b',"new":'
 _USER_IDENTITY_FIELD = b'"userIdentity"'
+_ORIGIN_TEXT_AT = _ORIGIN_AT + len(b'"origin":"')  # the origin's first character
+_KEYS_FIELD_LEN = len(_KEYS_FIELD)
+_KEYS_END_LEN = len(_KEYS_END)
+_NO_OLD_IMAGE = b'null,"new":'  # what follows '"old":' in a new item's record
 
 
 def _splice(value: bytes) -> bytes | None:
@@ -1046,12 +1052,18 @@ def _splice(value: bytes) -> bytes | None:
     attribute named ``new``, a ``userIdentity``).  The caller has checked
     that the table id and this region's origin open the record."""
     quote = value.find(_KEYS_FIELD, _ORIGIN_AT)  # the origin's end: an origin holds no quote
-    if quote < 0 or value.find(b'"', _ORIGIN_AT + len(b'"origin":"'), quote) >= 0:
+    if quote < 0 or value.find(b'"', _ORIGIN_TEXT_AT, quote) >= 0:
         return None
-    keys_end = value.find(_KEYS_END, quote + len(_KEYS_FIELD))
+    keys_end = value.find(_KEYS_END, quote + _KEYS_FIELD_LEN)
     if keys_end < 0:
         return None
-    new = value.find(_NEW_FIELD, keys_end + len(_KEYS_END))
+    if value.startswith(_NO_OLD_IMAGE, keys_end + _KEYS_END_LEN) and value.endswith(b"}}}"):
+        # A new item (nearly every write): the first ',"new":' is the one after "old":null, so
+        # an attribute named "new" further on is no ambiguity, and what follows is the image to
+        # the record's end: a userIdentity is recorded only with a delete (``item_change``), whose
+        # record ends with the identity's closing quote and braces, not with an item's "}}".
+        return value[_ORIGIN_AT:keys_end + 3] + value[keys_end + _KEYS_END_LEN + 4:]
+    new = value.find(_NEW_FIELD, keys_end + _KEYS_END_LEN)
     if new < 0 or value.find(_NEW_FIELD, new + len(_NEW_FIELD)) >= 0 \
             or value.find(_USER_IDENTITY_FIELD, new) >= 0:
         return None
