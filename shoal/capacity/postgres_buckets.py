@@ -81,7 +81,7 @@ class PostgresBuckets(SharedBuckets):
         if self._conn is None or self._conn.closed:
             self._conn = psycopg.connect(self.dsn, autocommit=True, connect_timeout=10)
             for statement in self._create:
-                self._conn.execute(statement)
+                _create_racing(self._conn, statement)
         return self._conn
 
     def _call(self, work):
@@ -158,3 +158,22 @@ _inherited: list = []
 def _digest(key: str) -> bytes:
     return hashlib.blake2b(key.encode(), digest_size=16).digest()
 
+
+def _create_racing(conn, statement) -> None:
+    """Run a CREATE ... IF NOT EXISTS that other processes (a server's
+    workers start together, and nodes) may run at the same moment:
+    PostgreSQL does not make that safe (the loser can fail on the catalog's
+    unique index, pg_type's for a table), so a loser runs it again, when it
+    finds the winner's object."""
+    import time
+
+    from psycopg import errors
+
+    for attempt in range(5):
+        try:
+            conn.execute(statement)
+            return
+        except (errors.UniqueViolation, errors.DuplicateTable, errors.DuplicateSchema, errors.DuplicateObject):
+            if attempt == 4:
+                raise
+            time.sleep(0.05 * (attempt + 1))
