@@ -388,6 +388,20 @@ class ShoalNoMetrics(Shoal):
         return ["--no-metrics"]
 
 
+class ShoalNoCapacity(Shoal):
+    """``shoal serve --capacity off``: against plain Shoal (limits enforced, the
+    default), what enforcing provisioned throughput and on-demand maximums
+    costs (issue 20's bound); measured on provisioned tables far from their
+    limits (bench/overhead_ab.py creates them), since an unlimited on-demand
+    table is not charged at all."""
+
+    def __init__(self, workers: int = 1) -> None:
+        super().__init__(workers, name="shoal-nocapacity", label="Shoal, capacity off")
+
+    def security_options(self) -> list[str]:
+        return ["--capacity", "off"]
+
+
 class ShoalTLS(Shoal):
     """``shoal serve --tls-cert --tls-key`` with a self-signed certificate the harness makes."""
 
@@ -479,6 +493,7 @@ def make_systems(names: list[str], shoal_workers: int = 1) -> list[System]:
                  "shoal-tls": lambda: ShoalTLS(shoal_workers), "shoal-pitr": lambda: ShoalPITR(shoal_workers),
                  "shoal-pg": lambda: ShoalPostgres(shoal_workers),
                  "shoal-nometrics": lambda: ShoalNoMetrics(shoal_workers),
+                 "shoal-nocapacity": lambda: ShoalNoCapacity(shoal_workers),
                  "dynamodb-local": DynamoDBLocal,
                  "dynalite": Dynalite, "moto": Moto, "ceiling": Ceiling}
     unknown = [n for n in names if n not in factories]
