@@ -10,7 +10,8 @@ any requested operations fail because the table's provisioned throughput is
 exceeded ... the failed operations are returned in the UnprocessedItems").
 The batch is refused (ProvisionedThroughputExceededException, or an
 on-demand table's ThrottlingException) only when none of its items could
-be processed, which is when every table it names is throttled at once.
+be processed, which is when every table it names is throttled at once
+(or, off the loop, refused its first item: an MRSC table's).
 """
 
 from __future__ import annotations
@@ -207,7 +208,7 @@ def batch_write_item(ctx, request: dict):
         # a throttled table's requests come back as they were sent; an admitted table's, from the
         # first item its throughput cannot serve (``_admitted``)
         unprocessed = {name: request["RequestItems"][name] for name in throttled}
-        stopped: set[str] = set()
+        stopped: dict = {}  # table name as sent -> its throttle if it refused the part's first write, else None
         log = WriteLog(txn)
         for name, number, table, skey, key, item, size in planned:
             if not _admitted(ctx, table, name, number, request, units, index_capacity, unprocessed, stopped):
@@ -223,6 +224,7 @@ def batch_write_item(ctx, request: dict):
         log.finish()
     if strong:
         _write_strong(ctx, request, strong, units, unprocessed, index_capacity, stopped)
+        _refuse_if_none_processed(request, throttled, stopped)
     for name, table_units in units.items():
         meter(ctx, name, WRITE, table_units, index_capacity.get(name))
     out = {"UnprocessedItems": unprocessed}
@@ -235,21 +237,44 @@ def batch_write_item(ctx, request: dict):
 
 
 def _admitted(ctx, table, name: str, number: int, request: dict, units: dict, index_units: dict,
-              unprocessed: dict, stopped: set) -> bool:
+              unprocessed: dict, stopped: dict) -> bool:
     """Whether the table's throughput serves the batch's write ``number`` to
-    ``name`` (``Capacity.admits_another``, what the batch consumed so far
+    ``name`` (``Capacity.refuses_another``, what the batch consumed so far
     counted); if not, it comes back unprocessed as sent, and so does every
-    later write to that table (``stopped``: the first refusal ends its part)."""
+    later write to that table (``stopped``: the first refusal ends its part,
+    and keeps its throttle when it refused the part's first write)."""
     if not table.limited:
         return True
     if name not in stopped:
         capacity = ctx.catalog.capacity
-        if capacity is None or capacity.admits_another(table, True, units.get(table.name, 0.0),
-                                                       index_units.get(table.name)):
+        refusal = None if capacity is None else capacity.refuses_another(
+            table, True, units.get(table.name, 0.0), index_units.get(table.name))
+        if refusal is None:
             return True
-        stopped.add(name)
+        stopped[name] = refusal if number == 0 else None
     unprocessed.setdefault(name, []).append(request["RequestItems"][name][number])
     return False
+
+
+def _refuse_if_none_processed(request: dict, throttled: dict, stopped: dict) -> None:
+    """Raise the throttle when the batch's throughput let it process none of
+    its items: every table it names throttled (``_required``) or refused its
+    first write (``stopped``).  On the loop ``_required`` has refused such a
+    batch already; a batch naming an MRSC table runs off the loop, where a
+    table is admitted item by item only (``Capacity.refuses_another``), and
+    would otherwise answer every item unprocessed where DynamoDB "returns a
+    ProvisionedThroughputExceededException" (an on-demand table's
+    ThrottlingException).  A part that lost a write to another region's
+    (ReplicatedWriteConflictException) was not refused for throughput: the
+    batch then answers as it is."""
+    refusals = []
+    for name in request["RequestItems"]:
+        refusal = throttled.get(name) or stopped.get(name)
+        if refusal is None:
+            return
+        refusals.append(refusal)
+    if refusals:
+        raise refusals[0]
 
 
 def _write_strong(ctx, request: dict, strong: list, units: dict, unprocessed: dict, index_units: dict,
@@ -273,18 +298,18 @@ def _write_strong(ctx, request: dict, strong: list, units: dict, unprocessed: di
         units[table.name] = units.get(table.name, 0.0) + item_write_units(old_size, size)
 
 
-def _required(ctx, txn, names) -> tuple[dict, set]:
+def _required(ctx, txn, names) -> tuple[dict, dict]:
     """The batch's tables by name as sent, and the names whose throughput is
-    spent (``shoal.capacity``): their part is answered unprocessed, and the
-    batch is refused only when every table it names is throttled, as
-    DynamoDB does."""
-    tables, throttled, first = {}, set(), None
+    spent (``shoal.capacity``) with their throttle: their part is answered
+    unprocessed, and the batch is refused only when every table it names is
+    throttled, as DynamoDB does."""
+    tables, throttled, first = {}, {}, None
     for name in names:
         try:
             tables[name] = ctx.catalog.require(txn, ctx.region, name)
         except ProvisionedThroughputExceededException as exc:
             tables[name] = exc.table
-            throttled.add(name)
+            throttled[name] = exc
             first = first or exc
     if first is not None and len(throttled) == len(tables):
         raise first

@@ -664,39 +664,51 @@ class Capacity:
 
     def admits_another(self, table, writes: bool, units: float, index_units: dict | None = None) -> bool:
         """Whether a batch (BatchGetItem, BatchWriteItem) may process one more
-        item of ``table``, the request having consumed ``units`` of the
-        table's reads or writes so far and, for writes, ``index_units``
-        (``{"GlobalSecondaryIndexes": {name: units}, "LocalSecondaryIndexes":
-        ...}``, ``write_item``'s form; an LSI's units are the table's).
+        item of ``table``: ``refuses_another`` finds no throttle."""
+        return self.refuses_another(table, writes, units, index_units) is None
+
+    def refuses_another(self, table, writes: bool, units: float, index_units: dict | None = None):
+        """The throttle refusing a batch (BatchGetItem, BatchWriteItem) one
+        more item of ``table``, or None if it may process it, the request
+        having consumed ``units`` of the table's reads or writes so far and,
+        for writes, ``index_units`` (``{"GlobalSecondaryIndexes": {name:
+        units}, "LocalSecondaryIndexes": ...}``, ``write_item``'s form; an
+        LSI's units are the table's).
 
         DynamoDB answers each item its throughput cannot serve unprocessed and
-        refuses the batch only when it could process none; so an item is
-        admitted as ``admit`` admits a request, while every allowance it
-        draws on holds a positive balance once what the batch consumed is
-        counted (the next chunk taken if not), and ``settle`` charges the
-        processed items afterwards.  True where nothing limits the table here
-        (not limited, not admitted by this worker's hook, another thread's)."""
+        refuses the batch only when it could process none (the batch raises
+        the throttle then); so an item is admitted as ``admit`` admits a
+        request, while every allowance it draws on holds a positive balance
+        once what the batch consumed is counted (the next chunk taken if
+        not), and ``settle`` charges the processed items afterwards.  None
+        where nothing limits the table here (not limited, not admitted by
+        this worker's hook, another thread's)."""
         if not table.limited:
-            return True
+            return None
         if _get_ident() != self._owner:  # a batch served off the loop: its MRSC writes are charged off the loop
-            return self._off_loop.admits(table, writes) if writes and table.description.get(
-                "MultiRegionConsistency") == "STRONG" else True
+            return self._off_loop.refusal(table, writes) if writes and table.description.get(
+                "MultiRegionConsistency") == "STRONG" else None
         current = self.current
         if current is None:
-            return True
+            return None
         plan = table.plan
         if plan is None or plan.owner is not self:
-            return True
+            return None
         if not writes:
-            return self._holds_past(plan.read, units)
+            return None if self._holds_past(plan.read, units) else self._batch_throttle(plan.read, table)
         by_index = {}
         if index_units:
             units += sum((index_units.get("LocalSecondaryIndexes") or {}).values())
             by_index = index_units.get("GlobalSecondaryIndexes") or {}
         for index, allowance in plan.charged_writes.items():
             if not self._holds_past(allowance, units if index is None else by_index.get(index, 0.0)):
-                return False
-        return True
+                return self._batch_throttle(allowance, table)
+        return None
+
+    def _batch_throttle(self, allowance: Allowance, table):
+        exc = self._throttle(allowance.limit)
+        exc.table = table
+        return exc
 
     def _holds_past(self, allowance: Allowance, owed: float) -> bool:
         """Whether ``allowance`` holds more than ``owed`` (what the request

@@ -86,19 +86,25 @@ class OffLoop:
                     raise exc
         return Charge(self, ctx, table, policy)
 
-    def admits(self, table, writes: bool) -> bool:
-        """Whether one more item of a batch (BatchWriteItem's MRSC writes,
-        each a round charged as it ends) may draw on limited ``table``: as
-        ``charge`` admits a request, but answered rather than raised (the
-        batch then leaves the item unprocessed)."""
+    def refusal(self, table, writes: bool):
+        """The throttle refusing one more item of a batch (BatchWriteItem's
+        MRSC writes, each a round charged as it ends) on limited ``table``,
+        or None if it may draw on it: as ``charge`` admits a request, but
+        answered rather than raised (the batch then leaves the item
+        unprocessed, and is refused with it when it could process none)."""
         from shoal.capacity import policy_of
 
         policy = policy_of(table, self.capacity.shared.rules)
         if policy is None:
-            return True
+            return None
         limits = list(policy.writes.values()) if writes else [policy.reads.get(None)]
         with self._lock:
-            return all(limit is None or self._holds(limit) for limit in limits)
+            for limit in limits:
+                if limit is not None and not self._holds(limit):
+                    exc = self.capacity._throttle(limit)
+                    exc.table = table
+                    return exc
+        return None
 
     def _holds(self, limit) -> bool:
         """Whether the allowance of ``limit`` holds a positive balance, taking

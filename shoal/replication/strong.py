@@ -614,8 +614,8 @@ def batch_write(ctx, table, key: dict, item: dict | None) -> dict | None:
     (BatchWriteItem answers it unprocessed) and InternalServerError when no
     majority answered.  Its write units are charged to the table's capacity
     (the batch meters them); the batch admits it first, as each item
-    (``Capacity.admits_another``), leaving it unprocessed when the table's
-    capacity is spent."""
+    (``Capacity.refuses_another``), leaving it unprocessed when the table's
+    capacity is spent (and refused when that leaves the batch nothing processed)."""
     from shoal.api.common import WRITE, item_write_units
     from shoal.model.size import item_size
 

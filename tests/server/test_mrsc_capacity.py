@@ -7,7 +7,10 @@ BatchWriteItem's item by item.  A write whose
 condition fails consumes write capacity in DynamoDB (the existing item's
 size, or one unit): it is throttled against, and counted in
 ConsumedWriteCapacityUnits; its ConditionalCheckFailedException carries no
-ConsumedCapacity (the error has no such member in DynamoDB's model)."""
+ConsumedCapacity (the error has no such member in DynamoDB's model).
+A BatchWriteItem none of whose items its tables' throughput lets it process
+is refused with the throttle, as on any table (issue 20: an MRSC table's
+batch answered 200, every item unprocessed)."""
 
 from __future__ import annotations
 
@@ -85,9 +88,9 @@ def test_a_failed_conditional_write_on_an_mrsc_table_consumes_its_write_capacity
     assert answers[3]["ThrottlingReasons"] == [{
         "reason": "TableWriteProvisionedThroughputExceeded",
         "resource": f"arn:aws:dynamodb:{REGIONS[0]}:000000000000:table/{name}"}]
-    # A BatchWriteItem's MRSC writes are admitted item by item: none now, all answered unprocessed.
+    # A BatchWriteItem's MRSC writes are admitted item by item: none now, so the batch is refused.
     puts = [{"PutRequest": {"Item": {"pk": {"S": f"batch{n}"}}}} for n in range(2)]
-    assert client.batch_write_item(RequestItems={name: puts})["UnprocessedItems"] == {name: puts}
+    assert _answer(lambda: client.batch_write_item(RequestItems={name: puts}))["Error"]["Code"] == THROTTLED
     # What was consumed: the put and the three failed writes; a throttled request consumes nothing.
     _, _, cw = clients(regions.procs[0], REGIONS[0])
     point = eventually(lambda: totals(cw, "ConsumedWriteCapacityUnits", {"TableName": name}),
@@ -109,3 +112,35 @@ def test_a_failed_conditional_write_on_an_on_demand_mrsc_table_is_in_its_consume
     point = eventually(lambda: totals(cw, "ConsumedWriteCapacityUnits", {"TableName": name}),
                        lambda p: p is not None and p["Sum"] >= 98.0 + 98.0 + 1.0)
     assert (point["Sum"], point["SampleCount"]) == (98.0 + 98.0 + 1.0, 3.0)
+
+
+def test_a_batch_write_none_of_whose_mrsc_items_can_be_processed_is_refused(regions):
+    # One write unit a second: a put of about 390 KB (381 units) spends the 300 units of burst
+    # capacity and leaves a debt of some 80 seconds, in which no write to the table is admitted.
+    name, plain = "mrsc_capacity_batch", "mrsc_capacity_batch_plain"
+    _strong(regions, name, BillingMode="PROVISIONED",
+            ProvisionedThroughput={"ReadCapacityUnits": 1, "WriteCapacityUnits": 1})
+    client = regions.once(0)
+    client.create_table(TableName=plain, KeySchema=[{"AttributeName": "pk", "KeyType": "HASH"}],
+                        AttributeDefinitions=[{"AttributeName": "pk", "AttributeType": "S"}],
+                        BillingMode="PAY_PER_REQUEST")
+    client.get_waiter("table_exists").wait(TableName=plain)
+    client.put_item(TableName=name, Item={"pk": {"S": "big"}, "v": {"S": "x" * 390_000}})
+    puts = [{"PutRequest": {"Item": {"pk": {"S": f"batch{n}"}}}} for n in range(3)]
+    # DynamoDB: "If none of the items can be processed due to insufficient provisioned throughput on
+    # all of the tables in the request, then BatchWriteItem returns a ProvisionedThroughputExceededException."
+    refused = _answer(lambda: client.batch_write_item(RequestItems={name: puts}, ReturnConsumedCapacity="TOTAL"))
+    assert refused["Error"]["Code"] == THROTTLED
+    assert refused["ThrottlingReasons"] == [{
+        "reason": "TableWriteProvisionedThroughputExceeded",
+        "resource": f"arn:aws:dynamodb:{REGIONS[0]}:000000000000:table/{name}"}]
+    assert "UnprocessedItems" not in refused
+    # With a table that takes its item, the batch is answered: the MRSC part unprocessed, as sent.
+    other = [{"PutRequest": {"Item": {"pk": {"S": "plain"}}}}]
+    answer = client.batch_write_item(RequestItems={name: puts, plain: other})
+    assert answer["UnprocessedItems"] == {name: puts}
+    assert client.get_item(TableName=plain, Key={"pk": {"S": "plain"}})["Item"] == {"pk": {"S": "plain"}}
+    for n in range(3):  # nothing of the refused parts was written, in any region
+        for i in range(3):
+            assert "Item" not in regions.client(i).get_item(TableName=name, Key={"pk": {"S": f"batch{n}"}},
+                                                            ConsistentRead=True)
