@@ -39,7 +39,8 @@ from __future__ import annotations
 import asyncio
 import logging
 
-from shoal.api.items import get_item_key
+from shoal.api.common import checked_key, storage_key
+from shoal.api.items import checked_key_in_item, get_item_key
 from shoal.server.http import _INTERNAL_ERROR, Deferred
 
 log = logging.getLogger("shoal")
@@ -119,3 +120,29 @@ class ReadBatcher:
             deferred.resolve(response)
         except Exception:  # one connection's failure must not keep the others' answers
             log.error("answering a batched GetItem failed", exc_info=True)
+
+
+#: The writes of one item whose key the group committer locks and reads ahead
+#: with the others of its group (``shoal.server.committer``).
+ITEM_WRITES = frozenset(("PutItem", "UpdateItem", "DeleteItem"))
+
+
+def write_item_key(ctx, txn, operation: str, request: dict) -> bytes | None:
+    """The ``items`` key a PutItem, UpdateItem or DeleteItem ``request`` will
+    read and write, looked up in ``txn`` without charging or refusing
+    anything; None when it is not known here (the request refuses itself,
+    in its own words, when it runs) or is an MRSC table's (written after a
+    consensus round, not by a group's transaction)."""
+    try:
+        table = ctx.catalog.get(txn, ctx.region, request["TableName"])
+        if table is None or table.refused_status is not None:
+            return None
+        if table.description.get("MultiRegionConsistency") == "STRONG":
+            return None
+        if operation == "PutItem":
+            key = checked_key_in_item(table, request["Item"])
+        else:
+            key = checked_key(table, request["Key"])
+        return storage_key(table, key)
+    except Exception:  # anything amiss is the request's own to report
+        return None

@@ -29,6 +29,7 @@ import traceback
 from typing import Callable
 
 from shoal.errors import ShoalError
+from shoal.server.batched_reads import write_item_key
 from shoal.storage.engine import WriteConflict
 
 log = logging.getLogger("shoal")
@@ -91,9 +92,31 @@ class GroupCommitter:
             group, pending = pending[: self.max_group], pending[self.max_group :]
             self._commit(group)
 
+    def _keys_ahead(self, group) -> list:
+        """The ``items`` keys of the group's PutItems, UpdateItems and
+        DeleteItems (a job's ``item_write``, ``(ctx, operation, request)``,
+        set by the dispatcher over an engine that reads ahead), for
+        ``Engine.lock_ahead``; none when fewer than two are known."""
+        writes = [job.item_write for job, _ in group if getattr(job, "item_write", None) is not None]
+        if len(writes) < 2:
+            return []
+        with self.engine.read(snapshot=False) as txn:  # the tables' entries, cached over PostgreSQL
+            keys = [write_item_key(ctx, txn, operation, request) for ctx, operation, request in writes]
+        return [key for key in keys if key is not None]
+
     def _commit(self, group) -> None:
         try:
+            keys = self._keys_ahead(group) if self.engine.reads_ahead else ()
+        except Exception as exc:  # the storage failed: each job finds out how on its own
+            log.debug("looking up a group's keys failed: %s", exc)
+            keys = ()
+        try:
             with self.engine.group():
+                if keys:
+                    # One statement locks and reads every item the group's
+                    # single-item writes read (each would be a round trip):
+                    # each job still runs alone, its reads answered from it.
+                    self.engine.lock_ahead("items", keys)
                 outcomes = [self._run(job, future) for job, future in group]
         except Exception:
             # A job failed after writing (the group was aborted whole), or the

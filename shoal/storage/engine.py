@@ -179,6 +179,19 @@ class Engine(ABC):
         Storage failures of the read raise here, before the block."""
         return contextlib.nullcontext()
 
+    def lock_ahead(self, space: str, keys) -> None:
+        """Inside ``group()``: lock ``keys`` of ``space`` for the group's
+        write transaction and read them now, together (PostgreSQL: one
+        statement, the locks taken in their order, so that two groups
+        locking overlapping sets do not deadlock), so that the grouped
+        writes' reads of them are answered from what was read.  Since the
+        locks are held to the group's commit, every such answer is the one
+        the write's own locked read would have got; a key the writes then
+        leave alone is only locked a little longer than needed.  Outside a
+        group, and on engines whose reads are local (LMDB, memory), it does
+        nothing (the default).  Storage failures raise here (the caller's
+        group then fails as a whole)."""
+
     def flush(self) -> None:
         """Make every commit so far durable, for engines whose group commits
         are not durable on exit (``group(flush=False)``)."""

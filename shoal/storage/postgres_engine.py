@@ -327,6 +327,11 @@ class _Statements:
                                         else "INSERT INTO {} (k, v) VALUES (%s, %s) "
                                         "ON CONFLICT (k) DO UPDATE SET v = excluded.v", name) for name in tables}
         self.delete = {name: self._text("DELETE FROM {} WHERE k = ANY(%s)", name) for name in tables}
+        # Many keys read in one statement once locked (PostgresWriteTxn._lock_ahead):
+        # for ``items``, ``h`` and ``k`` each matched against an array, as vget_many does.
+        self.read_many = {name: self._text("SELECT k, v FROM {} WHERE h = ANY(%s::bigint[]) AND k = ANY(%s::bytea[])"
+                                           if name in _PARTITIONED else
+                                           "SELECT k, v FROM {} WHERE k = ANY(%s::bytea[])", name) for name in tables}
         # Taking key locks: an upsert locks the row it inserts or finds, and
         # waits for a transaction holding it (PostgreSQL, CockroachDB and
         # YugabyteDB all lock on ON CONFLICT DO UPDATE).  Sorted, so that two
@@ -797,6 +802,15 @@ class PostgresEngine(Engine):
             yield
         finally:
             local.ahead = None
+
+    def lock_ahead(self, space: str, keys) -> None:
+        """Lock and read ``keys`` of ``space`` for the thread's open group in
+        one statement (``Engine.lock_ahead``); nothing outside a group.
+        Long keys (overflow groups) are left to be read when asked for."""
+        _check_space(space)
+        group = self._local.group
+        if group is not None:
+            group.txn._lock_ahead(space, keys)
 
     def write(self) -> "PostgresWriteTxn":
         """A write transaction (READ COMMITTED, locking what it reads: see the module docstring)."""
@@ -1487,6 +1501,44 @@ class PostgresWriteTxn(PostgresReadTxn, WriteTxn):
             st.locked |= locks
             get = result.get_value
             rows = [(_unhex(get(row, 0)), _unhex(get(row, 1))) for row in range(result.ntuples)]
+
+    def _lock_ahead(self, table: str, keys) -> None:
+        """``PostgresEngine.lock_ahead``: the keys' locks taken (in lock
+        order, as ``_lock_many`` does) and the keys read after them, in one
+        round trip; each read then answered from ``seen`` and replayed after
+        a restart as if read alone.  Keys already read or written here, and
+        a single key (its own read is one round trip too), are left alone."""
+        st = self._st
+        seen = st.seen.setdefault(table, {})
+        overlay = st.overlays.get(table)
+        written = overlay.values if overlay is not None else ()
+        keys = sorted({bytes(key) for key in keys if 0 < len(key) <= _DIRECT_MAX} - seen.keys()
+                      - set(written))
+        if len(keys) < 2:
+            return
+        if self._conn is None:
+            raise RuntimeError("the transaction has ended")
+        locks = {_lock_id(table, key) for key in keys}
+        listed = "ARRAY[" + ",".join(_literal(key) for key in keys) + "]"
+        if table in _PARTITIONED:
+            prefix = self._engine._partition_prefix
+            hashes = "ARRAY[" + ",".join(str(h) for h in {partition_hash(key, prefix) for key in keys}) + "]"
+            read = self._sql.read_many[table].replace("%s", hashes, 1).replace("%s", listed, 1)
+        else:
+            read = self._sql.read_many[table].replace("%s", listed, 1)
+
+        def run(conn):
+            fresh = locks - st.locked  # a restart replayed some of them already
+            return self._query(conn, (_lock_many(self._sql, fresh) + "; " if fresh else "") + read)
+
+        result = self._guarded(run)
+        st.locked |= locks
+        get = result.get_value
+        found = {_unhex(get(row, 0)): _unhex(get(row, 1)) for row in range(result.ntuples)}
+        for key in keys:
+            value = found.get(key)
+            seen[key] = value
+            st.replay.append(("get", table, key, value))
 
     def _rows(self, statement: str, params, table: str | None = None) -> list:
         if self._conn is None:
