@@ -21,12 +21,17 @@ A PartiQL statement is authorized as what it runs: the statements come from
 itself uses, never from scanning the text, so no statement form can be
 authorized as one action and run as another.  Its condition keys are those of
 the item operation it stands for, read from the parsed statement, plus
-``dynamodb:FullTableScan`` (a SELECT without an equality on the partition key
-reads the whole table or index) and ``dynamodb:EnclosingOperation``.
+``dynamodb:FullTableScan`` (a SELECT without an equality, or an IN or OR of
+them, on each attribute of the partition key reads the whole table or index)
+and ``dynamodb:EnclosingOperation``.
 
 ``lookup_table_keys(table_name, index_name)`` gives the key attribute names
 of the table (or of the index), partition key first, or None when unknown; it
-is the catalog's job, so this module never touches storage.
+is the catalog's job, so this module never touches storage.  For an index
+whose partition key has several attributes it gives them as ``KeyNames``,
+which says how many of the names are the partition key's: a SELECT on it is a
+key read only when its WHERE fixes each of them, as its plan requires
+(``shoal.api.partiql.select``), else a full scan.
 """
 
 from __future__ import annotations
@@ -46,6 +51,20 @@ from shoal.partiql import ast as partiql_ast
 from shoal.partiql.translate import bind_value, split_key
 
 KeyLookup = Callable[[str, "str | None"], "tuple[str, ...] | None"]
+
+
+class KeyNames(tuple):
+    """The key attribute names of an index whose partition key has several
+    attributes (a multi-attribute GSI key), partition attributes first:
+    ``partition`` of them.  Equal to the plain tuple of the same names."""
+
+    partition: int
+
+    def __new__(cls, names, partition: int):
+        keys = super().__new__(cls, names)
+        keys.partition = partition
+        return keys
+
 
 # Operations on one table named by TableName.
 _TABLE_OPERATIONS = frozenset({
@@ -366,6 +385,9 @@ def _statement_check(statement, params: list, operation: str, common: dict, regi
             # no full table scan, and each of them a leading key
             from shoal.api.partiql import partition_values
             several = partition_values(target.where, hash_key, params) if hash_key and not partition else None
+            if getattr(key_names, "partition", 1) > 1 and not _fixes_partition(
+                    target.where, key_names[:key_names.partition], params):
+                partition = several = leading = None  # a multi-attribute partition key not fixed whole: a scan
             if several is not None:
                 leading = [text for text in map(_value_text, several[0]) if text is not None]
             ctx["dynamodb:FullTableScan"] = partition is None and several is None
@@ -383,6 +405,23 @@ def _statement_check(statement, params: list, operation: str, common: dict, regi
     if attributes is not None:
         ctx["dynamodb:Attributes"] = attributes
     return Check(action, resource, ctx)
+
+
+def _fixes_partition(where, names: tuple, params: list) -> bool:
+    """Whether a SELECT's WHERE fixes every attribute ``names`` of a
+    multi-attribute partition key, as its plan requires to read it by key
+    (``shoal.api.partiql._multi_key_condition``): each by an equality, or
+    one of them by an IN or an OR of equalities; else the SELECT scans."""
+    from shoal.api.partiql import partition_values
+
+    several = False
+    for name in names:
+        if partition_equality(where, name) is not None:
+            continue
+        if several or partition_values(where, name, params) is None:
+            return False
+        several = True
+    return True
 
 
 def _hash_key(keys: KeyLookup, table: str, index: str | None) -> str | None:

@@ -36,6 +36,7 @@ from shoal.api import resource_policies
 from shoal.api.catalog import key_names
 from shoal.api.streams import iterator_stream_arn
 from shoal.auth.actions import (
+    KeyNames,
     autoscaling_required,
     find_denial,
     monitoring_required,
@@ -168,6 +169,10 @@ class Gate:
                 return None
             found = table if index_name is None else table.index_map.get(index_name)
             names = None if found is None else key_names(found)
+            if names is not None:
+                partition = sum(1 for _, kind in found.key_schema if kind == "HASH")
+                if partition > 1:  # a multi-attribute partition key: a key read fixes each attribute
+                    names = KeyNames(names, partition)
             if index_name is not None:
                 pin[1][index_name] = names
             return names
