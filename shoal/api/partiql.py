@@ -538,14 +538,21 @@ def _multi_key_condition(builder: ExpressionBuilder, table, index, statement, pa
     of each partition in turn), else None.  The sort attributes it uses are a
     prefix of them: equalities, then at most one other sort condition, as a
     Query allows."""
+    # Whether every partition attribute is fixed is settled before anything
+    # is written into ``builder`` (a Scan must not find values it never uses).
+    fixed = {name: next((n for n in conjuncts(statement.where) if key_equality(n, (name,)) is not None), None)
+             for name in index.hash_keys}
+    open_names = [name for name, node in fixed.items() if node is None]
+    if len(open_names) > 1:
+        return None
+    found = partition_values(statement.where, open_names[0], params, table.attribute_types.get(open_names[0])) \
+        if open_names else None
+    if open_names and found is None:
+        return None
     parts, covered, several = [], [], None
     for name in index.hash_keys:
-        node = next((n for n in conjuncts(statement.where) if key_equality(n, (name,)) is not None), None)
+        node = fixed[name]
         if node is None:
-            found = None if several is not None else partition_values(
-                statement.where, name, params, table.attribute_types.get(name))
-            if found is None:
-                return None
             values, conjunct = found
             holder = builder.value(values[0] if values else {table.attribute_types.get(name, "S"): ""})
             parts.append(f"{builder.name(name)} = {holder}")

@@ -320,9 +320,6 @@ def test_full_table_scan_of_a_multi_attribute_partition_key(secured, where, foun
         assert len(user.execute_statement(Statement=text)["Items"]) == found
 
 
-@pytest.mark.xfail(strict=True, reason="shoal.api.partiql._multi_key_condition writes the first partition "
-                   "attribute's value into the read's builder before it finds the second unfixed, so the Scan "
-                   "is refused: 'Value provided in ExpressionAttributeValues unused in expressions'")
 def test_a_partial_multi_attribute_partition_key_scans(ddb, multi):
     """What the authorization above mirrors: fixing the first of two partition
     attributes reads the whole index (a Scan's capacity), both a partition."""
