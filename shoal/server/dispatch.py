@@ -61,7 +61,7 @@ from shoal.sns import Delivery as SnsDelivery, Sns
 from shoal.metrics.cloudwatch import TARGET_PREFIX as CLOUDWATCH_PREFIX
 from shoal.metrics.errors import as_cloudwatch
 from shoal.server.background import BackgroundJobs
-from shoal.server.batched_reads import ReadBatcher
+from shoal.server.batched_reads import ITEM_WRITES, ReadBatcher
 from shoal.server.committer import DEFAULT_GROUP_COMMIT_WAIT_S, GroupCommitter
 from shoal.settings import request_clock
 from shoal.server.http import DEFAULT_MAX_BODY, TOO_LARGE_MESSAGE, Request, Response
@@ -468,6 +468,8 @@ class Dispatcher:
         job.long = long_running
         if self.reads is not None:  # a GetItem's table and key, for reading it ahead with others'
             job.read = (ctx, data) if operation == "GetItem" else None
+            # a single-item write's table and key, locked and read with its group's (Engine.lock_ahead)
+            job.item_write = (ctx, operation, data) if operation in ITEM_WRITES else None
         return writes, job, handle
 
     # -- metrics ----------------------------------------------------------------------------

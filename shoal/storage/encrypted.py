@@ -246,6 +246,12 @@ class EncryptedEngine(Engine):
         encode = self._crypt.transform.encode
         return self.inner.read_ahead(space, [encode(key) for key in keys])
 
+    def lock_ahead(self, space: str, keys) -> None:
+        """The inner engine's locked read-ahead of the stored keys (as
+        ``read_ahead``: what it reads is opened by this engine's reads)."""
+        encode = self._crypt.transform.encode
+        self.inner.lock_ahead(space, [encode(key) for key in keys])
+
     def flush(self) -> None:
         self.inner.flush()
 
