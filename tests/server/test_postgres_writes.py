@@ -20,6 +20,7 @@ from botocore.exceptions import ClientError
 from shoal.storage import postgres_engine
 from tests.conftest import unique_name
 from tests.postgres_cluster import postgres_cluster  # noqa: F401 (a session fixture: a PostgreSQL server)
+from tests.server.test_postgres_concurrency import run_all
 from tests.shoal_process import ShoalProcess
 from tests.unit.test_storage_engine import engine, fill, opener, postgres_database  # noqa: F401 (fixtures)
 
@@ -82,26 +83,6 @@ def client(node):
                         aws_access_key_id="AKIDSHOALTEST", aws_secret_access_key="secret",
                         config=Config(retries={"max_attempts": 8, "mode": "standard"}, read_timeout=60,
                                       max_pool_connections=4))
-
-
-def run_all(work, count: int) -> None:
-    """``work(n)`` in ``count`` threads started together; their exceptions re-raised."""
-    start, errors = threading.Barrier(count), []
-
-    def run(number):
-        start.wait()
-        try:
-            work(number)
-        except Exception as exc:  # shown by the assertion below
-            errors.append(exc)
-
-    threads = [threading.Thread(target=run, args=(n,)) for n in range(count)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join(180)
-    assert not any(thread.is_alive() for thread in threads)
-    assert errors == []
 
 
 def test_racing_conditional_writes_of_the_same_and_different_items_each_get_their_answer(node):
