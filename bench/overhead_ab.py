@@ -18,6 +18,8 @@ Comparisons:
 
 * ``metrics``: ``shoal`` (metrics on) against ``shoal-nometrics``
   (``--no-metrics``), on the workload's on-demand tables, capacity on (default).
+* ``control``: two identical ``shoal`` servers (A/A): the spread, and any
+  bias, between two processes of the same code and settings.
 * ``capacity``: ``shoal`` (limits enforced) against ``shoal-nocapacity``
   (``--capacity off``), metrics on, the events table PROVISIONED at
   ``--provisioned`` read and write units (default 40,000 each: a GetItem at
@@ -49,13 +51,14 @@ QUIET = 0.15  # at most this many cores busy with other programs on either side 
 COMPARISONS = {  # name: (feature on, feature off, tables provisioned)
     "metrics": ("shoal", "shoal-nometrics", False),
     "capacity": ("shoal", "shoal-nocapacity", True),
+    "control": ("shoal", "shoal", False),  # A/A: two identical servers, what two processes differ by
 }
 
 
 def parse_args(argv=None):
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     csv = lambda text: [part for part in text.split(",") if part]  # noqa: E731
-    parser.add_argument("--compare", type=csv, default=list(COMPARISONS), help="metrics,capacity (default both)")
+    parser.add_argument("--compare", type=csv, default=["metrics", "capacity"], help="metrics,capacity,control (default metrics,capacity)")
     parser.add_argument("--workloads", type=csv, default=["get", "put"])
     parser.add_argument("--pairs", type=int, default=12)
     parser.add_argument("--duration", type=float, default=5, help="measured seconds per run (default 5)")
@@ -122,6 +125,8 @@ def compare(name: str, args, workdir: str, dataset: DataSet, counts_path: str) -
     on, off = make_systems([on_name, off_name], args.shoal_workers)
     if name == "capacity":
         on.name, on.label = "shoal-capacity", "Shoal, capacity on"  # its own data directory
+    if name == "control":
+        on.label, off.name, off.label = "Shoal A", "shoal-b", "Shoal B"
     result = {"comparison": name, "on": on.label, "off": off.label, "load_start": load_average(), "pairs": []}
     log(f"{name}: load average {result['load_start']}")
     folder = os.path.join(workdir, name)
