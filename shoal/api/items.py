@@ -233,22 +233,25 @@ def get_item(ctx, request: dict):
     return out
 
 
-def get_item_key(ctx, txn, request: dict) -> bytes | None:
-    """The ``items`` key ``get_item`` will read for ``request``, looked up in
-    ``txn`` without charging or refusing anything, so that the server can
-    read the keys of many GetItems ahead in one round trip
-    (``shoal.server.batched_reads``).  None when it will read none here:
-    a request that ``get_item`` refuses (it does so itself, in its own
-    words), or any read of an MRSC table (a strongly consistent one is a
-    consensus round, whose reads must not be answered from before it)."""
+def item_key_ahead(ctx, txn, operation: str, request: dict) -> bytes | None:
+    """The ``items`` key a GetItem, PutItem, UpdateItem or DeleteItem
+    ``request`` will read (and a write write), looked up in ``txn`` without
+    charging or refusing anything, so that the server can read the keys of
+    many GetItems ahead in one round trip, or lock and read a group's writes'
+    (``shoal.server.batched_reads``, ``shoal.server.committer``).  None when
+    it is not known here: a request the operation refuses (it does so itself,
+    in its own words), or any request of an MRSC table (its reads and writes
+    are consensus rounds, which must not be answered from before them)."""
     try:
         table = ctx.catalog.get(txn, ctx.region, request["TableName"])
         if table is None or table.refused_status is not None:
             return None
         if table.description.get("MultiRegionConsistency") == "STRONG":
             return None
-        return storage_key(table, checked_key(table, request["Key"]))
-    except Exception:  # anything amiss is get_item's to report
+        key = checked_key_in_item(table, request["Item"]) if operation == "PutItem" else \
+            checked_key(table, request["Key"])
+        return storage_key(table, key)
+    except Exception:  # anything amiss is the operation's own to report
         return None
 
 

@@ -10,7 +10,7 @@ of the loop reads requests from many connections; so on an engine whose
 routed and validated, and answers it later (``shoal.server.http.Deferred``).
 At the start of the next turn (``call_soon``, as group commit does for
 writes) every GetItem taken meanwhile is looked up (its table, its key:
-``shoal.api.items.get_item_key``), their keys are read in one statement
+``shoal.api.items.item_key_ahead``), their keys are read in one statement
 (``Engine.read_ahead``), and then each request runs exactly as it would
 have alone, its own read answered from what was read.
 
@@ -39,8 +39,7 @@ from __future__ import annotations
 import asyncio
 import logging
 
-from shoal.api.common import checked_key, storage_key
-from shoal.api.items import checked_key_in_item, get_item_key
+from shoal.api.items import item_key_ahead
 from shoal.server.http import _INTERNAL_ERROR, Deferred
 
 log = logging.getLogger("shoal")
@@ -93,7 +92,7 @@ class ReadBatcher:
             keys = []
             with engine.read(snapshot=False) as txn:
                 for _job, ctx, data, _args, _deferred in entries:
-                    key = get_item_key(ctx, txn, data)
+                    key = item_key_ahead(ctx, txn, "GetItem", data)
                     if key is not None:
                         keys.append(key)
             reading = engine.read_ahead("items", keys)
@@ -126,23 +125,3 @@ class ReadBatcher:
 #: with the others of its group (``shoal.server.committer``).
 ITEM_WRITES = frozenset(("PutItem", "UpdateItem", "DeleteItem"))
 
-
-def write_item_key(ctx, txn, operation: str, request: dict) -> bytes | None:
-    """The ``items`` key a PutItem, UpdateItem or DeleteItem ``request`` will
-    read and write, looked up in ``txn`` without charging or refusing
-    anything; None when it is not known here (the request refuses itself,
-    in its own words, when it runs) or is an MRSC table's (written after a
-    consensus round, not by a group's transaction)."""
-    try:
-        table = ctx.catalog.get(txn, ctx.region, request["TableName"])
-        if table is None or table.refused_status is not None:
-            return None
-        if table.description.get("MultiRegionConsistency") == "STRONG":
-            return None
-        if operation == "PutItem":
-            key = checked_key_in_item(table, request["Item"])
-        else:
-            key = checked_key(table, request["Key"])
-        return storage_key(table, key)
-    except Exception:  # anything amiss is the request's own to report
-        return None

@@ -28,8 +28,8 @@ import logging
 import traceback
 from typing import Callable
 
+from shoal.api.items import item_key_ahead
 from shoal.errors import ShoalError
-from shoal.server.batched_reads import write_item_key
 from shoal.storage.engine import WriteConflict
 
 log = logging.getLogger("shoal")
@@ -101,7 +101,7 @@ class GroupCommitter:
         if len(writes) < 2:
             return []
         with self.engine.read(snapshot=False) as txn:  # the tables' entries, cached over PostgreSQL
-            keys = [write_item_key(ctx, txn, operation, request) for ctx, operation, request in writes]
+            keys = [item_key_ahead(ctx, txn, operation, request) for ctx, operation, request in writes]
         return [key for key in keys if key is not None]
 
     def _commit(self, group) -> None:
