@@ -7,22 +7,13 @@ handed to the receiving region's code as the replication thread would."""
 
 from __future__ import annotations
 
-import pytest
-
-from shoal.api import DEFAULT_ACCOUNT, Context, tables
-from shoal.api.catalog import Catalog, update_description
+from shoal.api import tables
+from shoal.api.catalog import update_description
 from shoal.replication import apply as replica_apply
 from shoal.replication import control
 from shoal.replication.protocol import sync_replicas
+from tests.unit.test_replication import HOME, OTHER, PEER, ctx  # noqa: F401 (ctx: a fixture, HOME's)
 
-HOME, PEER, OTHER = "us-east-1", "eu-west-1", "ap-south-1"
-
-
-@pytest.fixture
-def ctx(engine, clock):
-    control.configure(engine, control.Settings(HOME, {PEER: "http://127.0.0.1:1", OTHER: "http://127.0.0.1:2"}))
-    yield Context(HOME, DEFAULT_ACCOUNT, engine, Catalog(engine), now=clock)
-    control.unconfigure(engine)
 
 
 def _create(ctx) -> None:
