@@ -34,8 +34,10 @@ is refused, as DynamoDB's PartiQL refuses it.  A write without WHERE parses
 Local names a reason and no recorded DynamoDB answer says otherwise, its words
 are used without Local's position suffix (``at 1:30:1``): a VALUE that is no
 map, RETURNING in an INSERT, an alias or DISTINCT in a projection, MISSING as
-a value, arithmetic or LIKE in a condition, IN with no list.  Parsed
-statements are cached by text.
+a value, arithmetic or LIKE in a condition, IN with no list.  An IN of more
+than 100 values is refused once the whole statement has parsed, in DynamoDB's
+words (its PartiQL operators page: at most 100 values; the 50 a key read may
+decompose into are ``translate``'s).  Parsed statements are cached by text.
 """
 
 from __future__ import annotations
@@ -44,6 +46,7 @@ import re
 from functools import lru_cache
 
 from shoal.errors import ValidationException
+from shoal.expressions.semantics import MAX_IN_OPERANDS
 from shoal.model.numbers import normalize_number
 
 from . import ast
@@ -88,6 +91,10 @@ MISSING_VALUE = "MISSING must be compared using IS operator"
 IN_LIST = ("IN operator must have a left hand argument of type Variable Reference and right hand argument "
            "of type Seq with at least one member")
 CONDITION_OPERATOR = "Unsupported operator in Condition Expression. Operator: "
+# An IN of more than 100 values, in any statement, as recorded from DynamoDB (eu-west-2,
+# 2026-09-17, floci-io/floci's DynamoDbPartiQLEdgeCaseIntegrationTest): the condition
+# expressions' sentence without their "Invalid ...Expression: " prefix.
+IN_OPERANDS = "The IN operator is provided with too many operands; number of operands: "
 PATH_COMPONENT = "Unexpected path component"
 FROM_SOURCE = "Unexpected from source"
 
@@ -125,7 +132,7 @@ def parse_statement(text: str):
 
 
 class _Parser:
-    __slots__ = ("text", "tokens", "pos", "params", "depth", "dml_index")
+    __slots__ = ("text", "tokens", "pos", "params", "depth", "dml_index", "in_operands")
 
     def __init__(self, text: str) -> None:
         self.text = text
@@ -136,6 +143,7 @@ class _Parser:
         self.params = 0
         self.depth = 0
         self.dml_index = None  # the index a write's target names (refused once the statement parses)
+        self.in_operands = None  # the first IN's number of values over MAX_IN_OPERANDS (refused once parsed)
 
     # ------------------------------------------------------------ token helpers
 
@@ -192,8 +200,13 @@ class _Parser:
         return text
 
     def done(self, node):
+        """The statement's node, once nothing is left after it.  An IN of too
+        many values is refused only then: a statement not well formed further
+        on is refused as such first (floci-io/floci's order; not recorded)."""
         if self.peek()[0] != "eof":
             raise syntax_error(LEFTOVER)
+        if self.in_operands is not None:
+            raise ValidationException(IN_OPERANDS + str(self.in_operands))
         return node
 
     def is_reserved(self, ahead: int = 0) -> bool:
@@ -511,6 +524,8 @@ class _Parser:
         while self.accept(","):
             options.append(self.operand())
         self.expect(closing)
+        if len(options) > MAX_IN_OPERANDS and self.in_operands is None:
+            self.in_operands = len(options)
         return tuple(options)
 
     def operand(self):

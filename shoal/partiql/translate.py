@@ -19,6 +19,12 @@ from shoal.errors import ValidationException
 from . import ast
 
 PARAMETER_COUNT = "Number of parameters in request and statement don't match."
+# A SELECT that names its partitions (``pk IN [...]``, ``pk = a OR pk = b``) is read one
+# partition at a time: DynamoDB refuses one naming more than 50 (its PartiQL operators page:
+# "at max 50 hash attribute values"), in these words (recorded from DynamoDB, eu-west-2,
+# 2026-09-17, by floci-io/floci's DynamoDbPartiQLEdgeCaseIntegrationTest).
+MAX_DECOMPOSED_READS = 50
+DECOMPOSED_READS = "Too many decomposed read operations for a given query."
 _SCALAR_SET = {"S": "SS", "N": "NS"}
 _BOOLEAN_FUNCTIONS = {"begins_with", "contains", "attribute_type", "attribute_exists", "attribute_not_exists"}
 _CONDITION_FUNCTIONS = _BOOLEAN_FUNCTIONS | {"size"}
@@ -131,12 +137,48 @@ def partition_options(where, hash_key: str) -> tuple[list, object] | None:
     scan, nor an OR of equalities on it).  ``from_in`` tells an IN's values
     (one of the wrong type refuses the statement) from an OR's equalities
     (one of the wrong type matches nothing), as DynamoDB Local answers them.
+    More than ``MAX_DECOMPOSED_READS`` options (each value counted as
+    written) refuse the statement, as DynamoDB refuses them.
     """
+    found = key_options(where, hash_key)
+    if found is not None and len(found[0]) > MAX_DECOMPOSED_READS:
+        raise ValidationException(DECOMPOSED_READS)
+    return found
+
+
+def key_options(where, name: str) -> tuple[list, object] | None:
+    """(options, conjunct) of the first top-level conjunct that names values
+    of the key attribute ``name`` only: ``name IN [v, ...]``, an OR of
+    ``name = v``, such INs and such ORs (``partition_options`` without its
+    limit; for a sort key, the values whose type a key read checks)."""
     for node in conjuncts(where):
-        options = _partition_options(node, hash_key)
+        options = _partition_options(node, name)
         if options is not None:
             return options, node
     return None
+
+
+def check_decomposed_reads(where, hash_key: str, range_key: str | None) -> None:
+    """Refuse a SELECT whose key conditions decompose into more than
+    ``MAX_DECOMPOSED_READS`` reads: the partitions it names (one equality, or
+    ``partition_options``'), times the sort key values it names with an IN or
+    an OR of equalities.  DynamoDB refuses ``pk = 'a' AND sk IN [51 values]``
+    and ``pk IN [26 values] AND sk IN [2 values]`` so (recorded, eu-west-2,
+    2026-09-17), and runs one of no partition as a scan, whatever its INs.
+    (For ``shoal.api.partiql``: a SELECT's plan, a batch's or transaction's
+    single-item read, before their own key rules.)"""
+    if any(key_equality(node, (hash_key,)) is not None for node in conjuncts(where)):
+        partitions = 1
+    else:
+        found = partition_options(where, hash_key)  # refuses over 50 partitions itself
+        if found is None:
+            return
+        partitions = len(found[0])
+    if range_key is None:
+        return
+    found = key_options(where, range_key)
+    if found is not None and partitions * len(found[0]) > MAX_DECOMPOSED_READS:
+        raise ValidationException(DECOMPOSED_READS)
 
 
 def _partition_options(node, name: str) -> list | None:

@@ -1,0 +1,108 @@
+"""PartiQL's limits on IN (issue 21): 100 values in any IN, 50 partitions a SELECT reads.
+
+The Developer Guide's PartiQL operators page: IN takes "at max 50 hash
+attribute values or at max 100 non-key attribute values".  DynamoDB's answers
+and words, as recorded against it (eu-west-2, 2026-09-17, in
+floci-io/floci's DynamoDbPartiQLEdgeCaseIntegrationTest): an IN of 101 values
+is refused in any statement ("The IN operator is provided with too many
+operands; number of operands: 101", with the transaction's "Validation failed
+in TransactStatements[0]: " before it); a SELECT naming 51 partitions is
+refused ("Too many decomposed read operations for a given query."); one whose
+IN on the partition key sits in an OR with a non-key condition is a scan, and
+runs.
+"""
+
+from __future__ import annotations
+
+import pytest
+from botocore.exceptions import ClientError
+
+from tests.conftest import unique_name
+
+S = lambda text: {"S": text}  # noqa: E731
+TOO_MANY_READS = "Too many decomposed read operations for a given query."
+
+
+def operands(count: int) -> str:
+    return "The IN operator is provided with too many operands; number of operands: " + str(count)
+
+
+def values(count: int, prefix: str = "v") -> str:
+    return ", ".join(f"'{prefix}{i}'" for i in range(count))
+
+
+@pytest.fixture(scope="module")
+def table(ddb):
+    """A table (pk S, sk S): partitions v0 and v1, two items each."""
+    name = unique_name("pqlimits")
+    ddb.create_table(
+        TableName=name, BillingMode="PAY_PER_REQUEST",
+        KeySchema=[{"AttributeName": "pk", "KeyType": "HASH"}, {"AttributeName": "sk", "KeyType": "RANGE"}],
+        AttributeDefinitions=[{"AttributeName": "pk", "AttributeType": "S"},
+                              {"AttributeName": "sk", "AttributeType": "S"}])
+    for pk in ("v0", "v1"):
+        for sk in ("1", "2"):
+            ddb.put_item(TableName=name, Item={"pk": S(pk), "sk": S(sk), "flag": S("v" + sk)})
+    yield name
+    ddb.delete_table(TableName=name)
+
+
+def refusal(call, **kwargs) -> tuple[str, str]:
+    with pytest.raises(ClientError) as info:
+        call(**kwargs)
+    return info.value.response["Error"]["Code"], info.value.response["Error"]["Message"]
+
+
+def select(ddb, text: str) -> list:
+    return sorted((item["pk"]["S"], item["sk"]["S"]) for item in ddb.execute_statement(Statement=text)["Items"])
+
+
+def test_fifty_partitions_are_read_fifty_one_refused(ddb, table):
+    base = f'SELECT pk, sk FROM "{table}" WHERE '
+    assert select(ddb, base + f"pk IN [{values(50)}]") == [("v0", "1"), ("v0", "2"), ("v1", "1"), ("v1", "2")]
+    for where in (f"pk IN [{values(51)}]",
+                  " OR ".join(f"pk = 'v{i}'" for i in range(51)),
+                  f"pk IN [{values(30)}] OR pk IN [{values(21, 'w')}]",
+                  f"pk IN [{values(51)}] AND sk = '1'"):
+        assert refusal(ddb.execute_statement, Statement=base + where) == ("ValidationException", TOO_MANY_READS)
+    # An OR with a condition on another attribute reads no partition by key: a scan, whatever its IN
+    assert select(ddb, base + f"pk IN [{values(51)}] OR flag = 'v2'") == [
+        ("v0", "1"), ("v0", "2"), ("v1", "1"), ("v1", "2")]
+    assert select(ddb, base + f"pk IN [{values(50)}] AND flag IN [{values(100)}]") == [
+        ("v0", "1"), ("v0", "2"), ("v1", "1"), ("v1", "2")]
+    # the server still serves, the partitions read as before
+    assert select(ddb, base + "pk IN ['v1']") == [("v1", "1"), ("v1", "2")]
+
+
+def test_an_in_of_more_than_a_hundred_values_is_refused_in_every_statement(ddb, table):
+    where = f"pk = 'v0' AND sk = '1' AND flag IN [{values(101)}]"
+    statements = (f'SELECT * FROM "{table}" WHERE pk = \'v0\' AND flag IN [{values(101)}]',
+                  f'SELECT * FROM "{table}" WHERE pk IN [{values(101)}]',  # before the 50 partitions
+                  f'SELECT * FROM "{table}" WHERE flag NOT IN [{values(101)}]',
+                  f'UPDATE "{table}" SET t = 1 WHERE {where}',
+                  f'DELETE FROM "{table}" WHERE {where}')
+    for text in statements:
+        assert refusal(ddb.execute_statement, Statement=text) == ("ValidationException", operands(101))
+    # the first IN over the limit is named
+    text = f'SELECT * FROM "{table}" WHERE flag IN [{values(102)}] AND sk IN [{values(150)}]'
+    assert refusal(ddb.execute_statement, Statement=text) == ("ValidationException", operands(102))
+    # a statement not well formed further on is refused as such first
+    _, message = refusal(ddb.execute_statement, Statement=f'SELECT * FROM "{table}" WHERE flag IN [{values(101)}] x')
+    assert message.startswith("Statement wasn't well formed")
+    # exactly 100 values are accepted
+    text = f'SELECT pk, sk FROM "{table}" WHERE pk = \'v0\' AND flag IN [{values(100)}]'
+    assert select(ddb, text) == [("v0", "1"), ("v0", "2")]
+    assert "t" not in ddb.get_item(TableName=table, Key={"pk": S("v0"), "sk": S("1")})["Item"]
+
+
+def test_transactions_and_batches_refuse_an_in_of_more_than_a_hundred_values(ddb, table):
+    read = f'SELECT * FROM "{table}" WHERE pk IN [{values(101)}] AND sk = \'1\''
+    write = f'UPDATE "{table}" SET t = 1 WHERE pk = \'v0\' AND sk = \'1\' AND flag IN [{values(101)}]'
+    for text in (read, write):
+        assert refusal(ddb.execute_transaction, TransactStatements=[{"Statement": text}]) == (
+            "ValidationException", "Validation failed in TransactStatements[0]: " + operands(101))
+    ok = f'SELECT pk FROM "{table}" WHERE pk = \'v1\' AND sk = \'2\''
+    out = ddb.batch_execute_statement(Statements=[{"Statement": read}, {"Statement": ok}])["Responses"]
+    assert out[0]["Error"] == {"Code": "ValidationError", "Message": operands(101)}
+    assert out[1]["Item"] == {"pk": S("v1")}
+    assert "t" not in ddb.get_item(TableName=table, Key={"pk": S("v0"), "sk": S("1")})["Item"]
