@@ -243,16 +243,27 @@ def item_key_ahead(ctx, txn, operation: str, request: dict) -> bytes | None:
     in its own words), or any request of an MRSC table (its reads and writes
     are consensus rounds, which must not be answered from before them)."""
     try:
-        table = ctx.catalog.get(txn, ctx.region, request["TableName"])
-        if table is None or table.refused_status is not None:
-            return None
-        if table.description.get("MultiRegionConsistency") == "STRONG":
+        table = table_ahead(ctx, txn, request["TableName"])
+        if table is None:
             return None
         key = checked_key_in_item(table, request["Item"]) if operation == "PutItem" else \
             checked_key(table, request["Key"])
         return storage_key(table, key)
     except Exception:  # anything amiss is the operation's own to report
         return None
+
+
+def table_ahead(ctx, txn, name):
+    """The table ``name`` whose items a request's keys may be read ahead
+    (``item_key_ahead``, ``shoal.api.keys_ahead``), looked up without
+    charging or refusing anything; None for a missing or refused table and
+    for an MRSC table."""
+    table = ctx.catalog.get(txn, ctx.region, name)
+    if table is None or table.refused_status is not None:
+        return None
+    if table.description.get("MultiRegionConsistency") == "STRONG":
+        return None
+    return table
 
 
 # ---------------------------------------------------------------- UpdateItem

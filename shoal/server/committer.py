@@ -28,7 +28,7 @@ import logging
 import traceback
 from typing import Callable
 
-from shoal.api.items import item_key_ahead
+from shoal.api.keys_ahead import MANY_ITEM_WRITES, write_keys_ahead
 from shoal.errors import ShoalError
 from shoal.storage.engine import WriteConflict
 
@@ -38,6 +38,11 @@ log = logging.getLogger("shoal")
 # (``shoal serve --group-commit-wait-ms``).
 DEFAULT_GROUP_COMMIT_WAIT_S = 0.002
 
+
+#: The most keys a group locks and reads ahead, in one statement (a group of
+#: 512 TransactWriteItems could name 51,200; beyond this its jobs' reads lock
+#: and read their own, as without reading ahead).
+_MAX_KEYS_AHEAD = 2000
 
 #: How many times a job whose write lost a race (WriteConflict) is run again alone.
 _CONFLICT_RETRIES = 3
@@ -93,16 +98,23 @@ class GroupCommitter:
             self._commit(group)
 
     def _keys_ahead(self, group) -> list:
-        """The ``items`` keys of the group's PutItems, UpdateItems and
-        DeleteItems (a job's ``item_write``, ``(ctx, operation, request)``,
-        set by the dispatcher over an engine that reads ahead), for
-        ``Engine.lock_ahead``; none when fewer than two are known."""
+        """The ``items`` keys the group's keyed writes will read (a job's
+        ``item_write``, ``(ctx, operation, request)``, set by the dispatcher
+        over an engine that reads ahead: PutItems, UpdateItems, DeleteItems,
+        BatchWriteItems, TransactWriteItems; ``shoal.api.keys_ahead``), for
+        ``Engine.lock_ahead``; at most ``_MAX_KEYS_AHEAD`` (the others are
+        read as the jobs run), and none for a lone single-item write (its own
+        locked read is one round trip too)."""
         writes = [job.item_write for job, _ in group if getattr(job, "item_write", None) is not None]
-        if len(writes) < 2:
+        if not writes or (len(writes) == 1 and writes[0][1] not in MANY_ITEM_WRITES):
             return []
+        keys: list = []
         with self.engine.read(snapshot=False) as txn:  # the tables' entries, cached over PostgreSQL
-            keys = [item_key_ahead(ctx, txn, operation, request) for ctx, operation, request in writes]
-        return [key for key in keys if key is not None]
+            for ctx, operation, request in writes:
+                keys += write_keys_ahead(ctx, txn, operation, request)
+                if len(keys) >= _MAX_KEYS_AHEAD:
+                    return keys[:_MAX_KEYS_AHEAD]
+        return keys
 
     def _commit(self, group) -> None:
         try:
@@ -114,8 +126,8 @@ class GroupCommitter:
             with self.engine.group():
                 if keys:
                     # One statement locks and reads every item the group's
-                    # single-item writes read (each would be a round trip):
-                    # each job still runs alone, its reads answered from it.
+                    # writes read (each would be a round trip): each job
+                    # still runs alone, its reads answered from it.
                     self.engine.lock_ahead("items", keys)
                 outcomes = [self._run(job, future) for job, future in group]
         except Exception:

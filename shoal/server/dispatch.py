@@ -37,6 +37,7 @@ import orjson
 from shoal.api import DEFAULT_ACCOUNT, DEFAULT_REGION, Context, backups, bulk, exports, jobs, operations
 from shoal.api.catalog import Catalog, PinnedCatalog
 from shoal.api.partiql import OPERATIONS as PARTIQL_OPERATIONS, reads_only
+from shoal.api.keys_ahead import KEYED_WRITES
 from shoal.api.shapes import ShapeValidator
 from shoal.autoscaling import TARGET_PREFIX as AUTOSCALING_PREFIX, AutoScaling, Scaler
 from shoal.capacity import Capacity, enabled_by_default as capacity_by_default, shared_buckets
@@ -61,7 +62,7 @@ from shoal.sns import Delivery as SnsDelivery, Sns
 from shoal.metrics.cloudwatch import TARGET_PREFIX as CLOUDWATCH_PREFIX
 from shoal.metrics.errors import as_cloudwatch
 from shoal.server.background import BackgroundJobs
-from shoal.server.batched_reads import ITEM_WRITES, ReadBatcher
+from shoal.server.batched_reads import ReadBatcher
 from shoal.server.committer import DEFAULT_GROUP_COMMIT_WAIT_S, GroupCommitter
 from shoal.settings import request_clock
 from shoal.server.http import DEFAULT_MAX_BODY, TOO_LARGE_MESSAGE, Request, Response
@@ -468,8 +469,8 @@ class Dispatcher:
         job.long = long_running
         if self.reads is not None:  # a GetItem's table and key, for reading it ahead with others'
             job.read = (ctx, data) if operation == "GetItem" else None
-            # a single-item write's table and key, locked and read with its group's (Engine.lock_ahead)
-            job.item_write = (ctx, operation, data) if operation in ITEM_WRITES else None
+            # a write's tables and keys, its items locked and read with its group's (Engine.lock_ahead)
+            job.item_write = (ctx, operation, data) if operation in KEYED_WRITES else None
         return writes, job, handle
 
     # -- metrics ----------------------------------------------------------------------------

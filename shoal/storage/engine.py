@@ -187,7 +187,10 @@ class Engine(ABC):
         writes' reads of them are answered from what was read.  Since the
         locks are held to the group's commit, every such answer is the one
         the write's own locked read would have got; a key the writes then
-        leave alone is only locked a little longer than needed.  Outside a
+        leave alone is only locked a little longer than needed.  The keys
+        may be many writes' (a group's PutItems) or one write's (a
+        BatchWriteItem's, a TransactWriteItems': ``shoal.api.keys_ahead``),
+        one statement in place of a round trip per item.  Outside a
         group, and on engines whose reads are local (LMDB, memory), it does
         nothing (the default).  Storage failures raise here (the caller's
         group then fails as a whole)."""

@@ -1,10 +1,14 @@
-"""A group's single-item writes over PostgreSQL (issue 19): the group
-committer locks and reads the items of a turn's PutItems, UpdateItems and
-DeleteItems in one statement (``Engine.lock_ahead``), then runs each
-request alone.  Here: the engine's part (the keys locked, and the grouped
-writes' reads answered from what was read) on every engine of the shared
-suite, and many concurrent conditional writes to the same and to different
-items through one server, every answer checked."""
+"""A group's writes over PostgreSQL (issue 19): the group committer locks
+and reads the items of a turn's PutItems, UpdateItems, DeleteItems,
+BatchWriteItems and TransactWriteItems in one statement
+(``Engine.lock_ahead``, the keys from ``shoal.api.keys_ahead``), then runs
+each request alone.  Here: the engine's part (the keys locked, and the
+grouped writes' reads answered from what was read) on every engine of the
+shared suite; a batch's and a transaction's round trips, as many for 25
+items as for 2, counted from libpq's trace, their answers and stored items
+checked; many concurrent conditional writes to the same and to different
+items through one server, and batches and transactions racing from two
+nodes, every answer checked."""
 
 from __future__ import annotations
 
@@ -18,9 +22,11 @@ from botocore.config import Config
 from botocore.exceptions import ClientError
 
 from shoal.storage import postgres_engine
+from shoal.storage.postgres_engine import PostgresEngine
 from tests.conftest import unique_name
 from tests.postgres_cluster import postgres_cluster  # noqa: F401 (a session fixture: a PostgreSQL server)
 from tests.server.test_postgres_concurrency import run_all
+from tests.server.test_postgres_reads import InProcessNode, RawClient, Traced
 from tests.shoal_process import ShoalProcess
 from tests.unit.test_storage_engine import engine, fill, opener, postgres_database  # noqa: F401 (fixtures)
 
@@ -66,14 +72,168 @@ def test_a_groups_writes_read_what_was_locked_and_read_ahead(engine):  # noqa: F
         assert txn.get("items", b"b") is None
 
 
+# ------------------------------------------------------------ a request's many items, one statement
+
+
+@pytest.fixture
+def grouped(database):
+    """An in-process node over PostgreSQL committing writes in groups, and a
+    client of it; the round trips of its engine's connections traced."""
+    store = PostgresEngine(database, min_connections=2, max_connections=2)
+    trace = Traced(store)
+    node = InProcessNode(store)
+    node.dispatcher.group_commit = True  # InProcessNode's dispatcher answers writes at once: a shoal serve's does not
+    client = RawClient(node.port)
+    try:
+        yield client, trace
+    finally:
+        client.close()
+        node.close()
+        store.close()
+
+
+def counted(trace, client, operation: str, body: dict) -> tuple[tuple[int, dict], int]:
+    """The answer to ``body``, and the round trips the engine made for it."""
+    before = trace.mark()
+    answer = client.call(operation, body)
+    return answer, trace.round_trips() - before
+
+
+def stored_items(client, name: str) -> dict:
+    status, body = client.call("Scan", {"TableName": name, "ConsistentRead": True})
+    assert status == 200, body
+    return {item["pk"]["S"]: item for item in body["Items"]}
+
+
+def new_table(client) -> str:
+    name = unique_name("many")
+    status, body = client.call("CreateTable", {
+        "TableName": name, "BillingMode": "PAY_PER_REQUEST",
+        "KeySchema": [{"AttributeName": "pk", "KeyType": "HASH"}],
+        "AttributeDefinitions": [{"AttributeName": "pk", "AttributeType": "S"}]})
+    assert status == 200, body
+    return name
+
+
+def put(pk: str, n: int) -> dict:
+    return {"PutRequest": {"Item": {"pk": {"S": pk}, "n": {"N": str(n)}}}}
+
+
+def delete(pk: str) -> dict:
+    return {"DeleteRequest": {"Key": {"pk": {"S": pk}}}}
+
+
+# A table's catalog entry is trusted for 0.5 s: on a slow run, a request may
+# read it again (the keys' look-up, and the request itself), a round trip
+# each.  Item by item, 25 items cost 23 more than 2.
+_CATALOG_READS = 2
+
+
+def test_a_batch_s_items_are_locked_and_read_in_one_statement_whatever_their_number(grouped):
+    """A BatchWriteItem of 25 puts and deletes, over items there and not
+    there, costs the round trips one of 2 does: its items are locked and
+    read in one statement.  Each batch is answered and stored as before."""
+    client, trace = grouped
+    name = new_table(client)
+    assert client.call("BatchWriteItem", {"RequestItems": {name: [put(f"old{i}", 0) for i in range(20)]}}) \
+        == (200, {"UnprocessedItems": {}})
+    small, small_trips = counted(trace, client, "BatchWriteItem", {
+        "RequestItems": {name: [put("new0", 2), delete("old0")]}})
+    large, large_trips = counted(trace, client, "BatchWriteItem", {
+        "RequestItems": {name: [put(f"new{i}", 25) for i in range(1, 11)]
+                         + [put(f"old{i}", 25) for i in range(1, 8)]
+                         + [delete(f"old{i}") for i in range(8, 14)]
+                         + [delete("never0"), delete("never1")]}})
+    assert small == large == (200, {"UnprocessedItems": {}})
+    assert large_trips - small_trips <= _CATALOG_READS, (small_trips, large_trips)
+    expected = {f"new{i}": 25 for i in range(1, 11)}
+    expected.update({"new0": 2, **{f"old{i}": 25 for i in range(1, 8)}, **{f"old{i}": 0 for i in range(14, 20)}})
+    assert {pk: int(item["n"]["N"]) for pk, item in stored_items(client, name).items()} == expected
+    # A batch refused whole (a key of the wrong type) locked its other items for nothing, and wrote nothing.
+    assert client.call("BatchWriteItem", {"RequestItems": {name: [
+        put("new0", 9), {"PutRequest": {"Item": {"pk": {"N": "1"}}}}]}}) == (400, {
+            "__type": "com.amazon.coral.validate#ValidationException",
+            "message": "The provided key element does not match the schema"})
+    assert stored_items(client, name)["new0"]["n"] == {"N": "2"}
+
+
+def add(name: str, pk: str, condition: str | None = None) -> dict:
+    update = {"TableName": name, "Key": {"pk": {"S": pk}}, "UpdateExpression": "ADD n :one",
+              "ExpressionAttributeValues": {":one": {"N": "1"}}}
+    if condition is not None:
+        update["ConditionExpression"] = condition
+        update["ExpressionAttributeValues"][":zero"] = {"N": "0"}
+    return {"Update": update}
+
+
+def check(name: str, pk: str, condition: str = "attribute_exists(pk)") -> dict:
+    spec = {"TableName": name, "Key": {"pk": {"S": pk}}, "ConditionExpression": condition}
+    if ":zero" in condition:
+        spec["ExpressionAttributeValues"] = {":zero": {"N": "0"}}
+    return {"ConditionCheck": spec}
+
+
+def test_a_transaction_s_items_are_locked_and_read_in_one_statement_whatever_their_number(grouped):
+    """A TransactWriteItems of 10 actions (Put, Update, Delete,
+    ConditionCheck) costs the round trips one of 2 does; its conditions,
+    its cancellation reasons (the item of the one that failed) and its
+    idempotency token answer as before, and what it stores is the same."""
+    client, trace = grouped
+    name = new_table(client)
+    assert client.call("BatchWriteItem", {"RequestItems": {name: [put(pk, 0) for pk in "abcdefghij"]}})[0] == 200
+    small, small_trips = counted(trace, client, "TransactWriteItems", {
+        "TransactItems": [add(name, "a"), check(name, "b")]})
+    large, large_trips = counted(trace, client, "TransactWriteItems", {"TransactItems": [
+        {"Put": {"TableName": name, "Item": {"pk": {"S": "p1"}, "n": {"N": "7"}},
+                 "ConditionExpression": "attribute_not_exists(pk)"}},
+        add(name, "c"), add(name, "d"), add(name, "e", "n = :zero"), add(name, "new"),
+        {"Delete": {"TableName": name, "Key": {"pk": {"S": "g"}}, "ConditionExpression": "attribute_exists(pk)"}},
+        check(name, "h"), check(name, "i", "n = :zero"), check(name, "missing", "attribute_not_exists(pk)"),
+        {"Put": {"TableName": name, "Item": {"pk": {"S": "p2"}, "n": {"N": "8"}}}}]})
+    assert small == large == (200, {})
+    assert large_trips - small_trips <= _CATALOG_READS, (small_trips, large_trips)
+
+    # One condition of ten fails: cancelled, that reason with the item, nothing written.
+    failing = add(name, "c", "n = :zero")
+    failing["Update"]["ReturnValuesOnConditionCheckFailure"] = "ALL_OLD"
+    status, body = client.call("TransactWriteItems", {"TransactItems": [
+        add(name, "a"), add(name, "b"), failing, add(name, "f"),
+        {"Delete": {"TableName": name, "Key": {"pk": {"S": "h"}}}}]})
+    assert status == 400 and body["__type"].endswith("#TransactionCanceledException"), body
+    assert [reason["Code"] for reason in body["CancellationReasons"]] == [
+        "None", "None", "ConditionalCheckFailed", "None", "None"]
+    assert body["CancellationReasons"][2]["Item"] == {"pk": {"S": "c"}, "n": {"N": "1"}}
+
+    # The same request twice under one token: applied once.
+    request = {"TransactItems": [add(name, "j"), check(name, "i")], "ClientRequestToken": "once"}
+    assert client.call("TransactWriteItems", request) == (200, {})
+    assert client.call("TransactWriteItems", request) == (200, {})
+
+    expected = {pk: 0 for pk in "bfhi"}
+    expected.update({"a": 1, "c": 1, "d": 1, "e": 1, "new": 1, "p1": 7, "p2": 8, "j": 1})
+    assert {pk: int(item["n"]["N"]) for pk, item in stored_items(client, name).items()} == expected
+
+
 # ------------------------------------------------------------ through a server
 
 
 @pytest.fixture(scope="module")
-def node(tmp_path_factory, postgres_cluster):  # noqa: F811
+def database(postgres_cluster):  # noqa: F811
+    return postgres_cluster.create_database("groupwrites")
+
+
+@pytest.fixture(scope="module")
+def node(tmp_path_factory, database):
     """One worker: the racing requests of a turn form one group."""
-    started = ShoalProcess(tmp_path_factory.mktemp("node"), "--storage",
-                           postgres_cluster.create_database("groupwrites"), "--workers", "1").start()
+    started = ShoalProcess(tmp_path_factory.mktemp("node"), "--storage", database, "--workers", "1").start()
+    yield started
+    started.stop()
+
+
+@pytest.fixture(scope="module")
+def other_node(tmp_path_factory, database):
+    """A second node over the same database."""
+    started = ShoalProcess(tmp_path_factory.mktemp("other"), "--storage", database, "--workers", "1").start()
     yield started
     started.stop()
 
@@ -145,3 +305,89 @@ def test_racing_conditional_writes_of_the_same_and_different_items_each_get_thei
     assert len(deleted) == threads
     left = setup.scan(TableName=name, ConsistentRead=True)["Items"]
     assert sorted(item["pk"]["S"] for item in left) == [f"shared-{n}" for n in range(shared)]
+
+
+def test_batches_and_transactions_racing_from_two_nodes_each_get_their_answer(node, other_node):
+    """Threads on two nodes, each in turn: a TransactWriteItems adding one to
+    a capped item (on the condition that it is under its cap), to three
+    shared counters (listed in an order of the thread's, so that two
+    transactions lock overlapping items in opposite orders) and to one of
+    its own, on a ConditionCheck of a gate item, under a token of its own
+    sent twice; then a BatchWriteItem putting the shared items' "last"
+    markers and its own items of the round, and deleting those of the round
+    before.  Every thread goes on until the cap refuses it: exactly the
+    capped number of transactions went through, each applied once, every
+    refusal the capped item's ConditionalCheckFailed; the batches leave
+    every thread's last round and nothing else."""
+    setup = client(node)
+    name = unique_name("racing")
+    setup.create_table(TableName=name, BillingMode="PAY_PER_REQUEST",
+                       KeySchema=[{"AttributeName": "pk", "KeyType": "HASH"}],
+                       AttributeDefinitions=[{"AttributeName": "pk", "AttributeType": "S"}])
+    setup.put_item(TableName=name, Item={"pk": {"S": "gate"}})
+    threads, cap, counters, per_batch = 6, 24, ["c0", "c1", "c2", "c3", "c4"], 8
+    lock = threading.Lock()
+    applied, refused, rounds = Counter(), Counter(), {}
+
+    def one(pk: str, condition: str | None = None) -> dict:
+        update = {"TableName": name, "Key": {"pk": {"S": pk}}, "UpdateExpression": "ADD n :one",
+                  "ExpressionAttributeValues": {":one": {"N": "1"}}}
+        if condition is not None:
+            update["ConditionExpression"] = condition
+            update["ExpressionAttributeValues"][":cap"] = {"N": str(cap)}
+        return {"Update": update}
+
+    def shared_of(number) -> list:
+        turned = counters[number % 5:] + counters[:number % 5]
+        return turned[:3] if number % 2 else turned[:3][::-1]
+
+    def work(number):
+        ddb = client((node, other_node)[number % 2])
+        shared = shared_of(number)
+        round_ = 0
+        while True:
+            request = {"TransactItems": [
+                one("capped", "attribute_not_exists(n) OR n < :cap"), *[one(pk) for pk in shared],
+                one(f"own-{number}"),
+                {"ConditionCheck": {"TableName": name, "Key": {"pk": {"S": "gate"}},
+                                    "ConditionExpression": "attribute_exists(pk)"}}],
+                "ClientRequestToken": f"{name}-{number}-{round_}"}
+            try:
+                ddb.transact_write_items(**request)
+            except ClientError as exc:
+                assert exc.response["Error"]["Code"] == "TransactionCanceledException", exc.response
+                reasons = [reason["Code"] for reason in exc.response["CancellationReasons"]]
+                assert reasons == ["ConditionalCheckFailed"] + ["None"] * 5, reasons
+                with lock:
+                    refused[number] += 1
+                break
+            ddb.transact_write_items(**request)  # the same token again: applied once
+            with lock:
+                applied[number] += 1
+                for pk in shared:
+                    applied[pk] += 1
+            mine = [{"PutRequest": {"Item": {"pk": {"S": f"{number}-{round_}-{i}"}}}} for i in range(per_batch)]
+            gone = [{"DeleteRequest": {"Key": {"pk": {"S": f"{number}-{round_ - 1}-{i}"}}}}
+                    for i in range(per_batch)] if round_ else []
+            marks = [{"PutRequest": {"Item": {"pk": {"S": f"last-{pk}"}, "by": {"N": str(number)}}}}
+                     for pk in shared]
+            answer = ddb.batch_write_item(RequestItems={name: mine + gone + marks})
+            assert answer["UnprocessedItems"] == {}
+            round_ += 1
+        with lock:
+            rounds[number] = round_
+
+    run_all(work, threads)
+    items = {item["pk"]["S"]: item for item in setup.scan(TableName=name, ConsistentRead=True)["Items"]}
+    assert sum(applied[number] for number in range(threads)) == cap
+    assert all(refused[number] == 1 for number in range(threads))
+    assert items["capped"]["n"] == {"N": str(cap)}
+    for pk in counters:
+        assert (int(items[pk]["n"]["N"]) if pk in items else 0) == applied[pk]
+        if applied[pk]:  # the last batch to mark it was one of a thread adding to it
+            assert pk in shared_of(int(items[f"last-{pk}"]["by"]["N"]))
+    for number in range(threads):
+        assert (int(items[f"own-{number}"]["n"]["N"]) if f"own-{number}" in items else 0) == applied[number]
+    last = {f"{number}-{rounds[number] - 1}-{i}" for number in range(threads) if rounds[number]
+            for i in range(per_batch)}
+    assert {pk for pk in items if pk[0].isdigit()} == last
