@@ -232,3 +232,18 @@ OPERATIONS = {
     "GetResourcePolicy": get_resource_policy,
     "DeleteResourcePolicy": delete_resource_policy,
 }
+
+
+# ---------------------------------------------------------------- replication's principal
+
+
+def explicit_deny(text: str, principals, action: str, resource: str, context: dict | None = None) -> bool:
+    """Whether the resource-based policy ``text`` explicitly denies ``action``
+    on ``resource`` to any of ``principals`` (``shoal.model.policy.Principal``).
+    A resource-based policy alone grants a service-linked role nothing it
+    needs (its own identity policy does), so only an explicit Deny matters:
+    an absent policy, or one without such a Deny, denies nothing here."""
+    from shoal.model.policy import RESOURCE, evaluate
+
+    deny = f"with an explicit deny in a {RESOURCE} policy"
+    return any(evaluate(principal, action, resource, context, (), text).reason == deny for principal in principals)

@@ -314,6 +314,8 @@ def kms_key_states(engine) -> dict[str, str]:
 #: A table (and, in the other regions' DescribeTable, a replica) whose KMS key
 #: is inaccessible: TableStatus's and ReplicaStatus's value for it.
 INACCESSIBLE = "INACCESSIBLE_ENCRYPTION_CREDENTIALS"
+#: A replica whose resource-based policy denies replication (``shoal.replication.authorization``).
+NOT_AUTHORIZED = "REPLICATION_NOT_AUTHORIZED"
 #: Between the replication thread's checks of this region's tables' keys.
 KEY_CHECK_S = 1.0
 # Per engine: whether a full check is still needed (the first, or a table may
@@ -437,20 +439,30 @@ def _consequence(txn, table, now: float):
 
 def remove_inaccessible_replica(engine, catalog, region: str, table, now: float) -> bool:
     """Remove this region's replica, whose KMS key has been inaccessible for
-    20 hours, from its replication group: it leaves as DeleteTable's replica
-    does (``leave``: the others are sent the set without it, and forget it;
-    this region stops keeping records for them) but its table stays, a
-    regional table, still INACCESSIBLE_ENCRYPTION_CREDENTIALS and archived
-    in its turn.  What was queued here for the others is dropped first: a
-    replica set sent after the removal would make it a member again; a set
-    another region queued before it learnt of the removal is ignored here
+    20 hours, from its replication group (``remove_replica``): its table
+    stays, a regional table, still INACCESSIBLE_ENCRYPTION_CREDENTIALS and
+    archived in its turn.  True if it removed it."""
+    return remove_replica(engine, catalog, region, table, still=is_inaccessible,
+                          why="its KMS key stayed inaccessible")
+
+
+def remove_replica(engine, catalog, region: str, table, still, why: str) -> bool:
+    """Remove this region's replica from its replication group, while
+    ``still(current table)`` holds: it leaves as DeleteTable's replica does
+    (``leave``: the others are sent the set without it, and forget it; this
+    region stops keeping records for them) but its table stays, a regional
+    table.  What was queued here for the others is dropped first: a replica
+    set sent after the removal would make it a member again; a set another
+    region queued before it learnt of the removal is ignored here
     (``protocol.sync_replicas``: the table is no longer marked global).
-    True if it removed it."""
+    A KMS key inaccessible for 20 hours (``remove_inaccessible_replica``) and
+    replication not authorized for 20 hours (``authorization.check``) do
+    this.  True if it removed it."""
     from shoal.api.catalog import update_description
 
     with engine.write() as txn:
         current = catalog.get(txn, region, table.name)
-        if current is None or current.table_id != table.table_id or not is_inaccessible(current) \
+        if current is None or current.table_id != table.table_id or not still(current) \
                 or not current.description.get("Replicas"):
             return False
         _drop_tasks(txn, table.table_id, [r["RegionName"] for r in current.description["Replicas"]])
@@ -461,8 +473,8 @@ def remove_inaccessible_replica(engine, catalog, region: str, table, now: float)
             desc.pop("GlobalTableVersion", None)
 
         update_description(txn, region, table.name, table.table_id, change, catalog.keys)
-    logging.getLogger("shoal").warning("table %s: its KMS key stayed inaccessible: this replica left its "
-                                       "global table's replication group", table.name)
+    logging.getLogger("shoal").warning("table %s: %s: this replica left its global table's replication group",
+                                       table.name, why)
     return True
 
 
@@ -623,11 +635,11 @@ def _check_not_in_use(desc: dict, strong: bool, deleting=frozenset()) -> None:
     replica UPDATING can be deleted (``deleting``): its change may wait for
     a region that is gone, and deleting it drops what was queued for it
     (``_drop_tasks``)."""
-    busy = any(r["ReplicaStatus"] not in ("ACTIVE", UNREACHABLE, CREATION_FAILED, INACCESSIBLE)
+    busy = any(r["ReplicaStatus"] not in ("ACTIVE", UNREACHABLE, CREATION_FAILED, INACCESSIBLE, NOT_AUTHORIZED)
                and not (r["ReplicaStatus"] == "UPDATING" and r["RegionName"] in deleting)
                for r in desc.get("Replicas") or ())
     if strong:
-        busy = busy or desc.get("TableStatus") != "ACTIVE" or any(
+        busy = busy or desc.get("TableStatus") not in ("ACTIVE", NOT_AUTHORIZED) or any(
             w.get("WitnessStatus") not in ("ACTIVE", CREATION_FAILED) for w in desc.get("GlobalTableWitnesses") or ())
     if busy:
         from shoal.errors import ResourceInUseException
@@ -807,10 +819,12 @@ def check_strong_removal(ctx, table, request: dict) -> None:
             f"table {table.name} already has replicas")
     # (an UPDATING replica may be removed: its queued change is dropped, ``_leave_strong``; one
     # that could not be made is only forgotten)
-    removable = ("ACTIVE", UNREACHABLE, "UPDATING", CREATION_FAILED)
+    # A replica whose policy denies replication (REPLICATION_NOT_AUTHORIZED) is removable too: the
+    # Developer Guide says replica deletion succeeds then.
+    removable = ("ACTIVE", UNREACHABLE, "UPDATING", CREATION_FAILED, NOT_AUTHORIZED)
     if any(r.get("ReplicaStatus") not in removable for r in desc.get("Replicas") or ()) or any(
             w.get("WitnessStatus") not in ("ACTIVE", CREATION_FAILED) for w in desc.get("GlobalTableWitnesses") or ()) \
-            or desc.get("TableStatus") != "ACTIVE":
+            or desc.get("TableStatus") not in ("ACTIVE", NOT_AUTHORIZED):
         from shoal.errors import ResourceInUseException
 
         raise ResourceInUseException(
@@ -1446,7 +1460,7 @@ def replica_set(desc: dict, own_region: str) -> list[dict]:
     ReplicaUpdates gave it, this one first (not those whose replica could not
     be made)."""
     status = desc.get("TableStatus")
-    own = status if status in ("CREATING", INACCESSIBLE) else "ACTIVE"
+    own = status if status in ("CREATING", INACCESSIBLE, NOT_AUTHORIZED) else "ACTIVE"
     # Reachability is each region's own view, not membership: it is not sent.
     # A replica that could not be made is not a member: only this region lists it.
     return [{"RegionName": own_region, "ReplicaStatus": own},

@@ -72,7 +72,7 @@ from shoal.api.changelog import (
 from shoal.api.common import key_of
 from shoal.api.jobs import Lease
 from shoal.replication import apply as replica_apply
-from shoal.replication import control, versions
+from shoal.replication import authorization, control, versions
 from shoal.replication.protocol import TARGET_PREFIX
 
 log = logging.getLogger("shoal")
@@ -441,6 +441,8 @@ class Replicator:
         if time.monotonic() >= self._next_key_check:  # this region's tables whose KMS key cannot be used
             self._next_key_check = time.monotonic() + control.KEY_CHECK_S
             busy = control.check_encryption_keys(self.engine, self.catalog, self.region, self.clock()) or busy
+            # and those whose resource-based policy denies replication (REPLICATION_NOT_AUTHORIZED)
+            busy = authorization.check(self.engine, self.catalog, self.region, self.clock()) or busy
         if time.monotonic() >= self._next_prune:
             self._next_prune = time.monotonic() + PRUNE_EVERY_S
             with self.engine.write() as txn:
@@ -864,6 +866,8 @@ class Replicator:
                 if self._held and self._held.get((peer_region, table_id), 0.0) > time.monotonic():
                     continue
                 table = tables.get(table_id)
+                if table is not None and authorization.refused(txn, table):
+                    continue  # its policy denies replication here: its records wait (one cached check)
                 if table is not None and (table_id, cursor) not in batches:
                     batches[table_id, cursor] = self._batch(txn, table, cursor, indexed)
                 plan.append((peer, table_id, table, name, cursor))
@@ -912,7 +916,8 @@ class Replicator:
 
     def _held_by_peer(self, peer: PeerClient, table_id: str, exc: Exception) -> bool:
         """Whether ``exc`` is the peer's refusal of changes to a table that is
-        INACCESSIBLE_ENCRYPTION_CREDENTIALS there, or is no replica there
+        INACCESSIBLE_ENCRYPTION_CREDENTIALS there, whose policy denies
+        replication there (REPLICATION_NOT_AUTHORIZED), or is no replica there
         (``protocol.apply_changes``): then the cursor stays where it is (the
         records are kept) and that (peer, table) is tried again after
         ``control.KEY_CHECK_S``, once the peer's key check may have found the
@@ -920,7 +925,8 @@ class Replicator:
         so it is reachable: its other tables go on, and it is not shown
         REGION_DISABLED."""
         if not isinstance(exc, PeerError) or exc.status != 400 or not (
-                b"ReplicaInaccessibleException" in exc.body or b"NotAReplicaException" in exc.body):
+                b"ReplicaInaccessibleException" in exc.body or b"NotAReplicaException" in exc.body
+                or b"ReplicationNotAuthorizedException" in exc.body):
             return False
         self._held[peer.region, table_id] = time.monotonic() + control.KEY_CHECK_S
         peer.heard_at = time.monotonic()

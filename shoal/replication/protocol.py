@@ -6,7 +6,9 @@ prefix, ``X-Amz-Target: ShoalReplication_20261206.<Op>``:
     ApplyChanges   {TableName, SourceRegion, Records: [{time, origin, seq, keys, new}]} -> {Applied};
                    ReplicaInaccessibleException while the table here is
                    INACCESSIBLE_ENCRYPTION_CREDENTIALS, NotAReplicaException for a
-                   table here that is no replica (the sender holds the records)
+                   table here that is no replica, ReplicationNotAuthorizedException while
+                   the table's resource-based policy denies replication (the sender
+                   holds the records)
     CopyItems      the same, for the items of a replica being made
     CreateReplica  {TableName, SourceRegion, Request: <CreateTable request>, Replicas, TimeToLive}
     SyncReplicas   {TableName, SourceRegion, Replicas: [{RegionName, ReplicaStatus}]}
@@ -61,7 +63,7 @@ from shoal.api.changelog import head_position
 from shoal.auth.errors import AccessDeniedException, InvalidSignatureException
 from shoal.errors import ResourceNotFoundException, SerializationException, ShoalError, UnknownOperationException
 from shoal.replication import apply as replica_apply
-from shoal.replication import control, legacy, versions
+from shoal.replication import authorization, control, legacy, versions
 from shoal.replication.legacy_ops import ASKING_PEERS as LEGACY_ASKING_PEERS
 from shoal.replication.replica_scaling import ASKING_PEERS as SCALING_ASKING_PEERS
 
@@ -400,6 +402,8 @@ def apply_changes(ctx, data: dict) -> dict:
             raise ReplicaInaccessibleException(
                 f"Table {table.name} is {control.INACCESSIBLE} in region {ctx.region}: its KMS key cannot be used "
                 "here, so it takes no changes until it can")
+        if authorization.refused(txn, table):  # its resource-based policy denies replication: one cached check
+            raise authorization.refusal(table, authorization.denial(txn, table))
         applied = replica_apply.apply_changes(txn, ctx.catalog, table, data["Records"], ctx.now())
     return {"Applied": applied}
 
@@ -500,8 +504,8 @@ def sync_replicas(ctx, data: dict) -> dict:
             desc["GlobalTableVersion"] = control.GLOBAL_TABLE_VERSION
             if desc.get("TableStatus") == "CREATING" and own != "ACTIVE":
                 return
-            if desc.get("TableStatus") == control.INACCESSIBLE:  # this region's key check decides
-                return
+            if desc.get("TableStatus") in (control.INACCESSIBLE, control.NOT_AUTHORIZED):
+                return  # this region's key check, or its policy check, decides
             desc["TableStatus"] = "UPDATING" if any(r["ReplicaStatus"] == "CREATING" for r in others) else "ACTIVE"
 
         update_description(txn, ctx.region, table.name, table_id, change, ctx.catalog.keys)

@@ -54,7 +54,7 @@ from shoal.consensus.proposer import Message
 from shoal.consensus.transport import decode_reply, encode_request
 from shoal.errors import (ConditionalCheckFailedException, InternalServerError, ResourceNotFoundException,
                           ShoalError)
-from shoal.replication import control
+from shoal.replication import authorization, control
 
 APPLIED_PREFIX = b"mrsc/applied/"
 #: A round gives up after this long (below the SDKs' default read timeout of 60 s,
@@ -271,6 +271,7 @@ class StrongNode:
         """Run one round on ``key``'s register; the finished ``Round``.
         Raises the change's own error, or the DynamoDB error of a round
         without a majority."""
+        authorization.check_strong_request(self.engine, table)  # a replica its policy keeps from replicating
         skey = storage_key(table, key)
         try:
             return self.proposer.run(register_key(key), change, self.acceptors(table, skey))
@@ -480,6 +481,8 @@ def handle_paxos(ctx, data: dict) -> dict:
         from shoal.errors import SerializationException
 
         raise SerializationException(f"not a consensus request: {exc}") from None
+    if witnessed is None:
+        _check_authorized(ctx, table)
     if message.kind == "peek":
         return encode_reply(Acceptor(ctx.engine).peek(skey))
     return encode_reply(sealed_call(ctx.engine, seal_key(ctx.region, data["TableName"]), skey, message.kind,
@@ -491,7 +494,7 @@ def handle_learn(ctx, data: dict) -> dict:
     """A value a peer's round chose: applied here in ballot order."""
     from shoal.consensus.transport import ballot_of
 
-    _strong_table(ctx, data["TableName"])
+    _check_authorized(ctx, _strong_table(ctx, data["TableName"]))
     try:
         key, ballot, value = orjson.loads(data["Key"]), ballot_of(data["Ballot"]), data.get("Value")
         if not isinstance(key, dict) or not (value is None or isinstance(value, str)):
@@ -505,6 +508,16 @@ def handle_learn(ctx, data: dict) -> dict:
     applied = apply_chosen(ctx.engine, ctx.catalog, ctx.region, data["TableName"], key, ballot,
                            value.encode() if value is not None else None)
     return {"Applied": applied}
+
+
+def _check_authorized(ctx, table) -> None:
+    """A peer's consensus message for a replica whose resource-based policy
+    denies replication here is refused (``authorization.refusal``): its
+    region takes no part in rounds, which the other two still make a
+    majority of; a permanently unauthorized replica takes none again."""
+    with ctx.engine.read() as txn:
+        if authorization.refused(txn, table):
+            raise authorization.refusal(table, authorization.denial(txn, table))
 
 
 def _strong_table(ctx, name: str):
@@ -1026,6 +1039,7 @@ def _strong_page(ctx, table, request: dict, plan, spec: RangeSpec) -> bytes:
     from shoal.api.query import _page
 
     _noted(ctx, table)
+    authorization.check_strong_request(ctx.engine, table)  # a replica its policy keeps from replicating
     limit = plan.limit
     batch = min(RANGE_PAGE, limit + 1) if limit is not None else 100
     with _charged(ctx, table, False):
