@@ -11,7 +11,9 @@ exceeded ... the failed operations are returned in the UnprocessedItems").
 The batch is refused (ProvisionedThroughputExceededException, or an
 on-demand table's ThrottlingException) only when none of its items could
 be processed, which is when every table it names is throttled at once
-(or, off the loop, refused its first item: an MRSC table's).
+(or, off the loop, refused its first item: a batch naming an MRSC table is
+served there, each of its tables admitted item by item only, and what its
+other tables consumed charged there too, ``_charge_off_loop``).
 """
 
 from __future__ import annotations
@@ -222,7 +224,8 @@ def batch_write_item(ctx, request: dict):
             if want_metrics and table.has_local_indexes:
                 metrics.setdefault(table.name, []).append(item_collection_metrics(txn, table, key))
         log.finish()
-    if strong:
+    if strong:  # served off the loop: what its other tables consumed is charged there, now it is written
+        _charge_off_loop(ctx, tables, units, index_capacity)
         _write_strong(ctx, request, strong, units, unprocessed, index_capacity, stopped)
         _refuse_if_none_processed(request, throttled, stopped)
     for name, table_units in units.items():
@@ -287,7 +290,8 @@ def _write_strong(ctx, request: dict, strong: list, units: dict, unprocessed: di
     from shoal.replication import strong as mrsc
 
     for name, number, table, key, item, size in strong:
-        if not _admitted(ctx, table, name, number, request, units, index_units, unprocessed, stopped):
+        # each round is charged as it ends (``mrsc.batch_write``): the batch owes the table nothing
+        if not _admitted(ctx, table, name, number, request, {}, {}, unprocessed, stopped):
             continue
         try:
             old = mrsc.batch_write(ctx, table, key, item)
@@ -296,6 +300,31 @@ def _write_strong(ctx, request: dict, strong: list, units: dict, unprocessed: di
             continue
         old_size = item_size(old) if old is not None else 0
         units[table.name] = units.get(table.name, 0.0) + item_write_units(old_size, size)
+
+
+def _charge_off_loop(ctx, tables: dict, units: dict, index_units: dict) -> None:
+    """Charge what a batch served off the loop (it names an MRSC table,
+    ``shoal.replication.protocol``) consumed on its other limited tables
+    (``units``, ``index_units``: their writes, committed), to the allowances
+    their writes were admitted by item by item (``_admitted``,
+    ``shoal.capacity.off_loop``).  On the loop the dispatcher's ``settle``
+    charges what the batch meters; off it nothing would (``Capacity.off_loop``
+    does nothing on the loop's thread: a batch writing an MRSC table this
+    worker did not yet know as one is served and charged on the loop)."""
+    capacity = ctx.catalog.capacity
+    if capacity is None:
+        return
+    charged = set()
+    for table in tables.values():
+        name = table.name
+        if not table.limited or name in charged or name not in units:
+            continue
+        charged.add(name)
+        written = index_units.get(name) or {}
+        with capacity.off_loop(ctx, table, True, admit=False) as charge:
+            charge.add(WRITE, units[name] + sum((written.get("LocalSecondaryIndexes") or {}).values()))
+            for index, gsi_units in (written.get("GlobalSecondaryIndexes") or {}).items():
+                charge.add(WRITE, gsi_units, index)
 
 
 def _required(ctx, txn, names) -> tuple[dict, dict]:

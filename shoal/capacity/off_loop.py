@@ -26,6 +26,13 @@ what it metered on the table is charged, and handed on to the meter it had
 charges it (the existing item's size, or one unit: ``meter_failed_write``),
 as on any other table.
 
+A batch that names an MRSC table is served off the loop whole, its other
+tables' items too: BatchWriteItem admits each write (``refusal``, counting
+what the batch consumed of the table and has not charged yet, as the loop's
+``Capacity.refuses_another`` does) and charges its other tables' writes
+here once its transaction committed (``Charge.add``; its MRSC writes are
+charged round by round).
+
 Not covered: per-partition (hot key) limits of these requests.
 """
 
@@ -46,7 +53,7 @@ class _Unlimited:
     def __exit__(self, *exc) -> None:
         return None
 
-    def add(self, kind: str, units: float) -> None:
+    def add(self, kind: str, units: float, index: str | None = None) -> None:
         return None
 
 
@@ -86,36 +93,52 @@ class OffLoop:
                     raise exc
         return Charge(self, ctx, table, policy)
 
-    def refusal(self, table, writes: bool):
-        """The throttle refusing one more item of a batch (BatchWriteItem's
-        MRSC writes, each a round charged as it ends) on limited ``table``,
-        or None if it may draw on it: as ``charge`` admits a request, but
-        answered rather than raised (the batch then leaves the item
-        unprocessed, and is refused with it when it could process none)."""
+    def refusal(self, table, writes: bool, owed: float = 0.0, index_owed: dict | None = None):
+        """The throttle refusing one more item of a batch served off the loop
+        on limited ``table``, or None if it may draw on it: as ``charge``
+        admits a request, but answered rather than raised (the batch then
+        leaves the item unprocessed, and is refused with it when it could
+        process none).  ``owed``: what the batch consumed of the table so far
+        and has not yet charged (a BatchWriteItem's writes to a table other
+        than an MRSC one, charged (``Charge.add``) once its transaction
+        committed; an MRSC table's, each a round, are charged as each ends
+        and owe nothing), with, for writes, ``index_owed`` (``write_item``'s
+        form: an LSI's units are the table's, a GSI's its own), as
+        ``Capacity.refuses_another`` counts them on the loop."""
         from shoal.capacity import policy_of
 
         policy = policy_of(table, self.capacity.shared.rules)
         if policy is None:
             return None
-        limits = list(policy.writes.values()) if writes else [policy.reads.get(None)]
+        by_index = {}
+        if index_owed:
+            owed += sum((index_owed.get("LocalSecondaryIndexes") or {}).values())
+            by_index = index_owed.get("GlobalSecondaryIndexes") or {}
+        if writes:
+            limits = [(limit, owed if index is None else by_index.get(index, 0.0))
+                      for index, limit in policy.writes.items()]
+        else:
+            limits = [(policy.reads.get(None), owed)]
         with self._lock:
-            for limit in limits:
-                if limit is not None and not self._holds(limit):
+            for limit, units in limits:
+                if limit is not None and not self._holds(limit, units):
                     exc = self.capacity._throttle(limit)
                     exc.table = table
                     return exc
         return None
 
-    def _holds(self, limit) -> bool:
-        """Whether the allowance of ``limit`` holds a positive balance, taking
-        the next chunk (and what pays back a debt) if not.  Under the lock."""
+    def _holds(self, limit, owed: float = 0.0) -> bool:
+        """Whether the allowance of ``limit`` holds more than ``owed`` (what the
+        request consumed of it, not yet charged), taking the next chunk (and
+        what pays back a debt) if not.  Under the lock."""
         from shoal.capacity import CHUNK_S
 
         allowance = self._allowance(limit)
-        if allowance.balance > 0:
+        if allowance.balance - owed > 0:
             return True
-        allowance.balance += self.capacity.shared.take(limit, max(1.0, limit.rate * CHUNK_S) - allowance.balance)
-        return allowance.balance > 0
+        allowance.balance += self.capacity.shared.take(
+            limit, max(1.0, limit.rate * CHUNK_S) - (allowance.balance - owed))
+        return allowance.balance - owed > 0
 
     def _allowance(self, limit):
         from shoal.capacity import Allowance
@@ -158,10 +181,11 @@ class Charge:
         self.entries = _Metered()  # tuples only: not a metrics cell's plain list
         self.added: dict = {}
 
-    def add(self, kind: str, units: float) -> None:
-        """Charge ``units`` of ``kind`` (READ, WRITE) to the table beyond what
-        the request meters (a BatchWriteItem's MRSC write, which its batch meters)."""
-        key = (self.table.name, None, kind)
+    def add(self, kind: str, units: float, index: str | None = None) -> None:
+        """Charge ``units`` of ``kind`` (READ, WRITE) to the table, or to its
+        GSI ``index``, beyond what the request meters (a BatchWriteItem's
+        writes, which its batch meters once they all ran)."""
+        key = (self.table.name, index, kind)
         self.added[key] = self.added.get(key, 0.0) + units
 
     def __enter__(self):

@@ -144,3 +144,91 @@ def test_a_batch_write_none_of_whose_mrsc_items_can_be_processed_is_refused(regi
         for i in range(3):
             assert "Item" not in regions.client(i).get_item(TableName=name, Key={"pk": {"S": f"batch{n}"}},
                                                             ConsistentRead=True)
+
+
+# A batch naming an MRSC table runs off the event loop (its MRSC writes, or consistent reads, are
+# rounds); the other tables it names are then admitted and charged there too, item by item (issue
+# 20: their writes and reads were metered but neither admitted nor charged, so a provisioned table
+# took a whole batch beyond its throughput).
+
+BIG = "x" * 390_000  # an item of about 390 KB: 381 write units, 96 strongly consistent read units
+
+
+def _plain(client, name: str, reads: int, writes: int) -> None:
+    client.create_table(TableName=name, KeySchema=[{"AttributeName": "pk", "KeyType": "HASH"}],
+                        AttributeDefinitions=[{"AttributeName": "pk", "AttributeType": "S"}],
+                        BillingMode="PROVISIONED",
+                        ProvisionedThroughput={"ReadCapacityUnits": reads, "WriteCapacityUnits": writes})
+    client.get_waiter("table_exists").wait(TableName=name)
+
+
+def test_a_batch_write_naming_an_mrsc_table_admits_and_charges_its_other_tables_item_by_item(regions):
+    # The plain table: one write unit a second, 300 units of burst. Its first 390 KB item takes 381
+    # units, so the next is refused, and the batch's debt leaves nothing for the next batch.
+    name, plain = "mrsc_capacity_mixed", "mrsc_capacity_mixed_plain"
+    _strong(regions, name, BillingMode="PAY_PER_REQUEST")
+    client = regions.once(0)
+    _plain(client, plain, 1, 1)
+    bigs = [{"PutRequest": {"Item": {"pk": {"S": f"big{n}"}, "v": {"S": BIG}}}} for n in range(3)]
+    first = client.batch_write_item(RequestItems={name: [{"PutRequest": {"Item": {"pk": {"S": "a"}}}}],
+                                                  plain: bigs}, ReturnConsumedCapacity="TOTAL")
+    assert first["UnprocessedItems"] == {plain: bigs[1:]}
+    assert {c["TableName"]: c["CapacityUnits"] for c in first["ConsumedCapacity"]} == {name: 1.0, plain: 381.0}
+    assert "Item" in client.get_item(TableName=plain, Key={"pk": {"S": "big0"}}, ProjectionExpression="pk")
+    for n in (1, 2):
+        assert "Item" not in client.get_item(TableName=plain, Key={"pk": {"S": f"big{n}"}},
+                                             ProjectionExpression="pk")
+    # The 381 units were charged: the plain table's part of the next batch comes back unprocessed.
+    small = [{"PutRequest": {"Item": {"pk": {"S": f"small{n}"}}}} for n in range(2)]
+    second = client.batch_write_item(RequestItems={name: [{"PutRequest": {"Item": {"pk": {"S": "b"}}}}],
+                                                   plain: small})
+    assert second["UnprocessedItems"] == {plain: small}
+    assert client.get_item(TableName=name, Key={"pk": {"S": "b"}}, ConsistentRead=True)["Item"] == {"pk": {"S": "b"}}
+
+
+def test_a_batch_write_whose_mrsc_and_other_tables_are_all_spent_is_refused(regions):
+    # Both tables in debt: the batch could process none of its items, so it is refused with the
+    # throttle of the first table it names, as on the loop.
+    name, plain = "mrsc_capacity_spent", "mrsc_capacity_spent_plain"
+    _strong(regions, name, BillingMode="PROVISIONED",
+            ProvisionedThroughput={"ReadCapacityUnits": 1, "WriteCapacityUnits": 1})
+    client = regions.once(0)
+    _plain(client, plain, 1, 1)
+    client.put_item(TableName=name, Item={"pk": {"S": "big"}, "v": {"S": BIG}})
+    bigs = [{"PutRequest": {"Item": {"pk": {"S": f"big{n}"}, "v": {"S": BIG}}}} for n in range(2)]
+    mrsc = [{"PutRequest": {"Item": {"pk": {"S": "c"}}}}]
+    answer = client.batch_write_item(RequestItems={name: mrsc, plain: bigs})
+    assert answer["UnprocessedItems"] == {name: mrsc, plain: bigs[1:]}
+    refused = _answer(lambda: client.batch_write_item(RequestItems={plain: bigs[1:], name: mrsc}))
+    assert refused["Error"]["Code"] == THROTTLED
+    assert refused["ThrottlingReasons"] == [{
+        "reason": "TableWriteProvisionedThroughputExceeded",
+        "resource": f"arn:aws:dynamodb:{REGIONS[0]}:000000000000:table/{plain}"}]
+
+
+def test_a_batch_write_naming_an_mrsc_table_admits_its_other_tables_writes_by_their_gsis_too(regions):
+    # The plain table has write units to spare, its GSI one a second: each 390 KB item written
+    # to the GSI takes 381 of its 300 units of burst, so the second is refused for the index.
+    name, plain = "mrsc_capacity_gsi", "mrsc_capacity_gsi_plain"
+    _strong(regions, name, BillingMode="PAY_PER_REQUEST")
+    client = regions.once(0)
+    client.create_table(
+        TableName=plain, KeySchema=[{"AttributeName": "pk", "KeyType": "HASH"}],
+        AttributeDefinitions=[{"AttributeName": "pk", "AttributeType": "S"},
+                              {"AttributeName": "g", "AttributeType": "S"}],
+        BillingMode="PROVISIONED", ProvisionedThroughput={"ReadCapacityUnits": 1, "WriteCapacityUnits": 1000},
+        GlobalSecondaryIndexes=[{"IndexName": "by_g", "KeySchema": [{"AttributeName": "g", "KeyType": "HASH"}],
+                                 "Projection": {"ProjectionType": "ALL"},
+                                 "ProvisionedThroughput": {"ReadCapacityUnits": 1, "WriteCapacityUnits": 1}}])
+    client.get_waiter("table_exists").wait(TableName=plain)
+    bigs = [{"PutRequest": {"Item": {"pk": {"S": f"big{n}"}, "g": {"S": "g"}, "v": {"S": BIG}}}} for n in range(3)]
+    answer = client.batch_write_item(RequestItems={name: [{"PutRequest": {"Item": {"pk": {"S": "a"}}}}],
+                                                   plain: bigs}, ReturnConsumedCapacity="INDEXES")
+    assert answer["UnprocessedItems"] == {plain: bigs[1:]}
+    used = {c["TableName"]: c for c in answer["ConsumedCapacity"]}[plain]
+    assert used["GlobalSecondaryIndexes"] == {"by_g": {"CapacityUnits": 381.0}}
+    # The index's 381 units were charged: an item with the index's key is refused for it in the next batch.
+    small = [{"PutRequest": {"Item": {"pk": {"S": "small"}, "g": {"S": "g"}}}}]
+    second = client.batch_write_item(RequestItems={name: [{"PutRequest": {"Item": {"pk": {"S": "b"}}}}],
+                                                   plain: small})
+    assert second["UnprocessedItems"] == {plain: small}
