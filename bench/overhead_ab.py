@@ -14,6 +14,13 @@ request, then their median and spread.  A slow drift of the machine's load
 falls on both sides of a pair alike; the CPU per request does not depend on
 how much of its core the server was given.
 
+Two processes of the same code differ by a few percent on their own (the
+control comparison: hash seeds, where the allocator put things, which one
+started first), as much as the bound.  ``--restarts N`` splits the pairs
+over N launches of both servers, each launch with its own PYTHONHASHSEED
+(shared by the two servers of that launch) and the start order alternating,
+so that such a difference falls on both sides as often.
+
 Comparisons:
 
 * ``metrics``: ``shoal`` (metrics on) against ``shoal-nometrics``
@@ -71,6 +78,9 @@ def parse_args(argv=None):
     parser.add_argument("--off-first", action="store_true",
                         help="start (and preload) the feature-off server first; the control comparison found the "
                              "first-started of two identical servers 2-3%% dearer per GetItem, so run both ways")
+    parser.add_argument("--restarts", type=int, default=1,
+                        help="launch both servers this many times, the pairs split between launches, each launch "
+                             "with its own PYTHONHASHSEED and the start order alternating (default 1)")
     parser.add_argument("--json", default=None, help="write every run's figures here")
     args = parser.parse_args(argv)
     unknown = set(args.compare) - set(COMPARISONS)
@@ -135,13 +145,14 @@ def compare(name: str, args, workdir: str, dataset: DataSet, counts_path: str) -
     log(f"{name}: load average {result['load_start']}")
     folder = os.path.join(workdir, name)
     os.makedirs(folder, exist_ok=True)
+    restarts = max(1, min(args.restarts, args.pairs))
+    result["restarts"] = restarts
     try:
-        for system in ((off, on) if args.off_first else (on, off)):
-            system.start(folder)
-            create_tables(system, args.provisioned if provisioned else None)
-            preload(system.endpoint(), dataset, system.label, 2)
-        time.sleep(1)
         for pair in range(args.pairs):
+            launch = pair * restarts // args.pairs
+            if pair == 0 or launch != (pair - 1) * restarts // args.pairs:
+                off_first = args.off_first != (launch % 2 == 1)
+                _launch(on, off, off_first, launch, restarts, args, folder, dataset, provisioned)
             for workload in args.workloads:
                 order = (on, off) if pair % 2 == 0 else (off, on)
                 runs = {}
@@ -154,7 +165,7 @@ def compare(name: str, args, workdir: str, dataset: DataSet, counts_path: str) -
                         log(f"  {system.label}: errors {run['non2xx']} non-2xx, {run['socket_errors']} socket, "
                             f"{run['throttles']} throttles {run['error_types']}")
                 row = {"pair": pair + 1, "workload": workload, "first": "on" if order[0] is on else "off",
-                       "load": load_average()}
+                       "launch": launch + 1, "load": load_average()}
                 for side, run in (("on", runs[True]), ("off", runs[False])):
                     row[side] = {k: run[k] for k in ("rps", "requests", "seconds", "server_cpu_us_per_req",
                                                      "client_cpu_share", "other_cpu_share", "non2xx",
@@ -190,10 +201,33 @@ def compare(name: str, args, workdir: str, dataset: DataSet, counts_path: str) -
     return result
 
 
+def _launch(on, off, off_first: bool, launch: int, restarts: int, args, folder: str, dataset,
+            provisioned: bool) -> None:
+    """(Re)start both servers for launch ``launch``: fresh data directories,
+    the tables made and preloaded; with several launches each has its own
+    PYTHONHASHSEED, the same for both servers."""
+    on.stop()
+    off.stop()
+    if restarts > 1:
+        os.environ["PYTHONHASHSEED"] = str(launch + 1)
+    where = os.path.join(folder, f"launch{launch + 1}") if restarts > 1 else folder
+    os.makedirs(where, exist_ok=True)
+    for system in ((off, on) if off_first else (on, off)):
+        system.start(where)
+        create_tables(system, args.provisioned if provisioned else None)
+        preload(system.endpoint(), dataset, system.label, 2)
+    time.sleep(1)
+    if restarts > 1:
+        log(f"launch {launch + 1} of {restarts}: {'off' if off_first else 'on'} started first, "
+            f"PYTHONHASHSEED={launch + 1}")
+
+
 def markdown(result: dict) -> str:
     lines = [f"### {result['comparison']}: {result['on']} against {result['off']}", "",
              f"Load average {result['load_start']} at the start, {result['load_end']} at the end; "
-             f"the {result['started_first']} side's server started first.", "",
+             f"the {result['started_first']} side's server started first"
+             + (f" in the first of {result['restarts']} launches (alternating)" if result.get("restarts", 1) > 1 else "")
+             + ".", "",
              "| pair | workload | first | on req/s (CPU us/req) | off req/s (CPU us/req) | req/s on/off "
              "| CPU/req on/off | others' CPU (cores) |",
              "|---|---|---|---|---|---|---|---|"]
