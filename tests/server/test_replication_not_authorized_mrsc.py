@@ -110,6 +110,10 @@ def _refusals(trio, name: str) -> list:
         _error(lambda: third.query(TableName=name, KeyConditionExpression="pk = :k",
                                    ExpressionAttributeValues={":k": {"S": "k"}}, ConsistentRead=True)),
         _error(lambda: third.scan(TableName=name, ConsistentRead=True)),
+        _error(lambda: third.batch_write_item(RequestItems={name: [{"PutRequest": {"Item": {"pk": {"S": "b"}}}}]})),
+        _error(lambda: third.execute_statement(Statement=f"UPDATE \"{name}\" SET v = 9 WHERE pk = 'k'")),
+        _error(lambda: third.execute_statement(Statement=f"SELECT * FROM \"{name}\" WHERE pk = 'k'",
+                                               ConsistentRead=True)),
     ]
 
 
