@@ -45,6 +45,7 @@ from shoal.api.items import delete_item, get_item, put_item, update_item
 from shoal.api.query import PAGE_BYTES, check_key_paths, query, scan
 from shoal.api.transactions import TransactionCanceledException, transact_get_items, transact_write_items
 from shoal.api.transactions import plan_write as transact_plan_write
+from shoal.capacity.off_loop import NO_CHARGE
 from shoal.errors import (
     INVALID_PARAMETERS as INVALID,
     VALIDATION_ERRORS_PATTERN,
@@ -982,6 +983,24 @@ def _single_item_key(table, statement: ast.Select, params: list, message: str) -
     return key
 
 
+def _off_loop_charge(ctx, table, writes: bool, consistent: bool = False):
+    """What a batch's statement draws on ``table`` when the batch is served
+    off the event loop (it names an MRSC table: a write, or a strongly
+    consistent read, is a round, ``shoal.replication.protocol``): there
+    requiring the table neither admits nor charges it, so each statement is
+    admitted (its throttle raised now) and charged as it ends
+    (``shoal.capacity.off_loop``), unless it is itself a round, which is
+    (``shoal.replication.strong``).  On the loop's thread, or for a table
+    without limits, a charge that does nothing: the loop's ``admit`` and
+    ``settle`` charge the batch."""
+    capacity = getattr(ctx.catalog, "capacity", None)
+    if capacity is None or not table.limited:
+        return NO_CHARGE
+    if (writes or consistent) and table.description.get("MultiRegionConsistency") == "STRONG":
+        return NO_CHARGE  # a round: admitted and charged by itself
+    return capacity.off_loop(ctx, table, writes)
+
+
 def _batch_read(ctx, parsed, entry: dict, request: dict, capacity: _Capacity) -> dict:
     if isinstance(parsed, ShoalError):
         return batch_error(parsed)
@@ -993,13 +1012,16 @@ def _batch_read(ctx, parsed, entry: dict, request: dict, capacity: _Capacity) ->
         # (a path into a key attribute is not refused here: DynamoDB Local
         # finds it missing in a single-item read, as in a transaction's)
         reader = _Reader(ExpressionBuilder(params), [], statement.projection, single=True)
+        # throttled off the loop as requiring the table throttles it on the loop: naming no table
+        charge = _off_loop_charge(ctx, table, False, entry.get("ConsistentRead") is True)
         table_name = table.name
         get = {"TableName": table.name, "Key": key}
         if entry.get("ConsistentRead") is not None:
             get["ConsistentRead"] = entry["ConsistentRead"]
         if request.get("ReturnConsumedCapacity") is not None:
             get["ReturnConsumedCapacity"] = request["ReturnConsumedCapacity"]
-        response = get_item(ctx, get)
+        with charge:
+            response = get_item(ctx, get)
         if isinstance(response, dict):  # its Item may be stored JSON spliced in unparsed
             response = orjson.dumps(response)
         response = _loads(response)
@@ -1049,8 +1071,13 @@ def _batch_write(ctx, plan, entry: dict, request: dict, capacity: _Capacity) -> 
             transact_plan_write({plan.kind: plan.spec})
     except ValidationException as exc:
         return batch_error(exc)
+    try:  # throttled off the loop as planning it (requiring its table) throttles it on the loop
+        charge = _off_loop_charge(ctx, plan.table, True)
+    except ShoalError as exc:
+        return batch_error(exc)
     try:
-        response = run_write(ctx, plan, options)
+        with charge:
+            response = run_write(ctx, plan, options)
     except ShoalError as exc:
         if isinstance(exc, ConditionalCheckFailedException):
             # One in its table's ConditionalCheckFailedRequests, as an

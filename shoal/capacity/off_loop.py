@@ -31,7 +31,9 @@ tables' items too: BatchWriteItem admits each write (``refusal``, counting
 what the batch consumed of the table and has not charged yet, as the loop's
 ``Capacity.refuses_another`` does) and charges its other tables' writes
 here once its transaction committed (``Charge.add``; its MRSC writes are
-charged round by round).
+charged round by round); BatchExecuteStatement runs each statement that is
+not a round in a ``charge`` of its own, admitted and charged in turn
+(``shoal.api.partiql``).  BatchGetItem is never served off the loop.
 
 Not covered: per-partition (hot key) limits of these requests.
 """

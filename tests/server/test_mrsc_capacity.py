@@ -232,3 +232,69 @@ def test_a_batch_write_naming_an_mrsc_table_admits_its_other_tables_writes_by_th
     second = client.batch_write_item(RequestItems={name: [{"PutRequest": {"Item": {"pk": {"S": "b"}}}}],
                                                    plain: small})
     assert second["UnprocessedItems"] == {plain: small}
+
+
+def _codes(answer: dict) -> list:
+    """Each statement's outcome in a BatchExecuteStatement's answer: its error code, or "ok"."""
+    return [response.get("Error", {}).get("Code", "ok") for response in answer["Responses"]]
+
+
+def test_a_partiql_batch_writing_an_mrsc_table_admits_and_charges_its_other_tables_statement_by_statement(regions):
+    # Off the loop each statement on the plain table (one write unit a second, 300 of burst) is
+    # admitted and charged in turn: the first 390 KB insert takes 381 units, the next are refused.
+    name, plain = "mrsc_capacity_partiql", "mrsc_capacity_partiql_plain"
+    _strong(regions, name, BillingMode="PAY_PER_REQUEST")
+    client = regions.once(0)
+    _plain(client, plain, 1, 1)
+    statements = [{"Statement": f"INSERT INTO {name} VALUE {{'pk': 'a'}}"}] + [
+        {"Statement": f"INSERT INTO {plain} VALUE {{'pk': ?, 'v': ?}}", "Parameters": [{"S": f"big{n}"}, {"S": BIG}]}
+        for n in range(3)]
+    answer = client.batch_execute_statement(Statements=statements)
+    assert _codes(answer) == ["ok", "ok", "ProvisionedThroughputExceeded", "ProvisionedThroughputExceeded"]
+    # answered as on the loop, where requiring the table refuses the statement: naming no table
+    assert answer["Responses"][2] == {"Error": {"Code": "ProvisionedThroughputExceeded", "Message": (
+        "The level of configured provisioned throughput for the table was exceeded. "
+        "Consider increasing your provisioning level with the UpdateTable API")}}
+    assert [n for n in range(3) if "Item" in client.get_item(TableName=plain, Key={"pk": {"S": f"big{n}"}},
+                                                             ProjectionExpression="pk")] == [0]
+
+
+def test_a_partiql_batch_reading_an_mrsc_table_strongly_admits_and_charges_its_other_reads(regions):
+    # A strongly consistent SELECT of the MRSC table (a round) sends the batch off the loop; there
+    # the plain table's reads (one unit a second, 300 of burst; 96 units for each 390 KB item read
+    # strongly) and the MRSC table's eventually consistent ones (48 units each) are admitted and
+    # charged in turn: the plain table serves four, the MRSC table five after its round's 96.
+    name, plain = "mrsc_capacity_partiql_reads", "mrsc_capacity_partiql_reads_plain"
+    _strong(regions, name, BillingMode="PROVISIONED",
+            ProvisionedThroughput={"ReadCapacityUnits": 1, "WriteCapacityUnits": 1000})
+    client = regions.once(0)
+    _plain(client, plain, 1, 1000)
+    for table in (name, plain):
+        for n in range(7):
+            client.put_item(TableName=table, Item={"pk": {"S": f"big{n}"}, "v": {"S": BIG}})
+    statements = [{"Statement": f"SELECT pk FROM {name} WHERE pk = 'big0'", "ConsistentRead": True}]
+    statements += [{"Statement": f"SELECT pk FROM {plain} WHERE pk = 'big{n}'", "ConsistentRead": True}
+                   for n in range(5)]
+    statements += [{"Statement": f"SELECT pk FROM {name} WHERE pk = 'big{n}'"} for n in range(1, 7)]
+    answer = client.batch_execute_statement(Statements=statements)
+    refused = "ProvisionedThroughputExceeded"
+    assert _codes(answer) == ["ok"] + ["ok"] * 4 + [refused] + ["ok"] * 5 + [refused]
+
+
+def test_a_batch_get_naming_an_mrsc_table_is_served_on_the_loop_and_admits_its_other_tables_item_by_item(regions):
+    # BatchGetItem is never served off the loop (none of its reads is a round), so the loop admits
+    # and charges every table it names: the plain table (one read unit a second, 300 of burst, 96
+    # units for each 390 KB item read strongly) serves four keys, the fifth comes back unprocessed.
+    name, plain = "mrsc_capacity_batch_get", "mrsc_capacity_batch_get_plain"
+    _strong(regions, name, BillingMode="PAY_PER_REQUEST")
+    client = regions.once(0)
+    _plain(client, plain, 1, 1000)
+    for n in range(5):
+        client.put_item(TableName=plain, Item={"pk": {"S": f"big{n}"}, "v": {"S": BIG}})
+    keys = [{"pk": {"S": f"big{n}"}} for n in range(5)]
+    answer = client.batch_get_item(RequestItems={name: {"Keys": [{"pk": {"S": "a"}}], "ConsistentRead": True},
+                                                 plain: {"Keys": keys, "ConsistentRead": True,
+                                                         "ProjectionExpression": "pk"}})
+    assert answer["UnprocessedKeys"] == {plain: {"Keys": keys[4:], "ConsistentRead": True,
+                                                 "ProjectionExpression": "pk"}}
+    assert sorted(item["pk"]["S"] for item in answer["Responses"][plain]) == [f"big{n}" for n in range(4)]
