@@ -259,7 +259,8 @@ def gauges(txn) -> list[tuple[tuple, str, float]]:
     account: dict[str, list] = {}  # region -> [read, write provisioned, largest read, largest write]
     for table in _tables(txn):
         desc = table.description
-        if desc.get("TableStatus") not in (None, "ACTIVE", "UPDATING"):
+        # (a replica whose policy denies replication, REPLICATION_NOT_AUTHORIZED, still holds and serves its items)
+        if desc.get("TableStatus") not in (None, "ACTIVE", "UPDATING", "REPLICATION_NOT_AUTHORIZED"):
             continue
         region, name = table.region, table.name
         sums = account.setdefault(region, [0.0, 0.0, 0.0, 0.0])

@@ -918,3 +918,28 @@ def test_prometheus_renders_again_only_the_series_whose_stored_value_changed():
     assert dynamodb_lines(first) != dynamodb_lines(second)
     prometheus._rendered = {}  # what a worker with nothing cached renders
     assert dynamodb_lines(prometheus.exposition(engine)) == dynamodb_lines(second)
+
+
+def test_a_replica_whose_policy_denies_replication_keeps_its_item_count_and_size_gauges():
+    """REPLICATION_NOT_AUTHORIZED tables still hold and serve their items
+    (``shoal.replication.authorization``): ItemCount and TableSizeBytes go on;
+    a table being created has none yet."""
+    from shoal.api.catalog import Catalog, update_description
+    from shoal.api.tables import create_table
+
+    engine = MemoryEngine()
+    for name in ("denied", "creating"):
+        create_table(_context(engine), _table(name))
+    with engine.read() as txn:
+        catalog = Catalog(engine)
+        ids = {name: catalog.get(txn, "us-east-1", name).table_id for name in ("denied", "creating")}
+    with engine.write() as txn:
+        update_description(txn, "us-east-1", "denied", ids["denied"],
+                           lambda desc: desc.update(TableStatus="REPLICATION_NOT_AUTHORIZED"))
+        update_description(txn, "us-east-1", "creating", ids["creating"],
+                           lambda desc: desc.update(TableStatus="CREATING"))
+    with engine.read() as txn:
+        found = {(series[2], series[3]) for series, unit, value in dynamodb.gauges(txn)}
+    assert ("ItemCount", (("TableName", "denied"),)) in found
+    assert ("TableSizeBytes", (("TableName", "denied"),)) in found
+    assert ("ItemCount", (("TableName", "creating"),)) not in found
