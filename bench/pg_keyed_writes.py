@@ -34,26 +34,14 @@ REPO_DIR = os.path.dirname(BENCH_DIR)
 sys.path.insert(0, BENCH_DIR)
 sys.path.insert(0, REPO_DIR)
 
-from pg_getitem import Node, _postmaster, idle_cpu, measure  # noqa: E402
+from pg_getitem import LUA as GETITEM_LUA, Node, _postmaster, idle_cpu, measure  # noqa: E402
 from systems import process_tree  # noqa: E402
 
-# The request of each op, built in Lua from a random first key; ``%s``: the
-# op's body builder.  The report line is bench/pg_getitem.py's.
-LUA = r"""
-local items = tonumber(os.getenv("BENCH_ITEMS"))
-local table_name = os.getenv("BENCH_TABLE")
-local filler = string.rep("x", 120)
-misses = 0
-errors = 0
-local threads = {}
-function setup(thread)
-  table.insert(threads, thread)
-end
-function init(args)
-  math.randomseed(tonumber(args[1] or "1"))
-end
-%s
-function request()
+# bench/pg_getitem.py's script (its report line, its counts of answers not
+# 200), its request a batch's or a transaction's, built by the op's ``body``
+# from a random first key, and a "miss" an answer other than the op's
+# ``done_body`` (a batch with unprocessed items).
+_REQUEST = """function request()
   return wrk.format("POST", "/", {
     ["Content-Type"] = "application/x-amz-json-1.0",
     ["X-Amz-Target"] = "DynamoDB_20120810." .. operation,
@@ -62,21 +50,19 @@ function request()
     ["X-Amz-Date"] = "20240101T000000Z",
   }, body(math.random(items - size)))
 end
-function response(status, headers, body)
-  if status ~= 200 then errors = errors + 1 elseif body ~= done_body then misses = misses + 1 end
-end
-function done(summary, latency, requests)
-  local misses_all, errors_all = 0, 0
-  for _, thread in ipairs(threads) do
-    misses_all = misses_all + (thread:get("misses") or 0)
-    errors_all = errors_all + (thread:get("errors") or 0)
-  end
-  io.write(string.format('BENCH_JSON {"requests":%%d,"duration_us":%%d,"non200":%%d,"misses":%%d,'
-    .. '"socket_errors":%%d,"p50_us":%%d,"p99_us":%%d}\n', summary.requests, summary.duration, errors_all,
-    misses_all, summary.errors.connect + summary.errors.read + summary.errors.write + summary.errors.timeout,
-    latency:percentile(50), latency:percentile(99)))
-end
 """
+
+
+def lua(op: str) -> str:
+    """The wrk script of ``op``, from bench/pg_getitem.py's."""
+    head, found, rest = GETITEM_LUA.partition("function request()")
+    request, ended, tail = rest.partition("\nend\n")
+    miss = "elseif #body == 2 then"
+    if not (found and ended and miss in tail):
+        raise RuntimeError("bench/pg_getitem.py's script changed: adapt lua()")
+    filler = 'local filler = string.rep("x", 120)\n'
+    return head + filler + OPS[op] + _REQUEST + tail.replace(miss, "elseif body ~= done_body then")
+
 
 OPS = {
     "batch": r"""
@@ -137,7 +123,7 @@ def main(argv=None) -> int:
     for op in ops:
         scripts[op] = os.path.join(workdir, f"{op}.lua")
         with open(scripts[op], "w") as handle:
-            handle.write(LUA % OPS[op])
+            handle.write(lua(op))
     args.profile = None  # what bench/pg_getitem.py's Node and measure look for
     cluster = None
     nodes: list[Node] = []
