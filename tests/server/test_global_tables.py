@@ -30,12 +30,12 @@ class Regions:
     """Three deployments that are each other's peers; with ``skew``, the
     third one's clock runs SKEW_S behind; ``env``: variables for every one."""
 
-    def __init__(self, base, *, skew: bool = True, env: dict | None = None) -> None:
+    def __init__(self, base, *, skew: bool = True, env: dict | None = None, clock_s: float = SKEW_S) -> None:
         self.base = base
         self.ports = [free_port() for _ in REGIONS]
-        self.clock_file = os.path.join(base, "clock-behind")
+        self.clock_file = os.path.join(base, "clock-behind")  # the third region's clock, clock_s off
         with open(self.clock_file, "w") as handle:
-            handle.write(str(SKEW_S))
+            handle.write(str(clock_s))
         self.skew = skew
         self.env = dict(env or {})
         self.procs: list[ShoalProcess | None] = [None, None, None]
@@ -57,6 +57,20 @@ class Regions:
         for proc in self.procs:
             if proc is not None:
                 proc.stop()
+
+
+def start_together(trio):
+    """Start the three regions of ``trio`` (anything with ``start(i)``,
+    ``procs`` and ``stop()``) at once; fail the module if one did not."""
+    starting = [threading.Thread(target=trio.start, args=(i,)) for i in range(3)]
+    for thread in starting:
+        thread.start()
+    for thread in starting:
+        thread.join()
+    if not all(trio.procs):
+        trio.stop()
+        pytest.fail("a region did not start")
+    return trio
 
 
 @pytest.fixture(scope="module")

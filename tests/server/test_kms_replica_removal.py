@@ -8,13 +8,13 @@ clock is the one moved (SHOAL_TEST_CLOCK_FILE), over the default 20 hours.
 
 from __future__ import annotations
 
-import threading
 import time
 
 import pytest
 
 from shoal.storage.keyring import set_kms_key_state
 from tests.server.test_global_tables import (
+    start_together,
     CONVERGE_S,
     REGIONS,
     Regions,
@@ -33,17 +33,8 @@ TWENTY_HOURS_S = 20 * 3600
 
 @pytest.fixture(scope="module")
 def trio(tmp_path_factory):
-    regions = Regions(str(tmp_path_factory.mktemp("kms_removal")))
-    with open(regions.clock_file, "w") as handle:  # the third region's clock: on time, until moved
-        handle.write("0")
-    starting = [threading.Thread(target=regions.start, args=(i,)) for i in range(3)]
-    for thread in starting:
-        thread.start()
-    for thread in starting:
-        thread.join()
-    if not all(regions.procs):
-        regions.stop()
-        pytest.fail("a region did not start")
+    regions = Regions(str(tmp_path_factory.mktemp("kms_removal")), clock_s=0.0)  # on time, until moved
+    start_together(regions)
     yield regions
     regions.stop()
 

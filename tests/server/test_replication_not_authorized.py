@@ -10,13 +10,13 @@ without such a Deny changing nothing. Three real ``shoal serve`` regions
 
 from __future__ import annotations
 
-import threading
 import time
 
 import orjson
 import pytest
 
 from tests.server.test_global_tables import (
+    start_together,
     CONVERGE_S,
     REGIONS,
     Regions,
@@ -37,17 +37,8 @@ TWENTY_HOURS_S = 20 * 3600
 
 @pytest.fixture(scope="module")
 def trio(tmp_path_factory):
-    regions = Regions(str(tmp_path_factory.mktemp("not_authorized")))
-    with open(regions.clock_file, "w") as handle:  # the third region's clock: on time, until moved
-        handle.write("0")
-    starting = [threading.Thread(target=regions.start, args=(i,)) for i in range(3)]
-    for thread in starting:
-        thread.start()
-    for thread in starting:
-        thread.join()
-    if not all(regions.procs):
-        regions.stop()
-        pytest.fail("a region did not start")
+    regions = Regions(str(tmp_path_factory.mktemp("not_authorized")), clock_s=0.0)  # on time, until moved
+    start_together(regions)
     yield regions
     regions.stop()
 

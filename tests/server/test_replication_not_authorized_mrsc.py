@@ -10,13 +10,14 @@ still succeeds. Three real ``shoal serve`` regions of the US set
 from __future__ import annotations
 
 import os
-import threading
 import time
 
 import orjson
 import pytest
 
 from tests.server.test_mrsc import REGIONS, Regions, _error, _strong_table
+from tests.server.test_global_tables import start_together
+from tests.server.test_mrsc_lifecycle import _table, _until
 from tests.shoal_process import ShoalProcess
 
 NOT_AUTHORIZED = "REPLICATION_NOT_AUTHORIZED"
@@ -24,7 +25,6 @@ ACCOUNT = "000000000000"
 SLR = ("arn:aws:iam::000000000000:role/aws-service-role/replication.dynamodb.amazonaws.com/"
        "AWSServiceRoleForDynamoDBReplication")
 SEVEN_DAYS_S = 7 * 86400
-WAIT_S = 30.0
 
 
 class ClockedRegions(Regions):
@@ -47,30 +47,9 @@ class ClockedRegions(Regions):
 @pytest.fixture(scope="module")
 def trio(tmp_path_factory):
     regions = ClockedRegions(str(tmp_path_factory.mktemp("na_mrsc")))
-    starting = [threading.Thread(target=regions.start, args=(i,)) for i in range(3)]
-    for thread in starting:
-        thread.start()
-    for thread in starting:
-        thread.join()
-    if not all(regions.procs):
-        regions.stop()
-        pytest.fail("a region did not start")
+    start_together(regions)
     yield regions
     regions.stop()
-
-
-def _until(check, what):
-    deadline = time.monotonic() + WAIT_S
-    while True:
-        value = check()
-        if value:
-            return value
-        assert time.monotonic() < deadline, what()
-        time.sleep(0.1)
-
-
-def _table(client, name: str) -> dict:
-    return client.describe_table(TableName=name)["Table"]
 
 
 def _replica_status(client, name: str, region: str) -> str | None:
