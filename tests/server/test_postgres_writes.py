@@ -13,6 +13,7 @@ nodes, every answer checked."""
 from __future__ import annotations
 
 import threading
+import time
 from collections import Counter
 
 import boto3
@@ -22,6 +23,7 @@ from botocore.config import Config
 from botocore.exceptions import ClientError
 
 from shoal.storage import postgres_engine
+from shoal.storage.engine import WriteConflict
 from shoal.storage.postgres_engine import PostgresEngine
 from tests.conftest import unique_name
 from tests.postgres_cluster import postgres_cluster  # noqa: F401 (a session fixture: a PostgreSQL server)
@@ -70,6 +72,64 @@ def test_a_groups_writes_read_what_was_locked_and_read_ahead(engine):  # noqa: F
         assert txn.get("items", b"a") == b"first"
         assert txn.get("items", b"missing") == b"found"
         assert txn.get("items", b"b") is None
+
+
+@pytest.mark.parametrize("changed", [False, True])
+def test_a_group_deadlocked_after_locking_ahead_replays_what_it_read_ahead(database, changed):
+    """A group locks and reads two items ahead, then its write waits for a
+    third that another transaction holds, which then waits for one of the
+    two: PostgreSQL aborts the group's transaction (its deadlock check comes
+    first), which begins again and replays its reads, the ones read ahead
+    included.  When the other transaction changed nothing they read, the
+    write goes on unaware; when it changed one of them, WriteConflict and
+    nothing written."""
+    store = PostgresEngine(database, min_connections=2, max_connections=2)
+    tag = unique_name("deadlock").encode()
+    a, b, c = tag + b"/a", tag + b"/b", tag + b"/c"
+    fill(store, "items", [a, b, c])
+    locks = f"INSERT INTO {store.schema}.locks (h) VALUES (%s) ON CONFLICT (h) DO UPDATE SET h = excluded.h"
+    ahead, outcome = threading.Event(), {}
+
+    def group():
+        try:
+            with store.group():
+                store.lock_ahead("items", [a, b])
+                ahead.set()
+                with store.write() as txn:
+                    outcome["a"] = txn.get("items", a)
+                    outcome["c"] = txn.get("items", c)  # waits for the other transaction
+                    txn.put("items", a, outcome["a"] + b"+" + outcome["c"])
+        except Exception as exc:  # shown by the assertions below
+            outcome["error"] = exc
+
+    other = psycopg.connect(database)
+    try:
+        other.execute("SET deadlock_timeout = '10s'")  # the group's check (1 s) comes first
+        other.execute(locks, (postgres_engine._lock_id("items", c),))
+        writer = threading.Thread(target=group)
+        writer.start()
+        assert ahead.wait(30)
+        waiting = "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock' AND datname = current_database()"
+        with psycopg.connect(database, autocommit=True) as watcher:
+            while watcher.execute(waiting).fetchone()[0] == 0:  # the group's write waits for c
+                time.sleep(0.01)
+        other.execute(locks, (postgres_engine._lock_id("items", a),))  # granted once the group is aborted
+        if changed:
+            other.execute(f"UPDATE {store.schema}.items SET v = 'changed' WHERE k = %s", (b,))
+        other.commit()
+        writer.join(60)
+        assert not writer.is_alive()
+    finally:
+        other.close()
+    with store.read() as txn:
+        stored = [txn.get("items", key) for key in (a, b, c)]
+    store.close()
+    if changed:
+        assert isinstance(outcome.get("error"), WriteConflict), outcome
+        assert stored == [b"v:" + a, b"changed", b"v:" + c]
+    else:
+        assert "error" not in outcome, outcome
+        assert stored == [b"v:" + a + b"+v:" + c, b"v:" + b, b"v:" + c]
 
 
 # ------------------------------------------------------------ a request's many items, one statement
