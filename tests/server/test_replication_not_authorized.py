@@ -17,7 +17,6 @@ import pytest
 
 from tests.server.test_global_tables import (
     start_together,
-    CONVERGE_S,
     REGIONS,
     Regions,
     _converged,
@@ -27,6 +26,7 @@ from tests.server.test_global_tables import (
     _wait_replica_status,
     _wait_table_status,
 )
+from tests.server.test_kms_replica_removal import _wait_replicas
 
 NOT_AUTHORIZED = "REPLICATION_NOT_AUTHORIZED"
 ACCOUNT = "000000000000"
@@ -151,17 +151,6 @@ def test_a_deny_to_the_service_principal_with_a_wildcard_counts_too(trio):
     assert "held" not in _keys(second, name)
     second.delete_resource_policy(ResourceArn=_arn(1, name))
     assert [i["pk"]["S"] for i in _converged(trio, name)] == ["before0", "held"]
-
-
-def _replicas(client, name: str) -> list[str]:
-    return [r["RegionName"] for r in client.describe_table(TableName=name)["Table"].get("Replicas", ())]
-
-
-def _wait_replicas(client, name: str, regions: list[str]) -> None:
-    deadline = time.monotonic() + CONVERGE_S
-    while _replicas(client, name) != regions:
-        assert time.monotonic() < deadline, _replicas(client, name)
-        time.sleep(0.1)
 
 
 def test_an_mrec_replica_not_authorized_for_20_hours_becomes_a_single_region_table(trio):
