@@ -119,9 +119,3 @@ class ReadBatcher:
             deferred.resolve(response)
         except Exception:  # one connection's failure must not keep the others' answers
             log.error("answering a batched GetItem failed", exc_info=True)
-
-
-#: The writes of one item whose key the group committer locks and reads ahead
-#: with the others of its group (``shoal.server.committer``).
-ITEM_WRITES = frozenset(("PutItem", "UpdateItem", "DeleteItem"))
-
