@@ -330,6 +330,21 @@ def count_instructions(node: Node, args, script: str) -> dict:
             "per_request": (loaded - idle) / report["requests"]}
 
 
+def stop_all(nodes, cluster, workdir: str) -> None:
+    """Stop the nodes and the PostgreSQL cluster, remove the work directory."""
+    for node in nodes:
+        node.stop()
+    if cluster is not None:
+        cluster.stop()
+    shutil.rmtree(workdir, ignore_errors=True)
+
+
+def print_idle(idle: dict) -> None:
+    """Each engine's idle CPU (``idle_cpu``'s figures), one line each."""
+    for engine, (shoal_ms, pg_ms) in idle.items():
+        print(f"idle {engine}: Shoal {shoal_ms:.1f} ms/s, PostgreSQL {pg_ms:.1f} ms/s")
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--items", type=int, default=10_000)
@@ -398,16 +413,11 @@ def main(argv=None) -> int:
                 pg = postgres_pid if node.postgres else None
                 runs.append(dict(measure(node, pg, args, script, round_ + 1, wrk_cpus), round=round_ + 1))
     finally:
-        for node in nodes:
-            node.stop()
-        if cluster is not None:
-            cluster.stop()
-        shutil.rmtree(workdir, ignore_errors=True)
+        stop_all(nodes, cluster, workdir)
 
     print(f"load average before the rounds: {load}; pin: {args.pin}; wrk -t1 -c{args.connections}, "
           f"{args.seconds:g} s runs after {args.warmup:g} s of warm-up; {args.items} items")
-    for engine, (shoal_ms, pg_ms) in idle.items():
-        print(f"idle {engine}: Shoal {shoal_ms:.1f} ms/s, PostgreSQL {pg_ms:.1f} ms/s")
+    print_idle(idle)
     print()
     print("| round | engine | req/s | p50 / p99 ms | Shoal CPU µs/req (user + sys) | PostgreSQL CPU µs/req "
           "| wrk µs/req | other cores busy |")

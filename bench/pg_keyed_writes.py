@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import shutil
 import subprocess
 import sys
 import tempfile
@@ -34,7 +33,7 @@ REPO_DIR = os.path.dirname(BENCH_DIR)
 sys.path.insert(0, BENCH_DIR)
 sys.path.insert(0, REPO_DIR)
 
-from pg_getitem import LUA as GETITEM_LUA, Node, _postmaster, idle_cpu, measure  # noqa: E402
+from pg_getitem import LUA as GETITEM_LUA, Node, _postmaster, idle_cpu, measure, print_idle, stop_all  # noqa: E402
 from systems import process_tree  # noqa: E402
 
 # bench/pg_getitem.py's script (its report line, its counts of answers not
@@ -152,16 +151,11 @@ def main(argv=None) -> int:
                     runs.append(dict(measure(node, postgres_pid, args, scripts[op], round_ + 1, wrk_cpus),
                                      round=round_ + 1, op=op))
     finally:
-        for node in nodes:
-            node.stop()
-        if cluster is not None:
-            cluster.stop()
-        shutil.rmtree(workdir, ignore_errors=True)
+        stop_all(nodes, cluster, workdir)
 
     print(f"load average at each round's start: {', '.join(loads)}; pin: {args.pin}; wrk -t1 "
           f"-c{args.connections}, {args.seconds:g} s runs after {args.warmup:g} s of warm-up; {args.items} items")
-    for engine, (shoal_ms, pg_ms) in idle.items():
-        print(f"idle {engine}: Shoal {shoal_ms:.1f} ms/s, PostgreSQL {pg_ms:.1f} ms/s")
+    print_idle(idle)
     print()
     print("| round | op | node | req/s | p50 / p99 ms | Shoal CPU µs/req (user + sys) | PostgreSQL CPU µs/req "
           "| wrk µs/req | other cores busy |")
