@@ -973,6 +973,13 @@ def verdict(kind: str, case: dict, shoal: dict, local: dict) -> tuple[str, str] 
     if (case["op"] == "ExecuteTransaction" and "RETURNING clause is not supported" in sm
             and lm.endswith("Where clause does not contain a mandatory equality on all key attributes")):
         return "local", "RETURNING refused before the key rule (DynamoDB's recorded order)"
+    if (sm == "Overlapping conditions with range keys are not supported in where clause"
+            and local["class"] == "success"):
+        return "local", "a partition named twice: DynamoDB refuses it (recorded), Local reads it once"
+    if (case["op"] == "ExecuteTransaction" and shoal["class"] == "TransactionCanceledException"
+            and "The provided key element does not match the schema" in json.dumps(shoal.get("reasons"))
+            and lm.startswith("Validation failed in TransactStatements")):
+        return "unclear", "a statement naming no single item and at fault otherwise: which comes first is not recorded"
     if sm == "Too many decomposed read operations for a given query." and local["class"] == "success":
         return "local", "Local reads more than the documented 50 partition key values (DynamoDB refuses, recorded)"
     if "Condition parameter type does not match schema type" in lm:
