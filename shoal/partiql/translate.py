@@ -126,6 +126,39 @@ def split_key(where, names: tuple, params: list) -> tuple[dict, list]:
     return key, rest
 
 
+def single_item_key(where, names: tuple, params: list) -> tuple[dict, list]:
+    """``split_key`` for a batch's or transaction's SELECT, which names one
+    item: an IN of one value on a key attribute is its equality, and a further
+    equality (or one-value IN) giving a key attribute the value it already has
+    is no further condition.  DynamoDB reads ``pk IN ['a'] AND sk IN ['1']``,
+    ``(pk IN ['a']) AND pk = 'a' AND sk = '2'`` and ``sk = '1' AND pk = 'k'
+    AND pk = 'k'`` so, and refuses ``pk IN ['b'] AND pk = 'a' AND sk = '1'``
+    (recorded, eu-west-2, 2026-09-17, floci-io/floci's
+    DynamoDbPartiQLEdgeCaseIntegrationTest)."""
+    key: dict = {}
+    rest = []
+    for node in conjuncts(where):
+        found = key_equality(node, names) or _one_value_in(node, names)
+        if found is None:
+            rest.append(node)
+            continue
+        value = bind_value(found[1], params)
+        if found[0] not in key:
+            key[found[0]] = value
+        elif key[found[0]] != value:
+            rest.append(node)
+    return key, rest
+
+
+def _one_value_in(node, names) -> tuple[str, object] | None:
+    """(key name, value node) if ``node`` is ``key IN [value]``."""
+    if (isinstance(node, ast.In) and len(node.options) == 1 and _is_value(node.options[0])
+            and isinstance(node.operand, ast.Path) and len(node.operand.elements) == 1
+            and node.operand.elements[0] in names):
+        return node.operand.elements[0], node.options[0]
+    return None
+
+
 def partition_options(where, hash_key: str) -> tuple[list, object] | None:
     """(options, conjunct) of the first top-level conjunct that holds only for
     items of a few partitions: ``hash_key IN [v, ...]``, or an OR whose every

@@ -1,5 +1,6 @@
 """PartiQL's IN limits without a server: 100 values in an IN (the parser),
-50 reads a SELECT's key conditions decompose into (``translate``)."""
+50 reads a SELECT's key conditions decompose into (``translate``); the key of
+a batch's or transaction's SELECT, where a one-value IN is an equality."""
 
 from __future__ import annotations
 
@@ -7,7 +8,13 @@ import pytest
 
 from shoal.errors import ValidationException
 from shoal.partiql import parse_statement
-from shoal.partiql.translate import DECOMPOSED_READS, check_decomposed_reads, key_options, partition_options
+from shoal.partiql.translate import (
+    DECOMPOSED_READS,
+    check_decomposed_reads,
+    key_options,
+    partition_options,
+    single_item_key,
+)
 
 
 def values(count: int, prefix: str = "v") -> str:
@@ -79,3 +86,19 @@ def test_reads_over_fifty_are_refused(condition):
 ])
 def test_reads_up_to_fifty_and_scans_pass(condition, range_key):
     check_decomposed_reads(where(condition), "pk", range_key)
+
+
+# ---------------------------------------------------------------- a batch's or transaction's single item
+
+@pytest.mark.parametrize("condition, key, rest", [
+    ("pk IN ['a'] AND sk IN ['1']", {"pk": {"S": "a"}, "sk": {"S": "1"}}, 0),
+    ("(pk IN ['a']) AND pk = 'a' AND sk = '2'", {"pk": {"S": "a"}, "sk": {"S": "2"}}, 0),
+    ("(sk = '1') AND pk = 'k' AND pk = 'k'", {"pk": {"S": "k"}, "sk": {"S": "1"}}, 0),
+    ("pk IN ['b'] AND pk = 'a' AND sk = '1'", {"pk": {"S": "b"}, "sk": {"S": "1"}}, 1),
+    ("pk = 'k' AND sk = '1' AND pk = 'r'", {"pk": {"S": "k"}, "sk": {"S": "1"}}, 1),
+    ("pk IN ['a', 'b'] AND sk = '1'", {"sk": {"S": "1"}}, 1),
+    ("pk = 'a' AND sk = '1' AND flag = 'x'", {"pk": {"S": "a"}, "sk": {"S": "1"}}, 1),
+])
+def test_single_item_key(condition, key, rest):
+    found, others = single_item_key(where(condition), ("pk", "sk"), [])
+    assert found == key and len(others) == rest
