@@ -57,8 +57,11 @@ class Metrics:
         """The background jobs: flush (through ``submit``, the group
         committer, when given), time to live deletions, per-minute table
         figures, roll-up and pruning."""
+        from shoal.storage.resident import ColdReads
+
         return [Flusher(self.recorder, submit), dynamodb.TtlDeletions(self.engine),
-                dynamodb.TableGauges(self.engine, self.clock), RollUp(self.engine, self.clock)]
+                dynamodb.TableGauges(self.engine, self.clock),
+                RollUp(self.engine, self.clock, cold_reads=ColdReads.for_engine(self.engine))]
 
     def exposition(self) -> bytes:
         """Prometheus's text, with this worker's pending figures flushed first."""

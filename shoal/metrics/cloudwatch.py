@@ -325,6 +325,10 @@ class CloudWatch:
         self.required = _Required({"shapes": self.validator._shapes,
                                    "operations": {name: ({"input": {"shape": shape}} if shape else {})
                                                   for name, shape in self.validator._inputs.items()}})
+        from shoal.storage.resident import ColdReads
+
+        #: months of metrics read by a request are not kept mapped (``ColdReads``); None when off
+        self.cold_reads = ColdReads.for_engine(engine)
         self._handlers = {"GetMetricStatistics": self.get_metric_statistics, "GetMetricData": self.get_metric_data,
                           "ListMetrics": self.list_metrics, "PutMetricData": self.put_metric_data,
                           "GetInsightRuleReport": self.get_insight_rule_report,
@@ -348,6 +352,8 @@ class CloudWatch:
         _model_checked(self.validator, self.required, operation, data)
         if operation in WRITES:
             return True, handler(data, region)
+        if self.cold_reads is not None:
+            return False, lambda: self.cold_reads.run(lambda: handler(data, region))
         return False, lambda: handler(data, region)
 
     # -- GetMetricStatistics -----------------------------------------------------------------

@@ -210,13 +210,21 @@ class RollUp:
     __name__ = "metrics_roll_up"
 
     def __init__(self, engine, clock: Callable[[], float] = time.time, budget: int = ROUND_BUDGET,
-                 interval_s: float = PASS_INTERVAL_S) -> None:
+                 interval_s: float = PASS_INTERVAL_S, cold_reads=None) -> None:
         self.engine = engine
         self.clock = clock
         self.budget = budget
         self.interval_s = interval_s
+        #: a round reads and rewrites blocks no request will read soon: their pages are not kept
+        #: mapped (``shoal.storage.resident.ColdReads``; None: kept)
+        self.cold_reads = cold_reads
 
     def __call__(self) -> bool:
+        if self.cold_reads is not None:
+            return self.cold_reads.run(self._round)
+        return self._round()
+
+    def _round(self) -> bool:
         now = self.clock()
         with self.engine.read() as txn:
             state = txn.get("meta", ROLLUP_KEY)

@@ -511,7 +511,11 @@ class Dispatcher:
                 return Response(error.status, [("Content-Type", "text/plain; charset=utf-8"),
                                                ("x-amzn-RequestId", request_id)],
                                 f"{error.code}: {error.message}\n".encode())
-        body = self.metrics.exposition() if self.metrics is not None else exposition(self.engine)
+        def scrape() -> bytes:
+            return self.metrics.exposition() if self.metrics is not None else exposition(self.engine)
+
+        cold = self.cloudwatch_api().cold_reads  # a scrape reads every series: not kept mapped
+        body = scrape() if cold is None else cold.run(scrape)
         return Response(200, [("Content-Type", CONTENT_TYPE), ("x-amzn-RequestId", request_id)], body)
 
     def _form(self, request: Request, request_id: str):

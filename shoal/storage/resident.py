@@ -226,3 +226,80 @@ class ResidentTrimmer:
                         "trimming the data file's pages cannot meet it", self.floor >> 20, ENV_BUDGET,
                         self.budget >> 20)
         return False
+
+
+ENV_SHED = "SHOAL_SHED_COLD_READS_MB"
+#: A read of cold data (months of metrics) that mapped more than this many MiB of the data
+#: file is followed by a trim; see ``ColdReads``.
+DEFAULT_SHED_MB = 4
+
+
+class ColdReads:
+    """Unmap the data file's pages after a read of cold data that mapped many of them.
+
+    A dashboard's GetMetricData over a week of 100 tables, a Prometheus scrape
+    or a metrics roll-up reads blocks of metrics history that no item request
+    reads again: LMDB maps each page it touches, and they would stay in the
+    worker's resident size (RssFile) until something unmapped them.  ``run``
+    reads RssFile before and after such a read (about 15 µs each), adds
+    what the read mapped to what the cold reads owe since the last trim, and
+    when that passes ``threshold`` unmaps the data file's pages
+    (``drop_mapped``): so the cold reads' pages, many small reads' included,
+    never add more than the threshold and one read's pages to the resident
+    size, and pages mapped by item requests meanwhile never set off a trim
+    themselves.  The read's pages go, and so do the pages item requests
+    had mapped, which the next requests map again with a minor fault each
+    (with fault-around, about one per 64 KiB: some 6 ms of CPU for a 400 MiB
+    working set, once per such read).  The pages stay in the OS page cache.
+
+    ``SHOAL_SHED_COLD_READS_MB`` sets the threshold in MiB (default
+    ``DEFAULT_SHED_MB``; 0 turns it off)."""
+
+    def __init__(self, data_file: str, threshold: int, *, read_rss: Callable[[], int | None] = rss_file_bytes,
+                 drop: Callable[[str], int] = drop_mapped) -> None:
+        self.data_file = data_file
+        self.threshold = threshold
+        self.sheds = 0  # how many reads were followed by a trim (for tests)
+        self.owed = 0  # bytes the cold reads mapped since the last trim
+        self._read_rss = read_rss
+        self._drop = drop
+
+    @classmethod
+    def for_engine(cls, engine, environ=os.environ) -> "ColdReads | None":
+        """The worker's instance over ``engine``; None when off, over an engine
+        that maps no file, or without /proc's RssFile.  A bad value of the
+        variable raises ``ValueError``."""
+        text = environ.get(ENV_SHED)
+        megabytes = DEFAULT_SHED_MB
+        if text is not None and text.strip():
+            try:
+                megabytes = int(text.strip())
+            except ValueError:
+                megabytes = -1
+            if megabytes < 0:
+                raise ValueError(f"{ENV_SHED}: {text!r} is not a whole number of MiB (0 turns it off)")
+        if megabytes == 0:
+            return None
+        data_file = data_file_of(engine)
+        if data_file is None or rss_file_bytes() is None:
+            return None
+        return cls(data_file, megabytes << 20)
+
+    def run(self, read: Callable[[], object]):
+        """``read()``'s result; the data file's pages unmapped after it once
+        the cold reads have mapped over the threshold since the last trim."""
+        before = self._read_rss()
+        try:
+            return read()
+        finally:
+            after = self._read_rss()
+            if before is not None and after is not None and after > before:
+                self.owed += after - before
+                if self.owed > self.threshold:
+                    self.owed = 0
+                    try:
+                        self._drop(self.data_file)
+                        self.sheds += 1
+                    except OSError as exc:  # not expected on Linux: stop trying
+                        log.warning("%s; cold reads' pages stay mapped in this worker", exc.strerror or exc)
+                        self.threshold = 1 << 62

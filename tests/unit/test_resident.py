@@ -351,3 +351,53 @@ def test_watchers_run_on_their_own_cadence_between_rounds():
     asyncio.run(serve_until_five_checks())
     assert len(checks) >= 5
     assert len(rounds) == 1
+
+
+# ---------------------------------------------------------------- cold reads (metrics history)
+
+
+def test_cold_reads_setting(lmdb_engine, engine):
+    from shoal.storage.resident import ColdReads
+
+    cold = ColdReads.for_engine(lmdb_engine, {})
+    assert cold.threshold == resident.DEFAULT_SHED_MB * MiB and cold.data_file == data_file_of(lmdb_engine)
+    assert ColdReads.for_engine(lmdb_engine, {"SHOAL_SHED_COLD_READS_MB": "16"}).threshold == 16 * MiB
+    assert ColdReads.for_engine(lmdb_engine, {"SHOAL_SHED_COLD_READS_MB": "0"}) is None
+    assert ColdReads.for_engine(engine, {}) is None  # the in-memory engine maps no file
+    with pytest.raises(ValueError, match="SHOAL_SHED_COLD_READS_MB"):
+        ColdReads.for_engine(lmdb_engine, {"SHOAL_SHED_COLD_READS_MB": "-1"})
+
+
+def test_cold_reads_trim_once_what_they_mapped_passes_the_threshold_not_what_others_mapped():
+    from shoal.storage.resident import ColdReads
+
+    rss = [100 * MiB]
+    drops = []
+    cold = ColdReads("data.mdb", 4 * MiB, read_rss=lambda: rss[0], drop=lambda path: drops.append(path))
+
+    def read(mapped: int):
+        def run():
+            rss[0] += mapped
+            return mapped
+        return run
+
+    assert cold.run(read(3 * MiB)) == 3 * MiB and drops == []  # under the threshold: kept
+    rss[0] += 50 * MiB  # item requests map pages meanwhile: not the cold reads' doing
+    assert cold.run(read(0)) == 0 and drops == []
+    cold.run(read(2 * MiB))  # 5 MiB owed by cold reads in all: over 4
+    assert drops == ["data.mdb"] and cold.sheds == 1 and cold.owed == 0
+    with pytest.raises(KeyError):  # a read that fails still counts what it mapped
+        cold.run(lambda: (rss.__setitem__(0, rss[0] + 5 * MiB), {}["x"]))
+    assert drops == ["data.mdb"] * 2
+
+
+def test_cold_reads_over_lmdb_lower_rss_file_and_lose_nothing(big_engine):
+    from shoal.storage.resident import ColdReads
+
+    drop_mapped(data_file_of(big_engine))
+    cold = ColdReads(data_file_of(big_engine), 4 * MiB)
+    before = rss_file()
+    assert cold.run(lambda: read_all(big_engine, ITEMS)) == ITEMS
+    assert cold.sheds == 1
+    assert rss_file() - before < 10 * MiB  # the ~40 MiB the read mapped were unmapped after it
+    assert read_all(big_engine, ITEMS) == ITEMS
