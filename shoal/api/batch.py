@@ -14,6 +14,11 @@ be processed, which is when every table it names is throttled at once
 (or, off the loop, refused its first item: a batch naming an MRSC table is
 served there, each of its tables admitted item by item only, and what its
 other tables consumed charged there too, ``_charge_off_loop``).
+
+A BatchGetItem part with ConsistentRead on a multi-Region strong
+consistency table reads each key strongly, as GetItem does (a consensus
+round, ``_read_strong``), not this region's own table, which may not have
+applied a write another region acknowledged.
 """
 
 from __future__ import annotations
@@ -89,6 +94,8 @@ def _batch_get_item(ctx, request: dict):
     unprocessed: dict[str, dict] = {}
     units: dict[str, float] = {}
     budget = MAX_RESPONSE_BYTES
+    strong = []  # the parts read strongly from an MRSC table: a round each key, after this transaction
+    stopped: dict = {}  # table name as sent -> its throttle, when it refused the part's first key
     # No snapshot across the items (BatchGetItem promises none): over
     # PostgreSQL each table's keys are then one statement (``get_many``).
     capacity = ctx.catalog.capacity
@@ -109,11 +116,14 @@ def _batch_get_item(ctx, request: dict):
                 continue
             found = responses.setdefault(name, [])
             units[name] = 0.0
+            if consistent and table.description.get("MultiRegionConsistency") == "STRONG":
+                strong.append((name, spec, projection, table, keys))
+                continue
             raws = (get_many("items", storage_keys) if get_many is not None
                     else [txn.get("items", skey) for skey in storage_keys])
             limited = capacity is not None and table.limited
             for number, (key, raw) in enumerate(zip(keys, raws)):
-                if limited and not capacity.admits_another(table, False, units[name]):
+                if limited and _read_refused(capacity, table, name, number, units, stopped):
                     # its throughput is spent: the rest of its keys come back unprocessed
                     left = unprocessed.setdefault(name, {k: v for k, v in spec.items() if k != "Keys"})
                     left.setdefault("Keys", []).extend(keys[number:])
@@ -133,6 +143,14 @@ def _batch_get_item(ctx, request: dict):
                     projected = projection.apply(stored_item(raw))
                     if projected:
                         found.append(projected)
+    failures = []
+    for name, spec, projection, table, keys in strong:
+        budget = _read_strong(ctx, capacity, name, spec, projection, table, keys, responses[name], units,
+                              unprocessed, stopped, failures, budget)
+    if failures and sum(len(part.get("Keys") or ()) for part in unprocessed.values()) == total:
+        raise failures[0]  # no key could be read: the rounds' failure, as a GetItem's
+    _refuse_if_none_read(request, throttled, stopped)
+    _charge_reads_off_loop(ctx, tables, units)
     for name, table_units in units.items():
         meter(ctx, tables[name].name, READ, table_units)
     out = {"Responses": responses, "UnprocessedKeys": unprocessed}
@@ -140,6 +158,93 @@ def _batch_get_item(ctx, request: dict):
     if capacity is not None:
         out["ConsumedCapacity"] = capacity
     return out
+
+
+def _read_refused(capacity, table, name: str, number: int, units: dict, stopped: dict) -> bool:
+    """Whether the table's throughput refuses the batch's key ``number`` of
+    ``name`` (``Capacity.refuses_another``, what the batch read of it so far
+    counted); a refusal of the part's first key is kept in ``stopped``."""
+    refusal = capacity.refuses_another(table, False, units[name])
+    if refusal is None:
+        return False
+    if number == 0:
+        stopped[name] = refusal
+    return True
+
+
+def _read_strong(ctx, capacity, name: str, spec: dict, projection, table, keys: list, found: list, units: dict,
+                 unprocessed: dict, stopped: dict, failures: list, budget: int) -> int:
+    """A part with ConsistentRead on a multi-Region strong consistency
+    table: each key a strongly consistent read, as GetItem's (a consensus
+    round, ``shoal.replication.strong``), which returns the latest
+    acknowledged write whatever this region's own table has applied yet;
+    charged as GetItem's (the item's strongly consistent read units, one for
+    no item), admitted key by key as any table's.  A key whose round found
+    no majority, or met another region's write, comes back unprocessed (an
+    internal processing failure, in the API Reference's words), as does each
+    key past the table's throughput or the response's 16 MB.  What is left
+    of the response's budget is returned."""
+    from shoal.errors import InternalServerError
+    from shoal.replication import strong as mrsc
+
+    limited = capacity is not None and table.limited
+    left = None
+    for number, key in enumerate(keys):
+        if limited and _read_refused(capacity, table, name, number, units, stopped):
+            left = left or unprocessed.setdefault(name, {k: v for k, v in spec.items() if k != "Keys"})
+            left.setdefault("Keys", []).extend(keys[number:])
+            break
+        try:
+            item = mrsc.batch_read(ctx, table, key)
+        except (mrsc.ReplicatedWriteConflictException, InternalServerError) as exc:
+            failures.append(exc)
+            left = left or unprocessed.setdefault(name, {k: v for k, v in spec.items() if k != "Keys"})
+            left.setdefault("Keys", []).append(key)
+            continue
+        size = item_size(item) if item is not None else 0
+        if size > budget:
+            left = left or unprocessed.setdefault(name, {k: v for k, v in spec.items() if k != "Keys"})
+            left.setdefault("Keys", []).append(key)
+            continue
+        budget -= size
+        units[name] += item_read_units(size, True)
+        if item is None:
+            continue
+        item = item if projection is None else projection.apply(item)
+        if item:
+            found.append(item)
+    return budget
+
+
+def _refuse_if_none_read(request: dict, throttled: dict, stopped: dict) -> None:
+    """Raise the throttle when the batch's throughput let it read none of its
+    keys.  On the loop ``_required`` refused such a batch already; off it
+    (a batch served there names an MRSC table, ``shoal.replication.protocol``)
+    tables are admitted key by key only, as BatchWriteItem's items are
+    (``_refuse_if_none_processed``)."""
+    refusals = []
+    for name in request["RequestItems"]:
+        refusal = throttled.get(name) or stopped.get(name)
+        if refusal is None:
+            return
+        refusals.append(refusal)
+    if refusals:
+        raise refusals[0]
+
+
+def _charge_reads_off_loop(ctx, tables: dict, units: dict) -> None:
+    """Charge what a batch served off the loop read of its limited tables,
+    to the allowances it was admitted by key by key (``_read_refused``,
+    ``shoal.capacity.off_loop``): an MRSC table's rounds included.  On the
+    loop (``Capacity.off_loop`` does nothing there) the dispatcher's
+    ``settle`` charges what the batch meters."""
+    capacity = ctx.catalog.capacity
+    if capacity is None:
+        return
+    for sent, table in tables.items():
+        if table.limited and units.get(sent):
+            with capacity.off_loop(ctx, table, False, admit=False) as charge:
+                charge.add(READ, units[sent])
 
 
 def _check_one_projection_style(request_items: dict) -> None:
@@ -294,12 +399,13 @@ def _write_strong(ctx, request: dict, strong: list, units: dict, unprocessed: di
         if not _admitted(ctx, table, name, number, request, {}, {}, unprocessed, stopped):
             continue
         try:
-            old = mrsc.batch_write(ctx, table, key, item)
+            old, written = mrsc.batch_write(ctx, table, key, item)
         except mrsc.ReplicatedWriteConflictException:
             unprocessed.setdefault(name, []).append(request["RequestItems"][name][number])
             continue
         old_size = item_size(old) if old is not None else 0
         units[table.name] = units.get(table.name, 0.0) + item_write_units(old_size, size)
+        add_index_units(index_units.setdefault(table.name, {}), written)
 
 
 def _charge_off_loop(ctx, tables: dict, units: dict, index_units: dict) -> None:

@@ -685,9 +685,9 @@ class Capacity:
         this worker's hook, another thread's)."""
         if not table.limited:
             return None
-        if _get_ident() != self._owner:  # a BatchWriteItem naming an MRSC table, served off the loop (a
-            # BatchGetItem never is): each table's writes admitted there, and charged there (shoal.api.batch)
-            return self._off_loop.refusal(table, writes, units, index_units) if writes else None
+        if _get_ident() != self._owner:  # a batch naming an MRSC table, served off the loop: each table's
+            # items admitted there, and charged there (shoal.api.batch)
+            return self._off_loop.refusal(table, writes, units, index_units)
         current = self.current
         if current is None:
             return None

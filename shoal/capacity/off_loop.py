@@ -33,7 +33,12 @@ what the batch consumed of the table and has not charged yet, as the loop's
 here once its transaction committed (``Charge.add``; its MRSC writes are
 charged round by round); BatchExecuteStatement runs each statement that is
 not a round in a ``charge`` of its own, admitted and charged in turn
-(``shoal.api.partiql``).  BatchGetItem is never served off the loop.
+(``shoal.api.partiql``).  BatchGetItem, where a part with ConsistentRead on
+an MRSC table is a round per key, admits each key of every table
+(``refusal``, counting what the batch read of it) and charges what it read
+once it ran, its rounds included (``shoal.api.batch``): the same code on
+the loop, where ``settle`` charges instead.  (The replication screen does
+not yet send such a batch off the loop: its rounds then hold the loop.)
 
 Not covered: per-partition (hot key) limits of these requests.
 """

@@ -571,17 +571,58 @@ def _check_index_keys(table, item: dict) -> None:
             entry_key(table, index, item, b"", True)
 
 
-def _write_response(ctx, table, request: dict, old: dict | None, new_size: int, attributes):
+def _index_units(table, key: dict, old: dict | None, new: dict | None) -> dict | None:
+    """The write units a write from ``old`` to ``new`` (None: no item)
+    consumes in the table's secondary indexes, as the write path counts them
+    (``shoal.api.indexes.maintain``: an entry removed, an entry written; none
+    where the entry's key and projection did not change), in
+    ``{"GlobalSecondaryIndexes": {name: units}, "LocalSecondaryIndexes": ...}``
+    (ConsumedCapacity's form), or None.  Counted from the round's own values,
+    the item the round found and the one it chose, not from what this
+    region's table held when the value was applied here."""
+    if not table.indexes:
+        return None
+    from shoal.api.indexes import entry_key, entry_size, projected_entry, table_suffix_of
+    from shoal.model.capacity import write_units
+
+    suffix = table_suffix_of(table, storage_key(table, key))
+    out: dict = {}
+    for index in table.indexes:
+        if index.vector is not None:  # not counted in write units (shoal.api.indexes._apply_entry)
+            continue
+        old_key = entry_key(table, index, old, suffix, False) if old is not None else None
+        new_key = entry_key(table, index, new, suffix, False) if new is not None else None
+        old_value = projected_entry(index, old, None) if old_key is not None else None
+        new_value = projected_entry(index, new, None) if new_key is not None else None
+        if old_key == new_key and old_value == new_value:
+            continue  # only attributes the index does not project changed (or it holds neither)
+        units = 0.0
+        if old_value is not None and old_key != new_key:
+            units += write_units(entry_size(old_value))
+        if new_value is not None:
+            units += write_units(entry_size(new_value))
+        if units:
+            by_name = out.setdefault("LocalSecondaryIndexes" if index.local else "GlobalSecondaryIndexes", {})
+            by_name[index.name] = by_name.get(index.name, 0.0) + units
+    return out or None
+
+
+def _write_response(ctx, table, request: dict, key: dict, old: dict | None, new: dict | None, new_size: int,
+                    attributes):
+    """A write round's answer: its Attributes and ConsumedCapacity, its
+    units (the table's and its indexes') metered, and so charged (the
+    request runs in ``_charged``)."""
     from shoal.api.common import consumed_capacity, item_write_units, meter_item_write
     from shoal.model.size import item_size
 
     units = item_write_units(item_size(old) if old is not None else 0, new_size)
+    index_units = _index_units(table, key, old, new)
     if ctx.meter is not None:
-        meter_item_write(ctx, table.name, units, None)
+        meter_item_write(ctx, table.name, units, index_units)
     out = {}
     if attributes:
         out["Attributes"] = attributes
-    capacity = consumed_capacity(request, table.name, units)
+    capacity = consumed_capacity(request, table.name, units, index_units=index_units)
     if capacity is not None:
         out["ConsumedCapacity"] = capacity
     return out
@@ -591,7 +632,8 @@ def put_item(ctx, moved, request: dict, item: dict, size: int, condition, return
     table, key = moved.table, moved.key
     with _charged(ctx, table, True):
         old = _replace(ctx, table, key, item, condition, request)
-        return _write_response(ctx, table, request, old, size, old if return_values == "ALL_OLD" else None)
+        return _write_response(ctx, table, request, key, old, item, size,
+                               old if return_values == "ALL_OLD" else None)
 
 
 def _replace(ctx, table, key: dict, item: dict | None, condition=None, request: dict | None = None) -> dict | None:
@@ -620,23 +662,29 @@ def _replace(ctx, table, key: dict, item: dict | None, condition=None, request: 
     return seen["old"]
 
 
-def batch_write(ctx, table, key: dict, item: dict | None) -> dict | None:
+def batch_write(ctx, table, key: dict, item: dict | None) -> tuple[dict | None, dict | None]:
     """One put (``item``) or delete (None) of a BatchWriteItem on an MRSC
-    table, as a round: the item as it was before (None if there was none).
+    table, as a round: the item as it was before (None if there was none),
+    and the write units its indexes consumed (``_index_units``' form, or None).
     Raises ReplicatedWriteConflictException when another region's write won
     (BatchWriteItem answers it unprocessed) and InternalServerError when no
-    majority answered.  Its write units are charged to the table's capacity
-    (the batch meters them); the batch admits it first, as each item
-    (``Capacity.refuses_another``), leaving it unprocessed when the table's
-    capacity is spent (and refused when that leaves the batch nothing processed)."""
+    majority answered.  Its write units, the table's and its indexes', are
+    charged to the table's capacity (the batch meters them); the batch admits
+    it first, as each item (``Capacity.refuses_another``), leaving it
+    unprocessed when the table's or a GSI's capacity is spent (and refused
+    when that leaves the batch nothing processed)."""
     from shoal.api.common import WRITE, item_write_units
     from shoal.model.size import item_size
 
     with _charged(ctx, table, True, admit=False) as charge:
         old = _replace(ctx, table, key, item)
-        charge.add(WRITE, item_write_units(item_size(old) if old is not None else 0,
-                                           item_size(item) if item is not None else 0))
-    return old
+        index_units = _index_units(table, key, old, item)
+        local = sum(((index_units or {}).get("LocalSecondaryIndexes") or {}).values())  # the table's capacity
+        charge.add(WRITE, local + item_write_units(item_size(old) if old is not None else 0,
+                                                   item_size(item) if item is not None else 0))
+        for index, units in ((index_units or {}).get("GlobalSecondaryIndexes") or {}).items():
+            charge.add(WRITE, units, index)
+    return old, index_units
 
 
 def update_item(ctx, moved, request: dict, update, condition, return_values: str):
@@ -666,7 +714,7 @@ def update_item(ctx, moved, request: dict, update, condition, return_values: str
         except ConditionalCheckFailedException:
             _failed_condition(ctx, table, seen["old"])
             raise
-        return _write_response(ctx, table, request, seen["old"], seen["size"],
+        return _write_response(ctx, table, request, key, seen["old"], seen["new"], seen["size"],
                                _update_return_values(return_values, update, seen["old"], seen["new"]))
 
 
@@ -674,7 +722,8 @@ def delete_item(ctx, moved, request: dict, condition, return_values: str):
     table, key = moved.table, moved.key
     with _charged(ctx, table, True):
         old = _replace(ctx, table, key, None, condition, request)
-        return _write_response(ctx, table, request, old, 0, old if return_values == "ALL_OLD" else None)
+        return _write_response(ctx, table, request, key, old, None, 0,
+                               old if return_values == "ALL_OLD" else None)
 
 
 def get_item(ctx, moved, request: dict, projection):
@@ -696,6 +745,17 @@ def get_item(ctx, moved, request: dict, projection):
     if capacity is not None:
         out["ConsumedCapacity"] = capacity
     return out
+
+
+def batch_read(ctx, table, key: dict) -> dict | None:
+    """One key of a BatchGetItem with ConsistentRead on an MRSC table: the
+    item as a majority of regions holds it (None: none), read as GetItem's
+    strongly consistent read is.  The batch admits it (``Capacity.refuses_another``),
+    meters its read units and charges them with its other keys'.  Raises
+    ReplicatedWriteConflictException or InternalServerError when its round
+    could not finish (the batch answers the key unprocessed)."""
+    _noted(ctx, table)
+    return _decoded(node_of(ctx).read(table, key).result)
 
 
 # ---------------------------------------------------------------- strongly consistent Query and Scan
