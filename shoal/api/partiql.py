@@ -992,12 +992,17 @@ def _off_loop_charge(ctx, table, writes: bool, consistent: bool = False):
     (``shoal.capacity.off_loop``), unless it is itself a round, which is
     (``shoal.replication.strong``).  On the loop's thread, or for a table
     without limits, a charge that does nothing: the loop's ``admit`` and
-    ``settle`` charge the batch."""
+    ``settle`` charge the batch; there each statement is admitted
+    (``Capacity.refuses_statement``) counting what the batch's earlier
+    statements consumed, as BatchWriteItem's items are."""
     capacity = getattr(ctx.catalog, "capacity", None)
     if capacity is None or not table.limited:
         return NO_CHARGE
     if (writes or consistent) and table.description.get("MultiRegionConsistency") == "STRONG":
         return NO_CHARGE  # a round: admitted and charged by itself
+    refusal = capacity.refuses_statement(table, writes)  # on the loop: what the batch consumed so far counted
+    if refusal is not None:
+        raise refusal
     return capacity.off_loop(ctx, table, writes)
 
 

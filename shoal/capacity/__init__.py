@@ -705,6 +705,30 @@ class Capacity:
                 return self._batch_throttle(allowance, table)
         return None
 
+    def refuses_statement(self, table, writes: bool):
+        """The throttle refusing a BatchExecuteStatement's next statement on
+        ``table``, served on the loop, or None if it may run: as
+        ``refuses_another`` admits a batch's next item, counting what the
+        batch's earlier statements consumed of the table and its GSIs (its
+        meter entries, kept apart until ``settle`` charges them).  Requiring
+        the table admits a statement while the balance is positive, which
+        alone would let a whole batch through on a balance of one unit."""
+        if not table.limited or _get_ident() != self._owner:
+            return None
+        entries = self.metered
+        if not entries or self._first is None:
+            return self.refuses_another(table, writes, 0.0)
+        kind = WRITE if writes else READ
+        units, by_index = 0.0, {}
+        for (name, index, what), amount in consumed(entries, self._first.name).items():
+            if name == table.name and what == kind:
+                if index is None:
+                    units += amount
+                else:
+                    by_index[index] = by_index.get(index, 0.0) + amount
+        return self.refuses_another(table, writes, units,
+                                    {"GlobalSecondaryIndexes": by_index} if by_index else None)
+
     def _batch_throttle(self, allowance: Allowance, table):
         exc = self._throttle(allowance.limit)
         exc.table = table
