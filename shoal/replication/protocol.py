@@ -184,7 +184,24 @@ class ReplicationService:
         if self.settings.strong and operation in _STRONG_WRITERS and target.startswith(_DYNAMODB) \
                 and self._writes_strong_table(request, operation) and self.dispatcher._serving():
             return self._off_loop(request, request_id, strong=True)  # its MRSC writes are rounds
+        if self.settings.strong and operation == "BatchGetItem" and target.startswith(_DYNAMODB) \
+                and self._reads_strong_table(request) and self.dispatcher._serving():
+            return self._off_loop(request, request_id, strong=True)  # its consistent MRSC reads are rounds
         return None
+
+    def _reads_strong_table(self, request) -> bool:
+        """Whether a BatchGetItem reads one of this region's MRSC tables with
+        ConsistentRead: each such key is a round (``shoal.api.batch``)."""
+        body = request.body
+        if not body or request.headers.get("content-encoding"):
+            return False
+        try:
+            parts = orjson.loads(body)["RequestItems"]
+            names = {name.rpartition("/")[2] if name.startswith("arn:") else name
+                     for name, spec in parts.items() if spec.get("ConsistentRead") is True}
+        except (ValueError, AttributeError, TypeError, KeyError):
+            return False
+        return bool(names & self.settings.strong)
 
     def _writes_strong_table(self, request, operation: str) -> bool:
         """Whether a BatchWriteItem or a PartiQL write names one of this
