@@ -62,12 +62,16 @@ from shoal.model.values import validate_value
 from shoal.partiql import ast, parse_statement
 from shoal.partiql.shape import SelectShape, identifier
 from shoal.partiql.translate import (
+    DECOMPOSED_READS,
     ExpressionBuilder,
     bind_value,
+    check_decomposed_reads,
     check_parameters,
     conjuncts,
     key_equality,
+    key_options,
     partition_options,
+    single_item_key,
     sort_condition,
     split_key,
 )
@@ -95,8 +99,12 @@ NO_SUCH_INDEX = "The table does not have the specified index"
 GSI_CONSISTENT = "Strongly consistent read is not supported on Global Secondary Indexes"
 TRANSACTION_INDEX_READ = "Reads on indices are not supported within transactions."
 TRANSACTION_RETURNING = "RETURNING clause is not supported in ExecuteTransaction."
-# An IN on the partition key with a value of another type (DynamoDB Local's words).
-PARTITION_VALUE_TYPE = INVALID + "Condition parameter type does not match schema type"
+# A transaction's statement that names no single item by its key cancels the transaction with
+# these reasons (recorded from DynamoDB, eu-west-2, 2026-09-17, floci-io/floci's
+# DynamoDbPartiQLEdgeCaseIntegrationTest): TransactWriteItems' and TransactGetItems' words.
+KEY_MISMATCH = "The provided key element does not match the schema"
+OVERLAPPING = "Overlapping conditions with range keys are not supported in where clause"
+INSERT_KEY_ABSENT = "Key attribute should be present in the item: Key "
 
 
 class DuplicateItemException(ShoalError):
@@ -599,24 +607,29 @@ def partition_values(where, hash_key: str, params: list, key_type: str | None = 
     """(partition key values, conjunct) of a SELECT that reads several
     partitions and nothing else (``translate.partition_options``): each value
     once, in statement order; None if its WHERE has no such conjunct.  With
-    ``key_type`` (the partition key's S, N or B) an IN's value of another type
-    refuses the statement and an OR's matches nothing, as DynamoDB Local
-    answers them; authorization, which knows no types, leaves them in."""
+    ``key_type`` (the partition key's S, N or B) a value of another type, in
+    an IN or an OR, refuses the statement, and so does a partition named
+    twice, as DynamoDB refuses them (recorded, eu-west-2, 2026-09-17:
+    ``pk = 1 OR pk = 'a'``, ``pk IN ['a', 'a']``; DynamoDB Local refuses an
+    IN's value of another type in other words, lets an OR's match nothing and
+    reads a partition named twice once); authorization, which knows no types,
+    leaves them in and names each partition once."""
     found = partition_options(where, hash_key)
     if found is None:
         return None
     options, conjunct = found
     values, seen = [], set()
-    for node, from_in in options:
+    for node, _ in options:
         value = bind_value(node, params)
         if key_type is not None and key_type not in value:
-            if from_in:
-                raise ValidationException(PARTITION_VALUE_TYPE)
-            continue
+            raise ValidationException(f"{KEY_TYPE}: Key {hash_key}")
         identity = _value_identity(value)
-        if identity not in seen:
-            seen.add(identity)
-            values.append(value)
+        if identity in seen:
+            if key_type is not None:  # one partition twice (DynamoDB's answer, recorded 2026-09-17)
+                raise ValidationException(OVERLAPPING)
+            continue
+        seen.add(identity)
+        values.append(value)
     return values, conjunct
 
 
@@ -794,12 +807,16 @@ def select(ctx, statement: ast.Select, params: list, request: dict) -> dict:
         if found is not None and found[2] is not None:
             holder, partition_key, partitions = found[2]
     else:
+        check_decomposed_reads(statement.where, hash_key, range_key)
         partition = partition_equality(statement.where, hash_key)
         if partition is None:
             several = partition_values(statement.where, hash_key, params, table.attribute_types.get(hash_key))
             if several is not None:
                 partitions, conjunct = several
                 partition = (hash_key, None, conjunct)
+        sort_options = key_options(statement.where, range_key) if partition and range_key else None
+        for node, _ in sort_options[0] if sort_options else ():  # a key read's sort key values (as recorded)
+            _check_key_types({range_key: bind_value(node, params)}, table.attribute_types)
         keys = (hash_key,) if range_key is None else (hash_key, range_key)
         found = None
     descending = _check_order_by(statement, keys, partition, index.range_keys if index is not None else ())
@@ -975,8 +992,10 @@ def _refuse_duplicate_reads(ctx, parsed: list) -> None:
 
 def _single_item_key(table, statement: ast.Select, params: list, message: str) -> dict:
     """The key of a SELECT in a batch or transaction, whose WHERE must be the
-    table's full primary key and nothing more."""
-    key, rest = split_key(statement.where, _key_names(table), params)
+    table's full primary key and nothing more (``translate.single_item_key``:
+    a one-value IN names a key attribute, an equality repeated is no more)."""
+    check_decomposed_reads(statement.where, table.hash_key, table.range_key)
+    key, rest = single_item_key(statement.where, _key_names(table), params)
     if statement.index is not None or len(key) != len(table.key_schema) or rest:
         raise ValidationException(message)
     _check_key_types(key, table.attribute_types)
@@ -1128,6 +1147,7 @@ def _parse_in_transaction(position: int, entry: dict):
 
 def _read_transaction(ctx, parsed: list, request: dict) -> dict:
     gets, readers = [], []
+    mistyped = []  # the SELECTs whose key has another type (TransactGetItems' reason)
     for position, (statement, params) in enumerate(parsed):
         if statement.index is not None:  # before the table is looked up (DynamoDB Local's order)
             raise _in_statement(position, ValidationException(TRANSACTION_INDEX_READ))
@@ -1135,7 +1155,10 @@ def _read_transaction(ctx, parsed: list, request: dict) -> dict:
         try:
             key = _single_item_key(table, statement, params, TRANSACTION_SELECT)
         except ValidationException as exc:
-            if exc.message != TRANSACTION_SELECT:
+            if exc.message.startswith(KEY_TYPE):  # cancels, once every statement is checked
+                mistyped.append(position)
+                continue
+            if exc.message not in (TRANSACTION_SELECT, DECOMPOSED_READS):
                 raise
             raise _in_statement(position, exc) from None
         try:
@@ -1143,6 +1166,10 @@ def _read_transaction(ctx, parsed: list, request: dict) -> dict:
         except ValidationException as exc:
             raise _in_statement(position, exc) from None
         gets.append({"Get": {"TableName": table.name, "Key": key}})
+    if mistyped:
+        raise TransactionCanceledException([
+            {"Code": "ValidationError", "Message": KEY_MISMATCH} if position in mistyped else {"Code": "None"}
+            for position in range(len(parsed))])
     sub = {"TransactItems": gets}
     if request.get("ReturnConsumedCapacity") is not None:
         sub["ReturnConsumedCapacity"] = request["ReturnConsumedCapacity"]
@@ -1159,12 +1186,15 @@ def _write_transaction(ctx, parsed: list, request: dict) -> dict:
     EXISTS (the Developer Guide documents EXISTS only; DynamoDB Local: "Unsupported
     operation in transaction."), RETURNING, a statement whose expressions are
     invalid ("Validation failed in TransactStatements[i]: ", as DynamoDB Local
-    words them).  A key of the wrong type cancels the transaction with that
-    statement's ValidationError, as TransactWriteItems' does."""
+    words them).  A statement that names no single item by its key (a key
+    attribute missing, or given by IN, of another type, or twice with two
+    values; an INSERT without one) cancels the transaction with that
+    statement's ValidationError, once every statement is checked, as DynamoDB
+    answers (``_key_reason``)."""
     if any(isinstance(statement, ast.Exists) and statement.negated for statement, _ in parsed):
         raise ValidationException(NOT_EXISTS)
     plans, items = [], []
-    mistyped = None  # the first statement whose key has another type: it cancels, once all are checked
+    unkeyed: dict = {}  # the statements naming no single item, their reasons: they cancel, once all are checked
     for position, ((statement, params), entry) in enumerate(zip(parsed, request["TransactStatements"])):
         if getattr(statement, "returning", None) is not None:
             # After the table is found (DynamoDB Local's order), before the key
@@ -1176,10 +1206,11 @@ def _write_transaction(ctx, parsed: list, request: dict) -> dict:
         except ValidationException as exc:
             if exc.message == EXISTS_CONDITION:
                 raise _in_statement(position, exc) from None
-            if exc.message.startswith(KEY_TYPE):
-                mistyped = mistyped or (position, exc.message)
-                continue
-            raise
+            reason = _key_reason(exc.message)
+            if reason is None:
+                raise
+            unkeyed[position] = reason
+            continue
         spec = dict(plan.spec)
         if entry.get("ReturnValuesOnConditionCheckFailure") is not None:
             spec["ReturnValuesOnConditionCheckFailure"] = entry["ReturnValuesOnConditionCheckFailure"]
@@ -1190,10 +1221,10 @@ def _write_transaction(ctx, parsed: list, request: dict) -> dict:
             raise _in_statement(position, exc) from None
         plans.append(plan)
         items.append({plan.kind: spec})
-    if mistyped is not None:
-        reasons = [{"Code": "None"}] * len(parsed)
-        reasons[mistyped[0]] = {"Code": "ValidationError", "Message": mistyped[1]}
-        raise TransactionCanceledException(reasons)
+    if unkeyed:
+        raise TransactionCanceledException([
+            {"Code": "ValidationError", "Message": unkeyed[position]} if position in unkeyed else {"Code": "None"}
+            for position in range(len(parsed))])
     sub = {"TransactItems": items}
     for member in ("ClientRequestToken", "ReturnConsumedCapacity"):
         if request.get(member) is not None:
@@ -1204,6 +1235,18 @@ def _write_transaction(ctx, parsed: list, request: dict) -> dict:
     except TransactionCanceledException as exc:
         raise TransactionCanceledException(_insert_reasons(plans, exc.reasons)) from None
     return _with_capacity({"Responses": []}, response)
+
+
+def _key_reason(message: str) -> str | None:
+    """The cancellation reason of a transaction's statement refused for its
+    key, or None for any other fault."""
+    if message.startswith(KEY_TYPE) or message == KEY_EQUALITY:
+        return KEY_MISMATCH
+    if message.startswith(INSERT_KEY_ABSENT):
+        return f"{INVALID}Missing the key {message[len(INSERT_KEY_ABSENT):]} in the item"
+    if message.startswith("Multiple conditions on same key "):
+        return message
+    return None
 
 
 def _insert_reasons(plans: list, reasons: list) -> list:

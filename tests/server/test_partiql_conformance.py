@@ -229,15 +229,16 @@ def test_expression_faults_are_the_statements_own(ddb, keyed):
 
 def test_a_key_of_another_type_cancels_a_transaction(ddb, keyed):
     """As TransactWriteItems does: that statement's ValidationError, the
-    others' None (DynamoDB Local answers so; Shoal refused the request)."""
+    others' None, in DynamoDB's words (recorded, eu-west-2, 2026-09-17,
+    floci-io/floci's DynamoDbPartiQLEdgeCaseIntegrationTest)."""
     t = f'"{keyed}"'
     error = error_of(ddb.execute_transaction, TransactStatements=[
         {"Statement": f"UPDATE {t} SET v = 1 WHERE pk = 'p' AND sk = 1"},
         {"Statement": f"UPDATE {t} SET v = 1 WHERE pk = 'p' AND sk = 'one'"}])
     assert error["Code"] == "TransactionCanceledException"
     reasons = error_of.last["CancellationReasons"]
-    assert reasons == [{"Code": "None"}, {"Code": "ValidationError", "Message": (
-        "Key attribute's data type should match its data type in table's schema: Key sk")}]
+    assert reasons == [{"Code": "None"}, {"Code": "ValidationError",
+                                          "Message": "The provided key element does not match the schema"}]
     assert ddb.get_item(TableName=keyed, Key={"pk": {"S": "p"}, "sk": {"N": "1"}})["Item"]["v"] == {"N": "5"}
 
 
@@ -350,3 +351,38 @@ def test_a_keys_only_index_refuses_its_list_before_its_filter(ddb):
         "ValidationException", "One or more parameter values were invalid: Secondary index by_g does not project "
                                "one or more filter attributes: [c]")
     ddb.delete_table(TableName=name)
+
+
+def test_a_transaction_write_naming_no_single_item_cancels(ddb, keyed):
+    """Each write whose WHERE names no single item (a key attribute missing,
+    given by IN, twice with two values, of another type) and each INSERT
+    without its key cancels the transaction with its own ValidationError, the
+    others None (DynamoDB's answer, recorded in eu-west-2, 2026-09-17,
+    floci-io/floci's DynamoDbPartiQLEdgeCaseIntegrationTest; DynamoDB Local
+    cancels with no reasons).  A SELECT's key of another type cancels a read
+    transaction so too."""
+    t = f'"{keyed}"'
+    mismatch = {"Code": "ValidationError", "Message": "The provided key element does not match the schema"}
+    before = ddb.get_item(TableName=keyed, Key={"pk": {"S": "p"}, "sk": {"N": "2"}})["Item"]
+    error = error_of(ddb.execute_transaction, TransactStatements=[
+        {"Statement": f"UPDATE {t} SET v = 2 WHERE pk = 'p'"},
+        {"Statement": f"UPDATE {t} SET v = 2 WHERE pk IN ['p'] AND sk = 1"},
+        {"Statement": f"UPDATE {t} SET v = 2 WHERE pk = 'p' AND sk = 1 AND pk = 'q'"},
+        {"Statement": f"UPDATE {t} SET v = 2 WHERE pk = 'p' AND sk = 'one'"},
+        {"Statement": f"UPDATE {t} SET v = 2 WHERE pk = 'p' AND sk = 2"}])
+    assert error["Code"] == "TransactionCanceledException"
+    reasons = error_of.last["CancellationReasons"]
+    assert [reason["Code"] for reason in reasons] == ["ValidationError"] * 4 + ["None"]
+    assert reasons[0] == reasons[1] == reasons[3] == mismatch
+    error_of(ddb.execute_transaction, TransactStatements=[
+        {"Statement": f"INSERT INTO {t} VALUE {{'pk': 'new'}}"}, {"Statement": f"DELETE FROM {t} WHERE sk = 1"}])
+    assert error_of.last["CancellationReasons"] == [
+        {"Code": "ValidationError", "Message": "One or more parameter values were invalid: Missing the key sk in the item"},
+        mismatch]
+    error = error_of(ddb.execute_transaction, TransactStatements=[
+        {"Statement": f"SELECT * FROM {t} WHERE pk = 'p' AND sk = 'one'"},
+        {"Statement": f"SELECT * FROM {t} WHERE pk = 'p' AND sk = 2"}])
+    assert error["Code"] == "TransactionCanceledException"
+    assert error_of.last["CancellationReasons"] == [mismatch, {"Code": "None"}]
+    assert ddb.get_item(TableName=keyed, Key={"pk": {"S": "p"}, "sk": {"N": "2"}})["Item"] == before
+    assert "Item" not in ddb.get_item(TableName=keyed, Key={"pk": {"S": "new"}, "sk": {"N": "1"}})

@@ -106,3 +106,53 @@ def test_transactions_and_batches_refuse_an_in_of_more_than_a_hundred_values(ddb
     assert out[0]["Error"] == {"Code": "ValidationError", "Message": operands(101)}
     assert out[1]["Item"] == {"pk": S("v1")}
     assert "t" not in ddb.get_item(TableName=table, Key={"pk": S("v0"), "sk": S("1")})["Item"]
+
+
+def test_sort_key_values_multiply_the_reads(ddb, table):
+    """A SELECT's reads are its partitions times the sort key values it names
+    (recorded: ``pk = 'a' AND sk IN [51 values]`` and ``pk IN [26 values] AND
+    sk IN [2 values]`` refused)."""
+    base = f'SELECT pk, sk FROM "{table}" WHERE '
+    for where in (f"pk = 'v0' AND sk IN [{values(51)}]",
+                  f"pk IN [{values(26)}] AND sk IN ['1', '2']",
+                  f"(pk = 'v0' OR pk = 'v1') AND ({' OR '.join(f'sk = {chr(39)}{i}{chr(39)}' for i in range(26))})"):
+        assert refusal(ddb.execute_statement, Statement=base + where) == ("ValidationException", TOO_MANY_READS)
+    assert select(ddb, base + f"pk = 'v0' AND sk IN ['1', {values(49, 'x')}]") == [("v0", "1")]
+    assert select(ddb, base + f"pk IN [{values(25)}] AND sk IN ['1', '2']") == [
+        ("v0", "1"), ("v0", "2"), ("v1", "1"), ("v1", "2")]
+    assert select(ddb, base + f"sk IN [{values(99)}, '2']") == [
+        ("v0", "2"), ("v1", "2")]  # no partition named: a scan, whatever its IN
+
+
+def test_batches_and_transactions_refuse_more_than_fifty_reads(ddb, table):
+    """Before their own rule that a SELECT names one item (recorded for a
+    batch: "Too many decomposed read operations for a given query."; a
+    transaction names the statement, as it does for its other faults)."""
+    read = f'SELECT * FROM "{table}" WHERE pk IN [{values(51)}] AND sk = \'1\''
+    out = ddb.batch_execute_statement(Statements=[{"Statement": read}])["Responses"]
+    assert out == [{"Error": {"Code": "ValidationError", "Message": TOO_MANY_READS}}]
+    assert refusal(ddb.execute_transaction, TransactStatements=[{"Statement": read}]) == (
+        "ValidationException", "Validation failed in TransactStatements[0]: " + TOO_MANY_READS)
+    two = f'SELECT * FROM "{table}" WHERE pk IN [{values(2)}] AND sk = \'1\''
+    out = ddb.batch_execute_statement(Statements=[{"Statement": two}])["Responses"]
+    assert out == [{"Error": {"Code": "ValidationError", "Message": (
+        "Select statements within BatchExecuteStatement must specify the primary key in the where clause.")}}]
+
+
+def test_a_batch_or_transaction_select_names_its_key_with_a_one_value_in(ddb, table):
+    """DynamoDB's answers, recorded in eu-west-2 on 2026-09-17 (floci-io/floci's
+    DynamoDbPartiQLEdgeCaseIntegrationTest): a one-value IN names a key
+    attribute, an equality repeated with the same value is no further
+    condition; another value for the key is refused."""
+    t = f'"{table}"'
+    reads = [f"SELECT sk FROM {t} WHERE pk IN ['v0'] AND sk IN ['1']",
+             f"SELECT sk FROM {t} WHERE (pk IN ['v1']) AND pk = 'v1' AND sk = '2'",
+             f"SELECT sk FROM {t} WHERE (sk = '2') AND pk = 'v0' AND pk = 'v0'"]
+    out = ddb.execute_transaction(TransactStatements=[{"Statement": text} for text in reads])["Responses"]
+    assert out == [{"Item": {"sk": S("1")}}, {"Item": {"sk": S("2")}}, {"Item": {"sk": S("2")}}]
+    out = ddb.batch_execute_statement(Statements=[{"Statement": reads[0]}])["Responses"]
+    assert out == [{"TableName": table, "Item": {"sk": S("1")}}]
+    refused = f"SELECT sk FROM {t} WHERE pk IN ['v1'] AND pk = 'v0' AND sk = '1'"
+    assert refusal(ddb.execute_transaction, TransactStatements=[{"Statement": refused}]) == (
+        "ValidationException", "Validation failed in TransactStatements[0]: "
+        "Select statements within ExecuteTransaction must specify the primary key in the where clause.")
