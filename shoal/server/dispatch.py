@@ -260,7 +260,9 @@ class Dispatcher:
         """``GET /health``, for load balancers: 200 when a read of storage
         succeeds, 503 while it fails (a PostgreSQL database out of reach);
         the body names the storage and its state.  Open to anyone, as ``GET /``."""
-        kind = "postgresql" if type(self.engine).__name__ == "PostgresEngine" else "lmdb"
+        from shoal.auth.iam import shares_store  # PostgreSQL, plain or encrypted at rest
+
+        kind = "postgresql" if shares_store(self.engine) else "lmdb"
         try:
             with self.engine.read() as txn:
                 txn.get("meta", b"health")

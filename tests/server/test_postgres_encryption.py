@@ -132,6 +132,14 @@ def test_get_many_through_the_encryption_reads_sealed_keys_in_one_statement(node
         assert txn.get_many("items", keys[:4]) == expected[:4]
 
 
+def test_health_names_postgresql_through_the_encryption(nodes):
+    """GET /health of an encrypted node names its store (it said lmdb)."""
+    from shoal.server.http import Request
+
+    answer = nodes[0][0](Request("GET", "/health", {"host": "localhost"}, b"", ("127.0.0.1", 1), False))
+    assert (answer.status, orjson.loads(answer.body)) == (200, {"status": "ok", "storage": "postgresql"})
+
+
 def test_the_keyring_is_in_the_database_and_refused_without_its_key(nodes, database):
     (first, _), _ = nodes
     create_table(first, "tablenarwhal")
