@@ -158,6 +158,59 @@ def test_a_page_reads_about_one_megabyte(ddb):
         ddb.delete_table(TableName=name)
 
 
+@pytest.fixture(scope="module")
+def thirty(ddb):
+    """A table (pk S, sk N) of thirty items: partitions p (12), q (9) and r (9)."""
+    name = unique_name("pqten")
+    ddb.create_table(TableName=name, BillingMode="PAY_PER_REQUEST",
+                     KeySchema=[{"AttributeName": "pk", "KeyType": "HASH"}, {"AttributeName": "sk", "KeyType": "RANGE"}],
+                     AttributeDefinitions=[{"AttributeName": "pk", "AttributeType": "S"},
+                                           {"AttributeName": "sk", "AttributeType": "N"}])
+    for pk, count in (("p", 12), ("q", 9), ("r", 9)):
+        for sk in range(count):
+            ddb.put_item(TableName=name, Item={"pk": S(pk), "sk": {"N": str(sk)}})
+    yield name
+    ddb.delete_table(TableName=name)
+
+
+def pages(ddb, text, **kwargs) -> list:
+    """Every page of a SELECT, following NextToken: a list of key lists."""
+    out, token = [], None
+    while True:
+        page = run(ddb, text, **kwargs, **({"NextToken": token} if token else {}))
+        out.append(keys(page["Items"]))
+        token = page.get("NextToken")
+        if token is None:
+            return out
+        assert len(out) < 40
+
+
+@pytest.mark.parametrize("where", ["pk IN ['p', 'q', 'r']", "pk = 'p' OR pk = 'q' OR pk = 'r'"])
+def test_in_results_come_in_pages_of_up_to_ten_items(ddb, thirty, where):
+    """The Developer Guide's PartiQL operators page: IN results "are returned in
+    pages of up to 10 items", the rest through NextToken.  Thirty items of three
+    partitions: three pages of ten (then an empty one: the third stopped at its
+    tenth item, as a Query's Limit stops), a Limit under 10 still honoured, one
+    over it not (a page is 10 at most); each page's ConsumedCapacity is what it
+    read."""
+    text = f"SELECT pk, sk FROM \"{thirty}\" WHERE {where}"
+    everything = [("p", sk) for sk in range(12)] + [(pk, sk) for pk in ("q", "r") for sk in range(9)]
+    sizes = [len(page) for page in pages(ddb, text)]
+    assert sizes[:3] == [10, 10, 10] and not any(sizes[3:]), sizes
+    assert sum(pages(ddb, text), []) == everything
+    for limit in (4, 25):
+        got = pages(ddb, text, Limit=limit)
+        assert max(len(page) for page in got) == min(limit, 10)
+        assert sum(got, []) == everything
+    first = run(ddb, text, ReturnConsumedCapacity="TOTAL")
+    assert first["LastEvaluatedKey"] == {"pk": S("p"), "sk": {"N": "9"}}
+    one_query = ddb.query(TableName=thirty, KeyConditionExpression="pk = :p", Limit=10,
+                          ExpressionAttributeValues={":p": S("p")}, ReturnConsumedCapacity="TOTAL")
+    assert first["ConsumedCapacity"] == one_query["ConsumedCapacity"]
+    # a partition's own Query (an equality) is no IN: its items come in one page
+    assert len(run(ddb, f"SELECT pk, sk FROM \"{thirty}\" WHERE pk = 'p'")["Items"]) == 12
+
+
 def test_value_types_and_a_partition_named_twice(ddb, world):
     """A partition key value of another type, in an IN or an OR, and a sort
     key value of another type in a key read's IN or OR, are refused; so is a

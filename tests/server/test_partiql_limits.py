@@ -156,3 +156,23 @@ def test_a_batch_or_transaction_select_names_its_key_with_a_one_value_in(ddb, ta
     assert refusal(ddb.execute_transaction, TransactStatements=[{"Statement": refused}]) == (
         "ValidationException", "Validation failed in TransactStatements[0]: "
         "Select statements within ExecuteTransaction must specify the primary key in the where clause.")
+
+
+def test_a_transaction_or_batch_select_naming_a_partition_twice_is_refused(ddb, table):
+    """DynamoDB's answer, recorded in eu-west-2 on 2026-09-17 (floci-io/floci's
+    DynamoDbPartiQLEdgeCaseIntegrationTest): a transaction's ``pk IN ['a',
+    'a'] AND sk = '1'`` is refused as overlapping, as an ExecuteStatement's
+    is, not as naming no single item.  A batch's member (not recorded) says
+    the same in its Error."""
+    overlapping = "Overlapping conditions with range keys are not supported in where clause"
+    for where in ("pk IN ['v0', 'v0'] AND sk = '1'", "(pk = 'v0' OR pk = 'v0') AND sk = '1'"):
+        read = f'SELECT * FROM "{table}" WHERE {where}'
+        assert refusal(ddb.execute_transaction, TransactStatements=[{"Statement": read}]) == (
+            "ValidationException", "Validation failed in TransactStatements[0]: " + overlapping)
+        out = ddb.batch_execute_statement(Statements=[{"Statement": read}])["Responses"]
+        assert out == [{"Error": {"Code": "ValidationError", "Message": overlapping}}]
+    # two partitions, each once: still no single item
+    two = f'SELECT * FROM "{table}" WHERE pk IN [\'v0\', \'v1\'] AND sk = \'1\''
+    assert refusal(ddb.execute_transaction, TransactStatements=[{"Statement": two}]) == (
+        "ValidationException", "Validation failed in TransactStatements[0]: "
+        "Select statements within ExecuteTransaction must specify the primary key in the where clause.")
