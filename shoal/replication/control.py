@@ -621,8 +621,30 @@ def check_replica_updates(ctx, table, request: dict) -> None:
             raise ValidationException(f"{INVALID}Replica does not exist in region {region}")
     _check_member_updates(settings, table, [u for u in updates if u.get("Update") is not None])
     _check_replica_keys(table, updates)
+    if any(u.get("Create") is not None for u in updates):
+        _check_replication_allowed(ctx, table)
     _check_not_in_use(table.description, strong=False,
                       deleting={u["Delete"]["RegionName"] for u in updates if u.get("Delete") is not None})
+
+
+def _check_replication_allowed(ctx, table) -> None:
+    """A replica is not added to a table whose resource-based policy denies
+    the replication service-linked role an action it needs: the Developer
+    Guide's "DynamoDB resource-based policy considerations" says that adding
+    (or deleting) a replica "will fail with an error" then.  Deleting one is
+    left to succeed: the guide's "DynamoDB global tables security", about a
+    replica already REPLICATION_NOT_AUTHORIZED, says "replica deletion will
+    succeed" (``check_strong_removal``, ``_check_not_in_use``).  The error's
+    words are not documented: they are Shoal's."""
+    from shoal.replication import authorization
+
+    with ctx.engine.read() as txn:  # (a read beside the request's write: the stored policy, one get)
+        action = authorization.denial(txn, table)
+    if action is not None:
+        raise ValidationException(
+            f"{INVALID}Replicas cannot be added to table {table.name}: its resource-based policy denies the "
+            f"replication service-linked role {authorization.SLR_NAME} {action}; allow it (PutResourcePolicy or "
+            "DeleteResourcePolicy) and add the replica again")
 
 
 def _check_not_in_use(desc: dict, strong: bool, deleting=frozenset()) -> None:

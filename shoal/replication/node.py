@@ -381,6 +381,9 @@ class Replicator:
         # (peer region, table id) -> monotonic time before which nothing is sent there: the
         # peer's table is INACCESSIBLE_ENCRYPTION_CREDENTIALS (``_held_by_peer``)
         self._held: dict[tuple[str, str], float] = {}
+        # the same for settings changes (a GSI, TTL, ReplicaUpdates Update) a peer refused because its
+        # table's resource-based policy denies replication (``_settings_held_for``)
+        self._settings_held: dict[tuple[str, str], float] = {}
         # what the peers took, not yet stored: (consumer, cursor sent from, new cursor), and the
         # ReplicationLatency values (``_store_sent``)
         self._sent: list[tuple[str, int, int]] = []
@@ -619,6 +622,8 @@ class Replicator:
         busy = False
         started = set()
         for key, task in tasks:
+            if task["kind"] in SETTINGS_TASKS and self._settings_held_for(task):
+                continue  # (the table's tasks for other regions go on)
             if task["table_id"] in started:
                 continue
             started.add(task["table_id"])
@@ -628,6 +633,10 @@ class Replicator:
             try:
                 done = getattr(self, "_task_" + task["kind"])(peer, task)
             except control_errors() as exc:
+                if task["kind"] in SETTINGS_TASKS and _not_authorized(exc):
+                    self._settings_held[task["peer"], task["table_id"]] = time.monotonic() + authorization.CHECK_S
+                    self._succeeded(peer)  # it answered: reachable
+                    continue
                 self._failed(peer, exc)
                 candidates = task.get("candidates")
                 if candidates and len(candidates) > 1:  # another region can do it: that one next time
@@ -643,6 +652,22 @@ class Replicator:
                     txn.put("meta", key, orjson.dumps(task))
             busy = True
         return busy
+
+    def _settings_held_for(self, task: dict) -> bool:
+        """Whether a settings change (``SETTINGS_TASKS``) waits: the peer's
+        table refused the last one because its resource-based policy denies
+        replication there (REPLICATION_NOT_AUTHORIZED: tried again after
+        ``authorization.CHECK_S``), or this region's table is refused so
+        (replication stops "to and from" such a replica, settings included).
+        Its later settings changes for that region wait behind it, in order."""
+        until = self._settings_held.get((task["peer"], task["table_id"]))
+        if until is not None:
+            if time.monotonic() < until:
+                return True
+            del self._settings_held[task["peer"], task["table_id"]]
+        with self.engine.read() as txn:
+            table = self.catalog.get(txn, self.region, task["name"])
+            return table is not None and table.table_id == task["table_id"] and authorization.refused(txn, table)
 
     def _description(self, name: str, table_id: str) -> dict | None:
         with self.engine.read() as txn:
@@ -1092,6 +1117,16 @@ def _name_os_thread(name: bytes) -> None:
         ctypes.CDLL(None).prctl(15, ctypes.c_char_p(name[:15]), 0, 0, 0)  # PR_SET_NAME
     except (OSError, AttributeError):  # not Linux: names are only a convenience
         pass
+
+
+#: The tasks that carry a table's settings to a replica (the service principal's ReplicateSettings):
+#: held while replication to or from that replica is not authorized.
+SETTINGS_TASKS = frozenset({"index_update", "replica_update", "ttl_update"})
+
+
+def _not_authorized(exc: Exception) -> bool:
+    """A peer's ``ReplicationNotAuthorizedException``."""
+    return isinstance(exc, PeerError) and exc.status == 400 and b"ReplicationNotAuthorizedException" in exc.body
 
 
 def control_errors():

@@ -583,7 +583,19 @@ def legacy_update_tables(ctx, data: dict) -> dict:
     return {}
 
 
+def _refuse_settings(ctx, name: str) -> None:
+    """Another region's settings change (a GSI, TTL, ReplicaUpdates Update,
+    auto scaling) refused while this region's table's resource-based policy
+    denies replication (``authorization.refused``): the sender holds it and
+    tries again (``node._settings_held_for``)."""
+    with ctx.engine.read() as txn:
+        table = ctx.catalog.get(txn, ctx.region, name)
+        if table is not None and authorization.refused(txn, table):
+            raise authorization.refusal(table, authorization.denial(txn, table))
+
+
 def replicate_index_updates(ctx, data: dict) -> dict:
+    _refuse_settings(ctx, data["TableName"])
     return {"Done": control.apply_index_updates(ctx, data["TableName"], data["Request"])}
 
 
@@ -592,10 +604,12 @@ def replicate_replica_update(ctx, data: dict) -> dict:
     spec = data.get("Update")
     if not isinstance(spec, dict) or not isinstance(spec.get("RegionName"), str):
         raise SerializationException()
+    _refuse_settings(ctx, data["TableName"])
     return {"Done": control.apply_member_update(ctx, data["TableName"], spec)}
 
 
 def replicate_time_to_live(ctx, data: dict) -> dict:
+    _refuse_settings(ctx, data["TableName"])
     control.apply_time_to_live(ctx, data["TableName"], data["TimeToLiveSpecification"])
     return {}
 

@@ -1,0 +1,158 @@
+"""REPLICATION_NOT_AUTHORIZED's follow-ups (``shoal.replication.authorization``):
+a replica is not added to a table whose resource-based policy denies the
+replication service-linked role; settings changes (a GSI, TTL, ReplicaUpdates
+Update) wait for a replica whose policy denies ReplicateSettings and reach it
+once allowed. Three real ``shoal serve`` regions (``test_global_tables.Regions``).
+"""
+
+from __future__ import annotations
+
+import time
+
+import botocore.exceptions
+import orjson
+import pytest
+
+from tests.server.test_global_tables import (
+    CONVERGE_S,
+    REGIONS,
+    Regions,
+    _create,
+    _wait_active,
+    _wait_replica_status,
+    _wait_table_status,
+    start_together,
+)
+
+NOT_AUTHORIZED = "REPLICATION_NOT_AUTHORIZED"
+ACCOUNT = "000000000000"
+SLR = ("arn:aws:iam::000000000000:role/aws-service-role/replication.dynamodb.amazonaws.com/"
+       "AWSServiceRoleForDynamoDBReplication")
+SERVICE = {"Service": "replication.dynamodb.amazonaws.com"}
+
+
+@pytest.fixture(scope="module")
+def trio(tmp_path_factory):
+    regions = Regions(str(tmp_path_factory.mktemp("na_followups")), skew=False)
+    start_together(regions)
+    yield regions
+    regions.stop()
+
+
+def _arn(i: int, name: str) -> str:
+    return f"arn:aws:dynamodb:{REGIONS[i]}:{ACCOUNT}:table/{name}"
+
+
+def _policy(principal: dict, action, resource: str) -> str:
+    return orjson.dumps({"Version": "2012-10-17", "Statement": [
+        {"Effect": "Deny", "Principal": principal, "Action": action, "Resource": resource}]}).decode()
+
+
+def _error(call) -> tuple[str, str]:
+    with pytest.raises(botocore.exceptions.ClientError) as caught:
+        call()
+    return caught.value.response["Error"]["Code"], caught.value.response["Error"]["Message"]
+
+
+def _global(trio, name: str, regions=(1, 2)) -> None:
+    first = trio.client(0)
+    _create(first, name)
+    first.put_item(TableName=name, Item={"pk": {"S": "a"}, "kind": {"S": "k"}, "colour": {"S": "red"}})
+    for i in regions:
+        first.update_table(TableName=name, ReplicaUpdates=[{"Create": {"RegionName": REGIONS[i]}}])
+        _wait_active(first, name)
+    for i in (0, *regions):
+        _wait_active(trio.client(i), name)
+
+
+def _until(what, check, timeout: float = CONVERGE_S):
+    deadline = time.monotonic() + timeout
+    while True:
+        value = what()
+        if check(value):
+            return value
+        assert time.monotonic() < deadline, value
+        time.sleep(0.1)
+
+
+def _indexes(client, name: str) -> dict:
+    return {g["IndexName"]: g["IndexStatus"]
+            for g in client.describe_table(TableName=name)["Table"].get("GlobalSecondaryIndexes", ())}
+
+
+def _ttl(client, name: str) -> dict:
+    return client.describe_time_to_live(TableName=name)["TimeToLiveDescription"]
+
+
+def _table_class(client, name: str) -> str:
+    return (client.describe_table(TableName=name)["Table"].get("TableClassSummary") or {}).get("TableClass",
+                                                                                             "STANDARD")
+
+
+def test_a_replica_is_not_added_to_a_table_whose_policy_denies_replication(trio):
+    """The Developer Guide's resource-based policy considerations: with the
+    role's action denied, "adding ... a replica will fail with an error".
+    The error names the policy; nothing is made in the other region; once the
+    policy allows, the replica is added."""
+    name = "na_add"
+    first = trio.client(0)
+    _create(first, name)
+    first.put_resource_policy(ResourceArn=_arn(0, name), Policy=_policy(
+        {"AWS": SLR}, ["dynamodb:GetRecords", "dynamodb:Scan"], _arn(0, name)))
+    code, message = _error(lambda: first.update_table(
+        TableName=name, ReplicaUpdates=[{"Create": {"RegionName": REGIONS[1]}}]))
+    assert code == "ValidationException"
+    assert "resource-based policy" in message and "AWSServiceRoleForDynamoDBReplication" in message
+    assert "dynamodb:Scan" in message, message
+    table = first.describe_table(TableName=name)["Table"]
+    assert table["TableStatus"] == "ACTIVE" and "Replicas" not in table
+    code, _ = _error(lambda: trio.client(1).describe_table(TableName=name))
+    assert code == "ResourceNotFoundException"
+    # A policy denying the role something replication does not need is no obstacle.
+    first.put_resource_policy(ResourceArn=_arn(0, name), Policy=_policy(
+        {"AWS": SLR}, "dynamodb:DeleteTable", _arn(0, name)))
+    first.update_table(TableName=name, ReplicaUpdates=[{"Create": {"RegionName": REGIONS[1]}}])
+    _wait_active(first, name)
+    _wait_active(trio.client(1), name)
+
+
+def test_settings_changes_wait_for_a_replica_whose_policy_denies_replicate_settings(trio):
+    """The third region's policy denies the service principal
+    dynamodb:ReplicateSettings: a GSI created, TTL enabled and a
+    ReplicaUpdates Update for the third, made in the first, reach the second
+    but not the third; the policy removed, they reach the third too."""
+    name = "na_settings"
+    _global(trio, name)
+    first, second, third = (trio.client(i) for i in range(3))
+    third.put_resource_policy(ResourceArn=_arn(2, name), Policy=_policy(
+        SERVICE, "dynamodb:ReplicateSettings", _arn(2, name)))
+    _wait_table_status(third, name, NOT_AUTHORIZED)
+    _wait_replica_status(first, name, REGIONS[2], NOT_AUTHORIZED)
+
+    first.update_table(TableName=name, AttributeDefinitions=[{"AttributeName": "colour", "AttributeType": "S"}],
+                       GlobalSecondaryIndexUpdates=[{"Create": {
+                           "IndexName": "by_colour", "KeySchema": [{"AttributeName": "colour", "KeyType": "HASH"}],
+                           "Projection": {"ProjectionType": "ALL"}}}])
+    _until(lambda: _indexes(first, name), lambda v: v.get("by_colour") == "ACTIVE")
+    first.update_time_to_live(TableName=name, TimeToLiveSpecification={"Enabled": True, "AttributeName": "ttl"})
+    enabled = {"TimeToLiveStatus": "ENABLED", "AttributeName": "ttl"}
+    _until(lambda: _indexes(second, name), lambda v: v.get("by_colour") == "ACTIVE")
+    _until(lambda: _ttl(second, name), lambda v: v == enabled)
+    first.update_table(TableName=name, ReplicaUpdates=[{"Update": {
+        "RegionName": REGIONS[2], "TableClassOverride": "STANDARD_INFREQUENT_ACCESS"}}])
+    time.sleep(2.5)  # more than two of the held tasks' retries
+    assert "by_colour" not in _indexes(third, name)
+    assert _ttl(third, name) == {"TimeToLiveStatus": "DISABLED"}
+    assert _table_class(third, name) == "STANDARD"
+    assert third.describe_table(TableName=name)["Table"]["TableStatus"] == NOT_AUTHORIZED
+
+    third.delete_resource_policy(ResourceArn=_arn(2, name))
+    _until(lambda: _indexes(third, name), lambda v: v.get("by_colour") == "ACTIVE")
+    _until(lambda: _ttl(third, name), lambda v: v == enabled)
+    _until(lambda: _table_class(third, name), lambda v: v == "STANDARD_INFREQUENT_ACCESS")
+    for i in range(3):
+        _wait_active(trio.client(i), name)
+    found = third.query(TableName=name, IndexName="by_colour", KeyConditionExpression="colour = :c",
+                        ExpressionAttributeValues={":c": {"S": "red"}})["Items"]
+    assert [i["pk"]["S"] for i in found] == ["a"]
+
