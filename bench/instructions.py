@@ -5,6 +5,7 @@ of cost that the machine's load does not move.
     python bench/instructions.py REV --pitr     # one version, point-in-time recovery off and on
     python bench/instructions.py REV --metrics  # one version, metrics off (--no-metrics) and on
     python bench/instructions.py REV --capacity # one version, capacity limits off (SHOAL_CAPACITY=off) and on
+    python bench/instructions.py REV --capacity --provisioned 40000  # the same on a provisioned table
 
 BEFORE and AFTER are git revisions (AFTER defaults to the working tree).
 For each version and operation, ``shoal serve --workers 1`` runs under
@@ -92,7 +93,7 @@ def _requests(ddb, op: str, n: int) -> None:
 
 
 def count(tree: str, op: str, n: int, launcher: str, pitr: bool = False, metrics: bool = True,
-          capacity: bool = True) -> int:
+          capacity: bool = True, provisioned: int | None = None) -> int:
     """Instructions the server executed for the whole run."""
     import boto3
     from botocore.config import Config
@@ -122,8 +123,10 @@ def count(tree: str, op: str, n: int, launcher: str, pitr: bool = False, metrics
                     if time.monotonic() > deadline or proc.poll() is not None:
                         raise SystemExit(f"the server did not start; see {log_path}")
                     time.sleep(0.5)
+            billing = {"BillingMode": "PAY_PER_REQUEST"} if provisioned is None else {
+                "ProvisionedThroughput": {"ReadCapacityUnits": provisioned, "WriteCapacityUnits": provisioned}}
             ddb.create_table(
-                TableName="viewer_events", BillingMode="PAY_PER_REQUEST",
+                TableName="viewer_events", **billing,
                 KeySchema=[{"AttributeName": "user_id", "KeyType": "HASH"}, {"AttributeName": "ts", "KeyType": "RANGE"}],
                 AttributeDefinitions=[{"AttributeName": "user_id", "AttributeType": "S"},
                                       {"AttributeName": "ts", "AttributeType": "N"}])
@@ -156,6 +159,9 @@ def main(argv=None) -> int:
                         help="compare one version (BEFORE) with metrics off (--no-metrics) and on")
     parser.add_argument("--capacity", action="store_true",
                         help="compare one version (BEFORE) with capacity limits off (SHOAL_CAPACITY=off) and on")
+    parser.add_argument("--provisioned", type=int, default=None, metavar="UNITS",
+                        help="the table PROVISIONED at UNITS read and write units (default: on demand); with "
+                             "--capacity, the cost of enforcing a limit far from being reached")
     args = parser.parse_args(argv)
     sys.path.insert(0, BENCH_DIR)
     trees, made = {}, []
@@ -187,8 +193,9 @@ def main(argv=None) -> int:
         for op in args.ops.split(","):
             per = {}
             for label, (tree, pitr, metrics, capacity) in runs.items():
-                fixed = count(tree, op, 0, launcher, pitr, metrics, capacity)
-                per[label] = (count(tree, op, args.requests, launcher, pitr, metrics, capacity) - fixed) / args.requests
+                fixed = count(tree, op, 0, launcher, pitr, metrics, capacity, args.provisioned)
+                per[label] = (count(tree, op, args.requests, launcher, pitr, metrics, capacity, args.provisioned)
+                              - fixed) / args.requests
             print(f"| {op} | {per['before']:,.0f} | {per['after']:,.0f} | {per['after'] / per['before']:.3f} |",
                   flush=True)
     finally:
