@@ -28,7 +28,8 @@ IN's, then the OR's; each value once), one Query after the other until one
 stops short (Limit, 1 MB), whose LastEvaluatedKey names the partition the
 next page resumes in, or until the page has read 1 MB, when its NextToken
 names the next partition to start; ConsumedCapacity is the sum of the Queries'.
-Such a page evaluates at most 10 items (the request's Limit if smaller): the
+Such a page returns at most 10 items (those its WHERE keeps; a Limit still
+counts the items evaluated), the next page resuming after the tenth: the
 Developer Guide's PartiQL operators page returns IN results "in pages of up to
 10 items", the rest through NextToken.
 """
@@ -734,15 +735,20 @@ def _hash_descending(statement: ast.Select, hash_key: str) -> bool:
     return any(path.elements == (hash_key,) and desc for path, desc in statement.order_by or ())
 
 
-def _read_partitions(ctx, read: dict, holder: str, values: list, hash_key: str, first: int = 0) -> dict:
+def _read_partitions(ctx, read: dict, holder: str, values: list, hash_key: str, reader: _Reader,
+                     key_names: list, first: int = 0) -> dict:
     """One page of a SELECT over several partitions: a Query of each in turn,
-    from ``first`` or the one a NextToken's key names, until one returns a
+    from ``first`` or the one a NextToken's key names, its items passed
+    through ``reader`` (the page's Items are the SELECT's own), until the
+    page holds ``IN_PAGE_ITEMS`` (the Developer Guide: IN results come "in
+    pages of up to 10 items"; the next page resumes after the tenth, whose
+    ``key_names`` are its LastEvaluatedKey), one Query returns a
     LastEvaluatedKey (its Limit, what is left of the request's, was reached,
     or its 1 MB) or the page has read 1 MB (its Queries' units tell: a page
     of a hundred partitions is not a hundred megabytes), when ``NextPartition``
-    is where the next page starts; the page's LastEvaluatedKey is the last
-    Query's, its ConsumedCapacity the Queries' summed.  No partition is read
-    twice and none the statement does not name."""
+    is where the next page starts; its ConsumedCapacity is the Queries'
+    summed (what a Query read past the tenth item, the next page reads
+    again).  No partition is read twice and none the statement does not name."""
     read = dict(read)
     start = read.pop("ExclusiveStartKey", None)
     wanted = read.get("ReturnConsumedCapacity") not in (None, "NONE")
@@ -768,11 +774,23 @@ def _read_partitions(ctx, read: dict, holder: str, values: list, hash_key: str, 
         if limit is not None:
             sub["Limit"] = limit
         page = _loads(query(ctx, sub))
-        items.extend(page.get("Items", ()))
         if wanted:
             capacity.add(page["ConsumedCapacity"])
         last = page.get("LastEvaluatedKey")
+        raw = page.get("Items", ())
+        full = False
+        for number, item in enumerate(raw):
+            items.extend(reader.shape([item]))
+            if len(items) == IN_PAGE_ITEMS:
+                full = True
+                if number + 1 < len(raw):  # the next page resumes after this item
+                    last = {name: item[name] for name in key_names}
+                break
         if last is not None:
+            break
+        if full:
+            if position + 1 < len(values):
+                following = position + 1
             break
         if limit is not None:
             limit -= page.get("ScannedCount", 0)
@@ -792,6 +810,14 @@ def _read_partitions(ctx, read: dict, holder: str, values: list, hash_key: str, 
     elif wanted:  # no partition of the key's type
         out["ConsumedCapacity"] = {"TableName": read["TableName"], "CapacityUnits": 0.0}
     return out
+
+
+def _position_names(table, index) -> list:
+    """The attributes of a read's LastEvaluatedKey: the table's keys, then the index's."""
+    names = [name for name, _ in table.key_schema]
+    if index is not None:
+        names += [name for name, _ in index.key_schema if name not in names]
+    return names
 
 
 def select(ctx, statement: ast.Select, params: list, request: dict) -> dict:
@@ -851,12 +877,14 @@ def select(ctx, statement: ast.Select, params: list, request: dict) -> dict:
         _check_filter_projected(index, reader)
     if index is not None and statement.projection is not None:
         read["ProjectionExpression"] = _index_projection(read_builder, index, statement.projection, reader)
+        if partitions is not None:  # a page may end after any item: its key is the next page's start
+            named = {read_builder.names[p] for p in read["ProjectionExpression"].split(", ")}
+            read["ProjectionExpression"] += "".join(
+                f", {read_builder.name(name)}" for name in _position_names(table, index) if name not in named)
     read.update(read_builder.members())
     for member in ("Limit", "ConsistentRead", "ReturnConsumedCapacity"):
         if request.get(member) is not None:
             read[member] = request[member]
-    if partitions is not None:  # IN results in pages of up to 10 items (the Developer Guide)
-        read["Limit"] = min(read.get("Limit", IN_PAGE_ITEMS), IN_PAGE_ITEMS)
     binding = request_binding(request)
     first = 0
     if request.get("NextToken") is not None:
@@ -866,10 +894,12 @@ def select(ctx, statement: ast.Select, params: list, request: dict) -> dict:
             first = 0
     with statement_errors():
         if partitions is not None:
-            page = _read_partitions(ctx, read, holder, partitions, partition_key, first)
+            page = _read_partitions(ctx, read, holder, partitions, partition_key, reader,
+                                    _position_names(table, index), first)
         else:
             page = _loads((query if partition is not None else scan)(ctx, read))
-    out = {"Items": reader.shape(page.get("Items", []))}
+            page["Items"] = reader.shape(page.get("Items", []))
+    out = {"Items": page["Items"]}
     last = page.get("LastEvaluatedKey")
     if last is not None:
         out["NextToken"] = encode_next_token(last, binding)

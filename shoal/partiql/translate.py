@@ -27,7 +27,7 @@ MAX_DECOMPOSED_READS = 50
 DECOMPOSED_READS = "Too many decomposed read operations for a given query."
 # The same page: "Results are returned in pages of up to 10 items. If the IN list contains more
 # values, you must use the NextToken returned in the response to retrieve subsequent pages."
-# A SELECT that reads the partitions it names evaluates at most this many items a page.
+# A SELECT that reads the partitions it names returns at most this many items a page.
 IN_PAGE_ITEMS = 10
 _SCALAR_SET = {"S": "SS", "N": "NS"}
 _BOOLEAN_FUNCTIONS = {"begins_with", "contains", "attribute_type", "attribute_exists", "attribute_not_exists"}

@@ -160,25 +160,29 @@ def test_a_page_reads_about_one_megabyte(ddb):
 
 @pytest.fixture(scope="module")
 def thirty(ddb):
-    """A table (pk S, sk N) of thirty items: partitions p (12), q (9) and r (9)."""
+    """A table (pk S, sk N) of thirty items: partitions p (12), q (9) and r (9),
+    each item's x "odd" or "even" as its sk, and a GSI by_x on x."""
     name = unique_name("pqten")
     ddb.create_table(TableName=name, BillingMode="PAY_PER_REQUEST",
                      KeySchema=[{"AttributeName": "pk", "KeyType": "HASH"}, {"AttributeName": "sk", "KeyType": "RANGE"}],
                      AttributeDefinitions=[{"AttributeName": "pk", "AttributeType": "S"},
-                                           {"AttributeName": "sk", "AttributeType": "N"}])
+                                           {"AttributeName": "sk", "AttributeType": "N"},
+                                           {"AttributeName": "x", "AttributeType": "S"}],
+                     GlobalSecondaryIndexes=[{"IndexName": "by_x", "Projection": {"ProjectionType": "KEYS_ONLY"},
+                                              "KeySchema": [{"AttributeName": "x", "KeyType": "HASH"}]}])
     for pk, count in (("p", 12), ("q", 9), ("r", 9)):
         for sk in range(count):
-            ddb.put_item(TableName=name, Item={"pk": S(pk), "sk": {"N": str(sk)}})
+            ddb.put_item(TableName=name, Item={"pk": S(pk), "sk": {"N": str(sk)}, "x": S(("even", "odd")[sk % 2])})
     yield name
     ddb.delete_table(TableName=name)
 
 
-def pages(ddb, text, **kwargs) -> list:
-    """Every page of a SELECT, following NextToken: a list of key lists."""
+def pages(ddb, text, shape=keys, **kwargs) -> list:
+    """Every page of a SELECT, following NextToken: a list of key lists (or of ``shape``'s)."""
     out, token = [], None
     while True:
         page = run(ddb, text, **kwargs, **({"NextToken": token} if token else {}))
-        out.append(keys(page["Items"]))
+        out.append(shape(page["Items"]))
         token = page.get("NextToken")
         if token is None:
             return out
@@ -189,26 +193,38 @@ def pages(ddb, text, **kwargs) -> list:
 def test_in_results_come_in_pages_of_up_to_ten_items(ddb, thirty, where):
     """The Developer Guide's PartiQL operators page: IN results "are returned in
     pages of up to 10 items", the rest through NextToken.  Thirty items of three
-    partitions: three pages of ten (then an empty one: the third stopped at its
-    tenth item, as a Query's Limit stops), a Limit under 10 still honoured, one
-    over it not (a page is 10 at most); each page's ConsumedCapacity is what it
-    read."""
+    partitions: three pages of ten, each ending where its tenth item is (mid
+    partition, or at the end); a Limit under 10 still honoured, one over it
+    not (a page is 10 at most); a filter's items counted as returned (14 odd
+    ones: 10, then 4); each page's ConsumedCapacity is what its Queries read."""
     text = f"SELECT pk, sk FROM \"{thirty}\" WHERE {where}"
     everything = [("p", sk) for sk in range(12)] + [(pk, sk) for pk in ("q", "r") for sk in range(9)]
-    sizes = [len(page) for page in pages(ddb, text)]
-    assert sizes[:3] == [10, 10, 10] and not any(sizes[3:]), sizes
-    assert sum(pages(ddb, text), []) == everything
+    assert pages(ddb, text) == [everything[:10], everything[10:20], everything[20:]]
+    odd = [key for key in everything if key[1] % 2]
+    assert pages(ddb, f"SELECT pk, sk FROM \"{thirty}\" WHERE ({where}) AND x = 'odd'") == [odd[:10], odd[10:]]
     for limit in (4, 25):
         got = pages(ddb, text, Limit=limit)
         assert max(len(page) for page in got) == min(limit, 10)
         assert sum(got, []) == everything
     first = run(ddb, text, ReturnConsumedCapacity="TOTAL")
     assert first["LastEvaluatedKey"] == {"pk": S("p"), "sk": {"N": "9"}}
-    one_query = ddb.query(TableName=thirty, KeyConditionExpression="pk = :p", Limit=10,
+    one_query = ddb.query(TableName=thirty, KeyConditionExpression="pk = :p",
                           ExpressionAttributeValues={":p": S("p")}, ReturnConsumedCapacity="TOTAL")
     assert first["ConsumedCapacity"] == one_query["ConsumedCapacity"]
     # a partition's own Query (an equality) is no IN: its items come in one page
     assert len(run(ddb, f"SELECT pk, sk FROM \"{thirty}\" WHERE pk = 'p'")["Items"]) == 12
+
+
+def test_an_index_in_read_pages_by_ten_with_a_projection(ddb, thirty):
+    """On an index, with a SELECT list without the keys: the page still ends
+    after its tenth item and the next one starts after it."""
+    text = f"SELECT sk FROM \"{thirty}\".\"by_x\" WHERE x IN ['odd', 'even']"
+    got = pages(ddb, text, shape=list)
+    assert [len(page) for page in got] == [10, 10, 10]
+    assert all(set(item) == {"sk"} for page in got for item in page)  # the keys the page needed are not returned
+    flat = [item["sk"]["N"] for page in got for item in page]
+    assert sorted(flat, key=int) == sorted((str(sk) for pk, n in (("p", 12), ("q", 9), ("r", 9))
+                                            for sk in range(n)), key=int)
 
 
 def test_value_types_and_a_partition_named_twice(ddb, world):
@@ -403,3 +419,13 @@ def test_leading_keys_are_every_partition_named(secured):
     for text in ("SELECT * FROM pqk WHERE pk IN ['mine', 'theirs']", "SELECT * FROM pqk WHERE pk = 'mine' OR pk = ?"):
         params = {"Parameters": [S("theirs")]} if "?" in text else {}
         assert error_code(user.execute_statement, Statement=text, **params)[0] == "AccessDeniedException", text
+
+
+def test_a_multi_attribute_partition_key_in_pages_by_ten(ddb, multi):
+    """Forty (big, NL) items and two (y, NL): pages of ten, the last of two,
+    each item once, the SELECT list without the index's keys."""
+    text = f'SELECT n FROM "{multi}"."by_place" WHERE city IN [\'big\', \'y\'] AND country = \'NL\''
+    got = pages(ddb, text, shape=lambda items: [item["n"]["N"] for item in items])
+    assert [len(page) for page in got] == [10, 10, 10, 10, 2]
+    flat = [n for page in got for n in page]
+    assert len(set(flat)) == 42
