@@ -59,9 +59,10 @@ class Metrics:
         figures, roll-up and pruning."""
         from shoal.storage.resident import ColdReads
 
+        cold_reads = ColdReads.for_engine(self.engine)  # one account of what the background reads mapped
         return [Flusher(self.recorder, submit), dynamodb.TtlDeletions(self.engine),
-                dynamodb.TableGauges(self.engine, self.clock),
-                RollUp(self.engine, self.clock, cold_reads=ColdReads.for_engine(self.engine))]
+                dynamodb.TableGauges(self.engine, self.clock, cold_reads=cold_reads),
+                RollUp(self.engine, self.clock, cold_reads=cold_reads)]
 
     def exposition(self) -> bytes:
         """Prometheus's text, with this worker's pending figures flushed first."""

@@ -259,13 +259,18 @@ def many_period_values(txn, reads: list, start: int, end: float, now: float | No
     keyed by the read's number and its period), so that the fixed cost of
     numpy's calls is paid once a request, not once a series; percentiles go
     series by series (their tables of buckets differ)."""
+    from shoal.storage.resident import shed_point  # 100 tables' blocks: their pages are not all kept at once
+
     out: list = [None] * len(reads)
     parts, keys, owners = [], [], []
     rows, row_owners = [], []
     for r, (series_id, period, name) in enumerate(reads):
-        if name not in HEADER_STATISTICS:
+        if name not in HEADER_STATISTICS:  # a percentile reads its blocks' histograms: a checkpoint each
+            shed_point()
             out[r] = period_values(txn, series_id, start, end, period, name, now)
             continue
+        if r & 15 == 15:
+            shed_point()
         sealed, recent = read_blocks_and_rows(txn, series_id, start, end, False, now)
         for part in sealed:
             parts.append(part)

@@ -225,6 +225,8 @@ class RollUp:
         return self._round()
 
     def _round(self) -> bool:
+        from shoal.storage.resident import shed_point  # the blocks a round reads are not all kept mapped
+
         now = self.clock()
         with self.engine.read() as txn:
             state = txn.get("meta", ROLLUP_KEY)
@@ -251,7 +253,9 @@ class RollUp:
             budget = self.budget
             last = None
             forgotten = []
-            for info in list(iter_series(txn, after)):
+            for n, info in enumerate(list(iter_series(txn, after))):
+                if n & 3 == 3:  # a series' blocks are rewritten: some 100 KiB of the file mapped each
+                    shed_point()
                 allowed = budget
                 done = roll_up_series(txn, info.series_id, now, allowed, bool(daily), since,
                                       block_decimals(info.series, info.unit))

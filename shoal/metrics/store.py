@@ -291,7 +291,7 @@ def read_blocks_and_rows(txn, series_id: int, start: int, end, histograms: bool 
         if level and now is not None and start >= now - LEVELS[level - 1][1]:
             break
         for raw in _blocks_in(txn, series_id, level, start, stop):
-            cols = blocks.decode(raw, histograms, dense).window(start, end)
+            cols = blocks.decode(raw, histograms, dense).window(start, end, copy=True)
             if len(cols):
                 parts.append(cols)
         found = level_rows(txn, series_id, level, start, stop)

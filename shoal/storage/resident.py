@@ -53,6 +53,7 @@ from __future__ import annotations
 import ctypes
 import logging
 import os
+import threading
 from typing import Callable
 
 from shoal.storage.lmdb_engine import LmdbEngine
@@ -104,6 +105,31 @@ def rss_file_bytes(status_path: str = "/proc/self/status") -> int | None:
     if at < 0:
         return None
     return int(text[at + 9:text.index(b"kB", at)]) << 10
+
+
+def rss_anon_bytes(status_path: str = "/proc/self/status") -> int | None:
+    """This process's RssAnon (resident anonymous pages: its heaps) in bytes; None where /proc does not say."""
+    try:
+        with open(status_path, "rb") as handle:
+            text = handle.read()
+    except OSError:
+        return None
+    at = text.find(b"\nRssAnon:")
+    if at < 0:
+        return None
+    return int(text[at + 9:text.index(b"kB", at)]) << 10
+
+
+def _malloc_trim() -> Callable[[], object] | None:
+    """glibc's ``malloc_trim(0)`` (hands the free pages of every malloc arena back to the OS), or None
+    where the C library has none (musl)."""
+    try:
+        trim = ctypes.CDLL(None).malloc_trim
+    except (AttributeError, OSError):
+        return None
+    trim.argtypes = (ctypes.c_size_t,)
+    trim.restype = ctypes.c_int
+    return lambda: trim(0)
 
 
 def mapped_ranges(path: str, maps_path: str = "/proc/self/maps") -> list[tuple[int, int, int]]:
@@ -234,6 +260,38 @@ ENV_SHED = "SHOAL_SHED_COLD_READS_MB"
 DEFAULT_SHED_MB = 4
 
 
+#: A cold read after which RssAnon is more than this above its floor (before the first cold read, or
+#: after the last trim) is followed by ``malloc_trim(0)`` (about 0.3 ms): the process's peak holds
+#: what the heap kept of earlier reads plus the read's own arrays, so the less it keeps the lower.
+HEAP_SLACK = 1 << 20
+
+#: The cold read running in this thread: [its ColdReads, RssFile when it began or when it last shed]
+#: (``shed_point``); None outside one.
+_running = threading.local()
+
+
+def shed_point() -> None:
+    """A point inside a long cold read (between two series of a scrape or a GetMetricData) where the
+    data file's pages it mapped so far may be unmapped: when what the cold reads owe (``ColdReads``)
+    and what this read mapped since it began pass the threshold, they are unmapped now rather than
+    after the read, so that the read's own pages never add more than about the threshold to the
+    process's peak resident size (VmHWM).  A read touches each page of its series once, so what
+    is unmapped here is not mapped again by it (bar a few B-tree branch pages).  Outside a cold
+    read (or with cold reads off) it does nothing; it costs a read of ``/proc/self/status``
+    (some 8 us) inside one."""
+    frame = getattr(_running, "frame", None)
+    if frame is None:
+        return
+    cold, since = frame
+    now = cold._read_rss()
+    if since is None or now is None or now <= since:
+        return
+    if cold.owed + now - since > cold.threshold:
+        cold.owed = 0
+        cold._shed()
+        frame[1] = cold._read_rss()
+
+
 class ColdReads:
     """Unmap the data file's pages after a read of cold data that mapped many of them.
 
@@ -252,17 +310,36 @@ class ColdReads:
     (with fault-around, about one per 64 KiB: some 6 ms of CPU for a 400 MiB
     working set, once per such read).  The pages stay in the OS page cache.
 
+    A long read also calls ``shed_point`` between its series, which unmaps
+    as soon as the threshold is passed: what the read maps at its peak is
+    then about the threshold, not all its pages (a scrape of 100 tables
+    maps some 14 MiB, a GetMetricData of 100 tables 11 MiB).
+
+    The heap, too: such a read allocates and frees megabytes of arrays
+    (the blocks it decodes), which glibc's malloc keeps for later rather
+    than handing back, so a process's anonymous memory stayed some 10 MiB
+    above what it holds after its largest read.  When RssAnon after a cold
+    read is more than ``HEAP_SLACK`` (1 MiB) above what it was before the
+    first one or after the last heap trim, ``malloc_trim(0)`` returns the
+    free pages (about 0.3 ms; never where the C library has no malloc_trim).
+
     ``SHOAL_SHED_COLD_READS_MB`` sets the threshold in MiB (default
     ``DEFAULT_SHED_MB``; 0 turns it off)."""
 
     def __init__(self, data_file: str, threshold: int, *, read_rss: Callable[[], int | None] = rss_file_bytes,
-                 drop: Callable[[str], int] = drop_mapped) -> None:
+                 drop: Callable[[str], int] = drop_mapped,
+                 read_anon: Callable[[], int | None] | None = rss_anon_bytes,
+                 trim_heap: Callable[[], object] | None = None) -> None:
         self.data_file = data_file
         self.threshold = threshold
         self.sheds = 0  # how many reads were followed by a trim (for tests)
         self.owed = 0  # bytes the cold reads mapped since the last trim
+        self.heap_trims = 0  # how many times the heap's free pages were handed back (for tests)
+        self.heap_floor = None  # RssAnon before the first cold read, or after the last heap trim
         self._read_rss = read_rss
         self._drop = drop
+        self._read_anon = read_anon
+        self._trim_heap = trim_heap if trim_heap is not None else (_malloc_trim() if read_anon is not None else None)
 
     @classmethod
     def for_engine(cls, engine, environ=os.environ) -> "ColdReads | None":
@@ -286,20 +363,46 @@ class ColdReads:
         return cls(data_file, megabytes << 20)
 
     def run(self, read: Callable[[], object]):
-        """``read()``'s result; the data file's pages unmapped after it once
-        the cold reads have mapped over the threshold since the last trim."""
-        before = self._read_rss()
+        """``read()``'s result; the data file's pages unmapped after it (or
+        within it, at its ``shed_point`` calls) once the cold reads have
+        mapped over the threshold since the last trim; the heap's free
+        pages handed back after it once RssAnon has grown by the threshold."""
+        if self.heap_floor is None and self._trim_heap is not None:
+            self.heap_floor = self._read_anon()
+        frame = [self, self._read_rss()]
+        outer = getattr(_running, "frame", None)
+        _running.frame = frame
         try:
             return read()
         finally:
-            after = self._read_rss()
-            if before is not None and after is not None and after > before:
-                self.owed += after - before
+            _running.frame = outer
+            since, after = frame[1], self._read_rss()
+            if since is not None and after is not None and after > since:
+                self.owed += after - since
                 if self.owed > self.threshold:
                     self.owed = 0
-                    try:
-                        self._drop(self.data_file)
-                        self.sheds += 1
-                    except OSError as exc:  # not expected on Linux: stop trying
-                        log.warning("%s; cold reads' pages stay mapped in this worker", exc.strerror or exc)
-                        self.threshold = 1 << 62
+                    self._shed()
+            if outer is None:
+                self._settle_heap()
+
+    def _shed(self) -> None:
+        try:
+            self._drop(self.data_file)
+            self.sheds += 1
+        except OSError as exc:  # not expected on Linux: stop trying
+            log.warning("%s; cold reads' pages stay mapped in this worker", exc.strerror or exc)
+            self.threshold = 1 << 62
+
+    def _settle_heap(self) -> None:
+        if self._trim_heap is None or self._read_anon is None:
+            return
+        anon = self._read_anon()
+        if anon is None:
+            return
+        if self.heap_floor is None or anon < self.heap_floor:
+            self.heap_floor = anon  # (the heap shrank by itself: a lower floor)
+        elif anon - self.heap_floor > HEAP_SLACK:
+            self._trim_heap()
+            self.heap_trims += 1
+            after = self._read_anon()
+            self.heap_floor = after if after is not None else anon
