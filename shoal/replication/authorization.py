@@ -21,8 +21,11 @@ How Shoal does it:
   (``ACTIONS``). Only an explicit Deny counts: the role's permissions come
   from its own policy, so a table without a policy, or one whose policy
   denies something else, replicates as before. The decision is cached by the
-  stored policy's bytes: a batch costs one ``meta`` read and a dictionary
-  look-up, nothing parsed (``Denials``).
+  stored policy's bytes: a batch costs one ``meta`` read, one cursor step
+  (the table's stream policies) and a dictionary look-up, nothing parsed.
+  The policy of the table's current stream counts too, for the role's stream
+  actions (``STREAM_ACTIONS``): the guide's rule is about any resource-based
+  policy applied to a replica, and the role reads the replica's stream.
 * The receiving region refuses ApplyChanges and CopyItems for such a table
   (``ReplicationNotAuthorizedException``; the sender keeps the records and
   its cursor and tries again every ``CHECK_S``), and MRSC consensus messages
@@ -40,6 +43,14 @@ How Shoal does it:
   table and items staying, a regional table; after ``CONFIG.permanent_s`` an
   MRSC replica is marked permanently unauthorized (its writes and strongly
   consistent reads refused even once the policy allows again).
+* Adding a replica to a table whose policy denies replication is refused
+  (``control._check_replication_allowed``), and settings changes (a GSI,
+  TTL, ReplicaUpdates Update) wait for such a replica (``node``,
+  ``protocol._refuse_settings``).
+* With a KMS key its region cannot use as well, the first status reached is
+  shown (neither the guide nor the API Reference says which wins); when that
+  cause ends while the other holds, the table goes straight to the other
+  status, never ACTIVE between (``check``, ``control.check_encryption_keys``).
 """
 
 from __future__ import annotations
@@ -68,6 +79,9 @@ ACTIONS = (
     "dynamodb:UpdateTimeToLive", "dynamodb:DescribeLimits", "dynamodb:GetResourcePolicy",
     "dynamodb:ReadDataForReplication", "dynamodb:WriteDataForReplication", "dynamodb:ReplicateSettings",
 )
+#: The actions of ``ACTIONS`` whose resource is a stream: a replica's stream has a
+#: resource-based policy of its own (PutResourcePolicy on its ARN), checked for these.
+STREAM_ACTIONS = ("dynamodb:DescribeStream", "dynamodb:GetRecords", "dynamodb:GetShardIterator")
 #: Between the replication thread's checks, and a held (peer, table)'s retries.
 CHECK_S = 1.0
 MARK_PREFIX = b"repl/na/"
@@ -120,8 +134,8 @@ def _principals(account: str) -> tuple:
 
 
 @lru_cache(maxsize=1024)
-def denied_action(stored: bytes, account: str, resource: str) -> str | None:
-    """The first of ``ACTIONS`` that the stored policy record (``meta``'s
+def denied_action(stored: bytes, account: str, resource: str, actions: tuple = ACTIONS) -> str | None:
+    """The first of ``actions`` that the stored policy record (``meta``'s
     value: ``{"policy": text, ...}``) explicitly denies the replication
     principals on ``resource``, or None. Cached by the stored bytes: a new
     policy is a new record."""
@@ -130,21 +144,45 @@ def denied_action(stored: bytes, account: str, resource: str) -> str | None:
     text = orjson.loads(stored)["policy"]
     context = {"aws:PrincipalServiceName": SERVICE_PRINCIPAL, "aws:PrincipalIsAWSService": True,
                "aws:SourceAccount": account}
-    for action in ACTIONS:
+    for action in actions:
         if explicit_deny(text, _principals(account), action, resource, context):
             return action
     return None
 
 
 def denial(txn, table) -> str | None:
-    """The replication action ``table``'s resource-based policy denies, or
-    None: one ``meta`` read, and a cached decision."""
+    """The replication action ``table``'s resource-based policy, or its
+    current stream's, denies, or None: one ``meta`` read and one cursor step
+    (the table's stream policies), and a cached decision."""
     from shoal.api.resource_policies import policy_key
 
-    stored = txn.get("meta", policy_key(table.prefix))
-    if stored is None:
+    key = policy_key(table.prefix)
+    stored = txn.get("meta", key)
+    if stored is not None:
+        action = denied_action(bytes(stored), table.account, table_arn(table))
+        if action is not None:
+            return action
+    for stream_key, stored in txn.scan("meta", key + b"/", key + b"0"):
+        return _stream_denial(txn, table, bytes(stream_key[len(key) + 1:]).decode(), bytes(stored))
+    return None
+
+
+def _stream_denial(txn, table, label: str, stored: bytes) -> str | None:
+    """The stream action (``STREAM_ACTIONS``) the policy of ``table``'s
+    stream ``label`` denies the replication principals, if that stream is
+    the table's current one (a policy left on an older stream governs
+    nothing replication reads). Read only when such a policy exists."""
+    from shoal.api.resource_policies import policy_key
+    from shoal.api.streams import stream_description
+
+    current = stream_description(txn, table).get("LatestStreamLabel")
+    if current is None:
         return None
-    return denied_action(bytes(stored), table.account, table_arn(table))
+    if current != label:
+        stored = txn.get("meta", policy_key(table.prefix, current))
+        if stored is None:
+            return None
+    return denied_action(bytes(stored), table.account, f"{table_arn(table)}/stream/{current}", STREAM_ACTIONS)
 
 
 def mark_key(table_id: str) -> bytes:
@@ -156,6 +194,12 @@ def mark_of(txn, table_id: str) -> dict | None:
     and permanent, was) REPLICATION_NOT_AUTHORIZED, or None."""
     raw = txn.get("meta", mark_key(table_id))
     return None if raw is None else orjson.loads(raw)
+
+
+def put_mark(txn, table_id: str, now: float) -> None:
+    """Note when ``table_id`` became REPLICATION_NOT_AUTHORIZED (kept if noted already)."""
+    if mark_of(txn, table_id) is None:
+        txn.put("meta", mark_key(table_id), orjson.dumps({"since": round(now, 3), "permanent": False}))
 
 
 def refused(txn, table) -> bool:
@@ -248,24 +292,30 @@ def check(engine, catalog, region: str, now: float) -> bool:
                     due.append((table, "remove"))
     changed = False
     for table_id, table in changes:
+        # Allowed again while its KMS key cannot be used: INACCESSIBLE_ENCRYPTION_CREDENTIALS at once,
+        # never ACTIVE between (which would let replication in); a table INACCESSIBLE_ENCRYPTION_CREDENTIALS
+        # first stays so (only an ACTIVE one is marked here): the first state reached is the one shown.
+        unusable = table is not None and control.key_unusable(engine, table.description)
         with engine.write() as txn:
             if table is None:
                 txn.delete("meta", mark_key(table_id))
                 continue
             denied = denial(txn, table) is not None
 
-            def change(desc: dict, denied=denied) -> None:
+            def change(desc: dict, denied=denied, unusable=unusable) -> None:
                 if denied and desc.get("TableStatus") == "ACTIVE":
                     desc["TableStatus"] = NOT_AUTHORIZED
                 elif not denied and desc.get("TableStatus") == NOT_AUTHORIZED:
-                    desc["TableStatus"] = "ACTIVE"
+                    desc["TableStatus"] = control.INACCESSIBLE if unusable else "ACTIVE"
+                    if unusable:
+                        desc.setdefault("SSEDescription", {}).setdefault("InaccessibleEncryptionDateTime",
+                                                                         round(now, 3))
 
             updated = update_description(txn, region, table.name, table.table_id, change, catalog.keys)
             if updated is None:
                 continue
             if updated.description.get("TableStatus") == NOT_AUTHORIZED:
-                if mark_of(txn, table_id) is None:
-                    txn.put("meta", mark_key(table_id), orjson.dumps({"since": round(now, 3), "permanent": False}))
+                put_mark(txn, table_id, now)
             else:
                 txn.delete("meta", mark_key(table_id))
             for replica in updated.description.get("Replicas") or ():

@@ -385,18 +385,25 @@ def check_encryption_keys(engine, catalog, region: str, now: float) -> bool:
                 if consequence is not None:
                     due.append((consequence, table))
     for table, inaccessible in changes:
-
-        def change(desc: dict, inaccessible=inaccessible) -> None:
-            sse = desc.setdefault("SSEDescription", {})
-            if inaccessible:
-                desc["TableStatus"] = INACCESSIBLE
-                sse.setdefault("InaccessibleEncryptionDateTime", round(now, 3))
-            elif desc.get("TableStatus") == INACCESSIBLE:
-                desc["TableStatus"] = "ACTIVE"
-                sse.pop("InaccessibleEncryptionDateTime", None)
-
         with engine.write() as txn:
+            # A key usable again while the replica's policy denies replication: REPLICATION_NOT_AUTHORIZED
+            # at once (``authorization``: the first state reached is shown while both hold).
+            denied = not inaccessible and _policy_denies_replication(txn, table)
+
+            def change(desc: dict, inaccessible=inaccessible, denied=denied) -> None:
+                sse = desc.setdefault("SSEDescription", {})
+                if inaccessible:
+                    desc["TableStatus"] = INACCESSIBLE
+                    sse.setdefault("InaccessibleEncryptionDateTime", round(now, 3))
+                elif desc.get("TableStatus") == INACCESSIBLE:
+                    desc["TableStatus"] = NOT_AUTHORIZED if denied else "ACTIVE"
+                    sse.pop("InaccessibleEncryptionDateTime", None)
+
             updated = update_description(txn, region, table.name, table.table_id, change, catalog.keys)
+            if denied and updated is not None and updated.description.get("TableStatus") == NOT_AUTHORIZED:
+                from shoal.replication import authorization
+
+                authorization.put_mark(txn, table.table_id, now)
             if updated is None or updated.description.get("GlobalTableVersion") != GLOBAL_TABLE_VERSION:
                 continue
             for replica in updated.description.get("Replicas") or ():
@@ -407,6 +414,30 @@ def check_encryption_keys(engine, catalog, region: str, now: float) -> bool:
         acted = consequence(engine, catalog, region, table, now) or acted
     _KEYS_CHECKED[id(engine)] = marked or any(inaccessible for _, inaccessible in changes)
     return bool(changes) or acted
+
+
+def _policy_denies_replication(txn, table) -> bool:
+    """Whether ``table`` is a replica (this version of global tables) whose
+    resource-based policy denies replication (``authorization.denial``)."""
+    from shoal.replication import authorization
+
+    desc = table.description
+    return bool(desc.get("Replicas")) and desc.get("GlobalTableVersion") == GLOBAL_TABLE_VERSION \
+        and authorization.denial(txn, table) is not None
+
+
+def key_unusable(engine, desc: dict) -> bool:
+    """Whether the customer managed KMS key of a table (``desc``) is one its
+    region cannot use now (``kms_key_states``); an unreadable list of states
+    changes nothing (False), as in ``check_encryption_keys``."""
+    arn = _table_key(desc)
+    if not _customer_managed(arn):
+        return False
+    try:
+        states = kms_key_states(engine)
+    except keyring.KeyringError:
+        return False
+    return keyring.kms_key_problem(states, arn) is not None
 
 
 def _consequence(txn, table, now: float):

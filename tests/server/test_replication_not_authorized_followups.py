@@ -2,7 +2,9 @@
 a replica is not added to a table whose resource-based policy denies the
 replication service-linked role; settings changes (a GSI, TTL, ReplicaUpdates
 Update) wait for a replica whose policy denies ReplicateSettings and reach it
-once allowed. Three real ``shoal serve`` regions (``test_global_tables.Regions``).
+once allowed; a stream's policy that denies the role its stream actions counts
+as the table's; with an unusable KMS key too, the first state reached is the
+one shown. Three real ``shoal serve`` regions (``test_global_tables.Regions``).
 """
 
 from __future__ import annotations
@@ -13,11 +15,15 @@ import botocore.exceptions
 import orjson
 import pytest
 
+from shoal.storage.keyring import set_kms_key_state
 from tests.server.test_global_tables import (
     CONVERGE_S,
     REGIONS,
     Regions,
+    _converged,
     _create,
+    _data_dir,
+    _scan,
     _wait_active,
     _wait_replica_status,
     _wait_table_status,
@@ -25,6 +31,7 @@ from tests.server.test_global_tables import (
 )
 
 NOT_AUTHORIZED = "REPLICATION_NOT_AUTHORIZED"
+INACCESSIBLE = "INACCESSIBLE_ENCRYPTION_CREDENTIALS"
 ACCOUNT = "000000000000"
 SLR = ("arn:aws:iam::000000000000:role/aws-service-role/replication.dynamodb.amazonaws.com/"
        "AWSServiceRoleForDynamoDBReplication")
@@ -156,3 +163,105 @@ def test_settings_changes_wait_for_a_replica_whose_policy_denies_replicate_setti
                         ExpressionAttributeValues={":c": {"S": "red"}})["Items"]
     assert [i["pk"]["S"] for i in found] == ["a"]
 
+
+def test_a_stream_policy_denying_the_role_its_stream_actions_counts_as_the_tables(trio):
+    """The replica's stream carries its own resource-based policy
+    (PutResourcePolicy on the stream ARN); denying the role GetRecords there
+    makes the replica REPLICATION_NOT_AUTHORIZED and holds replication, as
+    the table's policy does; the stream policy removed, all is delivered. A
+    stream policy denying the role nothing replication needs changes nothing."""
+    name = "na_stream"
+    _global(trio, name, regions=(2,))
+    first, third = trio.client(0), trio.client(2)
+    stream_arn = third.describe_table(TableName=name)["Table"]["LatestStreamArn"]
+    third.put_resource_policy(ResourceArn=stream_arn, Policy=_policy(
+        {"AWS": f"arn:aws:iam::{ACCOUNT}:user/mallory"}, "dynamodb:GetRecords", stream_arn))
+    first.put_item(TableName=name, Item={"pk": {"S": "harmless"}, "kind": {"S": "k"}})
+    assert [i["pk"]["S"] for i in _converged(trio, name, indexes=(0, 2))] == ["a", "harmless"]
+    assert third.describe_table(TableName=name)["Table"]["TableStatus"] == "ACTIVE"
+
+    third.put_resource_policy(ResourceArn=stream_arn, Policy=_policy(
+        {"AWS": SLR}, ["dynamodb:GetRecords", "dynamodb:GetShardIterator"], stream_arn))
+    _wait_table_status(third, name, NOT_AUTHORIZED)
+    _wait_replica_status(first, name, REGIONS[2], NOT_AUTHORIZED)
+    first.put_item(TableName=name, Item={"pk": {"S": "held"}, "kind": {"S": "k"}})
+    time.sleep(1.5)
+    assert "held" not in [i["pk"]["S"] for i in _scan(third, name)]
+    third.delete_resource_policy(ResourceArn=stream_arn)
+    _wait_table_status(third, name, "ACTIVE")
+    _wait_replica_status(first, name, REGIONS[2], "ACTIVE")
+    assert [i["pk"]["S"] for i in _converged(trio, name, indexes=(0, 2))] == ["a", "harmless", "held"]
+
+
+def _keyed_global(trio, name: str) -> None:
+    """A global table of the first and third regions, the third's replica on a customer managed key."""
+    first = trio.client(0)
+    _create(first, name)
+    first.update_table(TableName=name, SSESpecification={"Enabled": True, "SSEType": "KMS",
+                                                         "KMSMasterKeyId": f"{name}-first"})
+    first.update_table(TableName=name, ReplicaUpdates=[{"Create": {"RegionName": REGIONS[2],
+                                                                   "KMSMasterKeyId": f"{name}-third"}}])
+    _wait_active(first, name)
+    _wait_active(trio.client(2), name)
+
+
+def test_not_authorized_first_then_a_key_unusable_shows_not_authorized_then_inaccessible(trio):
+    """Neither the guide nor the API Reference says which status wins: the
+    first reached is kept while both hold; once the policy allows, the table
+    goes straight to INACCESSIBLE_ENCRYPTION_CREDENTIALS (never ACTIVE
+    between), and ACTIVE once the key is usable."""
+    name = "na_then_kms"
+    _keyed_global(trio, name)
+    first, third = trio.client(0), trio.client(2)
+    third.put_resource_policy(ResourceArn=_arn(2, name), Policy=_policy(
+        {"AWS": SLR}, "dynamodb:PutItem", _arn(2, name)))
+    _wait_table_status(third, name, NOT_AUTHORIZED)
+    set_kms_key_state(_data_dir(trio, 2), f"{name}-third", "Disabled")
+    try:
+        time.sleep(1.5)  # more than a key check
+        assert third.describe_table(TableName=name)["Table"]["TableStatus"] == NOT_AUTHORIZED
+        assert _wait_replica_status(first, name, REGIONS[2], NOT_AUTHORIZED)
+        third.delete_resource_policy(ResourceArn=_arn(2, name))
+        seen = set()
+        table = _until(lambda: third.describe_table(TableName=name)["Table"],
+                       lambda t: seen.add(t["TableStatus"]) or t["TableStatus"] != NOT_AUTHORIZED)
+        assert table["TableStatus"] == INACCESSIBLE and "InaccessibleEncryptionDateTime" in table["SSEDescription"]
+        _wait_replica_status(first, name, REGIONS[2], INACCESSIBLE)
+        time.sleep(1.5)
+        assert third.describe_table(TableName=name)["Table"]["TableStatus"] == INACCESSIBLE
+    finally:
+        set_kms_key_state(_data_dir(trio, 2), f"{name}-third", "Enabled")
+    assert "ACTIVE" not in seen
+    _wait_table_status(third, name, "ACTIVE")
+    _wait_replica_status(first, name, REGIONS[2], "ACTIVE")
+
+
+def test_a_key_unusable_first_then_a_deny_shows_inaccessible_then_not_authorized(trio):
+    """The reverse: INACCESSIBLE_ENCRYPTION_CREDENTIALS is kept while the
+    policy denies too; once the key is usable the table is
+    REPLICATION_NOT_AUTHORIZED, and ACTIVE once the policy allows."""
+    name = "kms_then_na"
+    _keyed_global(trio, name)
+    first, third = trio.client(0), trio.client(2)
+    set_kms_key_state(_data_dir(trio, 2), f"{name}-third", "Disabled")
+    try:
+        _wait_table_status(third, name, INACCESSIBLE)
+        third.put_resource_policy(ResourceArn=_arn(2, name), Policy=_policy(
+            SERVICE, "dynamodb:WriteDataForReplication", _arn(2, name)))
+        time.sleep(1.5)  # more than a policy check
+        assert third.describe_table(TableName=name)["Table"]["TableStatus"] == INACCESSIBLE
+        _wait_replica_status(first, name, REGIONS[2], INACCESSIBLE)
+    finally:
+        set_kms_key_state(_data_dir(trio, 2), f"{name}-third", "Enabled")
+    seen = set()
+    table = _until(lambda: third.describe_table(TableName=name)["Table"],
+                   lambda t: seen.add(t["TableStatus"]) or t["TableStatus"] != INACCESSIBLE)
+    assert table["TableStatus"] == NOT_AUTHORIZED and "InaccessibleEncryptionDateTime" not in table["SSEDescription"]
+    _wait_replica_status(first, name, REGIONS[2], NOT_AUTHORIZED)
+    first.put_item(TableName=name, Item={"pk": {"S": "held"}, "kind": {"S": "k"}})
+    time.sleep(1.5)
+    assert "held" not in [i["pk"]["S"] for i in _scan(third, name)]
+    third.delete_resource_policy(ResourceArn=_arn(2, name))
+    _wait_table_status(third, name, "ACTIVE")
+    assert "ACTIVE" not in seen
+    assert [i["pk"]["S"] for i in _converged(trio, name, indexes=(0, 2))] == ["held"]
