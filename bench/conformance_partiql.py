@@ -465,6 +465,9 @@ def listed_cases() -> list[dict]:
         f"SELECT * FROM {r} WHERE pk = 'p1' AND sk IN [1, 3, 7]",
         f"SELECT * FROM {r} WHERE pk IN ['p0', 'p2'] AND sk = 1",
         f"SELECT * FROM {r} WHERE pk IN ['p0', 'p2']",
+        # IN results in pages of up to 10 items (the Developer Guide's PartiQL operators page)
+        f"SELECT * FROM {r} WHERE pk IN ['p2', 'p0', 'p1']",
+        f"SELECT * FROM {r} WHERE pk = 'p1' OR pk = 'p2' OR pk = 'p0'",
         # the IN limits (Developer Guide: 50 partition key values, 100 others)
         f"SELECT * FROM {r} WHERE pk IN [{', '.join(repr(f'p{i}') for i in range(50))}]",
         f"SELECT * FROM {r} WHERE pk IN [{', '.join(repr(f'p{i}') for i in range(51))}]",
@@ -675,6 +678,8 @@ def listed_cases() -> list[dict]:
     es(f"DELETE FROM {w} WHERE pk = ? RETURNING ALL OLD *", Parameters=[{"S": "k1"}])
     # Limit, NextToken, ConsistentRead
     es(f"SELECT * FROM {r} WHERE pk = 'p1'", Limit=2)
+    es(f"SELECT * FROM {r} WHERE pk IN ['p2', 'p0', 'p1']", Limit=4)
+    es(f"SELECT * FROM {r} WHERE pk IN ['p2', 'p0', 'p1']", Limit=15)
     es(f"SELECT * FROM {r}", Limit=5)
     es(f"SELECT * FROM {r} WHERE pk = 'p1' AND a IS NOT MISSING", Limit=1)
     es(f"SELECT * FROM {r} WHERE pk = 'p1'", Limit=0)
@@ -699,6 +704,7 @@ def listed_cases() -> list[dict]:
         ("read of an index", [{"Statement": f"SELECT * FROM {r}.\"gsi\" WHERE g = 'G1' AND sk = 1"}]),
         ("read of no table", [{"Statement": "SELECT * FROM \"no_such_table\" WHERE pk = 'a'"}, {"Statement": sel}]),
         ("read with ORDER BY", [{"Statement": sel + " ORDER BY sk"}]),
+        ("read naming a partition twice", [{"Statement": f"SELECT * FROM {r} WHERE pk IN ['p1', 'p1'] AND sk = 1"}]),
         ("read, syntax error", [{"Statement": "SELEC"}, {"Statement": sel}]),
         ("consistent read", [{"Statement": sel, "ConsistentRead": True}]),
         ("same item read twice", [{"Statement": sel}, {"Statement": sel}]),
@@ -750,6 +756,7 @@ def listed_cases() -> list[dict]:
         ("reads", [{"Statement": sel}, {"Statement": f"SELECT a FROM {r} WHERE pk = 'p9' AND sk = 1"}]),
         ("read of a partition", [{"Statement": f"SELECT * FROM {r} WHERE pk = 'p1'"}]),
         ("read of an index", [{"Statement": f"SELECT * FROM {r}.\"gsi\" WHERE g = 'G1' AND sk = 1"}]),
+        ("read naming a partition twice", [{"Statement": f"SELECT * FROM {r} WHERE pk IN ['p1', 'p1'] AND sk = 1"}]),
         ("read and write", [{"Statement": sel}, {"Statement": f"DELETE FROM {w} WHERE pk = 'k1'"}]),
         ("same item twice", [{"Statement": f"UPDATE {w} SET a = 1 WHERE pk = 'k0'"},
                              {"Statement": f"DELETE FROM {w} WHERE pk = 'k0'"}]),
@@ -854,8 +861,29 @@ def _ordered(case: dict, answer: dict) -> dict:
     keyed = " WHERE pk = " in statement and '"."' not in statement
     if not keyed or " OR " in statement:
         result["Items"] = sorted(result["Items"], key=lambda item: json.dumps(item, sort_keys=True))
-        answer.pop("pages", None)
+        if not _reads_partitions(case):  # an IN's or OR's pages keep their sizes (pages of up to 10 items)
+            answer.pop("pages", None)
     return answer
+
+
+def _reads_partitions(case: dict) -> bool:
+    """Whether a case's statement (an ExecuteStatement's) reads the table's
+    partitions an IN or an OR of equalities on pk names, and no partition by
+    an equality: a key read whose pages hold up to 10 items."""
+    from shoal.errors import ShoalError
+    from shoal.partiql import parse_statement
+    from shoal.partiql.translate import conjuncts, key_equality, key_options
+
+    if case["op"] != "ExecuteStatement":
+        return False
+    try:
+        statement = parse_statement(case["body"].get("Statement", ""))
+    except (ShoalError, TypeError):
+        return False
+    where = getattr(statement, "where", None)
+    if getattr(statement, "index", None) is not None or where is None:
+        return False
+    return key_options(where, "pk") is not None and all(key_equality(c, ("pk",)) is None for c in conjuncts(where))
 
 
 def _members(result: dict | None) -> tuple[dict | None, list]:
@@ -918,6 +946,16 @@ def _item_set(answer: dict) -> list:
     return sorted(json.dumps(item, sort_keys=True) for item in answer["result"]["Items"])
 
 
+def _loses_or_repeats(shoal: dict, local: dict) -> bool:
+    """Whether two successful reads' items, every page put together, differ
+    only as Local's repeat some of Shoal's or leave some out (Shoal's holding
+    each item once)."""
+    if not shoal["class"] == local["class"] == "success":
+        return False
+    mine, theirs = Counter(_item_set(shoal)), Counter(_item_set(local))
+    return max(mine.values(), default=1) == 1 and set(theirs) <= set(mine) and mine != theirs
+
+
 def _same_names(shoal: dict, local: dict) -> bool:
     """Whether two successful answers return items (or a batch's members)
     with the same top-level names, their values aside."""
@@ -962,6 +1000,12 @@ def verdict(kind: str, case: dict, shoal: dict, local: dict) -> tuple[str, str] 
         return "local", "a fault against the stored item cancels the transaction (API Reference)"
     if kind == "stored items" and sm == lm == "Provided list of item keys contains duplicates":
         return "local", "Local applies a batch it refuses as naming an item twice"
+    if (kind == "pages" and _reads_partitions(case) and max(shoal.get("pages") or [0]) <= 10
+            and max(local.get("pages") or [0]) > 10):
+        return "local", ("Local returns an IN's results in pages of more than 10 items (Developer Guide, "
+                         "PartiQL operators: pages of up to 10 items)")
+    if kind == "result" and _reads_partitions(case) and case["body"].get("Limit") and _loses_or_repeats(shoal, local):
+        return "local", "Local's NextToken across an IN's partitions loses or repeats items (Shoal's pages hold each once)"
     if kind == "pages" and len(local.get("pages", ())) > len(shoal.get("pages", ())):
         return "local", ("Local pages through the whole table where the WHERE has the partition key's "
                          "equality (Developer Guide: no full table scan then)")
@@ -980,6 +1024,12 @@ def verdict(kind: str, case: dict, shoal: dict, local: dict) -> tuple[str, str] 
             and "The provided key element does not match the schema" in json.dumps(shoal.get("reasons"))
             and lm.startswith("Validation failed in TransactStatements")):
         return "unclear", "a statement naming no single item and at fault otherwise: which comes first is not recorded"
+    if "Overlapping conditions with range keys" in sm and lm.startswith("Validation failed in TransactStatements"):
+        return "wording", "a transaction's SELECT naming a partition twice: DynamoDB's recorded words (2026-09-17)"
+    if (kind == "result" and case["op"] == "BatchExecuteStatement" and "Overlapping conditions" in json.dumps(shoal)
+            and local["class"] == "success"):
+        return "unclear", ("a batch's SELECT naming a partition twice: refused as ExecuteStatement's and a "
+                           "transaction's are (recorded); a batch's is not recorded, Local reads it")
     if sm == "Too many decomposed read operations for a given query." and local["class"] == "success":
         return "local", "Local reads more than the documented 50 partition key values (DynamoDB refuses, recorded)"
     if "Condition parameter type does not match schema type" in lm:
