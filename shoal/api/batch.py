@@ -221,15 +221,8 @@ def _refuse_if_none_read(request: dict, throttled: dict, stopped: dict) -> None:
     keys.  On the loop ``_required`` refused such a batch already; off it
     (a batch served there names an MRSC table, ``shoal.replication.protocol``)
     tables are admitted key by key only, as BatchWriteItem's items are
-    (``_refuse_if_none_processed``)."""
-    refusals = []
-    for name in request["RequestItems"]:
-        refusal = throttled.get(name) or stopped.get(name)
-        if refusal is None:
-            return
-        refusals.append(refusal)
-    if refusals:
-        raise refusals[0]
+    (``_refuse_if_none_processed``, whose rule it is)."""
+    _refuse_if_none_processed(request, throttled, stopped)
 
 
 def _charge_reads_off_loop(ctx, tables: dict, units: dict) -> None:
