@@ -164,6 +164,26 @@ def test_settings_changes_wait_for_a_replica_whose_policy_denies_replicate_setti
     assert [i["pk"]["S"] for i in found] == ["a"]
 
 
+
+def test_settings_changed_in_the_unauthorized_replica_wait_there(trio):
+    """Replication stops "to and from" such a replica: a TTL setting made in
+    it (its clients' control plane goes on) reaches the other region only
+    once its policy allows."""
+    name = "na_settings_from"
+    _global(trio, name, regions=(2,))
+    first, third = trio.client(0), trio.client(2)
+    third.put_resource_policy(ResourceArn=_arn(2, name), Policy=_policy(
+        {"AWS": SLR}, "dynamodb:UpdateTimeToLive", _arn(2, name)))
+    _wait_table_status(third, name, NOT_AUTHORIZED)
+    enabled = {"TimeToLiveStatus": "ENABLED", "AttributeName": "expires"}
+    third.update_time_to_live(TableName=name, TimeToLiveSpecification={"Enabled": True, "AttributeName": "expires"})
+    assert _ttl(third, name) == enabled
+    time.sleep(2.0)
+    assert _ttl(first, name) == {"TimeToLiveStatus": "DISABLED"}
+    third.delete_resource_policy(ResourceArn=_arn(2, name))
+    _until(lambda: _ttl(first, name), lambda v: v == enabled)
+
+
 def test_a_stream_policy_denying_the_role_its_stream_actions_counts_as_the_tables(trio):
     """The replica's stream carries its own resource-based policy
     (PutResourcePolicy on the stream ARN); denying the role GetRecords there
