@@ -261,9 +261,21 @@ DEFAULT_SHED_MB = 4
 
 
 #: A cold read after which RssAnon is more than this above its floor (before the first cold read, or
-#: after the last trim) is followed by ``malloc_trim(0)`` (about 0.3 ms): the process's peak holds
-#: what the heap kept of earlier reads plus the read's own arrays, so the less it keeps the lower.
-HEAP_SLACK = 1 << 20
+#: after the last trim) is followed by ``malloc_trim(0)``.  Not less: what a trim hands back, the next
+#: large read faults in again (a 7-day dashboard's 6 MiB of arrays: some 1.5 ms of CPU, 13% of the
+#: call), and a heap kept for reuse does not raise the peak, which is the heap before plus the
+#: largest read's arrays; what the trim bounds is a heap grown by fragmentation across reads.
+HEAP_SLACK = 8 << 20
+
+#: ``ColdReads.for_engine``'s instances, by data file and threshold
+_shared: dict = {}
+_shared_lock = threading.Lock()
+
+#: A shed point unmaps once the cold reads owe this many times the threshold: each unmapping costs
+#: about 0.3 ms (reading /proc/self/maps, and madvise walking the file's page tables) and the pages
+#: refaulted after it, so a scrape unmaps twice rather than five times; its peak holds some 8 MiB of
+#: the file instead of 4.
+MID_READ_FACTOR = 2
 
 #: The cold read running in this thread: [its ColdReads, RssFile when it began or when it last shed]
 #: (``shed_point``); None outside one.
@@ -273,9 +285,9 @@ _running = threading.local()
 def shed_point() -> None:
     """A point inside a long cold read (between two series of a scrape or a GetMetricData) where the
     data file's pages it mapped so far may be unmapped: when what the cold reads owe (``ColdReads``)
-    and what this read mapped since it began pass the threshold, they are unmapped now rather than
-    after the read, so that the read's own pages never add more than about the threshold to the
-    process's peak resident size (VmHWM).  A read touches each page of its series once, so what
+    and what this read mapped since it began pass ``MID_READ_FACTOR`` times the threshold, they are
+    unmapped now rather than after the read, so that the read's own pages never add more than about
+    that to the process's peak resident size (VmHWM).  A read touches each page of its series once, so what
     is unmapped here is not mapped again by it (bar a few B-tree branch pages).  Outside a cold
     read (or with cold reads off) it does nothing; it costs a read of ``/proc/self/status``
     (some 8 us) inside one."""
@@ -286,7 +298,7 @@ def shed_point() -> None:
     now = cold._read_rss()
     if since is None or now is None or now <= since:
         return
-    if cold.owed + now - since > cold.threshold:
+    if cold.owed + now - since > MID_READ_FACTOR * cold.threshold:
         cold.owed = 0
         cold._shed()
         frame[1] = cold._read_rss()
@@ -319,7 +331,7 @@ class ColdReads:
     (the blocks it decodes), which glibc's malloc keeps for later rather
     than handing back, so a process's anonymous memory stayed some 10 MiB
     above what it holds after its largest read.  When RssAnon after a cold
-    read is more than ``HEAP_SLACK`` (1 MiB) above what it was before the
+    read is more than ``HEAP_SLACK`` (8 MiB) above what it was before the
     first one or after the last heap trim, ``malloc_trim(0)`` returns the
     free pages (about 0.3 ms; never where the C library has no malloc_trim).
 
@@ -343,9 +355,10 @@ class ColdReads:
 
     @classmethod
     def for_engine(cls, engine, environ=os.environ) -> "ColdReads | None":
-        """The worker's instance over ``engine``; None when off, over an engine
-        that maps no file, or without /proc's RssFile.  A bad value of the
-        variable raises ``ValueError``."""
+        """The worker's instance over ``engine`` (one per data file and
+        threshold in a process, shared by its cold reads); None when off,
+        over an engine that maps no file, or without /proc's RssFile.  A bad
+        value of the variable raises ``ValueError``."""
         text = environ.get(ENV_SHED)
         megabytes = DEFAULT_SHED_MB
         if text is not None and text.strip():
@@ -360,7 +373,14 @@ class ColdReads:
         data_file = data_file_of(engine)
         if data_file is None or rss_file_bytes() is None:
             return None
-        return cls(data_file, megabytes << 20)
+        # one account per data file and process: the CloudWatch API, the scrape, the table gauges and the
+        # roll-up share it, so that what they owe together, not each, stays under the threshold
+        key = (data_file, megabytes << 20)
+        with _shared_lock:
+            shared = _shared.get(key)
+            if shared is None:
+                shared = _shared[key] = cls(data_file, megabytes << 20)
+        return shared
 
     def run(self, read: Callable[[], object]):
         """``read()``'s result; the data file's pages unmapped after it (or
