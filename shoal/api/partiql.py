@@ -68,9 +68,11 @@ from shoal.partiql.shape import SelectShape, identifier
 from shoal.partiql.translate import (
     DECOMPOSED_READS,
     IN_PAGE_ITEMS,
+    OVERLAPPING,
     ExpressionBuilder,
     bind_value,
     check_decomposed_reads,
+    check_overlapping_ranges,
     check_parameters,
     conjuncts,
     key_equality,
@@ -108,7 +110,6 @@ TRANSACTION_RETURNING = "RETURNING clause is not supported in ExecuteTransaction
 # these reasons (recorded from DynamoDB, eu-west-2, 2026-09-17, floci-io/floci's
 # DynamoDbPartiQLEdgeCaseIntegrationTest): TransactWriteItems' and TransactGetItems' words.
 KEY_MISMATCH = "The provided key element does not match the schema"
-OVERLAPPING = "Overlapping conditions with range keys are not supported in where clause"
 INSERT_KEY_ABSENT = "Key attribute should be present in the item: Key "
 
 
@@ -847,6 +848,7 @@ def select(ctx, statement: ast.Select, params: list, request: dict) -> dict:
         sort_options = key_options(statement.where, range_key) if partition and range_key else None
         for node, _ in sort_options[0] if sort_options else ():  # a key read's sort key values (as recorded)
             _check_key_types({range_key: bind_value(node, params)}, table.attribute_types)
+        check_overlapping_ranges(statement.where, hash_key, range_key, params, table.attribute_types)
         keys = (hash_key,) if range_key is None else (hash_key, range_key)
         found = None
     descending = _check_order_by(statement, keys, partition, index.range_keys if index is not None else ())

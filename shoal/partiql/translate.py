@@ -14,6 +14,9 @@ targets, and the partition (and sort range) a SELECT reads;
 
 from __future__ import annotations
 
+import base64
+from decimal import Decimal
+
 from shoal.errors import ValidationException
 
 from . import ast
@@ -216,6 +219,193 @@ def check_decomposed_reads(where, hash_key: str, range_key: str | None) -> None:
     found = key_options(where, range_key)
     if found is not None and partitions * len(found[0]) > MAX_DECOMPOSED_READS:
         raise ValidationException(DECOMPOSED_READS)
+
+
+OVERLAPPING = "Overlapping conditions with range keys are not supported in where clause"
+_MAX_BRANCHES = 256  # a WHERE whose OR branches number more is not checked (it is refused or scanned otherwise)
+
+
+def check_overlapping_ranges(where, hash_key: str, range_key: str | None, params: list,
+                             attribute_types: dict) -> None:
+    """Refuse a SELECT whose OR branches read one partition's sort key range
+    twice, as DynamoDB does ("Overlapping conditions with range keys are not
+    supported in where clause").
+
+    The WHERE is taken as an OR of branches (AND of its conditions; an IN of
+    values an OR of equalities).  When every branch fixes the partition key
+    by an equality (else the SELECT is a scan, and no check applies), two
+    branches of one partition whose sort key ranges meet are refused; a
+    branch's range is where its sort key comparisons, BETWEEN and
+    equalities hold, the whole partition without them (a filter on another
+    attribute does not narrow it, nor an OR naming no key attribute).  A
+    branch with a negated sort key condition (NOT, <>) exempts the
+    statement, and a branch that cannot hold
+    (two partition values, a range that is empty) reads nothing.  As recorded
+    from DynamoDB (floci-io/floci's DynamoDbPartiQLEdgeCaseIntegrationTest,
+    eu-west-2, 2026-09-17: ``pk = 'r' AND (sk > '0' OR sk < '5')``, ``pk = 'r'
+    AND (sk = '1' OR flag = 'two')``, ``(pk = 'r' AND flag = 'one') OR (pk =
+    'r' AND flag = 'two')`` refused, ``pk = 'r' AND (sk < '1' OR sk > '1' OR
+    sk = '1')`` and ``pk = 'r' OR sk = '1'`` read; nubo-db/dynamodb-conformance,
+    October 2026: ``pk = 'a' AND x <> '1' OR pk = 'a' AND sk = '2'`` refused,
+    a negated sort key branch beside an equality one read).  A begins_with
+    on the sort key, or a key value of another type, leaves the statement
+    to the other rules (nothing is recorded)."""
+    keys = (hash_key,) if range_key is None else (hash_key, range_key)
+    branches = _branches(where, keys)
+    if branches is None or len(branches) < 2:
+        return
+    hash_type, range_type = attribute_types.get(hash_key), attribute_types.get(range_key)
+    ranges: dict = {}
+    for branch in branches:
+        partition = None
+        span = _Span()
+        for atom in branch:
+            found = key_equality(atom, (hash_key,))
+            if found is not None:
+                value = _key_value(bind_value(found[1], params), hash_type)
+                if value is _MISMATCH:
+                    return
+                if partition is not None and value != partition:
+                    span = None  # two partitions: the branch reads nothing
+                    break
+                partition = value
+                continue
+            if range_key is None or not _names(atom, range_key):
+                continue
+            if isinstance(atom, ast.Not) or (isinstance(atom, ast.Compare) and atom.op == "<>"):
+                return  # a negated sort key condition: not refused (recorded)
+            found = _sort_conjunct(atom, range_key)
+            if found is None:
+                continue  # another condition naming the sort key filters the range, does not narrow it
+            op, nodes = found
+            if op == "begins_with":
+                return
+            values = [_key_value(bind_value(node, params), range_type) for node in nodes]
+            if _MISMATCH in values:
+                return
+            span.narrow(op, values)
+        if partition is None:
+            return  # a branch without the partition: the SELECT scans
+        if span is None or span.empty():
+            continue
+        for other in ranges.get(partition, ()):
+            if span.meets(other):
+                raise ValidationException(OVERLAPPING)
+        ranges.setdefault(partition, []).append(span)
+
+
+def _branches(node, keys: tuple) -> list | None:
+    """The WHERE as an OR of ANDs: a list of branches, each a list of its
+    conditions; None past _MAX_BRANCHES.  An OR that names no key attribute
+    is one condition, a filter (DynamoDB reads ``gsiPk = 'y' AND (projattr =
+    'proj1' OR projattr = 'proj2')``, recorded 2026-09-17)."""
+    if node is None:
+        return [[]]
+    if isinstance(node, ast.And):
+        out = [[]]
+        for operand in node.operands:
+            parts = _branches(operand, keys)
+            if parts is None or len(out) * len(parts) > _MAX_BRANCHES:
+                return None
+            out = [left + right for left in out for right in parts]
+        return out
+    if isinstance(node, ast.Or) and any(_names(node, key) for key in keys):
+        out = []
+        for operand in node.operands:
+            parts = _branches(operand, keys)
+            if parts is None or len(out) + len(parts) > _MAX_BRANCHES:
+                return None
+            out.extend(parts)
+        return out
+    if (isinstance(node, ast.In) and any(_is_key(node.operand, key) for key in keys) and node.options
+            and all(_is_value(option) for option in node.options)):
+        if len(node.options) > _MAX_BRANCHES:
+            return None
+        return [[ast.Compare("=", node.operand, option)] for option in node.options]
+    return [[node]]
+
+
+def _names(node, name: str) -> bool:
+    """Whether a condition names the top-level attribute ``name`` anywhere."""
+    if isinstance(node, ast.Path):
+        return node.elements[:1] == (name,)
+    if isinstance(node, (ast.And, ast.Or)):
+        return any(_names(operand, name) for operand in node.operands)
+    if isinstance(node, ast.Not):
+        return _names(node.operand, name)
+    if isinstance(node, (ast.Compare, ast.Arithmetic)):
+        return _names(node.left, name) or _names(node.right, name)
+    if isinstance(node, ast.Between):
+        return any(_names(n, name) for n in (node.operand, node.low, node.high))
+    if isinstance(node, ast.In):
+        return _names(node.operand, name) or any(_names(option, name) for option in node.options)
+    if isinstance(node, ast.Call):
+        return any(_names(arg, name) for arg in node.args)
+    if isinstance(node, (ast.IsMissing, ast.IsType)):
+        return _names(node.path, name)
+    return False
+
+
+_MISMATCH = object()
+
+
+def _key_value(value: dict, key_type: str | None):
+    """A key attribute's value in Python's order (DynamoDB's: strings by code
+    point, numbers by value, binary by byte), or _MISMATCH for another type."""
+    if key_type is None or key_type not in value:
+        return _MISMATCH
+    try:
+        if key_type == "N":
+            return Decimal(value["N"])
+        if key_type == "B":
+            raw = value["B"]
+            return bytes(raw) if isinstance(raw, (bytes, bytearray)) else base64.b64decode(raw)
+        return value["S"]
+    except (ArithmeticError, ValueError, TypeError):
+        return _MISMATCH
+
+
+class _Span:
+    """A sort key range: its bounds (None: unbounded) and whether each is included."""
+
+    __slots__ = ("low", "low_in", "high", "high_in")
+
+    def __init__(self) -> None:
+        self.low = self.high = None
+        self.low_in = self.high_in = True
+
+    def narrow(self, op: str, values: list) -> None:
+        if op in ("=", "BETWEEN"):
+            self._above(values[0], True)
+            self._below(values[-1], True)
+        elif op in (">", ">="):
+            self._above(values[0], op == ">=")
+        elif op in ("<", "<="):
+            self._below(values[0], op == "<=")
+
+    def _above(self, value, included: bool) -> None:
+        if self.low is None or value > self.low or (value == self.low and not included):
+            self.low, self.low_in = value, included
+
+    def _below(self, value, included: bool) -> None:
+        if self.high is None or value < self.high or (value == self.high and not included):
+            self.high, self.high_in = value, included
+
+    def empty(self) -> bool:
+        if self.low is None or self.high is None:
+            return False
+        return self.low > self.high or (self.low == self.high and not (self.low_in and self.high_in))
+
+    def meets(self, other: "_Span") -> bool:
+        """Whether two non-empty ranges share a value."""
+        return not (_before(self, other) or _before(other, self))
+
+
+def _before(first: _Span, second: _Span) -> bool:
+    """Whether ``first`` ends before ``second`` starts."""
+    if first.high is None or second.low is None:
+        return False
+    return first.high < second.low or (first.high == second.low and not (first.high_in and second.low_in))
 
 
 def _partition_options(node, name: str) -> list | None:

@@ -248,6 +248,46 @@ def test_value_types_and_a_partition_named_twice(ddb, world):
     assert out["Items"] == []
 
 
+@pytest.mark.parametrize("where", [
+    "pk = 'a' AND (sk > 0 OR sk < 5)",
+    "pk = 'a' AND (sk = 1 OR x = 'keep')",
+    "(pk = 'a' AND x = 'keep') OR (pk = 'a' AND x = 'drop')",
+    "pk = 'a' AND x <> 'keep' OR pk = 'a' AND sk = 2",
+    "pk = 'a' AND sk BETWEEN 0 AND 1 OR pk = 'a' AND sk >= 1",
+])
+def test_or_branches_reading_one_range_twice_are_refused(ddb, world, where):
+    """DynamoDB's answers (floci-io/floci, eu-west-2, 2026-09-17;
+    nubo-db/dynamodb-conformance, October 2026): two OR branches of one
+    partition whose sort key ranges meet are refused."""
+    code, message = error_code(run, ddb=ddb, text=f"SELECT * FROM \"{world}\" WHERE {where}")
+    assert (code, message) == ("ValidationException",
+                               "Overlapping conditions with range keys are not supported in where clause")
+
+
+@pytest.mark.parametrize("where, found", [
+    ("pk = 'a' AND (sk = 1 OR sk = 2)", expected("a", sks=(1, 2))),
+    ("pk = 'a' AND (sk < 1 OR sk > 1 OR sk = 1)", expected("a")),
+    ("pk = 'a' AND sk <= 1 OR pk = 'a' AND sk > 1", expected("a")),
+    ("pk = 'a' OR sk = 1", expected("a") + [("b", 1), ("c", 1), ("big", 1)]),
+    ("pk = 'a' AND NOT sk = 1 OR pk = 'a' AND sk = 2", expected("a", sks=(0, 2))),
+    ("pk = 'a' OR pk = 'a' AND NOT sk = 1", expected("a")),
+    ("(pk = 'a' AND x = 'keep') OR (pk = 'b' AND x = 'drop')", [("a", 0), ("a", 2), ("b", 1)]),
+])
+def test_or_branches_reading_apart_are_read(ddb, world, where, found):
+    """The same recordings: ranges apart, another partition, a branch
+    without the partition (a scan), or a negated sort key condition."""
+    out = run(ddb, f"SELECT pk, sk FROM \"{world}\" WHERE {where}")
+    assert sorted(keys(out["Items"])) == sorted(found)
+
+
+def test_index_or_branches_reading_one_partition_twice_are_refused(ddb, world):
+    text = f"SELECT pk, sk FROM \"{world}\".\"by_g\" WHERE "
+    code, message = error_code(run, ddb=ddb, text=text + "(g = 'ga' AND x = 'keep') OR (g = 'ga' AND x = 'drop')")
+    assert message == "Overlapping conditions with range keys are not supported in where clause"
+    out = run(ddb, text + "(g = 'ga' AND x = 'keep') OR (g = 'gb' AND x = 'drop')")
+    assert sorted(keys(out["Items"])) == [("a", 0), ("a", 2), ("b", 1)]
+
+
 def test_an_or_with_another_attribute_still_scans(ddb, world):
     out = run(ddb, f"SELECT pk, sk FROM \"{world}\" WHERE pk = 'a' OR x = 'nothing'", ReturnConsumedCapacity="TOTAL")
     assert keys(out["Items"]) == expected("a")
