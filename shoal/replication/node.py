@@ -382,7 +382,7 @@ class Replicator:
         # peer's table is INACCESSIBLE_ENCRYPTION_CREDENTIALS (``_held_by_peer``)
         self._held: dict[tuple[str, str], float] = {}
         # the same for settings changes (a GSI, TTL, ReplicaUpdates Update) a peer refused because its
-        # table's resource-based policy denies replication (``_settings_held_for``)
+        # table's resource-based policy denies replication (``_settings_state``)
         self._settings_held: dict[tuple[str, str], float] = {}
         # what the peers took, not yet stored: (consumer, cursor sent from, new cursor), and the
         # ReplicationLatency values (``_store_sent``)
@@ -622,8 +622,14 @@ class Replicator:
         busy = False
         started = set()
         for key, task in tasks:
-            if task["kind"] in SETTINGS_TASKS and self._settings_held_for(task):
-                continue  # (the table's tasks for other regions go on)
+            if task["kind"] in SETTINGS_TASKS:
+                state = self._settings_state(task)
+                if state == "moot":
+                    with self.engine.write() as txn:
+                        txn.delete("meta", key)
+                    continue
+                if state == "held":
+                    continue  # (the table's tasks for other regions go on)
             if task["table_id"] in started:
                 continue
             started.add(task["table_id"])
@@ -653,21 +659,29 @@ class Replicator:
             busy = True
         return busy
 
-    def _settings_held_for(self, task: dict) -> bool:
-        """Whether a settings change (``SETTINGS_TASKS``) waits: the peer's
-        table refused the last one because its resource-based policy denies
-        replication there (REPLICATION_NOT_AUTHORIZED: tried again after
-        ``authorization.CHECK_S``), or this region's table is refused so
-        (replication stops "to and from" such a replica, settings included).
-        Its later settings changes for that region wait behind it, in order."""
+    def _settings_state(self, task: dict) -> str | None:
+        """Whether a settings change (``SETTINGS_TASKS``) waits ("held"): the
+        peer's table refused the last one because its resource-based policy
+        denies replication there (REPLICATION_NOT_AUTHORIZED: tried again
+        after ``authorization.CHECK_S``), or this region's table is refused
+        so (replication stops "to and from" such a replica, settings
+        included); its later settings changes for that region wait behind it,
+        in order. "moot" when that region is no longer one of the table's
+        replicas here (it left while its change waited: 20 hours not
+        authorized, or removed): the change is dropped, never applied to what
+        is a regional table there now."""
         until = self._settings_held.get((task["peer"], task["table_id"]))
         if until is not None:
             if time.monotonic() < until:
-                return True
+                return "held"
             del self._settings_held[task["peer"], task["table_id"]]
         with self.engine.read() as txn:
             table = self.catalog.get(txn, self.region, task["name"])
-            return table is not None and table.table_id == task["table_id"] and authorization.refused(txn, table)
+            if table is None or table.table_id != task["table_id"]:
+                return None  # (the task itself finds the table gone)
+            if task["peer"] not in {r["RegionName"] for r in table.description.get("Replicas") or ()}:
+                return "moot"
+            return "held" if authorization.refused(txn, table) else None
 
     def _description(self, name: str, table_id: str) -> dict | None:
         with self.engine.read() as txn:

@@ -587,7 +587,7 @@ def _refuse_settings(ctx, name: str) -> None:
     """Another region's settings change (a GSI, TTL, ReplicaUpdates Update,
     auto scaling) refused while this region's table's resource-based policy
     denies replication (``authorization.refused``): the sender holds it and
-    tries again (``node._settings_held_for``)."""
+    tries again (``node._settings_state``)."""
     with ctx.engine.read() as txn:
         table = ctx.catalog.get(txn, ctx.region, name)
         if table is not None and authorization.refused(txn, table):

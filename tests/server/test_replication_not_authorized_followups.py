@@ -40,7 +40,7 @@ SERVICE = {"Service": "replication.dynamodb.amazonaws.com"}
 
 @pytest.fixture(scope="module")
 def trio(tmp_path_factory):
-    regions = Regions(str(tmp_path_factory.mktemp("na_followups")), skew=False)
+    regions = Regions(str(tmp_path_factory.mktemp("na_followups")), clock_s=0.0)  # the third's clock movable
     start_together(regions)
     yield regions
     regions.stop()
@@ -182,6 +182,37 @@ def test_settings_changed_in_the_unauthorized_replica_wait_there(trio):
     assert _ttl(first, name) == {"TimeToLiveStatus": "DISABLED"}
     third.delete_resource_policy(ResourceArn=_arn(2, name))
     _until(lambda: _ttl(first, name), lambda v: v == enabled)
+
+
+
+def test_a_settings_change_held_for_a_replica_that_leaves_is_dropped(trio):
+    """Still denied 20 hours later (the third region's clock moved), the
+    replica becomes a single-Region table: the GSI held for it is dropped by
+    the first region, and never reaches the table left behind, even once its
+    policy allows."""
+    name = "na_settings_moot"
+    _global(trio, name, regions=(2,))
+    first, third = trio.client(0), trio.client(2)
+    third.put_resource_policy(ResourceArn=_arn(2, name), Policy=_policy(
+        SERVICE, "dynamodb:ReplicateSettings", _arn(2, name)))
+    _wait_table_status(third, name, NOT_AUTHORIZED)
+    first.update_table(TableName=name, AttributeDefinitions=[{"AttributeName": "colour", "AttributeType": "S"}],
+                       GlobalSecondaryIndexUpdates=[{"Create": {
+                           "IndexName": "by_colour", "KeySchema": [{"AttributeName": "colour", "KeyType": "HASH"}],
+                           "Projection": {"ProjectionType": "ALL"}}}])
+    _until(lambda: _indexes(first, name), lambda v: v.get("by_colour") == "ACTIVE")
+    try:
+        with open(trio.clock_file, "w") as handle:
+            handle.write(str(20 * 3600 + 1))
+        _until(lambda: first.describe_table(TableName=name)["Table"], lambda t: not t.get("Replicas"))
+        _wait_table_status(third, name, "ACTIVE")
+    finally:
+        with open(trio.clock_file, "w") as handle:
+            handle.write("0")
+    third.delete_resource_policy(ResourceArn=_arn(2, name))
+    time.sleep(2.5)  # more than two of a held task's retries
+    assert "by_colour" not in _indexes(third, name)
+    assert "Replicas" not in third.describe_table(TableName=name)["Table"]
 
 
 def test_a_stream_policy_denying_the_role_its_stream_actions_counts_as_the_tables(trio):
