@@ -683,7 +683,12 @@ def appended(old: Columns, new: Columns) -> Columns | None:
     width = high_all - low_all + 1
     if width * n > _DENSE_CELLS:
         return None
-    merged = np.zeros((width, n), np.int64)
+    # the table in the narrowest integer type that holds every count (a day of minutes is some 400,000
+    # cells: as int64 the roll-up's largest allocation, 3 MiB a series, where the counts fit in 2 bytes)
+    highest = max(int(table.max()) if table.size else 0, int(new.hcnt.max()) if len(new.hcnt) else 0)
+    lowest = min(int(table.min()) if table.size else 0, int(new.hcnt.min()) if len(new.hcnt) else 0)
+    dtype = next(t for _, t in _INT_CODES if np.iinfo(t).min <= lowest and highest <= np.iinfo(t).max)
+    merged = np.zeros((width, n), dtype)
     merged[low - low_all:low - low_all + table.shape[0], :n_old] = table
     rows = np.repeat(np.arange(len(new)), np.diff(new.hoff))
     merged[new.hidx - low_all, n_old + rows] = new.hcnt
