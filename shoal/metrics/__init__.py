@@ -67,7 +67,7 @@ class Metrics:
     def exposition(self) -> bytes:
         """Prometheus's text, with this worker's pending figures flushed first."""
         self.recorder.flush()
-        return prometheus.exposition(self.engine)
+        return prometheus.exposition(self.engine, self.clock())
 
     def close(self) -> None:
         """Write what is pending (at shutdown)."""

@@ -72,8 +72,9 @@ _Rendered = tuple  # (stored bytes, unit, family name, kind, help, the series' l
 _rendered: dict = {}
 
 
-def exposition(engine) -> bytes:
-    """The text a scrape gets (the caller flushes its worker's recorder first)."""
+def exposition(engine, now: float | None = None) -> bytes:
+    """The text a scrape gets (the caller flushes its worker's recorder first).  ``now``: the
+    clock the roll-up seals by (``shoal.metrics.store.latest_stored``)."""
     global _rendered
     families: dict[str, tuple[str, str, list]] = {}  # name -> (type, help, lines)
 
@@ -84,6 +85,7 @@ def exposition(engine) -> bytes:
 
     from shoal.storage.resident import shed_point  # a scrape reads every series: its pages are not kept
 
+    unsealed_from = int(now) - int(now) % 3600 if now is not None else None
     cache, seen = _rendered, {}
     with engine.read() as txn:
         for n, info in enumerate(iter_series(txn)):
@@ -93,7 +95,7 @@ def exposition(engine) -> bytes:
             if namespace != "AWS/DynamoDB":
                 continue
             if metric in GAUGES:
-                last = latest_stored(txn, info.series_id)
+                last = latest_stored(txn, info.series_id, unsealed_from)
                 raw = last[1] if last is not None else None
             else:
                 raw = total_stored(txn, info.series_id)

@@ -383,13 +383,19 @@ def latest(txn, series_id: int) -> tuple[int, Stats] | None:
     return found
 
 
-def latest_stored(txn, series_id: int) -> tuple[int, bytes] | None:
-    """As ``latest``, the minute in its stored form (``Stats.encode``)."""
+def latest_stored(txn, series_id: int, unsealed_from: int | None = None) -> tuple[int, bytes] | None:
+    """As ``latest``, the minute in its stored form (``Stats.encode``).  ``unsealed_from``: the
+    start of the current hour by the clock the roll-up seals by; no block holds a period that
+    late (an hour is sealed ``SEAL_AFTER_S`` after it ended), so a newest unsealed minute from
+    then on is the answer without reading the newest block (whose value, tens of kilobytes, the
+    engine copies whole: a scrape did that for every gauge)."""
     low, high = data_range(series_id, 0)
     newest_key = None
     for key, raw in txn.scan("meta", low, high, reverse=True):
         newest_key = (decode_data_key(key)[2], bytes(raw))
         break
+    if newest_key is not None and unsealed_from is not None and newest_key[0] >= unsealed_from:
+        return newest_key
     if newest_key is not None:
         low, high = block_range(series_id, 0)
         newest_block = next(iter(txn.scan("meta", low, high, reverse=True)), None)

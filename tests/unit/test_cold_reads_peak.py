@@ -246,3 +246,47 @@ def test_a_worker_keeps_one_account_of_its_cold_reads_per_data_file(tmp_path):
         assert ColdReads.for_engine(engine, {"SHOAL_SHED_COLD_READS_MB": "8"}) is not shared
     finally:
         engine.close()
+
+
+class _BlockScans:
+    """A read transaction that records the scans of blocks (``metrics/b/``) made through it."""
+
+    def __init__(self, txn) -> None:
+        self.txn = txn
+        self.block_scans = 0
+
+    def get(self, *args, **kwargs):
+        return self.txn.get(*args, **kwargs)
+
+    def scan(self, space, start=None, stop=None, **kwargs):
+        if start is not None and bytes(start).startswith(b"metrics/b/"):
+            self.block_scans += 1
+        return self.txn.scan(space, start, stop, **kwargs)
+
+
+def test_a_gauges_minute_of_the_current_hour_is_its_latest_without_reading_its_blocks(tmp_path):
+    from shoal.metrics.store import latest_stored
+
+    engine, ids, now = _metrics_engine(tmp_path, tables=2)
+    try:
+        gauge = ids[2]  # ItemCount of t00: minutes sealed into blocks up to the last hour, then keys
+        hour = now - now % 3600
+        with engine.write() as txn:
+            writer = Writer(txn)
+            writer.add(("us-east-1", "AWS/DynamoDB", "ItemCount", (("TableName", "t00"),)), "Count", now + 60,
+                       Stats.of([42.0]), total=False)
+            writer.finish()
+        with engine.read() as txn:
+            counted = _BlockScans(txn)
+            assert latest_stored(counted, gauge, hour) == latest_stored(txn, gauge) == latest_stored(txn, gauge, None)
+            assert counted.block_scans == 0 and Stats.decode(latest_stored(txn, gauge)[1]).max == 42.0
+            # a newest key older than the hour (by a clock an hour later): the blocks are looked at, as before
+            other = ids[5]
+            counted = _BlockScans(txn)
+            assert latest_stored(counted, other, hour + 3600) == latest_stored(txn, other)
+            assert counted.block_scans == 1
+        plain = prometheus.exposition(engine)
+        assert [line for line in prometheus.exposition(engine, now).splitlines() if b"item_count" in line] == \
+               [line for line in plain.splitlines() if b"item_count" in line]
+    finally:
+        engine.close()
