@@ -271,11 +271,11 @@ HEAP_SLACK = 8 << 20
 _shared: dict = {}
 _shared_lock = threading.Lock()
 
-#: A shed point unmaps once the cold reads owe this many times the threshold: each unmapping costs
+#: A shed point unmaps once the cold reads owe this many times the threshold.  Each unmapping costs
 #: about 0.3 ms (reading /proc/self/maps, and madvise walking the file's page tables) and the pages
-#: refaulted after it, so a scrape unmaps twice rather than five times; its peak holds some 8 MiB of
-#: the file instead of 4.
-MID_READ_FACTOR = 2
+#: refaulted after it; at 1 a scrape unmaps about three times and GetMetricData's CPU stays within
+#: noise of reads unmapped only after them (2 holds some 4 MiB more of the file at a read's peak).
+MID_READ_FACTOR = 1
 
 #: The cold read running in this thread: [its ColdReads, RssFile when it began or when it last shed]
 #: (``shed_point``); None outside one.
