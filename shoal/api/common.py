@@ -214,6 +214,26 @@ READ, WRITE, RETURNED, RECORDS, BYTES = "read", "write", "returned", "records", 
 CONDITION_FAILED = "condition_failed"  # ``meter_condition_failed``'s
 
 
+class _Unlimited:
+    """The charge of a request nothing limits here (or that the loop's
+    ``admit`` and ``settle`` charge), as ``shoal.capacity.off_loop`` hands
+    out: does nothing."""
+
+    __slots__ = ()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc) -> None:
+        return None
+
+    def add(self, kind: str, units: float, index: str | None = None) -> None:
+        return None
+
+
+NO_CHARGE = _Unlimited()
+
+
 def meter(ctx, table_name: str, kind: str, amount: float, index_units: dict | None = None) -> None:
     """Report to the server's metrics what a request consumed on one table,
     whether or not it asked for ReturnConsumedCapacity: ``ctx.meter`` (a

@@ -44,12 +44,11 @@ from contextlib import contextmanager
 
 import orjson
 
-from shoal.api.common import expression_context, meter_condition_failed
+from shoal.api.common import NO_CHARGE, expression_context, meter_condition_failed
 from shoal.api.items import delete_item, get_item, put_item, update_item
 from shoal.api.query import PAGE_BYTES, check_key_paths, query, scan
 from shoal.api.transactions import TransactionCanceledException, transact_get_items, transact_write_items
 from shoal.api.transactions import plan_write as transact_plan_write
-from shoal.capacity.off_loop import NO_CHARGE
 from shoal.errors import (
     INVALID_PARAMETERS as INVALID,
     VALIDATION_ERRORS_PATTERN,

@@ -37,8 +37,8 @@ not a round in a ``charge`` of its own, admitted and charged in turn
 an MRSC table is a round per key, admits each key of every table
 (``refusal``, counting what the batch read of it) and charges what it read
 once it ran, its rounds included (``shoal.api.batch``): the same code on
-the loop, where ``settle`` charges instead.  (The replication screen does
-not yet send such a batch off the loop: its rounds then hold the loop.)
+the loop, where ``settle`` charges instead (the replication screen sends
+such a batch off the loop, ``shoal.replication.protocol``).
 
 Not covered: per-partition (hot key) limits of these requests.
 """
@@ -47,24 +47,9 @@ from __future__ import annotations
 
 import threading
 
-
-class _Unlimited:
-    """The charge of a request nothing limits here (or that the loop's
-    ``admit`` and ``settle`` charge): does nothing."""
-
-    __slots__ = ()
-
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc) -> None:
-        return None
-
-    def add(self, kind: str, units: float, index: str | None = None) -> None:
-        return None
-
-
-NO_CHARGE = _Unlimited()
+# The charge of a request nothing limits here: one object, defined in the API
+# layer (which may not import this package) and shared by both.
+from shoal.api.common import NO_CHARGE
 
 
 class OffLoop:
