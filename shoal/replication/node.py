@@ -373,6 +373,10 @@ class Replicator:
         self._lease = Lease(engine, LEASE_KEY, LEASE_S)
         self._next_prune = 0.0
         self._next_key_check = 0.0
+        # MRSC tables settled against the other regions' registers (``strong.catch_up``): a
+        # few seconds after start, so that a region back from being down gets what it missed
+        self._next_catch_up = time.monotonic() + 2.0
+        self._catching_up: threading.Thread | None = None
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         # position -> (time, origin, keys JSON, new image JSON) of the local writes indexed this
@@ -446,11 +450,44 @@ class Replicator:
             busy = control.check_encryption_keys(self.engine, self.catalog, self.region, self.clock()) or busy
             # and those whose resource-based policy denies replication (REPLICATION_NOT_AUTHORIZED)
             busy = authorization.check(self.engine, self.catalog, self.region, self.clock()) or busy
+        if time.monotonic() >= self._next_catch_up:
+            self._catch_up_strong_tables()
         if time.monotonic() >= self._next_prune:
             self._next_prune = time.monotonic() + PRUNE_EVERY_S
             with self.engine.write() as txn:
                 busy = versions.prune_tombstones(txn, int(self.clock() * 1000)) > 0 or busy
         return busy
+
+    def _catch_up_strong_tables(self) -> None:
+        """Start settling this region's MRSC tables (``strong.catch_up``) on a
+        thread of its own (rounds wait on peers: the sending rounds go on);
+        again ``strong.CATCH_UP_S`` later, or soon if it failed."""
+        from shoal.replication import strong
+
+        if self._catching_up is not None and self._catching_up.is_alive():
+            return
+        with self.engine.read() as txn:
+            tables = [table for table in (self.catalog.get(txn, self.region, name)
+                                          for name in self.catalog.iter_names(txn, self.region))
+                      if table is not None and control.is_strong(table.description)
+                      and table.refused_status is None]
+        if not tables:
+            self._next_catch_up = time.monotonic() + strong.CATCH_UP_S
+            return
+        self._next_catch_up = float("inf")  # set again when the thread ends
+
+        def run() -> None:
+            failed = False
+            for table in tables:
+                try:
+                    strong.catch_up(self.engine, self.catalog, table)
+                except Exception as exc:  # no other region answered, the table went: tried again soon
+                    failed = True
+                    log.debug("catching up MRSC table %s failed: %s", table.name, exc)
+            self._next_catch_up = time.monotonic() + (strong.CATCH_UP_RETRY_S if failed else strong.CATCH_UP_S)
+
+        self._catching_up = threading.Thread(target=run, name="shoal-mrsc-catch-up", daemon=True)
+        self._catching_up.start()
 
     def _index(self) -> bool:
         """Fold new local writes into the version store, in the transaction

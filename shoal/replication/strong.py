@@ -37,6 +37,7 @@ from __future__ import annotations
 import asyncio
 import atexit
 import itertools
+import os
 import queue
 import threading
 import time
@@ -1093,6 +1094,28 @@ class StrongRange:
                 for _, value in batch:
                     if isinstance(value, Future):
                         value.cancel()
+
+
+#: How often each region settles its MRSC tables' registers against another
+#: region's (``catch_up``), and how soon it tries again after a catch-up failed.
+CATCH_UP_S = float(os.environ.get("SHOAL_MRSC_CATCH_UP_S", "600"))
+CATCH_UP_RETRY_S = 5.0
+
+
+def catch_up(engine, catalog, table, batch: int = 100) -> int:
+    """Bring this region's copy of MRSC ``table`` up to every value chosen
+    without it: a Learn lost (a peer busy past its retries), or rounds run
+    while this region was down, which it never heard of.  A strongly
+    consistent Scan of the whole table (``StrongRange``) does it: a key both
+    regions hold at one ballot and this one has not applied is applied here,
+    any other key this region does not hold as the other does is settled by
+    a round this region proposes, which applies its value here.  Returns the
+    keys read.  Raises InternalServerError when no other region answers."""
+    from types import SimpleNamespace
+
+    node = node_of(SimpleNamespace(engine=engine, catalog=catalog))
+    spec = RangeSpec(table.hash_key, table.range_key, None, b"", None, False)
+    return sum(1 for _ in StrongRange(node, table, spec, batch))
 
 
 def _strong_page(ctx, table, request: dict, plan, spec: RangeSpec) -> bytes:
