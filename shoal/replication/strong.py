@@ -18,7 +18,8 @@ ballot last applied is kept under ``mrsc/applied/`` + the storage key): in
 the proposing region before the request is answered, in the others by a
 ``Learn`` message sent after it (and by any later round they take part in as
 proposer).  Eventually consistent reads read the local table, which may lag
-a lost Learn until the item's next round.
+a lost Learn until the item's next round or the region's next catch-up
+(``catch_up``: a few seconds after start, then every ``CATCH_UP_S``).
 
 A round blocks on peers, so these requests must not run on the event loop:
 ``protocol.ReplicationService.screen`` sends the requests naming a table in
