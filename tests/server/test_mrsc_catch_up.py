@@ -11,7 +11,7 @@ import time
 import pytest
 
 from shoal.replication.strong import LEARN_RETRY_DELAYS_S
-from tests.server.test_mrsc import Regions, _strong_table
+from tests.server.test_mrsc import Regions, _eventually, _strong_table
 
 
 @pytest.fixture(scope="module")
@@ -25,21 +25,13 @@ def regions(tmp_path_factory):
         trio.stop()
 
 
-def _eventually(check, timeout: float = 30.0):
-    deadline = time.monotonic() + timeout
-    while True:
-        value = check()
-        if value or time.monotonic() > deadline:
-            return value
-        time.sleep(0.2)
-
-
 def test_a_region_back_from_being_down_gets_the_values_chosen_without_it(regions):
     name = "mrsc_catch_up"
     _strong_table(regions, name)
     first = regions.once(0)
     first.put_item(TableName=name, Item={"pk": {"S": "before"}, "n": {"N": "0"}})
-    assert _eventually(lambda: regions.once(2).get_item(TableName=name, Key={"pk": {"S": "before"}}).get("Item"))
+    assert _eventually(lambda: regions.once(2).get_item(TableName=name, Key={"pk": {"S": "before"}}).get("Item"),
+                       timeout=30.0)
     regions.procs[2].kill()
     try:
         for n in range(5):  # chosen by the other two: the third neither accepted nor learnt them
@@ -57,4 +49,4 @@ def test_a_region_back_from_being_down_gets_the_values_chosen_without_it(regions
         items = {i["pk"]["S"]: i["n"]["N"] for i in third.scan(TableName=name)["Items"]}
         return items == {"before": "7", **{f"while-down-{n}": str(n) for n in range(4)}}
 
-    assert _eventually(caught_up), third.scan(TableName=name)["Items"]
+    assert _eventually(caught_up, timeout=30.0), third.scan(TableName=name)["Items"]
