@@ -68,6 +68,17 @@ class Regions:
                 proc.stop()
 
 
+def running(trio):
+    """A module fixture's body: the three regions of ``trio`` started,
+    ``trio`` yielded, and stopped whatever happened."""
+    try:
+        for i in range(3):
+            trio.start(i)
+        yield trio
+    finally:
+        trio.stop()
+
+
 @pytest.fixture(scope="module")
 def regions(tmp_path_factory):
     trio = Regions(str(tmp_path_factory.mktemp("mrsc")))

@@ -13,19 +13,13 @@ from __future__ import annotations
 
 import pytest
 
-from tests.server.test_mrsc import REGIONS, Regions
+from tests.server.test_mrsc import REGIONS, Regions, running
 from tests.server.test_mrsc_reads import _item, _strong_table
 
 
 @pytest.fixture(scope="module")
 def regions(tmp_path_factory):
-    trio = Regions(str(tmp_path_factory.mktemp("mrsc_batch_reads")))
-    try:
-        for i in range(3):
-            trio.start(i)
-        yield trio
-    finally:
-        trio.stop()
+    yield from running(Regions(str(tmp_path_factory.mktemp("mrsc_batch_reads"))))
 
 
 def _key(pk: str, sk: int) -> dict:

@@ -18,7 +18,7 @@ import botocore.exceptions
 import pytest
 
 from tests.server.test_dynamodb_metrics import clients, eventually, totals
-from tests.server.test_mrsc import REGIONS, Regions, _make_strong, _wait_active
+from tests.server.test_mrsc import REGIONS, Regions, _make_strong, _wait_active, running
 
 ITEM_KB = 100  # an item of about 100 KB: 98 write units (1 KB each, rounded up)
 THROTTLED = "ProvisionedThroughputExceededException"
@@ -37,13 +37,7 @@ class MeteredRegions(Regions):
 
 @pytest.fixture(scope="module")
 def regions(tmp_path_factory):
-    trio = MeteredRegions(str(tmp_path_factory.mktemp("mrsc-capacity")))
-    try:
-        for i in range(3):
-            trio.start(i)
-        yield trio
-    finally:
-        trio.stop()
+    yield from running(MeteredRegions(str(tmp_path_factory.mktemp("mrsc-capacity"))))
 
 
 def _strong(regions, name: str, **billing) -> None:

@@ -11,18 +11,12 @@ import time
 import pytest
 
 from shoal.replication.strong import LEARN_RETRY_DELAYS_S
-from tests.server.test_mrsc import Regions, _eventually, _strong_table
+from tests.server.test_mrsc import Regions, _eventually, _strong_table, running
 
 
 @pytest.fixture(scope="module")
 def regions(tmp_path_factory):
-    trio = Regions(str(tmp_path_factory.mktemp("mrsc_catch_up")))
-    try:
-        for i in range(3):
-            trio.start(i)
-        yield trio
-    finally:
-        trio.stop()
+    yield from running(Regions(str(tmp_path_factory.mktemp("mrsc_catch_up"))))
 
 
 def test_a_region_back_from_being_down_gets_the_values_chosen_without_it(regions):
