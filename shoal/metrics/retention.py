@@ -220,18 +220,18 @@ class RollUp:
         self.cold_reads = cold_reads
 
     def __call__(self) -> bool:
-        if self.cold_reads is not None:
-            return self.cold_reads.run(self._round)
-        return self._round()
-
-    def _round(self) -> bool:
-        from shoal.storage.resident import shed_point  # the blocks a round reads are not all kept mapped
-
         now = self.clock()
-        with self.engine.read() as txn:
+        with self.engine.read() as txn:  # most calls: nothing to do, and no cold read to account for
             state = txn.get("meta", ROLLUP_KEY)
             if state is not None and len(state) == _STARTED.size and now - _STARTED.unpack(state)[0] < self.interval_s:
                 return False  # the last walk finished less than a minute ago
+        if self.cold_reads is not None:
+            return self.cold_reads.run(lambda: self._round(now))
+        return self._round(now)
+
+    def _round(self, now: float) -> bool:
+        from shoal.storage.resident import shed_point  # the blocks a round reads are not all kept mapped
+
         with self.engine.write() as txn:
             state = txn.get("meta", ROLLUP_KEY)
             if state is None or len(state) == _STARTED.size:

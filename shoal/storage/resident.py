@@ -80,44 +80,47 @@ def budget_from_env(environ=os.environ) -> int:
     prewarmed server wants its pages mapped).  Raises ``ValueError`` with the
     variable's name for a value that is not a whole number of MiB, 0 or more.
     """
-    text = environ.get(ENV_BUDGET)
+    prewarmed = environ.get("SHOAL_PREWARM", "").strip().lower() in _TRUE_WORDS
+    return _megabytes(environ, ENV_BUDGET, 0 if prewarmed else DEFAULT_BUDGET_MB, "the bound") << 20
+
+
+def _megabytes(environ, name: str, default: int, what: str) -> int:
+    """The whole number of MiB variable ``name`` sets, ``default`` when unset
+    or blank; ``ValueError`` naming the variable for anything else (0
+    turns ``what`` off)."""
+    text = environ.get(name)
     if text is None or not text.strip():
-        if environ.get("SHOAL_PREWARM", "").strip().lower() in _TRUE_WORDS:
-            return 0
-        return DEFAULT_BUDGET_MB << 20
+        return default
     try:
         megabytes = int(text.strip())
     except ValueError:
         megabytes = -1
     if megabytes < 0:
-        raise ValueError(f"{ENV_BUDGET}: {text!r} is not a whole number of MiB (0 turns the bound off)")
-    return megabytes << 20
+        raise ValueError(f"{name}: {text!r} is not a whole number of MiB (0 turns {what} off)")
+    return megabytes
+
+
+def _status_bytes(field: bytes, status_path: str) -> int | None:
+    """A ``kB`` figure of ``/proc/self/status`` (``field`` with its colon) in bytes; None where it is not said."""
+    try:
+        with open(status_path, "rb") as handle:
+            text = handle.read()
+    except OSError:
+        return None
+    at = text.find(b"\n" + field)
+    if at < 0:
+        return None
+    return int(text[at + 1 + len(field):text.index(b"kB", at)]) << 10
 
 
 def rss_file_bytes(status_path: str = "/proc/self/status") -> int | None:
     """This process's RssFile (resident pages of mapped files) in bytes; None where /proc does not say."""
-    try:
-        with open(status_path, "rb") as handle:
-            text = handle.read()
-    except OSError:
-        return None
-    at = text.find(b"\nRssFile:")
-    if at < 0:
-        return None
-    return int(text[at + 9:text.index(b"kB", at)]) << 10
+    return _status_bytes(b"RssFile:", status_path)
 
 
 def rss_anon_bytes(status_path: str = "/proc/self/status") -> int | None:
     """This process's RssAnon (resident anonymous pages: its heaps) in bytes; None where /proc does not say."""
-    try:
-        with open(status_path, "rb") as handle:
-            text = handle.read()
-    except OSError:
-        return None
-    at = text.find(b"\nRssAnon:")
-    if at < 0:
-        return None
-    return int(text[at + 9:text.index(b"kB", at)]) << 10
+    return _status_bytes(b"RssAnon:", status_path)
 
 
 def _malloc_trim() -> Callable[[], object] | None:
@@ -359,15 +362,7 @@ class ColdReads:
         threshold in a process, shared by its cold reads); None when off,
         over an engine that maps no file, or without /proc's RssFile.  A bad
         value of the variable raises ``ValueError``."""
-        text = environ.get(ENV_SHED)
-        megabytes = DEFAULT_SHED_MB
-        if text is not None and text.strip():
-            try:
-                megabytes = int(text.strip())
-            except ValueError:
-                megabytes = -1
-            if megabytes < 0:
-                raise ValueError(f"{ENV_SHED}: {text!r} is not a whole number of MiB (0 turns it off)")
+        megabytes = _megabytes(environ, ENV_SHED, DEFAULT_SHED_MB, "it")
         if megabytes == 0:
             return None
         data_file = data_file_of(engine)
