@@ -466,20 +466,20 @@ class Replicator:
 
         if self._catching_up is not None and self._catching_up.is_alive():
             return
-        with self.engine.read() as txn:
-            tables = [table for table in (self.catalog.get(txn, self.region, name)
-                                          for name in self.catalog.iter_names(txn, self.region))
-                      if table is not None and control.is_strong(table.description)
-                      and table.refused_status is None]
-        if not tables:
+        names = control.strong_tables(self.engine, self.catalog, self.region)
+        if not names:
             self._next_catch_up = time.monotonic() + strong.CATCH_UP_S
             return
         self._next_catch_up = float("inf")  # set again when the thread ends
 
         def run() -> None:
             failed = False
-            for table in tables:
+            for name in sorted(names):
                 try:
+                    with self.engine.read() as txn:
+                        table = self.catalog.get(txn, self.region, name)
+                    if table is None or table.refused_status is not None or not control.is_strong(table.description):
+                        continue  # gone, CREATING, inaccessible, or no longer MRSC
                     strong.catch_up(self.engine, self.catalog, table)
                 except Exception as exc:  # no other region answered, the table went: tried again soon
                     failed = True
