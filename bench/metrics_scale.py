@@ -1,6 +1,7 @@
 """Metrics at scale (issue 17, point 6): disk, memory and read times of 100 tables' metrics.
 
     python bench/metrics_scale.py [--tables 100] [--minute-days 15] [--five-minute-days 48] [--hour-days 392]
+    python bench/metrics_scale.py --floors     # seconds: what coarser histograms, or none, would take
 
 The bounds measured: ``GET /metrics`` and GetMetricData answer in under 50 ms
 for 100 tables; the metrics of 100 tables kept for CloudWatch's full
@@ -470,19 +471,12 @@ def kind_sizes(data_dir: str) -> dict:
 FRESH_PERIODS = (1440, 1440, 240)
 
 
-def fresh_sizes(periods=FRESH_PERIODS) -> dict:
-    """Bytes per period of one block per metric and level, its periods drawn from the pool (as the
-    build does) and drawn anew, every period its own requests (as real traffic gives): the pool
-    repeats 256 statistic sets a metric, which a compressor could find again, real traffic does not.
-    {level: {kind: [pool bytes per period, fresh bytes per period]}}."""
+def _drawn(workload: "Workload", level: int, n: int, kinds=None):
+    """``(kind, metric, unit, columns)`` of one block per busy metric at ``level``: ``n`` periods, every
+    one drawn anew (its own requests, as real traffic gives), not from the pool."""
     from shoal.metrics.stats import Stats as _Stats
 
-    workload = Workload(seed=29)
-    pools = pool_columns(workload)
-    rng = np.random.default_rng(29)
-    kinds = {"latency:" + op: ("SuccessfulRequestLatency", "Milliseconds") for op in OPERATIONS}
-    kinds.update({"read": ("ConsumedReadCapacityUnits", "Count"), "write": ("ConsumedWriteCapacityUnits", "Count"),
-                  "returned": ("ReturnedItemCount", "Count")})
+    kinds = kinds or FRESH_KINDS
 
     def minute(kind):
         if kind.startswith("latency:"):
@@ -490,24 +484,91 @@ def fresh_sizes(periods=FRESH_PERIODS) -> dict:
         return workload._minute({"read": workload._reads, "write": workload._writes,
                                  "returned": workload._returned}[kind])
 
+    period = LEVELS[level][0]
+    at = np.arange(n, dtype=np.int64) * period
+    for kind, (metric, unit) in kinds.items():
+        drawn = []
+        for t in at.tolist():
+            stats = _Stats()
+            for _ in range(period // 60):
+                stats.merge(minute(kind))
+            drawn.append((t, stats))
+        yield kind, metric, unit, Columns.from_stats(drawn)
+
+
+FRESH_KINDS = {"latency:" + op: ("SuccessfulRequestLatency", "Milliseconds") for op in OPERATIONS}
+FRESH_KINDS.update({"read": ("ConsumedReadCapacityUnits", "Count"), "write": ("ConsumedWriteCapacityUnits", "Count"),
+                    "returned": ("ReturnedItemCount", "Count")})
+
+
+def fresh_sizes(periods=FRESH_PERIODS) -> dict:
+    """Bytes per period of one block per metric and level, its periods drawn from the pool (as the
+    build does) and drawn anew, every period its own requests (as real traffic gives): the pool
+    repeats 256 statistic sets a metric, which a compressor could find again, real traffic does not.
+    {level: {kind: [pool bytes per period, fresh bytes per period]}}."""
+    workload = Workload(seed=29)
+    pools = pool_columns(workload)
+    rng = np.random.default_rng(29)
     out: dict = {}
     for level, n in enumerate(periods):
         period = LEVELS[level][0]
         at = np.arange(n, dtype=np.int64) * period
-        for kind, (metric, unit) in kinds.items():
+        for kind, metric, unit, drawn in _drawn(workload, level, n):
             decimals = block_decimals((REGION, NAMESPACE, metric, ()), unit)
             pooled = block_columns(workload, pools, rng, kind, 0, level, at)
-            drawn = []
-            for t in at.tolist():
-                stats = _Stats()
-                for _ in range(period // 60):
-                    stats.merge(minute(kind))
-                drawn.append((t, stats))
-            drawn = Columns.from_stats(drawn)
             sizes = [len(blocks.encode(cols, 0, period, decimals, BLOCK_SHIFTS[level], predict=level > 0)) / n
                      for cols in (pooled, drawn)]
             out.setdefault(str(level), {})[kind] = sizes + [bucket_entropy(blocks.to_shift(drawn, BLOCK_SHIFTS[level]))]
     return out
+
+
+#: what the floors compare: name -> (the buckets' coarseness at each level or None: no histograms,
+#: decimals kept of latencies' Sum, Minimum and Maximum: None as stored, else that many)
+FLOOR_VARIANTS = {
+    "as stored (2% / 4% / 4%)": ((0, 1, 1), None),
+    "buckets 4% at every level": ((1, 1, 1), None),
+    "buckets 8%": ((2, 2, 2), None),
+    "buckets 16%": ((3, 3, 3), None),
+    "no percentiles": ((None, None, None), None),
+    "no percentiles, latencies to 0.1 ms": ((None, None, None), 1),
+}
+
+
+def floors(periods=(1440, 288, 48), tables: int = 100) -> dict:
+    """What the blocks of ``tables`` tables would take at the full retention if the histograms were
+    coarser, or not kept at all: bytes a period of each busy metric's block (drawn anew, as
+    ``fresh_sizes``) under each of ``FLOOR_VARIANTS``, and the megabytes at full retention per level
+    (blocks' bytes only: LMDB's pages add about 12%, the gauges and the sparse series 3-4 bytes a
+    table and minute more, so these are floors)."""
+    workload = Workload(seed=31)
+    empty = np.zeros(0, np.int64)
+    out: dict = {"per_period": {}, "mb": {}}
+    for level, n in enumerate(periods):
+        period = LEVELS[level][0]
+        for kind, metric, unit, cols in _drawn(workload, level, n):
+            decimals = block_decimals((REGION, NAMESPACE, metric, ()), unit)
+            bare = Columns(cols.at, cols.count, cols.sum, cols.min, cols.max, np.zeros(n, bool),
+                           np.zeros(n, np.int64), np.zeros(n + 1, np.int64), empty, empty)
+            for name, (shifts, rounded) in FLOOR_VARIANTS.items():
+                kept = decimals if rounded is None or decimals is None else rounded
+                shift = shifts[level]
+                raw = blocks.encode(bare if shift is None else cols, 0, period, kept, shift or 0,
+                                    predict=shift is not None and level > 0)
+                out["per_period"].setdefault(name, {}).setdefault(str(level), {})[kind] = len(raw) / n
+    for name, levels in out["per_period"].items():
+        out["mb"][name] = [sum(levels[str(level)].values()) * FULL_DAYS[level] * DAY / LEVELS[level][0] * tables / MB
+                           for level in range(len(LEVELS))]
+    return out
+
+
+def render_floors(result: dict) -> str:
+    lines = ["| histograms kept | bytes a table and minute (level 0) | 1 min, 15 d (MB) | 5 min, 48 d (MB) "
+             "| 1 h, 392 d (MB) | all (MB) | without the hourly level (MB) |", "|---|---|---|---|---|---|---|"]
+    for name, mb in result["mb"].items():
+        minute = sum(result["per_period"][name]["0"].values())
+        lines.append(f"| {name} | {minute:.1f} | {mb[0]:.1f} | {mb[1]:.1f} | {mb[2]:.1f} | **{sum(mb):.1f}** "
+                     f"| {mb[0] + mb[1]:.1f} |")
+    return "\n".join(lines)
 
 
 def bucket_entropy(cols: Columns) -> float:
@@ -1102,9 +1163,18 @@ def main(argv=None) -> int:
                         "the run saved in RUN_JSON built (its build figures are kept)")
     parser.add_argument("--code", help="how to name the Shoal measured in the report (default: worked out)")
     parser.add_argument("--from-json", help="render the results of an earlier run (its --json) instead of running")
+    parser.add_argument("--floors", action="store_true", help="only print what coarser histograms, or none, "
+                        "would take at the full retention (``floors``), in-process, and exit")
     parser.add_argument("--fresh-json", help="also report the sizes of blocks drawn anew (``fresh_sizes``) "
                         "from this file, or measure them and write them there")
     args = parser.parse_args(argv)
+    if args.floors:
+        result = floors(tables=args.tables)
+        print(render_floors(result))
+        if args.json:
+            with open(args.json, "w") as f:
+                json.dump(result, f, indent=1)
+        return 0
     if args.from_json:
         with open(args.from_json) as f:
             run = json.load(f)
