@@ -26,6 +26,7 @@ from systems import BENCH_DIR, CLIENT_CPUS, CLOCK_TICKS
 LUA_DIR = os.path.join(BENCH_DIR, "lua")
 SCRIPT = os.path.join(LUA_DIR, "workload.lua")
 PRESIGNED_SCRIPT = os.path.join(LUA_DIR, "presigned.lua")
+NODES_SCRIPT = os.path.join(LUA_DIR, "nodes.lua")
 PRESIGNED_POOL = 50_000  # distinct signed requests per run; wrk cycles through them
 WORKLOADS = ("put", "get", "query", "ingest", "counter", "app", "point")
 OPERATIONS_PER_REQUEST = {"ingest": 25}
@@ -65,6 +66,46 @@ def run_wrk(url: str, connections: int, seconds: float, script: str, script_args
             report["client_cpu_s"] = client_cpu
             return report
     raise RuntimeError(f"wrk gave no report (exit {done.returncode}):\n{done.stdout}\n{done.stderr}")
+
+
+def run_wrk_nodes(urls: list[str], connections_per_node: int, seconds: float, script_args: list[str],
+                  cpus: str | None = None, timeout_s: int = 10) -> dict:
+    """One wrk run of ``lua/nodes.lua`` against several nodes at once (unsigned requests).
+
+    wrk gets one thread per node, thread ``i`` connected to ``urls[i]`` with
+    ``connections_per_node`` connections, so every node is offered the same
+    closed-loop load; its latency percentiles are over all the requests of
+    all the nodes.  ``script_args`` are ``workload_args``'s, whose ``threads=``
+    is replaced by the thread count (new events' sort keys then differ across
+    threads).  ``cpus``: a taskset CPU list for wrk, or None (unpinned).
+    Returns the BENCH_JSON report plus wrk's CPU seconds (``client_cpu_s``)
+    and the answers each node got (``node_requests``, in ``urls``' order).
+    """
+    from urllib.parse import urlsplit
+
+    duration = max(1, round(seconds))
+    threads = len(urls)
+    nodes = ",".join(f"{part.hostname}:{part.port}" for part in map(urlsplit, urls))
+    args = [a for a in script_args if not a.startswith("threads=")] + [f"threads={threads}"]
+    command = ["wrk", f"-t{threads}", f"-c{threads * connections_per_node}", f"-d{duration}s",
+               f"--timeout={timeout_s}s", "-s", NODES_SCRIPT, urls[0], "--", *args]
+    if cpus is not None:
+        command = ["taskset", "-c", cpus, *command]
+    env = dict(os.environ, BENCH_LUA_DIR=LUA_DIR, BENCH_NODES=nodes)
+    cpu_before = _children_cpu()
+    done = subprocess.run(command, capture_output=True, text=True, env=env, timeout=duration + timeout_s + 60)
+    client_cpu = _children_cpu() - cpu_before
+    report = node_requests = None
+    for line in done.stdout.splitlines():
+        if line.startswith("BENCH_JSON "):
+            report = json.loads(line[len("BENCH_JSON "):])
+        elif line.startswith("BENCH_NODES "):
+            node_requests = json.loads(line[len("BENCH_NODES "):])
+    if report is None or node_requests is None:
+        raise RuntimeError(f"wrk gave no report (exit {done.returncode}):\n{done.stdout}\n{done.stderr}")
+    report["client_cpu_s"] = client_cpu
+    report["node_requests"] = node_requests
+    return report
 
 
 def wait_until_idle(system, limit_s: float = 60.0, window_s: float = 0.2, busy_share: float = 0.1) -> float:
