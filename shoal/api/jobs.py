@@ -176,27 +176,37 @@ class Lease:
 
     _RECORD = struct.Struct(">16sd")
 
-    def __init__(self, engine, key: bytes, seconds: float, clock: Callable[[], float] = time.time) -> None:
+    def __init__(self, engine, key: bytes, seconds: float, clock: Callable[[], float] = time.time,
+                 owner: bytes | None = None, gone: Callable[[bytes], bool] | None = None) -> None:
         self.engine, self.key, self.seconds, self.clock = engine, key, seconds, clock
-        self.owner = os.urandom(16)
+        self.owner = owner if owner is not None else os.urandom(16)  # 16 bytes
+        # ``gone(owner)``: whether another holder is known to be dead before its term ends (a
+        # process of this machine that no longer runs): its lease is taken at once
+        self.gone = gone
+
+    def holder(self) -> tuple[bytes, float] | None:
+        """The current record: (holder, expiry), or None."""
+        with self.engine.read() as txn:
+            raw = txn.get("meta", self.key)
+        return None if raw is None else self._RECORD.unpack(raw)
+
+    def _taken(self, owner: bytes, until: float, now: float) -> bool:
+        return owner != self.owner and until > now and not (self.gone is not None and self.gone(owner))
 
     def hold(self) -> bool:
         """Whether this holder has the lease now (taking or renewing it if due)."""
         now = self.clock()
-        with self.engine.read() as txn:
-            raw = txn.get("meta", self.key)
-        if raw is not None:
-            owner, until = self._RECORD.unpack(raw)
-            if owner != self.owner and until > now:
+        record = self.holder()
+        if record is not None:
+            owner, until = record
+            if self._taken(owner, until, now):
                 return False
             if owner == self.owner and until - now > self.seconds / 2:
                 return True
         with self.engine.write() as txn:
             raw = txn.get("meta", self.key)
-            if raw is not None:
-                owner, until = self._RECORD.unpack(raw)
-                if owner != self.owner and until > now:
-                    return False
+            if raw is not None and self._taken(*self._RECORD.unpack(raw), now):
+                return False
             txn.put("meta", self.key, self._RECORD.pack(self.owner, now + self.seconds))
         return True
 

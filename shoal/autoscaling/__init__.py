@@ -563,6 +563,7 @@ class Scaler:
     """The background job that follows each target's consumption (see the module's docstring)."""
 
     __name__ = "autoscaling"
+    per_worker = True  # under a lease of its own (shoal.server.background)
 
     def __init__(self, engine, catalog, capacity, clock=time.time) -> None:
         self.engine, self.catalog, self.capacity, self.clock = engine, catalog, capacity, clock

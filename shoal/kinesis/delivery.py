@@ -123,6 +123,7 @@ class KinesisDelivery:
         self.endpoint = KinesisEndpoint(self.settings.endpoint, self.settings.timeout_s) \
             if self.settings.endpoint else None
         self.__name__ = "kinesis_delivery"
+        self.per_worker = True  # a lease of its own (shoal.server.background)
         self._owner: str | None = None
         self._thread: threading.Thread | None = None
         self._stop = threading.Event()

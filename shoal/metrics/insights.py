@@ -231,6 +231,7 @@ class Insights:
     """The counting of one worker process, and its background job."""
 
     __name__ = "contributor_insights"
+    per_worker = True  # stores this process's counts (shoal.server.background)
 
     def __init__(self, engine, catalog, clock: Callable[[], float] = time.time,
                  submit: Callable | None = None) -> None:

@@ -406,6 +406,7 @@ class Flusher:
     """The background job that flushes a worker's recorder."""
 
     __name__ = "metrics_flusher"
+    per_worker = True  # this process's own figures (shoal.server.background)
 
     def __init__(self, recorder: Recorder, submit: Callable | None = None) -> None:
         self.recorder = recorder

@@ -227,6 +227,7 @@ class Delivery:
         self.lease_s = lease_s
         self.timeout_s = timeout_s
         self.__name__ = "sns_delivery"
+        self.per_worker = True  # claims of its own (shoal.server.background)
         self._owner: str | None = None
         self._sender: Sender | None = None
         self._loop = None

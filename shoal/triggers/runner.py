@@ -131,6 +131,7 @@ class TriggerRunner:
         self.settings = settings or TriggerSettings.from_env()
         self.clock = clock
         self.__name__ = "stream_triggers"
+        self.per_worker = True  # a lease per trigger (shoal.server.background)
         self._owner: str | None = None
         self._sender: Sender | None = None
         self._loop = None
