@@ -2,6 +2,7 @@ from __future__ import annotations
 
 import itertools
 import os
+import time
 
 import boto3
 import pytest
@@ -46,6 +47,17 @@ def ddb_resource(shoal):
 
 def unique_name(prefix: str = "t") -> str:
     return f"{prefix}_{os.getpid()}_{next(_names)}"
+
+
+def wait_for(predicate, timeout: float = 15.0, what: str = "the condition"):
+    """``predicate()``'s first true value, polled every 0.1 s; AssertionError after ``timeout`` seconds."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(0.1)
+    raise AssertionError(f"not within {timeout} s: {what}")
 
 
 def create_table(ddb, *, hash_key=("pk", "S"), range_key=("sk", "N"), name=None) -> str:

@@ -16,7 +16,7 @@ from botocore.config import Config
 
 from shoal.server.background import LEASE_KEY, holder_pid
 from shoal.storage.postgres_engine import PostgresEngine
-from tests.conftest import unique_name
+from tests.conftest import unique_name, wait_for
 from tests.postgres_cluster import postgres_cluster  # noqa: F401 (a session fixture: a PostgreSQL server)
 from tests.shoal_process import ShoalProcess
 
@@ -45,16 +45,6 @@ def lease_holder(store) -> int | None:
     with store.read() as txn:
         raw = txn.get("meta", LEASE_KEY)
     return None if raw is None else holder_pid(raw)
-
-
-def wait_for(check, timeout: float, what: str):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = check()
-        if value:
-            return value
-        time.sleep(0.1)
-    raise AssertionError(f"not within {timeout} s: {what}")
 
 
 def test_one_node_does_the_background_work_and_the_other_takes_over_when_it_is_killed(tmp_path, database, store):

@@ -17,7 +17,7 @@ import time
 import pytest
 
 from shoal.storage.datadir import hold_exclusively
-from tests.conftest import make_client
+from tests.conftest import make_client, wait_for
 from tests.shoal_process import ShoalProcess
 
 HOUR = 3600
@@ -135,16 +135,6 @@ def test_tools_refuse_while_a_server_serves_and_the_server_while_a_tool_works(tm
             f"shoal: data directory {data} is in use by shoal export (process {os.getpid()})")
     finally:
         os.close(lock)
-
-
-def wait_for(predicate, timeout: float = 15.0):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(0.2)
-    raise AssertionError("timed out")
 
 
 def test_a_schedule_makes_system_backups_and_prunes_them(tmp_path, monkeypatch):
