@@ -218,6 +218,50 @@ def idle_cpu(nodes: list[Node], postgres_pid: int, seconds: float = 5.0) -> dict
             "postgres": (cpu_seconds(postgres_pid) - before[1]) / seconds}
 
 
+class WaitSampler:
+    """Samples, every ``interval_s`` on a thread of its own, what the nodes' database
+    sessions are doing (pg_stat_activity): running a statement, waiting for a lock
+    (which one), or idle inside a transaction (waiting for their node's next statement:
+    a node stopped by its cap while it holds locks keeps them held)."""
+
+    QUERY = ("SELECT state, wait_event_type, wait_event FROM pg_stat_activity "
+             "WHERE datname = current_database() AND pid <> pg_backend_pid() AND backend_type = 'client backend'")
+
+    def __init__(self, dsn: str, interval_s: float = 0.02) -> None:
+        import threading
+
+        import psycopg
+
+        self.conn = psycopg.connect(dsn, autocommit=True)
+        self.interval_s = interval_s
+        self.counts: dict[str, int] = {}
+        self.samples = 0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        while not self._stop.wait(self.interval_s):
+            rows = self.conn.execute(self.QUERY).fetchall()
+            self.samples += 1
+            for state, wait_type, wait_event in rows:
+                if state == "active":
+                    kind = f"lock {wait_event}" if wait_type == "Lock" else (
+                        "running" if wait_type in (None, "CPU") else f"active {wait_type}")
+                elif state == "idle in transaction":
+                    kind = "in transaction, waiting for its node"
+                else:
+                    continue
+                self.counts[kind] = self.counts.get(kind, 0) + 1
+
+    def stop(self) -> dict:
+        """Sessions in each state, on average over the samples."""
+        self._stop.set()
+        self._thread.join()
+        self.conn.close()
+        return {kind: count / self.samples for kind, count in sorted(self.counts.items())} if self.samples else {}
+
+
 def measure(active: list[Node], everyone: list[Node], postgres_pid: int, mode: str, args, counts: str,
             seed: int) -> dict:
     """One warm-up, then one measured run of ``mode`` against the ``active`` nodes."""
@@ -228,7 +272,11 @@ def measure(active: list[Node], everyone: list[Node], postgres_pid: int, mode: s
     node_before = [node.cpu() for node in everyone]
     stat_before = [node.cap.stat() for node in active]
     pg_before, busy_before, started = cpu_seconds(postgres_pid), machine_busy_seconds(), time.monotonic()
-    report = run_wrk_nodes(urls, args.connections, args.seconds, workload_args(mode, counts, seed))
+    sampler = WaitSampler(args.dsn) if args.sample_waits else None
+    try:
+        report = run_wrk_nodes(urls, args.connections, args.seconds, workload_args(mode, counts, seed))
+    finally:
+        sessions = sampler.stop() if sampler else None
     wall = time.monotonic() - started
     node_cpu = [node.cpu() - b for node, b in zip(everyone, node_before)]
     stat_after = [node.cap.stat() for node in active]
@@ -261,6 +309,7 @@ def measure(active: list[Node], everyone: list[Node], postgres_pid: int, mode: s
         "postgres_cores": pg_cpu / wall, "postgres_us_per_req": pg_cpu / requests * 1e6 if requests else None,
         "wrk_cores": report["client_cpu_s"] / wall, "other_cores": max(0.0, other) / wall,
         "idle_cores": max(0.0, os.cpu_count() - busy / wall), "idle_wait_s": waited,
+        "sessions": sessions,
     }
 
 
@@ -340,6 +389,17 @@ def print_report(summary: dict, idle: dict, memory: list[dict], args, load: str,
               f"| {_fmt([r['postgres_cores'] for r in runs], 2)} ({_fmt([r['postgres_us_per_req'] for r in runs])}) "
               f"| {_fmt([r['wrk_cores'] for r in runs], 2)} | {_fmt([r['other_cores'] for r in runs], 2)} "
               f"| {_fmt([r['idle_cores'] for r in runs], 2)} | {errors} |")
+    sessions: dict = {}
+    for (n, capped, mode), runs in summary["settings"].items():
+        for run in runs:
+            for kind, mean in (run.get("sessions") or {}).items():
+                sessions.setdefault((n, capped, mode), {}).setdefault(kind, []).append(mean)
+    if sessions:
+        print()
+        print("sessions of the nodes in PostgreSQL, on average over the run (median of the rounds):")
+        for (n, capped, mode), kinds in sessions.items():
+            print(f"  {n}{'' if capped else ' uncapped'} {WORKLOAD_LABELS[mode]}: " + ", ".join(
+                f"{kind} {statistics.median(values):.2f}" for kind, values in kinds.items()))
     print()
     print("| ratio | by req/s, per round | median | by node CPU per request, per round | median | bound |")
     print("|---|---|---|---|---|---|")
@@ -373,6 +433,8 @@ def main(argv=None) -> int:
     parser.add_argument("--workloads", default="get,query,app")
     parser.add_argument("--no-uncapped", dest="uncapped", action="store_false",
                         help="skip the run of one node without its cap")
+    parser.add_argument("--sample-waits", action="store_true", help="sample pg_stat_activity every 20 ms "
+                        "during each run: the nodes' sessions running, waiting for a lock, idle in a transaction")
     parser.add_argument("--tree", metavar="DIR", help="run the nodes from this source tree (PYTHONPATH), "
                         "e.g. a commit's: git archive REV | tar -x -C DIR")
     parser.add_argument("--json", metavar="FILE", help="also write every run's figures here")
@@ -403,7 +465,7 @@ def main(argv=None) -> int:
     try:
         cluster = PostgresCluster(bin_dir).start()
         postgres_pid = _postmaster(cluster)
-        dsn = cluster.create_database("nodes")
+        dsn = args.dsn = cluster.create_database("nodes")
         for index in range(1, max(counts) + 1):
             caps.append(CpuCap(f"shoal-pg-nodes-{os.getpid()}-{index}", period_us))
             nodes.append(Node(index, workdir, dsn, caps[-1], args.tree))
