@@ -24,25 +24,57 @@ def make_client(url: str, service: str = "dynamodb", region: str = "us-east-1"):
     )
 
 
+#: A PostgreSQL URL: the session's server is then two nodes over that database, and the clients of
+#: the fixtures below send their requests to each in turn (tests/server/test_suite_over_postgres.py)
+TEST_STORAGE = os.environ.get("SHOAL_TEST_STORAGE", "")
+
+
+def alternate(client, urls: list):
+    """``client`` sending each request to the next of ``urls`` (the same path and query), in turn."""
+    if len(urls) < 2:
+        return client
+    turns = itertools.cycle(urls)
+
+    def to_next(request, **_):
+        base = client.meta.endpoint_url.rstrip("/")
+        if request.url.startswith(base):
+            request.url = next(turns).rstrip("/") + request.url[len(base):]
+
+    client.meta.events.register_first("before-send", to_next)
+    return client
+
+
 @pytest.fixture(scope="session")
 def shoal(tmp_path_factory):
-    """One Shoal server shared by the server tests of a session."""
+    """One Shoal server shared by the server tests of a session (two nodes over
+    ``SHOAL_TEST_STORAGE`` when set: ``shoal.urls``)."""
+    if TEST_STORAGE:
+        nodes = [ShoalProcess(tmp_path_factory.mktemp("shoal-node"), "--storage", TEST_STORAGE).start()
+                 for _ in range(2)]
+        nodes[0].urls = [node.url for node in nodes]
+        yield nodes[0]
+        for node in nodes:
+            node.stop()
+        return
     server = ShoalProcess(tmp_path_factory.mktemp("shoal-data")).start()
+    server.urls = [server.url]
     yield server
     server.stop()
 
 
 @pytest.fixture(scope="session")
 def ddb(shoal):
-    return make_client(shoal.url)
+    return alternate(make_client(shoal.url), shoal.urls)
 
 
 @pytest.fixture(scope="session")
 def ddb_resource(shoal):
-    return boto3.resource(
+    resource = boto3.resource(
         "dynamodb", endpoint_url=shoal.url, region_name="us-east-1",
         aws_access_key_id="AKIDSHOALTEST", aws_secret_access_key="secret",
     )
+    alternate(resource.meta.client, shoal.urls)
+    return resource
 
 
 def unique_name(prefix: str = "t") -> str:
