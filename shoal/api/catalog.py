@@ -425,28 +425,30 @@ class Catalog:
             capacity = self.capacity
             if capacity is not None:
                 # A GetItem or PutItem of its own table far from its limit, charged here the least it
-                # consumes (Capacity.admit does the same the long way, and everything else): a call
-                # costs about a third of what issue 20 lets enforcement cost a GetItem.  The request's
-                # own look-up passes its TableName object itself; another thread's (an export, a
-                # restore) passes its own string and goes the long way, never refused nor charged.
-                plan = table.plan
+                # consumes (Capacity.admit does the same the long way, and everything else).  The request's
+                # own look-up passes its TableName object itself; another thread's (an export, a restore)
+                # passes its own string and goes the long way, never refused nor charged.  Once charged,
+                # the request is its plan's marker (a second look-up goes to ``admit``, which charges
+                # nothing).  Few steps: what enforcement costs a GetItem is mostly the interpreter's
+                # dispatch of each bytecode here and in the dispatcher's job (bench/overhead_ab.py).
                 current = capacity.current
-                if plan is not None and plan.direct is capacity and current is not None \
-                        and current is not capacity.charged:
-                    operation, data = current[0], current[2]
-                    if operation == "GetItem" and data["TableName"] is name:  # (not another thread's look-up)
+                plan = table.plan
+                if current is not None and plan is not None and plan.direct is capacity:
+                    operation, _, data, _ = current
+                    if operation == "GetItem":
                         allowance = plan.read
-                        if allowance.balance > 0:
+                        # (0.0: a float, the comparison the interpreter specializes)
+                        if data["TableName"] is name and allowance.balance > 0.0:
                             allowance.balance -= 1.0 if "ConsistentRead" in data and data["ConsistentRead"] else 0.5
-                            capacity.charged, capacity.charged_plan = current, plan
+                            capacity.current = plan.marker
                             return table
                     elif operation == "PutItem" and data["TableName"] is name:
                         for allowance in plan.writes:  # the table's, then each GSI's
-                            if allowance.balance <= 0:
+                            if allowance.balance <= 0.0:
                                 break
                         else:
                             plan.write.balance -= 1.0
-                            capacity.charged, capacity.charged_plan = current, plan
+                            capacity.current = plan.marker
                             return table
                 capacity.admit(table)
         return table

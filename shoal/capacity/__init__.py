@@ -117,6 +117,11 @@ _SLOT = struct.Struct("<16sddddd")  # key digest, tokens, updated (monotonic s),
 _STRIDE = _SLOT.size + STATE.size  # each slot then an on-demand bucket's peak state (on_demand.STATE)
 _MAGIC = b"shoal-capacity-3"
 READ, WRITE = "read", "write"
+#: ``Capacity.current``'s first member once the request was charged at admission: the request is
+#: then ``(CHARGED, None, None, plan)`` (``Plan.marker``), which no look-up charges again.
+CHARGED = "(charged at admission)"
+#: A request charged at admission whose units stand whatever happens next (a failed condition).
+_KEPT = (CHARGED, None, None, None)
 ENV = "SHOAL_CAPACITY"
 
 TABLE_MESSAGE = ("The level of configured provisioned throughput for the table was exceeded. "
@@ -422,7 +427,7 @@ class Plan:
     ``Table`` object, hence a new plan; the allowances carry over by key."""
 
     __slots__ = ("table", "name", "policy", "read", "write", "index_reads", "writes", "charged_reads",
-                 "charged_writes", "owner", "direct")
+                 "charged_writes", "owner", "direct", "marker")
 
     def __init__(self, table, policy: Policy | None, allowance: Callable[[Limit], Allowance],
                  owner: "Capacity | None" = None, direct: bool = False) -> None:
@@ -440,6 +445,8 @@ class Plan:
         self.writes = tuple(a for a in (writes.get(None), *(a for i, a in writes.items() if i is not None))
                             if a is not None)
         self.charged_reads, self.charged_writes = reads, writes
+        #: What ``Capacity.current`` becomes once a request was charged at admission to this plan.
+        self.marker = (CHARGED, None, None, self)
 
 
 _get_ident = threading.get_ident
@@ -490,6 +497,10 @@ class Capacity:
 
             catalog.LIMIT_EVERY_TABLE = True
         #: (operation, writes, request, ctx) of the request being served; None between requests.
+        #: A GetItem or PutItem charged at admission (``admit``, ``Catalog.require``) is then its
+        #: plan's ``marker``, ``(CHARGED, None, None, plan)``: a second look-up charges nothing, and
+        #: ``beyond``, ``condition_failed`` and ``failed`` know what it was charged to.  The
+        #: dispatcher sets None when the request ends: nothing of a request is kept past it.
         self.current: tuple | None = None
         #: The request's meter entries (this worker's one list) once it drew on a limited table,
         #: else None: the dispatcher then calls ``settle``.
@@ -504,10 +515,6 @@ class Capacity:
         self._hot: dict[tuple, list] = {}
         self._allowances: dict[str, Allowance] = {}  # bucket key -> this worker's allowance
         self._owner = _get_ident()
-        #: The request (``current``) last charged at admission (``admit``, ``Catalog.require``), and
-        #: the plan of the table it was charged to.
-        self.charged: tuple | None = None
-        self.charged_plan: Plan | None = None
         #: The allowances of the requests other threads serve (``off_loop``).
         self._off_loop = _off_loop.OffLoop(self)
 
@@ -526,12 +533,12 @@ class Capacity:
         if current is None or _get_ident() != self._owner:
             return
         operation, writes, data, ctx = current
+        if operation is CHARGED:  # its table, required again (or, for a moment, another thread's)
+            return
         plan = table.plan
         if plan is None or plan.owner is not self:
             plan = self._plan(table)
         if plan.direct is self and (operation == "GetItem" or operation == "PutItem"):
-            if self.charged is current:  # its table, required again (or, for a moment, another thread's)
-                return
             if writes:
                 for allowance in plan.writes:
                     if allowance.balance <= 0 and not self._replenish(allowance):
@@ -543,7 +550,7 @@ class Capacity:
                     self._refuse(allowance, table, operation)
                 # No floor to check: it was admitted on a positive balance, and one unit is less than a burst.
                 allowance.balance -= 1.0 if data.get("ConsistentRead") else 0.5
-            self.charged, self.charged_plan = current, plan
+            self.current = plan.marker
             return
         if writes:
             for allowance in plan.writes:
@@ -595,10 +602,10 @@ class Capacity:
         """The plan that charged the request being served at admission, if
         it was charged for ``table`` on this worker's thread; else None."""
         current = self.current
-        if current is None or self.charged is not current or _get_ident() != self._owner:
+        if current is None or current[0] is not CHARGED or _get_ident() != self._owner:
             return None
-        plan = self.charged_plan
-        return plan if plan.table is table else None
+        plan = current[3]
+        return plan if plan is not None and plan.table is table else None
 
     @staticmethod
     def _take_from(allowance: "Allowance | None", units: float) -> None:
@@ -616,7 +623,7 @@ class Capacity:
         if plan is None:
             return
         self._take_from(plan.charged_writes.get(None), units - 1.0)
-        self.charged = None  # kept: ``failed`` refunds only a request still marked charged
+        self.current = _KEPT  # ``failed`` refunds nothing
 
     def failed(self, current: tuple) -> None:
         """The dispatcher's word that request ``current`` failed: if it was
@@ -625,9 +632,10 @@ class Capacity:
         GetItem, nor Shoal for a write refused before its condition was
         evaluated; one whose condition failed kept its charge,
         ``condition_failed``)."""
-        if self.charged is current:
-            self.charged = None
-            plan = self.charged_plan
+        charged = self.current
+        if charged is not None and charged[0] is CHARGED and charged[3] is not None:
+            plan = charged[3]
+            self.current = _KEPT
             if current[1]:
                 plan.write.balance += 1.0
             else:

@@ -172,6 +172,9 @@ class Dispatcher:
             # Over PostgreSQL the database's buckets: every node draws on one budget.
             self.capacity = Capacity(shared_buckets(engine, data_dir))
             self.catalog.capacity = self.capacity
+        #: The operations held to DynamoDB's control-plane rate (none without capacity; a long one is
+        #: never rated: it runs off the loop).
+        self._rated = CONTROL_PLANE_OPERATIONS - LONG_OPERATIONS if self.capacity is not None else frozenset()
         self.operations = operations()
         from shoal.replication import replica_scaling  # DynamoDB's view of the auto scaling records
 
@@ -437,8 +440,7 @@ class Dispatcher:
         # (shoal.capacity), and it draws on no item throughput (all control plane);
         # nor must any other job run off the loop (it is charged there).
         capacity = self.capacity if not (long_running or off_loop) else None
-        control_plane = (self.capacity is not None and not long_running
-                         and operation in CONTROL_PLANE_OPERATIONS)
+        control_plane = operation in self._rated  # (no step more than without capacity)
 
         def job() -> bytes:
             nonlocal meter
@@ -461,6 +463,8 @@ class Dispatcher:
                 raise
             finally:
                 if capacity is not None:
+                    # (nothing of the request is kept past it: a request kept until the next one, its
+                    # body and context, cost a GetItem as much CPU as its charging did)
                     capacity.current = None
                     if capacity.metered is not None:  # it drew on limited throughput: charge it
                         capacity.settle(ctx)
