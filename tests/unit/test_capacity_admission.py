@@ -335,3 +335,64 @@ def test_a_batch_get_is_served_key_by_key_and_another_table_in_full(dispatcher):
     assert charged(dispatcher, f"{table}//read") == 300
     assert fails(dispatcher, "BatchGetItem", {"RequestItems": {"reads": {"Keys": keys[6:]}}}) == \
         "ProvisionedThroughputExceededException"
+
+
+def test_gets_and_puts_near_the_limit_are_held_to_the_rate_within_a_tenth(engine):
+    """A GetItem or PutItem far from its limit is charged inline (``Catalog.require``)
+    with a comparison and a subtraction; near the limit that same path must hold
+    the table to its rate.  With the buckets' clock settable: the burst spent, ten
+    seconds in steps of 50 ms admit 10 read units a second (200 eventually
+    consistent GetItems) and 4 write units (40 PutItems), to within 10%."""
+    dispatcher = Dispatcher(engine, metrics=False, capacity=True, group_commit=False)
+    now = [1000.0]
+    dispatcher.capacity.shared.clock = lambda: now[0]
+    try:
+        provisioned(dispatcher, "paced", rcu=10, wcu=4)
+        call(dispatcher, "PutItem", {"TableName": "paced", "Item": {"pk": {"S": "a"}}})
+        get = ("GetItem", {"TableName": "paced", "Key": {"pk": {"S": "a"}}})
+        put = ("PutItem", {"TableName": "paced", "Item": {"pk": {"S": "a"}}})
+
+        def admitted(operation: str, body: dict, most: int = 50) -> int:
+            """Requests served until the first throttle (at most ``most``)."""
+            served = 0
+            while served < most:
+                answer = dispatcher(Request("POST", "/", {**HEADERS, "x-amz-target": "DynamoDB_20120810." + operation},
+                                            orjson.dumps(body), ("127.0.0.1", 1), False))
+                if answer.status != 200:
+                    assert b"ProvisionedThroughputExceededException" in answer.body
+                    return served
+                served += 1
+            return served
+
+        assert (admitted(*get, 7000), admitted(*put, 2000)) == (10 * 300 * 2, 4 * 300 - 1)  # the banked burst (one put before)
+        gets = puts = 0
+        for _ in range(200):
+            now[0] += 0.05
+            gets += admitted(*get)
+            puts += admitted(*put)
+        assert 180 <= gets <= 220 and 36 <= puts <= 44, (gets, puts)
+    finally:
+        dispatcher.capacity.shared.close()
+
+
+def test_a_request_charged_at_admission_is_not_kept_past_it(dispatcher):
+    """Charging a GetItem at admission leaves only its plan's marker as the
+    current request (its body and context are not kept), and the dispatcher
+    clears even that when the request ends."""
+    provisioned(dispatcher, "light")
+    call(dispatcher, "GetItem", {"TableName": "light", "Key": {"pk": {"S": "a"}}})  # the plan made
+    assert dispatcher.capacity.current is None
+    capacity, catalog = dispatcher.capacity, dispatcher.catalog
+
+    class Served:
+        meter = None
+
+    request, served = {"TableName": "".join(["lig", "ht"]), "Key": {"pk": {"S": "a"}}}, Served()
+    capacity.current = ("GetItem", False, request, served)
+    try:
+        with dispatcher.engine.read() as txn:
+            catalog.require(txn, "us-east-1", request["TableName"])
+        assert capacity.current is not None
+        assert not any(part is request or part is served for part in capacity.current)
+    finally:
+        capacity.current = None
