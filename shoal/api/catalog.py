@@ -131,6 +131,16 @@ class VectorSpec:
     filters: tuple  # (name, type) of each INLINE_FILTER attribute
 
 
+class _NoPlan:
+    """``Table.plan`` until the capacity hook makes one: nothing is charged inline."""
+
+    __slots__ = ()
+    owner = direct = None
+
+
+NO_PLAN = _NoPlan()
+
+
 @dataclass(slots=True)
 class Table:
     """A table as the data plane needs it, parsed once from its catalog entry."""
@@ -164,8 +174,8 @@ class Table:
     # then does a request's ``Catalog.require`` call the capacity hook.
     limited: bool = False
     # The capacity hook's plan of this version of the table (``shoal.capacity.Plan``),
-    # made when a request first requires it; None until then.
-    plan: object = None
+    # made when a request first requires it; NO_PLAN until then (whose ``direct`` is None).
+    plan: object = NO_PLAN
     # The TableStatus that refuses item requests (CREATING: a restore or an
     # import is filling it; INACCESSIBLE_ENCRYPTION_CREDENTIALS: its KMS key
     # cannot be used; ARCHIVING, ARCHIVED: its data is gone, in a backup,
@@ -433,7 +443,7 @@ class Catalog:
                 # dispatch of each bytecode here and in the dispatcher's job (bench/overhead_ab.py).
                 current = capacity.current
                 plan = table.plan
-                if current is not None and plan is not None and plan.direct is capacity:
+                if current is not None and plan.direct is capacity:
                     operation, _, data, _ = current
                     if operation == "GetItem":
                         allowance = plan.read
@@ -443,13 +453,20 @@ class Catalog:
                             capacity.current = plan.marker
                             return table
                     elif operation == "PutItem" and data["TableName"] is name:
-                        for allowance in plan.writes:  # the table's, then each GSI's
-                            if allowance.balance <= 0.0:
-                                break
+                        allowance = plan.write_alone  # a table without GSI limits: its writes alone
+                        if allowance is not None:
+                            if allowance.balance > 0.0:
+                                allowance.balance -= 1.0
+                                capacity.current = plan.marker
+                                return table
                         else:
-                            plan.write.balance -= 1.0
-                            capacity.current = plan.marker
-                            return table
+                            for allowance in plan.writes:  # the table's, then each GSI's
+                                if allowance.balance <= 0.0:
+                                    break
+                            else:
+                                plan.write.balance -= 1.0
+                                capacity.current = plan.marker
+                                return table
                 capacity.admit(table)
         return table
 

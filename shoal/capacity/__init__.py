@@ -427,7 +427,7 @@ class Plan:
     ``Table`` object, hence a new plan; the allowances carry over by key."""
 
     __slots__ = ("table", "name", "policy", "read", "write", "index_reads", "writes", "charged_reads",
-                 "charged_writes", "owner", "direct", "marker")
+                 "charged_writes", "owner", "direct", "marker", "write_alone")
 
     def __init__(self, table, policy: Policy | None, allowance: Callable[[Limit], Allowance],
                  owner: "Capacity | None" = None, direct: bool = False) -> None:
@@ -444,6 +444,8 @@ class Plan:
         self.index_reads = {index: a for index, a in reads.items() if index is not None}
         self.writes = tuple(a for a in (writes.get(None), *(a for i, a in writes.items() if i is not None))
                             if a is not None)
+        #: The table's write allowance when it is the only one a write checks (no GSI has limits), else None.
+        self.write_alone = self.writes[0] if len(self.writes) == 1 and None in writes else None
         self.charged_reads, self.charged_writes = reads, writes
         #: What ``Capacity.current`` becomes once a request was charged at admission to this plan.
         self.marker = (CHARGED, None, None, self)
@@ -625,8 +627,9 @@ class Capacity:
         self._take_from(plan.charged_writes.get(None), units - 1.0)
         self.current = _KEPT  # ``failed`` refunds nothing
 
-    def failed(self, current: tuple) -> None:
-        """The dispatcher's word that request ``current`` failed: if it was
+    def failed(self, writes: bool, data: dict) -> None:
+        """The dispatcher's word that the request being served (whether it
+        ``writes``, its body ``data``) failed: if it was
         charged at admission, those units are given back (its operation
         meters nothing either: DynamoDB charges no read for a refused
         GetItem, nor Shoal for a write refused before its condition was
@@ -636,10 +639,10 @@ class Capacity:
         if charged is not None and charged[0] is CHARGED and charged[3] is not None:
             plan = charged[3]
             self.current = _KEPT
-            if current[1]:
+            if writes:
                 plan.write.balance += 1.0
             else:
-                plan.read.balance += 1.0 if current[2].get("ConsistentRead") else 0.5
+                plan.read.balance += 1.0 if data.get("ConsistentRead") else 0.5
 
     def _admit_keys(self, table, operation: str, data: dict, writes: bool, plan: Plan) -> None:
         """Per-partition limits: refuse the request if a hot key it draws on is

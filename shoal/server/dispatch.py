@@ -446,20 +446,20 @@ class Dispatcher:
             nonlocal meter
             ctx.meter, meter = meter, None  # metered by its first run only, not again alone after its group failed
             if capacity is not None:  # the request Catalog.require admits to limited tables (shoal.capacity)
-                capacity.current = current = (operation, writes, data, ctx)
+                capacity.current = (operation, writes, data, ctx)
             try:
                 if control_plane:  # DynamoDB's control-plane rate (shoal.capacity.control_plane)
                     self.capacity.control_plane(operation, ctx.account, region)
                 result = handler(ctx, data)
             except ShoalError:
                 if capacity is not None:  # what admission charged it is given back
-                    capacity.failed(current)
+                    capacity.failed(writes, data)
                 if deferred:  # the model's errors anywhere in the request come first
                     validator.validate(operation, data)
                 raise
             except BaseException:
                 if capacity is not None:
-                    capacity.failed(current)
+                    capacity.failed(writes, data)
                 raise
             finally:
                 if capacity is not None:
