@@ -483,6 +483,20 @@ class PostgresEngine(Engine):
             conn.execute(f"SET idle_in_transaction_session_timeout = {_IDLE_IN_TRANSACTION_MS}")
             if not sync:
                 conn.execute("SET synchronous_commit = off")
+            # Every statement here reads keys or key ranges, which an index
+            # scan reads in order and stops at the LIMIT.  A bitmap scan reads
+            # every row in the range, then sorts: PostgreSQL chose it for a
+            # Query of a partition that had grown far past what the table's
+            # statistics said (it expected 4 rows), and "a busy user's latest
+            # 20 events" then read all of them (bench/pg_nodes.py, seen with
+            # auto_explain: 1,551 rows, 974 buffers, 3 ms;
+            # PostgreSQL's CPU per Query-20 185 -> 2,600-5,100 µs after 20-40 s
+            # of PutItems, 235-245 µs with this).  A database without the
+            # setting (CockroachDB, which has no bitmap scans) refuses it: no harm.
+            try:
+                conn.execute("SET enable_bitmapscan = off")
+            except psycopg.Error:
+                pass
 
         self._options = options
         self._configure = configure
