@@ -148,7 +148,8 @@ class CpuCap:
 class Node:
     """``shoal serve --storage DSN --workers 1``, started inside its cgroup."""
 
-    def __init__(self, index: int, workdir: str, dsn: str, cap: CpuCap, tree: str | None = None) -> None:
+    def __init__(self, index: int, workdir: str, dsn: str, cap: CpuCap, tree: str | None = None,
+                 serve_args: tuple[str, ...] = ()) -> None:
         self.index = index
         self.cap = cap
         self.port = free_port()
@@ -157,7 +158,7 @@ class Node:
         os.makedirs(data_dir)
         self.log = os.path.join(workdir, f"node{index}.log")
         serve = [*(shoal_command() if tree is None else [sys.executable, "-m", "shoal"]), "serve", "--port", str(self.port), "--data-dir", data_dir, "--workers", "1",
-                 "--storage", dsn]
+                 "--storage", dsn, *serve_args]
         # the wrapper moves itself (its own pid, $$) into the cgroup, then becomes the node
         command = ["sh", "-c", 'echo $$ > "$0/cgroup.procs" && exec "$@"', cap.path, *serve]
         with open(self.log, "wb") as log:
@@ -435,6 +436,8 @@ def main(argv=None) -> int:
                         help="skip the run of one node without its cap")
     parser.add_argument("--sample-waits", action="store_true", help="sample pg_stat_activity every 20 ms "
                         "during each run: the nodes' sessions running, waiting for a lock, idle in a transaction")
+    parser.add_argument("--serve-args", default="", metavar="ARGS", help="more options of every node's "
+                        "shoal serve (one string, split at spaces), e.g. --serve-args=--no-metrics")
     parser.add_argument("--tree", metavar="DIR", help="run the nodes from this source tree (PYTHONPATH), "
                         "e.g. a commit's: git archive REV | tar -x -C DIR")
     parser.add_argument("--json", metavar="FILE", help="also write every run's figures here")
@@ -468,7 +471,7 @@ def main(argv=None) -> int:
         dsn = args.dsn = cluster.create_database("nodes")
         for index in range(1, max(counts) + 1):
             caps.append(CpuCap(f"shoal-pg-nodes-{os.getpid()}-{index}", period_us))
-            nodes.append(Node(index, workdir, dsn, caps[-1], args.tree))
+            nodes.append(Node(index, workdir, dsn, caps[-1], args.tree, tuple(args.serve_args.split())))
             nodes[-1].wait()  # one at a time: each creates what is missing in the store at its start
         dataset = DataSet.build(args.items)
         dataset.write_counts(counts_path)
