@@ -64,8 +64,14 @@ stops a node for the rest of a period once it has used its share, which is
 why the period is short, 10 ms by default, not the kernel's 100 ms), the
 nodes share one kernel, one memory bus and the loopback device with
 PostgreSQL and wrk, and PostgreSQL itself is unbounded but on the same two
-cores.  What it shows is whether the nodes get in each other's way through
-the database (locks, shared rows, background work), not what nodes with whole
+cores.  A capped node also spends more CPU per request than the same node
+uncapped (2026-12-08: GetItem 105-113 against 87 µs, PutItem about 540
+against 340): its background rounds cost a fixed 4-12 ms a second (20-45 ms
+for some seconds after sustained writes), spread over fewer requests, and a
+node stopped by its cap while it holds the change log's head (taken by the
+statement before COMMIT) makes the others' writes wait (``--sample-waits``).
+What it shows is whether the nodes get in each other's way through the
+database (locks, shared rows, background work), not what nodes with whole
 cores would serve; a real multi-machine run needs the cores.  The cgroups are
 removed at the end (after their processes have exited), also after an error
 or a SIGTERM.
