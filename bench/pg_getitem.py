@@ -50,7 +50,7 @@ REPO_DIR = os.path.dirname(BENCH_DIR)
 sys.path.insert(0, BENCH_DIR)
 sys.path.insert(0, REPO_DIR)
 
-from systems import CLOCK_TICKS, free_port, process_tree  # noqa: E402
+from systems import terminate, CLOCK_TICKS, free_port, process_tree  # noqa: E402
 
 TABLE = "bench_getitem"
 
@@ -232,13 +232,7 @@ class Node:
             self.proc.send_signal(number)
 
     def stop(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(20)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(5)
+        terminate(self.proc)
 
 
 def _wrk(url: str, connections: int, seconds: float, script: str, items: int, seed: int,

@@ -98,7 +98,7 @@ sys.path.insert(0, REPO_DIR)
 from client import Endpoint, wait_until_answering  # noqa: E402
 from loadgen import machine_busy_seconds, run_wrk_nodes, workload_args  # noqa: E402
 from preload import create_tables, preload  # noqa: E402
-from systems import cpu_seconds, free_port, rss_bytes, shoal_command  # noqa: E402
+from systems import terminate, cpu_seconds, free_port, rss_bytes, shoal_command  # noqa: E402
 from workload import DataSet  # noqa: E402
 
 CGROUP_CPU = "/sys/fs/cgroup/cpu"
@@ -191,13 +191,7 @@ class Node:
         return cpu_seconds(self.proc.pid)
 
     def stop(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(20)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(5)
+        terminate(self.proc)
 
 
 def _postmaster(cluster) -> int:

@@ -504,3 +504,14 @@ def make_systems(names: list[str], shoal_workers: int = 1) -> list[System]:
 
 ALL_SYSTEMS = ["shoal", "dynamodb-local", "dynalite", "moto", "ceiling"]  # the default full run
 SECURITY_SYSTEMS = ["shoal", "shoal-sigv4", "shoal-sigv4-user", "shoal-tls"]  # run.py --security: auth and TLS against plain
+
+
+def terminate(proc) -> None:
+    """Stop a server process: SIGTERM, then SIGKILL after 20 s."""
+    if proc.poll() is None:
+        proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(20)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(5)
