@@ -113,6 +113,17 @@ def _process_gone(owner: bytes) -> bool:
     return state in ([b"Z"], [b"X"])
 
 
+def run_jobs(jobs) -> bool:
+    """One round of each of ``jobs``, a failure logged and the rest run; True if any has more to do."""
+    busy = False
+    for job in jobs:
+        try:
+            busy = bool(job()) or busy
+        except Exception:
+            log.error("background job %s failed:\n%s", getattr(job, "__name__", job), traceback.format_exc())
+    return busy
+
+
 class SharedWork:
     """The jobs one worker of all those sharing a store runs: those of the
     lease's holder (see the module's docstring).  A holder reads the lease at
@@ -143,15 +154,7 @@ class SharedWork:
         return False
 
     def __call__(self) -> bool:
-        if not self.held():
-            return False
-        busy = False
-        for job in self.jobs:
-            try:
-                busy = bool(job()) or busy
-            except Exception:
-                log.error("background job %s failed:\n%s", getattr(job, "__name__", job), traceback.format_exc())
-        return busy
+        return self.held() and run_jobs(self.jobs)
 
     def release(self) -> None:
         """Give the lease up (a stopping worker), so that another takes over at once."""
@@ -218,13 +221,7 @@ class BackgroundJobs:
 
     def run_once(self, jobs=None) -> bool:
         """One round of every job (or of ``jobs``); True if any has more to do."""
-        busy = False
-        for job in self.jobs if jobs is None else jobs:
-            try:
-                busy = bool(job()) or busy
-            except Exception:
-                log.error("background job %s failed:\n%s", getattr(job, "__name__", job), traceback.format_exc())
-        return busy
+        return run_jobs(self.jobs if jobs is None else jobs)
 
     async def _run(self) -> None:
         while True:
