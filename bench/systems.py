@@ -209,15 +209,8 @@ class System:
 
     def stop(self) -> None:
         """SIGTERM the server (by its pid), then SIGKILL if it lingers."""
-        proc = self.proc
-        if proc is None or proc.poll() is not None:
-            return
-        proc.send_signal(signal.SIGTERM)
-        try:
-            proc.wait(15)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(5)
+        if self.proc is not None:
+            terminate(self.proc, 15)
 
 
 def shoal_command() -> list[str]:
@@ -506,12 +499,12 @@ ALL_SYSTEMS = ["shoal", "dynamodb-local", "dynalite", "moto", "ceiling"]  # the 
 SECURITY_SYSTEMS = ["shoal", "shoal-sigv4", "shoal-sigv4-user", "shoal-tls"]  # run.py --security: auth and TLS against plain
 
 
-def terminate(proc) -> None:
-    """Stop a server process: SIGTERM, then SIGKILL after 20 s."""
+def terminate(proc, wait_s: float = 20) -> None:
+    """Stop a server process: SIGTERM, then SIGKILL after ``wait_s`` seconds."""
     if proc.poll() is None:
         proc.send_signal(signal.SIGTERM)
         try:
-            proc.wait(20)
+            proc.wait(wait_s)
         except subprocess.TimeoutExpired:
             proc.kill()
             proc.wait(5)
